@@ -1,0 +1,247 @@
+"""One gate run, start to finish: lock, target, decision, switch or return, history.
+
+Used by the pytest plugin (on the xdist controller only) and by the ``bluegreen`` command, so
+both take the same path. The decision itself is :func:`gate.decide`; the traffic moves in
+:mod:`switch`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import state, switch
+from .gate import EXIT_REFUSED, EXIT_SWITCH_REVERTED, Decision, Verdict, decide
+from .haproxy import RuntimeApi, RuntimeApiError
+from .outcomes import Outcomes
+from .settings import Settings, SettingsError
+
+__all__ = ["GateHooks", "GateReport", "GateRun", "refused"]
+
+EXIT_OK, EXIT_TESTS_FAILED, EXIT_NO_TESTS = 0, 1, 5
+
+
+def _no_veto(plan: switch.SwitchPlan, decision: Decision) -> str | None:
+    return None
+
+
+def _ignore_result(result: switch.SwitchResult) -> None:
+    return None
+
+
+def _ignore_rollback(from_color: str | None, to_color: str, reason: str) -> None:
+    return None
+
+
+@dataclass
+class GateHooks:
+    before_switch: Callable[[switch.SwitchPlan, Decision], str | None] = _no_veto
+    after_switch: Callable[[switch.SwitchResult], None] = _ignore_result
+    after_rollback: Callable[[str | None, str, str], None] = _ignore_rollback
+
+
+@dataclass
+class GateReport:
+    """What the gate did, for the terminal summary, the exit status and later reports."""
+
+    decision: Decision | None
+    exit_code: int
+    lines: list[str] = field(default_factory=list)
+    result: switch.SwitchResult | None = None
+    traffic_on: str | None = None
+
+
+class GateRun:
+    def __init__(
+        self,
+        settings: Settings,
+        hooks: GateHooks | None = None,
+        api: RuntimeApi | None = None,
+    ) -> None:
+        self.settings = settings
+        self.hooks = hooks or GateHooks()
+        self.api = api or RuntimeApi(settings.runtime_api, settings.runtime_api_timeout)
+        self.lock = state.GateLock(settings.lock_file)
+        self.target: str | None = settings.target
+        self.outcomes = Outcomes()
+        self.report: GateReport | None = None
+
+    # -- start -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Take the lock (unless a dry run) and settle the target.
+
+        Raises state.LockHeld, RuntimeApiError (unreachable, not admin, unknown server), or
+        SettingsError (a --rollback target that cannot be worked out or contradicts --env).
+        """
+        if not self.settings.dry_run:
+            self.lock.acquire()
+        try:
+            # fail fast, before any check runs: HAProxy answers, at admin level, and knows
+            # every server the settings name
+            if not self.settings.dry_run:
+                self.api.require_admin()
+            self.api.server_states(switch.all_servers(self.settings))
+            if self.settings.rollback:
+                self.target = self._rollback_target()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _rollback_target(self) -> str:
+        live = switch.live_color(self.api, self.settings)
+        if live is None:
+            raise SettingsError(
+                "bluegreen: --rollback: HAProxy shows no single live color to roll back from"
+            )
+        previous = self.settings.other(live)
+        if self.settings.target is not None and self.settings.target != previous:
+            raise SettingsError(
+                f"bluegreen: --rollback returns traffic to {previous} ({live} is live), "
+                f"but --env {self.settings.target} was given"
+            )
+        return previous
+
+    def close(self) -> None:
+        self.lock.release()
+
+    # -- finish ------------------------------------------------------------------------------
+    def finish(self, exitstatus: int) -> GateReport:
+        assert self.target is not None, "finish() needs a target color"
+        if exitstatus not in (EXIT_OK, EXIT_TESTS_FAILED, EXIT_NO_TESTS):
+            self.report = GateReport(
+                None, exitstatus, [f"session ended with status {exitstatus}: nothing changed"]
+            )
+        else:
+            # "no tests collected" is a session with no check for the target: inconclusive
+            status = EXIT_OK if exitstatus == EXIT_NO_TESTS else exitstatus
+            self.report = self._finish(self.target, status)
+        return self.report
+
+    def _finish(self, target: str, exitstatus: int) -> GateReport:
+        settings = self.settings
+        try:
+            live = switch.live_color(self.api, settings)
+            down = switch.down_servers(self.api, settings, target)
+        except RuntimeApiError as exc:
+            if exitstatus != 0:
+                return GateReport(
+                    None,
+                    exitstatus,
+                    [f"checks failed; HAProxy unreachable, nothing changed: {exc}"],
+                )
+            decision = Decision(Verdict.REFUSED, f"cannot read HAProxy: {exc}", target, None)
+            return self._recorded(GateReport(decision, EXIT_REFUSED, [decision.reason]))
+
+        decision = decide(
+            target=target,
+            live=live,
+            exitstatus=exitstatus,
+            outcomes=self.outcomes.as_dict(),
+            target_down=down,
+        )
+        if decision.verdict is Verdict.FAILED:
+            return self._after_failure(decision, exitstatus)
+        if decision.verdict is not Verdict.SWITCH:
+            return self._recorded(
+                GateReport(decision, decision.exit_code, [decision.reason], traffic_on=live)
+            )
+        return self._switch(decision, rollback=self.settings.rollback)
+
+    def _after_failure(self, decision: Decision, exitstatus: int) -> GateReport:
+        """Checks failed: keep traffic where it is, or return it when the failing target is live."""
+        target, live = decision.target, decision.live
+        code = exitstatus
+        if live != target or self.settings.rollback:
+            where = live or "no color"
+            return self._recorded(
+                GateReport(
+                    decision, code, [decision.reason, f"traffic stays on {where}"], None, live
+                )
+            )
+        previous = self.settings.other(target)
+        try:
+            down = switch.down_servers(self.api, self.settings, previous)
+        except RuntimeApiError as exc:
+            down = {"Runtime API": str(exc)}
+        if down:
+            lines = [
+                decision.reason,
+                f"{target} is live and failing, but {previous} is not UP to take traffic back "
+                f"({', '.join(f'{k} {v}' for k, v in down.items())}): traffic stays on {target}",
+            ]
+            return self._recorded(GateReport(decision, code, lines, None, live))
+        back = Decision(Verdict.SWITCH, f"return traffic: {decision.reason}", previous, live)
+        report = self._switch(back, rollback=True)
+        report.exit_code = code if report.exit_code == 0 else report.exit_code
+        report.decision = decision
+        report.lines.insert(0, decision.reason)
+        return report
+
+    def _switch(self, decision: Decision, *, rollback: bool) -> GateReport:
+        settings, target = self.settings, decision.target
+        verb = "roll back" if rollback else "switch"
+        try:
+            plan = switch.plan(self.api, settings, target)
+        except RuntimeApiError as exc:
+            refused = Decision(Verdict.REFUSED, f"cannot {verb}: {exc}", target, decision.live)
+            return self._recorded(GateReport(refused, EXIT_REFUSED, [refused.reason]))
+        if settings.dry_run:
+            lines = [
+                f"dry run: would {verb} because {decision.reason}",
+                *plan.describe(),
+                "dry run: nothing changed",
+            ]
+            return GateReport(decision, decision.exit_code, lines, None, decision.live)
+        veto = self.hooks.before_switch(plan, decision)
+        if veto:
+            vetoed = decision.vetoed(veto)
+            return self._recorded(
+                GateReport(vetoed, EXIT_REFUSED, [vetoed.reason], None, plan.source)
+            )
+        try:
+            result = switch.apply(self.api, plan, settings)
+        except switch.SwitchError as exc:
+            failed = Decision(Verdict.REFUSED, str(exc), target, plan.source)
+            report = GateReport(failed, EXIT_SWITCH_REVERTED, [str(exc)], None, plan.source)
+            return self._recorded(report, outcome="reverted" if exc.reverted else "revert-failed")
+        lines = [
+            f"{'rolled back' if rollback else 'switched'} {plan.source or '(none)'} -> {target}: "
+            f"{decision.reason}",
+            f"verified through {settings.routed_api_url}{settings.verify_path}: first answer from "
+            f"{target} {result.latency_ms:.1f} ms after the switch began"
+            + (f", version {result.version}" if result.version else ""),
+            *result.notes,
+        ]
+        report = GateReport(decision, 0, lines, result, target)
+        self._recorded(report, outcome="rolled-back" if rollback else "switched")
+        if rollback:
+            self.hooks.after_rollback(plan.source, target, decision.reason)
+        else:
+            self.hooks.after_switch(result)
+        return report
+
+    def _recorded(self, report: GateReport, outcome: str | None = None) -> GateReport:
+        decision = report.decision
+        if decision is None or self.settings.dry_run:
+            return report
+        tag = self.settings.deployment_tag or (report.result.version if report.result else None)
+        entry = state.HistoryEntry.now(
+            from_color=decision.live,
+            to_color=decision.target,
+            tag=tag,
+            outcome=outcome or decision.verdict.value,
+            reason=decision.reason,
+        )
+        try:
+            state.append(self.settings.state_file, entry)
+        except (OSError, state.StateFileError) as exc:
+            report.lines.append(
+                f"warning: history not written to {self.settings.state_file}: {exc}"
+            )
+        return report
+
+
+def refused(reason: str, target: str | None) -> GateReport:
+    """A gate that could not start (lock held, Runtime API down at start)."""
+    decision = Decision(Verdict.REFUSED, reason, target or "?", None)
+    return GateReport(decision, EXIT_REFUSED, [reason])

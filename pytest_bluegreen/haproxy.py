@@ -1,0 +1,404 @@
+"""A small client for the HAProxy Runtime API (the "stats socket").
+
+The protocol is one line per command over a unix or TCP socket; HAProxy answers
+and closes the connection (non-interactive mode). See HAProxy's
+``doc/management.txt``, section "Unix Socket commands".
+
+Any non-empty answer to a ``set`` command is an error: HAProxy answers an empty
+line on success and plain text (``No such server.``, ``Permission denied``) on
+failure, with no status code.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+import os
+import re
+import socket
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "AdminState",
+    "RuntimeApi",
+    "RuntimeApiAddress",
+    "RuntimeApiError",
+    "RuntimeApiPermissionError",
+    "RuntimeApiUnreachable",
+    "ServerRef",
+    "ServerState",
+    "StatRow",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+
+# srv_admin_state bits (src/server.h, enum srv_admin)
+_ADMF_MAINT = 0x01 | 0x02 | 0x04 | 0x20  # forced, inherited, config, resolution
+_ADMF_DRAIN = 0x08 | 0x10  # forced, inherited
+
+
+class RuntimeApiError(Exception):
+    """HAProxy refused or failed a Runtime API command.
+
+    ``command`` is what was sent, ``answer`` what HAProxy said (may be empty).
+    """
+
+    def __init__(self, command: str, answer: str, message: str | None = None) -> None:
+        self.command = command
+        self.answer = answer.strip()
+        text = message or f"HAProxy Runtime API refused {command!r}: {self.answer or '(no answer)'}"
+        super().__init__(text)
+
+
+class RuntimeApiUnreachable(RuntimeApiError):
+    """The Runtime API socket could not be reached (refused, missing, timed out)."""
+
+
+class RuntimeApiPermissionError(RuntimeApiError):
+    """The socket answers but below the ``admin`` level needed to change servers."""
+
+
+class AdminState(enum.StrEnum):
+    """Values accepted by ``set server B/S state``."""
+
+    READY = "ready"
+    DRAIN = "drain"
+    MAINT = "maint"
+
+
+@dataclass(frozen=True, order=True)
+class ServerRef:
+    """A server inside a backend, written ``backend/server``."""
+
+    backend: str
+    server: str
+
+    @classmethod
+    def parse(cls, text: str) -> ServerRef:
+        backend, sep, server = text.strip().partition("/")
+        if not sep or not _NAME.match(backend) or not _NAME.match(server):
+            raise ValueError(f"not a HAProxy server reference 'backend/server': {text!r}")
+        return cls(backend, server)
+
+    def __str__(self) -> str:
+        return f"{self.backend}/{self.server}"
+
+
+@dataclass(frozen=True)
+class RuntimeApiAddress:
+    """Where the Runtime API listens: a unix socket path or a TCP ``host:port``."""
+
+    path: str | None = None
+    host: str | None = None
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> RuntimeApiAddress:
+        value = text.strip()
+        if not value:
+            raise ValueError("the Runtime API address is empty")
+        if value.startswith("unix:"):
+            value = value[len("unix:") :]
+            if not value:
+                raise ValueError("unix: needs a socket path")
+            return cls(path=value)
+        if value.startswith(("/", "./", "../")):
+            return cls(path=value)
+        for prefix in ("tcp:", "ipv4@"):
+            if value.startswith(prefix):
+                value = value[len(prefix) :]
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"Runtime API address {text!r} is neither a socket path nor host:port")
+        return cls(host=host.strip("[]"), port=int(port_text))
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """One line of ``show servers state``."""
+
+    backend: str
+    server: str
+    address: str
+    op_state: int  # 0 stopped, 1 starting, 2 running, 3 stopping
+    admin_state: int  # bit field, see _ADMF_*
+    uweight: int  # current (user) weight
+    iweight: int  # configured weight
+    check_status: int
+    check_result: int
+
+    @property
+    def ref(self) -> ServerRef:
+        return ServerRef(self.backend, self.server)
+
+    @property
+    def admin(self) -> AdminState:
+        if self.admin_state & _ADMF_MAINT:
+            return AdminState.MAINT
+        if self.admin_state & _ADMF_DRAIN:
+            return AdminState.DRAIN
+        return AdminState.READY
+
+    @property
+    def takes_traffic(self) -> bool:
+        """Ready, weight above zero: new requests are balanced onto it."""
+        return self.admin is AdminState.READY and self.uweight > 0
+
+
+@dataclass(frozen=True)
+class StatRow:
+    """The columns of ``show stat`` the gate needs, plus the raw row."""
+
+    backend: str
+    server: str
+    status: str  # UP, DOWN, MAINT, DRAIN, NOLB, "UP 1/2", no check ...
+    weight: int
+    scur: int
+    stot: int
+    hrsp_2xx: int
+    hrsp_5xx: int
+    check_status: str
+    raw: dict[str, str]
+
+    @property
+    def ref(self) -> ServerRef:
+        return ServerRef(self.backend, self.server)
+
+    @property
+    def is_up(self) -> bool:
+        """Health checks pass (``UP``, ``DRAIN``, ``NOLB``), whatever the weight."""
+        word = self.status.split(" ")[0]
+        return word in {"UP", "DRAIN", "NOLB"} or self.status == "no check"
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+def parse_show_stat(text: str) -> list[StatRow]:
+    """Parse ``show stat`` CSV; proxies' FRONTEND/BACKEND rows are kept too."""
+    body = text.lstrip()
+    if body.startswith("# "):
+        body = body[2:]
+    rows: list[StatRow] = []
+    for raw in csv.DictReader(io.StringIO(body)):
+        if not raw.get("pxname"):
+            continue
+        row = {k: (v or "") for k, v in raw.items() if k}
+        rows.append(
+            StatRow(
+                backend=row["pxname"],
+                server=row.get("svname", ""),
+                status=row.get("status", ""),
+                weight=_int(row.get("weight")),
+                scur=_int(row.get("scur")),
+                stot=_int(row.get("stot")),
+                hrsp_2xx=_int(row.get("hrsp_2xx")),
+                hrsp_5xx=_int(row.get("hrsp_5xx")),
+                check_status=row.get("check_status", ""),
+                raw=row,
+            )
+        )
+    return rows
+
+
+def parse_servers_state(text: str) -> list[ServerState]:
+    """Parse ``show servers state`` (format version 1)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return []
+    if lines[0].strip() != "1":
+        raise RuntimeApiError(
+            "show servers state", lines[0], f"unsupported servers state format {lines[0]!r}"
+        )
+    header: list[str] = []
+    states: list[ServerState] = []
+    for line in lines[1:]:
+        if line.startswith("#"):
+            header = line.lstrip("# ").split()
+            continue
+        values = dict(zip(header, line.split(), strict=False))
+        states.append(
+            ServerState(
+                backend=values.get("be_name", ""),
+                server=values.get("srv_name", ""),
+                address=values.get("srv_addr", ""),
+                op_state=_int(values.get("srv_op_state")),
+                admin_state=_int(values.get("srv_admin_state")),
+                uweight=_int(values.get("srv_uweight")),
+                iweight=_int(values.get("srv_iweight")),
+                check_status=_int(values.get("srv_check_status")),
+                check_result=_int(values.get("srv_check_result")),
+            )
+        )
+    return states
+
+
+class RuntimeApi:
+    """Runtime API client. Each command is one short connection (non-interactive mode)."""
+
+    def __init__(self, address: str | RuntimeApiAddress, timeout: float = 2.0) -> None:
+        self.address = (
+            address if isinstance(address, RuntimeApiAddress) else RuntimeApiAddress.parse(address)
+        )
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"RuntimeApi({str(self.address)!r}, timeout={self.timeout})"
+
+    # -- transport ---------------------------------------------------------------------------
+    def _connect(self, command: str) -> socket.socket:
+        addr = self.address
+        try:
+            if addr.path is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(self.timeout)
+                try:
+                    sock.connect(addr.path)
+                except BaseException:
+                    sock.close()
+                    raise
+                return sock
+            assert addr.host is not None
+            assert addr.port is not None
+            return socket.create_connection((addr.host, addr.port), timeout=self.timeout)
+        except OSError as exc:
+            raise RuntimeApiUnreachable(
+                command, "", f"HAProxy Runtime API at {addr} is unreachable: {exc}"
+            ) from exc
+
+    def execute(self, command: str) -> str:
+        """Send one command, return HAProxy's whole answer."""
+        if "\n" in command or "\r" in command or ";" in command:
+            raise RuntimeApiError(command, "", f"refusing to send a multi-command line {command!r}")
+        sock = self._connect(command)
+        chunks: list[bytes] = []
+        try:
+            sock.sendall(command.encode() + b"\n")
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        except OSError as exc:
+            raise RuntimeApiUnreachable(
+                command, "", f"HAProxy Runtime API at {self.address} failed on {command!r}: {exc}"
+            ) from exc
+        finally:
+            sock.close()
+        return b"".join(chunks).decode(errors="replace")
+
+    def _set(self, command: str) -> None:
+        answer = self.execute(command)
+        if answer.strip():
+            if "permission denied" in answer.lower():
+                raise RuntimeApiPermissionError(command, answer)
+            raise RuntimeApiError(command, answer)
+
+    # -- reading -----------------------------------------------------------------------------
+    def show_info(self) -> dict[str, str]:
+        answer = self.execute("show info")
+        info: dict[str, str] = {}
+        for line in answer.splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                info[key.strip()] = value.strip()
+        if "Version" not in info:
+            raise RuntimeApiError(
+                "show info", answer, f"unexpected answer to 'show info': {answer!r}"
+            )
+        return info
+
+    def version(self) -> str:
+        return self.show_info()["Version"]
+
+    def cli_level(self) -> str:
+        """``admin``, ``operator`` or ``user``."""
+        answer = self.execute("show cli level").strip()
+        if answer not in {"admin", "operator", "user"}:
+            raise RuntimeApiError("show cli level", answer)
+        return answer
+
+    def require_admin(self) -> None:
+        level = self.cli_level()
+        if level != "admin":
+            raise RuntimeApiPermissionError(
+                "show cli level",
+                level,
+                f"HAProxy Runtime API at {self.address} is at level {level!r}; "
+                "switching needs 'level admin' on the stats socket",
+            )
+
+    def show_stat(self) -> list[StatRow]:
+        answer = self.execute("show stat")
+        if not answer.lstrip().startswith("# pxname"):
+            if "permission denied" in answer.lower():
+                raise RuntimeApiPermissionError("show stat", answer)
+            raise RuntimeApiError("show stat", answer)
+        return parse_show_stat(answer)
+
+    def servers_state_text(self, backend: str | None = None) -> str:
+        command = "show servers state" + (f" {_checked(backend)}" if backend else "")
+        answer = self.execute(command)
+        if not answer.lstrip().startswith("1"):
+            if "permission denied" in answer.lower():
+                raise RuntimeApiPermissionError(command, answer)
+            raise RuntimeApiError(command, answer)
+        return answer
+
+    def servers_state(self, backend: str | None = None) -> list[ServerState]:
+        return parse_servers_state(self.servers_state_text(backend))
+
+    def server_states(self, refs: Iterable[ServerRef]) -> dict[ServerRef, ServerState]:
+        """The states of the given servers; a missing one is a RuntimeApiError."""
+        wanted = list(refs)
+        found = {s.ref: s for s in self.servers_state()}
+        missing = [str(r) for r in wanted if r not in found]
+        if missing:
+            raise RuntimeApiError(
+                "show servers state",
+                "",
+                f"HAProxy at {self.address} has no server {', '.join(missing)}",
+            )
+        return {r: found[r] for r in wanted}
+
+    # -- changing ----------------------------------------------------------------------------
+    def set_weight(self, ref: ServerRef, weight: int) -> None:
+        if not 0 <= weight <= 256:
+            raise ValueError(f"HAProxy weights are 0..256, not {weight}")
+        self._set(f"set server {_checked(ref.backend)}/{_checked(ref.server)} weight {weight}")
+
+    def set_state(self, ref: ServerRef, state: AdminState) -> None:
+        self._set(f"set server {_checked(ref.backend)}/{_checked(ref.server)} state {state.value}")
+
+    def save_server_state(self, path: str | os.PathLike[str]) -> None:
+        """Write ``show servers state`` atomically to ``path`` (the ``server-state-file``)."""
+        text = self.servers_state_text()
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _checked(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"not a valid HAProxy proxy or server name: {name!r}")
+    return name

@@ -1,0 +1,43 @@
+"""Hooks users implement in a ``conftest.py`` or plugin. Called with keyword arguments only.
+
+Example, a change freeze::
+
+    def pytest_bluegreen_before_switch(config, plan, decision):
+        if freeze_active():
+            return "change freeze until Monday"
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from .gate import Decision
+    from .switch import SwitchPlan, SwitchResult
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_bluegreen_before_switch(
+    config: pytest.Config, plan: SwitchPlan, decision: Decision
+) -> str | None:
+    """Called on the controller just before traffic moves (also before a rollback).
+
+    Return a non-empty reason to veto: nothing is switched, the session exits 7 and the
+    reason is shown. Return None to let the switch go ahead. Not called on a dry run.
+    """
+    return None
+
+
+@pytest.hookspec
+def pytest_bluegreen_after_switch(config: pytest.Config, result: SwitchResult) -> None:
+    """Called after traffic moved to ``result.plan.target`` and was verified."""
+
+
+@pytest.hookspec
+def pytest_bluegreen_after_rollback(
+    config: pytest.Config, from_color: str | None, to_color: str, reason: str
+) -> None:
+    """Called after traffic returned to ``to_color``: by ``--rollback``, or because the
+    checks of the live color failed under ``--switch``."""

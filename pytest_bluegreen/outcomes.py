@@ -1,0 +1,94 @@
+"""Per-color outcomes, collected on the controller from test reports (works under xdist).
+
+Workers tag each report with its color through ``user_properties`` (serialised by xdist), so the
+controller never needs ``session.items``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import pytest
+
+__all__ = ["COLOR_PROPERTY", "SHARED", "ColorOutcomes", "Outcomes"]
+
+COLOR_PROPERTY = "bluegreen_color"
+SHARED = "shared"
+
+
+@dataclass
+class ColorOutcomes:
+    """Counts for one color (or for the shared checks)."""
+
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    xfailed: int = 0
+    xpassed: int = 0
+    failed_ids: list[str] = field(default_factory=list)
+
+    @property
+    def ran(self) -> int:
+        return self.passed + self.failed + self.errors + self.xpassed
+
+    def summary(self) -> str:
+        parts = [
+            f"{n} {label}"
+            for n, label in (
+                (self.passed, "passed"),
+                (self.failed, "failed"),
+                (self.errors, "errors"),
+                (self.skipped, "skipped"),
+                (self.xfailed, "xfailed"),
+                (self.xpassed, "xpassed"),
+            )
+            if n
+        ]
+        return ", ".join(parts) or "none selected"
+
+
+class Outcomes:
+    """Counts by color key: a color name, ``shared``, or ``None`` for untagged tests."""
+
+    def __init__(self) -> None:
+        self._by_key: defaultdict[str | None, ColorOutcomes] = defaultdict(ColorOutcomes)
+
+    def __getitem__(self, key: str | None) -> ColorOutcomes:
+        return self._by_key[key]
+
+    def as_dict(self) -> dict[str | None, ColorOutcomes]:
+        return dict(self._by_key)
+
+    def add(self, report: pytest.TestReport) -> None:
+        key = color_of(report)
+        counts = self._by_key[key]
+        if report.when == "call":
+            if hasattr(report, "wasxfail"):
+                if report.skipped:
+                    counts.xfailed += 1
+                else:
+                    counts.xpassed += 1
+            elif report.passed:
+                counts.passed += 1
+            elif report.failed:
+                counts.failed += 1
+                counts.failed_ids.append(report.nodeid)
+            elif report.skipped:
+                counts.skipped += 1
+        elif report.failed:
+            counts.errors += 1
+            counts.failed_ids.append(report.nodeid)
+        elif report.skipped and report.when == "setup":
+            if hasattr(report, "wasxfail"):
+                counts.xfailed += 1
+            else:
+                counts.skipped += 1
+
+
+def color_of(report: pytest.TestReport) -> str | None:
+    for name, value in report.user_properties:
+        if name == COLOR_PROPERTY:
+            return str(value)
+    return None

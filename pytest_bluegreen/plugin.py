@@ -1,0 +1,220 @@
+"""pytest hooks of pytest-bluegreen. Thin: the work is in the modules they call.
+
+Side effects (the lock, the switch, the history) happen on the xdist controller only, or in the
+single process of a serial run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from . import hookspecs
+from .fixtures import (  # noqa: F401 - fixtures are registered by being in this module
+    bluegreen_settings,
+    color,
+    environment,
+    haproxy,
+    http,
+    live_color,
+)
+from .gate import EXIT_REFUSED
+from .gaterun import GateHooks, GateRun, refused
+from .haproxy import RuntimeApiError
+from .keys import GATE_KEY, SETTINGS_KEY, TARGET_KEY, WORKERINPUT_TARGET
+from .outcomes import COLOR_PROPERTY, SHARED
+from .settings import CONFIG_OPTION, OPTIONS, SettingsError, describe, resolve
+from .state import LockHeld
+
+MARKERS = (
+    "shared: a check of the shared services (PostgreSQL, Redis, Neo4j, Ollama, monitoring); "
+    "runs with every --env",
+    "quick: a fast check, part of the pre-switch gate (pytest --env green -m quick --switch)",
+    "perf: a performance check: bounded load with k6-style thresholds",
+)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("bluegreen", "blue/green deployment gate (pytest-bluegreen)")
+    for option in (CONFIG_OPTION, *OPTIONS):
+        dest = f"bluegreen_{option.key}"
+        if option.cli:
+            ini = f" [ini: {option.ini_name}]" if option.ini else ""
+            env = f" [env: {option.env_name}]" if option.env else ""
+            if option.default is False:
+                group.addoption(
+                    option.cli, action="store_true", default=None, dest=dest, help=option.help + env
+                )
+            else:
+                group.addoption(
+                    option.cli,
+                    default=None,
+                    dest=dest,
+                    metavar=option.key.upper(),
+                    help=option.help + env + ini,
+                )
+        if option.ini:
+            parser.addini(option.ini_name, help=f"pytest-bluegreen: {option.help}", default="")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    cli: dict[str, Any] = {
+        o.key: config.getoption(f"bluegreen_{o.key}") for o in (CONFIG_OPTION, *OPTIONS) if o.cli
+    }
+    ini: dict[str, str] = {}
+    for o in (CONFIG_OPTION, *OPTIONS):
+        if o.ini:
+            value = config.getini(o.ini_name)
+            if isinstance(value, str) and value:
+                ini[o.ini_name] = value
+    try:
+        settings = resolve(cli, os.environ, ini, config.rootpath)
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[SETTINGS_KEY] = settings
+    if _is_worker(config):
+        workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
+        config.stash[TARGET_KEY] = workerinput.get(WORKERINPUT_TARGET, settings.target)
+        return
+    config.stash[TARGET_KEY] = settings.target
+    if settings.gating:
+        run = GateRun(settings, _hooks_for(config))
+        config.stash[GATE_KEY] = run
+        config.pluginmanager.register(OutcomeCollector(run), "bluegreen-outcomes")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(), "bluegreen-xdist")
+
+
+def _hooks_for(config: pytest.Config) -> GateHooks:
+    hook = config.hook
+    return GateHooks(
+        before_switch=lambda plan, decision: hook.pytest_bluegreen_before_switch(
+            config=config, plan=plan, decision=decision
+        ),
+        after_switch=lambda result: hook.pytest_bluegreen_after_switch(
+            config=config, result=result
+        ),
+        after_rollback=lambda from_color, to_color, reason: hook.pytest_bluegreen_after_rollback(
+            config=config, from_color=from_color, to_color=to_color, reason=reason
+        ),
+    )
+
+
+class OutcomeCollector:
+    """Counts outcomes per color; ``pytest_runtest_logreport`` runs on the controller for every
+    report, the workers' ones included (xdist forwards them)."""
+
+    def __init__(self, run: GateRun) -> None:
+        self.run = run
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.run.outcomes.add(report)
+
+
+class XdistHooks:
+    """Registered only when xdist is installed: hands the settled target to the workers."""
+
+    @pytest.hookimpl
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[WORKERINPUT_TARGET] = node.config.stash[TARGET_KEY]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return describe(config.stash[SETTINGS_KEY])
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    run = config.stash.get(GATE_KEY, None)
+    if run is None:
+        return
+    try:
+        run.start()
+    except LockHeld as exc:
+        run.report = refused(f"refused: {exc}", run.target)
+        pytest.exit(f"bluegreen: {run.report.lines[0]}", returncode=EXIT_REFUSED)
+    except RuntimeApiError as exc:
+        run.report = refused(f"refused: {exc}", run.target)
+        pytest.exit(f"bluegreen: {run.report.lines[0]}", returncode=EXIT_REFUSED)
+    except SettingsError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[TARGET_KEY] = run.target
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "color" not in metafunc.fixturenames:
+        return
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", "")
+        listed = names.split(",") if isinstance(names, str) else list(names)
+        if "color" in (n.strip() for n in listed):
+            return  # the test chose its colors itself
+    colors = list(metafunc.config.stash[SETTINGS_KEY].colors)
+    metafunc.parametrize("color", colors, indirect=True, ids=colors, scope="session")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    settings = config.stash[SETTINGS_KEY]
+    target = config.stash[TARGET_KEY]
+    wanted = set(settings.selected_colors())
+    if settings.rollback and target is not None:
+        wanted = {target}
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        item_color = callspec.params.get("color") if callspec is not None else None
+        if item_color is not None:
+            item.user_properties.append((COLOR_PROPERTY, str(item_color)))
+            keep = item_color in wanted
+        elif item.get_closest_marker("shared") is not None:
+            item.user_properties.append((COLOR_PROPERTY, SHARED))
+            keep = True
+        else:
+            keep = settings.env != "shared"
+        (kept if keep else dropped).append(item)
+    if dropped:
+        items[:] = kept
+        config.hook.pytest_deselected(items=dropped)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if _is_worker(config):
+        return
+    run = config.stash.get(GATE_KEY, None)
+    if run is None or run.report is not None or run.target is None:
+        return
+    try:
+        report = run.finish(int(exitstatus))
+    finally:
+        run.close()
+    session.exitstatus = report.exit_code
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    run = config.stash.get(GATE_KEY, None)
+    if run is None or run.report is None:
+        return
+    report = run.report
+    terminalreporter.section("bluegreen gate")
+    verdict = report.decision.verdict.value.upper() if report.decision else "FAILED"
+    for number, line in enumerate(report.lines):
+        prefix = f"bluegreen: {verdict}: " if number == 0 else "bluegreen: "
+        terminalreporter.write_line(prefix + line)
+    terminalreporter.write_line(f"bluegreen: exit status {report.exit_code}")

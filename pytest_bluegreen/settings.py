@@ -1,0 +1,671 @@
+"""Settings for one deployment, resolved once: CLI > environment variable > ini > file > default.
+
+The file is ``bluegreen.toml`` (top-level keys) or the ``[tool.bluegreen]`` table of
+``pyproject.toml``, looked up in the rootdir unless a path is given. Per-color values live in
+``[colors.<name>]`` tables; there are exactly two colors. Every value remembers where it came
+from, and :func:`describe` shows that in pytest's report header.
+
+Nothing here does I/O beyond reading the settings and env files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from .haproxy import RuntimeApiAddress, ServerRef
+
+__all__ = [
+    "ColorSettings",
+    "EnvFiles",
+    "Settings",
+    "SettingsError",
+    "describe",
+    "resolve",
+]
+
+ENV_PREFIX = "BLUEGREEN_"
+DEFAULT_COLORS = ("blue", "green")
+SELECTIONS_EXTRA = ("all", "shared")
+_COLOR_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; one line naming the value and its source."""
+
+
+@dataclass(frozen=True)
+class ColorSettings:
+    """What one color is: how to reach it directly and which HAProxy servers carry it."""
+
+    name: str
+    api_url: str
+    frontend_url: str | None
+    servers: tuple[ServerRef, ...]
+
+
+@dataclass(frozen=True)
+class EnvFiles:
+    """The seed's env files: ``shared.env``, ``<color>.env`` and ``secrets.env``."""
+
+    directory: Path
+    shared: Path
+    secrets: Path
+    per_color: Mapping[str, Path]
+
+    def variables(self, color: str | None) -> dict[str, str]:
+        """shared.env, then the color's file on top (secrets are kept apart)."""
+        merged = _read_env(self.shared)
+        if color is not None:
+            merged.update(_read_env(self.per_color[color]))
+        return merged
+
+    def secrets_values(self) -> dict[str, str]:
+        return _read_env(self.secrets)
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(path, interpolate=False).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings of one run; lives in ``config.stash[settings_key]``."""
+
+    colors: tuple[str, str]
+    color: Mapping[str, ColorSettings]
+    env: str
+    switch: bool
+    rollback: bool
+    dry_run: bool
+    runtime_api: RuntimeApiAddress
+    runtime_api_timeout: float
+    routed_api_url: str
+    routed_frontend_url: str | None
+    verify_path: str
+    verify_responses: int
+    color_header: str
+    version_header: str
+    full_weight: int
+    drain_timeout: float
+    verify_timeout: float
+    http_timeout: float
+    state_file: Path
+    haproxy_state_file: Path | None
+    deployment_tag: str | None
+    env_files: EnvFiles
+    config_file: Path | None
+    sources: Mapping[str, str] = field(repr=False)
+
+    @property
+    def target(self) -> str | None:
+        """The one color this run is about, or None for ``--env all|shared``."""
+        return self.env if self.env in self.colors else None
+
+    @property
+    def gating(self) -> bool:
+        return self.switch or self.rollback
+
+    def selected_colors(self) -> tuple[str, ...]:
+        if self.env == "all":
+            return self.colors
+        if self.env == "shared":
+            return ()
+        return (self.env,)
+
+    def other(self, color: str) -> str:
+        first, second = self.colors
+        return second if color == first else first
+
+    def color_of(self, ref: ServerRef) -> str | None:
+        for name, cfg in self.color.items():
+            if ref in cfg.servers:
+                return name
+        return None
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_file.with_name(self.state_file.name + ".lock")
+
+
+# --- the table of scalar settings ---------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValueError(f"expected text, got {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        raise ValueError("is empty")
+    return text
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return _text(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected seconds, got a boolean")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if not 0 < number <= 86400:
+        raise ValueError(f"expected seconds in (0, 86400], got {value!r}")
+    return number
+
+
+def _positive_int(limit: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("expected a whole number, got a boolean")
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+        if not 1 <= number <= limit:
+            raise ValueError(f"expected 1..{limit}, got {number}")
+        return number
+
+    return parse
+
+
+def _url(value: Any) -> str:
+    text = _text(value)
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError(f"expected an http(s) URL, got {text!r}")
+    return text.rstrip("/")
+
+
+def _optional_url(value: Any) -> str | None:
+    return None if _optional_text(value) is None else _url(value)
+
+
+def _path_text(value: Any) -> str:
+    return _text(value)
+
+
+def _optional_path_text(value: Any) -> str | None:
+    return _optional_text(value)
+
+
+def _env_choice(value: Any) -> str:
+    return _text(value).lower()
+
+
+def _header(value: Any) -> str:
+    text = _text(value)
+    if not re.match(r"^[A-Za-z0-9-]+$", text):
+        raise ValueError(f"not an HTTP header name: {text!r}")
+    return text
+
+
+def _path_segment(value: Any) -> str:
+    text = _text(value)
+    if not text.startswith("/"):
+        raise ValueError(f"expected a path starting with '/', got {text!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class Option:
+    """One scalar setting: its parser, default, CLI option and whether env/ini may set it."""
+
+    key: str
+    parse: Callable[[Any], Any]
+    default: Any
+    cli: str | None = None
+    env: bool = True
+    ini: bool = True
+    help: str = ""
+
+    @property
+    def env_name(self) -> str:
+        return ENV_PREFIX + self.key.upper()
+
+    @property
+    def ini_name(self) -> str:
+        return "bluegreen_" + self.key
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("env", _env_choice, "all", "--env", help="blue|green|all|shared: which checks run"),
+    Option(
+        "switch",
+        _bool,
+        False,
+        "--switch",
+        env=False,
+        ini=False,
+        help="gate: switch HAProxy traffic to the --env color when the session passes",
+    ),
+    Option(
+        "rollback",
+        _bool,
+        False,
+        "--rollback",
+        env=False,
+        ini=False,
+        help="return traffic to the previous color after its checks pass, and verify",
+    ),
+    Option(
+        "dry_run",
+        _bool,
+        False,
+        "--dry-run",
+        ini=False,
+        help="with --switch/--rollback: print what would be switched and why, change nothing",
+    ),
+    Option(
+        "runtime_api",
+        _text,
+        "/var/run/haproxy/admin.sock",
+        "--runtime-api",
+        help="HAProxy Runtime API: a unix socket path or 127.0.0.1:PORT",
+    ),
+    Option("runtime_api_timeout", _seconds, 2.0, None, help="Runtime API socket timeout (s)"),
+    Option(
+        "routed_api_url",
+        _url,
+        "http://127.0.0.1:20010",
+        "--routed-url",
+        help="the public URL HAProxy routes to the live color (switch verification)",
+    ),
+    Option(
+        "routed_frontend_url",
+        _optional_url,
+        "http://127.0.0.1:20011",
+        None,
+        help="the public frontend URL routed to the live color",
+    ),
+    Option(
+        "verify_path",
+        _path_segment,
+        "/health",
+        None,
+        help="path requested through the routed URL to verify a switch",
+    ),
+    Option(
+        "verify_responses",
+        _positive_int(100),
+        3,
+        None,
+        help="consecutive responses from the new color that verify a switch",
+    ),
+    Option(
+        "color_header",
+        _header,
+        "X-Bluegreen-Color",
+        None,
+        help="response header naming the color (else the JSON body's 'color')",
+    ),
+    Option(
+        "version_header",
+        _header,
+        "X-Bluegreen-Version",
+        None,
+        help="response header naming the version (else the JSON body's 'version')",
+    ),
+    Option(
+        "full_weight", _positive_int(256), 100, None, help="the HAProxy weight a live server gets"
+    ),
+    Option(
+        "drain_timeout",
+        _seconds,
+        30.0,
+        "--drain-timeout",
+        help="seconds to wait for the old color's sessions to end",
+    ),
+    Option(
+        "verify_timeout",
+        _seconds,
+        10.0,
+        "--verify-timeout",
+        help="seconds to wait for the routed URL to answer from the new color",
+    ),
+    Option(
+        "http_timeout",
+        _seconds,
+        5.0,
+        "--http-timeout",
+        help="timeout (s) of the checks' HTTP requests",
+    ),
+    Option(
+        "state_file",
+        _path_text,
+        ".bluegreen/state.json",
+        "--state-file",
+        help="JSON history of switches; its '.lock' twin guards concurrent gates",
+    ),
+    Option(
+        "haproxy_state_file",
+        _optional_path_text,
+        None,
+        None,
+        help="HAProxy's server-state-file, rewritten after each switch",
+    ),
+    Option(
+        "deployment_tag",
+        _optional_text,
+        None,
+        "--deployment-tag",
+        help="the version being gated, recorded in the history",
+    ),
+    Option(
+        "env_dir",
+        _path_text,
+        "config/deploy",
+        None,
+        help="folder of shared.env, <color>.env, secrets.env",
+    ),
+)
+OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
+COLOR_KEYS = ("api_url", "frontend_url", "servers")
+CONFIG_OPTION = Option(
+    "config",
+    _path_text,
+    None,
+    "--bluegreen-config",
+    help="settings file (default: bluegreen.toml, else [tool.bluegreen] in pyproject.toml)",
+)
+
+_COLOR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "blue": {
+        "api_url": "http://127.0.0.1:21010",
+        "frontend_url": None,
+        "servers": ["api_backend/blue-api", "frontend_backend/blue-frontend"],
+    },
+    "green": {
+        "api_url": "http://127.0.0.1:21011",
+        "frontend_url": None,
+        "servers": ["api_backend/green-api", "frontend_backend/green-frontend"],
+    },
+}
+
+
+# --- loading the file ---------------------------------------------------------------------------
+
+
+def _find_file(explicit: str | None, rootdir: Path) -> tuple[Path | None, dict[str, Any]]:
+    if explicit is not None:
+        path = Path(explicit)
+        if not path.is_absolute():
+            path = rootdir / path
+        if not path.is_file():
+            raise SettingsError(f"bluegreen: settings file {explicit} does not exist")
+        return path, _load_toml(path)
+    candidate = rootdir / "bluegreen.toml"
+    if candidate.is_file():
+        return candidate, _load_toml(candidate)
+    pyproject = rootdir / "pyproject.toml"
+    if pyproject.is_file():
+        table = _load_toml(pyproject).get("tool", {}).get("bluegreen")
+        if isinstance(table, dict):
+            return pyproject, table
+    return None, {}
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"bluegreen: cannot read {path}: {exc}") from None
+    return data
+
+
+# --- resolution ---------------------------------------------------------------------------------
+
+
+def resolve(
+    cli: Mapping[str, Any],
+    environ: Mapping[str, str],
+    ini: Mapping[str, str],
+    rootdir: Path,
+) -> Settings:
+    """Resolve every setting once. ``cli`` holds only the values given on the command line
+    (key -> value, ``None`` meaning not given); ``ini`` the non-empty pytest ini values."""
+    config_explicit, _ = _pick(CONFIG_OPTION, cli=cli, environ=environ, ini=ini, data={})
+    config_file, data = _find_file(config_explicit, rootdir)
+    file_label = f"file {config_file.name}" if config_file else "file"
+    base = config_file.parent if config_file else rootdir
+
+    known = {o.key for o in OPTIONS} | {"colors"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SettingsError(
+            f"bluegreen: unknown setting {unknown[0]!r} in {config_file} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        raw, source = _pick(
+            option, cli=cli, environ=environ, ini=ini, data=data, file_label=file_label
+        )
+        try:
+            values[option.key] = option.parse(raw) if raw is not None else None
+        except ValueError as exc:
+            raise SettingsError(f"bluegreen: {option.key} {exc} (from {source})") from None
+        sources[option.key] = source
+
+    colors, color_settings = _resolve_colors(data.get("colors"), environ, file_label, sources)
+
+    env = values["env"]
+    allowed = (*colors, *SELECTIONS_EXTRA)
+    if env not in allowed:
+        raise SettingsError(
+            f"bluegreen: --env must be one of {'|'.join(allowed)}, got {env!r} "
+            f"(from {sources['env']})"
+        )
+    try:
+        runtime_api = RuntimeApiAddress.parse(values["runtime_api"])
+    except ValueError as exc:
+        raise SettingsError(
+            f"bluegreen: runtime_api: {exc} (from {sources['runtime_api']})"
+        ) from None
+
+    if values["switch"] and values["rollback"]:
+        raise SettingsError("bluegreen: --switch and --rollback cannot be combined")
+    if values["switch"] and env not in colors:
+        raise SettingsError(
+            f"bluegreen: --switch needs one target color (--env {' or --env '.join(colors)}), "
+            f"got --env {env}"
+        )
+    if values["rollback"] and env == "shared":
+        raise SettingsError("bluegreen: --rollback verifies a color; --env shared has none")
+    if values["dry_run"] and not (values["switch"] or values["rollback"]):
+        raise SettingsError("bluegreen: --dry-run only makes sense with --switch or --rollback")
+
+    def path(key: str) -> Path:
+        p = Path(values[key]).expanduser()
+        return p if p.is_absolute() else base / p
+
+    env_dir = path("env_dir")
+    env_files = EnvFiles(
+        directory=env_dir,
+        shared=env_dir / "shared.env",
+        secrets=env_dir / "secrets.env",
+        per_color={c: env_dir / f"{c}.env" for c in colors},
+    )
+    return Settings(
+        colors=colors,
+        color=color_settings,
+        env=env,
+        switch=values["switch"],
+        rollback=values["rollback"],
+        dry_run=values["dry_run"],
+        runtime_api=runtime_api,
+        runtime_api_timeout=values["runtime_api_timeout"],
+        routed_api_url=values["routed_api_url"],
+        routed_frontend_url=values["routed_frontend_url"],
+        verify_path=values["verify_path"],
+        verify_responses=values["verify_responses"],
+        color_header=values["color_header"],
+        version_header=values["version_header"],
+        full_weight=values["full_weight"],
+        drain_timeout=values["drain_timeout"],
+        verify_timeout=values["verify_timeout"],
+        http_timeout=values["http_timeout"],
+        state_file=path("state_file"),
+        haproxy_state_file=path("haproxy_state_file") if values["haproxy_state_file"] else None,
+        deployment_tag=values["deployment_tag"],
+        env_files=env_files,
+        config_file=config_file,
+        sources=sources,
+    )
+
+
+def _pick(
+    option: Option,
+    *,
+    cli: Mapping[str, Any],
+    environ: Mapping[str, str],
+    ini: Mapping[str, str],
+    data: Mapping[str, Any],
+    file_label: str = "file",
+) -> tuple[Any, str]:
+    given = cli.get(option.key)
+    if option.cli and given is not None:
+        return given, f"cli {option.cli}"
+    if option.env and environ.get(option.env_name, "") != "":
+        return environ[option.env_name], f"env {option.env_name}"
+    if option.ini and ini.get(option.ini_name, "") != "":
+        return ini[option.ini_name], f"ini {option.ini_name}"
+    if option.key in data:
+        return data[option.key], f"{file_label} {option.key}"
+    return option.default, "default"
+
+
+def _resolve_colors(
+    table: Any,
+    environ: Mapping[str, str],
+    file_label: str,
+    sources: dict[str, str],
+) -> tuple[tuple[str, str], dict[str, ColorSettings]]:
+    if table is None:
+        names: tuple[str, ...] = DEFAULT_COLORS
+        table = {}
+        names_source = "default"
+    elif not isinstance(table, dict):
+        raise SettingsError(f"bluegreen: 'colors' must be a table of two colors ({file_label})")
+    else:
+        names = tuple(table)
+        names_source = f"{file_label} colors"
+    if len(names) != 2:
+        raise SettingsError(
+            f"bluegreen: exactly two colors are needed, got {len(names)}: "
+            f"{', '.join(names) or 'none'} ({names_source})"
+        )
+    for name in names:
+        if not _COLOR_NAME.match(name) or name in SELECTIONS_EXTRA:
+            raise SettingsError(f"bluegreen: {name!r} is not a usable color name ({names_source})")
+    sources["colors"] = names_source
+
+    result: dict[str, ColorSettings] = {}
+    all_servers: dict[ServerRef, str] = {}
+    for name in names:
+        entry = table.get(name, {})
+        if not isinstance(entry, dict):
+            raise SettingsError(f"bluegreen: colors.{name} must be a table ({file_label})")
+        unknown = sorted(set(entry) - set(COLOR_KEYS))
+        if unknown:
+            raise SettingsError(
+                f"bluegreen: unknown setting colors.{name}.{unknown[0]} ({file_label}; "
+                f"known: {', '.join(COLOR_KEYS)})"
+            )
+        picked: dict[str, Any] = {}
+        for key in COLOR_KEYS:
+            env_name = f"{ENV_PREFIX}{name.upper().replace('-', '_')}_{key.upper()}"
+            label = f"colors.{name}.{key}"
+            if environ.get(env_name, "") != "":
+                raw: Any = environ[env_name]
+                if key == "servers":
+                    raw = [s for s in raw.split(",") if s.strip()]
+                sources[label] = f"env {env_name}"
+            elif key in entry:
+                raw = entry[key]
+                sources[label] = f"{file_label} {label}"
+            elif name in _COLOR_DEFAULTS:
+                raw = _COLOR_DEFAULTS[name][key]
+                sources[label] = "default"
+            elif key == "frontend_url":
+                raw = None
+                sources[label] = "default"
+            else:
+                raise SettingsError(f"bluegreen: {label} is required ({file_label})")
+            picked[key] = raw
+        try:
+            api_url = _url(picked["api_url"])
+            frontend_url = _optional_url(picked["frontend_url"])
+            servers_raw = picked["servers"]
+            if not isinstance(servers_raw, list) or not servers_raw:
+                raise ValueError("servers must be a non-empty list of 'backend/server'")
+            servers = tuple(ServerRef.parse(str(s)) for s in servers_raw)
+        except ValueError as exc:
+            raise SettingsError(f"bluegreen: colors.{name}: {exc}") from None
+        for ref in servers:
+            if ref in all_servers:
+                raise SettingsError(
+                    f"bluegreen: server {ref} is listed for both {all_servers[ref]} and {name}"
+                )
+            all_servers[ref] = name
+        result[name] = ColorSettings(name, api_url, frontend_url, servers)
+    return (names[0], names[1]), result
+
+
+def describe(settings: Settings) -> list[str]:
+    """Report-header lines: each value and where it came from. No secrets are held here."""
+    shown = {
+        "env": settings.env,
+        "runtime_api": str(settings.runtime_api),
+        "routed_api_url": settings.routed_api_url,
+        "drain_timeout": settings.drain_timeout,
+        "verify_timeout": settings.verify_timeout,
+        "http_timeout": settings.http_timeout,
+        "state_file": settings.state_file,
+        "deployment_tag": settings.deployment_tag,
+    }
+    lines = [
+        "bluegreen: " + ", ".join(f"{k}={v} ({settings.sources[k]})" for k, v in shown.items()),
+        "bluegreen colors: "
+        + "; ".join(
+            f"{c.name} api={c.api_url} servers={','.join(map(str, c.servers))} "
+            f"({settings.sources[f'colors.{c.name}.api_url']})"
+            for c in settings.color.values()
+        ),
+    ]
+    if settings.gating:
+        mode = "rollback" if settings.rollback else "switch"
+        lines.append(f"bluegreen gate: {mode}{' (dry run)' if settings.dry_run else ''}")
+    return lines
+
+
+def environ_snapshot() -> dict[str, str]:
+    """The process environment's BLUEGREEN_* variables."""
+    return {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}

@@ -1,0 +1,124 @@
+"""What the gate remembers: the JSON history of switches and the lock against concurrent gates.
+
+The live color itself is never stored: HAProxy says which it is.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GateLock", "HistoryEntry", "LockHeld", "StateFileError", "append", "read_history"]
+
+FORMAT_VERSION = 1
+
+
+class StateFileError(Exception):
+    """The state file exists but cannot be read as pytest-bluegreen history."""
+
+
+class LockHeld(Exception):
+    """Another gate holds the lock."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        self.path = path
+        self.holder = holder
+        super().__init__(f"another gate holds {path} ({holder or 'holder unknown'})")
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    time: str
+    from_color: str | None
+    to_color: str
+    tag: str | None
+    outcome: str  # switched | reverted | rolled-back | failed
+    host: str
+    reason: str = ""
+    forced: bool = False
+
+    @classmethod
+    def now(cls, **fields: Any) -> HistoryEntry:
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        return cls(time=stamp, host=socket.gethostname(), **fields)
+
+
+def read_history(path: Path) -> list[HistoryEntry]:
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+        return [HistoryEntry(**entry) for entry in data["history"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StateFileError(f"state file {path} is not readable history: {exc}") from None
+
+
+def append(path: Path, entry: HistoryEntry) -> None:
+    """Add one entry, written atomically (a crash leaves the old file whole)."""
+    history = read_history(path)
+    history.append(entry)
+    payload = {"version": FORMAT_VERSION, "history": [asdict(e) for e in history]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class GateLock:
+    """An exclusive, non-blocking ``flock`` on a file; the holder writes who it is into it.
+
+    The kernel drops the lock when the process dies, so a crashed gate never leaves it stuck.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise LockHeld(self.path, holder) from None
+        os.ftruncate(fd, 0)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    @contextmanager
+    def hold(self) -> Iterator[GateLock]:
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()

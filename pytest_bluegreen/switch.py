@@ -1,0 +1,310 @@
+"""The switch procedure: plan, apply, verify through the routed URL, revert on any failure.
+
+Apply, in this order (no moment without a server taking new requests):
+
+1. the target's servers get the full weight and ``ready``;
+2. the old color's servers go to ``drain``: no new requests, in-flight ones finish;
+3. the routed URL is polled until ``verify_responses`` answers in a row come from the target;
+4. the old servers' ``scur`` is polled until 0 (bounded by the drain timeout);
+5. the old servers rest at weight 0 and ``ready``.
+
+Why weight 0 rather than ``maint`` for the idle color: HAProxy keeps health-checking a weight-0
+server, so the idle color's health stays visible (``show stat``), the next gate can require it
+UP, and a rollback target is known healthy. ``maint`` would stop the checks.
+
+If any step fails, every server touched is returned to the exact admin state and weight it had.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import requests
+
+from .haproxy import AdminState, RuntimeApi, RuntimeApiError, ServerRef, ServerState
+from .settings import Settings
+
+__all__ = [
+    "SwitchError",
+    "SwitchPlan",
+    "SwitchResult",
+    "VerifyError",
+    "all_servers",
+    "apply",
+    "down_servers",
+    "live_color",
+    "live_color_from",
+    "plan",
+    "revert",
+    "verify",
+]
+
+POLL_INTERVAL = 0.02
+
+
+class VerifyError(Exception):
+    """The routed URL did not answer from the target color in time."""
+
+
+class SwitchError(Exception):
+    """A switch step failed. ``reverted`` says whether the prior states were restored."""
+
+    def __init__(self, message: str, *, reverted: bool) -> None:
+        self.reverted = reverted
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class SwitchPlan:
+    source: str | None
+    target: str
+    promote: tuple[ServerRef, ...]
+    retire: tuple[ServerRef, ...]
+    prior: Mapping[ServerRef, ServerState]
+    full_weight: int
+
+    def describe(self) -> list[str]:
+        lines = [f"switch {self.source or '(no live color)'} -> {self.target}"]
+        for ref in self.promote:
+            was = self.prior[ref]
+            lines.append(
+                f"  {ref}: weight {was.uweight} -> {self.full_weight}, "
+                f"state {was.admin.value} -> ready"
+            )
+        for ref in self.retire:
+            was = self.prior[ref]
+            lines.append(
+                f"  {ref}: state {was.admin.value} -> drain, wait for 0 sessions, "
+                f"then weight {was.uweight} -> 0, state ready (idle, health-checked)"
+            )
+        return lines
+
+
+@dataclass
+class SwitchResult:
+    plan: SwitchPlan
+    started: float
+    promoted: float = 0.0
+    first_target_response: float = 0.0
+    drained: bool = False
+    drain_seconds: float = 0.0
+    version: str | None = None
+    finished: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def latency_ms(self) -> float:
+        """From the start of the switch to the first routed response from the target."""
+        return (self.first_target_response - self.started) * 1000
+
+
+@dataclass(frozen=True)
+class Verification:
+    first_response: float
+    version: str | None
+    responses: int
+
+
+def live_color_from(states: Mapping[ServerRef, ServerState], settings: Settings) -> str | None:
+    """The color all of whose servers take traffic while the other's take none."""
+    taking = {
+        name: [states[ref].takes_traffic for ref in cfg.servers if ref in states]
+        for name, cfg in settings.color.items()
+    }
+    live = [name for name, flags in taking.items() if flags and all(flags)]
+    if len(live) != 1:
+        return None
+    other = settings.other(live[0])
+    if any(taking[other]):
+        return None
+    return live[0]
+
+
+def all_servers(settings: Settings) -> list[ServerRef]:
+    return [ref for cfg in settings.color.values() for ref in cfg.servers]
+
+
+def live_color(api: RuntimeApi, settings: Settings) -> str | None:
+    return live_color_from(api.server_states(all_servers(settings)), settings)
+
+
+def down_servers(api: RuntimeApi, settings: Settings, color: str) -> dict[str, str]:
+    """The color's servers that health checks do not report UP, with their status."""
+    wanted = set(settings.color[color].servers)
+    rows = {row.ref: row for row in api.show_stat() if row.ref in wanted}
+    down: dict[str, str] = {}
+    for ref in sorted(wanted):
+        row = rows.get(ref)
+        if row is None:
+            down[str(ref)] = "missing"
+        elif not row.is_up:
+            down[str(ref)] = f"{row.status} ({row.check_status or 'no check'})"
+    return down
+
+
+def plan(api: RuntimeApi, settings: Settings, target: str) -> SwitchPlan:
+    """Read HAProxy and say what a switch to ``target`` would do. Changes nothing.
+
+    Raises RuntimeApiError (unreachable, not admin, unknown server) before any change.
+    """
+    api.require_admin()
+    prior = api.server_states(all_servers(settings))
+    source = live_color_from(prior, settings)
+    retire = tuple(
+        ref
+        for name, cfg in settings.color.items()
+        if name != target
+        for ref in cfg.servers
+        if prior[ref].admin is not AdminState.MAINT
+    )
+    return SwitchPlan(
+        source=source,
+        target=target,
+        promote=settings.color[target].servers,
+        retire=retire,
+        prior=prior,
+        full_weight=settings.full_weight,
+    )
+
+
+def verify(settings: Settings, target: str, deadline: float) -> Verification:
+    """Poll the routed URL until ``verify_responses`` answers in a row come from ``target``."""
+    url = settings.routed_api_url + settings.verify_path
+    streak = 0
+    first = 0.0
+    version: str | None = None
+    last = "no answer yet"
+    with requests.Session() as session:
+        while True:
+            try:
+                response = session.get(
+                    url,
+                    timeout=min(settings.http_timeout, max(deadline - time.monotonic(), 0.05)),
+                    headers={"Connection": "close"},
+                )
+                color, seen_version = _identify(response, settings)
+                if response.ok and color == target:
+                    if streak == 0:
+                        first = time.monotonic()
+                    streak += 1
+                    version = seen_version or version
+                    if streak >= settings.verify_responses:
+                        return Verification(first, version, streak)
+                else:
+                    streak = 0
+                    last = f"HTTP {response.status_code} from color {color or 'unknown'}"
+            except requests.RequestException as exc:
+                streak = 0
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() >= deadline:
+                raise VerifyError(
+                    f"{url} did not answer from {target} {settings.verify_responses} time(s) "
+                    f"in a row within {settings.verify_timeout:g}s (last: {last})"
+                )
+            time.sleep(POLL_INTERVAL)
+
+
+def _identify(response: requests.Response, settings: Settings) -> tuple[str | None, str | None]:
+    color = response.headers.get(settings.color_header)
+    version = response.headers.get(settings.version_header)
+    if color is None or version is None:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            color = color or _str_or_none(body.get("color"))
+            version = version or _str_or_none(body.get("version"))
+    return color, version
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _wait_drained(api: RuntimeApi, refs: tuple[ServerRef, ...], deadline: float) -> bool:
+    wanted = set(refs)
+    while True:
+        busy = [row for row in api.show_stat() if row.ref in wanted and row.scur > 0]
+        if not busy:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_INTERVAL)
+
+
+def apply(
+    api: RuntimeApi,
+    switch_plan: SwitchPlan,
+    settings: Settings,
+    *,
+    verifier: Callable[[Settings, str, float], Verification] = verify,
+) -> SwitchResult:
+    """Carry out the plan; on any failure restore ``switch_plan.prior`` and raise SwitchError."""
+    result = SwitchResult(plan=switch_plan, started=time.monotonic())
+    step = "promote"
+    try:
+        for ref in switch_plan.promote:
+            api.set_weight(ref, switch_plan.full_weight)
+            api.set_state(ref, AdminState.READY)
+        result.promoted = time.monotonic()
+        step = "drain"
+        for ref in switch_plan.retire:
+            api.set_state(ref, AdminState.DRAIN)
+        step = "verify"
+        verification = verifier(
+            settings, switch_plan.target, time.monotonic() + settings.verify_timeout
+        )
+        result.first_target_response = verification.first_response
+        result.version = verification.version
+        step = "wait for drain"
+        drain_start = time.monotonic()
+        result.drained = _wait_drained(
+            api, switch_plan.retire, drain_start + settings.drain_timeout
+        )
+        result.drain_seconds = time.monotonic() - drain_start
+        if not result.drained:
+            result.notes.append(
+                f"old sessions still open after {settings.drain_timeout:g}s drain timeout; "
+                "they finish on their own (HAProxy does not cut them)"
+            )
+        step = "idle the old color"
+        for ref in switch_plan.retire:
+            api.set_weight(ref, 0)
+            api.set_state(ref, AdminState.READY)
+        if settings.haproxy_state_file is not None:
+            step = "save server state"
+            api.save_server_state(settings.haproxy_state_file)
+    except (RuntimeApiError, VerifyError, OSError) as exc:
+        try:
+            revert(api, switch_plan.prior)
+        except RuntimeApiError as revert_exc:
+            raise SwitchError(
+                f"switch to {switch_plan.target} failed at '{step}': {exc}; REVERT FAILED too "
+                f"({revert_exc}): restore by hand: {_manual_restore(switch_plan.prior)}",
+                reverted=False,
+            ) from exc
+        raise SwitchError(
+            f"switch to {switch_plan.target} failed at '{step}': {exc}; previous server "
+            "states restored",
+            reverted=True,
+        ) from exc
+    result.finished = time.monotonic()
+    return result
+
+
+def revert(api: RuntimeApi, prior: Mapping[ServerRef, ServerState]) -> None:
+    """Restore weight and admin state; servers that took traffic first, so none is left empty."""
+    order = sorted(prior.values(), key=lambda s: not s.takes_traffic)
+    for state in order:
+        api.set_weight(state.ref, state.uweight)
+        api.set_state(state.ref, state.admin)
+
+
+def _manual_restore(prior: Mapping[ServerRef, ServerState]) -> str:
+    return "; ".join(
+        f"set server {s.ref} weight {s.uweight}; set server {s.ref} state {s.admin.value}"
+        for s in prior.values()
+    )

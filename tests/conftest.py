@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.infra import require_infra
+from tests.support.stack import Backend, Stack, StackFactory, backends, haproxy_binary, make_cert
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_bluegreen_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No BLUEGREEN_* variable of the caller's shell leaks into a test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("BLUEGREEN_", "BG_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def haproxy_available(pytestconfig: pytest.Config) -> str:
+    binary = haproxy_binary()
+    require_infra(pytestconfig, binary is not None, "haproxy is not installed (apt-get install haproxy)")
+    assert binary is not None
+    return binary
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_cert(tmp_path_factory.mktemp("tls") / "bluegreen.pem")
+
+
+@pytest.fixture(scope="session")
+def color_backends(haproxy_available: str) -> Iterator[tuple[Backend, Backend]]:
+    yield from backends()
+
+
+@pytest.fixture
+def stack_factory(
+    tmp_path: Path, tls_cert: Path, color_backends: tuple[Backend, Backend]
+) -> Iterator[StackFactory]:
+    blue, green = color_backends
+    blue.reset()
+    green.reset()
+    factory = StackFactory(tmp_path, tls_cert, blue, green)
+    yield factory
+    factory.close()
+    blue.reset()
+    green.reset()
+
+
+@pytest.fixture
+def stack(stack_factory: StackFactory) -> Stack:
+    """A fresh HAProxy (blue live, green idle) in front of the two backends."""
+    return stack_factory()

@@ -1,0 +1,111 @@
+"""A tiny HTTP backend standing in for one color's API in the plugin's own tests.
+
+Run: ``python backend_app.py --color blue --version v1``; prints ``READY <port>`` once listening.
+Answers ``/health``, ``/version``, ``/api/echo`` (GET and POST) and ``/`` with its color in the
+``X-Bluegreen-Color`` header and the JSON body. ``POST /_control`` with a JSON object changes its
+behaviour at run time (used to inject faults): ``health_status`` (int), ``claim_color`` (str),
+``api_status`` (int), ``delay_ms`` (int).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAULTS: dict[str, Any] = {}
+_LOCK = threading.Lock()
+
+
+def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return
+
+        def _send(self, status: int, body: dict[str, Any] | str, ctype: str = "") -> None:
+            data = (json.dumps(body) if isinstance(body, dict) else body).encode()
+            with _LOCK:
+                claimed = FAULTS.get("claim_color", color)
+            self.send_response(status)
+            self.send_header("Content-Type", ctype or "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("X-Bluegreen-Color", claimed)
+            self.send_header("X-Bluegreen-Version", version)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _faults(self) -> dict[str, Any]:
+            with _LOCK:
+                faults = dict(FAULTS)
+            delay = int(faults.get("delay_ms", 0))
+            if delay and not self.path.startswith("/_control"):
+                time.sleep(delay / 1000)
+            return faults
+
+        def do_GET(self) -> None:
+            faults = self._faults()
+            claimed = faults.get("claim_color", color)
+            if self.path == "/health":
+                status = int(faults.get("health_status", 200))
+                ok = "ok" if status == 200 else "failing"
+                self._send(status, {"status": ok, "color": claimed, "version": version})
+            elif self.path == "/version":
+                self._send(200, {"version": version, "color": claimed})
+            elif self.path.startswith("/api/"):
+                status = int(faults.get("api_status", 200))
+                self._send(status, {"color": claimed, "path": self.path})
+            elif self.path == "/":
+                self._send(200, f"<html><body>{claimed} {version}</body></html>", "text/html")
+            else:
+                self._send(404, {"error": "not found"})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if self.path == "/_control":
+                update = json.loads(raw or b"{}")
+                with _LOCK:
+                    if update.get("reset"):
+                        FAULTS.clear()
+                    FAULTS.update({k: v for k, v in update.items() if k != "reset"})
+                self._send(200, {"faults": FAULTS})
+                return
+            faults = self._faults()
+            status = int(faults.get("api_status", 200))
+            claimed = faults.get("claim_color", color)
+            self._send(status, {"color": claimed, "received": len(raw)})
+
+    return Handler
+
+
+class QuietServer(ThreadingHTTPServer):
+    """HAProxy's health checks close their connections early; that is not an error here."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, ConnectionError):
+            super().handle_error(request, client_address)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--color", required=True)
+    parser.add_argument("--version", default="v1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    server = QuietServer(("127.0.0.1", args.port), make_handler(args.color, args.version))
+    server.daemon_threads = True
+    sys.stdout.write(f"READY {server.server_address[1]}\n")
+    sys.stdout.flush()
+    server.serve_forever(poll_interval=0.1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,326 @@
+"""A real HAProxy (the shipped ``haproxy/haproxy.cfg``) on loopback ports, in front of two real
+HTTP backends, one per color. Started and stopped by the fixtures in ``tests/conftest.py``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiError
+
+ROOT = Path(__file__).resolve().parents[2]
+HAPROXY_CFG = ROOT / "haproxy" / "haproxy.cfg"
+BACKEND_APP = Path(__file__).with_name("backend_app.py")
+PORT_NAMES = (
+    "api", "frontend", "blue_direct", "green_direct", "stats", "http", "https", "runtime",
+    "runtime_operator",
+)
+
+
+def haproxy_binary() -> str | None:
+    return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
+            last = exc
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+@dataclass
+class Backend:
+    """One color's stand-in API process."""
+
+    color: str
+    version: str
+    proc: subprocess.Popen[str]
+    port: int
+
+    @classmethod
+    def start(cls, color: str, version: str, port: int = 0) -> Backend:
+        proc = subprocess.Popen(
+            [sys.executable, str(BACKEND_APP), "--color", color, "--version", version,
+             "--port", str(port)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("READY "):
+            proc.kill()
+            raise RuntimeError(f"backend {color} did not start: {line!r}")
+        return cls(color, version, proc, int(line.split()[1]))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def control(self, **faults: Any) -> None:
+        requests.post(f"{self.url}/_control", json=faults, timeout=5).raise_for_status()
+
+    def reset(self) -> None:
+        self.control(reset=True)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class HAProxy:
+    """A real HAProxy process running the shipped configuration with test ports."""
+
+    workdir: Path
+    env: dict[str, str]
+    extra_configs: Sequence[Path] = ()
+    proc: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+    starts: int = 0
+
+    def start(self, runtime: str) -> None:
+        binary = haproxy_binary()
+        assert binary, "haproxy is not installed"
+        self.starts += 1
+        self.log = open(self.workdir / f"haproxy-{self.starts}.log", "wb")  # noqa: SIM115
+        args = [binary, "-db", "-f", str(HAPROXY_CFG)]
+        for extra in self.extra_configs:
+            args += ["-f", str(extra)]
+        self.proc = subprocess.Popen(
+            args, env={**os.environ, **self.env}, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        api = RuntimeApi(runtime, timeout=1)
+
+        def answers() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"haproxy exited {self.proc.returncode}: {self.log_text()}")
+            api.show_info()
+            return True
+
+        wait_for(answers, 10, "HAProxy's Runtime API")
+
+    def log_text(self) -> str:
+        return "\n".join(
+            p.read_text(errors="replace") for p in sorted(self.workdir.glob("haproxy-*.log"))
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.log is not None:
+            self.log.close()
+        self.proc = None
+
+
+@dataclass
+class Stack:
+    """HAProxy + blue + green, all on 127.0.0.1."""
+
+    workdir: Path
+    ports: dict[str, int]
+    blue: Backend
+    green: Backend
+    cert: Path
+    haproxy: HAProxy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.socket_path = self.workdir / "admin.sock"
+        self.server_state_file = self.workdir / "server-state"
+        self.state_file = self.workdir / "history.json"
+        operator_cfg = self.workdir / "operator-socket.cfg"
+        operator_cfg.write_text(
+            "global\n"
+            f"    stats socket ipv4@127.0.0.1:{self.ports['runtime_operator']} level operator\n"
+        )
+        env = {
+            "BG_STATS_BIND": f"127.0.0.1:{self.ports['stats']}",
+            "BG_HTTP_BIND": f"127.0.0.1:{self.ports['http']}",
+            "BG_HTTPS_BIND": f"127.0.0.1:{self.ports['https']}",
+            "BG_API_BIND": f"127.0.0.1:{self.ports['api']}",
+            "BG_FRONTEND_BIND": f"127.0.0.1:{self.ports['frontend']}",
+            "BG_BLUE_DIRECT_BIND": f"127.0.0.1:{self.ports['blue_direct']}",
+            "BG_GREEN_DIRECT_BIND": f"127.0.0.1:{self.ports['green_direct']}",
+            "BG_BLUE_API_ADDR": f"127.0.0.1:{self.blue.port}",
+            "BG_GREEN_API_ADDR": f"127.0.0.1:{self.green.port}",
+            "BG_BLUE_FRONTEND_ADDR": f"127.0.0.1:{self.blue.port}",
+            "BG_GREEN_FRONTEND_ADDR": f"127.0.0.1:{self.green.port}",
+            "BG_RUNTIME_SOCKET": str(self.socket_path),
+            "BG_RUNTIME_TCP": f"127.0.0.1:{self.ports['runtime']}",
+            "BG_SERVER_STATE_FILE": str(self.server_state_file),
+            "BG_TLS_CERT": str(self.cert),
+            "BG_CHECK_INTER": "100ms",
+            "BG_RATE_LIMIT": "100000000",
+        }
+        self.haproxy = HAProxy(self.workdir, env, [operator_cfg])
+
+    # -- addresses ---------------------------------------------------------------------------
+    @property
+    def runtime(self) -> str:
+        return f"127.0.0.1:{self.ports['runtime']}"
+
+    @property
+    def operator_runtime(self) -> str:
+        return f"127.0.0.1:{self.ports['runtime_operator']}"
+
+    @property
+    def routed_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['api']}"
+
+    def direct_url(self, color: str) -> str:
+        return f"http://127.0.0.1:{self.ports[f'{color}_direct']}"
+
+    def api(self) -> RuntimeApi:
+        return RuntimeApi(self.runtime)
+
+    def backend(self, color: str) -> Backend:
+        return self.blue if color == "blue" else self.green
+
+    # -- life cycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self.haproxy.start(self.runtime)
+        self.wait_up("blue", "green")
+
+    def restart_haproxy(self, *, set_env: dict[str, str] | None = None) -> None:
+        self.haproxy.stop()
+        self.haproxy.env.update(set_env or {})
+        self.start()
+
+    def stop(self) -> None:
+        self.haproxy.stop()
+
+    def wait_up(self, *colors: str, timeout: float = 10) -> None:
+        api = self.api()
+        wanted = {f"{c}-api" for c in colors} | {f"{c}-frontend" for c in colors}
+
+        def all_up() -> bool:
+            rows = [r for r in api.show_stat() if r.server in wanted]
+            return len(rows) == len(wanted) and all(r.status == "UP" for r in rows)
+
+        wait_for(all_up, timeout, f"HAProxy to report {', '.join(colors)} UP")
+
+    def wait_down(self, color: str, timeout: float = 10) -> None:
+        api = self.api()
+
+        def down() -> bool:
+            return any(
+                r.server == f"{color}-api" and r.status.startswith("DOWN") for r in api.show_stat()
+            )
+
+        wait_for(down, timeout, f"HAProxy to report {color} DOWN")
+
+    def served_color(self) -> str:
+        """The color that answers the routed API URL now."""
+        response = requests.get(f"{self.routed_url}/health", timeout=5)
+        return response.headers["X-Bluegreen-Color"]
+
+    def live_weights(self) -> dict[str, tuple[int, str]]:
+        """server -> (current weight, admin state), for every switched server."""
+        try:
+            states = self.api().servers_state()
+        except RuntimeApiError:
+            return {}
+        return {
+            s.server: (s.uweight, s.admin.value)
+            for s in states
+            if s.backend in {"api_backend", "frontend_backend"}
+        }
+
+    def settings_toml(self, **overrides: Any) -> str:
+        values: dict[str, Any] = {
+            "runtime_api": self.runtime,
+            "routed_api_url": self.routed_url,
+            "routed_frontend_url": f"http://127.0.0.1:{self.ports['frontend']}",
+            "state_file": str(self.state_file),
+            "haproxy_state_file": str(self.server_state_file),
+            "drain_timeout": 5,
+            "verify_timeout": 5,
+            "http_timeout": 5,
+        }
+        values.update(overrides)
+        lines = [f"{k} = {json.dumps(v)}" for k, v in values.items() if v is not None]
+        for color in ("blue", "green"):
+            lines += [
+                f"[colors.{color}]",
+                f'api_url = "{self.direct_url(color)}"',
+                f'servers = ["api_backend/{color}-api", "frontend_backend/{color}-frontend"]',
+            ]
+        return "\n".join(lines) + "\n"
+
+
+def make_cert(path: Path) -> Path:
+    subprocess.run([str(ROOT / "scripts" / "make-cert"), str(path)], check=True,
+                   capture_output=True)
+    return path
+
+
+@dataclass
+class StackFactory:
+    workdir: Path
+    cert: Path
+    blue: Backend
+    green: Backend
+    _exit: ExitStack = field(default_factory=ExitStack)
+
+    def __call__(self, name: str = "stack") -> Stack:
+        workdir = self.workdir / name
+        workdir.mkdir(parents=True, exist_ok=True)
+        stack = Stack(workdir, dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True)),
+                      self.blue, self.green, self.cert)
+        self._exit.callback(stack.stop)
+        stack.start()
+        return stack
+
+    def close(self) -> None:
+        self._exit.close()
+
+
+def backends() -> Iterator[tuple[Backend, Backend]]:
+    blue = Backend.start("blue", "v1.0.0")
+    green = Backend.start("green", "v1.1.0")
+    try:
+        yield blue, green
+    finally:
+        blue.stop()
+        green.stop()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +15,6 @@ pytest_plugins = ["pytester"]
 @pytest.fixture(autouse=True)
 def _clean_bluegreen_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No BLUEGREEN_* variable of the caller's shell leaks into a test."""
-    import os
-
     for name in list(os.environ):
         if name.startswith(("BLUEGREEN_", "BG_")):
             monkeypatch.delenv(name)
@@ -24,7 +23,9 @@ def _clean_bluegreen_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def haproxy_available(pytestconfig: pytest.Config) -> str:
     binary = haproxy_binary()
-    require_infra(pytestconfig, binary is not None, "haproxy is not installed (apt-get install haproxy)")
+    require_infra(
+        pytestconfig, binary is not None, "haproxy is not installed (apt-get install haproxy)"
+    )
     assert binary is not None
     return binary
 

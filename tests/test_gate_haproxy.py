@@ -33,7 +33,11 @@ def test_passing_session_switches_traffic(pytester: pytest.Pytester, stack: Stac
     assert stack.served_color() == "green"
     assert stack.live_weights() == GREEN_LIVE
     [entry] = history(stack)
-    assert (entry["from_color"], entry["to_color"], entry["outcome"]) == ("blue", "green", "switched")
+    assert (entry["from_color"], entry["to_color"], entry["outcome"]) == (
+        "blue",
+        "green",
+        "switched",
+    )
     assert entry["tag"] == "v1.1.0"  # read from the new color while verifying
     assert "green-api" in stack.server_state_file.read_text()
 
@@ -42,8 +46,12 @@ def test_failing_session_keeps_traffic(pytester: pytest.Pytester, stack: Stack) 
     stack.green.control(api_status=500)
     result = run_gate(pytester, stack, "--env", "green", "--switch")
     assert result.ret == 1, output(result)
-    result.stdout.fnmatch_lines(["*bluegreen: FAILED: checks failed (green: 1 passed, 1 failed)*",
-                                 "*traffic stays on blue*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*bluegreen: FAILED: checks failed (green: 1 passed, 1 failed)*",
+            "*traffic stays on blue*",
+        ]
+    )
     assert stack.served_color() == "blue"
     assert stack.live_weights() == BLUE_LIVE
     assert outcomes(stack) == ["failed"]
@@ -53,10 +61,17 @@ def test_failing_session_keeps_traffic(pytester: pytest.Pytester, stack: Stack) 
     ("args", "checks", "summary"),
     [
         (["-k", "no_such_check"], CHECKS, "none selected"),
-        ([], "import pytest\n\ndef test_skipped(color):\n    pytest.skip('not here')\n",
-         "1 skipped"),
-        ([], "import pytest\n\n@pytest.mark.xfail(strict=True)\ndef test_x(color):\n"
-             "    assert False\n", "1 xfailed"),
+        (
+            [],
+            "import pytest\n\ndef test_skipped(color):\n    pytest.skip('not here')\n",
+            "1 skipped",
+        ),
+        (
+            [],
+            "import pytest\n\n@pytest.mark.xfail(strict=True)\ndef test_x(color):\n"
+            "    assert False\n",
+            "1 xfailed",
+        ),
         (["-m", "shared"], CHECKS, "none selected"),
     ],
     ids=["empty-selection", "skip-only", "xfail-only", "shared-only"],
@@ -84,9 +99,7 @@ def test_exactly_one_switch_under_xdist(pytester: pytest.Pytester, stack: Stack)
     assert stack.served_color() == "green"
 
 
-def test_failed_verification_restores_exact_states(
-    pytester: pytest.Pytester, stack: Stack
-) -> None:
+def test_failed_verification_restores_exact_states(pytester: pytest.Pytester, stack: Stack) -> None:
     # green passes its checks but the routed URL never shows green: it claims another color
     api = stack.api()
     before = {s.ref: s for s in api.servers_state()}
@@ -138,7 +151,9 @@ def test_two_concurrent_gates_switch_once(pytester: pytest.Pytester, stack: Stac
     first = subprocess.Popen(cmd, cwd=pytester.path, stdout=subprocess.PIPE, text=True)
     lock = stack.state_file.with_name(stack.state_file.name + ".lock")
     wait_for(lambda: lock.exists() and "pid" in lock.read_text(), 30, "the first gate's lock")
-    second = subprocess.run(cmd, cwd=pytester.path, capture_output=True, text=True, timeout=60)
+    second = subprocess.run(
+        cmd, cwd=pytester.path, capture_output=True, text=True, timeout=60, check=False
+    )
     go.touch()
     first_out, _ = first.communicate(timeout=60)
     assert second.returncode == 7, second.stdout + second.stderr
@@ -170,8 +185,9 @@ def test_operator_level_socket_is_refused(pytester: pytest.Pytester, stack: Stac
 def test_unknown_server_in_settings_is_refused(pytester: pytest.Pytester, stack: Stack) -> None:
     prepare(pytester, stack)
     toml = pytester.path / "bluegreen.toml"
-    toml.write_text(toml.read_text().replace("frontend_backend/green-frontend",
-                                             "frontend_backend/green-typo"))
+    toml.write_text(
+        toml.read_text().replace("frontend_backend/green-frontend", "frontend_backend/green-typo")
+    )
     result = pytester.runpytest_subprocess("--env", "green", "--switch")
     assert result.ret == 7, output(result)
     assert "has no server frontend_backend/green-typo" in output(result)

@@ -24,7 +24,14 @@ ROOT = Path(__file__).resolve().parents[2]
 HAPROXY_CFG = ROOT / "haproxy" / "haproxy.cfg"
 BACKEND_APP = Path(__file__).with_name("backend_app.py")
 PORT_NAMES = (
-    "api", "frontend", "blue_direct", "green_direct", "stats", "http", "https", "runtime",
+    "api",
+    "frontend",
+    "blue_direct",
+    "green_direct",
+    "stats",
+    "http",
+    "https",
+    "runtime",
     "runtime_operator",
 )
 
@@ -55,7 +62,7 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.02) 
             last = predicate()
             if last:
                 return last
-        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
+        except Exception as exc:
             last = exc
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
@@ -74,9 +81,18 @@ class Backend:
     @classmethod
     def start(cls, color: str, version: str, port: int = 0) -> Backend:
         proc = subprocess.Popen(
-            [sys.executable, str(BACKEND_APP), "--color", color, "--version", version,
-             "--port", str(port)],
-            stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                str(BACKEND_APP),
+                "--color",
+                color,
+                "--version",
+                version,
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -290,8 +306,9 @@ class Stack:
 
 
 def make_cert(path: Path) -> Path:
-    subprocess.run([str(ROOT / "scripts" / "make-cert"), str(path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(ROOT / "scripts" / "make-cert"), str(path)], check=True, capture_output=True
+    )
     return path
 
 
@@ -306,8 +323,13 @@ class StackFactory:
     def __call__(self, name: str = "stack") -> Stack:
         workdir = self.workdir / name
         workdir.mkdir(parents=True, exist_ok=True)
-        stack = Stack(workdir, dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True)),
-                      self.blue, self.green, self.cert)
+        stack = Stack(
+            workdir,
+            dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True)),
+            self.blue,
+            self.green,
+            self.cert,
+        )
         self._exit.callback(stack.stop)
         stack.start()
         return stack

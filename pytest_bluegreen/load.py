@@ -1,0 +1,218 @@
+"""Bounded HTTP load with client-side timings: a probe during switches and the perf checks' engine.
+
+Every run stops by itself: after ``total`` requests or ``duration`` seconds, whichever comes
+first (or when ``stop`` is set). Requests go to one URL; each worker uses one of three kinds:
+
+- ``keepalive-get``: GET on a persistent connection;
+- ``new-get``: GET on a new connection each time (``Connection: close``);
+- ``keepalive-post``: POST with a small JSON body on a persistent connection.
+
+A sample is *failed* when the request raised (refused, reset, timeout) or answered 5xx or an
+unexpected status; percentiles are computed here, since HAProxy's own timings are averages.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+__all__ = ["KINDS", "LoadResult", "Sample", "percentile", "run_load"]
+
+KINDS = ("keepalive-get", "new-get", "keepalive-post")
+_BODY = b'{"probe": true}'
+
+
+@dataclass(frozen=True)
+class Sample:
+    kind: str
+    start: float  # time.monotonic() when sent
+    latency: float  # seconds until the whole response was read
+    status: int | None
+    color: str | None
+    error: str | None
+
+    @property
+    def end(self) -> float:
+        return self.start + self.latency
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or self.status is None or not 200 <= self.status < 400
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (as k6 and hey report them); 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass
+class LoadResult:
+    samples: list[Sample] = field(default_factory=list)
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return len(self.samples)
+
+    @property
+    def failed(self) -> list[Sample]:
+        return [s for s in self.samples if s.failed]
+
+    @property
+    def error_rate(self) -> float:
+        return len(self.failed) / self.count if self.samples else 0.0
+
+    @property
+    def wall(self) -> float:
+        return self.finished - self.started
+
+    @property
+    def throughput(self) -> float:
+        return self.count / self.wall if self.wall > 0 else 0.0
+
+    def latency_ms(self, pct: float) -> float:
+        return percentile([s.latency for s in self.samples if not s.failed], pct) * 1000
+
+    def colors(self) -> Counter[str | None]:
+        return Counter(s.color for s in self.samples if not s.failed)
+
+    def by_kind(self) -> Counter[str]:
+        return Counter(s.kind for s in self.samples)
+
+    def first_from(self, color: str, after: float) -> Sample | None:
+        """The first response from ``color`` that ended after ``after`` (monotonic)."""
+        candidates = [s for s in self.samples if s.color == color and s.end >= after]
+        return min(candidates, key=lambda s: s.end, default=None)
+
+
+class _Worker(threading.Thread):
+    def __init__(
+        self,
+        kind: str,
+        url: str,
+        *,
+        budget: itertools.count[int],
+        total: int,
+        deadline: float,
+        stop: threading.Event,
+        timeout: float,
+        color_header: str,
+        out: list[Sample],
+        on_sample: Callable[[Sample], None] | None,
+    ) -> None:
+        super().__init__(daemon=True)
+        parts = urlsplit(url)
+        self.kind = kind
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.budget, self.total, self.deadline = budget, total, deadline
+        self.stop, self.timeout, self.color_header = stop, timeout, color_header
+        self.out = out
+        self.on_sample = on_sample
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        return self._conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _once(self) -> Sample:
+        start = time.monotonic()
+        try:
+            conn = self._connection()
+            if self.kind == "keepalive-post":
+                conn.request(
+                    "POST", self.path, body=_BODY, headers={"Content-Type": "application/json"}
+                )
+            elif self.kind == "new-get":
+                conn.request("GET", self.path, headers={"Connection": "close"})
+            else:
+                conn.request("GET", self.path)
+            response = conn.getresponse()
+            response.read()
+            color = response.getheader(self.color_header)
+            if self.kind == "new-get" or response.will_close:
+                self._close()
+            return Sample(self.kind, start, time.monotonic() - start, response.status, color, None)
+        except (OSError, http.client.HTTPException) as exc:
+            self._close()
+            error = f"{type(exc).__name__}: {exc}"
+            return Sample(self.kind, start, time.monotonic() - start, None, None, error)
+
+    def run(self) -> None:
+        local: list[Sample] = []
+        try:
+            while not self.stop.is_set() and time.monotonic() < self.deadline:
+                if next(self.budget) >= self.total:
+                    break
+                sample = self._once()
+                local.append(sample)
+                if self.on_sample is not None:
+                    self.on_sample(sample)
+        finally:
+            self._close()
+            self.out.extend(local)
+
+
+def run_load(
+    url: str,
+    *,
+    total: int,
+    duration: float,
+    concurrency: int = 6,
+    kinds: Sequence[str] = KINDS,
+    timeout: float = 5.0,
+    color_header: str = "X-Bluegreen-Color",
+    stop: threading.Event | None = None,
+    on_sample: Callable[[Sample], None] | None = None,
+) -> LoadResult:
+    """Send at most ``total`` requests within ``duration`` seconds; workers cycle over ``kinds``."""
+    if total < 1 or duration <= 0 or concurrency < 1:
+        raise ValueError("total, duration and concurrency must be positive")
+    unknown = set(kinds) - set(KINDS)
+    if unknown or not kinds:
+        raise ValueError(f"unknown load kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
+    result = LoadResult(started=time.monotonic())
+    budget = itertools.count()
+    deadline = result.started + duration
+    out: list[Sample] = []
+    workers = [
+        _Worker(
+            kinds[i % len(kinds)],
+            url,
+            budget=budget,
+            total=total,
+            deadline=deadline,
+            stop=stop or threading.Event(),
+            timeout=timeout,
+            color_header=color_header,
+            out=out,
+            on_sample=on_sample,
+        )
+        for i in range(concurrency)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(duration + timeout + 5)
+    result.finished = time.monotonic()
+    result.samples = sorted(out, key=lambda s: s.start)
+    return result

@@ -18,4 +18,3 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="fail, instead of skip, a test whose real part (HAProxy, Docker) is missing "
         "[env: BLUEGREEN_STRICT_INFRA=1]; CI runs with it",
     )
-

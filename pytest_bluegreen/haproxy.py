@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import enum
 import io
+import ipaddress
 import os
 import re
 import socket
@@ -34,7 +35,8 @@ __all__ = [
     "StatRow",
 ]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+_NAME = re.compile(r"\A[A-Za-z0-9_.:\-]+\Z")
+_HOST = re.compile(r"[A-Za-z0-9.\-]+")
 
 # srv_admin_state bits (src/server.h, enum srv_admin)
 _ADMF_MAINT = 0x01 | 0x02 | 0x04 | 0x20  # forced, inherited, config, resolution
@@ -114,7 +116,19 @@ class RuntimeApiAddress:
         host, sep, port_text = value.rpartition(":")
         if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ValueError(f"Runtime API address {text!r} is neither a socket path nor host:port")
-        return cls(host=host.strip("[]"), port=int(port_text))
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise ValueError(
+                    f"Runtime API address {text!r}: {host!r} is not an IPv6 address"
+                ) from None
+        elif not _HOST.fullmatch(host):
+            raise ValueError(
+                f"Runtime API address {text!r}: {host!r} is not a host name or IPv4 address"
+            )
+        return cls(host=host, port=int(port_text))
 
     def __str__(self) -> str:
         if self.path is not None:
@@ -302,6 +316,14 @@ class RuntimeApi:
 
     def _set(self, command: str) -> None:
         answer = self.execute(command)
+        if not answer:
+            # a successful set answers one empty line; nothing at all means HAProxy went away
+            raise RuntimeApiUnreachable(
+                command,
+                "",
+                f"HAProxy Runtime API at {self.address} closed the connection without "
+                f"answering {command!r}",
+            )
         if answer.strip():
             if "permission denied" in answer.lower():
                 raise RuntimeApiPermissionError(command, answer)

@@ -83,6 +83,8 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = resolve(cli, os.environ, ini, config.rootpath)
     except SettingsError as exc:
+        if config.option.help:
+            return  # let --help show the options that fix it
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
     if _is_worker(config):

@@ -199,6 +199,10 @@ def _url(value: Any) -> str:
     parts = urlsplit(text)
     if parts.scheme not in {"http", "https"} or not parts.netloc:
         raise ValueError(f"expected an http(s) URL, got {text!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise ValueError(f"bad port in {text!r}: {exc}") from None
     return text.rstrip("/")
 
 
@@ -243,6 +247,7 @@ class Option:
     env: bool = True
     ini: bool = True
     help: str = ""
+    file: bool = True
 
     @property
     def env_name(self) -> str:
@@ -262,6 +267,7 @@ OPTIONS: tuple[Option, ...] = (
         "--switch",
         env=False,
         ini=False,
+        file=False,
         help="gate: switch HAProxy traffic to the --env color when the session passes",
     ),
     Option(
@@ -271,6 +277,7 @@ OPTIONS: tuple[Option, ...] = (
         "--rollback",
         env=False,
         ini=False,
+        file=False,
         help="return traffic to the previous color after its checks pass, and verify",
     ),
     Option(
@@ -411,14 +418,24 @@ _COLOR_DEFAULTS: dict[str, dict[str, Any]] = {
 # --- loading the file ---------------------------------------------------------------------------
 
 
-def _find_file(explicit: str | None, rootdir: Path) -> tuple[Path | None, dict[str, Any]]:
+def _find_file(
+    explicit: str | None, rootdir: Path, source: str = "default"
+) -> tuple[Path | None, dict[str, Any]]:
     if explicit is not None:
         path = Path(explicit)
         if not path.is_absolute():
             path = rootdir / path
         if not path.is_file():
-            raise SettingsError(f"bluegreen: settings file {explicit} does not exist")
-        return path, _load_toml(path)
+            raise SettingsError(
+                f"bluegreen: settings file {explicit} does not exist (from {source})"
+            )
+        data = _load_toml(path)
+        if path.name == "pyproject.toml":
+            table = data.get("tool", {}).get("bluegreen")
+            if not isinstance(table, dict):
+                raise SettingsError(f"bluegreen: {path} has no [tool.bluegreen] table")
+            return path, table
+        return path, data
     candidate = rootdir / "bluegreen.toml"
     if candidate.is_file():
         return candidate, _load_toml(candidate)
@@ -449,12 +466,14 @@ def resolve(
 ) -> Settings:
     """Resolve every setting once. ``cli`` holds only the values given on the command line
     (key -> value, ``None`` meaning not given); ``ini`` the non-empty pytest ini values."""
-    config_explicit, _ = _pick(CONFIG_OPTION, cli=cli, environ=environ, ini=ini, data={})
-    config_file, data = _find_file(config_explicit, rootdir)
+    config_explicit, config_source = _pick(
+        CONFIG_OPTION, cli=cli, environ=environ, ini=ini, data={}
+    )
+    config_file, data = _find_file(config_explicit, rootdir, config_source)
     file_label = f"file {config_file.name}" if config_file else "file"
     base = config_file.parent if config_file else rootdir
 
-    known = {o.key for o in OPTIONS} | {"colors"}
+    known = {o.key for o in OPTIONS if o.file} | {"colors"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise SettingsError(
@@ -495,12 +514,15 @@ def resolve(
     if values["switch"] and env not in colors:
         raise SettingsError(
             f"bluegreen: --switch needs one target color (--env {' or --env '.join(colors)}), "
-            f"got --env {env}"
+            f"got --env {env} (from {sources['env']})"
         )
     if values["rollback"] and env == "shared":
         raise SettingsError("bluegreen: --rollback verifies a color; --env shared has none")
     if values["dry_run"] and not (values["switch"] or values["rollback"]):
-        raise SettingsError("bluegreen: --dry-run only makes sense with --switch or --rollback")
+        raise SettingsError(
+            "bluegreen: --dry-run only makes sense with --switch or --rollback "
+            f"(from {sources['dry_run']})"
+        )
 
     def path(key: str) -> Path:
         p = Path(values[key]).expanduser()
@@ -557,7 +579,7 @@ def _pick(
         return environ[option.env_name], f"env {option.env_name}"
     if option.ini and ini.get(option.ini_name, "") != "":
         return ini[option.ini_name], f"ini {option.ini_name}"
-    if option.key in data:
+    if option.file and option.key in data:
         return data[option.key], f"{file_label} {option.key}"
     return option.default, "default"
 
@@ -620,23 +642,42 @@ def _resolve_colors(
             else:
                 raise SettingsError(f"bluegreen: {label} is required ({file_label})")
             picked[key] = raw
-        try:
-            api_url = _url(picked["api_url"])
-            frontend_url = _optional_url(picked["frontend_url"])
-            servers_raw = picked["servers"]
-            if not isinstance(servers_raw, list) or not servers_raw:
-                raise ValueError("servers must be a non-empty list of 'backend/server'")
-            servers = tuple(ServerRef.parse(str(s)) for s in servers_raw)
-        except ValueError as exc:
-            raise SettingsError(f"bluegreen: colors.{name}: {exc}") from None
+        api_url = _color_value(name, "api_url", picked, _url, sources)
+        frontend_url = _color_value(name, "frontend_url", picked, _optional_url, sources)
+        servers = _color_value(name, "servers", picked, _servers, sources)
         for ref in servers:
             if ref in all_servers:
+                first = all_servers[ref]
+                where = f"twice for {name}" if first == name else f"for both {first} and {name}"
                 raise SettingsError(
-                    f"bluegreen: server {ref} is listed for both {all_servers[ref]} and {name}"
+                    f"bluegreen: server {ref} is listed {where} "
+                    f"(from {sources[f'colors.{first}.servers']}"
+                    + ("" if first == name else f" and {sources[f'colors.{name}.servers']}")
+                    + ")"
                 )
             all_servers[ref] = name
         result[name] = ColorSettings(name, api_url, frontend_url, servers)
     return (names[0], names[1]), result
+
+
+def _color_value(
+    name: str,
+    key: str,
+    picked: Mapping[str, Any],
+    parse: Callable[[Any], Any],
+    sources: Mapping[str, str],
+) -> Any:
+    label = f"colors.{name}.{key}"
+    try:
+        return parse(picked[key])
+    except ValueError as exc:
+        raise SettingsError(f"bluegreen: {label}: {exc} (from {sources[label]})") from None
+
+
+def _servers(value: Any) -> tuple[ServerRef, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("servers must be a non-empty list of 'backend/server'")
+    return tuple(ServerRef.parse(str(s)) for s in value)
 
 
 def describe(settings: Settings) -> list[str]:

@@ -1,0 +1,471 @@
+"""The plugin in a pytest session (pytester, no HAProxy): options, selection, markers, header."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pytest
+
+CHECKS = """
+import pytest
+
+
+def test_health(color):
+    assert color in ("blue", "green")
+
+
+def test_api(http, color):
+    assert http.color == color
+    assert http.base_url == {"blue": "http://127.0.0.1:21010/", "green": "http://127.0.0.1:21011/"}[color]
+
+
+@pytest.mark.shared
+def test_database():
+    pass
+
+
+def test_untagged():
+    pass
+
+
+@pytest.mark.parametrize("color", ["blue"])
+def test_blue_only(color):
+    assert color == "blue"
+"""
+
+ALL_IDS = {
+    "test_checks.py::test_health[blue]",
+    "test_checks.py::test_health[green]",
+    "test_checks.py::test_api[blue]",
+    "test_checks.py::test_api[green]",
+    "test_checks.py::test_database",
+    "test_checks.py::test_untagged",
+    "test_checks.py::test_blue_only[blue]",
+}
+
+
+@pytest.fixture
+def checks(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(test_checks=CHECKS)
+    return pytester
+
+
+def passed_ids(result: pytest.RunResult) -> set[str]:
+    """Node ids from the ``-rA`` short summary (the same with and without xdist)."""
+    return {m[1] for line in result.outlines if (m := re.match(r"PASSED (\S+)", line))}
+
+
+def flat(result: pytest.RunResult) -> str:
+    """The output as one line (help text wraps at the terminal width)."""
+    return " ".join(" ".join(result.outlines).split())
+
+
+def header(result: pytest.RunResult) -> tuple[str, str]:
+    [settings] = [line for line in result.outlines if line.startswith("bluegreen: env=")]
+    [colors] = [line for line in result.outlines if line.startswith("bluegreen colors: ")]
+    return settings, colors
+
+
+def usage_error(result: pytest.RunResult) -> str:
+    """The one ``ERROR:`` line of a usage error (exit 4), without a traceback."""
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.outlines + result.errlines
+    errors = [line for line in result.errlines if line.startswith("ERROR:")]
+    assert len(errors) == 1, result.errlines
+    assert not any("Traceback" in line for line in result.errlines + result.outlines)
+    assert errors[0].startswith("ERROR: bluegreen: ")
+    return errors[0]
+
+
+# --- usage errors -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ["--env", "purple"],
+            "--env must be one of blue|green|all|shared, got 'purple' (from cli --env)",
+            id="env-purple",
+        ),
+        pytest.param(
+            ["--drain-timeout", "abc"],
+            "drain_timeout expected a number of seconds, got 'abc' (from cli --drain-timeout)",
+            id="drain-timeout-abc",
+        ),
+        pytest.param(
+            ["--switch", "--env", "all"],
+            "--switch needs one target color (--env blue or --env green), got --env all",
+            id="switch-env-all",
+        ),
+        pytest.param(
+            ["--switch", "--rollback", "--env", "green"],
+            "--switch and --rollback cannot be combined",
+            id="switch-rollback",
+        ),
+        pytest.param(
+            ["--dry-run"],
+            "--dry-run only makes sense with --switch or --rollback",
+            id="dry-run-alone",
+        ),
+        pytest.param(
+            ["--runtime-api", "nowhere"],
+            "runtime_api: Runtime API address 'nowhere' is neither a socket path nor host:port "
+            "(from cli --runtime-api)",
+            id="runtime-api",
+        ),
+        pytest.param(
+            ["--routed-url", "localhost:8080"],
+            "routed_api_url expected an http(s) URL, got 'localhost:8080' (from cli --routed-url)",
+            id="routed-url",
+        ),
+        pytest.param(
+            ["--bluegreen-config", "missing.toml"],
+            "settings file missing.toml does not exist",
+            id="missing-config",
+        ),
+    ],
+)
+def test_bad_option_is_a_one_line_usage_error(
+    checks: pytest.Pytester, args: list[str], message: str
+) -> None:
+    result = checks.runpytest(*args)
+    assert usage_error(result).startswith(f"ERROR: bluegreen: {message}")
+    assert not passed_ids(result)
+
+
+def test_bad_env_var_is_a_usage_error(
+    checks: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BLUEGREEN_HTTP_TIMEOUT", "-1")
+    line = usage_error(checks.runpytest())
+    assert line == (
+        "ERROR: bluegreen: http_timeout expected seconds in (0, 86400], got '-1' "
+        "(from env BLUEGREEN_HTTP_TIMEOUT)"
+    )
+
+
+def test_typo_in_settings_file_is_a_usage_error(checks: pytest.Pytester) -> None:
+    checks.makefile(".toml", bluegreen="drian_timeout = 3\n")
+    line = usage_error(checks.runpytest())
+    assert line.startswith("ERROR: bluegreen: unknown setting 'drian_timeout' in ")
+    assert "bluegreen.toml" in line
+
+
+def test_help_lists_options_with_env_and_ini_names(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    assert result.ret == 0
+    text = flat(result)
+    assert "blue/green deployment gate (pytest-bluegreen)" in text
+    assert "--drain-timeout=DRAIN_TIMEOUT" in text
+    assert "[env: BLUEGREEN_DRAIN_TIMEOUT]" in text
+    assert "bluegreen_drain_timeout" in text
+
+
+def test_help_works_with_a_bad_setting(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BLUEGREEN_ENV", "purple")
+    result = pytester.runpytest("--help")
+    assert result.ret == 0, result.errlines
+    assert "[env: BLUEGREEN_ENV]" in flat(result)
+
+
+# --- parametrization and selection ------------------------------------------------------------
+
+
+def test_color_tests_get_one_id_per_color(checks: pytest.Pytester) -> None:
+    result = checks.runpytest("--collect-only", "-q", "--env", "all")
+    assert result.ret == 0
+    collected = {line for line in result.outlines if "::" in line}
+    assert collected == ALL_IDS
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param(
+            "green",
+            {"test_health[green]", "test_api[green]", "test_database", "test_untagged"},
+            id="green",
+        ),
+        pytest.param(
+            "blue",
+            {
+                "test_health[blue]",
+                "test_api[blue]",
+                "test_blue_only[blue]",
+                "test_database",
+                "test_untagged",
+            },
+            id="blue",
+        ),
+        pytest.param("shared", {"test_database"}, id="shared"),
+        pytest.param("all", {i.split("::")[1] for i in ALL_IDS}, id="all"),
+    ],
+)
+def test_selection_per_env(checks: pytest.Pytester, env: str, expected: set[str]) -> None:
+    result = checks.runpytest("--env", env, "-rA")
+    assert passed_ids(result) == {f"test_checks.py::{name}" for name in expected}
+    deselected = len(ALL_IDS) - len(expected)
+    result.assert_outcomes(passed=len(expected), deselected=deselected)
+    if deselected:
+        result.stdout.fnmatch_lines(
+            [f"collected 7 items / {deselected} deselected / {len(expected)} selected"]
+        )
+    else:
+        assert not any("deselected" in line for line in result.outlines)
+
+
+def test_env_var_selects(checks: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BLUEGREEN_ENV", "shared")
+    result = checks.runpytest("-rA")
+    assert passed_ids(result) == {"test_checks.py::test_database"}
+    result.assert_outcomes(passed=1, deselected=6)
+    assert "env=shared (env BLUEGREEN_ENV)" in header(result)[0]
+
+
+def test_cli_beats_env_var(checks: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BLUEGREEN_ENV", "shared")
+    result = checks.runpytest("--env", "green", "-rA")
+    result.assert_outcomes(passed=4, deselected=3)
+    assert "env=green (cli --env)" in header(result)[0]
+
+
+def test_own_color_parametrization_is_kept(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_own="""
+        import pytest
+
+        @pytest.mark.parametrize(("color", "n"), [("green", 1), ("green", 2)])
+        def test_pair(color, n):
+            assert color == "green"
+
+        @pytest.mark.parametrize("n, color", [(1, "blue")])
+        def test_string_names(n, color):
+            assert color == "blue"
+        """
+    )
+    result = pytester.runpytest("--env", "all", "-rA")
+    assert passed_ids(result) == {
+        "test_own.py::test_pair[green-1]",
+        "test_own.py::test_pair[green-2]",
+        "test_own.py::test_string_names[1-blue]",
+    }
+    green = pytester.runpytest("--env", "green", "-rA")
+    green.assert_outcomes(passed=2, deselected=1)
+
+
+def test_xdist_keeps_the_same_selection(checks: pytest.Pytester) -> None:
+    serial = checks.runpytest("--env", "green", "-rA")
+    distributed = checks.runpytest_subprocess(
+        "-p", "xdist", "-n", "2", "--env", "green", "-rA", "-p", "no:cacheprovider"
+    )
+    assert distributed.ret == 0, distributed.outlines
+    distributed.stdout.fnmatch_lines(["*2 workers*"])
+    distributed.assert_outcomes(passed=4)
+    assert passed_ids(distributed) == passed_ids(serial)
+    assert len(passed_ids(serial)) == 4
+
+
+# --- markers --------------------------------------------------------------------------------
+
+
+def test_markers_are_registered_with_help(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "@pytest.mark.shared: a check of the shared services*runs with every --env",
+            "@pytest.mark.quick: a fast check, part of the pre-switch gate*",
+            "@pytest.mark.perf: a performance check*",
+        ],
+        consecutive=False,
+    )
+
+
+def test_strict_markers_accepts_ours(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_marked="""
+        import pytest
+
+        @pytest.mark.shared
+        def test_a():
+            pass
+
+        @pytest.mark.quick
+        def test_b(color):
+            pass
+
+        @pytest.mark.perf
+        def test_c():
+            pass
+        """
+    )
+    result = pytester.runpytest("--strict-markers", "-m", "quick or perf or shared")
+    result.assert_outcomes(passed=4)
+
+
+def test_strict_markers_rejects_unknown(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_marked="""
+        import pytest
+
+        @pytest.mark.sharde
+        def test_a():
+            pass
+        """
+    )
+    result = pytester.runpytest("--strict-markers")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*'sharde' not found in `markers` configuration option*"])
+
+
+# --- where each value came from: the report header ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Given:
+    files: dict[str, str] = field(default_factory=dict)
+    env_var: str | None = None  # BLUEGREEN_ENV
+    args: tuple[str, ...] = ()
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        pytest.param(Given(args=("--env", "green")), "env=green (cli --env)", id="cli"),
+        pytest.param(Given(env_var="blue"), "env=blue (env BLUEGREEN_ENV)", id="env-var"),
+        pytest.param(
+            Given(files={"tox.ini": "[pytest]\nbluegreen_env = shared\n"}),
+            "env=shared (ini bluegreen_env)",
+            id="ini",
+        ),
+        pytest.param(
+            Given(files={"bluegreen.toml": 'env = "green"\n'}),
+            "env=green (file bluegreen.toml env)",
+            id="bluegreen-toml",
+        ),
+        pytest.param(
+            Given(files={"pyproject.toml": '[tool.bluegreen]\nenv = "blue"\n'}),
+            "env=blue (file pyproject.toml env)",
+            id="pyproject",
+        ),
+        pytest.param(Given(), "env=all (default)", id="default"),
+    ],
+)
+def test_header_shows_the_source(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, given: Given, shown: str
+) -> None:
+    for name, text in given.files.items():
+        (pytester.path / name).write_text(text)
+    if given.env_var is not None:
+        monkeypatch.setenv("BLUEGREEN_ENV", given.env_var)
+    result = pytester.runpytest("--collect-only", *given.args)
+    settings, _ = header(result)
+    assert settings.startswith(f"bluegreen: {shown}, "), settings
+
+
+def test_header_with_every_layer(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini(
+        """
+        [pytest]
+        bluegreen_env = shared
+        bluegreen_drain_timeout = 4
+        bluegreen_runtime_api = 127.0.0.1:9999
+        """
+    )
+    pytester.makefile(
+        ".toml",
+        bluegreen="""
+        env = "blue"
+        drain_timeout = 3
+        http_timeout = 2
+        deployment_tag = "v9"
+
+        [colors.blue]
+        api_url = "http://blue.internal:8000"
+        servers = ["api/blue"]
+
+        [colors.green]
+        api_url = "http://green.internal:8000"
+        servers = ["api/green"]
+        """,
+    )
+    monkeypatch.setenv("BLUEGREEN_ENV", "green")
+    monkeypatch.setenv("BLUEGREEN_DRAIN_TIMEOUT", "5")
+    monkeypatch.setenv("BLUEGREEN_GREEN_API_URL", "http://green.env:8000")
+    result = pytester.runpytest("--collect-only", "--env", "blue", "--strict-config")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    settings, colors = header(result)
+    for shown in (
+        "env=blue (cli --env)",
+        "drain_timeout=5.0 (env BLUEGREEN_DRAIN_TIMEOUT)",
+        "runtime_api=127.0.0.1:9999 (ini bluegreen_runtime_api)",
+        "http_timeout=2.0 (file bluegreen.toml http_timeout)",
+        "deployment_tag=v9 (file bluegreen.toml deployment_tag)",
+        "verify_timeout=10.0 (default)",
+    ):
+        assert shown in settings, settings
+    assert "blue api=http://blue.internal:8000 servers=api/blue " in colors
+    assert "(file bluegreen.toml colors.blue.api_url)" in colors
+    assert "green api=http://green.env:8000 servers=api/green (env BLUEGREEN_GREEN_API_URL)" in (
+        colors
+    )
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+def test_conftest_fixture_replaces_ours(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def http(color):
+            return f"my-client-for-{color}"
+
+        @pytest.fixture
+        def environment():
+            return "stub"
+        """
+    )
+    pytester.makepyfile(
+        test_checks="""
+        def test_api(http, color):
+            assert http == f"my-client-for-{color}"
+
+        def test_env(environment):
+            assert environment == "stub"
+        """
+    )
+    result = pytester.runpytest("--env", "green", "-rA")
+    # test_env no longer needs a color: it is untagged and runs with --env green
+    assert passed_ids(result) == {"test_checks.py::test_api[green]", "test_checks.py::test_env"}
+    result.assert_outcomes(passed=2, deselected=1)
+
+
+def test_environment_reads_env_files_and_hides_secrets(pytester: pytest.Pytester) -> None:
+    deploy = pytester.mkdir("config") / "deploy"
+    deploy.mkdir()
+    (deploy / "shared.env").write_text("LEVEL=info\nREGION=eu\n")
+    (deploy / "blue.env").write_text("LEVEL=debug\n")
+    (deploy / "secrets.env").write_text("TOKEN=t0p-s3cret\n")
+    pytester.makepyfile(
+        test_env="""
+        def test_environment(environment, bluegreen_settings):
+            expected = "debug" if environment.name == "blue" else "info"
+            assert environment.variables == {"LEVEL": expected, "REGION": "eu"}
+            assert environment.secrets == {"TOKEN": "t0p-s3cret"}
+            assert "t0p-s3cret" not in repr(environment)
+            assert environment.api_url == bluegreen_settings.color[environment.name].api_url
+        """
+    )
+    result = pytester.runpytest("-rA")
+    assert passed_ids(result) == {
+        "test_env.py::test_environment[blue]",
+        "test_env.py::test_environment[green]",
+    }

@@ -1,0 +1,770 @@
+"""``settings.resolve()`` called directly: precedence, sources, colors, errors, env files, paths."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_bluegreen.haproxy import RuntimeApiAddress, ServerRef
+from pytest_bluegreen.settings import Settings, SettingsError, describe, resolve
+
+
+def resolve_in(
+    root: Path,
+    *,
+    cli: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    ini: Mapping[str, str] | None = None,
+) -> Settings:
+    return resolve(cli or {}, environ or {}, ini or {}, root)
+
+
+def write(root: Path, name: str, text: str) -> Path:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def resolve_error(
+    root: Path,
+    *,
+    cli: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    ini: Mapping[str, str] | None = None,
+) -> str:
+    """The SettingsError's message, checked to be one line in the plugin's voice."""
+    with pytest.raises(SettingsError) as info:
+        resolve_in(root, cli=cli, environ=environ, ini=ini)
+    message = str(info.value)
+    assert "\n" not in message, message
+    assert message.startswith("bluegreen: "), message
+    return message
+
+
+# --- precedence: CLI > env > ini > file > default ----------------------------------------------
+
+LAYERS = ("cli", "env", "ini", "file")
+
+# key -> (cli flag, value per layer, toml literal of the file value, parsed values, default)
+SCALARS: dict[str, dict[str, Any]] = {
+    "drain_timeout": {
+        "cli": "--drain-timeout",
+        "raw": {"cli": "11", "env": "12", "ini": "13", "file": "14"},
+        "parsed": {"cli": 11.0, "env": 12.0, "ini": 13.0, "file": 14.0},
+        "default": 30.0,
+    },
+    "routed_api_url": {
+        "cli": "--routed-url",
+        "raw": {
+            "cli": "http://cli.example:1/",
+            "env": "http://env.example:2",
+            "ini": "http://ini.example:3",
+            "file": "https://file.example:4/",
+        },
+        "parsed": {
+            "cli": "http://cli.example:1",
+            "env": "http://env.example:2",
+            "ini": "http://ini.example:3",
+            "file": "https://file.example:4",
+        },
+        "default": "http://127.0.0.1:20010",
+    },
+    "deployment_tag": {
+        "cli": "--deployment-tag",
+        "raw": {"cli": "v4", "env": "v3", "ini": "v2", "file": "v1"},
+        "parsed": {"cli": "v4", "env": "v3", "ini": "v2", "file": "v1"},
+        "default": None,
+    },
+}
+
+
+@pytest.mark.parametrize("key", sorted(SCALARS))
+@pytest.mark.parametrize("top", [*LAYERS, "default"])
+def test_highest_layer_wins_and_is_recorded(tmp_path: Path, key: str, top: str) -> None:
+    spec = SCALARS[key]
+    given = LAYERS[LAYERS.index(top) :] if top in LAYERS else ()
+    raw = spec["raw"]
+    cli = {key: raw["cli"]} if "cli" in given else {}
+    environ = {f"BLUEGREEN_{key.upper()}": raw["env"]} if "env" in given else {}
+    ini = {f"bluegreen_{key}": raw["ini"]} if "ini" in given else {}
+    if "file" in given:
+        write(tmp_path, "bluegreen.toml", f'{key} = "{raw["file"]}"\n')
+
+    settings = resolve_in(tmp_path, cli=cli, environ=environ, ini=ini)
+
+    expected_source = {
+        "cli": f"cli {spec['cli']}",
+        "env": f"env BLUEGREEN_{key.upper()}",
+        "ini": f"ini bluegreen_{key}",
+        "file": f"file bluegreen.toml {key}",
+        "default": "default",
+    }[top]
+    assert settings.sources[key] == expected_source
+    expected = spec["parsed"][top] if top != "default" else spec["default"]
+    assert getattr(settings, key) == expected
+
+
+def test_none_and_empty_values_fall_through_to_the_next_layer(tmp_path: Path) -> None:
+    write(tmp_path, "bluegreen.toml", 'env = "blue"\nverify_timeout = 4\n')
+    settings = resolve_in(
+        tmp_path,
+        cli={"env": None, "verify_timeout": None},
+        environ={"BLUEGREEN_ENV": "", "BLUEGREEN_VERIFY_TIMEOUT": ""},
+        ini={"bluegreen_env": ""},
+    )
+    assert (settings.env, settings.sources["env"]) == ("blue", "file bluegreen.toml env")
+    assert settings.verify_timeout == 4.0
+    assert settings.sources["verify_timeout"] == "file bluegreen.toml verify_timeout"
+
+
+def test_every_value_has_a_source(tmp_path: Path) -> None:
+    settings = resolve_in(tmp_path)
+    assert settings.config_file is None
+    for key in ("env", "switch", "runtime_api", "http_timeout", "state_file", "env_dir"):
+        assert settings.sources[key] == "default"
+    assert settings.sources["colors"] == "default"
+    assert settings.sources["colors.green.servers"] == "default"
+    assert settings.env == "all"
+    assert (settings.switch, settings.rollback, settings.dry_run) == (False, False, False)
+    assert settings.runtime_api == RuntimeApiAddress(path="/var/run/haproxy/admin.sock")
+
+
+def test_values_are_parsed_from_text(tmp_path: Path) -> None:
+    settings = resolve_in(
+        tmp_path,
+        cli={"env": "GREEN", "runtime_api": "127.0.0.1:9999"},
+        environ={"BLUEGREEN_VERIFY_RESPONSES": " 7 ", "BLUEGREEN_HTTP_TIMEOUT": "0.25"},
+        ini={"bluegreen_full_weight": "256", "bluegreen_color_header": "X-Color"},
+    )
+    assert settings.env == "green"
+    assert settings.runtime_api == RuntimeApiAddress(host="127.0.0.1", port=9999)
+    assert settings.verify_responses == 7
+    assert settings.http_timeout == 0.25
+    assert settings.full_weight == 256
+    assert settings.color_header == "X-Color"
+
+
+def test_switch_and_rollback_come_from_the_command_line_only(tmp_path: Path) -> None:
+    settings = resolve_in(
+        tmp_path,
+        environ={"BLUEGREEN_SWITCH": "1", "BLUEGREEN_ROLLBACK": "1", "BLUEGREEN_ENV": "green"},
+        ini={"bluegreen_switch": "true", "bluegreen_rollback": "true"},
+    )
+    assert not settings.gating
+    gated = resolve_in(tmp_path, cli={"switch": True, "env": "green"})
+    assert gated.switch
+    assert gated.sources["switch"] == "cli --switch"
+    assert gated.target == "green"
+
+
+@pytest.mark.parametrize("line", ["switch = true", "rollback = true"])
+def test_the_settings_file_cannot_turn_the_gate_on(tmp_path: Path, line: str) -> None:
+    write(tmp_path, "bluegreen.toml", f'env = "green"\n{line}\n')
+    with pytest.raises(SettingsError, match=line.split(maxsplit=1)[0]):
+        resolve_in(tmp_path)
+
+
+def test_dry_run_from_env_var(tmp_path: Path) -> None:
+    settings = resolve_in(
+        tmp_path, cli={"switch": True, "env": "blue"}, environ={"BLUEGREEN_DRY_RUN": "yes"}
+    )
+    assert settings.dry_run
+    assert settings.sources["dry_run"] == "env BLUEGREEN_DRY_RUN"
+
+
+def test_options_without_a_flag_ignore_the_cli_mapping(tmp_path: Path) -> None:
+    settings = resolve_in(tmp_path, cli={"runtime_api_timeout": "9"})
+    assert settings.runtime_api_timeout == 2.0
+    assert settings.sources["runtime_api_timeout"] == "default"
+
+
+# --- the file: bluegreen.toml, else [tool.bluegreen] in pyproject.toml ------------------------
+
+
+def test_pyproject_tool_table_is_read(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "pyproject.toml",
+        """\
+        [project]
+        name = "deploy"
+
+        [tool.bluegreen]
+        env = "green"
+        drain_timeout = 3
+
+        [tool.bluegreen.colors.blue]
+        api_url = "http://blue.internal:8000"
+        servers = ["be/blue"]
+
+        [tool.bluegreen.colors.green]
+        api_url = "http://green.internal:8000"
+        servers = ["be/green"]
+        """,
+    )
+    settings = resolve_in(tmp_path)
+    assert settings.config_file == tmp_path / "pyproject.toml"
+    assert settings.env == "green"
+    assert settings.sources["env"] == "file pyproject.toml env"
+    assert settings.drain_timeout == 3.0
+    assert settings.color["green"].servers == (ServerRef("be", "green"),)
+    assert settings.sources["colors.blue.api_url"] == "file pyproject.toml colors.blue.api_url"
+
+
+def test_pyproject_without_tool_table_gives_defaults(tmp_path: Path) -> None:
+    write(tmp_path, "pyproject.toml", '[project]\nname = "x"\n[tool.other]\nenv = "green"\n')
+    settings = resolve_in(tmp_path)
+    assert settings.config_file is None
+    assert settings.env == "all"
+    assert settings.sources["env"] == "default"
+
+
+def test_bluegreen_toml_wins_over_pyproject(tmp_path: Path) -> None:
+    write(tmp_path, "pyproject.toml", '[tool.bluegreen]\nenv = "green"\ndrain_timeout = 9\n')
+    write(tmp_path, "bluegreen.toml", 'env = "blue"\n')
+    settings = resolve_in(tmp_path)
+    assert settings.config_file == tmp_path / "bluegreen.toml"
+    assert (settings.env, settings.sources["env"]) == ("blue", "file bluegreen.toml env")
+    # the files are not merged: pyproject's drain_timeout is not used
+    assert (settings.drain_timeout, settings.sources["drain_timeout"]) == (30.0, "default")
+
+
+def test_explicit_config_file_wins_over_bluegreen_toml(tmp_path: Path) -> None:
+    write(tmp_path, "bluegreen.toml", 'env = "blue"\n')
+    write(tmp_path, "deploy/prod.toml", 'env = "green"\n')
+    from_cli = resolve_in(tmp_path, cli={"config": "deploy/prod.toml"})
+    assert from_cli.config_file == tmp_path / "deploy" / "prod.toml"
+    assert (from_cli.env, from_cli.sources["env"]) == ("green", "file prod.toml env")
+    from_env = resolve_in(tmp_path, environ={"BLUEGREEN_CONFIG": "deploy/prod.toml"})
+    assert from_env.config_file == tmp_path / "deploy" / "prod.toml"
+    from_ini = resolve_in(tmp_path, ini={"bluegreen_config": str(tmp_path / "deploy/prod.toml")})
+    assert from_ini.env == "green"
+
+
+def test_explicit_pyproject_uses_its_tool_table(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "deploy/pyproject.toml",
+        '[project]\nname = "deploy"\n[tool.bluegreen]\nenv = "green"\n',
+    )
+    settings = resolve_in(tmp_path, cli={"config": "deploy/pyproject.toml"})
+    assert settings.env == "green"
+
+
+# --- per-color values ---------------------------------------------------------------------------
+
+COLORS_TOML = """\
+[colors.blue]
+api_url = "http://blue.internal:8000/"
+frontend_url = "http://blue.internal:3000"
+servers = ["api_backend/b1", "frontend_backend/b2"]
+
+[colors.green]
+api_url = "http://green.internal:8000"
+servers = ["api_backend/g1"]
+"""
+
+
+def test_color_tables(tmp_path: Path) -> None:
+    write(tmp_path, "bluegreen.toml", COLORS_TOML)
+    settings = resolve_in(tmp_path)
+    assert settings.colors == ("blue", "green")
+    blue, green = settings.color["blue"], settings.color["green"]
+    assert blue.api_url == "http://blue.internal:8000"
+    assert blue.frontend_url == "http://blue.internal:3000"
+    assert blue.servers == (ServerRef("api_backend", "b1"), ServerRef("frontend_backend", "b2"))
+    assert green.frontend_url is None
+    assert settings.sources["colors"] == "file bluegreen.toml colors"
+    assert settings.sources["colors.blue.frontend_url"] == (
+        "file bluegreen.toml colors.blue.frontend_url"
+    )
+    assert settings.sources["colors.green.frontend_url"] == "default"
+    assert settings.color_of(ServerRef("api_backend", "g1")) == "green"
+    assert settings.color_of(ServerRef("api_backend", "nobody")) is None
+
+
+def test_color_env_vars_override_the_file(tmp_path: Path) -> None:
+    write(tmp_path, "bluegreen.toml", COLORS_TOML)
+    settings = resolve_in(
+        tmp_path,
+        environ={
+            "BLUEGREEN_BLUE_API_URL": "https://blue.env:443",
+            "BLUEGREEN_GREEN_SERVERS": "api_backend/g7, frontend_backend/g8,",
+            "BLUEGREEN_GREEN_FRONTEND_URL": "http://green.env:3000",
+        },
+    )
+    assert settings.color["blue"].api_url == "https://blue.env:443"
+    assert settings.sources["colors.blue.api_url"] == "env BLUEGREEN_BLUE_API_URL"
+    assert settings.color["blue"].servers == (
+        ServerRef("api_backend", "b1"),
+        ServerRef("frontend_backend", "b2"),
+    )
+    assert settings.color["green"].servers == (
+        ServerRef("api_backend", "g7"),
+        ServerRef("frontend_backend", "g8"),
+    )
+    assert settings.sources["colors.green.servers"] == "env BLUEGREEN_GREEN_SERVERS"
+    assert settings.color["green"].frontend_url == "http://green.env:3000"
+
+
+def test_color_env_vars_apply_to_default_colors(tmp_path: Path) -> None:
+    settings = resolve_in(tmp_path, environ={"BLUEGREEN_GREEN_SERVERS": "be/g"})
+    assert settings.color["green"].servers == (ServerRef("be", "g"),)
+    assert settings.color["blue"].api_url == "http://127.0.0.1:21010"
+    assert settings.sources["colors.blue.api_url"] == "default"
+
+
+def test_custom_color_names(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "bluegreen.toml",
+        """\
+        env = "dark-red"
+        [colors.dark-red]
+        servers = ["be/red"]
+        [colors.black]
+        api_url = "http://black:1"
+        servers = ["be/black"]
+        """,
+    )
+    settings = resolve_in(tmp_path, environ={"BLUEGREEN_DARK_RED_API_URL": "http://red:1"})
+    assert settings.colors == ("dark-red", "black")
+    assert settings.color["dark-red"].api_url == "http://red:1"
+    assert settings.sources["colors.dark-red.api_url"] == "env BLUEGREEN_DARK_RED_API_URL"
+    assert settings.target == "dark-red"
+    assert settings.other("dark-red") == "black"
+
+
+@pytest.mark.parametrize(
+    ("env", "target", "selected"),
+    [
+        ("blue", "blue", ("blue",)),
+        ("green", "green", ("green",)),
+        ("all", None, ("blue", "green")),
+        ("shared", None, ()),
+    ],
+)
+def test_target_and_selected_colors(
+    tmp_path: Path, env: str, target: str | None, selected: tuple[str, ...]
+) -> None:
+    settings = resolve_in(tmp_path, cli={"env": env})
+    assert settings.target == target
+    assert settings.selected_colors() == selected
+    assert settings.other("blue") == "green"
+    assert settings.other("green") == "blue"
+
+
+# --- errors: one line naming the value and where it came from ----------------------------------
+
+SERVER_IN_BOTH_TOML = """\
+[colors.blue]
+servers = ["be/x"]
+[colors.green]
+servers = ["be/x"]
+"""
+
+
+@dataclass(frozen=True)
+class Given:
+    """What one resolve() call sees: files in the rootdir, CLI values, env vars, ini values."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    cli: dict[str, Any] = field(default_factory=dict)
+    environ: dict[str, str] = field(default_factory=dict)
+    ini: dict[str, str] = field(default_factory=dict)
+
+
+ERRORS = [
+    pytest.param(
+        Given(cli={"drain_timeout": "abc"}),
+        ["drain_timeout", "'abc'", "(from cli --drain-timeout)"],
+        id="seconds-not-a-number-cli",
+    ),
+    pytest.param(
+        Given(environ={"BLUEGREEN_VERIFY_TIMEOUT": "0"}),
+        ["verify_timeout", "(0, 86400]", "'0'", "(from env BLUEGREEN_VERIFY_TIMEOUT)"],
+        id="seconds-zero-env",
+    ),
+    pytest.param(
+        Given(ini={"bluegreen_drain_timeout": "1e9"}),
+        ["drain_timeout", "'1e9'", "(from ini bluegreen_drain_timeout)"],
+        id="seconds-too-long-ini",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "http_timeout = true\n"}),
+        ["http_timeout", "boolean", "(from file bluegreen.toml http_timeout)"],
+        id="seconds-boolean-file",
+    ),
+    pytest.param(
+        Given(environ={"BLUEGREEN_HTTP_TIMEOUT": "nan"}),
+        ["http_timeout", "'nan'", "(from env BLUEGREEN_HTTP_TIMEOUT)"],
+        id="seconds-nan-env",
+    ),
+    pytest.param(
+        Given(ini={"bluegreen_routed_api_url": "ftp://x.example"}),
+        ["routed_api_url", "'ftp://x.example'", "(from ini bluegreen_routed_api_url)"],
+        id="url-scheme-ini",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": 'routed_frontend_url = "127.0.0.1:20011"\n'}),
+        ["routed_frontend_url", "'127.0.0.1:20011'", "(from file bluegreen.toml"],
+        id="url-no-scheme-file",
+    ),
+    pytest.param(
+        Given(cli={"routed_api_url": "http://"}),
+        ["routed_api_url", "'http://'", "(from cli --routed-url)"],
+        id="url-no-host-cli",
+    ),
+    pytest.param(
+        Given(environ={"BLUEGREEN_GREEN_API_URL": "not-a-url"}),
+        ["colors.green", "'not-a-url'"],
+        id="color-url-env",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "drain_timout = 3\n"}),
+        ["unknown setting 'drain_timout'", "bluegreen.toml", "drain_timeout"],
+        id="typo-in-bluegreen-toml",
+    ),
+    pytest.param(
+        Given(files={"pyproject.toml": '[tool.bluegreen]\nenvv = "green"\n'}),
+        ["unknown setting 'envv'", "pyproject.toml"],
+        id="typo-in-pyproject",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": '[colors.blue]\napi_ur = "http://b"\n[colors.green]\n'}),
+        ["unknown setting colors.blue.api_ur", "file bluegreen.toml", "api_url"],
+        id="typo-in-color-table",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "[colors.blue]\n[colors.green]\n[colors.red]\n"}),
+        ["exactly two colors", "got 3: blue, green, red", "(file bluegreen.toml colors)"],
+        id="three-colors",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "[colors.blue]\n"}),
+        ["exactly two colors", "got 1: blue", "(file bluegreen.toml colors)"],
+        id="one-color",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "[colors.all]\n[colors.green]\n"}),
+        ["'all' is not a usable color name", "(file bluegreen.toml colors)"],
+        id="color-named-all",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "[colors.blue]\n[colors.shared]\n"}),
+        ["'shared' is not a usable color name", "(file bluegreen.toml colors)"],
+        id="color-named-shared",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "[colors.Blue]\n[colors.green]\n"}),
+        ["'Blue' is not a usable color name"],
+        id="color-name-uppercase",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "colors = 2\n"}),
+        ["'colors' must be a table", "file bluegreen.toml"],
+        id="colors-not-a-table",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": '[colors.red]\nservers = ["be/r"]\n[colors.black]\n'}),
+        ["colors.red.api_url is required", "file bluegreen.toml"],
+        id="custom-color-without-url",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": SERVER_IN_BOTH_TOML}),
+        ["server be/x is listed for both blue and green"],
+        id="server-in-both-colors-file",
+    ),
+    pytest.param(
+        Given(environ={"BLUEGREEN_GREEN_SERVERS": "api_backend/blue-api"}),
+        ["server api_backend/blue-api is listed for both blue and green"],
+        id="server-in-both-colors-env",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": '[colors.blue]\nservers = ["no-slash"]\n[colors.green]\n'}),
+        ["colors.blue", "'backend/server'", "'no-slash'"],
+        id="malformed-server-file",
+    ),
+    pytest.param(
+        Given(environ={"BLUEGREEN_GREEN_SERVERS": "api_backend/"}),
+        ["colors.green", "'api_backend/'"],
+        id="malformed-server-env",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "[colors.blue]\nservers = []\n[colors.green]\n"}),
+        ["colors.blue", "non-empty list"],
+        id="no-servers",
+    ),
+    pytest.param(
+        Given(cli={"switch": True, "env": "all"}),
+        ["--switch needs one target color", "--env blue or --env green", "got --env all"],
+        id="switch-env-all",
+    ),
+    pytest.param(
+        Given(cli={"switch": True, "rollback": True, "env": "green"}),
+        ["--switch and --rollback cannot be combined"],
+        id="switch-and-rollback",
+    ),
+    pytest.param(
+        Given(cli={"dry_run": True}),
+        ["--dry-run only makes sense with --switch or --rollback"],
+        id="dry-run-alone",
+    ),
+    pytest.param(
+        Given(cli={"rollback": True, "env": "shared"}),
+        ["--rollback", "--env shared"],
+        id="rollback-env-shared",
+    ),
+    pytest.param(
+        Given(cli={"config": "missing.toml"}),
+        ["settings file missing.toml does not exist"],
+        id="missing-config-file",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "env = [\n"}),
+        ["cannot read", "bluegreen.toml"],
+        id="toml-syntax-error",
+    ),
+    pytest.param(
+        Given(environ={"BLUEGREEN_RUNTIME_API": "localhost"}),
+        ["runtime_api", "'localhost'", "(from env BLUEGREEN_RUNTIME_API)"],
+        id="runtime-api-no-port",
+    ),
+    pytest.param(
+        Given(cli={"runtime_api": "127.0.0.1:70000"}),
+        ["runtime_api", "'127.0.0.1:70000'", "(from cli --runtime-api)"],
+        id="runtime-api-port-out-of-range",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": 'runtime_api = "unix:"\n'}),
+        ["runtime_api", "socket path", "(from file bluegreen.toml runtime_api)"],
+        id="runtime-api-empty-unix",
+    ),
+    pytest.param(
+        Given(environ={"BLUEGREEN_ENV": "purple"}),
+        ["--env must be one of blue|green|all|shared", "'purple'", "(from env BLUEGREEN_ENV)"],
+        id="env-unknown-color",
+    ),
+    pytest.param(
+        Given(ini={"bluegreen_verify_responses": "0"}),
+        ["verify_responses", "1..100", "(from ini bluegreen_verify_responses)"],
+        id="verify-responses-zero",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": 'color_header = "X Color"\n'}),
+        ["color_header", "'X Color'", "(from file bluegreen.toml color_header)"],
+        id="bad-header-name",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": 'verify_path = "health"\n'}),
+        ["verify_path", "'/'", "(from file bluegreen.toml verify_path)"],
+        id="verify-path-relative",
+    ),
+]
+
+
+@pytest.mark.parametrize(("given", "fragments"), ERRORS)
+def test_bad_settings_raise_one_line(tmp_path: Path, given: Given, fragments: list[str]) -> None:
+    for name, text in given.files.items():
+        write(tmp_path, name, text)
+    message = resolve_error(tmp_path, cli=given.cli, environ=given.environ, ini=given.ini)
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+@pytest.mark.parametrize(
+    ("files", "environ", "source"),
+    [
+        pytest.param({}, {"BLUEGREEN_GREEN_API_URL": "nope"}, "BLUEGREEN_GREEN_API_URL", id="url"),
+        pytest.param({}, {"BLUEGREEN_BLUE_SERVERS": "x"}, "BLUEGREEN_BLUE_SERVERS", id="server"),
+        pytest.param(
+            {},
+            {"BLUEGREEN_GREEN_SERVERS": "api_backend/blue-api"},
+            "BLUEGREEN_GREEN_SERVERS",
+            id="server-in-both",
+        ),
+        pytest.param(
+            {"bluegreen.toml": '[colors.blue]\napi_url = "x"\n[colors.green]\n'},
+            {},
+            "bluegreen.toml",
+            id="url-file",
+        ),
+    ],
+)
+def test_color_errors_name_their_source(
+    tmp_path: Path, files: dict[str, str], environ: dict[str, str], source: str
+) -> None:
+    for name, text in files.items():
+        write(tmp_path, name, text)
+    assert source in resolve_error(tmp_path, environ=environ)
+
+
+@pytest.mark.parametrize(
+    ("cli", "environ", "source"),
+    [
+        pytest.param({}, {"BLUEGREEN_DRY_RUN": "1"}, "env BLUEGREEN_DRY_RUN", id="dry-run-env"),
+        pytest.param(
+            {"switch": True}, {"BLUEGREEN_ENV": "all"}, "env BLUEGREEN_ENV", id="switch-env-var"
+        ),
+        pytest.param({"switch": True}, {}, "default", id="switch-default-env"),
+        pytest.param({}, {"BLUEGREEN_CONFIG": "gone.toml"}, "env BLUEGREEN_CONFIG", id="config"),
+    ],
+)
+def test_mode_errors_name_their_source(
+    tmp_path: Path, cli: dict[str, Any], environ: dict[str, str], source: str
+) -> None:
+    assert source in resolve_error(tmp_path, cli=cli, environ=environ)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://127.0.0.1:80a"])
+def test_url_with_bad_port_is_rejected(tmp_path: Path, url: str) -> None:
+    message = resolve_error(tmp_path, cli={"routed_api_url": url})
+    assert url in message
+
+
+def test_server_listed_twice_for_one_color(tmp_path: Path) -> None:
+    write(tmp_path, "bluegreen.toml", '[colors.blue]\nservers = ["be/x", "be/x"]\n[colors.green]\n')
+    message = resolve_error(tmp_path)
+    assert "be/x" in message
+    assert "both blue and blue" not in message
+
+
+# --- env files ----------------------------------------------------------------------------------
+
+
+def make_env_files(folder: Path) -> None:
+    write(folder, "shared.env", "DB_HOST=db\nLOG_LEVEL=info\nURL=${DB_HOST}/x\nNO_VALUE\n")
+    write(folder, "blue.env", "LOG_LEVEL=debug\nBLUE_ONLY=1\n")
+    write(folder, "green.env", "export GREEN_ONLY='two words'\n")
+    write(folder, "secrets.env", 'DB_PASSWORD="s3cr3t"\n')
+
+
+def test_env_files_merge_shared_then_color(tmp_path: Path) -> None:
+    make_env_files(tmp_path / "config" / "deploy")
+    files = resolve_in(tmp_path).env_files
+    assert files.directory == tmp_path / "config" / "deploy"
+    assert files.per_color == {
+        "blue": tmp_path / "config/deploy/blue.env",
+        "green": tmp_path / "config/deploy/green.env",
+    }
+    assert files.variables("blue") == {
+        "DB_HOST": "db",
+        "LOG_LEVEL": "debug",
+        "URL": "${DB_HOST}/x",  # no interpolation
+        "BLUE_ONLY": "1",
+    }
+    assert files.variables("green") == {
+        "DB_HOST": "db",
+        "LOG_LEVEL": "info",
+        "URL": "${DB_HOST}/x",
+        "GREEN_ONLY": "two words",
+    }
+    assert files.variables(None) == {"DB_HOST": "db", "LOG_LEVEL": "info", "URL": "${DB_HOST}/x"}
+
+
+def test_secrets_are_kept_apart(tmp_path: Path) -> None:
+    make_env_files(tmp_path / "config" / "deploy")
+    files = resolve_in(tmp_path).env_files
+    assert files.secrets_values() == {"DB_PASSWORD": "s3cr3t"}
+    assert "DB_PASSWORD" not in files.variables("blue")
+    assert "DB_PASSWORD" not in files.variables(None)
+
+
+def test_missing_env_files_are_empty(tmp_path: Path) -> None:
+    files = resolve_in(tmp_path, environ={"BLUEGREEN_ENV_DIR": "nowhere"}).env_files
+    assert files.directory == tmp_path / "nowhere"
+    assert files.variables("green") == {}
+    assert files.secrets_values() == {}
+
+
+def test_env_dir_from_the_file(tmp_path: Path) -> None:
+    make_env_files(tmp_path / "deploy" / "env")
+    write(tmp_path, "deploy/bluegreen.toml", 'env_dir = "env"\n')
+    settings = resolve_in(tmp_path, cli={"config": "deploy/bluegreen.toml"})
+    assert settings.sources["env_dir"] == "file bluegreen.toml env_dir"
+    assert settings.env_files.variables("blue")["BLUE_ONLY"] == "1"
+    assert settings.env_files.secrets_values() == {"DB_PASSWORD": "s3cr3t"}
+
+
+# --- paths --------------------------------------------------------------------------------------
+
+
+def test_paths_are_relative_to_the_config_files_folder(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "ops/bg.toml",
+        """\
+        state_file = "state/history.json"
+        haproxy_state_file = "haproxy/server-state"
+        env_dir = "env"
+        """,
+    )
+    settings = resolve_in(tmp_path, cli={"config": "ops/bg.toml"})
+    ops = tmp_path / "ops"
+    assert settings.config_file == ops / "bg.toml"
+    assert settings.state_file == ops / "state" / "history.json"
+    assert settings.lock_file == ops / "state" / "history.json.lock"
+    assert settings.haproxy_state_file == ops / "haproxy" / "server-state"
+    assert settings.env_files.directory == ops / "env"
+    assert settings.env_files.shared == ops / "env" / "shared.env"
+    assert settings.env_files.secrets == ops / "env" / "secrets.env"
+
+
+def test_default_paths_are_relative_to_the_config_files_folder(tmp_path: Path) -> None:
+    write(tmp_path, "ops/bg.toml", 'env = "blue"\n')
+    settings = resolve_in(tmp_path, cli={"config": str(tmp_path / "ops" / "bg.toml")})
+    assert settings.state_file == tmp_path / "ops" / ".bluegreen" / "state.json"
+    assert settings.env_files.directory == tmp_path / "ops" / "config" / "deploy"
+    assert settings.haproxy_state_file is None
+
+
+def test_paths_without_a_file_are_relative_to_rootdir(tmp_path: Path) -> None:
+    settings = resolve_in(tmp_path, environ={"BLUEGREEN_STATE_FILE": "var/s.json"})
+    assert settings.state_file == tmp_path / "var" / "s.json"
+    assert settings.env_files.directory == tmp_path / "config" / "deploy"
+
+
+def test_absolute_and_home_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    absolute = tmp_path / "elsewhere" / "state.json"
+    write(tmp_path, "ops/bg.toml", f'state_file = "{absolute}"\nenv_dir = "~/deploy-env"\n')
+    settings = resolve_in(tmp_path, cli={"config": "ops/bg.toml"})
+    assert settings.state_file == absolute
+    assert settings.env_files.directory == home / "deploy-env"
+
+
+# --- describe: the report header ----------------------------------------------------------------
+
+
+def test_describe_shows_values_and_sources(tmp_path: Path) -> None:
+    write(tmp_path, "bluegreen.toml", 'deployment_tag = "v1.2.3"\n')
+    settings = resolve_in(
+        tmp_path,
+        cli={"env": "green", "switch": True, "dry_run": True},
+        environ={"BLUEGREEN_DRAIN_TIMEOUT": "5", "BLUEGREEN_BLUE_API_URL": "http://b:1"},
+        ini={"bluegreen_runtime_api": "127.0.0.1:9999"},
+    )
+    first, colors, gate = describe(settings)
+    assert "env=green (cli --env)" in first
+    assert "drain_timeout=5.0 (env BLUEGREEN_DRAIN_TIMEOUT)" in first
+    assert "runtime_api=127.0.0.1:9999 (ini bluegreen_runtime_api)" in first
+    assert "deployment_tag=v1.2.3 (file bluegreen.toml deployment_tag)" in first
+    assert "verify_timeout=10.0 (default)" in first
+    assert "blue api=http://b:1 servers=api_backend/blue-api,frontend_backend/blue-frontend " in (
+        colors
+    )
+    assert "(env BLUEGREEN_BLUE_API_URL)" in colors
+    assert gate == "bluegreen gate: switch (dry run)"
+
+
+def test_describe_without_gate_has_two_lines(tmp_path: Path) -> None:
+    lines = describe(resolve_in(tmp_path))
+    assert len(lines) == 2
+    assert lines[0].startswith("bluegreen: env=all (default)")

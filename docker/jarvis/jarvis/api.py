@@ -1,0 +1,167 @@
+"""jarvis-api: the backend API on port 8000.
+
+    GET  /health            200 {"status":"ok","color","version",
+                                 "checks":{"postgres":"ok","redis":"ok"}}
+                            503 when a check fails (the check's value is the error text)
+    GET  /version           {"version","color","role"}
+    GET  /api/items         the 20 newest items
+    POST /api/items         {"name": "..."} -> 201 {"id","name","color","version",...}
+    GET  /api/items/<id>    the item, "source": "redis" (cache) or "postgres"
+    POST /api/tasks         {"kind": "echo"|"sleep", "payload": ...} -> 202, queued for this
+                            color's agents worker
+    GET  /api/tasks/<id>    {"id","status": "queued"|"running"|"done"|"failed",...}
+
+Every response carries X-Bluegreen-Color and X-Bluegreen-Version. JARVIS_DELAY_MS adds that
+much latency to every /api/* request (fault injection for performance checks).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import sys
+import time
+from typing import Any
+
+import psycopg2
+import redis
+
+from jarvis import app_version, deployment_color
+from jarvis.common import Handler, env_int, serve, setup
+from jarvis.store import Store
+
+log = logging.getLogger("jarvis.api")
+ROLE = "jarvis-api"
+ITEM_PATH = re.compile(r"^/api/items/(\d{1,18})$")
+TASK_PATH = re.compile(r"^/api/tasks/(\d{1,18})$")
+TASK_KINDS = ("echo", "sleep")
+
+
+class ApiHandler(Handler):
+    role = ROLE
+    store: Store  # set in main()
+    delay_s = 0.0
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/health":
+            self.health()
+        elif path == "/version":
+            self.send_json(
+                200,
+                {
+                    "version": app_version(),
+                    "color": deployment_color(),
+                    "role": ROLE,
+                    "hostname": socket.gethostname(),
+                },
+            )
+        elif path.startswith("/api/"):
+            self.api("GET", path)
+        else:
+            self.send_json(404, {"error": f"no route for GET {path}"})
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path.startswith("/api/"):
+            self.api("POST", path)
+        else:
+            self.read_body()
+            self.send_json(404, {"error": f"no route for POST {path}"})
+
+    # -- /health -----------------------------------------------------------------------------
+    def health(self) -> None:
+        checks = {"postgres": self.store.check_postgres(), "redis": self.store.check_redis()}
+        ok = all(v == "ok" for v in checks.values())
+        age = self.store.agents_heartbeat_age() if checks["redis"] == "ok" else None
+        self.send_json(
+            200 if ok else 503,
+            {
+                "status": "ok" if ok else "error",
+                "color": deployment_color(),
+                "version": app_version(),
+                "checks": checks,
+                "agents": {"heartbeat_age_s": age},
+            },
+        )
+
+    # -- /api/* ------------------------------------------------------------------------------
+    def api(self, method: str, path: str) -> None:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        try:
+            body = self.read_json() if method == "POST" else None
+        except ValueError as exc:
+            self.send_json(400, {"error": f"invalid JSON body: {exc}"})
+            return
+        try:
+            self.store.require_release_schema()
+            self.route(method, path, body)
+        except (psycopg2.Error, redis.RedisError) as exc:
+            log.error("%s %s failed: %s", method, path, str(exc).strip())
+            self.send_json(500, self.error_body(exc))
+        except Exception as exc:
+            log.exception("%s %s failed", method, path)
+            self.send_json(500, self.error_body(exc))
+
+    def error_body(self, exc: Exception) -> dict[str, Any]:
+        return {
+            "error": str(exc).strip() or type(exc).__name__,
+            "type": type(exc).__name__,
+            "color": deployment_color(),
+            "version": app_version(),
+        }
+
+    def route(self, method: str, path: str, body: Any) -> None:
+        if path == "/api/items" and method == "POST":
+            name = body.get("name") if isinstance(body, dict) else None
+            if not isinstance(name, str) or not name.strip() or len(name) > 200:
+                self.send_json(400, {"error": '"name" must be a non-empty string (max 200)'})
+                return
+            self.send_json(201, self.store.create_item(name.strip()))
+        elif path == "/api/items" and method == "GET":
+            self.send_json(200, {"items": self.store.list_items()})
+        elif (m := ITEM_PATH.match(path)) and method == "GET":
+            item = self.store.get_item(int(m.group(1)))
+            if item is None:
+                self.send_json(404, {"error": f"item {m.group(1)} not found"})
+            else:
+                self.send_json(200, item)
+        elif path == "/api/tasks" and method == "POST":
+            body = body if isinstance(body, dict) else {}
+            kind = body.get("kind", "echo")
+            if kind not in TASK_KINDS:
+                self.send_json(400, {"error": f'"kind" must be one of {", ".join(TASK_KINDS)}'})
+                return
+            self.send_json(202, self.store.enqueue_task(kind, body.get("payload")))
+        elif (m := TASK_PATH.match(path)) and method == "GET":
+            task = self.store.get_task(m.group(1))
+            if task is None:
+                self.send_json(404, {"error": f"task {m.group(1)} not found"})
+            else:
+                self.send_json(200, task)
+        else:
+            self.send_json(404, {"error": f"no route for {method} {path}"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup(ROLE)
+    ApiHandler.store = Store()
+    ApiHandler.delay_s = max(0, env_int("JARVIS_DELAY_MS", 0)) / 1000
+    if ApiHandler.delay_s:
+        log.warning(
+            "JARVIS_DELAY_MS: adding %.0f ms to every /api/* request", ApiHandler.delay_s * 1000
+        )
+    try:
+        ApiHandler.store.db.ensure_schema()
+    except psycopg2.Error as exc:
+        log.warning("schema not created yet (retried on first use): %s", str(exc).strip())
+    return serve(ApiHandler, env_int("PORT", 8000), ROLE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,9 +22,13 @@ def test_health(http: ColorSession, color: str) -> None:
 
 
 @pytest.mark.quick
-def test_api_accepts_writes(http: ColorSession) -> None:
-    response = http.post("/api/items", json={"name": "smoke"})
-    assert response.status_code == 200, response.text
+def test_api_round_trip(http: ColorSession, color: str) -> None:
+    created = http.post("/api/items", json={"name": f"smoke-{color}"})
+    assert created.status_code in (200, 201), f"create: HTTP {created.status_code} {created.text}"
+    item = created.json()
+    read = http.get(f"/api/items/{item['id']}")
+    assert read.status_code == 200, f"read back: HTTP {read.status_code} {read.text}"
+    assert read.json()["name"] == f"smoke-{color}"
 
 
 @pytest.mark.quick

@@ -25,6 +25,7 @@ EXIT_CHECKS_FAILED = 1
 EXIT_INCONCLUSIVE = 6
 EXIT_REFUSED = 7
 EXIT_SWITCH_REVERTED = 8
+EXIT_DEPLOY_FAILED = 9
 EXIT_CODES: Mapping[int, str] = {
     0: "checks passed; switched, or the target was already live (or dry run)",
     1: "checks failed; no switch, traffic kept on (or returned to) the last good color",
@@ -37,6 +38,8 @@ EXIT_CODES: Mapping[int, str] = {
     "lock, or the Runtime API is unreachable or not admin; nothing changed",
     EXIT_SWITCH_REVERTED: "the switch failed (verification or Runtime API) and the previous "
     "server states were restored",
+    EXIT_DEPLOY_FAILED: "--deploy failed (engine, Compose, image, or not healthy in time); no "
+    "check ran, no switch",
 }
 
 

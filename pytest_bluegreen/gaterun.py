@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import state, switch
 from .gate import EXIT_REFUSED, EXIT_SWITCH_REVERTED, Decision, Verdict, decide
@@ -16,7 +17,10 @@ from .haproxy import RuntimeApi, RuntimeApiError
 from .outcomes import Outcomes
 from .settings import Settings, SettingsError
 
-__all__ = ["GateHooks", "GateReport", "GateRun", "refused"]
+if TYPE_CHECKING:
+    from .deploy import DeployResult
+
+__all__ = ["DeployRefused", "GateHooks", "GateReport", "GateRun", "refused"]
 
 EXIT_OK, EXIT_TESTS_FAILED, EXIT_NO_TESTS = 0, 1, 5
 
@@ -31,6 +35,10 @@ def _ignore_result(result: switch.SwitchResult) -> None:
 
 def _ignore_rollback(from_color: str | None, to_color: str, reason: str) -> None:
     return None
+
+
+class DeployRefused(Exception):
+    """--deploy onto the live color without --force-deploy."""
 
 
 @dataclass
@@ -65,6 +73,7 @@ class GateRun:
         self.target: str | None = settings.target
         self.outcomes = Outcomes()
         self.report: GateReport | None = None
+        self.deployed: DeployResult | None = None
 
     # -- start -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -104,6 +113,57 @@ class GateRun:
     def close(self) -> None:
         self.lock.release()
 
+    # -- deploy ------------------------------------------------------------------------------
+    def deploy(self, progress: Callable[[str], None]) -> DeployResult:
+        """``--deploy TAG``: refuse the live color unless forced, then compose up at TAG.
+
+        Raises DeployRefused (nothing changed) or DeployError.
+        """
+        settings, target, tag = self.settings, self.target, self.settings.deploy
+        assert target is not None
+        assert tag is not None
+        live = switch.live_color(self.api, settings)
+        serving = live == target and not switch.down_servers(self.api, settings, target)
+        if serving and not settings.force_deploy:
+            raise DeployRefused(
+                f"refused: {target} is live; deploying {tag} over it would change what users get "
+                "without a gate (--force-deploy to do it anyway)"
+            )
+        from .deploy import ComposeDeployer  # noqa: PLC0415 - Docker clients load only to deploy
+
+        deployer = ComposeDeployer(settings, progress)
+        self.deployed = deployer.deploy(target, tag, backup=not settings.skip_backup)
+        return self.deployed
+
+    def _after_failed_gate(self, report: GateReport) -> None:
+        """After --deploy, when the target did not become live: keep, tear down or restore it."""
+        deployed = self.deployed
+        if deployed is None or report.traffic_on == deployed.color:
+            return
+        from .deploy import ComposeDeployer, DeployError  # noqa: PLC0415 - see deploy()
+
+        policy, color, previous = (
+            self.settings.on_failed_gate,
+            deployed.color,
+            deployed.previous_tag,
+        )
+        try:
+            if policy == "teardown":
+                ComposeDeployer(self.settings).teardown(color)
+                report.lines.append(f"{color} torn down (on_failed_gate = teardown)")
+            elif policy == "restore" and previous:
+                ComposeDeployer(self.settings).deploy(color, previous, backup=False)
+                report.lines.append(
+                    f"{color} restored to {previous}, its tag before this deploy "
+                    "(on_failed_gate = restore)"
+                )
+            else:
+                report.lines.append(
+                    f"{color} {deployed.tag} kept running for debugging (on_failed_gate = {policy})"
+                )
+        except DeployError as exc:
+            report.lines.append(f"warning: {str(exc).splitlines()[0]}")
+
     # -- finish ------------------------------------------------------------------------------
     def finish(self, exitstatus: int) -> GateReport:
         assert self.target is not None, "finish() needs a target color"
@@ -111,11 +171,24 @@ class GateRun:
             self.report = GateReport(
                 None, exitstatus, [f"session ended with status {exitstatus}: nothing changed"]
             )
+        elif not (self.settings.switch or self.settings.rollback):
+            self.report = self._deploy_only(self.target, exitstatus)
         else:
             # "no tests collected" is a session with no check for the target: inconclusive
             status = EXIT_OK if exitstatus == EXIT_NO_TESTS else exitstatus
             self.report = self._finish(self.target, status)
+        if self.report.exit_code != 0:
+            self._after_failed_gate(self.report)
         return self.report
+
+    def _deploy_only(self, target: str, exitstatus: int) -> GateReport:
+        counts = self.outcomes[target]
+        verdict = "passed" if exitstatus == 0 and counts.passed else "did not pass"
+        lines = [
+            f"deployed {target} {self.settings.deploy}; its checks {verdict} "
+            f"({counts.summary()}); no --switch: traffic unchanged"
+        ]
+        return GateReport(None, exitstatus, lines)
 
     def _finish(self, target: str, exitstatus: int) -> GateReport:
         settings = self.settings
@@ -130,7 +203,7 @@ class GateRun:
                     [f"checks failed; HAProxy unreachable, nothing changed: {exc}"],
                 )
             decision = Decision(Verdict.REFUSED, f"cannot read HAProxy: {exc}", target, None)
-            return self._recorded(GateReport(decision, EXIT_REFUSED, [decision.reason]))
+            return self.record(GateReport(decision, EXIT_REFUSED, [decision.reason]))
 
         decision = decide(
             target=target,
@@ -142,7 +215,7 @@ class GateRun:
         if decision.verdict is Verdict.FAILED:
             return self._after_failure(decision, exitstatus)
         if decision.verdict is not Verdict.SWITCH:
-            return self._recorded(
+            return self.record(
                 GateReport(decision, decision.exit_code, [decision.reason], traffic_on=live)
             )
         return self._switch(decision, rollback=self.settings.rollback)
@@ -153,7 +226,7 @@ class GateRun:
         code = exitstatus
         if live != target or self.settings.rollback:
             where = live or "no color"
-            return self._recorded(
+            return self.record(
                 GateReport(
                     decision, code, [decision.reason, f"traffic stays on {where}"], None, live
                 )
@@ -169,7 +242,7 @@ class GateRun:
                 f"{target} is live and failing, but {previous} is not UP to take traffic back "
                 f"({', '.join(f'{k} {v}' for k, v in down.items())}): traffic stays on {target}",
             ]
-            return self._recorded(GateReport(decision, code, lines, None, live))
+            return self.record(GateReport(decision, code, lines, None, live))
         back = Decision(Verdict.SWITCH, f"return traffic: {decision.reason}", previous, live)
         report = self._switch(back, rollback=True)
         report.exit_code = code if report.exit_code == 0 else report.exit_code
@@ -184,7 +257,7 @@ class GateRun:
             plan = switch.plan(self.api, settings, target)
         except RuntimeApiError as exc:
             refused = Decision(Verdict.REFUSED, f"cannot {verb}: {exc}", target, decision.live)
-            return self._recorded(GateReport(refused, EXIT_REFUSED, [refused.reason]))
+            return self.record(GateReport(refused, EXIT_REFUSED, [refused.reason]))
         if settings.dry_run:
             lines = [
                 f"dry run: would {verb} because {decision.reason}",
@@ -195,15 +268,13 @@ class GateRun:
         veto = self.hooks.before_switch(plan, decision)
         if veto:
             vetoed = decision.vetoed(veto)
-            return self._recorded(
-                GateReport(vetoed, EXIT_REFUSED, [vetoed.reason], None, plan.source)
-            )
+            return self.record(GateReport(vetoed, EXIT_REFUSED, [vetoed.reason], None, plan.source))
         try:
             result = switch.apply(self.api, plan, settings)
         except switch.SwitchError as exc:
             failed = Decision(Verdict.REFUSED, str(exc), target, plan.source)
             report = GateReport(failed, EXIT_SWITCH_REVERTED, [str(exc)], None, plan.source)
-            return self._recorded(report, outcome="reverted" if exc.reverted else "revert-failed")
+            return self.record(report, outcome="reverted" if exc.reverted else "revert-failed")
         lines = [
             f"{'rolled back' if rollback else 'switched'} {plan.source or '(none)'} -> {target}: "
             f"{decision.reason}",
@@ -213,18 +284,22 @@ class GateRun:
             *result.notes,
         ]
         report = GateReport(decision, 0, lines, result, target)
-        self._recorded(report, outcome="rolled-back" if rollback else "switched")
+        self.record(report, outcome="rolled-back" if rollback else "switched")
         if rollback:
             self.hooks.after_rollback(plan.source, target, decision.reason)
         else:
             self.hooks.after_switch(result)
         return report
 
-    def _recorded(self, report: GateReport, outcome: str | None = None) -> GateReport:
+    def record(self, report: GateReport, outcome: str | None = None) -> GateReport:
         decision = report.decision
         if decision is None or self.settings.dry_run:
             return report
-        tag = self.settings.deployment_tag or (report.result.version if report.result else None)
+        tag = (
+            self.settings.deploy
+            or self.settings.deployment_tag
+            or (report.result.version if report.result else None)
+        )
         entry = state.HistoryEntry.now(
             from_color=decision.live,
             to_color=decision.target,

@@ -20,8 +20,8 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     http,
     live_color,
 )
-from .gate import EXIT_REFUSED
-from .gaterun import GateHooks, GateRun, refused
+from .gate import EXIT_DEPLOY_FAILED, EXIT_REFUSED
+from .gaterun import DeployRefused, GateHooks, GateRun, refused
 from .haproxy import RuntimeApiError
 from .keys import GATE_KEY, SETTINGS_KEY, TARGET_KEY, WORKERINPUT_TARGET
 from .outcomes import COLOR_PROPERTY, SHARED
@@ -155,6 +155,36 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     except SettingsError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[TARGET_KEY] = run.target
+    if run.settings.deploy is not None:
+        _deploy(config, run)
+
+
+def _deploy(config: pytest.Config, run: GateRun) -> None:
+    """--deploy on the controller, before any check and before xdist starts its workers."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"bluegreen: {line}")
+
+    from .deploy import DeployError  # noqa: PLC0415 - Docker clients load only to deploy
+
+    try:
+        run.deploy(progress)
+    except DeployRefused as exc:
+        run.report = run.record(refused(str(exc), run.target))
+        run.close()
+        pytest.exit(f"bluegreen: {exc}", returncode=EXIT_REFUSED)
+    except DeployError as exc:
+        run.report = refused(str(exc).splitlines()[0], run.target)
+        run.report.exit_code = EXIT_DEPLOY_FAILED
+        run.record(run.report, outcome="deploy-failed")
+        run.close()
+        first, *rest = str(exc).splitlines()
+        if reporter is not None and rest:
+            for line in rest:
+                reporter.write_line(f"  {line}")
+        pytest.exit(f"bluegreen: deploy failed: {first}", returncode=EXIT_DEPLOY_FAILED)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -215,7 +245,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         return
     report = run.report
     terminalreporter.section("bluegreen gate")
-    verdict = report.decision.verdict.value.upper() if report.decision else "FAILED"
+    if report.decision is not None:
+        verdict = report.decision.verdict.value.upper()
+    else:  # no traffic decision: a deploy without --switch, or an interrupted session
+        verdict = "DONE" if report.exit_code == 0 else "FAILED"
     for number, line in enumerate(report.lines):
         prefix = f"bluegreen: {verdict}: " if number == 0 else "bluegreen: "
         terminalreporter.write_line(prefix + line)

@@ -50,6 +50,7 @@ class ColorSettings:
     api_url: str
     frontend_url: str | None
     servers: tuple[ServerRef, ...]
+    services: tuple[str, ...] = ()  # its Compose services, deployed together
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,19 @@ class Settings:
     deployment_tag: str | None
     env_files: EnvFiles
     config_file: Path | None
+    deploy: str | None
+    skip_backup: bool
+    force_deploy: bool
+    on_failed_gate: str
+    compose_file: Path
+    compose_project: str
+    image_repository: str
+    pull: str
+    deploy_timeout: float
+    backup_dir: Path
+    postgres_service: str
+    postgres_user: str
+    postgres_db: str
     sources: Mapping[str, str] = field(repr=False)
 
     @property
@@ -114,7 +128,8 @@ class Settings:
 
     @property
     def gating(self) -> bool:
-        return self.switch or self.rollback
+        """A run that may change something: it takes the lock and ends in a decision."""
+        return self.switch or self.rollback or self.deploy is not None
 
     def selected_colors(self) -> tuple[str, ...]:
         if self.env == "all":
@@ -220,6 +235,16 @@ def _optional_path_text(value: Any) -> str | None:
 
 def _env_choice(value: Any) -> str:
     return _text(value).lower()
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _text(value).lower()
+        if text not in allowed:
+            raise ValueError(f"expected one of {'|'.join(allowed)}, got {value!r}")
+        return text
+
+    return parse
 
 
 def _header(value: Any) -> str:
@@ -384,6 +409,75 @@ OPTIONS: tuple[Option, ...] = (
         help="the version being gated, recorded in the history",
     ),
     Option(
+        "deploy",
+        _optional_text,
+        None,
+        "--deploy",
+        env=False,
+        ini=False,
+        file=False,
+        help="TAG: before the checks, deploy the --env color at TAG (compose up, wait healthy)",
+    ),
+    Option(
+        "skip_backup",
+        _bool,
+        False,
+        "--skip-backup",
+        ini=False,
+        help="with --deploy: no pg_dump of PostgreSQL into backup_dir first",
+    ),
+    Option(
+        "force_deploy",
+        _bool,
+        False,
+        "--force-deploy",
+        env=False,
+        ini=False,
+        file=False,
+        help="with --deploy: allow deploying over the live color",
+    ),
+    Option(
+        "on_failed_gate",
+        _choice("keep", "teardown", "restore"),
+        "keep",
+        None,
+        help="after --deploy, when the gate fails: keep the color for debugging, tear it "
+        "down, or restore the tag it ran before",
+    ),
+    Option(
+        "compose_file",
+        _path_text,
+        "docker/docker-compose.blue-green.yml",
+        None,
+        help="the Compose file of the stack",
+    ),
+    Option("compose_project", _text, "sutazai", None, help="the Compose project name"),
+    Option(
+        "image_repository",
+        _text,
+        "bluegreen/jarvis",
+        None,
+        help="the colors' image, tagged with the deployment tag",
+    ),
+    Option(
+        "pull",
+        _choice("missing", "never", "always"),
+        "missing",
+        None,
+        help="Compose pull policy when deploying (never: the image must be built locally)",
+    ),
+    Option(
+        "deploy_timeout",
+        _seconds,
+        120.0,
+        "--deploy-timeout",
+        help="seconds to wait for the deployed services to become healthy",
+    ),
+    Option("backup_dir", _path_text, "reports/backups", None, help="where pg_dump backups go"),
+    Option("postgres_service", _text, "postgres", None, help="Compose service of PostgreSQL"),
+    Option("postgres_user", _text, "sutazai", None, help="PostgreSQL user for pg_dump"),
+    Option("postgres_db", _text, "sutazai", None, help="PostgreSQL database for pg_dump"),
+    Option(
         "env_dir",
         _path_text,
         "config/deploy",
@@ -392,7 +486,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
-COLOR_KEYS = ("api_url", "frontend_url", "servers")
+COLOR_KEYS = ("api_url", "frontend_url", "servers", "services")
 CONFIG_OPTION = Option(
     "config",
     _path_text,
@@ -518,6 +612,17 @@ def resolve(
         )
     if values["rollback"] and env == "shared":
         raise SettingsError("bluegreen: --rollback verifies a color; --env shared has none")
+    if values["deploy"] is not None:
+        if env not in colors:
+            raise SettingsError(
+                f"bluegreen: --deploy needs one color (--env {' or --env '.join(colors)}), "
+                f"got --env {env} (from {sources['env']})"
+            )
+        if values["rollback"] or values["dry_run"]:
+            flag = "--rollback" if values["rollback"] else "--dry-run"
+            raise SettingsError(f"bluegreen: --deploy cannot be combined with {flag}")
+    elif values["force_deploy"]:
+        raise SettingsError("bluegreen: --force-deploy only makes sense with --deploy")
     if values["dry_run"] and not (values["switch"] or values["rollback"]):
         raise SettingsError(
             "bluegreen: --dry-run only makes sense with --switch or --rollback "
@@ -559,6 +664,19 @@ def resolve(
         deployment_tag=values["deployment_tag"],
         env_files=env_files,
         config_file=config_file,
+        deploy=values["deploy"],
+        skip_backup=values["skip_backup"],
+        force_deploy=values["force_deploy"],
+        on_failed_gate=values["on_failed_gate"],
+        compose_file=path("compose_file"),
+        compose_project=values["compose_project"],
+        image_repository=values["image_repository"],
+        pull=values["pull"],
+        deploy_timeout=values["deploy_timeout"],
+        backup_dir=path("backup_dir"),
+        postgres_service=values["postgres_service"],
+        postgres_user=values["postgres_user"],
+        postgres_db=values["postgres_db"],
         sources=sources,
     )
 
@@ -627,12 +745,15 @@ def _resolve_colors(
             label = f"colors.{name}.{key}"
             if environ.get(env_name, "") != "":
                 raw: Any = environ[env_name]
-                if key == "servers":
-                    raw = [s for s in raw.split(",") if s.strip()]
+                if key in {"servers", "services"}:
+                    raw = [s.strip() for s in raw.split(",") if s.strip()]
                 sources[label] = f"env {env_name}"
             elif key in entry:
                 raw = entry[key]
                 sources[label] = f"{file_label} {label}"
+            elif key == "services":
+                raw = [f"{name}-backend", f"{name}-frontend", f"{name}-agents"]
+                sources[label] = "default"
             elif name in _COLOR_DEFAULTS:
                 raw = _COLOR_DEFAULTS[name][key]
                 sources[label] = "default"
@@ -645,6 +766,7 @@ def _resolve_colors(
         api_url = _color_value(name, "api_url", picked, _url, sources)
         frontend_url = _color_value(name, "frontend_url", picked, _optional_url, sources)
         servers = _color_value(name, "servers", picked, _servers, sources)
+        services = _color_value(name, "services", picked, _services, sources)
         for ref in servers:
             if ref in all_servers:
                 first = all_servers[ref]
@@ -656,7 +778,7 @@ def _resolve_colors(
                     + ")"
                 )
             all_servers[ref] = name
-        result[name] = ColorSettings(name, api_url, frontend_url, servers)
+        result[name] = ColorSettings(name, api_url, frontend_url, servers, services)
     return (names[0], names[1]), result
 
 
@@ -678,6 +800,16 @@ def _servers(value: Any) -> tuple[ServerRef, ...]:
     if not isinstance(value, list) or not value:
         raise ValueError("servers must be a non-empty list of 'backend/server'")
     return tuple(ServerRef.parse(str(s)) for s in value)
+
+
+def _services(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("services must be a non-empty list of Compose service names")
+    names = tuple(str(v) for v in value)
+    for service in names:
+        if not re.match(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", service):
+            raise ValueError(f"{service!r} is not a Compose service name")
+    return names
 
 
 def describe(settings: Settings) -> list[str]:

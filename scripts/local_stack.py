@@ -1,11 +1,17 @@
-"""The bundled local stack: HAProxy (haproxy/haproxy.cfg, the seed's ports) in front of a blue
-and a green stand-in API on this host. Idempotent.
+"""The bundled local stack: shared services in Docker, HAProxy on this host.
 
-    python scripts/local_stack.py up      # start what is not running, wait until UP
-    python scripts/local_stack.py down    # stop it
+The Docker stack's shared services (docker/docker-compose.blue-green.yml: PostgreSQL, Redis and
+the Neo4j and Ollama stand-ins) and HAProxy with the seed's ports (haproxy/haproxy.cfg). The
+colors are deployed by the gate (pytest --deploy TAG). Idempotent.
+
+    python scripts/local_stack.py up      # start what is not running, wait until healthy
+    python scripts/local_stack.py down    # stop HAProxy and the stack (data volume kept)
     python scripts/local_stack.py status
 
-Interim: the Docker stack (docker/docker-compose.blue-green.yml) replaces the stand-in backends.
+HAProxy runs on the host, not in a container: the same haproxy.cfg and environment variables
+serve the tests and this stack, it reaches the colors through their published 127.0.0.1 ports
+(a re-created container keeps its port, so no DNS re-resolution is needed), and its admin
+socket stays a local file with mode 600.
 """
 
 from __future__ import annotations
@@ -18,15 +24,14 @@ import sys
 import time
 from pathlib import Path
 
+from python_on_whales import DockerClient, DockerException
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiError  # noqa: E402
-
 RUN = ROOT / ".bluegreen" / "local"
-BACKEND_APP = ROOT / "tests" / "support" / "backend_app.py"
-COLORS = {"blue": ("v1.0.0", 8010), "green": ("v1.1.0", 8011)}
+COMPOSE_FILE = ROOT / "docker" / "docker-compose.blue-green.yml"
+SHARED = ["postgres", "redis", "neo4j", "ollama"]
 SOCKET = "/var/run/haproxy/admin.sock"
+PIDFILE = RUN / "haproxy.pid"
 
 
 def _alive(pidfile: Path) -> bool:
@@ -37,92 +42,61 @@ def _alive(pidfile: Path) -> bool:
     return True
 
 
-def _wait(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if predicate():  # type: ignore[operator]
-                return
-        except (OSError, RuntimeApiError):
-            pass
-        if time.monotonic() > deadline:
-            sys.exit(f"[stack] ERROR: {what} not ready after {timeout:g}s (logs in {RUN})")
-        time.sleep(0.05)
+def _compose() -> DockerClient:
+    return DockerClient(compose_files=[COMPOSE_FILE], compose_project_name="sutazai")
 
 
 def up() -> None:
     RUN.mkdir(parents=True, exist_ok=True)
-    for color, (version, port) in COLORS.items():
-        pidfile = RUN / f"{color}.pid"
-        if _alive(pidfile):
-            continue
-        with open(RUN / f"{color}.log", "ab") as log:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(BACKEND_APP),
-                    "--color",
-                    color,
-                    "--version",
-                    version,
-                    "--port",
-                    str(port),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        pidfile.write_text(str(proc.pid))
-        print(f"[stack] {color} {version} on 127.0.0.1:{port} (pid {proc.pid})")
-    pidfile = RUN / "haproxy.pid"
-    if not _alive(pidfile):
-        Path(SOCKET).parent.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "BG_RUNTIME_SOCKET": SOCKET,
-            "BG_SERVER_STATE_FILE": str(ROOT / ".bluegreen" / "haproxy" / "server-state"),
-            "BG_TLS_CERT": str(ROOT / "haproxy" / "certs" / "bluegreen.pem"),
-            "BG_CHECK_INTER": "500ms",
-            # the stand-in serves the frontend page too
-            "BG_BLUE_FRONTEND_ADDR": f"127.0.0.1:{COLORS['blue'][1]}",
-            "BG_GREEN_FRONTEND_ADDR": f"127.0.0.1:{COLORS['green'][1]}",
-        }
-        (ROOT / ".bluegreen" / "haproxy").mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["haproxy", "-D", "-p", str(pidfile), "-f", str(ROOT / "haproxy" / "haproxy.cfg")],
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        print(f"[stack] haproxy started (Runtime API {SOCKET}, stats http://127.0.0.1:8404/stats)")
-    api = RuntimeApi(SOCKET)
-
-    def all_up() -> bool:
-        rows = [
-            r
-            for r in api.show_stat()
-            if r.backend in {"api_backend", "frontend_backend"}
-            and r.server not in {"FRONTEND", "BACKEND"}
-        ]
-        return len(rows) == 4 and all(r.is_up for r in rows)
-
-    _wait(all_up, 30, "HAProxy with blue and green UP")
-    print("[stack] up: blue and green UP in HAProxy")
+    start = time.monotonic()
+    print(f"[stack] shared services: compose up {' '.join(SHARED)} (waiting for healthy)")
+    try:
+        _compose().compose.up(SHARED, detach=True, wait=True, wait_timeout=180, quiet=True)
+    except DockerException as exc:
+        sys.exit(f"[stack] ERROR: compose up failed: {(exc.stderr or str(exc)).strip()}")
+    print(f"[stack] shared services healthy ({time.monotonic() - start:.1f}s)")
+    if _alive(PIDFILE):
+        print("[stack] haproxy already running")
+        return
+    Path(SOCKET).parent.mkdir(parents=True, exist_ok=True)
+    state_dir = ROOT / ".bluegreen" / "haproxy"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "BG_RUNTIME_SOCKET": SOCKET,
+        "BG_SERVER_STATE_FILE": str(state_dir / "server-state"),
+        "BG_TLS_CERT": str(ROOT / "haproxy" / "certs" / "bluegreen.pem"),
+        "BG_CHECK_INTER": "500ms",
+    }
+    subprocess.run(
+        ["haproxy", "-D", "-p", str(PIDFILE), "-f", str(ROOT / "haproxy" / "haproxy.cfg")],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    print(
+        f"[stack] haproxy started: Runtime API {SOCKET}, stats http://127.0.0.1:8404/stats, "
+        "API http://127.0.0.1:20010, frontend http://127.0.0.1:20011"
+    )
 
 
 def down() -> None:
-    for name in ("haproxy", *COLORS):
-        pidfile = RUN / f"{name}.pid"
-        if _alive(pidfile):
-            os.kill(int(pidfile.read_text().split()[0]), signal.SIGTERM)
-            print(f"[stack] stopped {name}")
-        pidfile.unlink(missing_ok=True)
+    if _alive(PIDFILE):
+        os.kill(int(PIDFILE.read_text().split()[0]), signal.SIGTERM)
+        print("[stack] stopped haproxy")
+    PIDFILE.unlink(missing_ok=True)
+    try:
+        _compose().compose.down(quiet=True)
+    except DockerException as exc:
+        sys.exit(f"[stack] ERROR: compose down failed: {(exc.stderr or str(exc)).strip()}")
+    print("[stack] stopped the Docker stack (PostgreSQL data volume kept)")
 
 
 def status() -> int:
-    running = {name: _alive(RUN / f"{name}.pid") for name in ("haproxy", *COLORS)}
-    print(" ".join(f"{k}={'running' if v else 'stopped'}" for k, v in running.items()))
-    return 0 if all(running.values()) else 1
+    running = [c.name for c in _compose().compose.ps() if c.state.running]
+    haproxy = _alive(PIDFILE)
+    print(f"haproxy={'running' if haproxy else 'stopped'} containers={','.join(running) or '-'}")
+    return 0 if haproxy and running else 1
 
 
 def main() -> int:

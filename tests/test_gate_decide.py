@@ -162,8 +162,11 @@ def test_vetoed_decision_is_refused() -> None:
 
 
 def test_exit_codes_are_documented() -> None:
-    assert set(EXIT_CODES) == set(range(9))
+    assert set(EXIT_CODES) == set(range(10))
     assert EXIT_SWITCH_REVERTED == 8
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for code in range(6, 10):  # ours; 0-5 are pytest's
+        assert f"\n| {code} | " in readme, f"exit code {code} is not in the README's table"
     assert "inconclusive" in EXIT_CODES[EXIT_INCONCLUSIVE]
     assert "refused" in EXIT_CODES[EXIT_REFUSED]
     # every verdict maps onto a documented status

@@ -566,6 +566,46 @@ ERRORS = [
         ["verify_path", "'/'", "(from file bluegreen.toml verify_path)"],
         id="verify-path-relative",
     ),
+    pytest.param(
+        Given(cli={"deploy": "v1.1.0"}),
+        ["--deploy needs one color", "got --env all", "(from default)"],
+        id="deploy-without-color",
+    ),
+    pytest.param(
+        Given(cli={"deploy": "v1.1.0", "env": "green", "rollback": True}),
+        ["--deploy cannot be combined with --rollback"],
+        id="deploy-with-rollback",
+    ),
+    pytest.param(
+        Given(cli={"deploy": "v1.1.0", "env": "green", "switch": True, "dry_run": True}),
+        ["--deploy cannot be combined with --dry-run"],
+        id="deploy-with-dry-run",
+    ),
+    pytest.param(
+        Given(cli={"force_deploy": True, "env": "green"}),
+        ["--force-deploy only makes sense with --deploy"],
+        id="force-deploy-alone",
+    ),
+    pytest.param(
+        Given(environ={"BLUEGREEN_ON_FAILED_GATE": "explode"}),
+        ["on_failed_gate", "keep|teardown|restore", "(from env BLUEGREEN_ON_FAILED_GATE)"],
+        id="on-failed-gate-unknown",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": 'pull = "sometimes"\n'}),
+        ["pull", "missing|never|always", "(from file bluegreen.toml pull)"],
+        id="pull-unknown",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": '[colors.blue]\nservices = ["bad name"]\n[colors.green]\n'}),
+        ["colors.blue.services", "'bad name'", "not a Compose service name"],
+        id="bad-service-name",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": 'deploy = "v1"\n'}),
+        ["unknown setting 'deploy'"],
+        id="deploy-not-from-file",
+    ),
 ]
 
 
@@ -768,3 +808,25 @@ def test_describe_without_gate_has_two_lines(tmp_path: Path) -> None:
     lines = describe(resolve_in(tmp_path))
     assert len(lines) == 2
     assert lines[0].startswith("bluegreen: env=all (default)")
+
+
+def test_deploy_settings_and_color_services(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "bluegreen.toml",
+        '[colors.blue]\n[colors.green]\nservices = ["g-api", "g-ui"]\n',
+    )
+    settings = resolve_in(
+        tmp_path,
+        cli={"deploy": "v1.1.0", "env": "green", "skip_backup": True},
+        environ={"BLUEGREEN_BLUE_SERVICES": "b-api, b-ui, b-worker"},
+    )
+    assert settings.deploy == "v1.1.0"
+    assert settings.skip_backup
+    assert settings.gating  # a deploy takes the lock like a switch
+    assert settings.color["green"].services == ("g-api", "g-ui")
+    assert settings.color["blue"].services == ("b-api", "b-ui", "b-worker")
+    assert settings.sources["colors.blue.services"] == "env BLUEGREEN_BLUE_SERVICES"
+    assert settings.compose_file == tmp_path / "docker" / "docker-compose.blue-green.yml"
+    assert settings.backup_dir == tmp_path / "reports" / "backups"
+    assert (settings.on_failed_gate, settings.pull) == ("keep", "missing")

@@ -179,6 +179,8 @@ class Stack:
     blue: Backend
     green: Backend
     cert: Path
+    # BG_*_ADDR overrides: HAProxy in front of something else than the two backends above
+    addresses: dict[str, str] = field(default_factory=dict)
     haproxy: HAProxy = field(init=False)
 
     def __post_init__(self) -> None:
@@ -208,6 +210,7 @@ class Stack:
             "BG_TLS_CERT": str(self.cert),
             "BG_CHECK_INTER": "100ms",
             "BG_RATE_LIMIT": "100000000",
+            **self.addresses,
         }
         self.haproxy = HAProxy(self.workdir, env, [operator_cfg])
 
@@ -320,18 +323,22 @@ class StackFactory:
     green: Backend
     _exit: ExitStack = field(default_factory=ExitStack)
 
-    def __call__(self, name: str = "stack") -> Stack:
+    def __call__(
+        self,
+        name: str = "stack",
+        *,
+        addresses: dict[str, str] | None = None,
+        wait_up: bool = True,
+    ) -> Stack:
         workdir = self.workdir / name
         workdir.mkdir(parents=True, exist_ok=True)
-        stack = Stack(
-            workdir,
-            dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True)),
-            self.blue,
-            self.green,
-            self.cert,
-        )
+        ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
+        stack = Stack(workdir, ports, self.blue, self.green, self.cert, dict(addresses or {}))
         self._exit.callback(stack.stop)
-        stack.start()
+        if wait_up:
+            stack.start()
+        else:
+            stack.haproxy.start(stack.runtime)
         return stack
 
     def close(self) -> None:

@@ -1,0 +1,101 @@
+"""Benchmark: wall times of set-up, one deploy -> verify -> switch cycle, and the quick checks.
+
+Uses the bundled local stack (scripts/local_stack.py, the seed's ports). Prints each figure and
+its ratio to the goal; asserts nothing. Goals: cycle <= 15 s (kamal-style deploys take 20-30 s),
+quick checks <= 2 s.
+
+    .venv/bin/python -m benchmarks.cycle [--cycles N] [--fresh-setup]
+
+--fresh-setup removes the images and the virtualenv first, so the first set-up run is measured
+from scratch (takes minutes: it debootstraps the base image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pytest_bluegreen.load import percentile
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTEST = [str(ROOT / ".venv" / "bin" / "pytest"), "checks", "-p", "no:cacheprovider", "-q"]
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.monotonic()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - start
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return seconds
+
+
+def live_color() -> str:
+    out = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "bluegreen"), "status", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return str(json.loads(out)["live"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=4)
+    parser.add_argument("--quick-runs", type=int, default=5)
+    parser.add_argument("--fresh-setup", action="store_true")
+    args = parser.parse_args()
+    if args.fresh_setup:
+        subprocess.run(
+            ["docker", "image", "rm", "-f", *_our_images()], check=False, capture_output=True
+        )
+        shutil.rmtree(ROOT / ".venv", ignore_errors=True)
+    setup_first = timed([str(ROOT / "scripts" / "setup")])
+    setup_second = timed([str(ROOT / "scripts" / "setup")])
+    timed([str(ROOT / ".venv" / "bin" / "python"), "scripts/local_stack.py", "up"])
+    # each cycle deploys the idle color at a tag it does not run, so its containers are
+    # re-created (deploying the running tag would be a no-op for Compose)
+    tags_file = ROOT / ".bluegreen" / "compose-tags.env"
+    cycles = []
+    for _ in range(args.cycles):
+        idle = "blue" if live_color() == "green" else "green"
+        text = tags_file.read_text() if tags_file.exists() else ""
+        running = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        tag = "v1.1.0" if running.get(f"{idle.upper()}_TAG") == "v1.0.0" else "v1.0.0"
+        command = [*PYTEST, "--env", idle, "--deploy", tag, "-m", "quick", "--switch"]
+        cycles.append(timed([*command, "--skip-backup"]))
+    quick = [timed([*PYTEST, "--env", "green", "-m", "quick"]) for _ in range(args.quick_runs)]
+    label = "first (fresh)" if args.fresh_setup else "first (already installed)"
+    print(f"setup: {label}={setup_first:.1f} s second={setup_second:.1f} s")
+    print(
+        f"deploy->verify->switch cycle: p50={percentile(cycles, 50):.1f} s "
+        f"max={max(cycles):.1f} s over {len(cycles)} cycles "
+        f"(goal <= 15 s: ratio p50/goal={percentile(cycles, 50) / 15:.2f})"
+    )
+    print(
+        f"pytest --env green -m quick: p50={percentile(quick, 50):.2f} s "
+        f"max={max(quick):.2f} s over {len(quick)} runs "
+        f"(goal <= 2 s: ratio p50/goal={percentile(quick, 50) / 2:.2f})"
+    )
+    return 0
+
+
+def _our_images() -> list[str]:
+    out = subprocess.run(
+        ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    return [i for i in out if i.startswith(("bluegreen/", "bluegreen-base"))]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

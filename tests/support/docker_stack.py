@@ -1,0 +1,111 @@
+"""The real Docker stack (docker/docker-compose.blue-green.yml) behind a real host HAProxy."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from python_on_whales import DockerClient, DockerException
+
+from pytest_bluegreen.load import LoadResult, run_load
+
+from .stack import ROOT, Stack
+
+COMPOSE_FILE = ROOT / "docker" / "docker-compose.blue-green.yml"
+PROJECT = "sutazai"
+SHARED = ["postgres", "redis", "neo4j", "ollama"]
+TAGS = ("v1.0.0", "v1.1.0", "v1.2.0-broken")
+# the compose file's published ports, as HAProxy on the host reaches them
+ADDRESSES = {
+    "BG_BLUE_API_ADDR": "127.0.0.1:8010",
+    "BG_GREEN_API_ADDR": "127.0.0.1:8011",
+    "BG_BLUE_FRONTEND_ADDR": "127.0.0.1:3010",
+    "BG_GREEN_FRONTEND_ADDR": "127.0.0.1:3011",
+}
+
+
+def docker_problem() -> str | None:
+    """Why the Docker engine, Compose v2 or our images cannot be used here, or None."""
+    if shutil.which("docker") is None:
+        return "the docker CLI is not installed (scripts/install-docker)"
+    client = DockerClient()
+    try:
+        client.system.info()
+    except DockerException:
+        return "no Docker engine answers (scripts/install-docker starts one)"
+    try:
+        client.compose.version()
+    except DockerException:
+        return "Docker Compose v2 is missing (scripts/install-docker)"
+    missing = [
+        f"bluegreen/jarvis:{t}" for t in TAGS if not client.image.exists(f"bluegreen/jarvis:{t}")
+    ]
+    missing += [
+        i
+        for i in ("bluegreen/postgres:15", "bluegreen/redis:7", "bluegreen/standins:latest")
+        if not client.image.exists(i)
+    ]
+    if missing:
+        return f"images missing: {', '.join(missing)} (scripts/build-images)"
+    return None
+
+
+def compose(**kwargs: Any) -> DockerClient:
+    return DockerClient(compose_files=[COMPOSE_FILE], compose_project_name=PROJECT, **kwargs)
+
+
+@dataclass
+class Probe:
+    """A bounded load on the routed URL while the cycle runs; stops by itself or when told."""
+
+    url: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    result: LoadResult | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        def run() -> None:
+            self.result = run_load(
+                self.url, total=200_000, duration=600, concurrency=2, stop=self.stop
+            )
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def finish(self) -> LoadResult:
+        self.stop.set()
+        assert self._thread is not None
+        self._thread.join(60)
+        assert self.result is not None
+        return self.result
+
+
+@dataclass
+class JarvisStack:
+    haproxy: Stack
+    workdir: Path
+
+    def settings_toml(self, **overrides: Any) -> str:
+        values: dict[str, Any] = {
+            "compose_file": str(COMPOSE_FILE),
+            "compose_project": PROJECT,
+            "pull": "never",
+            "backup_dir": str(self.workdir / "backups"),
+            "deploy_timeout": 120,
+            "env_dir": str(ROOT / "config" / "deploy"),
+            "verify_timeout": 10,
+        }
+        values.update(overrides)
+        return self.haproxy.settings_toml(**values)
+
+    def write_settings(self, folder: Path, **overrides: Any) -> Path:
+        path = folder / "bluegreen.toml"
+        path.write_text(self.settings_toml(**overrides))
+        return path
+
+    def image_of(self, service: str) -> str | None:
+        containers = compose().compose.ps([service])
+        return containers[0].config.image if containers else None

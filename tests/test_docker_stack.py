@@ -1,0 +1,233 @@
+"""The whole cycle on the real Docker stack, behind a real HAProxy, with a probe load.
+
+blue v1.0.0 live -> deploy v1.1.0 to green and switch -> deploy the broken build to blue with
+--switch (checks fail, traffic stays on green, blue restored) -> --rollback to blue; no request
+through HAProxy fails meanwhile. Then the deploy faults, each with a clear error and nothing
+changed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.docker_stack import (
+    ADDRESSES,
+    COMPOSE_FILE,
+    SHARED,
+    JarvisStack,
+    Probe,
+    compose,
+    docker_problem,
+)
+from tests.support.gate import history, output
+from tests.support.infra import require_infra
+from tests.support.stack import ROOT, Backend, StackFactory, wait_for
+
+pytestmark = pytest.mark.infra
+
+CHECKS = str(ROOT / "checks")
+
+
+@pytest.fixture(scope="module")
+def jarvis(
+    pytestconfig: pytest.Config,
+    tmp_path_factory: pytest.TempPathFactory,
+    tls_cert: Path,
+    color_backends: tuple[Backend, Backend],
+) -> Iterator[JarvisStack]:
+    problem = docker_problem()
+    require_infra(pytestconfig, problem is None, problem or "")
+    workdir = tmp_path_factory.mktemp("jarvis")
+    dc = compose()
+    dc.compose.down(volumes=True, remove_orphans=True, quiet=True)
+    dc.compose.up(SHARED, detach=True, wait=True, wait_timeout=120, quiet=True)
+    factory = StackFactory(workdir, tls_cert, *color_backends)
+    try:
+        # HAProxy in front of the containers' published ports; the colors are not deployed yet
+        haproxy = factory("haproxy", addresses=ADDRESSES, wait_up=False)
+        yield JarvisStack(haproxy, workdir)
+    finally:
+        factory.close()
+        dc.compose.down(volumes=True, remove_orphans=True, quiet=True)
+
+
+def gate(
+    pytester: pytest.Pytester, jarvis: JarvisStack, *args: str, **settings: object
+) -> pytest.RunResult:
+    config = jarvis.write_settings(pytester.path, **settings)
+    return pytester.runpytest_subprocess(
+        CHECKS,
+        "--bluegreen-config",
+        str(config),
+        "-p",
+        "no:cacheprovider",
+        "-v",
+        *args,
+        timeout=300,
+    )
+
+
+def routed(jarvis: JarvisStack) -> tuple[str, str]:
+    """(color, version) answering the routed API URL now."""
+    response = requests.get(f"{jarvis.haproxy.routed_url}/health", timeout=5)
+    return response.headers["X-Bluegreen-Color"], response.headers["X-Bluegreen-Version"]
+
+
+def test_full_cycle_without_a_failed_request(
+    pytester: pytest.Pytester, jarvis: JarvisStack
+) -> None:
+    stack = jarvis.haproxy
+
+    # blue v1.0.0 first: live by HAProxy's config but not running, so deploying it is allowed
+    first = gate(pytester, jarvis, "--env", "blue", "--deploy", "v1.0.0", "-m", "quick", "--switch")
+    assert first.ret == 0, output(first)
+    assert "bluegreen: deploying blue v1.0.0" in output(first)
+    stack.wait_up("blue")
+    assert routed(jarvis) == ("blue", "v1.0.0")
+
+    probe = Probe(f"{stack.routed_url}/health")
+    probe.start()
+    try:
+        # green v1.1.0: deployed, checked, switched
+        result = gate(
+            pytester, jarvis, "--env", "green", "--deploy", "v1.1.0", "-m", "quick", "--switch"
+        )
+        assert result.ret == 0, output(result)
+        result.stdout.fnmatch_lines(["*SWITCH: switched blue -> green*"])
+        assert routed(jarvis) == ("green", "v1.1.0")
+        assert jarvis.image_of("green-backend") == "bluegreen/jarvis:v1.1.0"
+
+        # the broken build on blue: /health passes, the API smoke check fails, no switch
+        broken = gate(
+            pytester,
+            jarvis,
+            "--env",
+            "blue",
+            "--deploy",
+            "v1.2.0-broken",
+            "-m",
+            "quick",
+            "--switch",
+            on_failed_gate="restore",
+        )
+        assert broken.ret == 1, output(broken)
+        broken.stdout.fnmatch_lines(
+            ["*test_health?blue? PASSED*", "*test_api_round_trip?blue? FAILED*"], consecutive=False
+        )
+        broken.stdout.fnmatch_lines(["*traffic stays on green*", "*blue restored to v1.0.0*"])
+        assert routed(jarvis) == ("green", "v1.1.0")
+        assert jarvis.image_of("blue-backend") == "bluegreen/jarvis:v1.0.0"
+
+        # rollback: blue's checks pass again, traffic returns to it
+        back = gate(pytester, jarvis, "--rollback", "-m", "quick")
+        assert back.ret == 0, output(back)
+        back.stdout.fnmatch_lines(["*rolled back green -> blue*"])
+        assert routed(jarvis) == ("blue", "v1.0.0")
+    finally:
+        load = probe.finish()
+    assert load.count > 200
+    assert load.failed == [], load.failed[:3]
+    assert {"blue", "green"} <= set(load.colors())
+    outcomes = [(e["to_color"], e["outcome"], e["tag"]) for e in history(stack)]
+    assert outcomes == [
+        ("blue", "noop", "v1.0.0"),
+        ("green", "switched", "v1.1.0"),
+        ("blue", "failed", "v1.2.0-broken"),
+        ("blue", "rolled-back", "v1.0.0"),  # the version the verification saw
+    ]
+    backups = sorted(p.name for p in (jarvis.workdir / "backups").iterdir())
+    assert len(backups) == 3, backups  # one pg_dump before each deploy
+
+
+def _unchanged(jarvis: JarvisStack) -> tuple[object, ...]:
+    return (jarvis.haproxy.live_weights(), jarvis.image_of("green-backend"))
+
+
+def test_engine_not_running_is_a_clear_error(
+    pytester: pytest.Pytester, jarvis: JarvisStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _unchanged(jarvis)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{pytester.path}/no-engine.sock")
+    result = gate(pytester, jarvis, "--env", "green", "--deploy", "v1.1.0", "--switch")
+    monkeypatch.undo()
+    assert result.ret == 9, output(result)
+    assert "bluegreen: deploy failed: Docker engine not reachable" in output(result)
+    assert _unchanged(jarvis) == before
+
+
+def test_compose_missing_is_a_clear_error(
+    pytester: pytest.Pytester, jarvis: JarvisStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a docker CLI without the compose plugin: the real one, with its plugin folders hidden
+    fake_home = pytester.path / "docker-config"
+    fake_home.mkdir()
+    wrapper = pytester.path / "bin" / "docker"
+    wrapper.parent.mkdir()
+    real = "/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker") else "/usr/bin/docker"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = compose ]; then\n'
+        "  echo \"docker: 'compose' is not a docker command.\" >&2; exit 1\n"
+        "fi\n"
+        f'exec {real} "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    before = _unchanged(jarvis)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
+    result = gate(pytester, jarvis, "--env", "green", "--deploy", "v1.1.0", "--switch")
+    monkeypatch.undo()
+    assert result.ret == 9, output(result)
+    assert "bluegreen: deploy failed: Docker Compose v2 is missing" in output(result)
+    assert _unchanged(jarvis) == before
+
+
+def test_missing_image_tag_is_a_clear_error(pytester: pytest.Pytester, jarvis: JarvisStack) -> None:
+    before = _unchanged(jarvis)
+    result = gate(pytester, jarvis, "--env", "green", "--deploy", "v9.9.9", "--switch")
+    assert result.ret == 9, output(result)
+    assert "bluegreen: deploy failed: image bluegreen/jarvis:v9.9.9 is not present" in output(
+        result
+    )
+    assert _unchanged(jarvis) == before
+    assert history(jarvis.haproxy)[-1]["outcome"] == "deploy-failed"
+
+
+def test_never_healthy_hits_the_deadline(pytester: pytest.Pytester, jarvis: JarvisStack) -> None:
+    # the same stack, but green's backend healthcheck can never pass
+    broken = pytester.path / "compose-unhealthy.yml"
+    text = COMPOSE_FILE.read_text()
+    marker = 'test: ["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8000/health"]'
+    head, sep, tail = text.rpartition(marker)  # the last one is green-backend's
+    assert sep
+    text = head + 'test: ["CMD", "false"]' + tail
+    broken.write_text(text.replace("../config/deploy/", f"{ROOT}/config/deploy/"))
+    live_before = jarvis.haproxy.live_weights()
+    result = gate(
+        pytester,
+        jarvis,
+        "--env",
+        "green",
+        "--deploy",
+        "v1.1.0",
+        "--switch",
+        compose_file=str(broken),
+        deploy_timeout=4,
+    )
+    assert result.ret == 9, output(result)
+    text_out = output(result)
+    assert "bluegreen: deploy failed: deploy of green v1.1.0 failed" in text_out
+    assert (
+        "sutazai-green-backend (unhealthy" in text_out
+        or "sutazai-green-backend (starting" in text_out
+    )
+    assert jarvis.haproxy.live_weights() == live_before
+    # put green back as it was
+    fixed = gate(pytester, jarvis, "--env", "green", "--deploy", "v1.1.0", "--skip-backup")
+    assert fixed.ret == 0, output(fixed)
+    wait_for(lambda: jarvis.image_of("green-backend") == "bluegreen/jarvis:v1.1.0", 30, "green")

@@ -8,24 +8,38 @@
 | http                 | session  | ColorSession          |
 | haproxy              | session  | RuntimeApi            |
 | live_color           | function | str or None           |
+| bluegreen_secrets    | session  | Mapping[str, str]     |
+| docker_client        | session  | docker.DockerClient   |
+| color_containers     | session  | dict[str, Container]  |
+| container_host       | session  | (name) -> testinfra Host |
+| postgres_dsn         | session  | str (skips if unset)  |
+| redis_url            | session  | str (skips if unset)  |
+| ollama_http          | session  | ColorSession (skips if unset) |
+| neo4j_http           | session  | ColorSession (skips if unset) |
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urljoin
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .eventually import InfrastructureError
 from .haproxy import RuntimeApi, ServerRef
 from .keys import SETTINGS_KEY
 from .settings import Settings
 from .switch import live_color as read_live_color
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+    import docker
 
 __all__ = ["ColorEnvironment", "ColorSession"]
 
@@ -133,3 +147,116 @@ def haproxy(bluegreen_settings: Settings) -> RuntimeApi:
 def live_color(haproxy: RuntimeApi, bluegreen_settings: Settings) -> str | None:
     """The color HAProxy sends traffic to now (None when neither or both)."""
     return read_live_color(haproxy, bluegreen_settings)
+
+
+def not_configured(what: str, key: str) -> None:
+    """Skip: a check of something this deployment does not have is not passed silently."""
+    pytest.skip(f"{what} is not configured ({key} in the bluegreen settings)")
+
+
+@pytest.fixture(scope="session")
+def bluegreen_secrets(bluegreen_settings: Settings) -> Mapping[str, str]:
+    """secrets.env: never print these; they are not in any repr."""
+    return bluegreen_settings.env_files.secrets_values()
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """A docker SDK client for the engine (DOCKER_HOST respected)."""
+    import docker  # noqa: PLC0415 - only checks that look at containers need the engine
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise InfrastructureError(f"the Docker engine does not answer: {exc}") from exc
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def color_containers(
+    color: str, bluegreen_settings: Settings, docker_client: docker.DockerClient
+) -> dict[str, Container]:
+    """The color's Compose containers by service name (found by the Compose labels)."""
+    found: dict[str, Container] = {}
+    for service in bluegreen_settings.color[color].services:
+        labels = [
+            f"com.docker.compose.project={bluegreen_settings.compose_project}",
+            f"com.docker.compose.service={service}",
+        ]
+        containers = docker_client.containers.list(all=True, filters={"label": labels})
+        if containers:
+            found[service] = containers[0]
+    return found
+
+
+@pytest.fixture(scope="session")
+def container_host() -> Callable[[str], Any]:
+    """``container_host("sutazai-green-backend")``: a testinfra host inside that container."""
+    import testinfra  # noqa: PLC0415
+
+    cache: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in cache:
+            cache[name] = testinfra.get_host(f"docker://{name}")
+        return cache[name]
+
+    return get
+
+
+def _with_password(url: str, password: str | None) -> str:
+    parts = urlsplit(url)
+    if not password or parts.password is not None or parts.username is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:{password}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(bluegreen_settings: Settings, bluegreen_secrets: Mapping[str, str]) -> str:
+    """The shared PostgreSQL, with the password from secrets.env."""
+    if bluegreen_settings.postgres_url is None:
+        not_configured("postgres", "postgres_url")
+    assert bluegreen_settings.postgres_url is not None
+    password = bluegreen_secrets.get("POSTGRES_PASSWORD", "sutazai-dev")
+    return _with_password(bluegreen_settings.postgres_url, password)
+
+
+@pytest.fixture(scope="session")
+def redis_url(bluegreen_settings: Settings, bluegreen_secrets: Mapping[str, str]) -> str:
+    """The shared Redis, with the password from secrets.env (if any)."""
+    if bluegreen_settings.redis_url is None:
+        not_configured("redis", "redis_url")
+    assert bluegreen_settings.redis_url is not None
+    parts = urlsplit(bluegreen_settings.redis_url)
+    password = bluegreen_secrets.get("REDIS_PASSWORD")
+    if password and parts.password is None:
+        netloc = f":{password}@{parts.netloc}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    return bluegreen_settings.redis_url
+
+
+def _service_session(url: str | None, name: str, key: str, timeout: float) -> ColorSession:
+    if url is None:
+        not_configured(name, key)
+    assert url is not None
+    return ColorSession(url, timeout, name)
+
+
+@pytest.fixture(scope="session")
+def ollama_http(bluegreen_settings: Settings) -> Iterator[ColorSession]:
+    """Ollama's HTTP API (``/api/tags``, ``/api/generate``)."""
+    s = bluegreen_settings
+    with _service_session(s.ollama_url, "ollama", "ollama_url", s.ollama_timeout) as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def neo4j_http(bluegreen_settings: Settings) -> Iterator[ColorSession]:
+    """Neo4j's HTTP API (discovery document, transactions)."""
+    s = bluegreen_settings
+    with _service_session(s.neo4j_url, "neo4j", "neo4j_url", s.http_timeout) as session:
+        yield session

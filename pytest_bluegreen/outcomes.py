@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-__all__ = ["COLOR_PROPERTY", "SHARED", "ColorOutcomes", "Outcomes"]
+__all__ = ["COLOR_PROPERTY", "FAILURE_PROPERTY", "SHARED", "ColorOutcomes", "Outcomes", "color_of"]
 
 COLOR_PROPERTY = "bluegreen_color"
+FAILURE_PROPERTY = "bluegreen_failure"  # "infrastructure" or "check", set on failed reports
 SHARED = "shared"
 
 
@@ -27,6 +28,7 @@ class ColorOutcomes:
     skipped: int = 0
     xfailed: int = 0
     xpassed: int = 0
+    unreachable: int = 0  # failures and errors caused by infrastructure (refused, timeout, ...)
     failed_ids: list[str] = field(default_factory=list)
 
     @property
@@ -46,6 +48,8 @@ class ColorOutcomes:
             )
             if n
         ]
+        if self.unreachable:
+            parts.append(f"{self.unreachable} of them unreachable (infrastructure)")
         return ", ".join(parts) or "none selected"
 
 
@@ -64,6 +68,8 @@ class Outcomes:
     def add(self, report: pytest.TestReport) -> None:
         key = color_of(report)
         counts = self._by_key[key]
+        if report.failed and (FAILURE_PROPERTY, "infrastructure") in report.user_properties:
+            counts.unreachable += 1
         if report.when == "call":
             if hasattr(report, "wasxfail"):
                 if report.skipped:

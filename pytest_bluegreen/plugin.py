@@ -7,24 +7,34 @@ single process of a serial run.
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 from . import hookspecs
+from .eventually import INFRASTRUCTURE, classify
 from .fixtures import (  # noqa: F401 - fixtures are registered by being in this module
+    bluegreen_secrets,
     bluegreen_settings,
     color,
+    color_containers,
+    container_host,
+    docker_client,
     environment,
     haproxy,
     http,
     live_color,
+    neo4j_http,
+    ollama_http,
+    postgres_dsn,
+    redis_url,
 )
 from .gate import EXIT_DEPLOY_FAILED, EXIT_REFUSED
 from .gaterun import DeployRefused, GateHooks, GateRun, refused
 from .haproxy import RuntimeApiError
 from .keys import GATE_KEY, SETTINGS_KEY, TARGET_KEY, WORKERINPUT_TARGET
-from .outcomes import COLOR_PROPERTY, SHARED
+from .outcomes import COLOR_PROPERTY, FAILURE_PROPERTY, SHARED, color_of
 from .settings import CONFIG_OPTION, OPTIONS, SettingsError, describe, resolve
 from .state import LockHeld
 
@@ -133,6 +143,28 @@ class XdistHooks:
     @pytest.hookimpl
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[WORKERINPUT_TARGET] = node.config.stash[TARGET_KEY]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Label each failure: the color is unreachable (infrastructure) or answers wrongly."""
+    report = yield
+    if report.failed and call.excinfo is not None:
+        report.user_properties.append((FAILURE_PROPERTY, classify(call.excinfo.value)))
+    return report
+
+
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+    properties = getattr(report, "user_properties", ())  # collect reports have none
+    if report.failed and (FAILURE_PROPERTY, INFRASTRUCTURE) in properties:
+        where = color_of(report) or "a part"
+        word = f"INFRA-ERROR ({where} unreachable)" if report.when == "call" else "INFRA-ERROR"
+        return report.outcome, "I", (word, {"red": True, "bold": True})
+    return None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

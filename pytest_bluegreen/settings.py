@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from .haproxy import RuntimeApiAddress, ServerRef
+from .thresholds import Threshold, ThresholdError
+from .thresholds import parse_table as parse_thresholds
 
 __all__ = [
     "ColorSettings",
@@ -33,6 +35,11 @@ __all__ = [
 ]
 
 ENV_PREFIX = "BLUEGREEN_"
+# k6-style limits per endpoint for the perf checks; a [thresholds] table replaces them
+DEFAULT_THRESHOLDS: Mapping[str, list[str]] = {
+    "/health": ["p(95)<300", "rate<0.01"],
+    "/version": ["p(95)<300", "rate<0.01"],
+}
 DEFAULT_COLORS = ("blue", "green")
 SELECTIONS_EXTRA = ("all", "shared")
 _COLOR_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -119,6 +126,19 @@ class Settings:
     postgres_service: str
     postgres_user: str
     postgres_db: str
+    postgres_url: str | None
+    redis_url: str | None
+    neo4j_url: str | None
+    ollama_url: str | None
+    ollama_model: str
+    ollama_timeout: float
+    https_url: str | None
+    http_url: str | None
+    tls_ca: Path | None
+    perf_requests: int
+    perf_duration: float
+    perf_concurrency: int
+    thresholds: Mapping[str, tuple[Threshold, ...]]
     sources: Mapping[str, str] = field(repr=False)
 
     @property
@@ -478,6 +498,52 @@ OPTIONS: tuple[Option, ...] = (
     Option("postgres_user", _text, "sutazai", None, help="PostgreSQL user for pg_dump"),
     Option("postgres_db", _text, "sutazai", None, help="PostgreSQL database for pg_dump"),
     Option(
+        "postgres_url",
+        _optional_text,
+        None,
+        None,
+        help="PostgreSQL for the shared checks, postgresql://USER@HOST:PORT/DB (password "
+        "from secrets.env POSTGRES_PASSWORD); unset: those checks skip",
+    ),
+    Option(
+        "redis_url",
+        _optional_text,
+        None,
+        None,
+        help="Redis for the shared checks, redis://HOST:PORT/0 (password from secrets.env "
+        "REDIS_PASSWORD); unset: those checks skip",
+    ),
+    Option("neo4j_url", _optional_url, None, None, help="Neo4j HTTP URL; unset: skipped"),
+    Option("ollama_url", _optional_url, None, None, help="Ollama URL; unset: skipped"),
+    Option("ollama_model", _text, "tinyllama", None, help="the model Ollama must list"),
+    Option("ollama_timeout", _seconds, 30.0, None, help="seconds a generate call may take"),
+    Option(
+        "https_url",
+        _optional_url,
+        None,
+        None,
+        help="HAProxy's public HTTPS URL (TLS check); unset: skipped",
+    ),
+    Option(
+        "http_url",
+        _optional_url,
+        None,
+        None,
+        help="HAProxy's public HTTP URL, which must redirect to HTTPS; unset: skipped",
+    ),
+    Option(
+        "tls_ca",
+        _optional_path_text,
+        None,
+        None,
+        help="CA or certificate file that signs https_url (a self-signed cert works)",
+    ),
+    Option(
+        "perf_requests", _positive_int(1_000_000), 400, None, help="perf: requests per endpoint"
+    ),
+    Option("perf_duration", _seconds, 10.0, None, help="perf: at most this many seconds each"),
+    Option("perf_concurrency", _positive_int(256), 4, None, help="perf: concurrent connections"),
+    Option(
         "env_dir",
         _path_text,
         "config/deploy",
@@ -567,7 +633,7 @@ def resolve(
     file_label = f"file {config_file.name}" if config_file else "file"
     base = config_file.parent if config_file else rootdir
 
-    known = {o.key for o in OPTIONS if o.file} | {"colors"}
+    known = {o.key for o in OPTIONS if o.file} | {"colors", "thresholds"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise SettingsError(
@@ -588,6 +654,18 @@ def resolve(
         sources[option.key] = source
 
     colors, color_settings = _resolve_colors(data.get("colors"), environ, file_label, sources)
+    if "thresholds" in data:
+        raw_thresholds: Any = data["thresholds"]
+        sources["thresholds"] = f"{file_label} thresholds"
+    else:
+        raw_thresholds = DEFAULT_THRESHOLDS
+        sources["thresholds"] = "default"
+    try:
+        thresholds = parse_thresholds(raw_thresholds)
+    except ThresholdError as exc:
+        raise SettingsError(
+            f"bluegreen: thresholds: {exc} (from {sources['thresholds']})"
+        ) from None
 
     env = values["env"]
     allowed = (*colors, *SELECTIONS_EXTRA)
@@ -677,6 +755,19 @@ def resolve(
         postgres_service=values["postgres_service"],
         postgres_user=values["postgres_user"],
         postgres_db=values["postgres_db"],
+        postgres_url=values["postgres_url"],
+        redis_url=values["redis_url"],
+        neo4j_url=values["neo4j_url"],
+        ollama_url=values["ollama_url"],
+        ollama_model=values["ollama_model"],
+        ollama_timeout=values["ollama_timeout"],
+        https_url=values["https_url"],
+        http_url=values["http_url"],
+        tls_ca=path("tls_ca") if values["tls_ca"] else None,
+        perf_requests=values["perf_requests"],
+        perf_duration=values["perf_duration"],
+        perf_concurrency=values["perf_concurrency"],
+        thresholds=thresholds,
         sources=sources,
     )
 

@@ -97,9 +97,20 @@ class JarvisStack:
             "deploy_timeout": 120,
             "env_dir": str(ROOT / "config" / "deploy"),
             "verify_timeout": 10,
+            # the shared services as the compose file publishes them
+            "postgres_url": "postgresql://sutazai@127.0.0.1:10000/sutazai",
+            "redis_url": "redis://127.0.0.1:10001/0",
+            "neo4j_url": "http://127.0.0.1:10002",
+            "ollama_url": "http://127.0.0.1:10104",
+            # HAProxy's public side of this test stack
+            "https_url": f"https://127.0.0.1:{self.haproxy.ports['https']}",
+            "http_url": f"http://127.0.0.1:{self.haproxy.ports['http']}",
+            "tls_ca": str(self.haproxy.cert),
         }
         values.update(overrides)
-        return self.haproxy.settings_toml(**values)
+        frontends = {"blue": "http://127.0.0.1:3010", "green": "http://127.0.0.1:3011"}
+        extra = {c: {"frontend_url": url} for c, url in frontends.items()}
+        return self.haproxy.settings_toml(color_extra=extra, **values)
 
     def write_settings(self, folder: Path, **overrides: Any) -> Path:
         path = folder / "bluegreen.toml"

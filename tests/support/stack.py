@@ -286,7 +286,9 @@ class Stack:
             if s.backend in {"api_backend", "frontend_backend"}
         }
 
-    def settings_toml(self, **overrides: Any) -> str:
+    def settings_toml(
+        self, *, color_extra: dict[str, dict[str, str]] | None = None, **overrides: Any
+    ) -> str:
         values: dict[str, Any] = {
             "runtime_api": self.runtime,
             "routed_api_url": self.routed_url,
@@ -304,6 +306,7 @@ class Stack:
                 f"[colors.{color}]",
                 f'api_url = "{self.direct_url(color)}"',
                 f'servers = ["api_backend/{color}-api", "frontend_backend/{color}-frontend"]',
+                *(f"{k} = {json.dumps(v)}" for k, v in (color_extra or {}).get(color, {}).items()),
             ]
         return "\n".join(lines) + "\n"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pytest_bluegreen import switch
 from pytest_bluegreen.load import LoadResult, Sample, run_load
@@ -13,7 +14,7 @@ from pytest_bluegreen.settings import Settings, resolve
 from .stack import Stack, wait_for
 
 
-def stack_settings(stack: Stack, **overrides: object) -> Settings:
+def stack_settings(stack: Stack, **overrides: Any) -> Settings:
     folder = stack.workdir / "settings"
     folder.mkdir(exist_ok=True)
     (folder / "bluegreen.toml").write_text(stack.settings_toml(**overrides))

@@ -1,0 +1,106 @@
+"""Waiting in checks, and telling "the color is down" apart from "the color answers wrongly".
+
+``eventually(check, timeout=..., interval=...)`` calls ``check`` until it returns without an
+AssertionError or an infrastructure error, or the deadline passes; the error that finally
+escapes carries a note with the attempts made (no fixed sleeps: a deadline and an interval).
+
+Infrastructure errors -- refused, reset, timed out, DNS, an engine that does not answer -- are
+classified apart from assertion failures by :func:`classify`; the plugin labels each failed
+report with it, so a report reader sees "green is down" apart from "green answers wrongly".
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import requests
+
+__all__ = ["INFRASTRUCTURE", "WRONG_ANSWER", "InfrastructureError", "classify", "eventually"]
+
+T = TypeVar("T")
+INFRASTRUCTURE = "infrastructure"
+WRONG_ANSWER = "check"
+
+
+class InfrastructureError(Exception):
+    """Something a check needs is unreachable or not running (as opposed to a wrong answer)."""
+
+
+_INFRA_TYPES: tuple[type[BaseException], ...] = (
+    InfrastructureError,
+    requests.ConnectionError,
+    requests.Timeout,
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+)
+
+
+def _extra_infra_types() -> tuple[type[BaseException], ...]:
+    extra: list[type[BaseException]] = []
+    try:
+        from docker.errors import DockerException  # noqa: PLC0415 - optional at import time
+
+        extra.append(DockerException)
+    except ImportError:  # pragma: no cover - docker is a dependency
+        pass
+    try:
+        from psycopg import OperationalError  # noqa: PLC0415
+
+        extra.append(OperationalError)
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
+        from redis.exceptions import TimeoutError as RedisTimeoutError  # noqa: PLC0415
+
+        extra += [RedisConnectionError, RedisTimeoutError]
+    except ImportError:  # pragma: no cover - redis is a dependency
+        pass
+    return tuple(extra)
+
+
+def classify(exc: BaseException | None) -> str:
+    """``infrastructure`` for unreachable parts, ``check`` for wrong answers."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, _INFRA_TYPES + _extra_infra_types()):
+            return INFRASTRUCTURE
+        exc = exc.__cause__ or exc.__context__
+    return WRONG_ANSWER
+
+
+def eventually(
+    check: Callable[[], T],
+    *,
+    timeout: float,
+    interval: float = 0.2,
+    retry_on: tuple[type[BaseException], ...] = (AssertionError,),
+) -> T:
+    """Call ``check`` until it passes or ``timeout`` seconds have gone by.
+
+    Retries assertion failures and infrastructure errors (a service still starting); any other
+    exception escapes at once. The last failure escapes with a note of the attempts made.
+    """
+    if timeout <= 0 or interval <= 0:
+        raise ValueError("timeout and interval must be positive")
+    start = time.monotonic()
+    deadline = start + timeout
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return check()
+        except retry_on + _INFRA_TYPES + _extra_infra_types() as exc:
+            now = time.monotonic()
+            if now >= deadline:
+                exc.add_note(
+                    f"eventually: gave up after {attempts} attempt(s) over {now - start:.1f}s "
+                    f"(timeout {timeout:g}s, every {interval:g}s)"
+                )
+                raise
+        time.sleep(min(interval, max(deadline - time.monotonic(), 0)))

@@ -1,0 +1,113 @@
+"""k6-style thresholds for the perf checks: ``p(95)<300``, ``avg<200``, ``rate<0.01``.
+
+Durations are in milliseconds, as in k6's ``http_req_duration``; ``rate`` is the failed-request
+rate (k6's ``http_req_failed``); ``rps`` the requests per second achieved. Percentiles are
+nearest-rank over the successful requests, computed client-side.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from .load import LoadResult
+
+__all__ = ["Threshold", "ThresholdError", "Violation", "evaluate", "parse", "parse_table"]
+
+_OPS: Mapping[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
+}
+_EXPR = re.compile(
+    r"^\s*(?P<stat>p\((?P<pct>\d+(?:\.\d+)?)\)|avg|med|min|max|rate|rps)\s*"
+    r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>\d+(?:\.\d+)?)\s*$"
+)
+
+
+class ThresholdError(ValueError):
+    """A threshold expression that is not k6 syntax."""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    text: str
+    stat: str  # p(95), avg, med, min, max, rate, rps
+    op: str
+    value: float
+    pct: float | None = None
+
+    @property
+    def unit(self) -> str:
+        return "" if self.stat in {"rate", "rps"} else "ms"
+
+    def measure(self, result: LoadResult) -> float:
+        ok = sorted(s.latency * 1000 for s in result.samples if not s.failed)
+        if self.stat == "rate":
+            return result.error_rate
+        if self.stat == "rps":
+            return result.throughput
+        if self.pct is not None:
+            return result.latency_ms(self.pct)
+        if not ok:
+            return 0.0
+        if self.stat == "avg":
+            return sum(ok) / len(ok)
+        if self.stat == "med":
+            return result.latency_ms(50)
+        return ok[0] if self.stat == "min" else ok[-1]
+
+    def holds(self, measured: float) -> bool:
+        return _OPS[self.op](measured, self.value)
+
+
+@dataclass(frozen=True)
+class Violation:
+    endpoint: str
+    threshold: Threshold
+    measured: float
+
+    def __str__(self) -> str:
+        t = self.threshold
+        return f"{self.endpoint}: {t.stat}={self.measured:.4g}{t.unit} misses threshold {t.text!r}"
+
+
+def parse(text: str) -> Threshold:
+    match = _EXPR.match(text)
+    if match is None:
+        raise ThresholdError(
+            f"{text!r} is not a threshold like 'p(95)<300', 'avg<200' or 'rate<0.01'"
+        )
+    pct = float(match["pct"]) if match["pct"] else None
+    if pct is not None and not 0 < pct <= 100:
+        raise ThresholdError(f"{text!r}: the percentile must be in (0, 100]")
+    return Threshold(text.strip(), match["stat"], match["op"], float(match["value"]), pct)
+
+
+def parse_table(table: object) -> dict[str, tuple[Threshold, ...]]:
+    """``{"/health": ["p(95)<300", "rate<0.01"], ...}`` -> parsed thresholds per endpoint."""
+    if not isinstance(table, Mapping):
+        raise ThresholdError("thresholds must be a table of endpoint = [expressions]")
+    parsed: dict[str, tuple[Threshold, ...]] = {}
+    for endpoint, given in table.items():
+        if not isinstance(endpoint, str) or not endpoint.startswith("/"):
+            raise ThresholdError(f"threshold endpoint {endpoint!r} must be a path starting '/'")
+        expressions = [given] if isinstance(given, str) else given
+        if not isinstance(expressions, list) or not expressions:
+            raise ThresholdError(f"thresholds for {endpoint} must be a non-empty list")
+        parsed[endpoint] = tuple(parse(str(e)) for e in expressions)
+    return parsed
+
+
+def evaluate(endpoint: str, thresholds: Iterable[Threshold], result: LoadResult) -> list[Violation]:
+    out = []
+    for threshold in thresholds:
+        measured = threshold.measure(result)
+        if not threshold.holds(measured):
+            out.append(Violation(endpoint, threshold, measured))
+    return out

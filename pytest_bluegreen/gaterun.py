@@ -74,6 +74,7 @@ class GateRun:
         self.outcomes = Outcomes()
         self.report: GateReport | None = None
         self.deployed: DeployResult | None = None
+        self.forced = False  # a switch without checks (bluegreen switch-to --force)
 
     # -- start -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -163,6 +164,27 @@ class GateRun:
                 )
         except DeployError as exc:
             report.lines.append(f"warning: {str(exc).splitlines()[0]}")
+
+    def switch_forced(self, target: str, reason: str, *, rollback: bool = False) -> GateReport:
+        """Switch without running checks (an operator's ``--force``), recorded as forced.
+
+        The target must still be UP in HAProxy and not live already; the switch takes the same
+        drain / verify / revert path as the gate.
+        """
+        self.forced = True
+        live = switch.live_color(self.api, self.settings)
+        if live == target:
+            decision = Decision(Verdict.NOOP, f"{target} is already live", target, live)
+            return GateReport(decision, EXIT_REFUSED, [decision.reason], traffic_on=live)
+        down = switch.down_servers(self.api, self.settings, target)
+        if down:
+            servers = ", ".join(f"{k} {v}" for k, v in sorted(down.items()))
+            decision = Decision(
+                Verdict.REFUSED, f"HAProxy does not report {target} UP: {servers}", target, live
+            )
+            return self.record(GateReport(decision, EXIT_REFUSED, [decision.reason]))
+        decision = Decision(Verdict.SWITCH, reason, target, live)
+        return self._switch(decision, rollback=rollback)
 
     # -- finish ------------------------------------------------------------------------------
     def finish(self, exitstatus: int) -> GateReport:
@@ -291,7 +313,9 @@ class GateRun:
             self.hooks.after_switch(result)
         return report
 
-    def record(self, report: GateReport, outcome: str | None = None) -> GateReport:
+    def record(
+        self, report: GateReport, outcome: str | None = None, *, forced: bool = False
+    ) -> GateReport:
         decision = report.decision
         if decision is None or self.settings.dry_run:
             return report
@@ -306,6 +330,7 @@ class GateRun:
             tag=tag,
             outcome=outcome or decision.verdict.value,
             reason=decision.reason,
+            forced=forced or self.forced,
         )
         try:
             state.append(self.settings.state_file, entry)

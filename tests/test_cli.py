@@ -1,4 +1,4 @@
-"""The ``bluegreen`` command against a real HAProxy."""
+"""The ``bluegreen`` command against a real HAProxy in front of two real backends."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bluegreen.state import GateLock
+from tests.support.gate import CHECKS
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.infra
@@ -20,15 +22,33 @@ BLUEGREEN = [
 ]
 
 
+@pytest.fixture
+def workdir(tmp_path: Path, stack: Stack) -> Path:
+    (tmp_path / "bluegreen.toml").write_text(stack.settings_toml(env_dir="env"))
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "checks" / "test_checks.py").write_text(CHECKS)
+    env = tmp_path / "env"
+    env.mkdir()
+    (env / "shared.env").write_text("DB_HOST=db\nDB_URL=postgresql://app:s3cr3t-value@db/app\n")
+    (env / "secrets.env").write_text("POSTGRES_PASSWORD=s3cr3t-value\n")
+    return tmp_path
+
+
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*BLUEGREEN, *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False
+        [*BLUEGREEN, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
     )
 
 
-def test_status_shows_live_color_and_servers(tmp_path: Path, stack: Stack) -> None:
-    (tmp_path / "bluegreen.toml").write_text(stack.settings_toml())
-    result = run(tmp_path, "status", "--json")
+def history(stack: Stack) -> list[dict[str, object]]:
+    if not stack.state_file.exists():
+        return []
+    entries: list[dict[str, object]] = json.loads(stack.state_file.read_text())["history"]
+    return entries
+
+
+def test_status_shows_live_color_and_servers(workdir: Path, stack: Stack) -> None:
+    result = run(workdir, "status", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["live"] == "blue"
@@ -36,17 +56,152 @@ def test_status_shows_live_color_and_servers(tmp_path: Path, stack: Stack) -> No
     servers = {s["server"]: s for s in data["colors"]["green"]["servers"]}
     assert servers["api_backend/green-api"]["weight"] == 0
     assert servers["api_backend/green-api"]["health"] == "UP"
-    text = run(tmp_path, "status")
+    text = run(workdir, "status")
     assert text.returncode == 0
     assert "live color: blue" in text.stdout
+    assert "\x1b[" not in text.stdout  # no colors without a terminal
     assert "last switch: none recorded" in text.stdout
 
 
-def test_status_with_haproxy_down_is_one_clear_line(tmp_path: Path, stack: Stack) -> None:
-    (tmp_path / "bluegreen.toml").write_text(stack.settings_toml())
-    stack.haproxy.stop()
-    result = run(tmp_path, "status")
+def test_switch_to_runs_the_checks_then_switches(workdir: Path, stack: Stack) -> None:
+    result = run(workdir, "switch-to", "green")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bluegreen: SWITCH: switched blue -> green" in result.stdout
+    assert stack.served_color() == "green"
+    again = run(workdir, "switch-to", "green")
+    assert again.returncode == 7
+    assert again.stdout.strip().splitlines() == [
+        "bluegreen: refused: green is already live; nothing to switch"
+    ]
+    assert [e["outcome"] for e in history(stack)] == ["switched"]
+
+
+def test_switch_to_refuses_when_the_checks_fail(workdir: Path, stack: Stack) -> None:
+    stack.green.control(api_status=500)
+    result = run(workdir, "switch-to", "green")
+    assert result.returncode == 1, result.stdout
+    assert "traffic stays on blue" in result.stdout
+    assert stack.served_color() == "blue"
+
+
+def test_forced_switch_skips_checks_and_is_recorded(workdir: Path, stack: Stack) -> None:
+    stack.green.control(api_status=500)  # its checks would fail
+    result = run(workdir, "switch-to", "green", "--force")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "forced by the operator" in result.stdout
+    assert stack.served_color() == "green"
+    [entry] = history(stack)
+    assert entry["forced"] is True
+    assert entry["outcome"] == "switched"
+    status = json.loads(run(workdir, "status", "--json").stdout)
+    assert status["last_switch"]["forced"] is True
+
+
+def test_rollback_returns_to_the_previous_color(workdir: Path, stack: Stack) -> None:
+    assert run(workdir, "switch-to", "green").returncode == 0
+    result = run(workdir, "rollback")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rolled back green -> blue" in result.stdout
+    assert stack.served_color() == "blue"
+    forced = run(workdir, "rollback", "--force")
+    assert forced.returncode == 0, forced.stdout
+    assert stack.served_color() == "green"
+    assert [e["outcome"] for e in history(stack)] == ["switched", "rolled-back", "rolled-back"]
+
+
+def test_export_state_redacts_secrets(workdir: Path, stack: Stack) -> None:
+    assert run(workdir, "switch-to", "green").returncode == 0
+    out = workdir / "state.json"
+    result = run(workdir, "export-state", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    text = out.read_text()
+    assert "s3cr3t-value" not in text
+    data = json.loads(text)
+    assert data["secrets"] == {"POSTGRES_PASSWORD": "***"}
+    assert data["colors"]["blue"]["variables"]["DB_URL"] == "postgresql://app:***@db/app"
+    assert data["live"] == "green"
+    assert data["haproxy"]["version"].startswith("2.")
+    assert {s["server"] for s in data["haproxy"]["servers"]} >= {"blue-api", "green-api"}
+    assert [e["to_color"] for e in data["history"]] == ["green"]
+    stdout = run(workdir, "export-state")
+    assert json.loads(stdout.stdout)["live"] == "green"
+
+
+def test_check_runs_the_suite_for_an_environment(workdir: Path, stack: Stack) -> None:
+    result = run(workdir, "check", "--environment", "green", "--quick", "--verbose")
+    assert result.returncode == 0, result.stdout
+    assert "test_health[green] PASSED" in result.stdout
+    assert "[blue]" not in result.stdout
+    shared = run(workdir, "check", "--environment", "shared")
+    assert shared.returncode == 0
+    assert "1 passed" in shared.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["switch-to", "purple"], "bluegreen: error: unknown color 'purple' (colors: blue, green)"),
+        (["check", "--environment", "purple"], "bluegreen: error: unknown environment 'purple'"),
+        (["deploy", "--target-color", "green"], "bluegreen: error: deploy needs --deployment-tag"),
+        (["deploy"], "bluegreen: error: deploy needs --target-color (or --rollback)"),
+        (
+            [
+                "deploy",
+                "--target-color",
+                "green",
+                "--deployment-tag",
+                "v1",
+                "--auto-switch",
+                "--skip-switch",
+            ],
+            "bluegreen: error: --auto-switch and --skip-switch contradict each other",
+        ),
+    ],
+    ids=["unknown-color", "unknown-environment", "missing-tag", "no-color", "contradiction"],
+)
+def test_bad_input_is_one_clear_line(
+    workdir: Path, stack: Stack, args: list[str], message: str
+) -> None:
+    before = stack.live_weights()
+    result = run(workdir, *args)
     assert result.returncode == 4
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith("bluegreen: error: HAProxy Runtime API at 127.0.0.1:")
-    assert "unreachable" in line
+    assert line.startswith(message), line
+    assert stack.live_weights() == before
+    assert history(stack) == []
+
+
+def test_malformed_config_is_one_clear_line(workdir: Path, stack: Stack) -> None:
+    (workdir / "bluegreen.toml").write_text("drain_timeout = 'soon'\n")
+    result = run(workdir, "status")
+    assert result.returncode == 4
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("bluegreen: error: drain_timeout expected a number of seconds")
+
+
+def test_haproxy_unreachable_is_one_clear_line(workdir: Path, stack: Stack) -> None:
+    stack.haproxy.stop()
+    for args in (["status"], ["switch-to", "green", "--force"], ["export-state"]):
+        result = run(workdir, *args)
+        assert result.returncode == 7, args
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("bluegreen: error: HAProxy Runtime API at 127.0.0.1:"), line
+        assert "unreachable" in line
+
+
+def test_a_held_lock_refuses_a_switch(workdir: Path, stack: Stack) -> None:
+    with GateLock(stack.state_file.with_name(stack.state_file.name + ".lock")).hold():
+        result = run(workdir, "switch-to", "green", "--force")
+    assert result.returncode == 7
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("bluegreen: refused: another gate holds")
+    assert stack.served_color() == "blue"
+    assert history(stack) == []
+
+
+def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
+    for command in ("status", "switch-to", "rollback", "export-state", "deploy", "check"):
+        result = run(tmp_path, command, "--help")
+        assert result.returncode == 0
+        assert "example:" in result.stdout, command
+        assert f"bluegreen {command}" in result.stdout

@@ -218,8 +218,12 @@ def _report(lines: list[str], code: int) -> int:
     return code
 
 
+def _progress(line: str) -> None:
+    print(f"bluegreen: {line}", flush=True)
+
+
 def forced_switch(settings: Settings, target: str, *, rollback: bool) -> int:
-    run = GateRun(settings)
+    run = GateRun(settings, progress=_progress)
     try:
         run.start()
         verb = "rollback" if rollback else "switch-to"
@@ -236,10 +240,12 @@ def deploy_only(settings: Settings, color: str, tag: str, *, skip_backup: bool) 
     from .deploy import DeployError  # noqa: PLC0415 - Docker clients load only to deploy
     from .gaterun import DeployRefused  # noqa: PLC0415
 
-    run = GateRun(replace(settings, env=color, deploy=tag, skip_backup=skip_backup))
+    run = GateRun(
+        replace(settings, env=color, deploy=tag, skip_backup=skip_backup), progress=_progress
+    )
     try:
         run.start()
-        result = run.deploy(lambda line: print(f"bluegreen: {line}", flush=True))
+        result = run.deploy(_progress)
     except DeployRefused as exc:
         return _report([str(exc)], EXIT_REFUSED)
     except DeployError as exc:

@@ -65,8 +65,10 @@ class GateRun:
         settings: Settings,
         hooks: GateHooks | None = None,
         api: RuntimeApi | None = None,
+        progress: Callable[[str], None] = lambda line: None,
     ) -> None:
         self.settings = settings
+        self.progress = progress
         self.hooks = hooks or GateHooks()
         self.api = api or RuntimeApi(settings.runtime_api, settings.runtime_api_timeout)
         self.lock = state.GateLock(settings.lock_file)
@@ -292,7 +294,7 @@ class GateRun:
             vetoed = decision.vetoed(veto)
             return self.record(GateReport(vetoed, EXIT_REFUSED, [vetoed.reason], None, plan.source))
         try:
-            result = switch.apply(self.api, plan, settings)
+            result = switch.apply(self.api, plan, settings, progress=self.progress)
         except switch.SwitchError as exc:
             failed = Decision(Verdict.REFUSED, str(exc), target, plan.source)
             report = GateReport(failed, EXIT_SWITCH_REVERTED, [str(exc)], None, plan.source)

@@ -7,7 +7,7 @@ single process of a serial run.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -103,11 +103,22 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     config.stash[TARGET_KEY] = settings.target
     if settings.gating:
-        run = GateRun(settings, _hooks_for(config))
+        run = GateRun(settings, _hooks_for(config), progress=_progress_for(config))
         config.stash[GATE_KEY] = run
         config.pluginmanager.register(OutcomeCollector(run), "bluegreen-outcomes")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "bluegreen-xdist")
+
+
+def _progress_for(config: pytest.Config) -> Callable[[str], None]:
+    """Progress lines of long steps (deploy, drain) on the terminal, readable in CI logs."""
+
+    def write(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"bluegreen: {line}")
+
+    return write
 
 
 def _hooks_for(config: pytest.Config) -> GateHooks:
@@ -194,11 +205,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def _deploy(config: pytest.Config, run: GateRun) -> None:
     """--deploy on the controller, before any check and before xdist starts its workers."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-
-    def progress(line: str) -> None:
-        if reporter is not None:
-            reporter.write_line(f"bluegreen: {line}")
-
+    progress = run.progress
     from .deploy import DeployError  # noqa: PLC0415 - Docker clients load only to deploy
 
     try:

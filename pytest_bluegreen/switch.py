@@ -224,14 +224,25 @@ def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _wait_drained(api: RuntimeApi, refs: tuple[ServerRef, ...], deadline: float) -> bool:
+def _wait_drained(
+    api: RuntimeApi,
+    refs: tuple[ServerRef, ...],
+    deadline: float,
+    progress: Callable[[str], None],
+) -> bool:
     wanted = set(refs)
+    next_report = time.monotonic() + 1.0
     while True:
         busy = [row for row in api.show_stat() if row.ref in wanted and row.scur > 0]
         if not busy:
             return True
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline:
             return False
+        if now >= next_report:  # long drains say what they wait for, once a second
+            sessions = ", ".join(f"{row.ref} {row.scur}" for row in busy)
+            progress(f"draining: {sessions} session(s) open, {deadline - now:.0f}s left")
+            next_report = now + 1.0
         time.sleep(POLL_INTERVAL)
 
 
@@ -241,6 +252,7 @@ def apply(
     settings: Settings,
     *,
     verifier: Callable[[Settings, str, float], Verification] = verify,
+    progress: Callable[[str], None] = lambda line: None,
 ) -> SwitchResult:
     """Carry out the plan; on any failure restore ``switch_plan.prior`` and raise SwitchError."""
     result = SwitchResult(plan=switch_plan, started=time.monotonic())
@@ -262,7 +274,7 @@ def apply(
         step = "wait for drain"
         drain_start = time.monotonic()
         result.drained = _wait_drained(
-            api, switch_plan.retire, drain_start + settings.drain_timeout
+            api, switch_plan.retire, drain_start + settings.drain_timeout, progress
         )
         result.drain_seconds = time.monotonic() - drain_start
         if not result.drained:

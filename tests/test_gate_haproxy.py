@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pytest
+import requests
 
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
 from tests.support.stack import Stack, wait_for
@@ -257,3 +259,28 @@ def test_dry_run_prints_plan_and_changes_nothing(pytester: pytest.Pytester, stac
     )
     assert stack.live_weights() == BLUE_LIVE
     assert outcomes(stack) == []
+
+
+def test_a_long_drain_shows_progress_and_loses_nothing(
+    pytester: pytest.Pytester, stack: Stack
+) -> None:
+    # a slow request in flight on blue: the switch drains it instead of cutting it
+    stack.blue.control(delay_ms=2500)
+    answers: list[int] = []
+    slow = threading.Thread(
+        target=lambda: answers.append(
+            requests.post(f"{stack.routed_url}/api/slow", timeout=30).status_code
+        )
+    )
+    slow.start()
+    wait_for(
+        lambda: any(r.server == "blue-api" and r.scur > 0 for r in stack.api().show_stat()),
+        10,
+        "the slow request to reach blue",
+    )
+    result = run_gate(pytester, stack, "--env", "green", "--switch")
+    slow.join(30)
+    assert result.ret == 0, output(result)
+    result.stdout.fnmatch_lines(["*bluegreen: draining: api_backend/blue-api 1 session(s) open*"])
+    assert answers == [200]
+    assert stack.served_color() == "green"

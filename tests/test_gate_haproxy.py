@@ -265,7 +265,7 @@ def test_a_long_drain_shows_progress_and_loses_nothing(
     pytester: pytest.Pytester, stack: Stack
 ) -> None:
     # a slow request in flight on blue: the switch drains it instead of cutting it
-    stack.blue.control(delay_ms=2500)
+    stack.blue.control(delay_ms=6000)
     answers: list[int] = []
     slow = threading.Thread(
         target=lambda: answers.append(
@@ -278,7 +278,7 @@ def test_a_long_drain_shows_progress_and_loses_nothing(
         10,
         "the slow request to reach blue",
     )
-    result = run_gate(pytester, stack, "--env", "green", "--switch")
+    result = run_gate(pytester, stack, "--env", "green", "--switch", drain_timeout=30)
     slow.join(30)
     assert result.ret == 0, output(result)
     result.stdout.fnmatch_lines(["*bluegreen: draining: api_backend/blue-api 1 session(s) open*"])

@@ -85,6 +85,12 @@ class ColorSession(requests.Session):
         adapter = HTTPAdapter(max_retries=retry)
         self.mount("http://", adapter)
         self.mount("https://", adapter)
+        # the last exchange, attached to the report when a check fails
+        self.last_response: requests.Response | None = None
+        self.hooks["response"].append(self._remember)
+
+    def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.last_response = response
 
     def request(  # type: ignore[override]
         self, method: str, url: str, *args: Any, **kwargs: Any

@@ -7,13 +7,15 @@ both take the same path. The decision itself is :func:`gate.decide`; the traffic
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import state, switch
 from .gate import EXIT_REFUSED, EXIT_SWITCH_REVERTED, Decision, Verdict, decide
 from .haproxy import RuntimeApi, RuntimeApiError
+from .load import LoadResult, run_load
 from .outcomes import Outcomes
 from .settings import Settings, SettingsError
 
@@ -57,6 +59,10 @@ class GateReport:
     lines: list[str] = field(default_factory=list)
     result: switch.SwitchResult | None = None
     traffic_on: str | None = None
+    rolled_back: bool = False
+    stat_before: str = ""  # HAProxy show stat around a switch, for the report
+    stat_after: str = ""
+    probe: dict[str, Any] | None = None  # the zero-downtime probe's counts, when one ran
 
 
 class GateRun:
@@ -293,11 +299,18 @@ class GateRun:
         if veto:
             vetoed = decision.vetoed(veto)
             return self.record(GateReport(vetoed, EXIT_REFUSED, [vetoed.reason], None, plan.source))
+        stat_before = self._show_stat()
+        probe = Probe(settings) if settings.probe_requests else None
         try:
-            result = switch.apply(self.api, plan, settings, progress=self.progress)
+            try:
+                result = switch.apply(self.api, plan, settings, progress=self.progress)
+            finally:
+                probe_counts = probe.finish() if probe else None
         except switch.SwitchError as exc:
             failed = Decision(Verdict.REFUSED, str(exc), target, plan.source)
             report = GateReport(failed, EXIT_SWITCH_REVERTED, [str(exc)], None, plan.source)
+            report.stat_before, report.stat_after = stat_before, self._show_stat()
+            report.probe = probe_counts
             return self.record(report, outcome="reverted" if exc.reverted else "revert-failed")
         lines = [
             f"{'rolled back' if rollback else 'switched'} {plan.source or '(none)'} -> {target}: "
@@ -307,13 +320,26 @@ class GateRun:
             + (f", version {result.version}" if result.version else ""),
             *result.notes,
         ]
-        report = GateReport(decision, 0, lines, result, target)
+        if probe_counts is not None:
+            lines.append(
+                f"probe through {settings.routed_api_url}: {probe_counts['requests']} requests "
+                f"during the switch, {probe_counts['failed']} failed"
+            )
+        report = GateReport(decision, 0, lines, result, target, rolled_back=rollback)
+        report.stat_before, report.stat_after = stat_before, self._show_stat()
+        report.probe = probe_counts
         self.record(report, outcome="rolled-back" if rollback else "switched")
         if rollback:
             self.hooks.after_rollback(plan.source, target, decision.reason)
         else:
             self.hooks.after_switch(result)
         return report
+
+    def _show_stat(self) -> str:
+        try:
+            return self.api.execute("show stat")
+        except RuntimeApiError as exc:
+            return f"(show stat failed: {exc})"
 
     def record(
         self, report: GateReport, outcome: str | None = None, *, forced: bool = False
@@ -341,6 +367,43 @@ class GateRun:
                 f"warning: history not written to {self.settings.state_file}: {exc}"
             )
         return report
+
+
+class Probe:
+    """A bounded load on the routed URL while traffic moves: the switch's own zero-downtime
+    evidence (``probe_requests`` > 0). Stops when the switch ends, or by its own bounds."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.stop = threading.Event()
+        self.result: LoadResult | None = None
+        url = settings.routed_api_url + settings.verify_path
+        bound = settings.drain_timeout + settings.verify_timeout + 5
+
+        def run() -> None:
+            self.result = run_load(
+                url,
+                total=settings.probe_requests,
+                duration=bound,
+                concurrency=2,
+                stop=self.stop,
+                color_header=settings.color_header,
+            )
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def finish(self) -> dict[str, Any]:
+        self.stop.set()
+        self.thread.join(60)
+        result = self.result
+        if result is None:
+            return {"requests": 0, "failed": 0, "colors": {}}
+        return {
+            "requests": result.count,
+            "failed": len(result.failed),
+            "colors": {str(k): v for k, v in result.colors().items()},
+            "p99_ms": round(result.latency_ms(99), 2),
+        }
 
 
 def refused(reason: str, target: str | None) -> GateReport:

@@ -6,8 +6,10 @@ single process of a serial run.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,10 +33,11 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     redis_url,
 )
 from .gate import EXIT_DEPLOY_FAILED, EXIT_REFUSED
-from .gaterun import DeployRefused, GateHooks, GateRun, refused
+from .gaterun import DeployRefused, GateHooks, GateReport, GateRun, refused
 from .haproxy import RuntimeApiError
 from .keys import GATE_KEY, SETTINGS_KEY, TARGET_KEY, WORKERINPUT_TARGET
 from .outcomes import COLOR_PROPERTY, FAILURE_PROPERTY, SHARED, color_of
+from .reporting import AllureReporting, ReportScrubber, redact, verdict, write_gate_results
 from .settings import CONFIG_OPTION, OPTIONS, SettingsError, describe, resolve
 from .state import LockHeld
 
@@ -97,11 +100,18 @@ def pytest_configure(config: pytest.Config) -> None:
             return  # let --help show the options that fix it
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
+    if settings.allure_dir is not None and not getattr(config.option, "allure_report_dir", None):
+        config.option.allure_report_dir = str(settings.allure_dir)
+    if getattr(config.option, "allure_report_dir", None):
+        config.pluginmanager.register(AllureReporting(settings), "bluegreen-allure")
     if _is_worker(config):
         workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
         config.stash[TARGET_KEY] = workerinput.get(WORKERINPUT_TARGET, settings.target)
         return
     config.stash[TARGET_KEY] = settings.target
+    written = [getattr(config.option, "allure_report_dir", None), config.option.xmlpath]
+    report_paths = [Path(p) for p in written if p] + [settings.verdict_file]
+    config.pluginmanager.register(ReportScrubber(settings, report_paths), "bluegreen-scrubber")
     if settings.gating:
         run = GateRun(settings, _hooks_for(config), progress=_progress_for(config))
         config.stash[GATE_KEY] = run
@@ -164,7 +174,20 @@ def pytest_runtest_makereport(
     report = yield
     if report.failed and call.excinfo is not None:
         report.user_properties.append((FAILURE_PROPERTY, classify(call.excinfo.value)))
+    if report.failed or report.sections:
+        _redact_report(report, item.config.stash[SETTINGS_KEY].env_files.secrets_values())
     return report
+
+
+def _redact_report(report: pytest.TestReport, secrets: dict[str, str]) -> None:
+    """Secret values never reach the terminal, JUnit XML or Allure through a failure text."""
+    values = [v for v in secrets.values() if v]
+    if not values:
+        return
+    text = report.longreprtext
+    if any(v in text for v in values):
+        report.longrepr = redact(text, values)
+    report.sections = [(title, redact(body, values)) for title, body in report.sections]
 
 
 def pytest_report_teststatus(
@@ -269,13 +292,33 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _is_worker(config):
         return
     run = config.stash.get(GATE_KEY, None)
-    if run is None or run.report is not None or run.target is None:
+    if run is None:
         return
+    if run.report is None and run.target is not None:
+        try:
+            report = run.finish(int(exitstatus))
+        finally:
+            run.close()
+        session.exitstatus = report.exit_code
+    if run.report is not None:
+        _write_reports(config, run, run.report)
+
+
+def _write_reports(config: pytest.Config, run: GateRun, report: GateReport) -> None:
+    """verdict.json always; the gate's Allure results when Allure is on."""
+    settings = run.settings
     try:
-        report = run.finish(int(exitstatus))
-    finally:
-        run.close()
-    session.exitstatus = report.exit_code
+        settings.verdict_file.parent.mkdir(parents=True, exist_ok=True)
+        settings.verdict_file.write_text(json.dumps(verdict(run, report), indent=2) + "\n")
+    except OSError as exc:
+        report.lines.append(f"warning: verdict not written to {settings.verdict_file}: {exc}")
+    alluredir = getattr(config.option, "allure_report_dir", None)
+    if alluredir:
+        try:
+            version: str | None = run.api.version()
+        except RuntimeApiError:
+            version = None
+        write_gate_results(run, report, Path(alluredir), version)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

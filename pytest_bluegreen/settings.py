@@ -139,6 +139,9 @@ class Settings:
     perf_duration: float
     perf_concurrency: int
     thresholds: Mapping[str, tuple[Threshold, ...]]
+    probe_requests: int
+    allure_dir: Path | None
+    verdict_file: Path
     sources: Mapping[str, str] = field(repr=False)
 
     @property
@@ -227,6 +230,18 @@ def _positive_int(limit: int) -> Callable[[Any], int]:
         return number
 
     return parse
+
+
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, got a boolean")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {value!r}") from None
+    if not 0 <= number <= 10_000_000:
+        raise ValueError(f"expected 0..10000000, got {number}")
+    return number
 
 
 def _url(value: Any) -> str:
@@ -544,6 +559,29 @@ OPTIONS: tuple[Option, ...] = (
     Option("perf_duration", _seconds, 10.0, None, help="perf: at most this many seconds each"),
     Option("perf_concurrency", _positive_int(256), 4, None, help="perf: concurrent connections"),
     Option(
+        "probe_requests",
+        _non_negative_int,
+        0,
+        "--probe",
+        help="N: during a switch, send at most N requests through the routed URL and report "
+        "how many failed (0: no probe)",
+    ),
+    Option(
+        "allure_dir",
+        _optional_path_text,
+        None,
+        None,
+        help="write Allure results here when --alluredir is not given (e.g. "
+        "reports/allure-results)",
+    ),
+    Option(
+        "verdict_file",
+        _path_text,
+        "reports/verdict.json",
+        None,
+        help="the gate's machine-readable verdict (decision, reason, colors, tag, counts)",
+    ),
+    Option(
         "env_dir",
         _path_text,
         "config/deploy",
@@ -768,6 +806,9 @@ def resolve(
         perf_duration=values["perf_duration"],
         perf_concurrency=values["perf_concurrency"],
         thresholds=thresholds,
+        probe_requests=values["probe_requests"],
+        allure_dir=path("allure_dir") if values["allure_dir"] else None,
+        verdict_file=path("verdict_file"),
         sources=sources,
     )
 

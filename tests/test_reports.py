@@ -1,0 +1,246 @@
+"""Allure results, JUnit XML and verdict.json from real gate runs; the report, looked at."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.gate import CHECKS, output, prepare
+from tests.support.infra import require_infra
+from tests.support.stack import ROOT, Stack
+
+pytestmark = pytest.mark.infra
+
+SECRET = "tok-Very-Secret-42"  # noqa: S105 - a planted secret that must never show
+LEAKY = (
+    CHECKS
+    + "\n\ndef test_leaky(http):\n"
+    + f"    r = http.get('/health', headers={{'Authorization': 'Bearer {SECRET}'}})\n"
+    + f"    assert r.status_code == 500, 'token {SECRET} refused'\n"
+)
+
+
+def gate_with_reports(
+    pytester: pytest.Pytester, stack: Stack, *args: str, checks: str = CHECKS
+) -> tuple[pytest.RunResult, Path]:
+    prepare(
+        pytester,
+        stack,
+        checks,
+        env_dir="env",
+        probe_requests=300,
+        verdict_file="reports/verdict.json",
+    )
+    (pytester.path / "env").mkdir(exist_ok=True)
+    (pytester.path / "env" / "secrets.env").write_text(f"API_TOKEN={SECRET}\n")
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--alluredir",
+        "reports/allure-results",
+        "--clean-alluredir",
+        "--junitxml",
+        "reports/junit.xml",
+        *args,
+        timeout=180,
+    )
+    return result, pytester.path / "reports"
+
+
+def results(reports: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in (reports / "allure-results").glob("*-result.json")]
+
+
+def by_name(reports: Path) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in results(reports)}
+
+
+def no_secret_anywhere(folder: Path) -> None:
+    for file in folder.rglob("*"):
+        if file.is_file():
+            assert SECRET not in file.read_text(errors="replace"), f"secret in {file}"
+
+
+def test_a_passing_gate_tells_its_story(pytester: pytest.Pytester, stack: Stack) -> None:
+    result, reports = gate_with_reports(pytester, stack, "--env", "green", "--switch", "-n", "2")
+    assert result.ret == 0, output(result)
+    named = by_name(reports)
+    assert {"test_health [green]", "test_api [green]", "test_shared_service"} <= set(named)
+    health = named["test_health [green]"]
+    assert {"name": "color", "value": "'green'"} in [
+        {"name": p["name"], "value": p["value"]} for p in health["parameters"]
+    ]
+    assert {"name": "tag", "value": "color:green"} in health["labels"]
+
+    gate = named["bluegreen gate: SWITCHED green"]
+    assert gate["status"] == "passed"
+    assert gate["statusDetails"]["message"].startswith("bluegreen gate: SWITCHED: switched blue")
+    attachments = {a["name"]: a["source"] for a in gate["attachments"]}
+    assert {
+        "gate decision",
+        "HAProxy show stat before the switch",
+        "HAProxy show stat after the switch",
+        "zero-downtime probe",
+        "verdict.json",
+    } <= set(attachments)
+    stat_after = reports / "allure-results" / attachments["HAProxy show stat after the switch"]
+    assert re.search(r"^api_backend,green-api,.*", stat_after.read_text(), re.M)
+    probe = json.loads(
+        (reports / "allure-results" / attachments["zero-downtime probe"]).read_text()
+    )
+    assert probe["failed"] == 0
+    assert probe["requests"] > 0
+
+    env = dict(
+        line.split("=", 1)
+        for line in (reports / "allure-results" / "environment.properties").read_text().split("\n")
+        if "=" in line
+    )
+    assert env["target.color"] == "green"
+    assert env["live.before"] == "blue"
+    assert env["live.after"] == "green"
+    assert env["haproxy.version"].startswith("2.")
+    assert env["gate.decision"] == "switched"
+    assert set(env) >= {"deployment.tag", "git.revision"}
+
+    categories = json.loads((reports / "allure-results" / "categories.json").read_text())
+    assert [c["name"] for c in categories] == [
+        "Gate refusals (no switch)",
+        "Perf thresholds missed",
+        "Infrastructure errors (unreachable, not running)",
+        "Check failures (wrong answers)",
+    ]
+    verdict = json.loads((reports / "verdict.json").read_text())
+    assert (verdict["decision"], verdict["target"], verdict["live_after"]) == (
+        "switched",
+        "green",
+        "green",
+    )
+    assert verdict["counts"]["green"]["passed"] == 2
+    assert verdict["probe"]["failed"] == 0
+    assert "<testsuite" in (reports / "junit.xml").read_text()
+    no_secret_anywhere(reports)
+
+
+def test_colors_do_not_share_history_ids(pytester: pytest.Pytester, stack: Stack) -> None:
+    result, reports = gate_with_reports(pytester, stack, "--env", "all")
+    assert result.ret == 0, output(result)
+    named = by_name(reports)
+    assert named["test_health [blue]"]["historyId"] != named["test_health [green]"]["historyId"]
+
+
+def test_a_failing_gate_attaches_the_exchange_and_hides_secrets(
+    pytester: pytest.Pytester, stack: Stack
+) -> None:
+    result, reports = gate_with_reports(pytester, stack, "--env", "green", "--switch", checks=LEAKY)
+    assert result.ret == 1, output(result)
+    assert SECRET not in output(result)
+    named = by_name(reports)
+    leaky = named["test_leaky [green]"]
+    assert leaky["status"] == "failed"
+    [exchange] = [a for a in leaky["attachments"] if a["name"] == "HTTP exchange (green)"]
+    text = (reports / "allure-results" / exchange["source"]).read_text()
+    assert text.startswith("GET http://127.0.0.1:")
+    assert "Authorization: ***" in text
+    assert "--- response: HTTP 200" in text
+    assert {"name": "failure", "value": "check"} in leaky["labels"]
+    gate = named["bluegreen gate: FAILED green"]
+    assert gate["status"] == "failed"
+    assert "checks failed (green: 2 passed, 1 failed)" in gate["statusDetails"]["message"]
+    assert json.loads((reports / "verdict.json").read_text())["decision"] == "failed"
+    junit = (reports / "junit.xml").read_text()
+    assert "test_leaky" in junit
+    assert "***" in junit
+    no_secret_anywhere(reports)
+
+
+def test_an_inconclusive_gate_is_a_result_too(pytester: pytest.Pytester, stack: Stack) -> None:
+    result, reports = gate_with_reports(
+        pytester, stack, "--env", "green", "--switch", "-m", "shared"
+    )
+    assert result.ret == 6, output(result)
+    gate = by_name(reports)["bluegreen gate: INCONCLUSIVE green"]
+    assert gate["status"] == "failed"
+    assert "no check for green ran and passed" in gate["statusDetails"]["message"]
+    verdict = json.loads((reports / "verdict.json").read_text())
+    assert verdict["decision"] == "inconclusive"
+    assert verdict["exit_code"] == 6
+
+
+def _chromium(config: pytest.Config) -> str:
+    binary = shutil.which("chromium")
+    require_infra(
+        config, binary is not None, "chromium is not installed (apt-get install chromium)"
+    )
+    assert binary is not None
+    return binary
+
+
+def _render_dom(chromium: str, url: str, profile: Path) -> str:
+    done = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--window-size=1400,1400",
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_the_rendered_report_shows_color_decision_and_attachment(
+    pytestconfig: pytest.Config, pytester: pytest.Pytester, stack: Stack, tmp_path: Path
+) -> None:
+    chromium = _chromium(pytestconfig)
+    require_infra(pytestconfig, shutil.which("npm") is not None, "npm is not installed")
+    result, reports = gate_with_reports(pytester, stack, "--env", "green", "--switch", checks=LEAKY)
+    assert result.ret == 1, output(result)
+    out = tmp_path / "html"
+    render = subprocess.run(
+        [str(ROOT / "scripts" / "report"), str(reports / "allure-results"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert render.returncode == 0, render.stdout + render.stderr
+    page = (out / "index.html").read_text()
+    assert "googletagmanager" not in page
+    assert not re.search(r"""<script[^>]+src=["']?(https?:)?//""", page)
+    no_secret_anywhere(out)
+
+    # the overview, as a browser renders it: rendered text sits between tags (the embedded
+    # data is JSON, where names follow '"name":')
+    overview = _render_dom(chromium, (out / "index.html").as_uri(), tmp_path / "profile1")
+    assert ">test_leaky [green]<" in overview
+    assert ">bluegreen gate: FAILED green<" in overview
+    assert re.search(r">\s*green\s*<", overview)  # target.color in the metadata
+
+    test_results = json.loads((out / "test-results.json").read_text())["byId"]
+    [leaky_id] = [k for k, v in test_results.items() if v["name"] == "test_leaky [green]"]
+    detail = _render_dom(
+        chromium, f"{(out / 'index.html').as_uri()}#{leaky_id}", tmp_path / "profile2"
+    )
+    assert ">HTTP exchange (green)<" in detail
+    assert "Category: Check failures (wrong answers)" in re.sub(r"<[^>]+>", "", detail)

@@ -11,6 +11,7 @@ report with it, so a report reader sees "green is down" apart from "green answer
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ _INFRA_TYPES: tuple[type[BaseException], ...] = (
 )
 
 
+@functools.cache  # imports docker, psycopg and redis (~250 ms) once, not at every failure
 def _extra_infra_types() -> tuple[type[BaseException], ...]:
     extra: list[type[BaseException]] = []
     try:

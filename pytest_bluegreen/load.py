@@ -52,7 +52,9 @@ def percentile(values: Sequence[float], pct: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    # pct * n / 100 in binary floating point can land just above a whole number
+    # (7 / 100 * 100 == 7.000000000000001): round that noise away before the ceiling
+    rank = max(1, math.ceil(round(pct * len(ordered) / 100, 6)))
     return ordered[min(rank, len(ordered)) - 1]
 
 

@@ -197,7 +197,8 @@ def pytest_report_teststatus(
     if report.failed and (FAILURE_PROPERTY, INFRASTRUCTURE) in properties:
         where = color_of(report) or "a part"
         word = f"INFRA-ERROR ({where} unreachable)" if report.when == "call" else "INFRA-ERROR"
-        return report.outcome, "I", (word, {"red": True, "bold": True})
+        category = report.outcome if report.when == "call" else "error"  # as pytest counts it
+        return category, "I", (word, {"red": True, "bold": True})
     return None
 
 
@@ -249,6 +250,7 @@ def _deploy(config: pytest.Config, run: GateRun) -> None:
         pytest.exit(f"bluegreen: deploy failed: {first}", returncode=EXIT_DEPLOY_FAILED)
 
 
+@pytest.hookimpl(tryfirst=True)  # before a test module's own: the color leads the id
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "color" not in metafunc.fixturenames:
         return

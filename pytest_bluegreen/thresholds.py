@@ -7,6 +7,7 @@ nearest-rank over the successful requests, computed client-side.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -47,15 +48,16 @@ class Threshold:
         return "" if self.stat in {"rate", "rps"} else "ms"
 
     def measure(self, result: LoadResult) -> float:
-        ok = sorted(s.latency * 1000 for s in result.samples if not s.failed)
+        """The measured value; NaN for a latency stat when no request succeeded."""
         if self.stat == "rate":
             return result.error_rate
         if self.stat == "rps":
             return result.throughput
+        ok = sorted(s.latency * 1000 for s in result.samples if not s.failed)
+        if not ok:
+            return math.nan  # no latency to judge: never holds (see holds())
         if self.pct is not None:
             return result.latency_ms(self.pct)
-        if not ok:
-            return 0.0
         if self.stat == "avg":
             return sum(ok) / len(ok)
         if self.stat == "med":
@@ -63,7 +65,7 @@ class Threshold:
         return ok[0] if self.stat == "min" else ok[-1]
 
     def holds(self, measured: float) -> bool:
-        return _OPS[self.op](measured, self.value)
+        return not math.isnan(measured) and _OPS[self.op](measured, self.value)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,10 @@ class Violation:
 
     def __str__(self) -> str:
         t = self.threshold
-        return f"{self.endpoint}: {t.stat}={self.measured:.4g}{t.unit} misses threshold {t.text!r}"
+        if math.isnan(self.measured):
+            return f"{self.endpoint}: {t.stat} unmeasurable (no request succeeded) for {t.text!r}"
+        value = f"{self.measured:.4g}" if t.stat == "rate" else f"{self.measured:.1f}"
+        return f"{self.endpoint}: {t.stat}={value}{t.unit} misses threshold {t.text!r}"
 
 
 def parse(text: str) -> Threshold:

@@ -75,7 +75,7 @@ class ColorSession(requests.Session):
         retry = Retry(
             total=2,
             connect=2,
-            read=0,
+            read=False,  # re-raise a read timeout as such (read=0 wraps it in ConnectionError)
             status=0,
             other=0,
             backoff_factor=0.05,

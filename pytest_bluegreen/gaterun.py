@@ -8,6 +8,7 @@ both take the same path. The decision itself is :func:`gate.decide`; the traffic
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -138,10 +139,20 @@ class GateRun:
                 f"refused: {target} is live; deploying {tag} over it would change what users get "
                 "without a gate (--force-deploy to do it anyway)"
             )
-        from .deploy import ComposeDeployer  # noqa: PLC0415 - Docker clients load only to deploy
+        from .deploy import (  # noqa: PLC0415 - Docker clients load only to deploy
+            ComposeDeployer,
+            DeployError,
+        )
 
         deployer = ComposeDeployer(settings, progress)
         self.deployed = deployer.deploy(target, tag, backup=not settings.skip_backup)
+        # healthy for Docker is not yet UP for HAProxy (rise x inter): the checks would meet
+        # HAProxy's 503 on the direct port. Wait, within what is left of deploy_timeout.
+        deadline = time.monotonic() + max(1.0, settings.deploy_timeout - self.deployed.seconds)
+        while down := switch.down_servers(self.api, settings, target):
+            if time.monotonic() >= deadline:
+                raise DeployError(f"{target} {tag} is healthy but HAProxy reports {down}")
+            time.sleep(0.2)
         return self.deployed
 
     def _after_failed_gate(self, report: GateReport) -> None:

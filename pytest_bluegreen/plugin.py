@@ -87,6 +87,10 @@ def pytest_configure(config: pytest.Config) -> None:
     cli: dict[str, Any] = {
         o.key: config.getoption(f"bluegreen_{o.key}") for o in (CONFIG_OPTION, *OPTIONS) if o.cli
     }
+    given = cli.get("config")
+    if given and (config.invocation_params.dir / given).is_file():
+        # a path on the command line is relative to where pytest was run, not to the rootdir
+        cli["config"] = str(config.invocation_params.dir / given)
     ini: dict[str, str] = {}
     for o in (CONFIG_OPTION, *OPTIONS):
         if o.ini:

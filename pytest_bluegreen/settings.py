@@ -966,7 +966,7 @@ def describe(settings: Settings) -> list[str]:
         ),
     ]
     if settings.gating:
-        mode = "rollback" if settings.rollback else "switch"
+        mode = "rollback" if settings.rollback else "switch" if settings.switch else "deploy only"
         lines.append(f"bluegreen gate: {mode}{' (dry run)' if settings.dry_run else ''}")
     return lines
 

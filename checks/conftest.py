@@ -1,0 +1,59 @@
+"""Shared by the shipped checks: an ``http`` that waits until the color itself answers.
+
+Copy this file (and ``support.py``) along with the checks you take: the ``http`` fixture below
+replaces the plugin's for every check in this folder.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_bluegreen.eventually import InfrastructureError, eventually
+from pytest_bluegreen.fixtures import ColorEnvironment, ColorSession
+from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiError
+from pytest_bluegreen.settings import Settings
+
+from .support import answered_by
+
+
+@pytest.fixture(scope="session")
+def http(
+    http: ColorSession,
+    environment: ColorEnvironment,
+    haproxy: RuntimeApi,
+    bluegreen_settings: Settings,
+) -> ColorSession:
+    """The plugin's ``http`` session, handed out once the color answers on its direct URL.
+
+    Right after a deploy HAProxy may still count the re-created color DOWN (``rise`` health
+    checks, ``inter`` apart), and the color's direct port then answers 503 itself. This waits
+    at most ``verify_timeout`` seconds for an answer from the application (any status: judging
+    it is the checks' job). A color that never answers is unreachable: the checks that need it
+    are reported as INFRA-ERROR, with what HAProxy's health checks say about its servers.
+    """
+
+    def the_color_answers() -> None:
+        response = http.get("/health")
+        if answered_by(response, bluegreen_settings) is None:
+            raise InfrastructureError(
+                f"{http.color} does not answer at {http.base_url}: HTTP {response.status_code} "
+                f"from the proxy, not from the application ({haproxy_view(haproxy, environment)})"
+            )
+
+    eventually(the_color_answers, timeout=bluegreen_settings.verify_timeout, interval=0.2)
+    return http
+
+
+def haproxy_view(haproxy: RuntimeApi, environment: ColorEnvironment) -> str:
+    """``HAProxy: api_backend/green-api DOWN (Layer7 wrong status), ...``"""
+    try:
+        rows = [row for row in haproxy.show_stat() if row.ref in environment.servers]
+    except RuntimeApiError as exc:
+        return f"HAProxy's Runtime API does not answer: {exc}"
+    return "HAProxy: " + (
+        ", ".join(
+            f"{row.ref} {row.status} ({row.raw.get('check_desc') or row.check_status})"
+            for row in rows
+        )
+        or f"none of {', '.join(map(str, environment.servers))} is known"
+    )

@@ -1,0 +1,229 @@
+"""Service availability: the containers exist, run and are healthy; inside them the expected
+processes run and listen.
+
+    pytest checks --env green -k test_availability
+
+Containers are found by their Compose labels (project ``compose_project``, service
+``colors.<c>.services``) with the docker SDK: one inspect per container, quick. Processes and
+listening ports are looked at with testinfra over ``docker://``: each probe is a ``docker exec``
+(100 ms to 1 s), so those checks are not ``quick``. The shared services' containers are the
+project's containers that belong to no color.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import pytest
+
+from pytest_bluegreen.eventually import eventually
+from pytest_bluegreen.haproxy import RuntimeApi
+from pytest_bluegreen.settings import Settings
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+    import docker
+
+# a container still "starting" (health check in its start period) is waited for this long
+STARTING_TIMEOUT = 30.0
+
+
+class Inside(NamedTuple):
+    """What must run in a container: a process (testinfra ``process.filter`` arguments) and the
+    TCP port it listens on, on all addresses (None: a worker that listens on nothing)."""
+
+    process: dict[str, str]
+    port: int | None
+
+
+# per color: Compose service without the "<color>-" prefix -> what runs in it
+COLOR_SERVICES = {
+    "backend": Inside({"comm": "jarvis-api"}, 8000),
+    "frontend": Inside({"comm": "jarvis-frontend"}, 3000),
+    "agents": Inside({"comm": "jarvis-agents"}, None),
+}
+# shared: Compose service -> what runs in it (neo4j and ollama are stand-ins here: a Python
+# process; with the real images use {"comm": "java"} and {"comm": "ollama"})
+SHARED_SERVICES = {
+    "postgres": Inside({"comm": "postgres"}, 5432),
+    "redis": Inside({"comm": "redis-server"}, 6379),
+    "neo4j": Inside({"args": "python3 -m standins neo4j"}, 7474),
+    "ollama": Inside({"args": "python3 -m standins ollama"}, 11434),
+}
+# the shared services the settings name, by the setting that configures each
+SHARED_SETTING = {"redis": "redis_url", "neo4j": "neo4j_url", "ollama": "ollama_url"}
+
+
+# --- fixtures of this file -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def compose_stack(bluegreen_settings: Settings) -> Settings:
+    """The settings, when the deployment is a Compose stack; skips otherwise."""
+    if not bluegreen_settings.compose_file.is_file():
+        pytest.skip(
+            f"no Compose stack is configured (compose_file {bluegreen_settings.compose_file} "
+            "does not exist)"
+        )
+    return bluegreen_settings
+
+
+@pytest.fixture(scope="session")
+def shared_containers(
+    compose_stack: Settings, docker_client: docker.DockerClient
+) -> dict[str, Container]:
+    """The Compose project's containers that belong to no color, by service name."""
+    color_services = {s for c in compose_stack.color.values() for s in c.services}
+    project = f"com.docker.compose.project={compose_stack.compose_project}"
+    found: dict[str, Container] = {}
+    for container in docker_client.containers.list(all=True, filters={"label": project}):
+        service = str(container.labels.get("com.docker.compose.service", container.name))
+        if service not in color_services:
+            found[service] = container
+    return found
+
+
+def expected_shared(settings: Settings) -> list[str]:
+    """PostgreSQL and every shared service the settings configure."""
+    names = [settings.postgres_service]
+    names += [name for name, key in SHARED_SETTING.items() if getattr(settings, key) is not None]
+    return names
+
+
+# --- containers (docker SDK) ---------------------------------------------------------------
+
+
+def health_of(container: Container) -> str:
+    """``healthy``, ``unhealthy``, ``starting``, or ``none`` (no health check)."""
+    health = container.attrs["State"].get("Health")
+    return str(health["Status"]) if health else "none"
+
+
+def container_problem(service: str, container: Container) -> str | None:
+    """Why this container does not serve (``green-agents is unhealthy: ...``), or None."""
+    state = container.attrs["State"]
+    name = f"{service} ({container.name})"
+    if not state.get("Running"):
+        return f"{name} is not running: {state.get('Status')}, exit code {state.get('ExitCode')}"
+    if state.get("Paused") or state.get("Restarting"):
+        return f"{name} is {state.get('Status')}"
+    status = health_of(container)
+    if status in ("healthy", "none"):
+        return None
+    log = state["Health"].get("Log") or [{}]
+    last = log[-1]
+    output = " ".join(str(last.get("Output", "")).split()) or f"exit code {last.get('ExitCode')}"
+    streak = state["Health"].get("FailingStreak", 0)
+    return f"{name} is {status} ({streak} failed health checks in a row; the last: {output})"
+
+
+def wait_while_starting(containers: Iterable[Container]) -> None:
+    """Refresh the containers' state, waiting while any of them is still ``starting``."""
+
+    def none_starting() -> None:
+        starting = []
+        for container in containers:
+            container.reload()
+            if health_of(container) == "starting":
+                starting.append(str(container.name))
+        assert not starting, f"still starting: {', '.join(starting)}"
+
+    eventually(none_starting, timeout=STARTING_TIMEOUT, interval=0.5)
+
+
+def assert_serving(containers: dict[str, Container]) -> None:
+    wait_while_starting(containers.values())
+    problems = [p for s, c in containers.items() if (p := container_problem(s, c)) is not None]
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.quick
+def test_containers_are_healthy(
+    color: str, compose_stack: Settings, color_containers: dict[str, Container]
+) -> None:
+    services = compose_stack.color[color].services
+    missing = [s for s in services if s not in color_containers]
+    assert not missing, (
+        f"{color} has no container for {', '.join(missing)} "
+        f"(Compose project {compose_stack.compose_project})"
+    )
+    assert_serving(color_containers)
+
+
+@pytest.mark.quick
+@pytest.mark.shared
+def test_shared_containers_are_healthy(
+    compose_stack: Settings, shared_containers: dict[str, Container]
+) -> None:
+    missing = [s for s in expected_shared(compose_stack) if s not in shared_containers]
+    assert not missing, (
+        f"no container for the shared service(s) {', '.join(missing)} "
+        f"(Compose project {compose_stack.compose_project})"
+    )
+    assert_serving(shared_containers)
+
+
+# --- processes and ports inside (testinfra) ------------------------------------------------
+
+
+def inside_problems(host: Any, service: str, expected: Inside) -> list[str]:
+    problems = []
+    if not host.process.filter(**expected.process):
+        seen = sorted({p.comm for p in host.process.filter()} - {"ps", "sh"})
+        wanted = " ".join(f"{k}={v!r}" for k, v in expected.process.items())
+        problems.append(f"{service} runs no process {wanted} (it runs: {', '.join(seen)})")
+    if expected.port is not None and not host.socket(f"tcp://0.0.0.0:{expected.port}").is_listening:
+        listening = [s for s in host.socket.get_listening_sockets() if s.startswith("tcp://")]
+        problems.append(
+            f"{service} does not listen on tcp port {expected.port} "
+            f"(it listens on: {', '.join(listening) or 'nothing'})"
+        )
+    return problems
+
+
+@pytest.mark.parametrize("role", COLOR_SERVICES)
+def test_processes_and_ports(
+    role: str,
+    color: str,
+    compose_stack: Settings,
+    color_containers: dict[str, Container],
+    container_host: Callable[[str], Any],
+) -> None:
+    service = f"{color}-{role}"
+    if service not in compose_stack.color[color].services:
+        pytest.skip(f"{service} is not one of {color}'s services (colors.{color}.services)")
+    assert service in color_containers, f"{color} has no container for {service}"
+    expected = COLOR_SERVICES[role]
+    container = color_containers[service]
+    assert container.attrs["State"].get("Running"), f"{service} ({container.name}) is not running"
+    problems = inside_problems(container_host(str(container.name)), service, expected)
+    assert not problems, "; ".join(problems)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("service", SHARED_SERVICES)
+def test_shared_processes_and_ports(
+    service: str,
+    compose_stack: Settings,
+    shared_containers: dict[str, Container],
+    container_host: Callable[[str], Any],
+) -> None:
+    if service not in shared_containers:
+        pytest.skip(f"{service} does not run in Compose project {compose_stack.compose_project}")
+    expected = SHARED_SERVICES[service]
+    container = shared_containers[service]
+    assert container.attrs["State"].get("Running"), f"{service} ({container.name}) is not running"
+    problems = inside_problems(container_host(str(container.name)), service, expected)
+    assert not problems, "; ".join(problems)
+
+
+# --- HAProxy --------------------------------------------------------------------------------
+
+
+@pytest.mark.quick
+@pytest.mark.shared
+def test_haproxy_answers(haproxy: RuntimeApi) -> None:
+    info = haproxy.show_info()
+    assert info["Version"].startswith(("2.", "3.")), f"HAProxy {info['Version']}"

@@ -1,0 +1,186 @@
+"""The shipped perf check (checks/test_perf.py), run for real against two backend processes.
+
+The check runs where it lives (checks/, with that folder's conftest.py); each test writes a
+bluegreen.toml, given with --bluegreen-config, whose colors' api_url point straight at the
+backends (no HAProxy in between), and injects faults into them at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.stack import Backend, free_ports
+
+pytestmark = pytest.mark.infra
+
+PERF_CHECK = Path(__file__).resolve().parents[1] / "checks" / "test_perf.py"
+HEALTHY = {"/health": ["p(95)<300", "rate<0.01"], "/api/echo": ["p(95)<300", "rate<0.01"]}
+
+
+@pytest.fixture
+def backends(color_backends: tuple[Backend, Backend]) -> Iterator[dict[str, Backend]]:
+    """blue and green without faults, before and after."""
+    blue, green = color_backends
+    for backend in (blue, green):
+        backend.reset()
+    yield {"blue": blue, "green": green}
+    for backend in (blue, green):
+        backend.reset()
+
+
+def run_perf(
+    pytester: pytest.Pytester,
+    api_urls: dict[str, str],
+    thresholds: dict[str, list[str]],
+    *args: str,
+    standalone: bool = False,
+    **settings: Any,
+) -> pytest.RunResult:
+    """``pytest checks/test_perf.py -m perf --bluegreen-config ...``, in-process.
+
+    ``standalone``: a copy of the file alone in the test's directory, as a user who takes just
+    this check has it (no checks/conftest.py).
+    """
+    values: dict[str, Any] = {
+        # never contacted without --switch; a path in the test's directory, so nothing real is
+        "runtime_api": str(pytester.path / "no-haproxy.sock"),
+        "verify_timeout": 2,  # how long checks/conftest.py's http waits for a color to answer
+        "perf_requests": 24,
+        "perf_duration": 10,
+        "perf_concurrency": 4,
+        **settings,
+    }
+    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    lines.append("[thresholds]")
+    lines += [f"{json.dumps(endpoint)} = {json.dumps(t)}" for endpoint, t in thresholds.items()]
+    for color, url in api_urls.items():
+        lines += [f"[colors.{color}]", f"api_url = {json.dumps(url)}"]
+        lines.append(f'servers = ["api_backend/{color}-api"]')
+    config = pytester.makefile(".toml", bluegreen="\n".join(lines) + "\n")
+    target = pytester.makepyfile(test_perf=PERF_CHECK.read_text()) if standalone else PERF_CHECK
+    return pytester.runpytest(
+        str(target),
+        "--bluegreen-config",
+        str(config),
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
+        "-m",
+        "perf",
+        "-v",
+        *args,
+    )
+
+
+def urls(backends: dict[str, Backend]) -> dict[str, str]:
+    return {color: backend.url for color, backend in backends.items()}
+
+
+def text(result: pytest.RunResult) -> str:
+    return "\n".join(result.outlines + result.errlines)
+
+
+def status(result: pytest.RunResult, endpoint: str, color: str) -> str:
+    """The -v status of ``test_latency_thresholds[<endpoint>-<color>]`` (either order)."""
+    ids = f"(?:{re.escape(endpoint)}-{color}|{color}-{re.escape(endpoint)})"
+    found = re.search(rf"test_perf\.py::test_latency_thresholds\[{ids}\] (\S+)", text(result))
+    assert found is not None, f"no line for [{endpoint}-{color}] in:\n{text(result)}"
+    return found[1]
+
+
+def test_healthy_colors_pass_every_endpoint(
+    pytester: pytest.Pytester, backends: dict[str, Backend]
+) -> None:
+    result = run_perf(pytester, urls(backends), HEALTHY)
+    result.assert_outcomes(passed=4)
+    for color in ("blue", "green"):
+        assert status(result, "/health", color) == "PASSED"
+        assert status(result, "/api/echo", color) == "PASSED"
+
+
+def test_slow_color_fails_with_measured_p95_against_threshold(
+    pytester: pytest.Pytester, backends: dict[str, Backend]
+) -> None:
+    backends["green"].control(delay_ms=400)
+    result = run_perf(
+        pytester, urls(backends), {"/health": ["p(95)<300", "rate<0.01"]}, perf_requests=8
+    )
+    result.assert_outcomes(passed=1, failed=1)  # blue is not slowed down
+    out = text(result)
+    assert status(result, "/health", "green") == "FAILED"
+    found = re.search(r"/health: p\(95\)=(\d+(?:\.\d+)?)ms misses threshold 'p\(95\)<300'", out)
+    assert found is not None, out
+    assert 400 <= float(found[1]) < 2000
+    assert "rate=" not in out  # no error: only the latency threshold is missed
+    measured = re.search(r"measured: p50=(\S+)ms p95=(\S+)ms p99=(\S+)ms, (\d+) req/s, (.*)", out)
+    assert measured is not None, out
+    assert float(measured[2]) == float(found[1])
+    assert measured[5].startswith("errors=0/8 in ")
+    assert "INFRA-ERROR" not in out
+
+
+def test_failing_api_fails_on_the_error_rate(
+    pytester: pytest.Pytester, backends: dict[str, Backend]
+) -> None:
+    backends["green"].control(api_status=500)
+    result = run_perf(
+        pytester,
+        urls(backends),
+        {"/health": ["p(95)<300", "rate<0.01"], "/api/echo": ["p(95)<300", "rate<0.01"]},
+        "--env",
+        "green",
+    )
+    result.assert_outcomes(passed=1, failed=1)  # green's /health still answers 200
+    assert status(result, "/health", "green") == "PASSED"
+    assert status(result, "/api/echo", "green") == "FAILED"
+    out = text(result)
+    assert "/api/echo: rate=1 misses threshold 'rate<0.01'" in out
+    assert "/api/echo: no request succeeded, latencies cannot be measured" in out
+    assert "p50/p95/p99 n/a (no request succeeded)" in out
+    assert "errors=24/24" in out
+    assert "first error: HTTP 500" in out
+    assert "INFRA-ERROR" not in out
+
+
+def test_unreachable_color_is_an_infra_error(
+    pytester: pytest.Pytester, backends: dict[str, Backend]
+) -> None:
+    (closed,) = free_ports(1)  # bound and closed again: nothing listens there
+    api_urls = {"blue": backends["blue"].url, "green": f"http://127.0.0.1:{closed}"}
+    result = run_perf(pytester, api_urls, {"/health": ["p(95)<300", "rate<0.01"]})
+    out = text(result)
+    assert status(result, "/health", "blue") == "PASSED"
+    # refused while checks/conftest.py's http waits for green to answer: an error in set-up
+    assert status(result, "/health", "green") == "INFRA-ERROR"
+    assert result.parseoutcomes().get("passed") == 1, out
+    assert re.search(r"^INFRA-ERROR .*checks/test_perf.py::test_latency_thresholds", out, re.M)
+    assert f"127.0.0.1:{closed}" in out
+    assert "Connection refused" in out
+
+
+def test_unreachable_during_the_load_is_an_infra_error(
+    pytester: pytest.Pytester, backends: dict[str, Backend]
+) -> None:
+    """Without the folder's waiting http (the check copied alone), the load itself finds no
+    answer: the check says so as an infrastructure error, not as a missed threshold."""
+    (closed,) = free_ports(1)
+    api_urls = {"blue": backends["blue"].url, "green": f"http://127.0.0.1:{closed}"}
+    result = run_perf(
+        pytester, api_urls, {"/health": ["p(95)<300"]}, "--env", "green", standalone=True
+    )
+    out = text(result)
+    result.assert_outcomes(failed=1)
+    assert status(result, "/health", "green") == "INFRA-ERROR"
+    assert "INFRA-ERROR (green unreachable)" in out
+    assert (
+        f"InfrastructureError: GET http://127.0.0.1:{closed}/health: no request was answered "
+        "(ConnectionRefusedError: [Errno 111] Connection refused)" in out
+    )
+    assert "misses threshold" not in out

@@ -27,8 +27,8 @@ def test_api(http):
 
 
 @pytest.mark.shared
-def test_shared_service():
-    assert True
+def test_shared_service(haproxy):
+    assert haproxy.version().startswith("2.")
 """
 
 

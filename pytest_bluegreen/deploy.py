@@ -184,6 +184,17 @@ class ComposeDeployer:
                 f"deploy of {color} {tag} failed: {_first_line(exc)}{detail}\n"
                 + self.logs_tail(services)
             ) from None
+        # Compose's --wait is not the last word (seen returning while a container was still
+        # "starting"): every container must report healthy before the deadline
+        deadline = start + timeout
+        while unhealthy := self.unhealthy(services):
+            if time.monotonic() >= deadline:
+                self._write_tags(previous)
+                raise DeployError(
+                    f"deploy of {color} {tag} failed: not healthy within {timeout:g}s: "
+                    f"{', '.join(unhealthy)}\n" + self.logs_tail(services)
+                )
+            time.sleep(0.2)
         result.seconds = time.monotonic() - start
         self.progress(f"{color} {tag} is healthy after {result.seconds:.1f}s")
         return result

@@ -72,6 +72,9 @@ def main() -> int:
         command = [*PYTEST, "--env", idle, "--deploy", tag, "-m", "quick", "--switch"]
         cycles.append(timed([*command, "--skip-backup"]))
     quick = [timed([*PYTEST, "--env", "green", "-m", "quick"]) for _ in range(args.quick_runs)]
+    quick_n2 = [
+        timed([*PYTEST, "--env", "green", "-m", "quick", "-n", "2"]) for _ in range(args.quick_runs)
+    ]
     label = "first (fresh)" if args.fresh_setup else "first (already installed)"
     print(f"setup: {label}={setup_first:.1f} s second={setup_second:.1f} s")
     print(
@@ -83,6 +86,11 @@ def main() -> int:
         f"pytest --env green -m quick: p50={percentile(quick, 50):.2f} s "
         f"max={max(quick):.2f} s over {len(quick)} runs "
         f"(goal <= 2 s: ratio p50/goal={percentile(quick, 50) / 2:.2f})"
+    )
+    print(
+        f"pytest --env green -m quick -n 2: p50={percentile(quick_n2, 50):.2f} s "
+        f"max={max(quick_n2):.2f} s over {len(quick_n2)} runs "
+        f"(ratio to serial: {percentile(quick_n2, 50) / percentile(quick, 50):.2f})"
     )
     return 0
 

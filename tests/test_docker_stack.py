@@ -17,17 +17,13 @@ import pytest
 import requests
 
 from tests.support.docker_stack import (
-    ADDRESSES,
     COMPOSE_FILE,
-    SHARED,
     JarvisStack,
     Probe,
-    compose,
-    docker_problem,
+    shared_services_behind_haproxy,
 )
 from tests.support.gate import history, output
-from tests.support.infra import require_infra
-from tests.support.stack import ROOT, Backend, StackFactory, wait_for
+from tests.support.stack import ROOT, Backend, wait_for
 
 pytestmark = pytest.mark.infra
 
@@ -41,20 +37,10 @@ def jarvis(
     tls_cert: Path,
     color_backends: tuple[Backend, Backend],
 ) -> Iterator[JarvisStack]:
-    problem = docker_problem()
-    require_infra(pytestconfig, problem is None, problem or "")
-    workdir = tmp_path_factory.mktemp("jarvis")
-    dc = compose()
-    dc.compose.down(volumes=True, remove_orphans=True, quiet=True)
-    dc.compose.up(SHARED, detach=True, wait=True, wait_timeout=120, quiet=True)
-    factory = StackFactory(workdir, tls_cert, *color_backends)
-    try:
-        # HAProxy in front of the containers' published ports; the colors are not deployed yet
-        haproxy = factory("haproxy", addresses=ADDRESSES, wait_up=False)
-        yield JarvisStack(haproxy, workdir)
-    finally:
-        factory.close()
-        dc.compose.down(volumes=True, remove_orphans=True, quiet=True)
+    with shared_services_behind_haproxy(
+        pytestconfig, tmp_path_factory.mktemp("jarvis"), tls_cert, color_backends
+    ) as stack:
+        yield stack
 
 
 def gate(

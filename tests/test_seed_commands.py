@@ -16,14 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.docker_stack import (
-    ADDRESSES,
-    SHARED,
     JarvisStack,
-    compose,
-    docker_problem,
+    shared_services_behind_haproxy,
 )
-from tests.support.infra import require_infra
-from tests.support.stack import ROOT, Backend, StackFactory
+from tests.support.stack import ROOT, Backend
 
 pytestmark = pytest.mark.infra
 
@@ -35,21 +31,10 @@ def seed(
     tls_cert: Path,
     color_backends: tuple[Backend, Backend],
 ) -> Iterator[tuple[JarvisStack, dict[str, str]]]:
-    problem = docker_problem()
-    require_infra(pytestconfig, problem is None, problem or "")
     workdir = tmp_path_factory.mktemp("seed")
-    dc = compose()
-    dc.compose.down(volumes=True, remove_orphans=True, quiet=True)
-    dc.compose.up(SHARED, detach=True, wait=True, wait_timeout=120, quiet=True)
-    factory = StackFactory(workdir, tls_cert, *color_backends)
-    try:
-        jarvis = JarvisStack(factory("haproxy", addresses=ADDRESSES, wait_up=False), workdir)
+    with shared_services_behind_haproxy(pytestconfig, workdir, tls_cert, color_backends) as jarvis:
         config = jarvis.write_settings(workdir, on_failed_gate="restore")
-        env = {**os.environ, "BLUEGREEN_CONFIG": str(config), "NO_COLOR": "1"}
-        yield jarvis, env
-    finally:
-        factory.close()
-        dc.compose.down(volumes=True, remove_orphans=True, quiet=True)
+        yield jarvis, {**os.environ, "BLUEGREEN_CONFIG": str(config), "NO_COLOR": "1"}
 
 
 def sh(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from python_on_whales import DockerClient, DockerException
 
 from pytest_bluegreen.load import LoadResult, run_load
 
-from .stack import ROOT, Stack
+from .infra import require_infra
+from .stack import ROOT, Backend, Stack, StackFactory
 
 COMPOSE_FILE = ROOT / "docker" / "docker-compose.blue-green.yml"
 PROJECT = "sutazai"
@@ -120,3 +124,22 @@ class JarvisStack:
     def image_of(self, service: str) -> str | None:
         containers = compose().compose.ps([service])
         return containers[0].config.image if containers else None
+
+
+@contextmanager
+def shared_services_behind_haproxy(
+    config: pytest.Config, workdir: Path, cert: Path, backends: tuple[Backend, Backend]
+) -> Iterator[JarvisStack]:
+    """A clean stack with only the shared services up (the colors are deployed by the test),
+    and a host HAProxy in front of the colors' published ports; all taken down afterwards."""
+    problem = docker_problem()
+    require_infra(config, problem is None, problem or "")
+    dc = compose()
+    dc.compose.down(volumes=True, remove_orphans=True, quiet=True)
+    dc.compose.up(SHARED, detach=True, wait=True, wait_timeout=120, quiet=True)
+    factory = StackFactory(workdir, cert, *backends)
+    try:
+        yield JarvisStack(factory("haproxy", addresses=ADDRESSES, wait_up=False), workdir)
+    finally:
+        factory.close()
+        dc.compose.down(volumes=True, remove_orphans=True, quiet=True)

@@ -1,6 +1,7 @@
 """Root conftest: options shared by the plugin's own tests (tests/) and the check suite (checks/).
 
-pytest-bluegreen itself is loaded through its ``pytest11`` entry point, never from here.
+pytest-bluegreen itself is loaded through its ``pytest11`` entry point, never from here; the
+shipped checks' service fixtures (``pytest_bluegreen.contrib.services``) are activated here.
 """
 
 from __future__ import annotations
@@ -8,6 +9,9 @@ from __future__ import annotations
 import os
 
 import pytest
+
+# the shipped checks (checks/) use the shared services' settings and fixtures
+pytest_plugins = ["pytest_bluegreen.contrib.services"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -1,7 +1,10 @@
 """Shared by the shipped checks: an ``http`` that waits until the color itself answers.
 
 Copy this file (and ``support.py``) along with the checks you take: the ``http`` fixture below
-replaces the plugin's for every check in this folder.
+replaces the plugin's for every check in this folder. The checks of the shared services use
+the fixtures of ``pytest_bluegreen.contrib.services`` (the ``checks`` extra): activate it in
+your root conftest.py (``pytest_plugins = ["pytest_bluegreen.contrib.services"]``), as this
+repository's does, or with ``-p pytest_bluegreen.contrib.services``.
 """
 
 from __future__ import annotations
@@ -9,11 +12,10 @@ from __future__ import annotations
 import pytest
 
 from pytest_bluegreen.eventually import InfrastructureError, eventually
-from pytest_bluegreen.fixtures import ColorEnvironment, ColorSession
+from pytest_bluegreen.fixtures import ColorEnvironment
 from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiError
+from pytest_bluegreen.httpclient import ColorSession
 from pytest_bluegreen.settings import Settings
-
-from .support import answered_by
 
 
 @pytest.fixture(scope="session")
@@ -34,13 +36,13 @@ def http(
 
     def the_color_answers() -> None:
         response = http.get("/health")
-        if answered_by(response, bluegreen_settings) is None:
+        if bluegreen_settings.topology.answered_by(response).color is None:
             raise InfrastructureError(
                 f"{http.color} does not answer at {http.base_url}: HTTP {response.status_code} "
                 f"from the proxy, not from the application ({haproxy_view(haproxy, environment)})"
             )
 
-    eventually(the_color_answers, timeout=bluegreen_settings.verify_timeout, interval=0.2)
+    eventually(the_color_answers, timeout=bluegreen_settings.switching.verify_timeout, interval=0.2)
     return http
 
 

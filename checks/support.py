@@ -6,8 +6,6 @@ from typing import Any
 
 import requests
 
-from pytest_bluegreen.settings import Settings
-
 
 def json_body(response: requests.Response) -> dict[str, Any]:
     """The response's JSON object, or ``{}`` when it is not one (an HTML error page, ...)."""
@@ -16,13 +14,6 @@ def json_body(response: requests.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def answered_by(response: requests.Response, settings: Settings) -> str | None:
-    """The color that answered: its color header, else the JSON body's ``color``, else None
-    (None: something in front answered itself, e.g. HAProxy's 503 "no server available")."""
-    color = response.headers.get(settings.color_header) or json_body(response).get("color")
-    return None if color is None else str(color)
 
 
 def error_text(response: requests.Response) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen.eventually import eventually
-from pytest_bluegreen.fixtures import ColorSession
+from pytest_bluegreen.httpclient import ColorSession
 
 from .support import error_text, json_body
 

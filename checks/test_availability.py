@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
+from pytest_bluegreen.contrib.services import ServiceSettings
+from pytest_bluegreen.engines.compose import SERVICE_LABEL, compose_containers, health_of
 from pytest_bluegreen.eventually import eventually
 from pytest_bluegreen.haproxy import RuntimeApi
 from pytest_bluegreen.settings import Settings
@@ -53,7 +55,12 @@ SHARED_SERVICES = {
     "ollama": Inside({"args": "python3 -m standins ollama"}, 11434),
 }
 # the shared services the settings name, by the setting that configures each
-SHARED_SETTING = {"redis": "redis_url", "neo4j": "neo4j_url", "ollama": "ollama_url"}
+SHARED_SETTING = {
+    "postgres": "postgres_url",
+    "redis": "redis_url",
+    "neo4j": "neo4j_url",
+    "ollama": "ollama_url",
+}
 
 
 # --- fixtures of this file -----------------------------------------------------------------
@@ -62,11 +69,9 @@ SHARED_SETTING = {"redis": "redis_url", "neo4j": "neo4j_url", "ollama": "ollama_
 @pytest.fixture(scope="session")
 def compose_stack(bluegreen_settings: Settings) -> Settings:
     """The settings, when the deployment is a Compose stack; skips otherwise."""
-    if not bluegreen_settings.compose_file.is_file():
-        pytest.skip(
-            f"no Compose stack is configured (compose_file {bluegreen_settings.compose_file} "
-            "does not exist)"
-        )
+    compose_file = bluegreen_settings.compose.compose_file
+    if not compose_file.is_file():
+        pytest.skip(f"no Compose stack is configured (compose_file {compose_file} does not exist)")
     return bluegreen_settings
 
 
@@ -75,30 +80,21 @@ def shared_containers(
     compose_stack: Settings, docker_client: docker.DockerClient
 ) -> dict[str, Container]:
     """The Compose project's containers that belong to no color, by service name."""
-    color_services = {s for c in compose_stack.color.values() for s in c.services}
-    project = f"com.docker.compose.project={compose_stack.compose_project}"
+    color_services = {s for c in compose_stack.topology.color.values() for s in c.services}
     found: dict[str, Container] = {}
-    for container in docker_client.containers.list(all=True, filters={"label": project}):
-        service = str(container.labels.get("com.docker.compose.service", container.name))
+    for container in compose_containers(docker_client, compose_stack.compose.project_name):
+        service = str(container.labels.get(SERVICE_LABEL, container.name))
         if service not in color_services:
             found[service] = container
     return found
 
 
-def expected_shared(settings: Settings) -> list[str]:
-    """PostgreSQL and every shared service the settings configure."""
-    names = [settings.postgres_service]
-    names += [name for name, key in SHARED_SETTING.items() if getattr(settings, key) is not None]
-    return names
+def expected_shared(services: ServiceSettings) -> list[str]:
+    """Every shared service the settings configure."""
+    return [name for name, key in SHARED_SETTING.items() if getattr(services, key) is not None]
 
 
 # --- containers (docker SDK) ---------------------------------------------------------------
-
-
-def health_of(container: Container) -> str:
-    """``healthy``, ``unhealthy``, ``starting``, or ``none`` (no health check)."""
-    health = container.attrs["State"].get("Health")
-    return str(health["Status"]) if health else "none"
 
 
 def container_problem(service: str, container: Container) -> str | None:
@@ -143,11 +139,11 @@ def assert_serving(containers: dict[str, Container]) -> None:
 def test_containers_are_healthy(
     color: str, compose_stack: Settings, color_containers: dict[str, Container]
 ) -> None:
-    services = compose_stack.color[color].services
+    services = compose_stack.topology.color[color].services
     missing = [s for s in services if s not in color_containers]
     assert not missing, (
         f"{color} has no container for {', '.join(missing)} "
-        f"(Compose project {compose_stack.compose_project})"
+        f"(Compose project {compose_stack.compose.project_name})"
     )
     assert_serving(color_containers)
 
@@ -155,12 +151,14 @@ def test_containers_are_healthy(
 @pytest.mark.quick
 @pytest.mark.shared
 def test_shared_containers_are_healthy(
-    compose_stack: Settings, shared_containers: dict[str, Container]
+    compose_stack: Settings,
+    bluegreen_services: ServiceSettings,
+    shared_containers: dict[str, Container],
 ) -> None:
-    missing = [s for s in expected_shared(compose_stack) if s not in shared_containers]
+    missing = [s for s in expected_shared(bluegreen_services) if s not in shared_containers]
     assert not missing, (
         f"no container for the shared service(s) {', '.join(missing)} "
-        f"(Compose project {compose_stack.compose_project})"
+        f"(Compose project {compose_stack.compose.project_name})"
     )
     assert_serving(shared_containers)
 
@@ -192,7 +190,7 @@ def test_processes_and_ports(
     container_host: Callable[[str], Any],
 ) -> None:
     service = f"{color}-{role}"
-    if service not in compose_stack.color[color].services:
+    if service not in compose_stack.topology.color[color].services:
         pytest.skip(f"{service} is not one of {color}'s services (colors.{color}.services)")
     assert service in color_containers, f"{color} has no container for {service}"
     expected = COLOR_SERVICES[role]
@@ -211,7 +209,8 @@ def test_shared_processes_and_ports(
     container_host: Callable[[str], Any],
 ) -> None:
     if service not in shared_containers:
-        pytest.skip(f"{service} does not run in Compose project {compose_stack.compose_project}")
+        project = compose_stack.compose.project_name
+        pytest.skip(f"{service} does not run in Compose project {project}")
     expected = SHARED_SERVICES[service]
     container = shared_containers[service]
     assert container.attrs["State"].get("Running"), f"{service} ({container.name}) is not running"

@@ -21,21 +21,24 @@ from collections.abc import Mapping
 
 import pytest
 
-from pytest_bluegreen.fixtures import ColorSession
+from pytest_bluegreen.contrib.services import ServiceSettings
+from pytest_bluegreen.httpclient import ColorSession
 from pytest_bluegreen.settings import Settings
 
 from .support import error_text, json_body
 
 
 def connect_timeout(settings: Settings) -> int:
-    return max(1, round(settings.http_timeout))
+    return max(1, round(settings.checks.http_timeout))
 
 
 # --- directly (shared) ------------------------------------------------------------------------
 
 
 @pytest.mark.shared
-def test_postgres(postgres_dsn: str, bluegreen_settings: Settings) -> None:
+def test_postgres(
+    postgres_dsn: str, bluegreen_settings: Settings, bluegreen_services: ServiceSettings
+) -> None:
     import psycopg  # noqa: PLC0415 - see the module's docstring
 
     try:
@@ -50,29 +53,31 @@ def test_postgres(postgres_dsn: str, bluegreen_settings: Settings) -> None:
         refused: str | None = " ".join(str(exc).split())
     else:
         refused = None
-    assert refused is None, f"PostgreSQL {bluegreen_settings.postgres_url} refuses us: {refused}"
+    assert refused is None, f"PostgreSQL {bluegreen_services.postgres_url} refuses us: {refused}"
     with conn:
         conn.execute("CREATE TEMPORARY TABLE bluegreen_check (n integer)")
         conn.execute("INSERT INTO bluegreen_check VALUES (1)")
         row = conn.execute("SELECT n FROM bluegreen_check").fetchone()
-    assert row == (1,), f"PostgreSQL {bluegreen_settings.postgres_url}: wrote 1, read {row!r}"
+    assert row == (1,), f"PostgreSQL {bluegreen_services.postgres_url}: wrote 1, read {row!r}"
 
 
 @pytest.mark.shared
-def test_redis(redis_url: str, bluegreen_settings: Settings) -> None:
+def test_redis(
+    redis_url: str, bluegreen_settings: Settings, bluegreen_services: ServiceSettings
+) -> None:
     import redis  # noqa: PLC0415 - see the module's docstring
 
-    timeout = bluegreen_settings.http_timeout
+    timeout = bluegreen_settings.checks.http_timeout
     key = f"bluegreen:check:{uuid.uuid4().hex}"
     # a connection error escapes as redis.ConnectionError: INFRA-ERROR
     with redis.Redis.from_url(
         redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
     ) as client:
-        assert client.ping(), f"Redis {bluegreen_settings.redis_url} does not answer PING"
+        assert client.ping(), f"Redis {bluegreen_services.redis_url} does not answer PING"
         client.set(key, "ok", ex=60)
         value = client.get(key)
         client.delete(key)
-    assert value == b"ok", f"Redis {bluegreen_settings.redis_url}: wrote 'ok', read {value!r}"
+    assert value == b"ok", f"Redis {bluegreen_services.redis_url}: wrote 'ok', read {value!r}"
 
 
 @pytest.mark.quick
@@ -114,7 +119,11 @@ def test_color_reaches_its_databases(http: ColorSession, color: str) -> None:
 
 
 def test_color_writes_to_the_shared_postgres(
-    http: ColorSession, color: str, postgres_dsn: str, bluegreen_settings: Settings
+    http: ColorSession,
+    color: str,
+    postgres_dsn: str,
+    bluegreen_settings: Settings,
+    bluegreen_services: ServiceSettings,
 ) -> None:
     import psycopg  # noqa: PLC0415 - see the module's docstring
 
@@ -131,5 +140,5 @@ def test_color_writes_to_the_shared_postgres(
         row = conn.execute("SELECT name, color FROM items WHERE id = %s", (item_id,)).fetchone()
     assert row == (name, color), (
         f"item {item_id} created through {color}'s API is not in the shared PostgreSQL "
-        f"{bluegreen_settings.postgres_url} (found {row!r})"
+        f"{bluegreen_services.postgres_url} (found {row!r})"
     )

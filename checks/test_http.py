@@ -22,12 +22,14 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
-from dotenv import dotenv_values
 
-from pytest_bluegreen.fixtures import ColorEnvironment, ColorSession
+from pytest_bluegreen.contrib.services import ServiceSettings
+from pytest_bluegreen.engines.compose import TagsFile, tag_variable
+from pytest_bluegreen.fixtures import ColorEnvironment
+from pytest_bluegreen.httpclient import ColorSession
 from pytest_bluegreen.settings import Settings
 
-from .support import answered_by, error_text, json_body
+from .support import error_text, json_body
 
 # a certificate closer than this to its end fails the TLS check
 CERT_MIN_DAYS_LEFT = 14
@@ -45,7 +47,7 @@ def frontend(environment: ColorEnvironment, bluegreen_settings: Settings) -> Ite
             f"(colors.{environment.name}.frontend_url in the bluegreen settings)"
         )
     with ColorSession(
-        environment.frontend_url, bluegreen_settings.http_timeout, environment.name
+        environment.frontend_url, bluegreen_settings.checks.http_timeout, environment.name
     ) as session:
         yield session
 
@@ -54,10 +56,9 @@ def frontend(environment: ColorEnvironment, bluegreen_settings: Settings) -> Ite
 def deployed_tag(color: str, bluegreen_settings: Settings) -> str:
     """The tag ``--deploy`` last deployed to this color, from the Compose env file it keeps
     next to the state file (``GREEN_TAG=v1.1.0``); skips when there is no record."""
-    tags_file = bluegreen_settings.state_file.with_name("compose-tags.env")
-    variable = f"{color.upper().replace('-', '_')}_TAG"  # pytest_bluegreen.deploy.tag_variable
-    tags = dotenv_values(tags_file) if tags_file.is_file() else {}
-    tag = tags.get(variable)
+    tags_file = bluegreen_settings.state.tags_file
+    variable = tag_variable(color)
+    tag = TagsFile(tags_file).tag_of(color)
     if not tag:
         pytest.skip(
             f"no deployed tag is recorded for {color} ({variable} in {tags_file}); "
@@ -81,7 +82,7 @@ def test_health(http: ColorSession, color: str, bluegreen_settings: Settings) ->
         f"{color} is not healthy: /health answers HTTP {response.status_code}, "
         f"status {body.get('status')!r}: {failing or error_text(response)}"
     )
-    who = answered_by(response, bluegreen_settings)
+    who = bluegreen_settings.topology.answered_by(response).color
     assert who == color, f"{http.base_url} answers as {who}, not as {color}"
 
 
@@ -98,7 +99,7 @@ def test_version_is_deployed_tag(
     running = {"API": json_body(response).get("version")}
     if environment.frontend_url is not None:
         health = urljoin(environment.frontend_url + "/", "health")
-        page = requests.get(health, timeout=bluegreen_settings.http_timeout)
+        page = requests.get(health, timeout=bluegreen_settings.checks.http_timeout)
         running["frontend"] = json_body(page).get("version")
     wrong = {part: version for part, version in running.items() if version != deployed_tag}
     assert not wrong, f"{color} was deployed at {deployed_tag} but runs " + ", ".join(
@@ -134,7 +135,7 @@ def test_frontend_page_and_assets(
     assert "text/html" in page.headers.get("Content-Type", ""), (
         f"{color}'s frontend page is {page.headers.get('Content-Type')}, not HTML"
     )
-    who = answered_by(page, bluegreen_settings)
+    who = bluegreen_settings.topology.answered_by(page).color
     assert who == color, f"{color}'s frontend URL {frontend.base_url} is served by {who}"
     assets = referenced_assets(page.text)
     assert assets, f"{color}'s frontend page references no stylesheet or script"
@@ -165,23 +166,26 @@ def test_frontend_uses_its_own_api(frontend: ColorSession, color: str) -> None:
 def test_direct_ports_answer_for_their_color_only(
     http: ColorSession, color: str, bluegreen_settings: Settings
 ) -> None:
-    answers = [answered_by(http.get("/version"), bluegreen_settings) for _ in range(3)]
+    topology = bluegreen_settings.topology
+    answers = [topology.answered_by(http.get("/version")).color for _ in range(3)]
     assert answers == [color] * 3, f"{color}'s direct URL {http.base_url} answered as {answers}"
-    other = bluegreen_settings.other(color)
-    other_url = bluegreen_settings.color[other].api_url
+    other = topology.other(color)
+    other_url = topology.color[other].api_url
     try:
-        response = requests.get(other_url + "/version", timeout=bluegreen_settings.http_timeout)
+        response = requests.get(
+            other_url + "/version", timeout=bluegreen_settings.checks.http_timeout
+        )
     except requests.RequestException:
         return  # the other color may well be down; it only must not answer as this one
-    who = answered_by(response, bluegreen_settings)
+    who = topology.answered_by(response).color
     assert who != color, f"{other}'s direct URL {other_url} answers as {color}"
 
 
 # --- HAProxy's public side (shared: the same for both colors) --------------------------------
 
 
-def public_url(settings: Settings, key: str) -> str:
-    url: str | None = getattr(settings, key)
+def public_url(services: ServiceSettings, key: str) -> str:
+    url: str | None = getattr(services, key)
     if url is None:
         pytest.skip(f"HAProxy's public side is not configured ({key} in the bluegreen settings)")
     return url
@@ -189,10 +193,12 @@ def public_url(settings: Settings, key: str) -> str:
 
 @pytest.mark.quick
 @pytest.mark.shared
-def test_http_redirects_to_https(bluegreen_settings: Settings) -> None:
-    url = public_url(bluegreen_settings, "http_url")
+def test_http_redirects_to_https(
+    bluegreen_settings: Settings, bluegreen_services: ServiceSettings
+) -> None:
+    url = public_url(bluegreen_services, "http_url")
     response = requests.get(
-        url + "/health", allow_redirects=False, timeout=bluegreen_settings.http_timeout
+        url + "/health", allow_redirects=False, timeout=bluegreen_settings.checks.http_timeout
     )
     location = response.headers.get("Location", "")
     assert response.status_code in (301, 302, 307, 308), (
@@ -204,14 +210,16 @@ def test_http_redirects_to_https(bluegreen_settings: Settings) -> None:
 
 @pytest.mark.quick
 @pytest.mark.shared
-def test_https_terminates_tls(bluegreen_settings: Settings) -> None:
-    url = public_url(bluegreen_settings, "https_url")
-    ca = bluegreen_settings.tls_ca
+def test_https_terminates_tls(
+    bluegreen_settings: Settings, bluegreen_services: ServiceSettings
+) -> None:
+    url = public_url(bluegreen_services, "https_url")
+    ca = bluegreen_services.tls_ca
     try:
         response = requests.get(
             url + "/health",
             verify=str(ca) if ca else True,
-            timeout=bluegreen_settings.http_timeout,
+            timeout=bluegreen_settings.checks.http_timeout,
         )
     except requests.exceptions.SSLError as exc:
         # requests counts SSLError as a ConnectionError, but a certificate that does not
@@ -228,15 +236,17 @@ def test_https_terminates_tls(bluegreen_settings: Settings) -> None:
 
 @pytest.mark.quick
 @pytest.mark.shared
-def test_tls_certificate_is_valid(bluegreen_settings: Settings) -> None:
-    url = urlsplit(public_url(bluegreen_settings, "https_url"))
+def test_tls_certificate_is_valid(
+    bluegreen_settings: Settings, bluegreen_services: ServiceSettings
+) -> None:
+    url = urlsplit(public_url(bluegreen_services, "https_url"))
     host, port = url.hostname or "localhost", url.port or 443
-    context = ssl.create_default_context(
-        cafile=str(bluegreen_settings.tls_ca) if bluegreen_settings.tls_ca else None
-    )
+    ca = bluegreen_services.tls_ca
+    context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    timeout = bluegreen_settings.checks.http_timeout
     try:
         with (
-            socket.create_connection((host, port), timeout=bluegreen_settings.http_timeout) as raw,
+            socket.create_connection((host, port), timeout=timeout) as raw,
             context.wrap_socket(raw, server_hostname=host) as tls,
         ):
             certificate = tls.getpeercert()

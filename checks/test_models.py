@@ -13,8 +13,8 @@ import time
 import pytest
 import requests
 
-from pytest_bluegreen.fixtures import ColorSession
-from pytest_bluegreen.settings import Settings
+from pytest_bluegreen.contrib.services import ServiceSettings, not_configured
+from pytest_bluegreen.httpclient import ColorSession
 
 from .support import error_text, json_body
 
@@ -24,10 +24,18 @@ def same_model(wanted: str, listed: str) -> bool:
     return listed == wanted or (":" not in wanted and listed == f"{wanted}:latest")
 
 
+def the_model(services: ServiceSettings) -> str:
+    """The model the settings name; skips when they name none."""
+    if services.ollama_model is None:
+        not_configured("the Ollama model", "ollama_model")
+    assert services.ollama_model is not None
+    return services.ollama_model
+
+
 @pytest.mark.quick
 @pytest.mark.shared
-def test_model_is_listed(ollama_http: ColorSession, bluegreen_settings: Settings) -> None:
-    model = bluegreen_settings.ollama_model
+def test_model_is_listed(ollama_http: ColorSession, bluegreen_services: ServiceSettings) -> None:
+    model = the_model(bluegreen_services)
     response = ollama_http.get("/api/tags")
     assert response.status_code == 200, f"ollama /api/tags: {error_text(response)}"
     names = [str(m.get("name")) for m in json_body(response).get("models", [])]
@@ -37,9 +45,9 @@ def test_model_is_listed(ollama_http: ColorSession, bluegreen_settings: Settings
 
 
 @pytest.mark.shared
-def test_model_generates(ollama_http: ColorSession, bluegreen_settings: Settings) -> None:
+def test_model_generates(ollama_http: ColorSession, bluegreen_services: ServiceSettings) -> None:
     # not quick: a real model may take seconds to load and answer
-    model, timeout = bluegreen_settings.ollama_model, bluegreen_settings.ollama_timeout
+    model, timeout = the_model(bluegreen_services), bluegreen_services.ollama_timeout
     started = time.monotonic()
     try:
         response = ollama_http.post(

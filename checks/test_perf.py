@@ -22,7 +22,7 @@ import pytest
 
 from pytest_bluegreen.eventually import InfrastructureError
 from pytest_bluegreen.fixtures import ColorEnvironment
-from pytest_bluegreen.keys import SETTINGS_KEY
+from pytest_bluegreen.keys import settings_of
 from pytest_bluegreen.load import LoadResult, run_load
 from pytest_bluegreen.settings import Settings
 from pytest_bluegreen.thresholds import evaluate
@@ -37,7 +37,7 @@ LOAD_KINDS = ("keepalive-get",)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One test per endpoint of the thresholds table (the plugin adds the color)."""
     if "endpoint" in metafunc.fixturenames:
-        endpoints = list(metafunc.config.stash[SETTINGS_KEY].thresholds)
+        endpoints = list(settings_of(metafunc.config).checks.thresholds)
         metafunc.parametrize("endpoint", endpoints, ids=endpoints)
 
 
@@ -70,12 +70,12 @@ def test_latency_thresholds(
     url = environment.api_url + endpoint
     result = run_load(
         url,
-        total=settings.perf_requests,
-        duration=settings.perf_duration,
-        concurrency=settings.perf_concurrency,
+        total=settings.checks.perf_requests,
+        duration=settings.checks.perf_duration,
+        concurrency=settings.checks.perf_concurrency,
         kinds=LOAD_KINDS,
-        timeout=settings.http_timeout,
-        color_header=settings.color_header,
+        timeout=settings.checks.http_timeout,
+        color_header=settings.topology.color_header,
     )
 
     # No answer at all is "the color is down", not "the color is slow": the plugin reports it
@@ -83,7 +83,7 @@ def test_latency_thresholds(
     if not any(sample.status is not None for sample in result.samples):
         raise InfrastructureError(f"GET {url}: no request was answered ({first_error(result)})")
 
-    violations = evaluate(endpoint, settings.thresholds[endpoint], result)
+    violations = evaluate(endpoint, settings.checks.thresholds[endpoint], result)
     problems = [str(v) for v in violations]
     if len(result.failed) == result.count:
         # percentiles are over successful requests: with none, they would read 0 ms and pass

@@ -1,29 +1,12 @@
-"""pytest-bluegreen: health and smoke checks as gates for blue/green deployments behind HAProxy."""
+"""pytest-bluegreen: health and smoke checks as gates for blue/green deployments behind HAProxy.
+
+Import what you need from its modules (``pytest_bluegreen.haproxy.RuntimeApi``,
+``pytest_bluegreen.settings.Settings``, ``pytest_bluegreen.errors.ExitCode``, ...); this
+package module stays empty so that loading the plugin costs little.
+"""
 
 from __future__ import annotations
 
-from .gate import EXIT_CODES, Decision, Verdict
-from .haproxy import (
-    RuntimeApi,
-    RuntimeApiError,
-    RuntimeApiPermissionError,
-    RuntimeApiUnreachable,
-    ServerRef,
-)
-from .settings import Settings, SettingsError
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "EXIT_CODES",
-    "Decision",
-    "RuntimeApi",
-    "RuntimeApiError",
-    "RuntimeApiPermissionError",
-    "RuntimeApiUnreachable",
-    "ServerRef",
-    "Settings",
-    "SettingsError",
-    "Verdict",
-    "__version__",
-]
+__all__ = ["__version__"]

@@ -6,9 +6,10 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from .errors import ExitCode
 from .outcomes import ColorOutcomes
 
-__all__ = ["EXIT_CODES", "Decision", "Verdict", "decide"]
+__all__ = ["Decision", "Verdict", "decide"]
 
 
 class Verdict(enum.StrEnum):
@@ -19,30 +20,6 @@ class Verdict(enum.StrEnum):
     REFUSED = "refused"  # HAProxy health, a veto, the lock, the Runtime API
 
 
-# Exit statuses of a gated session; 0-5 keep pytest's meaning.
-EXIT_SWITCHED = 0
-EXIT_CHECKS_FAILED = 1
-EXIT_INCONCLUSIVE = 6
-EXIT_REFUSED = 7
-EXIT_SWITCH_REVERTED = 8
-EXIT_DEPLOY_FAILED = 9
-EXIT_CODES: Mapping[int, str] = {
-    0: "checks passed; switched, or the target was already live (or dry run)",
-    1: "checks failed; no switch, traffic kept on (or returned to) the last good color",
-    2: "interrupted",
-    3: "internal error",
-    4: "usage error (bad option or setting)",
-    5: "no tests collected",
-    EXIT_INCONCLUSIVE: "inconclusive: no check for the target color ran and passed; no switch",
-    EXIT_REFUSED: "refused: target not UP in HAProxy, vetoed by a hook, another gate holds the "
-    "lock, or the Runtime API is unreachable or not admin; nothing changed",
-    EXIT_SWITCH_REVERTED: "the switch failed (verification or Runtime API) and the previous "
-    "server states were restored",
-    EXIT_DEPLOY_FAILED: "--deploy failed (engine, Compose, image, or not healthy in time); no "
-    "check ran, no switch",
-}
-
-
 @dataclass(frozen=True)
 class Decision:
     verdict: Verdict
@@ -51,13 +28,13 @@ class Decision:
     live: str | None
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         return {
-            Verdict.SWITCH: EXIT_SWITCHED,
-            Verdict.NOOP: EXIT_SWITCHED,
-            Verdict.FAILED: EXIT_CHECKS_FAILED,
-            Verdict.INCONCLUSIVE: EXIT_INCONCLUSIVE,
-            Verdict.REFUSED: EXIT_REFUSED,
+            Verdict.SWITCH: ExitCode.OK,
+            Verdict.NOOP: ExitCode.OK,
+            Verdict.FAILED: ExitCode.CHECKS_FAILED,
+            Verdict.INCONCLUSIVE: ExitCode.INCONCLUSIVE,
+            Verdict.REFUSED: ExitCode.REFUSED,
         }[self.verdict]
 
     def vetoed(self, reason: str) -> Decision:

@@ -1,31 +1,30 @@
 """One gate run, start to finish: lock, target, decision, switch or return, history.
 
-Used by the pytest plugin (on the xdist controller only) and by the ``bluegreen`` command, so
-both take the same path. The decision itself is :func:`gate.decide`; the traffic moves in
-:mod:`switch`.
+Used by the pytest plugin (on the xdist controller only, through ``gateplugin.GatePlugin``) and
+by the ``bluegreen`` command, so both take the same path. The decision itself is
+:func:`gate.decide`; the traffic moves in :mod:`switch`; ``--deploy`` is :mod:`deploystep`.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from . import state, switch
-from .gate import EXIT_REFUSED, EXIT_SWITCH_REVERTED, Decision, Verdict, decide
+from .errors import BluegreenError, DeployError, ExitCode, Refused
+from .gate import Decision, Verdict, decide
 from .haproxy import RuntimeApi, RuntimeApiError
-from .load import LoadResult, run_load
 from .outcomes import Outcomes
+from .probe import Probe, ProbeSummary
 from .settings import Settings, SettingsError
+from .state import Outcome
 
 if TYPE_CHECKING:
-    from .deploy import DeployResult
+    from .deploystep import DeployStep
+    from .engines import DeployResult
 
-__all__ = ["DeployRefused", "GateHooks", "GateReport", "GateRun", "refused"]
-
-EXIT_OK, EXIT_TESTS_FAILED, EXIT_NO_TESTS = 0, 1, 5
+__all__ = ["GateHooks", "GateReport", "GateRun"]
 
 
 def _no_veto(plan: switch.SwitchPlan, decision: Decision) -> str | None:
@@ -40,30 +39,52 @@ def _ignore_rollback(from_color: str | None, to_color: str, reason: str) -> None
     return None
 
 
-class DeployRefused(Exception):
-    """--deploy onto the live color without --force-deploy."""
-
-
-@dataclass
+@dataclass(frozen=True)
 class GateHooks:
+    """The user's hooks (``hookspecs.py``), bound to a config; no-ops by default."""
+
     before_switch: Callable[[switch.SwitchPlan, Decision], str | None] = _no_veto
     after_switch: Callable[[switch.SwitchResult], None] = _ignore_result
     after_rollback: Callable[[str | None, str, str], None] = _ignore_rollback
 
 
-@dataclass
+@dataclass(frozen=True)
 class GateReport:
-    """What the gate did, for the terminal summary, the exit status and later reports."""
+    """What the gate did, for the terminal summary, the exit status and the reports."""
 
-    decision: Decision | None
+    decision: Decision | None  # None: no traffic decision (a deploy alone, an interruption)
     exit_code: int
-    lines: list[str] = field(default_factory=list)
+    lines: tuple[str, ...]
+    outcome: Outcome | None = None  # what the history recorded, if anything
     result: switch.SwitchResult | None = None
     traffic_on: str | None = None
     rolled_back: bool = False
     stat_before: str = ""  # HAProxy show stat around a switch, for the report
     stat_after: str = ""
-    probe: dict[str, Any] | None = None  # the zero-downtime probe's counts, when one ran
+    probe: ProbeSummary | None = None  # the zero-downtime probe's counts, when one ran
+
+    @property
+    def verdict_word(self) -> str:
+        """The terminal summary's word: SWITCH, FAILED, REFUSED, ... or DONE/FAILED."""
+        if self.decision is not None:
+            return self.decision.verdict.value.upper()
+        return "DONE" if self.exit_code == 0 else "FAILED"
+
+
+@dataclass
+class _Draft:
+    """A report being put together; :meth:`GateRun._conclude` turns it into a GateReport."""
+
+    decision: Decision | None
+    exit_code: int
+    lines: list[str] = field(default_factory=list)
+    outcome: Outcome | None = None
+    result: switch.SwitchResult | None = None
+    traffic_on: str | None = None
+    rolled_back: bool = False
+    stat_before: str = ""
+    stat_after: str = ""
+    probe: ProbeSummary | None = None
 
 
 class GateRun:
@@ -77,12 +98,12 @@ class GateRun:
         self.settings = settings
         self.progress = progress
         self.hooks = hooks or GateHooks()
-        self.api = api or RuntimeApi(settings.runtime_api, settings.runtime_api_timeout)
-        self.lock = state.GateLock(settings.lock_file)
+        self.api = api or settings.haproxy.client()
+        self.lock = state.GateLock(settings.state.lock_file)
         self.target: str | None = settings.target
         self.outcomes = Outcomes()
-        self.report: GateReport | None = None
         self.deployed: DeployResult | None = None
+        self._deploy_step: DeployStep | None = None
         self.forced = False  # a switch without checks (bluegreen switch-to --force)
 
     # -- start -------------------------------------------------------------------------------
@@ -92,27 +113,28 @@ class GateRun:
         Raises state.LockHeld, RuntimeApiError (unreachable, not admin, unknown server), or
         SettingsError (a --rollback target that cannot be worked out or contradicts --env).
         """
-        if not self.settings.dry_run:
+        if not self.settings.run.dry_run:
             self.lock.acquire()
         try:
             # fail fast, before any check runs: HAProxy answers, at admin level, and knows
             # every server the settings name
-            if not self.settings.dry_run:
+            if not self.settings.run.dry_run:
                 self.api.require_admin()
-            self.api.server_states(switch.all_servers(self.settings))
-            if self.settings.rollback:
+            self.api.server_states(self.settings.topology.all_servers)
+            if self.settings.run.rollback:
                 self.target = self._rollback_target()
         except BaseException:
             self.lock.release()
             raise
 
     def _rollback_target(self) -> str:
-        live = switch.live_color(self.api, self.settings)
+        topology = self.settings.topology
+        live = switch.live_color(self.api, topology)
         if live is None:
             raise SettingsError(
                 "bluegreen: --rollback: HAProxy shows no single live color to roll back from"
             )
-        previous = self.settings.other(live)
+        previous = topology.other(live)
         if self.settings.target is not None and self.settings.target != previous:
             raise SettingsError(
                 f"bluegreen: --rollback returns traffic to {previous} ({live} is live), "
@@ -124,127 +146,77 @@ class GateRun:
         self.lock.release()
 
     # -- deploy ------------------------------------------------------------------------------
-    def deploy(self, progress: Callable[[str], None]) -> DeployResult:
-        """``--deploy TAG``: refuse the live color unless forced, then compose up at TAG.
+    @property
+    def deploy_step(self) -> DeployStep:
+        if self._deploy_step is None:
+            from .deploystep import DeployStep  # noqa: PLC0415 - engines load only to deploy
 
-        Raises DeployRefused (nothing changed) or DeployError.
-        """
-        settings, target, tag = self.settings, self.target, self.settings.deploy
+            self._deploy_step = DeployStep(self.settings, self.api, self.progress)
+        return self._deploy_step
+
+    def deploy(self) -> DeployResult:
+        """``--deploy TAG`` to the target. Raises DeployRefused (nothing changed), DeployError."""
+        target, tag = self.target, self.settings.run.deploy
         assert target is not None
         assert tag is not None
-        live = switch.live_color(self.api, settings)
-        serving = live == target and not switch.down_servers(self.api, settings, target)
-        if serving and not settings.force_deploy:
-            raise DeployRefused(
-                f"refused: {target} is live; deploying {tag} over it would change what users get "
-                "without a gate (--force-deploy to do it anyway)"
-            )
-        from .deploy import (  # noqa: PLC0415 - Docker clients load only to deploy
-            ComposeDeployer,
-            DeployError,
-        )
-
-        deployer = ComposeDeployer(settings, progress)
-        self.deployed = deployer.deploy(target, tag, backup=not settings.skip_backup)
-        # healthy for Docker is not yet UP for HAProxy (rise x inter): the checks would meet
-        # HAProxy's 503 on the direct port. Wait, within what is left of deploy_timeout.
-        deadline = time.monotonic() + max(1.0, settings.deploy_timeout - self.deployed.seconds)
-        while down := switch.down_servers(self.api, settings, target):
-            if time.monotonic() >= deadline:
-                raise DeployError(f"{target} {tag} is healthy but HAProxy reports {down}")
-            time.sleep(0.2)
+        self.deployed = self.deploy_step.deploy(target, tag)
         return self.deployed
 
-    def _after_failed_gate(self, report: GateReport) -> None:
-        """After --deploy, when the target did not become live: keep, tear down or restore it."""
-        deployed = self.deployed
-        if deployed is None or report.traffic_on == deployed.color:
-            return
-        from .deploy import ComposeDeployer, DeployError  # noqa: PLC0415 - see deploy()
-
-        policy, color, previous = (
-            self.settings.on_failed_gate,
-            deployed.color,
-            deployed.previous_tag,
-        )
-        try:
-            if policy == "teardown":
-                ComposeDeployer(self.settings).teardown(color)
-                report.lines.append(f"{color} torn down (on_failed_gate = teardown)")
-            elif policy == "restore" and previous:
-                ComposeDeployer(self.settings).deploy(color, previous, backup=False)
-                report.lines.append(
-                    f"{color} restored to {previous}, its tag before this deploy "
-                    "(on_failed_gate = restore)"
-                )
-            else:
-                report.lines.append(
-                    f"{color} {deployed.tag} kept running for debugging (on_failed_gate = {policy})"
-                )
-        except DeployError as exc:
-            report.lines.append(f"warning: {str(exc).splitlines()[0]}")
-
-    def switch_forced(self, target: str, reason: str, *, rollback: bool = False) -> GateReport:
-        """Switch without running checks (an operator's ``--force``), recorded as forced.
-
-        The target must still be UP in HAProxy and not live already; the switch takes the same
-        drain / verify / revert path as the gate.
-        """
-        self.forced = True
-        live = switch.live_color(self.api, self.settings)
-        if live == target:
-            decision = Decision(Verdict.NOOP, f"{target} is already live", target, live)
-            return GateReport(decision, EXIT_REFUSED, [decision.reason], traffic_on=live)
-        down = switch.down_servers(self.api, self.settings, target)
-        if down:
-            servers = ", ".join(f"{k} {v}" for k, v in sorted(down.items()))
-            decision = Decision(
-                Verdict.REFUSED, f"HAProxy does not report {target} UP: {servers}", target, live
-            )
-            return self.record(GateReport(decision, EXIT_REFUSED, [decision.reason]))
-        decision = Decision(Verdict.SWITCH, reason, target, live)
-        return self._switch(decision, rollback=rollback)
+    def refused(self, exc: BluegreenError, *, record: bool) -> GateReport:
+        """The gate could not start or deploy: nothing changed; recorded when ``record``."""
+        is_deploy = isinstance(exc, DeployError)
+        reason = exc.first_line.removeprefix("bluegreen: ")
+        if is_deploy:
+            reason = f"deploy failed: {reason}"
+        elif isinstance(exc, Refused) and not reason.startswith("refused"):
+            reason = f"refused: {reason}"
+        decision = Decision(Verdict.REFUSED, reason, self.target or "?", None)
+        draft = _Draft(decision, exc.exit_code, [reason])
+        if record and is_deploy:
+            draft.outcome = Outcome.DEPLOY_FAILED
+        elif record and isinstance(exc, Refused):  # a usage error is not history
+            draft.outcome = Outcome.REFUSED
+        return self._conclude(draft)
 
     # -- finish ------------------------------------------------------------------------------
     def finish(self, exitstatus: int) -> GateReport:
         assert self.target is not None, "finish() needs a target color"
-        if exitstatus not in (EXIT_OK, EXIT_TESTS_FAILED, EXIT_NO_TESTS):
-            self.report = GateReport(
+        run = self.settings.run
+        if exitstatus not in (ExitCode.OK, ExitCode.CHECKS_FAILED, ExitCode.NO_TESTS_COLLECTED):
+            draft = _Draft(
                 None, exitstatus, [f"session ended with status {exitstatus}: nothing changed"]
             )
-        elif not (self.settings.switch or self.settings.rollback):
-            self.report = self._deploy_only(self.target, exitstatus)
+        elif not (run.switch or run.rollback):
+            draft = self._deploy_only(self.target, exitstatus)
         else:
             # "no tests collected" is a session with no check for the target: inconclusive
-            status = EXIT_OK if exitstatus == EXIT_NO_TESTS else exitstatus
-            self.report = self._finish(self.target, status)
-        if self.report.exit_code != 0:
-            self._after_failed_gate(self.report)
-        return self.report
+            status = ExitCode.OK if exitstatus == ExitCode.NO_TESTS_COLLECTED else exitstatus
+            draft = self._finish(self.target, status)
+        deployed = self.deployed
+        if draft.exit_code != 0 and deployed is not None and draft.traffic_on != deployed.color:
+            draft.lines.append(self.deploy_step.after_failed_gate(deployed))
+        return self._conclude(draft)
 
-    def _deploy_only(self, target: str, exitstatus: int) -> GateReport:
+    def _deploy_only(self, target: str, exitstatus: int) -> _Draft:
         counts = self.outcomes[target]
         verdict = "passed" if exitstatus == 0 and counts.passed else "did not pass"
-        lines = [
-            f"deployed {target} {self.settings.deploy}; its checks {verdict} "
+        line = (
+            f"deployed {target} {self.settings.run.deploy}; its checks {verdict} "
             f"({counts.summary()}); no --switch: traffic unchanged"
-        ]
-        return GateReport(None, exitstatus, lines)
+        )
+        return _Draft(None, exitstatus, [line])
 
-    def _finish(self, target: str, exitstatus: int) -> GateReport:
-        settings = self.settings
+    def _finish(self, target: str, exitstatus: int) -> _Draft:
+        topology = self.settings.topology
         try:
-            live = switch.live_color(self.api, settings)
-            down = switch.down_servers(self.api, settings, target)
+            live = switch.live_color(self.api, topology)
+            down = switch.down_servers(self.api, topology, target)
         except RuntimeApiError as exc:
             if exitstatus != 0:
-                return GateReport(
-                    None,
-                    exitstatus,
-                    [f"checks failed; HAProxy unreachable, nothing changed: {exc}"],
-                )
+                line = f"checks failed; HAProxy unreachable, nothing changed: {exc}"
+                return _Draft(None, exitstatus, [line])
             decision = Decision(Verdict.REFUSED, f"cannot read HAProxy: {exc}", target, None)
-            return self.record(GateReport(decision, EXIT_REFUSED, [decision.reason]))
+            return _Draft(decision, ExitCode.REFUSED, [decision.reason], Outcome.REFUSED)
 
         decision = decide(
             target=target,
@@ -256,25 +228,24 @@ class GateRun:
         if decision.verdict is Verdict.FAILED:
             return self._after_failure(decision, exitstatus)
         if decision.verdict is not Verdict.SWITCH:
-            return self.record(
-                GateReport(decision, decision.exit_code, [decision.reason], traffic_on=live)
+            return _Draft(
+                decision,
+                decision.exit_code,
+                [decision.reason],
+                Outcome(decision.verdict.value),
+                traffic_on=live,
             )
-        return self._switch(decision, rollback=self.settings.rollback)
+        return self._switch(decision, rollback=self.settings.run.rollback)
 
-    def _after_failure(self, decision: Decision, exitstatus: int) -> GateReport:
+    def _after_failure(self, decision: Decision, exitstatus: int) -> _Draft:
         """Checks failed: keep traffic where it is, or return it when the failing target is live."""
         target, live = decision.target, decision.live
-        code = exitstatus
-        if live != target or self.settings.rollback:
-            where = live or "no color"
-            return self.record(
-                GateReport(
-                    decision, code, [decision.reason, f"traffic stays on {where}"], None, live
-                )
-            )
-        previous = self.settings.other(target)
+        if live != target or self.settings.run.rollback:
+            lines = [decision.reason, f"traffic stays on {live or 'no color'}"]
+            return _Draft(decision, exitstatus, lines, Outcome.FAILED, traffic_on=live)
+        previous = self.settings.topology.other(target)
         try:
-            down = switch.down_servers(self.api, self.settings, previous)
+            down = switch.down_servers(self.api, self.settings.topology, previous)
         except RuntimeApiError as exc:
             down = {"Runtime API": str(exc)}
         if down:
@@ -283,68 +254,143 @@ class GateRun:
                 f"{target} is live and failing, but {previous} is not UP to take traffic back "
                 f"({', '.join(f'{k} {v}' for k, v in down.items())}): traffic stays on {target}",
             ]
-            return self.record(GateReport(decision, code, lines, None, live))
+            return _Draft(decision, exitstatus, lines, Outcome.FAILED, traffic_on=live)
         back = Decision(Verdict.SWITCH, f"return traffic: {decision.reason}", previous, live)
-        report = self._switch(back, rollback=True)
-        report.exit_code = code if report.exit_code == 0 else report.exit_code
-        report.decision = decision
-        report.lines.insert(0, decision.reason)
-        return report
+        draft = self._switch(back, rollback=True)
+        draft.lines.insert(0, decision.reason)
+        draft.decision = decision
+        if draft.exit_code == ExitCode.OK:
+            draft.exit_code = exitstatus
+        return draft
 
-    def _switch(self, decision: Decision, *, rollback: bool) -> GateReport:
+    def switch_forced(
+        self, target: str, reason: str, *, rollback: bool = False, ignore_veto: bool = False
+    ) -> GateReport:
+        """Switch without running checks (an operator's ``--force``), recorded as forced.
+
+        The target must still be UP in HAProxy and not live already; the switch takes the same
+        drain / verify / revert path as the gate, and the user's vetoes still apply unless
+        ``ignore_veto`` (recorded in the history).
+        """
+        self.forced = True
+        topology = self.settings.topology
+        live = switch.live_color(self.api, topology)
+        if live == target:
+            decision = Decision(Verdict.NOOP, f"{target} is already live", target, live)
+            return self._conclude(
+                _Draft(decision, ExitCode.REFUSED, [decision.reason], traffic_on=live)
+            )
+        down = switch.down_servers(self.api, topology, target)
+        if down:
+            servers = ", ".join(f"{k} {v}" for k, v in sorted(down.items()))
+            decision = Decision(
+                Verdict.REFUSED, f"HAProxy does not report {target} UP: {servers}", target, live
+            )
+            return self._conclude(
+                _Draft(decision, ExitCode.REFUSED, [decision.reason], Outcome.REFUSED)
+            )
+        decision = Decision(Verdict.SWITCH, reason, target, live)
+        return self._conclude(self._switch(decision, rollback=rollback, ignore_veto=ignore_veto))
+
+    def _switch(self, decision: Decision, *, rollback: bool, ignore_veto: bool = False) -> _Draft:
         settings, target = self.settings, decision.target
         verb = "roll back" if rollback else "switch"
         try:
-            plan = switch.plan(self.api, settings, target)
+            plan = switch.plan(self.api, settings.topology, target, settings.switching.full_weight)
         except RuntimeApiError as exc:
             refused = Decision(Verdict.REFUSED, f"cannot {verb}: {exc}", target, decision.live)
-            return self.record(GateReport(refused, EXIT_REFUSED, [refused.reason]))
-        if settings.dry_run:
+            return _Draft(refused, ExitCode.REFUSED, [refused.reason], Outcome.REFUSED)
+        if settings.run.dry_run:
             lines = [
                 f"dry run: would {verb} because {decision.reason}",
                 *plan.describe(),
                 "dry run: nothing changed",
             ]
-            return GateReport(decision, decision.exit_code, lines, None, decision.live)
+            return _Draft(decision, decision.exit_code, lines, traffic_on=decision.live)
         veto = self.hooks.before_switch(plan, decision)
-        if veto:
+        if veto and ignore_veto:  # said in the summary and recorded in the history
+            decision = replace(
+                decision, reason=f"{decision.reason}; veto ignored (--ignore-veto): {veto}"
+            )
+        elif veto:
             vetoed = decision.vetoed(veto)
-            return self.record(GateReport(vetoed, EXIT_REFUSED, [vetoed.reason], None, plan.source))
+            return _Draft(
+                vetoed, ExitCode.REFUSED, [vetoed.reason], Outcome.REFUSED, traffic_on=plan.source
+            )
         stat_before = self._show_stat()
-        probe = Probe(settings) if settings.probe_requests else None
+        probe = (
+            Probe(settings.switching, settings.topology.color_header)
+            if settings.switching.probe_requests
+            else None
+        )
         try:
             try:
-                result = switch.apply(self.api, plan, settings, progress=self.progress)
+                result = switch.apply(
+                    self.api,
+                    plan,
+                    settings.switching,
+                    settings.topology,
+                    server_state_file=settings.haproxy.haproxy_state_file,
+                    progress=self.progress,
+                )
             finally:
-                probe_counts = probe.finish() if probe else None
+                probe_summary = probe.finish() if probe else None
         except switch.SwitchError as exc:
-            failed = Decision(Verdict.REFUSED, str(exc), target, plan.source)
-            report = GateReport(failed, EXIT_SWITCH_REVERTED, [str(exc)], None, plan.source)
-            report.stat_before, report.stat_after = stat_before, self._show_stat()
-            report.probe = probe_counts
-            return self.record(report, outcome="reverted" if exc.reverted else "revert-failed")
+            return _Draft(
+                Decision(Verdict.REFUSED, str(exc), target, plan.source),
+                exc.exit_code,
+                [str(exc)],
+                Outcome.REVERTED if exc.reverted else Outcome.REVERT_FAILED,
+                traffic_on=plan.source,
+                stat_before=stat_before,
+                stat_after=self._show_stat(),
+                probe=probe_summary,
+            )
         lines = [
             f"{'rolled back' if rollback else 'switched'} {plan.source or '(none)'} -> {target}: "
             f"{decision.reason}",
-            f"verified through {settings.routed_api_url}{settings.verify_path}: first answer from "
+            f"verified through {settings.switching.verify_url}: first answer from "
             f"{target} {result.latency_ms:.1f} ms after the switch began"
             + (f", version {result.version}" if result.version else ""),
             *result.notes,
         ]
-        if probe_counts is not None:
+        if probe_summary is not None:
             lines.append(
-                f"probe through {settings.routed_api_url}: {probe_counts['requests']} requests "
-                f"during the switch, {probe_counts['failed']} failed"
+                f"probe through {settings.switching.routed_api_url}: {probe_summary.requests} "
+                f"requests during the switch, {probe_summary.failed} failed"
             )
-        report = GateReport(decision, 0, lines, result, target, rolled_back=rollback)
-        report.stat_before, report.stat_after = stat_before, self._show_stat()
-        report.probe = probe_counts
-        self.record(report, outcome="rolled-back" if rollback else "switched")
-        if rollback:
-            self.hooks.after_rollback(plan.source, target, decision.reason)
-        else:
-            self.hooks.after_switch(result)
-        return report
+        lines += self._after_hooks(rollback, plan.source, target, decision.reason, result)
+        return _Draft(
+            decision,
+            ExitCode.OK,
+            lines,
+            Outcome.ROLLED_BACK if rollback else Outcome.SWITCHED,
+            result=result,
+            traffic_on=target,
+            rolled_back=rollback,
+            stat_before=stat_before,
+            stat_after=self._show_stat(),
+            probe=probe_summary,
+        )
+
+    def _after_hooks(
+        self,
+        rollback: bool,
+        source: str | None,
+        target: str,
+        reason: str,
+        result: switch.SwitchResult,
+    ) -> list[str]:
+        """The user's after-hooks: an error there is reported, never undoes the switch."""
+        try:
+            if rollback:
+                self.hooks.after_rollback(source, target, reason)
+            else:
+                self.hooks.after_switch(result)
+        except Exception as exc:  # a notification that cannot connect must not fail the gate
+            which = "after_rollback" if rollback else "after_switch"
+            return [f"warning: pytest_bluegreen_{which} hook raised {type(exc).__name__}: {exc}"]
+        return []
 
     def _show_stat(self) -> str:
         try:
@@ -352,72 +398,47 @@ class GateRun:
         except RuntimeApiError as exc:
             return f"(show stat failed: {exc})"
 
-    def record(
-        self, report: GateReport, outcome: str | None = None, *, forced: bool = False
-    ) -> GateReport:
-        decision = report.decision
-        if decision is None or self.settings.dry_run:
-            return report
-        tag = (
-            self.settings.deploy
-            or self.settings.deployment_tag
-            or (report.result.version if report.result else None)
+    def _conclude(self, draft: _Draft) -> GateReport:
+        """Record the outcome in the history (not for a dry run) and build the report."""
+        if (
+            draft.outcome is not None
+            and draft.decision is not None
+            and not (self.settings.run.dry_run)
+        ):
+            warning = self._record(draft.decision, draft.outcome, draft.result)
+            if warning:
+                draft.lines.append(warning)
+        return GateReport(
+            decision=draft.decision,
+            exit_code=draft.exit_code,
+            lines=tuple(draft.lines),
+            outcome=draft.outcome,
+            result=draft.result,
+            traffic_on=draft.traffic_on,
+            rolled_back=draft.rolled_back,
+            stat_before=draft.stat_before,
+            stat_after=draft.stat_after,
+            probe=draft.probe,
         )
+
+    def tag(self, result: switch.SwitchResult | None) -> str | None:
+        """The version this run is about: --deploy, --deployment-tag, else what answered."""
+        run = self.settings.run
+        return run.deploy or run.deployment_tag or (result.version if result else None)
+
+    def _record(
+        self, decision: Decision, outcome: Outcome, result: switch.SwitchResult | None
+    ) -> str | None:
         entry = state.HistoryEntry.now(
             from_color=decision.live,
             to_color=decision.target,
-            tag=tag,
-            outcome=outcome or decision.verdict.value,
+            tag=self.tag(result),
+            outcome=outcome,
             reason=decision.reason,
-            forced=forced or self.forced,
+            forced=self.forced,
         )
         try:
-            state.append(self.settings.state_file, entry)
+            state.append(self.settings.state.state_file, entry)
         except (OSError, state.StateFileError) as exc:
-            report.lines.append(
-                f"warning: history not written to {self.settings.state_file}: {exc}"
-            )
-        return report
-
-
-class Probe:
-    """A bounded load on the routed URL while traffic moves: the switch's own zero-downtime
-    evidence (``probe_requests`` > 0). Stops when the switch ends, or by its own bounds."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.stop = threading.Event()
-        self.result: LoadResult | None = None
-        url = settings.routed_api_url + settings.verify_path
-        bound = settings.drain_timeout + settings.verify_timeout + 5
-
-        def run() -> None:
-            self.result = run_load(
-                url,
-                total=settings.probe_requests,
-                duration=bound,
-                concurrency=2,
-                stop=self.stop,
-                color_header=settings.color_header,
-            )
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def finish(self) -> dict[str, Any]:
-        self.stop.set()
-        self.thread.join(60)
-        result = self.result
-        if result is None:
-            return {"requests": 0, "failed": 0, "colors": {}}
-        return {
-            "requests": result.count,
-            "failed": len(result.failed),
-            "colors": {str(k): v for k, v in result.colors().items()},
-            "p99_ms": round(result.latency_ms(99), 2),
-        }
-
-
-def refused(reason: str, target: str | None) -> GateReport:
-    """A gate that could not start (lock held, Runtime API down at start)."""
-    decision = Decision(Verdict.REFUSED, reason, target or "?", None)
-    return GateReport(decision, EXIT_REFUSED, [reason])
+            return f"warning: history not written to {self.settings.state.state_file}: {exc}"
+        return None

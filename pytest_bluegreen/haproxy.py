@@ -1,7 +1,8 @@
 """A small client for the HAProxy Runtime API (the "stats socket").
 
 The protocol is one line per command over a unix or TCP socket; HAProxy answers
-and closes the connection (non-interactive mode). See HAProxy's
+and closes the connection (non-interactive mode). This module imports nothing of the
+package but its error base class. See HAProxy's
 ``doc/management.txt``, section "Unix Socket commands".
 
 Any non-empty answer to a ``set`` command is an error: HAProxy answers an empty
@@ -11,17 +12,15 @@ failure, with no status code.
 
 from __future__ import annotations
 
-import csv
 import enum
-import io
-import ipaddress
 import os
 import re
 import socket
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import Refused
 
 __all__ = [
     "AdminState",
@@ -43,10 +42,11 @@ _ADMF_MAINT = 0x01 | 0x02 | 0x04 | 0x20  # forced, inherited, config, resolution
 _ADMF_DRAIN = 0x08 | 0x10  # forced, inherited
 
 
-class RuntimeApiError(Exception):
+class RuntimeApiError(Refused):
     """HAProxy refused or failed a Runtime API command.
 
-    ``command`` is what was sent, ``answer`` what HAProxy said (may be empty).
+    ``command`` is what was sent, ``answer`` what HAProxy said (may be empty). Met before any
+    change, it refuses the gate (exit 7); the switch turns one met mid-way into a revert.
     """
 
     def __init__(self, command: str, answer: str, message: str | None = None) -> None:
@@ -119,6 +119,8 @@ class RuntimeApiAddress:
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
             try:
+                import ipaddress  # noqa: PLC0415 - rare; the plugin's start stays light
+
                 ipaddress.IPv6Address(host)
             except ValueError:
                 raise ValueError(
@@ -207,6 +209,9 @@ def parse_show_stat(text: str) -> list[StatRow]:
     if body.startswith("# "):
         body = body[2:]
     rows: list[StatRow] = []
+    import csv  # noqa: PLC0415 - only when reading HAProxy; the plugin's start stays light
+    import io  # noqa: PLC0415
+
     for raw in csv.DictReader(io.StringIO(body)):
         if not raw.get("pxname"):
             continue
@@ -410,6 +415,8 @@ class RuntimeApi:
         text = self.servers_state_text()
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # noqa: PLC0415 - only after a switch; the plugin's start stays light
+
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         try:
             with os.fdopen(fd, "w") as handle:

@@ -9,7 +9,7 @@ Example, a change freeze::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -41,3 +41,11 @@ def pytest_bluegreen_after_rollback(
 ) -> None:
     """Called after traffic returned to ``to_color``: by ``--rollback``, or because the
     checks of the live color failed under ``--switch``."""
+
+
+@pytest.hookspec
+def pytest_bluegreen_settings_groups() -> list[type[Any]]:
+    """Return settings groups (frozen dataclasses of ``settings.setting()`` fields) that a
+    plugin adds; they are resolved with the core settings, from the same layers, and read
+    with ``bluegreen_settings.extension(Group)``. Called once, in ``pytest_configure``."""
+    return []

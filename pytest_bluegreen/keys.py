@@ -1,13 +1,28 @@
-"""``config.stash`` keys shared by the plugin's modules."""
+"""``config.stash`` keys of the plugin, and public accessors for conftests and checks."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from .gaterun import GateRun
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from .redaction import Secrets
+
+__all__ = ["secrets_of", "settings_of"]
+
 SETTINGS_KEY = pytest.StashKey[Settings]()
-GATE_KEY = pytest.StashKey[GateRun]()
+SECRETS_KEY: pytest.StashKey[Secrets] = pytest.StashKey()
 TARGET_KEY = pytest.StashKey[str | None]()
 WORKERINPUT_TARGET = "bluegreen_target"
+
+
+def settings_of(config: pytest.Config) -> Settings:
+    """The resolved settings, from ``pytest_configure`` on (e.g. in a collection hook)."""
+    return config.stash[SETTINGS_KEY]
+
+
+def secrets_of(config: pytest.Config) -> Secrets:
+    return config.stash[SECRETS_KEY]

@@ -1,38 +1,35 @@
-"""Reports that tell the deployment story: Allure results, the verdict JSON, secret scrubbing.
+"""Allure reports that tell the deployment story (the ``allure`` extra).
 
 On every process (controller and xdist workers): each check's Allure title and parameters
 carry its color, and a failed check gets the HTTP exchange and the color's container log tail
-attached. On the controller, after the gate: ``environment.properties``, ``categories.json``,
-the gate's decision as a result of its own (with HAProxy ``show stat`` before and after a
-switch), ``verdict.json``, and a last pass that replaces every secret value in the written
-reports by ``***``.
+attached. On the controller, after the gate: ``environment.properties``, ``categories.json``
+and the gate's decision as a result of its own (with HAProxy ``show stat`` before and after a
+switch). Secret values are kept out by :mod:`redaction`.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .eventually import INFRASTRUCTURE
+from .extras import require
 from .outcomes import FAILURE_PROPERTY
+from .redaction import REDACTED, SECRET_HEADERS, Secrets
+from .verdict import verdict
 
 if TYPE_CHECKING:
     from .gaterun import GateReport, GateRun
     from .settings import Settings
 
-__all__ = ["CATEGORIES", "AllureReporting", "ReportScrubber", "redact", "verdict"]
-
-REDACTED = "***"
-SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
-_MIN_SECRET = 4  # shorter values would blank out ordinary text
+__all__ = ["CATEGORIES", "AllureReporting", "describe_exchange", "write_gate_results"]
 
 # The regexes work in Allure 2 (Java, whole-text match) and Allure 3 (JavaScript): no inline
 # flags, [\s\S] for "anything including newlines".
@@ -59,19 +56,11 @@ CATEGORIES: list[dict[str, Any]] = [
 ]
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted((s for s in secrets if len(s) >= _MIN_SECRET), key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
-
-
 def _allure() -> Any:
-    import allure  # noqa: PLC0415 - only when Allure reporting is on
-
-    return allure
+    return require("allure", "allure", "Allure reporting")
 
 
-def describe_exchange(response: Any, secrets: Iterable[str]) -> str:
+def describe_exchange(response: Any, secrets: Secrets) -> str:
     """A requests response and its request as text, with secret headers and values hidden."""
     request = response.request
 
@@ -88,15 +77,15 @@ def describe_exchange(response: Any, secrets: Iterable[str]) -> str:
         f"{response.elapsed.total_seconds() * 1000:.1f} ms\n{headers(response.headers)}\n\n"
         f"{response.text[:4000]}"
     )
-    return redact(text, secrets)
+    return secrets.redact(text)
 
 
 class AllureReporting:
     """Registered on every process when Allure results are written."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, secrets: Secrets) -> None:
         self.settings = settings
-        self.secrets = list(settings.env_files.secrets_values().values())
+        self.secrets = secrets
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -138,7 +127,7 @@ class AllureReporting:
             logs = self._container_logs(str(color))
             if logs:
                 allure.attach(
-                    redact(logs, self.secrets),
+                    self.secrets.redact(logs),
                     name=f"container logs ({color}, last 50 lines)",
                     attachment_type=allure.attachment_type.TEXT,
                 )
@@ -150,26 +139,12 @@ class AllureReporting:
         allure.dynamic.label("failure", kind)
 
     def _container_logs(self, color: str) -> str:
-        try:
-            import docker  # noqa: PLC0415
+        from .engines.compose import container_logs  # noqa: PLC0415 - only for a failure
 
-            client = docker.from_env()
-            client.ping()
-        except Exception:
-            return ""
-        parts = []
         try:
-            for service in self.settings.color[color].services:
-                labels = [
-                    f"com.docker.compose.project={self.settings.compose_project}",
-                    f"com.docker.compose.service={service}",
-                ]
-                for container in client.containers.list(all=True, filters={"label": labels}):
-                    tail = container.logs(tail=50).decode(errors="replace")
-                    parts.append(f"=== {container.name}\n{tail}")
-        finally:
-            client.close()
-        return "\n".join(parts)
+            return container_logs(self.settings.compose, self.settings.topology, color, 50)
+        except Exception:  # a report attachment must never fail the check's report
+            return ""
 
 
 def _git_revision(root: Path) -> str:
@@ -186,59 +161,14 @@ def _git_revision(root: Path) -> str:
     return done.stdout.strip() or "unknown"
 
 
-def verdict(run: GateRun, report: GateReport) -> dict[str, Any]:
-    """The machine-readable verdict: decision, reason, colors, tag, counts."""
-    decision = report.decision
-    counts = {
-        str(key or "untagged"): {
-            "passed": c.passed,
-            "failed": c.failed,
-            "errors": c.errors,
-            "skipped": c.skipped,
-            "xfailed": c.xfailed,
-            "xpassed": c.xpassed,
-            "unreachable": c.unreachable,
-        }
-        for key, c in run.outcomes.as_dict().items()
-    }
-    return {
-        "decision": _decision_word(report),
-        "verdict": decision.verdict.value if decision else None,
-        "reason": report.lines[0] if report.lines else "",
-        "lines": report.lines,
-        "exit_code": report.exit_code,
-        "target": run.target,
-        "live_before": decision.live if decision else None,
-        "live_after": report.traffic_on,
-        "tag": run.settings.deploy
-        or run.settings.deployment_tag
-        or (report.result.version if report.result else None),
-        "counts": counts,
-        "probe": report.probe,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "host": socket.gethostname(),
-    }
-
-
-def _decision_word(report: GateReport) -> str:
-    """switched / rolled back / refused / inconclusive / failed / noop / deployed."""
-    decision = report.decision
-    if report.result is not None:
-        return "rolled back" if report.rolled_back else "switched"
-    if decision is None:
-        return "deployed" if report.exit_code == 0 else "failed"
-    return {"noop": "no change", "refused": "refused"}.get(
-        decision.verdict.value, decision.verdict.value
-    )
-
-
 def write_gate_results(
     run: GateRun, report: GateReport, alluredir: Path, haproxy_version: str | None
 ) -> None:
     """environment.properties, categories.json and the gate's own result in ``alluredir``."""
     alluredir.mkdir(parents=True, exist_ok=True)
     data = verdict(run, report)
-    root = run.settings.config_file.parent if run.settings.config_file else Path.cwd()
+    config_file = run.settings.config_file
+    root = config_file.parent if config_file else Path.cwd()
     env = {
         "target.color": data["target"],
         "deployment.tag": data["tag"] or "-",
@@ -264,7 +194,7 @@ def write_gate_results(
     if report.stat_after:
         attach("HAProxy show stat after the switch", report.stat_after)
     if report.probe:
-        attach("zero-downtime probe", json.dumps(report.probe, indent=2))
+        attach("zero-downtime probe", json.dumps(report.probe.as_dict(), indent=2))
     attach("verdict.json", json.dumps(data, indent=2))
     ok = report.exit_code == 0
     now = int(time.time() * 1000)
@@ -291,34 +221,3 @@ def write_gate_results(
         "attachments": attachments,
     }
     (alluredir / f"{result['uuid']}-result.json").write_text(json.dumps(result, indent=2))
-
-
-class ReportScrubber:
-    """Last pass on the controller: no secret value stays in a written report file."""
-
-    def __init__(self, settings: Settings, paths: Iterable[Path]) -> None:
-        self.secrets = [s for s in settings.env_files.secrets_values().values() if s]
-        self.paths = [p for p in paths if p is not None]
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        self.scrub()
-
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        self.scrub()  # junitxml writes its file in its own sessionfinish
-
-    def scrub(self) -> None:
-        if not any(len(s) >= _MIN_SECRET for s in self.secrets):
-            return
-        for path in self.paths:
-            files = path.rglob("*") if path.is_dir() else [path]
-            for file in files:
-                if not file.is_file() or file.stat().st_size > 50_000_000:
-                    continue
-                try:
-                    text = file.read_text()
-                except (UnicodeDecodeError, OSError):
-                    continue
-                cleaned = redact(text, self.secrets)
-                if cleaned != text:
-                    file.write_text(cleaned)

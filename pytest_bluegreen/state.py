@@ -5,6 +5,7 @@ The live color itself is never stored: HAProxy says which it is.
 
 from __future__ import annotations
 
+import enum
 import fcntl
 import json
 import os
@@ -18,16 +19,40 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GateLock", "HistoryEntry", "LockHeld", "StateFileError", "append", "read_history"]
+from .errors import Refused, UsageError
+
+__all__ = [
+    "GateLock",
+    "HistoryEntry",
+    "LockHeld",
+    "Outcome",
+    "StateFileError",
+    "append",
+    "read_history",
+]
 
 FORMAT_VERSION = 1
 
 
-class StateFileError(Exception):
+class StateFileError(UsageError):
     """The state file exists but cannot be read as pytest-bluegreen history."""
 
 
-class LockHeld(Exception):
+class Outcome(enum.StrEnum):
+    """What a gate run did, as the history records it."""
+
+    SWITCHED = "switched"  # traffic moved to the target, verified
+    ROLLED_BACK = "rolled-back"  # traffic returned to the other color, verified
+    NOOP = "noop"  # the target was already live
+    FAILED = "failed"  # checks failed; traffic kept where it was
+    INCONCLUSIVE = "inconclusive"  # no check for the target ran and passed
+    REFUSED = "refused"  # HAProxy, a veto, the Runtime API: nothing changed
+    REVERTED = "reverted"  # the switch failed and the prior states were restored
+    REVERT_FAILED = "revert-failed"  # the switch failed and so did restoring the prior states
+    DEPLOY_FAILED = "deploy-failed"  # --deploy failed: no check ran, no switch
+
+
+class LockHeld(Refused):
     """Another gate holds the lock."""
 
     def __init__(self, path: Path, holder: str) -> None:
@@ -42,7 +67,7 @@ class HistoryEntry:
     from_color: str | None
     to_color: str
     tag: str | None
-    outcome: str  # switched | reverted | rolled-back | failed
+    outcome: Outcome
     host: str
     reason: str = ""
     forced: bool = False
@@ -58,7 +83,10 @@ def read_history(path: Path) -> list[HistoryEntry]:
         return []
     try:
         data = json.loads(path.read_text())
-        return [HistoryEntry(**entry) for entry in data["history"]]
+        return [
+            HistoryEntry(**{**entry, "outcome": Outcome(entry["outcome"])})
+            for entry in data["history"]
+        ]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StateFileError(f"state file {path} is not readable history: {exc}") from None
 

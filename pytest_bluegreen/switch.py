@@ -20,22 +20,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import requests
 
+from .errors import ExitCode, Refused
 from .haproxy import AdminState, RuntimeApi, RuntimeApiError, ServerRef, ServerState
-from .settings import Settings
+from .settings import SwitchingSettings, Topology
 
 __all__ = [
     "SwitchError",
     "SwitchPlan",
     "SwitchResult",
     "VerifyError",
-    "all_servers",
     "apply",
     "down_servers",
     "live_color",
-    "live_color_from",
     "plan",
     "revert",
     "verify",
@@ -48,8 +48,10 @@ class VerifyError(Exception):
     """The routed URL did not answer from the target color in time."""
 
 
-class SwitchError(Exception):
+class SwitchError(Refused):
     """A switch step failed. ``reverted`` says whether the prior states were restored."""
+
+    exit_code = ExitCode.SWITCH_REVERTED
 
     def __init__(self, message: str, *, reverted: bool) -> None:
         self.reverted = reverted
@@ -107,32 +109,14 @@ class Verification:
     responses: int
 
 
-def live_color_from(states: Mapping[ServerRef, ServerState], settings: Settings) -> str | None:
-    """The color all of whose servers take traffic while the other's take none."""
-    taking = {
-        name: [states[ref].takes_traffic for ref in cfg.servers if ref in states]
-        for name, cfg in settings.color.items()
-    }
-    live = [name for name, flags in taking.items() if flags and all(flags)]
-    if len(live) != 1:
-        return None
-    other = settings.other(live[0])
-    if any(taking[other]):
-        return None
-    return live[0]
+def live_color(api: RuntimeApi, topology: Topology) -> str | None:
+    """The color HAProxy sends traffic to now (None when neither or both)."""
+    return topology.live_color(api.server_states(topology.all_servers))
 
 
-def all_servers(settings: Settings) -> list[ServerRef]:
-    return [ref for cfg in settings.color.values() for ref in cfg.servers]
-
-
-def live_color(api: RuntimeApi, settings: Settings) -> str | None:
-    return live_color_from(api.server_states(all_servers(settings)), settings)
-
-
-def down_servers(api: RuntimeApi, settings: Settings, color: str) -> dict[str, str]:
+def down_servers(api: RuntimeApi, topology: Topology, color: str) -> dict[str, str]:
     """The color's servers that health checks do not report UP, with their status."""
-    wanted = set(settings.color[color].servers)
+    wanted = set(topology.servers(color))
     rows = {row.ref: row for row in api.show_stat() if row.ref in wanted}
     down: dict[str, str] = {}
     for ref in sorted(wanted):
@@ -144,34 +128,35 @@ def down_servers(api: RuntimeApi, settings: Settings, color: str) -> dict[str, s
     return down
 
 
-def plan(api: RuntimeApi, settings: Settings, target: str) -> SwitchPlan:
+def plan(api: RuntimeApi, topology: Topology, target: str, full_weight: int) -> SwitchPlan:
     """Read HAProxy and say what a switch to ``target`` would do. Changes nothing.
 
     Raises RuntimeApiError (unreachable, not admin, unknown server) before any change.
     """
     api.require_admin()
-    prior = api.server_states(all_servers(settings))
-    source = live_color_from(prior, settings)
+    prior = api.server_states(topology.all_servers)
     retire = tuple(
         ref
-        for name, cfg in settings.color.items()
+        for name, cfg in topology.color.items()
         if name != target
         for ref in cfg.servers
         if prior[ref].admin is not AdminState.MAINT
     )
     return SwitchPlan(
-        source=source,
+        source=topology.live_color(prior),
         target=target,
-        promote=settings.color[target].servers,
+        promote=topology.servers(target),
         retire=retire,
         prior=prior,
-        full_weight=settings.full_weight,
+        full_weight=full_weight,
     )
 
 
-def verify(settings: Settings, target: str, deadline: float) -> Verification:
+def verify(
+    switching: SwitchingSettings, topology: Topology, target: str, deadline: float
+) -> Verification:
     """Poll the routed URL until ``verify_responses`` answers in a row come from ``target``."""
-    url = settings.routed_api_url + settings.verify_path
+    url = switching.verify_url
     streak = 0
     first = 0.0
     version: str | None = None
@@ -181,47 +166,29 @@ def verify(settings: Settings, target: str, deadline: float) -> Verification:
             try:
                 response = session.get(
                     url,
-                    timeout=min(settings.http_timeout, max(deadline - time.monotonic(), 0.05)),
+                    timeout=max(deadline - time.monotonic(), 0.05),
                     headers={"Connection": "close"},
                 )
-                color, seen_version = _identify(response, settings)
-                if response.ok and color == target:
+                answer = topology.answered_by(response)
+                if response.ok and answer.color == target:
                     if streak == 0:
                         first = time.monotonic()
                     streak += 1
-                    version = seen_version or version
-                    if streak >= settings.verify_responses:
+                    version = answer.version or version
+                    if streak >= switching.verify_responses:
                         return Verification(first, version, streak)
                 else:
                     streak = 0
-                    last = f"HTTP {response.status_code} from color {color or 'unknown'}"
+                    last = f"HTTP {response.status_code} from color {answer.color or 'unknown'}"
             except requests.RequestException as exc:
                 streak = 0
                 last = f"{type(exc).__name__}: {exc}"
             if time.monotonic() >= deadline:
                 raise VerifyError(
-                    f"{url} did not answer from {target} {settings.verify_responses} time(s) "
-                    f"in a row within {settings.verify_timeout:g}s (last: {last})"
+                    f"{url} did not answer from {target} {switching.verify_responses} time(s) "
+                    f"in a row within {switching.verify_timeout:g}s (last: {last})"
                 )
             time.sleep(POLL_INTERVAL)
-
-
-def _identify(response: requests.Response, settings: Settings) -> tuple[str | None, str | None]:
-    color = response.headers.get(settings.color_header)
-    version = response.headers.get(settings.version_header)
-    if color is None or version is None:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            color = color or _str_or_none(body.get("color"))
-            version = version or _str_or_none(body.get("version"))
-    return color, version
-
-
-def _str_or_none(value: object) -> str | None:
-    return None if value is None else str(value)
 
 
 def _wait_drained(
@@ -246,15 +213,28 @@ def _wait_drained(
         time.sleep(POLL_INTERVAL)
 
 
+Verifier = Callable[[str, float], Verification]  # (target, deadline) -> first answers
+
+
 def apply(
     api: RuntimeApi,
     switch_plan: SwitchPlan,
-    settings: Settings,
+    switching: SwitchingSettings,
+    topology: Topology,
     *,
-    verifier: Callable[[Settings, str, float], Verification] = verify,
+    server_state_file: Path | None = None,
+    verifier: Verifier | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> SwitchResult:
-    """Carry out the plan; on any failure restore ``switch_plan.prior`` and raise SwitchError."""
+    """Carry out the plan; on any failure restore ``switch_plan.prior`` and raise SwitchError.
+
+    ``server_state_file``: HAProxy's server-state-file, rewritten after the switch.
+    """
+    if verifier is None:
+
+        def verifier(target: str, deadline: float) -> Verification:
+            return verify(switching, topology, target, deadline)
+
     result = SwitchResult(plan=switch_plan, started=time.monotonic())
     step = "promote"
     try:
@@ -266,29 +246,27 @@ def apply(
         for ref in switch_plan.retire:
             api.set_state(ref, AdminState.DRAIN)
         step = "verify"
-        verification = verifier(
-            settings, switch_plan.target, time.monotonic() + settings.verify_timeout
-        )
+        verification = verifier(switch_plan.target, time.monotonic() + switching.verify_timeout)
         result.first_target_response = verification.first_response
         result.version = verification.version
         step = "wait for drain"
         drain_start = time.monotonic()
         result.drained = _wait_drained(
-            api, switch_plan.retire, drain_start + settings.drain_timeout, progress
+            api, switch_plan.retire, drain_start + switching.drain_timeout, progress
         )
         result.drain_seconds = time.monotonic() - drain_start
         if not result.drained:
             result.notes.append(
-                f"old sessions still open after {settings.drain_timeout:g}s drain timeout; "
+                f"old sessions still open after {switching.drain_timeout:g}s drain timeout; "
                 "they finish on their own (HAProxy does not cut them)"
             )
         step = "idle the old color"
         for ref in switch_plan.retire:
             api.set_weight(ref, 0)
             api.set_state(ref, AdminState.READY)
-        if settings.haproxy_state_file is not None:
+        if server_state_file is not None:
             step = "save server state"
-            api.save_server_state(settings.haproxy_state_file)
+            api.save_server_state(server_state_file)
     except (RuntimeApiError, VerifyError, OSError) as exc:
         try:
             revert(api, switch_plan.prior)

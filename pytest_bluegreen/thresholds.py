@@ -12,8 +12,10 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .load import LoadResult
+if TYPE_CHECKING:
+    from .load import LoadResult
 
 __all__ = ["Threshold", "ThresholdError", "Violation", "evaluate", "parse", "parse_table"]
 
@@ -29,6 +31,14 @@ _EXPR = re.compile(
     r"^\s*(?P<stat>p\((?P<pct>\d+(?:\.\d+)?)\)|avg|med|min|max|rate|rps)\s*"
     r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>\d+(?:\.\d+)?)\s*$"
 )
+
+
+# the latency statistics that are not percentiles, over the sorted successful latencies
+_SUMMARIES: Mapping[str, Callable[[list[float]], float]] = {
+    "avg": lambda ok: sum(ok) / len(ok),
+    "min": lambda ok: ok[0],
+    "max": lambda ok: ok[-1],
+}
 
 
 class ThresholdError(ValueError):
@@ -56,13 +66,10 @@ class Threshold:
         ok = sorted(s.latency * 1000 for s in result.samples if not s.failed)
         if not ok:
             return math.nan  # no latency to judge: never holds (see holds())
-        if self.pct is not None:
-            return result.latency_ms(self.pct)
-        if self.stat == "avg":
-            return sum(ok) / len(ok)
-        if self.stat == "med":
-            return result.latency_ms(50)
-        return ok[0] if self.stat == "min" else ok[-1]
+        pct = 50.0 if self.stat == "med" else self.pct
+        if pct is not None:
+            return result.latency_ms(pct)
+        return _SUMMARIES[self.stat](ok)
 
     def holds(self, measured: float) -> bool:
         return not math.isnan(measured) and _OPS[self.op](measured, self.value)

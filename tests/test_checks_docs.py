@@ -36,8 +36,9 @@ def test_every_check_is_documented_with_its_markers(pytester: pytest.Pytester) -
     assert collected == documented_checks()
 
 
-def test_fixture_table_is_the_plugins() -> None:
-    docstring = (ROOT / "pytest_bluegreen" / "fixtures.py").read_text()
+@pytest.mark.parametrize("module", ["fixtures.py", "contrib/services.py"])
+def test_fixture_table_is_the_plugins(module: str) -> None:
+    docstring = (ROOT / "pytest_bluegreen" / module).read_text()
     plugin_table = re.findall(r"^\|.*\|$", docstring.split('"""')[1], re.MULTILINE)
     assert plugin_table
     assert "\n".join(plugin_table) in DOC.read_text()

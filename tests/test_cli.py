@@ -97,6 +97,45 @@ def test_forced_switch_skips_checks_and_is_recorded(workdir: Path, stack: Stack)
     assert status["last_switch"]["forced"] is True
 
 
+VETO = """
+def pytest_bluegreen_before_switch(config, plan, decision):
+    return "change freeze until Monday"
+"""
+
+
+def test_a_forced_switch_keeps_the_users_veto(workdir: Path, stack: Stack) -> None:
+    (workdir / "checks" / "conftest.py").write_text(VETO)
+    vetoed = run(workdir, "switch-to", "green", "--force")
+    assert vetoed.returncode == 7, vetoed.stdout + vetoed.stderr
+    assert "vetoed: change freeze until Monday" in vetoed.stdout
+    assert stack.served_color() == "blue"
+    assert [(e["outcome"], e["forced"]) for e in history(stack)] == [("refused", True)]
+
+    ignored = run(workdir, "switch-to", "green", "--force", "--ignore-veto")
+    assert ignored.returncode == 0, ignored.stdout + ignored.stderr
+    assert "veto ignored (--ignore-veto): change freeze until Monday" in ignored.stdout
+    assert stack.served_color() == "green"
+    last = history(stack)[-1]
+    assert (last["outcome"], last["forced"]) == ("switched", True)
+    assert "veto ignored (--ignore-veto): change freeze until Monday" in str(last["reason"])
+
+
+def test_the_command_reads_the_same_ini_and_rootdir_as_pytest(workdir: Path, stack: Stack) -> None:
+    # settings from pytest's ini (not the file), run from a subfolder: the same rootdir
+    (workdir / "bluegreen.toml").rename(workdir / "deploy.toml")
+    (workdir / "pytest.ini").write_text("[pytest]\nbluegreen_config = deploy.toml\n")
+    sub = workdir / "checks"
+    result = run(sub, "--checks", ".", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["live"] == "blue"
+
+
+def test_ignore_veto_needs_force(workdir: Path, stack: Stack) -> None:
+    result = run(workdir, "switch-to", "green", "--ignore-veto")
+    assert result.returncode == 4
+    assert result.stderr.strip() == "bluegreen: error: --ignore-veto only goes with --force"
+
+
 def test_rollback_returns_to_the_previous_color(workdir: Path, stack: Stack) -> None:
     assert run(workdir, "switch-to", "green").returncode == 0
     result = run(workdir, "rollback")

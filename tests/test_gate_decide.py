@@ -12,19 +12,10 @@ from typing import Any, Literal
 import pytest
 
 from pytest_bluegreen import state
-from pytest_bluegreen.gate import (
-    EXIT_CHECKS_FAILED,
-    EXIT_CODES,
-    EXIT_INCONCLUSIVE,
-    EXIT_REFUSED,
-    EXIT_SWITCH_REVERTED,
-    EXIT_SWITCHED,
-    Decision,
-    Verdict,
-    decide,
-)
+from pytest_bluegreen.errors import EXIT_CODES, ExitCode
+from pytest_bluegreen.gate import Decision, Verdict, decide
 from pytest_bluegreen.outcomes import COLOR_PROPERTY, ColorOutcomes, Outcomes, color_of
-from pytest_bluegreen.state import GateLock, HistoryEntry, LockHeld, StateFileError
+from pytest_bluegreen.state import GateLock, HistoryEntry, LockHeld, Outcome, StateFileError
 
 # --- gate.decide --------------------------------------------------------------------------------
 
@@ -53,7 +44,8 @@ def test_switch_when_checks_passed_and_servers_up() -> None:
     assert decision == Decision(
         Verdict.SWITCH, "2 check(s) for green passed and its servers are UP", "green", "blue"
     )
-    assert decision.exit_code == EXIT_SWITCHED == 0
+    assert decision.exit_code == ExitCode.OK
+    assert int(ExitCode.OK) == 0
 
 
 def test_switch_when_no_color_is_live() -> None:
@@ -78,7 +70,8 @@ def test_refused_when_target_not_up_lists_servers_sorted() -> None:
         "HAProxy does not report green UP: "
         "api_backend/green-api DOWN, frontend_backend/green-frontend MAINT"
     )
-    assert decision.exit_code == EXIT_REFUSED == 7
+    assert decision.exit_code == ExitCode.REFUSED
+    assert int(ExitCode.REFUSED) == 7
 
 
 def test_failed_lists_every_failing_key() -> None:
@@ -95,7 +88,8 @@ def test_failed_lists_every_failing_key() -> None:
     assert decision.reason == (
         "checks failed (green: 1 passed, 1 failed; shared: 2 errors, 1 skipped; untagged: 1 failed)"
     )
-    assert decision.exit_code == EXIT_CHECKS_FAILED == 1
+    assert decision.exit_code == ExitCode.CHECKS_FAILED
+    assert int(ExitCode.CHECKS_FAILED) == 1
 
 
 def test_failed_without_counted_failures_names_the_exit_status() -> None:
@@ -123,7 +117,8 @@ def test_inconclusive_when_no_target_check_passed(
     decision = decide_with(outcomes=outcomes)
     assert decision.verdict is Verdict.INCONCLUSIVE
     assert decision.reason == f"inconclusive: no check for green ran and passed ({summary})"
-    assert decision.exit_code == EXIT_INCONCLUSIVE == 6
+    assert decision.exit_code == ExitCode.INCONCLUSIVE
+    assert int(ExitCode.INCONCLUSIVE) == 6
 
 
 NOTHING_PASSED: dict[str | None, ColorOutcomes] = {"green": ColorOutcomes(skipped=1)}
@@ -158,17 +153,17 @@ def test_order_of_conditions(kwargs: dict[str, Any], verdict: Verdict) -> None:
 def test_vetoed_decision_is_refused() -> None:
     vetoed = decide_with().vetoed("change freeze")
     assert vetoed == Decision(Verdict.REFUSED, "vetoed: change freeze", "green", "blue")
-    assert vetoed.exit_code == EXIT_REFUSED
+    assert vetoed.exit_code == ExitCode.REFUSED
 
 
 def test_exit_codes_are_documented() -> None:
     assert set(EXIT_CODES) == set(range(10))
-    assert EXIT_SWITCH_REVERTED == 8
+    assert int(ExitCode.SWITCH_REVERTED) == 8
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     for code in range(6, 10):  # ours; 0-5 are pytest's
         assert f"\n| {code} | " in readme, f"exit code {code} is not in the README's table"
-    assert "inconclusive" in EXIT_CODES[EXIT_INCONCLUSIVE]
-    assert "refused" in EXIT_CODES[EXIT_REFUSED]
+    assert "inconclusive" in EXIT_CODES[ExitCode.INCONCLUSIVE]
+    assert "refused" in EXIT_CODES[ExitCode.REFUSED]
     # every verdict maps onto a documented status
     for verdict in Verdict:
         assert Decision(verdict, "", "green", None).exit_code in EXIT_CODES
@@ -456,7 +451,7 @@ def entry(to_color: str, outcome: str = "switched", **fields: Any) -> HistoryEnt
         from_color="blue" if to_color == "green" else "green",
         to_color=to_color,
         tag="v1",
-        outcome=outcome,
+        outcome=Outcome(outcome),
         **fields,
     )
 

@@ -461,7 +461,8 @@ def test_environment_reads_env_files_and_hides_secrets(pytester: pytest.Pytester
             assert environment.variables == {"LEVEL": expected, "REGION": "eu"}
             assert environment.secrets == {"TOKEN": "t0p-s3cret"}
             assert "t0p-s3cret" not in repr(environment)
-            assert environment.api_url == bluegreen_settings.color[environment.name].api_url
+            topology = bluegreen_settings.topology
+            assert environment.api_url == topology.color[environment.name].api_url
         """
     )
     result = pytester.runpytest("-rA")

@@ -94,7 +94,7 @@ def test_the_seed_guide_commands(seed: tuple[JarvisStack, dict[str, str]], tmp_p
     assert "v1.1.0" in status.stdout  # green's deployed tag
     backup = sh(env, deploy, "--target-color", "green", "--skip-tests", "--skip-switch")
     assert backup.returncode == 0, backup.stdout + backup.stderr
-    assert "backing up PostgreSQL" in backup.stdout
+    assert "backing up postgres (pg_dump)" in backup.stdout
     assert any((jarvis.workdir / "backups").iterdir())
     health = sh(env, checks, "--environment", "green")
     assert health.returncode == 0, health.stdout[-3000:]

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen.haproxy import RuntimeApiAddress, ServerRef
-from pytest_bluegreen.settings import Settings, SettingsError, describe, resolve
+from pytest_bluegreen.redaction import Secrets
+from pytest_bluegreen.settings import Settings, SettingsError, all_options, describe, resolve
 
 
 def resolve_in(
@@ -22,6 +23,12 @@ def resolve_in(
     ini: Mapping[str, str] | None = None,
 ) -> Settings:
     return resolve(cli or {}, environ or {}, ini or {}, root)
+
+
+def value_of(settings: Settings, key: str) -> Any:
+    """A setting's value by its key, from the group that declares it."""
+    [option] = [o for o in all_options() if o.key == key]
+    return getattr(getattr(settings, option.group), key)
 
 
 def write(root: Path, name: str, text: str) -> Path:
@@ -107,7 +114,7 @@ def test_highest_layer_wins_and_is_recorded(tmp_path: Path, key: str, top: str) 
     }[top]
     assert settings.sources[key] == expected_source
     expected = spec["parsed"][top] if top != "default" else spec["default"]
-    assert getattr(settings, key) == expected
+    assert value_of(settings, key) == expected
 
 
 def test_none_and_empty_values_fall_through_to_the_next_layer(tmp_path: Path) -> None:
@@ -118,8 +125,8 @@ def test_none_and_empty_values_fall_through_to_the_next_layer(tmp_path: Path) ->
         environ={"BLUEGREEN_ENV": "", "BLUEGREEN_VERIFY_TIMEOUT": ""},
         ini={"bluegreen_env": ""},
     )
-    assert (settings.env, settings.sources["env"]) == ("blue", "file bluegreen.toml env")
-    assert settings.verify_timeout == 4.0
+    assert (settings.run.env, settings.sources["env"]) == ("blue", "file bluegreen.toml env")
+    assert settings.switching.verify_timeout == 4.0
     assert settings.sources["verify_timeout"] == "file bluegreen.toml verify_timeout"
 
 
@@ -130,9 +137,13 @@ def test_every_value_has_a_source(tmp_path: Path) -> None:
         assert settings.sources[key] == "default"
     assert settings.sources["colors"] == "default"
     assert settings.sources["colors.green.servers"] == "default"
-    assert settings.env == "all"
-    assert (settings.switch, settings.rollback, settings.dry_run) == (False, False, False)
-    assert settings.runtime_api == RuntimeApiAddress(path="/var/run/haproxy/admin.sock")
+    assert settings.run.env == "all"
+    assert (settings.run.switch, settings.run.rollback, settings.run.dry_run) == (
+        False,
+        False,
+        False,
+    )
+    assert settings.haproxy.runtime_api == RuntimeApiAddress(path="/var/run/haproxy/admin.sock")
 
 
 def test_values_are_parsed_from_text(tmp_path: Path) -> None:
@@ -142,12 +153,12 @@ def test_values_are_parsed_from_text(tmp_path: Path) -> None:
         environ={"BLUEGREEN_VERIFY_RESPONSES": " 7 ", "BLUEGREEN_HTTP_TIMEOUT": "0.25"},
         ini={"bluegreen_full_weight": "256", "bluegreen_color_header": "X-Color"},
     )
-    assert settings.env == "green"
-    assert settings.runtime_api == RuntimeApiAddress(host="127.0.0.1", port=9999)
-    assert settings.verify_responses == 7
-    assert settings.http_timeout == 0.25
-    assert settings.full_weight == 256
-    assert settings.color_header == "X-Color"
+    assert settings.run.env == "green"
+    assert settings.haproxy.runtime_api == RuntimeApiAddress(host="127.0.0.1", port=9999)
+    assert settings.switching.verify_responses == 7
+    assert settings.checks.http_timeout == 0.25
+    assert settings.switching.full_weight == 256
+    assert settings.topology.color_header == "X-Color"
 
 
 def test_switch_and_rollback_come_from_the_command_line_only(tmp_path: Path) -> None:
@@ -158,7 +169,7 @@ def test_switch_and_rollback_come_from_the_command_line_only(tmp_path: Path) -> 
     )
     assert not settings.gating
     gated = resolve_in(tmp_path, cli={"switch": True, "env": "green"})
-    assert gated.switch
+    assert gated.run.switch
     assert gated.sources["switch"] == "cli --switch"
     assert gated.target == "green"
 
@@ -174,13 +185,13 @@ def test_dry_run_from_env_var(tmp_path: Path) -> None:
     settings = resolve_in(
         tmp_path, cli={"switch": True, "env": "blue"}, environ={"BLUEGREEN_DRY_RUN": "yes"}
     )
-    assert settings.dry_run
+    assert settings.run.dry_run
     assert settings.sources["dry_run"] == "env BLUEGREEN_DRY_RUN"
 
 
 def test_options_without_a_flag_ignore_the_cli_mapping(tmp_path: Path) -> None:
     settings = resolve_in(tmp_path, cli={"runtime_api_timeout": "9"})
-    assert settings.runtime_api_timeout == 2.0
+    assert settings.haproxy.runtime_api_timeout == 2.0
     assert settings.sources["runtime_api_timeout"] == "default"
 
 
@@ -210,10 +221,10 @@ def test_pyproject_tool_table_is_read(tmp_path: Path) -> None:
     )
     settings = resolve_in(tmp_path)
     assert settings.config_file == tmp_path / "pyproject.toml"
-    assert settings.env == "green"
+    assert settings.run.env == "green"
     assert settings.sources["env"] == "file pyproject.toml env"
-    assert settings.drain_timeout == 3.0
-    assert settings.color["green"].servers == (ServerRef("be", "green"),)
+    assert settings.switching.drain_timeout == 3.0
+    assert settings.topology.color["green"].servers == (ServerRef("be", "green"),)
     assert settings.sources["colors.blue.api_url"] == "file pyproject.toml colors.blue.api_url"
 
 
@@ -221,7 +232,7 @@ def test_pyproject_without_tool_table_gives_defaults(tmp_path: Path) -> None:
     write(tmp_path, "pyproject.toml", '[project]\nname = "x"\n[tool.other]\nenv = "green"\n')
     settings = resolve_in(tmp_path)
     assert settings.config_file is None
-    assert settings.env == "all"
+    assert settings.run.env == "all"
     assert settings.sources["env"] == "default"
 
 
@@ -230,9 +241,12 @@ def test_bluegreen_toml_wins_over_pyproject(tmp_path: Path) -> None:
     write(tmp_path, "bluegreen.toml", 'env = "blue"\n')
     settings = resolve_in(tmp_path)
     assert settings.config_file == tmp_path / "bluegreen.toml"
-    assert (settings.env, settings.sources["env"]) == ("blue", "file bluegreen.toml env")
+    assert (settings.run.env, settings.sources["env"]) == ("blue", "file bluegreen.toml env")
     # the files are not merged: pyproject's drain_timeout is not used
-    assert (settings.drain_timeout, settings.sources["drain_timeout"]) == (30.0, "default")
+    assert (settings.switching.drain_timeout, settings.sources["drain_timeout"]) == (
+        30.0,
+        "default",
+    )
 
 
 def test_explicit_config_file_wins_over_bluegreen_toml(tmp_path: Path) -> None:
@@ -240,11 +254,11 @@ def test_explicit_config_file_wins_over_bluegreen_toml(tmp_path: Path) -> None:
     write(tmp_path, "deploy/prod.toml", 'env = "green"\n')
     from_cli = resolve_in(tmp_path, cli={"config": "deploy/prod.toml"})
     assert from_cli.config_file == tmp_path / "deploy" / "prod.toml"
-    assert (from_cli.env, from_cli.sources["env"]) == ("green", "file prod.toml env")
+    assert (from_cli.run.env, from_cli.sources["env"]) == ("green", "file prod.toml env")
     from_env = resolve_in(tmp_path, environ={"BLUEGREEN_CONFIG": "deploy/prod.toml"})
     assert from_env.config_file == tmp_path / "deploy" / "prod.toml"
     from_ini = resolve_in(tmp_path, ini={"bluegreen_config": str(tmp_path / "deploy/prod.toml")})
-    assert from_ini.env == "green"
+    assert from_ini.run.env == "green"
 
 
 def test_explicit_pyproject_uses_its_tool_table(tmp_path: Path) -> None:
@@ -254,7 +268,7 @@ def test_explicit_pyproject_uses_its_tool_table(tmp_path: Path) -> None:
         '[project]\nname = "deploy"\n[tool.bluegreen]\nenv = "green"\n',
     )
     settings = resolve_in(tmp_path, cli={"config": "deploy/pyproject.toml"})
-    assert settings.env == "green"
+    assert settings.run.env == "green"
 
 
 # --- per-color values ---------------------------------------------------------------------------
@@ -274,8 +288,8 @@ servers = ["api_backend/g1"]
 def test_color_tables(tmp_path: Path) -> None:
     write(tmp_path, "bluegreen.toml", COLORS_TOML)
     settings = resolve_in(tmp_path)
-    assert settings.colors == ("blue", "green")
-    blue, green = settings.color["blue"], settings.color["green"]
+    assert settings.topology.colors == ("blue", "green")
+    blue, green = settings.topology.color["blue"], settings.topology.color["green"]
     assert blue.api_url == "http://blue.internal:8000"
     assert blue.frontend_url == "http://blue.internal:3000"
     assert blue.servers == (ServerRef("api_backend", "b1"), ServerRef("frontend_backend", "b2"))
@@ -285,8 +299,8 @@ def test_color_tables(tmp_path: Path) -> None:
         "file bluegreen.toml colors.blue.frontend_url"
     )
     assert settings.sources["colors.green.frontend_url"] == "default"
-    assert settings.color_of(ServerRef("api_backend", "g1")) == "green"
-    assert settings.color_of(ServerRef("api_backend", "nobody")) is None
+    assert settings.topology.color_of(ServerRef("api_backend", "g1")) == "green"
+    assert settings.topology.color_of(ServerRef("api_backend", "nobody")) is None
 
 
 def test_color_env_vars_override_the_file(tmp_path: Path) -> None:
@@ -299,24 +313,24 @@ def test_color_env_vars_override_the_file(tmp_path: Path) -> None:
             "BLUEGREEN_GREEN_FRONTEND_URL": "http://green.env:3000",
         },
     )
-    assert settings.color["blue"].api_url == "https://blue.env:443"
+    assert settings.topology.color["blue"].api_url == "https://blue.env:443"
     assert settings.sources["colors.blue.api_url"] == "env BLUEGREEN_BLUE_API_URL"
-    assert settings.color["blue"].servers == (
+    assert settings.topology.color["blue"].servers == (
         ServerRef("api_backend", "b1"),
         ServerRef("frontend_backend", "b2"),
     )
-    assert settings.color["green"].servers == (
+    assert settings.topology.color["green"].servers == (
         ServerRef("api_backend", "g7"),
         ServerRef("frontend_backend", "g8"),
     )
     assert settings.sources["colors.green.servers"] == "env BLUEGREEN_GREEN_SERVERS"
-    assert settings.color["green"].frontend_url == "http://green.env:3000"
+    assert settings.topology.color["green"].frontend_url == "http://green.env:3000"
 
 
 def test_color_env_vars_apply_to_default_colors(tmp_path: Path) -> None:
     settings = resolve_in(tmp_path, environ={"BLUEGREEN_GREEN_SERVERS": "be/g"})
-    assert settings.color["green"].servers == (ServerRef("be", "g"),)
-    assert settings.color["blue"].api_url == "http://127.0.0.1:21010"
+    assert settings.topology.color["green"].servers == (ServerRef("be", "g"),)
+    assert settings.topology.color["blue"].api_url == "http://127.0.0.1:21010"
     assert settings.sources["colors.blue.api_url"] == "default"
 
 
@@ -334,11 +348,11 @@ def test_custom_color_names(tmp_path: Path) -> None:
         """,
     )
     settings = resolve_in(tmp_path, environ={"BLUEGREEN_DARK_RED_API_URL": "http://red:1"})
-    assert settings.colors == ("dark-red", "black")
-    assert settings.color["dark-red"].api_url == "http://red:1"
+    assert settings.topology.colors == ("dark-red", "black")
+    assert settings.topology.color["dark-red"].api_url == "http://red:1"
     assert settings.sources["colors.dark-red.api_url"] == "env BLUEGREEN_DARK_RED_API_URL"
     assert settings.target == "dark-red"
-    assert settings.other("dark-red") == "black"
+    assert settings.topology.other("dark-red") == "black"
 
 
 @pytest.mark.parametrize(
@@ -356,8 +370,8 @@ def test_target_and_selected_colors(
     settings = resolve_in(tmp_path, cli={"env": env})
     assert settings.target == target
     assert settings.selected_colors() == selected
-    assert settings.other("blue") == "green"
-    assert settings.other("green") == "blue"
+    assert settings.topology.other("blue") == "green"
+    assert settings.topology.other("green") == "blue"
 
 
 # --- errors: one line naming the value and where it came from ----------------------------------
@@ -711,7 +725,7 @@ def test_env_files_merge_shared_then_color(tmp_path: Path) -> None:
 def test_secrets_are_kept_apart(tmp_path: Path) -> None:
     make_env_files(tmp_path / "config" / "deploy")
     files = resolve_in(tmp_path).env_files
-    assert files.secrets_values() == {"DB_PASSWORD": "s3cr3t"}
+    assert Secrets.load(files.secrets) == {"DB_PASSWORD": "s3cr3t"}
     assert "DB_PASSWORD" not in files.variables("blue")
     assert "DB_PASSWORD" not in files.variables(None)
 
@@ -720,7 +734,7 @@ def test_missing_env_files_are_empty(tmp_path: Path) -> None:
     files = resolve_in(tmp_path, environ={"BLUEGREEN_ENV_DIR": "nowhere"}).env_files
     assert files.directory == tmp_path / "nowhere"
     assert files.variables("green") == {}
-    assert files.secrets_values() == {}
+    assert Secrets.load(files.secrets) == {}
 
 
 def test_env_dir_from_the_file(tmp_path: Path) -> None:
@@ -729,7 +743,7 @@ def test_env_dir_from_the_file(tmp_path: Path) -> None:
     settings = resolve_in(tmp_path, cli={"config": "deploy/bluegreen.toml"})
     assert settings.sources["env_dir"] == "file bluegreen.toml env_dir"
     assert settings.env_files.variables("blue")["BLUE_ONLY"] == "1"
-    assert settings.env_files.secrets_values() == {"DB_PASSWORD": "s3cr3t"}
+    assert Secrets.load(settings.env_files.secrets) == {"DB_PASSWORD": "s3cr3t"}
 
 
 # --- paths --------------------------------------------------------------------------------------
@@ -748,9 +762,9 @@ def test_paths_are_relative_to_the_config_files_folder(tmp_path: Path) -> None:
     settings = resolve_in(tmp_path, cli={"config": "ops/bg.toml"})
     ops = tmp_path / "ops"
     assert settings.config_file == ops / "bg.toml"
-    assert settings.state_file == ops / "state" / "history.json"
-    assert settings.lock_file == ops / "state" / "history.json.lock"
-    assert settings.haproxy_state_file == ops / "haproxy" / "server-state"
+    assert settings.state.state_file == ops / "state" / "history.json"
+    assert settings.state.lock_file == ops / "state" / "history.json.lock"
+    assert settings.haproxy.haproxy_state_file == ops / "haproxy" / "server-state"
     assert settings.env_files.directory == ops / "env"
     assert settings.env_files.shared == ops / "env" / "shared.env"
     assert settings.env_files.secrets == ops / "env" / "secrets.env"
@@ -759,14 +773,14 @@ def test_paths_are_relative_to_the_config_files_folder(tmp_path: Path) -> None:
 def test_default_paths_are_relative_to_the_config_files_folder(tmp_path: Path) -> None:
     write(tmp_path, "ops/bg.toml", 'env = "blue"\n')
     settings = resolve_in(tmp_path, cli={"config": str(tmp_path / "ops" / "bg.toml")})
-    assert settings.state_file == tmp_path / "ops" / ".bluegreen" / "state.json"
+    assert settings.state.state_file == tmp_path / "ops" / ".bluegreen" / "state.json"
     assert settings.env_files.directory == tmp_path / "ops" / "config" / "deploy"
-    assert settings.haproxy_state_file is None
+    assert settings.haproxy.haproxy_state_file is None
 
 
 def test_paths_without_a_file_are_relative_to_rootdir(tmp_path: Path) -> None:
     settings = resolve_in(tmp_path, environ={"BLUEGREEN_STATE_FILE": "var/s.json"})
-    assert settings.state_file == tmp_path / "var" / "s.json"
+    assert settings.state.state_file == tmp_path / "var" / "s.json"
     assert settings.env_files.directory == tmp_path / "config" / "deploy"
 
 
@@ -776,7 +790,7 @@ def test_absolute_and_home_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     absolute = tmp_path / "elsewhere" / "state.json"
     write(tmp_path, "ops/bg.toml", f'state_file = "{absolute}"\nenv_dir = "~/deploy-env"\n')
     settings = resolve_in(tmp_path, cli={"config": "ops/bg.toml"})
-    assert settings.state_file == absolute
+    assert settings.state.state_file == absolute
     assert settings.env_files.directory == home / "deploy-env"
 
 
@@ -821,12 +835,12 @@ def test_deploy_settings_and_color_services(tmp_path: Path) -> None:
         cli={"deploy": "v1.1.0", "env": "green", "skip_backup": True},
         environ={"BLUEGREEN_BLUE_SERVICES": "b-api, b-ui, b-worker"},
     )
-    assert settings.deploy == "v1.1.0"
-    assert settings.skip_backup
+    assert settings.run.deploy == "v1.1.0"
+    assert settings.run.skip_backup
     assert settings.gating  # a deploy takes the lock like a switch
-    assert settings.color["green"].services == ("g-api", "g-ui")
-    assert settings.color["blue"].services == ("b-api", "b-ui", "b-worker")
+    assert settings.topology.color["green"].services == ("g-api", "g-ui")
+    assert settings.topology.color["blue"].services == ("b-api", "b-ui", "b-worker")
     assert settings.sources["colors.blue.services"] == "env BLUEGREEN_BLUE_SERVICES"
-    assert settings.compose_file == tmp_path / "docker" / "docker-compose.blue-green.yml"
-    assert settings.backup_dir == tmp_path / "reports" / "backups"
-    assert (settings.on_failed_gate, settings.pull) == ("keep", "missing")
+    assert settings.compose.compose_file == tmp_path / "docker" / "docker-compose.blue-green.yml"
+    assert settings.compose.backup_dir == tmp_path / "reports" / "backups"
+    assert (settings.compose.on_failed_gate, settings.compose.pull) == ("keep", "missing")

@@ -96,7 +96,10 @@ class JarvisStack:
         values: dict[str, Any] = {
             "compose_file": str(COMPOSE_FILE),
             "compose_project": PROJECT,
+            "image_repository": "bluegreen/jarvis",
             "pull": "never",
+            "backup_service": "postgres",
+            "backup_command": ["pg_dump", "-U", "sutazai", "--no-owner", "sutazai"],
             "backup_dir": str(self.workdir / "backups"),
             "deploy_timeout": 120,
             "env_dir": str(ROOT / "config" / "deploy"),
@@ -106,6 +109,7 @@ class JarvisStack:
             "redis_url": "redis://127.0.0.1:10001/0",
             "neo4j_url": "http://127.0.0.1:10002",
             "ollama_url": "http://127.0.0.1:10104",
+            "ollama_model": "tinyllama",
             # HAProxy's public side of this test stack
             "https_url": f"https://127.0.0.1:{self.haproxy.ports['https']}",
             "http_url": f"http://127.0.0.1:{self.haproxy.ports['http']}",

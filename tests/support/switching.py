@@ -73,9 +73,9 @@ def switch_under_load(
         target = "green"
         for _ in range(switches):
             progress.wait_for_more(min_between, thread)
-            plan = switch.plan(api, settings, target)
-            results.append(switch.apply(api, plan, settings))
-            target = settings.other(target)
+            plan = switch.plan(api, settings.topology, target, settings.switching.full_weight)
+            results.append(switch.apply(api, plan, settings.switching, settings.topology))
+            target = settings.topology.other(target)
         progress.wait_for_more(min_between, thread, load_may_end=True)
     finally:
         stop.set()

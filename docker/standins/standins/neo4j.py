@@ -143,7 +143,7 @@ BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
 }
 
 
-def evaluate(node: ast.AST, params: dict[str, Any]) -> Any:
+def evaluate(node: ast.AST, params: dict[str, Any]) -> Any:  # noqa: PLR0911 - one return per node kind
     if isinstance(node, ast.Expression):
         return evaluate(node.body, params)
     if isinstance(node, ast.Constant):

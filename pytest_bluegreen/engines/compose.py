@@ -1,0 +1,324 @@
+"""Docker Compose as the engine that runs the colors (python-on-whales over the real CLI; the
+docker SDK to read containers).
+
+Deploying one color at a tag: check the engine and Compose v2 answer and the image is there,
+optionally back up (``backup_command`` in ``backup_service``), ``compose up -d --wait`` the
+color's services with the tag in ``<COLOR>_TAG`` (an env file that also remembers the other
+color's tag), and wait until every container is healthy, with a deadline. Every failure is a
+DeployError with one clear first line; nothing is half done that was not already running.
+
+Also the one home of: the tags file, a color's tag variable, and a color's containers.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pytest_bluegreen.errors import DeployError
+from pytest_bluegreen.extras import require
+from pytest_bluegreen.settings import ComposeSettings, Topology
+
+from . import DeployResult
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+    from python_on_whales import DockerClient, DockerException
+
+    import docker
+
+__all__ = ["ComposeEngine", "TagsFile", "compose_containers", "tag_variable"]
+
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+
+
+def tag_variable(color: str) -> str:
+    """The Compose variable that holds a color's image tag: ``GREEN_TAG``."""
+    return f"{color.upper().replace('-', '_')}_TAG"
+
+
+def valid_tag(tag: str) -> bool:
+    return bool(_TAG.match(tag))
+
+
+class TagsFile:
+    """The Compose env file that remembers each color's deployed tag (``GREEN_TAG=v1.1.0``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> dict[str, str]:
+        tags: dict[str, str] = {}
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                key, sep, value = line.partition("=")
+                if sep:
+                    tags[key.strip()] = value.strip()
+        return tags
+
+    def write(self, tags: dict[str, str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(f"{k}={v}\n" for k, v in sorted(tags.items())))
+        tmp.replace(self.path)
+
+    def tag_of(self, color: str) -> str | None:
+        return self.read().get(tag_variable(color))
+
+    def tags(self, colors: Iterable[str]) -> dict[str, str | None]:
+        found = self.read()
+        return {c: found.get(tag_variable(c)) for c in colors}
+
+
+def docker_client() -> docker.DockerClient:
+    """A docker SDK client for the engine (``DOCKER_HOST`` respected); raises DockerException."""
+    sdk = require("docker", "docker", "looking at containers")
+    client: docker.DockerClient = sdk.from_env()
+    client.ping()
+    return client
+
+
+def compose_containers(
+    client: docker.DockerClient, project: str, services: Iterable[str] | None = None
+) -> list[Container]:
+    """The project's containers (running or not), of the given services only when given."""
+    if services is None:
+        return list(
+            client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
+        )
+    found: list[Container] = []
+    for service in services:
+        labels = [f"{PROJECT_LABEL}={project}", f"{SERVICE_LABEL}={service}"]
+        found += client.containers.list(all=True, filters={"label": labels})
+    return found
+
+
+def health_of(container: Container) -> str:
+    """``healthy``, ``unhealthy``, ``starting``, or ``none`` (no health check)."""
+    health = container.attrs.get("State", {}).get("Health")
+    return str(health["Status"]) if health else "none"
+
+
+def _first_line(exc: DockerException) -> str:
+    text = (exc.stderr or exc.stdout or str(exc)).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit code {exc.return_code}"
+
+
+class ComposeEngine:
+    """Deploys, tears down and describes the colors of one Compose project."""
+
+    def __init__(
+        self,
+        compose: ComposeSettings,
+        topology: Topology,
+        tags_file: Path,
+        progress: Callable[[str], None] = lambda line: None,
+        client: DockerClient | None = None,
+    ) -> None:
+        whales = require("python_on_whales", "docker", "deploying with Docker Compose")
+        self.compose = compose
+        self.topology = topology
+        self.progress = progress
+        self.tags = TagsFile(tags_file)
+        if not self.tags.path.exists():  # compose refuses a missing --env-file
+            self.tags.write({})
+        self._exception: type[DockerException] = whales.DockerException
+        self.client: DockerClient = client or whales.DockerClient(
+            compose_files=[compose.compose_file],
+            compose_project_name=compose.project_name,
+            compose_env_files=[self.tags.path],
+        )
+
+    # -- checks ------------------------------------------------------------------------------
+    def check_engine(self) -> None:
+        try:
+            self.client.system.info()
+        except self._exception as exc:
+            raise DeployError(f"Docker engine not reachable: {_first_line(exc)}") from None
+        try:
+            version = self.client.compose.version()
+        except self._exception as exc:
+            raise DeployError(
+                f"Docker Compose v2 is missing ('docker compose' failed: {_first_line(exc)}); "
+                "run scripts/install-docker"
+            ) from None
+        if "v2." not in version and " 2." not in version:
+            raise DeployError(f"Docker Compose v2 is needed, found: {version.strip()}")
+        if not self.compose.compose_file.is_file():
+            raise DeployError(f"compose file {self.compose.compose_file} does not exist")
+
+    def image(self, tag: str) -> str | None:
+        repository = self.compose.image_repository
+        return None if repository is None else f"{repository}:{tag}"
+
+    def check_image(self, tag: str) -> None:
+        if not valid_tag(tag):
+            raise DeployError(f"{tag!r} is not a valid image tag")
+        name = self.image(tag)
+        if name is not None and self.compose.pull == "never" and not self.client.image.exists(name):
+            raise DeployError(
+                f"image {name} is not present (pull policy 'never'); build it with "
+                f'scripts/build-images {tag}, or set pull = "missing" to pull it'
+            )
+
+    def deployed_tag(self, color: str) -> str | None:
+        return self.tags.tag_of(color)
+
+    # -- steps -------------------------------------------------------------------------------
+    def backup(self, color: str, tag: str) -> Path | None:
+        """The backup command's output saved in ``backup_dir``, or None when it has no
+        service running yet (the very first deploy) or no backup is configured."""
+        s = self.compose
+        if s.backup_service is None or not s.backup_command:
+            return None
+        try:
+            running = [c for c in self.client.compose.ps([s.backup_service]) if c.state.running]
+        except self._exception as exc:
+            raise DeployError(
+                f"backup: cannot list {s.backup_service}: {_first_line(exc)}"
+            ) from None
+        if not running:
+            return None
+        self.progress(
+            f"backing up {s.backup_service} ({s.backup_command[0]}) before deploying {color}"
+        )
+        try:
+            dump = self.client.compose.execute(s.backup_service, list(s.backup_command), tty=False)
+        except self._exception as exc:
+            raise DeployError(
+                f"backup failed ({s.backup_command[0]}): {_first_line(exc)}"
+            ) from None
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        s.backup_dir.mkdir(parents=True, exist_ok=True)
+        path = s.backup_dir / f"{stamp}-{color}-{tag}.backup"
+        path.write_text(dump or "")
+        return path
+
+    def deploy(self, color: str, tag: str, *, backup: bool = True) -> DeployResult:
+        services = list(self.topology.color[color].services)
+        start = time.monotonic()
+        self.check_engine()
+        self.check_image(tag)
+        notes: list[str] = []
+        saved: Path | None = None
+        if backup:
+            saved = self.backup(color, tag)
+            if saved is None:
+                notes.append("no backup: none configured, or its service is not running yet")
+        previous = self.tags.read()
+        self.tags.write({**previous, tag_variable(color): tag})
+        timeout = self.compose.deploy_timeout
+        self.progress(
+            f"deploying {color} {tag}: compose up {' '.join(services)} "
+            f"(waiting up to {timeout:g}s for healthy)"
+        )
+        try:
+            self.client.compose.up(
+                services,
+                detach=True,
+                wait=True,
+                wait_timeout=max(1, round(timeout)),
+                pull=self.compose.pull,
+                quiet=True,
+            )
+        except self._exception as exc:
+            self.tags.write(previous)
+            unhealthy = self.unhealthy(services)
+            detail = f"; not healthy: {', '.join(unhealthy)}" if unhealthy else ""
+            raise DeployError(
+                f"deploy of {color} {tag} failed: {_first_line(exc)}{detail}\n"
+                + self.logs_tail(services)
+            ) from None
+        # Compose's --wait is not the last word (seen returning while a container was still
+        # "starting"): every container must report healthy before the deadline
+        deadline = start + timeout
+        while unhealthy := self.unhealthy(services):
+            if time.monotonic() >= deadline:
+                self.tags.write(previous)
+                raise DeployError(
+                    f"deploy of {color} {tag} failed: not healthy within {timeout:g}s: "
+                    f"{', '.join(unhealthy)}\n" + self.logs_tail(services)
+                )
+            time.sleep(0.2)
+        seconds = time.monotonic() - start
+        self.progress(f"{color} {tag} is healthy after {seconds:.1f}s")
+        return DeployResult(
+            color=color,
+            tag=tag,
+            services=tuple(services),
+            seconds=seconds,
+            backup=saved,
+            previous_tag=previous.get(tag_variable(color)),
+            notes=tuple(notes),
+        )
+
+    def unhealthy(self, services: list[str]) -> list[str]:
+        try:
+            containers = self.client.compose.ps(services, all=True)
+        except self._exception:
+            return []
+        out = []
+        for c in containers:
+            health = c.state.health.status if c.state.health else None
+            if not c.state.running or health not in (None, "healthy"):
+                out.append(f"{c.name} ({health or c.state.status})")
+        return out
+
+    def logs_tail(self, services: list[str], lines: int = 20) -> str:
+        try:
+            text = self.client.compose.logs(services, tail=str(lines), no_log_prefix=False)
+        except self._exception as exc:
+            return f"(no logs: {_first_line(exc)})"
+        return str(text or "").rstrip()
+
+    def teardown(self, color: str) -> None:
+        services = list(self.topology.color[color].services)
+        self.progress(f"tearing down {color}: {' '.join(services)}")
+        try:
+            self.client.compose.rm(services, stop=True)
+        except self._exception as exc:
+            raise DeployError(f"teardown of {color} failed: {_first_line(exc)}") from None
+
+
+def color_health(compose: ComposeSettings, topology: Topology) -> dict[str, str]:
+    """color -> "3/3 healthy" from the containers' Compose labels; "-" without an engine."""
+    try:
+        client = docker_client()
+    except Exception:
+        return dict.fromkeys(topology.colors, "-")
+    out: dict[str, str] = {}
+    try:
+        for name, cfg in topology.color.items():
+            containers = compose_containers(client, compose.project_name, cfg.services)
+            healthy = sum(
+                1 for c in containers if c.status == "running" and health_of(c) == "healthy"
+            )
+            out[name] = f"{healthy}/{len(cfg.services)} healthy"
+    finally:
+        client.close()
+    return out
+
+
+def container_logs(compose: ComposeSettings, topology: Topology, color: str, lines: int) -> str:
+    """The last lines of each of the color's containers, or "" without an engine."""
+    try:
+        client = docker_client()
+    except Exception:
+        return ""
+    parts: list[str] = []
+    try:
+        for container in compose_containers(
+            client, compose.project_name, topology.color[color].services
+        ):
+            tail = container.logs(tail=lines).decode(errors="replace")
+            parts.append(f"=== {container.name}\n{tail}")
+    finally:
+        client.close()
+    return "\n".join(parts)

@@ -1,0 +1,81 @@
+"""The exit codes of a gated run and the errors that carry them: one table, one hierarchy.
+
+Every error the gate raises on purpose is a :class:`BluegreenError` whose ``exit_code`` says how
+the run ends, so the plugin and the ``bluegreen`` command each need one ``except``. Codes 0-5
+keep pytest's meaning.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import ClassVar
+
+__all__ = [
+    "EXIT_CODES",
+    "BluegreenError",
+    "DeployError",
+    "ExitCode",
+    "Refused",
+    "UsageError",
+]
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    CHECKS_FAILED = 1
+    INTERRUPTED = 2
+    INTERNAL_ERROR = 3
+    USAGE_ERROR = 4
+    NO_TESTS_COLLECTED = 5
+    INCONCLUSIVE = 6
+    REFUSED = 7
+    SWITCH_REVERTED = 8
+    DEPLOY_FAILED = 9
+
+
+EXIT_CODES: Mapping[ExitCode, str] = {
+    ExitCode.OK: "checks passed; switched, or the target was already live (or dry run)",
+    ExitCode.CHECKS_FAILED: "checks failed; no switch, traffic kept on (or returned to) the "
+    "last good color",
+    ExitCode.INTERRUPTED: "interrupted",
+    ExitCode.INTERNAL_ERROR: "internal error",
+    ExitCode.USAGE_ERROR: "usage error (bad option or setting)",
+    ExitCode.NO_TESTS_COLLECTED: "no tests collected",
+    ExitCode.INCONCLUSIVE: "inconclusive: no check for the target color ran and passed; no switch",
+    ExitCode.REFUSED: "refused: target not UP in HAProxy, vetoed by a hook, another gate holds "
+    "the lock, or the Runtime API is unreachable or not admin; nothing changed",
+    ExitCode.SWITCH_REVERTED: "the switch failed (verification or Runtime API) and the previous "
+    "server states were restored",
+    ExitCode.DEPLOY_FAILED: "--deploy failed (engine, Compose, image, or not healthy in time); "
+    "no check ran, no switch",
+}
+
+
+class BluegreenError(Exception):
+    """A failure the gate expects and explains: its first line is for the operator."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.REFUSED
+
+    @property
+    def first_line(self) -> str:
+        text = str(self)
+        return text.splitlines()[0] if text else type(self).__name__
+
+
+class UsageError(BluegreenError):
+    """Bad input (an option, a setting, a file): one line, nothing changed."""
+
+    exit_code = ExitCode.USAGE_ERROR
+
+
+class Refused(BluegreenError):
+    """The gate would not act: nothing changed (lock held, HAProxy not ready, a veto)."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class DeployError(BluegreenError):
+    """A deploy step failed; the message's first line says which and why."""
+
+    exit_code = ExitCode.DEPLOY_FAILED

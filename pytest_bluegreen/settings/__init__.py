@@ -1,0 +1,52 @@
+"""Settings for one deployment, resolved once: CLI > environment variable > ini > file > default.
+
+- :mod:`.options`: one declaration per setting (a field of its group, made with ``setting()``);
+- :mod:`.parsers`: text or TOML values to typed values;
+- :mod:`.files`: finding and reading ``bluegreen.toml`` / ``[tool.bluegreen]``;
+- :mod:`.model`: the frozen groups and :class:`Settings`;
+- :mod:`.resolve`: the layering, the cross-checks and the report header.
+"""
+
+from __future__ import annotations
+
+from .files import SettingsError
+from .model import (
+    Answer,
+    ChecksSettings,
+    ColorSettings,
+    ComposeSettings,
+    EnvFiles,
+    HaproxySettings,
+    ReportSettings,
+    RunSettings,
+    Settings,
+    StateSettings,
+    SwitchingSettings,
+    Topology,
+)
+from .options import Option, options_of, setting
+from .resolve import CONFIG_OPTION, CORE_GROUPS, all_options, describe, resolve
+
+__all__ = [
+    "CONFIG_OPTION",
+    "CORE_GROUPS",
+    "Answer",
+    "ChecksSettings",
+    "ColorSettings",
+    "ComposeSettings",
+    "EnvFiles",
+    "HaproxySettings",
+    "Option",
+    "ReportSettings",
+    "RunSettings",
+    "Settings",
+    "SettingsError",
+    "StateSettings",
+    "SwitchingSettings",
+    "Topology",
+    "all_options",
+    "describe",
+    "options_of",
+    "resolve",
+    "setting",
+]

@@ -1,0 +1,470 @@
+"""The resolved settings: small frozen groups, each holding what one part of the gate needs.
+
+A module takes the group it works with (the switch takes ``switching`` and ``topology``, the
+deployer ``compose``), not the whole :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
+
+from pytest_bluegreen.envfile import read_env_file
+from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiAddress, ServerRef, ServerState
+from pytest_bluegreen.thresholds import Threshold
+
+from . import parsers as p
+from .options import setting
+
+__all__ = [
+    "Answer",
+    "ChecksSettings",
+    "ColorSettings",
+    "ComposeSettings",
+    "EnvFiles",
+    "HaproxySettings",
+    "ReportSettings",
+    "RunSettings",
+    "Settings",
+    "StateSettings",
+    "SwitchingSettings",
+    "Topology",
+]
+
+OnFailedGate = Literal["keep", "teardown", "restore"]
+PullPolicy = Literal["missing", "never", "always"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What this run is asked to do (mostly from the command line)."""
+
+    GROUP: ClassVar[str] = "run"
+    env: str = setting("all", p.lower, "blue|green|all|shared: which checks run", cli="--env")
+    switch: bool = setting(
+        False,
+        p.boolean,
+        "gate: switch HAProxy traffic to the --env color when the session passes",
+        cli="--switch",
+        env=False,
+        ini=False,
+        file=False,
+        flag=True,
+    )
+    rollback: bool = setting(
+        False,
+        p.boolean,
+        "return traffic to the previous color after its checks pass, and verify",
+        cli="--rollback",
+        env=False,
+        ini=False,
+        file=False,
+        flag=True,
+    )
+    dry_run: bool = setting(
+        False,
+        p.boolean,
+        "with --switch/--rollback: print what would be switched and why, change nothing",
+        cli="--dry-run",
+        ini=False,
+        flag=True,
+    )
+    deploy: str | None = setting(
+        None,
+        p.optional(p.text),
+        "TAG: before the checks, deploy the --env color at TAG (compose up, wait healthy)",
+        cli="--deploy",
+        env=False,
+        ini=False,
+        file=False,
+    )
+    force_deploy: bool = setting(
+        False,
+        p.boolean,
+        "with --deploy: allow deploying over the live color",
+        cli="--force-deploy",
+        env=False,
+        ini=False,
+        file=False,
+        flag=True,
+    )
+    skip_backup: bool = setting(
+        False,
+        p.boolean,
+        "with --deploy: no backup (backup_command) before deploying",
+        cli="--skip-backup",
+        ini=False,
+        flag=True,
+    )
+    deployment_tag: str | None = setting(
+        None,
+        p.optional(p.text),
+        "the version being gated, recorded in the history",
+        cli="--deployment-tag",
+    )
+
+
+@dataclass(frozen=True)
+class HaproxySettings:
+    """Where HAProxy's Runtime API listens, and its server-state file."""
+
+    GROUP: ClassVar[str] = "haproxy"
+    runtime_api: RuntimeApiAddress = setting(
+        RuntimeApiAddress(path="/var/run/haproxy/admin.sock"),
+        p.runtime_api,
+        "HAProxy Runtime API: a unix socket path or 127.0.0.1:PORT",
+        cli="--runtime-api",
+    )
+    runtime_api_timeout: float = setting(2.0, p.seconds, "Runtime API socket timeout (s)")
+    haproxy_state_file: Path | None = setting(
+        None,
+        p.optional(p.path),
+        "HAProxy's server-state-file, rewritten after each switch",
+        path=True,
+    )
+
+    def client(self) -> RuntimeApi:
+        """A Runtime API client for this address and timeout."""
+        return RuntimeApi(self.runtime_api, self.runtime_api_timeout)
+
+
+@dataclass(frozen=True)
+class SwitchingSettings:
+    """How traffic moves: the routed URLs that verify it, weights, timeouts, the probe."""
+
+    GROUP: ClassVar[str] = "switching"
+    routed_api_url: str = setting(
+        "http://127.0.0.1:20010",
+        p.url,
+        "the public URL HAProxy routes to the live color (switch verification)",
+        cli="--routed-url",
+    )
+    routed_frontend_url: str | None = setting(
+        "http://127.0.0.1:20011",
+        p.optional(p.url),
+        "the public frontend URL routed to the live color",
+    )
+    verify_path: str = setting(
+        "/health", p.path_segment, "path requested through the routed URL to verify a switch"
+    )
+    verify_responses: int = setting(
+        3, p.whole(1, 100), "consecutive responses from the new color that verify a switch"
+    )
+    full_weight: int = setting(100, p.whole(1, 256), "the HAProxy weight a live server gets")
+    drain_timeout: float = setting(
+        30.0,
+        p.seconds,
+        "seconds to wait for the old color's sessions to end",
+        cli="--drain-timeout",
+    )
+    verify_timeout: float = setting(
+        10.0,
+        p.seconds,
+        "seconds to wait for the routed URL to answer from the new color",
+        cli="--verify-timeout",
+    )
+    probe_requests: int = setting(
+        0,
+        p.whole(0, 10_000_000),
+        "N: during a switch, send at most N requests through the routed URL and report how "
+        "many failed (0: no probe)",
+        cli="--probe",
+    )
+
+    @property
+    def verify_url(self) -> str:
+        return self.routed_api_url + self.verify_path
+
+
+@dataclass(frozen=True)
+class ComposeSettings:
+    """The Compose stack the colors run in, and what ``--deploy`` does around ``compose up``."""
+
+    GROUP: ClassVar[str] = "compose"
+    compose_file: Path = setting(
+        Path("docker/docker-compose.blue-green.yml"),
+        p.path,
+        "the Compose file of the stack",
+        path=True,
+    )
+    compose_project: str | None = setting(
+        None,
+        p.optional(p.text),
+        "the Compose project name (default: Compose's own, the compose file's folder name)",
+    )
+    image_repository: str | None = setting(
+        None,
+        p.optional(p.text),
+        "the colors' image, tagged with the deployment tag (checked before deploying)",
+    )
+    pull: PullPolicy = setting(
+        "missing",
+        p.choice("missing", "never", "always"),
+        "Compose pull policy when deploying (never: the image must be built locally)",
+    )
+    deploy_timeout: float = setting(
+        120.0,
+        p.seconds,
+        "seconds to wait for the deployed services to become healthy",
+        cli="--deploy-timeout",
+    )
+    on_failed_gate: OnFailedGate = setting(
+        "keep",
+        p.choice("keep", "teardown", "restore"),
+        "after --deploy, when the gate fails: keep the color for debugging, tear it down, or "
+        "restore the tag it ran before",
+    )
+    backup_service: str | None = setting(
+        None,
+        p.optional(p.text),
+        "Compose service the backup command runs in (e.g. postgres); unset: no backup",
+    )
+    backup_command: tuple[str, ...] | None = setting(
+        None,
+        p.optional(p.text_list),
+        'command whose output is the backup, e.g. ["pg_dump", "-U", "app", "app"]',
+    )
+    backup_dir: Path = setting(
+        Path("reports/backups"), p.path, "where backups are written", path=True
+    )
+
+    @property
+    def project_name(self) -> str:
+        """The project name Compose uses: the setting, else the compose file's folder name."""
+        if self.compose_project:
+            return self.compose_project
+        folder = self.compose_file.resolve().parent.name.lower()
+        return "".join(c for c in folder if c.isalnum() or c in "_-") or "default"
+
+
+@dataclass(frozen=True)
+class ChecksSettings:
+    """What the checks use: their HTTP timeout and the perf checks' bounded load and limits."""
+
+    GROUP: ClassVar[str] = "checks"
+    thresholds: Mapping[str, tuple[Threshold, ...]] = field(default_factory=dict)
+    http_timeout: float = setting(
+        5.0, p.seconds, "timeout (s) of the checks' HTTP requests", cli="--http-timeout"
+    )
+    perf_requests: int = setting(400, p.whole(1, 1_000_000), "perf: requests per endpoint")
+    perf_duration: float = setting(10.0, p.seconds, "perf: at most this many seconds each")
+    perf_concurrency: int = setting(4, p.whole(1, 256), "perf: concurrent connections")
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """Where the gate's reports go."""
+
+    GROUP: ClassVar[str] = "reports"
+    allure_dir: Path | None = setting(
+        None,
+        p.optional(p.path),
+        "write Allure results here when --alluredir is not given (e.g. reports/allure-results)",
+        path=True,
+    )
+    verdict_file: Path = setting(
+        Path("reports/verdict.json"),
+        p.path,
+        "the gate's machine-readable verdict (decision, reason, colors, tag, counts)",
+        path=True,
+    )
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    """What the gate remembers between runs."""
+
+    GROUP: ClassVar[str] = "state"
+    state_file: Path = setting(
+        Path(".bluegreen/state.json"),
+        p.path,
+        "JSON history of switches; its '.lock' twin guards concurrent gates",
+        cli="--state-file",
+        path=True,
+    )
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_file.with_name(self.state_file.name + ".lock")
+
+    @property
+    def tags_file(self) -> Path:
+        """The Compose env file that remembers each color's deployed tag."""
+        return self.state_file.with_name("compose-tags.env")
+
+
+@dataclass(frozen=True)
+class EnvFiles:
+    """The seed's env files: ``shared.env``, ``<color>.env`` and ``secrets.env``."""
+
+    GROUP: ClassVar[str] = "env_files"
+    colors: tuple[str, ...] = ()
+    env_dir: Path = setting(
+        Path("config/deploy"), p.path, "folder of shared.env, <color>.env, secrets.env", path=True
+    )
+
+    @property
+    def directory(self) -> Path:
+        return self.env_dir
+
+    @property
+    def shared(self) -> Path:
+        return self.env_dir / "shared.env"
+
+    @property
+    def secrets(self) -> Path:
+        return self.env_dir / "secrets.env"
+
+    @property
+    def per_color(self) -> dict[str, Path]:
+        return {c: self.env_dir / f"{c}.env" for c in self.colors}
+
+    def variables(self, color: str | None) -> dict[str, str]:
+        """shared.env, then the color's file on top (secrets are kept apart)."""
+        merged = read_env_file(self.shared)
+        if color is not None:
+            merged.update(read_env_file(self.per_color[color]))
+        return merged
+
+
+@dataclass(frozen=True)
+class ColorSettings:
+    """What one color is: how to reach it directly and which HAProxy servers carry it."""
+
+    name: str
+    api_url: str
+    frontend_url: str | None
+    servers: tuple[ServerRef, ...]
+    services: tuple[str, ...] = ()  # its Compose services, deployed together
+
+
+class _Response(Protocol):
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def json(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Which color (and version) a response says it came from; None where it does not say."""
+
+    color: str | None
+    version: str | None
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The two colors, their servers, how a response names its color, and the live-color rule."""
+
+    GROUP: ClassVar[str] = "topology"
+    colors: tuple[str, str] = ("blue", "green")
+    color: Mapping[str, ColorSettings] = field(default_factory=dict)
+    color_header: str = setting(
+        "X-Bluegreen-Color",
+        p.header,
+        "response header naming the color (else the JSON body's 'color')",
+    )
+    version_header: str = setting(
+        "X-Bluegreen-Version",
+        p.header,
+        "response header naming the version (else the JSON body's 'version')",
+    )
+
+    def other(self, color: str) -> str:
+        first, second = self.colors
+        return second if color == first else first
+
+    def servers(self, color: str) -> tuple[ServerRef, ...]:
+        return self.color[color].servers
+
+    @property
+    def all_servers(self) -> list[ServerRef]:
+        return [ref for cfg in self.color.values() for ref in cfg.servers]
+
+    def color_of(self, ref: ServerRef) -> str | None:
+        for name, cfg in self.color.items():
+            if ref in cfg.servers:
+                return name
+        return None
+
+    def live_color(self, states: Mapping[ServerRef, ServerState]) -> str | None:
+        """The color all of whose servers take traffic while the other's take none."""
+        taking = {
+            name: [states[ref].takes_traffic for ref in cfg.servers if ref in states]
+            for name, cfg in self.color.items()
+        }
+        live = [name for name, flags in taking.items() if flags and all(flags)]
+        if len(live) != 1:
+            return None
+        if any(taking[self.other(live[0])]):
+            return None
+        return live[0]
+
+    def answered_by(self, response: _Response) -> Answer:
+        """The color and version a response names: headers first, else its JSON body."""
+        color = response.headers.get(self.color_header)
+        version = response.headers.get(self.version_header)
+        if color is None or version is None:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict):
+                color = color or _text_or_none(body.get("color"))
+                version = version or _text_or_none(body.get("version"))
+        return Answer(color, version)
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings of one run; lives in ``config.stash`` (see ``plugin.py``)."""
+
+    run: RunSettings
+    topology: Topology
+    haproxy: HaproxySettings
+    switching: SwitchingSettings
+    compose: ComposeSettings
+    checks: ChecksSettings
+    reports: ReportSettings
+    state: StateSettings
+    env_files: EnvFiles
+    config_file: Path | None
+    sources: Mapping[str, str] = field(repr=False)
+    extensions: Mapping[type[Any], Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def target(self) -> str | None:
+        """The one color this run is about, or None for ``--env all|shared``."""
+        env = self.run.env
+        return env if env in self.topology.colors else None
+
+    @property
+    def gating(self) -> bool:
+        """A run that may change something: it takes the lock and ends in a decision."""
+        return self.run.switch or self.run.rollback or self.run.deploy is not None
+
+    def selected_colors(self) -> tuple[str, ...]:
+        env = self.run.env
+        if env == "all":
+            return self.topology.colors
+        if env == "shared":
+            return ()
+        return (env,)
+
+    def extension(self, group: type[T]) -> T:
+        """A settings group added by another plugin (``pytest_bluegreen_settings_groups``)."""
+        try:
+            value: T = self.extensions[group]
+        except KeyError:
+            raise LookupError(
+                f"settings group {getattr(group, 'GROUP', group.__name__)} is not registered"
+            ) from None
+        return value

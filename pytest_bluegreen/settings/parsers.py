@@ -1,0 +1,173 @@
+"""Parsers of setting values: text from the CLI, env or ini, or a TOML value, to a typed value.
+
+Each raises ``ValueError`` with a short reason; the resolver adds the setting's name and source.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pytest_bluegreen.haproxy import RuntimeApiAddress, ServerRef
+
+__all__ = [
+    "boolean",
+    "choice",
+    "header",
+    "optional",
+    "path",
+    "path_segment",
+    "runtime_api",
+    "seconds",
+    "servers",
+    "services",
+    "text",
+    "text_list",
+    "url",
+    "whole",
+]
+
+_SERVICE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_HEADER = re.compile(r"^[A-Za-z0-9-]+$")
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValueError(f"expected text, got {type(value).__name__}")
+    result = str(value).strip()
+    if not result:
+        raise ValueError("is empty")
+    return result
+
+
+def optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``None`` or blank text mean unset; anything else goes to ``parse``."""
+
+    def parse_optional(value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return parse(value)
+
+    return parse_optional
+
+
+def boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in {"1", "true", "yes", "on"}:
+        return True
+    if word in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected seconds, got a boolean")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if math.isnan(number) or not 0 < number <= 86400:
+        raise ValueError(f"expected seconds in (0, 86400], got {value!r}")
+    return number
+
+
+def whole(low: int, high: int) -> Callable[[Any], int]:
+    """A whole number in ``low..high``."""
+
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("expected a whole number, got a boolean")
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+        if not low <= number <= high:
+            raise ValueError(f"expected {low}..{high}, got {number}")
+        return number
+
+    return parse
+
+
+def url(value: Any) -> str:
+    given = text(value)
+    parts = urlsplit(given)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError(f"expected an http(s) URL, got {given!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise ValueError(f"bad port in {given!r}: {exc}") from None
+    return given.rstrip("/")
+
+
+def path(value: Any) -> Path:
+    """A path; the resolver makes a relative one relative to the settings file's folder."""
+    return Path(text(value)).expanduser()
+
+
+def choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        word = text(value).lower()
+        if word not in allowed:
+            raise ValueError(f"expected one of {'|'.join(allowed)}, got {value!r}")
+        return word
+
+    return parse
+
+
+def lower(value: Any) -> str:
+    return text(value).lower()
+
+
+def header(value: Any) -> str:
+    name = text(value)
+    if not _HEADER.match(name):
+        raise ValueError(f"not an HTTP header name: {name!r}")
+    return name
+
+
+def path_segment(value: Any) -> str:
+    given = text(value)
+    if not given.startswith("/"):
+        raise ValueError(f"expected a path starting with '/', got {given!r}")
+    return given
+
+
+def runtime_api(value: Any) -> RuntimeApiAddress:
+    return RuntimeApiAddress.parse(text(value))
+
+
+def text_list(value: Any) -> tuple[str, ...]:
+    """A TOML list of strings, or a comma-separated text (env, ini)."""
+    if isinstance(value, str):
+        items = [item.strip() for item in value.split(",") if item.strip()]
+    elif isinstance(value, list | tuple):
+        items = [text(item) for item in value]
+    else:
+        raise ValueError(f"expected a list of text, got {type(value).__name__}")
+    if not items:
+        raise ValueError("expected a non-empty list")
+    return tuple(items)
+
+
+def servers(value: Any) -> tuple[ServerRef, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError("servers must be a non-empty list of 'backend/server'")
+    return tuple(ServerRef.parse(str(s)) for s in value)
+
+
+def services(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError("services must be a non-empty list of Compose service names")
+    names = tuple(str(v) for v in value)
+    for service in names:
+        if not _SERVICE.match(service):
+            raise ValueError(f"{service!r} is not a Compose service name")
+    return names

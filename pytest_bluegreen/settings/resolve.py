@@ -1,0 +1,370 @@
+"""Resolve every setting once: CLI > environment variable > pytest ini > file > default.
+
+Every value remembers where it came from (``sources``), and :func:`describe` shows that in
+pytest's report header. Nothing here does I/O beyond reading the settings file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_bluegreen.thresholds import ThresholdError
+from pytest_bluegreen.thresholds import parse_table as parse_thresholds
+
+from . import parsers as p
+from .files import SettingsError, find_settings_file
+from .model import (
+    ChecksSettings,
+    ColorSettings,
+    ComposeSettings,
+    EnvFiles,
+    HaproxySettings,
+    ReportSettings,
+    RunSettings,
+    Settings,
+    StateSettings,
+    SwitchingSettings,
+    Topology,
+)
+from .options import ENV_PREFIX, Option, option_table
+
+__all__ = ["CONFIG_OPTION", "CORE_GROUPS", "describe", "resolve"]
+
+CORE_GROUPS: tuple[type[Any], ...] = (
+    RunSettings,
+    Topology,
+    HaproxySettings,
+    SwitchingSettings,
+    ComposeSettings,
+    ChecksSettings,
+    ReportSettings,
+    StateSettings,
+    EnvFiles,
+)
+CONFIG_OPTION = Option(
+    key="config",
+    group="files",
+    parse=p.text,
+    default=None,
+    help="settings file (default: bluegreen.toml, else [tool.bluegreen] in pyproject.toml)",
+    cli="--bluegreen-config",
+    file=False,
+)
+# k6-style limits per endpoint for the perf checks; a [thresholds] table replaces them
+DEFAULT_THRESHOLDS: Mapping[str, list[str]] = {
+    "/health": ["p(95)<300", "rate<0.01"],
+    "/version": ["p(95)<300", "rate<0.01"],
+}
+TABLES = ("colors", "thresholds")
+SELECTIONS_EXTRA = ("all", "shared")
+DEFAULT_COLORS = ("blue", "green")
+COLOR_KEYS = ("api_url", "frontend_url", "servers", "services")
+_COLOR_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# the seed's ports and HAProxy server names for the two default colors
+_COLOR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "blue": {
+        "api_url": "http://127.0.0.1:21010",
+        "frontend_url": None,
+        "servers": ["api_backend/blue-api", "frontend_backend/blue-frontend"],
+    },
+    "green": {
+        "api_url": "http://127.0.0.1:21011",
+        "frontend_url": None,
+        "servers": ["api_backend/green-api", "frontend_backend/green-frontend"],
+    },
+}
+
+
+def resolve(
+    cli: Mapping[str, Any],
+    environ: Mapping[str, str],
+    ini: Mapping[str, str],
+    rootdir: Path,
+    *,
+    extra_groups: Sequence[type[Any]] = (),
+) -> Settings:
+    """Resolve every setting once. ``cli`` holds only the values given on the command line
+    (key -> value, ``None`` meaning not given); ``ini`` the non-empty pytest ini values;
+    ``extra_groups`` the groups other plugins add (``pytest_bluegreen_settings_groups``)."""
+    explicit, explicit_source = _Layers(cli, environ, ini).pick(CONFIG_OPTION)
+    config_file, data = find_settings_file(explicit, rootdir, explicit_source)
+    file_label = f"file {config_file.name}" if config_file else "file"
+    layers = _Layers(cli, environ, ini, data, file_label)
+    base = config_file.parent if config_file else rootdir
+
+    groups = (*CORE_GROUPS, *extra_groups)
+    table = option_table(groups)
+    known = {key for key, o in table.items() if o.file} | set(TABLES)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SettingsError(
+            f"bluegreen: unknown setting {unknown[0]!r} in {config_file} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+
+    sources: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for key, option in table.items():
+        values[key], sources[key] = layers.value(option, base)
+
+    topology = _resolve_topology(data.get("colors"), environ, file_label, values, sources)
+    _check_mode(values, sources, topology.colors)
+    thresholds = _resolve_thresholds(data, file_label, sources)
+
+    def build(group: type[Any], **extra: Any) -> Any:
+        own = {o.key: values[o.key] for o in table.values() if o.group == group.GROUP}
+        return group(**own, **extra)
+
+    return Settings(
+        run=build(RunSettings),
+        topology=topology,
+        haproxy=build(HaproxySettings),
+        switching=build(SwitchingSettings),
+        compose=build(ComposeSettings),
+        checks=build(ChecksSettings, thresholds=thresholds),
+        reports=build(ReportSettings),
+        state=build(StateSettings),
+        env_files=build(EnvFiles, colors=topology.colors),
+        config_file=config_file,
+        sources=sources,
+        extensions={group: build(group) for group in extra_groups},
+    )
+
+
+@dataclass(frozen=True)
+class _Layers:
+    """Where values come from, highest first: CLI, environment, pytest ini, the file."""
+
+    cli: Mapping[str, Any]
+    environ: Mapping[str, str]
+    ini: Mapping[str, str]
+    data: Mapping[str, Any] = field(default_factory=dict)
+    file_label: str = "file"
+
+    def pick(self, option: Option) -> tuple[Any, str]:
+        """The raw value from the highest layer that gives one, and that layer's name."""
+        given = self.cli.get(option.key)
+        if option.cli and given is not None:
+            return given, f"cli {option.cli}"
+        if option.env and self.environ.get(option.env_name, "") != "":
+            return self.environ[option.env_name], f"env {option.env_name}"
+        if option.ini and self.ini.get(option.ini_name, "") != "":
+            return self.ini[option.ini_name], f"ini {option.ini_name}"
+        if option.file and option.key in self.data:
+            return self.data[option.key], f"{self.file_label} {option.key}"
+        return option.default, "default"
+
+    def value(self, option: Option, base: Path) -> tuple[Any, str]:
+        """The parsed value (a relative path made relative to ``base``) and its source."""
+        raw, source = self.pick(option)
+        if source == "default":
+            value = raw
+        else:
+            try:
+                value = option.parse(raw)
+            except ValueError as exc:
+                # "drain_timeout expected seconds ...", "runtime_api: Runtime API address ..."
+                joiner = ": " if str(exc)[:1].isupper() else " "
+                raise SettingsError(
+                    f"bluegreen: {option.key}{joiner}{exc} (from {source})"
+                ) from None
+        if option.path and isinstance(value, Path) and not value.is_absolute():
+            value = base / value
+        return value, source
+
+
+def _check_mode(
+    values: Mapping[str, Any], sources: Mapping[str, str], colors: Sequence[str]
+) -> None:
+    """The run's options must make sense together."""
+    env = values["env"]
+    allowed = (*colors, *SELECTIONS_EXTRA)
+    if env not in allowed:
+        raise SettingsError(
+            f"bluegreen: --env must be one of {'|'.join(allowed)}, got {env!r} "
+            f"(from {sources['env']})"
+        )
+    one_color = f"--env {' or --env '.join(colors)}"
+    if values["switch"] and values["rollback"]:
+        raise SettingsError("bluegreen: --switch and --rollback cannot be combined")
+    if values["switch"] and env not in colors:
+        raise SettingsError(
+            f"bluegreen: --switch needs one target color ({one_color}), "
+            f"got --env {env} (from {sources['env']})"
+        )
+    if values["rollback"] and env == "shared":
+        raise SettingsError("bluegreen: --rollback verifies a color; --env shared has none")
+    if values["deploy"] is not None:
+        if env not in colors:
+            raise SettingsError(
+                f"bluegreen: --deploy needs one color ({one_color}), "
+                f"got --env {env} (from {sources['env']})"
+            )
+        if values["rollback"] or values["dry_run"]:
+            flag = "--rollback" if values["rollback"] else "--dry-run"
+            raise SettingsError(f"bluegreen: --deploy cannot be combined with {flag}")
+    elif values["force_deploy"]:
+        raise SettingsError("bluegreen: --force-deploy only makes sense with --deploy")
+    if values["dry_run"] and not (values["switch"] or values["rollback"]):
+        raise SettingsError(
+            "bluegreen: --dry-run only makes sense with --switch or --rollback "
+            f"(from {sources['dry_run']})"
+        )
+
+
+def _resolve_thresholds(
+    data: Mapping[str, Any], file_label: str, sources: dict[str, str]
+) -> dict[str, Any]:
+    if "thresholds" in data:
+        raw: Any = data["thresholds"]
+        sources["thresholds"] = f"{file_label} thresholds"
+    else:
+        raw = DEFAULT_THRESHOLDS
+        sources["thresholds"] = "default"
+    try:
+        return parse_thresholds(raw)
+    except ThresholdError as exc:
+        raise SettingsError(
+            f"bluegreen: thresholds: {exc} (from {sources['thresholds']})"
+        ) from None
+
+
+def _color_names(table: Any, file_label: str) -> tuple[tuple[str, str], str]:
+    if table is None:
+        names: tuple[str, ...] = DEFAULT_COLORS
+        source = "default"
+    elif not isinstance(table, dict):
+        raise SettingsError(f"bluegreen: 'colors' must be a table of two colors ({file_label})")
+    else:
+        names = tuple(table)
+        source = f"{file_label} colors"
+    if len(names) != 2:
+        raise SettingsError(
+            f"bluegreen: exactly two colors are needed, got {len(names)}: "
+            f"{', '.join(names) or 'none'} ({source})"
+        )
+    for name in names:
+        if not _COLOR_NAME.match(name) or name in SELECTIONS_EXTRA:
+            raise SettingsError(f"bluegreen: {name!r} is not a usable color name ({source})")
+    return (names[0], names[1]), source
+
+
+def _resolve_topology(
+    table: Any,
+    environ: Mapping[str, str],
+    file_label: str,
+    values: Mapping[str, Any],
+    sources: dict[str, str],
+) -> Topology:
+    names, sources["colors"] = _color_names(table, file_label)
+    entries = table if isinstance(table, dict) else {}
+    result: dict[str, ColorSettings] = {}
+    owner: dict[Any, str] = {}
+    for name in names:
+        color = _resolve_color(name, entries.get(name, {}), environ, file_label, sources)
+        for ref in color.servers:
+            if ref in owner:
+                first = owner[ref]
+                where = f"twice for {name}" if first == name else f"for both {first} and {name}"
+                also = "" if first == name else f" and {sources[f'colors.{name}.servers']}"
+                raise SettingsError(
+                    f"bluegreen: server {ref} is listed {where} "
+                    f"(from {sources[f'colors.{first}.servers']}{also})"
+                )
+            owner[ref] = name
+        result[name] = color
+    return Topology(
+        colors=names,
+        color=result,
+        color_header=values["color_header"],
+        version_header=values["version_header"],
+    )
+
+
+def _resolve_color(
+    name: str, entry: Any, environ: Mapping[str, str], file_label: str, sources: dict[str, str]
+) -> ColorSettings:
+    if not isinstance(entry, dict):
+        raise SettingsError(f"bluegreen: colors.{name} must be a table ({file_label})")
+    unknown = sorted(set(entry) - set(COLOR_KEYS))
+    if unknown:
+        raise SettingsError(
+            f"bluegreen: unknown setting colors.{name}.{unknown[0]} ({file_label}; "
+            f"known: {', '.join(COLOR_KEYS)})"
+        )
+    picked: dict[str, Any] = {}
+    for key in COLOR_KEYS:
+        env_name = f"{ENV_PREFIX}{name.upper().replace('-', '_')}_{key.upper()}"
+        label = f"colors.{name}.{key}"
+        if environ.get(env_name, "") != "":
+            raw: Any = environ[env_name]
+            if key in {"servers", "services"}:
+                raw = [s.strip() for s in raw.split(",") if s.strip()]
+            sources[label] = f"env {env_name}"
+        elif key in entry:
+            raw = entry[key]
+            sources[label] = f"{file_label} {label}"
+        elif key == "services":
+            raw = [f"{name}-backend", f"{name}-frontend", f"{name}-agents"]
+            sources[label] = "default"
+        elif name in _COLOR_DEFAULTS:
+            raw = _COLOR_DEFAULTS[name][key]
+            sources[label] = "default"
+        elif key == "frontend_url":
+            raw = None
+            sources[label] = "default"
+        else:
+            raise SettingsError(f"bluegreen: {label} is required ({file_label})")
+        picked[key] = raw
+
+    def parsed(key: str, parse: Callable[[Any], Any]) -> Any:
+        label = f"colors.{name}.{key}"
+        try:
+            return parse(picked[key])
+        except ValueError as exc:
+            raise SettingsError(f"bluegreen: {label}: {exc} (from {sources[label]})") from None
+
+    return ColorSettings(
+        name=name,
+        api_url=parsed("api_url", p.url),
+        frontend_url=parsed("frontend_url", p.optional(p.url)),
+        servers=parsed("servers", p.servers),
+        services=parsed("services", p.services),
+    )
+
+
+def describe(settings: Settings) -> list[str]:
+    """Report-header lines: each value and where it came from. No secrets are held here."""
+    shown = {
+        "env": settings.run.env,
+        "runtime_api": str(settings.haproxy.runtime_api),
+        "routed_api_url": settings.switching.routed_api_url,
+        "drain_timeout": settings.switching.drain_timeout,
+        "verify_timeout": settings.switching.verify_timeout,
+        "http_timeout": settings.checks.http_timeout,
+        "state_file": settings.state.state_file,
+        "deployment_tag": settings.run.deployment_tag,
+    }
+    lines = [
+        "bluegreen: " + ", ".join(f"{k}={v} ({settings.sources[k]})" for k, v in shown.items()),
+        "bluegreen colors: "
+        + "; ".join(
+            f"{c.name} api={c.api_url} servers={','.join(map(str, c.servers))} "
+            f"({settings.sources[f'colors.{c.name}.api_url']})"
+            for c in settings.topology.color.values()
+        ),
+    ]
+    if settings.gating:
+        run = settings.run
+        mode = "rollback" if run.rollback else "switch" if run.switch else "deploy only"
+        lines.append(f"bluegreen gate: {mode}{' (dry run)' if run.dry_run else ''}")
+    return lines
+
+
+def all_options(extra_groups: Iterable[type[Any]] = ()) -> list[Option]:
+    """Every option, the settings file's first (for pytest's option group and the docs)."""
+    return [CONFIG_OPTION, *option_table((*CORE_GROUPS, *extra_groups)).values()]

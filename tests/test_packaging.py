@@ -1,0 +1,132 @@
+"""The package as a user installs it: a wheel (``python -m build``, ``twine check``) installed
+into a fresh virtualenv with no extras. The bare install has the options, gates a real HAProxy,
+and a feature whose extra is missing says which extra to install."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.gate import CHECKS, history, outcomes
+from tests.support.infra import require_infra
+from tests.support.stack import ROOT, Stack
+
+pytestmark = pytest.mark.infra
+
+EXTRAS_ONLY = ("docker", "python_on_whales", "allure", "testinfra", "psycopg", "redis", "dotenv")
+
+
+def sh(*command: str | Path, cwd: Path | None = None, timeout: float = 300) -> str:
+    done = subprocess.run(
+        [str(c) for c in command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))},
+    )
+    assert done.returncode == 0, f"{' '.join(map(str, command))}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    sh(sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out, ROOT)
+    [built] = out.glob("pytest_bluegreen-*.whl")
+    check = sh(sys.executable, "-m", "twine", "check", "--strict", built)
+    assert "PASSED" in check
+    return built
+
+
+@pytest.fixture(scope="module")
+def bare(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory, wheel: Path
+) -> Path:
+    """A fresh virtualenv with the wheel and nothing else: its bin folder."""
+    venv = tmp_path_factory.mktemp("bare-venv")
+    sh(sys.executable, "-m", "venv", venv)
+    pip = subprocess.run(
+        [venv / "bin" / "pip", "install", "-q", "--disable-pip-version-check", wheel],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    require_infra(
+        pytestconfig,
+        pip.returncode == 0,
+        f"cannot install the wheel's dependencies from PyPI: {pip.stderr.strip()[-300:]}",
+    )
+    return venv / "bin"
+
+
+def run_pytest(bin_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))}
+    return subprocess.run(
+        [bin_dir / "pytest", "-p", "no:cacheprovider", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+
+
+def test_the_wheel_holds_the_package_and_its_type_marker(wheel: Path) -> None:
+    import zipfile  # noqa: PLC0415
+
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "pytest_bluegreen/py.typed" in names
+    assert "pytest_bluegreen/settings/resolve.py" in names
+    assert "pytest_bluegreen/contrib/services.py" in names
+    assert not any(n.startswith(("tests/", "checks/")) for n in names)
+
+
+def test_the_bare_install_has_no_extras_and_shows_the_options(bare: Path, tmp_path: Path) -> None:
+    probe = "import importlib.util as u; print([m for m in {} if u.find_spec(m)])"
+    found = sh(bare / "python", "-c", probe.format(list(EXTRAS_ONLY)), cwd=tmp_path)
+    assert found.strip() == "[]", f"the bare install brought extras: {found}"
+    result = run_pytest(bare, tmp_path, "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    for option in ("--switch", "--env=ENV", "--deploy=DEPLOY", "--drain-timeout=DRAIN_TIMEOUT"):
+        assert option in text
+    assert "[env: BLUEGREEN_DRAIN_TIMEOUT]" in text
+
+
+def test_the_bare_install_gates_a_real_haproxy(bare: Path, tmp_path: Path, stack: Stack) -> None:
+    (tmp_path / "bluegreen.toml").write_text(stack.settings_toml())
+    (tmp_path / "test_checks.py").write_text(CHECKS)
+    result = run_pytest(bare, tmp_path, "--env", "green", "--switch", "-m", "quick")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bluegreen: SWITCH: switched blue -> green" in result.stdout
+    assert stack.served_color() == "green"
+    assert outcomes(stack) == ["switched"]
+    assert history(stack)[0]["tag"] == "v1.1.0"
+
+
+MISSING_EXTRAS = {
+    "docker": ("", ["--env", "green", "--deploy", "v1.2.0"]),
+    "allure": ('allure_dir = "out"\n', ["--env", "green"]),
+}
+
+
+@pytest.mark.parametrize("extra", MISSING_EXTRAS)
+def test_a_missing_extra_is_named(bare: Path, tmp_path: Path, stack: Stack, extra: str) -> None:
+    settings, args = MISSING_EXTRAS[extra]
+    (tmp_path / "bluegreen.toml").write_text(settings + stack.settings_toml())
+    (tmp_path / "test_checks.py").write_text(CHECKS)
+    before = stack.live_weights()
+    result = run_pytest(bare, tmp_path, *args)
+    text = result.stdout + result.stderr
+    assert result.returncode == 4, text
+    assert f"needs the '{extra}' extra: pip install 'pytest-bluegreen[{extra}]'" in text
+    assert "Traceback" not in text
+    assert stack.live_weights() == before

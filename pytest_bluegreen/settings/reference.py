@@ -1,0 +1,149 @@
+"""The settings reference (``docs/settings.md``), generated from the option table.
+
+    python -m pytest_bluegreen.settings.reference > docs/settings.md
+
+``tests/test_settings_reference.py`` keeps the file in step with the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pytest_bluegreen.contrib.services import ServiceSettings
+from pytest_bluegreen.haproxy import RuntimeApiAddress
+from pytest_bluegreen.settings.options import Option
+from pytest_bluegreen.settings.resolve import (
+    CONFIG_OPTION,
+    CORE_GROUPS,
+    DEFAULT_THRESHOLDS,
+    all_options,
+)
+
+__all__ = ["render"]
+
+INTRO = """\
+# Settings reference
+
+Generated from the option table (`python -m pytest_bluegreen.settings.reference`); do not edit
+by hand. Each value is resolved once, in the order **CLI > environment variable > pytest ini >
+settings file > default**, and pytest's report header shows where it came from
+(`env=green (cli --env)`). The settings file is `bluegreen.toml` in the rootdir, else the
+`[tool.bluegreen]` table of `pyproject.toml`, else the file `--bluegreen-config` names; its
+keys are the names below, at the top level. A relative path is relative to the settings file's
+folder (the rootdir without one). A bad value stops pytest with one line naming the value and
+its source (exit 4).
+"""
+
+COLORS = """\
+## Colors (`[colors.<name>]`)
+
+Exactly two tables; the default colors are `blue` and `green` with the seed's ports and server
+names. Environment variables: `BLUEGREEN_<COLOR>_<KEY>` (lists comma-separated), e.g.
+`BLUEGREEN_GREEN_SERVERS=api_backend/green-api,frontend_backend/green-frontend`.
+
+| key | type | default (blue / green) | meaning |
+|-----|------|------------------------|---------|
+| `api_url` | URL | `http://127.0.0.1:21010` / `:21011` | the color's direct API URL (`http`) |
+| `frontend_url` | URL | none | the color's direct frontend URL |
+| `servers` | list of `backend/server` | `api_backend/<c>-api`, `frontend_backend/<c>-frontend` \
+| the HAProxy servers that carry the color |
+| `services` | list of Compose services | `<c>-backend`, `<c>-frontend`, `<c>-agents` \
+| what `--deploy` brings up, together |
+"""
+
+THRESHOLDS = """\
+## Thresholds (`[thresholds]`)
+
+k6-style limits per endpoint for the perf checks: `"/health" = ["p(95)<300", "rate<0.01"]`
+(`p(N)`, `avg`, `med`, `min`, `max` in ms; `rate` = the failed-request rate; `rps`). Default:
+{default}.
+"""
+
+
+def _type_of(annotation: Any) -> str:
+    text = str(annotation).replace("pathlib.", "").replace("typing.", "")
+    for word, shown in (
+        ("RuntimeApiAddress", "socket path or host:port"),
+        ("PullPolicy", "missing | never | always"),
+        ("OnFailedGate", "keep | teardown | restore"),
+        ("tuple[str, ...]", "list of text"),
+    ):
+        text = text.replace(word, shown)
+    return text.replace(" | None", " (optional)")
+
+
+def _default(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, RuntimeApiAddress):
+        return f"`{value.path or f'{value.host}:{value.port}'}`"
+    if isinstance(value, Path | str | int | float):
+        return f"`{value}`"
+    return f"`{value!r}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _rows(groups: Iterable[type[Any]], options: dict[str, Option]) -> list[str]:
+    lines: list[str] = []
+    for group in groups:
+        doc = (group.__doc__ or "").strip().splitlines()[0]
+        lines += [
+            f"## {group.GROUP}",
+            "",
+            doc,
+            "",
+            "| key | type | default | CLI | env | ini | meaning |",
+            "|-----|------|---------|-----|-----|-----|---------|",
+        ]
+        for field in dataclasses.fields(group):
+            option = options.get(field.name)
+            if option is None or option.group != group.GROUP:
+                continue
+            lines.append(
+                f"| `{option.key}` | {_type_of(field.type)} | {_default(option.default)} "
+                f"| {f'`{option.cli}`' if option.cli else ''} "
+                f"| {f'`{option.env_name}`' if option.env else ''} "
+                f"| {f'`{option.ini_name}`' if option.ini else ''} "
+                f"| {_cell(option.help)}{'' if option.file else ' (not from the file)'} |"
+            )
+        lines.append("")
+    return lines
+
+
+def render() -> str:
+    options = {o.key: o for o in all_options([ServiceSettings])}
+    lines = [INTRO]
+    lines += [
+        "## The settings file itself",
+        "",
+        f"`{CONFIG_OPTION.cli}` (env `{CONFIG_OPTION.env_name}`, ini `{CONFIG_OPTION.ini_name}`)"
+        f": {CONFIG_OPTION.help}.",
+        "",
+    ]
+    lines += _rows(CORE_GROUPS, options)
+    lines += [COLORS]
+    default = ", ".join(f'`"{k}" = {v}`' for k, v in DEFAULT_THRESHOLDS.items())
+    lines += [THRESHOLDS.format(default=default)]
+    lines += [
+        "## services (`pytest_bluegreen.contrib.services`)",
+        "",
+        "Known when the shipped checks' plugin is active (`pytest_plugins = "
+        '["pytest_bluegreen.contrib.services"]` in the root conftest, or '
+        "`-p pytest_bluegreen.contrib.services`); every one is unset by default, and a check of "
+        "a service that is not configured skips with the reason.",
+        "",
+    ]
+    lines += _rows([ServiceSettings], options)[4:]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

@@ -28,8 +28,10 @@ from .errors import BluegreenError, ExitCode, UsageError
 from .gateplugin import hooks_for
 from .gaterun import GateRun
 from .plugin import settings_from_config
+from .recovery import recover
 from .redaction import Secrets
 from .settings import Settings
+from .signals import DeferredSignals
 from .state import LockHeld
 from .status import Status, collect_status, export_state
 
@@ -43,9 +45,11 @@ examples:
   bluegreen switch-to green --force         switch without checks (recorded as forced)
   bluegreen rollback                        back to the previous color, verified
   bluegreen export-state --output state.json
+  bluegreen recover                         after a cut-off switch: prior states back
 
-exit codes: 0 ok, 1 checks failed, 4 usage error, 6 inconclusive, 7 refused (nothing
-changed), 8 switch reverted, 9 deploy failed; see the README.
+exit codes: 0 ok, 1 checks failed (status: inconsistent), 4 usage error, 6 inconclusive,
+7 refused (nothing changed), 8 switch reverted, 9 deploy failed, 10 revert failed; see the
+README.
 """
 
 Action = Callable[[pytest.Config, Settings], int]
@@ -134,6 +138,18 @@ def _print_status(status: Status) -> None:
         )
     else:
         print("last switch: none recorded")
+    if status.unfinished is not None:
+        entry = status.unfinished
+        steps = ", ".join(s["step"] for s in entry.steps) or "none"
+        print(
+            _paint(
+                f"UNFINISHED SWITCH: {entry.source or '(none)'} -> {entry.target} started "
+                f"{entry.started} (steps done: {steps}); run 'bluegreen recover'",
+                "1;31",
+            )
+        )
+    for problem in status.problems:
+        print(_paint(f"INCONSISTENT: {problem}", "1;31"))
 
 
 def cmd_status(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -143,7 +159,7 @@ def cmd_status(args: argparse.Namespace, extra: Sequence[str]) -> int:
             print(json.dumps(status.to_json(), indent=2))
         else:
             _print_status(status)
-        return 0
+        return 0 if status.healthy else 1
 
     return in_config(args, show)
 
@@ -186,20 +202,32 @@ def _progress(line: str) -> None:
 def forced_switch(
     config: pytest.Config, settings: Settings, target: str, *, rollback: bool, ignore_veto: bool
 ) -> int:
-    """Switch without checks through the gate's own path: lock, hooks, revert, history."""
+    """Switch without checks through the gate's own path: lock, journal, hooks, signals
+    deferred, revert, history."""
     run = GateRun(settings, hooks_for(config), progress=_progress)
+    run.start()
     try:
-        run.start()
         verb = "rollback" if rollback else "switch-to"
-        report = run.switch_forced(
-            target,
-            f"{verb} {target} forced by the operator; checks skipped",
-            rollback=rollback,
-            ignore_veto=ignore_veto,
-        )
+        with DeferredSignals() as signals:
+            report = run.switch_forced(
+                target,
+                f"{verb} {target} forced by the operator; checks skipped",
+                rollback=rollback,
+                ignore_veto=ignore_veto,
+                signals=signals,
+            )
     finally:
         run.close()
     return _report(report.lines, report.exit_code)
+
+
+def cmd_recover(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    def act(config: pytest.Config, settings: Settings) -> int:
+        to = _color(settings, args.to) if args.to else None
+        report = recover(settings, to=to)
+        return _report(report.lines, report.exit_code)
+
+    return in_config(args, act)
 
 
 def deploy_only(settings: Settings, color: str, tag: str, *, skip_backup: bool) -> int:
@@ -350,6 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --force: roll back even if a before_switch hook vetoes (recorded)",
     )
     back.set_defaults(handler=cmd_rollback)
+
+    rec = add(
+        "recover",
+        "after a switch was cut off (SIGKILL, power loss): restore HAProxy's prior states",
+        "bluegreen recover            # or: bluegreen recover --to blue",
+    )
+    rec.add_argument("--to", help="make this color live instead of the recorded prior states")
+    rec.set_defaults(handler=cmd_recover)
 
     export = add(
         "export-state",

@@ -32,6 +32,7 @@ class ExitCode(enum.IntEnum):
     REFUSED = 7
     SWITCH_REVERTED = 8
     DEPLOY_FAILED = 9
+    REVERT_FAILED = 10
 
 
 EXIT_CODES: Mapping[ExitCode, str] = {
@@ -45,10 +46,13 @@ EXIT_CODES: Mapping[ExitCode, str] = {
     ExitCode.INCONCLUSIVE: "inconclusive: no check for the target color ran and passed; no switch",
     ExitCode.REFUSED: "refused: target not UP in HAProxy, vetoed by a hook, another gate holds "
     "the lock, or the Runtime API is unreachable or not admin; nothing changed",
-    ExitCode.SWITCH_REVERTED: "the switch failed (verification or Runtime API) and the previous "
-    "server states were restored",
+    ExitCode.SWITCH_REVERTED: "the switch failed or was interrupted before its point of no "
+    "return (a Runtime API error, verification, an HAProxy reload, a signal, a step hook) and "
+    "every server's previous state was restored",
     ExitCode.DEPLOY_FAILED: "--deploy failed (engine, Compose, image, or not healthy in time); "
     "no check ran, no switch",
+    ExitCode.REVERT_FAILED: "the switch failed and restoring the previous states failed too: "
+    "HAProxy may be half-switched; the journal stays open until 'bluegreen recover'",
 }
 
 

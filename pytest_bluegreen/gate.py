@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from .errors import ExitCode
 from .outcomes import ColorOutcomes
 
-__all__ = ["Decision", "Verdict", "decide"]
+__all__ = ["Decision", "SessionFacts", "Verdict", "decide"]
 
 
 class Verdict(enum.StrEnum):
@@ -26,6 +26,7 @@ class Decision:
     reason: str
     target: str
     live: str | None
+    may_return: bool = False  # FAILED: the target's own checks failed; traffic may come back
 
     @property
     def exit_code(self) -> ExitCode:
@@ -41,35 +42,52 @@ class Decision:
         return replace(self, verdict=Verdict.REFUSED, reason=f"vetoed: {reason}")
 
 
+@dataclass(frozen=True)
+class SessionFacts:
+    """What the session itself says, apart from the per-color counts."""
+
+    exitstatus: int = 0
+    interrupted: str | None = None  # Ctrl-C, a signal, pytest.exit(...), a stopped session
+    collected: int | None = None  # tests selected to run (after -k, -m, --env); None: unknown
+    finished: int | None = None  # tests that ran to their teardown; None: not counted
+    narrowed: str | None = None  # the selection came from the last run's state (--lf, --sw)
+
+
 def decide(
     *,
     target: str,
     live: str | None,
-    exitstatus: int,
     outcomes: Mapping[str | None, ColorOutcomes],
     target_down: Mapping[str, str],
+    facts: SessionFacts,
 ) -> Decision:
-    """Decide what to do with traffic.
+    """Decide what to do with traffic, on the counts and the session's facts, never on the exit
+    status alone.
 
-    ``target_down`` maps each of the target's HAProxy servers that is not UP to its status
-    (empty when all are UP).
+    Any failed or errored test of the session (any color, the shared ones too) means no
+    switch; only the target's own failures, in a session that was not interrupted, may return
+    traffic from it (``may_return``). An interrupted session, one where fewer tests finished
+    than were selected, or a selection narrowed by the last run's state is inconclusive.
+    ``target_down`` maps each of the target's HAProxy servers that is not UP to its status.
     """
     mine = outcomes.get(target) or ColorOutcomes()
-    if exitstatus != 0:
-        failing = [
-            f"{key or 'untagged'}: {counts.summary()}"
-            for key, counts in outcomes.items()
-            if counts.failed or counts.errors
-        ]
-        detail = "; ".join(failing) if failing else f"pytest exit status {exitstatus}"
-        return Decision(Verdict.FAILED, f"checks failed ({detail})", target, live)
-    if mine.passed == 0:
+    failing = {key: c for key, c in outcomes.items() if c.failed or c.errors}
+    # a failure status without a counted failure: pytest's own error, unless interrupted
+    if failing or (facts.exitstatus not in (0, 5) and not facts.interrupted):
+        parts = [f"{key or 'untagged'}: {counts.summary()}" for key, counts in failing.items()]
+        detail = "; ".join(parts) or f"pytest exit status {facts.exitstatus}"
+        reason = f"checks failed ({detail})"
+        own = target in failing
+        if failing and not own:
+            reason += f"; none of {target}'s own checks failed"
+        if facts.interrupted:
+            reason += f"; the session was interrupted ({facts.interrupted})"
         return Decision(
-            Verdict.INCONCLUSIVE,
-            f"inconclusive: no check for {target} ran and passed ({mine.summary()})",
-            target,
-            live,
+            Verdict.FAILED, reason, target, live, may_return=own and not facts.interrupted
         )
+    undecided = _inconclusive(target, mine, facts)
+    if undecided is not None:
+        return Decision(Verdict.INCONCLUSIVE, f"inconclusive: {undecided}", target, live)
     if live == target:
         return Decision(Verdict.NOOP, f"{target} is already live; nothing to switch", target, live)
     if target_down:
@@ -83,3 +101,25 @@ def decide(
         target,
         live,
     )
+
+
+def _inconclusive(target: str, mine: ColorOutcomes, facts: SessionFacts) -> str | None:
+    """Why a session without failures still cannot pass the gate, or None."""
+    if facts.interrupted:
+        return f"the session was interrupted ({facts.interrupted}); {_finished(facts)}"
+    if facts.collected is not None and (facts.finished or 0) < facts.collected:
+        return f"only {_finished(facts)}"
+    if facts.narrowed:
+        return (
+            f"the selection was narrowed by {facts.narrowed} (the last run's state), not the "
+            "full check set; --allow-narrowed gates on it anyway"
+        )
+    if mine.passed == 0:
+        return f"no check for {target} ran and passed ({mine.summary()})"
+    return None
+
+
+def _finished(facts: SessionFacts) -> str:
+    if facts.collected is None:
+        return f"{facts.finished or 0} check(s) finished"
+    return f"{facts.finished or 0} of {facts.collected} selected check(s) finished"

@@ -2,27 +2,32 @@
 process that may change something (the xdist controller, or a serial run), as pytest-xdist
 registers its ``DSession``.
 
-It owns the session's start (lock, ``--deploy``), the outcome collection, the session's finish
-(the gate) and the terminal summary.
+It owns the session's start (lock, ``--deploy``), what the session itself says (tests
+selected and finished, an interruption, a narrowed selection), the outcome collection, the
+session's finish (the gate, with signals deferred) and the terminal summary.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
 
 from .errors import BluegreenError, DeployError
+from .gate import SessionFacts
 from .gaterun import GateHooks, GateReport, GateRun
 from .haproxy import RuntimeApiError
 from .keys import TARGET_KEY
 from .settings import Settings, SettingsError
-from .state import LockHeld
+from .signals import DeferredSignals
 from .verdict import verdict, write_verdict
 
-__all__ = ["GatePlugin", "hooks_for", "progress_for"]
+__all__ = ["GatePlugin", "hooks_for", "narrowed_by", "progress_for"]
 
 
 def progress_for(config: pytest.Config) -> Callable[[str], None]:
@@ -49,7 +54,26 @@ def hooks_for(config: pytest.Config) -> GateHooks:
         after_rollback=lambda from_color, to_color, reason: hook.pytest_bluegreen_after_rollback(
             config=config, from_color=from_color, to_color=to_color, reason=reason
         ),
+        on_step=lambda step, plan: hook.pytest_bluegreen_switch_step(
+            config=config, step=step, plan=plan
+        ),
     )
+
+
+def narrowed_by(config: pytest.Config) -> str | None:
+    """The options that made the selection from the last run's state, if any."""
+    found = []
+    if config.getoption("lf", False):
+        found.append("--lf")
+    if config.getoption("stepwise", False) or config.getoption("stepwise_skip", False):
+        found.append("--sw")
+    if config.getoption("deselect", None):
+        found.append("--deselect")
+    return ", ".join(found) or None
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"{signal.Signals(signum).name} received")
 
 
 class GatePlugin:
@@ -58,16 +82,22 @@ class GatePlugin:
         self.run = GateRun(settings, hooks_for(config), progress=progress_for(config))
         self.report: GateReport | None = None
         self.notes: list[str] = []  # said after the report's own lines (a verdict not written)
+        self.collected: int | None = None
+        self.finished: set[str] = set()
+        self.interrupted: str | None = None
+        self.narrowed = None if settings.run.allow_narrowed else narrowed_by(config)
+        self._previous_handlers: dict[int, Any] = {}
 
     # -- start -------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)  # before xdist's DSession starts the workers
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self._terminate_as_interrupt()
         run = self.run
         try:
             run.start()
         except SettingsError as exc:
             raise pytest.UsageError(str(exc)) from None
-        except (LockHeld, RuntimeApiError) as exc:
+        except BluegreenError as exc:  # the lock, an unfinished journal, HAProxy not ready
             self._stop(run.refused(exc, record=False))
         self.config.stash[TARGET_KEY] = run.target
         if run.settings.run.deploy is None:
@@ -83,22 +113,71 @@ class GatePlugin:
             self._stop(report)
 
     def _stop(self, report: GateReport) -> None:
+        """End the session here. pytest calls no sessionfinish after a sessionstart that
+        raised, so the verdict is written now."""
         self.report = report
+        self._restore_signals()
+        self._write_reports(report)
+        for note in self.notes:
+            progress_for(self.config)(note)
         pytest.exit(f"bluegreen: {report.lines[0]}", returncode=report.exit_code)
 
+    def _terminate_as_interrupt(self) -> None:
+        """During the checks, SIGTERM and SIGHUP (a cancelled CI job, a closed terminal) end
+        the session as Ctrl-C does, so the gate still decides (nothing moves) and reports."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGHUP):
+                self._previous_handlers[signum] = signal.signal(signum, _interrupt)
+
+    def _restore_signals(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous_handlers.clear()
+
     # -- during ------------------------------------------------------------------------------
+    @pytest.hookimpl
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """A serial run: the tests selected, after -k, -m, --env."""
+        self.collected = len(session.items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Under xdist: each worker's selection (every worker collects the same)."""
+        self.collected = len(ids)
+
     @pytest.hookimpl
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Runs on the controller for every report, the workers' ones included."""
         self.run.outcomes.add(report)
+        if report.when == "teardown":
+            self.finished.add(report.nodeid)
+
+    @pytest.hookimpl
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        """Ctrl-C, SIGTERM, SIGHUP, or pytest.exit(...) with any return code."""
+        exc = excinfo.value
+        if isinstance(exc, KeyboardInterrupt):
+            self.interrupted = str(exc) or "KeyboardInterrupt"
+        else:
+            self.interrupted = f"pytest.exit: {exc}"
 
     # -- finish ------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self._restore_signals()
         run = self.run
         if self.report is None and run.target is not None:
+            stopped = session.shouldstop  # -x/--maxfail set shouldfail: failures, not this
+            facts = SessionFacts(
+                exitstatus=int(exitstatus),
+                interrupted=self.interrupted or (f"stopped: {stopped}" if stopped else None),
+                collected=self.collected,
+                finished=len(self.finished),
+                narrowed=self.narrowed,
+            )
             try:
-                self.report = run.finish(int(exitstatus))
+                with DeferredSignals() as signals:
+                    self.report = run.finish(facts, signals)
             finally:
                 run.close()
             session.exitstatus = self.report.exit_code

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING
 
 from . import state, switch
 from .errors import BluegreenError, DeployError, ExitCode, Refused
-from .gate import Decision, Verdict, decide
+from .gate import Decision, SessionFacts, Verdict, decide
 from .haproxy import RuntimeApi, RuntimeApiError
+from .journal import Journal
 from .outcomes import Outcomes
 from .probe import Probe, ProbeSummary
 from .settings import Settings, SettingsError
+from .signals import DeferredSignals, NoSignals
 from .state import Outcome
 
 if TYPE_CHECKING:
@@ -39,6 +41,10 @@ def _ignore_rollback(from_color: str | None, to_color: str, reason: str) -> None
     return None
 
 
+def _ignore_step(step: str, plan: switch.SwitchPlan) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class GateHooks:
     """The user's hooks (``hookspecs.py``), bound to a config; no-ops by default."""
@@ -46,6 +52,7 @@ class GateHooks:
     before_switch: Callable[[switch.SwitchPlan, Decision], str | None] = _no_veto
     after_switch: Callable[[switch.SwitchResult], None] = _ignore_result
     after_rollback: Callable[[str | None, str, str], None] = _ignore_rollback
+    on_step: Callable[[str, switch.SwitchPlan], None] = _ignore_step
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,9 @@ class GateRun:
         self.progress = progress
         self.hooks = hooks or GateHooks()
         self.api = api or settings.haproxy.client()
-        self.lock = state.GateLock(settings.state.lock_file)
+        self.lock = state.lock_for(settings.state.lock_dir, str(settings.haproxy.runtime_api))
+        self.journal = Journal(settings.state.journal_file)
+        self.signals: DeferredSignals = NoSignals()
         self.target: str | None = settings.target
         self.outcomes = Outcomes()
         self.deployed: DeployResult | None = None
@@ -110,12 +119,15 @@ class GateRun:
     def start(self) -> None:
         """Take the lock (unless a dry run) and settle the target.
 
-        Raises state.LockHeld, RuntimeApiError (unreachable, not admin, unknown server), or
-        SettingsError (a --rollback target that cannot be worked out or contradicts --env).
+        Raises state.LockHeld, journal.UnfinishedJournal (a switch was cut off: recover first),
+        RuntimeApiError (unreachable, not admin, unknown server), or SettingsError (a
+        --rollback target that cannot be worked out or contradicts --env).
         """
         if not self.settings.run.dry_run:
             self.lock.acquire()
         try:
+            if not self.settings.run.dry_run:
+                self.journal.prepare()  # refuses an unfinished journal
             # fail fast, before any check runs: HAProxy answers, at admin level, and knows
             # every server the settings name
             if not self.settings.run.dry_run:
@@ -179,58 +191,75 @@ class GateRun:
         return self._conclude(draft)
 
     # -- finish ------------------------------------------------------------------------------
-    def finish(self, exitstatus: int) -> GateReport:
+    def finish(self, facts: SessionFacts, signals: DeferredSignals | None = None) -> GateReport:
+        """Decide on the session's counts and facts, then switch, return or keep traffic.
+
+        ``signals``: the DeferredSignals the caller holds around this call; a signal noted
+        before the switch begins stops the gate with nothing changed, one noted during the
+        switch reverts it or (past the point of no return) completes it.
+        """
         assert self.target is not None, "finish() needs a target color"
+        self.signals = signals or NoSignals()
         run = self.settings.run
-        if exitstatus not in (ExitCode.OK, ExitCode.CHECKS_FAILED, ExitCode.NO_TESTS_COLLECTED):
-            draft = _Draft(
-                None, exitstatus, [f"session ended with status {exitstatus}: nothing changed"]
-            )
+        if facts.exitstatus not in (0, 1, 2, 5):  # an internal error, a usage error, ...
+            line = f"session ended with status {facts.exitstatus}: nothing changed"
+            draft = _Draft(None, facts.exitstatus, [line])
         elif not (run.switch or run.rollback):
-            draft = self._deploy_only(self.target, exitstatus)
+            draft = self._deploy_only(self.target, facts)
         else:
-            # "no tests collected" is a session with no check for the target: inconclusive
-            status = ExitCode.OK if exitstatus == ExitCode.NO_TESTS_COLLECTED else exitstatus
-            draft = self._finish(self.target, status)
+            draft = self._finish(self.target, facts)
         deployed = self.deployed
-        if draft.exit_code != 0 and deployed is not None and draft.traffic_on != deployed.color:
+        if (
+            draft.exit_code != 0
+            and deployed is not None
+            and draft.traffic_on != deployed.color
+            and draft.outcome is not Outcome.REVERT_FAILED  # where traffic is, is not known
+        ):
             draft.lines.append(self.deploy_step.after_failed_gate(deployed))
         return self._conclude(draft)
 
-    def _deploy_only(self, target: str, exitstatus: int) -> _Draft:
+    def _deploy_only(self, target: str, facts: SessionFacts) -> _Draft:
         counts = self.outcomes[target]
-        verdict = "passed" if exitstatus == 0 and counts.passed else "did not pass"
-        line = (
-            f"deployed {target} {self.settings.run.deploy}; its checks {verdict} "
-            f"({counts.summary()}); no --switch: traffic unchanged"
+        decision = decide(
+            target=target, live=None, outcomes=self.outcomes.as_dict(), target_down={}, facts=facts
         )
-        return _Draft(None, exitstatus, [line])
+        passed = decision.verdict in (Verdict.SWITCH, Verdict.NOOP)
+        line = (
+            f"deployed {target} {self.settings.run.deploy}; its checks "
+            f"{'passed' if passed else 'did not pass'} ({counts.summary()}); no --switch: "
+            "traffic unchanged"
+        )
+        lines = [line] if passed else [line, decision.reason]
+        return _Draft(None, 0 if passed else _failure_code(facts, decision), lines)
 
-    def _finish(self, target: str, exitstatus: int) -> _Draft:
+    def _finish(self, target: str, facts: SessionFacts) -> _Draft:
         topology = self.settings.topology
+        if facts.exitstatus == ExitCode.NO_TESTS_COLLECTED:  # no check for the target ran
+            facts = replace(facts, exitstatus=ExitCode.OK)
         try:
             live = switch.live_color(self.api, topology)
             down = switch.down_servers(self.api, topology, target)
         except RuntimeApiError as exc:
-            if exitstatus != 0:
+            if facts.exitstatus != 0:
                 line = f"checks failed; HAProxy unreachable, nothing changed: {exc}"
-                return _Draft(None, exitstatus, [line])
+                return _Draft(None, facts.exitstatus, [line])
             decision = Decision(Verdict.REFUSED, f"cannot read HAProxy: {exc}", target, None)
             return _Draft(decision, ExitCode.REFUSED, [decision.reason], Outcome.REFUSED)
 
         decision = decide(
             target=target,
             live=live,
-            exitstatus=exitstatus,
             outcomes=self.outcomes.as_dict(),
             target_down=down,
+            facts=facts,
         )
         if decision.verdict is Verdict.FAILED:
-            return self._after_failure(decision, exitstatus)
+            return self._after_failure(decision, _failure_code(facts, decision))
         if decision.verdict is not Verdict.SWITCH:
+            code = _failure_code(facts, decision)
             return _Draft(
                 decision,
-                decision.exit_code,
+                code,
                 [decision.reason],
                 Outcome(decision.verdict.value),
                 traffic_on=live,
@@ -238,9 +267,10 @@ class GateRun:
         return self._switch(decision, rollback=self.settings.run.rollback)
 
     def _after_failure(self, decision: Decision, exitstatus: int) -> _Draft:
-        """Checks failed: keep traffic where it is, or return it when the failing target is live."""
+        """Checks failed: keep traffic where it is, or return it when the target is live and
+        its own checks failed (never for a shared-only failure or an interrupted session)."""
         target, live = decision.target, decision.live
-        if live != target or self.settings.run.rollback:
+        if live != target or self.settings.run.rollback or not decision.may_return:
             lines = [decision.reason, f"traffic stays on {live or 'no color'}"]
             return _Draft(decision, exitstatus, lines, Outcome.FAILED, traffic_on=live)
         previous = self.settings.topology.other(target)
@@ -264,7 +294,13 @@ class GateRun:
         return draft
 
     def switch_forced(
-        self, target: str, reason: str, *, rollback: bool = False, ignore_veto: bool = False
+        self,
+        target: str,
+        reason: str,
+        *,
+        rollback: bool = False,
+        ignore_veto: bool = False,
+        signals: DeferredSignals | None = None,
     ) -> GateReport:
         """Switch without running checks (an operator's ``--force``), recorded as forced.
 
@@ -273,6 +309,7 @@ class GateRun:
         ``ignore_veto`` (recorded in the history).
         """
         self.forced = True
+        self.signals = signals or NoSignals()
         topology = self.settings.topology
         live = switch.live_color(self.api, topology)
         if live == target:
@@ -307,16 +344,43 @@ class GateRun:
                 "dry run: nothing changed",
             ]
             return _Draft(decision, decision.exit_code, lines, traffic_on=decision.live)
-        veto = self.hooks.before_switch(plan, decision)
+        if self.signals.received:  # before anything changed: nothing to undo
+            reason = f"interrupted by {self.signals.received} before the switch: nothing changed"
+            stopped = Decision(Verdict.INCONCLUSIVE, reason, target, decision.live)
+            return _Draft(
+                stopped,
+                ExitCode.INTERRUPTED,
+                [reason],
+                Outcome.INCONCLUSIVE,
+                traffic_on=decision.live,
+            )
+        checked = self._veto(plan, decision, ignore_veto)
+        if isinstance(checked, _Draft):
+            return checked
+        return self._apply(plan, checked, rollback)
+
+    def _veto(
+        self, plan: switch.SwitchPlan, decision: Decision, ignore_veto: bool
+    ) -> Decision | _Draft:
+        """The user's before_switch hooks: the decision to go on with, or the refusal."""
+        try:
+            veto = self.hooks.before_switch(plan, decision)
+        except Exception as exc:  # a hook that cannot decide vetoes: nothing changes
+            veto = f"the before_switch hook raised {type(exc).__name__}: {exc}"
         if veto and ignore_veto:  # said in the summary and recorded in the history
-            decision = replace(
+            return replace(
                 decision, reason=f"{decision.reason}; veto ignored (--ignore-veto): {veto}"
             )
-        elif veto:
+        if veto:
             vetoed = decision.vetoed(veto)
             return _Draft(
                 vetoed, ExitCode.REFUSED, [vetoed.reason], Outcome.REFUSED, traffic_on=plan.source
             )
+        return decision
+
+    def _apply(self, plan: switch.SwitchPlan, decision: Decision, rollback: bool) -> _Draft:
+        """The switch itself, with the probe and HAProxy's stats around it."""
+        settings, target = self.settings, decision.target
         stat_before = self._show_stat()
         probe = (
             Probe(settings.switching, settings.topology.color_header)
@@ -330,21 +394,30 @@ class GateRun:
                     plan,
                     settings.switching,
                     settings.topology,
+                    journal=self.journal,
+                    signals=self.signals,
                     server_state_file=settings.haproxy.haproxy_state_file,
+                    on_step=self.hooks.on_step,
                     progress=self.progress,
                 )
             finally:
                 probe_summary = probe.finish() if probe else None
         except switch.SwitchError as exc:
+            reverted = exc.reverted
             return _Draft(
                 Decision(Verdict.REFUSED, str(exc), target, plan.source),
                 exc.exit_code,
                 [str(exc)],
-                Outcome.REVERTED if exc.reverted else Outcome.REVERT_FAILED,
-                traffic_on=plan.source,
+                Outcome.REVERTED if reverted else Outcome.REVERT_FAILED,
+                traffic_on=plan.source if reverted else None,  # unknown after a failed revert
                 stat_before=stat_before,
                 stat_after=self._show_stat(),
                 probe=probe_summary,
+            )
+        except Refused as exc:  # before any change (the journal could not be written, ...)
+            refused = Decision(Verdict.REFUSED, exc.first_line, target, plan.source)
+            return _Draft(
+                refused, exc.exit_code, [refused.reason], Outcome.REFUSED, traffic_on=plan.source
             )
         lines = [
             f"{'rolled back' if rollback else 'switched'} {plan.source or '(none)'} -> {target}: "
@@ -442,3 +515,13 @@ class GateRun:
         except (OSError, state.StateFileError) as exc:
             return f"warning: history not written to {self.settings.state.state_file}: {exc}"
         return None
+
+
+def _failure_code(facts: SessionFacts, decision: Decision) -> int:
+    """The exit status of a gate that did not switch: pytest's own when it reports a failure
+    or an interruption (1, 2), else the decision's (an inconclusive run is never 0)."""
+    if facts.exitstatus in (ExitCode.CHECKS_FAILED, ExitCode.INTERRUPTED):
+        return facts.exitstatus
+    if decision.verdict is Verdict.FAILED:
+        return ExitCode.CHECKS_FAILED
+    return decision.exit_code

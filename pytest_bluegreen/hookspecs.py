@@ -49,3 +49,13 @@ def pytest_bluegreen_settings_groups() -> list[type[Any]]:
     plugin adds; they are resolved with the core settings, from the same layers, and read
     with ``bluegreen_settings.extension(Group)``. Called once, in ``pytest_configure``."""
     return []
+
+
+@pytest.hookspec
+def pytest_bluegreen_switch_step(config: pytest.Config, step: str, plan: SwitchPlan) -> None:
+    """Called on the controller before each step of a switch (``switch.STEPS``: promote,
+    drain, verify, wait-drained, idle, confirm, save-state), e.g. to log or time them.
+
+    An exception here fails the switch at that step: every server's prior state is restored
+    (exit 8). Signals are deferred while it runs.
+    """

@@ -135,12 +135,22 @@ def pytest_configure(config: pytest.Config) -> None:
     written = [getattr(config.option, "allure_report_dir", None), config.option.xmlpath]
     report_paths = [Path(p) for p in written if p] + [settings.reports.verdict_file]
     config.pluginmanager.register(ReportScrubber(secrets, report_paths), "bluegreen-scrubber")
-    if settings.gating:
+    if settings.gating and _runs_tests(config):
         from .gateplugin import GatePlugin  # noqa: PLC0415 - only a gating controller needs it
 
+        # a verdict left by an earlier run must not pass for this one's (a crash writes none)
+        settings.reports.verdict_file.unlink(missing_ok=True)
         config.pluginmanager.register(GatePlugin(config, settings), "bluegreen-gate")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "bluegreen-xdist")
+
+
+NO_TESTS_RUN = ("collectonly", "setupplan", "setuponly")
+
+
+def _runs_tests(config: pytest.Config) -> bool:
+    """False for --collect-only, --setup-plan, --setup-only: nothing to gate, nothing to deploy."""
+    return not any(config.getoption(name, False) for name in NO_TESTS_RUN)
 
 
 class XdistHooks:
@@ -188,7 +198,13 @@ def pytest_report_teststatus(
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return describe(config.stash[SETTINGS_KEY])
+    settings = config.stash[SETTINGS_KEY]
+    lines = describe(settings)
+    if settings.gating and not _runs_tests(config):
+        lines.append(
+            "bluegreen gate: off: this mode runs no checks; nothing is deployed or switched"
+        )
+    return lines
 
 
 @pytest.hookimpl(tryfirst=True)  # before a test module's own: the color leads the id

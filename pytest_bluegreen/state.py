@@ -1,14 +1,18 @@
-"""What the gate remembers: the JSON history of switches and the lock against concurrent gates.
+"""What the gate remembers: the JSON history of switches, and the lock against concurrent gates.
 
-The live color itself is never stored: HAProxy says which it is.
+The live color itself is never stored: HAProxy says which it is. The lock belongs to the
+HAProxy instance (its Runtime API address), not to a settings file: every gate and every
+``bluegreen`` command on this host that changes that HAProxy takes the same lock.
 """
 
 from __future__ import annotations
 
 import enum
 import fcntl
+import hashlib
 import json
 import os
+import re
 import socket
 import tempfile
 import time
@@ -28,6 +32,7 @@ __all__ = [
     "Outcome",
     "StateFileError",
     "append",
+    "lock_for",
     "read_history",
 ]
 
@@ -50,6 +55,7 @@ class Outcome(enum.StrEnum):
     REVERTED = "reverted"  # the switch failed and the prior states were restored
     REVERT_FAILED = "revert-failed"  # the switch failed and so did restoring the prior states
     DEPLOY_FAILED = "deploy-failed"  # --deploy failed: no check ran, no switch
+    RECOVERED = "recovered"  # bluegreen recover brought HAProxy to a consistent state
 
 
 class LockHeld(Refused):
@@ -123,8 +129,14 @@ class GateLock:
         return self._fd is not None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise Refused(
+                f"cannot create the gate lock {self.path}: {exc.strerror} (set lock_dir to a "
+                "folder every operator of this HAProxy can write)"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -150,3 +162,13 @@ class GateLock:
             yield self
         finally:
             self.release()
+
+
+def lock_for(lock_dir: Path, address: str) -> GateLock:
+    """The lock of the HAProxy instance whose Runtime API is ``address`` (``unix:/path`` or
+    ``host:port``): one file per instance in ``lock_dir``, named after the address."""
+    if address.startswith("unix:"):
+        address = "unix:" + os.path.realpath(address[len("unix:") :])
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", address).strip("_")[-60:]
+    digest = hashlib.sha1(address.encode(), usedforsecurity=False).hexdigest()[:10]
+    return GateLock(lock_dir / f"{slug}-{digest}.lock")

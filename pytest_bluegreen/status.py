@@ -10,6 +10,8 @@ from typing import Any
 from . import state
 from .engines.compose import TagsFile, color_health
 from .haproxy import RuntimeApi
+from .journal import JournalEntry, read_journal
+from .recovery import inconsistencies
 from .redaction import REDACTED, Secrets
 from .settings import Settings
 
@@ -39,6 +41,12 @@ class Status:
     live: str | None
     colors: tuple[ColorStatus, ...]
     last_switch: state.HistoryEntry | None
+    unfinished: JournalEntry | None = None  # a switch that was cut off
+    problems: tuple[str, ...] = ()  # what is inconsistent in HAProxy now
+
+    @property
+    def healthy(self) -> bool:
+        return self.unfinished is None and not self.problems
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +62,8 @@ class Status:
                 for c in self.colors
             },
             "last_switch": None if self.last_switch is None else asdict(self.last_switch),
+            "unfinished_switch": None if self.unfinished is None else self.unfinished.to_json(),
+            "problems": list(self.problems),
         }
 
 
@@ -86,7 +96,14 @@ def collect_status(settings: Settings, api: RuntimeApi | None = None) -> Status:
         )
         for name, cfg in topology.color.items()
     )
-    return Status(live=live, colors=colors, last_switch=history[-1] if history else None)
+    journal = read_journal(settings.state.journal_file)
+    return Status(
+        live=live,
+        colors=colors,
+        last_switch=history[-1] if history else None,
+        unfinished=journal if journal is not None and journal.open else None,
+        problems=tuple(inconsistencies(states, topology)),
+    )
 
 
 def export_state(settings: Settings, secrets: Secrets) -> dict[str, Any]:

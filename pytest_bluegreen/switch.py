@@ -1,18 +1,30 @@
-"""The switch procedure: plan, apply, verify through the routed URL, revert on any failure.
+"""The switch as a transaction: plan, then steps that are journaled, checked and undone on any
+failure.
 
-Apply, in this order (no moment without a server taking new requests):
+The steps, in this order (no moment without a server taking new requests):
 
-1. the target's servers get the full weight and ``ready``;
-2. the old color's servers go to ``drain``: no new requests, in-flight ones finish;
-3. the routed URL is polled until ``verify_responses`` answers in a row come from the target;
-4. the old servers' ``scur`` is polled until 0 (bounded by the drain timeout);
-5. the old servers rest at weight 0 and ``ready``.
+1. ``promote``: the target's servers get the full weight and ``ready``;
+2. ``drain``: the old color's servers go to ``drain`` (no new requests, in-flight ones finish);
+3. ``verify``: the routed URL is polled until ``verify_responses`` answers in a row come from
+   the target. **This is the point of no return**: before it, a signal (Ctrl-C, SIGTERM,
+   SIGHUP) reverts the switch; after it, a signal completes it, cutting the drain wait short;
+4. ``wait-drained``: the old servers' ``scur`` is polled until 0 (bounded by the drain timeout);
+5. ``idle``: the old servers rest at weight 0 and ``ready``;
+6. ``confirm``: HAProxy's states are read back (the target takes traffic, the old color at
+   weight 0, nothing left in ``drain``) and the routed URL answers from the target again;
+7. ``save-state``: ``show servers state`` into HAProxy's server-state-file.
 
 Why weight 0 rather than ``maint`` for the idle color: HAProxy keeps health-checking a weight-0
 server, so the idle color's health stays visible (``show stat``), the next gate can require it
 UP, and a rollback target is known healthy. ``maint`` would stop the checks.
 
-If any step fails, every server touched is returned to the exact admin state and weight it had.
+Before the first change the intent (target, every server's prior weight and admin state, the
+instance's identity) goes to the journal; each step appends its progress. Before every step the
+instance's identity is checked: a reload or restart of HAProxy (another pid or start time)
+aborts the switch. Any failure -- a Runtime API error, a failed verification, a reload, a step
+hook that raises, a signal before the point of no return -- restores every server's exact
+prior state, continuing past individual errors; a revert that could not restore everything is
+its own outcome (exit 10), and leaves the journal open for ``bluegreen recover``.
 """
 
 from __future__ import annotations
@@ -26,15 +38,21 @@ import requests
 
 from .errors import ExitCode, Refused
 from .haproxy import AdminState, RuntimeApi, RuntimeApiError, ServerRef, ServerState
+from .journal import InstanceIdentity, Journal
 from .settings import SwitchingSettings, Topology
+from .signals import DeferredSignals, NoSignals
 
 __all__ = [
+    "POINT_OF_NO_RETURN",
+    "STEPS",
+    "RevertFailed",
     "SwitchError",
     "SwitchPlan",
     "SwitchResult",
     "VerifyError",
     "apply",
     "down_servers",
+    "identity",
     "live_color",
     "plan",
     "revert",
@@ -42,20 +60,48 @@ __all__ = [
 ]
 
 POLL_INTERVAL = 0.02
+STEPS = ("promote", "drain", "verify", "wait-drained", "idle", "confirm", "save-state")
+POINT_OF_NO_RETURN = "verify"  # once verified, a signal completes the switch
 
 
 class VerifyError(Exception):
     """The routed URL did not answer from the target color in time."""
 
 
+class _Abort(Exception):
+    """A reason to revert that is not an error of HAProxy's (a signal, a reload, a hook)."""
+
+
 class SwitchError(Refused):
-    """A switch step failed. ``reverted`` says whether the prior states were restored."""
+    """A switch step failed and every server's prior state was restored (exit 8)."""
 
     exit_code = ExitCode.SWITCH_REVERTED
 
-    def __init__(self, message: str, *, reverted: bool) -> None:
-        self.reverted = reverted
+    def __init__(self, message: str, *, step: str, interrupted: str | None = None) -> None:
+        self.step = step
+        self.interrupted = interrupted
         super().__init__(message)
+
+    @property
+    def reverted(self) -> bool:
+        return True
+
+
+class RevertFailed(SwitchError):
+    """A switch step failed, and restoring the prior states failed too (exit 10): HAProxy may
+    be half-switched; ``unrestored`` names the servers; the journal stays open."""
+
+    exit_code = ExitCode.REVERT_FAILED
+
+    def __init__(
+        self, message: str, *, step: str, unrestored: tuple[str, ...], interrupted: str | None
+    ) -> None:
+        self.unrestored = unrestored
+        super().__init__(message, step=step, interrupted=interrupted)
+
+    @property
+    def reverted(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
@@ -66,6 +112,7 @@ class SwitchPlan:
     retire: tuple[ServerRef, ...]
     prior: Mapping[ServerRef, ServerState]
     full_weight: int
+    instance: InstanceIdentity | None = None  # the HAProxy process the prior states are from
 
     def describe(self) -> list[str]:
         lines = [f"switch {self.source or '(no live color)'} -> {self.target}"]
@@ -128,12 +175,17 @@ def down_servers(api: RuntimeApi, topology: Topology, color: str) -> dict[str, s
     return down
 
 
+def identity(api: RuntimeApi) -> InstanceIdentity:
+    return InstanceIdentity.from_info(str(api.address), api.show_info())
+
+
 def plan(api: RuntimeApi, topology: Topology, target: str, full_weight: int) -> SwitchPlan:
     """Read HAProxy and say what a switch to ``target`` would do. Changes nothing.
 
     Raises RuntimeApiError (unreachable, not admin, unknown server) before any change.
     """
     api.require_admin()
+    instance = identity(api)
     prior = api.server_states(topology.all_servers)
     retire = tuple(
         ref
@@ -149,13 +201,19 @@ def plan(api: RuntimeApi, topology: Topology, target: str, full_weight: int) -> 
         retire=retire,
         prior=prior,
         full_weight=full_weight,
+        instance=instance,
     )
 
 
 def verify(
-    switching: SwitchingSettings, topology: Topology, target: str, deadline: float
+    switching: SwitchingSettings,
+    topology: Topology,
+    target: str,
+    deadline: float,
+    signals: DeferredSignals | None = None,
 ) -> Verification:
-    """Poll the routed URL until ``verify_responses`` answers in a row come from ``target``."""
+    """Poll the routed URL until ``verify_responses`` answers in a row come from ``target``.
+    A signal noted in ``signals`` stops the wait (before the point of no return)."""
     url = switching.verify_url
     streak = 0
     first = 0.0
@@ -163,10 +221,12 @@ def verify(
     last = "no answer yet"
     with requests.Session() as session:
         while True:
+            if signals is not None and signals.received:
+                raise _Abort(f"interrupted by {signals.received}")
             try:
                 response = session.get(
                     url,
-                    timeout=max(deadline - time.monotonic(), 0.05),
+                    timeout=max(min(deadline - time.monotonic(), 2.0), 0.05),
                     headers={"Connection": "close"},
                 )
                 answer = topology.answered_by(response)
@@ -191,29 +251,189 @@ def verify(
             time.sleep(POLL_INTERVAL)
 
 
-def _wait_drained(
-    api: RuntimeApi,
-    refs: tuple[ServerRef, ...],
-    deadline: float,
-    progress: Callable[[str], None],
-) -> bool:
-    wanted = set(refs)
-    next_report = time.monotonic() + 1.0
-    while True:
-        busy = [row for row in api.show_stat() if row.ref in wanted and row.scur > 0]
-        if not busy:
-            return True
-        now = time.monotonic()
-        if now >= deadline:
-            return False
-        if now >= next_report:  # long drains say what they wait for, once a second
-            sessions = ", ".join(f"{row.ref} {row.scur}" for row in busy)
-            progress(f"draining: {sessions} session(s) open, {deadline - now:.0f}s left")
-            next_report = now + 1.0
-        time.sleep(POLL_INTERVAL)
-
-
 Verifier = Callable[[str, float], Verification]  # (target, deadline) -> first answers
+StepHook = Callable[[str, SwitchPlan], None]
+
+
+@dataclass
+class _Transaction:
+    api: RuntimeApi
+    plan: SwitchPlan
+    switching: SwitchingSettings
+    topology: Topology
+    journal: Journal | None
+    signals: DeferredSignals
+    server_state_file: Path | None
+    verifier: Verifier
+    on_step: StepHook
+    progress: Callable[[str], None]
+    step: str = "prepare"
+    past_point_of_no_return: bool = False
+    instance: InstanceIdentity | None = None
+
+    def run(self) -> SwitchResult:
+        result = SwitchResult(plan=self.plan, started=time.monotonic())
+        # the process the plan read: a reload since then is seen at the first step
+        self.instance = self.plan.instance or identity(self.api)
+        if self.journal is not None:
+            try:
+                self.journal.begin(
+                    source=self.plan.source,
+                    target=self.plan.target,
+                    instance=self.instance,
+                    prior=self.plan.prior,
+                )
+            except OSError as exc:
+                raise Refused(f"cannot write the journal {self.journal.path}: {exc}") from None
+        try:
+            self._enter("promote")
+            for ref in self.plan.promote:
+                self.api.set_weight(ref, self.plan.full_weight)
+                if self.plan.prior[ref].admin is not AdminState.READY:
+                    self.api.set_state(ref, AdminState.READY)
+            result.promoted = time.monotonic()
+            self._done()
+            self._enter("drain")
+            for ref in self.plan.retire:
+                self.api.set_state(ref, AdminState.DRAIN)
+            self._done()
+            self._enter("verify")
+            verification = self.verifier(
+                self.plan.target, time.monotonic() + self.switching.verify_timeout
+            )
+            result.first_target_response = verification.first_response
+            result.version = verification.version
+            self.past_point_of_no_return = True
+            self._done(version=result.version)
+            self._enter("wait-drained")
+            self._wait_drained(result)
+            self._done(drained=result.drained)
+            self._enter("idle")
+            for ref in self.plan.retire:
+                self.api.set_weight(ref, 0)
+                self.api.set_state(ref, AdminState.READY)
+            self._done()
+            self._enter("confirm")
+            self._confirm()
+            self._done()
+            if self.server_state_file is not None:
+                self._enter("save-state")
+                self.api.save_server_state(self.server_state_file)
+                self._done()
+        except (RuntimeApiError, VerifyError, OSError, _Abort) as exc:
+            self._revert(exc)
+        except Exception as exc:  # a step hook that raises: a failure at this step
+            self._revert(_Abort(f"the step hook raised {type(exc).__name__}: {exc}"))
+        if self.signals.received:
+            result.notes.append(
+                f"{self.signals.received} came after the point of no return ('verify'): the "
+                "switch was completed"
+            )
+        if self.journal is not None:
+            self.journal.close("switched")
+        result.finished = time.monotonic()
+        return result
+
+    # -- steps -------------------------------------------------------------------------------
+    def _enter(self, step: str) -> None:
+        """Before a step: a signal before the point of no return aborts; the step hook runs;
+        HAProxy must still be the process the switch began with."""
+        self.step = step
+        self._check_signal()
+        self.on_step(step, self.plan)
+        self._check_signal()
+        self._check_instance()
+
+    def _done(self, **facts: object) -> None:
+        if self.journal is not None:
+            self.journal.step(self.step, **facts)
+
+    def _check_signal(self) -> None:
+        if self.signals.received and not self.past_point_of_no_return:
+            raise _Abort(f"interrupted by {self.signals.received}")
+
+    def _check_instance(self) -> None:
+        assert self.instance is not None
+        if self.step == "promote":
+            # read with the plan a moment ago; a reload since shows at 'drain', right after
+            return
+        now = identity(self.api)
+        if not now.same_process(self.instance):
+            raise _Abort(
+                f"HAProxy at {self.instance.address} was reloaded or restarted during the "
+                f"switch ({self.instance} -> {now}): its server states are no longer ours"
+            )
+
+    def _wait_drained(self, result: SwitchResult) -> None:
+        start = time.monotonic()
+        deadline = start + self.switching.drain_timeout
+        wanted = set(self.plan.retire)
+        next_report = start + 1.0
+        while True:
+            busy = [row for row in self.api.show_stat() if row.ref in wanted and row.scur > 0]
+            now = time.monotonic()
+            if not busy:
+                result.drained = True
+                break
+            if self.signals.received:  # past the point of no return: finish now
+                result.notes.append(
+                    f"drain wait cut short by {self.signals.received}: "
+                    f"{sum(r.scur for r in busy)} old session(s) finish on their own"
+                )
+                break
+            if now >= deadline:
+                result.notes.append(
+                    f"old sessions still open after {self.switching.drain_timeout:g}s drain "
+                    "timeout; they finish on their own (HAProxy does not cut them)"
+                )
+                break
+            if now >= next_report:  # long drains say what they wait for, once a second
+                sessions = ", ".join(f"{row.ref} {row.scur}" for row in busy)
+                self.progress(f"draining: {sessions} session(s) open, {deadline - now:.0f}s left")
+                next_report = now + 1.0
+            time.sleep(POLL_INTERVAL)
+        result.drain_seconds = time.monotonic() - start
+
+    def _confirm(self) -> None:
+        """HAProxy's states are what the switch set, and the routed URL answers from the
+        target again."""
+        states = self.api.server_states(self.topology.all_servers)
+        wrong = [
+            f"{ref} weight {states[ref].uweight} {states[ref].admin.value}"
+            for ref in self.plan.promote
+            if not (states[ref].uweight == self.plan.full_weight and states[ref].takes_traffic)
+        ] + [
+            f"{ref} weight {states[ref].uweight} {states[ref].admin.value}"
+            for ref in self.plan.retire
+            if states[ref].uweight != 0 or states[ref].admin is not AdminState.READY
+        ]
+        if wrong:
+            raise _Abort(f"HAProxy's states are not the switch's: {', '.join(wrong)}")
+        if self.topology.live_color(states) != self.plan.target:
+            raise _Abort(f"HAProxy does not show {self.plan.target} as the one live color")
+        self.verifier(self.plan.target, time.monotonic() + self.switching.verify_timeout)
+
+    # -- undo --------------------------------------------------------------------------------
+    def _revert(self, cause: Exception) -> None:
+        interrupted = self.signals.received if isinstance(cause, _Abort) else None
+        unrestored = revert(self.api, self.plan.prior)
+        what = f"switch to {self.plan.target} failed at '{self.step}': {cause}"
+        if unrestored:
+            if self.journal is not None and self.journal.entry is not None:
+                self.journal.step("revert-failed", unrestored=list(unrestored))
+            raise RevertFailed(
+                f"{what}; REVERT FAILED for {', '.join(unrestored)}: HAProxy may be "
+                "half-switched; run 'bluegreen recover' (by hand: "
+                f"{_manual_restore(self.plan.prior)})",
+                step=self.step,
+                unrestored=unrestored,
+                interrupted=interrupted,
+            ) from cause
+        if self.journal is not None and self.journal.entry is not None:
+            self.journal.close("reverted", detail=f"at '{self.step}': {cause}")
+        raise SwitchError(
+            f"{what}; previous server states restored", step=self.step, interrupted=interrupted
+        ) from cause
 
 
 def apply(
@@ -222,75 +442,54 @@ def apply(
     switching: SwitchingSettings,
     topology: Topology,
     *,
+    journal: Journal | None = None,
+    signals: DeferredSignals | None = None,
     server_state_file: Path | None = None,
     verifier: Verifier | None = None,
+    on_step: StepHook | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> SwitchResult:
-    """Carry out the plan; on any failure restore ``switch_plan.prior`` and raise SwitchError.
+    """Carry out the plan as a transaction (see the module's docstring).
 
-    ``server_state_file``: HAProxy's server-state-file, rewritten after the switch.
+    Raises SwitchError (every prior state restored, exit 8) or RevertFailed (exit 10).
+    ``signals``: the caller's DeferredSignals, looked at between steps; ``on_step`` is called
+    before each step (the ``pytest_bluegreen_switch_step`` hook).
     """
+    noted = signals if signals is not None else NoSignals()
+    transaction = _Transaction(
+        api=api,
+        plan=switch_plan,
+        switching=switching,
+        topology=topology,
+        journal=journal,
+        signals=noted,
+        server_state_file=server_state_file,
+        verifier=verifier or (lambda target, deadline: Verification(0.0, None, 0)),
+        on_step=on_step or (lambda step, plan: None),
+        progress=progress,
+    )
     if verifier is None:
 
-        def verifier(target: str, deadline: float) -> Verification:
-            return verify(switching, topology, target, deadline)
+        def default_verifier(target: str, deadline: float) -> Verification:
+            # a signal stops the verification only before the point of no return
+            interruptible = None if transaction.past_point_of_no_return else noted
+            return verify(switching, topology, target, deadline, interruptible)
 
-    result = SwitchResult(plan=switch_plan, started=time.monotonic())
-    step = "promote"
-    try:
-        for ref in switch_plan.promote:
-            api.set_weight(ref, switch_plan.full_weight)
-            api.set_state(ref, AdminState.READY)
-        result.promoted = time.monotonic()
-        step = "drain"
-        for ref in switch_plan.retire:
-            api.set_state(ref, AdminState.DRAIN)
-        step = "verify"
-        verification = verifier(switch_plan.target, time.monotonic() + switching.verify_timeout)
-        result.first_target_response = verification.first_response
-        result.version = verification.version
-        step = "wait for drain"
-        drain_start = time.monotonic()
-        result.drained = _wait_drained(
-            api, switch_plan.retire, drain_start + switching.drain_timeout, progress
-        )
-        result.drain_seconds = time.monotonic() - drain_start
-        if not result.drained:
-            result.notes.append(
-                f"old sessions still open after {switching.drain_timeout:g}s drain timeout; "
-                "they finish on their own (HAProxy does not cut them)"
-            )
-        step = "idle the old color"
-        for ref in switch_plan.retire:
-            api.set_weight(ref, 0)
-            api.set_state(ref, AdminState.READY)
-        if server_state_file is not None:
-            step = "save server state"
-            api.save_server_state(server_state_file)
-    except (RuntimeApiError, VerifyError, OSError) as exc:
+        transaction.verifier = default_verifier
+    return transaction.run()
+
+
+def revert(api: RuntimeApi, prior: Mapping[ServerRef, ServerState]) -> tuple[str, ...]:
+    """Restore every server's weight and admin state, the servers that took traffic first so
+    none is left empty; continue past errors. Returns the servers that could not be restored."""
+    failed: list[str] = []
+    for state in sorted(prior.values(), key=lambda s: not s.takes_traffic):
         try:
-            revert(api, switch_plan.prior)
-        except RuntimeApiError as revert_exc:
-            raise SwitchError(
-                f"switch to {switch_plan.target} failed at '{step}': {exc}; REVERT FAILED too "
-                f"({revert_exc}): restore by hand: {_manual_restore(switch_plan.prior)}",
-                reverted=False,
-            ) from exc
-        raise SwitchError(
-            f"switch to {switch_plan.target} failed at '{step}': {exc}; previous server "
-            "states restored",
-            reverted=True,
-        ) from exc
-    result.finished = time.monotonic()
-    return result
-
-
-def revert(api: RuntimeApi, prior: Mapping[ServerRef, ServerState]) -> None:
-    """Restore weight and admin state; servers that took traffic first, so none is left empty."""
-    order = sorted(prior.values(), key=lambda s: not s.takes_traffic)
-    for state in order:
-        api.set_weight(state.ref, state.uweight)
-        api.set_state(state.ref, state.admin)
+            api.set_weight(state.ref, state.uweight)
+            api.set_state(state.ref, state.admin)
+        except RuntimeApiError as exc:
+            failed.append(f"{state.ref} ({exc.answer or type(exc).__name__})")
+    return tuple(failed)
 
 
 def _manual_restore(prior: Mapping[ServerRef, ServerState]) -> str:

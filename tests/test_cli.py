@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.state import GateLock
+from pytest_bluegreen import switch
+from pytest_bluegreen.haproxy import AdminState, RuntimeApiAddress, ServerRef
+from pytest_bluegreen.journal import Journal
+from pytest_bluegreen.settings import StateSettings, resolve
+from pytest_bluegreen.state import lock_for
 from tests.support.gate import CHECKS
 from tests.support.stack import Stack
 
@@ -229,7 +233,7 @@ def test_haproxy_unreachable_is_one_clear_line(workdir: Path, stack: Stack) -> N
 
 
 def test_a_held_lock_refuses_a_switch(workdir: Path, stack: Stack) -> None:
-    with GateLock(stack.state_file.with_name(stack.state_file.name + ".lock")).hold():
+    with stack.lock().hold():
         result = run(workdir, "switch-to", "green", "--force")
     assert result.returncode == 7
     [line] = result.stderr.strip().splitlines()
@@ -244,3 +248,90 @@ def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
         assert result.returncode == 0
         assert "example:" in result.stdout, command
         assert f"bluegreen {command}" in result.stdout
+
+
+# --- a cut-off switch: status shows it, recover mends it ------------------------------------
+
+
+def cut_off_switch(stack: Stack) -> None:
+    """What a SIGKILL after the promote step leaves: both colors weighted, the journal open."""
+
+    folder = stack.workdir / "cut-off"
+    folder.mkdir(exist_ok=True)
+    (folder / "bluegreen.toml").write_text(stack.settings_toml())
+    settings = resolve({}, {}, {}, folder)
+    api = stack.api()
+    plan = switch.plan(api, settings.topology, "green", 100)
+    journal = Journal(stack.journal_file)
+    journal.prepare()
+    journal.begin(source="blue", target="green", instance=switch.identity(api), prior=plan.prior)
+    for ref in plan.promote:
+        api.set_weight(ref, 100)
+    journal.step("promote")
+
+
+def test_status_and_recover_after_a_cut_off_switch(workdir: Path, stack: Stack) -> None:
+    cut_off_switch(stack)
+    status = run(workdir, "status")
+    assert status.returncode == 1, status.stdout + status.stderr
+    assert "UNFINISHED SWITCH: blue -> green" in status.stdout
+    assert "INCONSISTENT: not exactly one color takes traffic" in status.stdout
+    data = json.loads(run(workdir, "status", "--json").stdout)
+    assert data["unfinished_switch"]["target"] == "green"
+    assert data["live"] is None
+    refused = run(workdir, "switch-to", "green", "--force")
+    assert refused.returncode == 7
+    assert "an unfinished switch blue -> green" in refused.stderr
+    recovered = run(workdir, "recover")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert "recovered the switch blue -> green cut off after promote" in recovered.stdout
+    assert stack.live_weights() == {
+        "blue-api": (100, "ready"),
+        "blue-frontend": (100, "ready"),
+        "green-api": (0, "ready"),
+        "green-frontend": (0, "ready"),
+    }
+    assert [e["outcome"] for e in history(stack)] == ["recovered"]
+    after = run(workdir, "status")
+    assert after.returncode == 0, after.stdout
+    assert "UNFINISHED" not in after.stdout
+    again = run(workdir, "recover")
+    assert again.returncode == 0
+    assert "nothing to recover" in again.stdout
+
+
+def test_recover_an_inconsistent_haproxy_needs_a_color(workdir: Path, stack: Stack) -> None:
+    api = stack.api()
+    api.set_state(ServerRef("api_backend", "blue-api"), AdminState.DRAIN)
+    status = run(workdir, "status")
+    assert status.returncode == 1
+    assert "INCONSISTENT: api_backend/blue-api is in drain" in status.stdout
+    refused = run(workdir, "recover")
+    assert refused.returncode == 7
+    assert "no unfinished journal says how it was: bluegreen recover --to COLOR" in refused.stderr
+    fixed = run(workdir, "recover", "--to", "blue")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "blue made live" in fixed.stdout
+    assert run(workdir, "status").returncode == 0
+    assert [e["outcome"] for e in history(stack)] == ["recovered"]
+    consistent = run(workdir, "recover", "--to", "green")
+    assert consistent.returncode == 7
+    assert "move traffic with 'bluegreen switch-to green'" in consistent.stderr
+
+
+def test_one_lock_per_haproxy_whatever_the_settings_file(
+    tmp_path: Path, workdir: Path, stack: Stack
+) -> None:
+
+    elsewhere = tmp_path / "another-checkout"
+    elsewhere.mkdir()
+    # another settings file, another history, the default lock folder: the same HAProxy
+    (elsewhere / "bluegreen.toml").write_text(
+        stack.settings_toml(lock_dir=None, state_file=str(elsewhere / "history.json"))
+    )
+    default_dir = StateSettings().lock_dir
+    with lock_for(default_dir, str(RuntimeApiAddress.parse(stack.runtime))).hold():
+        result = run(elsewhere, "switch-to", "green", "--force")
+    assert result.returncode == 7, result.stdout + result.stderr
+    assert "another gate holds" in result.stderr
+    assert stack.served_color() == "blue"

@@ -13,7 +13,7 @@ import pytest
 
 from pytest_bluegreen import state
 from pytest_bluegreen.errors import EXIT_CODES, ExitCode
-from pytest_bluegreen.gate import Decision, Verdict, decide
+from pytest_bluegreen.gate import Decision, SessionFacts, Verdict, decide
 from pytest_bluegreen.outcomes import COLOR_PROPERTY, ColorOutcomes, Outcomes, color_of
 from pytest_bluegreen.state import GateLock, HistoryEntry, LockHeld, Outcome, StateFileError
 
@@ -29,13 +29,14 @@ def decide_with(
     live: str | None = "blue",
     outcomes: dict[str | None, ColorOutcomes] | None = None,
     target_down: dict[str, str] | None = None,
+    **facts: Any,
 ) -> Decision:
     return decide(
         target="green",
         live=live,
-        exitstatus=exitstatus,
         outcomes=GREEN_PASSED if outcomes is None else outcomes,
         target_down=target_down or {},
+        facts=SessionFacts(exitstatus=exitstatus, **facts),
     )
 
 
@@ -150,6 +151,73 @@ def test_order_of_conditions(kwargs: dict[str, Any], verdict: Verdict) -> None:
     assert decide_with(**kwargs).verdict is verdict
 
 
+# --- the session's facts: interrupted, incomplete, narrowed, whose failure ------------------
+
+
+@pytest.mark.parametrize(
+    ("facts", "verdict", "reason"),
+    [
+        pytest.param(
+            {"interrupted": "pytest.exit: time budget", "collected": 4, "finished": 2},
+            Verdict.INCONCLUSIVE,
+            "inconclusive: the session was interrupted (pytest.exit: time budget); "
+            "2 of 4 selected check(s) finished",
+            id="pytest-exit-0",
+        ),
+        pytest.param(
+            {"interrupted": "KeyboardInterrupt", "exitstatus": 2, "collected": 3, "finished": 1},
+            Verdict.INCONCLUSIVE,
+            "inconclusive: the session was interrupted (KeyboardInterrupt); "
+            "1 of 3 selected check(s) finished",
+            id="ctrl-c",
+        ),
+        pytest.param(
+            {"collected": 5, "finished": 3},
+            Verdict.INCONCLUSIVE,
+            "inconclusive: only 3 of 5 selected check(s) finished",
+            id="incomplete",
+        ),
+        pytest.param(
+            {"collected": 2, "finished": 2, "narrowed": "--lf"},
+            Verdict.INCONCLUSIVE,
+            "inconclusive: the selection was narrowed by --lf (the last run's state), not the "
+            "full check set; --allow-narrowed gates on it anyway",
+            id="narrowed",
+        ),
+        pytest.param(
+            {"collected": 2, "finished": 2}, Verdict.SWITCH, None, id="complete-and-passed"
+        ),
+    ],
+)
+def test_session_facts(facts: dict[str, Any], verdict: Verdict, reason: str | None) -> None:
+    decision = decide_with(**facts)
+    assert decision.verdict is verdict
+    if reason is not None:
+        assert decision.reason == reason
+    assert not decision.may_return
+
+
+def test_an_exit_zero_after_a_failure_is_a_failure() -> None:
+    decision = decide_with(
+        outcomes={"green": ColorOutcomes(passed=1, failed=1)},
+        interrupted="pytest.exit: time budget",
+    )
+    assert decision.verdict is Verdict.FAILED
+    assert decision.exit_code == ExitCode.CHECKS_FAILED
+    assert not decision.may_return  # an interrupted session never moves traffic
+
+
+def test_only_the_targets_own_failures_may_return_traffic() -> None:
+    own = decide_with(live="green", outcomes={"green": ColorOutcomes(passed=1, failed=1)})
+    assert (own.verdict, own.may_return) == (Verdict.FAILED, True)
+    shared = decide_with(
+        live="green",
+        outcomes={"green": ColorOutcomes(passed=3), "shared": ColorOutcomes(failed=1)},
+    )
+    assert (shared.verdict, shared.may_return) == (Verdict.FAILED, False)
+    assert shared.reason == ("checks failed (shared: 1 failed); none of green's own checks failed")
+
+
 def test_vetoed_decision_is_refused() -> None:
     vetoed = decide_with().vetoed("change freeze")
     assert vetoed == Decision(Verdict.REFUSED, "vetoed: change freeze", "green", "blue")
@@ -157,10 +225,10 @@ def test_vetoed_decision_is_refused() -> None:
 
 
 def test_exit_codes_are_documented() -> None:
-    assert set(EXIT_CODES) == set(range(10))
+    assert set(EXIT_CODES) == set(range(11))
     assert int(ExitCode.SWITCH_REVERTED) == 8
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    for code in range(6, 10):  # ours; 0-5 are pytest's
+    for code in range(6, 11):  # ours; 0-5 are pytest's
         assert f"\n| {code} | " in readme, f"exit code {code} is not in the README's table"
     assert "inconclusive" in EXIT_CODES[ExitCode.INCONCLUSIVE]
     assert "refused" in EXIT_CODES[ExitCode.REFUSED]

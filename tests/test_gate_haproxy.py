@@ -151,7 +151,7 @@ def test_two_concurrent_gates_switch_once(pytester: pytest.Pytester, stack: Stac
     prepare(pytester, stack, slow)
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green", "--switch"]
     first = subprocess.Popen(cmd, cwd=pytester.path, stdout=subprocess.PIPE, text=True)
-    lock = stack.state_file.with_name(stack.state_file.name + ".lock")
+    lock = stack.lock().path
     wait_for(lambda: lock.exists() and "pid" in lock.read_text(), 30, "the first gate's lock")
     second = subprocess.run(
         cmd, cwd=pytester.path, capture_output=True, text=True, timeout=60, check=False

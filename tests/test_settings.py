@@ -763,7 +763,7 @@ def test_paths_are_relative_to_the_config_files_folder(tmp_path: Path) -> None:
     ops = tmp_path / "ops"
     assert settings.config_file == ops / "bg.toml"
     assert settings.state.state_file == ops / "state" / "history.json"
-    assert settings.state.lock_file == ops / "state" / "history.json.lock"
+    assert settings.state.journal_file == ops / ".bluegreen" / "journal.json"
     assert settings.haproxy.haproxy_state_file == ops / "haproxy" / "server-state"
     assert settings.env_files.directory == ops / "env"
     assert settings.env_files.shared == ops / "env" / "shared.env"

@@ -105,6 +105,16 @@ class RunSettings:
         "the version being gated, recorded in the history",
         cli="--deployment-tag",
     )
+    allow_narrowed: bool = setting(
+        False,
+        p.boolean,
+        "gate on a selection narrowed by the last run's state (--lf, --sw, --deselect); "
+        "without it such a run is inconclusive",
+        cli="--allow-narrowed",
+        ini=False,
+        file=False,
+        flag=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -281,14 +291,25 @@ class StateSettings:
     state_file: Path = setting(
         Path(".bluegreen/state.json"),
         p.path,
-        "JSON history of switches; its '.lock' twin guards concurrent gates",
+        "JSON history of gate runs and switches",
         cli="--state-file",
         path=True,
     )
 
-    @property
-    def lock_file(self) -> Path:
-        return self.state_file.with_name(self.state_file.name + ".lock")
+    journal_file: Path = setting(
+        Path(".bluegreen/journal.json"),
+        p.path,
+        "the switch's write-ahead journal; an unfinished one blocks traffic changes until "
+        "'bluegreen recover'",
+        path=True,
+    )
+    lock_dir: Path = setting(
+        Path("/run/lock/bluegreen"),
+        p.path,
+        "folder of the gate locks, one per HAProxy Runtime API address, shared by every gate "
+        "and bluegreen command on this host",
+        path=True,
+    )
 
     @property
     def tags_file(self) -> Path:

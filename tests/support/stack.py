@@ -18,7 +18,8 @@ from typing import IO, Any
 
 import requests
 
-from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiError
+from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiAddress, RuntimeApiError
+from pytest_bluegreen.state import GateLock, lock_for
 
 ROOT = Path(__file__).resolve().parents[2]
 HAPROXY_CFG = ROOT / "haproxy" / "haproxy.cfg"
@@ -131,7 +132,9 @@ class HAProxy:
     log: IO[bytes] | None = None
     starts: int = 0
 
-    def start(self, runtime: str) -> None:
+    def start(self, runtime: str, *, finish: int | None = None) -> None:
+        """Start HAProxy; with ``finish``, as a reload: the new process takes over the
+        listeners and tells the old one (that pid) to finish its connections and exit."""
         binary = haproxy_binary()
         assert binary, "haproxy is not installed"
         self.starts += 1
@@ -139,18 +142,38 @@ class HAProxy:
         args = [binary, "-db", "-f", str(HAPROXY_CFG)]
         for extra in self.extra_configs:
             args += ["-f", str(extra)]
+        if finish is not None:
+            args += ["-sf", str(finish)]
         self.proc = subprocess.Popen(
             args, env={**os.environ, **self.env}, stdout=self.log, stderr=subprocess.STDOUT
         )
         api = RuntimeApi(runtime, timeout=1)
+        pid = str(self.proc.pid)
 
         def answers() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"haproxy exited {self.proc.returncode}: {self.log_text()}")
-            api.show_info()
-            return True
+            return api.show_info()["Pid"] == pid
 
-        wait_for(answers, 10, "HAProxy's Runtime API")
+        wait_for(answers, 10, "HAProxy's Runtime API (the new process)")
+
+    def reload(self, runtime: str) -> None:
+        """A soft reload, as ``systemctl reload haproxy`` does: a new process (server states
+        from the server-state-file, else the configuration), the old one finishing."""
+        old = self.proc
+        assert old is not None
+        self.start(runtime, finish=old.pid)
+        try:
+            old.wait(15)
+        except subprocess.TimeoutExpired:
+            old.kill()
+            old.wait()
+
+    def kill(self) -> None:
+        """HAProxy dies (SIGKILL): nothing answers until it is started again."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def log_text(self) -> str:
         return "\n".join(
@@ -187,6 +210,8 @@ class Stack:
         self.socket_path = self.workdir / "admin.sock"
         self.server_state_file = self.workdir / "server-state"
         self.state_file = self.workdir / "history.json"
+        self.journal_file = self.workdir / "journal.json"
+        self.lock_dir = self.workdir / "locks"
         operator_cfg = self.workdir / "operator-socket.cfg"
         operator_cfg.write_text(
             "global\n"
@@ -232,6 +257,10 @@ class Stack:
 
     def api(self) -> RuntimeApi:
         return RuntimeApi(self.runtime)
+
+    def lock(self) -> GateLock:
+        """The gate lock of this HAProxy, as every gate on it takes it."""
+        return lock_for(self.lock_dir, str(RuntimeApiAddress.parse(self.runtime)))
 
     def backend(self, color: str) -> Backend:
         return self.blue if color == "blue" else self.green
@@ -294,6 +323,8 @@ class Stack:
             "routed_api_url": self.routed_url,
             "routed_frontend_url": f"http://127.0.0.1:{self.ports['frontend']}",
             "state_file": str(self.state_file),
+            "journal_file": str(self.journal_file),
+            "lock_dir": str(self.lock_dir),
             "haproxy_state_file": str(self.server_state_file),
             "drain_timeout": 5,
             "verify_timeout": 5,

@@ -1,0 +1,312 @@
+"""The switch's write-ahead record: intent, prior states, steps done, outcome.
+
+Before the first Runtime API command that changes anything, the switch writes the intent
+(target, every server's prior weight and admin state, the HAProxy instance's identity) to the
+journal, durably (see :class:`Journal`). Each step appends its progress the same way; the
+outcome closes it. A journal that is still
+``open`` means a switch was cut off (``SIGKILL``, power loss): every later gate run and every
+``bluegreen`` command that changes traffic refuses until ``bluegreen recover`` has brought
+HAProxy to a consistent state and closed it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+import uuid
+import zlib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import Refused, UsageError
+from .haproxy import AdminState, ServerRef, ServerState
+
+__all__ = [
+    "InstanceIdentity",
+    "Journal",
+    "JournalEntry",
+    "JournalError",
+    "PriorState",
+    "UnfinishedJournal",
+    "read_journal",
+    "write_durably",
+]
+
+OPEN, CLOSED = "open", "closed"
+
+
+class JournalError(UsageError):
+    """The journal file exists but cannot be read."""
+
+
+class UnfinishedJournal(Refused):
+    """A switch was cut off: nothing changes traffic until ``bluegreen recover``."""
+
+    def __init__(self, path: Path, entry: JournalEntry) -> None:
+        self.path = path
+        self.entry = entry
+        steps = ", ".join(s["step"] for s in entry.steps) or "none"
+        super().__init__(
+            f"refused: an unfinished switch {entry.source or '(none)'} -> {entry.target} "
+            f"(started {entry.started} by pid {entry.pid} on {entry.host}; steps done: {steps}) "
+            f"is recorded in {path}; run 'bluegreen recover' (or 'bluegreen recover --to "
+            "COLOR') to bring HAProxy to a consistent state first"
+        )
+
+
+@dataclass(frozen=True)
+class InstanceIdentity:
+    """Which HAProxy process answers: a reload or restart changes it."""
+
+    address: str
+    pid: int
+    start_time: int  # Start_time_sec, else now - Uptime_sec
+
+    @classmethod
+    def from_info(cls, address: str, info: Mapping[str, str]) -> InstanceIdentity:
+        pid = int(info.get("Pid", "0") or 0)
+        start = info.get("Start_time_sec")
+        if start is None or not start.isdigit():
+            start = str(int(time.time()) - int(info.get("Uptime_sec", "0") or 0))
+        return cls(address, pid, int(start))
+
+    def same_process(self, other: InstanceIdentity) -> bool:
+        # Start_time_sec is exact; the Uptime_sec fallback may differ by a second
+        return self.pid == other.pid and abs(self.start_time - other.start_time) <= 1
+
+    def __str__(self) -> str:
+        return f"pid {self.pid}, started {self.start_time}"
+
+
+@dataclass(frozen=True)
+class PriorState:
+    server: str  # backend/server
+    weight: int
+    admin: str  # ready | drain | maint
+
+    @classmethod
+    def of(cls, state: ServerState) -> PriorState:
+        return cls(str(state.ref), state.uweight, state.admin.value)
+
+    @property
+    def ref(self) -> ServerRef:
+        return ServerRef.parse(self.server)
+
+    @property
+    def admin_state(self) -> AdminState:
+        return AdminState(self.admin)
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    id: str
+    status: str  # open | closed
+    started: str
+    host: str
+    pid: int  # the gate's process
+    source: str | None
+    target: str
+    instance: InstanceIdentity
+    prior: tuple[PriorState, ...]
+    steps: tuple[dict[str, Any], ...] = ()
+    outcome: str | None = None
+    detail: str = ""
+
+    @property
+    def open(self) -> bool:
+        return self.status == OPEN
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["steps"] = list(self.steps)
+        data["prior"] = [asdict(p) for p in self.prior]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JournalEntry:
+        return cls(
+            id=str(data["id"]),
+            status=str(data["status"]),
+            started=str(data["started"]),
+            host=str(data["host"]),
+            pid=int(data["pid"]),
+            source=data.get("source"),
+            target=str(data["target"]),
+            instance=InstanceIdentity(**data["instance"]),
+            prior=tuple(PriorState(**p) for p in data["prior"]),
+            steps=tuple(data.get("steps", ())),
+            outcome=data.get("outcome"),
+            detail=str(data.get("detail", "")),
+        )
+
+
+def write_durably(path: Path, text: str) -> None:
+    """Write ``text`` so that after a crash the file is either the old one or the new one:
+    a temporary file in the same folder, fdatasync, rename over, fsync of the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fdatasync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _slots(path: Path) -> tuple[Path, Path]:
+    """The journal's two slots: records are written to them in turn."""
+    return path, path.with_name(path.name + ".alt")
+
+
+SLOT_SIZE = 65536  # slots are made this big once, so a record's sync writes data only
+_MAGIC = "bluegreen-journal"
+
+
+def _encode(seq: int, entry: JournalEntry) -> bytes:
+    """``bluegreen-journal SEQ CRC LENGTH`` then the record's JSON: the header says how much
+    of the slot is this record (an older, longer record's tail may follow)."""
+    payload = json.dumps(entry.to_json(), indent=1).encode()
+    return f"{_MAGIC} {seq} {zlib.crc32(payload)} {len(payload)}\n".encode() + payload
+
+
+def _decode(data: bytes) -> tuple[int, JournalEntry] | None:
+    """A slot's record, or None when the slot is empty or was torn by a crash mid-write."""
+    head, sep, rest = data.partition(b"\n")
+    fields = head.decode(errors="replace").split()
+    if not sep or len(fields) != 4 or fields[0] != _MAGIC:
+        return None
+    try:
+        seq, crc, length = (int(f) for f in fields[1:])
+        payload = rest[:length]
+        if len(payload) != length or zlib.crc32(payload) != crc:
+            return None
+        return seq, JournalEntry.from_json(json.loads(payload))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _latest(path: Path) -> tuple[int, JournalEntry | None]:
+    found: list[tuple[int, JournalEntry]] = []
+    present = False
+    for slot in _slots(path):
+        try:
+            data = slot.read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise JournalError(f"journal {slot} is not readable: {exc}") from None
+        present = present or bool(data.strip())
+        record = _decode(data)
+        if record is not None:
+            found.append(record)
+    if not found:
+        if present:
+            raise JournalError(f"journal {path}: no slot holds a whole record")
+        return 0, None
+    seq, entry = max(found, key=lambda record: record[0])
+    return seq, entry
+
+
+def read_journal(path: Path) -> JournalEntry | None:
+    """The journal's latest whole record, or None when there is none."""
+    return _latest(path)[1]
+
+
+@dataclass
+class Journal:
+    """The journal kept in ``path`` (and its ``.alt`` twin).
+
+    Records go to two slot files in turn, each with a sequence number, a length and a
+    checksum, written in place and synced with one ``fdatasync``: a write torn by a crash
+    leaves the other slot's record, the one before, whole. The slots are created once,
+    durably and at their full size, by :meth:`prepare` (a gate calls it under its lock,
+    before any switch), so that the intent before the first change costs one data-only sync
+    (about 0.1 ms here, against 1 ms for a new file renamed into place).
+    """
+
+    path: Path
+    entry: JournalEntry | None = field(default=None)
+    seq: int = 0
+    _checked: bool = field(default=False, repr=False)  # prepare() read the latest record
+
+    def prepare(self) -> None:
+        """Refuse an unfinished journal; create the slot files (durably) if they are missing.
+        Called by a gate under its lock, so that :meth:`begin` need not read them again."""
+        seq, latest = _latest(self.path)
+        if latest is not None and latest.open:
+            raise UnfinishedJournal(self.path, latest)
+        for slot in _slots(self.path):
+            if not slot.exists():
+                write_durably(slot, " " * (SLOT_SIZE - 1) + "\n")
+        self.seq, self._checked = seq, True
+
+    def begin(
+        self,
+        *,
+        source: str | None,
+        target: str,
+        instance: InstanceIdentity,
+        prior: Mapping[ServerRef, ServerState],
+    ) -> JournalEntry:
+        if not self._checked:
+            self.prepare()
+        self._checked = False  # the next begin (after this switch) reads again
+        self.entry = JournalEntry(
+            id=uuid.uuid4().hex,
+            status=OPEN,
+            started=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            source=source,
+            target=target,
+            instance=instance,
+            prior=tuple(PriorState.of(s) for s in prior.values()),
+        )
+        self._write()
+        return self.entry
+
+    def resume(self, entry: JournalEntry) -> None:
+        """Continue an existing record (recovery closes what a cut-off switch left open)."""
+        self.seq = _latest(self.path)[0]
+        self.entry = entry
+
+    def step(self, name: str, **facts: Any) -> None:
+        assert self.entry is not None, "begin() first"
+        record = {"step": name, "at": round(time.time(), 3), **facts}
+        self.entry = replace(self.entry, steps=(*self.entry.steps, record))
+        self._write()
+
+    def close(self, outcome: str, detail: str = "") -> None:
+        assert self.entry is not None, "begin() first"
+        self.entry = replace(self.entry, status=CLOSED, outcome=outcome, detail=detail)
+        self._write()
+
+    def _write(self) -> None:
+        """The record into the next slot, in place, then one fdatasync."""
+        assert self.entry is not None
+        self.seq += 1
+        slot = _slots(self.path)[self.seq % 2]
+        record = _encode(self.seq, self.entry)
+        if not slot.exists():  # not prepared: create it durably (two syncs)
+            write_durably(slot, record.decode())
+            return
+        fd = os.open(slot, os.O_WRONLY)
+        try:
+            os.pwrite(fd, record, 0)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)

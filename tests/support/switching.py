@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_bluegreen import switch
+from pytest_bluegreen.journal import Journal
 from pytest_bluegreen.load import LoadResult, Sample, run_load
 from pytest_bluegreen.settings import Settings, resolve
 
@@ -21,18 +24,31 @@ def stack_settings(stack: Stack, **overrides: Any) -> Settings:
     return resolve({}, {}, {}, Path(folder))
 
 
+@dataclass(frozen=True)
+class Switched:
+    """One switch: which kind, to what, when it began (monotonic)."""
+
+    kind: str  # "gate" (switch.apply, journaled when asked) or "raw" (two weight commands)
+    target: str
+    started: float
+    result: switch.SwitchResult | None = None
+
+
 @dataclass
 class SwitchRun:
     load: LoadResult
     switches: list[switch.SwitchResult] = field(default_factory=list)
+    done: list[Switched] = field(default_factory=list)
 
-    def latencies_ms(self) -> list[float]:
-        """Per switch: from the start of the switch to the load's first answer from the target."""
+    def latencies_ms(self, kind: str = "gate") -> list[float]:
+        """Per switch: from its start to the load's first answer from the target."""
         out = []
-        for result in self.switches:
-            first = self.load.first_from(result.plan.target, result.started)
+        for one in self.done:
+            if one.kind != kind:
+                continue
+            first = self.load.first_from(one.target, one.started)
             if first is not None:
-                out.append((first.end - result.started) * 1000)
+                out.append((first.end - one.started) * 1000)
         return out
 
 
@@ -44,64 +60,110 @@ def switch_under_load(
     duration: float,
     concurrency: int = 6,
     min_between: int = 200,
+    journal: Path | None = None,
+    raw_every_other: bool = False,
 ) -> SwitchRun:
     """Switch blue<->green ``switches`` times while a bounded load runs on the routed URL.
 
     Between two switches at least ``min_between`` more requests are answered, so every switch
     happens under traffic. The load stops after the last switch (or its own bounds).
+    ``journal``: the gate's switches are journaled there. ``raw_every_other``: every second
+    switch is two bare ``set server ... weight`` commands instead, the floor to compare with.
     """
     settings = stack_settings(stack, verify_responses=1, drain_timeout=10)
     api = stack.api()
-    stop = threading.Event()
-    holder: dict[str, LoadResult] = {}
-
-    def load() -> None:
-        holder["result"] = run_load(
-            f"{stack.routed_url}/api/probe",
-            total=total,
-            duration=duration,
-            concurrency=concurrency,
-            stop=stop,
-            on_sample=progress.count,
-        )
-
-    progress = _Progress()
-    thread = threading.Thread(target=load, daemon=True)
-    thread.start()
+    load = _LoadProcess(f"{stack.routed_url}/api/probe", total, duration, concurrency)
+    progress = _Progress(load)
+    journaled = Journal(journal) if journal is not None else None
     results: list[switch.SwitchResult] = []
+    done: list[Switched] = []
+    topology = settings.topology
     try:
         target = "green"
-        for _ in range(switches):
-            progress.wait_for_more(min_between, thread)
-            plan = switch.plan(api, settings.topology, target, settings.switching.full_weight)
-            results.append(switch.apply(api, plan, settings.switching, settings.topology))
-            target = settings.topology.other(target)
-        progress.wait_for_more(min_between, thread, load_may_end=True)
+        for number in range(switches):
+            progress.wait_for_more(min_between)
+            if raw_every_other and number % 2:
+                started = time.monotonic()
+                for ref in topology.servers(target):
+                    api.set_weight(ref, settings.switching.full_weight)
+                for ref in topology.servers(topology.other(target)):
+                    api.set_weight(ref, 0)
+                done.append(Switched("raw", target, started))
+            else:
+                if journaled is not None:
+                    journaled.prepare()  # as a gate does under its lock, before its switch
+                plan = switch.plan(api, topology, target, settings.switching.full_weight)
+                result = switch.apply(
+                    api,
+                    plan,
+                    settings.switching,
+                    topology,
+                    journal=journaled,
+                )
+                results.append(result)
+                done.append(Switched("gate", target, result.started, result))
+            target = topology.other(target)
+        progress.wait_for_more(min_between, load_may_end=True)
     finally:
-        stop.set()
-        thread.join(duration + 30)
-    return SwitchRun(holder["result"], results)
+        loaded = load.finish(duration + 30)
+    return SwitchRun(loaded, results, done)
+
+
+class _LoadProcess:
+    """The bounded load in a process of its own, as real clients are: it does not share the
+    switch's interpreter (threads in one would hold the switch up at every GIL switch)."""
+
+    def __init__(self, url: str, total: int, duration: float, concurrency: int) -> None:
+        context = multiprocessing.get_context("fork")
+        self.answered = context.Value("i", 0)
+        self.stop = context.Event()
+        self.results: multiprocessing.Queue[LoadResult] = context.Queue()
+        self.process = context.Process(
+            target=self._run, args=(url, total, duration, concurrency), daemon=True
+        )
+        self.process.start()
+
+    def _run(self, url: str, total: int, duration: float, concurrency: int) -> None:
+        stop = threading.Event()
+
+        def watch() -> None:
+            self.stop.wait(duration + 5)
+            stop.set()
+
+        def count(sample: Sample) -> None:
+            with self.answered.get_lock():
+                self.answered.value += 1
+
+        threading.Thread(target=watch, daemon=True).start()
+        result = run_load(
+            url, total=total, duration=duration, concurrency=concurrency, stop=stop,
+            on_sample=count,
+        )  # fmt: skip
+        self.results.put(result)
+
+    def finish(self, timeout: float) -> LoadResult:
+        self.stop.set()
+        result = self.results.get(timeout=timeout)
+        self.process.join(timeout)
+        return result
 
 
 class _Progress:
-    """Counts answered requests as the load reports them."""
+    """Counts answered requests as the load process reports them."""
 
-    def __init__(self) -> None:
-        self.answered = 0
+    def __init__(self, load: _LoadProcess) -> None:
+        self.load = load
         self.last = 0
-        self._lock = threading.Lock()
 
-    def count(self, sample: Sample) -> None:
-        with self._lock:
-            self.answered += 1
+    @property
+    def answered(self) -> int:
+        return int(self.load.answered.value)
 
-    def wait_for_more(
-        self, count: int, thread: threading.Thread, *, load_may_end: bool = False
-    ) -> None:
+    def wait_for_more(self, count: int, *, load_may_end: bool = False) -> None:
         target = self.last + count
 
         def enough() -> bool:
-            if not thread.is_alive():
+            if not self.load.process.is_alive():
                 if load_may_end:
                     return True
                 raise RuntimeError("the load stopped before the switches were done")

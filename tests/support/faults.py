@@ -1,0 +1,318 @@
+"""The fault matrix: a real gate (``pytest --switch`` in a subprocess) against a real HAProxy,
+stopped at one step of the switch by the ``pytest_bluegreen_switch_step`` hook while a fault is
+injected, under a bounded load probe. Used by ``tests/test_faults.py`` and
+``benchmarks/fault_matrix.py``.
+
+The faults: SIGINT, SIGTERM, SIGKILL (then ``bluegreen recover``), an HAProxy reload, HAProxy
+killed (started again after the gate, then ``bluegreen recover``), a Runtime API error answer
+(a proxy in front of the Runtime API answers the next command with an error), and a step hook
+that raises. After each: exactly one color takes traffic, nothing left in drain or maint, the
+journal closed, the history honest, the exit code the documented one, and the probe saw no
+failed request (but while HAProxy was down, counted apart).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_bluegreen.haproxy import RuntimeApi
+from pytest_bluegreen.journal import read_journal
+from pytest_bluegreen.load import LoadResult, run_load
+from pytest_bluegreen.recovery import inconsistencies
+from pytest_bluegreen.settings import resolve
+
+from .gate import CHECKS
+from .stack import Stack, wait_for
+
+STEPS = ("promote", "drain", "verify", "wait-drained", "idle", "confirm", "save-state")
+FAULTS = ("sigint", "sigterm", "sigkill", "reload", "haproxy-killed", "api-error", "hook-raises")
+BEFORE_POINT_OF_NO_RETURN = ("promote", "drain", "verify")
+
+BLUEGREEN = [
+    sys.executable,
+    "-c",
+    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+]
+
+STEP_HOOK = """
+import os, pathlib, time
+
+
+def pytest_bluegreen_switch_step(config, step, plan):
+    if step != os.environ.get("FAULT_STEP"):
+        return
+    here = pathlib.Path(os.environ["FAULT_DIR"])
+    (here / "at-step").write_text(step)
+    deadline = time.monotonic() + 60
+    while not (here / "go").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the fault harness never said go")
+        time.sleep(0.005)
+    if os.environ.get("FAULT") == "hook-raises":
+        raise ConnectionError("the notification service does not answer")
+"""
+
+
+@dataclass(frozen=True)
+class Expected:
+    exit_code: int
+    history: tuple[str, ...]
+    live: str
+
+
+def expected(step: str, fault: str) -> Expected:
+    """What the documentation promises for each cell."""
+    if fault in ("sigint", "sigterm"):
+        if step in BEFORE_POINT_OF_NO_RETURN:
+            return Expected(8, ("reverted",), "blue")
+        return Expected(0, ("switched",), "green")
+    if fault == "sigkill":
+        return Expected(-signal.SIGKILL, ("recovered",), "blue")
+    if fault == "haproxy-killed":
+        return Expected(10, ("revert-failed", "recovered"), "blue")
+    return Expected(8, ("reverted",), "blue")  # reload, api-error, hook-raises
+
+
+class RuntimeApiProxy(socketserver.ThreadingTCPServer):
+    """In front of HAProxy's Runtime API (TCP): forwards each one-command connection, or,
+    once ``fail_next`` is set, answers the next command with HAProxy's error text."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.fail_next = threading.Event()
+        self.failed: list[str] = []
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        port = self.server_address[1]
+        return f"127.0.0.1:{port}"
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _ProxyHandler(socketserver.StreamRequestHandler):
+    server: RuntimeApiProxy
+
+    def handle(self) -> None:
+        command = self.rfile.readline()
+        if self.server.fail_next.is_set():
+            self.server.fail_next.clear()
+            self.server.failed.append(command.decode().strip())
+            self.wfile.write(b"No such server.\n\n")
+            return
+        try:
+            with socket.create_connection(self.server.upstream, timeout=5) as upstream:
+                upstream.sendall(command)
+                while chunk := upstream.recv(65536):
+                    self.wfile.write(chunk)
+        except OSError:
+            return  # HAProxy is gone: the client sees the connection close, as it would
+
+
+@dataclass
+class Cell:
+    step: str
+    fault: str
+    exit_code: int | None = None
+    history: tuple[str, ...] = ()
+    live: str | None = None
+    problems: list[str] = field(default_factory=list)
+    journal_open: bool = False
+    failed_requests: int = 0
+    failed_while_down: int = 0  # while HAProxy was killed or reloading: its own doing
+    haproxy_failures: list[str] = field(default_factory=list)  # kind: error, of those
+    requests: int = 0
+    output: str = ""
+
+    @property
+    def expected(self) -> Expected:
+        return expected(self.step, self.fault)
+
+    def mismatches(self) -> list[str]:
+        want = self.expected
+        found = []
+        if self.exit_code != want.exit_code:
+            found.append(f"exit {self.exit_code}, documented {want.exit_code}")
+        if self.history != want.history:
+            found.append(f"history {list(self.history)}, expected {list(want.history)}")
+        if self.live != want.live:
+            found.append(f"{self.live} live, expected {want.live}")
+        if self.problems:
+            found.append(f"HAProxy inconsistent: {'; '.join(self.problems)}")
+        if self.journal_open:
+            found.append("the journal is still open")
+        if self.failed_requests:
+            found.append(f"{self.failed_requests} probe request(s) failed")
+        return found
+
+    @property
+    def survived(self) -> bool:
+        return not self.mismatches()
+
+
+class Probe:
+    """A bounded load on the routed URL for the whole cell; stops by itself or when told."""
+
+    def __init__(self, url: str) -> None:
+        self.stop = threading.Event()
+        self.result: LoadResult | None = None
+
+        def run() -> None:
+            self.result = run_load(url, total=100_000, duration=120, concurrency=2, stop=self.stop)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def finish(self) -> LoadResult:
+        self.stop.set()
+        self.thread.join(30)
+        assert self.result is not None
+        return self.result
+
+
+def _history(stack: Stack) -> tuple[str, ...]:
+    if not stack.state_file.exists():
+        return ()
+    return tuple(e["outcome"] for e in json.loads(stack.state_file.read_text())["history"])
+
+
+def run_cell(stack: Stack, workdir: Path, step: str, fault: str) -> Cell:
+    """One cell of the matrix on a fresh stack (blue live, green idle)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    host, port = stack.runtime.rsplit(":", 1)
+    proxy = RuntimeApiProxy((host, int(port)))
+    try:
+        return _run_cell(stack, workdir, proxy, step, fault)
+    finally:
+        proxy.close()
+
+
+def _run_cell(stack: Stack, workdir: Path, proxy: RuntimeApiProxy, step: str, fault: str) -> Cell:
+    (workdir / "bluegreen.toml").write_text(
+        stack.settings_toml(runtime_api=proxy.address, drain_timeout=5, verify_timeout=5)
+    )
+    (workdir / "test_checks.py").write_text(CHECKS)
+    (workdir / "conftest.py").write_text(STEP_HOOK)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))},
+        "FAULT_STEP": step,
+        "FAULT": fault,
+        "FAULT_DIR": str(workdir),
+    }
+    cell = Cell(step, fault)
+    probe = Probe(f"{stack.routed_url}/health")
+    down: list[tuple[float, float]] = []  # when HAProxy was killed or reloading
+    gate = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green", "--switch"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: (workdir / "at-step").exists() or gate.poll() is not None,
+            60,
+            f"the gate to reach {step}",
+            interval=0.005,
+        )
+        _inject(stack, proxy, gate, fault, down)
+        (workdir / "go").touch()
+        out, _ = gate.communicate(timeout=120)
+    finally:
+        if gate.poll() is None:
+            gate.kill()
+            gate.wait()
+    cell.exit_code = gate.returncode
+    cell.output = out or ""
+    if fault == "haproxy-killed":
+        stack.haproxy.start(stack.runtime)
+        down[-1] = (down[-1][0], time.monotonic())
+    if fault in ("sigkill", "haproxy-killed"):
+        recover = subprocess.run(
+            [*BLUEGREEN, "recover"], cwd=workdir, env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        cell.output += (
+            f"\n$ bluegreen recover ({recover.returncode})\n{recover.stdout}{recover.stderr}"
+        )
+    result = probe.finish()
+    cell.requests = result.count
+    for sample in result.failed:
+        if any(start <= sample.end and sample.start <= end for start, end in down):
+            cell.failed_while_down += 1
+            cell.haproxy_failures.append(f"{sample.kind}: {sample.error or sample.status}")
+        else:
+            cell.failed_requests += 1
+    _look(stack, workdir, cell)
+    return cell
+
+
+def _inject(
+    stack: Stack,
+    proxy: RuntimeApiProxy,
+    gate: subprocess.Popen[str],
+    fault: str,
+    down: list[tuple[float, float]],
+) -> None:
+    if fault == "sigint":
+        gate.send_signal(signal.SIGINT)
+    elif fault == "sigterm":
+        gate.send_signal(signal.SIGTERM)
+    elif fault == "sigkill":
+        gate.kill()
+        gate.wait()
+    elif fault == "reload":
+        started = time.monotonic()
+        stack.haproxy.reload(stack.runtime)  # returns when the old process has exited
+        down.append((started, time.monotonic()))
+    elif fault == "haproxy-killed":
+        down.append((time.monotonic(), float("inf")))
+        stack.haproxy.kill()
+    elif fault == "api-error":
+        proxy.fail_next.set()
+
+
+def _look(stack: Stack, workdir: Path, cell: Cell) -> None:
+    settings = resolve({}, {}, {}, workdir)
+    api = RuntimeApi(stack.runtime)
+    states = api.server_states(settings.topology.all_servers)
+    cell.live = settings.topology.live_color(states)
+    cell.problems = inconsistencies(states, settings.topology)
+    journal = read_journal(settings.state.journal_file)
+    cell.journal_open = journal is not None and journal.open
+    cell.history = _history(stack)
+
+
+def summary(cells: list[Cell]) -> dict[str, Any]:
+    return {
+        "faults": len(cells),
+        "survived": sum(c.survived for c in cells),
+        "requests": sum(c.requests for c in cells),
+        "failed": sum(c.failed_requests for c in cells),
+        "failed_while_haproxy_down": sum(
+            c.failed_while_down for c in cells if c.fault == "haproxy-killed"
+        ),
+        "failed_while_haproxy_reloaded": sum(
+            c.failed_while_down for c in cells if c.fault == "reload"
+        ),
+    }

@@ -22,7 +22,7 @@ from .errors import BluegreenError, DeployError
 from .gate import SessionFacts
 from .gaterun import GateHooks, GateReport, GateRun
 from .haproxy import RuntimeApiError
-from .keys import TARGET_KEY
+from .keys import SECRETS_KEY, TARGET_KEY
 from .settings import Settings, SettingsError
 from .signals import DeferredSignals
 from .verdict import verdict, write_verdict
@@ -79,7 +79,12 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 class GatePlugin:
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
-        self.run = GateRun(settings, hooks_for(config), progress=progress_for(config))
+        self.run = GateRun(
+            settings,
+            hooks_for(config),
+            progress=progress_for(config),
+            secrets=config.stash[SECRETS_KEY],
+        )
         self.report: GateReport | None = None
         self.notes: list[str] = []  # said after the report's own lines (a verdict not written)
         self.collected: int | None = None
@@ -107,9 +112,9 @@ class GatePlugin:
         except BluegreenError as exc:
             report = run.refused(exc, record=True)
             run.close()
-            if isinstance(exc, DeployError):
+            if isinstance(exc, DeployError):  # the containers' log tail
                 for line in str(exc).splitlines()[1:]:
-                    progress_for(self.config)(f"  {line}")
+                    run.progress(f"  {line}")
             self._stop(report)
 
     def _stop(self, report: GateReport) -> None:

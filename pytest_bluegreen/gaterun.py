@@ -18,6 +18,7 @@ from .haproxy import RuntimeApi, RuntimeApiError
 from .journal import Journal
 from .outcomes import Outcomes
 from .probe import Probe, ProbeSummary
+from .redaction import Secrets
 from .settings import Settings, SettingsError
 from .signals import DeferredSignals, NoSignals
 from .state import Outcome
@@ -101,9 +102,11 @@ class GateRun:
         hooks: GateHooks | None = None,
         api: RuntimeApi | None = None,
         progress: Callable[[str], None] = lambda line: None,
+        secrets: Secrets | None = None,
     ) -> None:
         self.settings = settings
-        self.progress = progress
+        self.secrets = secrets or Secrets()
+        self.progress: Callable[[str], None] = lambda line: progress(self.secrets.redact(line))
         self.hooks = hooks or GateHooks()
         self.api = api or settings.haproxy.client()
         self.lock = state.lock_for(settings.state.lock_dir, str(settings.haproxy.runtime_api))
@@ -204,6 +207,14 @@ class GateRun:
         if facts.exitstatus not in (0, 1, 2, 5):  # an internal error, a usage error, ...
             line = f"session ended with status {facts.exitstatus}: nothing changed"
             draft = _Draft(None, facts.exitstatus, [line])
+        elif (problem := self._deployed_version_problem()) is not None:
+            try:
+                live = switch.live_color(self.api, self.settings.topology)
+            except RuntimeApiError:
+                live = None
+            decision = Decision(Verdict.FAILED, problem, self.target, live)
+            lines = [problem, f"traffic stays on {live or 'no color'}"]
+            draft = _Draft(decision, ExitCode.CHECKS_FAILED, lines, Outcome.FAILED, traffic_on=live)
         elif not (run.switch or run.rollback):
             draft = self._deploy_only(self.target, facts)
         else:
@@ -217,6 +228,12 @@ class GateRun:
         ):
             draft.lines.append(self.deploy_step.after_failed_gate(deployed))
         return self._conclude(draft)
+
+    def _deployed_version_problem(self) -> str | None:
+        """With --deploy TAG, the target must answer with TAG before anything else counts."""
+        if self.deployed is None:
+            return None
+        return self.deploy_step.version_problem(self.deployed)
 
     def _deploy_only(self, target: str, facts: SessionFacts) -> _Draft:
         counts = self.outcomes[target]
@@ -472,7 +489,13 @@ class GateRun:
             return f"(show stat failed: {exc})"
 
     def _conclude(self, draft: _Draft) -> GateReport:
-        """Record the outcome in the history (not for a dry run) and build the report."""
+        """Record the outcome in the history (not for a dry run) and build the report; no
+        secret value reaches either (an exception message may hold one)."""
+        draft.lines = [self.secrets.redact(line) for line in draft.lines]
+        if draft.decision is not None:
+            draft.decision = replace(
+                draft.decision, reason=self.secrets.redact(draft.decision.reason)
+            )
         if (
             draft.outcome is not None
             and draft.decision is not None

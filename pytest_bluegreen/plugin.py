@@ -7,6 +7,7 @@ single process of a serial run) of a gating run.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Generator, Iterable
 from pathlib import Path
@@ -116,6 +117,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     secrets = Secrets.load(settings.env_files.secrets)
     config.stash[SECRETS_KEY] = secrets
+    if secrets.active:  # log records (caplog, live logging, files) are redacted when made
+        previous = logging.getLogRecordFactory()
+        config.add_cleanup(lambda: logging.setLogRecordFactory(previous))
+        logging.setLogRecordFactory(secrets.redacting_record_factory(previous))
     allure_dir = settings.reports.allure_dir
     if allure_dir is not None and not getattr(config.option, "allure_report_dir", None):
         config.option.allure_report_dir = str(allure_dir)
@@ -169,19 +174,32 @@ def pytest_runtest_makereport(
     report = yield
     if report.failed and call.excinfo is not None:
         report.user_properties.append((FAILURE_PROPERTY, classify(call.excinfo.value)))
-    if report.failed or report.sections:
-        secrets = item.config.stash.get(SECRETS_KEY, None)
-        if secrets is not None and secrets.active:
-            _redact_report(report, secrets)
+    secrets = item.config.stash.get(SECRETS_KEY, None)
+    if secrets is not None and secrets.active:
+        _redact_report(report, secrets)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """A collection error (a conftest that fails to import) is redacted like a test's."""
+    report = yield
+    secrets = collector.config.stash.get(SECRETS_KEY, None)
+    if secrets is not None and secrets.active and report.longrepr is not None:
+        report.longrepr = secrets.redact_object(report.longrepr)
     return report
 
 
 def _redact_report(report: pytest.TestReport, secrets: Secrets) -> None:
-    """Secret values never reach the terminal, JUnit XML or Allure through a failure text."""
-    text = report.longreprtext
-    cleaned = secrets.redact(text)
-    if cleaned != text:
-        report.longrepr = cleaned
+    """Secret values never reach the terminal, JUnit XML or Allure through a report: the
+    failure (its crash line kept, so the summary still names the real error), a skip or xfail
+    reason, captured output."""
+    if report.longrepr is not None:
+        report.longrepr = secrets.redact_object(report.longrepr)
+    if hasattr(report, "wasxfail"):
+        report.wasxfail = secrets.redact(str(report.wasxfail))
     report.sections = [(title, secrets.redact(body)) for title, body in report.sections]
 
 

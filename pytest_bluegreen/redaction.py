@@ -2,13 +2,39 @@
 
 :class:`Secrets` is loaded once per session from ``secrets.env``; it is a read-only mapping
 whose ``repr`` shows names only. :meth:`Secrets.redact` replaces every secret value in a text
-by ``***``.
+by ``***`` in every encoding a report writes it in:
+
+- as is, and as Python's ``repr``/``ascii`` writes it inside either quote (``\\"``, ``\\\\``,
+  ``\\xe9``);
+- JSON-escaped (with and without ``ensure_ascii``), as Allure's ``*-result.json`` holds it;
+- XML/HTML-escaped (``&quot;``, ``&amp;``, ``&#x27;``, ``&#10;``), as JUnit XML holds it;
+- percent-encoded (``quote`` with and without ``/`` safe, and ``quote_plus``), as a URL or a
+  DSN holds it; and these escapes of the escapes (JSON of a ``repr``, XML of JSON, ...);
+- inside ``Basic`` authorization tokens (base64 of ``user:password``): a token whose decoded
+  text holds a secret is replaced whole.
+
+Values shorter than :data:`MIN_SECRET_LENGTH` are not redacted: they would blank out ordinary
+words (a secret ``word`` would eat ``password``). The plugin applies the redactor to every
+test report (keeping the crash line that names the real error), skip and xfail reasons,
+captured output, log records, the gate's own lines, the verdict, the history, and, as a last
+pass, every report file written (Allure, JUnit, verdict).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import base64
+import binascii
+import contextlib
+import dataclasses
+import html
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import cached_property
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -28,7 +54,59 @@ REDACTED = "***"
 SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
 )
-MIN_SECRET_LENGTH = 4  # shorter values would blank out ordinary text
+MIN_SECRET_LENGTH = 6  # shorter values would blank out ordinary words
+_BASIC = re.compile(r"(?i)(basic\s+)([A-Za-z0-9+/]{8,}={0,2})")
+
+
+def _repr_forms(text: str) -> set[str]:
+    """Inside single or double quotes, as repr() and ascii() escape it."""
+    forms = set()
+    for quote_char in ("'", '"'):
+        escaped = text.replace("\\", "\\\\").replace(quote_char, "\\" + quote_char)
+        forms.add(escaped)
+        forms.add(escaped.encode("ascii", "backslashreplace").decode())
+    forms.add(repr(text)[1:-1])
+    forms.add(ascii(text)[1:-1])
+    return forms
+
+
+def _json_forms(text: str) -> set[str]:
+    return {json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]}
+
+
+def _xml_forms(text: str) -> set[str]:
+    amp = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return {
+        amp,
+        amp.replace('"', "&quot;"),
+        amp.replace('"', "&quot;").replace("'", "&apos;"),
+        amp.replace('"', "&quot;").replace("\n", "&#10;"),
+        html.escape(text, quote=True),
+    }
+
+
+def _url_forms(text: str) -> set[str]:
+    return {quote(text, safe=""), quote(text), quote_plus(text), quote_plus(text, safe="")}
+
+
+_ENCODINGS: tuple[Callable[[str], set[str]], ...] = (
+    _repr_forms,
+    _json_forms,
+    _xml_forms,
+    _url_forms,
+)
+
+
+def forms_of(secret: str) -> set[str]:
+    """Every way a report may write ``secret``: each encoding, and each encoding of those."""
+    first = {secret}
+    for encode in _ENCODINGS:
+        first |= encode(secret)
+    second = set(first)
+    for form in first:
+        for encode in (_json_forms, _xml_forms, _repr_forms):
+            second |= encode(form)
+    return {f for f in second if f}
 
 
 class Secrets(Mapping[str, str]):
@@ -55,22 +133,91 @@ class Secrets(Mapping[str, str]):
 
     __str__ = __repr__
 
-    def redact(self, text: str) -> str:
-        return redact(text, self._values.values())
-
     @property
     def active(self) -> bool:
         """Whether any value is long enough to be redacted."""
-        return any(len(v) >= MIN_SECRET_LENGTH for v in self._values.values())
+        return bool(self._redactable)
+
+    @cached_property
+    def _redactable(self) -> tuple[str, ...]:
+        return tuple(v for v in self._values.values() if len(v) >= MIN_SECRET_LENGTH)
+
+    @cached_property
+    def _pattern(self) -> re.Pattern[str] | None:
+        forms = {f for secret in self._redactable for f in forms_of(secret)}
+        if not forms:
+            return None
+        alternatives = sorted(forms, key=len, reverse=True)  # the longest form wins
+        return re.compile("|".join(re.escape(f) for f in alternatives))
+
+    def redact(self, text: str) -> str:
+        pattern = self._pattern
+        if pattern is None or not text:
+            return text
+        text = pattern.sub(REDACTED, text)
+        return _BASIC.sub(self._basic, text)
+
+    def _basic(self, match: re.Match[str]) -> str:
+        try:
+            decoded = base64.b64decode(match[2], validate=True).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            return match[0]
+        if any(secret in decoded for secret in self._redactable):
+            return match[1] + REDACTED
+        return match[0]
+
+    def redact_object(self, value: Any) -> Any:
+        """Strings inside a report's long representation, redacted in place where the object
+        allows it (pytest's Repr* dataclasses), so the crash line and layout stay."""
+        return _walk(value, self.redact, set())
+
+    def redacting_record_factory(
+        self, previous: Callable[..., logging.LogRecord]
+    ) -> Callable[..., logging.LogRecord]:
+        """A log record factory whose records give their message redacted, to every handler
+        (pytest's log capture, live logging, files)."""
+        secrets = self
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            message = record.getMessage()
+            cleaned = secrets.redact(message)
+            if cleaned != message:
+                record.msg, record.args = cleaned, ()
+            return record
+
+        return factory
+
+
+def _walk(value: Any, clean: Callable[[str], str], seen: set[int]) -> Any:
+    """``value`` with every string in it cleaned: containers rebuilt or changed in place,
+    dataclass fields set in place."""
+    if isinstance(value, str):
+        return clean(value)
+    if id(value) in seen:
+        return value
+    seen.add(id(value))
+    if isinstance(value, list):
+        value[:] = [_walk(item, clean, seen) for item in value]
+    elif isinstance(value, tuple):
+        items = [_walk(item, clean, seen) for item in value]
+        value = type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+    elif isinstance(value, dict):
+        for key in list(value):
+            value[key] = _walk(value[key], clean, seen)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            current = getattr(value, field.name)
+            cleaned = _walk(current, clean, seen)
+            if cleaned is not current:
+                with contextlib.suppress(AttributeError, TypeError):
+                    object.__setattr__(value, field.name, cleaned)
+    return value
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace each secret (longest first) by ``***``."""
-    for secret in sorted(
-        (s for s in secrets if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True
-    ):
-        text = text.replace(secret, REDACTED)
-    return text
+    """Replace each secret, in every encoding, by ``***``."""
+    return Secrets({str(i): s for i, s in enumerate(secrets)}).redact(text)
 
 
 class ReportScrubber:

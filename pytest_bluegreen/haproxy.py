@@ -19,6 +19,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import Refused
 
@@ -32,6 +33,7 @@ __all__ = [
     "ServerRef",
     "ServerState",
     "StatRow",
+    "TlsFiles",
 ]
 
 _NAME = re.compile(r"\A[A-Za-z0-9_.:\-]+\Z")
@@ -90,13 +92,32 @@ class ServerRef:
         return f"{self.backend}/{self.server}"
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    import ipaddress  # noqa: PLC0415 - only for TCP addresses; the plugin's start stays light
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve anywhere
+
+
 @dataclass(frozen=True)
 class RuntimeApiAddress:
-    """Where the Runtime API listens: a unix socket path or a TCP ``host:port``."""
+    """Where the Runtime API listens: a unix socket path, a TCP ``host:port`` on this host, or
+    ``tls://host:port`` (a stats socket with ``ssl ... verify required``) anywhere.
+
+    The Runtime API has no authentication: plain TCP is taken on loopback only.
+    """
 
     path: str | None = None
     host: str | None = None
     port: int | None = None
+    tls: bool = False
 
     @classmethod
     def parse(cls, text: str) -> RuntimeApiAddress:
@@ -110,32 +131,55 @@ class RuntimeApiAddress:
             return cls(path=value)
         if value.startswith(("/", "./", "../")):
             return cls(path=value)
-        for prefix in ("tcp:", "ipv4@"):
+        tls = value.startswith("tls://")
+        for prefix in ("tls://", "tcp:", "ipv4@"):
             if value.startswith(prefix):
                 value = value[len(prefix) :]
-        host, sep, port_text = value.rpartition(":")
-        if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"Runtime API address {text!r} is neither a socket path nor host:port")
-        if host.startswith("[") and host.endswith("]"):
-            host = host[1:-1]
-            try:
-                import ipaddress  # noqa: PLC0415 - rare; the plugin's start stays light
-
-                ipaddress.IPv6Address(host)
-            except ValueError:
-                raise ValueError(
-                    f"Runtime API address {text!r}: {host!r} is not an IPv6 address"
-                ) from None
-        elif not _HOST.fullmatch(host):
+        host, port = _host_port(text, value)
+        if not tls and not is_loopback(host):
             raise ValueError(
-                f"Runtime API address {text!r}: {host!r} is not a host name or IPv4 address"
+                f"Runtime API address {text.strip()!r} is not on this host: the Runtime API has "
+                "no authentication, so plain TCP is only taken on loopback; reach a remote "
+                f'HAProxy over TLS with a client certificate (runtime_api = "tls://{host}:{port}'
+                '" with runtime_api_cert, runtime_api_key and runtime_api_ca)'
             )
-        return cls(host=host, port=int(port_text))
+        return cls(host=host, port=port, tls=tls)
 
     def __str__(self) -> str:
         if self.path is not None:
             return f"unix:{self.path}"
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"{'tls://' if self.tls else ''}{host}:{self.port}"
+
+
+def _host_port(text: str, value: str) -> tuple[str, int]:
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"Runtime API address {text!r} is neither a socket path nor host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        import ipaddress  # noqa: PLC0415 - rare; the plugin's start stays light
+
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(
+                f"Runtime API address {text!r}: {host!r} is not an IPv6 address"
+            ) from None
+    elif not _HOST.fullmatch(host):
+        raise ValueError(
+            f"Runtime API address {text!r}: {host!r} is not a host name or IPv4 address"
+        )
+    return host, int(port_text)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The client side of a TLS Runtime API: our certificate and key, the CA of HAProxy's."""
+
+    cert: Path
+    key: Path
+    ca: Path
 
 
 @dataclass(frozen=True)
@@ -268,11 +312,20 @@ def parse_servers_state(text: str) -> list[ServerState]:
 class RuntimeApi:
     """Runtime API client. Each command is one short connection (non-interactive mode)."""
 
-    def __init__(self, address: str | RuntimeApiAddress, timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        address: str | RuntimeApiAddress,
+        timeout: float = 2.0,
+        tls: TlsFiles | None = None,
+    ) -> None:
         self.address = (
             address if isinstance(address, RuntimeApiAddress) else RuntimeApiAddress.parse(address)
         )
         self.timeout = timeout
+        if self.address.tls and tls is None:
+            raise ValueError(f"{self.address} needs TlsFiles (client certificate, key, CA)")
+        self.tls = tls
+        self._context: Any = None
 
     def __repr__(self) -> str:
         return f"RuntimeApi({str(self.address)!r}, timeout={self.timeout})"
@@ -292,11 +345,31 @@ class RuntimeApi:
                 return sock
             assert addr.host is not None
             assert addr.port is not None
-            return socket.create_connection((addr.host, addr.port), timeout=self.timeout)
+            sock = socket.create_connection((addr.host, addr.port), timeout=self.timeout)
+            if not addr.tls:
+                return sock
+            try:
+                return self._tls_context().wrap_socket(sock, server_hostname=addr.host)  # type: ignore[no-any-return]
+            except BaseException:
+                sock.close()
+                raise
         except OSError as exc:
-            raise RuntimeApiUnreachable(
-                command, "", f"HAProxy Runtime API at {addr} is unreachable: {exc}"
-            ) from exc
+            if type(exc).__module__ == "ssl":  # a certificate one side does not accept
+                message = f"HAProxy Runtime API at {addr}: the TLS handshake failed: {exc}"
+            else:
+                message = f"HAProxy Runtime API at {addr} is unreachable: {exc}"
+            raise RuntimeApiUnreachable(command, "", message) from exc
+
+    def _tls_context(self) -> Any:
+        if self._context is None:
+            import ssl  # noqa: PLC0415 - only for a TLS Runtime API
+
+            assert self.tls is not None
+            context = ssl.create_default_context(cafile=str(self.tls.ca))
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.load_cert_chain(str(self.tls.cert), str(self.tls.key))
+            self._context = context
+        return self._context
 
     def execute(self, command: str) -> str:
         """Send one command, return HAProxy's whole answer."""

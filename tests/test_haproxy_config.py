@@ -56,7 +56,7 @@ def check_config(binary: str, tmp_path: Path, cert: Path) -> subprocess.Complete
             f"BG_{name}_BIND": f"127.0.0.1:{port}" for name, port in zip(names, ports, strict=False)
         },
         "BG_RUNTIME_SOCKET": str(tmp_path / "admin.sock"),
-        "BG_RUNTIME_TCP": f"127.0.0.1:{ports[-1]}",
+        "BG_RUNTIME_TCP_PORT": str(ports[-1]),
         "BG_SERVER_STATE_FILE": str(tmp_path / "server-state"),
         "BG_TLS_CERT": str(cert),
         "BG_CHECK_INTER": "100ms",

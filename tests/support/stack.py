@@ -230,7 +230,7 @@ class Stack:
             "BG_BLUE_FRONTEND_ADDR": f"127.0.0.1:{self.blue.port}",
             "BG_GREEN_FRONTEND_ADDR": f"127.0.0.1:{self.green.port}",
             "BG_RUNTIME_SOCKET": str(self.socket_path),
-            "BG_RUNTIME_TCP": f"127.0.0.1:{self.ports['runtime']}",
+            "BG_RUNTIME_TCP_PORT": str(self.ports["runtime"]),
             "BG_SERVER_STATE_FILE": str(self.server_state_file),
             "BG_TLS_CERT": str(self.cert),
             "BG_CHECK_INTER": "100ms",

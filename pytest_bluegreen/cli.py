@@ -167,7 +167,8 @@ def cmd_status(args: argparse.Namespace, extra: Sequence[str]) -> int:
 def cmd_export_state(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def export(config: pytest.Config, settings: Settings) -> int:
         secrets = Secrets.load(settings.env_files.secrets)
-        text = json.dumps(export_state(settings, secrets), indent=2) + "\n"
+        # every value, in every encoding it may hold a secret in (a DSN, a history reason)
+        text = secrets.redact(json.dumps(export_state(settings, secrets), indent=2)) + "\n"
         if args.output and args.output != "-":
             Path(args.output).write_text(text)
             print(f"bluegreen: state written to {args.output}")
@@ -204,7 +205,8 @@ def forced_switch(
 ) -> int:
     """Switch without checks through the gate's own path: lock, journal, hooks, signals
     deferred, revert, history."""
-    run = GateRun(settings, hooks_for(config), progress=_progress)
+    secrets = Secrets.load(settings.env_files.secrets)
+    run = GateRun(settings, hooks_for(config), progress=_progress, secrets=secrets)
     run.start()
     try:
         verb = "rollback" if rollback else "switch-to"
@@ -233,7 +235,8 @@ def cmd_recover(args: argparse.Namespace, extra: Sequence[str]) -> int:
 def deploy_only(settings: Settings, color: str, tag: str, *, skip_backup: bool) -> int:
     """The plugin's deploy step (lock, live-color guard, backup, up, wait healthy)."""
     run_settings = replace(settings.run, env=color, deploy=tag, skip_backup=skip_backup)
-    run = GateRun(replace(settings, run=run_settings), progress=_progress)
+    secrets = Secrets.load(settings.env_files.secrets)
+    run = GateRun(replace(settings, run=run_settings), progress=_progress, secrets=secrets)
     run.start()
     try:
         result = run.deploy()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from . import switch
 from .engines import DeployEngine, DeployResult, engine_for
 from .errors import BluegreenError, DeployError, Refused
-from .haproxy import RuntimeApi
+from .haproxy import RuntimeApi, RuntimeApiError
 from .settings import Settings
 
 __all__ = ["DeployRefused", "DeployStep"]
@@ -39,14 +39,18 @@ class DeployStep:
         return self._engine
 
     def guard(self, target: str, tag: str) -> None:
-        """Refuse to deploy over the live color while it serves, unless forced."""
+        """Refuse to deploy over the color while any of its servers takes traffic (live, or
+        half of a half-switched HAProxy), unless forced."""
+        if self.settings.run.force_deploy:
+            return
         topology = self.settings.topology
-        live = switch.live_color(self.api, topology)
-        serving = live == target and not switch.down_servers(self.api, topology, target)
-        if serving and not self.settings.run.force_deploy:
+        states = self.api.server_states(topology.servers(target))
+        up = switch.down_servers(self.api, topology, target)
+        serving = [str(r) for r, s in states.items() if s.takes_traffic and str(r) not in up]
+        if serving:
             raise DeployRefused(
-                f"refused: {target} is live; deploying {tag} over it would change what users get "
-                "without a gate (--force-deploy to do it anyway)"
+                f"refused: {target} takes traffic ({', '.join(serving)}); deploying {tag} over "
+                "it would change what users get without a gate (--force-deploy to do it anyway)"
             )
 
     def deploy(self, target: str, tag: str) -> DeployResult:
@@ -55,16 +59,41 @@ class DeployStep:
         Raises DeployRefused (nothing changed) or DeployError.
         """
         self.guard(target, tag)
-        result = self.engine.deploy(target, tag, backup=not self.settings.run.skip_backup)
+        try:
+            result = self.engine.deploy(target, tag, backup=not self.settings.run.skip_backup)
+        except OSError as exc:  # disk full, a binary missing: a failed deploy, not a crash
+            raise DeployError(f"deploy of {target} {tag} failed: {exc}") from None
         # healthy for Docker is not yet UP for HAProxy (rise x inter): the checks would meet
         # HAProxy's 503 on the direct port. Wait, within what is left of deploy_timeout.
         left = max(1.0, self.settings.compose.deploy_timeout - result.seconds)
         deadline = time.monotonic() + left
-        while down := switch.down_servers(self.api, self.settings.topology, target):
-            if time.monotonic() >= deadline:
-                raise DeployError(f"{target} {tag} is healthy but HAProxy reports {down}")
-            time.sleep(0.2)
+        try:
+            while down := switch.down_servers(self.api, self.settings.topology, target):
+                if time.monotonic() >= deadline:
+                    raise DeployError(f"{target} {tag} is healthy but HAProxy reports {down}")
+                time.sleep(0.2)
+        except RuntimeApiError as exc:
+            raise DeployError(f"{target} {tag} is healthy, but HAProxy: {exc}") from None
         return result
+
+    def version_problem(self, deployed: DeployResult) -> str | None:
+        """What is wrong when the deployed color does not answer with the deployed tag (its
+        color header or JSON body, on its direct URL + verify_path), or None."""
+        import requests  # noqa: PLC0415 - HTTP only once a deploy is done
+
+        settings, color = self.settings, deployed.color
+        url = settings.topology.color[color].api_url + settings.switching.verify_path
+        try:
+            response = requests.get(url, timeout=settings.checks.http_timeout)
+        except requests.RequestException as exc:
+            return f"{color} does not answer at {url} to show its version: {exc}"
+        version = settings.topology.answered_by(response).version
+        if version != deployed.tag:
+            return (
+                f"{color} answers version {version or '(none)'} at {url}, not the deployed "
+                f"{deployed.tag}: the image is not what --deploy asked for"
+            )
+        return None
 
     def after_failed_gate(self, deployed: DeployResult) -> str:
         """The deployed color did not become live: keep it, tear it down or restore its

@@ -59,12 +59,16 @@ def up() -> None:
         print("[stack] haproxy already running")
         return
     Path(SOCKET).parent.mkdir(parents=True, exist_ok=True)
-    state_dir = ROOT / ".bluegreen" / "haproxy"
-    state_dir.mkdir(parents=True, exist_ok=True)
+    # the settings' haproxy_state_file (.bluegreen/haproxy/server-state), unless moved
+    state_file = Path(
+        os.environ.get("BG_SERVER_STATE_FILE", ROOT / ".bluegreen" / "haproxy" / "server-state")
+    )
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.touch(exist_ok=True)  # an empty one: no "can't open" warning on the first start
     env = {
         **os.environ,
         "BG_RUNTIME_SOCKET": SOCKET,
-        "BG_SERVER_STATE_FILE": str(state_dir / "server-state"),
+        "BG_SERVER_STATE_FILE": str(state_file),
         "BG_TLS_CERT": str(ROOT / "haproxy" / "certs" / "bluegreen.pem"),
         "BG_CHECK_INTER": "500ms",
     }

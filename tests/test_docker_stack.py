@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from python_on_whales import DockerClient
 
 from tests.support.docker_stack import (
     COMPOSE_FILE,
@@ -127,8 +128,11 @@ def test_full_cycle_without_a_failed_request(
         ("blue", "failed", "v1.2.0-broken"),
         ("blue", "rolled-back", "v1.0.0"),  # the version the verification saw
     ]
-    backups = sorted(p.name for p in (jarvis.workdir / "backups").iterdir())
+    backups = sorted((jarvis.workdir / "backups").iterdir())
     assert len(backups) == 3, backups  # one pg_dump before each deploy
+    for backup in backups:
+        assert backup.stat().st_mode & 0o777 == 0o600, backup  # a dump holds the data
+        assert "PostgreSQL database dump complete" in backup.read_text(), backup  # whole
 
 
 def _unchanged(jarvis: JarvisStack) -> tuple[object, ...]:
@@ -217,3 +221,74 @@ def test_never_healthy_hits_the_deadline(pytester: pytest.Pytester, jarvis: Jarv
     fixed = gate(pytester, jarvis, "--env", "green", "--deploy", "v1.1.0", "--skip-backup")
     assert fixed.ret == 0, output(fixed)
     wait_for(lambda: jarvis.image_of("green-backend") == "bluegreen/jarvis:v1.1.0", 30, "green")
+
+
+def retag(source: str, name: str) -> Iterator[None]:
+    dc = DockerClient()
+    dc.image.tag(source, name)
+    try:
+        yield
+    finally:
+        dc.image.remove(name, force=True)
+
+
+def test_a_deploy_that_answers_another_version_fails_the_gate(
+    pytester: pytest.Pytester, jarvis: JarvisStack
+) -> None:
+    # an image tagged v1.3.0 whose application reports v1.0.0: not what --deploy asked for
+    for _ in retag("bluegreen/jarvis:v1.0.0", "bluegreen/jarvis:v1.3.0"):
+        live_before = jarvis.haproxy.live_weights()
+        result = gate(
+            pytester, jarvis, "--env", "green", "--deploy", "v1.3.0", "-m", "quick", "--switch"
+        )
+        assert result.ret == 1, output(result)
+        result.stdout.fnmatch_lines(
+            ["*FAILED: green answers version v1.0.0 at *, not the deployed v1.3.0*"]
+        )
+        assert jarvis.haproxy.live_weights() == live_before
+        assert history(jarvis.haproxy)[-1]["outcome"] == "failed"
+        back = gate(pytester, jarvis, "--env", "green", "--deploy", "v1.1.0", "--skip-backup")
+        assert back.ret == 0, output(back)
+
+
+def test_the_image_repository_reaches_compose(
+    pytester: pytest.Pytester, jarvis: JarvisStack
+) -> None:
+    for _ in retag("bluegreen/jarvis:v1.1.0", "bluegreen/jarvis-mirror:v1.1.0"):
+        result = gate(
+            pytester,
+            jarvis,
+            "--env",
+            "green",
+            "--deploy",
+            "v1.1.0",
+            "--skip-backup",
+            image_repository="bluegreen/jarvis-mirror",
+        )
+        assert result.ret == 0, output(result)
+        assert jarvis.image_of("green-backend") == "bluegreen/jarvis-mirror:v1.1.0"
+        back = gate(pytester, jarvis, "--env", "green", "--deploy", "v1.1.0", "--skip-backup")
+        assert back.ret == 0, output(back)
+        assert jarvis.image_of("green-backend") == "bluegreen/jarvis:v1.1.0"
+
+
+def test_a_backup_that_hangs_is_a_failed_deploy(
+    pytester: pytest.Pytester, jarvis: JarvisStack
+) -> None:
+    before = _unchanged(jarvis)
+    result = gate(
+        pytester,
+        jarvis,
+        "--env",
+        "green",
+        "--deploy",
+        "v1.1.0",
+        backup_command=["sleep", "30"],
+        backup_timeout=1,
+    )
+    assert result.ret == 9, output(result)
+    assert "bluegreen: deploy failed: backup timed out after 1s (sleep in postgres)" in output(
+        result
+    )
+    assert _unchanged(jarvis) == before
+    assert not any(p.name.endswith(".partial") for p in (jarvis.workdir / "backups").iterdir())

@@ -620,6 +620,11 @@ ERRORS = [
         ["unknown setting 'deploy'"],
         id="deploy-not-from-file",
     ),
+    pytest.param(
+        Given(cli={"deploy": "v1 ; rm -rf /", "env": "green"}),
+        ["deploy is not an image tag", "(from cli --deploy)"],
+        id="deploy-tag-malformed",
+    ),
 ]
 
 

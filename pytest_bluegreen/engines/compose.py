@@ -12,7 +12,8 @@ Also the one home of: the tags file, a color's tag variable, and a color's conta
 
 from __future__ import annotations
 
-import re
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import DeployError
 from pytest_bluegreen.extras import require
-from pytest_bluegreen.settings import ComposeSettings, Topology
+from pytest_bluegreen.settings import ComposeSettings, Topology, parsers
 
 from . import DeployResult
 
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ComposeEngine", "TagsFile", "compose_containers", "tag_variable"]
 
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 
@@ -41,10 +41,6 @@ SERVICE_LABEL = "com.docker.compose.service"
 def tag_variable(color: str) -> str:
     """The Compose variable that holds a color's image tag: ``GREEN_TAG``."""
     return f"{color.upper().replace('-', '_')}_TAG"
-
-
-def valid_tag(tag: str) -> bool:
-    return bool(_TAG.match(tag))
 
 
 class TagsFile:
@@ -142,6 +138,8 @@ class ComposeEngine:
             self.client.system.info()
         except self._exception as exc:
             raise DeployError(f"Docker engine not reachable: {_first_line(exc)}") from None
+        except Exception as exc:  # python-on-whales' ClientNotFoundError: no docker CLI
+            raise DeployError(f"the docker CLI is missing: {exc}") from None
         try:
             version = self.client.compose.version()
         except self._exception as exc:
@@ -159,8 +157,10 @@ class ComposeEngine:
         return None if repository is None else f"{repository}:{tag}"
 
     def check_image(self, tag: str) -> None:
-        if not valid_tag(tag):
-            raise DeployError(f"{tag!r} is not a valid image tag")
+        try:
+            parsers.image_tag(tag)
+        except ValueError as exc:
+            raise DeployError(f"{tag!r} {exc}") from None
         name = self.image(tag)
         if name is not None and self.compose.pull == "never" and not self.client.image.exists(name):
             raise DeployError(
@@ -173,8 +173,9 @@ class ComposeEngine:
 
     # -- steps -------------------------------------------------------------------------------
     def backup(self, color: str, tag: str) -> Path | None:
-        """The backup command's output saved in ``backup_dir``, or None when it has no
-        service running yet (the very first deploy) or no backup is configured."""
+        """The backup command's output, streamed into ``backup_dir`` (mode 0600, a temporary
+        file renamed when complete), bounded by ``backup_timeout``; None when no backup is
+        configured or its service does not run yet (the very first deploy)."""
         s = self.compose
         if s.backup_service is None or not s.backup_command:
             return None
@@ -189,16 +190,46 @@ class ComposeEngine:
         self.progress(
             f"backing up {s.backup_service} ({s.backup_command[0]}) before deploying {color}"
         )
-        try:
-            dump = self.client.compose.execute(s.backup_service, list(s.backup_command), tty=False)
-        except self._exception as exc:
-            raise DeployError(
-                f"backup failed ({s.backup_command[0]}): {_first_line(exc)}"
-            ) from None
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        s.backup_dir.mkdir(parents=True, exist_ok=True)
         path = s.backup_dir / f"{stamp}-{color}-{tag}.backup"
-        path.write_text(dump or "")
+        partial = path.with_name(path.name + ".partial")
+        command = [
+            *map(str, self.client.compose.docker_compose_cmd),
+            "exec",
+            "-T",
+            s.backup_service,
+            *s.backup_command,
+        ]
+        try:
+            s.backup_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                done = subprocess.run(
+                    command,
+                    stdout=out,
+                    stderr=subprocess.PIPE,
+                    timeout=s.backup_timeout,
+                    check=False,
+                )
+            if done.returncode != 0:
+                error = done.stderr.decode(errors="replace").strip().splitlines()
+                raise DeployError(
+                    f"backup failed ({s.backup_command[0]} exit {done.returncode}): "
+                    f"{error[-1] if error else 'no message'}"
+                )
+            os.replace(partial, path)
+        except subprocess.TimeoutExpired:
+            partial.unlink(missing_ok=True)
+            raise DeployError(
+                f"backup timed out after {s.backup_timeout:g}s ({s.backup_command[0]} in "
+                f"{s.backup_service}); raise backup_timeout or check the service"
+            ) from None
+        except OSError as exc:  # disk full, no permission, no docker CLI
+            partial.unlink(missing_ok=True)
+            raise DeployError(f"backup could not be written to {path}: {exc}") from None
+        except DeployError:
+            partial.unlink(missing_ok=True)
+            raise
         return path
 
     def deploy(self, color: str, tag: str, *, backup: bool = True) -> DeployResult:
@@ -213,7 +244,13 @@ class ComposeEngine:
             if saved is None:
                 notes.append("no backup: none configured, or its service is not running yet")
         previous = self.tags.read()
-        self.tags.write({**previous, tag_variable(color): tag})
+        wanted = {**previous, tag_variable(color): tag}
+        if self.compose.image_repository:  # every variable Compose needs, in the env file
+            wanted[self.compose.image_variable] = self.compose.image_repository
+        try:
+            self.tags.write(wanted)
+        except OSError as exc:
+            raise DeployError(f"cannot write {self.tags.path}: {exc}") from None
         timeout = self.compose.deploy_timeout
         self.progress(
             f"deploying {color} {tag}: compose up {' '.join(services)} "

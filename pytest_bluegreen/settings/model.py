@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from pytest_bluegreen.envfile import read_env_file
-from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiAddress, ServerRef, ServerState
+from pytest_bluegreen.haproxy import (
+    RuntimeApi,
+    RuntimeApiAddress,
+    ServerRef,
+    ServerState,
+    TlsFiles,
+)
 from pytest_bluegreen.thresholds import Threshold
 
 from . import parsers as p
@@ -74,7 +80,7 @@ class RunSettings:
     )
     deploy: str | None = setting(
         None,
-        p.optional(p.text),
+        p.optional(p.image_tag),
         "TAG: before the checks, deploy the --env color at TAG (compose up, wait healthy)",
         cli="--deploy",
         env=False,
@@ -136,9 +142,37 @@ class HaproxySettings:
         path=True,
     )
 
+    runtime_api_cert: Path | None = setting(
+        None,
+        p.optional(p.path),
+        "for a tls:// runtime_api: our client certificate (PEM) that HAProxy verifies",
+        path=True,
+    )
+    runtime_api_key: Path | None = setting(
+        None,
+        p.optional(p.path),
+        "for a tls:// runtime_api: the client certificate's key",
+        path=True,
+    )
+    runtime_api_ca: Path | None = setting(
+        None,
+        p.optional(p.path),
+        "for a tls:// runtime_api: the CA that signs HAProxy's certificate",
+        path=True,
+    )
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        if not self.runtime_api.tls:
+            return None
+        cert, key, ca = self.runtime_api_cert, self.runtime_api_key, self.runtime_api_ca
+        if cert is None or key is None or ca is None:  # resolve() refuses this
+            raise ValueError(f"{self.runtime_api} needs runtime_api_cert, _key and _ca")
+        return TlsFiles(cert, key, ca)
+
     def client(self) -> RuntimeApi:
         """A Runtime API client for this address and timeout."""
-        return RuntimeApi(self.runtime_api, self.runtime_api_timeout)
+        return RuntimeApi(self.runtime_api, self.runtime_api_timeout, self.tls)
 
 
 @dataclass(frozen=True)
@@ -210,6 +244,12 @@ class ComposeSettings:
         p.optional(p.text),
         "the colors' image, tagged with the deployment tag (checked before deploying)",
     )
+    image_variable: str = setting(
+        "BLUEGREEN_IMAGE",
+        p.variable_name,
+        "the Compose variable the image repository goes in (the compose file's "
+        "${VARIABLE}:${<COLOR>_TAG}), written beside the tags",
+    )
     pull: PullPolicy = setting(
         "missing",
         p.choice("missing", "never", "always"),
@@ -238,7 +278,10 @@ class ComposeSettings:
         'command whose output is the backup, e.g. ["pg_dump", "-U", "app", "app"]',
     )
     backup_dir: Path = setting(
-        Path("reports/backups"), p.path, "where backups are written", path=True
+        Path("reports/backups"), p.path, "where backups are written (mode 0600)", path=True
+    )
+    backup_timeout: float = setting(
+        600.0, p.seconds, "seconds the backup command may take before the deploy fails"
     )
 
     @property
@@ -326,6 +369,13 @@ class EnvFiles:
     env_dir: Path = setting(
         Path("config/deploy"), p.path, "folder of shared.env, <color>.env, secrets.env", path=True
     )
+    secrets_file: Path | None = setting(
+        None,
+        p.optional(p.path),
+        "the secrets' file when not env_dir/secrets.env (e.g. /etc/bluegreen/secrets.env "
+        "outside a CI workspace that is wiped between jobs)",
+        path=True,
+    )
 
     @property
     def directory(self) -> Path:
@@ -337,7 +387,7 @@ class EnvFiles:
 
     @property
     def secrets(self) -> Path:
-        return self.env_dir / "secrets.env"
+        return self.secrets_file or self.env_dir / "secrets.env"
 
     @property
     def per_color(self) -> dict[str, Path]:

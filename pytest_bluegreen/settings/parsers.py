@@ -18,6 +18,7 @@ __all__ = [
     "boolean",
     "choice",
     "header",
+    "image_tag",
     "optional",
     "path",
     "path_segment",
@@ -28,10 +29,12 @@ __all__ = [
     "text",
     "text_list",
     "url",
+    "variable_name",
     "whole",
 ]
 
 _SERVICE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # Docker's image tag grammar
 _HEADER = re.compile(r"^[A-Za-z0-9-]+$")
 
 
@@ -124,6 +127,23 @@ def choice(*allowed: str) -> Callable[[Any], str]:
 
 def lower(value: Any) -> str:
     return text(value).lower()
+
+
+def image_tag(value: Any) -> str:
+    tag = text(value)
+    if not _TAG.match(tag):
+        raise ValueError(
+            f"is not an image tag ({tag!r}: letters, digits, '_', '.', '-', at most 128, not "
+            "starting with '.' or '-')"
+        )
+    return tag
+
+
+def variable_name(value: Any) -> str:
+    name = text(value)
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+        raise ValueError(f"is not an environment variable name: {name!r}")
+    return name
 
 
 def header(value: Any) -> str:

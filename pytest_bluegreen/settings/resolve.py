@@ -113,6 +113,7 @@ def resolve(
 
     topology = _resolve_topology(data.get("colors"), environ, file_label, values, sources)
     _check_mode(values, sources, topology.colors)
+    _check_tls(values, sources)
     thresholds = _resolve_thresholds(data, file_label, sources)
 
     def build(group: type[Any], **extra: Any) -> Any:
@@ -214,6 +215,21 @@ def _check_mode(
             "bluegreen: --dry-run only makes sense with --switch or --rollback "
             f"(from {sources['dry_run']})"
         )
+
+
+def _check_tls(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """A tls:// Runtime API needs our certificate, its key and HAProxy's CA, each readable."""
+    if not values["runtime_api"].tls:
+        return
+    for key in ("runtime_api_cert", "runtime_api_key", "runtime_api_ca"):
+        path = values[key]
+        if path is None:
+            raise SettingsError(
+                f"bluegreen: runtime_api {values['runtime_api']} is TLS: {key} is required "
+                f"(runtime_api from {sources['runtime_api']})"
+            )
+        if not path.is_file():
+            raise SettingsError(f"bluegreen: {key} {path} does not exist (from {sources[key]})")
 
 
 def _resolve_thresholds(

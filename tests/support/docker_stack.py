@@ -97,6 +97,7 @@ class JarvisStack:
             "compose_file": str(COMPOSE_FILE),
             "compose_project": PROJECT,
             "image_repository": "bluegreen/jarvis",
+            "image_variable": "JARVIS_IMAGE",
             "pull": "never",
             "backup_service": "postgres",
             "backup_command": ["pg_dump", "-U", "sutazai", "--no-owner", "sutazai"],

@@ -235,9 +235,9 @@ class StatRow:
 
     @property
     def is_up(self) -> bool:
-        """Health checks pass (``UP``, ``DRAIN``, ``NOLB``), whatever the weight."""
-        word = self.status.split(" ")[0]
-        return word in {"UP", "DRAIN", "NOLB"} or self.status == "no check"
+        """Health checks pass, whatever the weight: ``UP``, ``DRAIN`` or ``NOLB``, settled.
+        ``UP 1/2`` is going down, and ``no check`` is not known to be healthy."""
+        return self.status in {"UP", "DRAIN", "NOLB"}
 
 
 def _int(value: str | None) -> int:
@@ -277,6 +277,16 @@ def parse_show_stat(text: str) -> list[StatRow]:
     return rows
 
 
+_STATE_COLUMNS = (
+    "be_name",
+    "srv_name",
+    "srv_op_state",
+    "srv_admin_state",
+    "srv_uweight",
+    "srv_iweight",
+)
+
+
 def parse_servers_state(text: str) -> list[ServerState]:
     """Parse ``show servers state`` (format version 1)."""
     lines = [line for line in text.splitlines() if line.strip()]
@@ -291,8 +301,21 @@ def parse_servers_state(text: str) -> list[ServerState]:
     for line in lines[1:]:
         if line.startswith("#"):
             header = line.lstrip("# ").split()
+            missing = [c for c in _STATE_COLUMNS if c not in header]
+            if missing:  # a silent 0 here would become a weight written back by a revert
+                raise RuntimeApiError(
+                    "show servers state",
+                    line,
+                    f"'show servers state' has no column {', '.join(missing)}: this HAProxy's "
+                    "format is not one the gate knows",
+                )
             continue
-        values = dict(zip(header, line.split(), strict=False))
+        fields = line.split()
+        if len(fields) < len(header):
+            raise RuntimeApiError(
+                "show servers state", line, f"'show servers state' line is cut short: {line!r}"
+            )
+        values = dict(zip(header, fields, strict=False))
         states.append(
             ServerState(
                 backend=values.get("be_name", ""),

@@ -556,14 +556,14 @@ def test_parse_show_stat_on_captured_text() -> None:
     ("status", "up"),
     [
         ("UP", True),
-        ("UP 1/2", True),  # going down, still up
+        ("UP 1/2", False),  # going down: not a server to move traffic to
         ("DOWN 1/2", False),  # going up, still down
         ("DOWN", False),
         ("DRAIN", True),
         ("NOLB", True),
         ("MAINT", False),
         ("MAINT (resolution)", False),
-        ("no check", True),
+        ("no check", False),  # not known to be healthy
     ],
 )
 def test_stat_row_is_up(status: str, up: bool) -> None:
@@ -613,3 +613,24 @@ def test_parse_servers_state_edge_cases() -> None:
     assert parse_servers_state("\n\n") == []
     with pytest.raises(RuntimeApiError, match="unsupported servers state format '2'"):
         parse_servers_state("2\n# be_id be_name\n1 x\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(
+            "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state\n"
+            "3 api_backend 1 blue-api 127.0.0.1 2 0\n",
+            id="no-weight-columns",
+        ),
+        pytest.param(
+            "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state "
+            "srv_uweight srv_iweight\n3 api_backend 1 blue-api 127.0.0.1 2 0\n",
+            id="line-cut-short",
+        ),
+    ],
+)
+def test_a_servers_state_the_gate_cannot_read_is_an_error(text: str) -> None:
+    # a missing weight read as 0 would be written back by a revert
+    with pytest.raises(RuntimeApiError, match="show servers state"):
+        parse_servers_state(text)

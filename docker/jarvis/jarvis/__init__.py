@@ -35,3 +35,9 @@ def deployment_color() -> str:
 def is_broken_build() -> bool:
     """True for images built from a tag ending in ``-broken`` (decided at build time)."""
     return bool(getattr(_build, "BROKEN", False))
+
+
+def is_degrading_build() -> bool:
+    """True for images built from a tag ending in ``-degrading``: a release that goes bad
+    only once it takes routed traffic (what a bake after the switch is for)."""
+    return bool(getattr(_build, "DEGRADING", False))

@@ -12,7 +12,10 @@
     GET  /api/tasks/<id>    {"id","status": "queued"|"running"|"done"|"failed",...}
 
 Every response carries X-Bluegreen-Color and X-Bluegreen-Version. JARVIS_DELAY_MS adds that
-much latency to every /api/* request (fault injection for performance checks).
+much latency to every /api/* request (fault injection for performance checks). A *-degrading
+build answers 500 on every JARVIS_DEGRADE_EVERY-th /api/* request (default 5: 20%) once
+JARVIS_DEGRADE_AFTER_S seconds (default 3) have passed since its first routed request
+(HAProxy marks those with X-Bluegreen-Route: routed).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 import psycopg2
 import redis
 
-from jarvis import app_version, deployment_color
+from jarvis import app_version, deployment_color, is_degrading_build
 from jarvis.common import Handler, env_int, serve, setup
 from jarvis.store import Store
 
@@ -42,6 +45,23 @@ class ApiHandler(Handler):
     role = ROLE
     store: Store  # set in main()
     delay_s = 0.0
+    degrade_after_s = 3.0
+    degrade_every = 5
+    first_routed: float | None = None  # when a degrading build first took routed traffic
+    api_calls = 0
+
+    def degraded(self) -> bool:
+        """A *-degrading build's fault: after it has taken routed traffic for a while."""
+        if not is_degrading_build():
+            return False
+        if self.headers.get("X-Bluegreen-Route") == "routed" and ApiHandler.first_routed is None:
+            ApiHandler.first_routed = time.monotonic()
+            log.warning("first routed request: degrading in %.0fs", self.degrade_after_s)
+        started = ApiHandler.first_routed
+        if started is None or time.monotonic() - started < self.degrade_after_s:
+            return False
+        ApiHandler.api_calls += 1
+        return ApiHandler.api_calls % self.degrade_every == 0
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -98,6 +118,9 @@ class ApiHandler(Handler):
         except ValueError as exc:
             self.send_json(400, {"error": f"invalid JSON body: {exc}"})
             return
+        if self.degraded():
+            self.send_json(500, {"error": "degraded", "version": app_version()})
+            return
         try:
             self.store.require_release_schema()
             self.route(method, path, body)
@@ -152,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     setup(ROLE)
     ApiHandler.store = Store()
     ApiHandler.delay_s = max(0, env_int("JARVIS_DELAY_MS", 0)) / 1000
+    ApiHandler.degrade_after_s = max(0, env_int("JARVIS_DEGRADE_AFTER_S", 3))
+    ApiHandler.degrade_every = max(1, env_int("JARVIS_DEGRADE_EVERY", 5))
     if ApiHandler.delay_s:
         log.warning(
             "JARVIS_DELAY_MS: adding %.0f ms to every /api/* request", ApiHandler.delay_s * 1000

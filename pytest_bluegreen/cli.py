@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from . import switch
+from . import aftercare, state, switch
 from .errors import BluegreenError, ExitCode, UsageError
 from .gateplugin import hooks_for
 from .gaterun import GateRun
@@ -46,10 +46,11 @@ examples:
   bluegreen rollback                        back to the previous color, verified
   bluegreen export-state --output state.json
   bluegreen recover                         after a cut-off switch: prior states back
+  bluegreen promote                         switch to what pytest --switch=manual verified
 
 exit codes: 0 ok, 1 checks failed (status: inconsistent), 4 usage error, 6 inconclusive,
-7 refused (nothing changed), 8 switch reverted, 9 deploy failed, 10 revert failed; see the
-README.
+7 refused (nothing changed), 8 switch reverted, 9 deploy failed, 10 revert failed, 11 bake
+failed (switched back); see the README.
 """
 
 Action = Callable[[pytest.Config, Settings], int]
@@ -150,6 +151,19 @@ def _print_status(status: Status) -> None:
         )
     for problem in status.problems:
         print(_paint(f"INCONSISTENT: {problem}", "1;31"))
+    if status.warm is not None:
+        w = status.warm
+        print(
+            f"warm window: {w.old} kept warm for {w.remaining():.0f}s more (until "
+            f"{aftercare.when(w.until)}), then {w.action}; bluegreen rollback needs no checks"
+        )
+    if status.pending is not None:
+        p = status.pending
+        state_word = "EXPIRED" if status.pending_expired else "pending"
+        print(
+            f"promotion {state_word}: {p.target} {p.tag or ''} verified {p.age():.0f}s ago "
+            f"({p.checks_passed} check(s) passed); bluegreen promote | bluegreen abort"
+        )
 
 
 def cmd_status(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -201,7 +215,13 @@ def _progress(line: str) -> None:
 
 
 def forced_switch(
-    config: pytest.Config, settings: Settings, target: str, *, rollback: bool, ignore_veto: bool
+    config: pytest.Config,
+    settings: Settings,
+    target: str,
+    *,
+    rollback: bool,
+    ignore_veto: bool,
+    reason: str | None = None,
 ) -> int:
     """Switch without checks through the gate's own path: lock, journal, hooks, signals
     deferred, revert, history."""
@@ -213,7 +233,7 @@ def forced_switch(
         with DeferredSignals() as signals:
             report = run.switch_forced(
                 target,
-                f"{verb} {target} forced by the operator; checks skipped",
+                reason or f"{verb} {target} forced by the operator; checks skipped",
                 rollback=rollback,
                 ignore_veto=ignore_veto,
                 signals=signals,
@@ -271,28 +291,109 @@ def _check_ignore_veto(args: argparse.Namespace) -> None:
 
 
 def cmd_rollback(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    if not args.force:
-        return run_checks(args, ["--rollback", "-m", "quick", *extra])
+    _check_ignore_veto(args)
 
     def act(config: pytest.Config, settings: Settings) -> int:
         live = switch.live_color(settings.haproxy.client(), settings.topology)
+        window = state.load_warm(settings.state.state_file)
+        warm = (
+            window is not None and window.remaining() > 0 and window.new == live and not args.check
+        )
+        if not args.force and not warm:
+            return run_checks(args, ["--rollback", "-m", "quick", *extra])
         if live is None:
             raise UsageProblem("no single color is live; nothing to roll back from")
         target = settings.topology.other(live)
-        return forced_switch(config, settings, target, rollback=True, ignore_veto=args.ignore_veto)
+        if warm:
+            assert window is not None
+            state.clear_record(settings.state.state_file, state.WARM)  # cancels what follows
+            reason = (
+                f"rollback to {target} inside its warm window (until {aftercare.when(window.until)}"
+                f"): checks skipped, {target} served until the switch a moment ago"
+            )
+        else:
+            reason = f"rollback {target} forced by the operator; checks skipped"
+        return forced_switch(
+            config, settings, target, rollback=True, ignore_veto=args.ignore_veto, reason=reason
+        )
 
-    _check_ignore_veto(args)
     return in_config(args, act)
+
+
+def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    def act(config: pytest.Config, settings: Settings) -> int:
+        state_file = settings.state.state_file
+        record = state.load_pending(state_file)
+        if record is None:
+            raise aftercare.NothingPending("refused: no pending promotion (pytest --switch=manual)")
+        problem = aftercare.pending_problem(settings, record)
+        if problem is not None:
+            if record.age() > settings.promotion.promotion_timeout:
+                state.clear_record(state_file, state.PENDING)
+                _history(settings, record, state.Outcome.EXPIRED, problem)
+            return _report([f"refused: {problem}"], ExitCode.REFUSED)
+        age = record.age()
+        if age > settings.promotion.max_verification_age:
+            print(
+                f"bluegreen: verified {age:.0f}s ago (max_verification_age "
+                f"{settings.promotion.max_verification_age:g}s): the quick checks run again"
+            )
+            code = run_checks(args, ["--env", record.target, "-m", "quick", "--switch", *extra])
+        else:
+            reason = (
+                f"promoted {record.target} {record.tag or ''}: verified "
+                f"{age:.0f}s ago ({record.checks_passed} check(s) passed)"
+            )
+            code = forced_switch(
+                config, settings, record.target, rollback=False, ignore_veto=False, reason=reason
+            )
+        if code == 0:
+            state.clear_record(state_file, state.PENDING)
+        return code
+
+    return in_config(args, act)
+
+
+def cmd_abort(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    def act(config: pytest.Config, settings: Settings) -> int:
+        record = state.load_pending(settings.state.state_file)
+        if record is None:
+            raise aftercare.NothingPending("refused: no pending promotion to abort")
+        state.clear_record(settings.state.state_file, state.PENDING)
+        reason = f"the pending promotion of {record.target} {record.tag or ''} was discarded"
+        _history(settings, record, state.Outcome.ABORTED, reason)
+        return _report([reason + "; traffic unchanged"], 0)
+
+    return in_config(args, act)
+
+
+def _history(
+    settings: Settings, record: state.PendingPromotion, outcome: state.Outcome, reason: str
+) -> None:
+    entry = state.HistoryEntry.now(
+        from_color=record.source,
+        to_color=record.target,
+        tag=record.tag,
+        outcome=outcome,
+        reason=reason,
+    )
+    state.append(settings.state.state_file, entry)
 
 
 def cmd_deploy(args: argparse.Namespace, extra: Sequence[str]) -> int:
     if args.rollback:
-        back = argparse.Namespace(**{**vars(args), "force": False, "ignore_veto": False})
+        back = argparse.Namespace(
+            **{**vars(args), "force": False, "ignore_veto": False, "check": False}
+        )
         return cmd_rollback(back, extra)
     if not args.target_color:
         raise UsageProblem("deploy needs --target-color (or --rollback)")
-    if args.auto_switch and args.skip_switch:
-        raise UsageProblem("--auto-switch and --skip-switch contradict each other")
+    if sum((args.auto_switch, args.skip_switch, args.promote_later)) > 1:
+        raise UsageProblem("--auto-switch, --skip-switch and --promote-later exclude each other")
+    if args.promote_later and args.skip_tests:
+        raise UsageProblem(
+            "--promote-later records what the checks verified; not with --skip-tests"
+        )
 
     def act(config: pytest.Config, settings: Settings) -> int:
         from .engines.compose import TagsFile  # noqa: PLC0415
@@ -310,6 +411,7 @@ def cmd_deploy(args: argparse.Namespace, extra: Sequence[str]) -> int:
         flags = ["--env", color, "--deploy", tag]
         flags += ["--skip-backup"] if args.skip_backup else []
         flags += ["--switch"] if args.auto_switch else []
+        flags += ["--switch=manual"] if args.promote_later else []
         return run_checks(args, [*flags, "-m", "quick", *extra])
 
     return in_config(args, act)
@@ -373,14 +475,33 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument("--dry-run", action="store_true", help="say what would happen, change nothing")
     to.set_defaults(handler=cmd_switch_to)
 
-    back = add("rollback", "return traffic to the previous color, verified", "bluegreen rollback")
+    back = add(
+        "rollback",
+        "return traffic to the previous color, verified (inside its warm window: at once)",
+        "bluegreen rollback",
+    )
     back.add_argument("--force", action="store_true", help="skip the checks (recorded as forced)")
+    back.add_argument(
+        "--check",
+        action="store_true",
+        help="run the checks even inside the old color's warm window",
+    )
     back.add_argument(
         "--ignore-veto",
         action="store_true",
         help="with --force: roll back even if a before_switch hook vetoes (recorded)",
     )
     back.set_defaults(handler=cmd_rollback)
+
+    promote = add(
+        "promote",
+        "switch to the pending promotion (pytest --switch=manual), re-verified when stale",
+        "bluegreen promote",
+    )
+    promote.set_defaults(handler=cmd_promote)
+
+    abort = add("abort", "discard the pending promotion; traffic unchanged", "bluegreen abort")
+    abort.set_defaults(handler=cmd_abort)
 
     rec = add(
         "recover",
@@ -409,6 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--skip-tests", action="store_true", help="deploy without checks")
     deploy.add_argument("--skip-backup", action="store_true", help="no backup first")
     deploy.add_argument("--skip-switch", action="store_true", help="never switch traffic")
+    deploy.add_argument(
+        "--promote-later",
+        action="store_true",
+        help="verify now, record a pending promotion for bluegreen promote; switch nothing",
+    )
     deploy.add_argument("--rollback", action="store_true", help="roll back instead")
     deploy.set_defaults(handler=cmd_deploy)
 
@@ -427,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in {"check", "switch-to", "deploy", "rollback"}:
+    if extra and args.command not in {"check", "switch-to", "deploy", "rollback", "promote"}:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra and extra[0] == "--":
         extra = extra[1:]

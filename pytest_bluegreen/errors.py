@@ -33,6 +33,7 @@ class ExitCode(enum.IntEnum):
     SWITCH_REVERTED = 8
     DEPLOY_FAILED = 9
     REVERT_FAILED = 10
+    BAKE_FAILED = 11
 
 
 EXIT_CODES: Mapping[ExitCode, str] = {
@@ -53,6 +54,8 @@ EXIT_CODES: Mapping[ExitCode, str] = {
     "no check ran, no switch",
     ExitCode.REVERT_FAILED: "the switch failed and restoring the previous states failed too: "
     "HAProxy may be half-switched; the journal stays open until 'bluegreen recover'",
+    ExitCode.BAKE_FAILED: "switched, then the bake failed (a post check, an HAProxy threshold) "
+    "or could not judge (bake_on_inconclusive = rollback): traffic switched back",
 }
 
 

@@ -9,6 +9,7 @@
 | http                 | session  | ColorSession                 |
 | haproxy              | session  | RuntimeApi                   |
 | live_color           | function | str or None                  |
+| routed_http          | session  | ColorSession (routed URL)    |
 
 The shared services' fixtures (PostgreSQL, Redis, Neo4j, Ollama, containers) are in
 ``pytest_bluegreen.contrib.services``.
@@ -109,3 +110,14 @@ def live_color(haproxy: RuntimeApi, bluegreen_settings: Settings) -> str | None:
     """The color HAProxy sends traffic to now (None when neither or both)."""
     topology = bluegreen_settings.topology
     return topology.live_color(haproxy.server_states(topology.all_servers))
+
+
+@pytest.fixture(scope="session")
+def routed_http(bluegreen_settings: Settings) -> Iterator[ColorSession]:
+    """A requests session for the routed API URL: whatever color is live answers. The
+    ``post`` checks (run by the bake after a switch) use it."""
+    from .httpclient import ColorSession  # noqa: PLC0415
+
+    switching, timeout = bluegreen_settings.switching, bluegreen_settings.checks.http_timeout
+    with ColorSession(switching.routed_api_url, timeout, "routed") as session:
+        yield session

@@ -18,11 +18,17 @@ from typing import Any
 
 import pytest
 
+# the public hook (item.ihook.pytest_runtest_protocol) logs every report to every reporter;
+# a bake interval's run is not a test of the session. pytest-rerunfailures runs items again
+# the same way.
+from _pytest.runner import runtestprotocol
+
+from .bake import PostResult
 from .errors import BluegreenError, DeployError
 from .gate import SessionFacts
 from .gaterun import GateHooks, GateReport, GateRun
 from .haproxy import RuntimeApiError
-from .keys import SECRETS_KEY, TARGET_KEY
+from .keys import POST_KEY, SECRETS_KEY, TARGET_KEY
 from .settings import Settings, SettingsError
 from .signals import DeferredSignals
 from .verdict import verdict, write_verdict
@@ -84,7 +90,9 @@ class GatePlugin:
             hooks_for(config),
             progress=progress_for(config),
             secrets=config.stash[SECRETS_KEY],
+            run_post=self._run_post,
         )
+        self.session: pytest.Session | None = None
         self.report: GateReport | None = None
         self.notes: list[str] = []  # said after the report's own lines (a verdict not written)
         self.collected: int | None = None
@@ -96,6 +104,7 @@ class GatePlugin:
     # -- start -------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)  # before xdist's DSession starts the workers
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
         self._terminate_as_interrupt()
         run = self.run
         try:
@@ -165,6 +174,24 @@ class GatePlugin:
             self.interrupted = str(exc) or "KeyboardInterrupt"
         else:
             self.interrupted = f"pytest.exit: {exc}"
+
+    # -- the bake's post checks ----------------------------------------------------------------
+    def _run_post(self) -> PostResult:
+        """The ``post`` checks, once, in this process, their reports kept from the session's
+        (a bake interval is not a test of the run). Under xdist the controller collects them
+        itself the first time: its workers hold the run's items."""
+        items = self.config.stash.get(POST_KEY, None)
+        if items is None and self.session is not None:
+            self.session.perform_collect()
+            items = self.config.stash.get(POST_KEY, [])
+        passed, failed = 0, []
+        for item in items or []:
+            reports = runtestprotocol(item, nextitem=None, log=False)
+            if any(r.failed for r in reports):
+                failed.append(item.nodeid)
+            elif any(r.when == "call" and r.passed for r in reports):
+                passed += 1
+        return PostResult(passed=passed, failed=len(failed), failed_ids=tuple(failed))
 
     # -- finish ------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from . import state, switch
+from . import aftercare, state, switch
+from .bake import Bake, BakePlan, BakeResult, IntervalVerdict, PostResult
 from .errors import BluegreenError, DeployError, ExitCode, Refused
 from .gate import Decision, SessionFacts, Verdict, decide
 from .haproxy import RuntimeApi, RuntimeApiError
@@ -70,6 +71,7 @@ class GateReport:
     stat_before: str = ""  # HAProxy show stat around a switch, for the report
     stat_after: str = ""
     probe: ProbeSummary | None = None  # the zero-downtime probe's counts, when one ran
+    bake: BakeResult | None = None  # the bake after the switch, when one ran
 
     @property
     def verdict_word(self) -> str:
@@ -93,6 +95,9 @@ class _Draft:
     stat_before: str = ""
     stat_after: str = ""
     probe: ProbeSummary | None = None
+    bake: BakeResult | None = None
+    recorded: bool = False  # the history has this draft's outcome already
+    went_back: bool = False  # the bake switched traffic back
 
 
 class GateRun:
@@ -101,10 +106,13 @@ class GateRun:
         settings: Settings,
         hooks: GateHooks | None = None,
         api: RuntimeApi | None = None,
+        *,
         progress: Callable[[str], None] = lambda line: None,
         secrets: Secrets | None = None,
+        run_post: Callable[[], PostResult] | None = None,
     ) -> None:
         self.settings = settings
+        self.run_post = run_post  # the post checks, run by the bake
         self.secrets = secrets or Secrets()
         self.progress: Callable[[str], None] = lambda line: progress(self.secrets.redact(line))
         self.hooks = hooks or GateHooks()
@@ -218,7 +226,7 @@ class GateRun:
         elif not (run.switch or run.rollback):
             draft = self._deploy_only(self.target, facts)
         else:
-            draft = self._finish(self.target, facts)
+            draft = self._after_switch(self._finish(self.target, facts))
         deployed = self.deployed
         if (
             draft.exit_code != 0
@@ -281,6 +289,8 @@ class GateRun:
                 Outcome(decision.verdict.value),
                 traffic_on=live,
             )
+        if self.settings.run.promote_later:
+            return self._pend(decision)
         return self._switch(decision, rollback=self.settings.run.rollback)
 
     def _after_failure(self, decision: Decision, exitstatus: int) -> _Draft:
@@ -488,6 +498,115 @@ class GateRun:
         except RuntimeApiError as exc:
             return f"(show stat failed: {exc})"
 
+    # -- after the switch: the bake, the old color kept warm, a pending promotion -------------
+    def _after_switch(self, draft: _Draft) -> _Draft:
+        """A switch that stands (or a --rollback): the bake, then the old color's warm window."""
+        moved = draft.outcome is Outcome.SWITCHED or (
+            draft.outcome is Outcome.ROLLED_BACK and self.settings.run.rollback
+        )
+        if not moved or draft.result is None or self.settings.run.dry_run:
+            return draft
+        old, new = draft.result.plan.source, draft.result.plan.target
+        if self.settings.bake.enabled and self.run_post is not None:
+            draft = self._bake(draft)
+            if draft.went_back or draft.exit_code == ExitCode.INTERRUPTED:
+                return draft  # the old color is live again, or the bake was cut short
+        if old is not None:
+            draft.lines += aftercare.keep_warm(self, old, new)
+        return draft
+
+    def _bake(self, draft: _Draft) -> _Draft:
+        """Run the bake; a failed one (or one that cannot judge, by default) switches back."""
+        switched = draft.result
+        assert switched is not None
+        self._record_draft(draft)  # the switch happened: the history says so before the bake
+        settings = self.settings.bake
+        plan = BakePlan(
+            seconds=settings.bake_seconds or 0.0,
+            interval=settings.bake_interval,
+            failure_limit=settings.bake_failure_limit,
+            consecutive_successes=settings.bake_consecutive_successes,
+            min_requests=settings.bake_min_requests,
+            thresholds=settings.thresholds,
+        )
+        target = switched.plan.target
+        assert self.run_post is not None
+        result = Bake(
+            plan,
+            self.api,
+            self.settings.topology.servers(target),
+            self.run_post,
+            signals=self.signals,
+            progress=self.progress,
+        ).run()
+        draft.bake = result
+        back = result.verdict is IntervalVerdict.FAILED or (
+            result.verdict is IntervalVerdict.INCONCLUSIVE
+            and settings.bake_on_inconclusive == "rollback"
+            and result.interrupted is None
+        )
+        if result.interrupted is not None:
+            draft.lines.append(
+                f"bake {result.reason}: traffic stays on {target} (switched and verified); "
+                "nothing else was judged"
+            )
+            draft.exit_code = ExitCode.INTERRUPTED
+            return draft
+        if not back:
+            kept = "" if result.verdict is IntervalVerdict.PASSED else " (bake_on_inconclusive)"
+            draft.lines.append(f"bake {result.verdict.value}{kept}: {result.reason}")
+            return draft
+        source = switched.plan.source
+        if source is None:
+            draft.lines.append(
+                f"bake {result.verdict.value}: {result.reason}; no color to go back to"
+            )
+            draft.exit_code = ExitCode.BAKE_FAILED
+            return draft
+        return self._switch_back(draft, source, result)
+
+    def _switch_back(self, draft: _Draft, source: str, result: BakeResult) -> _Draft:
+        """Return traffic to ``source`` through the same journaled switch; a signal now
+        completes it (the safe direction), a user's veto does not hold it back."""
+        reason = f"bake {result.verdict.value}: {result.reason}"
+        live = draft.result.plan.target if draft.result is not None else None
+        back = Decision(Verdict.SWITCH, reason, source, live)
+        signals, self.signals = self.signals, NoSignals()
+        try:
+            plan = switch.plan(
+                self.api, self.settings.topology, source, self.settings.switching.full_weight
+            )
+            returned = self._apply(plan, back, rollback=True)
+        except RuntimeApiError as exc:
+            returned = _Draft(
+                Decision(Verdict.REFUSED, f"cannot switch back: {exc}", source, live),
+                ExitCode.REVERT_FAILED,
+                [f"cannot switch back to {source}: {exc}"],
+                Outcome.REVERT_FAILED,
+            )
+        finally:
+            self.signals = signals
+        evidence = result.failing.line() if result.failing is not None else ""
+        returned.lines = [*draft.lines, reason, *([evidence] if evidence else []), *returned.lines]
+        returned.bake = result
+        returned.went_back = True
+        if returned.outcome is Outcome.ROLLED_BACK:
+            returned.exit_code = ExitCode.BAKE_FAILED
+        return returned
+
+    def _pend(self, decision: Decision) -> _Draft:
+        """--switch=manual: verified, recorded as a pending promotion; nothing switched."""
+        lines = aftercare.pend(self, decision)
+        return _Draft(decision, ExitCode.OK, lines, Outcome.PENDING, traffic_on=decision.live)
+
+    def _record_draft(self, draft: _Draft) -> None:
+        if draft.outcome is None or draft.decision is None or draft.recorded:
+            return
+        warning = self._record(draft.decision, draft.outcome, draft.result)
+        if warning:
+            draft.lines.append(warning)
+        draft.recorded = True
+
     def _conclude(self, draft: _Draft) -> GateReport:
         """Record the outcome in the history (not for a dry run) and build the report; no
         secret value reaches either (an exception message may hold one)."""
@@ -499,7 +618,8 @@ class GateRun:
         if (
             draft.outcome is not None
             and draft.decision is not None
-            and not (self.settings.run.dry_run)
+            and not self.settings.run.dry_run
+            and not draft.recorded
         ):
             warning = self._record(draft.decision, draft.outcome, draft.result)
             if warning:
@@ -515,6 +635,7 @@ class GateRun:
             stat_before=draft.stat_before,
             stat_after=draft.stat_after,
             probe=draft.probe,
+            bake=draft.bake,
         )
 
     def tag(self, result: switch.SwitchResult | None) -> str | None:
@@ -530,7 +651,7 @@ class GateRun:
             to_color=decision.target,
             tag=self.tag(result),
             outcome=outcome,
-            reason=decision.reason,
+            reason=self.secrets.redact(decision.reason),
             forced=self.forced,
         )
         try:

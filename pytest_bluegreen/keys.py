@@ -16,6 +16,7 @@ __all__ = ["secrets_of", "settings_of"]
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SECRETS_KEY: pytest.StashKey[Secrets] = pytest.StashKey()
 TARGET_KEY = pytest.StashKey[str | None]()
+POST_KEY = pytest.StashKey[list[pytest.Item]]()  # the post checks the bake runs
 WORKERINPUT_TARGET = "bluegreen_target"
 
 

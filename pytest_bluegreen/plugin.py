@@ -26,8 +26,9 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     haproxy,
     http,
     live_color,
+    routed_http,
 )
-from .keys import SECRETS_KEY, SETTINGS_KEY, TARGET_KEY, WORKERINPUT_TARGET
+from .keys import POST_KEY, SECRETS_KEY, SETTINGS_KEY, TARGET_KEY, WORKERINPUT_TARGET
 from .outcomes import COLOR_PROPERTY, FAILURE_PROPERTY, SHARED, color_of
 from .redaction import ReportScrubber, Secrets
 from .settings import Option, Settings, SettingsError, all_options, describe, resolve
@@ -39,6 +40,8 @@ MARKERS = (
     "runs with every --env",
     "quick: a fast check, part of the pre-switch gate (pytest --env green -m quick --switch)",
     "perf: a performance check: bounded load with k6-style thresholds",
+    "post: a check after the switch, run by the bake (--bake) every interval against the live "
+    "color through the routed URLs (the routed_http fixture); left out of the run before it",
 )
 
 
@@ -61,6 +64,7 @@ def add_options(parser: pytest.Parser, options: Iterable[Option]) -> None:
             if option.flag:
                 group.addoption(
                     option.cli,
+                    *option.aliases,
                     action="store_true",
                     default=None,
                     dest=option.dest,
@@ -238,6 +242,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("color", colors, indirect=True, ids=colors, scope="session")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m/-k: the bake's post checks are kept whatever runs
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = config.stash[SETTINGS_KEY]
     target = config.stash[TARGET_KEY]
@@ -247,7 +252,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     everything = settings.run.env != "shared"
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
+    post: list[pytest.Item] = []
     for item in items:
+        if item.get_closest_marker("post") is not None:
+            callspec = getattr(item, "callspec", None)
+            item_color = callspec.params.get("color") if callspec is not None else None
+            if item_color in (None, target) and settings.bake.enabled:
+                post.append(item)  # kept for the bake, after the switch
+            dropped.append(item)
+            continue
         callspec = getattr(item, "callspec", None)
         item_color = callspec.params.get("color") if callspec is not None else None
         if item_color is not None:
@@ -259,6 +272,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         else:
             keep = everything
         (kept if keep else dropped).append(item)
+    config.stash[POST_KEY] = post
     if dropped:
         items[:] = kept
         config.hook.pytest_deselected(items=dropped)

@@ -161,6 +161,30 @@ def _git_revision(root: Path) -> str:
     return done.stdout.strip() or "unknown"
 
 
+def _bake_steps(report: GateReport) -> list[dict[str, Any]]:
+    """The bake's intervals as steps of the gate's result, each with its evidence."""
+    if report.bake is None:
+        return []
+    steps = []
+    for interval in report.bake.intervals:
+        start = int(interval.started * 1000)
+        steps.append(
+            {
+                "name": interval.line(),
+                "status": {"passed": "passed", "failed": "failed"}.get(
+                    interval.verdict.value, "broken"
+                ),
+                "stage": "finished",
+                "start": start,
+                "stop": start + int(interval.seconds * 1000),
+                "parameters": [
+                    {"name": k, "value": str(v)} for k, v in sorted(interval.metrics.items())
+                ],
+            }
+        )
+    return steps
+
+
 def write_gate_results(
     run: GateRun, report: GateReport, alluredir: Path, haproxy_version: str | None
 ) -> None:
@@ -219,5 +243,6 @@ def write_gate_results(
             {"name": "severity", "value": "blocker"},
         ],
         "attachments": attachments,
+        "steps": _bake_steps(report),
     }
     (alluredir / f"{result['uuid']}-result.json").write_text(json.dumps(result, indent=2))

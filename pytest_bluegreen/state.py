@@ -26,11 +26,15 @@ from typing import Any
 from .errors import Refused, UsageError
 
 __all__ = [
+    "PENDING",
+    "WARM",
     "GateLock",
     "HistoryEntry",
     "LockHeld",
     "Outcome",
+    "PendingPromotion",
     "StateFileError",
+    "WarmWindow",
     "append",
     "lock_for",
     "read_history",
@@ -56,6 +60,9 @@ class Outcome(enum.StrEnum):
     REVERT_FAILED = "revert-failed"  # the switch failed and so did restoring the prior states
     DEPLOY_FAILED = "deploy-failed"  # --deploy failed: no check ran, no switch
     RECOVERED = "recovered"  # bluegreen recover brought HAProxy to a consistent state
+    PENDING = "pending-promotion"  # verified; bluegreen promote switches it later
+    ABORTED = "aborted"  # a pending promotion discarded (bluegreen abort)
+    EXPIRED = "expired"  # a pending promotion older than promotion_timeout, refused
 
 
 class LockHeld(Refused):
@@ -172,3 +179,78 @@ def lock_for(lock_dir: Path, address: str) -> GateLock:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", address).strip("_")[-60:]
     digest = hashlib.sha1(address.encode(), usedforsecurity=False).hexdigest()[:10]
     return GateLock(lock_dir / f"{slug}-{digest}.lock")
+
+
+# --- what outlives a run: the old color kept warm, a promotion pending ----------------------
+
+
+@dataclass(frozen=True)
+class WarmWindow:
+    """After a switch the old color stays at weight 0, health-checked, until ``until`` (epoch
+    seconds); a rollback inside the window needs no checks; then ``action`` (keep or stop)."""
+
+    old: str
+    new: str
+    tag: str | None
+    until: float
+    action: str
+
+    def remaining(self, now: float | None = None) -> float:
+        return max(0.0, self.until - (time.time() if now is None else now))
+
+
+@dataclass(frozen=True)
+class PendingPromotion:
+    """A color deployed and verified, waiting for ``bluegreen promote``."""
+
+    target: str
+    source: str | None
+    tag: str | None
+    image: str | None  # the image id the verified containers ran
+    checks_passed: int
+    verified_at: float  # epoch seconds
+    created_at: float
+
+    def age(self, now: float | None = None) -> float:
+        return (time.time() if now is None else now) - self.verified_at
+
+
+def _record_path(state_file: Path, name: str) -> Path:
+    return state_file.with_name(name)
+
+
+def save_record(state_file: Path, name: str, record: WarmWindow | PendingPromotion) -> None:
+    path = _record_path(state_file, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(asdict(record), handle, indent=2)
+    os.replace(tmp, path)
+
+
+def load_warm(state_file: Path) -> WarmWindow | None:
+    data = _load(_record_path(state_file, WARM))
+    return None if data is None else WarmWindow(**data)
+
+
+def load_pending(state_file: Path) -> PendingPromotion | None:
+    data = _load(_record_path(state_file, PENDING))
+    return None if data is None else PendingPromotion(**data)
+
+
+def clear_record(state_file: Path, name: str) -> None:
+    _record_path(state_file, name).unlink(missing_ok=True)
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StateFileError(f"{path} is not readable: {exc}") from None
+    return data
+
+
+WARM = "warm-window.json"
+PENDING = "pending-promotion.json"

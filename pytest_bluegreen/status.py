@@ -43,6 +43,9 @@ class Status:
     last_switch: state.HistoryEntry | None
     unfinished: JournalEntry | None = None  # a switch that was cut off
     problems: tuple[str, ...] = ()  # what is inconsistent in HAProxy now
+    warm: state.WarmWindow | None = None  # the old color's window, while it lasts
+    pending: state.PendingPromotion | None = None
+    pending_expired: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -64,6 +67,16 @@ class Status:
             "last_switch": None if self.last_switch is None else asdict(self.last_switch),
             "unfinished_switch": None if self.unfinished is None else self.unfinished.to_json(),
             "problems": list(self.problems),
+            "warm_window": None
+            if self.warm is None
+            else {**asdict(self.warm), "remaining_seconds": round(self.warm.remaining(), 1)},
+            "pending_promotion": None
+            if self.pending is None
+            else {
+                **asdict(self.pending),
+                "age_seconds": round(self.pending.age(), 1),
+                "expired": self.pending_expired,
+            },
         }
 
 
@@ -97,12 +110,18 @@ def collect_status(settings: Settings, api: RuntimeApi | None = None) -> Status:
         for name, cfg in topology.color.items()
     )
     journal = read_journal(settings.state.journal_file)
+    warm = state.load_warm(settings.state.state_file)
+    pending = state.load_pending(settings.state.state_file)
     return Status(
         live=live,
         colors=colors,
         last_switch=history[-1] if history else None,
         unfinished=journal if journal is not None and journal.open else None,
         problems=tuple(inconsistencies(states, topology)),
+        warm=warm if warm is not None and warm.remaining() > 0 else None,
+        pending=pending,
+        pending_expired=pending is not None
+        and pending.age() > settings.promotion.promotion_timeout,
     )
 
 

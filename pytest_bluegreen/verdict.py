@@ -52,6 +52,14 @@ def verdict(run: GateRun, report: GateReport) -> dict[str, Any]:
         "tag": run.tag(report.result),
         "counts": counts,
         "probe": report.probe.as_dict() if report.probe else None,
+        "bake": None
+        if report.bake is None
+        else {
+            "verdict": report.bake.verdict.value,
+            "reason": report.bake.reason,
+            "interrupted": report.bake.interrupted,
+            "timeline": [i.as_dict() for i in report.bake.intervals],
+        },
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": socket.gethostname(),
     }

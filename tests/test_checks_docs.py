@@ -10,7 +10,7 @@ import pytest
 from tests.support.stack import ROOT
 
 DOC = ROOT / "docs" / "adding-a-check.md"
-MARKERS = {"quick", "shared", "perf"}
+MARKERS = {"quick", "shared", "perf", "post"}
 
 
 def documented_checks() -> dict[str, set[str]]:

@@ -197,10 +197,25 @@ def test_check_runs_the_suite_for_an_environment(workdir: Path, stack: Stack) ->
                 "--auto-switch",
                 "--skip-switch",
             ],
-            "bluegreen: error: --auto-switch and --skip-switch contradict each other",
+            "bluegreen: error: --auto-switch, --skip-switch and --promote-later exclude each other",
+        ),
+        (
+            [
+                *("deploy", "--target-color", "green", "--deployment-tag", "v1"),
+                *("--promote-later", "--skip-tests"),
+            ],
+            "bluegreen: error: --promote-later records what the checks verified; "
+            "not with --skip-tests",
         ),
     ],
-    ids=["unknown-color", "unknown-environment", "missing-tag", "no-color", "contradiction"],
+    ids=[
+        "unknown-color",
+        "unknown-environment",
+        "missing-tag",
+        "no-color",
+        "contradiction",
+        "promote-unverified",
+    ],
 )
 def test_bad_input_is_one_clear_line(
     workdir: Path, stack: Stack, args: list[str], message: str

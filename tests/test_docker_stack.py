@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tests.support.docker_stack import (
     COMPOSE_FILE,
     JarvisStack,
     Probe,
+    compose,
     shared_services_behind_haproxy,
 )
 from tests.support.gate import history, output
@@ -292,3 +294,76 @@ def test_a_backup_that_hangs_is_a_failed_deploy(
     )
     assert _unchanged(jarvis) == before
     assert not any(p.name.endswith(".partial") for p in (jarvis.workdir / "backups").iterdir())
+
+
+def test_the_bake_catches_a_release_that_degrades_after_the_switch(
+    pytester: pytest.Pytester, jarvis: JarvisStack
+) -> None:
+    stack = jarvis.haproxy
+    assert routed(jarvis)[0] == "blue"
+    probe = Probe(f"{stack.routed_url}/api/items")  # what users do: the API, not /health
+    probe.start()
+    try:
+        result = gate(
+            pytester,
+            jarvis,
+            "--env",
+            "green",
+            "--deploy",
+            "v1.3.0-degrading",
+            "-m",
+            "quick",
+            "--switch",
+            "--bake",
+            "20",
+            bake_interval=2,
+            scale_down_delay=0,
+        )
+        finished, answered = time.monotonic(), probe.answered
+        wait_for(lambda: probe.answered > answered + 100, 30, "100 answers after the gate")
+    finally:
+        load = probe.finish()
+    assert result.ret == 11, output(result)
+    result.stdout.fnmatch_lines(
+        [
+            "*SWITCH: switched blue -> green*",
+            "*bake failed: interval */10 failed*",
+            "*rolled back green -> blue: bake failed*",
+        ],
+        consecutive=False,
+    )
+    assert routed(jarvis) == ("blue", "v1.0.0")
+    failed = load.failed
+    assert failed, "the degrading build failed no request: the probe saw nothing to catch"
+    assert all(s.end < finished for s in failed), "errors went on after the switch back"
+    assert {s.color for s in failed} <= {"green"}
+    assert [e["outcome"] for e in history(stack)][-2:] == ["switched", "rolled-back"]
+
+
+def test_a_clean_bake_then_the_old_color_is_stopped(
+    pytester: pytest.Pytester, jarvis: JarvisStack
+) -> None:
+    result = gate(
+        pytester,
+        jarvis,
+        "--env",
+        "green",
+        "--deploy",
+        "v1.1.0",
+        "-m",
+        "quick",
+        "--switch",
+        "--bake",
+        "4",
+        bake_interval=1,
+        scale_down_delay=1,
+        after_bake_old_color="stop",
+    )
+    assert result.ret == 0, output(result)
+    result.stdout.fnmatch_lines(
+        ["*bake passed*", "*blue stopped after its warm window (after_bake_old_color = stop)*"],
+        consecutive=False,
+    )
+    assert routed(jarvis) == ("green", "v1.1.0")
+    stopped = compose().compose.ps(["blue-backend"], all=True)
+    assert all(not c.state.running for c in stopped), [c.state.status for c in stopped]

@@ -109,6 +109,16 @@ def usage_error(result: pytest.RunResult) -> str:
             id="dry-run-alone",
         ),
         pytest.param(
+            ["--switch=manual", "--rollback", "--env", "green"],
+            "--switch=manual cannot be combined with --rollback",
+            id="manual-rollback",
+        ),
+        pytest.param(
+            ["--switch=manual", "--env", "all"],
+            "--switch needs one target color (--env blue or --env green), got --env all",
+            id="manual-env-all",
+        ),
+        pytest.param(
             ["--runtime-api", "nowhere"],
             "runtime_api: Runtime API address 'nowhere' is neither a socket path nor host:port "
             "(from cli --runtime-api)",

@@ -26,11 +26,13 @@ from .options import setting
 
 __all__ = [
     "Answer",
+    "BakeSettings",
     "ChecksSettings",
     "ColorSettings",
     "ComposeSettings",
     "EnvFiles",
     "HaproxySettings",
+    "PromotionSettings",
     "ReportSettings",
     "RunSettings",
     "Settings",
@@ -40,6 +42,8 @@ __all__ = [
 ]
 
 OnFailedGate = Literal["keep", "teardown", "restore"]
+BakeOnInconclusive = Literal["rollback", "keep"]
+AfterBake = Literal["keep", "stop"]
 PullPolicy = Literal["missing", "never", "always"]
 T = TypeVar("T")
 
@@ -110,6 +114,17 @@ class RunSettings:
         p.optional(p.text),
         "the version being gated, recorded in the history",
         cli="--deployment-tag",
+    )
+    promote_later: bool = setting(
+        False,
+        p.boolean,
+        "verify now, record a pending promotion, switch nothing (bluegreen promote "
+        "switches it later); also spelled --switch=manual",
+        cli="--promote-later",
+        aliases=("--switch=manual",),
+        file=False,
+        ini=False,
+        flag=True,
     )
     allow_narrowed: bool = setting(
         False,
@@ -305,6 +320,66 @@ class ChecksSettings:
     perf_requests: int = setting(400, p.whole(1, 1_000_000), "perf: requests per endpoint")
     perf_duration: float = setting(10.0, p.seconds, "perf: at most this many seconds each")
     perf_concurrency: int = setting(4, p.whole(1, 256), "perf: concurrent connections")
+
+
+@dataclass(frozen=True)
+class BakeSettings:
+    """After the switch: the bake window, and the old color kept warm."""
+
+    GROUP: ClassVar[str] = "bake"
+    thresholds: tuple[Any, ...] = ()  # [bake_thresholds] "haproxy" = [...], see bake.py
+    bake_seconds: float | None = setting(
+        None,
+        p.optional(p.seconds),
+        "SECONDS: after a switch, run the post checks and watch HAProxy's counters this long; "
+        "a failed bake switches back",
+        cli="--bake",
+    )
+    bake_interval: float = setting(10.0, p.seconds, "seconds of one bake interval")
+    bake_failure_limit: int = setting(
+        0, p.whole(0, 1000), "failed (or inconclusive) intervals the bake tolerates"
+    )
+    bake_consecutive_successes: int = setting(
+        0, p.whole(0, 1000), "the bake passes early after this many intervals in a row passed"
+    )
+    bake_min_requests: int = setting(
+        0, p.whole(0, 10_000_000), "an interval with fewer routed requests is inconclusive"
+    )
+    bake_on_inconclusive: BakeOnInconclusive = setting(
+        "rollback",
+        p.choice("rollback", "keep"),
+        "when the bake cannot judge: switch back (rollback) or keep the new color",
+    )
+    scale_down_delay: float = setting(
+        30.0,
+        p.whole(0, 86400),
+        "seconds the old color stays warm (weight 0, health-checked) after a switch; a "
+        "rollback inside the window needs no checks",
+    )
+    after_bake_old_color: AfterBake = setting(
+        "keep",
+        p.choice("keep", "stop"),
+        "after the warm window: keep the old color's containers, or stop them",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bake_seconds)
+
+
+@dataclass(frozen=True)
+class PromotionSettings:
+    """Verify now, switch later: a pending promotion and its limits."""
+
+    GROUP: ClassVar[str] = "promotion"
+    max_verification_age: float = setting(
+        3600.0,
+        p.seconds,
+        "bluegreen promote re-runs the quick checks when the verification is older than this",
+    )
+    promotion_timeout: float = setting(
+        86400.0, p.seconds, "a pending promotion older than this is refused"
+    )
 
 
 @dataclass(frozen=True)
@@ -504,6 +579,8 @@ class Settings:
     switching: SwitchingSettings
     compose: ComposeSettings
     checks: ChecksSettings
+    bake: BakeSettings
+    promotion: PromotionSettings
     reports: ReportSettings
     state: StateSettings
     env_files: EnvFiles

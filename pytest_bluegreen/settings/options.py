@@ -42,6 +42,7 @@ class Option:
     file: bool = True
     path: bool = False  # a relative path is relative to the settings file's folder
     flag: bool = False  # a CLI switch without a value
+    aliases: tuple[str, ...] = ()  # more spellings of the CLI flag (e.g. "--switch=manual")
 
     @property
     def env_name(self) -> str:
@@ -67,6 +68,7 @@ def setting(
     file: bool = True,
     path: bool = False,
     flag: bool = False,
+    aliases: tuple[str, ...] = (),
 ) -> Any:
     """A dataclass field that is a setting (see the module docstring)."""
     spec = {
@@ -78,6 +80,7 @@ def setting(
         "file": file,
         "path": path,
         "flag": flag,
+        "aliases": aliases,
     }
     return dataclasses.field(default=default, metadata={_META: spec})
 

@@ -18,11 +18,13 @@ from pytest_bluegreen.thresholds import parse_table as parse_thresholds
 from . import parsers as p
 from .files import SettingsError, find_settings_file
 from .model import (
+    BakeSettings,
     ChecksSettings,
     ColorSettings,
     ComposeSettings,
     EnvFiles,
     HaproxySettings,
+    PromotionSettings,
     ReportSettings,
     RunSettings,
     Settings,
@@ -41,6 +43,8 @@ CORE_GROUPS: tuple[type[Any], ...] = (
     SwitchingSettings,
     ComposeSettings,
     ChecksSettings,
+    BakeSettings,
+    PromotionSettings,
     ReportSettings,
     StateSettings,
     EnvFiles,
@@ -59,7 +63,7 @@ DEFAULT_THRESHOLDS: Mapping[str, list[str]] = {
     "/health": ["p(95)<300", "rate<0.01"],
     "/version": ["p(95)<300", "rate<0.01"],
 }
-TABLES = ("colors", "thresholds")
+TABLES = ("colors", "thresholds", "bake_thresholds")
 SELECTIONS_EXTRA = ("all", "shared")
 DEFAULT_COLORS = ("blue", "green")
 COLOR_KEYS = ("api_url", "frontend_url", "servers", "services")
@@ -111,6 +115,8 @@ def resolve(
     for key, option in table.items():
         values[key], sources[key] = layers.value(option, base)
 
+    if values["promote_later"]:  # --switch=manual: a switch, made later by bluegreen promote
+        values["switch"], sources["switch"] = True, sources["promote_later"]
     topology = _resolve_topology(data.get("colors"), environ, file_label, values, sources)
     _check_mode(values, sources, topology.colors)
     _check_tls(values, sources)
@@ -127,6 +133,8 @@ def resolve(
         switching=build(SwitchingSettings),
         compose=build(ComposeSettings),
         checks=build(ChecksSettings, thresholds=thresholds),
+        bake=build(BakeSettings, thresholds=_resolve_bake_thresholds(data, file_label, sources)),
+        promotion=build(PromotionSettings),
         reports=build(ReportSettings),
         state=build(StateSettings),
         env_files=build(EnvFiles, colors=topology.colors),
@@ -190,6 +198,8 @@ def _check_mode(
             f"(from {sources['env']})"
         )
     one_color = f"--env {' or --env '.join(colors)}"
+    if values["promote_later"] and values["rollback"]:
+        raise SettingsError("bluegreen: --switch=manual cannot be combined with --rollback")
     if values["switch"] and values["rollback"]:
         raise SettingsError("bluegreen: --switch and --rollback cannot be combined")
     if values["switch"] and env not in colors:
@@ -210,6 +220,11 @@ def _check_mode(
             raise SettingsError(f"bluegreen: --deploy cannot be combined with {flag}")
     elif values["force_deploy"]:
         raise SettingsError("bluegreen: --force-deploy only makes sense with --deploy")
+    if values["bake_seconds"] and not (values["switch"] or values["rollback"]):
+        raise SettingsError(
+            f"bluegreen: --bake watches a switch; give --switch or --rollback "
+            f"(bake_seconds from {sources['bake_seconds']})"
+        )
     if values["dry_run"] and not (values["switch"] or values["rollback"]):
         raise SettingsError(
             "bluegreen: --dry-run only makes sense with --switch or --rollback "
@@ -246,6 +261,26 @@ def _resolve_thresholds(
     except ThresholdError as exc:
         raise SettingsError(
             f"bluegreen: thresholds: {exc} (from {sources['thresholds']})"
+        ) from None
+
+
+def _resolve_bake_thresholds(
+    data: Mapping[str, Any], file_label: str, sources: dict[str, str]
+) -> tuple[Any, ...]:
+    from pytest_bluegreen.bake import (  # noqa: PLC0415 - the bake's own grammar
+        DEFAULT_BAKE_THRESHOLDS,
+        parse_bake_thresholds,
+    )
+
+    raw = data.get("bake_thresholds", DEFAULT_BAKE_THRESHOLDS)
+    sources["bake_thresholds"] = (
+        f"{file_label} bake_thresholds" if "bake_thresholds" in data else "default"
+    )
+    try:
+        return parse_bake_thresholds(raw)
+    except ValueError as exc:
+        raise SettingsError(
+            f"bluegreen: bake_thresholds: {exc} (from {sources['bake_thresholds']})"
         ) from None
 
 

@@ -21,7 +21,7 @@ from .stack import ROOT, Backend, Stack, StackFactory
 COMPOSE_FILE = ROOT / "docker" / "docker-compose.blue-green.yml"
 PROJECT = "sutazai"
 SHARED = ["postgres", "redis", "neo4j", "ollama"]
-TAGS = ("v1.0.0", "v1.1.0", "v1.2.0-broken")
+TAGS = ("v1.0.0", "v1.1.0", "v1.2.0-broken", "v1.3.0-degrading")
 # the compose file's published ports, as HAProxy on the host reaches them
 ADDRESSES = {
     "BG_BLUE_API_ADDR": "127.0.0.1:8010",
@@ -68,13 +68,18 @@ class Probe:
     url: str
     stop: threading.Event = field(default_factory=threading.Event)
     result: LoadResult | None = None
+    answered: int = 0
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
+        def count(sample: object) -> None:
+            self.answered += 1
+
         def run() -> None:
             self.result = run_load(
-                self.url, total=200_000, duration=600, concurrency=2, stop=self.stop
-            )
+                self.url, total=200_000, duration=600, concurrency=2, stop=self.stop,
+                on_sample=count,
+            )  # fmt: skip
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()

@@ -72,7 +72,7 @@ def switch_under_load(
     """
     settings = stack_settings(stack, verify_responses=1, drain_timeout=10)
     api = stack.api()
-    load = _LoadProcess(f"{stack.routed_url}/api/probe", total, duration, concurrency)
+    load = LoadProcess(f"{stack.routed_url}/api/probe", total, duration, concurrency)
     progress = _Progress(load)
     journaled = Journal(journal) if journal is not None else None
     results: list[switch.SwitchResult] = []
@@ -109,7 +109,7 @@ def switch_under_load(
     return SwitchRun(loaded, results, done)
 
 
-class _LoadProcess:
+class LoadProcess:
     """The bounded load in a process of its own, as real clients are: it does not share the
     switch's interpreter (threads in one would hold the switch up at every GIL switch)."""
 
@@ -151,7 +151,7 @@ class _LoadProcess:
 class _Progress:
     """Counts answered requests as the load process reports them."""
 
-    def __init__(self, load: _LoadProcess) -> None:
+    def __init__(self, load: LoadProcess) -> None:
         self.load = load
         self.last = 0
 

@@ -1,0 +1,363 @@
+"""After the switch: the bake window. Every interval the ``post`` checks run against the
+now-live color (through the routed URLs) and HAProxy's own counters for its servers are read;
+the bake decides, in Argo Rollouts' vocabulary:
+
+- an interval is *passed* (its post checks passed and every HAProxy threshold held), *failed*
+  (a post check failed or a threshold was missed) or *inconclusive* (HAProxy could not be read,
+  fewer requests than ``bake_min_requests``, or a rate over no request at all: an empty
+  measurement is never read as zero);
+- the bake *fails* as soon as more intervals failed than ``bake_failure_limit``;
+- it *passes* early once ``bake_consecutive_successes`` intervals in a row passed (when set);
+- at the end it passes when at least one interval passed and no more than
+  ``bake_failure_limit`` were inconclusive; otherwise it is *inconclusive*.
+
+HAProxy thresholds are k6-like: ``http_5xx_rate<0.01``, ``eresp<1``; the metrics are the
+deltas over the interval of the new color's servers (``show stat``): ``requests`` (responses),
+``http_5xx``, ``http_5xx_rate``, ``eresp``, ``econ``, ``wretr``, ``wredis``, and ``qcur`` (the
+queue at the interval's end).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import operator
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .haproxy import RuntimeApi, RuntimeApiError, ServerRef
+from .signals import DeferredSignals
+
+__all__ = [
+    "METRICS",
+    "Bake",
+    "BakeResult",
+    "BakeThreshold",
+    "Interval",
+    "IntervalVerdict",
+    "PostResult",
+    "parse_bake_thresholds",
+]
+
+_OPS: Mapping[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "<": operator.lt,
+    ">": operator.gt,
+    "==": operator.eq,
+}
+METRICS = ("requests", "http_5xx", "http_5xx_rate", "eresp", "econ", "wretr", "wredis", "qcur")
+_EXPR = re.compile(
+    r"^\s*(?P<metric>" + "|".join(METRICS) + r")\s*(?P<op><=|>=|==|<|>)\s*"
+    r"(?P<value>\d+(?:\.\d+)?)\s*$"
+)
+_COUNTERS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
+DEFAULT_BAKE_THRESHOLDS: Mapping[str, list[str]] = {
+    "haproxy": ["http_5xx_rate<0.01", "eresp<1", "econ<1"]
+}
+
+
+@dataclass(frozen=True)
+class BakeThreshold:
+    text: str
+    metric: str
+    op: str
+    value: float
+
+    def holds(self, measured: float) -> bool:
+        return not math.isnan(measured) and _OPS[self.op](measured, self.value)
+
+
+def parse_bake_thresholds(table: object) -> tuple[BakeThreshold, ...]:
+    """``{"haproxy": ["http_5xx_rate<0.01", "eresp<1"]}`` -> the thresholds."""
+    if not isinstance(table, Mapping) or set(table) - {"haproxy"}:
+        raise ValueError('bake thresholds must be a table with one key, "haproxy"')
+    given = table.get("haproxy", [])
+    expressions = [given] if isinstance(given, str) else given
+    if not isinstance(expressions, list):
+        raise ValueError("bake thresholds for haproxy must be a list of expressions")
+    found = []
+    for text in expressions:
+        match = _EXPR.match(str(text))
+        if match is None:
+            raise ValueError(
+                f"{text!r} is not a bake threshold like 'http_5xx_rate<0.01' "
+                f"(metrics: {', '.join(METRICS)})"
+            )
+        found.append(
+            BakeThreshold(str(text).strip(), match["metric"], match["op"], float(match["value"]))
+        )
+    return tuple(found)
+
+
+class IntervalVerdict(enum.StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class PostResult:
+    """One run of the ``post`` checks."""
+
+    passed: int = 0
+    failed: int = 0
+    failed_ids: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed
+
+
+@dataclass(frozen=True)
+class Interval:
+    number: int
+    of: int
+    started: float  # wall clock, for the timeline
+    seconds: float
+    verdict: IntervalVerdict
+    reason: str
+    post: PostResult
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """``bake 3/12: post 4/4 passed, 5xx 0/1,812, eresp 0: passed``"""
+        post = f"post {self.post.passed}/{self.post.total} passed" if self.post.total else "no post"
+        m = self.metrics
+        counters = (
+            f"5xx {int(m['http_5xx'])}/{int(m['requests']):,}, eresp {int(m['eresp'])}"
+            if m
+            else "HAProxy counters not read"
+        )
+        return f"bake {self.number}/{self.of}: {post}, {counters}: {self.verdict.value}" + (
+            f" ({self.reason})" if self.reason else ""
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "interval": self.number,
+            "of": self.of,
+            "started": self.started,
+            "seconds": round(self.seconds, 3),
+            "verdict": self.verdict.value,
+            "reason": self.reason,
+            "post": {"passed": self.post.passed, "failed": list(self.post.failed_ids)},
+            "haproxy": {k: (None if math.isnan(v) else v) for k, v in self.metrics.items()},
+        }
+
+
+@dataclass(frozen=True)
+class BakeResult:
+    verdict: IntervalVerdict  # passed, failed or inconclusive
+    reason: str
+    intervals: tuple[Interval, ...]
+    interrupted: str | None = None  # a signal stopped the bake
+    ended: float = 0.0  # monotonic, when the verdict was reached
+
+    @property
+    def failing(self) -> Interval | None:
+        """The last interval that did not pass: the evidence."""
+        return next(
+            (i for i in reversed(self.intervals) if i.verdict is not IntervalVerdict.PASSED), None
+        )
+
+
+@dataclass(frozen=True)
+class BakePlan:
+    seconds: float
+    interval: float
+    failure_limit: int
+    consecutive_successes: int
+    min_requests: int
+    thresholds: tuple[BakeThreshold, ...]
+
+    @property
+    def count(self) -> int:
+        return max(1, math.ceil(self.seconds / self.interval))
+
+
+def counters(api: RuntimeApi, servers: Iterable[ServerRef]) -> dict[str, float]:
+    """The new color's servers' cumulative counters, summed."""
+    wanted = set(servers)
+    total = dict.fromkeys((*_COUNTERS, "eresp", "econ", "wretr", "wredis", "qcur"), 0.0)
+    for row in api.show_stat():
+        if row.ref in wanted:
+            for key in total:
+                try:
+                    total[key] += float(row.raw.get(key) or 0)
+                except ValueError:
+                    continue
+    return total
+
+
+def deltas(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    requests = sum(after[k] - before[k] for k in _COUNTERS)
+    errors = after["hrsp_5xx"] - before["hrsp_5xx"]
+    return {
+        "requests": requests,
+        "http_5xx": errors,
+        "http_5xx_rate": errors / requests if requests else math.nan,
+        "eresp": after["eresp"] - before["eresp"],
+        "econ": after["econ"] - before["econ"],
+        "wretr": after["wretr"] - before["wretr"],
+        "wredis": after["wredis"] - before["wredis"],
+        "qcur": after["qcur"],
+    }
+
+
+class Bake:
+    """The bake of one switch: ``run()`` returns the verdict, each interval's line going to
+    ``progress`` as it ends."""
+
+    def __init__(
+        self,
+        plan: BakePlan,
+        api: RuntimeApi,
+        servers: Sequence[ServerRef],
+        run_post: Callable[[], PostResult],
+        *,
+        signals: DeferredSignals,
+        progress: Callable[[str], None] = lambda line: None,
+    ) -> None:
+        self.plan = plan
+        self.api = api
+        self.servers = tuple(servers)
+        self.run_post = run_post
+        self.signals = signals
+        self.progress = progress
+
+    def run(self) -> BakeResult:
+        intervals: list[Interval] = []
+        streak = 0
+        for number in range(1, self.plan.count + 1):
+            interval = self._interval(number)
+            if interval is None:
+                verdict = (
+                    IntervalVerdict.PASSED
+                    if self._passes_so_far(intervals)
+                    else IntervalVerdict.INCONCLUSIVE
+                )
+                return self._end(
+                    verdict,
+                    f"interrupted by {self.signals.received} after {len(intervals)} interval(s)",
+                    intervals,
+                    interrupted=self.signals.received,
+                )
+            intervals.append(interval)
+            self.progress(interval.line())
+            failed = sum(i.verdict is IntervalVerdict.FAILED for i in intervals)
+            if failed > self.plan.failure_limit:
+                return self._end(
+                    IntervalVerdict.FAILED,
+                    f"interval {number}/{self.plan.count} failed: {interval.reason}",
+                    intervals,
+                )
+            streak = streak + 1 if interval.verdict is IntervalVerdict.PASSED else 0
+            if self.plan.consecutive_successes and streak >= self.plan.consecutive_successes:
+                return self._end(
+                    IntervalVerdict.PASSED,
+                    f"{streak} interval(s) in a row passed",
+                    intervals,
+                )
+        if self._passes_so_far(intervals):
+            return self._end(
+                IntervalVerdict.PASSED,
+                f"{sum(i.verdict is IntervalVerdict.PASSED for i in intervals)} of "
+                f"{len(intervals)} interval(s) passed",
+                intervals,
+            )
+        unsure = [i for i in intervals if i.verdict is IntervalVerdict.INCONCLUSIVE]
+        why = unsure[-1].reason if unsure else "no interval passed"
+        return self._end(
+            IntervalVerdict.INCONCLUSIVE,
+            f"{len(unsure)} of {len(intervals)} interval(s) could not be judged ({why})",
+            intervals,
+        )
+
+    def _passes_so_far(self, intervals: Sequence[Interval]) -> bool:
+        passed = sum(i.verdict is IntervalVerdict.PASSED for i in intervals)
+        unsure = sum(i.verdict is IntervalVerdict.INCONCLUSIVE for i in intervals)
+        failed = sum(i.verdict is IntervalVerdict.FAILED for i in intervals)
+        return (
+            passed >= 1 and unsure <= self.plan.failure_limit and failed <= self.plan.failure_limit
+        )
+
+    def _end(
+        self,
+        verdict: IntervalVerdict,
+        reason: str,
+        intervals: Sequence[Interval],
+        interrupted: str | None = None,
+    ) -> BakeResult:
+        return BakeResult(verdict, reason, tuple(intervals), interrupted, time.monotonic())
+
+    def _interval(self, number: int) -> Interval | None:
+        """One interval, or None when a signal came first."""
+        started, wall = time.monotonic(), time.time()
+        deadline = started + self.plan.interval
+        try:
+            before: dict[str, float] | None = counters(self.api, self.servers)
+        except RuntimeApiError:
+            before = None
+        post = self.run_post()
+        while (left := deadline - time.monotonic()) > 0:
+            if self.signals.received:
+                return None
+            time.sleep(min(left, 0.05))
+        if self.signals.received:
+            return None
+        metrics: dict[str, float] = {}
+        reason = ""
+        try:
+            after = counters(self.api, self.servers)
+        except RuntimeApiError as exc:
+            reason = f"HAProxy's counters could not be read: {exc}"
+            after = None
+        if before is not None and after is not None:
+            metrics = deltas(before, after)
+        verdict, reason = self._judge(post, metrics, reason)
+        return Interval(
+            number=number,
+            of=self.plan.count,
+            started=wall,
+            seconds=time.monotonic() - started,
+            verdict=verdict,
+            reason=reason,
+            post=post,
+            metrics=metrics,
+        )
+
+    def _judge(
+        self, post: PostResult, metrics: Mapping[str, float], reason: str
+    ) -> tuple[IntervalVerdict, str]:
+        if post.failed:
+            return IntervalVerdict.FAILED, f"post check(s) failed: {', '.join(post.failed_ids)}"
+        if not metrics:
+            return IntervalVerdict.INCONCLUSIVE, reason or "HAProxy's counters could not be read"
+        missed = [
+            f"{t.metric}={_shown(metrics[t.metric])} misses {t.text!r}"
+            for t in self.plan.thresholds
+            if not math.isnan(metrics[t.metric]) and not t.holds(metrics[t.metric])
+        ]
+        if missed:
+            return IntervalVerdict.FAILED, "; ".join(missed)
+        if metrics["requests"] < self.plan.min_requests:
+            return (
+                IntervalVerdict.INCONCLUSIVE,
+                f"{int(metrics['requests'])} request(s), fewer than bake_min_requests "
+                f"{self.plan.min_requests}",
+            )
+        empty = [t.text for t in self.plan.thresholds if math.isnan(metrics[t.metric])]
+        if empty:
+            return (
+                IntervalVerdict.INCONCLUSIVE,
+                f"no request to judge {', '.join(empty)} on (an empty measurement is not zero)",
+            )
+        return IntervalVerdict.PASSED, ""
+
+
+def _shown(value: float) -> str:
+    return f"{value:.4g}"

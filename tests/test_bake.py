@@ -1,0 +1,307 @@
+"""After the switch: the bake (post checks and HAProxy's counters every interval, a switch back
+on failure), the old color kept warm, and promotion as its own step -- each as a user runs it,
+against a real HAProxy in front of two real backends."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_bluegreen.journal import read_journal
+from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
+from tests.support.stack import Stack, wait_for
+
+pytestmark = pytest.mark.infra
+
+BLUEGREEN = [
+    sys.executable,
+    "-c",
+    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+]
+
+POST = """
+
+@pytest.mark.post
+def test_the_live_color_serves_items(routed_http):
+    response = routed_http.post("/api/items", json={"name": "bake"})
+    assert response.status_code == 200, response.text
+"""
+
+# a post check that looks only at /health: HAProxy's counters must catch what it does not
+POST_HEALTH_ONLY = """
+
+@pytest.mark.post
+def test_the_live_color_is_healthy(routed_http):
+    for _ in range(20):
+        routed_http.post("/api/items", json={"name": "traffic"})  # what users do
+    assert routed_http.get("/health").status_code == 200
+"""
+
+# the new color goes bad once it takes traffic (a release that degrades under real load)
+DEGRADE_AFTER_SWITCH = """
+import os, requests
+
+
+def pytest_bluegreen_after_switch(config, result):
+    if result.plan.target == "green":
+        requests.post(os.environ["GREEN_CONTROL"], json={"api_status": 500}, timeout=5)
+"""
+
+BAKE = {"bake_interval": 0.5, "scale_down_delay": 0}
+
+
+def gate_env(stack: Stack) -> dict[str, str]:
+    return {"GREEN_CONTROL": f"{stack.green.url}/_control"}
+
+
+def verdict(pytester: pytest.Pytester) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((pytester.path / "reports" / "verdict.json").read_text())
+    return data
+
+
+def test_a_clean_bake_keeps_the_switch(pytester: pytest.Pytester, stack: Stack) -> None:
+    result = run_gate(
+        pytester, stack, "--env", "green", "--switch", "--bake", "1.5", checks=CHECKS + POST, **BAKE
+    )
+    assert result.ret == 0, output(result)
+    result.stdout.fnmatch_lines(
+        [
+            "*bluegreen: bake 1/3: post 1/1 passed, 5xx 0/*, eresp 0: passed*",
+            "*bluegreen: bake 3/3: post 1/1 passed*",
+            "*bake passed: 3 of 3 interval(s) passed*",
+        ],
+        consecutive=False,
+    )
+    assert stack.served_color() == "green"
+    assert outcomes(stack) == ["switched"]
+    timeline = verdict(pytester)["bake"]["timeline"]
+    assert [i["verdict"] for i in timeline] == ["passed"] * 3
+    assert all(i["haproxy"]["requests"] >= 1 for i in timeline)
+
+
+@pytest.mark.parametrize(
+    ("post", "caught_by"),
+    [
+        pytest.param(POST, "post check(s) failed", id="post-check"),
+        pytest.param(POST_HEALTH_ONLY, "http_5xx_rate=", id="haproxy-counters"),
+    ],
+)
+def test_a_failing_bake_switches_back(
+    pytester: pytest.Pytester,
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    post: str,
+    caught_by: str,
+) -> None:
+    pytester.makeconftest(DEGRADE_AFTER_SWITCH)
+    for name, value in gate_env(stack).items():
+        monkeypatch.setenv(name, value)
+    result = run_gate(
+        pytester, stack, "--env", "green", "--switch", "--bake", "3", checks=CHECKS + post, **BAKE
+    )
+    assert result.ret == 11, output(result)
+    result.stdout.fnmatch_lines(
+        [
+            "*SWITCH: switched blue -> green*",
+            f"*bake failed: interval 1/6 failed: *{caught_by}*",
+            "*rolled back green -> blue: bake failed*",
+        ],
+        consecutive=False,
+    )
+    assert stack.served_color() == "blue"
+    assert stack.live_weights()["green-api"] == (0, "ready")
+    assert outcomes(stack) == ["switched", "rolled-back"]
+    assert history(stack)[-1]["reason"].startswith("bake failed: ")
+    assert verdict(pytester)["exit_code"] == 11
+
+
+INCONCLUSIVE = {
+    "rollback": (11, "blue", ["switched", "rolled-back"]),
+    "keep": (0, "green", ["switched"]),
+}
+
+
+@pytest.mark.parametrize("on_inconclusive", INCONCLUSIVE)
+def test_a_bake_that_cannot_judge(
+    pytester: pytest.Pytester, stack: Stack, on_inconclusive: str
+) -> None:
+    code, live, recorded = INCONCLUSIVE[on_inconclusive]
+    result = run_gate(
+        pytester,
+        stack,
+        "--env",
+        "green",
+        "--switch",
+        "--bake",
+        "1",
+        checks=CHECKS + POST,
+        bake_min_requests=1_000_000,
+        bake_on_inconclusive=on_inconclusive,
+        **BAKE,
+    )
+    assert result.ret == code, output(result)
+    result.stdout.fnmatch_lines(["*fewer than bake_min_requests 1000000*"])
+    assert stack.served_color() == live
+    assert outcomes(stack) == recorded
+
+
+def test_sigint_during_the_bake_leaves_a_consistent_switch(
+    pytester: pytest.Pytester, stack: Stack
+) -> None:
+    prepare(pytester, stack, CHECKS + POST, bake_interval=0.5, scale_down_delay=0)
+    gate = subprocess.Popen(
+        [
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green",
+            "--switch", "--bake", "30",
+        ],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert gate.stdout is not None
+    seen = []
+    deadline = time.monotonic() + 60
+    for line in gate.stdout:
+        seen.append(line)
+        if "bluegreen: bake 2/" in line or time.monotonic() > deadline:
+            break
+    gate.send_signal(signal.SIGINT)
+    out, _ = gate.communicate(timeout=60)
+    text = "".join(seen) + out
+    assert gate.returncode == 2, text
+    assert "bake interrupted by SIGINT after" in text
+    assert "traffic stays on green (switched and verified)" in text
+    assert stack.served_color() == "green"
+    assert stack.live_weights()["blue-api"] == (0, "ready")
+    assert outcomes(stack) == ["switched"]
+    journal = read_journal(stack.journal_file)
+    assert journal is not None
+    assert (journal.open, journal.outcome) == (False, "switched")
+
+
+# --- the old color kept warm -------------------------------------------------------------------
+
+
+def bluegreen(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*BLUEGREEN, "--checks", ".", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_a_rollback_inside_the_warm_window_needs_no_checks(
+    pytester: pytest.Pytester, stack: Stack
+) -> None:
+    assert run_gate(pytester, stack, "--env", "green", "--switch", scale_down_delay=300).ret == 0
+    status = bluegreen(pytester.path, "status")
+    assert "warm window: blue kept warm for" in status.stdout, status.stdout + status.stderr
+    stack.blue.control(api_status=500)  # its checks would fail now
+    back = bluegreen(pytester.path, "rollback")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "rollback to blue inside its warm window" in back.stdout
+    assert "checks skipped" in back.stdout
+    assert stack.served_color() == "blue"
+    assert [(e["outcome"], e["forced"]) for e in history(stack)] == [
+        ("switched", False),
+        ("rolled-back", True),
+    ]
+
+
+def test_after_the_window_a_rollback_runs_the_checks(
+    pytester: pytest.Pytester, stack: Stack
+) -> None:
+    assert run_gate(pytester, stack, "--env", "green", "--switch", scale_down_delay=1).ret == 0
+    wait_for(
+        lambda: "warm window" not in bluegreen(pytester.path, "status").stdout,
+        30,
+        "the warm window to end",
+        interval=0.2,
+    )
+    stack.blue.control(api_status=500)
+    back = bluegreen(pytester.path, "rollback")
+    assert back.returncode == 1, back.stdout + back.stderr  # blue's checks failed
+    assert stack.served_color() == "green"
+
+
+# --- promotion as its own step ------------------------------------------------------------------
+
+
+def test_verify_now_promote_later(pytester: pytest.Pytester, stack: Stack) -> None:
+    pending = run_gate(pytester, stack, "--env", "green", "--switch=manual")
+    assert pending.ret == 0, output(pending)
+    pending.stdout.fnmatch_lines(["*promotion pending (--switch=manual): nothing switched*"])
+    assert stack.served_color() == "blue"
+    status = bluegreen(pytester.path, "status", "--json")
+    promotion = json.loads(status.stdout)["pending_promotion"]
+    assert (promotion["target"], promotion["checks_passed"], promotion["expired"]) == (
+        "green",
+        2,
+        False,
+    )
+    promoted = bluegreen(pytester.path, "promote")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert "promoted green" in promoted.stdout
+    assert stack.served_color() == "green"
+    assert outcomes(stack) == ["pending-promotion", "switched"]
+    again = bluegreen(pytester.path, "promote")
+    assert again.returncode == 7
+    assert "no pending promotion" in again.stderr
+
+
+def test_a_pending_promotion_can_be_aborted(pytester: pytest.Pytester, stack: Stack) -> None:
+    assert run_gate(pytester, stack, "--env", "green", "--promote-later").ret == 0
+    aborted = bluegreen(pytester.path, "abort")
+    assert aborted.returncode == 0, aborted.stderr
+    assert stack.served_color() == "blue"
+    assert outcomes(stack) == ["pending-promotion", "aborted"]
+    assert (
+        json.loads(bluegreen(pytester.path, "status", "--json").stdout)["pending_promotion"] is None
+    )
+
+
+def test_an_expired_promotion_is_refused(pytester: pytest.Pytester, stack: Stack) -> None:
+    gate = run_gate(pytester, stack, "--env", "green", "--switch=manual", promotion_timeout=0.5)
+    assert gate.ret == 0, output(gate)
+    wait_for(
+        lambda: json.loads(bluegreen(pytester.path, "status", "--json").stdout)[
+            "pending_promotion"
+        ]["expired"],
+        30,
+        "the promotion to expire",
+        interval=0.2,
+    )
+    refused = bluegreen(pytester.path, "promote")
+    assert refused.returncode == 7, refused.stdout
+    assert "expired" in refused.stdout
+    assert stack.served_color() == "blue"
+    assert outcomes(stack) == ["pending-promotion", "expired"]
+
+
+def test_a_stale_verification_is_run_again(pytester: pytest.Pytester, stack: Stack) -> None:
+    gate = run_gate(pytester, stack, "--env", "green", "--switch=manual", max_verification_age=0.2)
+    assert gate.ret == 0, output(gate)
+    wait_for(
+        lambda: (
+            json.loads(bluegreen(pytester.path, "status", "--json").stdout)["pending_promotion"][
+                "age_seconds"
+            ]
+            > 0.2
+        ),
+        30,
+        "the verification to go stale",
+        interval=0.1,
+    )
+    stack.green.control(api_status=500)  # green went bad since: the checks must see it
+    stale = bluegreen(pytester.path, "promote")
+    assert stale.returncode == 1, stale.stdout
+    assert "the quick checks run again" in stale.stdout
+    assert stack.served_color() == "blue"
+    stack.green.reset()
+    fresh = bluegreen(pytester.path, "promote")
+    assert fresh.returncode == 0, fresh.stdout
+    assert stack.served_color() == "green"

@@ -77,7 +77,12 @@ def test_a_template_injection_would_be_caught(pytestconfig: pytest.Config, tmp_p
 # --- the jobs, run in order on the local stack -------------------------------------------------
 
 JOBS = ("build", "staging", "gate", "production", "cleanup")
-INPUTS = {"target_environment": "green", "deployment_tag": "v1.1.0", "auto_switch": "false"}
+INPUTS = {
+    "target_environment": "green",
+    "deployment_tag": "v1.1.0",
+    "auto_switch": "false",
+    "bake_seconds": "300",
+}
 EXPRESSION = re.compile(r"\$\{\{\s*([^}]+?)\s*\}\}")
 
 
@@ -186,11 +191,12 @@ def test_the_jobs_run_in_order_on_the_local_stack(
                 assert list((tmp_path / "handoff").glob("bluegreen_jarvis-v1.1.0.tar"))
         assert [r.split(":")[0] for r in ran].count("production") == 2
         history = json.loads((state / "state.json").read_text())["history"]
-        assert [(e["to_color"], e["outcome"], e["tag"]) for e in history][-1] == (
-            "green",
-            "switched",
-            "v1.1.0",
-        )
+        # the gate verified and recorded a pending promotion; production's approval promoted it
+        assert [(e["to_color"], e["outcome"], e["tag"]) for e in history][-2:] == [
+            ("green", "pending-promotion", "v1.1.0"),
+            ("green", "switched", "v1.1.0"),
+        ]
+        assert history[-1]["reason"].startswith("promoted green v1.1.0: verified ")
         assert json.loads((workspace / "reports" / "verdict.json").read_text())["exit_code"] == 0
         assert not (tmp_path / "handoff").exists()  # the cleanup job removed it
     finally:

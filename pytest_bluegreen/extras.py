@@ -6,6 +6,8 @@ extra to install when they are missing. The bare install needs only pytest, xdis
 | docker   | docker (SDK), python-on-whales           | ``--deploy``, container checks, status |
 | allure   | allure-pytest                            | Allure results                         |
 | checks   | psycopg, redis, pytest-testinfra, docker | the shipped service checks (contrib)   |
+| stats    | scipy, numpy                             | comparing colors (``[compare]`` rules) |
+| plot     | matplotlib                               | the comparison's plot in Allure        |
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@
 | http                 | session  | ColorSession                 |
 | haproxy              | session  | RuntimeApi                   |
 | live_color           | function | str or None                  |
+| baseline_color       | function | str or None                  |
 | routed_http          | session  | ColorSession (routed URL)    |
 
 The shared services' fixtures (PostgreSQL, Redis, Neo4j, Ollama, containers) are in
@@ -110,6 +111,17 @@ def live_color(haproxy: RuntimeApi, bluegreen_settings: Settings) -> str | None:
     """The color HAProxy sends traffic to now (None when neither or both)."""
     topology = bluegreen_settings.topology
     return topology.live_color(haproxy.server_states(topology.all_servers))
+
+
+@pytest.fixture
+def baseline_color(request: pytest.FixtureRequest, bluegreen_settings: Settings) -> str | None:
+    """The color a new color is compared with (``compare_baseline``; default: the live color,
+    None when neither or both take traffic)."""
+    chosen = bluegreen_settings.checks.compare_baseline
+    if chosen != "live":
+        return chosen
+    live: str | None = request.getfixturevalue("live_color")
+    return live
 
 
 @pytest.fixture(scope="session")

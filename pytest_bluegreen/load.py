@@ -19,11 +19,11 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-__all__ = ["KINDS", "LoadResult", "Sample", "percentile", "run_load"]
+__all__ = ["KINDS", "LoadResult", "Sample", "percentile", "run_interleaved", "run_load"]
 
 KINDS = ("keepalive-get", "new-get", "keepalive-post")
 _BODY = b'{"probe": true}'
@@ -218,3 +218,87 @@ def run_load(
     result.finished = time.monotonic()
     result.samples = sorted(out, key=lambda s: s.start)
     return result
+
+
+class _Alternating(threading.Thread):
+    """One connection of the interleaved load: a request to each target in turn, starting
+    at ``first``, so that at any moment the workers hit every target alike."""
+
+    def __init__(
+        self,
+        requesters: Sequence[tuple[str, _Worker]],
+        first: int,
+        *,
+        budget: itertools.count[int],
+        rounds: int,
+        deadline: float,
+        stop: threading.Event,
+        out: dict[str, list[Sample]],
+    ) -> None:
+        super().__init__(daemon=True)
+        self.order = [*requesters[first:], *requesters[:first]]
+        self.budget, self.rounds, self.deadline, self.stop = budget, rounds, deadline, stop
+        self.out = out
+
+    def run(self) -> None:
+        local: dict[str, list[Sample]] = {name: [] for name, _ in self.order}
+        try:
+            while not self.stop.is_set() and time.monotonic() < self.deadline:
+                if next(self.budget) >= self.rounds:
+                    break
+                for name, requester in self.order:
+                    local[name].append(requester._once())
+        finally:
+            for name, requester in self.order:
+                requester._close()
+                self.out[name].extend(local[name])
+
+
+def run_interleaved(
+    urls: Mapping[str, str],
+    *,
+    total_each: int,
+    duration: float,
+    concurrency: int = 4,
+    timeout: float = 5.0,
+    color_header: str = "X-Bluegreen-Color",
+) -> dict[str, LoadResult]:
+    """The same bounded keep-alive GET load on several URLs at once, interleaved in time:
+    every connection sends one request to each URL in turn (the connections start on
+    different URLs), so a noisy machine slows every target alike. At most ``total_each``
+    requests per URL within ``duration`` seconds. Returns a LoadResult per name."""
+    if total_each < 1 or duration <= 0 or concurrency < 1 or not urls:
+        raise ValueError("total_each, duration, concurrency and urls must be positive")
+    started = time.monotonic()
+    deadline = started + duration
+    budget = itertools.count()
+    stop = threading.Event()
+    out: dict[str, list[Sample]] = {name: [] for name in urls}
+    workers = []
+    for index in range(concurrency):
+        requesters = [
+            (
+                name,
+                _Worker(
+                    "keepalive-get", url, budget=budget, total=total_each, deadline=deadline,
+                    stop=stop, timeout=timeout, color_header=color_header, out=[],
+                    on_sample=None,
+                ),
+            )
+            for name, url in urls.items()
+        ]  # fmt: skip
+        workers.append(
+            _Alternating(
+                requesters, index % len(urls), budget=budget, rounds=total_each,
+                deadline=deadline, stop=stop, out=out,
+            )
+        )  # fmt: skip
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(duration + timeout * len(urls) + 5)
+    finished = time.monotonic()
+    return {
+        name: LoadResult(sorted(samples, key=lambda s: s.start), started, finished)
+        for name, samples in out.items()
+    }

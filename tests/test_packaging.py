@@ -17,7 +17,10 @@ from tests.support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.infra
 
-EXTRAS_ONLY = ("docker", "python_on_whales", "allure", "testinfra", "psycopg", "redis", "dotenv")
+EXTRAS_ONLY = (
+    *("docker", "python_on_whales", "allure", "testinfra", "psycopg", "redis", "dotenv"),
+    *("scipy", "numpy", "matplotlib"),
+)
 
 
 def sh(*command: str | Path, cwd: Path | None = None, timeout: float = 300) -> str:
@@ -115,13 +118,16 @@ def test_the_bare_install_gates_a_real_haproxy(bare: Path, tmp_path: Path, stack
 MISSING_EXTRAS = {
     "docker": ("", ["--env", "green", "--deploy", "v1.2.0"]),
     "allure": ('allure_dir = "out"\n', ["--env", "green"]),
+    "stats": ("", ["--env", "green"]),
 }
+TABLES = {"stats": '[compare]\n"/api/echo" = ["p(95) <= live * 1.1"]\n'}
 
 
 @pytest.mark.parametrize("extra", MISSING_EXTRAS)
 def test_a_missing_extra_is_named(bare: Path, tmp_path: Path, stack: Stack, extra: str) -> None:
     settings, args = MISSING_EXTRAS[extra]
-    (tmp_path / "bluegreen.toml").write_text(settings + stack.settings_toml())
+    text = settings + stack.settings_toml() + TABLES.get(extra, "")
+    (tmp_path / "bluegreen.toml").write_text(text)
     (tmp_path / "test_checks.py").write_text(CHECKS)
     before = stack.live_weights()
     result = run_pytest(bare, tmp_path, *args)

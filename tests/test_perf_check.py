@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 
+import pytest_bluegreen.significance  # noqa: F401 - numpy loads once per process, before pytester's runs
 from tests.support.stack import Backend, free_ports
 
 pytestmark = pytest.mark.infra
 
 PERF_CHECK = Path(__file__).resolve().parents[1] / "checks" / "test_perf.py"
+COMPARE_CHECK = PERF_CHECK.with_name("test_compare.py")
 HEALTHY = {"/health": ["p(95)<300", "rate<0.01"], "/api/echo": ["p(95)<300", "rate<0.01"]}
 
 
@@ -40,6 +42,8 @@ def run_perf(
     thresholds: dict[str, list[str]],
     *args: str,
     standalone: bool = False,
+    compare: dict[str, list[str]] | None = None,
+    check: Path = PERF_CHECK,
     **settings: Any,
 ) -> pytest.RunResult:
     """``pytest checks/test_perf.py -m perf --bluegreen-config ...``, in-process.
@@ -59,11 +63,14 @@ def run_perf(
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
     lines.append("[thresholds]")
     lines += [f"{json.dumps(endpoint)} = {json.dumps(t)}" for endpoint, t in thresholds.items()]
+    if compare:
+        lines.append("[compare]")
+        lines += [f"{json.dumps(endpoint)} = {json.dumps(r)}" for endpoint, r in compare.items()]
     for color, url in api_urls.items():
         lines += [f"[colors.{color}]", f"api_url = {json.dumps(url)}"]
         lines.append(f'servers = ["api_backend/{color}-api"]')
     config = pytester.makefile(".toml", bluegreen="\n".join(lines) + "\n")
-    target = pytester.makepyfile(test_perf=PERF_CHECK.read_text()) if standalone else PERF_CHECK
+    target = pytester.makepyfile(test_perf=check.read_text()) if standalone else check
     return pytester.runpytest(
         str(target),
         "--bluegreen-config",
@@ -184,3 +191,104 @@ def test_unreachable_during_the_load_is_an_infra_error(
         "(ConnectionRefusedError: [Errno 111] Connection refused)" in out
     )
     assert "misses threshold" not in out
+
+
+# --- relative thresholds: the color judged against its baseline ---------------------------------
+
+COMPARE = {"/api/echo": ["p(95) <= live * 1.10", "rate <= live + 0.005"]}
+
+
+def compare_run(
+    pytester: pytest.Pytester, backends: dict[str, Backend], **settings: Any
+) -> pytest.RunResult:
+    """green judged against blue (the baseline: no HAProxy here to say which is live)."""
+    values: dict[str, Any] = {
+        "compare_baseline": "blue",
+        "compare_requests": 150,
+        "perf_concurrency": 4,
+        **settings,
+    }
+    return run_perf(
+        pytester,
+        urls(backends),
+        {},
+        "--env",
+        "green",
+        "-rA",
+        compare=COMPARE,
+        check=COMPARE_CHECK,
+        **values,
+    )
+
+
+def base_latency(backends: dict[str, Backend], green_ms: float = 10.0) -> None:
+    """Both colors ~10 ms with a lognormal spread, as a real service's latencies have."""
+    backends["blue"].control(delay_ms=10, jitter=0.15)
+    backends["green"].control(delay_ms=green_ms, jitter=0.15)
+
+
+def test_a_color_like_its_baseline_passes_the_comparison(
+    pytester: pytest.Pytester, backends: dict[str, Backend]
+) -> None:
+    base_latency(backends)
+    result = compare_run(pytester, backends)
+    result.assert_outcomes(passed=1)
+    out = text(result)
+    assert re.search(r"green \(new\)\s+150\s+0\.00%\s+150", out), out  # the table, both rows
+    assert re.search(r"blue \(live\)\s+150\s+0\.00%\s+150", out), out
+    assert re.search(r"p\(95\) <= live \* 1\.10: new .*: passed", out), out
+
+
+def test_300ms_slower_fails_with_the_shift_and_its_interval(
+    pytester: pytest.Pytester, backends: dict[str, Backend]
+) -> None:
+    base_latency(backends, green_ms=310)
+    result = compare_run(pytester, backends, compare_requests=60)
+    result.assert_outcomes(failed=1)
+    out = text(result)
+    assert "green is worse than blue on /api/echo:" in out
+    found = re.search(r"p\(95\) <= live \* 1\.10: new (\d+\.?\d*) ms.*shift \+(\d+\.?\d*) ms "
+                      r"\[95% \+(\d+\.?\d*), \+(\d+\.?\d*)\].*: failed", out)  # fmt: skip
+    assert found is not None, out
+    new_p95, shift, low, high = map(float, found.groups())
+    assert new_p95 >= 300
+    assert low <= shift <= high
+    assert low > 200  # ~300 ms slower, less the 10% tolerance on ~10 ms
+
+
+def test_3_percent_slower_is_inside_the_tolerance(
+    pytester: pytest.Pytester, backends: dict[str, Backend]
+) -> None:
+    base_latency(backends, green_ms=10.3)
+    result = compare_run(pytester, backends)
+    result.assert_outcomes(passed=1)
+
+
+def test_5_percent_errors_fail_on_the_rate(
+    pytester: pytest.Pytester, backends: dict[str, Backend]
+) -> None:
+    backends["green"].control(error_every=20)
+    result = compare_run(pytester, backends, compare_requests=400)
+    result.assert_outcomes(failed=1)
+    out = text(result)
+    found = re.search(r"rate <= live \+ 0\.005: new (\S+)%, live 0\.00%.*: failed", out)
+    assert found is not None, out
+    assert 4.0 <= float(found[1]) <= 6.0
+
+
+def test_too_few_samples_is_inconclusive_and_says_how_many(
+    pytester: pytest.Pytester, backends: dict[str, Backend]
+) -> None:
+    result = compare_run(pytester, backends, compare_requests=20)
+    result.assert_outcomes(failed=1)
+    out = text(result)
+    assert "green could not be judged against blue on /api/echo:" in out
+    assert "needs at least 50 successful requests per color (new 20, live 20)" in out
+
+
+def test_the_baseline_itself_is_not_compared(
+    pytester: pytest.Pytester, backends: dict[str, Backend]
+) -> None:
+    result = compare_run(pytester, backends, compare_baseline="green")
+    result.assert_outcomes(skipped=1)
+    assert "green is the baseline (live) color: nothing to compare it with" in text(result)

@@ -4,13 +4,17 @@ Run: ``python backend_app.py --color blue --version v1``; prints ``READY <port>`
 Answers ``/health``, ``/version``, ``/api/echo`` (GET and POST) and ``/`` with its color in the
 ``X-Bluegreen-Color`` header and the JSON body. ``POST /_control`` with a JSON object changes its
 behaviour at run time (used to inject faults): ``health_status`` (int), ``claim_color`` (str),
-``api_status`` (int), ``delay_ms`` (int).
+``api_status`` (int), ``delay_ms`` (a number: added latency), ``jitter`` (the sigma of a
+lognormal factor on ``delay_ms``, for a realistic spread), ``error_every`` (every N-th /api/
+request answers 500).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import random
 import sys
 import threading
 import time
@@ -19,6 +23,7 @@ from typing import Any
 
 FAULTS: dict[str, Any] = {}
 _LOCK = threading.Lock()
+_API_CALLS = itertools.count(1)
 
 
 def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
@@ -44,9 +49,14 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
         def _faults(self) -> dict[str, Any]:
             with _LOCK:
                 faults = dict(FAULTS)
-            delay = int(faults.get("delay_ms", 0))
+            delay = float(faults.get("delay_ms", 0))
             if delay and not self.path.startswith("/_control"):
-                time.sleep(delay / 1000)
+                jitter = float(faults.get("jitter", 0))
+                factor = random.lognormvariate(0, jitter) if jitter else 1.0
+                time.sleep(delay * factor / 1000)
+            every = int(faults.get("error_every", 0))
+            if every and self.path.startswith("/api/") and next(_API_CALLS) % every == 0:
+                faults["api_status"] = 500
             return faults
 
         def do_GET(self) -> None:

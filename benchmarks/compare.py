@@ -1,0 +1,81 @@
+"""Benchmark: how well the comparison with the live color tells a slower build from noise.
+
+Two identical backend processes (tests/support/backend_app.py, ~20 ms per request with a
+lognormal spread), one of them slowed down by a known share (0%, 5%, 10%, 20%), compared with
+the default sample size (compare_requests, 300 per color, interleaved over 4 connections) by
+``sidebyside.measure`` -- the code path of checks/test_compare.py -- over repeated runs. The
+rules have no tolerance (``p(95) <= live``, ``med <= live``): what is measured is the test's
+own power and false alarm rate. Per shift it prints
+
+    shift=10% detected=X% false_alarms=Y% seconds=Z
+
+(``detected``: runs where a rule failed; ``false_alarms``: the same count on the 0% runs;
+``seconds``: wall time per comparison). Goal: detected >= 90% at 10%, false alarms <= 5%,
+seconds <= 20. Asserts nothing. Run from the repository root:
+
+    .venv/bin/python -m benchmarks.compare [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from pytest_bluegreen.compare import CompareDecision, parse_compare_rule
+from pytest_bluegreen.settings import ChecksSettings
+from pytest_bluegreen.sidebyside import SideBySide, measure
+from tests.support.stack import Backend, backends
+
+BASE_MS = 20.0
+JITTER = 0.2  # sigma of the lognormal spread around BASE_MS
+SHIFTS = (0.0, 0.05, 0.10, 0.20)
+RULES = (parse_compare_rule("p(95) <= live"), parse_compare_rule("med <= live"))
+
+
+def compare_once(live: Backend, new: Backend, requests: int) -> SideBySide:
+    return measure(
+        "/api/echo",
+        RULES,
+        (("green", new.url), ("blue", live.url)),
+        requests=requests,
+        duration=120,
+        concurrency=4,
+        timeout=5,
+        color_header="X-Bluegreen-Color",
+        confidence=0.95,
+        min_samples=50,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30, help="comparisons per shift")
+    args = parser.parse_args()
+    requests = ChecksSettings.__dataclass_fields__["compare_requests"].default  # the default
+    assert isinstance(requests, int)
+    rules = ", ".join(r.text for r in RULES)
+    print(
+        f"{args.runs} comparisons per shift, {requests} requests per color, rules: {rules}; "
+        f"base {BASE_MS:g} ms, spread sigma {JITTER:g}"
+    )
+    for blue, green in backends():
+        blue.control(delay_ms=BASE_MS, jitter=JITTER)
+        for shift in SHIFTS:
+            green.control(delay_ms=BASE_MS * (1 + shift), jitter=JITTER)
+            failed, seconds = 0, []
+            for _ in range(args.runs):
+                started = time.monotonic()
+                result = compare_once(blue, green, requests)
+                seconds.append(time.monotonic() - started)
+                failed += any(c.decision is CompareDecision.FAILED for c in result.comparisons)
+            share = 100 * failed / args.runs
+            label = "false_alarms" if shift == 0 else "detected"
+            print(
+                f"shift={shift * 100:.0f}% {label}={share:.0f}% ({failed}/{args.runs}) "
+                f"seconds={sum(seconds) / len(seconds):.1f}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""Relative thresholds: a color judged against the live color, side by side.
+
+pytest checks --env green -m perf
+
+For each endpoint of the ``[compare]`` table, e.g.
+
+    [compare]
+    "/api/items" = ["p(95) <= live * 1.10", "rate <= live + 0.005"]
+
+the color is loaded side by side with the live color (``compare_baseline``), the requests
+interleaved between the two (``compare_requests`` each, same concurrency), and each rule is
+judged with statistics (Mann-Whitney U, the Hodges-Lehmann shift and its confidence interval,
+a two-proportion interval for ``rate``; the ``stats`` extra): it fails only when the color is
+worse beyond the tolerance at ``compare_confidence``; too few samples is inconclusive (a
+failure of the check that says how many are needed). The table of both colors' p50/p95/p99,
+every rule's decision and a plot of both latency distributions go on the Allure result.
+
+Marked ``perf``, not ``quick``, like the absolute thresholds in test_perf.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_bluegreen.eventually import InfrastructureError
+from pytest_bluegreen.keys import settings_of
+from pytest_bluegreen.settings import Settings
+from pytest_bluegreen.sidebyside import measure
+
+pytestmark = pytest.mark.perf
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One test per endpoint of the compare table (the plugin adds the color)."""
+    if "compared_endpoint" in metafunc.fixturenames:
+        endpoints = list(settings_of(metafunc.config).checks.compare)
+        if endpoints:
+            metafunc.parametrize("compared_endpoint", endpoints, ids=endpoints)
+        else:
+            skip = pytest.mark.skip(reason="no [compare] rules in the settings")
+            metafunc.parametrize(
+                "compared_endpoint", [pytest.param("", marks=skip)], ids=["no-rules"]
+            )
+
+
+@pytest.mark.usefixtures("http")
+def test_compared_with_the_live_color(
+    compared_endpoint: str,
+    color: str,
+    baseline_color: str | None,
+    bluegreen_settings: Settings,
+    request: pytest.FixtureRequest,
+) -> None:
+    settings = bluegreen_settings
+    if baseline_color is None:
+        pytest.skip("no single color takes traffic: nothing to compare with")
+    if baseline_color == color:
+        pytest.skip(f"{color} is the baseline (live) color: nothing to compare it with")
+    colors, checks = settings.topology.color, settings.checks
+    result = measure(
+        compared_endpoint,
+        checks.compare[compared_endpoint],
+        ((color, colors[color].api_url), (baseline_color, colors[baseline_color].api_url)),
+        requests=checks.compare_requests,
+        duration=checks.perf_duration * 2,  # two colors' worth of requests
+        concurrency=checks.perf_concurrency,
+        timeout=checks.http_timeout,
+        color_header=settings.topology.color_header,
+        confidence=checks.compare_confidence,
+        min_samples=checks.compare_min_samples,
+    )
+    request.node.user_properties.append(("bluegreen_compare", result.as_dict()))  # JUnit XML
+    result.attach(request.config)
+    print(result.text())  # shown with -rP; the Allure result has it too
+    if not result.new.total or not result.live.total:
+        raise InfrastructureError(f"{compared_endpoint}: no request was answered")
+    if result.failed or result.inconclusive:
+        worse = "is worse than" if result.failed else "could not be judged against"
+        lines = [
+            f"{color} {worse} {baseline_color} on {compared_endpoint}:",
+            *(f"  {c.line()}" for c in (*result.failed, *result.inconclusive)),
+            *(f"  {line}" for line in result.table().splitlines()),
+        ]
+        pytest.fail("\n".join(lines), pytrace=False)

@@ -1,0 +1,511 @@
+"""Relative thresholds against the live color: parsing, the statistics, the decision, reports."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from pytest_bluegreen.compare import (
+    CompareDecision,
+    CompareRule,
+    CompareRuleError,
+    Comparison,
+    Samples,
+    compare,
+    parse_compare_rule,
+    parse_compare_table,
+    plot_distributions,
+    summary_table,
+)
+from pytest_bluegreen.load import percentile
+from pytest_bluegreen.significance import (
+    hodges_lehmann,
+    moses_rank,
+    newcombe_interval,
+    wilson_interval,
+)
+
+PASSED, FAILED, INCONCLUSIVE = (
+    CompareDecision.PASSED,
+    CompareDecision.FAILED,
+    CompareDecision.INCONCLUSIVE,
+)
+
+
+def lognormal(rng: np.random.Generator, n: int, scale: float = 10.0, sigma: float = 0.3) -> Samples:
+    """n successful latencies (ms) with median ``scale``."""
+    return Samples.of(float(v) for v in scale * rng.lognormal(0.0, sigma, n))
+
+
+def decisions(rule: str, shift: float, *, reps: int, n: int, seed: int) -> Counter[str]:
+    """How often each decision comes out when the new color is ``shift`` times slower."""
+    parsed = parse_compare_rule(rule)
+    rng = np.random.default_rng(seed)
+    found: Counter[str] = Counter()
+    for _ in range(reps):
+        live = lognormal(rng, n)
+        new = lognormal(rng, n, scale=10.0 * shift)
+        found[compare(parsed, new, live).decision] += 1
+    return found
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("p(95) <= live", CompareRule("p(95) <= live", "p(95)", 95.0, "<=")),
+        ("p(99.9)<live*1.5", CompareRule("p(99.9)<live*1.5", "p(99.9)", 99.9, "<", 1.5)),
+        (
+            "  p( 90 )  <=  live  *  1.10  +  2.5 ",
+            CompareRule("p( 90 )  <=  live  *  1.10  +  2.5", "p(90)", 90.0, "<=", 1.1, 2.5),
+        ),
+        ("med <= live * 1.2 + 5", CompareRule("med <= live * 1.2 + 5", "med", None, "<=", 1.2, 5)),
+        ("avg < live + 3", CompareRule("avg < live + 3", "avg", None, "<", 1.0, 3.0)),
+        ("rate <= live + 0.005", CompareRule("rate <= live + 0.005", "rate", None, "<=", 1, 0.005)),
+        ("rate<=live*2", CompareRule("rate<=live*2", "rate", None, "<=", 2.0, 0.0)),
+    ],
+)
+def test_parse_valid_rules(text: str, expected: CompareRule) -> None:
+    assert parse_compare_rule(text) == expected
+
+
+def test_rule_tolerated_and_kind() -> None:
+    rule = parse_compare_rule("med <= live * 1.2 + 5")
+    assert rule.tolerated(10.0) == pytest.approx(17.0)
+    assert not rule.is_rate
+    assert parse_compare_rule("rate <= live + 0.005").is_rate
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "p95 <= live",  # no parentheses
+        "p(95) >= live",  # only <= and <
+        "p(95) <= 300",  # absolute: that is a threshold, not a comparison
+        "p(95) <= live - 5",  # no negative tolerance
+        "p(95) <= live + 5 * 1.1",  # factor before delta
+        "p(95) <= 1.1 * live",
+        "max <= live",
+        "rate <= live + -0.1",
+        "p(95) <= live * 1e2",
+        "",
+    ],
+)
+def test_parse_rejects_malformed_rules_in_one_line(text: str) -> None:
+    with pytest.raises(CompareRuleError) as raised:
+        parse_compare_rule(text, "/api/items")
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f'"/api/items": {text!r} is not a comparison like')
+    assert '"p(95) <= live * 1.10"' in message
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("p(100) <= live", "percentile must be between 0 and 100"),
+        ("p(0) <= live", "percentile must be between 0 and 100"),
+        ("p(95) <= live * 0", "factor must be greater than 0"),
+        ("med <= live * 0.0 + 5", "factor must be greater than 0"),
+    ],
+)
+def test_parse_rejects_out_of_range_numbers(text: str, complaint: str) -> None:
+    with pytest.raises(CompareRuleError, match=complaint) as raised:
+        parse_compare_rule(text)
+    assert text in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_parse_table() -> None:
+    table = {
+        "/api/items": ["p(95) <= live * 1.10", "rate <= live + 0.005"],
+        "/health": "med <= live * 1.2 + 5",
+    }
+    parsed = parse_compare_table(table)
+    assert list(parsed) == ["/api/items", "/health"]
+    assert [r.metric for r in parsed["/api/items"]] == ["p(95)", "rate"]
+    assert parsed["/health"] == (parse_compare_rule("med <= live * 1.2 + 5"),)
+    assert parse_compare_table({}) == {}
+
+
+@pytest.mark.parametrize(
+    ("table", "complaint"),
+    [
+        (["p(95) <= live"], "compare must be a table"),
+        ({"api": ["p(95) <= live"]}, "compare endpoint 'api' must be a path starting '/'"),
+        ({"/api": []}, 'compare rules for "/api" must be a non-empty list'),
+        ({"/api": {"p(95)": "live"}}, 'compare rules for "/api" must be a non-empty list'),
+        ({"/api": ["p(95) <= live", 3]}, 'compare rules for "/api" must be strings, not 3'),
+        ({"/api": ["p(95) <= live", "p95 <= live"]}, "\"/api\": 'p95 <= live' is not a"),
+    ],
+)
+def test_parse_table_errors(table: object, complaint: str) -> None:
+    with pytest.raises(CompareRuleError) as raised:
+        parse_compare_table(table)
+    assert complaint in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_samples_are_consistent() -> None:
+    assert Samples.of([1.0, 2.0], errors=3) == Samples((1.0, 2.0), 3, 5)
+    with pytest.raises(ValueError, match="errors"):
+        Samples((1.0,), 4, 3)
+    with pytest.raises(ValueError, match="exceed total"):
+        Samples((1.0, 2.0, 3.0), 1, 3)
+
+
+# --- the statistics against known answers --------------------------------------------------------
+
+
+def slow_pairwise(x: Sequence[float], y: Sequence[float]) -> list[float]:
+    return sorted(a - b for a in x for b in y)
+
+
+def test_hodges_lehmann_is_the_median_of_pairwise_differences() -> None:
+    rng = np.random.default_rng(7)
+    for n, m in [(1, 1), (3, 4), (7, 7), (12, 5), (30, 41)]:
+        x = [round(float(v), 1) for v in rng.lognormal(2.0, 0.5, n)]  # rounded: ties happen
+        y = [round(float(v), 1) for v in rng.lognormal(2.0, 0.5, m)]
+        shift, _ = hodges_lehmann(x, y)
+        assert shift == pytest.approx(statistics.median(slow_pairwise(x, y)), abs=1e-12)
+
+
+def test_moses_interval_on_a_textbook_example() -> None:
+    # n = m = 10 at 95%: the exact two-sided critical U is 23 (Mann-Whitney tables), so the
+    # interval runs from the 24th smallest to the 24th largest of the 100 differences; the
+    # normal approximation gives floor(50 - 1.96 * sqrt(175)) = 24 as well
+    x = [19.0, 22.5, 24.1, 25.3, 26.0, 27.4, 28.8, 30.2, 31.7, 35.9]
+    y = [15.2, 17.8, 18.4, 20.1, 21.3, 22.0, 23.6, 24.9, 26.7, 29.5]
+    assert moses_rank(10, 10, [], confidence=0.95) == 24
+    pairs = slow_pairwise(x, y)
+    shift, interval = hodges_lehmann(x, y, confidence=0.95)
+    assert interval == (pairs[23], pairs[100 - 24])
+    assert shift == (pairs[49] + pairs[50]) / 2
+    assert interval[0] < shift < interval[1]
+
+
+def test_moses_rank_corrects_for_ties_independently() -> None:
+    x = [1.0, 2.0, 2.0, 3.0, 5.0, 5.0, 5.0, 8.0]
+    y = [2.0, 3.0, 3.0, 4.0, 5.0, 6.0]
+    n, m = len(x), len(y)
+    groups = [t for t in Counter(x + y).values() if t > 1]  # 2: 3, 3: 3, 5: 4
+    var_u = n * m / 12 * ((n + m + 1) - sum(t**3 - t for t in groups) / ((n + m) * (n + m - 1)))
+    z = statistics.NormalDist().inv_cdf(0.95)  # 90% two-sided
+    k = max(1, math.floor(n * m / 2 - z * math.sqrt(var_u)))
+    assert moses_rank(n, m, groups, confidence=0.90) == k
+    assert moses_rank(n, m, groups, confidence=0.90) >= moses_rank(n, m, [], confidence=0.90)
+    pairs = slow_pairwise(x, y)
+    _, interval = hodges_lehmann(x, y, confidence=0.90)
+    assert interval == (pairs[k - 1], pairs[n * m - k])
+
+
+def test_moses_rank_never_below_one() -> None:
+    assert moses_rank(2, 2, [], confidence=0.99) == 1
+    _, interval = hodges_lehmann([1.0, 4.0], [2.0, 3.0], confidence=0.99)
+    assert interval == (-2.0, 2.0)  # the smallest and the largest difference
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        # Newcombe (1998), Statistics in Medicine 17:873-890, table II, method 10
+        ((56, 70, 48, 80), (0.0524, 0.3339)),
+        ((9, 10, 3, 10), (0.1705, 0.8090)),
+        ((5, 56, 0, 29), (-0.0381, 0.1926)),
+        ((0, 10, 0, 20), (-0.1611, 0.2775)),
+        ((0, 10, 0, 10), (-0.2775, 0.2775)),
+        ((10, 10, 0, 20), (0.6791, 1.0)),
+        ((10, 10, 0, 10), (0.6075, 1.0)),
+    ],
+)
+def test_newcombe_interval_matches_the_published_table(
+    counts: tuple[int, int, int, int], expected: tuple[float, float]
+) -> None:
+    low, high = newcombe_interval(*counts)
+    assert (round(low, 4), round(high, 4)) == expected
+
+
+def test_wilson_interval_matches_the_published_example() -> None:
+    # Newcombe (1998), Statistics in Medicine 17:857-872: 81/263, method 3
+    low, high = wilson_interval(81, 263)
+    assert (round(low, 4), round(high, 4)) == (0.2553, 0.3662)
+
+
+def test_newcombe_interval_scales_the_live_proportion_by_the_factor() -> None:
+    # p1 - 2 * p2: the live Wilson interval (and so its distances to p2) doubles
+    low1, high1 = wilson_interval(30, 400)
+    low2, high2 = wilson_interval(10, 400)
+    p1, p2 = 30 / 400, 10 / 400
+    expected = (
+        p1 - 2 * p2 - math.sqrt((p1 - low1) ** 2 + (2 * (high2 - p2)) ** 2),
+        p1 - 2 * p2 + math.sqrt((high1 - p1) ** 2 + (2 * (p2 - low2)) ** 2),
+    )
+    assert newcombe_interval(30, 400, 10, 400, factor=2.0) == pytest.approx(expected)
+
+
+# --- the decision --------------------------------------------------------------------------------
+
+
+def test_identical_distributions_rarely_fail() -> None:
+    found = decisions("p(50) <= live", 1.0, reps=200, n=200, seed=20240611)
+    assert found[INCONCLUSIVE] == 0
+    assert found[FAILED] / 200 <= 0.05  # one-sided 2.5% expected
+    assert found[PASSED] >= 190
+
+
+@pytest.mark.parametrize("rule", ["med <= live", "p(95) <= live", "avg <= live * 1.05"])
+def test_a_twenty_percent_slowdown_is_detected(rule: str) -> None:
+    found = decisions(rule, 1.2, reps=100, n=300, seed=11)
+    assert found[FAILED] >= 95
+
+
+def test_a_twenty_percent_slowdown_within_tolerance_passes() -> None:
+    found = decisions("p(95) <= live * 1.30", 1.2, reps=100, n=300, seed=12)
+    assert found[PASSED] >= 95
+
+
+def test_a_faster_new_color_passes() -> None:
+    found = decisions("med <= live", 0.8, reps=20, n=300, seed=13)
+    assert found[PASSED] == 20
+
+
+def test_a_shift_in_the_middle_with_the_tail_in_tolerance_passes_a_tail_rule() -> None:
+    rng = np.random.default_rng(3)
+    live = Samples.of(float(v) for v in 10.0 * rng.lognormal(0.0, 0.6, 400))
+    new = Samples.of(float(v) for v in 13.0 * rng.lognormal(0.0, 0.2, 400))  # slower, narrower
+    tail = compare(parse_compare_rule("p(95) <= live * 1.05"), new, live)
+    assert tail.interval is not None
+    assert tail.interval[0] > 0  # the shift is significant ...
+    assert tail.new_value <= tail.tolerated  # ... but the p95 is within tolerance
+    assert tail.decision is PASSED
+    assert "meets the tolerated" in tail.reason
+    middle = compare(parse_compare_rule("med <= live * 1.05"), new, live)
+    assert middle.decision is FAILED
+
+
+def test_a_missed_metric_without_significance_passes() -> None:
+    rng = np.random.default_rng(5)
+    live = lognormal(rng, 60, sigma=0.8)
+    new = Samples.of(v * 1.02 for v in lognormal(rng, 60, sigma=0.8).latencies_ms)
+    found = compare(parse_compare_rule("p(50) <= live"), new, live)
+    assert found.interval is not None
+    assert found.interval[0] <= 0
+    assert found.decision is PASSED
+
+
+def test_the_tolerance_transforms_the_live_latencies() -> None:
+    rng = np.random.default_rng(9)
+    live, new = lognormal(rng, 200), lognormal(rng, 200)
+    plain = compare(parse_compare_rule("med <= live"), new, live)
+    loose = compare(parse_compare_rule("med <= live * 1.1 + 2"), new, live)
+    y = np.asarray(live.latencies_ms) * 1.1 + 2
+    assert loose.shift == pytest.approx(hodges_lehmann(new.latencies_ms, y)[0])
+    assert loose.tolerated == pytest.approx(plain.live_value * 1.1 + 2)
+    assert plain.shift is not None
+    assert loose.shift is not None
+    assert loose.shift < plain.shift - 2
+    assert plain.new_value == percentile(new.latencies_ms, 50)
+
+
+def test_metric_values_are_nearest_rank_percentiles_and_the_mean() -> None:
+    samples = Samples.of([float(v) for v in range(1, 101)])
+    assert parse_compare_rule("p(95) <= live").measure(samples) == 95.0
+    assert parse_compare_rule("p(99.5) <= live").measure(samples) == 100.0
+    assert parse_compare_rule("med <= live").measure(samples) == 50.0
+    assert parse_compare_rule("avg <= live").measure(samples) == 50.5
+    assert math.isnan(parse_compare_rule("avg <= live").measure(Samples.of([])))
+
+
+def test_too_few_samples_are_inconclusive() -> None:
+    rng = np.random.default_rng(1)
+    new = Samples.of(lognormal(rng, 23).latencies_ms, errors=100)  # 123 requests, 23 succeeded
+    live = lognormal(rng, 400)
+    found = compare(parse_compare_rule("p(95) <= live * 1.10"), new, live)
+    assert found.decision is INCONCLUSIVE
+    assert found.reason == "needs at least 50 successful requests per color (new 23, live 400)"
+    assert found.shift is None
+    assert found.interval is None
+    assert found.samples == (23, 400)
+    fewer = compare(parse_compare_rule("p(95) <= live"), new, live, min_samples=20)
+    assert fewer.decision is not INCONCLUSIVE
+    rate = compare(parse_compare_rule("rate <= live"), Samples.of([], 10), live)
+    assert rate.decision is INCONCLUSIVE
+    assert "needs at least 50 requests per color (new 10, live 400)" in rate.reason
+
+
+def test_rate_many_more_errors_fails() -> None:
+    rule = parse_compare_rule("rate <= live + 0.005")
+    new = Samples.of([10.0] * 380, errors=20)  # 5%
+    live = Samples.of([10.0] * 400)
+    found = compare(rule, new, live)
+    assert found.decision is FAILED
+    assert found.new_value == 0.05
+    assert found.tolerated == pytest.approx(0.005)
+    assert found.shift == pytest.approx(0.045)
+    assert found.interval is not None
+    assert found.interval[0] > 0
+    low, high = newcombe_interval(20, 400, 0, 400)
+    assert found.interval == pytest.approx((low - 0.005, high - 0.005))
+    assert found.p_value is not None
+    assert found.p_value < 0.025
+
+
+def test_rate_a_small_difference_passes() -> None:
+    rule = parse_compare_rule("rate <= live + 0.005")
+    new = Samples.of([10.0] * 995, errors=5)  # 0.5%
+    live = Samples.of([10.0] * 996, errors=4)  # 0.4%
+    found = compare(rule, new, live)
+    assert found.decision is PASSED
+    assert found.p_value is not None
+    assert found.p_value > 0.5
+
+
+@pytest.mark.parametrize("text", ["rate <= live", "rate < live", "rate <= live * 2 + 0.001"])
+def test_rate_no_errors_anywhere_passes(text: str) -> None:
+    clean = Samples.of([10.0] * 400)
+    found = compare(parse_compare_rule(text), clean, clean)
+    assert found.decision is PASSED
+    assert found.p_value == 1.0
+    assert found.interval is not None
+    assert found.interval[0] < 0
+
+
+def test_rate_errors_below_significance_pass_despite_the_missed_metric() -> None:
+    found = compare(
+        parse_compare_rule("rate <= live"), Samples.of([1.0] * 98, 2), Samples.of([1.0] * 100)
+    )
+    assert found.new_value > found.tolerated
+    assert found.decision is PASSED
+
+
+def test_rejects_bad_confidence() -> None:
+    clean = Samples.of([10.0] * 60)
+    with pytest.raises(ValueError, match="confidence"):
+        compare(parse_compare_rule("med <= live"), clean, clean, confidence=95)
+
+
+def test_all_equal_latencies_pass_with_a_defined_p_value() -> None:
+    flat = Samples.of([5.0] * 100)
+    found = compare(parse_compare_rule("p(95) <= live"), flat, flat)
+    assert found.decision is PASSED
+    assert found.shift == 0.0
+    assert found.interval == (0.0, 0.0)
+    assert found.p_value == 1.0
+
+
+# --- reports -------------------------------------------------------------------------------------
+
+
+def failing_comparison() -> Comparison:
+    rng = np.random.default_rng(21)
+    live = lognormal(rng, 300)
+    new = lognormal(rng, 300, scale=13.0)
+    return compare(parse_compare_rule("p(95) <= live * 1.10"), new, live, endpoint="/api/items")
+
+
+def test_line_names_the_values_the_interval_and_the_decision() -> None:
+    found = failing_comparison()
+    line = found.line()
+    assert found.decision is FAILED
+    assert "\n" not in line
+    assert line.startswith("/api/items p(95) <= live * 1.10: ")
+    assert f"new {found.new_value:.1f} ms" in line
+    assert f"live {found.live_value:.1f} ms" in line
+    assert f"tolerated {found.tolerated:.1f} ms" in line
+    assert "[95% +" in line
+    assert "p=" in line
+    assert line.endswith(": failed")
+
+
+def test_line_for_rates_shows_percentages() -> None:
+    found = compare(
+        parse_compare_rule("rate <= live + 0.005"),
+        Samples.of([1.0] * 380, 20),
+        Samples.of([1.0] * 400),
+        endpoint="/api/items",
+    )
+    line = found.line()
+    assert "new 5.00%, live 0.00% (tolerated 0.50%)" in line
+    assert "shift +4.50 pp" in line
+    assert line.endswith(": failed")
+
+
+def test_line_when_inconclusive_gives_the_reason() -> None:
+    found = compare(parse_compare_rule("med <= live"), Samples.of([1.0]), Samples.of([]))
+    assert found.line() == (
+        "med <= live: new 1.00 ms, live n/a (tolerated n/a); needs at least 50 successful "
+        "requests per color (new 1, live 0): inconclusive"
+    )
+
+
+def test_as_dict_is_strict_json() -> None:
+    decoded = json.loads(json.dumps(failing_comparison().as_dict(), allow_nan=False))
+    assert decoded["decision"] == "failed"
+    assert decoded["endpoint"] == "/api/items"
+    assert decoded["samples"] == {"new": 300, "live": 300}
+    assert decoded["interval"][0] > 0
+    empty = compare(parse_compare_rule("avg <= live"), Samples.of([]), Samples.of([]))
+    decoded = json.loads(json.dumps(empty.as_dict(), allow_nan=False))
+    assert decoded["new"] is None
+    assert decoded["tolerated"] is None
+    assert decoded["interval"] is None
+
+
+def test_summary_table() -> None:
+    new = Samples.of([float(v) for v in range(1, 101)], errors=1)
+    live = Samples.of([float(v) * 2 for v in range(1, 201)])
+    table = summary_table("/api/items", new, live, "green", "blue")
+    lines = table.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("/api/items")
+    assert lines[0].split()[1:] == [
+        "requests",
+        "errors",
+        "ok",
+        "p50",
+        "ms",
+        "p95",
+        "ms",
+        "p99",
+        "ms",
+    ]
+    assert lines[1].split() == ["green", "(new)", "101", "0.99%", "100", "50.00", "95.00", "99.00"]
+    assert lines[2].split() == [
+        "blue",
+        "(live)",
+        "200",
+        "0.00%",
+        "200",
+        "200.00",
+        "380.00",
+        "396.00",
+    ]
+    assert len({len(line) for line in lines}) == 1  # fixed width
+
+
+def test_plot_is_a_png() -> None:
+    rng = np.random.default_rng(2)
+    png = plot_distributions(
+        "/api/items", lognormal(rng, 2000), lognormal(rng, 2000), "green", "blue"
+    )
+    assert png is not None
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(png) > 10_000
+    assert plot_distributions("/x", Samples.of([]), lognormal(rng, 5), "a", "b") is not None
+
+
+def test_plot_without_matplotlib_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.colors"):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    rng = np.random.default_rng(2)
+    assert plot_distributions("/x", lognormal(rng, 10), lognormal(rng, 10), "a", "b") is None

@@ -28,7 +28,7 @@ from .errors import BluegreenError, DeployError
 from .gate import SessionFacts
 from .gaterun import GateHooks, GateReport, GateRun
 from .haproxy import RuntimeApiError
-from .keys import POST_KEY, SECRETS_KEY, TARGET_KEY
+from .keys import POST_KEY, SECRETS_KEY, TARGET_KEY, TWINS_KEY
 from .settings import Settings, SettingsError
 from .signals import DeferredSignals
 from .verdict import verdict, write_verdict
@@ -91,6 +91,7 @@ class GatePlugin:
             progress=progress_for(config),
             secrets=config.stash[SECRETS_KEY],
             run_post=self._run_post,
+            run_twin=self._run_twin,
         )
         self.session: pytest.Session | None = None
         self.report: GateReport | None = None
@@ -176,14 +177,17 @@ class GatePlugin:
             self.interrupted = f"pytest.exit: {exc}"
 
     # -- the bake's post checks ----------------------------------------------------------------
+    def _collected_here(self) -> None:
+        """Under xdist the workers hold the run's items: the controller collects them itself,
+        once, for the bake's post checks and blame's twins."""
+        if POST_KEY not in self.config.stash and self.session is not None:
+            self.session.perform_collect()
+
     def _run_post(self) -> PostResult:
         """The ``post`` checks, once, in this process, their reports kept from the session's
-        (a bake interval is not a test of the run). Under xdist the controller collects them
-        itself the first time: its workers hold the run's items."""
-        items = self.config.stash.get(POST_KEY, None)
-        if items is None and self.session is not None:
-            self.session.perform_collect()
-            items = self.config.stash.get(POST_KEY, [])
+        (a bake interval is not a test of the run)."""
+        self._collected_here()
+        items = self.config.stash.get(POST_KEY, [])
         passed, failed = 0, []
         for item in items or []:
             reports = runtestprotocol(item, nextitem=None, log=False)
@@ -192,6 +196,20 @@ class GatePlugin:
             elif any(r.when == "call" and r.passed for r in reports):
                 passed += 1
         return PostResult(passed=passed, failed=len(failed), failed_ids=tuple(failed))
+
+    def _run_twin(self, nodeid: str) -> tuple[str, str] | None:
+        """Blame: the failed check ``nodeid``'s twin on the other color, run once in this
+        process, its reports kept from the session's. None when it has no twin."""
+        self._collected_here()
+        twin = self.config.stash.get(TWINS_KEY, {}).get(nodeid)
+        if twin is None:
+            return None
+        reports = runtestprotocol(twin, nextitem=None, log=False)
+        if any(r.failed for r in reports):
+            return twin.nodeid, "failed"
+        if any(r.when == "call" and r.passed for r in reports):
+            return twin.nodeid, "passed"
+        return twin.nodeid, "skipped"
 
     # -- finish ------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from . import aftercare, state, switch
 from .bake import Bake, BakePlan, BakeResult, IntervalVerdict, PostResult
+from .blame import Blame, TwinRun, blame_failures
 from .errors import BluegreenError, DeployError, ExitCode, Refused
 from .gate import Decision, SessionFacts, Verdict, decide
 from .haproxy import RuntimeApi, RuntimeApiError
@@ -72,6 +73,7 @@ class GateReport:
     stat_after: str = ""
     probe: ProbeSummary | None = None  # the zero-downtime probe's counts, when one ran
     bake: BakeResult | None = None  # the bake after the switch, when one ran
+    blame: Blame | None = None  # failed checks tried on the other color, when they were
 
     @property
     def verdict_word(self) -> str:
@@ -98,6 +100,7 @@ class _Draft:
     bake: BakeResult | None = None
     recorded: bool = False  # the history has this draft's outcome already
     went_back: bool = False  # the bake switched traffic back
+    blame: Blame | None = None
 
 
 class GateRun:
@@ -110,9 +113,11 @@ class GateRun:
         progress: Callable[[str], None] = lambda line: None,
         secrets: Secrets | None = None,
         run_post: Callable[[], PostResult] | None = None,
+        run_twin: TwinRun | None = None,
     ) -> None:
         self.settings = settings
         self.run_post = run_post  # the post checks, run by the bake
+        self.run_twin = run_twin  # a failed check's twin on the other color, run by blame
         self.secrets = secrets or Secrets()
         self.progress: Callable[[str], None] = lambda line: progress(self.secrets.redact(line))
         self.hooks = hooks or GateHooks()
@@ -233,6 +238,7 @@ class GateRun:
             and deployed is not None
             and draft.traffic_on != deployed.color
             and draft.outcome is not Outcome.REVERT_FAILED  # where traffic is, is not known
+            and not (draft.blame is not None and draft.blame.environmental)  # not the build
         ):
             draft.lines.append(self.deploy_step.after_failed_gate(deployed))
         return self._conclude(draft)
@@ -279,7 +285,7 @@ class GateRun:
             facts=facts,
         )
         if decision.verdict is Verdict.FAILED:
-            return self._after_failure(decision, _failure_code(facts, decision))
+            return self._failed(decision, facts)
         if decision.verdict is not Verdict.SWITCH:
             code = _failure_code(facts, decision)
             return _Draft(
@@ -292,6 +298,45 @@ class GateRun:
         if self.settings.run.promote_later:
             return self._pend(decision)
         return self._switch(decision, rollback=self.settings.run.rollback)
+
+    def _failed(self, decision: Decision, facts: SessionFacts) -> _Draft:
+        """Checks failed: blame first (not the build: inconclusive), then keep or return."""
+        blamed = self._blame(decision.target, facts)
+        if blamed is not None and blamed.environmental:
+            return self._environmental(decision, blamed)
+        draft = self._after_failure(decision, _failure_code(facts, decision))
+        if blamed is not None:
+            draft.lines[1:1] = [*blamed.lines(), blamed.summary()]
+            draft.blame = blamed
+        return draft
+
+    def _blame(self, target: str, facts: SessionFacts) -> Blame | None:
+        """Each failed check of the target, tried on the other color (see blame.py)."""
+        failed = self.outcomes[target].failed_ids
+        if not (self.settings.blames and self.run_twin and failed) or facts.interrupted:
+            return None
+        other = self.settings.topology.other(target)
+        self.progress(f"blame: running {len(failed)} failed check(s) of {target} on {other}")
+        return blame_failures(target, other, failed, self.run_twin)
+
+    def _environmental(self, failed: Decision, blamed: Blame) -> _Draft:
+        """Every failed check of the target fails on the other color too: not the build."""
+        decision = replace(
+            failed, verdict=Verdict.INCONCLUSIVE, reason=f"inconclusive: {blamed.summary()}"
+        )
+        lines = [
+            decision.reason,
+            *blamed.lines(),
+            f"traffic stays on {failed.live or 'no color'}; nothing rolled back",
+        ]
+        return _Draft(
+            decision,
+            ExitCode.INCONCLUSIVE,
+            lines,
+            Outcome.INCONCLUSIVE,
+            traffic_on=failed.live,
+            blame=blamed,
+        )
 
     def _after_failure(self, decision: Decision, exitstatus: int) -> _Draft:
         """Checks failed: keep traffic where it is, or return it when the target is live and
@@ -636,6 +681,7 @@ class GateRun:
             stat_after=draft.stat_after,
             probe=draft.probe,
             bake=draft.bake,
+            blame=draft.blame,
         )
 
     def tag(self, result: switch.SwitchResult | None) -> str | None:

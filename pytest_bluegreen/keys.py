@@ -17,6 +17,8 @@ SETTINGS_KEY = pytest.StashKey[Settings]()
 SECRETS_KEY: pytest.StashKey[Secrets] = pytest.StashKey()
 TARGET_KEY = pytest.StashKey[str | None]()
 POST_KEY = pytest.StashKey[list[pytest.Item]]()  # the post checks the bake runs
+# a target check's node id -> the same check for the other color (blame runs it)
+TWINS_KEY = pytest.StashKey[dict[str, pytest.Item]]()
 WORKERINPUT_TARGET = "bluegreen_target"
 
 

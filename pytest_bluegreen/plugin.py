@@ -7,6 +7,7 @@ single process of a serial run) of a gating run.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Generator, Iterable
@@ -16,9 +17,11 @@ from typing import Any
 import pytest
 
 from . import hookspecs
+from .blame import twin_key
 from .eventually import INFRASTRUCTURE, classify
 from .extras import MissingExtra, require
 from .fixtures import (  # noqa: F401 - fixtures are registered by being in this module
+    baseline_color,
     bluegreen_secrets,
     bluegreen_settings,
     color,
@@ -28,7 +31,7 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     live_color,
     routed_http,
 )
-from .keys import POST_KEY, SECRETS_KEY, SETTINGS_KEY, TARGET_KEY, WORKERINPUT_TARGET
+from .keys import POST_KEY, SECRETS_KEY, SETTINGS_KEY, TARGET_KEY, TWINS_KEY, WORKERINPUT_TARGET
 from .outcomes import COLOR_PROPERTY, FAILURE_PROPERTY, SHARED, color_of
 from .redaction import ReportScrubber, Secrets
 from .settings import Option, Settings, SettingsError, all_options, describe, resolve
@@ -125,6 +128,11 @@ def pytest_configure(config: pytest.Config) -> None:
         previous = logging.getLogRecordFactory()
         config.add_cleanup(lambda: logging.setLogRecordFactory(previous))
         logging.setLogRecordFactory(secrets.redacting_record_factory(previous))
+    if settings.checks.compare and importlib.util.find_spec("scipy") is None:
+        raise pytest.UsageError(
+            "bluegreen: comparing colors ([compare] rules) needs the 'stats' extra: "
+            "pip install 'pytest-bluegreen[stats]'"
+        )
     allure_dir = settings.reports.allure_dir
     if allure_dir is not None and not getattr(config.option, "allure_report_dir", None):
         config.option.allure_report_dir = str(allure_dir)
@@ -273,6 +281,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             keep = everything
         (kept if keep else dropped).append(item)
     config.stash[POST_KEY] = post
+    if settings.blames and target is not None:
+        config.stash[TWINS_KEY] = _twins(items, target, settings.topology.other(target))
     if dropped:
         items[:] = kept
         config.hook.pytest_deselected(items=dropped)
+
+
+def _twins(items: list[pytest.Item], target: str, other: str) -> dict[str, pytest.Item]:
+    """Each check of the target and the same check (same parameters) for the other color."""
+    theirs: dict[tuple[str, str, str], pytest.Item] = {}
+    mine: list[tuple[tuple[str, str, str], pytest.Item]] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or item.get_closest_marker("post") is not None:
+            continue
+        parent = item.parent.nodeid if item.parent is not None else ""
+        key = twin_key(parent, getattr(item, "originalname", item.name), callspec.params)
+        its_color = callspec.params.get("color")
+        if its_color == other:
+            theirs[key] = item
+        elif its_color == target:
+            mine.append((key, item))
+    return {item.nodeid: theirs[key] for key, item in mine if key in theirs}

@@ -35,6 +35,11 @@ __all__ = ["CATEGORIES", "AllureReporting", "describe_exchange", "write_gate_res
 # flags, [\s\S] for "anything including newlines".
 CATEGORIES: list[dict[str, Any]] = [
     {
+        "name": "Environmental failures (fail on the other color too: not the build)",
+        "matchedStatuses": ["failed", "broken", "skipped"],
+        "messageRegex": r"bluegreen gate: INCONCLUSIVE[\s\S]*environmental[\s\S]*",
+    },
+    {
         "name": "Gate refusals (no switch)",
         "matchedStatuses": ["failed", "broken", "skipped"],
         "messageRegex": r"bluegreen gate: (REFUSED|INCONCLUSIVE|FAILED)[\s\S]*",
@@ -185,6 +190,24 @@ def _bake_steps(report: GateReport) -> list[dict[str, Any]]:
     return steps
 
 
+def _blame_steps(report: GateReport) -> list[dict[str, Any]]:
+    """Blame's runs on the other color as steps: passed there (the build) or failed too."""
+    if report.blame is None:
+        return []
+    now = int(time.time() * 1000)
+    return [
+        {
+            "name": checked.line(report.blame.target),
+            "status": "failed" if checked.culprit.value == "environmental" else "passed",
+            "stage": "finished",
+            "start": now,
+            "stop": now,
+            "parameters": [{"name": "twin", "value": str(checked.twin)}],
+        }
+        for checked in report.blame.checks
+    ]
+
+
 def write_gate_results(
     run: GateRun, report: GateReport, alluredir: Path, haproxy_version: str | None
 ) -> None:
@@ -243,6 +266,6 @@ def write_gate_results(
             {"name": "severity", "value": "blocker"},
         ],
         "attachments": attachments,
-        "steps": _bake_steps(report),
+        "steps": _blame_steps(report) + _bake_steps(report),
     }
     (alluredir / f"{result['uuid']}-result.json").write_text(json.dumps(result, indent=2))

@@ -51,6 +51,12 @@ def verdict(run: GateRun, report: GateReport) -> dict[str, Any]:
         "live_after": report.traffic_on,
         "tag": run.tag(report.result),
         "counts": counts,
+        "failed_checks": {
+            str(key or "untagged"): list(c.failed_ids)
+            for key, c in run.outcomes.as_dict().items()
+            if c.failed_ids
+        },
+        "blame": report.blame.as_dict() if report.blame else None,
         "probe": report.probe.as_dict() if report.probe else None,
         "bake": None
         if report.bake is None

@@ -20,9 +20,10 @@ pytestmark = pytest.mark.infra
 SECRET = "tok-Very-Secret-42"  # noqa: S105 - a planted secret that must never show
 LEAKY = (
     CHECKS
-    + "\n\ndef test_leaky(http):\n"
+    + "\n\ndef test_leaky(http, color):\n"
     + f"    r = http.get('/health', headers={{'Authorization': 'Bearer {SECRET}'}})\n"
-    + f"    assert r.status_code == 500, 'token {SECRET} refused'\n"
+    + "    # fails on green only: blame finds it passing on blue (the build, not the environment)\n"
+    + f"    assert color == 'blue' or r.status_code == 500, 'token {SECRET} refused'\n"
 )
 
 
@@ -111,6 +112,7 @@ def test_a_passing_gate_tells_its_story(pytester: pytest.Pytester, stack: Stack)
 
     categories = json.loads((reports / "allure-results" / "categories.json").read_text())
     assert [c["name"] for c in categories] == [
+        "Environmental failures (fail on the other color too: not the build)",
         "Gate refusals (no switch)",
         "Perf thresholds missed",
         "Infrastructure errors (unreachable, not running)",

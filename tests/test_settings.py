@@ -625,6 +625,41 @@ ERRORS = [
         ["deploy is not an image tag", "(from cli --deploy)"],
         id="deploy-tag-malformed",
     ),
+    pytest.param(
+        Given(files={"bluegreen.toml": '[compare]\n"/api" = ["p95 <= live"]\n'}),
+        ["'p95 <= live' is not a comparison like", "(from file bluegreen.toml compare)"],
+        id="compare-rule-malformed",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": '[compare]\n"api" = ["p(95) <= live"]\n'}),
+        ["compare endpoint 'api' must be a path starting '/'"],
+        id="compare-endpoint-not-a-path",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": 'compare_baseline = "purple"\n'}),
+        ["compare_baseline must be live|blue|green, got 'purple'"],
+        id="compare-baseline-unknown",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "compare_confidence = 1.5\n"}),
+        ["compare_confidence", "between 0.5 and 1"],
+        id="compare-confidence-out-of-range",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": '[drill]\n"v1-slow" = "caught"\n'}),
+        ["drill: v1-slow expects 'caught', not one of failed|inconclusive|refused"],
+        id="drill-expectation-unknown",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": '[drill]\n"v1 slow" = "failed"\n'}),
+        ["drill: 'v1 slow' is not an image tag"],
+        id="drill-tag-malformed",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": 'blame = "sometimes"\n'}),
+        ["blame", "auto|on|off"],
+        id="blame-unknown",
+    ),
 ]
 
 
@@ -849,3 +884,35 @@ def test_deploy_settings_and_color_services(tmp_path: Path) -> None:
     assert settings.compose.compose_file == tmp_path / "docker" / "docker-compose.blue-green.yml"
     assert settings.compose.backup_dir == tmp_path / "reports" / "backups"
     assert (settings.compose.on_failed_gate, settings.compose.pull) == ("keep", "missing")
+
+
+def test_compare_and_drill_tables_are_read(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "bluegreen.toml",
+        '[compare]\n"/api/items" = ["p(95) <= live * 1.10 + 2", "rate <= live + 0.005"]\n'
+        '[drill]\n"v1.4.0-slow" = "failed"\n"v1.1.0" = "switch"\n',
+    )
+    settings = resolve({}, {}, {}, tmp_path)
+    [latency, rate] = settings.checks.compare["/api/items"]
+    assert (latency.metric, latency.factor, latency.delta) == ("p(95)", 1.10, 2.0)
+    assert (rate.metric, rate.delta) == ("rate", 0.005)
+    assert settings.drill.variants == {"v1.4.0-slow": "failed", "v1.1.0": "switch"}
+    assert settings.sources["compare"] == "file bluegreen.toml compare"
+
+
+@pytest.mark.parametrize(
+    ("blame", "cli", "blames"),
+    [
+        ("auto", {"switch": True, "env": "green"}, True),
+        ("auto", {"rollback": True}, True),
+        ("auto", {}, False),
+        ("on", {}, True),
+        ("off", {"switch": True, "env": "green"}, False),
+    ],
+)
+def test_blame_is_on_for_gated_runs_by_default(
+    tmp_path: Path, blame: str, cli: dict[str, Any], blames: bool
+) -> None:
+    write(tmp_path, "bluegreen.toml", f'blame = "{blame}"\n')
+    assert resolve(cli, {}, {}, tmp_path).blames is blames

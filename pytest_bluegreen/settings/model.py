@@ -30,6 +30,7 @@ __all__ = [
     "ChecksSettings",
     "ColorSettings",
     "ComposeSettings",
+    "DrillSettings",
     "EnvFiles",
     "HaproxySettings",
     "PromotionSettings",
@@ -320,6 +321,48 @@ class ChecksSettings:
     perf_requests: int = setting(400, p.whole(1, 1_000_000), "perf: requests per endpoint")
     perf_duration: float = setting(10.0, p.seconds, "perf: at most this many seconds each")
     perf_concurrency: int = setting(4, p.whole(1, 256), "perf: concurrent connections")
+    # [compare] "/api/items" = ["p(95) <= live * 1.10", ...]: relative thresholds (compare.py)
+    compare: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    compare_requests: int = setting(
+        300,
+        p.whole(1, 1_000_000),
+        "compare: requests per color and endpoint (interleaved between the two colors)",
+    )
+    compare_confidence: float = setting(
+        0.95,
+        p.fraction(0.5, 1.0),
+        "compare: a rule fails only when the new color is worse beyond its tolerance at this "
+        "two-sided confidence",
+    )
+    compare_min_samples: int = setting(
+        50,
+        p.whole(2, 1_000_000),
+        "compare: fewer successful requests per color than this is inconclusive",
+    )
+    compare_baseline: str = setting(
+        "live",
+        p.lower,
+        "compare: the color a new color is judged against: live (the color HAProxy sends "
+        "traffic to) or a color's name",
+    )
+    blame: str = setting(
+        "auto",
+        p.choice("auto", "on", "off"),
+        "when a check of the target fails, re-run it on the other color: failing there too is "
+        "environmental (inconclusive, no rollback); auto: on for --switch/--rollback",
+    )
+
+
+@dataclass(frozen=True)
+class DrillSettings:
+    """bluegreen drill: known-bad variants deployed to the idle color, each gated (dry run)."""
+
+    GROUP: ClassVar[str] = "drill"
+    # [drill] "v1.2.0-broken" = "failed": a tag and the verdict the gate must give it
+    variants: Mapping[str, str] = field(default_factory=dict)
+    drill_markers: str = setting(
+        "quick or perf", p.text, "the -m expression of the checks each drill variant is gated by"
+    )
 
 
 @dataclass(frozen=True)
@@ -581,12 +624,19 @@ class Settings:
     checks: ChecksSettings
     bake: BakeSettings
     promotion: PromotionSettings
+    drill: DrillSettings
     reports: ReportSettings
     state: StateSettings
     env_files: EnvFiles
     config_file: Path | None
     sources: Mapping[str, str] = field(repr=False)
     extensions: Mapping[type[Any], Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def blames(self) -> bool:
+        """A failed check of the target is tried on the other color (``blame``)."""
+        blame = self.checks.blame
+        return blame == "on" or (blame == "auto" and (self.run.switch or self.run.rollback))
 
     @property
     def target(self) -> str | None:

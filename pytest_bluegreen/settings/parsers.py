@@ -98,6 +98,23 @@ def whole(low: int, high: int) -> Callable[[Any], int]:
     return parse
 
 
+def fraction(low: float, high: float) -> Callable[[Any], float]:
+    """A number strictly between ``low`` and ``high`` (a confidence such as 0.95)."""
+
+    def parse(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError("expected a number, got a boolean")
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {value!r}") from None
+        if math.isnan(number) or not low < number < high:
+            raise ValueError(f"expected a number between {low:g} and {high:g}, got {value!r}")
+        return number
+
+    return parse
+
+
 def url(value: Any) -> str:
     given = text(value)
     parts = urlsplit(given)

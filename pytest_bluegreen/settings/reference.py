@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,29 @@ THRESHOLDS = """\
 k6-style limits per endpoint for the perf checks: `"/health" = ["p(95)<300", "rate<0.01"]`
 (`p(N)`, `avg`, `med`, `min`, `max` in ms; `rate` = the failed-request rate; `rps`). Default:
 {default}.
+"""
+
+TABLES_MORE = """\
+## Bake thresholds (`[bake_thresholds]`)
+
+`haproxy = [...]`: limits on HAProxy's counters for the new color's servers over each bake
+interval (`requests`, `http_5xx`, `http_5xx_rate`, `eresp`, `econ`, `wretr`, `wredis`, `qcur`).
+Default: `haproxy = {bake_default}`.
+
+## Relative thresholds (`[compare]`)
+
+Per endpoint, rules that judge the new color against the live one (`checks/test_compare.py`):
+`"/api/items" = ["p(95) <= live * 1.10", "rate <= live + 0.005"]`; the metric is `p(N)`,
+`med`, `avg` (ms) or `rate`, the right side `live [* FACTOR] [+ DELTA]`. A rule fails only when
+the metric misses the tolerated value and the new color is worse beyond it at
+`compare_confidence` (Hodges-Lehmann shift and its interval; Newcombe's interval for `rate`).
+None by default. Needs the `stats` extra.
+
+## Drill variants (`[drill]`)
+
+`bluegreen drill`: `"TAG" = "VERDICT"`, each an image tag deployed to the idle color and the
+verdict the gate must give it: `failed`, `inconclusive`, `refused`, `deploy-failed`, or
+`switch` (a good build: a control). None by default.
 """
 
 
@@ -132,6 +156,10 @@ def render() -> str:
     lines += [COLORS]
     default = ", ".join(f'`"{k}" = {v}`' for k, v in DEFAULT_THRESHOLDS.items())
     lines += [THRESHOLDS.format(default=default)]
+    from pytest_bluegreen.bake import DEFAULT_BAKE_THRESHOLDS  # noqa: PLC0415
+
+    bake_default = json.dumps(DEFAULT_BAKE_THRESHOLDS["haproxy"])
+    lines += [TABLES_MORE.format(bake_default=bake_default)]
     lines += [
         "## services (`pytest_bluegreen.contrib.services`)",
         "",

@@ -22,6 +22,7 @@ from .model import (
     ChecksSettings,
     ColorSettings,
     ComposeSettings,
+    DrillSettings,
     EnvFiles,
     HaproxySettings,
     PromotionSettings,
@@ -45,6 +46,7 @@ CORE_GROUPS: tuple[type[Any], ...] = (
     ChecksSettings,
     BakeSettings,
     PromotionSettings,
+    DrillSettings,
     ReportSettings,
     StateSettings,
     EnvFiles,
@@ -63,7 +65,7 @@ DEFAULT_THRESHOLDS: Mapping[str, list[str]] = {
     "/health": ["p(95)<300", "rate<0.01"],
     "/version": ["p(95)<300", "rate<0.01"],
 }
-TABLES = ("colors", "thresholds", "bake_thresholds")
+TABLES = ("colors", "thresholds", "bake_thresholds", "compare", "drill")
 SELECTIONS_EXTRA = ("all", "shared")
 DEFAULT_COLORS = ("blue", "green")
 COLOR_KEYS = ("api_url", "frontend_url", "servers", "services")
@@ -132,8 +134,13 @@ def resolve(
         haproxy=build(HaproxySettings),
         switching=build(SwitchingSettings),
         compose=build(ComposeSettings),
-        checks=build(ChecksSettings, thresholds=thresholds),
+        checks=build(
+            ChecksSettings,
+            thresholds=thresholds,
+            compare=_resolve_compare(data, file_label, sources),
+        ),
         bake=build(BakeSettings, thresholds=_resolve_bake_thresholds(data, file_label, sources)),
+        drill=build(DrillSettings, variants=_resolve_drill(data, file_label, sources)),
         promotion=build(PromotionSettings),
         reports=build(ReportSettings),
         state=build(StateSettings),
@@ -198,6 +205,12 @@ def _check_mode(
             f"(from {sources['env']})"
         )
     one_color = f"--env {' or --env '.join(colors)}"
+    baseline = values["compare_baseline"]
+    if baseline not in ("live", *colors):
+        raise SettingsError(
+            f"bluegreen: compare_baseline must be live|{'|'.join(colors)}, got {baseline!r} "
+            f"(from {sources['compare_baseline']})"
+        )
     if values["promote_later"] and values["rollback"]:
         raise SettingsError("bluegreen: --switch=manual cannot be combined with --rollback")
     if values["switch"] and values["rollback"]:
@@ -282,6 +295,49 @@ def _resolve_bake_thresholds(
         raise SettingsError(
             f"bluegreen: bake_thresholds: {exc} (from {sources['bake_thresholds']})"
         ) from None
+
+
+def _resolve_compare(
+    data: Mapping[str, Any], file_label: str, sources: dict[str, str]
+) -> dict[str, tuple[Any, ...]]:
+    from pytest_bluegreen.compare import parse_compare_table  # noqa: PLC0415 - its own grammar
+
+    if "compare" not in data:
+        sources["compare"] = "default"
+        return {}
+    sources["compare"] = f"{file_label} compare"
+    try:
+        return parse_compare_table(data["compare"])
+    except ValueError as exc:
+        raise SettingsError(f"bluegreen: {exc} (from {sources['compare']})") from None
+
+
+DRILL_EXPECTATIONS = ("failed", "inconclusive", "refused", "deploy-failed", "switch")
+
+
+def _resolve_drill(
+    data: Mapping[str, Any], file_label: str, sources: dict[str, str]
+) -> dict[str, str]:
+    """``[drill] "v1.2.0-broken" = "failed"``: each variant's tag and the verdict it must get."""
+    table = data.get("drill", {})
+    sources["drill"] = f"{file_label} drill" if "drill" in data else "default"
+    if not isinstance(table, Mapping):
+        raise SettingsError(
+            f'bluegreen: drill must be a table of "TAG" = "VERDICT" ({sources["drill"]})'
+        )
+    variants: dict[str, str] = {}
+    for tag, expected in table.items():
+        try:
+            p.image_tag(tag)
+        except ValueError as exc:
+            raise SettingsError(f"bluegreen: drill: {tag!r} {exc} ({sources['drill']})") from None
+        if expected not in DRILL_EXPECTATIONS:
+            raise SettingsError(
+                f"bluegreen: drill: {tag} expects {expected!r}, not one of "
+                f"{'|'.join(DRILL_EXPECTATIONS)} ({sources['drill']})"
+            )
+        variants[str(tag)] = str(expected)
+    return variants
 
 
 def _color_names(table: Any, file_label: str) -> tuple[tuple[str, str], str]:

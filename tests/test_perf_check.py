@@ -292,3 +292,15 @@ def test_the_baseline_itself_is_not_compared(
     result = compare_run(pytester, backends, compare_baseline="green")
     result.assert_outcomes(skipped=1)
     assert "green is the baseline (live) color: nothing to compare it with" in text(result)
+
+
+def test_a_failing_live_color_is_no_yardstick(
+    pytester: pytest.Pytester, backends: dict[str, Backend]
+) -> None:
+    backends["blue"].control(error_every=1)  # the live color answers 500 to everything
+    result = compare_run(pytester, backends)
+    result.assert_outcomes(skipped=1)
+    assert (
+        "the live color blue answered 0 of 150 requests to /api/echo successfully: too few to "
+        "compare green with (needs 50)" in text(result)
+    )

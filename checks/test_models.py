@@ -77,3 +77,20 @@ def test_model_generates(ollama_http: ColorSession, bluegreen_services: ServiceS
     text = str(json_body(response).get("response", "")).strip()
     assert text, f"ollama's generate with {model} answered no text: {response.text[:200]!r}"
     assert seconds <= timeout, f"ollama took {seconds:.1f}s to generate (limit {timeout:g}s)"
+
+
+@pytest.mark.quick
+def test_color_answers_with_its_model(
+    http: ColorSession, color: str, bluegreen_services: ServiceSettings
+) -> None:
+    """The color itself asks Ollama (POST /api/ask): the model it is built to use must be
+    the one Ollama has, or the color answers 502."""
+    model = the_model(bluegreen_services)
+    response = http.post("/api/ask", json={"prompt": "Answer with one word: ready?"})
+    assert response.status_code == 200, (
+        f"{color} cannot get an answer from its model: POST /api/ask {error_text(response)}"
+    )
+    body = json_body(response)
+    used = str(body.get("model"))
+    assert same_model(model, used), f"{color} asks Ollama for {used}, not for {model}"
+    assert str(body.get("answer", "")).strip(), f"{color} got no text: {response.text[:200]!r}"

@@ -47,10 +47,11 @@ examples:
   bluegreen export-state --output state.json
   bluegreen recover                         after a cut-off switch: prior states back
   bluegreen promote                         switch to what pytest --switch=manual verified
+  bluegreen drill                           known-bad builds on the idle color: caught?
 
 exit codes: 0 ok, 1 checks failed (status: inconsistent), 4 usage error, 6 inconclusive,
 7 refused (nothing changed), 8 switch reverted, 9 deploy failed, 10 revert failed, 11 bake
-failed (switched back); see the README.
+failed (switched back); drill: 1 when a variant got another verdict than expected.
 """
 
 Action = Callable[[pytest.Config, Settings], int]
@@ -354,6 +355,66 @@ def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return in_config(args, act)
 
 
+def cmd_drill(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    def act(config: pytest.Config, settings: Settings) -> int:
+        from .drill import drill_table, run_variants  # noqa: PLC0415
+        from .engines.compose import TagsFile  # noqa: PLC0415
+
+        variants = dict(settings.drill.variants)
+        if args.only:
+            unknown = [tag for tag in args.only if tag not in variants]
+            if unknown:
+                raise UsageProblem(f"not a drill variant: {', '.join(unknown)} ([drill] table)")
+            variants = {tag: variants[tag] for tag in args.only}
+        if not variants:
+            raise UsageProblem('no drill variants: add a [drill] table ("TAG" = "failed")')
+        live = switch.live_color(settings.haproxy.client(), settings.topology)
+        if live is None:
+            raise UsageProblem("no single color is live: the drill needs an idle color")
+        idle = settings.topology.other(live)
+        before = TagsFile(settings.state.tags_file).tag_of(idle)
+        markers = settings.drill.drill_markers
+
+        logs = settings.reports.verdict_file.parent / "drill"
+        logs.mkdir(parents=True, exist_ok=True)
+
+        def gate(tag: str) -> tuple[int, Path]:
+            """The gate on the variant, dry run; its output into reports/drill/TAG.log."""
+            flags = ["--env", idle, "-m", markers, "--switch", "--dry-run"]
+            command = [
+                sys.executable,
+                "-m",
+                "pytest",
+                *_pytest_args(args),
+                "-p",
+                "no:cacheprovider",
+            ]
+            command += [*flags, "--deployment-tag", tag, *extra]
+            log = logs / f"{tag}.log"
+            with log.open("w") as out:
+                code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+            _progress(f"drill: {tag}: the gate's output is in {log}")
+            return code.returncode, settings.reports.verdict_file
+
+        try:
+            rows = run_variants(
+                variants,
+                idle,
+                deploy=lambda tag: deploy_only(settings, idle, tag, skip_backup=True),
+                gate=gate,
+                progress=_progress,
+            )
+        finally:
+            if before is not None:
+                _progress(f"drill: {idle} back to {before}")
+                deploy_only(settings, idle, before, skip_backup=True)
+        for line in drill_table(rows):
+            print(line)
+        return 0 if all(row.ok for row in rows) else ExitCode.CHECKS_FAILED
+
+    return in_config(args, act)
+
+
 def cmd_abort(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def act(config: pytest.Config, settings: Settings) -> int:
         record = state.load_pending(settings.state.state_file)
@@ -503,6 +564,14 @@ def build_parser() -> argparse.ArgumentParser:
     abort = add("abort", "discard the pending promotion; traffic unchanged", "bluegreen abort")
     abort.set_defaults(handler=cmd_abort)
 
+    drill = add(
+        "drill",
+        "deploy the [drill] known-bad variants to the idle color, gate each (dry run), score",
+        "bluegreen drill            # or: bluegreen drill --only v1.4.0-slow",
+    )
+    drill.add_argument("--only", action="append", help="run this variant only (repeatable)")
+    drill.set_defaults(handler=cmd_drill)
+
     rec = add(
         "recover",
         "after a switch was cut off (SIGKILL, power loss): restore HAProxy's prior states",
@@ -553,7 +622,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command not in {"check", "switch-to", "deploy", "rollback", "promote"}:
+    if extra and args.command not in {
+        "check",
+        "switch-to",
+        "deploy",
+        "rollback",
+        "promote",
+        "drill",
+    }:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra and extra[0] == "--":
         extra = extra[1:]

@@ -56,6 +56,7 @@ GREEN_CHECKS = {
     "test_http.py::test_tls_certificate_is_valid",
     "test_models.py::test_model_is_listed",
     "test_models.py::test_model_generates",
+    "test_models.py::test_color_answers_with_its_model[green]",
 }
 # docker exec per probe: these must not be in the quick gate
 NOT_QUICK = {
@@ -232,6 +233,7 @@ def test_broken_build_fails_the_api_smoke_check_not_health(
             "test_http.py::test_api_round_trip[green]": "failed",
             "test_http.py::test_frontend_uses_its_own_api[green]": "failed",
             "test_agents.py::test_agents_run_a_task[green]": "failed",
+            "test_models.py::test_color_answers_with_its_model[green]": "failed",
         }, output(broken)
         assert found["test_http.py::test_health[green]"] == "passed"
         assert found["test_http.py::test_version_is_deployed_tag[green]"] == "passed"
@@ -316,9 +318,11 @@ def test_model_missing_fails_the_model_checks(
         assert not_passed(found) == {
             "test_models.py::test_model_is_listed": "failed",
             "test_models.py::test_model_generates": "failed",
+            "test_models.py::test_color_answers_with_its_model[green]": "failed",
         }, output(result)
         line_of(result, "AssertionError: ollama does not list tinyllama; it lists: llama3:latest")
         line_of(result, "ollama cannot generate with tinyllama: HTTP 404: model 'tinyllama' not")
+        line_of(result, "green cannot get an answer from its model: POST /api/ask HTTP 502")
     finally:
         stack_compose(jarvis).compose.up(["ollama"], detach=True, wait=True, quiet=True)
 

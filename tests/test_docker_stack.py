@@ -9,8 +9,12 @@ changed.
 from __future__ import annotations
 
 import os
+import re
 import stat
+import subprocess
+import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +22,8 @@ import pytest
 import requests
 from python_on_whales import DockerClient
 
+from pytest_bluegreen.compare import parse_compare_table
+from pytest_bluegreen.sidebyside import measure
 from tests.support.docker_stack import (
     COMPOSE_FILE,
     JarvisStack,
@@ -367,3 +373,97 @@ def test_a_clean_bake_then_the_old_color_is_stopped(
     assert routed(jarvis) == ("green", "v1.1.0")
     stopped = compose().compose.ps(["blue-backend"], all=True)
     assert all(not c.state.running for c in stopped), [c.state.status for c in stopped]
+
+
+# --- judging the new color against the live one ------------------------------------------------
+# (green is live at v1.1.0 after the bake tests, blue stopped)
+
+
+def test_identical_builds_compared_20_times_give_no_false_failure(
+    pytester: pytest.Pytester, jarvis: JarvisStack
+) -> None:
+    back = gate(pytester, jarvis, "--env", "blue", "--deploy", "v1.0.0", "-m", "quick")
+    assert back.ret == 0, output(back)  # blue idle again: the same code as green
+    stack = jarvis.haproxy
+    rules = parse_compare_table(tomllib.loads((ROOT / "bluegreen.toml").read_text())["compare"])
+    runs = []
+    for _ in range(20):
+        runs.append(
+            measure(
+                "/api/items",
+                rules["/api/items"],
+                (("blue", stack.direct_url("blue")), ("green", stack.direct_url("green"))),
+                requests=300, duration=30, concurrency=4, timeout=5,
+                color_header="X-Bluegreen-Color", confidence=0.95, min_samples=50,
+            )
+        )  # fmt: skip
+    false = [c for run in runs for c in run.failed]
+    judged = [c for run in runs for c in run.comparisons if c.decision != "inconclusive"]
+    print(f"identical builds, 20 comparisons x {len(rules['/api/items'])} rules: "
+          f"false failures={len(false)}")  # fmt: skip
+    for comparison in false:
+        print(f"  false failure: {comparison.line()}")
+    assert len(judged) == 20 * len(rules["/api/items"]), [r.text() for r in runs]
+    assert false == []
+    assert all({r.new_color, r.live_color} == {"blue", "green"} for r in runs)
+
+
+def test_the_drill_catches_every_shipped_variant(
+    pytester: pytest.Pytester, jarvis: JarvisStack
+) -> None:
+    config = jarvis.write_settings_with_tables(pytester.path)
+    drill = subprocess.run(
+        [sys.executable, "-c", "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+         "--config", str(config), "--checks", CHECKS, "drill"],
+        cwd=pytester.path, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    out = drill.stdout + drill.stderr
+    assert drill.returncode == 0, out
+    variants = tomllib.loads((ROOT / "bluegreen.toml").read_text())["drill"]
+    table = {line.split()[0]: line.split() for line in out.splitlines() if line[:1] == "v"}
+    for tag, expected in variants.items():
+        row = table[tag]
+        assert row[1:3] == [expected, expected], row
+        assert row[-1] == "ok", row
+    assert f"drill: {len(variants)} of {len(variants)} variant(s) got the expected verdict" in out
+    # +300 ms: caught by the comparison with the live color and by the absolute threshold
+    slow = (pytester.path / "reports" / "drill" / "v1.4.0-slow.log").read_text()
+    assert "FAILED" in slow
+    assert re.search(r"FAILED \S*test_compare.py::test_compared_with_the_live_color", slow), slow
+    assert re.search(r"FAILED \S*test_perf.py::test_latency_thresholds\[blue-/api/items\]", slow)
+    assert routed(jarvis) == ("green", "v1.1.0")  # nothing ever took traffic
+    assert jarvis.image_of("blue-backend") == "bluegreen/jarvis:v1.0.0"  # deployed back
+
+
+def test_redis_down_is_environmental_and_rolls_nothing_back(
+    pytester: pytest.Pytester, jarvis: JarvisStack
+) -> None:
+    stack, dc = jarvis.haproxy, compose()
+    before = len(history(stack))
+
+    def unhealthy(color: str) -> bool:
+        try:
+            return requests.get(f"{stack.direct_url(color)}/health", timeout=10).status_code != 200
+        except requests.RequestException:
+            return True
+
+    running = [color for color in ("blue", "green") if not unhealthy(color)]
+    dc.compose.stop(["redis"])
+    try:
+        wait_for(lambda: unhealthy("blue") and unhealthy("green"), 60, "both colors unhealthy")
+        # green is live and its own checks fail: blue (where traffic would return) fails too
+        live = gate(pytester, jarvis, "--env", "green", "--switch", "-m", "quick", verify_timeout=3)
+        assert live.ret == 6, output(live)
+        assert "fail on blue too" in output(live)
+        assert "nothing rolled back" in output(live)
+        # blue as the target: fails on green too
+        idle = gate(pytester, jarvis, "--env", "blue", "--switch", "-m", "quick", verify_timeout=3)
+        assert idle.ret == 6, output(idle)
+        weights = stack.live_weights()
+        assert weights["green-api"][0] > 0, weights
+        assert weights["blue-api"][0] == 0, weights
+        assert [e["outcome"] for e in history(stack)][before:] == ["inconclusive"] * 2
+    finally:
+        dc.compose.start(["redis"])
+        stack.wait_up(*running, timeout=60)
+    assert routed(jarvis) == ("green", "v1.1.0")

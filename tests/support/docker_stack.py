@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +23,18 @@ from .stack import ROOT, Backend, Stack, StackFactory
 COMPOSE_FILE = ROOT / "docker" / "docker-compose.blue-green.yml"
 PROJECT = "sutazai"
 SHARED = ["postgres", "redis", "neo4j", "ollama"]
-TAGS = ("v1.0.0", "v1.1.0", "v1.2.0-broken", "v1.3.0-degrading")
+TAGS = (
+    "v1.0.0",
+    "v1.1.0",
+    "v1.2.0-broken",
+    "v1.3.0-degrading",
+    "v1.4.0-slow",
+    "v1.5.0-flaky",
+    "v1.6.0-misversioned",
+    "v1.7.0-deadagent",
+    "v1.8.0-nomodel",
+    "v1.9.0-3pct",
+)
 # the compose file's published ports, as HAProxy on the host reaches them
 ADDRESSES = {
     "BG_BLUE_API_ADDR": "127.0.0.1:8010",
@@ -131,9 +144,26 @@ class JarvisStack:
         path.write_text(self.settings_toml(**overrides))
         return path
 
+    def write_settings_with_tables(self, folder: Path, **overrides: Any) -> Path:
+        """With the repository's [thresholds], [compare] and [drill] tables, as the bundled
+        stack has them."""
+        path = self.write_settings(folder, **overrides)
+        path.write_text(path.read_text() + repo_tables())
+        return path
+
     def image_of(self, service: str) -> str | None:
         containers = compose().compose.ps([service])
         return containers[0].config.image if containers else None
+
+
+def repo_tables(names: tuple[str, ...] = ("thresholds", "compare", "drill")) -> str:
+    """The named tables of the repository's bluegreen.toml, as TOML (string values only)."""
+    data = tomllib.loads((ROOT / "bluegreen.toml").read_text())
+    lines = []
+    for name in names:
+        lines.append(f"[{name}]")
+        lines += [f"{json.dumps(k)} = {json.dumps(v)}" for k, v in data[name].items()]
+    return "\n".join(lines) + "\n"
 
 
 @contextmanager

@@ -8,7 +8,7 @@ One package, three roles, each started by its own command:
 
 Configuration comes from the environment only (see ``docker/README.md``):
 DEPLOYMENT_COLOR, APP_VERSION (baked into the image at build time), POSTGRES_*, REDIS_*,
-API_URL, JARVIS_DELAY_MS, LOG_LEVEL.
+API_URL, OLLAMA_HOST, OLLAMA_PORT, OLLAMA_MODEL, JARVIS_DELAY_MS, LOG_LEVEL.
 
 Standard library plus psycopg2 and redis; nothing else.
 """
@@ -24,8 +24,18 @@ except ImportError:  # running from a source checkout
 
 
 def app_version() -> str:
-    """The version this build reports: APP_VERSION (baked in as ENV), else the build file."""
+    """The version this build reports: APP_VERSION (baked in as ENV), else the build file; a
+    ``-misversioned`` build reports the wrong one."""
+    if build_fault() == "misversioned":
+        return "v0.0.0"
     return os.environ.get("APP_VERSION") or str(getattr(_build, "VERSION", "dev"))
+
+
+def build_fault() -> str:
+    """The known-bad variant this build is (decided at build time from its tag's suffix):
+    slow, flaky, misversioned, deadagent, nomodel, 3pct (inside tolerance), or "" for a good
+    build."""
+    return str(getattr(_build, "FAULT", ""))
 
 
 def deployment_color() -> str:

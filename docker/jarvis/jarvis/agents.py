@@ -48,7 +48,7 @@ def run() -> int:  # noqa: PLR0915 - the worker loop and the closures sharing it
 
     import redis  # noqa: PLC0415
 
-    from jarvis import app_version, deployment_color  # noqa: PLC0415
+    from jarvis import app_version, build_fault, deployment_color  # noqa: PLC0415
     from jarvis.common import setup  # noqa: PLC0415
     from jarvis.store import (  # noqa: PLC0415
         heartbeat_key,
@@ -125,6 +125,9 @@ def run() -> int:  # noqa: PLR0915 - the worker loop and the closures sharing it
                     log.warning("requeued unfinished task %s", tid)
                 recovered = True
             beat()
+            if build_fault() == "deadagent":  # healthy, never works: the drill's dead agent
+                time.sleep(1)
+                continue
             task_id = client.blmove(queue, processing, 1, "RIGHT", "LEFT")
             if task_id is None:
                 continue

@@ -10,27 +10,37 @@
     POST /api/tasks         {"kind": "echo"|"sleep", "payload": ...} -> 202, queued for this
                             color's agents worker
     GET  /api/tasks/<id>    {"id","status": "queued"|"running"|"done"|"failed",...}
+    POST /api/ask           {"prompt": "..."} -> 200 {"answer","model"}: asks Ollama
+                            (OLLAMA_HOST:OLLAMA_PORT, model OLLAMA_MODEL); 502 when Ollama
+                            cannot answer (no such model, unreachable)
 
 Every response carries X-Bluegreen-Color and X-Bluegreen-Version. JARVIS_DELAY_MS adds that
 much latency to every /api/* request (fault injection for performance checks). A *-degrading
 build answers 500 on every JARVIS_DEGRADE_EVERY-th /api/* request (default 5: 20%) once
 JARVIS_DEGRADE_AFTER_S seconds (default 3) have passed since its first routed request
-(HAProxy marks those with X-Bluegreen-Route: routed).
+(HAProxy marks those with X-Bluegreen-Route: routed). The drill's known-bad builds
+(jarvis.build_fault()): "slow" adds 300 ms to every /api/* request, "flaky" answers 500 on every
+20th, "nomodel" asks Ollama for a model that is not there; "3pct" is a build inside the
+tolerance: every /api/* answer waits 3% of the time it took to make.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import socket
 import sys
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import psycopg2
 import redis
 
-from jarvis import app_version, deployment_color, is_degrading_build
+from jarvis import app_version, build_fault, deployment_color, is_degrading_build
 from jarvis.common import Handler, env_int, serve, setup
 from jarvis.store import Store
 
@@ -39,6 +49,9 @@ ROLE = "jarvis-api"
 ITEM_PATH = re.compile(r"^/api/items/(\d{1,18})$")
 TASK_PATH = re.compile(r"^/api/tasks/(\d{1,18})$")
 TASK_KINDS = ("echo", "sleep")
+SLOW_BUILD_DELAY_S = 0.3  # what a "-slow" build adds to every /api/* request
+FLAKY_BUILD_EVERY = 20  # a "-flaky" build answers 500 on every 20th /api/* request (5%)
+MISSING_MODEL = "jarvis-missing-model"  # what a "-nomodel" build asks Ollama for
 
 
 class ApiHandler(Handler):
@@ -62,6 +75,13 @@ class ApiHandler(Handler):
             return False
         ApiHandler.api_calls += 1
         return ApiHandler.api_calls % self.degrade_every == 0
+
+    def flaky(self) -> bool:
+        """A "-flaky" build's fault: every FLAKY_BUILD_EVERY-th /api/* request fails."""
+        if build_fault() != "flaky":
+            return False
+        ApiHandler.api_calls += 1
+        return ApiHandler.api_calls % FLAKY_BUILD_EVERY == 0
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -110,15 +130,26 @@ class ApiHandler(Handler):
         )
 
     # -- /api/* ------------------------------------------------------------------------------
+    api_started: float | None = None
+
+    def send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        started, self.api_started = self.api_started, None  # one /api/* request's start
+        if started is not None and build_fault() == "3pct":
+            time.sleep(0.03 * (time.monotonic() - started))
+        super().send_json(status, payload, headers)
+
     def api(self, method: str, path: str) -> None:
+        self.api_started = time.monotonic()
         if self.delay_s:
             time.sleep(self.delay_s)
+        if build_fault() == "slow":
+            time.sleep(SLOW_BUILD_DELAY_S)
         try:
             body = self.read_json() if method == "POST" else None
         except ValueError as exc:
             self.send_json(400, {"error": f"invalid JSON body: {exc}"})
             return
-        if self.degraded():
+        if self.degraded() or self.flaky():
             self.send_json(500, {"error": "degraded", "version": app_version()})
             return
         try:
@@ -154,7 +185,15 @@ class ApiHandler(Handler):
                 self.send_json(404, {"error": f"item {m.group(1)} not found"})
             else:
                 self.send_json(200, item)
-        elif path == "/api/tasks" and method == "POST":
+        elif path == "/api/ask" and method == "POST":
+            self.ask(body.get("prompt") if isinstance(body, dict) else None)
+        elif path == "/api/tasks" or TASK_PATH.match(path):
+            self.route_task(method, path, body)
+        else:
+            self.send_json(404, {"error": f"no route for {method} {path}"})
+
+    def route_task(self, method: str, path: str, body: Any) -> None:
+        if path == "/api/tasks" and method == "POST":
             body = body if isinstance(body, dict) else {}
             kind = body.get("kind", "echo")
             if kind not in TASK_KINDS:
@@ -169,6 +208,34 @@ class ApiHandler(Handler):
                 self.send_json(200, task)
         else:
             self.send_json(404, {"error": f"no route for {method} {path}"})
+
+    def ask(self, prompt: object) -> None:
+        """One non-streamed answer from Ollama's /api/generate with this color's model."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            self.send_json(400, {"error": '"prompt" must be a non-empty string'})
+            return
+        model = MISSING_MODEL if build_fault() == "nomodel" else os.environ.get("OLLAMA_MODEL")
+        model = model or "tinyllama"
+        url = (
+            f"http://{os.environ.get('OLLAMA_HOST', 'sutazai-ollama')}:"
+            f"{os.environ.get('OLLAMA_PORT', '11434')}/api/generate"
+        )
+        request = urllib.request.Request(
+            url,
+            data=json.dumps({"model": model, "prompt": prompt, "stream": False}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+                data = json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            self.send_json(502, {"error": f"ollama: HTTP {exc.code}: {detail}", "model": model})
+            return
+        except (OSError, ValueError) as exc:
+            self.send_json(502, {"error": f"ollama: {exc}", "model": model})
+            return
+        self.send_json(200, {"answer": data.get("response", ""), "model": model})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .haproxy import RuntimeApi, RuntimeApiError, ServerRef
+from .haproxy import RuntimeApiError, ServerRef
+from .instances import AnyHaproxy
 from .signals import DeferredSignals
 
 __all__ = [
@@ -179,7 +180,7 @@ class BakePlan:
         return max(1, math.ceil(self.seconds / self.interval))
 
 
-def counters(api: RuntimeApi, servers: Iterable[ServerRef]) -> dict[str, float]:
+def counters(api: AnyHaproxy, servers: Iterable[ServerRef]) -> dict[str, float]:
     """The new color's servers' cumulative counters, summed."""
     wanted = set(servers)
     total = dict.fromkeys((*_COUNTERS, "eresp", "econ", "wretr", "wredis", "qcur"), 0.0)
@@ -215,7 +216,7 @@ class Bake:
     def __init__(
         self,
         plan: BakePlan,
-        api: RuntimeApi,
+        api: AnyHaproxy,
         servers: Sequence[ServerRef],
         run_post: Callable[[], PostResult],
         *,

@@ -95,6 +95,8 @@ def _pytest_args(args: argparse.Namespace) -> list[str]:
         given += ["--bluegreen-config", args.config]
     if args.runtime_api:
         given += ["--runtime-api", args.runtime_api]
+    if args.allow_missing_instance:
+        given += ["--allow-missing-instance", ",".join(args.allow_missing_instance)]
     return given
 
 
@@ -131,6 +133,8 @@ def _print_status(status: Status) -> None:
                 f"{color.name:<8} {color.role:<5} {color.tag or '-':<16} {color.containers:<12} "
                 f"{server.server:<34} {server.weight:>6} {server.state:<6} {shown}"
             )
+    if len(status.instances) > 1:
+        _print_instances(status)
     last = status.last_switch
     if last:
         forced = " FORCED" if last.forced else ""
@@ -165,6 +169,16 @@ def _print_status(status: Status) -> None:
             f"promotion {state_word}: {p.target} {p.tag or ''} verified {p.age():.0f}s ago "
             f"({p.checks_passed} check(s) passed); bluegreen promote | bluegreen abort"
         )
+
+
+def _print_instances(status: Status) -> None:
+    print(f"{'instance':<12} {'runtime api':<34} {'live':<8} servers (weight state)")
+    for one in status.instances:
+        if not one.reachable:
+            print(f"{one.name:<12} {one.address:<34} {_paint('UNREACHABLE', '1;31')} {one.error}")
+            continue
+        weights = ", ".join(f"{s.split('/')[-1]} {w} {a}" for s, w, a in one.weights)
+        print(f"{one.name:<12} {one.address:<34} {one.live or 'none':<8} {weights}")
 
 
 def cmd_status(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -276,7 +290,7 @@ def cmd_switch_to(args: argparse.Namespace, extra: Sequence[str]) -> int:
             return forced_switch(
                 config, settings, target, rollback=False, ignore_veto=args.ignore_veto
             )
-        if switch.live_color(settings.haproxy.client(), settings.topology) == target:
+        if switch.live_color(settings.haproxies(), settings.topology) == target:
             return _report([f"refused: {target} is already live; nothing to switch"], 7)
         flags = ["--env", target, "-m", "quick", "--switch"]
         flags += ["--dry-run"] if args.dry_run else []
@@ -295,7 +309,7 @@ def cmd_rollback(args: argparse.Namespace, extra: Sequence[str]) -> int:
     _check_ignore_veto(args)
 
     def act(config: pytest.Config, settings: Settings) -> int:
-        live = switch.live_color(settings.haproxy.client(), settings.topology)
+        live = switch.live_color(settings.haproxies(), settings.topology)
         window = state.load_warm(settings.state.state_file)
         warm = (
             window is not None and window.remaining() > 0 and window.new == live and not args.check
@@ -368,7 +382,7 @@ def cmd_drill(args: argparse.Namespace, extra: Sequence[str]) -> int:
             variants = {tag: variants[tag] for tag in args.only}
         if not variants:
             raise UsageProblem('no drill variants: add a [drill] table ("TAG" = "failed")')
-        live = switch.live_color(settings.haproxy.client(), settings.topology)
+        live = switch.live_color(settings.haproxies(), settings.topology)
         if live is None:
             raise UsageProblem("no single color is live: the drill needs an idle color")
         idle = settings.topology.other(live)
@@ -504,6 +518,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="settings file (default: bluegreen.toml)")
     parser.add_argument("--runtime-api", help="HAProxy Runtime API: socket path or host:port")
     parser.add_argument("--checks", default="checks", help="the check suite (default: checks)")
+    parser.add_argument(
+        "--allow-missing-instance",
+        action="append",
+        metavar="NAME",
+        help="switch the other HAProxy instances when NAME does not answer; NAME is recorded "
+        "to be brought in line when it returns (repeatable)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str, example: str) -> argparse.ArgumentParser:

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from . import switch
 from .engines import DeployEngine, DeployResult, engine_for
 from .errors import BluegreenError, DeployError, Refused
-from .haproxy import RuntimeApi, RuntimeApiError
+from .haproxy import RuntimeApiError
+from .instances import AnyHaproxy
 from .settings import Settings
 
 __all__ = ["DeployRefused", "DeployStep"]
@@ -23,7 +24,7 @@ class DeployStep:
     def __init__(
         self,
         settings: Settings,
-        api: RuntimeApi,
+        api: AnyHaproxy,
         progress: Callable[[str], None],
         engine: DeployEngine | None = None,
     ) -> None:

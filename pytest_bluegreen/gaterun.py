@@ -17,9 +17,11 @@ from .blame import Blame, TwinRun, blame_failures
 from .errors import BluegreenError, DeployError, ExitCode, Refused
 from .gate import Decision, SessionFacts, Verdict, decide
 from .haproxy import RuntimeApi, RuntimeApiError
+from .instances import Haproxies, InstancesDisagree
 from .journal import Journal
 from .outcomes import Outcomes
 from .probe import Probe, ProbeSummary
+from .reconcile import Reconciled, reconcile_recorded, record_missing
 from .redaction import Secrets
 from .settings import Settings, SettingsError
 from .signals import DeferredSignals, NoSignals
@@ -121,8 +123,13 @@ class GateRun:
         self.secrets = secrets or Secrets()
         self.progress: Callable[[str], None] = lambda line: progress(self.secrets.redact(line))
         self.hooks = hooks or GateHooks()
-        self.api = api or settings.haproxy.client()
-        self.lock = state.lock_for(settings.state.lock_dir, str(settings.haproxy.runtime_api))
+        # every HAProxy instance as one group (a group of one by default); a client given by
+        # the caller (tests, a fault-injecting proxy) is the one instance
+        self.api: RuntimeApi | Haproxies = api or settings.haproxies()
+        addresses = (
+            self.api.addresses if isinstance(self.api, Haproxies) else [str(self.api.address)]
+        )
+        self.lock = state.lock_for_group(settings.state.lock_dir, addresses)
         self.journal = Journal(settings.state.journal_file)
         self.signals: DeferredSignals = NoSignals()
         self.target: str | None = settings.target
@@ -142,18 +149,59 @@ class GateRun:
         if not self.settings.run.dry_run:
             self.lock.acquire()
         try:
+            self._leave_out_missing()
             if not self.settings.run.dry_run:
                 self.journal.prepare()  # refuses an unfinished journal
-            # fail fast, before any check runs: HAProxy answers, at admin level, and knows
-            # every server the settings name
+                self._instances_in_line()
+            # fail fast, before any check runs: every HAProxy answers, at admin level, and
+            # knows every server the settings name
             if not self.settings.run.dry_run:
                 self.api.require_admin()
             self.api.server_states(self.settings.topology.all_servers)
+            if self.settings.run.switch or self.settings.run.rollback:
+                switch.live_color(self.api, self.settings.topology)  # instances must agree
             if self.settings.run.rollback:
                 self.target = self._rollback_target()
         except BaseException:
             self.lock.release()
             raise
+
+    def _leave_out_missing(self) -> None:
+        """Several instances: the allowed-missing ones that do not answer take no part."""
+        group = self.api
+        if isinstance(group, Haproxies) and group.several:
+            for name in group.leave_out_missing():
+                self.progress(
+                    f"instance {name} does not answer: left out (--allow-missing-instance)"
+                )
+
+    def _instances_in_line(self) -> None:
+        """Several instances: the ones a switch left out (recorded) are brought in line when
+        they answer again."""
+        group = self.api
+        if not isinstance(group, Haproxies) or not group.several:
+            return
+        result = reconcile_recorded(group, self.settings.topology, self.settings.state.state_file)
+        if result is None:
+            return
+        for line in result.lines():
+            self.progress(line)
+        if result.done:
+            self._record_reconciled(result)
+
+    def _record_reconciled(self, result: Reconciled) -> None:
+        entry = state.HistoryEntry.now(
+            from_color=None,
+            to_color=result.color or "?",
+            tag=None,
+            outcome=state.Outcome.RECOVERED,
+            reason=f"instance(s) {', '.join(result.done)} brought in line after a switch that "
+            "left them out",
+        )
+        try:
+            state.append(self.settings.state.state_file, entry)
+        except (OSError, state.StateFileError) as exc:
+            self.progress(f"warning: history not written: {exc}")
 
     def _rollback_target(self) -> str:
         topology = self.settings.topology
@@ -270,11 +318,13 @@ class GateRun:
         try:
             live = switch.live_color(self.api, topology)
             down = switch.down_servers(self.api, topology, target)
-        except RuntimeApiError as exc:
+        except (RuntimeApiError, InstancesDisagree) as exc:
+            what = "HAProxy" if isinstance(exc, InstancesDisagree) else "HAProxy unreachable"
             if facts.exitstatus != 0:
-                line = f"checks failed; HAProxy unreachable, nothing changed: {exc}"
+                line = f"checks failed; {what}, nothing changed: {exc}"
                 return _Draft(None, facts.exitstatus, [line])
-            decision = Decision(Verdict.REFUSED, f"cannot read HAProxy: {exc}", target, None)
+            reason = f"cannot read HAProxy: {exc}" if what != "HAProxy" else f"refused: {exc}"
+            decision = Decision(Verdict.REFUSED, reason, target, None)
             return _Draft(decision, ExitCode.REFUSED, [decision.reason], Outcome.REFUSED)
 
         decision = decide(
@@ -406,7 +456,7 @@ class GateRun:
         verb = "roll back" if rollback else "switch"
         try:
             plan = switch.plan(self.api, settings.topology, target, settings.switching.full_weight)
-        except RuntimeApiError as exc:
+        except (RuntimeApiError, InstancesDisagree) as exc:
             refused = Decision(Verdict.REFUSED, f"cannot {verb}: {exc}", target, decision.live)
             return _Draft(refused, ExitCode.REFUSED, [refused.reason], Outcome.REFUSED)
         if settings.run.dry_run:
@@ -468,7 +518,10 @@ class GateRun:
                     settings.topology,
                     journal=self.journal,
                     signals=self.signals,
-                    server_state_file=settings.haproxy.haproxy_state_file,
+                    # a group's instances carry their own server-state files
+                    server_state_file=None
+                    if isinstance(self.api, Haproxies)
+                    else settings.haproxy.haproxy_state_file,
                     on_step=self.hooks.on_step,
                     progress=self.progress,
                 )
@@ -494,10 +547,11 @@ class GateRun:
         lines = [
             f"{'rolled back' if rollback else 'switched'} {plan.source or '(none)'} -> {target}: "
             f"{decision.reason}",
-            f"verified through {settings.switching.verify_url}: first answer from "
+            f"verified through {self._verified_through(plan)}: first answer from "
             f"{target} {result.latency_ms:.1f} ms after the switch began"
             + (f", version {result.version}" if result.version else ""),
             *result.notes,
+            *self._left_out(target),
         ]
         if probe_summary is not None:
             lines.append(
@@ -517,6 +571,25 @@ class GateRun:
             stat_after=self._show_stat(),
             probe=probe_summary,
         )
+
+    def _verified_through(self, plan: switch.SwitchPlan) -> str:
+        if len(plan.members) > 1:
+            return f"every instance's routed URL ({', '.join(plan.member_names())})"
+        return self.settings.switching.verify_url
+
+    def _left_out(self, target: str) -> list[str]:
+        """Instances left out of this switch: recorded to be brought in line."""
+        if not isinstance(self.api, Haproxies) or not self.api.skipped:
+            return []
+        missing = sorted(self.api.skipped)
+        try:
+            record_missing(self.settings.state.state_file, missing, target)
+        except OSError as exc:
+            return [f"warning: could not record {', '.join(missing)} to be brought in line: {exc}"]
+        return [
+            f"instance(s) {', '.join(missing)} left out (missing): recorded to be brought in "
+            "line when they answer (the next gate or bluegreen recover)"
+        ]
 
     def _after_hooks(
         self,
@@ -622,7 +695,7 @@ class GateRun:
                 self.api, self.settings.topology, source, self.settings.switching.full_weight
             )
             returned = self._apply(plan, back, rollback=True)
-        except RuntimeApiError as exc:
+        except (RuntimeApiError, InstancesDisagree) as exc:
             returned = _Draft(
                 Decision(Verdict.REFUSED, f"cannot switch back: {exc}", source, live),
                 ExitCode.REVERT_FAILED,

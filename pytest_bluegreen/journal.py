@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +32,7 @@ __all__ = [
     "Journal",
     "JournalEntry",
     "JournalError",
+    "JournalMember",
     "PriorState",
     "UnfinishedJournal",
     "read_journal",
@@ -104,6 +105,36 @@ class PriorState:
 
 
 @dataclass(frozen=True)
+class JournalMember:
+    """One HAProxy instance of a switch over several: its name, process and prior states."""
+
+    name: str
+    instance: InstanceIdentity
+    prior: tuple[PriorState, ...]
+
+    @classmethod
+    def of(
+        cls, name: str, instance: InstanceIdentity, prior: Mapping[ServerRef, ServerState]
+    ) -> JournalMember:
+        return cls(name, instance, tuple(PriorState.of(s) for s in prior.values()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "instance": asdict(self.instance),
+            "prior": [asdict(p) for p in self.prior],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JournalMember:
+        return cls(
+            name=str(data["name"]),
+            instance=InstanceIdentity(**data["instance"]),
+            prior=tuple(PriorState(**p) for p in data["prior"]),
+        )
+
+
+@dataclass(frozen=True)
 class JournalEntry:
     id: str
     status: str  # open | closed
@@ -117,15 +148,22 @@ class JournalEntry:
     steps: tuple[dict[str, Any], ...] = ()
     outcome: str | None = None
     detail: str = ""
+    # every instance of the switch; empty in a single-instance record (``instance``/``prior``)
+    members: tuple[JournalMember, ...] = ()
 
     @property
     def open(self) -> bool:
         return self.status == OPEN
 
+    def every_member(self, default_name: str) -> tuple[JournalMember, ...]:
+        """The instances to restore: the members, else the one instance as ``default_name``."""
+        return self.members or (JournalMember(default_name, self.instance, self.prior),)
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["steps"] = list(self.steps)
         data["prior"] = [asdict(p) for p in self.prior]
+        data["members"] = [m.to_json() for m in self.members]
         return data
 
     @classmethod
@@ -143,6 +181,7 @@ class JournalEntry:
             steps=tuple(data.get("steps", ())),
             outcome=data.get("outcome"),
             detail=str(data.get("detail", "")),
+            members=tuple(JournalMember.from_json(m) for m in data.get("members", ())),
         )
 
 
@@ -261,6 +300,7 @@ class Journal:
         target: str,
         instance: InstanceIdentity,
         prior: Mapping[ServerRef, ServerState],
+        members: Sequence[JournalMember] = (),
     ) -> JournalEntry:
         if not self._checked:
             self.prepare()
@@ -275,6 +315,7 @@ class Journal:
             target=target,
             instance=instance,
             prior=tuple(PriorState.of(s) for s in prior.values()),
+            members=tuple(members) if len(members) > 1 else (),
         )
         self._write()
         return self.entry

@@ -9,16 +9,18 @@ color live), records ``recovered`` in the history and closes the journal.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from . import state
 from .errors import ExitCode, Refused
 from .haproxy import AdminState, RuntimeApi, RuntimeApiError, ServerRef, ServerState
+from .instances import Haproxies, InstancesDisagree
 from .journal import Journal, JournalEntry, PriorState, read_journal
+from .reconcile import reconcile_recorded, record_missing
 from .settings import Settings, Topology
 
-__all__ = ["RecoverReport", "inconsistencies", "recover"]
+__all__ = ["RecoverReport", "group_problems", "inconsistencies", "recover"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def inconsistencies(states: Mapping[ServerRef, ServerState], topology: Topology)
     return problems
 
 
-def _restore(api: RuntimeApi, desired: list[PriorState]) -> list[str]:
+def _restore(api: RuntimeApi, desired: Sequence[PriorState]) -> list[str]:
     """Apply the states (the ones that take traffic first), past errors; the failures."""
     failed: list[str] = []
     for prior in sorted(desired, key=lambda p: not (p.weight > 0 and p.admin == "ready")):
@@ -66,20 +68,52 @@ def _live_states(settings: Settings, color: str) -> list[PriorState]:
     ]
 
 
+def group_problems(
+    every: Mapping[str, Mapping[ServerRef, ServerState]], group: Haproxies, topology: Topology
+) -> list[str]:
+    """What is inconsistent on each instance, and between them (another live color, other
+    weights or admin states)."""
+    problems = [
+        group.label(name, problem)
+        for name, states in every.items()
+        for problem in inconsistencies(states, topology)
+    ]
+    if len(every) > 1:
+        lives = {name: topology.live_color(states) for name, states in every.items()}
+        if len(set(lives.values())) > 1:
+            problems.append(InstancesDisagree(lives).first_line.split(";")[0])
+        first, *others = every
+        for other in others:
+            for ref in topology.all_servers:
+                a, b = every[first][ref], every[other][ref]
+                if (a.uweight, a.admin) != (b.uweight, b.admin):
+                    problems.append(
+                        f"{ref}: weight {b.uweight} {b.admin.value} on {other}, "
+                        f"weight {a.uweight} {a.admin.value} on {first}"
+                    )
+    return problems
+
+
 def recover(settings: Settings, *, to: str | None = None) -> RecoverReport:
-    """Restore the unfinished journal's prior states (or make ``to`` live), under the lock.
+    """Restore the unfinished journal's prior states on every instance it names (or make ``to``
+    live on every instance), bring recorded left-out instances in line; under the lock.
 
     Raises Refused when there is nothing that says what to restore, LockHeld, RuntimeApiError.
     """
-    api = settings.haproxy.client()
-    lock = state.lock_for(settings.state.lock_dir, str(settings.haproxy.runtime_api))
-    with lock.hold():
+    group = settings.haproxies()
+    topology = settings.topology
+    with state.lock_for_group(settings.state.lock_dir, group.addresses).hold():
+        left_out = group.leave_out_missing()
         entry = read_journal(settings.state.journal_file)
         unfinished = entry if entry is not None and entry.open else None
-        before = api.server_states(settings.topology.all_servers)
-        problems = inconsistencies(before, settings.topology)
+        before = group.states_by_instance(topology.all_servers)
+        problems = group_problems(before, group, topology)
+        recorded = state.load_reconcile(settings.state.state_file)
+        if unfinished is None and to is None and recorded is not None:
+            return _reconcile(settings, group, left_out)
         if unfinished is None:
-            live = settings.topology.live_color(before)
+            lives = {topology.live_color(states) for states in before.values()}
+            live = lives.pop() if len(lives) == 1 else None
             if not problems and to not in (None, live):
                 raise Refused(
                     f"HAProxy is consistent ({live} is live) and no switch is unfinished: "
@@ -97,26 +131,57 @@ def recover(settings: Settings, *, to: str | None = None) -> RecoverReport:
                     "journal says how it was: bluegreen recover --to COLOR"
                 )
         if to is not None:
-            desired = _live_states(settings, to)
+            desired = dict.fromkeys(group.present, _live_states(settings, to))
         else:
             assert unfinished is not None
-            desired = list(unfinished.prior)
-        return _apply(settings, api, desired, unfinished=unfinished, problems=problems, to=to)
+            members = unfinished.every_member(group.names[0])
+            desired = {m.name: list(m.prior) for m in members if m.name in group.present}
+            gone = [m.name for m in members if m.name not in group.names]
+            if gone:
+                raise Refused(
+                    f"the unfinished switch names instance(s) {', '.join(gone)} that the "
+                    "settings no longer have: restore them by hand, or bluegreen recover --to "
+                    "COLOR"
+                )
+        return _apply(settings, group, desired, unfinished=unfinished, problems=problems, to=to)
+
+
+def _reconcile(settings: Settings, group: Haproxies, left_out: Sequence[str]) -> RecoverReport:
+    """Only left-out instances to bring in line (no unfinished switch)."""
+    result = reconcile_recorded(group, settings.topology, settings.state.state_file)
+    assert result is not None
+    lines = result.lines()
+    code = ExitCode.REVERT_FAILED if result.failed else ExitCode.OK
+    if result.waiting and not result.done:
+        code = ExitCode.REFUSED
+    if result.done:
+        _record(
+            settings,
+            from_color=None,
+            live=result.color,
+            reason=f"instance(s) {', '.join(result.done)} brought in line after a switch that "
+            "left them out",
+            lines=lines,
+        )
+    return RecoverReport(tuple(lines), code, result.color)
 
 
 def _apply(
     settings: Settings,
-    api: RuntimeApi,
-    desired: list[PriorState],
+    group: Haproxies,
+    desired: Mapping[str, Sequence[PriorState]],
     *,
     unfinished: JournalEntry | None,
     problems: list[str],
     to: str | None,
 ) -> RecoverReport:
-    failed = _restore(api, desired)
-    after = api.server_states(settings.topology.all_servers)
-    left = inconsistencies(after, settings.topology)
-    live = settings.topology.live_color(after)
+    topology = settings.topology
+    failed_by = group.each(lambda name, api: _restore(api, desired[name]), names=list(desired))
+    failed = [group.label(name, item) for name, items in failed_by.items() for item in items]
+    after = group.states_by_instance(topology.all_servers, names=list(desired))
+    left = group_problems(after, group, topology)
+    lives = {topology.live_color(states) for states in after.values()}
+    live = lives.pop() if len(lives) == 1 else None
     what = (
         f"the switch {unfinished.source or '(none)'} -> {unfinished.target} cut off after "
         f"{', '.join(s['step'] for s in unfinished.steps) or 'no step'}"
@@ -124,7 +189,9 @@ def _apply(
         else f"an inconsistent HAProxy ({'; '.join(problems)})"
     )
     how = f"{to} made live" if to else "every server's state before it restored"
-    if failed or left:
+    if len(desired) > 1:
+        how += f" on every instance ({', '.join(desired)})"
+    if failed or left or live is None:
         return RecoverReport(
             (
                 f"recovery of {what} failed: {', '.join(failed) or 'states applied'}; still: "
@@ -134,20 +201,42 @@ def _apply(
             None,
         )
     reason = f"recovered {what}: {how}"
-    entry = state.HistoryEntry.now(
-        from_color=unfinished.target if unfinished is not None else None,
-        to_color=live or "?",
-        tag=None,
-        outcome=state.Outcome.RECOVERED,
-        reason=reason,
-    )
     lines = [reason, f"{live} is live alone; nothing is left in drain or maint"]
-    try:
-        state.append(settings.state.state_file, entry)
-    except (OSError, state.StateFileError) as exc:
-        lines.append(f"warning: history not written to {settings.state.state_file}: {exc}")
+    skipped = [n for n in group.names if n not in desired]
+    if skipped:
+        try:
+            record_missing(settings.state.state_file, skipped, live)
+            lines.append(
+                f"instance(s) {', '.join(skipped)} missing: recorded to be brought in line "
+                "when they answer"
+            )
+        except OSError as exc:
+            lines.append(f"warning: could not record {', '.join(skipped)}: {exc}")
+    _record(
+        settings,
+        from_color=unfinished.target if unfinished is not None else None,
+        live=live,
+        reason=reason,
+        lines=lines,
+    )
     if unfinished is not None:
         journal = Journal(settings.state.journal_file)
         journal.resume(unfinished)
         journal.close("recovered", detail=reason)
     return RecoverReport(tuple(lines), ExitCode.OK, live)
+
+
+def _record(
+    settings: Settings, *, from_color: str | None, live: str | None, reason: str, lines: list[str]
+) -> None:
+    entry = state.HistoryEntry.now(
+        from_color=from_color,
+        to_color=live or "?",
+        tag=None,
+        outcome=state.Outcome.RECOVERED,
+        reason=reason,
+    )
+    try:
+        state.append(settings.state.state_file, entry)
+    except (OSError, state.StateFileError) as exc:
+        lines.append(f"warning: history not written to {settings.state.state_file}: {exc}")

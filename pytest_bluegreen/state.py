@@ -16,7 +16,7 @@ import re
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -27,16 +27,21 @@ from .errors import Refused, UsageError
 
 __all__ = [
     "PENDING",
+    "RECONCILE",
     "WARM",
     "GateLock",
+    "GroupLock",
     "HistoryEntry",
     "LockHeld",
     "Outcome",
     "PendingPromotion",
+    "Reconcile",
     "StateFileError",
     "WarmWindow",
     "append",
+    "load_reconcile",
     "lock_for",
+    "lock_for_group",
     "read_history",
 ]
 
@@ -181,6 +186,49 @@ def lock_for(lock_dir: Path, address: str) -> GateLock:
     return GateLock(lock_dir / f"{slug}-{digest}.lock")
 
 
+class GroupLock:
+    """The locks of several HAProxy instances taken as one: in a fixed (sorted) order, so two
+    gates on overlapping groups cannot deadlock, and all or none (a lock held elsewhere
+    releases the ones already taken)."""
+
+    def __init__(self, locks: Sequence[GateLock]) -> None:
+        self.locks = sorted(locks, key=lambda lock: str(lock.path))
+        self.path = self.locks[0].path
+
+    @property
+    def held(self) -> bool:
+        return all(lock.held for lock in self.locks)
+
+    def acquire(self) -> None:
+        taken: list[GateLock] = []
+        try:
+            for lock in self.locks:
+                lock.acquire()
+                taken.append(lock)
+        except BaseException:
+            for lock in reversed(taken):
+                lock.release()
+            raise
+
+    def release(self) -> None:
+        for lock in reversed(self.locks):
+            lock.release()
+
+    @contextmanager
+    def hold(self) -> Iterator[GroupLock]:
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
+
+
+def lock_for_group(lock_dir: Path, addresses: Iterable[str]) -> GateLock | GroupLock:
+    """One instance's lock, or every instance's as one :class:`GroupLock`."""
+    locks = [lock_for(lock_dir, address) for address in sorted(set(addresses))]
+    return locks[0] if len(locks) == 1 else GroupLock(locks)
+
+
 # --- what outlives a run: the old color kept warm, a promotion pending ----------------------
 
 
@@ -215,11 +263,37 @@ class PendingPromotion:
         return (time.time() if now is None else now) - self.verified_at
 
 
+@dataclass(frozen=True)
+class Reconcile:
+    """HAProxy instances left out of a switch (``--allow-missing-instance``): when they answer
+    again, ``bluegreen recover`` or the next gate gives them the other instances' server
+    states (``color`` was live on those when recorded)."""
+
+    instances: tuple[str, ...]
+    color: str
+    since: float  # epoch seconds
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Reconcile:
+        return cls(tuple(map(str, data["instances"])), str(data["color"]), float(data["since"]))
+
+
+def load_reconcile(state_file: Path) -> Reconcile | None:
+    data = _load(_record_path(state_file, RECONCILE))
+    try:
+        return None if data is None else Reconcile.from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        path = _record_path(state_file, RECONCILE)
+        raise StateFileError(f"{path} is not readable: {exc}") from None
+
+
 def _record_path(state_file: Path, name: str) -> Path:
     return state_file.with_name(name)
 
 
-def save_record(state_file: Path, name: str, record: WarmWindow | PendingPromotion) -> None:
+def save_record(
+    state_file: Path, name: str, record: WarmWindow | PendingPromotion | Reconcile
+) -> None:
     path = _record_path(state_file, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -254,3 +328,4 @@ def _load(path: Path) -> dict[str, Any] | None:
 
 WARM = "warm-window.json"
 PENDING = "pending-promotion.json"
+RECONCILE = "reconcile.json"

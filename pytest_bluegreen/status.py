@@ -9,13 +9,28 @@ from typing import Any
 
 from . import state
 from .engines.compose import TagsFile, color_health
-from .haproxy import RuntimeApi
+from .haproxy import (
+    RuntimeApi,
+    RuntimeApiError,
+    RuntimeApiUnreachable,
+    ServerRef,
+    ServerState,
+    StatRow,
+)
+from .instances import Haproxies
 from .journal import JournalEntry, read_journal
-from .recovery import inconsistencies
+from .recovery import group_problems
 from .redaction import REDACTED, Secrets
-from .settings import Settings
+from .settings import Settings, Topology
 
-__all__ = ["ColorStatus", "ServerStatus", "Status", "collect_status", "export_state"]
+__all__ = [
+    "ColorStatus",
+    "InstanceStatus",
+    "ServerStatus",
+    "Status",
+    "collect_status",
+    "export_state",
+]
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,18 @@ class ColorStatus:
 
 
 @dataclass(frozen=True)
+class InstanceStatus:
+    """One HAProxy instance as it answers now."""
+
+    name: str
+    address: str
+    reachable: bool
+    live: str | None = None
+    error: str = ""
+    weights: tuple[tuple[str, int, str], ...] = ()  # (server, weight, admin state)
+
+
+@dataclass(frozen=True)
 class Status:
     live: str | None
     colors: tuple[ColorStatus, ...]
@@ -46,6 +73,8 @@ class Status:
     warm: state.WarmWindow | None = None  # the old color's window, while it lasts
     pending: state.PendingPromotion | None = None
     pending_expired: bool = False
+    instances: tuple[InstanceStatus, ...] = ()
+    reconcile: state.Reconcile | None = None  # instances left out of a switch
 
     @property
     def healthy(self) -> bool:
@@ -67,6 +96,17 @@ class Status:
             "last_switch": None if self.last_switch is None else asdict(self.last_switch),
             "unfinished_switch": None if self.unfinished is None else self.unfinished.to_json(),
             "problems": list(self.problems),
+            "instances": {
+                i.name: {
+                    "address": i.address,
+                    "reachable": i.reachable,
+                    "live": i.live,
+                    "error": i.error,
+                    "servers": [{"server": s, "weight": w, "state": a} for s, w, a in i.weights],
+                }
+                for i in self.instances
+            },
+            "reconcile": None if self.reconcile is None else asdict(self.reconcile),
             "warm_window": None
             if self.warm is None
             else {**asdict(self.warm), "remaining_seconds": round(self.warm.remaining(), 1)},
@@ -80,13 +120,47 @@ class Status:
         }
 
 
+def _read_instances(
+    group: Haproxies, topology: Topology
+) -> tuple[dict[str, dict[ServerRef, ServerState]], dict[str, list[StatRow]], dict[str, str]]:
+    """Every instance's states and stat rows; the ones that do not answer, with why."""
+
+    def read(name: str, api: RuntimeApi) -> tuple[dict[ServerRef, ServerState], list[StatRow]]:
+        return api.server_states(topology.all_servers), api.show_stat()
+
+    states: dict[str, dict[ServerRef, ServerState]] = {}
+    stats: dict[str, list[StatRow]] = {}
+    errors: dict[str, str] = {}
+    for name in group.names:
+        try:
+            states[name], stats[name] = group.each(read, names=[name])[name]
+        except RuntimeApiError as exc:
+            if not group.several:
+                raise
+            errors[name] = str(exc)
+    if not states:  # none answers: as with one instance, the error
+        raise RuntimeApiUnreachable("show servers state", "", "; ".join(errors.values()))
+    return states, stats, errors
+
+
 def collect_status(settings: Settings, api: RuntimeApi | None = None) -> Status:
-    """Colors, HAProxy servers, deployed tags, containers and the last switch."""
-    api = api or settings.haproxy.client()
+    """Colors, HAProxy servers (on every instance), deployed tags, containers, last switch."""
+    group = Haproxies.single(api) if api is not None else settings.haproxies()
     topology = settings.topology
-    states = api.server_states(topology.all_servers)
-    stats = {row.ref: row for row in api.show_stat()}
-    live = topology.live_color(states)
+    every, every_stat, errors = _read_instances(group, topology)
+    first = next(iter(every))
+    states = every[first]
+    stats = {row.ref: row for row in every_stat[first]}
+    problems = group_problems(every, group, topology)
+    problems += [f"{name}: does not answer ({why})" for name, why in errors.items()]
+    reconcile = state.load_reconcile(settings.state.state_file)
+    if reconcile is not None:
+        problems.append(
+            f"instance(s) {', '.join(reconcile.instances)} left out of a switch to "
+            f"{reconcile.color}: bring them in line with 'bluegreen recover'"
+        )
+    lives = {topology.live_color(s) for s in every.values()}
+    live = lives.pop() if len(lives) == 1 else None
     history = state.read_history(settings.state.state_file)
     tags = TagsFile(settings.state.tags_file).tags(topology.colors)
     containers = color_health(settings.compose, settings.topology)
@@ -109,6 +183,19 @@ def collect_status(settings: Settings, api: RuntimeApi | None = None) -> Status:
         )
         for name, cfg in topology.color.items()
     )
+    instances = tuple(
+        InstanceStatus(
+            name=i.name,
+            address=str(i.runtime_api),
+            reachable=i.name in every,
+            live=topology.live_color(every[i.name]) if i.name in every else None,
+            error=errors.get(i.name, ""),
+            weights=tuple(
+                (str(ref), s.uweight, s.admin.value) for ref, s in every.get(i.name, {}).items()
+            ),
+        )
+        for i in group.instances
+    )
     journal = read_journal(settings.state.journal_file)
     warm = state.load_warm(settings.state.state_file)
     pending = state.load_pending(settings.state.state_file)
@@ -117,18 +204,21 @@ def collect_status(settings: Settings, api: RuntimeApi | None = None) -> Status:
         colors=colors,
         last_switch=history[-1] if history else None,
         unfinished=journal if journal is not None and journal.open else None,
-        problems=tuple(inconsistencies(states, topology)),
+        problems=tuple(problems),
         warm=warm if warm is not None and warm.remaining() > 0 else None,
         pending=pending,
         pending_expired=pending is not None
         and pending.age() > settings.promotion.promotion_timeout,
+        instances=instances,
+        reconcile=reconcile,
     )
 
 
 def export_state(settings: Settings, secrets: Secrets) -> dict[str, Any]:
     """Everything known, as JSON-ready data; secret values are replaced by ***."""
-    api = settings.haproxy.client()
-    status = collect_status(settings, api).to_json()
+    group = settings.haproxies()
+    status = collect_status(settings).to_json()
+    api = group.first
     return {
         "live": status["live"],
         "colors": {
@@ -140,19 +230,34 @@ def export_state(settings: Settings, secrets: Secrets) -> dict[str, Any]:
             }
             for name, info in status["colors"].items()
         },
-        "haproxy": {
-            "version": api.version(),
-            "servers": [
-                {
-                    "backend": s.backend,
-                    "server": s.server,
-                    "weight": s.uweight,
-                    "configured_weight": s.iweight,
-                    "admin": s.admin.value,
-                }
-                for s in api.servers_state()
-            ],
-        },
+        "haproxy": _instance_state(api),  # the first instance, as with one
+        "instances": {name: _answered(one) for name, one in group.clients.items()},
         "secrets": dict.fromkeys(sorted(secrets), REDACTED),
         "history": [asdict(e) for e in state.read_history(settings.state.state_file)],
     }
+
+
+def _instance_state(api: RuntimeApi) -> dict[str, Any]:
+    """One instance's address, version and server states."""
+    return {
+        "address": str(api.address),
+        "version": api.version(),
+        "servers": [
+            {
+                "backend": s.backend,
+                "server": s.server,
+                "weight": s.uweight,
+                "configured_weight": s.iweight,
+                "admin": s.admin.value,
+            }
+            for s in api.servers_state()
+        ],
+    }
+
+
+def _answered(api: RuntimeApi) -> dict[str, Any]:
+    """:func:`_instance_state`, or why the instance does not answer."""
+    try:
+        return _instance_state(api)
+    except RuntimeApiError as exc:
+        return {"address": str(api.address), "error": str(exc)}

@@ -25,26 +25,34 @@ aborts the switch. Any failure -- a Runtime API error, a failed verification, a 
 hook that raises, a signal before the point of no return -- restores every server's exact
 prior state, continuing past individual errors; a revert that could not restore everything is
 its own outcome (exit 10), and leaves the journal open for ``bluegreen recover``.
+
+**Several HAProxy instances** (``instances.py``) switch as one: the plan reads every instance
+(each must answer at admin level, know every server and show the same live color), every step
+runs on every instance at once, the verification goes through every instance's routed URL,
+and any failure on any instance reverts every instance to its own exact prior states.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import requests
 
 from .errors import ExitCode, Refused
 from .haproxy import AdminState, RuntimeApi, RuntimeApiError, ServerRef, ServerState
-from .journal import InstanceIdentity, Journal
+from .instances import Haproxies, InstancesDisagree
+from .journal import InstanceIdentity, Journal, JournalMember
 from .settings import SwitchingSettings, Topology
 from .signals import DeferredSignals, NoSignals
 
 __all__ = [
     "POINT_OF_NO_RETURN",
     "STEPS",
+    "MemberPlan",
     "RevertFailed",
     "SwitchError",
     "SwitchPlan",
@@ -56,7 +64,9 @@ __all__ = [
     "live_color",
     "plan",
     "revert",
+    "revert_every",
     "verify",
+    "verify_every",
 ]
 
 POLL_INTERVAL = 0.02
@@ -105,17 +115,32 @@ class RevertFailed(SwitchError):
 
 
 @dataclass(frozen=True)
+class MemberPlan:
+    """One HAProxy instance's part of a switch: the process and its servers' prior states."""
+
+    name: str
+    prior: Mapping[ServerRef, ServerState]
+    instance: InstanceIdentity
+
+
+@dataclass(frozen=True)
 class SwitchPlan:
     source: str | None
     target: str
     promote: tuple[ServerRef, ...]
     retire: tuple[ServerRef, ...]
-    prior: Mapping[ServerRef, ServerState]
+    prior: Mapping[ServerRef, ServerState]  # the first instance's (all agree on the colors)
     full_weight: int
     instance: InstanceIdentity | None = None  # the HAProxy process the prior states are from
+    members: tuple[MemberPlan, ...] = ()  # every instance switched (none: the one of ``api``)
+
+    def member_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.members)
 
     def describe(self) -> list[str]:
         lines = [f"switch {self.source or '(no live color)'} -> {self.target}"]
+        if len(self.members) > 1:
+            lines.append(f"  on every instance at once: {', '.join(self.member_names())}")
         for ref in self.promote:
             was = self.prior[ref]
             lines.append(
@@ -156,22 +181,36 @@ class Verification:
     responses: int
 
 
-def live_color(api: RuntimeApi, topology: Topology) -> str | None:
-    """The color HAProxy sends traffic to now (None when neither or both)."""
-    return topology.live_color(api.server_states(topology.all_servers))
+def _group(api: RuntimeApi | Haproxies) -> Haproxies:
+    return api if isinstance(api, Haproxies) else Haproxies.single(api)
 
 
-def down_servers(api: RuntimeApi, topology: Topology, color: str) -> dict[str, str]:
-    """The color's servers that health checks do not report UP, with their status."""
+def live_color(api: RuntimeApi | Haproxies, topology: Topology) -> str | None:
+    """The color HAProxy sends traffic to now (None when neither or both). Several instances
+    must agree: InstancesDisagree (a refusal) when they do not."""
+    group = _group(api)
+    states = group.states_by_instance(topology.all_servers)
+    lives = {name: topology.live_color(s) for name, s in states.items()}
+    if len(set(lives.values())) > 1:
+        raise InstancesDisagree(lives)
+    return next(iter(lives.values()))
+
+
+def down_servers(api: RuntimeApi | Haproxies, topology: Topology, color: str) -> dict[str, str]:
+    """The color's servers that health checks do not report UP, with their status; with
+    several instances, on any of them (named)."""
+    group = _group(api)
     wanted = set(topology.servers(color))
-    rows = {row.ref: row for row in api.show_stat() if row.ref in wanted}
     down: dict[str, str] = {}
-    for ref in sorted(wanted):
-        row = rows.get(ref)
-        if row is None:
-            down[str(ref)] = "missing"
-        elif not row.is_up:
-            down[str(ref)] = f"{row.status} ({row.check_status or 'no check'})"
+    for name, rows in group.stat_by_instance().items():
+        found = {row.ref: row for row in rows if row.ref in wanted}
+        for ref in sorted(wanted):
+            row = found.get(ref)
+            if row is None:
+                down[group.label(name, str(ref))] = "missing"
+            elif not row.is_up:
+                status = f"{row.status} ({row.check_status or 'no check'})"
+                down[group.label(name, str(ref))] = status
     return down
 
 
@@ -179,29 +218,41 @@ def identity(api: RuntimeApi) -> InstanceIdentity:
     return InstanceIdentity.from_info(str(api.address), api.show_info())
 
 
-def plan(api: RuntimeApi, topology: Topology, target: str, full_weight: int) -> SwitchPlan:
-    """Read HAProxy and say what a switch to ``target`` would do. Changes nothing.
+def plan(
+    api: RuntimeApi | Haproxies, topology: Topology, target: str, full_weight: int
+) -> SwitchPlan:
+    """Read every instance and say what a switch to ``target`` would do. Changes nothing.
 
-    Raises RuntimeApiError (unreachable, not admin, unknown server) before any change.
+    Raises RuntimeApiError (unreachable, not admin, unknown server: named after the instance)
+    or InstancesDisagree before any change.
     """
-    api.require_admin()
-    instance = identity(api)
-    prior = api.server_states(topology.all_servers)
+    group = _group(api)
+
+    def read(name: str, client: RuntimeApi) -> MemberPlan:
+        client.require_admin()
+        return MemberPlan(name, client.server_states(topology.all_servers), identity(client))
+
+    members = tuple(group.each(read, names=group.present).values())
+    lives = {m.name: topology.live_color(m.prior) for m in members}
+    if len(set(lives.values())) > 1:
+        raise InstancesDisagree(lives)
+    first = members[0]
     retire = tuple(
         ref
         for name, cfg in topology.color.items()
         if name != target
         for ref in cfg.servers
-        if prior[ref].admin is not AdminState.MAINT
+        if any(m.prior[ref].admin is not AdminState.MAINT for m in members)
     )
     return SwitchPlan(
-        source=topology.live_color(prior),
+        source=lives[first.name],
         target=target,
         promote=topology.servers(target),
         retire=retire,
-        prior=prior,
+        prior=first.prior,
         full_weight=full_weight,
-        instance=instance,
+        instance=first.instance,
+        members=members,
     )
 
 
@@ -211,10 +262,13 @@ def verify(
     target: str,
     deadline: float,
     signals: DeferredSignals | None = None,
+    *,
+    url: str | None = None,
 ) -> Verification:
-    """Poll the routed URL until ``verify_responses`` answers in a row come from ``target``.
-    A signal noted in ``signals`` stops the wait (before the point of no return)."""
-    url = switching.verify_url
+    """Poll the routed URL (``url``, default ``verify_url``) until ``verify_responses`` answers
+    in a row come from ``target``. A signal noted in ``signals`` stops the wait (before the
+    point of no return)."""
+    url = url or switching.verify_url
     streak = 0
     first = 0.0
     version: str | None = None
@@ -257,45 +311,48 @@ StepHook = Callable[[str, SwitchPlan], None]
 
 @dataclass
 class _Transaction:
-    api: RuntimeApi
+    group: Haproxies
     plan: SwitchPlan
     switching: SwitchingSettings
     topology: Topology
     journal: Journal | None
     signals: DeferredSignals
-    server_state_file: Path | None
+    server_state_files: Mapping[str, Path]
     verifier: Verifier
     on_step: StepHook
     progress: Callable[[str], None]
     step: str = "prepare"
     past_point_of_no_return: bool = False
-    instance: InstanceIdentity | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.plan.member_names()
+
+    def member(self, name: str) -> MemberPlan:
+        return next(m for m in self.plan.members if m.name == name)
 
     def run(self) -> SwitchResult:
         result = SwitchResult(plan=self.plan, started=time.monotonic())
-        # the process the plan read: a reload since then is seen at the first step
-        self.instance = self.plan.instance or identity(self.api)
         if self.journal is not None:
             try:
                 self.journal.begin(
                     source=self.plan.source,
                     target=self.plan.target,
-                    instance=self.instance,
+                    instance=self.plan.members[0].instance,
                     prior=self.plan.prior,
+                    members=[
+                        JournalMember.of(m.name, m.instance, m.prior) for m in self.plan.members
+                    ],
                 )
             except OSError as exc:
                 raise Refused(f"cannot write the journal {self.journal.path}: {exc}") from None
         try:
             self._enter("promote")
-            for ref in self.plan.promote:
-                self.api.set_weight(ref, self.plan.full_weight)
-                if self.plan.prior[ref].admin is not AdminState.READY:
-                    self.api.set_state(ref, AdminState.READY)
+            self._on_every(self._promote)
             result.promoted = time.monotonic()
             self._done()
             self._enter("drain")
-            for ref in self.plan.retire:
-                self.api.set_state(ref, AdminState.DRAIN)
+            self._on_every(self._drain)
             self._done()
             self._enter("verify")
             verification = self.verifier(
@@ -309,16 +366,17 @@ class _Transaction:
             self._wait_drained(result)
             self._done(drained=result.drained)
             self._enter("idle")
-            for ref in self.plan.retire:
-                self.api.set_weight(ref, 0)
-                self.api.set_state(ref, AdminState.READY)
+            self._on_every(self._idle)
             self._done()
             self._enter("confirm")
             self._confirm()
             self._done()
-            if self.server_state_file is not None:
+            files = {n: f for n, f in self.server_state_files.items() if n in self.names}
+            if files:
                 self._enter("save-state")
-                self.api.save_server_state(self.server_state_file)
+                self.group.each(
+                    lambda name, api: api.save_server_state(files[name]), names=list(files)
+                )
                 self._done()
         except (RuntimeApiError, VerifyError, OSError, _Abort) as exc:
             self._revert(exc)
@@ -334,35 +392,60 @@ class _Transaction:
         result.finished = time.monotonic()
         return result
 
+    # -- the changes, on one instance --------------------------------------------------------
+    def _promote(self, name: str, api: RuntimeApi) -> None:
+        prior = self.member(name).prior
+        for ref in self.plan.promote:
+            api.set_weight(ref, self.plan.full_weight)
+            if prior[ref].admin is not AdminState.READY:
+                api.set_state(ref, AdminState.READY)
+
+    def _drain(self, name: str, api: RuntimeApi) -> None:
+        for ref in self.plan.retire:
+            api.set_state(ref, AdminState.DRAIN)
+
+    def _idle(self, name: str, api: RuntimeApi) -> None:
+        for ref in self.plan.retire:
+            api.set_weight(ref, 0)
+            api.set_state(ref, AdminState.READY)
+
+    def _on_every(self, change: Callable[[str, RuntimeApi], None]) -> None:
+        """One change on every instance at once; any instance's error fails the step."""
+        self.group.each(change, names=self.names)
+
     # -- steps -------------------------------------------------------------------------------
     def _enter(self, step: str) -> None:
         """Before a step: a signal before the point of no return aborts; the step hook runs;
-        HAProxy must still be the process the switch began with."""
+        every HAProxy must still be the process the switch began with."""
         self.step = step
         self._check_signal()
         self.on_step(step, self.plan)
         self._check_signal()
-        self._check_instance()
+        self._check_instances()
 
     def _done(self, **facts: object) -> None:
         if self.journal is not None:
+            if len(self.names) > 1:
+                facts["instances"] = list(self.names)
             self.journal.step(self.step, **facts)
 
     def _check_signal(self) -> None:
         if self.signals.received and not self.past_point_of_no_return:
             raise _Abort(f"interrupted by {self.signals.received}")
 
-    def _check_instance(self) -> None:
-        assert self.instance is not None
+    def _check_instances(self) -> None:
         if self.step == "promote":
             # read with the plan a moment ago; a reload since shows at 'drain', right after
             return
-        now = identity(self.api)
-        if not now.same_process(self.instance):
-            raise _Abort(
-                f"HAProxy at {self.instance.address} was reloaded or restarted during the "
-                f"switch ({self.instance} -> {now}): its server states are no longer ours"
-            )
+        now = self.group.each(lambda name, api: identity(api), names=self.names)
+        for name, found in now.items():
+            began = self.member(name).instance
+            if not found.same_process(began):
+                raise _Abort(
+                    f"{self.group.label(name, 'HAProxy')} at {began.address} was reloaded or "
+                    f"restarted during the switch ({began} -> {found}): its server states are "
+                    "no longer ours"
+                )
 
     def _wait_drained(self, result: SwitchResult) -> None:
         start = time.monotonic()
@@ -370,15 +453,22 @@ class _Transaction:
         wanted = set(self.plan.retire)
         next_report = start + 1.0
         while True:
-            busy = [row for row in self.api.show_stat() if row.ref in wanted and row.scur > 0]
+            rows = self.group.stat_by_instance(names=self.names)
+            busy = [
+                (name, row)
+                for name, stat in rows.items()
+                for row in stat
+                if row.ref in wanted and row.scur > 0
+            ]
             now = time.monotonic()
             if not busy:
                 result.drained = True
                 break
+            open_sessions = sum(row.scur for _, row in busy)
             if self.signals.received:  # past the point of no return: finish now
                 result.notes.append(
                     f"drain wait cut short by {self.signals.received}: "
-                    f"{sum(r.scur for r in busy)} old session(s) finish on their own"
+                    f"{open_sessions} old session(s) finish on their own"
                 )
                 break
             if now >= deadline:
@@ -388,35 +478,39 @@ class _Transaction:
                 )
                 break
             if now >= next_report:  # long drains say what they wait for, once a second
-                sessions = ", ".join(f"{row.ref} {row.scur}" for row in busy)
+                sessions = ", ".join(
+                    f"{self.group.label(name, str(row.ref))} {row.scur}" for name, row in busy
+                )
                 self.progress(f"draining: {sessions} session(s) open, {deadline - now:.0f}s left")
                 next_report = now + 1.0
             time.sleep(POLL_INTERVAL)
         result.drain_seconds = time.monotonic() - start
 
     def _confirm(self) -> None:
-        """HAProxy's states are what the switch set, and the routed URL answers from the
-        target again."""
-        states = self.api.server_states(self.topology.all_servers)
-        wrong = [
-            f"{ref} weight {states[ref].uweight} {states[ref].admin.value}"
-            for ref in self.plan.promote
-            if not (states[ref].uweight == self.plan.full_weight and states[ref].takes_traffic)
-        ] + [
-            f"{ref} weight {states[ref].uweight} {states[ref].admin.value}"
-            for ref in self.plan.retire
-            if states[ref].uweight != 0 or states[ref].admin is not AdminState.READY
-        ]
-        if wrong:
-            raise _Abort(f"HAProxy's states are not the switch's: {', '.join(wrong)}")
-        if self.topology.live_color(states) != self.plan.target:
-            raise _Abort(f"HAProxy does not show {self.plan.target} as the one live color")
+        """Every instance's states are what the switch set, and every routed URL answers from
+        the target again."""
+        every = self.group.states_by_instance(self.topology.all_servers, names=self.names)
+        for name, states in every.items():
+            wrong = [
+                f"{ref} weight {states[ref].uweight} {states[ref].admin.value}"
+                for ref in self.plan.promote
+                if not (states[ref].uweight == self.plan.full_weight and states[ref].takes_traffic)
+            ] + [
+                f"{ref} weight {states[ref].uweight} {states[ref].admin.value}"
+                for ref in self.plan.retire
+                if states[ref].uweight != 0 or states[ref].admin is not AdminState.READY
+            ]
+            where = self.group.label(name, "HAProxy")
+            if wrong:
+                raise _Abort(f"{where}'s states are not the switch's: {', '.join(wrong)}")
+            if self.topology.live_color(states) != self.plan.target:
+                raise _Abort(f"{where} does not show {self.plan.target} as the one live color")
         self.verifier(self.plan.target, time.monotonic() + self.switching.verify_timeout)
 
     # -- undo --------------------------------------------------------------------------------
     def _revert(self, cause: Exception) -> None:
         interrupted = self.signals.received if isinstance(cause, _Abort) else None
-        unrestored = revert(self.api, self.plan.prior)
+        unrestored = revert_every(self.group, self.plan.members)
         what = f"switch to {self.plan.target} failed at '{self.step}': {cause}"
         if unrestored:
             if self.journal is not None and self.journal.entry is not None:
@@ -424,20 +518,23 @@ class _Transaction:
             raise RevertFailed(
                 f"{what}; REVERT FAILED for {', '.join(unrestored)}: HAProxy may be "
                 "half-switched; run 'bluegreen recover' (by hand: "
-                f"{_manual_restore(self.plan.prior)})",
+                f"{_manual_restore(self.plan.members)})",
                 step=self.step,
                 unrestored=unrestored,
                 interrupted=interrupted,
             ) from cause
         if self.journal is not None and self.journal.entry is not None:
             self.journal.close("reverted", detail=f"at '{self.step}': {cause}")
+        everywhere = " on every instance" if len(self.names) > 1 else ""
         raise SwitchError(
-            f"{what}; previous server states restored", step=self.step, interrupted=interrupted
+            f"{what}; previous server states restored{everywhere}",
+            step=self.step,
+            interrupted=interrupted,
         ) from cause
 
 
 def apply(
-    api: RuntimeApi,
+    api: RuntimeApi | Haproxies,
     switch_plan: SwitchPlan,
     switching: SwitchingSettings,
     topology: Topology,
@@ -449,34 +546,94 @@ def apply(
     on_step: StepHook | None = None,
     progress: Callable[[str], None] = lambda line: None,
 ) -> SwitchResult:
-    """Carry out the plan as a transaction (see the module's docstring).
+    """Carry out the plan as a transaction on every instance (see the module's docstring).
 
     Raises SwitchError (every prior state restored, exit 8) or RevertFailed (exit 10).
     ``signals``: the caller's DeferredSignals, looked at between steps; ``on_step`` is called
-    before each step (the ``pytest_bluegreen_switch_step`` hook).
+    before each step (the ``pytest_bluegreen_switch_step`` hook). ``server_state_file``: for
+    a single RuntimeApi; a group's instances carry their own.
     """
+    group = _group(api)
+    if not switch_plan.members:  # a plan made by hand (tests): the one instance, as planned
+        only = group.names[0]
+        instance = switch_plan.instance or identity(group.clients[only])
+        member = MemberPlan(only, switch_plan.prior, instance)
+        switch_plan = replace(switch_plan, members=(member,), instance=instance)
+    files = {i.name: i.state_file for i in group.instances if i.state_file is not None}
+    if server_state_file is not None:
+        files = {group.names[0]: server_state_file}
     noted = signals if signals is not None else NoSignals()
     transaction = _Transaction(
-        api=api,
+        group=group,
         plan=switch_plan,
         switching=switching,
         topology=topology,
         journal=journal,
         signals=noted,
-        server_state_file=server_state_file,
+        server_state_files=files,
         verifier=verifier or (lambda target, deadline: Verification(0.0, None, 0)),
         on_step=on_step or (lambda step, plan: None),
         progress=progress,
     )
     if verifier is None:
+        urls = _verify_urls(group, switching, switch_plan.member_names())
 
         def default_verifier(target: str, deadline: float) -> Verification:
             # a signal stops the verification only before the point of no return
             interruptible = None if transaction.past_point_of_no_return else noted
-            return verify(switching, topology, target, deadline, interruptible)
+            return verify_every(switching, topology, target, deadline, interruptible, urls=urls)
 
         transaction.verifier = default_verifier
     return transaction.run()
+
+
+def _verify_urls(group: Haproxies, switching: SwitchingSettings, names: Sequence[str]) -> list[str]:
+    """Each switched instance's routed verification URL (the settings' for one without)."""
+    urls = []
+    for name in names:
+        routed = group.instance(name).routed_api_url
+        urls.append(routed + switching.verify_path if routed else switching.verify_url)
+    return urls
+
+
+def verify_every(
+    switching: SwitchingSettings,
+    topology: Topology,
+    target: str,
+    deadline: float,
+    signals: DeferredSignals | None,
+    *,
+    urls: Sequence[str],
+) -> Verification:
+    """``verify`` through every routed URL at once; all must answer from the target. The
+    first response is when the last of them first did (traffic is moved when all have)."""
+    if len(urls) == 1:
+        return verify(switching, topology, target, deadline, signals, url=urls[0])
+    with concurrent.futures.ThreadPoolExecutor(len(urls), "bluegreen-verify") as pool:
+        futures = [
+            pool.submit(verify, switching, topology, target, deadline, signals, url=url)
+            for url in urls
+        ]
+        done = [future.result() for future in futures]  # the first error, in order
+    return Verification(
+        first_response=max(v.first_response for v in done),
+        version=next((v.version for v in done if v.version), None),
+        responses=min(v.responses for v in done),
+    )
+
+
+def revert_every(group: Haproxies, members: Sequence[MemberPlan]) -> tuple[str, ...]:
+    """Every instance back to its own prior states, at once; what could not be restored."""
+
+    def one(name: str, api: RuntimeApi) -> tuple[str, ...]:
+        prior = next(m.prior for m in members if m.name == name)
+        try:
+            return tuple(group.label(name, s) for s in revert(api, prior))
+        except RuntimeApiError as exc:  # not even reachable
+            return (group.label(name, f"every server ({exc})"),)
+
+    failed = group.each(one, names=[m.name for m in members])
+    return tuple(item for name in failed for item in failed[name])
 
 
 def revert(api: RuntimeApi, prior: Mapping[ServerRef, ServerState]) -> tuple[str, ...]:
@@ -492,8 +649,13 @@ def revert(api: RuntimeApi, prior: Mapping[ServerRef, ServerState]) -> tuple[str
     return tuple(failed)
 
 
-def _manual_restore(prior: Mapping[ServerRef, ServerState]) -> str:
+def _manual_restore(members: Sequence[MemberPlan]) -> str:
+    several = len(members) > 1
     return "; ".join(
-        f"set server {s.ref} weight {s.uweight}; set server {s.ref} state {s.admin.value}"
-        for s in prior.values()
+        (f"on {m.name}: " if several else "")
+        + "; ".join(
+            f"set server {s.ref} weight {s.uweight}; set server {s.ref} state {s.admin.value}"
+            for s in m.prior.values()
+        )
+        for m in members
     )

@@ -10,22 +10,9 @@ import pytest
 import requests
 
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
-from tests.support.stack import Stack, wait_for
+from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack, wait_for
 
 pytestmark = pytest.mark.infra
-
-BLUE_LIVE = {
-    "blue-api": (100, "ready"),
-    "blue-frontend": (100, "ready"),
-    "green-api": (0, "ready"),
-    "green-frontend": (0, "ready"),
-}
-GREEN_LIVE = {
-    "blue-api": (0, "ready"),
-    "blue-frontend": (0, "ready"),
-    "green-api": (100, "ready"),
-    "green-frontend": (100, "ready"),
-}
 
 
 def test_passing_session_switches_traffic(pytester: pytest.Pytester, stack: Stack) -> None:

@@ -19,6 +19,7 @@ from pytest_bluegreen.haproxy import (
     ServerState,
     TlsFiles,
 )
+from pytest_bluegreen.instances import Haproxies, Instance
 from pytest_bluegreen.thresholds import Threshold
 
 from . import parsers as p
@@ -126,6 +127,15 @@ class RunSettings:
         file=False,
         ini=False,
         flag=True,
+    )
+    allow_missing_instance: tuple[str, ...] = setting(
+        (),
+        p.text_list,
+        "NAME[,NAME]: switch the other HAProxy instances when these do not answer (down for "
+        "maintenance); they are recorded to be brought in line when they return",
+        cli="--allow-missing-instance",
+        ini=False,
+        file=False,
     )
     allow_narrowed: bool = setting(
         False,
@@ -625,12 +635,17 @@ class Settings:
     bake: BakeSettings
     promotion: PromotionSettings
     drill: DrillSettings
+    instances: tuple[Instance, ...]  # [instances.NAME], else the one of the top-level settings
     reports: ReportSettings
     state: StateSettings
     env_files: EnvFiles
     config_file: Path | None
     sources: Mapping[str, str] = field(repr=False)
     extensions: Mapping[type[Any], Any] = field(default_factory=dict, repr=False)
+
+    def haproxies(self) -> Haproxies:
+        """Every HAProxy instance with its Runtime API client, as one group."""
+        return Haproxies(self.instances, missing_ok=self.run.allow_missing_instance)
 
     @property
     def blames(self) -> bool:

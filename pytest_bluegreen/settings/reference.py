@@ -84,6 +84,15 @@ None by default. Needs the `stats` extra.
 `bluegreen drill`: `"TAG" = "VERDICT"`, each an image tag deployed to the idle color and the
 verdict the gate must give it: `failed`, `inconclusive`, `refused`, `deploy-failed`, or
 `switch` (a good build: a control). None by default.
+
+## Several HAProxy instances (`[instances.NAME]`)
+
+One table per instance, switched as one (all move, or none does): `runtime_api` and
+`routed_api_url` (required; the switch is verified through every instance's routed URL),
+`routed_frontend_url`, `haproxy_state_file` (kept per instance), `runtime_api_cert`,
+`runtime_api_key`, `runtime_api_ca` (default: the top-level ones). Without the tables, the
+top-level `runtime_api` and routed URLs are the one instance. `--allow-missing-instance NAME`
+switches the others while NAME does not answer; NAME is brought in line when it returns.
 """
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pytest_bluegreen.instances import DEFAULT_INSTANCE, Instance
 from pytest_bluegreen.thresholds import ThresholdError
 from pytest_bluegreen.thresholds import parse_table as parse_thresholds
 
@@ -65,7 +66,7 @@ DEFAULT_THRESHOLDS: Mapping[str, list[str]] = {
     "/health": ["p(95)<300", "rate<0.01"],
     "/version": ["p(95)<300", "rate<0.01"],
 }
-TABLES = ("colors", "thresholds", "bake_thresholds", "compare", "drill")
+TABLES = ("colors", "thresholds", "bake_thresholds", "compare", "drill", "instances")
 SELECTIONS_EXTRA = ("all", "shared")
 DEFAULT_COLORS = ("blue", "green")
 COLOR_KEYS = ("api_url", "frontend_url", "servers", "services")
@@ -128,11 +129,18 @@ def resolve(
         own = {o.key: values[o.key] for o in table.values() if o.group == group.GROUP}
         return group(**own, **extra)
 
+    haproxy, switching, run = build(HaproxySettings), build(SwitchingSettings), build(RunSettings)
+    instances = _resolve_instances(
+        data, haproxy, switching, base=base, file_label=file_label, sources=sources
+    )
+    _check_missing(instances, run.allow_missing_instance, sources)
+    if "instances" in data:  # the first instance stands for HAProxy where one is meant
+        haproxy, switching = _first_instance(instances[0], haproxy, switching, sources)
     return Settings(
-        run=build(RunSettings),
+        run=run,
         topology=topology,
-        haproxy=build(HaproxySettings),
-        switching=build(SwitchingSettings),
+        haproxy=haproxy,
+        switching=switching,
         compose=build(ComposeSettings),
         checks=build(
             ChecksSettings,
@@ -141,6 +149,7 @@ def resolve(
         ),
         bake=build(BakeSettings, thresholds=_resolve_bake_thresholds(data, file_label, sources)),
         drill=build(DrillSettings, variants=_resolve_drill(data, file_label, sources)),
+        instances=instances,
         promotion=build(PromotionSettings),
         reports=build(ReportSettings),
         state=build(StateSettings),
@@ -338,6 +347,155 @@ def _resolve_drill(
             )
         variants[str(tag)] = str(expected)
     return variants
+
+
+INSTANCE_KEYS = (
+    "runtime_api",
+    "routed_api_url",
+    "routed_frontend_url",
+    "haproxy_state_file",
+    "runtime_api_cert",
+    "runtime_api_key",
+    "runtime_api_ca",
+)
+_INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _resolve_instances(
+    data: Mapping[str, Any],
+    haproxy: HaproxySettings,
+    switching: SwitchingSettings,
+    *,
+    base: Path,
+    file_label: str,
+    sources: dict[str, str],
+) -> tuple[Instance, ...]:
+    """``[instances.NAME]`` tables (each key not given falls back to the top-level one's), else
+    the one instance of the top-level settings."""
+    table = data.get("instances")
+    if table is None:
+        sources["instances"] = "default (the top-level runtime_api)"
+        return (
+            Instance(
+                DEFAULT_INSTANCE,
+                haproxy.runtime_api,
+                switching.routed_api_url,
+                switching.routed_frontend_url,
+                haproxy.haproxy_state_file,
+                haproxy.tls,
+                haproxy.runtime_api_timeout,
+            ),
+        )
+    where = sources["instances"] = f"{file_label} instances"
+    if not isinstance(table, Mapping) or not table:
+        raise SettingsError(f"bluegreen: instances must be tables [instances.NAME] ({where})")
+    instances = [
+        _resolve_instance(str(name), raw, haproxy, base, where) for name, raw in table.items()
+    ]
+    addresses = [str(i.runtime_api) for i in instances]
+    shared = sorted({a for a in addresses if addresses.count(a) > 1})
+    if shared:
+        raise SettingsError(f"bluegreen: two instances share runtime_api {shared[0]} ({where})")
+    return tuple(instances)
+
+
+def _resolve_instance(
+    name: str, raw: Any, haproxy: HaproxySettings, base: Path, where: str
+) -> Instance:
+    label = f"[instances.{name}]"
+    if not _INSTANCE_NAME.match(name):
+        raise SettingsError(f"bluegreen: instance name {name!r} is not a plain name ({where})")
+    if not isinstance(raw, Mapping):
+        raise SettingsError(f"bluegreen: {label} must be a table ({where})")
+    unknown = sorted(set(raw) - set(INSTANCE_KEYS))
+    if unknown:
+        raise SettingsError(
+            f"bluegreen: {label}: unknown key {unknown[0]!r} "
+            f"(known: {', '.join(INSTANCE_KEYS)}) ({where})"
+        )
+    for required in ("runtime_api", "routed_api_url"):
+        if required not in raw:
+            raise SettingsError(f"bluegreen: {label} needs {required} ({where})")
+
+    def value(key: str, parse: Callable[[Any], Any]) -> Any:
+        try:
+            return parse(raw[key])
+        except ValueError as exc:
+            raise SettingsError(f"bluegreen: {label} {key}: {exc} ({where})") from None
+
+    def path(key: str) -> Path | None:
+        if key not in raw:
+            given: Path | None = getattr(haproxy, key)
+            return given
+        found: Path = value(key, p.path)
+        return found if found.is_absolute() else base / found
+
+    files = replace(
+        haproxy,
+        runtime_api=value("runtime_api", p.runtime_api),
+        runtime_api_cert=path("runtime_api_cert"),
+        runtime_api_key=path("runtime_api_key"),
+        runtime_api_ca=path("runtime_api_ca"),
+    )
+    _check_tls(
+        {k: getattr(files, k) for k in ("runtime_api", *INSTANCE_KEYS[4:])},
+        dict.fromkeys(("runtime_api", *INSTANCE_KEYS[4:]), f"{where}.{name}"),
+    )
+    return Instance(
+        name,
+        files.runtime_api,
+        value("routed_api_url", p.url),
+        value("routed_frontend_url", p.url) if "routed_frontend_url" in raw else None,
+        path("haproxy_state_file"),
+        files.tls,
+        haproxy.runtime_api_timeout,
+    )
+
+
+def _first_instance(
+    first: Instance,
+    haproxy: HaproxySettings,
+    switching: SwitchingSettings,
+    sources: dict[str, str],
+) -> tuple[HaproxySettings, SwitchingSettings]:
+    """With ``[instances.NAME]`` tables, a top-level runtime_api would be ambiguous; the first
+    instance is the one the fixtures (``haproxy``, ``routed_http``) and the probe use."""
+    if sources["runtime_api"] != "default":
+        raise SettingsError(
+            f"bluegreen: runtime_api ({sources['runtime_api']}) names one HAProxy, but "
+            f"[instances] names several ({sources['instances']}): give each Runtime API in "
+            "its [instances.NAME] table"
+        )
+    tls = first.tls
+    haproxy = replace(
+        haproxy,
+        runtime_api=first.runtime_api,
+        haproxy_state_file=first.state_file,
+        runtime_api_cert=tls.cert if tls else haproxy.runtime_api_cert,
+        runtime_api_key=tls.key if tls else haproxy.runtime_api_key,
+        runtime_api_ca=tls.ca if tls else haproxy.runtime_api_ca,
+    )
+    switching = replace(
+        switching,
+        routed_api_url=first.routed_api_url,
+        routed_frontend_url=first.routed_frontend_url or switching.routed_frontend_url,
+    )
+    label = f"{sources['instances']}.{first.name}"
+    for key in ("runtime_api", "haproxy_state_file", "routed_api_url"):
+        sources[key] = label
+    return haproxy, switching
+
+
+def _check_missing(
+    instances: Sequence[Instance], missing: Sequence[str], sources: Mapping[str, str]
+) -> None:
+    names = [i.name for i in instances]
+    unknown = [m for m in missing if m not in names]
+    if unknown:
+        raise SettingsError(
+            f"bluegreen: allow_missing_instance {unknown[0]!r} is not an instance "
+            f"(instances: {', '.join(names)}; from {sources['allow_missing_instance']})"
+        )
 
 
 def _color_names(table: Any, file_label: str) -> tuple[tuple[str, str], str]:

@@ -86,7 +86,8 @@ def expected(step: str, fault: str) -> Expected:
 
 class RuntimeApiProxy(socketserver.ThreadingTCPServer):
     """In front of HAProxy's Runtime API (TCP): forwards each one-command connection, or,
-    once ``fail_next`` is set, answers the next command with HAProxy's error text."""
+    once ``fail_next`` is set, answers the next command (that starts with ``fail_prefix``) with
+    HAProxy's error text."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -94,6 +95,7 @@ class RuntimeApiProxy(socketserver.ThreadingTCPServer):
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.fail_next = threading.Event()
+        self.fail_prefix = b""
         self.failed: list[str] = []
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -113,7 +115,7 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         command = self.rfile.readline()
-        if self.server.fail_next.is_set():
+        if self.server.fail_next.is_set() and command.startswith(self.server.fail_prefix):
             self.server.fail_next.clear()
             self.server.failed.append(command.decode().strip())
             self.wfile.write(b"No such server.\n\n")

@@ -24,6 +24,19 @@ from pytest_bluegreen.state import GateLock, lock_for
 ROOT = Path(__file__).resolve().parents[2]
 HAPROXY_CFG = ROOT / "haproxy" / "haproxy.cfg"
 BACKEND_APP = Path(__file__).with_name("backend_app.py")
+# Stack.live_weights() of each color live (server -> weight, admin state)
+BLUE_LIVE = {
+    "blue-api": (100, "ready"),
+    "blue-frontend": (100, "ready"),
+    "green-api": (0, "ready"),
+    "green-frontend": (0, "ready"),
+}
+GREEN_LIVE = {
+    "blue-api": (0, "ready"),
+    "blue-frontend": (0, "ready"),
+    "green-api": (100, "ready"),
+    "green-frontend": (100, "ready"),
+}
 PORT_NAMES = (
     "api",
     "frontend",

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bluegreen import switch
+from pytest_bluegreen.haproxy import RuntimeApi
+from pytest_bluegreen.instances import Haproxies
 from pytest_bluegreen.journal import Journal
 from pytest_bluegreen.load import LoadResult, Sample, run_load
 from pytest_bluegreen.settings import Settings, resolve
@@ -36,19 +38,27 @@ class Switched:
 
 @dataclass
 class SwitchRun:
-    load: LoadResult
+    load: LoadResult  # the first instance's load
     switches: list[switch.SwitchResult] = field(default_factory=list)
     done: list[Switched] = field(default_factory=list)
+    loads: list[LoadResult] = field(default_factory=list)  # one per instance
+
+    @property
+    def failed(self) -> int:
+        return sum(len(load.failed) for load in self.loads or [self.load])
 
     def latencies_ms(self, kind: str = "gate") -> list[float]:
-        """Per switch: from its start to the load's first answer from the target."""
+        """Per switch: from its start to the first answer from the target seen by the load
+        of every instance (the last of them: traffic has moved when it has everywhere)."""
         out = []
         for one in self.done:
             if one.kind != kind:
                 continue
-            first = self.load.first_from(one.target, one.started)
-            if first is not None:
-                out.append((first.end - one.started) * 1000)
+            loads = self.loads or [self.load]
+            firsts = [load.first_from(one.target, one.started) for load in loads]
+            ends = [first.end for first in firsts if first is not None]
+            if len(ends) == len(loads):
+                out.append((max(ends) - one.started) * 1000)
         return out
 
 
@@ -62,6 +72,7 @@ def switch_under_load(
     min_between: int = 200,
     journal: Path | None = None,
     raw_every_other: bool = False,
+    group: tuple[list[Stack], Settings] | None = None,
 ) -> SwitchRun:
     """Switch blue<->green ``switches`` times while a bounded load runs on the routed URL.
 
@@ -69,11 +80,20 @@ def switch_under_load(
     happens under traffic. The load stops after the last switch (or its own bounds).
     ``journal``: the gate's switches are journaled there. ``raw_every_other``: every second
     switch is two bare ``set server ... weight`` commands instead, the floor to compare with.
+    ``group``: several instances (their stacks, the settings naming them) switched as one, the
+    load spread over their routed URLs.
     """
-    settings = stack_settings(stack, verify_responses=1, drain_timeout=10)
-    api = stack.api()
-    load = LoadProcess(f"{stack.routed_url}/api/probe", total, duration, concurrency)
-    progress = _Progress(load)
+    if group is None:
+        stacks, settings = [stack], stack_settings(stack, verify_responses=1, drain_timeout=10)
+    else:
+        stacks, settings = group
+    api: RuntimeApi | Haproxies = stack.api() if group is None else settings.haproxies()
+    each = max(1, concurrency // len(stacks))
+    loads = [
+        LoadProcess(f"{one.routed_url}/api/probe", total // len(stacks), duration, each)
+        for one in stacks
+    ]
+    progress = _Progress(loads, total // len(stacks) * len(stacks))
     journaled = Journal(journal) if journal is not None else None
     results: list[switch.SwitchResult] = []
     done: list[Switched] = []
@@ -83,6 +103,7 @@ def switch_under_load(
         for number in range(switches):
             progress.wait_for_more(min_between)
             if raw_every_other and number % 2:
+                assert isinstance(api, RuntimeApi), "the raw floor is one instance's"
                 started = time.monotonic()
                 for ref in topology.servers(target):
                     api.set_weight(ref, settings.switching.full_weight)
@@ -105,8 +126,8 @@ def switch_under_load(
             target = topology.other(target)
         progress.wait_for_more(min_between, load_may_end=True)
     finally:
-        loaded = load.finish(duration + 30)
-    return SwitchRun(loaded, results, done)
+        loaded = [load.finish(duration + 30) for load in loads]
+    return SwitchRun(loaded[0], results, done, loaded)
 
 
 class LoadProcess:
@@ -151,21 +172,26 @@ class LoadProcess:
 class _Progress:
     """Counts answered requests as the load process reports them."""
 
-    def __init__(self, load: LoadProcess) -> None:
-        self.load = load
+    def __init__(self, loads: list[LoadProcess], total: int) -> None:
+        self.loads = loads
+        self.total = total  # every load's requests
         self.last = 0
 
     @property
     def answered(self) -> int:
-        return int(self.load.answered.value)
+        return sum(int(load.answered.value) for load in self.loads)
 
     def wait_for_more(self, count: int, *, load_may_end: bool = False) -> None:
         target = self.last + count
 
         def enough() -> bool:
-            if not self.load.process.is_alive():
-                if load_may_end:
-                    return True
+            # a finished load's process lives on until its result is read: count, not liveness
+            finished = self.answered >= self.total or not all(
+                load.process.is_alive() for load in self.loads
+            )
+            if finished and load_may_end:
+                return True
+            if finished:
                 raise RuntimeError("the load stopped before the switches were done")
             return self.answered >= target
 

@@ -66,6 +66,27 @@ def test_instances_tables(tmp_path: Path) -> None:
     assert settings.haproxies().several
 
 
+def test_an_instance_over_tls_takes_its_own_or_the_top_level_files(tmp_path: Path) -> None:
+    for name in ("cert.pem", "key.pem", "ca.pem", "lb2-cert.pem"):
+        (tmp_path / name).write_text("-")
+    tls = 'runtime_api_cert = "cert.pem"\nruntime_api_key = "key.pem"\nruntime_api_ca = "ca.pem"\n'
+    remote = (
+        '[instances.lb-3]\nruntime_api = "tls://10.0.0.13:9999"\n'
+        'routed_api_url = "http://127.0.0.1:20130"\nruntime_api_cert = "lb2-cert.pem"\n'
+    )
+    settings = _resolve(tmp_path, tls + INSTANCES + remote)
+    lb3 = settings.instances[2]
+    assert lb3.tls is not None
+    assert (lb3.tls.cert, lb3.tls.key, lb3.tls.ca) == (
+        tmp_path / "lb2-cert.pem",
+        tmp_path / "key.pem",
+        tmp_path / "ca.pem",
+    )
+    assert settings.instances[0].tls is None  # loopback TCP: no TLS
+    with pytest.raises(SettingsError, match="runtime_api_cert is required"):
+        _resolve(tmp_path, INSTANCES + remote.replace('runtime_api_cert = "lb2-cert.pem"\n', ""))
+
+
 @pytest.mark.parametrize(
     ("text", "cli", "message"),
     [

@@ -21,7 +21,7 @@ from .instances import Haproxies, InstancesDisagree
 from .journal import Journal
 from .outcomes import Outcomes
 from .probe import Probe, ProbeSummary
-from .reconcile import Reconciled, reconcile_recorded, record_missing
+from .reconcile import reconcile_recorded, record_missing
 from .redaction import Secrets
 from .settings import Settings, SettingsError
 from .signals import DeferredSignals, NoSignals
@@ -186,22 +186,6 @@ class GateRun:
             return
         for line in result.lines():
             self.progress(line)
-        if result.done:
-            self._record_reconciled(result)
-
-    def _record_reconciled(self, result: Reconciled) -> None:
-        entry = state.HistoryEntry.now(
-            from_color=None,
-            to_color=result.color or "?",
-            tag=None,
-            outcome=state.Outcome.RECOVERED,
-            reason=f"instance(s) {', '.join(result.done)} brought in line after a switch that "
-            "left them out",
-        )
-        try:
-            state.append(self.settings.state.state_file, entry)
-        except (OSError, state.StateFileError) as exc:
-            self.progress(f"warning: history not written: {exc}")
 
     def _rollback_target(self) -> str:
         topology = self.settings.topology
@@ -319,11 +303,12 @@ class GateRun:
             live = switch.live_color(self.api, topology)
             down = switch.down_servers(self.api, topology, target)
         except (RuntimeApiError, InstancesDisagree) as exc:
-            what = "HAProxy" if isinstance(exc, InstancesDisagree) else "HAProxy unreachable"
+            disagree = isinstance(exc, InstancesDisagree)
             if facts.exitstatus != 0:
+                what = "HAProxy" if disagree else "HAProxy unreachable"
                 line = f"checks failed; {what}, nothing changed: {exc}"
                 return _Draft(None, facts.exitstatus, [line])
-            reason = f"cannot read HAProxy: {exc}" if what != "HAProxy" else f"refused: {exc}"
+            reason = f"refused: {exc}" if disagree else f"cannot read HAProxy: {exc}"
             decision = Decision(Verdict.REFUSED, reason, target, None)
             return _Draft(decision, ExitCode.REFUSED, [decision.reason], Outcome.REFUSED)
 

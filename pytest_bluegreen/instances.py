@@ -171,12 +171,7 @@ class Haproxies:
                 return str(exc)
             return None
 
-        found: dict[str, str | None] = {}
-        with concurrent.futures.ThreadPoolExecutor(min(MAX_PARALLEL, len(self.names))) as pool:
-            for name, problem in zip(
-                self.names, pool.map(lambda n: probe(n, self.clients[n]), self.names), strict=True
-            ):
-                found[name] = problem
+        found = self.each(probe, names=self.names)
         up = [n for n, p in found.items() if p is None]
         return up, {n: p for n, p in found.items() if p is not None}
 

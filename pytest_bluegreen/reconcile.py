@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import state
-from .haproxy import RuntimeApi, RuntimeApiError, RuntimeApiUnreachable, ServerRef, ServerState
+from .haproxy import RuntimeApiError, RuntimeApiUnreachable
 from .instances import Haproxies
 from .settings import Topology
+from .switch import revert
 
 __all__ = ["Reconciled", "bring_in_line", "reconcile_recorded", "record_missing"]
 
@@ -29,6 +30,7 @@ class Reconciled:
     waiting: tuple[str, ...]  # still not answering: stays recorded
     failed: Mapping[str, str]  # answered, but could not be brought in line (why)
     color: str | None  # the in-line instances' live color
+    warning: str = ""  # the history could not be written
 
     def lines(self) -> list[str]:
         lines = []
@@ -46,27 +48,13 @@ class Reconciled:
                 f"instance(s) {', '.join(self.waiting)} still missing: they stay recorded to be "
                 "brought in line (bluegreen recover)"
             )
-        return lines
-
-
-def _apply(api: RuntimeApi, wanted: Mapping[ServerRef, ServerState]) -> list[str]:
-    """Every server to the wanted weight and admin state, the ones taking traffic first."""
-    failed = []
-    for ref, want in sorted(wanted.items(), key=lambda item: not item[1].takes_traffic):
-        try:
-            api.set_weight(ref, want.uweight)
-            api.set_state(ref, want.admin)
-        except RuntimeApiError as exc:
-            failed.append(f"{ref} ({exc.answer or type(exc).__name__})")
-    return failed
+        return [*lines, *([self.warning] if self.warning else [])]
 
 
 def bring_in_line(
     group: Haproxies,
     topology: Topology,
     names: Sequence[str],
-    *,
-    state_files: Mapping[str, Path] | None = None,
 ) -> Reconciled:
     """Give the instances ``names`` the server states of the group's other instances (which
     must answer and agree). An instance that does not answer is ``waiting``."""
@@ -81,11 +69,7 @@ def bring_in_line(
     done: list[str] = []
     waiting: list[str] = []
     failed: dict[str, str] = {}
-    files = (
-        state_files
-        if state_files is not None
-        else {i.name: i.state_file for i in group.instances if i.state_file is not None}
-    )
+    files = {i.name: i.state_file for i in group.instances if i.state_file is not None}
     for name in names:
         api = group.clients[name]
         try:
@@ -96,7 +80,7 @@ def bring_in_line(
         except RuntimeApiError as exc:
             failed[name] = str(exc)
             continue
-        problems = _apply(api, wanted)
+        problems = list(revert(api, wanted))  # the same restore as a switch's undo
         try:
             now = api.server_states(topology.all_servers)
         except RuntimeApiError as exc:
@@ -131,8 +115,8 @@ def record_missing(state_file: Path, missing: Sequence[str], color: str) -> None
 
 
 def reconcile_recorded(group: Haproxies, topology: Topology, state_file: Path) -> Reconciled | None:
-    """Bring the recorded instances in line; the record keeps the ones still waiting or failed.
-    None when nothing is recorded."""
+    """Bring the recorded instances in line (recorded ``recovered`` in the history when any
+    was); the record keeps the ones still waiting or failed. None when nothing is recorded."""
     record = state.load_reconcile(state_file)
     if record is None:
         return None
@@ -144,4 +128,17 @@ def reconcile_recorded(group: Haproxies, topology: Topology, state_file: Path) -
         state.save_record(state_file, state.RECONCILE, kept)
     else:
         state.clear_record(state_file, state.RECONCILE)
+    if result.done:
+        entry = state.HistoryEntry.now(
+            from_color=None,
+            to_color=result.color or "?",
+            tag=None,
+            outcome=state.Outcome.RECOVERED,
+            reason=f"instance(s) {', '.join(result.done)} brought in line after a switch that "
+            "left them out",
+        )
+        try:
+            state.append(state_file, entry)
+        except (OSError, state.StateFileError) as exc:
+            return replace(result, warning=f"warning: history not written to {state_file}: {exc}")
     return result

@@ -103,14 +103,14 @@ def recover(settings: Settings, *, to: str | None = None) -> RecoverReport:
     group = settings.haproxies()
     topology = settings.topology
     with state.lock_for_group(settings.state.lock_dir, group.addresses).hold():
-        left_out = group.leave_out_missing()
+        group.leave_out_missing()  # the allowed-missing ones that do not answer take no part
         entry = read_journal(settings.state.journal_file)
         unfinished = entry if entry is not None and entry.open else None
         before = group.states_by_instance(topology.all_servers)
         problems = group_problems(before, group, topology)
         recorded = state.load_reconcile(settings.state.state_file)
         if unfinished is None and to is None and recorded is not None:
-            return _reconcile(settings, group, left_out)
+            return _reconcile(settings, group)
         if unfinished is None:
             lives = {topology.live_color(states) for states in before.values()}
             live = lives.pop() if len(lives) == 1 else None
@@ -146,7 +146,7 @@ def recover(settings: Settings, *, to: str | None = None) -> RecoverReport:
         return _apply(settings, group, desired, unfinished=unfinished, problems=problems, to=to)
 
 
-def _reconcile(settings: Settings, group: Haproxies, left_out: Sequence[str]) -> RecoverReport:
+def _reconcile(settings: Settings, group: Haproxies) -> RecoverReport:
     """Only left-out instances to bring in line (no unfinished switch)."""
     result = reconcile_recorded(group, settings.topology, settings.state.state_file)
     assert result is not None
@@ -154,15 +154,6 @@ def _reconcile(settings: Settings, group: Haproxies, left_out: Sequence[str]) ->
     code = ExitCode.REVERT_FAILED if result.failed else ExitCode.OK
     if result.waiting and not result.done:
         code = ExitCode.REFUSED
-    if result.done:
-        _record(
-            settings,
-            from_color=None,
-            live=result.color,
-            reason=f"instance(s) {', '.join(result.done)} brought in line after a switch that "
-            "left them out",
-            lines=lines,
-        )
     return RecoverReport(tuple(lines), code, result.color)
 
 

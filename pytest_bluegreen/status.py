@@ -125,15 +125,12 @@ def _read_instances(
 ) -> tuple[dict[str, dict[ServerRef, ServerState]], dict[str, list[StatRow]], dict[str, str]]:
     """Every instance's states and stat rows; the ones that do not answer, with why."""
 
-    def read(name: str, api: RuntimeApi) -> tuple[dict[ServerRef, ServerState], list[StatRow]]:
-        return api.server_states(topology.all_servers), api.show_stat()
-
     states: dict[str, dict[ServerRef, ServerState]] = {}
     stats: dict[str, list[StatRow]] = {}
     errors: dict[str, str] = {}
-    for name in group.names:
+    for name, api in group.clients.items():
         try:
-            states[name], stats[name] = group.each(read, names=[name])[name]
+            states[name], stats[name] = api.server_states(topology.all_servers), api.show_stat()
         except RuntimeApiError as exc:
             if not group.several:
                 raise

@@ -40,8 +40,10 @@ _NAME = re.compile(r"\A[A-Za-z0-9_.:\-]+\Z")
 _HOST = re.compile(r"[A-Za-z0-9.\-]+")
 
 # srv_admin_state bits (src/server.h, enum srv_admin)
-_ADMF_MAINT = 0x01 | 0x02 | 0x04 | 0x20  # forced, inherited, config, resolution
+_ADMF_MAINT = 0x01 | 0x02 | 0x04  # forced, inherited, config
 _ADMF_DRAIN = 0x08 | 0x10  # forced, inherited
+# resolution: a server-template slot (or DNS-named server) with no address, e.g. no replica
+_ADMF_RMAINT = 0x20
 
 
 class RuntimeApiError(Refused):
@@ -202,6 +204,8 @@ class ServerState:
 
     @property
     def admin(self) -> AdminState:
+        """The admin state the Runtime API sets (and a revert restores): not the resolution
+        maintenance of an empty slot, which only DNS sets and clears (see :attr:`empty`)."""
         if self.admin_state & _ADMF_MAINT:
             return AdminState.MAINT
         if self.admin_state & _ADMF_DRAIN:
@@ -209,9 +213,15 @@ class ServerState:
         return AdminState.READY
 
     @property
+    def empty(self) -> bool:
+        """A slot with no address (``MAINT (resolution)``): a ``server-template`` slot no
+        replica fills now. It takes no traffic; its weight waits for the replica that comes."""
+        return bool(self.admin_state & _ADMF_RMAINT)
+
+    @property
     def takes_traffic(self) -> bool:
-        """Ready, weight above zero: new requests are balanced onto it."""
-        return self.admin is AdminState.READY and self.uweight > 0
+        """Filled, ready, weight above zero: new requests are balanced onto it."""
+        return not self.empty and self.admin is AdminState.READY and self.uweight > 0
 
 
 @dataclass(frozen=True)
@@ -238,6 +248,11 @@ class StatRow:
         """Health checks pass, whatever the weight: ``UP``, ``DRAIN`` or ``NOLB``, settled.
         ``UP 1/2`` is going down, and ``no check`` is not known to be healthy."""
         return self.status in {"UP", "DRAIN", "NOLB"}
+
+    @property
+    def empty(self) -> bool:
+        """A slot with no address: ``MAINT (resolution)`` (see :attr:`ServerState.empty`)."""
+        return self.status.endswith("(resolution)")
 
 
 def _int(value: str | None) -> int:

@@ -145,15 +145,19 @@ class SwitchPlan:
             was = self.prior[ref]
             lines.append(
                 f"  {ref}: weight {was.uweight} -> {self.full_weight}, "
-                f"state {was.admin.value} -> ready"
+                f"state {was.admin.value} -> ready{_EMPTY if was.empty else ''}"
             )
         for ref in self.retire:
             was = self.prior[ref]
             lines.append(
                 f"  {ref}: state {was.admin.value} -> drain, wait for 0 sessions, "
                 f"then weight {was.uweight} -> 0, state ready (idle, health-checked)"
+                f"{_EMPTY if was.empty else ''}"
             )
         return lines
+
+
+_EMPTY = " (empty slot: for the replica that resolves into it)"
 
 
 @dataclass
@@ -208,9 +212,11 @@ def down_servers(api: RuntimeApi | Haproxies, topology: Topology, color: str) ->
             row = found.get(ref)
             if row is None:
                 down[group.label(name, str(ref))] = "missing"
-            elif not row.is_up:
+            elif not row.is_up and not row.empty:  # an empty slot waits for a replica
                 status = f"{row.status} ({row.check_status or 'no check'})"
                 down[group.label(name, str(ref))] = status
+        if found and all(row.empty for row in found.values()):
+            down[group.label(name, f"{color}'s servers")] = "every slot empty: no replica resolved"
     return down
 
 
@@ -237,12 +243,14 @@ def plan(
     if len(set(lives.values())) > 1:
         raise InstancesDisagree(lives)
     first = members[0]
+    # a server held in maint stays there; an empty slot is retired too (weight 0), so that a
+    # replica resolving into it later takes no traffic on the idle color
     retire = tuple(
         ref
         for name, cfg in topology.color.items()
         if name != target
         for ref in cfg.servers
-        if any(m.prior[ref].admin is not AdminState.MAINT for m in members)
+        if any(m.prior[ref].admin is not AdminState.MAINT or m.prior[ref].empty for m in members)
     )
     return SwitchPlan(
         source=lives[first.name],
@@ -494,7 +502,8 @@ class _Transaction:
             wrong = [
                 f"{ref} weight {states[ref].uweight} {states[ref].admin.value}"
                 for ref in self.plan.promote
-                if not (states[ref].uweight == self.plan.full_weight and states[ref].takes_traffic)
+                if states[ref].uweight != self.plan.full_weight
+                or states[ref].admin is not AdminState.READY
             ] + [
                 f"{ref} weight {states[ref].uweight} {states[ref].admin.value}"
                 for ref in self.plan.retire

@@ -597,15 +597,21 @@ def test_parse_servers_state_on_captured_text() -> None:
         (0x01, "maint"),
         (0x02, "maint"),
         (0x04, "maint"),
-        (0x20, "maint"),
         (0x08, "drain"),
         (0x10, "drain"),
         (0x01 | 0x08, "maint"),
+        # resolution maint: an empty server-template slot, not a state the Runtime API sets
+        (0x20, "ready"),
+        (0x20 | 0x40, "ready"),
+        (0x20 | 0x01, "maint"),
+        (0x20 | 0x08, "drain"),
     ],
 )
 def test_admin_state_bits(admin_state: int, admin: str) -> None:
     state = ServerState("b", "s", "127.0.0.1", 2, admin_state, 1, 1, 0, 0)
     assert state.admin == admin
+    assert state.empty is bool(admin_state & 0x20)
+    assert state.takes_traffic is (admin == "ready" and not state.empty)
 
 
 def test_parse_servers_state_edge_cases() -> None:

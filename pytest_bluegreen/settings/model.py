@@ -591,9 +591,14 @@ class Topology:
         return None
 
     def live_color(self, states: Mapping[ServerRef, ServerState]) -> str | None:
-        """The color all of whose servers take traffic while the other's take none."""
+        """The color all of whose servers take traffic while the other's take none. Empty
+        slots (no replica resolved into them) do not count; a color needs one filled server."""
         taking = {
-            name: [states[ref].takes_traffic for ref in cfg.servers if ref in states]
+            name: [
+                states[ref].takes_traffic
+                for ref in cfg.servers
+                if ref in states and not states[ref].empty
+            ]
             for name, cfg in self.color.items()
         }
         live = [name for name, flags in taking.items() if flags and all(flags)]

@@ -109,8 +109,9 @@ def main() -> None:
     parser.add_argument("--color", required=True)
     parser.add_argument("--version", default="v1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1", help="a loopback address")
     args = parser.parse_args()
-    server = QuietServer(("127.0.0.1", args.port), make_handler(args.color, args.version))
+    server = QuietServer((args.host, args.port), make_handler(args.color, args.version))
     server.daemon_threads = True
     sys.stdout.write(f"READY {server.server_address[1]}\n")
     sys.stdout.flush()

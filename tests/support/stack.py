@@ -91,9 +91,11 @@ class Backend:
     version: str
     proc: subprocess.Popen[str]
     port: int
+    host: str = "127.0.0.1"
 
     @classmethod
-    def start(cls, color: str, version: str, port: int = 0) -> Backend:
+    def start(cls, color: str, version: str, port: int = 0, host: str = "127.0.0.1") -> Backend:
+        """``host``: a loopback address (127.0.0.0/8), e.g. one per replica of a color."""
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -104,6 +106,8 @@ class Backend:
                 version,
                 "--port",
                 str(port),
+                "--host",
+                host,
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -113,11 +117,11 @@ class Backend:
         if not line.startswith("READY "):
             proc.kill()
             raise RuntimeError(f"backend {color} did not start: {line!r}")
-        return cls(color, version, proc, int(line.split()[1]))
+        return cls(color, version, proc, int(line.split()[1]), host)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def control(self, **faults: Any) -> None:
         requests.post(f"{self.url}/_control", json=faults, timeout=5).raise_for_status()
@@ -329,8 +333,14 @@ class Stack:
         }
 
     def settings_toml(
-        self, *, color_extra: dict[str, dict[str, str]] | None = None, **overrides: Any
+        self,
+        *,
+        color_extra: dict[str, dict[str, str]] | None = None,
+        slots: int | None = None,
+        **overrides: Any,
     ) -> str:
+        """The settings file for this stack; ``slots``: each color is that many server-template
+        slots of ``api_backend`` (``blue-api1`` ...), as with ``BG_REPLICAS``."""
         values: dict[str, Any] = {
             "runtime_api": self.runtime,
             "routed_api_url": self.routed_url,
@@ -349,7 +359,12 @@ class Stack:
             lines += [
                 f"[colors.{color}]",
                 f'api_url = "{self.direct_url(color)}"',
-                f'servers = ["api_backend/{color}-api", "frontend_backend/{color}-frontend"]',
+                "servers = "
+                + json.dumps(
+                    [f"api_backend/{color}-api{i}" for i in range(1, slots + 1)]
+                    if slots
+                    else [f"api_backend/{color}-api", f"frontend_backend/{color}-frontend"]
+                ),
                 *(f"{k} = {json.dumps(v)}" for k, v in (color_extra or {}).get(color, {}).items()),
             ]
         return "\n".join(lines) + "\n"

@@ -3,11 +3,13 @@ processes run and listen.
 
     pytest checks --env green -k test_availability
 
-Containers are found by their Compose labels (project ``compose_project``, service
-``colors.<c>.services``) with the docker SDK: one inspect per container, quick. Processes and
+Containers are found by their engine's labels with the docker SDK (one inspect per container,
+quick): Compose's project and service labels (``compose_project``, ``colors.<c>.services``), or,
+with ``deploy_engine = "swarm"``, Swarm's stack namespace and service name (every replica running
+on this host; ``bluegreen status`` lists a swarm's replicas on every node). Processes and
 listening ports are looked at with testinfra over ``docker://``: each probe is a ``docker exec``
 (100 ms to 1 s), so those checks are not ``quick``. The shared services' containers are the
-project's containers that belong to no color.
+stack's containers that belong to no color.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pytest
 
 from pytest_bluegreen.contrib.services import ServiceSettings
-from pytest_bluegreen.engines.compose import SERVICE_LABEL, compose_containers, health_of
+from pytest_bluegreen.engines import stack_containers
+from pytest_bluegreen.engines.compose import health_of
 from pytest_bluegreen.eventually import eventually
 from pytest_bluegreen.haproxy import RuntimeApi
 from pytest_bluegreen.settings import Settings
@@ -68,24 +71,33 @@ SHARED_SETTING = {
 
 @pytest.fixture(scope="session")
 def compose_stack(bluegreen_settings: Settings) -> Settings:
-    """The settings, when the deployment is a Compose stack; skips otherwise."""
+    """The settings, when the deployment is a Docker stack (Compose, or a swarm stack); skips
+    otherwise."""
+    if bluegreen_settings.compose.deploy_engine == "swarm":
+        return bluegreen_settings
     compose_file = bluegreen_settings.compose.compose_file
     if not compose_file.is_file():
         pytest.skip(f"no Compose stack is configured (compose_file {compose_file} does not exist)")
     return bluegreen_settings
 
 
+def stack_label(settings: Settings) -> str:
+    if settings.compose.deploy_engine == "swarm":
+        return f"swarm stack {settings.swarm.stack_name}"
+    return f"Compose project {settings.compose.project_name}"
+
+
 @pytest.fixture(scope="session")
 def shared_containers(
     compose_stack: Settings, docker_client: docker.DockerClient
 ) -> dict[str, Container]:
-    """The Compose project's containers that belong to no color, by service name."""
+    """The stack's containers that belong to no color, by service name (a running one)."""
     color_services = {s for c in compose_stack.topology.color.values() for s in c.services}
     found: dict[str, Container] = {}
-    for container in compose_containers(docker_client, compose_stack.compose.project_name):
-        service = str(container.labels.get(SERVICE_LABEL, container.name))
+    pairs = stack_containers(docker_client, compose_stack)
+    for service, container in sorted(pairs, key=lambda p: p[1].status != "running"):
         if service not in color_services:
-            found[service] = container
+            found.setdefault(service, container)
     return found
 
 
@@ -137,15 +149,25 @@ def assert_serving(containers: dict[str, Container]) -> None:
 
 @pytest.mark.quick
 def test_containers_are_healthy(
-    color: str, compose_stack: Settings, color_containers: dict[str, Container]
+    color: str,
+    compose_stack: Settings,
+    color_containers: dict[str, Container],
+    docker_client: docker.DockerClient,
 ) -> None:
     services = compose_stack.topology.color[color].services
     missing = [s for s in services if s not in color_containers]
     assert not missing, (
-        f"{color} has no container for {', '.join(missing)} "
-        f"(Compose project {compose_stack.compose.project_name})"
+        f"{color} has no container for {', '.join(missing)} ({stack_label(compose_stack)})"
     )
-    assert_serving(color_containers)
+    if compose_stack.compose.deploy_engine == "swarm":  # every replica Swarm wants running here
+        every = {
+            str(c.name): c
+            for _, c in stack_containers(docker_client, compose_stack, services)
+            if c.status == "running" or c.attrs["State"].get("Restarting")
+        }
+        assert_serving(every)
+    else:
+        assert_serving(color_containers)
 
 
 @pytest.mark.quick
@@ -158,7 +180,7 @@ def test_shared_containers_are_healthy(
     missing = [s for s in expected_shared(bluegreen_services) if s not in shared_containers]
     assert not missing, (
         f"no container for the shared service(s) {', '.join(missing)} "
-        f"(Compose project {compose_stack.compose.project_name})"
+        f"({stack_label(compose_stack)})"
     )
     assert_serving(shared_containers)
 
@@ -209,8 +231,7 @@ def test_shared_processes_and_ports(
     container_host: Callable[[str], Any],
 ) -> None:
     if service not in shared_containers:
-        project = compose_stack.compose.project_name
-        pytest.skip(f"{service} does not run in Compose project {project}")
+        pytest.skip(f"{service} does not run in {stack_label(compose_stack)}")
     expected = SHARED_SERVICES[service]
     container = shared_containers[service]
     assert container.attrs["State"].get("Running"), f"{service} ({container.name}) is not running"

@@ -133,6 +133,13 @@ def _print_status(status: Status) -> None:
                 f"{color.name:<8} {color.role:<5} {color.tag or '-':<16} {color.containers:<12} "
                 f"{server.server:<34} {server.weight:>6} {server.state:<6} {shown}"
             )
+    replicas = [(c.name, r) for c in status.colors for r in c.replicas]
+    if replicas:  # a swarm: where each color's replicas run
+        print(f"{'color':<8} {'replica':<24} {'node':<20} {'state':<10} tag")
+        for color_name, r in replicas:
+            print(
+                f"{color_name:<8} {f'{r.service}.{r.slot}':<24} {r.node:<20} {r.state:<10} {r.tag}"
+            )
     if len(status.instances) > 1:
         _print_instances(status)
     last = status.last_switch

@@ -7,6 +7,7 @@ by the ``bluegreen`` command, so both take the same path. The decision itself is
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -295,13 +296,32 @@ class GateRun:
         lines = [line] if passed else [line, decision.reason]
         return _Draft(None, 0 if passed else _failure_code(facts, decision), lines)
 
+    def _down_after_wait(self, target: str, facts: SessionFacts) -> dict[str, str]:
+        """The target's servers HAProxy does not count UP; when the checks passed and
+        ``up_wait`` is set, after waiting up to that long for them (a replica being replaced
+        comes back, and the slot of the one that died empties)."""
+        topology = self.settings.topology
+        down = switch.down_servers(self.api, topology, target)
+        wait = self.settings.switching.up_wait
+        if not down or not wait or facts.exitstatus != 0:
+            return down
+        self.progress(
+            f"waiting up to {wait:g}s for {target} to be UP: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(down.items()))
+        )
+        deadline = time.monotonic() + wait
+        while down and time.monotonic() < deadline and not self.signals.received:
+            time.sleep(0.2)
+            down = switch.down_servers(self.api, topology, target)
+        return down
+
     def _finish(self, target: str, facts: SessionFacts) -> _Draft:
         topology = self.settings.topology
         if facts.exitstatus == ExitCode.NO_TESTS_COLLECTED:  # no check for the target ran
             facts = replace(facts, exitstatus=ExitCode.OK)
         try:
             live = switch.live_color(self.api, topology)
-            down = switch.down_servers(self.api, topology, target)
+            down = self._down_after_wait(target, facts)
         except (RuntimeApiError, InstancesDisagree) as exc:
             disagree = isinstance(exc, InstancesDisagree)
             if facts.exitstatus != 0:

@@ -26,6 +26,7 @@ from .settings import Settings, Topology
 __all__ = [
     "ColorStatus",
     "InstanceStatus",
+    "ReplicaStatus",
     "ServerStatus",
     "Status",
     "collect_status",
@@ -42,13 +43,25 @@ class ServerStatus:
 
 
 @dataclass(frozen=True)
+class ReplicaStatus:
+    """One replica of a color's service on a swarm (deploy_engine = "swarm")."""
+
+    service: str
+    slot: int
+    node: str
+    state: str  # Swarm's task state: running, starting, failed ...
+    tag: str
+
+
+@dataclass(frozen=True)
 class ColorStatus:
     name: str
     role: str  # live | idle
     tag: str | None
-    containers: str  # "3/3 healthy", or "-" without an engine
+    containers: str  # "3/3 healthy" (Compose), "2/2 running" (Swarm), or "-" without an engine
     api_url: str
     servers: tuple[ServerStatus, ...]
+    replicas: tuple[ReplicaStatus, ...] = ()  # Swarm only: per node
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,7 @@ class Status:
                     "containers": c.containers,
                     "api_url": c.api_url,
                     "servers": [asdict(s) for s in c.servers],
+                    "replicas": [asdict(r) for r in c.replicas],
                 }
                 for c in self.colors
             },
@@ -160,7 +174,9 @@ def collect_status(settings: Settings, api: RuntimeApi | None = None) -> Status:
     live = lives.pop() if len(lives) == 1 else None
     history = state.read_history(settings.state.state_file)
     tags = TagsFile(settings.state.tags_file).tags(topology.colors)
-    containers = color_health(settings.compose, settings.topology)
+    containers, replicas = _engine_view(settings)
+    for name, running in replicas.items():  # Swarm: the tag the replicas run
+        tags[name] = running[0].tag if running else tags[name]
     colors = tuple(
         ColorStatus(
             name=name,
@@ -177,6 +193,7 @@ def collect_status(settings: Settings, api: RuntimeApi | None = None) -> Status:
                 )
                 for ref in cfg.servers
             ),
+            replicas=replicas.get(name, ()),
         )
         for name, cfg in topology.color.items()
     )
@@ -209,6 +226,32 @@ def collect_status(settings: Settings, api: RuntimeApi | None = None) -> Status:
         instances=instances,
         reconcile=reconcile,
     )
+
+
+def _engine_view(
+    settings: Settings,
+) -> tuple[dict[str, str], dict[str, tuple[ReplicaStatus, ...]]]:
+    """Each color's containers in a word and, on a swarm, its replicas per node."""
+    if settings.compose.deploy_engine != "swarm":
+        return color_health(settings.compose, settings.topology), {}
+    from .engines.swarm import color_replicas  # noqa: PLC0415 - only for a swarm
+
+    found = color_replicas(settings.swarm, settings.topology)
+    if found is None:
+        return dict.fromkeys(settings.topology.colors, "-"), {}
+    words: dict[str, str] = {}
+    replicas: dict[str, tuple[ReplicaStatus, ...]] = {}
+    for color, tasks in found.items():
+        running = sum(1 for t in tasks if t.healthy)
+        nodes = sorted({t.node for t in tasks})
+        words[color] = f"{running}/{len(tasks)} running" + (
+            f" on {len(nodes)} nodes" if len(nodes) > 1 else ""
+        )
+        replicas[color] = tuple(
+            ReplicaStatus(t.service, t.slot, t.node, t.state, t.tag)
+            for t in sorted(tasks, key=lambda t: (t.service, t.slot))
+        )
+    return words, replicas
 
 
 def export_state(settings: Settings, secrets: Secrets) -> dict[str, Any]:

@@ -179,14 +179,15 @@ def docker_client() -> Iterator[docker.DockerClient]:
 def color_containers(
     color: str, bluegreen_settings: Settings, docker_client: docker.DockerClient
 ) -> dict[str, Container]:
-    """The color's Compose containers by service name (found by the Compose labels)."""
-    from pytest_bluegreen.engines.compose import SERVICE_LABEL, compose_containers  # noqa: PLC0415
+    """The color's containers by service name (one per service), found by the engine's labels
+    (Compose's, or Swarm's: then one running replica of each service on this host)."""
+    from pytest_bluegreen.engines import stack_containers  # noqa: PLC0415
 
-    project = bluegreen_settings.compose.project_name
     services = bluegreen_settings.topology.color[color].services
+    pairs = stack_containers(docker_client, bluegreen_settings, services)
     found: dict[str, Container] = {}
-    for container in compose_containers(docker_client, project, services):
-        found.setdefault(str(container.labels.get(SERVICE_LABEL)), container)
+    for service, container in sorted(pairs, key=lambda p: p[1].status != "running"):
+        found.setdefault(service, container)  # a running one first
     return found
 
 

@@ -7,15 +7,18 @@ name; each engine's module imports its Docker clients only when used.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+    import docker
     from pytest_bluegreen.settings import Settings
 
-__all__ = ["DeployEngine", "DeployResult", "engine_for"]
+__all__ = ["DeployEngine", "DeployResult", "engine_for", "stack_containers"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,44 @@ class DeployEngine(Protocol):
 
 
 def engine_for(settings: Settings, progress: Callable[[str], None]) -> DeployEngine:
-    from .compose import ComposeEngine  # noqa: PLC0415 - Docker clients load only to deploy
+    """The engine ``deploy_engine`` names: Compose (one host) or Swarm (replicas on nodes)."""
+    if settings.compose.deploy_engine == "swarm":
+        from .swarm import SwarmEngine  # noqa: PLC0415 - Docker clients load only to deploy
+
+        return SwarmEngine(
+            settings.compose,
+            settings.swarm,
+            settings.topology,
+            settings.state.tags_file,
+            progress=progress,
+        )
+    from .compose import ComposeEngine  # noqa: PLC0415
 
     return ComposeEngine(settings.compose, settings.topology, settings.state.tags_file, progress)
+
+
+def stack_containers(
+    client: docker.DockerClient, settings: Settings, services: Iterable[str] | None = None
+) -> list[tuple[str, Container]]:
+    """(service, container) of the stack on this Docker host, of the given services only when
+    given, found by the engine's labels: Compose's project and service labels, or Swarm's stack
+    namespace and service name (every replica running here; a swarm's other nodes' replicas
+    are Swarm's to report, see ``bluegreen status``)."""
+    if settings.compose.deploy_engine == "swarm":
+        from .swarm import SERVICE_NAME_LABEL, STACK_LABEL  # noqa: PLC0415
+
+        stack = settings.swarm.stack_name
+        found = client.containers.list(all=True, filters={"label": f"{STACK_LABEL}={stack}"})
+        wanted = None if services is None else set(services)
+        pairs = []
+        for container in found:
+            service = str(container.labels.get(SERVICE_NAME_LABEL, "")).removeprefix(f"{stack}_")
+            if wanted is None or service in wanted:
+                pairs.append((service, container))
+        return pairs
+    from .compose import SERVICE_LABEL, compose_containers  # noqa: PLC0415
+
+    return [
+        (str(c.labels.get(SERVICE_LABEL, c.name)), c)
+        for c in compose_containers(client, settings.compose.project_name, services)
+    ]

@@ -12,11 +12,8 @@ Also the one home of: the tags file, a color's tag variable, and a color's conta
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +22,7 @@ from pytest_bluegreen.extras import require
 from pytest_bluegreen.settings import ComposeSettings, Topology, parsers
 
 from . import DeployResult
+from .backup import run_backup
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -187,50 +185,13 @@ class ComposeEngine:
             ) from None
         if not running:
             return None
-        self.progress(
-            f"backing up {s.backup_service} ({s.backup_command[0]}) before deploying {color}"
-        )
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        path = s.backup_dir / f"{stamp}-{color}-{tag}.backup"
-        partial = path.with_name(path.name + ".partial")
         command = [
             *map(str, self.client.compose.docker_compose_cmd),
             "exec",
             "-T",
             s.backup_service,
-            *s.backup_command,
         ]
-        try:
-            s.backup_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                done = subprocess.run(
-                    command,
-                    stdout=out,
-                    stderr=subprocess.PIPE,
-                    timeout=s.backup_timeout,
-                    check=False,
-                )
-            if done.returncode != 0:
-                error = done.stderr.decode(errors="replace").strip().splitlines()
-                raise DeployError(
-                    f"backup failed ({s.backup_command[0]} exit {done.returncode}): "
-                    f"{error[-1] if error else 'no message'}"
-                )
-            os.replace(partial, path)
-        except subprocess.TimeoutExpired:
-            partial.unlink(missing_ok=True)
-            raise DeployError(
-                f"backup timed out after {s.backup_timeout:g}s ({s.backup_command[0]} in "
-                f"{s.backup_service}); raise backup_timeout or check the service"
-            ) from None
-        except OSError as exc:  # disk full, no permission, no docker CLI
-            partial.unlink(missing_ok=True)
-            raise DeployError(f"backup could not be written to {path}: {exc}") from None
-        except DeployError:
-            partial.unlink(missing_ok=True)
-            raise
-        return path
+        return run_backup(s, command, color, tag, self.progress)
 
     def deploy(self, color: str, tag: str, *, backup: bool = True) -> DeployResult:
         services = list(self.topology.color[color].services)

@@ -24,6 +24,7 @@ from .model import (
     RunSettings,
     Settings,
     StateSettings,
+    SwarmSettings,
     SwitchingSettings,
     Topology,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "StateSettings",
+    "SwarmSettings",
     "SwitchingSettings",
     "Topology",
     "all_options",

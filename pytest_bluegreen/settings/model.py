@@ -39,6 +39,7 @@ __all__ = [
     "RunSettings",
     "Settings",
     "StateSettings",
+    "SwarmSettings",
     "SwitchingSettings",
     "Topology",
 ]
@@ -47,6 +48,7 @@ OnFailedGate = Literal["keep", "teardown", "restore"]
 BakeOnInconclusive = Literal["rollback", "keep"]
 AfterBake = Literal["keep", "stop"]
 PullPolicy = Literal["missing", "never", "always"]
+DeployEngineName = Literal["compose", "swarm"]
 T = TypeVar("T")
 
 
@@ -236,6 +238,13 @@ class SwitchingSettings:
         "seconds to wait for the routed URL to answer from the new color",
         cli="--verify-timeout",
     )
+    up_wait: float = setting(
+        0.0,
+        p.seconds,
+        "seconds the gate waits, after the checks, for every server of the target to be UP "
+        "before refusing a switch (a replica Swarm is replacing comes back); 0: refuse at once",
+        cli="--up-wait",
+    )
     probe_requests: int = setting(
         0,
         p.whole(0, 10_000_000),
@@ -254,6 +263,13 @@ class ComposeSettings:
     """The Compose stack the colors run in, and what ``--deploy`` does around ``compose up``."""
 
     GROUP: ClassVar[str] = "compose"
+    deploy_engine: DeployEngineName = setting(
+        "compose",
+        p.choice("compose", "swarm"),
+        "what runs the colors: Docker Compose on one host, or Docker Swarm (the [swarm] "
+        "settings: a stack with each color's services as replicas)",
+        cli="--deploy-engine",
+    )
     compose_file: Path = setting(
         Path("docker/docker-compose.blue-green.yml"),
         p.path,
@@ -317,6 +333,37 @@ class ComposeSettings:
             return self.compose_project
         folder = self.compose_file.resolve().parent.name.lower()
         return "".join(c for c in folder if c.isalnum() or c in "_-") or "default"
+
+
+@dataclass(frozen=True)
+class SwarmSettings:
+    """Docker Swarm as the deploy engine: the stack, its file, and each color's replicas."""
+
+    GROUP: ClassVar[str] = "swarm"
+    stack_name: str = setting(
+        "bluegreen",
+        p.stack_name,
+        "the swarm stack the colors' services belong to (services are <stack>_<service>)",
+    )
+    stack_file: Path = setting(
+        Path("docker/swarm-stack.yml"),
+        p.path,
+        "the stack file (a Compose file), deployed with 'docker stack deploy' the first time",
+        path=True,
+    )
+    replicas: int = setting(
+        2, p.whole(1, 100), "replicas of each color's services", cli="--replicas"
+    )
+    rollback_failed_deploy: bool = setting(
+        True,
+        p.boolean,
+        "a rollout that fails (tasks crash, not healthy in time) is rolled back by Swarm to "
+        "the image the service ran before ('docker service rollback')",
+    )
+
+    def service(self, name: str) -> str:
+        """The swarm's name of one of the stack's services: ``bluegreen_green-api``."""
+        return f"{self.stack_name}_{name}"
 
 
 @dataclass(frozen=True)
@@ -636,6 +683,7 @@ class Settings:
     haproxy: HaproxySettings
     switching: SwitchingSettings
     compose: ComposeSettings
+    swarm: SwarmSettings
     checks: ChecksSettings
     bake: BakeSettings
     promotion: PromotionSettings

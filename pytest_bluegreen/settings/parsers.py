@@ -26,6 +26,7 @@ __all__ = [
     "seconds",
     "servers",
     "services",
+    "stack_name",
     "text",
     "text_list",
     "url",
@@ -198,6 +199,13 @@ def servers(value: Any) -> tuple[ServerRef, ...]:
     if not isinstance(value, list | tuple) or not value:
         raise ValueError("servers must be a non-empty list of 'backend/server'")
     return tuple(ServerRef.parse(str(s)) for s in value)
+
+
+def stack_name(value: Any) -> str:
+    name = text(value)
+    if not _SERVICE.match(name) or "." in name:
+        raise ValueError(f"is not a swarm stack name: {name!r}")
+    return name
 
 
 def services(value: Any) -> tuple[str, ...]:

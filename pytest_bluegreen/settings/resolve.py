@@ -31,6 +31,7 @@ from .model import (
     RunSettings,
     Settings,
     StateSettings,
+    SwarmSettings,
     SwitchingSettings,
     Topology,
 )
@@ -44,6 +45,7 @@ CORE_GROUPS: tuple[type[Any], ...] = (
     HaproxySettings,
     SwitchingSettings,
     ComposeSettings,
+    SwarmSettings,
     ChecksSettings,
     BakeSettings,
     PromotionSettings,
@@ -142,6 +144,7 @@ def resolve(
         haproxy=haproxy,
         switching=switching,
         compose=build(ComposeSettings),
+        swarm=build(SwarmSettings),
         checks=build(
             ChecksSettings,
             thresholds=thresholds,

@@ -1,0 +1,445 @@
+"""Docker Swarm as the engine that runs the colors: one stack (``[swarm] stack_name``) whose
+services are the colors' services (``blue-api``, ``green-api``) and the shared ones, each color's
+services running ``replicas`` replicas, possibly over several nodes.
+
+Deploying one color at a tag: the engine must be a swarm manager and the image present, optional
+backup (``backup_command`` in a running task of ``backup_service`` on this node), then ``docker
+service update --image`` of each of the color's services (``docker stack deploy`` the first
+time, when the stack has no such service yet), and wait, with a deadline, until every replica
+runs the new image and Swarm counts it running: a task with a health check is ``running`` only
+once healthy. Progress is reported as the replicas come (``green: 1/2 replicas healthy``). A
+rollout that fails (Swarm's own rollback on a failing update, or not healthy in time) is a
+DeployError carrying the failing tasks' errors and logs, and, with ``rollback_failed_deploy``,
+the service is rolled back (``docker service rollback``) to the image it ran before.
+
+python-on-whales drives the docker CLI (stack deploy, service update/rollback/logs); the docker
+SDK reads services and tasks (their full specs and states).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_bluegreen.errors import DeployError
+from pytest_bluegreen.extras import require
+from pytest_bluegreen.settings import ComposeSettings, SwarmSettings, Topology, parsers
+
+from . import DeployResult
+from .backup import run_backup
+from .compose import TagsFile, docker_client, tag_variable
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient, DockerException
+
+    import docker
+
+__all__ = ["Replica", "SwarmEngine", "color_replicas", "replicas_variable"]
+
+SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
+STACK_LABEL = "com.docker.stack.namespace"
+_FAILED_TASK_STATES = {"failed", "rejected", "orphaned"}
+_ROLLBACK_STATES = {"rollback_started", "rollback_paused", "rollback_completed"}
+
+
+def replicas_variable(color: str) -> str:
+    """The stack file's variable that holds a color's replica count: ``GREEN_REPLICAS``."""
+    return f"{color.upper().replace('-', '_')}_REPLICAS"
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One task of a color's service, as Swarm reports it."""
+
+    service: str  # the stack's service name (green-api)
+    slot: int
+    node: str  # the node's hostname
+    state: str  # Swarm's task state: running, starting, failed, ...
+    desired: str  # the state Swarm wants: running, shutdown
+    image: str  # without a digest
+    error: str
+    container_id: str
+
+    @property
+    def tag(self) -> str:
+        return _tag_of(self.image)
+
+    @property
+    def healthy(self) -> bool:
+        """Swarm counts a task with a health check ``running`` only once it is healthy."""
+        return self.state == "running" and self.desired == "running"
+
+
+def _image(spec_image: str) -> str:
+    return spec_image.split("@", 1)[0]
+
+
+def _repository(image: str) -> str:
+    """``registry:5000/jarvis:v1`` -> ``registry:5000/jarvis``."""
+    head, _, name = image.rpartition("/")
+    return (f"{head}/" if head else "") + name.partition(":")[0]
+
+
+def _tag_of(image: str) -> str:
+    name = image.rsplit("/", 1)[-1]
+    return name.partition(":")[2] or "latest"
+
+
+def _nodes(client: docker.DockerClient) -> dict[str, str]:
+    return {
+        str(node.id): str(node.attrs.get("Description", {}).get("Hostname", node.id))
+        for node in client.nodes.list()
+    }
+
+
+def service_replicas(
+    client: docker.DockerClient, swarm: SwarmSettings, services: Iterable[str]
+) -> list[Replica]:
+    """Every task Swarm keeps for these services (by their stack names), newest first."""
+    nodes = _nodes(client)
+    found: list[Replica] = []
+    for service in services:
+        listed = client.services.list(filters={"name": swarm.service(service)})
+        for svc in (s for s in listed if s.name == swarm.service(service)):
+            every: list[dict[str, Any]] = svc.tasks()  # type: ignore[no-untyped-call]
+            tasks = sorted(every, key=lambda t: str(t.get("UpdatedAt", "")), reverse=True)
+            for task in tasks:
+                status: dict[str, Any] = task.get("Status", {})
+                image = task.get("Spec", {}).get("ContainerSpec", {}).get("Image", "")
+                found.append(
+                    Replica(
+                        service=service,
+                        slot=int(task.get("Slot", 0)),
+                        node=nodes.get(str(task.get("NodeID", "")), str(task.get("NodeID", "-"))),
+                        state=str(status.get("State", "")),
+                        desired=str(task.get("DesiredState", "")),
+                        image=_image(str(image)),
+                        error=str(status.get("Err", "")),
+                        container_id=str(
+                            status.get("ContainerStatus", {}).get("ContainerID", "") or ""
+                        ),
+                    )
+                )
+    return found
+
+
+def color_replicas(swarm: SwarmSettings, topology: Topology) -> dict[str, list[Replica]] | None:
+    """color -> its replicas that Swarm wants running; None without an engine or a swarm."""
+    try:
+        client = docker_client()
+    except Exception:
+        return None
+    try:
+        return {
+            color: [
+                r for r in service_replicas(client, swarm, cfg.services) if r.desired == "running"
+            ]
+            for color, cfg in topology.color.items()
+        }
+    except Exception:  # not a swarm manager: nothing to say
+        return None
+    finally:
+        client.close()
+
+
+def _first_line(exc: DockerException) -> str:
+    text = (exc.stderr or exc.stdout or str(exc)).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit code {exc.return_code}"
+
+
+class SwarmEngine:
+    """Deploys, tears down and describes the colors of one swarm stack."""
+
+    def __init__(
+        self,
+        compose: ComposeSettings,
+        swarm: SwarmSettings,
+        topology: Topology,
+        tags_file: Path,
+        *,
+        progress: Callable[[str], None] = lambda line: None,
+        client: DockerClient | None = None,
+    ) -> None:
+        whales = require("python_on_whales", "docker", "deploying with Docker Swarm")
+        self.compose = compose
+        self.swarm = swarm
+        self.topology = topology
+        self.progress = progress
+        self.tags = TagsFile(tags_file)
+        self._exception: type[DockerException] = whales.DockerException
+        self.client: DockerClient = client or whales.DockerClient()
+        self._sdk: docker.DockerClient | None = None
+
+    @property
+    def sdk(self) -> docker.DockerClient:
+        if self._sdk is None:
+            self._sdk = docker_client()
+        return self._sdk
+
+    # -- checks ------------------------------------------------------------------------------
+    def check_engine(self) -> None:
+        try:
+            info = self.sdk.info()
+        except Exception as exc:
+            raise DeployError(f"Docker engine not reachable: {exc}") from None
+        swarm = info.get("Swarm", {})
+        if swarm.get("LocalNodeState") != "active":
+            raise DeployError(
+                'this Docker engine is not part of a swarm (deploy_engine = "swarm"): run '
+                "'docker swarm init', or point DOCKER_HOST at a manager of your swarm"
+            )
+        if not swarm.get("ControlAvailable"):
+            raise DeployError(
+                "this Docker engine is a swarm worker: deploys need a manager "
+                "(point DOCKER_HOST at one)"
+            )
+
+    def image(self, color: str, tag: str) -> str:
+        """The color's image at ``tag``: image_repository, else the service's own image name."""
+        repository = self.compose.image_repository
+        if repository is None:
+            current = self._current_image(self.topology.color[color].services[0])
+            if current is None:
+                raise DeployError(
+                    f"{color} has no service in stack {self.swarm.stack_name} yet and "
+                    "image_repository is not set: say which image to deploy"
+                )
+            repository = _repository(current)
+        return f"{repository}:{tag}"
+
+    def check_image(self, image: str) -> None:
+        """With pull policy ``never``, the image must be on this node (on a multi-node swarm:
+        on every node, which only the nodes themselves can tell)."""
+        if self.compose.pull != "never":
+            return
+        try:
+            present = self.client.image.exists(image)
+        except self._exception as exc:
+            raise DeployError(f"cannot look for image {image}: {_first_line(exc)}") from None
+        if not present:
+            raise DeployError(
+                f"image {image} is not present on this node (pull policy 'never'); build it "
+                "here, and on a multi-node swarm load it on every node or use a registry"
+            )
+
+    def _current_image(self, service: str) -> str | None:
+        listed = self.sdk.services.list(filters={"name": self.swarm.service(service)})
+        for svc in listed:
+            if svc.name == self.swarm.service(service):
+                spec = svc.attrs.get("Spec", {}).get("TaskTemplate", {}).get("ContainerSpec", {})
+                return _image(str(spec.get("Image", ""))) or None
+        return None
+
+    def deployed_tag(self, color: str) -> str | None:
+        try:
+            current = self._current_image(self.topology.color[color].services[0])
+        except Exception:
+            current = None
+        return _tag_of(current) if current else self.tags.tag_of(color)
+
+    # -- steps -------------------------------------------------------------------------------
+    def backup(self, color: str, tag: str) -> Path | None:
+        """The backup, run in a running task of ``backup_service`` on this node; None when no
+        backup is configured or no task of it runs here (the very first deploy)."""
+        s = self.compose
+        if s.backup_service is None or not s.backup_command:
+            return None
+        running = [
+            r
+            for r in service_replicas(self.sdk, self.swarm, [s.backup_service])
+            if r.healthy and r.container_id
+        ]
+        local = [
+            r
+            for r in running
+            if self.sdk.containers.list(filters={"id": r.container_id}, all=False)
+        ]
+        if not local:
+            return None
+        return run_backup(s, ["docker", "exec", local[0].container_id], color, tag, self.progress)
+
+    def deploy(self, color: str, tag: str, *, backup: bool = True) -> DeployResult:
+        services = list(self.topology.color[color].services)
+        start = time.monotonic()
+        self.check_engine()
+        try:
+            parsers.image_tag(tag)
+        except ValueError as exc:
+            raise DeployError(f"{tag!r} {exc}") from None
+        image = self.image(color, tag)
+        self.check_image(image)
+        notes: list[str] = []
+        saved: Path | None = None
+        if backup:
+            saved = self.backup(color, tag)
+            if saved is None:
+                notes.append("no backup: none configured, or no task of its service runs here")
+        previous = self.deployed_tag(color)
+        timeout = self.compose.deploy_timeout
+        deadline = start + timeout
+        missing = [s for s in services if self._current_image(s) is None]
+        self.progress(
+            f"deploying {color} {tag} on swarm stack {self.swarm.stack_name}: "
+            f"{self.swarm.replicas} replica(s) of {' '.join(services)} "
+            f"(waiting up to {timeout:g}s for healthy)"
+        )
+        try:
+            if missing:
+                self._stack_deploy(color, tag)
+            else:
+                for service in services:
+                    self.client.service.update(
+                        self.swarm.service(service),
+                        detach=True,
+                        image=image,
+                        replicas=self.swarm.replicas,
+                        quiet=True,
+                    )
+        except self._exception as exc:
+            raise DeployError(f"deploy of {color} {tag} failed: {_first_line(exc)}") from None
+        self._wait_rolled_out(
+            color=color,
+            tag=tag,
+            image=image,
+            services=services,
+            deadline=deadline,
+            previous=previous,
+        )
+        self._remember(color, tag)
+        seconds = time.monotonic() - start
+        self.progress(f"{color} {tag} is healthy after {seconds:.1f}s")
+        return DeployResult(
+            color=color,
+            tag=tag,
+            services=tuple(services),
+            seconds=seconds,
+            backup=saved,
+            previous_tag=previous,
+            notes=tuple(notes),
+        )
+
+    def _stack_deploy(self, color: str, tag: str) -> None:
+        """The first deploy: the stack file with every color's tag and replica count."""
+        if not self.swarm.stack_file.is_file():
+            raise DeployError(f"stack file {self.swarm.stack_file} does not exist")
+        variables = {}
+        for name in self.topology.colors:
+            known = tag if name == color else self.deployed_tag(name)
+            if known:
+                variables[tag_variable(name)] = known
+            variables[replicas_variable(name)] = str(self.swarm.replicas)
+        if self.compose.image_repository:
+            variables[self.compose.image_variable] = self.compose.image_repository
+        self.client.stack.deploy(
+            self.swarm.stack_name,
+            compose_files=[self.swarm.stack_file],
+            resolve_image="never",
+            variables=variables,
+        )
+
+    def _remember(self, color: str, tag: str) -> None:
+        with contextlib.suppress(OSError):  # the services' specs say the tag; this is a fallback
+            self.tags.write({**self.tags.read(), tag_variable(color): tag})
+
+    def _wait_rolled_out(
+        self,
+        *,
+        color: str,
+        tag: str,
+        image: str,
+        services: list[str],
+        deadline: float,
+        previous: str | None,
+    ) -> None:
+        """Until every replica of every service runs ``image`` and is healthy, and Swarm's
+        update is complete; a DeployError (after a rollback, where configured) otherwise."""
+        wanted = self.swarm.replicas * len(services)
+        said = -1
+        while True:
+            replicas = service_replicas(self.sdk, self.swarm, services)
+            current = [r for r in replicas if r.desired == "running"]
+            healthy = [r for r in current if r.image == image and r.healthy]
+            states = {s: self._update_state(s) for s in services}
+            if len(healthy) != said:
+                said = len(healthy)
+                self.progress(f"{color}: {said}/{wanted} replicas healthy")
+            rolled_back = [s for s, st in states.items() if st in _ROLLBACK_STATES]
+            done = all(st in (None, "completed") for st in states.values())
+            if not rolled_back and done and len(healthy) >= wanted and len(current) == wanted:
+                return
+            if rolled_back or time.monotonic() >= deadline:
+                why = (
+                    f"Swarm rolled back {', '.join(rolled_back)} (the new tasks failed)"
+                    if rolled_back
+                    else f"not healthy within {self.compose.deploy_timeout:g}s "
+                    f"({len(healthy)}/{wanted} replicas healthy)"
+                )
+                detail = self._failure_detail(services, image, replicas)
+                restored = self._roll_back(color, services, previous, bool(rolled_back))
+                raise DeployError(f"deploy of {color} {tag} failed: {why}{restored}\n{detail}")
+            time.sleep(0.25)
+
+    def _update_state(self, service: str) -> str | None:
+        listed = self.sdk.services.list(filters={"name": self.swarm.service(service)})
+        for svc in listed:
+            if svc.name == self.swarm.service(service):
+                status = svc.attrs.get("UpdateStatus") or {}
+                return str(status.get("State")) if status.get("State") else None
+        return None
+
+    def _failure_detail(self, services: list[str], image: str, replicas: list[Replica]) -> str:
+        failing = [
+            f"  {r.service}.{r.slot} on {r.node}: {r.state}" + (f" ({r.error})" if r.error else "")
+            for r in replicas
+            if r.image == image and (r.state in _FAILED_TASK_STATES or r.error)
+        ][:6]
+        lines = ["failing tasks:", *failing] if failing else []
+        for service in services:
+            try:
+                logs = self.client.service.logs(self.swarm.service(service), tail=20)
+            except self._exception as exc:
+                logs = f"(no logs: {_first_line(exc)})"
+            lines.append(f"=== {service} (last lines)\n{str(logs or '').rstrip()}")
+        return "\n".join(lines)
+
+    def _roll_back(
+        self, color: str, services: list[str], previous: str | None, by_swarm: bool
+    ) -> str:
+        """Swarm's own rollback of the color's services to the image they ran before."""
+        if not self.swarm.rollback_failed_deploy:
+            return "; not rolled back (rollback_failed_deploy = false)"
+        if not by_swarm:
+            for service in services:  # python-on-whales has no service rollback yet: the CLI
+                command = [*map(str, self.client.client_config.docker_cmd), "service", "rollback"]
+                done = subprocess.run(
+                    [*command, "--detach", self.swarm.service(service)],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+                if done.returncode != 0:
+                    why = (done.stderr or done.stdout).strip().splitlines() or ["no message"]
+                    return f"; rollback failed: {why[-1]}"
+        deadline = time.monotonic() + self.compose.deploy_timeout
+        while time.monotonic() < deadline:
+            states = [self._update_state(s) for s in services]
+            if all(st in (None, "rollback_completed") for st in states):
+                return f"; Swarm rolled {color} back to {previous or 'its previous image'}"
+            time.sleep(0.25)
+        return "; Swarm's rollback did not complete in time: see 'docker service ps'"
+
+    def teardown(self, color: str) -> None:
+        """Scale the color's services to 0 (the stack keeps them, ready for the next deploy)."""
+        services = list(self.topology.color[color].services)
+        self.progress(f"tearing down {color}: {' '.join(services)} scaled to 0")
+        try:
+            self.client.service.scale({self.swarm.service(s): 0 for s in services}, detach=True)
+        except self._exception as exc:
+            raise DeployError(f"teardown of {color} failed: {_first_line(exc)}") from None

@@ -1,0 +1,190 @@
+"""A single-node Docker swarm on the local engine running the bundled swarm stack
+(docker/swarm-stack.yml), with HAProxy in a container on the stack's overlay network: the shape
+``deploy_engine = "swarm"`` is made for (see docker/README.md). The swarm is left as found: when
+this harness made it, it leaves it (and removes the bridge Swarm added); else only the stack and
+the HAProxy container it started go.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .stack import ROOT, free_ports, wait_for
+
+STACK = "bluegreen"
+NETWORK = "bluegreen"
+HAPROXY_IMAGE = "bluegreen/haproxy:2.6"
+HAPROXY_NAME = "bluegreen-swarm-haproxy"
+SLOTS = 4  # per color: 2 replicas, and room for 2 more while an update starts them first
+
+
+def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
+    done = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and done.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)}: {done.stderr.strip() or done.stdout}")
+    return done.stdout
+
+
+def swarm_state() -> str:
+    return docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip()
+
+
+def running_replicas(service: str) -> int:
+    out = docker(
+        "service", "ps", f"{STACK}_{service}", "--filter", "desired-state=running",
+        "--format", "{{.CurrentState}}", check=False,
+    )  # fmt: skip
+    return sum(1 for line in out.splitlines() if line.startswith("Running"))
+
+
+@dataclass
+class SwarmStack:
+    workdir: Path
+    cert: Path
+    made_swarm: bool = False
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.workdir / "haproxy-run"
+
+    @property
+    def socket(self) -> Path:
+        return self.run_dir / "admin.sock"
+
+    @property
+    def routed_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['api']}"
+
+    def direct_url(self, color: str) -> str:
+        return f"http://127.0.0.1:{self.ports[f'{color}_direct']}"
+
+    # -- up and down -------------------------------------------------------------------------
+    def start(self, blue: str = "v1.0.0", green: str = "v1.0.0", replicas: int = 2) -> None:
+        if swarm_state() != "active":
+            docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+            self.made_swarm = True
+        env = {
+            "BLUE_TAG": blue,
+            "GREEN_TAG": green,
+            "BLUE_REPLICAS": str(replicas),
+            "GREEN_REPLICAS": str(replicas),
+        }
+        subprocess.run(
+            ["docker", "stack", "deploy", "--resolve-image", "never", "-c",
+             str(ROOT / "docker" / "swarm-stack.yml"), STACK],
+            env={**os.environ, **env}, capture_output=True, text=True, check=True, timeout=120,
+        )  # fmt: skip
+        wanted = {"postgres": 1, "redis": 1, "blue-api": replicas, "green-api": replicas}
+        wait_for(
+            lambda: all(running_replicas(s) == n for s, n in wanted.items()),
+            180,
+            "the swarm stack's services to run every replica",
+            interval=0.5,
+        )
+        self.start_haproxy()
+
+    def start_haproxy(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "server-state").touch()
+        names = ("api", "blue_direct", "green_direct", "stats")
+        self.ports = dict(zip(names, free_ports(len(names)), strict=True))
+        inside = {"api": 20010, "blue_direct": 21010, "green_direct": 21011, "stats": 8404}
+        env = {
+            "BG_REPLICAS": str(SLOTS),
+            "BG_RUNTIME_SOCKET": "/run/bluegreen/admin.sock",
+            "BG_SERVER_STATE_FILE": "/run/bluegreen/server-state",
+            "BG_TLS_CERT": "/etc/bluegreen-cert/bluegreen.pem",
+            "BG_API_BIND": "0.0.0.0:20010",
+            "BG_BLUE_DIRECT_BIND": "0.0.0.0:21010",
+            "BG_GREEN_DIRECT_BIND": "0.0.0.0:21011",
+            "BG_STATS_BIND": "0.0.0.0:8404",
+            "BG_HTTP_BIND": "127.0.0.1:8080",
+            "BG_HTTPS_BIND": "127.0.0.1:8443",
+            "BG_FRONTEND_BIND": "127.0.0.1:20011",
+            "BG_BLUE_API_TASKS": f"tasks.{STACK}_blue-api:8000",
+            "BG_GREEN_API_TASKS": f"tasks.{STACK}_green-api:8000",
+            "BG_CHECK_INTER": "500ms",
+            "BG_RATE_LIMIT": "100000000",
+        }
+        args = ["run", "-d", "--name", HAPROXY_NAME, "--network", NETWORK]
+        args += ["-v", f"{ROOT / 'haproxy'}:/etc/haproxy:ro"]
+        args += ["-v", f"{self.cert.parent}:/etc/bluegreen-cert:ro"]
+        args += ["-v", f"{self.run_dir}:/run/bluegreen"]
+        for name, port in self.ports.items():
+            args += ["-p", f"127.0.0.1:{port}:{inside[name]}"]
+        for key, value in env.items():
+            args += ["-e", f"{key}={value}"]
+        docker("rm", "-f", HAPROXY_NAME, check=False)
+        docker(*args, HAPROXY_IMAGE)
+        wait_for(self.socket.exists, 30, "HAProxy's Runtime API socket")
+
+    def close(self) -> None:
+        docker("rm", "-f", HAPROXY_NAME, check=False)
+        docker("stack", "rm", STACK, check=False)
+
+        def gone() -> bool:
+            left = docker("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={STACK}")
+            networks = docker("network", "ls", "-q", "--filter", f"name=^{NETWORK}$")
+            return not left.strip() and not networks.strip()
+
+        try:
+            wait_for(gone, 90, "the swarm stack's containers and network to go", interval=0.5)
+        finally:
+            if self.made_swarm:
+                docker("swarm", "leave", "--force", check=False)
+                docker("network", "rm", "docker_gwbridge", check=False)
+
+    # -- looking -----------------------------------------------------------------------------
+    def settings_toml(self, **overrides: Any) -> str:
+        values: dict[str, Any] = {
+            "deploy_engine": "swarm",
+            "stack_name": STACK,
+            "stack_file": str(ROOT / "docker" / "swarm-stack.yml"),
+            "replicas": 2,
+            "image_repository": "bluegreen/jarvis",
+            "pull": "never",
+            "deploy_timeout": 90,
+            "up_wait": 30,
+            "runtime_api": str(self.socket),
+            "routed_api_url": self.routed_url,
+            "state_file": str(self.workdir / "history.json"),
+            "journal_file": str(self.workdir / "journal.json"),
+            "lock_dir": str(self.workdir / "locks"),
+            "haproxy_state_file": str(self.run_dir / "server-state"),
+            "drain_timeout": 5,
+            "verify_timeout": 10,
+            "http_timeout": 10,
+        }
+        values.update(overrides)
+        lines = [f"{k} = {json.dumps(v)}" for k, v in values.items() if v is not None]
+        for color in ("blue", "green"):
+            servers = [f"api_backend/{color}-api{i}" for i in range(1, SLOTS + 1)]
+            lines += [
+                f"[colors.{color}]",
+                f'api_url = "{self.direct_url(color)}"',
+                f"servers = {json.dumps(servers)}",
+                f'services = ["{color}-api"]',
+            ]
+        return "\n".join(lines) + "\n"
+
+    def containers(self, service: str) -> list[str]:
+        """The running containers of one of the stack's services (ids)."""
+        out = docker(
+            "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={STACK}_{service}"
+        )
+        return out.split()
+
+    def image_of(self, service: str) -> str:
+        spec = docker(
+            "service", "inspect", f"{STACK}_{service}",
+            "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        )  # fmt: skip
+        return spec.strip().split("@", 1)[0]

@@ -1,0 +1,207 @@
+"""Docker Swarm as the deploy engine, for real: a single-node swarm on the local engine (made by
+the test and left as found), the bundled swarm stack with 2 replicas per color, HAProxy in a
+container on the stack's overlay network filling each color's server-template slots from
+Docker's DNS, and the gate run as a user runs it (``pytest --deploy TAG --switch``,
+``bluegreen rollback``), all under a bounded load probe on the routed URL that must see no
+failed request.
+
+The cycle: green deployed at v1.1.0 and switched; a broken build (healthy, every /api/* a 500)
+deployed to blue is refused by the checks and blue restored to v1.0.0 (on_failed_gate =
+restore); a build whose replicas crash at start is a failed deploy that Swarm rolls back by
+itself, with the crashing tasks' logs in the message; rollback to blue; and a replica of green
+killed while its checks run: Swarm replaces it, and the gate switches, because the checks passed
+(HAProxy redispatches the connections the dead replica refuses) and, within ``up_wait``, every
+server HAProxy has for green is UP again: the dead replica's slot emptied, the new one filled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from pytest_bluegreen.haproxy import RuntimeApi
+
+from .support.faults import BLUEGREEN
+from .support.infra import require_infra
+from .support.stack import wait_for
+from .support.swarm import STACK, SwarmStack, docker, running_replicas
+from .support.switching import LoadProcess
+
+pytestmark = pytest.mark.infra
+
+CRASHING = "v9.9.9-crash"
+
+CHECKS = """
+import pytest
+
+
+@pytest.mark.quick
+def test_health(http):
+    response = http.get("/health")
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.quick
+def test_items(http):
+    response = http.post("/api/items", json={"name": "swarm"})
+    assert response.status_code == 201, response.text
+"""
+
+# the test's own harness: before the first check, kill the container KILL_REPLICA names
+KILL_HOOK = """
+import json
+import os
+import subprocess
+
+_killed = []
+
+
+def pytest_runtest_setup(item):
+    victim = os.environ.get("KILL_REPLICA")
+    if victim and not _killed:
+        _killed.append(victim)
+        subprocess.run(["docker", "kill", victim], check=True, capture_output=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def swarm(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory, tls_cert: Path
+) -> Iterator[SwarmStack]:
+    try:
+        docker("image", "inspect", "bluegreen/haproxy:2.6", "bluegreen/jarvis:v1.2.0-broken")
+        ready = ""
+    except (RuntimeError, OSError) as exc:
+        ready = str(exc)
+    require_infra(pytestconfig, not ready, f"Docker or the stack's images are missing: {ready}")
+    stack = SwarmStack(tmp_path_factory.mktemp("swarm"), tls_cert)
+    subprocess.run(
+        ["docker", "build", "-q", "-t", f"bluegreen/jarvis:{CRASHING}", "-"],
+        input=(
+            "FROM bluegreen/jarvis:v1.0.0\n"
+            'ENTRYPOINT ["/bin/sh", "-c", "echo crashing at start: no such config >&2; exit 3"]\n'
+        ),
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.close()
+        docker("image", "rm", f"bluegreen/jarvis:{CRASHING}", check=False)
+
+
+def _write(stack: SwarmStack, **overrides: object) -> None:
+    (stack.workdir / "bluegreen.toml").write_text(stack.settings_toml(**overrides))
+    (stack.workdir / "test_checks.py").write_text(CHECKS)
+    (stack.workdir / "conftest.py").write_text(KILL_HOOK)
+
+
+def _gate(stack: SwarmStack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", *args],
+        cwd=stack.workdir,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+
+
+def _bluegreen(stack: SwarmStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*BLUEGREEN, *args],
+        cwd=stack.workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _out(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout + result.stderr
+
+
+def _served(stack: SwarmStack) -> tuple[str, str]:
+    answer = requests.get(f"{stack.routed_url}/version", timeout=5).json()
+    return str(answer["color"]), str(answer["version"])
+
+
+def _filled_up(stack: SwarmStack, color: str) -> int:
+    rows = RuntimeApi(str(stack.socket), timeout=2).show_stat()
+    return sum(
+        1
+        for r in rows
+        if r.backend == "api_backend" and r.server.startswith(f"{color}-") and r.is_up
+    )
+
+
+def test_a_cycle_on_a_swarm_under_load(swarm: SwarmStack) -> None:
+    _write(swarm, on_failed_gate="restore")
+    wait_for(lambda: _filled_up(swarm, "blue") == 2, 60, "blue's 2 replicas UP in HAProxy")
+    assert _served(swarm) == ("blue", "v1.0.0")
+    load = LoadProcess(f"{swarm.routed_url}/version", 200_000, 400, 1)
+    wait_for(lambda: load.answered.value >= 20, 30, "the load to answer")
+    try:
+        # green v1.1.0: deployed on the swarm (2 replicas), checked, switched
+        result = _gate(swarm, "--env", "green", "--deploy", "v1.1.0", "--switch")
+        assert result.returncode == 0, _out(result)
+        assert "green: 2/2 replicas healthy" in result.stdout
+        assert swarm.image_of("green-api") == "bluegreen/jarvis:v1.1.0"
+        assert _served(swarm) == ("green", "v1.1.0")
+
+        # a broken build (healthy, /api/* answers 500) on blue: refused, blue restored
+        result = _gate(swarm, "--env", "blue", "--deploy", "v1.2.0-broken", "--switch")
+        assert result.returncode == 1, _out(result)
+        assert "blue restored to v1.0.0" in result.stdout
+        assert swarm.image_of("blue-api") == "bluegreen/jarvis:v1.0.0"
+        assert _served(swarm) == ("green", "v1.1.0")
+
+        # a build whose replicas crash at start: a failed deploy Swarm rolls back itself
+        result = _gate(swarm, "--env", "blue", "--deploy", CRASHING, "--switch")
+        assert result.returncode == 9, _out(result)
+        assert "Swarm rolled back blue-api" in _out(result)
+        assert "crashing at start" in _out(result)  # the failing tasks' logs
+        assert swarm.image_of("blue-api") == "bluegreen/jarvis:v1.0.0"
+        wait_for(lambda: running_replicas("blue-api") == 2, 60, "blue's replicas back")
+        assert _served(swarm) == ("green", "v1.1.0")
+
+        # rollback to blue (v1.0.0, checked first)
+        result = _bluegreen(swarm, "rollback")
+        assert result.returncode == 0, _out(result)
+        assert _served(swarm) == ("blue", "v1.0.0")
+
+        # status lists every replica with its node
+        status = _bluegreen(swarm, "status", "--json")
+        shown = json.loads(status.stdout)
+        replicas = shown["colors"]["green"]["replicas"]
+        assert [(r["service"], r["state"], r["tag"]) for r in replicas] == [
+            ("green-api", "running", "v1.1.0")
+        ] * 2
+        assert {r["node"] for r in replicas} == {docker("info", "--format", "{{.Name}}").strip()}
+
+        # a green replica killed while green's checks run: replaced by Swarm, gate switches
+        victim, survivor = swarm.containers("green-api")
+        result = _gate(swarm, "--env", "green", "--switch", KILL_REPLICA=victim)
+        assert result.returncode == 0, _out(result)
+        assert _served(swarm) == ("green", "v1.1.0")
+        wait_for(lambda: running_replicas("green-api") == 2, 60, "green's replacement")
+        now = swarm.containers("green-api")
+        assert victim not in now
+        assert survivor in now
+        wait_for(lambda: _filled_up(swarm, "green") == 2, 30, "green's 2 replicas UP")
+    finally:
+        result_load = load.finish(60)
+    failed = [f"{s.kind}: {s.error or s.status}" for s in result_load.failed]
+    assert failed == [], failed[:10]
+    assert result_load.count > 100
+    assert STACK in docker("stack", "ls")

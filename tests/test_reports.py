@@ -1,4 +1,5 @@
-"""Allure results, JUnit XML and verdict.json from real gate runs; the report, looked at."""
+"""Allure results, JUnit XML and verdict.json from real runs (gated or not); the report, looked
+at."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from typing import Any
 
 import pytest
 
+from pytest_bluegreen import __version__
+from pytest_bluegreen.engines.compose import TagsFile
+from pytest_bluegreen.settings import StateSettings
 from tests.support.gate import CHECKS, output, prepare
 from tests.support.infra import require_infra
-from tests.support.stack import ROOT, Stack
+from tests.support.stack import ROOT, Stack, free_ports
 
 pytestmark = pytest.mark.infra
 
@@ -27,7 +31,7 @@ LEAKY = (
 )
 
 
-def gate_with_reports(
+def run_with_reports(
     pytester: pytest.Pytester, stack: Stack, *args: str, checks: str = CHECKS
 ) -> tuple[pytest.RunResult, Path]:
     prepare(
@@ -54,6 +58,25 @@ def gate_with_reports(
     return result, pytester.path / "reports"
 
 
+def environment(reports: Path) -> dict[str, str]:
+    text = (reports / "allure-results" / "environment.properties").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+CATEGORY_NAMES = [
+    "Environmental failures (fail on the other color too: not the build)",
+    "Gate refusals (no switch)",
+    "Perf thresholds missed",
+    "Infrastructure errors (unreachable, not running)",
+    "Check failures (wrong answers)",
+]
+
+
+def category_names(reports: Path) -> list[str]:
+    categories = json.loads((reports / "allure-results" / "categories.json").read_text())
+    return [c["name"] for c in categories]
+
+
 def results(reports: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in (reports / "allure-results").glob("*-result.json")]
 
@@ -69,7 +92,7 @@ def no_secret_anywhere(folder: Path) -> None:
 
 
 def test_a_passing_gate_tells_its_story(pytester: pytest.Pytester, stack: Stack) -> None:
-    result, reports = gate_with_reports(pytester, stack, "--env", "green", "--switch", "-n", "2")
+    result, reports = run_with_reports(pytester, stack, "--env", "green", "--switch", "-n", "2")
     assert result.ret == 0, output(result)
     named = by_name(reports)
     assert {"test_health [green]", "test_api [green]", "test_shared_service"} <= set(named)
@@ -98,26 +121,15 @@ def test_a_passing_gate_tells_its_story(pytester: pytest.Pytester, stack: Stack)
     assert probe["failed"] == 0
     assert probe["requests"] > 0
 
-    env = dict(
-        line.split("=", 1)
-        for line in (reports / "allure-results" / "environment.properties").read_text().split("\n")
-        if "=" in line
-    )
+    env = environment(reports)
     assert env["target.color"] == "green"
     assert env["live.before"] == "blue"
     assert env["live.after"] == "green"
     assert env["haproxy.version"].startswith("2.")
     assert env["gate.decision"] == "switched"
-    assert set(env) >= {"deployment.tag", "git.revision"}
-
-    categories = json.loads((reports / "allure-results" / "categories.json").read_text())
-    assert [c["name"] for c in categories] == [
-        "Environmental failures (fail on the other color too: not the build)",
-        "Gate refusals (no switch)",
-        "Perf thresholds missed",
-        "Infrastructure errors (unreachable, not running)",
-        "Check failures (wrong answers)",
-    ]
+    assert env["bluegreen.version"] == __version__
+    assert set(env) >= {"deployment.tag", "git.revision", "tag.blue", "tag.green"}
+    assert category_names(reports) == CATEGORY_NAMES
     verdict = json.loads((reports / "verdict.json").read_text())
     assert (verdict["decision"], verdict["target"], verdict["live_after"]) == (
         "switched",
@@ -131,7 +143,7 @@ def test_a_passing_gate_tells_its_story(pytester: pytest.Pytester, stack: Stack)
 
 
 def test_colors_do_not_share_history_ids(pytester: pytest.Pytester, stack: Stack) -> None:
-    result, reports = gate_with_reports(pytester, stack, "--env", "all")
+    result, reports = run_with_reports(pytester, stack, "--env", "all")
     assert result.ret == 0, output(result)
     named = by_name(reports)
     assert named["test_health [blue]"]["historyId"] != named["test_health [green]"]["historyId"]
@@ -140,7 +152,7 @@ def test_colors_do_not_share_history_ids(pytester: pytest.Pytester, stack: Stack
 def test_a_failing_gate_attaches_the_exchange_and_hides_secrets(
     pytester: pytest.Pytester, stack: Stack
 ) -> None:
-    result, reports = gate_with_reports(pytester, stack, "--env", "green", "--switch", checks=LEAKY)
+    result, reports = run_with_reports(pytester, stack, "--env", "green", "--switch", checks=LEAKY)
     assert result.ret == 1, output(result)
     assert SECRET not in output(result)
     named = by_name(reports)
@@ -163,7 +175,7 @@ def test_a_failing_gate_attaches_the_exchange_and_hides_secrets(
 
 
 def test_an_inconclusive_gate_is_a_result_too(pytester: pytest.Pytester, stack: Stack) -> None:
-    result, reports = gate_with_reports(
+    result, reports = run_with_reports(
         pytester, stack, "--env", "green", "--switch", "-m", "shared"
     )
     assert result.ret == 6, output(result)
@@ -173,6 +185,55 @@ def test_an_inconclusive_gate_is_a_result_too(pytester: pytest.Pytester, stack: 
     verdict = json.loads((reports / "verdict.json").read_text())
     assert verdict["decision"] == "inconclusive"
     assert verdict["exit_code"] == 6
+
+
+def deployed(stack: Stack, **tags: str) -> None:
+    """The tags file as a deploy leaves it (the stack's colors run without an engine)."""
+    TagsFile(StateSettings(state_file=stack.state_file).tags_file).write(tags)
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_a_plain_run_writes_the_environment_and_categories(
+    pytester: pytest.Pytester, stack: Stack, workers: tuple[str, ...]
+) -> None:
+    deployed(stack, BLUE_TAG="v1.0.0", GREEN_TAG="v1.1.0")
+    result, reports = run_with_reports(pytester, stack, "--env", "green", "-m", "quick", *workers)
+    assert result.ret == 0, output(result)
+    assert result.parseoutcomes()["passed"] == 2  # green's two quick checks
+    env = environment(reports)
+    assert env["haproxy.version"].startswith("2.")
+    assert {k: v for k, v in env.items() if k not in {"haproxy.version", "git.revision"}} == {
+        "target.color": "green",
+        "live.color": "blue",
+        "tag.blue": "v1.0.0",
+        "tag.green": "v1.1.0",
+        "bluegreen.version": __version__,
+    }
+    assert list(env)[:2] == ["target.color", "live.color"]
+    assert category_names(reports) == CATEGORY_NAMES
+    # no gate ran: no gate result, no verdict
+    assert not [name for name in by_name(reports) if name.startswith("bluegreen gate")]
+    assert not (reports / "verdict.json").exists()
+
+
+def test_a_runtime_api_that_does_not_answer_is_unknown_not_an_error(
+    pytester: pytest.Pytester, stack: Stack
+) -> None:
+    [nobody] = free_ports(1)
+    prepare(pytester, stack, runtime_api=f"127.0.0.1:{nobody}")  # HAProxy still routes
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--alluredir", "allure-results", "--env", "blue", "-m", "quick",
+        timeout=60,
+    )  # fmt: skip
+    assert result.ret == 0, output(result)
+    env = environment(pytester.path)
+    assert (env["target.color"], env["live.color"], env["haproxy.version"]) == (
+        "blue",
+        "unknown",
+        "unknown",
+    )
+    assert (env["tag.blue"], env["tag.green"]) == ("-", "-")  # nothing deployed
+    assert category_names(pytester.path) == CATEGORY_NAMES
 
 
 def _chromium(config: pytest.Config) -> str:
@@ -216,7 +277,7 @@ def test_the_rendered_report_shows_color_decision_and_attachment(
 ) -> None:
     chromium = _chromium(pytestconfig)
     require_infra(pytestconfig, shutil.which("npm") is not None, "npm is not installed")
-    result, reports = gate_with_reports(pytester, stack, "--env", "green", "--switch", checks=LEAKY)
+    result, reports = run_with_reports(pytester, stack, "--env", "green", "--switch", checks=LEAKY)
     assert result.ret == 1, output(result)
     out = tmp_path / "html"
     render = subprocess.run(

@@ -1,8 +1,9 @@
-"""Allure results, JUnit XML and verdict.json from real runs (gated or not); the report, looked
-at."""
+"""Allure results, JUnit XML and verdict.json from real runs (gated or not); the report, with the
+history of the runs before it, looked at."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -272,6 +273,26 @@ def _render_dom(chromium: str, url: str, profile: Path) -> str:
     return done.stdout
 
 
+def render(results: Path, out: Path, *options: str) -> str:
+    """scripts/report, as a user runs it; its output."""
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "report"), *options, str(results), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _embedded(page: str, name: str) -> Any:
+    """A data file Allure embedded in its single-file report (``d("widgets/x.json", base64)``)."""
+    found = re.search(rf'd\("{re.escape(name)}","([A-Za-z0-9+/=]+)"\)', page)
+    assert found, f"{name} is not embedded in the report"
+    return json.loads(base64.b64decode(found[1]))
+
+
 def test_the_rendered_report_shows_color_decision_and_attachment(
     pytestconfig: pytest.Config, pytester: pytest.Pytester, stack: Stack, tmp_path: Path
 ) -> None:
@@ -280,14 +301,7 @@ def test_the_rendered_report_shows_color_decision_and_attachment(
     result, reports = run_with_reports(pytester, stack, "--env", "green", "--switch", checks=LEAKY)
     assert result.ret == 1, output(result)
     out = tmp_path / "html"
-    render = subprocess.run(
-        [str(ROOT / "scripts" / "report"), str(reports / "allure-results"), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert render.returncode == 0, render.stdout + render.stderr
+    render(reports / "allure-results", out)
     page = (out / "index.html").read_text()
     assert "googletagmanager" not in page
     assert not re.search(r"""<script[^>]+src=["']?(https?:)?//""", page)
@@ -307,3 +321,69 @@ def test_the_rendered_report_shows_color_decision_and_attachment(
     )
     assert ">HTTP exchange (green)<" in detail
     assert "Category: Check failures (wrong answers)" in re.sub(r"<[^>]+>", "", detail)
+
+
+def test_successive_reports_carry_the_history_and_show_the_trend(
+    pytestconfig: pytest.Config, pytester: pytest.Pytester, stack: Stack, tmp_path: Path
+) -> None:
+    chromium = _chromium(pytestconfig)
+    require_infra(pytestconfig, shutil.which("npm") is not None, "npm is not installed")
+    history = tmp_path / "history.jsonl"
+    # three runs in a row; in the second, green's API answers 500 (its health stays 200)
+    for run, api_status in enumerate((200, 500, 200), start=1):
+        stack.green.control(api_status=api_status)
+        result, reports = run_with_reports(pytester, stack, "--env", "green", "-m", "quick")
+        assert result.ret == (1 if api_status == 500 else 0), output(result)
+        said = render(
+            reports / "allure-results", tmp_path / f"html{run}", "--history", str(history)
+        )
+        assert f"{run - 1} earlier run(s)" in said
+        assert f"history: {history} ({run} run(s))" in said
+    assert len(history.read_text().splitlines()) == 3
+    out = tmp_path / "html3"
+    page = (out / "index.html").read_text()
+
+    # the trend: every run, oldest first, the current one last
+    [dynamics] = [
+        chart
+        for chart in _embedded(page, "widgets/charts.json")["general"].values()
+        if chart["type"] == "statusDynamics"
+    ]
+    assert [point["statistic"].get("failed", 0) for point in dynamics["data"]] == [0, 1, 0]
+    assert dynamics["data"][-1]["id"] == "current"
+
+    # a check's History tab: its earlier results, newest first
+    test_results = json.loads((out / "test-results.json").read_text())["byId"]
+    [api_id] = [k for k, v in test_results.items() if v["name"] == "test_api [green]"]
+    earlier = _embedded(page, f"data/test-results/{api_id}.json")["history"]
+    assert [h["status"] for h in earlier] == ["failed", "passed"]
+
+    # the trend chart, as rendered: a point per run on its axis (a first run says "No history
+    # information available" instead)
+    charts = _render_dom(chromium, f"{(out / 'index.html').as_uri()}#charts", tmp_path / "profile")
+    widget = charts.split(">Status dynamics<", 1)[1].split('data-drop-shadow="true"', 1)[0]
+    ticks = re.findall(r'rotate\(45\)"[^>]*>([^<]*)<', widget)
+    assert len(ticks) == 3, widget[:2000]
+    assert ticks[-1] == "Latest"
+
+
+def test_a_history_allure_cannot_read_is_refused_in_one_line(tmp_path: Path) -> None:
+    results, out, history = tmp_path / "results", tmp_path / "html", tmp_path / "history.jsonl"
+    results.mkdir()
+    out.mkdir()
+    (out / "index.html").write_text("the last report")
+    history.write_text('{"uuid": "a", "testResults": {}}\nnot json\n')
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "report"), "--history", str(history), str(results), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3
+    assert done.stderr.splitlines() == [
+        f"[report] ERROR: {history} line 2 is not an Allure 3 history entry "
+        "(move the file away to start a new history)"
+    ]
+    assert history.read_text() == '{"uuid": "a", "testResults": {}}\nnot json\n'
+    assert (out / "index.html").read_text() == "the last report"

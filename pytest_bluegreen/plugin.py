@@ -136,7 +136,8 @@ def pytest_configure(config: pytest.Config) -> None:
     allure_dir = settings.reports.allure_dir
     if allure_dir is not None and not getattr(config.option, "allure_report_dir", None):
         config.option.allure_report_dir = str(allure_dir)
-    if getattr(config.option, "allure_report_dir", None):
+    allure_results: str | None = getattr(config.option, "allure_report_dir", None)
+    if allure_results:
         try:
             require("allure", "allure", "Allure results (allure_dir)")
         except MissingExtra as exc:
@@ -149,7 +150,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[TARGET_KEY] = workerinput.get(WORKERINPUT_TARGET, settings.target)
         return
     config.stash[TARGET_KEY] = settings.target
-    written = [getattr(config.option, "allure_report_dir", None), config.option.xmlpath]
+    written = [allure_results, config.option.xmlpath]
     report_paths = [Path(p) for p in written if p] + [settings.reports.verdict_file]
     config.pluginmanager.register(ReportScrubber(secrets, report_paths), "bluegreen-scrubber")
     if settings.gating and _runs_tests(config):
@@ -158,6 +159,11 @@ def pytest_configure(config: pytest.Config) -> None:
         # a verdict left by an earlier run must not pass for this one's (a crash writes none)
         settings.reports.verdict_file.unlink(missing_ok=True)
         config.pluginmanager.register(GatePlugin(config, settings), "bluegreen-gate")
+    elif allure_results and _runs_tests(config):  # a gating run's GatePlugin writes its own
+        from .reporting import AllureRunEnvironment  # noqa: PLC0415 - the allure extra
+
+        environment = AllureRunEnvironment(settings, Path(allure_results))
+        config.pluginmanager.register(environment, "bluegreen-allure-environment")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "bluegreen-xdist")
 

@@ -2,9 +2,11 @@
 
 On every process (controller and xdist workers): each check's Allure title and parameters
 carry its color, and a failed check gets the HTTP exchange and the color's container log tail
-attached. On the controller, after the gate: ``environment.properties``, ``categories.json``
-and the gate's decision as a result of its own (with HAProxy ``show stat`` before and after a
-switch). Secret values are kept out by :mod:`redaction`.
+attached. On the controller, at the end of every run: ``environment.properties`` (the target
+color, the live color, each color's tag, the HAProxy, plugin and git versions) and
+``categories.json``; after a gate, also the gate's decision as a result of its own (with
+HAProxy ``show stat`` before and after a switch). Secret values are kept out by
+:mod:`redaction`.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from . import __version__
+from .errors import BluegreenError
 from .eventually import INFRASTRUCTURE
 from .extras import require
+from .instances import InstancesDisagree
 from .outcomes import FAILURE_PROPERTY
 from .redaction import REDACTED, SECRET_HEADERS, Secrets
 from .verdict import verdict
@@ -29,7 +34,14 @@ if TYPE_CHECKING:
     from .gaterun import GateReport, GateRun
     from .settings import Settings
 
-__all__ = ["CATEGORIES", "AllureReporting", "describe_exchange", "write_gate_results"]
+__all__ = [
+    "CATEGORIES",
+    "AllureReporting",
+    "AllureRunEnvironment",
+    "describe_exchange",
+    "write_gate_results",
+    "write_run_environment",
+]
 
 # The regexes work in Allure 2 (Java, whole-text match) and Allure 3 (JavaScript): no inline
 # flags, [\s\S] for "anything including newlines".
@@ -166,6 +178,68 @@ def _git_revision(root: Path) -> str:
     return done.stdout.strip() or "unknown"
 
 
+def _tags_and_versions(settings: Settings, haproxy_version: str | None) -> dict[str, str]:
+    """What every run's environment names: each color's deployed tag, the versions."""
+    from .engines.compose import TagsFile  # noqa: PLC0415 - the tags file's one home
+
+    tags = TagsFile(settings.state.tags_file).tags(settings.topology.colors)
+    config_file = settings.config_file
+    root = config_file.parent if config_file else Path.cwd()
+    return {
+        **{f"tag.{color}": tag or "-" for color, tag in tags.items()},
+        "haproxy.version": haproxy_version or "unknown",
+        "bluegreen.version": __version__,
+        "git.revision": _git_revision(root),
+    }
+
+
+def _write_environment(alluredir: Path, env: Mapping[str, str]) -> None:
+    """environment.properties (Allure's metadata) and categories.json in ``alluredir``."""
+    alluredir.mkdir(parents=True, exist_ok=True)
+    (alluredir / "environment.properties").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    (alluredir / "categories.json").write_text(json.dumps(CATEGORIES, indent=2))
+
+
+def _read_haproxy(settings: Settings) -> tuple[str, str | None]:
+    """The live color (``none`` when neither or both take traffic; ``unknown`` when HAProxy
+    cannot tell: unreachable, refused, instances that disagree) and HAProxy's version (None
+    when unknown). A Runtime API that fails is written down, not raised: a run's metadata
+    must not fail the run."""
+    from .switch import live_color  # noqa: PLC0415 - only when Allure results are written
+
+    try:
+        group = settings.haproxies()
+        live = live_color(group, settings.topology) or "none"
+    except InstancesDisagree:
+        live = "unknown"
+    except (BluegreenError, OSError):
+        return "unknown", None  # it does not answer: do not wait for it a second time
+    try:
+        version: str | None = group.version()
+    except (BluegreenError, OSError):
+        version = None
+    return live, version
+
+
+def write_run_environment(settings: Settings, alluredir: Path) -> None:
+    """environment.properties and categories.json of a run that does not gate."""
+    live, haproxy_version = _read_haproxy(settings)
+    env = {"target.color": settings.run.env, "live.color": live}
+    _write_environment(alluredir, env | _tags_and_versions(settings, haproxy_version))
+
+
+class AllureRunEnvironment:
+    """Registered on the controller (or the single process) of a run that does not gate
+    when Allure results are written; a gating run's GatePlugin writes its own."""
+
+    def __init__(self, settings: Settings, alluredir: Path) -> None:
+        self.settings = settings
+        self.alluredir = alluredir
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        write_run_environment(self.settings, self.alluredir)
+
+
 def _bake_steps(report: GateReport) -> list[dict[str, Any]]:
     """The bake's intervals as steps of the gate's result, each with its evidence."""
     if report.bake is None:
@@ -212,21 +286,15 @@ def write_gate_results(
     run: GateRun, report: GateReport, alluredir: Path, haproxy_version: str | None
 ) -> None:
     """environment.properties, categories.json and the gate's own result in ``alluredir``."""
-    alluredir.mkdir(parents=True, exist_ok=True)
     data = verdict(run, report)
-    config_file = run.settings.config_file
-    root = config_file.parent if config_file else Path.cwd()
-    env = {
+    gate = {
         "target.color": data["target"],
         "deployment.tag": data["tag"] or "-",
         "live.before": data["live_before"] or "-",
         "live.after": data["live_after"] or "-",
-        "haproxy.version": haproxy_version or "unknown",
-        "git.revision": _git_revision(root),
         "gate.decision": data["decision"],
     }
-    (alluredir / "environment.properties").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-    (alluredir / "categories.json").write_text(json.dumps(CATEGORIES, indent=2))
+    _write_environment(alluredir, gate | _tags_and_versions(run.settings, haproxy_version))
 
     attachments = []
 

@@ -1,7 +1,9 @@
-"""Allure results, JUnit XML and verdict.json from real gate runs; the report, looked at."""
+"""Allure results, JUnit XML and verdict.json from real runs (gated or not); the report, with the
+history of the runs before it, looked at."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -11,9 +13,12 @@ from typing import Any
 
 import pytest
 
+from pytest_bluegreen import __version__
+from pytest_bluegreen.engines.compose import TagsFile
+from pytest_bluegreen.settings import StateSettings
 from tests.support.gate import CHECKS, output, prepare
 from tests.support.infra import require_infra
-from tests.support.stack import ROOT, Stack
+from tests.support.stack import ROOT, Stack, free_ports
 
 pytestmark = pytest.mark.infra
 
@@ -27,7 +32,7 @@ LEAKY = (
 )
 
 
-def gate_with_reports(
+def run_with_reports(
     pytester: pytest.Pytester, stack: Stack, *args: str, checks: str = CHECKS
 ) -> tuple[pytest.RunResult, Path]:
     prepare(
@@ -54,6 +59,25 @@ def gate_with_reports(
     return result, pytester.path / "reports"
 
 
+def environment(reports: Path) -> dict[str, str]:
+    text = (reports / "allure-results" / "environment.properties").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+CATEGORY_NAMES = [
+    "Environmental failures (fail on the other color too: not the build)",
+    "Gate refusals (no switch)",
+    "Perf thresholds missed",
+    "Infrastructure errors (unreachable, not running)",
+    "Check failures (wrong answers)",
+]
+
+
+def category_names(reports: Path) -> list[str]:
+    categories = json.loads((reports / "allure-results" / "categories.json").read_text())
+    return [c["name"] for c in categories]
+
+
 def results(reports: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in (reports / "allure-results").glob("*-result.json")]
 
@@ -69,7 +93,7 @@ def no_secret_anywhere(folder: Path) -> None:
 
 
 def test_a_passing_gate_tells_its_story(pytester: pytest.Pytester, stack: Stack) -> None:
-    result, reports = gate_with_reports(pytester, stack, "--env", "green", "--switch", "-n", "2")
+    result, reports = run_with_reports(pytester, stack, "--env", "green", "--switch", "-n", "2")
     assert result.ret == 0, output(result)
     named = by_name(reports)
     assert {"test_health [green]", "test_api [green]", "test_shared_service"} <= set(named)
@@ -98,26 +122,15 @@ def test_a_passing_gate_tells_its_story(pytester: pytest.Pytester, stack: Stack)
     assert probe["failed"] == 0
     assert probe["requests"] > 0
 
-    env = dict(
-        line.split("=", 1)
-        for line in (reports / "allure-results" / "environment.properties").read_text().split("\n")
-        if "=" in line
-    )
+    env = environment(reports)
     assert env["target.color"] == "green"
     assert env["live.before"] == "blue"
     assert env["live.after"] == "green"
     assert env["haproxy.version"].startswith("2.")
     assert env["gate.decision"] == "switched"
-    assert set(env) >= {"deployment.tag", "git.revision"}
-
-    categories = json.loads((reports / "allure-results" / "categories.json").read_text())
-    assert [c["name"] for c in categories] == [
-        "Environmental failures (fail on the other color too: not the build)",
-        "Gate refusals (no switch)",
-        "Perf thresholds missed",
-        "Infrastructure errors (unreachable, not running)",
-        "Check failures (wrong answers)",
-    ]
+    assert env["bluegreen.version"] == __version__
+    assert set(env) >= {"deployment.tag", "git.revision", "tag.blue", "tag.green"}
+    assert category_names(reports) == CATEGORY_NAMES
     verdict = json.loads((reports / "verdict.json").read_text())
     assert (verdict["decision"], verdict["target"], verdict["live_after"]) == (
         "switched",
@@ -131,7 +144,7 @@ def test_a_passing_gate_tells_its_story(pytester: pytest.Pytester, stack: Stack)
 
 
 def test_colors_do_not_share_history_ids(pytester: pytest.Pytester, stack: Stack) -> None:
-    result, reports = gate_with_reports(pytester, stack, "--env", "all")
+    result, reports = run_with_reports(pytester, stack, "--env", "all")
     assert result.ret == 0, output(result)
     named = by_name(reports)
     assert named["test_health [blue]"]["historyId"] != named["test_health [green]"]["historyId"]
@@ -140,7 +153,7 @@ def test_colors_do_not_share_history_ids(pytester: pytest.Pytester, stack: Stack
 def test_a_failing_gate_attaches_the_exchange_and_hides_secrets(
     pytester: pytest.Pytester, stack: Stack
 ) -> None:
-    result, reports = gate_with_reports(pytester, stack, "--env", "green", "--switch", checks=LEAKY)
+    result, reports = run_with_reports(pytester, stack, "--env", "green", "--switch", checks=LEAKY)
     assert result.ret == 1, output(result)
     assert SECRET not in output(result)
     named = by_name(reports)
@@ -163,7 +176,7 @@ def test_a_failing_gate_attaches_the_exchange_and_hides_secrets(
 
 
 def test_an_inconclusive_gate_is_a_result_too(pytester: pytest.Pytester, stack: Stack) -> None:
-    result, reports = gate_with_reports(
+    result, reports = run_with_reports(
         pytester, stack, "--env", "green", "--switch", "-m", "shared"
     )
     assert result.ret == 6, output(result)
@@ -173,6 +186,55 @@ def test_an_inconclusive_gate_is_a_result_too(pytester: pytest.Pytester, stack: 
     verdict = json.loads((reports / "verdict.json").read_text())
     assert verdict["decision"] == "inconclusive"
     assert verdict["exit_code"] == 6
+
+
+def deployed(stack: Stack, **tags: str) -> None:
+    """The tags file as a deploy leaves it (the stack's colors run without an engine)."""
+    TagsFile(StateSettings(state_file=stack.state_file).tags_file).write(tags)
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_a_plain_run_writes_the_environment_and_categories(
+    pytester: pytest.Pytester, stack: Stack, workers: tuple[str, ...]
+) -> None:
+    deployed(stack, BLUE_TAG="v1.0.0", GREEN_TAG="v1.1.0")
+    result, reports = run_with_reports(pytester, stack, "--env", "green", "-m", "quick", *workers)
+    assert result.ret == 0, output(result)
+    assert result.parseoutcomes()["passed"] == 2  # green's two quick checks
+    env = environment(reports)
+    assert env["haproxy.version"].startswith("2.")
+    assert {k: v for k, v in env.items() if k not in {"haproxy.version", "git.revision"}} == {
+        "target.color": "green",
+        "live.color": "blue",
+        "tag.blue": "v1.0.0",
+        "tag.green": "v1.1.0",
+        "bluegreen.version": __version__,
+    }
+    assert list(env)[:2] == ["target.color", "live.color"]
+    assert category_names(reports) == CATEGORY_NAMES
+    # no gate ran: no gate result, no verdict
+    assert not [name for name in by_name(reports) if name.startswith("bluegreen gate")]
+    assert not (reports / "verdict.json").exists()
+
+
+def test_a_runtime_api_that_does_not_answer_is_unknown_not_an_error(
+    pytester: pytest.Pytester, stack: Stack
+) -> None:
+    [nobody] = free_ports(1)
+    prepare(pytester, stack, runtime_api=f"127.0.0.1:{nobody}")  # HAProxy still routes
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--alluredir", "allure-results", "--env", "blue", "-m", "quick",
+        timeout=60,
+    )  # fmt: skip
+    assert result.ret == 0, output(result)
+    env = environment(pytester.path)
+    assert (env["target.color"], env["live.color"], env["haproxy.version"]) == (
+        "blue",
+        "unknown",
+        "unknown",
+    )
+    assert (env["tag.blue"], env["tag.green"]) == ("-", "-")  # nothing deployed
+    assert category_names(pytester.path) == CATEGORY_NAMES
 
 
 def _chromium(config: pytest.Config) -> str:
@@ -211,22 +273,35 @@ def _render_dom(chromium: str, url: str, profile: Path) -> str:
     return done.stdout
 
 
-def test_the_rendered_report_shows_color_decision_and_attachment(
-    pytestconfig: pytest.Config, pytester: pytest.Pytester, stack: Stack, tmp_path: Path
-) -> None:
-    chromium = _chromium(pytestconfig)
-    require_infra(pytestconfig, shutil.which("npm") is not None, "npm is not installed")
-    result, reports = gate_with_reports(pytester, stack, "--env", "green", "--switch", checks=LEAKY)
-    assert result.ret == 1, output(result)
-    out = tmp_path / "html"
-    render = subprocess.run(
-        [str(ROOT / "scripts" / "report"), str(reports / "allure-results"), str(out)],
+def render(results: Path, out: Path, *options: str) -> str:
+    """scripts/report, as a user runs it; its output."""
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "report"), *options, str(results), str(out)],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
-    assert render.returncode == 0, render.stdout + render.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _embedded(page: str, name: str) -> Any:
+    """A data file Allure embedded in its single-file report (``d("widgets/x.json", base64)``)."""
+    found = re.search(rf'd\("{re.escape(name)}","([A-Za-z0-9+/=]+)"\)', page)
+    assert found, f"{name} is not embedded in the report"
+    return json.loads(base64.b64decode(found[1]))
+
+
+def test_the_rendered_report_shows_color_decision_and_attachment(
+    pytestconfig: pytest.Config, pytester: pytest.Pytester, stack: Stack, tmp_path: Path
+) -> None:
+    chromium = _chromium(pytestconfig)
+    require_infra(pytestconfig, shutil.which("npm") is not None, "npm is not installed")
+    result, reports = run_with_reports(pytester, stack, "--env", "green", "--switch", checks=LEAKY)
+    assert result.ret == 1, output(result)
+    out = tmp_path / "html"
+    render(reports / "allure-results", out)
     page = (out / "index.html").read_text()
     assert "googletagmanager" not in page
     assert not re.search(r"""<script[^>]+src=["']?(https?:)?//""", page)
@@ -246,3 +321,69 @@ def test_the_rendered_report_shows_color_decision_and_attachment(
     )
     assert ">HTTP exchange (green)<" in detail
     assert "Category: Check failures (wrong answers)" in re.sub(r"<[^>]+>", "", detail)
+
+
+def test_successive_reports_carry_the_history_and_show_the_trend(
+    pytestconfig: pytest.Config, pytester: pytest.Pytester, stack: Stack, tmp_path: Path
+) -> None:
+    chromium = _chromium(pytestconfig)
+    require_infra(pytestconfig, shutil.which("npm") is not None, "npm is not installed")
+    history = tmp_path / "history.jsonl"
+    # three runs in a row; in the second, green's API answers 500 (its health stays 200)
+    for run, api_status in enumerate((200, 500, 200), start=1):
+        stack.green.control(api_status=api_status)
+        result, reports = run_with_reports(pytester, stack, "--env", "green", "-m", "quick")
+        assert result.ret == (1 if api_status == 500 else 0), output(result)
+        said = render(
+            reports / "allure-results", tmp_path / f"html{run}", "--history", str(history)
+        )
+        assert f"{run - 1} earlier run(s)" in said
+        assert f"history: {history} ({run} run(s))" in said
+    assert len(history.read_text().splitlines()) == 3
+    out = tmp_path / "html3"
+    page = (out / "index.html").read_text()
+
+    # the trend: every run, oldest first, the current one last
+    [dynamics] = [
+        chart
+        for chart in _embedded(page, "widgets/charts.json")["general"].values()
+        if chart["type"] == "statusDynamics"
+    ]
+    assert [point["statistic"].get("failed", 0) for point in dynamics["data"]] == [0, 1, 0]
+    assert dynamics["data"][-1]["id"] == "current"
+
+    # a check's History tab: its earlier results, newest first
+    test_results = json.loads((out / "test-results.json").read_text())["byId"]
+    [api_id] = [k for k, v in test_results.items() if v["name"] == "test_api [green]"]
+    earlier = _embedded(page, f"data/test-results/{api_id}.json")["history"]
+    assert [h["status"] for h in earlier] == ["failed", "passed"]
+
+    # the trend chart, as rendered: a point per run on its axis (a first run says "No history
+    # information available" instead)
+    charts = _render_dom(chromium, f"{(out / 'index.html').as_uri()}#charts", tmp_path / "profile")
+    widget = charts.split(">Status dynamics<", 1)[1].split('data-drop-shadow="true"', 1)[0]
+    ticks = re.findall(r'rotate\(45\)"[^>]*>([^<]*)<', widget)
+    assert len(ticks) == 3, widget[:2000]
+    assert ticks[-1] == "Latest"
+
+
+def test_a_history_allure_cannot_read_is_refused_in_one_line(tmp_path: Path) -> None:
+    results, out, history = tmp_path / "results", tmp_path / "html", tmp_path / "history.jsonl"
+    results.mkdir()
+    out.mkdir()
+    (out / "index.html").write_text("the last report")
+    history.write_text('{"uuid": "a", "testResults": {}}\nnot json\n')
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "report"), "--history", str(history), str(results), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3
+    assert done.stderr.splitlines() == [
+        f"[report] ERROR: {history} line 2 is not an Allure 3 history entry "
+        "(move the file away to start a new history)"
+    ]
+    assert history.read_text() == '{"uuid": "a", "testResults": {}}\nnot json\n'
+    assert (out / "index.html").read_text() == "the last report"

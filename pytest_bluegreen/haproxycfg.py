@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
+    "FROM_ENVIRONMENT",
     "Bind",
     "HaproxyConfig",
     "Proxy",
@@ -57,6 +58,7 @@ _LOCAL_PREFIXES = ("unix@", "abns@", "abnsz@", "fd@", "sockpair@", "uxst@", "uxd
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 _MAP_FILE = re.compile(r"map(?:_[a-z]+)?\(([^,)]+)")
 Level = Literal["user", "operator", "admin"]
+FROM_ENVIRONMENT = "the environment"  # Variable.source of a value from the process environment
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Variable:
 
     name: str
     value: str | None  # None: not set anywhere, expanded to nothing
-    source: str  # "the environment", "presetenv (line 3)", "setenv (line 4)", "unset"
+    source: str  # FROM_ENVIRONMENT, "presetenv (line 3)", "setenv (line 4)", "unset", ...
 
 
 @dataclass(frozen=True)
@@ -206,12 +208,6 @@ class HaproxyConfig:
     variables: tuple[Variable, ...]
     assumptions: tuple[str, ...]  # conditions taken as true, lines not understood
 
-    def proxy(self, name: str) -> Proxy | None:
-        for proxy in self.proxies:
-            if proxy.name == name and proxy.balances:
-                return proxy
-        return None
-
     @property
     def backends(self) -> tuple[Proxy, ...]:
         return tuple(p for p in self.proxies if p.balances)
@@ -233,11 +229,14 @@ class _Environment:
     used: dict[str, Variable] = field(default_factory=dict)
 
     def get(self, name: str, default: str | None) -> str:
+        """The value of ``${name}`` (``${name-default}``); each variable used is remembered."""
         value = self.values.get(name)
         if value is None:
-            self.used.setdefault(name, Variable(name, default, "default" if default else "unset"))
+            source = "unset" if default is None else "its default in the configuration"
+            self.used.setdefault(name, Variable(name, default, source))
             return default or ""
-        self.used.setdefault(name, Variable(name, value, self.sources.get(name, "environment")))
+        source = self.sources.get(name, FROM_ENVIRONMENT)
+        self.used.setdefault(name, Variable(name, value, source))
         return value
 
     def set(self, name: str, value: str, source: str, *, only_if_unset: bool = False) -> None:
@@ -349,7 +348,7 @@ class _Section:
 def _sections(
     text: str, environ: Mapping[str, str], assumptions: list[str]
 ) -> tuple[list[_Section], _Environment]:
-    env = _Environment(dict(environ), dict.fromkeys(environ, "the environment"))
+    env = _Environment(dict(environ), dict.fromkeys(environ, FROM_ENVIRONMENT))
     sections: list[_Section] = []
     blocks: list[tuple[bool, bool]] = []  # (this branch active, some branch taken)
     for number, raw in enumerate(text.splitlines(), start=1):

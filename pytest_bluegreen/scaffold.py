@@ -21,6 +21,7 @@ from pathlib import Path
 from .errors import UsageError
 from .haproxy import RuntimeApiAddress, ServerRef
 from .haproxycfg import (
+    FROM_ENVIRONMENT,
     WILDCARD_HOSTS,
     Bind,
     HaproxyConfig,
@@ -644,7 +645,7 @@ def plan(
 
 
 def _variable_notes(config: HaproxyConfig, notes: _Notes) -> None:
-    from_shell = [v for v in config.variables if v.source == "the environment"]
+    from_shell = [v for v in config.variables if v.source == FROM_ENVIRONMENT]
     from_file = [v.name for v in config.variables if v.value is not None and v not in from_shell]
     unset = [v.name for v in config.variables if v.value is None]
     if from_shell:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -474,3 +475,23 @@ def test_init_on_a_weight_based_service_runs_the_gate_dry(
     assert any("test_health.py F" in line for line in lines), lines
     assert any(line.startswith("bluegreen: FAILED: ") for line in lines), lines
     assert weights == {"app1": 100, "app2": 0}
+
+    # the perf check's limits are commented out; uncommented, they judge (here: impossibly)
+    settings_file = tmp_path / "project" / "bluegreen.toml"
+    text = settings_file.read_text()
+    assert '# "/health" = ["p(95)<300", "rate<0.01"]' in text
+    settings_file.write_text(
+        text.replace('# "/health" = ["p(95)<300"', '"/health" = ["p(95)<0.001"')
+    )
+    perf = subprocess.run(
+        [sys.executable, "-m", "pytest", "checks", "--env", "blue", "-m", "perf"],
+        cwd=tmp_path / "project",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert perf.returncode == 1, perf.stdout + perf.stderr
+    assert "blue GET http://127.0.0.1:" in perf.stdout
+    assert "thresholds missed: /health: p(95)=" in perf.stdout, perf.stdout
+    assert "misses threshold 'p(95)<0.001'" in perf.stdout

@@ -27,10 +27,11 @@ from . import aftercare, state, switch
 from .errors import BluegreenError, ExitCode, UsageError
 from .gateplugin import hooks_for
 from .gaterun import GateRun
+from .haproxy import RuntimeApiError
 from .plugin import settings_from_config
 from .recovery import recover
 from .redaction import Secrets
-from .settings import Settings
+from .settings import Settings, SettingsError, resolve
 from .signals import DeferredSignals
 from .state import LockHeld
 from .status import Status, collect_status, export_state
@@ -48,6 +49,7 @@ examples:
   bluegreen recover                         after a cut-off switch: prior states back
   bluegreen promote                         switch to what pytest --switch=manual verified
   bluegreen drill                           known-bad builds on the idle color: caught?
+  bluegreen init --haproxy-config /etc/haproxy/haproxy.cfg   bluegreen.toml + checks/ from it
 
 exit codes: 0 ok, 1 checks failed (status: inconsistent), 4 usage error, 6 inconclusive,
 7 refused (nothing changed), 8 switch reverted, 9 deploy failed, 10 revert failed, 11 bake
@@ -515,6 +517,86 @@ def cmd_check(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return in_config(args, act)
 
 
+def cmd_init(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """bluegreen.toml and a starter checks/ from an HAProxy configuration, then a dry run."""
+    from . import scaffold  # noqa: PLC0415 - only init reads HAProxy configurations
+    from .haproxycfg import parse_config  # noqa: PLC0415
+
+    source = Path(args.haproxy_config)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise scaffold.InitError(f"cannot read {source}: {exc}") from None
+    config = parse_config(text, os.environ)
+    maps = {
+        name: _read_text(source.parent / name)
+        for proxy in config.proxies
+        for rule in proxy.use_backends
+        for name in rule.map_files
+    }
+    colors = args.colors.split(",") if args.colors else None
+    plan = scaffold.plan(config, source=str(source.resolve()), colors=colors, maps=maps)
+    directory = Path(args.dir)
+    files = {scaffold.SETTINGS_FILE: scaffold.render_settings(plan), **scaffold.starter_files()}
+    written = scaffold.write(directory, files)
+    names = ", ".join(str(p.relative_to(directory)) for p in written)
+    _progress(f"wrote {names} in {directory.resolve()}")
+    for line in plan.guessed:
+        _progress(f"guessed: {line}")
+    for line in plan.not_found:
+        _progress(f"not found: {line}")
+    try:
+        settings = resolve({}, os.environ, {}, directory.resolve())
+    except SettingsError as exc:
+        _progress(
+            f"{scaffold.SETTINGS_FILE} does not load yet: {str(exc).removeprefix('bluegreen: ')}"
+        )
+        return int(ExitCode.USAGE_ERROR)
+    reachable = plan.runtime_api.value is not None
+    idle, why = _idle_color(settings, plan.idle, ask_haproxy=reachable)
+    dry_run = ["checks", "--env", idle, "--dry-run", "--switch"]
+    _progress(f"{idle} is idle ({why})")
+    if not reachable:
+        _progress(
+            f"dry run skipped: HAProxy has no Runtime API yet; after adding it: "
+            f"pytest {' '.join(dry_run)}"
+        )
+        return 0
+    if args.no_dry_run:
+        _progress(f"next: pytest {' '.join(dry_run)}")
+        return 0
+    _progress(f"dry run: pytest {' '.join(dry_run)}")
+    command = [sys.executable, "-m", "pytest", *dry_run, "-p", "no:cacheprovider"]
+    return subprocess.run(command, cwd=directory, check=False).returncode
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _idle_color(
+    settings: Settings, configured: str | None, *, ask_haproxy: bool
+) -> tuple[str, str]:
+    """The color taking no traffic: as HAProxy says, else as the configuration starts it."""
+    topology = settings.topology
+    reason = "no Runtime API to ask"
+    if ask_haproxy:
+        try:
+            live = switch.live_color(settings.haproxies(), topology)
+        except (BluegreenError, RuntimeApiError, OSError) as exc:
+            reason = f"HAProxy's Runtime API does not answer: {exc}"
+        else:
+            if live is not None:
+                return topology.other(live), f"HAProxy sends the traffic to {live}"
+            reason = "HAProxy sends traffic to neither or both colors"
+    if configured is not None:
+        return configured, f"as the configuration starts it; {reason}"
+    return topology.colors[1], f"guessed; {reason}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bluegreen",
@@ -644,7 +726,36 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--quick", action="store_true", help="only the quick checks")
     check.add_argument("--verbose", action="store_true", help="verbose pytest output")
     check.set_defaults(handler=cmd_check)
+
+    _add_init(add)
     return parser
+
+
+def _add_init(add: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    init = add(
+        "init",
+        "write bluegreen.toml and a starter checks/ from an HAProxy configuration, then run "
+        "the gate dry on the idle color",
+        "bluegreen init --haproxy-config /etc/haproxy/haproxy.cfg --colors blue,green",
+    )
+    init.add_argument(
+        "--haproxy-config",
+        default="/etc/haproxy/haproxy.cfg",
+        metavar="PATH",
+        help="the HAProxy configuration to read (default: /etc/haproxy/haproxy.cfg)",
+    )
+    init.add_argument(
+        "--colors",
+        metavar="A,B",
+        help="the two colors, as the servers' names say them (default: blue,green)",
+    )
+    init.add_argument("--dir", default=".", help="where to write (default: here)")
+    init.add_argument(
+        "--no-dry-run",
+        action="store_true",
+        help="write the files only; print the dry run's command",
+    )
+    init.set_defaults(handler=cmd_init)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -258,7 +258,7 @@ def test_a_held_lock_refuses_a_switch(workdir: Path, stack: Stack) -> None:
 
 
 def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
-    for command in ("status", "switch-to", "rollback", "export-state", "deploy", "check"):
+    for command in ("status", "switch-to", "rollback", "export-state", "deploy", "check", "init"):
         result = run(tmp_path, command, "--help")
         assert result.returncode == 0
         assert "example:" in result.stdout, command

@@ -4,7 +4,12 @@ Uses the bundled local stack (scripts/local_stack.py, the seed's ports). Prints 
 its ratio to the goal; asserts nothing. Goals: cycle <= 15 s (kamal-style deploys take 20-30 s),
 quick checks <= 2 s.
 
-    .venv/bin/python -m benchmarks.cycle [--cycles N] [--fresh-setup]
+    .venv/bin/python -m benchmarks.cycle [--cycles N] [--fresh-setup] [--engine swarm]
+
+--engine swarm adds the same cycle on Docker Swarm (a single-node swarm made for the run and
+left as found, 2 replicas per color, HAProxy in a container: tests/support/swarm.py) beside
+Compose in the same run, both with the same two checks (health, an API write), and prints
+``swarm/compose=X`` (cycle p50 on Swarm over cycle p50 on Compose; goal <= 2).
 
 --fresh-setup removes the images and the virtualenv first, so the first set-up run is measured
 from scratch (takes minutes: it debootstraps the base image).
@@ -51,6 +56,7 @@ def main() -> int:
     parser.add_argument("--cycles", type=int, default=4)
     parser.add_argument("--quick-runs", type=int, default=5)
     parser.add_argument("--fresh-setup", action="store_true")
+    parser.add_argument("--engine", choices=("compose", "swarm"), default="compose")
     args = parser.parse_args()
     if args.fresh_setup:
         subprocess.run(
@@ -75,6 +81,7 @@ def main() -> int:
     quick_n2 = [
         timed([*PYTEST, "--env", "green", "-m", "quick", "-n", "2"]) for _ in range(args.quick_runs)
     ]
+    side_by_side = _swarm_beside_compose(args.cycles) if args.engine == "swarm" else None
     label = "first (fresh)" if args.fresh_setup else "first (already installed)"
     print(f"setup: {label}={setup_first:.1f} s second={setup_second:.1f} s")
     print(
@@ -92,7 +99,64 @@ def main() -> int:
         f"max={max(quick_n2):.2f} s over {len(quick_n2)} runs "
         f"(ratio to serial: {percentile(quick_n2, 50) / percentile(quick, 50):.2f})"
     )
+    if side_by_side is not None:
+        compose, swarm = side_by_side
+        ratio = percentile(swarm, 50) / percentile(compose, 50)
+        print(
+            f"same two checks, {len(compose)} cycles each: compose p50="
+            f"{percentile(compose, 50):.1f} s, swarm (2 replicas per color) p50="
+            f"{percentile(swarm, 50):.1f} s max={max(swarm):.1f} s; "
+            f"swarm/compose={ratio:.2f} (goal <= 2)"
+        )
     return 0
+
+
+def _swarm_beside_compose(cycles: int) -> tuple[list[float], list[float]]:
+    """Cycles with the same two checks on the Compose stack, then on a fresh swarm."""
+    import tempfile  # noqa: PLC0415
+
+    from tests.support.stack import make_cert  # noqa: PLC0415
+    from tests.support.swarm import SwarmStack  # noqa: PLC0415
+    from tests.test_swarm import CHECKS  # noqa: PLC0415
+
+    work = Path(tempfile.mkdtemp(prefix="bluegreen-cycle-"))
+    checks = work / "test_cycle_checks.py"
+    checks.write_text(CHECKS)
+    compose = []
+    tags_file = ROOT / ".bluegreen" / "compose-tags.env"
+    for _ in range(cycles):
+        idle = "blue" if live_color() == "green" else "green"
+        text = tags_file.read_text() if tags_file.exists() else ""
+        running = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        tag = "v1.1.0" if running.get(f"{idle.upper()}_TAG") == "v1.0.0" else "v1.0.0"
+        command = [*PYTEST[:1], str(checks), "--rootdir", str(ROOT), "-p", "no:cacheprovider"]
+        compose.append(timed([*command, "-q", "--env", idle, "--deploy", tag, "--switch"]))
+    stack = SwarmStack(work / "swarm", make_cert(work / "bluegreen.pem"))
+    stack.workdir.mkdir()
+    swarm = []
+    try:
+        stack.start()
+        (stack.workdir / "bluegreen.toml").write_text(stack.settings_toml())
+        (stack.workdir / "test_checks.py").write_text(CHECKS)
+        live = "blue"
+        for _ in range(cycles):
+            idle = "green" if live == "blue" else "blue"
+            now = stack.image_of(f"{idle}-api").rpartition(":")[2]
+            tag = "v1.1.0" if now == "v1.0.0" else "v1.0.0"
+            start = time.monotonic()
+            done = subprocess.run(
+                [*PYTEST[:1], "-q", "-p", "no:cacheprovider", "--env", idle, "--deploy", tag,
+                 "--switch"],
+                cwd=stack.workdir, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if done.returncode != 0:
+                sys.exit(f"swarm cycle failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+            swarm.append(time.monotonic() - start)
+            live = idle
+    finally:
+        stack.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return compose, swarm
 
 
 def _our_images() -> list[str]:

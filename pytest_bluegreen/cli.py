@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from . import aftercare, state, switch
+from .closedpipe import quiet_closed_pipes
 from .errors import BluegreenError, ExitCode, UsageError
 from .gateplugin import hooks_for
 from .gaterun import GateRun
@@ -212,10 +213,11 @@ def cmd_export_state(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def run_checks(args: argparse.Namespace, pytest_args: Sequence[str]) -> int:
-    """The check suite under pytest, in a child process; its exit status is ours."""
-    command = [sys.executable, "-m", "pytest", *_pytest_args(args), "-p", "no:cacheprovider"]
-    command += list(pytest_args)
-    print(_paint(f"bluegreen: running {' '.join(command[2:])}", "36"), flush=True)
+    """The check suite under pytest, in a child process; its exit status is ours. The child
+    drops its output too when our reader goes away, and runs its gate to the end."""
+    given = [*_pytest_args(args), "-p", "no:cacheprovider", *pytest_args]
+    print(_paint(f"bluegreen: running pytest {' '.join(given)}", "36"), flush=True)
+    command = [sys.executable, "-m", "pytest_bluegreen.closedpipe", *given]
     return subprocess.run(command, check=False).returncode
 
 
@@ -641,6 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_closed_pipes()  # `bluegreen status | head -3`: no traceback, nothing cut short
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in {

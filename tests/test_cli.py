@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from pytest_bluegreen import switch
 from pytest_bluegreen.haproxy import AdminState, RuntimeApiAddress, ServerRef
-from pytest_bluegreen.journal import Journal
+from pytest_bluegreen.journal import Journal, read_journal
 from pytest_bluegreen.settings import StateSettings, resolve
 from pytest_bluegreen.state import lock_for
 from tests.support.gate import CHECKS
@@ -44,6 +45,24 @@ def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def run_unread(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``bluegreen ARGS | head -0``: stdout a pipe whose reader is gone before the first line."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [*BLUEGREEN, *args],
+            cwd=cwd,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write)
+
+
 def history(stack: Stack) -> list[dict[str, object]]:
     if not stack.state_file.exists():
         return []
@@ -65,6 +84,57 @@ def test_status_shows_live_color_and_servers(workdir: Path, stack: Stack) -> Non
     assert "live color: blue" in text.stdout
     assert "\x1b[" not in text.stdout  # no colors without a terminal
     assert "last switch: none recorded" in text.stdout
+
+
+def test_a_closed_pipe_is_quiet_and_cuts_nothing_short(workdir: Path, stack: Stack) -> None:
+    status = run_unread(workdir, "status")
+    assert (status.returncode, status.stderr) == (0, "")
+    exported = run_unread(workdir, "export-state")
+    assert (exported.returncode, exported.stderr) == (0, "")
+    # the gate in the pytest child: it runs to its end, the switch with it
+    checked = run_unread(workdir, "switch-to", "green")
+    assert (checked.returncode, checked.stderr) == (0, "")
+    assert stack.served_color() == "green"
+    # the forced switch in this process, its progress lines unread
+    forced = run_unread(workdir, "switch-to", "blue", "--force")
+    assert (forced.returncode, forced.stderr) == (0, "")
+    assert stack.served_color() == "blue"
+    assert [e["outcome"] for e in history(stack)] == ["switched", "switched"]
+    journal = read_journal(stack.journal_file)
+    assert journal is not None
+    assert not journal.open
+
+
+WAIT_FOR_THE_READER = """
+import pathlib, time
+
+def pytest_runtest_setup(item):
+    gone = pathlib.Path(__file__).with_name("reader-gone")
+    deadline = time.monotonic() + 60
+    while not gone.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+"""
+
+
+def test_a_reader_gone_during_the_checks_cuts_nothing_short(workdir: Path, stack: Stack) -> None:
+    # `bluegreen switch-to green | head -3`: the reader goes while the pytest child runs
+    (workdir / "checks" / "conftest.py").write_text(WAIT_FOR_THE_READER)
+    gate = subprocess.Popen(
+        [*BLUEGREEN, "switch-to", "green"],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert gate.stdout is not None
+    lines = [gate.stdout.readline() for _ in range(3)]
+    assert "test session starts" in lines[1], lines
+    gate.stdout.close()
+    (workdir / "checks" / "reader-gone").touch()
+    _, stderr = gate.communicate(timeout=120)
+    assert (gate.returncode, stderr) == (0, "")
+    assert stack.served_color() == "green"
+    assert [e["outcome"] for e in history(stack)] == ["switched"]
 
 
 def test_switch_to_runs_the_checks_then_switches(workdir: Path, stack: Stack) -> None:

@@ -34,7 +34,8 @@ from .redaction import Secrets
 from .settings import Settings
 from .signals import DeferredSignals
 from .state import LockHeld
-from .status import Status, collect_status, export_state
+from .status import collect_export, collect_status
+from .statusview import export_document, status_document, status_lines
 
 EPILOG = """\
 examples:
@@ -119,76 +120,19 @@ def _color(settings: Settings, name: str) -> str:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _print_status(status: Status) -> None:
-    live = status.live
-    print(f"live color: {_paint(live, '1;32') if live else 'none (no single color takes traffic)'}")
-    print(
-        f"{'color':<8} {'role':<5} {'tag':<16} {'containers':<12} "
-        f"{'server':<34} {'weight':>6} {'state':<6} health"
-    )
-    for color in status.colors:
-        for server in color.servers:
-            health = server.health
-            shown = _paint(health, "32") if health.startswith("UP") else _paint(health, "31")
-            print(
-                f"{color.name:<8} {color.role:<5} {color.tag or '-':<16} {color.containers:<12} "
-                f"{server.server:<34} {server.weight:>6} {server.state:<6} {shown}"
-            )
-    if len(status.instances) > 1:
-        _print_instances(status)
-    last = status.last_switch
-    if last:
-        forced = " FORCED" if last.forced else ""
-        print(
-            f"last switch: {last.time} {last.from_color} -> {last.to_color} "
-            f"{last.outcome}{forced} (tag {last.tag or '-'})"
-        )
-    else:
-        print("last switch: none recorded")
-    if status.unfinished is not None:
-        entry = status.unfinished
-        steps = ", ".join(s["step"] for s in entry.steps) or "none"
-        print(
-            _paint(
-                f"UNFINISHED SWITCH: {entry.source or '(none)'} -> {entry.target} started "
-                f"{entry.started} (steps done: {steps}); run 'bluegreen recover'",
-                "1;31",
-            )
-        )
-    for problem in status.problems:
-        print(_paint(f"INCONSISTENT: {problem}", "1;31"))
-    if status.warm is not None:
-        w = status.warm
-        print(
-            f"warm window: {w.old} kept warm for {w.remaining():.0f}s more (until "
-            f"{aftercare.when(w.until)}), then {w.action}; bluegreen rollback needs no checks"
-        )
-    if status.pending is not None:
-        p = status.pending
-        state_word = "EXPIRED" if status.pending_expired else "pending"
-        print(
-            f"promotion {state_word}: {p.target} {p.tag or ''} verified {p.age():.0f}s ago "
-            f"({p.checks_passed} check(s) passed); bluegreen promote | bluegreen abort"
-        )
-
-
-def _print_instances(status: Status) -> None:
-    print(f"{'instance':<12} {'runtime api':<34} {'live':<8} servers (weight state)")
-    for one in status.instances:
-        if not one.reachable:
-            print(f"{one.name:<12} {one.address:<34} {_paint('UNREACHABLE', '1;31')} {one.error}")
-            continue
-        weights = ", ".join(f"{s.split('/')[-1]} {w} {a}" for s, w, a in one.weights)
-        print(f"{one.name:<12} {one.address:<34} {one.live or 'none':<8} {weights}")
+def _json(document: object) -> str:
+    return json.dumps(document, indent=2) + "\n"
 
 
 def cmd_status(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def show(config: pytest.Config, settings: Settings) -> int:
         status = collect_status(settings)
         if args.json:
-            print(json.dumps(status.to_json(), indent=2))
+            text = _json(status_document(status))
         else:
-            _print_status(status)
+            text = "\n".join(status_lines(status, _paint)) + "\n"
+        # a history reason or an instance's error may quote a DSN: every secret value goes
+        sys.stdout.write(Secrets.load(settings.env_files.secrets).redact(text))
         return 0 if status.healthy else 1
 
     return in_config(args, show)
@@ -198,7 +142,7 @@ def cmd_export_state(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def export(config: pytest.Config, settings: Settings) -> int:
         secrets = Secrets.load(settings.env_files.secrets)
         # every value, in every encoding it may hold a secret in (a DSN, a history reason)
-        text = secrets.redact(json.dumps(export_state(settings, secrets), indent=2)) + "\n"
+        text = secrets.redact(_json(export_document(collect_export(settings, secrets))))
         if args.output and args.output != "-":
             Path(args.output).write_text(text)
             print(f"bluegreen: state written to {args.output}")
@@ -609,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
         "bluegreen export-state --output debug-state.json",
     )
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
+    export.add_argument(
+        "--json", action="store_true", help="JSON (it always is: accepted as on status)"
+    )
     export.set_defaults(handler=cmd_export_state)
 
     deploy = add(

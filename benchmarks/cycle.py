@@ -41,14 +41,17 @@ def timed(cmd: list[str]) -> float:
 
 
 def live_color() -> str:
-    out = subprocess.run(
+    done = subprocess.run(  # exit 1 means "inconsistent", which the JSON says too
         [str(ROOT / ".venv" / "bin" / "bluegreen"), "status", "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
-    return str(json.loads(out)["live"])
+        check=False,
+    )
+    try:
+        return str(json.loads(done.stdout)["live"])
+    except ValueError:
+        sys.exit(f"bluegreen status failed ({done.returncode}): {done.stderr}")
 
 
 def main() -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from . import aftercare, state, switch
+from .closedpipe import quiet_closed_pipes
 from .errors import BluegreenError, ExitCode, UsageError
 from .gateplugin import hooks_for
 from .gaterun import GateRun
@@ -34,7 +35,8 @@ from .redaction import Secrets
 from .settings import Settings, SettingsError, resolve
 from .signals import DeferredSignals
 from .state import LockHeld
-from .status import Status, collect_status, export_state
+from .status import collect_export, collect_status
+from .statusview import export_document, status_document, status_lines
 
 EPILOG = """\
 examples:
@@ -120,83 +122,19 @@ def _color(settings: Settings, name: str) -> str:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _print_status(status: Status) -> None:
-    live = status.live
-    print(f"live color: {_paint(live, '1;32') if live else 'none (no single color takes traffic)'}")
-    print(
-        f"{'color':<8} {'role':<5} {'tag':<16} {'containers':<12} "
-        f"{'server':<34} {'weight':>6} {'state':<6} health"
-    )
-    for color in status.colors:
-        for server in color.servers:
-            health = server.health
-            shown = _paint(health, "32") if health.startswith("UP") else _paint(health, "31")
-            print(
-                f"{color.name:<8} {color.role:<5} {color.tag or '-':<16} {color.containers:<12} "
-                f"{server.server:<34} {server.weight:>6} {server.state:<6} {shown}"
-            )
-    replicas = [(c.name, r) for c in status.colors for r in c.replicas]
-    if replicas:  # a swarm: where each color's replicas run
-        print(f"{'color':<8} {'replica':<24} {'node':<20} {'state':<10} tag")
-        for color_name, r in replicas:
-            print(
-                f"{color_name:<8} {f'{r.service}.{r.slot}':<24} {r.node:<20} {r.state:<10} {r.tag}"
-            )
-    if len(status.instances) > 1:
-        _print_instances(status)
-    last = status.last_switch
-    if last:
-        forced = " FORCED" if last.forced else ""
-        print(
-            f"last switch: {last.time} {last.from_color} -> {last.to_color} "
-            f"{last.outcome}{forced} (tag {last.tag or '-'})"
-        )
-    else:
-        print("last switch: none recorded")
-    if status.unfinished is not None:
-        entry = status.unfinished
-        steps = ", ".join(s["step"] for s in entry.steps) or "none"
-        print(
-            _paint(
-                f"UNFINISHED SWITCH: {entry.source or '(none)'} -> {entry.target} started "
-                f"{entry.started} (steps done: {steps}); run 'bluegreen recover'",
-                "1;31",
-            )
-        )
-    for problem in status.problems:
-        print(_paint(f"INCONSISTENT: {problem}", "1;31"))
-    if status.warm is not None:
-        w = status.warm
-        print(
-            f"warm window: {w.old} kept warm for {w.remaining():.0f}s more (until "
-            f"{aftercare.when(w.until)}), then {w.action}; bluegreen rollback needs no checks"
-        )
-    if status.pending is not None:
-        p = status.pending
-        state_word = "EXPIRED" if status.pending_expired else "pending"
-        print(
-            f"promotion {state_word}: {p.target} {p.tag or ''} verified {p.age():.0f}s ago "
-            f"({p.checks_passed} check(s) passed); bluegreen promote | bluegreen abort"
-        )
-
-
-def _print_instances(status: Status) -> None:
-    print(f"{'instance':<12} {'runtime api':<34} {'live':<8} servers (weight state)")
-    for one in status.instances:
-        if not one.reachable:
-            print(f"{one.name:<12} {one.address:<34} {_paint('UNREACHABLE', '1;31')} {one.error}")
-            continue
-        weights = ", ".join(f"{s.split('/')[-1]} {w} {a}" for s, w, a in one.weights)
-        print(f"{one.name:<12} {one.address:<34} {one.live or 'none':<8} {weights}")
+def _json(document: object) -> str:
+    return json.dumps(document, indent=2) + "\n"
 
 
 def cmd_status(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def show(config: pytest.Config, settings: Settings) -> int:
         status = collect_status(settings)
         if args.json:
-            print(json.dumps(status.to_json(), indent=2))
+            text = _json(status_document(status))
         else:
-            _print_status(status)
+            text = "\n".join(status_lines(status, _paint)) + "\n"
+        # a history reason or an instance's error may quote a DSN: every secret value goes
+        sys.stdout.write(Secrets.load(settings.env_files.secrets).redact(text))
         return 0 if status.healthy else 1
 
     return in_config(args, show)
@@ -206,7 +144,7 @@ def cmd_export_state(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def export(config: pytest.Config, settings: Settings) -> int:
         secrets = Secrets.load(settings.env_files.secrets)
         # every value, in every encoding it may hold a secret in (a DSN, a history reason)
-        text = secrets.redact(json.dumps(export_state(settings, secrets), indent=2)) + "\n"
+        text = secrets.redact(_json(export_document(collect_export(settings, secrets))))
         if args.output and args.output != "-":
             Path(args.output).write_text(text)
             print(f"bluegreen: state written to {args.output}")
@@ -221,10 +159,11 @@ def cmd_export_state(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def run_checks(args: argparse.Namespace, pytest_args: Sequence[str]) -> int:
-    """The check suite under pytest, in a child process; its exit status is ours."""
-    command = [sys.executable, "-m", "pytest", *_pytest_args(args), "-p", "no:cacheprovider"]
-    command += list(pytest_args)
-    print(_paint(f"bluegreen: running {' '.join(command[2:])}", "36"), flush=True)
+    """The check suite under pytest, in a child process; its exit status is ours. The child
+    drops its output too when our reader goes away, and runs its gate to the end."""
+    given = [*_pytest_args(args), "-p", "no:cacheprovider", *pytest_args]
+    print(_paint(f"bluegreen: running pytest {' '.join(given)}", "36"), flush=True)
+    command = [sys.executable, "-m", "pytest_bluegreen.closedpipe", *given]
     return subprocess.run(command, check=False).returncode
 
 
@@ -696,8 +635,18 @@ def build_parser() -> argparse.ArgumentParser:
         "bluegreen export-state --output debug-state.json",
     )
     export.add_argument("--output", "-o", help="file to write (default: stdout)")
+    export.add_argument(
+        "--json", action="store_true", help="JSON (it always is: accepted as on status)"
+    )
     export.set_defaults(handler=cmd_export_state)
 
+    _add_seed_commands(add)
+    _add_init(add)
+    return parser
+
+
+def _add_seed_commands(add: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """The seed's blue-green-deploy.sh and health-checks.sh, by their own flags."""
     deploy = add(
         "deploy",
         "deploy a color at a tag, verify, optionally switch",
@@ -726,9 +675,6 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--quick", action="store_true", help="only the quick checks")
     check.add_argument("--verbose", action="store_true", help="verbose pytest output")
     check.set_defaults(handler=cmd_check)
-
-    _add_init(add)
-    return parser
 
 
 def _add_init(add: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
@@ -759,6 +705,7 @@ def _add_init(add: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_closed_pipes()  # `bluegreen status | head -3`: no traceback, nothing cut short
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command not in {

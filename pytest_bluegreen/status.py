@@ -4,8 +4,8 @@ containers; changes nothing."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from . import state
 from .engines.compose import TagsFile, color_health
@@ -25,12 +25,14 @@ from .settings import Settings, Topology
 
 __all__ = [
     "ColorStatus",
+    "InstanceState",
     "InstanceStatus",
     "ReplicaStatus",
     "ServerStatus",
+    "StateExport",
     "Status",
+    "collect_export",
     "collect_status",
-    "export_state",
 ]
 
 
@@ -92,46 +94,6 @@ class Status:
     @property
     def healthy(self) -> bool:
         return self.unfinished is None and not self.problems
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "live": self.live,
-            "colors": {
-                c.name: {
-                    "role": c.role,
-                    "tag": c.tag,
-                    "containers": c.containers,
-                    "api_url": c.api_url,
-                    "servers": [asdict(s) for s in c.servers],
-                    "replicas": [asdict(r) for r in c.replicas],
-                }
-                for c in self.colors
-            },
-            "last_switch": None if self.last_switch is None else asdict(self.last_switch),
-            "unfinished_switch": None if self.unfinished is None else self.unfinished.to_json(),
-            "problems": list(self.problems),
-            "instances": {
-                i.name: {
-                    "address": i.address,
-                    "reachable": i.reachable,
-                    "live": i.live,
-                    "error": i.error,
-                    "servers": [{"server": s, "weight": w, "state": a} for s, w, a in i.weights],
-                }
-                for i in self.instances
-            },
-            "reconcile": None if self.reconcile is None else asdict(self.reconcile),
-            "warm_window": None
-            if self.warm is None
-            else {**asdict(self.warm), "remaining_seconds": round(self.warm.remaining(), 1)},
-            "pending_promotion": None
-            if self.pending is None
-            else {
-                **asdict(self.pending),
-                "age_seconds": round(self.pending.age(), 1),
-                "expired": self.pending_expired,
-            },
-        }
 
 
 def _read_instances(
@@ -254,50 +216,47 @@ def _engine_view(
     return words, replicas
 
 
-def export_state(settings: Settings, secrets: Secrets) -> dict[str, Any]:
-    """Everything known, as JSON-ready data; secret values are replaced by ***."""
+@dataclass(frozen=True)
+class InstanceState:
+    """One HAProxy instance's own answer: its version and every server's state."""
+
+    name: str
+    address: str
+    reachable: bool
+    version: str | None = None
+    error: str = ""
+    servers: tuple[ServerState, ...] = ()
+
+
+@dataclass(frozen=True)
+class StateExport:
+    """Everything known, for ``bluegreen export-state``; secret values already replaced."""
+
+    status: Status
+    variables: Mapping[str, Mapping[str, str]]  # color -> its env files' variables
+    instances: tuple[InstanceState, ...]  # the first is the one the fixtures use
+    secrets: Mapping[str, str]  # every name in secrets.env -> ***
+    history: tuple[state.HistoryEntry, ...]
+
+
+def collect_export(settings: Settings, secrets: Secrets) -> StateExport:
+    """The status, each color's variables, each instance's servers, the history."""
     group = settings.haproxies()
-    status = collect_status(settings).to_json()
-    api = group.first
-    return {
-        "live": status["live"],
-        "colors": {
-            name: {
-                **info,
-                "variables": {
-                    k: secrets.redact(v) for k, v in settings.env_files.variables(name).items()
-                },
-            }
-            for name, info in status["colors"].items()
+    return StateExport(
+        status=collect_status(settings),
+        variables={
+            name: {k: secrets.redact(v) for k, v in settings.env_files.variables(name).items()}
+            for name in settings.topology.colors
         },
-        "haproxy": _instance_state(api),  # the first instance, as with one
-        "instances": {name: _answered(one) for name, one in group.clients.items()},
-        "secrets": dict.fromkeys(sorted(secrets), REDACTED),
-        "history": [asdict(e) for e in state.read_history(settings.state.state_file)],
-    }
+        instances=tuple(_instance_state(name, api) for name, api in group.clients.items()),
+        secrets=dict.fromkeys(sorted(secrets), REDACTED),
+        history=tuple(state.read_history(settings.state.state_file)),
+    )
 
 
-def _instance_state(api: RuntimeApi) -> dict[str, Any]:
-    """One instance's address, version and server states."""
-    return {
-        "address": str(api.address),
-        "version": api.version(),
-        "servers": [
-            {
-                "backend": s.backend,
-                "server": s.server,
-                "weight": s.uweight,
-                "configured_weight": s.iweight,
-                "admin": s.admin.value,
-            }
-            for s in api.servers_state()
-        ],
-    }
-
-
-def _answered(api: RuntimeApi) -> dict[str, Any]:
-    """:func:`_instance_state`, or why the instance does not answer."""
+def _instance_state(name: str, api: RuntimeApi) -> InstanceState:
     try:
-        return _instance_state(api)
+        version, servers = api.version(), tuple(api.servers_state())
     except RuntimeApiError as exc:
-        return {"address": str(api.address), "error": str(exc)}
+        return InstanceState(name, str(api.address), reachable=False, error=str(exc))
+    return InstanceState(name, str(api.address), reachable=True, version=version, servers=servers)

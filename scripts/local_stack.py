@@ -11,7 +11,8 @@ colors are deployed by the gate (pytest --deploy TAG). Idempotent.
 HAProxy runs on the host, not in a container: the same haproxy.cfg and environment variables
 serve the tests and this stack, it reaches the colors through their published 127.0.0.1 ports
 (a re-created container keeps its port, so no DNS re-resolution is needed), and its admin
-socket stays a local file with mode 600.
+socket stays a local file with mode 600. ``up`` refuses, before it starts anything, when another
+HAProxy (another checkout's) already serves the configuration's ports or admin socket.
 """
 
 from __future__ import annotations
@@ -26,27 +27,62 @@ from pathlib import Path
 
 from python_on_whales import DockerClient, DockerException
 
+from pytest_bluegreen.localhaproxy import Served, holder_of, prepare_server_state_file
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / ".bluegreen" / "local"
 COMPOSE_FILE = ROOT / "docker" / "docker-compose.blue-green.yml"
+CONFIG = ROOT / "haproxy" / "haproxy.cfg"
 SHARED = ["postgres", "redis", "neo4j", "ollama"]
-SOCKET = "/var/run/haproxy/admin.sock"
+SOCKET = os.environ.get("BG_RUNTIME_SOCKET", "/var/run/haproxy/admin.sock")
 PIDFILE = RUN / "haproxy.pid"
 
 
-def _alive(pidfile: Path) -> bool:
+def _pid(pidfile: Path) -> int | None:
+    """The pid in ``pidfile`` when that process runs."""
     try:
-        os.kill(int(pidfile.read_text().split()[0]), 0)
-    except (OSError, ValueError):
-        return False
-    return True
+        pid = int(pidfile.read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid
 
 
 def _compose() -> DockerClient:
     return DockerClient(compose_files=[COMPOSE_FILE], compose_project_name="sutazai")
 
 
+def haproxy_env() -> dict[str, str]:
+    """HAProxy's environment: the caller's BG_* variables over the local stack's defaults."""
+    # the settings' haproxy_state_file (.bluegreen/haproxy/server-state), unless moved
+    state_file = ROOT / ".bluegreen" / "haproxy" / "server-state"
+    return {
+        **os.environ,
+        "BG_RUNTIME_SOCKET": SOCKET,
+        "BG_SERVER_STATE_FILE": os.environ.get("BG_SERVER_STATE_FILE", str(state_file)),
+        "BG_TLS_CERT": str(ROOT / "haproxy" / "certs" / "bluegreen.pem"),
+        "BG_CHECK_INTER": "500ms",
+    }
+
+
+def refuse_a_second_haproxy(env: dict[str, str]) -> None:
+    """Exit with one line when another process already serves an address of haproxy.cfg:
+    a second HAProxy would share its ports (SO_REUSEPORT splits the traffic between the two)
+    and take its admin socket over. This checkout's own HAProxy (the pid file's) is fine."""
+    ours = _pid(PIDFILE)
+    holder = holder_of(Served.by_config(CONFIG, env), ignore=[ours] if ours else [])
+    if holder is None:
+        return
+    if holder.is_haproxy:
+        advice = "stop it first (scripts/local_stack.py down in its checkout)"
+    else:
+        advice = "stop it, or move HAProxy's address (the BG_* variables of haproxy/haproxy.cfg)"
+    sys.exit(f"[stack] refused: {holder.describe()}; {advice}")
+
+
 def up() -> None:
+    env = haproxy_env()
+    refuse_a_second_haproxy(env)  # before anything starts
     RUN.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     print(f"[stack] shared services: compose up {' '.join(SHARED)} (waiting for healthy)")
@@ -55,25 +91,14 @@ def up() -> None:
     except DockerException as exc:
         sys.exit(f"[stack] ERROR: compose up failed: {(exc.stderr or str(exc)).strip()}")
     print(f"[stack] shared services healthy ({time.monotonic() - start:.1f}s)")
-    if _alive(PIDFILE):
+    if _pid(PIDFILE) is not None:
         print("[stack] haproxy already running")
         return
     Path(SOCKET).parent.mkdir(parents=True, exist_ok=True)
-    # the settings' haproxy_state_file (.bluegreen/haproxy/server-state), unless moved
-    state_file = Path(
-        os.environ.get("BG_SERVER_STATE_FILE", ROOT / ".bluegreen" / "haproxy" / "server-state")
-    )
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.touch(exist_ok=True)  # an empty one: no "can't open" warning on the first start
-    env = {
-        **os.environ,
-        "BG_RUNTIME_SOCKET": SOCKET,
-        "BG_SERVER_STATE_FILE": str(state_file),
-        "BG_TLS_CERT": str(ROOT / "haproxy" / "certs" / "bluegreen.pem"),
-        "BG_CHECK_INTER": "500ms",
-    }
+    # an empty state: no "Can't open global server state file" warning on the first start
+    prepare_server_state_file(env["BG_SERVER_STATE_FILE"])
     subprocess.run(
-        ["haproxy", "-D", "-p", str(PIDFILE), "-f", str(ROOT / "haproxy" / "haproxy.cfg")],
+        ["haproxy", "-D", "-p", str(PIDFILE), "-f", str(CONFIG)],
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
@@ -85,8 +110,9 @@ def up() -> None:
 
 
 def down() -> None:
-    if _alive(PIDFILE):
-        os.kill(int(PIDFILE.read_text().split()[0]), signal.SIGTERM)
+    pid = _pid(PIDFILE)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
         print("[stack] stopped haproxy")
     PIDFILE.unlink(missing_ok=True)
     try:
@@ -98,7 +124,7 @@ def down() -> None:
 
 def status() -> int:
     running = [c.name for c in _compose().compose.ps() if c.state.running]
-    haproxy = _alive(PIDFILE)
+    haproxy = _pid(PIDFILE) is not None
     print(f"haproxy={'running' if haproxy else 'stopped'} containers={','.join(running) or '-'}")
     return 0 if haproxy and running else 1
 

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen import switch
+from pytest_bluegreen import state, switch
 from pytest_bluegreen.haproxy import AdminState, RuntimeApiAddress, ServerRef
-from pytest_bluegreen.journal import Journal
+from pytest_bluegreen.journal import Journal, read_journal
 from pytest_bluegreen.settings import StateSettings, resolve
 from pytest_bluegreen.state import lock_for
 from tests.support.gate import CHECKS
-from tests.support.stack import Stack
+from tests.support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.infra
 
@@ -44,6 +47,24 @@ def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def run_unread(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``bluegreen ARGS | head -0``: stdout a pipe whose reader is gone before the first line."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [*BLUEGREEN, *args],
+            cwd=cwd,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write)
+
+
 def history(stack: Stack) -> list[dict[str, object]]:
     if not stack.state_file.exists():
         return []
@@ -65,6 +86,57 @@ def test_status_shows_live_color_and_servers(workdir: Path, stack: Stack) -> Non
     assert "live color: blue" in text.stdout
     assert "\x1b[" not in text.stdout  # no colors without a terminal
     assert "last switch: none recorded" in text.stdout
+
+
+def test_a_closed_pipe_is_quiet_and_cuts_nothing_short(workdir: Path, stack: Stack) -> None:
+    status = run_unread(workdir, "status")
+    assert (status.returncode, status.stderr) == (0, "")
+    exported = run_unread(workdir, "export-state")
+    assert (exported.returncode, exported.stderr) == (0, "")
+    # the gate in the pytest child: it runs to its end, the switch with it
+    checked = run_unread(workdir, "switch-to", "green")
+    assert (checked.returncode, checked.stderr) == (0, "")
+    assert stack.served_color() == "green"
+    # the forced switch in this process, its progress lines unread
+    forced = run_unread(workdir, "switch-to", "blue", "--force")
+    assert (forced.returncode, forced.stderr) == (0, "")
+    assert stack.served_color() == "blue"
+    assert [e["outcome"] for e in history(stack)] == ["switched", "switched"]
+    journal = read_journal(stack.journal_file)
+    assert journal is not None
+    assert not journal.open
+
+
+WAIT_FOR_THE_READER = """
+import pathlib, time
+
+def pytest_runtest_setup(item):
+    gone = pathlib.Path(__file__).with_name("reader-gone")
+    deadline = time.monotonic() + 60
+    while not gone.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+"""
+
+
+def test_a_reader_gone_during_the_checks_cuts_nothing_short(workdir: Path, stack: Stack) -> None:
+    # `bluegreen switch-to green | head -3`: the reader goes while the pytest child runs
+    (workdir / "checks" / "conftest.py").write_text(WAIT_FOR_THE_READER)
+    gate = subprocess.Popen(
+        [*BLUEGREEN, "switch-to", "green"],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert gate.stdout is not None
+    lines = [gate.stdout.readline() for _ in range(3)]
+    assert "test session starts" in lines[1], lines
+    gate.stdout.close()
+    (workdir / "checks" / "reader-gone").touch()
+    _, stderr = gate.communicate(timeout=120)
+    assert (gate.returncode, stderr) == (0, "")
+    assert stack.served_color() == "green"
+    assert [e["outcome"] for e in history(stack)] == ["switched"]
 
 
 def test_switch_to_runs_the_checks_then_switches(workdir: Path, stack: Stack) -> None:
@@ -268,7 +340,7 @@ def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
 # --- a cut-off switch: status shows it, recover mends it ------------------------------------
 
 
-def cut_off_switch(stack: Stack) -> None:
+def cut_off_switch(stack: Stack, target: str = "green") -> None:
     """What a SIGKILL after the promote step leaves: both colors weighted, the journal open."""
 
     folder = stack.workdir / "cut-off"
@@ -276,10 +348,11 @@ def cut_off_switch(stack: Stack) -> None:
     (folder / "bluegreen.toml").write_text(stack.settings_toml())
     settings = resolve({}, {}, {}, folder)
     api = stack.api()
-    plan = switch.plan(api, settings.topology, "green", 100)
+    plan = switch.plan(api, settings.topology, target, 100)
     journal = Journal(stack.journal_file)
     journal.prepare()
-    journal.begin(source="blue", target="green", instance=switch.identity(api), prior=plan.prior)
+    source = settings.topology.other(target)
+    journal.begin(source=source, target=target, instance=switch.identity(api), prior=plan.prior)
     for ref in plan.promote:
         api.set_weight(ref, 100)
     journal.step("promote")
@@ -350,3 +423,120 @@ def test_one_lock_per_haproxy_whatever_the_settings_file(
     assert result.returncode == 7, result.stdout + result.stderr
     assert "another gate holds" in result.stderr
     assert stack.served_color() == "blue"
+
+
+# --- the JSON documents are docs/json.md's schema ---------------------------------------------
+
+JSON_DOC = ROOT / "docs" / "json.md"
+JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}
+
+
+def documented(command: str) -> tuple[dict[str, set[str]], dict[str, object]]:
+    """docs/json.md's section on COMMAND: field path -> its types, and the example."""
+    section = JSON_DOC.read_text().split(f"## `{command}")[1].split("\n## ")[0]
+    fields: dict[str, set[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            fields[cells[0].strip("`")] = set(cells[1].split(" or "))
+    example = re.search(r"```json\n(.*?)```", section, re.DOTALL)
+    assert example is not None
+    return fields, json.loads(example[1])
+
+
+def observed(
+    document: object, fields: dict[str, set[str]], opaque: str = ""
+) -> dict[str, set[str]]:
+    """field path -> the JSON types found there (``*`` for a map's keys, ``[]`` for an
+    array's elements; what the doc calls a map is one); ``opaque``: not looked into."""
+    seen: dict[str, set[str]] = {}
+
+    def walk(value: object, path: str) -> None:
+        if isinstance(value, dict):
+            kind = "map" if "map" in fields.get(path, set()) else "object"
+        else:
+            kind = "null" if value is None else JSON_TYPES[type(value)]
+        if path and not (kind == "object" and path.endswith(("*", "[]"))):  # rows its fields
+            seen.setdefault(path, set()).add(kind)
+        if path == opaque and path:
+            return
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(inner, f"{path}.*" if kind == "map" else f"{path}.{key}".lstrip("."))
+        elif isinstance(value, list):
+            for inner in value:
+                walk(inner, f"{path}[]")
+
+    walk(document, "")
+    return seen
+
+
+def undocumented(seen: dict[str, set[str]], fields: dict[str, set[str]]) -> list[str]:
+    return sorted(seen.keys() - fields.keys())
+
+
+def absent(seen: dict[str, set[str]], fields: dict[str, set[str]]) -> list[str]:
+    return sorted(fields.keys() - seen.keys())
+
+
+def misfits(seen: dict[str, set[str]], fields: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Fields whose values are not of a documented type (an integer is a number too)."""
+    allowed = {p: t | ({"integer"} if "number" in t else set()) for p, t in fields.items()}
+    return {p: kinds for p, kinds in seen.items() if not kinds <= allowed.get(p, set())}
+
+
+def test_the_json_is_the_documented_schema(workdir: Path, stack: Stack) -> None:
+    fields, example = documented("bluegreen status --json")
+    export_fields, export_example = documented("bluegreen export-state")
+    # a fresh state: the parts that may be null are null
+    fresh = json.loads(run(workdir, "status", "--json").stdout)
+    assert fresh["last_switch"] is None
+    assert misfits(observed(fresh, fields), fields) == {}
+
+    # a state with every part: the history (a reason quoting a secret), a switch cut off
+    # after promote, a warm window, a pending promotion, an instance left out of a switch
+    leak = "postgresql://app:s3cr3t-value@db/app refused"
+    for outcome, reason in ((state.Outcome.SWITCHED, "forced"), (state.Outcome.FAILED, leak)):
+        entry = state.HistoryEntry.now(
+            from_color="blue", to_color="green", tag="v1.1.0", outcome=outcome, reason=reason
+        )
+        state.append(stack.state_file, entry)
+    cut_off_switch(stack, "green")
+    now = time.time()
+    for name, record in (
+        (state.WARM, state.WarmWindow("blue", "green", "v1.1.0", now + 600, "keep")),
+        (
+            state.PENDING,
+            state.PendingPromotion("blue", "green", "v1.2.0", "sha256:9f", 4, now, now),
+        ),
+        (state.RECONCILE, state.Reconcile(("lb-2",), "green", now)),
+    ):
+        state.save_record(stack.state_file, name, record)
+    shown = run(workdir, "status", "--json")
+    assert shown.returncode == 1  # consistent: false
+    exported = run(workdir, "export-state", "--json")
+    assert exported.returncode == 0, exported.stderr
+    assert "s3cr3t-value" not in shown.stdout + exported.stdout
+    data, export = json.loads(shown.stdout), json.loads(exported.stdout)
+    assert (data["consistent"], data["last_switch"]["reason"]) == (
+        False,
+        leak.replace("s3cr3t-value", "***"),
+    )
+
+    # every field in the output is in the table, of its type, and every field of the table is
+    seen = observed(data, fields)
+    assert (undocumented(seen, fields), absent(seen, fields), misfits(seen, fields)) == ([], [], {})
+    seen = observed(export, export_fields, opaque="status")
+    assert undocumented(seen, export_fields) == absent(seen, export_fields) == []
+    assert misfits(seen, export_fields) == {}
+    assert misfits(observed(export["status"], fields), fields) == {}
+    # the doc's examples are such documents
+    assert example.keys() == data.keys()
+    assert export_example.keys() == export.keys()
+    for doc, its_fields in (
+        (example, fields),
+        (export_example, export_fields),
+        (export_example["status"], fields),
+    ):
+        shape = observed(doc, its_fields, opaque="status")
+        assert (undocumented(shape, its_fields), misfits(shape, its_fields)) == ([], {})

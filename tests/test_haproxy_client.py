@@ -34,6 +34,7 @@ from pytest_bluegreen.haproxy import (
     parse_servers_state,
     parse_show_stat,
 )
+from pytest_bluegreen.localhaproxy import EMPTY_SERVER_STATE
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.infra
@@ -443,7 +444,7 @@ def test_unsaved_runtime_changes_are_lost_on_restart(stack: Stack) -> None:
     api = stack.api()
     api.set_weight(BLUE_API, 0)
     api.set_weight(GREEN_API, 100)
-    assert not stack.server_state_file.exists()
+    assert stack.server_state_file.read_text() == EMPTY_SERVER_STATE  # nothing saved
     stack.restart_haproxy()
     api = stack.api()
     assert (server_state(api, BLUE_API).uweight, server_state(api, GREEN_API).uweight) == (100, 0)

@@ -19,6 +19,7 @@ from typing import IO, Any
 import requests
 
 from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiAddress, RuntimeApiError
+from pytest_bluegreen.localhaproxy import prepare_server_state_file
 from pytest_bluegreen.state import GateLock, lock_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,6 +156,8 @@ class HAProxy:
         binary = haproxy_binary()
         assert binary, "haproxy is not installed"
         self.starts += 1
+        if "BG_SERVER_STATE_FILE" in self.env:  # as scripts/local_stack.py: a quiet first start
+            prepare_server_state_file(self.env["BG_SERVER_STATE_FILE"])
         self.log = open(self.workdir / f"haproxy-{self.starts}.log", "wb")  # noqa: SIM115
         args = [binary, "-db", "-f", str(HAPROXY_CFG)]
         for extra in self.extra_configs:

@@ -1,0 +1,141 @@
+"""An HAProxy on this host (``pytest_bluegreen.localhaproxy``, ``scripts/local_stack.py``): a
+second one is refused before anything starts, and a first start reads an empty server state
+quietly. Real HAProxy processes on free loopback ports; never Docker (``DOCKER_HOST`` points
+at nothing, so even a refusal that failed could not reach an engine)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_bluegreen.localhaproxy import (
+    EMPTY_SERVER_STATE,
+    Served,
+    holder_of,
+    prepare_server_state_file,
+)
+from tests.support.stack import HAPROXY_CFG, ROOT, Stack
+
+pytestmark = pytest.mark.infra
+
+LOCAL_STACK = ROOT / "scripts" / "local_stack.py"
+
+
+def served_by(stack: Stack) -> Served:
+    return Served.by_config(HAPROXY_CFG, stack.haproxy.env)
+
+
+def test_the_configuration_serves_the_stacks_addresses(stack: Stack) -> None:
+    ports = stack.ports
+    tcp = [ports[n] for n in ("runtime", "stats", "http", "https", "api", "frontend")]
+    tcp += [ports["blue_direct"], ports["green_direct"]]
+    assert served_by(stack).describe() == [
+        *(f"127.0.0.1:{port}" for port in tcp),
+        str(stack.socket_path),
+    ]
+
+
+def test_the_haproxy_serving_them_is_found_with_its_pid_and_config(stack: Stack) -> None:
+    assert stack.haproxy.proc is not None
+    pid = stack.haproxy.proc.pid
+    configs = (str(HAPROXY_CFG), str(stack.workdir / "operator-socket.cfg"))
+    holder = holder_of(served_by(stack))
+    assert holder is not None
+    assert (holder.pid, holder.program, holder.configs) == (pid, "haproxy", configs)
+    assert holder.holds == tuple(served_by(stack).describe())
+    # either alone is enough: one port, or the admin socket (bound as PATH.PID.tmp, renamed)
+    one_port = holder_of(Served(tcp=(("127.0.0.1", stack.ports["api"]),)))
+    assert one_port is not None
+    assert (one_port.pid, one_port.holds) == (pid, (f"127.0.0.1:{stack.ports['api']}",))
+    socket_only = holder_of(Served(sockets=(stack.socket_path,)))
+    assert socket_only is not None
+    assert (socket_only.pid, socket_only.holds) == (pid, (str(stack.socket_path),))
+    assert holder_of(served_by(stack), ignore=[pid]) is None  # this checkout's own
+    stack.stop()
+    assert holder_of(served_by(stack)) is None
+
+
+def test_local_stack_up_refuses_a_second_haproxy_before_starting_anything(stack: Stack) -> None:
+    assert stack.haproxy.proc is not None
+    env = {
+        **os.environ,
+        **stack.haproxy.env,
+        "PYTHONPATH": str(ROOT),
+        "DOCKER_HOST": f"unix://{stack.workdir}/no-docker-here.sock",
+    }
+    result = subprocess.run(
+        [sys.executable, str(LOCAL_STACK), "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""  # nothing started: compose up says "[stack] shared services"
+    assert result.stderr.splitlines() == [
+        f"[stack] refused: an HAProxy (pid {stack.haproxy.proc.pid}, config {HAPROXY_CFG}, "
+        f"{stack.workdir / 'operator-socket.cfg'}) already serves "
+        f"127.0.0.1:{stack.ports['runtime']} (+8 more); "
+        "stop it first (scripts/local_stack.py down in its checkout)"
+    ]
+    assert stack.haproxy.proc.poll() is None  # the first one untouched, still the only one
+    holder = holder_of(served_by(stack))
+    assert holder is not None
+    assert holder.pid == stack.haproxy.proc.pid
+
+
+def test_an_empty_state_file_is_read_without_a_warning(
+    stack: Stack, haproxy_available: str, tmp_path: Path
+) -> None:
+    # the stack's HAProxy started on a state file prepared as scripts/local_stack.py does
+    assert stack.server_state_file.read_text() == EMPTY_SERVER_STATE
+    assert "server state file" not in stack.haproxy.log_text()
+
+    def check(state_file: Path) -> str:
+        """``haproxy -c`` reads the state file as a start does, and warns the same way."""
+        env = {**os.environ, **stack.haproxy.env, "BG_SERVER_STATE_FILE": str(state_file)}
+        result = subprocess.run(
+            [haproxy_available, "-c", "-f", str(HAPROXY_CFG)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout + result.stderr
+
+    path = tmp_path / "server-state"
+    assert "Can't open global server state file" in check(path)
+    path.touch()
+    assert "Can't get version of the global server state file" in check(path)
+    prepare_server_state_file(path)
+    assert "server state file" not in check(path)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (None, EMPTY_SERVER_STATE),
+        ("", EMPTY_SERVER_STATE),
+        (
+            "1\n# be_id be_name\n3 api_backend 1 blue-api\n",
+            "1\n# be_id be_name\n3 api_backend 1 blue-api\n",
+        ),
+    ],
+    ids=["missing", "zero-bytes", "saved"],
+)
+def test_only_a_missing_or_empty_state_file_is_written(
+    tmp_path: Path, before: str | None, after: str
+) -> None:
+    path = tmp_path / "state" / "server-state"
+    if before is not None:
+        path.parent.mkdir()
+        path.write_text(before)
+    prepare_server_state_file(path)
+    assert path.read_text() == after

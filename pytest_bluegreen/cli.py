@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from . import aftercare, state, switch
+from .childprocess import run_child
 from .closedpipe import quiet_closed_pipes
 from .errors import BluegreenError, ExitCode, UsageError
 from .gateplugin import hooks_for
@@ -164,7 +165,7 @@ def run_checks(args: argparse.Namespace, pytest_args: Sequence[str]) -> int:
     given = [*_pytest_args(args), "-p", "no:cacheprovider", *pytest_args]
     print(_paint(f"bluegreen: running pytest {' '.join(given)}", "36"), flush=True)
     command = [sys.executable, "-m", "pytest_bluegreen.closedpipe", *given]
-    return subprocess.run(command, check=False).returncode
+    return run_child(command)
 
 
 def _report(lines: Sequence[str], code: int) -> int:
@@ -354,9 +355,9 @@ def cmd_drill(args: argparse.Namespace, extra: Sequence[str]) -> int:
             command += [*flags, "--deployment-tag", tag, *extra]
             log = logs / f"{tag}.log"
             with log.open("w") as out:
-                code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+                code = run_child(command, stdout=out, stderr=subprocess.STDOUT)
             _progress(f"drill: {tag}: the gate's output is in {log}")
-            return code.returncode, settings.reports.verdict_file
+            return code, settings.reports.verdict_file
 
         try:
             rows = run_variants(
@@ -506,7 +507,7 @@ def cmd_init(args: argparse.Namespace, extra: Sequence[str]) -> int:
         return 0
     _progress(f"dry run: pytest {' '.join(dry_run)}")
     command = [sys.executable, "-m", "pytest", *dry_run, "-p", "no:cacheprovider"]
-    return subprocess.run(command, cwd=directory, check=False).returncode
+    return run_child(command, cwd=directory)
 
 
 def _read_text(path: Path) -> str | None:

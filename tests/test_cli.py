@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -17,8 +18,9 @@ from pytest_bluegreen.haproxy import AdminState, RuntimeApiAddress, ServerRef
 from pytest_bluegreen.journal import Journal, read_journal
 from pytest_bluegreen.settings import StateSettings, resolve
 from pytest_bluegreen.state import lock_for
+from tests.support.faults import STEP_HOOK
 from tests.support.gate import CHECKS
-from tests.support.stack import ROOT, Stack
+from tests.support.stack import ROOT, Stack, wait_for
 
 pytestmark = pytest.mark.infra
 
@@ -137,6 +139,43 @@ def test_a_reader_gone_during_the_checks_cuts_nothing_short(workdir: Path, stack
     assert (gate.returncode, stderr) == (0, "")
     assert stack.served_color() == "green"
     assert [e["outcome"] for e in history(stack)] == ["switched"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_bluegreen_reaches_the_gate_of_its_pytest_child(
+    workdir: Path, stack: Stack, signum: int
+) -> None:
+    """Ctrl-C or SIGTERM to ``bluegreen switch-to`` while its child's switch is past promote:
+    the child's gate gets the signal, defers it and reverts (exit 8); it is never killed
+    halfway (which would leave green promoted and the journal open)."""
+    (workdir / "checks" / "conftest.py").write_text(STEP_HOOK)
+    gate = subprocess.Popen(
+        [*BLUEGREEN, "switch-to", "green"],
+        cwd=workdir,
+        env={**os.environ, "FAULT_STEP": "drain", "FAULT": "", "FAULT_DIR": str(workdir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    wait_for(
+        lambda: (workdir / "at-step").exists() or gate.poll() is not None,
+        60,
+        "the child's switch to reach drain",
+        interval=0.005,
+    )
+    assert gate.poll() is None, gate.communicate()[0]
+    gate.send_signal(signum)  # to bluegreen itself, as kill(1) or a terminal's Ctrl-C does
+    (workdir / "go").touch()
+    out, _ = gate.communicate(timeout=120)
+    assert gate.returncode == 8, out
+    assert f"interrupted by {signal.Signals(signum).name}" in out
+    assert [e["outcome"] for e in history(stack)] == ["reverted"]
+    entry = read_journal(stack.journal_file)
+    assert entry is not None
+    assert not entry.open
+    assert stack.live_weights()["blue-api"] == (100, "ready")
+    assert stack.live_weights()["green-api"] == (0, "ready")
+    assert stack.served_color() == "blue"
 
 
 def test_switch_to_runs_the_checks_then_switches(workdir: Path, stack: Stack) -> None:

@@ -123,7 +123,9 @@ def _swarm_beside_compose(cycles: int) -> tuple[list[float], list[float]]:
     from tests.test_swarm import CHECKS  # noqa: PLC0415
 
     work = Path(tempfile.mkdtemp(prefix="bluegreen-cycle-"))
-    checks = work / "test_cycle_checks.py"
+    # under the repository, so that its conftest.py (and the settings it adds) applies
+    checks = ROOT / ".bluegreen" / "cycle" / "test_cycle_checks.py"
+    checks.parent.mkdir(parents=True, exist_ok=True)
     checks.write_text(CHECKS)
     compose = []
     tags_file = ROOT / ".bluegreen" / "compose-tags.env"
@@ -159,6 +161,7 @@ def _swarm_beside_compose(cycles: int) -> tuple[list[float], list[float]]:
     finally:
         stack.close()
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(checks.parent, ignore_errors=True)
     return compose, swarm
 
 

@@ -8,7 +8,8 @@ failed request.
 The cycle: green deployed at v1.1.0 and switched; a broken build (healthy, every /api/* a 500)
 deployed to blue is refused by the checks and blue restored to v1.0.0 (on_failed_gate =
 restore); a build whose replicas crash at start is a failed deploy that Swarm rolls back by
-itself, with the crashing tasks' logs in the message; rollback to blue; and a replica of green
+itself, with the crashing tasks' logs in the message; a good build deployed to blue right
+after; rollback to blue; and a replica of green
 killed while its checks run: Swarm replaces it, and the gate switches, because the checks passed
 (HAProxy redispatches the connections the dead replica refuses) and, within ``up_wait``, every
 server HAProxy has for green is UP again: the dead replica's slot emptied, the new one filled.
@@ -175,10 +176,17 @@ def test_a_cycle_on_a_swarm_under_load(swarm: SwarmStack) -> None:
         wait_for(lambda: running_replicas("blue-api") == 2, 60, "blue's replicas back")
         assert _served(swarm) == ("green", "v1.1.0")
 
-        # rollback to blue (v1.0.0, checked first)
+        # right after Swarm's rollback, a good build deploys (no switch): that rollback's
+        # state is not taken for this update's
+        result = _gate(swarm, "--env", "blue", "--deploy", "v1.1.0")
+        assert result.returncode == 0, _out(result)
+        assert swarm.image_of("blue-api") == "bluegreen/jarvis:v1.1.0"
+        assert _served(swarm) == ("green", "v1.1.0")
+
+        # rollback to blue (checked first)
         result = _bluegreen(swarm, "rollback")
         assert result.returncode == 0, _out(result)
-        assert _served(swarm) == ("blue", "v1.0.0")
+        assert _served(swarm) == ("blue", "v1.1.0")
 
         # status lists every replica with its node
         status = _bluegreen(swarm, "status", "--json")

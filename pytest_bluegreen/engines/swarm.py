@@ -284,6 +284,7 @@ class SwarmEngine:
         timeout = self.compose.deploy_timeout
         deadline = start + timeout
         missing = [s for s in services if self._current_image(s) is None]
+        before = {s: self._update_status(s) for s in services}
         self.progress(
             f"deploying {color} {tag} on swarm stack {self.swarm.stack_name}: "
             f"{self.swarm.replicas} replica(s) of {' '.join(services)} "
@@ -310,6 +311,7 @@ class SwarmEngine:
             services=services,
             deadline=deadline,
             previous=previous,
+            before=before,
         )
         self._remember(color, tag)
         seconds = time.monotonic() - start
@@ -356,6 +358,7 @@ class SwarmEngine:
         services: list[str],
         deadline: float,
         previous: str | None,
+        before: dict[str, tuple[str | None, str | None]],
     ) -> None:
         """Until every replica of every service runs ``image`` and is healthy, and Swarm's
         update is complete; a DeployError (after a rollback, where configured) otherwise."""
@@ -365,7 +368,7 @@ class SwarmEngine:
             replicas = service_replicas(self.sdk, self.swarm, services)
             current = [r for r in replicas if r.desired == "running"]
             healthy = [r for r in current if r.image == image and r.healthy]
-            states = {s: self._update_state(s) for s in services}
+            states = {s: self._update_state(s, before[s]) for s in services}
             if len(healthy) != said:
                 said = len(healthy)
                 self.progress(f"{color}: {said}/{wanted} replicas healthy")
@@ -381,17 +384,25 @@ class SwarmEngine:
                     f"({len(healthy)}/{wanted} replicas healthy)"
                 )
                 detail = self._failure_detail(services, image, replicas)
-                restored = self._roll_back(color, services, previous, bool(rolled_back))
+                restored = self._roll_back(color, services, previous, rolled_back)
                 raise DeployError(f"deploy of {color} {tag} failed: {why}{restored}\n{detail}")
             time.sleep(0.25)
 
-    def _update_state(self, service: str) -> str | None:
+    def _update_status(self, service: str) -> tuple[str | None, str | None]:
+        """Swarm's update of the service: its state and when it started (None: none yet)."""
         listed = self.sdk.services.list(filters={"name": self.swarm.service(service)})
         for svc in listed:
             if svc.name == self.swarm.service(service):
                 status = svc.attrs.get("UpdateStatus") or {}
-                return str(status.get("State")) if status.get("State") else None
-        return None
+                state, started = status.get("State"), status.get("StartedAt")
+                return (str(state) if state else None, str(started) if started else None)
+        return (None, None)
+
+    def _update_state(self, service: str, before: tuple[str | None, str | None]) -> str | None:
+        """The state of the update started after ``before`` was read; None while Swarm has not
+        started one (an earlier update's state, such as a rollback, is not this one's)."""
+        state, started = self._update_status(service)
+        return None if started == before[1] else state
 
     def _failure_detail(self, services: list[str], image: str, replicas: list[Replica]) -> str:
         failing = [
@@ -409,28 +420,34 @@ class SwarmEngine:
         return "\n".join(lines)
 
     def _roll_back(
-        self, color: str, services: list[str], previous: str | None, by_swarm: bool
+        self, color: str, services: list[str], previous: str | None, rolling: list[str]
     ) -> str:
-        """Swarm's own rollback of the color's services to the image they ran before."""
+        """Swarm's own rollback of the color's services to the image they ran before: the
+        ones Swarm is not rolling back already are told to (``docker service rollback``)."""
         if not self.swarm.rollback_failed_deploy:
             return "; not rolled back (rollback_failed_deploy = false)"
-        if not by_swarm:
-            for service in services:  # python-on-whales has no service rollback yet: the CLI
-                command = [*map(str, self.client.client_config.docker_cmd), "service", "rollback"]
-                done = subprocess.run(
-                    [*command, "--detach", self.swarm.service(service)],
-                    capture_output=True,
-                    text=True,
-                    timeout=60,
-                    check=False,
-                )
-                if done.returncode != 0:
-                    why = (done.stderr or done.stdout).strip().splitlines() or ["no message"]
-                    return f"; rollback failed: {why[-1]}"
+        before: dict[str, tuple[str | None, str | None]] = {}
+        for service in services:
+            if service in rolling:  # the rollback is the update under way: wait for it
+                before[service] = (None, None)
+                continue
+            before[service] = self._update_status(service)
+            # python-on-whales has no service rollback yet: the CLI
+            command = [*map(str, self.client.client_config.docker_cmd), "service", "rollback"]
+            done = subprocess.run(
+                [*command, "--detach", self.swarm.service(service)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            if done.returncode != 0:
+                why = (done.stderr or done.stdout).strip().splitlines() or ["no message"]
+                return f"; rollback of {service} failed: {why[-1]}"
         deadline = time.monotonic() + self.compose.deploy_timeout
         while time.monotonic() < deadline:
-            states = [self._update_state(s) for s in services]
-            if all(st in (None, "rollback_completed") for st in states):
+            states = [self._update_state(s, before[s]) for s in services]
+            if all(st == "rollback_completed" for st in states):
                 return f"; Swarm rolled {color} back to {previous or 'its previous image'}"
             time.sleep(0.25)
         return "; Swarm's rollback did not complete in time: see 'docker service ps'"

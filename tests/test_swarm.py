@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from pytest_bluegreen.haproxy import RuntimeApi
 
 from .support.faults import BLUEGREEN
 from .support.infra import require_infra
-from .support.stack import wait_for
+from .support.stack import ROOT, wait_for
 from .support.swarm import STACK, SwarmStack, docker, running_replicas
 from .support.switching import LoadProcess
 
@@ -59,6 +60,7 @@ def test_items(http):
 KILL_HOOK = """
 import json
 import os
+import shutil
 import subprocess
 
 _killed = []
@@ -147,7 +149,14 @@ def _filled_up(stack: SwarmStack, color: str) -> int:
 
 
 def test_a_cycle_on_a_swarm_under_load(swarm: SwarmStack) -> None:
-    _write(swarm, on_failed_gate="restore")
+    backups = swarm.workdir / "backups"
+    _write(
+        swarm,
+        on_failed_gate="restore",
+        backup_service="postgres",
+        backup_command=["pg_dump", "-U", "sutazai", "--no-owner", "sutazai"],
+        backup_dir=str(backups),
+    )
     wait_for(lambda: _filled_up(swarm, "blue") == 2, 60, "blue's 2 replicas UP in HAProxy")
     assert _served(swarm) == ("blue", "v1.0.0")
     load = LoadProcess(f"{swarm.routed_url}/version", 200_000, 400, 1)
@@ -159,6 +168,22 @@ def test_a_cycle_on_a_swarm_under_load(swarm: SwarmStack) -> None:
         assert "green: 2/2 replicas healthy" in result.stdout
         assert swarm.image_of("green-api") == "bluegreen/jarvis:v1.1.0"
         assert _served(swarm) == ("green", "v1.1.0")
+        [dump] = backups.glob("*-green-v1.1.0.backup")  # pg_dump in the postgres task
+        assert "PostgreSQL database dump" in dump.read_text()
+
+        # the shipped availability checks find the replicas by Swarm's labels (the file is
+        # copied beside these settings: its own folder's settings are the Compose stack's)
+        shipped = swarm.workdir / "availability" / "test_availability.py"
+        shipped.parent.mkdir(exist_ok=True)
+        shipped.write_text((ROOT / "checks" / "test_availability.py").read_text())
+        result = _gate(
+            swarm, str(shipped), "--env", "green", "-k", "containers_are_healthy",
+            "-p", "pytest_bluegreen.contrib.services", "-v",
+        )  # fmt: skip
+        assert result.returncode == 0, _out(result)
+        assert "test_containers_are_healthy[green] PASSED" in result.stdout
+        assert "test_shared_containers_are_healthy PASSED" in result.stdout
+        shutil.rmtree(shipped.parent)  # the next gates run this folder's own checks only
 
         # a broken build (healthy, /api/* answers 500) on blue: refused, blue restored
         result = _gate(swarm, "--env", "blue", "--deploy", "v1.2.0-broken", "--switch")

@@ -97,6 +97,22 @@ def test_full_cycle_without_a_failed_request(
         result.stdout.fnmatch_lines(["*SWITCH: switched blue -> green*"])
         assert routed(jarvis) == ("green", "v1.1.0")
         assert jarvis.image_of("green-backend") == "bluegreen/jarvis:v1.1.0"
+        # the API's own /metrics counts what it answered (Prometheus scrapes it)
+        metrics = requests.get("http://127.0.0.1:8011/metrics", timeout=5)
+        assert metrics.status_code == 200
+        assert metrics.headers["Content-Type"].startswith("text/plain")
+        lines = metrics.text.splitlines()
+        assert any(
+            line.startswith("jarvis_http_requests_total{")
+            and 'endpoint="/api/items"' in line
+            and 'method="POST"' in line
+            and 'color="green"' in line
+            and 'version="v1.1.0"' in line
+            for line in lines
+        ), metrics.text[:2000]
+        assert any(
+            line.startswith("jarvis_http_request_duration_seconds_count{") for line in lines
+        )
 
         # the broken build on blue: /health passes, the API smoke check fails, no switch
         broken = gate(

@@ -4,6 +4,8 @@
                                  "checks":{"postgres":"ok","redis":"ok"}}
                             503 when a check fails (the check's value is the error text)
     GET  /version           {"version","color","role"}
+    GET  /metrics           Prometheus metrics: jarvis_http_requests_total{method,endpoint,code,
+                            color,version} and jarvis_http_request_duration_seconds (histogram)
     GET  /api/items         the 20 newest items
     POST /api/items         {"name": "..."} -> 201 {"id","name","color","version",...}
     GET  /api/items/<id>    the item, "source": "redis" (cache) or "postgres"
@@ -40,7 +42,7 @@ from typing import Any
 import psycopg2
 import redis
 
-from jarvis import app_version, build_fault, deployment_color, is_degrading_build
+from jarvis import app_version, build_fault, deployment_color, is_degrading_build, metrics
 from jarvis.common import Handler, env_int, serve, setup
 from jarvis.store import Store
 
@@ -86,9 +88,31 @@ class ApiHandler(Handler):
     def do_HEAD(self) -> None:
         self.do_GET()
 
+    # -- /metrics: every request counted and timed (jarvis.metrics) ---------------------------
+    request_started = 0.0
+    status_sent = 0
+
+    def parse_request(self) -> bool:
+        self.request_started = time.monotonic()
+        return super().parse_request()
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.status_sent = code
+        super().send_response(code, message)
+
+    def handle_one_request(self) -> None:
+        self.status_sent = 0
+        super().handle_one_request()
+        if self.status_sent and getattr(self, "command", None):
+            metrics.observe(
+                self.command, self.path, self.status_sent, time.monotonic() - self.request_started
+            )
+
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/health":
+        if path == "/metrics":
+            self.send_body(200, metrics.exposition(), metrics.CONTENT_TYPE_LATEST)
+        elif path == "/health":
             self.health()
         elif path == "/version":
             self.send_json(

@@ -27,9 +27,11 @@ from . import aftercare, state, switch
 from .childprocess import run_child
 from .closedpipe import quiet_closed_pipes
 from .errors import BluegreenError, ExitCode, UsageError
+from .gatemetrics import RunMetrics, publish
 from .gateplugin import hooks_for
 from .gaterun import GateRun
 from .haproxy import RuntimeApiError
+from .keys import METRICS_KEY
 from .plugin import settings_from_config
 from .recovery import recover
 from .redaction import Secrets
@@ -86,11 +88,26 @@ class _InConfig:
     @pytest.hookimpl(tryfirst=True)
     def pytest_cmdline_main(self, config: pytest.Config) -> int:
         try:
-            self.code = self.action(config, settings_from_config(config))
+            settings = settings_from_config(config)
+            self.code = self._counted(config, settings)
         except BaseException as exc:  # re-raised by in_config, outside pytest
             self.error = exc
             self.code = int(ExitCode.INTERNAL_ERROR)
         return self.code
+
+    def _counted(self, config: pytest.Config, settings: Settings) -> int:
+        """The action, its history entries counted in the gate's metrics and published after
+        it (a pytest child it runs publishes its own); a failure to publish is a warning."""
+        metrics = config.stash[METRICS_KEY] = RunMetrics()
+        try:
+            with metrics.collecting():
+                return self.action(config, settings)
+        finally:
+            warnings = publish(settings, metrics)
+            if warnings:
+                secrets = Secrets.load(settings.env_files.secrets)
+                for line in warnings:
+                    print(f"bluegreen: {secrets.redact(line)}", flush=True)
 
 
 def _pytest_args(args: argparse.Namespace) -> list[str]:
@@ -190,7 +207,13 @@ def forced_switch(
     """Switch without checks through the gate's own path: lock, journal, hooks, signals
     deferred, revert, history."""
     secrets = Secrets.load(settings.env_files.secrets)
-    run = GateRun(settings, hooks_for(config), progress=_progress, secrets=secrets)
+    run = GateRun(
+        settings,
+        hooks_for(config),
+        progress=_progress,
+        secrets=secrets,
+        metrics=config.stash.get(METRICS_KEY, None),
+    )
     run.start()
     try:
         verb = "rollback" if rollback else "switch-to"
@@ -216,11 +239,21 @@ def cmd_recover(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return in_config(args, act)
 
 
-def deploy_only(settings: Settings, color: str, tag: str, *, skip_backup: bool) -> int:
-    """The plugin's deploy step (lock, live-color guard, backup, up, wait healthy)."""
+def deploy_only(
+    settings: Settings,
+    color: str,
+    tag: str,
+    *,
+    skip_backup: bool,
+    metrics: RunMetrics | None = None,
+) -> int:
+    """The plugin's deploy step (lock, live-color guard, backup, up, wait healthy);
+    ``metrics``: the command's, to which the deploy's duration is added."""
     run_settings = replace(settings.run, env=color, deploy=tag, skip_backup=skip_backup)
     secrets = Secrets.load(settings.env_files.secrets)
-    run = GateRun(replace(settings, run=run_settings), progress=_progress, secrets=secrets)
+    run = GateRun(
+        replace(settings, run=run_settings), progress=_progress, secrets=secrets, metrics=metrics
+    )
     run.start()
     try:
         result = run.deploy()
@@ -428,7 +461,13 @@ def cmd_deploy(args: argparse.Namespace, extra: Sequence[str]) -> int:
             raise UsageProblem(f"deploy needs --deployment-tag ({color} has no deployed tag yet)")
         if args.skip_tests:
             # the seed's quick deploy: no checks; a switch then is forced (and recorded so)
-            code = deploy_only(settings, color, tag, skip_backup=args.skip_backup)
+            code = deploy_only(
+                settings,
+                color,
+                tag,
+                skip_backup=args.skip_backup,
+                metrics=config.stash[METRICS_KEY],
+            )
             if code == 0 and args.auto_switch:
                 return forced_switch(config, settings, color, rollback=False, ignore_veto=False)
             return code

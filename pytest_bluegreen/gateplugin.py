@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -26,6 +27,7 @@ from _pytest.runner import runtestprotocol
 from .bake import PostResult
 from .errors import BluegreenError, DeployError
 from .gate import SessionFacts
+from .gatemetrics import RunMetrics, publish
 from .gaterun import GateHooks, GateReport, GateRun
 from .haproxy import RuntimeApiError
 from .keys import POST_KEY, SECRETS_KEY, TARGET_KEY, TWINS_KEY
@@ -85,6 +87,9 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 class GatePlugin:
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
+        self.metrics = RunMetrics()  # the gate's own metrics, published once at the end
+        self._collecting = ExitStack()
+        self._published = False
         self.run = GateRun(
             settings,
             hooks_for(config),
@@ -92,6 +97,7 @@ class GatePlugin:
             secrets=config.stash[SECRETS_KEY],
             run_post=self._run_post,
             run_twin=self._run_twin,
+            metrics=self.metrics,
         )
         self.session: pytest.Session | None = None
         self.report: GateReport | None = None
@@ -107,6 +113,8 @@ class GatePlugin:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
         self._terminate_as_interrupt()
+        # every outcome the history records from here on counts in the gate's metrics
+        self._collecting.enter_context(self.metrics.collecting())
         run = self.run
         try:
             run.start()
@@ -132,6 +140,7 @@ class GatePlugin:
         raised, so the verdict is written now."""
         self.report = report
         self._restore_signals()
+        self._publish_metrics()
         self._write_reports(report)
         for note in self.notes:
             progress_for(self.config)(note)
@@ -231,8 +240,23 @@ class GatePlugin:
             finally:
                 run.close()
             session.exitstatus = self.report.exit_code
+        self._publish_metrics()
         if self.report is not None:
             self._write_reports(self.report)
+
+    def _publish_metrics(self) -> None:
+        """The gate's metrics, once: a failure is a note, never a change of the exit status."""
+        self._collecting.close()
+        if self._published:
+            return
+        self._published = True
+        secrets = self.run.secrets
+        warnings = publish(self.run.settings, self.metrics, self.run.api)
+        self.notes += [secrets.redact(line) for line in warnings]
+
+    @pytest.hookimpl
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self._collecting.close()  # a session that never finished publishes nothing
 
     def _write_reports(self, report: GateReport) -> None:
         """verdict.json always; the gate's Allure results when Allure is on."""

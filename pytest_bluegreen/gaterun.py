@@ -17,6 +17,7 @@ from .bake import Bake, BakePlan, BakeResult, IntervalVerdict, PostResult
 from .blame import Blame, TwinRun, blame_failures
 from .errors import BluegreenError, DeployError, ExitCode, Refused
 from .gate import Decision, SessionFacts, Verdict, decide
+from .gatemetrics import RunMetrics
 from .haproxy import RuntimeApi, RuntimeApiError
 from .instances import Haproxies, InstancesDisagree
 from .journal import Journal
@@ -117,8 +118,12 @@ class GateRun:
         secrets: Secrets | None = None,
         run_post: Callable[[], PostResult] | None = None,
         run_twin: TwinRun | None = None,
+        metrics: RunMetrics | None = None,
     ) -> None:
         self.settings = settings
+        # the gate's own metrics: the switch, the bake and the deploy add to them here; the
+        # caller collects the history's outcomes and publishes (gatemetrics.py)
+        self.metrics = metrics if metrics is not None else RunMetrics()
         self.run_post = run_post  # the post checks, run by the bake
         self.run_twin = run_twin  # a failed check's twin on the other color, run by blame
         self.secrets = secrets or Secrets()
@@ -221,6 +226,7 @@ class GateRun:
         assert target is not None
         assert tag is not None
         self.deployed = self.deploy_step.deploy(target, tag)
+        self.metrics.deployed(self.deployed.seconds)
         return self.deployed
 
     def refused(self, exc: BluegreenError, *, record: bool) -> GateReport:
@@ -747,7 +753,7 @@ class GateRun:
             warning = self._record(draft.decision, draft.outcome, draft.result)
             if warning:
                 draft.lines.append(warning)
-        return GateReport(
+        report = GateReport(
             decision=draft.decision,
             exit_code=draft.exit_code,
             lines=tuple(draft.lines),
@@ -761,6 +767,9 @@ class GateRun:
             bake=draft.bake,
             blame=draft.blame,
         )
+        if not self.settings.run.dry_run:
+            self.metrics.concluded(report)
+        return report
 
     def tag(self, result: switch.SwitchResult | None) -> str | None:
         """The version this run is about: --deploy, --deployment-tag, else what answered."""

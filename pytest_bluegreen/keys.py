@@ -9,6 +9,7 @@ import pytest
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .gatemetrics import RunMetrics
     from .redaction import Secrets
 
 __all__ = ["secrets_of", "settings_of"]
@@ -16,6 +17,8 @@ __all__ = ["secrets_of", "settings_of"]
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SECRETS_KEY: pytest.StashKey[Secrets] = pytest.StashKey()
 TARGET_KEY = pytest.StashKey[str | None]()
+# a bluegreen command's own metrics (its GateRun adds the switch and the deploy to them)
+METRICS_KEY: pytest.StashKey[RunMetrics] = pytest.StashKey()
 POST_KEY = pytest.StashKey[list[pytest.Item]]()  # the post checks the bake runs
 # a target check's node id -> the same check for the other color (blame runs it)
 TWINS_KEY = pytest.StashKey[dict[str, pytest.Item]]()

@@ -16,8 +16,9 @@ import re
 import socket
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ __all__ = [
     "StateFileError",
     "WarmWindow",
     "append",
+    "listening",
     "load_reconcile",
     "lock_for",
     "lock_for_group",
@@ -109,8 +111,26 @@ def read_history(path: Path) -> list[HistoryEntry]:
         raise StateFileError(f"state file {path} is not readable history: {exc}") from None
 
 
+HistoryListener = Callable[[HistoryEntry], None]
+_listener: ContextVar[HistoryListener | None] = ContextVar("bluegreen_history", default=None)
+
+
+@contextmanager
+def listening(listener: HistoryListener) -> Iterator[None]:
+    """Every entry :func:`append` writes inside this block (this thread) is also handed to
+    ``listener``, once written. Only the innermost listener hears it, so nested blocks never
+    see one entry twice. Every outcome of every command goes through :func:`append`: the
+    gate's own metrics (``gatemetrics``) count them here, in one place."""
+    token = _listener.set(listener)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
+
+
 def append(path: Path, entry: HistoryEntry) -> None:
-    """Add one entry, written atomically (a crash leaves the old file whole)."""
+    """Add one entry, written atomically (a crash leaves the old file whole); then the
+    :func:`listening` listener hears it."""
     history = read_history(path)
     history.append(entry)
     payload = {"version": FORMAT_VERSION, "history": [asdict(e) for e in history]}
@@ -124,6 +144,9 @@ def append(path: Path, entry: HistoryEntry) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    listener = _listener.get()
+    if listener is not None:
+        listener(entry)
 
 
 class GateLock:

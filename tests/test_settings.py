@@ -426,6 +426,16 @@ ERRORS = [
         id="url-scheme-ini",
     ),
     pytest.param(
+        Given(environ={"BLUEGREEN_METRICS_PUSH_URL": "gate:s3cr3t-pw@pushgateway:9091"}),
+        ["metrics_push_url", "not shown", "(from env BLUEGREEN_METRICS_PUSH_URL)"],
+        id="push-url-credentials-not-shown-env",
+    ),
+    pytest.param(
+        Given(ini={"bluegreen_metrics_push_timeout": "0"}),
+        ["metrics_push_timeout", "(0, 86400]", "(from ini bluegreen_metrics_push_timeout)"],
+        id="push-timeout-zero-ini",
+    ),
+    pytest.param(
         Given(files={"bluegreen.toml": 'routed_frontend_url = "127.0.0.1:20011"\n'}),
         ["routed_frontend_url", "'127.0.0.1:20011'", "(from file bluegreen.toml"],
         id="url-no-scheme-file",
@@ -670,6 +680,7 @@ def test_bad_settings_raise_one_line(tmp_path: Path, given: Given, fragments: li
     message = resolve_error(tmp_path, cli=given.cli, environ=given.environ, ini=given.ini)
     for fragment in fragments:
         assert fragment in message, message
+    assert "s3cr3t" not in message
 
 
 @pytest.mark.parametrize(

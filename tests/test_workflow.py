@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pytest_bluegreen.exposition import parse
 from tests.support.docker_stack import compose, docker_problem
 from tests.support.infra import require_infra
 
@@ -128,6 +129,12 @@ def shell_steps(known: dict[str, str]) -> list[Step]:
     return steps
 
 
+def gate_runs(path: Path) -> dict[tuple[str | None, str | None], float]:
+    """``bluegreen_gate_runs_total`` in a metrics textfile: (outcome, target) -> count."""
+    samples = parse(path.read_text(), ["bluegreen_gate_runs_total"])
+    return {(s.label("outcome"), s.label("target")): s.value for s in samples}
+
+
 SUDO = (  # as root here: sudo only drops its options
     '#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do shift; done\nexec "$@"\n'
 )
@@ -158,7 +165,10 @@ def test_the_jobs_run_in_order_on_the_local_stack(
     problem = docker_problem()
     require_infra(pytestconfig, problem is None, problem or "")
     state = tmp_path / "production-state"
-    known = {f"inputs.{k}": v for k, v in INPUTS.items()} | {"vars.IMAGE_REGISTRY": ""}
+    known = {f"inputs.{k}": v for k, v in INPUTS.items()} | {
+        "vars.IMAGE_REGISTRY": "",
+        "secrets.BLUEGREEN_METRICS_PUSH_URL": "",  # no Pushgateway: the textfile alone
+    }
     shim = tmp_path / "bin"
     shim.mkdir()
     (shim / "sudo").write_text(SUDO)
@@ -173,6 +183,7 @@ def test_the_jobs_run_in_order_on_the_local_stack(
         "BLUEGREEN_HAPROXY_STATE_FILE": str(state / "haproxy" / "server-state"),
         "BG_SERVER_STATE_FILE": str(state / "haproxy" / "server-state"),
         "BLUEGREEN_SECRETS_FILE": str(ROOT / "config" / "deploy" / "secrets.env"),
+        "BLUEGREEN_METRICS_TEXTFILE": str(state / "metrics" / "bluegreen.prom"),
     }
     base = {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))}
     ran = []
@@ -198,6 +209,13 @@ def test_the_jobs_run_in_order_on_the_local_stack(
         ]
         assert history[-1]["reason"].startswith("promoted green v1.1.0: verified ")
         assert json.loads((workspace / "reports" / "verdict.json").read_text())["exit_code"] == 0
+        # the gate's metrics, kept with each job: counters carried on from the gate to production
+        after_gate = gate_runs(workspace / "reports" / "gate-metrics.prom")
+        assert after_gate[("pending-promotion", "green")] == 1
+        assert after_gate[("switched", "green")] == 0
+        after_production = gate_runs(workspace / "reports" / "production-metrics.prom")
+        assert after_production[("pending-promotion", "green")] == 1
+        assert after_production[("switched", "green")] == 1  # bluegreen promote's switch
         assert not (tmp_path / "handoff").exists()  # the cleanup job removed it
     finally:
         subprocess.run(

@@ -34,6 +34,7 @@ __all__ = [
     "DrillSettings",
     "EnvFiles",
     "HaproxySettings",
+    "MetricsSettings",
     "PromotionSettings",
     "ReportSettings",
     "RunSettings",
@@ -502,6 +503,35 @@ class ReportSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Where each run publishes the gate's own metrics; neither set: nothing is sent or written.
+
+    The metrics (``bluegreen_*``) and how counters carry on are in gatemetrics.py and the
+    README's "The gate's own metrics"."""
+
+    GROUP: ClassVar[str] = "metrics"
+    metrics_push_url: str | None = setting(
+        None,
+        p.optional(p.url_with_credentials),
+        "a Prometheus Pushgateway (http://127.0.0.1:9091): each run's metrics are put to "
+        "/metrics/job/bluegreen/instance/<host>, counters carried on from what it holds",
+    )
+    metrics_textfile: Path | None = setting(
+        None,
+        p.optional(p.path),
+        "a node_exporter textfile-collector file (.../bluegreen.prom), replaced atomically "
+        "after each run, its counters carried on from the file's previous ones",
+        path=True,
+    )
+    metrics_push_timeout: float = setting(
+        5.0,
+        p.seconds,
+        "seconds the whole push to metrics_push_url may take (reading the counters back, the "
+        "push, one retry); past it the run warns and goes on",
+    )
+
+
+@dataclass(frozen=True)
 class StateSettings:
     """What the gate remembers between runs."""
 
@@ -692,6 +722,7 @@ class Settings:
     reports: ReportSettings
     state: StateSettings
     env_files: EnvFiles
+    metrics: MetricsSettings
     config_file: Path | None
     sources: Mapping[str, str] = field(repr=False)
     extensions: Mapping[type[Any], Any] = field(default_factory=dict, repr=False)

@@ -128,6 +128,17 @@ def url(value: Any) -> str:
     return given.rstrip("/")
 
 
+def url_with_credentials(value: Any) -> str:
+    """An http(s) URL that may carry ``user:password@``: an error never repeats the value."""
+    try:
+        return url(value)
+    except ValueError:
+        raise ValueError(
+            "expected an http(s) URL such as http://user:password@host:9091 (the value is not "
+            "shown: it may hold a password)"
+        ) from None
+
+
 def path(value: Any) -> Path:
     """A path; the resolver makes a relative one relative to the settings file's folder."""
     return Path(text(value)).expanduser()

@@ -26,6 +26,7 @@ from .model import (
     DrillSettings,
     EnvFiles,
     HaproxySettings,
+    MetricsSettings,
     PromotionSettings,
     ReportSettings,
     RunSettings,
@@ -53,6 +54,7 @@ CORE_GROUPS: tuple[type[Any], ...] = (
     ReportSettings,
     StateSettings,
     EnvFiles,
+    MetricsSettings,
 )
 CONFIG_OPTION = Option(
     key="config",
@@ -157,6 +159,7 @@ def resolve(
         reports=build(ReportSettings),
         state=build(StateSettings),
         env_files=build(EnvFiles, colors=topology.colors),
+        metrics=build(MetricsSettings),
         config_file=config_file,
         sources=sources,
         extensions={group: build(group) for group in extra_groups},

@@ -110,9 +110,7 @@ def test_full_cycle_without_a_failed_request(
             and 'version="v1.1.0"' in line
             for line in lines
         ), metrics.text[:2000]
-        assert any(
-            line.startswith("jarvis_http_request_duration_seconds_count{") for line in lines
-        )
+        assert any(line.startswith("jarvis_http_request_duration_seconds_count{") for line in lines)
 
         # the broken build on blue: /health passes, the API smoke check fails, no switch
         broken = gate(

@@ -29,6 +29,7 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     haproxy,
     http,
     live_color,
+    prometheus,
     routed_http,
 )
 from .keys import POST_KEY, SECRETS_KEY, SETTINGS_KEY, TARGET_KEY, TWINS_KEY, WORKERINPUT_TARGET

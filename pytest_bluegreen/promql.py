@@ -67,6 +67,8 @@ MAX_POINTS = 11_000  # Prometheus refuses a range query of more points per serie
 class PrometheusUnreachable(InfrastructureError):
     """Prometheus does not answer, or no Prometheus API answers at the URL."""
 
+    part = "prometheus"  # INFRA-ERROR (prometheus unreachable), not the color's
+
 
 class PromQLError(ValueError):
     """Prometheus refused the query (a parse or execution error), or its result has another

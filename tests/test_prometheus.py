@@ -403,6 +403,9 @@ def test_a_prometheus_that_is_down_is_an_infra_error(
     found = {test: status for test, status in statuses(result).items() if status != "SKIPPED"}
     assert list(found.values()) == ["INFRA-ERROR"] * 3, output(result)
     text = output(result)
+    # Prometheus is what does not answer, not green
+    assert text.count("INFRA-ERROR (prometheus unreachable)") == 6  # -v lines and summary
+    assert "green unreachable" not in text
     assert f"PrometheusUnreachable: Prometheus at http://127.0.0.1:{port} does not answer" in text
     # never a pass: the gate does not switch; the checks fail on blue too (blame), so it is
     # not the build: inconclusive

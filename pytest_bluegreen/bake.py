@@ -15,6 +15,12 @@ HAProxy thresholds are k6-like: ``http_5xx_rate<0.01``, ``eresp<1``; the metrics
 deltas over the interval of the new color's servers (``show stat``): ``requests`` (responses),
 ``http_5xx``, ``http_5xx_rate``, ``eresp``, ``econ``, ``wretr``, ``wredis``, and ``qcur`` (the
 queue at the interval's end).
+
+Prometheus signals (``[bake_prometheus]``, :mod:`promql`) are asked at each interval's end,
+``{color}`` being the new color and ``{interval}`` the interval (``rate(x[{interval}])``), and
+judged by their thresholds beside the counters, with the same rules: a query whose thresholds
+miss fails the interval; Prometheus not answering, a query it refuses, no series or NaN make
+it inconclusive (never a pass, never zero).
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .compare import CompareDecision
 from .haproxy import RuntimeApiError, ServerRef
 from .instances import AnyHaproxy
+from .promql import Prometheus, PrometheusUnreachable, PromQLCheck, PromQLError, PromQLJudgement
 from .signals import DeferredSignals
 
 __all__ = [
@@ -123,9 +131,11 @@ class Interval:
     reason: str
     post: PostResult
     metrics: Mapping[str, float] = field(default_factory=dict)
+    prometheus: tuple[PromQLJudgement, ...] = ()
 
     def line(self) -> str:
-        """``bake 3/12: post 4/4 passed, 5xx 0/1,812, eresp 0: passed``"""
+        """``bake 3/12: post 4/4 passed, 5xx 0/1,812, eresp 0: passed`` (``, prometheus 1/1
+        passed`` after the counters when [bake_prometheus] has queries)"""
         post = f"post {self.post.passed}/{self.post.total} passed" if self.post.total else "no post"
         m = self.metrics
         counters = (
@@ -133,6 +143,9 @@ class Interval:
             if m
             else "HAProxy counters not read"
         )
+        if self.prometheus:
+            passed = sum(j.decision is CompareDecision.PASSED for j in self.prometheus)
+            counters += f", prometheus {passed}/{len(self.prometheus)} passed"
         return f"bake {self.number}/{self.of}: {post}, {counters}: {self.verdict.value}" + (
             f" ({self.reason})" if self.reason else ""
         )
@@ -147,6 +160,7 @@ class Interval:
             "reason": self.reason,
             "post": {"passed": self.post.passed, "failed": list(self.post.failed_ids)},
             "haproxy": {k: (None if math.isnan(v) else v) for k, v in self.metrics.items()},
+            "prometheus": [j.as_dict() for j in self.prometheus],
         }
 
 
@@ -174,6 +188,7 @@ class BakePlan:
     consecutive_successes: int
     min_requests: int
     thresholds: tuple[BakeThreshold, ...]
+    prometheus: tuple[PromQLCheck, ...] = ()  # [bake_prometheus]
 
     @property
     def count(self) -> int:
@@ -222,13 +237,21 @@ class Bake:
         *,
         signals: DeferredSignals,
         progress: Callable[[str], None] = lambda line: None,
+        color: str | None = None,
+        prometheus: Prometheus | None = None,
     ) -> None:
+        """``color``: the new color (``{color}`` in the Prometheus queries); ``prometheus``:
+        the client that asks them (needed when the plan has any)."""
+        if plan.prometheus and prometheus is None:
+            raise ValueError("a bake with Prometheus queries needs a Prometheus client")
         self.plan = plan
         self.api = api
         self.servers = tuple(servers)
         self.run_post = run_post
         self.signals = signals
         self.progress = progress
+        self.color = color
+        self.prometheus = prometheus
 
     def run(self) -> BakeResult:
         intervals: list[Interval] = []
@@ -319,7 +342,8 @@ class Bake:
             after = None
         if before is not None and after is not None:
             metrics = deltas(before, after)
-        verdict, reason = self._judge(post, metrics, reason)
+        judged = self._ask_prometheus()
+        verdict, reason = self._judge(post, metrics, reason, judged)
         return Interval(
             number=number,
             of=self.plan.count,
@@ -329,13 +353,57 @@ class Bake:
             reason=reason,
             post=post,
             metrics=metrics,
+            prometheus=judged,
         )
 
+    def _ask_prometheus(self) -> tuple[PromQLJudgement, ...]:
+        """Each Prometheus query at the interval's end, judged; one that cannot be asked is
+        inconclusive with the reason."""
+        judged = []
+        at = time.time()
+        for check in self.plan.prometheus:
+            assert self.prometheus is not None
+            try:
+                judged.append(
+                    check.run(self.prometheus, color=self.color, interval=self.plan.interval, at=at)
+                )
+            except (PrometheusUnreachable, PromQLError) as exc:
+                judged.append(
+                    PromQLJudgement(
+                        check.name,
+                        check.render(self.color, self.plan.interval),
+                        CompareDecision.INCONCLUSIVE,
+                        str(exc),
+                    )
+                )
+        return tuple(judged)
+
     def _judge(
-        self, post: PostResult, metrics: Mapping[str, float], reason: str
+        self,
+        post: PostResult,
+        metrics: Mapping[str, float],
+        reason: str,
+        prometheus: Sequence[PromQLJudgement] = (),
     ) -> tuple[IntervalVerdict, str]:
+        """Failing evidence first (post checks, a Prometheus query), then the counters, then
+        what could not be judged."""
         if post.failed:
             return IntervalVerdict.FAILED, f"post check(s) failed: {', '.join(post.failed_ids)}"
+        failed = [j for j in prometheus if j.decision is CompareDecision.FAILED]
+        if failed:
+            return IntervalVerdict.FAILED, _joined(failed)
+        counters = self._judge_counters(metrics, reason)
+        if counters is not None:
+            return counters
+        unsure = [j for j in prometheus if j.decision is CompareDecision.INCONCLUSIVE]
+        if unsure:
+            return IntervalVerdict.INCONCLUSIVE, _joined(unsure)
+        return IntervalVerdict.PASSED, ""
+
+    def _judge_counters(
+        self, metrics: Mapping[str, float], reason: str
+    ) -> tuple[IntervalVerdict, str] | None:
+        """HAProxy's counters against their thresholds; None when they pass."""
         if not metrics:
             return IntervalVerdict.INCONCLUSIVE, reason or "HAProxy's counters could not be read"
         missed = [
@@ -357,7 +425,12 @@ class Bake:
                 IntervalVerdict.INCONCLUSIVE,
                 f"no request to judge {', '.join(empty)} on (an empty measurement is not zero)",
             )
-        return IntervalVerdict.PASSED, ""
+        return None
+
+
+def _joined(judged: Sequence[PromQLJudgement]) -> str:
+    """``prometheus error_rate: {} value=0.05 missed a threshold; ...``"""
+    return "; ".join(f"prometheus {j.name}: {j.reason}" for j in judged)
 
 
 def _shown(value: float) -> str:

@@ -26,6 +26,12 @@ Wilson score intervals) and the one-sided p-value of an unpooled two-proportion 
 Otherwise the rule *passes*; it is *inconclusive* when either color has fewer than
 ``min_samples`` successful requests (latency rules) or requests (``rate``): too little data is
 never read as a pass or a failure.
+
+A Prometheus signal (``[compare_prometheus]``, :mod:`promql`) is one number per color, already
+aggregated by its query over Prometheus' own window: ``value <= live * 1.10 + 0.001``
+(:func:`parse_value_rule`) is judged on the two numbers alone (:func:`compare_values`), the
+tolerance being the margin for noise; no statistics, since there are no samples to test. A
+color whose query gives no number, or NaN, is inconclusive.
 """
 
 from __future__ import annotations
@@ -50,8 +56,10 @@ __all__ = [
     "Comparison",
     "Samples",
     "compare",
+    "compare_values",
     "parse_compare_rule",
     "parse_compare_table",
+    "parse_value_rule",
     "plot_distributions",
     "summary_table",
 ]
@@ -63,6 +71,10 @@ _EXPR = re.compile(
     rf"(?:\s*\*\s*(?P<factor>{_NUMBER}))?(?:\s*\+\s*(?P<delta>{_NUMBER}))?\s*$"
 )
 _EXPECTED = 'is not a comparison like "p(95) <= live * 1.10" or "rate <= live + 0.005"'
+_VALUE_EXPR = re.compile(
+    rf"^\s*value\s*(?P<op><=|<)\s*live"
+    rf"(?:\s*\*\s*(?P<factor>{_NUMBER}))?(?:\s*\+\s*(?P<delta>{_NUMBER}))?\s*$"
+)
 
 
 class CompareRuleError(ValueError):
@@ -111,8 +123,8 @@ class Samples:
 @dataclass(frozen=True)
 class CompareRule:
     text: str
-    metric: str  # p(95), med, avg, rate
-    pct: float | None  # the percentile of p(N); None for med, avg and rate
+    metric: str  # p(95), med, avg, rate; value (a Prometheus signal)
+    pct: float | None  # the percentile of p(N); None for med, avg, rate and value
     op: str  # <= or <
     factor: float = 1.0
     delta: float = 0.0
@@ -123,7 +135,7 @@ class CompareRule:
 
     @property
     def unit(self) -> str:
-        return "" if self.is_rate else "ms"
+        return "ms" if self.metric not in {"rate", "value"} else ""
 
     def tolerated(self, live_value: float) -> float:
         """The most the new color may reach (or stay below, for ``<``): live * factor + delta."""
@@ -156,6 +168,22 @@ def parse_compare_rule(text: str, endpoint: str | None = None) -> CompareRule:
     delta = float(match["delta"]) if match["delta"] is not None else 0.0
     metric = f"p({match['pct']})" if pct is not None else match["metric"]
     return CompareRule(text.strip(), metric, pct, match["op"], factor, delta)
+
+
+def parse_value_rule(text: str, name: str | None = None) -> CompareRule:
+    """``"value <= live * 1.10 + 0.001"`` -> the rule of a Prometheus signal; ``name`` only
+    names it in errors."""
+    where = f'"{name}": ' if name is not None else ""
+    match = _VALUE_EXPR.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise CompareRuleError(
+            f'{where}{text!r} is not a comparison like "value <= live * 1.10 + 0.001"'
+        )
+    factor = float(match["factor"]) if match["factor"] is not None else 1.0
+    if factor <= 0:
+        raise CompareRuleError(f"{where}{text!r}: the factor must be greater than 0")
+    delta = float(match["delta"]) if match["delta"] is not None else 0.0
+    return CompareRule(text.strip(), "value", None, match["op"], factor, delta)
 
 
 def parse_compare_table(table: object) -> dict[str, tuple[CompareRule, ...]]:
@@ -211,7 +239,7 @@ class Comparison:
 
     def line(self) -> str:
         """One human line: the values, the tolerated value, the shift, p and the decision."""
-        fmt = _fmt_rate if self.rule.is_rate else _fmt_ms
+        fmt = _formatter(self.rule)
         head = f"{self.endpoint} {self.rule.text}" if self.endpoint else self.rule.text
         values = (
             f"new {fmt(self.new_value)}, live {fmt(self.live_value)} "
@@ -272,6 +300,39 @@ def compare(
         raise ValueError(f"min_samples must be at least 1, not {min_samples}")
     judge = _compare_rate if rule.is_rate else _compare_latency
     return judge(rule, new, live, confidence=confidence, min_samples=min_samples, endpoint=endpoint)
+
+
+def compare_values(
+    rule: CompareRule, new_value: float, live_value: float, *, endpoint: str = ""
+) -> Comparison:
+    """Judge a Prometheus signal: the new color's number against the live color's, tolerated
+    as ``live * FACTOR + DELTA``. NaN on either side (no series, a rate over no request) is
+    inconclusive, never zero."""
+    unjudged = _unjudged(
+        rule, new_value, live_value, counts=(1, 1), confidence=1.0, endpoint=endpoint
+    )
+    missing = [
+        color for color, value in (("new", new_value), ("live", live_value)) if math.isnan(value)
+    ]
+    if missing:
+        return replace(
+            unjudged,
+            samples=(int(not math.isnan(new_value)), int(not math.isnan(live_value))),
+            reason=f"no value for the {' and the '.join(missing)} color (an empty result or "
+            "NaN is not zero)",
+        )
+    tolerated = unjudged.tolerated
+    if _OPS[rule.op](new_value, tolerated):
+        return replace(
+            unjudged,
+            decision=CompareDecision.PASSED,
+            reason=f"new {_fmt_value(new_value)} meets the tolerated {_fmt_value(tolerated)}",
+        )
+    return replace(
+        unjudged,
+        decision=CompareDecision.FAILED,
+        reason=f"new {_fmt_value(new_value)} misses the tolerated {_fmt_value(tolerated)}",
+    )
 
 
 def _compare_latency(
@@ -381,7 +442,7 @@ def _compare_rate(
 def _decide(
     rule: CompareRule, new_value: float, tolerated: float, significant: bool, confidence: float
 ) -> tuple[CompareDecision, str]:
-    fmt = _fmt_rate if rule.is_rate else _fmt_ms
+    fmt = _formatter(rule)
     level = f"{confidence * 100:g}%"
     misses = not _OPS[rule.op](new_value, tolerated)
     if misses and significant:
@@ -425,6 +486,17 @@ def _fmt_ms(value: float) -> str:
 
 def _signed_ms(value: float) -> str:
     return _ms_number(value, "+")
+
+
+def _formatter(rule: CompareRule) -> Callable[[float], str]:
+    if rule.metric == "value":
+        return _fmt_value
+    return _fmt_rate if rule.is_rate else _fmt_ms
+
+
+def _fmt_value(value: float) -> str:
+    """A Prometheus number as it is: no unit (the query decides what it means)."""
+    return "n/a" if math.isnan(value) else f"{value:.4g}"
 
 
 def _fmt_rate(value: float) -> str:

@@ -17,7 +17,14 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["INFRASTRUCTURE", "WRONG_ANSWER", "InfrastructureError", "classify", "eventually"]
+__all__ = [
+    "INFRASTRUCTURE",
+    "WRONG_ANSWER",
+    "InfrastructureError",
+    "classify",
+    "eventually",
+    "unreachable_part",
+]
 
 T = TypeVar("T")
 INFRASTRUCTURE = "infrastructure"
@@ -25,7 +32,13 @@ WRONG_ANSWER = "check"
 
 
 class InfrastructureError(Exception):
-    """Something a check needs is unreachable or not running (as opposed to a wrong answer)."""
+    """Something a check needs is unreachable or not running (as opposed to a wrong answer).
+
+    ``part`` names it when it is not the color under test (a subclass sets it, e.g.
+    ``"prometheus"``): the report then reads ``INFRA-ERROR (prometheus unreachable)`` rather
+    than blaming the color."""
+
+    part: str | None = None
 
 
 _INFRA_TYPES: tuple[type[BaseException], ...] = (
@@ -75,6 +88,17 @@ def classify(exc: BaseException | None) -> str:
             return INFRASTRUCTURE
         exc = exc.__cause__ or exc.__context__
     return WRONG_ANSWER
+
+
+def unreachable_part(exc: BaseException | None) -> str | None:
+    """The ``part`` of the first :class:`InfrastructureError` in the chain that names one."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, InfrastructureError) and exc.part:
+            return exc.part
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def eventually(

@@ -11,6 +11,7 @@
 | live_color           | function | str or None                  |
 | baseline_color       | function | str or None                  |
 | routed_http          | session  | ColorSession (routed URL)    |
+| prometheus           | session  | Prometheus (promql.py)       |
 
 The shared services' fixtures (PostgreSQL, Redis, Neo4j, Ollama, containers) are in
 ``pytest_bluegreen.contrib.services``.
@@ -30,6 +31,7 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from .httpclient import ColorSession
+    from .promql import Prometheus
     from .redaction import Secrets
 
 __all__ = ["ColorEnvironment"]
@@ -133,3 +135,12 @@ def routed_http(bluegreen_settings: Settings) -> Iterator[ColorSession]:
     switching, timeout = bluegreen_settings.switching, bluegreen_settings.checks.http_timeout
     with ColorSession(switching.routed_api_url, timeout, "routed") as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def prometheus(bluegreen_settings: Settings) -> Iterator[Prometheus]:
+    """A client of Prometheus' HTTP API (``prometheus_url``): ``query()``, ``query_range()``,
+    ``targets()``. Prometheus not answering raises ``PrometheusUnreachable``, an
+    infrastructure error (INFRA-ERROR, never a pass)."""
+    with bluegreen_settings.prometheus.client() as client:
+        yield client

@@ -657,17 +657,21 @@ class GateRun:
             consecutive_successes=settings.bake_consecutive_successes,
             min_requests=settings.bake_min_requests,
             thresholds=settings.thresholds,
+            prometheus=settings.prometheus,
         )
         target = switched.plan.target
         assert self.run_post is not None
-        result = Bake(
-            plan,
-            self.api,
-            self.settings.topology.servers(target),
-            self.run_post,
-            signals=self.signals,
-            progress=self.progress,
-        ).run()
+        with self.settings.prometheus.client() as prometheus:
+            result = Bake(
+                plan,
+                self.api,
+                self.settings.topology.servers(target),
+                self.run_post,
+                signals=self.signals,
+                progress=self.progress,
+                color=target,
+                prometheus=prometheus,
+            ).run()
         draft.bake = result
         back = result.verdict is IntervalVerdict.FAILED or (
             result.verdict is IntervalVerdict.INCONCLUSIVE

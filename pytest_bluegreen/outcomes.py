@@ -11,10 +11,19 @@ from dataclasses import dataclass, field
 
 import pytest
 
-__all__ = ["COLOR_PROPERTY", "FAILURE_PROPERTY", "SHARED", "ColorOutcomes", "Outcomes", "color_of"]
+__all__ = [
+    "COLOR_PROPERTY",
+    "FAILURE_PROPERTY",
+    "SHARED",
+    "UNREACHABLE_PROPERTY",
+    "ColorOutcomes",
+    "Outcomes",
+    "color_of",
+]
 
 COLOR_PROPERTY = "bluegreen_color"
 FAILURE_PROPERTY = "bluegreen_failure"  # "infrastructure" or "check", set on failed reports
+UNREACHABLE_PROPERTY = "bluegreen_unreachable"  # the part an infrastructure failure names
 SHARED = "shared"
 
 

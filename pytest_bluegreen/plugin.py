@@ -18,7 +18,7 @@ import pytest
 
 from . import hookspecs
 from .blame import twin_key
-from .eventually import INFRASTRUCTURE, classify
+from .eventually import INFRASTRUCTURE, classify, unreachable_part
 from .extras import MissingExtra, require
 from .fixtures import (  # noqa: F401 - fixtures are registered by being in this module
     baseline_color,
@@ -29,10 +29,11 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     haproxy,
     http,
     live_color,
+    prometheus,
     routed_http,
 )
 from .keys import POST_KEY, SECRETS_KEY, SETTINGS_KEY, TARGET_KEY, TWINS_KEY, WORKERINPUT_TARGET
-from .outcomes import COLOR_PROPERTY, FAILURE_PROPERTY, SHARED, color_of
+from .outcomes import COLOR_PROPERTY, FAILURE_PROPERTY, SHARED, UNREACHABLE_PROPERTY, color_of
 from .redaction import ReportScrubber, Secrets
 from .settings import Option, Settings, SettingsError, all_options, describe, resolve
 
@@ -191,7 +192,11 @@ def pytest_runtest_makereport(
     """Label each failure: the color is unreachable (infrastructure) or answers wrongly."""
     report = yield
     if report.failed and call.excinfo is not None:
-        report.user_properties.append((FAILURE_PROPERTY, classify(call.excinfo.value)))
+        kind = classify(call.excinfo.value)
+        report.user_properties.append((FAILURE_PROPERTY, kind))
+        part = unreachable_part(call.excinfo.value) if kind == INFRASTRUCTURE else None
+        if part is not None:  # not the color: "INFRA-ERROR (prometheus unreachable)"
+            report.user_properties.append((UNREACHABLE_PROPERTY, part))
     secrets = item.config.stash.get(SECRETS_KEY, None)
     if secrets is not None and secrets.active:
         _redact_report(report, secrets)
@@ -226,7 +231,8 @@ def pytest_report_teststatus(
 ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
     properties = getattr(report, "user_properties", ())  # collect reports have none
     if report.failed and (FAILURE_PROPERTY, INFRASTRUCTURE) in properties:
-        where = color_of(report) or "a part"
+        part = next((v for k, v in properties if k == UNREACHABLE_PROPERTY), None)
+        where = part or color_of(report) or "a part"
         word = f"INFRA-ERROR ({where} unreachable)" if report.when == "call" else "INFRA-ERROR"
         category = report.outcome if report.when == "call" else "error"  # as pytest counts it
         return category, "I", (word, {"red": True, "bold": True})

@@ -3,6 +3,11 @@
 Durations are in milliseconds, as in k6's ``http_req_duration``; ``rate`` is the failed-request
 rate (k6's ``http_req_failed``); ``rps`` the requests per second achieved. Percentiles are
 nearest-rank over the successful requests, computed client-side.
+
+The same grammar judges a series of numbers (a PromQL result, :mod:`promql`):
+:func:`parse_series` takes ``value`` (k6's gauge: the last point), ``avg``, ``med``, ``min``,
+``max`` and ``p(N)`` over the points, plain numbers (no unit, negative and ``1e-3`` allowed), and
+:func:`measure_series` measures them; NaN where there is nothing to measure, which never holds.
 """
 
 from __future__ import annotations
@@ -10,14 +15,23 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .load import LoadResult
 
-__all__ = ["Threshold", "ThresholdError", "Violation", "evaluate", "parse", "parse_table"]
+__all__ = [
+    "Threshold",
+    "ThresholdError",
+    "Violation",
+    "evaluate",
+    "measure_series",
+    "parse",
+    "parse_series",
+    "parse_table",
+]
 
 _OPS: Mapping[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -30,6 +44,11 @@ _OPS: Mapping[str, Callable[[float, float], bool]] = {
 _EXPR = re.compile(
     r"^\s*(?P<stat>p\((?P<pct>\d+(?:\.\d+)?)\)|avg|med|min|max|rate|rps)\s*"
     r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>\d+(?:\.\d+)?)\s*$"
+)
+# a series' thresholds: k6's gauge "value" beside the trend statistics; any real number
+_SERIES_EXPR = re.compile(
+    r"^\s*(?P<stat>p\((?P<pct>\d+(?:\.\d+)?)\)|value|avg|med|min|max)\s*"
+    r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$"
 )
 
 
@@ -99,6 +118,39 @@ def parse(text: str) -> Threshold:
     if pct is not None and not 0 < pct <= 100:
         raise ThresholdError(f"{text!r}: the percentile must be in (0, 100]")
     return Threshold(text.strip(), match["stat"], match["op"], float(match["value"]), pct)
+
+
+def parse_series(text: str) -> Threshold:
+    """``"value<0.01"``, ``"max<=0.5"``, ``"p(90)<1e-3"``: a threshold on a series of numbers."""
+    match = _SERIES_EXPR.match(text)
+    if match is None:
+        raise ThresholdError(
+            f"{text!r} is not a threshold like 'value<0.01', 'max<=0.5' or 'p(90)<1e-3' "
+            "(value, avg, med, min, max, p(N))"
+        )
+    pct = float(match["pct"]) if match["pct"] else None
+    if pct is not None and not 0 < pct <= 100:
+        raise ThresholdError(f"{text!r}: the percentile must be in (0, 100]")
+    return Threshold(text.strip(), match["stat"], match["op"], float(match["value"]), pct)
+
+
+def measure_series(threshold: Threshold, points: Sequence[float]) -> float:
+    """The threshold's statistic over a series' points, in time order: ``value`` is the last
+    point (NaN stays NaN), the others are over the points that are numbers. NaN when there is
+    nothing to measure: a NaN never holds, so no data is never read as zero."""
+    if threshold.stat == "value":
+        return points[-1] if points else math.nan
+    numbers = sorted(p for p in points if not math.isnan(p))
+    if not numbers:
+        return math.nan
+    if threshold.stat in _SUMMARIES:
+        return _SUMMARIES[threshold.stat](numbers)
+    pct = 50.0 if threshold.stat == "med" else threshold.pct
+    if pct is None:
+        raise ThresholdError(f"{threshold.text!r} does not measure a series")
+    from .load import percentile  # noqa: PLC0415 - http.client, only when a series is judged
+
+    return percentile(numbers, pct)
 
 
 def parse_table(table: object) -> dict[str, tuple[Threshold, ...]]:

@@ -1,11 +1,12 @@
-"""The bundled local stack: shared services in Docker, HAProxy on this host.
+"""The bundled local stack: shared services in Docker, HAProxy and Prometheus on this host.
 
 The Docker stack's shared services (docker/docker-compose.blue-green.yml: PostgreSQL, Redis and
-the Neo4j and Ollama stand-ins) and HAProxy with the seed's ports (haproxy/haproxy.cfg). The
-colors are deployed by the gate (pytest --deploy TAG). Idempotent.
+the Neo4j and Ollama stand-ins), HAProxy with the seed's ports (haproxy/haproxy.cfg) and
+Prometheus on 127.0.0.1:10200 (monitoring/prometheus.yml). The colors are deployed by the gate
+(pytest --deploy TAG). Idempotent.
 
     python scripts/local_stack.py up      # start what is not running, wait until healthy
-    python scripts/local_stack.py down    # stop HAProxy and the stack (data volume kept)
+    python scripts/local_stack.py down    # stop Prometheus, HAProxy and the stack (data kept)
     python scripts/local_stack.py status
 
 HAProxy runs on the host, not in a container: the same haproxy.cfg and environment variables
@@ -13,6 +14,11 @@ serve the tests and this stack, it reaches the colors through their published 12
 (a re-created container keeps its port, so no DNS re-resolution is needed), and its admin
 socket stays a local file with mode 600. ``up`` refuses, before it starts anything, when another
 HAProxy (another checkout's) already serves the configuration's ports or admin socket.
+
+Prometheus runs on the host for the same reasons: Debian's package (scripts/setup), and it
+scrapes HAProxy's exporter (127.0.0.1:8404/metrics) and each color's published port on this
+host's loopback, which a container would reach only with the host's network; its data stays
+in .bluegreen/local/prometheus across deploys.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path
 from python_on_whales import DockerClient, DockerException
 
 from pytest_bluegreen.localhaproxy import Served, holder_of, prepare_server_state_file
+from pytest_bluegreen.localprometheus import LocalPrometheus, LocalPrometheusError
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / ".bluegreen" / "local"
@@ -36,6 +43,13 @@ CONFIG = ROOT / "haproxy" / "haproxy.cfg"
 SHARED = ["postgres", "redis", "neo4j", "ollama"]
 SOCKET = os.environ.get("BG_RUNTIME_SOCKET", "/var/run/haproxy/admin.sock")
 PIDFILE = RUN / "haproxy.pid"
+PROMETHEUS = LocalPrometheus(
+    config=ROOT / "monitoring" / "prometheus.yml",
+    storage=RUN / "prometheus",
+    listen="127.0.0.1:10200",
+    pidfile=RUN / "prometheus.pid",
+    log=RUN / "prometheus.log",
+)
 
 
 def _pid(pidfile: Path) -> int | None:
@@ -91,6 +105,11 @@ def up() -> None:
     except DockerException as exc:
         sys.exit(f"[stack] ERROR: compose up failed: {(exc.stderr or str(exc)).strip()}")
     print(f"[stack] shared services healthy ({time.monotonic() - start:.1f}s)")
+    start_haproxy(env)
+    start_prometheus()
+
+
+def start_haproxy(env: dict[str, str]) -> None:
     if _pid(PIDFILE) is not None:
         print("[stack] haproxy already running")
         return
@@ -105,11 +124,26 @@ def up() -> None:
     )
     print(
         f"[stack] haproxy started: Runtime API {SOCKET}, stats http://127.0.0.1:8404/stats, "
-        "API http://127.0.0.1:20010, frontend http://127.0.0.1:20011"
+        "metrics http://127.0.0.1:8404/metrics, API http://127.0.0.1:20010, "
+        "frontend http://127.0.0.1:20011"
+    )
+
+
+def start_prometheus() -> None:
+    try:
+        pid, started = PROMETHEUS.start()
+    except LocalPrometheusError as exc:
+        sys.exit(f"[stack] ERROR: prometheus: {exc}")
+    state = "started" if started else "already running"
+    print(
+        f"[stack] prometheus {state} (pid {pid}): {PROMETHEUS.url}, "
+        f"config {PROMETHEUS.config.relative_to(ROOT)}"
     )
 
 
 def down() -> None:
+    if PROMETHEUS.stop():
+        print("[stack] stopped prometheus")
     pid = _pid(PIDFILE)
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
@@ -125,8 +159,13 @@ def down() -> None:
 def status() -> int:
     running = [c.name for c in _compose().compose.ps() if c.state.running]
     haproxy = _pid(PIDFILE) is not None
-    print(f"haproxy={'running' if haproxy else 'stopped'} containers={','.join(running) or '-'}")
-    return 0 if haproxy and running else 1
+    prometheus = PROMETHEUS.pid() is not None
+    print(
+        f"haproxy={'running' if haproxy else 'stopped'} "
+        f"prometheus={'running' if prometheus else 'stopped'} "
+        f"containers={','.join(running) or '-'}"
+    )
+    return 0 if haproxy and prometheus and running else 1
 
 
 def main() -> int:

@@ -18,6 +18,7 @@ from pytest_bluegreen.eventually import (
     InfrastructureError,
     classify,
     eventually,
+    unreachable_part,
 )
 
 
@@ -238,3 +239,19 @@ def test_a_cyclic_chain_ends() -> None:
     first.__cause__ = second
     second.__cause__ = first
     assert classify(first) == WRONG_ANSWER
+
+
+def test_the_unreachable_part_is_named_when_it_is_not_the_color() -> None:
+    """``INFRA-ERROR (prometheus unreachable)``: the part an infrastructure error names, through
+    the chain; None for the color's own outage."""
+
+    class PartDown(InfrastructureError):
+        part = "prometheus"
+
+    assert unreachable_part(ConnectionRefusedError()) is None
+    assert unreachable_part(InfrastructureError("green does not answer")) is None
+    assert unreachable_part(PartDown("down")) == "prometheus"
+    wrapped = AssertionError("wrapped")
+    wrapped.__cause__ = PartDown("down")
+    assert unreachable_part(wrapped) == "prometheus"
+    assert classify(wrapped) == INFRASTRUCTURE

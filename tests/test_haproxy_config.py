@@ -101,6 +101,45 @@ def test_stats_page(stack: Stack, http: requests.Session) -> None:
     assert (healthz.status_code, healthz.text) == (200, "ok\n")
 
 
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of a Prometheus text page (labels in any order)."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        names, _, value = line[len(name) + 1 :].rpartition("} ")
+        found = dict(pair.split("=", 1) for pair in names.split(","))
+        if {k: v.strip('"') for k, v in found.items()} == labels:
+            return float(value)
+    raise AssertionError(f"no {name}{labels} in the exporter's page")
+
+
+def test_prometheus_exporter(stack: Stack, http: requests.Session) -> None:
+    """HAProxy's built-in exporter on the stats frontend: each server's state and weight."""
+    url = f"http://127.0.0.1:{stack.ports['stats']}/metrics"
+    response = http.get(url, timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    page = response.text
+    server = {"proxy": "api_backend", "server": "blue-api"}
+    assert metric(page, "haproxy_server_status", **server, state="UP") == 1
+    assert metric(page, "haproxy_server_status", **server, state="DOWN") == 0
+    assert metric(page, "haproxy_server_uweight", **server) == 100
+    green = {"proxy": "api_backend", "server": "green-api"}
+    assert metric(page, "haproxy_server_uweight", **green) == 0
+    make_green_live(stack)
+    stack.green.control(health_status=500)
+    try:
+        stack.wait_down("green")
+        page = http.get(url, timeout=5).text
+    finally:
+        stack.green.reset()
+    assert metric(page, "haproxy_server_uweight", **green) == 100
+    assert metric(page, "haproxy_server_status", **green, state="DOWN") == 1
+    assert metric(page, "haproxy_server_uweight", **server) == 0
+    # the stats page itself is still where it was
+    assert http.get(f"http://127.0.0.1:{stack.ports['stats']}/stats", timeout=5).status_code == 200
+
+
 def test_http_redirects_to_https(stack: Stack, http: requests.Session) -> None:
     response = http.get(
         f"http://127.0.0.1:{stack.ports['http']}/health?probe=1", allow_redirects=False, timeout=5

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
 from pytest_bluegreen.envfile import read_env_file
 from pytest_bluegreen.haproxy import (
@@ -25,6 +25,9 @@ from pytest_bluegreen.thresholds import Threshold
 from . import parsers as p
 from .options import setting
 
+if TYPE_CHECKING:
+    from pytest_bluegreen.promql import Prometheus
+
 __all__ = [
     "Answer",
     "BakeSettings",
@@ -35,6 +38,7 @@ __all__ = [
     "EnvFiles",
     "HaproxySettings",
     "MetricsSettings",
+    "PrometheusSettings",
     "PromotionSettings",
     "ReportSettings",
     "RunSettings",
@@ -381,6 +385,8 @@ class ChecksSettings:
     perf_concurrency: int = setting(4, p.whole(1, 256), "perf: concurrent connections")
     # [compare] "/api/items" = ["p(95) <= live * 1.10", ...]: relative thresholds (compare.py)
     compare: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    # [compare_prometheus] name = {query = "...{color}...", rules = [...]} (promql.py)
+    compare_prometheus: Mapping[str, Any] = field(default_factory=dict)
     compare_requests: int = setting(
         300,
         p.whole(1, 1_000_000),
@@ -429,6 +435,8 @@ class BakeSettings:
 
     GROUP: ClassVar[str] = "bake"
     thresholds: tuple[Any, ...] = ()  # [bake_thresholds] "haproxy" = [...], see bake.py
+    # [bake_prometheus] name = {query = "...{color}...{interval}...", thresholds = [...]}
+    prometheus: tuple[Any, ...] = ()
     bake_seconds: float | None = setting(
         None,
         p.optional(p.seconds),
@@ -466,6 +474,29 @@ class BakeSettings:
     @property
     def enabled(self) -> bool:
         return bool(self.bake_seconds)
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    """Prometheus: where its HTTP API answers, and the PromQL checks of [prometheus_checks]."""
+
+    GROUP: ClassVar[str] = "prometheus"
+    # [prometheus_checks] name = {query = "...", thresholds = [...]}: see promql.py
+    checks: Mapping[str, Any] = field(default_factory=dict)
+    prometheus_url: str = setting(
+        "http://127.0.0.1:10200",
+        p.url,
+        "Prometheus' HTTP API: the PromQL checks ([prometheus_checks]), the bake's and the "
+        "comparison's Prometheus signals ([bake_prometheus], [compare_prometheus])",
+        cli="--prometheus-url",
+    )
+    prometheus_timeout: float = setting(5.0, p.seconds, "seconds one Prometheus query may take")
+
+    def client(self) -> Prometheus:
+        """A client of Prometheus' HTTP API at ``prometheus_url``."""
+        from pytest_bluegreen.promql import Prometheus  # noqa: PLC0415 - requests, when asked
+
+        return Prometheus(self.prometheus_url, self.prometheus_timeout)
 
 
 @dataclass(frozen=True)
@@ -716,6 +747,7 @@ class Settings:
     swarm: SwarmSettings
     checks: ChecksSettings
     bake: BakeSettings
+    prometheus: PrometheusSettings
     promotion: PromotionSettings
     drill: DrillSettings
     instances: tuple[Instance, ...]  # [instances.NAME], else the one of the top-level settings

@@ -79,6 +79,30 @@ the metric misses the tolerated value and the new color is worse beyond it at
 `compare_confidence` (Hodges-Lehmann shift and its interval; Newcombe's interval for `rate`).
 None by default. Needs the `stats` extra.
 
+## PromQL checks (`[prometheus_checks]`)
+
+`name = {{query = "...", thresholds = [...]}}`, or a `[prometheus_checks.name]` table; optional
+`range` (`"5m"`, a range query over the last 5 minutes) and `step`. A query with `{{color}}` is
+run per color (`checks/test_prometheus.py::test_promql`), one without it once, as a `shared`
+check. Thresholds are k6's: `value` (the last point), `avg`, `med`, `min`, `max`, `p(N)` over
+the points, any number. Every series must meet every threshold; no series, or NaN, is
+inconclusive (the check fails saying so). None by default.
+
+## Bake signals from Prometheus (`[bake_prometheus]`)
+
+`name = {{query = "...", thresholds = [...]}}`, asked at the end of every bake interval beside
+HAProxy's counters: `{{color}}` is the new color, `{{interval}}` the bake interval as a PromQL
+duration (`rate(x[{{interval}}])`). A missed threshold fails the interval; no series, NaN,
+Prometheus not answering or a query it refuses make it inconclusive. No `range`. None by
+default.
+
+## Relative thresholds from Prometheus (`[compare_prometheus]`)
+
+`name = {{query = "...{{color}}...", rules = ["value <= live * 1.10 + 0.001"]}}`: the query's
+one number for the new color against the live color's, asked at the same instant
+(`checks/test_prometheus.py::test_promql_compared`); no statistics, the tolerance is the margin
+for noise. No series or NaN for either color is inconclusive. None by default.
+
 ## Drill variants (`[drill]`)
 
 `bluegreen drill`: `"TAG" = "VERDICT"`, each an image tag deployed to the idle color and the

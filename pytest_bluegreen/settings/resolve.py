@@ -27,6 +27,7 @@ from .model import (
     EnvFiles,
     HaproxySettings,
     MetricsSettings,
+    PrometheusSettings,
     PromotionSettings,
     ReportSettings,
     RunSettings,
@@ -49,6 +50,7 @@ CORE_GROUPS: tuple[type[Any], ...] = (
     SwarmSettings,
     ChecksSettings,
     BakeSettings,
+    PrometheusSettings,
     PromotionSettings,
     DrillSettings,
     ReportSettings,
@@ -70,7 +72,17 @@ DEFAULT_THRESHOLDS: Mapping[str, list[str]] = {
     "/health": ["p(95)<300", "rate<0.01"],
     "/version": ["p(95)<300", "rate<0.01"],
 }
-TABLES = ("colors", "thresholds", "bake_thresholds", "compare", "drill", "instances")
+TABLES = (
+    "colors",
+    "thresholds",
+    "bake_thresholds",
+    "bake_prometheus",
+    "compare",
+    "compare_prometheus",
+    "prometheus_checks",
+    "drill",
+    "instances",
+)
 SELECTIONS_EXTRA = ("all", "shared")
 DEFAULT_COLORS = ("blue", "green")
 COLOR_KEYS = ("api_url", "frontend_url", "servers", "services")
@@ -151,8 +163,19 @@ def resolve(
             ChecksSettings,
             thresholds=thresholds,
             compare=_resolve_compare(data, file_label, sources),
+            compare_prometheus=_resolve_promql(data, "compare_prometheus", file_label, sources),
         ),
-        bake=build(BakeSettings, thresholds=_resolve_bake_thresholds(data, file_label, sources)),
+        bake=build(
+            BakeSettings,
+            thresholds=_resolve_bake_thresholds(data, file_label, sources),
+            prometheus=tuple(
+                _resolve_promql(data, "bake_prometheus", file_label, sources).values()
+            ),
+        ),
+        prometheus=build(
+            PrometheusSettings,
+            checks=_resolve_promql(data, "prometheus_checks", file_label, sources),
+        ),
         drill=build(DrillSettings, variants=_resolve_drill(data, file_label, sources)),
         instances=instances,
         promotion=build(PromotionSettings),
@@ -325,6 +348,29 @@ def _resolve_compare(
         return parse_compare_table(data["compare"])
     except ValueError as exc:
         raise SettingsError(f"bluegreen: {exc} (from {sources['compare']})") from None
+
+
+def _resolve_promql(
+    data: Mapping[str, Any], table: str, file_label: str, sources: dict[str, str]
+) -> dict[str, Any]:
+    """``[prometheus_checks]``, ``[bake_prometheus]`` (``{interval}`` too, no ranges) and
+    ``[compare_prometheus]``: PromQL queries with their thresholds or rules (promql.py)."""
+    from pytest_bluegreen import promql  # noqa: PLC0415 - its own grammar
+
+    if table not in data:
+        sources[table] = "default"
+        return {}
+    sources[table] = f"{file_label} {table}"
+    try:
+        if table == "compare_prometheus":
+            return promql.parse_comparisons_table(data[table])
+        if table == "bake_prometheus":
+            return promql.parse_checks_table(
+                data[table], placeholders=("color", "interval"), ranges=False
+            )
+        return promql.parse_checks_table(data[table])
+    except ValueError as exc:
+        raise SettingsError(f"bluegreen: {table}: {exc} (from {sources[table]})") from None
 
 
 DRILL_EXPECTATIONS = ("failed", "inconclusive", "refused", "deploy-failed", "switch")

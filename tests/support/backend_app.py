@@ -6,7 +6,8 @@ Answers ``/health``, ``/version``, ``/api/echo`` (GET and POST) and ``/`` with i
 behaviour at run time (used to inject faults): ``health_status`` (int), ``claim_color`` (str),
 ``api_status`` (int), ``delay_ms`` (a number: added latency), ``jitter`` (the sigma of a
 lognormal factor on ``delay_ms``, for a realistic spread), ``error_every`` (every N-th /api/
-request answers 500).
+request answers 500), ``metrics_status`` (int: ``/metrics`` answers that instead). ``/metrics``
+is a Prometheus text page: the requests it answered, by path class and status.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import random
 import sys
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 FAULTS: dict[str, Any] = {}
 _LOCK = threading.Lock()
 _API_CALLS = itertools.count(1)
+_ANSWERED: Counter[tuple[str, int]] = Counter()  # (path class, status) -> requests, /metrics
 
 
 def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
@@ -38,6 +41,8 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
             data = (json.dumps(body) if isinstance(body, dict) else body).encode()
             with _LOCK:
                 claimed = FAULTS.get("claim_color", color)
+                kind = "api" if self.path.startswith("/api/") else self.path.strip("/") or "root"
+                _ANSWERED[(kind, status)] += 1
             self.send_response(status)
             self.send_header("Content-Type", ctype or "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -73,6 +78,9 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                 self._send(status, {"color": claimed, "path": self.path})
             elif self.path == "/":
                 self._send(200, f"<html><body>{claimed} {version}</body></html>", "text/html")
+            elif self.path == "/metrics":
+                status = int(faults.get("metrics_status", 200))
+                self._send(status, _metrics(claimed), "text/plain; version=0.0.4")
             else:
                 self._send(404, {"error": "not found"})
 
@@ -93,6 +101,18 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
             self._send(status, {"color": claimed, "received": len(raw)})
 
     return Handler
+
+
+def _metrics(color: str) -> str:
+    """The requests answered so far, as Prometheus' text format."""
+    with _LOCK:
+        answered = sorted(_ANSWERED.items())
+    lines = ["# TYPE backend_requests_total counter"]
+    lines += [
+        f'backend_requests_total{{color="{color}",path="{kind}",code="{status}"}} {count}'
+        for (kind, status), count in answered
+    ]
+    return "\n".join(lines) + "\n"
 
 
 class QuietServer(ThreadingHTTPServer):

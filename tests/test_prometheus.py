@@ -1,0 +1,624 @@
+"""Prometheus for real: one Prometheus for this module (a free port, its data in a temporary
+folder, scraping every second) in front of a real HAProxy (the shipped configuration with its
+exporter) and the two test backends (their own /metrics, labelled with their color), loading
+the shipped alert rules. On it: the client, the shipped checks (checks/test_prometheus.py: targets,
+PromQL checks, Prometheus signals compared between the colors), the bake's Prometheus signals,
+and one alert made to fire.
+
+The green backend answers every 20th API call with HTTP 500 here (the 5% build the plain checks
+miss when their few requests happen to succeed); blue answers all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from pytest_bluegreen.bake import Bake, BakePlan, IntervalVerdict, PostResult
+from pytest_bluegreen.haproxy import ServerRef
+from pytest_bluegreen.localprometheus import LocalPrometheus
+from pytest_bluegreen.promql import (
+    Prometheus,
+    PrometheusUnreachable,
+    PromQLError,
+    parse_checks_table,
+)
+from pytest_bluegreen.signals import NoSignals
+from tests.support.gate import CHECKS, outcomes, output
+from tests.support.infra import require_infra
+from tests.support.prometheus import (
+    Exporter,
+    Job,
+    api,
+    config,
+    exporter,
+    fast_rules,
+    firing,
+    local,
+    prometheus_binary,
+    wait_scraped,
+)
+from tests.support.stack import ROOT, Backend, Stack, StackFactory, free_ports, wait_for
+
+pytestmark = pytest.mark.infra
+
+PROMETHEUS_CHECK = ROOT / "checks" / "test_prometheus.py"
+# the share of 5xx answers of a color's API servers (switched and direct) over 5 minutes
+ERROR_RATIO = (
+    'sum(increase(haproxy_server_http_responses_total{server=~"{color}-api.*",code="5xx"}[5m]))'
+    ' / sum(increase(haproxy_server_http_responses_total{server=~"{color}-api.*"}[5m]))'
+)
+# the same in the switched backend only, where the idle color gets no request: 0/0, NaN
+SWITCHED_ERROR_RATIO = ERROR_RATIO.replace('server=~"{color}-api.*"', 'server="{color}-api"')
+
+
+@dataclass(frozen=True)
+class Monitored:
+    stack: Stack
+    prometheus: LocalPrometheus
+    exporter: Exporter
+
+
+@pytest.fixture(scope="module")
+def monitored(
+    pytestconfig: pytest.Config,
+    tmp_path_factory: pytest.TempPathFactory,
+    tls_cert: Path,
+    color_backends: tuple[Backend, Backend],
+) -> Iterator[Monitored]:
+    """HAProxy (blue live), the backends and an exporter of our own, scraped every second by
+    a Prometheus that evaluates the shipped rules (``for:`` cut to 1 s) every second."""
+    require_infra(
+        pytestconfig,
+        prometheus_binary() is not None,
+        "prometheus is not installed (apt-get install prometheus)",
+    )
+    blue, green = color_backends
+    blue.reset()
+    green.reset()
+    workdir = tmp_path_factory.mktemp("prometheus")
+    factory = StackFactory(workdir, tls_cert, blue, green)
+    with exporter() as extra, ExitStack() as cleanup:
+        cleanup.callback(green.reset)
+        cleanup.callback(blue.reset)
+        cleanup.callback(factory.close)
+        stack = factory("haproxy")
+        jobs = [
+            Job("haproxy", {f"127.0.0.1:{stack.ports['stats']}": {}}),
+            Job(
+                "backend",
+                {
+                    f"127.0.0.1:{blue.port}": {"color": "blue"},
+                    f"127.0.0.1:{green.port}": {"color": "green"},
+                },
+            ),
+            Job("exporter", {extra.address: {}}),
+        ]
+        prometheus = local(workdir / "prometheus", config(jobs, fast_rules(workdir / "rules")))
+        cleanup.callback(prometheus.stop)
+        prometheus.start()
+        wait_scraped(prometheus, jobs=len(jobs))
+        yield Monitored(stack, prometheus, extra)
+
+
+@pytest.fixture
+def client(monitored: Monitored) -> Iterator[Prometheus]:
+    with Prometheus(monitored.prometheus.url) as prometheus:
+        yield prometheus
+
+
+@dataclass(frozen=True)
+class Traffic:
+    green: list[int]  # the statuses green answered, in order (ends with a 500)
+    blue: list[int]
+
+
+def responses(client: Prometheus, server: str) -> float:
+    result = client.query(f'sum(haproxy_server_http_responses_total{{server="{server}"}})')
+    return result.single()
+
+
+def wait_scraped_responses(client: Prometheus, server: str, stat: dict[str, str]) -> None:
+    """Until Prometheus has the responses HAProxy's ``show stat`` counted for ``server``."""
+    counted = sum(int(stat[f"hrsp_{c}"] or 0) for c in ("1xx", "2xx", "3xx", "4xx", "5xx", "other"))
+
+    def scraped() -> bool:
+        return responses(client, server) == counted
+
+    wait_for(scraped, 10, f"Prometheus to scrape {server}'s {counted} responses", interval=0.2)
+
+
+@pytest.fixture(scope="module")
+def traffic(monitored: Monitored) -> Iterator[Traffic]:
+    """About 200 API calls through each color's direct port, scraped: green's every 20th
+    answered 500 (5%), none of blue's. Green's last answer was a 500, so its next 19 API calls
+    succeed: the plain checks' one call does. Green keeps failing 5% until the module ends."""
+    stack = monitored.stack
+    stack.green.control(error_every=20)
+    try:
+        with requests.Session() as http:
+            http.trust_env = False
+            green: list[int] = []
+            while len(green) < 200 or green[-1] != 500:
+                assert len(green) < 260, "green never answered 500"
+                green.append(
+                    http.get(f"{stack.direct_url('green')}/api/echo", timeout=5).status_code
+                )
+            blue = [
+                http.get(f"{stack.direct_url('blue')}/api/echo", timeout=5).status_code
+                for _ in range(200)
+            ]
+        stats = {row.server: row.raw for row in stack.api().show_stat() if row.server}
+        with Prometheus(monitored.prometheus.url) as client:
+            for server in ("green-api-direct", "blue-api-direct"):
+                wait_scraped_responses(client, server, stats[server])
+        yield Traffic(green, blue)
+    finally:
+        stack.green.reset()
+
+
+def settings_toml(monitored: Monitored, tables: str = "", **settings: Any) -> str:
+    values = {"prometheus_url": monitored.prometheus.url, "verify_timeout": 2, **settings}
+    return monitored.stack.settings_toml(**values) + tables
+
+
+def run_checks(
+    pytester: pytest.Pytester,
+    monitored: Monitored,
+    *args: str,
+    tables: str = "",
+    files: dict[str, str] | None = None,
+    **settings: Any,
+) -> pytest.RunResult:
+    """The shipped checks (copies, in the test's folder) and ``files``, in-process."""
+    pytester.makefile(".toml", bluegreen=settings_toml(monitored, tables, **settings))
+    pytester.makepyfile(**(files or {"test_prometheus": PROMETHEUS_CHECK.read_text()}))
+    return pytester.runpytest(
+        "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning", "-v", *args
+    )
+
+
+def checks_table(table: str, **queries: tuple[str, list[str]]) -> str:
+    """``[table.name]`` sections: the query (a TOML literal string) and its thresholds (or,
+    for [compare_prometheus], its rules)."""
+    key = "rules" if table == "compare_prometheus" else "thresholds"
+    return "".join(
+        f"[{table}.{name}]\nquery = '''{query}'''\n{key} = {json.dumps(values)}\n"
+        for name, (query, values) in queries.items()
+    )
+
+
+def statuses(result: pytest.RunResult) -> dict[str, str]:
+    """test id (file::name[params]) -> its -v status word (PASSED, FAILED, SKIPPED,
+    INFRA-ERROR)."""
+    found = {}
+    for line in result.outlines:
+        match = re.match(r"^(\S+\.py::\S+) (PASSED|FAILED|SKIPPED|ERROR|INFRA-ERROR)", line)
+        if match:
+            found[match[1]] = match[2]
+    return found
+
+
+def param_id(name: str, *params: str) -> re.Pattern[str]:
+    """``test_promql[green-error_ratio]`` with its parameters in either order."""
+    either = "|".join(re.escape("-".join(p)) for p in (params, params[::-1]))
+    return re.compile(rf"::{re.escape(name)}\[(?:{either})\]$")
+
+
+def status_of(result: pytest.RunResult, name: str, *params: str) -> str:
+    pattern = param_id(name, *params) if params else re.compile(rf"::{re.escape(name)}$")
+    found = [s for test, s in statuses(result).items() if pattern.search(test)]
+    assert len(found) == 1, f"{name}{list(params)}: {found} in\n{output(result)}"
+    return found[0]
+
+
+# --- the client ------------------------------------------------------------------------------
+
+
+def test_the_client_asks_a_real_prometheus(monitored: Monitored, client: Prometheus) -> None:
+    weights = client.query('haproxy_server_uweight{proxy="api_backend"}')
+    assert weights.kind == "vector"
+    assert {s.labels["server"]: s.values for s in weights.series} == {
+        "blue-api": (100.0,),
+        "green-api": (0.0,),
+    }
+    assert weights.series[0].labels["job"] == "haproxy"
+
+    def blue_weights() -> tuple[float, ...]:
+        ranged = client.query_range(
+            'haproxy_server_uweight{server="blue-api"}',
+            start=time.time() - 3,
+            end=time.time(),
+            step=1,
+        )
+        assert ranged.kind == "matrix"
+        [series] = ranged.series
+        return series.values
+
+    points = wait_for(lambda: len(blue_weights()) >= 2 and blue_weights(), 10, "two points")
+    assert set(points) == {100.0}
+    nan = client.query("0/0")
+    assert nan.kind == "scalar"
+    assert math.isnan(nan.single())
+    assert client.query('up{job="nothing"}').series == ()
+    jobs = {t.job: t.health for t in client.targets()}
+    assert jobs == {"haproxy": "up", "backend": "up", "exporter": "up"}
+    with pytest.raises(PromQLError, match=r"Prometheus refused 'sum\(': bad_data: .*parse error"):
+        client.query("sum(")
+
+
+def test_a_prometheus_that_is_not_there(monitored: Monitored) -> None:
+    [port] = free_ports(1)
+    with (
+        Prometheus(f"http://127.0.0.1:{port}", timeout=2) as nothing,
+        pytest.raises(PrometheusUnreachable, match=f"Prometheus at http://127.0.0.1:{port} does"),
+    ):
+        nothing.query("up")
+    stats = f"http://127.0.0.1:{monitored.stack.ports['stats']}"
+    with (
+        Prometheus(stats, timeout=2) as haproxy,
+        pytest.raises(PrometheusUnreachable, match=f"no Prometheus API at {stats}: GET /api/v1"),
+    ):
+        haproxy.query("up")
+
+
+# --- the shipped checks ------------------------------------------------------------------------
+
+
+def test_the_target_checks_pass_while_everything_is_scraped(
+    pytester: pytest.Pytester, monitored: Monitored
+) -> None:
+    result = run_checks(pytester, monitored, "--env", "all")
+    assert result.ret == 0, output(result)
+    assert status_of(result, "test_prometheus_scrapes_its_targets") == "PASSED"
+    for color in ("blue", "green"):
+        assert status_of(result, "test_prometheus_scrapes_the_color", color) == "PASSED"
+    # no [prometheus_checks]: the PromQL checks say so
+    assert status_of(result, "test_promql", "no-checks", "blue") == "SKIPPED"
+    assert status_of(result, "test_promql_shared", "no-checks") == "SKIPPED"
+
+
+def down_jobs(prometheus: LocalPrometheus) -> set[str]:
+    targets = api(prometheus, "targets", state="active")["activeTargets"]
+    return {t["labels"]["job"] for t in targets if t["health"] == "down"}
+
+
+def test_a_target_down_fails_its_check(pytester: pytest.Pytester, monitored: Monitored) -> None:
+    stack = monitored.stack
+    stack.green.control(metrics_status=500)
+    monitored.exporter.answer(503)
+    try:
+        wait_for(
+            lambda: down_jobs(monitored.prometheus) == {"exporter", "backend"},
+            10,
+            "Prometheus to see the exporter and green's /metrics down",
+            interval=0.2,
+        )
+        result = run_checks(pytester, monitored, "--env", "all")
+    finally:
+        stack.green.control(metrics_status=200)
+        monitored.exporter.answer(200)
+    assert result.ret == 1, output(result)
+    assert status_of(result, "test_prometheus_scrapes_its_targets") == "FAILED"
+    assert status_of(result, "test_prometheus_scrapes_the_color", "green") == "FAILED"
+    assert status_of(result, "test_prometheus_scrapes_the_color", "blue") == "PASSED"
+    text = output(result)
+    address = monitored.exporter.address
+    assert f"job exporter, http://{address}/metrics: down (server returned HTTP status 503" in text
+    assert f"job backend, http://127.0.0.1:{stack.green.port}/metrics: down (server returned " in (
+        text
+    )
+
+
+def test_a_promql_check_catches_the_5_percent_the_plain_checks_miss(
+    pytester: pytest.Pytester, monitored: Monitored, traffic: Traffic
+) -> None:
+    assert traffic.green.count(500) == len(traffic.green) // 20  # 5%, the last one included
+    assert set(traffic.blue) == {200}
+    tables = checks_table("prometheus_checks", error_ratio=(ERROR_RATIO, ["value<0.01"]))
+    files = {"test_checks": CHECKS, "test_prometheus": PROMETHEUS_CHECK.read_text()}
+    gate = ("--env", "green", "--switch", "--dry-run")
+    plain = run_checks(pytester, monitored, *gate, "test_checks.py", tables=tables, files=files)
+    assert plain.ret == 0, output(plain)  # the plain checks alone would switch
+    assert plain.parseoutcomes()["passed"] == 3
+    plain.stdout.fnmatch_lines(["*bluegreen: SWITCH: dry run: would switch*"])
+
+    result = run_checks(pytester, monitored, *gate, tables=tables, files=files)
+    assert result.ret == 1, output(result)
+    assert status_of(result, "test_api", "green") == "PASSED"  # its call succeeded
+    assert status_of(result, "test_promql", "green", "error_ratio") == "FAILED"
+    result.stdout.fnmatch_lines(
+        [
+            "*green: error_ratio misses its thresholds",
+            "error_ratio: failed: value=0.0* missed a threshold",
+            '  query: sum(increase(haproxy_server_http_responses_total{server=~"green-api.*",*',
+            "  value=0.0* misses threshold 'value<0.01'",
+        ]
+    )
+    ratio = float(re.search(r"  value=(0\.\d+) misses", output(result))[1])  # type: ignore[index]
+    assert 0.04 < ratio < 0.051  # 10 of about 200
+    result.stdout.fnmatch_lines(["*bluegreen: FAILED: *"])
+
+
+def test_an_empty_result_or_nan_is_inconclusive(
+    pytester: pytest.Pytester, monitored: Monitored
+) -> None:
+    tables = checks_table(
+        "prometheus_checks",
+        missing=('haproxy_server_uweight{server="{color}-nonexistent"}', ["value<1"]),
+        switched_error_ratio=(SWITCHED_ERROR_RATIO, ["value<0.01"]),
+        absent=("haproxy_process_nothing_like_this", ["value<1"]),
+        haproxy_up=('up{job="haproxy"}', ["value==1"]),
+    )
+    result = run_checks(pytester, monitored, "--env", "green", "-k", "promql", tables=tables)
+    assert result.ret == 1, output(result)
+    assert status_of(result, "test_promql", "green", "missing") == "FAILED"
+    assert status_of(result, "test_promql", "green", "switched_error_ratio") == "FAILED"
+    assert status_of(result, "test_promql_shared", "absent") == "FAILED"
+    assert status_of(result, "test_promql_shared", "haproxy_up") == "PASSED"
+    result.stdout.fnmatch_lines(
+        [
+            "*green: missing could not be judged (inconclusive)",
+            "missing: inconclusive: the query returned no series (an empty result is not zero)",
+        ],
+        consecutive=True,
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*green: switched_error_ratio could not be judged (inconclusive)",
+            "switched_error_ratio: inconclusive: value measured NaN (no data, e.g. a rate "
+            "over no request): not zero, not judged",
+        ],
+        consecutive=True,
+    )
+    result.stdout.fnmatch_lines(["*absent could not be judged (inconclusive)"])
+
+
+def test_a_prometheus_that_is_down_is_an_infra_error(
+    pytester: pytest.Pytester, monitored: Monitored
+) -> None:
+    [port] = free_ports(1)
+    tables = checks_table("prometheus_checks", error_ratio=(ERROR_RATIO, ["value<0.01"]))
+    result = run_checks(
+        pytester,
+        monitored,
+        "--env",
+        "green",
+        "--switch",
+        "--dry-run",
+        tables=tables,
+        prometheus_url=f"http://127.0.0.1:{port}",
+        verify_timeout=0.5,
+    )
+    found = {test: status for test, status in statuses(result).items() if status != "SKIPPED"}
+    assert list(found.values()) == ["INFRA-ERROR"] * 3, output(result)
+    text = output(result)
+    # Prometheus is what does not answer, not green
+    assert text.count("INFRA-ERROR (prometheus unreachable)") == 6  # -v lines and summary
+    assert "green unreachable" not in text
+    assert f"PrometheusUnreachable: Prometheus at http://127.0.0.1:{port} does not answer" in text
+    # never a pass: the gate does not switch; the checks fail on blue too (blame), so it is
+    # not the build: inconclusive
+    assert result.ret == 6, output(result)
+    assert "would switch" not in text
+    result.stdout.fnmatch_lines(
+        [
+            "bluegreen: INCONCLUSIVE: inconclusive: environmental: 2 failed check(s) of green "
+            "fail on blue too *",
+            "bluegreen: traffic stays on blue; nothing rolled back",
+        ],
+        consecutive=False,
+    )
+
+
+# --- the comparison ----------------------------------------------------------------------------
+
+
+def test_a_prometheus_signal_compared_with_the_live_color(
+    pytester: pytest.Pytester, monitored: Monitored, traffic: Traffic
+) -> None:
+    tables = checks_table(
+        "compare_prometheus",
+        error_ratio=(ERROR_RATIO, ["value <= live + 0.01"]),
+        switched_error_ratio=(SWITCHED_ERROR_RATIO, ["value <= live + 0.01"]),
+        weight=('max(haproxy_server_uweight{server="{color}-api"})', ["value <= live"]),
+    )
+    result = run_checks(pytester, monitored, "--env", "green", "-k", "compared", tables=tables)
+    assert result.ret == 1, output(result)
+    assert status_of(result, "test_promql_compared", "green", "error_ratio") == "FAILED"
+    assert status_of(result, "test_promql_compared", "green", "switched_error_ratio") == "FAILED"
+    assert status_of(result, "test_promql_compared", "green", "weight") == "PASSED"  # 0 <= 100
+    result.stdout.fnmatch_lines(
+        [
+            "*green is worse than blue on error_ratio (Prometheus):",
+            "  query: *",
+            "  error_ratio value <= live + 0.01: new 0.0*, live 0 (tolerated 0.01); new 0.0* "
+            "misses the tolerated 0.01: failed",
+        ],
+        consecutive=True,
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*green could not be judged against blue on switched_error_ratio (Prometheus):",
+            "  query: *",
+            "  switched_error_ratio value <= live + 0.01: new n/a, live n/a (tolerated n/a); "
+            "no value for the new and the live color (an empty result or NaN is not zero): "
+            "inconclusive",
+        ],
+        consecutive=True,
+    )
+
+
+# --- the bake ----------------------------------------------------------------------------------
+
+
+def bake(
+    monitored: Monitored, client: Prometheus, query: str, threshold: str, seconds: float = 1.0
+) -> Bake:
+    """0.5 s intervals of green's bake, judged by one Prometheus query only."""
+    [check] = parse_checks_table(
+        {"signal": {"query": query, "thresholds": [threshold]}},
+        placeholders=("color", "interval"),
+        ranges=False,
+    ).values()
+    plan = BakePlan(
+        seconds=seconds,
+        interval=0.5,
+        failure_limit=0,
+        consecutive_successes=0,
+        min_requests=0,
+        thresholds=(),
+        prometheus=(check,),
+    )
+    return Bake(
+        plan,
+        monitored.stack.api(),
+        [ServerRef("api_backend", "green-api")],
+        PostResult,
+        signals=NoSignals(),
+        color="green",
+        prometheus=client,
+    )
+
+
+def test_a_prometheus_signal_fails_the_bake(
+    monitored: Monitored, client: Prometheus, traffic: Traffic
+) -> None:
+    errors = (
+        'sum(increase(haproxy_server_http_responses_total{server=~"{color}-api.*",code="5xx"}[5m]))'
+    )
+    result = bake(monitored, client, errors, "value<1").run()
+    assert result.verdict is IntervalVerdict.FAILED
+    [interval] = result.intervals
+    assert interval.reason.startswith("prometheus signal: value=")
+    assert interval.reason.endswith(" missed a threshold")
+    assert interval.line().endswith(f", prometheus 0/1 passed: failed ({interval.reason})")
+    [judged] = interval.as_dict()["prometheus"]
+    assert judged["decision"] == "failed"
+    assert judged["query"].startswith(
+        'sum(increase(haproxy_server_http_responses_total{server=~"green-'
+    )
+    assert judged["series"]["{}"]["value<1"] >= 9  # green's 500s of the last 5 minutes
+
+
+def test_a_prometheus_signal_that_cannot_judge_makes_the_bake_inconclusive(
+    monitored: Monitored, client: Prometheus
+) -> None:
+    # green takes no routed request: its 5xx ratio in the switched backend is 0/0
+    ratio = (
+        'sum(rate(haproxy_server_http_responses_total{server="{color}-api",code="5xx"}[WINDOW]))'
+        ' / sum(rate(haproxy_server_http_responses_total{server="{color}-api"}[WINDOW]))'
+    )
+    nan = bake(monitored, client, ratio.replace("WINDOW", "1m"), "value<0.01").run()
+    assert nan.verdict is IntervalVerdict.INCONCLUSIVE
+    assert [i.verdict for i in nan.intervals] == [IntervalVerdict.INCONCLUSIVE] * 2
+    assert "measured NaN" in nan.intervals[0].reason
+    # a window of one 0.5 s interval holds no scrape (every second): no series at all
+    empty = bake(monitored, client, ratio.replace("WINDOW", "{interval}"), "value<0.01", 0.5)
+    [interval] = empty.run().intervals
+    assert interval.verdict is IntervalVerdict.INCONCLUSIVE
+    assert interval.reason == (
+        "prometheus signal: the query returned no series (an empty result is not zero)"
+    )
+    assert interval.as_dict()["prometheus"][0]["query"].endswith('server="green-api"}[500ms]))')
+
+    [port] = free_ports(1)
+    with Prometheus(f"http://127.0.0.1:{port}", timeout=1) as down:
+        [unreachable] = bake(monitored, down, "up", "value==1", 0.5).run().intervals
+    assert unreachable.verdict is IntervalVerdict.INCONCLUSIVE
+    assert f"Prometheus at http://127.0.0.1:{port} does not answer" in unreachable.reason
+
+
+# --- an alert rule, evaluated for real ---------------------------------------------------------
+
+
+def test_the_live_color_down_alert_fires(monitored: Monitored) -> None:
+    stack, prometheus = monitored.stack, monitored.prometheus
+    assert firing(prometheus, "BluegreenLiveColorDown") == []
+    stack.blue.control(health_status=500)  # blue takes the traffic
+    try:
+        stack.wait_down("blue")
+        alerts = wait_for(
+            lambda: firing(prometheus, "BluegreenLiveColorDown"),
+            20,
+            "BluegreenLiveColorDown to fire",
+            interval=0.2,
+        )
+    finally:
+        stack.blue.reset()
+    # blue's API and frontend servers (the same backend here); not its direct one, not green
+    assert sorted((a["labels"]["proxy"], a["labels"]["server"]) for a in alerts) == [
+        ("api_backend", "blue-api"),
+        ("frontend_backend", "blue-frontend"),
+    ]
+    [api] = [a for a in alerts if a["labels"]["proxy"] == "api_backend"]
+    assert api["labels"] == {
+        "alertname": "BluegreenLiveColorDown",
+        "severity": "critical",
+        "color": "blue",
+        "job": "haproxy",
+        "instance": f"127.0.0.1:{stack.ports['stats']}",
+        "proxy": "api_backend",
+        "server": "blue-api",
+    }
+    assert (
+        api["annotations"]["summary"] == "blue is live and DOWN in HAProxy (api_backend/blue-api)"
+    )
+    stack.wait_up("blue")
+    wait_for(
+        lambda: not firing(prometheus, "BluegreenLiveColorDown"),
+        20,
+        "BluegreenLiveColorDown to resolve",
+        interval=0.2,
+    )
+
+
+# --- the gate's bake with a Prometheus signal (last: it moves traffic and back) -----------------
+
+POST = """
+
+@pytest.mark.post
+def test_the_live_color_answers(routed_http):
+    assert routed_http.get("/health").status_code == 200
+"""
+
+
+def test_the_gate_switches_back_when_a_prometheus_signal_fails_the_bake(
+    pytester: pytest.Pytester, monitored: Monitored, traffic: Traffic
+) -> None:
+    errors = (
+        'sum(increase(haproxy_server_http_responses_total{server=~"{color}-api.*",code="5xx"}[5m]))'
+    )
+    tables = "[bake_thresholds]\nhaproxy = []\n" + checks_table(
+        "bake_prometheus", errors=(errors, ["value<1"])
+    )
+    pytester.makefile(
+        ".toml",
+        bluegreen=settings_toml(monitored, tables, bake_interval=0.5, scale_down_delay=0),
+    )
+    pytester.makepyfile(test_checks=CHECKS + POST)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--env", "green", "--switch", "--bake", "1", timeout=120
+    )
+    assert result.ret == 11, output(result)
+    result.stdout.fnmatch_lines(
+        [
+            "*SWITCH: switched blue -> green*",
+            "*bluegreen: bake 1/2: post 1/1 passed, 5xx 0/*, eresp 0, prometheus 0/1 passed: "
+            "failed (prometheus errors: value=* missed a threshold)",
+            "*rolled back green -> blue: bake failed: interval 1/2 failed: prometheus errors*",
+        ],
+        consecutive=False,
+    )
+    assert monitored.stack.served_color() == "blue"
+    assert outcomes(monitored.stack) == ["switched", "rolled-back"]

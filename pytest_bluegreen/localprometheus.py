@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .localhaproxy import Served, holder_of
 
-__all__ = ["LocalPrometheus", "LocalPrometheusError"]
+__all__ = ["LocalPrometheus", "LocalPrometheusError", "LocalPushgateway"]
 
 
 class LocalPrometheusError(RuntimeError):
@@ -76,8 +76,11 @@ class LocalPrometheus:
             return False
         if stat.rpartition(")")[2].split()[:1] == ["Z"]:  # exited, not reaped yet
             return False
-        config = f"--config.file={self.config.resolve()}".encode()
-        return config in argv
+        return self.identity().encode() in argv
+
+    def identity(self) -> str:
+        """The argument that tells our process from any other of the same program."""
+        return f"--config.file={self.config.resolve()}"
 
     def ready(self) -> bool:
         """Prometheus answers ``/-/ready`` with 200 (its storage loaded, serving queries)."""
@@ -121,12 +124,13 @@ class LocalPrometheus:
             if process.poll() is not None:
                 self.pidfile.unlink(missing_ok=True)
                 raise LocalPrometheusError(
-                    f"prometheus exited {process.returncode} while starting: {self.last_error()}"
+                    f"{self.binary} exited {process.returncode} while starting: "
+                    f"{self.last_error()}"
                 )
             if time.monotonic() >= deadline:
                 self._stop(process.pid, 10.0)
                 raise LocalPrometheusError(
-                    f"prometheus was not ready on {self.url} after {timeout:g}s: "
+                    f"{self.binary} was not ready on {self.url} after {timeout:g}s: "
                     f"{self.last_error()}"
                 )
             time.sleep(0.05)
@@ -152,7 +156,7 @@ class LocalPrometheus:
                 time.sleep(0.05)
             else:
                 return
-        raise LocalPrometheusError(f"prometheus (pid {pid}) did not stop")
+        raise LocalPrometheusError(f"{self.binary} (pid {pid}) did not stop")
 
     def _alive(self, pid: int) -> bool:
         # reap it when it is our child (the tests), so it does not linger as a zombie
@@ -170,3 +174,27 @@ class LocalPrometheus:
             if "level=error" in line or "err=" in line:
                 return line.strip()
         return lines[-1].strip() if lines else "nothing in the log"
+
+
+@dataclass(frozen=True)
+class LocalPushgateway(LocalPrometheus):
+    """A Pushgateway beside it (Debian's ``prometheus-pushgateway``), for the gate's own
+    metrics (``metrics_push_url``): ``storage`` holds its persistence file, so what was pushed
+    survives a restart; ``config`` is not used."""
+
+    binary: str = "prometheus-pushgateway"
+
+    @property
+    def persistence(self) -> Path:
+        return self.storage / "pushgateway.db"
+
+    def identity(self) -> str:
+        return f"--persistence.file={self.persistence.resolve()}"
+
+    def command(self, binary: str | None = None) -> list[str]:
+        return [
+            binary or self.binary,
+            f"--web.listen-address={self.listen}",
+            self.identity(),
+            "--persistence.interval=5s",
+        ]

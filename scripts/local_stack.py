@@ -34,7 +34,11 @@ from pathlib import Path
 from python_on_whales import DockerClient, DockerException
 
 from pytest_bluegreen.localhaproxy import Served, holder_of, prepare_server_state_file
-from pytest_bluegreen.localprometheus import LocalPrometheus, LocalPrometheusError
+from pytest_bluegreen.localprometheus import (
+    LocalPrometheus,
+    LocalPrometheusError,
+    LocalPushgateway,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / ".bluegreen" / "local"
@@ -49,6 +53,14 @@ PROMETHEUS = LocalPrometheus(
     listen="127.0.0.1:10200",
     pidfile=RUN / "prometheus.pid",
     log=RUN / "prometheus.log",
+)
+# the gate's own metrics (metrics_push_url = "http://127.0.0.1:9091"), scraped by Prometheus
+PUSHGATEWAY = LocalPushgateway(
+    config=ROOT / "monitoring" / "prometheus.yml",
+    storage=RUN / "pushgateway",
+    listen="127.0.0.1:9091",
+    pidfile=RUN / "pushgateway.pid",
+    log=RUN / "pushgateway.log",
 )
 
 
@@ -131,9 +143,12 @@ def start_haproxy(env: dict[str, str]) -> None:
 
 def start_prometheus() -> None:
     try:
+        gateway_pid, gateway_started = PUSHGATEWAY.start()
         pid, started = PROMETHEUS.start()
     except LocalPrometheusError as exc:
-        sys.exit(f"[stack] ERROR: prometheus: {exc}")
+        sys.exit(f"[stack] ERROR: {exc}")
+    state = "started" if gateway_started else "already running"
+    print(f"[stack] pushgateway {state} (pid {gateway_pid}): {PUSHGATEWAY.url}")
     state = "started" if started else "already running"
     print(
         f"[stack] prometheus {state} (pid {pid}): {PROMETHEUS.url}, "
@@ -144,6 +159,8 @@ def start_prometheus() -> None:
 def down() -> None:
     if PROMETHEUS.stop():
         print("[stack] stopped prometheus")
+    if PUSHGATEWAY.stop():
+        print("[stack] stopped pushgateway")
     pid = _pid(PIDFILE)
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
@@ -159,10 +176,11 @@ def down() -> None:
 def status() -> int:
     running = [c.name for c in _compose().compose.ps() if c.state.running]
     haproxy = _pid(PIDFILE) is not None
-    prometheus = PROMETHEUS.pid() is not None
+    prometheus = PROMETHEUS.pid() is not None and PUSHGATEWAY.pid() is not None
     print(
         f"haproxy={'running' if haproxy else 'stopped'} "
-        f"prometheus={'running' if prometheus else 'stopped'} "
+        f"prometheus={'running' if PROMETHEUS.pid() else 'stopped'} "
+        f"pushgateway={'running' if PUSHGATEWAY.pid() else 'stopped'} "
         f"containers={','.join(running) or '-'}"
     )
     return 0 if haproxy and prometheus and running else 1

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen.errors import ExitCode
-from pytest_bluegreen.notify import EVENTS, Event, Webhook, notify, parse_webhooks
+from pytest_bluegreen.notify import EVENTS, Event, notify
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import NotifySettings, SettingsError, resolve
 from pytest_bluegreen.state import HistoryEntry, Outcome
+from pytest_bluegreen.webhooks import Webhook, parse_webhooks
 from tests.support.gate import CHECKS, history, outcomes, output, run_gate
 from tests.support.receiver import HANG, Receiver
 from tests.support.stack import Stack

@@ -20,9 +20,9 @@ from pytest_bluegreen.haproxy import (
     TlsFiles,
 )
 from pytest_bluegreen.instances import Haproxies, Instance
-from pytest_bluegreen.notify import Webhook, parse_webhooks
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.thresholds import Threshold
+from pytest_bluegreen.webhooks import Webhook, parse_webhooks
 
 from . import parsers as p
 from .options import setting

@@ -115,7 +115,7 @@ class Event:
     @property
     def text(self) -> str:
         """Slack's ``text``: ``:white_check_mark: switched blue → green (v1.1.0): <reason>``."""
-        emoji, what = EVENTS.get(self.event, (":grey_exclamation:", f"{self.event} {{target}}"))
+        emoji, what = EVENTS[self.event]
         line = f"{emoji} {what.format(source=self.source or '(none)', target=self.target)}"
         if self.tag:
             line += f" ({self.tag})"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from . import aftercare, state, switch
+from . import aftercare, recording, state, switch
 from .childprocess import run_child
 from .closedpipe import quiet_closed_pipes
 from .errors import BluegreenError, ExitCode, UsageError
@@ -34,7 +34,6 @@ from .haproxy import RuntimeApiError
 from .keys import METRICS_KEY
 from .plugin import settings_from_config
 from .recovery import recover
-from .redaction import Secrets
 from .settings import Settings, SettingsError, resolve
 from .signals import DeferredSignals
 from .state import LockHeld
@@ -105,7 +104,7 @@ class _InConfig:
         finally:
             warnings = publish(settings, metrics)
             if warnings:
-                secrets = Secrets.load(settings.env_files.secrets)
+                secrets = settings.load_secrets()
                 for line in warnings:
                     print(f"bluegreen: {secrets.redact(line)}", flush=True)
 
@@ -152,7 +151,7 @@ def cmd_status(args: argparse.Namespace, extra: Sequence[str]) -> int:
         else:
             text = "\n".join(status_lines(status, _paint)) + "\n"
         # a history reason or an instance's error may quote a DSN: every secret value goes
-        sys.stdout.write(Secrets.load(settings.env_files.secrets).redact(text))
+        sys.stdout.write(settings.load_secrets().redact(text))
         return 0 if status.healthy else 1
 
     return in_config(args, show)
@@ -160,7 +159,7 @@ def cmd_status(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def cmd_export_state(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def export(config: pytest.Config, settings: Settings) -> int:
-        secrets = Secrets.load(settings.env_files.secrets)
+        secrets = settings.load_secrets()
         # every value, in every encoding it may hold a secret in (a DSN, a history reason)
         text = secrets.redact(_json(export_document(collect_export(settings, secrets))))
         if args.output and args.output != "-":
@@ -206,7 +205,7 @@ def forced_switch(
 ) -> int:
     """Switch without checks through the gate's own path: lock, journal, hooks, signals
     deferred, revert, history."""
-    secrets = Secrets.load(settings.env_files.secrets)
+    secrets = settings.load_secrets()
     run = GateRun(
         settings,
         hooks_for(config),
@@ -233,7 +232,7 @@ def forced_switch(
 def cmd_recover(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def act(config: pytest.Config, settings: Settings) -> int:
         to = _color(settings, args.to) if args.to else None
-        report = recover(settings, to=to)
+        report = recover(settings, to=to, secrets=settings.load_secrets())
         return _report(report.lines, report.exit_code)
 
     return in_config(args, act)
@@ -250,7 +249,7 @@ def deploy_only(
     """The plugin's deploy step (lock, live-color guard, backup, up, wait healthy);
     ``metrics``: the command's, to which the deploy's duration is added."""
     run_settings = replace(settings.run, env=color, deploy=tag, skip_backup=skip_backup)
-    secrets = Secrets.load(settings.env_files.secrets)
+    secrets = settings.load_secrets()
     run = GateRun(
         replace(settings, run=run_settings), progress=_progress, secrets=secrets, metrics=metrics
     )
@@ -325,10 +324,13 @@ def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
             raise aftercare.NothingPending("refused: no pending promotion (pytest --switch=manual)")
         problem = aftercare.pending_problem(settings, record)
         if problem is not None:
+            warnings: list[str] = []
             if record.age() > settings.promotion.promotion_timeout:
                 state.clear_record(state_file, state.PENDING)
-                _history(settings, record, state.Outcome.EXPIRED, problem)
-            return _report([f"refused: {problem}"], ExitCode.REFUSED)
+                warnings = _history(
+                    settings, record, state.Outcome.EXPIRED, problem, code=ExitCode.REFUSED
+                )
+            return _report([f"refused: {problem}", *warnings], ExitCode.REFUSED)
         age = record.age()
         if age > settings.promotion.max_verification_age:
             print(
@@ -418,15 +420,21 @@ def cmd_abort(args: argparse.Namespace, extra: Sequence[str]) -> int:
             raise aftercare.NothingPending("refused: no pending promotion to abort")
         state.clear_record(settings.state.state_file, state.PENDING)
         reason = f"the pending promotion of {record.target} {record.tag or ''} was discarded"
-        _history(settings, record, state.Outcome.ABORTED, reason)
-        return _report([reason + "; traffic unchanged"], 0)
+        warnings = _history(settings, record, state.Outcome.ABORTED, reason, code=0)
+        return _report([reason + "; traffic unchanged", *warnings], 0)
 
     return in_config(args, act)
 
 
 def _history(
-    settings: Settings, record: state.PendingPromotion, outcome: state.Outcome, reason: str
-) -> None:
+    settings: Settings,
+    record: state.PendingPromotion,
+    outcome: state.Outcome,
+    reason: str,
+    *,
+    code: int,
+) -> list[str]:
+    """A pending promotion's end (aborted, expired), recorded and notified; the warnings."""
     entry = state.HistoryEntry.now(
         from_color=record.source,
         to_color=record.target,
@@ -434,7 +442,7 @@ def _history(
         outcome=outcome,
         reason=reason,
     )
-    state.append(settings.state.state_file, entry)
+    return recording.record(settings, entry, secrets=settings.load_secrets(), exit_code=code)
 
 
 def cmd_deploy(args: argparse.Namespace, extra: Sequence[str]) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from . import aftercare, state, switch
+from . import aftercare, recording, state, switch
 from .bake import Bake, BakePlan, BakeResult, IntervalVerdict, PostResult
 from .blame import Blame, TwinRun, blame_failures
 from .errors import BluegreenError, DeployError, ExitCode, Refused
@@ -103,6 +103,7 @@ class _Draft:
     probe: ProbeSummary | None = None
     bake: BakeResult | None = None
     recorded: bool = False  # the history has this draft's outcome already
+    to_history: bool = True  # False: refused before the lock was ours (notified, not written)
     went_back: bool = False  # the bake switched traffic back
     blame: Blame | None = None
 
@@ -187,7 +188,7 @@ class GateRun:
         group = self.api
         if not isinstance(group, Haproxies) or not group.several:
             return
-        result = reconcile_recorded(group, self.settings.topology, self.settings.state.state_file)
+        result = reconcile_recorded(group, self.settings, self.secrets)
         if result is None:
             return
         for line in result.lines():
@@ -230,7 +231,8 @@ class GateRun:
         return self.deployed
 
     def refused(self, exc: BluegreenError, *, record: bool) -> GateReport:
-        """The gate could not start or deploy: nothing changed; recorded when ``record``."""
+        """The gate could not start or deploy: nothing changed. Written to the history when
+        ``record`` (not when another gate may hold the lock), notified either way."""
         is_deploy = isinstance(exc, DeployError)
         reason = exc.first_line.removeprefix("bluegreen: ")
         if is_deploy:
@@ -238,10 +240,10 @@ class GateRun:
         elif isinstance(exc, Refused) and not reason.startswith("refused"):
             reason = f"refused: {reason}"
         decision = Decision(Verdict.REFUSED, reason, self.target or "?", None)
-        draft = _Draft(decision, exc.exit_code, [reason])
-        if record and is_deploy:
+        draft = _Draft(decision, exc.exit_code, [reason], to_history=record)
+        if is_deploy:
             draft.outcome = Outcome.DEPLOY_FAILED
-        elif record and isinstance(exc, Refused):  # a usage error is not history
+        elif isinstance(exc, Refused):  # a usage error is no outcome
             draft.outcome = Outcome.REFUSED
         return self._conclude(draft)
 
@@ -641,6 +643,9 @@ class GateRun:
             if draft.went_back or draft.exit_code == ExitCode.INTERRUPTED:
                 return draft  # the old color is live again, or the bake was cut short
         if old is not None:
+            # recorded (and notified) now: with after_bake_old_color = stop, the warm window
+            # is waited out before the gate ends
+            self._record(draft)
             draft.lines += aftercare.keep_warm(self, old, new)
         return draft
 
@@ -648,7 +653,7 @@ class GateRun:
         """Run the bake; a failed one (or one that cannot judge, by default) switches back."""
         switched = draft.result
         assert switched is not None
-        self._record_draft(draft)  # the switch happened: the history says so before the bake
+        self._record(draft)  # the switch happened: the history says so before the bake
         settings = self.settings.bake
         plan = BakePlan(
             seconds=settings.bake_seconds or 0.0,
@@ -732,31 +737,15 @@ class GateRun:
         lines = aftercare.pend(self, decision)
         return _Draft(decision, ExitCode.OK, lines, Outcome.PENDING, traffic_on=decision.live)
 
-    def _record_draft(self, draft: _Draft) -> None:
-        if draft.outcome is None or draft.decision is None or draft.recorded:
-            return
-        warning = self._record(draft.decision, draft.outcome, draft.result)
-        if warning:
-            draft.lines.append(warning)
-        draft.recorded = True
-
     def _conclude(self, draft: _Draft) -> GateReport:
-        """Record the outcome in the history (not for a dry run) and build the report; no
-        secret value reaches either (an exception message may hold one)."""
+        """Record the outcome (the history and the webhooks; not for a dry run) and build the
+        report; no secret value reaches any of them (an exception message may hold one)."""
         draft.lines = [self.secrets.redact(line) for line in draft.lines]
         if draft.decision is not None:
             draft.decision = replace(
                 draft.decision, reason=self.secrets.redact(draft.decision.reason)
             )
-        if (
-            draft.outcome is not None
-            and draft.decision is not None
-            and not self.settings.run.dry_run
-            and not draft.recorded
-        ):
-            warning = self._record(draft.decision, draft.outcome, draft.result)
-            if warning:
-                draft.lines.append(warning)
+        self._record(draft)
         report = GateReport(
             decision=draft.decision,
             exit_code=draft.exit_code,
@@ -780,22 +769,35 @@ class GateRun:
         run = self.settings.run
         return run.deploy or run.deployment_tag or (result.version if result else None)
 
-    def _record(
-        self, decision: Decision, outcome: Outcome, result: switch.SwitchResult | None
-    ) -> str | None:
+    def _record(self, draft: _Draft) -> None:
+        """Record the draft's outcome once (the history, the webhooks; not for a dry run),
+        its warning lines added to the draft's."""
+        decision, outcome, result = draft.decision, draft.outcome, draft.result
+        if outcome is None or decision is None or draft.recorded or self.settings.run.dry_run:
+            return
+        # a switch that happened names its own direction (returning traffic from a failing
+        # live color: the decision is about that color, the switch went to the other)
+        source, target = (
+            (result.plan.source, result.plan.target)
+            if result is not None
+            else (decision.live, decision.target)
+        )
         entry = state.HistoryEntry.now(
-            from_color=decision.live,
-            to_color=decision.target,
+            from_color=source,
+            to_color=target,
             tag=self.tag(result),
             outcome=outcome,
             reason=self.secrets.redact(decision.reason),
             forced=self.forced,
         )
-        try:
-            state.append(self.settings.state.state_file, entry)
-        except (OSError, state.StateFileError) as exc:
-            return f"warning: history not written to {self.settings.state.state_file}: {exc}"
-        return None
+        draft.lines += recording.record(
+            self.settings,
+            entry,
+            secrets=self.secrets,
+            exit_code=draft.exit_code,
+            to_history=draft.to_history,
+        )
+        draft.recorded = True
 
 
 def _failure_code(facts: SessionFacts, decision: Decision) -> int:

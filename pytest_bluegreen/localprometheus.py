@@ -124,8 +124,7 @@ class LocalPrometheus:
             if process.poll() is not None:
                 self.pidfile.unlink(missing_ok=True)
                 raise LocalPrometheusError(
-                    f"{self.binary} exited {process.returncode} while starting: "
-                    f"{self.last_error()}"
+                    f"{self.binary} exited {process.returncode} while starting: {self.last_error()}"
                 )
             if time.monotonic() >= deadline:
                 self._stop(process.pid, 10.0)

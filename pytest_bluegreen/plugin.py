@@ -123,7 +123,7 @@ def pytest_configure(config: pytest.Config) -> None:
             return  # let --help show the options that fix it
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
-    secrets = Secrets.load(settings.env_files.secrets)
+    secrets = settings.load_secrets()
     config.stash[SECRETS_KEY] = secrets
     if secrets.active:  # log records (caplog, live logging, files) are redacted when made
         previous = logging.getLogRecordFactory()

@@ -14,12 +14,16 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import state
+from . import recording, state
 from .haproxy import RuntimeApiError, RuntimeApiUnreachable
 from .instances import Haproxies
-from .settings import Topology
+from .settings import Settings, Topology
 from .switch import revert
+
+if TYPE_CHECKING:
+    from .redaction import Secrets
 
 __all__ = ["Reconciled", "bring_in_line", "reconcile_recorded", "record_missing"]
 
@@ -30,7 +34,7 @@ class Reconciled:
     waiting: tuple[str, ...]  # still not answering: stays recorded
     failed: Mapping[str, str]  # answered, but could not be brought in line (why)
     color: str | None  # the in-line instances' live color
-    warning: str = ""  # the history could not be written
+    warnings: tuple[str, ...] = ()  # the history not written, a notification not delivered
 
     def lines(self) -> list[str]:
         lines = []
@@ -48,7 +52,7 @@ class Reconciled:
                 f"instance(s) {', '.join(self.waiting)} still missing: they stay recorded to be "
                 "brought in line (bluegreen recover)"
             )
-        return [*lines, *([self.warning] if self.warning else [])]
+        return [*lines, *self.warnings]
 
 
 def bring_in_line(
@@ -114,14 +118,16 @@ def record_missing(state_file: Path, missing: Sequence[str], color: str) -> None
     state.save_record(state_file, state.RECONCILE, record)
 
 
-def reconcile_recorded(group: Haproxies, topology: Topology, state_file: Path) -> Reconciled | None:
-    """Bring the recorded instances in line (recorded ``recovered`` in the history when any
-    was); the record keeps the ones still waiting or failed. None when nothing is recorded."""
+def reconcile_recorded(group: Haproxies, settings: Settings, secrets: Secrets) -> Reconciled | None:
+    """Bring the recorded instances in line (recorded ``recovered`` when any was: the history,
+    the webhooks); the record keeps the ones still waiting or failed. None when nothing is
+    recorded."""
+    state_file = settings.state.state_file
     record = state.load_reconcile(state_file)
     if record is None:
         return None
     names = [n for n in record.instances if n in group.names]
-    result = bring_in_line(group, topology, names)
+    result = bring_in_line(group, settings.topology, names)
     left = (*result.waiting, *result.failed)
     if left:
         kept = state.Reconcile(tuple(left), result.color or record.color, record.since)
@@ -137,8 +143,5 @@ def reconcile_recorded(group: Haproxies, topology: Topology, state_file: Path) -
             reason=f"instance(s) {', '.join(result.done)} brought in line after a switch that "
             "left them out",
         )
-        try:
-            state.append(state_file, entry)
-        except (OSError, state.StateFileError) as exc:
-            return replace(result, warning=f"warning: history not written to {state_file}: {exc}")
+        return replace(result, warnings=tuple(recording.record(settings, entry, secrets=secrets)))
     return result

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from . import state
+from . import recording, state
 from .errors import ExitCode, Refused
 from .haproxy import AdminState, RuntimeApi, RuntimeApiError, ServerRef, ServerState
 from .instances import Haproxies, InstancesDisagree
 from .journal import Journal, JournalEntry, PriorState, read_journal
 from .reconcile import reconcile_recorded, record_missing
+from .redaction import Secrets
 from .settings import Settings, Topology
 
 __all__ = ["RecoverReport", "group_problems", "inconsistencies", "recover"]
@@ -94,14 +95,18 @@ def group_problems(
     return problems
 
 
-def recover(settings: Settings, *, to: str | None = None) -> RecoverReport:
+def recover(
+    settings: Settings, *, to: str | None = None, secrets: Secrets | None = None
+) -> RecoverReport:
     """Restore the unfinished journal's prior states on every instance it names (or make ``to``
-    live on every instance), bring recorded left-out instances in line; under the lock.
+    live on every instance), bring recorded left-out instances in line; under the lock. A
+    recovery is recorded (the history, the webhooks) with ``secrets`` kept out.
 
     Raises Refused when there is nothing that says what to restore, LockHeld, RuntimeApiError.
     """
     group = settings.haproxies()
     topology = settings.topology
+    secrets = secrets or Secrets()
     with state.lock_for_group(settings.state.lock_dir, group.addresses).hold():
         group.leave_out_missing()  # the allowed-missing ones that do not answer take no part
         entry = read_journal(settings.state.journal_file)
@@ -110,7 +115,7 @@ def recover(settings: Settings, *, to: str | None = None) -> RecoverReport:
         problems = group_problems(before, group, topology)
         recorded = state.load_reconcile(settings.state.state_file)
         if unfinished is None and to is None and recorded is not None:
-            return _reconcile(settings, group)
+            return _reconcile(settings, group, secrets)
         if unfinished is None:
             lives = {topology.live_color(states) for states in before.values()}
             live = lives.pop() if len(lives) == 1 else None
@@ -143,12 +148,20 @@ def recover(settings: Settings, *, to: str | None = None) -> RecoverReport:
                     "settings no longer have: restore them by hand, or bluegreen recover --to "
                     "COLOR"
                 )
-        return _apply(settings, group, desired, unfinished=unfinished, problems=problems, to=to)
+        return _apply(
+            settings,
+            group,
+            desired,
+            unfinished=unfinished,
+            problems=problems,
+            to=to,
+            secrets=secrets,
+        )
 
 
-def _reconcile(settings: Settings, group: Haproxies) -> RecoverReport:
+def _reconcile(settings: Settings, group: Haproxies, secrets: Secrets) -> RecoverReport:
     """Only left-out instances to bring in line (no unfinished switch)."""
-    result = reconcile_recorded(group, settings.topology, settings.state.state_file)
+    result = reconcile_recorded(group, settings, secrets)
     assert result is not None
     lines = result.lines()
     code = ExitCode.REVERT_FAILED if result.failed else ExitCode.OK
@@ -165,6 +178,7 @@ def _apply(
     unfinished: JournalEntry | None,
     problems: list[str],
     to: str | None,
+    secrets: Secrets,
 ) -> RecoverReport:
     topology = settings.topology
     failed_by = group.each(lambda name, api: _restore(api, desired[name]), names=list(desired))
@@ -203,31 +217,16 @@ def _apply(
             )
         except OSError as exc:
             lines.append(f"warning: could not record {', '.join(skipped)}: {exc}")
-    _record(
-        settings,
-        from_color=unfinished.target if unfinished is not None else None,
-        live=live,
-        reason=reason,
-        lines=lines,
-    )
     if unfinished is not None:
         journal = Journal(settings.state.journal_file)
         journal.resume(unfinished)
         journal.close("recovered", detail=reason)
-    return RecoverReport(tuple(lines), ExitCode.OK, live)
-
-
-def _record(
-    settings: Settings, *, from_color: str | None, live: str | None, reason: str, lines: list[str]
-) -> None:
     entry = state.HistoryEntry.now(
-        from_color=from_color,
-        to_color=live or "?",
+        from_color=unfinished.target if unfinished is not None else None,
+        to_color=live,
         tag=None,
         outcome=state.Outcome.RECOVERED,
         reason=reason,
     )
-    try:
-        state.append(settings.state.state_file, entry)
-    except (OSError, state.StateFileError) as exc:
-        lines.append(f"warning: history not written to {settings.state.state_file}: {exc}")
+    lines += recording.record(settings, entry, secrets=secrets)  # the journal closed first
+    return RecoverReport(tuple(lines), ExitCode.OK, live)

@@ -116,8 +116,10 @@ class Secrets(Mapping[str, str]):
         self._values = {k: v for k, v in (values or {}).items() if v}
 
     @classmethod
-    def load(cls, path: Path) -> Secrets:
-        return cls(read_env_file(path))
+    def load(cls, path: Path, also: Mapping[str, str] | None = None) -> Secrets:
+        """The secrets of an env file (``secrets.env``), and ``also`` (secrets that other
+        settings hold, such as a webhook's token)."""
+        return cls({**read_env_file(path), **(also or {})})
 
     def __getitem__(self, key: str) -> str:
         return self._values[key]

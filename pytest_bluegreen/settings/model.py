@@ -20,7 +20,9 @@ from pytest_bluegreen.haproxy import (
     TlsFiles,
 )
 from pytest_bluegreen.instances import Haproxies, Instance
+from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.thresholds import Threshold
+from pytest_bluegreen.webhooks import Webhook, parse_webhooks
 
 from . import parsers as p
 from .options import setting
@@ -38,6 +40,7 @@ __all__ = [
     "EnvFiles",
     "HaproxySettings",
     "MetricsSettings",
+    "NotifySettings",
     "PrometheusSettings",
     "PromotionSettings",
     "ReportSettings",
@@ -563,6 +566,43 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class NotifySettings:
+    """Webhooks told of every outcome (docs/notifications.md)."""
+
+    GROUP: ClassVar[str] = "notify"
+    notify: tuple[Webhook, ...] = setting(
+        (),
+        parse_webhooks,
+        "http(s) URLs POSTed a JSON event (with a Slack-compatible text) on every outcome of "
+        "a gate or a bluegreen command (docs/notifications.md); in the environment or ini "
+        "separated by commas or spaces; their tokens and passwords are redacted like secrets",
+    )
+    notify_timeout: float = setting(
+        5.0, p.seconds, "seconds one notification attempt waits for the webhook's answer"
+    )
+    notify_retries: int = setting(
+        2,
+        p.whole(0, 5),
+        "retries of a notification after a connection error, HTTP 5xx or 429 (never after "
+        "another 4xx or a read timeout)",
+    )
+    run_id: str | None = setting(
+        None,
+        p.optional(p.text),
+        "this run's id in the notifications (default: GITHUB_RUN_ID or CI_PIPELINE_ID)",
+    )
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        """The webhooks' tokens and passwords, named for :class:`Secrets`."""
+        return {
+            f"notify[{number}]#{part}": value
+            for number, hook in enumerate(self.notify, start=1)
+            for part, value in enumerate(hook.secrets)
+        }
+
+
+@dataclass(frozen=True)
 class StateSettings:
     """What the gate remembers between runs."""
 
@@ -749,6 +789,7 @@ class Settings:
     bake: BakeSettings
     prometheus: PrometheusSettings
     promotion: PromotionSettings
+    notify: NotifySettings
     drill: DrillSettings
     instances: tuple[Instance, ...]  # [instances.NAME], else the one of the top-level settings
     reports: ReportSettings
@@ -758,6 +799,10 @@ class Settings:
     config_file: Path | None
     sources: Mapping[str, str] = field(repr=False)
     extensions: Mapping[type[Any], Any] = field(default_factory=dict, repr=False)
+
+    def load_secrets(self) -> Secrets:
+        """What no output may show: ``secrets.env``, and the ``notify`` URLs' tokens."""
+        return Secrets.load(self.env_files.secrets, also=self.notify.secrets)
 
     def haproxies(self) -> Haproxies:
         """Every HAProxy instance with its Runtime API client, as one group."""

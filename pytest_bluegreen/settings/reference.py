@@ -127,6 +127,7 @@ def _type_of(annotation: Any) -> str:
         ("PullPolicy", "missing | never | always"),
         ("OnFailedGate", "keep | teardown | restore"),
         ("tuple[str, ...]", "list of text"),
+        ("tuple[Webhook, ...]", "list of http(s) URLs"),
     ):
         text = text.replace(word, shown)
     return text.replace(" | None", " (optional)")

@@ -27,6 +27,7 @@ from .model import (
     EnvFiles,
     HaproxySettings,
     MetricsSettings,
+    NotifySettings,
     PrometheusSettings,
     PromotionSettings,
     ReportSettings,
@@ -52,6 +53,7 @@ CORE_GROUPS: tuple[type[Any], ...] = (
     BakeSettings,
     PrometheusSettings,
     PromotionSettings,
+    NotifySettings,
     DrillSettings,
     ReportSettings,
     StateSettings,
@@ -179,6 +181,7 @@ def resolve(
         drill=build(DrillSettings, variants=_resolve_drill(data, file_label, sources)),
         instances=instances,
         promotion=build(PromotionSettings),
+        notify=build(NotifySettings),
         reports=build(ReportSettings),
         state=build(StateSettings),
         env_files=build(EnvFiles, colors=topology.colors),
@@ -675,6 +678,11 @@ def describe(settings: Settings) -> list[str]:
             for c in settings.topology.color.values()
         ),
     ]
+    hooks = settings.notify.notify
+    if hooks:  # shown as scheme://host/…: the rest of a webhook URL is its secret
+        lines.append(
+            f"bluegreen notify: {', '.join(map(str, hooks))} ({settings.sources['notify']})"
+        )
     if settings.gating:
         run = settings.run
         mode = "rollback" if run.rollback else "switch" if run.switch else "deploy only"

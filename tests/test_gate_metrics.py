@@ -4,6 +4,7 @@ a real HAProxy."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import stat
@@ -161,7 +162,9 @@ def add_one(previous: Iterable[Sample]) -> list[Family]:
 def test_the_textfile_is_replaced_whole_and_counts_every_write(tmp_path: Path) -> None:
     path = tmp_path / "textfile" / "bluegreen.prom"
     write_textfile(path, add_one)
-    inode = path.stat().st_ino
+    # held open, the first file's inode cannot be reused by a later one (a false "same file")
+    first = path.open("rb")
+    inode = os.fstat(first.fileno()).st_ino
     seen: list[float] = []
     problems: list[str] = []
     done = threading.Event()
@@ -187,6 +190,7 @@ def test_the_textfile_is_replaced_whole_and_counts_every_write(tmp_path: Path) -
     assert seen == sorted(seen)  # a counter read back never goes down
     assert runs(read(path)) == {("switched", "green"): 100}
     assert path.stat().st_ino != inode  # renamed over, not rewritten in place
+    first.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # node_exporter runs as another user
     assert sorted(p.name for p in path.parent.iterdir()) == [
         ".bluegreen.prom.lock",

@@ -8,7 +8,7 @@ container healthy, then samples the CPU for ``--seconds``:
     idle_cpu       the host as a whole (/proc/stat busy jiffies), in cores; goal <= 0.1
     stack_cpu      dockerd, containerd, every containerd-shim and what runs under them (the
                    containers, runc, the health checks), the docker-proxies, and HAProxy of
-                   the local stack (haproxy/haproxy.cfg) when one runs: the stack's own part
+                   the local stack (scripts/local_stack.py's) when one runs: the stack's own part
                    of idle_cpu, apart from whatever else runs on a shared machine
     deploy_to_healthy  p50 and max over the re-creations
 
@@ -46,6 +46,8 @@ GOAL_CORES = 0.1
 TICKS = os.sysconf("SC_CLK_TCK")
 # roots of the stack's process trees: everything under them counts (containers, runc, checks)
 STACK_ROOTS = ("dockerd", "containerd", "containerd-shim")
+# on the command line of the HAProxy scripts/local_stack.py starts (of any checkout)
+LOCAL_HAPROXY = b"/.bluegreen/local/haproxy.pid"
 
 
 def host_busy_ticks() -> int:
@@ -75,7 +77,7 @@ def processes() -> dict[int, Proc]:
         fields = stat[stat.rindex(")") + 2 :].split()
         # fields[1] is ppid; utime, stime, cutime, cstime are fields 14 to 17 of stat
         ticks = sum(int(v) for v in fields[11:15])
-        if comm == "haproxy" and b"haproxy/haproxy.cfg" not in cmdline:
+        if comm == "haproxy" and LOCAL_HAPROXY not in cmdline:
             comm = "haproxy (other)"  # a test's HAProxy, not the local stack's
         found[int(entry.name)] = Proc(int(fields[1]), comm, ticks)
     return found

@@ -6,23 +6,25 @@ processes run and listen.
 Containers are found by their engine's labels with the docker SDK (one inspect per container,
 quick): Compose's project and service labels (``compose_project``, ``colors.<c>.services``), or,
 with ``deploy_engine = "swarm"``, Swarm's stack namespace and service name (every replica running
-on this host; ``bluegreen status`` lists a swarm's replicas on every node). Processes and
-listening ports are looked at with testinfra over ``docker://``: each probe is a ``docker exec``
-(100 ms to 1 s), so those checks are not ``quick``. The shared services' containers are the
-stack's containers that belong to no color.
+on this host; ``bluegreen status`` lists a swarm's replicas on every node). A container is
+healthy when its own health check, run now (one ``docker exec`` per container, all at once),
+passes: Docker's verdict can be a whole interval old (the compose file's checks run every 30 s;
+right after a deploy Docker says ``starting``), and is only quoted. Processes and listening
+ports are looked at with testinfra over ``docker://``: each probe is a ``docker exec`` (100 ms
+to 1 s), so those checks are not ``quick``. The shared services' containers are the stack's
+containers that belong to no color.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
 from pytest_bluegreen.contrib.services import ServiceSettings
 from pytest_bluegreen.engines import stack_containers
-from pytest_bluegreen.engines.compose import health_of
-from pytest_bluegreen.eventually import eventually
+from pytest_bluegreen.engines.serving import judge
 from pytest_bluegreen.haproxy import RuntimeApi
 from pytest_bluegreen.settings import Settings
 
@@ -30,9 +32,6 @@ if TYPE_CHECKING:
     from docker.models.containers import Container
 
     import docker
-
-# a container still "starting" (health check in its start period) is waited for this long
-STARTING_TIMEOUT = 30.0
 
 
 class Inside(NamedTuple):
@@ -109,41 +108,12 @@ def expected_shared(services: ServiceSettings) -> list[str]:
 # --- containers (docker SDK) ---------------------------------------------------------------
 
 
-def container_problem(service: str, container: Container) -> str | None:
-    """Why this container does not serve (``green-agents is unhealthy: ...``), or None."""
-    state = container.attrs["State"]
-    name = f"{service} ({container.name})"
-    if not state.get("Running"):
-        return f"{name} is not running: {state.get('Status')}, exit code {state.get('ExitCode')}"
-    if state.get("Paused") or state.get("Restarting"):
-        return f"{name} is {state.get('Status')}"
-    status = health_of(container)
-    if status in ("healthy", "none"):
-        return None
-    log = state["Health"].get("Log") or [{}]
-    last = log[-1]
-    output = " ".join(str(last.get("Output", "")).split()) or f"exit code {last.get('ExitCode')}"
-    streak = state["Health"].get("FailingStreak", 0)
-    return f"{name} is {status} ({streak} failed health checks in a row; the last: {output})"
-
-
-def wait_while_starting(containers: Iterable[Container]) -> None:
-    """Refresh the containers' state, waiting while any of them is still ``starting``."""
-
-    def none_starting() -> None:
-        starting = []
-        for container in containers:
-            container.reload()
-            if health_of(container) == "starting":
-                starting.append(str(container.name))
-        assert not starting, f"still starting: {', '.join(starting)}"
-
-    eventually(none_starting, timeout=STARTING_TIMEOUT, interval=0.5)
-
-
 def assert_serving(containers: dict[str, Container]) -> None:
-    wait_while_starting(containers.values())
-    problems = [p for s, c in containers.items() if (p := container_problem(s, c)) is not None]
+    """Every container runs and its health check, run now, passes."""
+    for container in containers.values():
+        container.reload()
+    judged = judge(containers.items())
+    problems = [p for j in judged if (p := j.problem()) is not None]
     assert not problems, "; ".join(problems)
 
 

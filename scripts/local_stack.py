@@ -31,8 +31,10 @@ import sys
 import time
 from pathlib import Path
 
+import docker.errors
 from python_on_whales import DockerClient, DockerException
 
+from pytest_bluegreen.engines.compose import docker_client, wait_serving
 from pytest_bluegreen.localhaproxy import Served, holder_of, prepare_server_state_file
 from pytest_bluegreen.localprometheus import (
     LocalPrometheus,
@@ -44,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / ".bluegreen" / "local"
 COMPOSE_FILE = ROOT / "docker" / "docker-compose.blue-green.yml"
 CONFIG = ROOT / "haproxy" / "haproxy.cfg"
+PROJECT = "sutazai"
 SHARED = ["postgres", "redis", "neo4j", "ollama"]
 SOCKET = os.environ.get("BG_RUNTIME_SOCKET", "/var/run/haproxy/admin.sock")
 PIDFILE = RUN / "haproxy.pid"
@@ -75,7 +78,7 @@ def _pid(pidfile: Path) -> int | None:
 
 
 def _compose() -> DockerClient:
-    return DockerClient(compose_files=[COMPOSE_FILE], compose_project_name="sutazai")
+    return DockerClient(compose_files=[COMPOSE_FILE], compose_project_name=PROJECT)
 
 
 def haproxy_env() -> dict[str, str]:
@@ -113,9 +116,19 @@ def up() -> None:
     start = time.monotonic()
     print(f"[stack] shared services: compose up {' '.join(SHARED)} (waiting for healthy)")
     try:
-        _compose().compose.up(SHARED, detach=True, wait=True, wait_timeout=180, quiet=True)
+        # no --wait: it waits for Docker's first health check, a calm interval away
+        _compose().compose.up(SHARED, detach=True, quiet=True)
+        client = docker_client()
     except DockerException as exc:
         sys.exit(f"[stack] ERROR: compose up failed: {(exc.stderr or str(exc)).strip()}")
+    except docker.errors.DockerException as exc:
+        sys.exit(f"[stack] ERROR: the Docker engine does not answer: {exc}")
+    try:  # every container's own health check, run here until it passes
+        waited = wait_serving(client, PROJECT, SHARED, timeout=180)
+    finally:
+        client.close()
+    if not waited.serving:
+        sys.exit(f"[stack] ERROR: not healthy within 180s: {', '.join(waited.brief())}")
     print(f"[stack] shared services healthy ({time.monotonic() - start:.1f}s)")
     start_haproxy(env)
     start_prometheus()

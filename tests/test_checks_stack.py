@@ -17,7 +17,16 @@ from pathlib import Path
 import pytest
 from python_on_whales import DockerClient
 
-from tests.support.docker_stack import ADDRESSES, JarvisStack, compose, docker_problem
+import docker as docker_sdk
+from pytest_bluegreen.engines.serving import health_of, run_health_check
+from tests.support.docker_stack import (
+    ADDRESSES,
+    JarvisStack,
+    compose,
+    docker_problem,
+    up_serving,
+    wait_serving,
+)
 from tests.support.gate import output
 from tests.support.infra import require_infra
 from tests.support.stack import ROOT, Backend, StackFactory, wait_for
@@ -94,7 +103,7 @@ def jarvis(
         restore_tags(stack)
         dc = stack_compose(stack)
         dc.compose.down(volumes=True, remove_orphans=True, quiet=True)
-        dc.compose.up(detach=True, wait=True, wait_timeout=120, quiet=True)
+        up_serving(dc)
         haproxy.wait_up("blue", "green", timeout=30)
         yield stack
     finally:
@@ -169,17 +178,9 @@ def green_servers_down(jarvis: JarvisStack) -> bool:
 
 
 def healthy_again(jarvis: JarvisStack) -> None:
-    """Wait until every container is healthy and HAProxy has both colors UP again."""
-    dc = stack_compose(jarvis)
-
-    def all_healthy() -> bool:
-        containers = dc.compose.ps(all=True)
-        return len(containers) == 10 and all(
-            c.state.running and c.state.health is not None and c.state.health.status == "healthy"
-            for c in containers
-        )
-
-    wait_for(all_healthy, 60, "every container healthy", interval=0.3)
+    """Wait until every container is healthy (as a deploy judges it) and HAProxy has both
+    colors UP again."""
+    wait_serving(sorted(stack_compose(jarvis).compose.config().services or {}), 60)
     jarvis.haproxy.wait_up("blue", "green", timeout=30)
 
 
@@ -257,7 +258,7 @@ def test_broken_build_fails_the_api_smoke_check_not_health(
         assert parallel_found == found
     finally:  # green back at v1.1.0, as on_failed_gate = "restore" would put it
         restore_tags(jarvis)
-        stack_compose(jarvis).compose.up(GREEN_SERVICES, detach=True, wait=True, quiet=True)
+        up_serving(stack_compose(jarvis), GREEN_SERVICES)
         healthy_again(jarvis)
 
 
@@ -314,7 +315,7 @@ def test_model_missing_fails_the_model_checks(
 ) -> None:
     fault = pytester.path / "no-tinyllama.env"
     fault.write_text("OLLAMA_MODELS=llama3\n")
-    stack_compose(jarvis, fault).compose.up(["ollama"], detach=True, wait=True, quiet=True)
+    up_serving(stack_compose(jarvis, fault), ["ollama"])
     try:
         result, found, _ = run_checks(
             pytester, jarvis, "--env", "green", "-m", "not perf", "-k", "not processes_and_ports"
@@ -329,23 +330,25 @@ def test_model_missing_fails_the_model_checks(
         line_of(result, "ollama cannot generate with tinyllama: HTTP 404: model 'tinyllama' not")
         line_of(result, "green cannot get an answer from its model: POST /api/ask HTTP 502")
     finally:
-        stack_compose(jarvis).compose.up(["ollama"], detach=True, wait=True, quiet=True)
+        up_serving(stack_compose(jarvis), ["ollama"])
 
 
 def test_unhealthy_container_fails_the_availability_check(
     pytester: pytest.Pytester, jarvis: JarvisStack
 ) -> None:
+    # a fresh green-agents: Docker's first health check is an interval (30 s) away, so Docker
+    # says "starting" throughout; the availability check runs the check itself
+    up_serving(stack_compose(jarvis), ["green-agents"], force_recreate=True, dependencies=False)
     docker = DockerClient()
-    # a hung worker: stopped, its heartbeat ages, its health check fails (about 7 s)
+    sdk = docker_sdk.from_env()
+    agents = sdk.containers.get("sutazai-green-agents")
+    # a hung worker: stopped, its heartbeat ages, its health check fails (about 5 s)
     docker.container.kill("sutazai-green-agents", signal="SIGSTOP")
     try:
-
-        def unhealthy() -> bool:
-            health = docker.container.inspect("sutazai-green-agents").state.health
-            return health is not None and health.status == "unhealthy"
-
-        wait_for(unhealthy, 30, "sutazai-green-agents to turn unhealthy", interval=0.3)
+        wait_for(lambda: not run_health_check(agents).passed, 30, "the heartbeat to age")
         result, found, _ = run_checks(pytester, jarvis, "--env", "green", "-m", "quick")
+        agents.reload()
+        assert health_of(agents) == "starting"  # Docker had no verdict: the check judged
         assert result.ret == 1, output(result)
         assert not_passed(found) == {
             "test_availability.py::test_containers_are_healthy[green]": "failed",
@@ -353,10 +356,11 @@ def test_unhealthy_container_fails_the_availability_check(
         }, output(result)
         line_of(
             result,
-            "AssertionError: green-agents (sutazai-green-agents) is unhealthy",
-            "the last: unhealthy: heartbeat",
+            "AssertionError: green-agents (sutazai-green-agents) is starting and its health "
+            "check, run now, fails: exit 1: unhealthy: heartbeat",
         )
         line_of(result, "is still 'queued': green's agents worker did not run it")
     finally:
         docker.container.kill("sutazai-green-agents", signal="SIGCONT")
+        sdk.close()
         healthy_again(jarvis)

@@ -2,10 +2,12 @@
 docker SDK to read containers).
 
 Deploying one color at a tag: check the engine and Compose v2 answer and the image is there,
-optionally back up (``backup_command`` in ``backup_service``), ``compose up -d --wait`` the
-color's services with the tag in ``<COLOR>_TAG`` (an env file that also remembers the other
-color's tag), and wait until every container is healthy, with a deadline. Every failure is a
-DeployError with one clear first line; nothing is half done that was not already running.
+optionally back up (``backup_command`` in ``backup_service``), ``compose up -d`` the color's
+services with the tag in ``<COLOR>_TAG`` (an env file that also remembers the other color's
+tag), and wait with a deadline until every container serves (:func:`wait_serving`: its own
+health check, run by us until it passes -- not Docker's first run of it, a calm interval away).
+Every failure is a DeployError with one clear first line; nothing is half done that was not
+already running.
 
 Also the one home of: the tags file, a color's tag variable, and a color's containers.
 """
@@ -23,6 +25,7 @@ from pytest_bluegreen.settings import ComposeSettings, Topology, parsers
 
 from . import DeployResult
 from .backup import run_backup
+from .serving import Waited, judge, wait_until_serving
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 
     import docker
 
-__all__ = ["ComposeEngine", "TagsFile", "compose_containers", "tag_variable"]
+__all__ = ["ComposeEngine", "TagsFile", "compose_containers", "tag_variable", "wait_serving"]
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -93,10 +96,18 @@ def compose_containers(
     return found
 
 
-def health_of(container: Container) -> str:
-    """``healthy``, ``unhealthy``, ``starting``, or ``none`` (no health check)."""
-    health = container.attrs.get("State", {}).get("Health")
-    return str(health["Status"]) if health else "none"
+def wait_serving(
+    client: docker.DockerClient, project: str, services: Iterable[str], *, timeout: float
+) -> Waited:
+    """Wait until every container of the project's ``services`` runs and its health check, run
+    by us, passes (see :mod:`.serving`), or ``timeout`` seconds pass, or one has stopped for
+    good. Then ``.serving`` says whether all do, and ``.brief()`` names what does not."""
+    wanted = list(services)
+
+    def find() -> dict[str, list[Container]]:
+        return {s: compose_containers(client, project, [s]) for s in wanted}
+
+    return wait_until_serving(find, timeout=timeout)
 
 
 def _first_line(exc: DockerException) -> str:
@@ -218,14 +229,8 @@ class ComposeEngine:
             f"(waiting up to {timeout:g}s for healthy)"
         )
         try:
-            self.client.compose.up(
-                services,
-                detach=True,
-                wait=True,
-                wait_timeout=max(1, round(timeout)),
-                pull=self.compose.pull,
-                quiet=True,
-            )
+            # no --wait: it waits for Docker's first health check, one (calm) interval away
+            self.client.compose.up(services, detach=True, pull=self.compose.pull, quiet=True)
         except self._exception as exc:
             self.tags.write(previous)
             unhealthy = self.unhealthy(services)
@@ -234,17 +239,16 @@ class ComposeEngine:
                 f"deploy of {color} {tag} failed: {_first_line(exc)}{detail}\n"
                 + self.logs_tail(services)
             ) from None
-        # Compose's --wait is not the last word (seen returning while a container was still
-        # "starting"): every container must report healthy before the deadline
-        deadline = start + timeout
-        while unhealthy := self.unhealthy(services):
-            if time.monotonic() >= deadline:
-                self.tags.write(previous)
-                raise DeployError(
-                    f"deploy of {color} {tag} failed: not healthy within {timeout:g}s: "
-                    f"{', '.join(unhealthy)}\n" + self.logs_tail(services)
-                )
-            time.sleep(0.2)
+        left = max(0.0, start + timeout - time.monotonic())
+        waited = self.wait_serving(services, left)
+        if not waited.serving:
+            self.tags.write(previous)
+            stopped = any(j.final for j in waited.judged)
+            why = "a container stopped" if stopped else f"not healthy within {timeout:g}s"
+            raise DeployError(
+                f"deploy of {color} {tag} failed: {why}: {', '.join(waited.brief())}\n"
+                + self.logs_tail(services)
+            )
         seconds = time.monotonic() - start
         self.progress(f"{color} {tag} is healthy after {seconds:.1f}s")
         return DeployResult(
@@ -257,17 +261,34 @@ class ComposeEngine:
             notes=tuple(notes),
         )
 
-    def unhealthy(self, services: list[str]) -> list[str]:
+    def wait_serving(self, services: list[str], timeout: float) -> Waited:
         try:
-            containers = self.client.compose.ps(services, all=True)
-        except self._exception:
+            client = docker_client()
+        except Exception as exc:  # docker's DockerException, or the SDK missing
+            raise DeployError(f"cannot look at the containers: {exc}") from None
+        try:
+            return wait_serving(client, self.compose.project_name, services, timeout=timeout)
+        finally:
+            client.close()
+
+    def unhealthy(self, services: list[str]) -> list[str]:
+        """The containers that do not serve now (their health checks run now), for an error
+        message; [] when they cannot be listed."""
+        try:
+            client = docker_client()
+        except Exception:
             return []
-        out = []
-        for c in containers:
-            health = c.state.health.status if c.state.health else None
-            if not c.state.running or health not in (None, "healthy"):
-                out.append(f"{c.name} ({health or c.state.status})")
-        return out
+        try:
+            pairs = [
+                (s, c)
+                for s in services
+                for c in compose_containers(client, self.compose.project_name, [s])
+            ]
+            return [j.brief() for j in judge(pairs) if not j.serving]
+        except Exception:
+            return []
+        finally:
+            client.close()
 
     def logs_tail(self, services: list[str], lines: int = 20) -> str:
         try:
@@ -286,7 +307,9 @@ class ComposeEngine:
 
 
 def color_health(compose: ComposeSettings, topology: Topology) -> dict[str, str]:
-    """color -> "3/3 healthy" from the containers' Compose labels; "-" without an engine."""
+    """color -> "3/3 healthy" from the containers' Compose labels: Docker's healthy as it is,
+    and, for a container Docker has not checked yet (or calls unhealthy), its health check run
+    now; "-" without an engine."""
     try:
         client = docker_client()
     except Exception:
@@ -295,9 +318,8 @@ def color_health(compose: ComposeSettings, topology: Topology) -> dict[str, str]
     try:
         for name, cfg in topology.color.items():
             containers = compose_containers(client, compose.project_name, cfg.services)
-            healthy = sum(
-                1 for c in containers if c.status == "running" and health_of(c) == "healthy"
-            )
+            judged = judge((("", c) for c in containers), trust_healthy=True)
+            healthy = sum(1 for j in judged if j.serving)
             out[name] = f"{healthy}/{len(cfg.services)} healthy"
     finally:
         client.close()

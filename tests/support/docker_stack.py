@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from python_on_whales import DockerClient, DockerException
 
+import docker
+from pytest_bluegreen.engines.compose import wait_serving as engine_wait_serving
 from pytest_bluegreen.load import LoadResult, run_load
 
 from .infra import require_infra
@@ -72,6 +74,26 @@ def docker_problem() -> str | None:
 
 def compose(**kwargs: Any) -> DockerClient:
     return DockerClient(compose_files=[COMPOSE_FILE], compose_project_name=PROJECT, **kwargs)
+
+
+def wait_serving(services: list[str], timeout: float = 120) -> None:
+    """Wait until every container of the services serves, as a deploy waits: it runs and its
+    health check, run here, passes."""
+    client = docker.from_env()
+    try:
+        waited = engine_wait_serving(client, PROJECT, services, timeout=timeout)
+    finally:
+        client.close()
+    assert waited.serving, f"not healthy within {timeout:g}s: {', '.join(waited.brief())}"
+
+
+def up_serving(
+    dc: DockerClient, services: list[str] | None = None, timeout: float = 120, **up: Any
+) -> None:
+    """``compose up -d`` the services (every one when None), then :func:`wait_serving`; not
+    ``--wait``, which waits for Docker's first health check, a calm interval away."""
+    dc.compose.up(services, detach=True, quiet=True, **up)
+    wait_serving(services or sorted(dc.compose.config().services or {}), timeout)
 
 
 @dataclass
@@ -176,7 +198,7 @@ def shared_services_behind_haproxy(
     require_infra(config, problem is None, problem or "")
     dc = compose()
     dc.compose.down(volumes=True, remove_orphans=True, quiet=True)
-    dc.compose.up(SHARED, detach=True, wait=True, wait_timeout=120, quiet=True)
+    up_serving(dc, SHARED)
     factory = StackFactory(workdir, cert, *backends)
     try:
         yield JarvisStack(factory("haproxy", addresses=ADDRESSES, wait_up=False), workdir)

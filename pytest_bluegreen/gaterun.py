@@ -7,6 +7,7 @@ by the ``bluegreen`` command, so both take the same path. The decision itself is
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -666,7 +667,9 @@ class GateRun:
         )
         target = switched.plan.target
         assert self.run_post is not None
-        with self.settings.prometheus.client() as prometheus:
+        asks_prometheus = bool(plan.prometheus) and self.settings.prometheus.prometheus_url
+        client = self.settings.prometheus.client() if asks_prometheus else None
+        with client or contextlib.nullcontext() as prometheus:
             result = Bake(
                 plan,
                 self.api,

@@ -11,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -139,14 +140,17 @@ def local_stack() -> ModuleType:
 def test_the_local_stack_runs_the_shipped_configuration_where_the_checks_look() -> None:
     stack = local_stack().PROMETHEUS
     assert stack.config == SHIPPED
-    assert stack.url == PrometheusSettings().prometheus_url == "http://127.0.0.1:10200"
+    # the bundled stack's settings (bluegreen.toml) point the checks at it
+    shipped = tomllib.loads((ROOT / "bluegreen.toml").read_text())
+    assert stack.url == shipped["prometheus_url"] == "http://127.0.0.1:10200"
+    assert PrometheusSettings().prometheus_url is None  # elsewhere: no Prometheus unless set
 
 
 def test_the_shipped_configuration_loads_its_rules_and_the_seeds_targets(
     binary: str, tmp_path: Path
 ) -> None:
     """monitoring/prometheus.yml itself (on a free port): the rule files load, and the targets
-    are HAProxy's exporter and each color's API with its color label."""
+    are HAProxy's exporter, each color's API with its color label, and the Pushgateway."""
     own = local(tmp_path / "shipped", "")
     shipped = LocalPrometheus(
         SHIPPED, own.storage, own.listen, own.pidfile, own.log, retention="1d"
@@ -176,6 +180,7 @@ def test_the_shipped_configuration_loads_its_rules_and_the_seeds_targets(
             ("haproxy", "127.0.0.1:8404", None),
             ("jarvis", "127.0.0.1:8010", "blue"),
             ("jarvis", "127.0.0.1:8011", "green"),
+            ("pushgateway", "127.0.0.1:9091", None),  # the gate's own metrics
         ]
         wait_for(lambda: targets() == expected, 20, "the shipped targets", interval=0.2)
     finally:

@@ -315,7 +315,7 @@ def test_the_settings_file_carries_the_three_tables(tmp_path: Path) -> None:
 
 def test_the_defaults(tmp_path: Path) -> None:
     settings = resolve({}, {}, {}, tmp_path)
-    assert settings.prometheus.prometheus_url == "http://127.0.0.1:10200"
+    assert settings.prometheus.prometheus_url is None  # a deployment without Prometheus
     assert (settings.prometheus.checks, settings.bake.prometheus) == ({}, ())
     assert settings.checks.compare_prometheus == {}
 

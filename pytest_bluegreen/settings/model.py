@@ -486,19 +486,23 @@ class PrometheusSettings:
     GROUP: ClassVar[str] = "prometheus"
     # [prometheus_checks] name = {query = "...", thresholds = [...]}: see promql.py
     checks: Mapping[str, Any] = field(default_factory=dict)
-    prometheus_url: str = setting(
-        "http://127.0.0.1:10200",
-        p.url,
-        "Prometheus' HTTP API: the PromQL checks ([prometheus_checks]), the bake's and the "
-        "comparison's Prometheus signals ([bake_prometheus], [compare_prometheus])",
+    prometheus_url: str | None = setting(
+        None,
+        p.optional(p.url),
+        "Prometheus' HTTP API (the bundled stack's: http://127.0.0.1:10200): the shipped "
+        "Prometheus checks, the PromQL checks ([prometheus_checks]), the bake's and the "
+        "comparison's Prometheus signals ([bake_prometheus], [compare_prometheus]); unset: a "
+        "deployment without Prometheus (its checks skip, saying so)",
         cli="--prometheus-url",
     )
     prometheus_timeout: float = setting(5.0, p.seconds, "seconds one Prometheus query may take")
 
     def client(self) -> Prometheus:
-        """A client of Prometheus' HTTP API at ``prometheus_url``."""
+        """A client of Prometheus' HTTP API at ``prometheus_url`` (which must be set)."""
         from pytest_bluegreen.promql import Prometheus  # noqa: PLC0415 - requests, when asked
 
+        if self.prometheus_url is None:
+            raise ValueError("no Prometheus is configured (prometheus_url)")
         return Prometheus(self.prometheus_url, self.prometheus_timeout)
 
 

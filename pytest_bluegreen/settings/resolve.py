@@ -154,6 +154,23 @@ def resolve(
     _check_missing(instances, run.allow_missing_instance, sources)
     if "instances" in data:  # the first instance stands for HAProxy where one is meant
         haproxy, switching = _first_instance(instances[0], haproxy, switching, sources)
+    compare_prometheus = _resolve_promql(data, "compare_prometheus", file_label, sources)
+    bake_prometheus = _resolve_promql(data, "bake_prometheus", file_label, sources)
+    prometheus_checks = _resolve_promql(data, "prometheus_checks", file_label, sources)
+    promql_tables = [
+        name
+        for name, table in (
+            ("prometheus_checks", prometheus_checks),
+            ("bake_prometheus", bake_prometheus),
+            ("compare_prometheus", compare_prometheus),
+        )
+        if table
+    ]
+    if promql_tables and values["prometheus_url"] is None:
+        raise SettingsError(
+            f"{file_label}: [{promql_tables[0]}] needs prometheus_url (where Prometheus' HTTP "
+            "API answers, e.g. http://127.0.0.1:10200)"
+        )
     return Settings(
         run=run,
         topology=topology,
@@ -165,18 +182,16 @@ def resolve(
             ChecksSettings,
             thresholds=thresholds,
             compare=_resolve_compare(data, file_label, sources),
-            compare_prometheus=_resolve_promql(data, "compare_prometheus", file_label, sources),
+            compare_prometheus=compare_prometheus,
         ),
         bake=build(
             BakeSettings,
             thresholds=_resolve_bake_thresholds(data, file_label, sources),
-            prometheus=tuple(
-                _resolve_promql(data, "bake_prometheus", file_label, sources).values()
-            ),
+            prometheus=tuple(bake_prometheus.values()),
         ),
         prometheus=build(
             PrometheusSettings,
-            checks=_resolve_promql(data, "prometheus_checks", file_label, sources),
+            checks=prometheus_checks,
         ),
         drill=build(DrillSettings, variants=_resolve_drill(data, file_label, sources)),
         instances=instances,

@@ -187,12 +187,15 @@ def healthy_again(jarvis: JarvisStack) -> None:
 # --- a healthy color ---------------------------------------------------------------------------
 
 
+# the Prometheus checks need the stack's Prometheus, which this fixture does not start (its
+# settings have no prometheus_url: they skip); tests/test_prometheus.py runs them against a
+# real one
+NO_PROMETHEUS = ("--ignore", str(ROOT / "checks" / "test_prometheus.py"))
+
+
 def test_a_healthy_color_passes_every_check(pytester: pytest.Pytester, jarvis: JarvisStack) -> None:
-    # the Prometheus checks need the stack's Prometheus, which this fixture does not start;
-    # tests/test_prometheus.py runs them against a real one
-    no_prometheus = ("--ignore", str(ROOT / "checks" / "test_prometheus.py"))
     result, found, _ = run_checks(
-        pytester, jarvis, "--env", "green", "-m", "not perf", *no_prometheus
+        pytester, jarvis, "--env", "green", "-m", "not perf", *NO_PROMETHEUS
     )
     assert result.ret == 0, output(result)
     assert set(found) >= GREEN_CHECKS, sorted(GREEN_CHECKS - set(found))
@@ -318,8 +321,9 @@ def test_model_missing_fails_the_model_checks(
     up_serving(stack_compose(jarvis, fault), ["ollama"])
     try:
         result, found, _ = run_checks(
-            pytester, jarvis, "--env", "green", "-m", "not perf", "-k", "not processes_and_ports"
-        )
+            pytester, jarvis, "--env", "green", "-m", "not perf", "-k", "not processes_and_ports",
+            *NO_PROMETHEUS,
+        )  # fmt: skip
         assert result.ret == 1, output(result)
         assert not_passed(found) == {
             "test_models.py::test_model_is_listed": "failed",

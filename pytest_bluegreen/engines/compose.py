@@ -33,7 +33,14 @@ if TYPE_CHECKING:
 
     import docker
 
-__all__ = ["ComposeEngine", "TagsFile", "compose_containers", "tag_variable", "wait_serving"]
+__all__ = [
+    "ComposeEngine",
+    "TagsFile",
+    "compose_containers",
+    "first_line",
+    "tag_variable",
+    "wait_serving",
+]
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -110,7 +117,8 @@ def wait_serving(
     return wait_until_serving(find, timeout=timeout)
 
 
-def _first_line(exc: DockerException) -> str:
+def first_line(exc: DockerException) -> str:
+    """The line of a docker CLI error worth showing (its last non-empty one)."""
     text = (exc.stderr or exc.stdout or str(exc)).strip()
     lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else f"exit code {exc.return_code}"
@@ -146,14 +154,14 @@ class ComposeEngine:
         try:
             self.client.system.info()
         except self._exception as exc:
-            raise DeployError(f"Docker engine not reachable: {_first_line(exc)}") from None
+            raise DeployError(f"Docker engine not reachable: {first_line(exc)}") from None
         except Exception as exc:  # python-on-whales' ClientNotFoundError: no docker CLI
             raise DeployError(f"the docker CLI is missing: {exc}") from None
         try:
             version = self.client.compose.version()
         except self._exception as exc:
             raise DeployError(
-                f"Docker Compose v2 is missing ('docker compose' failed: {_first_line(exc)}); "
+                f"Docker Compose v2 is missing ('docker compose' failed: {first_line(exc)}); "
                 "run scripts/install-docker"
             ) from None
         if "v2." not in version and " 2." not in version:
@@ -192,7 +200,7 @@ class ComposeEngine:
             running = [c for c in self.client.compose.ps([s.backup_service]) if c.state.running]
         except self._exception as exc:
             raise DeployError(
-                f"backup: cannot list {s.backup_service}: {_first_line(exc)}"
+                f"backup: cannot list {s.backup_service}: {first_line(exc)}"
             ) from None
         if not running:
             return None
@@ -236,7 +244,7 @@ class ComposeEngine:
             unhealthy = self.unhealthy(services)
             detail = f"; not healthy: {', '.join(unhealthy)}" if unhealthy else ""
             raise DeployError(
-                f"deploy of {color} {tag} failed: {_first_line(exc)}{detail}\n"
+                f"deploy of {color} {tag} failed: {first_line(exc)}{detail}\n"
                 + self.logs_tail(services)
             ) from None
         left = max(0.0, start + timeout - time.monotonic())
@@ -294,7 +302,7 @@ class ComposeEngine:
         try:
             text = self.client.compose.logs(services, tail=str(lines), no_log_prefix=False)
         except self._exception as exc:
-            return f"(no logs: {_first_line(exc)})"
+            return f"(no logs: {first_line(exc)})"
         return str(text or "").rstrip()
 
     def teardown(self, color: str) -> None:
@@ -303,7 +311,7 @@ class ComposeEngine:
         try:
             self.client.compose.rm(services, stop=True)
         except self._exception as exc:
-            raise DeployError(f"teardown of {color} failed: {_first_line(exc)}") from None
+            raise DeployError(f"teardown of {color} failed: {first_line(exc)}") from None
 
 
 def color_health(compose: ComposeSettings, topology: Topology) -> dict[str, str]:

@@ -32,14 +32,14 @@ from pytest_bluegreen.settings import ComposeSettings, SwarmSettings, Topology, 
 
 from . import DeployResult
 from .backup import run_backup
-from .compose import TagsFile, docker_client, tag_variable
+from .compose import TagsFile, docker_client, first_line, tag_variable
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient, DockerException
 
     import docker
 
-__all__ = ["Replica", "SwarmEngine", "color_replicas", "replicas_variable"]
+__all__ = ["Replica", "SwarmEngine", "color_replicas", "find_service", "replicas_variable"]
 
 SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 STACK_LABEL = "com.docker.stack.namespace"
@@ -97,6 +97,12 @@ def _nodes(client: docker.DockerClient) -> dict[str, str]:
     }
 
 
+def find_service(client: docker.DockerClient, swarm: SwarmSettings, service: str) -> Any:
+    """The swarm service of one of the stack's services (its exact name), or None."""
+    name = swarm.service(service)
+    return next((s for s in client.services.list(filters={"name": name}) if s.name == name), None)
+
+
 def service_replicas(
     client: docker.DockerClient, swarm: SwarmSettings, services: Iterable[str]
 ) -> list[Replica]:
@@ -104,9 +110,9 @@ def service_replicas(
     nodes = _nodes(client)
     found: list[Replica] = []
     for service in services:
-        listed = client.services.list(filters={"name": swarm.service(service)})
-        for svc in (s for s in listed if s.name == swarm.service(service)):
-            every: list[dict[str, Any]] = svc.tasks()  # type: ignore[no-untyped-call]
+        svc = find_service(client, swarm, service)
+        if svc is not None:
+            every: list[dict[str, Any]] = svc.tasks()
             tasks = sorted(every, key=lambda t: str(t.get("UpdatedAt", "")), reverse=True)
             for task in tasks:
                 status: dict[str, Any] = task.get("Status", {})
@@ -145,12 +151,6 @@ def color_replicas(swarm: SwarmSettings, topology: Topology) -> dict[str, list[R
         return None
     finally:
         client.close()
-
-
-def _first_line(exc: DockerException) -> str:
-    text = (exc.stderr or exc.stdout or str(exc)).strip()
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else f"exit code {exc.return_code}"
 
 
 class SwarmEngine:
@@ -221,7 +221,7 @@ class SwarmEngine:
         try:
             present = self.client.image.exists(image)
         except self._exception as exc:
-            raise DeployError(f"cannot look for image {image}: {_first_line(exc)}") from None
+            raise DeployError(f"cannot look for image {image}: {first_line(exc)}") from None
         if not present:
             raise DeployError(
                 f"image {image} is not present on this node (pull policy 'never'); build it "
@@ -229,12 +229,11 @@ class SwarmEngine:
             )
 
     def _current_image(self, service: str) -> str | None:
-        listed = self.sdk.services.list(filters={"name": self.swarm.service(service)})
-        for svc in listed:
-            if svc.name == self.swarm.service(service):
-                spec = svc.attrs.get("Spec", {}).get("TaskTemplate", {}).get("ContainerSpec", {})
-                return _image(str(spec.get("Image", ""))) or None
-        return None
+        svc = find_service(self.sdk, self.swarm, service)
+        if svc is None:
+            return None
+        spec = svc.attrs.get("Spec", {}).get("TaskTemplate", {}).get("ContainerSpec", {})
+        return _image(str(spec.get("Image", ""))) or None
 
     def deployed_tag(self, color: str) -> str | None:
         try:
@@ -303,7 +302,7 @@ class SwarmEngine:
                         quiet=True,
                     )
         except self._exception as exc:
-            raise DeployError(f"deploy of {color} {tag} failed: {_first_line(exc)}") from None
+            raise DeployError(f"deploy of {color} {tag} failed: {first_line(exc)}") from None
         self._wait_rolled_out(
             color=color,
             tag=tag,
@@ -390,13 +389,10 @@ class SwarmEngine:
 
     def _update_status(self, service: str) -> tuple[str | None, str | None]:
         """Swarm's update of the service: its state and when it started (None: none yet)."""
-        listed = self.sdk.services.list(filters={"name": self.swarm.service(service)})
-        for svc in listed:
-            if svc.name == self.swarm.service(service):
-                status = svc.attrs.get("UpdateStatus") or {}
-                state, started = status.get("State"), status.get("StartedAt")
-                return (str(state) if state else None, str(started) if started else None)
-        return (None, None)
+        svc = find_service(self.sdk, self.swarm, service)
+        status = (svc.attrs.get("UpdateStatus") or {}) if svc is not None else {}
+        state, started = status.get("State"), status.get("StartedAt")
+        return (str(state) if state else None, str(started) if started else None)
 
     def _update_state(self, service: str, before: tuple[str | None, str | None]) -> str | None:
         """The state of the update started after ``before`` was read; None while Swarm has not
@@ -415,7 +411,7 @@ class SwarmEngine:
             try:
                 logs = self.client.service.logs(self.swarm.service(service), tail=20)
             except self._exception as exc:
-                logs = f"(no logs: {_first_line(exc)})"
+                logs = f"(no logs: {first_line(exc)})"
             lines.append(f"=== {service} (last lines)\n{str(logs or '').rstrip()}")
         return "\n".join(lines)
 
@@ -459,4 +455,4 @@ class SwarmEngine:
         try:
             self.client.service.scale({self.swarm.service(s): 0 for s in services}, detach=True)
         except self._exception as exc:
-            raise DeployError(f"teardown of {color} failed: {_first_line(exc)}") from None
+            raise DeployError(f"teardown of {color} failed: {first_line(exc)}") from None

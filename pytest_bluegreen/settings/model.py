@@ -442,9 +442,9 @@ class BakeSettings:
     prometheus: tuple[Any, ...] = ()
     bake_seconds: float | None = setting(
         None,
-        p.optional(p.seconds),
+        p.optional(p.off_at_zero(p.seconds)),
         "SECONDS: after a switch, run the post checks and watch HAProxy's counters this long; "
-        "a failed bake switches back",
+        "a failed bake switches back; 0: no bake",
         cli="--bake",
     )
     bake_interval: float = setting(10.0, p.seconds, "seconds of one bake interval")

@@ -19,6 +19,7 @@ __all__ = [
     "choice",
     "header",
     "image_tag",
+    "off_at_zero",
     "optional",
     "path",
     "path_segment",
@@ -57,6 +58,22 @@ def optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
         return parse(value)
 
     return parse_optional
+
+
+def off_at_zero(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``0`` means off (``None``, as unset: ``--bake 0`` is no bake); anything else goes to
+    ``parse``."""
+
+    def parse_off_at_zero(value: Any) -> Any:
+        if not isinstance(value, bool):
+            try:
+                if float(str(value).strip()) == 0:
+                    return None
+            except ValueError:
+                pass
+        return parse(value)
+
+    return parse_off_at_zero
 
 
 def boolean(value: Any) -> bool:

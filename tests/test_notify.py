@@ -74,7 +74,7 @@ def test_a_webhook_shows_its_host_only_and_names_its_secrets() -> None:
         "Webhook(https://alerts.example.com:8443/…)",
     )
     assert slack.secrets == ("T0123ABCD", "B0456EFGH", "abcdefghijklmnopqrstuvwx")
-    assert basic.secrets == (PASSWORD, "qwerty123")
+    assert basic.secrets == (f"bot:{PASSWORD}", PASSWORD, "qwerty123")
     assert str(Webhook("http://127.0.0.1:9000")) == "http://127.0.0.1:9000"
 
 

@@ -11,6 +11,8 @@ import enum
 from collections.abc import Mapping
 from typing import ClassVar
 
+from .redaction import mask_credentials
+
 __all__ = [
     "EXIT_CODES",
     "BluegreenError",
@@ -63,6 +65,10 @@ class BluegreenError(Exception):
     """A failure the gate expects and explains: its first line is for the operator."""
 
     exit_code: ClassVar[ExitCode] = ExitCode.REFUSED
+
+    def __str__(self) -> str:
+        # printed as is where no session's secrets are at hand (the command's error line)
+        return mask_credentials(super().__str__())
 
     @property
     def first_line(self) -> str:

@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import requests
 
@@ -48,6 +48,7 @@ from .bake import IntervalVerdict
 from .exposition import ExpositionError, Family, Labels, Sample, labels_of, parse, render
 from .haproxy import RuntimeApiError
 from .instances import InstancesDisagree
+from .redaction import excerpt, redact, shown_url, url_secrets
 from .state import HistoryEntry, Outcome
 from .switch import live_color
 
@@ -209,14 +210,6 @@ class PushFailed(Exception):
     """The Pushgateway could not be read or written in time."""
 
 
-def shown_url(url: str) -> str:
-    """The URL without its credentials (``http://***@host:9091``), for messages."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
-
-
 def group_url(url: str, instance: str) -> str:
     return f"{url.rstrip('/')}/metrics/job/{JOB}/instance/{quote(instance, safe='')}"
 
@@ -268,7 +261,7 @@ def _request(
             continue
         if answer.ok:
             return answer
-        problem = f"{method} answered HTTP {answer.status_code}: {answer.text.strip()[:200]}"
+        problem = f"{method} answered HTTP {answer.status_code}: {excerpt(answer.text, 200)}"
         if answer.status_code < 500:
             break  # a refusal: asking again changes nothing
     raise PushFailed(problem)
@@ -323,8 +316,4 @@ def publish(settings: Settings, run: RunMetrics, api: AnyHaproxy | None = None) 
 
 
 def _without_credentials(text: str, url: str) -> str:
-    parts = urlsplit(url)
-    for secret in (parts.password, parts.username):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    return redact(text, url_secrets(url))

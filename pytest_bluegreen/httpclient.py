@@ -9,6 +9,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .redaction import shown_url
+
 __all__ = ["ColorSession"]
 
 
@@ -52,4 +54,4 @@ class ColorSession(requests.Session):
         return super().request(method, urljoin(self.base_url, url), *args, **kwargs)
 
     def __repr__(self) -> str:
-        return f"<ColorSession {self.color} {self.base_url}>"
+        return f"<ColorSession {self.color} {shown_url(self.base_url)}>"

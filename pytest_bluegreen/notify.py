@@ -104,7 +104,9 @@ class Event:
             source=entry.from_color,
             target=entry.to_color,
             tag=entry.tag,
-            reason=secrets.redact(" ".join(entry.reason.split())),
+            # redacted first, then put on one line: collapsing the whitespace inside a secret
+            # (a tab, two spaces, a newline) first would hide it from the redactor
+            reason=" ".join(secrets.redact(entry.reason).split()),
             exit_code=None if exit_code is None else int(exit_code),
             time=entry.time,
             host=entry.host,

@@ -246,7 +246,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(
             "bluegreen gate: off: this mode runs no checks; nothing is deployed or switched"
         )
-    return lines
+    secrets = config.stash[SECRETS_KEY]  # a URL setting's password, a DSN's
+    return [secrets.redact(line) for line in lines]
 
 
 @pytest.hookimpl(tryfirst=True)  # before a test module's own: the color leads the id

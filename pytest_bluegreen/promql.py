@@ -38,6 +38,7 @@ from typing import Any
 
 from .compare import CompareDecision, CompareRule, Comparison, compare_values, parse_value_rule
 from .eventually import InfrastructureError
+from .redaction import excerpt, shown_url
 from .thresholds import Threshold, ThresholdError, measure_series, parse_series
 
 __all__ = [
@@ -173,7 +174,7 @@ class Prometheus:
         self._session.close()
 
     def __repr__(self) -> str:
-        return f"Prometheus({self.url!r})"
+        return f"Prometheus({shown_url(self.url)!r})"
 
     def query(self, expr: str, *, at: float | None = None) -> QueryResult:
         """An instant query, now or at ``at`` (Unix seconds)."""
@@ -224,7 +225,7 @@ class Prometheus:
         if not isinstance(body, dict) or "status" not in body:
             raise PrometheusUnreachable(
                 f"no Prometheus API at {self.url}: GET {path} answered HTTP "
-                f"{response.status_code} {response.text[:120]!r}"
+                f"{response.status_code} {excerpt(response.text, 120)!r}"
             )
         if body["status"] == "success":
             return body["data"]

@@ -10,6 +10,7 @@ nothing and so notifies nothing.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import state
@@ -31,9 +32,11 @@ def record(
     to_history: bool = True,
 ) -> list[str]:
     """Append ``entry`` to the history (unless ``to_history`` is false: a refusal before the
-    gate held the lock), then notify every webhook. Never raises for either: returns the
-    warning lines (history not written, notification not delivered), secrets redacted."""
+    gate held the lock), then notify every webhook, its reason redacted first (whatever the
+    caller did). Never raises for either: returns the warning lines (history not written,
+    notification not delivered), secrets redacted."""
     warnings: list[str] = []
+    entry = replace(entry, reason=secrets.redact(entry.reason))  # before anything is written
     if to_history:
         try:
             state.append(settings.state.state_file, entry)

@@ -11,13 +11,23 @@ by ``***`` in every encoding a report writes it in:
 - percent-encoded (``quote`` with and without ``/`` safe, and ``quote_plus``), as a URL or a
   DSN holds it; and these escapes of the escapes (JSON of a ``repr``, XML of JSON, ...);
 - inside ``Basic`` authorization tokens (base64 of ``user:password``): a token whose decoded
-  text holds a secret is replaced whole.
+  text holds a secret is replaced whole;
+- as whitespace-normalising code leaves it: runs of whitespace collapsed to one space (a
+  one-line reason), and each line of a secret that spans lines (a message's first line).
 
 Values shorter than :data:`MIN_SECRET_LENGTH` are not redacted: they would blank out ordinary
 words (a secret ``word`` would eat ``password``). The plugin applies the redactor to every
 test report (keeping the crash line that names the real error), skip and xfail reasons,
 captured output, log records, the gate's own lines, the verdict, the history, and, as a last
-pass, every report file written (Allure, JUnit, verdict).
+pass, every report file written (Allure, JUnit, verdict). Text is redacted before it is
+normalised or cut short (:func:`excerpt` cuts only between words).
+
+URLs hold secrets too. A URL setting's value is a :class:`Url` (the ``url`` parsers make it):
+itself wherever it is used, shown by ``repr`` without its user info and query values
+(:func:`shown_url`: ``http://***@host``), its secret parts (:func:`url_secrets`) collected into
+the session's :class:`Secrets` (:func:`secrets_of_urls`, over every settings group). And in any
+text the redactor hides the password of a ``scheme://user:password@host`` URL (the whole user
+info when it has no password: a token), whatever secrets are known.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
 import pytest
 
@@ -46,7 +56,13 @@ __all__ = [
     "SECRET_HEADERS",
     "ReportScrubber",
     "Secrets",
+    "Url",
+    "excerpt",
+    "mask_credentials",
     "redact",
+    "secrets_of_urls",
+    "shown_url",
+    "url_secrets",
 ]
 
 REDACTED = "***"
@@ -56,6 +72,126 @@ SECRET_HEADERS = frozenset(
 )
 MIN_SECRET_LENGTH = 6  # shorter values would blank out ordinary words
 _BASIC = re.compile(r"(?i)(basic\s+)([A-Za-z0-9+/]{8,}={0,2})")
+# scheme://user:password@ or scheme://token@ in any text; the password may hold "@" (the last
+# "@" before the host ends it, as urlsplit reads it), never a quote, a space or a path
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s/?#@:'\"<>\\]*)(:[^\s/?#'\"<>\\]*)?@")
+
+
+# --- URLs ------------------------------------------------------------------------------------
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` URL in it shown as
+    ``***`` (``http://user:***@host``), and a user info without a password (a token) too."""
+    if "@" not in text or "://" not in text:
+        return text
+
+    def masked(match: re.Match[str]) -> str:
+        scheme, user, password = match[1], match[2], match[3]
+        if password is not None:
+            return f"{scheme}{user}:{REDACTED}@"
+        return f"{scheme}{REDACTED}@" if user else match[0]
+
+    return _USERINFO.sub(masked, text)
+
+
+def shown_url(url: str) -> str:
+    """The URL as messages and ``repr`` show it: its user info, every query value and the
+    fragment as ``***``: ``https://***@host:9091/p?token=***``."""
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:  # not a URL urlsplit reads (a bad IPv6 host): the text rule alone
+        return mask_credentials(url)
+    _, at, host = parts.netloc.rpartition("@")
+    netloc = f"{REDACTED}@{host}" if at else host
+    if query:
+        shown_query = urlencode([(key, REDACTED) for key, _ in query], safe="*")
+    else:
+        shown_query = parts.query
+    fragment = REDACTED if parts.fragment else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=shown_query, fragment=fragment))
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """What no output may show of a URL: its user info (``user:password``: redacted whole, a
+    URL shows as ``http://***@host``), its password alone (or the user name when there is no
+    password: a token), each as written and decoded; every query value; the fragment."""
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        password, user = parts.password, parts.username
+    except ValueError:
+        return ()
+    found: list[str] = []
+    userinfo = parts.netloc.rpartition("@")[0]
+    credential = password if password is not None else user
+    for secret in (userinfo, credential):
+        if secret:
+            found += [secret, unquote(secret)]
+    found += [value for _, value in query]  # decoded, and as written:
+    found += [item.partition("=")[2] for item in re.split("[&;]", parts.query)]
+    if parts.fragment:
+        found += [parts.fragment, unquote(parts.fragment)]
+    return tuple(dict.fromkeys(s for s in found if s))
+
+
+class Url(str):
+    """A URL setting's value (``prometheus_url``, ``metrics_push_url``, a color's ``api_url``
+    ...): a ``str`` wherever it is used, but ``repr`` (a settings dataclass's, pytest's
+    ``--showlocals``) shows it without its secrets (:func:`shown_url`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(shown_url(self))
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return url_secrets(self)
+
+
+def secrets_of_urls(value: Any, name: str = "") -> dict[str, str]:
+    """The secret parts of every :class:`Url` inside ``value`` (settings groups, their
+    mappings and tuples, nested), named ``<where>#<n>`` for :class:`Secrets`."""
+    found: dict[str, str] = {}
+    seen: set[int] = set()
+
+    def walk(item: Any, where: str) -> None:
+        if isinstance(item, Url):
+            for number, secret in enumerate(item.secrets):
+                found[f"{where}#{number}"] = secret
+            return
+        if isinstance(item, str | bytes | int | float | Path | type) or id(item) in seen:
+            return
+        seen.add(id(item))
+        if dataclasses.is_dataclass(item):
+            for field in dataclasses.fields(item):
+                walk(getattr(item, field.name), f"{where}.{field.name}".lstrip("."))
+        elif isinstance(item, Mapping):
+            for key, inner in item.items():
+                walk(inner, f"{where}[{getattr(key, '__name__', key)}]")
+        elif isinstance(item, list | tuple | set | frozenset):
+            for number, inner in enumerate(item):
+                walk(inner, f"{where}[{number}]")
+
+    walk(value, name)
+    return found
+
+
+def excerpt(text: str, limit: int) -> str:
+    """``text`` on one line (runs of whitespace collapsed), at most ``limit`` characters, cut
+    only between words: a secret in it stays whole (for the redactor) or goes whole. Redact
+    before collapsing where the secrets are at hand."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > 0 else "") + "…"
+
+
+# --- encodings -------------------------------------------------------------------------------
 
 
 def _repr_forms(text: str) -> set[str]:
@@ -109,6 +245,14 @@ def forms_of(secret: str) -> set[str]:
     return {f for f in second if f}
 
 
+def _normalised(secret: str) -> set[str]:
+    """The secret as whitespace-normalising code leaves it: collapsed to one line, and each
+    of its lines (the first line of a message), when long enough to redact."""
+    variants = {" ".join(secret.split())}
+    variants |= {line.strip() for line in secret.splitlines()}
+    return {v for v in variants if len(v) >= MIN_SECRET_LENGTH and v != secret}
+
+
 class Secrets(Mapping[str, str]):
     """Secret name -> value. Its ``repr`` and ``str`` name the keys only."""
 
@@ -146,18 +290,21 @@ class Secrets(Mapping[str, str]):
 
     @cached_property
     def _pattern(self) -> re.Pattern[str] | None:
-        forms = {f for secret in self._redactable for f in forms_of(secret)}
+        variants = {v for secret in self._redactable for v in (secret, *_normalised(secret))}
+        forms = {f for secret in variants for f in forms_of(secret)}
         if not forms:
             return None
         alternatives = sorted(forms, key=len, reverse=True)  # the longest form wins
         return re.compile("|".join(re.escape(f) for f in alternatives))
 
     def redact(self, text: str) -> str:
-        pattern = self._pattern
-        if pattern is None or not text:
+        if not text:
             return text
-        text = pattern.sub(REDACTED, text)
-        return _BASIC.sub(self._basic, text)
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(REDACTED, text)
+            text = _BASIC.sub(self._basic, text)
+        return mask_credentials(text)
 
     def _basic(self, match: re.Match[str]) -> str:
         try:

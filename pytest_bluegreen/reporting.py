@@ -88,11 +88,13 @@ def describe_exchange(response: Any, secrets: Secrets) -> str:
 
     body = request.body or b""
     sent = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+    # each part redacted whole before it is cut short: a cut could split a secret in two
+    sent, received = secrets.redact(sent)[:2000], secrets.redact(response.text)[:4000]
     text = (
-        f"{request.method} {request.url}\n{headers(request.headers)}\n\n{sent[:2000]}\n\n"
+        f"{request.method} {request.url}\n{headers(request.headers)}\n\n{sent}\n\n"
         f"--- response: HTTP {response.status_code} in "
         f"{response.elapsed.total_seconds() * 1000:.1f} ms\n{headers(response.headers)}\n\n"
-        f"{response.text[:4000]}"
+        f"{received}"
     )
     return secrets.redact(text)
 

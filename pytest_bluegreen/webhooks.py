@@ -1,8 +1,9 @@
 """The ``notify`` setting's webhook URLs: parsed strictly, never shown whole.
 
 A webhook URL holds its secret (a Slack token in the path, ``user:password@``, a ``?token=``):
-:attr:`Webhook.secrets` gives those parts to the session's :class:`~.redaction.Secrets`, and a
-URL is only ever shown as ``scheme://host/…`` (:attr:`Webhook.shown`), also in a parse error.
+:attr:`Webhook.secrets` gives those parts to the session's :class:`~.redaction.Secrets` (what
+any URL setting gives, and the path's tokens), and a URL is only ever shown as
+``scheme://host/…`` (:attr:`Webhook.shown`), also in a parse error.
 Sending to them is :mod:`.notify`.
 """
 
@@ -11,7 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
+
+from .redaction import url_secrets
 
 __all__ = ["Webhook", "parse_webhooks"]
 
@@ -37,14 +40,11 @@ class Webhook:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The parts of the URL no output may show: the password, the path's tokens and ids,
-        every query value, the fragment."""
-        parts = urlsplit(self.url)
-        found = [parts.password or ""]
-        found += [s for s in parts.path.split("/") if _secret_segment(s)]
-        found += [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
-        found.append(parts.fragment)
-        return tuple(s for s in found if s)
+        """The parts of the URL no output may show: the path's tokens and ids, and what any
+        URL setting hides (:func:`~.redaction.url_secrets`: the password as written and
+        decoded, or a user name that is a token; every query value; the fragment)."""
+        path = [s for s in urlsplit(self.url).path.split("/") if _secret_segment(s)]
+        return tuple(dict.fromkeys([*path, *url_secrets(self.url)]))
 
     def __str__(self) -> str:
         return self.shown

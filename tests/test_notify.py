@@ -74,7 +74,7 @@ def test_a_webhook_shows_its_host_only_and_names_its_secrets() -> None:
         "Webhook(https://alerts.example.com:8443/…)",
     )
     assert slack.secrets == ("T0123ABCD", "B0456EFGH", "abcdefghijklmnopqrstuvwx")
-    assert basic.secrets == (PASSWORD, "qwerty123")
+    assert basic.secrets == (f"bot:{PASSWORD}", PASSWORD, "qwerty123")
     assert str(Webhook("http://127.0.0.1:9000")) == "http://127.0.0.1:9000"
 
 
@@ -493,3 +493,124 @@ def test_bluegreen_recover_notifies_its_recovery(
     [event] = hook.events()
     assert (event["event"], event["from"], event["to"]) == ("recovered", "green", "blue")
     assert event["text"].startswith(":wrench: recovered: blue live: recovered the switch blue")
+
+
+# --- secrets with whitespace in them ------------------------------------------------------------
+
+# secrets.env as an operator writes it (envfile.py reads \t and \n in double quotes)
+WHITESPACE_SECRETS = (
+    'TAB_SECRET="tab\\tinside-s3cret"\n'
+    "SPACES_SECRET='two  spaces-s3cret'\n"
+    'NEWLINE_SECRET="first-line-s3cret\\nsecond-line-s3cret"\n'
+    'EVERYTHING="a  b\\tc-s3cret\\n  d  e-s3cret "\n'
+)
+
+
+def whitespace_secrets(folder: Path) -> Secrets:
+    path = folder / "secrets.env"
+    path.write_text(WHITESPACE_SECRETS)
+    secrets = Secrets.load(path)
+    assert "\t" in secrets["TAB_SECRET"]
+    assert "\n" in secrets["NEWLINE_SECRET"]
+    return secrets
+
+
+def leaked(text: str, secrets: Secrets) -> list[str]:
+    """Each secret as any whitespace-normalising code could have left it, found in ``text``."""
+    found = []
+    for name, value in secrets.items():
+        forms = {value, " ".join(value.split()), *(line.strip() for line in value.splitlines())}
+        forms |= {json.dumps(f)[1:-1] for f in forms}
+        found += [f"{name}: {form!r}" for form in forms if len(form) >= 6 and form in text]
+    return found
+
+
+def reason_with(secrets: Secrets) -> str:
+    return "hook said: " + " | ".join(secrets.values()) + "\nand a second line"
+
+
+@pytest.mark.parametrize("event", sorted(EVENTS))
+def test_a_secret_with_whitespace_never_reaches_a_webhook(
+    receivers: list[Receiver], tmp_path: Path, event: str
+) -> None:
+    """``notify`` itself, which the CLI's, recover's and reconcile's events rely on."""
+    secrets = whitespace_secrets(tmp_path)
+    hook = receiver(receivers)
+    bake_failed = event == "bake-failed"
+    outcome = Outcome.ROLLED_BACK if bake_failed else Outcome(event)
+    code = ExitCode.BAKE_FAILED if bake_failed else None
+    recorded = entry(outcome, reason=reason_with(secrets))
+    assert notify(settings(hook.url()), recorded, secrets=secrets, exit_code=code) == []
+    [payload] = hook.events()
+    assert payload["event"] == event
+    assert leaked(hook.received[0].body.decode(), secrets) == []
+    assert payload["reason"] == "hook said: *** | *** | *** | *** and a second line"
+    assert "\n" not in payload["text"]
+
+
+@pytest.mark.parametrize(
+    "outcome", [Outcome.RECOVERED, Outcome.ABORTED, Outcome.EXPIRED, Outcome.REFUSED]
+)
+def test_a_recorded_outcome_keeps_a_whitespace_secret_out_of_the_history_and_webhooks(
+    receivers: list[Receiver], tmp_path: Path, outcome: Outcome
+) -> None:
+    """``recording.record``, the one place every outcome goes through (the gate, bluegreen
+    recover, abort and expiry, reconcile): redacted before anything is written or sent."""
+    from pytest_bluegreen.recording import record  # noqa: PLC0415
+
+    hook = receiver(receivers)
+    (tmp_path / "bluegreen.toml").write_text(
+        f'state_file = "history.json"\nnotify = ["{hook.url()}"]\nnotify_timeout = 2\n'
+    )
+    secrets = whitespace_secrets(tmp_path)
+    config = resolve({}, {}, {}, tmp_path)
+    warnings = record(config, entry(outcome, reason=reason_with(secrets)), secrets=secrets)
+    assert warnings == []
+    history_text = (tmp_path / "history.json").read_text()
+    assert leaked(history_text, secrets) == []
+    assert leaked(hook.received[0].body.decode(), secrets) == []
+    [written] = json.loads(history_text)["history"]
+    assert written["reason"] == "hook said: *** | *** | *** | ***\nand a second line"
+
+
+@pytest.mark.infra
+def test_a_gate_s_and_bluegreen_s_events_keep_whitespace_secrets_out(
+    pytester: pytest.Pytester, stack: Stack, receivers: list[Receiver]
+) -> None:
+    """Through real runs: a gate vetoed by a hook that quotes every secret, and bluegreen
+    recover after a cut-off switch (its reason and the webhook it sends)."""
+    from tests.test_cli import BLUEGREEN, cut_off_switch  # noqa: PLC0415
+
+    hook = receiver(receivers)
+    env = pytester.path / "env"
+    env.mkdir()
+    secrets = whitespace_secrets(env)
+    pytester.makeconftest(
+        "from pytest_bluegreen.keys import secrets_of\n\n\n"
+        "def pytest_bluegreen_before_switch(config, plan, decision):\n"
+        "    return 'frozen: ' + ' | '.join(secrets_of(config).values())\n"
+    )
+    vetoed = run_gate(
+        pytester, stack, "--env", "green", "--switch", env_dir="env", **notify_settings(hook)
+    )
+    assert vetoed.ret == ExitCode.REFUSED, output(vetoed)
+    cut_off_switch(stack)
+    recovered = subprocess.run(
+        [*BLUEGREEN, "--checks", ".", "recover"],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    events = hook.events()
+    assert [e["event"] for e in events] == ["refused", "recovered"]
+    assert events[0]["reason"] == "vetoed: frozen: *** | *** | *** | ***"
+    received = "\n".join(r.body.decode() for r in hook.received)
+    for where, text in {
+        "webhook": received,
+        "history": stack.state_file.read_text(),
+        "terminal": output(vetoed) + recovered.stdout + recovered.stderr,
+    }.items():
+        assert leaked(text, secrets) == [], where

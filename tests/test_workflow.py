@@ -8,15 +8,18 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
 from pytest_bluegreen.exposition import parse
+from pytest_bluegreen.settings import SettingsError, resolve
 from tests.support.docker_stack import compose, docker_problem
+from tests.support.gate import outcomes, output, run_gate
 from tests.support.infra import require_infra
+from tests.support.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "deploy.yml"
@@ -109,11 +112,15 @@ def condition(text: str | None, env: dict[str, str]) -> bool:
 class Step:
     job: str
     name: str
-    run: str
+    run: str  # empty for an action
     env: dict[str, str]
+    uses: str = ""  # the action, without its version
+    inputs: dict[str, str] = field(default_factory=dict)  # its with:, expanded
 
 
 def shell_steps(known: dict[str, str]) -> list[Step]:
+    """Every job's shell steps, and the actions that move files: checkout (it cleans the
+    workspace) and upload-artifact (what outlives the job)."""
     workflow = yaml.safe_load(WORKFLOW.read_text())
     top = {k: expand(str(v), known) for k, v in workflow["env"].items()}
     steps = []
@@ -121,12 +128,61 @@ def shell_steps(known: dict[str, str]) -> list[Step]:
         job = workflow["jobs"][job_name]
         job_env = {**top, **{k: expand(str(v), known) for k, v in job.get("env", {}).items()}}
         for step in job["steps"]:
-            if "run" not in step:
-                continue  # actions: checkout; the artifacts live in the same folder here
             env = {**job_env, **{k: expand(str(v), known) for k, v in step.get("env", {}).items()}}
-            if condition(step.get("if"), env):
+            if not condition(step.get("if"), env):
+                continue
+            if "run" in step:
                 steps.append(Step(job_name, step.get("name", step["run"][:40]), step["run"], env))
+                continue
+            uses = str(step["uses"]).partition("@")[0]
+            if uses in ("actions/checkout", "actions/upload-artifact"):
+                inputs = {k: expand(str(v), known) for k, v in step.get("with", {}).items()}
+                steps.append(Step(job_name, step.get("name", uses), "", env, uses, inputs))
+            # the rest (download-artifact, the cache): the handoff and the history live
+            # outside the workspace here
     return steps
+
+
+# what actions/checkout's clean (git clean -ffdx) removes here: what the jobs write in the
+# workspace (reports/: the verdict, JUnit, the metrics kept, backup_dir's default). Kept, though
+# a real clean removes them too: .venv (scripts/setup rebuilds it in each job: minutes), and
+# what stands for the production host's own files here, where staging runs on the same host:
+# the certificate, secrets.env, .bluegreen/local (the running stack's pid files).
+CLEANED = ("reports",)
+
+
+def checkout(workspace: Path, tracked: set[str]) -> None:
+    for top in CLEANED:
+        for path in sorted((workspace / top).rglob("*"), reverse=True):
+            name = str(path.relative_to(workspace))
+            if name in tracked:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            else:
+                path.unlink()
+
+
+def upload(step: Step, workspace: Path, artifacts: Path) -> None:
+    """What actions/upload-artifact keeps: each path (relative to the workspace; a glob)
+    copied."""
+    target = artifacts / step.inputs["name"]
+    sources = [
+        source
+        for line in step.inputs["path"].splitlines()
+        if line.strip()
+        for source in workspace.glob(line.strip().rstrip("/"))
+    ]
+    for source in sources:
+        copy = target / source.relative_to(workspace)
+        if source.is_dir():
+            shutil.copytree(source, copy, dirs_exist_ok=True)
+        else:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy)
+    if not sources:
+        assert step.inputs.get("if-no-files-found") in ("warn", "ignore"), step.name
 
 
 def gate_runs(path: Path) -> dict[tuple[str | None, str | None], float]:
@@ -165,10 +221,19 @@ def test_the_jobs_run_in_order_on_the_local_stack(
     problem = docker_problem()
     require_infra(pytestconfig, problem is None, problem or "")
     state = tmp_path / "production-state"
+    artifacts = tmp_path / "artifacts"
     known = {f"inputs.{k}": v for k, v in INPUTS.items()} | {
         "vars.IMAGE_REGISTRY": "",
         "secrets.BLUEGREEN_METRICS_PUSH_URL": "",  # no Pushgateway: the textfile alone
+        "github.run_id": "4242",
+        "github.run_attempt": "1",
     }
+    tracked = set(
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout.split()
+    )  # fmt: skip
     shim = tmp_path / "bin"
     shim.mkdir()
     (shim / "sudo").write_text(SUDO)
@@ -184,14 +249,28 @@ def test_the_jobs_run_in_order_on_the_local_stack(
         "BG_SERVER_STATE_FILE": str(state / "haproxy" / "server-state"),
         "BLUEGREEN_SECRETS_FILE": str(ROOT / "config" / "deploy" / "secrets.env"),
         "BLUEGREEN_METRICS_TEXTFILE": str(state / "metrics" / "bluegreen.prom"),
+        "BLUEGREEN_BACKUP_DIR": str(state / "backups"),
     }
+    # staging shares this host's state; the backups go where the workflow itself says
+    own = {"BLUEGREEN_BACKUP_DIR"}
     base = {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))}
     ran = []
     try:
         for step in shell_steps(known):
+            if step.uses == "actions/checkout":
+                checkout(workspace, tracked)
+                continue
+            if step.uses == "actions/upload-artifact":
+                if step.inputs["path"].rstrip("/") != step.env["HANDOFF_DIR"]:
+                    upload(step, workspace, artifacts)  # the image: HANDOFF_DIR is elsewhere
+                continue
             env = {**base, **step.env, **{k: v for k, v in local.items() if k in step.env}}
             env |= {k: local[k] for k in ("PATH", "BG_SERVER_STATE_FILE")}
-            env |= {k: v for k, v in local.items() if k.startswith("BLUEGREEN_")}
+            env |= {
+                k: v
+                for k, v in local.items()
+                if k.startswith("BLUEGREEN_") and (k not in own or k in step.env)
+            }
             done = subprocess.run(
                 ["bash", "-eo", "pipefail", "-c", step.run],
                 cwd=workspace, env=env, capture_output=True, text=True, timeout=900, check=False,
@@ -209,12 +288,24 @@ def test_the_jobs_run_in_order_on_the_local_stack(
             ("green", "switched", "v1.1.0"),
         ]
         assert history[-1]["reason"].startswith("promoted green v1.1.0: verified ")
-        assert json.loads((workspace / "reports" / "verdict.json").read_text())["exit_code"] == 0
+        report = artifacts / "gate-report-green-4242" / "reports"
+        assert json.loads((report / "verdict.json").read_text())["exit_code"] == 0
+        # the backup the gate's deploy took first outlives the workspace: on the host, beside
+        # the state, and uploaded with the run
+        [backup] = (state / "backups").glob("*-green-v1.1.0.backup")
+        assert backup.stat().st_mode & 0o077 == 0
+        assert "CREATE TABLE" in backup.read_text()  # a pg_dump, not an empty file
+        uploaded = artifacts / "backup-green-4242" / "reports" / "backups" / backup.name
+        assert uploaded.read_bytes() == backup.read_bytes()
+        assert not (workspace / "reports" / "backups").exists()  # production's checkout
         # the gate's metrics, kept with each job: counters carried on from the gate to production
-        after_gate = gate_runs(workspace / "reports" / "gate-metrics.prom")
+        after_gate = gate_runs(
+            artifacts / "gate-metrics-green-4242" / "reports" / "gate-metrics.prom"
+        )
         assert after_gate[("pending-promotion", "green")] == 1
         assert after_gate[("switched", "green")] == 0
-        after_production = gate_runs(workspace / "reports" / "production-metrics.prom")
+        production = artifacts / "production-metrics-green-4242" / "reports"
+        after_production = gate_runs(production / "production-metrics.prom")
         assert after_production[("pending-promotion", "green")] == 1
         assert after_production[("switched", "green")] == 1  # bluegreen promote's switch
         assert not (tmp_path / "handoff").exists()  # the cleanup job removed it
@@ -224,3 +315,70 @@ def test_the_jobs_run_in_order_on_the_local_stack(
             cwd=workspace, capture_output=True, timeout=300, check=False,
         )  # fmt: skip
         compose().compose.down(volumes=True, remove_orphans=True, quiet=True)
+
+
+# --- auto_switch with bake_seconds = 0: a switch without a bake ----------------------------------
+
+
+def gate_arguments(tmp_path: Path, auto_switch: str, bake_seconds: str) -> list[str]:
+    """The pytest arguments the gate job's step gives for these inputs (run with a stub)."""
+    inputs = INPUTS | {"auto_switch": auto_switch, "bake_seconds": bake_seconds}
+    known = {f"inputs.{k}": v for k, v in inputs.items()} | {
+        "vars.IMAGE_REGISTRY": "",
+        "secrets.BLUEGREEN_METRICS_PUSH_URL": "",
+        "github.run_id": "4242",
+        "github.run_attempt": "1",
+    }
+    [step] = [s for s in shell_steps(known) if s.job == "gate" and "--deploy" in s.run]
+    stub = tmp_path / ".venv" / "bin" / "pytest"
+    stub.parent.mkdir(parents=True)
+    stub.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    stub.chmod(0o755)
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step.run],
+        cwd=tmp_path, env={"PATH": os.environ["PATH"], **step.env},
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    return done.stdout.splitlines()
+
+
+def test_the_gate_step_passes_the_bake_it_was_given(tmp_path: Path) -> None:
+    no_bake = gate_arguments(tmp_path / "a", "true", "0")
+    assert no_bake[no_bake.index("--switch") + 1 : no_bake.index("--switch") + 3] == [
+        "--bake",
+        "0",
+    ]
+    assert "--switch=manual" in gate_arguments(tmp_path / "b", "false", "0")
+
+
+@pytest.mark.parametrize(
+    ("given", "seconds"),
+    [("0", None), ("0.0", None), ("300", 300.0), ("1.5", 1.5)],
+)
+def test_bake_zero_means_no_bake(tmp_path: Path, given: str, seconds: float | None) -> None:
+    for settings in (
+        resolve({"bake_seconds": given, "switch": True, "env": "green"}, {}, {}, tmp_path),
+        resolve({"switch": True, "env": "green"}, {"BLUEGREEN_BAKE_SECONDS": given}, {}, tmp_path),
+    ):
+        assert settings.bake.bake_seconds == seconds
+        assert settings.bake.enabled is (seconds is not None)
+
+
+@pytest.mark.parametrize("given", ["-1", "abc", "86401"])
+def test_a_bad_bake_is_still_refused(tmp_path: Path, given: str) -> None:
+    with pytest.raises(SettingsError, match=r"^bluegreen: bake_seconds .*\(from cli --bake\)$"):
+        resolve({"bake_seconds": given, "switch": True, "env": "green"}, {}, {}, tmp_path)
+
+
+@pytest.mark.infra
+def test_auto_switch_with_bake_zero_switches_without_a_bake(
+    pytester: pytest.Pytester, stack: Stack, tmp_path: Path
+) -> None:
+    """What the gate job runs for auto_switch=true, bake_seconds=0, on a real HAProxy."""
+    arguments = gate_arguments(tmp_path, "true", "0")
+    switch = arguments[arguments.index("--switch") : arguments.index("--switch") + 3]
+    result = run_gate(pytester, stack, "--env", "green", "-m", "quick", *switch)
+    assert result.ret == 0, output(result)
+    assert stack.served_color() == "green"
+    assert outcomes(stack) == ["switched"]
+    assert "bluegreen: bake" not in output(result)

@@ -49,13 +49,13 @@ class ServiceSettings:
     GROUP: ClassVar[str] = "services"
     postgres_url: str | None = setting(
         None,
-        p.optional(p.text),
+        p.optional(p.service_url),
         "PostgreSQL for the shared checks, postgresql://USER@HOST:PORT/DB (password from "
         "secrets.env POSTGRES_PASSWORD); unset: those checks skip",
     )
     redis_url: str | None = setting(
         None,
-        p.optional(p.text),
+        p.optional(p.service_url),
         "Redis for the shared checks, redis://HOST:PORT/0 (password from secrets.env "
         "REDIS_PASSWORD); unset: those checks skip",
     )

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytest_bluegreen.redaction import excerpt
+
 if TYPE_CHECKING:
     from docker.models.containers import Container
 
@@ -82,7 +84,7 @@ class HealthRun:
 
     def describe(self) -> str:
         """``exit 7: curl: (7) Failed to connect ...`` or ``timed out after 3s``."""
-        text = " ".join(self.output.split())[:OUTPUT_CHARS]
+        text = excerpt(self.output, OUTPUT_CHARS)
         if self.exit_code is None:
             return text
         return f"exit {self.exit_code}: {text}" if text else f"exit {self.exit_code}"
@@ -161,7 +163,7 @@ class Judged:
 
     def _health_problem(self) -> str:
         if self.ran is None:  # not run by us: Docker's last run
-            last = " ".join(self.docker_output.split())[:OUTPUT_CHARS]
+            last = excerpt(self.docker_output, OUTPUT_CHARS)
             return f"{self.health} (the last health check: {last})"
         now = self.ran.describe()
         if self.health == "starting":  # Docker has not run the check yet

@@ -20,7 +20,7 @@ from pytest_bluegreen.haproxy import (
     TlsFiles,
 )
 from pytest_bluegreen.instances import Haproxies, Instance
-from pytest_bluegreen.redaction import Secrets
+from pytest_bluegreen.redaction import Secrets, secrets_of_urls
 from pytest_bluegreen.thresholds import Threshold
 from pytest_bluegreen.webhooks import Webhook, parse_webhooks
 
@@ -442,9 +442,9 @@ class BakeSettings:
     prometheus: tuple[Any, ...] = ()
     bake_seconds: float | None = setting(
         None,
-        p.optional(p.seconds),
+        p.optional(p.off_at_zero(p.seconds)),
         "SECONDS: after a switch, run the post checks and watch HAProxy's counters this long; "
-        "a failed bake switches back",
+        "a failed bake switches back; 0: no bake",
         cli="--bake",
     )
     bake_interval: float = setting(10.0, p.seconds, "seconds of one bake interval")
@@ -550,7 +550,7 @@ class MetricsSettings:
     GROUP: ClassVar[str] = "metrics"
     metrics_push_url: str | None = setting(
         None,
-        p.optional(p.url_with_credentials),
+        p.optional(p.url),
         "a Prometheus Pushgateway (http://127.0.0.1:9091): each run's metrics are put to "
         "/metrics/job/bluegreen/instance/<host>, counters carried on from what it holds",
     )
@@ -805,8 +805,11 @@ class Settings:
     extensions: Mapping[type[Any], Any] = field(default_factory=dict, repr=False)
 
     def load_secrets(self) -> Secrets:
-        """What no output may show: ``secrets.env``, and the ``notify`` URLs' tokens."""
-        return Secrets.load(self.env_files.secrets, also=self.notify.secrets)
+        """What no output may show: ``secrets.env``, the ``notify`` URLs' tokens, and the
+        password and query values of every URL setting (each value the ``url`` parsers made,
+        in every group: the colors', the instances', other plugins')."""
+        urls = secrets_of_urls(self)
+        return Secrets.load(self.env_files.secrets, also={**self.notify.secrets, **urls})
 
     def haproxies(self) -> Haproxies:
         """Every HAProxy instance with its Runtime API client, as one group."""

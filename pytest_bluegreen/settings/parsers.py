@@ -13,18 +13,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pytest_bluegreen.haproxy import RuntimeApiAddress, ServerRef
+from pytest_bluegreen.redaction import Url, shown_url
 
 __all__ = [
     "boolean",
     "choice",
     "header",
     "image_tag",
+    "off_at_zero",
     "optional",
     "path",
     "path_segment",
     "runtime_api",
     "seconds",
     "servers",
+    "service_url",
     "services",
     "stack_name",
     "text",
@@ -57,6 +60,22 @@ def optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
         return parse(value)
 
     return parse_optional
+
+
+def off_at_zero(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``0`` means off (``None``, as unset: ``--bake 0`` is no bake); anything else goes to
+    ``parse``."""
+
+    def parse_off_at_zero(value: Any) -> Any:
+        if not isinstance(value, bool):
+            try:
+                if float(str(value).strip()) == 0:
+                    return None
+            except ValueError:
+                pass
+        return parse(value)
+
+    return parse_off_at_zero
 
 
 def boolean(value: Any) -> bool:
@@ -116,27 +135,41 @@ def fraction(low: float, high: float) -> Callable[[Any], float]:
     return parse
 
 
-def url(value: Any) -> str:
+def url(value: Any) -> Url:
+    """An http(s) URL; it may carry ``user:password@`` or a token: a :class:`Url` (its repr and
+    this parser's errors never show them; the session's secrets collect them)."""
     given = text(value)
+    shown = _shown(given)
     parts = urlsplit(given)
     if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ValueError(f"expected an http(s) URL, got {given!r}")
+        raise ValueError(f"expected an http(s) URL, got {shown}")
     try:
         parts.port  # noqa: B018 - raises on a non-numeric or out-of-range port
     except ValueError as exc:
-        raise ValueError(f"bad port in {given!r}: {exc}") from None
-    return given.rstrip("/")
+        raise ValueError(f"bad port in {shown}: {exc}") from None
+    return Url(given.rstrip("/"))
 
 
-def url_with_credentials(value: Any) -> str:
-    """An http(s) URL that may carry ``user:password@``: an error never repeats the value."""
+def _shown(given: str) -> str:
+    """A URL value in an error: what is before its last ``@`` (it may be a password, even in a
+    malformed URL) and its query values are not shown."""
+    if "@" in given:
+        host = given.rpartition("@")[2]
+        return f"'***@{host}' (the part before '@' is not shown: it may hold a password)"
+    return repr(shown_url(given))
+
+
+def service_url(value: Any) -> Url:
+    """A service's URL of any scheme (``postgresql://user@host/db``, ``redis://host/0``), which
+    may carry a password: a :class:`Url`, like :func:`url`'s."""
+    given = text(value)
     try:
-        return url(value)
+        parts = urlsplit(given)
     except ValueError:
-        raise ValueError(
-            "expected an http(s) URL such as http://user:password@host:9091 (the value is not "
-            "shown: it may hold a password)"
-        ) from None
+        raise ValueError(f"is not a URL: {_shown(given)}") from None
+    if not parts.scheme or not parts.netloc:
+        raise ValueError(f"expected scheme://host..., got {_shown(given)}")
+    return Url(given)
 
 
 def path(value: Any) -> Path:

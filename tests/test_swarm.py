@@ -262,7 +262,8 @@ def test_an_old_replica_still_resolved_never_answers_the_checks(swarm: SwarmStac
         _write(swarm, on_failed_gate="restore", deploy_timeout=150)
         result = _gate(swarm, "--env", idle, "--deploy", "v1.2.0-broken", "--switch")
         out = _out(result)
-        # today's gate judged the old build here (its checks pass) and switched to the broken one
+        # the gate before issue 21 let the old replicas answer every check (they passed) and
+        # blamed the broken image for the old one's version: a verdict on the wrong build
         assert result.returncode == 1, out
         assert f"until every HAProxy slot of {idle} runs v1.2.0-broken: " in out
         assert f"({before}, running, desired shutdown)" in out  # the old replicas, named

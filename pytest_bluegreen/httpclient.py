@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
@@ -13,6 +14,7 @@ from .builds import Heard
 
 if TYPE_CHECKING:
     from .builds import AnswerLog
+    from .load import Sample
 
 __all__ = ["ColorSession"]
 
@@ -64,6 +66,20 @@ class ColorSession(requests.Session):
         self.last_response = response
         if self.answers is not None:
             self.answers.add(self.color, Heard.of(response.headers, **self._headers))
+
+    def note_answers(self, samples: Iterable[Sample]) -> None:
+        """Answers of this color a check got by other means than this session (a load on its
+        URL: ``load.run_load``'s samples), noted for the gate as this session's own are."""
+        if self.answers is None:
+            return
+        names = self._headers
+        for sample in samples:
+            if sample.status is not None:
+                headers = {
+                    names["version_header"]: sample.version or "",
+                    names["server_header"]: sample.server or "",
+                }
+                self.answers.add(self.color, Heard.of(headers, **names))
 
     def request(  # type: ignore[override]
         self, method: str, url: str, *args: Any, **kwargs: Any

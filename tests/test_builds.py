@@ -27,6 +27,8 @@ from pytest_bluegreen.errors import ExitCode
 from pytest_bluegreen.gate import SessionFacts, Verdict, decide
 from pytest_bluegreen.gaterun import _failure_code
 from pytest_bluegreen.haproxy import ServerRef, ServerState
+from pytest_bluegreen.httpclient import ColorSession
+from pytest_bluegreen.load import Sample
 from pytest_bluegreen.outcomes import COLOR_PROPERTY, ColorOutcomes, Outcomes
 from tests.support.gate import history, output, run_gate
 from tests.support.stack import BLUE_LIVE, Backend, Stack
@@ -348,3 +350,19 @@ def test_answers_of_another_build_reach_the_controller_under_xdist_and_refuse(
     result = run_gate(pytester, stack, *gate, checks=CHECKS)
     assert result.ret == 0, output(result)
     assert stack.served_color() == "green"
+
+
+def test_a_loads_answers_count_as_the_colors_own() -> None:
+    """The perf checks judge a color by a load (load.run_load): its answers are noted too."""
+    log = AnswerLog()
+    session = ColorSession("http://127.0.0.1:1", 1.0, "blue", answers=log)
+    session.note_answers(
+        [
+            Sample("keepalive-get", 0.0, 0.001, 200, "blue", None, "v1", "b/s 10.0.1.5:8000"),
+            Sample("keepalive-get", 0.0, 0.001, 200, "blue", None, "v1", "b/s 10.0.1.5:8000"),
+            Sample("keepalive-get", 0.0, 0.001, None, None, "ConnectionRefusedError", None, None),
+        ]
+    )
+    report = pytest.TestReport("t.py::t", ("t.py", 1, "t"), {}, "passed", None, "call")
+    log.attach(report)
+    assert heard_in(report) == [("blue", Heard("v1", "b/s", "10.0.1.5:8000"), 2)]

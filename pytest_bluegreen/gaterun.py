@@ -35,7 +35,7 @@ from .state import Outcome
 
 if TYPE_CHECKING:
     from .deploystep import DeployStep
-    from .engines import DeployResult
+    from .engines import DeployEngine, DeployResult
 
 __all__ = ["GateHooks", "GateReport", "GateRun"]
 
@@ -124,8 +124,10 @@ class GateRun:
         run_post: Callable[[], PostResult] | None = None,
         run_twin: TwinRun | None = None,
         metrics: RunMetrics | None = None,
+        engine: DeployEngine | None = None,
     ) -> None:
         self.settings = settings
+        self._engine = engine  # the deploy engine; default: the one deploy_engine names
         # the gate's own metrics: the switch, the bake and the deploy add to them here; the
         # caller collects the history's outcomes and publishes (gatemetrics.py)
         self.metrics = metrics if metrics is not None else RunMetrics()
@@ -223,7 +225,7 @@ class GateRun:
         if self._deploy_step is None:
             from .deploystep import DeployStep  # noqa: PLC0415 - engines load only to deploy
 
-            self._deploy_step = DeployStep(self.settings, self.api, self.progress)
+            self._deploy_step = DeployStep(self.settings, self.api, self.progress, self._engine)
         return self._deploy_step
 
     def deploy(self) -> DeployResult:
@@ -445,6 +447,18 @@ class GateRun:
         try:
             self._wait_slots(target, tag)
         except Refused as exc:  # SlotsNotReady, a Runtime API error: nothing changed
+            if self.signals.received:  # as a signal before the switch: nothing changed
+                reason = (
+                    f"interrupted by {self.signals.received} before the switch: nothing changed"
+                )
+                stopped = Decision(Verdict.INCONCLUSIVE, reason, target, decision.live)
+                return _Draft(
+                    stopped,
+                    ExitCode.INTERRUPTED,
+                    [reason],
+                    Outcome.INCONCLUSIVE,
+                    traffic_on=decision.live,
+                )
             refused = Decision(Verdict.REFUSED, exc.first_line, target, decision.live)
             return _Draft(
                 refused,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,14 +24,15 @@ from pytest_bluegreen.builds import (
     resolve,
     slot_problems,
 )
-from pytest_bluegreen.engines import Occupant, image_tag
+from pytest_bluegreen.engines import DeployResult, Occupant, image_tag
 from pytest_bluegreen.errors import ExitCode
 from pytest_bluegreen.gate import SessionFacts, Verdict, decide
-from pytest_bluegreen.gaterun import _failure_code
+from pytest_bluegreen.gaterun import GateRun, _failure_code
 from pytest_bluegreen.haproxy import ServerRef, ServerState
 from pytest_bluegreen.httpclient import ColorSession
 from pytest_bluegreen.load import Sample
 from pytest_bluegreen.outcomes import COLOR_PROPERTY, ColorOutcomes, Outcomes
+from pytest_bluegreen.settings import resolve as resolve_settings
 from tests.support.gate import history, output, run_gate
 from tests.support.stack import BLUE_LIVE, Backend, Stack
 
@@ -366,3 +369,70 @@ def test_a_loads_answers_count_as_the_colors_own() -> None:
     report = pytest.TestReport("t.py::t", ("t.py", 1, "t"), {}, "passed", None, "call")
     log.attach(report)
     assert heard_in(report) == [("blue", Heard("v1", "b/s", "10.0.1.5:8000"), 2)]
+
+
+# --- the slots again, right before the switch ------------------------------------------------
+
+
+class Engine:
+    """A deploy engine for logic only: what runs at each address is what the test says."""
+
+    def __init__(self, runs: dict[str, tuple[Occupant, ...]]) -> None:
+        self.runs = runs
+
+    def occupants(self, endpoints: Collection[str]) -> dict[str, tuple[Occupant, ...]]:
+        return {e: self.runs[e] for e in endpoints if e in self.runs}
+
+    def deploy(self, color: str, tag: str, *, backup: bool = True) -> DeployResult:
+        raise NotImplementedError
+
+    def teardown(self, color: str) -> None:
+        raise NotImplementedError
+
+    def deployed_tag(self, color: str) -> str | None:
+        return None
+
+
+def test_a_slot_that_reaches_another_build_before_the_switch_refuses_it(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The checks passed on v1.1.0; then green's server in HAProxy reaches another build (an
+    old replica resolved again): the gate waits deploy_timeout for it to go, then refuses."""
+    (tmp_path / "bluegreen.toml").write_text(stack.settings_toml(deploy_timeout=1))
+    cli = {"env": "green", "switch": True, "deployment_tag": "v1.1.0"}
+    settings = resolve_settings(cli, {}, {}, tmp_path)
+    green = f"127.0.0.1:{stack.green.port}"
+    engine = Engine({green: (Occupant("green-1", "r/jarvis:v1.1.0"),)})
+    said: list[str] = []
+    run = GateRun(settings, progress=said.append, engine=engine)
+    run.start()
+    try:
+        run.before_checks()  # every slot of green runs v1.1.0: no wait
+        assert said == []
+        report = pytest.TestReport(
+            "t.py::test_health[green]",
+            ("t.py", 1, "test_health"),
+            {},
+            "passed",
+            None,
+            "call",
+            user_properties=[(COLOR_PROPERTY, "green")],
+        )
+        log = AnswerLog()
+        log.add("green", Heard("v1.1.0"))
+        log.attach(report)
+        run.outcomes.add(report)
+        engine.runs[green] = (Occupant("green-old", "r/jarvis:v1.0.0"),)
+        result = run.finish(SessionFacts(collected=1, finished=1))
+    finally:
+        run.close()
+    assert result.exit_code == ExitCode.REFUSED, result.lines
+    assert result.lines[0] == (
+        "refused: not every HAProxy slot of green runs the deployed v1.1.0 (after 1s): "
+        f"api_backend/green-api at {green}: green-old (r/jarvis:v1.0.0); "
+        f"frontend_backend/green-frontend at {green}: green-old (r/jarvis:v1.0.0); "
+        f"green_direct/green-api-direct at {green}: green-old (r/jarvis:v1.0.0)"
+    )
+    assert any(line.startswith("waiting up to 1s until every HAProxy slot") for line in said)
+    assert stack.live_weights() == BLUE_LIVE
+    assert [e["outcome"] for e in history(stack)] == ["refused"]

@@ -324,9 +324,18 @@ def stale_green() -> Any:
     backend.stop()
 
 
+@pytest.mark.parametrize("engine", ["docker", "no-engine"])
 def test_answers_of_another_build_reach_the_controller_under_xdist_and_refuse(
-    pytester: pytest.Pytester, stack: Stack, stale_green: Backend
+    pytester: pytest.Pytester,
+    stack: Stack,
+    stale_green: Backend,
+    engine: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """``no-engine``: a user with no Docker engine who passes --deployment-tag; the version
+    header decides, and the gate says so."""
+    if engine == "no-engine":
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{pytester.path}/no-docker.sock")
     api = stack.api()
     answer = api.execute(f"add server green_direct/stale 127.0.0.1:{stale_green.port}")
     assert "New server registered" in answer, answer
@@ -346,6 +355,8 @@ def test_answers_of_another_build_reach_the_controller_under_xdist_and_refuse(
     assert found.group(1) == found.group(2) != "0"
     assert stack.live_weights() == BLUE_LIVE  # nothing switched
     assert [e["outcome"] for e in history(stack)] == ["inconclusive"]
+    blind = "what answered green's checks behind HAProxy is not known (no Docker engine answers"
+    assert (blind in text) == (engine == "no-engine"), text
 
     # the same gate once the stale server is gone: green's own build answered, it switches
     api.execute("set server green_direct/stale state maint")

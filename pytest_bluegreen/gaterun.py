@@ -279,7 +279,12 @@ class GateRun:
                 )
         found = resolve(heard, occupants)
         total, named = sum(heard.values()), sum(found.values())
-        if expected is not None and total and not named:
+        if expected is not None and not total:
+            lines.append(
+                f"warning: the checks noted no answer of {target} (the http fixture notes "
+                f"them): that they judged {expected} is not verified"
+            )
+        elif expected is not None and not named:
             lines.append(
                 f"warning: none of {target}'s {total} answer(s) said which build sent it (no "
                 f"{self.settings.topology.version_header}, no "

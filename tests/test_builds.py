@@ -447,3 +447,20 @@ def test_a_slot_that_reaches_another_build_before_the_switch_refuses_it(
     assert any(line.startswith("waiting up to 1s until every HAProxy slot") for line in said)
     assert stack.live_weights() == BLUE_LIVE
     assert [e["outcome"] for e in history(stack)] == ["refused"]
+
+
+def test_a_gate_whose_checks_noted_no_answer_says_the_build_was_not_verified(
+    pytester: pytest.Pytester, stack: Stack
+) -> None:
+    checks = "def test_nothing(color):\n    pass\n"
+    gate = ("--env", "green", "--switch", "--deployment-tag", "v1.1.0")
+    result = run_gate(pytester, stack, *gate, checks=checks)
+    assert result.ret == 0, output(result)
+    result.stdout.fnmatch_lines(
+        [
+            "*SWITCH: switched blue -> green*",
+            "*warning: the checks noted no answer of green (the http fixture notes them): that "
+            "they judged v1.1.0 is not verified*",
+        ],
+        consecutive=False,
+    )

@@ -262,6 +262,7 @@ def test_an_old_replica_still_resolved_never_answers_the_checks(swarm: SwarmStac
         _write(swarm, on_failed_gate="restore", deploy_timeout=150)
         result = _gate(swarm, "--env", idle, "--deploy", "v1.2.0-broken", "--switch")
         out = _out(result)
+        print(out)  # the waiting, as an operator sees it (-rP)
         # the gate before issue 21 let the old replicas answer every check (they passed) and
         # blamed the broken image for the old one's version: a verdict on the wrong build
         assert result.returncode == 1, out

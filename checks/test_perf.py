@@ -22,6 +22,7 @@ import pytest
 
 from pytest_bluegreen.eventually import InfrastructureError
 from pytest_bluegreen.fixtures import ColorEnvironment
+from pytest_bluegreen.httpclient import ColorSession
 from pytest_bluegreen.keys import settings_of
 from pytest_bluegreen.load import LoadResult, run_load
 from pytest_bluegreen.settings import Settings
@@ -61,10 +62,10 @@ def first_error(result: LoadResult) -> str:
 
 
 # http: this folder's session (conftest.py), which first waits until the color itself answers,
-# so a color still coming UP is not measured as a burst of 503s
-@pytest.mark.usefixtures("http")
+# so a color still coming UP is not measured as a burst of 503s; it also notes which build the
+# load's answers came from, for the gate
 def test_latency_thresholds(
-    endpoint: str, environment: ColorEnvironment, bluegreen_settings: Settings
+    endpoint: str, environment: ColorEnvironment, bluegreen_settings: Settings, http: ColorSession
 ) -> None:
     settings = bluegreen_settings
     url = environment.api_url + endpoint
@@ -76,7 +77,10 @@ def test_latency_thresholds(
         kinds=LOAD_KINDS,
         timeout=settings.checks.http_timeout,
         color_header=settings.topology.color_header,
+        version_header=settings.topology.version_header,
+        server_header=settings.topology.server_header,
     )
+    http.note_answers(result.samples)
 
     # No answer at all is "the color is down", not "the color is slow": the plugin reports it
     # as INFRA-ERROR.

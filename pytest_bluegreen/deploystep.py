@@ -1,23 +1,31 @@
 """``--deploy TAG`` around the engine: the guard against deploying over the serving color,
-waiting until HAProxy counts the new color UP, and what happens to it when the gate fails."""
+waiting until HAProxy counts the new color UP and until every HAProxy slot of it runs the
+deployed image (and none the old one), and what happens to it when the gate fails."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping
 
-from . import switch
-from .engines import DeployEngine, DeployResult, engine_for
+from . import builds, switch
+from .engines import DeployEngine, DeployResult, EngineBlind, Occupant, engine_for
 from .errors import BluegreenError, DeployError, Refused
 from .haproxy import RuntimeApiError
-from .instances import AnyHaproxy
+from .instances import AnyHaproxy, Haproxies
 from .settings import Settings
+from .signals import DeferredSignals, NoSignals
 
-__all__ = ["DeployRefused", "DeployStep"]
+__all__ = ["DeployRefused", "DeployStep", "SlotsNotReady"]
 
 
 class DeployRefused(Refused):
     """--deploy onto the live, serving color without --force-deploy: nothing changed."""
+
+
+class SlotsNotReady(Refused):
+    """A slot of the target in HAProxy does not run the deployed image (an old replica still
+    resolved, a container of another tag) within the deadline: nothing switched."""
 
 
 class DeployStep:
@@ -68,27 +76,136 @@ class DeployStep:
         # HAProxy's 503 on the direct port. Wait, within what is left of deploy_timeout.
         left = max(1.0, self.settings.compose.deploy_timeout - result.seconds)
         deadline = time.monotonic() + left
-        try:
-            while down := switch.down_servers(self.api, self.settings.topology, target):
-                if time.monotonic() >= deadline:
-                    raise DeployError(f"{target} {tag} is healthy but HAProxy reports {down}")
-                time.sleep(0.2)
-        except RuntimeApiError as exc:
-            raise DeployError(f"{target} {tag} is healthy, but HAProxy: {exc}") from None
+        self._wait_up(target, f"{target} {tag} is healthy", deadline, DeployError)
+        # UP is not yet "the new build": DNS-filled slots may still reach the old replicas
+        note = self.wait_slots(target, tag, timeout=max(1.0, deadline - time.monotonic()))
+        if note is not None:
+            self.progress(note)
         return result
 
-    def version_problem(self, deployed: DeployResult) -> str | None:
+    def _wait_up(self, color: str, what: str, deadline: float, error: type[BluegreenError]) -> None:
+        """Until HAProxy counts every server of the color UP; ``error`` when not by
+        ``deadline`` (or when HAProxy cannot be read), its message starting with ``what``."""
+        try:
+            while down := switch.down_servers(self.api, self.settings.topology, color):
+                if time.monotonic() >= deadline:
+                    raise error(f"{what} but HAProxy reports {down}")
+                time.sleep(0.2)
+        except RuntimeApiError as exc:
+            raise error(f"{what}, but HAProxy: {exc}") from None
+
+    # -- which build HAProxy reaches ----------------------------------------------------------
+    def occupants(self, endpoints: Collection[str]) -> Mapping[str, tuple[Occupant, ...]]:
+        """What the engine knows runs at each endpoint; EngineBlind when it cannot look (no
+        engine, the docker extra missing, not a swarm manager)."""
+        if not endpoints:
+            return {}
+        try:
+            engine = self.engine
+        except BluegreenError as exc:  # the docker extra missing
+            raise EngineBlind(exc.first_line) from None
+        return engine.occupants(endpoints)
+
+    def slots(self, color: str) -> list[tuple[str, str]]:
+        """(label, ADDR:PORT) of every filled HAProxy slot of the color on every instance: its
+        servers, and every server pointing where they point (its direct backend)."""
+        group = self.api if isinstance(self.api, Haproxies) else Haproxies.single(self.api)
+        wanted = set(self.settings.topology.servers(color))
+        found = []
+        for name, states in group.each(lambda _, api: api.servers_state()).items():
+            for state in builds.color_slots(states, wanted):
+                found.append((group.label(name, str(state.ref)), state.endpoint))
+        return found
+
+    def wait_slots(
+        self,
+        color: str,
+        tag: str,
+        *,
+        timeout: float,
+        signals: DeferredSignals | None = None,
+    ) -> str | None:
+        """Wait until every filled slot of the color in HAProxy runs ``tag`` now (a running
+        container or task of that image), at most ``timeout`` seconds. Returns a note when
+        the engine cannot tell (it cannot look, or runs none of the color's addresses: the
+        answers' version header is all the gate has), else None. Raises SlotsNotReady naming
+        each slot and what it runs, or RuntimeApiError."""
+        signals = signals or NoSignals()
+        deadline = time.monotonic() + timeout
+        said: list[str] | None = None
+        while True:
+            slots = self.slots(color)
+            try:
+                occupants = self.occupants({endpoint for _, endpoint in slots})
+            except EngineBlind as exc:
+                return (
+                    f"what runs behind {color}'s HAProxy servers is not known ({exc}): the "
+                    f"answers' version header alone says they came from {tag}"
+                )
+            problems = builds.slot_problems(slots, occupants, tag)
+            if problems is None:
+                return (
+                    f"the deploy engine runs none of the addresses of {color}'s HAProxy servers "
+                    f"({', '.join(sorted({e for _, e in slots})) or 'none filled'}): the "
+                    f"answers' version header alone says they came from {tag}"
+                )
+            if not problems:
+                if said is not None:  # new slots were filled meanwhile: UP again first
+                    self.progress(f"every HAProxy slot of {color} runs {tag} now")
+                    what = f"refused: every HAProxy slot of {color} runs {tag}"
+                    self._wait_up(color, what, deadline, SlotsNotReady)
+                return None
+            if problems != said:
+                said = problems
+                left = max(0.0, deadline - time.monotonic())
+                self.progress(
+                    f"waiting up to {left:.0f}s until every HAProxy slot of {color} runs {tag}: "
+                    + "; ".join(problems)
+                )
+            if signals.received or time.monotonic() >= deadline:
+                why = (
+                    f"interrupted by {signals.received}"
+                    if signals.received
+                    else (f"after {timeout:.0f}s")
+                )
+                raise SlotsNotReady(
+                    f"refused: not every HAProxy slot of {color} runs the deployed {tag} ({why}): "
+                    + "; ".join(problems)
+                )
+            time.sleep(0.25)
+
+    def version_problem(
+        self, deployed: DeployResult, heard: Counter[builds.Heard] | None = None
+    ) -> str | None:
         """What is wrong when the deployed color does not answer with the deployed tag (its
-        color header or JSON body, on its direct URL + verify_path), or None."""
+        color header or JSON body, on its direct URL + verify_path), or None. The answer is
+        noted in ``heard``: when HAProxy sent it to another build than the deployed one
+        (builds.py), that build's claim is no fault of the deployed one (the gate's decision
+        is inconclusive instead)."""
         import requests  # noqa: PLC0415 - HTTP only once a deploy is done
 
         settings, color = self.settings, deployed.color
-        url = settings.topology.color[color].api_url + settings.switching.verify_path
+        topology = settings.topology
+        url = topology.color[color].api_url + settings.switching.verify_path
         try:
             response = requests.get(url, timeout=settings.checks.http_timeout)
         except requests.RequestException as exc:
             return f"{color} does not answer at {url} to show its version: {exc}"
-        version = settings.topology.answered_by(response).version
+        said = builds.Heard.of(
+            response.headers,
+            version_header=topology.version_header,
+            server_header=topology.server_header,
+        )
+        if heard is not None:
+            heard[said] += 1
+        if said.endpoint:
+            try:
+                found = self.occupants({said.endpoint}).get(said.endpoint, ())
+            except EngineBlind:
+                found = ()
+            if found and any(o.tag != deployed.tag for o in found):
+                return None  # not the deployed build's answer: decide() says so
+        version = topology.answered_by(response).version
         if version != deployed.tag:
             return (
                 f"{color} answers version {version or '(none)'} at {url}, not the deployed "

@@ -46,9 +46,11 @@ EXIT_CODES: Mapping[ExitCode, str] = {
     ExitCode.INTERNAL_ERROR: "internal error",
     ExitCode.USAGE_ERROR: "usage error (bad option or setting)",
     ExitCode.NO_TESTS_COLLECTED: "no tests collected",
-    ExitCode.INCONCLUSIVE: "inconclusive: no check for the target color ran and passed; no switch",
-    ExitCode.REFUSED: "refused: target not UP in HAProxy, vetoed by a hook, another gate holds "
-    "the lock, or the Runtime API is unreachable or not admin; nothing changed",
+    ExitCode.INCONCLUSIVE: "inconclusive: no check for the target color ran and passed, or an "
+    "answer of the target came from another build than the one deployed; no switch",
+    ExitCode.REFUSED: "refused: target not UP in HAProxy, an HAProxy slot of the target does not "
+    "run the deployed image, vetoed by a hook, another gate holds the lock, or the Runtime API "
+    "is unreachable or not admin; nothing changed",
     ExitCode.SWITCH_REVERTED: "the switch failed or was interrupted before its point of no "
     "return (a Runtime API error, verification, an HAProxy reload, a signal, a step hook) and "
     "every server's previous state was restored",

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .builds import AnswerLog
 from .haproxy import RuntimeApi, ServerRef
-from .keys import SECRETS_KEY, SETTINGS_KEY
+from .keys import ANSWERS_KEY, SECRETS_KEY, SETTINGS_KEY
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -34,7 +35,16 @@ if TYPE_CHECKING:
     from .promql import Prometheus
     from .redaction import Secrets
 
-__all__ = ["ColorEnvironment"]
+__all__ = ["ColorEnvironment", "answer_log"]
+
+
+def answer_log(config: pytest.Config) -> AnswerLog:
+    """This process's log of what the colors' answers said about their build; a check that
+    reaches a color by other means than ``http`` adds its answers here (``builds.Heard``)."""
+    log = config.stash.get(ANSWERS_KEY, None)
+    if log is None:
+        log = config.stash[ANSWERS_KEY] = AnswerLog()
+    return log
 
 
 @dataclass(frozen=True)
@@ -93,12 +103,23 @@ def environment(
 
 
 @pytest.fixture(scope="session")
-def http(environment: ColorEnvironment, bluegreen_settings: Settings) -> Iterator[ColorSession]:
-    """A requests session for the color's direct API URL (keep-alive, shared per color)."""
+def http(
+    environment: ColorEnvironment, bluegreen_settings: Settings, pytestconfig: pytest.Config
+) -> Iterator[ColorSession]:
+    """A requests session for the color's direct API URL (keep-alive, shared per color). What
+    each answer says about its build (the version header, HAProxy's server header) is noted
+    for the gate, which refuses answers from another build than the deployed one."""
     from .httpclient import ColorSession  # noqa: PLC0415 - requests loads when a check needs it
 
-    timeout = bluegreen_settings.checks.http_timeout
-    with ColorSession(environment.api_url, timeout, environment.name) as session:
+    topology = bluegreen_settings.topology
+    with ColorSession(
+        environment.api_url,
+        bluegreen_settings.checks.http_timeout,
+        environment.name,
+        answers=answer_log(pytestconfig),
+        version_header=topology.version_header,
+        server_header=topology.server_header,
+    ) as session:
         yield session
 
 

@@ -1,4 +1,5 @@
-"""The gate's decision, pure: outcomes, exit status and HAProxy health in, a verdict out."""
+"""The gate's decision, pure: outcomes, exit status, HAProxy health and which build answered
+in, a verdict out."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from .builds import BuildEvidence, answers_problem
 from .errors import ExitCode
 from .outcomes import ColorOutcomes
 
@@ -16,7 +18,8 @@ class Verdict(enum.StrEnum):
     SWITCH = "switch"  # go ahead
     NOOP = "noop"  # target already live, nothing to do
     FAILED = "failed"  # checks failed: keep (or return) traffic on the last good color
-    INCONCLUSIVE = "inconclusive"  # no check for the target ran and passed
+    INCONCLUSIVE = "inconclusive"  # no check for the target ran and passed, or another build
+    # than the deployed one answered them
     REFUSED = "refused"  # HAProxy health, a veto, the lock, the Runtime API
 
 
@@ -60,16 +63,24 @@ def decide(
     outcomes: Mapping[str | None, ColorOutcomes],
     target_down: Mapping[str, str],
     facts: SessionFacts,
+    builds: BuildEvidence | None = None,
 ) -> Decision:
     """Decide what to do with traffic, on the counts and the session's facts, never on the exit
     status alone.
 
-    Any failed or errored test of the session (any color, the shared ones too) means no
-    switch; only the target's own failures, in a session that was not interrupted, may return
-    traffic from it (``may_return``). An interrupted session, one where fewer tests finished
-    than were selected, or a selection narrowed by the last run's state is inconclusive.
-    ``target_down`` maps each of the target's HAProxy servers that is not UP to its status.
+    First, the checks must have judged the build that would be switched to: any answer of the
+    target from another build than the deployed one (``builds``; without a deployed tag,
+    answers from more than one build) is inconclusive, whatever the checks said, since they
+    did not judge that build. Then any failed or errored test of the session (any color, the
+    shared ones too) means no switch; only the target's own failures, in a session that was
+    not interrupted, may return traffic from it (``may_return``). An interrupted session, one
+    where fewer tests finished than were selected, or a selection narrowed by the last run's
+    state is inconclusive. ``target_down`` maps each of the target's HAProxy servers that is
+    not UP to its status.
     """
+    foreign = answers_problem(target, builds) if builds is not None else None
+    if foreign is not None:
+        return Decision(Verdict.INCONCLUSIVE, f"inconclusive: {foreign}", target, live)
     mine = outcomes.get(target) or ColorOutcomes()
     failing = {key: c for key, c in outcomes.items() if c.failed or c.errors}
     # a failure status without a counted failure: pytest's own error, unless interrupted

@@ -123,10 +123,10 @@ class GatePlugin:
         except BluegreenError as exc:  # the lock, an unfinished journal, HAProxy not ready
             self._stop(run.refused(exc, record=False))
         self.config.stash[TARGET_KEY] = run.target
-        if run.settings.run.deploy is None:
-            return
         try:
-            run.deploy()
+            if run.settings.run.deploy is not None:
+                run.deploy()
+            run.before_checks()  # every HAProxy slot of the target runs the build to judge
         except BluegreenError as exc:
             report = run.refused(exc, record=True)
             run.close()

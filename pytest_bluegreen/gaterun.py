@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 from . import aftercare, recording, state, switch
 from .bake import Bake, BakePlan, BakeResult, IntervalVerdict, PostResult
 from .blame import Blame, TwinRun, blame_failures
+from .builds import BuildEvidence, Heard, resolve
+from .engines import EngineBlind
 from .errors import BluegreenError, DeployError, ExitCode, Refused
 from .gate import Decision, SessionFacts, Verdict, decide
 from .gatemetrics import RunMetrics
@@ -32,7 +35,7 @@ from .state import Outcome
 
 if TYPE_CHECKING:
     from .deploystep import DeployStep
-    from .engines import DeployResult
+    from .engines import DeployEngine, DeployResult
 
 __all__ = ["GateHooks", "GateReport", "GateRun"]
 
@@ -121,8 +124,10 @@ class GateRun:
         run_post: Callable[[], PostResult] | None = None,
         run_twin: TwinRun | None = None,
         metrics: RunMetrics | None = None,
+        engine: DeployEngine | None = None,
     ) -> None:
         self.settings = settings
+        self._engine = engine  # the deploy engine; default: the one deploy_engine names
         # the gate's own metrics: the switch, the bake and the deploy add to them here; the
         # caller collects the history's outcomes and publishes (gatemetrics.py)
         self.metrics = metrics if metrics is not None else RunMetrics()
@@ -145,6 +150,7 @@ class GateRun:
         self.deployed: DeployResult | None = None
         self._deploy_step: DeployStep | None = None
         self.forced = False  # a switch without checks (bluegreen switch-to --force)
+        self._said: set[str] = set()  # notes said once per run
 
     # -- start -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -219,7 +225,7 @@ class GateRun:
         if self._deploy_step is None:
             from .deploystep import DeployStep  # noqa: PLC0415 - engines load only to deploy
 
-            self._deploy_step = DeployStep(self.settings, self.api, self.progress)
+            self._deploy_step = DeployStep(self.settings, self.api, self.progress, self._engine)
         return self._deploy_step
 
     def deploy(self) -> DeployResult:
@@ -230,6 +236,62 @@ class GateRun:
         self.deployed = self.deploy_step.deploy(target, tag)
         self.metrics.deployed(self.deployed.seconds)
         return self.deployed
+
+    # -- which build answers -----------------------------------------------------------------
+    @property
+    def expected_build(self) -> str | None:
+        """The build the checks must judge: --deploy TAG, else --deployment-tag, else None
+        (then the target's answers must at least all come from one build)."""
+        run = self.settings.run
+        return run.deploy or run.deployment_tag
+
+    def before_checks(self) -> None:
+        """Every HAProxy slot of the target runs the expected build before any check runs
+        (a deploy in this run waited for it already). Raises SlotsNotReady, RuntimeApiError."""
+        tag, target = self.expected_build, self.target
+        if tag is None or target is None or self.deployed is not None:
+            return
+        self._wait_slots(target, tag)
+
+    def _wait_slots(self, target: str, tag: str) -> None:
+        """deploystep's wait for the slots, within deploy_timeout; its note said once."""
+        timeout = self.settings.compose.deploy_timeout
+        note = self.deploy_step.wait_slots(target, tag, timeout=timeout, signals=self.signals)
+        if note is not None and note not in self._said:
+            self._said.add(note)
+            self.progress(note)
+
+    def _evidence(self, target: str) -> tuple[BuildEvidence, list[str]]:
+        """What the target's answers said about their build, resolved through the engine (the
+        image at the address HAProxy sent each to), and the lines to say about it."""
+        heard: Counter[Heard] = self.outcomes[target].heard
+        endpoints = {h.endpoint for h in heard if h.endpoint}
+        lines = []
+        expected = self.expected_build
+        try:
+            occupants = self.deploy_step.occupants(endpoints)
+        except EngineBlind as exc:
+            occupants = {}
+            if expected is not None:
+                lines.append(
+                    f"what answered {target}'s checks behind HAProxy is not known ({exc}): "
+                    "their version header says which build they came from"
+                )
+        found = resolve(heard, occupants)
+        total, named = sum(heard.values()), sum(found.values())
+        if expected is not None and not total:
+            lines.append(
+                f"warning: the checks noted no answer of {target} (the http fixture notes "
+                f"them): that they judged {expected} is not verified"
+            )
+        elif expected is not None and not named:
+            lines.append(
+                f"warning: none of {target}'s {total} answer(s) said which build sent it (no "
+                f"{self.settings.topology.version_header}, no "
+                f"{self.settings.topology.server_header} the engine knows): that they came "
+                f"from {expected} is not verified"
+            )
+        return BuildEvidence(expected, found), lines
 
     def refused(self, exc: BluegreenError, *, record: bool) -> GateReport:
         """The gate could not start or deploy: nothing changed. Written to the history when
@@ -286,15 +348,24 @@ class GateRun:
         return self._conclude(draft)
 
     def _deployed_version_problem(self) -> str | None:
-        """With --deploy TAG, the target must answer with TAG before anything else counts."""
+        """With --deploy TAG, the target must answer with TAG before anything else counts (an
+        answer another build gave is counted with the checks' answers instead)."""
         if self.deployed is None:
             return None
-        return self.deploy_step.version_problem(self.deployed)
+        return self.deploy_step.version_problem(
+            self.deployed, self.outcomes[self.deployed.color].heard
+        )
 
     def _deploy_only(self, target: str, facts: SessionFacts) -> _Draft:
         counts = self.outcomes[target]
+        evidence, notes = self._evidence(target)
         decision = decide(
-            target=target, live=None, outcomes=self.outcomes.as_dict(), target_down={}, facts=facts
+            target=target,
+            live=None,
+            outcomes=self.outcomes.as_dict(),
+            target_down={},
+            facts=facts,
+            builds=evidence,
         )
         passed = decision.verdict in (Verdict.SWITCH, Verdict.NOOP)
         line = (
@@ -303,7 +374,7 @@ class GateRun:
             "traffic unchanged"
         )
         lines = [line] if passed else [line, decision.reason]
-        return _Draft(None, 0 if passed else _failure_code(facts, decision), lines)
+        return _Draft(None, 0 if passed else _failure_code(facts, decision), [*lines, *notes])
 
     def _down_after_wait(self, target: str, facts: SessionFacts) -> dict[str, str]:
         """The target's servers HAProxy does not count UP; when the checks passed and
@@ -341,13 +412,20 @@ class GateRun:
             decision = Decision(Verdict.REFUSED, reason, target, None)
             return _Draft(decision, ExitCode.REFUSED, [decision.reason], Outcome.REFUSED)
 
+        evidence, notes = self._evidence(target)
         decision = decide(
             target=target,
             live=live,
             outcomes=self.outcomes.as_dict(),
             target_down=down,
             facts=facts,
+            builds=evidence,
         )
+        draft = self._decided(decision, facts, live)
+        draft.lines += notes
+        return draft
+
+    def _decided(self, decision: Decision, facts: SessionFacts, live: str | None) -> _Draft:
         if decision.verdict is Verdict.FAILED:
             return self._failed(decision, facts)
         if decision.verdict is not Verdict.SWITCH:
@@ -359,9 +437,43 @@ class GateRun:
                 Outcome(decision.verdict.value),
                 traffic_on=live,
             )
+        slots = self._slots_before_switch(decision)
+        if slots is not None:
+            return slots
         if self.settings.run.promote_later:
             return self._pend(decision)
         return self._switch(decision, rollback=self.settings.run.rollback)
+
+    def _slots_before_switch(self, decision: Decision) -> _Draft | None:
+        """Right before the switch, again: every HAProxy slot of the target runs the expected
+        build (none the old one); the refusal when not, else None."""
+        tag, target = self.expected_build, decision.target
+        if tag is None:
+            return None
+        try:
+            self._wait_slots(target, tag)
+        except Refused as exc:  # SlotsNotReady, a Runtime API error: nothing changed
+            if self.signals.received:  # as a signal before the switch: nothing changed
+                reason = (
+                    f"interrupted by {self.signals.received} before the switch: nothing changed"
+                )
+                stopped = Decision(Verdict.INCONCLUSIVE, reason, target, decision.live)
+                return _Draft(
+                    stopped,
+                    ExitCode.INTERRUPTED,
+                    [reason],
+                    Outcome.INCONCLUSIVE,
+                    traffic_on=decision.live,
+                )
+            refused = Decision(Verdict.REFUSED, exc.first_line, target, decision.live)
+            return _Draft(
+                refused,
+                ExitCode.REFUSED,
+                [refused.reason],
+                Outcome.REFUSED,
+                traffic_on=decision.live,
+            )
+        return None
 
     def _failed(self, decision: Decision, facts: SessionFacts) -> _Draft:
         """Checks failed: blame first (not the build: inconclusive), then keep or return."""
@@ -463,6 +575,9 @@ class GateRun:
                 _Draft(decision, ExitCode.REFUSED, [decision.reason], Outcome.REFUSED)
             )
         decision = Decision(Verdict.SWITCH, reason, target, live)
+        slots = None if rollback else self._slots_before_switch(decision)
+        if slots is not None:
+            return self._conclude(slots)
         return self._conclude(self._switch(decision, rollback=rollback, ignore_veto=ignore_veto))
 
     def _switch(self, decision: Decision, *, rollback: bool, ignore_veto: bool = False) -> _Draft:
@@ -806,7 +921,10 @@ class GateRun:
 def _failure_code(facts: SessionFacts, decision: Decision) -> int:
     """The exit status of a gate that did not switch: pytest's own when it reports a failure
     or an interruption (1, 2), else the decision's (an inconclusive run is never 0)."""
-    if facts.exitstatus in (ExitCode.CHECKS_FAILED, ExitCode.INTERRUPTED):
+    if facts.exitstatus == ExitCode.INTERRUPTED or (
+        # another build answered: the failures are not this build's, the run judged nothing
+        facts.exitstatus == ExitCode.CHECKS_FAILED and decision.verdict is not Verdict.INCONCLUSIVE
+    ):
         return facts.exitstatus
     if decision.verdict is Verdict.FAILED:
         return ExitCode.CHECKS_FAILED

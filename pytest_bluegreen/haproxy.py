@@ -197,10 +197,20 @@ class ServerState:
     iweight: int  # configured weight
     check_status: int
     check_result: int
+    port: int = 0  # srv_port (0: not given)
+    fqdn: str = ""  # srv_fqdn: the name DNS fills the slot from, or the configured host name
 
     @property
     def ref(self) -> ServerRef:
         return ServerRef(self.backend, self.server)
+
+    @property
+    def endpoint(self) -> str:
+        """``ADDR:PORT`` as HAProxy connects to it (``%si:%sp`` in a log format), or "" for a
+        slot with no address."""
+        if self.empty or not self.address or self.address == "-":
+            return ""
+        return f"{self.address}:{self.port}"
 
     @property
     def admin(self) -> AdminState:
@@ -342,9 +352,15 @@ def parse_servers_state(text: str) -> list[ServerState]:
                 iweight=_int(values.get("srv_iweight")),
                 check_status=_int(values.get("srv_check_status")),
                 check_result=_int(values.get("srv_check_result")),
+                port=_int(values.get("srv_port")),
+                fqdn=_fqdn(values.get("srv_fqdn", "")),
             )
         )
     return states
+
+
+def _fqdn(value: str) -> str:
+    return "" if value in ("", "-") else value
 
 
 class RuntimeApi:

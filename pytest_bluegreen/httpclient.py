@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .builds import Heard
 from .redaction import shown_url
+
+if TYPE_CHECKING:
+    from .builds import AnswerLog
+    from .load import Sample
 
 __all__ = ["ColorSession"]
 
@@ -19,14 +25,27 @@ class ColorSession(requests.Session):
 
     Relative URLs are joined to ``base_url``; every request gets the configured timeout; only
     connection errors are retried (twice, short backoff): an HTTP error is an answer, not
-    something to hide.
+    something to hide. With ``answers``, every answer's version header and HAProxy's server
+    header are noted there for the gate, which checks that they came from the deployed build
+    (see :mod:`pytest_bluegreen.builds`).
     """
 
-    def __init__(self, base_url: str, timeout: float, color: str) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float,
+        color: str,
+        *,
+        answers: AnswerLog | None = None,
+        version_header: str = "X-Bluegreen-Version",
+        server_header: str = "X-Bluegreen-Server",
+    ) -> None:
         super().__init__()
         self.base_url = base_url.rstrip("/") + "/"
         self.timeout = timeout
         self.color = color
+        self.answers = answers
+        self._headers = {"version_header": version_header, "server_header": server_header}
         retry = Retry(
             total=2,
             connect=2,
@@ -46,6 +65,22 @@ class ColorSession(requests.Session):
 
     def _remember(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self.last_response = response
+        if self.answers is not None:
+            self.answers.add(self.color, Heard.of(response.headers, **self._headers))
+
+    def note_answers(self, samples: Iterable[Sample]) -> None:
+        """Answers of this color a check got by other means than this session (a load on its
+        URL: ``load.run_load``'s samples), noted for the gate as this session's own are."""
+        if self.answers is None:
+            return
+        names = self._headers
+        for sample in samples:
+            if sample.status is not None:
+                headers = {
+                    names["version_header"]: sample.version or "",
+                    names["server_header"]: sample.server or "",
+                }
+                self.answers.add(self.color, Heard.of(headers, **names))
 
     def request(  # type: ignore[override]
         self, method: str, url: str, *args: Any, **kwargs: Any

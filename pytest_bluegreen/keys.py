@@ -9,6 +9,7 @@ import pytest
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from .builds import AnswerLog
     from .gatemetrics import RunMetrics
     from .redaction import Secrets
 
@@ -22,6 +23,8 @@ METRICS_KEY: pytest.StashKey[RunMetrics] = pytest.StashKey()
 POST_KEY = pytest.StashKey[list[pytest.Item]]()  # the post checks the bake runs
 # a target check's node id -> the same check for the other color (blame runs it)
 TWINS_KEY = pytest.StashKey[dict[str, pytest.Item]]()
+# what the colors' answers said about their build, until a report carries it (builds.py)
+ANSWERS_KEY: pytest.StashKey[AnswerLog] = pytest.StashKey()
 WORKERINPUT_TARGET = "bluegreen_target"
 
 

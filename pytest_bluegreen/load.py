@@ -37,6 +37,9 @@ class Sample:
     status: int | None
     color: str | None
     error: str | None
+    # what the answer said of its build: the version header, HAProxy's server header (raw)
+    version: str | None = None
+    server: str | None = None
 
     @property
     def end(self) -> float:
@@ -113,8 +116,11 @@ class _Worker(threading.Thread):
         color_header: str,
         out: list[Sample],
         on_sample: Callable[[Sample], None] | None,
+        version_header: str = "X-Bluegreen-Version",
+        server_header: str = "X-Bluegreen-Server",
     ) -> None:
         super().__init__(daemon=True)
+        self.version_header, self.server_header = version_header, server_header
         parts = urlsplit(url)
         self.kind = kind
         self.host = parts.hostname or "127.0.0.1"
@@ -153,7 +159,16 @@ class _Worker(threading.Thread):
             color = response.getheader(self.color_header)
             if self.kind == "new-get" or response.will_close:
                 self._close()
-            return Sample(self.kind, start, time.monotonic() - start, response.status, color, None)
+            return Sample(
+                self.kind,
+                start,
+                time.monotonic() - start,
+                response.status,
+                color,
+                None,
+                response.getheader(self.version_header),
+                response.getheader(self.server_header),
+            )
         except (OSError, http.client.HTTPException) as exc:
             self._close()
             error = f"{type(exc).__name__}: {exc}"
@@ -185,8 +200,12 @@ def run_load(
     color_header: str = "X-Bluegreen-Color",
     stop: threading.Event | None = None,
     on_sample: Callable[[Sample], None] | None = None,
+    version_header: str = "X-Bluegreen-Version",
+    server_header: str = "X-Bluegreen-Server",
 ) -> LoadResult:
-    """Send at most ``total`` requests within ``duration`` seconds; workers cycle over ``kinds``."""
+    """Send at most ``total`` requests within ``duration`` seconds; workers cycle over ``kinds``.
+    Each sample keeps what its answer said of its build (``version_header``, ``server_header``):
+    a check judging a color by a load notes them with ``ColorSession.note_answers``."""
     if total < 1 or duration <= 0 or concurrency < 1:
         raise ValueError("total, duration and concurrency must be positive")
     unknown = set(kinds) - set(KINDS)
@@ -208,6 +227,8 @@ def run_load(
             color_header=color_header,
             out=out,
             on_sample=on_sample,
+            version_header=version_header,
+            server_header=server_header,
         )
         for i in range(concurrency)
     ]

@@ -1,15 +1,18 @@
 """Per-color outcomes, collected on the controller from test reports (works under xdist).
 
 Workers tag each report with its color through ``user_properties`` (serialised by xdist), so the
-controller never needs ``session.items``.
+controller never needs ``session.items``; what the color's answers said about their build
+travels the same way (``builds.HEARD_PROPERTY``) and is counted here per answering color.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import pytest
+
+from .builds import Heard, heard_in
 
 __all__ = [
     "COLOR_PROPERTY",
@@ -39,6 +42,8 @@ class ColorOutcomes:
     xpassed: int = 0
     unreachable: int = 0  # failures and errors caused by infrastructure (refused, timeout, ...)
     failed_ids: list[str] = field(default_factory=list)
+    # what the color's answers said about their build (version, HAProxy server), counted
+    heard: Counter[Heard] = field(default_factory=Counter)
 
     @property
     def ran(self) -> int:
@@ -75,6 +80,7 @@ class Outcomes:
         return dict(self._by_key)
 
     def add(self, report: pytest.TestReport) -> None:
+        self._count_heard(report)
         key = color_of(report)
         counts = self._by_key[key]
         if report.failed and (FAILURE_PROPERTY, "infrastructure") in report.user_properties:
@@ -100,6 +106,12 @@ class Outcomes:
                 counts.xfailed += 1
             else:
                 counts.skipped += 1
+
+    def _count_heard(self, report: pytest.TestReport) -> None:
+        """What the answers of any phase said about their build (fixtures ask too), counted for
+        the color that answered."""
+        for color, heard, count in heard_in(report):
+            self._by_key[color].heard[heard] += count
 
 
 def color_of(report: pytest.TestReport) -> str | None:

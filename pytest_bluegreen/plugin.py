@@ -32,7 +32,15 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     prometheus,
     routed_http,
 )
-from .keys import POST_KEY, SECRETS_KEY, SETTINGS_KEY, TARGET_KEY, TWINS_KEY, WORKERINPUT_TARGET
+from .keys import (
+    ANSWERS_KEY,
+    POST_KEY,
+    SECRETS_KEY,
+    SETTINGS_KEY,
+    TARGET_KEY,
+    TWINS_KEY,
+    WORKERINPUT_TARGET,
+)
 from .outcomes import COLOR_PROPERTY, FAILURE_PROPERTY, SHARED, UNREACHABLE_PROPERTY, color_of
 from .redaction import ReportScrubber, Secrets
 from .settings import Option, Settings, SettingsError, all_options, describe, resolve
@@ -189,8 +197,12 @@ class XdistHooks:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Label each failure: the color is unreachable (infrastructure) or answers wrongly."""
+    """Label each failure: the color is unreachable (infrastructure) or answers wrongly; carry
+    what the colors' answers said about their build to the controller (builds.py)."""
     report = yield
+    answers = item.config.stash.get(ANSWERS_KEY, None)
+    if answers is not None:
+        answers.attach(report)
     if report.failed and call.excinfo is not None:
         kind = classify(call.excinfo.value)
         report.user_properties.append((FAILURE_PROPERTY, kind))

@@ -3,7 +3,8 @@
 blue v1.0.0 live -> deploy v1.1.0 to green and switch -> deploy the broken build to blue with
 --switch (checks fail, traffic stays on green, blue restored) -> --rollback to blue; no request
 through HAProxy fails meanwhile. Then the deploy faults, each with a clear error and nothing
-changed.
+changed; last, a container of the old tag still answering for the color behind HAProxy: the gate
+never judges it as the deployed build.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from tests.support.docker_stack import (
     shared_services_behind_haproxy,
 )
 from tests.support.gate import history, output
-from tests.support.stack import ROOT, Backend, wait_for
+from tests.support.stack import ROOT, Backend, free_ports, wait_for
 
 pytestmark = pytest.mark.infra
 
@@ -481,3 +482,86 @@ def test_redis_down_is_environmental_and_rolls_nothing_back(
         dc.compose.start(["redis"])
         stack.wait_up(*running, timeout=60)
     assert routed(jarvis) == ("green", "v1.1.0")
+
+
+# --- a container of the old tag still answering for the color ----------------------------------
+
+STALE = "bluegreen-test-stale"
+
+
+@pytest.fixture
+def stale(jarvis: JarvisStack) -> Iterator[tuple[str, int, str]]:
+    """(idle color, port, image): a container of the old tag v1.0.0, outside the Compose
+    project, answering as the idle color on a port of its own (as one left over from an
+    earlier deploy would)."""
+    weights = jarvis.haproxy.live_weights()
+    idle = "green" if weights.get("blue-api", (0, ""))[0] > 0 else "blue"
+    [port] = free_ports(1)
+    image = "bluegreen/jarvis:v1.0.0"
+    dc = DockerClient()
+    dc.container.remove(STALE, force=True)
+    deploy = ROOT / "config" / "deploy"
+    dc.run(
+        image, ["jarvis-api"], detach=True, name=STALE, networks=["sutazai-network"],
+        publish=[(f"127.0.0.1:{port}", 8000)],
+        env_files=[deploy / "shared.env", deploy / f"{idle}.env", deploy / "secrets.env"],
+        envs={"DEPLOYMENT_COLOR": idle},
+    )  # fmt: skip
+    try:
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok, 60, "stale")
+        yield idle, port, image
+    finally:
+        dc.container.remove(STALE, force=True)
+
+
+def test_an_old_container_answering_for_the_color_is_never_judged(
+    pytester: pytest.Pytester, jarvis: JarvisStack, stale: tuple[str, int, str]
+) -> None:
+    idle, port, image = stale
+    stack, api = jarvis.haproxy, jarvis.haproxy.api()
+    before = stack.live_weights()
+    entries = len(history(stack))
+
+    # an extra server in the color's direct backend reaches the old container: some of the
+    # checks' answers come from v1.0.0, so the checks did not judge v1.1.0 -- inconclusive
+    assert "New server registered" in api.execute(
+        f"add server {idle}_direct/stale 127.0.0.1:{port}"
+    )
+    api.execute(f"set server {idle}_direct/stale state ready")
+    try:
+        result = gate(pytester, jarvis, "--env", idle, "--deploy", "v1.1.0", "-m", "quick",
+                      "--switch", "--skip-backup")  # fmt: skip
+    finally:
+        api.execute(f"set server {idle}_direct/stale state maint")
+        api.execute(f"del server {idle}_direct/stale")
+    text = output(result)
+    assert result.ret == 6, text
+    found = re.search(
+        rf"INCONCLUSIVE: inconclusive: (\d+) of \d+ answer\(s\) from {idle} came from another "
+        r"build than the deployed v1\.1\.0: v1\.0\.0 \((\d+) answers?, by image: "
+        rf"{STALE} \({image}\) at 127\.0\.0\.1:{port} via {idle}_direct/stale\)",
+        text,
+    )
+    assert found, text
+    assert found.group(1) == found.group(2) != "0"
+    assert stack.live_weights() == before  # nothing switched
+    assert [e["outcome"] for e in history(stack)][entries:] == ["inconclusive"]
+
+    # the color's own server moved to the old container: every slot of the color must run the
+    # deployed image before any check runs -- refused, naming the slot and what runs there
+    api.execute(f"set server api_backend/{idle}-api addr 127.0.0.1 port {port}")
+    try:
+        result = gate(pytester, jarvis, "--env", idle, "--deploy", "v1.1.0", "-m", "quick",
+                      "--switch", "--skip-backup", deploy_timeout=15)  # fmt: skip
+    finally:
+        home = "8010" if idle == "blue" else "8011"
+        api.execute(f"set server api_backend/{idle}-api addr 127.0.0.1 port {home}")
+    text = output(result)
+    assert result.ret == 7, text
+    assert (
+        f"bluegreen: refused: not every HAProxy slot of {idle} runs the deployed v1.1.0 (after "
+    ) in text
+    assert f"api_backend/{idle}-api at 127.0.0.1:{port}: {STALE} ({image})" in text
+    assert " PASSED" not in text  # no check ran
+    assert stack.live_weights() == before
+    assert [e["outcome"] for e in history(stack)][entries:] == ["inconclusive", "refused"]

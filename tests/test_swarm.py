@@ -13,6 +13,11 @@ after; rollback to blue; and a replica of green
 killed while its checks run: Swarm replaces it, and the gate switches, because the checks passed
 (HAProxy redispatches the connections the dead replica refuses) and, within ``up_wait``, every
 server HAProxy has for green is UP again: the dead replica's slot emptied, the new one filled.
+
+Then a fault: the old replicas kept resolvable after a deploy (HAProxy holds their addresses
+40 s after Docker's DNS dropped them, and they go on answering meanwhile). The checks of a
+broken build must never be answered by the old build: the gate waits until every HAProxy slot of
+the color runs the deployed image, then the checks fail it.
 """
 
 from __future__ import annotations
@@ -238,3 +243,36 @@ def test_a_cycle_on_a_swarm_under_load(swarm: SwarmStack) -> None:
     assert failed == [], failed[:10]
     assert result_load.count > 100
     assert STACK in docker("stack", "ls")
+
+
+def test_an_old_replica_still_resolved_never_answers_the_checks(swarm: SwarmStack) -> None:
+    # HAProxy keeps the addresses DNS gave it 40 s after they are gone, in two slots per color:
+    # the old replicas' addresses stay in the slots and the new replicas wait for them
+    swarm.start_haproxy(BG_DNS_HOLD="40s", BG_REPLICAS="2")
+    slowed: list[str] = []
+    try:
+        wait_for(lambda: _filled_up(swarm, "blue") + _filled_up(swarm, "green") == 4, 60, "UP")
+        live, version = _served(swarm)
+        idle = "blue" if live == "green" else "green"
+        before = swarm.image_of(f"{idle}-api")
+        # the old replicas go on answering 60 s after Swarm stops them
+        slowed.append(f"{idle}-api")
+        swarm.stop_old_tasks_slowly(f"{idle}-api", 60)
+        wait_for(lambda: _filled_up(swarm, idle) == 2, 90, f"{idle}'s new replicas in HAProxy")
+        _write(swarm, on_failed_gate="restore", deploy_timeout=150)
+        result = _gate(swarm, "--env", idle, "--deploy", "v1.2.0-broken", "--switch")
+        out = _out(result)
+        print(out)  # the waiting, as an operator sees it (-rP)
+        # the gate before issue 21 let the old replicas answer every check (they passed) and
+        # blamed the broken image for the old one's version: a verdict on the wrong build
+        assert result.returncode == 1, out
+        assert f"until every HAProxy slot of {idle} runs v1.2.0-broken: " in out
+        assert f"({before}, running, desired shutdown)" in out  # the old replicas, named
+        assert f"every HAProxy slot of {idle} runs v1.2.0-broken now" in out
+        assert f"checks failed ({idle}: " in out  # the broken build's own checks
+        assert f"{idle} restored to {before.rpartition(':')[2]}" in out
+        assert _served(swarm) == (live, version)
+    finally:
+        for service in slowed:
+            swarm.stop_old_tasks_promptly(service)
+        swarm.start_haproxy()

@@ -7,7 +7,7 @@ name; each engine's module imports its Docker clients only when used.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -18,7 +18,44 @@ if TYPE_CHECKING:
     import docker
     from pytest_bluegreen.settings import Settings
 
-__all__ = ["DeployEngine", "DeployResult", "engine_for", "stack_containers"]
+__all__ = [
+    "DeployEngine",
+    "DeployResult",
+    "EngineBlind",
+    "Occupant",
+    "engine_for",
+    "image_tag",
+    "stack_containers",
+]
+
+
+class EngineBlind(Exception):
+    """The engine cannot look at what runs (no Docker engine answers, the docker extra is
+    missing, not a swarm manager): what answers behind HAProxy's servers is not known."""
+
+
+def image_tag(image: str) -> str:
+    """``registry:5000/jarvis:v1@sha256:...`` -> ``v1`` (``latest`` when none)."""
+    name = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    return name.partition(":")[2] or "latest"
+
+
+@dataclass(frozen=True)
+class Occupant:
+    """A container or a Swarm task that answers (or answered) at an address, and its image."""
+
+    name: str  # sutazai-blue-backend; task bluegreen_blue-api.1.x3f2a1b9c
+    image: str  # bluegreen/jarvis:v1.0.0
+    current: bool = True  # running, and meant to (not a task being shut down, nor a dead one)
+    state: str = ""  # what the engine says of one that is not current ("being shut down")
+
+    @property
+    def tag(self) -> str:
+        return image_tag(self.image)
+
+    def describe(self) -> str:
+        said = "" if self.current else f", {self.state or 'not running any more'}"
+        return f"{self.name} ({self.image}{said})"
 
 
 @dataclass(frozen=True)
@@ -45,6 +82,12 @@ class DeployEngine(Protocol):
 
     def deployed_tag(self, color: str) -> str | None:
         """The tag the color was last deployed at, if known."""
+        ...
+
+    def occupants(self, endpoints: Collection[str]) -> Mapping[str, tuple[Occupant, ...]]:
+        """What runs, or ran, at each ``ADDR:PORT`` HAProxy connects to (its servers'
+        addresses): the containers or tasks the engine knows there, current ones first; an
+        endpoint it knows nothing of is left out. Raises EngineBlind when it cannot look."""
         ...
 
 

@@ -14,16 +14,17 @@ Also the one home of: the tags file, a color's tag variable, and a color's conta
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_bluegreen.errors import DeployError
 from pytest_bluegreen.extras import require
 from pytest_bluegreen.settings import ComposeSettings, Topology, parsers
 
-from . import DeployResult
+from . import DeployResult, EngineBlind, Occupant
 from .backup import run_backup
 from .serving import Waited, judge, wait_until_serving
 
@@ -37,6 +38,8 @@ __all__ = [
     "ComposeEngine",
     "TagsFile",
     "compose_containers",
+    "container_occupants",
+    "endpoint_host",
     "first_line",
     "tag_variable",
     "wait_serving",
@@ -124,6 +127,52 @@ def first_line(exc: DockerException) -> str:
     return lines[-1] if lines else f"exit code {exc.return_code}"
 
 
+def endpoint_host(endpoint: str) -> tuple[str, str]:
+    """``10.0.1.5:8000`` -> (``10.0.1.5``, ``8000``); ``[::1]:80`` or ``::1:80`` -> (``::1``,
+    ``80``)."""
+    host, _, port = endpoint.rpartition(":")
+    return host.strip("[]"), port
+
+
+_ANY_HOST = {"", "0.0.0.0", "::"}  # noqa: S104 - what Docker writes for "every address"
+
+
+def container_occupants(
+    client: docker.DockerClient, endpoints: Collection[str]
+) -> dict[str, tuple[Occupant, ...]]:
+    """The running containers on this Docker host that answer at each endpoint: a host port
+    one publishes (``127.0.0.1:8010``, also when published on every address), or its own
+    address on one of its networks (HAProxy in a container on the same network)."""
+    wanted = {e: endpoint_host(e) for e in endpoints}
+    found: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    for summary in client.api.containers():  # running ones; one call, no inspect each
+        cid = str(summary.get("Id", ""))
+        names[cid] = str((summary.get("Names") or [cid[:12]])[0]).lstrip("/")
+        published = {
+            (str(port.get("IP") or ""), str(port["PublicPort"]))
+            for port in summary.get("Ports") or []
+            if port.get("PublicPort")
+        }
+        networks: dict[str, Any] = (summary.get("NetworkSettings") or {}).get("Networks") or {}
+        own = {str(n.get("IPAddress")) for n in networks.values() if n.get("IPAddress")}
+        for endpoint, (host, port) in wanted.items():
+            public = any(p == port and (ip == host or ip in _ANY_HOST) for ip, p in published)
+            if public or host in own:
+                found.setdefault(endpoint, []).append(cid)
+    images: dict[str, str] = {}
+    for cid in {c for ids in found.values() for c in ids}:
+        # the reference it was created from, also after the tag moved on; one gone meanwhile
+        # answers nothing any more
+        with contextlib.suppress(Exception):
+            images[cid] = str(client.api.inspect_container(cid)["Config"]["Image"])
+    return {
+        endpoint: tuple(Occupant(names[c], images[c]) for c in ids if c in images)
+        for endpoint, ids in found.items()
+        if any(c in images for c in ids)
+    }
+
+
 class ComposeEngine:
     """Deploys, tears down and describes the colors of one Compose project."""
 
@@ -140,8 +189,6 @@ class ComposeEngine:
         self.topology = topology
         self.progress = progress
         self.tags = TagsFile(tags_file)
-        if not self.tags.path.exists():  # compose refuses a missing --env-file
-            self.tags.write({})
         self._exception: type[DockerException] = whales.DockerException
         self.client: DockerClient = client or whales.DockerClient(
             compose_files=[compose.compose_file],
@@ -151,6 +198,7 @@ class ComposeEngine:
 
     # -- checks ------------------------------------------------------------------------------
     def check_engine(self) -> None:
+        self._env_file()
         try:
             self.client.system.info()
         except self._exception as exc:
@@ -187,6 +235,26 @@ class ComposeEngine:
 
     def deployed_tag(self, color: str) -> str | None:
         return self.tags.tag_of(color)
+
+    def occupants(self, endpoints: Collection[str]) -> Mapping[str, tuple[Occupant, ...]]:
+        try:
+            client = docker_client()
+        except Exception as exc:  # docker's DockerException, or the SDK missing
+            raise EngineBlind(f"no Docker engine answers: {exc}") from None
+        try:
+            return container_occupants(client, endpoints)
+        except Exception as exc:
+            raise EngineBlind(f"cannot list the containers: {exc}") from None
+        finally:
+            client.close()
+
+    def _env_file(self) -> None:
+        """Compose refuses a missing --env-file: an empty tags file before the first command."""
+        if not self.tags.path.exists():
+            try:
+                self.tags.write({})
+            except OSError as exc:
+                raise DeployError(f"cannot write {self.tags.path}: {exc}") from None
 
     # -- steps -------------------------------------------------------------------------------
     def backup(self, color: str, tag: str) -> Path | None:
@@ -308,6 +376,7 @@ class ComposeEngine:
     def teardown(self, color: str) -> None:
         services = list(self.topology.color[color].services)
         self.progress(f"tearing down {color}: {' '.join(services)}")
+        self._env_file()
         try:
             self.client.compose.rm(services, stop=True)
         except self._exception as exc:

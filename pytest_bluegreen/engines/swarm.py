@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,16 +30,23 @@ from pytest_bluegreen.errors import DeployError
 from pytest_bluegreen.extras import require
 from pytest_bluegreen.settings import ComposeSettings, SwarmSettings, Topology, parsers
 
-from . import DeployResult
+from . import DeployResult, EngineBlind, Occupant, image_tag
 from .backup import run_backup
-from .compose import TagsFile, docker_client, first_line, tag_variable
+from .compose import TagsFile, docker_client, endpoint_host, first_line, tag_variable
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient, DockerException
 
     import docker
 
-__all__ = ["Replica", "SwarmEngine", "color_replicas", "find_service", "replicas_variable"]
+__all__ = [
+    "Replica",
+    "SwarmEngine",
+    "color_replicas",
+    "find_service",
+    "replicas_variable",
+    "task_occupants",
+]
 
 SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 STACK_LABEL = "com.docker.stack.namespace"
@@ -67,7 +74,7 @@ class Replica:
 
     @property
     def tag(self) -> str:
-        return _tag_of(self.image)
+        return image_tag(self.image)
 
     @property
     def healthy(self) -> bool:
@@ -83,11 +90,6 @@ def _repository(image: str) -> str:
     """``registry:5000/jarvis:v1`` -> ``registry:5000/jarvis``."""
     head, _, name = image.rpartition("/")
     return (f"{head}/" if head else "") + name.partition(":")[0]
-
-
-def _tag_of(image: str) -> str:
-    name = image.rsplit("/", 1)[-1]
-    return name.partition(":")[2] or "latest"
 
 
 def _nodes(client: docker.DockerClient) -> dict[str, str]:
@@ -132,6 +134,35 @@ def service_replicas(
                     )
                 )
     return found
+
+
+def task_occupants(
+    client: docker.DockerClient, swarm: SwarmSettings, endpoints: Collection[str]
+) -> dict[str, tuple[Occupant, ...]]:
+    """The stack's tasks that have, or had, each endpoint's address on one of their networks
+    (Swarm keeps a task's addresses in its history after it stopped), running ones first. The
+    port is the container's own: a task's address is its alone."""
+    hosts: dict[str, list[str]] = {}
+    for endpoint in endpoints:
+        hosts.setdefault(endpoint_host(endpoint)[0], []).append(endpoint)
+    found: dict[str, list[Occupant]] = {}
+    stack = f"{STACK_LABEL}={swarm.stack_name}"
+    services: list[Any] = client.services.list(filters={"label": stack})
+    for svc in services:
+        tasks: list[dict[str, Any]] = svc.tasks()
+        for task in tasks:
+            status: dict[str, Any] = task.get("Status", {})
+            state, desired = str(status.get("State", "")), str(task.get("DesiredState", ""))
+            running = desired == "running" and state == "running"
+            said = f"{state}, desired {desired}" if state == "running" else state
+            image = _image(str(task.get("Spec", {}).get("ContainerSpec", {}).get("Image", "")))
+            name = f"task {svc.name}.{task.get('Slot', '-')}.{str(task.get('ID', ''))[:10]}"
+            occupant = Occupant(name, image, running, "" if running else said)
+            for attachment in task.get("NetworksAttachments") or []:
+                for address in attachment.get("Addresses") or []:
+                    for endpoint in hosts.get(str(address).partition("/")[0], []):
+                        found.setdefault(endpoint, []).append(occupant)
+    return {e: tuple(sorted(o, key=lambda x: not x.current)) for e, o in found.items()}
 
 
 def color_replicas(swarm: SwarmSettings, topology: Topology) -> dict[str, list[Replica]] | None:
@@ -240,7 +271,17 @@ class SwarmEngine:
             current = self._current_image(self.topology.color[color].services[0])
         except Exception:
             current = None
-        return _tag_of(current) if current else self.tags.tag_of(color)
+        return image_tag(current) if current else self.tags.tag_of(color)
+
+    def occupants(self, endpoints: Collection[str]) -> Mapping[str, tuple[Occupant, ...]]:
+        try:
+            client = self.sdk
+        except Exception as exc:  # docker's DockerException, or the SDK missing
+            raise EngineBlind(f"no Docker engine answers: {exc}") from None
+        try:
+            return task_occupants(client, self.swarm, endpoints)
+        except Exception as exc:  # not a swarm manager: its tasks are not ours to read
+            raise EngineBlind(f"cannot list the stack's tasks: {exc}") from None
 
     # -- steps -------------------------------------------------------------------------------
     def backup(self, color: str, tag: str) -> Path | None:

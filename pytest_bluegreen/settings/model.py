@@ -724,6 +724,12 @@ class Topology:
         p.header,
         "response header naming the version (else the JSON body's 'version')",
     )
+    server_header: str = setting(
+        "X-Bluegreen-Server",
+        p.header,
+        "response header HAProxy adds naming the server that answered and its address "
+        "('BACKEND/SERVER ADDR:PORT'): the gate maps it to the container or task and its image",
+    )
 
     def other(self, color: str) -> str:
         first, second = self.colors

@@ -617,6 +617,7 @@ def _resolve_topology(
         color=result,
         color_header=values["color_header"],
         version_header=values["version_header"],
+        server_header=values["server_header"],
     )
 
 

@@ -50,6 +50,7 @@ class SwarmStack:
     cert: Path
     made_swarm: bool = False
     ports: dict[str, int] = field(default_factory=dict)
+    slots: int = SLOTS  # server-template slots per color of the HAProxy running now
 
     @property
     def run_dir(self) -> Path:
@@ -91,7 +92,9 @@ class SwarmStack:
         )
         self.start_haproxy()
 
-    def start_haproxy(self) -> None:
+    def start_haproxy(self, **overrides: str) -> None:
+        """HAProxy in a container on the stack's network (again, when it runs: new ports);
+        ``overrides``: its BG_* environment (BG_REPLICAS, BG_DNS_HOLD, ...)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "server-state").touch()
         names = ("api", "blue_direct", "green_direct", "stats")
@@ -113,7 +116,9 @@ class SwarmStack:
             "BG_GREEN_API_TASKS": f"tasks.{STACK}_green-api:8000",
             "BG_CHECK_INTER": "500ms",
             "BG_RATE_LIMIT": "100000000",
+            **overrides,
         }
+        self.slots = int(env["BG_REPLICAS"])
         args = ["run", "-d", "--name", HAPROXY_NAME, "--network", NETWORK]
         args += ["-v", f"{ROOT / 'haproxy'}:/etc/haproxy:ro"]
         args += ["-v", f"{self.cert.parent}:/etc/bluegreen-cert:ro"]
@@ -166,7 +171,7 @@ class SwarmStack:
         values.update(overrides)
         lines = [f"{k} = {json.dumps(v)}" for k, v in values.items() if v is not None]
         for color in ("blue", "green"):
-            servers = [f"api_backend/{color}-api{i}" for i in range(1, SLOTS + 1)]
+            servers = [f"api_backend/{color}-api{i}" for i in range(1, self.slots + 1)]
             lines += [
                 f"[colors.{color}]",
                 f'api_url = "{self.direct_url(color)}"',
@@ -181,6 +186,39 @@ class SwarmStack:
             "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={STACK}_{service}"
         )
         return out.split()
+
+    def stop_old_tasks_slowly(self, service: str, grace: float) -> None:
+        """Fault: the service's replicas go on answering for ``grace`` seconds after Swarm
+        stops them (their stop signal ignored, then SIGKILL), as a replica finishing its
+        requests does; a rolling update of the service, waited for."""
+        self._update(service, "--stop-signal", "SIGWINCH", "--stop-grace-period", f"{grace:g}s")
+
+    def stop_old_tasks_promptly(self, service: str) -> None:
+        """Undo :meth:`stop_old_tasks_slowly`; the replicas still shutting down are killed."""
+        self._update(service, "--stop-signal", "SIGTERM", "--stop-grace-period", "5s")
+        tasks = docker(
+            "service", "ps", f"{STACK}_{service}", "-q", "--filter", "desired-state=shutdown",
+            check=False,
+        ).split()  # fmt: skip
+        for task in tasks:
+            container = docker(
+                "inspect", "--format", "{{.Status.ContainerStatus.ContainerID}}", task,
+                check=False,
+            ).strip()  # fmt: skip
+            if container:
+                docker("kill", container, check=False)
+
+    def _update(self, service: str, *args: str) -> None:
+        docker("service", "update", "--detach", *args, f"{STACK}_{service}")
+
+        def rolled_out() -> bool:
+            state = docker(
+                "service", "inspect", f"{STACK}_{service}",
+                "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+            ).strip()  # fmt: skip
+            return state in ("", "completed") and running_replicas(service) == 2
+
+        wait_for(rolled_out, 120, f"{service}'s update to complete", interval=0.5)
 
     def image_of(self, service: str) -> str:
         spec = docker(

@@ -18,6 +18,7 @@ import pytest
 
 from pytest_bluegreen.eventually import InfrastructureError
 from pytest_bluegreen.fixtures import ColorEnvironment
+from pytest_bluegreen.httpclient import ColorSession
 from pytest_bluegreen.keys import settings_of
 from pytest_bluegreen.load import LoadResult, run_load
 from pytest_bluegreen.settings import Settings
@@ -40,9 +41,9 @@ def summary(result: LoadResult) -> str:
 
 
 def test_latency_thresholds(
-    endpoint: str, environment: ColorEnvironment, bluegreen_settings: Settings
+    endpoint: str, environment: ColorEnvironment, bluegreen_settings: Settings, http: ColorSession
 ) -> None:
-    checks = bluegreen_settings.checks
+    checks, topology = bluegreen_settings.checks, bluegreen_settings.topology
     url = environment.api_url + endpoint
     result = run_load(
         url,
@@ -51,8 +52,11 @@ def test_latency_thresholds(
         concurrency=checks.perf_concurrency,
         kinds=("keepalive-get",),
         timeout=checks.http_timeout,
-        color_header=bluegreen_settings.topology.color_header,
+        color_header=topology.color_header,
+        version_header=topology.version_header,
+        server_header=topology.server_header,
     )
+    http.note_answers(result.samples)  # which build answered, for the gate
     first = result.failed[0] if result.failed else None
     if not any(sample.status is not None for sample in result.samples):  # down, not slow
         raise InfrastructureError(

@@ -21,7 +21,7 @@ from .gate import Decision, SessionFacts, Verdict, decide
 from .gatemetrics import RunMetrics
 from .haproxy import RuntimeApi, RuntimeApiError
 from .instances import Haproxies, InstancesDisagree
-from .journal import Journal
+from .journal import Journal, UnfinishedJournal, read_journal
 from .outcomes import Outcomes
 from .probe import Probe, ProbeSummary
 from .reconcile import reconcile_recorded, record_missing
@@ -161,6 +161,10 @@ class GateRun:
             if not self.settings.run.dry_run:
                 self.journal.prepare()  # refuses an unfinished journal
                 self._instances_in_line()
+            else:  # a dry run says what the real one would: refused, nothing written
+                entry = read_journal(self.journal.path)
+                if entry is not None and entry.open:
+                    raise UnfinishedJournal(self.journal.path, entry)
             # fail fast, before any check runs: every HAProxy answers, at admin level, and
             # knows every server the settings name
             if not self.settings.run.dry_run:

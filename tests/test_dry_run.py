@@ -94,6 +94,12 @@ def switch_cut_off(stack: Stack, deploy: Path) -> None:
     cut_off_switch(stack)
 
 
+def left_out(stack: Stack, deploy: Path) -> None:
+    """An instance a switch left out, recorded to be brought in line when it answers."""
+    record = state.Reconcile(("lb-2",), "blue", time.time())
+    state.save_record(stack.state_file, state.RECONCILE, record)
+
+
 @dataclass(frozen=True)
 class Case:
     given: Callable[[Stack, Path], None]
@@ -129,6 +135,14 @@ CASES = {
     "recover-cut-off": Case(switch_cut_off, ("recover",), 0, "dry run: would restore"),
     "recover-to": Case(switch_cut_off, ("recover", "--to", "green"), 0, "would make green live"),
     "recover-nothing": Case(blue_live, ("recover",), 0, "nothing to recover"),
+    "recover-reconcile": Case(
+        left_out, ("recover",), 0, "dry run: would bring instance(s) lb-2 in line"
+    ),
+    # a dry run answers as the real run would: refused while a switch waits for recover
+    "switch-to-cut-off": Case(switch_cut_off, ("switch-to", "green"), 7, "an unfinished switch"),
+    "switch-to-force-cut-off": Case(
+        switch_cut_off, ("switch-to", "green", "--force"), 7, "an unfinished switch"
+    ),
     "deploy": Case(blue_live, DEPLOY_GREEN, 0, "dry run: would deploy green at v9.9.9"),
     "deploy-switch": Case(
         blue_live, (*DEPLOY_GREEN, "--auto-switch"), 0, "then switch to green if they pass"

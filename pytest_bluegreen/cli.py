@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -31,6 +32,7 @@ from .gatemetrics import RunMetrics, publish
 from .gateplugin import hooks_for
 from .gaterun import GateRun
 from .haproxy import RuntimeApiError
+from .journal import read_journal
 from .keys import METRICS_KEY
 from .plugin import settings_from_config
 from .recovery import recover
@@ -55,9 +57,14 @@ examples:
   bluegreen drill                           known-bad builds on the idle color: caught?
   bluegreen init --haproxy-config /etc/haproxy/haproxy.cfg   bluegreen.toml + checks/ from it
 
-exit codes: 0 ok, 1 checks failed (status: inconsistent), 4 usage error, 6 inconclusive,
-7 refused (nothing changed), 8 switch reverted, 9 deploy failed, 10 revert failed, 11 bake
-failed (switched back); drill: 1 when a variant got another verdict than expected.
+every command that changes something takes --dry-run: it says what it would do and changes
+nothing (HAProxy, the history, the journal, the warm-window and pending-promotion records,
+containers).
+
+exit codes: 0 ok (or nothing to do: the target is already live), 1 checks failed (status:
+inconsistent), 2 interrupted, 4 usage error (a bad argument too), 6 inconclusive, 7 refused
+(nothing changed), 8 switch reverted, 9 deploy failed, 10 revert failed, 11 bake failed
+(switched back); drill: 1 when a variant got another verdict than expected.
 """
 
 Action = Callable[[pytest.Config, Settings], int]
@@ -65,6 +72,14 @@ Action = Callable[[pytest.Config, Settings], int]
 
 class UsageProblem(UsageError):
     """Bad input on the command line: one line, exit 4, nothing changed."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors (an unknown option or command, a missing argument) are usage
+    errors like every other: one line, exit 4 (argparse's own 2 is "interrupted" here)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitCode.USAGE_ERROR, f"{self.prog}: error: {message} ({self.prog} --help)\n")
 
 
 def _paint(text: str, code: str) -> str:
@@ -79,8 +94,9 @@ def _paint(text: str, code: str) -> str:
 class _InConfig:
     """A plugin that runs one command with the fully set-up config, instead of a session."""
 
-    def __init__(self, action: Action) -> None:
+    def __init__(self, action: Action, *, dry_run: bool = False) -> None:
         self.action = action
+        self.dry_run = dry_run
         self.code: int | None = None
         self.error: BaseException | None = None
 
@@ -88,6 +104,10 @@ class _InConfig:
     def pytest_cmdline_main(self, config: pytest.Config) -> int:
         try:
             settings = settings_from_config(config)
+            if settings.config_file is None:
+                raise UsageProblem(_no_settings_file(config))
+            if self.dry_run:  # nothing locked, journaled, recorded or published
+                settings = replace(settings, run=replace(settings.run, dry_run=True))
             self.code = self._counted(config, settings)
         except BaseException as exc:  # re-raised by in_config, outside pytest
             self.error = exc
@@ -109,21 +129,43 @@ class _InConfig:
                     print(f"bluegreen: {secrets.redact(line)}", flush=True)
 
 
-def _pytest_args(args: argparse.Namespace) -> list[str]:
-    """The check suite (its conftests hold the user's hooks) and the shared options."""
-    given: list[str] = [args.checks] if Path(args.checks).exists() else []
-    if args.config:
-        given += ["--bluegreen-config", args.config]
+def _no_settings_file(config: pytest.Config) -> str:
+    here = config.invocation_params.dir
+    return (
+        f"no settings file: no bluegreen.toml (nor [tool.bluegreen] in a pyproject.toml) in "
+        f"{here} or a folder above it; run bluegreen where the deployment's settings are, "
+        "or give --config FILE (bluegreen init writes one)"
+    )
+
+
+def _path_word(path: str) -> str:
+    """A path as one argument pytest cannot read as an option (``-x`` -> ``./-x``)."""
+    return f"./{path}" if path.startswith("-") else path
+
+
+def _pytest_args(args: argparse.Namespace, settings: Settings | None = None) -> list[str]:
+    """The check suite (its conftests hold the user's hooks) and the shared options, each
+    ``--opt=value``: pytest picks its rootdir before it knows our options, and a separate
+    value that names a path (a socket, a file) would count there as a test path. With
+    ``settings``, the settings file they were read from, so a child reads the same one."""
+    given: list[str] = [_path_word(args.checks)] if Path(args.checks).exists() else []
+    config = settings.config_file if settings is not None else None
+    if config is not None:
+        given.append(f"--bluegreen-config={config}")
+    elif args.config:
+        given.append(f"--bluegreen-config={args.config}")
     if args.runtime_api:
-        given += ["--runtime-api", args.runtime_api]
+        given.append(f"--runtime-api={args.runtime_api}")
     if args.allow_missing_instance:
-        given += ["--allow-missing-instance", ",".join(args.allow_missing_instance)]
+        given.append(f"--allow-missing-instance={','.join(args.allow_missing_instance)}")
     return given
 
 
 def in_config(args: argparse.Namespace, action: Action) -> int:
-    runner = _InConfig(action)
-    code = pytest.main([*_pytest_args(args), "-p", "no:cacheprovider"], plugins=[runner])
+    runner = _InConfig(action, dry_run=getattr(args, "dry_run", False))
+    code = pytest.main(
+        [*_pytest_args(args), "-p", "no:cacheprovider", "--assert=plain"], plugins=[runner]
+    )
     if runner.error is not None:
         raise runner.error
     return int(code) if runner.code is None else runner.code
@@ -175,13 +217,40 @@ def cmd_export_state(args: argparse.Namespace, extra: Sequence[str]) -> int:
 # --- acting ----------------------------------------------------------------------------------
 
 
-def run_checks(args: argparse.Namespace, pytest_args: Sequence[str]) -> int:
+def run_checks(args: argparse.Namespace, settings: Settings, pytest_args: Sequence[str]) -> int:
     """The check suite under pytest, in a child process; its exit status is ours. The child
-    drops its output too when our reader goes away, and runs its gate to the end."""
-    given = [*_pytest_args(args), "-p", "no:cacheprovider", *pytest_args]
+    drops its output too when our reader goes away, and runs its gate to the end. A child
+    that died of a signal while a switch was under way (its journal still open) ends as a
+    failed revert would: exit 10, ``bluegreen recover``."""
+    if not Path(args.checks).exists():
+        raise UsageProblem(f"the check suite {args.checks} does not exist (--checks)")
+    given = [*_pytest_args(args, settings), "-p", "no:cacheprovider", *pytest_args]
     print(_paint(f"bluegreen: running pytest {' '.join(given)}", "36"), flush=True)
     command = [sys.executable, "-m", "pytest_bluegreen.closedpipe", *given]
-    return run_child(command)
+    was_open = _journal_open(settings)  # then the child's gate refuses it, as it should
+    code = run_child(command)
+    if code not in (0, ExitCode.REVERT_FAILED) and not was_open and _journal_open(settings):
+        print(
+            "bluegreen: the check suite's gate ended during a switch (its journal is open): "
+            "HAProxy may be half-switched; see bluegreen status, then bluegreen recover",
+            file=sys.stderr,
+            flush=True,
+        )
+        return int(ExitCode.REVERT_FAILED)
+    return code
+
+
+def _journal_open(settings: Settings) -> bool:
+    if settings.run.dry_run:
+        return False
+    try:
+        entry = read_journal(settings.state.journal_file)
+    except (BluegreenError, OSError, ValueError):
+        return False  # status and recover say what is wrong with it
+    return entry is not None and entry.open
+
+
+DRY_NOTHING = "dry run: nothing changed"
 
 
 def _report(lines: Sequence[str], code: int) -> int:
@@ -232,7 +301,9 @@ def forced_switch(
 def cmd_recover(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def act(config: pytest.Config, settings: Settings) -> int:
         to = _color(settings, args.to) if args.to else None
-        report = recover(settings, to=to, secrets=settings.load_secrets())
+        report = recover(
+            settings, to=to, secrets=settings.load_secrets(), dry_run=settings.run.dry_run
+        )
         return _report(report.lines, report.exit_code)
 
     return in_config(args, act)
@@ -272,13 +343,17 @@ def cmd_switch_to(args: argparse.Namespace, extra: Sequence[str]) -> int:
                 config, settings, target, rollback=False, ignore_veto=args.ignore_veto
             )
         if switch.live_color(settings.haproxies(), settings.topology) == target:
-            return _report([f"refused: {target} is already live; nothing to switch"], 7)
-        flags = ["--env", target, "-m", "quick", "--switch"]
-        flags += ["--dry-run"] if args.dry_run else []
-        return run_checks(args, [*flags, *extra])
+            return _report([f"{target} is already live; nothing to switch"], ExitCode.OK)
+        flags = [f"--env={target}", "-m", "quick", "--switch", *_dry(settings)]
+        return run_checks(args, settings, [*flags, *extra])
 
     _check_ignore_veto(args)
     return in_config(args, act)
+
+
+def _dry(settings: Settings) -> list[str]:
+    """The child gate's --dry-run, when this command is one."""
+    return ["--dry-run"] if settings.run.dry_run else []
 
 
 def _check_ignore_veto(args: argparse.Namespace) -> None:
@@ -296,13 +371,15 @@ def cmd_rollback(args: argparse.Namespace, extra: Sequence[str]) -> int:
             window is not None and window.remaining() > 0 and window.new == live and not args.check
         )
         if not args.force and not warm:
-            return run_checks(args, ["--rollback", "-m", "quick", *extra])
+            flags = ["--rollback", "-m", "quick", *_dry(settings)]
+            return run_checks(args, settings, [*flags, *extra])
         if live is None:
             raise UsageProblem("no single color is live; nothing to roll back from")
         target = settings.topology.other(live)
         if warm:
             assert window is not None
-            state.clear_record(settings.state.state_file, state.WARM)  # cancels what follows
+            if not settings.run.dry_run:  # cancels what follows (a dry run cancels nothing)
+                state.clear_record(settings.state.state_file, state.WARM)
             reason = (
                 f"rollback to {target} inside its warm window (until {aftercare.when(window.until)}"
                 f"): checks skipped, {target} served until the switch a moment ago"
@@ -323,6 +400,8 @@ def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
         if record is None:
             raise aftercare.NothingPending("refused: no pending promotion (pytest --switch=manual)")
         problem = aftercare.pending_problem(settings, record)
+        if problem is not None and settings.run.dry_run:
+            return _report([f"dry run: would refuse: {problem}", DRY_NOTHING], ExitCode.REFUSED)
         if problem is not None:
             warnings: list[str] = []
             if record.age() > settings.promotion.promotion_timeout:
@@ -337,7 +416,8 @@ def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
                 f"bluegreen: verified {age:.0f}s ago (max_verification_age "
                 f"{settings.promotion.max_verification_age:g}s): the quick checks run again"
             )
-            code = run_checks(args, ["--env", record.target, "-m", "quick", "--switch", *extra])
+            flags = [f"--env={record.target}", "-m", "quick", "--switch", *_dry(settings)]
+            code = run_checks(args, settings, [*flags, *extra])
         else:
             reason = (
                 f"promoted {record.target} {record.tag or ''}: verified "
@@ -346,7 +426,7 @@ def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
             code = forced_switch(
                 config, settings, record.target, rollback=False, ignore_veto=False, reason=reason
             )
-        if code == 0:
+        if code == 0 and not settings.run.dry_run:
             state.clear_record(state_file, state.PENDING)
         return code
 
@@ -372,22 +452,30 @@ def cmd_drill(args: argparse.Namespace, extra: Sequence[str]) -> int:
         idle = settings.topology.other(live)
         before = TagsFile(settings.state.tags_file).tag_of(idle)
         markers = settings.drill.drill_markers
+        if settings.run.dry_run:
+            lines = [
+                f"dry run: would deploy each variant to {idle} and gate it (a dry run of "
+                f"-m {markers!r}), then {idle} back to {before or 'nothing (no tag known)'}:",
+                *(f"  {tag}: expected {verdict}" for tag, verdict in variants.items()),
+                DRY_NOTHING,
+            ]
+            return _report(lines, 0)
 
         logs = settings.reports.verdict_file.parent / "drill"
         logs.mkdir(parents=True, exist_ok=True)
 
         def gate(tag: str) -> tuple[int, Path]:
             """The gate on the variant, dry run; its output into reports/drill/TAG.log."""
-            flags = ["--env", idle, "-m", markers, "--switch", "--dry-run"]
+            flags = [f"--env={idle}", "-m", markers, "--switch", "--dry-run"]
             command = [
                 sys.executable,
                 "-m",
                 "pytest",
-                *_pytest_args(args),
+                *_pytest_args(args, settings),
                 "-p",
                 "no:cacheprovider",
             ]
-            command += [*flags, "--deployment-tag", tag, *extra]
+            command += [*flags, f"--deployment-tag={tag}", *extra]
             log = logs / f"{tag}.log"
             with log.open("w") as out:
                 code = run_child(command, stdout=out, stderr=subprocess.STDOUT)
@@ -418,6 +506,9 @@ def cmd_abort(args: argparse.Namespace, extra: Sequence[str]) -> int:
         record = state.load_pending(settings.state.state_file)
         if record is None:
             raise aftercare.NothingPending("refused: no pending promotion to abort")
+        if settings.run.dry_run:
+            line = f"dry run: would discard the pending promotion of {record.target}"
+            return _report([f"{line} {record.tag or ''}".rstrip(), DRY_NOTHING], 0)
         state.clear_record(settings.state.state_file, state.PENDING)
         reason = f"the pending promotion of {record.target} {record.tag or ''} was discarded"
         warnings = _history(settings, record, state.Outcome.ABORTED, reason, code=0)
@@ -467,6 +558,8 @@ def cmd_deploy(args: argparse.Namespace, extra: Sequence[str]) -> int:
         tag = args.deployment_tag or TagsFile(settings.state.tags_file).tag_of(color)
         if not tag:
             raise UsageProblem(f"deploy needs --deployment-tag ({color} has no deployed tag yet)")
+        if settings.run.dry_run:
+            return _deploy_dry_run(settings, color, tag, args)
         if args.skip_tests:
             # the seed's quick deploy: no checks; a switch then is forced (and recorded so)
             code = deploy_only(
@@ -479,13 +572,36 @@ def cmd_deploy(args: argparse.Namespace, extra: Sequence[str]) -> int:
             if code == 0 and args.auto_switch:
                 return forced_switch(config, settings, color, rollback=False, ignore_veto=False)
             return code
-        flags = ["--env", color, "--deploy", tag]
+        flags = [f"--env={color}", f"--deploy={tag}"]
         flags += ["--skip-backup"] if args.skip_backup else []
         flags += ["--switch"] if args.auto_switch else []
         flags += ["--switch=manual"] if args.promote_later else []
-        return run_checks(args, [*flags, "-m", "quick", *extra])
+        return run_checks(args, settings, [*flags, "-m", "quick", *extra])
 
     return in_config(args, act)
+
+
+def _deploy_dry_run(settings: Settings, color: str, tag: str, args: argparse.Namespace) -> int:
+    """What ``deploy`` would do; the deploy guard asked (HAProxy only), nothing changed."""
+    from .deploystep import DeployRefused, DeployStep  # noqa: PLC0415
+
+    api = settings.haproxies()
+    try:
+        DeployStep(settings, api, _progress).guard(color, tag)
+    except DeployRefused as exc:
+        return _report([f"dry run: would refuse: {exc.first_line}", DRY_NOTHING], exc.exit_code)
+    live = switch.live_color(api, settings.topology)
+    backup = "no backup first" if args.skip_backup else "a backup first (backup_command)"
+    checks = "no checks" if args.skip_tests else f"{color}'s quick checks"
+    if args.auto_switch:
+        how = " (forced: no checks)" if args.skip_tests else " if they pass"
+        then = f"switch to {color}{how}"
+    elif args.promote_later:
+        then = f"record a pending promotion of {color} for bluegreen promote"
+    else:
+        then = f"leave traffic on {live or 'the color that has it'}"
+    lines = [f"dry run: would deploy {color} at {tag} ({backup}), run {checks}, then {then}"]
+    return _report([*lines, DRY_NOTHING], 0)
 
 
 def cmd_check(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -494,12 +610,12 @@ def cmd_check(args: argparse.Namespace, extra: Sequence[str]) -> int:
         allowed = (*settings.topology.colors, "all", "shared")
         if env not in allowed:
             raise UsageProblem(f"unknown environment {env!r} (one of {', '.join(allowed)})")
-        flags = ["--env", env]
+        flags = [f"--env={env}"]
         if args.quick:
             flags += ["-m", "quick"]
         if args.verbose or os.environ.get("VERBOSE", "").lower() == "true":
             flags += ["-v", "-rA"]
-        return run_checks(args, [*flags, *extra])
+        return run_checks(args, settings, [*flags, *extra])
 
     return in_config(args, act)
 
@@ -541,7 +657,7 @@ def cmd_init(args: argparse.Namespace, extra: Sequence[str]) -> int:
         return int(ExitCode.USAGE_ERROR)
     reachable = plan.runtime_api.value is not None
     idle, why = _idle_color(settings, plan.idle, ask_haproxy=reachable)
-    dry_run = ["checks", "--env", idle, "--dry-run", "--switch"]
+    dry_run = ["checks", f"--env={idle}", "--dry-run", "--switch"]
     _progress(f"{idle} is idle ({why})")
     if not reachable:
         _progress(
@@ -553,7 +669,8 @@ def cmd_init(args: argparse.Namespace, extra: Sequence[str]) -> int:
         _progress(f"next: pytest {' '.join(dry_run)}")
         return 0
     _progress(f"dry run: pytest {' '.join(dry_run)}")
-    command = [sys.executable, "-m", "pytest", *dry_run, "-p", "no:cacheprovider"]
+    settings_file = f"--bluegreen-config={directory.resolve() / scaffold.SETTINGS_FILE}"
+    command = [sys.executable, "-m", "pytest", *dry_run, settings_file, "-p", "no:cacheprovider"]
     return run_child(command, cwd=directory)
 
 
@@ -585,13 +702,17 @@ def _idle_color(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bluegreen",
         description="Gate, switch and inspect blue/green deployments behind HAProxy.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", help="settings file (default: bluegreen.toml)")
+    parser.add_argument(
+        "--config",
+        help="settings file (default: the nearest bluegreen.toml, or [tool.bluegreen] in "
+        "pyproject.toml, here or in a folder above)",
+    )
     parser.add_argument("--runtime-api", help="HAProxy Runtime API: socket path or host:port")
     parser.add_argument("--checks", default="checks", help="the check suite (default: checks)")
     parser.add_argument(
@@ -630,7 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --force: switch even if a before_switch hook vetoes (recorded)",
     )
-    to.add_argument("--dry-run", action="store_true", help="say what would happen, change nothing")
+    _add_dry_run(to)
     to.set_defaults(handler=cmd_switch_to)
 
     back = add(
@@ -649,6 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --force: roll back even if a before_switch hook vetoes (recorded)",
     )
+    _add_dry_run(back)
     back.set_defaults(handler=cmd_rollback)
 
     promote = add(
@@ -656,9 +778,11 @@ def build_parser() -> argparse.ArgumentParser:
         "switch to the pending promotion (pytest --switch=manual), re-verified when stale",
         "bluegreen promote",
     )
+    _add_dry_run(promote)
     promote.set_defaults(handler=cmd_promote)
 
     abort = add("abort", "discard the pending promotion; traffic unchanged", "bluegreen abort")
+    _add_dry_run(abort)
     abort.set_defaults(handler=cmd_abort)
 
     drill = add(
@@ -667,6 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bluegreen drill            # or: bluegreen drill --only v1.4.0-slow",
     )
     drill.add_argument("--only", action="append", help="run this variant only (repeatable)")
+    _add_dry_run(drill)
     drill.set_defaults(handler=cmd_drill)
 
     rec = add(
@@ -675,6 +800,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bluegreen recover            # or: bluegreen recover --to blue",
     )
     rec.add_argument("--to", help="make this color live instead of the recorded prior states")
+    _add_dry_run(rec)
     rec.set_defaults(handler=cmd_recover)
 
     export = add(
@@ -691,6 +817,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seed_commands(add)
     _add_init(add)
     return parser
+
+
+def _add_dry_run(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what would happen; change nothing (HAProxy, history, journal, records)",
+    )
 
 
 def _add_seed_commands(add: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
@@ -712,6 +846,7 @@ def _add_seed_commands(add: Callable[[str, str, str], argparse.ArgumentParser]) 
         help="verify now, record a pending promotion for bluegreen promote; switch nothing",
     )
     deploy.add_argument("--rollback", action="store_true", help="roll back instead")
+    _add_dry_run(deploy)
     deploy.set_defaults(handler=cmd_deploy)
 
     check = add(
@@ -769,6 +904,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = extra[1:]
     try:
         code: int = args.handler(args, extra)
+    except KeyboardInterrupt:  # a command of ours that changes HAProxy defers it itself
+        print("bluegreen: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
     except BluegreenError as exc:
         word = "refused" if isinstance(exc, LockHeld) else "error"
         message = str(exc).removeprefix("bluegreen: ")

@@ -38,28 +38,36 @@ class ExitCode(enum.IntEnum):
     BAKE_FAILED = 11
 
 
-EXIT_CODES: Mapping[ExitCode, str] = {
-    ExitCode.OK: "checks passed; switched, or the target was already live (or dry run)",
+EXIT_CODES: Mapping[ExitCode, str] = {  # the README's table, word for word (a test holds them)
+    ExitCode.OK: "checks passed and switched; or nothing to do: the target was already live "
+    "(said so; `--force` too); or a dry run that would do it, changing nothing",
     ExitCode.CHECKS_FAILED: "checks failed; no switch, traffic kept on (or returned to) the "
     "last good color",
-    ExitCode.INTERRUPTED: "interrupted",
-    ExitCode.INTERNAL_ERROR: "internal error",
-    ExitCode.USAGE_ERROR: "usage error (bad option or setting)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM, SIGHUP during the checks, also to the "
+    "pytest that `bluegreen` runs): nothing moved",
+    ExitCode.INTERNAL_ERROR: "internal error (also: the pytest that `bluegreen` runs was killed "
+    "by another signal, before any switch)",
+    ExitCode.USAGE_ERROR: "usage error: a bad option, argument or setting (`bluegreen`'s and "
+    "the seed scripts' argument errors too), or no settings file for `bluegreen`",
     ExitCode.NO_TESTS_COLLECTED: "no tests collected",
-    ExitCode.INCONCLUSIVE: "inconclusive: no check for the target color ran and passed, or an "
-    "answer of the target came from another build than the one deployed; no switch",
+    ExitCode.INCONCLUSIVE: "inconclusive: no check for the target color ran and passed, an "
+    "answer of the target came from another build than the one deployed, the session was "
+    "interrupted or incomplete, or the selection was narrowed; no switch",
     ExitCode.REFUSED: "refused: target not UP in HAProxy, an HAProxy slot of the target does not "
-    "run the deployed image, vetoed by a hook, another gate holds the lock, or the Runtime API "
-    "is unreachable or not admin; nothing changed",
+    "run the deployed image, vetoed by a hook, another gate holds the lock, an unfinished switch "
+    "waits for `bluegreen recover`, or the Runtime API is unreachable or not admin; nothing "
+    "changed",
     ExitCode.SWITCH_REVERTED: "the switch failed or was interrupted before its point of no "
-    "return (a Runtime API error, verification, an HAProxy reload, a signal, a step hook) and "
-    "every server's previous state was restored",
-    ExitCode.DEPLOY_FAILED: "--deploy failed (engine, Compose, image, or not healthy in time); "
-    "no check ran, no switch",
-    ExitCode.REVERT_FAILED: "the switch failed and restoring the previous states failed too: "
-    "HAProxy may be half-switched; the journal stays open until 'bluegreen recover'",
-    ExitCode.BAKE_FAILED: "switched, then the bake failed (a post check, an HAProxy threshold) "
-    "or could not judge (bake_on_inconclusive = rollback): traffic switched back",
+    "return (Runtime API error, verification, HAProxy reload, a signal, a step hook) and every "
+    "server's previous state was restored",
+    ExitCode.DEPLOY_FAILED: "`--deploy` failed (engine, Compose, image, or not healthy in "
+    "time); no check ran, no switch",
+    ExitCode.REVERT_FAILED: "the switch failed and restoring the previous states failed too "
+    "(HAProxy killed mid-switch, the pytest that `bluegreen` runs killed mid-switch, ...): "
+    "HAProxy may be half-switched, the journal stays open, `bluegreen recover`",
+    ExitCode.BAKE_FAILED: "switched, then the bake failed (a post check, an HAProxy threshold, "
+    "or it could not judge under `bake_on_inconclusive = rollback`) and traffic was switched "
+    "back to the old color",
 }
 
 

@@ -24,7 +24,7 @@ from .gate import Decision, SessionFacts, Verdict, decide
 from .gatemetrics import RunMetrics
 from .haproxy import RuntimeApi, RuntimeApiError
 from .instances import Haproxies, InstancesDisagree
-from .journal import Journal
+from .journal import Journal, UnfinishedJournal, read_journal
 from .outcomes import Outcomes
 from .probe import Probe, ProbeSummary
 from .reconcile import reconcile_recorded, record_missing
@@ -167,6 +167,10 @@ class GateRun:
             if not self.settings.run.dry_run:
                 self.journal.prepare()  # refuses an unfinished journal
                 self._instances_in_line()
+            else:  # a dry run says what the real one would: refused, nothing written
+                entry = read_journal(self.journal.path)
+                if entry is not None and entry.open:
+                    raise UnfinishedJournal(self.journal.path, entry)
             # fail fast, before any check runs: every HAProxy answers, at admin level, and
             # knows every server the settings name
             if not self.settings.run.dry_run:
@@ -552,7 +556,8 @@ class GateRun:
     ) -> GateReport:
         """Switch without running checks (an operator's ``--force``), recorded as forced.
 
-        The target must still be UP in HAProxy and not live already; the switch takes the same
+        The target must still be UP in HAProxy (when it is live already there is nothing to do:
+        exit 0, as the gate's no-op); the switch takes the same
         drain / verify / revert path as the gate, and the user's vetoes still apply unless
         ``ignore_veto`` (recorded in the history).
         """
@@ -560,11 +565,10 @@ class GateRun:
         self.signals = signals or NoSignals()
         topology = self.settings.topology
         live = switch.live_color(self.api, topology)
-        if live == target:
-            decision = Decision(Verdict.NOOP, f"{target} is already live", target, live)
-            return self._conclude(
-                _Draft(decision, ExitCode.REFUSED, [decision.reason], traffic_on=live)
-            )
+        if live == target:  # nothing to do: 0, as the gate's own no-op
+            reason = f"{target} is already live; nothing to switch"
+            decision = Decision(Verdict.NOOP, reason, target, live)
+            return self._conclude(_Draft(decision, ExitCode.OK, [reason], traffic_on=live))
         down = switch.down_servers(self.api, topology, target)
         if down:
             servers = ", ".join(f"{k} {v}" for k, v in sorted(down.items()))

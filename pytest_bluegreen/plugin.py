@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shlex
 from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from .keys import (
 from .outcomes import COLOR_PROPERTY, FAILURE_PROPERTY, SHARED, UNREACHABLE_PROPERTY, color_of
 from .redaction import ReportScrubber, Secrets
 from .settings import Option, Settings, SettingsError, all_options, describe, resolve
+from .settings.files import misread_values
 
 __all__ = ["add_options", "settings_from_config"]
 
@@ -104,10 +106,10 @@ def settings_from_config(config: pytest.Config) -> Settings:
     extra = [g for groups in config.hook.pytest_bluegreen_settings_groups() for g in groups]
     options = all_options(extra)
     cli: dict[str, Any] = {o.key: config.getoption(o.dest, None) for o in options if o.cli}
-    given = cli.get("config")
-    if given and (config.invocation_params.dir / given).is_file():
-        # a path on the command line is relative to where pytest was run, not to the rootdir
-        cli["config"] = str(config.invocation_params.dir / given)
+    here = config.invocation_params.dir
+    misread = misread_values(_given_args(config), _value_flags(options), here)
+    if misread is not None:
+        raise SettingsError(misread)
     ini: dict[str, str] = {}
     for o in options:
         if o.ini:
@@ -117,7 +119,25 @@ def settings_from_config(config: pytest.Config) -> Settings:
                 continue
             if isinstance(value, str) and value:
                 ini[o.ini_name] = value
-    return resolve(cli, os.environ, ini, config.rootpath, extra_groups=extra)
+    # the settings file: from where pytest runs (and the paths it was given), never from the
+    # rootdir, which a plugin's option value can move (settings/files.py)
+    given = config.args if config.args_source is pytest.Config.ArgsSource.ARGS else []
+    near = [here / arg.split("::")[0] for arg in given]
+    ini_dir = config.inipath.parent if config.inipath is not None else config.rootpath
+    return resolve(cli, os.environ, ini, here, extra_groups=extra, near=near, ini_dir=ini_dir)
+
+
+def _given_args(config: pytest.Config) -> list[str]:
+    """The words pytest read its rootdir from: the command line, PYTEST_ADDOPTS, addopts."""
+    words = list(config.invocation_params.args)
+    words += shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))
+    addopts = config.getini("addopts")
+    return words + [str(w) for w in addopts] if isinstance(addopts, list) else words
+
+
+def _value_flags(options: Iterable[Option]) -> list[str]:
+    """Our options that take a value (a separate word pytest may misread as a path)."""
+    return [o.cli for o in options if o.cli and not o.flag]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -137,7 +157,11 @@ def pytest_configure(config: pytest.Config) -> None:
         previous = logging.getLogRecordFactory()
         config.add_cleanup(lambda: logging.setLogRecordFactory(previous))
         logging.setLogRecordFactory(secrets.redacting_record_factory(previous))
-    if settings.checks.compare and importlib.util.find_spec("scipy") is None:
+    # a missing extra is the error of a run that uses its feature: --help, --version (no
+    # pytest_configure) and what shows or collects without running tests always work
+    shows = any(config.getoption(name, False) for name in SHOW_ONLY)
+    uses_features = _runs_tests(config) and not shows
+    if uses_features and settings.checks.compare and importlib.util.find_spec("scipy") is None:
         raise pytest.UsageError(
             "bluegreen: comparing colors ([compare] rules) needs the 'stats' extra: "
             "pip install 'pytest-bluegreen[stats]'"
@@ -146,7 +170,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if allure_dir is not None and not getattr(config.option, "allure_report_dir", None):
         config.option.allure_report_dir = str(allure_dir)
     allure_results: str | None = getattr(config.option, "allure_report_dir", None)
-    if allure_results:
+    if allure_results and not shows:
         try:
             require("allure", "allure", "Allure results (allure_dir)")
         except MissingExtra as exc:
@@ -178,6 +202,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 NO_TESTS_RUN = ("collectonly", "setupplan", "setuponly")
+SHOW_ONLY = ("help", "markers", "showfixtures", "show_fixtures_per_test")
 
 
 def _runs_tests(config: pytest.Config) -> bool:

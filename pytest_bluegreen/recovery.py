@@ -10,6 +10,7 @@ color live), records ``recovered`` in the history and closes the journal.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from . import recording, state
@@ -96,18 +97,24 @@ def group_problems(
 
 
 def recover(
-    settings: Settings, *, to: str | None = None, secrets: Secrets | None = None
+    settings: Settings,
+    *,
+    to: str | None = None,
+    secrets: Secrets | None = None,
+    dry_run: bool = False,
 ) -> RecoverReport:
     """Restore the unfinished journal's prior states on every instance it names (or make ``to``
     live on every instance), bring recorded left-out instances in line; under the lock. A
-    recovery is recorded (the history, the webhooks) with ``secrets`` kept out.
+    recovery is recorded (the history, the webhooks) with ``secrets`` kept out. ``dry_run``:
+    say what would be restored; no lock, nothing changed.
 
     Raises Refused when there is nothing that says what to restore, LockHeld, RuntimeApiError.
     """
     group = settings.haproxies()
     topology = settings.topology
     secrets = secrets or Secrets()
-    with state.lock_for_group(settings.state.lock_dir, group.addresses).hold():
+    lock = state.lock_for_group(settings.state.lock_dir, group.addresses)
+    with nullcontext() if dry_run else lock.hold():
         group.leave_out_missing()  # the allowed-missing ones that do not answer take no part
         entry = read_journal(settings.state.journal_file)
         unfinished = entry if entry is not None and entry.open else None
@@ -115,6 +122,12 @@ def recover(
         problems = group_problems(before, group, topology)
         recorded = state.load_reconcile(settings.state.state_file)
         if unfinished is None and to is None and recorded is not None:
+            if dry_run:
+                return _dry_run(
+                    f"would bring instance(s) {', '.join(recorded.instances)} in line with "
+                    f"the others ({recorded.color} live) when they answer",
+                    [],
+                )
             return _reconcile(settings, group, secrets)
         if unfinished is None:
             lives = {topology.live_color(states) for states in before.values()}
@@ -148,6 +161,9 @@ def recover(
                     "settings no longer have: restore them by hand, or bluegreen recover --to "
                     "COLOR"
                 )
+        if dry_run:
+            what = f"make {to} live" if to else "restore the states before the unfinished switch"
+            return _dry_run(f"would {what}:", _describe(desired, group))
         return _apply(
             settings,
             group,
@@ -157,6 +173,20 @@ def recover(
             to=to,
             secrets=secrets,
         )
+
+
+def _describe(desired: Mapping[str, Sequence[PriorState]], group: Haproxies) -> list[str]:
+    return [
+        "  " + group.label(name, f"{prior.server}: weight {prior.weight}, {prior.admin}")
+        for name, priors in desired.items()
+        for prior in priors
+    ]
+
+
+def _dry_run(what: str, lines: list[str]) -> RecoverReport:
+    return RecoverReport(
+        (f"dry run: {what}", *lines, "dry run: nothing changed"), ExitCode.OK, None
+    )
 
 
 def _reconcile(settings: Settings, group: Haproxies, secrets: Secrets) -> RecoverReport:

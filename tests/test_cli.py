@@ -31,16 +31,22 @@ BLUEGREEN = [
 ]
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, stack: Stack) -> Path:
-    (tmp_path / "bluegreen.toml").write_text(stack.settings_toml(env_dir="env"))
-    (tmp_path / "checks").mkdir()
-    (tmp_path / "checks" / "test_checks.py").write_text(CHECKS)
-    env = tmp_path / "env"
+def make_workdir(folder: Path, stack: Stack, extra: str = "") -> Path:
+    """A deployment's folder: bluegreen.toml for ``stack`` (and ``extra``), checks/, env/."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "bluegreen.toml").write_text(stack.settings_toml(env_dir="env") + extra)
+    (folder / "checks").mkdir()
+    (folder / "checks" / "test_checks.py").write_text(CHECKS)
+    env = folder / "env"
     env.mkdir()
     (env / "shared.env").write_text("DB_HOST=db\nDB_URL=postgresql://app:s3cr3t-value@db/app\n")
     (env / "secrets.env").write_text("POSTGRES_PASSWORD=s3cr3t-value\n")
-    return tmp_path
+    return folder
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, stack: Stack) -> Path:
+    return make_workdir(tmp_path, stack)
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -183,11 +189,13 @@ def test_switch_to_runs_the_checks_then_switches(workdir: Path, stack: Stack) ->
     assert result.returncode == 0, result.stdout + result.stderr
     assert "bluegreen: SWITCH: switched blue -> green" in result.stdout
     assert stack.served_color() == "green"
-    again = run(workdir, "switch-to", "green")
-    assert again.returncode == 7
-    assert again.stdout.strip().splitlines() == [
-        "bluegreen: refused: green is already live; nothing to switch"
-    ]
+    # nothing to do is one answer, as the gate's no-op: exit 0, said so, with or without checks
+    for forced in ([], ["--force"]):
+        again = run(workdir, "switch-to", "green", *forced)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert again.stdout.strip().splitlines()[-1] == (
+            "bluegreen: green is already live; nothing to switch"
+        )
     assert [e["outcome"] for e in history(stack)] == ["switched"]
 
 
@@ -409,6 +417,10 @@ def test_status_and_recover_after_a_cut_off_switch(workdir: Path, stack: Stack) 
     refused = run(workdir, "switch-to", "green", "--force")
     assert refused.returncode == 7
     assert "an unfinished switch blue -> green" in refused.stderr
+    # the pytest child's gate refuses it too: its journal was open before, not by the child
+    checked = run(workdir, "switch-to", "green")
+    assert checked.returncode == 7, checked.stdout + checked.stderr
+    assert "ended during a switch" not in checked.stderr
     recovered = run(workdir, "recover")
     assert recovered.returncode == 0, recovered.stdout + recovered.stderr
     assert "recovered the switch blue -> green cut off after promote" in recovered.stdout
@@ -579,3 +591,185 @@ def test_the_json_is_the_documented_schema(workdir: Path, stack: Stack) -> None:
     ):
         shape = observed(doc, its_fields, opaque="status")
         assert (undocumented(shape, its_fields), misfits(shape, its_fields)) == ([], {})
+
+
+# --- the hand-off to pytest: the settings file, values that look like paths ------------------
+
+
+def test_a_socket_path_keeps_the_settings_file_its_lock_and_history(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """``bluegreen --runtime-api /path/admin.sock``: the settings file where bluegreen runs
+    still holds (its lock folder, history, routed URL), in the command and in the pytest child
+    it runs, although the socket lies outside that folder (pytest's rootdir guess would have
+    moved to a common ancestor, where there is no settings file)."""
+    deploy = make_workdir(tmp_path / "deploy", stack)
+    sock = str(stack.socket_path)
+    with lock_for(stack.lock_dir, str(RuntimeApiAddress.parse(sock))).hold():
+        held = run(deploy, "--runtime-api", sock, "switch-to", "green", "--force")
+    assert held.returncode == 7, held.stdout + held.stderr
+    assert "another gate holds" in held.stderr
+    assert stack.served_color() == "blue"
+    forced = run(deploy, "--runtime-api", sock, "switch-to", "green", "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert stack.served_color() == "green"
+    checked = run(deploy, "--runtime-api", sock, "switch-to", "blue")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"--runtime-api={sock}" in checked.stdout  # one word: no path for pytest to misread
+    assert f"--bluegreen-config={deploy / 'bluegreen.toml'}" in checked.stdout
+    assert stack.served_color() == "blue"
+    assert [e["outcome"] for e in history(stack)] == ["switched", "switched"]
+    status = json.loads(run(deploy, "--runtime-api", sock, "status", "--json").stdout)
+    assert status["last_switch"]["to_color"] == "blue"
+
+
+def test_a_command_without_a_settings_file_is_refused(tmp_path: Path, stack: Stack) -> None:
+    """No bluegreen.toml where bluegreen runs (nor above): one line, exit 4, not the defaults
+    (another HAProxy's socket, another history and lock)."""
+    empty = tmp_path / "empty"
+    (empty / "checks").mkdir(parents=True)
+    for args in (["status"], ["switch-to", "green", "--force"], ["check", "--environment", "all"]):
+        result = run(empty, "--runtime-api", stack.runtime, *args)
+        assert result.returncode == 4, (args, result.stdout + result.stderr)
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("bluegreen: error: no settings file: no bluegreen.toml"), line
+        assert str(empty) in line
+    assert stack.served_color() == "blue"
+    assert history(stack) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["status", "--bogus"], ["check"], ["frobnicate"], [], ["--runtime-api"], ["status", "x"]],
+    ids=[
+        "unknown-option",
+        "missing-environment",
+        "unknown-command",
+        "no-command",
+        "no-value",
+        "extra-argument",
+    ],
+)
+def test_argument_errors_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
+    """Exit 4 as every usage error, in one line; never argparse's 2 ("interrupted")."""
+    result = run(tmp_path, *args)
+    assert result.returncode == 4, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("bluegreen"), line
+    assert ": error: " in line, line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["--status", "--rollback"], ["--bogus"]], ids=["none", "two", "unknown"]
+)
+def test_the_seed_script_s_argument_errors_are_usage_errors(args: list[str]) -> None:
+    script = ROOT / "scripts" / "manage-environments.py"
+    result = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 4, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert ": error: " in line
+
+
+WAIT_FOR_GO = """
+import pathlib, time
+
+def pytest_runtest_setup(item):
+    here = pathlib.Path(__file__).parent
+    (here / "started").touch()
+    deadline = time.monotonic() + 60
+    while not (here / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+"""
+
+
+def test_sigterm_to_bluegreen_check_exits_interrupted(workdir: Path, stack: Stack) -> None:
+    """The child pytest (no gate: no handler) dies of the SIGTERM passed on to it; bluegreen
+    exits with the documented 2, not 241 (-15 taken modulo 256)."""
+    (workdir / "checks" / "conftest.py").write_text(WAIT_FOR_GO)
+    check = subprocess.Popen(
+        [*BLUEGREEN, "check", "--environment", "green"],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(
+        lambda: (workdir / "checks" / "started").exists() or check.poll() is not None,
+        60,
+        "the checks to start",
+    )
+    assert check.poll() is None, check.communicate()
+    check.send_signal(signal.SIGTERM)
+    _, stderr = check.communicate(timeout=60)
+    assert check.returncode == 2, stderr
+    assert "bluegreen: the child pytest ended on SIGTERM: interrupted" in stderr
+    assert stack.served_color() == "blue"
+
+
+def child_of(pid: int) -> int:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0])
+
+
+def test_a_child_killed_during_its_switch_ends_as_a_failed_revert(
+    workdir: Path, stack: Stack
+) -> None:
+    """SIGKILL to the pytest child halfway through its switch: the journal is open, HAProxy
+    may be half-switched; bluegreen says so and exits 10 (bluegreen recover), not 3 or -9."""
+    (workdir / "checks" / "conftest.py").write_text(STEP_HOOK)
+    gate = subprocess.Popen(
+        [*BLUEGREEN, "switch-to", "green"],
+        cwd=workdir,
+        env={**os.environ, "FAULT_STEP": "drain", "FAULT": "", "FAULT_DIR": str(workdir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(
+        lambda: (workdir / "at-step").exists() or gate.poll() is not None,
+        60,
+        "the child's switch to reach drain",
+    )
+    assert gate.poll() is None, gate.communicate()
+    os.kill(child_of(gate.pid), signal.SIGKILL)
+    _, stderr = gate.communicate(timeout=60)
+    assert gate.returncode == 10, stderr
+    assert "bluegreen: the child pytest was killed by SIGKILL" in stderr
+    assert "its journal is open" in stderr
+    recovered = run(workdir, "recover")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert stack.served_color() == "blue"
+
+
+def test_no_assert_rewrite_warning_from_the_pytest_bluegreen_runs(
+    workdir: Path, stack: Stack
+) -> None:
+    """With the package importable as a regular install is (PYTHONPATH), pytest marks it for
+    assertion rewriting after bluegreen (and the child's closed-pipe wrapper) imported it: no
+    "Module already imported" warning, in the output or as an error where the project's ini
+    makes warnings errors."""
+    (workdir / "pytest.ini").write_text(
+        "[pytest]\nfilterwarnings =\n    error::pytest.PytestAssertRewriteWarning\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for args in (["check", "--environment", "green", "--quick"], ["status"]):
+        result = subprocess.run(
+            [*BLUEGREEN, *args],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        text = result.stdout + result.stderr
+        assert result.returncode == 0, text
+        assert "PytestAssertRewriteWarning" not in text
+        assert "already imported" not in text

@@ -396,7 +396,7 @@ def test_init_on_our_stack_runs_the_gate_dry(
     code, lines, err = run_init(capfd, HAPROXY_CFG, target)
     assert code == 0, "\n".join(lines) + err
     assert "bluegreen: green is idle (HAProxy sends the traffic to blue)" in lines
-    assert "bluegreen: dry run: pytest checks --env green --dry-run --switch" in lines
+    assert "bluegreen: dry run: pytest checks --env=green --dry-run --switch" in lines
     assert any("checks/test_health.py ." in line for line in lines), lines
     dry = lines[
         lines.index(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -179,6 +181,92 @@ def test_help_works_with_a_bad_setting(
     result = pytester.runpytest("--help")
     assert result.ret == 0, result.errlines
     assert "[env: BLUEGREEN_ENV]" in flat(result)
+
+
+MISSING_EXTRAS = {
+    "stats": ("scipy", '[compare]\n"/api/echo" = ["p(95) <= live * 1.1"]\n'),
+    "allure": ("allure", 'allure_dir = "allure-results"\n'),
+}
+
+
+@pytest.mark.parametrize("extra", MISSING_EXTRAS)
+def test_help_and_version_work_when_an_extra_the_settings_use_is_missing(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, extra: str
+) -> None:
+    module, settings = MISSING_EXTRAS[extra]
+    monkeypatch.setitem(sys.modules, module, None)  # import fails, find_spec finds nothing
+    pytester.makefile(".toml", bluegreen=settings)
+    pytester.makepyfile(test_checks="def test_x():\n    pass\n")
+    for args in (["--help"], ["--version"], ["--markers"]):
+        shown = pytester.runpytest(*args)
+        assert shown.ret == 0, (args, shown.outlines + shown.errlines)
+    # the error belongs to a run that uses the feature
+    line = usage_error(pytester.runpytest())
+    assert f"needs the '{extra}' extra: pip install 'pytest-bluegreen[{extra}]'" in line
+
+
+# --- the settings file: from where pytest runs, never from a rootdir an option value moved ------
+
+
+@pytest.fixture
+def deployment(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """deploy/ (bluegreen.toml, checks/) where pytest runs, and a socket file outside it."""
+    deploy = pytester.mkdir("deploy")
+    (deploy / "bluegreen.toml").write_text('routed_api_url = "http://127.0.0.1:1"\n')
+    (deploy / "checks").mkdir()
+    (deploy / "checks" / "test_checks.py").write_text("def test_x():\n    pass\n")
+    (pytester.mkdir("run") / "admin.sock").write_text("")
+    monkeypatch.chdir(deploy)
+    return deploy
+
+
+FROM_THE_FILE = "routed_api_url=http://127.0.0.1:1 (file bluegreen.toml routed_api_url)"
+
+
+def test_a_socket_path_as_a_separate_value_is_refused(
+    pytester: pytest.Pytester, deployment: Path
+) -> None:
+    """``--runtime-api /run/admin.sock``: pytest counts the value as a test path when it picks
+    its rootdir (before it knows the option): a one-line refusal that says what to type, never
+    a run on another folder's ini and defaults."""
+    sock = str(pytester.path / "run" / "admin.sock")
+    line = usage_error(pytester.runpytest("--runtime-api", sock, "checks", "--collect-only"))
+    assert line.startswith(f"ERROR: bluegreen: write --runtime-api={sock} "), line
+    written = pytester.runpytest(f"--runtime-api={sock}", "checks", "--collect-only")
+    assert written.ret == 0, written.outlines + written.errlines
+    settings, _ = header(written)
+    assert FROM_THE_FILE in settings
+    assert f"rootdir: {deployment}" in written.outlines
+
+
+def test_the_settings_file_is_found_from_a_subfolder(
+    pytester: pytest.Pytester, deployment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(deployment / "checks")
+    result = pytester.runpytest("--collect-only")
+    assert result.ret == 0, result.outlines + result.errlines
+    assert FROM_THE_FILE in header(result)[0]
+
+
+def test_every_key_of_the_file_has_its_ini_twin(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        """
+        [pytest]
+        bluegreen_skip_backup = true
+        bluegreen_dry_run = true
+        """
+    )
+    pytester.makepyfile(
+        test_ini="""
+        def test_ini(bluegreen_settings):
+            run, sources = bluegreen_settings.run, bluegreen_settings.sources
+            assert run.skip_backup and run.dry_run
+            assert sources["skip_backup"] == "ini bluegreen_skip_backup"
+            assert sources["dry_run"] == "ini bluegreen_dry_run"
+        """
+    )
+    result = pytester.runpytest("--strict-config")
+    result.assert_outcomes(passed=1)
 
 
 # --- parametrization and selection ------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 from pytest_bluegreen.haproxy import RuntimeApiAddress, ServerRef
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import Settings, SettingsError, all_options, describe, resolve
+from pytest_bluegreen.settings.files import misread_values
 
 
 def resolve_in(
@@ -259,6 +260,84 @@ def test_explicit_config_file_wins_over_bluegreen_toml(tmp_path: Path) -> None:
     assert from_env.config_file == tmp_path / "deploy" / "prod.toml"
     from_ini = resolve_in(tmp_path, ini={"bluegreen_config": str(tmp_path / "deploy/prod.toml")})
     assert from_ini.run.env == "green"
+
+
+def test_the_file_is_found_from_where_the_run_starts_up(tmp_path: Path) -> None:
+    """pytest (or bluegreen) run from a subfolder of the deployment: its settings file, not
+    the defaults; the nearest one wins."""
+    write(tmp_path, "bluegreen.toml", 'env = "blue"\n')
+    deep = tmp_path / "checks" / "api"
+    deep.mkdir(parents=True)
+    settings = resolve_in(deep)
+    assert settings.config_file == tmp_path / "bluegreen.toml"
+    assert settings.run.env == "blue"
+    write(tmp_path, "checks/pyproject.toml", '[tool.bluegreen]\nenv = "green"\n')
+    assert resolve_in(deep).config_file == tmp_path / "checks" / "pyproject.toml"
+    # a pyproject.toml without the table is not a settings file: the search goes on up
+    write(tmp_path, "checks/api/pyproject.toml", '[project]\nname = "x"\n')
+    assert resolve_in(deep).run.env == "green"
+
+
+def test_else_near_the_test_paths_given(tmp_path: Path) -> None:
+    write(tmp_path, "deploy/bluegreen.toml", 'env = "green"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    settings = resolve({}, {}, {}, elsewhere, near=[tmp_path / "deploy" / "checks" / "t.py"])
+    assert settings.config_file == tmp_path / "deploy" / "bluegreen.toml"
+
+
+def test_relative_explicit_files_are_relative_to_where_they_were_given(tmp_path: Path) -> None:
+    write(tmp_path, "ops/bg.toml", 'env = "green"\n')
+    write(tmp_path, "ini-folder/ops/bg.toml", 'env = "blue"\n')
+    here = tmp_path
+    from_env = resolve({}, {"BLUEGREEN_CONFIG": "ops/bg.toml"}, {}, here)
+    assert from_env.config_file == tmp_path / "ops" / "bg.toml"
+    ini = {"bluegreen_config": "ops/bg.toml"}
+    from_ini = resolve({}, {}, ini, here, ini_dir=tmp_path / "ini-folder")
+    assert from_ini.config_file == tmp_path / "ini-folder" / "ops" / "bg.toml"
+
+
+@pytest.mark.parametrize(
+    ("args", "misread"),
+    [
+        pytest.param(["--runtime-api", "{out}/admin.sock", "checks"], True, id="socket-outside"),
+        pytest.param(["--runtime-api={out}/admin.sock", "checks"], False, id="equals-form"),
+        pytest.param(["--bluegreen-config", "{out}/bg.toml"], True, id="config-outside"),
+        pytest.param(["--bluegreen-config", "bg.toml"], False, id="config-inside"),
+        pytest.param(["--runtime-api", "{out}/missing.sock"], False, id="not-a-path"),
+        pytest.param(["--runtime-api", "127.0.0.1:9999"], False, id="address"),
+        pytest.param(["--env", "green", "{out}/admin.sock"], False, id="a-real-test-path"),
+    ],
+)
+def test_a_separate_value_pytest_takes_for_a_path_is_named(
+    tmp_path: Path, args: list[str], misread: bool
+) -> None:
+    out, here = tmp_path / "out", tmp_path / "here"
+    write(out, "admin.sock", "")
+    write(out, "bg.toml", "")
+    write(here, "bg.toml", "")
+    words = [a.format(out=out) for a in args]
+    flags = [o.cli for o in all_options() if o.cli and not o.flag]
+    line = misread_values(words, flags, here)
+    if not misread:
+        assert line is None
+        return
+    assert line is not None
+    flag, value = words[0], words[1]
+    assert line.startswith(f"bluegreen: write {flag}={value} ")
+    assert "\n" not in line
+
+
+def test_the_ini_holds_exactly_what_the_settings_file_holds() -> None:
+    """One rule, read from the option table by pytest's ini twins and the reference."""
+    for option in all_options():
+        if option.key != "config":  # the file cannot name itself; the ini can name it
+            assert option.ini == option.file, option.key
+    options = {o.key: o for o in all_options()}
+    for key in ("dry_run", "skip_backup"):  # kept in the file: in the ini too
+        assert options[key].ini, key
+    for key in ("promote_later", "allow_missing_instance", "allow_narrowed", "switch"):
+        assert not options[key].ini, key  # what a run decides for itself
 
 
 def test_explicit_pyproject_uses_its_tool_table(tmp_path: Path) -> None:
@@ -713,7 +792,6 @@ def test_color_errors_name_their_source(
 @pytest.mark.parametrize(
     ("cli", "environ", "source"),
     [
-        pytest.param({}, {"BLUEGREEN_DRY_RUN": "1"}, "env BLUEGREEN_DRY_RUN", id="dry-run-env"),
         pytest.param(
             {"switch": True}, {"BLUEGREEN_ENV": "all"}, "env BLUEGREEN_ENV", id="switch-env-var"
         ),
@@ -725,6 +803,30 @@ def test_mode_errors_name_their_source(
     tmp_path: Path, cli: dict[str, Any], environ: dict[str, str], source: str
 ) -> None:
     assert source in resolve_error(tmp_path, cli=cli, environ=environ)
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        Given(environ={"BLUEGREEN_DRY_RUN": "1"}),
+        Given(ini={"bluegreen_dry_run": "true"}),
+        Given(files={"bluegreen.toml": "dry_run = true\n"}),
+    ],
+    ids=["env", "ini", "file"],
+)
+def test_a_kept_dry_run_holds_for_gating_runs_and_lets_the_others_be(
+    tmp_path: Path, given: Given
+) -> None:
+    """dry_run kept where the deployment is described (never switch for real from here): a
+    run that does not switch is no mistake, as --dry-run alone on the command line is."""
+    for name, text in given.files.items():
+        write(tmp_path, name, text)
+    checks = resolve_in(tmp_path, environ=given.environ, ini=given.ini)
+    assert checks.run.dry_run
+    gate = resolve_in(
+        tmp_path, cli={"switch": True, "env": "green"}, environ=given.environ, ini=given.ini
+    )
+    assert gate.run.dry_run
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://127.0.0.1:80a"])

@@ -1,15 +1,33 @@
-"""Finding and reading the settings file: ``bluegreen.toml``, else ``[tool.bluegreen]`` in
-``pyproject.toml``, in the rootdir, unless a path is given."""
+"""Finding and reading the settings file, and the option values pytest may take for paths.
+
+The file is the one named by ``--bluegreen-config`` (or ``BLUEGREEN_CONFIG``, or the ini's
+``bluegreen_config``), else the nearest ``bluegreen.toml`` (else ``pyproject.toml`` with a
+``[tool.bluegreen]`` table) in the folder the run starts from or a folder above it, else near
+the test paths pytest was given. Never from pytest's rootdir: pytest picks that before it knows
+a plugin's options, so ``--runtime-api /run/haproxy/admin.sock`` (the value a separate word)
+counts there as a test path and moves it (:func:`misread_values`).
+"""
 
 from __future__ import annotations
 
+import itertools
 import tomllib
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from pytest_bluegreen.errors import UsageError
 
-__all__ = ["SettingsError", "find_settings_file"]
+__all__ = ["LOOKUP", "SettingsError", "find_settings_file", "misread_values"]
+
+# the order the file is looked for, as the docs say it (settings/reference.py)
+LOOKUP = (
+    "the file named by `--bluegreen-config` (env `BLUEGREEN_CONFIG`, ini `bluegreen_config`); "
+    "it wins over any other",
+    "`bluegreen.toml` in the folder pytest (or `bluegreen`) runs in, else the `[tool.bluegreen]` "
+    "table of its `pyproject.toml`; else the same in the folder above, and so on up",
+    "the same from each test path given on the command line up",
+)
 
 
 class SettingsError(UsageError, ValueError):
@@ -17,13 +35,22 @@ class SettingsError(UsageError, ValueError):
 
 
 def find_settings_file(
-    explicit: str | None, rootdir: Path, source: str = "default"
+    explicit: str | None,
+    here: Path,
+    source: str = "default",
+    *,
+    base: Path | None = None,
+    near: Sequence[Path] = (),
 ) -> tuple[Path | None, dict[str, Any]]:
-    """The file and its table of settings (empty when there is none)."""
+    """The file and its table of settings (empty when there is none).
+
+    ``explicit``: a path an option named (relative to ``base``, default ``here``). Else the
+    nearest file in ``here`` or a folder above it, else near each of ``near`` (the test paths
+    pytest was given): see :data:`LOOKUP`."""
     if explicit is not None:
-        path = Path(explicit)
+        path = Path(explicit).expanduser()
         if not path.is_absolute():
-            path = rootdir / path
+            path = (base or here) / path
         if not path.is_file():
             raise SettingsError(
                 f"bluegreen: settings file {explicit} does not exist (from {source})"
@@ -35,15 +62,32 @@ def find_settings_file(
                 raise SettingsError(f"bluegreen: {path} has no [tool.bluegreen] table")
             return path, table
         return path, data
-    candidate = rootdir / "bluegreen.toml"
+    for start in (here, *near):
+        for folder in _upwards(start):
+            found = _settings_in(folder)
+            if found is not None:
+                return found
+    return None, {}
+
+
+def _upwards(start: Path) -> Iterator[Path]:
+    folder = start.absolute()
+    if not folder.is_dir():
+        folder = folder.parent
+    yield folder
+    yield from folder.parents
+
+
+def _settings_in(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    candidate = folder / "bluegreen.toml"
     if candidate.is_file():
         return candidate, _load_toml(candidate)
-    pyproject = rootdir / "pyproject.toml"
+    pyproject = folder / "pyproject.toml"
     if pyproject.is_file():
         table = _load_toml(pyproject).get("tool", {}).get("bluegreen")
         if isinstance(table, dict):
             return pyproject, table
-    return None, {}
+    return None
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -51,3 +95,29 @@ def _load_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"bluegreen: cannot read {path}: {exc}") from None
+
+
+def misread_values(args: Iterable[str], options: Iterable[str], here: Path) -> str | None:
+    """The first ``--opt VALUE`` among ``args`` (``options``: the flags that take a value)
+    whose VALUE, a separate word, names an existing file or folder outside ``here``: pytest
+    took it for a test path when it chose its rootdir and ini file (before it knew the
+    option), so both may be another folder's. The line that says so, or None.
+
+    A value inside ``here`` leaves them where they would be; ``--opt=VALUE`` is always safe."""
+    flags = set(options)
+    words = list(args)
+    for flag, value in itertools.pairwise(words):
+        if flag not in flags or value.startswith("-"):
+            continue
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else here / path
+        if not path.exists():
+            continue
+        inside = path.resolve().is_relative_to(here.resolve())
+        if not inside:
+            return (
+                f"bluegreen: write {flag}={value} (with '='): pytest takes a separate value "
+                f"that names an existing path for a test path when it chooses its rootdir and "
+                f"ini file, before it knows {flag}, so they may be another folder's"
+            )
+    return None

@@ -72,7 +72,6 @@ class RunSettings:
         "gate: switch HAProxy traffic to the --env color when the session passes",
         cli="--switch",
         env=False,
-        ini=False,
         file=False,
         flag=True,
     )
@@ -82,7 +81,6 @@ class RunSettings:
         "return traffic to the previous color after its checks pass, and verify",
         cli="--rollback",
         env=False,
-        ini=False,
         file=False,
         flag=True,
     )
@@ -91,7 +89,6 @@ class RunSettings:
         p.boolean,
         "with --switch/--rollback: print what would be switched and why, change nothing",
         cli="--dry-run",
-        ini=False,
         flag=True,
     )
     deploy: str | None = setting(
@@ -100,7 +97,6 @@ class RunSettings:
         "TAG: before the checks, deploy the --env color at TAG (compose up, wait healthy)",
         cli="--deploy",
         env=False,
-        ini=False,
         file=False,
     )
     force_deploy: bool = setting(
@@ -109,7 +105,6 @@ class RunSettings:
         "with --deploy: allow deploying over the live color",
         cli="--force-deploy",
         env=False,
-        ini=False,
         file=False,
         flag=True,
     )
@@ -118,7 +113,6 @@ class RunSettings:
         p.boolean,
         "with --deploy: no backup (backup_command) before deploying",
         cli="--skip-backup",
-        ini=False,
         flag=True,
     )
     deployment_tag: str | None = setting(
@@ -135,7 +129,6 @@ class RunSettings:
         cli="--promote-later",
         aliases=("--switch=manual",),
         file=False,
-        ini=False,
         flag=True,
     )
     allow_missing_instance: tuple[str, ...] = setting(
@@ -144,7 +137,6 @@ class RunSettings:
         "NAME[,NAME]: switch the other HAProxy instances when these do not answer (down for "
         "maintenance); they are recorded to be brought in line when they return",
         cli="--allow-missing-instance",
-        ini=False,
         file=False,
     )
     allow_narrowed: bool = setting(
@@ -153,7 +145,6 @@ class RunSettings:
         "gate on a selection narrowed by the last run's state (--lf, --sw, --deselect); "
         "without it such a run is inconclusive",
         cli="--allow-narrowed",
-        ini=False,
         file=False,
         flag=True,
     )

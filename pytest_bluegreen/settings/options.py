@@ -2,9 +2,11 @@
 
 The field's name is the key (``drain_timeout``), its class the group (``switching``), and the
 metadata says how to parse it, its default, its CLI option and whether the environment
-(``BLUEGREEN_<KEY>``), the pytest ini (``bluegreen_<key>``) and the settings file may set it.
-The option table, the pytest options, the ini twins and the settings reference are all read
-from these fields.
+(``BLUEGREEN_<KEY>``) and the settings file may set it. The pytest ini (``bluegreen_<key>``)
+holds exactly the keys the settings file does (the ini is another settings file): what a run
+decides for itself (``--switch``, ``--deploy``, ``--allow-narrowed`` ...) is in neither. The
+option table, the pytest options, the ini twins and the settings reference are all read from
+these fields.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class Option:
     help: str
     cli: str | None = None
     env: bool = True
-    ini: bool = True
+    ini: bool = True  # setting() makes it ``file``; only the settings file's own option differs
     file: bool = True
     path: bool = False  # a relative path is relative to the settings file's folder
     flag: bool = False  # a CLI switch without a value
@@ -64,19 +66,19 @@ def setting(
     *,
     cli: str | None = None,
     env: bool = True,
-    ini: bool = True,
     file: bool = True,
     path: bool = False,
     flag: bool = False,
     aliases: tuple[str, ...] = (),
 ) -> Any:
-    """A dataclass field that is a setting (see the module docstring)."""
+    """A dataclass field that is a setting (see the module docstring); its ini twin exists
+    when ``file`` says the settings file may hold it."""
     spec = {
         "parse": parse,
         "help": help,
         "cli": cli,
         "env": env,
-        "ini": ini,
+        "ini": file,
         "file": file,
         "path": path,
         "flag": flag,

@@ -15,6 +15,7 @@ from typing import Any
 
 from pytest_bluegreen.contrib.services import ServiceSettings
 from pytest_bluegreen.haproxy import RuntimeApiAddress
+from pytest_bluegreen.settings.files import LOOKUP
 from pytest_bluegreen.settings.options import Option
 from pytest_bluegreen.settings.resolve import (
     CONFIG_OPTION,
@@ -31,11 +32,27 @@ INTRO = """\
 Generated from the option table (`python -m pytest_bluegreen.settings.reference`); do not edit
 by hand. Each value is resolved once, in the order **CLI > environment variable > pytest ini >
 settings file > default**, and pytest's report header shows where it came from
-(`env=green (cli --env)`). The settings file is `bluegreen.toml` in the rootdir, else the
-`[tool.bluegreen]` table of `pyproject.toml`, else the file `--bluegreen-config` names; its
-keys are the names below, at the top level. A relative path is relative to the settings file's
-folder (the rootdir without one). A bad value stops pytest with one line naming the value and
-its source (exit 4).
+(`env=green (cli --env)`). A bad value stops pytest with one line naming the value and its
+source (exit 4).
+
+**The settings file** is the first found of:
+
+{lookup}
+
+pytest's rootdir plays no part: pytest picks it before it knows a plugin's options, so the
+separate value of `--runtime-api /run/haproxy/admin.sock` counts there as a test path (and the
+rootdir and ini file may become another folder's). Write such values `--option=value`: the
+plugin refuses a run where a separate value names an existing path outside the folder pytest
+runs in (exit 4, saying what to type), and `bluegreen` hands every value on that way.
+
+The file's keys are the names below, at the top level. A relative path is relative to the
+settings file's folder (the folder pytest runs in without one); a relative `--bluegreen-config`
+is relative to the folder pytest runs in, the ini's `bluegreen_config` to the ini file's folder.
+
+**Where each key can be given** is in its row. The pytest ini holds exactly the keys the
+settings file holds (`bluegreen_<key>`; it is another settings file). What a run decides for
+itself is given on the command line only, or there and in the environment (for CI jobs): no
+settings file or ini twin for {no_file}; no environment variable for {no_env}.
 """
 
 COLORS = """\
@@ -176,9 +193,17 @@ def _rows(groups: Iterable[type[Any]], options: dict[str, Option]) -> list[str]:
     return lines
 
 
+def _keys(options: Iterable[Option]) -> str:
+    return ", ".join(f"`{o.key}`" for o in options)
+
+
 def render() -> str:
     options = {o.key: o for o in all_options([ServiceSettings])}
-    lines = [INTRO]
+    settings = [o for o in options.values() if o is not options[CONFIG_OPTION.key]]
+    lookup = "\n".join(f"{n}. {step}" for n, step in enumerate(LOOKUP, 1))
+    no_file = _keys(o for o in settings if not o.file)
+    no_env = _keys(o for o in settings if not o.env)
+    lines = [INTRO.format(lookup=lookup, no_file=no_file, no_env=no_env)]
     lines += [
         "## The settings file itself",
         "",

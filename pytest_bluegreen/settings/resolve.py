@@ -65,7 +65,8 @@ CONFIG_OPTION = Option(
     group="files",
     parse=p.text,
     default=None,
-    help="settings file (default: bluegreen.toml, else [tool.bluegreen] in pyproject.toml)",
+    help="settings file (default: bluegreen.toml, else [tool.bluegreen] in pyproject.toml, "
+    "in the folder pytest runs in or the nearest folder above it that has one)",
     cli="--bluegreen-config",
     file=False,
 )
@@ -108,18 +109,30 @@ def resolve(
     cli: Mapping[str, Any],
     environ: Mapping[str, str],
     ini: Mapping[str, str],
-    rootdir: Path,
+    here: Path,
     *,
     extra_groups: Sequence[type[Any]] = (),
+    near: Sequence[Path] = (),
+    ini_dir: Path | None = None,
 ) -> Settings:
     """Resolve every setting once. ``cli`` holds only the values given on the command line
     (key -> value, ``None`` meaning not given); ``ini`` the non-empty pytest ini values;
-    ``extra_groups`` the groups other plugins add (``pytest_bluegreen_settings_groups``)."""
+    ``here`` the folder the run starts from (pytest's invocation folder); ``near`` the test
+    paths pytest was given and ``ini_dir`` the ini file's folder (for finding the settings
+    file, files.py); ``extra_groups`` the groups other plugins add
+    (``pytest_bluegreen_settings_groups``)."""
     explicit, explicit_source = _Layers(cli, environ, ini).pick(CONFIG_OPTION)
-    config_file, data = find_settings_file(explicit, rootdir, explicit_source)
+    from_ini = explicit_source.startswith("ini ")
+    config_file, data = find_settings_file(
+        explicit,
+        here,
+        explicit_source,
+        base=ini_dir if from_ini else here,
+        near=near,
+    )
     file_label = f"file {config_file.name}" if config_file else "file"
     layers = _Layers(cli, environ, ini, data, file_label)
-    base = config_file.parent if config_file else rootdir
+    base = config_file.parent if config_file else here
 
     groups = (*CORE_GROUPS, *extra_groups)
     table = option_table(groups)
@@ -294,7 +307,10 @@ def _check_mode(
             f"bluegreen: --bake watches a switch; give --switch or --rollback "
             f"(bake_seconds from {sources['bake_seconds']})"
         )
-    if values["dry_run"] and not (values["switch"] or values["rollback"]):
+    # dry_run kept in a file, the ini or the environment (never switch for real from here)
+    # holds for the gating runs, and says nothing about the others
+    dry_from_cli = sources["dry_run"].startswith("cli ")
+    if values["dry_run"] and dry_from_cli and not (values["switch"] or values["rollback"]):
         raise SettingsError(
             "bluegreen: --dry-run only makes sense with --switch or --rollback "
             f"(from {sources['dry_run']})"

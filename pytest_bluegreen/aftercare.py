@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import state
@@ -44,7 +45,10 @@ def keep_warm(run: GateRun, old: str, new: str) -> list[str]:
     window = WarmWindow(
         old=old, new=new, tag=run.tag(None), until=time.time() + delay, action=action
     )
-    state.save_record(state_file, WARM, window)
+    try:
+        state.save_record(state_file, WARM, window)
+    except OSError as exc:  # traffic moved already: say it, stop nothing
+        return [f"warning: {old}'s warm window not recorded ({exc}); {old} is not stopped"]
     lines = [
         f"{old} stays warm until {when(window.until)} (scale_down_delay {delay:g}s): "
         f"bluegreen rollback needs no checks until then"
@@ -53,7 +57,7 @@ def keep_warm(run: GateRun, old: str, new: str) -> list[str]:
         return lines
     run.progress(f"{old} is stopped at {when(window.until)} (after_bake_old_color = stop)")
     while window.remaining() > 0:
-        if run.signals.received or state.load_warm(state_file) != window:
+        if run.signals.received or _window_changed(state_file, window):
             cancelled = run.signals.received or "a rollback inside the window"
             return [*lines, f"{old} not stopped: {cancelled} came first"]
         time.sleep(min(window.remaining(), 0.2))
@@ -63,6 +67,15 @@ def keep_warm(run: GateRun, old: str, new: str) -> list[str]:
     except BluegreenError as exc:
         return [*lines, f"warning: {old} not stopped: {exc.first_line}"]
     return [*lines, f"{old} stopped after its warm window (after_bake_old_color = stop)"]
+
+
+def _window_changed(state_file: Path, window: WarmWindow) -> bool:
+    """The record is no longer ``window``: a rollback cancelled it, or it cannot be read (then
+    the old color is left running, the safe side)."""
+    try:
+        return state.load_warm(state_file) != window
+    except state.StateFileError:
+        return True
 
 
 def color_image(settings: Settings, color: str) -> str | None:

@@ -32,6 +32,7 @@ from .gatemetrics import RunMetrics, publish
 from .gateplugin import hooks_for
 from .gaterun import GateRun
 from .haproxy import RuntimeApiError
+from .instances import lock_keys
 from .journal import read_journal
 from .keys import METRICS_KEY
 from .plugin import settings_from_config
@@ -366,7 +367,11 @@ def cmd_rollback(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     def act(config: pytest.Config, settings: Settings) -> int:
         live = switch.live_color(settings.haproxies(), settings.topology)
-        window = state.load_warm(settings.state.state_file)
+        try:
+            window = state.load_warm(settings.state.state_file)
+        except state.StateFileError as exc:  # a rollback is never blocked by it: checked
+            _progress(f"warning: {exc.first_line}; this rollback runs the checks")
+            window = None
         warm = (
             window is not None and window.remaining() > 0 and window.new == live and not args.check
         )
@@ -405,10 +410,7 @@ def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
         if problem is not None:
             warnings: list[str] = []
             if record.age() > settings.promotion.promotion_timeout:
-                state.clear_record(state_file, state.PENDING)
-                warnings = _history(
-                    settings, record, state.Outcome.EXPIRED, problem, code=ExitCode.REFUSED
-                )
+                warnings = _end_pending(settings, record, state.Outcome.EXPIRED, problem)
             return _report([f"refused: {problem}", *warnings], ExitCode.REFUSED)
         age = record.age()
         if age > settings.promotion.max_verification_age:
@@ -427,10 +429,39 @@ def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
                 config, settings, record.target, rollback=False, ignore_veto=False, reason=reason
             )
         if code == 0 and not settings.run.dry_run:
-            state.clear_record(state_file, state.PENDING)
+            for line in _end_pending(settings, record, None, "promoted"):
+                _progress(line)
         return code
 
     return in_config(args, act)
+
+
+def _gate_lock(settings: Settings) -> state.GateLock | state.GroupLock:
+    """The gate's lock on these HAProxy instances: a command that ends a pending promotion
+    holds it too, so that no gate writes the record or the history at the same time."""
+    return state.lock_for_group(settings.state.lock_dir, lock_keys(settings.haproxies()))
+
+
+def _end_pending(
+    settings: Settings,
+    record: state.PendingPromotion,
+    outcome: state.Outcome | None,
+    reason: str,
+) -> list[str]:
+    """Under the gate lock: remove the pending promotion if it is still ``record`` (not one a
+    gate wrote since), and record ``outcome`` (None: promoted, the switch recorded it). The
+    warning lines; a lock held elsewhere leaves the record in place, said in one."""
+    state_file = settings.state.state_file
+    try:
+        with _gate_lock(settings).hold():
+            if state.load_pending(state_file) != record:
+                return []
+            state.clear_record(state_file, state.PENDING)
+            if outcome is None:
+                return []
+            return _history(settings, record, outcome, reason, code=ExitCode.REFUSED)
+    except BluegreenError as exc:
+        return [f"warning: the pending promotion in {state_file} was left: {exc.first_line}"]
 
 
 def cmd_drill(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -503,15 +534,40 @@ def cmd_drill(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def cmd_abort(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def act(config: pytest.Config, settings: Settings) -> int:
-        record = state.load_pending(settings.state.state_file)
-        if record is None:
-            raise aftercare.NothingPending("refused: no pending promotion to abort")
-        if settings.run.dry_run:
+        state_file = settings.state.state_file
+        if settings.run.dry_run:  # no lock, nothing written
+            try:
+                record = state.load_pending(state_file)
+            except state.RecordError as exc:
+                line = f"dry run: would discard the unreadable pending promotion in {exc.path}"
+                return _report([f"{line} ({exc.why})", DRY_NOTHING], 0)
+            if record is None:
+                raise aftercare.NothingPending("refused: no pending promotion to abort")
             line = f"dry run: would discard the pending promotion of {record.target}"
             return _report([f"{line} {record.tag or ''}".rstrip(), DRY_NOTHING], 0)
-        state.clear_record(settings.state.state_file, state.PENDING)
-        reason = f"the pending promotion of {record.target} {record.tag or ''} was discarded"
-        warnings = _history(settings, record, state.Outcome.ABORTED, reason, code=0)
+        with _gate_lock(settings).hold():
+            try:
+                record = state.load_pending(state_file)
+            except state.RecordError as exc:  # abort is how an unreadable one goes
+                state.clear_record(state_file, state.PENDING)
+                reason = (
+                    f"the pending promotion in {exc.path} could not be read ({exc.why}) and "
+                    "was discarded"
+                )
+                entry = state.HistoryEntry.now(
+                    from_color=None,
+                    to_color="?",
+                    tag=None,
+                    outcome=state.Outcome.ABORTED,
+                    reason=reason,
+                )
+                warnings = recording.record(settings, entry, secrets=settings.load_secrets())
+                return _report([reason + "; traffic unchanged", *warnings], 0)
+            if record is None:
+                raise aftercare.NothingPending("refused: no pending promotion to abort")
+            state.clear_record(state_file, state.PENDING)
+            reason = f"the pending promotion of {record.target} {record.tag or ''} was discarded"
+            warnings = _history(settings, record, state.Outcome.ABORTED, reason, code=0)
         return _report([reason + "; traffic unchanged", *warnings], 0)
 
     return in_config(args, act)

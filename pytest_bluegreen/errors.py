@@ -54,9 +54,9 @@ EXIT_CODES: Mapping[ExitCode, str] = {  # the README's table, word for word (a t
     "answer of the target came from another build than the one deployed, the session was "
     "interrupted or incomplete, or the selection was narrowed; no switch",
     ExitCode.REFUSED: "refused: target not UP in HAProxy, an HAProxy slot of the target does not "
-    "run the deployed image, vetoed by a hook, another gate holds the lock, an unfinished switch "
-    "waits for `bluegreen recover`, or the Runtime API is unreachable or not admin; nothing "
-    "changed",
+    "run the deployed image, vetoed by a hook, another gate holds the lock (or the lock folder is "
+    "one another user could change, or the held lock was removed), an unfinished switch waits "
+    "for `bluegreen recover`, or the Runtime API is unreachable or not admin; nothing changed",
     ExitCode.SWITCH_REVERTED: "the switch failed or was interrupted before its point of no "
     "return (Runtime API error, verification, HAProxy reload, a signal, a step hook) and every "
     "server's previous state was restored",

@@ -195,7 +195,7 @@ def write_textfile(path: Path, build: Build) -> None:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = state.open_lock_file(path)  # 0600, no symbolic link followed, this user's only
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -23,7 +23,7 @@ from .errors import BluegreenError, DeployError, ExitCode, Refused
 from .gate import Decision, SessionFacts, Verdict, decide
 from .gatemetrics import RunMetrics
 from .haproxy import RuntimeApi, RuntimeApiError
-from .instances import Haproxies, InstancesDisagree
+from .instances import Haproxies, InstancesDisagree, lock_keys
 from .journal import Journal, UnfinishedJournal, read_journal
 from .outcomes import Outcomes
 from .probe import Probe, ProbeSummary
@@ -142,7 +142,7 @@ class GateRun:
         addresses = (
             self.api.addresses if isinstance(self.api, Haproxies) else [str(self.api.address)]
         )
-        self.lock = state.lock_for_group(settings.state.lock_dir, addresses)
+        self.lock = state.lock_for_group(settings.state.lock_dir, addresses)  # until start()
         self.journal = Journal(settings.state.journal_file)
         self.signals: DeferredSignals = NoSignals()
         self.target: str | None = settings.target
@@ -160,12 +160,16 @@ class GateRun:
         RuntimeApiError (unreachable, not admin, unknown server), or SettingsError (a
         --rollback target that cannot be worked out or contradicts --env).
         """
+        # the keys of every HAProxy, however its address is spelled; one named twice refused
+        self.lock = state.lock_for_group(self.settings.state.lock_dir, lock_keys(self.api))
         if not self.settings.run.dry_run:
             self.lock.acquire()
         try:
             self._leave_out_missing()
             if not self.settings.run.dry_run:
-                self.journal.prepare()  # refuses an unfinished journal
+                for note in self.journal.prepare():  # refuses an unfinished journal
+                    self.progress(note)
+                state.ensure_folder(self.settings.state.state_file, "state_file")
                 self._instances_in_line()
             else:  # a dry run says what the real one would: refused, nothing written
                 entry = read_journal(self.journal.path)
@@ -644,6 +648,7 @@ class GateRun:
         )
         try:
             try:
+                self.lock.verify()  # still ours: no gate started since someone removed it
                 result = switch.apply(
                     self.api,
                     plan,
@@ -717,7 +722,7 @@ class GateRun:
         missing = sorted(self.api.skipped)
         try:
             record_missing(self.settings.state.state_file, missing, target)
-        except OSError as exc:
+        except (OSError, state.StateFileError) as exc:
             return [f"warning: could not record {', '.join(missing)} to be brought in line: {exc}"]
         return [
             f"instance(s) {', '.join(missing)} left out (missing): recorded to be brought in "

@@ -478,6 +478,16 @@ class RuntimeApi:
     def version(self) -> str:
         return self.show_info()["Version"]
 
+    def cli_sockets(self) -> tuple[str, ...]:
+        """Every Runtime API socket of the process that answers (``show cli sockets``), as
+        HAProxy names them (``unix@/run/haproxy/admin.sock``, ``ipv4@127.0.0.1:9999``),
+        sorted: the same list whichever of them asks, and across a reload that keeps them."""
+        answer = self.execute("show cli sockets")
+        lines = [line for line in answer.splitlines() if line.strip()]
+        if not lines or not lines[0].startswith("# socket"):
+            raise RuntimeApiError("show cli sockets", answer)
+        return tuple(sorted({line.split()[0] for line in lines[1:] if not line.startswith("#")}))
+
     def cli_level(self) -> str:
         """``admin``, ``operator`` or ``user``."""
         answer = self.execute("show cli level").strip()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias, TypeVar
 
-from .errors import Refused
+from .errors import Refused, UsageError
 from .haproxy import (
     RuntimeApi,
     RuntimeApiAddress,
@@ -28,6 +28,8 @@ from .haproxy import (
     StatRow,
     TlsFiles,
 )
+from .journal import InstanceIdentity
+from .state import address_key
 
 __all__ = [
     "DEFAULT_INSTANCE",
@@ -36,6 +38,8 @@ __all__ = [
     "Instance",
     "InstanceFailed",
     "InstancesDisagree",
+    "SameHaproxy",
+    "lock_keys",
 ]
 
 T = TypeVar("T")
@@ -237,3 +241,85 @@ class Haproxies:
 
 
 AnyHaproxy: TypeAlias = RuntimeApi | Haproxies  # one Runtime API, or every instance as one
+
+
+# --- the lock's keys ---------------------------------------------------------------------------
+
+
+class SameHaproxy(UsageError):
+    """Two instances of the group are one HAProxy process (reached at two addresses)."""
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What an instance says about itself: its process, its Runtime API sockets."""
+
+    identity: InstanceIdentity | None  # None: it does not answer
+    sockets: tuple[str, ...] = ()  # show cli sockets; () when it cannot be read
+
+
+def lock_keys(api: AnyHaproxy) -> tuple[str, ...]:
+    """The keys of the gate lock of every HAProxy of ``api`` (``state.lock_for_group``); one
+    HAProxy named twice in the group is refused (SameHaproxy, one line).
+
+    One HAProxy can be reached at several addresses (``localhost:P`` and ``127.0.0.1:P``, its
+    unix socket and its TCP socket), and a reload gives it a new process (a new Pid and
+    Start_time_sec) while a gate runs. Two gates on it must still share a lock, so the keys
+    are what stays when it reloads, the same whichever address asks:
+
+    - the address this gate connects to, spelled one way (``state.address_key``: a socket's
+      real path, a host name resolved) -- two gates at one address always share it, even
+      when HAProxy does not answer (it changes nothing then);
+    - every Runtime API socket the process lists (``show cli sockets``), with its node name:
+      the same list through the unix socket and through the TCP one, before and after a
+      reload that keeps its sockets (two processes of one host cannot listen on one socket,
+      and the node name keeps HAProxies of other hosts or containers apart).
+
+    The process's own identity (node, Pid, Start_time_sec) is not a key: it changes with a
+    reload, so a gate before and a gate after would not meet on it, and a file per process
+    would pile up. It serves to refuse two instances that are the same process."""
+    group = api if isinstance(api, Haproxies) else Haproxies.single(api)
+    seen = group.each(_seen, names=group.names)
+    addresses = {i.name: address_key(str(i.runtime_api)) for i in group.instances}
+    _refuse_duplicates(group, seen, addresses)
+    keys = set(addresses.values())
+    for found in seen.values():
+        if found.identity is not None:
+            keys |= {f"haproxy {found.identity.node} {s}" for s in found.sockets}
+    return tuple(sorted(keys))
+
+
+def _seen(name: str, api: RuntimeApi) -> _Seen:
+    try:
+        identity = InstanceIdentity.from_info(str(api.address), api.show_info())
+    except (RuntimeApiError, ValueError):
+        return _Seen(None)
+    try:
+        sockets = api.cli_sockets()
+    except RuntimeApiError:
+        sockets = ()
+    return _Seen(identity, sockets)
+
+
+def _refuse_duplicates(
+    group: Haproxies, seen: Mapping[str, _Seen], addresses: Mapping[str, str]
+) -> None:
+    names = list(group.names)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            a, b = group.instance(first), group.instance(second)
+            same_address = addresses[first] == addresses[second]
+            one, two = seen[first].identity, seen[second].identity
+            same_process = (
+                one is not None
+                and two is not None
+                and one.node == two.node
+                and one.same_process(two)
+                and seen[first].sockets == seen[second].sockets
+            )
+            if same_address or same_process:
+                what = f" ({one.node or 'no node name'}, {one})" if same_process and one else ""
+                raise SameHaproxy(
+                    f"instances {first} ({a.runtime_api}) and {second} ({b.runtime_api}) are "
+                    f"one HAProxy{what}: name it once in [instances]"
+                )

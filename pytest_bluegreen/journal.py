@@ -36,6 +36,7 @@ __all__ = [
     "PriorState",
     "UnfinishedJournal",
     "read_journal",
+    "remove_durably",
     "write_durably",
 ]
 
@@ -68,6 +69,7 @@ class InstanceIdentity:
     address: str
     pid: int
     start_time: int  # Start_time_sec, else now - Uptime_sec
+    node: str = ""  # show info's node (the host name unless the configuration names it)
 
     @classmethod
     def from_info(cls, address: str, info: Mapping[str, str]) -> InstanceIdentity:
@@ -75,7 +77,7 @@ class InstanceIdentity:
         start = info.get("Start_time_sec")
         if start is None or not start.isdigit():
             start = str(int(time.time()) - int(info.get("Uptime_sec", "0") or 0))
-        return cls(address, pid, int(start))
+        return cls(address, pid, int(start), info.get("node", ""))
 
     def same_process(self, other: InstanceIdentity) -> bool:
         # Start_time_sec is exact; the Uptime_sec fallback may differ by a second
@@ -199,11 +201,24 @@ def write_durably(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    folder = os.open(path.parent, os.O_RDONLY)
+    _sync_folder(path.parent)
+
+
+def remove_durably(path: Path) -> None:
+    """Remove ``path`` (if there) so that a crash cannot bring it back: the folder synced."""
     try:
-        os.fsync(folder)
+        path.unlink()
+    except FileNotFoundError:
+        return
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
     finally:
-        os.close(folder)
+        os.close(fd)
 
 
 def _slots(path: Path) -> tuple[Path, Path]:
@@ -212,6 +227,7 @@ def _slots(path: Path) -> tuple[Path, Path]:
 
 
 SLOT_SIZE = 65536  # slots are made this big once, so a record's sync writes data only
+_BLANK = " " * (SLOT_SIZE - 1) + "\n"
 _MAGIC = "bluegreen-journal"
 
 
@@ -238,31 +254,70 @@ def _decode(data: bytes) -> tuple[int, JournalEntry] | None:
         return None
 
 
-def _latest(path: Path) -> tuple[int, JournalEntry | None]:
+@dataclass(frozen=True)
+class _Latest:
+    seq: int
+    entry: JournalEntry | None
+    torn_first: bool = False  # the one record ever written is torn: see _torn_first
+
+
+def _latest(path: Path) -> _Latest:
     found: list[tuple[int, JournalEntry]] = []
-    present = False
-    for slot in _slots(path):
+    written: list[tuple[int, bytes]] = []  # (slot index, content) of the slots not blank
+    for index, slot in enumerate(_slots(path)):
         try:
             data = slot.read_bytes()
         except FileNotFoundError:
             continue
         except OSError as exc:
-            raise JournalError(f"journal {slot} is not readable: {exc}") from None
-        present = present or bool(data.strip())
+            raise JournalError(
+                f"journal {slot} is not readable: {exc.strerror or exc} (set journal_file to a "
+                "file in a folder this user can read and write)"
+            ) from None
+        if data.strip():
+            written.append((index, data))
         record = _decode(data)
         if record is not None:
             found.append(record)
-    if not found:
-        if present:
-            raise JournalError(f"journal {path}: no slot holds a whole record")
-        return 0, None
-    seq, entry = max(found, key=lambda record: record[0])
-    return seq, entry
+    if found:
+        seq, entry = max(found, key=lambda record: record[0])
+        return _Latest(seq, entry)
+    if not written:
+        return _Latest(0, None)
+    if _torn_first(written):
+        return _Latest(0, None, torn_first=True)
+    raise JournalError(
+        f"journal {path}: no slot holds a whole record, so it cannot say what a switch "
+        "changed; look at HAProxy ('bluegreen status'), then 'bluegreen recover --to COLOR' "
+        "makes COLOR live on every instance and starts a new journal"
+    )
+
+
+def _torn_first(written: Sequence[tuple[int, bytes]]) -> bool:
+    """No slot holds a whole record: is it the journal's *first* record that is torn?
+
+    The write order makes that case safe. The first record of a journal is a switch's intent,
+    sequence 1, written into the ``.alt`` slot (``seq % 2``) and synced before
+    :meth:`Journal.begin` returns, and ``begin`` returns before the switch's first Runtime API
+    command. Records then alternate between the two slots, so once a second record exists
+    both slots have been written, and a later torn write leaves the other slot's record
+    whole. So when the main slot was never written (blank or absent) and the ``.alt`` slot's
+    header, where it is legible, says sequence 1, the one record ever written is an intent
+    that never became durable: the switch it announced sent no command, and HAProxy is as
+    that gate found it. Anything else (both slots written, another sequence) may hide a
+    switch cut off half-way, and is refused."""
+    if len(written) != 1 or written[0][0] != 1:
+        return False
+    fields = written[0][1].partition(b"\n")[0].decode(errors="replace").split()
+    if len(fields) >= 2 and fields[0] == _MAGIC:
+        return fields[1] == "1"
+    return True  # the header itself was not written whole
 
 
 def read_journal(path: Path) -> JournalEntry | None:
-    """The journal's latest whole record, or None when there is none."""
-    return _latest(path)[1]
+    """The journal's latest whole record, or None when there is none (a torn first record
+    counts as none: see :func:`_torn_first`)."""
+    return _latest(path).entry
 
 
 @dataclass
@@ -282,16 +337,42 @@ class Journal:
     seq: int = 0
     _checked: bool = field(default=False, repr=False)  # prepare() read the latest record
 
-    def prepare(self) -> None:
-        """Refuse an unfinished journal; create the slot files (durably) if they are missing.
-        Called by a gate under its lock, so that :meth:`begin` need not read them again."""
-        seq, latest = _latest(self.path)
-        if latest is not None and latest.open:
-            raise UnfinishedJournal(self.path, latest)
+    def prepare(self) -> list[str]:
+        """Refuse an unfinished journal; create the slot files (durably) if they are missing;
+        discard a torn first record (see :func:`_torn_first`). Called by a gate under its
+        lock, so that :meth:`begin` need not read them again. Returns the warnings to show.
+
+        Raises UnfinishedJournal, JournalError (no whole record where one may matter, or the
+        journal's folder cannot be written: one line, nothing changed)."""
+        latest = _latest(self.path)
+        if latest.entry is not None and latest.entry.open:
+            raise UnfinishedJournal(self.path, latest.entry)
+        notes: list[str] = []
+        try:
+            if latest.torn_first:
+                write_durably(_slots(self.path)[1], _BLANK)
+                notes.append(
+                    f"warning: journal {self.path}: its only record, a switch's intent torn by "
+                    "a crash before it was written whole, was discarded (that switch sent no "
+                    "command: nothing follows an intent that is not whole)"
+                )
+            for slot in _slots(self.path):
+                if not slot.exists():
+                    write_durably(slot, _BLANK)
+        except OSError as exc:
+            raise JournalError(
+                f"cannot write the journal {self.path}: {exc.strerror or exc} (set "
+                "journal_file to a file in a folder this user can write)"
+            ) from None
+        self.seq, self._checked = latest.seq, True
+        return notes
+
+    def restart(self) -> None:
+        """Start a new journal: both slots blank, durably (``bluegreen recover --to`` after a
+        journal with no whole record, once HAProxy is consistent again)."""
         for slot in _slots(self.path):
-            if not slot.exists():
-                write_durably(slot, " " * (SLOT_SIZE - 1) + "\n")
-        self.seq, self._checked = seq, True
+            write_durably(slot, _BLANK)
+        self.seq, self.entry, self._checked = 0, None, False
 
     def begin(
         self,
@@ -322,7 +403,7 @@ class Journal:
 
     def resume(self, entry: JournalEntry) -> None:
         """Continue an existing record (recovery closes what a cut-off switch left open)."""
-        self.seq = _latest(self.path)[0]
+        self.seq = _latest(self.path).seq
         self.entry = entry
 
     def step(self, name: str, **facts: Any) -> None:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from . import recording, state
 from .errors import ExitCode, Refused
 from .haproxy import AdminState, RuntimeApi, RuntimeApiError, ServerRef, ServerState
-from .instances import Haproxies, InstancesDisagree
-from .journal import Journal, JournalEntry, PriorState, read_journal
+from .instances import Haproxies, InstancesDisagree, lock_keys
+from .journal import Journal, JournalEntry, JournalError, PriorState, read_journal
 from .reconcile import reconcile_recorded, record_missing
 from .redaction import Secrets
 from .settings import Settings, Topology
@@ -113,11 +113,10 @@ def recover(
     group = settings.haproxies()
     topology = settings.topology
     secrets = secrets or Secrets()
-    lock = state.lock_for_group(settings.state.lock_dir, group.addresses)
+    lock = state.lock_for_group(settings.state.lock_dir, lock_keys(group))
     with nullcontext() if dry_run else lock.hold():
         group.leave_out_missing()  # the allowed-missing ones that do not answer take no part
-        entry = read_journal(settings.state.journal_file)
-        unfinished = entry if entry is not None and entry.open else None
+        unfinished, torn = _unfinished(settings, to)
         before = group.states_by_instance(topology.all_servers)
         problems = group_problems(before, group, topology)
         recorded = state.load_reconcile(settings.state.state_file)
@@ -129,7 +128,7 @@ def recover(
                     [],
                 )
             return _reconcile(settings, group, secrets)
-        if unfinished is None:
+        if unfinished is None and not torn:
             lives = {topology.live_color(states) for states in before.values()}
             live = lives.pop() if len(lives) == 1 else None
             if not problems and to not in (None, live):
@@ -169,9 +168,10 @@ def recover(
             group,
             desired,
             unfinished=unfinished,
-            problems=problems,
+            problems=problems or (["the journal holds no whole record"] if torn else []),
             to=to,
             secrets=secrets,
+            restart_journal=torn,
         )
 
 
@@ -187,6 +187,19 @@ def _dry_run(what: str, lines: list[str]) -> RecoverReport:
     return RecoverReport(
         (f"dry run: {what}", *lines, "dry run: nothing changed"), ExitCode.OK, None
     )
+
+
+def _unfinished(settings: Settings, to: str | None) -> tuple[JournalEntry | None, bool]:
+    """The journal's unfinished switch (or None), and whether the journal holds no whole
+    record: then it cannot say what to restore, and only ``--to COLOR`` gets past it (the
+    JournalError says so)."""
+    try:
+        entry = read_journal(settings.state.journal_file)
+    except JournalError:
+        if to is None:
+            raise
+        return None, True
+    return (entry if entry is not None and entry.open else None), False
 
 
 def _reconcile(settings: Settings, group: Haproxies, secrets: Secrets) -> RecoverReport:
@@ -209,6 +222,7 @@ def _apply(
     problems: list[str],
     to: str | None,
     secrets: Secrets,
+    restart_journal: bool = False,
 ) -> RecoverReport:
     topology = settings.topology
     failed_by = group.each(lambda name, api: _restore(api, desired[name]), names=list(desired))
@@ -251,6 +265,9 @@ def _apply(
         journal = Journal(settings.state.journal_file)
         journal.resume(unfinished)
         journal.close("recovered", detail=reason)
+    if restart_journal:  # HAProxy is consistent now: a journal with no whole record goes
+        Journal(settings.state.journal_file).restart()
+        lines.append(f"journal {settings.state.journal_file} started anew")
     entry = state.HistoryEntry.now(
         from_color=unfinished.target if unfinished is not None else None,
         to_color=live,

@@ -1,30 +1,53 @@
 """What the gate remembers: the JSON history of switches, and the lock against concurrent gates.
 
 The live color itself is never stored: HAProxy says which it is. The lock belongs to the
-HAProxy instance (its Runtime API address), not to a settings file: every gate and every
-``bluegreen`` command on this host that changes that HAProxy takes the same lock.
+HAProxy instance, not to a settings file: every gate and every ``bluegreen`` command on this
+host that changes that HAProxy takes the same lock (``instances.lock_keys`` says which files
+name one HAProxy, however its address is spelled).
+
+**The lock cannot be taken over by another local user.** Its folder (``lock_dir``, default
+``/run/bluegreen``) is made mode 0700 by the first gate and refused, with one line, when it
+belongs to someone other than this user or root, when group or others may write to it, or
+when a folder above it may be changed by another user (a sticky ``/tmp`` is fine): such a
+user could plant a symbolic link at a lock's predictable name, or delete a held lock so that
+two gates run at once. A lock file is opened without following a symbolic link, never
+truncated, mode 0600 (no other user can open it to ``flock`` it and block every gate), and
+after the ``flock`` the gate checks that the name still leads to the file it locked; a holder
+checks it again before it changes traffic (:meth:`GateLock.verify`).
+
+**Every write is durable**: the history and the records go to a temporary file that is synced,
+renamed over the old one, and the folder synced (``journal.write_durably``); a record removed
+is removed durably too. The history's read-modify-write runs under a lock file beside it, so
+two writers never lose each other's entry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import re
 import socket
+import stat
 import tempfile
 import time
+import types
+import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import Refused, UsageError
+from .journal import remove_durably, write_durably
 
 __all__ = [
     "PENDING",
@@ -34,16 +57,24 @@ __all__ = [
     "GroupLock",
     "HistoryEntry",
     "LockHeld",
+    "LockLost",
     "Outcome",
     "PendingPromotion",
     "Reconcile",
+    "RecordError",
     "StateFileError",
+    "UnsafeLock",
     "WarmWindow",
+    "address_key",
     "append",
+    "ensure_folder",
     "listening",
+    "load_pending",
     "load_reconcile",
+    "load_warm",
     "lock_for",
     "lock_for_group",
+    "open_lock_file",
     "read_history",
 ]
 
@@ -81,6 +112,22 @@ class LockHeld(Refused):
         super().__init__(f"another gate holds {path} ({holder or 'holder unknown'})")
 
 
+class UnsafeLock(Refused):
+    """The lock folder or file could be changed by another user: nothing is locked, nothing
+    changes."""
+
+
+class LockLost(Refused):
+    """The lock file this gate holds was removed or replaced: another gate may run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(
+            f"the gate lock {path} was removed or replaced while this gate held it: another "
+            "gate may be changing this HAProxy now, so this one changes nothing more"
+        )
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     time: str
@@ -108,7 +155,10 @@ def read_history(path: Path) -> list[HistoryEntry]:
             for entry in data["history"]
         ]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StateFileError(f"state file {path} is not readable history: {exc}") from None
+        raise StateFileError(
+            f"state file {path} is not readable history ({exc}): move it aside to start a new "
+            "history"
+        ) from None
 
 
 HistoryListener = Callable[[HistoryEntry], None]
@@ -129,28 +179,173 @@ def listening(listener: HistoryListener) -> Iterator[None]:
 
 
 def append(path: Path, entry: HistoryEntry) -> None:
-    """Add one entry, written atomically (a crash leaves the old file whole); then the
-    :func:`listening` listener hears it."""
-    history = read_history(path)
-    history.append(entry)
-    payload = {"version": FORMAT_VERSION, "history": [asdict(e) for e in history]}
+    """Add one entry, durably (a crash leaves the old file or the new one, whole), read and
+    rewritten under ``.<name>.lock`` beside it (no other writer's entry is lost); then the
+    :func:`listening` listener hears it. Raises OSError or StateFileError."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd = open_lock_file(path.with_name(f".{path.name}.lock"))
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held for one read and one write: milliseconds
+        history = read_history(path)
+        history.append(entry)
+        payload = {"version": FORMAT_VERSION, "history": [asdict(e) for e in history]}
+        write_durably(path, json.dumps(payload, indent=2) + "\n")
+    finally:
+        os.close(fd)  # closing drops the lock
     listener = _listener.get()
     if listener is not None:
         listener(entry)
 
 
+def ensure_folder(path: Path, setting: str) -> None:
+    """The folder of ``path`` exists and this user can create files in it, else one line
+    naming it and ``setting`` (a gate checks before anything changes, so that no write of its
+    history or records fails after a switch)."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".bluegreen-probe.")
+    except OSError as exc:
+        raise StateFileError(
+            f"cannot write in {folder}: {exc.strerror or exc} (set {setting} to a file in a "
+            "folder this user can write)"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def open_lock_file(path: Path) -> int:
+    """Open (create, mode 0600) a lock file of this user's beside the file it guards, never
+    through a symbolic link (a link planted at its predictable name is ELOOP) and never
+    truncated; OSError when it is not a plain file of this user's (another user's file, which
+    they could hold to block every writer)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, LOCK_FILE_MODE)
+    try:
+        _own_plain_file(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _own_plain_file(fd: int, path: Path) -> None:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
+        raise PermissionError(
+            errno.EPERM,
+            f"{path} is not a plain file of this user's (owner {_owner(info.st_uid)}, "
+            f"{info.st_nlink} link(s)): remove it",
+        )
+    if stat.S_IMODE(info.st_mode) != LOCK_FILE_MODE:
+        os.fchmod(fd, LOCK_FILE_MODE)
+
+
+LOCK_FILE_MODE = 0o600
+LOCK_DIR_MODE = 0o700
+HOLDER_SIZE = 160  # the holder's line, padded: a shorter one overwrites a longer one whole
+_ATTEMPTS = 5
+LOCK_DIR_HINT = (
+    "the default /run/bluegreen is made by the first gate run as root; for a gate run by "
+    "another user, make it once as root (install -d -m 0700 -o USER /run/bluegreen; every "
+    "gate of this HAProxy then runs as USER) or set lock_dir to a folder of that user's"
+)
+
+
+def _owner(uid: int) -> str:
+    import pwd  # noqa: PLC0415 - only for a message
+
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _changeable_by_others(info: os.stat_result, me: int) -> bool:
+    """Another user (not root, not ``me``) could create, rename or delete entries in it."""
+    if info.st_uid not in (me, 0):
+        return True
+    writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    return bool(writable) and not info.st_mode & stat.S_ISVTX
+
+
+def _open_lock_dir(folder: Path) -> int:
+    """The lock folder, made 0700 when missing, opened without following a symbolic link and
+    checked: UnsafeLock when another user could change it or a folder above it."""
+    try:
+        folder.mkdir(mode=LOCK_DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise Refused(
+            f"cannot create the lock folder {folder}: {exc.strerror or exc} ({LOCK_DIR_HINT})"
+        ) from None
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafeLock(
+                f"the lock folder {folder} is a symbolic link or not a folder: refused (set "
+                "lock_dir to the folder itself)"
+            ) from None
+        raise Refused(f"cannot open the lock folder {folder}: {exc.strerror or exc}") from None
+    try:
+        _check_lock_dir(folder, fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_lock_dir(folder: Path, fd: int) -> None:
+    me = os.geteuid()
+    info = os.fstat(fd)
+    if info.st_uid not in (me, 0):
+        raise UnsafeLock(
+            f"the lock folder {folder} belongs to {_owner(info.st_uid)}, not to this user or "
+            "root: its owner could plant or delete the gate locks; remove it (a gate makes it "
+            "again, mode 0700) or set lock_dir"
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeLock(
+            f"the lock folder {folder} is writable by group or others (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}): any of them could plant or delete the gate "
+            f"locks; chmod 0700 {folder} or set lock_dir"
+        )
+    for parent in _parents(folder, fd):
+        try:
+            above = os.stat(parent)
+        except OSError:
+            continue
+        if _changeable_by_others(above, me):
+            raise UnsafeLock(
+                f"the lock folder {folder} is inside {parent}, which {_owner(above.st_uid)} or "
+                f"others may change (mode {stat.S_IMODE(above.st_mode):04o}): they could "
+                "replace the folder; set lock_dir to a folder only root or this user can change"
+            )
+
+
+def _parents(folder: Path, fd: int) -> list[Path]:
+    """Every folder above the lock folder: as written (a symbolic link there is replaceable by
+    whoever may write its folder) and as the kernel resolved it (``/proc/self/fd``)."""
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        real = os.path.realpath(folder)
+    found = {*Path(real).parents, *Path(os.path.abspath(folder)).parents}
+    return sorted(found, key=lambda p: (-len(p.parts), str(p)))
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    """``path`` (not followed) still names the file open as ``fd``."""
+    try:
+        named = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
 class GateLock:
-    """An exclusive, non-blocking ``flock`` on a file; the holder writes who it is into it.
+    """An exclusive, non-blocking ``flock`` on a file of this user's in a folder only this user
+    (or root) can change; the holder writes who it is into it.
 
     The kernel drops the lock when the process dies, so a crashed gate never leaves it stuck.
     """
@@ -164,28 +359,61 @@ class GateLock:
         return self._fd is not None
 
     def acquire(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
+        """Raises LockHeld, UnsafeLock (another user could change the folder or planted the
+        file), Refused (the folder or file cannot be made)."""
+        for _ in range(_ATTEMPTS):
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
+                os.close(fd)
+                raise LockHeld(self.path, holder) from None
+            if _same_file(self.path, fd):
+                break
+            os.close(fd)  # removed or replaced between open and flock: that lock is no one's
+        else:
             raise Refused(
-                f"cannot create the gate lock {self.path}: {exc.strerror} (set lock_dir to a "
-                "folder every operator of this HAProxy can write)"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
-            os.close(fd)
-            raise LockHeld(self.path, holder) from None
-        os.ftruncate(fd, 0)
+                f"the gate lock {self.path} was replaced {_ATTEMPTS} times while it was taken: "
+                "something keeps removing it"
+            )
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode(), 0)
+        line = f"pid {os.getpid()} on {socket.gethostname()} since {stamp}"
+        os.pwrite(fd, _padded(line), 0)
         self._fd = fd
+
+    def _open(self) -> int:
+        folder = _open_lock_dir(self.path.parent)
+        try:
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(self.path.name, flags, LOCK_FILE_MODE, dir_fd=folder)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeLock(
+                    f"the gate lock {self.path} is a symbolic link: refused (remove it)"
+                ) from None
+            raise Refused(
+                f"cannot create the gate lock {self.path}: {exc.strerror or exc} ({LOCK_DIR_HINT})"
+            ) from None
+        finally:
+            os.close(folder)
+        try:
+            _own_plain_file(fd, self.path)
+        except OSError as exc:
+            os.close(fd)
+            raise UnsafeLock(f"the gate lock {exc.strerror}; refused") from None
+        return fd
+
+    def verify(self) -> None:
+        """Raise LockLost when the lock's name no longer leads to the file this gate locked
+        (someone removed it: a gate started since may hold a new one). Called before traffic
+        changes; a lock not held has nothing to verify."""
+        if self._fd is not None and not _same_file(self.path, self._fd):
+            raise LockLost(self.path)
 
     def release(self) -> None:
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, _padded(""), 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
@@ -199,23 +427,53 @@ class GateLock:
             self.release()
 
 
-def lock_for(lock_dir: Path, address: str) -> GateLock:
-    """The lock of the HAProxy instance whose Runtime API is ``address`` (``unix:/path`` or
-    ``host:port``): one file per instance in ``lock_dir``, named after the address."""
-    if address.startswith("unix:"):
-        address = "unix:" + os.path.realpath(address[len("unix:") :])
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", address).strip("_")[-60:]
-    digest = hashlib.sha1(address.encode(), usedforsecurity=False).hexdigest()[:10]
+def _padded(line: str) -> bytes:
+    data = line.encode()[: HOLDER_SIZE - 1]
+    return data.ljust(HOLDER_SIZE - 1) + b"\n"
+
+
+def address_key(address: str) -> str:
+    """The lock key of a Runtime API address however it is spelled: a socket path resolved
+    (``unix:`` + its real path), a host name resolved to the address it connects to first
+    (``localhost:P`` and ``127.0.0.1:P`` are one key)."""
+    text = address.strip()
+    if text.startswith("unix:"):
+        return "unix:" + os.path.realpath(text[len("unix:") :])
+    if text.startswith(("/", "./", "../")):
+        return "unix:" + os.path.realpath(text)
+    for prefix in ("tls://", "tcp:", "ipv4@"):
+        text = text.removeprefix(prefix)
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        return text
+    host = host.strip("[]")
+    try:
+        found = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        host = str(found[0][4][0])
+    except (OSError, IndexError, UnicodeError):
+        pass
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def lock_for(lock_dir: Path, key: str) -> GateLock:
+    """The lock named by ``key`` (a Runtime API address, or another key of one HAProxy from
+    ``instances.lock_keys``): one file per key in ``lock_dir``. An address is spelled as
+    :func:`address_key` spells it."""
+    if not key.startswith("haproxy "):
+        key = address_key(key)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", key).strip("_")[-60:]
+    digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:10]
     return GateLock(lock_dir / f"{slug}-{digest}.lock")
 
 
 class GroupLock:
-    """The locks of several HAProxy instances taken as one: in a fixed (sorted) order, so two
-    gates on overlapping groups cannot deadlock, and all or none (a lock held elsewhere
-    releases the ones already taken)."""
+    """Several locks taken as one: in a fixed (sorted) order, so two gates on overlapping
+    groups cannot deadlock, and all or none (a lock held elsewhere releases the ones already
+    taken). A key named twice is one lock."""
 
     def __init__(self, locks: Sequence[GateLock]) -> None:
-        self.locks = sorted(locks, key=lambda lock: str(lock.path))
+        unique = {str(lock.path): lock for lock in locks}
+        self.locks = [unique[name] for name in sorted(unique)]
         self.path = self.locks[0].path
 
     @property
@@ -233,6 +491,10 @@ class GroupLock:
                 lock.release()
             raise
 
+    def verify(self) -> None:
+        for lock in self.locks:
+            lock.verify()
+
     def release(self) -> None:
         for lock in reversed(self.locks):
             lock.release()
@@ -246,10 +508,12 @@ class GroupLock:
             self.release()
 
 
-def lock_for_group(lock_dir: Path, addresses: Iterable[str]) -> GateLock | GroupLock:
-    """One instance's lock, or every instance's as one :class:`GroupLock`."""
-    locks = [lock_for(lock_dir, address) for address in sorted(set(addresses))]
-    return locks[0] if len(locks) == 1 else GroupLock(locks)
+def lock_for_group(lock_dir: Path, keys: Iterable[str]) -> GateLock | GroupLock:
+    """One lock, or every key's as one :class:`GroupLock` (``instances.lock_keys`` gives the
+    keys of every HAProxy of a group)."""
+    locks = {str(lock.path): lock for lock in (lock_for(lock_dir, key) for key in keys)}
+    found = list(locks.values())
+    return found[0] if len(found) == 1 else GroupLock(found)
 
 
 # --- what outlives a run: the old color kept warm, a promotion pending ----------------------
@@ -296,59 +560,114 @@ class Reconcile:
     color: str
     since: float  # epoch seconds
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Reconcile:
-        return cls(tuple(map(str, data["instances"])), str(data["color"]), float(data["since"]))
 
+R = TypeVar("R", WarmWindow, PendingPromotion, Reconcile)
 
-def load_reconcile(state_file: Path) -> Reconcile | None:
-    data = _load(_record_path(state_file, RECONCILE))
-    try:
-        return None if data is None else Reconcile.from_json(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        path = _record_path(state_file, RECONCILE)
-        raise StateFileError(f"{path} is not readable: {exc}") from None
+WARM = "warm-window.json"
+PENDING = "pending-promotion.json"
+RECONCILE = "reconcile.json"
+
+# how to get past a record that cannot be read, named in its error
+_CLEARED_BY = {
+    WARM: "remove it to end the warm window (bluegreen rollback then runs the checks)",
+    PENDING: "'bluegreen abort' discards it",
+    RECONCILE: "remove it; then 'bluegreen status' shows whether the instances agree, and "
+    "'bluegreen recover --to COLOR' brings them in line",
+}
 
 
 def _record_path(state_file: Path, name: str) -> Path:
     return state_file.with_name(name)
 
 
+class RecordError(StateFileError):
+    """A record that cannot be read: the one line names the file, why, and how to get past
+    it."""
+
+    def __init__(self, path: Path, why: str, cleared_by: str) -> None:
+        self.path = path
+        self.why = why
+        super().__init__(f"state file {path} is not readable ({why}): {cleared_by}")
+
+
+def record_error(state_file: Path, name: str, why: str) -> RecordError:
+    return RecordError(_record_path(state_file, name), why, _CLEARED_BY[name])
+
+
 def save_record(
     state_file: Path, name: str, record: WarmWindow | PendingPromotion | Reconcile
 ) -> None:
-    path = _record_path(state_file, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(asdict(record), handle, indent=2)
-    os.replace(tmp, path)
+    """Write the record durably (synced, renamed over, the folder synced)."""
+    write_durably(_record_path(state_file, name), json.dumps(asdict(record), indent=2) + "\n")
 
 
 def load_warm(state_file: Path) -> WarmWindow | None:
-    data = _load(_record_path(state_file, WARM))
-    return None if data is None else WarmWindow(**data)
+    return _load_record(state_file, WARM, WarmWindow)
 
 
 def load_pending(state_file: Path) -> PendingPromotion | None:
-    data = _load(_record_path(state_file, PENDING))
-    return None if data is None else PendingPromotion(**data)
+    return _load_record(state_file, PENDING, PendingPromotion)
+
+
+def load_reconcile(state_file: Path) -> Reconcile | None:
+    return _load_record(state_file, RECONCILE, Reconcile)
 
 
 def clear_record(state_file: Path, name: str) -> None:
-    _record_path(state_file, name).unlink(missing_ok=True)
+    """Remove the record, durably (a pending promotion aborted must not come back after a
+    power loss)."""
+    remove_durably(_record_path(state_file, name))
 
 
-def _load(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
+def _load_record(state_file: Path, name: str, kind: type[R]) -> R | None:
+    """The record, or None when there is none; StateFileError (one line: the file, why, how
+    to clear it) when it is not JSON or not the record's shape. Keys the record does not know
+    are left out, fields it has added since with a default may be missing: the loader follows
+    the dataclass, so a field added to one needs no change here."""
+    path = _record_path(state_file, name)
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise StateFileError(f"{path} is not readable: {exc}") from None
-    return data
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise record_error(state_file, name, str(exc)) from None
+    try:
+        return _from_json(kind, json.loads(text))
+    except (ValueError, TypeError) as exc:
+        raise record_error(state_file, name, str(exc)) from None
 
 
-WARM = "warm-window.json"
-PENDING = "pending-promotion.json"
-RECONCILE = "reconcile.json"
+def _from_json(kind: type[R], data: object) -> R:
+    if not isinstance(data, dict):
+        raise TypeError(f"a JSON object was expected, not {type(data).__name__}")
+    hints = typing.get_type_hints(kind)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(kind):
+        if field.name not in data:
+            if field.default is dataclasses.MISSING:
+                raise ValueError(f"it has no {field.name!r}")
+            continue
+        values[field.name] = _typed(field.name, hints[field.name], data[field.name])
+    return kind(**values)
+
+
+def _typed(name: str, hint: Any, value: object) -> Any:
+    """``value`` as the field's type says (str, int, float, bool, X | None, tuple[X, ...]), or
+    TypeError naming the field."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        [inner] = [a for a in args if a is not type(None)]
+        return _typed(name, inner, value)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise TypeError(f"{name!r} is not a list")
+        return tuple(_typed(name, args[0], item) for item in value)
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise TypeError(f"{name!r} is not a finite number")
+        return float(value)
+    if hint in (int, str, bool) and type(value) is hint:
+        return value
+    raise TypeError(f"{name!r} is {json.dumps(value)[:40]}, not {getattr(hint, '__name__', hint)}")

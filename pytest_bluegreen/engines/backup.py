@@ -34,7 +34,8 @@ def run_backup(
     command = [*exec_prefix, *s.backup_command]
     try:
         s.backup_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(partial, flags, 0o600)  # a link planted at the name is not followed
         with os.fdopen(fd, "wb") as out:
             done = subprocess.run(
                 command,

@@ -618,10 +618,13 @@ class StateSettings:
         path=True,
     )
     lock_dir: Path = setting(
-        Path("/run/lock/bluegreen"),
+        Path("/run/bluegreen"),
         p.path,
-        "folder of the gate locks, one per HAProxy Runtime API address, shared by every gate "
-        "and bluegreen command on this host",
+        "folder of the gate locks (one per HAProxy, however its address is spelled), shared by "
+        "every gate and bluegreen command on this host; made mode 0700 by the first gate, "
+        "refused when another user could change it; for gates run by a user other than root, "
+        "make it once for that user (install -d -m 0700 -o USER /run/bluegreen) or set a "
+        "folder of that user's",
         path=True,
     )
 

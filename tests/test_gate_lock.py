@@ -1,0 +1,471 @@
+"""The gate lock against other local users, and one lock per HAProxy however it is reached.
+
+The attacks run as a real unprivileged user (``runuser -u nobody``) against the lock a root
+gate takes; the spellings of one HAProxy (``127.0.0.1:P``, ``localhost:P``, its unix socket)
+are those of a real HAProxy, reloaded between two gates' attempts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_bluegreen import state
+from pytest_bluegreen.errors import Refused
+from pytest_bluegreen.gatemetrics import write_textfile
+from pytest_bluegreen.haproxy import RuntimeApi
+from pytest_bluegreen.instances import lock_keys
+from pytest_bluegreen.state import GateLock, LockHeld, LockLost, lock_for, lock_for_group
+from tests.support.gate import CHECKS
+from tests.support.infra import require_infra
+from tests.support.stack import Stack, wait_for
+
+GATE_ARGS = ["--env", "green", "--switch"]
+BLUEGREEN = [
+    sys.executable,
+    "-c",
+    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+]
+
+
+# --- another local user ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def shared_dir(pytestconfig: pytest.Config) -> Iterator[Path]:
+    """A folder like /run/lock: root's, world-writable, sticky; nobody can reach it."""
+    runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+    require_infra(
+        pytestconfig,
+        os.geteuid() == 0 and runuser is not None,
+        "needs root and runuser to act as another user",
+    )
+    folder = Path(tempfile.mkdtemp(prefix="bluegreen-lock-", dir="/tmp"))
+    folder.chmod(0o1777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def as_nobody(code: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """Python ``code`` run by the unprivileged user ``nobody`` (the system Python)."""
+    return subprocess.run(
+        ["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+PLANT = """
+import os, sys
+folder, mode, target, link = sys.argv[1:]
+if not os.path.isdir(folder):
+    os.mkdir(folder)
+    os.chmod(folder, int(mode, 8))
+os.symlink(target, link)
+"""
+
+
+@pytest.mark.parametrize(
+    ("maker", "mode"),
+    [("nobody", "0777"), ("nobody", "0755"), ("root", "0777"), ("root", "1777")],
+    ids=["nobody-0777", "nobody-0755", "root-0777", "root-sticky-1777"],
+)
+def test_a_lock_folder_another_user_can_change_is_refused(
+    shared_dir: Path, maker: str, mode: str
+) -> None:
+    """``nobody`` makes the lock folder first (or finds one open to all) and plants a symbolic
+    link at the predictable lock name: the root gate refuses in one line and writes nothing
+    (it used to follow the link, truncate the file and write its pid into it)."""
+    victim = shared_dir / "victim"
+    victim.write_text("precious\n")
+    victim.chmod(0o644)
+    lock_dir = shared_dir / "locks"
+    if maker == "root":
+        lock_dir.mkdir()
+        lock_dir.chmod(int(mode, 8))
+    lock = lock_for(lock_dir, "127.0.0.1:9999")
+    planted = as_nobody(PLANT, lock_dir, mode, victim, lock.path)
+    assert planted.returncode == 0, planted.stderr
+    assert lock.path.is_symlink()
+
+    with pytest.raises(Refused) as caught:
+        lock.acquire()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"the lock folder {lock_dir}" in message
+    assert "belongs to nobody" in message if maker == "nobody" else "writable by" in message
+    assert not lock.held
+    assert victim.read_text() == "precious\n"  # nothing followed, truncated or written
+
+
+def test_nobody_can_delete_a_held_lock_in_a_folder_they_made(shared_dir: Path) -> None:
+    """The folder ``nobody`` made first: a gate there could lose its lock to an ``rm``, and a
+    second gate would run beside it. The first gate refuses to start instead."""
+    lock_dir = shared_dir / "locks"
+    made = as_nobody(
+        "import os, sys; os.mkdir(sys.argv[1]); os.chmod(sys.argv[1], 0o755)", lock_dir
+    )
+    assert made.returncode == 0, made.stderr
+    first, second = lock_for(lock_dir, "127.0.0.1:9999"), lock_for(lock_dir, "127.0.0.1:9999")
+    try:
+        with pytest.raises(Refused, match="belongs to nobody"):
+            first.acquire()
+    finally:  # today's code took it: show what nobody can do then
+        if first.held:
+            as_nobody("import os, sys; os.unlink(sys.argv[1])", first.path)
+            second.acquire()
+    assert not (first.held and second.held), "two gates hold the lock of one HAProxy"
+
+
+HOLD_IT = """
+import fcntl, os, sys
+try:
+    fd = os.open(sys.argv[1], os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except OSError as exc:
+    print("DENIED", exc.strerror, flush=True)
+    raise SystemExit(0)
+print("HELD", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_no_other_user_can_hold_the_lock_to_block_every_gate(shared_dir: Path) -> None:
+    lock_dir = shared_dir / "bluegreen"
+    lock = lock_for(lock_dir, "127.0.0.1:9999")
+    with lock.hold():  # the first gate makes the folder and the file
+        pass
+    assert stat.S_IMODE(lock_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(lock.path.stat().st_mode) == 0o600
+    blocker = subprocess.Popen(
+        ["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", HOLD_IT, str(lock.path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert blocker.stdout is not None
+        said = blocker.stdout.readline().strip()
+        assert said.startswith("DENIED"), said
+        with lock.hold():  # the next gate is not blocked
+            assert lock.held
+    finally:
+        blocker.kill()
+        blocker.communicate(timeout=30)
+
+
+def test_a_lock_file_left_open_to_others_is_made_private(tmp_path: Path) -> None:
+    """A lock file an older version made 0644: the next gate makes it 0600."""
+    lock = lock_for(tmp_path / "locks", "127.0.0.1:9999")
+    lock.path.parent.mkdir(mode=0o700)
+    lock.path.write_text("pid 1 on elsewhere since then\n")
+    lock.path.chmod(0o644)
+    with lock.hold():
+        assert stat.S_IMODE(lock.path.stat().st_mode) == 0o600
+        assert lock.path.read_text().startswith(f"pid {os.getpid()} ")
+
+
+def test_a_lock_file_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    lock = lock_for(tmp_path / "locks", "127.0.0.1:9999")
+    lock.path.parent.mkdir(mode=0o700)
+    lock.path.symlink_to(victim)
+    with pytest.raises(state.UnsafeLock, match="is a symbolic link"):
+        lock.acquire()
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_lock_folder_inside_a_folder_others_may_change_is_refused(shared_dir: Path) -> None:
+    """``nobody`` could rename a lock folder away from inside a folder open to all (not
+    sticky) and make another: the gate refuses it."""
+    open_to_all = shared_dir / "open"
+    open_to_all.mkdir()
+    open_to_all.chmod(0o777)
+    lock = lock_for(open_to_all / "locks", "127.0.0.1:9999")
+    with pytest.raises(state.UnsafeLock, match=f"is inside {open_to_all}, which"):
+        lock.acquire()
+
+
+def test_a_lock_removed_between_open_and_flock_is_taken_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name removed between the gate's open and its flock: the gate must not hold a lock
+    on a file no name leads to (a second gate would take the new one beside it)."""
+    lock = lock_for(tmp_path / "locks", "127.0.0.1:9999")
+    real_flock = fcntl.flock
+    removed: list[int] = []
+
+    def racing_flock(fd: int, operation: int) -> None:
+        if not removed:
+            removed.append(fd)
+            lock.path.unlink()  # someone removes it just before the flock
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", racing_flock)
+    lock.acquire()
+    monkeypatch.undo()
+    try:
+        assert removed
+        with pytest.raises(LockHeld):
+            lock_for(tmp_path / "locks", "127.0.0.1:9999").acquire()
+    finally:
+        lock.release()
+
+
+def test_a_holder_whose_lock_was_removed_knows_it(tmp_path: Path) -> None:
+    first = lock_for(tmp_path / "locks", "127.0.0.1:9999")
+    first.acquire()
+    first.verify()  # still ours
+    first.path.unlink()  # root, or this user, removes the held lock
+    second = GateLock(first.path)
+    second.acquire()  # a gate started since takes the new one
+    try:
+        with pytest.raises(LockLost, match="was removed or replaced while this gate held it"):
+            first.verify()
+        second.verify()
+    finally:
+        second.release()
+        first.release()
+
+
+def _write_history(path: Path) -> None:
+    state.append(path, state.HistoryEntry.now(from_color=None, to_color="green", tag=None,
+                                              outcome=state.Outcome.NOOP))  # fmt: skip
+
+
+def _write_textfile(path: Path) -> None:
+    write_textfile(path, lambda previous: [])
+
+
+@pytest.mark.parametrize(
+    ("lock_name", "write"),
+    [(".state.json.lock", _write_history), (".bluegreen.prom.lock", _write_textfile)],
+    ids=["history", "metrics-textfile"],
+)
+def test_the_other_lock_files_follow_no_link_and_are_this_users(
+    tmp_path: Path, lock_name: str, write: Any
+) -> None:
+    """The lock files beside the history and the metrics textfile: a symbolic link planted at
+    the name is not followed (nothing is created where it points), another user's file is not
+    used (they could hold it and block every gate), and ours is 0600."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    guarded = folder / ("state.json" if lock_name.startswith(".state") else "bluegreen.prom")
+    target = tmp_path / "made-through-the-link"
+    (folder / lock_name).symlink_to(target)
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        write(guarded)  # ELOOP: O_NOFOLLOW
+    assert not target.exists()
+    (folder / lock_name).unlink()
+    (folder / lock_name).touch()
+    if os.geteuid() == 0:
+        os.chown(folder / lock_name, 65534, 65534)  # nobody's
+        with pytest.raises(PermissionError, match="not a plain file of this user's"):
+            write(guarded)
+        (folder / lock_name).unlink()
+    write(guarded)
+    assert guarded.exists()
+    assert stat.S_IMODE((folder / lock_name).stat().st_mode) == 0o600
+
+
+# --- gates on a real HAProxy ---------------------------------------------------------------------
+
+PAUSED = (
+    CHECKS
+    + """
+
+import pathlib, time
+
+
+def test_wait_for_go():
+    here = pathlib.Path(__file__).parent
+    (here / "waiting").touch()
+    deadline = time.monotonic() + 120
+    while not (here / "go").exists():
+        assert time.monotonic() < deadline, "never told to go"
+        time.sleep(0.01)
+"""
+)
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))}
+
+
+class PausedGate:
+    """``pytest --env green --switch`` in ``folder``, stopped in its checks until :meth:`go`."""
+
+    def __init__(self, folder: Path, stack: Stack, **settings: Any) -> None:
+        folder.mkdir(exist_ok=True)
+        (folder / "bluegreen.toml").write_text(stack.settings_toml(**settings))
+        (folder / "test_checks.py").write_text(PAUSED)
+        self.folder = folder
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *GATE_ARGS],
+            cwd=folder,
+            env=_clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        wait_for(
+            lambda: (folder / "waiting").exists() or self.proc.poll() is not None,
+            90,
+            "the gate to reach its checks",
+        )
+        assert self.proc.poll() is None, self.proc.communicate()[0]
+
+    def go(self) -> tuple[int, str]:
+        (self.folder / "go").touch()
+        out, _ = self.proc.communicate(timeout=120)
+        return self.proc.returncode, out
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=30)
+
+
+def bluegreen(
+    folder: Path, stack: Stack, *args: str, **settings: Any
+) -> subprocess.CompletedProcess[str]:
+    folder.mkdir(exist_ok=True)
+    (folder / "bluegreen.toml").write_text(stack.settings_toml(**settings))
+    return subprocess.run(
+        [*BLUEGREEN, *args],
+        cwd=folder,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.infra
+def test_a_gate_whose_lock_was_removed_does_not_switch(tmp_path: Path, stack: Stack) -> None:
+    """Someone removes the lock a gate holds while its checks run, and another gate takes a
+    new one: the first gate refuses to switch (exit 7), traffic stays where it is."""
+    gate = PausedGate(tmp_path / "a", stack)
+    try:
+        taken = sorted(stack.lock_dir.glob("*.lock"))
+        assert taken
+        for path in taken:
+            path.unlink()
+        other = lock_for_group(stack.lock_dir, lock_keys(stack.api()))
+        with other.hold():  # the other gate, in its checks
+            code, out = gate.go()
+    finally:
+        gate.kill()
+    assert code == 7, out
+    assert "was removed or replaced while this gate held it" in out
+    assert stack.served_color() == "blue"
+
+
+def spellings(stack: Stack) -> dict[str, str]:
+    port = stack.ports["runtime"]
+    return {
+        "tcp": stack.runtime,
+        "localhost": f"localhost:{port}",
+        "unix": f"unix:{stack.socket_path}",
+        "path": str(stack.socket_path),
+    }
+
+
+@pytest.mark.infra
+def test_one_haproxy_one_lock_whichever_address_reaches_it(stack: Stack) -> None:
+    """127.0.0.1:P, localhost:P and the unix socket of the same process share the lock, also
+    when HAProxy reloads (a new pid) between two gates' attempts."""
+    names = spellings(stack)
+    for held in names.values():
+        with lock_for_group(stack.lock_dir, lock_keys(RuntimeApi(held))).hold():
+            for other in names.values():
+                if other == held:
+                    continue
+                with pytest.raises(LockHeld):
+                    lock_for_group(stack.lock_dir, lock_keys(RuntimeApi(other))).acquire()
+    pid = stack.api().show_info()["Pid"]
+    with lock_for_group(stack.lock_dir, lock_keys(RuntimeApi(names["tcp"]))).hold():
+        stack.haproxy.reload(stack.runtime)
+        assert stack.api().show_info()["Pid"] != pid
+        for name in ("unix", "localhost"):
+            with pytest.raises(LockHeld):
+                lock_for_group(stack.lock_dir, lock_keys(RuntimeApi(names[name]))).acquire()
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize("spelling", ["unix", "localhost"])
+def test_a_gate_at_another_address_of_the_same_haproxy_is_refused(
+    tmp_path: Path, stack: Stack, spelling: str
+) -> None:
+    """Gate A at 127.0.0.1:P in its checks; HAProxy reloads; gate B at the unix socket (or
+    localhost:P) of the same HAProxy is refused (exit 7, nothing changed); A then switches."""
+    gate = PausedGate(tmp_path / "a", stack)
+    try:
+        stack.haproxy.reload(stack.runtime)
+        other = bluegreen(
+            tmp_path / "b",
+            stack,
+            "switch-to",
+            "green",
+            "--force",
+            runtime_api=spellings(stack)[spelling],
+        )
+        assert other.returncode == 7, other.stdout + other.stderr
+        assert "another gate holds" in other.stderr
+        assert stack.served_color() == "blue"
+        code, out = gate.go()
+    finally:
+        gate.kill()
+    assert code == 0, out
+    assert stack.served_color() == "green"
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize("spelling", ["unix", "localhost"])
+def test_one_haproxy_named_twice_in_instances_is_refused(
+    tmp_path: Path, stack: Stack, spelling: str
+) -> None:
+    folder = tmp_path / "twice"
+    folder.mkdir()
+    text = stack.settings_toml(
+        runtime_api=None, routed_api_url=None, routed_frontend_url=None, haproxy_state_file=None
+    )
+    for name, address in (("lb-1", stack.runtime), ("lb-2", spellings(stack)[spelling])):
+        text += (
+            f'[instances."{name}"]\nruntime_api = "{address}"\n'
+            f'routed_api_url = "{stack.routed_url}"\n'
+        )
+    (folder / "bluegreen.toml").write_text(text)
+    (folder / "test_checks.py").write_text(CHECKS)
+    before = stack.live_weights()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green", "--switch"],
+        cwd=folder,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 4, out
+    line = f"instances lb-1 ({stack.runtime}) and lb-2 ("
+    assert line in out
+    assert "are one HAProxy" in out
+    assert "name it once in [instances]" in out
+    assert "Traceback" not in out
+    assert stack.live_weights() == before

@@ -1,0 +1,499 @@
+"""The files the gate keeps between runs, when they are damaged or cannot be written.
+
+- a warm-window, pending-promotion or reconcile record that is not its shape: one line naming
+  the file and what clears it, in every command (a rollback is never blocked by it);
+- the history and the records written durably (file and folder synced), the history's
+  read-modify-write and a pending promotion's end (abort, expiry) under a lock;
+- a journal folder or state folder that cannot be made: one line, nothing changed;
+- a journal whose first record was torn by a crash: discarded with a warning (it is safe, see
+  ``journal._torn_first``); no whole record anywhere else: ``bluegreen recover --to COLOR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_bluegreen import state
+from pytest_bluegreen.haproxy import ServerState
+from pytest_bluegreen.journal import (
+    InstanceIdentity,
+    Journal,
+    JournalError,
+    _encode,
+    read_journal,
+)
+from pytest_bluegreen.state import (
+    PENDING,
+    RECONCILE,
+    WARM,
+    HistoryEntry,
+    Outcome,
+    PendingPromotion,
+    StateFileError,
+    WarmWindow,
+)
+from tests.support.gate import CHECKS
+from tests.support.stack import Stack, wait_for
+
+BLUEGREEN = [
+    sys.executable,
+    "-c",
+    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+]
+
+LOADERS = {WARM: state.load_warm, PENDING: state.load_pending, RECONCILE: state.load_reconcile}
+CLEARED_BY = {
+    WARM: "remove it to end the warm window",
+    PENDING: "'bluegreen abort' discards it",
+    RECONCILE: "'bluegreen recover --to COLOR' brings them in line",
+}
+NOW = 1_800_000_000.0
+
+
+# --- records that are not their shape ------------------------------------------------------------
+
+MALFORMED = [
+    (WARM, "[]", "a JSON object was expected, not list"),
+    (WARM, '"blue"', "not str"),
+    (WARM, "{}", "it has no 'old'"),
+    (WARM, '{"old": "blue", "new": "green", "tag": null, "until": "soon", "action": "keep"}',
+     "'until' is \"soon\", not float"),
+    (WARM, '{"old": "blue", "new": "green", "tag": null, "until": NaN, "action": "keep"}',
+     "'until' is not a finite number"),
+    (WARM, '{"old": "blue"', "Expecting"),
+    (PENDING, "[1, 2]", "a JSON object was expected"),
+    (PENDING, '{"target": "green"}', "it has no 'source'"),
+    (PENDING, '{"target": "green", "source": "blue", "tag": 3, "image": null, '
+     '"checks_passed": 2, "verified_at": 1, "created_at": 1}', "'tag' is 3, not str"),
+    (PENDING, '{"target": "green", "source": "blue", "tag": null, "image": null, '
+     '"checks_passed": true, "verified_at": 1, "created_at": 1}', "'checks_passed' is true"),
+    (RECONCILE, '{"instances": "lb-2", "color": "green", "since": 1}', "'instances' is not a list"),
+    (RECONCILE, "null", "a JSON object was expected, not NoneType"),
+    (RECONCILE, "\xff\xfe", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "content", "why"), MALFORMED)
+def test_a_record_not_its_shape_is_one_line_naming_the_file_and_the_way_out(
+    tmp_path: Path, name: str, content: str, why: str
+) -> None:
+    state_file = tmp_path / "state.json"
+    (tmp_path / name).write_bytes(content.encode("latin-1"))
+    with pytest.raises(StateFileError) as caught:
+        LOADERS[name](state_file)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"state file {tmp_path / name} is not readable (")
+    assert why in message
+    assert CLEARED_BY[name] in message
+
+
+def test_a_record_loads_whatever_keys_a_newer_version_added(tmp_path: Path) -> None:
+    """Fields follow the dataclass: keys it does not know are left out."""
+    state_file = tmp_path / "state.json"
+    window = WarmWindow("blue", "green", "v1.1.0", NOW, "keep")
+    data = {**json.loads(json.dumps(window.__dict__)), "image": "sha256:ab", "later": [1]}
+    (tmp_path / WARM).write_text(json.dumps(data))
+    assert state.load_warm(state_file) == window
+    pending = PendingPromotion("green", "blue", None, None, 3, NOW, NOW)
+    state.save_record(state_file, PENDING, pending)
+    assert state.load_pending(state_file) == pending
+    state.save_record(state_file, RECONCILE, state.Reconcile(("lb-2",), "green", NOW))
+    assert state.load_reconcile(state_file) == state.Reconcile(("lb-2",), "green", NOW)
+
+
+# --- durable writes ------------------------------------------------------------------------------
+
+
+@dataclass
+class Syncs:
+    """Which files and folders were synced, by path (fds read back through /proc)."""
+
+    calls: list[tuple[str, str]]
+
+    def record(self, kind: str, fd: int) -> None:
+        self.calls.append((kind, os.readlink(f"/proc/self/fd/{fd}")))
+
+
+@pytest.fixture
+def syncs(monkeypatch: pytest.MonkeyPatch) -> Syncs:
+    found = Syncs([])
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+
+    def fsync(fd: int) -> None:
+        found.record("fsync", fd)
+        real_fsync(fd)
+
+    def fdatasync(fd: int) -> None:
+        found.record("fdatasync", fd)
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    return found
+
+
+def _entry(to_color: str) -> HistoryEntry:
+    return HistoryEntry.now(
+        from_color="blue", to_color=to_color, tag=None, outcome=Outcome.SWITCHED, reason="x"
+    )
+
+
+def test_history_and_records_are_synced_file_and_folder(tmp_path: Path, syncs: Syncs) -> None:
+    folder = tmp_path / "state"
+    state_file = folder / "state.json"
+    writes: list[Callable[[], None]] = [
+        lambda: state.append(state_file, _entry("green")),
+        lambda: state.save_record(
+            state_file, PENDING, PendingPromotion("green", "blue", None, None, 1, NOW, NOW)
+        ),
+        lambda: state.clear_record(state_file, PENDING),
+    ]
+    for write in writes:
+        syncs.calls.clear()
+        write()
+        kinds = {kind for kind, path in syncs.calls if path == str(folder)}
+        assert "fsync" in kinds, syncs.calls  # the rename (or removal) made durable
+    syncs.calls.clear()
+    state.save_record(state_file, WARM, WarmWindow("blue", "green", None, NOW, "keep"))
+    files = [p for kind, p in syncs.calls if kind == "fdatasync"]
+    assert files, syncs.calls
+    assert all(Path(p).parent == folder and Path(p).name.startswith(f".{WARM}.") for p in files)
+    assert not (folder / PENDING).exists()
+
+
+WRITER = """
+import pathlib, sys, time
+from pytest_bluegreen import state
+path, color, go = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
+go.with_name(f"ready-{color}").touch()
+while not go.exists():
+    time.sleep(0.001)
+for n in range(40):
+    state.append(path, state.HistoryEntry.now(
+        from_color=None, to_color=color, tag=str(n), outcome=state.Outcome.NOOP))
+"""
+
+
+def test_writers_at_once_never_lose_each_others_history_entry(tmp_path: Path) -> None:
+    """Three processes append at the same moment: every entry is there."""
+    path, go = tmp_path / "state.json", tmp_path / "go"
+    colors = ("blue", "green", "red")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), color, str(go)])
+        for color in colors
+    ]
+    wait_for(lambda: all((tmp_path / f"ready-{c}").exists() for c in colors), 60, "the writers")
+    go.touch()
+    for proc in procs:
+        assert proc.wait(timeout=180) == 0
+    entries = state.read_history(path)
+    assert sorted((e.to_color, int(e.tag or -1)) for e in entries) == sorted(
+        (color, n) for color in colors for n in range(40)
+    )
+
+
+# --- a folder that cannot be made ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["/proc/bluegreen/journal.json", "file/journal.json"])
+def test_a_journal_folder_that_cannot_be_made_is_one_line(tmp_path: Path, where: str) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    path = Path(where) if where.startswith("/") else tmp_path / where
+    with pytest.raises(JournalError) as caught:
+        Journal(path).prepare()
+    message = str(caught.value)
+    assert str(path) in message
+    assert "(set journal_file to a file in a folder this user can" in message
+    assert "\n" not in message
+
+
+# --- a torn first record -------------------------------------------------------------------------
+
+INSTANCE = InstanceIdentity("127.0.0.1:9999", pid=42, start_time=1_700_000_000)
+PRIOR = {
+    s.ref: s
+    for s in (
+        ServerState("api_backend", "blue-api", "127.0.0.1", 2, 0, 100, 100, 6, 0),
+        ServerState("api_backend", "green-api", "127.0.0.1", 2, 0, 0, 100, 6, 0),
+    )
+}
+
+
+def _intent(path: Path, seq: int = 1) -> bytes:
+    """The bytes a switch's intent record would be (sequence ``seq``)."""
+    journal = Journal(path)
+    entry = journal.begin(source="blue", target="green", instance=INSTANCE, prior=PRIOR)
+    for name in (path, path.with_name(path.name + ".alt")):
+        name.unlink()
+    return _encode(seq, entry)
+
+
+def _tear(slot: Path, record: bytes, keep: int) -> None:
+    """``slot`` as a crash leaves it: the first ``keep`` bytes of ``record`` over blanks."""
+    with slot.open("r+b") as handle:
+        handle.write(record[:keep])
+
+
+@pytest.mark.parametrize("main_slot", ["blank", "absent"])
+@pytest.mark.parametrize("keep", [40, 300], ids=["header-only", "half-record"])
+def test_a_torn_first_record_is_discarded_with_a_warning(
+    tmp_path: Path, main_slot: str, keep: int
+) -> None:
+    path = tmp_path / "journal.json"
+    record = _intent(path)
+    Journal(path).prepare()  # both slots blank, as a gate leaves them
+    _tear(path.with_name("journal.json.alt"), record, keep)  # the intent: seq 1, .alt slot
+    if main_slot == "absent":
+        path.unlink()
+    assert read_journal(path) is None  # nothing unfinished: no switch got past its intent
+    journal = Journal(path)
+    notes = journal.prepare()
+    assert len(notes) == 1
+    assert notes[0].startswith(f"warning: journal {path}: its only record")
+    assert "was discarded" in notes[0]
+    journal.begin(source="blue", target="green", instance=INSTANCE, prior=PRIOR)
+    journal.close("switched")
+    entry = read_journal(path)
+    assert entry is not None
+    assert entry.outcome == "switched"
+    assert Journal(path).prepare() == []
+
+
+@pytest.mark.parametrize("case", ["both-torn", "later-record-torn", "main-slot-only"])
+def test_no_whole_record_that_may_hide_a_switch_names_recover_to(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "journal.json"
+    first, second, third = _intent(path, 1), _intent(path, 2), _intent(path, 3)
+    Journal(path).prepare()
+    alt = path.with_name("journal.json.alt")
+    if case == "both-torn":
+        _tear(alt, first, 300)
+        _tear(path, second, 300)
+    elif case == "later-record-torn":  # main slot blank, but the .alt record is sequence 3
+        _tear(alt, third, 300)
+    else:  # only the main slot written: not the shape a first record leaves
+        _tear(path, second, 300)
+    for read in (lambda: read_journal(path), lambda: Journal(path).prepare()):
+        with pytest.raises(JournalError) as caught:
+            read()
+        message = str(caught.value)
+        assert "\n" not in message
+        assert f"journal {path}: no slot holds a whole record" in message
+        assert "'bluegreen recover --to COLOR'" in message
+
+
+# --- the commands on a real HAProxy --------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, stack: Stack) -> Path:
+    folder = tmp_path / "work"
+    (folder / "checks").mkdir(parents=True)
+    (folder / "checks" / "test_checks.py").write_text(CHECKS)
+    (folder / "bluegreen.toml").write_text(stack.settings_toml())
+    return folder
+
+
+def bluegreen(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*BLUEGREEN, *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def gate(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "checks", *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def _out(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout + result.stderr
+
+
+def history(stack: Stack) -> list[dict[str, object]]:
+    if not stack.state_file.exists():
+        return []
+    entries: list[dict[str, object]] = json.loads(stack.state_file.read_text())["history"]
+    return entries
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize("name", [WARM, PENDING, RECONCILE])
+def test_every_command_says_a_malformed_record_in_one_line(
+    workdir: Path, stack: Stack, name: str
+) -> None:
+    record = stack.state_file.with_name(name)
+    record.write_text('{"target": ["green"]}')
+    commands = [("status",), ("export-state",)]
+    commands += [("promote",)] if name == PENDING else []  # abort discards it: below
+    for command in commands:
+        result = bluegreen(workdir, *command)
+        assert result.returncode == 4, (command, _out(result))
+        assert "Traceback" not in _out(result)
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"bluegreen: error: state file {record} is not readable ("), line
+        assert CLEARED_BY[name] in line
+    assert stack.served_color() == "blue"
+
+
+@pytest.mark.infra
+def test_abort_discards_a_malformed_pending_promotion(workdir: Path, stack: Stack) -> None:
+    record = stack.state_file.with_name(PENDING)
+    record.write_text("[]")
+    result = bluegreen(workdir, "abort")
+    assert result.returncode == 0, _out(result)
+    assert (
+        f"the pending promotion in {record} could not be read (a JSON object was expected, "
+        "not list) and was discarded; traffic unchanged" in result.stdout
+    )
+    assert not record.exists()
+    assert [e["outcome"] for e in history(stack)] == ["aborted"]
+    assert bluegreen(workdir, "status").returncode == 0
+
+
+@pytest.mark.infra
+def test_a_malformed_warm_window_never_blocks_a_rollback(workdir: Path, stack: Stack) -> None:
+    record = stack.state_file.with_name(WARM)
+    record.write_text('{"old": "green"}')
+    result = bluegreen(workdir, "rollback")
+    assert result.returncode == 0, _out(result)
+    assert f"warning: state file {record} is not readable" in result.stdout
+    assert "this rollback runs the checks" in result.stdout
+    assert "Traceback" not in _out(result)
+    assert stack.served_color() == "green"  # blue was live: the checked rollback went back
+
+
+def _pending(stack: Stack, *, age: float) -> PendingPromotion:
+    verified = time.time() - age
+    record = PendingPromotion("green", "blue", "v1.1.0", None, 2, verified, verified)
+    state.save_record(stack.state_file, PENDING, record)
+    return record
+
+
+@pytest.mark.infra
+def test_abort_waits_for_no_gate_it_takes_the_lock(workdir: Path, stack: Stack) -> None:
+    _pending(stack, age=5)
+    with stack.lock().hold():  # a gate runs
+        result = bluegreen(workdir, "abort")
+    assert result.returncode == 7, _out(result)
+    assert "another gate holds" in result.stderr
+    assert state.load_pending(stack.state_file) is not None
+    assert history(stack) == []
+    done = bluegreen(workdir, "abort")
+    assert done.returncode == 0, _out(done)
+    assert [e["outcome"] for e in history(stack)] == ["aborted"]
+
+
+@pytest.mark.infra
+def test_an_expired_promotion_is_recorded_under_the_lock(workdir: Path, stack: Stack) -> None:
+    (workdir / "bluegreen.toml").write_text(stack.settings_toml(promotion_timeout=60))
+    _pending(stack, age=3600)
+    with stack.lock().hold():  # a gate runs: the expiry is not written beside it
+        result = bluegreen(workdir, "promote")
+    assert result.returncode == 7, _out(result)
+    assert "expired" in result.stdout
+    assert "the pending promotion in" in result.stdout
+    assert "another gate holds" in result.stdout
+    assert state.load_pending(stack.state_file) is not None
+    assert history(stack) == []
+    again = bluegreen(workdir, "promote")
+    assert again.returncode == 7, _out(again)
+    assert state.load_pending(stack.state_file) is None
+    assert [e["outcome"] for e in history(stack)] == ["expired"]
+    assert stack.served_color() == "blue"
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("journal_file", "/proc/bluegreen/journal.json", "cannot write the journal"),
+        ("state_file", "/proc/bluegreen/state.json", "cannot write in /proc/bluegreen"),
+    ],
+)
+def test_a_folder_that_cannot_be_made_is_one_line_and_nothing_moves(
+    workdir: Path, stack: Stack, setting: str, value: str, says: str
+) -> None:
+    overrides: dict[str, Any] = {setting: value}
+    (workdir / "bluegreen.toml").write_text(stack.settings_toml(**overrides))
+    before = stack.live_weights()
+    results = {
+        "gate": gate(workdir, "--env", "green", "--switch"),
+        "switch-to --force": bluegreen(workdir, "switch-to", "green", "--force"),
+        "rollback --force": bluegreen(workdir, "rollback", "--force"),
+    }
+    for name, result in results.items():
+        out = _out(result)
+        assert result.returncode == 4, (name, out)
+        assert says in out, (name, out)
+        assert "INTERNALERROR" not in out, name
+        assert "Traceback" not in out, name
+        assert stack.live_weights() == before, name
+    status = bluegreen(workdir, "status")
+    assert status.returncode == 0, _out(status)
+
+
+@pytest.mark.infra
+def test_a_gate_after_a_torn_first_record_switches_with_a_warning(
+    workdir: Path, stack: Stack
+) -> None:
+    record = _intent(stack.journal_file)
+    Journal(stack.journal_file).prepare()
+    _tear(stack.journal_file.with_name("journal.json.alt"), record, 300)
+    assert bluegreen(workdir, "status").returncode == 0
+    result = gate(workdir, "--env", "green", "--switch")
+    assert result.returncode == 0, _out(result)
+    assert "its only record, a switch's intent torn by a crash" in result.stdout
+    assert stack.served_color() == "green"
+
+
+@pytest.mark.infra
+def test_recover_to_gets_past_a_journal_with_no_whole_record(workdir: Path, stack: Stack) -> None:
+    path = stack.journal_file
+    first, second = _intent(path, 1), _intent(path, 2)
+    Journal(path).prepare()
+    _tear(path.with_name("journal.json.alt"), first, 300)
+    _tear(path, second, 300)
+    stack.api().execute("set server api_backend/green-api weight 100")  # half a switch, maybe
+    refused = gate(workdir, "--env", "green", "--switch")
+    assert refused.returncode == 4, _out(refused)
+    assert "no slot holds a whole record" in _out(refused)
+    assert "'bluegreen recover --to COLOR'" in _out(refused)
+    plain = bluegreen(workdir, "recover")
+    assert plain.returncode == 4, _out(plain)
+    assert "'bluegreen recover --to COLOR'" in plain.stderr
+    fixed = bluegreen(workdir, "recover", "--to", "blue")
+    assert fixed.returncode == 0, _out(fixed)
+    assert "blue made live" in fixed.stdout
+    assert f"journal {path} started anew" in fixed.stdout
+    assert stack.served_color() == "blue"
+    assert read_journal(path) is None
+    result = gate(workdir, "--env", "green", "--switch")
+    assert result.returncode == 0, _out(result)
+    assert stack.served_color() == "green"

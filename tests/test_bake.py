@@ -13,10 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
+from pytest_bluegreen.bake import Bake, BakePlan, IntervalVerdict, PostResult, parse_bake_thresholds
+from pytest_bluegreen.haproxy import RuntimeApiAddress, ServerRef
+from pytest_bluegreen.instances import Haproxies, Instance
 from pytest_bluegreen.journal import read_journal
+from pytest_bluegreen.signals import NoSignals
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
-from tests.support.stack import Stack, wait_for
+from tests.support.stack import Stack, StackFactory, wait_for
 
 pytestmark = pytest.mark.infra
 
@@ -182,6 +187,136 @@ def test_sigint_during_the_bake_leaves_a_consistent_switch(
     journal = read_journal(stack.journal_file)
     assert journal is not None
     assert (journal.open, journal.outcome) == (False, "switched")
+
+
+# --- HAProxy reloaded (or its counters cleared) during the bake --------------------------------
+
+
+def served_earlier(stack: Stack, color: str, answers: int, errors: int) -> None:
+    """``color``'s servers count ``answers`` routed answers, ``errors`` of them 500, from an
+    earlier time it was live (HAProxy's counters are cumulative); then blue is live again."""
+    api, other = stack.api(), "blue" if color == "green" else "green"
+    api.set_weight(ServerRef("api_backend", f"{color}-api"), 100)
+    api.set_weight(ServerRef("api_backend", f"{other}-api"), 0)
+    try:
+        stack.backend(color).control(api_status=500)
+        for number in range(answers):
+            if number == errors:
+                stack.backend(color).reset()
+            requests.get(f"{stack.routed_url}/api/items", timeout=5)
+    finally:
+        stack.backend(color).reset()
+        api.set_weight(ServerRef("api_backend", f"{other}-api"), 100)
+        api.set_weight(ServerRef("api_backend", f"{color}-api"), 0)
+
+
+def test_an_haproxy_reload_during_the_bake_is_no_failure(
+    pytester: pytest.Pytester, stack: Stack
+) -> None:
+    """A soft reload mid-bake starts HAProxy's counters again: green's 100/10 from an earlier
+    life against the new process's few answers read as a 10% 5xx rate (a failed bake, switched
+    back) before; now that interval is inconclusive, and the bake's rules decide."""
+    served_earlier(stack, "green", answers=100, errors=10)
+    prepare(
+        pytester, stack, CHECKS + POST, bake_interval=2, scale_down_delay=0,
+        bake_on_inconclusive="keep",
+    )  # fmt: skip
+    gate = subprocess.Popen(
+        [
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green",
+            "--switch", "--bake", "6",
+        ],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert gate.stdout is not None
+    seen = []
+    deadline = time.monotonic() + 60
+    for line in gate.stdout:
+        seen.append(line)
+        if "bluegreen: bake 1/" in line or time.monotonic() > deadline:
+            break
+    reloaded_from = stack.api().show_info()["Pid"]
+    stack.haproxy.reload(stack.runtime)  # as systemctl reload haproxy, inside interval 2
+    assert stack.api().show_info()["Pid"] != reloaded_from
+    out, _ = gate.communicate(timeout=120)
+    text = "".join(seen) + out
+    assert gate.returncode == 0, text
+    timeline = verdict(pytester)["bake"]["timeline"]
+    unsure = [i for i in timeline if i["verdict"] == "inconclusive"]
+    assert len(unsure) == 1, timeline
+    assert "HAProxy was reloaded or restarted during the interval" in unsure[0]["reason"]
+    assert unsure[0]["haproxy"] == {}
+    assert [i["verdict"] for i in timeline if i is not unsure[0]] == ["passed", "passed"]
+    assert all(v is None or v >= 0 for i in timeline for v in i["haproxy"].values()), timeline
+    assert "bake inconclusive (bake_on_inconclusive)" in text
+    assert stack.served_color() == "green"  # the reload kept the switch (server-state file)
+    assert outcomes(stack) == ["switched"]
+
+
+def one_interval(
+    api: Any, servers: list[ServerRef], during: Any, thresholds: str = "http_5xx_rate<0.01"
+) -> Any:
+    """One 0.3 s bake interval of ``servers``; ``during()`` runs as its post checks."""
+
+    def post() -> PostResult:
+        during()
+        return PostResult(passed=1)
+
+    plan = BakePlan(
+        seconds=0.3, interval=0.3, failure_limit=0, consecutive_successes=0, min_requests=0,
+        thresholds=parse_bake_thresholds({"haproxy": [thresholds]}),
+    )  # fmt: skip
+    [interval] = Bake(plan, api, servers, post, signals=NoSignals()).run().intervals
+    return interval
+
+
+def routed(stack: Stack, count: int, path: str = "/api/items") -> None:
+    for _ in range(count):
+        requests.get(f"{stack.routed_url}{path}", timeout=5)
+
+
+def test_counters_cleared_during_an_interval_measure_nothing(stack: Stack) -> None:
+    blue = [ServerRef("api_backend", "blue-api")]
+    stack.blue.control(api_status=500)
+    routed(stack, 30)  # 30 answers, all 500, before the interval
+    stack.blue.reset()
+
+    def cleared() -> None:  # same process, counters back to 0: 30/30 -> 5/0
+        assert stack.api().execute("clear counters all").strip() == ""
+        routed(stack, 5)
+
+    interval = one_interval(stack.api(), blue, cleared)
+    assert interval.verdict is IntervalVerdict.INCONCLUSIVE, interval.line()
+    assert interval.reason.startswith("HAProxy's counters went down during the interval (")
+    assert "hrsp_5xx 30 -> 0" in interval.reason
+    assert interval.line().startswith("bake 1/1: post 1/1 passed, HAProxy counters not judged")
+    # and a clean interval after it measures again
+    clean = one_interval(stack.api(), blue, lambda: routed(stack, 5))
+    assert (clean.verdict, clean.metrics["requests"]) == (IntervalVerdict.PASSED, 5)
+
+
+def test_a_reload_of_one_instance_of_a_group_is_seen(stack_factory: StackFactory) -> None:
+    stacks = {name: stack_factory(name) for name in ("lb-1", "lb-2")}
+    group = Haproxies(
+        [
+            Instance(name, RuntimeApiAddress.parse(s.runtime), s.routed_url)
+            for name, s in stacks.items()
+        ]
+    )
+    blue = [ServerRef("api_backend", "blue-api")]
+    for s in stacks.values():
+        routed(s, 20)
+
+    def reload_lb2() -> None:
+        stacks["lb-2"].haproxy.reload(stacks["lb-2"].runtime)
+        for s in stacks.values():
+            routed(s, 30)  # more answers than before on both: only the process tells
+
+    interval = one_interval(group, blue, reload_lb2)
+    assert interval.verdict is IntervalVerdict.INCONCLUSIVE, interval.line()
+    assert interval.reason.startswith("HAProxy lb-2 was reloaded or restarted during the interval")
+    both = one_interval(group, blue, lambda: [routed(s, 4) for s in stacks.values()])
+    assert (both.verdict, both.metrics["requests"]) == (IntervalVerdict.PASSED, 8)
 
 
 # --- the old color kept warm -------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """After the switch: the bake (post checks and HAProxy's counters every interval, a switch back
-on failure), the old color kept warm, and promotion as its own step -- each as a user runs it,
-against a real HAProxy in front of two real backends."""
+on failure; an interval across an HAProxy reload measures nothing), as a user runs it, against
+a real HAProxy in front of two real backends. The old color kept warm and promotion as its own
+step: tests/test_aftercare.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,15 +21,9 @@ from pytest_bluegreen.instances import Haproxies, Instance
 from pytest_bluegreen.journal import read_journal
 from pytest_bluegreen.signals import NoSignals
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
-from tests.support.stack import Stack, StackFactory, wait_for
+from tests.support.stack import Stack, StackFactory
 
 pytestmark = pytest.mark.infra
-
-BLUEGREEN = [
-    sys.executable,
-    "-c",
-    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
-]
 
 POST = """
 
@@ -315,128 +309,10 @@ def test_a_reload_of_one_instance_of_a_group_is_seen(stack_factory: StackFactory
     interval = one_interval(group, blue, reload_lb2)
     assert interval.verdict is IntervalVerdict.INCONCLUSIVE, interval.line()
     assert interval.reason.startswith("HAProxy lb-2 was reloaded or restarted during the interval")
-    both = one_interval(group, blue, lambda: [routed(s, 4) for s in stacks.values()])
+
+    def four_each() -> None:
+        for s in stacks.values():
+            routed(s, 4)
+
+    both = one_interval(group, blue, four_each)
     assert (both.verdict, both.metrics["requests"]) == (IntervalVerdict.PASSED, 8)
-
-
-# --- the old color kept warm -------------------------------------------------------------------
-
-
-def bluegreen(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*BLUEGREEN, "--checks", ".", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-
-
-def test_a_rollback_inside_the_warm_window_needs_no_checks(
-    pytester: pytest.Pytester, stack: Stack
-) -> None:
-    assert run_gate(pytester, stack, "--env", "green", "--switch", scale_down_delay=300).ret == 0
-    status = bluegreen(pytester.path, "status")
-    assert "warm window: blue kept warm for" in status.stdout, status.stdout + status.stderr
-    stack.blue.control(api_status=500)  # its checks would fail now
-    back = bluegreen(pytester.path, "rollback")
-    assert back.returncode == 0, back.stdout + back.stderr
-    assert "rollback to blue inside its warm window" in back.stdout
-    assert "checks skipped" in back.stdout
-    assert stack.served_color() == "blue"
-    assert [(e["outcome"], e["forced"]) for e in history(stack)] == [
-        ("switched", False),
-        ("rolled-back", True),
-    ]
-
-
-def test_after_the_window_a_rollback_runs_the_checks(
-    pytester: pytest.Pytester, stack: Stack
-) -> None:
-    assert run_gate(pytester, stack, "--env", "green", "--switch", scale_down_delay=1).ret == 0
-    wait_for(
-        lambda: "warm window" not in bluegreen(pytester.path, "status").stdout,
-        30,
-        "the warm window to end",
-        interval=0.2,
-    )
-    stack.blue.control(api_status=500)
-    back = bluegreen(pytester.path, "rollback")
-    assert back.returncode == 1, back.stdout + back.stderr  # blue's checks failed
-    assert stack.served_color() == "green"
-
-
-# --- promotion as its own step ------------------------------------------------------------------
-
-
-def test_verify_now_promote_later(pytester: pytest.Pytester, stack: Stack) -> None:
-    pending = run_gate(pytester, stack, "--env", "green", "--switch=manual")
-    assert pending.ret == 0, output(pending)
-    pending.stdout.fnmatch_lines(["*promotion pending (--switch=manual): nothing switched*"])
-    assert stack.served_color() == "blue"
-    status = bluegreen(pytester.path, "status", "--json")
-    promotion = json.loads(status.stdout)["pending_promotion"]
-    assert (promotion["target"], promotion["checks_passed"], promotion["expired"]) == (
-        "green",
-        2,
-        False,
-    )
-    promoted = bluegreen(pytester.path, "promote")
-    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
-    assert "promoted green" in promoted.stdout
-    assert stack.served_color() == "green"
-    assert outcomes(stack) == ["pending-promotion", "switched"]
-    again = bluegreen(pytester.path, "promote")
-    assert again.returncode == 7
-    assert "no pending promotion" in again.stderr
-
-
-def test_a_pending_promotion_can_be_aborted(pytester: pytest.Pytester, stack: Stack) -> None:
-    assert run_gate(pytester, stack, "--env", "green", "--promote-later").ret == 0
-    aborted = bluegreen(pytester.path, "abort")
-    assert aborted.returncode == 0, aborted.stderr
-    assert stack.served_color() == "blue"
-    assert outcomes(stack) == ["pending-promotion", "aborted"]
-    assert (
-        json.loads(bluegreen(pytester.path, "status", "--json").stdout)["pending_promotion"] is None
-    )
-
-
-def test_an_expired_promotion_is_refused(pytester: pytest.Pytester, stack: Stack) -> None:
-    gate = run_gate(pytester, stack, "--env", "green", "--switch=manual", promotion_timeout=0.5)
-    assert gate.ret == 0, output(gate)
-    wait_for(
-        lambda: json.loads(bluegreen(pytester.path, "status", "--json").stdout)[
-            "pending_promotion"
-        ]["expired"],
-        30,
-        "the promotion to expire",
-        interval=0.2,
-    )
-    refused = bluegreen(pytester.path, "promote")
-    assert refused.returncode == 7, refused.stdout
-    assert "expired" in refused.stdout
-    assert stack.served_color() == "blue"
-    assert outcomes(stack) == ["pending-promotion", "expired"]
-
-
-def test_a_stale_verification_is_run_again(pytester: pytest.Pytester, stack: Stack) -> None:
-    gate = run_gate(pytester, stack, "--env", "green", "--switch=manual", max_verification_age=0.2)
-    assert gate.ret == 0, output(gate)
-    wait_for(
-        lambda: (
-            json.loads(bluegreen(pytester.path, "status", "--json").stdout)["pending_promotion"][
-                "age_seconds"
-            ]
-            > 0.2
-        ),
-        30,
-        "the verification to go stale",
-        interval=0.1,
-    )
-    stack.green.control(api_status=500)  # green went bad since: the checks must see it
-    stale = bluegreen(pytester.path, "promote")
-    assert stale.returncode == 1, stale.stdout
-    assert "the quick checks run again" in stale.stdout
-    assert stack.served_color() == "blue"
-    stack.green.reset()
-    fresh = bluegreen(pytester.path, "promote")
-    assert fresh.returncode == 0, fresh.stdout
-    assert stack.served_color() == "green"

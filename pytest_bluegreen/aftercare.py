@@ -21,9 +21,11 @@ about it (:func:`forget`): a new build is not what was checked. Where the image 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import state
@@ -176,7 +178,8 @@ def keep_warm(run: GateRun, old: str, new: str) -> list[str]:
     bake, state_file = settings.bake, settings.state.state_file
     delay, action = float(bake.scale_down_delay), bake.after_bake_old_color
     if delay <= 0 and action == "keep":
-        state.clear_record(state_file, WARM)  # an earlier window ended with this switch
+        with contextlib.suppress(OSError):  # tidy: a later switch ends a window anyway
+            state.clear_record(state_file, WARM)
         return []
     engine = _engine_or_none(run)
     built = build_of(settings, old, engine)
@@ -190,7 +193,10 @@ def keep_warm(run: GateRun, old: str, new: str) -> list[str]:
         old_image=built.image,
         switch_id=run.journal.entry.id if run.journal.entry is not None else None,
     )
-    state.save_record(state_file, WARM, window)
+    try:
+        state.save_record(state_file, WARM, window)
+    except OSError as exc:  # traffic moved already: say it, stop nothing
+        return [f"warning: {old}'s warm window not recorded ({exc}); {old} is not stopped"]
     lines = [
         f"{old} stays warm until {when(window.until)} (scale_down_delay {delay:g}s): "
         + (
@@ -243,7 +249,7 @@ def _interrupted(run: GateRun, window: WarmWindow) -> str | None:
     """A signal, or the window's record cleared or replaced (a rollback, a deploy, a switch)."""
     if run.signals.received:
         return f"{run.signals.received} came first"
-    if state.load_warm(run.settings.state.state_file) == window:
+    if not _window_changed(run.settings.state.state_file, window):
         return None
     if _takes_traffic(run, window.old):
         return "it takes traffic again (a rollback inside its warm window)"
@@ -251,6 +257,15 @@ def _interrupted(run: GateRun, window: WarmWindow) -> str | None:
         f"its warm-window record was cleared or replaced (a deploy to {window.old}, or a "
         "switch since)"
     )
+
+
+def _window_changed(state_file: Path, window: WarmWindow) -> bool:
+    """The record is no longer ``window``: a rollback, a deploy or a switch ended it, or it
+    cannot be read (then the old color is left running, the safe side)."""
+    try:
+        return state.load_warm(state_file) != window
+    except state.StateFileError:
+        return True
 
 
 def _retake_lock(run: GateRun, window: WarmWindow, wait: float = LOCK_WAIT) -> str | None:
@@ -302,22 +317,33 @@ def _not_idle(run: GateRun, window: WarmWindow) -> str | None:
 
 def forget(settings: Settings, color: str) -> list[str]:
     """A deploy to ``color`` begins: its warm window and its pending promotion end (the new
-    build is not what served, nor what was verified). Returns the lines to say."""
+    build is not what served, nor what was verified); a record that cannot be read ends too.
+    Returns the lines to say."""
     state_file, lines = settings.state.state_file, []
-    window = state.load_warm(state_file)
-    if window is not None and window.old == color:
+    try:
+        window = state.load_warm(state_file)
+    except state.StateFileError as exc:
         state.clear_record(state_file, WARM)
-        lines.append(
-            f"{color}'s warm window ends: a new build is deployed to it (bluegreen rollback "
-            "runs the checks)"
-        )
-    pending = state.load_pending(state_file)
-    if pending is not None and pending.target == color:
+        lines.append(f"{exc.first_line}: removed, a new build is deployed to {color}")
+    else:
+        if window is not None and window.old == color:
+            state.clear_record(state_file, WARM)
+            lines.append(
+                f"{color}'s warm window ends: a new build is deployed to it (bluegreen rollback "
+                "runs the checks)"
+            )
+    try:
+        pending = state.load_pending(state_file)
+    except state.StateFileError as exc:
         state.clear_record(state_file, PENDING)
-        lines.append(
-            f"the pending promotion of {color} {pending.tag or ''} is discarded: a new build is "
-            "deployed to it"
-        )
+        lines.append(f"{exc.first_line}: removed, a new build is deployed to {color}")
+    else:
+        if pending is not None and pending.target == color:
+            state.clear_record(state_file, PENDING)
+            lines.append(
+                f"the pending promotion of {color} {pending.tag or ''} is discarded: a new build "
+                "is deployed to it"
+            )
     return lines
 
 

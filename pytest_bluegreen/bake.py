@@ -5,16 +5,20 @@ the bake decides, in Argo Rollouts' vocabulary:
 - an interval is *passed* (its post checks passed and every HAProxy threshold held), *failed*
   (a post check failed or a threshold was missed) or *inconclusive* (HAProxy could not be read,
   fewer requests than ``bake_min_requests``, or a rate over no request at all: an empty
-  measurement is never read as zero);
+  measurement is never read as zero; HAProxy reloaded or restarted during the interval, or any
+  of its counters went down: counters that started again measure nothing);
 - the bake *fails* as soon as more intervals failed than ``bake_failure_limit``;
 - it *passes* early once ``bake_consecutive_successes`` intervals in a row passed (when set);
 - at the end it passes when at least one interval passed and no more than
   ``bake_failure_limit`` were inconclusive; otherwise it is *inconclusive*.
 
 HAProxy thresholds are k6-like: ``http_5xx_rate<0.01``, ``eresp<1``; the metrics are the
-deltas over the interval of the new color's servers (``show stat``): ``requests`` (responses),
-``http_5xx``, ``http_5xx_rate``, ``eresp``, ``econ``, ``wretr``, ``wredis``, and ``qcur`` (the
-queue at the interval's end).
+deltas over the interval of the new color's servers (``show stat``, summed over every HAProxy
+instance): ``requests`` (responses), ``http_5xx``, ``http_5xx_rate``, ``eresp``, ``econ``,
+``wretr``, ``wredis``, and ``qcur`` (the queue at the interval's end). A delta is taken only
+between two readings of the same HAProxy process (``show info``'s Pid and Start_time_sec, read
+before and after each ``show stat``): a reload, a restart or ``clear counters`` starts the
+counters again, and a difference across it (10000/120 -> 300/0) is no measurement.
 
 Prometheus signals (``[bake_prometheus]``, :mod:`promql`) are asked at each interval's end,
 ``{color}`` being the new color and ``{interval}`` the interval (``rate(x[{interval}])``), and
@@ -35,8 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .compare import CompareDecision
-from .haproxy import RuntimeApiError, ServerRef
-from .instances import AnyHaproxy
+from .haproxy import RuntimeApi, RuntimeApiError, ServerRef, StatRow
+from .instances import AnyHaproxy, Haproxies
+from .journal import InstanceIdentity
 from .promql import Prometheus, PrometheusUnreachable, PromQLCheck, PromQLError, PromQLJudgement
 from .signals import DeferredSignals
 
@@ -48,7 +53,10 @@ __all__ = [
     "Interval",
     "IntervalVerdict",
     "PostResult",
+    "Reading",
+    "compare_readings",
     "parse_bake_thresholds",
+    "read_counters",
 ]
 
 _OPS: Mapping[str, Callable[[float, float], bool]] = {
@@ -141,7 +149,7 @@ class Interval:
         counters = (
             f"5xx {int(m['http_5xx'])}/{int(m['requests']):,}, eresp {int(m['eresp'])}"
             if m
-            else "HAProxy counters not read"
+            else "HAProxy counters not judged"
         )
         if self.prometheus:
             passed = sum(j.decision is CompareDecision.PASSED for j in self.prometheus)
@@ -195,11 +203,29 @@ class BakePlan:
         return max(1, math.ceil(self.seconds / self.interval))
 
 
-def counters(api: AnyHaproxy, servers: Iterable[ServerRef]) -> dict[str, float]:
-    """The new color's servers' cumulative counters, summed."""
-    wanted = set(servers)
-    total = dict.fromkeys((*_COUNTERS, "eresp", "econ", "wretr", "wredis", "qcur"), 0.0)
-    for row in api.show_stat():
+_CUMULATIVE = (*_COUNTERS, "eresp", "econ", "wretr", "wredis")  # never go down in one process
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The new color's servers' cumulative counters on each HAProxy instance (summed over the
+    servers), each with the process that answered them."""
+
+    counters: Mapping[str, Mapping[str, float]]  # instance -> counter -> value
+    processes: Mapping[str, InstanceIdentity]
+    moved: Mapping[str, str]  # instances whose process changed while being read -> how
+
+    def total(self) -> dict[str, float]:
+        total = dict.fromkeys((*_CUMULATIVE, "qcur"), 0.0)
+        for values in self.counters.values():
+            for key in total:
+                total[key] += values[key]
+        return total
+
+
+def _summed(rows: Iterable[StatRow], wanted: set[ServerRef]) -> dict[str, float]:
+    total = dict.fromkeys((*_CUMULATIVE, "qcur"), 0.0)
+    for row in rows:
         if row.ref in wanted:
             for key in total:
                 try:
@@ -207,6 +233,65 @@ def counters(api: AnyHaproxy, servers: Iterable[ServerRef]) -> dict[str, float]:
                 except ValueError:
                     continue
     return total
+
+
+def read_counters(api: AnyHaproxy, servers: Iterable[ServerRef]) -> Reading:
+    """Every instance's counters of ``servers``, between two ``show info`` of its process (so a
+    reload during the read is seen). Raises RuntimeApiError."""
+    wanted = set(servers)
+    group = api if isinstance(api, Haproxies) else Haproxies.single(api)
+
+    def one(
+        name: str, client: RuntimeApi
+    ) -> tuple[InstanceIdentity, dict[str, float], InstanceIdentity]:
+        first = InstanceIdentity.from_info(str(client.address), client.show_info())
+        values = _summed(client.show_stat(), wanted)
+        last = InstanceIdentity.from_info(str(client.address), client.show_info())
+        return first, values, last
+
+    found = group.each(one)
+    return Reading(
+        counters={name: values for name, (_, values, _) in found.items()},
+        processes={name: last for name, (_, _, last) in found.items()},
+        moved={
+            name: f"{first} -> {last}"
+            for name, (first, _, last) in found.items()
+            if not first.same_process(last)
+        },
+    )
+
+
+def compare_readings(before: Reading, after: Reading) -> tuple[dict[str, float], str]:
+    """The interval's metrics from two readings, or ``({}, why)`` when they do not measure it:
+    an instance whose process changed (a reload, a restart) or any of whose counters went down
+    (``clear counters``) started counting again, so no difference means anything."""
+    several = len(after.counters) > 1
+    if before.counters.keys() != after.counters.keys():
+        return {}, (
+            f"HAProxy instances read at the start ({', '.join(before.counters)}) and at the end "
+            f"({', '.join(after.counters)}) differ"
+        )
+    for name in after.counters:
+        which = f"HAProxy {name}" if several else "HAProxy"
+        moved = before.moved.get(name) or after.moved.get(name)
+        if moved is None and not before.processes[name].same_process(after.processes[name]):
+            moved = f"{before.processes[name]} -> {after.processes[name]}"
+        if moved is not None:
+            return {}, (
+                f"{which} was reloaded or restarted during the interval ({moved}): its "
+                "counters started again, so the interval measured nothing"
+            )
+        went_down = [
+            f"{key} {before.counters[name][key]:g} -> {after.counters[name][key]:g}"
+            for key in _CUMULATIVE
+            if after.counters[name][key] < before.counters[name][key]
+        ]
+        if went_down:
+            return {}, (
+                f"{which}'s counters went down during the interval ({', '.join(went_down)}): "
+                "they were cleared, so the interval measured nothing"
+            )
+    return deltas(before.total(), after.total()), ""
 
 
 def deltas(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
@@ -323,7 +408,7 @@ class Bake:
         started, wall = time.monotonic(), time.time()
         deadline = started + self.plan.interval
         try:
-            before: dict[str, float] | None = counters(self.api, self.servers)
+            before: Reading | None = read_counters(self.api, self.servers)
         except RuntimeApiError:
             before = None
         post = self.run_post()
@@ -336,12 +421,12 @@ class Bake:
         metrics: dict[str, float] = {}
         reason = ""
         try:
-            after = counters(self.api, self.servers)
+            after: Reading | None = read_counters(self.api, self.servers)
         except RuntimeApiError as exc:
             reason = f"HAProxy's counters could not be read: {exc}"
             after = None
         if before is not None and after is not None:
-            metrics = deltas(before, after)
+            metrics, reason = compare_readings(before, after)
         judged = self._ask_prometheus()
         verdict, reason = self._judge(post, metrics, reason, judged)
         return Interval(

@@ -274,7 +274,7 @@ def forced_switch(
     reason: str | None = None,
 ) -> int:
     """Switch without checks through the gate's own path: lock, journal, hooks, signals
-    deferred, revert, history."""
+    deferred, revert, history; then the old color's warm window, as after a gate's switch."""
     secrets = settings.load_secrets()
     run = GateRun(
         settings,
@@ -294,9 +294,17 @@ def forced_switch(
                 ignore_veto=ignore_veto,
                 signals=signals,
             )
+            for line in report.lines:
+                _progress(line)
+            moved = report.outcome in (state.Outcome.SWITCHED, state.Outcome.ROLLED_BACK)
+            if moved and report.result is not None and not settings.run.dry_run:
+                plan = report.result.plan
+                if plan.source is not None:  # said once known (stop waits the window out)
+                    for line in aftercare.keep_warm(run, plan.source, plan.target):
+                        _progress(secrets.redact(line))
     finally:
         run.close()
-    return _report(report.lines, report.exit_code)
+    return report.exit_code
 
 
 def cmd_recover(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -367,33 +375,38 @@ def cmd_rollback(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     def act(config: pytest.Config, settings: Settings) -> int:
         live = switch.live_color(settings.haproxies(), settings.topology)
+        # the window of the last switch, while it holds; the old color must still run the
+        # build that served (else the checks run, as with --check)
         try:
-            window = state.load_warm(settings.state.state_file)
+            window = None if args.check else aftercare.current_window(settings, live)
         except state.StateFileError as exc:  # a rollback is never blocked by it: checked
             _progress(f"warning: {exc.first_line}; this rollback runs the checks")
             window = None
-        warm = (
-            window is not None and window.remaining() > 0 and window.new == live and not args.check
-        )
-        if not args.force and not warm:
+        if window is not None and not args.force:
+            problem = aftercare.window_problem(settings, window)
+            if problem is not None:
+                _progress(f"{problem}: the checks run (as with --check)")
+                window = None
+        if not args.force and window is None:
             flags = ["--rollback", "-m", "quick", *_dry(settings)]
             return run_checks(args, settings, [*flags, *extra])
         if live is None:
             raise UsageProblem("no single color is live; nothing to roll back from")
         target = settings.topology.other(live)
-        if warm:
-            assert window is not None
-            if not settings.run.dry_run:  # cancels what follows (a dry run cancels nothing)
-                state.clear_record(settings.state.state_file, state.WARM)
+        if window is not None:
             reason = (
                 f"rollback to {target} inside its warm window (until {aftercare.when(window.until)}"
-                f"): checks skipped, {target} served until the switch a moment ago"
-            )
+                f"): checks skipped, {target} {window.old_tag or ''} served until the switch a "
+                "moment ago"
+            ).replace("  ", " ")
         else:
             reason = f"rollback {target} forced by the operator; checks skipped"
-        return forced_switch(
+        code = forced_switch(
             config, settings, target, rollback=True, ignore_veto=args.ignore_veto, reason=reason
         )
+        if code == 0 and window is not None and not settings.run.dry_run:
+            aftercare.end_window(settings, window)  # only once the rollback is done
+        return code
 
     return in_config(args, act)
 
@@ -404,7 +417,8 @@ def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
         record = state.load_pending(state_file)
         if record is None:
             raise aftercare.NothingPending("refused: no pending promotion (pytest --switch=manual)")
-        problem = aftercare.pending_problem(settings, record)
+        found = aftercare.untied(settings, record.target, record.image)
+        problem = aftercare.pending_problem(settings, record, now_untied=found)
         if problem is not None and settings.run.dry_run:
             return _report([f"dry run: would refuse: {problem}", DRY_NOTHING], ExitCode.REFUSED)
         if problem is not None:
@@ -412,18 +426,17 @@ def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
             if record.age() > settings.promotion.promotion_timeout:
                 warnings = _end_pending(settings, record, state.Outcome.EXPIRED, problem)
             return _report([f"refused: {problem}", *warnings], ExitCode.REFUSED)
-        age = record.age()
-        if age > settings.promotion.max_verification_age:
-            print(
-                f"bluegreen: verified {age:.0f}s ago (max_verification_age "
-                f"{settings.promotion.max_verification_age:g}s): the quick checks run again"
-            )
+        recheck = aftercare.recheck_reason(settings, record, now_untied=found)
+        if recheck is not None:
+            # nothing switches on a verification that cannot be tied to what runs now
+            _progress(f"{recheck}: the quick checks run again")
             flags = [f"--env={record.target}", "-m", "quick", "--switch", *_dry(settings)]
             code = run_checks(args, settings, [*flags, *extra])
         else:
             reason = (
                 f"promoted {record.target} {record.tag or ''}: verified "
-                f"{age:.0f}s ago ({record.checks_passed} check(s) passed)"
+                f"{record.age():.0f}s ago ({record.checks_passed} check(s) passed), the same "
+                "image runs"
             )
             code = forced_switch(
                 config, settings, record.target, rollback=False, ignore_veto=False, reason=reason

@@ -1,6 +1,8 @@
 """``--deploy TAG`` around the engine: the guard against deploying over the serving color,
-waiting until HAProxy counts the new color UP and until every HAProxy slot of it runs the
-deployed image (and none the old one), and what happens to it when the gate fails."""
+the end of what was recorded about the color (its warm window, its pending promotion: a new
+build is not what was checked), waiting until HAProxy counts the new color UP and until every
+HAProxy slot of it runs the deployed image (and none the old one), and what happens to it when
+the gate fails (never to a color HAProxy sends traffic to)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 
-from . import builds, switch
+from . import aftercare, builds, switch
 from .engines import DeployEngine, DeployResult, EngineBlind, Occupant, engine_for
 from .errors import BluegreenError, DeployError, Refused
 from .haproxy import RuntimeApiError
@@ -68,6 +70,8 @@ class DeployStep:
         Raises DeployRefused (nothing changed) or DeployError.
         """
         self.guard(target, tag)
+        for line in aftercare.forget(self.settings, target):
+            self.progress(line)
         try:
             result = self.engine.deploy(target, tag, backup=not self.settings.run.skip_backup)
         except OSError as exc:  # disk full, a binary missing: a failed deploy, not a crash
@@ -221,6 +225,13 @@ class DeployStep:
             deployed.color,
             deployed.previous_tag,
         )
+        if policy in ("teardown", "restore"):
+            serving = self._serving(color)
+            if serving:
+                return (
+                    f"{color} {deployed.tag} kept: HAProxy sends it traffic ({serving}), so "
+                    f"on_failed_gate = {policy} does not touch it"
+                )
         try:
             if policy == "teardown":
                 self.engine.teardown(color)
@@ -234,3 +245,12 @@ class DeployStep:
         except BluegreenError as exc:
             return f"warning: {exc.first_line}"
         return f"{color} {deployed.tag} kept running for debugging (on_failed_gate = {policy})"
+
+    def _serving(self, color: str) -> str:
+        """The color's servers HAProxy sends traffic to, read now; "HAProxy cannot be read"
+        counts as serving (nothing is stopped on a guess)."""
+        try:
+            states = self.api.server_states(self.settings.topology.servers(color))
+        except RuntimeApiError as exc:
+            return f"HAProxy cannot be read: {exc}"
+        return ", ".join(str(r) for r, s in states.items() if s.takes_traffic)

@@ -310,13 +310,22 @@ class GateRun:
             reason = f"deploy failed: {reason}"
         elif isinstance(exc, Refused) and not reason.startswith("refused"):
             reason = f"refused: {reason}"
-        decision = Decision(Verdict.REFUSED, reason, self.target or "?", None)
+        # the color live now, read again unless HAProxy itself is what failed
+        live = None if isinstance(exc, RuntimeApiError) else self._live_or_none()
+        decision = Decision(Verdict.REFUSED, reason, self.target or "?", live)
         draft = _Draft(decision, exc.exit_code, [reason], to_history=record)
         if is_deploy:
             draft.outcome = Outcome.DEPLOY_FAILED
         elif isinstance(exc, Refused):  # a usage error is no outcome
             draft.outcome = Outcome.REFUSED
         return self._conclude(draft)
+
+    def _live_or_none(self) -> str | None:
+        """The live color, for the record of a refusal; None when HAProxy cannot tell."""
+        try:
+            return switch.live_color(self.api, self.settings.topology)
+        except (RuntimeApiError, InstancesDisagree):
+            return None
 
     # -- finish ------------------------------------------------------------------------------
     def finish(self, facts: SessionFacts, signals: DeferredSignals | None = None) -> GateReport:

@@ -526,9 +526,15 @@ class WarmWindow:
 
     old: str
     new: str
-    tag: str | None
+    tag: str | None  # the new color's tag
     until: float
     action: str
+    # what the old color ran when the window began (a rollback without checks must find the
+    # same build), and the journal entry of the switch that made the window (a later switch,
+    # a switch back after a bake included, ends it)
+    old_tag: str | None = None
+    old_image: str | None = None
+    switch_id: str | None = None
 
     def remaining(self, now: float | None = None) -> float:
         return max(0.0, self.until - (time.time() if now is None else now))
@@ -541,7 +547,7 @@ class PendingPromotion:
     target: str
     source: str | None
     tag: str | None
-    image: str | None  # the image id the verified containers ran
+    image: str | None  # what the verified color ran (its deploy engine's image_of)
     checks_passed: int
     verified_at: float  # epoch seconds
     created_at: float

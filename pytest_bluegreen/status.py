@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from . import state
+from . import aftercare, state
 from .engines.compose import TagsFile, color_health
 from .haproxy import (
     RuntimeApi,
@@ -33,7 +33,25 @@ __all__ = [
     "Status",
     "collect_export",
     "collect_status",
+    "last_switch",
 ]
+
+# the outcomes after which HAProxy's server states were changed: a switch, made, undone or cut
+# short, and a recovery (not a refusal, a no-op, a failed gate, a pending promotion ...)
+SWITCHES = frozenset(
+    {
+        state.Outcome.SWITCHED,
+        state.Outcome.ROLLED_BACK,
+        state.Outcome.REVERTED,
+        state.Outcome.REVERT_FAILED,
+        state.Outcome.RECOVERED,
+    }
+)
+
+
+def last_switch(history: list[state.HistoryEntry]) -> state.HistoryEntry | None:
+    """The latest entry that changed HAProxy's server states."""
+    return next((e for e in reversed(history) if e.outcome in SWITCHES), None)
 
 
 @dataclass(frozen=True)
@@ -82,10 +100,11 @@ class InstanceStatus:
 class Status:
     live: str | None
     colors: tuple[ColorStatus, ...]
-    last_switch: state.HistoryEntry | None
+    last_switch: state.HistoryEntry | None  # the latest entry that changed HAProxy's states
     unfinished: JournalEntry | None = None  # a switch that was cut off
     problems: tuple[str, ...] = ()  # what is inconsistent in HAProxy now
-    warm: state.WarmWindow | None = None  # the old color's window, while it lasts
+    warm: state.WarmWindow | None = None  # the old color's window, while it holds
+    last_entry: state.HistoryEntry | None = None  # the latest entry, whatever its outcome
     pending: state.PendingPromotion | None = None
     pending_expired: bool = False
     instances: tuple[InstanceStatus, ...] = ()
@@ -173,15 +192,15 @@ def collect_status(settings: Settings, api: RuntimeApi | None = None) -> Status:
         for i in group.instances
     )
     journal = read_journal(settings.state.journal_file)
-    warm = state.load_warm(settings.state.state_file)
     pending = state.load_pending(settings.state.state_file)
     return Status(
         live=live,
         colors=colors,
-        last_switch=history[-1] if history else None,
+        last_switch=last_switch(history),
+        last_entry=history[-1] if history else None,
         unfinished=journal if journal is not None and journal.open else None,
         problems=tuple(problems),
-        warm=warm if warm is not None and warm.remaining() > 0 else None,
+        warm=aftercare.current_window(settings, live),
         pending=pending,
         pending_expired=pending is not None
         and pending.age() > settings.promotion.promotion_timeout,

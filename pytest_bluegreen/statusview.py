@@ -54,6 +54,7 @@ def status_document(status: Status) -> dict[str, Any]:
             for i in status.instances
         },
         "last_switch": _history(status.last_switch) if status.last_switch else None,
+        "last_entry": _history(status.last_entry) if status.last_entry else None,
         "unfinished_switch": _unfinished(status.unfinished) if status.unfinished else None,
         "problems": list(status.problems),
         "reconcile": None if status.reconcile is None else asdict(status.reconcile),
@@ -152,15 +153,19 @@ def status_lines(status: Status, paint: Paint) -> list[str]:
     if len(status.instances) > 1:
         lines += _instance_lines(status, paint)
     last = status.last_switch
-    if last:
-        forced = " FORCED" if last.forced else ""
-        lines.append(
-            f"last switch: {last.time} {last.from_color} -> {last.to_color} "
-            f"{last.outcome}{forced} (tag {last.tag or '-'})"
-        )
-    else:
-        lines.append("last switch: none recorded")
+    lines.append(f"last switch: {_entry_line(last)}" if last else "last switch: none recorded")
+    entry = status.last_entry
+    if entry is not None and entry != last:  # a later run that moved nothing: say what it did
+        lines.append(f"last entry: {_entry_line(entry)}: {entry.reason}")
     return lines + _attention_lines(status, paint)
+
+
+def _entry_line(entry: HistoryEntry) -> str:
+    forced = " FORCED" if entry.forced else ""
+    return (
+        f"{entry.time} {entry.from_color or '(none)'} -> {entry.to_color} "
+        f"{entry.outcome}{forced} (tag {entry.tag or '-'})"
+    )
 
 
 def _instance_lines(status: Status, paint: Paint) -> list[str]:
@@ -192,9 +197,14 @@ def _attention_lines(status: Status, paint: Paint) -> list[str]:
     lines += [paint(f"INCONSISTENT: {problem}", "1;31") for problem in status.problems]
     if status.warm is not None:
         w = status.warm
+        rollback = (
+            "bluegreen rollback needs no checks"
+            if w.old_image is not None
+            else "what it runs was not read, so bluegreen rollback runs the checks"
+        )
         lines.append(
-            f"warm window: {w.old} kept warm for {w.remaining():.0f}s more (until "
-            f"{when(w.until)}), then {w.action}; bluegreen rollback needs no checks"
+            f"warm window: {w.old} {w.old_tag or ''} kept warm for {w.remaining():.0f}s more "
+            f"(until {when(w.until)}), then {w.action}; {rollback}".replace("  ", " ")
         )
     if status.pending is not None:
         p = status.pending

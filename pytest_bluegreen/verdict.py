@@ -2,28 +2,57 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import ExitCode
+from .gate import Verdict
+from .state import Outcome
+
 if TYPE_CHECKING:
     from .gaterun import GateReport, GateRun
 
-__all__ = ["decision_word", "verdict", "write_verdict"]
+__all__ = ["DecisionWord", "decision_word", "verdict", "write_verdict"]
 
 
-def decision_word(report: GateReport) -> str:
-    """switched / rolled back / refused / inconclusive / failed / no change / deployed."""
+class DecisionWord(enum.StrEnum):
+    """``verdict.json``'s ``decision``: what the run did, in a word (docs/json.md)."""
+
+    SWITCHED = "switched"
+    ROLLED_BACK = "rolled back"
+    NO_CHANGE = "no change"  # the target was already live
+    REFUSED = "refused"
+    INCONCLUSIVE = "inconclusive"
+    FAILED = "failed"
+    DEPLOYED = "deployed"  # --deploy without --switch, its checks passed
+    PENDING = "pending promotion"  # --switch=manual: verified, nothing switched
+    WOULD_SWITCH = "would switch"  # --dry-run: the gate would have switched
+
+
+def decision_word(report: GateReport, *, dry_run: bool = False) -> DecisionWord:
+    """What the run did (``dry_run``: the run changed nothing by design)."""
     decision = report.decision
     if report.result is not None:
-        return "rolled back" if report.rolled_back else "switched"
+        return DecisionWord.ROLLED_BACK if report.rolled_back else DecisionWord.SWITCHED
     if decision is None:
-        return "deployed" if report.exit_code == 0 else "failed"
-    return {"noop": "no change", "refused": "refused"}.get(
-        decision.verdict.value, decision.verdict.value
-    )
+        return DecisionWord.DEPLOYED if report.exit_code == 0 else DecisionWord.FAILED
+    if decision.verdict is Verdict.SWITCH:
+        if report.outcome is Outcome.PENDING:
+            return DecisionWord.PENDING
+        if dry_run and report.exit_code == 0:
+            return DecisionWord.WOULD_SWITCH
+        # a switch decided but not made, without its own verdict: it did not happen
+        return DecisionWord.REFUSED if report.exit_code == ExitCode.REFUSED else DecisionWord.FAILED
+    return {
+        Verdict.NOOP: DecisionWord.NO_CHANGE,
+        Verdict.REFUSED: DecisionWord.REFUSED,
+        Verdict.FAILED: DecisionWord.FAILED,
+        Verdict.INCONCLUSIVE: DecisionWord.INCONCLUSIVE,
+    }[decision.verdict]
 
 
 def verdict(run: GateRun, report: GateReport) -> dict[str, Any]:
@@ -41,7 +70,7 @@ def verdict(run: GateRun, report: GateReport) -> dict[str, Any]:
         for key, c in run.outcomes.as_dict().items()
     }
     return {
-        "decision": decision_word(report),
+        "decision": decision_word(report, dry_run=run.settings.run.dry_run).value,
         "verdict": decision.verdict.value if decision else None,
         "reason": report.lines[0] if report.lines else "",
         "lines": list(report.lines),

@@ -1,6 +1,7 @@
 """After the switch: the bake (post checks and HAProxy's counters every interval, a switch back
-on failure), the old color kept warm, and promotion as its own step -- each as a user runs it,
-against a real HAProxy in front of two real backends."""
+on failure; an interval across an HAProxy reload measures nothing), as a user runs it, against
+a real HAProxy in front of two real backends. The old color kept warm and promotion as its own
+step: tests/test_aftercare.py."""
 
 from __future__ import annotations
 
@@ -9,22 +10,20 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
+from pytest_bluegreen.bake import Bake, BakePlan, IntervalVerdict, PostResult, parse_bake_thresholds
+from pytest_bluegreen.haproxy import RuntimeApiAddress, ServerRef
+from pytest_bluegreen.instances import Haproxies, Instance
 from pytest_bluegreen.journal import read_journal
+from pytest_bluegreen.signals import NoSignals
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
-from tests.support.stack import Stack, wait_for
+from tests.support.stack import Stack, StackFactory
 
 pytestmark = pytest.mark.infra
-
-BLUEGREEN = [
-    sys.executable,
-    "-c",
-    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
-]
 
 POST = """
 
@@ -184,124 +183,136 @@ def test_sigint_during_the_bake_leaves_a_consistent_switch(
     assert (journal.open, journal.outcome) == (False, "switched")
 
 
-# --- the old color kept warm -------------------------------------------------------------------
+# --- HAProxy reloaded (or its counters cleared) during the bake --------------------------------
 
 
-def bluegreen(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*BLUEGREEN, "--checks", ".", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
+def served_earlier(stack: Stack, color: str, answers: int, errors: int) -> None:
+    """``color``'s servers count ``answers`` routed answers, ``errors`` of them 500, from an
+    earlier time it was live (HAProxy's counters are cumulative); then blue is live again."""
+    api, other = stack.api(), "blue" if color == "green" else "green"
+    api.set_weight(ServerRef("api_backend", f"{color}-api"), 100)
+    api.set_weight(ServerRef("api_backend", f"{other}-api"), 0)
+    try:
+        stack.backend(color).control(api_status=500)
+        for number in range(answers):
+            if number == errors:
+                stack.backend(color).reset()
+            requests.get(f"{stack.routed_url}/api/items", timeout=5)
+    finally:
+        stack.backend(color).reset()
+        api.set_weight(ServerRef("api_backend", f"{other}-api"), 100)
+        api.set_weight(ServerRef("api_backend", f"{color}-api"), 0)
+
+
+def test_an_haproxy_reload_during_the_bake_is_no_failure(
+    pytester: pytest.Pytester, stack: Stack
+) -> None:
+    """A soft reload mid-bake starts HAProxy's counters again: green's 100/10 from an earlier
+    life against the new process's few answers read as a 10% 5xx rate (a failed bake, switched
+    back) before; now that interval is inconclusive, and the bake's rules decide."""
+    served_earlier(stack, "green", answers=100, errors=10)
+    prepare(
+        pytester, stack, CHECKS + POST, bake_interval=2, scale_down_delay=0,
+        bake_on_inconclusive="keep",
     )  # fmt: skip
+    gate = subprocess.Popen(
+        [
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green",
+            "--switch", "--bake", "6",
+        ],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert gate.stdout is not None
+    seen = []
+    deadline = time.monotonic() + 60
+    for line in gate.stdout:
+        seen.append(line)
+        if "bluegreen: bake 1/" in line or time.monotonic() > deadline:
+            break
+    reloaded_from = stack.api().show_info()["Pid"]
+    stack.haproxy.reload(stack.runtime)  # as systemctl reload haproxy, inside interval 2
+    assert stack.api().show_info()["Pid"] != reloaded_from
+    out, _ = gate.communicate(timeout=120)
+    text = "".join(seen) + out
+    assert gate.returncode == 0, text
+    timeline = verdict(pytester)["bake"]["timeline"]
+    unsure = [i for i in timeline if i["verdict"] == "inconclusive"]
+    assert len(unsure) == 1, timeline
+    assert "HAProxy was reloaded or restarted during the interval" in unsure[0]["reason"]
+    assert unsure[0]["haproxy"] == {}
+    assert [i["verdict"] for i in timeline if i is not unsure[0]] == ["passed", "passed"]
+    assert all(v is None or v >= 0 for i in timeline for v in i["haproxy"].values()), timeline
+    assert "bake inconclusive (bake_on_inconclusive)" in text
+    assert stack.served_color() == "green"  # the reload kept the switch (server-state file)
+    assert outcomes(stack) == ["switched"]
 
 
-def test_a_rollback_inside_the_warm_window_needs_no_checks(
-    pytester: pytest.Pytester, stack: Stack
-) -> None:
-    assert run_gate(pytester, stack, "--env", "green", "--switch", scale_down_delay=300).ret == 0
-    status = bluegreen(pytester.path, "status")
-    assert "warm window: blue kept warm for" in status.stdout, status.stdout + status.stderr
-    stack.blue.control(api_status=500)  # its checks would fail now
-    back = bluegreen(pytester.path, "rollback")
-    assert back.returncode == 0, back.stdout + back.stderr
-    assert "rollback to blue inside its warm window" in back.stdout
-    assert "checks skipped" in back.stdout
-    assert stack.served_color() == "blue"
-    assert [(e["outcome"], e["forced"]) for e in history(stack)] == [
-        ("switched", False),
-        ("rolled-back", True),
-    ]
+def one_interval(
+    api: Any, servers: list[ServerRef], during: Any, thresholds: str = "http_5xx_rate<0.01"
+) -> Any:
+    """One 0.3 s bake interval of ``servers``; ``during()`` runs as its post checks."""
+
+    def post() -> PostResult:
+        during()
+        return PostResult(passed=1)
+
+    plan = BakePlan(
+        seconds=0.3, interval=0.3, failure_limit=0, consecutive_successes=0, min_requests=0,
+        thresholds=parse_bake_thresholds({"haproxy": [thresholds]}),
+    )  # fmt: skip
+    [interval] = Bake(plan, api, servers, post, signals=NoSignals()).run().intervals
+    return interval
 
 
-def test_after_the_window_a_rollback_runs_the_checks(
-    pytester: pytest.Pytester, stack: Stack
-) -> None:
-    assert run_gate(pytester, stack, "--env", "green", "--switch", scale_down_delay=1).ret == 0
-    wait_for(
-        lambda: "warm window" not in bluegreen(pytester.path, "status").stdout,
-        30,
-        "the warm window to end",
-        interval=0.2,
-    )
+def routed(stack: Stack, count: int, path: str = "/api/items") -> None:
+    for _ in range(count):
+        requests.get(f"{stack.routed_url}{path}", timeout=5)
+
+
+def test_counters_cleared_during_an_interval_measure_nothing(stack: Stack) -> None:
+    blue = [ServerRef("api_backend", "blue-api")]
     stack.blue.control(api_status=500)
-    back = bluegreen(pytester.path, "rollback")
-    assert back.returncode == 1, back.stdout + back.stderr  # blue's checks failed
-    assert stack.served_color() == "green"
+    routed(stack, 30)  # 30 answers, all 500, before the interval
+    stack.blue.reset()
+
+    def cleared() -> None:  # same process, counters back to 0: 30/30 -> 5/0
+        assert stack.api().execute("clear counters all").strip() == ""
+        routed(stack, 5)
+
+    interval = one_interval(stack.api(), blue, cleared)
+    assert interval.verdict is IntervalVerdict.INCONCLUSIVE, interval.line()
+    assert interval.reason.startswith("HAProxy's counters went down during the interval (")
+    assert "hrsp_5xx 30 -> 0" in interval.reason
+    assert interval.line().startswith("bake 1/1: post 1/1 passed, HAProxy counters not judged")
+    # and a clean interval after it measures again
+    clean = one_interval(stack.api(), blue, lambda: routed(stack, 5))
+    assert (clean.verdict, clean.metrics["requests"]) == (IntervalVerdict.PASSED, 5)
 
 
-# --- promotion as its own step ------------------------------------------------------------------
-
-
-def test_verify_now_promote_later(pytester: pytest.Pytester, stack: Stack) -> None:
-    pending = run_gate(pytester, stack, "--env", "green", "--switch=manual")
-    assert pending.ret == 0, output(pending)
-    pending.stdout.fnmatch_lines(["*promotion pending (--switch=manual): nothing switched*"])
-    assert stack.served_color() == "blue"
-    status = bluegreen(pytester.path, "status", "--json")
-    promotion = json.loads(status.stdout)["pending_promotion"]
-    assert (promotion["target"], promotion["checks_passed"], promotion["expired"]) == (
-        "green",
-        2,
-        False,
+def test_a_reload_of_one_instance_of_a_group_is_seen(stack_factory: StackFactory) -> None:
+    stacks = {name: stack_factory(name) for name in ("lb-1", "lb-2")}
+    group = Haproxies(
+        [
+            Instance(name, RuntimeApiAddress.parse(s.runtime), s.routed_url)
+            for name, s in stacks.items()
+        ]
     )
-    promoted = bluegreen(pytester.path, "promote")
-    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
-    assert "promoted green" in promoted.stdout
-    assert stack.served_color() == "green"
-    assert outcomes(stack) == ["pending-promotion", "switched"]
-    again = bluegreen(pytester.path, "promote")
-    assert again.returncode == 7
-    assert "no pending promotion" in again.stderr
+    blue = [ServerRef("api_backend", "blue-api")]
+    for s in stacks.values():
+        routed(s, 20)
 
+    def reload_lb2() -> None:
+        stacks["lb-2"].haproxy.reload(stacks["lb-2"].runtime)
+        for s in stacks.values():
+            routed(s, 30)  # more answers than before on both: only the process tells
 
-def test_a_pending_promotion_can_be_aborted(pytester: pytest.Pytester, stack: Stack) -> None:
-    assert run_gate(pytester, stack, "--env", "green", "--promote-later").ret == 0
-    aborted = bluegreen(pytester.path, "abort")
-    assert aborted.returncode == 0, aborted.stderr
-    assert stack.served_color() == "blue"
-    assert outcomes(stack) == ["pending-promotion", "aborted"]
-    assert (
-        json.loads(bluegreen(pytester.path, "status", "--json").stdout)["pending_promotion"] is None
-    )
+    interval = one_interval(group, blue, reload_lb2)
+    assert interval.verdict is IntervalVerdict.INCONCLUSIVE, interval.line()
+    assert interval.reason.startswith("HAProxy lb-2 was reloaded or restarted during the interval")
 
+    def four_each() -> None:
+        for s in stacks.values():
+            routed(s, 4)
 
-def test_an_expired_promotion_is_refused(pytester: pytest.Pytester, stack: Stack) -> None:
-    gate = run_gate(pytester, stack, "--env", "green", "--switch=manual", promotion_timeout=0.5)
-    assert gate.ret == 0, output(gate)
-    wait_for(
-        lambda: json.loads(bluegreen(pytester.path, "status", "--json").stdout)[
-            "pending_promotion"
-        ]["expired"],
-        30,
-        "the promotion to expire",
-        interval=0.2,
-    )
-    refused = bluegreen(pytester.path, "promote")
-    assert refused.returncode == 7, refused.stdout
-    assert "expired" in refused.stdout
-    assert stack.served_color() == "blue"
-    assert outcomes(stack) == ["pending-promotion", "expired"]
-
-
-def test_a_stale_verification_is_run_again(pytester: pytest.Pytester, stack: Stack) -> None:
-    gate = run_gate(pytester, stack, "--env", "green", "--switch=manual", max_verification_age=0.2)
-    assert gate.ret == 0, output(gate)
-    wait_for(
-        lambda: (
-            json.loads(bluegreen(pytester.path, "status", "--json").stdout)["pending_promotion"][
-                "age_seconds"
-            ]
-            > 0.2
-        ),
-        30,
-        "the verification to go stale",
-        interval=0.1,
-    )
-    stack.green.control(api_status=500)  # green went bad since: the checks must see it
-    stale = bluegreen(pytester.path, "promote")
-    assert stale.returncode == 1, stale.stdout
-    assert "the quick checks run again" in stale.stdout
-    assert stack.served_color() == "blue"
-    stack.green.reset()
-    fresh = bluegreen(pytester.path, "promote")
-    assert fresh.returncode == 0, fresh.stdout
-    assert stack.served_color() == "green"
+    both = one_interval(group, blue, four_each)
+    assert (both.verdict, both.metrics["requests"]) == (IntervalVerdict.PASSED, 8)

@@ -24,7 +24,7 @@ from pytest_bluegreen.builds import (
     resolve,
     slot_problems,
 )
-from pytest_bluegreen.engines import DeployResult, Occupant, image_tag
+from pytest_bluegreen.engines import DeployResult, ImageUnknown, Occupant, image_tag
 from pytest_bluegreen.errors import ExitCode
 from pytest_bluegreen.gate import SessionFacts, Verdict, decide
 from pytest_bluegreen.gaterun import GateRun, _failure_code
@@ -402,6 +402,9 @@ class Engine:
 
     def deployed_tag(self, color: str) -> str | None:
         return None
+
+    def image_of(self, color: str) -> str:
+        raise ImageUnknown(f"no image of {color} here")
 
 
 def test_a_slot_that_reaches_another_build_before_the_switch_refuses_it(

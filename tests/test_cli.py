@@ -496,11 +496,12 @@ def documented(command: str) -> tuple[dict[str, set[str]], dict[str, object]]:
 
 
 def observed(
-    document: object, fields: dict[str, set[str]], opaque: str = ""
+    document: object, fields: dict[str, set[str]], opaque: str | tuple[str, ...] = ""
 ) -> dict[str, set[str]]:
     """field path -> the JSON types found there (``*`` for a map's keys, ``[]`` for an
     array's elements; what the doc calls a map is one); ``opaque``: not looked into."""
     seen: dict[str, set[str]] = {}
+    closed = (opaque,) if isinstance(opaque, str) else opaque
 
     def walk(value: object, path: str) -> None:
         if isinstance(value, dict):
@@ -509,7 +510,7 @@ def observed(
             kind = "null" if value is None else JSON_TYPES[type(value)]
         if path and not (kind == "object" and path.endswith(("*", "[]"))):  # rows its fields
             seen.setdefault(path, set()).add(kind)
-        if path == opaque and path:
+        if path and path in closed:
             return
         if isinstance(value, dict):
             for key, inner in value.items():
@@ -520,6 +521,15 @@ def observed(
 
     walk(document, "")
     return seen
+
+
+def merged(*seen: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Several documents' fields and types as one (each part non-null in one of them)."""
+    union: dict[str, set[str]] = {}
+    for one in seen:
+        for path, kinds in one.items():
+            union.setdefault(path, set()).update(kinds)
+    return union
 
 
 def undocumented(seen: dict[str, set[str]], fields: dict[str, set[str]]) -> list[str]:
@@ -544,21 +554,29 @@ def test_the_json_is_the_documented_schema(workdir: Path, stack: Stack) -> None:
     assert fresh["last_switch"] is None
     assert misfits(observed(fresh, fields), fields) == {}
 
-    # a state with every part: the history (a reason quoting a secret), a switch cut off
-    # after promote, a warm window, a pending promotion, an instance left out of a switch
+    # a forced switch (the old color kept warm: scale_down_delay's default), then a gate run
+    # that changed nothing, quoting a secret: the last switch and the last entry differ
+    assert run(workdir, "switch-to", "green", "--force").returncode == 0
     leak = "postgresql://app:s3cr3t-value@db/app refused"
-    for outcome, reason in ((state.Outcome.SWITCHED, "forced"), (state.Outcome.FAILED, leak)):
-        entry = state.HistoryEntry.now(
-            from_color="blue", to_color="green", tag="v1.1.0", outcome=outcome, reason=reason
-        )
-        state.append(stack.state_file, entry)
-    cut_off_switch(stack, "green")
+    entry = state.HistoryEntry.now(
+        from_color="green", to_color="blue", tag="v1.1.0", outcome=state.Outcome.FAILED,
+        reason=leak,
+    )  # fmt: skip
+    state.append(stack.state_file, entry)
+    warm = json.loads(run(workdir, "status", "--json").stdout)
+    assert (warm["warm_window"]["old"], warm["warm_window"]["new"]) == ("blue", "green")
+    assert (warm["last_switch"]["outcome"], warm["last_entry"]["outcome"]) == ("switched", "failed")
+
+    # then every other part: a switch cut off after promote, a pending promotion, an instance
+    # left out of a switch
+    cut_off_switch(stack, "blue")
     now = time.time()
     for name, record in (
-        (state.WARM, state.WarmWindow("blue", "green", "v1.1.0", now + 600, "keep")),
         (
             state.PENDING,
-            state.PendingPromotion("blue", "green", "v1.2.0", "sha256:9f", 4, now, now),
+            state.PendingPromotion(
+                "blue", "green", "v1.2.0", "blue-backend=sha256:9f", 4, now, now
+            ),
         ),
         (state.RECONCILE, state.Reconcile(("lb-2",), "green", now)),
     ):
@@ -569,13 +587,14 @@ def test_the_json_is_the_documented_schema(workdir: Path, stack: Stack) -> None:
     assert exported.returncode == 0, exported.stderr
     assert "s3cr3t-value" not in shown.stdout + exported.stdout
     data, export = json.loads(shown.stdout), json.loads(exported.stdout)
-    assert (data["consistent"], data["last_switch"]["reason"]) == (
+    assert (data["consistent"], data["last_entry"]["reason"]) == (
         False,
         leak.replace("s3cr3t-value", "***"),
     )
+    assert data["warm_window"] is None  # a switch began since (cut off): its window is over
 
     # every field in the output is in the table, of its type, and every field of the table is
-    seen = observed(data, fields)
+    seen = merged(observed(data, fields), observed(warm, fields))
     assert (undocumented(seen, fields), absent(seen, fields), misfits(seen, fields)) == ([], [], {})
     seen = observed(export, export_fields, opaque="status")
     assert undocumented(seen, export_fields) == absent(seen, export_fields) == []
@@ -773,3 +792,58 @@ def test_no_assert_rewrite_warning_from_the_pytest_bluegreen_runs(
         assert result.returncode == 0, text
         assert "PytestAssertRewriteWarning" not in text
         assert "already imported" not in text
+
+
+def test_the_verdict_is_the_documented_schema(workdir: Path, stack: Stack) -> None:
+    """reports/verdict.json of a dry run, a switch and a failed gate: the documented fields
+    and types, and every word ``decision`` can be is the documented list."""
+    fields, _ = documented_table("reports/verdict.json")
+    words = set(
+        re.findall(r"`([a-z][a-z ]*[a-z])`", fields_meaning("reports/verdict.json", "decision"))
+    )
+    verdict_file = workdir / "reports" / "verdict.json"
+    documents = []
+    for args, decision in (
+        (("--env", "green", "--switch", "--dry-run"), "would switch"),
+        (("--env", "green", "--switch=manual"), "pending promotion"),
+        (("--env", "green", "--switch"), "switched"),
+        (("--env", "green", "--switch"), "no change"),
+    ):
+        gated = subprocess.run(
+            [sys.executable, "-m", "pytest", "checks", "-p", "no:cacheprovider", *args],
+            cwd=workdir, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert gated.returncode == 0, gated.stdout + gated.stderr
+        document = json.loads(verdict_file.read_text())
+        assert document["decision"] == decision, document
+        documents.append(document)
+    stack.blue.control(api_status=500)
+    failed = run(workdir, "switch-to", "blue")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    document = json.loads(verdict_file.read_text())
+    assert (document["decision"], document["verdict"]) == ("failed", "failed")
+    documents.append(document)
+    seen = merged(*(observed(d, fields, opaque=("blame", "probe", "bake")) for d in documents))
+    assert (undocumented(seen, fields), absent(seen, fields), misfits(seen, fields)) == ([], [], {})
+    from pytest_bluegreen.verdict import DecisionWord  # noqa: PLC0415 - its enum is the list
+
+    assert words == {w.value for w in DecisionWord}  # the code writes no other word
+
+
+def documented_table(section: str) -> tuple[dict[str, set[str]], str]:
+    """docs/json.md's ``## `SECTION` `` table: field path -> its types, and the section."""
+    text = JSON_DOC.read_text().split(f"## `{section}`")[1].split("\n## ")[0]
+    fields: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            fields[cells[0].strip("`")] = set(cells[1].split(" or "))
+    return fields, text
+
+
+def fields_meaning(section: str, field: str) -> str:
+    for line in documented_table(section)[1].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] == f"`{field}`":
+            return cells[2]
+    raise AssertionError(f"{field} is not in docs/json.md's {section} table")

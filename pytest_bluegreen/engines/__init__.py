@@ -1,8 +1,8 @@
 """Deploy engines: what runs the colors. The gate, the checks and the switch do not care which.
 
 An engine deploys a color at a tag (backup first, then up, then wait until healthy), tears a
-color down, and says which tag a color runs. :func:`engine_for` picks the engine the settings
-name; each engine's module imports its Docker clients only when used.
+color down, and says which tag and which image a color runs. :func:`engine_for` picks the
+engine the settings name; each engine's module imports its Docker clients only when used.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
+
+from pytest_bluegreen.errors import Refused
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -22,6 +24,7 @@ __all__ = [
     "DeployEngine",
     "DeployResult",
     "EngineBlind",
+    "ImageUnknown",
     "Occupant",
     "engine_for",
     "image_tag",
@@ -58,6 +61,12 @@ class Occupant:
         return f"{self.name} ({self.image}{said})"
 
 
+class ImageUnknown(Refused):
+    """What a color runs cannot be told now: no engine answers, no access to it, nothing of
+    the color runs, or its replicas run different images (a rollout under way). Whoever
+    needs the build tied to what was checked fails closed on it."""
+
+
 @dataclass(frozen=True)
 class DeployResult:
     """A color deployed at a tag and healthy."""
@@ -88,6 +97,12 @@ class DeployEngine(Protocol):
         """What runs, or ran, at each ``ADDR:PORT`` HAProxy connects to (its servers'
         addresses): the containers or tasks the engine knows there, current ones first; an
         endpoint it knows nothing of is left out. Raises EngineBlind when it cannot look."""
+        ...
+
+    def image_of(self, color: str) -> str:
+        """What the color runs now, as one comparable string: each of its services and the
+        image it runs (``blue-backend=sha256:...``). Raise ImageUnknown when it cannot be
+        told."""
         ...
 
 

@@ -24,7 +24,7 @@ from pytest_bluegreen.errors import DeployError
 from pytest_bluegreen.extras import require
 from pytest_bluegreen.settings import ComposeSettings, Topology, parsers
 
-from . import DeployResult, EngineBlind, Occupant
+from . import DeployResult, EngineBlind, ImageUnknown, Occupant
 from .backup import run_backup
 from .serving import Waited, judge, wait_until_serving
 
@@ -256,6 +256,9 @@ class ComposeEngine:
             except OSError as exc:
                 raise DeployError(f"cannot write {self.tags.path}: {exc}") from None
 
+    def image_of(self, color: str) -> str:
+        return running_images(self.compose, self.topology, color)
+
     # -- steps -------------------------------------------------------------------------------
     def backup(self, color: str, tag: str) -> Path | None:
         """The backup command's output, streamed into ``backup_dir`` (mode 0600, a temporary
@@ -381,6 +384,44 @@ class ComposeEngine:
             self.client.compose.rm(services, stop=True)
         except self._exception as exc:
             raise DeployError(f"teardown of {color} failed: {first_line(exc)}") from None
+
+
+def running_images(compose: ComposeSettings, topology: Topology, color: str) -> str:
+    """``service=image id, ...`` of the color's running containers (every container of a
+    service must run the same image). Raises ImageUnknown, saying why."""
+    services = topology.color[color].services
+    if not services:
+        raise ImageUnknown(f"{color} has no services in the settings (colors.{color}.services)")
+    try:
+        client = docker_client()
+    except Exception as exc:  # no docker extra, no engine, no permission on its socket
+        raise ImageUnknown(
+            f"cannot ask the Docker engine what {color} runs: {str(exc).splitlines()[0]}"
+        ) from None
+    try:
+        parts = []
+        for service in services:
+            found = compose_containers(client, compose.project_name, [service])
+            images = {str(c.attrs.get("Image") or "") for c in found if c.status == "running"}
+            if not images or "" in images:
+                raise ImageUnknown(
+                    f"{color}'s service {service} has no running container in Compose project "
+                    f"{compose.project_name}"
+                )
+            if len(images) > 1:
+                raise ImageUnknown(
+                    f"{color}'s service {service} runs {len(images)} different images"
+                )
+            parts.append(f"{service}={images.pop()}")
+        return ", ".join(parts)
+    except ImageUnknown:
+        raise
+    except Exception as exc:  # the engine went away, a container removed while read
+        raise ImageUnknown(
+            f"cannot read {color}'s containers: {str(exc).splitlines()[0]}"
+        ) from None
+    finally:
+        client.close()
 
 
 def color_health(compose: ComposeSettings, topology: Topology) -> dict[str, str]:

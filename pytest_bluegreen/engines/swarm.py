@@ -30,7 +30,7 @@ from pytest_bluegreen.errors import DeployError
 from pytest_bluegreen.extras import require
 from pytest_bluegreen.settings import ComposeSettings, SwarmSettings, Topology, parsers
 
-from . import DeployResult, EngineBlind, Occupant, image_tag
+from . import DeployResult, EngineBlind, ImageUnknown, Occupant, image_tag
 from .backup import run_backup
 from .compose import TagsFile, docker_client, endpoint_host, first_line, tag_variable
 
@@ -282,6 +282,42 @@ class SwarmEngine:
             return task_occupants(client, self.swarm, endpoints)
         except Exception as exc:  # not a swarm manager: its tasks are not ours to read
             raise EngineBlind(f"cannot list the stack's tasks: {exc}") from None
+
+    def image_of(self, color: str) -> str:
+        """``service=image, ...``: the image every replica Swarm wants running was created
+        with (its digest kept, when Swarm pinned one from a registry). Raises ImageUnknown when
+        a service is missing, none of its replicas runs, or they run different images (a
+        rollout under way)."""
+        services = self.topology.color[color].services
+        if not services:
+            raise ImageUnknown(f"{color} has no services in the settings (colors.{color}.services)")
+        try:
+            parts = []
+            for service in services:
+                svc = find_service(self.sdk, self.swarm, service)
+                if svc is None:
+                    raise ImageUnknown(
+                        f"{color}'s service {service} is not in stack {self.swarm.stack_name}"
+                    )
+                tasks = [t for t in svc.tasks() if t.get("DesiredState") == "running"]
+                images = {
+                    str(t.get("Spec", {}).get("ContainerSpec", {}).get("Image", "")) for t in tasks
+                }
+                if not any(t.get("Status", {}).get("State") == "running" for t in tasks):
+                    raise ImageUnknown(f"no replica of {color}'s service {service} runs")
+                if len(images) != 1 or "" in images:
+                    raise ImageUnknown(
+                        f"the replicas of {color}'s service {service} run {len(images)} "
+                        "different images (a rollout under way?)"
+                    )
+                parts.append(f"{service}={images.pop()}")
+            return ", ".join(parts)
+        except ImageUnknown:
+            raise
+        except Exception as exc:  # no engine, not a manager, no permission
+            raise ImageUnknown(
+                f"cannot ask the swarm what {color} runs: {str(exc).splitlines()[0]}"
+            ) from None
 
     # -- steps -------------------------------------------------------------------------------
     def backup(self, color: str, tag: str) -> Path | None:

@@ -456,13 +456,15 @@ class BakeSettings:
     scale_down_delay: float = setting(
         30.0,
         p.whole(0, 86400),
-        "seconds the old color stays warm (weight 0, health-checked) after a switch; a "
-        "rollback inside the window needs no checks",
+        "seconds the old color stays warm (weight 0, health-checked) after a switch (forced "
+        "ones too); a rollback inside the window needs no checks while the old color runs the "
+        "image it ran then (a deploy to it ends the window)",
     )
     after_bake_old_color: AfterBake = setting(
         "keep",
         p.choice("keep", "stop"),
-        "after the warm window: keep the old color's containers, or stop them",
+        "after the warm window: keep the old color's containers, or stop them (the gate "
+        "waits without the lock, and stops nothing HAProxy sends traffic to)",
     )
 
     @property

@@ -12,9 +12,11 @@ numbers, ``!``, ``&&``, ``||``); any other term is taken as true, and said so.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+from .errors import UsageError
 
 __all__ = [
     "FROM_ENVIRONMENT",
@@ -23,6 +25,7 @@ __all__ = [
     "Proxy",
     "Server",
     "StatsSocket",
+    "UnreadableCondition",
     "UseBackend",
     "Variable",
     "parse_config",
@@ -268,7 +271,8 @@ def split_words(line: str, env: _Environment) -> list[str]:
             i += 1
             continue
         piece, i = _piece(line, i, env)
-        current = [*(current or []), piece]
+        current = current if current is not None else []
+        current.append(piece)  # appended, never copied: a long word takes linear time
     if current is not None:
         words.append("".join(current))
     return words
@@ -305,22 +309,110 @@ def _variable_end(line: str, start: int) -> int:
 # --- .if blocks ------------------------------------------------------------------------------
 
 
+class UnreadableCondition(UsageError):
+    """An ``.if``/``.elif`` condition HAProxy would refuse too (unbalanced parentheses, an
+    operator with nothing after it): one line naming the line of the configuration."""
+
+
+# a condition's tokens: an operator, a parenthesis, or a term (``defined(X)``, ``streq(a,b)``,
+# a number, any other word)
+_TOKEN = re.compile(r"\s*(?:(&&|\|\||!|\(|\))|([A-Za-z_]\w*\([^()]*\)|[^\s()!&|]+))")
+_PRECEDENCE = {"!": 3, "&&": 2, "||": 1}
+_SHOWN = 60  # characters of a condition an error line shows
+
+
 def _condition(words: list[str], env: _Environment, assumptions: list[str], line: int) -> bool:
-    """``.if`` terms: defined(X), streq(a,b), strneq(a,b), a number; !, &&, ||."""
-    expression = " ".join(words)
-    return any(
-        all(_term(t.strip(), env, assumptions, line) for t in part.split("&&"))
-        for part in expression.split("||")
-    )
+    """``.if`` terms: defined(X), streq(a,b), strneq(a,b), a number; ``!``, ``&&`` (before
+    ``||``), parentheses. Evaluated with explicit stacks, never by recursion: a condition of
+    any length or nesting takes time in proportion to its length (HAProxy takes thousands of
+    ``!``)."""
+    evaluation = _Evaluation(" ".join(words), line)
+    position = 0
+    while position < len(evaluation.expression):
+        match = _TOKEN.match(evaluation.expression, position)
+        if match is None:
+            rest = evaluation.expression[position:].strip()
+            if rest:
+                raise evaluation.unreadable(f"{rest[:10]!r} is not a term")
+            break
+        position = match.end()
+        symbol, term = match.group(1), match.group(2)
+        if evaluation.operand_next:
+            evaluation.operand(symbol, term, lambda t: _term(t, env, assumptions, line))
+        else:
+            evaluation.operator(symbol or term)
+    return evaluation.result()
+
+
+@dataclass
+class _Evaluation:
+    """A condition being evaluated: values and pending operators on two stacks."""
+
+    expression: str
+    line: int
+    values: list[bool] = field(default_factory=list)
+    operators: list[str] = field(default_factory=list)  # "!", "&&", "||", "("
+    operand_next: bool = True
+
+    def unreadable(self, why: str) -> UnreadableCondition:
+        text = self.expression
+        shown = text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+        return UnreadableCondition(
+            f"line {self.line}: the condition {shown!r} cannot be read ({why}); HAProxy "
+            "refuses it too (haproxy -c -f FILE)"
+        )
+
+    def operand(self, symbol: str | None, term: str | None, value: Callable[[str], bool]) -> None:
+        """Where a term is due: ``!``, ``(`` or the term."""
+        if symbol in {"!", "("}:
+            self.operators.append(symbol)
+        elif term is not None:
+            self.values.append(value(term))
+            self.operand_next = False
+        else:
+            raise self.unreadable(f"a term is missing before {symbol!r}")
+
+    def operator(self, symbol: str) -> None:
+        """After a term: ``&&``, ``||`` or ``)``."""
+        if symbol in {"&&", "||"}:
+            while self.operators and self.operators[-1] != "(":
+                if _PRECEDENCE[self.operators[-1]] < _PRECEDENCE[symbol]:
+                    break
+                self._apply(self.operators.pop())
+            self.operators.append(symbol)
+            self.operand_next = True
+        elif symbol == ")":
+            while self.operators and self.operators[-1] != "(":
+                self._apply(self.operators.pop())
+            if not self.operators:
+                raise self.unreadable("a ')' without its '('")
+            self.operators.pop()
+        else:
+            raise self.unreadable(f"an operator is missing before {symbol!r}")
+
+    def result(self) -> bool:
+        if not self.values and not self.operators:
+            return False  # an empty condition
+        if self.operand_next:
+            raise self.unreadable("it ends with an operator")
+        while self.operators:
+            operator = self.operators.pop()
+            if operator == "(":
+                raise self.unreadable("a '(' without its ')'")
+            self._apply(operator)
+        return self.values[-1]
+
+    def _apply(self, operator: str) -> None:
+        if operator == "!":
+            self.values.append(not self.values.pop())
+            return
+        right, left = self.values.pop(), self.values.pop()
+        self.values.append(left and right if operator == "&&" else left or right)
 
 
 def _term(term: str, env: _Environment, assumptions: list[str], line: int) -> bool:
-    if term.startswith("!"):
-        return not _term(term[1:].strip(), env, assumptions, line)
     if term.isdigit() or (term.startswith("-") and term[1:].isdigit()):
         return int(term) != 0
-    if term == "":
-        return False
     match = re.fullmatch(r"(\w+)\((.*)\)", term)
     if match:
         function, argument = match.group(1), match.group(2)

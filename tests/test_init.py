@@ -7,6 +7,7 @@ real backends, the generated checks run the gate dry on the idle color and nothi
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -371,6 +372,89 @@ def test_variables_and_if_blocks_read_as_haproxy_reads_them(
     assert ("blue-canary", "127.0.0.1:7003", 7, True) in ours  # WITH_CANARY from the shell
     assert ("green-web", "127.0.0.2:7102", 0, False) in ours  # setenv over the environment
     assert ("green-canary", "127.0.0.1:7004", 7, False) in ours  # streq(...) && !defined(...)
+
+
+CONDITIONS = [
+    "!" * 5000 + "1",  # once a RecursionError: thousands of ! are read in a loop
+    "!" * 5001 + "1",
+    "!" * 100_000 + "0",
+    "! ! 0",
+    "1 || 0 && 0",  # && before ||
+    "0 && 1 || 1",
+    "!(1) || 0",
+    "! ( 0 )",
+    "(0 || 1) && !(0 && 1)",
+    "(" * 300 + "1" + ")" * 300,
+    "defined(SET_HERE) && !defined(NOT_SET)",
+    "!defined(SET_HERE) || streq(a,b)",
+    "strneq(a,b) && (0 || !0)",
+]
+
+
+@pytest.mark.infra
+def test_if_conditions_read_as_haproxy_reads_them(haproxy_available: str, tmp_path: Path) -> None:
+    """Each condition's value is HAProxy's own (a .notice inside the block says HAProxy took
+    it), whatever its length or nesting, read in time proportional to its length."""
+    blocks = "".join(
+        f'.if {condition}\n    server t{i} 127.0.0.1:1\n.notice "t{i}"\n.endif\n'
+        for i, condition in enumerate(CONDITIONS)
+    )
+    config = tmp_path / "haproxy.cfg"
+    config.write_text("global\n    presetenv SET_HERE 1\nbackend web\n" + blocks)
+    done = subprocess.run(
+        [haproxy_available, "-c", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "ALERT" not in done.stdout + done.stderr, done.stdout + done.stderr
+    theirs = set(re.findall(r"'(t\d+)'", done.stdout + done.stderr))
+    parsed = parse_config(config.read_text(), {})
+    ours = {s.name for s in parsed.backends[0].servers}
+    assert ours == theirs
+    assert parsed.assumptions == ()  # every term above is one the parser knows
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize(
+    ("condition", "why"),
+    [
+        ("((1)", "a '(' without its ')'"),
+        ("1)", "a ')' without its '('"),
+        ("1 &&", "it ends with an operator"),
+        ("&& 1", "a term is missing before '&&'"),
+        ("1 1", "an operator is missing before '1'"),
+        ("!" * 50_000, "it ends with an operator"),
+    ],
+)
+def test_an_unreadable_condition_is_one_line(
+    haproxy_available: str,
+    condition: str,
+    why: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A condition HAProxy refuses is refused by init too: one line naming the line, nothing
+    written."""
+    config = tmp_path / "haproxy.cfg"
+    config.write_text((DATA / "single-backend.cfg").read_text() + f".if {condition}\n.endif\n")
+    refused = subprocess.run(
+        [haproxy_available, "-c", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode != 0
+    line = len(config.read_text().splitlines()) - 1
+    code, lines, err = run_init(capfd, config, tmp_path / "out")
+    assert (code, lines) == (4, [])
+    [message] = err.splitlines()
+    assert message.startswith(f"bluegreen: error: line {line}: the condition ")
+    assert f"cannot be read ({why}); HAProxy refuses it too" in message
+    assert len(message) < 250
+    assert not (tmp_path / "out").exists()
 
 
 # --- end to end: a real HAProxy, real backends, the generated checks, a dry run --------------

@@ -19,6 +19,7 @@ from pytest_bluegreen import cli
 from pytest_bluegreen.contrib.services import ServiceSettings
 from pytest_bluegreen.haproxy import RuntimeApi, ServerRef
 from pytest_bluegreen.haproxycfg import parse_config
+from pytest_bluegreen.scaffold import plan
 from pytest_bluegreen.settings import Settings, resolve
 from tests.support.stack import (
     BLUE_LIVE,
@@ -227,6 +228,105 @@ def test_our_configuration_gives_our_settings(
     assert "frontend blue_direct (bind 127.0.0.1:21010) reaches blue only" in text
     # the service names its color itself: HAProxy's configuration does not, and init says so
     assert any("X-Bluegreen-Color blue if { srv_name blue-api }" in line for line in lines)
+
+
+SWARM_SLOTS = 3
+
+
+@pytest.mark.infra
+def test_our_configuration_in_swarm_mode_gives_every_slot(
+    haproxy_available: str,
+    tls_cert: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With BG_REPLICAS set, each color of the shipped haproxy.cfg is server-template slots
+    (``blue-api1`` ... as the Runtime API lists them): init reads them into the servers, says
+    so, and what it proposes to add keeps the configuration valid for ``haproxy -c``."""
+    monkeypatch.setenv("BG_REPLICAS", str(SWARM_SLOTS))
+    code, lines, err = run_init(capfd, HAPROXY_CFG, tmp_path / "out", "--no-dry-run")
+    assert code == 0, "\n".join(lines) + err
+    written = load(tmp_path / "out")
+    for color in ("blue", "green"):
+        slots = range(1, SWARM_SLOTS + 1)
+        assert [str(ref) for ref in written.topology.servers(color)] == [
+            *(f"api_backend/{color}-api{i}" for i in slots),
+            *(f"frontend_backend/{color}-frontend{i}" for i in slots),
+        ]
+        assert (
+            written.topology.color[color].api_url
+            == {
+                "blue": "http://127.0.0.1:21010",
+                "green": "http://127.0.0.1:21011",
+            }[color]
+        )
+    guessed = said(lines, "guessed: ")
+    assert any(
+        "backend api_backend: server-template blue-api (line" in line
+        and "3 slots, blue-api1 ... blue-api3, filled at run time from "
+        "tasks.bluegreen_blue-api:8000"
+        in line
+        for line in guessed
+    ), guessed
+    assert any("servers lists every server-template slot" in line for line in guessed)
+    assert not any("is not read" in line for line in lines), lines
+    assert "bluegreen: next: pytest checks --env green --dry-run --switch" in lines
+    # what init proposes to add (the color header) goes into a copy, which HAProxy accepts
+    [header] = [line for line in said(lines, "not found: ") if "X-Bluegreen-Color" in line]
+    proposed = re.findall(r"`(http-response set-header [^`]+)`", header)
+    assert proposed == [
+        "http-response set-header X-Bluegreen-Color blue if { srv_name blue-api1 blue-api2 "
+        "blue-api3 }",
+        "http-response set-header X-Bluegreen-Color green if { srv_name green-api1 green-api2 "
+        "green-api3 }",
+    ]
+    text = HAPROXY_CFG.read_text()
+    anchor = "backend api_backend\n"
+    copy = tmp_path / "haproxy.cfg"
+    copy.write_text(text.replace(anchor, anchor + "".join(f"    {p}\n" for p in proposed)))
+    env = {"BG_REPLICAS": str(SWARM_SLOTS), "BG_TLS_CERT": str(tls_cert)}
+    haproxy_check(haproxy_available, copy, env)
+
+
+def test_an_unread_server_template_is_said_in_the_refusal(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A server-template whose slots cannot be counted: the refusal says which and what to do,
+    on its one line."""
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "backend api\n"
+        "    server-template blue 2 app.internal:80 check\n"
+        "    server-template green many app.internal:80 check weight 0\n"
+    )
+    code, lines, err = run_init(capfd, config, tmp_path / "out")
+    assert (code, lines) == (4, [])
+    [line] = err.splitlines()
+    assert "backends: api (blue1, blue2)" in line
+    assert (
+        "backend api: server-template green many app.internal:80 (line 3) is not read: its "
+        "slot count 'many' is not a number or range of 1 to 1000 slots; list the slots' "
+        "servers in bluegreen.toml (colors.<color>.servers)" in line
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_server_template_slots_pair_by_their_prefix() -> None:
+    """Slots are named PREFIX<n>; their color is the prefix's (``api_blue`` makes
+    ``api_blue1``), and a range makes the numbers it names."""
+    config = parse_config(
+        "backend api\n"
+        "    server-template api_blue 5-6 blue.internal:80 check\n"
+        "    server-template api_green 2 green.internal:80 check weight 0\n",
+        {},
+    )
+    made = plan(config, source="haproxy.cfg")
+    assert [str(s) for s in made.colors[0].servers] == ["api/api_blue5", "api/api_blue6"]
+    assert [str(s) for s in made.colors[1].servers] == ["api/api_green1", "api/api_green2"]
+    assert made.idle == "green"
+    # a slot's DNS name is no URL to check a color on
+    assert made.colors[0].api_url.value is None
 
 
 @pytest.mark.infra

@@ -32,13 +32,15 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .compare import CompareDecision
 from .haproxy import RuntimeApiError, ServerRef
 from .instances import AnyHaproxy
-from .promql import Prometheus, PrometheusUnreachable, PromQLCheck, PromQLError, PromQLJudgement
 from .signals import DeferredSignals
+
+if TYPE_CHECKING:  # imported where used: every session resolves the bake's settings (and
+    # parses its thresholds here), and these two bring http.client and ssl with them
+    from .promql import Prometheus, PromQLCheck, PromQLJudgement
 
 __all__ = [
     "METRICS",
@@ -144,6 +146,8 @@ class Interval:
             else "HAProxy counters not read"
         )
         if self.prometheus:
+            from .compare import CompareDecision  # noqa: PLC0415 - see the imports
+
             passed = sum(j.decision is CompareDecision.PASSED for j in self.prometheus)
             counters += f", prometheus {passed}/{len(self.prometheus)} passed"
         return f"bake {self.number}/{self.of}: {post}, {counters}: {self.verdict.value}" + (
@@ -359,6 +363,9 @@ class Bake:
     def _ask_prometheus(self) -> tuple[PromQLJudgement, ...]:
         """Each Prometheus query at the interval's end, judged; one that cannot be asked is
         inconclusive with the reason."""
+        from .compare import CompareDecision  # noqa: PLC0415 - see the imports
+        from .promql import PrometheusUnreachable, PromQLError, PromQLJudgement  # noqa: PLC0415
+
         judged = []
         at = time.time()
         for check in self.plan.prometheus:
@@ -387,6 +394,8 @@ class Bake:
     ) -> tuple[IntervalVerdict, str]:
         """Failing evidence first (post checks, a Prometheus query), then the counters, then
         what could not be judged."""
+        from .compare import CompareDecision  # noqa: PLC0415 - see the imports
+
         if post.failed:
             return IntervalVerdict.FAILED, f"post check(s) failed: {', '.join(post.failed_ids)}"
         failed = [j for j in prometheus if j.decision is CompareDecision.FAILED]

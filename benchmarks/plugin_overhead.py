@@ -1,11 +1,11 @@
 """Benchmark: what pytest-bluegreen adds to a session of 1,000 trivial checks.
 
 Three sessions in a temporary directory, each run several times, interleaved; the median wall
-time (process start to exit), CPU time and pytest's own "in N s" are printed with ratios, and,
-with ``--instructions``, each session's instruction count under valgrind's callgrind: the same
-number for the same code and inputs whatever else the machine does, where wall and CPU time on
-a shared 2-core machine vary by +-30% from run to run. Goal: the plugin session at most 1.05x
-the plain one in CPU (instructions). Asserts nothing.
+time (process start to exit), CPU time and pytest's own "in N s" are printed with ratios, then
+each session's instruction count under valgrind's callgrind (``--no-instructions`` leaves it
+out; about a minute per session): the same number for the same code and inputs whatever else
+the machine does, where wall and CPU time on a shared 2-core machine vary by +-30% from run to
+run. Goal: the plugin session at most 1.05x the plain one in instructions. Asserts nothing.
 
 - plain:        1,000 tests parametrized over color and i by ``@pytest.mark.parametrize``,
                 with the plugin disabled (``-p no:pytest_bluegreen.plugin``);
@@ -14,7 +14,7 @@ the plain one in CPU (instructions). Asserts nothing.
 - plugin+plain: the plain file with the plugin loaded (its hooks, not its color fixture).
 
 Run from the repository root:
-    .venv/bin/python -m benchmarks.plugin_overhead [--runs 7] [--instructions]
+    .venv/bin/python -m benchmarks.plugin_overhead [--runs 7] [--no-instructions]
 """
 
 from __future__ import annotations
@@ -106,17 +106,34 @@ def instructions(workdir: Path, folder: str, extra: list[str], env: dict[str, st
     return int(found[1])
 
 
+def print_instructions(counted: dict[str, int]) -> None:
+    for name in ("plugin", "plugin+plain"):
+        extra_per_check = (counted[name] - counted["plain"]) / CHECKS
+        print(
+            f"  instructions {name} / plain: {counted[name] / counted['plain']:.4f}x "
+            f"({counted[name]:,} vs {counted['plain']:,}; {extra_per_check:+,.0f} per check)"
+        )
+    ratio = counted["plugin"] / counted["plain"]
+    verdict = "holds" if ratio <= GOAL else "does NOT hold"
+    print(f"  goal plugin <= {GOAL:.2f}x plain (instructions): {ratio:.4f}x, {verdict}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="runs of each session")
     parser.add_argument(
         "--instructions",
-        action="store_true",
-        help="also count each session's instructions with valgrind (about a minute each)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="count each session's instructions with valgrind's callgrind (the default; "
+        "about a minute each)",
     )
     args = parser.parse_args()
+    if args.instructions and shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (apt-get install valgrind), or pass --no-instructions")
     counted: dict[str, int] = {}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "BG_"))}
+    env["PYTHONHASHSEED"] = "0"  # the same dict and set orders: the same instruction count
     # as installed from a wheel (pip compiles bytecode): modules and pytest's rewritten plugin
     # modules are compiled once, in the warm-up run, and read from __pycache__ after
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -171,15 +188,7 @@ def main() -> int:
         verdict = "holds" if ratio <= GOAL else "does NOT hold"
         print(f"  goal plugin <= {GOAL:.2f}x plain ({what}, noisy): {ratio:.3f}x, {verdict}")
     if counted:
-        for name in ("plugin", "plugin+plain"):
-            extra_per_check = (counted[name] - counted["plain"]) / CHECKS
-            print(
-                f"  instructions {name} / plain: {counted[name] / counted['plain']:.4f}x "
-                f"({counted[name]:,} vs {counted['plain']:,}; {extra_per_check:+,.0f} per check)"
-            )
-        ratio = counted["plugin"] / counted["plain"]
-        verdict = "holds" if ratio <= GOAL else "does NOT hold"
-        print(f"  goal plugin <= {GOAL:.2f}x plain (instructions): {ratio:.4f}x, {verdict}")
+        print_instructions(counted)
     return 0
 
 

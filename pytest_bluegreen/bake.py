@@ -36,14 +36,16 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .compare import CompareDecision
 from .haproxy import RuntimeApi, RuntimeApiError, ServerRef, StatRow
 from .instances import AnyHaproxy, Haproxies
 from .journal import InstanceIdentity
-from .promql import Prometheus, PrometheusUnreachable, PromQLCheck, PromQLError, PromQLJudgement
 from .signals import DeferredSignals
+
+if TYPE_CHECKING:  # imported where used: every session resolves the bake's settings (and
+    # parses its thresholds here), and these two bring http.client and ssl with them
+    from .promql import Prometheus, PromQLCheck, PromQLJudgement
 
 __all__ = [
     "METRICS",
@@ -152,6 +154,8 @@ class Interval:
             else "HAProxy counters not judged"
         )
         if self.prometheus:
+            from .compare import CompareDecision  # noqa: PLC0415 - see the imports
+
             passed = sum(j.decision is CompareDecision.PASSED for j in self.prometheus)
             counters += f", prometheus {passed}/{len(self.prometheus)} passed"
         return f"bake {self.number}/{self.of}: {post}, {counters}: {self.verdict.value}" + (
@@ -444,6 +448,9 @@ class Bake:
     def _ask_prometheus(self) -> tuple[PromQLJudgement, ...]:
         """Each Prometheus query at the interval's end, judged; one that cannot be asked is
         inconclusive with the reason."""
+        from .compare import CompareDecision  # noqa: PLC0415 - see the imports
+        from .promql import PrometheusUnreachable, PromQLError, PromQLJudgement  # noqa: PLC0415
+
         judged = []
         at = time.time()
         for check in self.plan.prometheus:
@@ -472,6 +479,8 @@ class Bake:
     ) -> tuple[IntervalVerdict, str]:
         """Failing evidence first (post checks, a Prometheus query), then the counters, then
         what could not be judged."""
+        from .compare import CompareDecision  # noqa: PLC0415 - see the imports
+
         if post.failed:
             return IntervalVerdict.FAILED, f"post check(s) failed: {', '.join(post.failed_ids)}"
         failed = [j for j in prometheus if j.decision is CompareDecision.FAILED]

@@ -12,9 +12,11 @@ numbers, ``!``, ``&&``, ``||``); any other term is taken as true, and said so.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+
+from .errors import UsageError
 
 __all__ = [
     "FROM_ENVIRONMENT",
@@ -22,7 +24,9 @@ __all__ = [
     "HaproxyConfig",
     "Proxy",
     "Server",
+    "ServerTemplate",
     "StatsSocket",
+    "UnreadableCondition",
     "UseBackend",
     "Variable",
     "parse_config",
@@ -56,6 +60,7 @@ WILDCARD_HOSTS = frozenset({"", "*", "0.0.0.0", "::", "[::]"})  # noqa: S104 - w
 _NETWORK_PREFIXES = ("ipv4@", "ipv6@", "tcp@", "tcp4@", "tcp6@", "quic4@", "quic6@")
 _LOCAL_PREFIXES = ("unix@", "abns@", "abnsz@", "fd@", "sockpair@", "uxst@", "uxdg@", "udp@")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+MAX_TEMPLATE_SLOTS = 1000  # slots of one server-template init reads (each is a server to list)
 _MAP_FILE = re.compile(r"map(?:_[a-z]+)?\(([^,)]+)")
 Level = Literal["user", "operator", "admin"]
 FROM_ENVIRONMENT = "the environment"  # Variable.source of a value from the process environment
@@ -125,6 +130,7 @@ class Server:
     backup: bool
     ssl: bool
     line: int
+    template: str | None = None  # the server-template's prefix, for one of its slots
 
     @property
     def takes_traffic(self) -> bool:
@@ -143,6 +149,27 @@ class Server:
         if ":" in host:
             host = f"[{host}]"
         return f"{'https' if self.ssl else 'http'}://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class ServerTemplate:
+    """A ``server-template PREFIX NUM|LOW-HIGH FQDN[:PORT]`` line: HAProxy makes one server per
+    number, named ``PREFIX<n>`` (``blue-api1`` ... ``blue-api3``), each filled at run time with
+    an address the name resolves to (Docker's ``tasks.<service>``)."""
+
+    prefix: str
+    first: int
+    last: int
+    address: str
+    line: int
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f"{self.prefix}{n}" for n in range(self.first, self.last + 1))
+
+    @property
+    def text(self) -> str:
+        return f"server-template {self.prefix} {self.first}-{self.last} {self.address}"
 
 
 @dataclass(frozen=True)
@@ -173,7 +200,7 @@ class Proxy:
     binds: tuple[Bind, ...] = ()
     unusable_binds: tuple[str, ...] = ()  # unix sockets, fd@, ...: no URL reaches them
     servers: tuple[Server, ...] = ()
-    server_templates: tuple[str, ...] = ()
+    server_templates: tuple[ServerTemplate, ...] = ()  # their slots are in servers too
     default_backend: str | None = None
     use_backends: tuple[UseBackend, ...] = ()
     health_path: str | None = None  # option httpchk / http-check send uri
@@ -268,7 +295,8 @@ def split_words(line: str, env: _Environment) -> list[str]:
             i += 1
             continue
         piece, i = _piece(line, i, env)
-        current = [*(current or []), piece]
+        current = current if current is not None else []
+        current.append(piece)  # appended, never copied: a long word takes linear time
     if current is not None:
         words.append("".join(current))
     return words
@@ -305,22 +333,110 @@ def _variable_end(line: str, start: int) -> int:
 # --- .if blocks ------------------------------------------------------------------------------
 
 
+class UnreadableCondition(UsageError):
+    """An ``.if``/``.elif`` condition HAProxy would refuse too (unbalanced parentheses, an
+    operator with nothing after it): one line naming the line of the configuration."""
+
+
+# a condition's tokens: an operator, a parenthesis, or a term (``defined(X)``, ``streq(a,b)``,
+# a number, any other word)
+_TOKEN = re.compile(r"\s*(?:(&&|\|\||!|\(|\))|([A-Za-z_]\w*\([^()]*\)|[^\s()!&|]+))")
+_PRECEDENCE = {"!": 3, "&&": 2, "||": 1}
+_SHOWN = 60  # characters of a condition an error line shows
+
+
 def _condition(words: list[str], env: _Environment, assumptions: list[str], line: int) -> bool:
-    """``.if`` terms: defined(X), streq(a,b), strneq(a,b), a number; !, &&, ||."""
-    expression = " ".join(words)
-    return any(
-        all(_term(t.strip(), env, assumptions, line) for t in part.split("&&"))
-        for part in expression.split("||")
-    )
+    """``.if`` terms: defined(X), streq(a,b), strneq(a,b), a number; ``!``, ``&&`` (before
+    ``||``), parentheses. Evaluated with explicit stacks, never by recursion: a condition of
+    any length or nesting takes time in proportion to its length (HAProxy takes thousands of
+    ``!``)."""
+    evaluation = _Evaluation(" ".join(words), line)
+    position = 0
+    while position < len(evaluation.expression):
+        match = _TOKEN.match(evaluation.expression, position)
+        if match is None:
+            rest = evaluation.expression[position:].strip()
+            if rest:
+                raise evaluation.unreadable(f"{rest[:10]!r} is not a term")
+            break
+        position = match.end()
+        symbol, term = match.group(1), match.group(2)
+        if evaluation.operand_next:
+            evaluation.operand(symbol, term, lambda t: _term(t, env, assumptions, line))
+        else:
+            evaluation.operator(symbol or term)
+    return evaluation.result()
+
+
+@dataclass
+class _Evaluation:
+    """A condition being evaluated: values and pending operators on two stacks."""
+
+    expression: str
+    line: int
+    values: list[bool] = field(default_factory=list)
+    operators: list[str] = field(default_factory=list)  # "!", "&&", "||", "("
+    operand_next: bool = True
+
+    def unreadable(self, why: str) -> UnreadableCondition:
+        text = self.expression
+        shown = text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
+        return UnreadableCondition(
+            f"line {self.line}: the condition {shown!r} cannot be read ({why}); HAProxy "
+            "refuses it too (haproxy -c -f FILE)"
+        )
+
+    def operand(self, symbol: str | None, term: str | None, value: Callable[[str], bool]) -> None:
+        """Where a term is due: ``!``, ``(`` or the term."""
+        if symbol in {"!", "("}:
+            self.operators.append(symbol)
+        elif term is not None:
+            self.values.append(value(term))
+            self.operand_next = False
+        else:
+            raise self.unreadable(f"a term is missing before {symbol!r}")
+
+    def operator(self, symbol: str) -> None:
+        """After a term: ``&&``, ``||`` or ``)``."""
+        if symbol in {"&&", "||"}:
+            while self.operators and self.operators[-1] != "(":
+                if _PRECEDENCE[self.operators[-1]] < _PRECEDENCE[symbol]:
+                    break
+                self._apply(self.operators.pop())
+            self.operators.append(symbol)
+            self.operand_next = True
+        elif symbol == ")":
+            while self.operators and self.operators[-1] != "(":
+                self._apply(self.operators.pop())
+            if not self.operators:
+                raise self.unreadable("a ')' without its '('")
+            self.operators.pop()
+        else:
+            raise self.unreadable(f"an operator is missing before {symbol!r}")
+
+    def result(self) -> bool:
+        if not self.values and not self.operators:
+            return False  # an empty condition
+        if self.operand_next:
+            raise self.unreadable("it ends with an operator")
+        while self.operators:
+            operator = self.operators.pop()
+            if operator == "(":
+                raise self.unreadable("a '(' without its ')'")
+            self._apply(operator)
+        return self.values[-1]
+
+    def _apply(self, operator: str) -> None:
+        if operator == "!":
+            self.values.append(not self.values.pop())
+            return
+        right, left = self.values.pop(), self.values.pop()
+        self.values.append(left and right if operator == "&&" else left or right)
 
 
 def _term(term: str, env: _Environment, assumptions: list[str], line: int) -> bool:
-    if term.startswith("!"):
-        return not _term(term[1:].strip(), env, assumptions, line)
     if term.isdigit() or (term.startswith("-") and term[1:].isdigit()):
         return int(term) != 0
-    if term == "":
-        return False
     match = re.fullmatch(r"(\w+)\((.*)\)", term)
     if match:
         function, argument = match.group(1), match.group(2)
@@ -481,7 +597,8 @@ class _ProxyBuilder:
     binds: list[Bind] = field(default_factory=list)
     unusable_binds: list[str] = field(default_factory=list)
     servers: list[Server] = field(default_factory=list)
-    templates: list[str] = field(default_factory=list)
+    templates: list[ServerTemplate] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)  # lines read as nothing, and why
     default_backend: str | None = None
     use_backends: list[UseBackend] = field(default_factory=list)
     health: tuple[str, int] | None = None
@@ -519,7 +636,7 @@ class _ProxyBuilder:
         elif keyword == "server" and len(args) >= 2:
             self._server(args, number)
         elif keyword == "server-template" and args:
-            self.templates.append(args[0])
+            self._template(args, number)
         elif keyword == "use_backend" and args:
             self.use_backends.append(UseBackend(args[0], " ".join(args[1:]), number))
         elif keyword in {"http-response", "http-after-response"} and args[:1] in (
@@ -538,21 +655,44 @@ class _ProxyBuilder:
                 self.binds.append(Bind(found[0], found[1], ssl, number))
 
     def _server(self, args: list[str], number: int) -> None:
-        name, address, options = args[0], args[1], args[2:]
+        self.servers.append(self._one_server(args[0], args[1], args[2:], number))
+
+    def _one_server(
+        self, name: str, address: str, options: list[str], number: int, template: str | None = None
+    ) -> Server:
         weight = self.default_weight
         if "weight" in options[:-1]:
             weight = _int(options[options.index("weight") + 1], weight)
-        self.servers.append(
-            Server(
-                name=name,
-                address=address,
-                weight=weight,
-                disabled="disabled" in options,
-                backup="backup" in options,
-                ssl="ssl" in options,
-                line=number,
-            )
+        return Server(
+            name=name,
+            address=address,
+            weight=weight,
+            disabled="disabled" in options,
+            backup="backup" in options,
+            ssl="ssl" in options,
+            line=number,
+            template=template,
         )
+
+    def _template(self, args: list[str], number: int) -> None:
+        """``server-template PREFIX NUM|LOW-HIGH FQDN[:PORT] [options]``: its slots, as servers."""
+        shown = " ".join(args[:3])
+        if len(args) < 3:
+            self.unread.append(f"server-template {shown} (line {number}): no address")
+            return
+        prefix, count, address, options = args[0], args[1], args[2], args[3:]
+        first, last = _slot_range(count)
+        if not 1 <= first <= last or last - first >= MAX_TEMPLATE_SLOTS:
+            self.unread.append(
+                f"server-template {shown} (line {number}) is not read: its slot count {count!r} "
+                f"is not a number or range of 1 to {MAX_TEMPLATE_SLOTS} slots; list the slots' "
+                "servers in bluegreen.toml (colors.<color>.servers)"
+            )
+            return
+        template = ServerTemplate(prefix, first, last, address, number)
+        self.templates.append(template)
+        for name in template.names:
+            self.servers.append(self._one_server(name, address, options, number, prefix))
 
     def build(self) -> Proxy:
         return Proxy(
@@ -581,12 +721,18 @@ def _proxy(section: _Section, defaults: _Section | None, assumptions: list[str])
             builder.read(number, words, inherited=True)
     for number, words, _ in section.lines:
         builder.read(number, words, inherited=False)
-    for template in builder.templates:
-        assumptions.append(
-            f"{section.kind} {section.name}: server-template {template} is not read (its "
-            "servers' names are made at run time)"
-        )
+    assumptions += [f"{section.kind} {section.name}: {line}" for line in builder.unread]
     return builder.build()
+
+
+def _slot_range(count: str) -> tuple[int, int]:
+    """``3`` -> (1, 3), ``5-8`` -> (5, 8); (0, 0) when neither."""
+    low, dash, high = count.partition("-")
+    if not dash:
+        return (1, int(count)) if count.isdigit() and len(count) < 10 else (0, 0)
+    if low.isdigit() and high.isdigit() and len(low) < 10 and len(high) < 10:
+        return int(low), int(high)
+    return 0, 0
 
 
 def _httpchk_path(args: list[str]) -> str:

@@ -11,7 +11,6 @@ an error naming it, unless the run allows it to be missing (``--allow-missing-in
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +148,8 @@ class Haproxies:
         results: dict[str, T] = {}
         errors: dict[str, BaseException] = {}
         workers = min(MAX_PARALLEL, len(chosen))
+        import concurrent.futures  # noqa: PLC0415 - its logger costs every test a little
+
         with concurrent.futures.ThreadPoolExecutor(workers, "bluegreen-lb") as pool:
             futures = {pool.submit(action, n, self.clients[n]): n for n in chosen}
             for future in concurrent.futures.as_completed(futures):

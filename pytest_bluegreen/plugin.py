@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from . import hookspecs
-from .blame import twin_key
 from .eventually import INFRASTRUCTURE, classify, unreachable_part
 from .extras import MissingExtra, require
 from .fixtures import (  # noqa: F401 - fixtures are registered by being in this module
@@ -197,8 +196,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
         environment = AllureRunEnvironment(settings, Path(allure_results))
         config.pluginmanager.register(environment, "bluegreen-allure-environment")
+    _register_xdist(config)
+
+
+def _register_xdist(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "bluegreen-xdist")
+        if config.getoption("dist", "no") != "no":  # the workers' reports are shown here
+            _show_infra_errors(config)
 
 
 NO_TESTS_RUN = ("collectonly", "setupplan", "setuponly")
@@ -234,6 +239,8 @@ def pytest_runtest_makereport(
         part = unreachable_part(call.excinfo.value) if kind == INFRASTRUCTURE else None
         if part is not None:  # not the color: "INFRA-ERROR (prometheus unreachable)"
             report.user_properties.append((UNREACHABLE_PROPERTY, part))
+        if kind == INFRASTRUCTURE:
+            _show_infra_errors(item.config)
     secrets = item.config.stash.get(SECRETS_KEY, None)
     if secrets is not None and secrets.active:
         _redact_report(report, secrets)
@@ -263,17 +270,32 @@ def _redact_report(report: pytest.TestReport, secrets: Secrets) -> None:
     report.sections = [(title, secrets.redact(body)) for title, body in report.sections]
 
 
-def pytest_report_teststatus(
-    report: pytest.TestReport, config: pytest.Config
-) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
-    properties = getattr(report, "user_properties", ())  # collect reports have none
-    if report.failed and (FAILURE_PROPERTY, INFRASTRUCTURE) in properties:
-        part = next((v for k, v in properties if k == UNREACHABLE_PROPERTY), None)
-        where = part or color_of(report) or "a part"
-        word = f"INFRA-ERROR ({where} unreachable)" if report.when == "call" else "INFRA-ERROR"
-        category = report.outcome if report.when == "call" else "error"  # as pytest counts it
-        return category, "I", (word, {"red": True, "bold": True})
-    return None
+class InfraStatus:
+    """``INFRA-ERROR (<part> unreachable)`` as the terminal's word for a failure labelled
+    infrastructure. Registered only where such a report can be shown: on an xdist controller
+    from the start (its reports come from the workers), elsewhere with the first label (a hook
+    called for every report of every test is a measurable part of the plugin's cost)."""
+
+    @pytest.hookimpl
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport, config: pytest.Config
+    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+        properties = getattr(report, "user_properties", ())  # collect reports have none
+        if report.failed and (FAILURE_PROPERTY, INFRASTRUCTURE) in properties:
+            part = next((v for k, v in properties if k == UNREACHABLE_PROPERTY), None)
+            where = part or color_of(report) or "a part"
+            word = f"INFRA-ERROR ({where} unreachable)" if report.when == "call" else "INFRA-ERROR"
+            category = report.outcome if report.when == "call" else "error"  # as pytest counts
+            return category, "I", (word, {"red": True, "bold": True})
+        return None
+
+
+INFRA_STATUS = "bluegreen-infra-status"
+
+
+def _show_infra_errors(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin(INFRA_STATUS):
+        config.pluginmanager.register(InfraStatus(), INFRA_STATUS)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -311,8 +333,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     post: list[pytest.Item] = []
+    posts: dict[pytest.Collector | None, bool] = {}
+    shared: dict[pytest.Collector | None, bool] = {}
     for item in items:
-        if item.get_closest_marker("post") is not None:
+        if _has_marker(item, "post", posts):
             callspec = getattr(item, "callspec", None)
             item_color = callspec.params.get("color") if callspec is not None else None
             if item_color in (None, target) and settings.bake.enabled:
@@ -324,7 +348,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item_color is not None:
             item.user_properties.append((COLOR_PROPERTY, str(item_color)))
             keep = item_color in wanted
-        elif item.get_closest_marker("shared") is not None:
+        elif _has_marker(item, "shared", shared):
             item.user_properties.append((COLOR_PROPERTY, SHARED))
             keep = True
         else:
@@ -338,8 +362,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=dropped)
 
 
+def _has_marker(item: pytest.Item, name: str, parents: dict[pytest.Collector | None, bool]) -> bool:
+    """``item.get_closest_marker(name) is not None``, each parent chain looked at once: the
+    items of one module share their parents, and a thousand of them each walking the chain
+    was a measurable part of the plugin's cost per test."""
+    if any(getattr(mark, "name", None) == name for mark in item.own_markers):
+        return True
+    parent = item.parent
+    if parent not in parents:
+        parents[parent] = parent is not None and parent.get_closest_marker(name) is not None
+    return parents[parent]
+
+
 def _twins(items: list[pytest.Item], target: str, other: str) -> dict[str, pytest.Item]:
     """Each check of the target and the same check (same parameters) for the other color."""
+    from .blame import twin_key  # noqa: PLC0415 - only a run that blames needs it
+
     theirs: dict[tuple[str, str, str], pytest.Item] = {}
     mine: list[tuple[tuple[str, str, str], pytest.Item]] = []
     for item in items:

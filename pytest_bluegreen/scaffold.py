@@ -130,6 +130,14 @@ def color_of(server: str, colors: Sequence[str]) -> str | None:
     return hits.pop() if len(hits) == 1 else None
 
 
+def _server_color(server: Server, colors: Sequence[str]) -> str | None:
+    """A server's color by its name; a server-template slot's by its template's prefix
+    (``api_blue`` makes ``api_blue1``, which names no color by itself)."""
+    if server.template is not None:
+        return color_of(server.template.rstrip(_SEPARATORS), colors)
+    return color_of(server.name, colors)
+
+
 @dataclass(frozen=True)
 class _Pairing:
     colors: tuple[str, str]
@@ -144,7 +152,7 @@ def _pair_by_name(config: HaproxyConfig, colors: tuple[str, str], notes: _Notes)
     servers: dict[str, list[Server]] = {c: [] for c in colors}
     for backend in config.backends:
         by_color = {
-            c: [s for s in backend.servers if color_of(s.name, colors) == c] for c in colors
+            c: [s for s in backend.servers if _server_color(s, colors) == c] for c in colors
         }
         present = [c for c in colors if by_color[c]]
         if len(present) == 1 and len(by_color[present[0]]) == len(backend.servers):
@@ -154,7 +162,7 @@ def _pair_by_name(config: HaproxyConfig, colors: tuple[str, str], notes: _Notes)
         switched.append(backend)
         for color in colors:
             servers[color] += by_color[color]
-        others = [s.name for s in backend.servers if color_of(s.name, colors) is None]
+        others = [s.name for s in backend.servers if _server_color(s, colors) is None]
         if others:
             notes.guessed.append(
                 f"{backend.label}: {', '.join(others)} belong to no color; a switch leaves "
@@ -205,11 +213,31 @@ def _no_pairs(config: HaproxyConfig, colors: tuple[str, str]) -> InitError:
     seen = "; ".join(
         f"{b.name} ({', '.join(s.name for s in b.servers)})" for b in config.backends if b.servers
     )
+    # what the reader could not read may be where the colors are: said on the same line
+    notes = "".join(f"; {note}" for note in config.assumptions)
     return InitError(
         f"no backend has servers of both colors ({colors[0]}-*/{colors[1]}-* by name, or two "
-        f"servers of which one takes no traffic); backends: {seen or 'none with servers'}; "
-        "name the servers after their colors or pass --colors NAME,NAME"
+        f"servers of which one takes no traffic); backends: {seen or 'none with servers'}"
+        f"{notes}; name the servers after their colors or pass --colors NAME,NAME"
     )
+
+
+def _template_notes(pairing: _Pairing, notes: _Notes) -> None:
+    """Each color's server-template slots: every slot is in its servers, filled or not."""
+    templates = [(b, t) for b in pairing.switched for t in b.server_templates]
+    for backend, template in templates:
+        slots = template.names
+        notes.guessed.append(
+            f"{backend.label}: server-template {template.prefix} (line {template.line}): "
+            f"{len(slots)} slots, {slots[0]} ... {slots[-1]}, filled at run time from "
+            f"{template.address}"
+        )
+    if templates:
+        notes.guessed.append(
+            "servers lists every server-template slot: a slot no replica fills is empty "
+            "(MAINT (resolution)), takes no traffic, and the switch still sets its weight; give "
+            "each color at least twice its replicas in slots"
+        )
 
 
 # --- the Runtime API -------------------------------------------------------------------------
@@ -442,7 +470,7 @@ def _direct_url(config: HaproxyConfig, pairing: _Pairing, color: str, notes: _No
     servers = pairing.servers[color]
     for server in servers:
         url = server.url()
-        if url is None:
+        if url is None or server.template is not None:  # a slot's address is DNS's to give
             continue
         backend = next(b.name for b in pairing.switched if server in b.servers)
         unchecked = [s.name for s in servers if s is not server]
@@ -589,6 +617,7 @@ def plan(
             raise _no_pairs(config, names)
         pairing = found
     _backup_notes(pairing, notes)
+    _template_notes(pairing, notes)
     runtime_api, admin = _runtime_api(config, notes)
     verify_path = _verify_path(pairing.switched, notes)
     path = verify_path.value or DEFAULT_VERIFY_PATH

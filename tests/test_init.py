@@ -7,6 +7,7 @@ real backends, the generated checks run the gate dry on the idle color and nothi
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pytest_bluegreen import cli
 from pytest_bluegreen.contrib.services import ServiceSettings
 from pytest_bluegreen.haproxy import RuntimeApi, ServerRef
 from pytest_bluegreen.haproxycfg import parse_config
+from pytest_bluegreen.scaffold import plan
 from pytest_bluegreen.settings import Settings, resolve
 from tests.support.stack import (
     BLUE_LIVE,
@@ -228,6 +230,105 @@ def test_our_configuration_gives_our_settings(
     assert any("X-Bluegreen-Color blue if { srv_name blue-api }" in line for line in lines)
 
 
+SWARM_SLOTS = 3
+
+
+@pytest.mark.infra
+def test_our_configuration_in_swarm_mode_gives_every_slot(
+    haproxy_available: str,
+    tls_cert: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With BG_REPLICAS set, each color of the shipped haproxy.cfg is server-template slots
+    (``blue-api1`` ... as the Runtime API lists them): init reads them into the servers, says
+    so, and what it proposes to add keeps the configuration valid for ``haproxy -c``."""
+    monkeypatch.setenv("BG_REPLICAS", str(SWARM_SLOTS))
+    code, lines, err = run_init(capfd, HAPROXY_CFG, tmp_path / "out", "--no-dry-run")
+    assert code == 0, "\n".join(lines) + err
+    written = load(tmp_path / "out")
+    for color in ("blue", "green"):
+        slots = range(1, SWARM_SLOTS + 1)
+        assert [str(ref) for ref in written.topology.servers(color)] == [
+            *(f"api_backend/{color}-api{i}" for i in slots),
+            *(f"frontend_backend/{color}-frontend{i}" for i in slots),
+        ]
+        assert (
+            written.topology.color[color].api_url
+            == {
+                "blue": "http://127.0.0.1:21010",
+                "green": "http://127.0.0.1:21011",
+            }[color]
+        )
+    guessed = said(lines, "guessed: ")
+    assert any(
+        "backend api_backend: server-template blue-api (line" in line
+        and "3 slots, blue-api1 ... blue-api3, filled at run time from "
+        "tasks.bluegreen_blue-api:8000"
+        in line
+        for line in guessed
+    ), guessed
+    assert any("servers lists every server-template slot" in line for line in guessed)
+    assert not any("is not read" in line for line in lines), lines
+    assert "bluegreen: next: pytest checks --env green --dry-run --switch" in lines
+    # what init proposes to add (the color header) goes into a copy, which HAProxy accepts
+    [header] = [line for line in said(lines, "not found: ") if "X-Bluegreen-Color" in line]
+    proposed = re.findall(r"`(http-response set-header [^`]+)`", header)
+    assert proposed == [
+        "http-response set-header X-Bluegreen-Color blue if { srv_name blue-api1 blue-api2 "
+        "blue-api3 }",
+        "http-response set-header X-Bluegreen-Color green if { srv_name green-api1 green-api2 "
+        "green-api3 }",
+    ]
+    text = HAPROXY_CFG.read_text()
+    anchor = "backend api_backend\n"
+    copy = tmp_path / "haproxy.cfg"
+    copy.write_text(text.replace(anchor, anchor + "".join(f"    {p}\n" for p in proposed)))
+    env = {"BG_REPLICAS": str(SWARM_SLOTS), "BG_TLS_CERT": str(tls_cert)}
+    haproxy_check(haproxy_available, copy, env)
+
+
+def test_an_unread_server_template_is_said_in_the_refusal(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A server-template whose slots cannot be counted: the refusal says which and what to do,
+    on its one line."""
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "backend api\n"
+        "    server-template blue 2 app.internal:80 check\n"
+        "    server-template green many app.internal:80 check weight 0\n"
+    )
+    code, lines, err = run_init(capfd, config, tmp_path / "out")
+    assert (code, lines) == (4, [])
+    [line] = err.splitlines()
+    assert "backends: api (blue1, blue2)" in line
+    assert (
+        "backend api: server-template green many app.internal:80 (line 3) is not read: its "
+        "slot count 'many' is not a number or range of 1 to 1000 slots; list the slots' "
+        "servers in bluegreen.toml (colors.<color>.servers)" in line
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_server_template_slots_pair_by_their_prefix() -> None:
+    """Slots are named PREFIX<n>; their color is the prefix's (``api_blue`` makes
+    ``api_blue1``), and a range makes the numbers it names."""
+    config = parse_config(
+        "backend api\n"
+        "    server-template api_blue 5-6 blue.internal:80 check\n"
+        "    server-template api_green 2 green.internal:80 check weight 0\n",
+        {},
+    )
+    made = plan(config, source="haproxy.cfg")
+    assert [str(s) for s in made.colors[0].servers] == ["api/api_blue5", "api/api_blue6"]
+    assert [str(s) for s in made.colors[1].servers] == ["api/api_green1", "api/api_green2"]
+    assert made.idle == "green"
+    # a slot's DNS name is no URL to check a color on
+    assert made.colors[0].api_url.value is None
+
+
 @pytest.mark.infra
 def test_an_operator_socket_is_not_enough_to_switch(
     haproxy_available: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
@@ -371,6 +472,89 @@ def test_variables_and_if_blocks_read_as_haproxy_reads_them(
     assert ("blue-canary", "127.0.0.1:7003", 7, True) in ours  # WITH_CANARY from the shell
     assert ("green-web", "127.0.0.2:7102", 0, False) in ours  # setenv over the environment
     assert ("green-canary", "127.0.0.1:7004", 7, False) in ours  # streq(...) && !defined(...)
+
+
+CONDITIONS = [
+    "!" * 5000 + "1",  # once a RecursionError: thousands of ! are read in a loop
+    "!" * 5001 + "1",
+    "!" * 100_000 + "0",
+    "! ! 0",
+    "1 || 0 && 0",  # && before ||
+    "0 && 1 || 1",
+    "!(1) || 0",
+    "! ( 0 )",
+    "(0 || 1) && !(0 && 1)",
+    "(" * 300 + "1" + ")" * 300,
+    "defined(SET_HERE) && !defined(NOT_SET)",
+    "!defined(SET_HERE) || streq(a,b)",
+    "strneq(a,b) && (0 || !0)",
+]
+
+
+@pytest.mark.infra
+def test_if_conditions_read_as_haproxy_reads_them(haproxy_available: str, tmp_path: Path) -> None:
+    """Each condition's value is HAProxy's own (a .notice inside the block says HAProxy took
+    it), whatever its length or nesting, read in time proportional to its length."""
+    blocks = "".join(
+        f'.if {condition}\n    server t{i} 127.0.0.1:1\n.notice "t{i}"\n.endif\n'
+        for i, condition in enumerate(CONDITIONS)
+    )
+    config = tmp_path / "haproxy.cfg"
+    config.write_text("global\n    presetenv SET_HERE 1\nbackend web\n" + blocks)
+    done = subprocess.run(
+        [haproxy_available, "-c", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "ALERT" not in done.stdout + done.stderr, done.stdout + done.stderr
+    theirs = set(re.findall(r"'(t\d+)'", done.stdout + done.stderr))
+    parsed = parse_config(config.read_text(), {})
+    ours = {s.name for s in parsed.backends[0].servers}
+    assert ours == theirs
+    assert parsed.assumptions == ()  # every term above is one the parser knows
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize(
+    ("condition", "why"),
+    [
+        ("((1)", "a '(' without its ')'"),
+        ("1)", "a ')' without its '('"),
+        ("1 &&", "it ends with an operator"),
+        ("&& 1", "a term is missing before '&&'"),
+        ("1 1", "an operator is missing before '1'"),
+        ("!" * 50_000, "it ends with an operator"),
+    ],
+)
+def test_an_unreadable_condition_is_one_line(
+    haproxy_available: str,
+    condition: str,
+    why: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A condition HAProxy refuses is refused by init too: one line naming the line, nothing
+    written."""
+    config = tmp_path / "haproxy.cfg"
+    config.write_text((DATA / "single-backend.cfg").read_text() + f".if {condition}\n.endif\n")
+    refused = subprocess.run(
+        [haproxy_available, "-c", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode != 0
+    line = len(config.read_text().splitlines()) - 1
+    code, lines, err = run_init(capfd, config, tmp_path / "out")
+    assert (code, lines) == (4, [])
+    [message] = err.splitlines()
+    assert message.startswith(f"bluegreen: error: line {line}: the condition ")
+    assert f"cannot be read ({why}); HAProxy refuses it too" in message
+    assert len(message) < 250
+    assert not (tmp_path / "out").exists()
 
 
 # --- end to end: a real HAProxy, real backends, the generated checks, a dry run --------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -567,4 +568,72 @@ def test_environment_reads_env_files_and_hides_secrets(pytester: pytest.Pytester
     assert passed_ids(result) == {
         "test_env.py::test_environment[blue]",
         "test_env.py::test_environment[green]",
+    }
+
+
+# --- failure labels: INFRA-ERROR in the terminal, the label in JUnit, with and without xdist --
+
+LABELLED = """
+import pytest
+
+
+def test_unreachable(color):
+    raise ConnectionRefusedError("no answer")
+
+
+def test_wrong(color):
+    assert color == "purple"
+
+
+def test_fine(color):
+    pass
+
+
+@pytest.mark.shared
+def test_shared_unreachable():
+    raise ConnectionResetError("reset")
+"""
+
+
+# what the reports carry where they are counted (the controller, under xdist)
+LABELS_SEEN = """
+import json, os
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and not os.environ.get("PYTEST_XDIST_WORKER"):
+        with open("labels.jsonl", "a") as out:
+            out.write(json.dumps([report.nodeid, report.user_properties]) + "\\n")
+"""
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_failures_are_labelled_infrastructure_or_wrong_answer(
+    pytester: pytest.Pytester, xdist: list[str]
+) -> None:
+    """A failure that could not reach something is INFRA-ERROR (naming what), a wrong answer
+    FAILED; JUnit carries the label; a passing run has no label."""
+    pytester.makepyfile(test_labelled=LABELLED)
+    pytester.makeconftest(LABELS_SEEN)
+    result = pytester.runpytest("-v", "-p", "no:cacheprovider", *xdist)
+    result.assert_outcomes(failed=5, passed=2)
+    summary = [
+        "INFRA-ERROR (blue unreachable) test_labelled.py::test_unreachable[[]blue[]]*",
+        "INFRA-ERROR (green unreachable) test_labelled.py::test_unreachable[[]green[]]*",
+        "INFRA-ERROR (shared unreachable) test_labelled.py::test_shared_unreachable*",
+        "FAILED test_labelled.py::test_wrong[[]blue[]]*",
+        "FAILED test_labelled.py::test_wrong[[]green[]]*",
+    ]
+    for line in summary:
+        result.stdout.fnmatch_lines([line])
+    seen = [json.loads(line) for line in (pytester.path / "labels.jsonl").read_text().splitlines()]
+    labels = {nodeid: dict(properties).get("bluegreen_failure") for nodeid, properties in seen}
+    assert labels == {
+        "test_labelled.py::test_unreachable[blue]": "infrastructure",
+        "test_labelled.py::test_unreachable[green]": "infrastructure",
+        "test_labelled.py::test_wrong[blue]": "check",
+        "test_labelled.py::test_wrong[green]": "check",
+        "test_labelled.py::test_fine[blue]": None,
+        "test_labelled.py::test_fine[green]": None,
+        "test_labelled.py::test_shared_unreachable": "infrastructure",
     }

@@ -23,10 +23,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from pytest_bluegreen.settings import resolve
+
 from .support.dns import ReplicaDns
 from .support.faults import BLUEGREEN, STEP_HOOK
 from .support.gate import CHECKS
-from .support.stack import PORT_NAMES, Backend, Stack, free_ports, wait_for
+from .support.stack import PORT_NAMES, ROOT, Backend, Stack, free_ports, wait_for
 
 pytestmark = pytest.mark.infra
 
@@ -314,3 +316,41 @@ def test_a_color_whose_every_slot_is_empty_is_down(
     assert result.returncode != 0, _out(result)
     assert "every slot empty: no replica resolved" in _out(result)
     assert set(templated.routed(10)) == {"blue"}
+
+
+def test_init_reads_the_slots_haproxy_runs_and_the_gate_runs_dry(
+    templated: Templated, replicas: Replicas
+) -> None:
+    """``bluegreen init`` on the shipped configuration in its Swarm mode (BG_REPLICAS set, in
+    HAProxy's environment): the servers it writes are every slot HAProxy's Runtime API lists
+    for the two colors, and its dry run of the generated checks passes on green without
+    switching anything."""
+    replicas.serve("blue", 0, 1)
+    replicas.serve("green", 0, 1)
+    templated.wait_filled("blue", 0, 1)
+    templated.wait_filled("green", 0, 1)
+    before = templated.states()
+    project = templated.workdir / "project"
+    result = subprocess.run(
+        [*BLUEGREEN, "init", "--haproxy-config", str(ROOT / "haproxy" / "haproxy.cfg"),
+         "--dir", str(project)],
+        env={**os.environ, **templated.stack.haproxy.env, "PYTEST_ADDOPTS": ""},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, _out(result)
+    lines = result.stdout.splitlines() + result.stderr.splitlines()
+    assert "bluegreen: green is idle (HAProxy sends the traffic to blue)" in lines, lines
+    assert any(
+        "SWITCH: dry run: would switch because 1 check(s) for green passed" in line
+        for line in lines
+    ), lines
+    settings = resolve({}, {}, {}, project)
+    runs = {
+        f"{s.backend}/{s.server}"
+        for s in templated.stack.api().servers_state()
+        if s.backend in {"api_backend", "frontend_backend"}
+    }
+    written = {str(ref) for color in ("blue", "green") for ref in settings.topology.servers(color)}
+    assert written == runs
+    assert len(written) == 4 * SLOTS
+    assert templated.states() == before  # a dry run

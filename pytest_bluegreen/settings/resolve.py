@@ -372,11 +372,11 @@ def _resolve_bake_thresholds(
 def _resolve_compare(
     data: Mapping[str, Any], file_label: str, sources: dict[str, str]
 ) -> dict[str, tuple[Any, ...]]:
-    from pytest_bluegreen.compare import parse_compare_table  # noqa: PLC0415 - its own grammar
-
     if "compare" not in data:
         sources["compare"] = "default"
         return {}
+    from pytest_bluegreen.compare import parse_compare_table  # noqa: PLC0415 - its own grammar
+
     sources["compare"] = f"{file_label} compare"
     try:
         return parse_compare_table(data["compare"])
@@ -389,11 +389,11 @@ def _resolve_promql(
 ) -> dict[str, Any]:
     """``[prometheus_checks]``, ``[bake_prometheus]`` (``{interval}`` too, no ranges) and
     ``[compare_prometheus]``: PromQL queries with their thresholds or rules (promql.py)."""
-    from pytest_bluegreen import promql  # noqa: PLC0415 - its own grammar
-
     if table not in data:
         sources[table] = "default"
         return {}
+    from pytest_bluegreen import promql  # noqa: PLC0415 - its own grammar
+
     sources[table] = f"{file_label} {table}"
     try:
         if table == "compare_prometheus":

@@ -3,6 +3,13 @@
 ``deploy_engine = "swarm"`` is made for (see docker/README.md). The swarm is left as found: when
 this harness made it, it leaves it (and removes the bridge Swarm added); else only the stack and
 the HAProxy container it started go.
+
+Leaving a swarm drops the embedded DNS's records of the containers that were already running on
+user-defined bridge networks (Docker 20.10, moby/moby#45144): a Compose stack that was up keeps
+running, but its containers no longer resolve each other's names (``postgres``: "Name or
+service not known"). So the harness notes those containers before it makes the swarm and, after
+leaving it, restarts each whose name its neighbours no longer resolve (a restart registers it
+again), waits until it is healthy, and fails loudly if a name still does not resolve.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +52,84 @@ def running_replicas(service: str) -> int:
     return sum(1 for line in out.splitlines() if line.startswith("Running"))
 
 
+@dataclass(frozen=True)
+class Named:
+    """A running container on a user-defined bridge network and the names it has there."""
+
+    container: str  # its id
+    network: str
+    names: tuple[str, ...]  # its aliases (Compose's service name first), then its own name
+
+
+def named_containers() -> list[Named]:
+    ids = docker("ps", "-q").split()
+    if not ids:
+        return []
+    found = []
+    for info in json.loads(docker("inspect", *ids)):
+        for network, endpoint in (info["NetworkSettings"]["Networks"] or {}).items():
+            if network in {"bridge", "host", "none"}:
+                continue
+            names = (*(endpoint.get("Aliases") or ()), info["Name"].lstrip("/"))
+            found.append(Named(info["Id"], network, tuple(names)))
+    return found
+
+
+def unresolved(named: list[Named]) -> list[Named]:
+    """Those whose first name a neighbour on the same network does not resolve (neighbours
+    without ``getent`` are not asked)."""
+    members: dict[str, list[Named]] = defaultdict(list)
+    for one in named:
+        members[one.network].append(one)
+    lost = []
+    for network in members.values():
+        for one in network:
+            for asker in (m for m in network if m.container != one.container):
+                done = subprocess.run(
+                    ["docker", "exec", asker.container, "getent", "hosts", one.names[0]],
+                    capture_output=True, text=True, timeout=30, check=False,
+                )  # fmt: skip
+                if done.returncode in {126, 127}:  # no getent there: ask another neighbour
+                    continue
+                if done.returncode != 0:
+                    lost.append(one)
+                break
+    return lost
+
+
+def leave_swarm(before: list[Named]) -> None:
+    """Leave the swarm this harness made, then give back their names to the containers that
+    ran before it (moby/moby#45144)."""
+    docker("swarm", "leave", "--force", check=False)
+    docker("network", "rm", "docker_gwbridge", check=False)
+    running = set(docker("ps", "-q", "--no-trunc").split())
+    lost = unresolved([n for n in before if n.container in running])
+    if not lost:
+        return
+    ids = sorted({one.container for one in lost})
+    docker("restart", *ids, timeout=300)
+
+    def healthy() -> bool:
+        states = json.loads(docker("inspect", *ids))
+        return all(
+            s["State"]["Running"]
+            and s["State"].get("Health", {}).get("Status", "healthy") == "healthy"
+            for s in states
+        )
+
+    wait_for(healthy, 180, "the restarted containers to be healthy", interval=1)
+    still = unresolved([n for n in before if n.container in ids] + lost_neighbours(before, ids))
+    if still:
+        names = ", ".join(f"{one.names[0]} ({one.network})" for one in still)
+        raise RuntimeError(f"after leaving the swarm these names no longer resolve: {names}")
+
+
+def lost_neighbours(before: list[Named], ids: list[str]) -> list[Named]:
+    """The other members of the networks the restarted containers are on (to ask from)."""
+    networks = {one.network for one in before if one.container in ids}
+    return [one for one in before if one.network in networks and one.container not in ids]
+
+
 @dataclass
 class SwarmStack:
     workdir: Path
@@ -51,6 +137,7 @@ class SwarmStack:
     made_swarm: bool = False
     ports: dict[str, int] = field(default_factory=dict)
     slots: int = SLOTS  # server-template slots per color of the HAProxy running now
+    before: list[Named] = field(default_factory=list)  # containers running before the swarm
 
     @property
     def run_dir(self) -> Path:
@@ -68,10 +155,20 @@ class SwarmStack:
         return f"http://127.0.0.1:{self.ports[f'{color}_direct']}"
 
     # -- up and down -------------------------------------------------------------------------
-    def start(self, blue: str = "v1.0.0", green: str = "v1.0.0", replicas: int = 2) -> None:
+    def make_swarm(self) -> None:
+        """A single-node swarm, unless one is active already (then it is left alone)."""
         if swarm_state() != "active":
+            self.before = named_containers()
             docker("swarm", "init", "--advertise-addr", "127.0.0.1")
             self.made_swarm = True
+
+    def leave_swarm(self) -> None:
+        if self.made_swarm:
+            leave_swarm(self.before)
+            self.made_swarm = False
+
+    def start(self, blue: str = "v1.0.0", green: str = "v1.0.0", replicas: int = 2) -> None:
+        self.make_swarm()
         env = {
             "BLUE_TAG": blue,
             "GREEN_TAG": green,
@@ -143,9 +240,7 @@ class SwarmStack:
         try:
             wait_for(gone, 90, "the swarm stack's containers and network to go", interval=0.5)
         finally:
-            if self.made_swarm:
-                docker("swarm", "leave", "--force", check=False)
-                docker("network", "rm", "docker_gwbridge", check=False)
+            self.leave_swarm()
 
     # -- looking -----------------------------------------------------------------------------
     def settings_toml(self, **overrides: Any) -> str:

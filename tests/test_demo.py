@@ -1,0 +1,112 @@
+"""``scripts/demo`` runs again from any state the stack is in: each run deploys to the idle color
+first, whichever color is live (after ``bluegreen rollback`` blue is), and ends with the other
+color switched to and every quick check passing.
+
+The demo uses the bundled stack on the seed's real ports (``scripts/local_stack.py``), so this
+test runs under the shared Docker lock (``flock /tmp/bluegreen-docker.lock``) and leaves the
+machine as it found it: the stack's host processes stopped again if they were, the live color
+switched back if HAProxy was already up.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.support.docker_stack import docker_problem
+from tests.support.stack import ROOT
+
+pytestmark = pytest.mark.infra
+
+BLUEGREEN = [str(Path(sys.executable).with_name("bluegreen"))]
+
+
+def run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "BG_"))}
+    env.pop("PYTEST_ADDOPTS", None)
+    return subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def local_stack() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "local_stack", ROOT / "scripts" / "local_stack.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def live_color() -> str | None:
+    done = run([*BLUEGREEN, "status", "--json"], 60)
+    return json.loads(done.stdout)["live"] if done.returncode == 0 else None
+
+
+@pytest.fixture
+def as_found() -> Iterator[None]:
+    """The stack's host processes and the live color as they were before the test."""
+    problem = docker_problem()
+    if problem:
+        pytest.skip(problem)
+    stack = local_stack()
+    haproxy_up = stack._pid(stack.PIDFILE) is not None
+    prometheus_up = stack.PROMETHEUS.pid() is not None
+    pushgateway_up = stack.PUSHGATEWAY.pid() is not None
+    containers = {c.name for c in stack._compose().compose.ps() if c.state.running}
+    live = live_color() if haproxy_up else None
+    yield
+    if live is not None and live_color() != live:
+        run([*BLUEGREEN, "switch-to", live, "--force"], 120)
+    if not containers and not (haproxy_up or prometheus_up or pushgateway_up):
+        run([sys.executable, "scripts/local_stack.py", "down"], 300)
+        return
+    if not prometheus_up:
+        stack.PROMETHEUS.stop()
+    if not pushgateway_up:
+        stack.PUSHGATEWAY.stop()
+    pid = stack._pid(stack.PIDFILE)
+    if not haproxy_up and pid is not None:
+        os.kill(pid, 15)
+        stack.PIDFILE.unlink(missing_ok=True)
+
+
+def demo() -> subprocess.CompletedProcess[str]:
+    return run(["scripts/demo"], 900)
+
+
+def said(done: subprocess.CompletedProcess[str]) -> str:
+    return done.stdout + done.stderr
+
+
+@pytest.mark.usefixtures("as_found")
+def test_the_demo_runs_again_whichever_color_is_live() -> None:
+    first = demo()
+    assert first.returncode == 0, said(first)[-4000:]
+    # blue live, as after `bluegreen rollback`: the demo starts with green, the idle color
+    made = run([*BLUEGREEN, "switch-to", "blue", "--force"], 120)
+    assert live_color() == "blue", said(made)
+    from_blue = demo()
+    assert from_blue.returncode == 0, said(from_blue)[-4000:]
+    assert "[demo] green v1.0.0 (idle): deploy, verify (quick checks), make live" in said(from_blue)
+    assert "[demo] blue v1.1.0: deploy" in said(from_blue)
+    assert "refused" not in said(from_blue)
+    assert live_color() == "blue"
+    # green live: blue first, green last
+    made = run([*BLUEGREEN, "switch-to", "green", "--force"], 120)
+    assert live_color() == "green", said(made)
+    from_green = demo()
+    assert from_green.returncode == 0, said(from_green)[-4000:]
+    assert "[demo] blue v1.0.0 (idle): deploy, verify (quick checks), make live" in said(from_green)
+    assert "[demo] green v1.1.0: deploy" in said(from_green)
+    assert live_color() == "green"

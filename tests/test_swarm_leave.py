@@ -1,0 +1,80 @@
+"""Making and leaving a single-node swarm (tests/support/swarm.py, as tests/test_swarm.py and
+``benchmarks/cycle.py --engine swarm`` do) leaves the engine as found: containers that were
+already running on a Compose network still resolve each other's names afterwards. Docker 20.10
+forgets them when a swarm is left (moby/moby#45144), which broke the bundled Compose stack
+(``postgres``, ``redis``, ``ollama``: "Name or service not known") and so ``scripts/demo``'s quick
+checks right after the swarm test; the harness gives the names back. Uses the Docker engine:
+run under the shared lock (``flock /tmp/bluegreen-docker.lock``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .support.infra import require_infra
+from .support.swarm import SwarmStack, docker, named_containers, swarm_state, unresolved
+
+pytestmark = pytest.mark.infra
+
+
+BYSTANDER_IMAGE = "bluegreen-base:bookworm"
+BYSTANDERS = "bluegreen-bystanders"  # a user-defined bridge network, as Compose makes
+
+
+def resolves(container: str, name: str) -> bool:
+    done = subprocess.run(
+        ["docker", "exec", container, "getent", "hosts", name],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    return done.returncode == 0
+
+
+@pytest.fixture
+def bystanders(pytestconfig: pytest.Config) -> Iterator[list[str]]:
+    """Two containers on a bridge network of their own that know each other by name, as a
+    Compose stack's services do (``postgres``, ``redis``), running before any swarm."""
+    try:
+        docker("image", "inspect", BYSTANDER_IMAGE)
+        ready = ""
+    except (RuntimeError, OSError) as exc:
+        ready = str(exc)
+    require_infra(pytestconfig, not ready, f"Docker or the base image are missing: {ready}")
+    if swarm_state() == "active":
+        pytest.skip("a swarm is active on this engine: the harness would not make or leave one")
+    names = ["bluegreen-bystander-a", "bluegreen-bystander-b"]
+    docker("network", "create", BYSTANDERS)
+    try:
+        for name, alias in zip(names, ("alpha", "beta"), strict=True):
+            docker(
+                "run", "-d", "--name", name, "--network", BYSTANDERS, "--network-alias", alias,
+                "--init",  # sleep as PID 1 ignores SIGTERM: a restart would wait 10 s
+                "--entrypoint", "sleep", BYSTANDER_IMAGE, "600",
+            )  # fmt: skip
+        yield names
+    finally:
+        docker("rm", "-f", *names, check=False)
+        docker("network", "rm", BYSTANDERS, check=False)
+
+
+def test_leaving_the_swarm_keeps_names_resolving_on_compose_networks(
+    bystanders: list[str], tmp_path: Path, tls_cert: Path
+) -> None:
+    """Docker 20.10 forgets the names of containers already running when a swarm is left
+    (moby/moby#45144: 'Name or service not known' for postgres, redis, ollama in the Compose
+    stack after this test file ran); the harness gives them back."""
+    first, second = bystanders
+    assert resolves(first, "beta")
+    assert resolves(second, "alpha")
+    stack = SwarmStack(tmp_path, tls_cert)
+    stack.make_swarm()
+    assert stack.made_swarm
+    stack.leave_swarm()
+    assert swarm_state() == "inactive"
+    assert resolves(first, "beta")
+    assert resolves(second, "alpha")
+    # and every other container on a Compose network (the bundled stack, when it is up)
+    assert unresolved(named_containers()) == []

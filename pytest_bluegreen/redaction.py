@@ -115,8 +115,9 @@ def shown_url(url: str) -> str:
 
 def url_secrets(url: str) -> tuple[str, ...]:
     """What no output may show of a URL: its user info (``user:password``: redacted whole, a
-    URL shows as ``http://***@host``), its password alone (or the user name when there is no
-    password: a token), each as written and decoded; every query value; the fragment."""
+    URL shows as ``http://***@host``), its password alone (or, for HTTP, the user name when
+    there is no password: a token; a ``postgresql://user@host`` login name is no secret),
+    each as written and decoded; every query value; the fragment."""
     try:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
@@ -125,7 +126,13 @@ def url_secrets(url: str) -> tuple[str, ...]:
         return ()
     found: list[str] = []
     userinfo = parts.netloc.rpartition("@")[0]
+    if password is None and parts.scheme.lower() not in _TOKEN_SCHEMES:
+        # a database's or a cache's login name (postgresql://sutazai@host): its password
+        # comes from elsewhere (secrets.env) and the name itself names containers, projects...
+        userinfo = ""
     credential = password if password is not None else user
+    if password is None and not userinfo:
+        credential = None
     for secret in (userinfo, credential):
         if secret:
             found += [secret, unquote(secret)]
@@ -134,6 +141,9 @@ def url_secrets(url: str) -> tuple[str, ...]:
     if parts.fragment:
         found += [parts.fragment, unquote(parts.fragment)]
     return tuple(dict.fromkeys(s for s in found if s))
+
+
+_TOKEN_SCHEMES = frozenset({"http", "https", "ws", "wss"})  # https://TOKEN@host is a token
 
 
 class Url(str):

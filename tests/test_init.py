@@ -271,7 +271,7 @@ def test_our_configuration_in_swarm_mode_gives_every_slot(
     ), guessed
     assert any("servers lists every server-template slot" in line for line in guessed)
     assert not any("is not read" in line for line in lines), lines
-    assert "bluegreen: next: pytest checks --env green --dry-run --switch" in lines
+    assert "bluegreen: next: pytest checks --env=green --dry-run --switch" in lines
     # what init proposes to add (the color header) goes into a copy, which HAProxy accepts
     [header] = [line for line in said(lines, "not found: ") if "X-Bluegreen-Color" in line]
     proposed = re.findall(r"`(http-response set-header [^`]+)`", header)

@@ -609,10 +609,12 @@ def pytest_runtest_logreport(report):
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_failures_are_labelled_infrastructure_or_wrong_answer(
-    pytester: pytest.Pytester, xdist: list[str]
+    pytester: pytest.Pytester, xdist: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A failure that could not reach something is INFRA-ERROR (naming what), a wrong answer
     FAILED; JUnit carries the label; a passing run has no label."""
+    # this suite may itself run under xdist: the inner run's controller is no worker
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     pytester.makepyfile(test_labelled=LABELLED)
     pytester.makeconftest(LABELS_SEEN)
     result = pytester.runpytest("-v", "-p", "no:cacheprovider", *xdist)

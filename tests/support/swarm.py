@@ -106,8 +106,19 @@ def leave_swarm(before: list[Named]) -> None:
     lost = unresolved([n for n in before if n.container in running])
     if not lost:
         return
-    ids = sorted({one.container for one in lost})
-    docker("restart", *ids, timeout=300)
+    ids = []
+    for container in sorted({one.container for one in lost}):
+        # one at a time: a container removed meanwhile (another stack going down) is no loss
+        done = subprocess.run(
+            ["docker", "restart", container], capture_output=True, text=True, timeout=300,
+            check=False,
+        )  # fmt: skip
+        if done.returncode == 0:
+            ids.append(container)
+        elif "No such container" not in done.stderr:
+            raise RuntimeError(f"docker restart {container}: {done.stderr.strip()}")
+    if not ids:
+        return
 
     def healthy() -> bool:
         states = json.loads(docker("inspect", *ids))

@@ -23,7 +23,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-__all__ = ["KINDS", "LoadResult", "Sample", "percentile", "run_interleaved", "run_load"]
+__all__ = [
+    "KINDS",
+    "LoadResult",
+    "Sample",
+    "nearest_rank",
+    "percentile",
+    "run_interleaved",
+    "run_load",
+]
 
 KINDS = ("keepalive-get", "new-get", "keepalive-post")
 _BODY = b'{"probe": true}'
@@ -50,15 +58,19 @@ class Sample:
         return self.error is not None or self.status is None or not 200 <= self.status < 400
 
 
+def nearest_rank(count: int, pct: float) -> int:
+    """The 1-based rank of the nearest-rank ``pct``-th percentile among ``count`` values."""
+    # pct * n / 100 in binary floating point can land just above a whole number
+    # (7 / 100 * 100 == 7.000000000000001): round that noise away before the ceiling
+    rank = max(1, math.ceil(round(pct * count / 100, 6)))
+    return min(rank, count)
+
+
 def percentile(values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile (as k6 and hey report them); 0.0 for no values."""
     if not values:
         return 0.0
-    ordered = sorted(values)
-    # pct * n / 100 in binary floating point can land just above a whole number
-    # (7 / 100 * 100 == 7.000000000000001): round that noise away before the ceiling
-    rank = max(1, math.ceil(round(pct * len(ordered) / 100, 6)))
-    return ordered[min(rank, len(ordered)) - 1]
+    return sorted(values)[nearest_rank(len(values), pct) - 1]
 
 
 @dataclass

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_bluegreen.contrib.services import tls_ca_of
 from pytest_bluegreen.eventually import InfrastructureError
 from pytest_bluegreen.keys import settings_of
 from pytest_bluegreen.settings import Settings
@@ -71,6 +72,7 @@ def test_compared_with_the_live_color(
         color_header=settings.topology.color_header,
         confidence=checks.compare_confidence,
         min_samples=checks.compare_min_samples,
+        tls_ca=tls_ca_of(settings),  # an https:// color: a failed handshake is an INFRA-ERROR
     )
     request.node.user_properties.append(("bluegreen_compare", result.as_dict()))  # JUnit XML
     result.attach(request.config)

@@ -63,10 +63,10 @@ def default_ca() -> str | None:
 
 
 def _default_trust() -> tuple[str | None, str]:
-    """(the CA file or folder, how it was chosen), as requests chooses it."""
+    """(the CA file or folder, what it is), as requests chooses it."""
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         if value := os.environ.get(name):
-            return value, name
+            return value, f"{name}={value}"
     try:
         import certifi  # noqa: PLC0415 - requests' dependency, loaded for https:// only
     except ImportError:
@@ -78,9 +78,8 @@ def _trusted(ca: CaFile | None) -> str:
     """``verified against tls_ca /etc/ca.pem``: what a failed handshake was verified against."""
     if ca is not None:
         return f"verified against tls_ca {os.fspath(ca)}"
-    where, chosen = _default_trust()
-    named = f"{chosen}={where}" if chosen.isupper() else chosen
-    return f"verified against {named}; tls_ca or REQUESTS_CA_BUNDLE names another CA"
+    _, what = _default_trust()
+    return f"verified against {what}; tls_ca or REQUESTS_CA_BUNDLE names another CA"
 
 
 def tls_context(ca: CaFile | None = None) -> ssl.SSLContext:

@@ -332,6 +332,10 @@ def test_a_failing_live_color_is_no_yardstick(
 # --- an https:// color: the checks' load and comparison over TLS, verified against tls_ca -------
 
 
+# green's way through HAProxy and TLS is longer than blue's straight one: not what is judged here
+TLS_COMPARE = {"/api/echo": ["p(95) <= live * 2 + 50", "rate <= live + 0.005"]}
+
+
 def tls_urls(stack: Stack, backends: dict[str, Backend]) -> dict[str, str]:
     """green behind HAProxy's TLS frontend (the shipped https_in, which answers from blue, the
     live color), blue on its own plain port."""
@@ -351,7 +355,7 @@ def test_an_https_color_is_checked_over_tls(
 ) -> None:
     result = run_perf(
         pytester, tls_urls(stack, backends), {"/api/echo": ["p(95)<1000", "rate<0.01"]},
-        "--env", "green", "-rA", compare=COMPARE, check=check, compare_baseline="blue",
+        "--env", "green", "-rA", compare=TLS_COMPARE, check=check, compare_baseline="blue",
         compare_requests=60, tls_ca=str(stack.cert),
     )  # fmt: skip
     result.assert_outcomes(passed=1)
@@ -376,7 +380,7 @@ def test_a_wrong_ca_for_an_https_color_is_an_infra_error(
     services = ("-p", "pytest_bluegreen.contrib.services") if standalone else ()
     result = run_perf(
         pytester, tls_urls(stack, backends), {}, "--env", "green", "-rA", *services,
-        compare=COMPARE, check=COMPARE_CHECK, compare_baseline="blue", compare_requests=60,
+        compare=TLS_COMPARE, check=COMPARE_CHECK, compare_baseline="blue", compare_requests=60,
         tls_ca=str(other), standalone=standalone, verify_timeout=0.5,
     )  # fmt: skip
     out = text(result)

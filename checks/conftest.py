@@ -10,11 +10,14 @@ repository's does, or with ``-p pytest_bluegreen.contrib.services``.
 from __future__ import annotations
 
 import pytest
+import requests
 
+from pytest_bluegreen.contrib.services import tls_ca_of
 from pytest_bluegreen.eventually import InfrastructureError, eventually
 from pytest_bluegreen.fixtures import ColorEnvironment
 from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiError
 from pytest_bluegreen.httpclient import ColorSession
+from pytest_bluegreen.load import TlsError
 from pytest_bluegreen.settings import Settings
 
 
@@ -31,11 +34,17 @@ def http(
     checks, ``inter`` apart), and the color's direct port then answers 503 itself. This waits
     at most ``verify_timeout`` seconds for an answer from the application (any status: judging
     it is the checks' job). A color that never answers is unreachable: the checks that need it
-    are reported as INFRA-ERROR, with what HAProxy's health checks say about its servers.
+    are reported as INFRA-ERROR, with what HAProxy's health checks say about its servers. An
+    https:// color is verified against ``tls_ca`` when it is set.
     """
+    if (ca := tls_ca_of(bluegreen_settings)) is not None:
+        http.verify = str(ca)
 
     def the_color_answers() -> None:
-        response = http.get("/health")
+        try:
+            response = http.get("/health")
+        except requests.exceptions.SSLError as exc:  # not the color's answer: no answer at all
+            raise TlsError(f"{http.color} at {http.base_url}: TLS: {exc}") from exc
         if bluegreen_settings.topology.answered_by(response).color is None:
             raise InfrastructureError(
                 f"{http.color} does not answer at {http.base_url}: HTTP {response.status_code} "

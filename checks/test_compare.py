@@ -9,9 +9,10 @@ For each endpoint of the ``[compare]`` table, e.g.
 
 the color is loaded side by side with the live color (``compare_baseline``), the requests
 interleaved between the two (``compare_requests`` each, same concurrency), and each rule is
-judged with statistics (Mann-Whitney U, the Hodges-Lehmann shift and its confidence interval,
-a two-proportion interval for ``rate``; the ``stats`` extra): it fails only when the color is
-worse beyond the tolerance at ``compare_confidence``; too few samples of the color is
+judged with statistics on the statistic it names (a confidence interval for the difference of
+the two percentiles for ``p(N)``/``med``, of the means for ``avg``, of the error rates for
+``rate``; the ``stats`` extra): it fails only when the color is worse beyond the tolerance at
+``compare_confidence``; too few samples of the color is
 inconclusive (a failure of the check that says how many are needed); too few successful
 answers from the live color skips the check (a failing live color is no yardstick, and must
 not block the build that fixes it). The table of both colors' p50/p95/p99,
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_bluegreen.contrib.services import tls_ca_of
 from pytest_bluegreen.eventually import InfrastructureError
 from pytest_bluegreen.keys import settings_of
 from pytest_bluegreen.settings import Settings
@@ -70,6 +72,7 @@ def test_compared_with_the_live_color(
         color_header=settings.topology.color_header,
         confidence=checks.compare_confidence,
         min_samples=checks.compare_min_samples,
+        tls_ca=tls_ca_of(settings),  # an https:// color: a failed handshake is an INFRA-ERROR
     )
     request.node.user_properties.append(("bluegreen_compare", result.as_dict()))  # JUnit XML
     result.attach(request.config)

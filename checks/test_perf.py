@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_bluegreen.contrib.services import tls_ca_of
 from pytest_bluegreen.eventually import InfrastructureError
 from pytest_bluegreen.fixtures import ColorEnvironment
 from pytest_bluegreen.httpclient import ColorSession
@@ -79,6 +80,7 @@ def test_latency_thresholds(
         color_header=settings.topology.color_header,
         version_header=settings.topology.version_header,
         server_header=settings.topology.server_header,
+        tls_ca=tls_ca_of(settings),  # an https:// color: a failed handshake is an INFRA-ERROR
     )
     http.note_answers(result.samples)
 

@@ -16,12 +16,17 @@ Both colors are measured by the same interleaved load, so their samples are comp
 - the new color is worse than the tolerated live color beyond noise, at the given two-sided
   ``confidence``: the lower bound of the confidence interval for the difference is above zero.
 
-For latency rules the difference is the Hodges-Lehmann shift between the new latencies and the
-*tolerated* live latencies (each live latency ``y`` becomes ``y * FACTOR + DELTA``): the median of
-all pairwise differences, with the Moses (Mann-Whitney based) confidence interval; a one-sided
-Mann-Whitney U p-value is reported alongside. For ``rate`` the difference is
-``p_new - FACTOR * p_live - DELTA``, with Newcombe's hybrid score interval (built from the two
-Wilson score intervals) and the one-sided p-value of an unpooled two-proportion z-test.
+The difference is always that of the statistic the rule names, new minus tolerated (each live
+latency ``y`` becomes ``y * FACTOR + DELTA``), with an interval for it (:mod:`significance`):
+
+- ``p(N)`` and ``med``: ``p(N)_new - p(N)_tolerated live``, with an exact percentile-bootstrap
+  interval and its one-sided p-value: a regression in the tail (10% of requests 300 ms slower)
+  fails ``p(95)`` and ``p(99)`` however still the median is, and a shift of the median fails
+  ``med``;
+- ``avg``: ``mean_new - mean_tolerated live``, with Welch's t interval and p-value;
+- ``rate``: ``p_new - FACTOR * p_live - DELTA``, with Newcombe's hybrid score interval (built
+  from the two Wilson score intervals) and the one-sided p-value of an unpooled two-proportion
+  z-test.
 
 Otherwise the rule *passes*; it is *inconclusive* when either color has fewer than
 ``min_samples`` successful requests (latency rules) or requests (``rate``): too little data is
@@ -219,9 +224,9 @@ class Comparison:
     """One rule judged on one endpoint.
 
     ``shift`` and ``interval`` are on the beyond-tolerance scale, where above zero means worse
-    than the tolerated live color: for latencies the Hodges-Lehmann shift (ms) of the new
-    latencies over the tolerated live latencies; for ``rate`` the difference
-    p_new - (factor * p_live + delta). Both are None when the rule was not judged.
+    than the tolerated live color: the rule's metric on the new color minus the tolerated value
+    (ms for latencies: p(N), med or avg; for ``rate`` p_new - (factor * p_live + delta)), and the
+    confidence interval of that difference. Both are None when the rule was not judged.
     """
 
     rule: CompareRule
@@ -349,25 +354,26 @@ def _compare_latency(
     unjudged = _unjudged(
         rule, new_value, live_value, counts=counts, confidence=confidence, endpoint=endpoint
     )
-    if min(counts) < min_samples:
+    needed = max(min_samples, 2) if rule.metric == "avg" else min_samples  # a variance needs 2
+    if min(counts) < needed:
         return replace(
             unjudged,
-            reason=f"needs at least {min_samples} successful requests per color "
+            reason=f"needs at least {needed} successful requests per color "
             f"(new {counts[0]}, live {counts[1]})",
         )
-    from .significance import hodges_lehmann, mann_whitney_greater  # noqa: PLC0415
+    from .significance import mean_difference, quantile_difference  # noqa: PLC0415
 
-    x = list(new.latencies_ms)
-    y = [value * rule.factor + rule.delta for value in live.latencies_ms]
-    shift, interval = hodges_lehmann(x, y, confidence=confidence)
+    tolerance = {"factor": rule.factor, "delta": rule.delta, "confidence": confidence}
+    if rule.metric == "avg":
+        shift, interval, p_value = mean_difference(new.latencies_ms, live.latencies_ms, **tolerance)
+    else:  # p(N); med is p(50)
+        pct = 50.0 if rule.pct is None else rule.pct
+        shift, interval, p_value = quantile_difference(
+            new.latencies_ms, live.latencies_ms, pct, **tolerance
+        )
     decision, reason = _decide(rule, new_value, unjudged.tolerated, interval[0] > 0, confidence)
     return replace(
-        unjudged,
-        decision=decision,
-        shift=shift,
-        interval=interval,
-        p_value=mann_whitney_greater(x, y),
-        reason=reason,
+        unjudged, decision=decision, shift=shift, interval=interval, p_value=p_value, reason=reason
     )
 
 

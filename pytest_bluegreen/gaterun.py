@@ -701,10 +701,7 @@ class GateRun:
             *self._left_out(target),
         ]
         if probe_summary is not None:
-            lines.append(
-                f"probe through {settings.switching.routed_api_url}: {probe_summary.requests} "
-                f"requests during the switch, {probe_summary.failed} failed"
-            )
+            lines.append(probe_summary.line(settings.switching.routed_api_url))
         lines += self._after_hooks(rollback, plan.source, target, decision.reason, result)
         return _Draft(
             decision,

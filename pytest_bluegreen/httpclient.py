@@ -27,7 +27,10 @@ class ColorSession(requests.Session):
     connection errors are retried (twice, short backoff): an HTTP error is an answer, not
     something to hide. With ``answers``, every answer's version header and HAProxy's server
     header are noted there for the gate, which checks that they came from the deployed build
-    (see :mod:`pytest_bluegreen.builds`).
+    (see :mod:`pytest_bluegreen.builds`). A CA given to the session (``session.verify =
+    "ca.pem"``) is what its https:// requests are verified against, even where
+    ``REQUESTS_CA_BUNDLE`` is set (plain requests lets that variable override a session's
+    ``verify``: psf/requests#3829).
     """
 
     def __init__(
@@ -86,6 +89,8 @@ class ColorSession(requests.Session):
         self, method: str, url: str, *args: Any, **kwargs: Any
     ) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
+        if self.verify is not True:
+            kwargs.setdefault("verify", self.verify)
         return super().request(method, urljoin(self.base_url, url), *args, **kwargs)
 
     def __repr__(self) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from .compare import CompareDecision, CompareRule, Comparison, Samples, compare, summary_table
-from .load import LoadResult, run_interleaved
+from .load import CaFile, LoadResult, run_interleaved
 
 __all__ = ["SideBySide", "measure", "samples_of"]
 
@@ -105,10 +105,13 @@ def measure(
     color_header: str,
     confidence: float,
     min_samples: int,
+    tls_ca: CaFile | None = None,
 ) -> SideBySide:
     """Load ``endpoint`` on both colors interleaved, then judge every rule.
 
-    ``urls``: ((new color, its base URL), (baseline color, its base URL)).
+    ``urls``: ((new color, its base URL), (baseline color, its base URL)); an ``https://`` one
+    is loaded over TLS, verified against ``tls_ca`` when given (else requests' default trust):
+    a handshake that fails raises :class:`load.TlsError`, an infrastructure error.
     """
     (new_color, new_url), (live_color, live_url) = urls
     loads = run_interleaved(
@@ -118,6 +121,7 @@ def measure(
         concurrency=concurrency,
         timeout=timeout,
         color_header=color_header,
+        tls_ca=tls_ca,
     )
     new, live = samples_of(loads[new_color]), samples_of(loads[live_color])
     judged = tuple(

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-import statistics
 import sys
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from pytest_bluegreen.compare import (
     CompareDecision,
@@ -26,9 +27,10 @@ from pytest_bluegreen.compare import (
 )
 from pytest_bluegreen.load import percentile
 from pytest_bluegreen.significance import (
-    hodges_lehmann,
-    moses_rank,
+    mean_difference,
     newcombe_interval,
+    order_statistic_bootstrap,
+    quantile_difference,
     wilson_interval,
 )
 
@@ -166,52 +168,101 @@ def test_samples_are_consistent() -> None:
 # --- the statistics against known answers --------------------------------------------------------
 
 
-def slow_pairwise(x: Sequence[float], y: Sequence[float]) -> list[float]:
-    return sorted(a - b for a in x for b in y)
+def exact_distribution(values: Sequence[float], rank: int) -> dict[float, float]:
+    """The bootstrap distribution of the rank-th smallest value, by enumerating every one of the
+    n**n equally likely resamples."""
+    n = len(values)
+    found: Counter[float] = Counter()
+    for resample in itertools.product(values, repeat=n):
+        found[sorted(resample)[rank - 1]] += 1
+    return {value: count / n**n for value, count in found.items()}
 
 
-def test_hodges_lehmann_is_the_median_of_pairwise_differences() -> None:
-    rng = np.random.default_rng(7)
-    for n, m in [(1, 1), (3, 4), (7, 7), (12, 5), (30, 41)]:
-        x = [round(float(v), 1) for v in rng.lognormal(2.0, 0.5, n)]  # rounded: ties happen
-        y = [round(float(v), 1) for v in rng.lognormal(2.0, 0.5, m)]
-        shift, _ = hodges_lehmann(x, y)
-        assert shift == pytest.approx(statistics.median(slow_pairwise(x, y)), abs=1e-12)
+@pytest.mark.parametrize(
+    ("values", "rank"),
+    [
+        ([3.0, 1.0, 2.0], 1),
+        ([3.0, 1.0, 2.0], 2),
+        ([4.0, 1.0, 3.0, 2.0], 4),
+        ([2.0, 5.0, 2.0, 7.0, 5.0], 3),  # ties: the mass of equal values adds up
+        ([9.0, 1.0, 4.0, 4.0, 6.0, 2.0], 5),
+    ],
+)
+def test_the_order_statistic_bootstrap_is_the_enumerated_one(
+    values: list[float], rank: int
+) -> None:
+    support, probabilities = order_statistic_bootstrap(values, rank)
+    merged: Counter[float] = Counter()
+    for value, probability in zip(support.tolist(), probabilities.tolist(), strict=True):
+        merged[value] += probability
+    expected = exact_distribution(values, rank)
+    assert set(merged) == set(expected)
+    for value, probability in expected.items():
+        assert merged[value] == pytest.approx(probability, abs=1e-12)
 
 
-def test_moses_interval_on_a_textbook_example() -> None:
-    # n = m = 10 at 95%: the exact two-sided critical U is 23 (Mann-Whitney tables), so the
-    # interval runs from the 24th smallest to the 24th largest of the 100 differences; the
-    # normal approximation gives floor(50 - 1.96 * sqrt(175)) = 24 as well
-    x = [19.0, 22.5, 24.1, 25.3, 26.0, 27.4, 28.8, 30.2, 31.7, 35.9]
-    y = [15.2, 17.8, 18.4, 20.1, 21.3, 22.0, 23.6, 24.9, 26.7, 29.5]
-    assert moses_rank(10, 10, [], confidence=0.95) == 24
-    pairs = slow_pairwise(x, y)
-    shift, interval = hodges_lehmann(x, y, confidence=0.95)
-    assert interval == (pairs[23], pairs[100 - 24])
-    assert shift == (pairs[49] + pairs[50]) / 2
-    assert interval[0] < shift < interval[1]
+def test_the_quantile_interval_is_what_scipys_bootstrap_converges_to() -> None:
+    rng = np.random.default_rng(31)
+    x = 10.0 * rng.lognormal(0.0, 0.5, 120)
+    y = 10.0 * rng.lognormal(0.0, 0.5, 150)
+    estimate, (low, high), p_value = quantile_difference(x, y, 90.0, factor=1.1, delta=0.5)
+    assert estimate == percentile(list(x), 90) - (percentile(list(y), 90) * 1.1 + 0.5)
+
+    def statistic(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
+        ka, kb = math.ceil(0.9 * a.shape[axis]), math.ceil(0.9 * b.shape[axis])
+        qa = np.sort(a, axis=axis)[..., ka - 1]
+        qb = np.sort(b, axis=axis)[..., kb - 1]
+        return np.asarray(qa - (qb * 1.1 + 0.5))
+
+    resamples = 20_000
+    found = stats.bootstrap(
+        (x, y), statistic, n_resamples=resamples, method="percentile", vectorized=True,
+        random_state=np.random.default_rng(32),
+    )  # fmt: skip
+    distribution = found.bootstrap_distribution
+    noise = 4 * math.sqrt(0.025 * 0.975 / resamples)  # four Monte Carlo standard errors
+    # the exact bounds are the 2.5% and 97.5% quantiles of the resampled distribution
+    assert np.mean(distribution <= low) >= 0.025 - noise
+    assert np.mean(distribution < low) <= 0.025 + noise
+    assert np.mean(distribution < high) <= 0.975 + noise
+    assert np.mean(distribution <= high) >= 0.975 - noise
+    assert p_value == pytest.approx(np.mean(distribution <= 0), abs=4 * math.sqrt(0.25 / resamples))
 
 
-def test_moses_rank_corrects_for_ties_independently() -> None:
-    x = [1.0, 2.0, 2.0, 3.0, 5.0, 5.0, 5.0, 8.0]
-    y = [2.0, 3.0, 3.0, 4.0, 5.0, 6.0]
-    n, m = len(x), len(y)
-    groups = [t for t in Counter(x + y).values() if t > 1]  # 2: 3, 3: 3, 5: 4
-    var_u = n * m / 12 * ((n + m + 1) - sum(t**3 - t for t in groups) / ((n + m) * (n + m - 1)))
-    z = statistics.NormalDist().inv_cdf(0.95)  # 90% two-sided
-    k = max(1, math.floor(n * m / 2 - z * math.sqrt(var_u)))
-    assert moses_rank(n, m, groups, confidence=0.90) == k
-    assert moses_rank(n, m, groups, confidence=0.90) >= moses_rank(n, m, [], confidence=0.90)
-    pairs = slow_pairwise(x, y)
-    _, interval = hodges_lehmann(x, y, confidence=0.90)
-    assert interval == (pairs[k - 1], pairs[n * m - k])
+def test_the_quantile_interval_is_reproducible_and_ignores_the_order() -> None:
+    rng = np.random.default_rng(33)
+    x, y = rng.normal(10.0, 1.0, 300), rng.normal(10.0, 1.0, 300)
+    first = quantile_difference(x, y, 95.0)
+    assert quantile_difference(x, y, 95.0) == first
+    assert quantile_difference(rng.permutation(x), rng.permutation(y), 95.0) == first
+    estimate, (low, high), p_value = first
+    assert low <= estimate <= high
+    assert 0.0 <= p_value <= 1.0
 
 
-def test_moses_rank_never_below_one() -> None:
-    assert moses_rank(2, 2, [], confidence=0.99) == 1
-    _, interval = hodges_lehmann([1.0, 4.0], [2.0, 3.0], confidence=0.99)
-    assert interval == (-2.0, 2.0)  # the smallest and the largest difference
+def test_the_quantile_lower_bound_is_above_zero_exactly_when_p_is_below_the_tail() -> None:
+    rng = np.random.default_rng(34)
+    for shift in np.linspace(0.0, 0.6, 25):
+        x, y = rng.normal(10.0 + shift, 1.0, 200), rng.normal(10.0, 1.0, 200)
+        _, (low, _), p_value = quantile_difference(x, y, 50.0)
+        assert (low > 0) == (p_value < 0.025), (shift, low, p_value)
+
+
+def test_the_mean_interval_is_welchs() -> None:
+    rng = np.random.default_rng(35)
+    x, y = rng.lognormal(2.0, 0.6, 80), rng.lognormal(2.0, 0.3, 140)
+    estimate, interval, p_value = mean_difference(x, y, factor=1.2, delta=1.0, confidence=0.9)
+    welch = stats.ttest_ind(x, y * 1.2 + 1.0, equal_var=False)
+    assert estimate == pytest.approx(float(np.mean(x) - np.mean(y * 1.2 + 1.0)))
+    ci = welch.confidence_interval(confidence_level=0.9)
+    assert interval == pytest.approx((ci.low, ci.high))
+    one_sided = stats.ttest_ind(x, y * 1.2 + 1.0, equal_var=False, alternative="greater")
+    assert p_value == pytest.approx(one_sided.pvalue)
+
+
+def test_the_mean_of_constant_samples_is_exact() -> None:
+    assert mean_difference([5.0] * 10, [5.0] * 10) == (0.0, (0.0, 0.0), 1.0)
+    assert mean_difference([6.0] * 10, [5.0] * 10) == (1.0, (1.0, 1.0), 0.0)
 
 
 @pytest.mark.parametrize(
@@ -284,12 +335,81 @@ def test_a_shift_in_the_middle_with_the_tail_in_tolerance_passes_a_tail_rule() -
     new = Samples.of(float(v) for v in 13.0 * rng.lognormal(0.0, 0.2, 400))  # slower, narrower
     tail = compare(parse_compare_rule("p(95) <= live * 1.05"), new, live)
     assert tail.interval is not None
-    assert tail.interval[0] > 0  # the shift is significant ...
-    assert tail.new_value <= tail.tolerated  # ... but the p95 is within tolerance
+    assert tail.new_value <= tail.tolerated  # the p95 is within tolerance
     assert tail.decision is PASSED
     assert "meets the tolerated" in tail.reason
     middle = compare(parse_compare_rule("med <= live * 1.05"), new, live)
     assert middle.decision is FAILED
+
+
+# --- the statistic the rule names: tails, means, medians -----------------------------------------
+
+
+def with_tail(body: np.ndarray, *, extra_ms: float, every: int = 10) -> Samples:
+    """``body`` with every ``every``-th request ``extra_ms`` slower: a regression in the tail."""
+    slow = body.copy()
+    slow[::every] += extra_ms
+    return Samples.of(float(v) for v in slow)
+
+
+@pytest.mark.parametrize(
+    "rule", ["p(95) <= live * 1.10", "p(99) <= live * 1.10", "avg <= live * 1.10"]
+)
+def test_a_tail_regression_fails_the_rules_on_the_tail_and_the_mean(rule: str) -> None:
+    # issue 21: live N(10 ms, 1) against a new color with 10% of its requests +290 ms
+    rng = np.random.default_rng(21)
+    live = Samples.of(float(v) for v in rng.normal(10.0, 1.0, 300))
+    new = with_tail(rng.normal(10.0, 1.0, 300), extra_ms=290.0)
+    found = compare(parse_compare_rule(rule), new, live)
+    assert found.new_value > found.tolerated
+    assert found.interval is not None
+    assert found.interval[0] > 0, found.line()
+    assert found.decision is FAILED, found.line()
+
+
+def test_a_tail_regression_leaves_the_median_rule_alone() -> None:
+    rng = np.random.default_rng(22)
+    live = Samples.of(float(v) for v in rng.normal(10.0, 1.0, 300))
+    new = with_tail(rng.normal(10.0, 1.0, 300), extra_ms=290.0)
+    assert compare(parse_compare_rule("med <= live * 1.10"), new, live).decision is PASSED
+
+
+@pytest.mark.parametrize("rule", ["p(99) <= live * 1.10", "avg <= live * 1.10"])
+def test_a_random_ten_percent_tail_is_caught_on_almost_every_seed(rule: str) -> None:
+    parsed = parse_compare_rule(rule)
+    rng = np.random.default_rng(23)
+    failed = 0
+    for _ in range(100):
+        live = Samples.of(float(v) for v in rng.normal(10.0, 1.0, 300))
+        body = rng.normal(10.0, 1.0, 300)
+        body[rng.random(300) < 0.10] += 290.0
+        failed += compare(parsed, Samples.of(float(v) for v in body), live).decision is FAILED
+    assert failed >= 95
+
+
+def identical(rng: np.random.Generator, shape: str, n: int) -> Samples:
+    """n latencies (ms) of one of a few shapes a service's latencies take."""
+    if shape == "lognormal":
+        values = 10.0 * rng.lognormal(0.0, 0.5, n)
+    elif shape == "normal":
+        values = rng.normal(10.0, 1.0, n)
+    else:  # a slow path taken by 10% of the requests, on both colors alike
+        values = rng.normal(10.0, 1.0, n)
+        values[rng.random(n) < 0.10] += 290.0
+    return Samples.of(float(v) for v in values)
+
+
+@pytest.mark.parametrize("shape", ["lognormal", "normal", "tail"])
+@pytest.mark.parametrize("rule", ["p(95) <= live", "p(99) <= live", "med <= live", "avg <= live"])
+def test_identical_builds_rarely_fail_any_rule(rule: str, shape: str) -> None:
+    parsed = parse_compare_rule(rule)
+    rng = np.random.default_rng(24)
+    found = Counter(
+        compare(parsed, identical(rng, shape, 300), identical(rng, shape, 300)).decision
+        for _ in range(150)
+    )
+    assert found[INCONCLUSIVE] == 0
+    assert found[FAILED] <= 150 * 0.05  # one-sided 2.5% at 95% confidence
 
 
 def test_a_missed_metric_without_significance_passes() -> None:
@@ -308,7 +428,8 @@ def test_the_tolerance_transforms_the_live_latencies() -> None:
     plain = compare(parse_compare_rule("med <= live"), new, live)
     loose = compare(parse_compare_rule("med <= live * 1.1 + 2"), new, live)
     y = np.asarray(live.latencies_ms) * 1.1 + 2
-    assert loose.shift == pytest.approx(hodges_lehmann(new.latencies_ms, y)[0])
+    assert loose.shift == pytest.approx(quantile_difference(new.latencies_ms, y, 50.0)[0])
+    assert loose.interval == pytest.approx(quantile_difference(new.latencies_ms, y, 50.0)[1])
     assert loose.tolerated == pytest.approx(plain.live_value * 1.1 + 2)
     assert plain.shift is not None
     assert loose.shift is not None

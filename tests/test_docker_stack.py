@@ -433,6 +433,7 @@ def test_the_drill_catches_every_shipped_variant(
         cwd=pytester.path, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     out = drill.stdout + drill.stderr
+    print(drill.stdout)  # the drill's table, shown with -rP
     assert drill.returncode == 0, out
     variants = tomllib.loads((ROOT / "bluegreen.toml").read_text())["drill"]
     table = {line.split()[0]: line.split() for line in out.splitlines() if line[:1] == "v"}
@@ -446,6 +447,10 @@ def test_the_drill_catches_every_shipped_variant(
     assert "FAILED" in slow
     assert re.search(r"FAILED \S*test_compare.py::test_compared_with_the_live_color", slow), slow
     assert re.search(r"FAILED \S*test_perf.py::test_latency_thresholds\[blue-/api/items\]", slow)
+    # 10% of requests +150 ms, the median unchanged: caught by the comparison's p(95) rule
+    tail = (pytester.path / "reports" / "drill" / "v1.10.0-tail.log").read_text()
+    assert re.search(r"FAILED \S*test_compare.py::test_compared_with_the_live_color", tail), tail
+    assert re.search(r"p\(95\) <= live \* 1\.10 \+ 2: new \d+\.?\d* ms.*: failed", tail), tail
     assert routed(jarvis) == ("green", "v1.1.0")  # nothing ever took traffic
     assert jarvis.image_of("blue-backend") == "bluegreen/jarvis:v1.0.0"  # deployed back
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import pytest_bluegreen.significance  # noqa: F401 - numpy loads once per process, before pytester's runs
-from tests.support.stack import Backend, free_ports
+from tests.support.stack import Backend, Stack, free_ports, make_cert
 
 pytestmark = pytest.mark.infra
 
@@ -256,6 +256,29 @@ def test_300ms_slower_fails_with_the_shift_and_its_interval(
     assert low > 200  # ~300 ms slower, less the 10% tolerance on ~10 ms
 
 
+def test_a_ten_percent_tail_fails_on_the_p95_with_the_median_unchanged(
+    pytester: pytest.Pytester, backends: dict[str, Backend]
+) -> None:
+    """Issue 21: every 10th request of green 300 ms slower, its median that of blue. The p(95)
+    rule is judged on the two p95s (a location shift, which follows the median, passed it)."""
+    base_latency(backends)
+    backends["green"].control(tail_ms=300, tail_every=10)
+    result = compare_run(pytester, backends, compare_requests=300)
+    result.assert_outcomes(failed=1)
+    out = text(result)
+    assert "green is worse than blue on /api/echo:" in out
+    found = re.search(r"p\(95\) <= live \* 1\.10: new (\d+\.?\d*) ms.*shift \+(\d+\.?\d*) ms "
+                      r"\[95% \+(\d+\.?\d*), \+(\d+\.?\d*)\].*: failed", out)  # fmt: skip
+    assert found is not None, out
+    new_p95, shift, low, high = map(float, found.groups())
+    assert new_p95 >= 300
+    assert low <= shift <= high
+    assert low > 0  # the whole interval beyond the tolerance
+    medians = re.findall(r"(?:green \(new\)|blue \(live\))\s+300\s+0\.00%\s+300\s+(\d+\.\d+)", out)
+    assert len(medians) >= 2, out  # both rows (printed, and in the failure message)
+    assert all(float(p50) < 50 for p50 in medians), medians  # the median did not move
+
+
 def test_3_percent_slower_is_inside_the_tolerance(
     pytester: pytest.Pytester, backends: dict[str, Backend]
 ) -> None:
@@ -304,3 +327,65 @@ def test_a_failing_live_color_is_no_yardstick(
         "the live color blue answered 0 of 150 requests to /api/echo successfully: too few to "
         "compare green with (needs 50)" in text(result)
     )
+
+
+# --- an https:// color: the checks' load and comparison over TLS, verified against tls_ca -------
+
+
+# green's way through HAProxy and TLS is longer than blue's straight one: not what is judged here
+TLS_COMPARE = {"/api/echo": ["p(95) <= live * 2 + 50", "rate <= live + 0.005"]}
+
+
+def tls_urls(stack: Stack, backends: dict[str, Backend]) -> dict[str, str]:
+    """green behind HAProxy's TLS frontend (the shipped https_in, which answers from blue, the
+    live color), blue on its own plain port."""
+    return {"blue": backends["blue"].url, "green": f"https://127.0.0.1:{stack.ports['https']}"}
+
+
+def compare_status(result: pytest.RunResult) -> str:
+    found = re.search(r"test_(?:compare|perf)\.py::test_compared_with_the_live_color\[\S+\] (\S+)",
+                      text(result))  # fmt: skip
+    assert found is not None, text(result)
+    return found[1]
+
+
+@pytest.mark.parametrize("check", [COMPARE_CHECK, PERF_CHECK], ids=["compare", "perf"])
+def test_an_https_color_is_checked_over_tls(
+    pytester: pytest.Pytester, backends: dict[str, Backend], stack: Stack, check: Path
+) -> None:
+    result = run_perf(
+        pytester, tls_urls(stack, backends), {"/api/echo": ["p(95)<1000", "rate<0.01"]},
+        "--env", "green", "-rA", compare=TLS_COMPARE, check=check, compare_baseline="blue",
+        compare_requests=60, tls_ca=str(stack.cert),
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    out = text(result)
+    if check == COMPARE_CHECK:
+        assert re.search(r"green \(new\)\s+60\s+0\.00%\s+60", out), out  # every one answered
+    else:
+        assert "errors=0/24" in out or status(result, "/api/echo", "green") == "PASSED", out
+
+
+@pytest.mark.parametrize("standalone", [False, True], ids=["with-conftest", "standalone"])
+def test_a_wrong_ca_for_an_https_color_is_an_infra_error(
+    pytester: pytest.Pytester,
+    backends: dict[str, Backend],
+    stack: Stack,
+    tmp_path: Path,
+    standalone: bool,
+) -> None:
+    """Not "green is worse" (every request failed): nothing could be measured. With the folder's
+    conftest.py its waiting ``http`` finds out first; the check copied alone, its load does."""
+    other = make_cert(tmp_path / "other.pem")
+    services = ("-p", "pytest_bluegreen.contrib.services") if standalone else ()
+    result = run_perf(
+        pytester, tls_urls(stack, backends), {}, "--env", "green", "-rA", *services,
+        compare=TLS_COMPARE, check=COMPARE_CHECK, compare_baseline="blue", compare_requests=60,
+        tls_ca=str(other), standalone=standalone, verify_timeout=0.5,
+    )  # fmt: skip
+    out = text(result)
+    assert compare_status(result) == "INFRA-ERROR", out
+    assert "CERTIFICATE_VERIFY_FAILED" in out
+    assert "is worse than" not in out
+    if standalone:
+        assert f"verified against tls_ca {other}" in out

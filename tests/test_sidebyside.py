@@ -7,9 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bluegreen.compare import CompareDecision, parse_compare_rule
 from pytest_bluegreen.drill import DrillRow, caught_by, drill_table, run_variants
-from pytest_bluegreen.load import run_interleaved
-from tests.support.stack import Backend
+from pytest_bluegreen.eventually import INFRASTRUCTURE, classify
+from pytest_bluegreen.load import TlsError, run_interleaved, run_load
+from pytest_bluegreen.probe import Probe
+from pytest_bluegreen.settings import SwitchingSettings
+from pytest_bluegreen.sidebyside import measure
+from tests.support.stack import Backend, Stack, make_cert
 
 
 @pytest.mark.infra
@@ -64,6 +69,126 @@ def test_bad_interleaved_bounds_are_refused() -> None:
         run_interleaved({"a": "http://127.0.0.1:1/"}, total_each=0, duration=1)
     with pytest.raises(ValueError, match="must be positive"):
         run_interleaved({}, total_each=1, duration=1)
+
+
+# --- https:// colors: loaded over TLS, verified against tls_ca (a real HAProxy TLS frontend) ---
+
+
+def https_url(stack: Stack) -> str:
+    """HAProxy's TLS frontend (the shipped https_in): it routes /api/* to the live color, blue."""
+    return f"https://127.0.0.1:{stack.ports['https']}"
+
+
+def tls_requests(stack: Stack) -> int:
+    """Requests HAProxy's TLS frontend has taken so far."""
+    (row,) = [
+        r for r in stack.api().show_stat() if r.backend == "https_in" and r.server == "FRONTEND"
+    ]
+    return int(row.raw["req_tot"] or 0)
+
+
+@pytest.fixture
+def no_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests' default trust, whatever the caller's shell exports."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.infra
+def test_an_https_color_is_loaded_over_tls(stack: Stack) -> None:
+    before = tls_requests(stack)
+    result = run_load(
+        https_url(stack) + "/api/echo", total=30, duration=30, concurrency=3, tls_ca=stack.cert
+    )
+    assert [s.error for s in result.failed] == []
+    assert result.count == 30
+    assert result.colors() == {"blue": 30}
+    assert set(result.by_kind()) == {"keepalive-get", "new-get", "keepalive-post"}
+    assert tls_requests(stack) - before == 30  # every one through the TLS frontend
+
+
+@pytest.mark.infra
+def test_an_https_color_is_compared_over_tls(stack: Stack) -> None:
+    rules = (parse_compare_rule("p(95) <= live * 2 + 50"), parse_compare_rule("rate <= live"))
+    before = tls_requests(stack)
+    result = measure(
+        "/api/echo",
+        rules,
+        (("green", https_url(stack)), ("blue", stack.direct_url("blue"))),
+        requests=60, duration=60, concurrency=2, timeout=5, color_header="X-Bluegreen-Color",
+        confidence=0.95, min_samples=50, tls_ca=stack.cert,
+    )  # fmt: skip
+    assert (result.new.total, result.new.errors) == (60, 0)
+    assert (result.live.total, result.live.errors) == (60, 0)
+    assert tls_requests(stack) - before == 60
+    assert [c.decision for c in result.comparisons] == [CompareDecision.PASSED] * 2
+
+
+@pytest.mark.infra
+def test_a_wrong_ca_is_an_infrastructure_error_not_failed_requests(
+    stack: Stack, tmp_path: Path
+) -> None:
+    other = make_cert(tmp_path / "other.pem")  # a CA that did not sign HAProxy's certificate
+    url = https_url(stack) + "/api/echo"
+    with pytest.raises(TlsError, match="CERTIFICATE_VERIFY_FAILED") as raised:
+        run_load(url, total=30, duration=30, concurrency=3, tls_ca=other)
+    assert str(raised.value).startswith(f"{url}: the TLS handshake failed: ")
+    assert f"verified against tls_ca {other}" in str(raised.value)
+    assert classify(raised.value) == INFRASTRUCTURE
+    with pytest.raises(TlsError, match="CERTIFICATE_VERIFY_FAILED") as compared:
+        measure(
+            "/api/echo",
+            (parse_compare_rule("rate <= live"),),
+            (("green", https_url(stack)), ("blue", stack.direct_url("blue"))),
+            requests=60, duration=60, concurrency=2, timeout=5,
+            color_header="X-Bluegreen-Color", confidence=0.95, min_samples=50, tls_ca=other,
+        )  # fmt: skip
+    assert classify(compared.value) == INFRASTRUCTURE
+
+
+@pytest.mark.infra
+@pytest.mark.usefixtures("no_ca_bundle")
+def test_without_tls_ca_the_default_trust_is_requests(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = https_url(stack) + "/api/echo"
+    with pytest.raises(TlsError, match="verified against certifi's CA bundle"):
+        run_load(url, total=5, duration=30, concurrency=1)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(stack.cert))  # as requests reads it
+    assert run_load(url, total=5, duration=30, concurrency=1).colors() == {"blue": 5}
+
+
+@pytest.mark.infra
+def test_a_plain_http_port_behind_an_https_url_is_an_infrastructure_error(
+    stack: Stack,
+) -> None:
+    with pytest.raises(TlsError, match="the TLS handshake failed"):
+        run_load(stack.direct_url("blue").replace("http://", "https://") + "/api/echo",
+                 total=5, duration=30, concurrency=1, tls_ca=stack.cert)  # fmt: skip
+
+
+@pytest.mark.infra
+@pytest.mark.usefixtures("no_ca_bundle")
+def test_the_probe_of_an_https_routed_url_uses_tls(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    switching = SwitchingSettings(routed_api_url=https_url(stack), probe_requests=20)
+    untrusted = Probe(switching, "X-Bluegreen-Color")
+    untrusted.thread.join(30)
+    refused = untrusted.finish()
+    assert refused.requests == 0
+    assert refused.error is not None
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.error
+    assert refused.line("URL").startswith("probe through URL: nothing measured: ")
+    # trusted as the switch's verification trusts it (requests' REQUESTS_CA_BUNDLE)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(stack.cert))
+    before = tls_requests(stack)
+    probe = Probe(switching, "X-Bluegreen-Color")
+    probe.thread.join(30)
+    summary = probe.finish()
+    assert (summary.requests, summary.failed, summary.error) == (20, 0, None)
+    assert summary.colors == {"blue": 20}
+    assert tls_requests(stack) - before == 20
 
 
 # --- the drill's scoring (no stack: deploy and gate are stand-ins) ------------------------------

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import docker
     from pytest_bluegreen.httpclient import ColorSession
 
-__all__ = ["ServiceSettings", "not_configured", "with_password"]
+__all__ = ["ServiceSettings", "not_configured", "tls_ca_of", "with_password"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ class ServiceSettings:
     tls_ca: Path | None = setting(
         None,
         p.optional(p.path),
-        "CA or certificate file that signs https_url (a self-signed cert works)",
+        "CA or certificate file that signs https_url and any https:// api_url (a self-signed "
+        "cert works): the checks' HTTP, their load and the comparison verify against it",
         path=True,
     )
 
@@ -87,6 +88,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_bluegreen_settings_groups() -> list[type[Any]]:
     return [ServiceSettings]
+
+
+def tls_ca_of(settings: Settings) -> Path | None:
+    """``tls_ca`` when this plugin is active, else None (a check copied without it verifies an
+    https:// color as requests does by default)."""
+    try:
+        return settings.extension(ServiceSettings).tls_ca
+    except LookupError:
+        return None
 
 
 def not_configured(what: str, key: str) -> None:

@@ -6,7 +6,9 @@ Answers ``/health``, ``/version``, ``/api/echo`` (GET and POST) and ``/`` with i
 behaviour at run time (used to inject faults): ``health_status`` (int), ``claim_color`` (str),
 ``api_status`` (int), ``delay_ms`` (a number: added latency), ``jitter`` (the sigma of a
 lognormal factor on ``delay_ms``, for a realistic spread), ``error_every`` (every N-th /api/
-request answers 500), ``metrics_status`` (int: ``/metrics`` answers that instead). ``/metrics``
+request answers 500), ``tail_ms`` (added to a share of the /api/ requests only: a regression in
+the tail) with ``tail_every`` (every N-th of them) or ``tail_share`` (each with that
+probability), ``metrics_status`` (int: ``/metrics`` answers that instead). ``/metrics``
 is a Prometheus text page: the requests it answered, by path class and status.
 """
 
@@ -26,6 +28,7 @@ from typing import Any
 FAULTS: dict[str, Any] = {}
 _LOCK = threading.Lock()
 _API_CALLS = itertools.count(1)
+_TAIL_CALLS = [itertools.count(1)]  # restarted when tail_every is set
 _ANSWERED: Counter[tuple[str, int]] = Counter()  # (path class, status) -> requests, /metrics
 
 
@@ -59,6 +62,15 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                 jitter = float(faults.get("jitter", 0))
                 factor = random.lognormvariate(0, jitter) if jitter else 1.0
                 time.sleep(delay * factor / 1000)
+            tail = float(faults.get("tail_ms", 0))
+            if tail and self.path.startswith("/api/"):
+                tail_every = int(faults.get("tail_every", 0))
+                if tail_every:
+                    slow = next(_TAIL_CALLS[0]) % tail_every == 0
+                else:
+                    slow = random.random() < float(faults.get("tail_share", 0))
+                if slow:
+                    time.sleep(tail / 1000)
             every = int(faults.get("error_every", 0))
             if every and self.path.startswith("/api/") and next(_API_CALLS) % every == 0:
                 faults["api_status"] = 500
@@ -93,6 +105,8 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                     if update.get("reset"):
                         FAULTS.clear()
                     FAULTS.update({k: v for k, v in update.items() if k != "reset"})
+                    if "tail_every" in update:  # counted from the next /api/ request on
+                        _TAIL_CALLS[0] = itertools.count(1)
                 self._send(200, {"faults": FAULTS})
                 return
             faults = self._faults()

@@ -36,6 +36,7 @@ TAGS = (
     "v1.7.0-deadagent",
     "v1.8.0-nomodel",
     "v1.9.0-3pct",
+    "v1.10.0-tail",
 )
 # the compose file's published ports, as HAProxy on the host reaches them
 ADDRESSES = {

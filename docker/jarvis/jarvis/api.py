@@ -22,8 +22,9 @@ build answers 500 on every JARVIS_DEGRADE_EVERY-th /api/* request (default 5: 20
 JARVIS_DEGRADE_AFTER_S seconds (default 3) have passed since its first routed request
 (HAProxy marks those with X-Bluegreen-Route: routed). The drill's known-bad builds
 (jarvis.build_fault()): "slow" adds 300 ms to every /api/* request, "flaky" answers 500 on every
-20th, "nomodel" asks Ollama for a model that is not there; "3pct" is a build inside the
-tolerance: every /api/* answer waits 3% of the time it took to make.
+20th, "tail" adds 150 ms to every 10th (a regression in the tail only: the median and the
+absolute p(95)<250 stay as they were), "nomodel" asks Ollama for a model that is not there;
+"3pct" is a build inside the tolerance: every /api/* answer waits 3% of the time it took to make.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ TASK_PATH = re.compile(r"^/api/tasks/(\d{1,18})$")
 TASK_KINDS = ("echo", "sleep")
 SLOW_BUILD_DELAY_S = 0.3  # what a "-slow" build adds to every /api/* request
 FLAKY_BUILD_EVERY = 20  # a "-flaky" build answers 500 on every 20th /api/* request (5%)
+TAIL_BUILD_EVERY = 10  # a "-tail" build is slower on every 10th /api/* request (10%) ...
+TAIL_BUILD_DELAY_S = 0.15  # ... by this much: its p95 moves, its median does not
 MISSING_MODEL = "jarvis-missing-model"  # what a "-nomodel" build asks Ollama for
 
 
@@ -64,6 +67,7 @@ class ApiHandler(Handler):
     degrade_every = 5
     first_routed: float | None = None  # when a degrading build first took routed traffic
     api_calls = 0
+    tail_calls = 0
 
     def degraded(self) -> bool:
         """A *-degrading build's fault: after it has taken routed traffic for a while."""
@@ -84,6 +88,13 @@ class ApiHandler(Handler):
             return False
         ApiHandler.api_calls += 1
         return ApiHandler.api_calls % FLAKY_BUILD_EVERY == 0
+
+    def tail(self) -> bool:
+        """A "-tail" build's fault: every TAIL_BUILD_EVERY-th /api/* request is slower."""
+        if build_fault() != "tail":
+            return False
+        ApiHandler.tail_calls += 1
+        return ApiHandler.tail_calls % TAIL_BUILD_EVERY == 0
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -168,6 +179,8 @@ class ApiHandler(Handler):
             time.sleep(self.delay_s)
         if build_fault() == "slow":
             time.sleep(SLOW_BUILD_DELAY_S)
+        if self.tail():
+            time.sleep(TAIL_BUILD_DELAY_S)
         try:
             body = self.read_json() if method == "POST" else None
         except ValueError as exc:

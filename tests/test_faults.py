@@ -64,7 +64,7 @@ def pytest_bluegreen_switch_step(config, step, plan):
 """
 
 
-@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("step", ["drain", "idle"])  # before and after the point of no return
 def test_a_reader_gone_mid_switch_fails_nothing(stack: Stack, tmp_path: Path, step: str) -> None:
     (tmp_path / "bluegreen.toml").write_text(stack.settings_toml())
     (tmp_path / "test_checks.py").write_text(CHECKS)
@@ -85,6 +85,37 @@ def test_a_reader_gone_mid_switch_fails_nothing(stack: Stack, tmp_path: Path, st
     assert (journal.open, journal.outcome) == (False, "switched")
     stack.haproxy.reload(stack.runtime)
     assert stack.live_weights() == GREEN_LIVE
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_output_that_raises_at_a_step_fails_nothing(stack: Stack, step: str) -> None:
+    """From ``step``'s own line on, every progress line raises (the stdout it goes to was
+    closed)."""
+    settings = stack_settings(stack)
+    closed: list[str] = []
+
+    def progress(line: str) -> None:
+        if closed or line.endswith(f": {step}"):
+            closed.append(line)
+            raise BrokenPipeError(32, "Broken pipe")
+
+    plan = switch.plan(stack.api(), settings.topology, "green", settings.switching.full_weight)
+    result = switch.apply(
+        stack.api(),
+        plan,
+        settings.switching,
+        settings.topology,
+        journal=Journal(stack.journal_file),
+        server_state_file=stack.server_state_file,
+        progress=progress,
+    )
+    assert closed  # the output failed from that step on
+    assert result.notes == []
+    assert stack.live_weights() == GREEN_LIVE
+    journal = read_journal(stack.journal_file)
+    assert journal is not None
+    assert (journal.open, journal.outcome) == (False, "switched")
+    assert [s["step"] for s in journal.steps] == list(switch.STEPS)
 
 
 def test_a_progress_line_that_raises_is_no_haproxy_failure(stack: Stack) -> None:

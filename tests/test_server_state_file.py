@@ -139,6 +139,17 @@ def test_recover_after_a_kill_right_after_save_state(
     assert entry.open
     assert [s["step"] for s in entry.steps] == list(switch.STEPS)
 
+    before = stack.live_weights()
+    dry = bluegreen(workdir, "recover", *given, "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "dry run: would " + ("complete the switch" if not given else "make blue live") in (
+        dry.stdout
+    )
+    assert stack.live_weights() == before
+    still = read_journal(stack.journal_file)
+    assert still is not None
+    assert still.open
+
     recovered = bluegreen(workdir, "recover", *given)
     assert recovered.returncode == 0, recovered.stdout + recovered.stderr
     assert stack.live_weights() == live

@@ -1,5 +1,5 @@
-"""The switch as a transaction: plan, then steps that are journaled, checked and undone on any
-failure.
+"""The switch as a transaction: plan, then steps that are journaled and checked; undone on any
+failure before its point of no return, completed after it.
 
 The steps, in this order (no moment without a server taking new requests):
 
@@ -32,8 +32,9 @@ outcome (exit 10), and leaves the journal open for ``bluegreen recover``.
 **Past the point of no return** (``verify`` journaled: the target answered through every
 routed URL) the switch is completed, never undone: only HAProxy's own errors count there, and
 each remaining step is tried again (a reload since is met by applying the switch's states to
-the new process again); a step hook that raises, a signal or output nobody reads (a closed
-stdout) is reported and the switch goes on. When HAProxy's errors persist (it was killed,
+the new process again); a step hook that raises, a signal, output nobody reads (a closed
+stdout) or the routed URL failing at ``confirm`` (the color's doing since it was verified: the
+bake's to judge) is reported and the switch goes on. When HAProxy's errors persist (it was killed,
 it keeps refusing), the switch is *incomplete* (exit 10): the journal stays open and
 ``bluegreen recover`` completes it. Output never raises into the switch: the progress
 callback is guarded.
@@ -554,7 +555,7 @@ class _Transaction:
                     self.repair = False
                 action()
                 break
-            except (RuntimeApiError, VerifyError, StateFileError, _NotSwitched) as exc:
+            except (RuntimeApiError, StateFileError, _NotSwitched) as exc:
                 if pause is None:
                     raise self._incomplete(exc) from exc
                 self._warn(f"past the point of no return, '{step}' failed ({exc}); tried again")
@@ -733,8 +734,8 @@ class _Transaction:
         result.drain_seconds += time.monotonic() - start
 
     def _confirm(self) -> None:
-        """Every instance's states are what the switch set, and every routed URL answers from
-        the target again."""
+        """Every instance's states are what the switch set (else tried again), and every routed
+        URL answers from the target again (else a warning)."""
         every = self.group.states_by_instance(self.topology.all_servers, names=self.names)
         for name, states in every.items():
             wrong = [
@@ -754,7 +755,16 @@ class _Transaction:
                 raise _NotSwitched(
                     f"{where} does not show {self.plan.target} as the one live color"
                 )
-        self.verifier(self.plan.target, time.monotonic() + self.switching.verify_timeout)
+        try:
+            self.verifier(self.plan.target, time.monotonic() + self.switching.verify_timeout)
+        except VerifyError as exc:
+            # the target answered at 'verify'; failing since is the color's doing, not
+            # HAProxy's (whose states are the switch's): said, not undone -- the bake's to judge
+            self._warn(
+                f"warning: at 'confirm' {exc}; HAProxy's states are the switch's and "
+                f"{self.plan.target} was verified at 'verify': nothing undone (a bake, --bake, "
+                "switches back on failures after the switch)"
+            )
 
     def _save_states(self) -> None:
         """Every switched instance's server-state file, so that a reload keeps what HAProxy

@@ -160,3 +160,33 @@ def test_a_progress_line_that_raises_is_no_haproxy_failure(stack: Stack) -> None
     journal = read_journal(stack.journal_file)
     assert journal is not None
     assert (journal.open, journal.outcome) == (False, "switched")
+
+
+def test_a_color_failing_after_verify_is_reported_not_undone(stack: Stack) -> None:
+    """At 'confirm' the routed URL is asked once more. Past the point of no return a failure
+    there is the new color's doing (HAProxy's states are the switch's): a warning, never a
+    second, unverified switch back (that is the bake's to judge)."""
+    settings = stack_settings(stack, verify_timeout=1)
+
+    def breaks_at_confirm(step: str, plan: switch.SwitchPlan) -> None:
+        if step == "confirm":
+            stack.green.control(health_status=500)
+
+    plan = switch.plan(stack.api(), settings.topology, "green", settings.switching.full_weight)
+    result = switch.apply(
+        stack.api(),
+        plan,
+        settings.switching,
+        settings.topology,
+        journal=Journal(stack.journal_file),
+        server_state_file=stack.server_state_file,
+        on_step=breaks_at_confirm,
+    )
+    [warning] = result.notes
+    assert warning.startswith("warning: at 'confirm' ")
+    assert "did not answer from green" in warning
+    assert "nothing undone" in warning
+    assert stack.live_weights() == GREEN_LIVE
+    journal = read_journal(stack.journal_file)
+    assert journal is not None
+    assert (journal.open, journal.outcome) == (False, "switched")

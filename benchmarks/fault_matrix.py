@@ -1,9 +1,10 @@
 """Benchmark: the fault matrix, and what the journaled switch costs against a raw one.
 
 1. Every step of the switch x every fault (SIGINT, SIGTERM, SIGKILL then recover, an HAProxy
-   reload, HAProxy killed, a Runtime API error answer, a step hook that raises), each on a
-   fresh real HAProxy under a bounded load probe (tests/support/faults.py). Prints
-   ``faults=N survived=M`` (goal M = N >= 36) and the cells that did not survive.
+   reload, HAProxy killed, a Runtime API error answer, a step hook that raises, an answer lost
+   after HAProxy applied the command), each on a fresh real HAProxy under a bounded load probe
+   and ending with a soft reload that must keep the color (tests/support/faults.py). Prints
+   ``faults=N survived=M`` (goal M = N >= 56) and the cells that did not survive.
 2. Switch latency under load, in the same run against the same HAProxy: the gate's journaled
    switch and a raw switch (two bare ``set server ... weight`` commands) alternate; latency is
    from the start of a switch to the load's first answer from the new color. Prints

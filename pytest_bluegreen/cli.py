@@ -311,7 +311,11 @@ def cmd_recover(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def act(config: pytest.Config, settings: Settings) -> int:
         to = _color(settings, args.to) if args.to else None
         report = recover(
-            settings, to=to, secrets=settings.load_secrets(), dry_run=settings.run.dry_run
+            settings,
+            to=to,
+            secrets=settings.load_secrets(),
+            dry_run=settings.run.dry_run,
+            progress=_progress,
         )
         return _report(report.lines, report.exit_code)
 

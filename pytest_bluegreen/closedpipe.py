@@ -11,6 +11,7 @@ gets the same streams (``python -m pytest_bluegreen.closedpipe ARGS``).
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import sys
@@ -53,9 +54,11 @@ def _to_devnull(fd: int) -> None:
     os.close(devnull)
 
 
-def quiet_closed_pipes() -> None:
+def quiet_closed_pipes(*, line_buffering: bool | None = None) -> None:
     """Replace ``sys.stdout`` and ``sys.stderr`` (when they are files) by streams that drop
-    what their closed pipe no longer takes."""
+    what their closed pipe no longer takes. ``line_buffering``: the new streams' (default:
+    the old ones'); a stream that nothing else flushes (pytest flushes the one its capture
+    saved, not this one) needs it for its lines to come out as they are written."""
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         if stream is not getattr(sys, f"__{name}__") or not isinstance(stream, io.TextIOWrapper):
@@ -73,10 +76,13 @@ def quiet_closed_pipes() -> None:
             io.BufferedWriter(_DroppingWhenClosed(fd)),
             encoding=stream.encoding,
             errors=stream.errors,
-            line_buffering=stream.line_buffering,
+            line_buffering=stream.line_buffering if line_buffering is None else line_buffering,
             write_through=stream.write_through,
         )
         setattr(sys, name, quiet)
+        # flushed at exit even when something else is sys.stdout by then (pytest's capture
+        # restores the stream it saved; its terminal reporter keeps writing to this one)
+        atexit.register(quiet.flush)
 
 
 def _pytest_main() -> int:

@@ -59,12 +59,17 @@ EXIT_CODES: Mapping[ExitCode, str] = {  # the README's table, word for word (a t
     "for `bluegreen recover`, or the Runtime API is unreachable or not admin; nothing changed",
     ExitCode.SWITCH_REVERTED: "the switch failed or was interrupted before its point of no "
     "return (Runtime API error, verification, HAProxy reload, a signal, a step hook) and every "
-    "server's previous state was restored",
+    "server's previous state was restored (and saved to the server-state file)",
     ExitCode.DEPLOY_FAILED: "`--deploy` failed (engine, Compose, image, or not healthy in "
     "time); no check ran, no switch",
     ExitCode.REVERT_FAILED: "the switch failed and restoring the previous states failed too "
-    "(HAProxy killed mid-switch, the pytest that `bluegreen` runs killed mid-switch, ...): "
-    "HAProxy may be half-switched, the journal stays open, `bluegreen recover`",
+    "(`revert-failed`: HAProxy killed mid-switch, the pytest that `bluegreen` runs killed "
+    "mid-switch, ...), or it passed its point of no return and could not be completed "
+    "(`incomplete`: HAProxy's errors persisted, the server-state file not saved; nothing undone): "
+    "HAProxy may be half-switched, the journal stays open, `bluegreen recover` (it completes a "
+    "switch past its point of no return, restores the previous states of one before it); also "
+    "`bluegreen recover` itself when it could not bring HAProxy to a consistent state or save "
+    "the server-state file",
     ExitCode.BAKE_FAILED: "switched, then the bake failed (a post check, an HAProxy threshold, "
     "or it could not judge under `bake_on_inconclusive = rollback`) and traffic was switched "
     "back to the old color",

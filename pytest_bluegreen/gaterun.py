@@ -134,7 +134,9 @@ class GateRun:
         self.run_post = run_post  # the post checks, run by the bake
         self.run_twin = run_twin  # a failed check's twin on the other color, run by blame
         self.secrets = secrets or Secrets()
-        self.progress: Callable[[str], None] = lambda line: progress(self.secrets.redact(line))
+        self.progress: Callable[[str], None] = switch.guarded(
+            lambda line: progress(self.secrets.redact(line))
+        )  # output (a closed stdout) never fails the switch, the bake or the deploy
         self.hooks = hooks or GateHooks()
         # every HAProxy instance as one group (a group of one by default); a client given by
         # the caller (tests, a fault-injecting proxy) is the one instance
@@ -358,7 +360,8 @@ class GateRun:
             draft.exit_code != 0
             and deployed is not None
             and draft.traffic_on != deployed.color
-            and draft.outcome is not Outcome.REVERT_FAILED  # where traffic is, is not known
+            # where traffic is, is not known: the deployed color may be taking it
+            and draft.outcome not in (Outcome.REVERT_FAILED, Outcome.INCOMPLETE)
             and not (draft.blame is not None and draft.blame.environmental)  # not the build
         ):
             draft.lines.append(self.deploy_step.after_failed_gate(deployed))
@@ -676,12 +679,16 @@ class GateRun:
                 probe_summary = probe.finish() if probe else None
         except switch.SwitchError as exc:
             reverted = exc.reverted
+            outcome = Outcome.REVERTED if reverted else Outcome.REVERT_FAILED
+            if isinstance(exc, switch.SwitchIncomplete):  # verified, not undone: not complete
+                outcome = Outcome.INCOMPLETE
             return _Draft(
                 Decision(Verdict.REFUSED, str(exc), target, plan.source),
                 exc.exit_code,
                 [str(exc)],
-                Outcome.REVERTED if reverted else Outcome.REVERT_FAILED,
-                traffic_on=plan.source if reverted else None,  # unknown after a failed revert
+                outcome,
+                # unknown after a failed revert or an incomplete switch
+                traffic_on=plan.source if reverted else None,
                 stat_before=stat_before,
                 stat_after=self._show_stat(),
                 probe=probe_summary,

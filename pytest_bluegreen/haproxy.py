@@ -450,11 +450,12 @@ class RuntimeApi:
         answer = self.execute(command)
         if not answer:
             # a successful set answers one empty line; nothing at all means HAProxy went away
+            # or the connection dropped after the command: it may have been applied
             raise RuntimeApiUnreachable(
                 command,
                 "",
                 f"HAProxy Runtime API at {self.address} closed the connection without "
-                f"answering {command!r}",
+                f"answering {command!r} (it may have been applied)",
             )
         if answer.strip():
             if "permission denied" in answer.lower():

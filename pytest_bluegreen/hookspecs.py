@@ -56,6 +56,8 @@ def pytest_bluegreen_switch_step(config: pytest.Config, step: str, plan: SwitchP
     """Called on the controller before each step of a switch (``switch.STEPS``: promote,
     drain, verify, wait-drained, idle, confirm, save-state), e.g. to log or time them.
 
-    An exception here fails the switch at that step: every server's prior state is restored
-    (exit 8). Signals are deferred while it runs.
+    An exception here before the point of no return (promote, drain, verify) fails the switch
+    at that step: every server's prior state is restored (exit 8). After it (wait-drained,
+    idle, confirm, save-state) the target was verified: the exception is reported and the
+    switch is completed. Signals are deferred while it runs.
     """

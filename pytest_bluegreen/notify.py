@@ -59,6 +59,7 @@ EVENTS: Mapping[str, tuple[str, str]] = {
     "refused": (":no_entry:", "gate refused for {target}"),
     "reverted": (":warning:", "switch {source} → {target} reverted"),
     "revert-failed": (":sos:", "switch {source} → {target} failed and so did its revert"),
+    "incomplete": (":sos:", "switch {source} → {target} verified but not completed"),
     "deploy-failed": (":x:", "deploy of {target} failed"),
     "recovered": (":wrench:", "recovered: {target} live"),
     "pending-promotion": (":hourglass_flowing_sand:", "{target} verified: promotion pending"),

@@ -186,7 +186,13 @@ def pytest_configure(config: pytest.Config) -> None:
     report_paths = [Path(p) for p in written if p] + [settings.reports.verdict_file]
     config.pluginmanager.register(ReportScrubber(secrets, report_paths), "bluegreen-scrubber")
     if settings.gating and _runs_tests(config):
+        from .closedpipe import quiet_closed_pipes  # noqa: PLC0415 - a gating controller's
         from .gateplugin import GatePlugin  # noqa: PLC0415 - only a gating controller needs it
+
+        # a reader that goes away (`pytest --switch | head`) must not fail a gate that moves
+        # traffic: before the terminal reporter takes sys.stdout (this hook runs first); line
+        # by line, as pytest's capture flushes the stream it saved but not this one
+        quiet_closed_pipes(line_buffering=True)
 
         # a verdict left by an earlier run must not pass for this one's (a crash writes none)
         settings.reports.verdict_file.unlink(missing_ok=True)

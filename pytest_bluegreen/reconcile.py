@@ -20,7 +20,7 @@ from . import recording, state
 from .haproxy import RuntimeApiError, RuntimeApiUnreachable
 from .instances import Haproxies
 from .settings import Settings, Topology
-from .switch import revert
+from .switch import StateFileError, revert, save_server_state
 
 if TYPE_CHECKING:
     from .redaction import Secrets
@@ -99,8 +99,8 @@ def bring_in_line(
             problems.append(f"reads back other states for {', '.join(wrong)}")
         if not problems and name in files:
             try:
-                api.save_server_state(files[name])
-            except (RuntimeApiError, OSError) as exc:
+                save_server_state(api, files[name], topology.all_servers)
+            except (RuntimeApiError, StateFileError) as exc:
                 problems.append(f"server-state file not saved: {exc}")
         if problems:
             failed[name] = "; ".join(problems)

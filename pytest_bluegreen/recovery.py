@@ -2,27 +2,50 @@
 and telling an inconsistent state when it is seen (``bluegreen status``).
 
 Consistent means: exactly one color takes traffic on all its servers, the other on none, and
-no server of either color is left in ``drain`` or ``maint``. An unfinished journal names the
-prior state of every server; ``recover`` restores it (or, with ``--to COLOR``, makes that
-color live), records ``recovered`` in the history and closes the journal.
+no server of either color is left in ``drain`` or ``maint``; and HAProxy's server-state file
+holds what HAProxy shows, so that a reload keeps it.
+
+An unfinished journal says how far the switch went. Cut off before its point of no return
+(``verify`` not journaled), ``recover`` restores every server's prior state; past it, the
+target was verified, so ``recover`` completes the switch (its remaining steps, idempotent, as
+a signal there does). ``--to COLOR`` overrides either: that color is made live. Every path
+ends by saving each instance's server-state file (a failure to save is exit 10 and leaves the
+journal open), records ``recovered`` in the history saying which it did and why, and closes
+the journal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-from . import recording, state
+from . import recording, state, switch
 from .errors import ExitCode, Refused
-from .haproxy import AdminState, RuntimeApi, RuntimeApiError, ServerRef, ServerState
+from .haproxy import (
+    AdminState,
+    RuntimeApi,
+    RuntimeApiError,
+    ServerRef,
+    ServerState,
+    parse_servers_state,
+)
 from .instances import Haproxies, InstancesDisagree, lock_keys
 from .journal import Journal, JournalEntry, JournalError, PriorState, read_journal
 from .reconcile import reconcile_recorded, record_missing
 from .redaction import Secrets
 from .settings import Settings, Topology
+from .signals import DeferredSignals
 
-__all__ = ["RecoverReport", "group_problems", "inconsistencies", "recover"]
+__all__ = [
+    "RecoverReport",
+    "group_problems",
+    "inconsistencies",
+    "past_point_of_no_return",
+    "recover",
+    "save_state_files",
+    "stale_state_files",
+]
 
 
 @dataclass(frozen=True)
@@ -49,16 +72,61 @@ def inconsistencies(states: Mapping[ServerRef, ServerState], topology: Topology)
     return problems
 
 
+def past_point_of_no_return(entry: JournalEntry) -> bool:
+    """The journaled switch had verified its target (``verify`` journaled): completed, not
+    undone, unless ``--to`` says otherwise."""
+    return any(step.get("step") == switch.POINT_OF_NO_RETURN for step in entry.steps)
+
+
 def _restore(api: RuntimeApi, desired: Sequence[PriorState]) -> list[str]:
-    """Apply the states (the ones that take traffic first), past errors; the failures."""
-    failed: list[str] = []
-    for prior in sorted(desired, key=lambda p: not (p.weight > 0 and p.admin == "ready")):
+    """Apply the states, read back (see ``switch.restore``); the servers not restored."""
+    wanted = [switch.Wanted(p.ref, p.weight, p.admin_state) for p in desired]
+    return list(switch.restore(api, wanted))
+
+
+def save_state_files(group: Haproxies, topology: Topology, names: Sequence[str]) -> dict[str, str]:
+    """Save the server-state file of each instance ``names`` that has one; the ones not saved,
+    with why."""
+    files = {i.name: i.state_file for i in group.instances if i.state_file and i.name in names}
+    failed = {}
+    for name, path in files.items():
         try:
-            api.set_weight(prior.ref, prior.weight)
-            api.set_state(prior.ref, prior.admin_state)
-        except RuntimeApiError as exc:
-            failed.append(f"{prior.server} ({exc.answer or type(exc).__name__})")
+            switch.save_server_state(group.clients[name], path, topology.all_servers)
+        except (RuntimeApiError, switch.StateFileError) as exc:
+            failed[name] = str(exc)
     return failed
+
+
+def stale_state_files(
+    group: Haproxies, topology: Topology, every: Mapping[str, Mapping[ServerRef, ServerState]]
+) -> dict[str, str]:
+    """The instances whose server-state file does not hold what HAProxy shows now (``every``):
+    a reload would bring back other states. Name -> what the file holds (a server the file
+    lacks comes back at its configured weight, ready)."""
+    stale: dict[str, str] = {}
+    for one in group.instances:
+        if one.state_file is None or one.name not in every:
+            continue
+        try:
+            held = {s.ref: s for s in parse_servers_state(one.state_file.read_text())}
+        except FileNotFoundError:
+            held = {}
+        except (OSError, RuntimeApiError, UnicodeDecodeError) as exc:
+            stale[one.name] = f"unreadable ({exc})"
+            continue
+        differ = []
+        for ref in topology.all_servers:
+            shown = switch.Wanted.of(every[one.name][ref])
+            if ref in held and not shown.shows(held[ref]):
+                differ.append(f"{ref} weight {held[ref].uweight} {held[ref].admin.value}")
+            elif ref not in held and (shown.weight, shown.admin) != (
+                every[one.name][ref].iweight,
+                AdminState.READY,
+            ):
+                differ.append(f"no {ref}: its configured weight")
+        if differ:
+            stale[one.name] = ", ".join(differ)
+    return stale
 
 
 def _live_states(settings: Settings, color: str) -> list[PriorState]:
@@ -102,11 +170,14 @@ def recover(
     to: str | None = None,
     secrets: Secrets | None = None,
     dry_run: bool = False,
+    progress: Callable[[str], None] = lambda line: None,
 ) -> RecoverReport:
-    """Restore the unfinished journal's prior states on every instance it names (or make ``to``
-    live on every instance), bring recorded left-out instances in line; under the lock. A
-    recovery is recorded (the history, the webhooks) with ``secrets`` kept out. ``dry_run``:
-    say what would be restored; no lock, nothing changed.
+    """Bring every instance to a consistent state, under the lock, signals deferred: complete
+    an unfinished switch that passed its point of no return, restore the prior states of one
+    that had not (or make ``to`` live on every instance, whatever the journal says); bring
+    recorded left-out instances in line; save every instance's server-state file. Recorded
+    (the history, the webhooks) with ``secrets`` kept out. ``dry_run``: say what would be
+    done; no lock, nothing changed.
 
     Raises Refused when there is nothing that says what to restore, LockHeld, RuntimeApiError.
     """
@@ -114,7 +185,7 @@ def recover(
     topology = settings.topology
     secrets = secrets or Secrets()
     lock = state.lock_for_group(settings.state.lock_dir, lock_keys(group))
-    with nullcontext() if dry_run else lock.hold():
+    with nullcontext() if dry_run else lock.hold(), DeferredSignals() as signals:
         group.leave_out_missing()  # the allowed-missing ones that do not answer take no part
         unfinished, torn = _unfinished(settings, to)
         before = group.states_by_instance(topology.all_servers)
@@ -137,11 +208,7 @@ def recover(
                     f"move traffic with 'bluegreen switch-to {to}'"
                 )
             if not problems:
-                return RecoverReport(
-                    (f"nothing to recover: no unfinished switch, and {live} is live alone",),
-                    ExitCode.OK,
-                    live,
-                )
+                return _consistent(group, topology, before, live, dry_run=dry_run)
             if to is None:
                 raise Refused(
                     f"HAProxy is inconsistent ({'; '.join(problems)}) and no unfinished "
@@ -152,7 +219,6 @@ def recover(
         else:
             assert unfinished is not None
             members = unfinished.every_member(group.names[0])
-            desired = {m.name: list(m.prior) for m in members if m.name in group.present}
             gone = [m.name for m in members if m.name not in group.names]
             if gone:
                 raise Refused(
@@ -160,9 +226,22 @@ def recover(
                     "settings no longer have: restore them by hand, or bluegreen recover --to "
                     "COLOR"
                 )
+            if past_point_of_no_return(unfinished):
+                return _complete(
+                    settings,
+                    group,
+                    unfinished,
+                    secrets=secrets,
+                    signals=signals,
+                    progress=progress,
+                    dry_run=dry_run,
+                )
+            desired = {m.name: list(m.prior) for m in members if m.name in group.present}
         if dry_run:
             what = f"make {to} live" if to else "restore the states before the unfinished switch"
-            return _dry_run(f"would {what}:", _describe(desired, group))
+            return _dry_run(
+                f"would {what}:", [*_describe(desired, group), *_saves(group, list(desired))]
+            )
         return _apply(
             settings,
             group,
@@ -180,6 +259,14 @@ def _describe(desired: Mapping[str, Sequence[PriorState]], group: Haproxies) -> 
         "  " + group.label(name, f"{prior.server}: weight {prior.weight}, {prior.admin}")
         for name, priors in desired.items()
         for prior in priors
+    ]
+
+
+def _saves(group: Haproxies, names: Sequence[str]) -> list[str]:
+    return [
+        "  " + group.label(i.name, f"then save HAProxy's server-state file {i.state_file}")
+        for i in group.instances
+        if i.state_file is not None and i.name in names
     ]
 
 
@@ -202,6 +289,42 @@ def _unfinished(settings: Settings, to: str | None) -> tuple[JournalEntry | None
     return (entry if entry is not None and entry.open else None), False
 
 
+def _consistent(
+    group: Haproxies,
+    topology: Topology,
+    every: Mapping[str, Mapping[ServerRef, ServerState]],
+    live: str | None,
+    *,
+    dry_run: bool,
+) -> RecoverReport:
+    """Nothing to recover in HAProxy; a server-state file that does not hold what it shows
+    (a recovery or a switch could not save it) is saved now."""
+    lines = [f"nothing to recover: no unfinished switch, and {live} is live alone"]
+    stale = stale_state_files(group, topology, every)
+    if dry_run and stale:
+        return _dry_run(
+            lines[0],
+            [
+                group.label(name, f"would save HAProxy's server-state file: it holds {held}")
+                for name, held in stale.items()
+            ],
+        )
+    failed = save_state_files(group, topology, list(stale))
+    for name, held in stale.items():
+        where = group.label(name, "HAProxy's server-state file")
+        if name in failed:
+            lines.append(
+                f"{where} does not hold what HAProxy shows ({held}) and was not saved: "
+                f"{failed[name]}"
+            )
+        else:
+            lines.append(
+                f"{where} did not hold what HAProxy shows ({held}): a reload would have "
+                "brought that back; saved now"
+            )
+    return RecoverReport(tuple(lines), ExitCode.REVERT_FAILED if failed else ExitCode.OK, live)
+
+
 def _reconcile(settings: Settings, group: Haproxies, secrets: Secrets) -> RecoverReport:
     """Only left-out instances to bring in line (no unfinished switch)."""
     result = reconcile_recorded(group, settings, secrets)
@@ -211,6 +334,88 @@ def _reconcile(settings: Settings, group: Haproxies, secrets: Secrets) -> Recove
     if result.waiting and not result.done:
         code = ExitCode.REFUSED
     return RecoverReport(tuple(lines), code, result.color)
+
+
+def _cut_off(entry: JournalEntry) -> str:
+    done = ", ".join(s["step"] for s in entry.steps) or "no step"
+    return f"the switch {entry.source or '(none)'} -> {entry.target} cut off after {done}"
+
+
+def _complete(
+    settings: Settings,
+    group: Haproxies,
+    unfinished: JournalEntry,
+    *,
+    secrets: Secrets,
+    signals: DeferredSignals,
+    progress: Callable[[str], None],
+    dry_run: bool,
+) -> RecoverReport:
+    """The unfinished switch had verified its target: its remaining steps, not an undo."""
+    topology, target = settings.topology, unfinished.target
+    what = _cut_off(unfinished)
+    why = (
+        f"it had passed its point of no return ('{switch.POINT_OF_NO_RETURN}': {target} "
+        "answered through the routed URL), so it is completed, not undone"
+        + (f"; 'bluegreen recover --to {unfinished.source}' undoes it" if unfinished.source else "")
+    )
+    down = switch.down_servers(group, topology, target)
+    if down:  # verified then, not now: completing would send users to a color that is down
+        shown = ", ".join(f"{server} {status}" for server, status in down.items())
+        undo = f"bluegreen recover --to {unfinished.source}" if unfinished.source else None
+        raise Refused(
+            f"{what} had passed its point of no return, but {target} is not UP in HAProxy now "
+            f"({shown}): it is not completed; "
+            + (f"'{undo}' undoes it" if undo else "bluegreen recover --to COLOR")
+        )
+    if dry_run:
+        source = topology.other(target)
+        return _dry_run(
+            f"would complete {what} ({why}):",
+            [
+                *(
+                    f"  {ref}: weight {settings.switching.full_weight}, ready"
+                    for ref in topology.servers(target)
+                ),
+                *(
+                    f"  {ref}: drain, wait for 0 sessions, then weight 0, ready"
+                    for ref in topology.servers(source)
+                ),
+                *_saves(group, list(group.present)),
+            ],
+        )
+    journal = Journal(settings.state.journal_file)
+    journal.resume(unfinished)
+    try:
+        result = switch.complete(
+            group,
+            topology,
+            settings.switching,
+            source=unfinished.source,
+            target=target,
+            journal=journal,
+            signals=signals,
+            progress=progress,
+        )
+    except switch.SwitchIncomplete as exc:
+        return RecoverReport(
+            (f"recovery of {what} failed: {exc}", f"({why})"), ExitCode.REVERT_FAILED, None
+        )
+    reason = f"completed {what}: {why}"
+    if len(group.present) > 1:
+        reason += f", on every instance ({', '.join(group.present)})"
+    lines = [reason, f"{target} is live alone; nothing is left in drain or maint", *result.notes]
+    return _record(
+        settings,
+        group,
+        journal,
+        lines,
+        from_color=unfinished.source,
+        to_color=target,
+        secrets=secrets,
+        present=list(group.present),
+        saved=True,  # its own save-state step did
+    )
 
 
 def _apply(
@@ -232,14 +437,21 @@ def _apply(
     lives = {topology.live_color(states) for states in after.values()}
     live = lives.pop() if len(lives) == 1 else None
     what = (
-        f"the switch {unfinished.source or '(none)'} -> {unfinished.target} cut off after "
-        f"{', '.join(s['step'] for s in unfinished.steps) or 'no step'}"
+        _cut_off(unfinished)
         if unfinished is not None
         else f"an inconsistent HAProxy ({'; '.join(problems)})"
     )
-    how = f"{to} made live" if to else "every server's state before it restored"
+    if to is not None:
+        how = f"{to} made live, as asked (--to {to})"
+    elif unfinished is not None:
+        how = (
+            "every server's state before it restored: it had not reached its point of no "
+            f"return ('{switch.POINT_OF_NO_RETURN}')"
+        )
+    else:
+        how = "every server's state before it restored"
     if len(desired) > 1:
-        how += f" on every instance ({', '.join(desired)})"
+        how += f", on every instance ({', '.join(desired)})"
     if failed or left or live is None:
         return RecoverReport(
             (
@@ -249,31 +461,82 @@ def _apply(
             ExitCode.REVERT_FAILED,
             None,
         )
-    reason = f"recovered {what}: {how}"
-    lines = [reason, f"{live} is live alone; nothing is left in drain or maint"]
-    skipped = [n for n in group.names if n not in desired]
+    lines = [
+        f"recovered {what}: {how}",
+        f"{live} is live alone; nothing is left in drain or maint",
+    ]
+    journal = None
+    if unfinished is not None:
+        journal = Journal(settings.state.journal_file)
+        journal.resume(unfinished)
+    return _record(
+        settings,
+        group,
+        journal,
+        lines,
+        from_color=unfinished.target if unfinished is not None else None,
+        to_color=live,
+        secrets=secrets,
+        present=list(desired),
+        restart_journal=restart_journal,
+    )
+
+
+def _record(
+    settings: Settings,
+    group: Haproxies,
+    journal: Journal | None,
+    lines: list[str],
+    *,
+    from_color: str | None,
+    to_color: str,
+    secrets: Secrets,
+    present: list[str],
+    saved: bool = False,
+    restart_journal: bool = False,
+) -> RecoverReport:
+    """A recovery that brought HAProxy to a consistent state: the server-state files saved
+    (else exit 10, the journal left open so that the next recover saves them), the left-out
+    instances recorded, the journal closed, the history and the webhooks told."""
+    topology = settings.topology
+    unsaved = {} if saved else save_state_files(group, topology, present)
+    if unsaved:
+        return RecoverReport(
+            (
+                *lines,
+                *(group.label(name, why) for name, why in unsaved.items()),
+                "a reload of HAProxy would bring back what that file holds; "
+                + (
+                    "the journal stays open: run 'bluegreen recover' again once it can be saved"
+                    if journal is not None
+                    else "run 'bluegreen recover' again once it can be saved"
+                ),
+            ),
+            ExitCode.REVERT_FAILED,
+            to_color,
+        )
+    reason = lines[0]
+    skipped = [n for n in group.names if n not in present]
     if skipped:
         try:
-            record_missing(settings.state.state_file, skipped, live)
+            record_missing(settings.state.state_file, skipped, to_color)
             lines.append(
                 f"instance(s) {', '.join(skipped)} missing: recorded to be brought in line "
                 "when they answer"
             )
         except OSError as exc:
             lines.append(f"warning: could not record {', '.join(skipped)}: {exc}")
-    if unfinished is not None:
-        journal = Journal(settings.state.journal_file)
-        journal.resume(unfinished)
+    if journal is not None:
         journal.close("recovered", detail=reason)
     if restart_journal:  # HAProxy is consistent now: a journal with no whole record goes
         Journal(settings.state.journal_file).restart()
         lines.append(f"journal {settings.state.journal_file} started anew")
     entry = state.HistoryEntry.now(
-        from_color=unfinished.target if unfinished is not None else None,
-        to_color=live,
+        from_color=from_color,
+        to_color=to_color,
         tag=None,
         outcome=state.Outcome.RECOVERED,
         reason=reason,
     )
     lines += recording.record(settings, entry, secrets=secrets)  # the journal closed first
-    return RecoverReport(tuple(lines), ExitCode.OK, live)
+    return RecoverReport(tuple(lines), ExitCode.OK, to_color)

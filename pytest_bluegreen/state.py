@@ -96,6 +96,7 @@ class Outcome(enum.StrEnum):
     REFUSED = "refused"  # HAProxy, a veto, the Runtime API: nothing changed
     REVERTED = "reverted"  # the switch failed and the prior states were restored
     REVERT_FAILED = "revert-failed"  # the switch failed and so did restoring the prior states
+    INCOMPLETE = "incomplete"  # past its point of no return, not every step could be completed
     DEPLOY_FAILED = "deploy-failed"  # --deploy failed: no check ran, no switch
     RECOVERED = "recovered"  # bluegreen recover brought HAProxy to a consistent state
     PENDING = "pending-promotion"  # verified; bluegreen promote switches it later

@@ -13,6 +13,7 @@ from .instances import DEFAULT_INSTANCE
 from .journal import JournalEntry
 from .state import HistoryEntry
 from .status import InstanceState, StateExport, Status
+from .switch import POINT_OF_NO_RETURN
 
 __all__ = ["SCHEMA_VERSION", "export_document", "status_document", "status_lines"]
 
@@ -187,10 +188,15 @@ def _attention_lines(status: Status, paint: Paint) -> list[str]:
     if status.unfinished is not None:
         entry = status.unfinished
         steps = ", ".join(s["step"] for s in entry.steps) or "none"
+        does = (
+            "to complete it (it passed its point of no return)"
+            if any(s["step"] == POINT_OF_NO_RETURN for s in entry.steps)
+            else "to restore the states before it"
+        )
         lines.append(
             paint(
                 f"UNFINISHED SWITCH: {entry.source or '(none)'} -> {entry.target} started "
-                f"{entry.started} (steps done: {steps}); run 'bluegreen recover'",
+                f"{entry.started} (steps done: {steps}); run 'bluegreen recover' {does}",
                 "1;31",
             )
         )

@@ -1,5 +1,5 @@
-"""The switch as a transaction: plan, then steps that are journaled, checked and undone on any
-failure.
+"""The switch as a transaction: plan, then steps that are journaled and checked; undone on any
+failure before its point of no return, completed after it.
 
 The steps, in this order (no moment without a server taking new requests):
 
@@ -19,33 +19,55 @@ server, so the idle color's health stays visible (``show stat``), the next gate 
 UP, and a rollback target is known healthy. ``maint`` would stop the checks.
 
 Before the first change the intent (target, every server's prior weight and admin state, the
-instance's identity) goes to the journal; each step appends its progress. Before every step the
-instance's identity is checked: a reload or restart of HAProxy (another pid or start time)
-aborts the switch. Any failure -- a Runtime API error, a failed verification, a reload, a step
-hook that raises, a signal before the point of no return -- restores every server's exact
-prior state, continuing past individual errors; a revert that could not restore everything is
-its own outcome (exit 10), and leaves the journal open for ``bluegreen recover``.
+instance's identity) goes to the journal; each step appends its progress.
+
+**Before the point of no return** any failure -- a Runtime API error (also one whose answer
+was lost after HAProxy applied the command), a failed verification, a reload or restart of
+HAProxy (another pid or start time: its server states are no longer ours), a step hook that
+raises, a signal -- restores every server's exact prior state, continuing past individual
+errors and judging by what HAProxy reads back, never by which command answered; the
+server-state file is saved again. A revert that could not restore everything is its own
+outcome (exit 10), and leaves the journal open for ``bluegreen recover``.
+
+**Past the point of no return** (``verify`` journaled: the target answered through every
+routed URL) the switch is completed, never undone: only HAProxy's own errors count there, and
+each remaining step is tried again (a reload since is met by applying the switch's states to
+the new process again); a step hook that raises, a signal, output nobody reads (a closed
+stdout) or the routed URL failing at ``confirm`` (the color's doing since it was verified: the
+bake's to judge) is reported and the switch goes on. When HAProxy's errors persist (it was killed,
+it keeps refusing), the switch is *incomplete* (exit 10): the journal stays open and
+``bluegreen recover`` completes it. Output never raises into the switch: the progress
+callback is guarded.
 
 **Several HAProxy instances** (``instances.py``) switch as one: the plan reads every instance
 (each must answer at admin level, know every server and show the same live color), every step
 runs on every instance at once, the verification goes through every instance's routed URL,
-and any failure on any instance reverts every instance to its own exact prior states.
+and any failure on any instance before the point of no return reverts every instance to its
+own exact prior states.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import requests
 
 from .errors import ExitCode, Refused
-from .haproxy import AdminState, RuntimeApi, RuntimeApiError, ServerRef, ServerState
+from .haproxy import (
+    AdminState,
+    RuntimeApi,
+    RuntimeApiError,
+    ServerRef,
+    ServerState,
+    parse_servers_state,
+)
 from .instances import Haproxies, InstancesDisagree
-from .journal import InstanceIdentity, Journal, JournalMember
+from .journal import InstanceIdentity, Journal, JournalMember, write_durably
 from .settings import SwitchingSettings, Topology
 from .signals import DeferredSignals, NoSignals
 
@@ -54,32 +76,49 @@ __all__ = [
     "STEPS",
     "MemberPlan",
     "RevertFailed",
+    "StateFileError",
     "SwitchError",
+    "SwitchIncomplete",
     "SwitchPlan",
     "SwitchResult",
     "VerifyError",
+    "Wanted",
     "apply",
+    "complete",
     "down_servers",
+    "guarded",
     "identity",
     "live_color",
     "plan",
+    "restore",
     "revert",
     "revert_every",
+    "save_server_state",
     "verify",
     "verify_every",
 ]
 
 POLL_INTERVAL = 0.02
 STEPS = ("promote", "drain", "verify", "wait-drained", "idle", "confirm", "save-state")
-POINT_OF_NO_RETURN = "verify"  # once verified, a signal completes the switch
+POINT_OF_NO_RETURN = "verify"  # once journaled, the switch is completed, never undone
+# past the point of no return, a step HAProxy failed is tried again after these pauses (s)
+RETRY_PAUSES = (0.05, 0.15, 0.3)
 
 
 class VerifyError(Exception):
     """The routed URL did not answer from the target color in time."""
 
 
+class StateFileError(Exception):
+    """HAProxy's server-state file could not be written (the folder, the disk)."""
+
+
 class _Abort(Exception):
     """A reason to revert that is not an error of HAProxy's (a signal, a reload, a hook)."""
+
+
+class _NotSwitched(Exception):
+    """Past the point of no return: HAProxy reads back other states than the switch's."""
 
 
 class SwitchError(Refused):
@@ -99,7 +138,8 @@ class SwitchError(Refused):
 
 class RevertFailed(SwitchError):
     """A switch step failed, and restoring the prior states failed too (exit 10): HAProxy may
-    be half-switched; ``unrestored`` names the servers; the journal stays open."""
+    be half-switched; ``unrestored`` names the servers (or the server-state file); the journal
+    stays open."""
 
     exit_code = ExitCode.REVERT_FAILED
 
@@ -108,6 +148,19 @@ class RevertFailed(SwitchError):
     ) -> None:
         self.unrestored = unrestored
         super().__init__(message, step=step, interrupted=interrupted)
+
+    @property
+    def reverted(self) -> bool:
+        return False
+
+
+class SwitchIncomplete(SwitchError):
+    """Past its point of no return the switch could not complete a step: HAProxy's own errors
+    persisted (killed, refusing). Nothing was undone -- the target was verified -- but HAProxy
+    may be half-switched or its server-state file stale; the journal stays open and
+    ``bluegreen recover`` completes the switch (exit 10)."""
+
+    exit_code = ExitCode.REVERT_FAILED
 
     @property
     def reverted(self) -> bool:
@@ -185,6 +238,26 @@ class Verification:
     responses: int
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """A server's weight and admin state, as a revert or a recovery restores them."""
+
+    ref: ServerRef
+    weight: int
+    admin: AdminState
+
+    @classmethod
+    def of(cls, state: ServerState) -> Wanted:
+        return cls(state.ref, state.uweight, state.admin)
+
+    @property
+    def takes_traffic(self) -> bool:
+        return self.weight > 0 and self.admin is AdminState.READY
+
+    def shows(self, state: ServerState) -> bool:
+        return (state.uweight, state.admin) == (self.weight, self.admin)
+
+
 def _group(api: RuntimeApi | Haproxies) -> Haproxies:
     return api if isinstance(api, Haproxies) else Haproxies.single(api)
 
@@ -224,25 +297,23 @@ def identity(api: RuntimeApi) -> InstanceIdentity:
     return InstanceIdentity.from_info(str(api.address), api.show_info())
 
 
-def plan(
-    api: RuntimeApi | Haproxies, topology: Topology, target: str, full_weight: int
-) -> SwitchPlan:
-    """Read every instance and say what a switch to ``target`` would do. Changes nothing.
-
-    Raises RuntimeApiError (unreachable, not admin, unknown server: named after the instance)
-    or InstancesDisagree before any change.
-    """
-    group = _group(api)
-
+def _read_members(
+    group: Haproxies, topology: Topology, names: Sequence[str]
+) -> tuple[MemberPlan, ...]:
     def read(name: str, client: RuntimeApi) -> MemberPlan:
         client.require_admin()
         return MemberPlan(name, client.server_states(topology.all_servers), identity(client))
 
-    members = tuple(group.each(read, names=group.present).values())
-    lives = {m.name: topology.live_color(m.prior) for m in members}
-    if len(set(lives.values())) > 1:
-        raise InstancesDisagree(lives)
-    first = members[0]
+    return tuple(group.each(read, names=names).values())
+
+
+def _plan_of(
+    members: tuple[MemberPlan, ...],
+    topology: Topology,
+    source: str | None,
+    target: str,
+    full_weight: int,
+) -> SwitchPlan:
     # a server held in maint stays there; an empty slot is retired too (weight 0), so that a
     # replica resolving into it later takes no traffic on the idle color
     retire = tuple(
@@ -252,8 +323,9 @@ def plan(
         for ref in cfg.servers
         if any(m.prior[ref].admin is not AdminState.MAINT or m.prior[ref].empty for m in members)
     )
+    first = members[0]
     return SwitchPlan(
-        source=lives[first.name],
+        source=source,
         target=target,
         promote=topology.servers(target),
         retire=retire,
@@ -262,6 +334,22 @@ def plan(
         instance=first.instance,
         members=members,
     )
+
+
+def plan(
+    api: RuntimeApi | Haproxies, topology: Topology, target: str, full_weight: int
+) -> SwitchPlan:
+    """Read every instance and say what a switch to ``target`` would do. Changes nothing.
+
+    Raises RuntimeApiError (unreachable, not admin, unknown server: named after the instance)
+    or InstancesDisagree before any change.
+    """
+    group = _group(api)
+    members = _read_members(group, topology, group.present)
+    lives = {m.name: topology.live_color(m.prior) for m in members}
+    if len(set(lives.values())) > 1:
+        raise InstancesDisagree(lives)
+    return _plan_of(members, topology, lives[members[0].name], target, full_weight)
 
 
 def verify(
@@ -317,6 +405,40 @@ Verifier = Callable[[str, float], Verification]  # (target, deadline) -> first a
 StepHook = Callable[[str, SwitchPlan], None]
 
 
+def guarded(progress: Callable[[str], None]) -> Callable[[str], None]:
+    """Output never raises into a switch: a line nobody can take (a closed stdout, a terminal
+    gone) is dropped, never read as a failure of HAProxy's."""
+
+    def say(line: str) -> None:
+        with contextlib.suppress(Exception):  # output is best effort; HAProxy's state is not
+            progress(line)
+
+    return say
+
+
+def save_server_state(api: RuntimeApi, path: Path, refs: Iterable[ServerRef]) -> None:
+    """``show servers state`` into HAProxy's server-state file ``path``, durably, and only a
+    whole answer: it must parse and name every server in ``refs`` (an answer lost or cut short
+    would write a file from which a reload takes the configuration's weights instead).
+
+    Raises RuntimeApiError (HAProxy's answer) or StateFileError (the file); either way the
+    file is the one before."""
+    text = api.servers_state_text()
+    found = {state.ref for state in parse_servers_state(text)}
+    missing = [str(ref) for ref in refs if ref not in found]
+    if missing:
+        raise RuntimeApiError(
+            "show servers state",
+            "",
+            f"HAProxy at {api.address} answered 'show servers state' without "
+            f"{', '.join(missing)} (cut short?): {path} was not written",
+        )
+    try:
+        write_durably(path, text)
+    except OSError as exc:
+        raise StateFileError(f"HAProxy's server-state file {path} was not saved: {exc}") from exc
+
+
 @dataclass
 class _Transaction:
     group: Haproxies
@@ -331,16 +453,32 @@ class _Transaction:
     progress: Callable[[str], None]
     step: str = "prepare"
     past_point_of_no_return: bool = False
+    # past the point of no return: apply the switch's states again before the next step (a
+    # reload since, an error that may have left a command half done)
+    repair: bool = False
+    idled: bool = False
+    drain_deadline: float | None = None
+    processes: dict[str, InstanceIdentity] = field(default_factory=dict)
+    result: SwitchResult = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.processes = {m.name: m.instance for m in self.plan.members}
+        self.result = SwitchResult(plan=self.plan, started=time.monotonic())
 
     @property
     def names(self) -> tuple[str, ...]:
         return self.plan.member_names()
 
+    @property
+    def files(self) -> dict[str, Path]:
+        return {n: f for n, f in self.server_state_files.items() if n in self.names}
+
     def member(self, name: str) -> MemberPlan:
         return next(m for m in self.plan.members if m.name == name)
 
     def run(self) -> SwitchResult:
-        result = SwitchResult(plan=self.plan, started=time.monotonic())
+        result = self.result
+        result.started = time.monotonic()
         if self.journal is not None:
             try:
                 self.journal.begin(
@@ -368,37 +506,106 @@ class _Transaction:
             )
             result.first_target_response = verification.first_response
             result.version = verification.version
-            self.past_point_of_no_return = True
-            self._done(version=result.version)
-            self._enter("wait-drained")
-            self._wait_drained(result)
-            self._done(drained=result.drained)
-            self._enter("idle")
-            self._on_every(self._idle)
-            self._done()
-            self._enter("confirm")
-            self._confirm()
-            self._done()
-            files = {n: f for n, f in self.server_state_files.items() if n in self.names}
-            if files:
-                self._enter("save-state")
-                self.group.each(
-                    lambda name, api: api.save_server_state(files[name]), names=list(files)
-                )
-                self._done()
+            self._done(version=result.version)  # journaled: the point of no return
         except (RuntimeApiError, VerifyError, OSError, _Abort) as exc:
             self._revert(exc)
-        except Exception as exc:  # a step hook that raises: a failure at this step
-            self._revert(_Abort(f"the step hook raised {type(exc).__name__}: {exc}"))
+        except Exception as exc:  # a bug of ours: before the point of no return, undo
+            self._revert(_Abort(f"{type(exc).__name__}: {exc}"))
+        self.past_point_of_no_return = True
+        self._complete()
         if self.signals.received:
             result.notes.append(
                 f"{self.signals.received} came after the point of no return ('verify'): the "
                 "switch was completed"
             )
-        if self.journal is not None:
-            self.journal.close("switched")
+        self._close("switched")
         result.finished = time.monotonic()
         return result
+
+    def complete(self) -> SwitchResult:
+        """Only what follows the point of no return, from HAProxy as it is now (``bluegreen
+        recover`` after a switch cut off past it): every step idempotent, the switch's
+        states applied first. The journal is left for the caller to close."""
+        result = self.result
+        result.started = time.monotonic()
+        self.past_point_of_no_return = True
+        self.repair = True
+        self._complete()
+        result.finished = time.monotonic()
+        return result
+
+    # -- past the point of no return: complete, never undo ------------------------------------
+    def _complete(self) -> None:
+        self._persist("wait-drained", self._wait_drained)
+        self._persist("idle", lambda: self._on_every(self._idle))
+        self.idled = True
+        self._persist("confirm", self._confirm)
+        if self.files:
+            self._persist("save-state", self._save_states)
+
+    def _persist(self, step: str, action: Callable[[], None]) -> None:
+        """One step past the point of no return: only HAProxy's own errors count, and they
+        make the step be tried again (the switch's states applied first) before the switch
+        is given up as incomplete."""
+        for pause in (*RETRY_PAUSES, None):
+            try:
+                self._enter(step)
+                if self.repair:
+                    self._on_every(self._reapply)
+                    self.repair = False
+                action()
+                break
+            except (RuntimeApiError, StateFileError, _NotSwitched) as exc:
+                if pause is None:
+                    raise self._incomplete(exc) from exc
+                self._warn(f"past the point of no return, '{step}' failed ({exc}); tried again")
+                self.repair = True  # a command HAProxy applied may have lost its answer
+                time.sleep(pause)
+        facts = {"drained": self.result.drained} if step == "wait-drained" else {}
+        try:
+            self._done(**facts)
+        except OSError as exc:  # the switch stands; the journal says less than it did
+            self._warn(f"warning: the journal did not take step '{step}': {exc}")
+
+    def _reapply(self, name: str, api: RuntimeApi) -> None:
+        """The states this point of the switch should show, whatever HAProxy shows now (a
+        reload took its server-state file, a command's answer was lost): idempotent."""
+        for ref in self.plan.promote:
+            api.set_weight(ref, self.plan.full_weight)
+            api.set_state(ref, AdminState.READY)
+        for ref in self.plan.retire:
+            if self.idled:
+                api.set_weight(ref, 0)
+                api.set_state(ref, AdminState.READY)
+            else:
+                api.set_state(ref, AdminState.DRAIN)
+
+    def _incomplete(self, cause: Exception) -> SwitchIncomplete:
+        detail = f"at '{self.step}': {cause}"
+        if self.journal is not None and self.journal.entry is not None:
+            # the journal stays open either way: recover completes the switch
+            with contextlib.suppress(OSError):
+                self.journal.step("incomplete", error=str(cause))
+        return SwitchIncomplete(
+            f"switch to {self.plan.target} passed its point of no return ({self.plan.target} "
+            f"verified) but could not be completed {detail}; nothing was undone: HAProxy may "
+            f"be half-switched or its server-state file stale; run 'bluegreen recover' (it "
+            f"completes the switch; 'bluegreen recover --to {self.plan.source or 'COLOR'}' "
+            "undoes it)",
+            step=self.step,
+            interrupted=self.signals.received,
+        )
+
+    def _close(self, outcome: str) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.close(outcome)
+        except OSError as exc:
+            self._warn(
+                f"warning: the journal {self.journal.path} could not be closed ({exc}): the "
+                "next gate asks for 'bluegreen recover', which completes this switch again"
+            )
 
     # -- the changes, on one instance --------------------------------------------------------
     def _promote(self, name: str, api: RuntimeApi) -> None:
@@ -423,13 +630,24 @@ class _Transaction:
 
     # -- steps -------------------------------------------------------------------------------
     def _enter(self, step: str) -> None:
-        """Before a step: a signal before the point of no return aborts; the step hook runs;
-        every HAProxy must still be the process the switch began with."""
+        """Before a step: a signal before the point of no return aborts; the step hook runs
+        (one that raises aborts before the point of no return, is reported after it); every
+        HAProxy must still be the process the switch began with."""
         self.step = step
+        self.progress(f"switch {self.plan.source or '(none)'} -> {self.plan.target}: {step}")
         self._check_signal()
-        self.on_step(step, self.plan)
+        try:
+            self.on_step(step, self.plan)
+        except Exception as exc:  # the user's hook
+            what = f"the step hook raised {type(exc).__name__}: {exc}"
+            if not self.past_point_of_no_return:
+                raise _Abort(what) from exc
+            self._warn(f"{what} at '{step}', past the point of no return: the switch goes on")
         self._check_signal()
         self._check_instances()
+
+    def _warn(self, line: str) -> None:
+        self.result.notes.append(line)
 
     def _done(self, **facts: object) -> None:
         if self.journal is not None:
@@ -447,21 +665,42 @@ class _Transaction:
             return
         now = self.group.each(lambda name, api: identity(api), names=self.names)
         for name, found in now.items():
-            began = self.member(name).instance
-            if not found.same_process(began):
+            began = self.processes[name]
+            if found.same_process(began):
+                continue
+            where = f"{self.group.label(name, 'HAProxy')} at {began.address}"
+            if not self.past_point_of_no_return:
                 raise _Abort(
-                    f"{self.group.label(name, 'HAProxy')} at {began.address} was reloaded or "
-                    f"restarted during the switch ({began} -> {found}): its server states are "
-                    "no longer ours"
+                    f"{where} was reloaded or restarted during the switch ({began} -> {found}): "
+                    "its server states are no longer ours"
                 )
+            self._warn(
+                f"{where} was reloaded or restarted past the point of no return ({began} -> "
+                f"{found}): the switch's states applied again on the new process"
+            )
+            self.processes[name] = found
+            self.repair = True
 
-    def _wait_drained(self, result: SwitchResult) -> None:
+    def _wait_drained(self) -> None:
+        result = self.result
         start = time.monotonic()
-        deadline = start + self.switching.drain_timeout
+        if self.drain_deadline is None:  # a step tried again keeps its first deadline
+            self.drain_deadline = start + self.switching.drain_timeout
+        deadline = self.drain_deadline
         wanted = set(self.plan.retire)
         next_report = start + 1.0
         while True:
             rows = self.group.stat_by_instance(names=self.names)
+            for name, stat in rows.items():
+                seen = {row.ref for row in stat}
+                if not wanted <= seen:  # an answer cut short reads as no sessions: not drained
+                    lacking = ", ".join(str(ref) for ref in sorted(wanted - seen))
+                    raise RuntimeApiError(
+                        "show stat",
+                        "",
+                        f"{self.group.label(name, 'HAProxy')} answered 'show stat' without "
+                        f"{lacking} (cut short?)",
+                    )
             busy = [
                 (name, row)
                 for name, stat in rows.items()
@@ -492,11 +731,11 @@ class _Transaction:
                 self.progress(f"draining: {sessions} session(s) open, {deadline - now:.0f}s left")
                 next_report = now + 1.0
             time.sleep(POLL_INTERVAL)
-        result.drain_seconds = time.monotonic() - start
+        result.drain_seconds += time.monotonic() - start
 
     def _confirm(self) -> None:
-        """Every instance's states are what the switch set, and every routed URL answers from
-        the target again."""
+        """Every instance's states are what the switch set (else tried again), and every routed
+        URL answers from the target again (else a warning)."""
         every = self.group.states_by_instance(self.topology.all_servers, names=self.names)
         for name, states in every.items():
             wrong = [
@@ -511,23 +750,50 @@ class _Transaction:
             ]
             where = self.group.label(name, "HAProxy")
             if wrong:
-                raise _Abort(f"{where}'s states are not the switch's: {', '.join(wrong)}")
+                raise _NotSwitched(f"{where}'s states are not the switch's: {', '.join(wrong)}")
             if self.topology.live_color(states) != self.plan.target:
-                raise _Abort(f"{where} does not show {self.plan.target} as the one live color")
-        self.verifier(self.plan.target, time.monotonic() + self.switching.verify_timeout)
+                raise _NotSwitched(
+                    f"{where} does not show {self.plan.target} as the one live color"
+                )
+        try:
+            self.verifier(self.plan.target, time.monotonic() + self.switching.verify_timeout)
+        except VerifyError as exc:
+            # the target answered at 'verify'; failing since is the color's doing, not
+            # HAProxy's (whose states are the switch's): said, not undone -- the bake's to judge
+            self._warn(
+                f"warning: at 'confirm' {exc}; HAProxy's states are the switch's and "
+                f"{self.plan.target} was verified at 'verify': nothing undone (a bake, --bake, "
+                "switches back on failures after the switch)"
+            )
 
-    # -- undo --------------------------------------------------------------------------------
+    def _save_states(self) -> None:
+        """Every switched instance's server-state file, so that a reload keeps what HAProxy
+        shows now."""
+        files = self.files
+        if not files:
+            return
+        refs = self.topology.all_servers
+        self.group.each(
+            lambda name, api: save_server_state(api, files[name], refs), names=list(files)
+        )
+
+    # -- undo (before the point of no return) -------------------------------------------------
     def _revert(self, cause: Exception) -> None:
         interrupted = self.signals.received if isinstance(cause, _Abort) else None
         unrestored = revert_every(self.group, self.plan.members)
         what = f"switch to {self.plan.target} failed at '{self.step}': {cause}"
+        if not unrestored:
+            try:
+                self._save_states()
+            except (RuntimeApiError, StateFileError) as exc:
+                unrestored = (f"the server-state file ({exc})",)
         if unrestored:
             if self.journal is not None and self.journal.entry is not None:
                 self.journal.step("revert-failed", unrestored=list(unrestored))
             raise RevertFailed(
                 f"{what}; REVERT FAILED for {', '.join(unrestored)}: HAProxy may be "
-                "half-switched; run 'bluegreen recover' (by hand: "
-                f"{_manual_restore(self.plan.members)})",
+                "half-switched (or a reload would bring back other states); run 'bluegreen "
+                f"recover' (by hand: {_manual_restore(self.plan.members)})",
                 step=self.step,
                 unrestored=unrestored,
                 interrupted=interrupted,
@@ -540,6 +806,47 @@ class _Transaction:
             step=self.step,
             interrupted=interrupted,
         ) from cause
+
+
+def _transaction(
+    group: Haproxies,
+    switch_plan: SwitchPlan,
+    switching: SwitchingSettings,
+    topology: Topology,
+    *,
+    journal: Journal | None,
+    signals: DeferredSignals | None,
+    server_state_file: Path | None,
+    verifier: Verifier | None,
+    on_step: StepHook | None,
+    progress: Callable[[str], None],
+) -> _Transaction:
+    files = {i.name: i.state_file for i in group.instances if i.state_file is not None}
+    if server_state_file is not None:
+        files = {group.names[0]: server_state_file}
+    noted = signals if signals is not None else NoSignals()
+    transaction = _Transaction(
+        group=group,
+        plan=switch_plan,
+        switching=switching,
+        topology=topology,
+        journal=journal,
+        signals=noted,
+        server_state_files=files,
+        verifier=verifier or (lambda target, deadline: Verification(0.0, None, 0)),
+        on_step=on_step or (lambda step, plan: None),
+        progress=guarded(progress),
+    )
+    if verifier is None:
+        urls = _verify_urls(group, switching, switch_plan.member_names())
+
+        def default_verifier(target: str, deadline: float) -> Verification:
+            # a signal stops the verification only before the point of no return
+            interruptible = None if transaction.past_point_of_no_return else noted
+            return verify_every(switching, topology, target, deadline, interruptible, urls=urls)
+
+        transaction.verifier = default_verifier
+    return transaction
 
 
 def apply(
@@ -557,9 +864,10 @@ def apply(
 ) -> SwitchResult:
     """Carry out the plan as a transaction on every instance (see the module's docstring).
 
-    Raises SwitchError (every prior state restored, exit 8) or RevertFailed (exit 10).
-    ``signals``: the caller's DeferredSignals, looked at between steps; ``on_step`` is called
-    before each step (the ``pytest_bluegreen_switch_step`` hook). ``server_state_file``: for
+    Raises SwitchError (every prior state restored, exit 8), RevertFailed or SwitchIncomplete
+    (exit 10). ``signals``: the caller's DeferredSignals, looked at between steps; ``on_step``
+    is called before each step (the ``pytest_bluegreen_switch_step`` hook); ``progress`` gets a
+    line as each step begins (guarded: it cannot fail the switch). ``server_state_file``: for
     a single RuntimeApi; a group's instances carry their own.
     """
     group = _group(api)
@@ -568,32 +876,58 @@ def apply(
         instance = switch_plan.instance or identity(group.clients[only])
         member = MemberPlan(only, switch_plan.prior, instance)
         switch_plan = replace(switch_plan, members=(member,), instance=instance)
-    files = {i.name: i.state_file for i in group.instances if i.state_file is not None}
-    if server_state_file is not None:
-        files = {group.names[0]: server_state_file}
-    noted = signals if signals is not None else NoSignals()
-    transaction = _Transaction(
-        group=group,
-        plan=switch_plan,
-        switching=switching,
-        topology=topology,
+    return _transaction(
+        group,
+        switch_plan,
+        switching,
+        topology,
         journal=journal,
-        signals=noted,
-        server_state_files=files,
-        verifier=verifier or (lambda target, deadline: Verification(0.0, None, 0)),
-        on_step=on_step or (lambda step, plan: None),
+        signals=signals,
+        server_state_file=server_state_file,
+        verifier=verifier,
+        on_step=on_step,
         progress=progress,
-    )
-    if verifier is None:
-        urls = _verify_urls(group, switching, switch_plan.member_names())
+    ).run()
 
-        def default_verifier(target: str, deadline: float) -> Verification:
-            # a signal stops the verification only before the point of no return
-            interruptible = None if transaction.past_point_of_no_return else noted
-            return verify_every(switching, topology, target, deadline, interruptible, urls=urls)
 
-        transaction.verifier = default_verifier
-    return transaction.run()
+def complete(
+    api: RuntimeApi | Haproxies,
+    topology: Topology,
+    switching: SwitchingSettings,
+    *,
+    source: str | None,
+    target: str,
+    journal: Journal | None = None,
+    signals: DeferredSignals | None = None,
+    server_state_file: Path | None = None,
+    verifier: Verifier | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> SwitchResult:
+    """Complete a switch to ``target`` that was cut off past its point of no return (``bluegreen
+    recover``): its remaining steps, each idempotent and run on HAProxy as it is now (it may
+    have been restarted from an older server-state file): the target promoted and the old
+    color drained again, the drain waited for, the old color idle, every state read back and
+    every routed URL answering from the target, the server-state files saved. ``journal``
+    (resumed) gets the steps; the caller closes it.
+
+    Raises SwitchIncomplete when HAProxy's errors persist (nothing is undone), RuntimeApiError
+    when an instance cannot be read at all.
+    """
+    group = _group(api)
+    members = _read_members(group, topology, group.present)
+    switch_plan = _plan_of(members, topology, source, target, switching.full_weight)
+    return _transaction(
+        group,
+        switch_plan,
+        switching,
+        topology,
+        journal=journal,
+        signals=signals,
+        server_state_file=server_state_file,
+        verifier=verifier,
+        on_step=None,
+        progress=progress,
+    ).complete()
 
 
 def _verify_urls(group: Haproxies, switching: SwitchingSettings, names: Sequence[str]) -> list[str]:
@@ -636,26 +970,49 @@ def revert_every(group: Haproxies, members: Sequence[MemberPlan]) -> tuple[str, 
 
     def one(name: str, api: RuntimeApi) -> tuple[str, ...]:
         prior = next(m.prior for m in members if m.name == name)
-        try:
-            return tuple(group.label(name, s) for s in revert(api, prior))
-        except RuntimeApiError as exc:  # not even reachable
-            return (group.label(name, f"every server ({exc})"),)
+        return tuple(group.label(name, s) for s in revert(api, prior))
 
     failed = group.each(one, names=[m.name for m in members])
     return tuple(item for name in failed for item in failed[name])
 
 
 def revert(api: RuntimeApi, prior: Mapping[ServerRef, ServerState]) -> tuple[str, ...]:
-    """Restore every server's weight and admin state, the servers that took traffic first so
-    none is left empty; continue past errors. Returns the servers that could not be restored."""
-    failed: list[str] = []
-    for state in sorted(prior.values(), key=lambda s: not s.takes_traffic):
+    """Restore every server's weight and admin state (see :func:`restore`)."""
+    return restore(api, [Wanted.of(state) for state in prior.values()])
+
+
+def restore(api: RuntimeApi, wanted: Sequence[Wanted], *, tries: int = 2) -> tuple[str, ...]:
+    """Give every server its wanted weight and admin state, the servers that take traffic
+    first so none is left empty; returns the servers HAProxy does not show so (with why).
+
+    A command's error does not say that nothing changed (HAProxy may have applied it and
+    the answer was lost), nor does it stop the other commands: every command is sent, then
+    HAProxy's states are read back and decide; what differs is sent again (``tries``)."""
+    left = sorted(wanted, key=lambda w: not w.takes_traffic)
+    errors: dict[ServerRef, str] = {}
+    for _ in range(tries):
+        errors = {}
+        for want in left:
+            try:
+                api.set_weight(want.ref, want.weight)
+            except RuntimeApiError as exc:
+                errors.setdefault(want.ref, exc.answer or type(exc).__name__)
+            try:
+                api.set_state(want.ref, want.admin)
+            except RuntimeApiError as exc:
+                errors.setdefault(want.ref, exc.answer or type(exc).__name__)
         try:
-            api.set_weight(state.ref, state.uweight)
-            api.set_state(state.ref, state.admin)
+            now = api.server_states(w.ref for w in left)
         except RuntimeApiError as exc:
-            failed.append(f"{state.ref} ({exc.answer or type(exc).__name__})")
-    return tuple(failed)
+            errors = {w.ref: errors.get(w.ref) or f"not read back: {exc}" for w in left}
+            continue
+        left = [w for w in left if not w.shows(now[w.ref])]
+        if not left:
+            return ()
+        for want in left:
+            state = now[want.ref]
+            errors.setdefault(want.ref, f"reads back weight {state.uweight} {state.admin.value}")
+    return tuple(f"{w.ref} ({errors.get(w.ref, 'not restored')})" for w in left)
 
 
 def _manual_restore(members: Sequence[MemberPlan]) -> str:

@@ -287,6 +287,28 @@ def test_recover_after_a_crash_restores_every_instance(group: Group) -> None:
 
 
 @pytest.mark.infra
+def test_recover_completes_on_every_instance_a_switch_killed_past_verify(group: Group) -> None:
+    gate = group.paused_gate("idle", "--env", "green", "--switch")
+    gate.kill()  # SIGKILL past the point of no return: green verified through all three
+    out, _ = gate.communicate()
+    assert (group.workdir / "at-step").exists(), out
+    lb2 = group.stacks["lb-2"]
+    lb2.haproxy.reload(lb2.runtime)  # meanwhile lb-2 reloaded its server-state file: blue
+    assert group.lives()["lb-2"] == "blue"
+    recovered = group.bluegreen("recover")
+    assert recovered.returncode == 0, _out(recovered)
+    assert "completed the switch blue -> green cut off after promote, drain, verify, " in (
+        recovered.stdout
+    )
+    assert "on every instance (lb-1, lb-2, lb-3)" in recovered.stdout
+    assert _weights(group) == _all(GREEN_LIVE)
+    assert [e["outcome"] for e in group.history()] == ["recovered"]
+    for stack in group.stacks.values():  # every server-state file saved
+        stack.haproxy.reload(stack.runtime)
+    assert _weights(group) == _all(GREEN_LIVE)
+
+
+@pytest.mark.infra
 def test_a_missing_instance_is_refused_then_allowed_and_brought_in_line(group: Group) -> None:
     lb3 = group.stacks["lb-3"]
     lb3.stop()  # down for maintenance
@@ -320,8 +342,9 @@ def test_a_missing_instance_is_refused_then_allowed_and_brought_in_line(group: G
     assert _weights(group) == _all(GREEN_LIVE)
     assert load_reconcile(group.main.state_file) is None
     assert group.bluegreen("status").returncode == 0
-    assert "green-api" in lb3.server_state_file.read_text()
     assert _no_failures(load) > 0
+    lb3.haproxy.reload(lb3.runtime)  # its server-state file was saved: a reload keeps green
+    assert group.lives()["lb-3"] == "green"
 
     # again, and this time the next gate brings it in line before it switches
     lb3.stop()

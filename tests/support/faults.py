@@ -5,10 +5,13 @@ injected, under a bounded load probe. Used by ``tests/test_faults.py`` and
 
 The faults: SIGINT, SIGTERM, SIGKILL (then ``bluegreen recover``), an HAProxy reload, HAProxy
 killed (started again after the gate, then ``bluegreen recover``), a Runtime API error answer
-(a proxy in front of the Runtime API answers the next command with an error), and a step hook
-that raises. After each: exactly one color takes traffic, nothing left in drain or maint, the
-journal closed, the history honest, the exit code the documented one, and the probe saw no
-failed request (but while HAProxy was down, counted apart).
+(a proxy in front of the Runtime API answers the next command with an error, nothing applied),
+a step hook that raises, and an answer lost (the proxy forwards the step's own command, HAProxy
+applies it, and the connection drops before the answer; then once more for the command that
+follows: a revert's or a retry's). After each: exactly one color takes traffic, nothing left
+in drain or maint, the journal closed, the history honest, the exit code the documented one,
+the probe saw no failed request (but while HAProxy was down, counted apart), and HAProxy's
+server-state file holds the same: a soft reload afterwards keeps the color.
 """
 
 from __future__ import annotations
@@ -36,8 +39,29 @@ from .gate import CHECKS
 from .stack import Stack, wait_for
 
 STEPS = ("promote", "drain", "verify", "wait-drained", "idle", "confirm", "save-state")
-FAULTS = ("sigint", "sigterm", "sigkill", "reload", "haproxy-killed", "api-error", "hook-raises")
+FAULTS = (
+    "sigint",
+    "sigterm",
+    "sigkill",
+    "reload",
+    "haproxy-killed",
+    "api-error",
+    "hook-raises",
+    "answer-lost",
+)
 BEFORE_POINT_OF_NO_RETURN = ("promote", "drain", "verify")
+# answer-lost: the commands whose answers are lost, in order: the step's own first command
+# (at 'verify', the identity check before it: verifying itself asks HAProxy nothing), then
+# the one after (the revert's first before the point of no return, the retry's after it)
+LOST_ANSWERS = {
+    "promote": ("set server", "set server"),
+    "drain": ("set server", "set server"),
+    "verify": ("show info", "set server"),
+    "wait-drained": ("show stat", "show stat"),
+    "idle": ("set server", "set server"),
+    "confirm": ("show servers state", "show servers state"),
+    "save-state": ("show servers state", "show servers state"),
+}
 
 BLUEGREEN = [
     sys.executable,
@@ -69,25 +93,40 @@ class Expected:
     exit_code: int
     history: tuple[str, ...]
     live: str
+    recovery: str | None = None  # what `bluegreen recover` says it did
+
+
+COMPLETED = "completed the switch blue -> green"
+RESTORED = "every server's state before it restored"
 
 
 def expected(step: str, fault: str) -> Expected:
-    """What the documentation promises for each cell."""
-    if fault in ("sigint", "sigterm"):
-        if step in BEFORE_POINT_OF_NO_RETURN:
-            return Expected(8, ("reverted",), "blue")
-        return Expected(0, ("switched",), "green")
-    if fault == "sigkill":
-        return Expected(-signal.SIGKILL, ("recovered",), "blue")
-    if fault == "haproxy-killed":
-        return Expected(10, ("revert-failed", "recovered"), "blue")
-    return Expected(8, ("reverted",), "blue")  # reload, api-error, hook-raises
+    """What the documentation promises for each cell: before the point of no return a fault
+    undoes the switch, after it the switch is completed (HAProxy's own errors tried again)."""
+    before = step in BEFORE_POINT_OF_NO_RETURN
+    if fault == "sigkill":  # then bluegreen recover
+        if before:
+            return Expected(-signal.SIGKILL, ("recovered",), "blue", RESTORED)
+        return Expected(-signal.SIGKILL, ("recovered",), "green", COMPLETED)
+    if fault == "haproxy-killed":  # the gate's own exit, then HAProxy back, bluegreen recover
+        if before:
+            return Expected(10, ("revert-failed", "recovered"), "blue", RESTORED)
+        return Expected(10, ("incomplete", "recovered"), "green", COMPLETED)
+    # sigint, sigterm, reload, api-error, hook-raises, answer-lost
+    if before:
+        return Expected(8, ("reverted",), "blue")
+    return Expected(0, ("switched",), "green")
 
 
 class RuntimeApiProxy(socketserver.ThreadingTCPServer):
-    """In front of HAProxy's Runtime API (TCP): forwards each one-command connection, or,
-    once ``fail_next`` is set, answers the next command (that starts with ``fail_prefix``) with
-    HAProxy's error text."""
+    """In front of HAProxy's Runtime API (TCP): forwards each one-command connection, or
+
+    - once ``fail_next`` is set, answers the next command (that starts with ``fail_prefix``)
+      with HAProxy's error text, forwarding nothing (refused cleanly: nothing applied);
+    - for each prefix given to :meth:`lose_answers`, in turn, forwards the next command that
+      starts with it, lets HAProxy answer (the command applied), and closes the client's
+      connection without a byte of the answer (an answer lost).
+    """
 
     daemon_threads = True
     allow_reuse_address = True
@@ -97,13 +136,29 @@ class RuntimeApiProxy(socketserver.ThreadingTCPServer):
         self.fail_next = threading.Event()
         self.fail_prefix = b""
         self.failed: list[str] = []
+        self.lost: list[str] = []  # the commands HAProxy applied whose answers were lost
+        self._losing: list[bytes] = []
+        self._lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
 
     @property
     def address(self) -> str:
         port = self.server_address[1]
         return f"127.0.0.1:{port}"
+
+    def lose_answers(self, *prefixes: str) -> None:
+        with self._lock:
+            self._losing = [p.encode() for p in prefixes]
+
+    def loses(self, command: bytes) -> bool:
+        """Whether this command's answer is to be lost (taking its turn)."""
+        with self._lock:
+            if self._losing and command.startswith(self._losing[0]):
+                self._losing.pop(0)
+                self.lost.append(command.decode().strip())
+                return True
+            return False
 
     def close(self) -> None:
         self.shutdown()
@@ -120,11 +175,13 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
             self.server.failed.append(command.decode().strip())
             self.wfile.write(b"No such server.\n\n")
             return
+        lose = self.server.loses(command)
         try:
             with socket.create_connection(self.server.upstream, timeout=5) as upstream:
                 upstream.sendall(command)
                 while chunk := upstream.recv(65536):
-                    self.wfile.write(chunk)
+                    if not lose:
+                        self.wfile.write(chunk)
         except OSError:
             return  # HAProxy is gone: the client sees the connection close, as it would
 
@@ -143,6 +200,9 @@ class Cell:
     haproxy_failures: list[str] = field(default_factory=list)  # kind: error, of those
     requests: int = 0
     output: str = ""
+    injected: bool = True  # the fault happened (an error answered, an answer lost)
+    recovery: str = ""  # what `bluegreen recover` printed
+    live_after_reload: str | None = None  # the live color once HAProxy reloaded its state file
 
     @property
     def expected(self) -> Expected:
@@ -163,6 +223,14 @@ class Cell:
             found.append("the journal is still open")
         if self.failed_requests:
             found.append(f"{self.failed_requests} probe request(s) failed")
+        if not self.injected:
+            found.append("the fault was never injected")
+        if want.recovery is not None and want.recovery not in self.recovery:
+            found.append(f"bluegreen recover did not say {want.recovery!r}")
+        if self.live_after_reload != want.live:
+            found.append(
+                f"{self.live_after_reload} live after a reload (the server-state file is stale)"
+            )
         return found
 
     @property
@@ -237,7 +305,7 @@ def _run_cell(stack: Stack, workdir: Path, proxy: RuntimeApiProxy, step: str, fa
             f"the gate to reach {step}",
             interval=0.005,
         )
-        _inject(stack, proxy, gate, fault, down)
+        _inject(stack, proxy, gate, step, fault, down=down)
         (workdir / "go").touch()
         out, _ = gate.communicate(timeout=120)
     finally:
@@ -254,9 +322,8 @@ def _run_cell(stack: Stack, workdir: Path, proxy: RuntimeApiProxy, step: str, fa
             [*BLUEGREEN, "recover"], cwd=workdir, env=env, capture_output=True, text=True,
             timeout=120, check=False,
         )  # fmt: skip
-        cell.output += (
-            f"\n$ bluegreen recover ({recover.returncode})\n{recover.stdout}{recover.stderr}"
-        )
+        cell.recovery = recover.stdout + recover.stderr
+        cell.output += f"\n$ bluegreen recover ({recover.returncode})\n{cell.recovery}"
     result = probe.finish()
     cell.requests = result.count
     for sample in result.failed:
@@ -265,6 +332,11 @@ def _run_cell(stack: Stack, workdir: Path, proxy: RuntimeApiProxy, step: str, fa
             cell.haproxy_failures.append(f"{sample.kind}: {sample.error or sample.status}")
         else:
             cell.failed_requests += 1
+    if fault == "api-error":
+        cell.injected = bool(proxy.failed)
+    elif fault == "answer-lost":
+        cell.injected = bool(proxy.lost)
+        cell.output += f"\nanswers lost: {proxy.lost}"
     _look(stack, workdir, cell)
     return cell
 
@@ -273,7 +345,9 @@ def _inject(
     stack: Stack,
     proxy: RuntimeApiProxy,
     gate: subprocess.Popen[str],
+    step: str,
     fault: str,
+    *,
     down: list[tuple[float, float]],
 ) -> None:
     if fault == "sigint":
@@ -292,6 +366,8 @@ def _inject(
         stack.haproxy.kill()
     elif fault == "api-error":
         proxy.fail_next.set()
+    elif fault == "answer-lost":
+        proxy.lose_answers(*LOST_ANSWERS[step])
 
 
 def _look(stack: Stack, workdir: Path, cell: Cell) -> None:
@@ -303,6 +379,11 @@ def _look(stack: Stack, workdir: Path, cell: Cell) -> None:
     journal = read_journal(settings.state.journal_file)
     cell.journal_open = journal is not None and journal.open
     cell.history = _history(stack)
+    # the server-state file must hold the same: a soft reload (the probe has finished)
+    stack.haproxy.reload(stack.runtime)
+    cell.live_after_reload = settings.topology.live_color(
+        api.server_states(settings.topology.all_servers)
+    )
 
 
 def summary(cells: list[Cell]) -> dict[str, Any]:

@@ -149,7 +149,8 @@ def _pytest_args(args: argparse.Namespace, settings: Settings | None = None) -> 
     ``--opt=value``: pytest picks its rootdir before it knows our options, and a separate
     value that names a path (a socket, a file) would count there as a test path. With
     ``settings``, the settings file they were read from, so a child reads the same one."""
-    given: list[str] = [_path_word(args.checks)] if Path(args.checks).exists() else []
+    suite = args.checks if args.checks is not None else "checks"
+    given: list[str] = [_path_word(suite)] if Path(suite).exists() else []
     config = settings.config_file if settings is not None else None
     if config is not None:
         given.append(f"--bluegreen-config={config}")
@@ -223,7 +224,7 @@ def run_checks(args: argparse.Namespace, settings: Settings, pytest_args: Sequen
     drops its output too when our reader goes away, and runs its gate to the end. A child
     that died of a signal while a switch was under way (its journal still open) ends as a
     failed revert would: exit 10, ``bluegreen recover``."""
-    if not Path(args.checks).exists():
+    if args.checks is not None and not Path(args.checks).exists():
         raise UsageProblem(f"the check suite {args.checks} does not exist (--checks)")
     given = [*_pytest_args(args, settings), "-p", "no:cacheprovider", *pytest_args]
     print(_paint(f"bluegreen: running pytest {' '.join(given)}", "36"), flush=True)
@@ -787,7 +788,11 @@ def build_parser() -> argparse.ArgumentParser:
         "pyproject.toml, here or in a folder above)",
     )
     parser.add_argument("--runtime-api", help="HAProxy Runtime API: socket path or host:port")
-    parser.add_argument("--checks", default="checks", help="the check suite (default: checks)")
+    parser.add_argument(
+        "--checks",
+        default=None,
+        help="the check suite (default: ./checks if it exists, else pytest's own discovery)",
+    )
     parser.add_argument(
         "--allow-missing-instance",
         action="append",

@@ -207,6 +207,25 @@ def test_switch_to_refuses_when_the_checks_fail(workdir: Path, stack: Stack) -> 
     assert stack.served_color() == "blue"
 
 
+def test_without_a_checks_folder_the_suite_is_pytests_own_discovery(
+    workdir: Path, stack: Stack
+) -> None:
+    # the checks beside the settings (no checks/ folder): the default finds them as pytest would
+    (workdir / "checks" / "test_checks.py").rename(workdir / "test_checks.py")
+    (workdir / "checks").rmdir()
+    stack.green.control(api_status=500)
+    refused = run(workdir, "switch-to", "green")
+    assert refused.returncode == 1, refused.stdout + refused.stderr  # the checks ran and failed
+    stack.green.control(api_status=200)
+    assert run(workdir, "switch-to", "green").returncode == 0
+    # a suite named and missing: one line, exit 4, nothing switched or recorded
+    missing = run(workdir, "--checks", "nope", "switch-to", "blue")
+    assert missing.returncode == 4
+    assert missing.stderr == "bluegreen: error: the check suite nope does not exist (--checks)\n"
+    assert stack.served_color() == "green"
+    assert [e["outcome"] for e in history(stack)] == ["failed", "switched"]
+
+
 def test_forced_switch_skips_checks_and_is_recorded(workdir: Path, stack: Stack) -> None:
     stack.green.control(api_status=500)  # its checks would fail
     result = run(workdir, "switch-to", "green", "--force")

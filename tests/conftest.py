@@ -3,11 +3,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.infra import require_infra
 from tests.support.stack import Backend, Stack, StackFactory, backends, haproxy_binary, make_cert
+
+if TYPE_CHECKING:
+    from tests.support.docker_stack import ComposeProject
 
 pytest_plugins = ["pytester"]
 
@@ -58,3 +62,18 @@ def stack_factory(
 def stack(stack_factory: StackFactory) -> Stack:
     """A fresh HAProxy (blue live, green idle) in front of the two backends."""
     return stack_factory()
+
+
+@pytest.fixture(scope="session")
+def compose_project(pytestconfig: pytest.Config) -> Iterator[ComposeProject]:
+    """The Docker stack (docker/docker-compose.blue-green.yml) of this test session: a Compose
+    project of its own (bgtest-<random>: its containers, networks, volume and host ports), the
+    shared services up once for every module that uses it; each module starts from
+    ``fresh_colors`` (no color running, the shared services as the compose file says). Removed
+    at the end of the session; nothing of another project is touched."""
+    from tests.support.docker_stack import docker_problem, own_project  # noqa: PLC0415
+
+    problem = docker_problem()
+    require_infra(pytestconfig, problem is None, problem or "")
+    with own_project() as project:
+        yield project

@@ -20,15 +20,13 @@ from python_on_whales import DockerClient
 import docker as docker_sdk
 from pytest_bluegreen.engines.serving import health_of, run_health_check
 from tests.support.docker_stack import (
-    ADDRESSES,
+    ComposeProject,
     JarvisStack,
-    compose,
-    docker_problem,
+    fresh_colors,
     up_serving,
     wait_serving,
 )
 from tests.support.gate import output
-from tests.support.infra import require_infra
 from tests.support.stack import ROOT, Backend, StackFactory, wait_for
 
 pytestmark = pytest.mark.infra
@@ -85,30 +83,29 @@ NOT_QUICK = {
 
 @pytest.fixture(scope="module")
 def jarvis(
-    pytestconfig: pytest.Config,
+    compose_project: ComposeProject,
     tmp_path_factory: pytest.TempPathFactory,
     tls_cert: Path,
     color_backends: tuple[Backend, Backend],
 ) -> Iterator[JarvisStack]:
-    """The whole stack, blue v1.0.0 and green v1.1.0 healthy, HAProxy in front of it."""
-    problem = docker_problem()
-    require_infra(pytestconfig, problem is None, problem or "")
+    """The whole stack, blue v1.0.0 and green v1.1.0 healthy, HAProxy in front of it (the
+    session's Compose project, from no color running)."""
     workdir = tmp_path_factory.mktemp("checks-stack")
+    fresh_colors(compose_project)
     factory = StackFactory(workdir, tls_cert, *color_backends)
     try:
-        haproxy = factory("haproxy", addresses=ADDRESSES, wait_up=False)
-        stack = JarvisStack(haproxy, workdir)
-        # record the tags as --deploy does (the Compose env file next to the state file) and
-        # bring everything up from it, so the version check has a deployed tag to compare with
-        restore_tags(stack)
-        dc = stack_compose(stack)
-        dc.compose.down(volumes=True, remove_orphans=True, quiet=True)
-        up_serving(dc)
-        haproxy.wait_up("blue", "green", timeout=30)
-        yield stack
+        with compose_project.environment():
+            haproxy = factory("haproxy", addresses=compose_project.haproxy_addresses, wait_up=False)
+            stack = JarvisStack(haproxy, workdir, compose_project)
+            # record the tags as --deploy does (the Compose env file next to the state file)
+            # and bring everything up from it, so the version check has a deployed tag to
+            # compare with
+            restore_tags(stack)
+            up_serving(compose_project, dc=stack_compose(stack))
+            haproxy.wait_up("blue", "green", timeout=30)
+            yield stack
     finally:
         factory.close()
-        compose().compose.down(volumes=True, remove_orphans=True, quiet=True)
 
 
 def tags_file(stack: JarvisStack) -> Path:
@@ -120,7 +117,7 @@ def restore_tags(stack: JarvisStack) -> None:
 
 
 def stack_compose(stack: JarvisStack, *extra_env: Path) -> DockerClient:
-    return compose(compose_env_files=[tags_file(stack), *extra_env])
+    return stack.compose(compose_env_files=[tags_file(stack), *extra_env])
 
 
 def run_checks(
@@ -180,7 +177,8 @@ def green_servers_down(jarvis: JarvisStack) -> bool:
 def healthy_again(jarvis: JarvisStack) -> None:
     """Wait until every container is healthy (as a deploy judges it) and HAProxy has both
     colors UP again."""
-    wait_serving(sorted(stack_compose(jarvis).compose.config().services or {}), 60)
+    services = sorted(stack_compose(jarvis).compose.config().services or {})
+    wait_serving(jarvis.project, services, 60)
     jarvis.haproxy.wait_up("blue", "green", timeout=30)
 
 
@@ -261,7 +259,7 @@ def test_broken_build_fails_the_api_smoke_check_not_health(
         assert parallel_found == found
     finally:  # green back at v1.1.0, as on_failed_gate = "restore" would put it
         restore_tags(jarvis)
-        up_serving(stack_compose(jarvis), GREEN_SERVICES)
+        up_serving(jarvis.project, GREEN_SERVICES, dc=stack_compose(jarvis))
         healthy_again(jarvis)
 
 
@@ -284,16 +282,17 @@ def test_redis_stopped_is_an_infrastructure_error(
             "quick or shared",
             "-k",
             "not processes_and_ports",
-            verify_timeout=3,
+            verify_timeout=1,
         )
         assert result.ret == 1, output(result)
         # the direct check cannot reach Redis: INFRA-ERROR, not a wrong answer
         assert found["test_databases.py::test_redis"] == "failed"
         line_of(result, "test_redis", "INFRA-ERROR (shared unreachable)")
-        line_of(result, "redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:10001")
+        redis = jarvis.project.address("REDIS_HOST_PORT")
+        line_of(result, f"redis.exceptions.ConnectionError: Error 111 connecting to {redis}")
         # the container is there but stopped
         assert found["test_availability.py::test_shared_containers_are_healthy"] == "failed"
-        line_of(result, "redis (sutazai-redis) is not running: exited")
+        line_of(result, f"redis ({jarvis.project.container('redis')}) is not running: exited")
         # green's /health fails without Redis, so HAProxy takes it out: green is unreachable
         # through its direct port, and the checks that need it say so (INFRA-ERROR, with
         # HAProxy's view), rather than judging an answer that never came
@@ -318,7 +317,7 @@ def test_model_missing_fails_the_model_checks(
 ) -> None:
     fault = pytester.path / "no-tinyllama.env"
     fault.write_text("OLLAMA_MODELS=llama3\n")
-    up_serving(stack_compose(jarvis, fault), ["ollama"])
+    up_serving(jarvis.project, ["ollama"], dc=stack_compose(jarvis, fault))
     try:
         result, found, _ = run_checks(
             pytester, jarvis, "--env", "green", "-m", "not perf", "-k", "not processes_and_ports",
@@ -334,20 +333,27 @@ def test_model_missing_fails_the_model_checks(
         line_of(result, "ollama cannot generate with tinyllama: HTTP 404: model 'tinyllama' not")
         line_of(result, "green cannot get an answer from its model: POST /api/ask HTTP 502")
     finally:
-        up_serving(stack_compose(jarvis), ["ollama"])
+        up_serving(jarvis.project, ["ollama"], dc=stack_compose(jarvis))
 
 
 def test_unhealthy_container_fails_the_availability_check(
     pytester: pytest.Pytester, jarvis: JarvisStack
 ) -> None:
-    # a fresh green-agents: Docker's first health check is an interval (30 s) away, so Docker
-    # says "starting" throughout; the availability check runs the check itself
-    up_serving(stack_compose(jarvis), ["green-agents"], force_recreate=True, dependencies=False)
+    # a fresh green-agents: Docker's first health check is an interval (an hour in the tests)
+    # away, so Docker says "starting" throughout; the availability check runs the check itself
+    up_serving(
+        jarvis.project,
+        ["green-agents"],
+        dc=stack_compose(jarvis),
+        force_recreate=True,
+        dependencies=False,
+    )
     docker = DockerClient()
     sdk = docker_sdk.from_env()
-    agents = sdk.containers.get("sutazai-green-agents")
+    name = jarvis.project.container("green-agents")
+    agents = sdk.containers.get(name)
     # a hung worker: stopped, its heartbeat ages, its health check fails (about 5 s)
-    docker.container.kill("sutazai-green-agents", signal="SIGSTOP")
+    docker.container.kill(name, signal="SIGSTOP")
     try:
         wait_for(lambda: not run_health_check(agents).passed, 30, "the heartbeat to age")
         result, found, _ = run_checks(pytester, jarvis, "--env", "green", "-m", "quick")
@@ -360,11 +366,11 @@ def test_unhealthy_container_fails_the_availability_check(
         }, output(result)
         line_of(
             result,
-            "AssertionError: green-agents (sutazai-green-agents) is starting and its health "
+            f"AssertionError: green-agents ({name}) is starting and its health "
             "check, run now, fails: exit 1: unhealthy: heartbeat",
         )
         line_of(result, "is still 'queued': green's agents worker did not run it")
     finally:
-        docker.container.kill("sutazai-green-agents", signal="SIGCONT")
+        docker.container.kill(name, signal="SIGCONT")
         sdk.close()
         healthy_again(jarvis)

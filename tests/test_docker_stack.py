@@ -5,6 +5,11 @@ blue v1.0.0 live -> deploy v1.1.0 to green and switch -> deploy the broken build
 through HAProxy fails meanwhile. Then the deploy faults, each with a clear error and nothing
 changed; last, a container of the old tag still answering for the color behind HAProxy: the gate
 never judges it as the deployed build.
+
+The stack is the session's Compose project (``compose_project``: its own name, containers and
+ports); this module starts it with no color running. Each test first arranges what it starts
+from (``JarvisStack.arrange``): in the file's order the test before left exactly that, so
+nothing is done; alone (``-k``), a test deploys what it needs first.
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ from pytest_bluegreen.compare import parse_compare_table
 from pytest_bluegreen.sidebyside import measure
 from tests.support.docker_stack import (
     COMPOSE_FILE,
+    ComposeProject,
     JarvisStack,
     Probe,
-    compose,
     shared_services_behind_haproxy,
 )
 from tests.support.gate import history, output
@@ -42,13 +47,13 @@ CHECKS = str(ROOT / "checks")
 
 @pytest.fixture(scope="module")
 def jarvis(
-    pytestconfig: pytest.Config,
+    compose_project: ComposeProject,
     tmp_path_factory: pytest.TempPathFactory,
     tls_cert: Path,
     color_backends: tuple[Backend, Backend],
 ) -> Iterator[JarvisStack]:
     with shared_services_behind_haproxy(
-        pytestconfig, tmp_path_factory.mktemp("jarvis"), tls_cert, color_backends
+        compose_project, tmp_path_factory.mktemp("jarvis"), tls_cert, color_backends
     ) as stack:
         yield stack
 
@@ -78,7 +83,10 @@ def routed(jarvis: JarvisStack) -> tuple[str, str]:
 def test_full_cycle_without_a_failed_request(
     pytester: pytest.Pytester, jarvis: JarvisStack
 ) -> None:
+    jarvis.arrange(live="blue", blue=None, green=None)
     stack = jarvis.haproxy
+    entries = len(history(stack))
+    backups_before = set(backups_of(jarvis))
 
     # blue v1.0.0 first: live by HAProxy's config but not running, so deploying it is allowed
     first = gate(pytester, jarvis, "--env", "blue", "--deploy", "v1.0.0", "-m", "quick", "--switch")
@@ -99,7 +107,7 @@ def test_full_cycle_without_a_failed_request(
         assert routed(jarvis) == ("green", "v1.1.0")
         assert jarvis.image_of("green-backend") == "bluegreen/jarvis:v1.1.0"
         # the API's own /metrics counts what it answered (Prometheus scrapes it)
-        metrics = requests.get("http://127.0.0.1:8011/metrics", timeout=5)
+        metrics = requests.get(f"http://{jarvis.project.api_address('green')}/metrics", timeout=5)
         assert metrics.status_code == 200
         assert metrics.headers["Content-Type"].startswith("text/plain")
         lines = metrics.text.splitlines()
@@ -144,18 +152,23 @@ def test_full_cycle_without_a_failed_request(
     assert load.count > 200
     assert load.failed == [], load.failed[:3]
     assert {"blue", "green"} <= set(load.colors())
-    outcomes = [(e["to_color"], e["outcome"], e["tag"]) for e in history(stack)]
+    outcomes = [(e["to_color"], e["outcome"], e["tag"]) for e in history(stack)[entries:]]
     assert outcomes == [
         ("blue", "noop", "v1.0.0"),
         ("green", "switched", "v1.1.0"),
         ("blue", "failed", "v1.2.0-broken"),
         ("blue", "rolled-back", "v1.0.0"),  # the version the verification saw
     ]
-    backups = sorted((jarvis.workdir / "backups").iterdir())
+    backups = sorted(set(backups_of(jarvis)) - backups_before)
     assert len(backups) == 3, backups  # one pg_dump before each deploy
     for backup in backups:
         assert backup.stat().st_mode & 0o777 == 0o600, backup  # a dump holds the data
         assert "PostgreSQL database dump complete" in backup.read_text(), backup  # whole
+
+
+def backups_of(jarvis: JarvisStack) -> list[Path]:
+    folder = jarvis.workdir / "backups"
+    return list(folder.iterdir()) if folder.is_dir() else []
 
 
 def _unchanged(jarvis: JarvisStack) -> tuple[object, ...]:
@@ -212,6 +225,7 @@ def test_missing_image_tag_is_a_clear_error(pytester: pytest.Pytester, jarvis: J
 
 
 def test_never_healthy_hits_the_deadline(pytester: pytest.Pytester, jarvis: JarvisStack) -> None:
+    jarvis.arrange(live="blue")
     # the same stack, but green's backend healthcheck can never pass
     broken = pytester.path / "compose-unhealthy.yml"
     text = COMPOSE_FILE.read_text()
@@ -235,10 +249,8 @@ def test_never_healthy_hits_the_deadline(pytester: pytest.Pytester, jarvis: Jarv
     assert result.ret == 9, output(result)
     text_out = output(result)
     assert "bluegreen: deploy failed: deploy of green v1.1.0 failed" in text_out
-    assert (
-        "sutazai-green-backend (unhealthy" in text_out
-        or "sutazai-green-backend (starting" in text_out
-    )
+    container = jarvis.project.container("green-backend")
+    assert f"{container} (unhealthy" in text_out or f"{container} (starting" in text_out
     assert jarvis.haproxy.live_weights() == live_before
     # put green back as it was
     fixed = gate(pytester, jarvis, "--env", "green", "--deploy", "v1.1.0", "--skip-backup")
@@ -247,7 +259,10 @@ def test_never_healthy_hits_the_deadline(pytester: pytest.Pytester, jarvis: Jarv
 
 
 def retag(source: str, name: str) -> Iterator[None]:
+    """``source`` under a new ``name`` meanwhile; a name that exists is never taken over (nor
+    removed afterwards): the images of this engine are not the test's."""
     dc = DockerClient()
+    assert not dc.image.exists(name), f"{name} exists: not this test's to retag"
     dc.image.tag(source, name)
     try:
         yield
@@ -258,15 +273,18 @@ def retag(source: str, name: str) -> Iterator[None]:
 def test_a_deploy_that_answers_another_version_fails_the_gate(
     pytester: pytest.Pytester, jarvis: JarvisStack
 ) -> None:
-    # an image tagged v1.3.0 whose application reports v1.0.0: not what --deploy asked for
-    for _ in retag("bluegreen/jarvis:v1.0.0", "bluegreen/jarvis:v1.3.0"):
+    jarvis.arrange(live="blue")
+    # an image tagged v1.3.0-<project> whose application reports v1.0.0: not what --deploy
+    # asked for
+    tag = f"v1.3.0-{jarvis.project.name}"
+    for _ in retag("bluegreen/jarvis:v1.0.0", f"bluegreen/jarvis:{tag}"):
         live_before = jarvis.haproxy.live_weights()
         result = gate(
-            pytester, jarvis, "--env", "green", "--deploy", "v1.3.0", "-m", "quick", "--switch"
+            pytester, jarvis, "--env", "green", "--deploy", tag, "-m", "quick", "--switch"
         )
         assert result.ret == 1, output(result)
         result.stdout.fnmatch_lines(
-            ["*FAILED: green answers version v1.0.0 at *, not the deployed v1.3.0*"]
+            [f"*FAILED: green answers version v1.0.0 at *, not the deployed {tag}*"]
         )
         assert jarvis.haproxy.live_weights() == live_before
         assert history(jarvis.haproxy)[-1]["outcome"] == "failed"
@@ -277,7 +295,9 @@ def test_a_deploy_that_answers_another_version_fails_the_gate(
 def test_the_image_repository_reaches_compose(
     pytester: pytest.Pytester, jarvis: JarvisStack
 ) -> None:
-    for _ in retag("bluegreen/jarvis:v1.1.0", "bluegreen/jarvis-mirror:v1.1.0"):
+    jarvis.arrange(live="blue")
+    mirror = f"bluegreen/jarvis-mirror-{jarvis.project.name}"
+    for _ in retag("bluegreen/jarvis:v1.1.0", f"{mirror}:v1.1.0"):
         result = gate(
             pytester,
             jarvis,
@@ -286,10 +306,10 @@ def test_the_image_repository_reaches_compose(
             "--deploy",
             "v1.1.0",
             "--skip-backup",
-            image_repository="bluegreen/jarvis-mirror",
+            image_repository=mirror,
         )
         assert result.ret == 0, output(result)
-        assert jarvis.image_of("green-backend") == "bluegreen/jarvis-mirror:v1.1.0"
+        assert jarvis.image_of("green-backend") == f"{mirror}:v1.1.0"
         back = gate(pytester, jarvis, "--env", "green", "--deploy", "v1.1.0", "--skip-backup")
         assert back.ret == 0, output(back)
         assert jarvis.image_of("green-backend") == "bluegreen/jarvis:v1.1.0"
@@ -320,8 +340,9 @@ def test_a_backup_that_hangs_is_a_failed_deploy(
 def test_the_bake_catches_a_release_that_degrades_after_the_switch(
     pytester: pytest.Pytester, jarvis: JarvisStack
 ) -> None:
+    jarvis.arrange(live="blue", blue="v1.0.0")
     stack = jarvis.haproxy
-    assert routed(jarvis)[0] == "blue"
+    assert routed(jarvis) == ("blue", "v1.0.0")
     probe = Probe(f"{stack.routed_url}/api/items")  # what users do: the API, not /health
     probe.start()
     try:
@@ -364,6 +385,7 @@ def test_the_bake_catches_a_release_that_degrades_after_the_switch(
 def test_a_clean_bake_then_the_old_color_is_stopped(
     pytester: pytest.Pytester, jarvis: JarvisStack
 ) -> None:
+    jarvis.arrange(live="blue", blue="v1.0.0")
     result = gate(
         pytester,
         jarvis,
@@ -386,23 +408,24 @@ def test_a_clean_bake_then_the_old_color_is_stopped(
         consecutive=False,
     )
     assert routed(jarvis) == ("green", "v1.1.0")
-    stopped = compose().compose.ps(["blue-backend"], all=True)
+    stopped = jarvis.compose().compose.ps(["blue-backend"], all=True)
     assert all(not c.state.running for c in stopped), [c.state.status for c in stopped]
 
 
 # --- judging the new color against the live one ------------------------------------------------
-# (green is live at v1.1.0 after the bake tests, blue stopped)
+
+COMPARISONS = 5  # benchmarks/compare.py --jarvis runs 20 (the false failure rate, measured)
 
 
-def test_identical_builds_compared_20_times_give_no_false_failure(
+def test_identical_builds_compared_give_no_false_failure(
     pytester: pytest.Pytester, jarvis: JarvisStack
 ) -> None:
-    back = gate(pytester, jarvis, "--env", "blue", "--deploy", "v1.0.0", "-m", "quick")
-    assert back.ret == 0, output(back)  # blue idle again: the same code as green
+    # v1.0.0 and v1.1.0: the same code, their version aside
+    jarvis.arrange(blue="v1.0.0", green="v1.1.0")
     stack = jarvis.haproxy
     rules = parse_compare_table(tomllib.loads((ROOT / "bluegreen.toml").read_text())["compare"])
     runs = []
-    for _ in range(20):
+    for _ in range(COMPARISONS):
         runs.append(
             measure(
                 "/api/items",
@@ -414,29 +437,68 @@ def test_identical_builds_compared_20_times_give_no_false_failure(
         )  # fmt: skip
     false = [c for run in runs for c in run.failed]
     judged = [c for run in runs for c in run.comparisons if c.decision != "inconclusive"]
-    print(f"identical builds, 20 comparisons x {len(rules['/api/items'])} rules: "
+    print(f"identical builds, {COMPARISONS} comparisons x {len(rules['/api/items'])} rules: "
           f"false failures={len(false)}")  # fmt: skip
     for comparison in false:
         print(f"  false failure: {comparison.line()}")
-    assert len(judged) == 20 * len(rules["/api/items"]), [r.text() for r in runs]
+    assert len(judged) == COMPARISONS * len(rules["/api/items"]), [r.text() for r in runs]
     assert false == []
     assert all({r.new_color, r.live_color} == {"blue", "green"} for r in runs)
 
 
-def test_the_drill_catches_every_shipped_variant(
+# The [drill] variants whose verdict the suite asserts elsewhere, on this stack, and the test
+# that does: the build itself (v1.1.0 passes and is switched to, v1.2.0-broken fails), or the
+# same fault caught by the same check with the same message (a build reporting another version
+# than its tag; a worker that never runs a task; a color whose model is not there). The drill
+# test gates every other variant -- and any added to bluegreen.toml later -- so the drill runs
+# end to end on bad builds and on a good one; `bluegreen drill` runs them all.
+ASSERTED_ELSEWHERE = {
+    "v1.1.0": "test_docker_stack.py::test_full_cycle_without_a_failed_request",
+    "v1.2.0-broken": "test_docker_stack.py::test_full_cycle_without_a_failed_request",
+    "v1.6.0-misversioned": (
+        "test_docker_stack.py::test_a_deploy_that_answers_another_version_fails_the_gate"
+    ),
+    "v1.7.0-deadagent": (
+        "test_checks_stack.py::test_unhealthy_container_fails_the_availability_check"
+    ),
+    "v1.8.0-nomodel": "test_checks_stack.py::test_model_missing_fails_the_model_checks",
+}
+
+
+def drill_variants() -> dict[str, str]:
+    variants: dict[str, str] = tomllib.loads((ROOT / "bluegreen.toml").read_text())["drill"]
+    return variants
+
+
+def test_the_drill_leaves_out_only_variants_asserted_elsewhere() -> None:
+    variants = drill_variants()
+    assert set(ASSERTED_ELSEWHERE) <= set(variants)
+    for test in set(ASSERTED_ELSEWHERE.values()):
+        module, _, name = test.partition("::")
+        assert f"\ndef {name}(" in (ROOT / "tests" / module).read_text(), test
+    drilled = {tag: v for tag, v in variants.items() if tag not in ASSERTED_ELSEWHERE}
+    assert "failed" in drilled.values()
+    assert "switch" in drilled.values()
+
+
+def test_the_drill_catches_the_variants_nothing_else_covers(
     pytester: pytest.Pytester, jarvis: JarvisStack
 ) -> None:
+    jarvis.arrange(live="green", blue="v1.0.0", green="v1.1.0")
+    variants = {t: v for t, v in drill_variants().items() if t not in ASSERTED_ELSEWHERE}
     config = jarvis.write_settings_with_tables(pytester.path)
+    only = [arg for tag in variants for arg in ("--only", tag)]
     drill = subprocess.run(
         [sys.executable, "-c", "from pytest_bluegreen.cli import main; raise SystemExit(main())",
-         "--config", str(config), "--checks", CHECKS, "drill"],
+         "--config", str(config), "--checks", CHECKS, "drill", *only],
         cwd=pytester.path, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     out = drill.stdout + drill.stderr
     print(drill.stdout)  # the drill's table, shown with -rP
     assert drill.returncode == 0, out
-    variants = tomllib.loads((ROOT / "bluegreen.toml").read_text())["drill"]
-    table = {line.split()[0]: line.split() for line in out.splitlines() if line[:1] == "v"}
+    rows = [line.split() for line in out.splitlines()]
+    table = {row[0]: row for row in rows if row and row[0] in drill_variants()}
+    assert set(table) == set(variants), out
     for tag, expected in variants.items():
         row = table[tag]
         assert row[1:3] == [expected, expected], row
@@ -458,7 +520,8 @@ def test_the_drill_catches_every_shipped_variant(
 def test_redis_down_is_environmental_and_rolls_nothing_back(
     pytester: pytest.Pytester, jarvis: JarvisStack
 ) -> None:
-    stack, dc = jarvis.haproxy, compose()
+    jarvis.arrange(live="green", blue="v1.0.0", green="v1.1.0")
+    stack, dc = jarvis.haproxy, jarvis.compose()
     before = len(history(stack))
 
     def unhealthy(color: str) -> bool:
@@ -472,12 +535,12 @@ def test_redis_down_is_environmental_and_rolls_nothing_back(
     try:
         wait_for(lambda: unhealthy("blue") and unhealthy("green"), 60, "both colors unhealthy")
         # green is live and its own checks fail: blue (where traffic would return) fails too
-        live = gate(pytester, jarvis, "--env", "green", "--switch", "-m", "quick", verify_timeout=3)
+        live = gate(pytester, jarvis, "--env", "green", "--switch", "-m", "quick", verify_timeout=1)
         assert live.ret == 6, output(live)
         assert "fail on blue too" in output(live)
         assert "nothing rolled back" in output(live)
         # blue as the target: fails on green too
-        idle = gate(pytester, jarvis, "--env", "blue", "--switch", "-m", "quick", verify_timeout=3)
+        idle = gate(pytester, jarvis, "--env", "blue", "--switch", "-m", "quick", verify_timeout=1)
         assert idle.ret == 6, output(idle)
         weights = stack.live_weights()
         assert weights["green-api"][0] > 0, weights
@@ -491,38 +554,36 @@ def test_redis_down_is_environmental_and_rolls_nothing_back(
 
 # --- a container of the old tag still answering for the color ----------------------------------
 
-STALE = "bluegreen-test-stale"
-
 
 @pytest.fixture
-def stale(jarvis: JarvisStack) -> Iterator[tuple[str, int, str]]:
-    """(idle color, port, image): a container of the old tag v1.0.0, outside the Compose
-    project, answering as the idle color on a port of its own (as one left over from an
-    earlier deploy would)."""
+def stale(jarvis: JarvisStack) -> Iterator[tuple[str, int, str, str]]:
+    """(idle color, port, image, name): a container of the old tag v1.0.0, outside the Compose
+    project (on its network), answering as the idle color on a port of its own (as one left
+    over from an earlier deploy would)."""
     weights = jarvis.haproxy.live_weights()
     idle = "green" if weights.get("blue-api", (0, ""))[0] > 0 else "blue"
     [port] = free_ports(1)
     image = "bluegreen/jarvis:v1.0.0"
+    name = f"{jarvis.project.name}-stale"
     dc = DockerClient()
-    dc.container.remove(STALE, force=True)
     deploy = ROOT / "config" / "deploy"
     dc.run(
-        image, ["jarvis-api"], detach=True, name=STALE, networks=["sutazai-network"],
+        image, ["jarvis-api"], detach=True, name=name, networks=[jarvis.project.network],
         publish=[(f"127.0.0.1:{port}", 8000)],
         env_files=[deploy / "shared.env", deploy / f"{idle}.env", deploy / "secrets.env"],
         envs={"DEPLOYMENT_COLOR": idle},
     )  # fmt: skip
     try:
         wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok, 60, "stale")
-        yield idle, port, image
+        yield idle, port, image, name
     finally:
-        dc.container.remove(STALE, force=True)
+        dc.container.remove(name, force=True)
 
 
 def test_an_old_container_answering_for_the_color_is_never_judged(
-    pytester: pytest.Pytester, jarvis: JarvisStack, stale: tuple[str, int, str]
+    pytester: pytest.Pytester, jarvis: JarvisStack, stale: tuple[str, int, str, str]
 ) -> None:
-    idle, port, image = stale
+    idle, port, image, name = stale
     stack, api = jarvis.haproxy, jarvis.haproxy.api()
     before = stack.live_weights()
     entries = len(history(stack))
@@ -544,7 +605,7 @@ def test_an_old_container_answering_for_the_color_is_never_judged(
     found = re.search(
         rf"INCONCLUSIVE: inconclusive: (\d+) of \d+ answer\(s\) from {idle} came from another "
         r"build than the deployed v1\.1\.0: v1\.0\.0 \((\d+) answers?, by image: "
-        rf"{STALE} \({image}\) at 127\.0\.0\.1:{port} via {idle}_direct/stale\)",
+        rf"{name} \({image}\) at 127\.0\.0\.1:{port} via {idle}_direct/stale\)",
         text,
     )
     assert found, text
@@ -559,14 +620,14 @@ def test_an_old_container_answering_for_the_color_is_never_judged(
         result = gate(pytester, jarvis, "--env", idle, "--deploy", "v1.1.0", "-m", "quick",
                       "--switch", "--skip-backup", deploy_timeout=15)  # fmt: skip
     finally:
-        home = "8010" if idle == "blue" else "8011"
+        home = jarvis.project.ports[f"{idle.upper()}_API_PORT"]
         api.execute(f"set server api_backend/{idle}-api addr 127.0.0.1 port {home}")
     text = output(result)
     assert result.ret == 7, text
     assert (
         f"bluegreen: refused: not every HAProxy slot of {idle} runs the deployed v1.1.0 (after "
     ) in text
-    assert f"api_backend/{idle}-api at 127.0.0.1:{port}: {STALE} ({image})" in text
+    assert f"api_backend/{idle}-api at 127.0.0.1:{port}: {name} ({image})" in text
     assert " PASSED" not in text  # no check ran
     assert stack.live_weights() == before
     assert [e["outcome"] for e in history(stack)][entries:] == ["inconclusive", "refused"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.docker_stack import (
+    ComposeProject,
     JarvisStack,
     shared_services_behind_haproxy,
 )
@@ -26,13 +27,15 @@ pytestmark = pytest.mark.infra
 
 @pytest.fixture(scope="module")
 def seed(
-    pytestconfig: pytest.Config,
+    compose_project: ComposeProject,
     tmp_path_factory: pytest.TempPathFactory,
     tls_cert: Path,
     color_backends: tuple[Backend, Backend],
 ) -> Iterator[tuple[JarvisStack, dict[str, str]]]:
     workdir = tmp_path_factory.mktemp("seed")
-    with shared_services_behind_haproxy(pytestconfig, workdir, tls_cert, color_backends) as jarvis:
+    with shared_services_behind_haproxy(
+        compose_project, workdir, tls_cert, color_backends
+    ) as jarvis:
         config = jarvis.write_settings(workdir, on_failed_gate="restore")
         yield jarvis, {**os.environ, "BLUEGREEN_CONFIG": str(config), "NO_COLOR": "1"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -55,16 +56,49 @@ def haproxy_binary() -> str | None:
     return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = []
+# the seed's ports (haproxy/haproxy.cfg, docker/docker-compose.blue-green.yml, the local
+# stack's Prometheus and Pushgateway): a test never takes one, a stack there may be a user's
+SEED_PORTS = frozenset(
+    {80, 443, 3010, 3011, 8010, 8011, 8404, 9091, 10000, 10001, 10002, 10104, 10200}
+    | {20010, 20011, 21010, 21011}
+)
+LOWEST_PORT = 10240  # below: the well-known and registered services of a machine
+
+
+def ephemeral_ports() -> range:
+    """The ports the OS gives to outgoing connections (``ip_local_port_range``)."""
     try:
-        for _ in range(count):
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return range(low, high + 1)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports on 127.0.0.1 that nothing holds now, none of the seed's and none
+    in the ephemeral range: a port from there (what binding port 0 gives) can be taken by a
+    load generator's outgoing connection between this choice and the server's bind."""
+    ephemeral = ephemeral_ports()
+    candidates = [
+        p for p in range(LOWEST_PORT, 65536) if p not in ephemeral and p not in SEED_PORTS
+    ]
+    rng = random.Random()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(count * 50):
+            if len(held) == count:
+                break
             s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
+            try:
+                s.bind(("127.0.0.1", rng.choice(candidates)))
+            except OSError:  # taken (or one of ours already): another
+                s.close()
+                continue
+            held.append(s)
+        assert len(held) == count, f"no {count} free port(s) outside {ephemeral}"
+        return [s.getsockname()[1] for s in held]
     finally:
-        for s in sockets:
+        for s in held:
             s.close()
 
 
@@ -322,6 +356,20 @@ class Stack:
         """The color that answers the routed API URL now."""
         response = requests.get(f"{self.routed_url}/health", timeout=5)
         return response.headers["X-Bluegreen-Color"]
+
+    def route_to(self, color: str) -> None:
+        """A test's starting point, not a switch (no drain, no history): ``color``'s servers
+        at full weight, the other color's at 0, all ready, as with ``color`` live."""
+        api = self.api()
+        for c in ("blue", "green"):
+            weight = 100 if c == color else 0
+            for server in (f"api_backend/{c}-api", f"frontend_backend/{c}-frontend"):
+                for command in (
+                    f"set server {server} weight {weight}",
+                    f"set server {server} state ready",
+                ):
+                    answer = api.execute(command)
+                    assert not answer.strip(), f"{command}: {answer}"
 
     def live_weights(self) -> dict[str, tuple[int, str]]:
         """server -> (current weight, admin state), for every switched server."""

@@ -19,6 +19,13 @@ Prometheus runs on the host for the same reasons: Debian's package (scripts/setu
 scrapes HAProxy's exporter (127.0.0.1:8404/metrics) and each color's published port on this
 host's loopback, which a container would reach only with the host's network; its data stays
 in .bluegreen/local/prometheus across deploys.
+
+Everything it starts can be moved, so that a second stack (the tests') runs beside this one:
+the Compose project (BLUEGREEN_COMPOSE_PROJECT, as the settings name it; default sutazai) with
+its published ports (the compose file's variables: POSTGRES_HOST_PORT, BLUE_API_PORT, ...),
+HAProxy's addresses and admin socket (the BG_* variables of haproxy/haproxy.cfg), Prometheus
+(BG_PROMETHEUS_LISTEN, default 127.0.0.1:10200; the targets are monitoring/prometheus.yml's) and
+the Pushgateway (BG_PUSHGATEWAY_LISTEN, default 127.0.0.1:9091).
 """
 
 from __future__ import annotations
@@ -46,14 +53,14 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / ".bluegreen" / "local"
 COMPOSE_FILE = ROOT / "docker" / "docker-compose.blue-green.yml"
 CONFIG = ROOT / "haproxy" / "haproxy.cfg"
-PROJECT = "sutazai"
+PROJECT = os.environ.get("BLUEGREEN_COMPOSE_PROJECT") or "sutazai"
 SHARED = ["postgres", "redis", "neo4j", "ollama"]
 SOCKET = os.environ.get("BG_RUNTIME_SOCKET", "/var/run/haproxy/admin.sock")
 PIDFILE = RUN / "haproxy.pid"
 PROMETHEUS = LocalPrometheus(
     config=ROOT / "monitoring" / "prometheus.yml",
     storage=RUN / "prometheus",
-    listen="127.0.0.1:10200",
+    listen=os.environ.get("BG_PROMETHEUS_LISTEN") or "127.0.0.1:10200",
     pidfile=RUN / "prometheus.pid",
     log=RUN / "prometheus.log",
 )
@@ -61,7 +68,7 @@ PROMETHEUS = LocalPrometheus(
 PUSHGATEWAY = LocalPushgateway(
     config=ROOT / "monitoring" / "prometheus.yml",
     storage=RUN / "pushgateway",
-    listen="127.0.0.1:9091",
+    listen=os.environ.get("BG_PUSHGATEWAY_LISTEN") or "127.0.0.1:9091",
     pidfile=RUN / "pushgateway.pid",
     log=RUN / "pushgateway.log",
 )
@@ -147,10 +154,11 @@ def start_haproxy(env: dict[str, str]) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    stats = env.get("BG_STATS_BIND", "127.0.0.1:8404")
     print(
-        f"[stack] haproxy started: Runtime API {SOCKET}, stats http://127.0.0.1:8404/stats, "
-        "metrics http://127.0.0.1:8404/metrics, API http://127.0.0.1:20010, "
-        "frontend http://127.0.0.1:20011"
+        f"[stack] haproxy started: Runtime API {SOCKET}, stats http://{stats}/stats, "
+        f"metrics http://{stats}/metrics, API http://{env.get('BG_API_BIND', '127.0.0.1:20010')}, "
+        f"frontend http://{env.get('BG_FRONTEND_BIND', '127.0.0.1:20011')}"
     )
 
 
@@ -183,7 +191,7 @@ def down() -> None:
         _compose().compose.down(quiet=True)
     except DockerException as exc:
         sys.exit(f"[stack] ERROR: compose down failed: {(exc.stderr or str(exc)).strip()}")
-    print("[stack] stopped the Docker stack (PostgreSQL data volume kept)")
+    print(f"[stack] stopped the Docker stack {PROJECT} (PostgreSQL data volume kept)")
 
 
 def status() -> int:

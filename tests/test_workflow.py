@@ -16,10 +16,11 @@ import yaml
 
 from pytest_bluegreen.exposition import parse
 from pytest_bluegreen.settings import SettingsError, resolve
-from tests.support.docker_stack import compose, docker_problem
+from tests.support.demo import copy_checkout
+from tests.support.docker_stack import ComposeProject, docker_problem
 from tests.support.gate import outcomes, output, run_gate
 from tests.support.infra import require_infra
-from tests.support.stack import Stack
+from tests.support.stack import Stack, free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "deploy.yml"
@@ -60,6 +61,24 @@ def test_workflow_keeps_the_seed_stages_and_inputs() -> None:
     assert "environment: production-gate" in text
     assert 'pytest checks --env "$COLOR" -m quick' in text
     assert "--alluredir reports/allure-results" in text
+
+
+def test_no_step_removes_what_the_project_did_not_build() -> None:
+    # a runner has other images (and containers, volumes): a prune in any step takes only the
+    # dangling images scripts/build-images labelled, as build-images' own prune does
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    lines = [
+        line.strip()
+        for job in workflow["jobs"].values()
+        for step in job["steps"]
+        for line in str(step.get("run", "")).splitlines()
+    ]
+    removing = [line for line in lines if re.search(r"\bdocker\s+(\w+\s+)?(prune|rmi?)\b", line)]
+    assert removing, "the cleanup job removes our dangling images"
+    for line in removing:
+        assert re.fullmatch(
+            r'docker image prune --force --filter "label=org\.bluegreen\.source-hash"', line
+        ), line
 
 
 def test_a_template_injection_would_be_caught(pytestconfig: pytest.Config, tmp_path: Path) -> None:
@@ -196,22 +215,84 @@ SUDO = (  # as root here: sudo only drops its options
 )
 
 
+# The local stack's addresses in the workspace's own files (bluegreen.toml, the Prometheus
+# configuration): the seed's, as a production host has them, moved to the test's own, as the
+# variables move scripts/local_stack.py (haproxy/haproxy.cfg's BG_*, the compose file's ports).
+# A default not found is a failure: this test would otherwise run on the seed's addresses, where
+# the machine's own stack (scripts/demo's) may serve.
+HAPROXY_BINDS = {  # haproxy.cfg's variable -> the seed's address
+    "BG_API_BIND": "127.0.0.1:20010",
+    "BG_FRONTEND_BIND": "127.0.0.1:20011",
+    "BG_BLUE_DIRECT_BIND": "127.0.0.1:21010",
+    "BG_GREEN_DIRECT_BIND": "127.0.0.1:21011",
+    "BG_STATS_BIND": "127.0.0.1:8404",
+    "BG_HTTP_BIND": "127.0.0.1:80",
+    "BG_HTTPS_BIND": "127.0.0.1:443",
+    "BG_PROMETHEUS_LISTEN": "127.0.0.1:10200",
+    "BG_PUSHGATEWAY_LISTEN": "127.0.0.1:9091",
+}
+SEED_SOCKET = "/var/run/haproxy/admin.sock"
+
+
+@dataclass(frozen=True)
+class OwnStack:
+    """The local stack of this test: its own Compose project, host ports and admin socket."""
+
+    project: ComposeProject
+    binds: dict[str, str]
+    socket: Path
+
+    @classmethod
+    def new(cls, run: Path) -> OwnStack:
+        ports = free_ports(len(HAPROXY_BINDS))
+        binds = {k: f"127.0.0.1:{p}" for k, p in zip(HAPROXY_BINDS, ports, strict=True)}
+        return cls(ComposeProject.new("bgwf"), binds, run / "admin.sock")
+
+    @property
+    def env(self) -> dict[str, str]:
+        """For every step: scripts/local_stack.py, Compose and the gate find this stack."""
+        return {
+            **self.project.variables,
+            **self.project.haproxy_addresses,
+            **self.binds,
+            "BG_RUNTIME_SOCKET": str(self.socket),
+            "BLUEGREEN_COMPOSE_PROJECT": self.project.name,
+        }
+
+    def moved(self) -> dict[str, str]:
+        """The seed's address -> this stack's, as the workspace's files write them."""
+        seed = {f'"{a}"': f'"{self.binds[k]}"' for k, a in HAPROXY_BINDS.items()}
+        seed |= {f'"http://{a}"': f'"http://{self.binds[k]}"' for k, a in HAPROXY_BINDS.items()}
+        seed |= {f'"https://{a}"': f'"https://{self.binds[k]}"' for k, a in HAPROXY_BINDS.items()}
+        colors = {"blue": ("8010", "3010"), "green": ("8011", "3011")}
+        for color, (api, frontend) in colors.items():
+            seed[f'"127.0.0.1:{api}"'] = f'"{self.project.api_address(color)}"'
+            seed[f'"http://127.0.0.1:{frontend}"'] = f'"{self.project.frontend_url(color)}"'
+        services = self.project.service_settings
+        seed |= {
+            '"postgresql://sutazai@127.0.0.1:10000/sutazai"': f'"{services["postgres_url"]}"',
+            '"redis://127.0.0.1:10001/0"': f'"{services["redis_url"]}"',
+            '"http://127.0.0.1:10002"': f'"{services["neo4j_url"]}"',
+            '"http://127.0.0.1:10104"': f'"{services["ollama_url"]}"',
+            f'"{SEED_SOCKET}"': f'"{self.socket}"',
+            'compose_project = "sutazai"': f'compose_project = "{self.project.name}"',
+        }
+        return seed
+
+    def move(self, path: Path, *expected: str) -> None:
+        """Rewrite the seed's addresses in ``path``; each of ``expected`` must have been there."""
+        text = path.read_text()
+        for seed, own in self.moved().items():
+            if seed in expected:
+                assert seed in text, f"{path.name} no longer has {seed}: teach this test"
+            text = text.replace(seed, own)
+        path.write_text(text)
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     """The working tree as it is (tracked and new files), with this checkout's .venv."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    folder = tmp_path / "workspace"
-    for name in listed:
-        source = ROOT / name
-        if source.is_file():
-            target = folder / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    (folder / ".venv").symlink_to(ROOT / ".venv")
-    return folder
+    return copy_checkout(tmp_path / "workspace")
 
 
 @pytest.mark.infra
@@ -220,6 +301,19 @@ def test_the_jobs_run_in_order_on_the_local_stack(
 ) -> None:
     problem = docker_problem()
     require_infra(pytestconfig, problem is None, problem or "")
+    (tmp_path / "run").mkdir()
+    ours = OwnStack.new(tmp_path / "run")
+    # the host's settings and Prometheus, on this stack's addresses
+    ours.move(
+        workspace / "bluegreen.toml",
+        f'"{SEED_SOCKET}"', '"http://127.0.0.1:20010"', '"http://127.0.0.1:21011"',
+        '"http://127.0.0.1:3011"', '"https://127.0.0.1:443"', '"http://127.0.0.1:10200"',
+        '"postgresql://sutazai@127.0.0.1:10000/sutazai"', 'compose_project = "sutazai"',
+    )  # fmt: skip
+    ours.move(
+        workspace / "monitoring" / "prometheus.yml",
+        '"127.0.0.1:8404"', '"127.0.0.1:8010"', '"127.0.0.1:9091"',
+    )  # fmt: skip
     state = tmp_path / "production-state"
     artifacts = tmp_path / "artifacts"
     known = {f"inputs.{k}": v for k, v in INPUTS.items()} | {
@@ -250,6 +344,7 @@ def test_the_jobs_run_in_order_on_the_local_stack(
         "BLUEGREEN_SECRETS_FILE": str(ROOT / "config" / "deploy" / "secrets.env"),
         "BLUEGREEN_METRICS_TEXTFILE": str(state / "metrics" / "bluegreen.prom"),
         "BLUEGREEN_BACKUP_DIR": str(state / "backups"),
+        **ours.env,
     }
     # staging shares this host's state; the backups go where the workflow itself says
     own = {"BLUEGREEN_BACKUP_DIR"}
@@ -265,7 +360,7 @@ def test_the_jobs_run_in_order_on_the_local_stack(
                     upload(step, workspace, artifacts)  # the image: HANDOFF_DIR is elsewhere
                 continue
             env = {**base, **step.env, **{k: v for k, v in local.items() if k in step.env}}
-            env |= {k: local[k] for k in ("PATH", "BG_SERVER_STATE_FILE")}
+            env |= {k: local[k] for k in ("PATH", "BG_SERVER_STATE_FILE", *ours.env)}
             env |= {
                 k: v
                 for k, v in local.items()
@@ -310,11 +405,12 @@ def test_the_jobs_run_in_order_on_the_local_stack(
         assert after_production[("switched", "green")] == 1  # bluegreen promote's switch
         assert not (tmp_path / "handoff").exists()  # the cleanup job removed it
     finally:
-        subprocess.run(
+        subprocess.run(  # this workspace's HAProxy, Prometheus, Pushgateway and project
             [str(ROOT / ".venv" / "bin" / "python"), "scripts/local_stack.py", "down"],
-            cwd=workspace, capture_output=True, timeout=300, check=False,
+            cwd=workspace, env={**os.environ, **ours.env}, capture_output=True, timeout=300,
+            check=False,
         )  # fmt: skip
-        compose().compose.down(volumes=True, remove_orphans=True, quiet=True)
+        ours.project.down()
 
 
 # --- auto_switch with bake_seconds = 0: a switch without a bake ----------------------------------

@@ -1,0 +1,274 @@
+"""The machine as a user has it, for the test that the suite leaves it alone
+(tests/test_untouched.py): the demo stack at the seed's defaults, as ``scripts/demo`` leaves it
+(``scripts/local_stack.py up`` from a copy of this checkout: the Compose project ``sutazai``,
+HAProxy on the seed's ports and ``/var/run/haproxy/admin.sock``, Prometheus and the Pushgateway;
+blue v1.0.0 deployed and made live by the gate; a row in its PostgreSQL), a Swarm stack with the
+documented production name ``bluegreen`` and a container named ``bluegreen-swarm-haproxy`` (the
+names the Swarm test used to take), and a dangling image of no one's build. Started only where
+nothing holds those names and ports (``in_use``), and removed again: all of it is this harness's
+own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from pytest_bluegreen.haproxy import RuntimeApi
+
+from .stack import ROOT, SEED_PORTS
+
+PROJECT = "sutazai"
+SOCKET = "/var/run/haproxy/admin.sock"
+SWARM_STACK = "bluegreen"
+SWARM_HAPROXY = "bluegreen-swarm-haproxy"
+ROUTED = "http://127.0.0.1:20010"
+# what moves a stack away from the defaults: none of it may reach the demo's own commands
+MOVERS = ("BG_", "BLUEGREEN_", "COMPOSE_", "PYTEST_")
+MOVER_NAMES = {
+    "HEALTHCHECK_INTERVAL",
+    "SWARM_NETWORK",
+    "POSTGRES_HOST_PORT",
+    "REDIS_HOST_PORT",
+    "NEO4J_HOST_PORT",
+    "OLLAMA_HOST_PORT",
+    "BLUE_API_PORT",
+    "GREEN_API_PORT",
+    "BLUE_FRONTEND_PORT",
+    "GREEN_FRONTEND_PORT",
+}
+SWARM_STACK_FILE = """\
+version: "3.8"
+services:
+  sentinel:
+    image: bluegreen/redis:7
+    deploy:
+      replicas: 1
+"""
+
+
+def defaults_env() -> dict[str, str]:
+    """This process's environment without anything that moves a stack off the defaults."""
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith(MOVERS) and k not in MOVER_NAMES
+    }
+
+
+def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
+    done = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and done.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)}: {done.stderr.strip() or done.stdout}")
+    return done.stdout.strip()
+
+
+def copy_checkout(folder: Path) -> Path:
+    """The working tree as it is (tracked and new files) in ``folder``, with this checkout's
+    .venv: a checkout whose .bluegreen/ (pid files, state) is its own."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    for name in listed:
+        source = ROOT / name
+        if source.is_file():
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    (folder / ".venv").symlink_to(ROOT / ".venv")
+    return folder
+
+
+def _port_held(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def in_use() -> list[str]:
+    """What holds the defaults now (a stack of the user's, say): then nothing starts here."""
+    held = []
+    if docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"):
+        held.append(f"containers of the Compose project {PROJECT}")
+    if Path(SOCKET).exists():
+        held.append(SOCKET)
+    held += [f"127.0.0.1:{p}" for p in sorted(SEED_PORTS) if _port_held(p)]
+    if docker("ps", "-aq", "--filter", f"name=^{SWARM_HAPROXY}$"):
+        held.append(f"a container named {SWARM_HAPROXY}")
+    if docker("info", "--format", "{{.Swarm.LocalNodeState}}") == "active":
+        stacks = docker("stack", "ls", "--format", "{{.Name}}", check=False).split()
+        if SWARM_STACK in stacks:
+            held.append(f"a Swarm stack named {SWARM_STACK}")
+    return held
+
+
+def _read(what: Any) -> Any:
+    """What ``what()`` returns, or what went wrong: a snapshot says, it does not fail."""
+    try:
+        return what()
+    except Exception as exc:
+        return f"unreadable: {type(exc).__name__}: {exc}"
+
+
+@dataclass
+class Demo:
+    """The machine's own stack, started at the defaults by this harness (see the module)."""
+
+    folder: Path
+    token: str = ""
+    item: int = 0
+    made_swarm: bool = False
+    image: str = ""
+
+    @property
+    def checkout(self) -> Path:
+        return self.folder / "checkout"
+
+    def _run(self, *command: str, timeout: float = 300) -> str:
+        done = subprocess.run(
+            list(command), cwd=self.checkout, env=defaults_env(), capture_output=True,
+            text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    # -- up ------------------------------------------------------------------------------------
+    def up(self) -> None:
+        copy_checkout(self.checkout)
+        secrets_file = ROOT / "config" / "deploy" / "secrets.env"  # a checkout has its own
+        if secrets_file.is_file():
+            shutil.copy2(secrets_file, self.checkout / "config" / "deploy" / "secrets.env")
+        venv = str(self.checkout / ".venv" / "bin")
+        self._run(f"{venv}/python", "scripts/local_stack.py", "up")
+        self._run(
+            f"{venv}/pytest", "checks", "-p", "no:cacheprovider", "-q", "--env", "blue",
+            "--deploy", "v1.0.0", "-m", "quick", "--switch",
+        )  # fmt: skip
+        self.token = f"untouched-{secrets.token_hex(4)}"
+        answer = requests.post(f"{ROUTED}/api/items", json={"name": self.token}, timeout=10)
+        assert answer.status_code == 201, answer.text
+        self.item = int(answer.json()["id"])
+        self._swarm_up()
+        self.image = self._dangling_image()
+
+    def _swarm_up(self) -> None:
+        if docker("info", "--format", "{{.Swarm.LocalNodeState}}") != "active":
+            docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+            self.made_swarm = True
+        stack_file = self.folder / "sentinel-stack.yml"
+        stack_file.write_text(SWARM_STACK_FILE)
+        docker("stack", "deploy", "--resolve-image", "never", "-c", str(stack_file), SWARM_STACK)
+        docker("run", "-d", "--name", SWARM_HAPROXY, "bluegreen/redis:7")
+
+    def _dangling_image(self) -> str:
+        """An image of no one's build (no label of ours), left dangling by a newer one of its
+        name, as a user's rebuilds leave them: a prune of every dangling image removes it."""
+        name = f"untouched-{secrets.token_hex(4)}:dangling"
+        ids = []
+        for n in (1, 2):
+            build = subprocess.run(
+                ["docker", "build", "-q", "-t", name, "-"],
+                input=f"FROM scratch\nLABEL untouched.build={n}\n",
+                capture_output=True, text=True, check=True, timeout=120,
+            )  # fmt: skip
+            ids.append(build.stdout.strip())
+        docker("image", "rm", name)
+        return ids[0]
+
+    # -- looking -------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the suite must leave as it was, each read on its own."""
+
+        def containers() -> list[tuple[str, str, str]]:
+            ids = docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}")
+            found = json.loads(docker("inspect", *ids.split())) if ids else []
+            return sorted((c["Name"], c["Id"][:12], c["State"]["Status"]) for c in found)
+
+        def haproxy() -> tuple[str, list[tuple[str, int, str]]]:
+            api = RuntimeApi(SOCKET, timeout=2)
+            states = api.servers_state()
+            weights = sorted((s.server, s.uweight, s.admin.value) for s in states)
+            return api.show_info()["Pid"], weights
+
+        def served() -> tuple[str, str]:
+            answer = requests.get(f"{ROUTED}/health", timeout=5)
+            return answer.headers["X-Bluegreen-Color"], answer.headers["X-Bluegreen-Version"]
+
+        def row() -> str:
+            query = f"SELECT name FROM items WHERE id = {self.item:d}"  # noqa: S608 - an int
+            return docker(
+                "exec", f"{PROJECT}-postgres",
+                "psql", "-U", "sutazai", "-d", "sutazai", "-tAc", query,
+            )  # fmt: skip
+
+        def processes() -> dict[str, bool]:
+            run = self.checkout / ".bluegreen" / "local"
+            alive = {}
+            for name in ("haproxy", "prometheus", "pushgateway"):
+                pid = int((run / f"{name}.pid").read_text().split()[0])
+                alive[name] = Path(f"/proc/{pid}").exists()
+            return alive
+
+        def swarm() -> tuple[str, str, str, str]:
+            service = json.loads(docker("service", "inspect", f"{SWARM_STACK}_sentinel"))[0]
+            container = json.loads(docker("inspect", SWARM_HAPROXY))[0]
+            return (
+                docker("info", "--format", "{{.Swarm.LocalNodeState}}"),
+                f"{service['ID'][:12]} version {service['Version']['Index']}",
+                container["Id"][:12],
+                container["State"]["Status"],
+            )
+
+        return {
+            "containers": _read(containers),
+            "networks": _read(
+                lambda: docker("network", "inspect", "-f", "{{.Id}}", f"{PROJECT}-network")
+            ),
+            "volume": _read(
+                lambda: docker("volume", "inspect", "-f", "{{.Name}}", f"{PROJECT}_postgres-data")
+            ),
+            "haproxy": _read(haproxy),
+            "served": _read(served),
+            "row": _read(row),
+            "processes": _read(processes),
+            "swarm": _read(swarm),
+            "image": _read(lambda: docker("image", "inspect", "-f", "{{.Id}}", self.image)),
+        }
+
+    # -- down ----------------------------------------------------------------------------------
+    def down(self) -> None:
+        """Everything this harness started goes (nothing else: it started only where nothing
+        was)."""
+        venv = self.checkout / ".venv" / "bin" / "python"
+        if venv.exists():
+            subprocess.run(
+                [str(venv), "scripts/local_stack.py", "down"], cwd=self.checkout,
+                env=defaults_env(), capture_output=True, timeout=300, check=False,
+            )  # fmt: skip
+        subprocess.run(
+            ["docker", "compose", "-f", str(ROOT / "docker" / "docker-compose.blue-green.yml"),
+             "-p", PROJECT, "down", "--volumes", "--remove-orphans"],
+            env=defaults_env(), capture_output=True, timeout=300, check=False,
+        )  # fmt: skip
+        docker("rm", "-f", SWARM_HAPROXY, check=False)
+        if self.image:
+            docker("image", "rm", self.image, check=False)
+        if docker("info", "--format", "{{.Swarm.LocalNodeState}}") == "active":
+            docker("stack", "rm", SWARM_STACK, check=False)
+            if self.made_swarm:
+                docker("swarm", "leave", "--force", check=False)
+                docker("network", "rm", "docker_gwbridge", check=False)
+        Path(SOCKET).unlink(missing_ok=True)

@@ -152,7 +152,7 @@ def _swarm_beside_compose(cycles: int) -> tuple[list[float], list[float]]:
             done = subprocess.run(
                 [*PYTEST[:1], "-q", "-p", "no:cacheprovider", "--env", idle, "--deploy", tag,
                  "--switch"],
-                cwd=stack.workdir, capture_output=True, text=True, check=False,
+                cwd=stack.workdir, env=stack.env, capture_output=True, text=True, check=False,
             )  # fmt: skip
             if done.returncode != 0:
                 sys.exit(f"swarm cycle failed ({done.returncode}):\n{done.stdout}{done.stderr}")

@@ -23,7 +23,7 @@ the color runs the deployed image, then the checks fail it.
 from __future__ import annotations
 
 import json
-import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -38,12 +38,12 @@ from pytest_bluegreen.haproxy import RuntimeApi
 from .support.faults import BLUEGREEN
 from .support.infra import require_infra
 from .support.stack import ROOT, wait_for
-from .support.swarm import STACK, SwarmStack, docker, running_replicas
+from .support.swarm import SwarmStack, docker, running_replicas
 from .support.switching import LoadProcess
 
 pytestmark = pytest.mark.infra
 
-CRASHING = "v9.9.9-crash"
+CRASHING = f"v9.9.9-crash-{secrets.token_hex(4)}"  # built and removed here: a name of its own
 
 CHECKS = """
 import pytest
@@ -65,6 +65,7 @@ def test_items(http):
 KILL_HOOK = """
 import json
 import os
+import secrets
 import shutil
 import subprocess
 
@@ -116,7 +117,7 @@ def _gate(stack: SwarmStack, *args: str, **env: str) -> subprocess.CompletedProc
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", *args],
         cwd=stack.workdir,
-        env={**os.environ, **env},
+        env={**stack.env, **env},
         capture_output=True,
         text=True,
         timeout=400,
@@ -128,6 +129,7 @@ def _bluegreen(stack: SwarmStack, *args: str) -> subprocess.CompletedProcess[str
     return subprocess.run(
         [*BLUEGREEN, *args],
         cwd=stack.workdir,
+        env=stack.env,
         capture_output=True,
         text=True,
         timeout=300,
@@ -203,7 +205,7 @@ def test_a_cycle_on_a_swarm_under_load(swarm: SwarmStack) -> None:
         assert "Swarm rolled back blue-api" in _out(result)
         assert "crashing at start" in _out(result)  # the failing tasks' logs
         assert swarm.image_of("blue-api") == "bluegreen/jarvis:v1.0.0"
-        wait_for(lambda: running_replicas("blue-api") == 2, 60, "blue's replicas back")
+        wait_for(lambda: running_replicas(swarm.name, "blue-api") == 2, 60, "blue's replicas")
         assert _served(swarm) == ("green", "v1.1.0")
 
         # right after Swarm's rollback, a good build deploys (no switch): that rollback's
@@ -232,7 +234,7 @@ def test_a_cycle_on_a_swarm_under_load(swarm: SwarmStack) -> None:
         result = _gate(swarm, "--env", "green", "--switch", KILL_REPLICA=victim)
         assert result.returncode == 0, _out(result)
         assert _served(swarm) == ("green", "v1.1.0")
-        wait_for(lambda: running_replicas("green-api") == 2, 60, "green's replacement")
+        wait_for(lambda: running_replicas(swarm.name, "green-api") == 2, 60, "green's new one")
         now = swarm.containers("green-api")
         assert victim not in now
         assert survivor in now
@@ -242,7 +244,7 @@ def test_a_cycle_on_a_swarm_under_load(swarm: SwarmStack) -> None:
     failed = [f"{s.kind}: {s.error or s.status}" for s in result_load.failed]
     assert failed == [], failed[:10]
     assert result_load.count > 100
-    assert STACK in docker("stack", "ls")
+    assert swarm.name in docker("stack", "ls")
 
 
 def test_an_old_replica_still_resolved_never_answers_the_checks(swarm: SwarmStack) -> None:

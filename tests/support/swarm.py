@@ -2,7 +2,9 @@
 (docker/swarm-stack.yml), with HAProxy in a container on the stack's overlay network: the shape
 ``deploy_engine = "swarm"`` is made for (see docker/README.md). The swarm is left as found: when
 this harness made it, it leaves it (and removes the bridge Swarm added); else only the stack and
-the HAProxy container it started go.
+the HAProxy container it started go. The stack, its network and the HAProxy container have
+names of their own (``bgtest-<random>``): a swarm's ``bluegreen`` stack (the documented name)
+and everything else on it are never touched.
 
 Leaving a swarm drops the embedded DNS's records of the containers that were already running on
 user-defined bridge networks (Docker 20.10, moby/moby#45144): a Compose stack that was up keeps
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -24,10 +27,7 @@ from typing import Any
 
 from .stack import ROOT, free_ports, wait_for
 
-STACK = "bluegreen"
-NETWORK = "bluegreen"
 HAPROXY_IMAGE = "bluegreen/haproxy:2.6"
-HAPROXY_NAME = "bluegreen-swarm-haproxy"
 SLOTS = 4  # per color: 2 replicas, and room for 2 more while an update starts them first
 
 
@@ -44,9 +44,13 @@ def swarm_state() -> str:
     return docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip()
 
 
-def running_replicas(service: str) -> int:
+def new_stack_name() -> str:
+    return f"bgtest-{secrets.token_hex(4)}"
+
+
+def running_replicas(stack: str, service: str) -> int:
     out = docker(
-        "service", "ps", f"{STACK}_{service}", "--filter", "desired-state=running",
+        "service", "ps", f"{stack}_{service}", "--filter", "desired-state=running",
         "--format", "{{.CurrentState}}", check=False,
     )  # fmt: skip
     return sum(1 for line in out.splitlines() if line.startswith("Running"))
@@ -146,9 +150,25 @@ class SwarmStack:
     workdir: Path
     cert: Path
     made_swarm: bool = False
+    name: str = field(default_factory=new_stack_name)  # the swarm stack's
     ports: dict[str, int] = field(default_factory=dict)
     slots: int = SLOTS  # server-template slots per color of the HAProxy running now
     before: list[Named] = field(default_factory=list)  # containers running before the swarm
+
+    @property
+    def network(self) -> str:
+        """The stack's overlay network (docker/swarm-stack.yml: SWARM_NETWORK)."""
+        return f"{self.name}-network"
+
+    @property
+    def haproxy_name(self) -> str:
+        return f"{self.name}-haproxy"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a ``docker stack deploy`` of this stack needs (the gate's too, should it deploy
+        the stack file again): its network's name."""
+        return {**os.environ, "SWARM_NETWORK": self.network}
 
     @property
     def run_dir(self) -> Path:
@@ -181,6 +201,7 @@ class SwarmStack:
     def start(self, blue: str = "v1.0.0", green: str = "v1.0.0", replicas: int = 2) -> None:
         self.make_swarm()
         env = {
+            **self.env,
             "BLUE_TAG": blue,
             "GREEN_TAG": green,
             "BLUE_REPLICAS": str(replicas),
@@ -188,12 +209,12 @@ class SwarmStack:
         }
         subprocess.run(
             ["docker", "stack", "deploy", "--resolve-image", "never", "-c",
-             str(ROOT / "docker" / "swarm-stack.yml"), STACK],
-            env={**os.environ, **env}, capture_output=True, text=True, check=True, timeout=120,
+             str(ROOT / "docker" / "swarm-stack.yml"), self.name],
+            env=env, capture_output=True, text=True, check=True, timeout=120,
         )  # fmt: skip
         wanted = {"postgres": 1, "redis": 1, "blue-api": replicas, "green-api": replicas}
         wait_for(
-            lambda: all(running_replicas(s) == n for s, n in wanted.items()),
+            lambda: all(running_replicas(self.name, s) == n for s, n in wanted.items()),
             180,
             "the swarm stack's services to run every replica",
             interval=0.5,
@@ -220,14 +241,14 @@ class SwarmStack:
             "BG_HTTP_BIND": "127.0.0.1:8080",
             "BG_HTTPS_BIND": "127.0.0.1:8443",
             "BG_FRONTEND_BIND": "127.0.0.1:20011",
-            "BG_BLUE_API_TASKS": f"tasks.{STACK}_blue-api:8000",
-            "BG_GREEN_API_TASKS": f"tasks.{STACK}_green-api:8000",
+            "BG_BLUE_API_TASKS": f"tasks.{self.name}_blue-api:8000",
+            "BG_GREEN_API_TASKS": f"tasks.{self.name}_green-api:8000",
             "BG_CHECK_INTER": "500ms",
             "BG_RATE_LIMIT": "100000000",
             **overrides,
         }
         self.slots = int(env["BG_REPLICAS"])
-        args = ["run", "-d", "--name", HAPROXY_NAME, "--network", NETWORK]
+        args = ["run", "-d", "--name", self.haproxy_name, "--network", self.network]
         args += ["-v", f"{ROOT / 'haproxy'}:/etc/haproxy:ro"]
         args += ["-v", f"{self.cert.parent}:/etc/bluegreen-cert:ro"]
         args += ["-v", f"{self.run_dir}:/run/bluegreen"]
@@ -235,17 +256,18 @@ class SwarmStack:
             args += ["-p", f"127.0.0.1:{port}:{inside[name]}"]
         for key, value in env.items():
             args += ["-e", f"{key}={value}"]
-        docker("rm", "-f", HAPROXY_NAME, check=False)
+        docker("rm", "-f", self.haproxy_name, check=False)  # ours, when it runs
         docker(*args, HAPROXY_IMAGE)
         wait_for(self.socket.exists, 30, "HAProxy's Runtime API socket")
 
     def close(self) -> None:
-        docker("rm", "-f", HAPROXY_NAME, check=False)
-        docker("stack", "rm", STACK, check=False)
+        docker("rm", "-f", self.haproxy_name, check=False)
+        docker("stack", "rm", self.name, check=False)
 
         def gone() -> bool:
-            left = docker("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={STACK}")
-            networks = docker("network", "ls", "-q", "--filter", f"name=^{NETWORK}$")
+            namespace = f"label=com.docker.stack.namespace={self.name}"
+            left = docker("ps", "-aq", "--filter", namespace)
+            networks = docker("network", "ls", "-q", "--filter", f"name=^{self.network}$")
             return not left.strip() and not networks.strip()
 
         try:
@@ -257,7 +279,7 @@ class SwarmStack:
     def settings_toml(self, **overrides: Any) -> str:
         values: dict[str, Any] = {
             "deploy_engine": "swarm",
-            "stack_name": STACK,
+            "stack_name": self.name,
             "stack_file": str(ROOT / "docker" / "swarm-stack.yml"),
             "replicas": 2,
             "image_repository": "bluegreen/jarvis",
@@ -289,7 +311,7 @@ class SwarmStack:
     def containers(self, service: str) -> list[str]:
         """The running containers of one of the stack's services (ids)."""
         out = docker(
-            "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={STACK}_{service}"
+            "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={self.name}_{service}"
         )
         return out.split()
 
@@ -303,7 +325,7 @@ class SwarmStack:
         """Undo :meth:`stop_old_tasks_slowly`; the replicas still shutting down are killed."""
         self._update(service, "--stop-signal", "SIGTERM", "--stop-grace-period", "5s")
         tasks = docker(
-            "service", "ps", f"{STACK}_{service}", "-q", "--filter", "desired-state=shutdown",
+            "service", "ps", f"{self.name}_{service}", "-q", "--filter", "desired-state=shutdown",
             check=False,
         ).split()  # fmt: skip
         for task in tasks:
@@ -315,20 +337,20 @@ class SwarmStack:
                 docker("kill", container, check=False)
 
     def _update(self, service: str, *args: str) -> None:
-        docker("service", "update", "--detach", *args, f"{STACK}_{service}")
+        docker("service", "update", "--detach", *args, f"{self.name}_{service}")
 
         def rolled_out() -> bool:
             state = docker(
-                "service", "inspect", f"{STACK}_{service}",
+                "service", "inspect", f"{self.name}_{service}",
                 "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
             ).strip()  # fmt: skip
-            return state in ("", "completed") and running_replicas(service) == 2
+            return state in ("", "completed") and running_replicas(self.name, service) == 2
 
         wait_for(rolled_out, 120, f"{service}'s update to complete", interval=0.5)
 
     def image_of(self, service: str) -> str:
         spec = docker(
-            "service", "inspect", f"{STACK}_{service}",
+            "service", "inspect", f"{self.name}_{service}",
             "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
         )  # fmt: skip
         return spec.strip().split("@", 1)[0]

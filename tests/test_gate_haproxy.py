@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -251,12 +252,13 @@ def test_dry_run_prints_plan_and_changes_nothing(pytester: pytest.Pytester, stac
 def test_a_long_drain_shows_progress_and_loses_nothing(
     pytester: pytest.Pytester, stack: Stack
 ) -> None:
-    # a slow request in flight on blue: the switch drains it instead of cutting it
-    stack.blue.control(delay_ms=6000)
+    # a slow request in flight on blue, held until the gate says it waits for it: the switch
+    # drains it instead of cutting it
+    stack.blue.control(hold=True)
     answers: list[int] = []
     slow = threading.Thread(
         target=lambda: answers.append(
-            requests.post(f"{stack.routed_url}/api/slow", timeout=30).status_code
+            requests.post(f"{stack.routed_url}/api/slow", timeout=90).status_code
         )
     )
     slow.start()
@@ -265,9 +267,34 @@ def test_a_long_drain_shows_progress_and_loses_nothing(
         10,
         "the slow request to reach blue",
     )
-    result = run_gate(pytester, stack, "--env", "green", "--switch", drain_timeout=30)
-    slow.join(30)
-    assert result.ret == 0, output(result)
-    result.stdout.fnmatch_lines(["*bluegreen: draining: api_backend/blue-api 1 session(s) open*"])
+    prepare(pytester, stack, drain_timeout=30)
+    lines: list[str] = []
+    draining = threading.Event()
+    gate = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green", "--switch"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+    def read() -> None:
+        assert gate.stdout is not None
+        for line in gate.stdout:
+            lines.append(line.rstrip("\n"))
+            if "bluegreen: draining:" in line:
+                draining.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        said = draining.wait(60)
+    finally:
+        stack.blue.control(release=True)  # the request finishes now
+        code = gate.wait(120)
+        reader.join(10)
+        slow.join(30)
+    text = "\n".join(lines)
+    assert said, text
+    assert code == 0, text
+    assert "bluegreen: draining: api_backend/blue-api 1 session(s) open" in text
     assert answers == [200]
     assert stack.served_color() == "green"

@@ -8,8 +8,9 @@ behaviour at run time (used to inject faults): ``health_status`` (int), ``claim_
 lognormal factor on ``delay_ms``, for a realistic spread), ``error_every`` (every N-th /api/
 request answers 500), ``tail_ms`` (added to a share of the /api/ requests only: a regression in
 the tail) with ``tail_every`` (every N-th of them) or ``tail_share`` (each with that
-probability), ``metrics_status`` (int: ``/metrics`` answers that instead). ``/metrics``
-is a Prometheus text page: the requests it answered, by path class and status.
+probability), ``metrics_status`` (int: ``/metrics`` answers that instead), ``hold`` (true: every
+/api/ request waits, up to a minute, until ``{"release": true}`` or a reset). ``/metrics`` is a
+Prometheus text page: the requests it answered, by path class and status.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ _LOCK = threading.Lock()
 _API_CALLS = itertools.count(1)
 _TAIL_CALLS = [itertools.count(1)]  # restarted when tail_every is set
 _ANSWERED: Counter[tuple[str, int]] = Counter()  # (path class, status) -> requests, /metrics
+_RELEASED = threading.Event()  # what held /api/ requests wait for
+_RELEASED.set()
+HOLD_AT_MOST = 60.0
 
 
 def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
@@ -71,6 +75,8 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                     slow = random.random() < float(faults.get("tail_share", 0))
                 if slow:
                     time.sleep(tail / 1000)
+            if faults.get("hold") and self.path.startswith("/api/"):
+                _RELEASED.wait(HOLD_AT_MOST)
             every = int(faults.get("error_every", 0))
             if every and self.path.startswith("/api/") and next(_API_CALLS) % every == 0:
                 faults["api_status"] = 500
@@ -102,9 +108,16 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
             if self.path == "/_control":
                 update = json.loads(raw or b"{}")
                 with _LOCK:
+                    if update.get("reset") or update.get("release"):
+                        FAULTS.pop("hold", None)
+                        _RELEASED.set()
                     if update.get("reset"):
                         FAULTS.clear()
-                    FAULTS.update({k: v for k, v in update.items() if k != "reset"})
+                    if update.get("hold"):
+                        _RELEASED.clear()
+                    FAULTS.update(
+                        {k: v for k, v in update.items() if k not in ("reset", "release")}
+                    )
                     if "tail_every" in update:  # counted from the next /api/ request on
                         _TAIL_CALLS[0] = itertools.count(1)
                 self._send(200, {"faults": FAULTS})

@@ -18,14 +18,23 @@ checks/test_compare.py -- over repeated runs. The rules have no tolerance (``p(9
 from the repository root:
 
     .venv/bin/python -m benchmarks.compare [--runs 30]
+
+With ``--jarvis``: identical builds on the real stack instead, the repository's [compare] rules
+(bluegreen.toml, with their tolerance) on /api/items between the two colors' direct URLs, 20
+times (``--runs``; tests/test_docker_stack.py runs 5 of these): each failure is a false one.
+On the local stack with blue at v1.0.0 and green at v1.1.0 (the same code, scripts/demo):
+
+    .venv/bin/python -m benchmarks.compare --jarvis http://127.0.0.1:21010 http://127.0.0.1:21011
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import tomllib
+from pathlib import Path
 
-from pytest_bluegreen.compare import CompareDecision, parse_compare_rule
+from pytest_bluegreen.compare import CompareDecision, parse_compare_rule, parse_compare_table
 from pytest_bluegreen.settings import ChecksSettings
 from pytest_bluegreen.sidebyside import SideBySide, measure
 from tests.support.stack import Backend, backends
@@ -52,10 +61,41 @@ def compare_once(live: Backend, new: Backend, requests: int) -> SideBySide:
     )
 
 
+def identical_jarvis(blue: str, green: str, runs: int) -> int:
+    """The repository's [compare] rules between two identical builds: false failures."""
+    table = tomllib.loads((Path(__file__).parents[1] / "bluegreen.toml").read_text())["compare"]
+    rules = parse_compare_table(table)["/api/items"]
+    false, seconds = [], []
+    for _ in range(runs):
+        started = time.monotonic()
+        result = measure(
+            "/api/items", rules, (("blue", blue), ("green", green)),
+            requests=300, duration=30, concurrency=4, timeout=5,
+            color_header="X-Bluegreen-Color", confidence=0.95, min_samples=50,
+        )  # fmt: skip
+        seconds.append(time.monotonic() - started)
+        false += result.failed
+    for comparison in false:
+        print(f"  false failure: {comparison.line()}")
+    print(
+        f"identical builds, {runs} comparisons x {len(rules)} rules: false failures="
+        f"{len(false)} seconds={sum(seconds) / len(seconds):.1f}"
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=30, help="comparisons per scenario")
+    parser.add_argument("--runs", type=int, help="comparisons per scenario (30; --jarvis: 20)")
+    parser.add_argument(
+        "--jarvis", nargs=2, metavar=("BLUE_URL", "GREEN_URL"),
+        help="identical Jarvis builds at these direct URLs, the repository's [compare] rules",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.jarvis:
+        blue, green = args.jarvis
+        return identical_jarvis(blue, green, args.runs or 20)
+    args.runs = args.runs or 30
     requests = ChecksSettings.__dataclass_fields__["compare_requests"].default  # the default
     assert isinstance(requests, int)
     rules = ", ".join(r.text for r in RULES)

@@ -1,12 +1,16 @@
 """The machine as a user has it, for the test that the suite leaves it alone
 (tests/test_untouched.py): the demo stack at the seed's defaults, as ``scripts/demo`` leaves it
-(``scripts/local_stack.py up`` from a copy of this checkout: the Compose project ``sutazai``,
-HAProxy on the seed's ports and ``/var/run/haproxy/admin.sock``, Prometheus and the Pushgateway;
-blue v1.0.0 deployed and made live by the gate; a row in its PostgreSQL), a Swarm stack with the
-documented production name ``bluegreen`` and a container named ``bluegreen-swarm-haproxy`` (the
-names the Swarm test used to take), and a dangling image of no one's build. Started only where
-nothing holds those names and ports (``in_use``), and removed again: all of it is this harness's
-own.
+(the Compose project ``sutazai``, HAProxy on the seed's ports and ``/var/run/haproxy/admin.sock``,
+blue deployed and live, data in its PostgreSQL), a Swarm stack with the documented production
+name ``bluegreen`` and a container named ``bluegreen-swarm-haproxy`` (the names the Swarm test
+used to take), and a dangling image of no one's build.
+
+What is there already is only looked at: a demo stack up and serving at the defaults (the
+user's, or one a test left), a ``bluegreen`` stack, such a container. What is not, this harness
+starts (``scripts/local_stack.py up`` from a copy of this checkout, blue v1.0.0 deployed and made
+live by the gate, a row of its own in PostgreSQL; a swarm when there is none; the Swarm stack
+and the container as small stand-ins) and removes again. Defaults held by something that is
+not a serving demo stack (a lone container, another program on a port) are ``Busy``.
 """
 
 from __future__ import annotations
@@ -98,21 +102,42 @@ def _port_held(port: int) -> bool:
     return False
 
 
+def _answers(path: str) -> bool:
+    """Something listens on the unix socket (a file left by a process gone does not)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+class Busy(Exception):
+    """The defaults are held, but not by a demo stack that serves: nothing to compare."""
+
+
 def in_use() -> list[str]:
-    """What holds the defaults now (a stack of the user's, say): then nothing starts here."""
+    """What holds the demo stack's names, ports and socket now."""
     held = []
     if docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"):
         held.append(f"containers of the Compose project {PROJECT}")
-    if Path(SOCKET).exists():
+    if _answers(SOCKET):
         held.append(SOCKET)
     held += [f"127.0.0.1:{p}" for p in sorted(SEED_PORTS) if _port_held(p)]
-    if docker("ps", "-aq", "--filter", f"name=^{SWARM_HAPROXY}$"):
-        held.append(f"a container named {SWARM_HAPROXY}")
-    if docker("info", "--format", "{{.Swarm.LocalNodeState}}") == "active":
-        stacks = docker("stack", "ls", "--format", "{{.Name}}", check=False).split()
-        if SWARM_STACK in stacks:
-            held.append(f"a Swarm stack named {SWARM_STACK}")
     return held
+
+
+def swarm_active() -> bool:
+    return docker("info", "--format", "{{.Swarm.LocalNodeState}}") == "active"
+
+
+def _serves() -> bool:
+    """A demo stack at the defaults answers: HAProxy's socket and its routed API."""
+    try:
+        RuntimeApi(SOCKET, timeout=2).show_info()
+        return requests.get(f"{ROUTED}/health", timeout=5).status_code == 200
+    except Exception:
+        return False
 
 
 def _read(what: Any) -> Any:
@@ -125,13 +150,17 @@ def _read(what: Any) -> Any:
 
 @dataclass
 class Demo:
-    """The machine's own stack, started at the defaults by this harness (see the module)."""
+    """The machine's own stack: found, or started by this harness (see the module)."""
 
     folder: Path
-    token: str = ""
+    token: str = ""  # the row this harness wrote, when it started the stack
     item: int = 0
+    made_stack: bool = False
     made_swarm: bool = False
+    made_swarm_stack: bool = False
+    made_container: bool = False
     image: str = ""
+    socket_was_there: bool = True  # a file left by an HAProxy gone is not ours to remove
 
     @property
     def checkout(self) -> Path:
@@ -147,10 +176,38 @@ class Demo:
 
     # -- up ------------------------------------------------------------------------------------
     def up(self) -> None:
+        """Find or start each part; ``Busy`` when the defaults are held by something else."""
+        held = in_use()
+        if held and not _serves():
+            raise Busy(f"the defaults are in use ({', '.join(held)}) and no demo stack serves")
+        if not held:
+            self._start_stack()
+        names = docker("ps", "-aq", "--filter", f"name=^{SWARM_HAPROXY}$")
+        if not swarm_active():
+            docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+            self.made_swarm = True
+        stacks = docker("stack", "ls", "--format", "{{.Name}}").split()
+        if SWARM_STACK not in stacks:
+            stack_file = self.folder / "stand-in-stack.yml"
+            stack_file.write_text(SWARM_STACK_FILE)
+            docker(
+                "stack", "deploy", "--resolve-image", "never", "-c", str(stack_file), SWARM_STACK
+            )
+            self.made_swarm_stack = True
+        if not names:
+            docker("run", "-d", "--name", SWARM_HAPROXY, "bluegreen/redis:7")
+            self.made_container = True
+        self.image = self._dangling_image()
+
+    def _start_stack(self) -> None:
+        self.socket_was_there = Path(SOCKET).exists()
+        self.made_stack = True
         copy_checkout(self.checkout)
-        secrets_file = ROOT / "config" / "deploy" / "secrets.env"  # a checkout has its own
-        if secrets_file.is_file():
-            shutil.copy2(secrets_file, self.checkout / "config" / "deploy" / "secrets.env")
+        # what scripts/setup made in this checkout: its passwords and HAProxy's certificate
+        for made in ("config/deploy/secrets.env", "haproxy/certs/bluegreen.pem"):
+            if (ROOT / made).is_file():
+                (self.checkout / made).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / made, self.checkout / made)
         venv = str(self.checkout / ".venv" / "bin")
         self._run(f"{venv}/python", "scripts/local_stack.py", "up")
         self._run(
@@ -161,17 +218,6 @@ class Demo:
         answer = requests.post(f"{ROUTED}/api/items", json={"name": self.token}, timeout=10)
         assert answer.status_code == 201, answer.text
         self.item = int(answer.json()["id"])
-        self._swarm_up()
-        self.image = self._dangling_image()
-
-    def _swarm_up(self) -> None:
-        if docker("info", "--format", "{{.Swarm.LocalNodeState}}") != "active":
-            docker("swarm", "init", "--advertise-addr", "127.0.0.1")
-            self.made_swarm = True
-        stack_file = self.folder / "sentinel-stack.yml"
-        stack_file.write_text(SWARM_STACK_FILE)
-        docker("stack", "deploy", "--resolve-image", "never", "-c", str(stack_file), SWARM_STACK)
-        docker("run", "-d", "--name", SWARM_HAPROXY, "bluegreen/redis:7")
 
     def _dangling_image(self) -> str:
         """An image of no one's build (no label of ours), left dangling by a newer one of its
@@ -207,12 +253,21 @@ class Demo:
             answer = requests.get(f"{ROUTED}/health", timeout=5)
             return answer.headers["X-Bluegreen-Color"], answer.headers["X-Bluegreen-Version"]
 
-        def row() -> str:
-            query = f"SELECT name FROM items WHERE id = {self.item:d}"  # noqa: S608 - an int
+        def psql(query: str) -> str:
             return docker(
                 "exec", f"{PROJECT}-postgres",
                 "psql", "-U", "sutazai", "-d", "sutazai", "-tAc", query,
             )  # fmt: skip
+
+        def data() -> str:
+            """Every item, as a digest: the same rows, or not."""
+            return psql(
+                "SELECT count(*) || ' ' || coalesce(md5(string_agg(id || ':' || name, ','"
+                " ORDER BY id)), '') FROM items"
+            )
+
+        def row() -> str:
+            return psql(f"SELECT name FROM items WHERE id = {self.item:d}")  # noqa: S608 - int
 
         def processes() -> dict[str, bool]:
             run = self.checkout / ".bluegreen" / "local"
@@ -222,19 +277,23 @@ class Demo:
                 alive[name] = Path(f"/proc/{pid}").exists()
             return alive
 
-        def swarm() -> tuple[str, str, str, str]:
-            service = json.loads(docker("service", "inspect", f"{SWARM_STACK}_sentinel"))[0]
+        def swarm() -> tuple[str, list[str], str, str]:
+            services = docker("stack", "services", "-q", SWARM_STACK).split()
+            versions = [
+                f"{svc['Spec']['Name']} {svc['ID'][:12]} version {svc['Version']['Index']}"
+                for svc in json.loads(docker("service", "inspect", *services))
+            ]
             container = json.loads(docker("inspect", SWARM_HAPROXY))[0]
             return (
                 docker("info", "--format", "{{.Swarm.LocalNodeState}}"),
-                f"{service['ID'][:12]} version {service['Version']['Index']}",
+                sorted(versions),
                 container["Id"][:12],
                 container["State"]["Status"],
             )
 
-        return {
+        found = {
             "containers": _read(containers),
-            "networks": _read(
+            "network": _read(
                 lambda: docker("network", "inspect", "-f", "{{.Id}}", f"{PROJECT}-network")
             ),
             "volume": _read(
@@ -242,33 +301,38 @@ class Demo:
             ),
             "haproxy": _read(haproxy),
             "served": _read(served),
-            "row": _read(row),
-            "processes": _read(processes),
+            "data": _read(data),
             "swarm": _read(swarm),
             "image": _read(lambda: docker("image", "inspect", "-f", "{{.Id}}", self.image)),
         }
+        if self.made_stack:  # what only a stack of this harness has
+            found["row"] = _read(row)
+            found["processes"] = _read(processes)
+        return found
 
-    # -- down ----------------------------------------------------------------------------------
+    # -- down --------------------------------------------------------------------------------
     def down(self) -> None:
-        """Everything this harness started goes (nothing else: it started only where nothing
-        was)."""
-        venv = self.checkout / ".venv" / "bin" / "python"
-        if venv.exists():
+        """What this harness started goes; what it found stays."""
+        if self.made_stack:
+            venv = self.checkout / ".venv" / "bin" / "python"
+            if venv.exists():
+                subprocess.run(
+                    [str(venv), "scripts/local_stack.py", "down"], cwd=self.checkout,
+                    env=defaults_env(), capture_output=True, timeout=300, check=False,
+                )  # fmt: skip
             subprocess.run(
-                [str(venv), "scripts/local_stack.py", "down"], cwd=self.checkout,
+                ["docker", "compose", "-f", str(ROOT / "docker" / "docker-compose.blue-green.yml"),
+                 "-p", PROJECT, "down", "--volumes", "--remove-orphans"],
                 env=defaults_env(), capture_output=True, timeout=300, check=False,
             )  # fmt: skip
-        subprocess.run(
-            ["docker", "compose", "-f", str(ROOT / "docker" / "docker-compose.blue-green.yml"),
-             "-p", PROJECT, "down", "--volumes", "--remove-orphans"],
-            env=defaults_env(), capture_output=True, timeout=300, check=False,
-        )  # fmt: skip
-        docker("rm", "-f", SWARM_HAPROXY, check=False)
+            if not self.socket_was_there:
+                Path(SOCKET).unlink(missing_ok=True)
+        if self.made_container:
+            docker("rm", "-f", SWARM_HAPROXY, check=False)
         if self.image:
             docker("image", "rm", self.image, check=False)
-        if docker("info", "--format", "{{.Swarm.LocalNodeState}}") == "active":
+        if self.made_swarm_stack and swarm_active():
             docker("stack", "rm", SWARM_STACK, check=False)
-            if self.made_swarm:
-                docker("swarm", "leave", "--force", check=False)
-                docker("network", "rm", "docker_gwbridge", check=False)
-        Path(SOCKET).unlink(missing_ok=True)
+        if self.made_swarm and swarm_active():
+            docker("swarm", "leave", "--force", check=False)
+            docker("network", "rm", "docker_gwbridge", check=False)

@@ -3,24 +3,24 @@ first, whichever color is live (after ``bluegreen rollback`` blue is), and ends 
 color switched to and every quick check passing.
 
 The demo uses the bundled stack on the seed's real ports (``scripts/local_stack.py``), so this
-test runs under the shared Docker lock (``flock /tmp/bluegreen-docker.lock``) and leaves the
-machine as it found it: the stack's host processes stopped again if they were, the live color
-switched back if HAProxy was already up.
+test runs under the shared Docker lock (``flock /tmp/bluegreen-docker.lock``) and only where
+nothing holds those ports, names and socket (``tests/support/demo.py``'s ``in_use``): a demo
+stack that is up is someone's (the user's, whose deployed colors the demo would replace), and
+the test skips. The stack it started it takes down again.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.support.demo import in_use
 from tests.support.docker_stack import docker_problem
 from tests.support.stack import ROOT
 
@@ -37,17 +37,6 @@ def run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     )
 
 
-def local_stack() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "local_stack", ROOT / "scripts" / "local_stack.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def live_color() -> str | None:
     done = run([*BLUEGREEN, "status", "--json"], 60)
     return json.loads(done.stdout)["live"] if done.returncode == 0 else None
@@ -55,30 +44,17 @@ def live_color() -> str | None:
 
 @pytest.fixture
 def as_found() -> Iterator[None]:
-    """The stack's host processes and the live color as they were before the test."""
+    """Nothing at the seed's defaults before, nothing after: the stack the demo starts goes."""
     problem = docker_problem()
     if problem:
         pytest.skip(problem)
-    stack = local_stack()
-    haproxy_up = stack._pid(stack.PIDFILE) is not None
-    prometheus_up = stack.PROMETHEUS.pid() is not None
-    pushgateway_up = stack.PUSHGATEWAY.pid() is not None
-    containers = {c.name for c in stack._compose().compose.ps() if c.state.running}
-    live = live_color() if haproxy_up else None
-    yield
-    if live is not None and live_color() != live:
-        run([*BLUEGREEN, "switch-to", live, "--force"], 120)
-    if not containers and not (haproxy_up or prometheus_up or pushgateway_up):
+    held = in_use()
+    if held:
+        pytest.skip(f"the seed's defaults are in use ({', '.join(held)}): not this test's")
+    try:
+        yield
+    finally:
         run([sys.executable, "scripts/local_stack.py", "down"], 300)
-        return
-    if not prometheus_up:
-        stack.PROMETHEUS.stop()
-    if not pushgateway_up:
-        stack.PUSHGATEWAY.stop()
-    pid = stack._pid(stack.PIDFILE)
-    if not haproxy_up and pid is not None:
-        os.kill(pid, 15)
-        stack.PIDFILE.unlink(missing_ok=True)
 
 
 def demo() -> subprocess.CompletedProcess[str]:

@@ -9,6 +9,7 @@ run under the shared lock (``flock /tmp/bluegreen-docker.lock``).
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,8 @@ pytestmark = pytest.mark.infra
 
 
 BYSTANDER_IMAGE = "bluegreen-base:bookworm"
-BYSTANDERS = "bluegreen-bystanders"  # a user-defined bridge network, as Compose makes
+OURS = f"bgtest-{secrets.token_hex(4)}"  # names of this test's own: none taken over, none removed
+BYSTANDERS = f"{OURS}-bystanders"  # a user-defined bridge network, as Compose makes
 
 
 def resolves(container: str, name: str) -> bool:
@@ -45,7 +47,7 @@ def bystanders(pytestconfig: pytest.Config) -> Iterator[list[str]]:
     require_infra(pytestconfig, not ready, f"Docker or the base image are missing: {ready}")
     if swarm_state() == "active":
         pytest.skip("a swarm is active on this engine: the harness would not make or leave one")
-    names = ["bluegreen-bystander-a", "bluegreen-bystander-b"]
+    names = [f"{OURS}-bystander-a", f"{OURS}-bystander-b"]
     docker("network", "create", BYSTANDERS)
     try:
         for name, alias in zip(names, ("alpha", "beta"), strict=True):

@@ -21,7 +21,7 @@ import secrets
 import shutil
 import socket
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ import requests
 from pytest_bluegreen.haproxy import RuntimeApi
 
 from .stack import ROOT, SEED_PORTS
+from .swarm import Named, leave_swarm, named_containers
 
 PROJECT = "sutazai"
 SOCKET = "/var/run/haproxy/admin.sock"
@@ -161,6 +162,7 @@ class Demo:
     made_container: bool = False
     image: str = ""
     socket_was_there: bool = True  # a file left by an HAProxy gone is not ours to remove
+    before: list[Named] = field(default_factory=list)  # running when this harness made a swarm
 
     @property
     def checkout(self) -> Path:
@@ -184,6 +186,7 @@ class Demo:
             self._start_stack()
         names = docker("ps", "-aq", "--filter", f"name=^{SWARM_HAPROXY}$")
         if not swarm_active():
+            self.before = named_containers()  # whose names a swarm leave loses (moby#45144)
             docker("swarm", "init", "--advertise-addr", "127.0.0.1")
             self.made_swarm = True
         stacks = docker("stack", "ls", "--format", "{{.Name}}").split()
@@ -334,5 +337,4 @@ class Demo:
         if self.made_swarm_stack and swarm_active():
             docker("stack", "rm", SWARM_STACK, check=False)
         if self.made_swarm and swarm_active():
-            docker("swarm", "leave", "--force", check=False)
-            docker("network", "rm", "docker_gwbridge", check=False)
+            leave_swarm(self.before)  # and the names of the containers found running come back

@@ -32,7 +32,7 @@ from .gatemetrics import RunMetrics, publish
 from .gateplugin import hooks_for
 from .gaterun import GateRun
 from .haproxy import RuntimeApiError
-from .instances import lock_keys
+from .instances import HaproxyLock
 from .journal import read_journal
 from .keys import METRICS_KEY
 from .plugin import settings_from_config
@@ -454,10 +454,10 @@ def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return in_config(args, act)
 
 
-def _gate_lock(settings: Settings) -> state.GateLock | state.GroupLock:
+def _gate_lock(settings: Settings) -> HaproxyLock:
     """The gate's lock on these HAProxy instances: a command that ends a pending promotion
     holds it too, so that no gate writes the record or the history at the same time."""
-    return state.lock_for_group(settings.state.lock_dir, lock_keys(settings.haproxies()))
+    return HaproxyLock(settings.state.lock_dir, settings.haproxies())
 
 
 def _end_pending(

@@ -24,8 +24,9 @@ from pytest_bluegreen import state
 from pytest_bluegreen.errors import Refused
 from pytest_bluegreen.gatemetrics import write_textfile
 from pytest_bluegreen.haproxy import RuntimeApi
-from pytest_bluegreen.instances import lock_keys
+from pytest_bluegreen.instances import HaproxyLock, lock_keys
 from pytest_bluegreen.state import GateLock, LockHeld, LockLost, lock_for, lock_for_group
+from tests.support.faults import RuntimeApiProxy
 from tests.support.gate import CHECKS
 from tests.support.infra import require_infra
 from tests.support.stack import Stack, wait_for
@@ -469,3 +470,63 @@ def test_one_haproxy_named_twice_in_instances_is_refused(
     assert "name it once in [instances]" in out
     assert "Traceback" not in out
     assert stack.live_weights() == before
+
+
+@pytest.mark.infra
+def test_a_gate_that_could_not_read_its_haproxy_at_first_still_shares_its_lock(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """Gate A's first ``show info`` gets no answer (a Runtime API timeout, a restart): it
+    cannot list HAProxy's sockets when it takes its lock, so it holds only its address's key.
+    HAProxy answers again and A goes on to its checks. Gate B at the unix socket of the same
+    HAProxy must still be refused (exit 7), and A then switches."""
+    proxy = RuntimeApiProxy(("127.0.0.1", stack.ports["runtime"]))
+    proxy.lose_answers("show info")
+    try:
+        gate = PausedGate(tmp_path / "a", stack, runtime_api=proxy.address)
+        try:
+            assert proxy.lost == ["show info"]
+            other = bluegreen(
+                tmp_path / "b",
+                stack,
+                "switch-to",
+                "green",
+                "--force",
+                runtime_api=str(stack.socket_path),
+            )
+            assert other.returncode == 7, other.stdout + other.stderr
+            assert "another gate holds" in other.stderr
+            assert stack.served_color() == "blue"
+            code, out = gate.go()
+        finally:
+            gate.kill()
+    finally:
+        proxy.close()
+    assert code == 0, out
+    assert stack.served_color() == "green"
+
+
+@pytest.mark.infra
+def test_a_gate_that_cannot_read_its_haproxy_twice_checks_the_lock_again_before_switching(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """Gate A's ``show info`` gets no answer when it takes its lock and again right after,
+    so it holds only its address's key while another gate, at the unix socket, holds the
+    HAProxy's. Before it switches A reads the keys again: it is refused (exit 7, nothing
+    changed) while the other gate holds them."""
+    proxy = RuntimeApiProxy(("127.0.0.1", stack.ports["runtime"]))
+    proxy.lose_answers("show info", "show info")
+    try:
+        gate = PausedGate(tmp_path / "a", stack, runtime_api=proxy.address)
+        try:
+            assert proxy.lost == ["show info", "show info"]
+            other = HaproxyLock(stack.lock_dir, RuntimeApi(str(stack.socket_path)))
+            with other.hold():  # the other gate, in its checks
+                code, out = gate.go()
+        finally:
+            gate.kill()
+    finally:
+        proxy.close()
+    assert code == 7, out
+    assert "another gate holds" in out
+    assert stack.served_color() == "blue"

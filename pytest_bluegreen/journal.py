@@ -250,7 +250,7 @@ def _decode(data: bytes) -> tuple[int, JournalEntry] | None:
         if len(payload) != length or zlib.crc32(payload) != crc:
             return None
         return seq, JournalEntry.from_json(json.loads(payload))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # not a record: as a torn one
         return None
 
 

@@ -147,19 +147,38 @@ class HistoryEntry:
 
 
 def read_history(path: Path) -> list[HistoryEntry]:
+    """Every entry, each field of its type (as the records: :func:`_from_json`), else
+    StateFileError in one line; a key this version does not know is refused too (rewriting
+    the file would drop it)."""
     if not path.exists():
         return []
     try:
-        data = json.loads(path.read_text())
-        return [
-            HistoryEntry(**{**entry, "outcome": Outcome(entry["outcome"])})
-            for entry in data["history"]
-        ]
+        data = _parse_json(path.read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("history"), list):
+            raise TypeError('a JSON object with a "history" list was expected')
+        return [_history_entry(entry) for entry in data["history"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StateFileError(
             f"state file {path} is not readable history ({exc}): move it aside to start a new "
             "history"
         ) from None
+
+
+def _history_entry(data: object) -> HistoryEntry:
+    if isinstance(data, dict):
+        known = {field.name for field in dataclasses.fields(HistoryEntry)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TypeError(f"an entry has {unknown[0]!r}, which this version does not know")
+    return _from_json(HistoryEntry, data)
+
+
+def _parse_json(text: str) -> Any:
+    """``json.loads``; nesting too deep for the parser is a ValueError, as any bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to be read") from None
 
 
 HistoryListener = Callable[[HistoryEntry], None]
@@ -568,7 +587,7 @@ class Reconcile:
     since: float  # epoch seconds
 
 
-R = TypeVar("R", WarmWindow, PendingPromotion, Reconcile)
+R = TypeVar("R", WarmWindow, PendingPromotion, Reconcile, HistoryEntry)  # read by _from_json
 
 WARM = "warm-window.json"
 PENDING = "pending-promotion.json"
@@ -639,7 +658,7 @@ def _load_record(state_file: Path, name: str, kind: type[R]) -> R | None:
     except (OSError, UnicodeDecodeError) as exc:
         raise record_error(state_file, name, str(exc)) from None
     try:
-        return _from_json(kind, json.loads(text))
+        return _from_json(kind, _parse_json(text))
     except (ValueError, TypeError) as exc:
         raise record_error(state_file, name, str(exc)) from None
 
@@ -671,6 +690,8 @@ def _typed(name: str, hint: Any, value: object) -> Any:
         if not isinstance(value, list):
             raise TypeError(f"{name!r} is not a list")
         return tuple(_typed(name, args[0], item) for item in value)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum) and isinstance(value, str):
+        return hint(value)  # ValueError when it is none of its values
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise TypeError(f"{name!r} is not a finite number")

@@ -635,6 +635,11 @@ ERRORS = [
         id="toml-syntax-error",
     ),
     pytest.param(
+        Given(files={"bluegreen.toml": "env = " + "[" * 100_000 + "]" * 100_000 + "\n"}),
+        ["cannot read", "bluegreen.toml", "nested too deeply"],
+        id="toml-nested-too-deeply",
+    ),
+    pytest.param(
         Given(environ={"BLUEGREEN_RUNTIME_API": "localhost"}),
         ["runtime_api", "'localhost'", "(from env BLUEGREEN_RUNTIME_API)"],
         id="runtime-api-no-port",

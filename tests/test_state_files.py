@@ -16,8 +16,9 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,10 @@ MALFORMED = [
     (RECONCILE, '{"instances": "lb-2", "color": "green", "since": 1}', "'instances' is not a list"),
     (RECONCILE, "null", "a JSON object was expected, not NoneType"),
     (RECONCILE, "\xff\xfe", ""),
+    # a parser's recursion, not a traceback
+    (WARM, "[" * 100_000 + "]" * 100_000, "nested too deeply to be read"),
+    (PENDING, '{"a":' * 100_000 + "1" + "}" * 100_000, "nested too deeply to be read"),
+    (RECONCILE, "[" * 100_000, "nested too deeply to be read"),
 ]  # fmt: skip
 
 
@@ -96,6 +101,64 @@ def test_a_record_not_its_shape_is_one_line_naming_the_file_and_the_way_out(
     assert message.startswith(f"state file {tmp_path / name} is not readable (")
     assert why in message
     assert CLEARED_BY[name] in message
+
+
+ENTRY = '"time": "2026-01-01T00:00:00+00:00", "from_color": "blue", "to_color": "green", '
+HISTORY_MALFORMED = [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply to be read"),
+    ("[]", 'a JSON object with a "history" list was expected'),
+    ('{"history": {"a": 1}}', 'a JSON object with a "history" list was expected'),
+    ('{"history": ["x"]}', "a JSON object was expected, not str"),
+    ('{"history": [{' + ENTRY + '"tag": null, "outcome": "switched", "host": 1}]}',
+     "'host' is 1, not str"),
+    ('{"history": [{"time": 5, "from_color": 7, "to_color": ["x"], "tag": {}, '
+     '"outcome": "switched", "host": "h"}]}', "'time' is 5, not str"),
+    ('{"history": [{' + ENTRY + '"tag": null, "outcome": "nope", "host": "h"}]}',
+     "'nope' is not a valid Outcome"),
+    ('{"history": [{' + ENTRY + '"tag": null, "outcome": "switched", "host": "h", '
+     '"forced": "yes"}]}', "'forced' is \"yes\", not bool"),
+    ('{"history": [{' + ENTRY + '"tag": null, "outcome": "switched", "host": "h", "x": 1}]}',
+     "an entry has 'x', which this version does not know"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("content", "why"), HISTORY_MALFORMED)
+def test_a_history_not_its_shape_is_one_line(tmp_path: Path, content: str, why: str) -> None:
+    """Each field of each entry of its type, as the records' (a wrong type was shown by status
+    as the last switch: '5 7 -> ['x'] switched'); nesting too deep for the parser is one line
+    too, not a RecursionError traceback."""
+    path = tmp_path / "state.json"
+    path.write_text(content)
+    with pytest.raises(StateFileError) as caught:
+        state.read_history(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"state file {path} is not readable history (")
+    assert why in message
+    with pytest.raises(StateFileError):  # nothing is appended to it either
+        state.append(path, _entry("green"))
+    assert path.read_text() == content
+
+
+def test_a_whole_history_is_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    entries = [_entry("green"), replace(_entry("blue"), forced=True, tag="v1")]
+    for entry in entries:
+        state.append(path, entry)
+    assert state.read_history(path) == entries
+
+
+def test_a_journal_slot_nested_too_deeply_is_not_a_record(tmp_path: Path) -> None:
+    """A slot whose checksum holds but whose JSON the parser cannot nest that deep: not a
+    whole record (as a torn one), never a RecursionError traceback."""
+    path = tmp_path / "journal.json"
+    payload = ("[" * 100_000 + "]" * 100_000).encode()
+    Journal(path).prepare()
+    path.write_bytes(
+        f"bluegreen-journal 2 {zlib.crc32(payload)} {len(payload)}\n".encode() + payload
+    )
+    with pytest.raises(JournalError, match="no slot holds a whole record"):
+        read_journal(path)
 
 
 def test_a_record_loads_whatever_keys_a_newer_version_added(tmp_path: Path) -> None:

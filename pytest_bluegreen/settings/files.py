@@ -95,6 +95,8 @@ def _load_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"bluegreen: cannot read {path}: {exc}") from None
+    except RecursionError:
+        raise SettingsError(f"bluegreen: cannot read {path}: nested too deeply") from None
 
 
 def misread_values(args: Iterable[str], options: Iterable[str], here: Path) -> str | None:

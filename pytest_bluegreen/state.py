@@ -262,6 +262,7 @@ def _own_plain_file(fd: int, path: Path) -> None:
 
 LOCK_FILE_MODE = 0o600
 LOCK_DIR_MODE = 0o700
+PARENT_DIR_MODE = 0o755  # a folder above the lock folder that the gate makes
 HOLDER_SIZE = 160  # the holder's line, padded: a shorter one overwrites a longer one whole
 _ATTEMPTS = 5
 LOCK_DIR_HINT = (
@@ -292,7 +293,7 @@ def _open_lock_dir(folder: Path) -> int:
     """The lock folder, made 0700 when missing, opened without following a symbolic link and
     checked: UnsafeLock when another user could change it or a folder above it."""
     try:
-        folder.mkdir(mode=LOCK_DIR_MODE, parents=True, exist_ok=True)
+        _make_folders(folder)
     except OSError as exc:
         raise Refused(
             f"cannot create the lock folder {folder}: {exc.strerror or exc} ({LOCK_DIR_HINT})"
@@ -305,13 +306,31 @@ def _open_lock_dir(folder: Path) -> int:
                 f"the lock folder {folder} is a symbolic link or not a folder: refused (set "
                 "lock_dir to the folder itself)"
             ) from None
-        raise Refused(f"cannot open the lock folder {folder}: {exc.strerror or exc}") from None
+        raise Refused(
+            f"cannot open the lock folder {folder}: {exc.strerror or exc} ({LOCK_DIR_HINT})"
+        ) from None
     try:
         _check_lock_dir(folder, fd)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _make_folders(folder: Path) -> None:
+    """The lock folder (0700) and the folders above it that are missing (0755: never group-
+    or world-writable, whatever the umask; with a umask of 0002, ``mkdir -p`` would make them
+    0775, and the check below would then refuse the folders the gate made itself)."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if os.path.lexists(path):
+            break
+        missing.append(path)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, LOCK_DIR_MODE if path == folder else PARENT_DIR_MODE)
+        except FileExistsError:
+            pass  # made meanwhile (another gate): checked as any existing folder
 
 
 def _check_lock_dir(folder: Path, fd: int) -> None:
@@ -335,10 +354,15 @@ def _check_lock_dir(folder: Path, fd: int) -> None:
         except OSError:
             continue
         if _changeable_by_others(above, me):
+            who = (
+                f"which belongs to {_owner(above.st_uid)}"
+                if above.st_uid not in (me, 0)
+                else "which group or others may write"
+            )
             raise UnsafeLock(
-                f"the lock folder {folder} is inside {parent}, which {_owner(above.st_uid)} or "
-                f"others may change (mode {stat.S_IMODE(above.st_mode):04o}): they could "
-                "replace the folder; set lock_dir to a folder only root or this user can change"
+                f"the lock folder {folder} is inside {parent}, {who} (mode "
+                f"{stat.S_IMODE(above.st_mode):04o}): they could replace the folder; set "
+                "lock_dir to a folder only root or this user can change"
             )
 
 

@@ -200,6 +200,62 @@ def test_a_lock_folder_inside_a_folder_others_may_change_is_refused(shared_dir: 
         lock.acquire()
 
 
+@pytest.fixture
+def umask_0002() -> Iterator[None]:
+    """The umask of a user with a group of their own (Debian/Ubuntu's login default)."""
+    old = os.umask(0o002)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("umask_0002")
+def test_the_folders_a_gate_makes_for_its_lock_are_not_group_writable(tmp_path: Path) -> None:
+    """``lock_dir`` whose parents do not exist yet, with umask 0002: the gate made them 0775
+    (``mkdir -p``) and then refused the folder it had just made ('inside ..., which ... may
+    change (mode 0775)'), on every run."""
+    top = tmp_path / "made"
+    lock = lock_for(top / "by" / "the-gate" / "locks", "127.0.0.1:9999")
+    with lock.hold():
+        assert lock.path.exists()
+    for folder in (top, top / "by", top / "by" / "the-gate"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
+    assert stat.S_IMODE(lock.path.parent.stat().st_mode) == 0o700
+    with lock.hold():  # and the next run too
+        pass
+
+
+def test_a_lock_folder_this_user_cannot_open_says_what_to_do(shared_dir: Path) -> None:
+    """``nobody``'s gate at a folder root made (0700), as /run/bluegreen after a root gate:
+    one line with the way out, not only 'Permission denied'."""
+    folder = shared_dir / "bluegreen"
+    folder.mkdir(mode=0o700)
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from pytest_bluegreen.errors import Refused\n"
+        "from pytest_bluegreen.state import lock_for\n"
+        "try:\n"
+        "    lock_for(Path(sys.argv[1]), '127.0.0.1:9999').acquire()\n"
+        "except Refused as exc:\n"
+        "    print(exc)\n"
+    )
+    # the system Python with this checkout and its packages (the venv's may be root's alone)
+    path = [str(Path(state.__file__).parents[1]), str(Path(pytest.__file__).parents[1])]
+    env = f"PYTHONPATH={os.pathsep.join(path)}"
+    result = subprocess.run(
+        ["runuser", "-u", "nobody", "--", "env", env, "/usr/bin/python3", "-c", code, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"cannot open the lock folder {folder}: Permission denied" in result.stdout
+    assert "install -d -m 0700 -o USER /run/bluegreen" in result.stdout
+
+
 def test_a_lock_removed_between_open_and_flock_is_taken_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -147,7 +147,7 @@ class GateRun:
         self.lock: state.GateLock | state.GroupLock | HaproxyLock = state.lock_for_group(
             settings.state.lock_dir, addresses
         )  # until start()
-        self.journal = Journal(settings.state.journal_file)
+        self.journal = Journal(settings.state.journal_file, redact=self.secrets.redact)
         self.signals: DeferredSignals = NoSignals()
         self.target: str | None = settings.target
         self.outcomes = Outcomes()

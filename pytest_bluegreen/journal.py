@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 
 from .errors import Refused, UsageError
 from .haproxy import AdminState, ServerRef, ServerState
+from .redaction import mask_credentials
 
 __all__ = [
     "InstanceIdentity",
@@ -336,6 +337,10 @@ class Journal:
     entry: JournalEntry | None = field(default=None)
     seq: int = 0
     _checked: bool = field(default=False, repr=False)  # prepare() read the latest record
+    # what a step's text facts and the outcome's detail go through before they are written (an
+    # error names the routed URL, with its password): the session's Secrets.redact, else the
+    # rule that hides any URL's password
+    redact: Callable[[str], str] = field(default=mask_credentials, repr=False)
 
     def prepare(self) -> list[str]:
         """Refuse an unfinished journal; create the slot files (durably) if they are missing;
@@ -408,12 +413,14 @@ class Journal:
 
     def step(self, name: str, **facts: Any) -> None:
         assert self.entry is not None, "begin() first"
+        facts = {k: self.redact(v) if isinstance(v, str) else v for k, v in facts.items()}
         record = {"step": name, "at": round(time.time(), 3), **facts}
         self.entry = replace(self.entry, steps=(*self.entry.steps, record))
         self._write()
 
     def close(self, outcome: str, detail: str = "") -> None:
         assert self.entry is not None, "begin() first"
+        detail = self.redact(detail)
         self.entry = replace(self.entry, status=CLOSED, outcome=outcome, detail=detail)
         self._write()
 

@@ -386,7 +386,7 @@ def _complete(
                 *_saves(group, list(group.present)),
             ],
         )
-    journal = Journal(settings.state.journal_file)
+    journal = Journal(settings.state.journal_file, redact=secrets.redact)
     journal.resume(unfinished)
     try:
         result = switch.complete(
@@ -469,7 +469,7 @@ def _apply(
     ]
     journal = None
     if unfinished is not None:
-        journal = Journal(settings.state.journal_file)
+        journal = Journal(settings.state.journal_file, redact=secrets.redact)
         journal.resume(unfinished)
     return _record(
         settings,

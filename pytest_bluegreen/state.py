@@ -23,6 +23,7 @@ two writers never lose each other's entry.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import errno
@@ -327,10 +328,9 @@ def _make_folders(folder: Path) -> None:
             break
         missing.append(path)
     for path in reversed(missing):
-        try:
+        # made meanwhile (another gate): checked below as any existing folder
+        with contextlib.suppress(FileExistsError):
             os.mkdir(path, LOCK_DIR_MODE if path == folder else PARENT_DIR_MODE)
-        except FileExistsError:
-            pass  # made meanwhile (another gate): checked as any existing folder
 
 
 def _check_lock_dir(folder: Path, fd: int) -> None:

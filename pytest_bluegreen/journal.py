@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import tempfile
 import time
 import uuid
@@ -315,6 +316,26 @@ def _torn_first(written: Sequence[tuple[int, bytes]]) -> bool:
     return True  # the header itself was not written whole
 
 
+def _plain_or_absent(slot: Path) -> None:
+    """A slot is written in place: through a symbolic link at its name, a record would go into
+    whatever file the link names (a gate run as root into any file). JournalError, one line."""
+    try:
+        info = os.lstat(slot)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # absent (a folder that cannot be made is said by prepare's own write)
+    except OSError as exc:
+        raise JournalError(
+            f"cannot read the journal {slot}: {exc.strerror or exc} (set journal_file to a "
+            "file in a folder this user can write)"
+        ) from None
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a plain file"
+        raise JournalError(
+            f"journal {slot} is {what}: a switch writes its records in place and would write "
+            "them into what it names; remove it, or set journal_file to a plain file's path"
+        )
+
+
 def read_journal(path: Path) -> JournalEntry | None:
     """The journal's latest whole record, or None when there is none (a torn first record
     counts as none: see :func:`_torn_first`)."""
@@ -349,6 +370,8 @@ class Journal:
 
         Raises UnfinishedJournal, JournalError (no whole record where one may matter, or the
         journal's folder cannot be written: one line, nothing changed)."""
+        for slot in _slots(self.path):
+            _plain_or_absent(slot)
         latest = _latest(self.path)
         if latest.entry is not None and latest.entry.open:
             raise UnfinishedJournal(self.path, latest.entry)
@@ -433,7 +456,8 @@ class Journal:
         if not slot.exists():  # not prepared: create it durably (two syncs)
             write_durably(slot, record.decode())
             return
-        fd = os.open(slot, os.O_WRONLY)
+        # never through a symbolic link planted at a slot's name (prepare refuses one too)
+        fd = os.open(slot, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             os.pwrite(fd, record, 0)
             os.fdatasync(fd)

@@ -219,9 +219,10 @@ def append(path: Path, entry: HistoryEntry) -> None:
 
 
 def ensure_folder(path: Path, setting: str) -> None:
-    """The folder of ``path`` exists and this user can create files in it, else one line
-    naming it and ``setting`` (a gate checks before anything changes, so that no write of its
-    history or records fails after a switch)."""
+    """The folder of ``path`` exists and this user can create files in it, and neither
+    ``path`` nor a record beside it is a symbolic link, else one line naming it and
+    ``setting`` (a gate checks before anything changes, so that no write of its history or
+    records fails or goes astray after a switch)."""
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -233,6 +234,15 @@ def ensure_folder(path: Path, setting: str) -> None:
         ) from None
     os.close(fd)
     os.unlink(probe)
+    for name in (path, *(_record_path(path, record) for record in (WARM, PENDING, RECONCILE))):
+        if name.is_symlink():
+            target = os.path.realpath(name)
+            raise StateFileError(
+                f"{name} is a symbolic link (to {target}): the gate writes a new file and "
+                f"renames it over the old one, which would replace the link and leave {target}"
+                " behind; "
+                + (f"set {setting} to {target}" if name == path else "put the file in its place")
+            )
 
 
 def open_lock_file(path: Path) -> int:

@@ -560,3 +560,83 @@ def test_recover_to_gets_past_a_journal_with_no_whole_record(workdir: Path, stac
     result = gate(workdir, "--env", "green", "--switch")
     assert result.returncode == 0, _out(result)
     assert stack.served_color() == "green"
+
+
+# --- files the gate would write through a symbolic link ---------------------------------------
+
+
+@pytest.mark.parametrize("slot", ["journal.json", "journal.json.alt"])
+@pytest.mark.parametrize("content", ["", "   \n"], ids=["empty", "blank"])
+def test_a_journal_slot_that_is_a_symbolic_link_is_refused(
+    tmp_path: Path, slot: str, content: str
+) -> None:
+    """A slot is written in place: a link planted at its name (a journal folder another user
+    can write) had the gate, root, write its records into the file it named (seen: an empty
+    file became 'bluegreen-journal 9 ...'). One line; the file it names is left alone."""
+    path = tmp_path / "journal.json"
+    victim = tmp_path / "victim"
+    victim.write_text(content)
+    (tmp_path / slot).symlink_to(victim)
+    journal = Journal(path)
+    with pytest.raises(JournalError) as caught:
+        journal.prepare()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"journal {tmp_path / slot} is a symbolic link" in message
+    with pytest.raises(JournalError):
+        journal.begin(source="blue", target="green", instance=INSTANCE, prior=PRIOR)
+    assert victim.read_text() == content
+
+
+def test_a_journal_record_is_never_written_through_a_link(tmp_path: Path) -> None:
+    """A link that appears at a slot's name after prepare(): the write fails, nothing is
+    written into what it names."""
+    path = tmp_path / "journal.json"
+    journal = Journal(path)
+    journal.prepare()
+    victim = tmp_path / "victim"
+    victim.write_text("")
+    alt = path.with_name("journal.json.alt")
+    alt.unlink()
+    alt.symlink_to(victim)
+    with pytest.raises(OSError, match=r"symbolic links|Too many levels"):
+        journal.begin(source="blue", target="green", instance=INSTANCE, prior=PRIOR)
+    assert victim.read_text() == ""
+
+
+@pytest.mark.parametrize("name", ["state.json", WARM, PENDING, RECONCILE])
+def test_a_state_file_or_record_that_is_a_symbolic_link_is_refused_before_anything(
+    tmp_path: Path, name: str
+) -> None:
+    """The history and the records are written to a new file renamed over the old one: a link
+    at their name was replaced by a plain file, and the file it named (a persistent volume's)
+    silently left behind. The gate's check before anything changes says so in one line."""
+    state_file = tmp_path / "state.json"
+    target = tmp_path / "elsewhere" / name
+    target.parent.mkdir()
+    target.write_text("{}")
+    (tmp_path / name).symlink_to(target)
+    with pytest.raises(StateFileError) as caught:
+        state.ensure_folder(state_file, "state_file")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{tmp_path / name} is a symbolic link (to {target})")
+    assert (tmp_path / name).is_symlink()
+
+
+@pytest.mark.infra
+def test_a_gate_refuses_a_journal_slot_that_is_a_symbolic_link(workdir: Path, stack: Stack) -> None:
+    victim = workdir / "victim"
+    victim.write_text("")
+    stack.journal_file.with_name("journal.json.alt").symlink_to(victim)
+    before = stack.live_weights()
+    for result in (
+        gate(workdir, "--env", "green", "--switch"),
+        bluegreen(workdir, "switch-to", "green", "--force"),
+    ):
+        out = _out(result)
+        assert result.returncode == 4, out
+        assert "journal.json.alt is a symbolic link" in out
+        assert "Traceback" not in out
+        assert stack.live_weights() == before
+    assert victim.read_text() == ""

@@ -630,6 +630,11 @@ ERRORS = [
         id="missing-config-file",
     ),
     pytest.param(
+        Given(files={"conf/x": ""}, cli={"config": "conf"}),
+        ["settings file conf is not a file"],
+        id="config-file-a-folder",
+    ),
+    pytest.param(
         Given(files={"bluegreen.toml": "env = [\n"}),
         ["cannot read", "bluegreen.toml"],
         id="toml-syntax-error",

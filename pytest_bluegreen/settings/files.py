@@ -52,9 +52,8 @@ def find_settings_file(
         if not path.is_absolute():
             path = (base or here) / path
         if not path.is_file():
-            raise SettingsError(
-                f"bluegreen: settings file {explicit} does not exist (from {source})"
-            )
+            what = "is not a file" if path.exists() else "does not exist"  # a folder, a device
+            raise SettingsError(f"bluegreen: settings file {explicit} {what} (from {source})")
         data = _load_toml(path)
         if path.name == "pyproject.toml":
             table = data.get("tool", {}).get("bluegreen")

@@ -176,6 +176,7 @@ class GateRun:
                 state.ensure_folder(self.settings.state.state_file, "state_file")
                 self._instances_in_line()
             else:  # a dry run says what the real one would: refused, nothing written
+                state.check_history(self.settings.state.state_file, "state_file")
                 entry = read_journal(self.journal.path)
                 if entry is not None and entry.open:
                     raise UnfinishedJournal(self.journal.path, entry)

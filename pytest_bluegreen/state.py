@@ -68,6 +68,7 @@ __all__ = [
     "WarmWindow",
     "address_key",
     "append",
+    "check_history",
     "ensure_folder",
     "listening",
     "load_pending",
@@ -219,10 +220,11 @@ def append(path: Path, entry: HistoryEntry) -> None:
 
 
 def ensure_folder(path: Path, setting: str) -> None:
-    """The folder of ``path`` exists and this user can create files in it, and neither
-    ``path`` nor a record beside it is a symbolic link, else one line naming it and
-    ``setting`` (a gate checks before anything changes, so that no write of its history or
-    records fails or goes astray after a switch)."""
+    """The folder of ``path`` exists and this user can create files in it, neither ``path``
+    nor a record beside it is a symbolic link, the history's lock file is this user's and
+    the history itself is readable, else one line naming it and ``setting`` (a gate checks
+    before anything changes, so that no write of its history or records fails or goes astray
+    after a switch: a switch with its history lost, and exit 0)."""
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -243,6 +245,29 @@ def ensure_folder(path: Path, setting: str) -> None:
                 " behind; "
                 + (f"set {setting} to {target}" if name == path else "put the file in its place")
             )
+    check_history(path, setting, create=True)
+
+
+def check_history(path: Path, setting: str, *, create: bool = False) -> None:
+    """What :func:`append` will open and read, checked before a switch: the history's lock
+    file is a plain file of this user's (made, mode 0600, when ``create``; a dry run makes
+    nothing) and the history is readable. StateFileError, one line."""
+    lock = path.with_name(f".{path.name}.lock")
+    try:
+        if create:
+            os.close(open_lock_file(lock))  # as append() opens it
+        elif os.path.lexists(lock):
+            fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                _own_plain_file(fd, lock, fix_mode=False)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise StateFileError(
+            f"cannot open the history's lock file {lock}: {exc.strerror or exc} (set {setting}"
+            " to a file in a folder this user can write)"
+        ) from None
+    read_history(path)  # the history append() will read and rewrite: one line if it cannot
 
 
 def open_lock_file(path: Path) -> int:
@@ -259,7 +284,7 @@ def open_lock_file(path: Path) -> int:
     return fd
 
 
-def _own_plain_file(fd: int, path: Path) -> None:
+def _own_plain_file(fd: int, path: Path, *, fix_mode: bool = True) -> None:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
         raise PermissionError(
@@ -267,7 +292,7 @@ def _own_plain_file(fd: int, path: Path) -> None:
             f"{path} is not a plain file of this user's (owner {_owner(info.st_uid)}, "
             f"{info.st_nlink} link(s)): remove it",
         )
-    if stat.S_IMODE(info.st_mode) != LOCK_FILE_MODE:
+    if fix_mode and stat.S_IMODE(info.st_mode) != LOCK_FILE_MODE:
         os.fchmod(fd, LOCK_FILE_MODE)
 
 

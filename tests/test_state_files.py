@@ -640,3 +640,80 @@ def test_a_gate_refuses_a_journal_slot_that_is_a_symbolic_link(workdir: Path, st
         assert "Traceback" not in out
         assert stack.live_weights() == before
     assert victim.read_text() == ""
+
+
+# --- a history the gate could not write after its switch ----------------------------------------
+
+
+def _history_unreadable(stack: Stack) -> str:
+    stack.state_file.parent.mkdir(parents=True, exist_ok=True)
+    stack.state_file.write_text("{not json")
+    return "is not readable history"
+
+
+def _history_lock_of_another_user(stack: Stack) -> str:
+    """A gate once run as another user (or that user's file planted in a shared folder)."""
+    lock = stack.state_file.with_name(f".{stack.state_file.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("")
+    os.chown(lock, 65534, 65534)
+    return "is not a plain file of this user's (owner "
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize(
+    "given", [_history_unreadable, _history_lock_of_another_user], ids=["unreadable", "lock"]
+)
+def test_a_history_that_cannot_be_written_refuses_the_switch_before_it(
+    workdir: Path, stack: Stack, given: Callable[[Stack], str]
+) -> None:
+    """The history is appended after the switch: a history that could not be read, or its
+    lock file another user's, switched traffic and then lost the entry, with a warning and
+    exit 0. Checked with the folder, before anything changes: one line, exit 4."""
+    said = given(stack)
+    before = stack.live_weights()
+    history_before = stack.state_file.read_bytes() if stack.state_file.exists() else None
+    for args in (("--switch",), ("--switch", "--dry-run")):
+        result = gate(workdir, "--env", "green", *args)
+        out = _out(result)
+        assert result.returncode == 4, out
+        assert said in out
+        assert "Traceback" not in out
+        assert stack.live_weights() == before
+        assert (stack.state_file.read_bytes() if stack.state_file.exists() else None) == (
+            history_before
+        )
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize(
+    "given", [_history_unreadable, _history_lock_of_another_user], ids=["unreadable", "lock"]
+)
+def test_abort_refuses_before_the_record_goes_when_the_history_cannot_be_written(
+    workdir: Path, stack: Stack, given: Callable[[Stack], str]
+) -> None:
+    """abort removed the pending promotion, then could not record that it did (a warning,
+    exit 0): the record gone and no trace of it. One line, exit 4, the record kept."""
+    said = given(stack)
+    record = _pending(stack, age=10)
+    result = bluegreen(workdir, "abort")
+    out = _out(result)
+    assert result.returncode == 4, out
+    assert said in out
+    assert "Traceback" not in out
+    assert state.load_pending(stack.state_file) == record
+
+
+@pytest.mark.infra
+def test_an_expired_promotion_is_kept_when_its_end_cannot_be_recorded(
+    workdir: Path, stack: Stack
+) -> None:
+    """The expiry path removed the record, then could not write the history: both lost."""
+    said = _history_unreadable(stack)
+    record = _pending(stack, age=90000)
+    result = bluegreen(workdir, "promote")
+    out = _out(result)
+    assert result.returncode == 7, out
+    assert f"the pending promotion in {stack.state_file} was left: " in out
+    assert said in out
+    assert state.load_pending(stack.state_file) == record

@@ -11,6 +11,7 @@ HAProxy to a consistent state and closed it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -206,6 +207,37 @@ def write_durably(path: Path, text: str) -> None:
     _sync_folder(path.parent)
 
 
+def read_plain(path: Path, limit: int) -> bytes:
+    """The content of ``path``, read as a plain file at its own name and no further: never
+    through a symbolic link (the gate writes these files at their name: it would not write
+    what it read), never waiting (a FIFO planted at the name would block every command),
+    never more than ``limit`` bytes (a link to /dev/zero, a file grown without end would take
+    all memory). FileNotFoundError when absent, OSError (its strerror says why) otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "it is a symbolic link, not a plain file") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a plain file (a FIFO, a device or a folder)")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise OSError(errno.EFBIG, f"larger than the {limit} bytes such a file may be")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def remove_durably(path: Path) -> None:
     """Remove ``path`` (if there) so that a crash cannot bring it back: the folder synced."""
     try:
@@ -229,6 +261,7 @@ def _slots(path: Path) -> tuple[Path, Path]:
 
 
 SLOT_SIZE = 65536  # slots are made this big once, so a record's sync writes data only
+JOURNAL_LIMIT = 64 * 1024 * 1024  # a slot read is at most this (a record of many servers)
 _BLANK = " " * (SLOT_SIZE - 1) + "\n"
 _MAGIC = "bluegreen-journal"
 
@@ -268,7 +301,7 @@ def _latest(path: Path) -> _Latest:
     written: list[tuple[int, bytes]] = []  # (slot index, content) of the slots not blank
     for index, slot in enumerate(_slots(path)):
         try:
-            data = slot.read_bytes()
+            data = read_plain(slot, JOURNAL_LIMIT)
         except FileNotFoundError:
             continue
         except OSError as exc:

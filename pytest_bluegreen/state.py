@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import Refused, UsageError
-from .journal import remove_durably, write_durably
+from .journal import read_plain, remove_durably, write_durably
 
 __all__ = [
     "PENDING",
@@ -152,18 +152,26 @@ def read_history(path: Path) -> list[HistoryEntry]:
     """Every entry, each field of its type (as the records: :func:`_from_json`), else
     StateFileError in one line; a key this version does not know is refused too (rewriting
     the file would drop it)."""
-    if not path.exists():
-        return []
     try:
-        data = _parse_json(path.read_text())
+        data = _parse_json(read_plain(path, HISTORY_LIMIT).decode())
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise _unreadable_history(path, exc.strerror or str(exc)) from None
+    except ValueError as exc:  # not UTF-8, not JSON
+        raise _unreadable_history(path, str(exc)) from None
+    try:
         if not isinstance(data, dict) or not isinstance(data.get("history"), list):
             raise TypeError('a JSON object with a "history" list was expected')
         return [_history_entry(entry) for entry in data["history"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StateFileError(
-            f"state file {path} is not readable history ({exc}): move it aside to start a new "
-            "history"
-        ) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _unreadable_history(path, str(exc)) from None
+
+
+def _unreadable_history(path: Path, why: str) -> StateFileError:
+    return StateFileError(
+        f"state file {path} is not readable history ({why}): move it aside to start a new history"
+    )
 
 
 def _history_entry(data: object) -> HistoryEntry:
@@ -648,6 +656,8 @@ class Reconcile:
 
 R = TypeVar("R", WarmWindow, PendingPromotion, Reconcile, HistoryEntry)  # read by _from_json
 
+HISTORY_LIMIT = 256 * 1024 * 1024  # read at most (hundreds of thousands of entries)
+RECORD_LIMIT = 1024 * 1024  # a record is a few hundred bytes
 WARM = "warm-window.json"
 PENDING = "pending-promotion.json"
 RECONCILE = "reconcile.json"
@@ -711,10 +721,12 @@ def _load_record(state_file: Path, name: str, kind: type[R]) -> R | None:
     the dataclass, so a field added to one needs no change here."""
     path = _record_path(state_file, name)
     try:
-        text = path.read_text()
+        text = read_plain(path, RECORD_LIMIT).decode()
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise record_error(state_file, name, exc.strerror or str(exc)) from None
+    except UnicodeDecodeError as exc:
         raise record_error(state_file, name, str(exc)) from None
     try:
         return _from_json(kind, _parse_json(text))

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen import state
+from pytest_bluegreen.engines.compose import TagsFile
 from pytest_bluegreen.haproxy import ServerState
 from pytest_bluegreen.journal import (
     InstanceIdentity,
@@ -717,3 +718,84 @@ def test_an_expired_promotion_is_kept_when_its_end_cannot_be_recorded(
     assert f"the pending promotion in {stack.state_file} was left: " in out
     assert said in out
     assert state.load_pending(stack.state_file) == record
+
+
+# --- a file at a state file's name that is not one ----------------------------------------------
+
+READER = """
+import sys
+from pathlib import Path
+from pytest_bluegreen import journal, state
+journal.JOURNAL_LIMIT = state.HISTORY_LIMIT = state.RECORD_LIMIT = 4096
+folder, name = Path(sys.argv[1]), sys.argv[2]
+try:
+    if name.startswith("journal"):
+        journal.read_journal(folder / "journal.json")
+    elif name == "state.json":
+        state.read_history(folder / name)
+    else:
+        {"warm-window.json": state.load_warm, "pending-promotion.json": state.load_pending,
+         "reconcile.json": state.load_reconcile}[name](folder / "state.json")
+except (journal.JournalError, state.StateFileError) as exc:
+    print("refused:", exc)
+else:
+    print("read")
+"""
+
+
+def _fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return "not a plain file"
+
+
+def _link_to_dev_zero(path: Path) -> str:
+    path.symlink_to("/dev/zero")
+    return "symbolic link"
+
+
+def _grown(path: Path) -> str:
+    with path.open("wb") as handle:
+        handle.truncate(4097)
+    return "larger than the 4096 bytes"
+
+
+@pytest.mark.parametrize(
+    "name", ["journal.json", "journal.json.alt", "state.json", WARM, PENDING, RECONCILE]
+)
+@pytest.mark.parametrize("make", [_fifo, _link_to_dev_zero, _grown], ids=["fifo", "zero", "huge"])
+def test_a_state_file_that_is_not_a_plain_file_is_one_line_not_a_hang(
+    tmp_path: Path, name: str, make: Callable[[Path], str]
+) -> None:
+    """A FIFO planted at the name blocked status, recover, every gate for ever; a link to
+    /dev/zero (or a file grown without end) was read into memory until MemoryError."""
+    said = make(tmp_path / name)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", READER, str(tmp_path), name],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"reading {name} ({make.__name__}) did not end")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert out.startswith("refused: "), out
+    assert said in out
+    assert str(tmp_path / name) in out
+    assert out.count("\n") == 1
+
+
+def test_the_tags_file_is_never_written_through_a_link_beside_it(tmp_path: Path) -> None:
+    """It was written to a fixed ``compose-tags.tmp`` beside it, following a link planted
+    there: the gate, root, overwrote the file the link named with the tags."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "compose-tags.tmp").symlink_to(victim)
+    tags = TagsFile(tmp_path / "compose-tags.env")
+    tags.write({"GREEN_TAG": "v1.1.0"})
+    assert victim.read_text() == "precious\n"
+    assert tags.tag_of("green") == "v1.1.0"
+    assert not (tmp_path / "compose-tags.env").is_symlink()

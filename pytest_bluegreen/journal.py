@@ -190,12 +190,15 @@ class JournalEntry:
         )
 
 
-def write_durably(path: Path, text: str) -> None:
+def write_durably(path: Path, text: str, *, mode: int | None = None) -> None:
     """Write ``text`` so that after a crash the file is either the old one or the new one:
-    a temporary file in the same folder, fdatasync, rename over, fsync of the folder."""
+    a temporary file in the same folder (mode 0600, or ``mode``), fdatasync, rename over,
+    fsync of the folder. A symbolic link at ``path`` is replaced, never written through."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()

@@ -44,6 +44,7 @@ from pytest_bluegreen.state import (
     StateFileError,
     WarmWindow,
 )
+from pytest_bluegreen.verdict import write_verdict
 from tests.support.gate import CHECKS
 from tests.support.stack import Stack, wait_for
 
@@ -799,3 +800,18 @@ def test_the_tags_file_is_never_written_through_a_link_beside_it(tmp_path: Path)
     assert victim.read_text() == "precious\n"
     assert tags.tag_of("green") == "v1.1.0"
     assert not (tmp_path / "compose-tags.env").is_symlink()
+
+
+def test_the_verdict_is_never_written_through_a_link_at_its_name(tmp_path: Path) -> None:
+    """reports/verdict.json was written in place: a link planted there while the checks ran
+    (the old verdict is removed when the gate starts) had the gate overwrite what it named."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    path = tmp_path / "reports" / "verdict.json"
+    path.parent.mkdir()
+    path.symlink_to(victim)
+    assert write_verdict(path, {"decision": "switch"}) is None
+    assert victim.read_text() == "precious\n"
+    assert not path.is_symlink()
+    assert json.loads(path.read_text()) == {"decision": "switch"}
+    assert path.stat().st_mode & 0o777 == 0o644  # CI may read it as another user

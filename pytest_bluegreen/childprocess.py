@@ -8,6 +8,13 @@ the child runs in its own process group (so a terminal's Ctrl-C reaches it once,
 SIGINT, SIGTERM and SIGHUP sent to ``bluegreen`` are passed on to it, and ``bluegreen`` waits
 for its exit status, which is the documented one of the gate.
 
+A ``bluegreen`` that dies itself (SIGKILL, the OOM killer, a CI runner killing the command) can
+pass nothing on, and its child, in a process group of its own, would go on alone: its gate
+would switch minutes after the command that asked for it was gone. So the child asks the kernel
+for a SIGTERM when ``bluegreen`` dies (:func:`follow_parent`, Linux's ``PR_SET_PDEATHSIG``), and
+its gate ends as after a SIGTERM passed on (nothing moved before its point of no return, the
+switch completed after it).
+
 A child that dies of a signal (a pytest with no gate has no handler for SIGTERM) has no exit
 status of its own: its death becomes the documented code, never Python's -N taken modulo 256
 (241 for SIGTERM): 2 "interrupted" for the signals passed on (SIGINT, SIGTERM, SIGHUP), 3
@@ -16,6 +23,7 @@ status of its own: its death becomes the documented code, never Python's -N take
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -26,9 +34,11 @@ from typing import Any
 
 from .errors import ExitCode
 
-__all__ = ["exit_code_of", "run_child"]
+__all__ = ["exit_code_of", "follow_parent", "run_child"]
 
 PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PARENT_VARIABLE = "BLUEGREEN_PARENT_PID"  # set by run_child, read by follow_parent
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def exit_code_of(returncode: int) -> int:
@@ -50,7 +60,10 @@ def exit_code_of(returncode: int) -> int:
 def run_child(command: Sequence[str], **popen: Any) -> int:
     """Run ``command`` to its end, passing on the signals we get; its exit status."""
     in_main = threading.current_thread() is threading.main_thread()
-    process = subprocess.Popen(list(command), process_group=0 if in_main else None, **popen)
+    env = {**popen.pop("env", os.environ), PARENT_VARIABLE: str(os.getpid())}
+    process = subprocess.Popen(
+        list(command), process_group=0 if in_main else None, env=env, **popen
+    )
     if not in_main:  # no handlers outside the main thread: the child shares our fate
         return exit_code_of(process.wait())
 
@@ -64,3 +77,22 @@ def run_child(command: Sequence[str], **popen: Any) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def follow_parent() -> None:
+    """In a pytest :func:`run_child` started (its plugin calls this when it configures): a
+    SIGTERM from the kernel when ``bluegreen`` dies, as if it had passed one on; at once if it
+    is gone already. Linux only (elsewhere nothing changes); the variable is removed, so the
+    processes this one starts do not take ``bluegreen`` for their parent."""
+    expected = os.environ.pop(PARENT_VARIABLE, None)
+    if expected is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes  # noqa: PLC0415 - only in a child of bluegreen
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != expected:  # died before the request: no signal would come
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -32,7 +32,7 @@ from .gatemetrics import RunMetrics, publish
 from .gateplugin import hooks_for
 from .gaterun import GateRun
 from .haproxy import RuntimeApiError
-from .instances import lock_keys
+from .instances import HaproxyLock
 from .journal import read_journal
 from .keys import METRICS_KEY
 from .plugin import settings_from_config
@@ -454,10 +454,10 @@ def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return in_config(args, act)
 
 
-def _gate_lock(settings: Settings) -> state.GateLock | state.GroupLock:
+def _gate_lock(settings: Settings) -> HaproxyLock:
     """The gate's lock on these HAProxy instances: a command that ends a pending promotion
     holds it too, so that no gate writes the record or the history at the same time."""
-    return state.lock_for_group(settings.state.lock_dir, lock_keys(settings.haproxies()))
+    return HaproxyLock(settings.state.lock_dir, settings.haproxies())
 
 
 def _end_pending(
@@ -474,12 +474,16 @@ def _end_pending(
         with _gate_lock(settings).hold():
             if state.load_pending(state_file) != record:
                 return []
+            if outcome is not None:  # the history that records its end, before it goes
+                state.check_history(state_file, "state_file", create=True)
             state.clear_record(state_file, state.PENDING)
             if outcome is None:
                 return []
             return _history(settings, record, outcome, reason, code=ExitCode.REFUSED)
     except BluegreenError as exc:
         return [f"warning: the pending promotion in {state_file} was left: {exc.first_line}"]
+    except state.StateFileError as exc:
+        return [f"warning: the pending promotion in {state_file} was left: {exc}"]
 
 
 def cmd_drill(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -564,6 +568,8 @@ def cmd_abort(args: argparse.Namespace, extra: Sequence[str]) -> int:
             line = f"dry run: would discard the pending promotion of {record.target}"
             return _report([f"{line} {record.tag or ''}".rstrip(), DRY_NOTHING], 0)
         with _gate_lock(settings).hold():
+            # the history that records the abort, before the record goes (one line, exit 4)
+            state.check_history(state_file, "state_file", create=True)
             try:
                 record = state.load_pending(state_file)
             except state.RecordError as exc:  # abort is how an unreadable one goes

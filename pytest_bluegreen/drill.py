@@ -55,7 +55,7 @@ def read_outcome(verdict_file: Path, exit_code: int) -> tuple[str, dict[str, Any
     """The gate's verdict word for the drill and the verdict's data."""
     try:
         data: dict[str, Any] = json.loads(verdict_file.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return f"no verdict (exit {exit_code})", {}
     return str(data.get("verdict") or f"exit {exit_code}"), data
 

@@ -23,7 +23,7 @@ from .errors import BluegreenError, DeployError, ExitCode, Refused
 from .gate import Decision, SessionFacts, Verdict, decide
 from .gatemetrics import RunMetrics
 from .haproxy import RuntimeApi, RuntimeApiError
-from .instances import Haproxies, InstancesDisagree, lock_keys
+from .instances import Haproxies, HaproxyLock, InstancesDisagree
 from .journal import Journal, UnfinishedJournal, read_journal
 from .outcomes import Outcomes
 from .probe import Probe, ProbeSummary
@@ -144,8 +144,10 @@ class GateRun:
         addresses = (
             self.api.addresses if isinstance(self.api, Haproxies) else [str(self.api.address)]
         )
-        self.lock = state.lock_for_group(settings.state.lock_dir, addresses)  # until start()
-        self.journal = Journal(settings.state.journal_file)
+        self.lock: state.GateLock | state.GroupLock | HaproxyLock = state.lock_for_group(
+            settings.state.lock_dir, addresses
+        )  # until start()
+        self.journal = Journal(settings.state.journal_file, redact=self.secrets.redact)
         self.signals: DeferredSignals = NoSignals()
         self.target: str | None = settings.target
         self.outcomes = Outcomes()
@@ -163,7 +165,7 @@ class GateRun:
         --rollback target that cannot be worked out or contradicts --env).
         """
         # the keys of every HAProxy, however its address is spelled; one named twice refused
-        self.lock = state.lock_for_group(self.settings.state.lock_dir, lock_keys(self.api))
+        self.lock = HaproxyLock(self.settings.state.lock_dir, self.api)
         if not self.settings.run.dry_run:
             self.lock.acquire()
         try:
@@ -174,6 +176,7 @@ class GateRun:
                 state.ensure_folder(self.settings.state.state_file, "state_file")
                 self._instances_in_line()
             else:  # a dry run says what the real one would: refused, nothing written
+                state.check_history(self.settings.state.state_file, "state_file")
                 entry = read_journal(self.journal.path)
                 if entry is not None and entry.open:
                     raise UnfinishedJournal(self.journal.path, entry)
@@ -660,7 +663,9 @@ class GateRun:
         )
         try:
             try:
-                self.lock.verify()  # still ours: no gate started since someone removed it
+                # still ours (no gate started since someone removed it), and every key of
+                # this HAProxy held, read again now that it answers
+                self.lock.verify()
                 result = switch.apply(
                     self.api,
                     plan,

@@ -11,7 +11,8 @@ an error naming it, unless the run allows it to be missing (``--allow-missing-in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias, TypeVar
@@ -28,12 +29,13 @@ from .haproxy import (
     TlsFiles,
 )
 from .journal import InstanceIdentity
-from .state import address_key
+from .state import GateLock, GroupLock, address_key, lock_for, lock_for_group
 
 __all__ = [
     "DEFAULT_INSTANCE",
     "AnyHaproxy",
     "Haproxies",
+    "HaproxyLock",
     "Instance",
     "InstanceFailed",
     "InstancesDisagree",
@@ -257,9 +259,10 @@ class _Seen:
 
     identity: InstanceIdentity | None  # None: it does not answer
     sockets: tuple[str, ...] = ()  # show cli sockets; () when it cannot be read
+    why: str = ""  # why the identity or the sockets could not be read
 
 
-def lock_keys(api: AnyHaproxy) -> tuple[str, ...]:
+def lock_keys(api: AnyHaproxy, *, strict: bool = False) -> tuple[str, ...]:
     """The keys of the gate lock of every HAProxy of ``api`` (``state.lock_for_group``); one
     HAProxy named twice in the group is refused (SameHaproxy, one line).
 
@@ -270,11 +273,16 @@ def lock_keys(api: AnyHaproxy) -> tuple[str, ...]:
 
     - the address this gate connects to, spelled one way (``state.address_key``: a socket's
       real path, a host name resolved) -- two gates at one address always share it, even
-      when HAProxy does not answer (it changes nothing then);
+      when HAProxy does not answer;
     - every Runtime API socket the process lists (``show cli sockets``), with its node name:
       the same list through the unix socket and through the TCP one, before and after a
       reload that keeps its sockets (two processes of one host cannot listen on one socket,
       and the node name keeps HAProxies of other hosts or containers apart).
+
+    An instance that does not answer has only its address's key, which another gate at
+    another address of it does not share: :class:`HaproxyLock` reads the keys again once it
+    holds them, and ``strict`` (before traffic changes) refuses (Refused, one line) when a
+    present instance cannot say its sockets.
 
     The process's own identity (node, Pid, Start_time_sec) is not a key: it changes with a
     reload, so a gate before and a gate after would not meet on it, and a file per process
@@ -283,6 +291,15 @@ def lock_keys(api: AnyHaproxy) -> tuple[str, ...]:
     seen = group.each(_seen, names=group.names)
     addresses = {i.name: address_key(str(i.runtime_api)) for i in group.instances}
     _refuse_duplicates(group, seen, addresses)
+    if strict:
+        for name in group.present:
+            found = seen[name]
+            if found.identity is None or not found.sockets:
+                where = group.instance(name).runtime_api
+                raise Refused(
+                    f"cannot tell which gate lock is that of the HAProxy at {where} ({found.why}):"
+                    " no other gate's lock can be ruled out, so nothing changes; run again"
+                )
     keys = set(addresses.values())
     for found in seen.values():
         if found.identity is not None:
@@ -293,13 +310,83 @@ def lock_keys(api: AnyHaproxy) -> tuple[str, ...]:
 def _seen(name: str, api: RuntimeApi) -> _Seen:
     try:
         identity = InstanceIdentity.from_info(str(api.address), api.show_info())
-    except (RuntimeApiError, ValueError):
-        return _Seen(None)
+    except (RuntimeApiError, ValueError) as exc:
+        return _Seen(None, why=f"show info: {exc}")
     try:
         sockets = api.cli_sockets()
-    except RuntimeApiError:
-        sockets = ()
+    except RuntimeApiError as exc:
+        return _Seen(identity, why=f"show cli sockets: {exc}")
     return _Seen(identity, sockets)
+
+
+class HaproxyLock:
+    """The gate lock of every HAProxy of ``api``: the locks of :func:`lock_keys`, taken as
+    one, and those of the keys read again once they are held.
+
+    A gate whose HAProxy did not answer when it read the keys (a Runtime API timeout, a
+    restart) holds only its address's key, which a gate at another address of the same
+    HAProxy does not share: both would run. So the keys are read again right after the
+    lock is taken, and strictly in :meth:`verify` (before traffic changes): a key not held
+    yet is taken then, without waiting (LockHeld when another gate holds it), and a present
+    instance that cannot say its sockets then is refused."""
+
+    def __init__(self, lock_dir: Path, api: AnyHaproxy) -> None:
+        self.lock_dir = lock_dir
+        self.api = api
+        self._lock: GateLock | GroupLock = lock_for_group(lock_dir, lock_keys(api))
+        self._more: list[GateLock] = []
+
+    @property
+    def path(self) -> Path:
+        return self._lock.path
+
+    @property
+    def held(self) -> bool:
+        return self._lock.held
+
+    def acquire(self) -> None:
+        self._lock.acquire()
+        try:
+            self._take_more(strict=False)
+        except BaseException:
+            self.release()
+            raise
+
+    def verify(self) -> None:
+        """LockLost when a held lock file was removed or replaced; the keys read again
+        (strictly) and any not held yet taken. A lock not held has nothing to verify."""
+        if not self.held:
+            return
+        self._lock.verify()
+        for lock in self._more:
+            lock.verify()
+        self._take_more(strict=True)
+
+    def release(self) -> None:
+        for lock in reversed(self._more):
+            lock.release()
+        self._more = []
+        self._lock.release()
+
+    @contextmanager
+    def hold(self) -> Iterator[HaproxyLock]:
+        self.acquire()
+        try:
+            yield self
+        finally:
+            self.release()
+
+    def _take_more(self, *, strict: bool) -> None:
+        held = {str(lock.path) for lock in (*self._parts(), *self._more)}
+        for key in lock_keys(self.api, strict=strict):
+            lock = lock_for(self.lock_dir, key)
+            if str(lock.path) not in held:
+                lock.acquire()  # LockHeld: another gate reached this HAProxy another way
+                self._more.append(lock)
+                held.add(str(lock.path))
+
+    def _parts(self) -> tuple[GateLock, ...]:
+        return tuple(self._lock.locks) if isinstance(self._lock, GroupLock) else (self._lock,)
 
 
 def _refuse_duplicates(

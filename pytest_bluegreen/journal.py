@@ -11,14 +11,16 @@ HAProxy to a consistent state and closed it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
+import stat
 import tempfile
 import time
 import uuid
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Any
 
 from .errors import Refused, UsageError
 from .haproxy import AdminState, ServerRef, ServerState
+from .redaction import mask_credentials
 
 __all__ = [
     "InstanceIdentity",
@@ -187,12 +190,15 @@ class JournalEntry:
         )
 
 
-def write_durably(path: Path, text: str) -> None:
+def write_durably(path: Path, text: str, *, mode: int | None = None) -> None:
     """Write ``text`` so that after a crash the file is either the old one or the new one:
-    a temporary file in the same folder, fdatasync, rename over, fsync of the folder."""
+    a temporary file in the same folder (mode 0600, or ``mode``), fdatasync, rename over,
+    fsync of the folder. A symbolic link at ``path`` is replaced, never written through."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
@@ -202,6 +208,37 @@ def write_durably(path: Path, text: str) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+def read_plain(path: Path, limit: int) -> bytes:
+    """The content of ``path``, read as a plain file at its own name and no further: never
+    through a symbolic link (the gate writes these files at their name: it would not write
+    what it read), never waiting (a FIFO planted at the name would block every command),
+    never more than ``limit`` bytes (a link to /dev/zero, a file grown without end would take
+    all memory). FileNotFoundError when absent, OSError (its strerror says why) otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "it is a symbolic link, not a plain file") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a plain file (a FIFO, a device or a folder)")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise OSError(errno.EFBIG, f"larger than the {limit} bytes such a file may be")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def remove_durably(path: Path) -> None:
@@ -227,6 +264,7 @@ def _slots(path: Path) -> tuple[Path, Path]:
 
 
 SLOT_SIZE = 65536  # slots are made this big once, so a record's sync writes data only
+JOURNAL_LIMIT = 64 * 1024 * 1024  # a slot read is at most this (a record of many servers)
 _BLANK = " " * (SLOT_SIZE - 1) + "\n"
 _MAGIC = "bluegreen-journal"
 
@@ -250,7 +288,7 @@ def _decode(data: bytes) -> tuple[int, JournalEntry] | None:
         if len(payload) != length or zlib.crc32(payload) != crc:
             return None
         return seq, JournalEntry.from_json(json.loads(payload))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # not a record: as a torn one
         return None
 
 
@@ -266,7 +304,7 @@ def _latest(path: Path) -> _Latest:
     written: list[tuple[int, bytes]] = []  # (slot index, content) of the slots not blank
     for index, slot in enumerate(_slots(path)):
         try:
-            data = slot.read_bytes()
+            data = read_plain(slot, JOURNAL_LIMIT)
         except FileNotFoundError:
             continue
         except OSError as exc:
@@ -314,6 +352,26 @@ def _torn_first(written: Sequence[tuple[int, bytes]]) -> bool:
     return True  # the header itself was not written whole
 
 
+def _plain_or_absent(slot: Path) -> None:
+    """A slot is written in place: through a symbolic link at its name, a record would go into
+    whatever file the link names (a gate run as root into any file). JournalError, one line."""
+    try:
+        info = os.lstat(slot)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # absent (a folder that cannot be made is said by prepare's own write)
+    except OSError as exc:
+        raise JournalError(
+            f"cannot read the journal {slot}: {exc.strerror or exc} (set journal_file to a "
+            "file in a folder this user can write)"
+        ) from None
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a plain file"
+        raise JournalError(
+            f"journal {slot} is {what}: a switch writes its records in place and would write "
+            "them into what it names; remove it, or set journal_file to a plain file's path"
+        )
+
+
 def read_journal(path: Path) -> JournalEntry | None:
     """The journal's latest whole record, or None when there is none (a torn first record
     counts as none: see :func:`_torn_first`)."""
@@ -336,6 +394,10 @@ class Journal:
     entry: JournalEntry | None = field(default=None)
     seq: int = 0
     _checked: bool = field(default=False, repr=False)  # prepare() read the latest record
+    # what a step's text facts and the outcome's detail go through before they are written (an
+    # error names the routed URL, with its password): the session's Secrets.redact, else the
+    # rule that hides any URL's password
+    redact: Callable[[str], str] = field(default=mask_credentials, repr=False)
 
     def prepare(self) -> list[str]:
         """Refuse an unfinished journal; create the slot files (durably) if they are missing;
@@ -344,6 +406,8 @@ class Journal:
 
         Raises UnfinishedJournal, JournalError (no whole record where one may matter, or the
         journal's folder cannot be written: one line, nothing changed)."""
+        for slot in _slots(self.path):
+            _plain_or_absent(slot)
         latest = _latest(self.path)
         if latest.entry is not None and latest.entry.open:
             raise UnfinishedJournal(self.path, latest.entry)
@@ -408,12 +472,14 @@ class Journal:
 
     def step(self, name: str, **facts: Any) -> None:
         assert self.entry is not None, "begin() first"
+        facts = {k: self.redact(v) if isinstance(v, str) else v for k, v in facts.items()}
         record = {"step": name, "at": round(time.time(), 3), **facts}
         self.entry = replace(self.entry, steps=(*self.entry.steps, record))
         self._write()
 
     def close(self, outcome: str, detail: str = "") -> None:
         assert self.entry is not None, "begin() first"
+        detail = self.redact(detail)
         self.entry = replace(self.entry, status=CLOSED, outcome=outcome, detail=detail)
         self._write()
 
@@ -426,7 +492,8 @@ class Journal:
         if not slot.exists():  # not prepared: create it durably (two syncs)
             write_durably(slot, record.decode())
             return
-        fd = os.open(slot, os.O_WRONLY)
+        # never through a symbolic link planted at a slot's name (prepare refuses one too)
+        fd = os.open(slot, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             os.pwrite(fd, record, 0)
             os.fdatasync(fd)

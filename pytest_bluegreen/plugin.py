@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from . import hookspecs
+from .childprocess import follow_parent
 from .eventually import INFRASTRUCTURE, classify, unreachable_part
 from .extras import MissingExtra, require
 from .fixtures import (  # noqa: F401 - fixtures are registered by being in this module
@@ -141,6 +142,7 @@ def _value_flags(options: Iterable[Option]) -> list[str]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    follow_parent()  # a child of bluegreen: its gate ends as after a SIGTERM if bluegreen dies
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     try:

@@ -30,7 +30,7 @@ from .haproxy import (
     ServerState,
     parse_servers_state,
 )
-from .instances import Haproxies, InstancesDisagree, lock_keys
+from .instances import Haproxies, HaproxyLock, InstancesDisagree
 from .journal import Journal, JournalEntry, JournalError, PriorState, read_journal
 from .reconcile import reconcile_recorded, record_missing
 from .redaction import Secrets
@@ -184,9 +184,11 @@ def recover(
     group = settings.haproxies()
     topology = settings.topology
     secrets = secrets or Secrets()
-    lock = state.lock_for_group(settings.state.lock_dir, lock_keys(group))
+    lock = HaproxyLock(settings.state.lock_dir, group)
     with nullcontext() if dry_run else lock.hold(), DeferredSignals() as signals:
         group.leave_out_missing()  # the allowed-missing ones that do not answer take no part
+        if not dry_run:
+            lock.verify()  # every key of these HAProxies held, read now that they answer
         unfinished, torn = _unfinished(settings, to)
         before = group.states_by_instance(topology.all_servers)
         problems = group_problems(before, group, topology)
@@ -384,7 +386,7 @@ def _complete(
                 *_saves(group, list(group.present)),
             ],
         )
-    journal = Journal(settings.state.journal_file)
+    journal = Journal(settings.state.journal_file, redact=secrets.redact)
     journal.resume(unfinished)
     try:
         result = switch.complete(
@@ -467,7 +469,7 @@ def _apply(
     ]
     journal = None
     if unfinished is not None:
-        journal = Journal(settings.state.journal_file)
+        journal = Journal(settings.state.journal_file, redact=secrets.redact)
         journal.resume(unfinished)
     return _record(
         settings,

@@ -23,6 +23,7 @@ two writers never lose each other's entry.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import errno
@@ -47,7 +48,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import Refused, UsageError
-from .journal import remove_durably, write_durably
+from .journal import read_plain, remove_durably, write_durably
 
 __all__ = [
     "PENDING",
@@ -67,6 +68,7 @@ __all__ = [
     "WarmWindow",
     "address_key",
     "append",
+    "check_history",
     "ensure_folder",
     "listening",
     "load_pending",
@@ -147,19 +149,46 @@ class HistoryEntry:
 
 
 def read_history(path: Path) -> list[HistoryEntry]:
-    if not path.exists():
-        return []
+    """Every entry, each field of its type (as the records: :func:`_from_json`), else
+    StateFileError in one line; a key this version does not know is refused too (rewriting
+    the file would drop it)."""
     try:
-        data = json.loads(path.read_text())
-        return [
-            HistoryEntry(**{**entry, "outcome": Outcome(entry["outcome"])})
-            for entry in data["history"]
-        ]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StateFileError(
-            f"state file {path} is not readable history ({exc}): move it aside to start a new "
-            "history"
-        ) from None
+        data = _parse_json(read_plain(path, HISTORY_LIMIT).decode())
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise _unreadable_history(path, exc.strerror or str(exc)) from None
+    except ValueError as exc:  # not UTF-8, not JSON
+        raise _unreadable_history(path, str(exc)) from None
+    try:
+        if not isinstance(data, dict) or not isinstance(data.get("history"), list):
+            raise TypeError('a JSON object with a "history" list was expected')
+        return [_history_entry(entry) for entry in data["history"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _unreadable_history(path, str(exc)) from None
+
+
+def _unreadable_history(path: Path, why: str) -> StateFileError:
+    return StateFileError(
+        f"state file {path} is not readable history ({why}): move it aside to start a new history"
+    )
+
+
+def _history_entry(data: object) -> HistoryEntry:
+    if isinstance(data, dict):
+        known = {field.name for field in dataclasses.fields(HistoryEntry)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TypeError(f"an entry has {unknown[0]!r}, which this version does not know")
+    return _from_json(HistoryEntry, data)
+
+
+def _parse_json(text: str) -> Any:
+    """``json.loads``; nesting too deep for the parser is a ValueError, as any bad JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to be read") from None
 
 
 HistoryListener = Callable[[HistoryEntry], None]
@@ -199,9 +228,11 @@ def append(path: Path, entry: HistoryEntry) -> None:
 
 
 def ensure_folder(path: Path, setting: str) -> None:
-    """The folder of ``path`` exists and this user can create files in it, else one line
-    naming it and ``setting`` (a gate checks before anything changes, so that no write of its
-    history or records fails after a switch)."""
+    """The folder of ``path`` exists and this user can create files in it, neither ``path``
+    nor a record beside it is a symbolic link, the history's lock file is this user's and
+    the history itself is readable, else one line naming it and ``setting`` (a gate checks
+    before anything changes, so that no write of its history or records fails or goes astray
+    after a switch: a switch with its history lost, and exit 0)."""
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -213,6 +244,38 @@ def ensure_folder(path: Path, setting: str) -> None:
         ) from None
     os.close(fd)
     os.unlink(probe)
+    for name in (path, *(_record_path(path, record) for record in (WARM, PENDING, RECONCILE))):
+        if name.is_symlink():
+            target = os.path.realpath(name)
+            raise StateFileError(
+                f"{name} is a symbolic link (to {target}): the gate writes a new file and "
+                f"renames it over the old one, which would replace the link and leave {target}"
+                " behind; "
+                + (f"set {setting} to {target}" if name == path else "put the file in its place")
+            )
+    check_history(path, setting, create=True)
+
+
+def check_history(path: Path, setting: str, *, create: bool = False) -> None:
+    """What :func:`append` will open and read, checked before a switch: the history's lock
+    file is a plain file of this user's (made, mode 0600, when ``create``; a dry run makes
+    nothing) and the history is readable. StateFileError, one line."""
+    lock = path.with_name(f".{path.name}.lock")
+    try:
+        if create:
+            os.close(open_lock_file(lock))  # as append() opens it
+        elif os.path.lexists(lock):
+            fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                _own_plain_file(fd, lock, fix_mode=False)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise StateFileError(
+            f"cannot open the history's lock file {lock}: {exc.strerror or exc} (set {setting}"
+            " to a file in a folder this user can write)"
+        ) from None
+    read_history(path)  # the history append() will read and rewrite: one line if it cannot
 
 
 def open_lock_file(path: Path) -> int:
@@ -229,7 +292,7 @@ def open_lock_file(path: Path) -> int:
     return fd
 
 
-def _own_plain_file(fd: int, path: Path) -> None:
+def _own_plain_file(fd: int, path: Path, *, fix_mode: bool = True) -> None:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
         raise PermissionError(
@@ -237,12 +300,13 @@ def _own_plain_file(fd: int, path: Path) -> None:
             f"{path} is not a plain file of this user's (owner {_owner(info.st_uid)}, "
             f"{info.st_nlink} link(s)): remove it",
         )
-    if stat.S_IMODE(info.st_mode) != LOCK_FILE_MODE:
+    if fix_mode and stat.S_IMODE(info.st_mode) != LOCK_FILE_MODE:
         os.fchmod(fd, LOCK_FILE_MODE)
 
 
 LOCK_FILE_MODE = 0o600
 LOCK_DIR_MODE = 0o700
+PARENT_DIR_MODE = 0o755  # a folder above the lock folder that the gate makes
 HOLDER_SIZE = 160  # the holder's line, padded: a shorter one overwrites a longer one whole
 _ATTEMPTS = 5
 LOCK_DIR_HINT = (
@@ -273,7 +337,7 @@ def _open_lock_dir(folder: Path) -> int:
     """The lock folder, made 0700 when missing, opened without following a symbolic link and
     checked: UnsafeLock when another user could change it or a folder above it."""
     try:
-        folder.mkdir(mode=LOCK_DIR_MODE, parents=True, exist_ok=True)
+        _make_folders(folder)
     except OSError as exc:
         raise Refused(
             f"cannot create the lock folder {folder}: {exc.strerror or exc} ({LOCK_DIR_HINT})"
@@ -286,13 +350,30 @@ def _open_lock_dir(folder: Path) -> int:
                 f"the lock folder {folder} is a symbolic link or not a folder: refused (set "
                 "lock_dir to the folder itself)"
             ) from None
-        raise Refused(f"cannot open the lock folder {folder}: {exc.strerror or exc}") from None
+        raise Refused(
+            f"cannot open the lock folder {folder}: {exc.strerror or exc} ({LOCK_DIR_HINT})"
+        ) from None
     try:
         _check_lock_dir(folder, fd)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _make_folders(folder: Path) -> None:
+    """The lock folder (0700) and the folders above it that are missing (0755: never group-
+    or world-writable, whatever the umask; with a umask of 0002, ``mkdir -p`` would make them
+    0775, and the check below would then refuse the folders the gate made itself)."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if os.path.lexists(path):
+            break
+        missing.append(path)
+    for path in reversed(missing):
+        # made meanwhile (another gate): checked below as any existing folder
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, LOCK_DIR_MODE if path == folder else PARENT_DIR_MODE)
 
 
 def _check_lock_dir(folder: Path, fd: int) -> None:
@@ -316,10 +397,15 @@ def _check_lock_dir(folder: Path, fd: int) -> None:
         except OSError:
             continue
         if _changeable_by_others(above, me):
+            who = (
+                f"which belongs to {_owner(above.st_uid)}"
+                if above.st_uid not in (me, 0)
+                else "which group or others may write"
+            )
             raise UnsafeLock(
-                f"the lock folder {folder} is inside {parent}, which {_owner(above.st_uid)} or "
-                f"others may change (mode {stat.S_IMODE(above.st_mode):04o}): they could "
-                "replace the folder; set lock_dir to a folder only root or this user can change"
+                f"the lock folder {folder} is inside {parent}, {who} (mode "
+                f"{stat.S_IMODE(above.st_mode):04o}): they could replace the folder; set "
+                "lock_dir to a folder only root or this user can change"
             )
 
 
@@ -568,8 +654,10 @@ class Reconcile:
     since: float  # epoch seconds
 
 
-R = TypeVar("R", WarmWindow, PendingPromotion, Reconcile)
+R = TypeVar("R", WarmWindow, PendingPromotion, Reconcile, HistoryEntry)  # read by _from_json
 
+HISTORY_LIMIT = 256 * 1024 * 1024  # read at most (hundreds of thousands of entries)
+RECORD_LIMIT = 1024 * 1024  # a record is a few hundred bytes
 WARM = "warm-window.json"
 PENDING = "pending-promotion.json"
 RECONCILE = "reconcile.json"
@@ -633,13 +721,15 @@ def _load_record(state_file: Path, name: str, kind: type[R]) -> R | None:
     the dataclass, so a field added to one needs no change here."""
     path = _record_path(state_file, name)
     try:
-        text = path.read_text()
+        text = read_plain(path, RECORD_LIMIT).decode()
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise record_error(state_file, name, exc.strerror or str(exc)) from None
+    except UnicodeDecodeError as exc:
         raise record_error(state_file, name, str(exc)) from None
     try:
-        return _from_json(kind, json.loads(text))
+        return _from_json(kind, _parse_json(text))
     except (ValueError, TypeError) as exc:
         raise record_error(state_file, name, str(exc)) from None
 
@@ -671,6 +761,8 @@ def _typed(name: str, hint: Any, value: object) -> Any:
         if not isinstance(value, list):
             raise TypeError(f"{name!r} is not a list")
         return tuple(_typed(name, args[0], item) for item in value)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum) and isinstance(value, str):
+        return hint(value)  # ValueError when it is none of its values
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise TypeError(f"{name!r} is not a finite number")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ExitCode
 from .gate import Verdict
+from .journal import write_durably
 from .state import Outcome
 
 if TYPE_CHECKING:
@@ -103,8 +104,9 @@ def verdict(run: GateRun, report: GateReport) -> dict[str, Any]:
 def write_verdict(path: Path, data: dict[str, Any]) -> str | None:
     """Write the verdict; returns a warning line when it could not be written."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2) + "\n")
+        # a new file renamed over: a symbolic link planted at its name (reports/ is often
+        # shared with CI) is replaced, never written through; a reader never sees half of it
+        write_durably(path, json.dumps(data, indent=2) + "\n", mode=0o644)
     except OSError as exc:
         return f"warning: verdict not written to {path}: {exc}"
     return None

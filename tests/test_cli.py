@@ -786,6 +786,54 @@ def test_a_child_killed_during_its_switch_ends_as_a_failed_revert(
     assert stack.served_color() == "blue"
 
 
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    return state == "Z"  # exited, not yet reaped by its new parent
+
+
+@pytest.mark.parametrize("where", ["checks", "drain"])
+def test_a_killed_bluegreen_leaves_no_gate_to_switch_on_its_own(
+    workdir: Path, stack: Stack, where: str
+) -> None:
+    """SIGKILL to ``bluegreen switch-to`` itself (the OOM killer, a CI runner killing the
+    command): it passes nothing on, and its child, in a process group of its own, went on
+    alone and switched traffic after the command was gone (seen: exit 137, then green live
+    and 'switched' in the history). The child now gets a SIGTERM from the kernel: in its
+    checks nothing moves (inconclusive); before its point of no return it reverts."""
+    (workdir / "checks" / "conftest.py").write_text(STEP_HOOK + "\n" + WAIT_FOR_GO)
+    env = {**os.environ, "FAULT_DIR": str(workdir), "FAULT": ""}
+    if where == "drain":
+        env["FAULT_STEP"] = "drain"
+        (workdir / "checks" / "go").touch()  # the checks go on; the switch waits at drain
+    gate = subprocess.Popen(
+        [*BLUEGREEN, "switch-to", "green"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    reached = workdir / ("checks/started" if where == "checks" else "at-step")
+    wait_for(lambda: reached.exists() or gate.poll() is not None, 60, f"the child at {where}")
+    assert gate.poll() is None
+    child = child_of(gate.pid)
+    gate.kill()
+    gate.wait(30)
+    (workdir / "go").touch()  # the switch may go on (drain)
+    (workdir / "checks" / "go").touch()  # the checks may go on
+    wait_for(lambda: _gone(child), 60, "the orphaned child to end")
+    assert stack.served_color() == "blue"
+    assert stack.live_weights()["green-api"] == (0, "ready")
+    assert stack.live_weights()["blue-api"] == (100, "ready")
+    expected = "inconclusive" if where == "checks" else "reverted"
+    assert [e["outcome"] for e in history(stack)] == [expected]
+    entry = read_journal(stack.journal_file)
+    assert entry is None or not entry.open
+
+
 def test_no_assert_rewrite_warning_from_the_pytest_bluegreen_runs(
     workdir: Path, stack: Stack
 ) -> None:

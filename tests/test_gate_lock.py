@@ -24,8 +24,9 @@ from pytest_bluegreen import state
 from pytest_bluegreen.errors import Refused
 from pytest_bluegreen.gatemetrics import write_textfile
 from pytest_bluegreen.haproxy import RuntimeApi
-from pytest_bluegreen.instances import lock_keys
+from pytest_bluegreen.instances import HaproxyLock, lock_keys
 from pytest_bluegreen.state import GateLock, LockHeld, LockLost, lock_for, lock_for_group
+from tests.support.faults import RuntimeApiProxy
 from tests.support.gate import CHECKS
 from tests.support.infra import require_infra
 from tests.support.stack import Stack, wait_for
@@ -197,6 +198,62 @@ def test_a_lock_folder_inside_a_folder_others_may_change_is_refused(shared_dir: 
     lock = lock_for(open_to_all / "locks", "127.0.0.1:9999")
     with pytest.raises(state.UnsafeLock, match=f"is inside {open_to_all}, which"):
         lock.acquire()
+
+
+@pytest.fixture
+def umask_0002() -> Iterator[None]:
+    """The umask of a user with a group of their own (Debian/Ubuntu's login default)."""
+    old = os.umask(0o002)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("umask_0002")
+def test_the_folders_a_gate_makes_for_its_lock_are_not_group_writable(tmp_path: Path) -> None:
+    """``lock_dir`` whose parents do not exist yet, with umask 0002: the gate made them 0775
+    (``mkdir -p``) and then refused the folder it had just made ('inside ..., which ... may
+    change (mode 0775)'), on every run."""
+    top = tmp_path / "made"
+    lock = lock_for(top / "by" / "the-gate" / "locks", "127.0.0.1:9999")
+    with lock.hold():
+        assert lock.path.exists()
+    for folder in (top, top / "by", top / "by" / "the-gate"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
+    assert stat.S_IMODE(lock.path.parent.stat().st_mode) == 0o700
+    with lock.hold():  # and the next run too
+        pass
+
+
+def test_a_lock_folder_this_user_cannot_open_says_what_to_do(shared_dir: Path) -> None:
+    """``nobody``'s gate at a folder root made (0700), as /run/bluegreen after a root gate:
+    one line with the way out, not only 'Permission denied'."""
+    folder = shared_dir / "bluegreen"
+    folder.mkdir(mode=0o700)
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from pytest_bluegreen.errors import Refused\n"
+        "from pytest_bluegreen.state import lock_for\n"
+        "try:\n"
+        "    lock_for(Path(sys.argv[1]), '127.0.0.1:9999').acquire()\n"
+        "except Refused as exc:\n"
+        "    print(exc)\n"
+    )
+    # the system Python with this checkout and its packages (the venv's may be root's alone)
+    path = [str(Path(state.__file__).parents[1]), str(Path(pytest.__file__).parents[1])]
+    env = f"PYTHONPATH={os.pathsep.join(path)}"
+    result = subprocess.run(
+        ["runuser", "-u", "nobody", "--", "env", env, "/usr/bin/python3", "-c", code, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"cannot open the lock folder {folder}: Permission denied" in result.stdout
+    assert "install -d -m 0700 -o USER /run/bluegreen" in result.stdout
 
 
 def test_a_lock_removed_between_open_and_flock_is_taken_again(
@@ -469,3 +526,63 @@ def test_one_haproxy_named_twice_in_instances_is_refused(
     assert "name it once in [instances]" in out
     assert "Traceback" not in out
     assert stack.live_weights() == before
+
+
+@pytest.mark.infra
+def test_a_gate_that_could_not_read_its_haproxy_at_first_still_shares_its_lock(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """Gate A's first ``show info`` gets no answer (a Runtime API timeout, a restart): it
+    cannot list HAProxy's sockets when it takes its lock, so it holds only its address's key.
+    HAProxy answers again and A goes on to its checks. Gate B at the unix socket of the same
+    HAProxy must still be refused (exit 7), and A then switches."""
+    proxy = RuntimeApiProxy(("127.0.0.1", stack.ports["runtime"]))
+    proxy.lose_answers("show info")
+    try:
+        gate = PausedGate(tmp_path / "a", stack, runtime_api=proxy.address)
+        try:
+            assert proxy.lost == ["show info"]
+            other = bluegreen(
+                tmp_path / "b",
+                stack,
+                "switch-to",
+                "green",
+                "--force",
+                runtime_api=str(stack.socket_path),
+            )
+            assert other.returncode == 7, other.stdout + other.stderr
+            assert "another gate holds" in other.stderr
+            assert stack.served_color() == "blue"
+            code, out = gate.go()
+        finally:
+            gate.kill()
+    finally:
+        proxy.close()
+    assert code == 0, out
+    assert stack.served_color() == "green"
+
+
+@pytest.mark.infra
+def test_a_gate_that_cannot_read_its_haproxy_twice_checks_the_lock_again_before_switching(
+    tmp_path: Path, stack: Stack
+) -> None:
+    """Gate A's ``show info`` gets no answer when it takes its lock and again right after,
+    so it holds only its address's key while another gate, at the unix socket, holds the
+    HAProxy's. Before it switches A reads the keys again: it is refused (exit 7, nothing
+    changed) while the other gate holds them."""
+    proxy = RuntimeApiProxy(("127.0.0.1", stack.ports["runtime"]))
+    proxy.lose_answers("show info", "show info")
+    try:
+        gate = PausedGate(tmp_path / "a", stack, runtime_api=proxy.address)
+        try:
+            assert proxy.lost == ["show info", "show info"]
+            other = HaproxyLock(stack.lock_dir, RuntimeApi(str(stack.socket_path)))
+            with other.hold():  # the other gate, in its checks
+                code, out = gate.go()
+        finally:
+            gate.kill()
+    finally:
+        proxy.close()
+    assert code == 7, out
+    assert "another gate holds" in out
+    assert stack.served_color() == "blue"

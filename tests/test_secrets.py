@@ -422,3 +422,37 @@ def test_no_output_holds_a_url_setting_s_password(
         for where, text in outputs.items():
             for name, form in url_forms(password, user).items():
                 assert form not in text, f"the {name} form of {password!r} is in {where}"
+
+
+@pytest.mark.infra
+def test_the_journal_of_a_failed_switch_holds_no_url_password(tmp_path: Path, stack: Stack) -> None:
+    """A forced switch whose routed URL (with a password) does not answer is reverted; the
+    journal records why ('at verify: http://route:...@... did not answer'): without the
+    password, as the history and the terminal (the journal slots are files like the others)."""
+    from tests.support.stack import free_ports  # noqa: PLC0415
+
+    [closed] = free_ports(1)
+    (tmp_path / "bluegreen.toml").write_text(
+        stack.settings_toml(
+            routed_api_url=with_userinfo(f"http://127.0.0.1:{closed}", "route", ROUTED_PW),
+            verify_timeout=1,
+        )
+    )
+    done = subprocess.run(
+        [*BLUEGREEN, "switch-to", "green", "--force"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 8, done.stdout + done.stderr
+    assert stack.served_color() == "blue"
+    slots = [stack.journal_file, stack.journal_file.with_name("journal.json.alt")]
+    journal = "\n".join(slot.read_text(errors="replace") for slot in slots)
+    assert "did not answer" in journal  # the reason is kept, readable
+    assert f"{REDACTED}@127.0.0.1:{closed}/health did not answer" in journal
+    outputs = {
+        "terminal": done.stdout + done.stderr,
+        "journal": journal,
+        **{str(p): p.read_text(errors="replace") for p in stack.workdir.rglob("*.json*")},
+    }
+    for where, text in outputs.items():
+        for name, form in url_forms(ROUTED_PW, "route").items():
+            assert form not in text, f"the {name} form of {ROUTED_PW!r} is in {where}"

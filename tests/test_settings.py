@@ -630,9 +630,19 @@ ERRORS = [
         id="missing-config-file",
     ),
     pytest.param(
+        Given(files={"conf/x": ""}, cli={"config": "conf"}),
+        ["settings file conf is not a file"],
+        id="config-file-a-folder",
+    ),
+    pytest.param(
         Given(files={"bluegreen.toml": "env = [\n"}),
         ["cannot read", "bluegreen.toml"],
         id="toml-syntax-error",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "env = " + "[" * 100_000 + "]" * 100_000 + "\n"}),
+        ["cannot read", "bluegreen.toml", "nested too deeply"],
+        id="toml-nested-too-deeply",
     ),
     pytest.param(
         Given(environ={"BLUEGREEN_RUNTIME_API": "localhost"}),

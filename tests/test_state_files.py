@@ -16,14 +16,16 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_bluegreen import state
+from pytest_bluegreen.engines.compose import TagsFile
 from pytest_bluegreen.haproxy import ServerState
 from pytest_bluegreen.journal import (
     InstanceIdentity,
@@ -42,6 +44,7 @@ from pytest_bluegreen.state import (
     StateFileError,
     WarmWindow,
 )
+from pytest_bluegreen.verdict import write_verdict
 from tests.support.gate import CHECKS
 from tests.support.stack import Stack, wait_for
 
@@ -80,6 +83,10 @@ MALFORMED = [
     (RECONCILE, '{"instances": "lb-2", "color": "green", "since": 1}', "'instances' is not a list"),
     (RECONCILE, "null", "a JSON object was expected, not NoneType"),
     (RECONCILE, "\xff\xfe", ""),
+    # a parser's recursion, not a traceback
+    (WARM, "[" * 100_000 + "]" * 100_000, "nested too deeply to be read"),
+    (PENDING, '{"a":' * 100_000 + "1" + "}" * 100_000, "nested too deeply to be read"),
+    (RECONCILE, "[" * 100_000, "nested too deeply to be read"),
 ]  # fmt: skip
 
 
@@ -96,6 +103,64 @@ def test_a_record_not_its_shape_is_one_line_naming_the_file_and_the_way_out(
     assert message.startswith(f"state file {tmp_path / name} is not readable (")
     assert why in message
     assert CLEARED_BY[name] in message
+
+
+ENTRY = '"time": "2026-01-01T00:00:00+00:00", "from_color": "blue", "to_color": "green", '
+HISTORY_MALFORMED = [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply to be read"),
+    ("[]", 'a JSON object with a "history" list was expected'),
+    ('{"history": {"a": 1}}', 'a JSON object with a "history" list was expected'),
+    ('{"history": ["x"]}', "a JSON object was expected, not str"),
+    ('{"history": [{' + ENTRY + '"tag": null, "outcome": "switched", "host": 1}]}',
+     "'host' is 1, not str"),
+    ('{"history": [{"time": 5, "from_color": 7, "to_color": ["x"], "tag": {}, '
+     '"outcome": "switched", "host": "h"}]}', "'time' is 5, not str"),
+    ('{"history": [{' + ENTRY + '"tag": null, "outcome": "nope", "host": "h"}]}',
+     "'nope' is not a valid Outcome"),
+    ('{"history": [{' + ENTRY + '"tag": null, "outcome": "switched", "host": "h", '
+     '"forced": "yes"}]}', "'forced' is \"yes\", not bool"),
+    ('{"history": [{' + ENTRY + '"tag": null, "outcome": "switched", "host": "h", "x": 1}]}',
+     "an entry has 'x', which this version does not know"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("content", "why"), HISTORY_MALFORMED)
+def test_a_history_not_its_shape_is_one_line(tmp_path: Path, content: str, why: str) -> None:
+    """Each field of each entry of its type, as the records' (a wrong type was shown by status
+    as the last switch: '5 7 -> ['x'] switched'); nesting too deep for the parser is one line
+    too, not a RecursionError traceback."""
+    path = tmp_path / "state.json"
+    path.write_text(content)
+    with pytest.raises(StateFileError) as caught:
+        state.read_history(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"state file {path} is not readable history (")
+    assert why in message
+    with pytest.raises(StateFileError):  # nothing is appended to it either
+        state.append(path, _entry("green"))
+    assert path.read_text() == content
+
+
+def test_a_whole_history_is_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    entries = [_entry("green"), replace(_entry("blue"), forced=True, tag="v1")]
+    for entry in entries:
+        state.append(path, entry)
+    assert state.read_history(path) == entries
+
+
+def test_a_journal_slot_nested_too_deeply_is_not_a_record(tmp_path: Path) -> None:
+    """A slot whose checksum holds but whose JSON the parser cannot nest that deep: not a
+    whole record (as a torn one), never a RecursionError traceback."""
+    path = tmp_path / "journal.json"
+    payload = ("[" * 100_000 + "]" * 100_000).encode()
+    Journal(path).prepare()
+    path.write_bytes(
+        f"bluegreen-journal 2 {zlib.crc32(payload)} {len(payload)}\n".encode() + payload
+    )
+    with pytest.raises(JournalError, match="no slot holds a whole record"):
+        read_journal(path)
 
 
 def test_a_record_loads_whatever_keys_a_newer_version_added(tmp_path: Path) -> None:
@@ -497,3 +562,256 @@ def test_recover_to_gets_past_a_journal_with_no_whole_record(workdir: Path, stac
     result = gate(workdir, "--env", "green", "--switch")
     assert result.returncode == 0, _out(result)
     assert stack.served_color() == "green"
+
+
+# --- files the gate would write through a symbolic link ---------------------------------------
+
+
+@pytest.mark.parametrize("slot", ["journal.json", "journal.json.alt"])
+@pytest.mark.parametrize("content", ["", "   \n"], ids=["empty", "blank"])
+def test_a_journal_slot_that_is_a_symbolic_link_is_refused(
+    tmp_path: Path, slot: str, content: str
+) -> None:
+    """A slot is written in place: a link planted at its name (a journal folder another user
+    can write) had the gate, root, write its records into the file it named (seen: an empty
+    file became 'bluegreen-journal 9 ...'). One line; the file it names is left alone."""
+    path = tmp_path / "journal.json"
+    victim = tmp_path / "victim"
+    victim.write_text(content)
+    (tmp_path / slot).symlink_to(victim)
+    journal = Journal(path)
+    with pytest.raises(JournalError) as caught:
+        journal.prepare()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"journal {tmp_path / slot} is a symbolic link" in message
+    with pytest.raises(JournalError):
+        journal.begin(source="blue", target="green", instance=INSTANCE, prior=PRIOR)
+    assert victim.read_text() == content
+
+
+def test_a_journal_record_is_never_written_through_a_link(tmp_path: Path) -> None:
+    """A link that appears at a slot's name after prepare(): the write fails, nothing is
+    written into what it names."""
+    path = tmp_path / "journal.json"
+    journal = Journal(path)
+    journal.prepare()
+    victim = tmp_path / "victim"
+    victim.write_text("")
+    alt = path.with_name("journal.json.alt")
+    alt.unlink()
+    alt.symlink_to(victim)
+    with pytest.raises(OSError, match=r"symbolic links|Too many levels"):
+        journal.begin(source="blue", target="green", instance=INSTANCE, prior=PRIOR)
+    assert victim.read_text() == ""
+
+
+@pytest.mark.parametrize("name", ["state.json", WARM, PENDING, RECONCILE])
+def test_a_state_file_or_record_that_is_a_symbolic_link_is_refused_before_anything(
+    tmp_path: Path, name: str
+) -> None:
+    """The history and the records are written to a new file renamed over the old one: a link
+    at their name was replaced by a plain file, and the file it named (a persistent volume's)
+    silently left behind. The gate's check before anything changes says so in one line."""
+    state_file = tmp_path / "state.json"
+    target = tmp_path / "elsewhere" / name
+    target.parent.mkdir()
+    target.write_text("{}")
+    (tmp_path / name).symlink_to(target)
+    with pytest.raises(StateFileError) as caught:
+        state.ensure_folder(state_file, "state_file")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{tmp_path / name} is a symbolic link (to {target})")
+    assert (tmp_path / name).is_symlink()
+
+
+@pytest.mark.infra
+def test_a_gate_refuses_a_journal_slot_that_is_a_symbolic_link(workdir: Path, stack: Stack) -> None:
+    victim = workdir / "victim"
+    victim.write_text("")
+    stack.journal_file.with_name("journal.json.alt").symlink_to(victim)
+    before = stack.live_weights()
+    for result in (
+        gate(workdir, "--env", "green", "--switch"),
+        bluegreen(workdir, "switch-to", "green", "--force"),
+    ):
+        out = _out(result)
+        assert result.returncode == 4, out
+        assert "journal.json.alt is a symbolic link" in out
+        assert "Traceback" not in out
+        assert stack.live_weights() == before
+    assert victim.read_text() == ""
+
+
+# --- a history the gate could not write after its switch ----------------------------------------
+
+
+def _history_unreadable(stack: Stack) -> str:
+    stack.state_file.parent.mkdir(parents=True, exist_ok=True)
+    stack.state_file.write_text("{not json")
+    return "is not readable history"
+
+
+def _history_lock_of_another_user(stack: Stack) -> str:
+    """A gate once run as another user (or that user's file planted in a shared folder)."""
+    lock = stack.state_file.with_name(f".{stack.state_file.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("")
+    os.chown(lock, 65534, 65534)
+    return "is not a plain file of this user's (owner "
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize(
+    "given", [_history_unreadable, _history_lock_of_another_user], ids=["unreadable", "lock"]
+)
+def test_a_history_that_cannot_be_written_refuses_the_switch_before_it(
+    workdir: Path, stack: Stack, given: Callable[[Stack], str]
+) -> None:
+    """The history is appended after the switch: a history that could not be read, or its
+    lock file another user's, switched traffic and then lost the entry, with a warning and
+    exit 0. Checked with the folder, before anything changes: one line, exit 4."""
+    said = given(stack)
+    before = stack.live_weights()
+    history_before = stack.state_file.read_bytes() if stack.state_file.exists() else None
+    for args in (("--switch",), ("--switch", "--dry-run")):
+        result = gate(workdir, "--env", "green", *args)
+        out = _out(result)
+        assert result.returncode == 4, out
+        assert said in out
+        assert "Traceback" not in out
+        assert stack.live_weights() == before
+        assert (stack.state_file.read_bytes() if stack.state_file.exists() else None) == (
+            history_before
+        )
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize(
+    "given", [_history_unreadable, _history_lock_of_another_user], ids=["unreadable", "lock"]
+)
+def test_abort_refuses_before_the_record_goes_when_the_history_cannot_be_written(
+    workdir: Path, stack: Stack, given: Callable[[Stack], str]
+) -> None:
+    """abort removed the pending promotion, then could not record that it did (a warning,
+    exit 0): the record gone and no trace of it. One line, exit 4, the record kept."""
+    said = given(stack)
+    record = _pending(stack, age=10)
+    result = bluegreen(workdir, "abort")
+    out = _out(result)
+    assert result.returncode == 4, out
+    assert said in out
+    assert "Traceback" not in out
+    assert state.load_pending(stack.state_file) == record
+
+
+@pytest.mark.infra
+def test_an_expired_promotion_is_kept_when_its_end_cannot_be_recorded(
+    workdir: Path, stack: Stack
+) -> None:
+    """The expiry path removed the record, then could not write the history: both lost."""
+    said = _history_unreadable(stack)
+    record = _pending(stack, age=90000)
+    result = bluegreen(workdir, "promote")
+    out = _out(result)
+    assert result.returncode == 7, out
+    assert f"the pending promotion in {stack.state_file} was left: " in out
+    assert said in out
+    assert state.load_pending(stack.state_file) == record
+
+
+# --- a file at a state file's name that is not one ----------------------------------------------
+
+READER = """
+import sys
+from pathlib import Path
+from pytest_bluegreen import journal, state
+journal.JOURNAL_LIMIT = state.HISTORY_LIMIT = state.RECORD_LIMIT = 4096
+folder, name = Path(sys.argv[1]), sys.argv[2]
+try:
+    if name.startswith("journal"):
+        journal.read_journal(folder / "journal.json")
+    elif name == "state.json":
+        state.read_history(folder / name)
+    else:
+        {"warm-window.json": state.load_warm, "pending-promotion.json": state.load_pending,
+         "reconcile.json": state.load_reconcile}[name](folder / "state.json")
+except (journal.JournalError, state.StateFileError) as exc:
+    print("refused:", exc)
+else:
+    print("read")
+"""
+
+
+def _fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return "not a plain file"
+
+
+def _link_to_dev_zero(path: Path) -> str:
+    path.symlink_to("/dev/zero")
+    return "symbolic link"
+
+
+def _grown(path: Path) -> str:
+    with path.open("wb") as handle:
+        handle.truncate(4097)
+    return "larger than the 4096 bytes"
+
+
+@pytest.mark.parametrize(
+    "name", ["journal.json", "journal.json.alt", "state.json", WARM, PENDING, RECONCILE]
+)
+@pytest.mark.parametrize("make", [_fifo, _link_to_dev_zero, _grown], ids=["fifo", "zero", "huge"])
+def test_a_state_file_that_is_not_a_plain_file_is_one_line_not_a_hang(
+    tmp_path: Path, name: str, make: Callable[[Path], str]
+) -> None:
+    """A FIFO planted at the name blocked status, recover, every gate for ever; a link to
+    /dev/zero (or a file grown without end) was read into memory until MemoryError."""
+    said = make(tmp_path / name)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", READER, str(tmp_path), name],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"reading {name} ({make.__name__}) did not end")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert out.startswith("refused: "), out
+    assert said in out
+    assert str(tmp_path / name) in out
+    assert out.count("\n") == 1
+
+
+def test_the_tags_file_is_never_written_through_a_link_beside_it(tmp_path: Path) -> None:
+    """It was written to a fixed ``compose-tags.tmp`` beside it, following a link planted
+    there: the gate, root, overwrote the file the link named with the tags."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "compose-tags.tmp").symlink_to(victim)
+    tags = TagsFile(tmp_path / "compose-tags.env")
+    tags.write({"GREEN_TAG": "v1.1.0"})
+    assert victim.read_text() == "precious\n"
+    assert tags.tag_of("green") == "v1.1.0"
+    assert not (tmp_path / "compose-tags.env").is_symlink()
+
+
+def test_the_verdict_is_never_written_through_a_link_at_its_name(tmp_path: Path) -> None:
+    """reports/verdict.json was written in place: a link planted there while the checks ran
+    (the old verdict is removed when the gate starts) had the gate overwrite what it named."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    path = tmp_path / "reports" / "verdict.json"
+    path.parent.mkdir()
+    path.symlink_to(victim)
+    assert write_verdict(path, {"decision": "switch"}) is None
+    assert victim.read_text() == "precious\n"
+    assert not path.is_symlink()
+    assert json.loads(path.read_text()) == {"decision": "switch"}
+    assert path.stat().st_mode & 0o777 == 0o644  # CI may read it as another user

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bluegreen.errors import DeployError
 from pytest_bluegreen.extras import require
+from pytest_bluegreen.journal import write_durably
 from pytest_bluegreen.settings import ComposeSettings, Topology, parsers
 
 from . import DeployResult, EngineBlind, ImageUnknown, Occupant
@@ -70,10 +71,10 @@ class TagsFile:
         return tags
 
     def write(self, tags: dict[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(f"{k}={v}\n" for k, v in sorted(tags.items())))
-        tmp.replace(self.path)
+        """Durably, through a temporary file of its own (never a fixed name beside it, which
+        a symbolic link planted there would have had the gate write through, and two gates
+        share)."""
+        write_durably(self.path, "".join(f"{k}={v}\n" for k, v in sorted(tags.items())))
 
     def tag_of(self, color: str) -> str | None:
         return self.read().get(tag_variable(color))

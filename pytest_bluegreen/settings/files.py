@@ -52,9 +52,8 @@ def find_settings_file(
         if not path.is_absolute():
             path = (base or here) / path
         if not path.is_file():
-            raise SettingsError(
-                f"bluegreen: settings file {explicit} does not exist (from {source})"
-            )
+            what = "is not a file" if path.exists() else "does not exist"  # a folder, a device
+            raise SettingsError(f"bluegreen: settings file {explicit} {what} (from {source})")
         data = _load_toml(path)
         if path.name == "pyproject.toml":
             table = data.get("tool", {}).get("bluegreen")
@@ -95,6 +94,8 @@ def _load_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"bluegreen: cannot read {path}: {exc}") from None
+    except RecursionError:
+        raise SettingsError(f"bluegreen: cannot read {path}: nested too deeply") from None
 
 
 def misread_values(args: Iterable[str], options: Iterable[str], here: Path) -> str | None:

@@ -636,7 +636,7 @@ class GateRun:
         """The user's before_switch hooks: the decision to go on with, or the refusal."""
         try:
             veto = self.hooks.before_switch(plan, decision)
-        except Exception as exc:  # a hook that cannot decide vetoes: nothing changes
+        except BaseException as exc:  # a hook that cannot decide (pytest.fail too) vetoes
             veto = f"the before_switch hook raised {type(exc).__name__}: {exc}"
         if veto and ignore_veto:  # said in the summary and recorded in the history
             return replace(
@@ -756,7 +756,7 @@ class GateRun:
                 self.hooks.after_rollback(source, target, reason)
             else:
                 self.hooks.after_switch(result)
-        except Exception as exc:  # a notification that cannot connect must not fail the gate
+        except BaseException as exc:  # the switch stands, recorded: a hook cannot undo that
             which = "after_rollback" if rollback else "after_switch"
             return [f"warning: pytest_bluegreen_{which} hook raised {type(exc).__name__}: {exc}"]
         return []

@@ -509,7 +509,7 @@ class _Transaction:
             self._done(version=result.version)  # journaled: the point of no return
         except (RuntimeApiError, VerifyError, OSError, _Abort) as exc:
             self._revert(exc)
-        except Exception as exc:  # a bug of ours: before the point of no return, undo
+        except BaseException as exc:  # a bug of ours, a KeyboardInterrupt: before it, undo
             self._revert(_Abort(f"{type(exc).__name__}: {exc}"))
         self.past_point_of_no_return = True
         self._complete()
@@ -536,12 +536,17 @@ class _Transaction:
 
     # -- past the point of no return: complete, never undo ------------------------------------
     def _complete(self) -> None:
-        self._persist("wait-drained", self._wait_drained)
-        self._persist("idle", lambda: self._on_every(self._idle))
-        self.idled = True
-        self._persist("confirm", self._confirm)
-        if self.files:
-            self._persist("save-state", self._save_states)
+        try:
+            self._persist("wait-drained", self._wait_drained)
+            self._persist("idle", lambda: self._on_every(self._idle))
+            self.idled = True
+            self._persist("confirm", self._confirm)
+            if self.files:
+                self._persist("save-state", self._save_states)
+        except SwitchIncomplete:
+            raise
+        except BaseException as exc:  # a bug of ours: nothing undone, the journal left open
+            raise self._incomplete(_Abort(f"{type(exc).__name__}: {exc}")) from exc
 
     def _persist(self, step: str, action: Callable[[], None]) -> None:
         """One step past the point of no return: only HAProxy's own errors count, and they
@@ -638,7 +643,7 @@ class _Transaction:
         self._check_signal()
         try:
             self.on_step(step, self.plan)
-        except Exception as exc:  # the user's hook
+        except BaseException as exc:  # the user's hook: pytest.fail, sys.exit, a Ctrl-C too
             what = f"the step hook raised {type(exc).__name__}: {exc}"
             if not self.past_point_of_no_return:
                 raise _Abort(what) from exc

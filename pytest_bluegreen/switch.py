@@ -75,6 +75,7 @@ __all__ = [
     "POINT_OF_NO_RETURN",
     "STEPS",
     "MemberPlan",
+    "ReloadedWhileSaving",
     "RevertFailed",
     "StateFileError",
     "SwitchError",
@@ -111,6 +112,11 @@ class VerifyError(Exception):
 
 class StateFileError(Exception):
     """HAProxy's server-state file could not be written (the folder, the disk)."""
+
+
+class ReloadedWhileSaving(StateFileError):
+    """HAProxy was reloaded or restarted while its server-state file was saved: the new
+    process started from the file as it was, so what it serves may not be what was saved."""
 
 
 class _Abort(Exception):
@@ -421,8 +427,13 @@ def save_server_state(api: RuntimeApi, path: Path, refs: Iterable[ServerRef]) ->
     whole answer: it must parse and name every server in ``refs`` (an answer lost or cut short
     would write a file from which a reload takes the configuration's weights instead).
 
-    Raises RuntimeApiError (HAProxy's answer) or StateFileError (the file); either way the
-    file is the one before."""
+    A reload or restart between the answer and the file (the process before and after is
+    not the same) raises ReloadedWhileSaving: the new process took its states from the file
+    as it was, and the one that answered is gone -- the states must be read (or set) again.
+
+    Raises RuntimeApiError (HAProxy's answer) or StateFileError (the file); except for
+    ReloadedWhileSaving, the file is the one before."""
+    before = identity(api)
     text = api.servers_state_text()
     found = {state.ref for state in parse_servers_state(text)}
     missing = [str(ref) for ref in refs if ref not in found]
@@ -437,6 +448,13 @@ def save_server_state(api: RuntimeApi, path: Path, refs: Iterable[ServerRef]) ->
         write_durably(path, text)
     except OSError as exc:
         raise StateFileError(f"HAProxy's server-state file {path} was not saved: {exc}") from exc
+    after = identity(api)
+    if not after.same_process(before):
+        raise ReloadedWhileSaving(
+            f"HAProxy at {api.address} was reloaded or restarted while its server-state file "
+            f"{path} was saved ({before} -> {after}): the new process started from the file "
+            "as it was, and may serve other states than the ones saved"
+        )
 
 
 @dataclass
@@ -785,13 +803,24 @@ class _Transaction:
     # -- undo (before the point of no return) -------------------------------------------------
     def _revert(self, cause: Exception) -> None:
         interrupted = self.signals.received if isinstance(cause, _Abort) else None
-        unrestored = revert_every(self.group, self.plan.members)
         what = f"switch to {self.plan.target} failed at '{self.step}': {cause}"
-        if not unrestored:
+        for again in (*RETRY_PAUSES, None):
+            unrestored = revert_every(self.group, self.plan.members)
+            if unrestored:
+                break
             try:
                 self._save_states()
+            except ReloadedWhileSaving as exc:
+                # the new process took the file as it was: restore on it, then save again
+                if again is None:
+                    unrestored = (f"the server-state file ({exc})",)
+                    break
+                self._warn(f"undoing: {exc}; restored again")
+                time.sleep(again)
+                continue
             except (RuntimeApiError, StateFileError) as exc:
                 unrestored = (f"the server-state file ({exc})",)
+            break
         if unrestored:
             if self.journal is not None and self.journal.entry is not None:
                 self.journal.step("revert-failed", unrestored=list(unrestored))

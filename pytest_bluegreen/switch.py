@@ -75,9 +75,9 @@ __all__ = [
     "POINT_OF_NO_RETURN",
     "STEPS",
     "MemberPlan",
-    "ReloadedWhileSaving",
     "RevertFailed",
     "StateFileError",
+    "StateMoved",
     "SwitchError",
     "SwitchIncomplete",
     "SwitchPlan",
@@ -114,9 +114,10 @@ class StateFileError(Exception):
     """HAProxy's server-state file could not be written (the folder, the disk)."""
 
 
-class ReloadedWhileSaving(StateFileError):
-    """HAProxy was reloaded or restarted while its server-state file was saved: the new
-    process started from the file as it was, so what it serves may not be what was saved."""
+class StateMoved(StateFileError):
+    """While its server-state file was saved, HAProxy showed other states than wanted or was
+    reloaded or restarted: the new process may run what the file held before (the save is
+    done again after the states are applied again, or it counts as not saved)."""
 
 
 class _Abort(Exception):
@@ -422,20 +423,26 @@ def guarded(progress: Callable[[str], None]) -> Callable[[str], None]:
     return say
 
 
-def save_server_state(api: RuntimeApi, path: Path, refs: Iterable[ServerRef]) -> None:
+def save_server_state(
+    api: RuntimeApi,
+    path: Path,
+    refs: Iterable[ServerRef],
+    *,
+    wanted: Iterable[Wanted] = (),
+) -> None:
     """``show servers state`` into HAProxy's server-state file ``path``, durably, and only a
     whole answer: it must parse and name every server in ``refs`` (an answer lost or cut short
-    would write a file from which a reload takes the configuration's weights instead).
+    would write a file from which a reload takes the configuration's weights instead), show
+    every server of ``wanted`` as wanted, and come from one HAProxy process from before the
+    answer to after the write (``show info``'s Pid and Start_time_sec): a reload during the
+    save starts a process from the file as it *was*, so a save it overlapped saves nothing.
 
-    A reload or restart between the answer and the file (the process before and after is
-    not the same) raises ReloadedWhileSaving: the new process took its states from the file
-    as it was, and the one that answered is gone -- the states must be read (or set) again.
-
-    Raises RuntimeApiError (HAProxy's answer) or StateFileError (the file); except for
-    ReloadedWhileSaving, the file is the one before."""
+    Raises StateMoved (HAProxy showed other states, or another process took over), another
+    StateFileError (the file) or RuntimeApiError (HAProxy's answer); except for a StateMoved
+    after the write, the file is the one before."""
     before = identity(api)
     text = api.servers_state_text()
-    found = {state.ref for state in parse_servers_state(text)}
+    found = {state.ref: state for state in parse_servers_state(text)}
     missing = [str(ref) for ref in refs if ref not in found]
     if missing:
         raise RuntimeApiError(
@@ -444,13 +451,24 @@ def save_server_state(api: RuntimeApi, path: Path, refs: Iterable[ServerRef]) ->
             f"HAProxy at {api.address} answered 'show servers state' without "
             f"{', '.join(missing)} (cut short?): {path} was not written",
         )
+    differ = [
+        f"{want.ref} weight {found[want.ref].uweight} {found[want.ref].admin.value}"
+        for want in wanted
+        if want.ref in found and not want.shows(found[want.ref])
+    ]
+    if differ:
+        raise StateMoved(
+            f"HAProxy at {api.address} shows other states than it should while its "
+            f"server-state file is saved ({', '.join(differ)}; reloaded from an older file?): "
+            f"{path} was not written"
+        )
     try:
         write_durably(path, text)
     except OSError as exc:
         raise StateFileError(f"HAProxy's server-state file {path} was not saved: {exc}") from exc
     after = identity(api)
     if not after.same_process(before):
-        raise ReloadedWhileSaving(
+        raise StateMoved(
             f"HAProxy at {api.address} was reloaded or restarted while its server-state file "
             f"{path} was saved ({before} -> {after}): the new process started from the file "
             "as it was, and may serve other states than the ones saved"
@@ -791,14 +809,27 @@ class _Transaction:
 
     def _save_states(self) -> None:
         """Every switched instance's server-state file, so that a reload keeps what HAProxy
-        shows now."""
+        shows now: the switch's states past the point of no return, the prior ones in a
+        revert (StateMoved when HAProxy shows others, or was reloaded during the save)."""
         files = self.files
         if not files:
             return
         refs = self.topology.all_servers
-        self.group.each(
-            lambda name, api: save_server_state(api, files[name], refs), names=list(files)
-        )
+
+        def save(name: str, api: RuntimeApi) -> None:
+            save_server_state(api, files[name], refs, wanted=self._wanted(name))
+
+        self.group.each(save, names=list(files))
+
+    def _wanted(self, name: str) -> list[Wanted]:
+        """What instance ``name`` should show now: the switch's states past the point of no
+        return (its target at full weight, the old color idle), else its prior states."""
+        if not self.past_point_of_no_return:
+            return [Wanted.of(state) for state in self.member(name).prior.values()]
+        return [
+            *(Wanted(ref, self.plan.full_weight, AdminState.READY) for ref in self.plan.promote),
+            *(Wanted(ref, 0, AdminState.READY) for ref in self.plan.retire),
+        ]
 
     # -- undo (before the point of no return) -------------------------------------------------
     def _revert(self, cause: Exception) -> None:
@@ -810,7 +841,7 @@ class _Transaction:
                 break
             try:
                 self._save_states()
-            except ReloadedWhileSaving as exc:
+            except StateMoved as exc:
                 # the new process took the file as it was: restore on it, then save again
                 if again is None:
                     unrestored = (f"the server-state file ({exc})",)

@@ -19,7 +19,7 @@ import pytest
 from pytest_bluegreen import recovery, switch
 from pytest_bluegreen.errors import ExitCode
 from pytest_bluegreen.haproxy import AdminState, RuntimeApi, ServerRef, parse_servers_state
-from pytest_bluegreen.journal import Journal, read_journal
+from pytest_bluegreen.journal import InstanceIdentity, Journal, read_journal, write_durably
 from pytest_bluegreen.settings import Settings
 from tests.support.gate import CHECKS, history, outcomes, output, run_gate
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack
@@ -330,7 +330,8 @@ def test_a_rollback_without_checks_saves_the_state_file(
 
 class ReloadDuringSave:
     """A real soft reload of HAProxy, once, inside the next save of its server-state file, once
-    armed: ``read`` as the save reads ``show servers state`` (the new process, started from
+    armed: ``before`` right before the save (after the step checked the process), ``read``
+    as the save reads ``show servers state`` (the new process, started from
     the file as it was, answers), or ``write`` after that answer and before the file is
     written (the old process answered; the new one took over from the older file)."""
 
@@ -338,7 +339,19 @@ class ReloadDuringSave:
         self.stack = stack
         self.armed = False
         self.reloads = 0
-        if when == "read":
+        if when == "before":  # after the step's own check of the process, before the save's
+            seen = switch.identity
+            calls: list[int] = []
+
+            def identity(api: RuntimeApi) -> InstanceIdentity:
+                if self.armed:
+                    calls.append(1)
+                    if len(calls) == 2:  # 1: the step's check; 2: the save's first
+                        self.fire()
+                return seen(api)
+
+            monkeypatch.setattr(switch, "identity", identity)
+        elif when == "read":
             original = RuntimeApi.servers_state_text
 
             def read(api: RuntimeApi, backend: str | None = None) -> str:
@@ -347,7 +360,7 @@ class ReloadDuringSave:
 
             monkeypatch.setattr(RuntimeApi, "servers_state_text", read)
         else:
-            write = switch.write_durably
+            write = write_durably  # what the switch saves with
 
             def written(path: Path, text: str) -> None:
                 self.fire()
@@ -362,7 +375,7 @@ class ReloadDuringSave:
             self.stack.haproxy.reload(self.stack.runtime)
 
 
-@pytest.mark.parametrize("when", ["read", "write"])
+@pytest.mark.parametrize("when", ["before", "read", "write"])
 def test_a_reload_during_the_switchs_save_is_met_not_missed(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:

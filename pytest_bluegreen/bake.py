@@ -249,7 +249,16 @@ def read_counters(api: AnyHaproxy, servers: Iterable[ServerRef]) -> Reading:
         name: str, client: RuntimeApi
     ) -> tuple[InstanceIdentity, dict[str, float], InstanceIdentity]:
         first = InstanceIdentity.from_info(str(client.address), client.show_info())
-        values = _summed(client.show_stat(), wanted)
+        rows = client.show_stat()
+        lacking = wanted - {row.ref for row in rows}
+        if lacking:  # a server without a row reads as zero counters: no reading at all
+            raise RuntimeApiError(
+                "show stat",
+                "",
+                f"{group.label(name, 'HAProxy')} answered 'show stat' without "
+                f"{', '.join(str(ref) for ref in sorted(lacking))} (cut short?)",
+            )
+        values = _summed(rows, wanted)
         last = InstanceIdentity.from_info(str(client.address), client.show_info())
         return first, values, last
 
@@ -411,10 +420,12 @@ class Bake:
         """One interval, or None when a signal came first."""
         started, wall = time.monotonic(), time.time()
         deadline = started + self.plan.interval
+        unread = ""
         try:
             before: Reading | None = read_counters(self.api, self.servers)
-        except RuntimeApiError:
+        except RuntimeApiError as exc:
             before = None
+            unread = f"HAProxy's counters could not be read at the interval's start: {exc}"
         post = self.run_post()
         while (left := deadline - time.monotonic()) > 0:
             if self.signals.received:
@@ -423,7 +434,7 @@ class Bake:
         if self.signals.received:
             return None
         metrics: dict[str, float] = {}
-        reason = ""
+        reason = unread
         try:
             after: Reading | None = read_counters(self.api, self.servers)
         except RuntimeApiError as exc:

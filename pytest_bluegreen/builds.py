@@ -157,18 +157,24 @@ class BuildEvidence:
 
     expected: str | None  # --deploy TAG, else --deployment-tag, else None
     answers: Mapping[Build, int]  # the answers that named their build, by build
+    # with an expected build: why nothing tied the checks to it (no answer named its build and
+    # the deploy engine could not show every HAProxy slot running it), else None
+    unverified: str | None = None
 
 
 def answers_problem(color: str, evidence: BuildEvidence) -> str | None:
     """Why the answers of ``color`` cannot stand for the deployed build, or None.
 
-    With an expected tag: any answer from another build. Without one: answers from more than
-    one build (one color, two builds: the checks judged a mixture)."""
+    With an expected tag: any answer from another build, or nothing at all that ties the
+    checks to it (``unverified``). Without one: answers from more than one build (one color,
+    two builds: the checks judged a mixture)."""
     answers = evidence.answers
     total = sum(answers.values())
+    expected = evidence.expected
+    if expected is not None and evidence.unverified is not None:
+        return evidence.unverified
     if not total:
         return None
-    expected = evidence.expected
     if expected is not None:
         foreign = {b: n for b, n in answers.items() if b.tag != expected}
         if not foreign:

@@ -105,6 +105,14 @@ class Samples:
     total: int
 
     def __post_init__(self) -> None:
+        # NaN compares false with everything: "misses the tolerated, but not beyond noise" would
+        # pass it; an infinite one turns the differences into NaN. No load measures either.
+        odd = [v for v in self.latencies_ms if not (math.isfinite(v) and v >= 0)]
+        if odd:
+            raise ValueError(
+                f"{len(odd)} latencies are not finite numbers of milliseconds >= 0 (the first: "
+                f"{odd[0]!r}): nothing to judge a color by"
+            )
         if not 0 <= self.errors <= self.total:
             raise ValueError(f"errors ({self.errors}) must be between 0 and total ({self.total})")
         if len(self.latencies_ms) + self.errors > self.total:

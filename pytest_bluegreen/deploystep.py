@@ -42,6 +42,8 @@ class DeployStep:
         self.api = api
         self.progress = progress
         self._engine = engine
+        # color -> the tag the engine last showed every HAProxy slot of it running (wait_slots)
+        self.slots_shown: dict[str, str] = {}
 
     @property
     def engine(self) -> DeployEngine:
@@ -137,6 +139,7 @@ class DeployStep:
         signals = signals or NoSignals()
         deadline = time.monotonic() + timeout
         said: list[str] | None = None
+        self.slots_shown.pop(color, None)  # until the engine shows it (again)
         while True:
             slots = self.slots(color)
             try:
@@ -158,6 +161,7 @@ class DeployStep:
                     self.progress(f"every HAProxy slot of {color} runs {tag} now")
                     what = f"refused: every HAProxy slot of {color} runs {tag}"
                     self._wait_up(color, what, deadline, SlotsNotReady)
+                self.slots_shown[color] = tag
                 return None
             if problems != said:
                 said = problems

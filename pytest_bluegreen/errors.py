@@ -51,7 +51,8 @@ EXIT_CODES: Mapping[ExitCode, str] = {  # the README's table, word for word (a t
     "the seed scripts' argument errors too), or no settings file for `bluegreen`",
     ExitCode.NO_TESTS_COLLECTED: "no tests collected",
     ExitCode.INCONCLUSIVE: "inconclusive: no check for the target color ran and passed, an "
-    "answer of the target came from another build than the one deployed, the session was "
+    "answer of the target came from another build than the one deployed (or nothing ties the "
+    "checks to it), the session was "
     "interrupted or incomplete, or the selection was narrowed; no switch",
     ExitCode.REFUSED: "refused: target not UP in HAProxy, an HAProxy slot of the target does not "
     "run the deployed image, vetoed by a hook, another gate holds the lock (or the lock folder is "

@@ -292,19 +292,32 @@ class GateRun:
                 )
         found = resolve(heard, occupants)
         total, named = sum(heard.values()), sum(found.values())
+        said = None
         if expected is not None and not total:
-            lines.append(
-                f"warning: the checks noted no answer of {target} (the http fixture notes "
-                f"them): that they judged {expected} is not verified"
+            said = (
+                f"the checks noted no answer of {target} (the http fixture notes them; "
+                "http.note_answers a load's)"
             )
         elif expected is not None and not named:
-            lines.append(
-                f"warning: none of {target}'s {total} answer(s) said which build sent it (no "
+            said = (
+                f"none of {target}'s {total} answer(s) said which build sent it (no "
                 f"{self.settings.topology.version_header}, no "
-                f"{self.settings.topology.server_header} the engine knows): that they came "
-                f"from {expected} is not verified"
+                f"{self.settings.topology.server_header} the engine knows)"
             )
-        return BuildEvidence(expected, found), lines
+        unverified = None
+        if said is not None and self.deploy_step.slots_shown.get(target) == expected:
+            # the engine showed every HAProxy slot of the target running it: that ties them
+            lines.append(
+                f"warning: {said}; every HAProxy slot of {target} runs {expected}, as the "
+                "deploy engine showed"
+            )
+        elif said is not None:
+            unverified = (
+                f"nothing ties the checks to {expected}: {said}, and the deploy engine did "
+                f"not show what runs behind {target}'s HAProxy servers; the checks may have "
+                "judged another build"
+            )
+        return BuildEvidence(expected, found, unverified), lines
 
     def refused(self, exc: BluegreenError, *, record: bool) -> GateReport:
         """The gate could not start or deploy: nothing changed. Written to the history when
@@ -639,7 +652,7 @@ class GateRun:
         """The user's before_switch hooks: the decision to go on with, or the refusal."""
         try:
             veto = self.hooks.before_switch(plan, decision)
-        except Exception as exc:  # a hook that cannot decide vetoes: nothing changes
+        except BaseException as exc:  # a hook that cannot decide (pytest.fail too) vetoes
             veto = f"the before_switch hook raised {type(exc).__name__}: {exc}"
         if veto and ignore_veto:  # said in the summary and recorded in the history
             return replace(
@@ -761,7 +774,7 @@ class GateRun:
                 self.hooks.after_rollback(source, target, reason)
             else:
                 self.hooks.after_switch(result)
-        except Exception as exc:  # a notification that cannot connect must not fail the gate
+        except BaseException as exc:  # the switch stands, recorded: a hook cannot undo that
             which = "after_rollback" if rollback else "after_switch"
             return [f"warning: pytest_bluegreen_{which} hook raised {type(exc).__name__}: {exc}"]
         return []

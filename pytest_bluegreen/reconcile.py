@@ -20,7 +20,7 @@ from . import recording, state
 from .haproxy import RuntimeApiError, RuntimeApiUnreachable
 from .instances import Haproxies
 from .settings import Settings, Topology
-from .switch import StateFileError, revert, save_server_state
+from .switch import StateFileError, Wanted, revert, save_server_state
 
 if TYPE_CHECKING:
     from .redaction import Secrets
@@ -99,7 +99,12 @@ def bring_in_line(
             problems.append(f"reads back other states for {', '.join(wrong)}")
         if not problems and name in files:
             try:
-                save_server_state(api, files[name], topology.all_servers)
+                save_server_state(
+                    api,
+                    files[name],
+                    topology.all_servers,
+                    wanted=[Wanted.of(state) for state in wanted.values()],
+                )
             except (RuntimeApiError, StateFileError) as exc:
                 problems.append(f"server-state file not saved: {exc}")
         if problems:

@@ -84,14 +84,22 @@ def _restore(api: RuntimeApi, desired: Sequence[PriorState]) -> list[str]:
     return list(switch.restore(api, wanted))
 
 
-def save_state_files(group: Haproxies, topology: Topology, names: Sequence[str]) -> dict[str, str]:
-    """Save the server-state file of each instance ``names`` that has one; the ones not saved,
-    with why."""
+def save_state_files(
+    group: Haproxies,
+    topology: Topology,
+    names: Sequence[str],
+    wanted: Mapping[str, Sequence[switch.Wanted]],
+) -> dict[str, str]:
+    """Save the server-state file of each instance ``names`` that has one, only while it shows
+    the states ``wanted`` (by instance) and is not reloaded during the save; the ones not
+    saved, with why."""
     files = {i.name: i.state_file for i in group.instances if i.state_file and i.name in names}
     failed = {}
     for name, path in files.items():
         try:
-            switch.save_server_state(group.clients[name], path, topology.all_servers)
+            switch.save_server_state(
+                group.clients[name], path, topology.all_servers, wanted=wanted.get(name, ())
+            )
         except (RuntimeApiError, switch.StateFileError) as exc:
             failed[name] = str(exc)
     return failed
@@ -311,7 +319,8 @@ def _consistent(
                 for name, held in stale.items()
             ],
         )
-    failed = save_state_files(group, topology, list(stale))
+    shown = {name: [switch.Wanted.of(s) for s in states.values()] for name, states in every.items()}
+    failed = save_state_files(group, topology, list(stale), shown)
     for name, held in stale.items():
         where = group.label(name, "HAProxy's server-state file")
         if name in failed:
@@ -480,6 +489,10 @@ def _apply(
         to_color=live,
         secrets=secrets,
         present=list(desired),
+        wanted={
+            name: [switch.Wanted(p.ref, p.weight, p.admin_state) for p in priors]
+            for name, priors in desired.items()
+        },
         restart_journal=restart_journal,
     )
 
@@ -494,6 +507,7 @@ def _record(
     to_color: str,
     secrets: Secrets,
     present: list[str],
+    wanted: Mapping[str, Sequence[switch.Wanted]] | None = None,
     saved: bool = False,
     restart_journal: bool = False,
 ) -> RecoverReport:
@@ -501,7 +515,7 @@ def _record(
     (else exit 10, the journal left open so that the next recover saves them), the left-out
     instances recorded, the journal closed, the history and the webhooks told."""
     topology = settings.topology
-    unsaved = {} if saved else save_state_files(group, topology, present)
+    unsaved = {} if saved else save_state_files(group, topology, present, wanted or {})
     if unsaved:
         return RecoverReport(
             (

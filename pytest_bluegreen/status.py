@@ -44,6 +44,7 @@ SWITCHES = frozenset(
         state.Outcome.ROLLED_BACK,
         state.Outcome.REVERTED,
         state.Outcome.REVERT_FAILED,
+        state.Outcome.INCOMPLETE,  # past its point of no return: the target verified, live
         state.Outcome.RECOVERED,
     }
 )

@@ -77,6 +77,7 @@ __all__ = [
     "MemberPlan",
     "RevertFailed",
     "StateFileError",
+    "StateMoved",
     "SwitchError",
     "SwitchIncomplete",
     "SwitchPlan",
@@ -111,6 +112,12 @@ class VerifyError(Exception):
 
 class StateFileError(Exception):
     """HAProxy's server-state file could not be written (the folder, the disk)."""
+
+
+class StateMoved(StateFileError):
+    """While its server-state file was saved, HAProxy showed other states than wanted or was
+    reloaded or restarted: the new process may run what the file held before (the save is
+    done again after the states are applied again, or it counts as not saved)."""
 
 
 class _Abort(Exception):
@@ -416,15 +423,26 @@ def guarded(progress: Callable[[str], None]) -> Callable[[str], None]:
     return say
 
 
-def save_server_state(api: RuntimeApi, path: Path, refs: Iterable[ServerRef]) -> None:
+def save_server_state(
+    api: RuntimeApi,
+    path: Path,
+    refs: Iterable[ServerRef],
+    *,
+    wanted: Iterable[Wanted] = (),
+) -> None:
     """``show servers state`` into HAProxy's server-state file ``path``, durably, and only a
     whole answer: it must parse and name every server in ``refs`` (an answer lost or cut short
-    would write a file from which a reload takes the configuration's weights instead).
+    would write a file from which a reload takes the configuration's weights instead), show
+    every server of ``wanted`` as wanted, and come from one HAProxy process from before the
+    answer to after the write (``show info``'s Pid and Start_time_sec): a reload during the
+    save starts a process from the file as it *was*, so a save it overlapped saves nothing.
 
-    Raises RuntimeApiError (HAProxy's answer) or StateFileError (the file); either way the
-    file is the one before."""
+    Raises StateMoved (HAProxy showed other states, or another process took over), another
+    StateFileError (the file) or RuntimeApiError (HAProxy's answer); except for a StateMoved
+    after the write, the file is the one before."""
+    before = identity(api)
     text = api.servers_state_text()
-    found = {state.ref for state in parse_servers_state(text)}
+    found = {state.ref: state for state in parse_servers_state(text)}
     missing = [str(ref) for ref in refs if ref not in found]
     if missing:
         raise RuntimeApiError(
@@ -433,10 +451,28 @@ def save_server_state(api: RuntimeApi, path: Path, refs: Iterable[ServerRef]) ->
             f"HAProxy at {api.address} answered 'show servers state' without "
             f"{', '.join(missing)} (cut short?): {path} was not written",
         )
+    differ = [
+        f"{want.ref} weight {found[want.ref].uweight} {found[want.ref].admin.value}"
+        for want in wanted
+        if want.ref in found and not want.shows(found[want.ref])
+    ]
+    if differ:
+        raise StateMoved(
+            f"HAProxy at {api.address} shows other states than it should while its "
+            f"server-state file is saved ({', '.join(differ)}; reloaded from an older file?): "
+            f"{path} was not written"
+        )
     try:
         write_durably(path, text)
     except OSError as exc:
         raise StateFileError(f"HAProxy's server-state file {path} was not saved: {exc}") from exc
+    after = identity(api)
+    if not after.same_process(before):
+        raise StateMoved(
+            f"HAProxy at {api.address} was reloaded or restarted while its server-state file "
+            f"{path} was saved ({before} -> {after}): the new process started from the file "
+            "as it was, and may serve other states than the ones saved"
+        )
 
 
 @dataclass
@@ -509,7 +545,7 @@ class _Transaction:
             self._done(version=result.version)  # journaled: the point of no return
         except (RuntimeApiError, VerifyError, OSError, _Abort) as exc:
             self._revert(exc)
-        except Exception as exc:  # a bug of ours: before the point of no return, undo
+        except BaseException as exc:  # a bug of ours, a KeyboardInterrupt: before it, undo
             self._revert(_Abort(f"{type(exc).__name__}: {exc}"))
         self.past_point_of_no_return = True
         self._complete()
@@ -536,12 +572,17 @@ class _Transaction:
 
     # -- past the point of no return: complete, never undo ------------------------------------
     def _complete(self) -> None:
-        self._persist("wait-drained", self._wait_drained)
-        self._persist("idle", lambda: self._on_every(self._idle))
-        self.idled = True
-        self._persist("confirm", self._confirm)
-        if self.files:
-            self._persist("save-state", self._save_states)
+        try:
+            self._persist("wait-drained", self._wait_drained)
+            self._persist("idle", lambda: self._on_every(self._idle))
+            self.idled = True
+            self._persist("confirm", self._confirm)
+            if self.files:
+                self._persist("save-state", self._save_states)
+        except SwitchIncomplete:
+            raise
+        except BaseException as exc:  # a bug of ours: nothing undone, the journal left open
+            raise self._incomplete(_Abort(f"{type(exc).__name__}: {exc}")) from exc
 
     def _persist(self, step: str, action: Callable[[], None]) -> None:
         """One step past the point of no return: only HAProxy's own errors count, and they
@@ -638,7 +679,7 @@ class _Transaction:
         self._check_signal()
         try:
             self.on_step(step, self.plan)
-        except Exception as exc:  # the user's hook
+        except BaseException as exc:  # the user's hook: pytest.fail, sys.exit, a Ctrl-C too
             what = f"the step hook raised {type(exc).__name__}: {exc}"
             if not self.past_point_of_no_return:
                 raise _Abort(what) from exc
@@ -768,25 +809,49 @@ class _Transaction:
 
     def _save_states(self) -> None:
         """Every switched instance's server-state file, so that a reload keeps what HAProxy
-        shows now."""
+        shows now: the switch's states past the point of no return, the prior ones in a
+        revert (StateMoved when HAProxy shows others, or was reloaded during the save)."""
         files = self.files
         if not files:
             return
         refs = self.topology.all_servers
-        self.group.each(
-            lambda name, api: save_server_state(api, files[name], refs), names=list(files)
-        )
+
+        def save(name: str, api: RuntimeApi) -> None:
+            save_server_state(api, files[name], refs, wanted=self._wanted(name))
+
+        self.group.each(save, names=list(files))
+
+    def _wanted(self, name: str) -> list[Wanted]:
+        """What instance ``name`` should show now: the switch's states past the point of no
+        return (its target at full weight, the old color idle), else its prior states."""
+        if not self.past_point_of_no_return:
+            return [Wanted.of(state) for state in self.member(name).prior.values()]
+        return [
+            *(Wanted(ref, self.plan.full_weight, AdminState.READY) for ref in self.plan.promote),
+            *(Wanted(ref, 0, AdminState.READY) for ref in self.plan.retire),
+        ]
 
     # -- undo (before the point of no return) -------------------------------------------------
     def _revert(self, cause: Exception) -> None:
         interrupted = self.signals.received if isinstance(cause, _Abort) else None
-        unrestored = revert_every(self.group, self.plan.members)
         what = f"switch to {self.plan.target} failed at '{self.step}': {cause}"
-        if not unrestored:
+        for again in (*RETRY_PAUSES, None):
+            unrestored = revert_every(self.group, self.plan.members)
+            if unrestored:
+                break
             try:
                 self._save_states()
+            except StateMoved as exc:
+                # the new process took the file as it was: restore on it, then save again
+                if again is None:
+                    unrestored = (f"the server-state file ({exc})",)
+                    break
+                self._warn(f"undoing: {exc}; restored again")
+                time.sleep(again)
+                continue
             except (RuntimeApiError, StateFileError) as exc:
                 unrestored = (f"the server-state file ({exc})",)
+            break
         if unrestored:
             if self.journal is not None and self.journal.entry is not None:
                 self.journal.step("revert-failed", unrestored=list(unrestored))

@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 
+from pytest_bluegreen import state
 from pytest_bluegreen.haproxy import ServerRef
+from pytest_bluegreen.status import last_switch
 from tests.support.colorimages import ColorImages, color_images
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
 from tests.support.stack import Stack, wait_for
@@ -421,6 +423,23 @@ def test_a_stale_verification_is_run_again(pytester: pytest.Pytester, stack: Sta
 
 
 # --- what status and the history say ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("outcome", ["incomplete", "revert-failed", "recovered"])
+def test_the_last_switch_is_any_entry_that_changed_haproxy(outcome: str) -> None:
+    """An incomplete switch (past its point of no return: the target verified and live) moved
+    traffic: status's "last switch" is it, never the switch before it; a noop, a refusal or a
+    failed gate after it changed nothing and is not."""
+    entries = [
+        state.HistoryEntry.now(from_color="green", to_color="blue", tag=None, outcome=o)
+        for o in (state.Outcome.SWITCHED,)
+    ] + [
+        state.HistoryEntry.now(from_color="blue", to_color="green", tag=None, outcome=o)
+        for o in (state.Outcome(outcome), state.Outcome.NOOP, state.Outcome.REFUSED)
+    ]
+    last = last_switch(entries)
+    assert last is not None
+    assert (last.outcome, last.to_color) == (outcome, "green")
 
 
 def test_status_shows_the_last_switch_and_the_last_entry(

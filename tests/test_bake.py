@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from pytest_bluegreen.bake import Bake, BakePlan, IntervalVerdict, PostResult, parse_bake_thresholds
-from pytest_bluegreen.haproxy import RuntimeApiAddress, ServerRef
+from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiAddress, ServerRef, StatRow
 from pytest_bluegreen.instances import Haproxies, Instance
 from pytest_bluegreen.journal import read_journal
 from pytest_bluegreen.signals import NoSignals
@@ -316,3 +316,28 @@ def test_a_reload_of_one_instance_of_a_group_is_seen(stack_factory: StackFactory
 
     both = one_interval(group, blue, four_each)
     assert (both.verdict, both.metrics["requests"]) == (IntervalVerdict.PASSED, 8)
+
+
+def test_a_show_stat_answer_cut_short_measures_nothing(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interval's first 'show stat' lacks the color's row (an answer cut short): its
+    counters are not zero, and a difference with the next reading (every 500 since HAProxy
+    started) is no measurement -- the interval is inconclusive, never failed (a switch back)."""
+    blue = [ServerRef("api_backend", "blue-api")]
+    stack.blue.control(api_status=500)
+    routed(stack, 30)  # 30 answers, all 500, before the interval
+    stack.blue.reset()
+    original = RuntimeApi.show_stat
+    calls: list[int] = []
+
+    def cut_short(api: RuntimeApi) -> list[StatRow]:
+        calls.append(1)
+        rows = original(api)
+        return [r for r in rows if r.ref not in blue] if len(calls) == 1 else rows
+
+    monkeypatch.setattr(RuntimeApi, "show_stat", cut_short)
+    interval = one_interval(stack.api(), blue, lambda: routed(stack, 5))
+    assert len(calls) == 2
+    assert interval.verdict is IntervalVerdict.INCONCLUSIVE, interval.line()
+    assert "without api_backend/blue-api (cut short?)" in interval.reason

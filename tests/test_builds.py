@@ -452,18 +452,69 @@ def test_a_slot_that_reaches_another_build_before_the_switch_refuses_it(
     assert [e["outcome"] for e in history(stack)] == ["refused"]
 
 
-def test_a_gate_whose_checks_noted_no_answer_says_the_build_was_not_verified(
+PLAIN_CHECKS = """
+import requests
+
+
+def test_health(color, bluegreen_settings):  # plain requests: the http fixture notes nothing
+    url = bluegreen_settings.topology.color[color].api_url
+    assert requests.get(url + "/health", timeout=5).status_code == 200
+"""
+
+
+def test_checks_that_note_no_answer_cannot_vouch_for_the_deployed_build(
     pytester: pytest.Pytester, stack: Stack
 ) -> None:
-    checks = "def test_nothing(color):\n    pass\n"
-    gate = ("--env", "green", "--switch", "--deployment-tag", "v1.1.0")
-    result = run_gate(pytester, stack, *gate, checks=checks)
-    assert result.ret == 0, output(result)
-    result.stdout.fnmatch_lines(
-        [
-            "*SWITCH: switched blue -> green*",
-            "*warning: the checks noted no answer of green (the http fixture notes them): that "
-            "they judged v1.1.0 is not verified*",
-        ],
-        consecutive=False,
-    )
+    """A check author using plain requests: no answer tells which build the checks judged,
+    and no deploy engine runs green's addresses to show what its HAProxy slots reach. Nothing
+    ties the checks to the deployed build, so the gate does not switch (it switched with a
+    warning before, also to a tag nothing runs)."""
+    for tag in ("v1.1.0", "v9.9.9"):  # green runs v1.1.0; nothing runs v9.9.9
+        gate = ("--env", "green", "--switch", "--deployment-tag", tag)
+        result = run_gate(pytester, stack, *gate, checks=PLAIN_CHECKS)
+        assert result.ret == ExitCode.INCONCLUSIVE, output(result)
+        result.stdout.fnmatch_lines(
+            [
+                f"*INCONCLUSIVE: inconclusive: nothing ties the checks to {tag}: the checks "
+                "noted no answer of green (the http fixture notes them*), and the deploy engine "
+                "did not show what runs behind green's HAProxy servers*"
+            ]
+        )
+        assert stack.live_weights() == BLUE_LIVE
+    assert [e["outcome"] for e in history(stack)] == ["inconclusive", "inconclusive"]
+
+
+def test_slots_the_engine_showed_running_the_build_vouch_for_checks_that_note_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The same checks, with a deploy engine that shows every HAProxy slot of green running
+    the deployed build: that ties them to it; the switch goes on, saying the answers did not."""
+    (tmp_path / "bluegreen.toml").write_text(stack.settings_toml())
+    cli = {"env": "green", "switch": True, "deployment_tag": "v1.1.0"}
+    settings = resolve_settings(cli, {}, {}, tmp_path)
+    green = f"127.0.0.1:{stack.green.port}"
+    engine = Engine({green: (Occupant("green-1", "r/jarvis:v1.1.0"),)})
+    run = GateRun(settings, progress=lambda line: None, engine=engine)
+    run.start()
+    try:
+        run.before_checks()
+        report = pytest.TestReport(
+            "t.py::test_health[green]",
+            ("t.py", 1, "test_health"),
+            {},
+            "passed",
+            None,
+            "call",
+            user_properties=[(COLOR_PROPERTY, "green")],
+        )
+        run.outcomes.add(report)  # no answer noted
+        result = run.finish(SessionFacts(collected=1, finished=1))
+    finally:
+        run.close()
+    assert result.exit_code == ExitCode.OK, result.lines
+    assert any(
+        line.startswith("warning: the checks noted no answer of green")
+        and line.endswith("every HAProxy slot of green runs v1.1.0, as the deploy engine showed")
+        for line in result.lines
+    ), result.lines
+    assert stack.served_color() == "green"

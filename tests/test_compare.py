@@ -165,6 +165,15 @@ def test_samples_are_consistent() -> None:
         Samples((1.0, 2.0, 3.0), 1, 3)
 
 
+@pytest.mark.parametrize("odd", [math.nan, math.inf, -1.0])
+def test_a_latency_that_is_no_measurement_is_refused(odd: float) -> None:
+    """NaN compares false with everything, so a new color of NaN latencies 'missed the
+    tolerated value but not beyond noise' and passed every latency rule; an infinite one made
+    the differences NaN. No load measures such a value: a clear error, never a verdict."""
+    with pytest.raises(ValueError, match=r"not finite numbers of milliseconds >= 0"):
+        Samples.of([10.0] * 99 + [odd])
+
+
 # --- the statistics against known answers --------------------------------------------------------
 
 

@@ -190,3 +190,40 @@ def test_a_color_failing_after_verify_is_reported_not_undone(stack: Stack) -> No
     journal = read_journal(stack.journal_file)
     assert journal is not None
     assert (journal.open, journal.outcome) == (False, "switched")
+
+
+def test_an_unexpected_error_past_the_point_of_no_return_is_an_incomplete_switch(
+    stack: Stack,
+) -> None:
+    """Past the point of no return an error that is not HAProxy's (a bug, a verifier that
+    raises something unforeseen) neither undoes the switch nor escapes as a traceback: the
+    switch is incomplete (exit 10), the journal stays open and ``recover`` completes it."""
+    settings = stack_settings(stack)
+    calls: list[str] = []
+
+    def verifier(target: str, deadline: float) -> switch.Verification:
+        calls.append(target)
+        if len(calls) > 1:  # at 'confirm'
+            raise LookupError("a bug of ours")
+        return switch.Verification(0.0, None, 1)
+
+    plan = switch.plan(stack.api(), settings.topology, "green", settings.switching.full_weight)
+    with pytest.raises(switch.SwitchIncomplete) as raised:
+        switch.apply(
+            stack.api(),
+            plan,
+            settings.switching,
+            settings.topology,
+            journal=Journal(stack.journal_file),
+            server_state_file=stack.server_state_file,
+            verifier=verifier,
+        )
+    assert raised.value.exit_code == 10
+    assert raised.value.step == "confirm"
+    assert "at 'confirm': LookupError: a bug of ours" in str(raised.value)
+    assert "run 'bluegreen recover'" in str(raised.value)
+    assert stack.live_weights() == GREEN_LIVE  # idle was done: nothing undone
+    journal = read_journal(stack.journal_file)
+    assert journal is not None
+    assert journal.open
+    assert [s["step"] for s in journal.steps][-1] == "incomplete"

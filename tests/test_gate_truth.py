@@ -117,37 +117,52 @@ def test_modes_that_run_no_checks_deploy_and_switch_nothing(
     assert history(stack) == []
 
 
+# what a hook raises: an Exception, or pytest.fail's Failed (a BaseException, as SystemExit)
+RAISES = [
+    pytest.param("raise ConnectionError('{what}')", "ConnectionError: {what}", id="exception"),
+    pytest.param("pytest.fail('{what}')", "Failed: {what}", id="pytest-fail"),
+]
+
+
+@pytest.mark.parametrize(("raising", "said"), RAISES)
 def test_a_raising_after_switch_hook_does_not_fail_a_done_switch(
-    pytester: pytest.Pytester, stack: Stack
+    pytester: pytest.Pytester, stack: Stack, raising: str, said: str
 ) -> None:
+    what = "the chat webhook does not answer"
     pytester.makeconftest(
+        "import pytest\n\n\n"
         "def pytest_bluegreen_after_switch(config, result):\n"
-        "    raise ConnectionError('the chat webhook does not answer')\n"
+        f"    {raising.format(what=what)}\n"
     )
     result = run_gate(pytester, stack, "--env", "green", "--switch")
     assert result.ret == 0, output(result)
     result.stdout.fnmatch_lines(
         [
             "*SWITCH: switched blue -> green*",
-            "*warning: pytest_bluegreen_after_switch hook raised ConnectionError: the chat "
-            "webhook does not answer*",
+            f"*warning: pytest_bluegreen_after_switch hook raised {said.format(what=what)}*",
         ]
     )
     assert outcomes(stack) == ["switched"]
     assert verdict(pytester)["decision"] == "switched"
 
 
-def test_a_raising_before_switch_hook_vetoes(pytester: pytest.Pytester, stack: Stack) -> None:
+@pytest.mark.parametrize(("raising", "said"), RAISES)
+def test_a_raising_before_switch_hook_vetoes(
+    pytester: pytest.Pytester, stack: Stack, raising: str, said: str
+) -> None:
+    what = "the change calendar does not answer"
     pytester.makeconftest(
+        "import pytest\n\n\n"
         "def pytest_bluegreen_before_switch(config, plan, decision):\n"
-        "    raise TimeoutError('the change calendar does not answer')\n"
+        f"    {raising.format(what=what)}\n"
     )
     result = run_gate(pytester, stack, "--env", "green", "--switch")
     assert result.ret == 7, output(result)
     result.stdout.fnmatch_lines(
-        ["*REFUSED: vetoed: the before_switch hook raised TimeoutError: the change calendar*"]
+        [f"*REFUSED: vetoed: the before_switch hook raised {said.format(what=what)}*"]
     )
     assert stack.live_weights() == BLUE_LIVE
+    assert outcomes(stack) == ["refused"]
 
 
 def test_a_refusal_at_start_replaces_the_last_verdict(

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen import switch
-from pytest_bluegreen.haproxy import AdminState, ServerRef, parse_servers_state
-from pytest_bluegreen.journal import Journal, read_journal
+from pytest_bluegreen import recovery, switch
+from pytest_bluegreen.errors import ExitCode
+from pytest_bluegreen.haproxy import AdminState, RuntimeApi, ServerRef, parse_servers_state
+from pytest_bluegreen.journal import InstanceIdentity, Journal, read_journal, write_durably
 from pytest_bluegreen.settings import Settings
 from tests.support.gate import CHECKS, history, outcomes, output, run_gate
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack
@@ -322,3 +323,118 @@ def test_a_rollback_without_checks_saves_the_state_file(
     assert back.returncode == 0, back.stdout + back.stderr
     assert "checks skipped" in back.stdout
     assert after_reload(stack) == BLUE_LIVE
+
+
+# --- a reload while the server-state file is saved ---------------------------------------------
+
+
+class ReloadDuringSave:
+    """A real soft reload of HAProxy, once, inside the next save of its server-state file, once
+    armed: ``before`` right before the save (after the step checked the process), ``read``
+    as the save reads ``show servers state`` (the new process, started from
+    the file as it was, answers), or ``write`` after that answer and before the file is
+    written (the old process answered; the new one took over from the older file)."""
+
+    def __init__(self, stack: Stack, monkeypatch: pytest.MonkeyPatch, when: str) -> None:
+        self.stack = stack
+        self.armed = False
+        self.reloads = 0
+        if when == "before":  # after the step's own check of the process, before the save's
+            seen = switch.identity
+            calls: list[int] = []
+
+            def identity(api: RuntimeApi) -> InstanceIdentity:
+                if self.armed:
+                    calls.append(1)
+                    if len(calls) == 2:  # 1: the step's check; 2: the save's first
+                        self.fire()
+                return seen(api)
+
+            monkeypatch.setattr(switch, "identity", identity)
+        elif when == "read":
+            original = RuntimeApi.servers_state_text
+
+            def read(api: RuntimeApi, backend: str | None = None) -> str:
+                self.fire()
+                return original(api, backend)
+
+            monkeypatch.setattr(RuntimeApi, "servers_state_text", read)
+        else:
+            write = write_durably  # what the switch saves with
+
+            def written(path: Path, text: str) -> None:
+                self.fire()
+                write(path, text)
+
+            monkeypatch.setattr(switch, "write_durably", written)
+
+    def fire(self) -> None:
+        if self.armed:
+            self.armed = False
+            self.reloads += 1
+            self.stack.haproxy.reload(self.stack.runtime)
+
+
+@pytest.mark.parametrize("when", ["before", "read", "write"])
+def test_a_reload_during_the_switchs_save_is_met_not_missed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """The new process starts from the file as it was (blue live): a save it overlapped must
+    not close the switch as done while HAProxy serves blue (and, read from it, saves blue)."""
+    settings = stack_settings(stack)
+    reload = ReloadDuringSave(stack, monkeypatch, when)
+
+    def arm(step: str, plan: switch.SwitchPlan) -> None:
+        if step == "save-state" and not reload.reloads:  # its first try only
+            reload.armed = True
+
+    result = switch.apply(
+        stack.api(),
+        switch.plan(stack.api(), settings.topology, "green", settings.switching.full_weight),
+        settings.switching,
+        settings.topology,
+        journal=Journal(stack.journal_file),
+        server_state_file=stack.server_state_file,
+        on_step=arm,
+    )
+    assert reload.reloads == 1
+    assert stack.live_weights() == GREEN_LIVE, result.notes
+    assert any("'save-state' failed" in note for note in result.notes), result.notes
+    journal = read_journal(stack.journal_file)
+    assert journal is not None
+    assert (journal.open, journal.outcome) == (False, "switched")
+    assert after_reload(stack) == GREEN_LIVE
+
+
+def test_a_reload_during_a_reverts_save_is_met_not_missed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = stack_settings(stack)
+    stale_file_green_live(stack, settings)  # what a reload would bring back: green
+    reload = ReloadDuringSave(stack, monkeypatch, "write")
+
+    def fail_at_drain(step: str, plan: switch.SwitchPlan) -> None:
+        if step == "drain":
+            reload.armed = True
+            raise ConnectionError("the change calendar does not answer")
+
+    with pytest.raises(switch.SwitchError, match="previous server states restored"):
+        switch_to(stack, settings, "green", on_step=fail_at_drain)
+    assert reload.reloads == 1
+    assert stack.live_weights() == BLUE_LIVE
+    assert after_reload(stack) == BLUE_LIVE
+
+
+def test_recover_says_a_save_a_reload_overlapped_did_not_hold(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A consistent HAProxy with a stale file, and a reload while recover saves it: the new
+    process runs the stale file's green; recover must not say it saved (exit 10, why)."""
+    settings = stack_settings(stack)
+    stale_file_green_live(stack, settings)
+    reload = ReloadDuringSave(stack, monkeypatch, "write")
+    reload.armed = True
+    report = recovery.recover(settings)
+    assert reload.reloads == 1
+    assert report.exit_code == ExitCode.REVERT_FAILED, report.lines
+    assert any("reloaded or restarted while its server-state file" in line for line in report.lines)

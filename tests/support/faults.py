@@ -6,12 +6,13 @@ injected, under a bounded load probe. Used by ``tests/test_faults.py`` and
 The faults: SIGINT, SIGTERM, SIGKILL (then ``bluegreen recover``), an HAProxy reload, HAProxy
 killed (started again after the gate, then ``bluegreen recover``), a Runtime API error answer
 (a proxy in front of the Runtime API answers the next command with an error, nothing applied),
-a step hook that raises, and an answer lost (the proxy forwards the step's own command, HAProxy
-applies it, and the connection drops before the answer; then once more for the command that
-follows: a revert's or a retry's). After each: exactly one color takes traffic, nothing left
-in drain or maint, the journal closed, the history honest, the exit code the documented one,
-the probe saw no failed request (but while HAProxy was down, counted apart), and HAProxy's
-server-state file holds the same: a soft reload afterwards keeps the color.
+a step hook that raises (an Exception, or ``pytest.fail``'s BaseException), and an answer lost
+(the proxy forwards the step's own command, HAProxy applies it, and the connection drops before
+the answer; then once more for the command that follows: a revert's or a retry's). After
+each: exactly one color takes traffic, nothing left in drain or maint, the journal closed, the
+history honest, the exit code the documented one, the probe saw no failed request (but while
+HAProxy was down, counted apart), and HAProxy's server-state file holds the same: a soft reload
+afterwards keeps the color.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ FAULTS = (
     "haproxy-killed",
     "api-error",
     "hook-raises",
+    "hook-fails",
     "answer-lost",
 )
 BEFORE_POINT_OF_NO_RETURN = ("promote", "drain", "verify")
@@ -85,6 +87,10 @@ def pytest_bluegreen_switch_step(config, step, plan):
         time.sleep(0.005)
     if os.environ.get("FAULT") == "hook-raises":
         raise ConnectionError("the notification service does not answer")
+    if os.environ.get("FAULT") == "hook-fails":  # pytest.fail: a BaseException, not an Exception
+        import pytest
+
+        pytest.fail("the change window is closed")
 """
 
 
@@ -112,7 +118,7 @@ def expected(step: str, fault: str) -> Expected:
         if before:
             return Expected(10, ("revert-failed", "recovered"), "blue", RESTORED)
         return Expected(10, ("incomplete", "recovered"), "green", COMPLETED)
-    # sigint, sigterm, reload, api-error, hook-raises, answer-lost
+    # sigint, sigterm, reload, api-error, hook-raises, hook-fails, answer-lost
     if before:
         return Expected(8, ("reverted",), "blue")
     return Expected(0, ("switched",), "green")

@@ -4,16 +4,19 @@ The payload has a Slack-compatible ``text`` (one line: an emoji, what happened, 
 and the outcome's fields (:meth:`Event.payload`; the schema is in ``docs/notifications.md``).
 Every URL gets its own thread: at most ``notify_retries`` retries when the webhook surely did
 not get the event (no connection could be made) or asks for it again (HTTP 5xx, 429), after a
-short backoff (or ``Retry-After``); never after another 4xx, a read timeout or a connection
-lost mid-exchange (the event may have arrived: a retry could post it twice). Each attempt waits
-at most ``notify_timeout`` seconds and the whole delivery is bounded (:func:`budget`). A failed
-delivery is one warning line for the summary; it never changes the exit status.
+short backoff, or the ``Retry-After`` that answer asks for (seconds or an HTTP date; one that
+would end past the delivery's budget is not waited out); never after another 4xx, a read
+timeout or a connection lost mid-exchange (the event may have arrived: a retry could post it
+twice). Each attempt waits at most ``notify_timeout`` seconds and the whole delivery is
+bounded (:func:`budget`). A failed delivery is one warning line for the summary; it never
+changes the exit status.
 
 The URLs themselves (parsed strictly, shown without their secrets) are :mod:`.webhooks`.
 """
 
 from __future__ import annotations
 
+import email.utils
 import os
 import re
 import threading
@@ -21,6 +24,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
@@ -174,8 +178,18 @@ def budget(timeout: float, retries: int) -> float:
 
 
 def _retry_after(response: requests.Response) -> float:
-    value = str(response.headers.get("Retry-After", ""))
-    return float(value) if value.isdigit() else 0.0
+    """The seconds ``Retry-After`` asks for: a number, or an HTTP date (RFC 9110); 0 when
+    there is none or it cannot be read."""
+    value = str(response.headers.get("Retry-After", "")).strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return 0.0
+    if when.tzinfo is None:  # "-0000": an HTTP date is in GMT
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _connection_failed(exc: Exception) -> tuple[str, bool]:
@@ -200,6 +214,7 @@ def _deliver(hook: Webhook, payload: Mapping[str, Any], timeout: float, retries:
     while True:
         attempts += 1
         wait = min(timeout, max(deadline - time.monotonic(), 0.01))
+        asked = 0.0  # what Retry-After asks for
         try:
             response = requests.post(
                 hook.url, json=payload, headers=headers, timeout=wait, allow_redirects=False
@@ -218,10 +233,15 @@ def _deliver(hook: Webhook, payload: Mapping[str, Any], timeout: float, retries:
             if 200 <= status < 300:
                 return Delivery(hook, attempts, status)
             problem, again = f"HTTP {status}", status == 429 or status >= 500
-            backoff = max(backoff, _retry_after(response))
-        if not again or attempts > retries or time.monotonic() + backoff >= deadline:
+            asked = _retry_after(response)
+        if not again or attempts > retries:
             return Delivery(hook, attempts, status, problem)
-        time.sleep(backoff)
+        pause = max(backoff, asked)  # Retry-After is this answer's: the backoff goes on
+        if time.monotonic() + pause >= deadline:
+            if asked and asked >= backoff:
+                problem += f", its Retry-After ({asked:g}s) past the notify budget"
+            return Delivery(hook, attempts, status, problem)
+        time.sleep(pause)
         backoff *= 2
 
 

@@ -314,3 +314,27 @@ def test_lists_from_the_environment_are_comma_separated(tmp_path: Path, stack: S
         for hook in hooks:
             hook.close()
 
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        pytest.param("pg_dump -U app app", "'pg_dump -U app app'", id="spaces"),
+        pytest.param(" ,", "expected a non-empty list", id="empty"),
+    ],
+)
+def test_a_backup_command_written_as_one_line_is_refused(
+    tmp_path: Path, written: str, said: str
+) -> None:
+    """A command line in one item (the natural shell spelling) would fail only at the backup,
+    after the lock and before the deploy; it is refused at once, saying how to write it."""
+    deploy = tmp_path
+    (deploy / "bluegreen.toml").write_text('runtime_api = "127.0.0.1:9"\n')
+    result = bluegreen(
+        deploy, "deploy", "--target-color", "green", "--deployment-tag", "v1.1.0", "--dry-run",
+        env={"BLUEGREEN_BACKUP_SERVICE": "postgres", "BLUEGREEN_BACKUP_COMMAND": written},
+    )  # fmt: skip
+    assert result.returncode == 4, out(result)
+    [line] = result.stderr.splitlines()
+    assert line.startswith("bluegreen: error: backup_command expected ")
+    assert said in line
+    assert line.endswith("(from env BLUEGREEN_BACKUP_COMMAND)")

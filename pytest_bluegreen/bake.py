@@ -10,7 +10,14 @@ the bake decides, in Argo Rollouts' vocabulary:
 - the bake *fails* as soon as more intervals failed than ``bake_failure_limit``;
 - it *passes* early once ``bake_consecutive_successes`` intervals in a row passed (when set);
 - at the end it passes when at least one interval passed and no more than
-  ``bake_failure_limit`` were inconclusive; otherwise it is *inconclusive*.
+  ``bake_failure_limit`` were inconclusive; otherwise it is *inconclusive*;
+- it *stops* as soon as a server of either color no longer has the weight and admin state the
+  switch left it (read at every interval's end, on every instance: someone set them by hand
+  through the Runtime API, outside the gate's lock, or HAProxy restarted without its
+  server-state file): what is measured from then on is not the switched build taking the
+  traffic, so the bake judges nothing more (inconclusive, :attr:`BakeResult.changed`) and the
+  gate switches nothing back over that change (a person acting by hand, an incident: not the
+  gate's to undo).
 
 HAProxy thresholds are k6-like: ``http_5xx_rate<0.01``, ``eresp<1``; the metrics are the
 deltas over the interval of the new color's servers (``show stat``, summed over every HAProxy
@@ -38,7 +45,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .haproxy import RuntimeApi, RuntimeApiError, ServerRef, StatRow
+from .haproxy import AdminState, RuntimeApi, RuntimeApiError, ServerRef, StatRow
 from .instances import AnyHaproxy, Haproxies
 from .journal import InstanceIdentity
 from .signals import DeferredSignals
@@ -56,6 +63,7 @@ __all__ = [
     "IntervalVerdict",
     "PostResult",
     "Reading",
+    "ServerWatch",
     "compare_readings",
     "parse_bake_thresholds",
     "read_counters",
@@ -142,6 +150,7 @@ class Interval:
     post: PostResult
     metrics: Mapping[str, float] = field(default_factory=dict)
     prometheus: tuple[PromQLJudgement, ...] = ()
+    changed: str = ""  # servers changed outside the gate, seen at its end: the bake stops
 
     def line(self) -> str:
         """``bake 3/12: post 4/4 passed, 5xx 0/1,812, eresp 0: passed`` (``, prometheus 1/1
@@ -183,6 +192,7 @@ class BakeResult:
     intervals: tuple[Interval, ...]
     interrupted: str | None = None  # a signal stopped the bake
     ended: float = 0.0  # monotonic, when the verdict was reached
+    changed: str = ""  # the servers changed outside the gate that stopped the bake
 
     @property
     def failing(self) -> Interval | None:
@@ -322,6 +332,41 @@ def deltas(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str,
     }
 
 
+class ServerWatch:
+    """The weight and admin state of every server of both colors on every instance, as the
+    switch left them; :meth:`changed` says which differ now."""
+
+    def __init__(self, api: AnyHaproxy, servers: Sequence[ServerRef]) -> None:
+        """Raises RuntimeApiError."""
+        self.group = api if isinstance(api, Haproxies) else Haproxies.single(api)
+        self.servers = tuple(servers)
+        self.left = self._read()
+
+    def _read(self) -> dict[str, dict[ServerRef, tuple[int, AdminState]]]:
+        return {
+            name: {ref: (state.uweight, state.admin) for ref, state in states.items()}
+            for name, states in self.group.states_by_instance(self.servers).items()
+        }
+
+    def changed(self) -> str:
+        """``api_backend/blue-api weight 0 ready -> 100 ready, ...``; empty when every server
+        is as the switch left it, or HAProxy cannot be read now (the counters say so)."""
+        try:
+            now = self._read()
+        except RuntimeApiError:
+            return ""
+        found = []
+        for name, states in now.items():
+            for ref, (weight, admin) in states.items():
+                before = self.left.get(name, {}).get(ref)
+                if before is not None and before != (weight, admin):
+                    was = f"{before[0]} {before[1].value}"
+                    found.append(
+                        self.group.label(name, f"{ref} weight {was} -> {weight} {admin.value}")
+                    )
+        return ", ".join(found)
+
+
 class Bake:
     """The bake of one switch: ``run()`` returns the verdict, each interval's line going to
     ``progress`` as it ends."""
@@ -337,9 +382,11 @@ class Bake:
         progress: Callable[[str], None] = lambda line: None,
         color: str | None = None,
         prometheus: Prometheus | None = None,
+        watch: ServerWatch | None = None,
     ) -> None:
         """``color``: the new color (``{color}`` in the Prometheus queries); ``prometheus``:
-        the client that asks them (needed when the plan has any)."""
+        the client that asks them (needed when the plan has any); ``watch``: the servers as
+        the switch left them (the bake stops when they change)."""
         if plan.prometheus and prometheus is None:
             raise ValueError("a bake with Prometheus queries needs a Prometheus client")
         self.plan = plan
@@ -350,6 +397,7 @@ class Bake:
         self.progress = progress
         self.color = color
         self.prometheus = prometheus
+        self.watch = watch
 
     def run(self) -> BakeResult:
         intervals: list[Interval] = []
@@ -370,6 +418,14 @@ class Bake:
                 )
             intervals.append(interval)
             self.progress(interval.line())
+            if interval.changed:
+                return self._end(
+                    IntervalVerdict.INCONCLUSIVE,
+                    f"stopped at interval {number}/{self.plan.count}: HAProxy's servers were "
+                    f"changed outside the gate ({interval.changed})",
+                    intervals,
+                    changed=interval.changed,
+                )
             failed = sum(i.verdict is IntervalVerdict.FAILED for i in intervals)
             if failed > self.plan.failure_limit:
                 return self._end(
@@ -413,8 +469,11 @@ class Bake:
         reason: str,
         intervals: Sequence[Interval],
         interrupted: str | None = None,
+        changed: str = "",
     ) -> BakeResult:
-        return BakeResult(verdict, reason, tuple(intervals), interrupted, time.monotonic())
+        return BakeResult(
+            verdict, reason, tuple(intervals), interrupted, time.monotonic(), changed=changed
+        )
 
     def _interval(self, number: int) -> Interval | None:
         """One interval, or None when a signal came first."""
@@ -442,6 +501,18 @@ class Bake:
             after = None
         if before is not None and after is not None:
             metrics, reason = compare_readings(before, after)
+        changed = self.watch.changed() if self.watch is not None else ""
+        if changed:  # what was measured is not the switched build's alone: nothing judged
+            return Interval(
+                number=number,
+                of=self.plan.count,
+                started=wall,
+                seconds=time.monotonic() - started,
+                verdict=IntervalVerdict.INCONCLUSIVE,
+                reason=f"HAProxy's servers were changed outside the gate ({changed})",
+                post=post,
+                changed=changed,
+            )
         judged = self._ask_prometheus()
         verdict, reason = self._judge(post, metrics, reason, judged)
         return Interval(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -638,22 +639,24 @@ def cmd_deploy(args: argparse.Namespace, extra: Sequence[str]) -> int:
         tag = args.deployment_tag or TagsFile(settings.state.tags_file).tag_of(color)
         if not tag:
             raise UsageProblem(f"deploy needs --deployment-tag ({color} has no deployed tag yet)")
+        # --skip-backup, else the skip_backup setting (BLUEGREEN_SKIP_BACKUP, the ini)
+        skip_backup = args.skip_backup or settings.run.skip_backup
         if settings.run.dry_run:
-            return _deploy_dry_run(settings, color, tag, args)
+            return _deploy_dry_run(settings, color, tag, args, skip_backup=skip_backup)
         if args.skip_tests:
             # the seed's quick deploy: no checks; a switch then is forced (and recorded so)
             code = deploy_only(
                 settings,
                 color,
                 tag,
-                skip_backup=args.skip_backup,
+                skip_backup=skip_backup,
                 metrics=config.stash[METRICS_KEY],
             )
             if code == 0 and args.auto_switch:
                 return forced_switch(config, settings, color, rollback=False, ignore_veto=False)
             return code
         flags = [f"--env={color}", f"--deploy={tag}"]
-        flags += ["--skip-backup"] if args.skip_backup else []
+        flags += ["--skip-backup"] if skip_backup else []
         flags += ["--switch"] if args.auto_switch else []
         flags += ["--switch=manual"] if args.promote_later else []
         return run_checks(args, settings, [*flags, "-m", "quick", *extra])
@@ -661,7 +664,9 @@ def cmd_deploy(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return in_config(args, act)
 
 
-def _deploy_dry_run(settings: Settings, color: str, tag: str, args: argparse.Namespace) -> int:
+def _deploy_dry_run(
+    settings: Settings, color: str, tag: str, args: argparse.Namespace, *, skip_backup: bool
+) -> int:
     """What ``deploy`` would do; the deploy guard asked (HAProxy only), nothing changed."""
     from .deploystep import DeployRefused, DeployStep  # noqa: PLC0415
 
@@ -671,7 +676,14 @@ def _deploy_dry_run(settings: Settings, color: str, tag: str, args: argparse.Nam
     except DeployRefused as exc:
         return _report([f"dry run: would refuse: {exc.first_line}", DRY_NOTHING], exc.exit_code)
     live = switch.live_color(api, settings.topology)
-    backup = "no backup first" if args.skip_backup else "a backup first (backup_command)"
+    compose = settings.compose
+    if skip_backup:
+        backup = "no backup first (skip_backup)"
+    elif compose.backup_service is None or not compose.backup_command:
+        backup = "no backup first: backup_service and backup_command are not both set"
+    else:
+        command = shlex.join(compose.backup_command)
+        backup = f"a backup first: {command} in {compose.backup_service}"
     checks = "no checks" if args.skip_tests else f"{color}'s quick checks"
     if args.auto_switch:
         how = " (forced: no checks)" if args.skip_tests else " if they pass"
@@ -680,8 +692,8 @@ def _deploy_dry_run(settings: Settings, color: str, tag: str, args: argparse.Nam
         then = f"record a pending promotion of {color} for bluegreen promote"
     else:
         then = f"leave traffic on {live or 'the color that has it'}"
-    lines = [f"dry run: would deploy {color} at {tag} ({backup}), run {checks}, then {then}"]
-    return _report([*lines, DRY_NOTHING], 0)
+    line = f"dry run: would deploy {color} at {tag} ({backup}), run {checks}, then {then}"
+    return _report([settings.load_secrets().redact(line), DRY_NOTHING], 0)
 
 
 def cmd_check(args: argparse.Namespace, extra: Sequence[str]) -> int:

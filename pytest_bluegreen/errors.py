@@ -52,8 +52,9 @@ EXIT_CODES: Mapping[ExitCode, str] = {  # the README's table, word for word (a t
     ExitCode.NO_TESTS_COLLECTED: "no tests collected",
     ExitCode.INCONCLUSIVE: "inconclusive: no check for the target color ran and passed, an "
     "answer of the target came from another build than the one deployed (or nothing ties the "
-    "checks to it), the session was "
-    "interrupted or incomplete, or the selection was narrowed; no switch",
+    "checks to it), the session was interrupted or incomplete, or the selection was narrowed; "
+    "no switch. Or, after a switch, the bake stopped because HAProxy's servers were changed "
+    "outside the gate (by hand): nothing switched back",
     ExitCode.REFUSED: "refused: target not UP in HAProxy, an HAProxy slot of the target does not "
     "run the deployed image, vetoed by a hook, another gate holds the lock (or the lock folder is "
     "one another user could change, or the held lock was removed), an unfinished switch waits "

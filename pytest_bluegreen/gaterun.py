@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from . import aftercare, recording, state, switch
-from .bake import Bake, BakePlan, BakeResult, IntervalVerdict, PostResult
+from .bake import Bake, BakePlan, BakeResult, IntervalVerdict, PostResult, ServerWatch
 from .blame import Blame, TwinRun, blame_failures
 from .builds import BuildEvidence, Heard, resolve
 from .engines import EngineBlind
@@ -796,8 +796,11 @@ class GateRun:
         old, new = draft.result.plan.source, draft.result.plan.target
         if self.settings.bake.enabled and self.run_post is not None:
             draft = self._bake(draft)
-            if draft.went_back or draft.exit_code == ExitCode.INTERRUPTED:
-                return draft  # the old color is live again, or the bake was cut short
+            stopped = draft.bake is not None and draft.bake.changed
+            if draft.went_back or draft.exit_code == ExitCode.INTERRUPTED or stopped:
+                # the old color is live again, the bake was cut short, or someone changed
+                # the servers by hand: no warm window on states the switch no longer holds
+                return draft
         if old is not None:
             # recorded (and notified) now: with after_bake_old_color = stop, the warm window
             # is waited out before the gate ends
@@ -824,6 +827,10 @@ class GateRun:
         assert self.run_post is not None
         asks_prometheus = bool(plan.prometheus) and self.settings.prometheus.prometheus_url
         client = self.settings.prometheus.client() if asks_prometheus else None
+        try:  # the servers as the switch left them: a change outside the gate stops the bake
+            watch: ServerWatch | None = ServerWatch(self.api, self.settings.topology.all_servers)
+        except RuntimeApiError:
+            watch = None  # unreadable now: the bake's readings say so, interval by interval
         with client or contextlib.nullcontext() as prometheus:
             result = Bake(
                 plan,
@@ -834,8 +841,16 @@ class GateRun:
                 progress=self.progress,
                 color=target,
                 prometheus=prometheus,
+                watch=watch,
             ).run()
         draft.bake = result
+        if result.changed:
+            draft.lines.append(
+                f"bake {result.reason}: nothing switched back over that change; traffic is "
+                "where it was set (bluegreen status)"
+            )
+            draft.exit_code = ExitCode.INCONCLUSIVE
+            return draft
         back = result.verdict is IntervalVerdict.FAILED or (
             result.verdict is IntervalVerdict.INCONCLUSIVE
             and settings.bake_on_inconclusive == "rollback"

@@ -4,23 +4,28 @@ The payload has a Slack-compatible ``text`` (one line: an emoji, what happened, 
 and the outcome's fields (:meth:`Event.payload`; the schema is in ``docs/notifications.md``).
 Every URL gets its own thread: at most ``notify_retries`` retries when the webhook surely did
 not get the event (no connection could be made) or asks for it again (HTTP 5xx, 429), after a
-short backoff (or ``Retry-After``); never after another 4xx, a read timeout or a connection
-lost mid-exchange (the event may have arrived: a retry could post it twice). Each attempt waits
-at most ``notify_timeout`` seconds and the whole delivery is bounded (:func:`budget`). A failed
-delivery is one warning line for the summary; it never changes the exit status.
+short backoff, or the ``Retry-After`` that answer asks for (seconds or an HTTP date; one that
+would end past the delivery's budget is not waited out); never after a redirect (3xx: not
+followed), another 4xx, a read timeout or a connection lost before the status line (the event
+may have arrived: a retry could post it twice). The status line decides: the answer's body is
+never read. Each attempt waits at most ``notify_timeout`` seconds and the whole delivery is
+bounded (:func:`budget`). A failed delivery is one warning line for the summary; it never
+changes the exit status.
 
 The URLs themselves (parsed strictly, shown without their secrets) are :mod:`.webhooks`.
 """
 
 from __future__ import annotations
 
+import email.utils
 import os
 import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
@@ -174,8 +179,35 @@ def budget(timeout: float, retries: int) -> float:
 
 
 def _retry_after(response: requests.Response) -> float:
-    value = str(response.headers.get("Retry-After", ""))
-    return float(value) if value.isdigit() else 0.0
+    """The seconds ``Retry-After`` asks for: a number, or an HTTP date (RFC 9110); 0 when
+    there is none or it cannot be read."""
+    value = str(response.headers.get("Retry-After", "")).strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return 0.0
+    if when.tzinfo is None:  # "-0000": an HTTP date is in GMT
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _os_error(exc: BaseException) -> str:
+    """The OS's words for what broke a connection (``Connection reset by peer``): the
+    strerror of an OSError among the exception's arguments and causes, else an ``[Errno N]``
+    in its text; never the rest of its message, which names the URL."""
+    todo: list[object] = [exc]
+    seen: list[BaseException] = []
+    while todo:
+        item = todo.pop(0)
+        if isinstance(item, BaseException) and item not in seen:
+            seen.append(item)
+            if isinstance(item, OSError) and item.strerror:
+                return str(item.strerror)
+            todo += [*item.args, getattr(item, "reason", None), item.__cause__, item.__context__]
+    found = re.search(r"\[Errno -?\d+\] ([A-Za-z ]+)", str(exc))
+    return found[1].strip() if found else ""
 
 
 def _connection_failed(exc: Exception) -> tuple[str, bool]:
@@ -184,14 +216,28 @@ def _connection_failed(exc: Exception) -> tuple[str, bool]:
     from urllib3.exceptions import NewConnectionError  # noqa: PLC0415 - with requests
 
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    found = re.search(r"\[Errno -?\d+\] ([A-Za-z ]+)", str(exc))
-    why = f": {found[1].strip()}" if found else ""
+    said = _os_error(exc)
+    why = f": {said}" if said else ""
     if isinstance(reason, NewConnectionError):
         return f"cannot connect{why}", True
     return f"connection lost before an answer{why}", False
 
 
-def _deliver(hook: Webhook, payload: Mapping[str, Any], timeout: float, retries: int) -> Delivery:
+def _status_problem(status: int) -> str:
+    if 300 <= status < 400:
+        return f"HTTP {status} (a redirect: not followed)"
+    return f"HTTP {status}"
+
+
+def _deliver(
+    hook: Webhook,
+    payload: Mapping[str, Any],
+    timeout: float,
+    retries: int,
+    attempted: Callable[[int], None] = lambda count: None,
+) -> Delivery:
+    """POST to one webhook, retried as the module says; ``attempted`` hears each attempt's
+    number as it starts (what :func:`send` says of a delivery it stops waiting for)."""
     import requests  # noqa: PLC0415 - loaded only when there is something to send
 
     deadline = time.monotonic() + budget(timeout, retries)
@@ -199,10 +245,18 @@ def _deliver(hook: Webhook, payload: Mapping[str, Any], timeout: float, retries:
     attempts, status, backoff = 0, None, BACKOFF
     while True:
         attempts += 1
+        attempted(attempts)
         wait = min(timeout, max(deadline - time.monotonic(), 0.01))
+        asked = 0.0  # what Retry-After asks for
         try:
+            # stream: the status line decides, the body is never read
             response = requests.post(
-                hook.url, json=payload, headers=headers, timeout=wait, allow_redirects=False
+                hook.url,
+                json=payload,
+                headers=headers,
+                timeout=wait,
+                allow_redirects=False,
+                stream=True,
             )
         except requests.exceptions.ReadTimeout:  # it may have arrived: never posted twice
             return Delivery(hook, attempts, status, f"no answer within {wait:g}s")
@@ -217,11 +271,16 @@ def _deliver(hook: Webhook, payload: Mapping[str, Any], timeout: float, retries:
             response.close()
             if 200 <= status < 300:
                 return Delivery(hook, attempts, status)
-            problem, again = f"HTTP {status}", status == 429 or status >= 500
-            backoff = max(backoff, _retry_after(response))
-        if not again or attempts > retries or time.monotonic() + backoff >= deadline:
+            problem, again = _status_problem(status), status == 429 or status >= 500
+            asked = _retry_after(response)
+        if not again or attempts > retries:
             return Delivery(hook, attempts, status, problem)
-        time.sleep(backoff)
+        pause = max(backoff, asked)  # Retry-After is this answer's: the backoff goes on
+        if time.monotonic() + pause >= deadline:
+            if asked and asked >= backoff:
+                problem += f", its Retry-After ({asked:g}s) past the notify budget"
+            return Delivery(hook, attempts, status, problem)
+        time.sleep(pause)
         backoff *= 2
 
 
@@ -232,12 +291,16 @@ def send(
     one webhook (and a second), whatever they do. Never raises."""
     hooks = list(webhooks)
     results: list[Delivery | None] = [None] * len(hooks)
+    attempts = [0] * len(hooks)
 
     def one(index: int, hook: Webhook) -> None:
+        def attempted(count: int) -> None:
+            attempts[index] = count
+
         try:
-            results[index] = _deliver(hook, payload, timeout, retries)
+            results[index] = _deliver(hook, payload, timeout, retries, attempted)
         except Exception as exc:  # a notification never fails the gate
-            results[index] = Delivery(hook, 1, None, f"{type(exc).__name__}")
+            results[index] = Delivery(hook, max(attempts[index], 1), None, type(exc).__name__)
 
     threads = [
         threading.Thread(target=one, args=(i, hook), name="bluegreen-notify", daemon=True)
@@ -250,8 +313,8 @@ def send(
         thread.join(max(deadline - time.monotonic(), 0.0))
     limit = f"no answer within the notify budget ({budget(timeout, retries):g}s)"
     return [
-        result if result is not None else Delivery(hook, 0, None, limit)
-        for hook, result in zip(hooks, results, strict=True)
+        result if result is not None else Delivery(hook, attempts[index], None, limit)
+        for index, (hook, result) in enumerate(zip(hooks, results, strict=True))
     ]
 
 

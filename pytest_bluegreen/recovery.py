@@ -443,15 +443,32 @@ def _apply(
     topology = settings.topology
     failed_by = group.each(lambda name, api: _restore(api, desired[name]), names=list(desired))
     failed = [group.label(name, item) for name, items in failed_by.items() for item in items]
-    after = group.states_by_instance(topology.all_servers, names=list(desired))
-    left = group_problems(after, group, topology)
-    lives = {topology.live_color(states) for states in after.values()}
-    live = lives.pop() if len(lives) == 1 else None
     what = (
         _cut_off(unfinished)
         if unfinished is not None
         else f"an inconsistent HAProxy ({'; '.join(problems)})"
     )
+    try:
+        after = group.states_by_instance(topology.all_servers, names=list(desired))
+    except RuntimeApiError as exc:  # states were sent: not 'refused, nothing changed' (7)
+        return RecoverReport(
+            (
+                f"recovery of {what} failed: {', '.join(failed) or 'states applied'}; "
+                f"HAProxy not read back after the restore: {exc}",
+                "HAProxy may be half-restored; "
+                + (
+                    "the journal stays open: run 'bluegreen recover' again once every "
+                    "instance answers"
+                    if unfinished is not None
+                    else "run 'bluegreen recover' again once every instance answers"
+                ),
+            ),
+            ExitCode.REVERT_FAILED,
+            None,
+        )
+    left = group_problems(after, group, topology)
+    lives = {topology.live_color(states) for states in after.values()}
+    live = lives.pop() if len(lives) == 1 else None
     if to is not None:
         how = f"{to} made live, as asked (--to {to})"
     elif unfinished is not None:

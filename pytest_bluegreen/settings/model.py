@@ -315,8 +315,9 @@ class ComposeSettings:
     )
     backup_command: tuple[str, ...] | None = setting(
         None,
-        p.optional(p.text_list),
-        'command whose output is the backup, e.g. ["pg_dump", "-U", "app", "app"]',
+        p.optional(p.command),
+        'command whose output is the backup, e.g. ["pg_dump", "-U", "app", "app"] (in the '
+        "environment or ini: pg_dump,-U,app,app)",
     )
     backup_dir: Path = setting(
         Path("reports/backups"), p.path, "where backups are written (mode 0600)", path=True

@@ -18,6 +18,7 @@ from pytest_bluegreen.redaction import Url, shown_url
 __all__ = [
     "boolean",
     "choice",
+    "command",
     "header",
     "image_tag",
     "off_at_zero",
@@ -237,6 +238,19 @@ def text_list(value: Any) -> tuple[str, ...]:
     if not items:
         raise ValueError("expected a non-empty list")
     return tuple(items)
+
+
+def command(value: Any) -> tuple[str, ...]:
+    """A command as its words (:func:`text_list`): a first word with a space in it is a whole
+    command line written as one word (``"pg_dump -U app app"``), which would fail only when
+    it runs."""
+    words = text_list(value)
+    if any(c.isspace() for c in words[0]):
+        raise ValueError(
+            f"expected the command as its words, got {words[0]!r} as one: in the file "
+            '["pg_dump", "-U", "app", "app"], in the environment or ini pg_dump,-U,app,app'
+        )
+    return words
 
 
 def servers(value: Any) -> tuple[ServerRef, ...]:

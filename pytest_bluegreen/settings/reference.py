@@ -53,6 +53,13 @@ is relative to the folder pytest runs in, the ini's `bluegreen_config` to the in
 settings file holds (`bluegreen_<key>`; it is another settings file). What a run decides for
 itself is given on the command line only, or there and in the environment (for CI jobs): no
 settings file or ini twin for {no_file}; no environment variable for {no_env}.
+The `bluegreen` command resolves the same way: its `--config` and `--runtime-api` are the
+command line, and the pytest it runs for the checks gets them handed on.
+
+**A list** is a TOML list in the settings file; in the environment and the ini it is its items
+separated by commas (`BLUEGREEN_BACKUP_COMMAND=pg_dump,-U,app,app`,
+`BLUEGREEN_GREEN_SERVERS=api_backend/green-api,frontend_backend/green-frontend`; `notify`
+takes spaces too), so an item written there cannot hold a comma.
 """
 
 COLORS = """\

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,9 @@ class RuntimeApiProxy(socketserver.ThreadingTCPServer):
       with HAProxy's error text, forwarding nothing (refused cleanly: nothing applied);
     - for each prefix given to :meth:`lose_answers`, in turn, forwards the next command that
       starts with it, lets HAProxy answer (the command applied), and closes the client's
-      connection without a byte of the answer (an answer lost).
+      connection without a byte of the answer (an answer lost);
+    - calls ``before_forward(command)`` (when set) before it forwards a command: a test kills
+      the HAProxy behind it there, at an exact command.
     """
 
     daemon_threads = True
@@ -145,6 +148,7 @@ class RuntimeApiProxy(socketserver.ThreadingTCPServer):
         self.lost: list[str] = []  # the commands HAProxy applied whose answers were lost
         self._losing: list[bytes] = []
         self._lock = threading.Lock()
+        self.before_forward: Callable[[bytes], None] | None = None
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
 
@@ -182,6 +186,8 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
             self.wfile.write(b"No such server.\n\n")
             return
         lose = self.server.loses(command)
+        if self.server.before_forward is not None:
+            self.server.before_forward(command)
         try:
             with socket.create_connection(self.server.upstream, timeout=5) as upstream:
                 upstream.sendall(command)

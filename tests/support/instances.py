@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -14,16 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bluegreen.haproxy import RuntimeApi
+from pytest_bluegreen.journal import read_journal
 from pytest_bluegreen.load import LoadResult
-from pytest_bluegreen.recovery import inconsistencies
+from pytest_bluegreen.recovery import group_problems, inconsistencies
 from pytest_bluegreen.settings import Settings, resolve
 
-from .faults import BLUEGREEN, STEP_HOOK, RuntimeApiProxy
+from .faults import BLUEGREEN, LOST_ANSWERS, STEP_HOOK, Cell, RuntimeApiProxy
 from .gate import CHECKS
 from .stack import Stack, StackFactory, wait_for
 from .switching import LoadProcess
 
 NAMES = ("lb-1", "lb-2", "lb-3")
+# three HAProxy processes health-check the same two backends: at a single stack's 100 ms a
+# check times out on a loaded two-core machine (Layer4 timeout), the server goes DOWN, and the
+# gate rightly refuses (target not UP) or HAProxy answers 503 (no server) whatever the gate
+# does; 500 ms spares the machine (a server comes UP in about a second)
+CHECK_INTER = {"BG_CHECK_INTER": "500ms"}
 
 
 @dataclass
@@ -35,8 +42,11 @@ class Group:
     proxies: dict[str, RuntimeApiProxy] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, factory: StackFactory, count: int = 3) -> Group:
-        stacks = {name: factory(name) for name in NAMES[:count]}
+    def start(
+        cls, factory: StackFactory, count: int = 3, env: dict[str, str] | None = None
+    ) -> Group:
+        """``env``: each HAProxy's environment overrides (over :data:`CHECK_INTER`)."""
+        stacks = {name: factory(name, env={**CHECK_INTER, **(env or {})}) for name in NAMES[:count]}
         workdir = factory.workdir / "gate"
         workdir.mkdir(exist_ok=True)
         return cls(stacks, workdir)
@@ -116,13 +126,16 @@ class Group:
             check=False,
         )
 
-    def paused_gate(self, step: str, *args: str) -> subprocess.Popen[str]:
-        """A gate that stops before ``step`` until :meth:`go` (the fault harness's hook)."""
-        self.write(hook=True)
+    def paused_gate(
+        self, step: str, *args: str, fault: str = "", **overrides: Any
+    ) -> subprocess.Popen[str]:
+        """A gate that stops before ``step`` until :meth:`go` (the fault harness's hook;
+        ``fault="hook-raises"``: the hook raises then)."""
+        self.write(hook=True, **overrides)
         gate = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
             cwd=self.workdir,
-            env=self.env(FAULT_STEP=step, FAULT="", FAULT_DIR=str(self.workdir)),
+            env=self.env(FAULT_STEP=step, FAULT=fault, FAULT_DIR=str(self.workdir)),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -175,9 +188,12 @@ class Group:
 class SpreadLoad:
     """A bounded load on every given instance's routed URL at once (a process each)."""
 
-    def __init__(self, stacks: list[Stack], total: int = 3000, duration: float = 60) -> None:
+    def __init__(
+        self, stacks: list[Stack], total: int = 3000, duration: float = 60, concurrency: int = 2
+    ) -> None:
         self.loads = [
-            LoadProcess(f"{stack.routed_url}/health", total, duration, 2) for stack in stacks
+            LoadProcess(f"{stack.routed_url}/health", total, duration, concurrency)
+            for stack in stacks
         ]
         self.duration = duration
 
@@ -187,3 +203,116 @@ class SpreadLoad:
 
     def finish(self) -> list[LoadResult]:
         return [load.finish(self.duration + 30) for load in self.loads]
+
+
+def run_group_cell(group: Group, step: str, fault: str, on: str = "lb-2") -> Cell:
+    """One cell of the fault matrix (tests/support/faults.py) on the group: the gate held at
+    ``step``; the signals go to the gate, the HAProxy faults (a reload, HAProxy killed, an
+    error answer, an answer lost) to the instance ``on`` alone, under a load spread over all
+    three. The same promises as on one instance, for every instance: one color, the same on
+    all, nothing left in drain or maint, the journal closed, the history, the exit code; no
+    request failed (but through ``on`` while it was killed, or on a keep-alive connection its
+    reload closed); then a reload of every instance keeps the color."""
+    proxy = group.proxy(on)
+    cell = Cell(step, fault)
+    load = SpreadLoad(list(group.stacks.values()), duration=90, concurrency=1)
+    load.wait_started()
+    gate = group.paused_gate(
+        step, "--env", "green", "--switch", fault=fault, drain_timeout=5, verify_timeout=5
+    )
+    target = group.stacks[on]
+    try:
+        _inject(gate, target, proxy, step, fault)
+        group.go()
+        out, _ = gate.communicate(timeout=120)
+    finally:
+        if gate.poll() is None:
+            gate.kill()
+            gate.wait()
+    cell.exit_code = gate.returncode
+    cell.output = out or ""
+    if fault == "haproxy-killed":
+        target.start()
+    if fault in ("sigkill", "haproxy-killed"):
+        recover = group.bluegreen("recover")
+        cell.recovery = recover.stdout + recover.stderr
+        cell.output += f"\n$ bluegreen recover ({recover.returncode})\n{cell.recovery}"
+    for name, result in zip(group.stacks, load.finish(), strict=True):
+        cell.requests += result.count
+        flapped = health_check_down(group.stacks[name])
+        if flapped and result.failed:
+            cell.output += f"\n{name}: HAProxy's own health check took {flapped} down"
+        for sample in result.failed:
+            failure = f"{name} {sample.kind}: {sample.error or sample.status}"
+            excused = bool(flapped) or (
+                name == on
+                and (
+                    fault == "haproxy-killed"
+                    or (fault == "reload" and sample.kind.startswith("keepalive-"))
+                )
+            )
+            if excused:
+                cell.failed_while_down += 1
+                cell.haproxy_failures.append(failure)
+            else:
+                cell.failed_requests += 1
+                cell.output += f"\nfailed: {failure}"
+    if fault == "api-error":
+        cell.injected = bool(proxy.failed)
+    elif fault == "answer-lost":
+        cell.injected = bool(proxy.lost)
+        cell.output += f"\nanswers lost: {proxy.lost}"
+    settings = group.settings()
+    topology = settings.topology
+
+    def look() -> str | None:
+        every = {
+            name: RuntimeApi(stack.runtime).server_states(topology.all_servers)
+            for name, stack in group.stacks.items()
+        }
+        cell.problems += group_problems(every, settings.haproxies(), topology)
+        lives = {topology.live_color(states) for states in every.values()}
+        return lives.pop() if len(lives) == 1 else f"not one color: {sorted(map(str, lives))}"
+
+    cell.live = look()
+    journal = read_journal(settings.state.journal_file)
+    cell.journal_open = journal is not None and journal.open
+    cell.history = tuple(e["outcome"] for e in group.history())
+    for stack in group.stacks.values():  # every server-state file holds the same
+        stack.haproxy.reload(stack.runtime)
+    cell.live_after_reload = look()
+    return cell
+
+
+SIGNALS = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}
+
+
+def _inject(
+    gate: subprocess.Popen[str], target: Stack, proxy: RuntimeApiProxy, step: str, fault: str
+) -> None:
+    if fault in SIGNALS:
+        gate.send_signal(SIGNALS[fault])
+    elif fault == "reload":
+        target.haproxy.reload(target.runtime)
+    elif fault == "haproxy-killed":
+        target.haproxy.kill()
+    elif fault == "api-error":
+        proxy.fail_next.set()
+    elif fault == "answer-lost":
+        proxy.lose_answers(*LOST_ANSWERS[step])
+
+
+def health_check_down(stack: Stack) -> str:
+    """The routed servers HAProxy's own health check marked DOWN (its log): on a machine so
+    loaded that a check times out (100 ms), the color has no server for a moment and HAProxy
+    answers 503, whatever the gate does; the requests that failed through that instance then
+    are counted apart, as while it was killed (the states, the journal, the history and the
+    exit code are asserted all the same)."""
+    found = sorted(
+        {
+            line.split("Server ", 1)[1].split(" is DOWN", 1)[0]
+            for line in stack.haproxy.log_text().splitlines()
+            if " is DOWN, reason: " in line and "Server api_backend/" in line
+        }
+    )
+    return ", ".join(found)

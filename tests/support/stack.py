@@ -442,11 +442,14 @@ class StackFactory:
         *,
         addresses: dict[str, str] | None = None,
         wait_up: bool = True,
+        env: dict[str, str] | None = None,
     ) -> Stack:
+        """``env``: HAProxy's environment overrides (``BG_CHECK_INTER``...)."""
         workdir = self.workdir / name
         workdir.mkdir(parents=True, exist_ok=True)
         ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
         stack = Stack(workdir, ports, self.blue, self.green, self.cert, dict(addresses or {}))
+        stack.haproxy.env.update(env or {})
         self._exit.callback(stack.stop)
         if wait_up:
             stack.start()

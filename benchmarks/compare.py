@@ -23,7 +23,9 @@ from the repository root:
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 from pytest_bluegreen.compare import CompareDecision, parse_compare_rule
 from pytest_bluegreen.settings import ChecksSettings
@@ -52,9 +54,29 @@ def compare_once(live: Backend, new: Backend, requests: int) -> SideBySide:
     )
 
 
+def record(path: Path, scenario: str, result: SideBySide) -> None:
+    line = {
+        "scenario": scenario,
+        "new": list(result.new.latencies_ms),
+        "live": list(result.live.latencies_ms),
+        "failed": [c.rule.text for c in result.failed],
+    }
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="comparisons per scenario")
+    parser.add_argument(
+        "--only", action="append", metavar="NAME",
+        help="run only this scenario (shift=0%%, shift=10%%, tail=10%%+300ms ...; repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--record", type=Path, metavar="FILE",
+        help="append each comparison's samples (latencies in the order sent) to FILE as JSON "
+        "lines, to judge them again offline (benchmarks/compare_replay.py)",
+    )  # fmt: skip
     args = parser.parse_args()
     requests = ChecksSettings.__dataclass_fields__["compare_requests"].default  # the default
     assert isinstance(requests, int)
@@ -81,12 +103,16 @@ def main() -> int:
             )
         )
         for name, label, faults in scenarios:
+            if args.only and name not in args.only:
+                continue
             green.control(reset=True, jitter=JITTER, **faults)
             failed, seconds, by_rule = 0, [], dict.fromkeys((r.text for r in RULES), 0)
             for _ in range(args.runs):
                 started = time.monotonic()
                 result = compare_once(blue, green, requests)
                 seconds.append(time.monotonic() - started)
+                if args.record is not None:
+                    record(args.record, name, result)
                 failures = [c for c in result.comparisons if c.decision is CompareDecision.FAILED]
                 failed += bool(failures)
                 for comparison in failures:

@@ -17,7 +17,11 @@ checks/test_compare.py -- over repeated runs. The rules have no tolerance (``p(9
 >= 90% at shift=10% and at the tail, false alarms <= 5%, seconds <= 20. Asserts nothing. Run
 from the repository root:
 
-    .venv/bin/python -m benchmarks.compare [--runs 30]
+    .venv/bin/python -m benchmarks.compare [--runs 30] [--only shift=0%] [--record FILE]
+
+``--record FILE`` appends every comparison's samples to FILE, so that the statistics can be
+iterated offline on one recording (``benchmarks/compare_replay.py FILE``) instead of loading
+the machine again.
 """
 
 from __future__ import annotations

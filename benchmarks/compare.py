@@ -17,7 +17,11 @@ checks/test_compare.py -- over repeated runs. The rules have no tolerance (``p(9
 >= 90% at shift=10% and at the tail, false alarms <= 5%, seconds <= 20. Asserts nothing. Run
 from the repository root:
 
-    .venv/bin/python -m benchmarks.compare [--runs 30]
+    .venv/bin/python -m benchmarks.compare [--runs 30] [--only shift=0%] [--record FILE]
+
+``--record FILE`` appends every comparison's samples to FILE, so that the statistics can be
+iterated offline on one recording (``benchmarks/compare_replay.py FILE``) instead of loading
+the machine again.
 
 With ``--jarvis``: identical builds on the real stack instead, the repository's [compare] rules
 (bluegreen.toml, with their tolerance) on /api/items between the two colors' direct URLs, 20
@@ -30,6 +34,7 @@ On the local stack with blue at v1.0.0 and green at v1.1.0 (the same code, scrip
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import tomllib
 from pathlib import Path
@@ -84,12 +89,32 @@ def identical_jarvis(blue: str, green: str, runs: int) -> int:
     return 0
 
 
+def record(path: Path, scenario: str, result: SideBySide) -> None:
+    line = {
+        "scenario": scenario,
+        "new": list(result.new.latencies_ms),
+        "live": list(result.live.latencies_ms),
+        "failed": [c.rule.text for c in result.failed],
+    }
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, help="comparisons per scenario (30; --jarvis: 20)")
     parser.add_argument(
         "--jarvis", nargs=2, metavar=("BLUE_URL", "GREEN_URL"),
         help="identical Jarvis builds at these direct URLs, the repository's [compare] rules",
+    )  # fmt: skip
+    parser.add_argument(
+        "--only", action="append", metavar="NAME",
+        help="run only this scenario (shift=0%%, shift=10%%, tail=10%%+300ms ...; repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--record", type=Path, metavar="FILE",
+        help="append each comparison's samples (latencies in the order sent) to FILE as JSON "
+        "lines, to judge them again offline (benchmarks/compare_replay.py)",
     )  # fmt: skip
     args = parser.parse_args()
     if args.jarvis:
@@ -121,12 +146,16 @@ def main() -> int:
             )
         )
         for name, label, faults in scenarios:
+            if args.only and name not in args.only:
+                continue
             green.control(reset=True, jitter=JITTER, **faults)
             failed, seconds, by_rule = 0, [], dict.fromkeys((r.text for r in RULES), 0)
             for _ in range(args.runs):
                 started = time.monotonic()
                 result = compare_once(blue, green, requests)
                 seconds.append(time.monotonic() - started)
+                if args.record is not None:
+                    record(args.record, name, result)
                 failures = [c for c in result.comparisons if c.decision is CompareDecision.FAILED]
                 failed += bool(failures)
                 for comparison in failures:

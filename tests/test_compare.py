@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import sys
 from collections import Counter
-from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -27,9 +25,10 @@ from pytest_bluegreen.compare import (
 )
 from pytest_bluegreen.load import percentile
 from pytest_bluegreen.significance import (
+    RESAMPLES,
+    block_length,
     mean_difference,
     newcombe_interval,
-    order_statistic_bootstrap,
     quantile_difference,
     wilson_interval,
 )
@@ -177,101 +176,114 @@ def test_a_latency_that_is_no_measurement_is_refused(odd: float) -> None:
 # --- the statistics against known answers --------------------------------------------------------
 
 
-def exact_distribution(values: Sequence[float], rank: int) -> dict[float, float]:
-    """The bootstrap distribution of the rank-th smallest value, by enumerating every one of the
-    n**n equally likely resamples."""
-    n = len(values)
-    found: Counter[float] = Counter()
-    for resample in itertools.product(values, repeat=n):
-        found[sorted(resample)[rank - 1]] += 1
-    return {value: count / n**n for value, count in found.items()}
+def scipy_bootstrap(
+    x: np.ndarray, y: np.ndarray, statistic: str, *, factor: float, delta: float
+) -> np.ndarray:
+    """scipy's independent (i.i.d.) bootstrap distribution of the difference."""
+
+    def difference(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
+        if statistic == "mean":
+            qa, qb = np.mean(a, axis=axis), np.mean(b, axis=axis)
+        else:
+            ka, kb = math.ceil(0.9 * a.shape[axis]), math.ceil(0.9 * b.shape[axis])
+            qa = np.sort(a, axis=axis)[..., ka - 1]
+            qb = np.sort(b, axis=axis)[..., kb - 1]
+        return np.asarray(qa - (qb * factor + delta))
+
+    found = stats.bootstrap(
+        (x, y), difference, n_resamples=20_000, method="percentile", vectorized=True,
+        random_state=np.random.default_rng(32),
+    )  # fmt: skip
+    return np.asarray(found.bootstrap_distribution)
 
 
-@pytest.mark.parametrize(
-    ("values", "rank"),
-    [
-        ([3.0, 1.0, 2.0], 1),
-        ([3.0, 1.0, 2.0], 2),
-        ([4.0, 1.0, 3.0, 2.0], 4),
-        ([2.0, 5.0, 2.0, 7.0, 5.0], 3),  # ties: the mass of equal values adds up
-        ([9.0, 1.0, 4.0, 4.0, 6.0, 2.0], 5),
-    ],
-)
-def test_the_order_statistic_bootstrap_is_the_enumerated_one(
-    values: list[float], rank: int
-) -> None:
-    support, probabilities = order_statistic_bootstrap(values, rank)
-    merged: Counter[float] = Counter()
-    for value, probability in zip(support.tolist(), probabilities.tolist(), strict=True):
-        merged[value] += probability
-    expected = exact_distribution(values, rank)
-    assert set(merged) == set(expected)
-    for value, probability in expected.items():
-        assert merged[value] == pytest.approx(probability, abs=1e-12)
-
-
-def test_the_quantile_interval_is_what_scipys_bootstrap_converges_to() -> None:
+@pytest.mark.parametrize("statistic", ["p(90)", "mean"])
+def test_with_blocks_of_one_the_interval_is_scipys_independent_bootstrap(statistic: str) -> None:
     rng = np.random.default_rng(31)
     x = 10.0 * rng.lognormal(0.0, 0.5, 120)
     y = 10.0 * rng.lognormal(0.0, 0.5, 150)
-    estimate, (low, high), p_value = quantile_difference(x, y, 90.0, factor=1.1, delta=0.5)
-    assert estimate == percentile(list(x), 90) - (percentile(list(y), 90) * 1.1 + 0.5)
-
-    def statistic(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
-        ka, kb = math.ceil(0.9 * a.shape[axis]), math.ceil(0.9 * b.shape[axis])
-        qa = np.sort(a, axis=axis)[..., ka - 1]
-        qb = np.sort(b, axis=axis)[..., kb - 1]
-        return np.asarray(qa - (qb * 1.1 + 0.5))
-
-    resamples = 20_000
-    found = stats.bootstrap(
-        (x, y), statistic, n_resamples=resamples, method="percentile", vectorized=True,
-        random_state=np.random.default_rng(32),
-    )  # fmt: skip
-    distribution = found.bootstrap_distribution
-    noise = 4 * math.sqrt(0.025 * 0.975 / resamples)  # four Monte Carlo standard errors
-    # the exact bounds are the 2.5% and 97.5% quantiles of the resampled distribution
+    if statistic == "mean":
+        estimate, (low, high), p_value = mean_difference(x, y, factor=1.1, delta=0.5, block=1)
+        assert estimate == pytest.approx(float(np.mean(x) - (np.mean(y) * 1.1 + 0.5)))
+    else:
+        estimate, (low, high), p_value = quantile_difference(
+            x, y, 90.0, factor=1.1, delta=0.5, block=1
+        )
+        assert estimate == percentile(list(x), 90) - (percentile(list(y), 90) * 1.1 + 0.5)
+    distribution = scipy_bootstrap(x, y, statistic, factor=1.1, delta=0.5)
+    # our bounds and p-value carry the Monte Carlo error of RESAMPLES resamples
+    noise = 4 * math.sqrt(0.025 * 0.975 / RESAMPLES)
     assert np.mean(distribution <= low) >= 0.025 - noise
     assert np.mean(distribution < low) <= 0.025 + noise
     assert np.mean(distribution < high) <= 0.975 + noise
     assert np.mean(distribution <= high) >= 0.975 - noise
-    assert p_value == pytest.approx(np.mean(distribution <= 0), abs=4 * math.sqrt(0.25 / resamples))
+    assert p_value == pytest.approx(np.mean(distribution <= 0), abs=4 * math.sqrt(0.25 / RESAMPLES))
 
 
-def test_the_quantile_interval_is_reproducible_and_ignores_the_order() -> None:
+def test_the_interval_is_reproducible() -> None:
     rng = np.random.default_rng(33)
     x, y = rng.normal(10.0, 1.0, 300), rng.normal(10.0, 1.0, 300)
     first = quantile_difference(x, y, 95.0)
-    assert quantile_difference(x, y, 95.0) == first
-    assert quantile_difference(rng.permutation(x), rng.permutation(y), 95.0) == first
+    assert quantile_difference(list(x), list(y), 95.0) == first
     estimate, (low, high), p_value = first
     assert low <= estimate <= high
     assert 0.0 <= p_value <= 1.0
+    assert mean_difference(x, y) == mean_difference(x, y)
 
 
-def test_the_quantile_lower_bound_is_above_zero_exactly_when_p_is_below_the_tail() -> None:
+def test_the_block_grows_slowly_with_the_sample() -> None:
+    assert [block_length(n) for n in (1, 2, 8, 50, 300, 1000, 5000)] == [1, 2, 4, 7, 13, 20, 34]
+    with pytest.raises(ValueError, match="at least one"):
+        block_length(0)
+
+
+def test_the_lower_bound_is_above_zero_exactly_when_p_is_below_the_tail() -> None:
     rng = np.random.default_rng(34)
     for shift in np.linspace(0.0, 0.6, 25):
         x, y = rng.normal(10.0 + shift, 1.0, 200), rng.normal(10.0, 1.0, 200)
-        _, (low, _), p_value = quantile_difference(x, y, 50.0)
-        assert (low > 0) == (p_value < 0.025), (shift, low, p_value)
+        for _, (low, _), p_value in (quantile_difference(x, y, 50.0), mean_difference(x, y)):
+            assert (low > 0) == (p_value < 0.025), (shift, low, p_value)
 
 
-def test_the_mean_interval_is_welchs() -> None:
-    rng = np.random.default_rng(35)
-    x, y = rng.lognormal(2.0, 0.6, 80), rng.lognormal(2.0, 0.3, 140)
-    estimate, interval, p_value = mean_difference(x, y, factor=1.2, delta=1.0, confidence=0.9)
-    welch = stats.ttest_ind(x, y * 1.2 + 1.0, equal_var=False)
-    assert estimate == pytest.approx(float(np.mean(x) - np.mean(y * 1.2 + 1.0)))
-    ci = welch.confidence_interval(confidence_level=0.9)
-    assert interval == pytest.approx((ci.low, ci.high))
-    one_sided = stats.ttest_ind(x, y * 1.2 + 1.0, equal_var=False, alternative="greater")
-    assert p_value == pytest.approx(one_sided.pvalue)
+def bursty(rng: np.random.Generator, n: int, scale: float = 10.0, phi: float = 0.35) -> np.ndarray:
+    """n latencies whose consecutive values are alike, as a busy machine gives them: a GC pause
+    or a neighbour's burst slows a run of requests of one process (log-latencies an AR(1) series
+    with lag-1 autocorrelation ``phi``; each value's own spread is lognormal(0, 0.2))."""
+    noise = rng.normal(0.0, math.sqrt(1 - phi * phi), n)
+    series = np.empty(n)
+    series[0] = rng.normal()
+    for index in range(1, n):
+        series[index] = phi * series[index - 1] + noise[index]
+    return scale * np.exp(0.2 * series)
 
 
-def test_the_mean_of_constant_samples_is_exact() -> None:
-    assert mean_difference([5.0] * 10, [5.0] * 10) == (0.0, (0.0, 0.0), 1.0)
-    assert mean_difference([6.0] * 10, [5.0] * 10) == (1.0, (1.0, 1.0), 0.0)
+@pytest.mark.parametrize("rule", ["med <= live", "avg <= live"])
+def test_identical_builds_with_bursty_latencies_rarely_fail(rule: str) -> None:
+    # benchmarks/compare.py: consecutive requests of one color are correlated (lag 1: 0.31) on
+    # this machine; an interval that takes the requests for independent is too narrow: the exact
+    # i.i.d. bootstrap (med) and Welch (avg) failed 18 and 23 of these 200 comparisons (9%, 12%;
+    # 2.5% nominal). The block bootstrap fails 11 and 10 (its own bias at 23 blocks a color)
+    parsed = parse_compare_rule(rule)
+    rng = np.random.default_rng(25)
+    found = Counter(
+        compare(parsed, Samples.of(bursty(rng, 300)), Samples.of(bursty(rng, 300))).decision
+        for _ in range(200)
+    )
+    assert found[INCONCLUSIVE] == 0
+    assert found[FAILED] <= 12, found  # 6%
+
+
+@pytest.mark.parametrize("rule", ["med <= live", "avg <= live", "p(95) <= live"])
+def test_a_twenty_percent_slowdown_with_bursty_latencies_is_detected(rule: str) -> None:
+    parsed = parse_compare_rule(rule)
+    rng = np.random.default_rng(26)
+    found = Counter(
+        compare(
+            parsed, Samples.of(bursty(rng, 300, scale=12.0)), Samples.of(bursty(rng, 300))
+        ).decision
+        for _ in range(50)
+    )
+    assert found[FAILED] >= 45, found
 
 
 @pytest.mark.parametrize(
@@ -325,7 +337,8 @@ def test_identical_distributions_rarely_fail() -> None:
 @pytest.mark.parametrize("rule", ["med <= live", "p(95) <= live", "avg <= live * 1.05"])
 def test_a_twenty_percent_slowdown_is_detected(rule: str) -> None:
     found = decisions(rule, 1.2, reps=100, n=300, seed=11)
-    assert found[FAILED] >= 95
+    # p(95): 93 (the i.i.d. bootstrap found 95 or more here, on independent samples only)
+    assert found[FAILED] >= (90 if rule == "p(95) <= live" else 95)
 
 
 def test_a_twenty_percent_slowdown_within_tolerance_passes() -> None:

@@ -100,8 +100,8 @@ Per endpoint, rules that judge the new color against the live one (`checks/test_
 `"/api/items" = ["p(95) <= live * 1.10", "rate <= live + 0.005"]`; the metric is `p(N)`,
 `med`, `avg` (ms) or `rate`, the right side `live [* FACTOR] [+ DELTA]`. A rule fails only when
 the metric misses the tolerated value and the new color is worse beyond it at
-`compare_confidence`: an interval for the difference of the rule's own statistic (an exact
-bootstrap for `p(N)` and `med`, Welch's for `avg`, Newcombe's for `rate`).
+`compare_confidence`: an interval for the difference of the rule's own statistic (a block
+bootstrap of consecutive requests for `p(N)`, `med` and `avg`, Newcombe's for `rate`).
 None by default. Needs the `stats` extra.
 
 ## PromQL checks (`[prometheus_checks]`)

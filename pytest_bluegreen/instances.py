@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias, TypeVar
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from .errors import Refused, UsageError
 from .haproxy import (
@@ -27,8 +27,9 @@ from .haproxy import (
     StatRow,
     TlsFiles,
 )
-from .journal import InstanceIdentity
-from .state import address_key
+
+if TYPE_CHECKING:  # every session builds its Instances; only a gate reads their identities
+    from .journal import InstanceIdentity
 
 __all__ = [
     "DEFAULT_INSTANCE",
@@ -279,6 +280,8 @@ def lock_keys(api: AnyHaproxy) -> tuple[str, ...]:
     The process's own identity (node, Pid, Start_time_sec) is not a key: it changes with a
     reload, so a gate before and a gate after would not meet on it, and a file per process
     would pile up. It serves to refuse two instances that are the same process."""
+    from .state import address_key  # noqa: PLC0415 - a gate's, not every session's
+
     group = api if isinstance(api, Haproxies) else Haproxies.single(api)
     seen = group.each(_seen, names=group.names)
     addresses = {i.name: address_key(str(i.runtime_api)) for i in group.instances}
@@ -291,6 +294,8 @@ def lock_keys(api: AnyHaproxy) -> tuple[str, ...]:
 
 
 def _seen(name: str, api: RuntimeApi) -> _Seen:
+    from .journal import InstanceIdentity  # noqa: PLC0415 - a gate's, not every session's
+
     try:
         identity = InstanceIdentity.from_info(str(api.address), api.show_info())
     except (RuntimeApiError, ValueError):

@@ -654,6 +654,7 @@ def test_loaded(color):
 # only a gate, a bake, a switch or a check that reaches a color needs these; each costs every
 # session its import (benchmarks/plugin_overhead.py: the plugin's cost is mostly imports)
 GATE_ONLY = (
+    "bake",
     "builds",
     "gateplugin",
     "gaterun",

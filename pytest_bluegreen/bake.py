@@ -47,12 +47,12 @@ from typing import TYPE_CHECKING, Any
 
 from .haproxy import AdminState, RuntimeApi, RuntimeApiError, ServerRef, StatRow
 from .instances import AnyHaproxy, Haproxies
-from .journal import InstanceIdentity
-from .signals import DeferredSignals
 
 if TYPE_CHECKING:  # imported where used: every session resolves the bake's settings (and
-    # parses its thresholds here), and these two bring http.client and ssl with them
+    # parses its thresholds here), and promql brings http.client and ssl with it
+    from .journal import InstanceIdentity
     from .promql import Prometheus, PromQLCheck, PromQLJudgement
+    from .signals import DeferredSignals
 
 __all__ = [
     "METRICS",
@@ -252,6 +252,8 @@ def _summed(rows: Iterable[StatRow], wanted: set[ServerRef]) -> dict[str, float]
 def read_counters(api: AnyHaproxy, servers: Iterable[ServerRef]) -> Reading:
     """Every instance's counters of ``servers``, between two ``show info`` of its process (so a
     reload during the read is seen). Raises RuntimeApiError."""
+    from .journal import InstanceIdentity  # noqa: PLC0415 - a bake's, not every session's
+
     wanted = set(servers)
     group = api if isinstance(api, Haproxies) else Haproxies.single(api)
 

@@ -15,7 +15,16 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from . import aftercare, recording, state, switch
-from .bake import Bake, BakePlan, BakeResult, IntervalVerdict, PostResult, ServerWatch
+from .bake import (
+    DEFAULT_BAKE_THRESHOLDS,
+    Bake,
+    BakePlan,
+    BakeResult,
+    IntervalVerdict,
+    PostResult,
+    ServerWatch,
+    parse_bake_thresholds,
+)
 from .blame import Blame, TwinRun, blame_failures
 from .builds import BuildEvidence, Heard, resolve
 from .engines import EngineBlind
@@ -820,7 +829,11 @@ class GateRun:
             failure_limit=settings.bake_failure_limit,
             consecutive_successes=settings.bake_consecutive_successes,
             min_requests=settings.bake_min_requests,
-            thresholds=settings.thresholds,
+            thresholds=(
+                settings.thresholds
+                if settings.thresholds is not None
+                else parse_bake_thresholds(DEFAULT_BAKE_THRESHOLDS)
+            ),
             prometheus=settings.prometheus,
         )
         target = switched.plan.target

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias, TypeVar
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from .errors import Refused, UsageError
 from .haproxy import (
@@ -28,8 +28,10 @@ from .haproxy import (
     StatRow,
     TlsFiles,
 )
-from .journal import InstanceIdentity
-from .state import GateLock, GroupLock, address_key, lock_for, lock_for_group
+
+if TYPE_CHECKING:  # every session builds its Instances; only a gate reads identities, locks
+    from .journal import InstanceIdentity
+    from .state import GateLock, GroupLock
 
 __all__ = [
     "DEFAULT_INSTANCE",
@@ -287,6 +289,8 @@ def lock_keys(api: AnyHaproxy, *, strict: bool = False) -> tuple[str, ...]:
     The process's own identity (node, Pid, Start_time_sec) is not a key: it changes with a
     reload, so a gate before and a gate after would not meet on it, and a file per process
     would pile up. It serves to refuse two instances that are the same process."""
+    from .state import address_key  # noqa: PLC0415 - a gate's, not every session's
+
     group = api if isinstance(api, Haproxies) else Haproxies.single(api)
     seen = group.each(_seen, names=group.names)
     addresses = {i.name: address_key(str(i.runtime_api)) for i in group.instances}
@@ -308,6 +312,8 @@ def lock_keys(api: AnyHaproxy, *, strict: bool = False) -> tuple[str, ...]:
 
 
 def _seen(name: str, api: RuntimeApi) -> _Seen:
+    from .journal import InstanceIdentity  # noqa: PLC0415 - a gate's, not every session's
+
     try:
         identity = InstanceIdentity.from_info(str(api.address), api.show_info())
     except (RuntimeApiError, ValueError) as exc:
@@ -331,6 +337,8 @@ class HaproxyLock:
     instance that cannot say its sockets then is refused."""
 
     def __init__(self, lock_dir: Path, api: AnyHaproxy) -> None:
+        from .state import lock_for_group  # noqa: PLC0415 - a gate's, not every session's
+
         self.lock_dir = lock_dir
         self.api = api
         self._lock: GateLock | GroupLock = lock_for_group(lock_dir, lock_keys(api))
@@ -377,6 +385,8 @@ class HaproxyLock:
             self.release()
 
     def _take_more(self, *, strict: bool) -> None:
+        from .state import lock_for  # noqa: PLC0415 - a gate's, not every session's
+
         held = {str(lock.path) for lock in (*self._parts(), *self._more)}
         for key in lock_keys(self.api, strict=strict):
             lock = lock_for(self.lock_dir, key)
@@ -386,6 +396,8 @@ class HaproxyLock:
                 held.add(str(lock.path))
 
     def _parts(self) -> tuple[GateLock, ...]:
+        from .state import GroupLock  # noqa: PLC0415 - a gate's, not every session's
+
         return tuple(self._lock.locks) if isinstance(self._lock, GroupLock) else (self._lock,)
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .builds import Heard, heard_in
+if TYPE_CHECKING:  # the plugin reads this module's names in every session; a gate counts
+    from .builds import Heard
 
 __all__ = [
     "COLOR_PROPERTY",
@@ -110,6 +112,8 @@ class Outcomes:
     def _count_heard(self, report: pytest.TestReport) -> None:
         """What the answers of any phase said about their build (fixtures ask too), counted for
         the color that answered."""
+        from .builds import heard_in  # noqa: PLC0415 - a gate's, not every session's
+
         for color, heard, count in heard_in(report):
             self._by_key[color].heard[heard] += count
 

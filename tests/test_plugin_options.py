@@ -639,3 +639,41 @@ def test_failures_are_labelled_infrastructure_or_wrong_answer(
         "test_labelled.py::test_fine[green]": None,
         "test_labelled.py::test_shared_unreachable": "infrastructure",
     }
+
+
+# --- what an idle session loads ---------------------------------------------------------------
+
+IDLE_CHECK = """
+import sys
+
+
+def test_loaded(color):
+    print("LOADED", *sorted(m for m in sys.modules if m.startswith("pytest_bluegreen.")))
+"""
+
+# only a gate, a bake, a switch or a check that reaches a color needs these; each costs every
+# session its import (benchmarks/plugin_overhead.py: the plugin's cost is mostly imports)
+GATE_ONLY = (
+    "bake",
+    "builds",
+    "gateplugin",
+    "gaterun",
+    "httpclient",
+    "journal",
+    "promql",
+    "signals",
+    "state",
+    "switch",
+)
+
+
+def test_a_session_without_a_gate_loads_none_of_the_gates_modules(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_idle=IDLE_CHECK)
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--env", "green")
+    result.assert_outcomes(passed=1)
+    [line] = [line for line in result.outlines if "LOADED " in line]  # after the file's name
+    loaded = {name.removeprefix("pytest_bluegreen.") for name in line.split("LOADED ")[1].split()}
+    assert "plugin" in loaded  # the probe sees the plugin's modules
+    assert sorted(loaded.intersection(GATE_ONLY)) == []

@@ -429,7 +429,8 @@ class BakeSettings:
     """After the switch: the bake window, and the old color kept warm."""
 
     GROUP: ClassVar[str] = "bake"
-    thresholds: tuple[Any, ...] = ()  # [bake_thresholds] "haproxy" = [...], see bake.py
+    # [bake_thresholds] "haproxy" = [...], see bake.py; None: none given, bake.py's defaults
+    thresholds: tuple[Any, ...] | None = None
     # [bake_prometheus] name = {query = "...{color}...{interval}...", thresholds = [...]}
     prometheus: tuple[Any, ...] = ()
     bake_seconds: float | None = setting(

@@ -351,18 +351,18 @@ def _resolve_thresholds(
 
 def _resolve_bake_thresholds(
     data: Mapping[str, Any], file_label: str, sources: dict[str, str]
-) -> tuple[Any, ...]:
-    from pytest_bluegreen.bake import (  # noqa: PLC0415 - the bake's own grammar
-        DEFAULT_BAKE_THRESHOLDS,
-        parse_bake_thresholds,
-    )
+) -> tuple[Any, ...] | None:
+    """A ``[bake_thresholds]`` table parsed (bake.py's grammar); None without one: the bake's
+    defaults, which a bake reads from bake.py itself (every session resolves its settings, and
+    importing the bake for them was a measurable part of the plugin's cost)."""
+    if "bake_thresholds" not in data:
+        sources["bake_thresholds"] = "default"
+        return None
+    from pytest_bluegreen.bake import parse_bake_thresholds  # noqa: PLC0415 - the bake's grammar
 
-    raw = data.get("bake_thresholds", DEFAULT_BAKE_THRESHOLDS)
-    sources["bake_thresholds"] = (
-        f"{file_label} bake_thresholds" if "bake_thresholds" in data else "default"
-    )
+    sources["bake_thresholds"] = f"{file_label} bake_thresholds"
     try:
-        return parse_bake_thresholds(raw)
+        return parse_bake_thresholds(data["bake_thresholds"])
     except ValueError as exc:
         raise SettingsError(
             f"bluegreen: bake_thresholds: {exc} (from {sources['bake_thresholds']})"

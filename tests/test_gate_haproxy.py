@@ -140,7 +140,12 @@ def test_two_concurrent_gates_switch_once(pytester: pytest.Pytester, stack: Stac
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green", "--switch"]
     first = subprocess.Popen(cmd, cwd=pytester.path, stdout=subprocess.PIPE, text=True)
     lock = stack.lock().path
-    wait_for(lambda: lock.exists() and "pid" in lock.read_text(), 30, "the first gate's lock")
+    wait_for(
+        lambda: lock.exists() and "pid" in lock.read_text(),
+        30,
+        "the first gate's lock",
+        watch=[first],
+    )
     second = subprocess.run(
         cmd, cwd=pytester.path, capture_output=True, text=True, timeout=60, check=False
     )
@@ -265,6 +270,7 @@ def test_a_long_drain_shows_progress_and_loses_nothing(
     wait_for(
         lambda: any(r.server == "blue-api" and r.scur > 0 for r in stack.api().show_stat()),
         10,
+        watch=[slow],
         "the slow request to reach blue",
     )
     prepare(pytester, stack, drain_timeout=30)

@@ -11,7 +11,8 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,14 @@ def runs(samples: Iterable[Sample]) -> dict[tuple[str | None, str | None], float
         for s in samples
         if s.name == RUNS and s.value
     }
+
+
+def pushed_runs(
+    gateway: Pushgateway, expected: Mapping[tuple[str, str], float]
+) -> list[Sample] | None:
+    """What the Pushgateway holds, once it counts the ``expected`` runs."""
+    samples = gateway.samples()
+    return samples if samples and runs(samples) == expected else None
 
 
 def live(samples: Iterable[Sample]) -> dict[str | None, float]:
@@ -285,7 +294,7 @@ def test_a_failed_and_a_switched_run_are_pushed_and_written(
     assert "gate metrics" not in output(failed) + output(switched)  # no warning
 
     expected = {("failed", "green"): 1, ("switched", "green"): 1}
-    pushed = wait_for(lambda: (s := gateway.samples()) and runs(s) == expected and s, 10, "push")
+    pushed = wait_for(partial(pushed_runs, gateway, expected), 10, "push")
     written = read(textfile)
     for samples in (pushed, written):
         assert runs(samples) == expected
@@ -337,7 +346,7 @@ def test_a_run_under_xdist_counts_each_outcome_once(
     )
     assert result.ret == 11, output(result)
     expected = {("switched", "green"): 1, ("rolled-back", "blue"): 1}
-    pushed = wait_for(lambda: (s := gateway.samples()) and runs(s) == expected and s, 10, "push")
+    pushed = wait_for(partial(pushed_runs, gateway, expected), 10, "push")
     bake = {s.label("result"): s.value for s in pushed if s.name == BAKE}
     assert bake == {"passed": 0, "failed": 1, "inconclusive": 0}
     assert live(pushed) == {"blue": 1, "green": 0}

@@ -197,7 +197,7 @@ def test_sigterm_during_the_checks_changes_nothing_and_says_so(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    wait_for(started.exists, 60, "the slow check to start")
+    wait_for(started.exists, 60, "the slow check to start", watch=[gate])
     gate.send_signal(signal.SIGTERM)
     out, _ = gate.communicate(timeout=60)
     assert gate.returncode == 2, out

@@ -17,7 +17,7 @@ import pytest
 
 from pytest_bluegreen import cli
 from pytest_bluegreen.contrib.services import ServiceSettings
-from pytest_bluegreen.haproxy import RuntimeApi, ServerRef
+from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiUnreachable, ServerRef
 from pytest_bluegreen.haproxycfg import parse_config
 from pytest_bluegreen.scaffold import plan
 from pytest_bluegreen.settings import Settings, resolve
@@ -452,7 +452,13 @@ def test_variables_and_if_blocks_read_as_haproxy_reads_them(
     )
     try:
         api = RuntimeApi(str(socket), timeout=1)
-        text = wait_for(api.servers_state_text, 10, "HAProxy's Runtime API")
+        text = wait_for(
+            api.servers_state_text,
+            10,
+            "HAProxy's Runtime API",
+            retry=(RuntimeApiUnreachable,),
+            watch=[proc],
+        )
     finally:
         proc.terminate()
         proc.wait(10)
@@ -642,7 +648,7 @@ def test_init_on_a_weight_based_service_runs_the_gate_dry(
             states = {r.server: r.status for r in api.show_stat() if r.backend == "app"}
             return states.get("app1") == states.get("app2") == "UP"
 
-        wait_for(both_up, 10, "app1 and app2 UP")
+        wait_for(both_up, 10, "app1 and app2 UP", retry=(RuntimeApiUnreachable,), watch=[proc])
         green.control(health_status=500)  # green's checks fail: the gate must not switch
         code, lines, err = run_init(capfd, config, tmp_path / "project")
         weights = {s.server: s.uweight for s in api.servers_state()}

@@ -245,7 +245,11 @@ def test_the_client_asks_a_real_prometheus(monitored: Monitored, client: Prometh
         [series] = ranged.series
         return series.values
 
-    points = wait_for(lambda: len(blue_weights()) >= 2 and blue_weights(), 10, "two points")
+    def two_points() -> tuple[float, ...] | None:
+        points = blue_weights()
+        return points if len(points) >= 2 else None
+
+    points = wait_for(two_points, 10, "two points")
     assert set(points) == {100.0}
     nan = client.query("0/0")
     assert nan.kind == "scalar"
@@ -309,6 +313,12 @@ def test_a_target_down_fails_its_check(pytester: pytest.Pytester, monitored: Mon
         stack.green.control(metrics_status=200)
         monitored.exporter.answer(200)
     assert result.ret == 1, output(result)
+        wait_for(
+            lambda: not down_jobs(monitored.prometheus),
+            10,
+            "Prometheus to see every target up again",
+            interval=0.2,
+        )
     assert status_of(result, "test_prometheus_scrapes_its_targets") == "FAILED"
     assert status_of(result, "test_prometheus_scrapes_the_color", "green") == "FAILED"
     assert status_of(result, "test_prometheus_scrapes_the_color", "blue") == "PASSED"

@@ -258,7 +258,12 @@ def test_writers_at_once_never_lose_each_others_history_entry(tmp_path: Path) ->
         subprocess.Popen([sys.executable, "-c", WRITER, str(path), color, str(go)])
         for color in colors
     ]
-    wait_for(lambda: all((tmp_path / f"ready-{c}").exists() for c in colors), 60, "the writers")
+    wait_for(
+        lambda: all((tmp_path / f"ready-{c}").exists() for c in colors),
+        60,
+        "the writers",
+        watch=procs,
+    )
     go.touch()
     for proc in procs:
         assert proc.wait(timeout=180) == 0

@@ -21,8 +21,6 @@ from tests.support.gate import CHECKS, output, prepare
 from tests.support.infra import require_infra
 from tests.support.stack import ROOT, Stack, free_ports
 
-pytestmark = pytest.mark.infra
-
 SECRET = "tok-Very-Secret-42"  # noqa: S105 - a planted secret that must never show
 LEAKY = (
     CHECKS
@@ -247,6 +245,13 @@ def _chromium(config: pytest.Config) -> str:
     return binary
 
 
+def _allure_cli(config: pytest.Config) -> None:
+    """The Allure command line scripts/report renders with: scripts/setup installed it (the
+    suite fetches nothing)."""
+    cli = ROOT / ".bluegreen" / "allure-cli" / "node_modules" / ".bin" / "allure"
+    require_infra(config, cli.exists(), f"no {cli} (scripts/setup installs it)")
+
+
 def _render_dom(chromium: str, url: str, profile: Path) -> str:
     done = subprocess.run(
         [
@@ -298,7 +303,7 @@ def test_the_rendered_report_shows_color_decision_and_attachment(
     pytestconfig: pytest.Config, pytester: pytest.Pytester, stack: Stack, tmp_path: Path
 ) -> None:
     chromium = _chromium(pytestconfig)
-    require_infra(pytestconfig, shutil.which("npm") is not None, "npm is not installed")
+    _allure_cli(pytestconfig)
     result, reports = run_with_reports(pytester, stack, "--env", "green", "--switch", checks=LEAKY)
     assert result.ret == 1, output(result)
     out = tmp_path / "html"
@@ -328,7 +333,7 @@ def test_successive_reports_carry_the_history_and_show_the_trend(
     pytestconfig: pytest.Config, pytester: pytest.Pytester, stack: Stack, tmp_path: Path
 ) -> None:
     chromium = _chromium(pytestconfig)
-    require_infra(pytestconfig, shutil.which("npm") is not None, "npm is not installed")
+    _allure_cli(pytestconfig)
     history = tmp_path / "history.jsonl"
     # three runs in a row; in the second, green's API answers 500 (its health stays 200)
     for run, api_status in enumerate((200, 500, 200), start=1):

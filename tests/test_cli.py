@@ -22,8 +22,6 @@ from tests.support.faults import STEP_HOOK
 from tests.support.gate import CHECKS
 from tests.support.stack import ROOT, Stack, wait_for
 
-pytestmark = pytest.mark.infra
-
 BLUEGREEN = [
     sys.executable,
     "-c",

@@ -40,8 +40,6 @@ from tests.support.docker_stack import (
 from tests.support.gate import history, output
 from tests.support.stack import ROOT, Backend, free_ports, wait_for
 
-pytestmark = pytest.mark.infra
-
 CHECKS = str(ROOT / "checks")
 
 

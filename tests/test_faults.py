@@ -30,8 +30,6 @@ from tests.support.gate import CHECKS
 from tests.support.stack import GREEN_LIVE, Stack, StackFactory, wait_for
 from tests.support.switching import stack_settings
 
-pytestmark = pytest.mark.infra
-
 
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("step", STEPS)

@@ -13,8 +13,6 @@ import requests
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack, wait_for
 
-pytestmark = pytest.mark.infra
-
 
 def test_passing_session_switches_traffic(pytester: pytest.Pytester, stack: Stack) -> None:
     result = run_gate(pytester, stack, "--env", "green", "--switch", "-m", "quick")

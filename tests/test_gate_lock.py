@@ -412,7 +412,6 @@ def bluegreen(
     )
 
 
-@pytest.mark.infra
 def test_a_gate_whose_lock_was_removed_does_not_switch(tmp_path: Path, stack: Stack) -> None:
     """Someone removes the lock a gate holds while its checks run, and another gate takes a
     new one: the first gate refuses to switch (exit 7), traffic stays where it is."""
@@ -442,7 +441,6 @@ def spellings(stack: Stack) -> dict[str, str]:
     }
 
 
-@pytest.mark.infra
 def test_one_haproxy_one_lock_whichever_address_reaches_it(stack: Stack) -> None:
     """127.0.0.1:P, localhost:P and the unix socket of the same process share the lock, also
     when HAProxy reloads (a new pid) between two gates' attempts."""
@@ -463,7 +461,6 @@ def test_one_haproxy_one_lock_whichever_address_reaches_it(stack: Stack) -> None
                 lock_for_group(stack.lock_dir, lock_keys(RuntimeApi(names[name]))).acquire()
 
 
-@pytest.mark.infra
 @pytest.mark.parametrize("spelling", ["unix", "localhost"])
 def test_a_gate_at_another_address_of_the_same_haproxy_is_refused(
     tmp_path: Path, stack: Stack, spelling: str
@@ -491,7 +488,6 @@ def test_a_gate_at_another_address_of_the_same_haproxy_is_refused(
     assert stack.served_color() == "green"
 
 
-@pytest.mark.infra
 @pytest.mark.parametrize("spelling", ["unix", "localhost"])
 def test_one_haproxy_named_twice_in_instances_is_refused(
     tmp_path: Path, stack: Stack, spelling: str
@@ -528,7 +524,6 @@ def test_one_haproxy_named_twice_in_instances_is_refused(
     assert stack.live_weights() == before
 
 
-@pytest.mark.infra
 def test_a_gate_that_could_not_read_its_haproxy_at_first_still_shares_its_lock(
     tmp_path: Path, stack: Stack
 ) -> None:
@@ -562,7 +557,6 @@ def test_a_gate_that_could_not_read_its_haproxy_at_first_still_shares_its_lock(
     assert stack.served_color() == "green"
 
 
-@pytest.mark.infra
 def test_a_gate_that_cannot_read_its_haproxy_twice_checks_the_lock_again_before_switching(
     tmp_path: Path, stack: Stack
 ) -> None:

@@ -279,7 +279,6 @@ def _no_docker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
 
 
-@pytest.mark.infra
 def test_a_failed_and_a_switched_run_are_pushed_and_written(
     pytester: pytest.Pytester, stack: Stack, gateway: Pushgateway, promtool: str
 ) -> None:
@@ -322,7 +321,6 @@ def pytest_bluegreen_after_switch(config, result):
 """
 
 
-@pytest.mark.infra
 def test_a_run_under_xdist_counts_each_outcome_once(
     pytester: pytest.Pytester, stack: Stack, gateway: Pushgateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -352,7 +350,6 @@ def test_a_run_under_xdist_counts_each_outcome_once(
     assert live(pushed) == {"blue": 1, "green": 0}
 
 
-@pytest.mark.infra
 def test_a_pushgateway_that_does_not_answer_is_one_warning(
     pytester: pytest.Pytester, stack: Stack
 ) -> None:
@@ -382,7 +379,6 @@ def test_a_pushgateway_that_does_not_answer_is_one_warning(
     assert runs(read(textfile)) == {("switched", "green"): 1}  # the other place still written
 
 
-@pytest.mark.infra
 def test_commands_count_and_a_dry_run_does_not(pytester: pytest.Pytester, stack: Stack) -> None:
     textfile = pytester.path / "bluegreen.prom"
     dry = run_gate(

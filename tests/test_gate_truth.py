@@ -16,8 +16,6 @@ import pytest
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
 from tests.support.stack import Stack, wait_for
 
-pytestmark = pytest.mark.infra
-
 BLUE_LIVE = {
     "blue-api": (100, "ready"),
     "blue-frontend": (100, "ready"),

@@ -38,8 +38,6 @@ from pytest_bluegreen.haproxy import (
 from pytest_bluegreen.localhaproxy import EMPTY_SERVER_STATE
 from tests.support.stack import Stack
 
-pytestmark = pytest.mark.infra
-
 BLUE_API = ServerRef("api_backend", "blue-api")
 GREEN_API = ServerRef("api_backend", "green-api")
 MISSING = ServerRef("api_backend", "no-such-server")

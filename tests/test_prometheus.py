@@ -50,8 +50,6 @@ from tests.support.prometheus import (
 )
 from tests.support.stack import ROOT, Backend, Stack, StackFactory, free_ports, wait_for
 
-pytestmark = pytest.mark.infra
-
 PROMETHEUS_CHECK = ROOT / "checks" / "test_prometheus.py"
 # the share of 5xx answers of a color's API servers (switched and direct) over 5 minutes
 ERROR_RATIO = (

@@ -97,7 +97,6 @@ def tls_stack(stack_factory: StackFactory, certs: RuntimeApiCerts) -> tuple[Stac
     return stack, f"tls://127.0.0.1:{port}"
 
 
-@pytest.mark.infra
 def test_a_client_certificate_the_ca_signed_gets_admin(
     tls_stack: tuple[Stack, str], certs: RuntimeApiCerts
 ) -> None:
@@ -107,7 +106,6 @@ def test_a_client_certificate_the_ca_signed_gets_admin(
     assert api.cli_level() == "admin"
 
 
-@pytest.mark.infra
 def test_a_stranger_certificate_is_turned_away(
     tls_stack: tuple[Stack, str], certs: RuntimeApiCerts
 ) -> None:
@@ -128,7 +126,6 @@ def tls_settings(address: str, certs: RuntimeApiCerts, *, cert: Path, key: Path)
     }
 
 
-@pytest.mark.infra
 def test_the_gate_switches_over_tls(
     pytester: pytest.Pytester, tls_stack: tuple[Stack, str], certs: RuntimeApiCerts
 ) -> None:
@@ -140,7 +137,6 @@ def test_the_gate_switches_over_tls(
     assert stack.served_color() == "green"
 
 
-@pytest.mark.infra
 def test_the_gate_with_a_stranger_certificate_changes_nothing(
     pytester: pytest.Pytester, tls_stack: tuple[Stack, str], certs: RuntimeApiCerts
 ) -> None:

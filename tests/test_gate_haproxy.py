@@ -268,8 +268,8 @@ def test_a_long_drain_shows_progress_and_loses_nothing(
     wait_for(
         lambda: any(r.server == "blue-api" and r.scur > 0 for r in stack.api().show_stat()),
         10,
-        watch=[slow],
         "the slow request to reach blue",
+        watch=[slow],
     )
     prepare(pytester, stack, drain_timeout=30)
     lines: list[str] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -21,7 +22,6 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen import state
-from pytest_bluegreen.errors import Refused
 from pytest_bluegreen.gatemetrics import write_textfile
 from pytest_bluegreen.haproxy import RuntimeApi
 from pytest_bluegreen.instances import HaproxyLock, lock_keys
@@ -101,7 +101,9 @@ def test_a_lock_folder_another_user_can_change_is_refused(
     assert planted.returncode == 0, planted.stderr
     assert lock.path.is_symlink()
 
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(
+        state.UnsafeLock, match=f"^the lock folder {re.escape(str(lock_dir))}"
+    ) as caught:
         lock.acquire()
     message = str(caught.value)
     assert "\n" not in message
@@ -121,7 +123,7 @@ def test_nobody_can_delete_a_held_lock_in_a_folder_they_made(shared_dir: Path) -
     assert made.returncode == 0, made.stderr
     first, second = lock_for(lock_dir, "127.0.0.1:9999"), lock_for(lock_dir, "127.0.0.1:9999")
     try:
-        with pytest.raises(Refused, match="belongs to nobody"):
+        with pytest.raises(state.UnsafeLock, match="belongs to nobody"):
             first.acquire()
     finally:  # today's code took it: show what nobody can do then
         if first.held:

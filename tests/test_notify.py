@@ -292,8 +292,22 @@ def test_a_closed_port_is_retried_then_given_up(receivers: list[Receiver]) -> No
     ]
 
 
-def test_no_webhooks_no_requests() -> None:
+def test_no_webhooks_no_requests(
+    receivers: list[Receiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver is every request's proxy here: whatever notify sends, anywhere, it sees."""
+    proxy = receiver(receivers)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, proxy.url(""))
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    # with a webhook (its host is never resolved: the proxy is asked), the receiver sees it
+    hook = "http://hooks.invalid/services/T0"
+    assert notify(settings(hook, retries=0), entry(), secrets=Secrets()) == []
+    assert [r.path for r in proxy.received] == [hook]
+    # with none, nothing at all
     assert notify(settings(), entry(), secrets=Secrets()) == []
+    assert len(proxy.received) == 1
 
 
 # --- through real gate runs --------------------------------------------------------------------

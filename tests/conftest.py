@@ -59,6 +59,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 break
 
 
+@pytest.hookimpl(tryfirst=True)  # before an xdist worker sends the ids to the controller
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Each grouped test's id ends with ``@GROUP``, the controller's only sign of its group.
+
+    pytest-xdist (3.8) writes that suffix into ``item._nodeid``; since pytest 9.2 a node's id is
+    ``item._id`` (a ``NodeId``) and that write is lost: every group was silently spread over both
+    workers (two Compose tests at once on one project, the timing tests beside anything). Done
+    here as xdist means it, where it did not take."""
+    if not getattr(session.config.option, "loadgroup", False):  # set in an xdist worker
+        return
+    try:
+        from _pytest.nodeid import NodeId  # noqa: PLC0415 - pytest 9.2 and later
+    except ImportError:  # an older pytest: xdist's own write took
+        return
+    for item in session.items:
+        names = sorted(
+            {
+                str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                for m in item.iter_markers("xdist_group")
+            }
+        )
+        if names and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
+
+
 # where pip and npm would find their index while the suite runs: nothing listens there
 NO_INDEX = "http://127.0.0.1:9/"
 
@@ -73,6 +98,16 @@ def _no_package_index() -> Iterator[None]:
         env.setenv("PIP_INDEX_URL", NO_INDEX)
         env.setenv("npm_config_registry", NO_INDEX)
         env.setenv("npm_config_offline", "true")
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _inner_runs_in_file_order() -> Iterator[None]:
+    """The suite runs in a random order (pytest-randomly); the pytest runs it starts (pytester,
+    the gate, ``bluegreen``'s child) run their check files in file order, as they are written
+    (a failure, then ``pytest.exit``): randomly would shuffle them too."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PYTEST_ADDOPTS", f"{os.environ.get('PYTEST_ADDOPTS', '')} -p no:randomly")
         yield
 
 

@@ -789,7 +789,10 @@ def _gone(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:  # reaped between the two looks
+        return True
     return state == "Z"  # exited, not yet reaped by its new parent
 
 

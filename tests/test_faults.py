@@ -123,7 +123,7 @@ def test_a_progress_line_that_raises_is_no_haproxy_failure(stack: Stack) -> None
     settings = stack_settings(stack, drain_timeout=10)
     # a slow request in flight on blue, held until the drain has said what it waits for (a
     # drain over 1 s): released then, not after a fixed delay
-    stack.blue.control(hold="/api/slow")
+    stack.blue.control(hold=True)
     answers: list[int] = []
     slow = threading.Thread(
         target=lambda: answers.append(

@@ -91,7 +91,12 @@ def measure(stack: Stack, workdir: Path, rounds: int) -> tuple[LoadResult, list[
     """The rounds under a bounded load; the load and each round's failing interval end."""
     duration = rounds * 10 + 30
     load = LoadProcess(f"{stack.routed_url}/api/probe", 2_000_000, duration, 4)
-    wait_for(lambda: load.answered.value > 100, 30, "the load's first answers")
+    wait_for(
+        lambda: load.answered.value > 100,
+        30,
+        "the load's first answers",
+        watch=[load.process],
+    )
     ends = []
     try:
         for number in range(rounds):

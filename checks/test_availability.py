@@ -25,7 +25,7 @@ import pytest
 from pytest_bluegreen.contrib.services import ServiceSettings
 from pytest_bluegreen.engines import stack_containers
 from pytest_bluegreen.engines.serving import judge
-from pytest_bluegreen.haproxy import RuntimeApi
+from pytest_bluegreen.haproxy import RuntimeApi, supported_version
 from pytest_bluegreen.settings import Settings
 
 if TYPE_CHECKING:
@@ -216,4 +216,4 @@ def test_shared_processes_and_ports(
 @pytest.mark.shared
 def test_haproxy_answers(haproxy: RuntimeApi) -> None:
     info = haproxy.show_info()
-    assert info["Version"].startswith(("2.", "3.")), f"HAProxy {info['Version']}"
+    assert supported_version(info["Version"]), f"HAProxy {info['Version']}: 2.6 or later is needed"

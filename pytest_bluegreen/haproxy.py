@@ -24,6 +24,7 @@ from typing import Any
 from .errors import Refused
 
 __all__ = [
+    "MINIMUM_VERSION",
     "AdminState",
     "RuntimeApi",
     "RuntimeApiAddress",
@@ -34,7 +35,21 @@ __all__ = [
     "ServerState",
     "StatRow",
     "TlsFiles",
+    "supported_version",
 ]
+
+# the oldest HAProxy this package is made for (Debian 12's): its Runtime API commands, server
+# state files and ``show servers state`` columns; any later one, 3.x included, is fine
+MINIMUM_VERSION = (2, 6)
+_VERSION = re.compile(r"(\d+)\.(\d+)")
+
+
+def supported_version(version: str) -> bool:
+    """Whether an HAProxy version (``show info``'s ``Version``: ``2.6.12-1+deb12u4``,
+    ``3.0.5``) is :data:`MINIMUM_VERSION` or later; False for anything that is not one."""
+    found = _VERSION.match(version.strip())
+    return found is not None and (int(found[1]), int(found[2])) >= MINIMUM_VERSION
+
 
 _NAME = re.compile(r"\A[A-Za-z0-9_.:\-]+\Z")
 _HOST = re.compile(r"[A-Za-z0-9.\-]+")

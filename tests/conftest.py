@@ -1,3 +1,12 @@
+"""The plugin's own tests: shared fixtures, and the tiers and xdist groups derived from them.
+
+Markers are never written by hand on a test that uses Docker: a test (or a fixture it uses)
+that needs the engine takes ``docker_engine`` (``docker_swarm`` for a swarm), and
+:func:`pytest_collection_modifyitems` marks it ``docker`` (``swarm``), puts it in the ``docker``
+xdist group and gives it the Docker timeout. ``scripts/test --fast`` runs ``-m "not docker and
+not slow"``. See CONTRIBUTING.md (the test tiers).
+"""
+
 from __future__ import annotations
 
 import os
@@ -14,6 +23,92 @@ if TYPE_CHECKING:
     from tests.support.docker_stack import ComposeProject
 
 pytest_plugins = ["pytester"]
+
+# a fixture (anywhere among a test's fixtures, or a parameter's name) -> the markers it brings
+MARKS_BY_FIXTURE: dict[str, tuple[str, ...]] = {
+    "docker_engine": ("docker",),
+    "docker_swarm": ("docker", "swarm"),
+    "fault": ("faults",),  # parametrized by the fault it injects: a cell of the fault matrix
+}
+# the first marker a test has -> its xdist group (``-n 2 --dist loadgroup``); the rest spread.
+# One group for every Docker test, swarm included: a Compose stack of the session lives in one
+# worker, and leaving a swarm restarts the containers of other projects whose names Docker
+# forgot (moby/moby#45144, tests/support/swarm.py): never beside a Compose test.
+GROUP_BY_MARK = (("docker", "docker"), ("timing", "quiet"))
+# seconds a Docker test may take (builds, ``compose up``, drills) unless it says otherwise
+DOCKER_TIMEOUT = 900
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    default_timeout = float(config.getini("timeout") or 0)
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for fixture, marks in MARKS_BY_FIXTURE.items():
+            if fixture in names:
+                for mark in marks:
+                    item.add_marker(mark)
+        if item.get_closest_marker("docker") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(DOCKER_TIMEOUT))
+        timeout = item.get_closest_marker("timeout")
+        if timeout is not None and timeout.args and float(timeout.args[0]) > default_timeout:
+            item.add_marker("slow")
+        for mark, group in GROUP_BY_MARK:
+            if item.get_closest_marker(mark):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
+
+
+@pytest.hookimpl(tryfirst=True)  # before an xdist worker sends the ids to the controller
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Each grouped test's id ends with ``@GROUP``, the controller's only sign of its group.
+
+    pytest-xdist (3.8) writes that suffix into ``item._nodeid``; since pytest 9.2 a node's id is
+    ``item._id`` (a ``NodeId``) and that write is lost: every group was silently spread over both
+    workers (two Compose tests at once on one project, the timing tests beside anything). Done
+    here as xdist means it, where it did not take."""
+    if not getattr(session.config.option, "loadgroup", False):  # set in an xdist worker
+        return
+    try:
+        from _pytest.nodeid import NodeId  # noqa: PLC0415 - pytest 9.2 and later
+    except ImportError:  # an older pytest: xdist's own write took
+        return
+    for item in session.items:
+        names = sorted(
+            {
+                str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                for m in item.iter_markers("xdist_group")
+            }
+        )
+        if names and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
+
+
+# where pip and npm would find their index while the suite runs: nothing listens there
+NO_INDEX = "http://127.0.0.1:9/"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_package_index() -> Iterator[None]:
+    """The suite fetches nothing: pip and npm, wherever a test runs them, find no index. What
+    they need (the bare install's wheels, the Allure command line) scripts/setup put in
+    .bluegreen/ once."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PIP_NO_INDEX", "1")
+        env.setenv("PIP_INDEX_URL", NO_INDEX)
+        env.setenv("npm_config_registry", NO_INDEX)
+        env.setenv("npm_config_offline", "true")
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _inner_runs_in_file_order() -> Iterator[None]:
+    """The suite runs in a random order (pytest-randomly); the pytest runs it starts (pytester,
+    the gate, ``bluegreen``'s child) run their check files in file order, as they are written
+    (a failure, then ``pytest.exit``): randomly would shuffle them too."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PYTEST_ADDOPTS", f"{os.environ.get('PYTEST_ADDOPTS', '')} -p no:randomly")
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +127,23 @@ def haproxy_available(pytestconfig: pytest.Config) -> str:
     )
     assert binary is not None
     return binary
+
+
+@pytest.fixture(scope="session")
+def docker_engine(pytestconfig: pytest.Config) -> None:
+    """The Docker engine, Compose v2 and the stack's images are here (else a skip, a failure
+    under --strict-infra). Every fixture or test that uses Docker, itself or through a command
+    it runs, takes this: it marks the test ``docker``."""
+    from tests.support.docker_stack import docker_problem  # noqa: PLC0415 - Docker's libraries
+
+    problem = docker_problem()
+    require_infra(pytestconfig, problem is None, problem or "")
+
+
+@pytest.fixture(scope="session")
+def docker_swarm(docker_engine: None) -> None:
+    """A test that makes (and leaves) a Docker swarm, or deploys on one, takes this: it marks
+    the test ``swarm`` (and ``docker``)."""
 
 
 @pytest.fixture(scope="session")
@@ -65,15 +177,13 @@ def stack(stack_factory: StackFactory) -> Stack:
 
 
 @pytest.fixture(scope="session")
-def compose_project(pytestconfig: pytest.Config) -> Iterator[ComposeProject]:
+def compose_project(docker_engine: None) -> Iterator[ComposeProject]:
     """The Docker stack (docker/docker-compose.blue-green.yml) of this test session: a Compose
     project of its own (bgtest-<random>: its containers, networks, volume and host ports), the
     shared services up once for every module that uses it; each module starts from
     ``fresh_colors`` (no color running, the shared services as the compose file says). Removed
     at the end of the session; nothing of another project is touched."""
-    from tests.support.docker_stack import docker_problem, own_project  # noqa: PLC0415
+    from tests.support.docker_stack import own_project  # noqa: PLC0415
 
-    problem = docker_problem()
-    require_infra(pytestconfig, problem is None, problem or "")
     with own_project() as project:
         yield project

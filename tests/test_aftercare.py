@@ -26,8 +26,6 @@ from tests.support.colorimages import ColorImages, color_images
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
 from tests.support.stack import Stack, wait_for
 
-pytestmark = pytest.mark.infra
-
 BLUEGREEN = [
     sys.executable,
     "-c",
@@ -56,8 +54,8 @@ def status(cwd: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def images(pytestconfig: pytest.Config, tmp_path: Path) -> Iterator[ColorImages]:
-    with color_images(pytestconfig, tmp_path / "images") as made:
+def images(docker_engine: None, tmp_path: Path) -> Iterator[ColorImages]:
+    with color_images(tmp_path / "images") as made:
         yield made
 
 

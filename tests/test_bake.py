@@ -23,8 +23,6 @@ from pytest_bluegreen.signals import NoSignals
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
 from tests.support.stack import Stack, StackFactory
 
-pytestmark = pytest.mark.infra
-
 POST = """
 
 @pytest.mark.post

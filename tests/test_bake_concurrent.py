@@ -24,8 +24,6 @@ from tests.support.stack import GREEN_LIVE, Stack, StackFactory
 from tests.test_bake import POST, verdict
 from tests.test_cli import BLUEGREEN
 
-pytestmark = pytest.mark.infra
-
 
 class Gate:
     """``pytest --env green --switch --bake SECONDS`` running in the background."""

@@ -11,8 +11,6 @@ import pytest
 from tests.support.gate import history, outcomes, output, run_gate
 from tests.support.stack import Stack
 
-pytestmark = pytest.mark.infra
-
 
 def verdict(pytester: pytest.Pytester) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((pytester.path / "reports" / "verdict.json").read_text())

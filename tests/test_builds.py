@@ -324,18 +324,25 @@ def stale_green() -> Any:
     backend.stop()
 
 
-@pytest.mark.parametrize("engine", ["docker", "no-engine"])
+@pytest.mark.usefixtures("docker_engine")
 def test_answers_of_another_build_reach_the_controller_under_xdist_and_refuse(
-    pytester: pytest.Pytester,
-    stack: Stack,
-    stale_green: Backend,
-    engine: str,
-    monkeypatch: pytest.MonkeyPatch,
+    pytester: pytest.Pytester, stack: Stack, stale_green: Backend
 ) -> None:
-    """``no-engine``: a user with no Docker engine who passes --deployment-tag; the version
-    header decides, and the gate says so."""
-    if engine == "no-engine":
-        monkeypatch.setenv("DOCKER_HOST", f"unix://{pytester.path}/no-docker.sock")
+    another_build_is_refused(pytester, stack, stale_green, engine=True)
+
+
+def test_without_an_engine_answers_of_another_build_are_refused_by_their_version(
+    pytester: pytest.Pytester, stack: Stack, stale_green: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user with no Docker engine who passes --deployment-tag; the version header decides,
+    and the gate says so."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{pytester.path}/no-docker.sock")
+    another_build_is_refused(pytester, stack, stale_green, engine=False)
+
+
+def another_build_is_refused(
+    pytester: pytest.Pytester, stack: Stack, stale_green: Backend, *, engine: bool
+) -> None:
     api = stack.api()
     answer = api.execute(f"add server green_direct/stale 127.0.0.1:{stale_green.port}")
     assert "New server registered" in answer, answer
@@ -356,7 +363,7 @@ def test_answers_of_another_build_reach_the_controller_under_xdist_and_refuse(
     assert stack.live_weights() == BLUE_LIVE  # nothing switched
     assert [e["outcome"] for e in history(stack)] == ["inconclusive"]
     blind = "what answered green's checks behind HAProxy is not known (no Docker engine answers"
-    assert (blind in text) == (engine == "no-engine"), text
+    assert (blind in text) == (not engine), text
 
     # the same gate once the stale server is gone: green's own build answered, it switches
     api.execute("set server green_direct/stale state maint")

@@ -29,8 +29,6 @@ from tests.support.docker_stack import (
 from tests.support.gate import output
 from tests.support.stack import ROOT, Backend, StackFactory, wait_for
 
-pytestmark = pytest.mark.infra
-
 CHECKS = str(ROOT / "checks")
 TAGS = {"BLUE_TAG": "v1.0.0", "GREEN_TAG": "v1.1.0"}
 GREEN_SERVICES = ["green-backend", "green-frontend", "green-agents"]

@@ -23,8 +23,6 @@ from tests.support.receiver import Receiver
 from tests.support.stack import ROOT, Stack, StackFactory, free_ports
 from tests.test_cli import BLUEGREEN
 
-pytestmark = pytest.mark.infra
-
 WORDS = {
     "CLI": "cli",
     "environment variable": "env",

@@ -21,10 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.demo import in_use
-from tests.support.docker_stack import docker_problem
 from tests.support.stack import ROOT
-
-pytestmark = pytest.mark.infra
 
 BLUEGREEN = [str(Path(sys.executable).with_name("bluegreen"))]
 
@@ -43,11 +40,8 @@ def live_color() -> str | None:
 
 
 @pytest.fixture
-def as_found() -> Iterator[None]:
+def as_found(docker_engine: None) -> Iterator[None]:
     """Nothing at the seed's defaults before, nothing after: the stack the demo starts goes."""
-    problem = docker_problem()
-    if problem:
-        pytest.skip(problem)
     held = in_use()
     if held:
         pytest.skip(f"the seed's defaults are in use ({', '.join(held)}): not this test's")

@@ -40,8 +40,6 @@ from tests.support.docker_stack import (
 from tests.support.gate import history, output
 from tests.support.stack import ROOT, Backend, free_ports, wait_for
 
-pytestmark = pytest.mark.infra
-
 CHECKS = str(ROOT / "checks")
 
 
@@ -574,7 +572,12 @@ def stale(jarvis: JarvisStack) -> Iterator[tuple[str, int, str, str]]:
         envs={"DEPLOYMENT_COLOR": idle},
     )  # fmt: skip
     try:
-        wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok, 60, "stale")
+        wait_for(
+            lambda: requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok,
+            60,
+            "stale",
+            retry=(requests.ConnectionError,),  # not listening yet
+        )
         yield idle, port, image, name
     finally:
         dc.container.remove(name, force=True)

@@ -152,7 +152,6 @@ def test_every_shell_example_is_run_or_marked() -> None:
     assert len({e.command for e in EXAMPLES}) > 30  # the pages were read
 
 
-@pytest.mark.infra
 @pytest.mark.parametrize(
     "example",
     [e for e in EXAMPLES if _kind(e) == "run"],

@@ -20,8 +20,6 @@ from tests.support.gate import CHECKS
 from tests.support.stack import Stack
 from tests.test_cli import cut_off_switch
 
-pytestmark = pytest.mark.infra
-
 BLUEGREEN = [
     sys.executable,
     "-c",

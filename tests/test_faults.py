@@ -30,8 +30,6 @@ from tests.support.gate import CHECKS
 from tests.support.stack import GREEN_LIVE, Stack, StackFactory, wait_for
 from tests.support.switching import stack_settings
 
-pytestmark = pytest.mark.infra
-
 
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("step", STEPS)
@@ -123,11 +121,13 @@ def test_a_progress_line_that_raises_is_no_haproxy_failure(stack: Stack) -> None
     BrokenPipeError, an OSError as the Runtime API's socket errors are: past the point of no
     return it must neither revert nor stop the switch."""
     settings = stack_settings(stack, drain_timeout=10)
-    stack.blue.control(delay_ms=2500)  # a slow request in flight on blue: a drain over 1 s
+    # a slow request in flight on blue, held until the drain has said what it waits for (a
+    # drain over 1 s): released then, not after a fixed delay
+    stack.blue.control(hold=True)
     answers: list[int] = []
     slow = threading.Thread(
         target=lambda: answers.append(
-            requests.post(f"{stack.routed_url}/api/slow", timeout=30).status_code
+            requests.post(f"{stack.routed_url}/api/slow", timeout=60).status_code
         )
     )
     slow.start()
@@ -135,11 +135,14 @@ def test_a_progress_line_that_raises_is_no_haproxy_failure(stack: Stack) -> None
         lambda: any(r.server == "blue-api" and r.scur > 0 for r in stack.api().show_stat()),
         10,
         "the slow request to reach blue",
+        watch=[slow],
     )
     said: list[str] = []
 
     def closed_stdout(line: str) -> None:
         said.append(line)
+        if line.startswith("draining: "):
+            stack.blue.control(release=True)
         raise BrokenPipeError(32, "Broken pipe")
 
     plan = switch.plan(stack.api(), settings.topology, "green", settings.switching.full_weight)

@@ -567,7 +567,7 @@ def test_corrupt_history_raises_state_file_error(tmp_path: Path, content: bytes)
 def test_append_never_overwrites_a_corrupt_file(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     path.write_text("{garbage")
-    with pytest.raises(StateFileError):
+    with pytest.raises(StateFileError, match=r"state\.json is not readable history \(Expecting"):
         state.append(path, entry("green"))
     assert path.read_text() == "{garbage"
 

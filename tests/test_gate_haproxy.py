@@ -13,8 +13,6 @@ import requests
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack, wait_for
 
-pytestmark = pytest.mark.infra
-
 
 def test_passing_session_switches_traffic(pytester: pytest.Pytester, stack: Stack) -> None:
     result = run_gate(pytester, stack, "--env", "green", "--switch", "-m", "quick")
@@ -140,7 +138,12 @@ def test_two_concurrent_gates_switch_once(pytester: pytest.Pytester, stack: Stac
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green", "--switch"]
     first = subprocess.Popen(cmd, cwd=pytester.path, stdout=subprocess.PIPE, text=True)
     lock = stack.lock().path
-    wait_for(lambda: lock.exists() and "pid" in lock.read_text(), 30, "the first gate's lock")
+    wait_for(
+        lambda: lock.exists() and "pid" in lock.read_text(),
+        30,
+        "the first gate's lock",
+        watch=[first],
+    )
     second = subprocess.run(
         cmd, cwd=pytester.path, capture_output=True, text=True, timeout=60, check=False
     )
@@ -266,6 +269,7 @@ def test_a_long_drain_shows_progress_and_loses_nothing(
         lambda: any(r.server == "blue-api" and r.scur > 0 for r in stack.api().show_stat()),
         10,
         "the slow request to reach blue",
+        watch=[slow],
     )
     prepare(pytester, stack, drain_timeout=30)
     lines: list[str] = []

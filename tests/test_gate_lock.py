@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -21,7 +22,6 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen import state
-from pytest_bluegreen.errors import Refused
 from pytest_bluegreen.gatemetrics import write_textfile
 from pytest_bluegreen.haproxy import RuntimeApi
 from pytest_bluegreen.instances import HaproxyLock, lock_keys
@@ -101,7 +101,9 @@ def test_a_lock_folder_another_user_can_change_is_refused(
     assert planted.returncode == 0, planted.stderr
     assert lock.path.is_symlink()
 
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(
+        state.UnsafeLock, match=f"^the lock folder {re.escape(str(lock_dir))}"
+    ) as caught:
         lock.acquire()
     message = str(caught.value)
     assert "\n" not in message
@@ -121,7 +123,7 @@ def test_nobody_can_delete_a_held_lock_in_a_folder_they_made(shared_dir: Path) -
     assert made.returncode == 0, made.stderr
     first, second = lock_for(lock_dir, "127.0.0.1:9999"), lock_for(lock_dir, "127.0.0.1:9999")
     try:
-        with pytest.raises(Refused, match="belongs to nobody"):
+        with pytest.raises(state.UnsafeLock, match="belongs to nobody"):
             first.acquire()
     finally:  # today's code took it: show what nobody can do then
         if first.held:
@@ -412,7 +414,6 @@ def bluegreen(
     )
 
 
-@pytest.mark.infra
 def test_a_gate_whose_lock_was_removed_does_not_switch(tmp_path: Path, stack: Stack) -> None:
     """Someone removes the lock a gate holds while its checks run, and another gate takes a
     new one: the first gate refuses to switch (exit 7), traffic stays where it is."""
@@ -442,7 +443,6 @@ def spellings(stack: Stack) -> dict[str, str]:
     }
 
 
-@pytest.mark.infra
 def test_one_haproxy_one_lock_whichever_address_reaches_it(stack: Stack) -> None:
     """127.0.0.1:P, localhost:P and the unix socket of the same process share the lock, also
     when HAProxy reloads (a new pid) between two gates' attempts."""
@@ -463,7 +463,6 @@ def test_one_haproxy_one_lock_whichever_address_reaches_it(stack: Stack) -> None
                 lock_for_group(stack.lock_dir, lock_keys(RuntimeApi(names[name]))).acquire()
 
 
-@pytest.mark.infra
 @pytest.mark.parametrize("spelling", ["unix", "localhost"])
 def test_a_gate_at_another_address_of_the_same_haproxy_is_refused(
     tmp_path: Path, stack: Stack, spelling: str
@@ -491,7 +490,6 @@ def test_a_gate_at_another_address_of_the_same_haproxy_is_refused(
     assert stack.served_color() == "green"
 
 
-@pytest.mark.infra
 @pytest.mark.parametrize("spelling", ["unix", "localhost"])
 def test_one_haproxy_named_twice_in_instances_is_refused(
     tmp_path: Path, stack: Stack, spelling: str
@@ -528,7 +526,6 @@ def test_one_haproxy_named_twice_in_instances_is_refused(
     assert stack.live_weights() == before
 
 
-@pytest.mark.infra
 def test_a_gate_that_could_not_read_its_haproxy_at_first_still_shares_its_lock(
     tmp_path: Path, stack: Stack
 ) -> None:
@@ -562,7 +559,6 @@ def test_a_gate_that_could_not_read_its_haproxy_at_first_still_shares_its_lock(
     assert stack.served_color() == "green"
 
 
-@pytest.mark.infra
 def test_a_gate_that_cannot_read_its_haproxy_twice_checks_the_lock_again_before_switching(
     tmp_path: Path, stack: Stack
 ) -> None:

@@ -11,6 +11,7 @@ frontend_backend/green-frontend was in maint and frontend_backend/blue-frontend 
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -33,11 +34,10 @@ from pytest_bluegreen.haproxy import (
     StatRow,
     parse_servers_state,
     parse_show_stat,
+    supported_version,
 )
 from pytest_bluegreen.localhaproxy import EMPTY_SERVER_STATE
 from tests.support.stack import Stack
-
-pytestmark = pytest.mark.infra
 
 BLUE_API = ServerRef("api_backend", "blue-api")
 GREEN_API = ServerRef("api_backend", "green-api")
@@ -102,6 +102,27 @@ def assert_nothing_connected(listener: socket.socket) -> None:
         listener.accept()
 
 
+@pytest.mark.parametrize(
+    ("version", "supported"),
+    [
+        pytest.param("2.6.12-1+deb12u4", True, id="debian-12"),
+        pytest.param("2.6", True, id="2.6"),
+        pytest.param("2.8.5-1ubuntu3", True, id="2.8"),
+        pytest.param("3.0.5", True, id="3.0"),
+        pytest.param("3.2-dev7", True, id="3.2-dev"),
+        pytest.param("10.1.0", True, id="10.1"),
+        pytest.param("2.4.22-0+deb11u1", False, id="2.4"),
+        pytest.param("2.5.14", False, id="2.5"),
+        pytest.param("1.8.30", False, id="1.8"),
+        pytest.param("2", False, id="no-minor"),
+        pytest.param("unknown", False, id="not-a-version"),
+        pytest.param("", False, id="empty"),
+    ],
+)
+def test_supported_versions_are_2_6_or_later(version: str, supported: bool) -> None:
+    assert supported_version(version) is supported
+
+
 @pytest.fixture
 def http() -> Iterator[requests.Session]:
     with requests.Session() as session:
@@ -122,7 +143,7 @@ def test_version_over_each_transport(stack: Stack, transport: str) -> None:
         assert (api.address.host, api.address.port) == ("127.0.0.1", stack.ports["runtime"])
     else:
         assert api.address.path == str(stack.socket_path)
-    assert api.version().startswith("2.")
+    assert supported_version(api.version())
     assert api.show_info()["Name"] == "HAProxy"
 
 
@@ -182,8 +203,9 @@ def test_servers_state_gives_weights_and_admin_state(stack: Stack) -> None:
 
 
 def test_servers_state_of_unknown_backend(stack: Stack) -> None:
-    with pytest.raises(RuntimeApiError) as info:
+    with pytest.raises(RuntimeApiError, match="Can't find backend") as info:
         stack.api().servers_state("no_such_backend")
+    assert type(info.value) is RuntimeApiError  # neither unreachable nor a permission problem
     assert info.value.command == "show servers state no_such_backend"
     assert info.value.answer == "Can't find backend."
 
@@ -289,7 +311,7 @@ def test_operator_level_cannot_change_servers(
 def test_stopped_haproxy_is_unreachable_quickly(stack: Stack, transport: str) -> None:
     address = stack.runtime if transport == "tcp" else str(stack.socket_path)
     api = RuntimeApi(address, timeout=0.5)
-    assert api.version().startswith("2.")
+    assert supported_version(api.version())
     stack.haproxy.stop()
     started = time.monotonic()
     with pytest.raises(RuntimeApiUnreachable) as info:
@@ -322,19 +344,63 @@ def test_silent_socket_times_out_within_the_timeout() -> None:
 
 # -- validation before sending --------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("call", "error"),
+    ("call", "error", "complaint"),
     [
-        (lambda api: api.set_weight(ServerRef("api_backend", "blue;api"), 0), ValueError),
-        (lambda api: api.set_weight(ServerRef("api_backend", "blue\napi"), 0), ValueError),
-        (lambda api: api.set_state(ServerRef("api;backend", "x"), AdminState.MAINT), ValueError),
-        (lambda api: api.set_state(ServerRef("api_backend", "a b"), AdminState.MAINT), ValueError),
-        (lambda api: api.set_state(ServerRef("api_backend", ""), AdminState.MAINT), ValueError),
-        (lambda api: api.set_weight(GREEN_API, 257), ValueError),
-        (lambda api: api.set_weight(GREEN_API, -1), ValueError),
-        (lambda api: api.servers_state("api_backend;show info"), ValueError),
-        (lambda api: api.execute("show info; show stat"), RuntimeApiError),
-        (lambda api: api.execute("show info\nshow stat"), RuntimeApiError),
-        (lambda api: api.execute("show info\r"), RuntimeApiError),
+        (
+            lambda api: api.set_weight(ServerRef("api_backend", "blue;api"), 0),
+            ValueError,
+            "not a valid HAProxy proxy or server name: 'blue;api'",
+        ),
+        (
+            lambda api: api.set_weight(ServerRef("api_backend", "blue\napi"), 0),
+            ValueError,
+            "not a valid HAProxy proxy or server name: 'blue\\napi'",
+        ),
+        (
+            lambda api: api.set_state(ServerRef("api;backend", "x"), AdminState.MAINT),
+            ValueError,
+            "not a valid HAProxy proxy or server name: 'api;backend'",
+        ),
+        (
+            lambda api: api.set_state(ServerRef("api_backend", "a b"), AdminState.MAINT),
+            ValueError,
+            "not a valid HAProxy proxy or server name: 'a b'",
+        ),
+        (
+            lambda api: api.set_state(ServerRef("api_backend", ""), AdminState.MAINT),
+            ValueError,
+            "not a valid HAProxy proxy or server name: ''",
+        ),
+        (
+            lambda api: api.set_weight(GREEN_API, 257),
+            ValueError,
+            "HAProxy weights are 0..256, not 257",
+        ),
+        (
+            lambda api: api.set_weight(GREEN_API, -1),
+            ValueError,
+            "HAProxy weights are 0..256, not -1",
+        ),
+        (
+            lambda api: api.servers_state("api_backend;show info"),
+            ValueError,
+            "not a valid HAProxy proxy or server name: 'api_backend;show info'",
+        ),
+        (
+            lambda api: api.execute("show info; show stat"),
+            RuntimeApiError,
+            "refusing to send a multi-command line 'show info; show stat'",
+        ),
+        (
+            lambda api: api.execute("show info\nshow stat"),
+            RuntimeApiError,
+            "refusing to send a multi-command line 'show info\\nshow stat'",
+        ),
+        (
+            lambda api: api.execute("show info\r"),
+            RuntimeApiError,
+            "refusing to send a multi-command line 'show info\\r'",
+        ),
     ],
     ids=[
         "semicolon-server",
@@ -351,12 +417,13 @@ def test_silent_socket_times_out_within_the_timeout() -> None:
     ],
 )
 def test_bad_input_is_rejected_before_anything_is_sent(
-    call: Callable[[RuntimeApi], object], error: type[Exception]
+    call: Callable[[RuntimeApi], object], error: type[Exception], complaint: str
 ) -> None:
     with silent_listener() as listener:
         api = RuntimeApi(address_of(listener), timeout=0.3)
-        with pytest.raises(error):
+        with pytest.raises(error, match=f"^{re.escape(complaint)}$") as raised:
             call(api)
+        assert type(raised.value) is error
         assert_nothing_connected(listener)
 
 
@@ -397,7 +464,10 @@ def test_connection_closed_without_any_answer_is_not_a_success() -> None:
         server.start()
         api = RuntimeApi(address_of(listener), timeout=2)
         try:
-            with pytest.raises(RuntimeApiError):
+            # not a success, and not HAProxy refusing: it went away (a reload, a crash)
+            with pytest.raises(
+                RuntimeApiUnreachable, match="closed the connection without answering"
+            ):
                 api.set_weight(GREEN_API, 100)
         finally:
             server.join(5)
@@ -513,13 +583,27 @@ def test_address_str_parses_back(text: str) -> None:
     ],
 )
 def test_address_parse_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match=r"Runtime API address|unix: needs a socket path"):
+    if not text.strip():
+        complaint = "the Runtime API address is empty"
+    elif text == "unix:":
+        complaint = "unix: needs a socket path"
+    else:
+        complaint = f"Runtime API address {text!r} is neither a socket path nor host:port"
+    with pytest.raises(ValueError, match=f"^{re.escape(complaint)}$"):
         RuntimeApiAddress.parse(text)
 
 
-@pytest.mark.parametrize("text", ["http://127.0.0.1:9999", "::1", "ipv6@[::1]:9999"])
-def test_address_parse_rejects_malformed_hosts(text: str) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011 - any ValueError will do
+@pytest.mark.parametrize(
+    ("text", "host"),
+    [
+        ("http://127.0.0.1:9999", "http://127.0.0.1"),
+        ("::1", ":"),
+        ("ipv6@[::1]:9999", "ipv6@[::1]"),
+    ],
+)
+def test_address_parse_rejects_malformed_hosts(text: str, host: str) -> None:
+    complaint = f"Runtime API address {text!r}: {host!r} is not a host name or IPv4 address"
+    with pytest.raises(ValueError, match=f"^{re.escape(complaint)}$"):
         RuntimeApiAddress.parse(text)
 
 

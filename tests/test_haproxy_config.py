@@ -18,8 +18,6 @@ import requests
 from pytest_bluegreen.haproxy import AdminState, RuntimeApi, ServerRef, StatRow
 from tests.support.stack import HAPROXY_CFG, Stack, free_ports, wait_for
 
-pytestmark = pytest.mark.infra
-
 BLUE_API = ServerRef("api_backend", "blue-api")
 GREEN_API = ServerRef("api_backend", "green-api")
 COLOR = "X-Bluegreen-Color"

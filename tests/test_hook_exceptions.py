@@ -13,8 +13,6 @@ from pytest_bluegreen.journal import read_journal
 from tests.support.gate import outcomes, output, run_gate
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack
 
-pytestmark = pytest.mark.infra
-
 HOOK = """
 import os, sys, pytest
 

@@ -17,7 +17,7 @@ import pytest
 
 from pytest_bluegreen import cli
 from pytest_bluegreen.contrib.services import ServiceSettings
-from pytest_bluegreen.haproxy import RuntimeApi, ServerRef
+from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiUnreachable, ServerRef
 from pytest_bluegreen.haproxycfg import parse_config
 from pytest_bluegreen.scaffold import plan
 from pytest_bluegreen.settings import Settings, resolve
@@ -170,7 +170,6 @@ CASES = [
 ]
 
 
-@pytest.mark.infra
 @pytest.mark.parametrize("name", ["hosts-map.cfg", "single-backend.cfg", "no-admin-socket.cfg"])
 def test_each_configuration_is_valid(haproxy_available: str, name: str) -> None:
     haproxy_check(haproxy_available, DATA / name)
@@ -233,7 +232,6 @@ def test_our_configuration_gives_our_settings(
 SWARM_SLOTS = 3
 
 
-@pytest.mark.infra
 def test_our_configuration_in_swarm_mode_gives_every_slot(
     haproxy_available: str,
     tls_cert: Path,
@@ -329,7 +327,6 @@ def test_server_template_slots_pair_by_their_prefix() -> None:
     assert made.colors[0].api_url.value is None
 
 
-@pytest.mark.infra
 def test_an_operator_socket_is_not_enough_to_switch(
     haproxy_available: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -406,7 +403,6 @@ def test_a_missing_configuration_is_one_line(
 # --- HAProxy as the judge of how its configuration reads ------------------------------------
 
 
-@pytest.mark.infra
 def test_variables_and_if_blocks_read_as_haproxy_reads_them(
     haproxy_available: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -452,7 +448,13 @@ def test_variables_and_if_blocks_read_as_haproxy_reads_them(
     )
     try:
         api = RuntimeApi(str(socket), timeout=1)
-        text = wait_for(api.servers_state_text, 10, "HAProxy's Runtime API")
+        text = wait_for(
+            api.servers_state_text,
+            10,
+            "HAProxy's Runtime API",
+            retry=(RuntimeApiUnreachable,),
+            watch=[proc],
+        )
     finally:
         proc.terminate()
         proc.wait(10)
@@ -491,7 +493,6 @@ CONDITIONS = [
 ]
 
 
-@pytest.mark.infra
 def test_if_conditions_read_as_haproxy_reads_them(haproxy_available: str, tmp_path: Path) -> None:
     """Each condition's value is HAProxy's own (a .notice inside the block says HAProxy took
     it), whatever its length or nesting, read in time proportional to its length."""
@@ -516,7 +517,6 @@ def test_if_conditions_read_as_haproxy_reads_them(haproxy_available: str, tmp_pa
     assert parsed.assumptions == ()  # every term above is one the parser knows
 
 
-@pytest.mark.infra
 @pytest.mark.parametrize(
     ("condition", "why"),
     [
@@ -567,7 +567,6 @@ def for_init(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
-@pytest.mark.infra
 def test_init_on_our_stack_runs_the_gate_dry(
     stack: Stack,
     for_init: pytest.MonkeyPatch,
@@ -601,7 +600,6 @@ def test_init_on_our_stack_runs_the_gate_dry(
     assert str(load(target).haproxy.runtime_api) == f"unix:{stack.socket_path}"
 
 
-@pytest.mark.infra
 def test_init_on_a_weight_based_service_runs_the_gate_dry(
     haproxy_available: str,
     color_backends: tuple[Backend, Backend],
@@ -642,7 +640,7 @@ def test_init_on_a_weight_based_service_runs_the_gate_dry(
             states = {r.server: r.status for r in api.show_stat() if r.backend == "app"}
             return states.get("app1") == states.get("app2") == "UP"
 
-        wait_for(both_up, 10, "app1 and app2 UP")
+        wait_for(both_up, 10, "app1 and app2 UP", retry=(RuntimeApiUnreachable,), watch=[proc])
         green.control(health_status=500)  # green's checks fail: the gate must not switch
         code, lines, err = run_init(capfd, config, tmp_path / "project")
         weights = {s.server: s.uweight for s in api.servers_state()}

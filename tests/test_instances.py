@@ -173,7 +173,7 @@ def _no_failures(load: SpreadLoad) -> int:
     return sum(r.count for r in results)
 
 
-@pytest.mark.infra
+@pytest.mark.timing  # not one failed request under the load
 def test_a_clean_switch_moves_all_three(group: Group) -> None:
     load = SpreadLoad(list(group.stacks.values()))
     load.wait_started()
@@ -199,7 +199,7 @@ def test_a_clean_switch_moves_all_three(group: Group) -> None:
     assert sorted(export["instances"]) == list(NAMES)
 
 
-@pytest.mark.infra
+@pytest.mark.timing  # not one failed request under the load
 def test_one_instance_failing_mid_apply_reverts_all_three(group: Group) -> None:
     proxy = group.proxy("lb-2")
     load = SpreadLoad(list(group.stacks.values()))
@@ -224,7 +224,7 @@ def test_one_instance_failing_mid_apply_reverts_all_three(group: Group) -> None:
     assert _no_failures(load) > 0
 
 
-@pytest.mark.infra
+@pytest.mark.timing  # not one failed request under the load
 def test_one_instance_reloaded_mid_switch_is_detected(group: Group) -> None:
     load = SpreadLoad(list(group.stacks.values()))
     load.wait_started()
@@ -243,7 +243,7 @@ def test_one_instance_reloaded_mid_switch_is_detected(group: Group) -> None:
     assert all(f.startswith("keepalive-") for f in failed), failed
 
 
-@pytest.mark.infra
+@pytest.mark.timing  # not one failed request under the load
 def test_an_instance_out_of_line_is_refused(group: Group) -> None:
     lb2 = group.stacks["lb-2"].api()  # someone switched lb-2 by hand
     for server, weight in (("green", 100), ("blue", 0)):
@@ -267,7 +267,7 @@ def test_an_instance_out_of_line_is_refused(group: Group) -> None:
     assert _no_failures(load) > 0
 
 
-@pytest.mark.infra
+@pytest.mark.timing  # not one failed request under the load
 def test_recover_after_a_crash_restores_every_instance(group: Group) -> None:
     load = SpreadLoad(list(group.stacks.values()))
     load.wait_started()
@@ -286,7 +286,6 @@ def test_recover_after_a_crash_restores_every_instance(group: Group) -> None:
     assert _no_failures(load) > 0
 
 
-@pytest.mark.infra
 def test_recover_completes_on_every_instance_a_switch_killed_past_verify(group: Group) -> None:
     gate = group.paused_gate("idle", "--env", "green", "--switch")
     gate.kill()  # SIGKILL past the point of no return: green verified through all three
@@ -308,7 +307,7 @@ def test_recover_completes_on_every_instance_a_switch_killed_past_verify(group: 
     assert _weights(group) == _all(GREEN_LIVE)
 
 
-@pytest.mark.infra
+@pytest.mark.timing  # not one failed request under the load
 def test_a_missing_instance_is_refused_then_allowed_and_brought_in_line(group: Group) -> None:
     lb3 = group.stacks["lb-3"]
     lb3.stop()  # down for maintenance

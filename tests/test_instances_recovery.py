@@ -20,8 +20,6 @@ from tests.support.faults import FAULTS
 from tests.support.instances import NAMES, Group, run_group_cell
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, StackFactory
 
-pytestmark = pytest.mark.infra
-
 
 @pytest.fixture
 def group(stack_factory: StackFactory) -> Iterator[Group]:

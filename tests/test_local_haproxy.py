@@ -20,8 +20,6 @@ from pytest_bluegreen.localhaproxy import (
 )
 from tests.support.stack import HAPROXY_CFG, ROOT, Stack
 
-pytestmark = pytest.mark.infra
-
 LOCAL_STACK = ROOT / "scripts" / "local_stack.py"
 
 

@@ -25,8 +25,6 @@ from tests.support.infra import require_infra
 from tests.support.prometheus import api, config, local, prometheus_binary
 from tests.support.stack import ROOT, wait_for
 
-pytestmark = pytest.mark.infra
-
 SHIPPED = ROOT / "monitoring" / "prometheus.yml"
 
 

@@ -14,8 +14,6 @@ import pytest
 from tests.support.infra import require_infra
 from tests.support.stack import ROOT
 
-pytestmark = pytest.mark.infra
-
 MONITORING = ROOT / "monitoring"
 RULES = sorted((MONITORING / "rules").glob("*.yml"))
 RULE_TESTS = sorted((MONITORING / "tests").glob("*_test.yml"))

@@ -292,8 +292,22 @@ def test_a_closed_port_is_retried_then_given_up(receivers: list[Receiver]) -> No
     ]
 
 
-def test_no_webhooks_no_requests() -> None:
+def test_no_webhooks_no_requests(
+    receivers: list[Receiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver is every request's proxy here: whatever notify sends, anywhere, it sees."""
+    proxy = receiver(receivers)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, proxy.url(""))
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    # with a webhook (its host is never resolved: the proxy is asked), the receiver sees it
+    hook = "http://hooks.invalid/services/T0"
+    assert notify(settings(hook, retries=0), entry(), secrets=Secrets()) == []
+    assert [r.path for r in proxy.received] == [hook]
+    # with none, nothing at all
     assert notify(settings(), entry(), secrets=Secrets()) == []
+    assert len(proxy.received) == 1
 
 
 # --- through real gate runs --------------------------------------------------------------------
@@ -303,7 +317,6 @@ def notify_settings(*hooks: Receiver, **extra: Any) -> dict[str, Any]:
     return {"notify": [h.url() for h in hooks], "notify_timeout": 2, **extra}
 
 
-@pytest.mark.infra
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_each_gate_outcome_is_notified_exactly_once(
     pytester: pytest.Pytester, stack: Stack, receivers: list[Receiver], workers: list[str]
@@ -354,7 +367,6 @@ def test_each_gate_outcome_is_notified_exactly_once(
     assert [e["reason"] for e in (first, second)] == [e["reason"] for e in history(stack)]
 
 
-@pytest.mark.infra
 def test_a_failed_bake_notifies_the_switch_then_the_switch_back(
     pytester: pytest.Pytester,
     stack: Stack,
@@ -389,7 +401,6 @@ def test_a_failed_bake_notifies_the_switch_then_the_switch_back(
     assert events[1]["text"].startswith(":rotating_light: bake failed: switched back green → blue")
 
 
-@pytest.mark.infra
 def test_a_refusal_before_the_gate_starts_is_notified_not_recorded(
     pytester: pytest.Pytester, stack: Stack, receivers: list[Receiver]
 ) -> None:
@@ -403,7 +414,6 @@ def test_a_refusal_before_the_gate_starts_is_notified_not_recorded(
     assert outcomes(stack) == []  # another gate may hold the history: not written
 
 
-@pytest.mark.infra
 def test_a_dry_run_notifies_nothing(
     pytester: pytest.Pytester, stack: Stack, receivers: list[Receiver]
 ) -> None:
@@ -415,7 +425,6 @@ def test_a_dry_run_notifies_nothing(
     assert hook.received == []
 
 
-@pytest.mark.infra
 def test_failed_notifications_change_no_exit_status_and_show_no_secret(
     pytester: pytest.Pytester, stack: Stack, receivers: list[Receiver]
 ) -> None:
@@ -472,7 +481,6 @@ def test_failed_notifications_change_no_exit_status_and_show_no_secret(
     assert any("not delivered: HTTP 500" in line for line in verdict["lines"])
 
 
-@pytest.mark.infra
 def test_bluegreen_recover_notifies_its_recovery(
     tmp_path: Path, stack: Stack, receivers: list[Receiver]
 ) -> None:
@@ -573,7 +581,6 @@ def test_a_recorded_outcome_keeps_a_whitespace_secret_out_of_the_history_and_web
     assert written["reason"] == "hook said: *** | *** | *** | ***\nand a second line"
 
 
-@pytest.mark.infra
 def test_a_gate_s_and_bluegreen_s_events_keep_whitespace_secrets_out(
     pytester: pytest.Pytester, stack: Stack, receivers: list[Receiver]
 ) -> None:

@@ -15,8 +15,8 @@ from tests.support.gate import CHECKS, history, outcomes
 from tests.support.infra import require_infra
 from tests.support.stack import ROOT, Stack
 
-pytestmark = pytest.mark.infra
-
+# the wheels of the bare install's dependencies, downloaded once by scripts/setup
+WHEELHOUSE = ROOT / ".bluegreen" / "wheelhouse"
 EXTRAS_ONLY = (
     *("docker", "python_on_whales", "allure", "testinfra", "psycopg", "redis", "dotenv"),
     *("scipy", "numpy", "matplotlib"),
@@ -51,21 +51,19 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def bare(
     pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory, wheel: Path
 ) -> Path:
-    """A fresh virtualenv with the wheel and nothing else: its bin folder."""
-    venv = tmp_path_factory.mktemp("bare-venv")
-    sh(sys.executable, "-m", "venv", venv)
-    pip = subprocess.run(
-        [venv / "bin" / "pip", "install", "-q", "--disable-pip-version-check", wheel],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    """A fresh virtualenv with the wheel and its dependencies, nothing else: its bin folder.
+    The dependencies come from scripts/setup's wheelhouse, never from the network."""
     require_infra(
         pytestconfig,
-        pip.returncode == 0,
-        f"cannot install the wheel's dependencies from PyPI: {pip.stderr.strip()[-300:]}",
+        (WHEELHOUSE / ".needs").exists(),
+        f"no wheelhouse in {WHEELHOUSE} (scripts/setup downloads it)",
     )
+    venv = tmp_path_factory.mktemp("bare-venv")
+    sh(sys.executable, "-m", "venv", venv)
+    sh(
+        venv / "bin" / "pip", "install", "-q", "--disable-pip-version-check", "--no-index",
+        "--find-links", WHEELHOUSE, wheel,
+    )  # fmt: skip
     return venv / "bin"
 
 

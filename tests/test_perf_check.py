@@ -18,7 +18,7 @@ import pytest
 import pytest_bluegreen.significance  # noqa: F401 - numpy loads once per process, before pytester's runs
 from tests.support.stack import Backend, Stack, free_ports, make_cert
 
-pytestmark = pytest.mark.infra
+pytestmark = pytest.mark.timing  # each test judges a load's latencies
 
 PERF_CHECK = Path(__file__).resolve().parents[1] / "checks" / "test_perf.py"
 COMPARE_CHECK = PERF_CHECK.with_name("test_compare.py")

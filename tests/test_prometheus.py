@@ -5,8 +5,10 @@ the shipped alert rules. On it: the client, the shipped checks (checks/test_prom
 PromQL checks, Prometheus signals compared between the colors), the bake's Prometheus signals,
 and one alert made to fire.
 
-The green backend answers every 20th API call with HTTP 500 here (the 5% build the plain checks
-miss when their few requests happen to succeed); blue answers all of them.
+The green backend answered every 20th of about 200 API calls with HTTP 500 (``traffic``: the 5%
+build the plain checks miss when their few requests happen to succeed); blue answered all of
+them. Every test leaves the module as it found it (HAProxy with blue live, every target up, no
+routed request): they pass alone and in any order.
 """
 
 from __future__ import annotations
@@ -49,8 +51,6 @@ from tests.support.prometheus import (
     wait_scraped,
 )
 from tests.support.stack import ROOT, Backend, Stack, StackFactory, free_ports, wait_for
-
-pytestmark = pytest.mark.infra
 
 PROMETHEUS_CHECK = ROOT / "checks" / "test_prometheus.py"
 # the share of 5xx answers of a color's API servers (switched and direct) over 5 minutes
@@ -139,10 +139,11 @@ def wait_scraped_responses(client: Prometheus, server: str, stat: dict[str, str]
 
 
 @pytest.fixture(scope="module")
-def traffic(monitored: Monitored) -> Iterator[Traffic]:
+def traffic(monitored: Monitored) -> Traffic:
     """About 200 API calls through each color's direct port, scraped: green's every 20th
-    answered 500 (5%), none of blue's. Green's last answer was a 500, so its next 19 API calls
-    succeed: the plain checks' one call does. Green keeps failing 5% until the module ends."""
+    answered 500 (5%), none of blue's. Green answers every call again afterwards (what the
+    tests judge is what Prometheus recorded), so the plain checks' calls succeed in any
+    order."""
     stack = monitored.stack
     stack.green.control(error_every=20)
     try:
@@ -158,13 +159,13 @@ def traffic(monitored: Monitored) -> Iterator[Traffic]:
                 http.get(f"{stack.direct_url('blue')}/api/echo", timeout=5).status_code
                 for _ in range(200)
             ]
-        stats = {row.server: row.raw for row in stack.api().show_stat() if row.server}
-        with Prometheus(monitored.prometheus.url) as client:
-            for server in ("green-api-direct", "blue-api-direct"):
-                wait_scraped_responses(client, server, stats[server])
-        yield Traffic(green, blue)
     finally:
         stack.green.reset()
+    stats = {row.server: row.raw for row in stack.api().show_stat() if row.server}
+    with Prometheus(monitored.prometheus.url) as client:
+        for server in ("green-api-direct", "blue-api-direct"):
+            wait_scraped_responses(client, server, stats[server])
+    return Traffic(green, blue)
 
 
 def settings_toml(monitored: Monitored, tables: str = "", **settings: Any) -> str:
@@ -245,7 +246,11 @@ def test_the_client_asks_a_real_prometheus(monitored: Monitored, client: Prometh
         [series] = ranged.series
         return series.values
 
-    points = wait_for(lambda: len(blue_weights()) >= 2 and blue_weights(), 10, "two points")
+    def two_points() -> tuple[float, ...] | None:
+        points = blue_weights()
+        return points if len(points) >= 2 else None
+
+    points = wait_for(two_points, 10, "two points")
     assert set(points) == {100.0}
     nan = client.query("0/0")
     assert nan.kind == "scalar"
@@ -308,6 +313,12 @@ def test_a_target_down_fails_its_check(pytester: pytest.Pytester, monitored: Mon
     finally:
         stack.green.control(metrics_status=200)
         monitored.exporter.answer(200)
+        wait_for(
+            lambda: not down_jobs(monitored.prometheus),
+            10,
+            "Prometheus to see every target up again",
+            interval=0.2,
+        )
     assert result.ret == 1, output(result)
     assert status_of(result, "test_prometheus_scrapes_its_targets") == "FAILED"
     assert status_of(result, "test_prometheus_scrapes_the_color", "green") == "FAILED"
@@ -583,7 +594,7 @@ def test_the_live_color_down_alert_fires(monitored: Monitored) -> None:
     )
 
 
-# --- the gate's bake with a Prometheus signal (last: it moves traffic and back) -----------------
+# --- the gate's bake with a Prometheus signal ---------------------------------------------------
 
 POST = """
 
@@ -594,22 +605,35 @@ def test_the_live_color_answers(routed_http):
 
 
 def test_the_gate_switches_back_when_a_prometheus_signal_fails_the_bake(
-    pytester: pytest.Pytester, monitored: Monitored, traffic: Traffic
+    pytester: pytest.Pytester, monitored: Monitored, traffic: Traffic, tmp_path: Path
 ) -> None:
+    """The gate moves traffic on an HAProxy of its own (Prometheus would remember routed
+    requests on the module's for minutes); the signal is green's 5xx Prometheus recorded."""
     errors = (
         'sum(increase(haproxy_server_http_responses_total{server=~"{color}-api.*",code="5xx"}[5m]))'
     )
     tables = "[bake_thresholds]\nhaproxy = []\n" + checks_table(
         "bake_prometheus", errors=(errors, ["value<1"])
     )
-    pytester.makefile(
-        ".toml",
-        bluegreen=settings_toml(monitored, tables, bake_interval=0.5, scale_down_delay=0),
-    )
-    pytester.makepyfile(test_checks=CHECKS + POST)
-    result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--env", "green", "--switch", "--bake", "1", timeout=120
-    )
+    module = monitored.stack
+    factory = StackFactory(tmp_path, module.cert, module.blue, module.green)
+    try:
+        own = factory("gate-haproxy")
+        settings = own.settings_toml(
+            prometheus_url=monitored.prometheus.url,
+            verify_timeout=2,
+            bake_interval=0.5,
+            scale_down_delay=0,
+        )
+        pytester.makefile(".toml", bluegreen=settings + tables)
+        pytester.makepyfile(test_checks=CHECKS + POST)
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "--env", "green", "--switch", "--bake", "1", timeout=120
+        )
+        served = own.served_color()
+        recorded = outcomes(own)
+    finally:
+        factory.close()
     assert result.ret == 11, output(result)
     result.stdout.fnmatch_lines(
         [
@@ -620,5 +644,5 @@ def test_the_gate_switches_back_when_a_prometheus_signal_fails_the_bake(
         ],
         consecutive=False,
     )
-    assert monitored.stack.served_color() == "blue"
-    assert outcomes(monitored.stack) == ["switched", "rolled-back"]
+    assert served == "blue"
+    assert recorded == ["switched", "rolled-back"]

@@ -73,9 +73,22 @@ def test_series_thresholds_take_any_real_number() -> None:
     assert parse_series("  p(99.9) <= 3 ").pct == 99.9
 
 
-@pytest.mark.parametrize("text", ["rate<0.01", "rps>10", "value<", "<1", "value=1", "p(0)<1"])
-def test_series_thresholds_refuse_what_does_not_measure_a_series(text: str) -> None:
-    with pytest.raises(ThresholdError):
+SERIES_LIKE = "is not a threshold like 'value<0.01', 'max<=0.5' or 'p(90)<1e-3'"
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        pytest.param("rate<0.01", f"'rate<0.01' {SERIES_LIKE}", id="rate-is-a-loads"),
+        pytest.param("rps>10", f"'rps>10' {SERIES_LIKE}", id="rps-is-a-loads"),
+        pytest.param("value<", f"'value<' {SERIES_LIKE}", id="no-limit"),
+        pytest.param("<1", f"'<1' {SERIES_LIKE}", id="no-metric"),
+        pytest.param("value=1", f"'value=1' {SERIES_LIKE}", id="single-equals"),
+        pytest.param("p(0)<1", "'p(0)<1': the percentile must be in (0, 100]", id="p0"),
+    ],
+)
+def test_series_thresholds_refuse_what_does_not_measure_a_series(text: str, complaint: str) -> None:
+    with pytest.raises(ThresholdError, match=f"^{re.escape(complaint)}"):
         parse_series(text)
 
 

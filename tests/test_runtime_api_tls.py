@@ -12,6 +12,7 @@ from pytest_bluegreen.haproxy import (
     RuntimeApiAddress,
     RuntimeApiUnreachable,
     TlsFiles,
+    supported_version,
 )
 from tests.support.gate import output, run_gate
 from tests.support.stack import Stack, StackFactory, free_ports
@@ -96,23 +97,22 @@ def tls_stack(stack_factory: StackFactory, certs: RuntimeApiCerts) -> tuple[Stac
     return stack, f"tls://127.0.0.1:{port}"
 
 
-@pytest.mark.infra
 def test_a_client_certificate_the_ca_signed_gets_admin(
     tls_stack: tuple[Stack, str], certs: RuntimeApiCerts
 ) -> None:
     _, address = tls_stack
     api = RuntimeApi(address, tls=TlsFiles(certs.client_cert, certs.client_key, certs.ca))
-    assert api.show_info()["Version"].startswith("2.")
+    assert supported_version(api.show_info()["Version"])
     assert api.cli_level() == "admin"
 
 
-@pytest.mark.infra
 def test_a_stranger_certificate_is_turned_away(
     tls_stack: tuple[Stack, str], certs: RuntimeApiCerts
 ) -> None:
     _, address = tls_stack
     api = RuntimeApi(address, tls=TlsFiles(certs.stranger_cert, certs.stranger_key, certs.ca))
-    with pytest.raises(RuntimeApiUnreachable) as info:
+    # HAProxy refuses the certificate (TLS 1.3: told on the first read, not in the handshake)
+    with pytest.raises(RuntimeApiUnreachable, match="tlsv1 alert unknown ca") as info:
         api.show_info()
     assert "\n" not in str(info.value)
     assert address in str(info.value)
@@ -127,7 +127,6 @@ def tls_settings(address: str, certs: RuntimeApiCerts, *, cert: Path, key: Path)
     }
 
 
-@pytest.mark.infra
 def test_the_gate_switches_over_tls(
     pytester: pytest.Pytester, tls_stack: tuple[Stack, str], certs: RuntimeApiCerts
 ) -> None:
@@ -139,7 +138,6 @@ def test_the_gate_switches_over_tls(
     assert stack.served_color() == "green"
 
 
-@pytest.mark.infra
 def test_the_gate_with_a_stranger_certificate_changes_nothing(
     pytester: pytest.Pytester, tls_stack: tuple[Stack, str], certs: RuntimeApiCerts
 ) -> None:

@@ -161,7 +161,6 @@ def everything_written(folder: Path) -> str:
     )
 
 
-@pytest.mark.infra
 @pytest.mark.parametrize("secret", SECRETS)
 def test_no_output_holds_the_secret(pytester: pytest.Pytester, stack: Stack, secret: str) -> None:
     prepare(pytester, stack, CHECKS + LEAKS, env_dir="env", verdict_file="reports/verdict.json")
@@ -341,7 +340,6 @@ def test_prometheus_does_not_answer(prometheus, color):
 """
 
 
-@pytest.mark.infra
 def test_no_output_holds_a_url_setting_s_password(
     pytester: pytest.Pytester, stack: Stack, tmp_path: Path
 ) -> None:
@@ -424,7 +422,6 @@ def test_no_output_holds_a_url_setting_s_password(
                 assert form not in text, f"the {name} form of {password!r} is in {where}"
 
 
-@pytest.mark.infra
 def test_the_journal_of_a_failed_switch_holds_no_url_password(tmp_path: Path, stack: Stack) -> None:
     """A forced switch whose routed URL (with a password) does not answer is reverted; the
     journal records why ('at verify: http://route:...@... did not answer'): without the

@@ -22,8 +22,6 @@ from tests.support.docker_stack import (
 )
 from tests.support.stack import ROOT, Backend
 
-pytestmark = pytest.mark.infra
-
 
 @pytest.fixture(scope="module")
 def seed(

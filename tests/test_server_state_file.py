@@ -25,8 +25,6 @@ from tests.support.gate import CHECKS, history, outcomes, output, run_gate
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack
 from tests.support.switching import stack_settings
 
-pytestmark = pytest.mark.infra
-
 BLUEGREEN = [
     sys.executable,
     "-c",

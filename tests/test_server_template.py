@@ -30,8 +30,6 @@ from .support.faults import BLUEGREEN, STEP_HOOK
 from .support.gate import CHECKS
 from .support.stack import PORT_NAMES, ROOT, Backend, Stack, free_ports, wait_for
 
-pytestmark = pytest.mark.infra
-
 SLOTS = 3
 FORCED_BITS = 0x01 | 0x04 | 0x08  # forced maint, config maint, forced drain
 

@@ -28,8 +28,6 @@ from tests.support.docker_stack import (
 )
 from tests.support.stack import ROOT
 
-pytestmark = pytest.mark.infra
-
 GREEN = ["green-backend", "green-frontend", "green-agents"]
 
 

@@ -17,7 +17,7 @@ from pytest_bluegreen.sidebyside import measure
 from tests.support.stack import Backend, Stack, make_cert
 
 
-@pytest.mark.infra
+@pytest.mark.timing
 def test_the_interleaved_load_hits_both_colors_alike(
     color_backends: tuple[Backend, Backend],
 ) -> None:
@@ -43,7 +43,7 @@ def test_the_interleaved_load_hits_both_colors_alike(
     assert 0 < blue_first < 120  # both colors lead on some connections
 
 
-@pytest.mark.infra
+@pytest.mark.timing
 def test_the_interleaved_load_counts_errors_per_color(
     color_backends: tuple[Backend, Backend],
 ) -> None:
@@ -94,7 +94,7 @@ def no_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.mark.infra
+@pytest.mark.timing
 def test_an_https_color_is_loaded_over_tls(stack: Stack) -> None:
     before = tls_requests(stack)
     result = run_load(
@@ -107,7 +107,7 @@ def test_an_https_color_is_loaded_over_tls(stack: Stack) -> None:
     assert tls_requests(stack) - before == 30  # every one through the TLS frontend
 
 
-@pytest.mark.infra
+@pytest.mark.timing
 def test_an_https_color_is_compared_over_tls(stack: Stack) -> None:
     rules = (parse_compare_rule("p(95) <= live * 2 + 50"), parse_compare_rule("rate <= live"))
     before = tls_requests(stack)
@@ -124,7 +124,6 @@ def test_an_https_color_is_compared_over_tls(stack: Stack) -> None:
     assert [c.decision for c in result.comparisons] == [CompareDecision.PASSED] * 2
 
 
-@pytest.mark.infra
 def test_a_wrong_ca_is_an_infrastructure_error_not_failed_requests(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -146,7 +145,6 @@ def test_a_wrong_ca_is_an_infrastructure_error_not_failed_requests(
     assert classify(compared.value) == INFRASTRUCTURE
 
 
-@pytest.mark.infra
 @pytest.mark.usefixtures("no_ca_bundle")
 def test_without_tls_ca_the_default_trust_is_requests(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
@@ -158,7 +156,6 @@ def test_without_tls_ca_the_default_trust_is_requests(
     assert run_load(url, total=5, duration=30, concurrency=1).colors() == {"blue": 5}
 
 
-@pytest.mark.infra
 def test_a_plain_http_port_behind_an_https_url_is_an_infrastructure_error(
     stack: Stack,
 ) -> None:
@@ -167,7 +164,6 @@ def test_a_plain_http_port_behind_an_https_url_is_an_infrastructure_error(
                  total=5, duration=30, concurrency=1, tls_ca=stack.cert)  # fmt: skip
 
 
-@pytest.mark.infra
 @pytest.mark.usefixtures("no_ca_bundle")
 def test_the_probe_of_an_https_routed_url_uses_tls(
     stack: Stack, monkeypatch: pytest.MonkeyPatch

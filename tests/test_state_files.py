@@ -258,7 +258,12 @@ def test_writers_at_once_never_lose_each_others_history_entry(tmp_path: Path) ->
         subprocess.Popen([sys.executable, "-c", WRITER, str(path), color, str(go)])
         for color in colors
     ]
-    wait_for(lambda: all((tmp_path / f"ready-{c}").exists() for c in colors), 60, "the writers")
+    wait_for(
+        lambda: all((tmp_path / f"ready-{c}").exists() for c in colors),
+        60,
+        "the writers",
+        watch=procs,
+    )
     go.touch()
     for proc in procs:
         assert proc.wait(timeout=180) == 0
@@ -408,7 +413,6 @@ def history(stack: Stack) -> list[dict[str, object]]:
     return entries
 
 
-@pytest.mark.infra
 @pytest.mark.parametrize("name", [WARM, PENDING, RECONCILE])
 def test_every_command_says_a_malformed_record_in_one_line(
     workdir: Path, stack: Stack, name: str
@@ -427,7 +431,6 @@ def test_every_command_says_a_malformed_record_in_one_line(
     assert stack.served_color() == "blue"
 
 
-@pytest.mark.infra
 def test_abort_discards_a_malformed_pending_promotion(workdir: Path, stack: Stack) -> None:
     record = stack.state_file.with_name(PENDING)
     record.write_text("[]")
@@ -442,7 +445,6 @@ def test_abort_discards_a_malformed_pending_promotion(workdir: Path, stack: Stac
     assert bluegreen(workdir, "status").returncode == 0
 
 
-@pytest.mark.infra
 def test_a_malformed_warm_window_never_blocks_a_rollback(workdir: Path, stack: Stack) -> None:
     record = stack.state_file.with_name(WARM)
     record.write_text('{"old": "green"}')
@@ -461,7 +463,6 @@ def _pending(stack: Stack, *, age: float) -> PendingPromotion:
     return record
 
 
-@pytest.mark.infra
 def test_abort_waits_for_no_gate_it_takes_the_lock(workdir: Path, stack: Stack) -> None:
     _pending(stack, age=5)
     with stack.lock().hold():  # a gate runs
@@ -475,7 +476,6 @@ def test_abort_waits_for_no_gate_it_takes_the_lock(workdir: Path, stack: Stack) 
     assert [e["outcome"] for e in history(stack)] == ["aborted"]
 
 
-@pytest.mark.infra
 def test_an_expired_promotion_is_recorded_under_the_lock(workdir: Path, stack: Stack) -> None:
     (workdir / "bluegreen.toml").write_text(stack.settings_toml(promotion_timeout=60))
     _pending(stack, age=3600)
@@ -494,7 +494,6 @@ def test_an_expired_promotion_is_recorded_under_the_lock(workdir: Path, stack: S
     assert stack.served_color() == "blue"
 
 
-@pytest.mark.infra
 @pytest.mark.parametrize(
     ("setting", "value", "says"),
     [
@@ -524,7 +523,6 @@ def test_a_folder_that_cannot_be_made_is_one_line_and_nothing_moves(
     assert status.returncode == 0, _out(status)
 
 
-@pytest.mark.infra
 def test_a_gate_after_a_torn_first_record_switches_with_a_warning(
     workdir: Path, stack: Stack
 ) -> None:
@@ -538,7 +536,6 @@ def test_a_gate_after_a_torn_first_record_switches_with_a_warning(
     assert stack.served_color() == "green"
 
 
-@pytest.mark.infra
 def test_recover_to_gets_past_a_journal_with_no_whole_record(workdir: Path, stack: Stack) -> None:
     path = stack.journal_file
     first, second = _intent(path, 1), _intent(path, 2)
@@ -626,7 +623,6 @@ def test_a_state_file_or_record_that_is_a_symbolic_link_is_refused_before_anythi
     assert (tmp_path / name).is_symlink()
 
 
-@pytest.mark.infra
 def test_a_gate_refuses_a_journal_slot_that_is_a_symbolic_link(workdir: Path, stack: Stack) -> None:
     victim = workdir / "victim"
     victim.write_text("")
@@ -662,7 +658,6 @@ def _history_lock_of_another_user(stack: Stack) -> str:
     return "is not a plain file of this user's (owner "
 
 
-@pytest.mark.infra
 @pytest.mark.parametrize(
     "given", [_history_unreadable, _history_lock_of_another_user], ids=["unreadable", "lock"]
 )
@@ -687,7 +682,6 @@ def test_a_history_that_cannot_be_written_refuses_the_switch_before_it(
         )
 
 
-@pytest.mark.infra
 @pytest.mark.parametrize(
     "given", [_history_unreadable, _history_lock_of_another_user], ids=["unreadable", "lock"]
 )
@@ -706,7 +700,6 @@ def test_abort_refuses_before_the_record_goes_when_the_history_cannot_be_written
     assert state.load_pending(stack.state_file) == record
 
 
-@pytest.mark.infra
 def test_an_expired_promotion_is_kept_when_its_end_cannot_be_recorded(
     workdir: Path, stack: Stack
 ) -> None:

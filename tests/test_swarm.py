@@ -41,8 +41,6 @@ from .support.stack import ROOT, wait_for
 from .support.swarm import SwarmStack, docker, running_replicas
 from .support.switching import LoadProcess
 
-pytestmark = pytest.mark.infra
-
 CRASHING = f"v9.9.9-crash-{secrets.token_hex(4)}"  # built and removed here: a name of its own
 
 CHECKS = """
@@ -82,7 +80,10 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture(scope="module")
 def swarm(
-    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory, tls_cert: Path
+    docker_swarm: None,
+    pytestconfig: pytest.Config,
+    tmp_path_factory: pytest.TempPathFactory,
+    tls_cert: Path,
 ) -> Iterator[SwarmStack]:
     try:
         docker("image", "inspect", "bluegreen/haproxy:2.6", "bluegreen/jarvis:v1.2.0-broken")

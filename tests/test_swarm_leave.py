@@ -19,9 +19,6 @@ import pytest
 from .support.infra import require_infra
 from .support.swarm import SwarmStack, docker, named_containers, swarm_state, unresolved
 
-pytestmark = pytest.mark.infra
-
-
 BYSTANDER_IMAGE = "bluegreen-base:bookworm"
 OURS = f"bgtest-{secrets.token_hex(4)}"  # names of this test's own: none taken over, none removed
 BYSTANDERS = f"{OURS}-bystanders"  # a user-defined bridge network, as Compose makes
@@ -36,7 +33,7 @@ def resolves(container: str, name: str) -> bool:
 
 
 @pytest.fixture
-def bystanders(pytestconfig: pytest.Config) -> Iterator[list[str]]:
+def bystanders(docker_swarm: None, pytestconfig: pytest.Config) -> Iterator[list[str]]:
     """Two containers on a bridge network of their own that know each other by name, as a
     Compose stack's services do (``postgres``, ``redis``), running before any swarm."""
     try:

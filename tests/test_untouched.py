@@ -31,8 +31,6 @@ from tests.support.docker_stack import docker_problem
 from tests.support.infra import require_infra
 from tests.support.stack import ROOT
 
-pytestmark = pytest.mark.infra
-
 SELECTION = (
     "tests/test_docker_stack.py::test_missing_image_tag_is_a_clear_error",
     "tests/test_checks_stack.py::test_a_healthy_color_passes_every_check",

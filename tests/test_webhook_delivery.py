@@ -190,7 +190,6 @@ def test_webhooks_that_never_finish_answering_end_within_one_budget(
 # --- through a real gate ----------------------------------------------------------------------
 
 
-@pytest.mark.infra
 @pytest.mark.parametrize("fails", [False, True], ids=["switched", "checks-failed"])
 def test_failed_webhooks_are_one_line_each_and_change_no_exit_status(
     pytester: pytest.Pytester, stack: Stack, make: type[Receiver], fails: bool

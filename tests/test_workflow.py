@@ -17,7 +17,7 @@ import yaml
 from pytest_bluegreen.exposition import parse
 from pytest_bluegreen.settings import SettingsError, resolve
 from tests.support.demo import copy_checkout
-from tests.support.docker_stack import ComposeProject, docker_problem
+from tests.support.docker_stack import ComposeProject
 from tests.support.gate import outcomes, output, run_gate
 from tests.support.infra import require_infra
 from tests.support.stack import Stack, free_ports
@@ -295,12 +295,9 @@ def workspace(tmp_path: Path) -> Path:
     return copy_checkout(tmp_path / "workspace")
 
 
-@pytest.mark.infra
 def test_the_jobs_run_in_order_on_the_local_stack(
-    pytestconfig: pytest.Config, tmp_path: Path, workspace: Path
+    docker_engine: None, tmp_path: Path, workspace: Path
 ) -> None:
-    problem = docker_problem()
-    require_infra(pytestconfig, problem is None, problem or "")
     (tmp_path / "run").mkdir()
     ours = OwnStack.new(tmp_path / "run")
     # the host's settings and Prometheus, on this stack's addresses
@@ -466,7 +463,6 @@ def test_a_bad_bake_is_still_refused(tmp_path: Path, given: str) -> None:
         resolve({"bake_seconds": given, "switch": True, "env": "green"}, {}, {}, tmp_path)
 
 
-@pytest.mark.infra
 def test_auto_switch_with_bake_zero_switches_without_a_bake(
     pytester: pytest.Pytester, stack: Stack, tmp_path: Path
 ) -> None:

@@ -7,7 +7,7 @@ import pytest
 from tests.support.stack import Stack
 from tests.support.switching import switch_under_load
 
-pytestmark = pytest.mark.infra
+pytestmark = pytest.mark.timing  # not one failed request under a load
 
 
 def test_no_request_fails_while_switching_back_and_forth(stack: Stack) -> None:

@@ -18,13 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from pytest_bluegreen.engines import engine_for
 from pytest_bluegreen.settings import resolve
-
-from .docker_stack import docker_problem
-from .infra import require_infra
 
 IMAGE = "bluegreen/jarvis"
 COMPOSE = """\
@@ -108,9 +103,8 @@ class ColorImages:
 
 
 @contextmanager
-def color_images(config: pytest.Config, folder: Path) -> Iterator[ColorImages]:
-    problem = docker_problem()
-    require_infra(config, problem is None, problem or "")
+def color_images(folder: Path) -> Iterator[ColorImages]:
+    """Take the ``docker_engine`` fixture (tests/conftest.py) before this."""
     folder.mkdir(parents=True, exist_ok=True)
     images = ColorImages(folder, f"bgtest{uuid.uuid4().hex[:10]}")
     images.compose_file.write_text(

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +200,7 @@ class SpreadLoad:
 
     def wait_started(self) -> None:
         for load in self.loads:
-            wait_for(lambda load=load: load.answered.value >= 20, 30, "the load to answer")
+            wait_for(partial(load.answered_at_least, 20), 30, "the load", watch=[load.process])
 
     def finish(self) -> list[LoadResult]:
         return [load.finish(self.duration + 30) for load in self.loads]

@@ -36,7 +36,12 @@ class Pushgateway:
             )
         gateway = cls(proc, port)
         try:
-            wait_for(gateway.ready, 30, f"the Pushgateway on :{port} ({log})")
+            wait_for(
+                gateway.ready,
+                30,
+                f"the Pushgateway on :{port} ({log})",
+                retry=(requests.ConnectionError,),  # not listening yet
+            )
         except TimeoutError:
             gateway.stop()
             raise

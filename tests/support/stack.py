@@ -3,19 +3,25 @@ HTTP backends, one per color. Started and stopped by the fixtures in ``tests/con
 
 from __future__ import annotations
 
+import collections
+import fcntl
 import json
+import multiprocessing.process
 import os
 import random
+import shlex
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import requests
 
@@ -39,6 +45,7 @@ GREEN_LIVE = {
     "green-api": (100, "ready"),
     "green-frontend": (100, "ready"),
 }
+T = TypeVar("T")
 PORT_NAMES = (
     "api",
     "frontend",
@@ -56,13 +63,21 @@ def haproxy_binary() -> str | None:
     return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
 
 
-# the seed's ports (haproxy/haproxy.cfg, docker/docker-compose.blue-green.yml, the local
-# stack's Prometheus and Pushgateway): a test never takes one, a stack there may be a user's
+# the seed's ports (haproxy/haproxy.cfg, the Compose file, the local stack's Prometheus and
+# Pushgateway, the swarm HAProxy's): a user's stack may be up there, a test never takes one
 SEED_PORTS = frozenset(
-    {80, 443, 3010, 3011, 8010, 8011, 8404, 9091, 10000, 10001, 10002, 10104, 10200}
+    {80, 443, 3010, 3011, 8010, 8011, 8080, 8404, 8443, 9091, 10000, 10001, 10002, 10104, 10200}
     | {20010, 20011, 21010, 21011}
 )
 LOWEST_PORT = 10240  # below: the well-known and registered services of a machine
+# Every test process on this machine (two xdist workers, two runs at once) leases the ports it
+# chooses: a byte of this file per port, locked (POSIX record locks: the kernel drops them when
+# the process ends). A process keeps its last LEASES_KEPT leases: by then their servers are
+# bound (and a bound port is never chosen) or the test that wanted them is over.
+PORT_LEASES = Path(tempfile.gettempdir()) / "bluegreen-test-ports.lock"
+LEASES_KEPT = 2048
+_leases: collections.deque[int] = collections.deque()
+_lease_file: list[int] = []  # the one descriptor (closing any other would drop every lease)
 
 
 def ephemeral_ports() -> range:
@@ -74,45 +89,119 @@ def ephemeral_ports() -> range:
     return range(low, high + 1)
 
 
+def _lease(port: int) -> bool:
+    """Lease ``port`` for this process; False when another process holds it."""
+    if not _lease_file:
+        _lease_file.append(os.open(PORT_LEASES, os.O_RDWR | os.O_CREAT, 0o666))
+    if port in _leases:
+        return False
+    try:
+        fcntl.lockf(_lease_file[0], fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+    except OSError:  # EAGAIN/EACCES: another process leased it
+        return False
+    _leases.append(port)
+    while len(_leases) > LEASES_KEPT:
+        fcntl.lockf(_lease_file[0], fcntl.LOCK_UN, 1, _leases.popleft())
+    return True
+
+
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports on 127.0.0.1 that nothing holds now, none of the seed's and none
-    in the ephemeral range: a port from there (what binding port 0 gives) can be taken by a
-    load generator's outgoing connection between this choice and the server's bind."""
+    """``count`` distinct ports on 127.0.0.1 for a test's servers: nothing listens there now,
+    no other test process (xdist worker, another run) has them, none is the seed's, none is in
+    the ephemeral range (binding port 0 gives one of those, and a load generator's outgoing
+    connection can take it between the choice and the server's bind)."""
     ephemeral = ephemeral_ports()
     candidates = [
         p for p in range(LOWEST_PORT, 65536) if p not in ephemeral and p not in SEED_PORTS
     ]
-    rng = random.Random()
-    held: list[socket.socket] = []
-    try:
-        for _ in range(count * 50):
-            if len(held) == count:
-                break
-            s = socket.socket()
+    chosen: list[int] = []
+    # not the random module's generator: pytest-randomly seeds it alike in every worker
+    for port in random.SystemRandom().sample(candidates, len(candidates)):
+        if len(chosen) == count:
+            break
+        with socket.socket() as probe:
             try:
-                s.bind(("127.0.0.1", rng.choice(candidates)))
-            except OSError:  # taken (or one of ours already): another
-                s.close()
+                probe.bind(("127.0.0.1", port))
+            except OSError:  # something listens there (or is still closing)
                 continue
-            held.append(s)
-        assert len(held) == count, f"no {count} free port(s) outside {ephemeral}"
-        return [s.getsockname()[1] for s in held]
-    finally:
-        for s in held:
-            s.close()
+        if _lease(port):
+            chosen.append(port)
+    assert len(chosen) == count, f"no {count} free port(s) outside {ephemeral}"
+    return chosen
 
 
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+class NotYet(Exception):
+    """Raised by a :func:`wait_for` predicate: what it waits for does not hold yet, for a
+    reason worth showing if the wait times out (retried, as a falsy answer is)."""
+
+
+class Exited(AssertionError):
+    """A process a :func:`wait_for` watches ended: what it waits for will never come."""
+
+
+Watched = subprocess.Popen[Any] | multiprocessing.process.BaseProcess | threading.Thread
+
+
+def _ended(watched: Watched) -> str | None:
+    """How ``watched`` ended, or None while it runs."""
+    if isinstance(watched, subprocess.Popen):
+        code = watched.poll()
+        if code is None:
+            return None
+        given = watched.args
+        if isinstance(given, str | bytes | os.PathLike):
+            args = os.fsdecode(given)
+        else:
+            args = shlex.join(os.fsdecode(arg) for arg in given)
+        said = ""
+        if watched.stdout is not None or watched.stderr is not None:
+            try:  # what it said last (a child still holding the pipe: not waited for)
+                text = "".join(
+                    part.decode(errors="replace") if isinstance(part, bytes) else part
+                    for part in watched.communicate(timeout=5)
+                    if part
+                )
+                said = f", saying: {text[-3000:]}"
+            except (subprocess.TimeoutExpired, ValueError, OSError):
+                said = ""
+        return f"{args[:200]} exited {code}{said}"
+    if isinstance(watched, threading.Thread):
+        return None if watched.is_alive() else f"thread {watched.name} ended"
+    return None if watched.is_alive() else f"process {watched.name} exited {watched.exitcode}"
+
+
+def wait_for(
+    predicate: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    *,
+    interval: float = 0.02,
+    retry: tuple[type[BaseException], ...] = (),
+    watch: Sequence[Watched] = (),
+) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that.
+
+    Only "not yet" is retried: a falsy answer, :class:`NotYet`, or an exception of ``retry``
+    (say, a connection refused while a server starts). Any other exception is a failure (or a
+    bug in the predicate) and propagates at once. ``watch``: processes (or threads) the
+    condition depends on; one that ended fails the wait at once (:class:`Exited`). After
+    ``timeout`` seconds, a TimeoutError naming ``what`` and the last answer."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    not_yet: tuple[type[BaseException], ...] = (NotYet, *retry)
+    last: object = None
     while True:
         try:
-            last = predicate()
-            if last:
-                return last
-        except Exception as exc:
+            answer = predicate()
+        except not_yet as exc:
             last = exc
+        else:
+            if answer:
+                return answer
+            last = answer
+        for watched in watch:
+            ended = _ended(watched)
+            if ended is not None:
+                raise Exited(f"waiting for {what}: {ended} (last: {last!r})")
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
         time.sleep(interval)
@@ -204,12 +293,15 @@ class HAProxy:
         api = RuntimeApi(runtime, timeout=1)
         pid = str(self.proc.pid)
 
+        proc = self.proc
+
         def answers() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"haproxy exited {self.proc.returncode}: {self.log_text()}")
+            if proc.poll() is not None:
+                raise Exited(f"haproxy exited {proc.returncode}: {self.log_text()}")
             return api.show_info()["Pid"] == pid
 
-        wait_for(answers, 10, "HAProxy's Runtime API (the new process)")
+        # not yet: nothing listens, or the old process closes a connection it took unanswered
+        wait_for(answers, 10, "HAProxy's Runtime API (the new process)", retry=(RuntimeApiError,))
 
     def reload(self, runtime: str) -> None:
         """A soft reload, as ``systemctl reload haproxy`` does: a new process (server states

@@ -162,6 +162,9 @@ class LoadProcess:
         )  # fmt: skip
         self.results.put(result)
 
+    def answered_at_least(self, count: int) -> bool:
+        return int(self.answered.value) >= count
+
     def finish(self, timeout: float) -> LoadResult:
         self.stop.set()
         result = self.results.get(timeout=timeout)

@@ -1,0 +1,97 @@
+"""The suite's durations, by module and by fixture set-up: the tables of CONTRIBUTING.md.
+
+    scripts/test --durations=0 2>&1 | tee /tmp/suite.log
+    .venv/bin/python -m benchmarks.durations /tmp/suite.log
+
+Reads pytest's ``--durations=0`` lines (``12.34s call     tests/test_x.py::test_y[p]``) and
+prints two Markdown tables: each module's seconds (set-up, call and teardown summed, its share of
+the total, its tests, the Docker ones marked), and the slowest set-ups (a set-up that takes
+seconds is a module or session fixture: the first test to use it pays for it).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LINE = re.compile(r"^\s*([\d.]+)s (setup|call|teardown)\s+(\S+?)::(\S+)\s*$")
+SLOWEST_SETUPS = 15
+DOCKER_MODULES = frozenset(
+    {
+        "tests/test_aftercare.py",
+        "tests/test_build_images.py",
+        "tests/test_checks_stack.py",
+        "tests/test_demo.py",
+        "tests/test_docker_stack.py",
+        "tests/test_seed_commands.py",
+        "tests/test_serving_stack.py",
+        "tests/test_swarm.py",
+        "tests/test_swarm_leave.py",
+    }
+)
+
+
+@dataclass
+class Module:
+    setup: float = 0.0
+    call: float = 0.0
+    teardown: float = 0.0
+    tests: set[str] = field(default_factory=set)
+
+    @property
+    def total(self) -> float:
+        return self.setup + self.call + self.teardown
+
+
+def read(lines: Iterable[str]) -> tuple[dict[str, Module], list[tuple[float, str, str]]]:
+    modules: dict[str, Module] = defaultdict(Module)
+    setups: list[tuple[float, str, str]] = []
+    for line in lines:
+        found = LINE.match(line)
+        if found is None:
+            continue
+        seconds, phase, module, test = float(found[1]), found[2], found[3], found[4]
+        entry = modules[module]
+        setattr(entry, phase, getattr(entry, phase) + seconds)
+        entry.tests.add(test)
+        if phase == "setup":
+            setups.append((seconds, module, test))
+    return dict(modules), sorted(setups, reverse=True)[:SLOWEST_SETUPS]
+
+
+def tables(modules: dict[str, Module], setups: list[tuple[float, str, str]]) -> str:
+    total = sum(m.total for m in modules.values()) or 1.0
+    rows = [
+        "| module | tests | set-up s | call s | teardown s | total s | share |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in sorted(modules.items(), key=lambda item: -item[1].total):
+        docker = " (Docker)" if name in DOCKER_MODULES else ""
+        rows.append(
+            f"| `{name}`{docker} | {len(m.tests)} | {m.setup:.0f} | {m.call:.0f} | "
+            f"{m.teardown:.0f} | {m.total:.0f} | {100 * m.total / total:.1f}% |"
+        )
+    rows.append(f"| all | {sum(len(m.tests) for m in modules.values())} | | | | {total:.0f} | |")
+    rows += ["", "| set-up s | the test that paid for it |", "|---:|---|"]
+    rows += [f"| {seconds:.1f} | `{module}::{test}` |" for seconds, module, test in setups]
+    return "\n".join(rows)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m benchmarks.durations PYTEST_OUTPUT", file=sys.stderr)
+        return 2
+    modules, setups = read(Path(argv[0]).read_text(errors="replace").splitlines())
+    if not modules:
+        print(f"no --durations=0 lines in {argv[0]}", file=sys.stderr)
+        return 1
+    print(tables(modules, setups))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

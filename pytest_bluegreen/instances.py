@@ -300,8 +300,9 @@ def lock_keys(api: AnyHaproxy, *, strict: bool = False) -> tuple[str, ...]:
             found = seen[name]
             if found.identity is None or not found.sockets:
                 where = group.instance(name).runtime_api
+                which = f"{name} at {where}" if len(group.names) > 1 else f"at {where}"
                 raise Refused(
-                    f"cannot tell which gate lock is that of the HAProxy at {where} ({found.why}):"
+                    f"cannot tell which gate lock is that of the HAProxy {which} ({found.why}):"
                     " no other gate's lock can be ruled out, so nothing changes; run again"
                 )
     keys = set(addresses.values())

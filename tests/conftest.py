@@ -111,6 +111,13 @@ def _inner_runs_in_file_order() -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, whose runs are in file order too: it removes PYTEST_ADDOPTS when it starts."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
+    return pytester
+
+
 @pytest.fixture(autouse=True)
 def _clean_bluegreen_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No BLUEGREEN_* variable of the caller's shell leaks into a test."""

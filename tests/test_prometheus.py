@@ -138,6 +138,19 @@ def wait_scraped_responses(client: Prometheus, server: str, stat: dict[str, str]
     wait_for(scraped, 10, f"Prometheus to scrape {server}'s {counted} responses", interval=0.2)
 
 
+def wait_two_samples(client: Prometheus, server: str) -> None:
+    """Until Prometheus holds two scrapes of ``server``'s counters within the last minute: a
+    rate or increase over fewer is no series at all, over two with no request 0/0 (NaN). Right
+    after Prometheus starts (this module's first test, in a random order) it has one."""
+
+    def two() -> bool:
+        series = f'haproxy_server_http_responses_total{{server="{server}",code="5xx"}}'
+        result = client.query(f"count_over_time({series}[1m])")
+        return bool(result.series) and result.single() >= 2
+
+    wait_for(two, 15, f"Prometheus to scrape {server} twice", interval=0.2)
+
+
 @pytest.fixture(scope="module")
 def traffic(monitored: Monitored) -> Traffic:
     """About 200 API calls through each color's direct port, scraped: green's every 20th
@@ -371,6 +384,8 @@ def test_an_empty_result_or_nan_is_inconclusive(
         absent=("haproxy_process_nothing_like_this", ["value<1"]),
         haproxy_up=('up{job="haproxy"}', ["value==1"]),
     )
+    with Prometheus(monitored.prometheus.url) as client:
+        wait_two_samples(client, "green-api")
     result = run_checks(pytester, monitored, "--env", "green", "-k", "promql", tables=tables)
     assert result.ret == 1, output(result)
     assert status_of(result, "test_promql", "green", "missing") == "FAILED"
@@ -530,6 +545,7 @@ def test_a_prometheus_signal_that_cannot_judge_makes_the_bake_inconclusive(
         'sum(rate(haproxy_server_http_responses_total{server="{color}-api",code="5xx"}[WINDOW]))'
         ' / sum(rate(haproxy_server_http_responses_total{server="{color}-api"}[WINDOW]))'
     )
+    wait_two_samples(client, "green-api")
     nan = bake(monitored, client, ratio.replace("WINDOW", "1m"), "value<0.01").run()
     assert nan.verdict is IntervalVerdict.INCONCLUSIVE
     assert [i.verdict for i in nan.intervals] == [IntervalVerdict.INCONCLUSIVE] * 2

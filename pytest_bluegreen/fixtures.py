@@ -20,10 +20,12 @@ The shared services' fixtures (PostgreSQL, Redis, Neo4j, Ollama, containers) are
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 import pytest
+
+from pytest_bluegreen.frozen import Frozen, frozen
 
 from .keys import ANSWERS_KEY, SECRETS_KEY, SETTINGS_KEY
 from .settings import Settings
@@ -49,8 +51,8 @@ def answer_log(config: pytest.Config) -> AnswerLog:
     return log
 
 
-@dataclass(frozen=True)
-class ColorEnvironment:
+@frozen
+class ColorEnvironment(Frozen):
     """One color's settings plus its env files (``shared.env`` + ``<color>.env``).
 
     ``secrets`` (from ``secrets.env``) never shows in a repr, a log or a report.

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_bluegreen.frozen import Frozen, frozen
+
 from .errors import Refused
 
 __all__ = [
@@ -123,8 +125,8 @@ def is_loopback(host: str) -> bool:
         return False  # another host name: it may resolve anywhere
 
 
-@dataclass(frozen=True)
-class RuntimeApiAddress:
+@frozen
+class RuntimeApiAddress(Frozen):
     """Where the Runtime API listens: a unix socket path, a TCP ``host:port`` on this host, or
     ``tls://host:port`` (a stats socket with ``ssl ... verify required``) anywhere.
 
@@ -190,8 +192,8 @@ def _host_port(text: str, value: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-@dataclass(frozen=True)
-class TlsFiles:
+@frozen
+class TlsFiles(Frozen):
     """The client side of a TLS Runtime API: our certificate and key, the CA of HAProxy's."""
 
     cert: Path
@@ -199,8 +201,8 @@ class TlsFiles:
     ca: Path
 
 
-@dataclass(frozen=True)
-class ServerState:
+@frozen
+class ServerState(Frozen):
     """One line of ``show servers state``."""
 
     backend: str
@@ -249,8 +251,8 @@ class ServerState:
         return not self.empty and self.admin is AdminState.READY and self.uweight > 0
 
 
-@dataclass(frozen=True)
-class StatRow:
+@frozen
+class StatRow(Frozen):
     """The columns of ``show stat`` the gate needs, plus the raw row."""
 
     backend: str

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
+
+from pytest_bluegreen.frozen import Frozen, frozen
 
 from .errors import Refused, UsageError
 from .haproxy import (
@@ -50,8 +51,8 @@ DEFAULT_INSTANCE = "haproxy"  # the name of the one instance of the top-level se
 MAX_PARALLEL = 8
 
 
-@dataclass(frozen=True)
-class Instance:
+@frozen
+class Instance(Frozen):
     """One HAProxy: its Runtime API, its routed URLs, its server-state file."""
 
     name: str
@@ -255,8 +256,8 @@ class SameHaproxy(UsageError):
     """Two instances of the group are one HAProxy process (reached at two addresses)."""
 
 
-@dataclass(frozen=True)
-class _Seen:
+@frozen
+class _Seen(Frozen):
     """What an instance says about itself: its process, its Runtime API sockets."""
 
     identity: InstanceIdentity | None  # None: it does not answer

@@ -16,8 +16,9 @@ import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from pytest_bluegreen.frozen import Frozen, frozen
 
 if TYPE_CHECKING:
     from .load import LoadResult
@@ -64,8 +65,8 @@ class ThresholdError(ValueError):
     """A threshold expression that is not k6 syntax."""
 
 
-@dataclass(frozen=True)
-class Threshold:
+@frozen
+class Threshold(Frozen):
     text: str
     stat: str  # p(95), avg, med, min, max, rate, rps
     op: str
@@ -94,8 +95,8 @@ class Threshold:
         return not math.isnan(measured) and _OPS[self.op](measured, self.value)
 
 
-@dataclass(frozen=True)
-class Violation:
+@frozen
+class Violation(Frozen):
     endpoint: str
     threshold: Threshold
     measured: float

@@ -10,9 +10,11 @@ Sending to them is :mod:`.notify`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 from urllib.parse import urlsplit
+
+from pytest_bluegreen.frozen import Frozen, frozen
 
 from .redaction import url_secrets
 
@@ -25,8 +27,8 @@ def _secret_segment(segment: str) -> bool:
     return len(segment) >= 16 or any(c.isdigit() for c in segment)
 
 
-@dataclass(frozen=True)
-class Webhook:
+@frozen
+class Webhook(Frozen):
     """One ``notify`` URL. Shown (``str``, ``repr``, every message) as ``scheme://host/…``."""
 
     url: str = field(repr=False)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import importlib
+import re
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,10 +14,20 @@ from typing import Any
 
 import pytest
 
+from pytest_bluegreen.frozen import Frozen, frozen
 from pytest_bluegreen.haproxy import RuntimeApiAddress, ServerRef
 from pytest_bluegreen.redaction import Secrets
-from pytest_bluegreen.settings import Settings, SettingsError, all_options, describe, resolve
+from pytest_bluegreen.settings import (
+    Settings,
+    SettingsError,
+    all_options,
+    describe,
+    model,
+    options,
+    resolve,
+)
 from pytest_bluegreen.settings.files import misread_values
+from pytest_bluegreen.settings.model import Answer, SwitchingSettings, Topology
 
 
 def resolve_in(
@@ -1039,3 +1053,117 @@ def test_blame_is_on_for_gated_runs_by_default(
 ) -> None:
     write(tmp_path, "bluegreen.toml", f'blame = "{blame}"\n')
     assert resolve(cli, {}, {}, tmp_path).blames is blames
+
+
+# The settings classes are frozen dataclasses whose methods are written once (options.Frozen),
+# not compiled per class at import (issue 21: most of the plugin's import instructions).
+
+
+def _frozen_classes() -> list[type[Any]]:
+    found = [
+        value
+        for module in (model, options, importlib.import_module("pytest_bluegreen.settings.resolve"))
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and value.__module__ == module.__name__
+        and dataclasses.is_dataclass(value)
+    ]
+    names = {cls.__name__ for cls in found}
+    assert {"RunSettings", "Settings", "ColorSettings", "Answer", "Option", "_Layers"} <= names
+    return found
+
+
+def test_settings_classes_compile_no_methods_of_their_own() -> None:
+    generated = {
+        cls.__qualname__: sorted(
+            name
+            for name in ("__init__", "__eq__", "__hash__", "__repr__", "__setattr__")
+            if name in vars(cls)
+        )
+        for cls in _frozen_classes()
+    }
+    assert {name: methods for name, methods in generated.items() if methods} == {}
+
+
+def test_the_frozen_dataclasses_every_session_imports_compile_no_methods() -> None:
+    """The same for the frozen classes haproxy.py, instances.py ... give every session
+    (ServerRef is ordered: ``@frozen`` has no ``<``, it stays a generated dataclass)."""
+    names = ("haproxy", "instances", "thresholds", "webhooks", "fixtures")
+    classes = [
+        value
+        for module in (importlib.import_module(f"pytest_bluegreen.{name}") for name in names)
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and value.__module__ == module.__name__
+        and dataclasses.is_dataclass(value)
+        and value.__name__ != "ServerRef"
+    ]
+    assert len(classes) >= 10
+    assert [cls.__qualname__ for cls in classes if "__init__" in vars(cls)] == []
+    assert all(issubclass(cls, Frozen) for cls in classes)
+
+
+def test_settings_are_read_only(tmp_path: Path) -> None:
+    settings = resolve_in(tmp_path)
+    for group in (settings, settings.switching, settings.topology, settings.run):
+        name = dataclasses.fields(group)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(group, name, None)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            delattr(group, name)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            group.undeclared = 1
+    assert settings.switching.drain_timeout == 30.0
+
+
+def test_settings_keep_what_a_dataclass_gives(tmp_path: Path) -> None:
+    settings = resolve_in(tmp_path)
+    switching = SwitchingSettings(drain_timeout=3.0)
+    assert switching.drain_timeout == 3.0
+    assert switching.verify_responses == 3
+    assert switching == SwitchingSettings(drain_timeout=3.0)
+    assert switching != SwitchingSettings()
+    assert switching != object()
+    assert hash(switching) == hash(SwitchingSettings(drain_timeout=3.0))
+    assert repr(Answer("blue", None)) == "Answer(color='blue', version=None)"
+    assert Answer("blue", "1.0") == Answer(color="blue", version="1.0")
+    assert dataclasses.asdict(Answer("blue", "1.0")) == {"color": "blue", "version": "1.0"}
+    assert [f.name for f in dataclasses.fields(Answer)] == ["color", "version"]
+    assert Topology().color == {}
+    assert Topology().color is not Topology().color
+    changed = dataclasses.replace(settings, run=dataclasses.replace(settings.run, dry_run=True))
+    assert changed.run.dry_run
+    assert not settings.run.dry_run
+    assert changed.switching is settings.switching
+    assert changed != settings
+    assert "sources" not in repr(settings)
+    assert "SwitchingSettings(" in repr(settings)
+    assert copy.deepcopy(switching) == switching
+
+
+_ANSWER: Any = Answer
+_SWITCHING: Any = SwitchingSettings
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: _ANSWER("blue"), "Answer() missing required argument: 'version'"),
+        (lambda: _ANSWER("a", "b", "c"), "takes 2 positional arguments but 3 were given"),
+        (lambda: _ANSWER("a", color="b"), "got multiple values for argument 'color'"),
+        (lambda: _SWITCHING(nope=1), "got an unexpected keyword argument 'nope'"),
+    ],
+)
+def test_settings_refuse_bad_construction(call: Any, message: str) -> None:
+    """What the generated ``__init__`` refused (mypy refuses these calls too: Any below)."""
+    with pytest.raises(TypeError, match=re.escape(message)):
+        call()
+
+
+def test_frozen_refuses_a_field_without_default_after_one_with() -> None:
+    class Bad(Frozen):
+        first: int = 1
+        second: int
+
+    with pytest.raises(TypeError, match="'second' without a default follows 'first'"):
+        frozen(Bad)

@@ -7,11 +7,12 @@ deployer ``compose``), not the whole :class:`Settings`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
 from pytest_bluegreen.envfile import read_env_file
+from pytest_bluegreen.frozen import Frozen, frozen
 from pytest_bluegreen.haproxy import (
     RuntimeApi,
     RuntimeApiAddress,
@@ -60,8 +61,8 @@ DeployEngineName = Literal["compose", "swarm"]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class RunSettings:
+@frozen
+class RunSettings(Frozen):
     """What this run is asked to do (mostly from the command line)."""
 
     GROUP: ClassVar[str] = "run"
@@ -150,8 +151,8 @@ class RunSettings:
     )
 
 
-@dataclass(frozen=True)
-class HaproxySettings:
+@frozen
+class HaproxySettings(Frozen):
     """Where HAProxy's Runtime API listens, and its server-state file."""
 
     GROUP: ClassVar[str] = "haproxy"
@@ -202,8 +203,8 @@ class HaproxySettings:
         return RuntimeApi(self.runtime_api, self.runtime_api_timeout, self.tls)
 
 
-@dataclass(frozen=True)
-class SwitchingSettings:
+@frozen
+class SwitchingSettings(Frozen):
     """How traffic moves: the routed URLs that verify it, weights, timeouts, the probe."""
 
     GROUP: ClassVar[str] = "switching"
@@ -257,8 +258,8 @@ class SwitchingSettings:
         return self.routed_api_url + self.verify_path
 
 
-@dataclass(frozen=True)
-class ComposeSettings:
+@frozen
+class ComposeSettings(Frozen):
     """The Compose stack the colors run in, and what ``--deploy`` does around ``compose up``."""
 
     GROUP: ClassVar[str] = "compose"
@@ -335,8 +336,8 @@ class ComposeSettings:
         return "".join(c for c in folder if c.isalnum() or c in "_-") or "default"
 
 
-@dataclass(frozen=True)
-class SwarmSettings:
+@frozen
+class SwarmSettings(Frozen):
     """Docker Swarm as the deploy engine: the stack, its file, and each color's replicas."""
 
     GROUP: ClassVar[str] = "swarm"
@@ -366,8 +367,8 @@ class SwarmSettings:
         return f"{self.stack_name}_{name}"
 
 
-@dataclass(frozen=True)
-class ChecksSettings:
+@frozen
+class ChecksSettings(Frozen):
     """What the checks use: their HTTP timeout and the perf checks' bounded load and limits."""
 
     GROUP: ClassVar[str] = "checks"
@@ -412,8 +413,8 @@ class ChecksSettings:
     )
 
 
-@dataclass(frozen=True)
-class DrillSettings:
+@frozen
+class DrillSettings(Frozen):
     """bluegreen drill: known-bad variants deployed to the idle color, each gated (dry run)."""
 
     GROUP: ClassVar[str] = "drill"
@@ -424,8 +425,8 @@ class DrillSettings:
     )
 
 
-@dataclass(frozen=True)
-class BakeSettings:
+@frozen
+class BakeSettings(Frozen):
     """After the switch: the bake window, and the old color kept warm."""
 
     GROUP: ClassVar[str] = "bake"
@@ -474,8 +475,8 @@ class BakeSettings:
         return bool(self.bake_seconds)
 
 
-@dataclass(frozen=True)
-class PrometheusSettings:
+@frozen
+class PrometheusSettings(Frozen):
     """Prometheus: where its HTTP API answers, and the PromQL checks of [prometheus_checks]."""
 
     GROUP: ClassVar[str] = "prometheus"
@@ -501,8 +502,8 @@ class PrometheusSettings:
         return Prometheus(self.prometheus_url, self.prometheus_timeout)
 
 
-@dataclass(frozen=True)
-class PromotionSettings:
+@frozen
+class PromotionSettings(Frozen):
     """Verify now, switch later: a pending promotion and its limits."""
 
     GROUP: ClassVar[str] = "promotion"
@@ -516,8 +517,8 @@ class PromotionSettings:
     )
 
 
-@dataclass(frozen=True)
-class ReportSettings:
+@frozen
+class ReportSettings(Frozen):
     """Where the gate's reports go."""
 
     GROUP: ClassVar[str] = "reports"
@@ -535,8 +536,8 @@ class ReportSettings:
     )
 
 
-@dataclass(frozen=True)
-class MetricsSettings:
+@frozen
+class MetricsSettings(Frozen):
     """Where each run publishes the gate's own metrics; neither set: nothing is sent or written.
 
     The metrics (``bluegreen_*``) and how counters carry on are in gatemetrics.py and the
@@ -564,8 +565,8 @@ class MetricsSettings:
     )
 
 
-@dataclass(frozen=True)
-class NotifySettings:
+@frozen
+class NotifySettings(Frozen):
     """Webhooks told of every outcome (docs/notifications.md)."""
 
     GROUP: ClassVar[str] = "notify"
@@ -601,8 +602,8 @@ class NotifySettings:
         }
 
 
-@dataclass(frozen=True)
-class StateSettings:
+@frozen
+class StateSettings(Frozen):
     """What the gate remembers between runs."""
 
     GROUP: ClassVar[str] = "state"
@@ -638,8 +639,8 @@ class StateSettings:
         return self.state_file.with_name("compose-tags.env")
 
 
-@dataclass(frozen=True)
-class EnvFiles:
+@frozen
+class EnvFiles(Frozen):
     """The seed's env files: ``shared.env``, ``<color>.env`` and ``secrets.env``."""
 
     GROUP: ClassVar[str] = "env_files"
@@ -679,8 +680,8 @@ class EnvFiles:
         return merged
 
 
-@dataclass(frozen=True)
-class ColorSettings:
+@frozen
+class ColorSettings(Frozen):
     """What one color is: how to reach it directly and which HAProxy servers carry it."""
 
     name: str
@@ -697,16 +698,16 @@ class _Response(Protocol):
     def json(self) -> Any: ...
 
 
-@dataclass(frozen=True)
-class Answer:
+@frozen
+class Answer(Frozen):
     """Which color (and version) a response says it came from; None where it does not say."""
 
     color: str | None
     version: str | None
 
 
-@dataclass(frozen=True)
-class Topology:
+@frozen
+class Topology(Frozen):
     """The two colors, their servers, how a response names its color, and the live-color rule."""
 
     GROUP: ClassVar[str] = "topology"
@@ -783,8 +784,8 @@ def _text_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-@dataclass(frozen=True)
-class Settings:
+@frozen
+class Settings(Frozen):
     """The resolved settings of one run; lives in ``config.stash`` (see ``plugin.py``)."""
 
     run: RunSettings

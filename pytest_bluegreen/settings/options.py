@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
+
+from pytest_bluegreen.frozen import Frozen, frozen
 
 __all__ = ["ENV_PREFIX", "Group", "Option", "options_of", "setting"]
 
@@ -29,8 +30,8 @@ class Group(Protocol):
     __dataclass_fields__: ClassVar[dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class Option:
+@frozen
+class Option(Frozen):
     """How one setting is given and parsed."""
 
     key: str

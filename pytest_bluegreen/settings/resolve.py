@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Any
 
+from pytest_bluegreen.frozen import Frozen, frozen
 from pytest_bluegreen.instances import DEFAULT_INSTANCE, Instance
 from pytest_bluegreen.thresholds import ThresholdError
 from pytest_bluegreen.thresholds import parse_table as parse_thresholds
@@ -220,8 +221,8 @@ def resolve(
     )
 
 
-@dataclass(frozen=True)
-class _Layers:
+@frozen
+class _Layers(Frozen):
     """Where values come from, highest first: CLI, environment, pytest ini, the file."""
 
     cli: Mapping[str, Any]

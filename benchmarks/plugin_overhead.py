@@ -68,6 +68,11 @@ class Timing:
     own: float  # pytest's "in N s"
 
 
+# the suite's own dev plugins (pytest-randomly, pytest-timeout) are left out of every session:
+# a user's checks run without them, and they would add the same cost to both sides
+BASE = ["-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:timeout"]
+
+
 def cpu_of_children() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -75,7 +80,7 @@ def cpu_of_children() -> float:
 
 def run(workdir: Path, folder: str, extra: list[str], env: dict[str, str]) -> Timing:
     """One session (the only child running); exits if it did not pass 1,000 checks."""
-    cmd = [sys.executable, "-m", "pytest", folder, "-q", "-p", "no:cacheprovider", *extra]
+    cmd = [sys.executable, "-m", "pytest", folder, *BASE, *extra]
     cpu = cpu_of_children()
     start = time.perf_counter()
     done = subprocess.run(
@@ -90,7 +95,7 @@ def run(workdir: Path, folder: str, extra: list[str], env: dict[str, str]) -> Ti
 
 def instructions(workdir: Path, folder: str, extra: list[str], env: dict[str, str]) -> int:
     """The session's instruction count under callgrind (deterministic)."""
-    cmd = [sys.executable, "-m", "pytest", folder, "-q", "-p", "no:cacheprovider", *extra]
+    cmd = [sys.executable, "-m", "pytest", folder, *BASE, *extra]
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd],
         cwd=workdir,

@@ -24,6 +24,8 @@ from tests.support.stack import Stack, free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "deploy.yml"
+PULL_REQUEST = ROOT / ".github" / "workflows" / "pull-request.yml"
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
 
 def tool(config: pytest.Config, name: str) -> str:
@@ -32,21 +34,45 @@ def tool(config: pytest.Config, name: str) -> str:
     return path
 
 
-def test_workflow_matches_the_github_schema(pytestconfig: pytest.Config) -> None:
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
+def test_workflow_matches_the_github_schema(pytestconfig: pytest.Config, workflow: Path) -> None:
     command = [
         tool(pytestconfig, "check-jsonschema"),
         "--builtin-schema",
         "vendor.github-workflows",
-        str(WORKFLOW),
+        str(workflow),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_workflow_has_no_medium_or_high_zizmor_finding(pytestconfig: pytest.Config) -> None:
-    command = [tool(pytestconfig, "zizmor"), "--offline", "--min-severity", "medium", str(WORKFLOW)]
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda path: path.name)
+def test_workflow_has_no_medium_or_high_zizmor_finding(
+    pytestconfig: pytest.Config, workflow: Path
+) -> None:
+    command = [tool(pytestconfig, "zizmor"), "--offline", "--min-severity", "medium", str(workflow)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_pull_requests_run_the_fast_tier_apart_from_the_deploy() -> None:
+    workflow = yaml.safe_load(PULL_REQUEST.read_text())
+    assert set(workflow[True]) == {"pull_request", "push"}  # YAML 1.1 reads "on" as True
+    [job] = workflow["jobs"].values()
+    runs = [str(step.get("run", "")) for step in job["steps"]]
+    assert any(run.endswith("bash scripts/test --fast") for run in runs), runs
+    assert workflow["permissions"] == {"contents": "read"}
+    assert "workflow_dispatch" not in workflow[True]  # deploying stays deploy.yml's
+
+
+def test_pre_commit_runs_the_suites_own_lint_and_type_check() -> None:
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = {h["id"]: h["entry"].split() for repo in config["repos"] for h in repo["hooks"]}
+    assert set(hooks) == {"ruff", "ruff-format", "mypy"}
+    for entry in hooks.values():
+        assert (ROOT / entry[0]).is_file(), f"{entry[0]} (scripts/setup makes .venv)"
+    assert hooks["ruff"][1:3] == ["check", "--force-exclude"]
+    assert "--check" in hooks["ruff-format"]
 
 
 def test_workflow_keeps_the_seed_stages_and_inputs() -> None:

@@ -158,10 +158,16 @@ class LocalPrometheus:
         raise LocalPrometheusError(f"{self.binary} (pid {pid}) did not stop")
 
     def _alive(self, pid: int) -> bool:
-        # reap it when it is our child (the tests), so it does not linger as a zombie
+        # reap it when it is our child (the tests), so it does not linger as a zombie: also
+        # once it no longer looks like ours (a zombie has no command line), as it may have
+        # died between the first wait and that look
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        return self._is_ours(pid)
+        if self._is_ours(pid):
+            return True
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return False
 
     def last_error(self) -> str:
         """The log's last line that says what went wrong (or its last line)."""

@@ -176,6 +176,7 @@ def _unchanged(jarvis: JarvisStack) -> tuple[object, ...]:
 def test_engine_not_running_is_a_clear_error(
     pytester: pytest.Pytester, jarvis: JarvisStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    jarvis.arrange(live="blue")  # green idle, whatever ran before (random order)
     before = _unchanged(jarvis)
     monkeypatch.setenv("DOCKER_HOST", f"unix://{pytester.path}/no-engine.sock")
     result = gate(pytester, jarvis, "--env", "green", "--deploy", "v1.1.0", "--switch")
@@ -188,6 +189,7 @@ def test_engine_not_running_is_a_clear_error(
 def test_compose_missing_is_a_clear_error(
     pytester: pytest.Pytester, jarvis: JarvisStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    jarvis.arrange(live="blue")  # green idle, whatever ran before (random order)
     # a docker CLI without the compose plugin: the real one, with its plugin folders hidden
     fake_home = pytester.path / "docker-config"
     fake_home.mkdir()
@@ -212,6 +214,7 @@ def test_compose_missing_is_a_clear_error(
 
 
 def test_missing_image_tag_is_a_clear_error(pytester: pytest.Pytester, jarvis: JarvisStack) -> None:
+    jarvis.arrange(live="blue")  # green idle, whatever ran before (random order)
     before = _unchanged(jarvis)
     result = gate(pytester, jarvis, "--env", "green", "--deploy", "v9.9.9", "--switch")
     assert result.ret == 9, output(result)
@@ -316,6 +319,7 @@ def test_the_image_repository_reaches_compose(
 def test_a_backup_that_hangs_is_a_failed_deploy(
     pytester: pytest.Pytester, jarvis: JarvisStack
 ) -> None:
+    jarvis.arrange(live="blue")  # green idle, whatever ran before (random order)
     before = _unchanged(jarvis)
     result = gate(
         pytester,

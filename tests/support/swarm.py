@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bluegreen.engines.serving import health_command
+from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiUnreachable
 
 from .stack import ROOT, free_ports, wait_for
 
@@ -272,8 +273,15 @@ class SwarmStack:
         for key, value in env.items():
             args += ["-e", f"{key}={value}"]
         docker("rm", "-f", self.haproxy_name, check=False)  # ours, when it runs
+        self.socket.unlink(missing_ok=True)  # the one it left: refused until the new one binds
         docker(*args, HAPROXY_IMAGE)
-        wait_for(self.socket.exists, 30, "HAProxy's Runtime API socket")
+        wait_for(
+            lambda: RuntimeApi(f"unix:{self.socket}", timeout=2).show_info(),
+            30,
+            "HAProxy's Runtime API to answer",
+            interval=0.1,
+            retry=(RuntimeApiUnreachable,),
+        )
 
     def close(self) -> None:
         docker("rm", "-f", self.haproxy_name, check=False)

@@ -277,9 +277,7 @@ def test_an_old_replica_still_resolved_never_answers_the_checks(swarm: SwarmStac
         else:
             # the fault did not take this time (HAProxy dropped the old addresses before the
             # checks): the verdict must still be the broken build's, never the old one's
-            warnings.warn(
-                "the old replicas left HAProxy's slots before the deploy", stacklevel=1
-            )
+            warnings.warn("the old replicas left HAProxy's slots before the deploy", stacklevel=1)
         assert f"{idle} restored to {before.rpartition(':')[2]}" in out
         assert _served(swarm) == (live, version)
     finally:

@@ -22,7 +22,16 @@ from pytest_bluegreen.engines.compose import wait_serving as engine_wait_serving
 from pytest_bluegreen.load import LoadResult, run_load
 from pytest_bluegreen.settings.resolve import resolve
 
-from .stack import BLUE_LIVE, GREEN_LIVE, ROOT, Backend, Stack, StackFactory, free_ports
+from .stack import (
+    BLUE_LIVE,
+    GREEN_LIVE,
+    PORT_VARIABLES,
+    ROOT,
+    Backend,
+    Stack,
+    StackFactory,
+    free_ports,
+)
 
 COMPOSE_FILE = ROOT / "docker" / "docker-compose.blue-green.yml"
 SHARED = ["postgres", "redis", "neo4j", "ollama"]
@@ -39,17 +48,6 @@ TAGS = (
     "v1.8.0-nomodel",
     "v1.9.0-3pct",
     "v1.10.0-tail",
-)
-# the variables that move the compose file's published ports
-PORT_VARIABLES = (
-    "POSTGRES_HOST_PORT",
-    "REDIS_HOST_PORT",
-    "NEO4J_HOST_PORT",
-    "OLLAMA_HOST_PORT",
-    "BLUE_API_PORT",
-    "GREEN_API_PORT",
-    "BLUE_FRONTEND_PORT",
-    "GREEN_FRONTEND_PORT",
 )
 # Docker's own health checks: not during a test session. Nobody waits for them (a deploy and
 # these fixtures run each container's check themselves), so Docker says "starting" throughout,

@@ -65,6 +65,18 @@ def haproxy_binary() -> str | None:
 
 # the seed's ports (haproxy/haproxy.cfg, the Compose file, the local stack's Prometheus and
 # Pushgateway, the swarm HAProxy's): a user's stack may be up there, a test never takes one
+# the variables that move the compose file's published ports
+PORT_VARIABLES = (
+    "POSTGRES_HOST_PORT",
+    "REDIS_HOST_PORT",
+    "NEO4J_HOST_PORT",
+    "OLLAMA_HOST_PORT",
+    "BLUE_API_PORT",
+    "GREEN_API_PORT",
+    "BLUE_FRONTEND_PORT",
+    "GREEN_FRONTEND_PORT",
+)
+
 SEED_PORTS = frozenset(
     {80, 443, 3010, 3011, 8010, 8011, 8080, 8404, 8443, 9091, 10000, 10001, 10002, 10104, 10200}
     | {20010, 20011, 21010, 21011}

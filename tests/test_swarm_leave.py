@@ -17,11 +17,16 @@ from pathlib import Path
 import pytest
 
 from .support.infra import require_infra
+from .support.stack import wait_for
 from .support.swarm import SwarmStack, docker, named_containers, swarm_state, unresolved
 
 BYSTANDER_IMAGE = "bluegreen-base:bookworm"
 OURS = f"bgtest-{secrets.token_hex(4)}"  # names of this test's own: none taken over, none removed
 BYSTANDERS = f"{OURS}-bystanders"  # a user-defined bridge network, as Compose makes
+
+
+def health(container: str) -> str:
+    return docker("inspect", "--format", "{{.State.Health.Status}}", container).strip()
 
 
 def resolves(container: str, name: str) -> bool:
@@ -44,10 +49,10 @@ def bystanders(docker_swarm: None, pytestconfig: pytest.Config) -> Iterator[list
     require_infra(pytestconfig, not ready, f"Docker or the base image are missing: {ready}")
     if swarm_state() == "active":
         pytest.skip("a swarm is active on this engine: the harness would not make or leave one")
-    names = [f"{OURS}-bystander-a", f"{OURS}-bystander-b"]
+    names = [f"{OURS}-bystander-a", f"{OURS}-bystander-b", f"{OURS}-bystander-c"]
     docker("network", "create", BYSTANDERS)
     try:
-        for name, alias in zip(names, ("alpha", "beta"), strict=True):
+        for name, alias in zip(names[:2], ("alpha", "beta"), strict=True):
             docker(
                 "run", "-d", "--name", name, "--network", BYSTANDERS, "--network-alias", alias,
                 "--init",  # sleep as PID 1 ignores SIGTERM: a restart would wait 10 s
@@ -56,6 +61,15 @@ def bystanders(docker_swarm: None, pytestconfig: pytest.Config) -> Iterator[list
                 "--health-cmd", "true", "--health-interval", "1h",
                 "--entrypoint", "sleep", BYSTANDER_IMAGE, "600",
             )  # fmt: skip
+        # and one that fails its health check (a test's broken build): after the restart it
+        # fails it again, and the harness must not wait for it to be healthy
+        broken = names[2]
+        docker(
+            "run", "-d", "--name", broken, "--network", BYSTANDERS, "--network-alias", "gamma",
+            "--init", "--health-cmd", "false", "--health-interval", "1s", "--health-retries", "1",
+            "--entrypoint", "sleep", BYSTANDER_IMAGE, "600",
+        )  # fmt: skip
+        wait_for(lambda: health(broken) == "unhealthy", 60, f"{broken} to fail its health check")
         yield names
     finally:
         docker("rm", "-f", *names, check=False)
@@ -68,9 +82,10 @@ def test_leaving_the_swarm_keeps_names_resolving_on_compose_networks(
     """Docker 20.10 forgets the names of containers already running when a swarm is left
     (moby/moby#45144: 'Name or service not known' for postgres, redis, ollama in the Compose
     stack after this test file ran); the harness gives them back."""
-    first, second = bystanders
+    first, second, broken = bystanders
     assert resolves(first, "beta")
     assert resolves(second, "alpha")
+    assert resolves(first, "gamma")
     stack = SwarmStack(tmp_path, tls_cert)
     stack.make_swarm()
     assert stack.made_swarm
@@ -78,5 +93,7 @@ def test_leaving_the_swarm_keeps_names_resolving_on_compose_networks(
     assert swarm_state() == "inactive"
     assert resolves(first, "beta")
     assert resolves(second, "alpha")
+    assert resolves(first, "gamma")
+    assert resolves(broken, "alpha")
     # and every other container on a Compose network (the bundled stack, when it is up)
     assert unresolved(named_containers()) == []

@@ -27,8 +27,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.demo import Busy, Demo, defaults_env
-from tests.support.docker_stack import docker_problem
-from tests.support.infra import require_infra
 from tests.support.stack import ROOT
 
 SELECTION = (
@@ -44,11 +42,8 @@ SELECTION = (
 )
 
 
-def test_the_docker_tests_leave_the_machines_own_stack_as_it_was(
-    pytestconfig: pytest.Config, tmp_path: Path
-) -> None:
-    problem = docker_problem()
-    require_infra(pytestconfig, problem is None, problem or "")
+@pytest.mark.usefixtures("docker_swarm")  # marks it docker and swarm: its selection uses both
+def test_the_docker_tests_leave_the_machines_own_stack_as_it_was(tmp_path: Path) -> None:
     demo = Demo(tmp_path)
     try:
         try:

@@ -9,7 +9,7 @@ interleaved, ``--rounds`` each) and prints the median wall times (process start 
 ``ratio=X`` (parallel wall / serial wall, in the same run). Goal: ratio <= 0.6.
 
 For a quick suite of fast checks the opposite holds: starting the workers costs more than
-they save (see the README's "When -n helps").
+they save (see CONTRIBUTING.md, "When -n helps").
 
 Asserts nothing. Run from the repository root:
     .venv/bin/python -m benchmarks.xdist_io [--rounds 3] [--delay 0.05]

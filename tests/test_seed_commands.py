@@ -111,8 +111,8 @@ def test_the_seed_guide_commands(seed: tuple[JarvisStack, dict[str, str]], tmp_p
     ):
         result = sh(env, checks, *args)
         assert result.returncode == 0, (args, result.stdout[-3000:])
-    verbose = sh(env, checks, "--environment", "blue", "--verbose")
-    assert "[blue] PASSED" in verbose.stdout
+        if "--verbose" in args:
+            assert "[blue] PASSED" in result.stdout
 
     # Debugging: export the state
     exported = sh(env, manage, "--export-state")

@@ -25,7 +25,7 @@ import pytest
 from pytest_bluegreen.contrib.services import ServiceSettings
 from pytest_bluegreen.engines import stack_containers
 from pytest_bluegreen.engines.serving import judge
-from pytest_bluegreen.haproxy import RuntimeApi, supported_version
+from pytest_bluegreen.haproxy.runtime import RuntimeApi, supported_version
 from pytest_bluegreen.settings import Settings
 
 if TYPE_CHECKING:

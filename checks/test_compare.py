@@ -27,9 +27,9 @@ import pytest
 
 from pytest_bluegreen.contrib.services import tls_ca_of
 from pytest_bluegreen.eventually import InfrastructureError
+from pytest_bluegreen.judge.sidebyside import measure
 from pytest_bluegreen.keys import settings_of
 from pytest_bluegreen.settings import Settings
-from pytest_bluegreen.sidebyside import measure
 
 pytestmark = pytest.mark.perf
 

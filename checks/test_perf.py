@@ -24,10 +24,10 @@ from pytest_bluegreen.contrib.services import tls_ca_of
 from pytest_bluegreen.eventually import InfrastructureError
 from pytest_bluegreen.fixtures import ColorEnvironment
 from pytest_bluegreen.httpclient import ColorSession
+from pytest_bluegreen.judge.load import LoadResult, run_load
+from pytest_bluegreen.judge.thresholds import evaluate
 from pytest_bluegreen.keys import settings_of
-from pytest_bluegreen.load import LoadResult, run_load
 from pytest_bluegreen.settings import Settings
-from pytest_bluegreen.thresholds import evaluate
 
 pytestmark = pytest.mark.perf
 

@@ -43,10 +43,10 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_bluegreen.compare import CompareDecision
 from pytest_bluegreen.eventually import eventually
+from pytest_bluegreen.judge.compare import CompareDecision
+from pytest_bluegreen.judge.promql import Prometheus, Target
 from pytest_bluegreen.keys import settings_of
-from pytest_bluegreen.promql import Prometheus, Target
 from pytest_bluegreen.settings import Settings
 
 

@@ -31,10 +31,10 @@ from .keys import ANSWERS_KEY, SECRETS_KEY, SETTINGS_KEY
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .builds import AnswerLog
-    from .haproxy import RuntimeApi, ServerRef
+    from .gate.builds import AnswerLog
+    from .haproxy.runtime import RuntimeApi, ServerRef
     from .httpclient import ColorSession
-    from .promql import Prometheus
+    from .judge.promql import Prometheus
     from .redaction import Secrets
 
 __all__ = ["ColorEnvironment", "answer_log"]
@@ -45,7 +45,7 @@ def answer_log(config: pytest.Config) -> AnswerLog:
     reaches a color by other means than ``http`` adds its answers here (``builds.Heard``)."""
     log = config.stash.get(ANSWERS_KEY, None)
     if log is None:
-        from .builds import AnswerLog  # noqa: PLC0415 - a check that reaches a color needs it
+        from .gate.builds import AnswerLog  # noqa: PLC0415 - a check that reaches a color needs it
 
         log = config.stash[ANSWERS_KEY] = AnswerLog()
     return log

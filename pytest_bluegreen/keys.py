@@ -9,9 +9,9 @@ import pytest
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .builds import AnswerLog
-    from .gatemetrics import RunMetrics
+    from .gate.builds import AnswerLog
     from .redaction import Secrets
+    from .report.metrics import RunMetrics
 
 __all__ = ["secrets_of", "settings_of"]
 

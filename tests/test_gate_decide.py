@@ -11,11 +11,11 @@ from typing import Any, Literal
 
 import pytest
 
-from pytest_bluegreen import state
 from pytest_bluegreen.errors import EXIT_CODES, ExitCode
-from pytest_bluegreen.gate import Decision, SessionFacts, Verdict, decide
-from pytest_bluegreen.outcomes import COLOR_PROPERTY, ColorOutcomes, Outcomes, color_of
-from pytest_bluegreen.state import GateLock, HistoryEntry, LockHeld, Outcome, StateFileError
+from pytest_bluegreen.gate.decision import Decision, SessionFacts, Verdict, decide
+from pytest_bluegreen.gate.outcomes import COLOR_PROPERTY, ColorOutcomes, Outcomes, color_of
+from pytest_bluegreen.record import state
+from pytest_bluegreen.record.state import GateLock, HistoryEntry, LockHeld, Outcome, StateFileError
 
 # --- gate.decide --------------------------------------------------------------------------------
 
@@ -482,7 +482,7 @@ def test_hold_releases_on_error(tmp_path: Path) -> None:
 HOLDER = """
 import sys
 from pathlib import Path
-from pytest_bluegreen.state import GateLock
+from pytest_bluegreen.record.state import GateLock
 GateLock(Path(sys.argv[1])).acquire()
 print("READY", flush=True)
 sys.stdin.read()

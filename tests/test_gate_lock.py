@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen import state
-from pytest_bluegreen.gatemetrics import write_textfile
-from pytest_bluegreen.haproxy import RuntimeApi
-from pytest_bluegreen.instances import HaproxyLock, lock_keys
-from pytest_bluegreen.state import GateLock, LockHeld, LockLost, lock_for, lock_for_group
+from pytest_bluegreen.haproxy.instances import HaproxyLock, lock_keys
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
+from pytest_bluegreen.record import state
+from pytest_bluegreen.record.state import GateLock, LockHeld, LockLost, lock_for, lock_for_group
+from pytest_bluegreen.report.metrics import write_textfile
 from tests.support.faults import RuntimeApiProxy
 from tests.support.gate import CHECKS
 from tests.support.infra import require_infra
@@ -35,7 +35,7 @@ GATE_ARGS = ["--env", "green", "--switch"]
 BLUEGREEN = [
     sys.executable,
     "-c",
-    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
 ]
 
 
@@ -237,7 +237,7 @@ def test_a_lock_folder_this_user_cannot_open_says_what_to_do(shared_dir: Path) -
         "import sys\n"
         "from pathlib import Path\n"
         "from pytest_bluegreen.errors import Refused\n"
-        "from pytest_bluegreen.state import lock_for\n"
+        "from pytest_bluegreen.record.state import lock_for\n"
         "try:\n"
         "    lock_for(Path(sys.argv[1]), '127.0.0.1:9999').acquire()\n"
         "except Refused as exc:\n"

@@ -654,16 +654,16 @@ def test_loaded(color):
 # only a gate, a bake, a switch or a check that reaches a color needs these; each costs every
 # session its import (benchmarks/plugin_overhead.py: the plugin's cost is mostly imports)
 GATE_ONLY = (
-    "bake",
-    "builds",
+    "judge.bake",
+    "gate.builds",
     "gateplugin",
-    "gaterun",
+    "gate.run",
     "httpclient",
-    "journal",
-    "promql",
-    "signals",
-    "state",
-    "switch",
+    "switch.journal",
+    "judge.promql",
+    "process.signals",
+    "record.state",
+    "switch.transaction",
 )
 
 

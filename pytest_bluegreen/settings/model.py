@@ -13,23 +13,23 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
 from pytest_bluegreen.envfile import read_env_file
 from pytest_bluegreen.frozen import Frozen, frozen
-from pytest_bluegreen.haproxy import (
+from pytest_bluegreen.haproxy.instances import Haproxies, Instance
+from pytest_bluegreen.haproxy.runtime import (
     RuntimeApi,
     RuntimeApiAddress,
     ServerRef,
     ServerState,
     TlsFiles,
 )
-from pytest_bluegreen.instances import Haproxies, Instance
+from pytest_bluegreen.judge.thresholds import Threshold
 from pytest_bluegreen.redaction import Secrets, secrets_of_urls
-from pytest_bluegreen.thresholds import Threshold
-from pytest_bluegreen.webhooks import Webhook, parse_webhooks
+from pytest_bluegreen.settings.webhooks import Webhook, parse_webhooks
 
 from . import parsers as p
 from .options import setting
 
 if TYPE_CHECKING:
-    from pytest_bluegreen.promql import Prometheus
+    from pytest_bluegreen.judge.promql import Prometheus
 
 __all__ = [
     "Answer",
@@ -495,7 +495,7 @@ class PrometheusSettings(Frozen):
 
     def client(self) -> Prometheus:
         """A client of Prometheus' HTTP API at ``prometheus_url`` (which must be set)."""
-        from pytest_bluegreen.promql import Prometheus  # noqa: PLC0415 - requests, when asked
+        from pytest_bluegreen.judge.promql import Prometheus  # noqa: PLC0415 - requests, when asked
 
         if self.prometheus_url is None:
             raise ValueError("no Prometheus is configured (prometheus_url)")

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bluegreen.frozen import Frozen, frozen
-from pytest_bluegreen.instances import DEFAULT_INSTANCE, Instance
-from pytest_bluegreen.thresholds import ThresholdError
-from pytest_bluegreen.thresholds import parse_table as parse_thresholds
+from pytest_bluegreen.haproxy.instances import DEFAULT_INSTANCE, Instance
+from pytest_bluegreen.judge.thresholds import ThresholdError
+from pytest_bluegreen.judge.thresholds import parse_table as parse_thresholds
 
 from . import parsers as p
 from .files import SettingsError, find_settings_file
@@ -359,7 +359,7 @@ def _resolve_bake_thresholds(
     if "bake_thresholds" not in data:
         sources["bake_thresholds"] = "default"
         return None
-    from pytest_bluegreen.bake import parse_bake_thresholds  # noqa: PLC0415 - the bake's grammar
+    from pytest_bluegreen.judge.bake import parse_bake_thresholds  # noqa: PLC0415 - the bake's grammar
 
     sources["bake_thresholds"] = f"{file_label} bake_thresholds"
     try:
@@ -376,7 +376,7 @@ def _resolve_compare(
     if "compare" not in data:
         sources["compare"] = "default"
         return {}
-    from pytest_bluegreen.compare import parse_compare_table  # noqa: PLC0415 - its own grammar
+    from pytest_bluegreen.judge.compare import parse_compare_table  # noqa: PLC0415 - its own grammar
 
     sources["compare"] = f"{file_label} compare"
     try:
@@ -393,7 +393,7 @@ def _resolve_promql(
     if table not in data:
         sources[table] = "default"
         return {}
-    from pytest_bluegreen import promql  # noqa: PLC0415 - its own grammar
+    from pytest_bluegreen.judge import promql  # noqa: PLC0415 - its own grammar
 
     sources[table] = f"{file_label} {table}"
     try:

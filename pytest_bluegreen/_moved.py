@@ -75,7 +75,23 @@ MOVED = {
 PACKAGES = {"starter"}  # the old packages among them
 FOLDERS = {"cli", "gate", "haproxy", "switch"}  # the old modules whose name a folder has now
 # old module -> {name: the module it is in now}, for the names that left the module it became
-MOVED_NAMES: dict[str, dict[str, str]] = {}
+_LOCK = "haproxy.lock"  # the gate's lock left record/state.py and haproxy/instances.py
+MOVED_NAMES: dict[str, dict[str, str]] = {
+    "instances": dict.fromkeys(("HaproxyLock", "SameHaproxy", "lock_keys"), _LOCK),
+    "state": dict.fromkeys(
+        (
+            "GateLock",
+            "GroupLock",
+            "LockHeld",
+            "LockLost",
+            "UnsafeLock",
+            "address_key",
+            "lock_for",
+            "lock_for_group",
+        ),
+        _LOCK,
+    ),
+}
 
 
 def new_name(old: str) -> str | None:
@@ -108,8 +124,10 @@ def _warn(old: str, new: str) -> None:
 class _StandIn(ModuleType):
     """An old module some of whose names moved out of the module it became."""
 
-    def __init__(self, name: str, new: ModuleType, names: dict[str, str]) -> None:
-        super().__init__(name, new.__doc__)
+    def __init__(self, placeholder: ModuleType, new: ModuleType, names: dict[str, str]) -> None:
+        super().__init__(placeholder.__name__, new.__doc__)
+        self.__spec__ = placeholder.__spec__  # what the import system gave the old name
+        self.__loader__ = placeholder.__loader__
         self._new = new
         self._names = names
 
@@ -137,7 +155,7 @@ class _Alias(importlib.abc.Loader):
         _warn(old, self.new)
         new = importlib.import_module(self.new)
         names = MOVED_NAMES.get(old.removeprefix(f"{PACKAGE}."))
-        sys.modules[old] = new if names is None else _StandIn(old, new, names)
+        sys.modules[old] = new if names is None else _StandIn(module, new, names)
 
 
 class MovedFinder(importlib.abc.MetaPathFinder):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bluegreen.haproxy.lock import lock_for
 from pytest_bluegreen.haproxy.runtime import (
     AdminState,
     RuntimeApiAddress,
@@ -20,7 +21,6 @@ from pytest_bluegreen.haproxy.runtime import (
     supported_version,
 )
 from pytest_bluegreen.record import state
-from pytest_bluegreen.record.state import lock_for
 from pytest_bluegreen.settings import StateSettings, resolve
 from pytest_bluegreen.switch import transaction as switch
 from pytest_bluegreen.switch.journal import Journal, read_journal

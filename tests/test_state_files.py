@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen.engines.compose import TagsFile
+from pytest_bluegreen.haproxy.identity import InstanceIdentity
 from pytest_bluegreen.haproxy.runtime import ServerState
 from pytest_bluegreen.record import state
 from pytest_bluegreen.record.state import (
@@ -38,13 +39,7 @@ from pytest_bluegreen.record.state import (
     WarmWindow,
 )
 from pytest_bluegreen.report.verdict import write_verdict
-from pytest_bluegreen.switch.journal import (
-    InstanceIdentity,
-    Journal,
-    JournalError,
-    _encode,
-    read_journal,
-)
+from pytest_bluegreen.switch.journal import Journal, JournalError, _encode, read_journal
 from tests.support.gate import CHECKS
 from tests.support.stack import Stack, wait_for
 

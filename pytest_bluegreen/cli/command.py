@@ -29,7 +29,7 @@ from pytest_bluegreen.errors import BluegreenError, ExitCode, UsageError
 from pytest_bluegreen.gate import aftercare
 from pytest_bluegreen.gate.run import GateRun
 from pytest_bluegreen.gateplugin import hooks_for
-from pytest_bluegreen.haproxy.instances import HaproxyLock
+from pytest_bluegreen.haproxy.lock import HaproxyLock, LockHeld
 from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.keys import METRICS_KEY
 from pytest_bluegreen.plugin import settings_from_config
@@ -37,7 +37,6 @@ from pytest_bluegreen.process.child import run_child
 from pytest_bluegreen.process.closedpipe import quiet_closed_pipes
 from pytest_bluegreen.process.signals import DeferredSignals
 from pytest_bluegreen.record import recording, state
-from pytest_bluegreen.record.state import LockHeld
 from pytest_bluegreen.report.metrics import RunMetrics, publish
 from pytest_bluegreen.report.status import collect_export, collect_status
 from pytest_bluegreen.report.statusview import export_document, status_document, status_lines

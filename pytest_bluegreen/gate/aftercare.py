@@ -23,23 +23,29 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pytest_bluegreen.errors import BluegreenError, Refused
+from pytest_bluegreen.haproxy.lock import LockHeld
 from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.record import state
-from pytest_bluegreen.record.state import PENDING, WARM, LockHeld, PendingPromotion, WarmWindow
+from pytest_bluegreen.record.state import PENDING, WARM, PendingPromotion, WarmWindow
 from pytest_bluegreen.switch.journal import JournalError, read_journal
 
 if TYPE_CHECKING:
     from pytest_bluegreen.engines import DeployEngine
+    from pytest_bluegreen.haproxy.instances import AnyHaproxy
+    from pytest_bluegreen.process.signals import DeferredSignals
     from pytest_bluegreen.settings import Settings
+    from pytest_bluegreen.switch.journal import Journal
+    from pytest_bluegreen.switch.transaction import SwitchResult
 
     from .decision import Decision
-    from .run import GateRun
+    from .outcomes import Outcomes
 
 __all__ = [
     "Build",
@@ -57,6 +63,49 @@ __all__ = [
     "when",
     "window_problem",
 ]
+
+
+class _Lock(Protocol):
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class _Deploys(Protocol):
+    @property
+    def engine(self) -> DeployEngine: ...
+
+
+class RunView(Protocol):
+    """What aftercare reads of a gate run (``gate.run.GateRun`` has it all): the run calls
+    aftercare, so aftercare knows the run by this shape, not by its module."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def lock(self) -> _Lock: ...
+
+    @property
+    def journal(self) -> Journal: ...
+
+    @property
+    def signals(self) -> DeferredSignals: ...
+
+    @property
+    def api(self) -> AnyHaproxy: ...
+
+    @property
+    def outcomes(self) -> Outcomes: ...
+
+    @property
+    def deploy_step(self) -> _Deploys: ...
+
+    @property
+    def progress(self) -> Callable[[str], None]: ...
+
+    def tag(self, result: SwitchResult | None) -> str | None: ...
+
 
 LOCK_WAIT = 60.0  # seconds the gate waits for the lock at the window's end before keeping
 
@@ -171,7 +220,7 @@ def end_window(settings: Settings, window: WarmWindow) -> None:
         state.clear_record(settings.state.state_file, WARM)
 
 
-def keep_warm(run: GateRun, old: str, new: str) -> list[str]:
+def keep_warm(run: RunView, old: str, new: str) -> list[str]:
     """After a switch old -> new: record the old color's warm window (what it runs, which
     switch made it); with ``after_bake_old_color = stop``, wait it out without the lock, then
     stop the old color if nothing came first. Returns the lines to say."""
@@ -212,14 +261,14 @@ def keep_warm(run: GateRun, old: str, new: str) -> list[str]:
     return [*lines, _stop_after(run, window)]
 
 
-def _engine_or_none(run: GateRun) -> DeployEngine | None:
+def _engine_or_none(run: RunView) -> DeployEngine | None:
     try:
         return run.deploy_step.engine
     except BluegreenError:  # the docker extra is missing: build_of says so
         return None
 
 
-def _stop_after(run: GateRun, window: WarmWindow) -> str:
+def _stop_after(run: RunView, window: WarmWindow) -> str:
     """Wait the window out (the lock released), take the lock again, look again, stop."""
     old = window.old
     run.lock.release()
@@ -246,7 +295,7 @@ def _stop_after(run: GateRun, window: WarmWindow) -> str:
     return f"{old} stopped after its warm window (after_bake_old_color = stop)"
 
 
-def _interrupted(run: GateRun, window: WarmWindow) -> str | None:
+def _interrupted(run: RunView, window: WarmWindow) -> str | None:
     """A signal, or the window's record cleared or replaced (a rollback, a deploy, a switch)."""
     if run.signals.received:
         return f"{run.signals.received} came first"
@@ -269,7 +318,7 @@ def _window_changed(state_file: Path, window: WarmWindow) -> bool:
         return True
 
 
-def _retake_lock(run: GateRun, window: WarmWindow, wait: float = LOCK_WAIT) -> str | None:
+def _retake_lock(run: RunView, window: WarmWindow, wait: float = LOCK_WAIT) -> str | None:
     """The gate's lock again, waiting while another command holds it; None once taken."""
     deadline = time.monotonic() + wait
     while True:
@@ -286,7 +335,7 @@ def _retake_lock(run: GateRun, window: WarmWindow, wait: float = LOCK_WAIT) -> s
         time.sleep(0.2)
 
 
-def _takes_traffic(run: GateRun, color: str) -> list[str]:
+def _takes_traffic(run: RunView, color: str) -> list[str]:
     """The color's servers that take traffic on any instance, or ``["?"]`` (taken as yes)
     when HAProxy cannot be read."""
     try:
@@ -296,7 +345,7 @@ def _takes_traffic(run: GateRun, color: str) -> list[str]:
     return [str(ref) for ref, s in states.items() if s.takes_traffic]
 
 
-def _not_idle(run: GateRun, window: WarmWindow) -> str | None:
+def _not_idle(run: RunView, window: WarmWindow) -> str | None:
     """Under the lock, before stopping: the journal shows no switch since, and HAProxy sends
     the old color no traffic (it is never stopped while live)."""
     try:
@@ -351,7 +400,7 @@ def forget(settings: Settings, color: str) -> list[str]:
 # --- a pending promotion ----------------------------------------------------------------------
 
 
-def pend(run: GateRun, decision: Decision) -> list[str]:
+def pend(run: RunView, decision: Decision) -> list[str]:
     """--switch=manual: record what was verified (tag and image), for bluegreen promote."""
     now = time.time()
     built = build_of(run.settings, decision.target, _engine_or_none(run))

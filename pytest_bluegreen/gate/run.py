@@ -12,11 +12,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pytest_bluegreen.engines import EngineBlind
 from pytest_bluegreen.errors import BluegreenError, DeployError, ExitCode, Refused
-from pytest_bluegreen.haproxy.instances import Haproxies, HaproxyLock, InstancesDisagree
+from pytest_bluegreen.haproxy.instances import Haproxies, InstancesDisagree
+from pytest_bluegreen.haproxy.lock import GateLock, GroupLock, HaproxyLock, lock_for_group
 from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiError
 from pytest_bluegreen.judge.bake import (
     DEFAULT_BAKE_THRESHOLDS,
@@ -33,7 +34,6 @@ from pytest_bluegreen.process.signals import DeferredSignals, NoSignals
 from pytest_bluegreen.record import recording, state
 from pytest_bluegreen.record.state import Outcome
 from pytest_bluegreen.redaction import Secrets
-from pytest_bluegreen.report.metrics import RunMetrics
 from pytest_bluegreen.settings import Settings, SettingsError
 from pytest_bluegreen.switch import transaction as switch
 from pytest_bluegreen.switch.journal import Journal, UnfinishedJournal, read_journal
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
     from .deploy import DeployStep
 
-__all__ = ["GateHooks", "GateReport", "GateRun"]
+__all__ = ["GateHooks", "GateReport", "GateRun", "MetricsSink"]
 
 
 def _no_veto(plan: switch.SwitchPlan, decision: Decision) -> str | None:
@@ -67,6 +67,25 @@ def _ignore_rollback(from_color: str | None, to_color: str, reason: str) -> None
 
 def _ignore_step(step: str, plan: switch.SwitchPlan) -> None:
     return None
+
+
+class MetricsSink(Protocol):
+    """What a run tells the gate's own metrics (``report.metrics.RunMetrics``): the report
+    lives above the gate, so the run knows them by this shape only."""
+
+    def deployed(self, seconds: float) -> None: ...
+
+    def concluded(self, report: GateReport) -> None: ...
+
+
+class _NoMetrics:
+    """No caller collects this run's metrics: what the run tells them goes nowhere."""
+
+    def deployed(self, seconds: float) -> None:
+        pass
+
+    def concluded(self, report: GateReport) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -136,14 +155,14 @@ class GateRun:
         secrets: Secrets | None = None,
         run_post: Callable[[], PostResult] | None = None,
         run_twin: TwinRun | None = None,
-        metrics: RunMetrics | None = None,
+        metrics: MetricsSink | None = None,
         engine: DeployEngine | None = None,
     ) -> None:
         self.settings = settings
         self._engine = engine  # the deploy engine; default: the one deploy_engine names
         # the gate's own metrics: the switch, the bake and the deploy add to them here; the
-        # caller collects the history's outcomes and publishes (gatemetrics.py)
-        self.metrics = metrics if metrics is not None else RunMetrics()
+        # caller collects the history's outcomes and publishes (report/metrics.py)
+        self.metrics: MetricsSink = metrics if metrics is not None else _NoMetrics()
         self.run_post = run_post  # the post checks, run by the bake
         self.run_twin = run_twin  # a failed check's twin on the other color, run by blame
         self.secrets = secrets or Secrets()
@@ -157,7 +176,7 @@ class GateRun:
         addresses = (
             self.api.addresses if isinstance(self.api, Haproxies) else [str(self.api.address)]
         )
-        self.lock: state.GateLock | state.GroupLock | HaproxyLock = state.lock_for_group(
+        self.lock: GateLock | GroupLock | HaproxyLock = lock_for_group(
             settings.state.lock_dir, addresses
         )  # until start()
         self.journal = Journal(settings.state.journal_file, redact=self.secrets.redact)
@@ -173,7 +192,7 @@ class GateRun:
     def start(self) -> None:
         """Take the lock (unless a dry run) and settle the target.
 
-        Raises state.LockHeld, journal.UnfinishedJournal (a switch was cut off: recover first),
+        Raises lock.LockHeld, journal.UnfinishedJournal (a switch was cut off: recover first),
         RuntimeApiError (unreachable, not admin, unknown server), or SettingsError (a
         --rollback target that cannot be worked out or contradicts --env).
         """

@@ -56,8 +56,8 @@ from pytest_bluegreen.haproxy.runtime import (
 
 if TYPE_CHECKING:  # imported where used: every session resolves the bake's settings (and
     # parses its thresholds here), and promql brings http.client and ssl with it
+    from pytest_bluegreen.haproxy.identity import InstanceIdentity
     from pytest_bluegreen.process.signals import DeferredSignals
-    from pytest_bluegreen.switch.journal import InstanceIdentity
 
     from .promql import Prometheus, PromQLCheck, PromQLJudgement
 
@@ -259,7 +259,7 @@ def _summed(rows: Iterable[StatRow], wanted: set[ServerRef]) -> dict[str, float]
 def read_counters(api: AnyHaproxy, servers: Iterable[ServerRef]) -> Reading:
     """Every instance's counters of ``servers``, between two ``show info`` of its process (so a
     reload during the read is seen). Raises RuntimeApiError."""
-    from pytest_bluegreen.switch.journal import InstanceIdentity  # noqa: PLC0415 - a bake's, not every session's
+    from pytest_bluegreen.haproxy.identity import InstanceIdentity  # noqa: PLC0415 - a bake's, not every session's
 
     wanted = set(servers)
     group = api if isinstance(api, Haproxies) else Haproxies.single(api)

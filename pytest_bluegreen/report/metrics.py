@@ -44,6 +44,7 @@ from urllib.parse import quote
 import requests
 
 from pytest_bluegreen.haproxy.instances import InstancesDisagree
+from pytest_bluegreen.haproxy.lock import open_lock_file
 from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.judge.bake import IntervalVerdict
 from pytest_bluegreen.record import state
@@ -196,7 +197,7 @@ def write_textfile(path: Path, build: Build) -> None:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    fd = state.open_lock_file(path)  # 0600, no symbolic link followed, this user's only
+    fd = open_lock_file(path)  # 0600, no symbolic link followed, this user's only
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

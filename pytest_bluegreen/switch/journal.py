@@ -11,12 +11,10 @@ HAProxy to a consistent state and closed it.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import socket
 import stat
-import tempfile
 import time
 import uuid
 import zlib
@@ -27,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bluegreen.errors import Refused, UsageError
+from pytest_bluegreen.haproxy.identity import InstanceIdentity
 from pytest_bluegreen.haproxy.runtime import AdminState, ServerRef, ServerState
+from pytest_bluegreen.record.durable import read_plain, write_durably
 from pytest_bluegreen.redaction import mask_credentials
 
 __all__ = [
-    "InstanceIdentity",
     "Journal",
     "JournalEntry",
     "JournalError",
@@ -39,8 +38,6 @@ __all__ = [
     "PriorState",
     "UnfinishedJournal",
     "read_journal",
-    "remove_durably",
-    "write_durably",
 ]
 
 OPEN, CLOSED = "open", "closed"
@@ -63,31 +60,6 @@ class UnfinishedJournal(Refused):
             f"is recorded in {path}; run 'bluegreen recover' (or 'bluegreen recover --to "
             "COLOR') to bring HAProxy to a consistent state first"
         )
-
-
-@dataclass(frozen=True)
-class InstanceIdentity:
-    """Which HAProxy process answers: a reload or restart changes it."""
-
-    address: str
-    pid: int
-    start_time: int  # Start_time_sec, else now - Uptime_sec
-    node: str = ""  # show info's node (the host name unless the configuration names it)
-
-    @classmethod
-    def from_info(cls, address: str, info: Mapping[str, str]) -> InstanceIdentity:
-        pid = int(info.get("Pid", "0") or 0)
-        start = info.get("Start_time_sec")
-        if start is None or not start.isdigit():
-            start = str(int(time.time()) - int(info.get("Uptime_sec", "0") or 0))
-        return cls(address, pid, int(start), info.get("node", ""))
-
-    def same_process(self, other: InstanceIdentity) -> bool:
-        # Start_time_sec is exact; the Uptime_sec fallback may differ by a second
-        return self.pid == other.pid and abs(self.start_time - other.start_time) <= 1
-
-    def __str__(self) -> str:
-        return f"pid {self.pid}, started {self.start_time}"
 
 
 @dataclass(frozen=True)
@@ -188,74 +160,6 @@ class JournalEntry:
             detail=str(data.get("detail", "")),
             members=tuple(JournalMember.from_json(m) for m in data.get("members", ())),
         )
-
-
-def write_durably(path: Path, text: str, *, mode: int | None = None) -> None:
-    """Write ``text`` so that after a crash the file is either the old one or the new one:
-    a temporary file in the same folder (mode 0600, or ``mode``), fdatasync, rename over,
-    fsync of the folder. A symbolic link at ``path`` is replaced, never written through."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fdatasync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _sync_folder(path.parent)
-
-
-def read_plain(path: Path, limit: int) -> bytes:
-    """The content of ``path``, read as a plain file at its own name and no further: never
-    through a symbolic link (the gate writes these files at their name: it would not write
-    what it read), never waiting (a FIFO planted at the name would block every command),
-    never more than ``limit`` bytes (a link to /dev/zero, a file grown without end would take
-    all memory). FileNotFoundError when absent, OSError (its strerror says why) otherwise."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise OSError(errno.ELOOP, "it is a symbolic link, not a plain file") from None
-        raise
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, "not a plain file (a FIFO, a device or a folder)")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > limit:
-            raise OSError(errno.EFBIG, f"larger than the {limit} bytes such a file may be")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def remove_durably(path: Path) -> None:
-    """Remove ``path`` (if there) so that a crash cannot bring it back: the folder synced."""
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return
-    _sync_folder(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _slots(path: Path) -> tuple[Path, Path]:

@@ -21,7 +21,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 from pytest_bluegreen.errors import ExitCode, Refused
-from pytest_bluegreen.haproxy.instances import Haproxies, HaproxyLock, InstancesDisagree
+from pytest_bluegreen.haproxy.instances import Haproxies, InstancesDisagree
+from pytest_bluegreen.haproxy.lock import HaproxyLock
 from pytest_bluegreen.haproxy.runtime import (
     AdminState,
     RuntimeApi,

@@ -58,6 +58,7 @@ from pathlib import Path
 import requests
 
 from pytest_bluegreen.errors import ExitCode, Refused
+from pytest_bluegreen.haproxy.identity import InstanceIdentity
 from pytest_bluegreen.haproxy.instances import Haproxies, InstancesDisagree
 from pytest_bluegreen.haproxy.runtime import (
     AdminState,
@@ -68,9 +69,10 @@ from pytest_bluegreen.haproxy.runtime import (
     parse_servers_state,
 )
 from pytest_bluegreen.process.signals import DeferredSignals, NoSignals
+from pytest_bluegreen.record.durable import write_durably
 from pytest_bluegreen.settings import SwitchingSettings, Topology
 
-from .journal import InstanceIdentity, Journal, JournalMember, write_durably
+from .journal import Journal, JournalMember
 
 __all__ = [
     "POINT_OF_NO_RETURN",

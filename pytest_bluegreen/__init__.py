@@ -6,14 +6,16 @@ the check suite with this package already imported
 pytest marks the plugin's package for rewriting; the marker tells pytest there is nothing to
 warn about. The plugin's own modules are imported after the mark and rewritten as usual.
 
-The old import paths of the modules that moved into folders still import, with a
-DeprecationWarning, until the next release (``_moved.py``).
+What a check author imports is in :mod:`pytest_bluegreen.testing`. The old import paths of
+the modules that moved into folders still import, with a DeprecationWarning, until the next
+release (``_moved.py``).
 """
 
 from __future__ import annotations
 
 from ._moved import install
-from ._version import __version__
+
+__version__ = "0.1.0"
 
 install()
 

@@ -11,10 +11,10 @@
 | live_color           | function | str or None                  |
 | baseline_color       | function | str or None                  |
 | routed_http          | session  | ColorSession (routed URL)    |
-| prometheus           | session  | Prometheus (promql.py)       |
+| prometheus           | session  | Prometheus                   |
 
-The shared services' fixtures (PostgreSQL, Redis, Neo4j, Ollama, containers) are in
-``pytest_bluegreen.contrib.services``.
+The types are importable from ``pytest_bluegreen.testing``. The shared services' fixtures
+(PostgreSQL, Redis, Neo4j, Ollama, containers) are in ``pytest_bluegreen.contrib.services``.
 """
 
 from __future__ import annotations

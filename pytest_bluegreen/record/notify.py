@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pytest_bluegreen._version import __version__
+from pytest_bluegreen import __version__
 from pytest_bluegreen.errors import ExitCode
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings.webhooks import Webhook

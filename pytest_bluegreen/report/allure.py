@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_bluegreen._version import __version__
+from pytest_bluegreen import __version__
 from pytest_bluegreen.errors import BluegreenError
 from pytest_bluegreen.eventually import INFRASTRUCTURE
 from pytest_bluegreen.extras import require

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_bluegreen.settings import Settings
+from pytest_bluegreen.testing import Settings
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiError
-from pytest_bluegreen.httpclient import ColorSession
-from pytest_bluegreen.settings import Settings
+from pytest_bluegreen.testing import ColorSession, RuntimeApi, RuntimeApiError, Settings
 
 
 @pytest.mark.shared

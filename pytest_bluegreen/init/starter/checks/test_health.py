@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_bluegreen.httpclient import ColorSession
-from pytest_bluegreen.settings import Settings
+from pytest_bluegreen.testing import ColorSession, Settings
 
 
 @pytest.mark.quick

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_bluegreen.eventually import InfrastructureError
-from pytest_bluegreen.fixtures import ColorEnvironment
-from pytest_bluegreen.httpclient import ColorSession
-from pytest_bluegreen.judge.load import LoadResult, run_load
-from pytest_bluegreen.judge.thresholds import evaluate
-from pytest_bluegreen.keys import settings_of
-from pytest_bluegreen.settings import Settings
+from pytest_bluegreen.testing import (
+    ColorEnvironment,
+    ColorSession,
+    InfrastructureError,
+    LoadResult,
+    Settings,
+    evaluate_thresholds,
+    run_load,
+    settings_of,
+)
 
 pytestmark = pytest.mark.perf
 
@@ -71,7 +74,7 @@ def test_latency_thresholds(
             f"{environment.name} GET {url}: {summary(result)}; no limits yet: set them in "
             "[thresholds] of bluegreen.toml"
         )
-    problems = [str(v) for v in evaluate(endpoint, limits, result)]
+    problems = [str(v) for v in evaluate_thresholds(endpoint, limits, result)]
     if problems:
         pytest.fail(
             f"{environment.name} GET {url}: thresholds missed: {'; '.join(problems)} "

@@ -236,7 +236,7 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Label each failure: the color is unreachable (infrastructure) or answers wrongly; carry
-    what the colors' answers said about their build to the controller (builds.py)."""
+    what the colors' answers said about their build to the controller (gate/builds.py)."""
     report = yield
     answers = item.config.stash.get(ANSWERS_KEY, None)
     if answers is not None:

@@ -1,4 +1,4 @@
-"""Which build answered (``builds.py``) and the gate's decision on it: the pure parts, then a
+"""Which build answered (``gate/builds.py``) and the gate's decision on it: the pure parts, then a
 real gated session with ``-n 2`` against a real HAProxy whose color's direct backend also
 reaches a stale process of another build."""
 

@@ -1086,15 +1086,15 @@ def test_settings_classes_compile_no_methods_of_their_own() -> None:
 
 
 def test_the_frozen_dataclasses_every_session_imports_compile_no_methods() -> None:
-    """The same for the frozen classes haproxy.py, instances.py ... give every session
-    (ServerRef is ordered: ``@frozen`` has no ``<``, it stays a generated dataclass)."""
+    """The same for the frozen classes haproxy/runtime.py, haproxy/instances.py ... give every
+    session (ServerRef is ordered: ``@frozen`` has no ``<``, it stays a generated dataclass)."""
     names = (
         "haproxy.runtime",
         "haproxy.instances",
         "judge.thresholds",
         "settings.webhooks",
         "fixtures",
-        "haproxy.lock",  # instances.py's lock keys (_Seen) moved here: a gate's, checked still
+        "haproxy.lock",  # the lock keys' _Seen came here from instances.py: a gate's, still checked
     )
     classes = [
         value

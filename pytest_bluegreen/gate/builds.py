@@ -20,7 +20,7 @@ counts it per color; the gate resolves it (:func:`resolve`) and ``gate.decide`` 
 inconclusive, answers of the target from another build than the deployed one
 (:func:`answers_problem`). Before the checks and again before the switch, every slot of the
 target must run the deployed image (:func:`color_slots`, :func:`slot_problems`; the waiting is
-``deploystep.DeployStep.wait_slots``).
+``deploy.DeployStep.wait_slots``).
 """
 
 from __future__ import annotations

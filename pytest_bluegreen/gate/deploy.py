@@ -190,7 +190,7 @@ class DeployStep:
         """What is wrong when the deployed color does not answer with the deployed tag (its
         color header or JSON body, on its direct URL + verify_path), or None. The answer is
         noted in ``heard``: when HAProxy sent it to another build than the deployed one
-        (builds.py), that build's claim is no fault of the deployed one (the gate's decision
+        (gate/builds.py), that build's claim is no fault of the deployed one (the gate's decision
         is inconclusive instead)."""
         import requests  # noqa: PLC0415 - HTTP only once a deploy is done
 

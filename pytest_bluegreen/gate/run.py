@@ -2,7 +2,8 @@
 
 Used by the pytest plugin (on the xdist controller only, through ``gateplugin.GatePlugin``) and
 by the ``bluegreen`` command, so both take the same path. The decision itself is
-:func:`gate.decide`; the traffic moves in :mod:`switch`; ``--deploy`` is :mod:`deploystep`.
+:func:`.decision.decide`; the traffic moves in :mod:`pytest_bluegreen.switch.transaction`;
+``--deploy`` is :mod:`.deploy`.
 """
 
 from __future__ import annotations
@@ -299,7 +300,7 @@ class GateRun:
         self._wait_slots(target, tag)
 
     def _wait_slots(self, target: str, tag: str) -> None:
-        """deploystep's wait for the slots, within deploy_timeout; its note said once."""
+        """DeployStep's wait for the slots, within deploy_timeout; its note said once."""
         timeout = self.settings.compose.deploy_timeout
         note = self.deploy_step.wait_slots(target, tag, timeout=timeout, signals=self.signals)
         if note is not None and note not in self._said:
@@ -555,7 +556,7 @@ class GateRun:
         return draft
 
     def _blame(self, target: str, facts: SessionFacts) -> Blame | None:
-        """Each failed check of the target, tried on the other color (see blame.py)."""
+        """Each failed check of the target, tried on the other color (see judge/blame.py)."""
         failed = self.outcomes[target].failed_ids
         if not (self.settings.blames and self.run_twin and failed) or facts.interrupted:
             return None

@@ -16,7 +16,7 @@ after the ``flock`` the gate checks that the name still leads to the file it loc
 checks it again before it changes traffic (:meth:`GateLock.verify`). The history's own lock
 file (``record/state.py``) is opened the same way (:func:`open_lock_file`).
 
-Only a gate loads this module (``instances.py``, which every session loads, does not).
+Only a gate loads this module (``haproxy/instances.py``, which every session loads, does not).
 """
 
 from __future__ import annotations

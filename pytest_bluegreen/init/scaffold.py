@@ -1,7 +1,7 @@
 """``bluegreen init``: from an existing HAProxy configuration to ``bluegreen.toml`` and a starter
 ``checks/``.
 
-:func:`plan` decides from the parsed configuration (:mod:`haproxycfg`) what the settings are:
+:func:`plan` decides from the parsed configuration (``haproxy/config.py``) what the settings are:
 the two colors' servers, the Runtime API, the routed URL, each color's own URL, the health
 path. Every value says where it came from; a guess and anything missing is a line of the plan.
 :func:`render_settings` writes the plan as TOML, :func:`starter_files` is the starter suite

@@ -1,6 +1,6 @@
 """A Prometheus on this host, as ``scripts/local_stack.py`` runs one (and the tests): started in
 the background with its own configuration, storage and address, found again through its pid
-file, stopped. Linux only (``/proc``); imports nothing of ours but ``localhaproxy``.
+file, stopped. Linux only (``/proc``); imports nothing of ours but ``local/haproxy.py``.
 
 Idempotent: ``start()`` when ours already runs returns its pid; ``stop()`` when none runs does
 nothing. A pid file whose process is gone, or is not our Prometheus (a pid reused by another

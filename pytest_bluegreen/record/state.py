@@ -151,7 +151,7 @@ def listening(listener: HistoryListener) -> Iterator[None]:
     """Every entry :func:`append` writes inside this block (this thread) is also handed to
     ``listener``, once written. Only the innermost listener hears it, so nested blocks never
     see one entry twice. Every outcome of every command goes through :func:`append`: the
-    gate's own metrics (``gatemetrics``) count them here, in one place."""
+    gate's own metrics (``report/metrics.py``) count them here, in one place."""
     token = _listener.set(listener)
     try:
         yield

@@ -353,9 +353,9 @@ def _resolve_thresholds(
 def _resolve_bake_thresholds(
     data: Mapping[str, Any], file_label: str, sources: dict[str, str]
 ) -> tuple[Any, ...] | None:
-    """A ``[bake_thresholds]`` table parsed (bake.py's grammar); None without one: the bake's
-    defaults, which a bake reads from bake.py itself (every session resolves its settings, and
-    importing the bake for them was a measurable part of the plugin's cost)."""
+    """A ``[bake_thresholds]`` table parsed (judge/bake.py's grammar); None without one: the
+    bake's defaults, which a bake reads from judge/bake.py itself (every session resolves its
+    settings, and importing the bake for them was a measurable part of the plugin's cost)."""
     if "bake_thresholds" not in data:
         sources["bake_thresholds"] = "default"
         return None
@@ -389,7 +389,7 @@ def _resolve_promql(
     data: Mapping[str, Any], table: str, file_label: str, sources: dict[str, str]
 ) -> dict[str, Any]:
     """``[prometheus_checks]``, ``[bake_prometheus]`` (``{interval}`` too, no ranges) and
-    ``[compare_prometheus]``: PromQL queries with their thresholds or rules (promql.py)."""
+    ``[compare_prometheus]``: PromQL queries with their thresholds or rules (judge/promql.py)."""
     if table not in data:
         sources[table] = "default"
         return {}

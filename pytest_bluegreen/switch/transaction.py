@@ -39,11 +39,11 @@ it keeps refusing), the switch is *incomplete* (exit 10): the journal stays open
 ``bluegreen recover`` completes it. Output never raises into the switch: the progress
 callback is guarded.
 
-**Several HAProxy instances** (``instances.py``) switch as one: the plan reads every instance
-(each must answer at admin level, know every server and show the same live color), every step
-runs on every instance at once, the verification goes through every instance's routed URL,
-and any failure on any instance before the point of no return reverts every instance to its
-own exact prior states.
+**Several HAProxy instances** (``haproxy/instances.py``) switch as one: the plan reads every
+instance (each must answer at admin level, know every server and show the same live color),
+every step runs on every instance at once, the verification goes through every instance's
+routed URL, and any failure on any instance before the point of no return reverts every
+instance to its own exact prior states.
 """
 
 from __future__ import annotations

@@ -133,7 +133,9 @@ class _StandIn(ModuleType):
 
     def __getattr__(self, name: str) -> Any:
         if name in self._names:
-            return getattr(importlib.import_module(f"{PACKAGE}.{self._names[name]}"), name)
+            home = f"{PACKAGE}.{self._names[name]}"
+            _warn(f"{self.__name__}.{name}", f"{home}.{name}")
+            return getattr(importlib.import_module(home), name)
         return getattr(self._new, name)
 
     def __dir__(self) -> list[str]:

@@ -53,9 +53,9 @@ def test_an_old_module_path_gives_the_new_module_and_warns(
         names = [n for n in dir(new) if not n.startswith("__")]
         assert all(getattr(module, n) is getattr(new, n) for n in names)
         for name, home in MOVED_NAMES[old].items():
-            assert getattr(module, name) is getattr(
-                importlib.import_module(f"pytest_bluegreen.{home}"), name
-            )
+            with pytest.warns(DeprecationWarning, match=f"{name} is now pytest_bluegreen.{home}"):
+                found = getattr(module, name)
+            assert found is getattr(importlib.import_module(f"pytest_bluegreen.{home}"), name)
     else:
         assert module is new
 

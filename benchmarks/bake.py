@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_bluegreen.load import LoadResult, percentile
+from pytest_bluegreen.judge.load import LoadResult, percentile
 from tests.support.stack import Stack, StackFactory, backends, haproxy_binary, make_cert, wait_for
 from tests.support.switching import LoadProcess
 

@@ -39,9 +39,9 @@ import time
 import tomllib
 from pathlib import Path
 
-from pytest_bluegreen.compare import CompareDecision, parse_compare_rule, parse_compare_table
+from pytest_bluegreen.judge.compare import CompareDecision, parse_compare_rule, parse_compare_table
+from pytest_bluegreen.judge.sidebyside import SideBySide, measure
 from pytest_bluegreen.settings import ChecksSettings
-from pytest_bluegreen.sidebyside import SideBySide, measure
 from tests.support.stack import Backend, backends
 
 BASE_MS = 20.0

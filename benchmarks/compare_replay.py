@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.compare import RULES
-from pytest_bluegreen.compare import CompareDecision, Samples, compare
+from pytest_bluegreen.judge.compare import CompareDecision, Samples, compare
 
 LAGS = (1, 2, 5, 10)
 

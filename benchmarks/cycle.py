@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from pytest_bluegreen.load import percentile
+from pytest_bluegreen.judge.load import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTEST = [str(ROOT / ".venv" / "bin" / "pytest"), "checks", "-p", "no:cacheprovider", "-q"]

@@ -34,7 +34,7 @@ from python_on_whales import DockerClient
 
 import docker
 from pytest_bluegreen.engines.compose import PROJECT_LABEL, compose_containers, wait_serving
-from pytest_bluegreen.load import percentile
+from pytest_bluegreen.judge.load import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker" / "docker-compose.blue-green.yml"

@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_bluegreen.load import run_load
+from pytest_bluegreen.judge.load import run_load
 from tests.support.stack import Backend, free_ports, haproxy_binary
 
 PACED = "hey@same-rps"  # hey limited to the rate run_load reached in the same round

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pytest_bluegreen.load import percentile
+from pytest_bluegreen.judge.load import percentile
 from tests.support.instances import NAMES, Group
 from tests.support.stack import StackFactory, backends, haproxy_binary, make_cert
 from tests.support.switching import switch_under_load

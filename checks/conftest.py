@@ -13,12 +13,16 @@ import pytest
 import requests
 
 from pytest_bluegreen.contrib.services import tls_ca_of
-from pytest_bluegreen.eventually import InfrastructureError, eventually
-from pytest_bluegreen.fixtures import ColorEnvironment
-from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiError
-from pytest_bluegreen.httpclient import ColorSession
-from pytest_bluegreen.load import TlsError
-from pytest_bluegreen.settings import Settings
+from pytest_bluegreen.testing import (
+    ColorEnvironment,
+    ColorSession,
+    InfrastructureError,
+    RuntimeApi,
+    RuntimeApiError,
+    Settings,
+    TlsError,
+    eventually,
+)
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.eventually import eventually
-from pytest_bluegreen.httpclient import ColorSession
+from pytest_bluegreen.testing import ColorSession, eventually
 
 from .support import error_text, json_body
 

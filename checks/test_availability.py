@@ -23,10 +23,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pytest
 
 from pytest_bluegreen.contrib.services import ServiceSettings
-from pytest_bluegreen.engines import stack_containers
-from pytest_bluegreen.engines.serving import judge
-from pytest_bluegreen.haproxy import RuntimeApi, supported_version
-from pytest_bluegreen.settings import Settings
+from pytest_bluegreen.testing import (
+    RuntimeApi,
+    Settings,
+    judge_serving,
+    stack_containers,
+    supported_version,
+)
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -112,7 +115,7 @@ def assert_serving(containers: dict[str, Container]) -> None:
     """Every container runs and its health check, run now, passes."""
     for container in containers.values():
         container.reload()
-    judged = judge(containers.items())
+    judged = judge_serving(containers.items())
     problems = [p for j in judged if (p := j.problem()) is not None]
     assert not problems, "; ".join(problems)
 

@@ -26,10 +26,12 @@ from __future__ import annotations
 import pytest
 
 from pytest_bluegreen.contrib.services import tls_ca_of
-from pytest_bluegreen.eventually import InfrastructureError
-from pytest_bluegreen.keys import settings_of
-from pytest_bluegreen.settings import Settings
-from pytest_bluegreen.sidebyside import measure
+from pytest_bluegreen.testing import (
+    InfrastructureError,
+    Settings,
+    measure_side_by_side,
+    settings_of,
+)
 
 pytestmark = pytest.mark.perf
 
@@ -61,7 +63,7 @@ def test_compared_with_the_live_color(
     if baseline_color == color:
         pytest.skip(f"{color} is the baseline (live) color: nothing to compare it with")
     colors, checks = settings.topology.color, settings.checks
-    result = measure(
+    result = measure_side_by_side(
         compared_endpoint,
         checks.compare[compared_endpoint],
         ((color, colors[color].api_url), (baseline_color, colors[baseline_color].api_url)),

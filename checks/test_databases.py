@@ -22,8 +22,7 @@ from collections.abc import Mapping
 import pytest
 
 from pytest_bluegreen.contrib.services import ServiceSettings
-from pytest_bluegreen.httpclient import ColorSession
-from pytest_bluegreen.settings import Settings
+from pytest_bluegreen.testing import ColorSession, Settings
 
 from .support import error_text, json_body
 

@@ -24,10 +24,13 @@ import pytest
 import requests
 
 from pytest_bluegreen.contrib.services import ServiceSettings
-from pytest_bluegreen.engines.compose import TagsFile, tag_variable
-from pytest_bluegreen.fixtures import ColorEnvironment
-from pytest_bluegreen.httpclient import ColorSession
-from pytest_bluegreen.settings import Settings
+from pytest_bluegreen.testing import (
+    ColorEnvironment,
+    ColorSession,
+    Settings,
+    TagsFile,
+    tag_variable,
+)
 
 from .support import error_text, json_body
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from pytest_bluegreen.contrib.services import ServiceSettings, not_configured
-from pytest_bluegreen.httpclient import ColorSession
+from pytest_bluegreen.testing import ColorSession
 
 from .support import error_text, json_body
 

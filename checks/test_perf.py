@@ -21,13 +21,16 @@ from __future__ import annotations
 import pytest
 
 from pytest_bluegreen.contrib.services import tls_ca_of
-from pytest_bluegreen.eventually import InfrastructureError
-from pytest_bluegreen.fixtures import ColorEnvironment
-from pytest_bluegreen.httpclient import ColorSession
-from pytest_bluegreen.keys import settings_of
-from pytest_bluegreen.load import LoadResult, run_load
-from pytest_bluegreen.settings import Settings
-from pytest_bluegreen.thresholds import evaluate
+from pytest_bluegreen.testing import (
+    ColorEnvironment,
+    ColorSession,
+    InfrastructureError,
+    LoadResult,
+    Settings,
+    evaluate_thresholds,
+    run_load,
+    settings_of,
+)
 
 pytestmark = pytest.mark.perf
 
@@ -89,7 +92,7 @@ def test_latency_thresholds(
     if not any(sample.status is not None for sample in result.samples):
         raise InfrastructureError(f"GET {url}: no request was answered ({first_error(result)})")
 
-    violations = evaluate(endpoint, settings.checks.thresholds[endpoint], result)
+    violations = evaluate_thresholds(endpoint, settings.checks.thresholds[endpoint], result)
     problems = [str(v) for v in violations]
     if len(result.failed) == result.count:
         # percentiles are over successful requests: with none, they would read 0 ms and pass

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from pytest_bluegreen.httpclient import ColorSession
+from pytest_bluegreen.testing import ColorSession
 
 from .support import error_text, json_body
 

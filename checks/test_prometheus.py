@@ -43,11 +43,14 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_bluegreen.compare import CompareDecision
-from pytest_bluegreen.eventually import eventually
-from pytest_bluegreen.keys import settings_of
-from pytest_bluegreen.promql import Prometheus, Target
-from pytest_bluegreen.settings import Settings
+from pytest_bluegreen.testing import (
+    CompareDecision,
+    Prometheus,
+    PrometheusTarget,
+    Settings,
+    eventually,
+    settings_of,
+)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -75,7 +78,9 @@ def parametrize(metafunc: pytest.Metafunc, argument: str, names: list[str], empt
         metafunc.parametrize(argument, [pytest.param("", marks=skip)], ids=["no-checks"])
 
 
-def targets_up(prometheus: Prometheus, mine: str, wanted: list[Target], timeout: float) -> None:
+def targets_up(
+    prometheus: Prometheus, mine: str, wanted: list[PrometheusTarget], timeout: float
+) -> None:
     """Wait up to ``timeout`` for ``wanted`` (re-read each time) to be up; fail naming the
     ones that are not."""
 

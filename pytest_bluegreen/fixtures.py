@@ -11,10 +11,10 @@
 | live_color           | function | str or None                  |
 | baseline_color       | function | str or None                  |
 | routed_http          | session  | ColorSession (routed URL)    |
-| prometheus           | session  | Prometheus (promql.py)       |
+| prometheus           | session  | Prometheus                   |
 
-The shared services' fixtures (PostgreSQL, Redis, Neo4j, Ollama, containers) are in
-``pytest_bluegreen.contrib.services``.
+The types are importable from ``pytest_bluegreen.testing``. The shared services' fixtures
+(PostgreSQL, Redis, Neo4j, Ollama, containers) are in ``pytest_bluegreen.contrib.services``.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from .keys import ANSWERS_KEY, SECRETS_KEY, SETTINGS_KEY
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .builds import AnswerLog
-    from .haproxy import RuntimeApi, ServerRef
+    from .gate.builds import AnswerLog
+    from .haproxy.runtime import RuntimeApi, ServerRef
     from .httpclient import ColorSession
-    from .promql import Prometheus
+    from .judge.promql import Prometheus
     from .redaction import Secrets
 
 __all__ = ["ColorEnvironment", "answer_log"]
@@ -45,7 +45,7 @@ def answer_log(config: pytest.Config) -> AnswerLog:
     reaches a color by other means than ``http`` adds its answers here (``builds.Heard``)."""
     log = config.stash.get(ANSWERS_KEY, None)
     if log is None:
-        from .builds import AnswerLog  # noqa: PLC0415 - a check that reaches a color needs it
+        from .gate.builds import AnswerLog  # noqa: PLC0415 - a check that reaches a color needs it
 
         log = config.stash[ANSWERS_KEY] = AnswerLog()
     return log

@@ -3,9 +3,9 @@
 ``@dataclass(frozen=True)`` compiles five to six methods (``__init__``, ``__repr__``,
 ``__eq__``, ``__hash__``, ``__setattr__``, ``__delattr__``) for each class when its module is
 imported: about 4.5 million instructions a class on CPython 3.11, most of the plugin's import
-cost with the settings' ~20 classes and the ones of haproxy.py, instances.py ... that every
-session imports (issue 21, benchmarks/plugin_overhead.py). ``@frozen`` on a subclass of
-:class:`Frozen` gives the same behaviour from methods written once.
+cost with the settings' ~20 classes and the ones of haproxy/runtime.py, haproxy/instances.py
+... that every session imports (issue 21, benchmarks/plugin_overhead.py). ``@frozen`` on a
+subclass of :class:`Frozen` gives the same behaviour from methods written once.
 """
 
 from __future__ import annotations

@@ -24,16 +24,16 @@ import pytest
 # the same way.
 from _pytest.runner import runtestprotocol
 
-from .bake import PostResult
 from .errors import BluegreenError, DeployError
-from .gate import SessionFacts
-from .gatemetrics import RunMetrics, publish
-from .gaterun import GateHooks, GateReport, GateRun
-from .haproxy import RuntimeApiError
+from .gate.decision import SessionFacts
+from .gate.run import GateHooks, GateReport, GateRun
+from .haproxy.runtime import RuntimeApiError
+from .judge.bake import PostResult
 from .keys import POST_KEY, SECRETS_KEY, TARGET_KEY, TWINS_KEY
+from .process.signals import DeferredSignals
+from .report.metrics import RunMetrics, publish
+from .report.verdict import verdict, write_verdict
 from .settings import Settings, SettingsError
-from .signals import DeferredSignals
-from .verdict import verdict, write_verdict
 
 __all__ = ["GatePlugin", "hooks_for", "narrowed_by", "progress_for"]
 
@@ -266,7 +266,7 @@ class GatePlugin:
             self.notes.append(warning)
         alluredir = getattr(self.config.option, "allure_report_dir", None)
         if alluredir:
-            from .reporting import write_gate_results  # noqa: PLC0415 - the allure extra
+            from .report.allure import write_gate_results  # noqa: PLC0415 - the allure extra
 
             try:
                 version: str | None = self.run.api.version()

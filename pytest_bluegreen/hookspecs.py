@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .gate import Decision
-    from .switch import SwitchPlan, SwitchResult
+    from .gate.decision import Decision
+    from .switch.transaction import SwitchPlan, SwitchResult
 
 
 @pytest.hookspec(firstresult=True)

@@ -10,12 +10,12 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .builds import Heard
+from .gate.builds import Heard
 from .redaction import shown_url
 
 if TYPE_CHECKING:
-    from .builds import AnswerLog
-    from .load import Sample
+    from .gate.builds import AnswerLog
+    from .judge.load import Sample
 
 __all__ = ["ColorSession"]
 
@@ -27,7 +27,7 @@ class ColorSession(requests.Session):
     connection errors are retried (twice, short backoff): an HTTP error is an answer, not
     something to hide. With ``answers``, every answer's version header and HAProxy's server
     header are noted there for the gate, which checks that they came from the deployed build
-    (see :mod:`pytest_bluegreen.builds`). A CA given to the session (``session.verify =
+    (see :mod:`pytest_bluegreen.gate.builds`). A CA given to the session (``session.verify =
     "ca.pem"``) is what its https:// requests are verified against, even where
     ``REQUESTS_CA_BUNDLE`` is set (plain requests lets that variable override a session's
     ``verify``: psf/requests#3829).

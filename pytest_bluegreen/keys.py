@@ -9,9 +9,9 @@ import pytest
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .builds import AnswerLog
-    from .gatemetrics import RunMetrics
+    from .gate.builds import AnswerLog
     from .redaction import Secrets
+    from .report.metrics import RunMetrics
 
 __all__ = ["secrets_of", "settings_of"]
 
@@ -23,7 +23,7 @@ METRICS_KEY: pytest.StashKey[RunMetrics] = pytest.StashKey()
 POST_KEY = pytest.StashKey[list[pytest.Item]]()  # the post checks the bake runs
 # a target check's node id -> the same check for the other color (blame runs it)
 TWINS_KEY = pytest.StashKey[dict[str, pytest.Item]]()
-# what the colors' answers said about their build, until a report carries it (builds.py)
+# what the colors' answers said about their build, until a report carries it (gate/builds.py)
 ANSWERS_KEY: pytest.StashKey[AnswerLog] = pytest.StashKey()
 WORKERINPUT_TARGET = "bluegreen_target"
 

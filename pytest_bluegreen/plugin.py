@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from . import hookspecs
-from .childprocess import follow_parent
 from .eventually import INFRASTRUCTURE, classify, unreachable_part
 from .extras import MissingExtra, require
 from .fixtures import (  # noqa: F401 - fixtures are registered by being in this module
@@ -33,6 +32,7 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     prometheus,
     routed_http,
 )
+from .gate.outcomes import COLOR_PROPERTY, FAILURE_PROPERTY, SHARED, UNREACHABLE_PROPERTY, color_of
 from .keys import (
     ANSWERS_KEY,
     POST_KEY,
@@ -42,7 +42,7 @@ from .keys import (
     TWINS_KEY,
     WORKERINPUT_TARGET,
 )
-from .outcomes import COLOR_PROPERTY, FAILURE_PROPERTY, SHARED, UNREACHABLE_PROPERTY, color_of
+from .process.child import follow_parent
 from .redaction import ReportScrubber, Secrets
 from .settings import Option, Settings, SettingsError, all_options, describe, resolve
 from .settings.files import misread_values
@@ -176,7 +176,7 @@ def pytest_configure(config: pytest.Config) -> None:
             require("allure", "allure", "Allure results (allure_dir)")
         except MissingExtra as exc:
             raise pytest.UsageError(f"bluegreen: {exc}") from None
-        from .reporting import AllureReporting  # noqa: PLC0415 - the allure extra
+        from .report.allure import AllureReporting  # noqa: PLC0415 - the allure extra
 
         config.pluginmanager.register(AllureReporting(settings, secrets), "bluegreen-allure")
     if _is_worker(config):
@@ -188,8 +188,8 @@ def pytest_configure(config: pytest.Config) -> None:
     report_paths = [Path(p) for p in written if p] + [settings.reports.verdict_file]
     config.pluginmanager.register(ReportScrubber(secrets, report_paths), "bluegreen-scrubber")
     if settings.gating and _runs_tests(config):
-        from .closedpipe import quiet_closed_pipes  # noqa: PLC0415 - a gating controller's
         from .gateplugin import GatePlugin  # noqa: PLC0415 - only a gating controller needs it
+        from .process.closedpipe import quiet_closed_pipes  # noqa: PLC0415 - a gating controller's
 
         # a reader that goes away (`pytest --switch | head`) must not fail a gate that moves
         # traffic: before the terminal reporter takes sys.stdout (this hook runs first); line
@@ -200,7 +200,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.reports.verdict_file.unlink(missing_ok=True)
         config.pluginmanager.register(GatePlugin(config, settings), "bluegreen-gate")
     elif allure_results and _runs_tests(config):  # a gating run's GatePlugin writes its own
-        from .reporting import AllureRunEnvironment  # noqa: PLC0415 - the allure extra
+        from .report.allure import AllureRunEnvironment  # noqa: PLC0415 - the allure extra
 
         environment = AllureRunEnvironment(settings, Path(allure_results))
         config.pluginmanager.register(environment, "bluegreen-allure-environment")
@@ -236,7 +236,7 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Label each failure: the color is unreachable (infrastructure) or answers wrongly; carry
-    what the colors' answers said about their build to the controller (builds.py)."""
+    what the colors' answers said about their build to the controller (gate/builds.py)."""
     report = yield
     answers = item.config.stash.get(ANSWERS_KEY, None)
     if answers is not None:
@@ -384,7 +384,7 @@ def _has_marker(item: pytest.Item, name: str, parents: dict[pytest.Collector | N
 
 def _twins(items: list[pytest.Item], target: str, other: str) -> dict[str, pytest.Item]:
     """Each check of the target and the same check (same parameters) for the other color."""
-    from .blame import twin_key  # noqa: PLC0415 - only a run that blames needs it
+    from .judge.blame import twin_key  # noqa: PLC0415 - only a run that blames needs it
 
     theirs: dict[tuple[str, str, str], pytest.Item] = {}
     mine: list[tuple[tuple[str, str, str], pytest.Item]] = []

@@ -42,8 +42,8 @@ import docker.errors
 from python_on_whales import DockerClient, DockerException
 
 from pytest_bluegreen.engines.compose import docker_client, wait_serving
-from pytest_bluegreen.localhaproxy import Served, holder_of, prepare_server_state_file
-from pytest_bluegreen.localprometheus import (
+from pytest_bluegreen.local.haproxy import Served, holder_of, prepare_server_state_file
+from pytest_bluegreen.local.prometheus import (
     LocalPrometheus,
     LocalPrometheusError,
     LocalPushgateway,

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen import state
-from pytest_bluegreen.haproxy import ServerRef
-from pytest_bluegreen.status import last_switch
+from pytest_bluegreen.haproxy.runtime import ServerRef
+from pytest_bluegreen.record import state
+from pytest_bluegreen.report.status import last_switch
 from tests.support.colorimages import ColorImages, color_images
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
 from tests.support.stack import Stack, wait_for
@@ -29,7 +29,7 @@ from tests.support.stack import Stack, wait_for
 BLUEGREEN = [
     sys.executable,
     "-c",
-    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
 ]
 
 

@@ -15,11 +15,17 @@ from typing import Any
 import pytest
 import requests
 
-from pytest_bluegreen.bake import Bake, BakePlan, IntervalVerdict, PostResult, parse_bake_thresholds
-from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiAddress, ServerRef, StatRow
-from pytest_bluegreen.instances import Haproxies, Instance
-from pytest_bluegreen.journal import read_journal
-from pytest_bluegreen.signals import NoSignals
+from pytest_bluegreen.haproxy.instances import Haproxies, Instance
+from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiAddress, ServerRef, StatRow
+from pytest_bluegreen.judge.bake import (
+    Bake,
+    BakePlan,
+    IntervalVerdict,
+    PostResult,
+    parse_bake_thresholds,
+)
+from pytest_bluegreen.process.signals import NoSignals
+from pytest_bluegreen.switch.journal import read_journal
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
 from tests.support.stack import Stack, StackFactory
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.bake import ServerWatch
 from pytest_bluegreen.errors import ExitCode
-from pytest_bluegreen.haproxy import AdminState, RuntimeApiAddress, ServerRef
-from pytest_bluegreen.instances import Haproxies, Instance
-from pytest_bluegreen.journal import read_journal
+from pytest_bluegreen.haproxy.instances import Haproxies, Instance
+from pytest_bluegreen.haproxy.runtime import AdminState, RuntimeApiAddress, ServerRef
+from pytest_bluegreen.judge.bake import ServerWatch
+from pytest_bluegreen.switch.journal import read_journal
 from tests.support.gate import CHECKS, outcomes, prepare
 from tests.support.stack import GREEN_LIVE, Stack, StackFactory
 from tests.test_bake import POST, verdict

@@ -1,4 +1,4 @@
-"""Which build answered (``builds.py``) and the gate's decision on it: the pure parts, then a
+"""Which build answered (``gate/builds.py``) and the gate's decision on it: the pure parts, then a
 real gated session with ``-n 2`` against a real HAProxy whose color's direct backend also
 reaches a stale process of another build."""
 
@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.builds import (
+from pytest_bluegreen.engines import DeployResult, ImageUnknown, Occupant, image_tag
+from pytest_bluegreen.errors import ExitCode
+from pytest_bluegreen.gate.builds import (
     HEARD_PROPERTY,
     AnswerLog,
     Build,
@@ -24,14 +26,12 @@ from pytest_bluegreen.builds import (
     resolve,
     slot_problems,
 )
-from pytest_bluegreen.engines import DeployResult, ImageUnknown, Occupant, image_tag
-from pytest_bluegreen.errors import ExitCode
-from pytest_bluegreen.gate import SessionFacts, Verdict, decide
-from pytest_bluegreen.gaterun import GateRun, _failure_code
-from pytest_bluegreen.haproxy import ServerRef, ServerState
+from pytest_bluegreen.gate.decision import SessionFacts, Verdict, decide
+from pytest_bluegreen.gate.outcomes import COLOR_PROPERTY, ColorOutcomes, Outcomes
+from pytest_bluegreen.gate.run import GateRun, _failure_code
+from pytest_bluegreen.haproxy.runtime import ServerRef, ServerState
 from pytest_bluegreen.httpclient import ColorSession
-from pytest_bluegreen.load import Sample
-from pytest_bluegreen.outcomes import COLOR_PROPERTY, ColorOutcomes, Outcomes
+from pytest_bluegreen.judge.load import Sample
 from pytest_bluegreen.settings import resolve as resolve_settings
 from tests.support.gate import history, output, run_gate
 from tests.support.stack import BLUE_LIVE, Backend, Stack

@@ -13,11 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen import state, switch
-from pytest_bluegreen.haproxy import AdminState, RuntimeApiAddress, ServerRef, supported_version
-from pytest_bluegreen.journal import Journal, read_journal
+from pytest_bluegreen.haproxy.lock import lock_for
+from pytest_bluegreen.haproxy.runtime import (
+    AdminState,
+    RuntimeApiAddress,
+    ServerRef,
+    supported_version,
+)
+from pytest_bluegreen.record import state
 from pytest_bluegreen.settings import StateSettings, resolve
-from pytest_bluegreen.state import lock_for
+from pytest_bluegreen.switch import transaction as switch
+from pytest_bluegreen.switch.journal import Journal, read_journal
 from tests.support.faults import STEP_HOOK
 from tests.support.gate import CHECKS
 from tests.support.stack import ROOT, Stack, wait_for
@@ -25,7 +31,7 @@ from tests.support.stack import ROOT, Stack, wait_for
 BLUEGREEN = [
     sys.executable,
     "-c",
-    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
 ]
 
 
@@ -893,7 +899,7 @@ def test_the_verdict_is_the_documented_schema(workdir: Path, stack: Stack) -> No
     documents.append(document)
     seen = merged(*(observed(d, fields, opaque=("blame", "probe", "bake")) for d in documents))
     assert (undocumented(seen, fields), absent(seen, fields), misfits(seen, fields)) == ([], [], {})
-    from pytest_bluegreen.verdict import DecisionWord  # noqa: PLC0415 - its enum is the list
+    from pytest_bluegreen.report.verdict import DecisionWord  # noqa: PLC0415 - its enum is the list
 
     assert words == {w.value for w in DecisionWord}  # the code writes no other word
 

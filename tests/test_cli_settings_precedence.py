@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen.haproxy import ServerRef
+from pytest_bluegreen.haproxy.runtime import ServerRef
 from tests.support.gate import CHECKS
 from tests.support.receiver import Receiver
 from tests.support.stack import ROOT, Stack, StackFactory, free_ports

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pytest_bluegreen.compare import (
+from pytest_bluegreen.judge.compare import (
     CompareDecision,
     CompareRule,
     CompareRuleError,
@@ -23,8 +23,8 @@ from pytest_bluegreen.compare import (
     plot_distributions,
     summary_table,
 )
-from pytest_bluegreen.load import percentile
-from pytest_bluegreen.significance import (
+from pytest_bluegreen.judge.load import percentile
+from pytest_bluegreen.judge.significance import (
     RESAMPLES,
     block_length,
     mean_difference,

@@ -28,8 +28,8 @@ import pytest
 import requests
 from python_on_whales import DockerClient
 
-from pytest_bluegreen.compare import parse_compare_table
-from pytest_bluegreen.sidebyside import measure
+from pytest_bluegreen.judge.compare import parse_compare_table
+from pytest_bluegreen.judge.sidebyside import measure
 from tests.support.docker_stack import (
     COMPOSE_FILE,
     ComposeProject,
@@ -491,7 +491,8 @@ def test_the_drill_catches_the_variants_nothing_else_covers(
     config = jarvis.write_settings_with_tables(pytester.path)
     only = [arg for tag in variants for arg in ("--only", tag)]
     drill = subprocess.run(
-        [sys.executable, "-c", "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+        [sys.executable, "-c",
+         "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
          "--config", str(config), "--checks", CHECKS, "drill", *only],
         cwd=pytester.path, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen import state
+from pytest_bluegreen.record import state
 from tests.support.gate import CHECKS
 from tests.support.stack import Stack
 from tests.test_cli import cut_off_switch
@@ -23,7 +23,7 @@ from tests.test_cli import cut_off_switch
 BLUEGREEN = [
     sys.executable,
     "-c",
-    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
 ]
 DRILL = '[drill]\n"v1.2.0-broken" = "failed"\n'
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen import switch
-from pytest_bluegreen.journal import Journal, read_journal
+from pytest_bluegreen.switch import transaction as switch
+from pytest_bluegreen.switch.journal import Journal, read_journal
 from tests.support.faults import FAULTS, STEPS, run_cell
 from tests.support.gate import CHECKS
 from tests.support.stack import GREEN_LIVE, Stack, StackFactory, wait_for

@@ -11,11 +11,12 @@ from typing import Any, Literal
 
 import pytest
 
-from pytest_bluegreen import state
 from pytest_bluegreen.errors import EXIT_CODES, ExitCode
-from pytest_bluegreen.gate import Decision, SessionFacts, Verdict, decide
-from pytest_bluegreen.outcomes import COLOR_PROPERTY, ColorOutcomes, Outcomes, color_of
-from pytest_bluegreen.state import GateLock, HistoryEntry, LockHeld, Outcome, StateFileError
+from pytest_bluegreen.gate.decision import Decision, SessionFacts, Verdict, decide
+from pytest_bluegreen.gate.outcomes import COLOR_PROPERTY, ColorOutcomes, Outcomes, color_of
+from pytest_bluegreen.haproxy.lock import GateLock, LockHeld
+from pytest_bluegreen.record import state
+from pytest_bluegreen.record.state import HistoryEntry, Outcome, StateFileError
 
 # --- gate.decide --------------------------------------------------------------------------------
 
@@ -425,7 +426,7 @@ def test_outcomes_from_a_real_session(
     assert round_tripped.as_dict() == direct.as_dict()
 
 
-# --- state.GateLock -------------------------------------------------------------------------
+# --- lock.GateLock --------------------------------------------------------------------------
 
 
 def test_second_lock_in_the_same_process_is_refused(tmp_path: Path) -> None:
@@ -482,7 +483,7 @@ def test_hold_releases_on_error(tmp_path: Path) -> None:
 HOLDER = """
 import sys
 from pathlib import Path
-from pytest_bluegreen.state import GateLock
+from pytest_bluegreen.haproxy.lock import GateLock
 GateLock(Path(sys.argv[1])).acquire()
 print("READY", flush=True)
 sys.stdin.read()
@@ -581,7 +582,7 @@ def test_append_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     def crash(fd: int) -> None:  # the new file written, not yet synced: the crash
         raise OSError("disk full")
 
-    monkeypatch.setattr(os, "fdatasync", crash)  # what journal.write_durably syncs with
+    monkeypatch.setattr(os, "fdatasync", crash)  # what durable.write_durably syncs with
     with pytest.raises(OSError, match="disk full"):
         state.append(path, entry("blue"))
     monkeypatch.undo()

@@ -21,11 +21,19 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen import state
-from pytest_bluegreen.gatemetrics import write_textfile
-from pytest_bluegreen.haproxy import RuntimeApi
-from pytest_bluegreen.instances import HaproxyLock, lock_keys
-from pytest_bluegreen.state import GateLock, LockHeld, LockLost, lock_for, lock_for_group
+from pytest_bluegreen.haproxy.lock import (
+    GateLock,
+    HaproxyLock,
+    LockHeld,
+    LockLost,
+    UnsafeLock,
+    lock_for,
+    lock_for_group,
+    lock_keys,
+)
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
+from pytest_bluegreen.record import state
+from pytest_bluegreen.report.metrics import write_textfile
 from tests.support.faults import RuntimeApiProxy
 from tests.support.gate import CHECKS
 from tests.support.infra import require_infra
@@ -35,7 +43,7 @@ GATE_ARGS = ["--env", "green", "--switch"]
 BLUEGREEN = [
     sys.executable,
     "-c",
-    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
 ]
 
 
@@ -101,9 +109,7 @@ def test_a_lock_folder_another_user_can_change_is_refused(
     assert planted.returncode == 0, planted.stderr
     assert lock.path.is_symlink()
 
-    with pytest.raises(
-        state.UnsafeLock, match=f"^the lock folder {re.escape(str(lock_dir))}"
-    ) as caught:
+    with pytest.raises(UnsafeLock, match=f"^the lock folder {re.escape(str(lock_dir))}") as caught:
         lock.acquire()
     message = str(caught.value)
     assert "\n" not in message
@@ -123,7 +129,7 @@ def test_nobody_can_delete_a_held_lock_in_a_folder_they_made(shared_dir: Path) -
     assert made.returncode == 0, made.stderr
     first, second = lock_for(lock_dir, "127.0.0.1:9999"), lock_for(lock_dir, "127.0.0.1:9999")
     try:
-        with pytest.raises(state.UnsafeLock, match="belongs to nobody"):
+        with pytest.raises(UnsafeLock, match="belongs to nobody"):
             first.acquire()
     finally:  # today's code took it: show what nobody can do then
         if first.held:
@@ -186,7 +192,7 @@ def test_a_lock_file_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
     lock = lock_for(tmp_path / "locks", "127.0.0.1:9999")
     lock.path.parent.mkdir(mode=0o700)
     lock.path.symlink_to(victim)
-    with pytest.raises(state.UnsafeLock, match="is a symbolic link"):
+    with pytest.raises(UnsafeLock, match="is a symbolic link"):
         lock.acquire()
     assert victim.read_text() == "precious\n"
 
@@ -198,7 +204,7 @@ def test_a_lock_folder_inside_a_folder_others_may_change_is_refused(shared_dir: 
     open_to_all.mkdir()
     open_to_all.chmod(0o777)
     lock = lock_for(open_to_all / "locks", "127.0.0.1:9999")
-    with pytest.raises(state.UnsafeLock, match=f"is inside {open_to_all}, which"):
+    with pytest.raises(UnsafeLock, match=f"is inside {open_to_all}, which"):
         lock.acquire()
 
 
@@ -237,7 +243,7 @@ def test_a_lock_folder_this_user_cannot_open_says_what_to_do(shared_dir: Path) -
         "import sys\n"
         "from pathlib import Path\n"
         "from pytest_bluegreen.errors import Refused\n"
-        "from pytest_bluegreen.state import lock_for\n"
+        "from pytest_bluegreen.haproxy.lock import lock_for\n"
         "try:\n"
         "    lock_for(Path(sys.argv[1]), '127.0.0.1:9999').acquire()\n"
         "except Refused as exc:\n"

@@ -18,9 +18,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen import state
-from pytest_bluegreen.exposition import ExpositionError, Family, Sample, labels_of, parse, render
-from pytest_bluegreen.gatemetrics import (
+from pytest_bluegreen.record import state
+from pytest_bluegreen.record.state import HistoryEntry, Outcome
+from pytest_bluegreen.report.exposition import (
+    ExpositionError,
+    Family,
+    Sample,
+    labels_of,
+    parse,
+    render,
+)
+from pytest_bluegreen.report.metrics import (
     BAKE,
     LIVE,
     NAMES,
@@ -32,7 +40,6 @@ from pytest_bluegreen.gatemetrics import (
     write_textfile,
 )
 from pytest_bluegreen.settings import Settings, resolve
-from pytest_bluegreen.state import HistoryEntry, Outcome
 from tests.support.gate import CHECKS, output, run_gate
 from tests.support.infra import require_infra
 from tests.support.pushgateway import Pushgateway, pushgateway_binary
@@ -42,7 +49,7 @@ COLORS = ("blue", "green")
 BLUEGREEN = [
     sys.executable,
     "-c",
-    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
 ]
 
 

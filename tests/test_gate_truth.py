@@ -208,7 +208,8 @@ def test_sigterm_during_the_checks_changes_nothing_and_says_so(
 def test_an_unfinished_journal_refuses_every_gate_until_recovered(
     pytester: pytest.Pytester, stack: Stack
 ) -> None:
-    from pytest_bluegreen.journal import InstanceIdentity, Journal  # noqa: PLC0415
+    from pytest_bluegreen.haproxy.identity import InstanceIdentity  # noqa: PLC0415
+    from pytest_bluegreen.switch.journal import Journal  # noqa: PLC0415
 
     journal = Journal(stack.journal_file)
     journal.begin(

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen.haproxy import (
+from pytest_bluegreen.haproxy.runtime import (
     AdminState,
     RuntimeApi,
     RuntimeApiAddress,
@@ -36,7 +36,7 @@ from pytest_bluegreen.haproxy import (
     parse_show_stat,
     supported_version,
 )
-from pytest_bluegreen.localhaproxy import EMPTY_SERVER_STATE
+from pytest_bluegreen.local.haproxy import EMPTY_SERVER_STATE
 from tests.support.stack import Stack
 
 BLUE_API = ServerRef("api_backend", "blue-api")

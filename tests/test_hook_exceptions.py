@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_bluegreen.journal import read_journal
+from pytest_bluegreen.switch.journal import read_journal
 from tests.support.gate import outcomes, output, run_gate
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack
 

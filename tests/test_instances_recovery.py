@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_bluegreen.journal import read_journal
-from pytest_bluegreen.state import load_reconcile
+from pytest_bluegreen.record.state import load_reconcile
+from pytest_bluegreen.switch.journal import read_journal
 from tests.support.faults import FAULTS
 from tests.support.instances import NAMES, Group, run_group_cell
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, StackFactory

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.haproxy import ServerState
-from pytest_bluegreen.journal import (
+from pytest_bluegreen.haproxy.identity import InstanceIdentity
+from pytest_bluegreen.haproxy.runtime import ServerState
+from pytest_bluegreen.switch.journal import (
     SLOT_SIZE,
-    InstanceIdentity,
     Journal,
     JournalError,
     UnfinishedJournal,

@@ -1,4 +1,4 @@
-"""An HAProxy on this host (``pytest_bluegreen.localhaproxy``, ``scripts/local_stack.py``): a
+"""An HAProxy on this host (``pytest_bluegreen.local.haproxy``, ``scripts/local_stack.py``): a
 second one is refused before anything starts, and a first start reads an empty server state
 quietly. Real HAProxy processes on free loopback ports; never Docker (``DOCKER_HOST`` points
 at nothing, so even a refusal that failed could not reach an engine)."""
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.localhaproxy import (
+from pytest_bluegreen.local.haproxy import (
     EMPTY_SERVER_STATE,
     Served,
     holder_of,

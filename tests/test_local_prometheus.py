@@ -1,4 +1,4 @@
-"""A Prometheus on this host (``pytest_bluegreen.localprometheus``, as ``scripts/local_stack.py
+"""A Prometheus on this host (``pytest_bluegreen.local.prometheus``, as ``scripts/local_stack.py
 up`` starts it): started once, found again, stopped; a stale pid file never stops another
 process; an address already taken and a configuration Prometheus refuses are one-line errors.
 Real Prometheus processes on free loopback ports; never Docker."""
@@ -19,7 +19,7 @@ from types import ModuleType
 import pytest
 import requests
 
-from pytest_bluegreen.localprometheus import LocalPrometheus, LocalPrometheusError
+from pytest_bluegreen.local.prometheus import LocalPrometheus, LocalPrometheusError
 from pytest_bluegreen.settings.model import PrometheusSettings
 from tests.support.infra import require_infra
 from tests.support.prometheus import api, config, local, prometheus_binary

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen.errors import ExitCode
-from pytest_bluegreen.notify import EVENTS, Event, notify
+from pytest_bluegreen.record.notify import EVENTS, Event, notify
+from pytest_bluegreen.record.state import HistoryEntry, Outcome
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import NotifySettings, SettingsError, resolve
-from pytest_bluegreen.state import HistoryEntry, Outcome
-from pytest_bluegreen.webhooks import Webhook, parse_webhooks
+from pytest_bluegreen.settings.webhooks import Webhook, parse_webhooks
 from tests.support.gate import CHECKS, history, outcomes, output, run_gate
 from tests.support.receiver import HANG, Receiver
 from tests.support.stack import Stack
@@ -564,7 +564,7 @@ def test_a_recorded_outcome_keeps_a_whitespace_secret_out_of_the_history_and_web
 ) -> None:
     """``recording.record``, the one place every outcome goes through (the gate, bluegreen
     recover, abort and expiry, reconcile): redacted before anything is written or sent."""
-    from pytest_bluegreen.recording import record  # noqa: PLC0415
+    from pytest_bluegreen.record.recording import record  # noqa: PLC0415
 
     hook = receiver(receivers)
     (tmp_path / "bluegreen.toml").write_text(

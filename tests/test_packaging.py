@@ -88,6 +88,27 @@ def test_the_wheel_holds_the_package_and_its_type_marker(wheel: Path) -> None:
     assert "pytest_bluegreen/settings/resolve.py" in names
     assert "pytest_bluegreen/contrib/services.py" in names
     assert not any(n.startswith(("tests/", "checks/")) for n in names)
+    # the folders (issue 23), the face, and the templates bluegreen init copies
+    for name in (
+        "testing.py",
+        "gate/run.py",
+        "cli/command.py",
+        "init/starter/checks/test_health.py",
+    ):
+        assert f"pytest_bluegreen/{name}" in names
+    [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "bluegreen = pytest_bluegreen.cli.command:main" in text
+    assert "pytest_bluegreen.plugin = pytest_bluegreen.plugin" in text
+
+
+def test_the_bare_installs_command_and_face_load(bare: Path, tmp_path: Path) -> None:
+    """The console script's entry point and the check authors' face, without any extra."""
+    assert "usage: bluegreen" in sh(bare / "bluegreen", "--help", cwd=tmp_path)
+    probe = "from pytest_bluegreen.testing import ColorSession, RuntimeApi, eventually; print('ok')"
+    assert (
+        sh(bare / "python", "-W", "error::DeprecationWarning", "-c", probe, cwd=tmp_path) == "ok\n"
+    )
 
 
 def test_the_bare_install_has_no_extras_and_shows_the_options(bare: Path, tmp_path: Path) -> None:

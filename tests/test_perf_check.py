@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-import pytest_bluegreen.significance  # noqa: F401 - numpy loads once per process, before pytester's runs
+import pytest_bluegreen.judge.significance  # noqa: F401 - numpy loads once per process, before pytester's runs
 from tests.support.stack import Backend, Stack, free_ports, make_cert
 
 pytestmark = pytest.mark.timing  # each test judges a load's latencies

@@ -26,16 +26,16 @@ from typing import Any
 import pytest
 import requests
 
-from pytest_bluegreen.bake import Bake, BakePlan, IntervalVerdict, PostResult
-from pytest_bluegreen.haproxy import ServerRef
-from pytest_bluegreen.localprometheus import LocalPrometheus
-from pytest_bluegreen.promql import (
+from pytest_bluegreen.haproxy.runtime import ServerRef
+from pytest_bluegreen.judge.bake import Bake, BakePlan, IntervalVerdict, PostResult
+from pytest_bluegreen.judge.promql import (
     Prometheus,
     PrometheusUnreachable,
     PromQLError,
     parse_checks_table,
 )
-from pytest_bluegreen.signals import NoSignals
+from pytest_bluegreen.local.prometheus import LocalPrometheus
+from pytest_bluegreen.process.signals import NoSignals
 from tests.support.gate import CHECKS, outcomes, output
 from tests.support.infra import require_infra
 from tests.support.prometheus import (

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.compare import CompareDecision, compare_values, parse_value_rule
-from pytest_bluegreen.promql import (
+from pytest_bluegreen.judge.compare import CompareDecision, compare_values, parse_value_rule
+from pytest_bluegreen.judge.promql import (
     PromQLCheck,
     PromQLError,
     QueryResult,
@@ -22,8 +22,8 @@ from pytest_bluegreen.promql import (
     parse_comparisons_table,
     promql_duration,
 )
+from pytest_bluegreen.judge.thresholds import ThresholdError, measure_series, parse_series
 from pytest_bluegreen.settings import SettingsError, resolve
-from pytest_bluegreen.thresholds import ThresholdError, measure_series, parse_series
 
 NAN = math.nan
 ERROR_RATE = "sum(rate(x{server=~'{color}-api.*',code='5xx'}[1m]))"

@@ -15,7 +15,7 @@ import pytest
 
 from pytest_bluegreen import __version__
 from pytest_bluegreen.engines.compose import TagsFile
-from pytest_bluegreen.haproxy import supported_version
+from pytest_bluegreen.haproxy.runtime import supported_version
 from pytest_bluegreen.settings import StateSettings
 from tests.support.gate import CHECKS, output, prepare
 from tests.support.infra import require_infra

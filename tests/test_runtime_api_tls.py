@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.haproxy import (
+from pytest_bluegreen.haproxy.runtime import (
     RuntimeApi,
     RuntimeApiAddress,
     RuntimeApiUnreachable,

@@ -31,7 +31,7 @@ SECRETS = [
 BLUEGREEN = [
     sys.executable,
     "-c",
-    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
 ]
 
 

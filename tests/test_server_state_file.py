@@ -16,11 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen import recovery, switch
 from pytest_bluegreen.errors import ExitCode
-from pytest_bluegreen.haproxy import AdminState, RuntimeApi, ServerRef, parse_servers_state
-from pytest_bluegreen.journal import InstanceIdentity, Journal, read_journal, write_durably
+from pytest_bluegreen.haproxy.identity import InstanceIdentity
+from pytest_bluegreen.haproxy.runtime import AdminState, RuntimeApi, ServerRef, parse_servers_state
+from pytest_bluegreen.record.durable import write_durably
 from pytest_bluegreen.settings import Settings
+from pytest_bluegreen.switch import recovery
+from pytest_bluegreen.switch import transaction as switch
+from pytest_bluegreen.switch.journal import Journal, read_journal
 from tests.support.gate import CHECKS, history, outcomes, output, run_gate
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack
 from tests.support.switching import stack_settings
@@ -28,7 +31,7 @@ from tests.support.switching import stack_settings
 BLUEGREEN = [
     sys.executable,
     "-c",
-    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
 ]
 GREEN_API = ServerRef("api_backend", "green-api")
 

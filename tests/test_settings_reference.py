@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pytest_bluegreen.cli.reference import render
 from pytest_bluegreen.settings import all_options, resolve
-from pytest_bluegreen.settings.reference import render
 from tests.support.stack import ROOT
 
 DOC = ROOT / "docs" / "settings.md"
@@ -13,8 +13,7 @@ DOC = ROOT / "docs" / "settings.md"
 
 def test_the_reference_is_up_to_date() -> None:
     assert DOC.read_text() == render(), (
-        "docs/settings.md is stale: python -m pytest_bluegreen.settings.reference "
-        "> docs/settings.md"
+        "docs/settings.md is stale: python -m pytest_bluegreen.cli.reference > docs/settings.md"
     )
 
 

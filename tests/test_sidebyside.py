@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.compare import CompareDecision, parse_compare_rule
-from pytest_bluegreen.drill import DrillRow, caught_by, drill_table, run_variants
+from pytest_bluegreen.cli.drill import DrillRow, caught_by, drill_table, run_variants
 from pytest_bluegreen.eventually import INFRASTRUCTURE, classify
-from pytest_bluegreen.load import TlsError, run_interleaved, run_load
-from pytest_bluegreen.probe import Probe
+from pytest_bluegreen.judge.compare import CompareDecision, parse_compare_rule
+from pytest_bluegreen.judge.load import TlsError, run_interleaved, run_load
+from pytest_bluegreen.judge.sidebyside import measure
 from pytest_bluegreen.settings import SwitchingSettings
-from pytest_bluegreen.sidebyside import measure
+from pytest_bluegreen.switch.probe import Probe
 from tests.support.stack import Backend, Stack, make_cert
 
 

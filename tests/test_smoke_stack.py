@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pytest_bluegreen.haproxy import supported_version
+from pytest_bluegreen.haproxy.runtime import supported_version
 from tests.support.stack import Stack
 
 

@@ -24,17 +24,11 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen import state
 from pytest_bluegreen.engines.compose import TagsFile
-from pytest_bluegreen.haproxy import ServerState
-from pytest_bluegreen.journal import (
-    InstanceIdentity,
-    Journal,
-    JournalError,
-    _encode,
-    read_journal,
-)
-from pytest_bluegreen.state import (
+from pytest_bluegreen.haproxy.identity import InstanceIdentity
+from pytest_bluegreen.haproxy.runtime import ServerState
+from pytest_bluegreen.record import state
+from pytest_bluegreen.record.state import (
     PENDING,
     RECONCILE,
     WARM,
@@ -44,14 +38,15 @@ from pytest_bluegreen.state import (
     StateFileError,
     WarmWindow,
 )
-from pytest_bluegreen.verdict import write_verdict
+from pytest_bluegreen.report.verdict import write_verdict
+from pytest_bluegreen.switch.journal import Journal, JournalError, _encode, read_journal
 from tests.support.gate import CHECKS
 from tests.support.stack import Stack, wait_for
 
 BLUEGREEN = [
     sys.executable,
     "-c",
-    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
 ]
 
 LOADERS = {WARM: state.load_warm, PENDING: state.load_pending, RECONCILE: state.load_reconcile}
@@ -239,7 +234,7 @@ def test_history_and_records_are_synced_file_and_folder(tmp_path: Path, syncs: S
 
 WRITER = """
 import pathlib, sys, time
-from pytest_bluegreen import state
+from pytest_bluegreen.record import state
 path, color, go = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
 go.with_name(f"ready-{color}").touch()
 while not go.exists():
@@ -719,7 +714,8 @@ def test_an_expired_promotion_is_kept_when_its_end_cannot_be_recorded(
 READER = """
 import sys
 from pathlib import Path
-from pytest_bluegreen import journal, state
+from pytest_bluegreen.switch import journal
+from pytest_bluegreen.record import state
 journal.JOURNAL_LIMIT = state.HISTORY_LIMIT = state.RECORD_LIMIT = 4096
 folder, name = Path(sys.argv[1]), sys.argv[2]
 try:

@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen.haproxy import RuntimeApi
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 
 from .support.faults import BLUEGREEN
 from .support.infra import require_infra

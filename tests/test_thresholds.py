@@ -9,8 +9,8 @@ from fractions import Fraction
 
 import pytest
 
-from pytest_bluegreen.load import LoadResult, Sample, percentile
-from pytest_bluegreen.thresholds import (
+from pytest_bluegreen.judge.load import LoadResult, Sample, percentile
+from pytest_bluegreen.judge.thresholds import (
     Threshold,
     ThresholdError,
     Violation,

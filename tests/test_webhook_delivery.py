@@ -14,11 +14,11 @@ from email.utils import format_datetime
 import pytest
 
 from pytest_bluegreen.errors import ExitCode
-from pytest_bluegreen.notify import budget, notify
+from pytest_bluegreen.record.notify import budget, notify
+from pytest_bluegreen.record.state import HistoryEntry, Outcome
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import NotifySettings
-from pytest_bluegreen.state import HistoryEntry, Outcome
-from pytest_bluegreen.webhooks import Webhook
+from pytest_bluegreen.settings.webhooks import Webhook
 from tests.support.gate import CHECKS, output, run_gate
 from tests.support.receiver import RESET, TRICKLE, Answer, Receiver, redirect, retry_after
 from tests.support.stack import Stack

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pytest_bluegreen.exposition import parse
+from pytest_bluegreen.report.exposition import parse
 from pytest_bluegreen.settings import SettingsError, resolve
 from tests.support.demo import copy_checkout
 from tests.support.docker_stack import ComposeProject

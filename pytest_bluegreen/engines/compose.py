@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bluegreen.errors import DeployError
 from pytest_bluegreen.extras import require
-from pytest_bluegreen.journal import write_durably
+from pytest_bluegreen.record.durable import write_durably
 from pytest_bluegreen.settings import ComposeSettings, Topology, parsers
 
-from . import DeployResult, EngineBlind, ImageUnknown, Occupant
 from .backup import run_backup
+from .base import DeployResult, EngineBlind, ImageUnknown, Occupant
 from .serving import Waited, judge, wait_until_serving
 
 if TYPE_CHECKING:

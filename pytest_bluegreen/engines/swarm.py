@@ -30,8 +30,8 @@ from pytest_bluegreen.errors import DeployError
 from pytest_bluegreen.extras import require
 from pytest_bluegreen.settings import ComposeSettings, SwarmSettings, Topology, parsers
 
-from . import DeployResult, EngineBlind, ImageUnknown, Occupant, image_tag
 from .backup import run_backup
+from .base import DeployResult, EngineBlind, ImageUnknown, Occupant, image_tag
 from .compose import TagsFile, docker_client, endpoint_host, first_line, tag_variable
 
 if TYPE_CHECKING:

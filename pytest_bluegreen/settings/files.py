@@ -20,7 +20,7 @@ from pytest_bluegreen.errors import UsageError
 
 __all__ = ["LOOKUP", "SettingsError", "find_settings_file", "misread_values"]
 
-# the order the file is looked for, as the docs say it (settings/reference.py)
+# the order the file is looked for, as the docs say it (cli/reference.py)
 LOOKUP = (
     "the file named by `--bluegreen-config` (env `BLUEGREEN_CONFIG`, ini `bluegreen_config`); "
     "it wins over any other",

@@ -13,23 +13,23 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
 from pytest_bluegreen.envfile import read_env_file
 from pytest_bluegreen.frozen import Frozen, frozen
-from pytest_bluegreen.haproxy import (
+from pytest_bluegreen.haproxy.instances import Haproxies, Instance
+from pytest_bluegreen.haproxy.runtime import (
     RuntimeApi,
     RuntimeApiAddress,
     ServerRef,
     ServerState,
     TlsFiles,
 )
-from pytest_bluegreen.instances import Haproxies, Instance
+from pytest_bluegreen.judge.thresholds import Threshold
 from pytest_bluegreen.redaction import Secrets, secrets_of_urls
-from pytest_bluegreen.thresholds import Threshold
-from pytest_bluegreen.webhooks import Webhook, parse_webhooks
+from pytest_bluegreen.settings.webhooks import Webhook, parse_webhooks
 
 from . import parsers as p
 from .options import setting
 
 if TYPE_CHECKING:
-    from pytest_bluegreen.promql import Prometheus
+    from pytest_bluegreen.judge.promql import Prometheus
 
 __all__ = [
     "Answer",
@@ -379,9 +379,9 @@ class ChecksSettings(Frozen):
     perf_requests: int = setting(400, p.whole(1, 1_000_000), "perf: requests per endpoint")
     perf_duration: float = setting(10.0, p.seconds, "perf: at most this many seconds each")
     perf_concurrency: int = setting(4, p.whole(1, 256), "perf: concurrent connections")
-    # [compare] "/api/items" = ["p(95) <= live * 1.10", ...]: relative thresholds (compare.py)
+    # [compare] "/api/items" = ["p(95) <= live * 1.10", ...]: relative thresholds (judge/compare.py)
     compare: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
-    # [compare_prometheus] name = {query = "...{color}...", rules = [...]} (promql.py)
+    # [compare_prometheus] name = {query = "...{color}...", rules = [...]} (judge/promql.py)
     compare_prometheus: Mapping[str, Any] = field(default_factory=dict)
     compare_requests: int = setting(
         300,
@@ -430,7 +430,8 @@ class BakeSettings(Frozen):
     """After the switch: the bake window, and the old color kept warm."""
 
     GROUP: ClassVar[str] = "bake"
-    # [bake_thresholds] "haproxy" = [...], see bake.py; None: none given, bake.py's defaults
+    # [bake_thresholds] "haproxy" = [...], see judge/bake.py; None: none given, the bake's
+    # defaults
     thresholds: tuple[Any, ...] | None = None
     # [bake_prometheus] name = {query = "...{color}...{interval}...", thresholds = [...]}
     prometheus: tuple[Any, ...] = ()
@@ -480,7 +481,7 @@ class PrometheusSettings(Frozen):
     """Prometheus: where its HTTP API answers, and the PromQL checks of [prometheus_checks]."""
 
     GROUP: ClassVar[str] = "prometheus"
-    # [prometheus_checks] name = {query = "...", thresholds = [...]}: see promql.py
+    # [prometheus_checks] name = {query = "...", thresholds = [...]}: see judge/promql.py
     checks: Mapping[str, Any] = field(default_factory=dict)
     prometheus_url: str | None = setting(
         None,
@@ -495,7 +496,7 @@ class PrometheusSettings(Frozen):
 
     def client(self) -> Prometheus:
         """A client of Prometheus' HTTP API at ``prometheus_url`` (which must be set)."""
-        from pytest_bluegreen.promql import Prometheus  # noqa: PLC0415 - requests, when asked
+        from pytest_bluegreen.judge.promql import Prometheus  # noqa: PLC0415 - requests, when asked
 
         if self.prometheus_url is None:
             raise ValueError("no Prometheus is configured (prometheus_url)")
@@ -540,7 +541,7 @@ class ReportSettings(Frozen):
 class MetricsSettings(Frozen):
     """Where each run publishes the gate's own metrics; neither set: nothing is sent or written.
 
-    The metrics (``bluegreen_*``) and how counters carry on are in gatemetrics.py and the
+    The metrics (``bluegreen_*``) and how counters carry on are in report/metrics.py and the
     README's "The gate's own metrics"."""
 
     GROUP: ClassVar[str] = "metrics"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pytest_bluegreen.haproxy import RuntimeApiAddress, ServerRef
+from pytest_bluegreen.haproxy.runtime import RuntimeApiAddress, ServerRef
 from pytest_bluegreen.redaction import Url, shown_url
 
 __all__ = [

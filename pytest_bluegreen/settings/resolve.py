@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bluegreen.frozen import Frozen, frozen
-from pytest_bluegreen.instances import DEFAULT_INSTANCE, Instance
-from pytest_bluegreen.thresholds import ThresholdError
-from pytest_bluegreen.thresholds import parse_table as parse_thresholds
+from pytest_bluegreen.haproxy.instances import DEFAULT_INSTANCE, Instance
+from pytest_bluegreen.judge.thresholds import ThresholdError
+from pytest_bluegreen.judge.thresholds import parse_table as parse_thresholds
 
 from . import parsers as p
 from .files import SettingsError, find_settings_file
@@ -353,13 +353,13 @@ def _resolve_thresholds(
 def _resolve_bake_thresholds(
     data: Mapping[str, Any], file_label: str, sources: dict[str, str]
 ) -> tuple[Any, ...] | None:
-    """A ``[bake_thresholds]`` table parsed (bake.py's grammar); None without one: the bake's
-    defaults, which a bake reads from bake.py itself (every session resolves its settings, and
-    importing the bake for them was a measurable part of the plugin's cost)."""
+    """A ``[bake_thresholds]`` table parsed (judge/bake.py's grammar); None without one: the
+    bake's defaults, which a bake reads from judge/bake.py itself (every session resolves its
+    settings, and importing the bake for them was a measurable part of the plugin's cost)."""
     if "bake_thresholds" not in data:
         sources["bake_thresholds"] = "default"
         return None
-    from pytest_bluegreen.bake import parse_bake_thresholds  # noqa: PLC0415 - the bake's grammar
+    from pytest_bluegreen.judge.bake import parse_bake_thresholds  # noqa: PLC0415 - the bake's grammar
 
     sources["bake_thresholds"] = f"{file_label} bake_thresholds"
     try:
@@ -376,7 +376,7 @@ def _resolve_compare(
     if "compare" not in data:
         sources["compare"] = "default"
         return {}
-    from pytest_bluegreen.compare import parse_compare_table  # noqa: PLC0415 - its own grammar
+    from pytest_bluegreen.judge.compare import parse_compare_table  # noqa: PLC0415 - its own grammar
 
     sources["compare"] = f"{file_label} compare"
     try:
@@ -389,11 +389,11 @@ def _resolve_promql(
     data: Mapping[str, Any], table: str, file_label: str, sources: dict[str, str]
 ) -> dict[str, Any]:
     """``[prometheus_checks]``, ``[bake_prometheus]`` (``{interval}`` too, no ranges) and
-    ``[compare_prometheus]``: PromQL queries with their thresholds or rules (promql.py)."""
+    ``[compare_prometheus]``: PromQL queries with their thresholds or rules (judge/promql.py)."""
     if table not in data:
         sources[table] = "default"
         return {}
-    from pytest_bluegreen import promql  # noqa: PLC0415 - its own grammar
+    from pytest_bluegreen.judge import promql  # noqa: PLC0415 - its own grammar
 
     sources[table] = f"{file_label} {table}"
     try:

@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from pytest_bluegreen.haproxy import RuntimeApi
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 
 from .stack import ROOT, SEED_PORTS
 from .swarm import Named, leave_swarm, named_containers

@@ -19,7 +19,7 @@ from python_on_whales import DockerClient, DockerException
 import docker
 from pytest_bluegreen.engines.compose import ComposeEngine, tag_variable
 from pytest_bluegreen.engines.compose import wait_serving as engine_wait_serving
-from pytest_bluegreen.load import LoadResult, run_load
+from pytest_bluegreen.judge.load import LoadResult, run_load
 from pytest_bluegreen.settings.resolve import resolve
 
 from .stack import (

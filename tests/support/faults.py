@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_bluegreen.haproxy import RuntimeApi
-from pytest_bluegreen.journal import read_journal
-from pytest_bluegreen.load import LoadResult, run_load
-from pytest_bluegreen.recovery import inconsistencies
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
+from pytest_bluegreen.judge.load import LoadResult, run_load
 from pytest_bluegreen.settings import resolve
+from pytest_bluegreen.switch.journal import read_journal
+from pytest_bluegreen.switch.recovery import inconsistencies
 
 from .gate import CHECKS
 from .stack import Stack, wait_for
@@ -69,7 +69,7 @@ LOST_ANSWERS = {
 BLUEGREEN = [
     sys.executable,
     "-c",
-    "from pytest_bluegreen.cli import main; raise SystemExit(main())",
+    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
 ]
 
 STEP_HOOK = """

@@ -28,7 +28,7 @@ def test_api(http):
 
 @pytest.mark.shared
 def test_shared_service(haproxy):
-    from pytest_bluegreen.haproxy import supported_version
+    from pytest_bluegreen.haproxy.runtime import supported_version
 
     assert supported_version(haproxy.version())
 """

@@ -15,11 +15,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pytest_bluegreen.haproxy import RuntimeApi
-from pytest_bluegreen.journal import read_journal
-from pytest_bluegreen.load import LoadResult
-from pytest_bluegreen.recovery import group_problems, inconsistencies
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
+from pytest_bluegreen.judge.load import LoadResult
 from pytest_bluegreen.settings import Settings, resolve
+from pytest_bluegreen.switch.journal import read_journal
+from pytest_bluegreen.switch.recovery import group_problems, inconsistencies
 
 from .faults import BLUEGREEN, LOST_ANSWERS, STEP_HOOK, Cell, RuntimeApiProxy
 from .gate import CHECKS

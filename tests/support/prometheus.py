@@ -1,6 +1,6 @@
 """A real Prometheus for the tests: on a free loopback port, its data in a temporary folder,
 scraping every second what the test names, started and stopped through
-``pytest_bluegreen.localprometheus`` (as ``scripts/local_stack.py`` does)."""
+``pytest_bluegreen.local.prometheus`` (as ``scripts/local_stack.py`` does)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from pytest_bluegreen.localprometheus import LocalPrometheus
+from pytest_bluegreen.local.prometheus import LocalPrometheus
 
 from .stack import ROOT, free_ports, wait_for
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import requests
 
-from pytest_bluegreen.exposition import Sample, parse
-from pytest_bluegreen.gatemetrics import JOB, NAMES, group_url
+from pytest_bluegreen.report.exposition import Sample, parse
+from pytest_bluegreen.report.metrics import JOB, NAMES, group_url
 
 from .stack import free_ports, wait_for
 

@@ -25,9 +25,9 @@ from typing import IO, Any, TypeVar
 
 import requests
 
-from pytest_bluegreen.haproxy import RuntimeApi, RuntimeApiAddress, RuntimeApiError
-from pytest_bluegreen.localhaproxy import prepare_server_state_file
-from pytest_bluegreen.state import GateLock, lock_for
+from pytest_bluegreen.haproxy.lock import GateLock, lock_for
+from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiAddress, RuntimeApiError
+from pytest_bluegreen.local.haproxy import prepare_server_state_file
 
 ROOT = Path(__file__).resolve().parents[2]
 HAPROXY_CFG = ROOT / "haproxy" / "haproxy.cfg"

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_bluegreen import switch
-from pytest_bluegreen.haproxy import RuntimeApi
-from pytest_bluegreen.instances import Haproxies
-from pytest_bluegreen.journal import Journal
-from pytest_bluegreen.load import LoadResult, Sample, run_load
+from pytest_bluegreen.haproxy.instances import Haproxies
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
+from pytest_bluegreen.judge.load import LoadResult, Sample, run_load
 from pytest_bluegreen.settings import Settings, resolve
+from pytest_bluegreen.switch import transaction as switch
+from pytest_bluegreen.switch.journal import Journal
 
 from .stack import Stack, wait_for
 

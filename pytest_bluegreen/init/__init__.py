@@ -1,0 +1,2 @@
+"""``bluegreen init``: a configuration read into a plan, ``bluegreen.toml`` and the starter checks
+written."""

@@ -1,0 +1,622 @@
+"""After the switch: the bake window. Every interval the ``post`` checks run against the
+now-live color (through the routed URLs) and HAProxy's own counters for its servers are read;
+the bake decides, in Argo Rollouts' vocabulary:
+
+- an interval is *passed* (its post checks passed and every HAProxy threshold held), *failed*
+  (a post check failed or a threshold was missed) or *inconclusive* (HAProxy could not be read,
+  fewer requests than ``bake_min_requests``, or a rate over no request at all: an empty
+  measurement is never read as zero; HAProxy reloaded or restarted during the interval, or any
+  of its counters went down: counters that started again measure nothing);
+- the bake *fails* as soon as more intervals failed than ``bake_failure_limit``;
+- it *passes* early once ``bake_consecutive_successes`` intervals in a row passed (when set);
+- at the end it passes when at least one interval passed and no more than
+  ``bake_failure_limit`` were inconclusive; otherwise it is *inconclusive*;
+- it *stops* as soon as a server of either color no longer has the weight and admin state the
+  switch left it (read at every interval's end, on every instance: someone set them by hand
+  through the Runtime API, outside the gate's lock, or HAProxy restarted without its
+  server-state file): what is measured from then on is not the switched build taking the
+  traffic, so the bake judges nothing more (inconclusive, :attr:`BakeResult.changed`) and the
+  gate switches nothing back over that change (a person acting by hand, an incident: not the
+  gate's to undo).
+
+HAProxy thresholds are k6-like: ``http_5xx_rate<0.01``, ``eresp<1``; the metrics are the
+deltas over the interval of the new color's servers (``show stat``, summed over every HAProxy
+instance): ``requests`` (responses), ``http_5xx``, ``http_5xx_rate``, ``eresp``, ``econ``,
+``wretr``, ``wredis``, and ``qcur`` (the queue at the interval's end). A delta is taken only
+between two readings of the same HAProxy process (``show info``'s Pid and Start_time_sec, read
+before and after each ``show stat``): a reload, a restart or ``clear counters`` starts the
+counters again, and a difference across it (10000/120 -> 300/0) is no measurement.
+
+Prometheus signals (``[bake_prometheus]``, :mod:`promql`) are asked at each interval's end,
+``{color}`` being the new color and ``{interval}`` the interval (``rate(x[{interval}])``), and
+judged by their thresholds beside the counters, with the same rules: a query whose thresholds
+miss fails the interval; Prometheus not answering, a query it refuses, no series or NaN make
+it inconclusive (never a pass, never zero).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import operator
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pytest_bluegreen.haproxy.instances import AnyHaproxy, Haproxies
+from pytest_bluegreen.haproxy.runtime import (
+    AdminState,
+    RuntimeApi,
+    RuntimeApiError,
+    ServerRef,
+    StatRow,
+)
+
+if TYPE_CHECKING:  # imported where used: every session resolves the bake's settings (and
+    # parses its thresholds here), and promql brings http.client and ssl with it
+    from pytest_bluegreen.haproxy.identity import InstanceIdentity
+    from pytest_bluegreen.process.signals import DeferredSignals
+
+    from .promql import Prometheus, PromQLCheck, PromQLJudgement
+
+__all__ = [
+    "METRICS",
+    "Bake",
+    "BakeResult",
+    "BakeThreshold",
+    "Interval",
+    "IntervalVerdict",
+    "PostResult",
+    "Reading",
+    "ServerWatch",
+    "compare_readings",
+    "parse_bake_thresholds",
+    "read_counters",
+]
+
+_OPS: Mapping[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "<": operator.lt,
+    ">": operator.gt,
+    "==": operator.eq,
+}
+METRICS = ("requests", "http_5xx", "http_5xx_rate", "eresp", "econ", "wretr", "wredis", "qcur")
+_EXPR = re.compile(
+    r"^\s*(?P<metric>" + "|".join(METRICS) + r")\s*(?P<op><=|>=|==|<|>)\s*"
+    r"(?P<value>\d+(?:\.\d+)?)\s*$"
+)
+_COUNTERS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
+DEFAULT_BAKE_THRESHOLDS: Mapping[str, list[str]] = {
+    "haproxy": ["http_5xx_rate<0.01", "eresp<1", "econ<1"]
+}
+
+
+@dataclass(frozen=True)
+class BakeThreshold:
+    text: str
+    metric: str
+    op: str
+    value: float
+
+    def holds(self, measured: float) -> bool:
+        return not math.isnan(measured) and _OPS[self.op](measured, self.value)
+
+
+def parse_bake_thresholds(table: object) -> tuple[BakeThreshold, ...]:
+    """``{"haproxy": ["http_5xx_rate<0.01", "eresp<1"]}`` -> the thresholds."""
+    if not isinstance(table, Mapping) or set(table) - {"haproxy"}:
+        raise ValueError('bake thresholds must be a table with one key, "haproxy"')
+    given = table.get("haproxy", [])
+    expressions = [given] if isinstance(given, str) else given
+    if not isinstance(expressions, list):
+        raise ValueError("bake thresholds for haproxy must be a list of expressions")
+    found = []
+    for text in expressions:
+        match = _EXPR.match(str(text))
+        if match is None:
+            raise ValueError(
+                f"{text!r} is not a bake threshold like 'http_5xx_rate<0.01' "
+                f"(metrics: {', '.join(METRICS)})"
+            )
+        found.append(
+            BakeThreshold(str(text).strip(), match["metric"], match["op"], float(match["value"]))
+        )
+    return tuple(found)
+
+
+class IntervalVerdict(enum.StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class PostResult:
+    """One run of the ``post`` checks."""
+
+    passed: int = 0
+    failed: int = 0
+    failed_ids: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed
+
+
+@dataclass(frozen=True)
+class Interval:
+    number: int
+    of: int
+    started: float  # wall clock, for the timeline
+    seconds: float
+    verdict: IntervalVerdict
+    reason: str
+    post: PostResult
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    prometheus: tuple[PromQLJudgement, ...] = ()
+    changed: str = ""  # servers changed outside the gate, seen at its end: the bake stops
+
+    def line(self) -> str:
+        """``bake 3/12: post 4/4 passed, 5xx 0/1,812, eresp 0: passed`` (``, prometheus 1/1
+        passed`` after the counters when [bake_prometheus] has queries)"""
+        post = f"post {self.post.passed}/{self.post.total} passed" if self.post.total else "no post"
+        m = self.metrics
+        counters = (
+            f"5xx {int(m['http_5xx'])}/{int(m['requests']):,}, eresp {int(m['eresp'])}"
+            if m
+            else "HAProxy counters not judged"
+        )
+        if self.prometheus:
+            from .compare import CompareDecision  # noqa: PLC0415 - see the imports
+
+            passed = sum(j.decision is CompareDecision.PASSED for j in self.prometheus)
+            counters += f", prometheus {passed}/{len(self.prometheus)} passed"
+        return f"bake {self.number}/{self.of}: {post}, {counters}: {self.verdict.value}" + (
+            f" ({self.reason})" if self.reason else ""
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "interval": self.number,
+            "of": self.of,
+            "started": self.started,
+            "seconds": round(self.seconds, 3),
+            "verdict": self.verdict.value,
+            "reason": self.reason,
+            "post": {"passed": self.post.passed, "failed": list(self.post.failed_ids)},
+            "haproxy": {k: (None if math.isnan(v) else v) for k, v in self.metrics.items()},
+            "prometheus": [j.as_dict() for j in self.prometheus],
+        }
+
+
+@dataclass(frozen=True)
+class BakeResult:
+    verdict: IntervalVerdict  # passed, failed or inconclusive
+    reason: str
+    intervals: tuple[Interval, ...]
+    interrupted: str | None = None  # a signal stopped the bake
+    ended: float = 0.0  # monotonic, when the verdict was reached
+    changed: str = ""  # the servers changed outside the gate that stopped the bake
+
+    @property
+    def failing(self) -> Interval | None:
+        """The last interval that did not pass: the evidence."""
+        return next(
+            (i for i in reversed(self.intervals) if i.verdict is not IntervalVerdict.PASSED), None
+        )
+
+
+@dataclass(frozen=True)
+class BakePlan:
+    seconds: float
+    interval: float
+    failure_limit: int
+    consecutive_successes: int
+    min_requests: int
+    thresholds: tuple[BakeThreshold, ...]
+    prometheus: tuple[PromQLCheck, ...] = ()  # [bake_prometheus]
+
+    @property
+    def count(self) -> int:
+        return max(1, math.ceil(self.seconds / self.interval))
+
+
+_CUMULATIVE = (*_COUNTERS, "eresp", "econ", "wretr", "wredis")  # never go down in one process
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The new color's servers' cumulative counters on each HAProxy instance (summed over the
+    servers), each with the process that answered them."""
+
+    counters: Mapping[str, Mapping[str, float]]  # instance -> counter -> value
+    processes: Mapping[str, InstanceIdentity]
+    moved: Mapping[str, str]  # instances whose process changed while being read -> how
+
+    def total(self) -> dict[str, float]:
+        total = dict.fromkeys((*_CUMULATIVE, "qcur"), 0.0)
+        for values in self.counters.values():
+            for key in total:
+                total[key] += values[key]
+        return total
+
+
+def _summed(rows: Iterable[StatRow], wanted: set[ServerRef]) -> dict[str, float]:
+    total = dict.fromkeys((*_CUMULATIVE, "qcur"), 0.0)
+    for row in rows:
+        if row.ref in wanted:
+            for key in total:
+                try:
+                    total[key] += float(row.raw.get(key) or 0)
+                except ValueError:
+                    continue
+    return total
+
+
+def read_counters(api: AnyHaproxy, servers: Iterable[ServerRef]) -> Reading:
+    """Every instance's counters of ``servers``, between two ``show info`` of its process (so a
+    reload during the read is seen). Raises RuntimeApiError."""
+    from pytest_bluegreen.haproxy.identity import InstanceIdentity  # noqa: PLC0415 - a bake's, not every session's
+
+    wanted = set(servers)
+    group = api if isinstance(api, Haproxies) else Haproxies.single(api)
+
+    def one(
+        name: str, client: RuntimeApi
+    ) -> tuple[InstanceIdentity, dict[str, float], InstanceIdentity]:
+        first = InstanceIdentity.from_info(str(client.address), client.show_info())
+        rows = client.show_stat()
+        lacking = wanted - {row.ref for row in rows}
+        if lacking:  # a server without a row reads as zero counters: no reading at all
+            raise RuntimeApiError(
+                "show stat",
+                "",
+                f"{group.label(name, 'HAProxy')} answered 'show stat' without "
+                f"{', '.join(str(ref) for ref in sorted(lacking))} (cut short?)",
+            )
+        values = _summed(rows, wanted)
+        last = InstanceIdentity.from_info(str(client.address), client.show_info())
+        return first, values, last
+
+    found = group.each(one)
+    return Reading(
+        counters={name: values for name, (_, values, _) in found.items()},
+        processes={name: last for name, (_, _, last) in found.items()},
+        moved={
+            name: f"{first} -> {last}"
+            for name, (first, _, last) in found.items()
+            if not first.same_process(last)
+        },
+    )
+
+
+def compare_readings(before: Reading, after: Reading) -> tuple[dict[str, float], str]:
+    """The interval's metrics from two readings, or ``({}, why)`` when they do not measure it:
+    an instance whose process changed (a reload, a restart) or any of whose counters went down
+    (``clear counters``) started counting again, so no difference means anything."""
+    several = len(after.counters) > 1
+    if before.counters.keys() != after.counters.keys():
+        return {}, (
+            f"HAProxy instances read at the start ({', '.join(before.counters)}) and at the end "
+            f"({', '.join(after.counters)}) differ"
+        )
+    for name in after.counters:
+        which = f"HAProxy {name}" if several else "HAProxy"
+        moved = before.moved.get(name) or after.moved.get(name)
+        if moved is None and not before.processes[name].same_process(after.processes[name]):
+            moved = f"{before.processes[name]} -> {after.processes[name]}"
+        if moved is not None:
+            return {}, (
+                f"{which} was reloaded or restarted during the interval ({moved}): its "
+                "counters started again, so the interval measured nothing"
+            )
+        went_down = [
+            f"{key} {before.counters[name][key]:g} -> {after.counters[name][key]:g}"
+            for key in _CUMULATIVE
+            if after.counters[name][key] < before.counters[name][key]
+        ]
+        if went_down:
+            return {}, (
+                f"{which}'s counters went down during the interval ({', '.join(went_down)}): "
+                "they were cleared, so the interval measured nothing"
+            )
+    return deltas(before.total(), after.total()), ""
+
+
+def deltas(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    requests = sum(after[k] - before[k] for k in _COUNTERS)
+    errors = after["hrsp_5xx"] - before["hrsp_5xx"]
+    return {
+        "requests": requests,
+        "http_5xx": errors,
+        "http_5xx_rate": errors / requests if requests else math.nan,
+        "eresp": after["eresp"] - before["eresp"],
+        "econ": after["econ"] - before["econ"],
+        "wretr": after["wretr"] - before["wretr"],
+        "wredis": after["wredis"] - before["wredis"],
+        "qcur": after["qcur"],
+    }
+
+
+class ServerWatch:
+    """The weight and admin state of every server of both colors on every instance, as the
+    switch left them; :meth:`changed` says which differ now."""
+
+    def __init__(self, api: AnyHaproxy, servers: Sequence[ServerRef]) -> None:
+        """Raises RuntimeApiError."""
+        self.group = api if isinstance(api, Haproxies) else Haproxies.single(api)
+        self.servers = tuple(servers)
+        self.left = self._read()
+
+    def _read(self) -> dict[str, dict[ServerRef, tuple[int, AdminState]]]:
+        return {
+            name: {ref: (state.uweight, state.admin) for ref, state in states.items()}
+            for name, states in self.group.states_by_instance(self.servers).items()
+        }
+
+    def changed(self) -> str:
+        """``api_backend/blue-api weight 0 ready -> 100 ready, ...``; empty when every server
+        is as the switch left it, or HAProxy cannot be read now (the counters say so)."""
+        try:
+            now = self._read()
+        except RuntimeApiError:
+            return ""
+        found = []
+        for name, states in now.items():
+            for ref, (weight, admin) in states.items():
+                before = self.left.get(name, {}).get(ref)
+                if before is not None and before != (weight, admin):
+                    was = f"{before[0]} {before[1].value}"
+                    found.append(
+                        self.group.label(name, f"{ref} weight {was} -> {weight} {admin.value}")
+                    )
+        return ", ".join(found)
+
+
+class Bake:
+    """The bake of one switch: ``run()`` returns the verdict, each interval's line going to
+    ``progress`` as it ends."""
+
+    def __init__(
+        self,
+        plan: BakePlan,
+        api: AnyHaproxy,
+        servers: Sequence[ServerRef],
+        run_post: Callable[[], PostResult],
+        *,
+        signals: DeferredSignals,
+        progress: Callable[[str], None] = lambda line: None,
+        color: str | None = None,
+        prometheus: Prometheus | None = None,
+        watch: ServerWatch | None = None,
+    ) -> None:
+        """``color``: the new color (``{color}`` in the Prometheus queries); ``prometheus``:
+        the client that asks them (needed when the plan has any); ``watch``: the servers as
+        the switch left them (the bake stops when they change)."""
+        if plan.prometheus and prometheus is None:
+            raise ValueError("a bake with Prometheus queries needs a Prometheus client")
+        self.plan = plan
+        self.api = api
+        self.servers = tuple(servers)
+        self.run_post = run_post
+        self.signals = signals
+        self.progress = progress
+        self.color = color
+        self.prometheus = prometheus
+        self.watch = watch
+
+    def run(self) -> BakeResult:
+        intervals: list[Interval] = []
+        streak = 0
+        for number in range(1, self.plan.count + 1):
+            interval = self._interval(number)
+            if interval is None:
+                verdict = (
+                    IntervalVerdict.PASSED
+                    if self._passes_so_far(intervals)
+                    else IntervalVerdict.INCONCLUSIVE
+                )
+                return self._end(
+                    verdict,
+                    f"interrupted by {self.signals.received} after {len(intervals)} interval(s)",
+                    intervals,
+                    interrupted=self.signals.received,
+                )
+            intervals.append(interval)
+            self.progress(interval.line())
+            if interval.changed:
+                return self._end(
+                    IntervalVerdict.INCONCLUSIVE,
+                    f"stopped at interval {number}/{self.plan.count}: HAProxy's servers were "
+                    f"changed outside the gate ({interval.changed})",
+                    intervals,
+                    changed=interval.changed,
+                )
+            failed = sum(i.verdict is IntervalVerdict.FAILED for i in intervals)
+            if failed > self.plan.failure_limit:
+                return self._end(
+                    IntervalVerdict.FAILED,
+                    f"interval {number}/{self.plan.count} failed: {interval.reason}",
+                    intervals,
+                )
+            streak = streak + 1 if interval.verdict is IntervalVerdict.PASSED else 0
+            if self.plan.consecutive_successes and streak >= self.plan.consecutive_successes:
+                return self._end(
+                    IntervalVerdict.PASSED,
+                    f"{streak} interval(s) in a row passed",
+                    intervals,
+                )
+        if self._passes_so_far(intervals):
+            return self._end(
+                IntervalVerdict.PASSED,
+                f"{sum(i.verdict is IntervalVerdict.PASSED for i in intervals)} of "
+                f"{len(intervals)} interval(s) passed",
+                intervals,
+            )
+        unsure = [i for i in intervals if i.verdict is IntervalVerdict.INCONCLUSIVE]
+        why = unsure[-1].reason if unsure else "no interval passed"
+        return self._end(
+            IntervalVerdict.INCONCLUSIVE,
+            f"{len(unsure)} of {len(intervals)} interval(s) could not be judged ({why})",
+            intervals,
+        )
+
+    def _passes_so_far(self, intervals: Sequence[Interval]) -> bool:
+        passed = sum(i.verdict is IntervalVerdict.PASSED for i in intervals)
+        unsure = sum(i.verdict is IntervalVerdict.INCONCLUSIVE for i in intervals)
+        failed = sum(i.verdict is IntervalVerdict.FAILED for i in intervals)
+        return (
+            passed >= 1 and unsure <= self.plan.failure_limit and failed <= self.plan.failure_limit
+        )
+
+    def _end(
+        self,
+        verdict: IntervalVerdict,
+        reason: str,
+        intervals: Sequence[Interval],
+        interrupted: str | None = None,
+        changed: str = "",
+    ) -> BakeResult:
+        return BakeResult(
+            verdict, reason, tuple(intervals), interrupted, time.monotonic(), changed=changed
+        )
+
+    def _interval(self, number: int) -> Interval | None:
+        """One interval, or None when a signal came first."""
+        started, wall = time.monotonic(), time.time()
+        deadline = started + self.plan.interval
+        unread = ""
+        try:
+            before: Reading | None = read_counters(self.api, self.servers)
+        except RuntimeApiError as exc:
+            before = None
+            unread = f"HAProxy's counters could not be read at the interval's start: {exc}"
+        post = self.run_post()
+        while (left := deadline - time.monotonic()) > 0:
+            if self.signals.received:
+                return None
+            time.sleep(min(left, 0.05))
+        if self.signals.received:
+            return None
+        metrics: dict[str, float] = {}
+        reason = unread
+        try:
+            after: Reading | None = read_counters(self.api, self.servers)
+        except RuntimeApiError as exc:
+            reason = f"HAProxy's counters could not be read: {exc}"
+            after = None
+        if before is not None and after is not None:
+            metrics, reason = compare_readings(before, after)
+        changed = self.watch.changed() if self.watch is not None else ""
+        if changed:  # what was measured is not the switched build's alone: nothing judged
+            return Interval(
+                number=number,
+                of=self.plan.count,
+                started=wall,
+                seconds=time.monotonic() - started,
+                verdict=IntervalVerdict.INCONCLUSIVE,
+                reason=f"HAProxy's servers were changed outside the gate ({changed})",
+                post=post,
+                changed=changed,
+            )
+        judged = self._ask_prometheus()
+        verdict, reason = self._judge(post, metrics, reason, judged)
+        return Interval(
+            number=number,
+            of=self.plan.count,
+            started=wall,
+            seconds=time.monotonic() - started,
+            verdict=verdict,
+            reason=reason,
+            post=post,
+            metrics=metrics,
+            prometheus=judged,
+        )
+
+    def _ask_prometheus(self) -> tuple[PromQLJudgement, ...]:
+        """Each Prometheus query at the interval's end, judged; one that cannot be asked is
+        inconclusive with the reason."""
+        from .compare import CompareDecision  # noqa: PLC0415 - see the imports
+        from .promql import PrometheusUnreachable, PromQLError, PromQLJudgement  # noqa: PLC0415
+
+        judged = []
+        at = time.time()
+        for check in self.plan.prometheus:
+            assert self.prometheus is not None
+            try:
+                judged.append(
+                    check.run(self.prometheus, color=self.color, interval=self.plan.interval, at=at)
+                )
+            except (PrometheusUnreachable, PromQLError) as exc:
+                judged.append(
+                    PromQLJudgement(
+                        check.name,
+                        check.render(self.color, self.plan.interval),
+                        CompareDecision.INCONCLUSIVE,
+                        str(exc),
+                    )
+                )
+        return tuple(judged)
+
+    def _judge(
+        self,
+        post: PostResult,
+        metrics: Mapping[str, float],
+        reason: str,
+        prometheus: Sequence[PromQLJudgement] = (),
+    ) -> tuple[IntervalVerdict, str]:
+        """Failing evidence first (post checks, a Prometheus query), then the counters, then
+        what could not be judged."""
+        from .compare import CompareDecision  # noqa: PLC0415 - see the imports
+
+        if post.failed:
+            return IntervalVerdict.FAILED, f"post check(s) failed: {', '.join(post.failed_ids)}"
+        failed = [j for j in prometheus if j.decision is CompareDecision.FAILED]
+        if failed:
+            return IntervalVerdict.FAILED, _joined(failed)
+        counters = self._judge_counters(metrics, reason)
+        if counters is not None:
+            return counters
+        unsure = [j for j in prometheus if j.decision is CompareDecision.INCONCLUSIVE]
+        if unsure:
+            return IntervalVerdict.INCONCLUSIVE, _joined(unsure)
+        return IntervalVerdict.PASSED, ""
+
+    def _judge_counters(
+        self, metrics: Mapping[str, float], reason: str
+    ) -> tuple[IntervalVerdict, str] | None:
+        """HAProxy's counters against their thresholds; None when they pass."""
+        if not metrics:
+            return IntervalVerdict.INCONCLUSIVE, reason or "HAProxy's counters could not be read"
+        missed = [
+            f"{t.metric}={_shown(metrics[t.metric])} misses {t.text!r}"
+            for t in self.plan.thresholds
+            if not math.isnan(metrics[t.metric]) and not t.holds(metrics[t.metric])
+        ]
+        if missed:
+            return IntervalVerdict.FAILED, "; ".join(missed)
+        if metrics["requests"] < self.plan.min_requests:
+            return (
+                IntervalVerdict.INCONCLUSIVE,
+                f"{int(metrics['requests'])} request(s), fewer than bake_min_requests "
+                f"{self.plan.min_requests}",
+            )
+        empty = [t.text for t in self.plan.thresholds if math.isnan(metrics[t.metric])]
+        if empty:
+            return (
+                IntervalVerdict.INCONCLUSIVE,
+                f"no request to judge {', '.join(empty)} on (an empty measurement is not zero)",
+            )
+        return None
+
+
+def _joined(judged: Sequence[PromQLJudgement]) -> str:
+    """``prometheus error_rate: {} value=0.05 missed a threshold; ...``"""
+    return "; ".join(f"prometheus {j.name}: {j.reason}" for j in judged)
+
+
+def _shown(value: float) -> str:
+    return f"{value:.4g}"

@@ -1,0 +1,1 @@
+"""The bundled stack's host processes: an HAProxy and a Prometheus on this host."""

@@ -1,0 +1,321 @@
+"""The gate's own metrics: what each run did, for Prometheus, over time.
+
+- ``bluegreen_gate_runs_total{outcome,target}`` (counter): the outcomes the history records;
+- ``bluegreen_switch_duration_seconds`` (gauge): the last verified switch, first to last step;
+- ``bluegreen_bake_intervals_total{result}`` (counter): bake intervals, by verdict;
+- ``bluegreen_live_color{color}`` (gauge): 1 for the live color, 0 for the others;
+- ``bluegreen_deploy_duration_seconds`` (gauge): the last ``--deploy``, backup to healthy.
+
+**What counts.** Every outcome the history records (``state.append``) counts once, whoever
+wrote it: the gate, ``bluegreen recover``, ``promote``, ``abort``, a reconciled instance. A
+:class:`RunMetrics` hears them through :func:`state.listening` while it is collecting; the
+gate's report adds the switch's duration and the bake's intervals, the deploy step its
+duration. Only the process that may change something collects (the xdist controller, the
+``bluegreen`` command); dry runs record nothing and publish nothing.
+
+**Where it goes** (``[metrics]`` settings, neither set: nothing is sent or written):
+
+- ``metrics_textfile``: node_exporter's textfile-collector format. The previous file's counters
+  are read and this run's added (a counter must never go down); the durations a run did not
+  measure keep their previous values. Written to a temporary file in the same folder, then
+  renamed over the old one (a reader never sees half a file), under a lock file beside it.
+- ``metrics_push_url``: a Pushgateway. The group ``job="bluegreen", instance=<host>`` is read
+  back from its ``/metrics`` (its counters carried on the same way) and replaced with a PUT.
+  The whole exchange is bounded by ``metrics_push_timeout``, a failed request is retried
+  once, and a failure is one warning line: never a change of the run's exit status.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import socket
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import requests
+
+from pytest_bluegreen.haproxy.instances import InstancesDisagree
+from pytest_bluegreen.haproxy.lock import open_lock_file
+from pytest_bluegreen.haproxy.runtime import RuntimeApiError
+from pytest_bluegreen.judge.bake import IntervalVerdict
+from pytest_bluegreen.record import state
+from pytest_bluegreen.record.state import HistoryEntry, Outcome
+from pytest_bluegreen.redaction import excerpt, redact, shown_url, url_secrets
+from pytest_bluegreen.switch.transaction import live_color
+
+from .exposition import ExpositionError, Family, Labels, Sample, labels_of, parse, render
+
+if TYPE_CHECKING:
+    from pytest_bluegreen.gate.run import GateReport
+    from pytest_bluegreen.haproxy.instances import AnyHaproxy
+    from pytest_bluegreen.settings import Settings, Topology
+
+__all__ = ["NAMES", "RunMetrics", "families", "publish", "push", "shown_url", "write_textfile"]
+
+JOB = "bluegreen"
+RUNS = "bluegreen_gate_runs_total"
+SWITCH = "bluegreen_switch_duration_seconds"
+BAKE = "bluegreen_bake_intervals_total"
+LIVE = "bluegreen_live_color"
+DEPLOY = "bluegreen_deploy_duration_seconds"
+NAMES = (RUNS, SWITCH, BAKE, LIVE, DEPLOY)
+HELP = {
+    RUNS: "Gate outcomes recorded in the history, by outcome and target color.",
+    SWITCH: "Seconds the last verified switch took, from its first change to its last step.",
+    BAKE: "Bake intervals after a switch, by verdict (passed, failed, inconclusive).",
+    LIVE: "1 for the color HAProxy sends traffic to after the last run, 0 for the others.",
+    DEPLOY: "Seconds the last --deploy took, from the backup to the color being healthy.",
+}
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+Build = Callable[[Sequence[Sample]], list[Family]]
+
+
+@dataclass
+class RunMetrics:
+    """What one run adds to the gate's metrics."""
+
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (outcome, target)
+    bake_intervals: Counter[str] = field(default_factory=Counter)
+    switch_seconds: float | None = None
+    deploy_seconds: float | None = None
+
+    def recorded(self, entry: HistoryEntry) -> None:
+        """A history entry was written (``state.listening``)."""
+        self.outcomes[(entry.outcome.value, entry.to_color)] += 1
+
+    def concluded(self, report: GateReport) -> None:
+        """The gate's report: its (last) verified switch and its bake's intervals."""
+        result = report.result
+        if result is not None and result.finished:
+            self.switch_seconds = result.finished - result.started
+        if report.bake is not None:
+            self.bake_intervals.update(i.verdict.value for i in report.bake.intervals)
+
+    def deployed(self, seconds: float) -> None:
+        self.deploy_seconds = seconds
+
+    @contextmanager
+    def collecting(self) -> Iterator[RunMetrics]:
+        """Count every history entry written inside this block."""
+        with state.listening(self.recorded):
+            yield self
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.outcomes or self.bake_intervals) or (
+            self.switch_seconds is not None or self.deploy_seconds is not None
+        )
+
+
+# --- the families: what was there before, plus this run ------------------------------------
+
+
+def families(
+    previous: Iterable[Sample],
+    run: RunMetrics,
+    colors: Sequence[str],
+    live: str | None,
+    *,
+    live_known: bool = True,
+) -> list[Family]:
+    """The five families after this run: counters are the previous values plus this run's
+    (every outcome and color, every bake verdict present, at 0 when never seen, so a rate
+    has a series to start from); a duration this run did not measure keeps its previous
+    value; ``bluegreen_live_color`` is left out when HAProxy could not be read
+    (``live_known`` false), all 0 when no single color is live."""
+    before: dict[str, dict[Labels, float]] = {name: {} for name in NAMES}
+    for sample in previous:
+        before[sample.name][sample.labels] = sample.value
+    runs = {labels_of(outcome=o, target=t): float(n) for (o, t), n in run.outcomes.items()}
+    bake = {labels_of(result=r): float(n) for r, n in run.bake_intervals.items()}
+    found = [
+        _counter(
+            RUNS,
+            before[RUNS],
+            runs,
+            [labels_of(outcome=o, target=c) for o in Outcome for c in colors],
+        ),
+        _gauge(SWITCH, before[SWITCH], run.switch_seconds),
+        _counter(BAKE, before[BAKE], bake, [labels_of(result=v) for v in IntervalVerdict]),
+    ]
+    if live_known:
+        shown = {labels_of(color=c): float(c == live) for c in colors}
+        found.append(Family(LIVE, "gauge", HELP[LIVE], shown))
+    found.append(_gauge(DEPLOY, before[DEPLOY], run.deploy_seconds))
+    return found
+
+
+def _counter(
+    name: str, before: Mapping[Labels, float], added: Mapping[Labels, float], zero: Iterable[Labels]
+) -> Family:
+    samples = {**dict.fromkeys(zero, 0.0), **before}
+    for labels, value in added.items():
+        samples[labels] = samples.get(labels, 0.0) + value
+    return Family(name, "counter", HELP[name], samples)
+
+
+def _gauge(name: str, before: Mapping[Labels, float], value: float | None) -> Family:
+    samples: dict[Labels, float] = dict(before) if value is None else {(): value}
+    return Family(name, "gauge", HELP[name], samples)
+
+
+# --- the textfile -----------------------------------------------------------------------------
+
+
+def write_textfile(path: Path, build: Build) -> None:
+    """Read the file's previous samples, build the families, and replace the file atomically
+    (a temporary file in the same folder, renamed over it), under ``.<name>.lock`` beside it
+    so two gates on this host never add to the same old counters. The temporary and the lock
+    file do not end in ``.prom``: node_exporter reads neither. Raises OSError, or
+    ExpositionError when the existing file is not in the format (left as it is)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path.with_name(f".{path.name}.lock")):
+        previous = list(parse(path.read_text(), NAMES)) if path.exists() else []
+        text = render(build(previous))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)  # node_exporter runs as another user
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = open_lock_file(path)  # 0600, no symbolic link followed, this user's only
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+# --- the Pushgateway --------------------------------------------------------------------------
+
+
+class PushFailed(Exception):
+    """The Pushgateway could not be read or written in time."""
+
+
+def group_url(url: str, instance: str) -> str:
+    return f"{url.rstrip('/')}/metrics/job/{JOB}/instance/{quote(instance, safe='')}"
+
+
+def push(url: str, instance: str, timeout: float, build: Build) -> None:
+    """Read the group's samples back from the Pushgateway's ``/metrics``, build the families,
+    PUT them to the group. Raises PushFailed (after one retry, or when ``timeout`` seconds
+    are spent) or ExpositionError (what it answered is not in the format)."""
+    deadline = time.monotonic() + timeout
+    with requests.Session() as session:
+        answer = _request(session, "GET", f"{url.rstrip('/')}/metrics", deadline, timeout)
+        own = {"job": JOB, "instance": instance}
+        previous = [
+            Sample(s.name, tuple(kv for kv in s.labels if kv[0] not in own), s.value)
+            for s in parse(answer.text, NAMES)
+            if s.label("job") == JOB and s.label("instance") == instance
+        ]
+        body = render(build(previous)).encode()
+        headers = {"Content-Type": CONTENT_TYPE}
+        _request(
+            session, "PUT", group_url(url, instance), deadline, timeout, body=body, headers=headers
+        )
+
+
+def _request(
+    session: requests.Session,
+    method: str,
+    url: str,
+    deadline: float,
+    budget: float,
+    *,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> requests.Response:
+    """One request, retried once after a connection error, a timeout or a 5xx answer; the
+    time left before ``deadline`` bounds each attempt."""
+    problem = ""
+    for _attempt in range(2):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise PushFailed(f"{method} timed out (metrics_push_timeout {budget:g}s)")
+        try:
+            answer = session.request(method, url, data=body, headers=headers, timeout=left)
+        except requests.Timeout:
+            problem = f"{method} timed out (metrics_push_timeout {budget:g}s)"
+            continue
+        except requests.RequestException as exc:
+            problem = f"{method} failed: {_reason(exc)}"
+            continue
+        if answer.ok:
+            return answer
+        problem = f"{method} answered HTTP {answer.status_code}: {excerpt(answer.text, 200)}"
+        if answer.status_code < 500:
+            break  # a refusal: asking again changes nothing
+    raise PushFailed(problem)
+
+
+def _reason(exc: requests.RequestException) -> str:
+    """``[Errno 111] Connection refused`` rather than urllib3's paragraph."""
+    found = re.search(r"\[Errno -?\d+\] [^'\")]+", str(exc))
+    return found.group() if found else type(exc).__name__
+
+
+# --- publishing -------------------------------------------------------------------------------
+
+
+def _live(api: AnyHaproxy, topology: Topology) -> tuple[str | None, bool]:
+    try:
+        return live_color(api, topology), True
+    except (RuntimeApiError, InstancesDisagree):
+        return None, False
+
+
+def publish(settings: Settings, run: RunMetrics, api: AnyHaproxy | None = None) -> list[str]:
+    """Write and/or push this run's metrics, as set; the warnings (one line per place that
+    failed). Nothing at all for a dry run, a run that recorded and measured nothing, or when
+    neither ``metrics_textfile`` nor ``metrics_push_url`` is set. ``api``: the HAProxy
+    instance(s) that say which color is live (default: the settings')."""
+    where = settings.metrics
+    if settings.run.dry_run or not run.anything:
+        return []
+    if where.metrics_textfile is None and where.metrics_push_url is None:
+        return []
+    live, known = _live(api if api is not None else settings.haproxies(), settings.topology)
+
+    def build(previous: Sequence[Sample]) -> list[Family]:
+        return families(previous, run, settings.topology.colors, live, live_known=known)
+
+    warnings = []
+    if where.metrics_textfile is not None:
+        try:
+            write_textfile(where.metrics_textfile, build)
+        except (OSError, ExpositionError) as exc:
+            why = f"{exc.strerror}" if isinstance(exc, OSError) and exc.strerror else exc
+            warnings.append(f"warning: gate metrics not written to {where.metrics_textfile}: {why}")
+    if where.metrics_push_url is not None:
+        url = where.metrics_push_url
+        try:
+            push(url, socket.gethostname(), where.metrics_push_timeout, build)
+        except (PushFailed, ExpositionError) as exc:
+            text = _without_credentials(str(exc), url)
+            warnings.append(f"warning: gate metrics not pushed to {shown_url(url)}: {text}")
+    return warnings
+
+
+def _without_credentials(text: str, url: str) -> str:
+    return redact(text, url_secrets(url))

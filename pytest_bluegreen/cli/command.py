@@ -7,7 +7,7 @@ environment, settings file), and stops before any session starts. So ``bluegreen
 (a change-freeze veto holds for ``--force`` too, unless ``--ignore-veto``, recorded).
 
 Commands that verify run the check suite with pytest in a child process, so the plugin's gate
-decides and switches. Exit codes are the plugin's (README, "Exit codes"); 4 is a usage error.
+decides and switches. Exit codes are the plugin's (docs/exit-codes.md); 4 is a usage error.
 """
 
 from __future__ import annotations

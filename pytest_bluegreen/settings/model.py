@@ -542,7 +542,7 @@ class MetricsSettings(Frozen):
     """Where each run publishes the gate's own metrics; neither set: nothing is sent or written.
 
     The metrics (``bluegreen_*``) and how counters carry on are in report/metrics.py and the
-    README's "The gate's own metrics"."""
+    docs/monitoring.md's "The gate's own metrics"."""
 
     GROUP: ClassVar[str] = "metrics"
     metrics_push_url: str | None = setting(

@@ -38,7 +38,8 @@ class ExitCode(enum.IntEnum):
     BAKE_FAILED = 11
 
 
-EXIT_CODES: Mapping[ExitCode, str] = {  # docs/exit-codes.md's table, word for word (a test holds them)
+# docs/exit-codes.md's table, word for word (a test holds them)
+EXIT_CODES: Mapping[ExitCode, str] = {
     ExitCode.OK: "checks passed and switched; or nothing to do: the target was already live "
     "(said so; `--force` too); or a dry run that would do it, changing nothing",
     ExitCode.CHECKS_FAILED: "checks failed; no switch, traffic kept on (or returned to) the "

@@ -19,8 +19,10 @@ SDK reads services and tasks (their full specs and states).
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,7 @@ __all__ = [
     "color_replicas",
     "find_service",
     "replicas_variable",
+    "swarm_problem",
     "task_occupants",
 ]
 
@@ -52,6 +55,7 @@ SERVICE_NAME_LABEL = "com.docker.swarm.service.name"
 STACK_LABEL = "com.docker.stack.namespace"
 _FAILED_TASK_STATES = {"failed", "rejected", "orphaned"}
 _ROLLBACK_STATES = {"rollback_started", "rollback_paused", "rollback_completed"}
+_CLI_TIMEOUT = 120.0  # seconds a docker CLI command (detached: it does not wait) may take
 
 
 def replicas_variable(color: str) -> str:
@@ -82,6 +86,23 @@ class Replica:
         return self.state == "running" and self.desired == "running"
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """What a service is set to run: its image (without a digest) and its replica count
+    (None: not a replicated service, e.g. global)."""
+
+    image: str
+    replicas: int | None
+
+    @classmethod
+    def of(cls, svc: Any) -> _Spec:
+        spec: dict[str, Any] = svc.attrs.get("Spec", {})
+        container = spec.get("TaskTemplate", {}).get("ContainerSpec", {})
+        replicated = (spec.get("Mode") or {}).get("Replicated")
+        replicas = None if replicated is None else int(replicated.get("Replicas", 0))
+        return cls(_image(str(container.get("Image", ""))), replicas)
+
+
 def _image(spec_image: str) -> str:
     return spec_image.split("@", 1)[0]
 
@@ -108,13 +129,19 @@ def find_service(client: docker.DockerClient, swarm: SwarmSettings, service: str
 def service_replicas(
     client: docker.DockerClient, swarm: SwarmSettings, services: Iterable[str]
 ) -> list[Replica]:
-    """Every task Swarm keeps for these services (by their stack names), newest first."""
+    """Every task Swarm keeps for these services (by their stack names), newest first; a
+    service not in the stack (removed, also while it is read) has none."""
+    from docker.errors import NotFound  # noqa: PLC0415 - the SDK is there: client is one of it
+
     nodes = _nodes(client)
     found: list[Replica] = []
     for service in services:
         svc = find_service(client, swarm, service)
         if svc is not None:
-            every: list[dict[str, Any]] = svc.tasks()
+            try:
+                every: list[dict[str, Any]] = svc.tasks()
+            except NotFound:
+                continue
             tasks = sorted(every, key=lambda t: str(t.get("UpdatedAt", "")), reverse=True)
             for task in tasks:
                 status: dict[str, Any] = task.get("Status", {})
@@ -163,6 +190,40 @@ def task_occupants(
                     for endpoint in hosts.get(str(address).partition("/")[0], []):
                         found.setdefault(endpoint, []).append(occupant)
     return {e: tuple(sorted(o, key=lambda x: not x.current)) for e, o in found.items()}
+
+
+def swarm_problem(facts: Mapping[str, Any]) -> str | None:
+    """Why an engine cannot deploy to a swarm, from ``docker info``'s Swarm facts
+    (``LocalNodeState``, ``ControlAvailable``, ``Error``, ``RemoteManagers``); None for a
+    manager of an active swarm."""
+    state = str(facts.get("LocalNodeState") or "inactive")
+    error = str(facts.get("Error") or "").strip()
+    if state == "inactive":
+        return (
+            'this Docker engine is not part of a swarm (deploy_engine = "swarm"): run '
+            "'docker swarm init', or point DOCKER_HOST at a manager of your swarm"
+        )
+    if state == "locked":
+        return (
+            "this Docker engine's swarm is locked (autolock, after a restart): run 'docker "
+            "swarm unlock' with the unlock key, then deploy"
+        )
+    if state == "pending":
+        return (
+            "this Docker engine is still joining its swarm (state pending): deploy once "
+            "'docker info' says the swarm is active"
+        )
+    if state != "active":
+        said = f": {error}" if error else ""
+        return f"this Docker engine's swarm is in state {state!r}{said}; deploys need it active"
+    if not facts.get("ControlAvailable"):
+        managers = [str(m.get("Addr")) for m in facts.get("RemoteManagers") or () if m.get("Addr")]
+        known = f"; its managers: {', '.join(managers)}" if managers else ""
+        return (
+            "this Docker engine is a swarm worker: deploys need a manager (point DOCKER_HOST "
+            f"at one){known}"
+        )
+    return None
 
 
 def color_replicas(swarm: SwarmSettings, topology: Topology) -> dict[str, list[Replica]] | None:
@@ -215,21 +276,14 @@ class SwarmEngine:
 
     # -- checks ------------------------------------------------------------------------------
     def check_engine(self) -> None:
+        """The engine answers and is a manager of an active swarm; a DeployError otherwise."""
         try:
             info = self.sdk.info()
         except Exception as exc:
             raise DeployError(f"Docker engine not reachable: {exc}") from None
-        swarm = info.get("Swarm", {})
-        if swarm.get("LocalNodeState") != "active":
-            raise DeployError(
-                'this Docker engine is not part of a swarm (deploy_engine = "swarm"): run '
-                "'docker swarm init', or point DOCKER_HOST at a manager of your swarm"
-            )
-        if not swarm.get("ControlAvailable"):
-            raise DeployError(
-                "this Docker engine is a swarm worker: deploys need a manager "
-                "(point DOCKER_HOST at one)"
-            )
+        problem = swarm_problem(info.get("Swarm") or {})
+        if problem is not None:
+            raise DeployError(problem)
 
     def image(self, color: str, tag: str) -> str:
         """The color's image at ``tag``: image_repository, else the service's own image name."""
@@ -340,6 +394,19 @@ class SwarmEngine:
             return None
         return run_backup(s, ["docker", "exec", local[0].container_id], color, tag, self.progress)
 
+    def check_stack_file(self, color: str, missing: list[str]) -> None:
+        """The stack file, when the deploy needs it (some of the color's services are not in
+        the stack yet): readable, before anything is backed up or changed."""
+        path = self.swarm.stack_file
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            why = "does not exist" if isinstance(exc, FileNotFoundError) else f"unreadable: {exc}"
+            raise DeployError(
+                f"stack file {path} {why}: deploying {color} needs it to create "
+                f"{', '.join(missing)} (not in stack {self.swarm.stack_name} yet); nothing changed"
+            ) from None
+
     def deploy(self, color: str, tag: str, *, backup: bool = True) -> DeployResult:
         services = list(self.topology.color[color].services)
         start = time.monotonic()
@@ -350,6 +417,10 @@ class SwarmEngine:
             raise DeployError(f"{tag!r} {exc}") from None
         image = self.image(color, tag)
         self.check_image(image)
+        specs = {s: self._spec(s) for s in services}
+        missing = [s for s, spec in specs.items() if spec is None]
+        if missing:
+            self.check_stack_file(color, missing)
         notes: list[str] = []
         saved: Path | None = None
         if backup:
@@ -359,27 +430,26 @@ class SwarmEngine:
         previous = self.deployed_tag(color)
         timeout = self.compose.deploy_timeout
         deadline = start + timeout
-        missing = [s for s in services if self._current_image(s) is None]
         before = {s: self._update_status(s) for s in services}
         self.progress(
             f"deploying {color} {tag} on swarm stack {self.swarm.stack_name}: "
             f"{self.swarm.replicas} replica(s) of {' '.join(services)} "
             f"(waiting up to {timeout:g}s for healthy)"
         )
-        try:
-            if missing:
-                self._stack_deploy(color, tag)
-            else:
-                for service in services:
-                    self.client.service.update(
-                        self.swarm.service(service),
-                        detach=True,
-                        image=image,
-                        replicas=self.swarm.replicas,
-                        quiet=True,
-                    )
-        except self._exception as exc:
-            raise DeployError(f"deploy of {color} {tag} failed: {first_line(exc)}") from None
+        updated: list[str] = []  # the services told to update, rolled back if the next fails
+        why = self._stack_deploy(color, tag) if missing else ""
+        for service in [] if missing else services:
+            why = self._docker(
+                "service", "update", "--detach", "--quiet", "--image", image,
+                "--replicas", str(self.swarm.replicas), self.swarm.service(service),
+            )  # fmt: skip
+            if why:
+                why = f"'docker service update' of {service}: {why}"
+                break
+            updated.append(service)
+        if why:
+            restored = self._roll_back(color, updated, previous, [], specs) if updated else ""
+            raise DeployError(f"deploy of {color} {tag} failed: {why}{restored}")
         self._wait_rolled_out(
             color=color,
             tag=tag,
@@ -388,6 +458,7 @@ class SwarmEngine:
             deadline=deadline,
             previous=previous,
             before=before,
+            specs=specs,
         )
         self._remember(color, tag)
         seconds = time.monotonic() - start
@@ -402,10 +473,14 @@ class SwarmEngine:
             notes=tuple(notes),
         )
 
-    def _stack_deploy(self, color: str, tag: str) -> None:
-        """The first deploy: the stack file with every color's tag and replica count."""
-        if not self.swarm.stack_file.is_file():
-            raise DeployError(f"stack file {self.swarm.stack_file} does not exist")
+    def _spec(self, service: str) -> _Spec | None:
+        """What the service is set to run now; None when the stack has no such service."""
+        svc = find_service(self.sdk, self.swarm, service)
+        return None if svc is None else _Spec.of(svc)
+
+    def _stack_deploy(self, color: str, tag: str) -> str:
+        """The first deploy: the stack file with every color's tag and replica count; "" when
+        the engine took it, else why not."""
         variables = {}
         for name in self.topology.colors:
             known = tag if name == color else self.deployed_tag(name)
@@ -414,12 +489,11 @@ class SwarmEngine:
             variables[replicas_variable(name)] = str(self.swarm.replicas)
         if self.compose.image_repository:
             variables[self.compose.image_variable] = self.compose.image_repository
-        self.client.stack.deploy(
-            self.swarm.stack_name,
-            compose_files=[self.swarm.stack_file],
-            resolve_image="never",
-            variables=variables,
-        )
+        return self._docker(
+            "stack", "deploy", "--resolve-image", "never",
+            "--compose-file", str(self.swarm.stack_file), self.swarm.stack_name,
+            env=variables,
+        )  # fmt: skip
 
     def _remember(self, color: str, tag: str) -> None:
         with contextlib.suppress(OSError):  # the services' specs say the tag; this is a fallback
@@ -435,12 +509,14 @@ class SwarmEngine:
         deadline: float,
         previous: str | None,
         before: dict[str, tuple[str | None, str | None]],
+        specs: Mapping[str, _Spec | None],
     ) -> None:
         """Until every replica of every service runs ``image`` and is healthy, and Swarm's
         update is complete; a DeployError (after a rollback, where configured) otherwise."""
         wanted = self.swarm.replicas * len(services)
         said = -1
         while True:
+            gone = [s for s in services if find_service(self.sdk, self.swarm, s) is None]
             replicas = service_replicas(self.sdk, self.swarm, services)
             current = [r for r in replicas if r.desired == "running"]
             healthy = [r for r in current if r.image == image and r.healthy]
@@ -450,17 +526,22 @@ class SwarmEngine:
                 self.progress(f"{color}: {said}/{wanted} replicas healthy")
             rolled_back = [s for s, st in states.items() if st in _ROLLBACK_STATES]
             done = all(st in (None, "completed") for st in states.values())
-            if not rolled_back and done and len(healthy) >= wanted and len(current) == wanted:
+            complete = done and len(healthy) >= wanted and len(current) == wanted
+            if complete and not (gone or rolled_back):
                 return
-            if rolled_back or time.monotonic() >= deadline:
-                why = (
-                    f"Swarm rolled back {', '.join(rolled_back)} (the new tasks failed)"
-                    if rolled_back
-                    else f"not healthy within {self.compose.deploy_timeout:g}s "
-                    f"({len(healthy)}/{wanted} replicas healthy)"
-                )
+            if gone or rolled_back or time.monotonic() >= deadline:
+                if gone:
+                    why = f"{', '.join(gone)} removed from stack {self.swarm.stack_name} meanwhile"
+                elif rolled_back:
+                    why = f"Swarm rolled back {', '.join(rolled_back)} (the new tasks failed)"
+                else:
+                    sick = self._first_health(current, image)
+                    why = (
+                        f"not healthy within {self.compose.deploy_timeout:g}s "
+                        f"({len(healthy)}/{wanted} replicas healthy{sick})"
+                    )
                 detail = self._failure_detail(services, image, replicas)
-                restored = self._roll_back(color, services, previous, rolled_back)
+                restored = self._roll_back(color, services, previous, rolled_back, specs)
                 raise DeployError(f"deploy of {color} {tag} failed: {why}{restored}\n{detail}")
             time.sleep(0.25)
 
@@ -477,13 +558,48 @@ class SwarmEngine:
         state, started = self._update_status(service)
         return None if started == before[1] else state
 
+    def _health(self, replica: Replica) -> str:
+        """The last health check of a replica's container on this node: ``health check
+        exits 7: curl: (7) Failed to connect ...``; "" when it has none, or runs elsewhere."""
+        if not replica.container_id:
+            return ""
+        try:
+            attrs = self.sdk.api.inspect_container(replica.container_id)
+        except Exception:  # on another node, or gone meanwhile
+            return ""
+        health = (attrs.get("State") or {}).get("Health") or {}
+        runs = health.get("Log") or []
+        if not runs:
+            return f"health {health['Status']}, no check run yet" if health.get("Status") else ""
+        last = runs[-1]
+        output = " ".join(str(last.get("Output") or "").split())[:200]
+        return f"health check exits {last.get('ExitCode')}: {output or 'no output'}"
+
+    def _first_health(self, current: list[Replica], image: str) -> str:
+        """``; blue-api.1: health check exits 7: ...`` for the first replica of ``image`` that
+        is not healthy and has a health check run on this node, else ""."""
+        for replica in current:
+            if replica.image == image and not replica.healthy:
+                said = self._health(replica)
+                if said:
+                    return f"; {replica.service}.{replica.slot}: {said}"
+        return ""
+
     def _failure_detail(self, services: list[str], image: str, replicas: list[Replica]) -> str:
-        failing = [
-            f"  {r.service}.{r.slot} on {r.node}: {r.state}" + (f" ({r.error})" if r.error else "")
-            for r in replicas
-            if r.image == image and (r.state in _FAILED_TASK_STATES or r.error)
-        ][:6]
-        lines = ["failing tasks:", *failing] if failing else []
+        failing = []
+        for r in replicas:
+            if r.image != image:
+                continue
+            starting = r.desired == "running" and not r.healthy
+            if not (starting or r.state in _FAILED_TASK_STATES or r.error):
+                continue
+            health = self._health(r) if starting else ""
+            failing.append(
+                f"  {r.service}.{r.slot} on {r.node}: {r.state}"
+                + (f" ({r.error})" if r.error else "")
+                + (f", {health}" if health else "")
+            )
+        lines = ["failing tasks:", *failing[:6]] if failing else []
         for service in services:
             try:
                 logs = self.client.service.logs(self.swarm.service(service), tail=20)
@@ -493,43 +609,173 @@ class SwarmEngine:
         return "\n".join(lines)
 
     def _roll_back(
-        self, color: str, services: list[str], previous: str | None, rolling: list[str]
+        self,
+        color: str,
+        services: list[str],
+        previous: str | None,
+        rolling: list[str],
+        specs: Mapping[str, _Spec | None],
     ) -> str:
-        """Swarm's own rollback of the color's services to the image they ran before: the
-        ones Swarm is not rolling back already are told to (``docker service rollback``)."""
+        """Swarm's own rollback of the color's services to what they ran before: the ones
+        Swarm is not rolling back already are told to (``docker service rollback``); done once
+        every replica runs the previous image again. When it fails, what the color is left
+        with, service by service."""
         if not self.swarm.rollback_failed_deploy:
-            return "; not rolled back (rollback_failed_deploy = false)"
+            return (
+                "; not rolled back (rollback_failed_deploy = false): "
+                f"{color} is left so: {self.left(services)}"
+            )
+        failed: list[str] = []
         before: dict[str, tuple[str | None, str | None]] = {}
         for service in services:
-            if service in rolling:  # the rollback is the update under way: wait for it
+            spec = specs.get(service)
+            if spec is None:
+                failed.append(f"{service} was created by this deploy: nothing to roll back to")
+            elif find_service(self.sdk, self.swarm, service) is None:
+                failed.append(f"{service} is not in stack {self.swarm.stack_name} any more")
+            elif service in rolling:  # the rollback is the update under way: wait for it
                 before[service] = (None, None)
-                continue
-            before[service] = self._update_status(service)
-            # python-on-whales has no service rollback yet: the CLI
-            command = [*map(str, self.client.client_config.docker_cmd), "service", "rollback"]
+            else:
+                seen = self._update_status(service)
+                why = self._docker("service", "rollback", "--detach", self.swarm.service(service))
+                if why:
+                    failed.append(f"'docker service rollback' of {service} failed: {why}")
+                else:
+                    self.progress(f"Swarm rolls {service} back to {spec.image}")
+                    before[service] = seen
+        failed += self._await_rollbacks(before, specs)
+        if failed:
+            return (
+                f"; the rollback failed ({'; '.join(failed)}): "
+                f"{color} is left so: {self.left(services)}"
+            )
+        return f"; Swarm rolled {color} back to {previous or 'its previous image'}"
+
+    def _await_rollbacks(
+        self,
+        before: dict[str, tuple[str | None, str | None]],
+        specs: Mapping[str, _Spec | None],
+    ) -> list[str]:
+        """Until each service's rollback (started after ``before``) completed and its replicas
+        run the previous image again; what failed (paused by Swarm, the service removed, not
+        done within ``deploy_timeout``)."""
+        failed: list[str] = []
+        waiting = dict(before)
+        deadline = time.monotonic() + self.compose.deploy_timeout
+        while waiting:
+            for service, seen in list(waiting.items()):
+                svc = find_service(self.sdk, self.swarm, service)
+                spec = specs[service]
+                if svc is None or spec is None:
+                    failed.append(
+                        f"{service} was removed from stack {self.swarm.stack_name} during its "
+                        "rollback"
+                    )
+                    del waiting[service]
+                    continue
+                state = self._update_state(service, seen)
+                if state == "rollback_paused":
+                    said = str((svc.attrs.get("UpdateStatus") or {}).get("Message") or "")
+                    failed.append(f"Swarm paused the rollback of {service}: {said or 'no reason'}")
+                    del waiting[service]
+                elif state == "rollback_completed" and self._runs(service, spec):
+                    del waiting[service]
+            if waiting and time.monotonic() >= deadline:
+                failed.append(
+                    f"the rollback of {', '.join(waiting)} did not complete within "
+                    f"{self.compose.deploy_timeout:g}s"
+                )
+                break
+            if waiting:
+                time.sleep(0.25)
+        return failed
+
+    def _docker(self, *args: str, env: Mapping[str, str] | None = None) -> str:
+        """The docker CLI the client uses (its host and context), its output captured: none
+        of it reaches the gate's output, and a failure says why in its own words
+        (python-on-whales leaves the stderr of ``service scale`` uncaptured, and has no
+        ``service rollback``). "" when it succeeded, else its last line of error."""
+        command = [*map(str, self.client.client_config.docker_cmd), *args]
+        try:
             done = subprocess.run(
-                [*command, "--detach", self.swarm.service(service)],
+                command,
                 capture_output=True,
                 text=True,
-                timeout=60,
+                timeout=_CLI_TIMEOUT,
                 check=False,
+                env=None if env is None else {**os.environ, **env},
             )
-            if done.returncode != 0:
-                why = (done.stderr or done.stdout).strip().splitlines() or ["no message"]
-                return f"; rollback of {service} failed: {why[-1]}"
-        deadline = time.monotonic() + self.compose.deploy_timeout
-        while time.monotonic() < deadline:
-            states = [self._update_state(s, before[s]) for s in services]
-            if all(st == "rollback_completed" for st in states):
-                return f"; Swarm rolled {color} back to {previous or 'its previous image'}"
-            time.sleep(0.25)
-        return "; Swarm's rollback did not complete in time: see 'docker service ps'"
+        except subprocess.TimeoutExpired:
+            return f"'docker {' '.join(args[:2])}' gave no answer within {_CLI_TIMEOUT:g}s"
+        except OSError as exc:  # no docker CLI
+            return f"'docker {' '.join(args[:2])}' could not run: {exc}"
+        if done.returncode == 0:
+            return ""
+        lines = [line.strip() for line in (done.stderr or done.stdout).splitlines()]
+        return next((line for line in reversed(lines) if line), f"exit code {done.returncode}")
+
+    def _runs(self, service: str, spec: _Spec) -> bool:
+        """Every replica Swarm wants running runs ``spec``'s image and is healthy, as many as
+        it says."""
+        current = [
+            r for r in service_replicas(self.sdk, self.swarm, [service]) if r.desired == "running"
+        ]
+        count = len(current) if spec.replicas is None else spec.replicas
+        return len(current) == count and all(r.image == spec.image and r.healthy for r in current)
+
+    def left(self, services: Iterable[str]) -> str:
+        """What each service is set to and runs now, for an operator to act on: ``blue-api:
+        set to bluegreen/jarvis:v1.0.0 x2 (Swarm's update rollback_paused), tasks: 2 v1.2.0
+        starting, the last task error: No such image: ...``."""
+        parts = []
+        for service in services:
+            try:
+                parts.append(self._state_of(service))
+            except Exception as exc:  # the swarm stopped answering: say so, claim nothing
+                said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                parts.append(f"{service}: unknown (the swarm did not answer: {said})")
+        return "; ".join(parts)
+
+    def _state_of(self, service: str) -> str:
+        svc = find_service(self.sdk, self.swarm, service)
+        if svc is None:
+            return f"{service}: not in stack {self.swarm.stack_name}"
+        spec = _Spec.of(svc)
+        state = (svc.attrs.get("UpdateStatus") or {}).get("State")
+        count = "" if spec.replicas is None else f" x{spec.replicas}"
+        update = f" (Swarm's update {state})" if state else ""
+        replicas = service_replicas(self.sdk, self.swarm, [service])  # newest first
+        tasks = Counter(f"{r.tag} {r.state}" for r in replicas if r.desired == "running")
+        said = ", ".join(f"{n} {what}" for what, n in sorted(tasks.items())) or "none"
+        error = next((f", the last task error: {r.error}" for r in replicas if r.error), "")
+        return f"{service}: set to {spec.image}{count}{update}, tasks: {said}{error}"
 
     def teardown(self, color: str) -> None:
-        """Scale the color's services to 0 (the stack keeps them, ready for the next deploy)."""
+        """Scale the color's services to 0 (the stack keeps them, ready for the next deploy).
+        Refused, nothing scaled, when the engine is no manager or a service cannot be scaled
+        (not in the stack, not replicated); a failure half-way says what was scaled."""
         services = list(self.topology.color[color].services)
+        self.check_engine()
+        problems = []
+        for service in services:
+            try:
+                svc = find_service(self.sdk, self.swarm, service)
+            except Exception as exc:  # the SDK's APIError, a connection refused
+                raise DeployError(
+                    f"teardown of {color} failed: cannot read {service}: {exc}"
+                ) from None
+            if svc is None:
+                problems.append(f"{service} is not in stack {self.swarm.stack_name}")
+            elif _Spec.of(svc).replicas is None:
+                mode = next(iter(svc.attrs.get("Spec", {}).get("Mode") or {"unknown": 0}))
+                problems.append(f"{service} runs in {mode.lower()} mode: it cannot be scaled to 0")
+        if problems:
+            raise DeployError(f"teardown of {color} refused: {'; '.join(problems)}; nothing scaled")
         self.progress(f"tearing down {color}: {' '.join(services)} scaled to 0")
-        try:
-            self.client.service.scale({self.swarm.service(s): 0 for s in services}, detach=True)
-        except self._exception as exc:
-            raise DeployError(f"teardown of {color} failed: {first_line(exc)}") from None
+        scaled: list[str] = []
+        for service in services:
+            why = self._docker("service", "scale", "--detach", f"{self.swarm.service(service)}=0")
+            if why:
+                so_far = f"scaled to 0 already: {', '.join(scaled)}" if scaled else "nothing scaled"
+                raise DeployError(f"teardown of {color} failed at {service}: {why}; {so_far}")
+            scaled.append(service)

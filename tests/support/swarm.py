@@ -192,6 +192,7 @@ class SwarmStack:
     ports: dict[str, int] = field(default_factory=dict)
     slots: int = SLOTS  # server-template slots per color of the HAProxy running now
     before: list[Named] = field(default_factory=list)  # containers running before the swarm
+    deployed: dict[str, str] = field(default_factory=dict)  # the stack file's variables
 
     @property
     def network(self) -> str:
@@ -236,28 +237,48 @@ class SwarmStack:
             leave_swarm(self.before)
             self.made_swarm = False
 
-    def start(self, blue: str = "v1.0.0", green: str = "v1.0.0", replicas: int = 2) -> None:
+    def start(
+        self,
+        blue: str = "v1.0.0",
+        green: str = "v1.0.0",
+        replicas: int = 2,
+        *,
+        image: str | None = None,
+        haproxy: bool = True,
+    ) -> None:
+        """The swarm, the stack (its colors at ``blue`` and ``green``, ``replicas`` each, of
+        ``image``: the stack file's JARVIS_IMAGE, bluegreen/jarvis unless said) and, unless
+        ``haproxy`` is false, HAProxy in front of it."""
         self.make_swarm()
-        env = {
-            **self.env,
+        self.deployed = {
             "BLUE_TAG": blue,
             "GREEN_TAG": green,
             "BLUE_REPLICAS": str(replicas),
             "GREEN_REPLICAS": str(replicas),
+            **({"JARVIS_IMAGE": image} if image else {}),
         }
+        self.deploy_stack()
+        if haproxy:
+            self.start_haproxy()
+
+    def deploy_stack(self) -> None:
+        """``docker stack deploy`` of the stack as :meth:`start` deployed it (a service
+        removed meanwhile made again, the others set back to the file's spec), waited for
+        until every replica runs."""
         subprocess.run(
             ["docker", "stack", "deploy", "--resolve-image", "never", "-c",
              str(ROOT / "docker" / "swarm-stack.yml"), self.name],
-            env=env, capture_output=True, text=True, check=True, timeout=120,
+            env={**self.env, **self.deployed}, capture_output=True, text=True, check=True,
+            timeout=120,
         )  # fmt: skip
-        wanted = {"postgres": 1, "redis": 1, "blue-api": replicas, "green-api": replicas}
+        replicas = {c: int(self.deployed[f"{c.upper()}_REPLICAS"]) for c in ("blue", "green")}
+        wanted = {"postgres": 1, "redis": 1, **{f"{c}-api": n for c, n in replicas.items()}}
         wait_for(
             lambda: all(running_replicas(self.name, s) == n for s, n in wanted.items()),
             180,
             "the swarm stack's services to run every replica",
             interval=0.5,
         )
-        self.start_haproxy()
 
     def start_haproxy(self, **overrides: str) -> None:
         """HAProxy in a container on the stack's network (again, when it runs: new ports);

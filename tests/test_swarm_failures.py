@@ -170,8 +170,18 @@ def images(docker_swarm: None, pytestconfig: pytest.Config) -> Iterator[None]:
         )  # fmt: skip
         yield
     finally:
-        for tag in (*TAGS.values(), SICK):
-            docker("image", "rm", f"{REPO}:{tag}", check=False)
+        _remove_images()
+
+
+def _remove_images() -> None:
+    """Every tag of REPO, once no container (a task Swarm is still removing) uses it."""
+
+    def removed() -> bool:
+        for reference in docker("images", "--format", "{{.Repository}}:{{.Tag}}", REPO).split():
+            docker("image", "rm", reference, check=False)
+        return not docker("images", "-q", REPO).strip()
+
+    wait_for(removed, 120, f"the tags of {REPO} to be removed", interval=1)
 
 
 @pytest.fixture(scope="module")
@@ -321,15 +331,16 @@ def test_a_build_not_healthy_in_time_is_named_and_rolled_back(
     fresh: SwarmStack, tmp_path: Path
 ) -> None:
     said: list[str] = []
-    # Swarm itself would fail the build only after the stack file's start_period (30 s)
-    engine = _engine(tmp_path, fresh.name, said.append, deploy_timeout=12)
+    # Swarm itself would fail the build only after the stack file's start_period (30 s); by
+    # then Docker has run its health check (every second) a few times, also on a busy machine
+    engine = _engine(tmp_path, fresh.name, said.append, deploy_timeout=20)
     with pytest.raises(DeployError) as failed:
         engine.deploy("blue", SICK, backup=False)
     message = str(failed.value)
     print(message)  # as an operator reads it (-rP)
     first = message.splitlines()[0]
     assert first.startswith(
-        f"deploy of blue {SICK} failed: not healthy within 12s (0/1 replicas healthy; "
+        f"deploy of blue {SICK} failed: not healthy within 20s (0/1 replicas healthy; "
         "blue-api.1: health check exits 7: curl: (7) Failed to connect to 127.0.0.1 port 8000"
     ), message
     assert first.endswith(f"; Swarm rolled blue back to {TAGS['blue']}"), message
@@ -406,6 +417,7 @@ def _extra_service(stack: SwarmStack, service: str, *, mode: str = "replicated")
     docker(
         "service", "create", "--detach", "--quiet", "--name", f"{stack.name}_{service}", *how,
         "--label", f"com.docker.stack.namespace={stack.name}",
+        "--container-label", f"com.docker.stack.namespace={stack.name}",  # waited for at close
         "--entrypoint", "sleep", f"{REPO}:{TAGS['green']}", "600",
     )  # fmt: skip
 

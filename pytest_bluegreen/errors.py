@@ -18,6 +18,7 @@ __all__ = [
     "BluegreenError",
     "DeployError",
     "ExitCode",
+    "OutOfOrder",
     "Refused",
     "UsageError",
 ]
@@ -110,3 +111,11 @@ class DeployError(BluegreenError):
     """A deploy step failed; the message's first line says which and why."""
 
     exit_code = ExitCode.DEPLOY_FAILED
+
+
+class OutOfOrder(BluegreenError):
+    """A step of the gate was called before what it needs (a switch journaled before the
+    journal began, a bake without a switch): the package's own mistake, never the operator's.
+    An explicit check, not an ``assert`` (``python -O`` strips those); nothing was changed."""
+
+    exit_code = ExitCode.INTERNAL_ERROR

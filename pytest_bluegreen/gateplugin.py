@@ -97,7 +97,6 @@ class GatePlugin:
             secrets=config.stash[SECRETS_KEY],
             run_post=self._run_post,
             run_twin=self._run_twin,
-            metrics=self.metrics,
         )
         self.session: pytest.Session | None = None
         self.report: GateReport | None = None
@@ -250,6 +249,7 @@ class GatePlugin:
         if self._published:
             return
         self._published = True
+        self.metrics.concluded(self.report, self.run.deployed)  # the finished run's
         secrets = self.run.secrets
         warnings = publish(self.run.settings, self.metrics, self.run.api)
         self.notes += [secrets.redact(line) for line in warnings]
@@ -260,7 +260,7 @@ class GatePlugin:
 
     def _write_reports(self, report: GateReport) -> None:
         """verdict.json always; the gate's Allure results when Allure is on."""
-        data = verdict(self.run, report)
+        data = verdict(report)
         warning = write_verdict(self.run.settings.reports.verdict_file, data)
         if warning:
             self.notes.append(warning)
@@ -272,7 +272,7 @@ class GatePlugin:
                 version: str | None = self.run.api.version()
             except RuntimeApiError:
                 version = None
-            write_gate_results(self.run, report, Path(alluredir), version)
+            write_gate_results(self.run.settings, report, Path(alluredir), version)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         report = self.report

@@ -284,7 +284,6 @@ def forced_switch(
         hooks_for(config),
         progress=_progress,
         secrets=secrets,
-        metrics=config.stash.get(METRICS_KEY, None),
     )
     run.start()
     try:
@@ -297,13 +296,16 @@ def forced_switch(
                 ignore_veto=ignore_veto,
                 signals=signals,
             )
+            metrics = config.stash.get(METRICS_KEY, None)
+            if metrics is not None:
+                metrics.concluded(report, None)
             for line in report.lines:
                 _progress(line)
             moved = report.outcome in (state.Outcome.SWITCHED, state.Outcome.ROLLED_BACK)
             if moved and report.result is not None and not settings.run.dry_run:
                 plan = report.result.plan
                 if plan.source is not None:  # said once known (stop waits the window out)
-                    for line in aftercare.keep_warm(run, plan.source, plan.target):
+                    for line in run.keep_warm(plan.source, plan.target):
                         _progress(secrets.redact(line))
     finally:
         run.close()
@@ -337,9 +339,7 @@ def deploy_only(
     ``metrics``: the command's, to which the deploy's duration is added."""
     run_settings = replace(settings.run, env=color, deploy=tag, skip_backup=skip_backup)
     secrets = settings.load_secrets()
-    run = GateRun(
-        replace(settings, run=run_settings), progress=_progress, secrets=secrets, metrics=metrics
-    )
+    run = GateRun(replace(settings, run=run_settings), progress=_progress, secrets=secrets)
     run.start()
     try:
         result = run.deploy()
@@ -348,6 +348,8 @@ def deploy_only(
         return _report([f"{prefix}{exc}"], exc.exit_code)
     finally:
         run.close()
+    if metrics is not None:
+        metrics.concluded(None, result)
     return _report([f"deployed {color} {tag} in {result.seconds:.1f}s; no checks run"], 0)
 
 

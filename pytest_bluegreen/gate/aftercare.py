@@ -41,13 +41,11 @@ if TYPE_CHECKING:
     from pytest_bluegreen.haproxy.instances import AnyHaproxy
     from pytest_bluegreen.process.signals import DeferredSignals
     from pytest_bluegreen.settings import Settings
-    from pytest_bluegreen.switch.journal import Journal
-    from pytest_bluegreen.switch.transaction import SwitchResult
 
     from .decision import Decision
-    from .outcomes import Outcomes
 
 __all__ = [
+    "Aftercare",
     "Build",
     "NothingPending",
     "Untied",
@@ -71,40 +69,19 @@ class _Lock(Protocol):
     def release(self) -> None: ...
 
 
-class _Deploys(Protocol):
-    @property
-    def engine(self) -> DeployEngine: ...
+@dataclass(frozen=True)
+class Aftercare:
+    """What keeping the old color warm needs: the settings, HAProxy (is the old color taking
+    traffic?), the gate's lock (released while the window is waited out, taken again), the
+    signals held, where to say what happens, and the deploy engine (asked for when needed:
+    without the docker extra asking raises a BluegreenError)."""
 
-
-class RunView(Protocol):
-    """What aftercare reads of a gate run (``gate.run.GateRun`` has it all): the run calls
-    aftercare, so aftercare knows the run by this shape, not by its module."""
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def lock(self) -> _Lock: ...
-
-    @property
-    def journal(self) -> Journal: ...
-
-    @property
-    def signals(self) -> DeferredSignals: ...
-
-    @property
-    def api(self) -> AnyHaproxy: ...
-
-    @property
-    def outcomes(self) -> Outcomes: ...
-
-    @property
-    def deploy_step(self) -> _Deploys: ...
-
-    @property
-    def progress(self) -> Callable[[str], None]: ...
-
-    def tag(self, result: SwitchResult | None) -> str | None: ...
+    settings: Settings
+    api: AnyHaproxy
+    lock: _Lock
+    signals: DeferredSignals
+    progress: Callable[[str], None]
+    engine: Callable[[], DeployEngine]
 
 
 LOCK_WAIT = 60.0  # seconds the gate waits for the lock at the window's end before keeping
@@ -220,10 +197,13 @@ def end_window(settings: Settings, window: WarmWindow) -> None:
         state.clear_record(settings.state.state_file, WARM)
 
 
-def keep_warm(run: RunView, old: str, new: str) -> list[str]:
-    """After a switch old -> new: record the old color's warm window (what it runs, which
-    switch made it); with ``after_bake_old_color = stop``, wait it out without the lock, then
-    stop the old color if nothing came first. Returns the lines to say."""
+def keep_warm(
+    run: Aftercare, old: str, new: str, *, tag: str | None, switch_id: str | None
+) -> list[str]:
+    """After a switch old -> new (``switch_id``: the journal's record of it; ``tag``: the
+    build the run was about, if it says): record the old color's warm window (what it runs,
+    which switch made it); with ``after_bake_old_color = stop``, wait it out without the lock,
+    then stop the old color if nothing came first. Returns the lines to say."""
     settings = run.settings
     bake, state_file = settings.bake, settings.state.state_file
     delay, action = float(bake.scale_down_delay), bake.after_bake_old_color
@@ -231,17 +211,17 @@ def keep_warm(run: RunView, old: str, new: str) -> list[str]:
         with contextlib.suppress(OSError):  # tidy: a later switch ends a window anyway
             state.clear_record(state_file, WARM)
         return []
-    engine = _engine_or_none(run)
+    engine = _engine_or_none(run.engine)
     built = build_of(settings, old, engine)
     window = WarmWindow(
         old=old,
         new=new,
-        tag=run.tag(None) or tag_of(settings, new, engine),
+        tag=tag or tag_of(settings, new, engine),
         until=time.time() + delay,
         action=action,
         old_tag=built.tag,
         old_image=built.image,
-        switch_id=run.journal.entry.id if run.journal.entry is not None else None,
+        switch_id=switch_id,
     )
     try:
         state.save_record(state_file, WARM, window)
@@ -261,14 +241,14 @@ def keep_warm(run: RunView, old: str, new: str) -> list[str]:
     return [*lines, _stop_after(run, window)]
 
 
-def _engine_or_none(run: RunView) -> DeployEngine | None:
+def _engine_or_none(engine: Callable[[], DeployEngine]) -> DeployEngine | None:
     try:
-        return run.deploy_step.engine
+        return engine()
     except BluegreenError:  # the docker extra is missing: build_of says so
         return None
 
 
-def _stop_after(run: RunView, window: WarmWindow) -> str:
+def _stop_after(run: Aftercare, window: WarmWindow) -> str:
     """Wait the window out (the lock released), take the lock again, look again, stop."""
     old = window.old
     run.lock.release()
@@ -288,14 +268,13 @@ def _stop_after(run: RunView, window: WarmWindow) -> str:
         return f"{old} not stopped: {why}"
     state.clear_record(run.settings.state.state_file, WARM)
     try:
-        engine = run.deploy_step.engine
-        engine.teardown(old)
+        run.engine().teardown(old)
     except BluegreenError as exc:
         return f"warning: {old} not stopped: {exc.first_line}"
     return f"{old} stopped after its warm window (after_bake_old_color = stop)"
 
 
-def _interrupted(run: RunView, window: WarmWindow) -> str | None:
+def _interrupted(run: Aftercare, window: WarmWindow) -> str | None:
     """A signal, or the window's record cleared or replaced (a rollback, a deploy, a switch)."""
     if run.signals.received:
         return f"{run.signals.received} came first"
@@ -318,7 +297,7 @@ def _window_changed(state_file: Path, window: WarmWindow) -> bool:
         return True
 
 
-def _retake_lock(run: RunView, window: WarmWindow, wait: float = LOCK_WAIT) -> str | None:
+def _retake_lock(run: Aftercare, window: WarmWindow, wait: float = LOCK_WAIT) -> str | None:
     """The gate's lock again, waiting while another command holds it; None once taken."""
     deadline = time.monotonic() + wait
     while True:
@@ -335,7 +314,7 @@ def _retake_lock(run: RunView, window: WarmWindow, wait: float = LOCK_WAIT) -> s
         time.sleep(0.2)
 
 
-def _takes_traffic(run: RunView, color: str) -> list[str]:
+def _takes_traffic(run: Aftercare, color: str) -> list[str]:
     """The color's servers that take traffic on any instance, or ``["?"]`` (taken as yes)
     when HAProxy cannot be read."""
     try:
@@ -345,7 +324,7 @@ def _takes_traffic(run: RunView, color: str) -> list[str]:
     return [str(ref) for ref, s in states.items() if s.takes_traffic]
 
 
-def _not_idle(run: RunView, window: WarmWindow) -> str | None:
+def _not_idle(run: Aftercare, window: WarmWindow) -> str | None:
     """Under the lock, before stopping: the journal shows no switch since, and HAProxy sends
     the old color no traffic (it is never stopped while live)."""
     try:
@@ -400,25 +379,33 @@ def forget(settings: Settings, color: str) -> list[str]:
 # --- a pending promotion ----------------------------------------------------------------------
 
 
-def pend(run: RunView, decision: Decision) -> list[str]:
-    """--switch=manual: record what was verified (tag and image), for bluegreen promote."""
+def pend(
+    settings: Settings,
+    decision: Decision,
+    *,
+    tag: str | None,
+    checks_passed: int,
+    engine: Callable[[], DeployEngine],
+) -> list[str]:
+    """--switch=manual: record what was verified (tag and image), for bluegreen promote
+    (``tag``: the build the run was about, if it says; ``checks_passed``: the target's)."""
     now = time.time()
-    built = build_of(run.settings, decision.target, _engine_or_none(run))
+    built = build_of(settings, decision.target, _engine_or_none(engine))
     record = PendingPromotion(
         target=decision.target,
         source=decision.live,
-        tag=run.tag(None) or built.tag,
+        tag=tag or built.tag,
         image=built.image,
-        checks_passed=run.outcomes[decision.target].passed,
+        checks_passed=checks_passed,
         verified_at=now,
         created_at=now,
     )
-    state.save_record(run.settings.state.state_file, PENDING, record)
+    state.save_record(settings.state.state_file, PENDING, record)
     lines = [
         f"{decision.reason}; promotion pending (--switch=manual): nothing switched",
         f"bluegreen promote switches {decision.target} (re-verifying after "
-        f"{run.settings.promotion.max_verification_age:g}s; refused after "
-        f"{run.settings.promotion.promotion_timeout:g}s); bluegreen abort discards it",
+        f"{settings.promotion.max_verification_age:g}s; refused after "
+        f"{settings.promotion.promotion_timeout:g}s); bluegreen abort discards it",
     ]
     if built.image is None:
         lines.append(

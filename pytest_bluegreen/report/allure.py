@@ -32,7 +32,7 @@ from pytest_bluegreen.redaction import REDACTED, SECRET_HEADERS, Secrets
 from .verdict import verdict
 
 if TYPE_CHECKING:
-    from pytest_bluegreen.gate.run import GateReport, GateRun
+    from pytest_bluegreen.gate.report import GateReport
     from pytest_bluegreen.settings import Settings
 
 __all__ = [
@@ -286,10 +286,10 @@ def _blame_steps(report: GateReport) -> list[dict[str, Any]]:
 
 
 def write_gate_results(
-    run: GateRun, report: GateReport, alluredir: Path, haproxy_version: str | None
+    settings: Settings, report: GateReport, alluredir: Path, haproxy_version: str | None
 ) -> None:
     """environment.properties, categories.json and the gate's own result in ``alluredir``."""
-    data = verdict(run, report)
+    data = verdict(report)
     gate = {
         "target.color": data["target"],
         "deployment.tag": data["tag"] or "-",
@@ -297,7 +297,7 @@ def write_gate_results(
         "live.after": data["live_after"] or "-",
         "gate.decision": data["decision"],
     }
-    _write_environment(alluredir, gate | _tags_and_versions(run.settings, haproxy_version))
+    _write_environment(alluredir, gate | _tags_and_versions(settings, haproxy_version))
 
     attachments = []
 

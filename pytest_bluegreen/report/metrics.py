@@ -55,7 +55,8 @@ from pytest_bluegreen.switch.transaction import live_color
 from .exposition import ExpositionError, Family, Labels, Sample, labels_of, parse, render
 
 if TYPE_CHECKING:
-    from pytest_bluegreen.gate.run import GateReport
+    from pytest_bluegreen.engines import DeployResult
+    from pytest_bluegreen.gate.report import GateReport
     from pytest_bluegreen.haproxy.instances import AnyHaproxy
     from pytest_bluegreen.settings import Settings, Topology
 
@@ -93,16 +94,18 @@ class RunMetrics:
         """A history entry was written (``state.listening``)."""
         self.outcomes[(entry.outcome.value, entry.to_color)] += 1
 
-    def concluded(self, report: GateReport) -> None:
-        """The gate's report: its (last) verified switch and its bake's intervals."""
+    def concluded(self, report: GateReport | None, deployed: DeployResult | None) -> None:
+        """A finished run: its report's (last) verified switch and its bake's intervals (no
+        report: a deploy alone), and the deploy's duration, when it deployed."""
+        if deployed is not None:
+            self.deploy_seconds = deployed.seconds
+        if report is None or report.dry_run:
+            return
         result = report.result
         if result is not None and result.finished:
             self.switch_seconds = result.finished - result.started
         if report.bake is not None:
             self.bake_intervals.update(i.verdict.value for i in report.bake.intervals)
-
-    def deployed(self, seconds: float) -> None:
-        self.deploy_seconds = seconds
 
     @contextmanager
     def collecting(self) -> Iterator[RunMetrics]:

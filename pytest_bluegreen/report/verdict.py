@@ -15,7 +15,7 @@ from pytest_bluegreen.record.durable import write_durably
 from pytest_bluegreen.record.state import Outcome
 
 if TYPE_CHECKING:
-    from pytest_bluegreen.gate.run import GateReport, GateRun
+    from pytest_bluegreen.gate.report import GateReport
 
 __all__ = ["DecisionWord", "decision_word", "verdict", "write_verdict"]
 
@@ -56,7 +56,8 @@ def decision_word(report: GateReport, *, dry_run: bool = False) -> DecisionWord:
     }[decision.verdict]
 
 
-def verdict(run: GateRun, report: GateReport) -> dict[str, Any]:
+def verdict(report: GateReport) -> dict[str, Any]:
+    """``verdict.json``'s data: what the run did, from its finished report (docs/json.md)."""
     decision = report.decision
     counts = {
         str(key or "untagged"): {
@@ -68,22 +69,22 @@ def verdict(run: GateRun, report: GateReport) -> dict[str, Any]:
             "xpassed": c.xpassed,
             "unreachable": c.unreachable,
         }
-        for key, c in run.outcomes.as_dict().items()
+        for key, c in report.counts.items()
     }
     return {
-        "decision": decision_word(report, dry_run=run.settings.run.dry_run).value,
+        "decision": decision_word(report, dry_run=report.dry_run).value,
         "verdict": decision.verdict.value if decision else None,
         "reason": report.lines[0] if report.lines else "",
         "lines": list(report.lines),
         "exit_code": int(report.exit_code),
-        "target": run.target,
+        "target": report.target,
         "live_before": decision.live if decision else None,
         "live_after": report.traffic_on,
-        "tag": run.tag(report.result),
+        "tag": report.tag,
         "counts": counts,
         "failed_checks": {
             str(key or "untagged"): list(c.failed_ids)
-            for key, c in run.outcomes.as_dict().items()
+            for key, c in report.counts.items()
             if c.failed_ids
         },
         "blame": report.blame.as_dict() if report.blame else None,

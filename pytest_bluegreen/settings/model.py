@@ -29,6 +29,7 @@ from . import parsers as p
 from .options import setting
 
 if TYPE_CHECKING:
+    from pytest_bluegreen.judge.bake import BakePlan
     from pytest_bluegreen.judge.promql import Prometheus
 
 __all__ = [
@@ -474,6 +475,28 @@ class BakeSettings(Frozen):
     @property
     def enabled(self) -> bool:
         return bool(self.bake_seconds)
+
+    def plan(self) -> BakePlan:
+        """The bake these settings ask for (no thresholds given: the bake's defaults)."""
+        from pytest_bluegreen.judge.bake import (  # noqa: PLC0415 - a gate's only (GATE_ONLY)
+            DEFAULT_BAKE_THRESHOLDS,
+            BakePlan,
+            parse_bake_thresholds,
+        )
+
+        return BakePlan(
+            seconds=self.bake_seconds or 0.0,
+            interval=self.bake_interval,
+            failure_limit=self.bake_failure_limit,
+            consecutive_successes=self.bake_consecutive_successes,
+            min_requests=self.bake_min_requests,
+            thresholds=(
+                self.thresholds
+                if self.thresholds is not None
+                else parse_bake_thresholds(DEFAULT_BAKE_THRESHOLDS)
+            ),
+            prometheus=self.prometheus,
+        )
 
 
 @frozen

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pytest_bluegreen.errors import Refused, UsageError
+from pytest_bluegreen.errors import OutOfOrder, Refused, UsageError
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
 from pytest_bluegreen.haproxy.runtime import AdminState, ServerRef, ServerState
 from pytest_bluegreen.record.durable import read_plain, write_durably
@@ -375,21 +375,24 @@ class Journal:
         self.entry = entry
 
     def step(self, name: str, **facts: Any) -> None:
-        assert self.entry is not None, "begin() first"
+        if self.entry is None:
+            raise OutOfOrder("journal: a step before begin()")
         facts = {k: self.redact(v) if isinstance(v, str) else v for k, v in facts.items()}
         record = {"step": name, "at": round(time.time(), 3), **facts}
         self.entry = replace(self.entry, steps=(*self.entry.steps, record))
         self._write()
 
     def close(self, outcome: str, detail: str = "") -> None:
-        assert self.entry is not None, "begin() first"
+        if self.entry is None:
+            raise OutOfOrder("journal: close() before begin()")
         detail = self.redact(detail)
         self.entry = replace(self.entry, status=CLOSED, outcome=outcome, detail=detail)
         self._write()
 
     def _write(self) -> None:
         """The record into the next slot, in place, then one fdatasync."""
-        assert self.entry is not None
+        if self.entry is None:
+            raise OutOfOrder("journal: a write before begin()")
         self.seq += 1
         slot = _slots(self.path)[self.seq % 2]
         record = _encode(self.seq, self.entry)

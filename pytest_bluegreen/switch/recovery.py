@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-from pytest_bluegreen.errors import ExitCode, Refused
+from pytest_bluegreen.errors import ExitCode, OutOfOrder, Refused
 from pytest_bluegreen.haproxy.instances import Haproxies, InstancesDisagree
 from pytest_bluegreen.haproxy.lock import HaproxyLock
 from pytest_bluegreen.haproxy.runtime import (
@@ -230,7 +230,7 @@ def recover(
         if to is not None:
             desired = dict.fromkeys(group.present, _live_states(settings, to))
         else:
-            assert unfinished is not None
+            unfinished = _followed(unfinished)
             members = unfinished.every_member(group.names[0])
             gone = [m.name for m in members if m.name not in group.names]
             if gone:
@@ -339,10 +339,18 @@ def _consistent(
     return RecoverReport(tuple(lines), ExitCode.REVERT_FAILED if failed else ExitCode.OK, live)
 
 
+def _followed(unfinished: JournalEntry | None) -> JournalEntry:
+    """The unfinished switch recovery follows (without --to there is one, or it refused)."""
+    if unfinished is None:
+        raise OutOfOrder("recover: neither --to nor an unfinished journal to follow")
+    return unfinished
+
+
 def _reconcile(settings: Settings, group: Haproxies, secrets: Secrets) -> RecoverReport:
     """Only left-out instances to bring in line (no unfinished switch)."""
     result = reconcile_recorded(group, settings, secrets)
-    assert result is not None
+    if result is None:
+        raise OutOfOrder("recover: no left-out instance recorded to bring in line")
     lines = result.lines()
     code = ExitCode.REVERT_FAILED if result.failed else ExitCode.OK
     if result.waiting and not result.done:

@@ -1,0 +1,222 @@
+"""The run's switch phase: a decision to switch becomes a journaled switch on every HAProxy.
+
+``Switcher`` plans the switch, says what a dry run would do, stops on a signal noted before
+anything changed, asks the user's ``before_switch`` hooks (a veto refuses), applies the switch
+(:mod:`pytest_bluegreen.switch.transaction`) with the probe and HAProxy's stats around it, and
+calls the after-hooks. It returns a :class:`.report.GateReport`; recording it is the run's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from pytest_bluegreen.errors import ExitCode, Refused
+from pytest_bluegreen.haproxy.instances import Haproxies, InstancesDisagree
+from pytest_bluegreen.haproxy.runtime import RuntimeApiError
+from pytest_bluegreen.record import state
+from pytest_bluegreen.record.state import Outcome
+from pytest_bluegreen.switch import transaction
+from pytest_bluegreen.switch.probe import Probe
+from pytest_bluegreen.switch.reconcile import record_missing
+
+from .decision import Decision, Verdict
+from .report import GateHooks, GateReport
+
+if TYPE_CHECKING:
+    from pytest_bluegreen.haproxy.instances import AnyHaproxy
+    from pytest_bluegreen.haproxy.lock import GateLock, GroupLock, HaproxyLock
+    from pytest_bluegreen.process.signals import DeferredSignals
+    from pytest_bluegreen.settings import Settings
+    from pytest_bluegreen.switch.journal import Journal
+
+__all__ = ["Switcher", "interrupted_before"]
+
+
+def interrupted_before(signal: str, decision: Decision) -> GateReport:
+    """A signal noted before the switch began: nothing changed, the run stops."""
+    reason = f"interrupted by {signal} before the switch: nothing changed"
+    stopped = Decision(Verdict.INCONCLUSIVE, reason, decision.target, decision.live)
+    return GateReport(
+        stopped, ExitCode.INTERRUPTED, (reason,), Outcome.INCONCLUSIVE, traffic_on=decision.live
+    )
+
+
+@dataclass(frozen=True)
+class Switcher:
+    """What a switch needs: HAProxy (every instance), the lock to verify, the journal, the
+    user's hooks, the signals held around it, and where to say what happens."""
+
+    settings: Settings
+    api: AnyHaproxy
+    lock: GateLock | GroupLock | HaproxyLock
+    journal: Journal
+    hooks: GateHooks
+    signals: DeferredSignals
+    progress: Callable[[str], None]
+
+    def switch(
+        self, decision: Decision, *, rollback: bool, ignore_veto: bool = False
+    ) -> GateReport:
+        settings, target = self.settings, decision.target
+        verb = "roll back" if rollback else "switch"
+        try:
+            plan = transaction.plan(
+                self.api, settings.topology, target, settings.switching.full_weight
+            )
+        except (RuntimeApiError, InstancesDisagree) as exc:
+            refused = Decision(Verdict.REFUSED, f"cannot {verb}: {exc}", target, decision.live)
+            return GateReport(refused, ExitCode.REFUSED, (refused.reason,), Outcome.REFUSED)
+        if settings.run.dry_run:
+            lines = (
+                f"dry run: would {verb} because {decision.reason}",
+                *plan.describe(),
+                "dry run: nothing changed",
+            )
+            return GateReport(decision, decision.exit_code, lines, traffic_on=decision.live)
+        if self.signals.received:  # before anything changed: nothing to undo
+            return interrupted_before(self.signals.received, decision)
+        checked = self._veto(plan, decision, ignore_veto)
+        if isinstance(checked, GateReport):
+            return checked
+        return self.apply(plan, checked, rollback)
+
+    def _veto(
+        self, plan: transaction.SwitchPlan, decision: Decision, ignore_veto: bool
+    ) -> Decision | GateReport:
+        """The user's before_switch hooks: the decision to go on with, or the refusal."""
+        try:
+            veto = self.hooks.before_switch(plan, decision)
+        except BaseException as exc:  # a hook that cannot decide (pytest.fail too) vetoes
+            veto = f"the before_switch hook raised {type(exc).__name__}: {exc}"
+        if veto and ignore_veto:  # said in the summary and recorded in the history
+            return replace(
+                decision, reason=f"{decision.reason}; veto ignored (--ignore-veto): {veto}"
+            )
+        if veto:
+            vetoed = decision.vetoed(veto)
+            return GateReport(
+                vetoed, ExitCode.REFUSED, (vetoed.reason,), Outcome.REFUSED, traffic_on=plan.source
+            )
+        return decision
+
+    def apply(self, plan: transaction.SwitchPlan, decision: Decision, rollback: bool) -> GateReport:
+        """The switch itself, with the probe and HAProxy's stats around it."""
+        settings, target = self.settings, decision.target
+        stat_before = self.show_stat()
+        probe = (
+            Probe(settings.switching, settings.topology.color_header)
+            if settings.switching.probe_requests
+            else None
+        )
+        try:
+            try:
+                # still ours (no gate started since someone removed it), and every key of
+                # this HAProxy held, read again now that it answers
+                self.lock.verify()
+                result = transaction.apply(
+                    self.api,
+                    plan,
+                    settings.switching,
+                    settings.topology,
+                    journal=self.journal,
+                    signals=self.signals,
+                    # a group's instances carry their own server-state files
+                    server_state_file=None
+                    if isinstance(self.api, Haproxies)
+                    else settings.haproxy.haproxy_state_file,
+                    on_step=self.hooks.on_step,
+                    progress=self.progress,
+                )
+            finally:
+                probe_summary = probe.finish() if probe else None
+        except transaction.SwitchError as exc:
+            reverted = exc.reverted
+            outcome = Outcome.REVERTED if reverted else Outcome.REVERT_FAILED
+            if isinstance(exc, transaction.SwitchIncomplete):  # verified, not undone: not complete
+                outcome = Outcome.INCOMPLETE
+            return GateReport(
+                Decision(Verdict.REFUSED, str(exc), target, plan.source),
+                exc.exit_code,
+                (str(exc),),
+                outcome,
+                # unknown after a failed revert or an incomplete switch
+                traffic_on=plan.source if reverted else None,
+                stat_before=stat_before,
+                stat_after=self.show_stat(),
+                probe=probe_summary,
+            )
+        except Refused as exc:  # before any change (the journal could not be written, ...)
+            refused = Decision(Verdict.REFUSED, exc.first_line, target, plan.source)
+            return GateReport(
+                refused, exc.exit_code, (refused.reason,), Outcome.REFUSED, traffic_on=plan.source
+            )
+        lines = [
+            f"{'rolled back' if rollback else 'switched'} {plan.source or '(none)'} -> {target}: "
+            f"{decision.reason}",
+            f"verified through {self._verified_through(plan)}: first answer from "
+            f"{target} {result.latency_ms:.1f} ms after the switch began"
+            + (f", version {result.version}" if result.version else ""),
+            *result.notes,
+            *self._left_out(target),
+        ]
+        if probe_summary is not None:
+            lines.append(probe_summary.line(settings.switching.routed_api_url))
+        lines += self._after_hooks(rollback, plan.source, target, decision.reason, result)
+        return GateReport(
+            decision,
+            ExitCode.OK,
+            tuple(lines),
+            Outcome.ROLLED_BACK if rollback else Outcome.SWITCHED,
+            result=result,
+            traffic_on=target,
+            rolled_back=rollback,
+            stat_before=stat_before,
+            stat_after=self.show_stat(),
+            probe=probe_summary,
+        )
+
+    def _verified_through(self, plan: transaction.SwitchPlan) -> str:
+        if len(plan.members) > 1:
+            return f"every instance's routed URL ({', '.join(plan.member_names())})"
+        return self.settings.switching.verify_url
+
+    def _left_out(self, target: str) -> list[str]:
+        """Instances left out of this switch: recorded to be brought in line."""
+        if not isinstance(self.api, Haproxies) or not self.api.skipped:
+            return []
+        missing = sorted(self.api.skipped)
+        try:
+            record_missing(self.settings.state.state_file, missing, target)
+        except (OSError, state.StateFileError) as exc:
+            return [f"warning: could not record {', '.join(missing)} to be brought in line: {exc}"]
+        return [
+            f"instance(s) {', '.join(missing)} left out (missing): recorded to be brought in "
+            "line when they answer (the next gate or bluegreen recover)"
+        ]
+
+    def _after_hooks(
+        self,
+        rollback: bool,
+        source: str | None,
+        target: str,
+        reason: str,
+        result: transaction.SwitchResult,
+    ) -> list[str]:
+        """The user's after-hooks: an error there is reported, never undoes the switch."""
+        try:
+            if rollback:
+                self.hooks.after_rollback(source, target, reason)
+            else:
+                self.hooks.after_switch(result)
+        except BaseException as exc:  # the switch stands, recorded: a hook cannot undo that
+            which = "after_rollback" if rollback else "after_switch"
+            return [f"warning: pytest_bluegreen_{which} hook raised {type(exc).__name__}: {exc}"]
+        return []
+
+    def show_stat(self) -> str:
+        try:
+            return self.api.execute("show stat")
+        except RuntimeApiError as exc:
+            return f"(show stat failed: {exc})"

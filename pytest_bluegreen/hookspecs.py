@@ -15,7 +15,7 @@ import pytest
 
 if TYPE_CHECKING:
     from .gate.decision import Decision
-    from .switch.transaction import SwitchPlan, SwitchResult
+    from .switch.outcome import SwitchPlan, SwitchResult
 
 
 @pytest.hookspec(firstresult=True)

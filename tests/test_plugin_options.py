@@ -664,6 +664,13 @@ GATE_ONLY = (
     "process.signals",
     "record.state",
     "switch.transaction",
+    # the switch's parts (issue 23)
+    "switch.outcome",
+    "switch.reading",
+    "switch.restoring",
+    "switch.serverstate",
+    "switch.steps",
+    "switch.verification",
     # what left state.py and journal.py for lower rooms (issue 23) is a gate's all the same
     "haproxy.lock",
     "haproxy.identity",

@@ -21,7 +21,7 @@ from pytest_bluegreen.haproxy.identity import InstanceIdentity
 from pytest_bluegreen.haproxy.runtime import AdminState, RuntimeApi, ServerRef, parse_servers_state
 from pytest_bluegreen.record.durable import write_durably
 from pytest_bluegreen.settings import Settings
-from pytest_bluegreen.switch import recovery
+from pytest_bluegreen.switch import recovery, serverstate, steps
 from pytest_bluegreen.switch import transaction as switch
 from pytest_bluegreen.switch.journal import Journal, read_journal
 from tests.support.gate import CHECKS, history, outcomes, output, run_gate
@@ -351,7 +351,8 @@ class ReloadDuringSave:
                         self.fire()
                 return seen(api)
 
-            monkeypatch.setattr(switch, "identity", identity)
+            for module in (steps, serverstate):  # the step's check, the save's
+                monkeypatch.setattr(module, "identity", identity)
         elif when == "read":
             original = RuntimeApi.servers_state_text
 
@@ -367,7 +368,7 @@ class ReloadDuringSave:
                 self.fire()
                 write(path, text)
 
-            monkeypatch.setattr(switch, "write_durably", written)
+            monkeypatch.setattr(serverstate, "write_durably", written)
 
     def fire(self) -> None:
         if self.armed:

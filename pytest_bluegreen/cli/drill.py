@@ -15,14 +15,27 @@ through: a control against false alarms).
 
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DrillRow", "caught_by", "drill_table", "read_outcome"]
+import pytest
+
+from pytest_bluegreen.errors import ExitCode
+from pytest_bluegreen.process.child import run_child
+from pytest_bluegreen.settings import Settings
+from pytest_bluegreen.switch.reading import live_color
+
+from .deploying import deploy_only
+from .inconfig import DRY_NOTHING, UsageProblem, in_config, progress, report_lines, suite_args
+
+__all__ = ["DrillRow", "caught_by", "cmd_drill", "drill_table", "read_outcome"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +87,7 @@ def run_variants(
     for tag, expected in variants.items():
         progress(f"drill: {tag} on {color} (expected: {expected})")
         started = time.monotonic()
-        if deploy(tag) != 0:
+        if deploy(tag) != ExitCode.OK:
             actual, by = "deploy-failed", "the deploy"
         else:
             code, verdict_file = gate(tag)
@@ -103,3 +116,70 @@ def drill_table(rows: Sequence[DrillRow]) -> list[str]:
         + ("" if good == len(rows) else " -- the gate has a hole: see MISSED")
     )
     return lines
+
+
+def cmd_drill(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    def act(config: pytest.Config, settings: Settings) -> int:
+        from pytest_bluegreen.engines.compose import TagsFile  # noqa: PLC0415
+
+        variants = dict(settings.drill.variants)
+        if args.only:
+            unknown = [tag for tag in args.only if tag not in variants]
+            if unknown:
+                raise UsageProblem(f"not a drill variant: {', '.join(unknown)} ([drill] table)")
+            variants = {tag: variants[tag] for tag in args.only}
+        if not variants:
+            raise UsageProblem('no drill variants: add a [drill] table ("TAG" = "failed")')
+        live = live_color(settings.haproxies(), settings.topology)
+        if live is None:
+            raise UsageProblem("no single color is live: the drill needs an idle color")
+        idle = settings.topology.other(live)
+        before = TagsFile(settings.state.tags_file).tag_of(idle)
+        markers = settings.drill.drill_markers
+        if settings.run.dry_run:
+            lines = [
+                f"dry run: would deploy each variant to {idle} and gate it (a dry run of "
+                f"-m {markers!r}), then {idle} back to {before or 'nothing (no tag known)'}:",
+                *(f"  {tag}: expected {verdict}" for tag, verdict in variants.items()),
+                DRY_NOTHING,
+            ]
+            return report_lines(lines, ExitCode.OK)
+
+        logs = settings.reports.verdict_file.parent / "drill"
+        logs.mkdir(parents=True, exist_ok=True)
+
+        def gate(tag: str) -> tuple[int, Path]:
+            """The gate on the variant, dry run; its output into reports/drill/TAG.log."""
+            flags = [f"--env={idle}", "-m", markers, "--switch", "--dry-run"]
+            command = [
+                sys.executable,
+                "-m",
+                "pytest",
+                *suite_args(args, settings),
+                "-p",
+                "no:cacheprovider",
+            ]
+            command += [*flags, f"--deployment-tag={tag}", *extra]
+            log = logs / f"{tag}.log"
+            with log.open("w") as out:
+                code = run_child(command, stdout=out, stderr=subprocess.STDOUT)
+            progress(f"drill: {tag}: the gate's output is in {log}")
+            return code, settings.reports.verdict_file
+
+        try:
+            rows = run_variants(
+                variants,
+                idle,
+                deploy=lambda tag: deploy_only(settings, idle, tag, skip_backup=True),
+                gate=gate,
+                progress=progress,
+            )
+        finally:
+            if before is not None:
+                progress(f"drill: {idle} back to {before}")
+                deploy_only(settings, idle, before, skip_backup=True)
+        for line in drill_table(rows):
+            print(line)
+        return ExitCode.OK if all(row.ok for row in rows) else ExitCode.CHECKS_FAILED
+
+    return in_config(args, act)

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from pytest_bluegreen.judge.blame import Blame
     from pytest_bluegreen.redaction import Secrets
     from pytest_bluegreen.settings import Settings
+    from pytest_bluegreen.switch.outcome import SwitchPlan, SwitchResult
     from pytest_bluegreen.switch.probe import ProbeSummary
-    from pytest_bluegreen.switch.transaction import SwitchPlan, SwitchResult
 
     from .decision import Decision
     from .outcomes import ColorOutcomes

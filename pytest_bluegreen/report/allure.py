@@ -208,7 +208,7 @@ def _read_haproxy(settings: Settings) -> tuple[str, str | None]:
     cannot tell: unreachable, refused, instances that disagree) and HAProxy's version (None
     when unknown). A Runtime API that fails is written down, not raised: a run's metadata
     must not fail the run."""
-    from pytest_bluegreen.switch.transaction import live_color  # noqa: PLC0415 - only when Allure results are written
+    from pytest_bluegreen.switch.reading import live_color  # noqa: PLC0415 - only when Allure results are written
 
     try:
         group = settings.haproxies()

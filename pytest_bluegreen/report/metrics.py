@@ -50,7 +50,7 @@ from pytest_bluegreen.judge.bake import IntervalVerdict
 from pytest_bluegreen.record import state
 from pytest_bluegreen.record.state import HistoryEntry, Outcome
 from pytest_bluegreen.redaction import excerpt, redact, shown_url, url_secrets
-from pytest_bluegreen.switch.transaction import live_color
+from pytest_bluegreen.switch.reading import live_color
 
 from .exposition import ExpositionError, Family, Labels, Sample, labels_of, parse, render
 

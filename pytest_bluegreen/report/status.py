@@ -19,6 +19,7 @@ from pytest_bluegreen.haproxy.runtime import (
     StatRow,
 )
 from pytest_bluegreen.record import state
+from pytest_bluegreen.record.pending import expired as promotion_expired
 from pytest_bluegreen.redaction import REDACTED, Secrets
 from pytest_bluegreen.settings import Settings, Topology
 from pytest_bluegreen.switch.journal import JournalEntry, read_journal
@@ -204,8 +205,7 @@ def collect_status(settings: Settings, api: RuntimeApi | None = None) -> Status:
         problems=tuple(problems),
         warm=aftercare.current_window(settings, live),
         pending=pending,
-        pending_expired=pending is not None
-        and pending.age() > settings.promotion.promotion_timeout,
+        pending_expired=pending is not None and promotion_expired(settings, pending),
         instances=instances,
         reconcile=reconcile,
     )

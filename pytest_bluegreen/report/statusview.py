@@ -12,7 +12,7 @@ from pytest_bluegreen.gate.aftercare import when
 from pytest_bluegreen.haproxy.instances import DEFAULT_INSTANCE
 from pytest_bluegreen.record.state import HistoryEntry
 from pytest_bluegreen.switch.journal import JournalEntry
-from pytest_bluegreen.switch.transaction import POINT_OF_NO_RETURN
+from pytest_bluegreen.switch.steps import POINT_OF_NO_RETURN
 
 from .status import InstanceState, StateExport, Status
 

@@ -21,7 +21,9 @@ from pytest_bluegreen.haproxy.runtime import RuntimeApiError, RuntimeApiUnreacha
 from pytest_bluegreen.record import recording, state
 from pytest_bluegreen.settings import Settings, Topology
 
-from .transaction import StateFileError, Wanted, revert, save_server_state
+from .outcome import Wanted
+from .restoring import revert
+from .serverstate import StateFileError, save_server_state
 
 if TYPE_CHECKING:
     from pytest_bluegreen.redaction import Secrets

@@ -63,9 +63,21 @@ def build(checkout: Path, repository: str) -> tuple[int, int, str]:
     return int(found[1]), int(found[2]), said
 
 
+def image_id(image: str) -> str:
+    done = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", image],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
 @pytest.mark.usefixtures("docker_engine")
 def test_only_what_changed_is_built_again(checkout: Path, repository: str) -> None:
     app = f"{repository}:v1.0.0"
+    # the stack's own image, which the first build under the test's repository is identical
+    # to (the same id): replacing the test's image must not remove it
+    stacks = image_id("bluegreen/jarvis:v1.0.0")
+    assert stacks, "bluegreen/jarvis:v1.0.0 is missing: run scripts/setup"
     built, unchanged, said = build(checkout, repository)
     assert (built, unchanged) == (1, 4), said  # the app's image is new under this repository
     assert f"[images] {app} built in" in said, said
@@ -78,5 +90,6 @@ def test_only_what_changed_is_built_again(checkout: Path, repository: str) -> No
     built, unchanged, said = build(checkout, repository)
     assert (built, unchanged) == (1, 4), said
     assert f"[images] building {app} from docker/jarvis" in said, said
+    assert image_id("bluegreen/jarvis:v1.0.0") == stacks, "the stack's own image was removed"
     for image in SHARED:
         assert f"[images] {image} unchanged" in said, said

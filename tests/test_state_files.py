@@ -237,7 +237,10 @@ import pathlib, sys, time
 from pytest_bluegreen.record import state
 path, color, go = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
 go.with_name(f"ready-{color}").touch()
+deadline = time.monotonic() + 60  # the test gone: end, do not spin on
 while not go.exists():
+    if time.monotonic() > deadline:
+        sys.exit("never told to go")
     time.sleep(0.001)
 for n in range(40):
     state.append(path, state.HistoryEntry.now(

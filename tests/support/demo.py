@@ -29,7 +29,7 @@ import requests
 
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 
-from .stack import ROOT, SEED_PORTS
+from .stack import PORT_VARIABLES, ROOT, SEED_PORTS
 from .swarm import Named, leave_swarm, named_containers
 
 PROJECT = "sutazai"
@@ -39,18 +39,7 @@ SWARM_HAPROXY = "bluegreen-swarm-haproxy"
 ROUTED = "http://127.0.0.1:20010"
 # what moves a stack away from the defaults: none of it may reach the demo's own commands
 MOVERS = ("BG_", "BLUEGREEN_", "COMPOSE_", "PYTEST_")
-MOVER_NAMES = {
-    "HEALTHCHECK_INTERVAL",
-    "SWARM_NETWORK",
-    "POSTGRES_HOST_PORT",
-    "REDIS_HOST_PORT",
-    "NEO4J_HOST_PORT",
-    "OLLAMA_HOST_PORT",
-    "BLUE_API_PORT",
-    "GREEN_API_PORT",
-    "BLUE_FRONTEND_PORT",
-    "GREEN_FRONTEND_PORT",
-}
+MOVER_NAMES = {"HEALTHCHECK_INTERVAL", "SWARM_NETWORK", *PORT_VARIABLES}
 SWARM_STACK_FILE = """\
 version: "3.8"
 services:

@@ -99,27 +99,28 @@ def targets_up(
 def test_prometheus_scrapes_its_targets(
     prometheus: Prometheus, bluegreen_settings: Settings
 ) -> None:
-    targets = prometheus.targets()
+    timeout = bluegreen_settings.switching.verify_timeout
+    targets = prometheus.targets(settle=timeout)  # a Prometheus just started has found none yet
     assert targets, (
         f"Prometheus at {prometheus.url} has no active target: it scrapes nothing "
         "(its scrape_configs)"
     )
     colors = set(bluegreen_settings.topology.colors)
     own = [t for t in targets if t.labels.get("color") not in colors]
-    timeout = bluegreen_settings.switching.verify_timeout
     targets_up(prometheus, "every target", own, timeout)
 
 
 def test_prometheus_scrapes_the_color(
     color: str, prometheus: Prometheus, bluegreen_settings: Settings
 ) -> None:
-    mine = [t for t in prometheus.targets() if t.labels.get("color") == color]
+    timeout = bluegreen_settings.switching.verify_timeout
+    mine = [t for t in prometheus.targets(settle=timeout) if t.labels.get("color") == color]
     if not mine:
         pytest.skip(
             f'Prometheus has no target labelled color="{color}": label the color\'s scrape '
             "targets so they are checked"
         )
-    targets_up(prometheus, color, mine, bluegreen_settings.switching.verify_timeout)
+    targets_up(prometheus, color, mine, timeout)
 
 
 def run_check(

@@ -306,6 +306,36 @@ def test_the_target_checks_pass_while_everything_is_scraped(
     assert status_of(result, "test_promql_shared", "no-checks") == "SKIPPED"
 
 
+def test_the_target_checks_wait_for_a_prometheus_just_started(
+    pytester: pytest.Pytester, monitored: Monitored, tmp_path: Path
+) -> None:
+    """Prometheus publishes its discovered targets up to 5 s after it is ready: right after a
+    start (the local stack's, a restart) the target list is empty, and the checks failed
+    "scrapes nothing" (a CI run of the workflow test). They wait for every scrape pool."""
+    jobs = [
+        Job("backend", {f"127.0.0.1:{monitored.stack.blue.port}": {"color": "blue"}}),
+        Job("exporter", {monitored.exporter.address: {}}),
+    ]
+    fresh = local(tmp_path / "fresh", config(jobs))
+    try:
+        fresh.start()  # ready: answers queries, has found no target yet
+        result = run_checks(
+            pytester,
+            monitored,
+            "--env",
+            "blue",
+            "-k",
+            "scrapes",
+            prometheus_url=fresh.url,
+            verify_timeout=15,
+        )
+    finally:
+        fresh.stop()
+    assert result.ret == 0, output(result)
+    assert status_of(result, "test_prometheus_scrapes_its_targets") == "PASSED"
+    assert status_of(result, "test_prometheus_scrapes_the_color", "blue") == "PASSED"
+
+
 def down_jobs(prometheus: LocalPrometheus) -> set[str]:
     targets = api(prometheus, "targets", state="active")["activeTargets"]
     return {t["labels"]["job"] for t in targets if t["health"] == "down"}

@@ -149,6 +149,10 @@ def _series(kind: str, result: Any) -> tuple[Series, ...]:
 # --- the client ----------------------------------------------------------------------------------
 
 
+# a scrape job in the YAML Prometheus shows of its loaded configuration
+_JOB_NAME = re.compile(r"^- job_name: (.+)$", re.MULTILINE)
+
+
 class Prometheus:
     """A client of Prometheus' HTTP API at ``url`` (``http://127.0.0.1:10200``)."""
 
@@ -195,9 +199,21 @@ class Prometheus:
         data = self._get("/api/v1/query_range", params, expr)
         return QueryResult(expr, data["resultType"], _series(data["resultType"], data["result"]))
 
-    def targets(self) -> list[Target]:
-        """The active scrape targets and their health."""
-        data = self._get("/api/v1/targets", {"state": "active"}, None)
+    def targets(self, *, settle: float = 0.0) -> list[Target]:
+        """The active scrape targets and their health.
+
+        Prometheus publishes what its service discovery found at most every 5 seconds, so right
+        after a start or a configuration reload the list is short or empty. With ``settle``
+        seconds, wait (polling) until every scrape job of the loaded configuration has a
+        target, active or dropped, or until ``settle`` has passed (a job with no target at all
+        waits it out)."""
+        deadline = time.monotonic() + settle
+        while True:
+            data = self._get("/api/v1/targets", {"state": "any"}, None)
+            missing = self._pools_without_targets(data) if settle > 0 else set()
+            if not missing or time.monotonic() >= deadline:
+                break
+            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
         return [
             Target(
                 job=str(t.get("labels", {}).get("job") or t.get("scrapePool", "")),
@@ -206,8 +222,22 @@ class Prometheus:
                 labels=dict(t.get("labels", {})),
                 last_error=str(t.get("lastError") or ""),
             )
-            for t in data.get("activeTargets", [])
+            for t in data.get("activeTargets") or []
         ]
+
+    def _pools_without_targets(self, targets: Mapping[str, Any]) -> set[str]:
+        """The scrape jobs of the loaded configuration that no target, active or dropped,
+        belongs to yet. Prometheus lists a scrape pool only once discovery has filled it, so
+        the jobs come from the configuration it shows (``/api/v1/status/config``, YAML it
+        writes itself: one ``- job_name: NAME`` line per job)."""
+        loaded = str(self._get("/api/v1/status/config", {}, None).get("yaml", ""))
+        jobs = {name.strip().strip("'\"") for name in _JOB_NAME.findall(loaded)}
+        seen = {str(t.get("scrapePool", "")) for t in targets.get("activeTargets") or []}
+        seen |= {  # a dropped target names its pool by the job label it was discovered with
+            str(t.get("scrapePool") or t.get("discoveredLabels", {}).get("job", ""))
+            for t in targets.get("droppedTargets") or []
+        }
+        return jobs - seen
 
     def _get(self, path: str, params: Mapping[str, str], expr: str | None) -> Any:
         import requests  # noqa: PLC0415

@@ -5,8 +5,8 @@
 
 Reads pytest's ``--durations=0`` lines (``12.34s call     tests/test_x.py::test_y[p]``) and
 prints two Markdown tables: each module's seconds (set-up, call and teardown summed, its share of
-the total, its tests, the Docker ones marked), and the slowest set-ups (a set-up that takes
-seconds is a module or session fixture: the first test to use it pays for it).
+the total, its tests, the modules of the Docker group marked), and the slowest set-ups (a set-up
+that takes seconds is a module or session fixture: the first test to use it pays for it).
 """
 
 from __future__ import annotations
@@ -20,19 +20,8 @@ from pathlib import Path
 
 LINE = re.compile(r"^\s*([\d.]+)s (setup|call|teardown)\s+(\S+?)::(\S+)\s*$")
 SLOWEST_SETUPS = 15
-DOCKER_MODULES = frozenset(
-    {
-        "tests/test_aftercare.py",
-        "tests/test_build_images.py",
-        "tests/test_checks_stack.py",
-        "tests/test_demo.py",
-        "tests/test_docker_stack.py",
-        "tests/test_seed_commands.py",
-        "tests/test_serving_stack.py",
-        "tests/test_swarm.py",
-        "tests/test_swarm_leave.py",
-    }
-)
+# under xdist a grouped test's id ends with its group (tests/conftest.py): ``@docker``, ``@quiet``
+GROUP = re.compile(r"@(\w+)\]?$")
 
 
 @dataclass
@@ -41,6 +30,7 @@ class Module:
     call: float = 0.0
     teardown: float = 0.0
     tests: set[str] = field(default_factory=set)
+    groups: set[str] = field(default_factory=set)
 
     @property
     def total(self) -> float:
@@ -58,6 +48,8 @@ def read(lines: Iterable[str]) -> tuple[dict[str, Module], list[tuple[float, str
         entry = modules[module]
         setattr(entry, phase, getattr(entry, phase) + seconds)
         entry.tests.add(test)
+        if group := GROUP.search(test):
+            entry.groups.add(group[1])
         if phase == "setup":
             setups.append((seconds, module, test))
     return dict(modules), sorted(setups, reverse=True)[:SLOWEST_SETUPS]
@@ -70,7 +62,7 @@ def tables(modules: dict[str, Module], setups: list[tuple[float, str, str]]) -> 
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in sorted(modules.items(), key=lambda item: -item[1].total):
-        docker = " (Docker)" if name in DOCKER_MODULES else ""
+        docker = " (Docker)" if "docker" in m.groups else ""
         rows.append(
             f"| `{name}`{docker} | {len(m.tests)} | {m.setup:.0f} | {m.call:.0f} | "
             f"{m.teardown:.0f} | {m.total:.0f} | {100 * m.total / total:.1f}% |"

@@ -673,6 +673,7 @@ GATE_ONLY = (
     "switch.verification",
     # what left state.py and journal.py for lower rooms (issue 23) is a gate's all the same
     "haproxy.lock",
+    "haproxy.lockfile",
     "haproxy.identity",
     "record.durable",
 )

@@ -56,7 +56,7 @@ def stack_containers(
     namespace and service name (every replica running here; a swarm's other nodes' replicas
     are Swarm's to report, see ``bluegreen status``)."""
     if settings.compose.deploy_engine == "swarm":
-        from .swarm import SERVICE_NAME_LABEL, STACK_LABEL  # noqa: PLC0415
+        from .swarmtasks import SERVICE_NAME_LABEL, STACK_LABEL  # noqa: PLC0415
 
         stack = settings.swarm.stack_name
         found = client.containers.list(all=True, filters={"label": f"{STACK_LABEL}={stack}"})

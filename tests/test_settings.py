@@ -1090,6 +1090,8 @@ def test_the_frozen_dataclasses_every_session_imports_compile_no_methods() -> No
     session (ServerRef is ordered: ``@frozen`` has no ``<``, it stays a generated dataclass)."""
     names = (
         "haproxy.runtime",
+        "haproxy.address",
+        "haproxy.answers",
         "haproxy.instances",
         "judge.thresholds",
         "settings.webhooks",

@@ -3,7 +3,8 @@
 - :mod:`.options`: one declaration per setting (a field of its group, made with ``setting()``);
 - :mod:`.parsers`: text or TOML values to typed values;
 - :mod:`.files`: finding and reading ``bluegreen.toml`` / ``[tool.bluegreen]``;
-- :mod:`.model`: the frozen groups and :class:`Settings`;
+- :mod:`.model`: :class:`Settings`, the run's group and the topology;
+- :mod:`.deployment` and :mod:`.judging`: the other frozen groups;
 - :mod:`.resolve`: the layering, the cross-checks and the report header.
 """
 

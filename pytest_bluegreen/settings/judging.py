@@ -1,0 +1,281 @@
+"""The settings of judging a color and of telling the judgement: the checks and the comparison
+(``checks``), the drill's known-bad variants (``drill``), the bake after a switch (``bake``),
+Prometheus and its PromQL checks (``prometheus``); the reports (``reports``), the gate's own
+metrics (``metrics``) and the webhooks (``notify``). :class:`.model.Settings` holds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pytest_bluegreen.frozen import Frozen, frozen
+from pytest_bluegreen.judge.thresholds import Threshold
+from pytest_bluegreen.settings.webhooks import Webhook, parse_webhooks
+
+from . import parsers as p
+from .options import setting
+
+if TYPE_CHECKING:
+    from pytest_bluegreen.judge.bake import BakePlan
+    from pytest_bluegreen.judge.promql import Prometheus
+
+__all__ = [
+    "AfterBake",
+    "BakeOnInconclusive",
+    "BakeSettings",
+    "ChecksSettings",
+    "DrillSettings",
+    "MetricsSettings",
+    "NotifySettings",
+    "PrometheusSettings",
+    "ReportSettings",
+]
+
+BakeOnInconclusive = Literal["rollback", "keep"]
+AfterBake = Literal["keep", "stop"]
+
+
+@frozen
+class ChecksSettings(Frozen):
+    """What the checks use: their HTTP timeout and the perf checks' bounded load and limits."""
+
+    GROUP: ClassVar[str] = "checks"
+    thresholds: Mapping[str, tuple[Threshold, ...]] = field(default_factory=dict)
+    http_timeout: float = setting(
+        5.0, p.seconds, "timeout (s) of the checks' HTTP requests", cli="--http-timeout"
+    )
+    perf_requests: int = setting(400, p.whole(1, 1_000_000), "perf: requests per endpoint")
+    perf_duration: float = setting(10.0, p.seconds, "perf: at most this many seconds each")
+    perf_concurrency: int = setting(4, p.whole(1, 256), "perf: concurrent connections")
+    # [compare] "/api/items" = ["p(95) <= live * 1.10", ...]: relative thresholds (judge/compare.py)
+    compare: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    # [compare_prometheus] name = {query = "...{color}...", rules = [...]} (judge/promql.py)
+    compare_prometheus: Mapping[str, Any] = field(default_factory=dict)
+    compare_requests: int = setting(
+        300,
+        p.whole(1, 1_000_000),
+        "compare: requests per color and endpoint (interleaved between the two colors)",
+    )
+    compare_confidence: float = setting(
+        0.95,
+        p.fraction(0.5, 1.0),
+        "compare: a rule fails only when the new color is worse beyond its tolerance at this "
+        "two-sided confidence",
+    )
+    compare_min_samples: int = setting(
+        50,
+        p.whole(2, 1_000_000),
+        "compare: fewer successful requests per color than this is inconclusive",
+    )
+    compare_baseline: str = setting(
+        "live",
+        p.lower,
+        "compare: the color a new color is judged against: live (the color HAProxy sends "
+        "traffic to) or a color's name",
+    )
+    blame: str = setting(
+        "auto",
+        p.choice("auto", "on", "off"),
+        "when a check of the target fails, re-run it on the other color: failing there too is "
+        "environmental (inconclusive, no rollback); auto: on for --switch/--rollback",
+    )
+
+
+@frozen
+class DrillSettings(Frozen):
+    """bluegreen drill: known-bad variants deployed to the idle color, each gated (dry run)."""
+
+    GROUP: ClassVar[str] = "drill"
+    # [drill] "v1.2.0-broken" = "failed": a tag and the verdict the gate must give it
+    variants: Mapping[str, str] = field(default_factory=dict)
+    drill_markers: str = setting(
+        "quick or perf", p.text, "the -m expression of the checks each drill variant is gated by"
+    )
+
+
+@frozen
+class BakeSettings(Frozen):
+    """After the switch: the bake window, and the old color kept warm."""
+
+    GROUP: ClassVar[str] = "bake"
+    # [bake_thresholds] "haproxy" = [...], see judge/bake.py; None: none given, the bake's
+    # defaults
+    thresholds: tuple[Any, ...] | None = None
+    # [bake_prometheus] name = {query = "...{color}...{interval}...", thresholds = [...]}
+    prometheus: tuple[Any, ...] = ()
+    bake_seconds: float | None = setting(
+        None,
+        p.optional(p.off_at_zero(p.seconds)),
+        "SECONDS: after a switch, run the post checks and watch HAProxy's counters this long; "
+        "a failed bake switches back; 0: no bake",
+        cli="--bake",
+    )
+    bake_interval: float = setting(10.0, p.seconds, "seconds of one bake interval")
+    bake_failure_limit: int = setting(
+        0, p.whole(0, 1000), "failed (or inconclusive) intervals the bake tolerates"
+    )
+    bake_consecutive_successes: int = setting(
+        0, p.whole(0, 1000), "the bake passes early after this many intervals in a row passed"
+    )
+    bake_min_requests: int = setting(
+        0, p.whole(0, 10_000_000), "an interval with fewer routed requests is inconclusive"
+    )
+    bake_on_inconclusive: BakeOnInconclusive = setting(
+        "rollback",
+        p.choice("rollback", "keep"),
+        "when the bake cannot judge: switch back (rollback) or keep the new color",
+    )
+    scale_down_delay: float = setting(
+        30.0,
+        p.whole(0, 86400),
+        "seconds the old color stays warm (weight 0, health-checked) after a switch (forced "
+        "ones too); a rollback inside the window needs no checks while the old color runs the "
+        "image it ran then (a deploy to it ends the window)",
+    )
+    after_bake_old_color: AfterBake = setting(
+        "keep",
+        p.choice("keep", "stop"),
+        "after the warm window: keep the old color's containers, or stop them (the gate "
+        "waits without the lock, and stops nothing HAProxy sends traffic to)",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bake_seconds)
+
+    def plan(self) -> BakePlan:
+        """The bake these settings ask for (no thresholds given: the bake's defaults)."""
+        from pytest_bluegreen.judge.bake import (  # noqa: PLC0415 - a gate's only (GATE_ONLY)
+            DEFAULT_BAKE_THRESHOLDS,
+            BakePlan,
+            parse_bake_thresholds,
+        )
+
+        return BakePlan(
+            seconds=self.bake_seconds or 0.0,
+            interval=self.bake_interval,
+            failure_limit=self.bake_failure_limit,
+            consecutive_successes=self.bake_consecutive_successes,
+            min_requests=self.bake_min_requests,
+            thresholds=(
+                self.thresholds
+                if self.thresholds is not None
+                else parse_bake_thresholds(DEFAULT_BAKE_THRESHOLDS)
+            ),
+            prometheus=self.prometheus,
+        )
+
+
+@frozen
+class PrometheusSettings(Frozen):
+    """Prometheus: where its HTTP API answers, and the PromQL checks of [prometheus_checks]."""
+
+    GROUP: ClassVar[str] = "prometheus"
+    # [prometheus_checks] name = {query = "...", thresholds = [...]}: see judge/promql.py
+    checks: Mapping[str, Any] = field(default_factory=dict)
+    prometheus_url: str | None = setting(
+        None,
+        p.optional(p.url),
+        "Prometheus' HTTP API (the bundled stack's: http://127.0.0.1:10200): the shipped "
+        "Prometheus checks, the PromQL checks ([prometheus_checks]), the bake's and the "
+        "comparison's Prometheus signals ([bake_prometheus], [compare_prometheus]); unset: a "
+        "deployment without Prometheus (its checks skip, saying so)",
+        cli="--prometheus-url",
+    )
+    prometheus_timeout: float = setting(5.0, p.seconds, "seconds one Prometheus query may take")
+
+    def client(self) -> Prometheus:
+        """A client of Prometheus' HTTP API at ``prometheus_url`` (which must be set)."""
+        from pytest_bluegreen.judge.promql import Prometheus  # noqa: PLC0415 - requests, when asked
+
+        if self.prometheus_url is None:
+            raise ValueError("no Prometheus is configured (prometheus_url)")
+        return Prometheus(self.prometheus_url, self.prometheus_timeout)
+
+
+@frozen
+class ReportSettings(Frozen):
+    """Where the gate's reports go."""
+
+    GROUP: ClassVar[str] = "reports"
+    allure_dir: Path | None = setting(
+        None,
+        p.optional(p.path),
+        "write Allure results here when --alluredir is not given (e.g. reports/allure-results)",
+        path=True,
+    )
+    verdict_file: Path = setting(
+        Path("reports/verdict.json"),
+        p.path,
+        "the gate's machine-readable verdict (decision, reason, colors, tag, counts)",
+        path=True,
+    )
+
+
+@frozen
+class MetricsSettings(Frozen):
+    """Where each run publishes the gate's own metrics; neither set: nothing is sent or written.
+
+    The metrics (``bluegreen_*``) and how counters carry on are in report/metrics.py and the
+    docs/monitoring.md's "The gate's own metrics"."""
+
+    GROUP: ClassVar[str] = "metrics"
+    metrics_push_url: str | None = setting(
+        None,
+        p.optional(p.url),
+        "a Prometheus Pushgateway (http://127.0.0.1:9091): each run's metrics are put to "
+        "/metrics/job/bluegreen/instance/<host>, counters carried on from what it holds",
+    )
+    metrics_textfile: Path | None = setting(
+        None,
+        p.optional(p.path),
+        "a node_exporter textfile-collector file (.../bluegreen.prom), replaced atomically "
+        "after each run, its counters carried on from the file's previous ones",
+        path=True,
+    )
+    metrics_push_timeout: float = setting(
+        5.0,
+        p.seconds,
+        "seconds the whole push to metrics_push_url may take (reading the counters back, the "
+        "push, one retry); past it the run warns and goes on",
+    )
+
+
+@frozen
+class NotifySettings(Frozen):
+    """Webhooks told of every outcome (docs/notifications.md)."""
+
+    GROUP: ClassVar[str] = "notify"
+    notify: tuple[Webhook, ...] = setting(
+        (),
+        parse_webhooks,
+        "http(s) URLs POSTed a JSON event (with a Slack-compatible text) on every outcome of "
+        "a gate or a bluegreen command (docs/notifications.md); in the environment or ini "
+        "separated by commas or spaces; their tokens and passwords are redacted like secrets",
+    )
+    notify_timeout: float = setting(
+        5.0, p.seconds, "seconds one notification attempt waits for the webhook's answer"
+    )
+    notify_retries: int = setting(
+        2,
+        p.whole(0, 5),
+        "retries of a notification after a connection error, HTTP 5xx or 429 (never after "
+        "another 4xx or a read timeout)",
+    )
+    run_id: str | None = setting(
+        None,
+        p.optional(p.text),
+        "this run's id in the notifications (default: GITHUB_RUN_ID or CI_PIPELINE_ID)",
+    )
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        """The webhooks' tokens and passwords, named for :class:`Secrets`."""
+        return {
+            f"notify[{number}]#{part}": value
+            for number, hook in enumerate(self.notify, start=1)
+            for part, value in enumerate(hook.secrets)
+        }

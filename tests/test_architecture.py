@@ -213,3 +213,40 @@ def test_the_architecture_page_lists_the_rooms_in_the_order_they_import() -> Non
         assert row is not None
         for module in modules:
             assert f"`{module}" in row[0], f"{module} is in {room}: say so on its row"
+
+
+# --- one home for each repeated constant or shape (issue 23) ----------------------------------
+
+TREES = {module: ast.parse(path.read_text(), str(path)) for module, path in MODULES.items()}
+
+
+def string_homes(value: str) -> list[str]:
+    """The modules whose code holds the string ``value`` as a literal (docstrings aside)."""
+    homes: list[str] = []
+    for module, tree in TREES.items():
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        homes.extend(
+            module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value == value and id(node) not in docstrings
+        )
+    return sorted(homes)
+
+
+@pytest.mark.parametrize(
+    ("value", "home"),
+    [
+        ("X-Bluegreen-Color", "pytest_bluegreen.judge.headers"),
+        ("X-Bluegreen-Version", "pytest_bluegreen.judge.headers"),
+        ("X-Bluegreen-Server", "pytest_bluegreen.judge.headers"),
+    ],
+)
+def test_a_repeated_constant_is_written_once(value: str, home: str) -> None:
+    assert string_homes(value) == [home]

@@ -30,6 +30,7 @@ from pytest_bluegreen.haproxy.config import (
     UseBackend,
 )
 from pytest_bluegreen.haproxy.runtime import RuntimeApiAddress, ServerRef
+from pytest_bluegreen.judge.headers import COLOR_HEADER
 
 __all__ = [
     "DEFAULT_COLORS",
@@ -50,7 +51,7 @@ CHECKS_DIR = "checks"
 SUGGESTED_SOCKET = "/run/haproxy/admin.sock"
 SUGGESTED_STATE_FILE = "/var/lib/haproxy/server-state"
 DEFAULT_VERIFY_PATH = "/health"
-DEFAULT_COLOR_HEADER = "X-Bluegreen-Color"
+DEFAULT_COLOR_HEADER = COLOR_HEADER  # the settings' default (judge/headers.py)
 DEFAULT_FULL_WEIGHT = 100
 _COLOR_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # as the settings take them
 _SEPARATORS = "-_."

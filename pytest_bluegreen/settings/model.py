@@ -21,6 +21,7 @@ from pytest_bluegreen.haproxy.runtime import (
     ServerState,
     TlsFiles,
 )
+from pytest_bluegreen.judge.headers import COLOR_HEADER, SERVER_HEADER, VERSION_HEADER
 from pytest_bluegreen.judge.thresholds import Threshold
 from pytest_bluegreen.redaction import Secrets, secrets_of_urls
 from pytest_bluegreen.settings.webhooks import Webhook, parse_webhooks
@@ -738,17 +739,17 @@ class Topology(Frozen):
     colors: tuple[str, str] = ("blue", "green")
     color: Mapping[str, ColorSettings] = field(default_factory=dict)
     color_header: str = setting(
-        "X-Bluegreen-Color",
+        COLOR_HEADER,
         p.header,
         "response header naming the color (else the JSON body's 'color')",
     )
     version_header: str = setting(
-        "X-Bluegreen-Version",
+        VERSION_HEADER,
         p.header,
         "response header naming the version (else the JSON body's 'version')",
     )
     server_header: str = setting(
-        "X-Bluegreen-Server",
+        SERVER_HEADER,
         p.header,
         "response header HAProxy adds naming the server that answered and its address "
         "('BACKEND/SERVER ADDR:PORT'): the gate maps it to the container or task and its image",

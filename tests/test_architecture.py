@@ -246,6 +246,7 @@ def string_homes(value: str) -> list[str]:
         ("X-Bluegreen-Color", "pytest_bluegreen.judge.headers"),
         ("X-Bluegreen-Version", "pytest_bluegreen.judge.headers"),
         ("X-Bluegreen-Server", "pytest_bluegreen.judge.headers"),
+        ("^[a-z][a-z0-9_-]{0,31}$", "pytest_bluegreen.settings.parsers"),  # a color's name
     ],
 )
 def test_a_repeated_constant_is_written_once(value: str, home: str) -> None:

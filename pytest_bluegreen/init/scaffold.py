@@ -31,6 +31,8 @@ from pytest_bluegreen.haproxy.config import (
 )
 from pytest_bluegreen.haproxy.runtime import RuntimeApiAddress, ServerRef
 from pytest_bluegreen.judge.headers import COLOR_HEADER
+from pytest_bluegreen.settings.model import DEFAULT_COLORS
+from pytest_bluegreen.settings.parsers import is_color_name
 
 __all__ = [
     "DEFAULT_COLORS",
@@ -45,7 +47,6 @@ __all__ = [
     "write",
 ]
 
-DEFAULT_COLORS = ("blue", "green")
 SETTINGS_FILE = "bluegreen.toml"
 CHECKS_DIR = "checks"
 SUGGESTED_SOCKET = "/run/haproxy/admin.sock"
@@ -53,7 +54,6 @@ SUGGESTED_STATE_FILE = "/var/lib/haproxy/server-state"
 DEFAULT_VERIFY_PATH = "/health"
 DEFAULT_COLOR_HEADER = COLOR_HEADER  # the settings' default (judge/headers.py)
 DEFAULT_FULL_WEIGHT = 100
-_COLOR_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # as the settings take them
 _SEPARATORS = "-_."
 
 
@@ -110,7 +110,7 @@ def check_colors(colors: Sequence[str]) -> tuple[str, str]:
     if len(names) != 2 or names[0] == names[1]:
         raise InitError(f"--colors takes two different names, got {','.join(colors)!r}")
     for name in names:
-        if not _COLOR_NAME.match(name) or name in {"all", "shared"}:
+        if not is_color_name(name):  # as the settings take them
             raise InitError(
                 f"--colors: {name!r} is not a usable color name (a lowercase letter, then "
                 "letters, digits, '-' or '_'; not all or shared)"

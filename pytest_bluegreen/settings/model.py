@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from pytest_bluegreen.judge.promql import Prometheus
 
 __all__ = [
+    "DEFAULT_COLORS",
     "Answer",
     "BakeSettings",
     "ChecksSettings",
@@ -61,6 +62,7 @@ AfterBake = Literal["keep", "stop"]
 PullPolicy = Literal["missing", "never", "always"]
 DeployEngineName = Literal["compose", "swarm"]
 T = TypeVar("T")
+DEFAULT_COLORS = ("blue", "green")  # the seed's colors, when the settings name none
 
 
 @frozen
@@ -736,7 +738,7 @@ class Topology(Frozen):
     """The two colors, their servers, how a response names its color, and the live-color rule."""
 
     GROUP: ClassVar[str] = "topology"
-    colors: tuple[str, str] = ("blue", "green")
+    colors: tuple[str, str] = DEFAULT_COLORS
     color: Mapping[str, ColorSettings] = field(default_factory=dict)
     color_header: str = setting(
         COLOR_HEADER,

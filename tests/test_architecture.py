@@ -251,3 +251,26 @@ def string_homes(value: str) -> list[str]:
 )
 def test_a_repeated_constant_is_written_once(value: str, home: str) -> None:
     assert string_homes(value) == [home]
+
+
+def test_haproxy_unreadable_is_caught_by_its_name() -> None:
+    """``except (RuntimeApiError, InstancesDisagree)`` is ``except HAPROXY_UNREADABLE``."""
+    pair = {"RuntimeApiError", "InstancesDisagree"}
+    by_hand = sorted(
+        f"{module}:{node.lineno}"
+        for module, tree in TREES.items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ExceptHandler)
+        and isinstance(node.type, ast.Tuple)
+        and pair <= {ast.unparse(element).rsplit(".", 1)[-1] for element in node.type.elts}
+    )
+    assert by_hand == []
+    users = sorted(
+        module
+        for module, tree in TREES.items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ExceptHandler)
+        and isinstance(node.type, ast.Name)
+        and node.type.id == "HAPROXY_UNREADABLE"
+    )
+    assert len(users) >= 5, users  # the walk sees the handlers it looks for

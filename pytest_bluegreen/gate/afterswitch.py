@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import ExitCode, OutOfOrder
-from pytest_bluegreen.haproxy.instances import InstancesDisagree
+from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE
 from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.judge.bake import Bake, BakeResult, IntervalVerdict, PostResult, ServerWatch
 from pytest_bluegreen.record.state import Outcome
@@ -145,7 +145,7 @@ class AfterSwitch:
                 self.api, self.settings.topology, source, self.settings.switching.full_weight
             )
             returned = self.back.apply(plan, decision, rollback=True)
-        except (RuntimeApiError, InstancesDisagree) as exc:
+        except HAPROXY_UNREADABLE as exc:
             returned = GateReport(
                 Decision(Verdict.REFUSED, f"cannot switch back: {exc}", source, live),
                 ExitCode.REVERT_FAILED,

@@ -43,9 +43,8 @@ from urllib.parse import quote
 
 import requests
 
-from pytest_bluegreen.haproxy.instances import InstancesDisagree
+from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE
 from pytest_bluegreen.haproxy.lock import open_lock_file
-from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.judge.bake import IntervalVerdict
 from pytest_bluegreen.record import state
 from pytest_bluegreen.record.state import HistoryEntry, Outcome
@@ -284,7 +283,7 @@ def _reason(exc: requests.RequestException) -> str:
 def _live(api: AnyHaproxy, topology: Topology) -> tuple[str | None, bool]:
     try:
         return live_color(api, topology), True
-    except (RuntimeApiError, InstancesDisagree):
+    except HAPROXY_UNREADABLE:
         return None, False
 
 

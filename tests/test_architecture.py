@@ -274,3 +274,26 @@ def test_haproxy_unreadable_is_caught_by_its_name() -> None:
         and node.type.id == "HAPROXY_UNREADABLE"
     )
     assert len(users) >= 5, users  # the walk sees the handlers it looks for
+
+
+def test_no_two_enums_have_the_same_members() -> None:
+    """Passed/failed/inconclusive is one enum (``judge/judgement.py``), not one per judge."""
+    members: dict[tuple[tuple[str, object], ...], list[str]] = {}
+    for module, tree in TREES.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and any(
+                ast.unparse(base).rsplit(".", 1)[-1].endswith("Enum") for base in node.bases
+            ):
+                values = tuple(
+                    sorted(
+                        (target.id, statement.value.value)
+                        for statement in node.body
+                        if isinstance(statement, ast.Assign)
+                        and isinstance(statement.value, ast.Constant)
+                        for target in statement.targets
+                        if isinstance(target, ast.Name)
+                    )
+                )
+                members.setdefault(values, []).append(f"{module}.{node.name}")
+    assert len(members) >= 5  # the walk sees the package's enums
+    assert [names for names in members.values() if len(names) > 1] == []

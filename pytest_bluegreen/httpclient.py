@@ -11,6 +11,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .gate.builds import Heard
+from .judge.headers import SERVER_HEADER, VERSION_HEADER
 from .redaction import shown_url
 
 if TYPE_CHECKING:
@@ -40,8 +41,8 @@ class ColorSession(requests.Session):
         color: str,
         *,
         answers: AnswerLog | None = None,
-        version_header: str = "X-Bluegreen-Version",
-        server_header: str = "X-Bluegreen-Server",
+        version_header: str = VERSION_HEADER,
+        server_header: str = SERVER_HEADER,
     ) -> None:
         super().__init__()
         self.base_url = base_url.rstrip("/") + "/"

@@ -213,3 +213,87 @@ def test_the_architecture_page_lists_the_rooms_in_the_order_they_import() -> Non
         assert row is not None
         for module in modules:
             assert f"`{module}" in row[0], f"{module} is in {room}: say so on its row"
+
+
+# --- one home for each repeated constant or shape (issue 23) ----------------------------------
+
+TREES = {module: ast.parse(path.read_text(), str(path)) for module, path in MODULES.items()}
+
+
+def string_homes(value: str) -> list[str]:
+    """The modules whose code holds the string ``value`` as a literal (docstrings aside)."""
+    homes: list[str] = []
+    for module, tree in TREES.items():
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        homes.extend(
+            module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value == value and id(node) not in docstrings
+        )
+    return sorted(homes)
+
+
+@pytest.mark.parametrize(
+    ("value", "home"),
+    [
+        ("X-Bluegreen-Color", "pytest_bluegreen.judge.headers"),
+        ("X-Bluegreen-Version", "pytest_bluegreen.judge.headers"),
+        ("X-Bluegreen-Server", "pytest_bluegreen.judge.headers"),
+        ("^[a-z][a-z0-9_-]{0,31}$", "pytest_bluegreen.settings.parsers"),  # a color's name
+    ],
+)
+def test_a_repeated_constant_is_written_once(value: str, home: str) -> None:
+    assert string_homes(value) == [home]
+
+
+def test_haproxy_unreadable_is_caught_by_its_name() -> None:
+    """``except (RuntimeApiError, InstancesDisagree)`` is ``except HAPROXY_UNREADABLE``."""
+    pair = {"RuntimeApiError", "InstancesDisagree"}
+    by_hand = sorted(
+        f"{module}:{node.lineno}"
+        for module, tree in TREES.items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ExceptHandler)
+        and isinstance(node.type, ast.Tuple)
+        and pair <= {ast.unparse(element).rsplit(".", 1)[-1] for element in node.type.elts}
+    )
+    assert by_hand == []
+    users = sorted(
+        module
+        for module, tree in TREES.items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ExceptHandler)
+        and isinstance(node.type, ast.Name)
+        and node.type.id == "HAPROXY_UNREADABLE"
+    )
+    assert len(users) >= 5, users  # the walk sees the handlers it looks for
+
+
+def test_no_two_enums_have_the_same_members() -> None:
+    """Passed/failed/inconclusive is one enum (``judge/judgement.py``), not one per judge."""
+    members: dict[tuple[tuple[str, object], ...], list[str]] = {}
+    for module, tree in TREES.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and any(
+                ast.unparse(base).rsplit(".", 1)[-1].endswith("Enum") for base in node.bases
+            ):
+                values = tuple(
+                    sorted(
+                        (target.id, statement.value.value)
+                        for statement in node.body
+                        if isinstance(statement, ast.Assign)
+                        and isinstance(statement.value, ast.Constant)
+                        for target in statement.targets
+                        if isinstance(target, ast.Name)
+                    )
+                )
+                members.setdefault(values, []).append(f"{module}.{node.name}")
+    assert len(members) >= 5  # the walk sees the package's enums
+    assert [names for names in members.values() if len(names) > 1] == []

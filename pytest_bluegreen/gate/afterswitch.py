@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import ExitCode, OutOfOrder
-from pytest_bluegreen.haproxy.instances import InstancesDisagree
+from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE
 from pytest_bluegreen.haproxy.runtime import RuntimeApiError
-from pytest_bluegreen.judge.bake import Bake, BakeResult, IntervalVerdict, PostResult, ServerWatch
+from pytest_bluegreen.judge.bake import Bake, BakeResult, PostResult, ServerWatch
+from pytest_bluegreen.judge.judgement import Judgement
 from pytest_bluegreen.record.state import Outcome
 from pytest_bluegreen.switch import transaction as switch
 
@@ -107,8 +108,8 @@ class AfterSwitch:
                 ),
                 exit_code=ExitCode.INCONCLUSIVE,
             )
-        back = result.verdict is IntervalVerdict.FAILED or (
-            result.verdict is IntervalVerdict.INCONCLUSIVE
+        back = result.verdict is Judgement.FAILED or (
+            result.verdict is Judgement.INCONCLUSIVE
             and settings.bake.bake_on_inconclusive == "rollback"
             and result.interrupted is None
         )
@@ -121,7 +122,7 @@ class AfterSwitch:
                 exit_code=ExitCode.INTERRUPTED,
             )
         if not back:
-            kept = "" if result.verdict is IntervalVerdict.PASSED else " (bake_on_inconclusive)"
+            kept = "" if result.verdict is Judgement.PASSED else " (bake_on_inconclusive)"
             return report.adding(f"bake {result.verdict.value}{kept}: {result.reason}")
         source = switched.plan.source
         if source is None:
@@ -145,7 +146,7 @@ class AfterSwitch:
                 self.api, self.settings.topology, source, self.settings.switching.full_weight
             )
             returned = self.back.apply(plan, decision, rollback=True)
-        except (RuntimeApiError, InstancesDisagree) as exc:
+        except HAPROXY_UNREADABLE as exc:
             returned = GateReport(
                 Decision(Verdict.REFUSED, f"cannot switch back: {exc}", source, live),
                 ExitCode.REVERT_FAILED,

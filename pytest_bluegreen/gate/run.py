@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import BluegreenError, DeployError, ExitCode, OutOfOrder, Refused
-from pytest_bluegreen.haproxy.instances import Haproxies, InstancesDisagree
+from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, Haproxies
 from pytest_bluegreen.haproxy.lock import GateLock, GroupLock, HaproxyLock, lock_for_group
 from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.process.signals import DeferredSignals, NoSignals
@@ -277,7 +277,7 @@ class GateRun:
         """The live color, for the record of a refusal; None when HAProxy cannot tell."""
         try:
             return switch.live_color(self.api, self.settings.topology)
-        except (RuntimeApiError, InstancesDisagree):
+        except HAPROXY_UNREADABLE:
             return None
 
     def finish(self, facts: SessionFacts, signals: DeferredSignals | None = None) -> GateReport:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import ExitCode, Refused
-from pytest_bluegreen.haproxy.instances import Haproxies, InstancesDisagree
+from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, Haproxies
 from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.record import state
 from pytest_bluegreen.record.state import Outcome
@@ -65,7 +65,7 @@ class Switcher:
             plan = transaction.plan(
                 self.api, settings.topology, target, settings.switching.full_weight
             )
-        except (RuntimeApiError, InstancesDisagree) as exc:
+        except HAPROXY_UNREADABLE as exc:
             refused = Decision(Verdict.REFUSED, f"cannot {verb}: {exc}", target, decision.live)
             return GateReport(refused, ExitCode.REFUSED, (refused.reason,), Outcome.REFUSED)
         if settings.run.dry_run:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import ExitCode, Refused
-from pytest_bluegreen.haproxy.instances import InstancesDisagree
+from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, InstancesDisagree
 from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.judge.blame import Blame, TwinRun, blame_failures
 from pytest_bluegreen.record.state import Outcome
@@ -133,7 +133,7 @@ class Verification:
         try:
             live = switch.live_color(self.api, topology)
             down = self._down_after_wait(target, facts)
-        except (RuntimeApiError, InstancesDisagree) as exc:
+        except HAPROXY_UNREADABLE as exc:
             disagree = isinstance(exc, InstancesDisagree)
             if facts.exitstatus != 0:
                 what = "HAProxy" if disagree else "HAProxy unreachable"

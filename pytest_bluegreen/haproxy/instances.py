@@ -32,6 +32,7 @@ from .runtime import (
 
 __all__ = [
     "DEFAULT_INSTANCE",
+    "HAPROXY_UNREADABLE",
     "AnyHaproxy",
     "Haproxies",
     "Instance",
@@ -79,6 +80,15 @@ class InstanceFailed(RuntimeApiError):
         self.instance = name
         self.cause = cause
         super().__init__(cause.command, cause.answer, f"{name}: {cause}")
+
+
+# What reading HAProxy's live color or a switch's plan from the group can raise: an instance
+# does not answer as it must (a RuntimeApiError, InstanceFailed among them), or the instances do
+# not show one live color. ``except HAPROXY_UNREADABLE`` where either means "HAProxy cannot tell".
+HAPROXY_UNREADABLE: tuple[type[RuntimeApiError], type[InstancesDisagree]] = (
+    RuntimeApiError,
+    InstancesDisagree,
+)
 
 
 class Haproxies:

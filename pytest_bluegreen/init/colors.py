@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from pytest_bluegreen.errors import UsageError
 from pytest_bluegreen.haproxy.config import HaproxyConfig, Proxy, Server
+from pytest_bluegreen.settings.parsers import is_color_name
 
 __all__ = [
     "Found",
@@ -25,7 +26,6 @@ __all__ = [
     "template_notes",
 ]
 
-_COLOR_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")  # as the settings take them
 _SEPARATORS = "-_."
 
 
@@ -56,7 +56,7 @@ def check_colors(colors: Sequence[str]) -> tuple[str, str]:
     if len(names) != 2 or names[0] == names[1]:
         raise InitError(f"--colors takes two different names, got {','.join(colors)!r}")
     for name in names:
-        if not _COLOR_NAME.match(name) or name in {"all", "shared"}:
+        if not is_color_name(name):  # as the settings take them
             raise InitError(
                 f"--colors: {name!r} is not a usable color name (a lowercase letter, then "
                 "letters, digits, '-' or '_'; not all or shared)"

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from pytest_bluegreen.haproxy.config import FROM_ENVIRONMENT, HaproxyConfig, Proxy
 from pytest_bluegreen.haproxy.runtime import ServerRef
+from pytest_bluegreen.judge.headers import COLOR_HEADER
+from pytest_bluegreen.settings.model import DEFAULT_COLORS
 
 from .colors import (
     Found,
@@ -58,12 +60,11 @@ __all__ = [
     "write",
 ]
 
-DEFAULT_COLORS = ("blue", "green")
 SETTINGS_FILE = "bluegreen.toml"
 CHECKS_DIR = "checks"
 SUGGESTED_STATE_FILE = "/var/lib/haproxy/server-state"
 DEFAULT_VERIFY_PATH = "/health"
-DEFAULT_COLOR_HEADER = "X-Bluegreen-Color"
+DEFAULT_COLOR_HEADER = COLOR_HEADER  # the settings' default (judge/headers.py)
 DEFAULT_FULL_WEIGHT = 100
 
 

@@ -36,7 +36,6 @@ it inconclusive (never a pass, never zero).
 
 from __future__ import annotations
 
-import enum
 import math
 import operator
 import re
@@ -53,6 +52,8 @@ from pytest_bluegreen.haproxy.runtime import (
     ServerRef,
     StatRow,
 )
+
+from .judgement import Judgement
 
 if TYPE_CHECKING:  # imported where used: every session resolves the bake's settings (and
     # parses its thresholds here), and promql brings http.client and ssl with it
@@ -127,10 +128,7 @@ def parse_bake_thresholds(table: object) -> tuple[BakeThreshold, ...]:
     return tuple(found)
 
 
-class IntervalVerdict(enum.StrEnum):
-    PASSED = "passed"
-    FAILED = "failed"
-    INCONCLUSIVE = "inconclusive"
+IntervalVerdict = Judgement  # the old name of an interval's (and a bake's) judgement: still imports
 
 
 @dataclass(frozen=True)
@@ -152,7 +150,7 @@ class Interval:
     of: int
     started: float  # wall clock, for the timeline
     seconds: float
-    verdict: IntervalVerdict
+    verdict: Judgement
     reason: str
     post: PostResult
     metrics: Mapping[str, float] = field(default_factory=dict)
@@ -170,9 +168,7 @@ class Interval:
             else "HAProxy counters not judged"
         )
         if self.prometheus:
-            from .compare import CompareDecision  # noqa: PLC0415 - see the imports
-
-            passed = sum(j.decision is CompareDecision.PASSED for j in self.prometheus)
+            passed = sum(j.decision is Judgement.PASSED for j in self.prometheus)
             counters += f", prometheus {passed}/{len(self.prometheus)} passed"
         return f"bake {self.number}/{self.of}: {post}, {counters}: {self.verdict.value}" + (
             f" ({self.reason})" if self.reason else ""
@@ -194,7 +190,7 @@ class Interval:
 
 @dataclass(frozen=True)
 class BakeResult:
-    verdict: IntervalVerdict  # passed, failed or inconclusive
+    verdict: Judgement  # passed, failed or inconclusive
     reason: str
     intervals: tuple[Interval, ...]
     interrupted: str | None = None  # a signal stopped the bake
@@ -205,7 +201,7 @@ class BakeResult:
     def failing(self) -> Interval | None:
         """The last interval that did not pass: the evidence."""
         return next(
-            (i for i in reversed(self.intervals) if i.verdict is not IntervalVerdict.PASSED), None
+            (i for i in reversed(self.intervals) if i.verdict is not Judgement.PASSED), None
         )
 
 
@@ -415,9 +411,7 @@ class Bake:
             interval = self._interval(number)
             if interval is None:
                 verdict = (
-                    IntervalVerdict.PASSED
-                    if self._passes_so_far(intervals)
-                    else IntervalVerdict.INCONCLUSIVE
+                    Judgement.PASSED if self._passes_so_far(intervals) else Judgement.INCONCLUSIVE
                 )
                 return self._end(
                     verdict,
@@ -429,52 +423,52 @@ class Bake:
             self.progress(interval.line())
             if interval.changed:
                 return self._end(
-                    IntervalVerdict.INCONCLUSIVE,
+                    Judgement.INCONCLUSIVE,
                     f"stopped at interval {number}/{self.plan.count}: HAProxy's servers were "
                     f"changed outside the gate ({interval.changed})",
                     intervals,
                     changed=interval.changed,
                 )
-            failed = sum(i.verdict is IntervalVerdict.FAILED for i in intervals)
+            failed = sum(i.verdict is Judgement.FAILED for i in intervals)
             if failed > self.plan.failure_limit:
                 return self._end(
-                    IntervalVerdict.FAILED,
+                    Judgement.FAILED,
                     f"interval {number}/{self.plan.count} failed: {interval.reason}",
                     intervals,
                 )
-            streak = streak + 1 if interval.verdict is IntervalVerdict.PASSED else 0
+            streak = streak + 1 if interval.verdict is Judgement.PASSED else 0
             if self.plan.consecutive_successes and streak >= self.plan.consecutive_successes:
                 return self._end(
-                    IntervalVerdict.PASSED,
+                    Judgement.PASSED,
                     f"{streak} interval(s) in a row passed",
                     intervals,
                 )
         if self._passes_so_far(intervals):
             return self._end(
-                IntervalVerdict.PASSED,
-                f"{sum(i.verdict is IntervalVerdict.PASSED for i in intervals)} of "
+                Judgement.PASSED,
+                f"{sum(i.verdict is Judgement.PASSED for i in intervals)} of "
                 f"{len(intervals)} interval(s) passed",
                 intervals,
             )
-        unsure = [i for i in intervals if i.verdict is IntervalVerdict.INCONCLUSIVE]
+        unsure = [i for i in intervals if i.verdict is Judgement.INCONCLUSIVE]
         why = unsure[-1].reason if unsure else "no interval passed"
         return self._end(
-            IntervalVerdict.INCONCLUSIVE,
+            Judgement.INCONCLUSIVE,
             f"{len(unsure)} of {len(intervals)} interval(s) could not be judged ({why})",
             intervals,
         )
 
     def _passes_so_far(self, intervals: Sequence[Interval]) -> bool:
-        passed = sum(i.verdict is IntervalVerdict.PASSED for i in intervals)
-        unsure = sum(i.verdict is IntervalVerdict.INCONCLUSIVE for i in intervals)
-        failed = sum(i.verdict is IntervalVerdict.FAILED for i in intervals)
+        passed = sum(i.verdict is Judgement.PASSED for i in intervals)
+        unsure = sum(i.verdict is Judgement.INCONCLUSIVE for i in intervals)
+        failed = sum(i.verdict is Judgement.FAILED for i in intervals)
         return (
             passed >= 1 and unsure <= self.plan.failure_limit and failed <= self.plan.failure_limit
         )
 
     def _end(
         self,
-        verdict: IntervalVerdict,
+        verdict: Judgement,
         reason: str,
         intervals: Sequence[Interval],
         interrupted: str | None = None,
@@ -517,7 +511,7 @@ class Bake:
                 of=self.plan.count,
                 started=wall,
                 seconds=time.monotonic() - started,
-                verdict=IntervalVerdict.INCONCLUSIVE,
+                verdict=Judgement.INCONCLUSIVE,
                 reason=f"HAProxy's servers were changed outside the gate ({changed})",
                 post=post,
                 changed=changed,
@@ -539,7 +533,6 @@ class Bake:
     def _ask_prometheus(self) -> tuple[PromQLJudgement, ...]:
         """Each Prometheus query at the interval's end, judged; one that cannot be asked is
         inconclusive with the reason."""
-        from .compare import CompareDecision  # noqa: PLC0415 - see the imports
         from .promql import PrometheusUnreachable, PromQLError, PromQLJudgement  # noqa: PLC0415
 
         judged = []
@@ -555,7 +548,7 @@ class Bake:
                     PromQLJudgement(
                         check.name,
                         check.render(self.color, self.plan.interval),
-                        CompareDecision.INCONCLUSIVE,
+                        Judgement.INCONCLUSIVE,
                         str(exc),
                     )
                 )
@@ -567,47 +560,45 @@ class Bake:
         metrics: Mapping[str, float],
         reason: str,
         prometheus: Sequence[PromQLJudgement] = (),
-    ) -> tuple[IntervalVerdict, str]:
+    ) -> tuple[Judgement, str]:
         """Failing evidence first (post checks, a Prometheus query), then the counters, then
         what could not be judged."""
-        from .compare import CompareDecision  # noqa: PLC0415 - see the imports
-
         if post.failed:
-            return IntervalVerdict.FAILED, f"post check(s) failed: {', '.join(post.failed_ids)}"
-        failed = [j for j in prometheus if j.decision is CompareDecision.FAILED]
+            return Judgement.FAILED, f"post check(s) failed: {', '.join(post.failed_ids)}"
+        failed = [j for j in prometheus if j.decision is Judgement.FAILED]
         if failed:
-            return IntervalVerdict.FAILED, _joined(failed)
+            return Judgement.FAILED, _joined(failed)
         counters = self._judge_counters(metrics, reason)
         if counters is not None:
             return counters
-        unsure = [j for j in prometheus if j.decision is CompareDecision.INCONCLUSIVE]
+        unsure = [j for j in prometheus if j.decision is Judgement.INCONCLUSIVE]
         if unsure:
-            return IntervalVerdict.INCONCLUSIVE, _joined(unsure)
-        return IntervalVerdict.PASSED, ""
+            return Judgement.INCONCLUSIVE, _joined(unsure)
+        return Judgement.PASSED, ""
 
     def _judge_counters(
         self, metrics: Mapping[str, float], reason: str
-    ) -> tuple[IntervalVerdict, str] | None:
+    ) -> tuple[Judgement, str] | None:
         """HAProxy's counters against their thresholds; None when they pass."""
         if not metrics:
-            return IntervalVerdict.INCONCLUSIVE, reason or "HAProxy's counters could not be read"
+            return Judgement.INCONCLUSIVE, reason or "HAProxy's counters could not be read"
         missed = [
             f"{t.metric}={_shown(metrics[t.metric])} misses {t.text!r}"
             for t in self.plan.thresholds
             if not math.isnan(metrics[t.metric]) and not t.holds(metrics[t.metric])
         ]
         if missed:
-            return IntervalVerdict.FAILED, "; ".join(missed)
+            return Judgement.FAILED, "; ".join(missed)
         if metrics["requests"] < self.plan.min_requests:
             return (
-                IntervalVerdict.INCONCLUSIVE,
+                Judgement.INCONCLUSIVE,
                 f"{int(metrics['requests'])} request(s), fewer than bake_min_requests "
                 f"{self.plan.min_requests}",
             )
         empty = [t.text for t in self.plan.thresholds if math.isnan(metrics[t.metric])]
         if empty:
             return (
-                IntervalVerdict.INCONCLUSIVE,
+                Judgement.INCONCLUSIVE,
                 f"no request to judge {', '.join(empty)} on (an empty measurement is not zero)",
             )
         return None

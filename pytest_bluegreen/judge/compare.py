@@ -43,7 +43,6 @@ color whose query gives no number, or NaN, is inconclusive.
 from __future__ import annotations
 
 import bisect
-import enum
 import io
 import math
 import operator
@@ -54,6 +53,7 @@ from typing import Any
 
 from pytest_bluegreen.extras import require
 
+from .judgement import Judgement
 from .load import percentile
 
 __all__ = [
@@ -88,10 +88,7 @@ class CompareRuleError(ValueError):
     """A relative threshold that is not of the form ``METRIC OP live [* FACTOR] [+ DELTA]``."""
 
 
-class CompareDecision(enum.StrEnum):
-    PASSED = "passed"
-    FAILED = "failed"
-    INCONCLUSIVE = "inconclusive"
+CompareDecision = Judgement  # the old name of a comparison's judgement: still imports
 
 
 @dataclass(frozen=True)
@@ -240,7 +237,7 @@ class Comparison:
     """
 
     rule: CompareRule
-    decision: CompareDecision
+    decision: Judgement
     new_value: float
     live_value: float
     tolerated: float
@@ -340,12 +337,12 @@ def compare_values(
     if _OPS[rule.op](new_value, tolerated):
         return replace(
             unjudged,
-            decision=CompareDecision.PASSED,
+            decision=Judgement.PASSED,
             reason=f"new {_fmt_value(new_value)} meets the tolerated {_fmt_value(tolerated)}",
         )
     return replace(
         unjudged,
-        decision=CompareDecision.FAILED,
+        decision=Judgement.FAILED,
         reason=f"new {_fmt_value(new_value)} misses the tolerated {_fmt_value(tolerated)}",
     )
 
@@ -402,7 +399,7 @@ def _unjudged(
     """The values without the statistics: inconclusive until judged."""
     return Comparison(
         rule=rule,
-        decision=CompareDecision.INCONCLUSIVE,
+        decision=Judgement.INCONCLUSIVE,
         new_value=new_value,
         live_value=live_value,
         tolerated=rule.tolerated(live_value),
@@ -460,26 +457,26 @@ def _compare_rate(
 
 def _decide(
     rule: CompareRule, new_value: float, tolerated: float, significant: bool, confidence: float
-) -> tuple[CompareDecision, str]:
+) -> tuple[Judgement, str]:
     fmt = _formatter(rule)
     level = f"{confidence * 100:g}%"
     misses = not _OPS[rule.op](new_value, tolerated)
     if misses and significant:
-        return CompareDecision.FAILED, (
+        return Judgement.FAILED, (
             f"new {rule.metric} {fmt(new_value)} misses the tolerated {fmt(tolerated)} and the "
             f"new color is worse beyond tolerance at {level} confidence"
         )
     if misses:
-        return CompareDecision.PASSED, (
+        return Judgement.PASSED, (
             f"new {rule.metric} {fmt(new_value)} misses the tolerated {fmt(tolerated)}, "
             f"but not beyond noise at {level} confidence"
         )
     if significant:
-        return CompareDecision.PASSED, (
+        return Judgement.PASSED, (
             f"the new color is worse beyond tolerance at {level} confidence, but its "
             f"{rule.metric} {fmt(new_value)} meets the tolerated {fmt(tolerated)}"
         )
-    return CompareDecision.PASSED, (
+    return Judgement.PASSED, (
         f"new {rule.metric} {fmt(new_value)} meets the tolerated {fmt(tolerated)}"
     )
 

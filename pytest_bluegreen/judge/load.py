@@ -33,6 +33,8 @@ from urllib.parse import urlsplit
 
 from pytest_bluegreen.eventually import InfrastructureError
 
+from .headers import COLOR_HEADER, SERVER_HEADER, VERSION_HEADER
+
 __all__ = [
     "KINDS",
     "LoadResult",
@@ -200,8 +202,8 @@ class _Worker(threading.Thread):
         color_header: str,
         out: list[Sample],
         on_sample: Callable[[Sample], None] | None,
-        version_header: str = "X-Bluegreen-Version",
-        server_header: str = "X-Bluegreen-Server",
+        version_header: str = VERSION_HEADER,
+        server_header: str = SERVER_HEADER,
         tls: ssl.SSLContext | None = None,
         failures: list[TlsError] | None = None,
     ) -> None:
@@ -308,11 +310,11 @@ def run_load(
     concurrency: int = 6,
     kinds: Sequence[str] = KINDS,
     timeout: float = 5.0,
-    color_header: str = "X-Bluegreen-Color",
+    color_header: str = COLOR_HEADER,
     stop: threading.Event | None = None,
     on_sample: Callable[[Sample], None] | None = None,
-    version_header: str = "X-Bluegreen-Version",
-    server_header: str = "X-Bluegreen-Server",
+    version_header: str = VERSION_HEADER,
+    server_header: str = SERVER_HEADER,
     tls_ca: CaFile | None = None,
 ) -> LoadResult:
     """Send at most ``total`` requests within ``duration`` seconds; workers cycle over ``kinds``.
@@ -408,7 +410,7 @@ def run_interleaved(
     duration: float,
     concurrency: int = 4,
     timeout: float = 5.0,
-    color_header: str = "X-Bluegreen-Color",
+    color_header: str = COLOR_HEADER,
     tls_ca: CaFile | None = None,
 ) -> dict[str, LoadResult]:
     """The same bounded keep-alive GET load on several URLs at once, interleaved in time:

@@ -39,7 +39,8 @@ from typing import Any
 from pytest_bluegreen.eventually import InfrastructureError
 from pytest_bluegreen.redaction import excerpt, shown_url
 
-from .compare import CompareDecision, CompareRule, Comparison, compare_values, parse_value_rule
+from .compare import CompareRule, Comparison, compare_values, parse_value_rule
+from .judgement import Judgement
 from .thresholds import Threshold, ThresholdError, measure_series, parse_series
 
 __all__ = [
@@ -356,7 +357,7 @@ class PromQLJudgement:
 
     name: str
     query: str
-    decision: CompareDecision
+    decision: Judgement
     reason: str
     lines: tuple[str, ...] = ()
     measured: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
@@ -388,7 +389,7 @@ def judge(name: str, result: QueryResult, thresholds: Sequence[Threshold]) -> Pr
         return PromQLJudgement(
             name,
             result.query,
-            CompareDecision.INCONCLUSIVE,
+            Judgement.INCONCLUSIVE,
             "the query returned no series (an empty result is not zero)",
         )
     lines: list[str] = []
@@ -412,15 +413,15 @@ def judge(name: str, result: QueryResult, thresholds: Sequence[Threshold]) -> Pr
                     f"{who}{threshold.stat}={value:.4g} misses threshold {threshold.text!r}"
                 )
     if missed:
-        decision, reason = CompareDecision.FAILED, f"{_few(missed)} missed a threshold"
+        decision, reason = Judgement.FAILED, f"{_few(missed)} missed a threshold"
     elif unmeasured:
         decision, reason = (
-            CompareDecision.INCONCLUSIVE,
+            Judgement.INCONCLUSIVE,
             f"{_few(unmeasured)} measured NaN (no data, e.g. a rate over no request): "
             "not zero, not judged",
         )
     else:
-        decision = CompareDecision.PASSED
+        decision = Judgement.PASSED
         reason = f"{len(result.series)} series met {len(thresholds)} threshold(s)"
     return PromQLJudgement(name, result.query, decision, reason, tuple(lines), measured)
 

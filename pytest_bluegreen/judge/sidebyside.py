@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from .compare import CompareDecision, CompareRule, Comparison, Samples, compare, summary_table
+from .compare import CompareRule, Comparison, Samples, compare, summary_table
+from .judgement import Judgement
 from .load import CaFile, LoadResult, run_interleaved
 
 __all__ = ["SideBySide", "measure", "samples_of"]
@@ -41,11 +42,11 @@ class SideBySide:
 
     @property
     def failed(self) -> list[Comparison]:
-        return [c for c in self.comparisons if c.decision is CompareDecision.FAILED]
+        return [c for c in self.comparisons if c.decision is Judgement.FAILED]
 
     @property
     def inconclusive(self) -> list[Comparison]:
-        return [c for c in self.comparisons if c.decision is CompareDecision.INCONCLUSIVE]
+        return [c for c in self.comparisons if c.decision is Judgement.INCONCLUSIVE]
 
     def table(self) -> str:
         return summary_table(self.endpoint, self.new, self.live, self.new_color, self.live_color)

@@ -43,10 +43,9 @@ from urllib.parse import quote
 
 import requests
 
-from pytest_bluegreen.haproxy.instances import InstancesDisagree
+from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE
 from pytest_bluegreen.haproxy.lock import open_lock_file
-from pytest_bluegreen.haproxy.runtime import RuntimeApiError
-from pytest_bluegreen.judge.bake import IntervalVerdict
+from pytest_bluegreen.judge.judgement import Judgement
 from pytest_bluegreen.record import state
 from pytest_bluegreen.record.state import HistoryEntry, Outcome
 from pytest_bluegreen.redaction import excerpt, redact, shown_url, url_secrets
@@ -149,7 +148,7 @@ def families(
             [labels_of(outcome=o, target=c) for o in Outcome for c in colors],
         ),
         _gauge(SWITCH, before[SWITCH], run.switch_seconds),
-        _counter(BAKE, before[BAKE], bake, [labels_of(result=v) for v in IntervalVerdict]),
+        _counter(BAKE, before[BAKE], bake, [labels_of(result=v) for v in Judgement]),
     ]
     if live_known:
         shown = {labels_of(color=c): float(c == live) for c in colors}
@@ -284,7 +283,7 @@ def _reason(exc: requests.RequestException) -> str:
 def _live(api: AnyHaproxy, topology: Topology) -> tuple[str | None, bool]:
     try:
         return live_color(api, topology), True
-    except (RuntimeApiError, InstancesDisagree):
+    except HAPROXY_UNREADABLE:
         return None, False
 
 

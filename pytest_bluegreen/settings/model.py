@@ -23,6 +23,7 @@ from pytest_bluegreen.haproxy.runtime import (
     ServerRef,
     ServerState,
 )
+from pytest_bluegreen.judge.headers import COLOR_HEADER, SERVER_HEADER, VERSION_HEADER
 from pytest_bluegreen.redaction import Secrets, secrets_of_urls
 
 from . import parsers as p
@@ -52,6 +53,7 @@ from .judging import (
 from .options import setting
 
 __all__ = [
+    "DEFAULT_COLORS",
     "AfterBake",
     "Answer",
     "BakeOnInconclusive",
@@ -79,6 +81,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+DEFAULT_COLORS = ("blue", "green")  # the seed's colors, when the settings name none
 
 
 @frozen
@@ -202,20 +205,20 @@ class Topology(Frozen):
     """The two colors, their servers, how a response names its color, and the live-color rule."""
 
     GROUP: ClassVar[str] = "topology"
-    colors: tuple[str, str] = ("blue", "green")
+    colors: tuple[str, str] = DEFAULT_COLORS
     color: Mapping[str, ColorSettings] = field(default_factory=dict)
     color_header: str = setting(
-        "X-Bluegreen-Color",
+        COLOR_HEADER,
         p.header,
         "response header naming the color (else the JSON body's 'color')",
     )
     version_header: str = setting(
-        "X-Bluegreen-Version",
+        VERSION_HEADER,
         p.header,
         "response header naming the version (else the JSON body's 'version')",
     )
     server_header: str = setting(
-        "X-Bluegreen-Server",
+        SERVER_HEADER,
         p.header,
         "response header HAProxy adds naming the server that answered and its address "
         "('BACKEND/SERVER ADDR:PORT'): the gate maps it to the container or task and its image",

@@ -16,11 +16,13 @@ from pytest_bluegreen.haproxy.runtime import RuntimeApiAddress, ServerRef
 from pytest_bluegreen.redaction import Url, shown_url
 
 __all__ = [
+    "SELECTIONS_EXTRA",
     "boolean",
     "choice",
     "command",
     "header",
     "image_tag",
+    "is_color_name",
     "off_at_zero",
     "optional",
     "path",
@@ -41,6 +43,8 @@ __all__ = [
 _SERVICE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # Docker's image tag grammar
 _HEADER = re.compile(r"^[A-Za-z0-9-]+$")
+_COLOR_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+SELECTIONS_EXTRA = ("all", "shared")  # what --env takes besides the colors: never a color's name
 
 
 def text(value: Any) -> str:
@@ -50,6 +54,13 @@ def text(value: Any) -> str:
     if not result:
         raise ValueError("is empty")
     return result
+
+
+def is_color_name(name: str) -> bool:
+    """Whether ``name`` can name a color: a lowercase letter, then at most 31 letters, digits,
+    '-' or '_'; not a selection (``all``, ``shared``). The settings and ``bluegreen init``
+    take the same names."""
+    return bool(_COLOR_NAME.match(name)) and name not in SELECTIONS_EXTRA
 
 
 def optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -20,6 +20,7 @@ from pytest_bluegreen.judge.thresholds import parse_table as parse_thresholds
 from . import parsers as p
 from .files import SettingsError, find_settings_file
 from .model import (
+    DEFAULT_COLORS,
     BakeSettings,
     ChecksSettings,
     ColorSettings,
@@ -40,6 +41,7 @@ from .model import (
     Topology,
 )
 from .options import ENV_PREFIX, Option, option_table
+from .parsers import SELECTIONS_EXTRA
 
 __all__ = ["CONFIG_OPTION", "CORE_GROUPS", "describe", "resolve"]
 
@@ -87,10 +89,7 @@ TABLES = (
     "drill",
     "instances",
 )
-SELECTIONS_EXTRA = ("all", "shared")
-DEFAULT_COLORS = ("blue", "green")
 COLOR_KEYS = ("api_url", "frontend_url", "servers", "services")
-_COLOR_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # the seed's ports and HAProxy server names for the two default colors
 _COLOR_DEFAULTS: dict[str, dict[str, Any]] = {
     "blue": {
@@ -600,7 +599,7 @@ def _color_names(table: Any, file_label: str) -> tuple[tuple[str, str], str]:
             f"{', '.join(names) or 'none'} ({source})"
         )
     for name in names:
-        if not _COLOR_NAME.match(name) or name in SELECTIONS_EXTRA:
+        if not p.is_color_name(name):
             raise SettingsError(f"bluegreen: {name!r} is not a usable color name ({source})")
     return (names[0], names[1]), source
 

@@ -1,8 +1,65 @@
 """The exit codes of a gated run and the errors that carry them: one table, one hierarchy.
 
-Every error the gate raises on purpose is a :class:`BluegreenError` whose ``exit_code`` says how
-the run ends, so the plugin and the ``bluegreen`` command each need one ``except``. Codes 0-5
-keep pytest's meaning.
+Every exception the package defines is a :class:`BluegreenError` whose ``exit_code`` says how
+the run ends, so the plugin and the ``bluegreen`` command each need one ``except``; one outside
+the tree would be named in :data:`OUTSIDE_THE_TREE` with the reason (none is). Codes 0-5 keep
+pytest's meaning; the numbers are written here only (:class:`ExitCode`), nowhere else.
+
+The tree (class, its other bases, its module under ``pytest_bluegreen``, its exit code; a test,
+tests/test_errors_tree.py, holds it to the code)::
+
+    BluegreenError                        errors              7
+      UsageError                          errors              4
+        SettingsError (ValueError)        settings.files      4
+        MissingExtra                      extras              4
+        UsageProblem                      cli.inconfig        4
+        InitError                         init.scaffold       4
+        UnreadableCondition               haproxy.config      4
+        SameHaproxy                       haproxy.lock        4
+        JournalError                      switch.journal      4
+        StateFileError                    record.state        4   the history and records
+          RecordError                     record.state        4
+        ThresholdError (ValueError)       judge.thresholds    4
+        CompareRuleError (ValueError)     judge.compare       4
+      Refused                             errors              7
+        RuntimeApiError                   haproxy.runtime     7
+          RuntimeApiUnreachable           haproxy.runtime     7
+          RuntimeApiPermissionError       haproxy.runtime     7
+          InstanceFailed                  haproxy.instances   7
+        InstancesDisagree                 haproxy.instances   7
+        LockHeld                          haproxy.lock        7
+        LockLost                          haproxy.lock        7
+        UnsafeLock                        haproxy.lock        7
+        UnfinishedJournal                 switch.journal      7
+        ImageUnknown                      engines.base        7
+        DeployRefused                     gate.deploy         7
+        SlotsNotReady                     gate.deploy         7
+        NothingPending                    gate.aftercare      7
+        SwitchError                       switch.outcome      8
+          RevertFailed                    switch.outcome      10
+          SwitchIncomplete                switch.outcome      10
+      DeployError                         errors              9
+      OutOfOrder                          errors              3
+      InfrastructureError                 eventually          1   a check's: INFRA-ERROR
+        PrometheusUnreachable             judge.promql        1
+        TlsError                          judge.load          1
+      PromQLError (ValueError)            judge.promql        1   a check's own mistake
+      EngineBlind                         engines.base        7   caught: the version header
+      VerifyError                         switch.outcome      8   caught: a SwitchError
+      Abort                               switch.outcome      8   caught: a SwitchError
+      NotSwitched                         switch.outcome      10  caught: SwitchIncomplete
+      StateFileError                      switch.serverstate  10  the server-state file
+        StateMoved                        switch.serverstate  10
+      ExpositionError (ValueError)        report.exposition   3   caught: a warning
+      PushFailed                          report.metrics      3   caught: a warning
+      LocalPrometheusError (RuntimeError) local.prometheus    3   scripts/local_stack.py's
+
+"caught": the class never leaves the module that raises it: the transaction turns the three of
+the switch into the :class:`SwitchError` it ends with, the deploy step falls back on the
+answers' version header when the engine is blind, the metrics' errors become warnings. None of
+them derives from ``Refused`` (or ``SwitchError``): the gate catches those around the switch and
+the deploy, and a class added under them would change what those handlers catch. A
+``ValueError`` (``RuntimeError``) base stays where callers and check authors catch that.
 """
 
 from __future__ import annotations
@@ -14,7 +71,9 @@ from typing import ClassVar
 from .redaction import mask_credentials
 
 __all__ = [
+    "CHECKS_RAN",
     "EXIT_CODES",
+    "OUTSIDE_THE_TREE",
     "BluegreenError",
     "DeployError",
     "ExitCode",
@@ -38,6 +97,15 @@ class ExitCode(enum.IntEnum):
     REVERT_FAILED = 10
     BAKE_FAILED = 11
 
+
+# pytest's statuses of a session whose checks ran to an end the gate decides on: passed,
+# failed, interrupted, or none collected (any other is pytest's own error: nothing moves)
+CHECKS_RAN: frozenset[ExitCode] = frozenset(
+    {ExitCode.OK, ExitCode.CHECKS_FAILED, ExitCode.INTERRUPTED, ExitCode.NO_TESTS_COLLECTED}
+)
+
+# exception classes of the package that are not BluegreenErrors: "module.Class" -> why
+OUTSIDE_THE_TREE: Mapping[str, str] = {}
 
 # docs/exit-codes.md's table, word for word (a test holds them)
 EXIT_CODES: Mapping[ExitCode, str] = {

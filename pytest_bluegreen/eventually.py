@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from .errors import BluegreenError, ExitCode
+
 __all__ = [
     "INFRASTRUCTURE",
     "WRONG_ANSWER",
@@ -31,13 +33,14 @@ INFRASTRUCTURE = "infrastructure"
 WRONG_ANSWER = "check"
 
 
-class InfrastructureError(Exception):
+class InfrastructureError(BluegreenError):
     """Something a check needs is unreachable or not running (as opposed to a wrong answer).
 
     ``part`` names it when it is not the color under test (a subclass sets it, e.g.
     ``"prometheus"``): the report then reads ``INFRA-ERROR (prometheus unreachable)`` rather
-    than blaming the color."""
+    than blaming the color. A check that raises it fails (exit 1), labelled INFRA-ERROR."""
 
+    exit_code = ExitCode.CHECKS_FAILED
     part: str | None = None
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from pytest_bluegreen.errors import Refused
+from pytest_bluegreen.errors import BluegreenError, ExitCode, Refused
 
 __all__ = [
     "DeployEngine",
@@ -22,9 +22,13 @@ __all__ = [
 ]
 
 
-class EngineBlind(Exception):
+class EngineBlind(BluegreenError):
     """The engine cannot look at what runs (no Docker engine answers, the docker extra is
-    missing, not a swarm manager): what answers behind HAProxy's servers is not known."""
+    missing, not a swarm manager): what answers behind HAProxy's servers is not known. Its
+    callers fall back on the answers' version header; one that did not would refuse (exit 7),
+    as :class:`ImageUnknown` does."""
+
+    exit_code = ExitCode.REFUSED
 
 
 def image_tag(image: str) -> str:

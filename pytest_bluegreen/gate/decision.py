@@ -50,7 +50,7 @@ class Decision:
 class SessionFacts:
     """What the session itself says, apart from the per-color counts."""
 
-    exitstatus: int = 0
+    exitstatus: int = ExitCode.OK
     interrupted: str | None = None  # Ctrl-C, a signal, pytest.exit(...), a stopped session
     collected: int | None = None  # tests selected to run (after -k, -m, --env); None: unknown
     finished: int | None = None  # tests that ran to their teardown; None: not counted
@@ -85,7 +85,8 @@ def decide(
     mine = outcomes.get(target) or ColorOutcomes()
     failing = {key: c for key, c in outcomes.items() if c.failed or c.errors}
     # a failure status without a counted failure: pytest's own error, unless interrupted
-    if failing or (facts.exitstatus not in (0, 5) and not facts.interrupted):
+    pytest_ok = facts.exitstatus in (ExitCode.OK, ExitCode.NO_TESTS_COLLECTED)
+    if failing or (not pytest_ok and not facts.interrupted):
         parts = [f"{key or 'untagged'}: {counts.summary()}" for key, counts in failing.items()]
         detail = "; ".join(parts) or f"pytest exit status {facts.exitstatus}"
         reason = f"checks failed ({detail})"

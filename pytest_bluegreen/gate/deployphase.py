@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.engines import EngineBlind
+from pytest_bluegreen.errors import ExitCode
 from pytest_bluegreen.record.state import Outcome
 
 from .builds import BuildEvidence, Heard, resolve
@@ -138,7 +139,7 @@ class DeployPhase:
         that may be taking traffic); None when nothing is to be done or said."""
         deployed = self.deployed
         if (
-            report.exit_code != 0
+            report.exit_code != ExitCode.OK
             and deployed is not None
             and report.traffic_on != deployed.color
             # where traffic is, is not known: the deployed color may be taking it

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from pytest_bluegreen.errors import ExitCode
 from pytest_bluegreen.record import recording, state
 from pytest_bluegreen.record.state import Outcome
 
@@ -83,7 +84,7 @@ class GateReport:
         """The terminal summary's word: SWITCH, FAILED, REFUSED, ... or DONE/FAILED."""
         if self.decision is not None:
             return self.decision.verdict.value.upper()
-        return "DONE" if self.exit_code == 0 else "FAILED"
+        return "DONE" if self.exit_code == ExitCode.OK else "FAILED"
 
     def adding(self, *lines: str) -> GateReport:
         """The same report, ``lines`` said after its own."""

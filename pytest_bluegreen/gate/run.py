@@ -14,7 +14,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pytest_bluegreen.errors import BluegreenError, DeployError, ExitCode, OutOfOrder, Refused
+from pytest_bluegreen.errors import (
+    CHECKS_RAN,
+    BluegreenError,
+    DeployError,
+    ExitCode,
+    OutOfOrder,
+    Refused,
+)
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, Haproxies
 from pytest_bluegreen.haproxy.lock import GateLock, GroupLock, HaproxyLock, lock_for_group
 from pytest_bluegreen.haproxy.runtime import RuntimeApiError
@@ -292,7 +299,7 @@ class GateRun:
             raise OutOfOrder("finish() needs a target color")
         self.signals = signals or NoSignals()
         run = self.settings.run
-        if facts.exitstatus not in (0, 1, 2, 5):  # an internal error, a usage error, ...
+        if facts.exitstatus not in CHECKS_RAN:  # an internal error, a usage error, ...
             line = f"session ended with status {facts.exitstatus}: nothing changed"
             report = GateReport(None, facts.exitstatus, (line,))
         elif (problem := self.deploys.version_problem(self.outcomes)) is not None:

@@ -104,7 +104,8 @@ class Verification:
             "traffic unchanged"
         )
         lines = [line] if passed else [line, decision.reason]
-        return GateReport(None, 0 if passed else failure_code(facts, decision), (*lines, *notes))
+        code = ExitCode.OK if passed else failure_code(facts, decision)
+        return GateReport(None, code, (*lines, *notes))
 
     def _down_after_wait(self, target: str, facts: SessionFacts) -> dict[str, str]:
         """The target's servers HAProxy does not count UP; when the checks passed and
@@ -113,7 +114,7 @@ class Verification:
         topology = self.settings.topology
         down = switch.down_servers(self.api, topology, target)
         wait = self.settings.switching.up_wait
-        if not down or not wait or facts.exitstatus != 0:
+        if not down or not wait or facts.exitstatus != ExitCode.OK:
             return down
         self.progress(
             f"waiting up to {wait:g}s for {target} to be UP: "
@@ -135,7 +136,7 @@ class Verification:
             down = self._down_after_wait(target, facts)
         except HAPROXY_UNREADABLE as exc:
             disagree = isinstance(exc, InstancesDisagree)
-            if facts.exitstatus != 0:
+            if facts.exitstatus != ExitCode.OK:
                 what = "HAProxy" if disagree else "HAProxy unreachable"
                 line = f"checks failed; {what}, nothing changed: {exc}"
                 return GateReport(None, facts.exitstatus, (line,))

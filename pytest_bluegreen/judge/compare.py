@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pytest_bluegreen.errors import UsageError
 from pytest_bluegreen.extras import require
 
 from .judgement import Judgement
@@ -84,8 +85,9 @@ _VALUE_EXPR = re.compile(
 )
 
 
-class CompareRuleError(ValueError):
-    """A relative threshold that is not of the form ``METRIC OP live [* FACTOR] [+ DELTA]``."""
+class CompareRuleError(UsageError, ValueError):
+    """A relative threshold that is not of the form ``METRIC OP live [* FACTOR] [+ DELTA]``
+    (a ``ValueError`` too, as the settings catch it)."""
 
 
 CompareDecision = Judgement  # the old name of a comparison's judgement: still imports

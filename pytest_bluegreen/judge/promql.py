@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from pytest_bluegreen.errors import BluegreenError, ExitCode
 from pytest_bluegreen.eventually import InfrastructureError
 from pytest_bluegreen.redaction import excerpt, shown_url
 
@@ -73,9 +74,12 @@ class PrometheusUnreachable(InfrastructureError):
     part = "prometheus"  # INFRA-ERROR (prometheus unreachable), not the color's
 
 
-class PromQLError(ValueError):
+class PromQLError(BluegreenError, ValueError):
     """Prometheus refused the query (a parse or execution error), or its result has another
-    shape than the caller needs."""
+    shape than the caller needs: the check's own mistake, a failure (exit 1); the bake counts
+    the interval inconclusive."""
+
+    exit_code = ExitCode.CHECKS_FAILED
 
 
 # --- what Prometheus answers ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from pytest_bluegreen.errors import UsageError
 from pytest_bluegreen.frozen import Frozen, frozen
 
 if TYPE_CHECKING:
@@ -61,8 +62,9 @@ _SUMMARIES: Mapping[str, Callable[[list[float]], float]] = {
 }
 
 
-class ThresholdError(ValueError):
-    """A threshold expression that is not k6 syntax."""
+class ThresholdError(UsageError, ValueError):
+    """A threshold expression that is not k6 syntax (a ``ValueError`` too, as the settings
+    and check authors catch it)."""
 
 
 @frozen

@@ -23,13 +23,18 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_bluegreen.errors import BluegreenError, ExitCode
+
 from .haproxy import Served, holder_of
 
 __all__ = ["LocalPrometheus", "LocalPrometheusError", "LocalPushgateway"]
 
 
-class LocalPrometheusError(RuntimeError):
-    """Prometheus could not be started (or stopped); the message says why in one line or two."""
+class LocalPrometheusError(BluegreenError, RuntimeError):
+    """Prometheus could not be started (or stopped); the message says why in one line or two.
+    Outside any gated run (scripts/local_stack.py's Prometheus and Pushgateway)."""
+
+    exit_code = ExitCode.INTERNAL_ERROR
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_bluegreen import __version__
-from pytest_bluegreen.errors import BluegreenError
+from pytest_bluegreen.errors import BluegreenError, ExitCode
 from pytest_bluegreen.eventually import INFRASTRUCTURE
 from pytest_bluegreen.extras import require
 from pytest_bluegreen.gate.outcomes import FAILURE_PROPERTY
@@ -314,7 +314,7 @@ def write_gate_results(
     if report.probe:
         attach("zero-downtime probe", json.dumps(report.probe.as_dict(), indent=2))
     attach("verdict.json", json.dumps(data, indent=2))
-    ok = report.exit_code == 0
+    ok = report.exit_code == ExitCode.OK
     now = int(time.time() * 1000)
     word = data["decision"].upper()
     result = {

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pytest_bluegreen.errors import BluegreenError, ExitCode
+
 __all__ = ["ExpositionError", "Family", "Labels", "Sample", "parse", "render"]
 
 Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
@@ -28,8 +30,12 @@ _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _UNESCAPE = {"\\": "\\", '"': '"', "n": "\n"}
 
 
-class ExpositionError(ValueError):
-    """Text that is not in the exposition format (the line number says where)."""
+class ExpositionError(BluegreenError, ValueError):
+    """Text that is not in the exposition format (the line number says where). The gate's
+    metrics are written and pushed as a warning's matter: one that escaped would be a bug of
+    ours."""
+
+    exit_code = ExitCode.INTERNAL_ERROR
 
 
 @dataclass(frozen=True)

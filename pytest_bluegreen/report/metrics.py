@@ -43,6 +43,7 @@ from urllib.parse import quote
 
 import requests
 
+from pytest_bluegreen.errors import BluegreenError, ExitCode
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE
 from pytest_bluegreen.haproxy.lock import open_lock_file
 from pytest_bluegreen.judge.judgement import Judgement
@@ -210,8 +211,11 @@ def _locked(path: Path) -> Iterator[None]:
 # --- the Pushgateway --------------------------------------------------------------------------
 
 
-class PushFailed(Exception):
-    """The Pushgateway could not be read or written in time."""
+class PushFailed(BluegreenError):
+    """The Pushgateway could not be read or written in time: :func:`publish` says so in a
+    warning (the run's exit status is its own); one that escaped would be a bug of ours."""
+
+    exit_code = ExitCode.INTERNAL_ERROR
 
 
 def group_url(url: str, instance: str) -> str:

@@ -40,11 +40,11 @@ def decision_word(report: GateReport, *, dry_run: bool = False) -> DecisionWord:
     if report.result is not None:
         return DecisionWord.ROLLED_BACK if report.rolled_back else DecisionWord.SWITCHED
     if decision is None:
-        return DecisionWord.DEPLOYED if report.exit_code == 0 else DecisionWord.FAILED
+        return DecisionWord.DEPLOYED if report.exit_code == ExitCode.OK else DecisionWord.FAILED
     if decision.verdict is Verdict.SWITCH:
         if report.outcome is Outcome.PENDING:
             return DecisionWord.PENDING
-        if dry_run and report.exit_code == 0:
+        if dry_run and report.exit_code == ExitCode.OK:
             return DecisionWord.WOULD_SWITCH
         # a switch decided but not made, without its own verdict: it did not happen
         return DecisionWord.REFUSED if report.exit_code == ExitCode.REFUSED else DecisionWord.FAILED

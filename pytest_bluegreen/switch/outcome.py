@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pytest_bluegreen.errors import ExitCode, Refused
+from pytest_bluegreen.errors import BluegreenError, ExitCode, Refused
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
 from pytest_bluegreen.haproxy.runtime import (
     AdminState,
@@ -30,16 +30,27 @@ __all__ = [
 ]
 
 
-class VerifyError(Exception):
-    """The routed URL did not answer from the target color in time."""
+# The three below never leave a switch: the transaction turns each into the SwitchError it
+# ends with (the exit code each names). Not SwitchErrors themselves: the gate catches those.
 
 
-class Abort(Exception):
+class VerifyError(BluegreenError):
+    """The routed URL did not answer from the target color in time (the switch reverts)."""
+
+    exit_code = ExitCode.SWITCH_REVERTED
+
+
+class Abort(BluegreenError):
     """A reason to revert that is not an error of HAProxy's (a signal, a reload, a hook)."""
 
+    exit_code = ExitCode.SWITCH_REVERTED
 
-class NotSwitched(Exception):
-    """Past the point of no return: HAProxy reads back other states than the switch's."""
+
+class NotSwitched(BluegreenError):
+    """Past the point of no return: HAProxy reads back other states than the switch's (tried
+    again, then the switch is incomplete)."""
+
+    exit_code = ExitCode.REVERT_FAILED
 
 
 class SwitchError(Refused):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from pytest_bluegreen.errors import BluegreenError, ExitCode
 from pytest_bluegreen.haproxy.runtime import (
     RuntimeApi,
     RuntimeApiError,
@@ -20,8 +21,11 @@ from .reading import identity
 __all__ = ["StateFileError", "StateMoved", "save_server_state"]
 
 
-class StateFileError(Exception):
-    """HAProxy's server-state file could not be written (the folder, the disk)."""
+class StateFileError(BluegreenError):
+    """HAProxy's server-state file could not be written (the folder, the disk): a switch, a
+    revert or ``bluegreen recover`` that cannot save it ends unfinished (exit 10)."""
+
+    exit_code = ExitCode.REVERT_FAILED
 
 
 class StateMoved(StateFileError):

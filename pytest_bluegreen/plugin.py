@@ -154,19 +154,47 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     secrets = settings.load_secrets()
     config.stash[SECRETS_KEY] = secrets
-    if secrets.active:  # log records (caplog, live logging, files) are redacted when made
-        previous = logging.getLogRecordFactory()
-        config.add_cleanup(lambda: logging.setLogRecordFactory(previous))
-        logging.setLogRecordFactory(secrets.redacting_record_factory(previous))
+    _redact_log_records(config, secrets)
     # a missing extra is the error of a run that uses its feature: --help, --version (no
     # pytest_configure) and what shows or collects without running tests always work
     shows = any(config.getoption(name, False) for name in SHOW_ONLY)
-    uses_features = _runs_tests(config) and not shows
-    if uses_features and settings.checks.compare and importlib.util.find_spec("scipy") is None:
+    if _runs_tests(config) and not shows:
+        _require_stats_extra(settings)
+    allure_results = _register_allure(config, settings, secrets, shows=shows)
+    if _is_worker(config):
+        workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
+        config.stash[TARGET_KEY] = workerinput.get(WORKERINPUT_TARGET, settings.target)
+        return
+    config.stash[TARGET_KEY] = settings.target
+    written = [allure_results, config.option.xmlpath]
+    report_paths = [Path(p) for p in written if p] + [settings.reports.verdict_file]
+    config.pluginmanager.register(ReportScrubber(secrets, report_paths), "bluegreen-scrubber")
+    _register_run_plugins(config, settings, allure_results)
+    _register_xdist(config)
+
+
+def _redact_log_records(config: pytest.Config, secrets: Secrets) -> None:
+    """Log records (caplog, live logging, files) are redacted when made, until the session ends."""
+    if secrets.active:
+        previous = logging.getLogRecordFactory()
+        config.add_cleanup(lambda: logging.setLogRecordFactory(previous))
+        logging.setLogRecordFactory(secrets.redacting_record_factory(previous))
+
+
+def _require_stats_extra(settings: Settings) -> None:
+    """A run that compares colors needs scipy (the ``stats`` extra)."""
+    if settings.checks.compare and importlib.util.find_spec("scipy") is None:
         raise pytest.UsageError(
             "bluegreen: comparing colors ([compare] rules) needs the 'stats' extra: "
             "pip install 'pytest-bluegreen[stats]'"
         )
+
+
+def _register_allure(
+    config: pytest.Config, settings: Settings, secrets: Secrets, *, shows: bool
+) -> str | None:
+    """The Allure results folder (``allure_dir`` unless ``--alluredir`` was given), its writer
+    registered unless the run only ``shows`` something; None without Allure results."""
     allure_dir = settings.reports.allure_dir
     if allure_dir is not None and not getattr(config.option, "allure_report_dir", None):
         config.option.allure_report_dir = str(allure_dir)
@@ -179,15 +207,17 @@ def pytest_configure(config: pytest.Config) -> None:
         from .report.allure import AllureReporting  # noqa: PLC0415 - the allure extra
 
         config.pluginmanager.register(AllureReporting(settings, secrets), "bluegreen-allure")
-    if _is_worker(config):
-        workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
-        config.stash[TARGET_KEY] = workerinput.get(WORKERINPUT_TARGET, settings.target)
+    return allure_results
+
+
+def _register_run_plugins(
+    config: pytest.Config, settings: Settings, allure_results: str | None
+) -> None:
+    """The controller's plugin for a run that runs tests: the gate when gating, else the
+    Allure run environment when Allure results are written (a gate writes its own)."""
+    if not _runs_tests(config):
         return
-    config.stash[TARGET_KEY] = settings.target
-    written = [allure_results, config.option.xmlpath]
-    report_paths = [Path(p) for p in written if p] + [settings.reports.verdict_file]
-    config.pluginmanager.register(ReportScrubber(secrets, report_paths), "bluegreen-scrubber")
-    if settings.gating and _runs_tests(config):
+    if settings.gating:
         from .gateplugin import GatePlugin  # noqa: PLC0415 - only a gating controller needs it
         from .process.closedpipe import quiet_closed_pipes  # noqa: PLC0415 - a gating controller's
 
@@ -199,12 +229,11 @@ def pytest_configure(config: pytest.Config) -> None:
         # a verdict left by an earlier run must not pass for this one's (a crash writes none)
         settings.reports.verdict_file.unlink(missing_ok=True)
         config.pluginmanager.register(GatePlugin(config, settings), "bluegreen-gate")
-    elif allure_results and _runs_tests(config):  # a gating run's GatePlugin writes its own
+    elif allure_results:
         from .report.allure import AllureRunEnvironment  # noqa: PLC0415 - the allure extra
 
         environment = AllureRunEnvironment(settings, Path(allure_results))
         config.pluginmanager.register(environment, "bluegreen-allure-environment")
-    _register_xdist(config)
 
 
 def _register_xdist(config: pytest.Config) -> None:

@@ -175,18 +175,25 @@ def secrets_of_urls(value: Any, name: str = "") -> dict[str, str]:
         if isinstance(item, str | bytes | int | float | Path | type) or id(item) in seen:
             return
         seen.add(id(item))
-        if dataclasses.is_dataclass(item):
-            for field in dataclasses.fields(item):
-                walk(getattr(item, field.name), f"{where}.{field.name}".lstrip("."))
-        elif isinstance(item, Mapping):
-            for key, inner in item.items():
-                walk(inner, f"{where}[{getattr(key, '__name__', key)}]")
-        elif isinstance(item, list | tuple | set | frozenset):
-            for number, inner in enumerate(item):
-                walk(inner, f"{where}[{number}]")
+        for inner, inner_where in _parts(item, where):
+            walk(inner, inner_where)
 
     walk(value, name)
     return found
+
+
+def _parts(item: Any, where: str) -> Iterator[tuple[Any, str]]:
+    """The values inside ``item`` (a dataclass's fields, a mapping's values, a collection's
+    items), each with its name: ``where.field``, ``where[key]``, ``where[n]``."""
+    if dataclasses.is_dataclass(item):
+        for field in dataclasses.fields(item):
+            yield getattr(item, field.name), f"{where}.{field.name}".lstrip(".")
+    elif isinstance(item, Mapping):
+        for key, inner in item.items():
+            yield inner, f"{where}[{getattr(key, '__name__', key)}]"
+    elif isinstance(item, list | tuple | set | frozenset):
+        for number, inner in enumerate(item):
+            yield inner, f"{where}[{number}]"
 
 
 def excerpt(text: str, limit: int) -> str:

@@ -88,26 +88,9 @@ class Outcomes:
         if report.failed and (FAILURE_PROPERTY, "infrastructure") in report.user_properties:
             counts.unreachable += 1
         if report.when == "call":
-            if hasattr(report, "wasxfail"):
-                if report.skipped:
-                    counts.xfailed += 1
-                else:
-                    counts.xpassed += 1
-            elif report.passed:
-                counts.passed += 1
-            elif report.failed:
-                counts.failed += 1
-                counts.failed_ids.append(report.nodeid)
-            elif report.skipped:
-                counts.skipped += 1
-        elif report.failed:
-            counts.errors += 1
-            counts.failed_ids.append(report.nodeid)
-        elif report.skipped and report.when == "setup":
-            if hasattr(report, "wasxfail"):
-                counts.xfailed += 1
-            else:
-                counts.skipped += 1
+            _count_call(counts, report)
+        else:
+            _count_setup_or_teardown(counts, report)
 
     def _count_heard(self, report: pytest.TestReport) -> None:
         """What the answers of any phase said about their build (fixtures ask too), counted for
@@ -116,6 +99,35 @@ class Outcomes:
 
         for color, heard, count in heard_in(report):
             self._by_key[color].heard[heard] += count
+
+
+def _count_call(counts: ColorOutcomes, report: pytest.TestReport) -> None:
+    """The test's own outcome: passed, failed, skipped, or an xfail's xfailed/xpassed."""
+    if hasattr(report, "wasxfail"):
+        if report.skipped:
+            counts.xfailed += 1
+        else:
+            counts.xpassed += 1
+    elif report.passed:
+        counts.passed += 1
+    elif report.failed:
+        counts.failed += 1
+        counts.failed_ids.append(report.nodeid)
+    elif report.skipped:
+        counts.skipped += 1
+
+
+def _count_setup_or_teardown(counts: ColorOutcomes, report: pytest.TestReport) -> None:
+    """A failing setup or teardown is an error; a skip in setup (``skip``/``xfail`` marks, a
+    fixture that skips) counts as the test's outcome."""
+    if report.failed:
+        counts.errors += 1
+        counts.failed_ids.append(report.nodeid)
+    elif report.skipped and report.when == "setup":
+        if hasattr(report, "wasxfail"):
+            counts.xfailed += 1
+        else:
+            counts.skipped += 1
 
 
 def color_of(report: pytest.TestReport) -> str | None:

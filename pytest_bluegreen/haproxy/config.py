@@ -546,6 +546,21 @@ def parse_config(text: str, environ: Mapping[str, str]) -> HaproxyConfig:
     """The configuration ``text`` as HAProxy reads it with the environment ``environ``."""
     assumptions: list[str] = []
     sections, env = _sections(text, environ, assumptions)
+    sockets, state_file, state_base = _global_settings(sections)
+    return HaproxyConfig(
+        sockets=sockets,
+        proxies=_proxies(sections, assumptions),
+        server_state_file=state_file,
+        server_state_base=state_base,
+        variables=tuple(env.used.values()),
+        assumptions=tuple(assumptions),
+    )
+
+
+def _global_settings(
+    sections: list[_Section],
+) -> tuple[tuple[StatsSocket, ...], str | None, str | None]:
+    """The global sections' stats sockets, ``server-state-file`` and ``server-state-base``."""
     sockets: list[StatsSocket] = []
     state_file = state_base = None
     for section in sections:
@@ -558,6 +573,12 @@ def parse_config(text: str, environ: Mapping[str, str]) -> HaproxyConfig:
                 state_file = words[1]
             elif words[0] == "server-state-base" and len(words) > 1:
                 state_base = words[1]
+    return tuple(sockets), state_file, state_base
+
+
+def _proxies(sections: list[_Section], assumptions: list[str]) -> tuple[Proxy, ...]:
+    """The frontends, backends and listens, each with the defaults section it takes from: the
+    named one (``defaults <name>`` / ``from <name>``) or else the last one above it."""
     defaults: dict[str, _Section] = {}
     last_defaults: _Section | None = None
     proxies: list[Proxy] = []
@@ -569,14 +590,7 @@ def parse_config(text: str, environ: Mapping[str, str]) -> HaproxyConfig:
         elif section.kind in {"frontend", "backend", "listen"}:
             inherited = defaults.get(section.base or "", last_defaults)
             proxies.append(_proxy(section, inherited, assumptions))
-    return HaproxyConfig(
-        sockets=tuple(sockets),
-        proxies=tuple(proxies),
-        server_state_file=state_file,
-        server_state_base=state_base,
-        variables=tuple(env.used.values()),
-        assumptions=tuple(assumptions),
-    )
+    return tuple(proxies)
 
 
 def _socket(words: list[str], number: int, conditional: bool) -> StatsSocket:

@@ -455,29 +455,48 @@ def parse_checks_table(
         unknown = sorted(set(entry) - set(keys))
         if unknown:
             raise ValueError(f"{name}: unknown key {unknown[0]!r} (known: {', '.join(keys)})")
-        query = entry.get("query")
-        if not isinstance(query, str) or not query.strip():
-            raise ValueError(f"{name}: query must be a PromQL expression")
-        for word in _PLACEHOLDER.findall(query):
-            if word not in allowed:
-                known = ", ".join(f"{{{p}}}" for p in allowed)
-                raise ValueError(f"{name}: unknown placeholder {{{word}}} (known: {known})")
-        given = entry.get("thresholds")
-        expressions = [given] if isinstance(given, str) else given
-        if not isinstance(expressions, list) or not expressions:
-            raise ValueError(f'{name}: thresholds must be a non-empty list like ["value<0.01"]')
-        try:
-            thresholds = tuple(parse_series(str(t)) for t in expressions)
-            span = duration(entry["range"]) if "range" in entry else None
-            step = duration(entry["step"]) if "step" in entry else None
-        except (ThresholdError, ValueError) as exc:
-            raise ValueError(f"{name}: {exc}") from None
-        if step is not None and span is None:
-            raise ValueError(f"{name}: step needs a range")
-        if span is not None and step is not None and span / step > MAX_POINTS:
-            raise ValueError(f"{name}: range/step is more than {MAX_POINTS} points")
-        checks[name] = PromQLCheck(name, query.strip(), thresholds, span, step)
+        query = _check_query(name, entry.get("query"), allowed)
+        thresholds = _check_thresholds(name, entry.get("thresholds"))
+        span, step = _check_window(name, entry)
+        checks[name] = PromQLCheck(name, query, thresholds, span, step)
     return checks
+
+
+def _check_query(name: str, query: object, allowed: tuple[str, ...]) -> str:
+    """A check's ``query``, stripped: a PromQL expression whose ``{NAME}`` are all allowed."""
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError(f"{name}: query must be a PromQL expression")
+    for word in _PLACEHOLDER.findall(query):
+        if word not in allowed:
+            known = ", ".join(f"{{{p}}}" for p in allowed)
+            raise ValueError(f"{name}: unknown placeholder {{{word}}} (known: {known})")
+    return query.strip()
+
+
+def _check_thresholds(name: str, given: object) -> tuple[Threshold, ...]:
+    """A check's ``thresholds``: one expression or a non-empty list of them, parsed."""
+    expressions = [given] if isinstance(given, str) else given
+    if not isinstance(expressions, list) or not expressions:
+        raise ValueError(f'{name}: thresholds must be a non-empty list like ["value<0.01"]')
+    try:
+        return tuple(parse_series(str(t)) for t in expressions)
+    except (ThresholdError, ValueError) as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def _check_window(name: str, entry: Mapping[str, object]) -> tuple[float | None, float | None]:
+    """A check's ``range`` and ``step`` in seconds (None when not given): a step needs a range,
+    and together they ask for at most ``MAX_POINTS`` points."""
+    try:
+        span = duration(entry["range"]) if "range" in entry else None
+        step = duration(entry["step"]) if "step" in entry else None
+    except (ThresholdError, ValueError) as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    if step is not None and span is None:
+        raise ValueError(f"{name}: step needs a range")
+    if span is not None and step is not None and span / step > MAX_POINTS:
+        raise ValueError(f"{name}: range/step is more than {MAX_POINTS} points")
+    return span, step
 
 
 # --- comparisons: a query per color, the new one judged against the live one ---------------------

@@ -12,7 +12,7 @@ import ipaddress
 import os
 import re
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,29 +52,9 @@ class Served:
         values = dict(env)
         tcp: list[tuple[str, int]] = []
         sockets: list[Path] = []
-        skipping: list[bool] = []
-        for raw in config.read_text().splitlines():
-            words = raw.split()
-            if not words or words[0].startswith("#"):
-                continue
-            if words[0] == ".if":
-                wanted = re.fullmatch(r"defined\((\w+)\)", " ".join(words[1:]))
-                skipping.append(wanted is not None and wanted[1] not in values)
-                continue
-            if words[0] == ".endif" and skipping:
-                skipping.pop()
-                continue
-            if any(skipping):
-                continue
-            if words[0] in {"presetenv", "setenv"} and len(words) >= 3:
-                if words[0] == "setenv" or words[1] not in values:
-                    values[words[1]] = " ".join(words[2:])
-                continue
-            if words[0] == "bind" and len(words) >= 2:
-                spec = words[1]
-            elif words[:2] == ["stats", "socket"] and len(words) >= 3:
-                spec = words[2]
-            else:
+        for words in _active_lines(config.read_text(), values):
+            spec = _address_of(words)
+            if spec is None:
                 continue
             expanded = _VAR.sub(lambda m: values.get(m[1], ""), spec.strip('"'))
             for one in expanded.split(","):
@@ -83,6 +63,40 @@ class Served:
 
     def describe(self) -> list[str]:
         return [f"{host}:{port}" for host, port in self.tcp] + [str(s) for s in self.sockets]
+
+
+def _active_lines(text: str, values: dict[str, str]) -> Iterator[list[str]]:
+    """The words of each line of ``text`` that HAProxy would read: no comments, nothing under
+    an ``.if defined(VAR)`` whose VAR is unset. ``setenv``/``presetenv`` lines are not given but
+    set ``values`` as they go, so the lines after them see their variables."""
+    skipping: list[bool] = []
+    for raw in text.splitlines():
+        words = raw.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == ".if":
+            wanted = re.fullmatch(r"defined\((\w+)\)", " ".join(words[1:]))
+            skipping.append(wanted is not None and wanted[1] not in values)
+            continue
+        if words[0] == ".endif" and skipping:
+            skipping.pop()
+            continue
+        if any(skipping):
+            continue
+        if words[0] in {"presetenv", "setenv"} and len(words) >= 3:
+            if words[0] == "setenv" or words[1] not in values:
+                values[words[1]] = " ".join(words[2:])
+            continue
+        yield words
+
+
+def _address_of(words: list[str]) -> str | None:
+    """The address a ``bind`` or ``stats socket`` line listens on; None for other lines."""
+    if words[0] == "bind" and len(words) >= 2:
+        return words[1]
+    if words[:2] == ["stats", "socket"] and len(words) >= 3:
+        return words[2]
+    return None
 
 
 def _add(spec: str, tcp: list[tuple[str, int]], sockets: list[Path]) -> None:

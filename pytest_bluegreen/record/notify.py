@@ -230,6 +230,49 @@ def _status_problem(status: int) -> str:
     return f"HTTP {status}"
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """What one POST came to."""
+
+    status: int | None  # the HTTP status; None: no answer
+    problem: str | None  # None: delivered (a 2xx)
+    again: bool = False  # worth trying again, and safe (it cannot be posted twice)
+    asked: float = 0.0  # what Retry-After asks for
+
+
+def _post(
+    hook: Webhook, payload: Mapping[str, Any], headers: dict[str, str], wait: float
+) -> _Answer:
+    """One POST to ``hook``, waiting at most ``wait`` seconds."""
+    import requests  # noqa: PLC0415 - loaded only when there is something to send
+
+    try:
+        # stream: the status line decides, the body is never read
+        response = requests.post(
+            hook.url,
+            json=payload,
+            headers=headers,
+            timeout=wait,
+            allow_redirects=False,
+            stream=True,
+        )
+    except requests.exceptions.ReadTimeout:  # it may have arrived: never posted twice
+        return _Answer(None, f"no answer within {wait:g}s")
+    except requests.ConnectTimeout:  # nothing was sent: safe to try again
+        return _Answer(None, f"cannot connect within {wait:g}s", again=True)
+    except requests.ConnectionError as exc:
+        problem, again = _connection_failed(exc)
+        return _Answer(None, problem, again=again)
+    except requests.RequestException as exc:
+        return _Answer(None, type(exc).__name__)
+    status = response.status_code
+    response.close()
+    if 200 <= status < 300:
+        return _Answer(status, None)
+    again = status == 429 or status >= 500
+    return _Answer(status, _status_problem(status), again=again, asked=_retry_after(response))
+
+
 def _deliver(
     hook: Webhook,
     payload: Mapping[str, Any],
@@ -239,47 +282,24 @@ def _deliver(
 ) -> Delivery:
     """POST to one webhook, retried as the module says; ``attempted`` hears each attempt's
     number as it starts (what :func:`send` says of a delivery it stops waiting for)."""
-    import requests  # noqa: PLC0415 - loaded only when there is something to send
-
     deadline = time.monotonic() + budget(timeout, retries)
     headers = {"User-Agent": f"pytest-bluegreen/{__version__}"}
     attempts, status, backoff = 0, None, BACKOFF
     while True:
         attempts += 1
         attempted(attempts)
-        wait = min(timeout, max(deadline - time.monotonic(), 0.01))
-        asked = 0.0  # what Retry-After asks for
-        try:
-            # stream: the status line decides, the body is never read
-            response = requests.post(
-                hook.url,
-                json=payload,
-                headers=headers,
-                timeout=wait,
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.exceptions.ReadTimeout:  # it may have arrived: never posted twice
-            return Delivery(hook, attempts, status, f"no answer within {wait:g}s")
-        except requests.ConnectTimeout:  # nothing was sent: safe to try again
-            problem, again = f"cannot connect within {wait:g}s", True
-        except requests.ConnectionError as exc:
-            problem, again = _connection_failed(exc)
-        except requests.RequestException as exc:
-            return Delivery(hook, attempts, status, type(exc).__name__)
-        else:
-            status = response.status_code
-            response.close()
-            if 200 <= status < 300:
-                return Delivery(hook, attempts, status)
-            problem, again = _status_problem(status), status == 429 or status >= 500
-            asked = _retry_after(response)
-        if not again or attempts > retries:
-            return Delivery(hook, attempts, status, problem)
-        pause = max(backoff, asked)  # Retry-After is this answer's: the backoff goes on
+        answer = _post(hook, payload, headers, min(timeout, max(deadline - time.monotonic(), 0.01)))
+        if answer.status is not None:
+            status = answer.status  # the last answer's, kept when a later attempt has none
+        if answer.problem is None:
+            return Delivery(hook, attempts, status)
+        if not answer.again or attempts > retries:
+            return Delivery(hook, attempts, status, answer.problem)
+        pause = max(backoff, answer.asked)  # Retry-After is this answer's: the backoff goes on
         if time.monotonic() + pause >= deadline:
-            if asked and asked >= backoff:
-                problem += f", its Retry-After ({asked:g}s) past the notify budget"
+            problem = answer.problem
+            if answer.asked and answer.asked >= backoff:
+                problem += f", its Retry-After ({answer.asked:g}s) past the notify budget"
             return Delivery(hook, attempts, status, problem)
         time.sleep(pause)
         backoff *= 2

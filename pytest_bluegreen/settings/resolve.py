@@ -266,6 +266,20 @@ def _check_mode(
     values: Mapping[str, Any], sources: Mapping[str, str], colors: Sequence[str]
 ) -> None:
     """The run's options must make sense together."""
+    _check_choices(values, sources, colors)
+    _check_switching(values, sources, colors)
+    _check_deploy(values, sources, colors)
+    _check_gating_only(values, sources)
+
+
+def _one_color(colors: Sequence[str]) -> str:
+    return f"--env {' or --env '.join(colors)}"
+
+
+def _check_choices(
+    values: Mapping[str, Any], sources: Mapping[str, str], colors: Sequence[str]
+) -> None:
+    """``env`` and ``compare_baseline`` name one of the colors (or a selection they allow)."""
     env = values["env"]
     allowed = (*colors, *SELECTIONS_EXTRA)
     if env not in allowed:
@@ -273,28 +287,41 @@ def _check_mode(
             f"bluegreen: --env must be one of {'|'.join(allowed)}, got {env!r} "
             f"(from {sources['env']})"
         )
-    one_color = f"--env {' or --env '.join(colors)}"
     baseline = values["compare_baseline"]
     if baseline not in ("live", *colors):
         raise SettingsError(
             f"bluegreen: compare_baseline must be live|{'|'.join(colors)}, got {baseline!r} "
             f"(from {sources['compare_baseline']})"
         )
+
+
+def _check_switching(
+    values: Mapping[str, Any], sources: Mapping[str, str], colors: Sequence[str]
+) -> None:
+    """One of --switch and --rollback; a switch to one color, a rollback verifying one."""
+    env = values["env"]
     if values["promote_later"] and values["rollback"]:
         raise SettingsError("bluegreen: --switch=manual cannot be combined with --rollback")
     if values["switch"] and values["rollback"]:
         raise SettingsError("bluegreen: --switch and --rollback cannot be combined")
     if values["switch"] and env not in colors:
         raise SettingsError(
-            f"bluegreen: --switch needs one target color ({one_color}), "
+            f"bluegreen: --switch needs one target color ({_one_color(colors)}), "
             f"got --env {env} (from {sources['env']})"
         )
     if values["rollback"] and env == "shared":
         raise SettingsError("bluegreen: --rollback verifies a color; --env shared has none")
+
+
+def _check_deploy(
+    values: Mapping[str, Any], sources: Mapping[str, str], colors: Sequence[str]
+) -> None:
+    """--deploy deploys one color, not in a rollback or a dry run; --force-deploy needs it."""
+    env = values["env"]
     if values["deploy"] is not None:
         if env not in colors:
             raise SettingsError(
-                f"bluegreen: --deploy needs one color ({one_color}), "
+                f"bluegreen: --deploy needs one color ({_one_color(colors)}), "
                 f"got --env {env} (from {sources['env']})"
             )
         if values["rollback"] or values["dry_run"]:
@@ -302,7 +329,12 @@ def _check_mode(
             raise SettingsError(f"bluegreen: --deploy cannot be combined with {flag}")
     elif values["force_deploy"]:
         raise SettingsError("bluegreen: --force-deploy only makes sense with --deploy")
-    if values["bake_seconds"] and not (values["switch"] or values["rollback"]):
+
+
+def _check_gating_only(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """--bake and a --dry-run given on the command line need --switch or --rollback."""
+    gating = values["switch"] or values["rollback"]
+    if values["bake_seconds"] and not gating:
         raise SettingsError(
             f"bluegreen: --bake watches a switch; give --switch or --rollback "
             f"(bake_seconds from {sources['bake_seconds']})"
@@ -310,7 +342,7 @@ def _check_mode(
     # dry_run kept in a file, the ini or the environment (never switch for real from here)
     # holds for the gating runs, and says nothing about the others
     dry_from_cli = sources["dry_run"].startswith("cli ")
-    if values["dry_run"] and dry_from_cli and not (values["switch"] or values["rollback"]):
+    if values["dry_run"] and dry_from_cli and not gating:
         raise SettingsError(
             "bluegreen: --dry-run only makes sense with --switch or --rollback "
             f"(from {sources['dry_run']})"
@@ -650,28 +682,9 @@ def _resolve_color(
         )
     picked: dict[str, Any] = {}
     for key in COLOR_KEYS:
-        env_name = f"{ENV_PREFIX}{name.upper().replace('-', '_')}_{key.upper()}"
-        label = f"colors.{name}.{key}"
-        if environ.get(env_name, "") != "":
-            raw: Any = environ[env_name]
-            if key in {"servers", "services"}:
-                raw = [s.strip() for s in raw.split(",") if s.strip()]
-            sources[label] = f"env {env_name}"
-        elif key in entry:
-            raw = entry[key]
-            sources[label] = f"{file_label} {label}"
-        elif key == "services":
-            raw = [f"{name}-backend", f"{name}-frontend", f"{name}-agents"]
-            sources[label] = "default"
-        elif name in _COLOR_DEFAULTS:
-            raw = _COLOR_DEFAULTS[name][key]
-            sources[label] = "default"
-        elif key == "frontend_url":
-            raw = None
-            sources[label] = "default"
-        else:
-            raise SettingsError(f"bluegreen: {label} is required ({file_label})")
-        picked[key] = raw
+        picked[key], sources[f"colors.{name}.{key}"] = _color_value(
+            name, key, entry, environ, file_label
+        )
 
     def parsed(key: str, parse: Callable[[Any], Any]) -> Any:
         label = f"colors.{name}.{key}"
@@ -687,6 +700,30 @@ def _resolve_color(
         servers=parsed("servers", p.servers),
         services=parsed("services", p.services),
     )
+
+
+def _color_value(
+    name: str, key: str, entry: Mapping[str, Any], environ: Mapping[str, str], file_label: str
+) -> tuple[Any, str]:
+    """A color's setting ``key`` and where it came from: the environment, the file's
+    ``[colors.NAME]`` table, or a default (the services' names, the blue/green defaults, no
+    frontend URL); required otherwise."""
+    env_name = f"{ENV_PREFIX}{name.upper().replace('-', '_')}_{key.upper()}"
+    label = f"colors.{name}.{key}"
+    if environ.get(env_name, "") != "":
+        raw: Any = environ[env_name]
+        if key in {"servers", "services"}:
+            raw = [s.strip() for s in raw.split(",") if s.strip()]
+        return raw, f"env {env_name}"
+    if key in entry:
+        return entry[key], f"{file_label} {label}"
+    if key == "services":
+        return [f"{name}-backend", f"{name}-frontend", f"{name}-agents"], "default"
+    if name in _COLOR_DEFAULTS:
+        return _COLOR_DEFAULTS[name][key], "default"
+    if key == "frontend_url":
+        return None, "default"
+    raise SettingsError(f"bluegreen: {label} is required ({file_label})")
 
 
 def describe(settings: Settings) -> list[str]:

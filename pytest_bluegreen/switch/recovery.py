@@ -37,7 +37,14 @@ from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import Settings, Topology
 
 from . import transaction as switch
-from .journal import Journal, JournalEntry, JournalError, PriorState, read_journal
+from .journal import (
+    Journal,
+    JournalEntry,
+    JournalError,
+    JournalMember,
+    PriorState,
+    read_journal,
+)
 from .reconcile import reconcile_recorded, record_missing
 
 __all__ = [
@@ -213,32 +220,14 @@ def recover(
                 )
             return _reconcile(settings, group, secrets)
         if unfinished is None and not torn:
-            lives = {topology.live_color(states) for states in before.values()}
-            live = lives.pop() if len(lives) == 1 else None
-            if not problems and to not in (None, live):
-                raise Refused(
-                    f"HAProxy is consistent ({live} is live) and no switch is unfinished: "
-                    f"move traffic with 'bluegreen switch-to {to}'"
-                )
-            if not problems:
-                return _consistent(group, topology, before, live, dry_run=dry_run)
-            if to is None:
-                raise Refused(
-                    f"HAProxy is inconsistent ({'; '.join(problems)}) and no unfinished "
-                    "journal says how it was: bluegreen recover --to COLOR"
-                )
+            consistent = _without_journal(group, topology, before, problems, to, dry_run=dry_run)
+            if consistent is not None:
+                return consistent
         if to is not None:
             desired = dict.fromkeys(group.present, _live_states(settings, to))
         else:
             unfinished = _followed(unfinished)
-            members = unfinished.every_member(group.names[0])
-            gone = [m.name for m in members if m.name not in group.names]
-            if gone:
-                raise Refused(
-                    f"the unfinished switch names instance(s) {', '.join(gone)} that the "
-                    "settings no longer have: restore them by hand, or bluegreen recover --to "
-                    "COLOR"
-                )
+            members = _journal_members(unfinished, group)
             if past_point_of_no_return(unfinished):
                 return _complete(
                     settings,
@@ -265,6 +254,48 @@ def recover(
             secrets=secrets,
             restart_journal=torn,
         )
+
+
+def _without_journal(
+    group: Haproxies,
+    topology: Topology,
+    before: Mapping[str, Mapping[ServerRef, ServerState]],
+    problems: Sequence[str],
+    to: str | None,
+    *,
+    dry_run: bool,
+) -> RecoverReport | None:
+    """No switch is unfinished: a consistent HAProxy's report (nothing to recover), or None
+    when ``to`` says what to make of an inconsistent one. Raises Refused for ``--to`` another
+    color of a consistent HAProxy (that is a switch), and for an inconsistent one without it."""
+    lives = {topology.live_color(states) for states in before.values()}
+    live = lives.pop() if len(lives) == 1 else None
+    if not problems and to not in (None, live):
+        raise Refused(
+            f"HAProxy is consistent ({live} is live) and no switch is unfinished: "
+            f"move traffic with 'bluegreen switch-to {to}'"
+        )
+    if not problems:
+        return _consistent(group, topology, before, live, dry_run=dry_run)
+    if to is None:
+        raise Refused(
+            f"HAProxy is inconsistent ({'; '.join(problems)}) and no unfinished "
+            "journal says how it was: bluegreen recover --to COLOR"
+        )
+    return None
+
+
+def _journal_members(unfinished: JournalEntry, group: Haproxies) -> tuple[JournalMember, ...]:
+    """The instances the unfinished switch changed; Refused when the settings lost one."""
+    members = unfinished.every_member(group.names[0])
+    gone = [m.name for m in members if m.name not in group.names]
+    if gone:
+        raise Refused(
+            f"the unfinished switch names instance(s) {', '.join(gone)} that the "
+            "settings no longer have: restore them by hand, or bluegreen recover --to "
+            "COLOR"
+        )
+    return members
 
 
 def _describe(desired: Mapping[str, Sequence[PriorState]], group: Haproxies) -> list[str]:

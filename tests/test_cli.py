@@ -162,7 +162,13 @@ def test_a_signal_to_bluegreen_reaches_the_gate_of_its_pytest_child(
     gate = subprocess.Popen(
         [*BLUEGREEN, "switch-to", "green"],
         cwd=workdir,
-        env={**os.environ, "FAULT_STEP": "drain", "FAULT": "", "FAULT_DIR": str(workdir)},
+        env={
+            **os.environ,
+            "FAULT_STEP": "drain",
+            "FAULT": "",
+            "FAULT_DIR": str(workdir),
+            "FAULT_NOTE_SIGNALS": "1",
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -175,6 +181,14 @@ def test_a_signal_to_bluegreen_reaches_the_gate_of_its_pytest_child(
     )
     assert gate.poll() is None, gate.communicate()[0]
     gate.send_signal(signum)  # to bluegreen itself, as kill(1) or a terminal's Ctrl-C does
+    # the step goes on only once the child's gate has the signal (bluegreen passes it on): on a
+    # loaded machine "go" could otherwise come first and the switch finish before it arrives
+    wait_for(
+        lambda: (workdir / "signalled").exists() or gate.poll() is not None,
+        60,
+        "the signal to reach the child's gate",
+        interval=0.005,
+    )
     (workdir / "go").touch()
     out, _ = gate.communicate(timeout=120)
     assert gate.returncode == 8, out

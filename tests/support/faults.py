@@ -80,6 +80,18 @@ def pytest_bluegreen_switch_step(config, step, plan):
     if step != os.environ.get("FAULT_STEP"):
         return
     here = pathlib.Path(os.environ["FAULT_DIR"])
+    if os.environ.get("FAULT_NOTE_SIGNALS"):  # "signalled" once the gate's handler has run
+        import signal
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            gates = signal.getsignal(signum)
+
+            def noted(num, frame, gates=gates):
+                if callable(gates):
+                    gates(num, frame)
+                (here / "signalled").write_text(str(num))
+
+            signal.signal(signum, noted)
     (here / "at-step").write_text(step)
     deadline = time.monotonic() + 60
     while not (here / "go").exists():

@@ -13,7 +13,7 @@ tests/test_errors_tree.py, holds it to the code)::
         SettingsError (ValueError)        settings.files      4
         MissingExtra                      extras              4
         UsageProblem                      cli.inconfig        4
-        InitError                         init.scaffold       4
+        InitError                         init.colors         4
         UnreadableCondition               haproxy.config      4
         SameHaproxy                       haproxy.lock        4
         JournalError                      switch.journal      4
@@ -22,14 +22,14 @@ tests/test_errors_tree.py, holds it to the code)::
         ThresholdError (ValueError)       judge.thresholds    4
         CompareRuleError (ValueError)     judge.compare       4
       Refused                             errors              7
-        RuntimeApiError                   haproxy.runtime     7
-          RuntimeApiUnreachable           haproxy.runtime     7
-          RuntimeApiPermissionError       haproxy.runtime     7
+        RuntimeApiError                   haproxy.answers     7
+          RuntimeApiUnreachable           haproxy.answers     7
+          RuntimeApiPermissionError       haproxy.answers     7
           InstanceFailed                  haproxy.instances   7
         InstancesDisagree                 haproxy.instances   7
-        LockHeld                          haproxy.lock        7
-        LockLost                          haproxy.lock        7
-        UnsafeLock                        haproxy.lock        7
+        LockHeld                          haproxy.lockfile    7
+        LockLost                          haproxy.lockfile    7
+        UnsafeLock                        haproxy.lockfile    7
         UnfinishedJournal                 switch.journal      7
         ImageUnknown                      engines.base        7
         DeployRefused                     gate.deploy         7

@@ -252,7 +252,7 @@ class Prometheus:
             response = self._session.get(url, params=params, timeout=self.timeout)
         except requests.RequestException as exc:
             raise PrometheusUnreachable(
-                f"Prometheus at {self.url} does not answer: {type(exc).__name__}: {exc}"
+                f"Prometheus at {shown_url(self.url)} does not answer: {type(exc).__name__}: {exc}"
             ) from exc
         try:
             body = response.json()
@@ -260,7 +260,7 @@ class Prometheus:
             body = None
         if not isinstance(body, dict) or "status" not in body:
             raise PrometheusUnreachable(
-                f"no Prometheus API at {self.url}: GET {path} answered HTTP "
+                f"no Prometheus API at {shown_url(self.url)}: GET {path} answered HTTP "
                 f"{response.status_code} {excerpt(response.text, 120)!r}"
             )
         if body["status"] == "success":
@@ -269,7 +269,8 @@ class Prometheus:
         if response.status_code in {400, 422} and expr is not None:
             raise PromQLError(f"Prometheus refused {expr!r}: {error}")
         raise PrometheusUnreachable(
-            f"Prometheus at {self.url} failed GET {path} (HTTP {response.status_code}: {error})"
+            f"Prometheus at {shown_url(self.url)} failed GET {path} "
+            f"(HTTP {response.status_code}: {error})"
         )
 
 

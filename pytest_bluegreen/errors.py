@@ -14,7 +14,7 @@ tests/test_errors_tree.py, holds it to the code)::
         MissingExtra                      extras              4
         UsageProblem                      cli.inconfig        4
         InitError                         init.colors         4
-        UnreadableCondition               haproxy.config      4
+        UnreadableCondition               haproxy.configtext  4
         SameHaproxy                       haproxy.lock        4
         JournalError                      switch.journal      4
         StateFileError                    record.state        4   the history and records

@@ -20,7 +20,7 @@ tests/test_errors_tree.py, holds it to the code)::
         StateFileError                    record.state        4   the history and records
           RecordError                     record.state        4
         ThresholdError (ValueError)       judge.thresholds    4
-        CompareRuleError (ValueError)     judge.compare       4
+        CompareRuleError (ValueError)     judge.comparerules  4
       Refused                             errors              7
         RuntimeApiError                   haproxy.answers     7
           RuntimeApiUnreachable           haproxy.answers     7

@@ -655,6 +655,7 @@ def test_loaded(color):
 # session its import (benchmarks/plugin_overhead.py: the plugin's cost is mostly imports)
 GATE_ONLY = (
     "judge.bake",
+    "judge.bakecounters",  # bake.py's counters (issue 23)
     "gate.builds",
     "gateplugin",
     "gate.run",

@@ -41,9 +41,9 @@ tests/test_errors_tree.py, holds it to the code)::
       DeployError                         errors              9
       OutOfOrder                          errors              3
       InfrastructureError                 eventually          1   a check's: INFRA-ERROR
-        PrometheusUnreachable             judge.promql        1
+        PrometheusUnreachable             judge.prometheus    1
         TlsError                          judge.load          1
-      PromQLError (ValueError)            judge.promql        1   a check's own mistake
+      PromQLError (ValueError)            judge.prometheus    1   a check's own mistake
       EngineBlind                         engines.base        7   caught: the version header
       VerifyError                         switch.outcome      8   caught: a SwitchError
       Abort                               switch.outcome      8   caught: a SwitchError

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -252,3 +254,23 @@ def test_a_gate_without_a_verdict_is_reported_not_guessed(tmp_path: Path) -> Non
     )
     assert rows == [DrillRow("v3", "failed", "no verdict (exit 3)", "", rows[0].seconds)]
     assert not rows[0].ok
+
+
+def test_a_paused_load_leaves_that_long_between_a_connections_requests(
+    color_backends: tuple[Backend, Backend],
+) -> None:
+    blue, _ = color_backends
+    blue.reset()
+    result = run_load(f"{blue.url}/api/echo", total=12, duration=30, concurrency=1, pause=0.05)
+    assert result.count == 12
+    gaps = [b.start - a.end for a, b in itertools.pairwise(result.samples)]
+    assert min(gaps) >= 0.05, gaps  # one connection: each request after the pause
+    # a stop during a pause ends the load then, not at the duration
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    stopped = run_load(f"{blue.url}/api/echo", total=1000, duration=30, concurrency=1,
+                       pause=10, stop=stop)  # fmt: skip
+    assert stopped.count == 1
+    assert stopped.wall < 10
+    with pytest.raises(ValueError, match="pause must not be negative"):
+        run_load(f"{blue.url}/api/echo", total=1, duration=1, pause=-1)

@@ -36,7 +36,7 @@ import requests
 
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 
-from .support.faults import BLUEGREEN
+from .support.faults import BLUEGREEN, PROBE_PAUSE
 from .support.infra import require_infra
 from .support.stack import ROOT, wait_for
 from .support.swarm import SwarmStack, docker, running_replicas
@@ -168,7 +168,7 @@ def test_a_cycle_on_a_swarm_under_load(swarm: SwarmStack) -> None:
     )
     wait_for(lambda: _filled_up(swarm, "blue") == 2, 60, "blue's 2 replicas UP in HAProxy")
     assert _served(swarm) == ("blue", "v1.0.0")
-    load = LoadProcess(f"{swarm.routed_url}/version", 200_000, 400, 1)
+    load = LoadProcess(f"{swarm.routed_url}/version", 200_000, 400, 1, pause=PROBE_PAUSE)
     wait_for(lambda: load.answered.value >= 20, 30, "the load to answer")
     try:
         # green v1.1.0: deployed on the swarm (2 replicas), checked, switched

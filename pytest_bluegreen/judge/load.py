@@ -206,8 +206,10 @@ class _Worker(threading.Thread):
         server_header: str = SERVER_HEADER,
         tls: ssl.SSLContext | None = None,
         failures: list[TlsError] | None = None,
+        pause: float = 0.0,
     ) -> None:
         super().__init__(daemon=True)
+        self.pause = pause
         self.version_header, self.server_header = version_header, server_header
         parts = urlsplit(url)
         self.url = url
@@ -295,6 +297,8 @@ class _Worker(threading.Thread):
                 local.append(sample)
                 if self.on_sample is not None:
                     self.on_sample(sample)
+                if self.pause and self.stop.wait(self.pause):
+                    break
         except TlsError as failure:
             self._fail(failure)
         finally:
@@ -316,8 +320,12 @@ def run_load(
     version_header: str = VERSION_HEADER,
     server_header: str = SERVER_HEADER,
     tls_ca: CaFile | None = None,
+    pause: float = 0.0,
 ) -> LoadResult:
     """Send at most ``total`` requests within ``duration`` seconds; workers cycle over ``kinds``.
+    With ``pause``, each worker waits that many seconds after each answer: a steady trickle (a
+    probe that must see every moment of a switch, not load it) instead of a closed loop as fast
+    as the target answers.
     Each sample keeps what its answer said of its build (``version_header``, ``server_header``):
     a check judging a color by a load notes them with ``ColorSession.note_answers``.
 
@@ -326,6 +334,8 @@ def run_load(
     """
     if total < 1 or duration <= 0 or concurrency < 1:
         raise ValueError("total, duration and concurrency must be positive")
+    if pause < 0:
+        raise ValueError("pause must not be negative")
     unknown = set(kinds) - set(KINDS)
     if unknown or not kinds:
         raise ValueError(f"unknown load kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
@@ -352,6 +362,7 @@ def run_load(
             server_header=server_header,
             tls=tls,
             failures=failures,
+            pause=pause,
         )
         for i in range(concurrency)
     ]

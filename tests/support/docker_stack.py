@@ -65,6 +65,10 @@ ENGINE_SETTINGS = {
     "env_dir",
 }
 
+# seconds each probe connection waits after an answer: a request every few milliseconds sees
+# every moment of a switch without a closed loop that takes a core from the stack it watches
+PROBE_PAUSE = 0.005
+
 
 @dataclass(frozen=True)
 class ComposeProject:
@@ -253,7 +257,7 @@ class Probe:
         def run() -> None:
             self.result = run_load(
                 self.url, total=200_000, duration=600, concurrency=2, stop=self.stop,
-                on_sample=count,
+                on_sample=count, pause=PROBE_PAUSE,
             )  # fmt: skip
 
         self._thread = threading.Thread(target=run, daemon=True)

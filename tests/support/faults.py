@@ -262,6 +262,12 @@ class Cell:
         return not self.mismatches()
 
 
+# seconds each of the probe's two connections waits after an answer: a request every few
+# milliseconds sees every step of the switch (each takes a Runtime API round trip or more)
+# without a closed loop that keeps both cores busy serving it (it was most of the matrix's CPU)
+PROBE_PAUSE = 0.005
+
+
 class Probe:
     """A bounded load on the routed URL for the whole cell; stops by itself or when told."""
 
@@ -270,7 +276,9 @@ class Probe:
         self.result: LoadResult | None = None
 
         def run() -> None:
-            self.result = run_load(url, total=100_000, duration=120, concurrency=2, stop=self.stop)
+            self.result = run_load(
+                url, total=100_000, duration=120, concurrency=2, stop=self.stop, pause=PROBE_PAUSE
+            )
 
         self.thread = threading.Thread(target=run, daemon=True)
         self.thread.start()

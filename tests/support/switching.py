@@ -134,7 +134,11 @@ class LoadProcess:
     """The bounded load in a process of its own, as real clients are: it does not share the
     switch's interpreter (threads in one would hold the switch up at every GIL switch)."""
 
-    def __init__(self, url: str, total: int, duration: float, concurrency: int) -> None:
+    def __init__(
+        self, url: str, total: int, duration: float, concurrency: int, pause: float = 0.0
+    ) -> None:
+        """``pause``: each connection waits that long after an answer (``run_load``'s)."""
+        self.pause = pause
         context = multiprocessing.get_context("fork")
         self.answered = context.Value("i", 0)
         self.stop = context.Event()
@@ -158,7 +162,7 @@ class LoadProcess:
         threading.Thread(target=watch, daemon=True).start()
         result = run_load(
             url, total=total, duration=duration, concurrency=concurrency, stop=stop,
-            on_sample=count,
+            on_sample=count, pause=self.pause,
         )  # fmt: skip
         self.results.put(result)
 

@@ -30,11 +30,21 @@ MARKS_BY_FIXTURE: dict[str, tuple[str, ...]] = {
     "docker_swarm": ("docker", "swarm"),
     "fault": ("faults",),  # parametrized by the fault it injects: a cell of the fault matrix
 }
-# the first marker a test has -> its xdist group (``-n 2 --dist loadgroup``); the rest spread.
-# One group for every Docker test, swarm included: a Compose stack of the session lives in one
-# worker, and leaving a swarm restarts the containers of other projects whose names Docker
-# forgot (moby/moby#45144, tests/support/swarm.py): never beside a Compose test.
-GROUP_BY_MARK = (("docker", "docker"), ("timing", "quiet"))
+# by hand, on a Docker test that holds or reads the machine's shared state without a swarm
+# fixture (``scripts/demo`` on the seed's default ports; the Swarm engine asked of an engine in
+# no swarm): ``pytest.mark.machine``, so it runs in the ``machine`` group
+# the first marker a test has -> its xdist group (``--dist loadgroup``); the rest spread. The
+# Compose tests in one group (the session's Compose project lives in one worker); what holds
+# the machine's shared Docker state -- the swarm, the seed's default ports -- in another,
+# beside it: a swarm is made and left only while no Compose test runs (``names_lock``: leaving
+# one makes Docker forget the names of running containers, moby/moby#45144, and the harness
+# restarts them; tests/support/swarm.py).
+GROUP_BY_MARK = (
+    ("swarm", "machine"),
+    ("machine", "machine"),
+    ("docker", "docker"),
+    ("timing", "quiet"),
+)
 # seconds a Docker test may take (builds, ``compose up``, drills) unless it says otherwise
 DOCKER_TIMEOUT = 900
 
@@ -148,9 +158,27 @@ def docker_engine(pytestconfig: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def docker_swarm(docker_engine: None) -> None:
+def docker_swarm(docker_engine: None) -> Iterator[None]:
     """A test that makes (and leaves) a Docker swarm, or deploys on one, takes this: it marks
-    the test ``swarm`` (and ``docker``)."""
+    the test ``swarm`` (and ``docker``). The swarm a test makes is the session's: left when it
+    ends, not at each module's (tests/support/swarm.py: ``LEASE``)."""
+    from tests.support.swarm import LEASE  # noqa: PLC0415 - Docker's libraries
+
+    with LEASE.hold():
+        yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """A test of the ``docker`` group holds ``names_lock`` shared from its set-up to its
+    teardown (the session's Compose project's included): no swarm is made or left meanwhile."""
+    groups = {m.args[0] if m.args else "" for m in item.iter_markers("xdist_group")}
+    if "docker" not in groups:
+        return (yield)
+    from tests.support.swarm import names_lock  # noqa: PLC0415
+
+    with names_lock(exclusive=False):
+        return (yield)
 
 
 @pytest.fixture(scope="session")

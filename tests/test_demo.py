@@ -23,6 +23,9 @@ import pytest
 from tests.support.demo import in_use
 from tests.support.stack import ROOT
 
+# the seed's default ports, as tests/test_untouched.py's stack holds them: never beside it
+pytestmark = pytest.mark.machine
+
 BLUEGREEN = [str(Path(sys.executable).with_name("bluegreen"))]
 
 

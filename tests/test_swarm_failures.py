@@ -32,7 +32,7 @@ from pytest_bluegreen.settings.resolve import resolve
 
 from .support.infra import require_infra
 from .support.stack import ROOT, wait_for
-from .support.swarm import SwarmStack, docker, running_replicas, swarm_state
+from .support.swarm import LEASE, SwarmStack, docker, running_replicas, swarm_state
 
 REPO = f"127.0.0.1:9/bgtest-{secrets.token_hex(4)}/jarvis"  # nothing listens at 127.0.0.1:9
 TAGS = {"blue": "v1.0.0", "green": "v1.1.0"}  # what the stack runs; tags of bluegreen/jarvis
@@ -189,6 +189,7 @@ def not_a_swarm(images: None, tmp_path_factory: pytest.TempPathFactory) -> Refus
     """A deploy and a teardown on this engine while it is in no swarm: before ``swarm`` makes
     one, whatever order the tests run in. None when a swarm was active already (not this
     module's to leave)."""
+    LEASE.vacate()  # the session's swarm, if a test before made it
     if swarm_state() != "inactive":
         return None
     workdir = tmp_path_factory.mktemp("not-a-swarm")

@@ -18,7 +18,14 @@ import pytest
 
 from .support.infra import require_infra
 from .support.stack import wait_for
-from .support.swarm import SwarmStack, docker, named_containers, swarm_state, unresolved
+from .support.swarm import (
+    LEASE,
+    SwarmStack,
+    docker,
+    named_containers,
+    swarm_state,
+    unresolved,
+)
 
 BYSTANDER_IMAGE = "bluegreen-base:bookworm"
 OURS = f"bgtest-{secrets.token_hex(4)}"  # names of this test's own: none taken over, none removed
@@ -47,6 +54,7 @@ def bystanders(docker_swarm: None, pytestconfig: pytest.Config) -> Iterator[list
     except (RuntimeError, OSError) as exc:
         ready = str(exc)
     require_infra(pytestconfig, not ready, f"Docker or the base image are missing: {ready}")
+    LEASE.vacate()  # the session's swarm, if a test before made it
     if swarm_state() == "active":
         pytest.skip("a swarm is active on this engine: the harness would not make or leave one")
     names = [f"{OURS}-bystander-a", f"{OURS}-bystander-b", f"{OURS}-bystander-c"]

@@ -21,7 +21,7 @@ import secrets
 import shutil
 import socket
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import requests
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 
 from .stack import PORT_VARIABLES, ROOT, SEED_PORTS
-from .swarm import Named, leave_swarm, named_containers
+from .swarm import LEASE
 
 PROJECT = "sutazai"
 SOCKET = "/var/run/haproxy/admin.sock"
@@ -157,7 +157,6 @@ class Demo:
     made_container: bool = False
     image: str = ""
     socket_was_there: bool = True  # a file left by an HAProxy gone is not ours to remove
-    before: list[Named] = field(default_factory=list)  # running when this harness made a swarm
 
     @property
     def checkout(self) -> Path:
@@ -181,8 +180,7 @@ class Demo:
             self._start_stack()
         names = docker("ps", "-aq", "--filter", f"name=^{SWARM_HAPROXY}$")
         if not swarm_active():
-            self.before = named_containers()  # whose names a swarm leave loses (moby#45144)
-            docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+            LEASE.acquire()  # the session's: left when it ends (tests/support/swarm.py)
             self.made_swarm = True
         stacks = docker("stack", "ls", "--format", "{{.Name}}").split()
         if SWARM_STACK not in stacks:
@@ -331,5 +329,6 @@ class Demo:
             docker("image", "rm", self.image, check=False)
         if self.made_swarm_stack and swarm_active():
             docker("stack", "rm", SWARM_STACK, check=False)
-        if self.made_swarm and swarm_active():
-            leave_swarm(self.before)  # and the names of the containers found running come back
+        if self.made_swarm:
+            self.made_swarm = False
+            LEASE.release()  # and the names of the containers found running come back

@@ -13,18 +13,31 @@ service not known"). So the harness notes those containers before it makes the s
 leaving it, restarts each whose name its neighbours no longer resolve (a restart registers it
 again), waits until it is as healthy as it was before (a container that failed its health
 check then only has to run), and fails loudly if a name still does not resolve.
+
+Making and leaving a swarm is machine-wide, and the suite runs its Compose tests on one xdist
+worker while its swarm tests run on another (tests/conftest.py: the ``docker`` and ``machine``
+groups). So a swarm is made and left only under :func:`names_lock` held exclusively, which every
+test of the ``docker`` group holds shared while it runs: a leave waits for the Compose test
+running now, and the next waits for the names to come back. And a swarm is made once per test
+session, not per module: :data:`LEASE` makes it for the first test that needs one and leaves it
+when the session ends (or a test that needs no swarm asks), so it is left two or three times
+a run instead of at every module's end.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
 import subprocess
+import tempfile
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pytest_bluegreen.engines.serving import health_command
 from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiUnreachable
@@ -32,6 +45,8 @@ from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiUnreachable
 from .stack import ROOT, NotYet, free_ports, wait_for
 
 HAPROXY_IMAGE = "bluegreen/haproxy:2.6"
+# one for the machine, as a swarm is: every test run on it, and the runs the tests start
+NAMES_LOCK = Path(tempfile.gettempdir()) / "bluegreen-tests-swarm.lock"
 SLOTS = 4  # per color: 2 replicas, and room for 2 more while an update starts them first
 
 
@@ -107,9 +122,72 @@ def unresolved(named: list[Named]) -> list[Named]:
     return lost
 
 
-def leave_swarm(before: list[Named]) -> None:
+class _NamesLock:
+    """:func:`names_lock`: one open file per process, so that a process holding it shared (a
+    Compose test running) may take it exclusively (its session's swarm left at its end)."""
+
+    def __init__(self) -> None:
+        self.files: tuple[IO[bytes], IO[bytes]] | None = None
+        self.shared = 0  # this process's shared holds
+
+    def _open(self) -> tuple[IO[bytes], IO[bytes]]:
+        if self.files is None:
+            turn = NAMES_LOCK.with_suffix(".turn")
+            self.files = (turn.open("ab"), NAMES_LOCK.open("ab"))
+        return self.files
+
+    @contextmanager
+    def __call__(self, *, exclusive: bool) -> Iterator[None]:
+        turn, lock = self._open()
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        try:
+            if exclusive:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # converts this process's shared hold
+            elif not self.shared:
+                fcntl.flock(lock, fcntl.LOCK_SH)
+        except BaseException:
+            fcntl.flock(turn, fcntl.LOCK_UN)
+            raise
+        if not exclusive:
+            fcntl.flock(turn, fcntl.LOCK_UN)
+            self.shared += 1
+        try:
+            yield
+        finally:
+            if exclusive:
+                fcntl.flock(lock, fcntl.LOCK_SH if self.shared else fcntl.LOCK_UN)
+                fcntl.flock(turn, fcntl.LOCK_UN)
+            else:
+                self.shared -= 1
+                if not self.shared:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# Held shared by a Compose test while it runs, exclusively to make or leave a swarm. A
+# turnstile (``<lock>.turn``) keeps a waiting leave from starving behind Compose tests that
+# hold the lock shared one after the other: each passes it first, and a leave keeps it.
+names_lock = _NamesLock()
+
+
+def make_swarm() -> None:
+    with names_lock(exclusive=True):
+        docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+
+
+def leave_swarm(before: Sequence[Named] = ()) -> None:
     """Leave the swarm this harness made, then give back their names to the containers that
-    ran before it (moby/moby#45144)."""
+    were running (moby/moby#45144): those of ``before`` and those running now."""
+    with names_lock(exclusive=True):
+        _leave_swarm([*named_containers(), *before])  # as they are now first
+
+
+def _leave_swarm(noted: list[Named]) -> None:
+    seen: set[tuple[str, str]] = set()
+    before = []
+    for one in noted:
+        if (one.container, one.network) not in seen:
+            seen.add((one.container, one.network))
+            before.append(one)
     docker("swarm", "leave", "--force", check=False)
     docker("network", "rm", "docker_gwbridge", check=False)
     running = set(docker("ps", "-q", "--no-trunc").split())
@@ -191,8 +269,8 @@ class SwarmStack:
     name: str = field(default_factory=new_stack_name)  # the swarm stack's
     ports: dict[str, int] = field(default_factory=dict)
     slots: int = SLOTS  # server-template slots per color of the HAProxy running now
-    before: list[Named] = field(default_factory=list)  # containers running before the swarm
     deployed: dict[str, str] = field(default_factory=dict)  # the stack file's variables
+    leased: bool = False  # this stack holds LEASE (from make_swarm until close)
 
     @property
     def network(self) -> str:
@@ -226,16 +304,19 @@ class SwarmStack:
 
     # -- up and down -------------------------------------------------------------------------
     def make_swarm(self) -> None:
-        """A single-node swarm, unless one is active already (then it is left alone)."""
-        if swarm_state() != "active":
-            self.before = named_containers()
-            docker("swarm", "init", "--advertise-addr", "127.0.0.1")
-            self.made_swarm = True
+        """A single-node swarm (:data:`LEASE`'s), unless one is active already that the
+        harness did not make (then it is left alone)."""
+        if not self.leased:
+            self.made_swarm = LEASE.acquire()
+            self.leased = True
 
     def leave_swarm(self) -> None:
-        if self.made_swarm:
-            leave_swarm(self.before)
-            self.made_swarm = False
+        """Leave the swarm now, if the harness made it (else it stays, as found)."""
+        if self.leased:
+            self.leased = False
+            LEASE.users -= 1
+        LEASE.leave()
+        self.made_swarm = False
 
     def start(
         self,
@@ -339,7 +420,9 @@ class SwarmStack:
         try:
             wait_for(gone, 90, "the swarm stack's containers and network to go", interval=0.5)
         finally:
-            self.leave_swarm()
+            if self.leased:
+                self.leased = False
+                LEASE.release()
 
     # -- looking -----------------------------------------------------------------------------
     def settings_toml(self, **overrides: Any) -> str:
@@ -420,3 +503,53 @@ class SwarmStack:
             "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
         )  # fmt: skip
         return spec.strip().split("@", 1)[0]
+
+
+@dataclass
+class SwarmLease:
+    """The swarm of this process's tests: made by the first that needs one (unless one is
+    active: the machine's own, never left), left when the last lets go, unless :meth:`hold`
+    keeps it until the test session ends (tests/conftest.py's ``docker_swarm`` fixture)."""
+
+    made: bool = False  # the swarm active now was made here
+    users: int = 0
+    held: bool = False
+    before: list[Named] = field(default_factory=list)  # running when it was made
+
+    def acquire(self) -> bool:
+        """A swarm is active; True when it is this lease's (left by it)."""
+        self.users += 1
+        if swarm_state() != "active":
+            self.before = named_containers()
+            make_swarm()
+            self.made = True
+        return self.made
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users <= 0 and not self.held:
+            self.leave()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        self.held = True
+        try:
+            yield
+        finally:
+            self.held = False
+            self.leave()
+
+    def vacate(self) -> None:
+        """For a test that needs no swarm: leave this lease's, unless a stack is on it now."""
+        if self.users <= 0:
+            self.leave()
+
+    def leave(self) -> None:
+        """Leave the swarm now if it is this lease's."""
+        if self.made:
+            self.made = False
+            if swarm_state() == "active":
+                leave_swarm(self.before)
+
+
+LEASE = SwarmLease()

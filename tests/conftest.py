@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ MARKS_BY_FIXTURE: dict[str, tuple[str, ...]] = {
 # by hand, on a Docker test that holds or reads the machine's shared state without a swarm
 # fixture (``scripts/demo`` on the seed's default ports; the Swarm engine asked of an engine in
 # no swarm): ``pytest.mark.machine``, so it runs in the ``machine`` group
+
 # the first marker a test has -> its xdist group (``--dist loadgroup``); the rest spread. The
 # Compose tests in one group (the session's Compose project lives in one worker); what holds
 # the machine's shared Docker state -- the swarm, the seed's default ports -- in another,
@@ -45,6 +47,12 @@ GROUP_BY_MARK = (
     ("docker", "docker"),
     ("timing", "quiet"),
 )
+
+# the machine group's modules that need no swarm at first, before those that make the
+# session's: else each of these leaves it, and a leave waits for the Compose test running
+# then and restarts the Compose project's containers (any order passes; this one is quicker)
+NO_SWARM_FIRST = ("tests/test_swarm_leave.py", "tests/test_swarm_failures.py")
+
 # seconds a Docker test may take (builds, ``compose up``, drills) unless it says otherwise
 DOCKER_TIMEOUT = 900
 
@@ -67,6 +75,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if item.get_closest_marker(mark):
                 item.add_marker(pytest.mark.xdist_group(group))
                 break
+
+    def first(item: pytest.Item) -> int:
+        module = item.nodeid.split("::", 1)[0]
+        return NO_SWARM_FIRST.index(module) if module in NO_SWARM_FIRST else len(NO_SWARM_FIRST)
+
+    items.sort(key=first)
 
 
 @pytest.hookimpl(tryfirst=True)  # before an xdist worker sends the ids to the controller
@@ -168,17 +182,35 @@ def docker_swarm(docker_engine: None) -> Iterator[None]:
         yield
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
-    """A test of the ``docker`` group holds ``names_lock`` shared from its set-up to its
-    teardown (the session's Compose project's included): no swarm is made or left meanwhile."""
-    groups = {m.args[0] if m.args else "" for m in item.iter_markers("xdist_group")}
-    if "docker" not in groups:
-        return (yield)
-    from tests.support.swarm import names_lock  # noqa: PLC0415
+# the shared hold on names_lock of a test of the ``docker`` group, from set-up to teardown
+NAMES_HOLD = pytest.StashKey[ExitStack]()
 
-    with names_lock(exclusive=False):
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # before the fixtures: the session's Compose project
+def pytest_runtest_setup(item: pytest.Item) -> object:
+    """A test of the ``docker`` group holds ``names_lock`` shared from its set-up to its
+    teardown (the session's Compose project's included): no swarm is made or left meanwhile.
+    Waited for inside the test's timeout (pytest-timeout: an error of this test, not a hung
+    worker). Such a test never waits on a pytest run of tests/ that holds it too (a leave
+    waiting at the turnstile between them would wait for ever): tests/test_untouched.py is a
+    ``machine`` test."""
+    groups = {m.args[0] if m.args else "" for m in item.iter_markers("xdist_group")}
+    if "docker" in groups:
+        from tests.support.swarm import names_lock  # noqa: PLC0415
+
+        hold = item.stash[NAMES_HOLD] = ExitStack()
+        hold.enter_context(names_lock(exclusive=False))
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    try:
         return (yield)
+    finally:
+        hold = item.stash.get(NAMES_HOLD, None)
+        if hold is not None:
+            hold.close()
 
 
 @pytest.fixture(scope="session")

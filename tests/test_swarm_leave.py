@@ -23,6 +23,7 @@ from .support.swarm import (
     SwarmStack,
     docker,
     named_containers,
+    names_lock,
     swarm_state,
     unresolved,
 )
@@ -96,12 +97,17 @@ def test_leaving_the_swarm_keeps_names_resolving_on_compose_networks(
     assert resolves(first, "gamma")
     stack = SwarmStack(tmp_path, tls_cert)
     stack.make_swarm()
-    assert stack.made_swarm
-    stack.leave_swarm()
-    assert swarm_state() == "inactive"
-    assert resolves(first, "beta")
-    assert resolves(second, "alpha")
-    assert resolves(first, "gamma")
-    assert resolves(broken, "alpha")
-    # and every other container on a Compose network (the bundled stack, when it is up)
-    assert unresolved(named_containers()) == []
+    # no Compose test of the suite (another xdist worker's) starts or stops a container until
+    # every name is checked: each one running is the leave's to give back
+    with names_lock(exclusive=True):
+        try:
+            assert stack.made_swarm
+        finally:
+            stack.leave_swarm()
+        assert swarm_state() == "inactive"
+        assert resolves(first, "beta")
+        assert resolves(second, "alpha")
+        assert resolves(first, "gamma")
+        assert resolves(broken, "alpha")
+        # and every other container on a Compose network (the bundled stack, when it is up)
+        assert unresolved(named_containers()) == []

@@ -34,10 +34,10 @@ import subprocess
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pytest_bluegreen.engines.serving import health_command
 from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiUnreachable
@@ -122,45 +122,74 @@ def unresolved(named: list[Named]) -> list[Named]:
     return lost
 
 
+def _lock_file(path: Path) -> int:
+    """A descriptor on one of the machine's lock files, made if missing and readable by every
+    user (``flock`` needs no more): a file another user made is opened, never re-created."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        pass
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except PermissionError:  # made meanwhile by another user (fs.protected_regular)
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    with suppress(PermissionError):
+        os.fchmod(fd, 0o644)  # whatever this process's umask
+    return fd
+
+
 class _NamesLock:
-    """:func:`names_lock`: one open file per process, so that a process holding it shared (a
-    Compose test running) may take it exclusively (its session's swarm left at its end)."""
+    """:data:`names_lock`: one pair of descriptors per process, so that a process holding it
+    shared (a Compose test running) may take it exclusively (its session's swarm left as its
+    last test ends) and holds it shared again afterwards."""
 
     def __init__(self) -> None:
-        self.files: tuple[IO[bytes], IO[bytes]] | None = None
+        self.fds: tuple[int, int] | None = None  # the turnstile's, the lock's
         self.shared = 0  # this process's shared holds
+        self.exclusive = 0  # and exclusive ones
 
-    def _open(self) -> tuple[IO[bytes], IO[bytes]]:
-        if self.files is None:
-            turn = NAMES_LOCK.with_suffix(".turn")
-            self.files = (turn.open("ab"), NAMES_LOCK.open("ab"))
-        return self.files
+    def _open(self) -> tuple[int, int]:
+        if self.fds is None:
+            turn = _lock_file(NAMES_LOCK.with_suffix(".turn"))
+            self.fds = (turn, _lock_file(NAMES_LOCK))
+        return self.fds
+
+    def close(self) -> None:
+        """Let go of the descriptors (and so of any hold)."""
+        for fd in self.fds or ():
+            os.close(fd)
+        self.fds = None
+        self.shared = self.exclusive = 0
+
+    def forget(self) -> None:
+        """In a forked child: its copies closed, the parent's holds untouched (an unlock here
+        would be the parent's: the descriptors share one lock)."""
+        self.close()
 
     @contextmanager
     def __call__(self, *, exclusive: bool) -> Iterator[None]:
         turn, lock = self._open()
-        fcntl.flock(turn, fcntl.LOCK_EX)
-        try:
-            if exclusive:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # converts this process's shared hold
-            elif not self.shared:
-                fcntl.flock(lock, fcntl.LOCK_SH)
-        except BaseException:
-            fcntl.flock(turn, fcntl.LOCK_UN)
-            raise
-        if not exclusive:
-            fcntl.flock(turn, fcntl.LOCK_UN)
-            self.shared += 1
-        try:
+        if self.exclusive or (self.shared and not exclusive):  # held already as needed
             yield
-        finally:
+            return
+        counted = False
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX)
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)  # or converts
+            counted = True
             if exclusive:
-                fcntl.flock(lock, fcntl.LOCK_SH if self.shared else fcntl.LOCK_UN)
-                fcntl.flock(turn, fcntl.LOCK_UN)
+                self.exclusive += 1
             else:
+                self.shared += 1
+                fcntl.flock(turn, fcntl.LOCK_UN)
+            yield
+        finally:  # unlocking what is not held is a no-op: an interruption anywhere lets go
+            if counted and exclusive:
+                self.exclusive -= 1
+            elif counted:
                 self.shared -= 1
-                if not self.shared:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_SH if self.shared else fcntl.LOCK_UN)
+            fcntl.flock(turn, fcntl.LOCK_UN)
 
 
 # Held shared by a Compose test while it runs, exclusively to make or leave a swarm. A
@@ -169,9 +198,16 @@ class _NamesLock:
 names_lock = _NamesLock()
 
 
+def _forget_in_child() -> None:
+    names_lock.forget()  # whichever is this module's now
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def make_swarm() -> None:
-    with names_lock(exclusive=True):
-        docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+    """A single-node swarm on this engine (under ``names_lock``, held by the caller)."""
+    docker("swarm", "init", "--advertise-addr", "127.0.0.1")
 
 
 def leave_swarm(before: Sequence[Named] = ()) -> None:
@@ -311,10 +347,13 @@ class SwarmStack:
             self.leased = True
 
     def leave_swarm(self) -> None:
-        """Leave the swarm now, if the harness made it (else it stays, as found)."""
+        """Leave the swarm now, if the harness made it (else it stays, as found): only when
+        no other stack is on it."""
         if self.leased:
             self.leased = False
-            LEASE.users -= 1
+            LEASE.users = max(0, LEASE.users - 1)
+        if LEASE.users:
+            raise RuntimeError(f"{LEASE.users} other stack(s) on the swarm: not left")
         LEASE.leave()
         self.made_swarm = False
 
@@ -505,29 +544,68 @@ class SwarmStack:
         return spec.strip().split("@", 1)[0]
 
 
+def swarm_node() -> str:
+    return docker("info", "--format", "{{.Swarm.NodeID}}").strip()
+
+
+def _owner_file() -> Path:
+    """Who made the active swarm: the node's id and the pid of the test process."""
+    return NAMES_LOCK.with_suffix(".owner")
+
+
+def _orphaned() -> bool:
+    """The active swarm was made by a test process that is gone (a worker killed before its
+    session ended): the next lease takes it over, and leaves it."""
+    try:
+        owner = json.loads(_owner_file().read_text())
+        pid = int(owner["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if owner.get("node") != swarm_node():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 @dataclass
 class SwarmLease:
     """The swarm of this process's tests: made by the first that needs one (unless one is
-    active: the machine's own, never left), left when the last lets go, unless :meth:`hold`
-    keeps it until the test session ends (tests/conftest.py's ``docker_swarm`` fixture)."""
+    active: the machine's own, never left; or an orphan of a killed test process, taken over),
+    left when the last lets go, unless :meth:`hold` keeps it until the test session ends
+    (tests/conftest.py's ``docker_swarm`` fixture). Made and left under ``names_lock``."""
 
-    made: bool = False  # the swarm active now was made here
+    made: bool = False  # the swarm active now is this lease's to leave
     users: int = 0
     held: bool = False
     before: list[Named] = field(default_factory=list)  # running when it was made
 
     def acquire(self) -> bool:
         """A swarm is active; True when it is this lease's (left by it)."""
+        if not self.made:
+            with names_lock(exclusive=True):
+                if swarm_state() != "active":
+                    before = named_containers()
+                    make_swarm()
+                    self.before, self.made = before, True
+                    self._own()
+                elif _orphaned():
+                    self.before, self.made = [], True
+                    self._own()
         self.users += 1
-        if swarm_state() != "active":
-            self.before = named_containers()
-            make_swarm()
-            self.made = True
         return self.made
 
+    def _own(self) -> None:
+        with suppress(OSError):  # best effort: without it a killed run's swarm stays
+            _owner_file().write_text(json.dumps({"node": swarm_node(), "pid": os.getpid()}))
+
     def release(self) -> None:
-        self.users -= 1
-        if self.users <= 0 and not self.held:
+        self.users = max(0, self.users - 1)
+        if not self.users and not self.held:
             self.leave()
 
     @contextmanager
@@ -541,15 +619,18 @@ class SwarmLease:
 
     def vacate(self) -> None:
         """For a test that needs no swarm: leave this lease's, unless a stack is on it now."""
-        if self.users <= 0:
+        if not self.users:
             self.leave()
 
     def leave(self) -> None:
-        """Leave the swarm now if it is this lease's."""
-        if self.made:
-            self.made = False
-            if swarm_state() == "active":
-                leave_swarm(self.before)
+        """Leave the swarm now if it is this lease's (still its own if the leave fails)."""
+        if not self.made:
+            return
+        if swarm_state() == "active":
+            leave_swarm(self.before)
+        self.made = False
+        with suppress(OSError):
+            _owner_file().unlink(missing_ok=True)
 
 
 LEASE = SwarmLease()

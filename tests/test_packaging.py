@@ -5,6 +5,7 @@ and a feature whose extra is missing says which extra to install."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,10 +38,21 @@ def sh(*command: str | Path, cwd: Path | None = None, timeout: float = 300) -> s
     return done.stdout
 
 
+# what a build needs none of (and the checkout's own build output, whatever a run left there)
+NOT_BUILT = shutil.ignore_patterns(
+    ".git", ".venv", ".bluegreen", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
+    "node_modules", "reports",
+)  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built from a copy of the checkout: setuptools writes build/ and the egg-info into the
+    tree it builds, and every xdist worker that runs a test of this module builds at once."""
     out = tmp_path_factory.mktemp("dist")
-    sh(sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out, ROOT)
+    source = tmp_path_factory.mktemp("source") / "pytest-bluegreen"
+    shutil.copytree(ROOT, source, ignore=NOT_BUILT, symlinks=True)
+    sh(sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", out, source)
     [built] = out.glob("pytest_bluegreen-*.whl")
     check = sh(sys.executable, "-m", "twine", "check", "--strict", built)
     assert "PASSED" in check

@@ -170,8 +170,7 @@ class LocalPrometheus:
             os.waitpid(pid, os.WNOHANG)
         if self._is_ours(pid):
             return True
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
+        _reap(pid)
         return False
 
     def last_error(self) -> str:
@@ -208,3 +207,18 @@ class LocalPushgateway(LocalPrometheus):
             self.identity(),
             "--persistence.interval=5s",
         ]
+
+
+def _reap(pid: int, timeout: float = 5.0) -> None:
+    """When ``pid`` is our child that no longer looks like ours, it is exiting (its command
+    line goes before it is a zombie): wait until it is reaped, not only until it looks gone.
+    Not our child (Prometheus started by another command): nothing to reap."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done == pid or time.monotonic() >= deadline:
+            return
+        time.sleep(0.01)

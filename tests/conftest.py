@@ -251,6 +251,15 @@ def compose_project(docker_engine: None) -> Iterator[ComposeProject]:
     ``fresh_colors`` (no color running, the shared services as the compose file says). Removed
     at the end of the session; nothing of another project is touched."""
     from tests.support.docker_stack import own_project  # noqa: PLC0415
+    from tests.support.swarm import names_lock  # noqa: PLC0415
 
-    with own_project() as project:
-        yield project
+    # up and down under names_lock (shared): also when the worker's last test, whose teardown
+    # takes the project down, is not a Compose test holding it
+    with ExitStack() as stack:
+        with names_lock(exclusive=False):
+            project = stack.enter_context(own_project())
+        try:
+            yield project
+        finally:
+            with names_lock(exclusive=False):
+                stack.close()

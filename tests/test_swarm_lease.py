@@ -265,3 +265,38 @@ def test_a_process_holding_it_exclusively_may_ask_again(lock_path: Path) -> None
             assert held(lock_path, fcntl.LOCK_SH)
         assert held(lock_path, fcntl.LOCK_SH)  # still exclusive
     assert not held(lock_path, fcntl.LOCK_SH)
+
+
+def test_a_leave_restarting_a_container_its_owner_removes_meanwhile_goes_on(
+    monkeypatch: pytest.MonkeyPatch, lock_path: Path
+) -> None:
+    """The Compose project of another worker goes down while the leave restarts the containers
+    whose names Docker forgot: the one removed is no loss, the other is waited for (run C on
+    1b53d54's successor: 'docker inspect ...: No such object' ended the session's teardown)."""
+    kept = swarm.Named("kept-id", "net", ("api",))
+    gone = swarm.Named("gone-id", "net", ("db",))
+    present = {"kept-id", "gone-id"}
+    calls: list[tuple[str, ...]] = []
+
+    def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
+        calls.append(args)
+        if args[:2] == ("ps", "-q"):
+            return "\n".join(sorted(present))
+        if args[0] == "inspect":
+            if check and set(args[1:]) - present:
+                raise RuntimeError(f"docker {' '.join(args)}: Error: No such object")
+            return json.dumps([{"Id": i, "Name": f"/{i}", "State": {"Running": True}}
+                               for i in args[1:] if i in present])  # fmt: skip
+        return ""
+
+    def restart(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        present.discard("gone-id")  # its owner took it down just after the restart
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    lost = [[kept, gone], []]
+    monkeypatch.setattr(swarm, "docker", docker)
+    monkeypatch.setattr(swarm, "unresolved", lambda named: lost.pop(0) if lost else [])
+    monkeypatch.setattr(swarm.subprocess, "run", restart)
+    swarm._leave_swarm([kept, gone])
+    assert ("swarm", "leave", "--force") in calls
+    assert present == {"kept-id"}

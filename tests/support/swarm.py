@@ -249,9 +249,11 @@ def _leave_swarm(noted: list[Named]) -> None:
     was_healthy = {one.container for one in before if one.healthy}
 
     def healthy() -> bool:
+        # those removed meanwhile by their owner (a stack going down) are no loss: not found
+        found = json.loads(docker("inspect", *ids, check=False) or "[]")
         waiting = [
             f"{attrs['Name'].lstrip('/')}: {why}"
-            for attrs in json.loads(docker("inspect", *ids))
+            for attrs in found
             if (why := not_ready(attrs, health=attrs["Id"] in was_healthy))
         ]
         if waiting:
@@ -259,7 +261,9 @@ def _leave_swarm(noted: list[Named]) -> None:
         return True
 
     wait_for(healthy, 180, "the restarted containers to be healthy", interval=1)
-    still = unresolved([n for n in before if n.container in ids] + lost_neighbours(before, ids))
+    running = set(docker("ps", "-q", "--no-trunc").split())
+    asked = [n for n in before if n.container in ids] + lost_neighbours(before, ids)
+    still = unresolved([n for n in asked if n.container in running])
     if still:
         names = ", ".join(f"{one.names[0]} ({one.network})" for one in still)
         raise RuntimeError(f"after leaving the swarm these names no longer resolve: {names}")

@@ -8,6 +8,7 @@ extra to install when they are missing. The bare install needs only pytest, xdis
 | checks   | psycopg, redis, pytest-testinfra, docker | the shipped service checks (contrib)   |
 | stats    | scipy, numpy                             | comparing colors (``[compare]`` rules) |
 | plot     | matplotlib                               | the comparison's plot in Allure        |
+| metrics  | prometheus-client                        | the gate's metrics (``[metrics]``)     |
 """
 
 from __future__ import annotations

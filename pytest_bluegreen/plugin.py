@@ -44,6 +44,7 @@ from .keys import (
 )
 from .process.child import follow_parent
 from .redaction import ReportScrubber, Secrets
+from .report.metrics import require_client
 from .settings import Option, Settings, SettingsError, all_options, describe, resolve
 from .settings.files import misread_values
 
@@ -160,6 +161,7 @@ def pytest_configure(config: pytest.Config) -> None:
     shows = any(config.getoption(name, False) for name in SHOW_ONLY)
     if _runs_tests(config) and not shows:
         _require_stats_extra(settings)
+        _require_metrics_extra(settings)
     allure_results = _register_allure(config, settings, secrets, shows=shows)
     if _is_worker(config):
         workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
@@ -188,6 +190,15 @@ def _require_stats_extra(settings: Settings) -> None:
             "bluegreen: comparing colors ([compare] rules) needs the 'stats' extra: "
             "pip install 'pytest-bluegreen[stats]'"
         )
+
+
+def _require_metrics_extra(settings: Settings) -> None:
+    """A run that publishes the gate's metrics needs prometheus-client (the ``metrics``
+    extra): said before anything is checked or switched, not as a warning afterwards."""
+    try:
+        require_client(settings.metrics)
+    except MissingExtra as exc:
+        raise pytest.UsageError(f"bluegreen: {exc}") from None
 
 
 def _register_allure(

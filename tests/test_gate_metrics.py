@@ -104,7 +104,8 @@ def test_label_values_and_help_are_escaped_and_read_back() -> None:
     family = Family(RUNS, "counter", "help with \\ and\na newline", {labels_of(outcome=odd): 3})
     text = render([family])
     assert "# HELP bluegreen_gate_runs_total help with \\\\ and\\na newline\n" in text
-    assert 'bluegreen_gate_runs_total{outcome="a\\"b\\\\c\\nd"} 3\n' in text
+    # prometheus-client writes every value as a float (3.0); Prometheus reads both
+    assert 'bluegreen_gate_runs_total{outcome="a\\"b\\\\c\\nd"} 3.0\n' in text
     [sample] = parse(text, NAMES)
     assert (sample.label("outcome"), sample.value) == (odd, 3)
 
@@ -425,3 +426,41 @@ def test_commands_count_and_a_dry_run_does_not(pytester: pytest.Pytester, stack:
     }
     assert live(samples) == {"blue": 0, "green": 1}
     assert [s.value > 0 for s in samples if s.name == SWITCH] == [True]  # the CLI's switch
+
+
+WITHOUT_CLIENT = [
+    sys.executable,
+    "-c",
+    "import sys; sys.modules['prometheus_client'] = None; "  # the metrics extra not installed
+    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
+]
+
+
+def test_a_command_that_would_publish_without_the_extra_is_refused(
+    pytester: pytest.Pytester, stack: Stack
+) -> None:
+    """Without prometheus-client, a command that may record an outcome stops before it changes
+    anything, naming the extra; one that only reads still works."""
+    pytester.makefile(".toml", bluegreen=stack.settings_toml(metrics_textfile="bluegreen.prom"))
+    before = stack.live_weights()
+
+    def bluegreen(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*WITHOUT_CLIENT, *args],
+            cwd=pytester.path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    refused = bluegreen("switch-to", "green", "--force")
+    text = refused.stdout + refused.stderr
+    assert refused.returncode == 4, text
+    assert "needs the 'metrics' extra: pip install 'pytest-bluegreen[metrics]'" in text
+    assert "Traceback" not in text
+    assert stack.live_weights() == before
+    assert not stack.state_file.exists()  # no history entry
+    assert not (pytester.path / "bluegreen.prom").exists()
+    shown = bluegreen("status")
+    assert "extra" not in shown.stdout + shown.stderr, shown.stdout + shown.stderr

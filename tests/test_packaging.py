@@ -20,7 +20,7 @@ from tests.support.stack import ROOT, Stack
 WHEELHOUSE = ROOT / ".bluegreen" / "wheelhouse"
 EXTRAS_ONLY = (
     *("docker", "python_on_whales", "allure", "testinfra", "psycopg", "redis", "dotenv"),
-    *("scipy", "numpy", "matplotlib"),
+    *("scipy", "numpy", "matplotlib", "prometheus_client"),
 )
 
 
@@ -150,6 +150,7 @@ MISSING_EXTRAS = {
     "docker": ("", ["--env", "green", "--deploy", "v1.2.0"]),
     "allure": ('allure_dir = "out"\n', ["--env", "green"]),
     "stats": ("", ["--env", "green"]),
+    "metrics": ('metrics_textfile = "bluegreen.prom"\n', ["--env", "green", "--switch"]),
 }
 TABLES = {"stats": '[compare]\n"/api/echo" = ["p(95) <= live * 1.1"]\n'}
 

@@ -187,6 +187,7 @@ def test_help_works_with_a_bad_setting(
 MISSING_EXTRAS = {
     "stats": ("scipy", '[compare]\n"/api/echo" = ["p(95) <= live * 1.1"]\n'),
     "allure": ("allure", 'allure_dir = "allure-results"\n'),
+    "metrics": ("prometheus_client", 'metrics_textfile = "bluegreen.prom"\n'),
 }
 
 

@@ -25,7 +25,7 @@ from pytest_bluegreen.errors import BluegreenError, ExitCode, UsageError
 from pytest_bluegreen.keys import METRICS_KEY
 from pytest_bluegreen.plugin import settings_from_config
 from pytest_bluegreen.process.child import run_child
-from pytest_bluegreen.report.metrics import RunMetrics, publish
+from pytest_bluegreen.report.metrics import RunMetrics, publish, require_client
 from pytest_bluegreen.settings import Settings
 from pytest_bluegreen.switch.journal import read_journal
 
@@ -61,9 +61,10 @@ def paint(text: str, code: str) -> str:
 class InConfig:
     """A plugin that runs one command with the fully set-up config, instead of a session."""
 
-    def __init__(self, action: Action, *, dry_run: bool = False) -> None:
+    def __init__(self, action: Action, *, dry_run: bool = False, records: bool = True) -> None:
         self.action = action
         self.dry_run = dry_run
+        self.records = records
         self.code: int | None = None
         self.error: BaseException | None = None
 
@@ -73,6 +74,8 @@ class InConfig:
             settings = settings_from_config(config)
             if settings.config_file is None:
                 raise UsageProblem(no_settings_file(config))
+            if self.records:  # a command that may record an outcome publishes the metrics
+                require_client(settings.metrics)
             if self.dry_run:  # nothing locked, journaled, recorded or published
                 settings = replace(settings, run=replace(settings.run, dry_run=True))
             self.code = self._counted(config, settings)
@@ -129,8 +132,10 @@ def suite_args(args: argparse.Namespace, settings: Settings | None = None) -> li
     return given
 
 
-def in_config(args: argparse.Namespace, action: Action) -> int:
-    runner = InConfig(action, dry_run=getattr(args, "dry_run", False))
+def in_config(args: argparse.Namespace, action: Action, *, records: bool = True) -> int:
+    """Run ``action`` with the fully set-up config; ``records=False``: a command that only
+    reads, which publishes nothing and so needs no ``metrics`` extra."""
+    runner = InConfig(action, dry_run=getattr(args, "dry_run", False), records=records)
     code = pytest.main(
         [*suite_args(args), "-p", "no:cacheprovider", "--assert=plain"], plugins=[runner]
     )

@@ -31,7 +31,7 @@ def cmd_status(args: argparse.Namespace, extra: Sequence[str]) -> int:
         sys.stdout.write(settings.load_secrets().redact(text))
         return ExitCode.OK if status.healthy else ExitCode.CHECKS_FAILED
 
-    return in_config(args, show)
+    return in_config(args, show, records=False)
 
 
 def cmd_export_state(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -46,4 +46,4 @@ def cmd_export_state(args: argparse.Namespace, extra: Sequence[str]) -> int:
             sys.stdout.write(text)
         return ExitCode.OK
 
-    return in_config(args, export)
+    return in_config(args, export, records=False)

@@ -1,33 +1,47 @@
-"""Prometheus' text exposition format (version 0.0.4), written and read by hand: the few
-families the gate publishes need no client library.
+"""Prometheus' text exposition format (version 0.0.4), written and read by the official
+client library, ``prometheus-client`` (the ``metrics`` extra). It is imported only when metrics
+are written or read: the bare install, which never publishes them, never loads it.
 
-- :func:`render` writes families: ``# HELP``, ``# TYPE``, then one line per sample, label
-  values escaped as the format says (``\\`` -> ``\\\\``, ``"`` -> ``\\"``, a newline -> ``\\n``;
-  the same for HELP text, without the quote);
-- :func:`parse` reads samples back (a textfile written before, a Pushgateway's ``/metrics``),
-  only those of the metric names asked for, so another exporter's lines never get in the way.
+- :func:`registry` holds the families in a ``CollectorRegistry`` (what ``push_to_gateway``
+  sends), :func:`render` writes them with ``generate_latest``: ``# HELP``, ``# TYPE``, then
+  one line per sample, label values and HELP text escaped by the library;
+- :func:`parse` reads samples back (a textfile written before, a Pushgateway's ``/metrics``)
+  with the library's parser, only the lines of the metric names asked for, so another
+  exporter's lines never get in the way.
 
 ``promtool check metrics`` accepts what :func:`render` writes (tests/test_gate_metrics.py).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal
 
 from pytest_bluegreen.errors import BluegreenError, ExitCode
+from pytest_bluegreen.extras import require
 
-__all__ = ["ExpositionError", "Family", "Labels", "Sample", "parse", "render"]
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+__all__ = [
+    "ExpositionError",
+    "Family",
+    "Labels",
+    "Sample",
+    "client",
+    "parse",
+    "registry",
+    "render",
+]
 
 Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
 Kind = Literal["counter", "gauge"]
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_UNESCAPE = {"\\": "\\", '"': '"', "n": "\n"}
+FEATURE = "the gate's metrics (metrics_textfile, metrics_push_url)"
 
 
 class ExpositionError(BluegreenError, ValueError):
@@ -62,41 +76,56 @@ def labels_of(**given: str) -> Labels:
     return tuple(sorted(given.items()))
 
 
-def render(families: Iterable[Family]) -> str:
-    lines: list[str] = []
+def client() -> ModuleType:
+    """``prometheus_client``, or MissingExtra naming the ``metrics`` extra."""
+    return require("prometheus_client", "metrics", FEATURE)
+
+
+def registry(families: Iterable[Family]) -> CollectorRegistry:
+    """A registry that holds exactly ``families``: their samples in label order, no
+    ``_created`` series (a family built here has none), nothing of the process's own."""
+    client()
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415 - the metrics extra
+    from prometheus_client.metrics_core import (  # noqa: PLC0415 - the metrics extra
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        Metric,
+    )
+    from prometheus_client.registry import Collector  # noqa: PLC0415 - the metrics extra
+
+    built: list[Metric] = []
     for family in families:
-        lines.append(f"# HELP {family.name} {_escape(family.help, quote=False)}")
-        lines.append(f"# TYPE {family.name} {family.kind}")
+        kind = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
+        metric = kind(family.name, family.help)  # a counter's family name drops _total
         for labels, value in sorted(family.samples.items()):
-            lines.append(f"{family.name}{_labels(labels)} {_number(value)}")
-    return "\n".join(lines) + "\n" if lines else ""
+            metric.add_sample(family.name, dict(labels), float(value))
+        built.append(metric)
+
+    class Families(Collector):
+        def collect(self) -> Iterable[Metric]:
+            return built
+
+    held = CollectorRegistry(auto_describe=False)
+    held.register(Families())
+    return held
 
 
-def _escape(text: str, *, quote: bool) -> str:
-    text = text.replace("\\", "\\\\").replace("\n", "\\n")
-    return text.replace('"', '\\"') if quote else text
+def render(families: Iterable[Family]) -> str:
+    client()
+    from prometheus_client import generate_latest  # noqa: PLC0415 - the metrics extra
 
-
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v, quote=True)}"' for k, v in labels) + "}"
-
-
-def _number(given: float) -> str:
-    value = float(given)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value.is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(value)
+    return generate_latest(registry(families)).decode()
 
 
 def parse(text: str, names: Iterable[str]) -> Iterator[Sample]:
     """The samples of the metrics ``names`` in ``text``; other lines are skipped unread.
-    Raises ExpositionError on a line of those metrics that does not parse."""
+    Raises ExpositionError on a line of those metrics that does not parse. Each line is read
+    alone, so the error says which one."""
+    client()
+    from prometheus_client.parser import (  # noqa: PLC0415 - the metrics extra
+        text_string_to_metric_families,
+    )
+
     wanted = set(names)
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
@@ -106,68 +135,9 @@ def parse(text: str, names: Iterable[str]) -> Iterator[Sample]:
         if found is None or found.group() not in wanted:
             continue
         try:
-            yield _sample(stripped, found.end(), found.group())
-        except (ValueError, IndexError) as exc:
+            read = [s for f in text_string_to_metric_families(stripped + "\n") for s in f.samples]
+        except (ValueError, IndexError, KeyError) as exc:
             raise ExpositionError(f"line {number}: {exc}: {line[:120]!r}") from None
-
-
-def _sample(line: str, at: int, name: str) -> Sample:
-    labels: dict[str, str] = {}
-    if line[at : at + 1] == "{":
-        at = _read_labels(line, at + 1, labels)
-    rest = line[at:].split()
-    if not rest or len(rest) > 2 or not line[at : at + 1].isspace():
-        raise ValueError("expected a value (and an optional timestamp) after the name")
-    return Sample(name, tuple(sorted(labels.items())), _value(rest[0]))
-
-
-def _read_labels(line: str, at: int, into: dict[str, str]) -> int:
-    """Labels from just after ``{`` to the closing ``}``; the index after it."""
-    while True:
-        at = _skip_spaces(line, at)
-        if line[at] == "}":
-            return at + 1
-        found = _LABEL_NAME.match(line, at)
-        if found is None:
-            raise ValueError(f"a label name expected at column {at + 1}")
-        at = _skip_spaces(line, found.end())
-        if line[at] != "=":
-            raise ValueError(f"'=' expected at column {at + 1}")
-        at = _skip_spaces(line, at + 1)
-        if line[at] != '"':
-            raise ValueError(f"a quoted label value expected at column {at + 1}")
-        value, at = _read_quoted(line, at + 1)
-        into[found.group()] = value
-        at = _skip_spaces(line, at)
-        if line[at] == ",":
-            at += 1
-        elif line[at] != "}":
-            raise ValueError(f"',' or '}}' expected at column {at + 1}")
-
-
-def _read_quoted(line: str, at: int) -> tuple[str, int]:
-    out: list[str] = []
-    while line[at] != '"':
-        if line[at] == "\\":
-            escaped = line[at + 1]
-            if escaped not in _UNESCAPE:
-                raise ValueError(f"unknown escape \\{escaped} at column {at + 1}")
-            out.append(_UNESCAPE[escaped])
-            at += 2
-        else:
-            out.append(line[at])
-            at += 1
-    return "".join(out), at + 1
-
-
-def _skip_spaces(line: str, at: int) -> int:
-    while line[at] in " \t":
-        at += 1
-    return at
-
-
-def _value(text: str) -> float:
-    special = {"+Inf": math.inf, "-Inf": -math.inf, "Inf": math.inf, "NaN": math.nan}
-    if text in special:
-        return special[text]
-    return float(text)
+        for sample in read:
+            labels = tuple(sorted(sample.labels.items()))
+            yield Sample(sample.name, labels, float(sample.value))

@@ -20,9 +20,14 @@ duration. Only the process that may change something collects (the xdist control
   measure keep their previous values. Written to a temporary file in the same folder, then
   renamed over the old one (a reader never sees half a file), under a lock file beside it.
 - ``metrics_push_url``: a Pushgateway. The group ``job="bluegreen", instance=<host>`` is read
-  back from its ``/metrics`` (its counters carried on the same way) and replaced with a PUT.
-  The whole exchange is bounded by ``metrics_push_timeout``, a failed request is retried
-  once, and a failure is one warning line: never a change of the run's exit status.
+  back from its ``/metrics`` (its counters carried on the same way) and replaced with a PUT
+  (``push_to_gateway``). The whole exchange is bounded by ``metrics_push_timeout``, a failed
+  request is retried once, and a failure is one warning line: never a change of the run's
+  exit status.
+
+The format is ``prometheus-client``'s (report/exposition.py), an optional dependency (the
+``metrics`` extra): a gate run with either place set and without it stops before anything
+with a one-line error naming the extra (:func:`require_client`).
 """
 
 from __future__ import annotations
@@ -39,11 +44,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 import requests
 
 from pytest_bluegreen.errors import BluegreenError, ExitCode
+from pytest_bluegreen.extras import MissingExtra
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE
 from pytest_bluegreen.haproxy.lock import open_lock_file
 from pytest_bluegreen.judge.judgement import Judgement
@@ -52,15 +57,35 @@ from pytest_bluegreen.record.state import HistoryEntry, Outcome
 from pytest_bluegreen.redaction import excerpt, redact, shown_url, url_secrets
 from pytest_bluegreen.switch.reading import live_color
 
-from .exposition import ExpositionError, Family, Labels, Sample, labels_of, parse, render
+from .exposition import (
+    ExpositionError,
+    Family,
+    Labels,
+    Sample,
+    client,
+    labels_of,
+    parse,
+    registry,
+    render,
+)
 
 if TYPE_CHECKING:
     from pytest_bluegreen.engines import DeployResult
     from pytest_bluegreen.gate.report import GateReport
     from pytest_bluegreen.haproxy.instances import AnyHaproxy
     from pytest_bluegreen.settings import Settings, Topology
+    from pytest_bluegreen.settings.judging import MetricsSettings
 
-__all__ = ["NAMES", "RunMetrics", "families", "publish", "push", "shown_url", "write_textfile"]
+__all__ = [
+    "NAMES",
+    "RunMetrics",
+    "families",
+    "publish",
+    "push",
+    "require_client",
+    "shown_url",
+    "write_textfile",
+]
 
 JOB = "bluegreen"
 RUNS = "bluegreen_gate_runs_total"
@@ -76,7 +101,6 @@ HELP = {
     LIVE: "1 for the color HAProxy sends traffic to after the last run, 0 for the others.",
     DEPLOY: "Seconds the last --deploy took, from the backup to the color being healthy.",
 }
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Build = Callable[[Sequence[Sample]], list[Family]]
 
@@ -180,7 +204,12 @@ def write_textfile(path: Path, build: Build) -> None:
     (a temporary file in the same folder, renamed over it), under ``.<name>.lock`` beside it
     so two gates on this host never add to the same old counters. The temporary and the lock
     file do not end in ``.prom``: node_exporter reads neither. Raises OSError, or
-    ExpositionError when the existing file is not in the format (left as it is)."""
+    ExpositionError when the existing file is not in the format (left as it is).
+
+    The text is ``generate_latest``'s; the file is not written by ``write_to_textfile``, which
+    opens a predictable temporary name that follows a symbolic link, leaves the mode to the
+    umask (node_exporter runs as another user), does not fsync, and leaves its temporary file
+    behind on Ctrl-C."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path.with_name(f".{path.name}.lock")):
         previous = list(parse(path.read_text(), NAMES)) if path.exists() else []
@@ -218,14 +247,14 @@ class PushFailed(BluegreenError):
     exit_code = ExitCode.INTERNAL_ERROR
 
 
-def group_url(url: str, instance: str) -> str:
-    return f"{url.rstrip('/')}/metrics/job/{JOB}/instance/{quote(instance, safe='')}"
-
-
 def push(url: str, instance: str, timeout: float, build: Build) -> None:
     """Read the group's samples back from the Pushgateway's ``/metrics``, build the families,
-    PUT them to the group. Raises PushFailed (after one retry, or when ``timeout`` seconds
-    are spent) or ExpositionError (what it answered is not in the format)."""
+    PUT them to the group (``push_to_gateway``: the group's URL, the body, its content type).
+    Raises PushFailed (after one retry, or when ``timeout`` seconds are spent) or
+    ExpositionError (what it answered is not in the format)."""
+    client()
+    from prometheus_client import push_to_gateway  # noqa: PLC0415 - the metrics extra
+
     deadline = time.monotonic() + timeout
     with requests.Session() as session:
         answer = _request(session, "GET", f"{url.rstrip('/')}/metrics", deadline, timeout)
@@ -235,10 +264,30 @@ def push(url: str, instance: str, timeout: float, build: Build) -> None:
             for s in parse(answer.text, NAMES)
             if s.label("job") == JOB and s.label("instance") == instance
         ]
-        body = render(build(previous)).encode()
-        headers = {"Content-Type": CONTENT_TYPE}
-        _request(
-            session, "PUT", group_url(url, instance), deadline, timeout, body=body, headers=headers
+        budget = timeout
+
+        def through_session(
+            url: str,
+            method: str,
+            timeout: float | None,  # unused: the deadline bounds each attempt
+            headers: Sequence[tuple[str, str]],
+            data: bytes,
+        ) -> Callable[[], None]:
+            """The library's request, sent by ``requests`` (credentials in the URL, the
+            deadline, one retry, a short reason) instead of urllib."""
+
+            def send() -> None:
+                _request(session, method, url, deadline, budget, body=data, headers=dict(headers))
+
+            return send
+
+        push_to_gateway(
+            url,
+            job=JOB,
+            registry=registry(build(previous)),
+            grouping_key={"instance": instance},
+            timeout=timeout,
+            handler=through_session,
         )
 
 
@@ -291,6 +340,13 @@ def _live(api: AnyHaproxy, topology: Topology) -> tuple[str | None, bool]:
         return None, False
 
 
+def require_client(where: MetricsSettings) -> None:
+    """Raise MissingExtra when a place to publish is set and ``prometheus-client`` (the
+    ``metrics`` extra) is not installed: the run's one-line error, before anything changes."""
+    if where.metrics_textfile is not None or where.metrics_push_url is not None:
+        client()
+
+
 def publish(settings: Settings, run: RunMetrics, api: AnyHaproxy | None = None) -> list[str]:
     """Write and/or push this run's metrics, as set; the warnings (one line per place that
     failed). Nothing at all for a dry run, a run that recorded and measured nothing, or when
@@ -301,6 +357,10 @@ def publish(settings: Settings, run: RunMetrics, api: AnyHaproxy | None = None) 
         return []
     if where.metrics_textfile is None and where.metrics_push_url is None:
         return []
+    try:
+        require_client(where)
+    except MissingExtra as exc:  # the gate stopped earlier; a command that recorded: warn
+        return [f"warning: gate metrics not published: {exc}"]
     live, known = _live(api if api is not None else settings.haproxies(), settings.topology)
 
     def build(previous: Sequence[Sample]) -> list[Family]:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from prometheus_client import delete_from_gateway
 
 from pytest_bluegreen.report.exposition import Sample, parse
-from pytest_bluegreen.report.metrics import JOB, NAMES, group_url
+from pytest_bluegreen.report.metrics import JOB, NAMES
 
 from .stack import free_ports, wait_for
 
@@ -69,7 +70,7 @@ class Pushgateway:
         ]
 
     def clear(self) -> None:
-        requests.delete(group_url(self.url, socket.gethostname()), timeout=5).raise_for_status()
+        delete_from_gateway(self.url, job=JOB, grouping_key={"instance": socket.gethostname()})
 
     def stop(self) -> None:
         self.proc.terminate()

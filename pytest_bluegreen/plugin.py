@@ -44,7 +44,6 @@ from .keys import (
 )
 from .process.child import follow_parent
 from .redaction import ReportScrubber, Secrets
-from .report.metrics import require_client
 from .settings import Option, Settings, SettingsError, all_options, describe, resolve
 from .settings.files import misread_values
 
@@ -195,6 +194,11 @@ def _require_stats_extra(settings: Settings) -> None:
 def _require_metrics_extra(settings: Settings) -> None:
     """A run that publishes the gate's metrics needs prometheus-client (the ``metrics``
     extra): said before anything is checked or switched, not as a warning afterwards."""
+    where = settings.metrics
+    if where.metrics_textfile is None and where.metrics_push_url is None:
+        return  # and the gate's modules stay unloaded in a session that is no gate
+    from .report.metrics import require_client  # noqa: PLC0415 - a run that publishes
+
     try:
         require_client(settings.metrics)
     except MissingExtra as exc:

@@ -296,7 +296,7 @@ def test_a_leave_restarting_a_container_its_owner_removes_meanwhile_goes_on(
     lost = [[kept, gone], []]
     monkeypatch.setattr(swarm, "docker", docker)
     monkeypatch.setattr(swarm, "unresolved", lambda named: lost.pop(0) if lost else [])
-    monkeypatch.setattr(swarm.subprocess, "run", restart)
+    monkeypatch.setattr("tests.support.swarm.subprocess.run", restart)
     swarm._leave_swarm([kept, gone])
     assert ("swarm", "leave", "--force") in calls
     assert present == {"kept-id"}

@@ -4,9 +4,11 @@
     .venv/bin/python -m benchmarks.durations /tmp/suite.log
 
 Reads pytest's ``--durations=0`` lines (``12.34s call     tests/test_x.py::test_y[p]``) and
-prints two Markdown tables: each module's seconds (set-up, call and teardown summed, its share of
-the total, its tests, the modules of the Docker group marked), and the slowest set-ups (a set-up
-that takes seconds is a module or session fixture: the first test to use it pays for it).
+prints three Markdown tables: the seconds of each xdist group (one worker runs a group's tests
+one after the other: the largest group is a floor of the wall time, the sum over the workers
+another), each module's seconds (set-up, call and teardown summed, its share of the total, its
+tests, its group), and the slowest set-ups (a set-up that takes seconds is a module or session
+fixture: the first test to use it pays for it).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 
 LINE = re.compile(r"^\s*([\d.]+)s (setup|call|teardown)\s+(\S+?)::(\S+)\s*$")
 SLOWEST_SETUPS = 15
-# under xdist a grouped test's id ends with its group (tests/conftest.py): ``@docker``, ``@quiet``
+# under xdist a grouped test's id ends with its group (tests/conftest.py): ``@docker``,
+# ``@machine``, ``@quiet``
 GROUP = re.compile(r"@(\w+)\]?$")
 
 
@@ -55,16 +58,29 @@ def read(lines: Iterable[str]) -> tuple[dict[str, Module], list[tuple[float, str
     return dict(modules), sorted(setups, reverse=True)[:SLOWEST_SETUPS]
 
 
+def by_group(lines: Iterable[str]) -> dict[str, float]:
+    """Seconds per xdist group ("spread": the tests of none). A group runs on one worker, one
+    test after the other: the largest is the least the wall time can be, whatever the workers;
+    the sum over the workers is the other bound."""
+    seconds: dict[str, float] = defaultdict(float)
+    for line in lines:
+        found = LINE.match(line)
+        if found is not None:
+            group = GROUP.search(found[4])
+            seconds[group[1] if group else "spread"] += float(found[1])
+    return dict(seconds)
+
+
 def tables(modules: dict[str, Module], setups: list[tuple[float, str, str]]) -> str:
     total = sum(m.total for m in modules.values()) or 1.0
     rows = [
-        "| module | tests | set-up s | call s | teardown s | total s | share |",
+        "| module (xdist group) | tests | set-up s | call s | teardown s | total s | share |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in sorted(modules.items(), key=lambda item: -item[1].total):
-        docker = " (Docker)" if "docker" in m.groups else ""
+        groups = f" ({', '.join(sorted(m.groups))})" if m.groups else ""
         rows.append(
-            f"| `{name}`{docker} | {len(m.tests)} | {m.setup:.0f} | {m.call:.0f} | "
+            f"| `{name}`{groups} | {len(m.tests)} | {m.setup:.0f} | {m.call:.0f} | "
             f"{m.teardown:.0f} | {m.total:.0f} | {100 * m.total / total:.1f}% |"
         )
     rows.append(f"| all | {sum(len(m.tests) for m in modules.values())} | | | | {total:.0f} | |")
@@ -77,10 +93,16 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m benchmarks.durations PYTEST_OUTPUT", file=sys.stderr)
         return 2
-    modules, setups = read(Path(argv[0]).read_text(errors="replace").splitlines())
+    lines = Path(argv[0]).read_text(errors="replace").splitlines()
+    modules, setups = read(lines)
     if not modules:
         print(f"no --durations=0 lines in {argv[0]}", file=sys.stderr)
         return 1
+    groups = by_group(lines)
+    print("| xdist group | seconds | share |\n|---|---:|---:|")
+    for group, seconds in sorted(groups.items(), key=lambda item: -item[1]):
+        print(f"| {group} | {seconds:.0f} | {100 * seconds / sum(groups.values()):.1f}% |")
+    print()
     print(tables(modules, setups))
     return 0
 

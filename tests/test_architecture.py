@@ -297,3 +297,21 @@ def test_no_two_enums_have_the_same_members() -> None:
                 members.setdefault(values, []).append(f"{module}.{node.name}")
     assert len(members) >= 5  # the walk sees the package's enums
     assert [names for names in members.values() if len(names) > 1] == []
+
+
+# where ``isdigit`` reads no number: a Unicode digit there only redacts more
+DIGITS_NOT_READ = {"settings/webhooks.py"}
+
+
+def test_a_number_is_read_from_ascii_digits() -> None:
+    """``str.isdigit`` says yes to ``²`` (``int`` then raises) and to ``٣`` (``int`` reads 3;
+    HAProxy, a header or a port does not): each test of it is paired with ``isascii``."""
+    unpaired = sorted(
+        f"{path.relative_to(PACKAGE)}:{number}"
+        for path in PACKAGE.rglob("*.py")
+        if str(path.relative_to(PACKAGE)) not in DIGITS_NOT_READ
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if ".isdigit()" in line and ".isascii()" not in line
+    )
+    assert unpaired == []
+    assert sum(".isdigit()" in p.read_text() for p in PACKAGE.rglob("*.py")) >= 5

@@ -577,6 +577,9 @@ def test_address_str_parses_back(text: str) -> None:
         "127.0.0.1:65536",
         "127.0.0.1:-1",
         "127.0.0.1:http",
+        "127.0.0.1:\u00b2",  # str.isdigit() says yes, int() says no
+        "127.0.0.1:\u0663",  # an Arabic-Indic 3: int() reads it, HAProxy does not
+        "127.0.0.1:" + "9" * 5000,  # past int()'s 4300 digits
         "tcp:",
         "ipv4@",
         "unix@/run/haproxy/admin.sock",

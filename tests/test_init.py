@@ -490,6 +490,10 @@ CONDITIONS = [
     "defined(SET_HERE) && !defined(NOT_SET)",
     "!defined(SET_HERE) || streq(a,b)",
     "strneq(a,b) && (0 || !0)",
+    "9" * 5000,  # true, however long (int() would refuse it past 4300 digits)
+    "00",
+    "-0",
+    "-5",
 ]
 
 
@@ -526,6 +530,10 @@ def test_if_conditions_read_as_haproxy_reads_them(haproxy_available: str, tmp_pa
         ("&& 1", "a term is missing before '&&'"),
         ("1 1", "an operator is missing before '1'"),
         ("!" * 50_000, "it ends with an operator"),
+        ("\u00b2", "'\u00b2' is not a number or a predicate"),  # isdigit(), but not to int()
+        ("\u0663", "'\u0663' is not a number or a predicate"),  # a digit to int(), not to HAProxy
+        ("foo", "'foo' is not a number or a predicate"),
+        ("1x", "'1x' is not a number or a predicate"),
     ],
 )
 def test_an_unreadable_condition_is_one_line(
@@ -555,6 +563,81 @@ def test_an_unreadable_condition_is_one_line(
     assert f"cannot be read ({why}); HAProxy refuses it too" in message
     assert len(message) < 250
     assert not (tmp_path / "out").exists()
+
+
+def test_an_if_without_its_endif_is_one_line(
+    haproxy_available: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "haproxy.cfg"
+    config.write_text((DATA / "single-backend.cfg").read_text() + ".if 1\n    maxconn 10\n")
+    refused = subprocess.run(
+        [haproxy_available, "-c", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "non-terminated '.if' block" in refused.stdout + refused.stderr
+    line = len(config.read_text().splitlines()) - 1
+    code, lines, err = run_init(capfd, config, tmp_path / "out")
+    assert (code, lines) == (4, [])
+    assert err.splitlines() == [
+        f"bluegreen: error: line {line}: the '.if' block there has no '.endif'; HAProxy refuses "
+        "it too (haproxy -c -f FILE)"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+# what HAProxy takes for a blank, a line's end and a port, and Python's str methods would not:
+# each line below reads as HAProxy reads it (its servers: t1, t3 and t4)
+ODD_CHARACTERS = (
+    "backend web\n"
+    "    server\vt1\t127.0.0.1:1\f check\n"  # vertical tab, tab, form feed: blanks
+    "    # a comment\u2028    server t2 127.0.0.1:2\n"  # U+2028 ends no line: still the comment
+    "    server t3 127.0.0.1:3\r server t5 127.0.0.1:5\n"  # a carriage return ends the line
+    "    server\u00a0t9 127.0.0.1:9\n"  # a no-break space is no blank: an unknown keyword
+    "    server t4 127.0.0.1:4\n"
+)
+
+
+def test_blanks_and_line_ends_read_as_haproxy_reads_them(
+    haproxy_available: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(ODD_CHARACTERS.replace("    server\u00a0t9 127.0.0.1:9\n", ""))
+    checked = subprocess.run(
+        [haproxy_available, "-c", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "ALERT" not in checked.stdout + checked.stderr, checked.stdout + checked.stderr
+    config.write_text(ODD_CHARACTERS)
+    checked = subprocess.run(
+        [haproxy_available, "-c", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "unknown keyword 'server\u00a0t9'" in checked.stdout + checked.stderr
+    parsed = parse_config(ODD_CHARACTERS, {})
+    servers = parsed.backends[0].servers
+    assert [(s.name, s.address) for s in servers] == [
+        ("t1", "127.0.0.1:1"),
+        ("t3", "127.0.0.1:3"),
+        ("t4", "127.0.0.1:4"),
+    ]
+
+
+@pytest.mark.parametrize("port", ["\u00b2", "\u0663", "9" * 5000, "65536", "0"])
+def test_a_port_haproxy_would_not_read_is_no_tcp_address(port: str) -> None:
+    """``str.isdigit`` takes ``\u00b2`` (int() then raises) and ``\u0663`` (int() reads 3)."""
+    parsed = parse_config(f"backend web\n    server t1 127.0.0.1:{port}\n", {})
+    [server] = parsed.backends[0].servers
+    assert server.host_port() is None
+    assert server.url() is None
 
 
 # --- end to end: a real HAProxy, real backends, the generated checks, a dry run --------------

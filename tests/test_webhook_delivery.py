@@ -81,6 +81,19 @@ def test_retry_after_is_waited_before_the_retry(
     assert gap >= waited  # the plain backoff would be 0.25 s
 
 
+@pytest.mark.parametrize("value", ["\u00b2", "soon"])  # a header is Latin-1 on the wire
+def test_a_retry_after_that_is_no_number_or_date_is_the_plain_backoff(
+    make: type[Receiver], value: str
+) -> None:
+    """``str.isdigit`` takes ``\u00b2``, which float() refuses: it is no number of RFC 9110's
+    (ASCII digits), as a word is no date."""
+    hook = make([retry_after(value), 200])
+    started = time.monotonic()
+    assert send(hook, timeout=1, retries=1) == []
+    assert len(hook.received) == 2
+    assert time.monotonic() - started < budget(1, 1)
+
+
 def test_retry_after_holds_for_its_answer_only(make: type[Receiver]) -> None:
     """A Retry-After of 1 s, then a 503 without one: the second retry comes after the plain
     backoff (0.5 s), not after twice the Retry-After, which would not fit the budget (2.25 s)

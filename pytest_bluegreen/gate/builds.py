@@ -75,7 +75,9 @@ class Heard:
             if name and _NO_SERVER not in name:
                 server = name
                 host, _, port = where.rpartition(":")
-                endpoint = where if host.strip("[]:") and port.isdigit() else None
+                endpoint = (
+                    where if host.strip("[]:") and port.isascii() and port.isdigit() else None
+                )
         return cls(version, server, endpoint)
 
     @property

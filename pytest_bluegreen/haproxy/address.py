@@ -13,6 +13,7 @@ from pytest_bluegreen.frozen import Frozen, frozen
 __all__ = ["LOOPBACK_NAMES", "RuntimeApiAddress", "TlsFiles", "is_loopback"]
 
 _HOST = re.compile(r"[A-Za-z0-9.\-]+")
+_PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits, at most five
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
@@ -77,7 +78,7 @@ class RuntimeApiAddress(Frozen):
 
 def _host_port(text: str, value: str) -> tuple[str, int]:
     host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not sep or not host or not _PORT.fullmatch(port_text) or not 0 < int(port_text) < 65536:
         raise ValueError(f"Runtime API address {text!r} is neither a socket path nor host:port")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

@@ -251,12 +251,17 @@ def _proxy(section: Section, defaults: Section | None, assumptions: list[str]) -
     return builder.build()
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits, fewer than ten (``str.isdigit`` takes ``²``, which ``int`` refuses)."""
+    return text.isascii() and text.isdigit() and len(text) < 10
+
+
 def _slot_range(count: str) -> tuple[int, int]:
     """``3`` -> (1, 3), ``5-8`` -> (5, 8); (0, 0) when neither."""
     low, dash, high = count.partition("-")
     if not dash:
-        return (1, int(count)) if count.isdigit() and len(count) < 10 else (0, 0)
-    if low.isdigit() and high.isdigit() and len(low) < 10 and len(high) < 10:
+        return (1, int(count)) if _digits(count) else (0, 0)
+    if _digits(low) and _digits(high):
         return int(low), int(high)
     return 0, 0
 

@@ -30,6 +30,7 @@ WILDCARD_HOSTS = frozenset({"", "*", "0.0.0.0", "::", "[::]"})  # noqa: S104 - w
 # address prefixes HAProxy takes, and whether the address is a network one (host:port)
 _NETWORK_PREFIXES = ("ipv4@", "ipv6@", "tcp@", "tcp4@", "tcp6@", "quic4@", "quic6@")
 _LOCAL_PREFIXES = ("unix@", "abns@", "abnsz@", "fd@", "sockpair@", "uxst@", "uxdg@", "udp@")
+_PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits, at most five: HAProxy's port
 _MAP_FILE = re.compile(r"map(?:_[a-z]+)?\(([^,)]+)")
 Level = Literal["user", "operator", "admin"]
 FROM_ENVIRONMENT = "the environment"  # Variable.source of a value from the process environment
@@ -228,7 +229,7 @@ def host_port(address: str, *, ranges: bool = False) -> tuple[str, int] | None:
         return None
     if ranges and "-" in port_text:
         port_text = port_text.split("-", 1)[0]
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not _PORT.fullmatch(port_text) or not 0 < int(port_text) < 65536:
         return None
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

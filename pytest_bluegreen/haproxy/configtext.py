@@ -42,6 +42,12 @@ SECTIONS = frozenset(
         "traces",
     }
 )
+# HAProxy's blanks between words (C's isspace but the newline, which ends a line): not Unicode's
+# (a no-break space is part of a word, U+2028 does not end a line); a carriage return or a
+# ``#`` outside quotes ends the line
+BLANKS = " \t\v\f"
+_LINE_ENDS = "#\r"
+_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only, of any length (HAProxy: strtoll)
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -88,8 +94,8 @@ def split_words(line: str, env: _Environment) -> list[str]:
     words: list[str] = []
     current: list[str] | None = None  # None: between words
     i = 0
-    while i < len(line) and line[i] != "#":
-        if line[i].isspace():
+    while i < len(line) and line[i] not in _LINE_ENDS:
+        if line[i] in BLANKS:
             if current is not None:
                 words.append("".join(current))
             current = None
@@ -141,7 +147,7 @@ class UnreadableCondition(UsageError):
 
 # a condition's tokens: an operator, a parenthesis, or a term (``defined(X)``, ``streq(a,b)``,
 # a number, any other word)
-_TOKEN = re.compile(r"\s*(?:(&&|\|\||!|\(|\))|([A-Za-z_]\w*\([^()]*\)|[^\s()!&|]+))")
+_TOKEN = re.compile(r"[ \t\v\f]*(?:(&&|\|\||!|\(|\))|([A-Za-z_]\w*\([^()]*\)|[^ \t\v\f()!&|]+))")
 _PRECEDENCE = {"!": 3, "&&": 2, "||": 1}
 _SHOWN = 60  # characters of a condition an error line shows
 
@@ -156,14 +162,14 @@ def _condition(words: list[str], env: _Environment, assumptions: list[str], line
     while position < len(evaluation.expression):
         match = _TOKEN.match(evaluation.expression, position)
         if match is None:
-            rest = evaluation.expression[position:].strip()
+            rest = evaluation.expression[position:].strip(BLANKS)
             if rest:
                 raise evaluation.unreadable(f"{rest[:10]!r} is not a term")
             break
         position = match.end()
         symbol, term = match.group(1), match.group(2)
         if evaluation.operand_next:
-            evaluation.operand(symbol, term, lambda t: _term(t, env, assumptions, line))
+            evaluation.operand(symbol, term, lambda t: _term(t, env, assumptions, evaluation))
         else:
             evaluation.operator(symbol or term)
     return evaluation.result()
@@ -235,18 +241,21 @@ class _Evaluation:
         self.values.append(left and right if operator == "&&" else left or right)
 
 
-def _term(term: str, env: _Environment, assumptions: list[str], line: int) -> bool:
-    if term.isdigit() or (term.startswith("-") and term[1:].isdigit()):
-        return int(term) != 0
-    match = re.fullmatch(r"(\w+)\((.*)\)", term)
-    if match:
-        function, argument = match.group(1), match.group(2)
-        if function == "defined":
-            return argument.strip() in env.values
-        if function in {"streq", "strneq"}:
-            left, _, right = argument.partition(",")
-            return (left == right) == (function == "streq")
-    assumptions.append(f".if {term} (line {line}) taken as true")
+def _term(term: str, env: _Environment, assumptions: list[str], evaluation: _Evaluation) -> bool:
+    """A number (true unless zero, of any length), a predicate HAProxy 2.6 knows, or one it
+    does not (a later version's: taken as true and said); any other word HAProxy refuses."""
+    if _INTEGER.fullmatch(term):
+        return term.lstrip("-").strip("0") != ""
+    match = re.fullmatch(r"([A-Za-z_]\w*)\((.*)\)", term)
+    if match is None:
+        raise evaluation.unreadable(f"{term[:10]!r} is not a number or a predicate")
+    function, argument = match.group(1), match.group(2)
+    if function == "defined":
+        return argument.strip(BLANKS) in env.values
+    if function in {"streq", "strneq"}:
+        left, _, right = argument.partition(",")
+        return (left == right) == (function == "streq")
+    assumptions.append(f".if {term} (line {evaluation.line}) taken as true")
     return True
 
 
@@ -267,9 +276,9 @@ def read_sections(
 ) -> tuple[list[Section], _Environment]:
     env = _Environment(dict(environ), dict.fromkeys(environ, FROM_ENVIRONMENT))
     sections: list[Section] = []
-    blocks: list[tuple[bool, bool]] = []  # (this branch active, some branch taken)
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
+    blocks: list[tuple[bool, bool, int]] = []  # (this branch active, some taken, its .if line)
+    for number, raw in enumerate(text.split("\n"), start=1):  # HAProxy's lines: "\n" only
+        stripped = raw.split("\r", 1)[0].strip(BLANKS)
         if not stripped or stripped.startswith("#"):
             continue
         if stripped.startswith("."):
@@ -291,6 +300,11 @@ def read_sections(
         if section.kind == "global":
             _environment_line(words, number, env)
         section.lines.append((number, words, bool(blocks)))
+    if blocks:
+        raise UnreadableCondition(
+            f"line {blocks[-1][2]}: the '.if' block there has no '.endif'; HAProxy refuses it "
+            "too (haproxy -c -f FILE)"
+        )
     return sections, env
 
 
@@ -298,27 +312,27 @@ def _directive(
     line: str,
     number: int,
     env: _Environment,
-    blocks: list[tuple[bool, bool]],
+    blocks: list[tuple[bool, bool, int]],
     assumptions: list[str],
 ) -> None:
     words = split_words(line, env)
     keyword, rest = words[0], words[1:]
     if keyword == ".if":
         value = _enclosing(blocks) and _condition(rest, env, assumptions, number)
-        blocks.append((value, value))
+        blocks.append((value, value, number))
     elif keyword in {".elif", ".else"} and blocks:
-        _, taken = blocks.pop()
+        _, taken, opened = blocks.pop()
         value = _enclosing(blocks) and not taken
         if keyword == ".elif":
             value = value and _condition(rest, env, assumptions, number)
-        blocks.append((value, taken or value))
+        blocks.append((value, taken or value, opened))
     elif keyword == ".endif" and blocks:
         blocks.pop()
 
 
-def _enclosing(blocks: list[tuple[bool, bool]]) -> bool:
+def _enclosing(blocks: list[tuple[bool, bool, int]]) -> bool:
     """Every enclosing block's branch is the one taken."""
-    return all(active for active, _ in blocks)
+    return all(active for active, _, _ in blocks)
 
 
 def _environment_line(words: list[str], number: int, env: _Environment) -> None:

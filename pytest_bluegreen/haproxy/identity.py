@@ -24,7 +24,7 @@ class InstanceIdentity:
     def from_info(cls, address: str, info: Mapping[str, str]) -> InstanceIdentity:
         pid = int(info.get("Pid", "0") or 0)
         start = info.get("Start_time_sec")
-        if start is None or not start.isdigit():
+        if start is None or not (start.isascii() and start.isdigit()):
             start = str(int(time.time()) - int(info.get("Uptime_sec", "0") or 0))
         return cls(address, pid, int(start), info.get("node", ""))
 

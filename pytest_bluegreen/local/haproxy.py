@@ -108,7 +108,7 @@ def _add(spec: str, tcp: list[tuple[str, int]], sockets: list[Path]) -> None:
     if family not in {"", "ipv4", "ipv6"} or ":" not in rest:
         return  # abns@, fd@, sockpair@: nothing another process could hold
     host, _, port = rest.rpartition(":")
-    if port.isdigit():
+    if port.isascii() and port.isdigit() and len(port) <= 5:
         tcp.append((host.strip("[]") or "*", int(port)))
 
 
@@ -258,7 +258,7 @@ def _unix_listeners() -> Iterable[tuple[int, str]]:
 def _socket_fds(inodes: set[int]) -> Iterable[tuple[int, int]]:
     """(pid, inode) for every open file descriptor of a process here onto one of ``inodes``."""
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+        if not (entry.name.isascii() and entry.name.isdigit()):
             continue
         try:
             fds = os.scandir(f"/proc/{entry.name}/fd")

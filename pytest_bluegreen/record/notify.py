@@ -183,7 +183,7 @@ def _retry_after(response: requests.Response) -> float:
     """The seconds ``Retry-After`` asks for: a number, or an HTTP date (RFC 9110); 0 when
     there is none or it cannot be read."""
     value = str(response.headers.get("Retry-After", "")).strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -17,6 +17,7 @@ import json
 import math
 import re
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from tests.support.prometheus import (
     prometheus_binary,
     wait_scraped,
 )
+from tests.support.receiver import Answer, Receiver
 from tests.support.stack import ROOT, Backend, Stack, StackFactory, free_ports, wait_for
 
 PROMETHEUS_CHECK = ROOT / "checks" / "test_prometheus.py"
@@ -288,6 +290,91 @@ def test_a_prometheus_that_is_not_there(monitored: Monitored) -> None:
         pytest.raises(PrometheusUnreachable, match=f"no Prometheus API at {stats}: GET /api/v1"),
     ):
         haproxy.query("up")
+
+
+def success(data: Any) -> Answer:
+    body = json.dumps({"status": "success", "data": data}).encode()
+    return Answer(200, {"Content-Type": "application/json"}, body=body)
+
+
+@pytest.fixture
+def impostor() -> Iterator[Receiver]:
+    """Not Prometheus: an HTTP server on 127.0.0.1 that answers what each test gives it."""
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+ONE_VALUE = [{"metric": {}, "value": [1, "x"]}]
+ANOTHER_SHAPE = [
+    pytest.param(None, id="no-data"),
+    pytest.param({}, id="no-result-type"),
+    pytest.param({"resultType": "vector", "result": "up"}, id="result-not-a-list"),
+    pytest.param({"resultType": "vector", "result": [{"metric": {}}]}, id="no-value"),
+    pytest.param({"resultType": "vector", "result": ONE_VALUE}, id="value-not-a-number"),
+    pytest.param({"resultType": "matrix", "result": [{"metric": 3}]}, id="labels-not-a-map"),
+    pytest.param({"resultType": "scalar", "result": 1}, id="scalar-not-a-pair"),
+]
+
+
+@pytest.mark.parametrize("data", ANOTHER_SHAPE)
+def test_an_answer_of_another_shape_is_no_prometheus(impostor: Receiver, data: Any) -> None:
+    """A 200 with ``status: success`` whose data is not a query result (a proxy, another
+    service): Prometheus cannot be read, an infrastructure error, not a crash of the check."""
+    impostor.answers.extend([success(data)] * 2)
+    client = Prometheus(impostor.url(""), timeout=2)
+    expected = r"^no Prometheus API at .*: GET /api/v1/query answered data of another shape"
+    with pytest.raises(PrometheusUnreachable, match=expected):
+        client.query("up")
+    with pytest.raises(PrometheusUnreachable, match="GET /api/v1/query_range answered"):
+        client.query_range("up", start=1, end=2, step=1)
+    client.close()
+    paths = [r.path.split("?")[0] for r in impostor.received]
+    assert paths == ["/api/v1/query", "/api/v1/query_range"]
+
+
+@pytest.mark.parametrize(
+    "data", [None, {"activeTargets": [1]}, {"activeTargets": [{"labels": []}]}], ids=str
+)
+def test_targets_of_another_shape_are_no_prometheus(impostor: Receiver, data: Any) -> None:
+    impostor.answers.append(success(data))
+    client = Prometheus(impostor.url(""), timeout=2)
+    with pytest.raises(PrometheusUnreachable, match="GET /api/v1/targets answered"):
+        client.targets()
+    client.close()
+
+
+@pytest.mark.parametrize(
+    "times",
+    [(math.nan, 2.0, 1.0), (1.0, math.inf, 1.0), (1.0, 2.0, math.nan)],
+    ids=["start-nan", "end-inf", "step-nan"],
+)
+def test_a_range_that_is_no_number_is_refused_before_asking(
+    impostor: Receiver, times: tuple[float, float, float]
+) -> None:
+    """NaN passes ``step <= 0`` and ``end < start`` alike; Prometheus' 400 would then be
+    blamed on the query as a PromQL error."""
+    start, end, step = times
+    client = Prometheus(impostor.url(""), timeout=2)
+    with pytest.raises(ValueError, match=r"^a range needs finite numbers, step > 0"):
+        client.query_range("up", start=start, end=end, step=step)
+    with pytest.raises(ValueError, match=r"^a query's time must be a number of seconds"):
+        client.query("up", at=math.nan)
+    client.close()
+    assert impostor.received == []
+
+
+def test_an_unreachable_prometheus_chains_no_password() -> None:
+    """requests' own error for a URL it cannot use names the URL with its password: the
+    error said is masked, and it is not chained (a traceback would print it)."""
+    client = Prometheus("http://prom:s3cret-pw@127.0.0.1:99999", timeout=2)
+    with pytest.raises(PrometheusUnreachable) as raised:
+        client.query("up")
+    client.close()
+    shown = "".join(traceback.format_exception(raised.value))
+    assert "s3cret-pw" not in shown
+    assert "http://***@127.0.0.1:99999" in shown
+    assert raised.value.__cause__ is None
 
 
 # --- the shipped checks ------------------------------------------------------------------------

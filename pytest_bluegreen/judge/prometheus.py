@@ -28,7 +28,7 @@ from typing import Any
 
 from pytest_bluegreen.errors import BluegreenError, ExitCode
 from pytest_bluegreen.eventually import InfrastructureError
-from pytest_bluegreen.redaction import excerpt, shown_url
+from pytest_bluegreen.redaction import excerpt, mask_credentials, shown_url
 
 __all__ = [
     "MAX_POINTS",
@@ -165,19 +165,35 @@ class Prometheus:
         """An instant query, now or at ``at`` (Unix seconds)."""
         params = {"query": expr}
         if at is not None:
+            if not math.isfinite(at):
+                raise ValueError(f"a query's time must be a number of seconds, not {at}")
             params["time"] = f"{at:.3f}"
-        data = self._get("/api/v1/query", params, expr)
-        return QueryResult(expr, data["resultType"], _series(data["resultType"], data["result"]))
+        return self._result("/api/v1/query", params, expr)
 
     def query_range(self, expr: str, *, start: float, end: float, step: float) -> QueryResult:
         """A range query from ``start`` to ``end`` (Unix seconds), one point every ``step``."""
-        if step <= 0 or end < start:
-            raise ValueError(f"a range needs step > 0 and start <= end (step {step})")
+        if not all(map(math.isfinite, (start, end, step))) or step <= 0 or end < start:
+            raise ValueError(
+                f"a range needs finite numbers, step > 0 and start <= end (start {start}, "
+                f"end {end}, step {step})"
+            )
         if (end - start) / step > MAX_POINTS:
             raise ValueError(f"{(end - start) / step:.0f} points: at most {MAX_POINTS}")
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
-        data = self._get("/api/v1/query_range", params, expr)
-        return QueryResult(expr, data["resultType"], _series(data["resultType"], data["result"]))
+        return self._result("/api/v1/query_range", params, expr)
+
+    def _result(self, path: str, params: Mapping[str, str], expr: str) -> QueryResult:
+        """The query's result; what no Prometheus answers (a 200 whose data has no result of
+        the documented shape: a proxy, another service) is no Prometheus API."""
+        data = self._get(path, params, expr)
+        try:
+            return QueryResult(
+                expr, data["resultType"], _series(data["resultType"], data["result"])
+            )
+        except PromQLError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            raise self._unreadable(path) from None
 
     def targets(self, *, settle: float = 0.0) -> list[Target]:
         """The active scrape targets and their health.
@@ -188,22 +204,31 @@ class Prometheus:
         target, active or dropped, or until ``settle`` has passed (a job with no target at all
         waits it out)."""
         deadline = time.monotonic() + settle
-        while True:
-            data = self._get("/api/v1/targets", {"state": "any"}, None)
-            missing = self._pools_without_targets(data) if settle > 0 else set()
-            if not missing or time.monotonic() >= deadline:
-                break
-            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
-        return [
-            Target(
-                job=str(t.get("labels", {}).get("job") or t.get("scrapePool", "")),
-                url=str(t.get("scrapeUrl", "")),
-                health=str(t.get("health", "unknown")),
-                labels=dict(t.get("labels", {})),
-                last_error=str(t.get("lastError") or ""),
-            )
-            for t in data.get("activeTargets") or []
-        ]
+        try:
+            while True:
+                data = self._get("/api/v1/targets", {"state": "any"}, None)
+                missing = self._pools_without_targets(data) if settle > 0 else set()
+                if not missing or time.monotonic() >= deadline:
+                    break
+                time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+            return [
+                Target(
+                    job=str(t.get("labels", {}).get("job") or t.get("scrapePool", "")),
+                    url=str(t.get("scrapeUrl", "")),
+                    health=str(t.get("health", "unknown")),
+                    labels=dict(t.get("labels", {})),
+                    last_error=str(t.get("lastError") or ""),
+                )
+                for t in data.get("activeTargets") or []
+            ]
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            raise self._unreadable("/api/v1/targets") from None
+
+    def _unreadable(self, path: str) -> PrometheusUnreachable:
+        return PrometheusUnreachable(
+            f"no Prometheus API at {shown_url(self.url)}: GET {path} answered data of another "
+            "shape than Prometheus' API"
+        )
 
     def _pools_without_targets(self, targets: Mapping[str, Any]) -> set[str]:
         """The scrape jobs of the loaded configuration that no target, active or dropped,
@@ -226,9 +251,10 @@ class Prometheus:
         try:
             response = self._session.get(url, params=params, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise PrometheusUnreachable(
-                f"Prometheus at {shown_url(self.url)} does not answer: {type(exc).__name__}: {exc}"
-            ) from exc
+            said = mask_credentials(str(exc))
+            raise PrometheusUnreachable(  # not chained: a traceback would show exc's URL
+                f"Prometheus at {shown_url(self.url)} does not answer: {type(exc).__name__}: {said}"
+            ) from None
         try:
             body = response.json()
         except ValueError:
@@ -239,7 +265,7 @@ class Prometheus:
                 f"{response.status_code} {excerpt(response.text, 120)!r}"
             )
         if body["status"] == "success":
-            return body["data"]
+            return body.get("data")
         error = f"{body.get('errorType', 'error')}: {body.get('error', '')}"
         if response.status_code in {400, 422} and expr is not None:
             raise PromQLError(f"Prometheus refused {expr!r}: {error}")

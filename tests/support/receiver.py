@@ -26,12 +26,14 @@ class Answer:
     """One answer: ``status`` with ``headers``; ``reset``: the connection is reset (RST) after
     ``reset`` of the answer was sent ("line": nothing but the start of the status line,
     "headers": the status line and headers, "body": part of the body); ``trickle``: the status
-    line, then one byte of a header every 50 ms until the receiver is closed."""
+    line, then one byte of a header every 50 ms until the receiver is closed; ``body``: what the
+    answer carries (64 bytes of "ok" and blanks unless given)."""
 
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
     reset: str | None = None
     trickle: bool = False
+    body: bytes = b"ok" + b" " * 62
 
 
 def redirect(location: str, status: int = 307) -> Answer:
@@ -89,16 +91,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(answer.status)
         for name, value in answer.headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", "64")
+        self.send_header("Content-Length", str(len(answer.body)))
         self.end_headers()
         if answer.reset == "headers":
             self._reset()
             return
-        self.wfile.write(b"ok")
+        self.wfile.write(answer.body[:2])
         if answer.reset == "body":
             self._reset()
             return
-        self.wfile.write(b" " * 62)
+        self.wfile.write(answer.body[2:])
+
+    do_GET = do_POST  # an API's answer to a query (Prometheus'), as to a webhook
 
     def _trickle(self, answer: Answer, released: threading.Event) -> None:
         self.wfile.write(f"HTTP/1.1 {answer.status} OK\r\nX-Trickle: ".encode())

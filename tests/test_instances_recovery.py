@@ -171,7 +171,7 @@ def test_an_instance_dying_during_recover_is_exit_10_and_the_next_recover_finish
 
     proxy.before_forward = kill_at_first_change
     failed = group.bluegreen("recover")
-    assert died.is_set()
+    assert died.is_set(), _out(failed)
     assert failed.returncode == 10, _out(failed)
     assert "recovery of the switch blue -> green cut off after" in _out(failed)
     assert "lb-2" in _out(failed)

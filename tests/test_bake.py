@@ -252,7 +252,10 @@ def test_an_haproxy_reload_during_the_bake_is_no_failure(
 
 
 def one_interval(
-    api: Any, servers: list[ServerRef], during: Any, thresholds: str = "http_5xx_rate<0.01"
+    group: Haproxies,
+    servers: list[ServerRef],
+    during: Any,
+    thresholds: str = "http_5xx_rate<0.01",
 ) -> Any:
     """One 0.3 s bake interval of ``servers``; ``during()`` runs as its post checks."""
 
@@ -264,7 +267,7 @@ def one_interval(
         seconds=0.3, interval=0.3, failure_limit=0, consecutive_successes=0, min_requests=0,
         thresholds=parse_bake_thresholds({"haproxy": [thresholds]}),
     )  # fmt: skip
-    [interval] = Bake(plan, api, servers, post, signals=NoSignals()).run().intervals
+    [interval] = Bake(plan, group, servers, post, signals=NoSignals()).run().intervals
     return interval
 
 
@@ -283,13 +286,13 @@ def test_counters_cleared_during_an_interval_measure_nothing(stack: Stack) -> No
         assert stack.api().execute("clear counters all").strip() == ""
         routed(stack, 5)
 
-    interval = one_interval(stack.api(), blue, cleared)
+    interval = one_interval(stack.haproxies(), blue, cleared)
     assert interval.verdict is IntervalVerdict.INCONCLUSIVE, interval.line()
     assert interval.reason.startswith("HAProxy's counters went down during the interval (")
     assert "hrsp_5xx 30 -> 0" in interval.reason
     assert interval.line().startswith("bake 1/1: post 1/1 passed, HAProxy counters not judged")
     # and a clean interval after it measures again
-    clean = one_interval(stack.api(), blue, lambda: routed(stack, 5))
+    clean = one_interval(stack.haproxies(), blue, lambda: routed(stack, 5))
     assert (clean.verdict, clean.metrics["requests"]) == (IntervalVerdict.PASSED, 5)
 
 
@@ -341,7 +344,7 @@ def test_a_show_stat_answer_cut_short_measures_nothing(
         return [r for r in rows if r.ref not in blue] if len(calls) == 1 else rows
 
     monkeypatch.setattr(RuntimeApi, "show_stat", cut_short)
-    interval = one_interval(stack.api(), blue, lambda: routed(stack, 5))
+    interval = one_interval(stack.haproxies(), blue, lambda: routed(stack, 5))
     assert len(calls) == 2
     assert interval.verdict is IntervalVerdict.INCONCLUSIVE, interval.line()
     assert "without api_backend/blue-api (cut short?)" in interval.reason

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.haproxy.lock import lock_for
 from pytest_bluegreen.haproxy.runtime import (
     AdminState,
@@ -432,7 +433,7 @@ def cut_off_switch(stack: Stack, target: str = "green") -> None:
     (folder / "bluegreen.toml").write_text(stack.settings_toml())
     settings = resolve({}, {}, {}, folder)
     api = stack.api()
-    plan = switch.plan(api, settings.topology, target, 100)
+    plan = switch.plan(Haproxies.single(api), settings.topology, target, 100)
     journal = Journal(stack.journal_file)
     journal.prepare()
     source = settings.topology.other(target)

@@ -97,9 +97,11 @@ def test_output_that_raises_at_a_step_fails_nothing(stack: Stack, step: str) -> 
             closed.append(line)
             raise BrokenPipeError(32, "Broken pipe")
 
-    plan = switch.plan(stack.api(), settings.topology, "green", settings.switching.full_weight)
+    plan = switch.plan(
+        stack.haproxies(), settings.topology, "green", settings.switching.full_weight
+    )
     result = switch.apply(
-        stack.api(),
+        stack.haproxies(),
         plan,
         settings.switching,
         settings.topology,
@@ -145,9 +147,11 @@ def test_a_progress_line_that_raises_is_no_haproxy_failure(stack: Stack) -> None
             stack.blue.control(release=True)
         raise BrokenPipeError(32, "Broken pipe")
 
-    plan = switch.plan(stack.api(), settings.topology, "green", settings.switching.full_weight)
+    plan = switch.plan(
+        stack.haproxies(), settings.topology, "green", settings.switching.full_weight
+    )
     result = switch.apply(
-        stack.api(),
+        stack.haproxies(),
         plan,
         settings.switching,
         settings.topology,
@@ -175,9 +179,11 @@ def test_a_color_failing_after_verify_is_reported_not_undone(stack: Stack) -> No
         if step == "confirm":
             stack.green.control(health_status=500)
 
-    plan = switch.plan(stack.api(), settings.topology, "green", settings.switching.full_weight)
+    plan = switch.plan(
+        stack.haproxies(), settings.topology, "green", settings.switching.full_weight
+    )
     result = switch.apply(
-        stack.api(),
+        stack.haproxies(),
         plan,
         settings.switching,
         settings.topology,
@@ -210,10 +216,12 @@ def test_an_unexpected_error_past_the_point_of_no_return_is_an_incomplete_switch
             raise LookupError("a bug of ours")
         return switch.Verification(0.0, None, 1)
 
-    plan = switch.plan(stack.api(), settings.topology, "green", settings.switching.full_weight)
+    plan = switch.plan(
+        stack.haproxies(), settings.topology, "green", settings.switching.full_weight
+    )
     with pytest.raises(switch.SwitchIncomplete) as raised:
         switch.apply(
-            stack.api(),
+            stack.haproxies(),
             plan,
             settings.switching,
             settings.topology,

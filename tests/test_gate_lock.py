@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.haproxy.lock import (
     GateLock,
     HaproxyLock,
@@ -429,7 +430,7 @@ def test_a_gate_whose_lock_was_removed_does_not_switch(tmp_path: Path, stack: St
         assert taken
         for path in taken:
             path.unlink()
-        other = lock_for_group(stack.lock_dir, lock_keys(stack.api()))
+        other = lock_for_group(stack.lock_dir, lock_keys(stack.haproxies()))
         with other.hold():  # the other gate, in its checks
             code, out = gate.go()
     finally:
@@ -437,6 +438,11 @@ def test_a_gate_whose_lock_was_removed_does_not_switch(tmp_path: Path, stack: St
     assert code == 7, out
     assert "was removed or replaced while this gate held it" in out
     assert stack.served_color() == "blue"
+
+
+def keys_at(address: str) -> tuple[str, ...]:
+    """The gate lock's keys of the one HAProxy reached at ``address``."""
+    return lock_keys(Haproxies.single(RuntimeApi(address)))
 
 
 def spellings(stack: Stack) -> dict[str, str]:
@@ -454,19 +460,19 @@ def test_one_haproxy_one_lock_whichever_address_reaches_it(stack: Stack) -> None
     when HAProxy reloads (a new pid) between two gates' attempts."""
     names = spellings(stack)
     for held in names.values():
-        with lock_for_group(stack.lock_dir, lock_keys(RuntimeApi(held))).hold():
+        with lock_for_group(stack.lock_dir, keys_at(held)).hold():
             for other in names.values():
                 if other == held:
                     continue
                 with pytest.raises(LockHeld):
-                    lock_for_group(stack.lock_dir, lock_keys(RuntimeApi(other))).acquire()
+                    lock_for_group(stack.lock_dir, keys_at(other)).acquire()
     pid = stack.api().show_info()["Pid"]
-    with lock_for_group(stack.lock_dir, lock_keys(RuntimeApi(names["tcp"]))).hold():
+    with lock_for_group(stack.lock_dir, keys_at(names["tcp"])).hold():
         stack.haproxy.reload(stack.runtime)
         assert stack.api().show_info()["Pid"] != pid
         for name in ("unix", "localhost"):
             with pytest.raises(LockHeld):
-                lock_for_group(stack.lock_dir, lock_keys(RuntimeApi(names[name]))).acquire()
+                lock_for_group(stack.lock_dir, keys_at(names[name])).acquire()
 
 
 @pytest.mark.parametrize("spelling", ["unix", "localhost"])
@@ -578,7 +584,9 @@ def test_a_gate_that_cannot_read_its_haproxy_twice_checks_the_lock_again_before_
         gate = PausedGate(tmp_path / "a", stack, runtime_api=proxy.address)
         try:
             assert proxy.lost == ["show info", "show info"]
-            other = HaproxyLock(stack.lock_dir, RuntimeApi(str(stack.socket_path)))
+            other = HaproxyLock(
+                stack.lock_dir, Haproxies.single(RuntimeApi(str(stack.socket_path)))
+            )
             with other.hold():  # the other gate, in its checks
                 code, out = gate.go()
         finally:

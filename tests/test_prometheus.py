@@ -625,7 +625,7 @@ def bake(
     )
     return Bake(
         plan,
-        monitored.stack.api(),
+        monitored.stack.haproxies(),
         [ServerRef("api_backend", "green-api")],
         PostResult,
         signals=NoSignals(),

@@ -58,9 +58,9 @@ def after_reload(stack: Stack) -> dict[str, tuple[int, str]]:
 
 
 def switch_to(stack: Stack, settings: Settings, target: str, **given: object) -> None:
-    plan = switch.plan(stack.api(), settings.topology, target, settings.switching.full_weight)
+    plan = switch.plan(stack.haproxies(), settings.topology, target, settings.switching.full_weight)
     switch.apply(
-        stack.api(),
+        stack.haproxies(),
         plan,
         settings.switching,
         settings.topology,
@@ -391,8 +391,8 @@ def test_a_reload_during_the_switchs_save_is_met_not_missed(
             reload.armed = True
 
     result = switch.apply(
-        stack.api(),
-        switch.plan(stack.api(), settings.topology, "green", settings.switching.full_weight),
+        stack.haproxies(),
+        switch.plan(stack.haproxies(), settings.topology, "green", settings.switching.full_weight),
         settings.switching,
         settings.topology,
         journal=Journal(stack.journal_file),

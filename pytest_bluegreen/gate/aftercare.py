@@ -38,7 +38,7 @@ from pytest_bluegreen.switch.journal import JournalError, read_journal
 
 if TYPE_CHECKING:
     from pytest_bluegreen.engines import DeployEngine
-    from pytest_bluegreen.haproxy.instances import AnyHaproxy
+    from pytest_bluegreen.haproxy.instances import Haproxies
     from pytest_bluegreen.process.signals import DeferredSignals
     from pytest_bluegreen.settings import Settings
 
@@ -77,7 +77,7 @@ class Aftercare:
     without the docker extra asking raises a BluegreenError)."""
 
     settings: Settings
-    api: AnyHaproxy
+    api: Haproxies
     lock: _Lock
     signals: DeferredSignals
     progress: Callable[[str], None]

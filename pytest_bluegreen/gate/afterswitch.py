@@ -26,7 +26,7 @@ from .decision import Decision, Verdict
 from .report import GateReport
 
 if TYPE_CHECKING:
-    from pytest_bluegreen.haproxy.instances import AnyHaproxy
+    from pytest_bluegreen.haproxy.instances import Haproxies
     from pytest_bluegreen.process.signals import DeferredSignals
     from pytest_bluegreen.settings import Settings
 
@@ -42,7 +42,7 @@ class AfterSwitch:
     the warm window (old, new -> the lines to say)."""
 
     settings: Settings
-    api: AnyHaproxy
+    api: Haproxies
     run_post: Callable[[], PostResult] | None
     signals: DeferredSignals
     progress: Callable[[str], None]

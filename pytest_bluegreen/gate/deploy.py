@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Mapping
 
 from pytest_bluegreen.engines import DeployEngine, DeployResult, EngineBlind, Occupant, engine_for
 from pytest_bluegreen.errors import BluegreenError, DeployError, Refused
-from pytest_bluegreen.haproxy.instances import AnyHaproxy, Haproxies
+from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.process.signals import DeferredSignals, NoSignals
 from pytest_bluegreen.settings import Settings
@@ -36,7 +36,7 @@ class DeployStep:
     def __init__(
         self,
         settings: Settings,
-        api: AnyHaproxy,
+        api: Haproxies,
         progress: Callable[[str], None],
         engine: DeployEngine | None = None,
     ) -> None:
@@ -117,7 +117,7 @@ class DeployStep:
     def slots(self, color: str) -> list[tuple[str, str]]:
         """(label, ADDR:PORT) of every filled HAProxy slot of the color on every instance: its
         servers, and every server pointing where they point (its direct backend)."""
-        group = self.api if isinstance(self.api, Haproxies) else Haproxies.single(self.api)
+        group = self.api
         wanted = set(self.settings.topology.servers(color))
         found = []
         for name, states in group.each(lambda _, api: api.servers_state()).items():

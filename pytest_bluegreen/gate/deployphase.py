@@ -20,7 +20,7 @@ from .builds import BuildEvidence, Heard, resolve
 
 if TYPE_CHECKING:
     from pytest_bluegreen.engines import DeployEngine, DeployResult
-    from pytest_bluegreen.haproxy.instances import AnyHaproxy
+    from pytest_bluegreen.haproxy.instances import Haproxies
     from pytest_bluegreen.process.signals import DeferredSignals
     from pytest_bluegreen.settings import Settings
 
@@ -35,7 +35,7 @@ class DeployPhase:
     def __init__(
         self,
         settings: Settings,
-        api: AnyHaproxy,
+        api: Haproxies,
         progress: Callable[[str], None],
         engine: DeployEngine | None = None,
     ) -> None:

@@ -45,7 +45,6 @@ from .verify import Verification, slots_before_switch
 
 if TYPE_CHECKING:
     from pytest_bluegreen.engines import DeployEngine, DeployResult
-    from pytest_bluegreen.haproxy.instances import AnyHaproxy
     from pytest_bluegreen.judge.bake import PostResult
     from pytest_bluegreen.judge.blame import TwinRun
 
@@ -59,7 +58,7 @@ class GateRun:
         self,
         settings: Settings,
         hooks: GateHooks | None = None,
-        api: AnyHaproxy | None = None,
+        api: Haproxies | None = None,
         *,
         progress: Callable[[str], None] = lambda line: None,
         secrets: Secrets | None = None,
@@ -75,14 +74,11 @@ class GateRun:
             lambda line: progress(self.secrets.redact(line))
         )  # output (a closed stdout) never fails the switch, the bake or the deploy
         self.hooks = hooks or GateHooks()
-        # every HAProxy instance as one group (a group of one by default); a client given by
-        # the caller (tests, a fault-injecting proxy) is the one instance
-        self.api: AnyHaproxy = api or settings.haproxies()
-        addresses = (
-            self.api.addresses if isinstance(self.api, Haproxies) else [str(self.api.address)]
-        )
+        # every HAProxy instance as one group (a group of one by default); a group given by
+        # the caller (tests, a fault-injecting proxy) in place of the settings'
+        self.api: Haproxies = api or settings.haproxies()
         self.lock: GateLock | GroupLock | HaproxyLock = lock_for_group(
-            settings.state.lock_dir, addresses
+            settings.state.lock_dir, self.api.addresses
         )  # until start()
         self.journal = Journal(settings.state.journal_file, redact=self.secrets.redact)
         self.signals: DeferredSignals = NoSignals()
@@ -130,9 +126,8 @@ class GateRun:
 
     def _leave_out_missing(self) -> None:
         """Several instances: the allowed-missing ones that do not answer take no part."""
-        group = self.api
-        if isinstance(group, Haproxies) and group.several:
-            for name in group.leave_out_missing():
+        if self.api.several:
+            for name in self.api.leave_out_missing():
                 self.progress(
                     f"instance {name} does not answer: left out (--allow-missing-instance)"
                 )
@@ -140,10 +135,9 @@ class GateRun:
     def _instances_in_line(self) -> None:
         """Several instances: the ones a switch left out (recorded) are brought in line when
         they answer again."""
-        group = self.api
-        if not isinstance(group, Haproxies) or not group.several:
+        if not self.api.several:
             return
-        result = reconcile_recorded(group, self.settings, self.secrets)
+        result = reconcile_recorded(self.api, self.settings, self.secrets)
         if result is None:
             return
         for line in result.lines():

@@ -25,7 +25,6 @@ from .decision import Decision, Verdict
 from .report import GateHooks, GateReport
 
 if TYPE_CHECKING:
-    from pytest_bluegreen.haproxy.instances import AnyHaproxy
     from pytest_bluegreen.haproxy.lock import GateLock, GroupLock, HaproxyLock
     from pytest_bluegreen.process.signals import DeferredSignals
     from pytest_bluegreen.settings import Settings
@@ -49,7 +48,7 @@ class Switcher:
     user's hooks, the signals held around it, and where to say what happens."""
 
     settings: Settings
-    api: AnyHaproxy
+    api: Haproxies
     lock: GateLock | GroupLock | HaproxyLock
     journal: Journal
     hooks: GateHooks
@@ -122,10 +121,6 @@ class Switcher:
                     settings.topology,
                     journal=self.journal,
                     signals=self.signals,
-                    # a group's instances carry their own server-state files
-                    server_state_file=None
-                    if isinstance(self.api, Haproxies)
-                    else settings.haproxy.haproxy_state_file,
                     on_step=self.hooks.on_step,
                     progress=self.progress,
                 )
@@ -184,7 +179,7 @@ class Switcher:
 
     def _left_out(self, target: str) -> list[str]:
         """Instances left out of this switch: recorded to be brought in line."""
-        if not isinstance(self.api, Haproxies) or not self.api.skipped:
+        if not self.api.skipped:
             return []
         missing = sorted(self.api.skipped)
         try:

@@ -25,7 +25,7 @@ from .report import GateReport
 from .traffic import interrupted_before
 
 if TYPE_CHECKING:
-    from pytest_bluegreen.haproxy.instances import AnyHaproxy
+    from pytest_bluegreen.haproxy.instances import Haproxies
     from pytest_bluegreen.process.signals import DeferredSignals
     from pytest_bluegreen.settings import Settings
 
@@ -76,7 +76,7 @@ class Verification:
     phase and what makes a promotion pending."""
 
     settings: Settings
-    api: AnyHaproxy
+    api: Haproxies
     outcomes: Outcomes
     deploys: DeployPhase
     signals: DeferredSignals

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeAlias, TypeVar
+from typing import TypeVar
 
 from pytest_bluegreen.errors import Refused
 from pytest_bluegreen.frozen import Frozen, frozen
@@ -33,7 +33,6 @@ from .runtime import (
 __all__ = [
     "DEFAULT_INSTANCE",
     "HAPROXY_UNREADABLE",
-    "AnyHaproxy",
     "Haproxies",
     "Instance",
     "InstanceFailed",
@@ -92,7 +91,9 @@ HAPROXY_UNREADABLE: tuple[type[RuntimeApiError], type[InstancesDisagree]] = (
 
 
 class Haproxies:
-    """The instances of one deployment, each with its Runtime API client."""
+    """The instances of one deployment, each with its Runtime API client: the one HAProxy
+    type the gate, the switch, the lock, the bake and the metrics take. One HAProxy is a group
+    of one (:meth:`single`); :class:`RuntimeApi` is the client of each member."""
 
     def __init__(
         self,
@@ -111,7 +112,7 @@ class Haproxies:
 
     @classmethod
     def single(cls, api: RuntimeApi, routed_api_url: str = "") -> Haproxies:
-        """A group of one around an existing client (tests, benchmarks, old callers)."""
+        """A group of one around an existing client (a test's, a fault-injecting proxy's)."""
         instance = Instance(DEFAULT_INSTANCE, api.address, routed_api_url)
         return cls([instance], {DEFAULT_INSTANCE: api})
 
@@ -247,6 +248,3 @@ class Haproxies:
     def addresses(self) -> tuple[str, ...]:
         """Every instance's Runtime API address, sorted: the order locks are taken in."""
         return tuple(sorted({str(i.runtime_api) for i in self.instances}))
-
-
-AnyHaproxy: TypeAlias = RuntimeApi | Haproxies  # one Runtime API, or every instance as one

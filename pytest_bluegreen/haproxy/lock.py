@@ -24,7 +24,7 @@ from pytest_bluegreen.errors import Refused, UsageError
 from pytest_bluegreen.frozen import Frozen, frozen
 
 from .identity import InstanceIdentity
-from .instances import AnyHaproxy, Haproxies
+from .instances import Haproxies
 from .lockfile import (
     HOLDER_SIZE,
     LOCK_DIR_HINT,
@@ -121,8 +121,8 @@ class _Seen(Frozen):
     why: str = ""  # why the identity or the sockets could not be read
 
 
-def lock_keys(api: AnyHaproxy, *, strict: bool = False) -> tuple[str, ...]:
-    """The keys of the gate lock of every HAProxy of ``api`` (:func:`lock_for_group`); one
+def lock_keys(group: Haproxies, *, strict: bool = False) -> tuple[str, ...]:
+    """The keys of the gate lock of every HAProxy of ``group`` (:func:`lock_for_group`); one
     HAProxy named twice in the group is refused (SameHaproxy, one line).
 
     One HAProxy can be reached at several addresses (``localhost:P`` and ``127.0.0.1:P``, its
@@ -146,7 +146,6 @@ def lock_keys(api: AnyHaproxy, *, strict: bool = False) -> tuple[str, ...]:
     The process's own identity (node, Pid, Start_time_sec) is not a key: it changes with a
     reload, so a gate before and a gate after would not meet on it, and a file per process
     would pile up. It serves to refuse two instances that are the same process."""
-    group = api if isinstance(api, Haproxies) else Haproxies.single(api)
     seen = group.each(_seen, names=group.names)
     addresses = {i.name: address_key(str(i.runtime_api)) for i in group.instances}
     _refuse_duplicates(group, seen, addresses)
@@ -180,7 +179,7 @@ def _seen(name: str, api: RuntimeApi) -> _Seen:
 
 
 class HaproxyLock:
-    """The gate lock of every HAProxy of ``api``: the locks of :func:`lock_keys`, taken as
+    """The gate lock of every HAProxy of ``group``: the locks of :func:`lock_keys`, taken as
     one, and those of the keys read again once they are held.
 
     A gate whose HAProxy did not answer when it read the keys (a Runtime API timeout, a
@@ -190,10 +189,10 @@ class HaproxyLock:
     yet is taken then, without waiting (LockHeld when another gate holds it), and a present
     instance that cannot say its sockets then is refused."""
 
-    def __init__(self, lock_dir: Path, api: AnyHaproxy) -> None:
+    def __init__(self, lock_dir: Path, group: Haproxies) -> None:
         self.lock_dir = lock_dir
-        self.api = api
-        self._lock: GateLock | GroupLock = lock_for_group(lock_dir, lock_keys(api))
+        self.group = group
+        self._lock: GateLock | GroupLock = lock_for_group(lock_dir, lock_keys(group))
         self._more: list[GateLock] = []
 
     @property
@@ -238,7 +237,7 @@ class HaproxyLock:
 
     def _take_more(self, *, strict: bool) -> None:
         held = {str(lock.path) for lock in (*self._parts(), *self._more)}
-        for key in lock_keys(self.api, strict=strict):
+        for key in lock_keys(self.group, strict=strict):
             lock = lock_for(self.lock_dir, key)
             if str(lock.path) not in held:
                 lock.acquire()  # LockHeld: another gate reached this HAProxy another way

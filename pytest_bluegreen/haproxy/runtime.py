@@ -1,10 +1,11 @@
 """A small client for the HAProxy Runtime API (the "stats socket").
 
-The protocol is one line per command over a unix or TCP socket; HAProxy answers
-and closes the connection (non-interactive mode). See HAProxy's
-``doc/management.txt``, section "Unix Socket commands". Its records are its siblings':
-:mod:`.address` (where the Runtime API listens) and :mod:`.answers` (the errors and the rows
-of its answers), both handed on from here too; it imports nothing else of the package.
+The commands (``show info``, ``show servers state``, ``set server ...``) and what their answers
+mean; see HAProxy's ``doc/management.txt``, section "Unix Socket commands". How a command
+travels (one line per connection over a unix socket, TCP or TLS) is :mod:`.transport`'s; the
+records are its siblings': :mod:`.address` (where the Runtime API listens) and :mod:`.answers`
+(the errors and the rows of its answers, with their parsers), both handed on from here too; it
+imports nothing else of the package.
 
 Any non-empty answer to a ``set`` command is an error: HAProxy answers an empty
 line on success and plain text (``No such server.``, ``Permission denied``) on
@@ -15,10 +16,8 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from .address import LOOPBACK_NAMES, RuntimeApiAddress, TlsFiles, is_loopback
 from .answers import (
@@ -33,6 +32,7 @@ from .answers import (
     parse_servers_state,
     parse_show_stat,
 )
+from .transport import Transport
 
 __all__ = [
     "LOOPBACK_NAMES",
@@ -67,7 +67,9 @@ def supported_version(version: str) -> bool:
 
 
 class RuntimeApi:
-    """Runtime API client. Each command is one short connection (non-interactive mode)."""
+    """The Runtime API client of one HAProxy: its commands, each one short connection of its
+    :class:`~.transport.Transport` (non-interactive mode). Several instances as one are
+    :class:`~.instances.Haproxies`, which holds one of these per instance."""
 
     def __init__(
         self,
@@ -79,75 +81,15 @@ class RuntimeApi:
             address if isinstance(address, RuntimeApiAddress) else RuntimeApiAddress.parse(address)
         )
         self.timeout = timeout
-        if self.address.tls and tls is None:
-            raise ValueError(f"{self.address} needs TlsFiles (client certificate, key, CA)")
         self.tls = tls
-        self._context: Any = None
+        self.transport = Transport(self.address, timeout, tls)  # raises for tls:// without files
 
     def __repr__(self) -> str:
         return f"RuntimeApi({str(self.address)!r}, timeout={self.timeout})"
 
-    # -- transport ---------------------------------------------------------------------------
-    def _connect(self, command: str) -> socket.socket:
-        addr = self.address
-        try:
-            if addr.path is not None:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self.timeout)
-                try:
-                    sock.connect(addr.path)
-                except BaseException:
-                    sock.close()
-                    raise
-                return sock
-            assert addr.host is not None
-            assert addr.port is not None
-            sock = socket.create_connection((addr.host, addr.port), timeout=self.timeout)
-            if not addr.tls:
-                return sock
-            try:
-                return self._tls_context().wrap_socket(sock, server_hostname=addr.host)  # type: ignore[no-any-return]
-            except BaseException:
-                sock.close()
-                raise
-        except OSError as exc:
-            if type(exc).__module__ == "ssl":  # a certificate one side does not accept
-                message = f"HAProxy Runtime API at {addr}: the TLS handshake failed: {exc}"
-            else:
-                message = f"HAProxy Runtime API at {addr} is unreachable: {exc}"
-            raise RuntimeApiUnreachable(command, "", message) from exc
-
-    def _tls_context(self) -> Any:
-        if self._context is None:
-            import ssl  # noqa: PLC0415 - only for a TLS Runtime API
-
-            assert self.tls is not None
-            context = ssl.create_default_context(cafile=str(self.tls.ca))
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.load_cert_chain(str(self.tls.cert), str(self.tls.key))
-            self._context = context
-        return self._context
-
     def execute(self, command: str) -> str:
         """Send one command, return HAProxy's whole answer."""
-        if "\n" in command or "\r" in command or ";" in command:
-            raise RuntimeApiError(command, "", f"refusing to send a multi-command line {command!r}")
-        sock = self._connect(command)
-        chunks: list[bytes] = []
-        try:
-            sock.sendall(command.encode() + b"\n")
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                chunks.append(data)
-        except OSError as exc:
-            raise RuntimeApiUnreachable(
-                command, "", f"HAProxy Runtime API at {self.address} failed on {command!r}: {exc}"
-            ) from exc
-        finally:
-            sock.close()
-        return b"".join(chunks).decode(errors="replace")
+        return self.transport.exchange(command)
 
     def _set(self, command: str) -> None:
         answer = self.execute(command)

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_bluegreen.haproxy.instances import AnyHaproxy, Haproxies
+from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.haproxy.runtime import AdminState, RuntimeApiError, ServerRef
 
 from .bakecounters import (
@@ -172,9 +172,9 @@ class ServerWatch:
     """The weight and admin state of every server of both colors on every instance, as the
     switch left them; :meth:`changed` says which differ now."""
 
-    def __init__(self, api: AnyHaproxy, servers: Sequence[ServerRef]) -> None:
+    def __init__(self, group: Haproxies, servers: Sequence[ServerRef]) -> None:
         """Raises RuntimeApiError."""
-        self.group = api if isinstance(api, Haproxies) else Haproxies.single(api)
+        self.group = group
         self.servers = tuple(servers)
         self.left = self._read()
 
@@ -210,7 +210,7 @@ class Bake:
     def __init__(
         self,
         plan: BakePlan,
-        api: AnyHaproxy,
+        group: Haproxies,
         servers: Sequence[ServerRef],
         run_post: Callable[[], PostResult],
         *,
@@ -226,7 +226,7 @@ class Bake:
         if plan.prometheus and prometheus is None:
             raise ValueError("a bake with Prometheus queries needs a Prometheus client")
         self.plan = plan
-        self.api = api
+        self.group = group
         self.servers = tuple(servers)
         self.run_post = run_post
         self.signals = signals
@@ -315,7 +315,7 @@ class Bake:
         deadline = started + self.plan.interval
         unread = ""
         try:
-            before: Reading | None = read_counters(self.api, self.servers)
+            before: Reading | None = read_counters(self.group, self.servers)
         except RuntimeApiError as exc:
             before = None
             unread = f"HAProxy's counters could not be read at the interval's start: {exc}"
@@ -329,7 +329,7 @@ class Bake:
         metrics: dict[str, float] = {}
         reason = unread
         try:
-            after: Reading | None = read_counters(self.api, self.servers)
+            after: Reading | None = read_counters(self.group, self.servers)
         except RuntimeApiError as exc:
             reason = f"HAProxy's counters could not be read: {exc}"
             after = None

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pytest_bluegreen.haproxy.instances import AnyHaproxy, Haproxies
+from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiError, ServerRef, StatRow
 
 if TYPE_CHECKING:  # imported where used: a bake's, not every session's
@@ -120,13 +120,12 @@ def _summed(rows: Iterable[StatRow], wanted: set[ServerRef]) -> dict[str, float]
     return total
 
 
-def read_counters(api: AnyHaproxy, servers: Iterable[ServerRef]) -> Reading:
+def read_counters(group: Haproxies, servers: Iterable[ServerRef]) -> Reading:
     """Every instance's counters of ``servers``, between two ``show info`` of its process (so a
     reload during the read is seen). Raises RuntimeApiError."""
     from pytest_bluegreen.haproxy.identity import InstanceIdentity  # noqa: PLC0415 - a bake's, not every session's
 
     wanted = set(servers)
-    group = api if isinstance(api, Haproxies) else Haproxies.single(api)
 
     def one(
         name: str, client: RuntimeApi

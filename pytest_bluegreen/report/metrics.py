@@ -72,7 +72,7 @@ from .exposition import (
 if TYPE_CHECKING:
     from pytest_bluegreen.engines import DeployResult
     from pytest_bluegreen.gate.report import GateReport
-    from pytest_bluegreen.haproxy.instances import AnyHaproxy
+    from pytest_bluegreen.haproxy.instances import Haproxies
     from pytest_bluegreen.settings import Settings, Topology
     from pytest_bluegreen.settings.judging import MetricsSettings
 
@@ -333,9 +333,9 @@ def _reason(exc: requests.RequestException) -> str:
 # --- publishing -------------------------------------------------------------------------------
 
 
-def _live(api: AnyHaproxy, topology: Topology) -> tuple[str | None, bool]:
+def _live(group: Haproxies, topology: Topology) -> tuple[str | None, bool]:
     try:
-        return live_color(api, topology), True
+        return live_color(group, topology), True
     except HAPROXY_UNREADABLE:
         return None, False
 
@@ -347,10 +347,10 @@ def require_client(where: MetricsSettings) -> None:
         client()
 
 
-def publish(settings: Settings, run: RunMetrics, api: AnyHaproxy | None = None) -> list[str]:
+def publish(settings: Settings, run: RunMetrics, group: Haproxies | None = None) -> list[str]:
     """Write and/or push this run's metrics, as set; the warnings (one line per place that
     failed). Nothing at all for a dry run, a run that recorded and measured nothing, or when
-    neither ``metrics_textfile`` nor ``metrics_push_url`` is set. ``api``: the HAProxy
+    neither ``metrics_textfile`` nor ``metrics_push_url`` is set. ``group``: the HAProxy
     instance(s) that say which color is live (default: the settings')."""
     where = settings.metrics
     if settings.run.dry_run or not run.anything:
@@ -361,7 +361,7 @@ def publish(settings: Settings, run: RunMetrics, api: AnyHaproxy | None = None) 
         require_client(where)
     except MissingExtra as exc:  # the gate stopped earlier; a command that recorded: warn
         return [f"warning: gate metrics not published: {exc}"]
-    live, known = _live(api if api is not None else settings.haproxies(), settings.topology)
+    live, known = _live(group if group is not None else settings.haproxies(), settings.topology)
 
     def build(previous: Sequence[Sample]) -> list[Family]:
         return families(previous, run, settings.topology.colors, live, live_known=known)

@@ -138,9 +138,9 @@ def _read_instances(
     return states, stats, errors
 
 
-def collect_status(settings: Settings, api: RuntimeApi | None = None) -> Status:
+def collect_status(settings: Settings, group: Haproxies | None = None) -> Status:
     """Colors, HAProxy servers (on every instance), deployed tags, containers, last switch."""
-    group = Haproxies.single(api) if api is not None else settings.haproxies()
+    group = group if group is not None else settings.haproxies()
     topology = settings.topology
     every, every_stat, errors = _read_instances(group, topology)
     first = next(iter(every))

@@ -15,17 +15,12 @@ from pytest_bluegreen.settings import Topology
 
 from .outcome import MemberPlan, SwitchPlan
 
-__all__ = ["down_servers", "group_of", "identity", "live_color", "plan", "plan_of", "read_members"]
+__all__ = ["down_servers", "identity", "live_color", "plan", "plan_of", "read_members"]
 
 
-def group_of(api: RuntimeApi | Haproxies) -> Haproxies:
-    return api if isinstance(api, Haproxies) else Haproxies.single(api)
-
-
-def live_color(api: RuntimeApi | Haproxies, topology: Topology) -> str | None:
+def live_color(group: Haproxies, topology: Topology) -> str | None:
     """The color HAProxy sends traffic to now (None when neither or both). Several instances
     must agree: InstancesDisagree (a refusal) when they do not."""
-    group = group_of(api)
     states = group.states_by_instance(topology.all_servers)
     lives = {name: topology.live_color(s) for name, s in states.items()}
     if len(set(lives.values())) > 1:
@@ -33,10 +28,9 @@ def live_color(api: RuntimeApi | Haproxies, topology: Topology) -> str | None:
     return next(iter(lives.values()))
 
 
-def down_servers(api: RuntimeApi | Haproxies, topology: Topology, color: str) -> dict[str, str]:
+def down_servers(group: Haproxies, topology: Topology, color: str) -> dict[str, str]:
     """The color's servers that health checks do not report UP, with their status; with
     several instances, on any of them (named)."""
-    group = group_of(api)
     wanted = set(topology.servers(color))
     down: dict[str, str] = {}
     for name, rows in group.stat_by_instance().items():
@@ -96,15 +90,12 @@ def plan_of(
     )
 
 
-def plan(
-    api: RuntimeApi | Haproxies, topology: Topology, target: str, full_weight: int
-) -> SwitchPlan:
+def plan(group: Haproxies, topology: Topology, target: str, full_weight: int) -> SwitchPlan:
     """Read every instance and say what a switch to ``target`` would do. Changes nothing.
 
     Raises RuntimeApiError (unreachable, not admin, unknown server: named after the instance)
     or InstancesDisagree before any change.
     """
-    group = group_of(api)
     members = read_members(group, topology, group.present)
     lives = {m.name: topology.live_color(m.prior) for m in members}
     if len(set(lives.values())) > 1:

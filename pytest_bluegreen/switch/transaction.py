@@ -58,9 +58,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.haproxy.runtime import (
-    RuntimeApi,
-)
 from pytest_bluegreen.process.signals import DeferredSignals, NoSignals
 from pytest_bluegreen.settings import SwitchingSettings, Topology
 
@@ -76,7 +73,7 @@ from .outcome import (
     VerifyError,
     Wanted,
 )
-from .reading import down_servers, group_of, identity, live_color, plan, plan_of, read_members
+from .reading import down_servers, identity, live_color, plan, plan_of, read_members
 from .restoring import restore, revert, revert_every
 from .serverstate import StateFileError, StateMoved, save_server_state
 from .steps import POINT_OF_NO_RETURN, STEPS, StepHook, Transaction, Verifier, guarded
@@ -156,7 +153,7 @@ def _transaction(
 
 
 def apply(
-    api: RuntimeApi | Haproxies,
+    group: Haproxies,
     switch_plan: SwitchPlan,
     switching: SwitchingSettings,
     topology: Topology,
@@ -173,10 +170,9 @@ def apply(
     Raises SwitchError (every prior state restored, exit 8), RevertFailed or SwitchIncomplete
     (exit 10). ``signals``: the caller's DeferredSignals, looked at between steps; ``on_step``
     is called before each step (the ``pytest_bluegreen_switch_step`` hook); ``progress`` gets a
-    line as each step begins (guarded: it cannot fail the switch). ``server_state_file``: for
-    a single RuntimeApi; a group's instances carry their own.
+    line as each step begins (guarded: it cannot fail the switch). ``server_state_file``: the
+    first instance's, in place of the one it carries (a group of one around a bare client).
     """
-    group = group_of(api)
     if not switch_plan.members:  # a plan made by hand (tests): the one instance, as planned
         only = group.names[0]
         instance = switch_plan.instance or identity(group.clients[only])
@@ -197,7 +193,7 @@ def apply(
 
 
 def complete(
-    api: RuntimeApi | Haproxies,
+    group: Haproxies,
     topology: Topology,
     switching: SwitchingSettings,
     *,
@@ -219,7 +215,6 @@ def complete(
     Raises SwitchIncomplete when HAProxy's errors persist (nothing is undone), RuntimeApiError
     when an instance cannot be read at all.
     """
-    group = group_of(api)
     members = read_members(group, topology, group.present)
     switch_plan = plan_of(members, topology, source, target, switching.full_weight)
     return _transaction(

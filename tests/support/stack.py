@@ -25,6 +25,7 @@ from typing import IO, Any, TypeVar
 
 import requests
 
+from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.haproxy.lock import GateLock, lock_for
 from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiAddress, RuntimeApiError
 from pytest_bluegreen.local.haproxy import prepare_server_state_file
@@ -415,6 +416,10 @@ class Stack:
 
     def api(self) -> RuntimeApi:
         return RuntimeApi(self.runtime)
+
+    def haproxies(self) -> Haproxies:
+        """This HAProxy as the group of one the gate, the switch, the lock and the bake take."""
+        return Haproxies.single(self.api())
 
     def lock(self) -> GateLock:
         """The gate lock of this HAProxy, as every gate on it takes it."""

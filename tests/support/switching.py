@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.judge.load import LoadResult, Sample, run_load
 from pytest_bluegreen.settings import Settings, resolve
 from pytest_bluegreen.switch import transaction as switch
@@ -87,7 +86,8 @@ def switch_under_load(
         stacks, settings = [stack], stack_settings(stack, verify_responses=1, drain_timeout=10)
     else:
         stacks, settings = group
-    api: RuntimeApi | Haproxies = stack.api() if group is None else settings.haproxies()
+    raw = stack.api() if group is None else None  # the floor's client: one instance's
+    haproxies = Haproxies.single(raw) if raw is not None else settings.haproxies()
     each = max(1, concurrency // len(stacks))
     loads = [
         LoadProcess(f"{one.routed_url}/api/probe", total // len(stacks), duration, each)
@@ -103,19 +103,19 @@ def switch_under_load(
         for number in range(switches):
             progress.wait_for_more(min_between)
             if raw_every_other and number % 2:
-                assert isinstance(api, RuntimeApi), "the raw floor is one instance's"
+                assert raw is not None, "the raw floor is one instance's"
                 started = time.monotonic()
                 for ref in topology.servers(target):
-                    api.set_weight(ref, settings.switching.full_weight)
+                    raw.set_weight(ref, settings.switching.full_weight)
                 for ref in topology.servers(topology.other(target)):
-                    api.set_weight(ref, 0)
+                    raw.set_weight(ref, 0)
                 done.append(Switched("raw", target, started))
             else:
                 if journaled is not None:
                     journaled.prepare()  # as a gate does under its lock, before its switch
-                plan = switch.plan(api, topology, target, settings.switching.full_weight)
+                plan = switch.plan(haproxies, topology, target, settings.switching.full_weight)
                 result = switch.apply(
-                    api,
+                    haproxies,
                     plan,
                     settings.switching,
                     topology,

@@ -92,6 +92,9 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in answer.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(answer.body)))
+        # said, as it closes after each answer: else a client's next request may go out on
+        # the kept-alive connection as it closes ("Remote end closed connection")
+        self.send_header("Connection", "close")
         self.end_headers()
         if answer.reset == "headers":
             self._reset()

@@ -9,6 +9,9 @@ mean) over the successful requests' latencies in milliseconds, or ``rate`` (the 
 requests, 0..1). The right side is ``live``, optionally ``* FACTOR`` (> 0), optionally
 ``+ DELTA`` (>= 0; milliseconds for latencies, an absolute share for ``rate``), in that order.
 The *tolerated* value is ``live * FACTOR + DELTA``.
+
+The settings parse ``[compare]`` with this grammar when they are resolved: this module imports
+nothing heavy (the load's module only when a color is measured; scipy is :mod:`.compare`'s).
 """
 
 from __future__ import annotations
@@ -16,11 +19,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from pytest_bluegreen.errors import UsageError
-
-from .load import percentile
+from pytest_bluegreen.frozen import Frozen, frozen
 
 __all__ = [
     "CompareRule",
@@ -48,8 +49,8 @@ class CompareRuleError(UsageError, ValueError):
     (a ``ValueError`` too, as the settings catch it)."""
 
 
-@dataclass(frozen=True)
-class Samples:
+@frozen
+class Samples(Frozen):
     """What the load measured on one color.
 
     ``latencies_ms`` are the successful requests' latencies; ``total`` counts every request,
@@ -89,8 +90,8 @@ class Samples:
         return self.errors / self.total if self.total else math.nan
 
 
-@dataclass(frozen=True)
-class CompareRule:
+@frozen
+class CompareRule(Frozen):
     text: str
     metric: str  # p(95), med, avg, rate; value (a Prometheus signal)
     pct: float | None  # the percentile of p(N); None for med, avg, rate and value
@@ -119,6 +120,8 @@ class CompareRule:
             return math.nan
         if self.metric == "avg":
             return math.fsum(latencies) / len(latencies)
+        from .load import percentile  # noqa: PLC0415 - http.client, only when a color is measured
+
         return percentile(latencies, 50.0 if self.pct is None else self.pct)
 
 

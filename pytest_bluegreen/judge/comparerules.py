@@ -33,12 +33,13 @@ __all__ = [
 ]
 
 _NUMBER = r"\d+(?:\.\d+)?"
-_EXPR = re.compile(
+# patterns compiled when first used (re's cache): every session imports the grammar, few use it
+_EXPR = (
     rf"^\s*(?P<metric>p\(\s*(?P<pct>{_NUMBER})\s*\)|med|avg|rate)\s*(?P<op><=|<)\s*live"
     rf"(?:\s*\*\s*(?P<factor>{_NUMBER}))?(?:\s*\+\s*(?P<delta>{_NUMBER}))?\s*$"
 )
 _EXPECTED = 'is not a comparison like "p(95) <= live * 1.10" or "rate <= live + 0.005"'
-_VALUE_EXPR = re.compile(
+_VALUE_EXPR = (
     rf"^\s*value\s*(?P<op><=|<)\s*live"
     rf"(?:\s*\*\s*(?P<factor>{_NUMBER}))?(?:\s*\+\s*(?P<delta>{_NUMBER}))?\s*$"
 )
@@ -128,7 +129,7 @@ class CompareRule(Frozen):
 def parse_compare_rule(text: str, endpoint: str | None = None) -> CompareRule:
     """``"p(95) <= live * 1.10"`` -> the rule; ``endpoint`` only names it in errors."""
     where = f'"{endpoint}": ' if endpoint is not None else ""
-    match = _EXPR.match(text)
+    match = re.match(_EXPR, text)
     if match is None:
         raise CompareRuleError(f"{where}{text!r} {_EXPECTED}")
     pct = float(match["pct"]) if match["pct"] is not None else None
@@ -146,7 +147,7 @@ def parse_value_rule(text: str, name: str | None = None) -> CompareRule:
     """``"value <= live * 1.10 + 0.001"`` -> the rule of a Prometheus signal; ``name`` only
     names it in errors."""
     where = f'"{name}": ' if name is not None else ""
-    match = _VALUE_EXPR.match(text) if isinstance(text, str) else None
+    match = re.match(_VALUE_EXPR, text) if isinstance(text, str) else None
     if match is None:
         raise CompareRuleError(
             f'{where}{text!r} is not a comparison like "value <= live * 1.10 + 0.001"'

@@ -52,9 +52,10 @@ __all__ = [
     "promql_duration",
 ]
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-_DURATION = re.compile(r"^(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h|d)?$")
+# patterns compiled when first used (re's cache): every session imports the grammar, few use it
+_PLACEHOLDER = r"\{([A-Za-z_][A-Za-z0-9_]*)\}"
+_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
+_DURATION = r"^(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h|d)?$"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -68,7 +69,7 @@ def duration(value: object) -> float:
     if isinstance(value, int | float):
         seconds = float(value)
     else:
-        match = _DURATION.match(str(value).strip())
+        match = re.match(_DURATION, str(value).strip())
         if match is None:
             raise ValueError(f"expected a duration like '5m', '30s' or seconds, got {value!r}")
         seconds = float(match["number"]) * _UNITS[match["unit"] or "s"]
@@ -233,7 +234,7 @@ def parse_checks_table(
     keys = ("query", "thresholds", *(("range", "step") if ranges else ()))
     checks: dict[str, PromQLCheck] = {}
     for name, entry in table.items():
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not re.match(_NAME, name):
             raise ValueError(f"{name!r} is not a plain name (letters, digits, _ . -)")
         if not isinstance(entry, Mapping):
             raise ValueError(f'{name}: expected {{query = "...", thresholds = [...]}}')
@@ -251,7 +252,7 @@ def _check_query(name: str, query: object, allowed: tuple[str, ...]) -> str:
     """A check's ``query``, stripped: a PromQL expression whose ``{NAME}`` are all allowed."""
     if not isinstance(query, str) or not query.strip():
         raise ValueError(f"{name}: query must be a PromQL expression")
-    for word in _PLACEHOLDER.findall(query):
+    for word in re.findall(_PLACEHOLDER, query):
         if word not in allowed:
             known = ", ".join(f"{{{p}}}" for p in allowed)
             raise ValueError(f"{name}: unknown placeholder {{{word}}} (known: {known})")
@@ -314,7 +315,7 @@ def parse_comparisons_table(table: object) -> dict[str, PromQLComparison]:
         raise ValueError('must be a table of name = {query = "...{color}...", rules = [...]}')
     comparisons: dict[str, PromQLComparison] = {}
     for name, entry in table.items():
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not re.match(_NAME, name):
             raise ValueError(f"{name!r} is not a plain name (letters, digits, _ . -)")
         if not isinstance(entry, Mapping):
             raise ValueError(f'{name}: expected {{query = "...{{color}}...", rules = [...]}}')
@@ -324,7 +325,7 @@ def parse_comparisons_table(table: object) -> dict[str, PromQLComparison]:
         query = entry.get("query")
         if not isinstance(query, str) or "{color}" not in query:
             raise ValueError(f"{name}: query must be a PromQL expression with {{color}}")
-        for word in _PLACEHOLDER.findall(query):
+        for word in re.findall(_PLACEHOLDER, query):
             if word != "color":
                 raise ValueError(f"{name}: unknown placeholder {{{word}}} (known: {{color}})")
         given = entry.get("rules")

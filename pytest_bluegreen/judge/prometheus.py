@@ -1,4 +1,4 @@
-"""Prometheus' HTTP API, asked by the checks, the bake and the comparison (:mod:`.promql`).
+"""Prometheus' HTTP API, asked by the checks, the bake and the comparison (:mod:`.queries`).
 
 Plain HTTP with ``requests`` rather than prometheus-api-client: three endpoints are all we need
 (``/api/v1/query``, ``/api/v1/query_range``, ``/api/v1/targets``), requests is already the

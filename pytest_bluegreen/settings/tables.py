@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pytest_bluegreen.haproxy.answers import ServerRef
 from pytest_bluegreen.haproxy.instances import DEFAULT_INSTANCE, Instance
 from pytest_bluegreen.judge.comparerules import CompareRule, parse_compare_table
 from pytest_bluegreen.judge.queries import (
@@ -240,7 +241,7 @@ def resolve_instances(
 
 
 def _resolve_instance(
-    name: str, raw: Any, haproxy: HaproxySettings, base: Path, where: str
+    name: str, raw: object, haproxy: HaproxySettings, base: Path, where: str
 ) -> Instance:
     label = f"[instances.{name}]"
     if not _INSTANCE_NAME.match(name):
@@ -326,7 +327,7 @@ def first_instance(
     return haproxy, switching
 
 
-def _color_names(table: Any, file_label: str) -> tuple[tuple[str, str], str]:
+def _color_names(table: object, file_label: str) -> tuple[tuple[str, str], str]:
     if table is None:
         names: tuple[str, ...] = DEFAULT_COLORS
         source = "default"
@@ -347,7 +348,7 @@ def _color_names(table: Any, file_label: str) -> tuple[tuple[str, str], str]:
 
 
 def resolve_topology(
-    table: Any,
+    table: object,
     environ: Mapping[str, str],
     file_label: str,
     values: Mapping[str, Any],
@@ -356,7 +357,7 @@ def resolve_topology(
     names, sources["colors"] = _color_names(table, file_label)
     entries = table if isinstance(table, dict) else {}
     result: dict[str, ColorSettings] = {}
-    owner: dict[Any, str] = {}
+    owner: dict[ServerRef, str] = {}
     for name in names:
         color = _resolve_color(name, entries.get(name, {}), environ, file_label, sources)
         for ref in color.servers:
@@ -380,7 +381,7 @@ def resolve_topology(
 
 
 def _resolve_color(
-    name: str, entry: Any, environ: Mapping[str, str], file_label: str, sources: dict[str, str]
+    name: str, entry: object, environ: Mapping[str, str], file_label: str, sources: dict[str, str]
 ) -> ColorSettings:
     if not isinstance(entry, dict):
         raise SettingsError(f"bluegreen: colors.{name} must be a table ({file_label})")

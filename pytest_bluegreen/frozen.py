@@ -38,8 +38,9 @@ class Frozen:
     _frozen_post_init: ClassVar[bool]  # the class has a __post_init__ of its own
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if args:
+            kwargs = self._frozen_keywords(args, kwargs)
         name = type(self).__qualname__
-        kwargs = self._frozen_keywords(args, kwargs)
         store = object.__setattr__
         for key, default, factory, init in self._frozen_init:
             if init and key in kwargs:
@@ -61,8 +62,6 @@ class Frozen:
     @classmethod
     def _frozen_keywords(cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The arguments given by position named as their fields, beside the keywords."""
-        if not args:
-            return kwargs
         positional = [name for name, _, _, init in cls._frozen_init if init]
         name = cls.__qualname__
         if len(args) > len(positional):

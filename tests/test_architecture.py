@@ -203,8 +203,9 @@ def in_functions(path: Path) -> set[int]:
 def test_the_settings_import_judges_grammars_at_the_top() -> None:
     """The settings parse the judging tables with judge/'s grammars (``thresholds``,
     ``comparerules``, ``queries``: none loads the load, the statistics or the bake), imported
-    at the top; no grammar is imported lazily in a function (issue 23). The one import of
-    judge/ left in a function is the bake's plan, a gate's only (``BakeSettings.plan``)."""
+    at the top; no grammar is imported lazily in a function (issue 23). The imports of judge/
+    left in a function are the bake's plan, a gate's only (``BakeSettings.plan``), and
+    Prometheus' client (``PrometheusSettings.client``), when asked."""
     lazy = sorted(
         {
             (e.source, e.target)
@@ -214,7 +215,10 @@ def test_the_settings_import_judges_grammars_at_the_top() -> None:
             and e.line in in_functions(MODULES[e.source])
         }
     )
-    assert lazy == [("pytest_bluegreen.settings.judging", "pytest_bluegreen.judge.bake")]
+    assert lazy == [
+        ("pytest_bluegreen.settings.judging", "pytest_bluegreen.judge.bake"),
+        ("pytest_bluegreen.settings.judging", "pytest_bluegreen.judge.prometheus"),
+    ]
     grammars = {"thresholds", "comparerules", "queries"}
     seen = {e.target.rsplit(".", 1)[1] for e in EDGES if e.source.endswith("settings.tables")}
     assert grammars <= seen

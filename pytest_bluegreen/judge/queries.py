@@ -18,7 +18,8 @@ bake's queries also take ``{interval}``, the bake interval as a PromQL duration 
 
 The settings parse their PromQL tables with :func:`parse_checks_table` and
 :func:`parse_comparisons_table` when they are resolved: this module imports nothing heavy
-(Prometheus' client loads ``requests`` when asked, the comparison its statistics when run).
+(Prometheus' client is loaded for a query's step, and loads ``requests`` when asked; the
+comparison loads its statistics when run).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from pytest_bluegreen.frozen import Frozen, frozen
 
 from .comparerules import CompareRule, parse_value_rule
 from .judgement import Judgement
-from .prometheus import MAX_POINTS
 from .thresholds import Threshold, ThresholdError, measure_series, parse_series
 
 if TYPE_CHECKING:
@@ -278,9 +278,13 @@ def _check_window(name: str, entry: Mapping[str, object]) -> tuple[float | None,
         step = duration(entry["step"]) if "step" in entry else None
     except (ThresholdError, ValueError) as exc:
         raise ValueError(f"{name}: {exc}") from None
-    if step is not None and span is None:
+    if step is None:
+        return span, step
+    if span is None:
         raise ValueError(f"{name}: step needs a range")
-    if span is not None and step is not None and span / step > MAX_POINTS:
+    from .prometheus import MAX_POINTS  # noqa: PLC0415 - the client's module, for a given step
+
+    if span / step > MAX_POINTS:
         raise ValueError(f"{name}: range/step is more than {MAX_POINTS} points")
     return span, step
 

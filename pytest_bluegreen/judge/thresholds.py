@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .load import LoadResult
 
 __all__ = [
+    "BAKE_DEFAULTS",
     "BAKE_METRICS",
     "DEFAULT_BAKE_THRESHOLDS",
     "BakeThreshold",
@@ -196,13 +197,11 @@ BAKE_METRICS = (
     "wredis",
     "qcur",
 )
-_BAKE_EXPR = re.compile(
+# compiled when first used (re's cache): every session imports the grammar, few parse a table
+_BAKE_EXPR = (
     r"^\s*(?P<metric>" + "|".join(BAKE_METRICS) + r")\s*(?P<op><=|>=|==|<|>)\s*"
     r"(?P<value>\d+(?:\.\d+)?)\s*$"
 )
-DEFAULT_BAKE_THRESHOLDS: Mapping[str, list[str]] = {
-    "haproxy": ["http_5xx_rate<0.01", "eresp<1", "econ<1"]
-}
 
 
 @frozen
@@ -228,7 +227,7 @@ def parse_bake_thresholds(table: object) -> tuple[BakeThreshold, ...]:
         raise ValueError("bake thresholds for haproxy must be a list of expressions")
     found = []
     for text in expressions:
-        match = _BAKE_EXPR.match(str(text))
+        match = re.match(_BAKE_EXPR, str(text))
         if match is None:
             raise ValueError(
                 f"{text!r} is not a bake threshold like 'http_5xx_rate<0.01' "
@@ -238,3 +237,13 @@ def parse_bake_thresholds(table: object) -> tuple[BakeThreshold, ...]:
             BakeThreshold(str(text).strip(), match["metric"], match["op"], float(match["value"]))
         )
     return tuple(found)
+
+
+# the bake's thresholds when [bake_thresholds] gives none, as parse_bake_thresholds gives them
+# (tests/test_thresholds.py checks it): every session's settings hold them
+BAKE_DEFAULTS = (
+    BakeThreshold("http_5xx_rate<0.01", "http_5xx_rate", "<", 0.01),
+    BakeThreshold("eresp<1", "eresp", "<", 1.0),
+    BakeThreshold("econ<1", "econ", "<", 1.0),
+)
+DEFAULT_BAKE_THRESHOLDS: Mapping[str, list[str]] = {"haproxy": [t.text for t in BAKE_DEFAULTS]}

@@ -13,14 +13,8 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pytest_bluegreen.frozen import Frozen, frozen
 from pytest_bluegreen.judge.comparerules import CompareRule
-from pytest_bluegreen.judge.prometheus import Prometheus
 from pytest_bluegreen.judge.queries import PromQLCheck, PromQLComparison
-from pytest_bluegreen.judge.thresholds import (
-    DEFAULT_BAKE_THRESHOLDS,
-    BakeThreshold,
-    Threshold,
-    parse_bake_thresholds,
-)
+from pytest_bluegreen.judge.thresholds import BAKE_DEFAULTS, BakeThreshold, Threshold
 from pytest_bluegreen.settings.webhooks import Webhook, parse_webhooks
 
 from . import parsers as p
@@ -28,6 +22,7 @@ from .options import setting
 
 if TYPE_CHECKING:
     from pytest_bluegreen.judge.bake import BakePlan
+    from pytest_bluegreen.judge.prometheus import Prometheus
 
 __all__ = [
     "AfterBake",
@@ -110,9 +105,7 @@ class BakeSettings(Frozen):
 
     GROUP: ClassVar[str] = "bake"
     # [bake_thresholds] "haproxy" = [...] (judge/thresholds.py); none given: the bake's defaults
-    thresholds: tuple[BakeThreshold, ...] = field(
-        default_factory=lambda: parse_bake_thresholds(DEFAULT_BAKE_THRESHOLDS)
-    )
+    thresholds: tuple[BakeThreshold, ...] = BAKE_DEFAULTS
     # [bake_prometheus] name = {query = "...{color}...{interval}...", thresholds = [...]}
     prometheus: tuple[PromQLCheck, ...] = ()
     bake_seconds: float | None = setting(
@@ -189,8 +182,9 @@ class PrometheusSettings(Frozen):
     prometheus_timeout: float = setting(5.0, p.seconds, "seconds one Prometheus query may take")
 
     def client(self) -> Prometheus:
-        """A client of Prometheus' HTTP API at ``prometheus_url`` (which must be set; the client
-        loads ``requests`` when it is asked)."""
+        """A client of Prometheus' HTTP API at ``prometheus_url`` (which must be set)."""
+        from pytest_bluegreen.judge.prometheus import Prometheus  # noqa: PLC0415 - when asked
+
         if self.prometheus_url is None:
             raise ValueError("no Prometheus is configured (prometheus_url)")
         return Prometheus(self.prometheus_url, self.prometheus_timeout)

@@ -26,7 +26,7 @@ from pytest_bluegreen.judge.queries import (
     parse_comparisons_table,
 )
 from pytest_bluegreen.judge.thresholds import (
-    DEFAULT_BAKE_THRESHOLDS,
+    BAKE_DEFAULTS,
     BakeThreshold,
     Threshold,
     ThresholdError,
@@ -104,10 +104,10 @@ def resolve_bake_thresholds(
     data: Mapping[str, Any], file_label: str, sources: dict[str, str]
 ) -> tuple[BakeThreshold, ...]:
     """A ``[bake_thresholds]`` table parsed (judge/thresholds.py's grammar); without one, the
-    bake's defaults (``DEFAULT_BAKE_THRESHOLDS``), parsed the same way."""
+    bake's defaults (``DEFAULT_BAKE_THRESHOLDS``, parsed: ``BAKE_DEFAULTS``)."""
     if "bake_thresholds" not in data:
         sources["bake_thresholds"] = "default"
-        return parse_bake_thresholds(DEFAULT_BAKE_THRESHOLDS)
+        return BAKE_DEFAULTS
     sources["bake_thresholds"] = f"{file_label} bake_thresholds"
     try:
         return parse_bake_thresholds(data["bake_thresholds"])

@@ -11,11 +11,14 @@ import pytest
 
 from pytest_bluegreen.judge.load import LoadResult, Sample, percentile
 from pytest_bluegreen.judge.thresholds import (
+    BAKE_DEFAULTS,
+    DEFAULT_BAKE_THRESHOLDS,
     Threshold,
     ThresholdError,
     Violation,
     evaluate,
     parse,
+    parse_bake_thresholds,
     parse_table,
 )
 
@@ -315,3 +318,13 @@ FLOAT_ROUNDING_PCTS = {pct for pct, _ in FLOAT_ROUNDING_CASES}
 def test_percentile_float_rounding(pct: float, n: int) -> None:
     values = [float(v) for v in range(1, n + 1)]
     assert percentile(values, pct) == nearest_rank(values, pct)
+
+
+# --- the bake's thresholds on HAProxy's counters --------------------------------------------------
+
+
+def test_the_bake_defaults_are_the_default_table_parsed() -> None:
+    """``BAKE_DEFAULTS`` is written parsed (every session's settings hold it, no pattern is
+    compiled for it): the same as parsing ``DEFAULT_BAKE_THRESHOLDS``."""
+    assert parse_bake_thresholds(DEFAULT_BAKE_THRESHOLDS) == BAKE_DEFAULTS
+    assert DEFAULT_BAKE_THRESHOLDS == {"haproxy": ["http_5xx_rate<0.01", "eresp<1", "econ<1"]}

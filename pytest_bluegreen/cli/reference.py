@@ -15,6 +15,7 @@ from typing import Any
 
 from pytest_bluegreen.contrib.services import ServiceSettings
 from pytest_bluegreen.haproxy.runtime import RuntimeApiAddress
+from pytest_bluegreen.judge.thresholds import DEFAULT_BAKE_THRESHOLDS
 from pytest_bluegreen.settings.files import LOOKUP
 from pytest_bluegreen.settings.options import Option
 from pytest_bluegreen.settings.resolve import (
@@ -223,8 +224,6 @@ def render() -> str:
     lines += [COLORS]
     default = ", ".join(f'`"{k}" = {v}`' for k, v in DEFAULT_THRESHOLDS.items())
     lines += [THRESHOLDS.format(default=default)]
-    from pytest_bluegreen.judge.bake import DEFAULT_BAKE_THRESHOLDS  # noqa: PLC0415
-
     bake_default = json.dumps(DEFAULT_BAKE_THRESHOLDS["haproxy"])
     lines += [TABLES_MORE.format(bake_default=bake_default)]
     lines += [

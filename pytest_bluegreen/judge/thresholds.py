@@ -25,12 +25,17 @@ if TYPE_CHECKING:
     from .load import LoadResult
 
 __all__ = [
+    "BAKE_DEFAULTS",
+    "BAKE_METRICS",
+    "DEFAULT_BAKE_THRESHOLDS",
+    "BakeThreshold",
     "Threshold",
     "ThresholdError",
     "Violation",
     "evaluate",
     "measure_series",
     "parse",
+    "parse_bake_thresholds",
     "parse_series",
     "parse_table",
 ]
@@ -178,3 +183,67 @@ def evaluate(endpoint: str, thresholds: Iterable[Threshold], result: LoadResult)
         if not threshold.holds(measured):
             out.append(Violation(endpoint, threshold, measured))
     return out
+
+
+# --- the bake's thresholds on HAProxy's counters ---------------------------------------------
+
+BAKE_METRICS = (
+    "requests",
+    "http_5xx",
+    "http_5xx_rate",
+    "eresp",
+    "econ",
+    "wretr",
+    "wredis",
+    "qcur",
+)
+# compiled when first used (re's cache): every session imports the grammar, few parse a table
+_BAKE_EXPR = (
+    r"^\s*(?P<metric>" + "|".join(BAKE_METRICS) + r")\s*(?P<op><=|>=|==|<|>)\s*"
+    r"(?P<value>\d+(?:\.\d+)?)\s*$"
+)
+
+
+@frozen
+class BakeThreshold(Frozen):
+    """``http_5xx_rate<0.01``: one of :data:`BAKE_METRICS` over a bake interval, and its limit."""
+
+    text: str
+    metric: str
+    op: str
+    value: float
+
+    def holds(self, measured: float) -> bool:
+        return not math.isnan(measured) and _OPS[self.op](measured, self.value)
+
+
+def parse_bake_thresholds(table: object) -> tuple[BakeThreshold, ...]:
+    """``{"haproxy": ["http_5xx_rate<0.01", "eresp<1"]}`` -> the thresholds."""
+    if not isinstance(table, Mapping) or set(table) - {"haproxy"}:
+        raise ValueError('bake thresholds must be a table with one key, "haproxy"')
+    given = table.get("haproxy", [])
+    expressions = [given] if isinstance(given, str) else given
+    if not isinstance(expressions, list):
+        raise ValueError("bake thresholds for haproxy must be a list of expressions")
+    found = []
+    for text in expressions:
+        match = re.match(_BAKE_EXPR, str(text))
+        if match is None:
+            raise ValueError(
+                f"{text!r} is not a bake threshold like 'http_5xx_rate<0.01' "
+                f"(metrics: {', '.join(BAKE_METRICS)})"
+            )
+        found.append(
+            BakeThreshold(str(text).strip(), match["metric"], match["op"], float(match["value"]))
+        )
+    return tuple(found)
+
+
+# the bake's thresholds when [bake_thresholds] gives none, as parse_bake_thresholds gives them
+# (tests/test_thresholds.py checks it): every session's settings hold them
+BAKE_DEFAULTS = (
+    BakeThreshold("http_5xx_rate<0.01", "http_5xx_rate", "<", 0.01),
+    BakeThreshold("eresp<1", "eresp", "<", 1.0),
+    BakeThreshold("econ<1", "econ", "<", 1.0),
+)
+DEFAULT_BAKE_THRESHOLDS: Mapping[str, list[str]] = {"haproxy": [t.text for t in BAKE_DEFAULTS]}

@@ -46,6 +46,7 @@ from .tables import (
     first_instance,
     resolve_bake_thresholds,
     resolve_compare,
+    resolve_compare_prometheus,
     resolve_drill,
     resolve_instances,
     resolve_promql,
@@ -167,7 +168,7 @@ def resolve(
     check_missing(instances, run.allow_missing_instance, sources)
     if "instances" in data:  # the first instance stands for HAProxy where one is meant
         haproxy, switching = first_instance(instances[0], haproxy, switching, sources)
-    compare_prometheus = resolve_promql(data, "compare_prometheus", file_label, sources)
+    compare_prometheus = resolve_compare_prometheus(data, file_label, sources)
     bake_prometheus = resolve_promql(data, "bake_prometheus", file_label, sources)
     prometheus_checks = resolve_promql(data, "prometheus_checks", file_label, sources)
     promql_tables = [

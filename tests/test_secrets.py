@@ -16,9 +16,9 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from pytest_bluegreen.redaction import MIN_SECRET_LENGTH, REDACTED, Secrets, forms_of
+from tests.support.bake import POST
 from tests.support.gate import CHECKS, output, prepare
 from tests.support.stack import Stack
-from tests.test_bake import POST
 
 SECRETS = [
     pytest.param('Sup3r"Secret\\&1', id="quote-backslash-amp"),

@@ -57,6 +57,12 @@ def outcomes(stack: Stack) -> list[str]:
     return [e["outcome"] for e in history(stack)]
 
 
+def verdict(pytester: pytest.Pytester) -> dict[str, Any]:
+    """The gate's ``reports/verdict.json`` in the pytester folder."""
+    data: dict[str, Any] = json.loads((pytester.path / "reports" / "verdict.json").read_text())
+    return data
+
+
 def output(result: pytest.RunResult) -> str:
     return "\n".join(result.outlines + result.errlines)
 

@@ -18,9 +18,9 @@ from pytest_bluegreen.haproxy.runtime import AdminState, RuntimeApiAddress, Serv
 from pytest_bluegreen.judge.bake import ServerWatch
 from pytest_bluegreen.switch.journal import read_journal
 from tests.support.bake import BAKE, POST, BackgroundGate
+from tests.support.cli import BLUEGREEN
 from tests.support.gate import CHECKS, outcomes, prepare, verdict
 from tests.support.stack import GREEN_LIVE, Stack, StackFactory
-from tests.test_cli import BLUEGREEN
 
 
 @pytest.fixture

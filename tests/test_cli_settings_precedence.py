@@ -18,10 +18,10 @@ import pytest
 import requests
 
 from pytest_bluegreen.haproxy.runtime import ServerRef
+from tests.support.cli import BLUEGREEN
 from tests.support.gate import CHECKS
 from tests.support.receiver import Receiver
 from tests.support.stack import ROOT, Stack, StackFactory, free_ports
-from tests.test_cli import BLUEGREEN
 
 WORDS = {
     "CLI": "cli",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,15 +15,10 @@ from pathlib import Path
 import pytest
 
 from pytest_bluegreen.record import state
+from tests.support.cli import BLUEGREEN, cut_off_switch
 from tests.support.gate import CHECKS
 from tests.support.stack import Stack
-from tests.test_cli import cut_off_switch
 
-BLUEGREEN = [
-    sys.executable,
-    "-c",
-    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
-]
 DRILL = '[drill]\n"v1.2.0-broken" = "failed"\n'
 
 

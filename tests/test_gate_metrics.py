@@ -41,17 +41,13 @@ from pytest_bluegreen.report.metrics import (
 )
 from pytest_bluegreen.settings import Settings, resolve
 from tests.support.bake import bake_run
+from tests.support.cli import BLUEGREEN
 from tests.support.gate import output, run_gate
 from tests.support.infra import require_infra
 from tests.support.pushgateway import Pushgateway, pushgateway_binary
 from tests.support.stack import Stack, wait_for
 
 COLORS = ("blue", "green")
-BLUEGREEN = [
-    sys.executable,
-    "-c",
-    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
-]
 
 
 def entry(outcome: Outcome, target: str) -> HistoryEntry:

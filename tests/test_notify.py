@@ -22,6 +22,7 @@ from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import NotifySettings, SettingsError, resolve
 from pytest_bluegreen.settings.webhooks import Webhook, parse_webhooks
 from tests.support.bake import bake_run
+from tests.support.cli import BLUEGREEN, cut_off_switch
 from tests.support.gate import CHECKS, history, outcomes, output, run_gate, verdict
 from tests.support.receiver import HANG, Receiver
 from tests.support.stack import Stack
@@ -467,8 +468,6 @@ def test_failed_notifications_change_no_exit_status_and_show_no_secret(
 def test_bluegreen_recover_notifies_its_recovery(
     tmp_path: Path, stack: Stack, receivers: list[Receiver]
 ) -> None:
-    from tests.test_cli import BLUEGREEN, cut_off_switch  # noqa: PLC0415
-
     hook = receiver(receivers)
     (tmp_path / "bluegreen.toml").write_text(stack.settings_toml(**notify_settings(hook)))
     cut_off_switch(stack)
@@ -569,8 +568,6 @@ def test_a_gate_s_and_bluegreen_s_events_keep_whitespace_secrets_out(
 ) -> None:
     """Through real runs: a gate vetoed by a hook that quotes every secret, and bluegreen
     recover after a cut-off switch (its reason and the webhook it sends)."""
-    from tests.test_cli import BLUEGREEN, cut_off_switch  # noqa: PLC0415
-
     hook = receiver(receivers)
     env = pytester.path / "env"
     env.mkdir()

@@ -8,7 +8,6 @@ import base64
 import html
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -17,6 +16,7 @@ import pytest
 
 from pytest_bluegreen.redaction import MIN_SECRET_LENGTH, REDACTED, Secrets, forms_of
 from tests.support.bake import POST
+from tests.support.cli import BLUEGREEN
 from tests.support.gate import CHECKS, output, prepare
 from tests.support.stack import Stack
 
@@ -25,13 +25,6 @@ SECRETS = [
     pytest.param("pa'ss<w>rd&%20x", id="apostrophe-angles-percent"),
     pytest.param("ünïcødé-Pässwörd€", id="unicode"),
     pytest.param("p@ss/w#rd: +?=", id="url-reserved"),
-]
-
-
-BLUEGREEN = [
-    sys.executable,
-    "-c",
-    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
 ]
 
 

@@ -25,15 +25,11 @@ from pytest_bluegreen.switch import recovery, serverstate, steps
 from pytest_bluegreen.switch import transaction as switch
 from pytest_bluegreen.switch.journal import Journal, read_journal
 from tests.support.bake import bake_run
+from tests.support.cli import BLUEGREEN
 from tests.support.gate import CHECKS, history, outcomes, output, run_gate
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack
 from tests.support.switching import stack_settings
 
-BLUEGREEN = [
-    sys.executable,
-    "-c",
-    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
-]
 GREEN_API = ServerRef("api_backend", "green-api")
 
 

@@ -11,15 +11,12 @@ from typing import Any
 import pytest
 import requests
 
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress
+from pytest_bluegreen.haproxy.answers import ServerRef, StatRow
 from pytest_bluegreen.haproxy.instances import Haproxies, Instance
-from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiAddress, ServerRef, StatRow
-from pytest_bluegreen.judge.bake import (
-    Bake,
-    BakePlan,
-    IntervalVerdict,
-    PostResult,
-    parse_bake_thresholds,
-)
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
+from pytest_bluegreen.judge.bake import Bake, BakePlan, IntervalVerdict, PostResult
+from pytest_bluegreen.judge.bakecounters import parse_bake_thresholds
 from pytest_bluegreen.process.signals import NoSignals
 from pytest_bluegreen.switch.journal import read_journal
 from tests.support.bake import BAKE, POST, BackgroundGate, bake_run

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from pytest_bluegreen.errors import ExitCode
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress
+from pytest_bluegreen.haproxy.answers import AdminState, ServerRef
 from pytest_bluegreen.haproxy.instances import Haproxies, Instance
-from pytest_bluegreen.haproxy.runtime import AdminState, RuntimeApiAddress, ServerRef
 from pytest_bluegreen.judge.bake import ServerWatch
 from pytest_bluegreen.switch.journal import read_journal
 from tests.support.bake import BAKE, POST, BackgroundGate

@@ -13,13 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress
+from pytest_bluegreen.haproxy.answers import AdminState, ServerRef
 from pytest_bluegreen.haproxy.lock import lock_for
-from pytest_bluegreen.haproxy.runtime import (
-    AdminState,
-    RuntimeApiAddress,
-    ServerRef,
-    supported_version,
-)
+from pytest_bluegreen.haproxy.runtime import supported_version
 from pytest_bluegreen.record import state
 from pytest_bluegreen.settings import StateSettings
 from pytest_bluegreen.switch.journal import read_journal

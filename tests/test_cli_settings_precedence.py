@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen.haproxy.runtime import ServerRef
+from pytest_bluegreen.haproxy.answers import ServerRef
 from tests.support.cli import BLUEGREEN
 from tests.support.gate import CHECKS
 from tests.support.receiver import Receiver

@@ -21,16 +21,8 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.haproxy.lock import (
-    GateLock,
-    HaproxyLock,
-    LockHeld,
-    LockLost,
-    UnsafeLock,
-    lock_for,
-    lock_for_group,
-    lock_keys,
-)
+from pytest_bluegreen.haproxy.lock import HaproxyLock, lock_for, lock_for_group, lock_keys
+from pytest_bluegreen.haproxy.lockfile import GateLock, LockHeld, LockLost, UnsafeLock
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.record import state
 from pytest_bluegreen.report.metrics import write_textfile

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from pytest_bluegreen.errors import ExitCode
+from pytest_bluegreen.haproxy.answers import AdminState, ServerRef, parse_servers_state
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
-from pytest_bluegreen.haproxy.runtime import AdminState, RuntimeApi, ServerRef, parse_servers_state
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.record.durable import write_durably
 from pytest_bluegreen.settings import Settings
 from pytest_bluegreen.switch import recovery, serverstate, steps

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen.engines.compose import TagsFile
+from pytest_bluegreen.haproxy.answers import ServerState
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
-from pytest_bluegreen.haproxy.runtime import ServerState
 from pytest_bluegreen.record import state
 from pytest_bluegreen.record.state import (
     PENDING,

@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef, StatRow
 from pytest_bluegreen.haproxy.instances import AnyHaproxy, Haproxies
-from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiError, ServerRef, StatRow
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 
 if TYPE_CHECKING:  # imported where used: a bake's, not every session's
     from pytest_bluegreen.haproxy.identity import InstanceIdentity

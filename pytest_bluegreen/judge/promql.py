@@ -23,7 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compare import CompareRule, Comparison, compare_values, parse_value_rule
+from .compare import Comparison, compare_values
+from .comparerules import CompareRule, parse_value_rule
 from .judgement import Judgement
 from .prometheus import (
     MAX_POINTS,

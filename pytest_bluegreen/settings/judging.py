@@ -20,7 +20,7 @@ from .options import setting
 
 if TYPE_CHECKING:
     from pytest_bluegreen.judge.bake import BakePlan
-    from pytest_bluegreen.judge.promql import Prometheus
+    from pytest_bluegreen.judge.prometheus import Prometheus
 
 __all__ = [
     "AfterBake",
@@ -148,9 +148,10 @@ class BakeSettings(Frozen):
 
     def plan(self) -> BakePlan:
         """The bake these settings ask for (no thresholds given: the bake's defaults)."""
-        from pytest_bluegreen.judge.bake import (  # noqa: PLC0415 - a gate's only (GATE_ONLY)
+        # a gate's only (GATE_ONLY)
+        from pytest_bluegreen.judge.bake import BakePlan  # noqa: PLC0415
+        from pytest_bluegreen.judge.bakecounters import (  # noqa: PLC0415
             DEFAULT_BAKE_THRESHOLDS,
-            BakePlan,
             parse_bake_thresholds,
         )
 
@@ -189,7 +190,9 @@ class PrometheusSettings(Frozen):
 
     def client(self) -> Prometheus:
         """A client of Prometheus' HTTP API at ``prometheus_url`` (which must be set)."""
-        from pytest_bluegreen.judge.promql import Prometheus  # noqa: PLC0415 - requests, when asked
+        from pytest_bluegreen.judge.prometheus import (  # noqa: PLC0415 - requests, when asked
+            Prometheus,
+        )
 
         if self.prometheus_url is None:
             raise ValueError("no Prometheus is configured (prometheus_url)")

@@ -18,14 +18,9 @@ from pytest_bluegreen.judge.thresholds import parse_table as parse_thresholds
 
 from . import parsers as p
 from .crosschecks import check_tls
+from .deployment import HaproxySettings, SwitchingSettings
 from .files import SettingsError
-from .model import (
-    DEFAULT_COLORS,
-    ColorSettings,
-    HaproxySettings,
-    SwitchingSettings,
-    Topology,
-)
+from .model import DEFAULT_COLORS, ColorSettings, Topology
 from .options import ENV_PREFIX
 
 __all__ = [
@@ -90,7 +85,9 @@ def resolve_bake_thresholds(
     if "bake_thresholds" not in data:
         sources["bake_thresholds"] = "default"
         return None
-    from pytest_bluegreen.judge.bake import parse_bake_thresholds  # noqa: PLC0415 - the bake's grammar
+    from pytest_bluegreen.judge.bakecounters import (  # noqa: PLC0415 - the bake's grammar
+        parse_bake_thresholds,
+    )
 
     sources["bake_thresholds"] = f"{file_label} bake_thresholds"
     try:
@@ -107,7 +104,9 @@ def resolve_compare(
     if "compare" not in data:
         sources["compare"] = "default"
         return {}
-    from pytest_bluegreen.judge.compare import parse_compare_table  # noqa: PLC0415 - its own grammar
+    from pytest_bluegreen.judge.comparerules import (  # noqa: PLC0415 - its own grammar
+        parse_compare_table,
+    )
 
     sources["compare"] = f"{file_label} compare"
     try:

@@ -33,8 +33,8 @@ from typing import Any
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.judge.load import LoadResult, run_load
 from pytest_bluegreen.settings import resolve
+from pytest_bluegreen.switch.consistency import inconsistencies
 from pytest_bluegreen.switch.journal import read_journal
-from pytest_bluegreen.switch.recovery import inconsistencies
 
 from .cli import BLUEGREEN, clean_environ
 from .gate import CHECKS

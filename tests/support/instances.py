@@ -17,8 +17,8 @@ from typing import Any
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.judge.load import LoadResult
 from pytest_bluegreen.settings import Settings, resolve
+from pytest_bluegreen.switch.consistency import group_problems, inconsistencies
 from pytest_bluegreen.switch.journal import read_journal
-from pytest_bluegreen.switch.recovery import group_problems, inconsistencies
 
 from .cli import BLUEGREEN, clean_environ
 from .faults import LOST_ANSWERS, PROBE_PAUSE, STEP_HOOK, Cell, RuntimeApiProxy

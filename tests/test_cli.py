@@ -22,16 +22,13 @@ from pytest_bluegreen.settings import StateSettings
 from pytest_bluegreen.switch.journal import read_journal
 from tests.support.cli import BLUEGREEN, cut_off_switch
 from tests.support.faults import STEP_HOOK
-from tests.support.gate import CHECKS
+from tests.support.gate import deployment_folder
 from tests.support.stack import ROOT, Stack, wait_for
 
 
 def make_workdir(folder: Path, stack: Stack, extra: str = "") -> Path:
     """A deployment's folder: bluegreen.toml for ``stack`` (and ``extra``), checks/, env/."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "bluegreen.toml").write_text(stack.settings_toml(env_dir="env") + extra)
-    (folder / "checks").mkdir()
-    (folder / "checks" / "test_checks.py").write_text(CHECKS)
+    deployment_folder(folder, stack, extra, env_dir="env")
     env = folder / "env"
     env.mkdir()
     (env / "shared.env").write_text("DB_HOST=db\nDB_URL=postgresql://app:s3cr3t-value@db/app\n")

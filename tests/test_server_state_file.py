@@ -27,7 +27,7 @@ from pytest_bluegreen.switch import transaction as switch
 from pytest_bluegreen.switch.journal import Journal, read_journal
 from tests.support.bake import bake_run
 from tests.support.cli import BLUEGREEN
-from tests.support.gate import CHECKS, history, outcomes, output, run_gate
+from tests.support.gate import CHECKS, deployment_folder, history, outcomes, output, run_gate
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack
 from tests.support.switching import stack_settings
 
@@ -36,11 +36,7 @@ GREEN_API = ServerRef("api_backend", "green-api")
 
 @pytest.fixture
 def workdir(tmp_path: Path, stack: Stack) -> Path:
-    folder = tmp_path / "operator"
-    (folder / "checks").mkdir(parents=True)
-    (folder / "bluegreen.toml").write_text(stack.settings_toml())
-    (folder / "checks" / "test_checks.py").write_text(CHECKS)
-    return folder
+    return deployment_folder(tmp_path / "operator", stack)
 
 
 def bluegreen(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -41,7 +41,7 @@ from pytest_bluegreen.record.state import (
 from pytest_bluegreen.report.verdict import write_verdict
 from pytest_bluegreen.switch.journal import Journal, JournalError, _encode, read_journal
 from tests.support.cli import BLUEGREEN, clean_environ
-from tests.support.gate import CHECKS
+from tests.support.gate import deployment_folder
 from tests.support.stack import Stack, wait_for
 
 LOADERS = {WARM: state.load_warm, PENDING: state.load_pending, RECONCILE: state.load_reconcile}
@@ -360,11 +360,7 @@ def test_no_whole_record_that_may_hide_a_switch_names_recover_to(tmp_path: Path,
 
 @pytest.fixture
 def workdir(tmp_path: Path, stack: Stack) -> Path:
-    folder = tmp_path / "work"
-    (folder / "checks").mkdir(parents=True)
-    (folder / "checks" / "test_checks.py").write_text(CHECKS)
-    (folder / "bluegreen.toml").write_text(stack.settings_toml())
-    return folder
+    return deployment_folder(tmp_path / "work", stack)
 
 
 def bluegreen(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,8 +7,8 @@ import os
 import sys
 
 from pytest_bluegreen.settings import resolve
-from pytest_bluegreen.switch import transaction as switch
 from pytest_bluegreen.switch.journal import Journal
+from pytest_bluegreen.switch.reading import identity, plan
 
 from .stack import Stack
 
@@ -34,11 +34,11 @@ def cut_off_switch(stack: Stack, target: str = "green") -> None:
     (folder / "bluegreen.toml").write_text(stack.settings_toml())
     settings = resolve({}, {}, {}, folder)
     api = stack.api()
-    plan = switch.plan(api, settings.topology, target, 100)
+    planned = plan(api, settings.topology, target, 100)
     journal = Journal(stack.journal_file)
     journal.prepare()
     source = settings.topology.other(target)
-    journal.begin(source=source, target=target, instance=switch.identity(api), prior=plan.prior)
-    for ref in plan.promote:
+    journal.begin(source=source, target=target, instance=identity(api), prior=planned.prior)
+    for ref in planned.promote:
         api.set_weight(ref, 100)
     journal.step("promote")

@@ -13,15 +13,17 @@ from scipy import stats
 
 from pytest_bluegreen.judge.compare import (
     CompareDecision,
-    CompareRule,
-    CompareRuleError,
     Comparison,
-    Samples,
     compare,
-    parse_compare_rule,
-    parse_compare_table,
     plot_distributions,
     summary_table,
+)
+from pytest_bluegreen.judge.comparerules import (
+    CompareRule,
+    CompareRuleError,
+    Samples,
+    parse_compare_rule,
+    parse_compare_table,
 )
 from pytest_bluegreen.judge.load import percentile
 from pytest_bluegreen.judge.significance import (

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.judge.compare import CompareDecision, compare_values, parse_value_rule
-from pytest_bluegreen.judge.promql import (
+from pytest_bluegreen.judge.compare import CompareDecision, compare_values
+from pytest_bluegreen.judge.comparerules import parse_value_rule
+from pytest_bluegreen.judge.prometheus import PromQLError, QueryResult, Series
+from pytest_bluegreen.judge.queries import (
     PromQLCheck,
-    PromQLError,
-    QueryResult,
-    Series,
     duration,
     judge,
     parse_checks_table,

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen.frozen import Frozen, frozen
-from pytest_bluegreen.haproxy.runtime import RuntimeApiAddress, ServerRef
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress
+from pytest_bluegreen.haproxy.answers import ServerRef
 from pytest_bluegreen.judge.thresholds import DEFAULT_BAKE_THRESHOLDS, parse_bake_thresholds
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import (
@@ -32,8 +33,9 @@ from pytest_bluegreen.settings import (
     options,
     resolve,
 )
+from pytest_bluegreen.settings.deployment import SwitchingSettings
 from pytest_bluegreen.settings.files import misread_values
-from pytest_bluegreen.settings.model import Answer, SwitchingSettings, Topology
+from pytest_bluegreen.settings.model import Answer, Topology
 from pytest_bluegreen.settings.resolve import CORE_GROUPS
 
 

@@ -19,8 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef, StatRow
 from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiError, ServerRef, StatRow
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 
 from .thresholds import (
     BAKE_METRICS,

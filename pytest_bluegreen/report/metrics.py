@@ -50,7 +50,7 @@ import requests
 from pytest_bluegreen.errors import BluegreenError, ExitCode
 from pytest_bluegreen.extras import MissingExtra
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE
-from pytest_bluegreen.haproxy.lock import open_lock_file
+from pytest_bluegreen.haproxy.lockfile import open_lock_file
 from pytest_bluegreen.judge.judgement import Judgement
 from pytest_bluegreen.record import state
 from pytest_bluegreen.record.state import HistoryEntry, Outcome

@@ -17,26 +17,26 @@ from pytest_bluegreen.frozen import Frozen, frozen
 
 from . import parsers as p
 from .crosschecks import check_missing, check_mode, check_tls
-from .files import SettingsError, find_settings_file
-from .model import (
-    BakeSettings,
-    ChecksSettings,
+from .deployment import (
     ComposeSettings,
-    DrillSettings,
     EnvFiles,
     HaproxySettings,
-    MetricsSettings,
-    NotifySettings,
-    PrometheusSettings,
     PromotionSettings,
-    ReportSettings,
-    RunSettings,
-    Settings,
     StateSettings,
     SwarmSettings,
     SwitchingSettings,
-    Topology,
 )
+from .files import SettingsError, find_settings_file
+from .judging import (
+    BakeSettings,
+    ChecksSettings,
+    DrillSettings,
+    MetricsSettings,
+    NotifySettings,
+    PrometheusSettings,
+    ReportSettings,
+)
+from .model import RunSettings, Settings, Topology
 from .options import Option, option_table
 from .tables import (
     COLOR_KEYS,

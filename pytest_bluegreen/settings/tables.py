@@ -36,14 +36,9 @@ from pytest_bluegreen.judge.thresholds import parse_table as parse_thresholds
 
 from . import parsers as p
 from .crosschecks import check_tls
+from .deployment import HaproxySettings, SwitchingSettings
 from .files import SettingsError
-from .model import (
-    DEFAULT_COLORS,
-    ColorSettings,
-    HaproxySettings,
-    SwitchingSettings,
-    Topology,
-)
+from .model import DEFAULT_COLORS, ColorSettings, Topology
 from .options import ENV_PREFIX
 
 __all__ = [

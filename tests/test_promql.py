@@ -245,7 +245,9 @@ def test_durations(given: object, seconds: float) -> None:
     assert duration(given) == seconds
 
 
-@pytest.mark.parametrize("given", ["0s", -1, "1w", True, "5 m", float("nan")])
+@pytest.mark.parametrize(
+    "given", ["0s", -1, "1w", True, "5 m", float("nan"), "\u0663s", "9" * 400 + "s"]
+)
 def test_bad_durations(given: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         duration(given)

@@ -6,6 +6,7 @@ import random
 import re
 from collections.abc import Sequence
 from fractions import Fraction
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from pytest_bluegreen.judge.thresholds import (
     evaluate,
     parse,
     parse_bake_thresholds,
+    parse_series,
     parse_table,
 )
 
@@ -93,6 +95,8 @@ def test_operators_compare_measured_to_the_limit(op: str, measured: float, holds
         "avg<-1",
         "rate<.01",
         "p(95)<300 and rate<0.01",
+        "p(95)<\u0663\u0660\u0660",  # Arabic-Indic 300: a digit to Python's \\d and float()
+        "p(\u0669\u0665)<300",
     ],
 )
 def test_bad_expressions_raise_with_the_text(text: str) -> None:
@@ -106,6 +110,27 @@ def test_percentile_out_of_range_is_an_error(text: str) -> None:
     with pytest.raises(ThresholdError, match=r"percentile must be in \(0, 100\]") as info:
         parse(text)
     assert repr(text) in str(info.value)
+
+
+NINES = "9" * 400  # a finite text, an infinite float
+
+
+@pytest.mark.parametrize(
+    ("grammar", "text"),
+    [
+        pytest.param(parse, f"p(95)<{NINES}", id="threshold"),
+        pytest.param(parse_series, f"value<{NINES}", id="series-nines"),
+        pytest.param(parse_series, "value<1e400", id="series-exponent"),
+        pytest.param(
+            lambda t: parse_bake_thresholds({"haproxy": [t]}), f"eresp<{NINES}", id="bake"
+        ),
+    ],
+)
+def test_a_limit_too_large_for_a_float_is_refused(grammar: Any, text: str) -> None:
+    """An infinite limit is one no measure misses (``<``) or every one does (``>``): a typo,
+    not a threshold."""
+    with pytest.raises(ThresholdError, match=r"is too large a number$"):
+        grammar(text)
 
 
 def test_threshold_error_is_a_value_error() -> None:

@@ -32,7 +32,7 @@ __all__ = [
     "parse_value_rule",
 ]
 
-_NUMBER = r"\d+(?:\.\d+)?"
+_NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 # patterns compiled when first used (re's cache): every session imports the grammar, few use it
 _EXPR = (
     rf"^\s*(?P<metric>p\(\s*(?P<pct>{_NUMBER})\s*\)|med|avg|rate)\s*(?P<op><=|<)\s*live"
@@ -139,6 +139,8 @@ def parse_compare_rule(text: str, endpoint: str | None = None) -> CompareRule:
     if factor <= 0:
         raise CompareRuleError(f"{where}{text!r}: the factor must be greater than 0")
     delta = float(match["delta"]) if match["delta"] is not None else 0.0
+    if not (math.isfinite(factor) and math.isfinite(delta)):  # 1e400, 400 nines: no limit at all
+        raise CompareRuleError(f"{where}{text!r}: the factor or the delta is too large a number")
     metric = f"p({match['pct']})" if pct is not None else match["metric"]
     return CompareRule(text.strip(), metric, pct, match["op"], factor, delta)
 
@@ -156,6 +158,8 @@ def parse_value_rule(text: str, name: str | None = None) -> CompareRule:
     if factor <= 0:
         raise CompareRuleError(f"{where}{text!r}: the factor must be greater than 0")
     delta = float(match["delta"]) if match["delta"] is not None else 0.0
+    if not (math.isfinite(factor) and math.isfinite(delta)):  # 1e400, 400 nines: no limit at all
+        raise CompareRuleError(f"{where}{text!r}: the factor or the delta is too large a number")
     return CompareRule(text.strip(), "value", None, match["op"], factor, delta)
 
 

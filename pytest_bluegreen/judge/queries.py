@@ -55,7 +55,7 @@ __all__ = [
 # patterns compiled when first used (re's cache): every session imports the grammar, few use it
 _PLACEHOLDER = r"\{([A-Za-z_][A-Za-z0-9_]*)\}"
 _NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"
-_DURATION = r"^(?P<number>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h|d)?$"
+_DURATION = r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>ms|s|m|h|d)?$"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 

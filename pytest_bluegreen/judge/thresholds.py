@@ -49,13 +49,13 @@ _OPS: Mapping[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
 }
 _EXPR = re.compile(
-    r"^\s*(?P<stat>p\((?P<pct>\d+(?:\.\d+)?)\)|avg|med|min|max|rate|rps)\s*"
-    r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>\d+(?:\.\d+)?)\s*$"
+    r"^\s*(?P<stat>p\((?P<pct>[0-9]+(?:\.[0-9]+)?)\)|avg|med|min|max|rate|rps)\s*"
+    r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>[0-9]+(?:\.[0-9]+)?)\s*$"
 )
 # a series' thresholds: k6's gauge "value" beside the trend statistics; any real number
 _SERIES_EXPR = re.compile(
-    r"^\s*(?P<stat>p\((?P<pct>\d+(?:\.\d+)?)\)|value|avg|med|min|max)\s*"
-    r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$"
+    r"^\s*(?P<stat>p\((?P<pct>[0-9]+(?:\.[0-9]+)?)\)|value|avg|med|min|max)\s*"
+    r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\s*$"
 )
 
 
@@ -116,6 +116,15 @@ class Violation(Frozen):
         return f"{self.endpoint}: {t.stat}={value}{t.unit} misses threshold {t.text!r}"
 
 
+def _limit(text: object, number: str) -> float:
+    """A threshold's limit: a finite number (``1e400`` or 400 nines are infinite to a float,
+    a limit nothing reaches or everything does)."""
+    value = float(number)
+    if not math.isfinite(value):
+        raise ThresholdError(f"{text!r}: {number[:20]!r} is too large a number")
+    return value
+
+
 def parse(text: str) -> Threshold:
     match = _EXPR.match(text)
     if match is None:
@@ -125,7 +134,7 @@ def parse(text: str) -> Threshold:
     pct = float(match["pct"]) if match["pct"] else None
     if pct is not None and not 0 < pct <= 100:
         raise ThresholdError(f"{text!r}: the percentile must be in (0, 100]")
-    return Threshold(text.strip(), match["stat"], match["op"], float(match["value"]), pct)
+    return Threshold(text.strip(), match["stat"], match["op"], _limit(text, match["value"]), pct)
 
 
 def parse_series(text: str) -> Threshold:
@@ -139,7 +148,7 @@ def parse_series(text: str) -> Threshold:
     pct = float(match["pct"]) if match["pct"] else None
     if pct is not None and not 0 < pct <= 100:
         raise ThresholdError(f"{text!r}: the percentile must be in (0, 100]")
-    return Threshold(text.strip(), match["stat"], match["op"], float(match["value"]), pct)
+    return Threshold(text.strip(), match["stat"], match["op"], _limit(text, match["value"]), pct)
 
 
 def measure_series(threshold: Threshold, points: Sequence[float]) -> float:
@@ -200,7 +209,7 @@ BAKE_METRICS = (
 # compiled when first used (re's cache): every session imports the grammar, few parse a table
 _BAKE_EXPR = (
     r"^\s*(?P<metric>" + "|".join(BAKE_METRICS) + r")\s*(?P<op><=|>=|==|<|>)\s*"
-    r"(?P<value>\d+(?:\.\d+)?)\s*$"
+    r"(?P<value>[0-9]+(?:\.[0-9]+)?)\s*$"
 )
 
 
@@ -234,7 +243,9 @@ def parse_bake_thresholds(table: object) -> tuple[BakeThreshold, ...]:
                 f"(metrics: {', '.join(BAKE_METRICS)})"
             )
         found.append(
-            BakeThreshold(str(text).strip(), match["metric"], match["op"], float(match["value"]))
+            BakeThreshold(
+                str(text).strip(), match["metric"], match["op"], _limit(text, match["value"])
+            )
         )
     return tuple(found)
 

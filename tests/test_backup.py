@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 import re
 import stat
+import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,14 +23,13 @@ from pytest_bluegreen.settings import ComposeSettings
 DUMP = [sys.executable, "-c", "import sys; sys.stdout.write('dump of ' + sys.argv[1])"]
 
 
-def settings(tmp_path: Path, command: list[str], **changes: object) -> ComposeSettings:
-    defaults = ComposeSettings()
+def settings(tmp_path: Path, command: list[str], timeout: float = 600.0) -> ComposeSettings:
     return replace(
-        defaults,
+        ComposeSettings(),
         backup_service="postgres",
         backup_command=tuple(command),
         backup_dir=tmp_path / "backups",
-        **changes,
+        backup_timeout=timeout,
     )
 
 
@@ -51,13 +52,13 @@ def test_two_backups_in_one_second_are_two_files(tmp_path: Path) -> None:
 
 def test_a_backup_cut_off_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C (or SIGTERM made an exception) while the dump runs: no ``.partial`` is left."""
-    real_run = backup.subprocess.run
+    real_run = subprocess.run
 
-    def interrupted(*args: object, **kwargs: object) -> object:
+    def interrupted(*args: Any, **kwargs: Any) -> object:
         real_run(*args, **kwargs)  # the dump has written part of its output
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(backup.subprocess, "run", interrupted)
+    monkeypatch.setattr(subprocess, "run", interrupted)  # as the module calls it
     with pytest.raises(KeyboardInterrupt):
         backup.run_backup(settings(tmp_path, [*DUMP, "x"]), [], "green", "v1", print)
     assert left(tmp_path) == []
@@ -78,7 +79,7 @@ def test_a_failed_backup_is_one_line_and_leaves_nothing(
     tmp_path: Path, command: list[str], message: str
 ) -> None:
     with pytest.raises(DeployError, match=re.escape(message)) as raised:
-        backup.run_backup(settings(tmp_path, command, backup_timeout=0.5), [], "green", "v1", print)
+        backup.run_backup(settings(tmp_path, command, timeout=0.5), [], "green", "v1", print)
     assert "\n" not in str(raised.value)
     assert left(tmp_path) == []
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +38,24 @@ def left(tmp_path: Path) -> list[str]:
     return sorted(p.name for p in (tmp_path / "backups").iterdir())
 
 
-def test_two_backups_in_one_second_are_two_files(tmp_path: Path) -> None:
+class OneSecond(datetime):
+    """The clock stopped in one second: both backups are taken in it."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> OneSecond:
+        return cls(2026, 12, 7, 8, 0, 0, tzinfo=tz)
+
+
+def test_two_backups_in_one_second_are_two_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The name has the second it was taken in: the second backup of the same color and tag
     in that second gets ``-2``, the first stays as it was."""
+    monkeypatch.setattr("pytest_bluegreen.engines.backup.datetime", OneSecond)
     first = backup.run_backup(settings(tmp_path, [*DUMP, "one"]), [], "green", "v1", print)
     second = backup.run_backup(settings(tmp_path, [*DUMP, "two"]), [], "green", "v1", print)
-    if first.name[:16] != second.name[:16]:  # the clock passed a second between the two
-        pytest.skip("the two backups fell into two seconds: nothing to tell apart")
-    assert second == first.with_name(first.stem + "-2" + first.suffix)
+    assert first.name == "20261207T080000Z-green-v1.backup"
+    assert second.name == "20261207T080000Z-green-v1-2.backup"
     assert (first.read_text(), second.read_text()) == ("dump of one", "dump of two")
     assert left(tmp_path) == sorted([first.name, second.name])
     assert stat.S_IMODE(first.stat().st_mode) == 0o600

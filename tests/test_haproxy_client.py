@@ -544,6 +544,8 @@ def test_unsaved_runtime_changes_are_lost_on_restart(stack: Stack) -> None:
             RuntimeApiAddress(host="localhost", port=65535),
             "localhost:65535",
         ),
+        # leading zeros, as HAProxy takes them in a bind or stats socket line
+        ("127.0.0.1:009999", RuntimeApiAddress(host="127.0.0.1", port=9999), "127.0.0.1:9999"),
     ],
 )
 def test_address_parse(text: str, expected: RuntimeApiAddress, shown: str) -> None:
@@ -607,6 +609,24 @@ def test_address_parse_rejects_malformed_hosts(text: str, host: str) -> None:
     complaint = f"Runtime API address {text!r}: {host!r} is not a host name or IPv4 address"
     with pytest.raises(ValueError, match=f"^{re.escape(complaint)}$"):
         RuntimeApiAddress.parse(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tcp://admin:hunter2-pw@127.0.0.1:9999",
+        "admin:hunter2-pw@127.0.0.1:9999",
+        "tls://admin:hunter2-pw@10.0.0.1:9999",
+        "admin:hunter2-pw@[::1]:9999",
+    ],
+)
+def test_a_password_given_in_an_address_is_not_said(text: str) -> None:
+    """A user and password written into the address (a URL's habit): refused, and the error
+    line names the address without them."""
+    with pytest.raises(ValueError, match=r"^Runtime API address ") as raised:
+        RuntimeApiAddress.parse(text)
+    assert "hunter2-pw" not in str(raised.value)
+    assert "***@" in str(raised.value)
 
 
 # -- parsers on captured HAProxy 2.6 text ---------------------------------------------------

@@ -495,6 +495,13 @@ CONDITIONS = [
     "00",
     "-0",
     "-5",
+    # base 0, as C's strtoll reads it: a sign, hex
+    "0x1",
+    "0X0",
+    "+1",
+    "-0x1",
+    "0x7fffffffffffffff",
+    "defined(SET_HERE) && 0x0",
 ]
 
 
@@ -566,6 +573,30 @@ def test_an_unreadable_condition_is_one_line(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("keyword", [".else", ".elif 1", ".endif"])
+def test_a_block_end_without_its_if_is_one_line(
+    haproxy_available: str, keyword: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "haproxy.cfg"
+    config.write_text((DATA / "single-backend.cfg").read_text() + f"{keyword}\n")
+    refused = subprocess.run(
+        [haproxy_available, "-c", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode != 0
+    line = len(config.read_text().splitlines())
+    code, lines, err = run_init(capfd, config, tmp_path / "out")
+    assert (code, lines) == (4, [])
+    first = keyword.split(maxsplit=1)[0]
+    assert err.splitlines() == [
+        f"bluegreen: error: line {line}: a '{first}' without its '.if'; HAProxy refuses it too "
+        "(haproxy -c -f FILE)"
+    ]
+
+
 def test_an_if_without_its_endif_is_one_line(
     haproxy_available: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -590,12 +621,14 @@ def test_an_if_without_its_endif_is_one_line(
 
 
 # what HAProxy takes for a blank, a line's end and a port, and Python's str methods would not:
-# each line below reads as HAProxy reads it (its servers: t1, t3 and t4)
+# each line below reads as HAProxy reads it (its servers: t1, t3, t6, t7 and t4)
 ODD_CHARACTERS = (
     "backend web\n"
     "    server\vt1\t127.0.0.1:1\f check\n"  # vertical tab, tab, form feed: blanks
     "    # a comment\u2028    server t2 127.0.0.1:2\n"  # U+2028 ends no line: still the comment
     "    server t3 127.0.0.1:3\r server t5 127.0.0.1:5\n"  # a carriage return ends the line
+    "\r    server t6 127.0.0.1:6\n"  # after the blanks it starts with: a carriage return is one
+    "    server t7 127.0.0.1:7\r.if old-note\n"  # what the carriage return ends is not read
     "    server\u00a0t9 127.0.0.1:9\n"  # a no-break space is no blank: an unknown keyword
     "    server t4 127.0.0.1:4\n"
 )
@@ -628,17 +661,54 @@ def test_blanks_and_line_ends_read_as_haproxy_reads_them(
     assert [(s.name, s.address) for s in servers] == [
         ("t1", "127.0.0.1:1"),
         ("t3", "127.0.0.1:3"),
+        ("t6", "127.0.0.1:6"),
+        ("t7", "127.0.0.1:7"),
         ("t4", "127.0.0.1:4"),
     ]
 
 
-@pytest.mark.parametrize("port", ["\u00b2", "\u0663", "9" * 5000, "65536", "0"])
+def test_init_reads_the_file_with_its_carriage_returns(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``bluegreen init`` reads the file as written (``read_text`` would make each carriage
+    return a new line: ``.if old-note`` read as a condition, refused)."""
+    written = {}
+    for name, tail in [("plain", ""), ("with-cr", "\r.if old-note")]:
+        config = tmp_path / name / "haproxy.cfg"
+        config.parent.mkdir()
+        text = (DATA / "single-backend.cfg").read_text()
+        line = "    log /dev/log local0\n"
+        assert line in text
+        config.write_bytes(text.replace(line, line[:-1] + tail + "\n", 1).encode())
+        code, _, err = run_init(capfd, config, tmp_path / name / "out", "--no-dry-run")
+        assert (code, err) == (0, ""), err
+        written[name] = (tmp_path / name / "out" / "bluegreen.toml").read_text()
+        written[name] = written[name].replace(str(tmp_path / name), "FOLDER")
+    assert written["with-cr"] == written["plain"]
+
+
+@pytest.mark.parametrize("port", ["\u00b2", "\u0663", "9" * 5000, "65536", "0", "0065536"])
 def test_a_port_haproxy_would_not_read_is_no_tcp_address(port: str) -> None:
     """``str.isdigit`` takes ``\u00b2`` (int() then raises) and ``\u0663`` (int() reads 3)."""
     parsed = parse_config(f"backend web\n    server t1 127.0.0.1:{port}\n", {})
     [server] = parsed.backends[0].servers
     assert server.host_port() is None
     assert server.url() is None
+
+
+def test_a_port_with_leading_zeros_is_read_as_haproxy_reads_it() -> None:
+    parsed = parse_config("backend web\n    server t1 127.0.0.1:0009100\n", {})
+    assert parsed.backends[0].servers[0].host_port() == ("127.0.0.1", 9100)
+
+
+@pytest.mark.parametrize(
+    ("weight", "read"),
+    [("0x10", 0), ("5abc", 5), ("1_0", 1), ("\u0663", 0), ("abc", 0), ("007", 7)],
+)
+def test_a_weight_is_read_as_haproxy_reads_it(weight: str, read: int) -> None:
+    """HAProxy reads a weight with C's atol: the leading digits, 0 without any."""
+    parsed = parse_config(f"backend web\n    server t1 127.0.0.1:1 weight {weight}\n", {})
+    assert parsed.backends[0].servers[0].weight == read
 
 
 # --- end to end: a real HAProxy, real backends, the generated checks, a dry run --------------

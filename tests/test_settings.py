@@ -1312,3 +1312,26 @@ def test_frozen_refuses_a_field_without_default_after_one_with() -> None:
 
     with pytest.raises(TypeError, match="'second' without a default follows 'first'"):
         frozen(Bad)
+
+
+NINES = "9" * 400  # an integer TOML takes and a float cannot hold
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (f"drain_timeout = {NINES}", "drain_timeout expected seconds in (0, 86400]"),
+        (f"bake_seconds = {NINES}", "bake_seconds expected seconds in (0, 86400]"),
+        (
+            f'[prometheus_checks]\na = {{query = "up", thresholds = ["value<1"], range = {NINES}}}',
+            "a duration must be finite and more than 0",
+        ),
+        (f"drain_timeout = {'9' * 5000}", "cannot read"),  # past int()'s 4300 digits
+    ],
+    ids=["seconds", "bake", "promql-range", "toml-past-int-limit"],
+)
+def test_an_integer_too_long_for_a_number_is_one_line(tmp_path: Path, body: str, said: str) -> None:
+    (tmp_path / "bluegreen.toml").write_text(
+        'runtime_api = "/tmp/x.sock"\nprometheus_url = "http://127.0.0.1:9"\n' + body + "\n"
+    )
+    assert said in resolve_error(tmp_path)

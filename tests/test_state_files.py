@@ -63,6 +63,8 @@ MALFORMED = [
      "'until' is \"soon\", not float"),
     (WARM, '{"old": "blue", "new": "green", "tag": null, "until": NaN, "action": "keep"}',
      "'until' is not a finite number"),
+    (WARM, '{"old": "blue", "new": "green", "tag": null, "until": 1' + "0" * 400
+     + ', "action": "keep"}', "'until' is not a finite number"),  # past a float: OverflowError
     (WARM, '{"old": "blue"', "Expecting"),
     (PENDING, "[1, 2]", "a JSON object was expected"),
     (PENDING, '{"target": "green"}', "it has no 'source'"),

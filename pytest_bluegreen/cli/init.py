@@ -26,7 +26,7 @@ def cmd_init(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     source = Path(args.haproxy_config)
     try:
-        text = source.read_text(encoding="utf-8")
+        text = _as_written(source)
     except (OSError, UnicodeDecodeError) as exc:
         raise scaffold.InitError(f"cannot read {source}: {exc}") from None
     config = parse_config(text, os.environ)
@@ -73,8 +73,15 @@ def cmd_init(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return run_child(command, cwd=directory)
 
 
+def _as_written(path: Path) -> str:
+    """The file's text with its line ends as written (``read_text`` makes every carriage
+    return a new line; HAProxy ends a line at a newline only)."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        return handle.read()
+
+
 def _read_text(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
+        return _as_written(path)
     except (OSError, UnicodeDecodeError):
         return None

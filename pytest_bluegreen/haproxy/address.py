@@ -13,7 +13,23 @@ from pytest_bluegreen.frozen import Frozen, frozen
 __all__ = ["LOOPBACK_NAMES", "RuntimeApiAddress", "TlsFiles", "is_loopback"]
 
 _HOST = re.compile(r"[A-Za-z0-9.\-]+")
-_PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits, at most five
+_PORT = re.compile(r"0*[0-9]{1,5}")  # ASCII digits, at most five past leading zeros (HAProxy's)
+
+
+# what HAProxy writes before an ``@`` in an address: a family, never a user
+_FAMILIES = frozenset(
+    {"unix", "abns", "abnsz", "fd", "sockpair", "ipv4", "ipv6", "tcp", "tcp4", "tcp6", "udp"}
+    | {"udp4", "udp6", "uxst", "uxdg", "quic4", "quic6"}
+)
+
+
+def _shown(text: str) -> str:
+    """``text`` for an error line: a user and a password before an ``@`` (a URL's habit, not
+    an address's) are ``***``; HAProxy's ``unix@``, ``ipv6@`` ... stay."""
+    match = re.match(r"(\s*(?:tls://|tcp://|tcp:)?)(.*)@(.*)$", text, re.DOTALL)
+    if match is None or match.group(2).strip().lower() in _FAMILIES:
+        return text
+    return f"{match.group(1)}***@{match.group(3)}"
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
@@ -62,8 +78,8 @@ class RuntimeApiAddress(Frozen):
         host, port = _host_port(text, value)
         if not tls and not is_loopback(host):
             raise ValueError(
-                f"Runtime API address {text.strip()!r} is not on this host: the Runtime API has "
-                "no authentication, so plain TCP is only taken on loopback; reach a remote "
+                f"Runtime API address {_shown(text.strip())!r} is not on this host: the Runtime "
+                "API has no authentication, so plain TCP is only taken on loopback; reach a remote "
                 f'HAProxy over TLS with a client certificate (runtime_api = "tls://{host}:{port}'
                 '" with runtime_api_cert, runtime_api_key and runtime_api_ca)'
             )
@@ -79,7 +95,9 @@ class RuntimeApiAddress(Frozen):
 def _host_port(text: str, value: str) -> tuple[str, int]:
     host, sep, port_text = value.rpartition(":")
     if not sep or not host or not _PORT.fullmatch(port_text) or not 0 < int(port_text) < 65536:
-        raise ValueError(f"Runtime API address {text!r} is neither a socket path nor host:port")
+        raise ValueError(
+            f"Runtime API address {_shown(text)!r} is neither a socket path nor host:port"
+        )
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
         import ipaddress  # noqa: PLC0415 - rare; the plugin's start stays light
@@ -88,11 +106,12 @@ def _host_port(text: str, value: str) -> tuple[str, int]:
             ipaddress.IPv6Address(host)
         except ValueError:
             raise ValueError(
-                f"Runtime API address {text!r}: {host!r} is not an IPv6 address"
+                f"Runtime API address {_shown(text)!r}: {_shown(host)!r} is not an IPv6 address"
             ) from None
     elif not _HOST.fullmatch(host):
         raise ValueError(
-            f"Runtime API address {text!r}: {host!r} is not a host name or IPv4 address"
+            f"Runtime API address {_shown(text)!r}: {_shown(host)!r} is not a host name or IPv4 "
+            "address"
         )
     return host, int(port_text)
 

@@ -9,6 +9,7 @@ reads it in ``configtext.py`` (words, environment, ``.if`` blocks, sections); th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -145,7 +146,7 @@ class _ProxyBuilder:
         elif keyword == "default_backend" and args:
             self.default_backend = args[0]
         elif keyword == "default-server" and "weight" in args[:-1]:
-            self.default_weight = _int(args[args.index("weight") + 1], self.default_weight)
+            self.default_weight = _atol(args[args.index("weight") + 1])
         elif keyword == "load-server-state-from-file" and args:
             self.loads_state = args[0] in {"global", "local"}
         elif keyword == "option" and args[:1] == ["httpchk"]:
@@ -188,7 +189,7 @@ class _ProxyBuilder:
     ) -> Server:
         weight = self.default_weight
         if "weight" in options[:-1]:
-            weight = _int(options[options.index("weight") + 1], weight)
+            weight = _atol(options[options.index("weight") + 1])
         return Server(
             name=name,
             address=address,
@@ -273,8 +274,8 @@ def _httpchk_path(args: list[str]) -> str:
     return args[0] if len(args) == 1 else args[1]
 
 
-def _int(text: str, default: int) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        return default
+def _atol(text: str) -> int:
+    """A number as HAProxy reads a weight (C's ``atol``): its leading ASCII digits, sign
+    included, 0 without any (``٣`` and ``0x10`` are 0, ``5abc`` is 5, ``1_0`` is 1)."""
+    found = re.match(r"[ \t]*([-+]?[0-9]{1,18})", text)
+    return int(found.group(1)) if found else 0

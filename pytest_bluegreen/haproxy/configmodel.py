@@ -30,7 +30,7 @@ WILDCARD_HOSTS = frozenset({"", "*", "0.0.0.0", "::", "[::]"})  # noqa: S104 - w
 # address prefixes HAProxy takes, and whether the address is a network one (host:port)
 _NETWORK_PREFIXES = ("ipv4@", "ipv6@", "tcp@", "tcp4@", "tcp6@", "quic4@", "quic6@")
 _LOCAL_PREFIXES = ("unix@", "abns@", "abnsz@", "fd@", "sockpair@", "uxst@", "uxdg@", "udp@")
-_PORT = re.compile(r"[0-9]{1,5}")  # ASCII digits, at most five: HAProxy's port
+_PORT = re.compile(r"0*[0-9]{1,5}")  # ASCII digits, five past leading zeros: HAProxy's port
 _MAP_FILE = re.compile(r"map(?:_[a-z]+)?\(([^,)]+)")
 Level = Literal["user", "operator", "admin"]
 FROM_ENVIRONMENT = "the environment"  # Variable.source of a value from the process environment

@@ -47,7 +47,9 @@ SECTIONS = frozenset(
 # ``#`` outside quotes ends the line
 BLANKS = " \t\v\f"
 _LINE_ENDS = "#\r"
-_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only, of any length (HAProxy: strtoll)
+# a number as HAProxy reads a condition's (strtoll, base 0): a sign, then decimal or 0x hex;
+# ASCII digits only, of any length
+_INTEGER = re.compile(r"[-+]?(?:0[xX](?P<hex>[0-9a-fA-F]+)|(?P<decimal>[0-9]+))")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -244,8 +246,9 @@ class _Evaluation:
 def _term(term: str, env: _Environment, assumptions: list[str], evaluation: _Evaluation) -> bool:
     """A number (true unless zero, of any length), a predicate HAProxy 2.6 knows, or one it
     does not (a later version's: taken as true and said); any other word HAProxy refuses."""
-    if _INTEGER.fullmatch(term):
-        return term.lstrip("-").strip("0") != ""
+    number = _INTEGER.fullmatch(term)
+    if number is not None:
+        return (number["hex"] or number["decimal"]).strip("0") != ""
     match = re.fullmatch(r"([A-Za-z_]\w*)\((.*)\)", term)
     if match is None:
         raise evaluation.unreadable(f"{term[:10]!r} is not a number or a predicate")
@@ -278,7 +281,8 @@ def read_sections(
     sections: list[Section] = []
     blocks: list[tuple[bool, bool, int]] = []  # (this branch active, some taken, its .if line)
     for number, raw in enumerate(text.split("\n"), start=1):  # HAProxy's lines: "\n" only
-        stripped = raw.split("\r", 1)[0].strip(BLANKS)
+        # leading blanks and carriage returns skipped, then a carriage return ends the line
+        stripped = raw.lstrip(BLANKS + "\r").split("\r", 1)[0].strip(BLANKS)
         if not stripped or stripped.startswith("#"):
             continue
         if stripped.startswith("."):
@@ -328,6 +332,11 @@ def _directive(
         blocks.append((value, taken or value, opened))
     elif keyword == ".endif" and blocks:
         blocks.pop()
+    elif keyword in {".elif", ".else", ".endif"}:
+        raise UnreadableCondition(
+            f"line {number}: a '{keyword}' without its '.if'; HAProxy refuses it too "
+            "(haproxy -c -f FILE)"
+        )
 
 
 def _enclosing(blocks: list[tuple[bool, bool, int]]) -> bool:

@@ -76,7 +76,7 @@ def address_key(address: str) -> str:
     for prefix in ("tls://", "tcp:", "ipv4@"):
         text = text.removeprefix(prefix)
     host, sep, port = text.rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit()) or len(port) > 5:
+    if not sep or not (port.isascii() and port.isdigit()) or len(port.lstrip("0")) > 5:
         return text
     host = host.strip("[]")
     try:

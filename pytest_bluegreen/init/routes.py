@@ -126,11 +126,15 @@ def _map_hosts(map_text: str | None, backend: str) -> list[str]:
     if map_text is None:
         return []
     keys = []
-    for line in map_text.splitlines():
-        words = line.split("#", 1)[0].split()
+    for line in map_text.split("\n"):  # HAProxy's lines and blanks, not Unicode's
+        words = line.split("#", 1)[0].translate(_BLANKS_AS_SPACE).split(" ")
+        words = [word for word in words if word]
         if len(words) >= 2 and words[1] == backend:
             keys.append(words[0])
     return keys
+
+
+_BLANKS_AS_SPACE = str.maketrans("\t\v\f\r", "    ")
 
 
 def routes_to(

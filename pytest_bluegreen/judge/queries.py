@@ -67,14 +67,14 @@ def duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like '5m' or seconds, got {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = float(value) if isinstance(value, float) or abs(value) < 2**1023 else math.inf
     else:
         match = re.match(_DURATION, str(value).strip())
         if match is None:
             raise ValueError(f"expected a duration like '5m', '30s' or seconds, got {value!r}")
         seconds = float(match["number"]) * _UNITS[match["unit"] or "s"]
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"a duration must be more than 0, got {value!r}")
+        raise ValueError(f"a duration must be finite and more than 0, got {value!r}")
     return seconds
 
 

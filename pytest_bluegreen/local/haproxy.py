@@ -108,7 +108,7 @@ def _add(spec: str, tcp: list[tuple[str, int]], sockets: list[Path]) -> None:
     if family not in {"", "ipv4", "ipv6"} or ":" not in rest:
         return  # abns@, fd@, sockpair@: nothing another process could hold
     host, _, port = rest.rpartition(":")
-    if port.isascii() and port.isdigit() and len(port) <= 5:
+    if port.isascii() and port.isdigit() and len(port.lstrip("0")) <= 5:
         tcp.append((host.strip("[]") or "*", int(port)))
 
 

@@ -390,9 +390,13 @@ def _typed(name: str, hint: Any, value: object) -> Any:
     if isinstance(hint, type) and issubclass(hint, enum.Enum) and isinstance(value, str):
         return hint(value)  # ValueError when it is none of its values
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value):
+        try:
+            number = float(value)  # an integer past a float's range: OverflowError
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
             raise TypeError(f"{name!r} is not a finite number")
-        return float(value)
+        return number
     if hint in (int, str, bool) and type(value) is hint:
         return value
     raise TypeError(f"{name!r} is {json.dumps(value)[:40]}, not {getattr(hint, '__name__', hint)}")

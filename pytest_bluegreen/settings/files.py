@@ -92,7 +92,8 @@ def _settings_in(folder: Path) -> tuple[Path, dict[str, Any]] | None:
 def _load_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # TOMLDecodeError, an undecodable byte, an integer
+        # of more digits than Python reads (4300)
         raise SettingsError(f"bluegreen: cannot read {path}: {exc}") from None
     except RecursionError:
         raise SettingsError(f"bluegreen: cannot read {path}: nested too deeply") from None

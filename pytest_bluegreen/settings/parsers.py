@@ -107,6 +107,8 @@ def seconds(value: Any) -> float:
         raise ValueError("expected seconds, got a boolean")
     try:
         number = float(value)
+    except OverflowError:  # an integer past a float's range: TOML takes any length
+        number = math.inf
     except (TypeError, ValueError):
         raise ValueError(f"expected a number of seconds, got {value!r}") from None
     if math.isnan(number) or not 0 < number <= 86400:

@@ -1,5 +1,6 @@
-"""The old import paths of the modules that moved into folders: for one release each still
-imports, with a DeprecationWarning that names the new path.
+"""The old import paths of the modules that moved into folders, or were renamed in them
+(``record.state`` is ``record.history`` now): for one release each still imports, with a
+DeprecationWarning that names the new path.
 
 ``pytest_bluegreen/__init__.py`` puts :class:`MovedFinder` on ``sys.meta_path``; it answers
 for the old names only: ``import pytest_bluegreen.gaterun`` gives
@@ -54,9 +55,10 @@ MOVED = {
     "outcomes": "gate.outcomes",
     "probe": "switch.probe",
     "promql": "judge.promql",
-    "reconcile": "switch.reconcile",
+    "reconcile": "switch.leftout",
     "recording": "record.recording",
     "recovery": "switch.recovery",
+    "record.state": "record.history",
     "reporting": "report.allure",
     "scaffold": "init.scaffold",
     "settings.reference": "cli.reference",
@@ -64,10 +66,12 @@ MOVED = {
     "signals": "process.signals",
     "significance": "judge.significance",
     "starter": "init.starter",
-    "state": "record.state",
+    "state": "record.history",
     "status": "report.status",
-    "statusview": "report.statusview",
+    "report.statusview": "report.statustext",
+    "statusview": "report.statustext",
     "switch": "switch.transaction",
+    "switch.reconcile": "switch.leftout",
     "thresholds": "judge.thresholds",
     "verdict": "report.verdict",
     "webhooks": "settings.webhooks",

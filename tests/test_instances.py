@@ -15,7 +15,7 @@ import pytest
 
 from pytest_bluegreen.haproxy.lock import GateLock, GroupLock, LockHeld, lock_for
 from pytest_bluegreen.haproxy.runtime import ServerRef, ServerState
-from pytest_bluegreen.record.state import load_reconcile
+from pytest_bluegreen.record.history import load_reconcile
 from pytest_bluegreen.settings import Settings, SettingsError, resolve
 from pytest_bluegreen.switch.journal import read_journal
 from pytest_bluegreen.switch.recovery import group_problems

@@ -19,7 +19,7 @@ from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE
 from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.judge.bake import Bake, BakeResult, PostResult, ServerWatch
 from pytest_bluegreen.judge.judgement import Judgement
-from pytest_bluegreen.record.state import Outcome
+from pytest_bluegreen.record.history import Outcome
 from pytest_bluegreen.switch import transaction as switch
 
 from .decision import Decision, Verdict

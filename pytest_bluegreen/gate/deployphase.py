@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pytest_bluegreen.engines import EngineBlind
 from pytest_bluegreen.errors import ExitCode
-from pytest_bluegreen.record.state import Outcome
+from pytest_bluegreen.record.history import Outcome
 
 from .builds import BuildEvidence, Heard, resolve
 

@@ -26,13 +26,13 @@ from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, Haproxies
 from pytest_bluegreen.haproxy.lock import GateLock, GroupLock, HaproxyLock, lock_for_group
 from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.process.signals import DeferredSignals, NoSignals
-from pytest_bluegreen.record import state
-from pytest_bluegreen.record.state import Outcome
+from pytest_bluegreen.record import history
+from pytest_bluegreen.record.history import Outcome
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import Settings, SettingsError
 from pytest_bluegreen.switch import transaction as switch
 from pytest_bluegreen.switch.journal import Journal, UnfinishedJournal, read_journal
-from pytest_bluegreen.switch.reconcile import reconcile_recorded
+from pytest_bluegreen.switch.leftout import reconcile_recorded
 
 from . import aftercare
 from .afterswitch import AfterSwitch
@@ -104,10 +104,10 @@ class GateRun:
             if not self.settings.run.dry_run:
                 for note in self.journal.prepare():  # refuses an unfinished journal
                     self.progress(note)
-                state.ensure_folder(self.settings.state.state_file, "state_file")
+                history.ensure_folder(self.settings.state.state_file, "state_file")
                 self._instances_in_line()
             else:  # a dry run says what the real one would: refused, nothing written
-                state.check_history(self.settings.state.state_file, "state_file")
+                history.check_history(self.settings.state.state_file, "state_file")
                 entry = read_journal(self.journal.path)
                 if entry is not None and entry.open:
                     raise UnfinishedJournal(self.journal.path, entry)

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from pytest_bluegreen.errors import ExitCode, Refused
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, Haproxies
 from pytest_bluegreen.haproxy.runtime import RuntimeApiError
-from pytest_bluegreen.record import state
-from pytest_bluegreen.record.state import Outcome
+from pytest_bluegreen.record import history
+from pytest_bluegreen.record.history import Outcome
 from pytest_bluegreen.switch import transaction
+from pytest_bluegreen.switch.leftout import record_missing
 from pytest_bluegreen.switch.probe import Probe
-from pytest_bluegreen.switch.reconcile import record_missing
 
 from .decision import Decision, Verdict
 from .report import GateHooks, GateReport
@@ -184,7 +184,7 @@ class Switcher:
         missing = sorted(self.api.skipped)
         try:
             record_missing(self.settings.state.state_file, missing, target)
-        except (OSError, state.StateFileError) as exc:
+        except (OSError, history.StateFileError) as exc:
             return [f"warning: could not record {', '.join(missing)} to be brought in line: {exc}"]
         return [
             f"instance(s) {', '.join(missing)} left out (missing): recorded to be brought in "

@@ -17,7 +17,7 @@ from pytest_bluegreen.errors import ExitCode, Refused
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, InstancesDisagree
 from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.judge.blame import Blame, TwinRun, blame_failures
-from pytest_bluegreen.record.state import Outcome
+from pytest_bluegreen.record.history import Outcome
 from pytest_bluegreen.switch import transaction as switch
 
 from .decision import Decision, SessionFacts, Verdict, decide

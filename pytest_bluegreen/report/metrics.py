@@ -6,9 +6,9 @@
 - ``bluegreen_live_color{color}`` (gauge): 1 for the live color, 0 for the others;
 - ``bluegreen_deploy_duration_seconds`` (gauge): the last ``--deploy``, backup to healthy.
 
-**What counts.** Every outcome the history records (``state.append``) counts once, whoever
+**What counts.** Every outcome the history records (``history.append``) counts once, whoever
 wrote it: the gate, ``bluegreen recover``, ``promote``, ``abort``, a reconciled instance. A
-:class:`RunMetrics` hears them through :func:`state.listening` while it is collecting; the
+:class:`RunMetrics` hears them through :func:`history.listening` while it is collecting; the
 gate's report adds the switch's duration and the bake's intervals, the deploy step its
 duration. Only the process that may change something collects (the xdist controller, the
 ``bluegreen`` command); dry runs record nothing and publish nothing.
@@ -52,8 +52,8 @@ from pytest_bluegreen.extras import MissingExtra
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE
 from pytest_bluegreen.haproxy.lock import open_lock_file
 from pytest_bluegreen.judge.judgement import Judgement
-from pytest_bluegreen.record import state
-from pytest_bluegreen.record.state import HistoryEntry, Outcome
+from pytest_bluegreen.record import history
+from pytest_bluegreen.record.history import HistoryEntry, Outcome
 from pytest_bluegreen.redaction import excerpt, redact, shown_url, url_secrets
 from pytest_bluegreen.switch.reading import live_color
 
@@ -115,7 +115,7 @@ class RunMetrics:
     deploy_seconds: float | None = None
 
     def recorded(self, entry: HistoryEntry) -> None:
-        """A history entry was written (``state.listening``)."""
+        """A history entry was written (``history.listening``)."""
         self.outcomes[(entry.outcome.value, entry.to_color)] += 1
 
     def concluded(self, report: GateReport | None, deployed: DeployResult | None) -> None:
@@ -134,7 +134,7 @@ class RunMetrics:
     @contextmanager
     def collecting(self) -> Iterator[RunMetrics]:
         """Count every history entry written inside this block."""
-        with state.listening(self.recorded):
+        with history.listening(self.recorded):
             yield self
 
     @property

@@ -25,7 +25,16 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
 
-__all__ = ["FOLDERS", "MOVED", "MOVED_NAMES", "MovedFinder", "forward", "install", "new_name"]
+__all__ = [
+    "FOLDERS",
+    "MOVED",
+    "MOVED_NAMES",
+    "MovedFinder",
+    "forward",
+    "install",
+    "new_name",
+    "renamed",
+]
 
 PACKAGE = "pytest_bluegreen"
 # old module -> the module it is now (both under pytest_bluegreen)
@@ -211,3 +220,18 @@ def _is_module(path: Sequence[str], name: str) -> bool:
         or os.path.isdir(os.path.join(folder, name))
         for folder in path
     )
+
+
+def renamed(module: str, names: dict[str, str]) -> Callable[[str], Any]:
+    """The ``__getattr__`` of a module some of whose names were renamed (issue 23): each old
+    name of ``names`` (old -> new) gives the new one's object, with the warning, for one
+    release. Put it under ``if not TYPE_CHECKING:``: the type checker sees only the new names.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name in names:
+            _warn(f"{module}.{name}", f"{module}.{names[name]}")
+            return getattr(sys.modules[module], names[name])
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__

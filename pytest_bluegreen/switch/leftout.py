@@ -23,7 +23,7 @@ from pytest_bluegreen.settings import Settings, Topology
 
 from .outcome import Wanted
 from .restoring import revert
-from .serverstate import StateFileError, save_server_state
+from .serverstate import ServerStateFileError, save_server_state
 
 if TYPE_CHECKING:
     from pytest_bluegreen.redaction import Secrets
@@ -108,7 +108,7 @@ def bring_in_line(
                     topology.all_servers,
                     wanted=[Wanted.of(state) for state in wanted.values()],
                 )
-            except (RuntimeApiError, StateFileError) as exc:
+            except (RuntimeApiError, ServerStateFileError) as exc:
                 problems.append(f"server-state file not saved: {exc}")
         if problems:
             failed[name] = "; ".join(problems)

@@ -56,6 +56,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.process.signals import DeferredSignals, NoSignals
@@ -75,7 +76,7 @@ from .outcome import (
 )
 from .reading import down_servers, identity, live_color, plan, plan_of, read_members
 from .restoring import restore, revert, revert_every
-from .serverstate import StateFileError, StateMoved, save_server_state
+from .serverstate import ServerStateFileError, StateMoved, save_server_state
 from .steps import POINT_OF_NO_RETURN, STEPS, StepHook, Transaction, Verifier, guarded
 from .verification import verify, verify_every, verify_urls
 
@@ -84,7 +85,7 @@ __all__ = [
     "STEPS",
     "MemberPlan",
     "RevertFailed",
-    "StateFileError",
+    "ServerStateFileError",
     "StateMoved",
     "StepHook",
     "SwitchError",
@@ -109,6 +110,11 @@ __all__ = [
     "verify",
     "verify_every",
 ]
+
+if not TYPE_CHECKING:  # its old name, for one release (the history's is record.history's)
+    from pytest_bluegreen._moved import renamed
+
+    __getattr__ = renamed(__name__, {"StateFileError": "ServerStateFileError"})
 
 
 def _transaction(

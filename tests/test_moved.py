@@ -185,6 +185,8 @@ def test_an_old_path_fails_under_the_same_filter() -> None:
 RENAMED = [
     ("switch.serverstate", "StateFileError", "ServerStateFileError"),
     ("switch.transaction", "StateFileError", "ServerStateFileError"),
+    ("engines.serving", "judge", "judge_serving"),
+    ("judge.promql", "judge", "judge_query"),
 ]
 
 

@@ -33,10 +33,15 @@ __all__ = [
     "Waited",
     "health_command",
     "health_of",
-    "judge",
+    "judge_serving",
     "run_health_check",
     "wait_until_serving",
 ]
+
+if not TYPE_CHECKING:  # the old names, for one release (issue 23)
+    from pytest_bluegreen._moved import renamed
+
+    __getattr__ = renamed(__name__, {"judge": "judge_serving"})
 
 DEFAULT_TIMEOUT = 30.0  # Docker's default health check timeout
 OUTPUT_CHARS = 300  # of a health check's output, in a message
@@ -202,7 +207,7 @@ def _needs_a_run(container: Container, trust_healthy: bool) -> bool:
     return health != "none" and not (trust_healthy and health == "healthy")
 
 
-def judge(
+def judge_serving(
     containers: Iterable[tuple[str, Container]],
     passed: set[str] | None = None,
     *,
@@ -275,7 +280,7 @@ def wait_until_serving(
         found = find()
         missing = tuple(service for service, containers in found.items() if not containers)
         pairs = ((s, c) for s, containers in found.items() for c in containers)
-        waited = Waited(tuple(judge(pairs, passed)), missing)
+        waited = Waited(tuple(judge_serving(pairs, passed)), missing)
         if waited.serving:
             return waited
         left = deadline - time.monotonic()

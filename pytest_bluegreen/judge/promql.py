@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .compare import CompareRule, Comparison, compare_values, parse_value_rule
 from .judgement import Judgement
@@ -48,11 +48,16 @@ __all__ = [
     "Series",
     "Target",
     "duration",
-    "judge",
+    "judge_query",
     "parse_checks_table",
     "parse_comparisons_table",
     "promql_duration",
 ]
+
+if not TYPE_CHECKING:  # the old names, for one release (issue 23)
+    from pytest_bluegreen._moved import renamed
+
+    __getattr__ = renamed(__name__, {"judge": "judge_query"})
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -139,7 +144,7 @@ class PromQLCheck:
     ) -> PromQLJudgement:
         """Ask and judge. Raises :class:`PrometheusUnreachable` and :class:`PromQLError`."""
         result = self.ask(prometheus, color=color, interval=interval, at=at)
-        return judge(self.name, result, self.thresholds)
+        return judge_query(self.name, result, self.thresholds)
 
 
 @dataclass(frozen=True)
@@ -174,7 +179,7 @@ class PromQLJudgement:
         }
 
 
-def judge(name: str, result: QueryResult, thresholds: Sequence[Threshold]) -> PromQLJudgement:
+def judge_query(name: str, result: QueryResult, thresholds: Sequence[Threshold]) -> PromQLJudgement:
     """Every series against every threshold (see the module docstring)."""
     if not result.series:
         return PromQLJudgement(

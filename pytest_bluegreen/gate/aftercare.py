@@ -77,7 +77,7 @@ class Aftercare:
     without the docker extra asking raises a BluegreenError)."""
 
     settings: Settings
-    api: Haproxies
+    haproxies: Haproxies
     lock: _Lock
     signals: DeferredSignals
     progress: Callable[[str], None]
@@ -318,7 +318,7 @@ def _takes_traffic(run: Aftercare, color: str) -> list[str]:
     """The color's servers that take traffic on any instance, or ``["?"]`` (taken as yes)
     when HAProxy cannot be read."""
     try:
-        states = run.api.server_states(run.settings.topology.servers(color))
+        states = run.haproxies.server_states(run.settings.topology.servers(color))
     except RuntimeApiError:
         return ["?"]
     return [str(ref) for ref, s in states.items() if s.takes_traffic]

@@ -42,7 +42,7 @@ class AfterSwitch:
     the warm window (old, new -> the lines to say)."""
 
     settings: Settings
-    api: Haproxies
+    haproxies: Haproxies
     run_post: Callable[[], PostResult] | None
     signals: DeferredSignals
     progress: Callable[[str], None]
@@ -84,13 +84,13 @@ class AfterSwitch:
         asks_prometheus = bool(plan.prometheus) and settings.prometheus.prometheus_url
         client = settings.prometheus.client() if asks_prometheus else None
         try:  # the servers as the switch left them: a change outside the gate stops the bake
-            watch: ServerWatch | None = ServerWatch(self.api, settings.topology.all_servers)
+            watch: ServerWatch | None = ServerWatch(self.haproxies, settings.topology.all_servers)
         except RuntimeApiError:
             watch = None  # unreadable now: the bake's readings say so, interval by interval
         with client or contextlib.nullcontext() as prometheus:
             result = Bake(
                 plan,
-                self.api,
+                self.haproxies,
                 settings.topology.servers(target),
                 run_post,
                 signals=self.signals,
@@ -143,7 +143,7 @@ class AfterSwitch:
         decision = Decision(Verdict.SWITCH, reason, source, live)
         try:
             plan = switch.plan(
-                self.api, self.settings.topology, source, self.settings.switching.full_weight
+                self.haproxies, self.settings.topology, source, self.settings.switching.full_weight
             )
             returned = self.back.apply(plan, decision, rollback=True)
         except HAPROXY_UNREADABLE as exc:

@@ -48,7 +48,7 @@ class Switcher:
     user's hooks, the signals held around it, and where to say what happens."""
 
     settings: Settings
-    api: Haproxies
+    haproxies: Haproxies
     lock: GateLock | GroupLock | HaproxyLock
     journal: Journal
     hooks: GateHooks
@@ -62,7 +62,7 @@ class Switcher:
         verb = "roll back" if rollback else "switch"
         try:
             plan = transaction.plan(
-                self.api, settings.topology, target, settings.switching.full_weight
+                self.haproxies, settings.topology, target, settings.switching.full_weight
             )
         except HAPROXY_UNREADABLE as exc:
             refused = Decision(Verdict.REFUSED, f"cannot {verb}: {exc}", target, decision.live)
@@ -115,7 +115,7 @@ class Switcher:
                 # this HAProxy held, read again now that it answers
                 self.lock.verify()
                 result = transaction.apply(
-                    self.api,
+                    self.haproxies,
                     plan,
                     settings.switching,
                     settings.topology,
@@ -179,9 +179,9 @@ class Switcher:
 
     def _left_out(self, target: str) -> list[str]:
         """Instances left out of this switch: recorded to be brought in line."""
-        if not self.api.skipped:
+        if not self.haproxies.skipped:
             return []
-        missing = sorted(self.api.skipped)
+        missing = sorted(self.haproxies.skipped)
         try:
             record_missing(self.settings.state.state_file, missing, target)
         except (OSError, history.StateFileError) as exc:
@@ -212,6 +212,6 @@ class Switcher:
 
     def show_stat(self) -> str:
         try:
-            return self.api.execute("show stat")
+            return self.haproxies.execute("show stat")
         except RuntimeApiError as exc:
             return f"(show stat failed: {exc})"

@@ -4,7 +4,7 @@ Docker 20.10 runs a container's health check first one ``interval`` after the co
 (``start_interval`` came with Engine 25), and then once per interval. At a calm interval (an
 idle stack then costs next to nothing) Docker says ``starting`` for that long after each start,
 and its ``healthy``/``unhealthy`` can be an interval old (``unhealthy`` takes ``retries``
-failures). Nobody needs to wait for it or trust a stale verdict: the container's configured
+failures). Nobody needs to wait for it or trust a stale health status: the container's configured
 health check (``Config.Healthcheck``: ``CMD`` or ``CMD-SHELL``) is run by us with ``exec`` --
 the command Docker would run, as the container's user, in its working directory, bounded by the
 check's ``timeout`` -- and exit 0 means it serves. Docker's status stays in the messages.
@@ -236,8 +236,8 @@ def judge_serving(
     for thread in threads:
         thread.join()  # each run is bounded by its check's own timeout
     judged = [_judged(service, c, runs.get(i)) for i, (service, c) in enumerate(pairs)]
-    for (_, container), verdict in zip(pairs, judged, strict=True):
-        if verdict.ran is not None and verdict.ran.passed:
+    for (_, container), one in zip(pairs, judged, strict=True):
+        if one.ran is not None and one.ran.passed:
             passed.add(str(container.id))
     return judged
 

@@ -108,8 +108,8 @@ class AfterSwitch:
                 ),
                 exit_code=ExitCode.INCONCLUSIVE,
             )
-        back = result.verdict is Judgement.FAILED or (
-            result.verdict is Judgement.INCONCLUSIVE
+        back = result.judgement is Judgement.FAILED or (
+            result.judgement is Judgement.INCONCLUSIVE
             and settings.bake.bake_on_inconclusive == "rollback"
             and result.interrupted is None
         )
@@ -122,13 +122,13 @@ class AfterSwitch:
                 exit_code=ExitCode.INTERRUPTED,
             )
         if not back:
-            kept = "" if result.verdict is Judgement.PASSED else " (bake_on_inconclusive)"
-            return report.adding(f"bake {result.verdict.value}{kept}: {result.reason}")
+            kept = "" if result.judgement is Judgement.PASSED else " (bake_on_inconclusive)"
+            return report.adding(f"bake {result.judgement.value}{kept}: {result.reason}")
         source = switched.plan.source
         if source is None:
             return replace(
                 report.adding(
-                    f"bake {result.verdict.value}: {result.reason}; no color to go back to"
+                    f"bake {result.judgement.value}: {result.reason}; no color to go back to"
                 ),
                 exit_code=ExitCode.BAKE_FAILED,
             )
@@ -138,7 +138,7 @@ class AfterSwitch:
         """Return traffic to ``source`` through the same journaled switch; a signal now
         completes it (the safe direction: ``back`` holds none), a user's veto does not hold
         it back."""
-        reason = f"bake {result.verdict.value}: {result.reason}"
+        reason = f"bake {result.judgement.value}: {result.reason}"
         live = report.result.plan.target if report.result is not None else None
         decision = Decision(Verdict.SWITCH, reason, source, live)
         try:

@@ -98,7 +98,7 @@ class Interval:
     of: int
     started: float  # wall clock, for the timeline
     seconds: float
-    verdict: Judgement
+    judgement: Judgement
     reason: str
     post: PostResult
     metrics: Mapping[str, float] = field(default_factory=dict)
@@ -118,7 +118,7 @@ class Interval:
         if self.prometheus:
             passed = sum(j.decision is Judgement.PASSED for j in self.prometheus)
             counters += f", prometheus {passed}/{len(self.prometheus)} passed"
-        return f"bake {self.number}/{self.of}: {post}, {counters}: {self.verdict.value}" + (
+        return f"bake {self.number}/{self.of}: {post}, {counters}: {self.judgement.value}" + (
             f" ({self.reason})" if self.reason else ""
         )
 
@@ -128,7 +128,7 @@ class Interval:
             "of": self.of,
             "started": self.started,
             "seconds": round(self.seconds, 3),
-            "verdict": self.verdict.value,
+            "verdict": self.judgement.value,  # the JSON's key (docs/json.md)
             "reason": self.reason,
             "post": {"passed": self.post.passed, "failed": list(self.post.failed_ids)},
             "haproxy": {k: (None if math.isnan(v) else v) for k, v in self.metrics.items()},
@@ -138,18 +138,18 @@ class Interval:
 
 @dataclass(frozen=True)
 class BakeResult:
-    verdict: Judgement  # passed, failed or inconclusive
+    judgement: Judgement  # passed, failed or inconclusive
     reason: str
     intervals: tuple[Interval, ...]
     interrupted: str | None = None  # a signal stopped the bake
-    ended: float = 0.0  # monotonic, when the verdict was reached
+    ended: float = 0.0  # monotonic, when the judgement was reached
     changed: str = ""  # the servers changed outside the gate that stopped the bake
 
     @property
     def failing(self) -> Interval | None:
         """The last interval that did not pass: the evidence."""
         return next(
-            (i for i in reversed(self.intervals) if i.verdict is not Judgement.PASSED), None
+            (i for i in reversed(self.intervals) if i.judgement is not Judgement.PASSED), None
         )
 
 
@@ -204,7 +204,7 @@ class ServerWatch:
 
 
 class Bake:
-    """The bake of one switch: ``run()`` returns the verdict, each interval's line going to
+    """The bake of one switch: ``run()`` returns its judgement, each interval's line going to
     ``progress`` as it ends."""
 
     def __init__(
@@ -241,11 +241,11 @@ class Bake:
         for number in range(1, self.plan.count + 1):
             interval = self._interval(number)
             if interval is None:
-                verdict = (
+                judgement = (
                     Judgement.PASSED if self._passes_so_far(intervals) else Judgement.INCONCLUSIVE
                 )
                 return self._end(
-                    verdict,
+                    judgement,
                     f"interrupted by {self.signals.received} after {len(intervals)} interval(s)",
                     intervals,
                     interrupted=self.signals.received,
@@ -260,14 +260,14 @@ class Bake:
                     intervals,
                     changed=interval.changed,
                 )
-            failed = sum(i.verdict is Judgement.FAILED for i in intervals)
+            failed = sum(i.judgement is Judgement.FAILED for i in intervals)
             if failed > self.plan.failure_limit:
                 return self._end(
                     Judgement.FAILED,
                     f"interval {number}/{self.plan.count} failed: {interval.reason}",
                     intervals,
                 )
-            streak = streak + 1 if interval.verdict is Judgement.PASSED else 0
+            streak = streak + 1 if interval.judgement is Judgement.PASSED else 0
             if self.plan.consecutive_successes and streak >= self.plan.consecutive_successes:
                 return self._end(
                     Judgement.PASSED,
@@ -277,11 +277,11 @@ class Bake:
         if self._passes_so_far(intervals):
             return self._end(
                 Judgement.PASSED,
-                f"{sum(i.verdict is Judgement.PASSED for i in intervals)} of "
+                f"{sum(i.judgement is Judgement.PASSED for i in intervals)} of "
                 f"{len(intervals)} interval(s) passed",
                 intervals,
             )
-        unsure = [i for i in intervals if i.verdict is Judgement.INCONCLUSIVE]
+        unsure = [i for i in intervals if i.judgement is Judgement.INCONCLUSIVE]
         why = unsure[-1].reason if unsure else "no interval passed"
         return self._end(
             Judgement.INCONCLUSIVE,
@@ -290,23 +290,23 @@ class Bake:
         )
 
     def _passes_so_far(self, intervals: Sequence[Interval]) -> bool:
-        passed = sum(i.verdict is Judgement.PASSED for i in intervals)
-        unsure = sum(i.verdict is Judgement.INCONCLUSIVE for i in intervals)
-        failed = sum(i.verdict is Judgement.FAILED for i in intervals)
+        passed = sum(i.judgement is Judgement.PASSED for i in intervals)
+        unsure = sum(i.judgement is Judgement.INCONCLUSIVE for i in intervals)
+        failed = sum(i.judgement is Judgement.FAILED for i in intervals)
         return (
             passed >= 1 and unsure <= self.plan.failure_limit and failed <= self.plan.failure_limit
         )
 
     def _end(
         self,
-        verdict: Judgement,
+        judgement: Judgement,
         reason: str,
         intervals: Sequence[Interval],
         interrupted: str | None = None,
         changed: str = "",
     ) -> BakeResult:
         return BakeResult(
-            verdict, reason, tuple(intervals), interrupted, time.monotonic(), changed=changed
+            judgement, reason, tuple(intervals), interrupted, time.monotonic(), changed=changed
         )
 
     def _interval(self, number: int) -> Interval | None:
@@ -342,19 +342,19 @@ class Bake:
                 of=self.plan.count,
                 started=wall,
                 seconds=time.monotonic() - started,
-                verdict=Judgement.INCONCLUSIVE,
+                judgement=Judgement.INCONCLUSIVE,
                 reason=f"HAProxy's servers were changed outside the gate ({changed})",
                 post=post,
                 changed=changed,
             )
         judged = self._ask_prometheus()
-        verdict, reason = self._judge(post, metrics, reason, judged)
+        judgement, reason = self._judge(post, metrics, reason, judged)
         return Interval(
             number=number,
             of=self.plan.count,
             started=wall,
             seconds=time.monotonic() - started,
-            verdict=verdict,
+            judgement=judgement,
             reason=reason,
             post=post,
             metrics=metrics,

@@ -41,12 +41,12 @@ class Blamed:
     detail: str  # "fails on blue too", "passes on blue", "no such check for blue"
 
     def line(self, target: str) -> str:
-        verdict = {
+        said = {
             Culprit.ENVIRONMENT: "environmental",
             Culprit.BUILD: f"the build of {target}",
             Culprit.UNKNOWN: f"unknown, counted as the build of {target}",
         }[self.culprit]
-        return f"blame: {self.nodeid} {self.detail}: {verdict}"
+        return f"blame: {self.nodeid} {self.detail}: {said}"
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ results and its errors), whose names are handed on from here too.
 
 A check (:class:`PromQLCheck`, a ``[prometheus_checks]`` entry) judges *every* series of its
 result against k6-style thresholds (``value<0.01``; ``value`` is the last point, ``avg``,
-``med``, ``min``, ``max`` and ``p(N)`` are over the points, see :mod:`thresholds`). The verdict
-(:func:`judge`) is *failed* when a series misses a threshold, else *inconclusive* when the
+``med``, ``min``, ``max`` and ``p(N)`` are over the points, see :mod:`thresholds`). The judgement
+(:func:`judge_query`) is *failed* when a series misses a threshold, else *inconclusive* when the
 result has no series at all or a threshold measures NaN (a rate over no request), else
 *passed*: an empty result is never read as zero (Kayenta's regression read NaN as 0).
 
@@ -149,7 +149,7 @@ class PromQLCheck:
 
 @dataclass(frozen=True)
 class PromQLJudgement:
-    """A check's result judged: the verdict, why, and one line per series and threshold."""
+    """A check's result judged: its judgement, why, and one line per series and threshold."""
 
     name: str
     query: str

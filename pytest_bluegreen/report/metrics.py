@@ -2,7 +2,7 @@
 
 - ``bluegreen_gate_runs_total{outcome,target}`` (counter): the outcomes the history records;
 - ``bluegreen_switch_duration_seconds`` (gauge): the last verified switch, first to last step;
-- ``bluegreen_bake_intervals_total{result}`` (counter): bake intervals, by verdict;
+- ``bluegreen_bake_intervals_total{result}`` (counter): bake intervals, by judgement;
 - ``bluegreen_live_color{color}`` (gauge): 1 for the live color, 0 for the others;
 - ``bluegreen_deploy_duration_seconds`` (gauge): the last ``--deploy``, backup to healthy.
 
@@ -97,7 +97,7 @@ NAMES = (RUNS, SWITCH, BAKE, LIVE, DEPLOY)
 HELP = {
     RUNS: "Gate outcomes recorded in the history, by outcome and target color.",
     SWITCH: "Seconds the last verified switch took, from its first change to its last step.",
-    BAKE: "Bake intervals after a switch, by verdict (passed, failed, inconclusive).",
+    BAKE: "Bake intervals after a switch, by judgement (passed, failed, inconclusive).",
     LIVE: "1 for the color HAProxy sends traffic to after the last run, 0 for the others.",
     DEPLOY: "Seconds the last --deploy took, from the backup to the color being healthy.",
 }
@@ -129,7 +129,7 @@ class RunMetrics:
         if result is not None and result.finished:
             self.switch_seconds = result.finished - result.started
         if report.bake is not None:
-            self.bake_intervals.update(i.verdict.value for i in report.bake.intervals)
+            self.bake_intervals.update(i.judgement.value for i in report.bake.intervals)
 
     @contextmanager
     def collecting(self) -> Iterator[RunMetrics]:
@@ -156,7 +156,7 @@ def families(
     live_known: bool = True,
 ) -> list[Family]:
     """The five families after this run: counters are the previous values plus this run's
-    (every outcome and color, every bake verdict present, at 0 when never seen, so a rate
+    (every outcome and color, every bake judgement present, at 0 when never seen, so a rate
     has a series to start from); a duration this run did not measure keeps its previous
     value; ``bluegreen_live_color`` is left out when HAProxy could not be read
     (``live_known`` false), all 0 when no single color is live."""

@@ -92,7 +92,7 @@ def verdict(report: GateReport) -> dict[str, Any]:
         "bake": None
         if report.bake is None
         else {
-            "verdict": report.bake.verdict.value,
+            "verdict": report.bake.judgement.value,
             "reason": report.bake.reason,
             "interrupted": report.bake.interrupted,
             "timeline": [i.as_dict() for i in report.bake.intervals],

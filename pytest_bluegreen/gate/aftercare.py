@@ -1,22 +1,7 @@
-"""What outlives a gate run: the old color kept warm after a switch, and a promotion pending.
-
-- **The warm window** (``scale_down_delay``): after a switch (a gate's, or a forced one) the
-  old color stays at weight 0, health-checked; ``bluegreen rollback`` inside the window skips
-  the checks (the known-good build served a moment ago) when the old color still runs what it
-  ran then (its image, as its deploy engine says) and no switch happened since. After the
-  window, ``after_bake_old_color = stop`` stops the old color through the deploy engine: the
-  gate waits the window out without holding the lock (a rollback inside it must be able to
-  take it), then takes the lock again and stops the old color only if its record is still
-  there and HAProxy sends it no traffic. ``keep`` leaves it running.
-- **A pending promotion** (``--switch=manual``, also ``--promote-later``): the target
-  deployed and verified, nothing switched; ``bluegreen promote`` switches it later, without
-  checks when it still runs the verified image and the verification is younger than
-  ``max_verification_age``, else after running the quick checks again; ``bluegreen abort``
-  discards it, and one older than ``promotion_timeout`` is refused.
-
-Both records say what the color ran (tag and image). Any deploy to a color ends the records
-about it (:func:`forget`): a new build is not what was checked. Where the image cannot be read
-(no Docker access, no engine, nothing running), nothing switches without checks.
+"""What outlives a gate run: the old color kept warm after a switch (``scale_down_delay``;
+stopped after it with ``after_bake_old_color = stop``) and a pending promotion
+(``--switch=manual``), each a record saying what the color ran; any deploy to a color ends the
+records about it (:func:`forget`). The rules are in docs/after-the-switch.md.
 """
 
 from __future__ import annotations

@@ -1,32 +1,9 @@
 """After the switch: the bake window. Every interval the ``post`` checks run against the
-now-live color (through the routed URLs) and HAProxy's own counters for its servers are read;
-the bake decides, in Argo Rollouts' vocabulary:
-
-- an interval is *passed* (its post checks passed and every HAProxy threshold held), *failed*
-  (a post check failed or a threshold was missed) or *inconclusive* (HAProxy could not be read,
-  fewer requests than ``bake_min_requests``, or a rate over no request at all: an empty
-  measurement is never read as zero; HAProxy reloaded or restarted during the interval, or any
-  of its counters went down: counters that started again measure nothing);
-- the bake *fails* as soon as more intervals failed than ``bake_failure_limit``;
-- it *passes* early once ``bake_consecutive_successes`` intervals in a row passed (when set);
-- at the end it passes when at least one interval passed and no more than
-  ``bake_failure_limit`` were inconclusive; otherwise it is *inconclusive*;
-- it *stops* as soon as a server of either color no longer has the weight and admin state the
-  switch left it (read at every interval's end, on every instance: someone set them by hand
-  through the Runtime API, outside the gate's lock, or HAProxy restarted without its
-  server-state file): what is measured from then on is not the switched build taking the
-  traffic, so the bake judges nothing more (inconclusive, :attr:`BakeResult.changed`) and the
-  gate switches nothing back over that change (a person acting by hand, an incident: not the
-  gate's to undo).
-
-HAProxy's counters, their metrics and thresholds (``http_5xx_rate<0.01``, ``eresp<1``) are in
-:mod:`.bakecounters` (handed on from here too).
-
-Prometheus signals (``[bake_prometheus]``, :mod:`promql`) are asked at each interval's end,
-``{color}`` being the new color and ``{interval}`` the interval (``rate(x[{interval}])``), and
-judged by their thresholds beside the counters, with the same rules: a query whose thresholds
-miss fails the interval; Prometheus not answering, a query it refuses, no series or NaN make
-it inconclusive (never a pass, never zero).
+now-live color, HAProxy's counters for its servers are read (:mod:`.bakecounters`, handed on from
+here too) and the ``[bake_prometheus]`` queries asked; each interval, and the bake, is passed,
+failed or inconclusive (:class:`~.judgement.Judgement`); the bake stops, judging nothing more,
+when a server no longer has the state the switch left it. The rules are in
+docs/after-the-switch.md, "The bake".
 """
 
 from __future__ import annotations

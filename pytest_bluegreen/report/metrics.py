@@ -1,33 +1,9 @@
-"""The gate's own metrics: what each run did, for Prometheus, over time.
-
-- ``bluegreen_gate_runs_total{outcome,target}`` (counter): the outcomes the history records;
-- ``bluegreen_switch_duration_seconds`` (gauge): the last verified switch, first to last step;
-- ``bluegreen_bake_intervals_total{result}`` (counter): bake intervals, by judgement;
-- ``bluegreen_live_color{color}`` (gauge): 1 for the live color, 0 for the others;
-- ``bluegreen_deploy_duration_seconds`` (gauge): the last ``--deploy``, backup to healthy.
-
-**What counts.** Every outcome the history records (``history.append``) counts once, whoever
-wrote it: the gate, ``bluegreen recover``, ``promote``, ``abort``, a reconciled instance. A
-:class:`RunMetrics` hears them through :func:`history.listening` while it is collecting; the
-gate's report adds the switch's duration and the bake's intervals, the deploy step its
-duration. Only the process that may change something collects (the xdist controller, the
-``bluegreen`` command); dry runs record nothing and publish nothing.
-
-**Where it goes** (``[metrics]`` settings, neither set: nothing is sent or written):
-
-- ``metrics_textfile``: node_exporter's textfile-collector format. The previous file's counters
-  are read and this run's added (a counter must never go down); the durations a run did not
-  measure keep their previous values. Written to a temporary file in the same folder, then
-  renamed over the old one (a reader never sees half a file), under a lock file beside it.
-- ``metrics_push_url``: a Pushgateway. The group ``job="bluegreen", instance=<host>`` is read
-  back from its ``/metrics`` (its counters carried on the same way) and replaced with a PUT
-  (``push_to_gateway``). The whole exchange is bounded by ``metrics_push_timeout``, a failed
-  request is retried once, and a failure is one warning line: never a change of the run's
-  exit status.
-
-The format is ``prometheus-client``'s (report/exposition.py), an optional dependency (the
-``metrics`` extra): a gate run with either place set and without it stops before anything
-with a one-line error naming the extra (:func:`require_client`).
+"""The gate's own metrics, for Prometheus: :class:`RunMetrics` collects what a run did (every
+outcome the history records, heard through :func:`history.listening`; the switch's duration, the
+bake's intervals, the deploy's duration) and :func:`publish` writes them to a node_exporter
+textfile and/or pushes them to a Pushgateway, counters carried on from the previous file or
+group. The metrics, what counts and where it goes: docs/monitoring.md. The format is
+``prometheus-client``'s (report/exposition.py, the ``metrics`` extra).
 """
 
 from __future__ import annotations

@@ -224,14 +224,18 @@ def _is_module(path: Sequence[str], name: str) -> bool:
 
 def renamed(module: str, names: dict[str, str]) -> Callable[[str], Any]:
     """The ``__getattr__`` of a module some of whose names were renamed (issue 23): each old
-    name of ``names`` (old -> new) gives the new one's object, with the warning, for one
-    release. Put it under ``if not TYPE_CHECKING:``: the type checker sees only the new names.
+    name of ``names`` gives the new one's object, with the warning, for one release. The new
+    name is in the same module (``"judge_query"``) or a dotted path under the package
+    (``"judge.judgement.Judgement"``). Put it under ``if not TYPE_CHECKING:``: the type checker
+    sees only the new names.
     """
 
     def __getattr__(name: str) -> Any:
         if name in names:
-            _warn(f"{module}.{name}", f"{module}.{names[name]}")
-            return getattr(sys.modules[module], names[name])
+            home, _, new = names[name].rpartition(".")
+            home = f"{PACKAGE}.{home}" if home else module
+            _warn(f"{module}.{name}", f"{home}.{new}")
+            return getattr(importlib.import_module(home), new)
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
 
     return __getattr__

@@ -42,7 +42,6 @@ __all__ = [
     "BakeResult",
     "BakeThreshold",
     "Interval",
-    "IntervalVerdict",
     "PostResult",
     "Reading",
     "ServerWatch",
@@ -52,8 +51,10 @@ __all__ = [
     "read_counters",
 ]
 
+if not TYPE_CHECKING:  # the old names, for one release (issue 23)
+    from pytest_bluegreen._moved import renamed
 
-IntervalVerdict = Judgement  # the old name of an interval's (and a bake's) judgement: still imports
+    __getattr__ = renamed(__name__, {"IntervalVerdict": "judge.judgement.Judgement"})
 
 
 @dataclass(frozen=True)

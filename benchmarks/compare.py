@@ -39,7 +39,8 @@ import time
 import tomllib
 from pathlib import Path
 
-from pytest_bluegreen.judge.compare import CompareDecision, parse_compare_rule, parse_compare_table
+from pytest_bluegreen.judge.compare import CompareDecision
+from pytest_bluegreen.judge.comparerules import parse_compare_rule, parse_compare_table
 from pytest_bluegreen.judge.sidebyside import SideBySide, measure
 from pytest_bluegreen.settings import ChecksSettings
 from tests.support.stack import Backend, backends

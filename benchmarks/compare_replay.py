@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.compare import RULES
-from pytest_bluegreen.judge.compare import CompareDecision, Samples, compare
+from pytest_bluegreen.judge.compare import CompareDecision, compare
+from pytest_bluegreen.judge.comparerules import Samples
 
 LAGS = (1, 2, 5, 10)
 

@@ -32,9 +32,10 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from .gate.builds import AnswerLog
-    from .haproxy.runtime import RuntimeApi, ServerRef
+    from .haproxy.answers import ServerRef
+    from .haproxy.runtime import RuntimeApi
     from .httpclient import ColorSession
-    from .judge.promql import Prometheus
+    from .judge.prometheus import Prometheus
     from .redaction import Secrets
 
 __all__ = ["ColorEnvironment", "answer_log"]

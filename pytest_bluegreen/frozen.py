@@ -35,21 +35,14 @@ class Frozen:
     _frozen_compare: ClassVar[tuple[str, ...]]
     _frozen_hash: ClassVar[tuple[str, ...]]
     _frozen_repr: ClassVar[tuple[str, ...]]
+    _frozen_post_init: ClassVar[bool]  # the class has a __post_init__ of its own
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        fields = self._frozen_init
-        positional = [name for name, _, _, init in fields if init]
+        if args:
+            kwargs = self._frozen_keywords(args, kwargs)
         name = type(self).__qualname__
-        if len(args) > len(positional):
-            raise TypeError(
-                f"{name}() takes {len(positional)} positional arguments but {len(args)} were given"
-            )
-        for key, value in zip(positional, args, strict=False):
-            if key in kwargs:
-                raise TypeError(f"{name}() got multiple values for argument {key!r}")
-            kwargs[key] = value
         store = object.__setattr__
-        for key, default, factory, init in fields:
+        for key, default, factory, init in self._frozen_init:
             if init and key in kwargs:
                 value = kwargs.pop(key)
             elif default is not MISSING:
@@ -63,6 +56,26 @@ class Frozen:
             store(self, key, value)
         if kwargs:
             raise TypeError(f"{name}() got an unexpected keyword argument {next(iter(kwargs))!r}")
+        if self._frozen_post_init:
+            self.__post_init__()
+
+    @classmethod
+    def _frozen_keywords(cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The arguments given by position named as their fields, beside the keywords."""
+        positional = [name for name, _, _, init in cls._frozen_init if init]
+        name = cls.__qualname__
+        if len(args) > len(positional):
+            raise TypeError(
+                f"{name}() takes {len(positional)} positional arguments but {len(args)} were given"
+            )
+        for key, value in zip(positional, args, strict=False):
+            if key in kwargs:
+                raise TypeError(f"{name}() got multiple values for argument {key!r}")
+            kwargs[key] = value
+        return kwargs
+
+    def __post_init__(self) -> None:
+        """What a dataclass's ``__post_init__`` does, after the fields are set: none here."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise FrozenInstanceError(f"cannot assign to field {name!r}")
@@ -110,4 +123,5 @@ def frozen(cls: _F) -> _F:
     cls._frozen_compare = tuple(f.name for f in fields if f.compare)
     cls._frozen_hash = tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash))
     cls._frozen_repr = tuple(f.name for f in fields if f.repr)
+    cls._frozen_post_init = cls.__post_init__ is not Frozen.__post_init__
     return cls

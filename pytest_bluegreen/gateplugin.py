@@ -26,8 +26,9 @@ from _pytest.runner import runtestprotocol
 
 from .errors import BluegreenError, DeployError
 from .gate.decision import SessionFacts
-from .gate.run import GateHooks, GateReport, GateRun
-from .haproxy.runtime import RuntimeApiError
+from .gate.report import GateHooks, GateReport
+from .gate.run import GateRun
+from .haproxy.answers import RuntimeApiError
 from .judge.bake import PostResult
 from .keys import POST_KEY, SECRETS_KEY, TARGET_KEY, TWINS_KEY
 from .process.signals import DeferredSignals

@@ -34,21 +34,20 @@ if TYPE_CHECKING:
     from pytest_bluegreen.engines.serving import judge_serving
     from pytest_bluegreen.eventually import InfrastructureError, eventually
     from pytest_bluegreen.fixtures import ColorEnvironment
-    from pytest_bluegreen.haproxy.runtime import (
+    from pytest_bluegreen.haproxy.address import RuntimeApiAddress
+    from pytest_bluegreen.haproxy.answers import (
         AdminState,
-        RuntimeApi,
-        RuntimeApiAddress,
         RuntimeApiError,
         ServerRef,
         ServerState,
         StatRow,
-        supported_version,
     )
+    from pytest_bluegreen.haproxy.runtime import RuntimeApi, supported_version
     from pytest_bluegreen.httpclient import ColorSession
     from pytest_bluegreen.judge.compare import CompareDecision
     from pytest_bluegreen.judge.load import LoadResult, TlsError, run_load
-    from pytest_bluegreen.judge.promql import Prometheus
-    from pytest_bluegreen.judge.promql import Target as PrometheusTarget
+    from pytest_bluegreen.judge.prometheus import Prometheus
+    from pytest_bluegreen.judge.prometheus import Target as PrometheusTarget
     from pytest_bluegreen.judge.sidebyside import measure as measure_side_by_side
     from pytest_bluegreen.judge.thresholds import evaluate as evaluate_thresholds
     from pytest_bluegreen.keys import settings_of
@@ -56,21 +55,21 @@ if TYPE_CHECKING:
 
 # each name: (the module it lives in, its name there)
 EXPORTS: dict[str, tuple[str, str]] = {
-    "AdminState": ("haproxy.runtime", "AdminState"),
+    "AdminState": ("haproxy.answers", "AdminState"),
     "ColorEnvironment": ("fixtures", "ColorEnvironment"),
     "ColorSession": ("httpclient", "ColorSession"),
     "CompareDecision": ("judge.compare", "CompareDecision"),
     "InfrastructureError": ("eventually", "InfrastructureError"),
     "LoadResult": ("judge.load", "LoadResult"),
-    "Prometheus": ("judge.promql", "Prometheus"),
-    "PrometheusTarget": ("judge.promql", "Target"),
+    "Prometheus": ("judge.prometheus", "Prometheus"),
+    "PrometheusTarget": ("judge.prometheus", "Target"),
     "RuntimeApi": ("haproxy.runtime", "RuntimeApi"),
-    "RuntimeApiAddress": ("haproxy.runtime", "RuntimeApiAddress"),
-    "RuntimeApiError": ("haproxy.runtime", "RuntimeApiError"),
-    "ServerRef": ("haproxy.runtime", "ServerRef"),
-    "ServerState": ("haproxy.runtime", "ServerState"),
+    "RuntimeApiAddress": ("haproxy.address", "RuntimeApiAddress"),
+    "RuntimeApiError": ("haproxy.answers", "RuntimeApiError"),
+    "ServerRef": ("haproxy.answers", "ServerRef"),
+    "ServerState": ("haproxy.answers", "ServerState"),
     "Settings": ("settings", "Settings"),
-    "StatRow": ("haproxy.runtime", "StatRow"),
+    "StatRow": ("haproxy.answers", "StatRow"),
     "TagsFile": ("engines.compose", "TagsFile"),
     "TlsError": ("judge.load", "TlsError"),
     "evaluate_thresholds": ("judge.thresholds", "evaluate"),

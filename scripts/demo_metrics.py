@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
-from pytest_bluegreen.judge.promql import Prometheus, PrometheusUnreachable
+from pytest_bluegreen.judge.prometheus import Prometheus, PrometheusUnreachable
 
 URL = "http://127.0.0.1:10200"
 DEADLINE_S = 60.0

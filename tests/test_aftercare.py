@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.haproxy.runtime import ServerRef
+from pytest_bluegreen.haproxy.answers import ServerRef
 from pytest_bluegreen.record.history import HistoryEntry, Outcome
 from pytest_bluegreen.report.status import last_switch
 from tests.support.colorimages import ColorImages, color_images

@@ -189,6 +189,41 @@ def test_the_checks_find_what_they_look_for() -> None:
     assert len(EDGES) > 200
 
 
+def in_functions(path: Path) -> set[int]:
+    """The lines of the imports written inside a function of the module (lazy imports)."""
+    return {
+        node.lineno
+        for function in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(function)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    }
+
+
+def test_the_settings_import_judges_grammars_at_the_top() -> None:
+    """The settings parse the judging tables with judge/'s grammars (``thresholds``,
+    ``comparerules``, ``queries``: none loads the load, the statistics or the bake), imported
+    at the top; no grammar is imported lazily in a function (issue 23). The imports of judge/
+    left in a function are the bake's plan, a gate's only (``BakeSettings.plan``), and
+    Prometheus' client (``PrometheusSettings.client``), when asked."""
+    lazy = sorted(
+        {
+            (e.source, e.target)
+            for e in EDGES
+            if room_of(e.source) == "settings"
+            and room_of(e.target) == "judge"
+            and e.line in in_functions(MODULES[e.source])
+        }
+    )
+    assert lazy == [
+        ("pytest_bluegreen.settings.judging", "pytest_bluegreen.judge.bake"),
+        ("pytest_bluegreen.settings.judging", "pytest_bluegreen.judge.prometheus"),
+    ]
+    grammars = {"thresholds", "comparerules", "queries"}
+    seen = {e.target.rsplit(".", 1)[1] for e in EDGES if e.source.endswith("settings.tables")}
+    assert grammars <= seen
+
+
 @pytest.mark.parametrize(
     "folder",
     [

@@ -5,37 +5,24 @@ step: tests/test_aftercare.py."""
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
-import time
 from typing import Any
 
 import pytest
 import requests
 
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress
+from pytest_bluegreen.haproxy.answers import ServerRef, StatRow
 from pytest_bluegreen.haproxy.instances import Haproxies, Instance
-from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiAddress, ServerRef, StatRow
-from pytest_bluegreen.judge.bake import (
-    Bake,
-    BakePlan,
-    PostResult,
-    parse_bake_thresholds,
-)
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
+from pytest_bluegreen.judge.bake import Bake, BakePlan, PostResult
 from pytest_bluegreen.judge.judgement import Judgement
+from pytest_bluegreen.judge.thresholds import parse_bake_thresholds
 from pytest_bluegreen.process.signals import NoSignals
 from pytest_bluegreen.switch.journal import read_journal
-from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
+from tests.support.bake import BAKE, POST, BackgroundGate, bake_run
+from tests.support.gate import CHECKS, history, outcomes, output, prepare, verdict
 from tests.support.stack import Stack, StackFactory
-
-POST = """
-
-@pytest.mark.post
-def test_the_live_color_serves_items(routed_http):
-    response = routed_http.post("/api/items", json={"name": "bake"})
-    assert response.status_code == 200, response.text
-"""
 
 # a post check that looks only at /health: HAProxy's counters must catch what it does not
 POST_HEALTH_ONLY = """
@@ -47,32 +34,9 @@ def test_the_live_color_is_healthy(routed_http):
     assert routed_http.get("/health").status_code == 200
 """
 
-# the new color goes bad once it takes traffic (a release that degrades under real load)
-DEGRADE_AFTER_SWITCH = """
-import os, requests
-
-
-def pytest_bluegreen_after_switch(config, result):
-    if result.plan.target == "green":
-        requests.post(os.environ["GREEN_CONTROL"], json={"api_status": 500}, timeout=5)
-"""
-
-BAKE = {"bake_interval": 0.5, "scale_down_delay": 0}
-
-
-def gate_env(stack: Stack) -> dict[str, str]:
-    return {"GREEN_CONTROL": f"{stack.green.url}/_control"}
-
-
-def verdict(pytester: pytest.Pytester) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((pytester.path / "reports" / "verdict.json").read_text())
-    return data
-
 
 def test_a_clean_bake_keeps_the_switch(pytester: pytest.Pytester, stack: Stack) -> None:
-    result = run_gate(
-        pytester, stack, "--env", "green", "--switch", "--bake", "1.5", checks=CHECKS + POST, **BAKE
-    )
+    result = bake_run(pytester, stack, 1.5)
     assert result.ret == 0, output(result)
     result.stdout.fnmatch_lines(
         [
@@ -97,18 +61,9 @@ def test_a_clean_bake_keeps_the_switch(pytester: pytest.Pytester, stack: Stack) 
     ],
 )
 def test_a_failing_bake_switches_back(
-    pytester: pytest.Pytester,
-    stack: Stack,
-    monkeypatch: pytest.MonkeyPatch,
-    post: str,
-    caught_by: str,
+    pytester: pytest.Pytester, stack: Stack, post: str, caught_by: str
 ) -> None:
-    pytester.makeconftest(DEGRADE_AFTER_SWITCH)
-    for name, value in gate_env(stack).items():
-        monkeypatch.setenv(name, value)
-    result = run_gate(
-        pytester, stack, "--env", "green", "--switch", "--bake", "3", checks=CHECKS + post, **BAKE
-    )
+    result = bake_run(pytester, stack, 3, degrade=True, checks=CHECKS + post)
     assert result.ret == 11, output(result)
     result.stdout.fnmatch_lines(
         [
@@ -136,18 +91,12 @@ def test_a_bake_that_cannot_judge(
     pytester: pytest.Pytester, stack: Stack, on_inconclusive: str
 ) -> None:
     code, live, recorded = INCONCLUSIVE[on_inconclusive]
-    result = run_gate(
+    result = bake_run(
         pytester,
         stack,
-        "--env",
-        "green",
-        "--switch",
-        "--bake",
-        "1",
-        checks=CHECKS + POST,
+        1,
         bake_min_requests=1_000_000,
         bake_on_inconclusive=on_inconclusive,
-        **BAKE,
     )
     assert result.ret == code, output(result)
     result.stdout.fnmatch_lines(["*fewer than bake_min_requests 1000000*"])
@@ -158,25 +107,12 @@ def test_a_bake_that_cannot_judge(
 def test_sigint_during_the_bake_leaves_a_consistent_switch(
     pytester: pytest.Pytester, stack: Stack
 ) -> None:
-    prepare(pytester, stack, CHECKS + POST, bake_interval=0.5, scale_down_delay=0)
-    gate = subprocess.Popen(
-        [
-            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green",
-            "--switch", "--bake", "30",
-        ],
-        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert gate.stdout is not None
-    seen = []
-    deadline = time.monotonic() + 60
-    for line in gate.stdout:
-        seen.append(line)
-        if "bluegreen: bake 2/" in line or time.monotonic() > deadline:
-            break
-    gate.send_signal(signal.SIGINT)
-    out, _ = gate.communicate(timeout=60)
-    text = "".join(seen) + out
-    assert gate.returncode == 2, text
+    prepare(pytester, stack, CHECKS + POST, **BAKE)
+    with BackgroundGate(pytester.path, 30) as gate:
+        gate.wait_for_line("bluegreen: bake 2/")
+        gate.proc.send_signal(signal.SIGINT)
+        code, text = gate.finish(timeout=60)
+    assert code == 2, text
     assert "bake interrupted by SIGINT after" in text
     assert "traffic stays on green (switched and verified)" in text
     assert stack.served_color() == "green"
@@ -219,26 +155,13 @@ def test_an_haproxy_reload_during_the_bake_is_no_failure(
         pytester, stack, CHECKS + POST, bake_interval=2, scale_down_delay=0,
         bake_on_inconclusive="keep",
     )  # fmt: skip
-    gate = subprocess.Popen(
-        [
-            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green",
-            "--switch", "--bake", "6",
-        ],
-        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert gate.stdout is not None
-    seen = []
-    deadline = time.monotonic() + 60
-    for line in gate.stdout:
-        seen.append(line)
-        if "bluegreen: bake 1/" in line or time.monotonic() > deadline:
-            break
-    reloaded_from = stack.api().show_info()["Pid"]
-    stack.haproxy.reload(stack.runtime)  # as systemctl reload haproxy, inside interval 2
-    assert stack.api().show_info()["Pid"] != reloaded_from
-    out, _ = gate.communicate(timeout=120)
-    text = "".join(seen) + out
-    assert gate.returncode == 0, text
+    with BackgroundGate(pytester.path, 6) as gate:
+        gate.wait_for_line("bluegreen: bake 1/")
+        reloaded_from = stack.api().show_info()["Pid"]
+        stack.haproxy.reload(stack.runtime)  # as systemctl reload haproxy, inside interval 2
+        assert stack.api().show_info()["Pid"] != reloaded_from
+        code, text = gate.finish()
+    assert code == 0, text
     timeline = verdict(pytester)["bake"]["timeline"]
     unsure = [i for i in timeline if i["verdict"] == "inconclusive"]
     assert len(unsure) == 1, timeline

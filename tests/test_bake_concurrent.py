@@ -7,67 +7,32 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from pytest_bluegreen.errors import ExitCode
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress
+from pytest_bluegreen.haproxy.answers import AdminState, ServerRef
 from pytest_bluegreen.haproxy.instances import Haproxies, Instance
-from pytest_bluegreen.haproxy.runtime import AdminState, RuntimeApiAddress, ServerRef
 from pytest_bluegreen.judge.bake import ServerWatch
 from pytest_bluegreen.switch.journal import read_journal
-from tests.support.gate import CHECKS, outcomes, prepare
+from tests.support.bake import BAKE, POST, BackgroundGate
+from tests.support.cli import BLUEGREEN
+from tests.support.gate import CHECKS, outcomes, prepare, verdict
 from tests.support.stack import GREEN_LIVE, Stack, StackFactory
-from tests.test_bake import POST, verdict
-from tests.test_cli import BLUEGREEN
-
-
-class Gate:
-    """``pytest --env green --switch --bake SECONDS`` running in the background."""
-
-    def __init__(self, folder: Path, seconds: float) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green",
-                "--switch", "--bake", f"{seconds:g}",
-            ],
-            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        self.seen: list[str] = []
-
-    def wait_for_line(self, text: str, timeout: float = 60) -> None:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        for line in self.proc.stdout:
-            self.seen.append(line)
-            if text in line:
-                return
-            if time.monotonic() > deadline:
-                break
-        raise AssertionError(f"no line with {text!r}: {''.join(self.seen)}")
-
-    def finish(self, timeout: float = 120) -> tuple[int, str]:
-        out, _ = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, "".join(self.seen) + out
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate()
 
 
 @pytest.fixture
-def baking(pytester: pytest.Pytester, stack: Stack) -> Iterator[Callable[[float], Gate]]:
+def baking(pytester: pytest.Pytester, stack: Stack) -> Iterator[Callable[[float], BackgroundGate]]:
     """``baking(seconds)``: the gate started on ``stack`` (0.5 s intervals), killed after the
     test if it still runs."""
-    prepare(pytester, stack, CHECKS + POST, bake_interval=0.5, scale_down_delay=0)
-    started: list[Gate] = []
+    prepare(pytester, stack, CHECKS + POST, **BAKE)
+    started: list[BackgroundGate] = []
 
-    def start(seconds: float) -> Gate:
-        started.append(Gate(pytester.path, seconds))
+    def start(seconds: float) -> BackgroundGate:
+        started.append(BackgroundGate(pytester.path, seconds))
         return started[-1]
 
     yield start
@@ -83,7 +48,7 @@ def bluegreen(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_rollback_during_the_bake_is_refused_and_the_bake_goes_on(
-    pytester: pytest.Pytester, stack: Stack, baking: Callable[[float], Gate]
+    pytester: pytest.Pytester, stack: Stack, baking: Callable[[float], BackgroundGate]
 ) -> None:
     """The gate holds its lock through the bake: ``bluegreen rollback`` (checked: its pytest
     child's gate) and ``bluegreen rollback --force`` (in the command) are refused, and the
@@ -123,7 +88,7 @@ BY_HAND = {
 
 @pytest.mark.parametrize("change", sorted(BY_HAND))
 def test_a_change_made_outside_the_lock_stops_the_bake_and_is_not_undone(
-    pytester: pytest.Pytester, stack: Stack, baking: Callable[[float], Gate], change: str
+    pytester: pytest.Pytester, stack: Stack, baking: Callable[[float], BackgroundGate], change: str
 ) -> None:
     """What the bake measures after such a change is not the switched build taking the
     traffic: judging it would blame (or clear) the build for someone else's change, and

@@ -4,17 +4,11 @@ before the gate decides, against a real HAProxy in front of two real backends.""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
-from tests.support.gate import history, outcomes, output, run_gate
+from tests.support.gate import history, outcomes, output, run_gate, verdict
 from tests.support.stack import Stack
-
-
-def verdict(pytester: pytest.Pytester) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((pytester.path / "reports" / "verdict.json").read_text())
-    return data
 
 
 def test_failing_on_both_colors_is_environmental_and_moves_nothing(

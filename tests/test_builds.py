@@ -30,7 +30,7 @@ from pytest_bluegreen.gate.decision import SessionFacts, Verdict, decide
 from pytest_bluegreen.gate.outcomes import COLOR_PROPERTY, ColorOutcomes, Outcomes
 from pytest_bluegreen.gate.run import GateRun
 from pytest_bluegreen.gate.verify import failure_code as _failure_code
-from pytest_bluegreen.haproxy.runtime import ServerRef, ServerState
+from pytest_bluegreen.haproxy.answers import ServerRef, ServerState
 from pytest_bluegreen.httpclient import ColorSession
 from pytest_bluegreen.judge.load import Sample
 from pytest_bluegreen.settings import resolve as resolve_settings

@@ -13,14 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.haproxy.instances import Haproxies
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress
+from pytest_bluegreen.haproxy.answers import AdminState, ServerRef
 from pytest_bluegreen.haproxy.lock import lock_for
-from pytest_bluegreen.haproxy.runtime import (
-    AdminState,
-    RuntimeApiAddress,
-    ServerRef,
-    supported_version,
-)
+from pytest_bluegreen.haproxy.runtime import supported_version
 from pytest_bluegreen.record.history import (
     PENDING,
     RECONCILE,
@@ -31,26 +27,17 @@ from pytest_bluegreen.record.history import (
     append,
     save_record,
 )
-from pytest_bluegreen.settings import StateSettings, resolve
-from pytest_bluegreen.switch import transaction as switch
-from pytest_bluegreen.switch.journal import Journal, read_journal
+from pytest_bluegreen.settings import StateSettings
+from pytest_bluegreen.switch.journal import read_journal
+from tests.support.cli import BLUEGREEN, cut_off_switch
 from tests.support.faults import STEP_HOOK
-from tests.support.gate import CHECKS
+from tests.support.gate import deployment_folder
 from tests.support.stack import ROOT, Stack, wait_for
-
-BLUEGREEN = [
-    sys.executable,
-    "-c",
-    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
-]
 
 
 def make_workdir(folder: Path, stack: Stack, extra: str = "") -> Path:
     """A deployment's folder: bluegreen.toml for ``stack`` (and ``extra``), checks/, env/."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "bluegreen.toml").write_text(stack.settings_toml(env_dir="env") + extra)
-    (folder / "checks").mkdir()
-    (folder / "checks" / "test_checks.py").write_text(CHECKS)
+    deployment_folder(folder, stack, extra, env_dir="env")
     env = folder / "env"
     env.mkdir()
     (env / "shared.env").write_text("DB_HOST=db\nDB_URL=postgresql://app:s3cr3t-value@db/app\n")
@@ -432,24 +419,6 @@ def test_every_command_has_help_with_an_example(tmp_path: Path) -> None:
 
 
 # --- a cut-off switch: status shows it, recover mends it ------------------------------------
-
-
-def cut_off_switch(stack: Stack, target: str = "green") -> None:
-    """What a SIGKILL after the promote step leaves: both colors weighted, the journal open."""
-
-    folder = stack.workdir / "cut-off"
-    folder.mkdir(exist_ok=True)
-    (folder / "bluegreen.toml").write_text(stack.settings_toml())
-    settings = resolve({}, {}, {}, folder)
-    api = stack.api()
-    plan = switch.plan(Haproxies.single(api), settings.topology, target, 100)
-    journal = Journal(stack.journal_file)
-    journal.prepare()
-    source = settings.topology.other(target)
-    journal.begin(source=source, target=target, instance=switch.identity(api), prior=plan.prior)
-    for ref in plan.promote:
-        api.set_weight(ref, 100)
-    journal.step("promote")
 
 
 def test_status_and_recover_after_a_cut_off_switch(workdir: Path, stack: Stack) -> None:

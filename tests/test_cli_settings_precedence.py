@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen.haproxy.runtime import ServerRef
+from pytest_bluegreen.haproxy.answers import ServerRef
+from tests.support.cli import BLUEGREEN
 from tests.support.gate import CHECKS
 from tests.support.receiver import Receiver
 from tests.support.stack import ROOT, Stack, StackFactory, free_ports
-from tests.test_cli import BLUEGREEN
 
 WORDS = {
     "CLI": "cli",

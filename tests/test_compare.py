@@ -13,15 +13,17 @@ from scipy import stats
 
 from pytest_bluegreen.judge.compare import (
     CompareDecision,
-    CompareRule,
-    CompareRuleError,
     Comparison,
-    Samples,
     compare,
-    parse_compare_rule,
-    parse_compare_table,
     plot_distributions,
     summary_table,
+)
+from pytest_bluegreen.judge.comparerules import (
+    CompareRule,
+    CompareRuleError,
+    Samples,
+    parse_compare_rule,
+    parse_compare_table,
 )
 from pytest_bluegreen.judge.load import percentile
 from pytest_bluegreen.judge.significance import (
@@ -98,6 +100,7 @@ def test_rule_tolerated_and_kind() -> None:
         "max <= live",
         "rate <= live + -0.1",
         "p(95) <= live * 1e2",
+        "p(95) <= live * \u0662",  # an Arabic-Indic 2: a digit to Python's \\d and float()
         "",
     ],
 )
@@ -117,6 +120,8 @@ def test_parse_rejects_malformed_rules_in_one_line(text: str) -> None:
         ("p(0) <= live", "percentile must be between 0 and 100"),
         ("p(95) <= live * 0", "factor must be greater than 0"),
         ("med <= live * 0.0 + 5", "factor must be greater than 0"),
+        ("p(95) <= live * " + "9" * 400, "the factor or the delta is too large a number"),
+        ("rate <= live + " + "9" * 400, "the factor or the delta is too large a number"),
     ],
 )
 def test_parse_rejects_out_of_range_numbers(text: str, complaint: str) -> None:

@@ -28,7 +28,7 @@ import pytest
 import requests
 from python_on_whales import DockerClient
 
-from pytest_bluegreen.judge.compare import parse_compare_table
+from pytest_bluegreen.judge.comparerules import parse_compare_table
 from pytest_bluegreen.judge.sidebyside import measure
 from tests.support.docker_stack import (
     COMPOSE_FILE,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen.contrib.services import ServiceSettings
-from pytest_bluegreen.judge.bake import DEFAULT_BAKE_THRESHOLDS
+from pytest_bluegreen.judge.thresholds import DEFAULT_BAKE_THRESHOLDS
 from pytest_bluegreen.settings import Option, all_options
 from tests.support.stack import ROOT
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,15 +15,10 @@ from pathlib import Path
 import pytest
 
 from pytest_bluegreen.record import history
-from tests.support.gate import CHECKS
+from tests.support.cli import BLUEGREEN, cut_off_switch
+from tests.support.gate import deployment_folder
 from tests.support.stack import Stack
-from tests.test_cli import cut_off_switch
 
-BLUEGREEN = [
-    sys.executable,
-    "-c",
-    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
-]
 DRILL = '[drill]\n"v1.2.0-broken" = "failed"\n'
 
 
@@ -36,11 +30,7 @@ def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def deploy(tmp_path: Path, stack: Stack) -> Path:
-    folder = tmp_path / "deploy"
-    (folder / "checks").mkdir(parents=True)
-    (folder / "checks" / "test_checks.py").write_text(CHECKS)
-    (folder / "bluegreen.toml").write_text(stack.settings_toml() + DRILL)
-    return folder
+    return deployment_folder(tmp_path / "deploy", stack, DRILL)
 
 
 def snapshot(stack: Stack, deploy: Path) -> dict[str, object]:

@@ -14,7 +14,6 @@ HAProxy's: it never reverts, nor fails, a switch.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import requests
 
 from pytest_bluegreen.switch import transaction as switch
 from pytest_bluegreen.switch.journal import Journal, read_journal
+from tests.support.cli import clean_environ
 from tests.support.faults import FAULTS, STEPS, run_cell
 from tests.support.gate import CHECKS
 from tests.support.stack import GREEN_LIVE, Stack, StackFactory, wait_for
@@ -67,7 +67,7 @@ def test_a_reader_gone_mid_switch_fails_nothing(stack: Stack, tmp_path: Path, st
     (tmp_path / "bluegreen.toml").write_text(stack.settings_toml())
     (tmp_path / "test_checks.py").write_text(CHECKS)
     (tmp_path / "conftest.py").write_text(READER_GOES_AWAY)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))}
+    env = clean_environ()
     gate = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green", "--switch"],
         cwd=tmp_path, env={**env, "CLOSE_STDOUT_AT": step}, capture_output=True, text=True,

@@ -14,7 +14,7 @@ import pytest
 from pytest_bluegreen.errors import EXIT_CODES, ExitCode
 from pytest_bluegreen.gate.decision import Decision, SessionFacts, Verdict, decide
 from pytest_bluegreen.gate.outcomes import COLOR_PROPERTY, ColorOutcomes, Outcomes, color_of
-from pytest_bluegreen.haproxy.lock import GateLock, LockHeld
+from pytest_bluegreen.haproxy.lockfile import GateLock, LockHeld
 from pytest_bluegreen.record import history
 from pytest_bluegreen.record.history import HistoryEntry, Outcome, StateFileError
 

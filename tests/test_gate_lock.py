@@ -22,30 +22,18 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.haproxy.lock import (
-    GateLock,
-    HaproxyLock,
-    LockHeld,
-    LockLost,
-    UnsafeLock,
-    lock_for,
-    lock_for_group,
-    lock_keys,
-)
+from pytest_bluegreen.haproxy.lock import HaproxyLock, lock_for, lock_for_group, lock_keys
+from pytest_bluegreen.haproxy.lockfile import GateLock, LockHeld, LockLost, UnsafeLock
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.record import history
 from pytest_bluegreen.report.metrics import write_textfile
+from tests.support.cli import BLUEGREEN, clean_environ
 from tests.support.faults import RuntimeApiProxy
 from tests.support.gate import CHECKS
 from tests.support.infra import require_infra
 from tests.support.stack import Stack, wait_for
 
 GATE_ARGS = ["--env", "green", "--switch"]
-BLUEGREEN = [
-    sys.executable,
-    "-c",
-    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
-]
 
 
 # --- another local user ----------------------------------------------------------------------
@@ -367,10 +355,6 @@ def test_wait_for_go():
 )
 
 
-def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))}
-
-
 class PausedGate:
     """``pytest --env green --switch`` in ``folder``, stopped in its checks until :meth:`go`."""
 
@@ -382,7 +366,7 @@ class PausedGate:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *GATE_ARGS],
             cwd=folder,
-            env=_clean_env(),
+            env=clean_environ(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -413,7 +397,7 @@ def bluegreen(
     return subprocess.run(
         [*BLUEGREEN, *args],
         cwd=folder,
-        env=_clean_env(),
+        env=clean_environ(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -522,7 +506,7 @@ def test_one_haproxy_named_twice_in_instances_is_refused(
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green", "--switch"],
         cwd=folder,
-        env=_clean_env(),
+        env=clean_environ(),
         capture_output=True,
         text=True,
         timeout=120,

@@ -40,17 +40,14 @@ from pytest_bluegreen.report.metrics import (
     write_textfile,
 )
 from pytest_bluegreen.settings import Settings, resolve
-from tests.support.gate import CHECKS, output, run_gate
+from tests.support.bake import bake_run
+from tests.support.cli import BLUEGREEN
+from tests.support.gate import output, run_gate
 from tests.support.infra import require_infra
 from tests.support.pushgateway import Pushgateway, pushgateway_binary
 from tests.support.stack import Stack, wait_for
 
 COLORS = ("blue", "green")
-BLUEGREEN = [
-    sys.executable,
-    "-c",
-    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
-]
 
 
 def entry(outcome: Outcome, target: str) -> HistoryEntry:
@@ -313,44 +310,11 @@ def test_a_failed_and_a_switched_run_are_pushed_and_written(
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-# a post check for the bake, and a release that goes bad once it takes traffic
-POST = """
-
-@pytest.mark.post
-def test_the_live_color_serves_items(routed_http):
-    assert routed_http.post("/api/items", json={"name": "bake"}).status_code == 200
-"""
-DEGRADE_AFTER_SWITCH = """
-import os, requests
-
-
-def pytest_bluegreen_after_switch(config, result):
-    if result.plan.target == "green":
-        requests.post(os.environ["GREEN_CONTROL"], json={"api_status": 500}, timeout=5)
-"""
-
-
 def test_a_run_under_xdist_counts_each_outcome_once(
-    pytester: pytest.Pytester, stack: Stack, gateway: Pushgateway, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, stack: Stack, gateway: Pushgateway
 ) -> None:
     # switched, then a failed bake switches back: two history entries of one run, each once
-    pytester.makeconftest(DEGRADE_AFTER_SWITCH)
-    monkeypatch.setenv("GREEN_CONTROL", f"{stack.green.url}/_control")
-    result = run_gate(
-        pytester,
-        stack,
-        "--env",
-        "green",
-        "--switch",
-        "--bake",
-        "2",
-        "-n",
-        "2",
-        checks=CHECKS + POST,
-        metrics_push_url=gateway.url,
-        bake_interval=0.5,
-        scale_down_delay=0,
-    )
+    result = bake_run(pytester, stack, 2, "-n", "2", degrade=True, metrics_push_url=gateway.url)
     assert result.ret == 11, output(result)
     expected = {("switched", "green"): 1, ("rolled-back", "blue"): 1}
     pushed = wait_for(partial(pushed_runs, gateway, expected), 10, "push")

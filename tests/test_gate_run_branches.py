@@ -19,21 +19,17 @@ import pytest
 from pytest_bluegreen.errors import ExitCode, OutOfOrder
 from pytest_bluegreen.gate.decision import Decision, SessionFacts, Verdict
 from pytest_bluegreen.gate.outcomes import COLOR_PROPERTY
-from pytest_bluegreen.gate.run import GateHooks, GateRun
+from pytest_bluegreen.gate.report import GateHooks
+from pytest_bluegreen.gate.run import GateRun
+from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef, ServerState, StatRow
 from pytest_bluegreen.haproxy.instances import Haproxies, Instance
-from pytest_bluegreen.haproxy.runtime import (
-    RuntimeApi,
-    RuntimeApiError,
-    ServerRef,
-    ServerState,
-    StatRow,
-)
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.process.signals import NoSignals
 from pytest_bluegreen.record.history import HistoryEntry, Outcome, read_history
 from pytest_bluegreen.report.verdict import verdict
 from pytest_bluegreen.settings import Settings
 from pytest_bluegreen.settings import resolve as resolve_settings
-from pytest_bluegreen.switch.transaction import SwitchPlan
+from pytest_bluegreen.switch.outcome import SwitchPlan
 
 SERVERS = {"blue": "api_backend/blue-api", "green": "api_backend/green-api"}
 

@@ -4,16 +4,14 @@ against a real HAProxy, as a user would run it."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
+from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate, verdict
 from tests.support.stack import Stack, wait_for
 
 BLUE_LIVE = {
@@ -22,11 +20,6 @@ BLUE_LIVE = {
     "green-api": (0, "ready"),
     "green-frontend": (0, "ready"),
 }
-
-
-def verdict(pytester: pytest.Pytester) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((pytester.path / "reports" / "verdict.json").read_text())
-    return data
 
 
 @pytest.mark.parametrize(

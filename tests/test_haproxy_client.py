@@ -22,10 +22,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen.haproxy.runtime import (
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress
+from pytest_bluegreen.haproxy.answers import (
     AdminState,
-    RuntimeApi,
-    RuntimeApiAddress,
     RuntimeApiError,
     RuntimeApiPermissionError,
     RuntimeApiUnreachable,
@@ -34,8 +33,8 @@ from pytest_bluegreen.haproxy.runtime import (
     StatRow,
     parse_servers_state,
     parse_show_stat,
-    supported_version,
 )
+from pytest_bluegreen.haproxy.runtime import RuntimeApi, supported_version
 from pytest_bluegreen.local.haproxy import EMPTY_SERVER_STATE
 from tests.support.stack import Stack
 

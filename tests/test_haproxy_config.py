@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen.haproxy.runtime import AdminState, RuntimeApi, ServerRef, StatRow
+from pytest_bluegreen.haproxy.answers import AdminState, ServerRef, StatRow
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from tests.support.stack import HAPROXY_CFG, Stack, free_ports, wait_for
 
 BLUE_API = ServerRef("api_backend", "blue-api")

@@ -17,8 +17,9 @@ import pytest
 
 from pytest_bluegreen.cli import command as cli
 from pytest_bluegreen.contrib.services import ServiceSettings
+from pytest_bluegreen.haproxy.answers import RuntimeApiUnreachable, ServerRef
 from pytest_bluegreen.haproxy.config import parse_config
-from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiUnreachable, ServerRef
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.init.scaffold import plan
 from pytest_bluegreen.settings import Settings, resolve
 from tests.support.stack import (

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.haproxy.lock import GateLock, GroupLock, LockHeld, lock_for
-from pytest_bluegreen.haproxy.runtime import ServerRef, ServerState
+from pytest_bluegreen.haproxy.answers import ServerRef, ServerState
+from pytest_bluegreen.haproxy.lock import lock_for
+from pytest_bluegreen.haproxy.lockfile import GateLock, GroupLock, LockHeld
 from pytest_bluegreen.record.history import load_reconcile
 from pytest_bluegreen.settings import Settings, SettingsError, resolve
+from pytest_bluegreen.switch.consistency import group_problems
 from pytest_bluegreen.switch.journal import read_journal
-from pytest_bluegreen.switch.recovery import group_problems
 from tests.support.instances import NAMES, Group, SpreadLoad
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, StackFactory, wait_for
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bluegreen.haproxy.answers import ServerState
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
-from pytest_bluegreen.haproxy.runtime import ServerState
 from pytest_bluegreen.switch.journal import (
     SLOT_SIZE,
     Journal,

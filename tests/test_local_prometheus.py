@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from pytest_bluegreen.local.prometheus import LocalPrometheus, LocalPrometheusError
-from pytest_bluegreen.settings.model import PrometheusSettings
+from pytest_bluegreen.settings.judging import PrometheusSettings
 from tests.support.infra import require_infra
 from tests.support.prometheus import api, config, local, prometheus_binary
 from tests.support.stack import ROOT, wait_for

@@ -187,6 +187,7 @@ RENAMED = [
     ("switch.transaction", "StateFileError", "ServerStateFileError"),
     ("engines.serving", "judge", "judge_serving"),
     ("judge.promql", "judge", "judge_query"),
+    ("judge.queries", "judge", "judge_query"),
     ("judge.bake", "IntervalVerdict", "judge.judgement.Judgement"),
 ]
 

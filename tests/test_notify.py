@@ -21,7 +21,9 @@ from pytest_bluegreen.record.notify import EVENTS, Event, notify
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import NotifySettings, SettingsError, resolve
 from pytest_bluegreen.settings.webhooks import Webhook, parse_webhooks
-from tests.support.gate import CHECKS, history, outcomes, output, run_gate
+from tests.support.bake import bake_run
+from tests.support.cli import BLUEGREEN, cut_off_switch
+from tests.support.gate import CHECKS, history, outcomes, output, run_gate, verdict
 from tests.support.receiver import HANG, Receiver
 from tests.support.stack import Stack
 
@@ -371,26 +373,9 @@ def test_a_failed_bake_notifies_the_switch_then_the_switch_back(
     pytester: pytest.Pytester,
     stack: Stack,
     receivers: list[Receiver],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.test_bake import BAKE, DEGRADE_AFTER_SWITCH, POST, gate_env  # noqa: PLC0415
-
     hook = receiver(receivers)
-    pytester.makeconftest(DEGRADE_AFTER_SWITCH)
-    for name, value in gate_env(stack).items():
-        monkeypatch.setenv(name, value)
-    result = run_gate(
-        pytester,
-        stack,
-        "--env",
-        "green",
-        "--switch",
-        "--bake",
-        "3",
-        checks=CHECKS + POST,
-        **BAKE,
-        **notify_settings(hook),
-    )
+    result = bake_run(pytester, stack, 3, degrade=True, **notify_settings(hook))
     assert result.ret == ExitCode.BAKE_FAILED, output(result)
     assert outcomes(stack) == ["switched", "rolled-back"]
     events = hook.events()
@@ -477,15 +462,12 @@ def test_failed_notifications_change_no_exit_status_and_show_no_secret(
     ]:
         assert TOKEN not in text
         assert PASSWORD not in text
-    verdict = json.loads((pytester.path / "reports" / "verdict.json").read_text())
-    assert any("not delivered: HTTP 500" in line for line in verdict["lines"])
+    assert any("not delivered: HTTP 500" in line for line in verdict(pytester)["lines"])
 
 
 def test_bluegreen_recover_notifies_its_recovery(
     tmp_path: Path, stack: Stack, receivers: list[Receiver]
 ) -> None:
-    from tests.test_cli import BLUEGREEN, cut_off_switch  # noqa: PLC0415
-
     hook = receiver(receivers)
     (tmp_path / "bluegreen.toml").write_text(stack.settings_toml(**notify_settings(hook)))
     cut_off_switch(stack)
@@ -586,8 +568,6 @@ def test_a_gate_s_and_bluegreen_s_events_keep_whitespace_secrets_out(
 ) -> None:
     """Through real runs: a gate vetoed by a hook that quotes every secret, and bluegreen
     recover after a cut-off switch (its reason and the webhook it sends)."""
-    from tests.test_cli import BLUEGREEN, cut_off_switch  # noqa: PLC0415
-
     hook = receiver(receivers)
     env = pytester.path / "env"
     env.mkdir()

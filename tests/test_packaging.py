@@ -4,7 +4,6 @@ and a feature whose extra is missing says which extra to install."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import clean_environ
 from tests.support.gate import CHECKS, history, outcomes
 from tests.support.infra import require_infra
 from tests.support.stack import ROOT, Stack
@@ -32,7 +32,7 @@ def sh(*command: str | Path, cwd: Path | None = None, timeout: float = 300) -> s
         text=True,
         timeout=timeout,
         check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))},
+        env=clean_environ(),
     )
     assert done.returncode == 0, f"{' '.join(map(str, command))}:\n{done.stdout}\n{done.stderr}"
     return done.stdout
@@ -80,7 +80,7 @@ def bare(
 
 
 def run_pytest(bin_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))}
+    env = clean_environ()
     return subprocess.run(
         [bin_dir / "pytest", "-p", "no:cacheprovider", *args],
         cwd=cwd,

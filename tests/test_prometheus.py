@@ -27,15 +27,11 @@ from typing import Any
 import pytest
 import requests
 
-from pytest_bluegreen.haproxy.runtime import ServerRef
+from pytest_bluegreen.haproxy.answers import ServerRef
 from pytest_bluegreen.judge.bake import Bake, BakePlan, PostResult
 from pytest_bluegreen.judge.judgement import Judgement
-from pytest_bluegreen.judge.promql import (
-    Prometheus,
-    PrometheusUnreachable,
-    PromQLError,
-    parse_checks_table,
-)
+from pytest_bluegreen.judge.prometheus import Prometheus, PrometheusUnreachable, PromQLError
+from pytest_bluegreen.judge.queries import parse_checks_table
 from pytest_bluegreen.local.prometheus import LocalPrometheus
 from pytest_bluegreen.process.signals import NoSignals
 from tests.support.gate import CHECKS, outcomes, output

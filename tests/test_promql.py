@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.judge.compare import CompareDecision, compare_values, parse_value_rule
-from pytest_bluegreen.judge.promql import (
+from pytest_bluegreen.judge.compare import CompareDecision, compare_values
+from pytest_bluegreen.judge.comparerules import parse_value_rule
+from pytest_bluegreen.judge.prometheus import PromQLError, QueryResult, Series
+from pytest_bluegreen.judge.queries import (
     PromQLCheck,
-    PromQLError,
-    QueryResult,
-    Series,
     duration,
     judge_query,
     parse_checks_table,
@@ -252,7 +251,9 @@ def test_durations(given: object, seconds: float) -> None:
     assert duration(given) == seconds
 
 
-@pytest.mark.parametrize("given", ["0s", -1, "1w", True, "5 m", float("nan")])
+@pytest.mark.parametrize(
+    "given", ["0s", -1, "1w", True, "5 m", float("nan"), "\u0663s", "9" * 400 + "s"]
+)
 def test_bad_durations(given: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         duration(given)

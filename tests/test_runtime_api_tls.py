@@ -7,13 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.haproxy.runtime import (
-    RuntimeApi,
-    RuntimeApiAddress,
-    RuntimeApiUnreachable,
-    TlsFiles,
-    supported_version,
-)
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress, TlsFiles
+from pytest_bluegreen.haproxy.answers import RuntimeApiUnreachable
+from pytest_bluegreen.haproxy.runtime import RuntimeApi, supported_version
 from tests.support.gate import output, run_gate
 from tests.support.stack import Stack, StackFactory, free_ports
 from tests.support.tls import RuntimeApiCerts, make_runtime_api_certs

@@ -8,7 +8,6 @@ import base64
 import html
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -16,22 +15,16 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from pytest_bluegreen.redaction import MIN_SECRET_LENGTH, REDACTED, Secrets, forms_of
+from tests.support.bake import POST
+from tests.support.cli import BLUEGREEN
 from tests.support.gate import CHECKS, output, prepare
 from tests.support.stack import Stack
-from tests.test_bake import POST
 
 SECRETS = [
     pytest.param('Sup3r"Secret\\&1', id="quote-backslash-amp"),
     pytest.param("pa'ss<w>rd&%20x", id="apostrophe-angles-percent"),
     pytest.param("ünïcødé-Pässwörd€", id="unicode"),
     pytest.param("p@ss/w#rd: +?=", id="url-reserved"),
-]
-
-
-BLUEGREEN = [
-    sys.executable,
-    "-c",
-    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
 ]
 
 

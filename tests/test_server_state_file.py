@@ -17,32 +17,26 @@ from pathlib import Path
 import pytest
 
 from pytest_bluegreen.errors import ExitCode
+from pytest_bluegreen.haproxy.answers import AdminState, ServerRef, parse_servers_state
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
-from pytest_bluegreen.haproxy.runtime import AdminState, RuntimeApi, ServerRef, parse_servers_state
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.record.durable import write_durably
 from pytest_bluegreen.settings import Settings
 from pytest_bluegreen.switch import recovery, serverstate, steps
 from pytest_bluegreen.switch import transaction as switch
 from pytest_bluegreen.switch.journal import Journal, read_journal
-from tests.support.gate import CHECKS, history, outcomes, output, run_gate
+from tests.support.bake import bake_run
+from tests.support.cli import BLUEGREEN
+from tests.support.gate import CHECKS, deployment_folder, history, outcomes, output, run_gate
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack
 from tests.support.switching import stack_settings
 
-BLUEGREEN = [
-    sys.executable,
-    "-c",
-    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
-]
 GREEN_API = ServerRef("api_backend", "green-api")
 
 
 @pytest.fixture
 def workdir(tmp_path: Path, stack: Stack) -> Path:
-    folder = tmp_path / "operator"
-    (folder / "checks").mkdir(parents=True)
-    (folder / "bluegreen.toml").write_text(stack.settings_toml())
-    (folder / "checks" / "test_checks.py").write_text(CHECKS)
-    return folder
+    return deployment_folder(tmp_path / "operator", stack)
 
 
 def bluegreen(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -282,33 +276,11 @@ def test_a_state_file_that_cannot_be_saved_is_an_incomplete_switch(
 
 # --- through the gate: the bake's switch back, a rollback without checks ---------------------
 
-DEGRADE_AFTER_SWITCH = """
-import os, requests
-
-
-def pytest_bluegreen_after_switch(config, result):
-    if result.plan.target == "green":
-        requests.post(os.environ["GREEN_CONTROL"], json={"api_status": 500}, timeout=5)
-"""
-
-POST = """
-
-@pytest.mark.post
-def test_the_live_color_serves_items(routed_http):
-    response = routed_http.post("/api/items", json={"name": "bake"})
-    assert response.status_code == 200, response.text
-"""
-
 
 def test_the_bakes_switch_back_saves_the_state_file(
-    pytester: pytest.Pytester, stack: Stack, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, stack: Stack
 ) -> None:
-    pytester.makeconftest(DEGRADE_AFTER_SWITCH)
-    monkeypatch.setenv("GREEN_CONTROL", f"{stack.green.url}/_control")
-    result = run_gate(
-        pytester, stack, "--env", "green", "--switch", "--bake", "2", checks=CHECKS + POST,
-        bake_interval=0.5, scale_down_delay=0,
-    )  # fmt: skip
+    result = bake_run(pytester, stack, 2, degrade=True)
     assert result.ret == 11, output(result)
     assert outcomes(stack) == ["switched", "rolled-back"]
     assert after_reload(stack) == BLUE_LIVE

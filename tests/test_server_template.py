@@ -25,8 +25,9 @@ import requests
 
 from pytest_bluegreen.settings import resolve
 
+from .support.cli import BLUEGREEN
 from .support.dns import ReplicaDns
-from .support.faults import BLUEGREEN, STEP_HOOK
+from .support.faults import STEP_HOOK
 from .support.gate import CHECKS
 from .support.stack import PORT_NAMES, ROOT, Backend, Stack, free_ports, wait_for
 

@@ -6,7 +6,10 @@ import copy
 import dataclasses
 import importlib
 import re
+import subprocess
+import sys
 import textwrap
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +18,9 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen.frozen import Frozen, frozen
-from pytest_bluegreen.haproxy.runtime import RuntimeApiAddress, ServerRef
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress
+from pytest_bluegreen.haproxy.answers import ServerRef
+from pytest_bluegreen.judge.thresholds import DEFAULT_BAKE_THRESHOLDS, parse_bake_thresholds
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import (
     Settings,
@@ -28,8 +33,10 @@ from pytest_bluegreen.settings import (
     options,
     resolve,
 )
+from pytest_bluegreen.settings.deployment import SwitchingSettings
 from pytest_bluegreen.settings.files import misread_values
-from pytest_bluegreen.settings.model import Answer, SwitchingSettings, Topology
+from pytest_bluegreen.settings.model import Answer, Topology
+from pytest_bluegreen.settings.resolve import CORE_GROUPS
 
 
 def resolve_in(
@@ -1040,6 +1047,106 @@ def test_compare_and_drill_tables_are_read(tmp_path: Path) -> None:
     assert settings.sources["compare"] == "file bluegreen.toml compare"
 
 
+# --- the judging tables: parsed once into typed values, by judge/'s grammars (issue 23) ----------
+
+JUDGING_TABLES = """
+prometheus_url = "http://127.0.0.1:9090"
+[thresholds]
+"/api/items" = ["p(95)<300"]
+[bake_thresholds]
+haproxy = ["http_5xx_rate<0.02"]
+[compare]
+"/api/items" = ["p(95) <= live * 1.10"]
+[prometheus_checks.errors]
+query = 'sum(rate(x{color="{color}"}[1m]))'
+thresholds = ["value<0.01"]
+[bake_prometheus.errors]
+query = 'sum(rate(x{color="{color}"}[{interval}]))'
+thresholds = ["value<0.01"]
+[compare_prometheus.errors]
+query = 'sum(rate(x{color="{color}"}[1m]))'
+rules = ["value <= live * 1.10"]
+"""
+
+# what a session that only resolves its settings must not load: the load (http.client, ssl),
+# the statistics (numpy, scipy), the bake and its counters, the client's requests
+NOT_AT_SETTINGS = (
+    "pytest_bluegreen.judge.bake",
+    "pytest_bluegreen.judge.bakecounters",
+    "pytest_bluegreen.judge.compare",
+    "pytest_bluegreen.judge.load",
+    "pytest_bluegreen.judge.promql",
+    "pytest_bluegreen.judge.significance",
+    "numpy",
+    "scipy",
+    "requests",
+)
+
+RESOLVE_AND_LIST = """
+import sys
+from pathlib import Path
+from pytest_bluegreen.settings import resolve
+settings = resolve({}, {}, {}, Path(sys.argv[1]))
+print(type(settings.checks.compare["/api/items"][0]).__name__,
+      type(settings.bake.thresholds[0]).__name__,
+      type(settings.prometheus.checks["errors"]).__name__,
+      type(settings.bake.prometheus[0]).__name__,
+      type(settings.checks.compare_prometheus["errors"]).__name__)
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+def test_the_judging_tables_are_parsed_without_loading_the_judging(tmp_path: Path) -> None:
+    """Every judging table of the file is parsed when the settings are resolved, by grammars
+    that load neither the load, nor the statistics, nor the bake (a fresh interpreter)."""
+    write(tmp_path, "bluegreen.toml", JUDGING_TABLES)
+    done = subprocess.run(
+        [sys.executable, "-c", RESOLVE_AND_LIST, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    kinds, modules = done.stdout.splitlines()
+    assert kinds.split() == [
+        "CompareRule",
+        "BakeThreshold",
+        "PromQLCheck",
+        "PromQLCheck",
+        "PromQLComparison",
+    ]
+    assert sorted(set(modules.split()).intersection(NOT_AT_SETTINGS)) == []
+
+
+def _holds_any(hint: object) -> bool:
+    return hint is Any or any(_holds_any(arg) for arg in typing.get_args(hint))
+
+
+def test_the_settings_hold_typed_values() -> None:
+    """No field of the settings holds ``Any``: the file's tables are typed values (the groups
+    other plugins add, ``Settings.extensions``, are looked up by their class)."""
+    classes = (*CORE_GROUPS, model.Settings, model.Topology, model.ColorSettings)
+    untyped = sorted(
+        f"{cls.__name__}.{f.name}"
+        for cls in classes
+        for f in dataclasses.fields(cls)
+        if _holds_any(typing.get_type_hints(cls)[f.name])
+        and (cls, f.name) != (model.Settings, "extensions")
+    )
+    assert untyped == []
+
+
+def test_the_bake_thresholds_are_the_defaults_parsed_without_a_table(tmp_path: Path) -> None:
+    settings = resolve_in(tmp_path)
+    assert settings.bake.thresholds == parse_bake_thresholds(DEFAULT_BAKE_THRESHOLDS)
+    assert [t.text for t in settings.bake.thresholds] == ["http_5xx_rate<0.01", "eresp<1", "econ<1"]
+    assert settings.sources["bake_thresholds"] == "default"
+    assert judging.BakeSettings().thresholds == settings.bake.thresholds
+    write(tmp_path, "bluegreen.toml", "[bake_thresholds]\nhaproxy = []\n")
+    assert resolve_in(tmp_path).bake.thresholds == ()  # none at all, as given
+
+
 @pytest.mark.parametrize(
     ("blame", "cli", "blames"),
     [
@@ -1103,6 +1210,10 @@ def test_the_frozen_dataclasses_every_session_imports_compile_no_methods() -> No
         "haproxy.answers",
         "haproxy.instances",
         "judge.thresholds",
+        "judge.comparerules",  # the grammars the settings import (issue 23)
+        "judge.queries",
+        "judge.prometheus",
+        "judge.judgement",
         "settings.webhooks",
         "fixtures",
         "haproxy.lock",  # the lock keys' _Seen came here from instances.py: a gate's, still checked
@@ -1176,6 +1287,22 @@ def test_settings_refuse_bad_construction(call: Any, message: str) -> None:
     """What the generated ``__init__`` refused (mypy refuses these calls too: Any below)."""
     with pytest.raises(TypeError, match=re.escape(message)):
         call()
+
+
+def test_frozen_runs_a_post_init_as_a_dataclass_does() -> None:
+    @frozen
+    class Positive(Frozen):
+        value: int
+
+        def __post_init__(self) -> None:
+            if self.value <= 0:
+                raise ValueError(f"{self.value} is not positive")
+
+    assert Positive(1).value == 1
+    with pytest.raises(ValueError, match="0 is not positive"):
+        Positive(0)
+    with pytest.raises(ValueError, match="-1 is not positive"):
+        dataclasses.replace(Positive(1), value=-1)
 
 
 def test_frozen_refuses_a_field_without_default_after_one_with() -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from pytest_bluegreen.cli.drill import DrillRow, caught_by, drill_table, run_variants
 from pytest_bluegreen.eventually import INFRASTRUCTURE, classify
-from pytest_bluegreen.judge.compare import CompareDecision, parse_compare_rule
+from pytest_bluegreen.judge.compare import CompareDecision
+from pytest_bluegreen.judge.comparerules import parse_compare_rule
 from pytest_bluegreen.judge.load import TlsError, run_interleaved, run_load
 from pytest_bluegreen.judge.sidebyside import measure
 from pytest_bluegreen.settings import SwitchingSettings

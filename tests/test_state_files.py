@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen.engines.compose import TagsFile
+from pytest_bluegreen.haproxy.answers import ServerState
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
-from pytest_bluegreen.haproxy.runtime import ServerState
 from pytest_bluegreen.record import history
 from pytest_bluegreen.record.history import (
     PENDING,
@@ -40,14 +40,9 @@ from pytest_bluegreen.record.history import (
 )
 from pytest_bluegreen.report.verdict import write_verdict
 from pytest_bluegreen.switch.journal import Journal, JournalError, _encode, read_journal
-from tests.support.gate import CHECKS
+from tests.support.cli import BLUEGREEN, clean_environ
+from tests.support.gate import deployment_folder
 from tests.support.stack import Stack, wait_for
-
-BLUEGREEN = [
-    sys.executable,
-    "-c",
-    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
-]
 
 LOADERS = {
     WARM: history.load_warm,
@@ -367,24 +362,16 @@ def test_no_whole_record_that_may_hide_a_switch_names_recover_to(tmp_path: Path,
 # --- the commands on a real HAProxy --------------------------------------------------------------
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))}
-
-
 @pytest.fixture
 def workdir(tmp_path: Path, stack: Stack) -> Path:
-    folder = tmp_path / "work"
-    (folder / "checks").mkdir(parents=True)
-    (folder / "checks" / "test_checks.py").write_text(CHECKS)
-    (folder / "bluegreen.toml").write_text(stack.settings_toml())
-    return folder
+    return deployment_folder(tmp_path / "work", stack)
 
 
 def bluegreen(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*BLUEGREEN, *args],
         cwd=cwd,
-        env=_env(),
+        env=clean_environ(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -396,7 +383,7 @@ def gate(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "checks", *args],
         cwd=cwd,
-        env=_env(),
+        env=clean_environ(),
         capture_output=True,
         text=True,
         timeout=180,

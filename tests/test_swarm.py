@@ -36,7 +36,8 @@ import requests
 
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 
-from .support.faults import BLUEGREEN, PROBE_PAUSE
+from .support.cli import BLUEGREEN
+from .support.faults import PROBE_PAUSE
 from .support.infra import require_infra
 from .support.stack import ROOT, wait_for
 from .support.swarm import SwarmStack, docker, running_replicas

@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from pytest_bluegreen.engines.swarm import SwarmEngine, swarm_problem
+from pytest_bluegreen.engines.swarm import SwarmEngine
+from pytest_bluegreen.engines.swarmtasks import swarm_problem
 from pytest_bluegreen.errors import DeployError
 from pytest_bluegreen.settings.resolve import resolve
 

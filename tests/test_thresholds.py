@@ -6,16 +6,21 @@ import random
 import re
 from collections.abc import Sequence
 from fractions import Fraction
+from typing import Any
 
 import pytest
 
 from pytest_bluegreen.judge.load import LoadResult, Sample, percentile
 from pytest_bluegreen.judge.thresholds import (
+    BAKE_DEFAULTS,
+    DEFAULT_BAKE_THRESHOLDS,
     Threshold,
     ThresholdError,
     Violation,
     evaluate,
     parse,
+    parse_bake_thresholds,
+    parse_series,
     parse_table,
 )
 
@@ -90,6 +95,8 @@ def test_operators_compare_measured_to_the_limit(op: str, measured: float, holds
         "avg<-1",
         "rate<.01",
         "p(95)<300 and rate<0.01",
+        "p(95)<\u0663\u0660\u0660",  # Arabic-Indic 300: a digit to Python's \\d and float()
+        "p(\u0669\u0665)<300",
     ],
 )
 def test_bad_expressions_raise_with_the_text(text: str) -> None:
@@ -103,6 +110,27 @@ def test_percentile_out_of_range_is_an_error(text: str) -> None:
     with pytest.raises(ThresholdError, match=r"percentile must be in \(0, 100\]") as info:
         parse(text)
     assert repr(text) in str(info.value)
+
+
+NINES = "9" * 400  # a finite text, an infinite float
+
+
+@pytest.mark.parametrize(
+    ("grammar", "text"),
+    [
+        pytest.param(parse, f"p(95)<{NINES}", id="threshold"),
+        pytest.param(parse_series, f"value<{NINES}", id="series-nines"),
+        pytest.param(parse_series, "value<1e400", id="series-exponent"),
+        pytest.param(
+            lambda t: parse_bake_thresholds({"haproxy": [t]}), f"eresp<{NINES}", id="bake"
+        ),
+    ],
+)
+def test_a_limit_too_large_for_a_float_is_refused(grammar: Any, text: str) -> None:
+    """An infinite limit is one no measure misses (``<``) or every one does (``>``): a typo,
+    not a threshold."""
+    with pytest.raises(ThresholdError, match=r"is too large a number$"):
+        grammar(text)
 
 
 def test_threshold_error_is_a_value_error() -> None:
@@ -315,3 +343,13 @@ FLOAT_ROUNDING_PCTS = {pct for pct, _ in FLOAT_ROUNDING_CASES}
 def test_percentile_float_rounding(pct: float, n: int) -> None:
     values = [float(v) for v in range(1, n + 1)]
     assert percentile(values, pct) == nearest_rank(values, pct)
+
+
+# --- the bake's thresholds on HAProxy's counters --------------------------------------------------
+
+
+def test_the_bake_defaults_are_the_default_table_parsed() -> None:
+    """``BAKE_DEFAULTS`` is written parsed (every session's settings hold it, no pattern is
+    compiled for it): the same as parsing ``DEFAULT_BAKE_THRESHOLDS``."""
+    assert parse_bake_thresholds(DEFAULT_BAKE_THRESHOLDS) == BAKE_DEFAULTS
+    assert DEFAULT_BAKE_THRESHOLDS == {"haproxy": ["http_5xx_rate<0.01", "eresp<1", "econ<1"]}

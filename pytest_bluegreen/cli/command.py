@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from pytest_bluegreen.errors import EXIT_CODES, BluegreenError, ExitCode
-from pytest_bluegreen.haproxy.lock import LockHeld
+from pytest_bluegreen.haproxy.lockfile import LockHeld
 from pytest_bluegreen.process.closedpipe import quiet_closed_pipes
 
 from .deploying import cmd_check, cmd_deploy

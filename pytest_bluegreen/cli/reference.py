@@ -14,15 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bluegreen.contrib.services import ServiceSettings
-from pytest_bluegreen.haproxy.runtime import RuntimeApiAddress
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress
+from pytest_bluegreen.judge.thresholds import DEFAULT_BAKE_THRESHOLDS
 from pytest_bluegreen.settings.files import LOOKUP
 from pytest_bluegreen.settings.options import Option
-from pytest_bluegreen.settings.resolve import (
-    CONFIG_OPTION,
-    CORE_GROUPS,
-    DEFAULT_THRESHOLDS,
-    all_options,
-)
+from pytest_bluegreen.settings.resolve import CONFIG_OPTION, CORE_GROUPS, all_options
+from pytest_bluegreen.settings.tables import DEFAULT_THRESHOLDS
 
 __all__ = ["render"]
 
@@ -223,8 +220,6 @@ def render() -> str:
     lines += [COLORS]
     default = ", ".join(f'`"{k}" = {v}`' for k, v in DEFAULT_THRESHOLDS.items())
     lines += [THRESHOLDS.format(default=default)]
-    from pytest_bluegreen.judge.bake import DEFAULT_BAKE_THRESHOLDS  # noqa: PLC0415
-
     bake_default = json.dumps(DEFAULT_BAKE_THRESHOLDS["haproxy"])
     lines += [TABLES_MORE.format(bake_default=bake_default)]
     lines += [

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from pytest_bluegreen.errors import BluegreenError, Refused
-from pytest_bluegreen.haproxy.lock import LockHeld
-from pytest_bluegreen.haproxy.runtime import RuntimeApiError
+from pytest_bluegreen.haproxy.answers import RuntimeApiError
+from pytest_bluegreen.haproxy.lockfile import LockHeld
 from pytest_bluegreen.record import history
 from pytest_bluegreen.record.history import PENDING, WARM, PendingPromotion, WarmWindow
 from pytest_bluegreen.switch.journal import JournalError, read_journal

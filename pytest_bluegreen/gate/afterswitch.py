@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import ExitCode, OutOfOrder
+from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE
-from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.judge.bake import Bake, BakeResult, PostResult, ServerWatch
 from pytest_bluegreen.judge.judgement import Judgement
 from pytest_bluegreen.record.history import Outcome

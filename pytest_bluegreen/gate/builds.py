@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import pytest
 
     from pytest_bluegreen.engines import Occupant
-    from pytest_bluegreen.haproxy.runtime import ServerRef, ServerState
+    from pytest_bluegreen.haproxy.answers import ServerRef, ServerState
 
 __all__ = [
     "HEARD_PROPERTY",

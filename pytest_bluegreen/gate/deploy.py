@@ -12,8 +12,8 @@ from collections.abc import Callable, Collection, Mapping
 
 from pytest_bluegreen.engines import DeployEngine, DeployResult, EngineBlind, Occupant, engine_for
 from pytest_bluegreen.errors import BluegreenError, DeployError, Refused
+from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.process.signals import DeferredSignals, NoSignals
 from pytest_bluegreen.settings import Settings
 from pytest_bluegreen.switch import transaction as switch

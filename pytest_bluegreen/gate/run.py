@@ -22,9 +22,10 @@ from pytest_bluegreen.errors import (
     OutOfOrder,
     Refused,
 )
+from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, Haproxies
-from pytest_bluegreen.haproxy.lock import GateLock, GroupLock, HaproxyLock, lock_for_group
-from pytest_bluegreen.haproxy.runtime import RuntimeApiError
+from pytest_bluegreen.haproxy.lock import HaproxyLock, lock_for_group
+from pytest_bluegreen.haproxy.lockfile import GateLock, GroupLock
 from pytest_bluegreen.process.signals import DeferredSignals, NoSignals
 from pytest_bluegreen.record import history
 from pytest_bluegreen.record.history import Outcome

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import ExitCode, Refused
+from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, Haproxies
-from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.record import history
 from pytest_bluegreen.record.history import Outcome
 from pytest_bluegreen.switch import transaction
@@ -25,7 +25,8 @@ from .decision import Decision, Verdict
 from .report import GateHooks, GateReport
 
 if TYPE_CHECKING:
-    from pytest_bluegreen.haproxy.lock import GateLock, GroupLock, HaproxyLock
+    from pytest_bluegreen.haproxy.lock import HaproxyLock
+    from pytest_bluegreen.haproxy.lockfile import GateLock, GroupLock
     from pytest_bluegreen.process.signals import DeferredSignals
     from pytest_bluegreen.settings import Settings
     from pytest_bluegreen.switch.journal import Journal

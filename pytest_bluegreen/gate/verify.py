@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import ExitCode, Refused
+from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, InstancesDisagree
-from pytest_bluegreen.haproxy.runtime import RuntimeApiError
 from pytest_bluegreen.judge.blame import Blame, TwinRun, blame_failures
 from pytest_bluegreen.record.history import Outcome
 from pytest_bluegreen.switch import transaction as switch

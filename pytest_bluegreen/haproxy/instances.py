@@ -19,16 +19,9 @@ from typing import TypeVar
 from pytest_bluegreen.errors import Refused
 from pytest_bluegreen.frozen import Frozen, frozen
 
-from .runtime import (
-    RuntimeApi,
-    RuntimeApiAddress,
-    RuntimeApiError,
-    RuntimeApiUnreachable,
-    ServerRef,
-    ServerState,
-    StatRow,
-    TlsFiles,
-)
+from .address import RuntimeApiAddress, TlsFiles
+from .answers import RuntimeApiError, RuntimeApiUnreachable, ServerRef, ServerState, StatRow
+from .runtime import RuntimeApi
 
 __all__ = [
     "DEFAULT_INSTANCE",

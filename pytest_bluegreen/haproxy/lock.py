@@ -23,6 +23,7 @@ from pathlib import Path
 from pytest_bluegreen.errors import Refused, UsageError
 from pytest_bluegreen.frozen import Frozen, frozen
 
+from .answers import RuntimeApiError
 from .identity import InstanceIdentity
 from .instances import Haproxies
 from .lockfile import (
@@ -39,7 +40,7 @@ from .lockfile import (
     open_lock_file,
     require_own_plain_file,
 )
-from .runtime import RuntimeApi, RuntimeApiError
+from .runtime import RuntimeApi
 
 __all__ = [
     "HOLDER_SIZE",

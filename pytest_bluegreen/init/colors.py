@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pytest_bluegreen.errors import UsageError
-from pytest_bluegreen.haproxy.config import HaproxyConfig, Proxy, Server
+from pytest_bluegreen.haproxy.configmodel import HaproxyConfig, Proxy, Server
 from pytest_bluegreen.settings.parsers import is_color_name
 
 __all__ = [

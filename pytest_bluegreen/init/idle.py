@@ -4,7 +4,7 @@ as the configuration starts it."""
 from __future__ import annotations
 
 from pytest_bluegreen.errors import BluegreenError
-from pytest_bluegreen.haproxy.runtime import RuntimeApiError
+from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.settings import Settings
 from pytest_bluegreen.switch.reading import live_color
 

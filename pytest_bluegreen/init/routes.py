@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pytest_bluegreen.haproxy.config import (
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress
+from pytest_bluegreen.haproxy.configmodel import (
     WILDCARD_HOSTS,
     Bind,
     HaproxyConfig,
@@ -16,7 +17,6 @@ from pytest_bluegreen.haproxy.config import (
     StatsSocket,
     UseBackend,
 )
-from pytest_bluegreen.haproxy.runtime import RuntimeApiAddress
 
 from .colors import Found, Notes, Pairing
 

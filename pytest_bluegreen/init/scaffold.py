@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pytest_bluegreen.haproxy.config import FROM_ENVIRONMENT, HaproxyConfig, Proxy
-from pytest_bluegreen.haproxy.runtime import ServerRef
+from pytest_bluegreen.haproxy.answers import ServerRef
+from pytest_bluegreen.haproxy.configmodel import FROM_ENVIRONMENT, HaproxyConfig, Proxy
 from pytest_bluegreen.judge.headers import COLOR_HEADER
 from pytest_bluegreen.settings.model import DEFAULT_COLORS
 

@@ -14,26 +14,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pytest_bluegreen.haproxy.answers import AdminState, RuntimeApiError, ServerRef
 from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.haproxy.runtime import AdminState, RuntimeApiError, ServerRef
 
-from .bakecounters import (
-    DEFAULT_BAKE_THRESHOLDS,
-    METRICS,
-    BakeThreshold,
-    Reading,
-    compare_readings,
-    deltas,
-    parse_bake_thresholds,
-    read_counters,
-)
+from .bakecounters import METRICS, Reading, compare_readings, deltas, read_counters
 from .judgement import Judgement
+from .thresholds import DEFAULT_BAKE_THRESHOLDS, BakeThreshold, parse_bake_thresholds
 
 if TYPE_CHECKING:  # imported where used: every session resolves the bake's settings (and
     # parses its thresholds here), and promql brings http.client and ssl with it
     from pytest_bluegreen.process.signals import DeferredSignals
 
-    from .promql import Prometheus, PromQLCheck, PromQLJudgement
+    from .prometheus import Prometheus
+    from .queries import PromQLCheck, PromQLJudgement
 
 __all__ = [
     "DEFAULT_BAKE_THRESHOLDS",
@@ -342,7 +335,8 @@ class Bake:
     def _ask_prometheus(self) -> tuple[PromQLJudgement, ...]:
         """Each Prometheus query at the interval's end, judged; one that cannot be asked is
         inconclusive with the reason."""
-        from .promql import PrometheusUnreachable, PromQLError, PromQLJudgement  # noqa: PLC0415
+        from .prometheus import PrometheusUnreachable, PromQLError  # noqa: PLC0415
+        from .queries import PromQLJudgement  # noqa: PLC0415
 
         judged = []
         at = time.time()

@@ -1,6 +1,7 @@
-"""HAProxy's counters as the bake measures them: the metrics and their thresholds (the grammar
-the settings parse), a reading of the new color's servers on every HAProxy instance, and an
-interval's metrics from two readings. The bake that judges them is in :mod:`.bake`.
+"""HAProxy's counters as the bake measures them: the metrics (their thresholds' grammar, which
+the settings parse, is :mod:`.thresholds`'s, handed on from here), a reading of the new color's
+servers on every HAProxy instance, and an interval's metrics from two readings. The bake that
+judges them is in :mod:`.bake`.
 
 HAProxy thresholds are k6-like: ``http_5xx_rate<0.01``, ``eresp<1``; the metrics are the
 deltas over the interval of the new color's servers (``show stat``, summed over every HAProxy
@@ -14,14 +15,20 @@ counters again, and a difference across it (10000/120 -> 300/0) is no measuremen
 from __future__ import annotations
 
 import math
-import operator
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef, StatRow
 from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiError, ServerRef, StatRow
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
+
+from .thresholds import (
+    BAKE_METRICS,
+    DEFAULT_BAKE_THRESHOLDS,
+    BakeThreshold,
+    parse_bake_thresholds,
+)
 
 if TYPE_CHECKING:  # imported where used: a bake's, not every session's
     from pytest_bluegreen.haproxy.identity import InstanceIdentity
@@ -37,57 +44,8 @@ __all__ = [
     "read_counters",
 ]
 
-_OPS: Mapping[str, Callable[[float, float], bool]] = {
-    "<=": operator.le,
-    ">=": operator.ge,
-    "<": operator.lt,
-    ">": operator.gt,
-    "==": operator.eq,
-}
-METRICS = ("requests", "http_5xx", "http_5xx_rate", "eresp", "econ", "wretr", "wredis", "qcur")
-_EXPR = re.compile(
-    r"^\s*(?P<metric>" + "|".join(METRICS) + r")\s*(?P<op><=|>=|==|<|>)\s*"
-    r"(?P<value>\d+(?:\.\d+)?)\s*$"
-)
 _COUNTERS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
-DEFAULT_BAKE_THRESHOLDS: Mapping[str, list[str]] = {
-    "haproxy": ["http_5xx_rate<0.01", "eresp<1", "econ<1"]
-}
-
-
-@dataclass(frozen=True)
-class BakeThreshold:
-    text: str
-    metric: str
-    op: str
-    value: float
-
-    def holds(self, measured: float) -> bool:
-        return not math.isnan(measured) and _OPS[self.op](measured, self.value)
-
-
-def parse_bake_thresholds(table: object) -> tuple[BakeThreshold, ...]:
-    """``{"haproxy": ["http_5xx_rate<0.01", "eresp<1"]}`` -> the thresholds."""
-    if not isinstance(table, Mapping) or set(table) - {"haproxy"}:
-        raise ValueError('bake thresholds must be a table with one key, "haproxy"')
-    given = table.get("haproxy", [])
-    expressions = [given] if isinstance(given, str) else given
-    if not isinstance(expressions, list):
-        raise ValueError("bake thresholds for haproxy must be a list of expressions")
-    found = []
-    for text in expressions:
-        match = _EXPR.match(str(text))
-        if match is None:
-            raise ValueError(
-                f"{text!r} is not a bake threshold like 'http_5xx_rate<0.01' "
-                f"(metrics: {', '.join(METRICS)})"
-            )
-        found.append(
-            BakeThreshold(str(text).strip(), match["metric"], match["op"], float(match["value"]))
-        )
-    return tuple(found)
-
-
+METRICS = BAKE_METRICS  # the metrics a bake threshold names (thresholds.py: the grammar)
 _CUMULATIVE = (*_COUNTERS, "eresp", "econ", "wretr", "wredis")  # never go down in one process
 
 

@@ -9,6 +9,9 @@ mean) over the successful requests' latencies in milliseconds, or ``rate`` (the 
 requests, 0..1). The right side is ``live``, optionally ``* FACTOR`` (> 0), optionally
 ``+ DELTA`` (>= 0; milliseconds for latencies, an absolute share for ``rate``), in that order.
 The *tolerated* value is ``live * FACTOR + DELTA``.
+
+The settings parse ``[compare]`` with this grammar when they are resolved: this module imports
+nothing heavy (the load's module only when a color is measured; scipy is :mod:`.compare`'s).
 """
 
 from __future__ import annotations
@@ -16,11 +19,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from pytest_bluegreen.errors import UsageError
-
-from .load import percentile
+from pytest_bluegreen.frozen import Frozen, frozen
 
 __all__ = [
     "CompareRule",
@@ -31,13 +32,14 @@ __all__ = [
     "parse_value_rule",
 ]
 
-_NUMBER = r"\d+(?:\.\d+)?"
-_EXPR = re.compile(
+_NUMBER = r"[0-9]+(?:\.[0-9]+)?"
+# patterns compiled when first used (re's cache): every session imports the grammar, few use it
+_EXPR = (
     rf"^\s*(?P<metric>p\(\s*(?P<pct>{_NUMBER})\s*\)|med|avg|rate)\s*(?P<op><=|<)\s*live"
     rf"(?:\s*\*\s*(?P<factor>{_NUMBER}))?(?:\s*\+\s*(?P<delta>{_NUMBER}))?\s*$"
 )
 _EXPECTED = 'is not a comparison like "p(95) <= live * 1.10" or "rate <= live + 0.005"'
-_VALUE_EXPR = re.compile(
+_VALUE_EXPR = (
     rf"^\s*value\s*(?P<op><=|<)\s*live"
     rf"(?:\s*\*\s*(?P<factor>{_NUMBER}))?(?:\s*\+\s*(?P<delta>{_NUMBER}))?\s*$"
 )
@@ -48,8 +50,8 @@ class CompareRuleError(UsageError, ValueError):
     (a ``ValueError`` too, as the settings catch it)."""
 
 
-@dataclass(frozen=True)
-class Samples:
+@frozen
+class Samples(Frozen):
     """What the load measured on one color.
 
     ``latencies_ms`` are the successful requests' latencies; ``total`` counts every request,
@@ -89,8 +91,8 @@ class Samples:
         return self.errors / self.total if self.total else math.nan
 
 
-@dataclass(frozen=True)
-class CompareRule:
+@frozen
+class CompareRule(Frozen):
     text: str
     metric: str  # p(95), med, avg, rate; value (a Prometheus signal)
     pct: float | None  # the percentile of p(N); None for med, avg, rate and value
@@ -119,13 +121,15 @@ class CompareRule:
             return math.nan
         if self.metric == "avg":
             return math.fsum(latencies) / len(latencies)
+        from .load import percentile  # noqa: PLC0415 - http.client, only when a color is measured
+
         return percentile(latencies, 50.0 if self.pct is None else self.pct)
 
 
 def parse_compare_rule(text: str, endpoint: str | None = None) -> CompareRule:
     """``"p(95) <= live * 1.10"`` -> the rule; ``endpoint`` only names it in errors."""
     where = f'"{endpoint}": ' if endpoint is not None else ""
-    match = _EXPR.match(text)
+    match = re.match(_EXPR, text)
     if match is None:
         raise CompareRuleError(f"{where}{text!r} {_EXPECTED}")
     pct = float(match["pct"]) if match["pct"] is not None else None
@@ -135,6 +139,8 @@ def parse_compare_rule(text: str, endpoint: str | None = None) -> CompareRule:
     if factor <= 0:
         raise CompareRuleError(f"{where}{text!r}: the factor must be greater than 0")
     delta = float(match["delta"]) if match["delta"] is not None else 0.0
+    if not (math.isfinite(factor) and math.isfinite(delta)):  # 1e400, 400 nines: no limit at all
+        raise CompareRuleError(f"{where}{text!r}: the factor or the delta is too large a number")
     metric = f"p({match['pct']})" if pct is not None else match["metric"]
     return CompareRule(text.strip(), metric, pct, match["op"], factor, delta)
 
@@ -143,7 +149,7 @@ def parse_value_rule(text: str, name: str | None = None) -> CompareRule:
     """``"value <= live * 1.10 + 0.001"`` -> the rule of a Prometheus signal; ``name`` only
     names it in errors."""
     where = f'"{name}": ' if name is not None else ""
-    match = _VALUE_EXPR.match(text) if isinstance(text, str) else None
+    match = re.match(_VALUE_EXPR, text) if isinstance(text, str) else None
     if match is None:
         raise CompareRuleError(
             f'{where}{text!r} is not a comparison like "value <= live * 1.10 + 0.001"'
@@ -152,6 +158,8 @@ def parse_value_rule(text: str, name: str | None = None) -> CompareRule:
     if factor <= 0:
         raise CompareRuleError(f"{where}{text!r}: the factor must be greater than 0")
     delta = float(match["delta"]) if match["delta"] is not None else 0.0
+    if not (math.isfinite(factor) and math.isfinite(delta)):  # 1e400, 400 nines: no limit at all
+        raise CompareRuleError(f"{where}{text!r}: the factor or the delta is too large a number")
     return CompareRule(text.strip(), "value", None, match["op"], factor, delta)
 
 

@@ -1,4 +1,4 @@
-"""Prometheus' HTTP API, asked by the checks, the bake and the comparison (:mod:`.promql`).
+"""Prometheus' HTTP API, asked by the checks, the bake and the comparison (:mod:`.queries`).
 
 Plain HTTP with ``requests`` rather than prometheus-api-client: three endpoints are all we need
 (``/api/v1/query``, ``/api/v1/query_range``, ``/api/v1/targets``), requests is already the
@@ -22,12 +22,12 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from pytest_bluegreen.errors import BluegreenError, ExitCode
 from pytest_bluegreen.eventually import InfrastructureError
+from pytest_bluegreen.frozen import Frozen, frozen
 from pytest_bluegreen.redaction import excerpt, mask_credentials, shown_url
 
 __all__ = [
@@ -60,8 +60,8 @@ class PromQLError(BluegreenError, ValueError):
 # --- what Prometheus answers ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Series:
+@frozen
+class Series(Frozen):
     """One series of a result: its labels and its points' values, in time order."""
 
     labels: Mapping[str, str]
@@ -74,8 +74,8 @@ class Series:
         return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(self.labels.items())) + "}"
 
 
-@dataclass(frozen=True)
-class QueryResult:
+@frozen
+class QueryResult(Frozen):
     query: str
     kind: str  # vector, matrix or scalar
     series: tuple[Series, ...]
@@ -93,8 +93,8 @@ class QueryResult:
         return values[-1] if values else math.nan
 
 
-@dataclass(frozen=True)
-class Target:
+@frozen
+class Target(Frozen):
     """One active scrape target, as ``/api/v1/targets`` lists it."""
 
     job: str

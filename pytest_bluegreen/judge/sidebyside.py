@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from .compare import CompareRule, Comparison, Samples, compare, summary_table
+from .compare import Comparison, compare, summary_table
+from .comparerules import CompareRule, Samples
 from .judgement import Judgement
 from .load import CaFile, LoadResult, run_interleaved
 

@@ -25,12 +25,17 @@ if TYPE_CHECKING:
     from .load import LoadResult
 
 __all__ = [
+    "BAKE_DEFAULTS",
+    "BAKE_METRICS",
+    "DEFAULT_BAKE_THRESHOLDS",
+    "BakeThreshold",
     "Threshold",
     "ThresholdError",
     "Violation",
     "evaluate",
     "measure_series",
     "parse",
+    "parse_bake_thresholds",
     "parse_series",
     "parse_table",
 ]
@@ -44,13 +49,13 @@ _OPS: Mapping[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
 }
 _EXPR = re.compile(
-    r"^\s*(?P<stat>p\((?P<pct>\d+(?:\.\d+)?)\)|avg|med|min|max|rate|rps)\s*"
-    r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>\d+(?:\.\d+)?)\s*$"
+    r"^\s*(?P<stat>p\((?P<pct>[0-9]+(?:\.[0-9]+)?)\)|avg|med|min|max|rate|rps)\s*"
+    r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>[0-9]+(?:\.[0-9]+)?)\s*$"
 )
 # a series' thresholds: k6's gauge "value" beside the trend statistics; any real number
 _SERIES_EXPR = re.compile(
-    r"^\s*(?P<stat>p\((?P<pct>\d+(?:\.\d+)?)\)|value|avg|med|min|max)\s*"
-    r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$"
+    r"^\s*(?P<stat>p\((?P<pct>[0-9]+(?:\.[0-9]+)?)\)|value|avg|med|min|max)\s*"
+    r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\s*$"
 )
 
 
@@ -111,6 +116,15 @@ class Violation(Frozen):
         return f"{self.endpoint}: {t.stat}={value}{t.unit} misses threshold {t.text!r}"
 
 
+def _limit(text: object, number: str) -> float:
+    """A threshold's limit: a finite number (``1e400`` or 400 nines are infinite to a float,
+    a limit nothing reaches or everything does)."""
+    value = float(number)
+    if not math.isfinite(value):
+        raise ThresholdError(f"{text!r}: {number[:20]!r} is too large a number")
+    return value
+
+
 def parse(text: str) -> Threshold:
     match = _EXPR.match(text)
     if match is None:
@@ -120,7 +134,7 @@ def parse(text: str) -> Threshold:
     pct = float(match["pct"]) if match["pct"] else None
     if pct is not None and not 0 < pct <= 100:
         raise ThresholdError(f"{text!r}: the percentile must be in (0, 100]")
-    return Threshold(text.strip(), match["stat"], match["op"], float(match["value"]), pct)
+    return Threshold(text.strip(), match["stat"], match["op"], _limit(text, match["value"]), pct)
 
 
 def parse_series(text: str) -> Threshold:
@@ -134,7 +148,7 @@ def parse_series(text: str) -> Threshold:
     pct = float(match["pct"]) if match["pct"] else None
     if pct is not None and not 0 < pct <= 100:
         raise ThresholdError(f"{text!r}: the percentile must be in (0, 100]")
-    return Threshold(text.strip(), match["stat"], match["op"], float(match["value"]), pct)
+    return Threshold(text.strip(), match["stat"], match["op"], _limit(text, match["value"]), pct)
 
 
 def measure_series(threshold: Threshold, points: Sequence[float]) -> float:
@@ -178,3 +192,69 @@ def evaluate(endpoint: str, thresholds: Iterable[Threshold], result: LoadResult)
         if not threshold.holds(measured):
             out.append(Violation(endpoint, threshold, measured))
     return out
+
+
+# --- the bake's thresholds on HAProxy's counters ---------------------------------------------
+
+BAKE_METRICS = (
+    "requests",
+    "http_5xx",
+    "http_5xx_rate",
+    "eresp",
+    "econ",
+    "wretr",
+    "wredis",
+    "qcur",
+)
+# compiled when first used (re's cache): every session imports the grammar, few parse a table
+_BAKE_EXPR = (
+    r"^\s*(?P<metric>" + "|".join(BAKE_METRICS) + r")\s*(?P<op><=|>=|==|<|>)\s*"
+    r"(?P<value>[0-9]+(?:\.[0-9]+)?)\s*$"
+)
+
+
+@frozen
+class BakeThreshold(Frozen):
+    """``http_5xx_rate<0.01``: one of :data:`BAKE_METRICS` over a bake interval, and its limit."""
+
+    text: str
+    metric: str
+    op: str
+    value: float
+
+    def holds(self, measured: float) -> bool:
+        return not math.isnan(measured) and _OPS[self.op](measured, self.value)
+
+
+def parse_bake_thresholds(table: object) -> tuple[BakeThreshold, ...]:
+    """``{"haproxy": ["http_5xx_rate<0.01", "eresp<1"]}`` -> the thresholds."""
+    if not isinstance(table, Mapping) or set(table) - {"haproxy"}:
+        raise ValueError('bake thresholds must be a table with one key, "haproxy"')
+    given = table.get("haproxy", [])
+    expressions = [given] if isinstance(given, str) else given
+    if not isinstance(expressions, list):
+        raise ValueError("bake thresholds for haproxy must be a list of expressions")
+    found = []
+    for text in expressions:
+        match = re.match(_BAKE_EXPR, str(text))
+        if match is None:
+            raise ValueError(
+                f"{text!r} is not a bake threshold like 'http_5xx_rate<0.01' "
+                f"(metrics: {', '.join(BAKE_METRICS)})"
+            )
+        found.append(
+            BakeThreshold(
+                str(text).strip(), match["metric"], match["op"], _limit(text, match["value"])
+            )
+        )
+    return tuple(found)
+
+
+# the bake's thresholds when [bake_thresholds] gives none, as parse_bake_thresholds gives them
+# (tests/test_thresholds.py checks it): every session's settings hold them
+BAKE_DEFAULTS = (
+    BakeThreshold("http_5xx_rate<0.01", "http_5xx_rate", "<", 0.01),
+    BakeThreshold("eresp<1", "eresp", "<", 1.0),
+    BakeThreshold("econ<1", "econ", "<", 1.0),
+)
+DEFAULT_BAKE_THRESHOLDS: Mapping[str, list[str]] = {"haproxy": [t.text for t in BAKE_DEFAULTS]}

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_bluegreen.errors import UsageError
-from pytest_bluegreen.haproxy.lock import open_lock_file, require_own_plain_file
+from pytest_bluegreen.haproxy.lockfile import open_lock_file, require_own_plain_file
 from pytest_bluegreen.record.durable import read_plain, remove_durably, write_durably
 
 __all__ = [

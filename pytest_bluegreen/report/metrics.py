@@ -26,7 +26,7 @@ import requests
 from pytest_bluegreen.errors import BluegreenError, ExitCode
 from pytest_bluegreen.extras import MissingExtra
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE
-from pytest_bluegreen.haproxy.lock import open_lock_file
+from pytest_bluegreen.haproxy.lockfile import open_lock_file
 from pytest_bluegreen.judge.judgement import Judgement
 from pytest_bluegreen.record import history
 from pytest_bluegreen.record.history import HistoryEntry, Outcome

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 from pytest_bluegreen.engines.compose import TagsFile, color_health
 from pytest_bluegreen.gate import aftercare
-from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.haproxy.runtime import (
-    RuntimeApi,
+from pytest_bluegreen.haproxy.answers import (
     RuntimeApiError,
     RuntimeApiUnreachable,
     ServerRef,
     ServerState,
     StatRow,
 )
+from pytest_bluegreen.haproxy.instances import Haproxies
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.record.history import (
     HistoryEntry,
     Outcome,
@@ -31,8 +31,8 @@ from pytest_bluegreen.record.history import (
 from pytest_bluegreen.record.pending import expired as promotion_expired
 from pytest_bluegreen.redaction import REDACTED, Secrets
 from pytest_bluegreen.settings import Settings, Topology
+from pytest_bluegreen.switch.consistency import group_problems
 from pytest_bluegreen.switch.journal import JournalEntry, read_journal
-from pytest_bluegreen.switch.recovery import group_problems
 
 __all__ = [
     "ColorStatus",
@@ -226,7 +226,9 @@ def _engine_view(
     """Each color's containers in a word and, on a swarm, its replicas per node."""
     if settings.compose.deploy_engine != "swarm":
         return color_health(settings.compose, settings.topology), {}
-    from pytest_bluegreen.engines.swarm import color_replicas  # noqa: PLC0415 - only for a swarm
+    from pytest_bluegreen.engines.swarmtasks import (  # noqa: PLC0415 - only for a swarm
+        color_replicas,
+    )
 
     found = color_replicas(settings.swarm, settings.topology)
     if found is None:

@@ -10,28 +10,26 @@
 
 from __future__ import annotations
 
-from .files import SettingsError
-from .model import (
-    Answer,
-    BakeSettings,
-    ChecksSettings,
-    ColorSettings,
+from .deployment import (
     ComposeSettings,
-    DrillSettings,
     EnvFiles,
     HaproxySettings,
-    MetricsSettings,
-    NotifySettings,
-    PrometheusSettings,
     PromotionSettings,
-    ReportSettings,
-    RunSettings,
-    Settings,
     StateSettings,
     SwarmSettings,
     SwitchingSettings,
-    Topology,
 )
+from .files import SettingsError
+from .judging import (
+    BakeSettings,
+    ChecksSettings,
+    DrillSettings,
+    MetricsSettings,
+    NotifySettings,
+    PrometheusSettings,
+    ReportSettings,
+)
+from .model import Answer, ColorSettings, RunSettings, Settings, Topology
 from .options import Option, options_of, setting
 from .resolve import CONFIG_OPTION, CORE_GROUPS, all_options, describe, resolve
 

@@ -11,7 +11,8 @@ from typing import ClassVar, Literal
 
 from pytest_bluegreen.envfile import read_env_file
 from pytest_bluegreen.frozen import Frozen, frozen
-from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiAddress, TlsFiles
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress, TlsFiles
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 
 from . import parsers as p
 from .options import setting

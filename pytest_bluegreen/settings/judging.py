@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pytest_bluegreen.frozen import Frozen, frozen
-from pytest_bluegreen.judge.thresholds import Threshold
+from pytest_bluegreen.judge.comparerules import CompareRule
+from pytest_bluegreen.judge.queries import PromQLCheck, PromQLComparison
+from pytest_bluegreen.judge.thresholds import BAKE_DEFAULTS, BakeThreshold, Threshold
 from pytest_bluegreen.settings.webhooks import Webhook, parse_webhooks
 
 from . import parsers as p
@@ -20,7 +22,7 @@ from .options import setting
 
 if TYPE_CHECKING:
     from pytest_bluegreen.judge.bake import BakePlan
-    from pytest_bluegreen.judge.promql import Prometheus
+    from pytest_bluegreen.judge.prometheus import Prometheus
 
 __all__ = [
     "AfterBake",
@@ -50,10 +52,11 @@ class ChecksSettings(Frozen):
     perf_requests: int = setting(400, p.whole(1, 1_000_000), "perf: requests per endpoint")
     perf_duration: float = setting(10.0, p.seconds, "perf: at most this many seconds each")
     perf_concurrency: int = setting(4, p.whole(1, 256), "perf: concurrent connections")
-    # [compare] "/api/items" = ["p(95) <= live * 1.10", ...]: relative thresholds (judge/compare.py)
-    compare: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
-    # [compare_prometheus] name = {query = "...{color}...", rules = [...]} (judge/promql.py)
-    compare_prometheus: Mapping[str, Any] = field(default_factory=dict)
+    # [compare] "/api/items" = ["p(95) <= live * 1.10", ...]: relative thresholds per endpoint
+    # (judge/comparerules.py)
+    compare: Mapping[str, tuple[CompareRule, ...]] = field(default_factory=dict)
+    # [compare_prometheus] name = {query = "...{color}...", rules = [...]} (judge/queries.py)
+    compare_prometheus: Mapping[str, PromQLComparison] = field(default_factory=dict)
     compare_requests: int = setting(
         300,
         p.whole(1, 1_000_000),
@@ -101,11 +104,10 @@ class BakeSettings(Frozen):
     """After the switch: the bake window, and the old color kept warm."""
 
     GROUP: ClassVar[str] = "bake"
-    # [bake_thresholds] "haproxy" = [...], see judge/bake.py; None: none given, the bake's
-    # defaults
-    thresholds: tuple[Any, ...] | None = None
+    # [bake_thresholds] "haproxy" = [...] (judge/thresholds.py); none given: the bake's defaults
+    thresholds: tuple[BakeThreshold, ...] = BAKE_DEFAULTS
     # [bake_prometheus] name = {query = "...{color}...{interval}...", thresholds = [...]}
-    prometheus: tuple[Any, ...] = ()
+    prometheus: tuple[PromQLCheck, ...] = ()
     bake_seconds: float | None = setting(
         None,
         p.optional(p.off_at_zero(p.seconds)),
@@ -147,12 +149,8 @@ class BakeSettings(Frozen):
         return bool(self.bake_seconds)
 
     def plan(self) -> BakePlan:
-        """The bake these settings ask for (no thresholds given: the bake's defaults)."""
-        from pytest_bluegreen.judge.bake import (  # noqa: PLC0415 - a gate's only (GATE_ONLY)
-            DEFAULT_BAKE_THRESHOLDS,
-            BakePlan,
-            parse_bake_thresholds,
-        )
+        """The bake these settings ask for."""
+        from pytest_bluegreen.judge.bake import BakePlan  # noqa: PLC0415 - a gate's only (GATE_ONLY)
 
         return BakePlan(
             seconds=self.bake_seconds or 0.0,
@@ -160,11 +158,7 @@ class BakeSettings(Frozen):
             failure_limit=self.bake_failure_limit,
             consecutive_successes=self.bake_consecutive_successes,
             min_requests=self.bake_min_requests,
-            thresholds=(
-                self.thresholds
-                if self.thresholds is not None
-                else parse_bake_thresholds(DEFAULT_BAKE_THRESHOLDS)
-            ),
+            thresholds=self.thresholds,
             prometheus=self.prometheus,
         )
 
@@ -174,8 +168,8 @@ class PrometheusSettings(Frozen):
     """Prometheus: where its HTTP API answers, and the PromQL checks of [prometheus_checks]."""
 
     GROUP: ClassVar[str] = "prometheus"
-    # [prometheus_checks] name = {query = "...", thresholds = [...]}: see judge/promql.py
-    checks: Mapping[str, Any] = field(default_factory=dict)
+    # [prometheus_checks] name = {query = "...", thresholds = [...]}: see judge/queries.py
+    checks: Mapping[str, PromQLCheck] = field(default_factory=dict)
     prometheus_url: str | None = setting(
         None,
         p.optional(p.url),
@@ -189,7 +183,7 @@ class PrometheusSettings(Frozen):
 
     def client(self) -> Prometheus:
         """A client of Prometheus' HTTP API at ``prometheus_url`` (which must be set)."""
-        from pytest_bluegreen.judge.promql import Prometheus  # noqa: PLC0415 - requests, when asked
+        from pytest_bluegreen.judge.prometheus import Prometheus  # noqa: PLC0415 - when asked
 
         if self.prometheus_url is None:
             raise ValueError("no Prometheus is configured (prometheus_url)")

@@ -18,11 +18,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from pytest_bluegreen.frozen import Frozen, frozen
+from pytest_bluegreen.haproxy.answers import ServerRef, ServerState
 from pytest_bluegreen.haproxy.instances import Haproxies, Instance
-from pytest_bluegreen.haproxy.runtime import (
-    ServerRef,
-    ServerState,
-)
 from pytest_bluegreen.judge.headers import COLOR_HEADER, SERVER_HEADER, VERSION_HEADER
 from pytest_bluegreen.redaction import Secrets, secrets_of_urls
 

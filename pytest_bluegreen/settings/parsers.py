@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pytest_bluegreen.haproxy.runtime import RuntimeApiAddress, ServerRef
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress
+from pytest_bluegreen.haproxy.answers import ServerRef
 from pytest_bluegreen.redaction import Url, shown_url
 
 __all__ = [

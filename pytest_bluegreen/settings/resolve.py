@@ -17,26 +17,26 @@ from pytest_bluegreen.frozen import Frozen, frozen
 
 from . import parsers as p
 from .crosschecks import check_missing, check_mode, check_tls
-from .files import SettingsError, find_settings_file
-from .model import (
-    BakeSettings,
-    ChecksSettings,
+from .deployment import (
     ComposeSettings,
-    DrillSettings,
     EnvFiles,
     HaproxySettings,
-    MetricsSettings,
-    NotifySettings,
-    PrometheusSettings,
     PromotionSettings,
-    ReportSettings,
-    RunSettings,
-    Settings,
     StateSettings,
     SwarmSettings,
     SwitchingSettings,
-    Topology,
 )
+from .files import SettingsError, find_settings_file
+from .judging import (
+    BakeSettings,
+    ChecksSettings,
+    DrillSettings,
+    MetricsSettings,
+    NotifySettings,
+    PrometheusSettings,
+    ReportSettings,
+)
+from .model import RunSettings, Settings, Topology
 from .options import Option, option_table
 from .tables import (
     COLOR_KEYS,
@@ -46,6 +46,7 @@ from .tables import (
     first_instance,
     resolve_bake_thresholds,
     resolve_compare,
+    resolve_compare_prometheus,
     resolve_drill,
     resolve_instances,
     resolve_promql,
@@ -167,7 +168,7 @@ def resolve(
     check_missing(instances, run.allow_missing_instance, sources)
     if "instances" in data:  # the first instance stands for HAProxy where one is meant
         haproxy, switching = first_instance(instances[0], haproxy, switching, sources)
-    compare_prometheus = resolve_promql(data, "compare_prometheus", file_label, sources)
+    compare_prometheus = resolve_compare_prometheus(data, file_label, sources)
     bake_prometheus = resolve_promql(data, "bake_prometheus", file_label, sources)
     prometheus_checks = resolve_promql(data, "prometheus_checks", file_label, sources)
     promql_tables = [

@@ -1,7 +1,11 @@
 """The settings file's tables, each read and checked: ``[colors]`` (the topology, with the
 ``BLUEGREEN_<COLOR>_<KEY>`` variables), ``[thresholds]``, ``[bake_thresholds]``,
-``[compare]``, the PromQL tables, ``[drill]`` and ``[instances]``. The grammars of the judging
-tables are judge/'s; a table's source goes into ``sources`` as the options' do.
+``[compare]``, the PromQL tables, ``[drill]`` and ``[instances]``, each parsed once into typed
+values. The grammars of the judging tables are judge/'s, imported here at the top: the
+thresholds' and the bake's (judge/thresholds.py), the relative rules of ``[compare]``
+(judge/comparerules.py), the PromQL checks and comparisons (judge/queries.py); none of them
+imports the load, the statistics or the bake. A table's source goes into ``sources`` as the
+options' do.
 """
 
 from __future__ import annotations
@@ -12,20 +16,29 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pytest_bluegreen.haproxy.answers import ServerRef
 from pytest_bluegreen.haproxy.instances import DEFAULT_INSTANCE, Instance
-from pytest_bluegreen.judge.thresholds import ThresholdError
+from pytest_bluegreen.judge.comparerules import CompareRule, parse_compare_table
+from pytest_bluegreen.judge.queries import (
+    PromQLCheck,
+    PromQLComparison,
+    parse_checks_table,
+    parse_comparisons_table,
+)
+from pytest_bluegreen.judge.thresholds import (
+    BAKE_DEFAULTS,
+    BakeThreshold,
+    Threshold,
+    ThresholdError,
+    parse_bake_thresholds,
+)
 from pytest_bluegreen.judge.thresholds import parse_table as parse_thresholds
 
 from . import parsers as p
 from .crosschecks import check_tls
+from .deployment import HaproxySettings, SwitchingSettings
 from .files import SettingsError
-from .model import (
-    DEFAULT_COLORS,
-    ColorSettings,
-    HaproxySettings,
-    SwitchingSettings,
-    Topology,
-)
+from .model import DEFAULT_COLORS, ColorSettings, Topology
 from .options import ENV_PREFIX
 
 __all__ = [
@@ -36,6 +49,7 @@ __all__ = [
     "first_instance",
     "resolve_bake_thresholds",
     "resolve_compare",
+    "resolve_compare_prometheus",
     "resolve_drill",
     "resolve_instances",
     "resolve_promql",
@@ -66,9 +80,9 @@ _COLOR_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def resolve_thresholds(
     data: Mapping[str, Any], file_label: str, sources: dict[str, str]
-) -> dict[str, Any]:
+) -> dict[str, tuple[Threshold, ...]]:
     if "thresholds" in data:
-        raw: Any = data["thresholds"]
+        raw: object = data["thresholds"]
         sources["thresholds"] = f"{file_label} thresholds"
     else:
         raw = DEFAULT_THRESHOLDS
@@ -83,15 +97,12 @@ def resolve_thresholds(
 
 def resolve_bake_thresholds(
     data: Mapping[str, Any], file_label: str, sources: dict[str, str]
-) -> tuple[Any, ...] | None:
-    """A ``[bake_thresholds]`` table parsed (judge/bake.py's grammar); None without one: the
-    bake's defaults, which a bake reads from judge/bake.py itself (every session resolves its
-    settings, and importing the bake for them was a measurable part of the plugin's cost)."""
+) -> tuple[BakeThreshold, ...]:
+    """A ``[bake_thresholds]`` table parsed (judge/thresholds.py's grammar); without one, the
+    bake's defaults (``DEFAULT_BAKE_THRESHOLDS``, parsed: ``BAKE_DEFAULTS``)."""
     if "bake_thresholds" not in data:
         sources["bake_thresholds"] = "default"
-        return None
-    from pytest_bluegreen.judge.bake import parse_bake_thresholds  # noqa: PLC0415 - the bake's grammar
-
+        return BAKE_DEFAULTS
     sources["bake_thresholds"] = f"{file_label} bake_thresholds"
     try:
         return parse_bake_thresholds(data["bake_thresholds"])
@@ -103,12 +114,10 @@ def resolve_bake_thresholds(
 
 def resolve_compare(
     data: Mapping[str, Any], file_label: str, sources: dict[str, str]
-) -> dict[str, tuple[Any, ...]]:
+) -> dict[str, tuple[CompareRule, ...]]:
     if "compare" not in data:
         sources["compare"] = "default"
         return {}
-    from pytest_bluegreen.judge.compare import parse_compare_table  # noqa: PLC0415 - its own grammar
-
     sources["compare"] = f"{file_label} compare"
     try:
         return parse_compare_table(data["compare"])
@@ -118,23 +127,32 @@ def resolve_compare(
 
 def resolve_promql(
     data: Mapping[str, Any], table: str, file_label: str, sources: dict[str, str]
-) -> dict[str, Any]:
-    """``[prometheus_checks]``, ``[bake_prometheus]`` (``{interval}`` too, no ranges) and
-    ``[compare_prometheus]``: PromQL queries with their thresholds or rules (judge/promql.py)."""
+) -> dict[str, PromQLCheck]:
+    """``[prometheus_checks]`` and ``[bake_prometheus]`` (``{interval}`` too, no ranges): PromQL
+    queries with their thresholds (judge/queries.py)."""
     if table not in data:
         sources[table] = "default"
         return {}
-    from pytest_bluegreen.judge import promql  # noqa: PLC0415 - its own grammar
-
     sources[table] = f"{file_label} {table}"
     try:
-        if table == "compare_prometheus":
-            return promql.parse_comparisons_table(data[table])
         if table == "bake_prometheus":
-            return promql.parse_checks_table(
-                data[table], placeholders=("color", "interval"), ranges=False
-            )
-        return promql.parse_checks_table(data[table])
+            return parse_checks_table(data[table], placeholders=("color", "interval"), ranges=False)
+        return parse_checks_table(data[table])
+    except ValueError as exc:
+        raise SettingsError(f"bluegreen: {table}: {exc} (from {sources[table]})") from None
+
+
+def resolve_compare_prometheus(
+    data: Mapping[str, Any], file_label: str, sources: dict[str, str]
+) -> dict[str, PromQLComparison]:
+    """``[compare_prometheus]``: PromQL queries per color with their rules (judge/queries.py)."""
+    table = "compare_prometheus"
+    if table not in data:
+        sources[table] = "default"
+        return {}
+    sources[table] = f"{file_label} {table}"
+    try:
+        return parse_comparisons_table(data[table])
     except ValueError as exc:
         raise SettingsError(f"bluegreen: {table}: {exc} (from {sources[table]})") from None
 
@@ -218,7 +236,7 @@ def resolve_instances(
 
 
 def _resolve_instance(
-    name: str, raw: Any, haproxy: HaproxySettings, base: Path, where: str
+    name: str, raw: object, haproxy: HaproxySettings, base: Path, where: str
 ) -> Instance:
     label = f"[instances.{name}]"
     if not _INSTANCE_NAME.match(name):
@@ -304,7 +322,7 @@ def first_instance(
     return haproxy, switching
 
 
-def _color_names(table: Any, file_label: str) -> tuple[tuple[str, str], str]:
+def _color_names(table: object, file_label: str) -> tuple[tuple[str, str], str]:
     if table is None:
         names: tuple[str, ...] = DEFAULT_COLORS
         source = "default"
@@ -325,7 +343,7 @@ def _color_names(table: Any, file_label: str) -> tuple[tuple[str, str], str]:
 
 
 def resolve_topology(
-    table: Any,
+    table: object,
     environ: Mapping[str, str],
     file_label: str,
     values: Mapping[str, Any],
@@ -334,7 +352,7 @@ def resolve_topology(
     names, sources["colors"] = _color_names(table, file_label)
     entries = table if isinstance(table, dict) else {}
     result: dict[str, ColorSettings] = {}
-    owner: dict[Any, str] = {}
+    owner: dict[ServerRef, str] = {}
     for name in names:
         color = _resolve_color(name, entries.get(name, {}), environ, file_label, sources)
         for ref in color.servers:
@@ -358,7 +376,7 @@ def resolve_topology(
 
 
 def _resolve_color(
-    name: str, entry: Any, environ: Mapping[str, str], file_label: str, sources: dict[str, str]
+    name: str, entry: object, environ: Mapping[str, str], file_label: str, sources: dict[str, str]
 ) -> ColorSettings:
     if not isinstance(entry, dict):
         raise SettingsError(f"bluegreen: colors.{name} must be a table ({file_label})")

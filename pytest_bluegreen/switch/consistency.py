@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pytest_bluegreen.haproxy.instances import Haproxies, InstancesDisagree
-from pytest_bluegreen.haproxy.runtime import (
+from pytest_bluegreen.haproxy.answers import (
     AdminState,
     RuntimeApiError,
     ServerRef,
     ServerState,
     parse_servers_state,
 )
+from pytest_bluegreen.haproxy.instances import Haproxies, InstancesDisagree
 from pytest_bluegreen.settings import Topology
 
 from . import transaction as switch

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bluegreen.errors import OutOfOrder, Refused, UsageError
+from pytest_bluegreen.haproxy.answers import AdminState, ServerRef, ServerState
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
-from pytest_bluegreen.haproxy.runtime import AdminState, ServerRef, ServerState
 from pytest_bluegreen.record.durable import read_plain, write_durably
 from pytest_bluegreen.redaction import mask_credentials
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pytest_bluegreen.haproxy.answers import RuntimeApiError, RuntimeApiUnreachable
 from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.haproxy.runtime import RuntimeApiError, RuntimeApiUnreachable
 from pytest_bluegreen.record import history, recording
 from pytest_bluegreen.settings import Settings, Topology
 

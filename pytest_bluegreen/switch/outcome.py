@@ -8,12 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pytest_bluegreen.errors import BluegreenError, ExitCode, Refused
+from pytest_bluegreen.haproxy.answers import AdminState, ServerRef, ServerState
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
-from pytest_bluegreen.haproxy.runtime import (
-    AdminState,
-    ServerRef,
-    ServerState,
-)
 
 __all__ = [
     "Abort",

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pytest_bluegreen.haproxy.answers import AdminState
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
 from pytest_bluegreen.haproxy.instances import Haproxies, InstancesDisagree
-from pytest_bluegreen.haproxy.runtime import (
-    AdminState,
-    RuntimeApi,
-)
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.settings import Topology
 
 from .outcome import MemberPlan, SwitchPlan

@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 
 from pytest_bluegreen.errors import ExitCode, OutOfOrder, Refused
+from pytest_bluegreen.haproxy.answers import ServerRef, ServerState
 from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.haproxy.lock import HaproxyLock
-from pytest_bluegreen.haproxy.runtime import ServerRef, ServerState
 from pytest_bluegreen.process.signals import DeferredSignals
 from pytest_bluegreen.record import history
 from pytest_bluegreen.redaction import Secrets

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef, ServerState
 from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.haproxy.runtime import (
-    RuntimeApi,
-    RuntimeApiError,
-    ServerRef,
-    ServerState,
-)
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 
 from .outcome import MemberPlan, Wanted
 

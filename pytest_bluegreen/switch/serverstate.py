@@ -8,12 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import BluegreenError, ExitCode
-from pytest_bluegreen.haproxy.runtime import (
-    RuntimeApi,
-    RuntimeApiError,
-    ServerRef,
-    parse_servers_state,
-)
+from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef, parse_servers_state
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.record.durable import write_durably
 
 from .outcome import Wanted

@@ -11,13 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_bluegreen.errors import Refused
+from pytest_bluegreen.haproxy.answers import AdminState, RuntimeApiError
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
 from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.haproxy.runtime import (
-    AdminState,
-    RuntimeApi,
-    RuntimeApiError,
-)
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.process.signals import DeferredSignals
 from pytest_bluegreen.settings import SwitchingSettings, Topology
 

@@ -18,7 +18,6 @@ afterwards keeps the color.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import socketserver
@@ -34,9 +33,10 @@ from typing import Any
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.judge.load import LoadResult, run_load
 from pytest_bluegreen.settings import resolve
+from pytest_bluegreen.switch.consistency import inconsistencies
 from pytest_bluegreen.switch.journal import read_journal
-from pytest_bluegreen.switch.recovery import inconsistencies
 
+from .cli import BLUEGREEN, clean_environ
 from .gate import CHECKS
 from .stack import Stack, wait_for
 
@@ -66,11 +66,6 @@ LOST_ANSWERS = {
     "save-state": ("show servers state", "show servers state"),
 }
 
-BLUEGREEN = [
-    sys.executable,
-    "-c",
-    "from pytest_bluegreen.cli.command import main; raise SystemExit(main())",
-]
 
 STEP_HOOK = """
 import os, pathlib, time
@@ -314,7 +309,7 @@ def _run_cell(stack: Stack, workdir: Path, proxy: RuntimeApiProxy, step: str, fa
     (workdir / "test_checks.py").write_text(CHECKS)
     (workdir / "conftest.py").write_text(STEP_HOOK)
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))},
+        **clean_environ(),
         "FAULT_STEP": step,
         "FAULT": fault,
         "FAULT_DIR": str(workdir),

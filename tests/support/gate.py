@@ -34,6 +34,15 @@ def test_shared_service(haproxy):
 """
 
 
+def deployment_folder(folder: Path, stack: Stack, extra: str = "", **settings: Any) -> Path:
+    """A deployment's folder as ``bluegreen`` runs in it: ``bluegreen.toml`` for ``stack``
+    (``settings`` over its defaults, then ``extra`` appended) and ``checks/test_checks.py``."""
+    (folder / "checks").mkdir(parents=True, exist_ok=True)
+    (folder / "checks" / "test_checks.py").write_text(CHECKS)
+    (folder / "bluegreen.toml").write_text(stack.settings_toml(**settings) + extra)
+    return folder
+
+
 def prepare(pytester: pytest.Pytester, stack: Stack, checks: str = CHECKS, **settings: Any) -> None:
     pytester.makefile(".toml", bluegreen=stack.settings_toml(**settings))
     pytester.makepyfile(test_checks=checks)
@@ -55,6 +64,12 @@ def history(stack: Stack) -> list[dict[str, Any]]:
 
 def outcomes(stack: Stack) -> list[str]:
     return [e["outcome"] for e in history(stack)]
+
+
+def verdict(pytester: pytest.Pytester) -> dict[str, Any]:
+    """The gate's ``reports/verdict.json`` in the pytester folder."""
+    data: dict[str, Any] = json.loads((pytester.path / "reports" / "verdict.json").read_text())
+    return data
 
 
 def output(result: pytest.RunResult) -> str:

@@ -6,7 +6,6 @@ group with ``[instances.NAME]`` tables. Used by ``tests/test_instances.py`` and
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,10 +17,11 @@ from typing import Any
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.judge.load import LoadResult
 from pytest_bluegreen.settings import Settings, resolve
+from pytest_bluegreen.switch.consistency import group_problems, inconsistencies
 from pytest_bluegreen.switch.journal import read_journal
-from pytest_bluegreen.switch.recovery import group_problems, inconsistencies
 
-from .faults import BLUEGREEN, LOST_ANSWERS, PROBE_PAUSE, STEP_HOOK, Cell, RuntimeApiProxy
+from .cli import BLUEGREEN, clean_environ
+from .faults import LOST_ANSWERS, PROBE_PAUSE, STEP_HOOK, Cell, RuntimeApiProxy
 from .gate import CHECKS
 from .stack import Stack, StackFactory, wait_for
 from .switching import LoadProcess
@@ -100,8 +100,7 @@ class Group:
 
     # -- running -----------------------------------------------------------------------------
     def env(self, **extra: str) -> dict[str, str]:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))}
-        return {**clean, **extra}
+        return {**clean_environ(), **extra}
 
     def gate(self, *args: str, **overrides: Any) -> subprocess.CompletedProcess[str]:
         """``pytest --switch ...`` in the group's folder, to the end."""

@@ -25,9 +25,12 @@ from typing import IO, Any, TypeVar
 
 import requests
 
+from pytest_bluegreen.haproxy.address import RuntimeApiAddress
+from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.haproxy.lock import GateLock, lock_for
-from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiAddress, RuntimeApiError
+from pytest_bluegreen.haproxy.lock import lock_for
+from pytest_bluegreen.haproxy.lockfile import GateLock
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.local.haproxy import prepare_server_state_file
 
 ROOT = Path(__file__).resolve().parents[2]

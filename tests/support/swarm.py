@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bluegreen.engines.serving import health_command
-from pytest_bluegreen.haproxy.runtime import RuntimeApi, RuntimeApiUnreachable
+from pytest_bluegreen.haproxy.answers import RuntimeApiUnreachable
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 
 from .stack import ROOT, NotYet, free_ports, wait_for
 

@@ -1,5 +1,6 @@
-"""The old import paths of the modules that moved into folders: for one release each still
-imports, with a DeprecationWarning that names the new path.
+"""The old import paths of the modules that moved into folders, or were renamed in them
+(``record.state`` is ``record.history`` now): for one release each still imports, with a
+DeprecationWarning that names the new path.
 
 ``pytest_bluegreen/__init__.py`` puts :class:`MovedFinder` on ``sys.meta_path``; it answers
 for the old names only: ``import pytest_bluegreen.gaterun`` gives
@@ -24,7 +25,16 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
 
-__all__ = ["FOLDERS", "MOVED", "MOVED_NAMES", "MovedFinder", "forward", "install", "new_name"]
+__all__ = [
+    "FOLDERS",
+    "MOVED",
+    "MOVED_NAMES",
+    "MovedFinder",
+    "forward",
+    "install",
+    "new_name",
+    "renamed",
+]
 
 PACKAGE = "pytest_bluegreen"
 # old module -> the module it is now (both under pytest_bluegreen)
@@ -54,9 +64,10 @@ MOVED = {
     "outcomes": "gate.outcomes",
     "probe": "switch.probe",
     "promql": "judge.promql",
-    "reconcile": "switch.reconcile",
+    "reconcile": "switch.leftout",
     "recording": "record.recording",
     "recovery": "switch.recovery",
+    "record.state": "record.history",
     "reporting": "report.allure",
     "scaffold": "init.scaffold",
     "settings.reference": "cli.reference",
@@ -64,10 +75,12 @@ MOVED = {
     "signals": "process.signals",
     "significance": "judge.significance",
     "starter": "init.starter",
-    "state": "record.state",
+    "state": "record.history",
     "status": "report.status",
-    "statusview": "report.statusview",
+    "report.statusview": "report.statustext",
+    "statusview": "report.statustext",
     "switch": "switch.transaction",
+    "switch.reconcile": "switch.leftout",
     "thresholds": "judge.thresholds",
     "verdict": "report.verdict",
     "webhooks": "settings.webhooks",
@@ -207,3 +220,22 @@ def _is_module(path: Sequence[str], name: str) -> bool:
         or os.path.isdir(os.path.join(folder, name))
         for folder in path
     )
+
+
+def renamed(module: str, names: dict[str, str]) -> Callable[[str], Any]:
+    """The ``__getattr__`` of a module some of whose names were renamed (issue 23): each old
+    name of ``names`` gives the new one's object, with the warning, for one release. The new
+    name is in the same module (``"judge_query"``) or a dotted path under the package
+    (``"judge.judgement.Judgement"``). Put it under ``if not TYPE_CHECKING:``: the type checker
+    sees only the new names.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name in names:
+            home, _, new = names[name].rpartition(".")
+            home = f"{PACKAGE}.{home}" if home else module
+            _warn(f"{module}.{name}", f"{home}.{new}")
+            return getattr(importlib.import_module(home), new)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__

@@ -17,8 +17,8 @@ tests/test_errors_tree.py, holds it to the code)::
         UnreadableCondition               haproxy.configtext  4
         SameHaproxy                       haproxy.lock        4
         JournalError                      switch.journal      4
-        StateFileError                    record.state        4   the history and records
-          RecordError                     record.state        4
+        StateFileError                    record.history      4   the history and records
+          RecordError                     record.history      4
         ThresholdError (ValueError)       judge.thresholds    4
         CompareRuleError (ValueError)     judge.comparerules  4
       Refused                             errors              7
@@ -48,7 +48,7 @@ tests/test_errors_tree.py, holds it to the code)::
       VerifyError                         switch.outcome      8   caught: a SwitchError
       Abort                               switch.outcome      8   caught: a SwitchError
       NotSwitched                         switch.outcome      10  caught: SwitchIncomplete
-      StateFileError                      switch.serverstate  10  the server-state file
+      ServerStateFileError                switch.serverstate  10  the server-state file
         StateMoved                        switch.serverstate  10
       ExpositionError (ValueError)        report.exposition   3   caught: a warning
       PushFailed                          report.metrics      3   caught: a warning

@@ -252,7 +252,7 @@ class GatePlugin:
         self._published = True
         self.metrics.concluded(self.report, self.run.deployed)  # the finished run's
         secrets = self.run.secrets
-        warnings = publish(self.run.settings, self.metrics, self.run.api)
+        warnings = publish(self.run.settings, self.metrics, self.run.haproxies)
         self.notes += [secrets.redact(line) for line in warnings]
 
     @pytest.hookimpl
@@ -270,7 +270,7 @@ class GatePlugin:
             from .report.allure import write_gate_results  # noqa: PLC0415 - the allure extra
 
             try:
-                version: str | None = self.run.api.version()
+                version: str | None = self.run.haproxies.version()
             except RuntimeApiError:
                 version = None
             write_gate_results(self.run.settings, report, Path(alluredir), version)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pytest_bluegreen.engines import stack_containers
     from pytest_bluegreen.engines.compose import TagsFile, tag_variable
-    from pytest_bluegreen.engines.serving import judge as judge_serving
+    from pytest_bluegreen.engines.serving import judge_serving
     from pytest_bluegreen.eventually import InfrastructureError, eventually
     from pytest_bluegreen.fixtures import ColorEnvironment
     from pytest_bluegreen.haproxy.address import RuntimeApiAddress
@@ -74,7 +74,7 @@ EXPORTS: dict[str, tuple[str, str]] = {
     "TlsError": ("judge.load", "TlsError"),
     "evaluate_thresholds": ("judge.thresholds", "evaluate"),
     "eventually": ("eventually", "eventually"),
-    "judge_serving": ("engines.serving", "judge"),
+    "judge_serving": ("engines.serving", "judge_serving"),
     "measure_side_by_side": ("judge.sidebyside", "measure"),
     "run_load": ("judge.load", "run_load"),
     "settings_of": ("keys", "settings_of"),

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen.haproxy.answers import ServerRef
-from pytest_bluegreen.record import state
+from pytest_bluegreen.record.history import HistoryEntry, Outcome
 from pytest_bluegreen.report.status import last_switch
 from tests.support.colorimages import ColorImages, color_images
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
@@ -437,11 +437,11 @@ def test_the_last_switch_is_any_entry_that_changed_haproxy(outcome: str) -> None
     traffic: status's "last switch" is it, never the switch before it; a noop, a refusal or a
     failed gate after it changed nothing and is not."""
     entries = [
-        state.HistoryEntry.now(from_color="green", to_color="blue", tag=None, outcome=o)
-        for o in (state.Outcome.SWITCHED,)
+        HistoryEntry.now(from_color="green", to_color="blue", tag=None, outcome=o)
+        for o in (Outcome.SWITCHED,)
     ] + [
-        state.HistoryEntry.now(from_color="blue", to_color="green", tag=None, outcome=o)
-        for o in (state.Outcome(outcome), state.Outcome.NOOP, state.Outcome.REFUSED)
+        HistoryEntry.now(from_color="blue", to_color="green", tag=None, outcome=o)
+        for o in (Outcome(outcome), Outcome.NOOP, Outcome.REFUSED)
     ]
     last = last_switch(entries)
     assert last is not None

@@ -16,7 +16,8 @@ from pytest_bluegreen.haproxy.address import RuntimeApiAddress
 from pytest_bluegreen.haproxy.answers import ServerRef, StatRow
 from pytest_bluegreen.haproxy.instances import Haproxies, Instance
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
-from pytest_bluegreen.judge.bake import Bake, BakePlan, IntervalVerdict, PostResult
+from pytest_bluegreen.judge.bake import Bake, BakePlan, PostResult
+from pytest_bluegreen.judge.judgement import Judgement
 from pytest_bluegreen.judge.thresholds import parse_bake_thresholds
 from pytest_bluegreen.process.signals import NoSignals
 from pytest_bluegreen.switch.journal import read_journal
@@ -210,13 +211,13 @@ def test_counters_cleared_during_an_interval_measure_nothing(stack: Stack) -> No
         routed(stack, 5)
 
     interval = one_interval(stack.haproxies(), blue, cleared)
-    assert interval.verdict is IntervalVerdict.INCONCLUSIVE, interval.line()
+    assert interval.judgement is Judgement.INCONCLUSIVE, interval.line()
     assert interval.reason.startswith("HAProxy's counters went down during the interval (")
     assert "hrsp_5xx 30 -> 0" in interval.reason
     assert interval.line().startswith("bake 1/1: post 1/1 passed, HAProxy counters not judged")
     # and a clean interval after it measures again
     clean = one_interval(stack.haproxies(), blue, lambda: routed(stack, 5))
-    assert (clean.verdict, clean.metrics["requests"]) == (IntervalVerdict.PASSED, 5)
+    assert (clean.judgement, clean.metrics["requests"]) == (Judgement.PASSED, 5)
 
 
 def test_a_reload_of_one_instance_of_a_group_is_seen(stack_factory: StackFactory) -> None:
@@ -237,7 +238,7 @@ def test_a_reload_of_one_instance_of_a_group_is_seen(stack_factory: StackFactory
             routed(s, 30)  # more answers than before on both: only the process tells
 
     interval = one_interval(group, blue, reload_lb2)
-    assert interval.verdict is IntervalVerdict.INCONCLUSIVE, interval.line()
+    assert interval.judgement is Judgement.INCONCLUSIVE, interval.line()
     assert interval.reason.startswith("HAProxy lb-2 was reloaded or restarted during the interval")
 
     def four_each() -> None:
@@ -245,7 +246,7 @@ def test_a_reload_of_one_instance_of_a_group_is_seen(stack_factory: StackFactory
             routed(s, 4)
 
     both = one_interval(group, blue, four_each)
-    assert (both.verdict, both.metrics["requests"]) == (IntervalVerdict.PASSED, 8)
+    assert (both.judgement, both.metrics["requests"]) == (Judgement.PASSED, 8)
 
 
 def test_a_show_stat_answer_cut_short_measures_nothing(
@@ -269,7 +270,7 @@ def test_a_show_stat_answer_cut_short_measures_nothing(
     monkeypatch.setattr(RuntimeApi, "show_stat", cut_short)
     interval = one_interval(stack.haproxies(), blue, lambda: routed(stack, 5))
     assert len(calls) == 2
-    assert interval.verdict is IntervalVerdict.INCONCLUSIVE, interval.line()
+    assert interval.judgement is Judgement.INCONCLUSIVE, interval.line()
     assert "without api_backend/blue-api (cut short?)" in interval.reason
 
 
@@ -297,5 +298,5 @@ def test_a_counter_that_is_not_a_count_measures_nothing(
     monkeypatch.setattr(RuntimeApi, "show_stat", mangled)
     interval = one_interval(stack.haproxies(), blue, lambda: routed(stack, 5))
     assert len(calls) == 2
-    assert interval.verdict is IntervalVerdict.INCONCLUSIVE, interval.line()
+    assert interval.judgement is Judgement.INCONCLUSIVE, interval.line()
     assert f"api_backend/blue-api hrsp_5xx={value!r} is not a count" in interval.reason

@@ -17,7 +17,16 @@ from pytest_bluegreen.haproxy.address import RuntimeApiAddress
 from pytest_bluegreen.haproxy.answers import AdminState, ServerRef
 from pytest_bluegreen.haproxy.lock import lock_for
 from pytest_bluegreen.haproxy.runtime import supported_version
-from pytest_bluegreen.record import state
+from pytest_bluegreen.record.history import (
+    PENDING,
+    RECONCILE,
+    HistoryEntry,
+    Outcome,
+    PendingPromotion,
+    Reconcile,
+    append,
+    save_record,
+)
 from pytest_bluegreen.settings import StateSettings
 from pytest_bluegreen.switch.journal import read_journal
 from tests.support.cli import BLUEGREEN, cut_off_switch
@@ -565,11 +574,11 @@ def test_the_json_is_the_documented_schema(workdir: Path, stack: Stack) -> None:
     # that changed nothing, quoting a secret: the last switch and the last entry differ
     assert run(workdir, "switch-to", "green", "--force").returncode == 0
     leak = "postgresql://app:s3cr3t-value@db/app refused"
-    entry = state.HistoryEntry.now(
-        from_color="green", to_color="blue", tag="v1.1.0", outcome=state.Outcome.FAILED,
+    entry = HistoryEntry.now(
+        from_color="green", to_color="blue", tag="v1.1.0", outcome=Outcome.FAILED,
         reason=leak,
     )  # fmt: skip
-    state.append(stack.state_file, entry)
+    append(stack.state_file, entry)
     warm = json.loads(run(workdir, "status", "--json").stdout)
     assert (warm["warm_window"]["old"], warm["warm_window"]["new"]) == ("blue", "green")
     assert (warm["last_switch"]["outcome"], warm["last_entry"]["outcome"]) == ("switched", "failed")
@@ -580,14 +589,12 @@ def test_the_json_is_the_documented_schema(workdir: Path, stack: Stack) -> None:
     now = time.time()
     for name, record in (
         (
-            state.PENDING,
-            state.PendingPromotion(
-                "blue", "green", "v1.2.0", "blue-backend=sha256:9f", 4, now, now
-            ),
+            PENDING,
+            PendingPromotion("blue", "green", "v1.2.0", "blue-backend=sha256:9f", 4, now, now),
         ),
-        (state.RECONCILE, state.Reconcile(("lb-2",), "green", now)),
+        (RECONCILE, Reconcile(("lb-2",), "green", now)),
     ):
-        state.save_record(stack.state_file, name, record)
+        save_record(stack.state_file, name, record)
     shown = run(workdir, "status", "--json")
     assert shown.returncode == 1  # consistent: false
     exported = run(workdir, "export-state", "--json")

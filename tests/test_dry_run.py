@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.record import state
+from pytest_bluegreen.record import history
 from tests.support.cli import BLUEGREEN, cut_off_switch
 from tests.support.gate import deployment_folder
 from tests.support.stack import Stack
@@ -57,13 +57,13 @@ def green_live_and_blue_warm(stack: Stack, deploy: Path) -> None:
     what it runs is not recorded: a rollback runs the checks (tests/test_aftercare.py)."""
     done = run(deploy, "switch-to", "green", "--force")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert state.load_warm(stack.state_file) is not None
+    assert history.load_warm(stack.state_file) is not None
 
 
 def pending(age: float) -> Callable[[Stack, Path], None]:
     def make(stack: Stack, deploy: Path) -> None:
         verified = time.time() - age
-        record = state.PendingPromotion(
+        record = history.PendingPromotion(
             target="green",
             source="blue",
             tag="v1.1.0",
@@ -72,7 +72,7 @@ def pending(age: float) -> Callable[[Stack, Path], None]:
             verified_at=verified,
             created_at=verified,
         )
-        state.save_record(stack.state_file, state.PENDING, record)
+        history.save_record(stack.state_file, history.PENDING, record)
 
     return make
 
@@ -83,8 +83,8 @@ def switch_cut_off(stack: Stack, deploy: Path) -> None:
 
 def left_out(stack: Stack, deploy: Path) -> None:
     """An instance a switch left out, recorded to be brought in line when it answers."""
-    record = state.Reconcile(("lb-2",), "blue", time.time())
-    state.save_record(stack.state_file, state.RECONCILE, record)
+    record = history.Reconcile(("lb-2",), "blue", time.time())
+    history.save_record(stack.state_file, history.RECONCILE, record)
 
 
 @dataclass(frozen=True)

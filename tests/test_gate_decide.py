@@ -15,8 +15,8 @@ from pytest_bluegreen.errors import EXIT_CODES, ExitCode
 from pytest_bluegreen.gate.decision import Decision, SessionFacts, Verdict, decide
 from pytest_bluegreen.gate.outcomes import COLOR_PROPERTY, ColorOutcomes, Outcomes, color_of
 from pytest_bluegreen.haproxy.lockfile import GateLock, LockHeld
-from pytest_bluegreen.record import state
-from pytest_bluegreen.record.state import HistoryEntry, Outcome, StateFileError
+from pytest_bluegreen.record import history
+from pytest_bluegreen.record.history import HistoryEntry, Outcome, StateFileError
 
 # --- gate.decide --------------------------------------------------------------------------------
 
@@ -526,18 +526,18 @@ def entry(to_color: str, outcome: str = "switched", **fields: Any) -> HistoryEnt
 
 
 def test_missing_history_is_empty(tmp_path: Path) -> None:
-    assert state.read_history(tmp_path / "nope.json") == []
+    assert history.read_history(tmp_path / "nope.json") == []
 
 
 def test_append_and_read_history(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "dir" / "state.json"
     first = entry("green", reason="2 check(s) for green passed")
     second = entry("blue", "rolled-back", forced=True)
-    state.append(path, first)
-    state.append(path, second)
-    assert state.read_history(path) == [first, second]
+    history.append(path, first)
+    history.append(path, second)
+    assert history.read_history(path) == [first, second]
     data = json.loads(path.read_text())
-    assert data["version"] == state.FORMAT_VERSION
+    assert data["version"] == history.FORMAT_VERSION
     assert [e["outcome"] for e in data["history"]] == ["switched", "rolled-back"]
     assert first.host
     assert first.time.endswith("+00:00")
@@ -562,21 +562,21 @@ def test_corrupt_history_raises_state_file_error(tmp_path: Path, content: bytes)
     path = tmp_path / "state.json"
     path.write_bytes(content)
     with pytest.raises(StateFileError, match=r"state file .*state\.json is not readable history"):
-        state.read_history(path)
+        history.read_history(path)
 
 
 def test_append_never_overwrites_a_corrupt_file(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     path.write_text("{garbage")
     with pytest.raises(StateFileError, match=r"state\.json is not readable history \(Expecting"):
-        state.append(path, entry("green"))
+        history.append(path, entry("green"))
     assert path.read_text() == "{garbage"
 
 
 def test_append_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "state.json"
     kept = entry("green")
-    state.append(path, kept)
+    history.append(path, kept)
     before = path.read_bytes()
 
     def crash(fd: int) -> None:  # the new file written, not yet synced: the crash
@@ -584,8 +584,8 @@ def test_append_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(os, "fdatasync", crash)  # what durable.write_durably syncs with
     with pytest.raises(OSError, match="disk full"):
-        state.append(path, entry("blue"))
+        history.append(path, entry("blue"))
     monkeypatch.undo()
     assert path.read_bytes() == before
-    assert state.read_history(path) == [kept]
+    assert history.read_history(path) == [kept]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".state.json.lock", "state.json"]

@@ -25,7 +25,7 @@ from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.haproxy.lock import HaproxyLock, lock_for, lock_for_group, lock_keys
 from pytest_bluegreen.haproxy.lockfile import GateLock, LockHeld, LockLost, UnsafeLock
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
-from pytest_bluegreen.record import state
+from pytest_bluegreen.record import history
 from pytest_bluegreen.report.metrics import write_textfile
 from tests.support.cli import BLUEGREEN, clean_environ
 from tests.support.faults import RuntimeApiProxy
@@ -239,7 +239,7 @@ def test_a_lock_folder_this_user_cannot_open_says_what_to_do(shared_dir: Path) -
         "    print(exc)\n"
     )
     # the system Python with this checkout and its packages (the venv's may be root's alone)
-    path = [str(Path(state.__file__).parents[1]), str(Path(pytest.__file__).parents[1])]
+    path = [str(Path(history.__file__).parents[1]), str(Path(pytest.__file__).parents[1])]
     env = f"PYTHONPATH={os.pathsep.join(path)}"
     result = subprocess.run(
         ["runuser", "-u", "nobody", "--", "env", env, "/usr/bin/python3", "-c", code, str(folder)],
@@ -296,8 +296,8 @@ def test_a_holder_whose_lock_was_removed_knows_it(tmp_path: Path) -> None:
 
 
 def _write_history(path: Path) -> None:
-    state.append(path, state.HistoryEntry.now(from_color=None, to_color="green", tag=None,
-                                              outcome=state.Outcome.NOOP))  # fmt: skip
+    history.append(path, history.HistoryEntry.now(from_color=None, to_color="green", tag=None,
+                                              outcome=history.Outcome.NOOP))  # fmt: skip
 
 
 def _write_textfile(path: Path) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen.record import state
-from pytest_bluegreen.record.state import HistoryEntry, Outcome
+from pytest_bluegreen.record import history
+from pytest_bluegreen.record.history import HistoryEntry, Outcome
 from pytest_bluegreen.report.exposition import (
     ExpositionError,
     Family,
@@ -146,17 +146,17 @@ def test_counters_carry_on_and_durations_keep_their_last_value() -> None:
 
 
 def test_the_innermost_collector_hears_each_history_entry_once(tmp_path: Path) -> None:
-    history = tmp_path / "state.json"
+    path = tmp_path / "state.json"
     outer, inner = RunMetrics(), RunMetrics()
     with outer.collecting():
-        state.append(history, entry(Outcome.FAILED, "green"))
+        history.append(path, entry(Outcome.FAILED, "green"))
         with inner.collecting():
-            state.append(history, entry(Outcome.SWITCHED, "green"))
-        state.append(history, entry(Outcome.NOOP, "green"))
-    state.append(history, entry(Outcome.ABORTED, "green"))  # nobody collecting
+            history.append(path, entry(Outcome.SWITCHED, "green"))
+        history.append(path, entry(Outcome.NOOP, "green"))
+    history.append(path, entry(Outcome.ABORTED, "green"))  # nobody collecting
     assert outer.outcomes == {("failed", "green"): 1, ("noop", "green"): 1}
     assert inner.outcomes == {("switched", "green"): 1}
-    assert [e.outcome for e in state.read_history(history)] == [
+    assert [e.outcome for e in history.read_history(path)] == [
         Outcome.FAILED,
         Outcome.SWITCHED,
         Outcome.NOOP,

@@ -25,7 +25,7 @@ from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef, ServerS
 from pytest_bluegreen.haproxy.instances import Haproxies, Instance
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.process.signals import NoSignals
-from pytest_bluegreen.record.state import HistoryEntry, Outcome, read_history
+from pytest_bluegreen.record.history import HistoryEntry, Outcome, read_history
 from pytest_bluegreen.report.verdict import verdict
 from pytest_bluegreen.settings import Settings
 from pytest_bluegreen.settings import resolve as resolve_settings

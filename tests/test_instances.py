@@ -16,7 +16,7 @@ import pytest
 from pytest_bluegreen.haproxy.answers import ServerRef, ServerState
 from pytest_bluegreen.haproxy.lock import lock_for
 from pytest_bluegreen.haproxy.lockfile import GateLock, GroupLock, LockHeld
-from pytest_bluegreen.record.state import load_reconcile
+from pytest_bluegreen.record.history import load_reconcile
 from pytest_bluegreen.settings import Settings, SettingsError, resolve
 from pytest_bluegreen.switch.consistency import group_problems
 from pytest_bluegreen.switch.journal import read_journal

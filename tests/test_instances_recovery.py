@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_bluegreen.record.state import load_reconcile
+from pytest_bluegreen.record.history import load_reconcile
 from pytest_bluegreen.switch.journal import read_journal
 from tests.support.faults import FAULTS
 from tests.support.instances import NAMES, Group, run_group_cell

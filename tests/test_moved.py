@@ -179,3 +179,34 @@ def test_an_old_path_fails_under_the_same_filter() -> None:
     assert "DeprecationWarning: pytest_bluegreen.gaterun is now pytest_bluegreen.gate.run" in (
         done.stderr
     )
+
+
+# (a module, a name it had, the name it has now): renamed in their module (issue 23's names)
+RENAMED = [
+    ("switch.serverstate", "StateFileError", "ServerStateFileError"),
+    ("switch.transaction", "StateFileError", "ServerStateFileError"),
+    ("engines.serving", "judge", "judge_serving"),
+    ("judge.promql", "judge", "judge_query"),
+    ("judge.queries", "judge", "judge_query"),
+    ("judge.bake", "IntervalVerdict", "judge.judgement.Judgement"),
+]
+
+
+@pytest.mark.parametrize(("module", "old", "new"), RENAMED)
+def test_a_renamed_name_gives_the_new_one_and_warns(module: str, old: str, new: str) -> None:
+    home = importlib.import_module(f"pytest_bluegreen.{module}")
+    there, _, new = new.rpartition(".")  # a dotted new name: in another module
+    now = importlib.import_module(f"pytest_bluegreen.{there or module}")
+    namespace: dict[str, object] = {}
+    with pytest.warns(DeprecationWarning, match=OLD_PATH) as caught:
+        exec(f"from pytest_bluegreen.{module} import {old}", namespace)  # noqa: S102
+    assert namespace[old] is getattr(now, new)
+    assert str(caught[0].message).startswith(
+        f"pytest_bluegreen.{module}.{old} is now pytest_bluegreen.{there or module}.{new};"
+    )
+    with pytest.warns(DeprecationWarning, match=OLD_PATH) as caught:
+        found = getattr(home, old)
+    assert found is getattr(now, new)
+    assert caught[0].filename == __file__  # the warning points at the use, not at _moved
+    assert old not in home.__all__
+    assert new in now.__all__

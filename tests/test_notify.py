@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from pytest_bluegreen.errors import ExitCode
+from pytest_bluegreen.record.history import HistoryEntry, Outcome
 from pytest_bluegreen.record.notify import EVENTS, Event, notify
-from pytest_bluegreen.record.state import HistoryEntry, Outcome
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import NotifySettings, SettingsError, resolve
 from pytest_bluegreen.settings.webhooks import Webhook, parse_webhooks

@@ -664,7 +664,7 @@ GATE_ONLY = (
     "switch.journal",
     "judge.promql",
     "process.signals",
-    "record.state",
+    "record.history",
     "switch.transaction",
     # the switch's parts (issue 23)
     "switch.outcome",

@@ -28,7 +28,8 @@ import pytest
 import requests
 
 from pytest_bluegreen.haproxy.answers import ServerRef
-from pytest_bluegreen.judge.bake import Bake, BakePlan, IntervalVerdict, PostResult
+from pytest_bluegreen.judge.bake import Bake, BakePlan, PostResult
+from pytest_bluegreen.judge.judgement import Judgement
 from pytest_bluegreen.judge.prometheus import Prometheus, PrometheusUnreachable, PromQLError
 from pytest_bluegreen.judge.queries import parse_checks_table
 from pytest_bluegreen.local.prometheus import LocalPrometheus
@@ -637,7 +638,7 @@ def test_a_prometheus_signal_fails_the_bake(
         'sum(increase(haproxy_server_http_responses_total{server=~"{color}-api.*",code="5xx"}[5m]))'
     )
     result = bake(monitored, client, errors, "value<1").run()
-    assert result.verdict is IntervalVerdict.FAILED
+    assert result.judgement is Judgement.FAILED
     [interval] = result.intervals
     assert interval.reason.startswith("prometheus signal: value=")
     assert interval.reason.endswith(" missed a threshold")
@@ -660,13 +661,13 @@ def test_a_prometheus_signal_that_cannot_judge_makes_the_bake_inconclusive(
     )
     wait_two_samples(client, "green-api")
     nan = bake(monitored, client, ratio.replace("WINDOW", "1m"), "value<0.01").run()
-    assert nan.verdict is IntervalVerdict.INCONCLUSIVE
-    assert [i.verdict for i in nan.intervals] == [IntervalVerdict.INCONCLUSIVE] * 2
+    assert nan.judgement is Judgement.INCONCLUSIVE
+    assert [i.judgement for i in nan.intervals] == [Judgement.INCONCLUSIVE] * 2
     assert "measured NaN" in nan.intervals[0].reason
     # a window of one 0.5 s interval holds no scrape (every second): no series at all
     empty = bake(monitored, client, ratio.replace("WINDOW", "{interval}"), "value<0.01", 0.5)
     [interval] = empty.run().intervals
-    assert interval.verdict is IntervalVerdict.INCONCLUSIVE
+    assert interval.judgement is Judgement.INCONCLUSIVE
     assert interval.reason == (
         "prometheus signal: the query returned no series (an empty result is not zero)"
     )
@@ -675,7 +676,7 @@ def test_a_prometheus_signal_that_cannot_judge_makes_the_bake_inconclusive(
     [port] = free_ports(1)
     with Prometheus(f"http://127.0.0.1:{port}", timeout=1) as down:
         [unreachable] = bake(monitored, down, "up", "value==1", 0.5).run().intervals
-    assert unreachable.verdict is IntervalVerdict.INCONCLUSIVE
+    assert unreachable.judgement is Judgement.INCONCLUSIVE
     assert f"Prometheus at http://127.0.0.1:{port} does not answer" in unreachable.reason
 
 

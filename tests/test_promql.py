@@ -16,7 +16,7 @@ from pytest_bluegreen.judge.prometheus import PromQLError, QueryResult, Series
 from pytest_bluegreen.judge.queries import (
     PromQLCheck,
     duration,
-    judge,
+    judge_query,
     parse_checks_table,
     parse_comparisons_table,
     promql_duration,
@@ -97,7 +97,9 @@ THRESHOLD = (parse_series("value<0.01"),)
 
 
 def test_every_series_meeting_every_threshold_passes() -> None:
-    judged = judge("e", result(({"server": "a"}, (0.0,)), ({"server": "b"}, (0.005,))), THRESHOLD)
+    judged = judge_query(
+        "e", result(({"server": "a"}, (0.0,)), ({"server": "b"}, (0.005,))), THRESHOLD
+    )
     assert judged.decision is CompareDecision.PASSED
     assert judged.reason == "2 series met 1 threshold(s)"
     assert judged.lines == (
@@ -107,14 +109,16 @@ def test_every_series_meeting_every_threshold_passes() -> None:
 
 
 def test_one_series_missing_fails_and_is_named() -> None:
-    judged = judge("e", result(({"server": "a"}, (0.0,)), ({"server": "b"}, (0.05,))), THRESHOLD)
+    judged = judge_query(
+        "e", result(({"server": "a"}, (0.0,)), ({"server": "b"}, (0.05,))), THRESHOLD
+    )
     assert judged.decision is CompareDecision.FAILED
     assert judged.reason == '{server="b"} value=0.05 missed a threshold'
     assert "{server=\"b\"} value=0.05 misses threshold 'value<0.01'" in judged.lines
 
 
 def test_an_empty_result_is_inconclusive_not_zero() -> None:
-    judged = judge("e", result(), THRESHOLD)
+    judged = judge_query("e", result(), THRESHOLD)
     assert judged.decision is CompareDecision.INCONCLUSIVE
     assert "no series" in judged.reason
     assert "not zero" in judged.reason
@@ -122,7 +126,7 @@ def test_an_empty_result_is_inconclusive_not_zero() -> None:
 
 def test_nan_is_inconclusive_not_zero() -> None:
     """The Kayenta trap: a 5xx ratio over no request is 0/0 = NaN, which must not pass."""
-    judged = judge(
+    judged = judge_query(
         "e",
         result(
             ({}, (NAN,)),
@@ -137,12 +141,14 @@ def test_nan_is_inconclusive_not_zero() -> None:
 
 
 def test_a_miss_outweighs_a_nan_elsewhere() -> None:
-    judged = judge("e", result(({"server": "a"}, (NAN,)), ({"server": "b"}, (0.5,))), THRESHOLD)
+    judged = judge_query(
+        "e", result(({"server": "a"}, (NAN,)), ({"server": "b"}, (0.5,))), THRESHOLD
+    )
     assert judged.decision is CompareDecision.FAILED
 
 
 def test_infinity_is_judged_not_skipped() -> None:
-    judged = judge(
+    judged = judge_query(
         "e",
         result(
             ({}, (math.inf,)),

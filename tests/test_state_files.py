@@ -27,8 +27,8 @@ import pytest
 from pytest_bluegreen.engines.compose import TagsFile
 from pytest_bluegreen.haproxy.answers import ServerState
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
-from pytest_bluegreen.record import state
-from pytest_bluegreen.record.state import (
+from pytest_bluegreen.record import history
+from pytest_bluegreen.record.history import (
     PENDING,
     RECONCILE,
     WARM,
@@ -44,7 +44,11 @@ from tests.support.cli import BLUEGREEN, clean_environ
 from tests.support.gate import deployment_folder
 from tests.support.stack import Stack, wait_for
 
-LOADERS = {WARM: state.load_warm, PENDING: state.load_pending, RECONCILE: state.load_reconcile}
+LOADERS = {
+    WARM: history.load_warm,
+    PENDING: history.load_pending,
+    RECONCILE: history.load_reconcile,
+}
 CLEARED_BY = {
     WARM: "remove it to end the warm window",
     PENDING: "'bluegreen abort' discards it",
@@ -124,13 +128,13 @@ def test_a_history_not_its_shape_is_one_line(tmp_path: Path, content: str, why: 
     path = tmp_path / "state.json"
     path.write_text(content)
     with pytest.raises(StateFileError) as caught:
-        state.read_history(path)
+        history.read_history(path)
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(f"state file {path} is not readable history (")
     assert why in message
     with pytest.raises(StateFileError):  # nothing is appended to it either
-        state.append(path, _entry("green"))
+        history.append(path, _entry("green"))
     assert path.read_text() == content
 
 
@@ -138,8 +142,8 @@ def test_a_whole_history_is_read_back(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     entries = [_entry("green"), replace(_entry("blue"), forced=True, tag="v1")]
     for entry in entries:
-        state.append(path, entry)
-    assert state.read_history(path) == entries
+        history.append(path, entry)
+    assert history.read_history(path) == entries
 
 
 def test_a_journal_slot_nested_too_deeply_is_not_a_record(tmp_path: Path) -> None:
@@ -161,12 +165,12 @@ def test_a_record_loads_whatever_keys_a_newer_version_added(tmp_path: Path) -> N
     window = WarmWindow("blue", "green", "v1.1.0", NOW, "keep")
     data = {**json.loads(json.dumps(window.__dict__)), "image": "sha256:ab", "later": [1]}
     (tmp_path / WARM).write_text(json.dumps(data))
-    assert state.load_warm(state_file) == window
+    assert history.load_warm(state_file) == window
     pending = PendingPromotion("green", "blue", None, None, 3, NOW, NOW)
-    state.save_record(state_file, PENDING, pending)
-    assert state.load_pending(state_file) == pending
-    state.save_record(state_file, RECONCILE, state.Reconcile(("lb-2",), "green", NOW))
-    assert state.load_reconcile(state_file) == state.Reconcile(("lb-2",), "green", NOW)
+    history.save_record(state_file, PENDING, pending)
+    assert history.load_pending(state_file) == pending
+    history.save_record(state_file, RECONCILE, history.Reconcile(("lb-2",), "green", NOW))
+    assert history.load_reconcile(state_file) == history.Reconcile(("lb-2",), "green", NOW)
 
 
 # --- durable writes ------------------------------------------------------------------------------
@@ -210,11 +214,11 @@ def test_history_and_records_are_synced_file_and_folder(tmp_path: Path, syncs: S
     folder = tmp_path / "state"
     state_file = folder / "state.json"
     writes: list[Callable[[], None]] = [
-        lambda: state.append(state_file, _entry("green")),
-        lambda: state.save_record(
+        lambda: history.append(state_file, _entry("green")),
+        lambda: history.save_record(
             state_file, PENDING, PendingPromotion("green", "blue", None, None, 1, NOW, NOW)
         ),
-        lambda: state.clear_record(state_file, PENDING),
+        lambda: history.clear_record(state_file, PENDING),
     ]
     for write in writes:
         syncs.calls.clear()
@@ -222,7 +226,7 @@ def test_history_and_records_are_synced_file_and_folder(tmp_path: Path, syncs: S
         kinds = {kind for kind, path in syncs.calls if path == str(folder)}
         assert "fsync" in kinds, syncs.calls  # the rename (or removal) made durable
     syncs.calls.clear()
-    state.save_record(state_file, WARM, WarmWindow("blue", "green", None, NOW, "keep"))
+    history.save_record(state_file, WARM, WarmWindow("blue", "green", None, NOW, "keep"))
     files = [p for kind, p in syncs.calls if kind == "fdatasync"]
     assert files, syncs.calls
     assert all(Path(p).parent == folder and Path(p).name.startswith(f".{WARM}.") for p in files)
@@ -231,7 +235,7 @@ def test_history_and_records_are_synced_file_and_folder(tmp_path: Path, syncs: S
 
 WRITER = """
 import pathlib, sys, time
-from pytest_bluegreen.record import state
+from pytest_bluegreen.record import history
 path, color, go = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
 go.with_name(f"ready-{color}").touch()
 deadline = time.monotonic() + 60  # the test gone: end, do not spin on
@@ -240,8 +244,8 @@ while not go.exists():
         sys.exit("never told to go")
     time.sleep(0.001)
 for n in range(40):
-    state.append(path, state.HistoryEntry.now(
-        from_color=None, to_color=color, tag=str(n), outcome=state.Outcome.NOOP))
+    history.append(path, history.HistoryEntry.now(
+        from_color=None, to_color=color, tag=str(n), outcome=history.Outcome.NOOP))
 """
 
 
@@ -262,7 +266,7 @@ def test_writers_at_once_never_lose_each_others_history_entry(tmp_path: Path) ->
     go.touch()
     for proc in procs:
         assert proc.wait(timeout=180) == 0
-    entries = state.read_history(path)
+    entries = history.read_history(path)
     assert sorted((e.to_color, int(e.tag or -1)) for e in entries) == sorted(
         (color, n) for color in colors for n in range(40)
     )
@@ -393,7 +397,7 @@ def _out(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr
 
 
-def history(stack: Stack) -> list[dict[str, object]]:
+def history_of(stack: Stack) -> list[dict[str, object]]:
     if not stack.state_file.exists():
         return []
     entries: list[dict[str, object]] = json.loads(stack.state_file.read_text())["history"]
@@ -428,7 +432,7 @@ def test_abort_discards_a_malformed_pending_promotion(workdir: Path, stack: Stac
         "not list) and was discarded; traffic unchanged" in result.stdout
     )
     assert not record.exists()
-    assert [e["outcome"] for e in history(stack)] == ["aborted"]
+    assert [e["outcome"] for e in history_of(stack)] == ["aborted"]
     assert bluegreen(workdir, "status").returncode == 0
 
 
@@ -446,7 +450,7 @@ def test_a_malformed_warm_window_never_blocks_a_rollback(workdir: Path, stack: S
 def _pending(stack: Stack, *, age: float) -> PendingPromotion:
     verified = time.time() - age
     record = PendingPromotion("green", "blue", "v1.1.0", None, 2, verified, verified)
-    state.save_record(stack.state_file, PENDING, record)
+    history.save_record(stack.state_file, PENDING, record)
     return record
 
 
@@ -456,11 +460,11 @@ def test_abort_waits_for_no_gate_it_takes_the_lock(workdir: Path, stack: Stack) 
         result = bluegreen(workdir, "abort")
     assert result.returncode == 7, _out(result)
     assert "another gate holds" in result.stderr
-    assert state.load_pending(stack.state_file) is not None
-    assert history(stack) == []
+    assert history.load_pending(stack.state_file) is not None
+    assert history_of(stack) == []
     done = bluegreen(workdir, "abort")
     assert done.returncode == 0, _out(done)
-    assert [e["outcome"] for e in history(stack)] == ["aborted"]
+    assert [e["outcome"] for e in history_of(stack)] == ["aborted"]
 
 
 def test_an_expired_promotion_is_recorded_under_the_lock(workdir: Path, stack: Stack) -> None:
@@ -472,12 +476,12 @@ def test_an_expired_promotion_is_recorded_under_the_lock(workdir: Path, stack: S
     assert "expired" in result.stdout
     assert "the pending promotion in" in result.stdout
     assert "another gate holds" in result.stdout
-    assert state.load_pending(stack.state_file) is not None
-    assert history(stack) == []
+    assert history.load_pending(stack.state_file) is not None
+    assert history_of(stack) == []
     again = bluegreen(workdir, "promote")
     assert again.returncode == 7, _out(again)
-    assert state.load_pending(stack.state_file) is None
-    assert [e["outcome"] for e in history(stack)] == ["expired"]
+    assert history.load_pending(stack.state_file) is None
+    assert [e["outcome"] for e in history_of(stack)] == ["expired"]
     assert stack.served_color() == "blue"
 
 
@@ -603,7 +607,7 @@ def test_a_state_file_or_record_that_is_a_symbolic_link_is_refused_before_anythi
     target.write_text("{}")
     (tmp_path / name).symlink_to(target)
     with pytest.raises(StateFileError) as caught:
-        state.ensure_folder(state_file, "state_file")
+        history.ensure_folder(state_file, "state_file")
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(f"{tmp_path / name} is a symbolic link (to {target})")
@@ -684,7 +688,7 @@ def test_abort_refuses_before_the_record_goes_when_the_history_cannot_be_written
     assert result.returncode == 4, out
     assert said in out
     assert "Traceback" not in out
-    assert state.load_pending(stack.state_file) == record
+    assert history.load_pending(stack.state_file) == record
 
 
 def test_an_expired_promotion_is_kept_when_its_end_cannot_be_recorded(
@@ -698,7 +702,7 @@ def test_an_expired_promotion_is_kept_when_its_end_cannot_be_recorded(
     assert result.returncode == 7, out
     assert f"the pending promotion in {stack.state_file} was left: " in out
     assert said in out
-    assert state.load_pending(stack.state_file) == record
+    assert history.load_pending(stack.state_file) == record
 
 
 # --- a file at a state file's name that is not one ----------------------------------------------
@@ -707,18 +711,18 @@ READER = """
 import sys
 from pathlib import Path
 from pytest_bluegreen.switch import journal
-from pytest_bluegreen.record import state
-journal.JOURNAL_LIMIT = state.HISTORY_LIMIT = state.RECORD_LIMIT = 4096
+from pytest_bluegreen.record import history
+journal.JOURNAL_LIMIT = history.HISTORY_LIMIT = history.RECORD_LIMIT = 4096
 folder, name = Path(sys.argv[1]), sys.argv[2]
 try:
     if name.startswith("journal"):
         journal.read_journal(folder / "journal.json")
     elif name == "state.json":
-        state.read_history(folder / name)
+        history.read_history(folder / name)
     else:
-        {"warm-window.json": state.load_warm, "pending-promotion.json": state.load_pending,
-         "reconcile.json": state.load_reconcile}[name](folder / "state.json")
-except (journal.JournalError, state.StateFileError) as exc:
+        {"warm-window.json": history.load_warm, "pending-promotion.json": history.load_pending,
+         "reconcile.json": history.load_reconcile}[name](folder / "state.json")
+except (journal.JournalError, history.StateFileError) as exc:
     print("refused:", exc)
 else:
     print("read")

@@ -14,8 +14,8 @@ from email.utils import format_datetime
 import pytest
 
 from pytest_bluegreen.errors import ExitCode
+from pytest_bluegreen.record.history import HistoryEntry, Outcome
 from pytest_bluegreen.record.notify import budget, notify
-from pytest_bluegreen.record.state import HistoryEntry, Outcome
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import NotifySettings
 from pytest_bluegreen.settings.webhooks import Webhook

@@ -114,14 +114,14 @@ def deploy_dry_run(
     """What ``deploy`` would do; the deploy guard asked (HAProxy only), nothing changed."""
     from pytest_bluegreen.gate.deploy import DeployRefused, DeployStep  # noqa: PLC0415
 
-    api = settings.haproxies()
+    haproxies = settings.haproxies()
     try:
-        DeployStep(settings, api, progress).guard(color, tag)
+        DeployStep(settings, haproxies, progress).guard(color, tag)
     except DeployRefused as exc:
         return report_lines(
             [f"dry run: would refuse: {exc.first_line}", DRY_NOTHING], exc.exit_code
         )
-    live = live_color(api, settings.topology)
+    live = live_color(haproxies, settings.topology)
     compose = settings.compose
     if skip_backup:
         backup = "no backup first (skip_backup)"

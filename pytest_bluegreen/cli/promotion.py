@@ -11,7 +11,7 @@ import pytest
 
 from pytest_bluegreen.errors import ExitCode
 from pytest_bluegreen.gate import aftercare
-from pytest_bluegreen.record import pending, recording, state
+from pytest_bluegreen.record import history, pending, recording
 from pytest_bluegreen.settings import Settings
 
 from .inconfig import DRY_NOTHING, dry_flags, in_config, progress, report_lines, run_checks
@@ -23,7 +23,7 @@ __all__ = ["cmd_abort", "cmd_promote"]
 def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def act(config: pytest.Config, settings: Settings) -> int:
         state_file = settings.state.state_file
-        record = state.load_pending(state_file)
+        record = history.load_pending(state_file)
         if record is None:
             raise aftercare.NothingPending("refused: no pending promotion (pytest --switch=manual)")
         found = aftercare.untied(settings, record.target, record.image)
@@ -35,7 +35,7 @@ def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
         if problem is not None:
             warnings: list[str] = []
             if pending.expired(settings, record):
-                warnings = pending.end_pending(settings, record, state.Outcome.EXPIRED, problem)
+                warnings = pending.end_pending(settings, record, history.Outcome.EXPIRED, problem)
             return report_lines([f"refused: {problem}", *warnings], ExitCode.REFUSED)
         recheck = aftercare.recheck_reason(settings, record, now_untied=found)
         if recheck is not None:
@@ -65,8 +65,8 @@ def cmd_abort(args: argparse.Namespace, extra: Sequence[str]) -> int:
         state_file = settings.state.state_file
         if settings.run.dry_run:  # no lock, nothing written
             try:
-                record = state.load_pending(state_file)
-            except state.RecordError as exc:
+                record = history.load_pending(state_file)
+            except history.RecordError as exc:
                 line = f"dry run: would discard the unreadable pending promotion in {exc.path}"
                 return report_lines([f"{line} ({exc.why})", DRY_NOTHING], ExitCode.OK)
             if record is None:
@@ -75,30 +75,30 @@ def cmd_abort(args: argparse.Namespace, extra: Sequence[str]) -> int:
             return report_lines([f"{line} {record.tag or ''}".rstrip(), DRY_NOTHING], ExitCode.OK)
         with pending.gate_lock(settings).hold():
             # the history that records the abort, before the record goes (one line, exit 4)
-            state.check_history(state_file, "state_file", create=True)
+            history.check_history(state_file, "state_file", create=True)
             try:
-                record = state.load_pending(state_file)
-            except state.RecordError as exc:  # abort is how an unreadable one goes
-                state.clear_record(state_file, state.PENDING)
+                record = history.load_pending(state_file)
+            except history.RecordError as exc:  # abort is how an unreadable one goes
+                history.clear_record(state_file, history.PENDING)
                 reason = (
                     f"the pending promotion in {exc.path} could not be read ({exc.why}) and "
                     "was discarded"
                 )
-                entry = state.HistoryEntry.now(
+                entry = history.HistoryEntry.now(
                     from_color=None,
                     to_color="?",
                     tag=None,
-                    outcome=state.Outcome.ABORTED,
+                    outcome=history.Outcome.ABORTED,
                     reason=reason,
                 )
                 warnings = recording.record(settings, entry, secrets=settings.load_secrets())
                 return report_lines([reason + "; traffic unchanged", *warnings], ExitCode.OK)
             if record is None:
                 raise aftercare.NothingPending("refused: no pending promotion to abort")
-            state.clear_record(state_file, state.PENDING)
+            history.clear_record(state_file, history.PENDING)
             reason = f"the pending promotion of {record.target} {record.tag or ''} was discarded"
             warnings = pending.record_end(
-                settings, record, state.Outcome.ABORTED, reason, code=ExitCode.OK
+                settings, record, history.Outcome.ABORTED, reason, code=ExitCode.OK
             )
         return report_lines([reason + "; traffic unchanged", *warnings], ExitCode.OK)
 

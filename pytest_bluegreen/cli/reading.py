@@ -12,7 +12,7 @@ import pytest
 
 from pytest_bluegreen.errors import ExitCode
 from pytest_bluegreen.report.status import collect_export, collect_status
-from pytest_bluegreen.report.statusview import export_document, status_document, status_lines
+from pytest_bluegreen.report.statustext import export_document, status_document, status_lines
 from pytest_bluegreen.settings import Settings
 
 from .inconfig import in_config, json_text, paint

@@ -15,7 +15,7 @@ from pytest_bluegreen.gate.run import GateRun
 from pytest_bluegreen.gateplugin import hooks_for
 from pytest_bluegreen.keys import METRICS_KEY
 from pytest_bluegreen.process.signals import DeferredSignals
-from pytest_bluegreen.record import state
+from pytest_bluegreen.record import history
 from pytest_bluegreen.settings import Settings
 from pytest_bluegreen.switch.reading import live_color
 from pytest_bluegreen.switch.recovery import recover
@@ -67,7 +67,7 @@ def forced_switch(
                 metrics.concluded(report, None)
             for line in report.lines:
                 progress(line)
-            moved = report.outcome in (state.Outcome.SWITCHED, state.Outcome.ROLLED_BACK)
+            moved = report.outcome in (history.Outcome.SWITCHED, history.Outcome.ROLLED_BACK)
             if moved and report.result is not None and not settings.run.dry_run:
                 plan = report.result.plan
                 if plan.source is not None:  # said once known (stop waits the window out)
@@ -123,7 +123,7 @@ def cmd_rollback(args: argparse.Namespace, extra: Sequence[str]) -> int:
         # build that served (else the checks run, as with --check)
         try:
             window = None if args.check else aftercare.current_window(settings, live)
-        except state.StateFileError as exc:  # a rollback is never blocked by it: checked
+        except history.StateFileError as exc:  # a rollback is never blocked by it: checked
             progress(f"warning: {exc.first_line}; this rollback runs the checks")
             window = None
         if window is not None and not args.force:

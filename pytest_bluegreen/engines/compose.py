@@ -27,7 +27,7 @@ from pytest_bluegreen.settings import ComposeSettings, Topology, parsers
 
 from .backup import run_backup
 from .base import DeployResult, EngineBlind, ImageUnknown, Occupant
-from .serving import Waited, judge, wait_until_serving
+from .serving import Waited, judge_serving, wait_until_serving
 
 if TYPE_CHECKING:
     from docker.models.containers import Container
@@ -364,7 +364,7 @@ class ComposeEngine:
                 for s in services
                 for c in compose_containers(client, self.compose.project_name, [s])
             ]
-            return [j.brief() for j in judge(pairs) if not j.serving]
+            return [j.brief() for j in judge_serving(pairs) if not j.serving]
         except Exception:
             return []
         finally:
@@ -437,7 +437,7 @@ def color_health(compose: ComposeSettings, topology: Topology) -> dict[str, str]
     try:
         for name, cfg in topology.color.items():
             containers = compose_containers(client, compose.project_name, cfg.services)
-            judged = judge((("", c) for c in containers), trust_healthy=True)
+            judged = judge_serving((("", c) for c in containers), trust_healthy=True)
             healthy = sum(1 for j in judged if j.serving)
             out[name] = f"{healthy}/{len(cfg.services)} healthy"
     finally:

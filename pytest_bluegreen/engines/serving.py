@@ -4,7 +4,7 @@ Docker 20.10 runs a container's health check first one ``interval`` after the co
 (``start_interval`` came with Engine 25), and then once per interval. At a calm interval (an
 idle stack then costs next to nothing) Docker says ``starting`` for that long after each start,
 and its ``healthy``/``unhealthy`` can be an interval old (``unhealthy`` takes ``retries``
-failures). Nobody needs to wait for it or trust a stale verdict: the container's configured
+failures). Nobody needs to wait for it or trust a stale health status: the container's configured
 health check (``Config.Healthcheck``: ``CMD`` or ``CMD-SHELL``) is run by us with ``exec`` --
 the command Docker would run, as the container's user, in its working directory, bounded by the
 check's ``timeout`` -- and exit 0 means it serves. Docker's status stays in the messages.
@@ -33,10 +33,15 @@ __all__ = [
     "Waited",
     "health_command",
     "health_of",
-    "judge",
+    "judge_serving",
     "run_health_check",
     "wait_until_serving",
 ]
+
+if not TYPE_CHECKING:  # the old names, for one release (issue 23)
+    from pytest_bluegreen._moved import renamed
+
+    __getattr__ = renamed(__name__, {"judge": "judge_serving"})
 
 DEFAULT_TIMEOUT = 30.0  # Docker's default health check timeout
 OUTPUT_CHARS = 300  # of a health check's output, in a message
@@ -202,7 +207,7 @@ def _needs_a_run(container: Container, trust_healthy: bool) -> bool:
     return health != "none" and not (trust_healthy and health == "healthy")
 
 
-def judge(
+def judge_serving(
     containers: Iterable[tuple[str, Container]],
     passed: set[str] | None = None,
     *,
@@ -231,8 +236,8 @@ def judge(
     for thread in threads:
         thread.join()  # each run is bounded by its check's own timeout
     judged = [_judged(service, c, runs.get(i)) for i, (service, c) in enumerate(pairs)]
-    for (_, container), verdict in zip(pairs, judged, strict=True):
-        if verdict.ran is not None and verdict.ran.passed:
+    for (_, container), one in zip(pairs, judged, strict=True):
+        if one.ran is not None and one.ran.passed:
             passed.add(str(container.id))
     return judged
 
@@ -275,7 +280,7 @@ def wait_until_serving(
         found = find()
         missing = tuple(service for service, containers in found.items() if not containers)
         pairs = ((s, c) for s, containers in found.items() for c in containers)
-        waited = Waited(tuple(judge(pairs, passed)), missing)
+        waited = Waited(tuple(judge_serving(pairs, passed)), missing)
         if waited.serving:
             return waited
         left = deadline - time.monotonic()

@@ -1,22 +1,7 @@
-"""What outlives a gate run: the old color kept warm after a switch, and a promotion pending.
-
-- **The warm window** (``scale_down_delay``): after a switch (a gate's, or a forced one) the
-  old color stays at weight 0, health-checked; ``bluegreen rollback`` inside the window skips
-  the checks (the known-good build served a moment ago) when the old color still runs what it
-  ran then (its image, as its deploy engine says) and no switch happened since. After the
-  window, ``after_bake_old_color = stop`` stops the old color through the deploy engine: the
-  gate waits the window out without holding the lock (a rollback inside it must be able to
-  take it), then takes the lock again and stops the old color only if its record is still
-  there and HAProxy sends it no traffic. ``keep`` leaves it running.
-- **A pending promotion** (``--switch=manual``, also ``--promote-later``): the target
-  deployed and verified, nothing switched; ``bluegreen promote`` switches it later, without
-  checks when it still runs the verified image and the verification is younger than
-  ``max_verification_age``, else after running the quick checks again; ``bluegreen abort``
-  discards it, and one older than ``promotion_timeout`` is refused.
-
-Both records say what the color ran (tag and image). Any deploy to a color ends the records
-about it (:func:`forget`): a new build is not what was checked. Where the image cannot be read
-(no Docker access, no engine, nothing running), nothing switches without checks.
+"""What outlives a gate run: the old color kept warm after a switch (``scale_down_delay``;
+stopped after it with ``after_bake_old_color = stop``) and a pending promotion
+(``--switch=manual``), each a record saying what the color ran; any deploy to a color ends the
+records about it (:func:`forget`). The rules are in docs/after-the-switch.md.
 """
 
 from __future__ import annotations
@@ -32,8 +17,8 @@ from typing import TYPE_CHECKING, Protocol
 from pytest_bluegreen.errors import BluegreenError, Refused
 from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.haproxy.lockfile import LockHeld
-from pytest_bluegreen.record import state
-from pytest_bluegreen.record.state import PENDING, WARM, PendingPromotion, WarmWindow
+from pytest_bluegreen.record import history
+from pytest_bluegreen.record.history import PENDING, WARM, PendingPromotion, WarmWindow
 from pytest_bluegreen.switch.journal import JournalError, read_journal
 
 if TYPE_CHECKING:
@@ -77,7 +62,7 @@ class Aftercare:
     without the docker extra asking raises a BluegreenError)."""
 
     settings: Settings
-    api: Haproxies
+    haproxies: Haproxies
     lock: _Lock
     signals: DeferredSignals
     progress: Callable[[str], None]
@@ -171,7 +156,7 @@ def untied(
 def current_window(settings: Settings, live: str | None) -> WarmWindow | None:
     """The warm window while it holds: in time, its new color live, and no switch since the
     one that made it (the journal's latest entry is that switch)."""
-    window = state.load_warm(settings.state.state_file)
+    window = history.load_warm(settings.state.state_file)
     if window is None or window.remaining() <= 0 or window.new != live:
         return None
     try:
@@ -193,8 +178,8 @@ def window_problem(settings: Settings, window: WarmWindow) -> str | None:
 
 def end_window(settings: Settings, window: WarmWindow) -> None:
     """The rollback inside ``window`` is done: its record goes (unless replaced already)."""
-    if state.load_warm(settings.state.state_file) == window:
-        state.clear_record(settings.state.state_file, WARM)
+    if history.load_warm(settings.state.state_file) == window:
+        history.clear_record(settings.state.state_file, WARM)
 
 
 def keep_warm(
@@ -209,7 +194,7 @@ def keep_warm(
     delay, action = float(bake.scale_down_delay), bake.after_bake_old_color
     if delay <= 0 and action == "keep":
         with contextlib.suppress(OSError):  # tidy: a later switch ends a window anyway
-            state.clear_record(state_file, WARM)
+            history.clear_record(state_file, WARM)
         return []
     engine = _engine_or_none(run.engine)
     built = build_of(settings, old, engine)
@@ -224,7 +209,7 @@ def keep_warm(
         switch_id=switch_id,
     )
     try:
-        state.save_record(state_file, WARM, window)
+        history.save_record(state_file, WARM, window)
     except OSError as exc:  # traffic moved already: say it, stop nothing
         return [f"warning: {old}'s warm window not recorded ({exc}); {old} is not stopped"]
     lines = [
@@ -266,7 +251,7 @@ def _stop_after(run: Aftercare, window: WarmWindow) -> str:
         why = _interrupted(run, window) or _not_idle(run, window)
     if why is not None:
         return f"{old} not stopped: {why}"
-    state.clear_record(run.settings.state.state_file, WARM)
+    history.clear_record(run.settings.state.state_file, WARM)
     try:
         run.engine().teardown(old)
     except BluegreenError as exc:
@@ -292,8 +277,8 @@ def _window_changed(state_file: Path, window: WarmWindow) -> bool:
     """The record is no longer ``window``: a rollback, a deploy or a switch ended it, or it
     cannot be read (then the old color is left running, the safe side)."""
     try:
-        return state.load_warm(state_file) != window
-    except state.StateFileError:
+        return history.load_warm(state_file) != window
+    except history.StateFileError:
         return True
 
 
@@ -318,7 +303,7 @@ def _takes_traffic(run: Aftercare, color: str) -> list[str]:
     """The color's servers that take traffic on any instance, or ``["?"]`` (taken as yes)
     when HAProxy cannot be read."""
     try:
-        states = run.api.server_states(run.settings.topology.servers(color))
+        states = run.haproxies.server_states(run.settings.topology.servers(color))
     except RuntimeApiError:
         return ["?"]
     return [str(ref) for ref, s in states.items() if s.takes_traffic]
@@ -350,25 +335,25 @@ def forget(settings: Settings, color: str) -> list[str]:
     Returns the lines to say."""
     state_file, lines = settings.state.state_file, []
     try:
-        window = state.load_warm(state_file)
-    except state.StateFileError as exc:
-        state.clear_record(state_file, WARM)
+        window = history.load_warm(state_file)
+    except history.StateFileError as exc:
+        history.clear_record(state_file, WARM)
         lines.append(f"{exc.first_line}: removed, a new build is deployed to {color}")
     else:
         if window is not None and window.old == color:
-            state.clear_record(state_file, WARM)
+            history.clear_record(state_file, WARM)
             lines.append(
                 f"{color}'s warm window ends: a new build is deployed to it (bluegreen rollback "
                 "runs the checks)"
             )
     try:
-        pending = state.load_pending(state_file)
-    except state.StateFileError as exc:
-        state.clear_record(state_file, PENDING)
+        pending = history.load_pending(state_file)
+    except history.StateFileError as exc:
+        history.clear_record(state_file, PENDING)
         lines.append(f"{exc.first_line}: removed, a new build is deployed to {color}")
     else:
         if pending is not None and pending.target == color:
-            state.clear_record(state_file, PENDING)
+            history.clear_record(state_file, PENDING)
             lines.append(
                 f"the pending promotion of {color} {pending.tag or ''} is discarded: a new build "
                 "is deployed to it"
@@ -400,7 +385,7 @@ def pend(
         verified_at=now,
         created_at=now,
     )
-    state.save_record(settings.state.state_file, PENDING, record)
+    history.save_record(settings.state.state_file, PENDING, record)
     lines = [
         f"{decision.reason}; promotion pending (--switch=manual): nothing switched",
         f"bluegreen promote switches {decision.target} (re-verifying after "

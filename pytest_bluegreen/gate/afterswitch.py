@@ -19,7 +19,7 @@ from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE
 from pytest_bluegreen.judge.bake import Bake, BakeResult, PostResult, ServerWatch
 from pytest_bluegreen.judge.judgement import Judgement
-from pytest_bluegreen.record.state import Outcome
+from pytest_bluegreen.record.history import Outcome
 from pytest_bluegreen.switch import transaction as switch
 
 from .decision import Decision, Verdict
@@ -42,7 +42,7 @@ class AfterSwitch:
     the warm window (old, new -> the lines to say)."""
 
     settings: Settings
-    api: Haproxies
+    haproxies: Haproxies
     run_post: Callable[[], PostResult] | None
     signals: DeferredSignals
     progress: Callable[[str], None]
@@ -84,13 +84,13 @@ class AfterSwitch:
         asks_prometheus = bool(plan.prometheus) and settings.prometheus.prometheus_url
         client = settings.prometheus.client() if asks_prometheus else None
         try:  # the servers as the switch left them: a change outside the gate stops the bake
-            watch: ServerWatch | None = ServerWatch(self.api, settings.topology.all_servers)
+            watch: ServerWatch | None = ServerWatch(self.haproxies, settings.topology.all_servers)
         except RuntimeApiError:
             watch = None  # unreadable now: the bake's readings say so, interval by interval
         with client or contextlib.nullcontext() as prometheus:
             result = Bake(
                 plan,
-                self.api,
+                self.haproxies,
                 settings.topology.servers(target),
                 run_post,
                 signals=self.signals,
@@ -108,8 +108,8 @@ class AfterSwitch:
                 ),
                 exit_code=ExitCode.INCONCLUSIVE,
             )
-        back = result.verdict is Judgement.FAILED or (
-            result.verdict is Judgement.INCONCLUSIVE
+        back = result.judgement is Judgement.FAILED or (
+            result.judgement is Judgement.INCONCLUSIVE
             and settings.bake.bake_on_inconclusive == "rollback"
             and result.interrupted is None
         )
@@ -122,13 +122,13 @@ class AfterSwitch:
                 exit_code=ExitCode.INTERRUPTED,
             )
         if not back:
-            kept = "" if result.verdict is Judgement.PASSED else " (bake_on_inconclusive)"
-            return report.adding(f"bake {result.verdict.value}{kept}: {result.reason}")
+            kept = "" if result.judgement is Judgement.PASSED else " (bake_on_inconclusive)"
+            return report.adding(f"bake {result.judgement.value}{kept}: {result.reason}")
         source = switched.plan.source
         if source is None:
             return replace(
                 report.adding(
-                    f"bake {result.verdict.value}: {result.reason}; no color to go back to"
+                    f"bake {result.judgement.value}: {result.reason}; no color to go back to"
                 ),
                 exit_code=ExitCode.BAKE_FAILED,
             )
@@ -138,12 +138,12 @@ class AfterSwitch:
         """Return traffic to ``source`` through the same journaled switch; a signal now
         completes it (the safe direction: ``back`` holds none), a user's veto does not hold
         it back."""
-        reason = f"bake {result.verdict.value}: {result.reason}"
+        reason = f"bake {result.judgement.value}: {result.reason}"
         live = report.result.plan.target if report.result is not None else None
         decision = Decision(Verdict.SWITCH, reason, source, live)
         try:
             plan = switch.plan(
-                self.api, self.settings.topology, source, self.settings.switching.full_weight
+                self.haproxies, self.settings.topology, source, self.settings.switching.full_weight
             )
             returned = self.back.apply(plan, decision, rollback=True)
         except HAPROXY_UNREADABLE as exc:

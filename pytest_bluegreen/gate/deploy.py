@@ -36,12 +36,12 @@ class DeployStep:
     def __init__(
         self,
         settings: Settings,
-        api: Haproxies,
+        haproxies: Haproxies,
         progress: Callable[[str], None],
         engine: DeployEngine | None = None,
     ) -> None:
         self.settings = settings
-        self.api = api
+        self.haproxies = haproxies
         self.progress = progress
         self._engine = engine
         # color -> the tag the engine last showed every HAProxy slot of it running (wait_slots)
@@ -59,8 +59,8 @@ class DeployStep:
         if self.settings.run.force_deploy:
             return
         topology = self.settings.topology
-        states = self.api.server_states(topology.servers(target))
-        up = switch.down_servers(self.api, topology, target)
+        states = self.haproxies.server_states(topology.servers(target))
+        up = switch.down_servers(self.haproxies, topology, target)
         serving = [str(r) for r, s in states.items() if s.takes_traffic and str(r) not in up]
         if serving:
             raise DeployRefused(
@@ -95,7 +95,7 @@ class DeployStep:
         """Until HAProxy counts every server of the color UP; ``error`` when not by
         ``deadline`` (or when HAProxy cannot be read), its message starting with ``what``."""
         try:
-            while down := switch.down_servers(self.api, self.settings.topology, color):
+            while down := switch.down_servers(self.haproxies, self.settings.topology, color):
                 if time.monotonic() >= deadline:
                     raise error(f"{what} but HAProxy reports {down}")
                 time.sleep(0.2)
@@ -117,7 +117,7 @@ class DeployStep:
     def slots(self, color: str) -> list[tuple[str, str]]:
         """(label, ADDR:PORT) of every filled HAProxy slot of the color on every instance: its
         servers, and every server pointing where they point (its direct backend)."""
-        group = self.api
+        group = self.haproxies
         wanted = set(self.settings.topology.servers(color))
         found = []
         for name, states in group.each(lambda _, api: api.servers_state()).items():
@@ -256,7 +256,7 @@ class DeployStep:
         """The color's servers HAProxy sends traffic to, read now; "HAProxy cannot be read"
         counts as serving (nothing is stopped on a guess)."""
         try:
-            states = self.api.server_states(self.settings.topology.servers(color))
+            states = self.haproxies.server_states(self.settings.topology.servers(color))
         except RuntimeApiError as exc:
             return f"HAProxy cannot be read: {exc}"
         return ", ".join(str(r) for r, s in states.items() if s.takes_traffic)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pytest_bluegreen.engines import EngineBlind
 from pytest_bluegreen.errors import ExitCode
-from pytest_bluegreen.record.state import Outcome
+from pytest_bluegreen.record.history import Outcome
 
 from .builds import BuildEvidence, Heard, resolve
 
@@ -35,12 +35,12 @@ class DeployPhase:
     def __init__(
         self,
         settings: Settings,
-        api: Haproxies,
+        haproxies: Haproxies,
         progress: Callable[[str], None],
         engine: DeployEngine | None = None,
     ) -> None:
         self.settings = settings
-        self.api = api
+        self.haproxies = haproxies
         self.progress = progress
         self._engine = engine  # the deploy engine; default: the one deploy_engine names
         self._step: DeployStep | None = None
@@ -52,7 +52,7 @@ class DeployPhase:
         if self._step is None:
             from .deploy import DeployStep  # noqa: PLC0415 - engines load only to deploy
 
-            self._step = DeployStep(self.settings, self.api, self.progress, self._engine)
+            self._step = DeployStep(self.settings, self.haproxies, self.progress, self._engine)
         return self._step
 
     def deploy(self, target: str, tag: str) -> DeployResult:

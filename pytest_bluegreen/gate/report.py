@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import ExitCode
-from pytest_bluegreen.record import recording, state
-from pytest_bluegreen.record.state import Outcome
+from pytest_bluegreen.record import history, recording
+from pytest_bluegreen.record.history import Outcome
 
 if TYPE_CHECKING:
     from pytest_bluegreen.judge.bake import BakeResult
@@ -116,7 +116,7 @@ class Recorder:
             if result is not None
             else (decision.live, decision.target)
         )
-        entry = state.HistoryEntry.now(
+        entry = history.HistoryEntry.now(
             from_color=source,
             to_color=target,
             tag=self.tag(result),

@@ -27,13 +27,13 @@ from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, Haproxies
 from pytest_bluegreen.haproxy.lock import HaproxyLock, lock_for_group
 from pytest_bluegreen.haproxy.lockfile import GateLock, GroupLock
 from pytest_bluegreen.process.signals import DeferredSignals, NoSignals
-from pytest_bluegreen.record import state
-from pytest_bluegreen.record.state import Outcome
+from pytest_bluegreen.record import history
+from pytest_bluegreen.record.history import Outcome
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import Settings, SettingsError
 from pytest_bluegreen.switch import transaction as switch
 from pytest_bluegreen.switch.journal import Journal, UnfinishedJournal, read_journal
-from pytest_bluegreen.switch.reconcile import reconcile_recorded
+from pytest_bluegreen.switch.leftout import reconcile_recorded
 
 from . import aftercare
 from .afterswitch import AfterSwitch
@@ -59,7 +59,7 @@ class GateRun:
         self,
         settings: Settings,
         hooks: GateHooks | None = None,
-        api: Haproxies | None = None,
+        haproxies: Haproxies | None = None,
         *,
         progress: Callable[[str], None] = lambda line: None,
         secrets: Secrets | None = None,
@@ -77,15 +77,15 @@ class GateRun:
         self.hooks = hooks or GateHooks()
         # every HAProxy instance as one group (a group of one by default); a group given by
         # the caller (tests, a fault-injecting proxy) in place of the settings'
-        self.api: Haproxies = api or settings.haproxies()
+        self.haproxies: Haproxies = haproxies or settings.haproxies()
         self.lock: GateLock | GroupLock | HaproxyLock = lock_for_group(
-            settings.state.lock_dir, self.api.addresses
+            settings.state.lock_dir, self.haproxies.addresses
         )  # until start()
         self.journal = Journal(settings.state.journal_file, redact=self.secrets.redact)
         self.signals: DeferredSignals = NoSignals()
         self.target: str | None = settings.target
         self.outcomes = Outcomes()
-        self.deploys = DeployPhase(settings, self.api, self.progress, engine)
+        self.deploys = DeployPhase(settings, self.haproxies, self.progress, engine)
         self.recorder = Recorder(settings, self.secrets)
 
     # -- start -------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ class GateRun:
         --rollback target that cannot be worked out or contradicts --env).
         """
         # the keys of every HAProxy, however its address is spelled; one named twice refused
-        self.lock = HaproxyLock(self.settings.state.lock_dir, self.api)
+        self.lock = HaproxyLock(self.settings.state.lock_dir, self.haproxies)
         if not self.settings.run.dry_run:
             self.lock.acquire()
         try:
@@ -105,20 +105,20 @@ class GateRun:
             if not self.settings.run.dry_run:
                 for note in self.journal.prepare():  # refuses an unfinished journal
                     self.progress(note)
-                state.ensure_folder(self.settings.state.state_file, "state_file")
+                history.ensure_folder(self.settings.state.state_file, "state_file")
                 self._instances_in_line()
             else:  # a dry run says what the real one would: refused, nothing written
-                state.check_history(self.settings.state.state_file, "state_file")
+                history.check_history(self.settings.state.state_file, "state_file")
                 entry = read_journal(self.journal.path)
                 if entry is not None and entry.open:
                     raise UnfinishedJournal(self.journal.path, entry)
             # fail fast, before any check runs: every HAProxy answers, at admin level, and
             # knows every server the settings name
             if not self.settings.run.dry_run:
-                self.api.require_admin()
-            self.api.server_states(self.settings.topology.all_servers)
+                self.haproxies.require_admin()
+            self.haproxies.server_states(self.settings.topology.all_servers)
             if self.settings.run.switch or self.settings.run.rollback:
-                switch.live_color(self.api, self.settings.topology)  # instances must agree
+                switch.live_color(self.haproxies, self.settings.topology)  # instances must agree
             if self.settings.run.rollback:
                 self.target = self._rollback_target()
         except BaseException:
@@ -127,8 +127,8 @@ class GateRun:
 
     def _leave_out_missing(self) -> None:
         """Several instances: the allowed-missing ones that do not answer take no part."""
-        if self.api.several:
-            for name in self.api.leave_out_missing():
+        if self.haproxies.several:
+            for name in self.haproxies.leave_out_missing():
                 self.progress(
                     f"instance {name} does not answer: left out (--allow-missing-instance)"
                 )
@@ -136,9 +136,9 @@ class GateRun:
     def _instances_in_line(self) -> None:
         """Several instances: the ones a switch left out (recorded) are brought in line when
         they answer again."""
-        if not self.api.several:
+        if not self.haproxies.several:
             return
-        result = reconcile_recorded(self.api, self.settings, self.secrets)
+        result = reconcile_recorded(self.haproxies, self.settings, self.secrets)
         if result is None:
             return
         for line in result.lines():
@@ -146,7 +146,7 @@ class GateRun:
 
     def _rollback_target(self) -> str:
         topology = self.settings.topology
-        live = switch.live_color(self.api, topology)
+        live = switch.live_color(self.haproxies, topology)
         if live is None:
             raise SettingsError(
                 "bluegreen: --rollback: HAProxy shows no single live color to roll back from"
@@ -199,13 +199,19 @@ class GateRun:
     # -- the phases, each given what it uses -------------------------------------------------
     def _switcher(self, signals: DeferredSignals) -> Switcher:
         return Switcher(
-            self.settings, self.api, self.lock, self.journal, self.hooks, signals, self.progress
+            self.settings,
+            self.haproxies,
+            self.lock,
+            self.journal,
+            self.hooks,
+            signals,
+            self.progress,
         )
 
     def _verification(self) -> Verification:
         return Verification(
             self.settings,
-            self.api,
+            self.haproxies,
             self.outcomes,
             self.deploys,
             self.signals,
@@ -218,7 +224,7 @@ class GateRun:
     def _after_switch(self) -> AfterSwitch:
         return AfterSwitch(
             self.settings,
-            self.api,
+            self.haproxies,
             self.run_post,
             self.signals,
             self.progress,
@@ -231,7 +237,7 @@ class GateRun:
     def keep_warm(self, old: str, new: str) -> list[str]:
         """After a switch old -> new: the old color's warm window (aftercare.py)."""
         care = aftercare.Aftercare(
-            self.settings, self.api, self.lock, self.signals, self.progress, self._engine
+            self.settings, self.haproxies, self.lock, self.signals, self.progress, self._engine
         )
         entry = self.journal.entry
         return aftercare.keep_warm(
@@ -278,7 +284,7 @@ class GateRun:
     def _live_or_none(self) -> str | None:
         """The live color, for the record of a refusal; None when HAProxy cannot tell."""
         try:
-            return switch.live_color(self.api, self.settings.topology)
+            return switch.live_color(self.haproxies, self.settings.topology)
         except HAPROXY_UNREADABLE:
             return None
 
@@ -299,7 +305,7 @@ class GateRun:
             report = GateReport(None, facts.exitstatus, (line,))
         elif (problem := self.deploys.version_problem(self.outcomes)) is not None:
             try:
-                live = switch.live_color(self.api, self.settings.topology)
+                live = switch.live_color(self.haproxies, self.settings.topology)
             except RuntimeApiError:
                 live = None
             decision = Decision(Verdict.FAILED, problem, target, live)
@@ -335,12 +341,12 @@ class GateRun:
         self.recorder.forced = True
         self.signals = signals or NoSignals()
         topology = self.settings.topology
-        live = switch.live_color(self.api, topology)
+        live = switch.live_color(self.haproxies, topology)
         if live == target:  # nothing to do: 0, as the gate's own no-op
             reason = f"{target} is already live; nothing to switch"
             decision = Decision(Verdict.NOOP, reason, target, live)
             return self._conclude(GateReport(decision, ExitCode.OK, (reason,), traffic_on=live))
-        down = switch.down_servers(self.api, topology, target)
+        down = switch.down_servers(self.haproxies, topology, target)
         if down:
             servers = ", ".join(f"{k} {v}" for k, v in sorted(down.items()))
             decision = Decision(

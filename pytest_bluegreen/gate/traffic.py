@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from pytest_bluegreen.errors import ExitCode, Refused
 from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, Haproxies
-from pytest_bluegreen.record import state
-from pytest_bluegreen.record.state import Outcome
+from pytest_bluegreen.record import history
+from pytest_bluegreen.record.history import Outcome
 from pytest_bluegreen.switch import transaction
+from pytest_bluegreen.switch.leftout import record_missing
 from pytest_bluegreen.switch.probe import Probe
-from pytest_bluegreen.switch.reconcile import record_missing
 
 from .decision import Decision, Verdict
 from .report import GateHooks, GateReport
@@ -49,7 +49,7 @@ class Switcher:
     user's hooks, the signals held around it, and where to say what happens."""
 
     settings: Settings
-    api: Haproxies
+    haproxies: Haproxies
     lock: GateLock | GroupLock | HaproxyLock
     journal: Journal
     hooks: GateHooks
@@ -63,7 +63,7 @@ class Switcher:
         verb = "roll back" if rollback else "switch"
         try:
             plan = transaction.plan(
-                self.api, settings.topology, target, settings.switching.full_weight
+                self.haproxies, settings.topology, target, settings.switching.full_weight
             )
         except HAPROXY_UNREADABLE as exc:
             refused = Decision(Verdict.REFUSED, f"cannot {verb}: {exc}", target, decision.live)
@@ -116,7 +116,7 @@ class Switcher:
                 # this HAProxy held, read again now that it answers
                 self.lock.verify()
                 result = transaction.apply(
-                    self.api,
+                    self.haproxies,
                     plan,
                     settings.switching,
                     settings.topology,
@@ -180,12 +180,12 @@ class Switcher:
 
     def _left_out(self, target: str) -> list[str]:
         """Instances left out of this switch: recorded to be brought in line."""
-        if not self.api.skipped:
+        if not self.haproxies.skipped:
             return []
-        missing = sorted(self.api.skipped)
+        missing = sorted(self.haproxies.skipped)
         try:
             record_missing(self.settings.state.state_file, missing, target)
-        except (OSError, state.StateFileError) as exc:
+        except (OSError, history.StateFileError) as exc:
             return [f"warning: could not record {', '.join(missing)} to be brought in line: {exc}"]
         return [
             f"instance(s) {', '.join(missing)} left out (missing): recorded to be brought in "
@@ -213,6 +213,6 @@ class Switcher:
 
     def show_stat(self) -> str:
         try:
-            return self.api.execute("show stat")
+            return self.haproxies.execute("show stat")
         except RuntimeApiError as exc:
             return f"(show stat failed: {exc})"

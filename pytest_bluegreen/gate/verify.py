@@ -17,7 +17,7 @@ from pytest_bluegreen.errors import ExitCode, Refused
 from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, InstancesDisagree
 from pytest_bluegreen.judge.blame import Blame, TwinRun, blame_failures
-from pytest_bluegreen.record.state import Outcome
+from pytest_bluegreen.record.history import Outcome
 from pytest_bluegreen.switch import transaction as switch
 
 from .decision import Decision, SessionFacts, Verdict, decide
@@ -76,7 +76,7 @@ class Verification:
     phase and what makes a promotion pending."""
 
     settings: Settings
-    api: Haproxies
+    haproxies: Haproxies
     outcomes: Outcomes
     deploys: DeployPhase
     signals: DeferredSignals
@@ -112,7 +112,7 @@ class Verification:
         ``up_wait`` is set, after waiting up to that long for them (a replica being replaced
         comes back, and the slot of the one that died empties)."""
         topology = self.settings.topology
-        down = switch.down_servers(self.api, topology, target)
+        down = switch.down_servers(self.haproxies, topology, target)
         wait = self.settings.switching.up_wait
         if not down or not wait or facts.exitstatus != ExitCode.OK:
             return down
@@ -123,7 +123,7 @@ class Verification:
         deadline = time.monotonic() + wait
         while down and time.monotonic() < deadline and not self.signals.received:
             time.sleep(0.2)
-            down = switch.down_servers(self.api, topology, target)
+            down = switch.down_servers(self.haproxies, topology, target)
         return down
 
     def decide(self, target: str, facts: SessionFacts) -> GateReport:
@@ -132,7 +132,7 @@ class Verification:
         if facts.exitstatus == ExitCode.NO_TESTS_COLLECTED:  # no check for the target ran
             facts = replace(facts, exitstatus=ExitCode.OK)
         try:
-            live = switch.live_color(self.api, topology)
+            live = switch.live_color(self.haproxies, topology)
             down = self._down_after_wait(target, facts)
         except HAPROXY_UNREADABLE as exc:
             disagree = isinstance(exc, InstancesDisagree)
@@ -223,7 +223,7 @@ class Verification:
             return GateReport(decision, exitstatus, lines, Outcome.FAILED, traffic_on=live)
         previous = self.settings.topology.other(target)
         try:
-            down = switch.down_servers(self.api, self.settings.topology, previous)
+            down = switch.down_servers(self.haproxies, self.settings.topology, previous)
         except RuntimeApiError as exc:
             down = {"Runtime API": str(exc)}
         if down:

@@ -10,7 +10,7 @@ two gates run at once. A lock file is opened without following a symbolic link, 
 truncated, mode 0600 (no other user can open it to ``flock`` it and block every gate), and
 after the ``flock`` the gate checks that the name still leads to the file it locked; a holder
 checks it again before it changes traffic (:meth:`GateLock.verify`). The history's own lock
-file (``record/state.py``) is opened the same way (:func:`open_lock_file`).
+file (``record/history.py``) is opened the same way (:func:`open_lock_file`).
 
 Which files lock which HAProxy: :mod:`.lock`. Only a gate loads this module.
 """

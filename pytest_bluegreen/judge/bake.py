@@ -1,32 +1,9 @@
 """After the switch: the bake window. Every interval the ``post`` checks run against the
-now-live color (through the routed URLs) and HAProxy's own counters for its servers are read;
-the bake decides, in Argo Rollouts' vocabulary:
-
-- an interval is *passed* (its post checks passed and every HAProxy threshold held), *failed*
-  (a post check failed or a threshold was missed) or *inconclusive* (HAProxy could not be read,
-  fewer requests than ``bake_min_requests``, or a rate over no request at all: an empty
-  measurement is never read as zero; HAProxy reloaded or restarted during the interval, or any
-  of its counters went down: counters that started again measure nothing);
-- the bake *fails* as soon as more intervals failed than ``bake_failure_limit``;
-- it *passes* early once ``bake_consecutive_successes`` intervals in a row passed (when set);
-- at the end it passes when at least one interval passed and no more than
-  ``bake_failure_limit`` were inconclusive; otherwise it is *inconclusive*;
-- it *stops* as soon as a server of either color no longer has the weight and admin state the
-  switch left it (read at every interval's end, on every instance: someone set them by hand
-  through the Runtime API, outside the gate's lock, or HAProxy restarted without its
-  server-state file): what is measured from then on is not the switched build taking the
-  traffic, so the bake judges nothing more (inconclusive, :attr:`BakeResult.changed`) and the
-  gate switches nothing back over that change (a person acting by hand, an incident: not the
-  gate's to undo).
-
-HAProxy's counters, their metrics and thresholds (``http_5xx_rate<0.01``, ``eresp<1``) are in
-:mod:`.bakecounters` (handed on from here too).
-
-Prometheus signals (``[bake_prometheus]``, :mod:`promql`) are asked at each interval's end,
-``{color}`` being the new color and ``{interval}`` the interval (``rate(x[{interval}])``), and
-judged by their thresholds beside the counters, with the same rules: a query whose thresholds
-miss fails the interval; Prometheus not answering, a query it refuses, no series or NaN make
-it inconclusive (never a pass, never zero).
+now-live color, HAProxy's counters for its servers are read (:mod:`.bakecounters`, handed on from
+here too) and the ``[bake_prometheus]`` queries asked; each interval, and the bake, is passed,
+failed or inconclusive (:class:`~.judgement.Judgement`); the bake stops, judging nothing more,
+when a server no longer has the state the switch left it. The rules are in
+docs/after-the-switch.md, "The bake".
 """
 
 from __future__ import annotations
@@ -58,7 +35,6 @@ __all__ = [
     "BakeResult",
     "BakeThreshold",
     "Interval",
-    "IntervalVerdict",
     "PostResult",
     "Reading",
     "ServerWatch",
@@ -68,8 +44,10 @@ __all__ = [
     "read_counters",
 ]
 
+if not TYPE_CHECKING:  # the old names, for one release (issue 23)
+    from pytest_bluegreen._moved import renamed
 
-IntervalVerdict = Judgement  # the old name of an interval's (and a bake's) judgement: still imports
+    __getattr__ = renamed(__name__, {"IntervalVerdict": "judge.judgement.Judgement"})
 
 
 @dataclass(frozen=True)
@@ -91,7 +69,7 @@ class Interval:
     of: int
     started: float  # wall clock, for the timeline
     seconds: float
-    verdict: Judgement
+    judgement: Judgement
     reason: str
     post: PostResult
     metrics: Mapping[str, float] = field(default_factory=dict)
@@ -111,7 +89,7 @@ class Interval:
         if self.prometheus:
             passed = sum(j.decision is Judgement.PASSED for j in self.prometheus)
             counters += f", prometheus {passed}/{len(self.prometheus)} passed"
-        return f"bake {self.number}/{self.of}: {post}, {counters}: {self.verdict.value}" + (
+        return f"bake {self.number}/{self.of}: {post}, {counters}: {self.judgement.value}" + (
             f" ({self.reason})" if self.reason else ""
         )
 
@@ -121,7 +99,7 @@ class Interval:
             "of": self.of,
             "started": self.started,
             "seconds": round(self.seconds, 3),
-            "verdict": self.verdict.value,
+            "verdict": self.judgement.value,  # the JSON's key (docs/json.md)
             "reason": self.reason,
             "post": {"passed": self.post.passed, "failed": list(self.post.failed_ids)},
             "haproxy": {k: (None if math.isnan(v) else v) for k, v in self.metrics.items()},
@@ -131,18 +109,18 @@ class Interval:
 
 @dataclass(frozen=True)
 class BakeResult:
-    verdict: Judgement  # passed, failed or inconclusive
+    judgement: Judgement  # passed, failed or inconclusive
     reason: str
     intervals: tuple[Interval, ...]
     interrupted: str | None = None  # a signal stopped the bake
-    ended: float = 0.0  # monotonic, when the verdict was reached
+    ended: float = 0.0  # monotonic, when the judgement was reached
     changed: str = ""  # the servers changed outside the gate that stopped the bake
 
     @property
     def failing(self) -> Interval | None:
         """The last interval that did not pass: the evidence."""
         return next(
-            (i for i in reversed(self.intervals) if i.verdict is not Judgement.PASSED), None
+            (i for i in reversed(self.intervals) if i.judgement is not Judgement.PASSED), None
         )
 
 
@@ -197,7 +175,7 @@ class ServerWatch:
 
 
 class Bake:
-    """The bake of one switch: ``run()`` returns the verdict, each interval's line going to
+    """The bake of one switch: ``run()`` returns its judgement, each interval's line going to
     ``progress`` as it ends."""
 
     def __init__(
@@ -234,11 +212,11 @@ class Bake:
         for number in range(1, self.plan.count + 1):
             interval = self._interval(number)
             if interval is None:
-                verdict = (
+                judgement = (
                     Judgement.PASSED if self._passes_so_far(intervals) else Judgement.INCONCLUSIVE
                 )
                 return self._end(
-                    verdict,
+                    judgement,
                     f"interrupted by {self.signals.received} after {len(intervals)} interval(s)",
                     intervals,
                     interrupted=self.signals.received,
@@ -253,14 +231,14 @@ class Bake:
                     intervals,
                     changed=interval.changed,
                 )
-            failed = sum(i.verdict is Judgement.FAILED for i in intervals)
+            failed = sum(i.judgement is Judgement.FAILED for i in intervals)
             if failed > self.plan.failure_limit:
                 return self._end(
                     Judgement.FAILED,
                     f"interval {number}/{self.plan.count} failed: {interval.reason}",
                     intervals,
                 )
-            streak = streak + 1 if interval.verdict is Judgement.PASSED else 0
+            streak = streak + 1 if interval.judgement is Judgement.PASSED else 0
             if self.plan.consecutive_successes and streak >= self.plan.consecutive_successes:
                 return self._end(
                     Judgement.PASSED,
@@ -270,11 +248,11 @@ class Bake:
         if self._passes_so_far(intervals):
             return self._end(
                 Judgement.PASSED,
-                f"{sum(i.verdict is Judgement.PASSED for i in intervals)} of "
+                f"{sum(i.judgement is Judgement.PASSED for i in intervals)} of "
                 f"{len(intervals)} interval(s) passed",
                 intervals,
             )
-        unsure = [i for i in intervals if i.verdict is Judgement.INCONCLUSIVE]
+        unsure = [i for i in intervals if i.judgement is Judgement.INCONCLUSIVE]
         why = unsure[-1].reason if unsure else "no interval passed"
         return self._end(
             Judgement.INCONCLUSIVE,
@@ -283,23 +261,23 @@ class Bake:
         )
 
     def _passes_so_far(self, intervals: Sequence[Interval]) -> bool:
-        passed = sum(i.verdict is Judgement.PASSED for i in intervals)
-        unsure = sum(i.verdict is Judgement.INCONCLUSIVE for i in intervals)
-        failed = sum(i.verdict is Judgement.FAILED for i in intervals)
+        passed = sum(i.judgement is Judgement.PASSED for i in intervals)
+        unsure = sum(i.judgement is Judgement.INCONCLUSIVE for i in intervals)
+        failed = sum(i.judgement is Judgement.FAILED for i in intervals)
         return (
             passed >= 1 and unsure <= self.plan.failure_limit and failed <= self.plan.failure_limit
         )
 
     def _end(
         self,
-        verdict: Judgement,
+        judgement: Judgement,
         reason: str,
         intervals: Sequence[Interval],
         interrupted: str | None = None,
         changed: str = "",
     ) -> BakeResult:
         return BakeResult(
-            verdict, reason, tuple(intervals), interrupted, time.monotonic(), changed=changed
+            judgement, reason, tuple(intervals), interrupted, time.monotonic(), changed=changed
         )
 
     def _interval(self, number: int) -> Interval | None:
@@ -335,19 +313,19 @@ class Bake:
                 of=self.plan.count,
                 started=wall,
                 seconds=time.monotonic() - started,
-                verdict=Judgement.INCONCLUSIVE,
+                judgement=Judgement.INCONCLUSIVE,
                 reason=f"HAProxy's servers were changed outside the gate ({changed})",
                 post=post,
                 changed=changed,
             )
         judged = self._ask_prometheus()
-        verdict, reason = self._judge(post, metrics, reason, judged)
+        judgement, reason = self._judge(post, metrics, reason, judged)
         return Interval(
             number=number,
             of=self.plan.count,
             started=wall,
             seconds=time.monotonic() - started,
-            verdict=verdict,
+            judgement=judgement,
             reason=reason,
             post=post,
             metrics=metrics,

@@ -1,18 +1,8 @@
-"""Environmental or the build? A failed check of the target color is run again on the other
-color (the live one, or the rollback target when the target is live) before the gate decides.
-
-- It fails there too: *environmental* (a shared service, the network, a check that is wrong).
-  When every failed check of the target is environmental, the gate's verdict is inconclusive
-  with that reason: traffic stays where it is, nothing is rolled back, ``on_failed_gate`` does
-  not touch the deployed color (the build is not what failed).
-- It passes there: *the build*. The gate fails as before.
-- It cannot tell (no twin check for the other color, or the twin was skipped): *unknown*,
-  counted as the build (no evidence clears it).
-
-``blame = auto`` (the default) turns this on for ``--switch`` and ``--rollback``; ``on`` and
-``off`` force it. The runs on the other color are not tests of the session: their reports stay
-out of the counts, the terminal and the JUnit/Allure results; the gate's lines, the verdict and
-an Allure category say what they found.
+"""Environmental or the build? A failed check of the target color is run again on the other color
+before the gate decides: failing there too it is *environmental* (when every failed check is,
+the gate says inconclusive), passing there it is *the build*, and when it cannot tell it is
+*unknown*, counted as the build. ``blame = auto|on|off``; the behaviour is described in
+docs/after-the-switch.md, "Environmental or the build? (blame)".
 """
 
 from __future__ import annotations
@@ -41,12 +31,12 @@ class Blamed:
     detail: str  # "fails on blue too", "passes on blue", "no such check for blue"
 
     def line(self, target: str) -> str:
-        verdict = {
+        said = {
             Culprit.ENVIRONMENT: "environmental",
             Culprit.BUILD: f"the build of {target}",
             Culprit.UNKNOWN: f"unknown, counted as the build of {target}",
         }[self.culprit]
-        return f"blame: {self.nodeid} {self.detail}: {verdict}"
+        return f"blame: {self.nodeid} {self.detail}: {said}"
 
 
 @dataclass(frozen=True)

@@ -1,38 +1,11 @@
 """Relative thresholds: the new (idle) color judged against the live color, with statistics.
 
-The rules, their grammar and the samples they measure are in :mod:`.comparerules` (handed on
-from here too); this module judges them.
-
-Both colors are measured by the same interleaved load, so their samples are comparable. A rule
-*fails* only when both hold:
-
-- the rule's own metric misses: the new value violates the operator against the tolerated
-  value (``p(95) <= live * 1.10`` needs the new p95 above 1.10 times the live p95);
-- the new color is worse than the tolerated live color beyond noise, at the given two-sided
-  ``confidence``: the lower bound of the confidence interval for the difference is above zero.
-
-The difference is always that of the statistic the rule names, new minus tolerated (each live
-latency ``y`` becomes ``y * FACTOR + DELTA``), with an interval for it (:mod:`significance`):
-
-- ``p(N)`` and ``med``: ``p(N)_new - p(N)_tolerated live``; ``avg``: ``mean_new -
-  mean_tolerated live``; each with the percentile interval and one-sided p-value of a block
-  bootstrap that resamples runs of consecutive requests, since latencies on a busy machine
-  come in bursts and are not independent: a regression in the tail (10% of requests 300 ms
-  slower) fails ``p(95)``, ``p(99)`` and ``avg`` however still the median is, and a shift of
-  the median fails ``med``;
-- ``rate``: ``p_new - FACTOR * p_live - DELTA``, with Newcombe's hybrid score interval (built
-  from the two Wilson score intervals) and the one-sided p-value of an unpooled two-proportion
-  z-test.
-
-Otherwise the rule *passes*; it is *inconclusive* when either color has fewer than
-``min_samples`` successful requests (latency rules) or requests (``rate``): too little data is
-never read as a pass or a failure.
-
-A Prometheus signal (``[compare_prometheus]``, :mod:`promql`) is one number per color, already
-aggregated by its query over Prometheus' own window: ``value <= live * 1.10 + 0.001``
-(:func:`parse_value_rule`) is judged on the two numbers alone (:func:`compare_values`), the
-tolerance being the margin for noise; no statistics, since there are no samples to test. A
-color whose query gives no number, or NaN, is inconclusive.
+A rule fails only when its metric misses the tolerated live value *and* the difference is beyond
+noise at the given confidence (:mod:`.significance`); it is inconclusive on fewer than
+``min_samples`` requests. A Prometheus signal (``[compare_prometheus]``) is one number per color,
+judged on the two numbers alone (:func:`compare_values`). The rules' grammar and samples are in
+:mod:`.comparerules` (handed on from here too); the behaviour is described in
+docs/after-the-switch.md.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ for the bake, the fixtures and check authors.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .prometheus import (
     MAX_POINTS,
     Prometheus,
@@ -22,7 +24,7 @@ from .queries import (
     PromQLComparison,
     PromQLJudgement,
     duration,
-    judge,
+    judge_query,
     parse_checks_table,
     parse_comparisons_table,
     promql_duration,
@@ -40,8 +42,13 @@ __all__ = [
     "Series",
     "Target",
     "duration",
-    "judge",
+    "judge_query",
     "parse_checks_table",
     "parse_comparisons_table",
     "promql_duration",
 ]
+
+if not TYPE_CHECKING:  # the old names, for one release (issue 23)
+    from pytest_bluegreen._moved import renamed
+
+    __getattr__ = renamed(__name__, {"judge": "judge_query"})

@@ -4,10 +4,10 @@ judged against its thresholds.
 A check (:class:`PromQLCheck`, a ``[prometheus_checks]`` or ``[bake_prometheus]`` entry) judges
 *every* series of its result against k6-style thresholds (``value<0.01``; ``value`` is the last
 point, ``avg``, ``med``, ``min``, ``max`` and ``p(N)`` are over the points, see
-:mod:`.thresholds`). The verdict (:func:`judge`) is *failed* when a series misses a threshold,
-else *inconclusive* when the result has no series at all or a threshold measures NaN (a rate
-over no request), else *passed*: an empty result is never read as zero (Kayenta's regression
-read NaN as 0).
+:mod:`.thresholds`). The judgement (:func:`judge_query`) is *failed* when a series misses a
+threshold, else *inconclusive* when the result has no series at all or a threshold measures NaN
+(a rate over no request), else *passed*: an empty result is never read as zero (Kayenta's
+regression read NaN as 0).
 
 A comparison (:class:`PromQLComparison`, a ``[compare_prometheus]`` entry) asks one number per
 color and judges the new color's against the live one's by its rules (:mod:`.comparerules`,
@@ -46,11 +46,16 @@ __all__ = [
     "PromQLComparison",
     "PromQLJudgement",
     "duration",
-    "judge",
+    "judge_query",
     "parse_checks_table",
     "parse_comparisons_table",
     "promql_duration",
 ]
+
+if not TYPE_CHECKING:  # the old names, for one release (issue 23)
+    from pytest_bluegreen._moved import renamed
+
+    __getattr__ = renamed(__name__, {"judge": "judge_query"})
 
 # patterns compiled when first used (re's cache): every session imports the grammar, few use it
 _PLACEHOLDER = r"\{([A-Za-z_][A-Za-z0-9_]*)\}"
@@ -138,12 +143,12 @@ class PromQLCheck(Frozen):
     ) -> PromQLJudgement:
         """Ask and judge. Raises :class:`PrometheusUnreachable` and :class:`PromQLError`."""
         result = self.ask(prometheus, color=color, interval=interval, at=at)
-        return judge(self.name, result, self.thresholds)
+        return judge_query(self.name, result, self.thresholds)
 
 
 @frozen
 class PromQLJudgement(Frozen):
-    """A check's result judged: the verdict, why, and one line per series and threshold."""
+    """A check's result judged: its judgement, why, and one line per series and threshold."""
 
     name: str
     query: str
@@ -173,7 +178,7 @@ class PromQLJudgement(Frozen):
         }
 
 
-def judge(name: str, result: QueryResult, thresholds: Sequence[Threshold]) -> PromQLJudgement:
+def judge_query(name: str, result: QueryResult, thresholds: Sequence[Threshold]) -> PromQLJudgement:
     """Every series against every threshold (see the module docstring)."""
     if not result.series:
         return PromQLJudgement(

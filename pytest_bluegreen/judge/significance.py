@@ -1,54 +1,12 @@
-"""The statistics behind ``compare``: a confidence interval for the difference of the statistic a
-rule names -- a percentile, the mean, an error rate -- between the new and the tolerated live
-color.
+"""The statistics behind ``compare``: a confidence interval for the difference, new minus
+tolerated live, of the statistic a rule names. ``p(N)``, ``med`` and ``avg``: a circular block
+bootstrap (Politis and Romano 1992) of each color's requests in the order sent, from a fixed
+seed (:func:`quantile_difference`, :func:`mean_difference`); ``rate``: Newcombe's hybrid score
+interval and a two-proportion z-test (:func:`newcombe_interval`). Why blocks, and what was
+measured and rejected (independent resamples, paired blocks, Hodges-Lehmann, Welch, order
+statistics): docs/after-the-switch.md, "Judging the new color against the live one".
 
-- ``p(N)``, ``med`` (:func:`quantile_difference`) and ``avg`` (:func:`mean_difference`): the
-  difference of the two colors' nearest-rank N-th percentiles, or of their means, with a
-  percentile interval from a *circular block bootstrap* (Politis and Romano 1992) of each
-  color's series, in the order its requests were sent: a resample is made of blocks of
-  ``block_length(n)`` (about ``2 n^(1/3)``: 13 for 300 requests) consecutive requests, each
-  block starting at a uniformly drawn request (wrapping round), the two colors resampled
-  independently; the (1 - confidence)/2 and (1 + confidence)/2 quantiles of the resampled
-  differences are the interval, their share at or below zero the one-sided p-value.
-  ``RESAMPLES`` (2000) resamples from a fixed seed: the same samples always give the same
-  interval, in tens of milliseconds for 300 requests a color, memory bounded by ``_CELLS``.
-
-  Why blocks: latencies measured on a busy machine come in bursts (a GC pause, a process
-  descheduled, a neighbour's CPU burst slows a run of one color's consecutive requests), so
-  300 requests carry less information than 300 independent ones. benchmarks/compare.py
-  recorded on this machine (``--record``, judged offline by benchmarks/compare_replay.py): the
-  log-latencies of consecutive requests correlated 0.31 at lag 1, 0.11 at lag 5, 0.07 at lag
-  10, and over 38 identical-build comparisons the difference of the medians varied 1.42 times,
-  that of the p95s 1.30 times, more than the independent (i.i.d.) bootstrap's standard error
-  said: 8% false alarms where 5% was the goal. With blocks of 13 those ratios are 1.00 and
-  0.84 (1 false alarm in 38). A block of one is the ordinary independent bootstrap (what
-  ``scipy.stats.bootstrap(..., method="percentile")`` computes, which the tests check). The
-  blocks cost some power on truly independent samples (a 20% slower p95 at 300 requests: 93
-  of 100 detected against 95 or more). Resampling the two colors in the same blocks of time
-  (pairing them) was tried and rejected: it narrowed the interval (spread ratios 1.23 to
-  1.34), because the two colors' bursts are not simultaneous.
-
-  The Hodges-Lehmann shift (used before) estimates a *location* shift, which follows the
-  median: 10% of requests 290 ms slower moved it by nothing, and every ``p(95)``/``p(99)``/
-  ``avg`` rule passed; a percentile and a mean follow their tail (that regression moves the
-  mean by 29 ms). A distribution-free order-statistic interval needs n >= 368 requests before
-  the live color's p(99) has any upper bound at 95%, so a p(99) rule at the default 300
-  requests could never fail; the bootstrap's bound there is the live color's largest values
-  (a little optimistic for p(99) of a few hundred requests). Welch's t interval (used for
-  ``avg`` before) assumes independent requests as well: on bursty samples it failed 12% of
-  identical comparisons (tests/test_compare.py).
-- ``rate`` (:func:`newcombe_interval`): Newcombe's hybrid score interval for the difference of
-  two proportions, from the two Wilson intervals, and a two-proportion z-test.
-
-In every case the live color's values are first *tolerated*: each live value ``y`` becomes
-``y * factor + delta`` (a monotone transform: the tolerated live percentile is the live
-percentile times the factor plus the delta).
-
-``rate`` has no series (Samples keeps the failed requests' count, not their order): its
-interval still takes the requests for independent.
-
-scipy (the ``stats`` extra) and numpy are needed here and only here: scipy's normal
-distribution is tested against the literature far beyond what a hand-written version would be.
+scipy (the ``stats`` extra) and numpy are needed here and only here.
 """
 
 from __future__ import annotations

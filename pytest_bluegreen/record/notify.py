@@ -33,7 +33,7 @@ from pytest_bluegreen.errors import ExitCode
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings.webhooks import Webhook
 
-from .state import HistoryEntry, Outcome
+from .history import HistoryEntry, Outcome
 
 if TYPE_CHECKING:
     import requests

@@ -8,12 +8,12 @@ from pytest_bluegreen.errors import BluegreenError, ExitCode
 from pytest_bluegreen.haproxy.lock import HaproxyLock
 from pytest_bluegreen.settings import Settings
 
-from . import recording, state
+from . import history, recording
 
 __all__ = ["end_pending", "expired", "gate_lock", "record_end"]
 
 
-def expired(settings: Settings, record: state.PendingPromotion, now: float | None = None) -> bool:
+def expired(settings: Settings, record: history.PendingPromotion, now: float | None = None) -> bool:
     """Older than ``promotion_timeout``: refused, and ended as expired."""
     return record.age(now) > settings.promotion.promotion_timeout
 
@@ -26,8 +26,8 @@ def gate_lock(settings: Settings) -> HaproxyLock:
 
 def end_pending(
     settings: Settings,
-    record: state.PendingPromotion,
-    outcome: state.Outcome | None,
+    record: history.PendingPromotion,
+    outcome: history.Outcome | None,
     reason: str,
 ) -> list[str]:
     """Under the gate lock: remove the pending promotion if it is still ``record`` (not one a
@@ -36,30 +36,30 @@ def end_pending(
     state_file = settings.state.state_file
     try:
         with gate_lock(settings).hold():
-            if state.load_pending(state_file) != record:
+            if history.load_pending(state_file) != record:
                 return []
             if outcome is not None:  # the history that records its end, before it goes
-                state.check_history(state_file, "state_file", create=True)
-            state.clear_record(state_file, state.PENDING)
+                history.check_history(state_file, "state_file", create=True)
+            history.clear_record(state_file, history.PENDING)
             if outcome is None:
                 return []
             return record_end(settings, record, outcome, reason, code=ExitCode.REFUSED)
     except BluegreenError as exc:
         return [f"warning: the pending promotion in {state_file} was left: {exc.first_line}"]
-    except state.StateFileError as exc:
+    except history.StateFileError as exc:
         return [f"warning: the pending promotion in {state_file} was left: {exc}"]
 
 
 def record_end(
     settings: Settings,
-    record: state.PendingPromotion,
-    outcome: state.Outcome,
+    record: history.PendingPromotion,
+    outcome: history.Outcome,
     reason: str,
     *,
     code: int,
 ) -> list[str]:
     """A pending promotion's end (aborted, expired), recorded and notified; the warnings."""
-    entry = state.HistoryEntry.now(
+    entry = history.HistoryEntry.now(
         from_color=record.source,
         to_color=record.target,
         tag=record.tag,

@@ -1,19 +1,13 @@
 """An outcome recorded once: appended to the history, then sent to the ``notify`` webhooks.
-
-Every place that ends in an outcome calls :func:`record`: the gate (``GateRun``, also for a
-forced switch, a deploy that failed and the bake's switch back), ``bluegreen recover``, an
-instance brought in line (``reconcile``), and a pending promotion aborted or expired. So each
-outcome is written once and notified once. The gate runs on the xdist controller only (or the
-one process of a serial run), so the workers never record nor notify; a dry run records
-nothing and so notifies nothing.
-"""
+Whatever ends in an outcome (the gate, ``recover``, an instance brought in line, a pending
+promotion ended) calls :func:`record`; the xdist workers and a dry run never do."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from . import state
+from . import history
 from .notify import notify
 
 if TYPE_CHECKING:
@@ -25,7 +19,7 @@ __all__ = ["record"]
 
 def record(
     settings: Settings,
-    entry: state.HistoryEntry,
+    entry: history.HistoryEntry,
     *,
     secrets: Secrets,
     exit_code: int | None = None,
@@ -39,8 +33,8 @@ def record(
     entry = replace(entry, reason=secrets.redact(entry.reason))  # before anything is written
     if to_history:
         try:
-            state.append(settings.state.state_file, entry)
-        except (OSError, state.StateFileError) as exc:
+            history.append(settings.state.state_file, entry)
+        except (OSError, history.StateFileError) as exc:
             warnings.append(
                 secrets.redact(
                     f"warning: history not written to {settings.state.state_file}: {exc}"

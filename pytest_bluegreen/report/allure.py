@@ -254,7 +254,7 @@ def _bake_steps(report: GateReport) -> list[dict[str, Any]]:
             {
                 "name": interval.line(),
                 "status": {"passed": "passed", "failed": "failed"}.get(
-                    interval.verdict.value, "broken"
+                    interval.judgement.value, "broken"
                 ),
                 "stage": "finished",
                 "start": start,

@@ -1,33 +1,9 @@
-"""The gate's own metrics: what each run did, for Prometheus, over time.
-
-- ``bluegreen_gate_runs_total{outcome,target}`` (counter): the outcomes the history records;
-- ``bluegreen_switch_duration_seconds`` (gauge): the last verified switch, first to last step;
-- ``bluegreen_bake_intervals_total{result}`` (counter): bake intervals, by verdict;
-- ``bluegreen_live_color{color}`` (gauge): 1 for the live color, 0 for the others;
-- ``bluegreen_deploy_duration_seconds`` (gauge): the last ``--deploy``, backup to healthy.
-
-**What counts.** Every outcome the history records (``state.append``) counts once, whoever
-wrote it: the gate, ``bluegreen recover``, ``promote``, ``abort``, a reconciled instance. A
-:class:`RunMetrics` hears them through :func:`state.listening` while it is collecting; the
-gate's report adds the switch's duration and the bake's intervals, the deploy step its
-duration. Only the process that may change something collects (the xdist controller, the
-``bluegreen`` command); dry runs record nothing and publish nothing.
-
-**Where it goes** (``[metrics]`` settings, neither set: nothing is sent or written):
-
-- ``metrics_textfile``: node_exporter's textfile-collector format. The previous file's counters
-  are read and this run's added (a counter must never go down); the durations a run did not
-  measure keep their previous values. Written to a temporary file in the same folder, then
-  renamed over the old one (a reader never sees half a file), under a lock file beside it.
-- ``metrics_push_url``: a Pushgateway. The group ``job="bluegreen", instance=<host>`` is read
-  back from its ``/metrics`` (its counters carried on the same way) and replaced with a PUT
-  (``push_to_gateway``). The whole exchange is bounded by ``metrics_push_timeout``, a failed
-  request is retried once, and a failure is one warning line: never a change of the run's
-  exit status.
-
-The format is ``prometheus-client``'s (report/exposition.py), an optional dependency (the
-``metrics`` extra): a gate run with either place set and without it stops before anything
-with a one-line error naming the extra (:func:`require_client`).
+"""The gate's own metrics, for Prometheus: :class:`RunMetrics` collects what a run did (every
+outcome the history records, heard through :func:`history.listening`; the switch's duration, the
+bake's intervals, the deploy's duration) and :func:`publish` writes them to a node_exporter
+textfile and/or pushes them to a Pushgateway, counters carried on from the previous file or
+group. The metrics, what counts and where it goes: docs/monitoring.md. The format is
+``prometheus-client``'s (report/exposition.py, the ``metrics`` extra).
 """
 
 from __future__ import annotations
@@ -52,8 +28,8 @@ from pytest_bluegreen.extras import MissingExtra
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE
 from pytest_bluegreen.haproxy.lockfile import open_lock_file
 from pytest_bluegreen.judge.judgement import Judgement
-from pytest_bluegreen.record import state
-from pytest_bluegreen.record.state import HistoryEntry, Outcome
+from pytest_bluegreen.record import history
+from pytest_bluegreen.record.history import HistoryEntry, Outcome
 from pytest_bluegreen.redaction import excerpt, redact, shown_url, url_secrets
 from pytest_bluegreen.switch.reading import live_color
 
@@ -97,7 +73,7 @@ NAMES = (RUNS, SWITCH, BAKE, LIVE, DEPLOY)
 HELP = {
     RUNS: "Gate outcomes recorded in the history, by outcome and target color.",
     SWITCH: "Seconds the last verified switch took, from its first change to its last step.",
-    BAKE: "Bake intervals after a switch, by verdict (passed, failed, inconclusive).",
+    BAKE: "Bake intervals after a switch, by judgement (passed, failed, inconclusive).",
     LIVE: "1 for the color HAProxy sends traffic to after the last run, 0 for the others.",
     DEPLOY: "Seconds the last --deploy took, from the backup to the color being healthy.",
 }
@@ -115,7 +91,7 @@ class RunMetrics:
     deploy_seconds: float | None = None
 
     def recorded(self, entry: HistoryEntry) -> None:
-        """A history entry was written (``state.listening``)."""
+        """A history entry was written (``history.listening``)."""
         self.outcomes[(entry.outcome.value, entry.to_color)] += 1
 
     def concluded(self, report: GateReport | None, deployed: DeployResult | None) -> None:
@@ -129,12 +105,12 @@ class RunMetrics:
         if result is not None and result.finished:
             self.switch_seconds = result.finished - result.started
         if report.bake is not None:
-            self.bake_intervals.update(i.verdict.value for i in report.bake.intervals)
+            self.bake_intervals.update(i.judgement.value for i in report.bake.intervals)
 
     @contextmanager
     def collecting(self) -> Iterator[RunMetrics]:
         """Count every history entry written inside this block."""
-        with state.listening(self.recorded):
+        with history.listening(self.recorded):
             yield self
 
     @property
@@ -156,7 +132,7 @@ def families(
     live_known: bool = True,
 ) -> list[Family]:
     """The five families after this run: counters are the previous values plus this run's
-    (every outcome and color, every bake verdict present, at 0 when never seen, so a rate
+    (every outcome and color, every bake judgement present, at 0 when never seen, so a rate
     has a series to start from); a duration this run did not measure keeps its previous
     value; ``bluegreen_live_color`` is left out when HAProxy could not be read
     (``live_known`` false), all 0 when no single color is live."""

@@ -18,7 +18,16 @@ from pytest_bluegreen.haproxy.answers import (
 )
 from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
-from pytest_bluegreen.record import state
+from pytest_bluegreen.record.history import (
+    HistoryEntry,
+    Outcome,
+    PendingPromotion,
+    Reconcile,
+    WarmWindow,
+    load_pending,
+    load_reconcile,
+    read_history,
+)
 from pytest_bluegreen.record.pending import expired as promotion_expired
 from pytest_bluegreen.redaction import REDACTED, Secrets
 from pytest_bluegreen.settings import Settings, Topology
@@ -42,17 +51,17 @@ __all__ = [
 # short, and a recovery (not a refusal, a no-op, a failed gate, a pending promotion ...)
 SWITCHES = frozenset(
     {
-        state.Outcome.SWITCHED,
-        state.Outcome.ROLLED_BACK,
-        state.Outcome.REVERTED,
-        state.Outcome.REVERT_FAILED,
-        state.Outcome.INCOMPLETE,  # past its point of no return: the target verified, live
-        state.Outcome.RECOVERED,
+        Outcome.SWITCHED,
+        Outcome.ROLLED_BACK,
+        Outcome.REVERTED,
+        Outcome.REVERT_FAILED,
+        Outcome.INCOMPLETE,  # past its point of no return: the target verified, live
+        Outcome.RECOVERED,
     }
 )
 
 
-def last_switch(history: list[state.HistoryEntry]) -> state.HistoryEntry | None:
+def last_switch(history: list[HistoryEntry]) -> HistoryEntry | None:
     """The latest entry that changed HAProxy's server states."""
     return next((e for e in reversed(history) if e.outcome in SWITCHES), None)
 
@@ -103,15 +112,15 @@ class InstanceStatus:
 class Status:
     live: str | None
     colors: tuple[ColorStatus, ...]
-    last_switch: state.HistoryEntry | None  # the latest entry that changed HAProxy's states
+    last_switch: HistoryEntry | None  # the latest entry that changed HAProxy's states
     unfinished: JournalEntry | None = None  # a switch that was cut off
     problems: tuple[str, ...] = ()  # what is inconsistent in HAProxy now
-    warm: state.WarmWindow | None = None  # the old color's window, while it holds
-    last_entry: state.HistoryEntry | None = None  # the latest entry, whatever its outcome
-    pending: state.PendingPromotion | None = None
+    warm: WarmWindow | None = None  # the old color's window, while it holds
+    last_entry: HistoryEntry | None = None  # the latest entry, whatever its outcome
+    pending: PendingPromotion | None = None
     pending_expired: bool = False
     instances: tuple[InstanceStatus, ...] = ()
-    reconcile: state.Reconcile | None = None  # instances left out of a switch
+    reconcile: Reconcile | None = None  # instances left out of a switch
 
     @property
     def healthy(self) -> bool:
@@ -148,7 +157,7 @@ def collect_status(settings: Settings, group: Haproxies | None = None) -> Status
     stats = {row.ref: row for row in every_stat[first]}
     problems = group_problems(every, group, topology)
     problems += [f"{name}: does not answer ({why})" for name, why in errors.items()]
-    reconcile = state.load_reconcile(settings.state.state_file)
+    reconcile = load_reconcile(settings.state.state_file)
     if reconcile is not None:
         problems.append(
             f"instance(s) {', '.join(reconcile.instances)} left out of a switch to "
@@ -156,7 +165,7 @@ def collect_status(settings: Settings, group: Haproxies | None = None) -> Status
         )
     lives = {topology.live_color(s) for s in every.values()}
     live = lives.pop() if len(lives) == 1 else None
-    history = state.read_history(settings.state.state_file)
+    history = read_history(settings.state.state_file)
     tags = TagsFile(settings.state.tags_file).tags(topology.colors)
     containers, replicas = _engine_view(settings)
     for name, running in replicas.items():  # Swarm: the tag the replicas run
@@ -195,7 +204,7 @@ def collect_status(settings: Settings, group: Haproxies | None = None) -> Status
         for i in group.instances
     )
     journal = read_journal(settings.state.journal_file)
-    pending = state.load_pending(settings.state.state_file)
+    pending = load_pending(settings.state.state_file)
     return Status(
         live=live,
         colors=colors,
@@ -259,7 +268,7 @@ class StateExport:
     variables: Mapping[str, Mapping[str, str]]  # color -> its env files' variables
     instances: tuple[InstanceState, ...]  # the first is the one the fixtures use
     secrets: Mapping[str, str]  # every name in secrets.env -> ***
-    history: tuple[state.HistoryEntry, ...]
+    history: tuple[HistoryEntry, ...]
 
 
 def collect_export(settings: Settings, secrets: Secrets) -> StateExport:
@@ -273,7 +282,7 @@ def collect_export(settings: Settings, secrets: Secrets) -> StateExport:
         },
         instances=tuple(_instance_state(name, api) for name, api in group.clients.items()),
         secrets=dict.fromkeys(sorted(secrets), REDACTED),
-        history=tuple(state.read_history(settings.state.state_file)),
+        history=tuple(read_history(settings.state.state_file)),
     )
 
 

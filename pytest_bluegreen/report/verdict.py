@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_bluegreen.errors import ExitCode
 from pytest_bluegreen.gate.decision import Verdict
 from pytest_bluegreen.record.durable import write_durably
-from pytest_bluegreen.record.state import Outcome
+from pytest_bluegreen.record.history import Outcome
 
 if TYPE_CHECKING:
     from pytest_bluegreen.gate.report import GateReport
@@ -92,7 +92,7 @@ def verdict(report: GateReport) -> dict[str, Any]:
         "bake": None
         if report.bake is None
         else {
-            "verdict": report.bake.verdict.value,
+            "verdict": report.bake.judgement.value,
             "reason": report.bake.reason,
             "interrupted": report.bake.interrupted,
             "timeline": [i.as_dict() for i in report.bake.intervals],

@@ -62,7 +62,7 @@ def save_state_files(
             switch.save_server_state(
                 group.clients[name], path, topology.all_servers, wanted=wanted.get(name, ())
             )
-        except (RuntimeApiError, switch.StateFileError) as exc:
+        except (RuntimeApiError, switch.ServerStateFileError) as exc:
             failed[name] = str(exc)
     return failed
 

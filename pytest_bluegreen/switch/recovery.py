@@ -25,7 +25,7 @@ from pytest_bluegreen.haproxy.answers import ServerRef, ServerState
 from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.haproxy.lock import HaproxyLock
 from pytest_bluegreen.process.signals import DeferredSignals
-from pytest_bluegreen.record import state
+from pytest_bluegreen.record import history
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import Settings, Topology
 
@@ -38,7 +38,7 @@ from .journal import (
     PriorState,
     read_journal,
 )
-from .reconcile import reconcile_recorded
+from .leftout import reconcile_recorded
 from .recoveryactions import (
     RecoverReport,
     apply_desired,
@@ -101,7 +101,7 @@ def recover(
         unfinished, torn = _unfinished(settings, to)
         before = group.states_by_instance(topology.all_servers)
         problems = group_problems(before, group, topology)
-        recorded = state.load_reconcile(settings.state.state_file)
+        recorded = history.load_reconcile(settings.state.state_file)
         if unfinished is None and to is None and recorded is not None:
             if dry_run:
                 return dry_run_report(

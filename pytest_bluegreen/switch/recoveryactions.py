@@ -15,14 +15,14 @@ from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.process.signals import DeferredSignals
-from pytest_bluegreen.record import recording, state
+from pytest_bluegreen.record import history, recording
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import Settings
 
 from . import transaction as switch
 from .consistency import group_problems, save_state_files
 from .journal import Journal, JournalEntry, PriorState
-from .reconcile import record_missing
+from .leftout import record_missing
 
 __all__ = [
     "RecoverReport",
@@ -277,11 +277,11 @@ def _record(
     if restart_journal:  # HAProxy is consistent now: a journal with no whole record goes
         Journal(settings.state.journal_file).restart()
         lines.append(f"journal {settings.state.journal_file} started anew")
-    entry = state.HistoryEntry.now(
+    entry = history.HistoryEntry.now(
         from_color=from_color,
         to_color=to_color,
         tag=None,
-        outcome=state.Outcome.RECOVERED,
+        outcome=history.Outcome.RECOVERED,
         reason=reason,
     )
     lines += recording.record(settings, entry, secrets=secrets)  # the journal closed first

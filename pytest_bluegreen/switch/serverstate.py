@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import BluegreenError, ExitCode
 from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef, parse_servers_state
@@ -14,17 +15,22 @@ from pytest_bluegreen.record.durable import write_durably
 from .outcome import Wanted
 from .reading import identity
 
-__all__ = ["StateFileError", "StateMoved", "save_server_state"]
+__all__ = ["ServerStateFileError", "StateMoved", "save_server_state"]
+
+if not TYPE_CHECKING:  # its old name, for one release (the history's is record.history's)
+    from pytest_bluegreen._moved import renamed
+
+    __getattr__ = renamed(__name__, {"StateFileError": "ServerStateFileError"})
 
 
-class StateFileError(BluegreenError):
+class ServerStateFileError(BluegreenError):
     """HAProxy's server-state file could not be written (the folder, the disk): a switch, a
     revert or ``bluegreen recover`` that cannot save it ends unfinished (exit 10)."""
 
     exit_code = ExitCode.REVERT_FAILED
 
 
-class StateMoved(StateFileError):
+class StateMoved(ServerStateFileError):
     """While its server-state file was saved, HAProxy showed other states than wanted or was
     reloaded or restarted: the new process may run what the file held before (the save is
     done again after the states are applied again, or it counts as not saved)."""
@@ -45,7 +51,7 @@ def save_server_state(
     save starts a process from the file as it *was*, so a save it overlapped saves nothing.
 
     Raises StateMoved (HAProxy showed other states, or another process took over), another
-    StateFileError (the file) or RuntimeApiError (HAProxy's answer); except for a StateMoved
+    ServerStateFileError (the file) or RuntimeApiError (HAProxy's answer); except for a StateMoved
     after the write, the file is the one before."""
     before = identity(api)
     text = api.servers_state_text()
@@ -72,7 +78,9 @@ def save_server_state(
     try:
         write_durably(path, text)
     except OSError as exc:
-        raise StateFileError(f"HAProxy's server-state file {path} was not saved: {exc}") from exc
+        raise ServerStateFileError(
+            f"HAProxy's server-state file {path} was not saved: {exc}"
+        ) from exc
     after = identity(api)
     if not after.same_process(before):
         raise StateMoved(

@@ -34,7 +34,7 @@ from .outcome import (
 )
 from .reading import identity
 from .restoring import manual_restore, revert_every
-from .serverstate import StateFileError, StateMoved, save_server_state
+from .serverstate import ServerStateFileError, StateMoved, save_server_state
 from .verification import POLL_INTERVAL
 
 __all__ = [
@@ -190,7 +190,7 @@ class Transaction:
                     self.repair = False
                 action()
                 break
-            except (RuntimeApiError, StateFileError, NotSwitched) as exc:
+            except (RuntimeApiError, ServerStateFileError, NotSwitched) as exc:
                 if pause is None:
                     raise self._incomplete(exc) from exc
                 self._warn(f"past the point of no return, '{step}' failed ({exc}); tried again")
@@ -441,7 +441,7 @@ class Transaction:
                 self._warn(f"undoing: {exc}; restored again")
                 time.sleep(again)
                 continue
-            except (RuntimeApiError, StateFileError) as exc:
+            except (RuntimeApiError, ServerStateFileError) as exc:
                 unrestored = (f"the server-state file ({exc})",)
             break
         if unrestored:

@@ -1,49 +1,7 @@
-"""The switch as a transaction: plan, then steps that are journaled and checked; undone on any
-failure before its point of no return, completed after it.
-
-The steps, in this order (no moment without a server taking new requests):
-
-1. ``promote``: the target's servers get the full weight and ``ready``;
-2. ``drain``: the old color's servers go to ``drain`` (no new requests, in-flight ones finish);
-3. ``verify``: the routed URL is polled until ``verify_responses`` answers in a row come from
-   the target. **This is the point of no return**: before it, a signal (Ctrl-C, SIGTERM,
-   SIGHUP) reverts the switch; after it, a signal completes it, cutting the drain wait short;
-4. ``wait-drained``: the old servers' ``scur`` is polled until 0 (bounded by the drain timeout);
-5. ``idle``: the old servers rest at weight 0 and ``ready``;
-6. ``confirm``: HAProxy's states are read back (the target takes traffic, the old color at
-   weight 0, nothing left in ``drain``) and the routed URL answers from the target again;
-7. ``save-state``: ``show servers state`` into HAProxy's server-state-file.
-
-Why weight 0 rather than ``maint`` for the idle color: HAProxy keeps health-checking a weight-0
-server, so the idle color's health stays visible (``show stat``), the next gate can require it
-UP, and a rollback target is known healthy. ``maint`` would stop the checks.
-
-Before the first change the intent (target, every server's prior weight and admin state, the
-instance's identity) goes to the journal; each step appends its progress.
-
-**Before the point of no return** any failure -- a Runtime API error (also one whose answer
-was lost after HAProxy applied the command), a failed verification, a reload or restart of
-HAProxy (another pid or start time: its server states are no longer ours), a step hook that
-raises, a signal -- restores every server's exact prior state, continuing past individual
-errors and judging by what HAProxy reads back, never by which command answered; the
-server-state file is saved again. A revert that could not restore everything is its own
-outcome (exit 10), and leaves the journal open for ``bluegreen recover``.
-
-**Past the point of no return** (``verify`` journaled: the target answered through every
-routed URL) the switch is completed, never undone: only HAProxy's own errors count there, and
-each remaining step is tried again (a reload since is met by applying the switch's states to
-the new process again); a step hook that raises, a signal, output nobody reads (a closed
-stdout) or the routed URL failing at ``confirm`` (the color's doing since it was verified: the
-bake's to judge) is reported and the switch goes on. When HAProxy's errors persist (it was killed,
-it keeps refusing), the switch is *incomplete* (exit 10): the journal stays open and
-``bluegreen recover`` completes it. Output never raises into the switch: the progress
-callback is guarded.
-
-**Several HAProxy instances** (``haproxy/instances.py``) switch as one: the plan reads every
-instance (each must answer at admin level, know every server and show the same live color),
-every step runs on every instance at once, the verification goes through every instance's
-routed URL, and any failure on any instance before the point of no return reverts every
-instance to its own exact prior states.
+"""The switch as a transaction: a plan, then journaled, checked steps on every HAProxy (promote,
+drain, verify, wait-drained, idle, confirm, save-state), undone on any failure before its point
+of no return (``verify``), completed after it. The steps, the journal, reverts and completion
+are described in docs/gate.md.
 
 The parts are modules of their own, their names handed on from here: :mod:`.outcome` (the plan,
 the result, the errors), :mod:`.reading` (the live color, the plan read from HAProxy),
@@ -56,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.process.signals import DeferredSignals, NoSignals
@@ -75,7 +34,7 @@ from .outcome import (
 )
 from .reading import down_servers, identity, live_color, plan, plan_of, read_members
 from .restoring import restore, revert, revert_every
-from .serverstate import StateFileError, StateMoved, save_server_state
+from .serverstate import ServerStateFileError, StateMoved, save_server_state
 from .steps import POINT_OF_NO_RETURN, STEPS, StepHook, Transaction, Verifier, guarded
 from .verification import verify, verify_every, verify_urls
 
@@ -84,7 +43,7 @@ __all__ = [
     "STEPS",
     "MemberPlan",
     "RevertFailed",
-    "StateFileError",
+    "ServerStateFileError",
     "StateMoved",
     "StepHook",
     "SwitchError",
@@ -109,6 +68,11 @@ __all__ = [
     "verify",
     "verify_every",
 ]
+
+if not TYPE_CHECKING:  # its old name, for one release (the history's is record.history's)
+    from pytest_bluegreen._moved import renamed
+
+    __getattr__ = renamed(__name__, {"StateFileError": "ServerStateFileError"})
 
 
 def _transaction(

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 from pytest_bluegreen.haproxy.answers import RuntimeApiError, RuntimeApiUnreachable
 from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.record import recording, state
+from pytest_bluegreen.record import history, recording
 from pytest_bluegreen.settings import Settings, Topology
 
 from .outcome import Wanted
 from .restoring import revert
-from .serverstate import StateFileError, save_server_state
+from .serverstate import ServerStateFileError, save_server_state
 
 if TYPE_CHECKING:
     from pytest_bluegreen.redaction import Secrets
@@ -108,7 +108,7 @@ def bring_in_line(
                     topology.all_servers,
                     wanted=[Wanted.of(state) for state in wanted.values()],
                 )
-            except (RuntimeApiError, StateFileError) as exc:
+            except (RuntimeApiError, ServerStateFileError) as exc:
                 problems.append(f"server-state file not saved: {exc}")
         if problems:
             failed[name] = "; ".join(problems)
@@ -120,10 +120,10 @@ def bring_in_line(
 def record_missing(state_file: Path, missing: Sequence[str], color: str) -> None:
     """After a switch that left ``missing`` out: they must be brought in line (merged with
     what was recorded before)."""
-    before = state.load_reconcile(state_file)
+    before = history.load_reconcile(state_file)
     names = tuple(dict.fromkeys([*(before.instances if before else ()), *missing]))
-    record = state.Reconcile(names, color, time.time())
-    state.save_record(state_file, state.RECONCILE, record)
+    record = history.Reconcile(names, color, time.time())
+    history.save_record(state_file, history.RECONCILE, record)
 
 
 def reconcile_recorded(group: Haproxies, settings: Settings, secrets: Secrets) -> Reconciled | None:
@@ -131,23 +131,23 @@ def reconcile_recorded(group: Haproxies, settings: Settings, secrets: Secrets) -
     the webhooks); the record keeps the ones still waiting or failed. None when nothing is
     recorded."""
     state_file = settings.state.state_file
-    record = state.load_reconcile(state_file)
+    record = history.load_reconcile(state_file)
     if record is None:
         return None
     names = [n for n in record.instances if n in group.names]
     result = bring_in_line(group, settings.topology, names)
     left = (*result.waiting, *result.failed)
     if left:
-        kept = state.Reconcile(tuple(left), result.color or record.color, record.since)
-        state.save_record(state_file, state.RECONCILE, kept)
+        kept = history.Reconcile(tuple(left), result.color or record.color, record.since)
+        history.save_record(state_file, history.RECONCILE, kept)
     else:
-        state.clear_record(state_file, state.RECONCILE)
+        history.clear_record(state_file, history.RECONCILE)
     if result.done:
-        entry = state.HistoryEntry.now(
+        entry = history.HistoryEntry.now(
             from_color=None,
             to_color=result.color or "?",
             tag=None,
-            outcome=state.Outcome.RECOVERED,
+            outcome=history.Outcome.RECOVERED,
             reason=f"instance(s) {', '.join(result.done)} brought in line after a switch that "
             "left them out",
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 from pytest_bluegreen.gate.aftercare import when
 from pytest_bluegreen.haproxy.instances import DEFAULT_INSTANCE
-from pytest_bluegreen.record.state import HistoryEntry
+from pytest_bluegreen.record.history import HistoryEntry
 from pytest_bluegreen.switch.journal import JournalEntry
 from pytest_bluegreen.switch.steps import POINT_OF_NO_RETURN
 

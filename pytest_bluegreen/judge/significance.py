@@ -36,7 +36,7 @@ color.
   requests could never fail; the bootstrap's bound there is the live color's largest values
   (a little optimistic for p(99) of a few hundred requests). Welch's t interval (used for
   ``avg`` before) assumes independent requests as well: on bursty samples it failed 12% of
-  identical comparisons (tests/test_compare.py).
+  identical comparisons (tests/judge/test_compare.py).
 - ``rate`` (:func:`newcombe_interval`): Newcombe's hybrid score interval for the difference of
   two proportions, from the two Wilson intervals, and a two-proportion z-test.
 

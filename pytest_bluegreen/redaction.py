@@ -39,7 +39,10 @@ import dataclasses
 import html
 import json
 import logging
+import os
 import re
+import stat
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -386,6 +389,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return Secrets({str(i): s for i, s in enumerate(secrets)}).redact(text)
 
 
+_MOST_SCRUBBED = 50_000_000  # bytes of one report file read and rewritten
+
+
 class ReportScrubber:
     """Last pass on the controller: no secret value stays in a written report file."""
 
@@ -404,14 +410,41 @@ class ReportScrubber:
         if not self.secrets.active:
             return
         for path in self.paths:
-            files = path.rglob("*") if path.is_dir() else [path]
-            for file in files:
-                if not file.is_file() or file.stat().st_size > 50_000_000:
-                    continue
-                try:
-                    text = file.read_text()
-                except (UnicodeDecodeError, OSError):
-                    continue
-                cleaned = self.secrets.redact(text)
-                if cleaned != text:
-                    file.write_text(cleaned)
+            if path.is_dir():
+                for folder, _, names in os.walk(path):  # a linked folder is not walked into
+                    for name in names:
+                        self._scrub(Path(folder) / name)
+            elif path.exists():
+                self._scrub(path.resolve())  # the path the user gave: its own link is theirs
+
+    def _scrub(self, file: Path) -> None:
+        """``file`` rewritten without the secrets: never through a link (a link in a report
+        folder is not a report; through it the scrub would rewrite the file it points at), and
+        by a new file renamed over it, so a hard link's other name is not rewritten either."""
+        try:
+            fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            return
+        with os.fdopen(fd, "rb") as reading:
+            found = os.fstat(reading.fileno())
+            if not stat.S_ISREG(found.st_mode) or found.st_size > _MOST_SCRUBBED:
+                return
+            data = reading.read(_MOST_SCRUBBED + 1)
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            return  # a screenshot, an archive: not text a secret was formatted into
+        cleaned = self.secrets.redact(text)
+        if cleaned == text:
+            return
+        scratch = file.with_name(f".{file.name}.{os.getpid()}.scrubbed")
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            with os.fdopen(os.open(scratch, flags, stat.S_IMODE(found.st_mode)), "wb") as out:
+                out.write(cleaned.encode())
+            os.replace(scratch, file)
+        except OSError:
+            with contextlib.suppress(OSError):
+                scratch.unlink()
+            # not rewritten (a read-only folder): the report keeps the secret, say so
+            sys.stderr.write(f"bluegreen: {file} holds a secret and could not be rewritten\n")

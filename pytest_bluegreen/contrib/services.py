@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
@@ -99,7 +99,7 @@ def tls_ca_of(settings: Settings) -> Path | None:
         return None
 
 
-def not_configured(what: str, key: str) -> None:
+def not_configured(what: str, key: str) -> NoReturn:
     """Skip: a check of something this deployment does not have is not passed silently."""
     pytest.skip(f"{what} is not configured ({key} in the bluegreen settings)")
 
@@ -129,7 +129,6 @@ def postgres_dsn(bluegreen_services: ServiceSettings, bluegreen_secrets: Mapping
     url = bluegreen_services.postgres_url
     if url is None:
         not_configured("postgres", "postgres_url")
-    assert url is not None
     if urlsplit(url).username is None:
         return url
     return with_password(url, bluegreen_secrets.get("POSTGRES_PASSWORD"))
@@ -141,14 +140,12 @@ def redis_url(bluegreen_services: ServiceSettings, bluegreen_secrets: Mapping[st
     url = bluegreen_services.redis_url
     if url is None:
         not_configured("redis", "redis_url")
-    assert url is not None
     return with_password(url, bluegreen_secrets.get("REDIS_PASSWORD"))
 
 
 def _service_session(url: str | None, name: str, key: str, timeout: float) -> ColorSession:
     if url is None:
         not_configured(name, key)
-    assert url is not None
     from pytest_bluegreen.httpclient import ColorSession  # noqa: PLC0415
 
     return ColorSession(url, timeout, name)

@@ -67,14 +67,17 @@ class Reading:
 
 
 def _summed(rows: Iterable[StatRow], wanted: set[ServerRef]) -> dict[str, float]:
+    """The counters of ``wanted`` summed; a field HAProxy leaves empty (not applicable) is 0.
+    Raises ValueError for one that is not a count (``nan``, ``-1``, ``12x``): read as 0 it
+    would make the interval's difference up."""
     total = dict.fromkeys((*_CUMULATIVE, "qcur"), 0.0)
     for row in rows:
         if row.ref in wanted:
             for key in total:
-                try:
-                    total[key] += float(row.raw.get(key) or 0)
-                except ValueError:
-                    continue
+                text = row.raw.get(key) or "0"
+                if not (text.isascii() and text.isdigit()):
+                    raise ValueError(f"{row.ref} {key}={text[:20]!r} is not a count")
+                total[key] += int(text)
     return total
 
 
@@ -98,7 +101,12 @@ def read_counters(group: Haproxies, servers: Iterable[ServerRef]) -> Reading:
                 f"{group.label(name, 'HAProxy')} answered 'show stat' without "
                 f"{', '.join(str(ref) for ref in sorted(lacking))} (cut short?)",
             )
-        values = _summed(rows, wanted)
+        try:
+            values = _summed(rows, wanted)
+        except ValueError as exc:
+            raise RuntimeApiError(
+                "show stat", "", f"{group.label(name, 'HAProxy')} answered 'show stat' with {exc}"
+            ) from None
         last = InstanceIdentity.from_info(str(client.address), client.show_info())
         return first, values, last
 

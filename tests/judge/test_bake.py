@@ -6,6 +6,7 @@ step: tests/gate/test_aftercare.py."""
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -270,3 +271,31 @@ def test_a_show_stat_answer_cut_short_measures_nothing(
     assert len(calls) == 2
     assert interval.verdict is IntervalVerdict.INCONCLUSIVE, interval.line()
     assert "without api_backend/blue-api (cut short?)" in interval.reason
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "12x", "inf"])
+def test_a_counter_that_is_not_a_count_measures_nothing(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """The interval's first 'show stat' has a counter of the color that is no count (a torn
+    answer, a proxy's mangling): read as 0 it would turn every 500 since HAProxy started into
+    the interval's -- inconclusive, never failed."""
+    blue = [ServerRef("api_backend", "blue-api")]
+    stack.blue.control(api_status=500)
+    routed(stack, 30)
+    stack.blue.reset()
+    original = RuntimeApi.show_stat
+    calls: list[int] = []
+
+    def mangled(api: RuntimeApi) -> list[StatRow]:
+        calls.append(1)
+        rows = original(api)
+        if len(calls) > 1:
+            return rows
+        return [replace(r, raw={**r.raw, "hrsp_5xx": value}) if r.ref in blue else r for r in rows]
+
+    monkeypatch.setattr(RuntimeApi, "show_stat", mangled)
+    interval = one_interval(stack.haproxies(), blue, lambda: routed(stack, 5))
+    assert len(calls) == 2
+    assert interval.verdict is IntervalVerdict.INCONCLUSIVE, interval.line()
+    assert f"api_backend/blue-api hrsp_5xx={value!r} is not a count" in interval.reason

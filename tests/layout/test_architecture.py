@@ -350,3 +350,16 @@ def test_a_number_is_read_from_ascii_digits() -> None:
     )
     assert unpaired == []
     assert sum(".isdigit()" in p.read_text() for p in PACKAGE.rglob("*.py")) >= 5
+
+
+def test_no_assert_holds_a_runtime_invariant() -> None:
+    """``python -O`` strips ``assert``: an invariant the package relies on is an ``if`` that
+    raises (or a type that says it), never an ``assert``."""
+    asserts = sorted(
+        f"{module}:{node.lineno}"
+        for module, tree in TREES.items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assert)
+    )
+    assert asserts == []
+    assert len(TREES) > 50  # the walk sees the package

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,13 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from pytest_bluegreen.redaction import MIN_SECRET_LENGTH, REDACTED, Secrets, forms_of
+from pytest_bluegreen.redaction import (
+    MIN_SECRET_LENGTH,
+    REDACTED,
+    ReportScrubber,
+    Secrets,
+    forms_of,
+)
 from tests.support.bake import POST
 from tests.support.cli import BLUEGREEN
 from tests.support.gate import CHECKS, output, prepare
@@ -446,3 +453,34 @@ def test_the_journal_of_a_failed_switch_holds_no_url_password(tmp_path: Path, st
     for where, text in outputs.items():
         for name, form in url_forms(ROUTED_PW, "route").items():
             assert form not in text, f"the {name} form of {ROUTED_PW!r} is in {where}"
+
+
+# --- the last pass over the report files ---------------------------------------------------------
+
+PLANTED = "Pl4nted-S3cret-value"
+
+
+def test_the_scrub_never_writes_through_a_link(tmp_path: Path) -> None:
+    """A report folder holding a symbolic link and a hard link to a file of someone else's
+    that holds the secret (their .env): the reports are scrubbed, their file is not touched,
+    through neither link; a linked folder is not walked into."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    env = theirs / "secrets.env"
+    env.write_text(f"DB_PASSWORD={PLANTED}\n")
+    reports = tmp_path / "reports"
+    (reports / "allure").mkdir(parents=True)
+    report = reports / "allure" / "result.json"
+    report.write_text(json.dumps({"message": f"cannot log in with {PLANTED}"}))
+    report.chmod(0o640)
+    (reports / "allure" / "linked.txt").symlink_to(env)
+    os.link(env, reports / "hard.txt")
+    (reports / "folder").symlink_to(theirs, target_is_directory=True)
+    ReportScrubber(Secrets({"DB_PASSWORD": PLANTED}), [reports]).scrub()
+    assert PLANTED not in report.read_text()
+    assert REDACTED in report.read_text()
+    assert oct(report.stat().st_mode & 0o777) == oct(0o640)  # the report keeps its mode
+    assert env.read_text() == f"DB_PASSWORD={PLANTED}\n"  # theirs, untouched
+    assert (reports / "allure" / "linked.txt").is_symlink()
+    assert PLANTED not in (reports / "hard.txt").read_text()  # the report name: scrubbed
+    assert sorted(p.name for p in reports.rglob("*.scrubbed")) == []  # nothing left over

@@ -25,7 +25,7 @@ the machine again.
 
 With ``--jarvis``: identical builds on the real stack instead, the repository's [compare] rules
 (bluegreen.toml, with their tolerance) on /api/items between the two colors' direct URLs, 20
-times (``--runs``; tests/test_docker_stack.py runs 5 of these): each failure is a false one.
+times (``--runs``; tests/stack/test_docker_stack.py runs 5 of these): each failure is a false one.
 On the local stack with blue at v1.0.0 and green at v1.1.0 (the same code, scripts/demo):
 
     .venv/bin/python -m benchmarks.compare --jarvis http://127.0.0.1:21010 http://127.0.0.1:21011

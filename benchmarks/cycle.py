@@ -118,9 +118,9 @@ def _swarm_beside_compose(cycles: int) -> tuple[list[float], list[float]]:
     """Cycles with the same two checks on the Compose stack, then on a fresh swarm."""
     import tempfile  # noqa: PLC0415
 
+    from tests.engines.test_swarm import CHECKS  # noqa: PLC0415
     from tests.support.stack import make_cert  # noqa: PLC0415
     from tests.support.swarm import SwarmStack  # noqa: PLC0415
-    from tests.test_swarm import CHECKS  # noqa: PLC0415
 
     work = Path(tempfile.mkdtemp(prefix="bluegreen-cycle-"))
     # under the repository, so that its conftest.py (and the settings it adds) applies

@@ -3,7 +3,7 @@
     scripts/test --durations=0 2>&1 | tee /tmp/suite.log
     .venv/bin/python -m benchmarks.durations /tmp/suite.log
 
-Reads pytest's ``--durations=0`` lines (``12.34s call     tests/test_x.py::test_y[p]``) and
+Reads pytest's ``--durations=0`` lines (``12.34s call     tests/gate/test_x.py::test_y[p]``) and
 prints three Markdown tables: the seconds of each xdist group (one worker runs a group's tests
 one after the other: the largest group is a floor of the wall time, the sum over the workers
 another), each module's seconds (set-up, call and teardown summed, its share of the total, its

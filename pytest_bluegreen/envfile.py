@@ -4,7 +4,7 @@ The dotenv format as python-dotenv and Docker Compose read it, without interpola
 ``KEY=value``, an optional ``export``, ``#`` comments (inline ones after whitespace),
 single-quoted values taken literally, double-quoted ones with ``\\"``, ``\\\\``, ``\\n``, ``\\t``
 escapes and spanning lines. A line without ``=`` is ignored. Written here so that the bare
-install needs no more than pytest, xdist and requests; ``tests/test_envfile.py`` checks it
+install needs no more than pytest, xdist and requests; ``tests/plugin/test_envfile.py`` checks it
 against python-dotenv on a table of cases.
 """
 

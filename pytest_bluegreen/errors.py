@@ -6,7 +6,7 @@ the tree would be named in :data:`OUTSIDE_THE_TREE` with the reason (none is). C
 pytest's meaning; the numbers are written here only (:class:`ExitCode`), nowhere else.
 
 The tree (class, its other bases, its module under ``pytest_bluegreen``, its exit code; a test,
-tests/test_errors_tree.py, holds it to the code)::
+tests/plugin/test_errors_tree.py, holds it to the code)::
 
     BluegreenError                        errors              7
       UsageError                          errors              4

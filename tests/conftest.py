@@ -51,7 +51,7 @@ GROUP_BY_MARK = (
 # the machine group's modules that need no swarm at first, before those that make the
 # session's: else each of these leaves it, and a leave waits for the Compose test running
 # then and restarts the Compose project's containers (any order passes; this one is quicker)
-NO_SWARM_FIRST = ("tests/test_swarm_leave.py", "tests/test_swarm_failures.py")
+NO_SWARM_FIRST = ("tests/suite/test_swarm_leave.py", "tests/engines/test_swarm_failures.py")
 
 # seconds a Docker test may take (builds, ``compose up``, drills) unless it says otherwise
 DOCKER_TIMEOUT = 900
@@ -192,7 +192,7 @@ def pytest_runtest_setup(item: pytest.Item) -> object:
     teardown (the session's Compose project's included): no swarm is made or left meanwhile.
     Waited for inside the test's timeout (pytest-timeout: an error of this test, not a hung
     worker). Such a test never waits on a pytest run of tests/ that holds it too (a leave
-    waiting at the turnstile between them would wait for ever): tests/test_untouched.py is a
+    waiting at the turnstile between them would wait for ever): tests/stack/test_untouched.py is a
     ``machine`` test."""
     groups = {m.args[0] if m.args else "" for m in item.iter_markers("xdist_group")}
     if "docker" in groups:

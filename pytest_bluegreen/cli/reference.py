@@ -2,7 +2,7 @@
 
     python -m pytest_bluegreen.cli.reference > docs/settings.md
 
-``tests/test_settings_reference.py`` keeps the file in step with the code.
+``tests/docs/test_settings_reference.py`` keeps the file in step with the code.
 """
 
 from __future__ import annotations

@@ -251,7 +251,7 @@ def parse_bake_thresholds(table: object) -> tuple[BakeThreshold, ...]:
 
 
 # the bake's thresholds when [bake_thresholds] gives none, as parse_bake_thresholds gives them
-# (tests/test_thresholds.py checks it): every session's settings hold them
+# (tests/judge/test_thresholds.py checks it): every session's settings hold them
 BAKE_DEFAULTS = (
     BakeThreshold("http_5xx_rate<0.01", "http_5xx_rate", "<", 0.01),
     BakeThreshold("eresp<1", "eresp", "<", 1.0),

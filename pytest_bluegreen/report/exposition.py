@@ -9,7 +9,7 @@ are written or read: the bare install, which never publishes them, never loads i
   with the library's parser, only the lines of the metric names asked for, so another
   exporter's lines never get in the way.
 
-``promtool check metrics`` accepts what :func:`render` writes (tests/test_gate_metrics.py).
+``promtool check metrics`` accepts what :func:`render` writes (tests/report/test_metrics.py).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The machine as a user has it, for the test that the suite leaves it alone
-(tests/test_untouched.py): the demo stack at the seed's defaults, as ``scripts/demo`` leaves it
-(the Compose project ``sutazai``, HAProxy on the seed's ports and ``/var/run/haproxy/admin.sock``,
-blue deployed and live, data in its PostgreSQL), a Swarm stack with the documented production
-name ``bluegreen`` and a container named ``bluegreen-swarm-haproxy`` (the names the Swarm test
-used to take), and a dangling image of no one's build.
+(tests/stack/test_untouched.py): the demo stack at the seed's defaults, as ``scripts/demo`` leaves
+it (the Compose project ``sutazai``, HAProxy on the seed's ports and
+``/var/run/haproxy/admin.sock``, blue deployed and live, data in its PostgreSQL), a Swarm stack with
+the documented production name ``bluegreen`` and a container named ``bluegreen-swarm-haproxy`` (the
+names the Swarm test used to take), and a dangling image of no one's build.
 
 What is there already is only looked at: a demo stack up and serving at the defaults (the
 user's, or one a test left), a ``bluegreen`` stack, such a container. What is not, this harness

@@ -1,6 +1,6 @@
 """The fault matrix: a real gate (``pytest --switch`` in a subprocess) against a real HAProxy,
 stopped at one step of the switch by the ``pytest_bluegreen_switch_step`` hook while a fault is
-injected, under a bounded load probe. Used by ``tests/test_faults.py`` and
+injected, under a bounded load probe. Used by ``tests/switch/test_faults.py`` and
 ``benchmarks/fault_matrix.py``.
 
 The faults: SIGINT, SIGTERM, SIGKILL (then ``bluegreen recover``), an HAProxy reload, HAProxy

@@ -1,6 +1,6 @@
 """Three real HAProxy processes (lb-1, lb-2, lb-3: each its own configuration, ports, Runtime
 API and server-state file, on loopback) in front of the same two colors, configured as one
-group with ``[instances.NAME]`` tables. Used by ``tests/test_instances.py`` and
+group with ``[instances.NAME]`` tables. Used by ``tests/haproxy/test_instances.py`` and
 ``benchmarks/switch_under_load.py --instances N``."""
 
 from __future__ import annotations

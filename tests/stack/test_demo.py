@@ -1,0 +1,85 @@
+"""``scripts/demo`` runs again from any state the stack is in: each run deploys to the idle color
+first, whichever color is live (after ``bluegreen rollback`` blue is), and ends with the other
+color switched to and every quick check passing.
+
+The demo uses the bundled stack on the seed's real ports (``scripts/local_stack.py``), so this
+test runs under the shared Docker lock (``flock /tmp/bluegreen-docker.lock``) and only where
+nothing holds those ports, names and socket (``tests/support/demo.py``'s ``in_use``): a demo
+stack that is up is someone's (the user's, whose deployed colors the demo would replace), and
+the test skips. The stack it started it takes down again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.demo import in_use
+from tests.support.stack import ROOT
+
+# the seed's default ports, as tests/stack/test_untouched.py's stack holds them: never beside it
+pytestmark = pytest.mark.machine
+
+BLUEGREEN = [str(Path(sys.executable).with_name("bluegreen"))]
+
+
+def run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "BG_"))}
+    env.pop("PYTEST_ADDOPTS", None)
+    return subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def live_color() -> str | None:
+    done = run([*BLUEGREEN, "status", "--json"], 60)
+    return json.loads(done.stdout)["live"] if done.returncode == 0 else None
+
+
+@pytest.fixture
+def as_found(docker_engine: None) -> Iterator[None]:
+    """Nothing at the seed's defaults before, nothing after: the stack the demo starts goes."""
+    held = in_use()
+    if held:
+        pytest.skip(f"the seed's defaults are in use ({', '.join(held)}): not this test's")
+    try:
+        yield
+    finally:
+        run([sys.executable, "scripts/local_stack.py", "down"], 300)
+
+
+def demo() -> subprocess.CompletedProcess[str]:
+    return run(["scripts/demo"], 900)
+
+
+def said(done: subprocess.CompletedProcess[str]) -> str:
+    return done.stdout + done.stderr
+
+
+@pytest.mark.usefixtures("as_found")
+def test_the_demo_runs_again_whichever_color_is_live() -> None:
+    first = demo()
+    assert first.returncode == 0, said(first)[-4000:]
+    # blue live, as after `bluegreen rollback`: the demo starts with green, the idle color
+    made = run([*BLUEGREEN, "switch-to", "blue", "--force"], 120)
+    assert live_color() == "blue", said(made)
+    from_blue = demo()
+    assert from_blue.returncode == 0, said(from_blue)[-4000:]
+    assert "[demo] green v1.0.0 (idle): deploy, verify (quick checks), make live" in said(from_blue)
+    assert "[demo] blue v1.1.0: deploy" in said(from_blue)
+    assert "refused" not in said(from_blue)
+    assert live_color() == "blue"
+    # green live: blue first, green last
+    made = run([*BLUEGREEN, "switch-to", "green", "--force"], 120)
+    assert live_color() == "green", said(made)
+    from_green = demo()
+    assert from_green.returncode == 0, said(from_green)[-4000:]
+    assert "[demo] blue v1.0.0 (idle): deploy, verify (quick checks), make live" in said(from_green)
+    assert "[demo] green v1.1.0: deploy" in said(from_green)
+    assert live_color() == "green"

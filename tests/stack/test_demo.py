@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.demo import in_use
-from tests.support.stack import ROOT
+from tests.support.stack import ROOT, wait_for
 
 # the seed's default ports, as tests/stack/test_untouched.py's stack holds them: never beside it
 pytestmark = pytest.mark.machine
@@ -52,6 +52,10 @@ def as_found(docker_engine: None) -> Iterator[None]:
         yield
     finally:
         run([sys.executable, "scripts/local_stack.py", "down"], 300)
+    # as found: nothing left at the defaults (tests/stack/test_untouched.py runs next)
+    wait_for(
+        lambda: not in_use(), 60, "the seed's defaults free after local_stack.py down", interval=0.5
+    )
 
 
 def demo() -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,8 @@ demo.py``: each part the one found there, else one it starts and removes afterwa
 Docker tests run in a subprocess pytest; afterwards all of it is as it was: the same containers
 and processes, the same HAProxy on the same color, the same data, the same Swarm services, the
 image there. The defaults held by something else (not a demo stack that serves): skipped, since
-there is nothing this test may start or compare there.
+there is nothing this test may start or compare there (under --strict-infra a failure: on CI's
+clean machine only a test before can hold them).
 
 Which Docker tests: one per way the suite sets up and tears down a stack, the cheapest of each,
 since each fixture's own set-up and teardown is what could reach the defaults, and the workflow
@@ -27,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.demo import Busy, Demo, defaults_env
+from tests.support.infra import require_infra
 from tests.support.stack import ROOT
 
 SELECTION = (
@@ -46,13 +48,17 @@ SELECTION = (
 
 
 @pytest.mark.usefixtures("docker_swarm")  # marks it docker and swarm: its selection uses both
-def test_the_docker_tests_leave_the_machines_own_stack_as_it_was(tmp_path: Path) -> None:
+def test_the_docker_tests_leave_the_machines_own_stack_as_it_was(
+    tmp_path: Path, pytestconfig: pytest.Config
+) -> None:
     demo = Demo(tmp_path)
     try:
         try:
             demo.up()
         except Busy as busy:  # not missing: taken, by something this test must not touch
-            pytest.skip(str(busy))
+            # a skip on a user's machine; under --strict-infra (CI, a clean machine) a failure:
+            # there the defaults are the suite's own, and a test before left them held
+            require_infra(pytestconfig, False, str(busy))
         before = demo.snapshot()
         if demo.made_stack:
             assert before["served"] == ("blue", "v1.0.0"), before

@@ -90,7 +90,11 @@ def copy_checkout(folder: Path) -> Path:
 
 
 def _port_held(port: int) -> bool:
+    """Something listens on ``port`` (on 127.0.0.1 or every address). SO_REUSEADDR: the
+    connections a stack just taken down answered linger in TIME_WAIT for a minute, and hold
+    no port a listener could not take (without it, every port that took traffic looks held)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -14,11 +14,12 @@ extra to install when they are missing. The bare install needs only pytest, xdis
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from .errors import UsageError
 
-__all__ = ["MissingExtra", "require"]
+__all__ = ["MissingExtra", "installed", "require"]
 
 
 class MissingExtra(UsageError):
@@ -30,6 +31,21 @@ def require(module: str, extra: str, feature: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingExtra(
-            f"{feature} needs the '{extra}' extra: pip install 'pytest-bluegreen[{extra}]' ({exc})"
-        ) from None
+        raise _missing(extra, feature, str(exc)) from None
+
+
+def installed(module: str, extra: str, feature: str) -> None:
+    """Raise MissingExtra (as :func:`require` would) when ``module`` is not installed, without
+    importing it: for a client made only when a command first needs it."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError) as exc:
+        raise _missing(extra, feature, str(exc)) from None
+    if not found:
+        raise _missing(extra, feature, f"No module named {module!r}")
+
+
+def _missing(extra: str, feature: str, why: str) -> MissingExtra:
+    return MissingExtra(
+        f"{feature} needs the '{extra}' extra: pip install 'pytest-bluegreen[{extra}]' ({why})"
+    )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_bluegreen.errors import DeployError
-from pytest_bluegreen.extras import require
+from pytest_bluegreen.extras import installed, require
 from pytest_bluegreen.record.durable import write_durably
 from pytest_bluegreen.settings import ComposeSettings, Topology, parsers
 
@@ -174,6 +174,9 @@ def container_occupants(
     }
 
 
+_FEATURE = "deploying with Docker Compose"
+
+
 class ComposeEngine:
     """Deploys, tears down and describes the colors of one Compose project."""
 
@@ -185,17 +188,30 @@ class ComposeEngine:
         progress: Callable[[str], None] = lambda line: None,
         client: DockerClient | None = None,
     ) -> None:
-        whales = require("python_on_whales", "docker", "deploying with Docker Compose")
+        installed("python_on_whales", "docker", _FEATURE)
         self.compose = compose
         self.topology = topology
         self.progress = progress
         self.tags = TagsFile(tags_file)
-        self._exception: type[DockerException] = whales.DockerException
-        self.client: DockerClient = client or whales.DockerClient(
-            compose_files=[compose.compose_file],
-            compose_project_name=compose.project_name,
-            compose_env_files=[self.tags.path],
-        )
+        self._client = client
+
+    # python-on-whales (a fifth of a second to import) loads when a Compose command first needs
+    # it: a gate that only asks which build answers (the docker SDK's) never does
+    @property
+    def client(self) -> DockerClient:
+        if self._client is None:
+            self._client = require("python_on_whales", "docker", _FEATURE).DockerClient(
+                compose_files=[self.compose.compose_file],
+                compose_project_name=self.compose.project_name,
+                compose_env_files=[self.tags.path],
+            )
+        return self._client
+
+    @property
+    def _exception(self) -> type[DockerException]:
+        whales = require("python_on_whales", "docker", _FEATURE)
+        error: type[DockerException] = whales.DockerException
+        return error
 
     # -- checks ------------------------------------------------------------------------------
     def check_engine(self) -> None:

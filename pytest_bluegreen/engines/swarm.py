@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import DeployError
-from pytest_bluegreen.extras import require
+from pytest_bluegreen.extras import installed
 from pytest_bluegreen.settings import ComposeSettings, SwarmSettings, Topology, parsers
 
 from .backup import run_backup
 from .base import DeployResult, EngineBlind, ImageUnknown, Occupant, image_tag
 from .compose import TagsFile, first_line, tag_variable
-from .swarmrollout import SwarmRollout
+from .swarmrollout import FEATURE, SwarmRollout
 from .swarmtasks import (
     SERVICE_NAME_LABEL,
     STACK_LABEL,
@@ -46,7 +46,7 @@ from .swarmtasks import (
 )
 
 if TYPE_CHECKING:
-    from python_on_whales import DockerClient, DockerException
+    from python_on_whales import DockerClient
 
     import docker
 
@@ -89,14 +89,13 @@ class SwarmEngine(SwarmRollout):
         progress: Callable[[str], None] = lambda line: None,
         client: DockerClient | None = None,
     ) -> None:
-        whales = require("python_on_whales", "docker", "deploying with Docker Swarm")
+        installed("python_on_whales", "docker", FEATURE)
         self.compose = compose
         self.swarm = swarm
         self.topology = topology
         self.progress = progress
         self.tags = TagsFile(tags_file)
-        self._exception: type[DockerException] = whales.DockerException
-        self.client: DockerClient = client or whales.DockerClient()
+        self._client = client
         self._sdk: docker.DockerClient | None = None
 
     # -- checks ------------------------------------------------------------------------------

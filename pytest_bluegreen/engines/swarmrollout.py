@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import DeployError
+from pytest_bluegreen.extras import require
 from pytest_bluegreen.settings import ComposeSettings, SwarmSettings
 
 from .compose import docker_client, first_line
@@ -25,10 +26,11 @@ if TYPE_CHECKING:
 
     import docker
 
-__all__ = ["SwarmRollout"]
+__all__ = ["FEATURE", "SwarmRollout"]
 
 _FAILED_TASK_STATES = {"failed", "rejected", "orphaned"}
 _ROLLBACK_STATES = {"rollback_started", "rollback_paused", "rollback_completed"}
+FEATURE = "deploying with Docker Swarm"
 _CLI_TIMEOUT = 120.0  # seconds a docker CLI command (detached: it does not wait) may take
 
 
@@ -39,9 +41,22 @@ class SwarmRollout:
     compose: ComposeSettings
     swarm: SwarmSettings
     progress: Callable[[str], None]
-    client: DockerClient
-    _exception: type[DockerException]
+    _client: DockerClient | None
     _sdk: docker.DockerClient | None
+
+    # python-on-whales (a fifth of a second to import) loads when a docker CLI command first
+    # needs it, as ComposeEngine's
+    @property
+    def client(self) -> DockerClient:
+        if self._client is None:
+            self._client = require("python_on_whales", "docker", FEATURE).DockerClient()
+        return self._client
+
+    @property
+    def _exception(self) -> type[DockerException]:
+        whales = require("python_on_whales", "docker", FEATURE)
+        error: type[DockerException] = whales.DockerException
+        return error
 
     @property
     def sdk(self) -> docker.DockerClient:

@@ -14,9 +14,24 @@ from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_g
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack, wait_for
 
 
+# what the gate's process had imported by its end
+LOADED = """
+import sys
+
+
+def pytest_unconfigure(config):
+    with open("loaded.txt", "w") as out:
+        out.write(" ".join(sorted(sys.modules)))
+"""
+
+
 def test_passing_session_switches_traffic(pytester: pytest.Pytester, stack: Stack) -> None:
+    pytester.makeconftest(LOADED)
     result = run_gate(pytester, stack, "--env", "green", "--switch", "-m", "quick")
     assert result.ret == 0, output(result)
+    # asking the engine which build answers is the docker SDK's; the docker CLI's client
+    # (python-on-whales: a fifth of a second to import) is only for deploying
+    assert "python_on_whales" not in (pytester.path / "loaded.txt").read_text().split()
     result.stdout.fnmatch_lines(["*bluegreen: SWITCH: switched blue -> green: 2 check(s)*"])
     assert stack.served_color() == "green"
     assert stack.live_weights() == GREEN_LIVE

@@ -4,7 +4,8 @@ Markers are never written by hand on a test that uses Docker: a test (or a fixtu
 that needs the engine takes ``docker_engine`` (``docker_swarm`` for a swarm), and
 :func:`pytest_collection_modifyitems` marks it ``docker`` (``swarm``), puts it in the ``docker``
 xdist group and gives it the Docker timeout. ``scripts/test --fast`` runs ``-m "not docker and
-not slow"``. See CONTRIBUTING.md (the test tiers).
+not slow"``: ``slow`` is a timeout above the default, or a sweep's cell off the diagonal the fast
+tier samples (tests/support/tiers.py). See CONTRIBUTING.md (the test tiers).
 """
 
 from __future__ import annotations

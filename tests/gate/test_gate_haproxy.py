@@ -13,7 +13,6 @@ import requests
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack, wait_for
 
-
 # what the gate's process had imported by its end
 LOADED = """
 import sys

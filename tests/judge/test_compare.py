@@ -34,6 +34,7 @@ from pytest_bluegreen.judge.significance import (
     quantile_difference,
     wilson_interval,
 )
+from tests.support.tiers import diagonal
 
 PASSED, FAILED, INCONCLUSIVE = (
     CompareDecision.PASSED,
@@ -414,6 +415,9 @@ def test_a_random_ten_percent_tail_is_caught_on_almost_every_seed(rule: str) -> 
     assert failed >= 95
 
 
+SHAPES = ("lognormal", "normal", "tail")
+
+
 def identical(rng: np.random.Generator, shape: str, n: int) -> Samples:
     """n latencies (ms) of one of a few shapes a service's latencies take."""
     if shape == "lognormal":
@@ -426,8 +430,10 @@ def identical(rng: np.random.Generator, shape: str, n: int) -> Samples:
     return Samples.of(float(v) for v in values)
 
 
-@pytest.mark.parametrize("shape", ["lognormal", "normal", "tail"])
-@pytest.mark.parametrize("rule", ["p(95) <= live", "p(99) <= live", "med <= live", "avg <= live"])
+@pytest.mark.parametrize(
+    ("rule", "shape"),
+    diagonal(["p(95) <= live", "p(99) <= live", "med <= live", "avg <= live"], SHAPES),
+)
 def test_identical_builds_rarely_fail_any_rule(rule: str, shape: str) -> None:
     parsed = parse_compare_rule(rule)
     rng = np.random.default_rng(24)

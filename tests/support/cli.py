@@ -23,8 +23,13 @@ BLUEGREEN = [
 
 def clean_environ() -> dict[str, str]:
     """This process's environment without ``BLUEGREEN_*`` (the settings of whoever runs the
-    suite) and ``PYTEST*`` (the outer run's options): what a command a test starts gets."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))}
+    suite) and ``PYTEST*`` (the outer run's options): what a command a test starts gets. But
+    ``PYTEST_ADDOPTS=-p no:randomly``: the pytest it runs (the gate, ``bluegreen``'s settings
+    and its child) runs its check files in file order, as the suite's other inner runs
+    (tests/conftest.py), and loads no numpy for randomly to reseed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))}
+    env["PYTEST_ADDOPTS"] = "-p no:randomly"
+    return env
 
 
 def cut_off_switch(stack: Stack, target: str = "green") -> None:

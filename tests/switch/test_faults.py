@@ -29,10 +29,10 @@ from tests.support.faults import FAULTS, STEPS, run_cell
 from tests.support.gate import CHECKS
 from tests.support.stack import GREEN_LIVE, Stack, StackFactory, wait_for
 from tests.support.switching import stack_settings
+from tests.support.tiers import diagonal
 
 
-@pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize(("step", "fault"), diagonal(STEPS, FAULTS))
 def test_fault_at_step(stack_factory: StackFactory, tmp_path: Path, step: str, fault: str) -> None:
     stack = stack_factory()
     cell = run_cell(stack, tmp_path / "gate", step, fault)

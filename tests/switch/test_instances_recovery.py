@@ -19,6 +19,7 @@ from pytest_bluegreen.switch.journal import read_journal
 from tests.support.faults import FAULTS
 from tests.support.instances import NAMES, Group, run_group_cell
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, StackFactory
+from tests.support.tiers import diagonal
 
 
 @pytest.fixture
@@ -202,8 +203,7 @@ def test_an_instance_dying_during_recover_is_exit_10_and_the_next_recover_finish
 GROUP_STEPS = ("drain", "confirm")
 
 
-@pytest.mark.parametrize("fault", FAULTS)
-@pytest.mark.parametrize("step", GROUP_STEPS)
+@pytest.mark.parametrize(("step", "fault"), diagonal(GROUP_STEPS, FAULTS))
 def test_fault_at_step_on_three(group: Group, step: str, fault: str) -> None:
     cell = run_group_cell(group, step, fault, on="lb-2")
     assert cell.mismatches() == [], cell.output[-6000:]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from types import ModuleType
 
 from .errors import UsageError
@@ -36,7 +37,11 @@ def require(module: str, extra: str, feature: str) -> ModuleType:
 
 def installed(module: str, extra: str, feature: str) -> None:
     """Raise MissingExtra (as :func:`require` would) when ``module`` is not installed, without
-    importing it: for a client made only when a command first needs it."""
+    importing it: for a client made only when a command first needs it. A module imported
+    already counts, as require() takes it: find_spec raises for one made in code (no
+    ``__spec__``), and None in sys.modules is "not installed" for both."""
+    if sys.modules.get(module) is not None:
+        return
     try:
         found = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError) as exc:

@@ -74,10 +74,13 @@ class DeployStep:
         Raises DeployRefused (nothing changed) or DeployError.
         """
         self.guard(target, tag)
+        # the engine first: a missing extra (MissingExtra, exit 4) refuses before anything
+        # changed, the color's warm window and pending promotion still recorded
+        engine = self.engine
         for line in aftercare.forget(self.settings, target):
             self.progress(line)
         try:
-            result = self.engine.deploy(target, tag, backup=not self.settings.run.skip_backup)
+            result = engine.deploy(target, tag, backup=not self.settings.run.skip_backup)
         except OSError as exc:  # disk full, a binary missing: a failed deploy, not a crash
             raise DeployError(f"deploy of {target} {tag} failed: {exc}") from None
         # healthy for Docker is not yet UP for HAProxy (rise x inter): the checks would meet

@@ -6,10 +6,13 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import requests
 
+from pytest_bluegreen.record import history as records
+from pytest_bluegreen.record.history import PENDING, WARM, PendingPromotion, WarmWindow
 from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack, wait_for
 
@@ -316,3 +319,32 @@ def test_a_long_drain_shows_progress_and_loses_nothing(
     assert "bluegreen: draining: api_backend/blue-api 1 session(s) open" in text
     assert answers == [200]
     assert stack.served_color() == "green"
+
+
+# the gate's process as one without the 'docker' extra (python-on-whales not importable)
+NO_DOCKER_EXTRA = """
+import sys
+
+sys.modules["python_on_whales"] = None
+"""
+
+
+def test_a_deploy_without_the_docker_extra_changes_nothing(
+    pytester: pytest.Pytester, stack: Stack
+) -> None:
+    """--deploy refused for the missing extra (exit 4) before anything changed: the idle
+    color's warm window and its pending promotion are still recorded, as its traffic is."""
+    now = time.time()
+    window = WarmWindow("green", "blue", "v1.1.0", now + 300, "keep")
+    pending = PendingPromotion("green", "blue", "v1.1.0", None, 2, now, now)
+    records.save_record(stack.state_file, WARM, window)
+    records.save_record(stack.state_file, PENDING, pending)
+    pytester.makeconftest(NO_DOCKER_EXTRA)
+    before = stack.live_weights()
+    result = run_gate(pytester, stack, "--env", "green", "--deploy", "v1.2.0")
+    text = output(result)
+    assert result.ret == 4, text
+    assert "needs the 'docker' extra: pip install 'pytest-bluegreen[docker]'" in text
+    assert records.load_warm(stack.state_file) == window, text
+    assert records.load_pending(stack.state_file) == pending, text
+    assert stack.live_weights() == before

@@ -34,7 +34,7 @@ from pytest_bluegreen.judge.significance import (
     quantile_difference,
     wilson_interval,
 )
-from tests.support.tiers import diagonal
+from tests.support.tiers import diagonal, one_fast
 
 PASSED, FAILED, INCONCLUSIVE = (
     CompareDecision.PASSED,
@@ -263,7 +263,7 @@ def bursty(rng: np.random.Generator, n: int, scale: float = 10.0, phi: float = 0
     return scale * np.exp(0.2 * series)
 
 
-@pytest.mark.parametrize("rule", ["med <= live", "avg <= live"])
+@pytest.mark.parametrize("rule", one_fast(["med <= live", "avg <= live"]))
 def test_identical_builds_with_bursty_latencies_rarely_fail(rule: str) -> None:
     # benchmarks/compare.py: consecutive requests of one color are correlated (lag 1: 0.31) on
     # this machine; an interval that takes the requests for independent is too narrow: the exact
@@ -279,7 +279,7 @@ def test_identical_builds_with_bursty_latencies_rarely_fail(rule: str) -> None:
     assert found[FAILED] <= 12, found  # 6%
 
 
-@pytest.mark.parametrize("rule", ["med <= live", "avg <= live", "p(95) <= live"])
+@pytest.mark.parametrize("rule", one_fast(["med <= live", "avg <= live", "p(95) <= live"]))
 def test_a_twenty_percent_slowdown_with_bursty_latencies_is_detected(rule: str) -> None:
     parsed = parse_compare_rule(rule)
     rng = np.random.default_rng(26)
@@ -340,7 +340,7 @@ def test_identical_distributions_rarely_fail() -> None:
     assert found[PASSED] >= 190
 
 
-@pytest.mark.parametrize("rule", ["med <= live", "p(95) <= live", "avg <= live * 1.05"])
+@pytest.mark.parametrize("rule", one_fast(["med <= live", "p(95) <= live", "avg <= live * 1.05"]))
 def test_a_twenty_percent_slowdown_is_detected(rule: str) -> None:
     found = decisions(rule, 1.2, reps=100, n=300, seed=11)
     # p(95): 93 (the i.i.d. bootstrap found 95 or more here, on independent samples only)
@@ -402,7 +402,7 @@ def test_a_tail_regression_leaves_the_median_rule_alone() -> None:
     assert compare(parse_compare_rule("med <= live * 1.10"), new, live).decision is PASSED
 
 
-@pytest.mark.parametrize("rule", ["p(99) <= live * 1.10", "avg <= live * 1.10"])
+@pytest.mark.parametrize("rule", one_fast(["p(99) <= live * 1.10", "avg <= live * 1.10"]))
 def test_a_random_ten_percent_tail_is_caught_on_almost_every_seed(rule: str) -> None:
     parsed = parse_compare_rule(rule)
     rng = np.random.default_rng(23)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.tiers import diagonal
+from tests.support.tiers import diagonal, one_fast
 
 
 @pytest.mark.parametrize(("rows", "columns"), [(7, 9), (2, 9), (4, 3), (3, 3), (1, 5), (5, 1)])
@@ -21,3 +21,11 @@ def test_the_diagonal_has_every_row_and_column_and_the_rest_is_slow(
     assert {c for _, c in fast} == set(column_names)
     assert len(fast) == max(rows, columns)
     assert all([m.name for m in c.marks] == ["slow"] for c in cells if c.marks)
+
+
+@pytest.mark.parametrize("count", [1, 2, 5])
+def test_one_value_of_a_sweep_is_fast_and_the_rest_slow(count: int) -> None:
+    values = [f"v{i}" for i in range(count)]
+    params = one_fast(values)
+    assert [p.values for p in params] == [(v,) for v in values]
+    assert [[m.name for m in p.marks] for p in params] == [[]] + [["slow"]] * (count - 1)

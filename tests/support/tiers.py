@@ -1,5 +1,6 @@
-"""The fast tier's sample of a sweep: a full run (``scripts/test``) runs every cell of a cross
-product, the fast tier (``scripts/test --fast``, ``-m "not docker and not slow"``) a diagonal."""
+"""The fast tier's sample of a sweep: a full run (``scripts/test``) runs every cell, the fast
+tier (``scripts/test --fast``, ``-m "not docker and not slow"``) a diagonal of a cross product,
+the first value of a one-dimensional sweep."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 if TYPE_CHECKING:
     from _pytest.mark import ParameterSet
 
-__all__ = ["diagonal"]
+__all__ = ["diagonal", "one_fast"]
 
 
 def diagonal(rows: Sequence[str], columns: Sequence[str]) -> list[ParameterSet]:
@@ -28,3 +29,9 @@ def diagonal(rows: Sequence[str], columns: Sequence[str]) -> list[ParameterSet]:
         for row in rows
         for column in columns
     ]
+
+
+def one_fast(values: Sequence[str]) -> list[ParameterSet]:
+    """A one-dimensional sweep (a Monte Carlo property over several rules, say): the first
+    value in the fast tier, the others ``slow``."""
+    return [pytest.param(v, marks=() if i == 0 else pytest.mark.slow) for i, v in enumerate(values)]

@@ -25,6 +25,7 @@ from tests.support.stack import Stack, free_ports
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "deploy.yml"
 PULL_REQUEST = ROOT / ".github" / "workflows" / "pull-request.yml"
+NIGHTLY = ROOT / ".github" / "workflows" / "nightly.yml"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
 
@@ -63,6 +64,16 @@ def test_pull_requests_run_the_fast_tier_apart_from_the_deploy() -> None:
     assert any(run.endswith("bash scripts/test --fast") for run in runs), runs
     assert workflow["permissions"] == {"contents": "read"}
     assert "workflow_dispatch" not in workflow[True]  # deploying stays deploy.yml's
+
+
+def test_a_nightly_run_takes_the_whole_suite_in_a_random_order() -> None:
+    workflow = yaml.safe_load(NIGHTLY.read_text())
+    assert set(workflow[True]) == {"schedule"}  # YAML 1.1 reads "on" as True
+    [job] = workflow["jobs"].values()
+    runs = [str(step.get("run", "")) for step in job["steps"]]
+    assert any(run.endswith("bash scripts/test --random") for run in runs), runs
+    assert job["timeout-minutes"] <= 90  # CI's own limit
+    assert workflow["permissions"] == {"contents": "read"}
 
 
 def test_pre_commit_runs_the_suites_own_lint_and_type_check() -> None:

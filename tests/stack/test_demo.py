@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.demo import in_use
+from tests.support.demo import PROJECT, SOCKET, docker, in_use
 from tests.support.stack import ROOT, wait_for
 
 # the seed's default ports, as tests/stack/test_untouched.py's stack holds them: never beside it
@@ -42,20 +42,36 @@ def live_color() -> str | None:
     return json.loads(done.stdout)["live"] if done.returncode == 0 else None
 
 
+# the demo stack's PostgreSQL data, which ``local_stack.py down`` keeps (a user's data)
+VOLUME = f"{PROJECT}_postgres-data"
+
+
+def volume_there() -> bool:
+    return bool(docker("volume", "ls", "-q", "--filter", f"name=^{VOLUME}$"))
+
+
 @pytest.fixture
 def as_found(docker_engine: None) -> Iterator[None]:
-    """Nothing at the seed's defaults before, nothing after: the stack the demo starts goes."""
+    """Nothing at the seed's defaults before, nothing after: the stack the demo starts goes,
+    and its data volume and HAProxy's socket file when they were not there before."""
     held = in_use()
     if held:
         pytest.skip(f"the seed's defaults are in use ({', '.join(held)}): not this test's")
+    had_volume = volume_there()
+    had_socket = Path(SOCKET).exists()  # HAProxy leaves its socket file behind when it stops
     try:
         yield
     finally:
         run([sys.executable, "scripts/local_stack.py", "down"], 300)
-    # as found: nothing left at the defaults (tests/stack/test_untouched.py runs next)
+        if not had_volume:  # a random order ran this after test_untouched: the volume stayed
+            docker("volume", "rm", VOLUME, check=False)
+        if not had_socket:
+            Path(SOCKET).unlink(missing_ok=True)
+    # as found: nothing left at the defaults (tests/stack/test_untouched.py may run next)
     wait_for(
         lambda: not in_use(), 60, "the seed's defaults free after local_stack.py down", interval=0.5
     )
+    assert (volume_there(), Path(SOCKET).exists()) == (had_volume, had_socket)
 
 
 def demo() -> subprocess.CompletedProcess[str]:

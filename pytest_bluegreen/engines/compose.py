@@ -44,6 +44,7 @@ __all__ = [
     "first_line",
     "tag_variable",
     "wait_serving",
+    "whales_error",
 ]
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -174,6 +175,12 @@ def container_occupants(
     }
 
 
+def whales_error(feature: str) -> type[DockerException]:
+    """python-on-whales' DockerException (importing it, as the engines' lazy clients do)."""
+    error: type[DockerException] = require("python_on_whales", "docker", feature).DockerException
+    return error
+
+
 _FEATURE = "deploying with Docker Compose"
 
 
@@ -209,9 +216,7 @@ class ComposeEngine:
 
     @property
     def _exception(self) -> type[DockerException]:
-        whales = require("python_on_whales", "docker", _FEATURE)
-        error: type[DockerException] = whales.DockerException
-        return error
+        return whales_error(_FEATURE)
 
     # -- checks ------------------------------------------------------------------------------
     def check_engine(self) -> None:

@@ -18,7 +18,7 @@ from pytest_bluegreen.errors import DeployError
 from pytest_bluegreen.extras import require
 from pytest_bluegreen.settings import ComposeSettings, SwarmSettings
 
-from .compose import docker_client, first_line
+from .compose import docker_client, first_line, whales_error
 from .swarmtasks import Replica, ServiceSpec, find_service, service_replicas
 
 if TYPE_CHECKING:
@@ -54,9 +54,7 @@ class SwarmRollout:
 
     @property
     def _exception(self) -> type[DockerException]:
-        whales = require("python_on_whales", "docker", FEATURE)
-        error: type[DockerException] = whales.DockerException
-        return error
+        return whales_error(FEATURE)
 
     @property
     def sdk(self) -> docker.DockerClient:

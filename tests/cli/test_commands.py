@@ -122,7 +122,8 @@ import pathlib, time
 def pytest_runtest_setup(item):
     gone = pathlib.Path(__file__).with_name("reader-gone")
     deadline = time.monotonic() + 60
-    while not gone.exists() and time.monotonic() < deadline:
+    while not gone.exists():
+        assert time.monotonic() < deadline, "the reader never went"
         time.sleep(0.01)
 """
 
@@ -717,7 +718,8 @@ def pytest_runtest_setup(item):
     here = pathlib.Path(__file__).parent
     (here / "started").touch()
     deadline = time.monotonic() + 60
-    while not (here / "go").exists() and time.monotonic() < deadline:
+    while not (here / "go").exists():
+        assert time.monotonic() < deadline, "never told to go"
         time.sleep(0.01)
 """
 

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -252,31 +253,40 @@ def _allure_cli(config: pytest.Config) -> None:
     require_infra(config, cli.exists(), f"no {cli} (scripts/setup installs it)")
 
 
-def _render_dom(chromium: str, url: str, profile: Path) -> str:
-    done = subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--window-size=1400,1400",
-            "--virtual-time-budget=8000",
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+def _render_dom(chromium: str, url: str, profile: Path, drawn: str) -> str:
+    """The page's DOM once the browser has drawn ``drawn`` (a string in it). A loaded
+    machine can dump the DOM before the report's scripts have drawn it (the virtual time
+    budget does not cover every load), so it is rendered again, with a fresh profile, until
+    ``drawn`` is in it or a deadline passes; then the last DOM is returned for the asserts."""
+    deadline = time.monotonic() + 90
+    attempt = 0
+    while True:
+        attempt += 1
+        done = subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}-{attempt}",
+                "--window-size=1400,1400",
+                "--virtual-time-budget=8000",
+                "--dump-dom",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        if drawn in done.stdout or time.monotonic() > deadline:
+            return done.stdout
 
 
 def render(results: Path, out: Path, *options: str) -> str:
@@ -315,7 +325,9 @@ def test_the_rendered_report_shows_color_decision_and_attachment(
 
     # the overview, as a browser renders it: rendered text sits between tags (the embedded
     # data is JSON, where names follow '"name":')
-    overview = _render_dom(chromium, (out / "index.html").as_uri(), tmp_path / "profile1")
+    overview = _render_dom(
+        chromium, (out / "index.html").as_uri(), tmp_path / "profile1", ">test_leaky [green]<"
+    )
     assert ">test_leaky [green]<" in overview
     assert ">bluegreen gate: FAILED green<" in overview
     assert re.search(r">\s*green\s*<", overview)  # target.color in the metadata
@@ -323,7 +335,10 @@ def test_the_rendered_report_shows_color_decision_and_attachment(
     test_results = json.loads((out / "test-results.json").read_text())["byId"]
     [leaky_id] = [k for k, v in test_results.items() if v["name"] == "test_leaky [green]"]
     detail = _render_dom(
-        chromium, f"{(out / 'index.html').as_uri()}#{leaky_id}", tmp_path / "profile2"
+        chromium,
+        f"{(out / 'index.html').as_uri()}#{leaky_id}",
+        tmp_path / "profile2",
+        ">HTTP exchange (green)<",
     )
     assert ">HTTP exchange (green)<" in detail
     assert "Category: Check failures (wrong answers)" in re.sub(r"<[^>]+>", "", detail)
@@ -366,7 +381,12 @@ def test_successive_reports_carry_the_history_and_show_the_trend(
 
     # the trend chart, as rendered: a point per run on its axis (a first run says "No history
     # information available" instead)
-    charts = _render_dom(chromium, f"{(out / 'index.html').as_uri()}#charts", tmp_path / "profile")
+    charts = _render_dom(
+        chromium,
+        f"{(out / 'index.html').as_uri()}#charts",
+        tmp_path / "profile",
+        ">Status dynamics<",
+    )
     widget = charts.split(">Status dynamics<", 1)[1].split('data-drop-shadow="true"', 1)[0]
     ticks = re.findall(r'rotate\(45\)"[^>]*>([^<]*)<', widget)
     assert len(ticks) == 3, widget[:2000]

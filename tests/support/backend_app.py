@@ -2,12 +2,13 @@
 
 Run: ``python backend_app.py --color blue --version v1``; prints ``READY <port>`` once listening.
 Answers ``/health``, ``/version``, ``/api/echo`` (GET and POST) and ``/`` with its color in the
-``X-Bluegreen-Color`` header and the JSON body. ``POST /_control`` with a JSON object changes its
-behaviour at run time (used to inject faults): ``health_status`` (int), ``claim_color`` (str),
-``api_status`` (int), ``delay_ms`` (a number: added latency), ``jitter`` (the sigma of a
-lognormal factor on ``delay_ms``, for a realistic spread), ``error_every`` (every N-th /api/
-request answers 500), ``tail_ms`` (added to a share of the /api/ requests only: a regression in
-the tail) with ``tail_every`` (every N-th of them) or ``tail_share`` (each with that
+``X-Bluegreen-Color`` header and the JSON body (a GET of ``/api/*`` also says the routing headers it
+heard: ``X-Bluegreen-Route``, the preview route's and ``Cookie``). ``POST /_control`` with a JSON
+object changes its behaviour at run time (used to inject faults): ``health_status`` (int),
+``claim_color`` (str), ``api_status`` (int), ``delay_ms`` (a number: added latency), ``jitter`` (the
+sigma of a lognormal factor on ``delay_ms``, for a realistic spread), ``error_every`` (every N-th
+/api/ request answers 500), ``tail_ms`` (added to a share of the /api/ requests only: a regression
+in the tail) with ``tail_every`` (every N-th of them) or ``tail_share`` (each with that
 probability), ``metrics_status`` (int: ``/metrics`` answers that instead), ``hold`` (true: every
 /api/ request waits, up to a minute, until ``{"release": true}`` or a reset). ``/metrics`` is a
 Prometheus text page: the requests it answered, by path class and status.
@@ -58,6 +59,16 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _heard(self) -> dict[str, str | None]:
+            """The request headers HAProxy's routing adds or must take out, as received."""
+            names = (
+                "X-Bluegreen-Route",
+                "X-Bluegreen-Preview",
+                "X-Bluegreen-Preview-Key",
+                "Cookie",
+            )
+            return {name: self.headers.get(name) for name in names}
+
         def _faults(self) -> dict[str, Any]:
             with _LOCK:
                 faults = dict(FAULTS)
@@ -93,7 +104,7 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"version": version, "color": claimed})
             elif self.path.startswith("/api/"):
                 status = int(faults.get("api_status", 200))
-                self._send(status, {"color": claimed, "path": self.path})
+                self._send(status, {"color": claimed, "path": self.path, "heard": self._heard()})
             elif self.path == "/":
                 self._send(200, f"<html><body>{claimed} {version}</body></html>", "text/html")
             elif self.path == "/metrics":

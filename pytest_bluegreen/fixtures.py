@@ -11,6 +11,7 @@
 | live_color           | function | str or None                  |
 | baseline_color       | function | str or None                  |
 | routed_http          | session  | ColorSession (routed URL)    |
+| preview_http         | session  | ColorSession (preview route) |
 | prometheus           | session  | Prometheus                   |
 
 The types are importable from ``pytest_bluegreen.testing``. The shared services' fixtures
@@ -160,6 +161,59 @@ def routed_http(bluegreen_settings: Settings) -> Iterator[ColorSession]:
 
     switching, timeout = bluegreen_settings.switching, bluegreen_settings.checks.http_timeout
     with ColorSession(switching.routed_api_url, timeout, "routed") as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def preview_http(
+    pytestconfig: pytest.Config,
+    bluegreen_settings: Settings,
+    bluegreen_secrets: Secrets,
+    environment: ColorEnvironment,
+) -> Iterator[ColorSession]:
+    """A requests session for this color through HAProxy's public side (``preview_url``, else
+    ``routed_api_url``) by the preview route: every request names the color and carries the
+    route's key (``PREVIEW_KEY`` in ``secrets.env``), so the idle color answers there before
+    any user reaches it, through the same TLS, header rules and limits. Its answers count for
+    the gate as the ``http`` session's do. A deployment without the route (no ``PREVIEW_KEY``)
+    skips what needs it, saying so."""
+    import requests  # noqa: PLC0415
+
+    from .eventually import InfrastructureError  # noqa: PLC0415
+    from .haproxy.preview import PREVIEW_SECRET, preview_headers, preview_key  # noqa: PLC0415
+    from .httpclient import ColorSession  # noqa: PLC0415
+    from .redaction import shown_url  # noqa: PLC0415
+
+    key = preview_key(bluegreen_secrets)  # checked when the session started
+    if key is None:
+        pytest.skip(
+            f"no preview route in this deployment: set {PREVIEW_SECRET} in secrets.env "
+            "(and BG_PREVIEW_KEY, the same value, in HAProxy's environment)"
+        )
+    switching, topology = bluegreen_settings.switching, bluegreen_settings.topology
+    url = switching.preview_url or switching.routed_api_url
+    color = environment.name
+
+    def from_this_color(response: requests.Response, *args: object, **kwargs: object) -> None:
+        """An answer naming another color is the live one standing in (the route is off, or
+        HAProxy has another key): never judged as this color's."""
+        said = response.headers.get(topology.color_header)
+        if said is not None and said != color:
+            raise InfrastructureError(
+                f"the preview route at {shown_url(url)} answered as {said}, not {color}: is it "
+                f"on in HAProxy, with BG_PREVIEW_KEY the same as {PREVIEW_SECRET}?"
+            )
+
+    with ColorSession(
+        url,
+        bluegreen_settings.checks.http_timeout,
+        color,
+        answers=answer_log(pytestconfig),
+        version_header=topology.version_header,
+        server_header=topology.server_header,
+    ) as session:
+        session.headers.update(preview_headers(color, key))
+        session.hooks["response"].insert(0, from_this_color)
         yield session
 
 

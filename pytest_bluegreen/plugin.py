@@ -29,10 +29,12 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     haproxy,
     http,
     live_color,
+    preview_http,
     prometheus,
     routed_http,
 )
 from .gate.outcomes import COLOR_PROPERTY, FAILURE_PROPERTY, SHARED, UNREACHABLE_PROPERTY, color_of
+from .haproxy.preview import preview_key
 from .keys import (
     ANSWERS_KEY,
     POST_KEY,
@@ -161,6 +163,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if _runs_tests(config) and not shows:
         _require_stats_extra(settings)
         _require_metrics_extra(settings)
+        try:
+            preview_key(secrets)  # a key that cannot be sent: one line before any check
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
     allure_results = _register_allure(config, settings, secrets, shows=shows)
     if _is_worker(config):
         workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]

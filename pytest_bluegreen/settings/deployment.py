@@ -103,6 +103,13 @@ class SwitchingSettings(Frozen):
         p.optional(p.url),
         "the public frontend URL routed to the live color",
     )
+    preview_url: str | None = setting(
+        None,
+        p.optional(p.url),
+        "the public URL the preview_http fixture sends a color's checks through, by HAProxy's "
+        "preview route (PREVIEW_KEY in secrets.env; haproxy.cfg: BG_PREVIEW_KEY); "
+        "unset: routed_api_url",
+    )
     verify_path: str = setting(
         "/health", p.path_segment, "path requested through the routed URL to verify a switch"
     )

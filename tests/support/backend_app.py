@@ -9,9 +9,11 @@ object changes its behaviour at run time (used to inject faults): ``health_statu
 sigma of a lognormal factor on ``delay_ms``, for a realistic spread), ``error_every`` (every N-th
 /api/ request answers 500), ``tail_ms`` (added to a share of the /api/ requests only: a regression
 in the tail) with ``tail_every`` (every N-th of them) or ``tail_share`` (each with that
-probability), ``metrics_status`` (int: ``/metrics`` answers that instead), ``hold`` (true: every
-/api/ request waits, up to a minute, until ``{"release": true}`` or a reset). ``/metrics`` is a
-Prometheus text page: the requests it answered, by path class and status.
+probability), ``routed_status`` (int: the status of an /api/ request that came through HAProxy's
+routing, which marks it ``X-Bluegreen-Route``: a fault only the public path shows),
+``metrics_status`` (int: ``/metrics`` answers that instead), ``hold`` (true: every /api/ request
+waits, up to a minute, until ``{"release": true}`` or a reset). ``/metrics`` is a Prometheus text
+page: the requests it answered, by path class and status.
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                     time.sleep(tail / 1000)
             if faults.get("hold") and self.path.startswith("/api/"):
                 _RELEASED.wait(HOLD_AT_MOST)
+            routed = int(faults.get("routed_status", 0))
+            if routed and self.path.startswith("/api/") and self.headers.get("X-Bluegreen-Route"):
+                faults["api_status"] = routed
             every = int(faults.get("error_every", 0))
             if every and self.path.startswith("/api/") and next(_API_CALLS) % every == 0:
                 faults["api_status"] = 500

@@ -1,0 +1,201 @@
+"""Checks through HAProxy's preview route (the ``preview_http`` fixture) in a real gate: they
+reach the idle color through the public path before any user does, a failure only that path
+shows blocks the switch, a route that answers with the live color is never a pass, and the
+route's key (``PREVIEW_KEY`` in secrets.env) reaches no output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.gate import history, output, run_gate
+from tests.support.stack import Stack, StackFactory
+
+KEY = "pr3view-k3y-0f-the-gate-tests-4567"
+
+PREVIEW_CHECKS = """
+import pytest
+
+
+@pytest.mark.quick
+def test_health(http):
+    assert http.get("/health").status_code == 200
+
+
+@pytest.mark.quick
+def test_the_public_path(preview_http, color):
+    response = preview_http.get("/api/echo")
+    assert response.status_code == 200, response.text
+    assert response.json()["color"] == color
+    assert response.json()["heard"]["X-Bluegreen-Route"] == "preview"
+"""
+
+
+@pytest.fixture
+def preview_stack(stack_factory: StackFactory) -> Stack:
+    """Blue live, green idle, HAProxy's preview route on with KEY."""
+    return stack_factory(env={"BG_PREVIEW_KEY": KEY})
+
+
+def secrets_file(pytester: pytest.Pytester, key: str | None = KEY) -> str:
+    path = pytester.path / "secrets.env"
+    path.write_text("POSTGRES_PASSWORD=unused-password\n" + (f"PREVIEW_KEY={key}\n" if key else ""))
+    return str(path)
+
+
+def everything_written(pytester: pytest.Pytester, stack: Stack, result: pytest.RunResult) -> str:
+    """The run's output and every file it and HAProxy wrote (not secrets.env, which holds it)."""
+    found = [*pytester.path.rglob("*"), *stack.workdir.rglob("*")]
+    files = [p for p in found if p.is_file() and p.name != "secrets.env"]
+    texts = [p.read_text(errors="replace") for p in files]
+    return "\n".join([output(result), *texts])
+
+
+def test_a_preview_check_reaches_the_idle_color_and_the_gate_switches(
+    pytester: pytest.Pytester, preview_stack: Stack
+) -> None:
+    result = run_gate(
+        pytester,
+        preview_stack,
+        "--env",
+        "green",
+        "--switch",
+        "-m",
+        "quick",
+        "-rA",
+        checks=PREVIEW_CHECKS,
+        secrets_file=secrets_file(pytester),
+    )
+    assert result.ret == 0, output(result)
+    result.stdout.fnmatch_lines(["*PASSED*test_the_public_path*green*"])
+    assert preview_stack.served_color() == "green"
+    assert [e["outcome"] for e in history(preview_stack)] == ["switched"]
+    assert KEY not in everything_written(pytester, preview_stack, result)
+
+
+def test_a_failure_only_the_public_path_shows_blocks_the_switch(
+    pytester: pytest.Pytester, preview_stack: Stack
+) -> None:
+    preview_stack.green.control(routed_status=500)  # its direct port answers well
+    result = run_gate(
+        pytester,
+        preview_stack,
+        "--env",
+        "green",
+        "--switch",
+        "-m",
+        "quick",
+        checks=PREVIEW_CHECKS,
+        secrets_file=secrets_file(pytester),
+    )
+    assert result.ret == 1, output(result)
+    result.stdout.fnmatch_lines(
+        [
+            "*bluegreen: FAILED: checks failed (green: 1 passed, 1 failed)*",
+            "*traffic stays on blue*",
+        ]
+    )
+    assert preview_stack.served_color() == "blue"
+    assert [e["outcome"] for e in history(preview_stack)] == ["failed"]
+    # the failed exchange is in the report; the key is not
+    assert KEY not in everything_written(pytester, preview_stack, result)
+
+
+@pytest.mark.parametrize("haproxy_key", [None, KEY[::-1]], ids=["route-off", "other-key"])
+def test_the_live_color_answering_the_preview_is_never_a_pass(
+    pytester: pytest.Pytester, stack_factory: StackFactory, haproxy_key: str | None
+) -> None:
+    stack = stack_factory(env={"BG_PREVIEW_KEY": haproxy_key} if haproxy_key else {})
+    checks = PREVIEW_CHECKS.replace('assert response.json()["color"] == color\n', "").replace(
+        'assert response.json()["heard"]["X-Bluegreen-Route"] == "preview"\n', ""
+    )
+    result = run_gate(
+        pytester,
+        stack,
+        "--env",
+        "green",
+        "--switch",
+        "-m",
+        "quick",
+        checks=checks,
+        secrets_file=secrets_file(pytester),
+    )
+    assert result.ret != 0, output(result)
+    result.stdout.fnmatch_lines(
+        [
+            "*the preview route at http://127.0.0.1:*answered as blue, not green*",
+            "*traffic stays on blue*",
+        ]
+    )
+    assert stack.served_color() == "blue"
+    assert KEY not in output(result)
+
+
+def test_without_a_key_the_preview_checks_are_skipped_saying_why(
+    pytester: pytest.Pytester, preview_stack: Stack
+) -> None:
+    result = run_gate(
+        pytester,
+        preview_stack,
+        "--env",
+        "green",
+        "-m",
+        "quick",
+        "-rs",
+        checks=PREVIEW_CHECKS,
+        secrets_file=secrets_file(pytester, key=None),
+    )
+    assert result.ret == 0, output(result)
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*no preview route in this deployment: set PREVIEW_KEY*"])
+
+
+@pytest.mark.parametrize(
+    "bad", ["short-key", "a key with spaces in it", "k;ey=with,separators0123"], ids=str
+)
+def test_a_key_that_cannot_be_sent_is_one_line_and_nothing_moves(
+    pytester: pytest.Pytester, preview_stack: Stack, bad: str
+) -> None:
+    result = run_gate(
+        pytester,
+        preview_stack,
+        "--env",
+        "green",
+        "--switch",
+        checks=PREVIEW_CHECKS,
+        secrets_file=secrets_file(pytester, key=bad),
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output(result)
+    errors = [line for line in result.errlines if line.strip()]
+    assert errors == [
+        "ERROR: PREVIEW_KEY in secrets.env: 16 to 256 of the characters A-Z a-z 0-9 . _ ~ - (it is "
+        "sent in a header and a cookie; make one with: openssl rand -hex 24)"
+    ], errors
+    assert bad not in output(result)
+    assert preview_stack.served_color() == "blue"
+    assert history(preview_stack) == []
+
+
+def test_the_preview_url_setting_takes_the_checks_through_tls(
+    pytester: pytest.Pytester, preview_stack: Stack, tls_cert: Path
+) -> None:
+    checks = PREVIEW_CHECKS.replace(
+        "def test_the_public_path(preview_http, color):\n",
+        "def test_the_public_path(preview_http, color):\n"
+        f"    preview_http.verify = {str(tls_cert)!r}\n"
+        "    assert preview_http.base_url.startswith('https://')\n",
+    )
+    result = run_gate(
+        pytester,
+        preview_stack,
+        "--env",
+        "green",
+        "-m",
+        "quick",
+        checks=checks,
+        secrets_file=secrets_file(pytester),
+        preview_url=f"https://127.0.0.1:{preview_stack.ports['https']}",
+    )
+    assert result.ret == 0, output(result)
+    result.assert_outcomes(passed=2)

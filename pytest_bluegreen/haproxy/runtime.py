@@ -193,6 +193,11 @@ class RuntimeApi:
     def set_state(self, ref: ServerRef, state: AdminState) -> None:
         self._set(f"set server {_checked(ref.backend)}/{_checked(ref.server)} state {state.value}")
 
+    def shutdown_sessions(self, ref: ServerRef) -> None:
+        """Close every session on the server now (``shutdown sessions server``): its clients
+        see their connection end and reconnect, which the weights send elsewhere."""
+        self._set(f"shutdown sessions server {_checked(ref.backend)}/{_checked(ref.server)}")
+
     def save_server_state(self, path: str | os.PathLike[str]) -> None:
         """Write ``show servers state`` atomically to ``path`` (the ``server-state-file``)."""
         text = self.servers_state_text()

@@ -123,6 +123,13 @@ class SwitchingSettings(Frozen):
         "seconds to wait for the old color's sessions to end",
         cli="--drain-timeout",
     )
+    drain_close: bool = setting(
+        True,
+        p.boolean,
+        "when the drain ends (drain_timeout, or a signal), close the old color's sessions still "
+        "open (long-lived streams, WebSockets) so their clients reconnect to the new color; "
+        "false: they finish on their own",
+    )
     verify_timeout: float = setting(
         10.0,
         p.seconds,

@@ -149,6 +149,7 @@ class SwitchResult:
     first_target_response: float = 0.0
     drained: bool = False
     drain_seconds: float = 0.0
+    closed_sessions: int = 0  # open on the old color at the drain's end, closed then
     version: str | None = None
     finished: float = 0.0
     notes: list[str] = field(default_factory=list)

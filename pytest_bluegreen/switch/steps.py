@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_bluegreen.errors import Refused
-from pytest_bluegreen.haproxy.answers import AdminState, RuntimeApiError
+from pytest_bluegreen.haproxy.answers import AdminState, RuntimeApiError, ServerRef, StatRow
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
 from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
@@ -196,7 +196,11 @@ class Transaction:
                 self._warn(f"past the point of no return, '{step}' failed ({exc}); tried again")
                 self.repair = True  # a command HAProxy applied may have lost its answer
                 time.sleep(pause)
-        facts = {"drained": self.result.drained} if step == "wait-drained" else {}
+        facts = (
+            {"drained": self.result.drained, "closed": self.result.closed_sessions}
+            if step == "wait-drained"
+            else {}
+        )
         try:
             self._done(**facts)
         except OSError as exc:  # the switch stands; the journal says less than it did
@@ -347,17 +351,24 @@ class Transaction:
                 result.drained = True
                 break
             open_sessions = sum(row.scur for _, row in busy)
-            if self.signals.received:  # past the point of no return: finish now
-                result.notes.append(
-                    f"drain wait cut short by {self.signals.received}: "
-                    f"{open_sessions} old session(s) finish on their own"
+            if self.signals.received or now >= deadline:  # the drain ends here
+                why = (
+                    f"drain wait cut short by {self.signals.received}"
+                    if self.signals.received
+                    else f"{self.switching.drain_timeout:g}s drain timeout"
                 )
-                break
-            if now >= deadline:
-                result.notes.append(
-                    f"old sessions still open after {self.switching.drain_timeout:g}s drain "
-                    "timeout; they finish on their own (HAProxy does not cut them)"
-                )
+                if self.switching.drain_close:
+                    self._close_sessions(busy)
+                    result.closed_sessions = open_sessions
+                    result.notes.append(
+                        f"{why}: {open_sessions} old session(s) still open, closed (their "
+                        f"clients reconnect to {self.plan.target})"
+                    )
+                else:
+                    result.notes.append(
+                        f"{why}: {open_sessions} old session(s) finish on their own "
+                        "(drain_close = false)"
+                    )
                 break
             if now >= next_report:  # long drains say what they wait for, once a second
                 sessions = ", ".join(
@@ -367,6 +378,20 @@ class Transaction:
                 next_report = now + 1.0
             time.sleep(POLL_INTERVAL)
         result.drain_seconds += time.monotonic() - start
+
+    def _close_sessions(self, busy: list[tuple[str, StatRow]]) -> None:
+        """The old color's sessions still open when the drain ends (a long-lived stream, a
+        WebSocket, a slow download): HAProxy closes them, their clients reconnect and the
+        weights send them to the target. Idempotent: a step tried again closes what is left."""
+        refs: dict[str, list[ServerRef]] = {}
+        for name, row in busy:
+            refs.setdefault(name, []).append(row.ref)
+
+        def close(name: str, api: RuntimeApi) -> None:
+            for ref in refs[name]:
+                api.shutdown_sessions(ref)
+
+        self.group.each(close, names=list(refs))
 
     def _confirm(self) -> None:
         """Every instance's states are what the switch set (else tried again), and every routed

@@ -37,6 +37,7 @@ _ANSWERED: Counter[tuple[str, int]] = Counter()  # (path class, status) -> reque
 _RELEASED = threading.Event()  # what held /api/ requests wait for
 _RELEASED.set()
 HOLD_AT_MOST = 60.0
+EVENTS_AT_MOST = 60.0
 
 
 def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
@@ -98,10 +99,33 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                 faults["api_status"] = 500
             return faults
 
+        def _events(self, claimed: str) -> None:
+            """``/api/events``: Server-Sent Events, one every 50 ms naming the color, until the
+            client or HAProxy closes the connection (at most EVENTS_AT_MOST seconds)."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.send_header("X-Bluegreen-Color", claimed)
+            self.end_headers()
+            self.close_connection = True
+            until = time.monotonic() + EVENTS_AT_MOST
+            for n in itertools.count():
+                if time.monotonic() > until:
+                    return
+                try:
+                    self.wfile.write(f"id: {n}\ndata: {claimed}\n\n".encode())
+                    self.wfile.flush()
+                except OSError:  # the connection is gone: the client or HAProxy closed it
+                    return
+                time.sleep(0.05)
+
         def do_GET(self) -> None:
             faults = self._faults()
             claimed = faults.get("claim_color", color)
-            if self.path == "/health":
+            if self.path == "/api/events":
+                self._events(claimed)
+            elif self.path == "/health":
                 status = int(faults.get("health_status", 200))
                 ok = "ok" if status == 200 else "failing"
                 self._send(status, {"status": ok, "color": claimed, "version": version})

@@ -1,0 +1,201 @@
+"""Long-lived connections (Server-Sent Events) across a switch, on a real HAProxy: the promise.
+
+New connections go to the new color at once; a stream open on the old color keeps flowing
+from it (never from both) until the drain ends at ``drain_timeout`` (or a signal), then
+HAProxy closes it (``shutdown sessions server``: the client sees its connection end) and a
+client that reconnects lands on the new color; nothing else fails. ``drain_close = false``
+leaves such streams to end on their own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from pytest_bluegreen.switch import transaction as switch
+from pytest_bluegreen.switch.journal import Journal
+from tests.support.gate import CHECKS, history
+from tests.support.stack import Stack, wait_for
+from tests.support.streams import Stream
+from tests.support.switching import stack_settings
+
+DRAIN = 1.5
+
+
+@pytest.fixture
+def streams(stack: Stack) -> Iterator[list[Stream]]:
+    """Three streams on blue (live) through the routed API."""
+    opened = [Stream.open(stack.ports["api"]) for _ in range(3)]
+    yield opened
+    for stream in opened:
+        stream.close()
+
+
+def sessions_on(stack: Stack, server: str) -> int:
+    return sum(
+        r.scur for r in stack.api().show_stat() if r.backend == "api_backend" and r.server == server
+    )
+
+
+class Load:
+    """Requests through the routed URL until stopped (at most 2,000 or 60 s): failures."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.sent = url, 0
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 60
+        with requests.Session() as session:
+            session.trust_env = False
+            while not self._stop.is_set() and self.sent < 2000 and time.monotonic() < deadline:
+                self.sent += 1
+                try:
+                    status = session.get(self.url, timeout=5).status_code
+                except requests.RequestException as exc:
+                    self.failed.append(repr(exc))
+                else:
+                    if status != 200:
+                        self.failed.append(str(status))
+                self._stop.wait(0.005)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def switch_to_green(stack: Stack, **settings: object) -> tuple[switch.SwitchResult, float]:
+    """The journaled switch, as the gate makes it; and when it began."""
+    resolved = stack_settings(stack, drain_timeout=DRAIN, **settings)
+    plan = switch.plan(stack.haproxies(), resolved.topology, "green", 100)
+    started = time.monotonic()
+    result = switch.apply(
+        stack.haproxies(),
+        plan,
+        resolved.switching,
+        resolved.topology,
+        journal=Journal(stack.journal_file),
+        server_state_file=stack.server_state_file,
+    )
+    return result, started
+
+
+def test_old_streams_flow_until_the_drain_ends_then_reconnect_to_the_new_color(
+    stack: Stack, streams: list[Stream]
+) -> None:
+    assert sessions_on(stack, "blue-api") >= 3
+    load = Load(f"{stack.routed_url}/health")
+    newcomer: list[Stream] = []
+
+    def open_during_the_drain() -> None:  # once green takes new connections
+        wait_for(
+            lambda: (
+                sessions_on(stack, "blue-api") >= 3
+                and stack.live_weights().get("green-api", (0, ""))[0] == 100
+            ),
+            10,
+            "green promoted",
+        )
+        newcomer.append(Stream.open(stack.ports["api"]))
+
+    opener = threading.Thread(target=open_during_the_drain)
+    opener.start()
+    try:
+        result, started = switch_to_green(stack)
+    finally:
+        opener.join(15)
+        load.stop()
+    assert result.closed_sessions == 3, result.notes
+    assert any("3 old session(s) still open, closed" in note for note in result.notes), result.notes
+    drain_end = started + DRAIN
+    for stream in streams:
+        ended = stream.wait_ended(10)
+        assert ended >= drain_end  # allowed to flow until drain_timeout
+        assert stream.colors == {"blue"}  # never from both colors
+        assert stream.events_after(started + DRAIN / 2) > 0  # still flowing during the drain
+    [new] = newcomer
+    try:
+        assert new.colors == {"green"}, "a new connection during the drain went to the old color"
+        assert new.ended is None  # not closed: it is on the new color
+    finally:
+        new.close()
+    again = [Stream.open(stack.ports["api"]) for _ in streams]  # the clients reconnect
+    try:
+        assert all(stream.colors == {"green"} for stream in again)
+    finally:
+        for stream in again:
+            stream.close()
+    assert sessions_on(stack, "blue-api") == 0
+    assert load.sent > 0
+    assert load.failed == []
+
+
+def test_drain_close_false_leaves_old_streams_to_end_on_their_own(
+    stack: Stack, streams: list[Stream]
+) -> None:
+    result, _ = switch_to_green(stack, drain_close=False)
+    assert result.closed_sessions == 0
+    assert any("3 old session(s) finish on their own" in note for note in result.notes)
+    after = time.monotonic()
+    wait_for(lambda: all(s.events_after(after) > 0 for s in streams), 10, "the old streams to flow")
+    assert all(s.ended is None and s.colors == {"blue"} for s in streams)
+    assert sessions_on(stack, "blue-api") >= 3
+
+
+def test_a_sigterm_during_the_drain_ends_it_and_closes_the_old_streams(
+    stack: Stack, streams: list[Stream]
+) -> None:
+    folder = stack.workdir / "gate"
+    folder.mkdir()
+    (folder / "bluegreen.toml").write_text(stack.settings_toml(drain_timeout=60))
+    (folder / "test_checks.py").write_text(CHECKS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))}
+    gate = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
+         "--env", "green", "--switch", "-m", "quick"],
+        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    lines: list[str] = []
+    draining = threading.Event()
+
+    def read() -> None:
+        assert gate.stdout is not None
+        for line in gate.stdout:
+            lines.append(line.rstrip("\n"))
+            if "bluegreen: draining:" in line:
+                draining.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        assert draining.wait(60), "\n".join(lines)
+        signalled = time.monotonic()
+        gate.send_signal(signal.SIGTERM)
+        code = gate.wait(60)
+    finally:
+        if gate.poll() is None:
+            gate.kill()
+        reader.join(10)
+    text = "\n".join(lines)
+    assert any(
+        "drain wait cut short by SIGTERM: 3 old session(s) still open, closed" in line
+        for line in lines
+    ), text
+    for stream in streams:
+        assert stream.wait_ended(10) >= signalled
+        assert stream.colors == {"blue"}
+    assert stack.served_color() == "green"
+    assert [e["outcome"] for e in history(stack)][-1:] == ["switched"], text
+    assert code == 0, text  # past the point of no return a SIGTERM completes the switch: 0

@@ -5,13 +5,15 @@
 
 Per color (``[green]`` in the test id) through the color's direct URL (``colors.<c>.api_url``):
 ``/health`` says ok, the running version is the deployed tag, an item created through the API
-reads back (the database path), the frontend page and its assets load, and the direct ports
-answer for their own color only. Shared (HAProxy's public side): ``:80`` redirects to https and
-``:443`` terminates TLS with a valid certificate.
+reads back (the database path), the long-lived stream (``/api/events``) flows from the color,
+the frontend page and its assets load, and the direct ports answer for their own color only.
+Shared (HAProxy's public side): ``:80`` redirects to https and ``:443`` terminates TLS with a
+valid certificate.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import time
@@ -125,6 +127,23 @@ def test_api_round_trip(http: ColorSession, color: str) -> None:
         f"{error_text(read)}"
     )
     assert json_body(read).get("name") == name, f"read back {read.text!r}, created {name!r}"
+
+
+@pytest.mark.quick
+def test_events_stream(http: ColorSession, color: str) -> None:
+    """The long-lived endpoint (Server-Sent Events) streams from the color itself."""
+    with http.get("/api/events", stream=True) as response:
+        assert response.status_code == 200, f"{color} GET /api/events: {error_text(response)}"
+        kind = response.headers.get("Content-Type", "")
+        assert kind.startswith("text/event-stream"), f"{color} /api/events is {kind!r}"
+        events = []
+        for line in response.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                events.append(json.loads(line.removeprefix("data: ")))
+            if len(events) == 2:
+                break
+    assert [e.get("color") for e in events] == [color, color], f"{color} streamed {events}"
+    assert events[1].get("n") == events[0].get("n", -1) + 1, f"{color} streamed {events}"
 
 
 @pytest.mark.quick

@@ -42,6 +42,7 @@ import docker.errors
 from python_on_whales import DockerClient, DockerException
 
 from pytest_bluegreen.engines.compose import docker_client, wait_serving
+from pytest_bluegreen.envfile import read_env_file
 from pytest_bluegreen.local.haproxy import Served, holder_of, prepare_server_state_file
 from pytest_bluegreen.local.prometheus import (
     LocalPrometheus,
@@ -92,7 +93,10 @@ def haproxy_env() -> dict[str, str]:
     """HAProxy's environment: the caller's BG_* variables over the local stack's defaults."""
     # the settings' haproxy_state_file (.bluegreen/haproxy/server-state), unless moved
     state_file = ROOT / ".bluegreen" / "haproxy" / "server-state"
+    # the preview route's key: PREVIEW_KEY of secrets.env, as the checks send it
+    preview = read_env_file(ROOT / "config" / "deploy" / "secrets.env").get("PREVIEW_KEY")
     return {
+        **({"BG_PREVIEW_KEY": preview} if preview else {}),
         **os.environ,
         "BG_RUNTIME_SOCKET": SOCKET,
         "BG_SERVER_STATE_FILE": os.environ.get("BG_SERVER_STATE_FILE", str(state_file)),

@@ -19,6 +19,7 @@ from python_on_whales import DockerClient
 
 import docker as docker_sdk
 from pytest_bluegreen.engines.serving import health_of, run_health_check
+from pytest_bluegreen.envfile import read_env_file
 from tests.support.docker_stack import (
     ComposeProject,
     JarvisStack,
@@ -53,12 +54,15 @@ GREEN_CHECKS = {
     "test_http.py::test_health[green]",
     "test_http.py::test_version_is_deployed_tag[green]",
     "test_http.py::test_api_round_trip[green]",
+    "test_http.py::test_events_stream[green]",
     "test_http.py::test_frontend_page_and_assets[green]",
     "test_http.py::test_frontend_uses_its_own_api[green]",
     "test_http.py::test_direct_ports_answer_for_their_color_only[green]",
     "test_http.py::test_http_redirects_to_https",
     "test_http.py::test_https_terminates_tls",
     "test_http.py::test_tls_certificate_is_valid",
+    "test_preview.py::test_the_public_path_reaches_this_color[green]",
+    "test_preview.py::test_the_api_round_trip_through_the_public_path[green]",
     "test_models.py::test_model_is_listed",
     "test_models.py::test_model_generates",
     "test_models.py::test_color_answers_with_its_model[green]",
@@ -93,7 +97,12 @@ def jarvis(
     factory = StackFactory(workdir, tls_cert, *color_backends)
     try:
         with compose_project.environment():
-            haproxy = factory("haproxy", addresses=compose_project.haproxy_addresses, wait_up=False)
+            haproxy = factory(
+                "haproxy",
+                addresses=compose_project.haproxy_addresses,
+                wait_up=False,
+                env={"BG_PREVIEW_KEY": preview_key()},  # as scripts/local_stack.py gives it
+            )
             stack = JarvisStack(haproxy, workdir, compose_project)
             # record the tags as --deploy does (the Compose env file next to the state file)
             # and bring everything up from it, so the version check has a deployed tag to
@@ -104,6 +113,14 @@ def jarvis(
             yield stack
     finally:
         factory.close()
+
+
+def preview_key() -> str:
+    """The preview route's key, as scripts/setup made it: the checks send it from secrets.env
+    (the settings' env_dir), HAProxy gets it as BG_PREVIEW_KEY."""
+    key = read_env_file(ROOT / "config" / "deploy" / "secrets.env").get("PREVIEW_KEY")
+    assert key, "config/deploy/secrets.env has no PREVIEW_KEY: run scripts/setup"
+    return key
 
 
 def tags_file(stack: JarvisStack) -> Path:
@@ -236,6 +253,7 @@ def test_broken_build_fails_the_api_smoke_check_not_health(
         assert broken.ret == 1, output(broken)
         assert not_passed(found) == {
             "test_http.py::test_api_round_trip[green]": "failed",
+            "test_preview.py::test_the_api_round_trip_through_the_public_path[green]": "failed",
             "test_http.py::test_frontend_uses_its_own_api[green]": "failed",
             "test_agents.py::test_agents_run_a_task[green]": "failed",
             "test_models.py::test_color_answers_with_its_model[green]": "failed",

@@ -300,6 +300,7 @@ class JarvisStack:
             "ollama_model": "tinyllama",
             # HAProxy's public side of this test stack
             "https_url": f"https://127.0.0.1:{self.haproxy.ports['https']}",
+            "preview_url": f"https://127.0.0.1:{self.haproxy.ports['https']}",
             "http_url": f"http://127.0.0.1:{self.haproxy.ports['http']}",
             "tls_ca": str(self.haproxy.cert),
         }

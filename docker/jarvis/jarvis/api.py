@@ -12,6 +12,8 @@
     POST /api/tasks         {"kind": "echo"|"sleep", "payload": ...} -> 202, queued for this
                             color's agents worker
     GET  /api/tasks/<id>    {"id","status": "queued"|"running"|"done"|"failed",...}
+    GET  /api/events        a long-lived stream (Server-Sent Events): {"color","version","n"}
+                            a second until the connection is closed
     POST /api/ask           {"prompt": "..."} -> 200 {"answer","model"}: asks Ollama
                             (OLLAMA_HOST:OLLAMA_PORT, model OLLAMA_MODEL); 502 when Ollama
                             cannot answer (no such model, unreachable)
@@ -57,6 +59,7 @@ FLAKY_BUILD_EVERY = 20  # a "-flaky" build answers 500 on every 20th /api/* requ
 TAIL_BUILD_EVERY = 10  # a "-tail" build is slower on every 10th /api/* request (10%) ...
 TAIL_BUILD_DELAY_S = 0.15  # ... by this much: its p95 moves, its median does not
 MISSING_MODEL = "jarvis-missing-model"  # what a "-nomodel" build asks Ollama for
+EVENTS_EVERY_S = 1.0  # /api/events: one event a second
 
 
 class ApiHandler(Handler):
@@ -135,10 +138,38 @@ class ApiHandler(Handler):
                     "hostname": socket.gethostname(),
                 },
             )
+        elif path == "/api/events":
+            self.events()
         elif path.startswith("/api/"):
             self.api("GET", path)
         else:
             self.send_json(404, {"error": f"no route for GET {path}"})
+
+    # -- /api/events: a long-lived stream ------------------------------------------------------
+    def events(self) -> None:
+        """Server-Sent Events: one a second ({"color","version","n"}) until the client or
+        HAProxy closes the connection (at most JARVIS_EVENTS_MAX_S, default an hour). A switch
+        lets such a stream flow from the old color until its drain ends, then closes it; the
+        client reconnects (an EventSource does so by itself) and lands on the new color."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.send_header("X-Bluegreen-Color", deployment_color())
+        self.send_header("X-Bluegreen-Version", app_version())
+        self.end_headers()
+        self.close_connection = True
+        until = time.monotonic() + float(os.environ.get("JARVIS_EVENTS_MAX_S", "3600"))
+        n = 0
+        while time.monotonic() < until:
+            data = json.dumps({"color": deployment_color(), "version": app_version(), "n": n})
+            try:
+                self.wfile.write(f"id: {n}\ndata: {data}\n\n".encode())
+                self.wfile.flush()
+            except OSError:  # the client, or HAProxy at the end of a drain, closed it
+                return
+            n += 1
+            time.sleep(EVENTS_EVERY_S)
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0]

@@ -37,9 +37,13 @@ def cmd_init(args: argparse.Namespace, extra: Sequence[str]) -> int:
         for name in rule.map_files
     }
     colors = args.colors.split(",") if args.colors else None
-    plan = scaffold.plan(config, source=str(source.resolve()), colors=colors, maps=maps)
+    plan = scaffold.plan(config, text=text, source=str(source.resolve()), colors=colors, maps=maps)
     directory = Path(args.dir)
-    files = {scaffold.SETTINGS_FILE: scaffold.render_settings(plan), **scaffold.starter_files()}
+    files = {
+        scaffold.SETTINGS_FILE: scaffold.render_settings(plan),
+        **scaffold.proposed_files(plan),
+        **scaffold.starter_files(),
+    }
     written = scaffold.write(directory, files)
     names = ", ".join(str(p.relative_to(directory)) for p in written)
     progress(f"wrote {names} in {directory.resolve()}")

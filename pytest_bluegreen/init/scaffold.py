@@ -3,8 +3,9 @@
 
 :func:`plan` decides from the parsed configuration (``haproxy/config.py``) what the settings are:
 the two colors' servers (:mod:`.colors`), the Runtime API, the routed URL, each color's own URL
-(:mod:`.routes`), the health path. Every value says where it came from; a guess and anything
-missing is a line of the plan. :func:`render_settings` writes the plan as TOML,
+(:mod:`.routes`), the health path, the preview route to add (:mod:`.preview`). Every value says
+where it came from; a guess and anything missing is a line of the plan. :func:`render_settings`
+writes the plan as TOML, :func:`proposed_files` what to add to the HAProxy configuration,
 :func:`starter_files` is the starter suite (``pytest_bluegreen/starter/checks``), :func:`write`
 writes them all or, when one exists, nothing. No I/O here but :func:`write` and reading the
 starter files.
@@ -35,6 +36,7 @@ from .colors import (
     pair_by_weight,
     template_notes,
 )
+from .preview import PREVIEW_FILE, PreviewProposal, propose
 from .routes import (
     SUGGESTED_SOCKET,
     direct_url,
@@ -46,6 +48,7 @@ from .routes import (
 
 __all__ = [
     "DEFAULT_COLORS",
+    "PREVIEW_FILE",
     "SETTINGS_FILE",
     "SUGGESTED_SOCKET",
     "ColorPlan",
@@ -55,6 +58,7 @@ __all__ = [
     "check_colors",
     "color_of",
     "plan",
+    "proposed_files",
     "render_settings",
     "starter_files",
     "write",
@@ -90,6 +94,7 @@ class Plan:
     color_header: Found  # value None: the configuration does not name the color
     full_weight: int | None  # None: the default (100)
     idle: str | None  # the color taking no traffic as the configuration starts
+    preview: PreviewProposal  # the preview route to add (its text None: none to add)
     guessed: tuple[str, ...]
     not_found: tuple[str, ...]
 
@@ -209,11 +214,12 @@ def _backup_notes(pairing: Pairing, notes: Notes) -> None:
 def plan(
     config: HaproxyConfig,
     *,
+    text: str,
     source: str,
     colors: Sequence[str] | None = None,
     maps: Mapping[str, str | None] | None = None,
 ) -> Plan:
-    """What to write for ``config`` (read from ``source``). ``maps``: the text of each map
+    """What to write for ``config`` (``text``, read from ``source``). ``maps``: the text of each map
     file the configuration names (None: unreadable). Raises InitError when no two colors are
     found."""
     names = check_colors(colors) if colors else DEFAULT_COLORS
@@ -262,6 +268,8 @@ def plan(
     state_file = _state_file(config, pairing.switched, notes)
     header = _color_header(pairing, route.entry if route else None, notes)
     full_weight = _full_weight(pairing, notes)
+    preview = propose(config, text, pairing, maps or {}, source)
+    (notes.guessed if preview.existing else notes.not_found).append(preview.note)
     _variable_notes(config, notes)
     notes.guessed += list(config.assumptions)
     return Plan(
@@ -276,6 +284,7 @@ def plan(
         color_header=header,
         full_weight=full_weight,
         idle=_idle(pairing),
+        preview=preview,
         guessed=tuple(notes.guessed),
         not_found=tuple(notes.not_found),
     )
@@ -373,6 +382,14 @@ def render_settings(plan: Plan) -> str:
         servers = ", ".join(_toml(str(ref)) for ref in color.servers)
         lines.append(f"servers = [{servers}]")
     return "\n".join(lines) + "\n"
+
+
+def proposed_files(plan: Plan) -> dict[str, str]:
+    """What init proposes to add to the HAProxy configuration, as files of their own (it never
+    edits the configuration): the preview route, unless it has one."""
+    if plan.preview.text is None:
+        return {}
+    return {PREVIEW_FILE: plan.preview.text}
 
 
 def starter_files() -> dict[str, str]:

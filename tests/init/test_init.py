@@ -34,7 +34,14 @@ from tests.support.stack import (
 
 DATA = Path(__file__).parents[1] / "data" / "haproxy"
 OURS = "ours"  # the shipped haproxy/haproxy.cfg
-STARTER = {"__init__.py", "conftest.py", "test_health.py", "test_haproxy.py", "test_perf.py"}
+STARTER = {
+    "__init__.py",
+    "conftest.py",
+    "test_health.py",
+    "test_haproxy.py",
+    "test_perf.py",
+    "test_preview.py",
+}
 
 
 def config_path(name: str) -> Path:
@@ -321,13 +328,12 @@ def test_an_unread_server_template_is_said_in_the_refusal(
 def test_server_template_slots_pair_by_their_prefix() -> None:
     """Slots are named PREFIX<n>; their color is the prefix's (``api_blue`` makes
     ``api_blue1``), and a range makes the numbers it names."""
-    config = parse_config(
+    text = (
         "backend api\n"
         "    server-template api_blue 5-6 blue.internal:80 check\n"
-        "    server-template api_green 2 green.internal:80 check weight 0\n",
-        {},
+        "    server-template api_green 2 green.internal:80 check weight 0\n"
     )
-    made = plan(config, source="haproxy.cfg")
+    made = plan(parse_config(text, {}), text=text, source="haproxy.cfg")
     assert [str(s) for s in made.colors[0].servers] == ["api/api_blue5", "api/api_blue6"]
     assert [str(s) for s in made.colors[1].servers] == ["api/api_green1", "api/api_green2"]
     assert made.idle == "green"

@@ -211,6 +211,7 @@ def preview_http(
         answers=answer_log(pytestconfig),
         version_header=topology.version_header,
         server_header=topology.server_header,
+        origin_headers=preview_headers(color, key),  # never to where a redirect points
     ) as session:
         session.headers.update(preview_headers(color, key))
         session.hooks["response"].insert(0, from_this_color)

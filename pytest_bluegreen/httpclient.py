@@ -31,7 +31,9 @@ class ColorSession(requests.Session):
     (see :mod:`pytest_bluegreen.gate.builds`). A CA given to the session (``session.verify =
     "ca.pem"``) is what its https:// requests are verified against, even where
     ``REQUESTS_CA_BUNDLE`` is set (plain requests lets that variable override a session's
-    ``verify``: psf/requests#3829).
+    ``verify``: psf/requests#3829). ``origin_headers`` (a secret such as the preview route's
+    key) go to ``base_url``'s origin only: a redirect elsewhere is followed without them
+    (requests itself takes only ``Authorization`` out).
     """
 
     def __init__(
@@ -43,9 +45,11 @@ class ColorSession(requests.Session):
         answers: AnswerLog | None = None,
         version_header: str = VERSION_HEADER,
         server_header: str = SERVER_HEADER,
+        origin_headers: Iterable[str] = (),
     ) -> None:
         super().__init__()
         self.base_url = base_url.rstrip("/") + "/"
+        self.origin_headers = tuple(origin_headers)
         self.timeout = timeout
         self.color = color
         self.answers = answers
@@ -85,6 +89,17 @@ class ColorSession(requests.Session):
                     names["server_header"]: sample.server or "",
                 }
                 self.answers.add(self.color, Heard.of(headers, **names))
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: Any) -> None:
+        """On a redirect: what requests does, and ``origin_headers`` out of a request that
+        leaves the session's origin (an http -> https upgrade of the same host keeps them)."""
+        # (requests' own methods, untyped in its stubs: the types are the ones written here)
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        new_url = prepared_request.url or ""
+        leaves = self.should_strip_auth(self.base_url, new_url)  # type: ignore[no-untyped-call]
+        if self.origin_headers and leaves:
+            for name in self.origin_headers:
+                prepared_request.headers.pop(name, None)
 
     def request(  # type: ignore[override]
         self, method: str, url: str, *args: Any, **kwargs: Any

@@ -120,7 +120,7 @@ class SwitchingSettings(Frozen):
     drain_timeout: float = setting(
         30.0,
         p.seconds,
-        "seconds to wait for the old color's sessions to end",
+        "seconds to wait for the old color's sessions to end (then they are closed: drain_close)",
         cli="--drain-timeout",
     )
     drain_close: bool = setting(

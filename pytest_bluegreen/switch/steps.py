@@ -88,6 +88,9 @@ class Transaction:
     repair: bool = False
     idled: bool = False
     drain_deadline: float | None = None
+    # the drain's end, once the old sessions' close was sent: why, and how many were open (a
+    # step tried again after a lost answer counts and says them, not "drained")
+    closing: tuple[str, int] | None = None
     processes: dict[str, InstanceIdentity] = field(default_factory=dict)
     result: SwitchResult = field(init=False)
 
@@ -348,7 +351,10 @@ class Transaction:
             ]
             now = time.monotonic()
             if not busy:
-                result.drained = True
+                if self.closing is None:
+                    result.drained = True
+                else:  # the close was sent before, its answer lost: it took
+                    self._closed(*self.closing)
                 break
             open_sessions = sum(row.scur for _, row in busy)
             if self.signals.received or now >= deadline:  # the drain ends here
@@ -358,12 +364,10 @@ class Transaction:
                     else f"{self.switching.drain_timeout:g}s drain timeout"
                 )
                 if self.switching.drain_close:
+                    # counted once, when first sent: a step tried again closes what is left
+                    self.closing = self.closing or (why, open_sessions)
                     self._close_sessions(busy)
-                    result.closed_sessions = open_sessions
-                    result.notes.append(
-                        f"{why}: {open_sessions} old session(s) still open, closed (their "
-                        f"clients reconnect to {self.plan.target})"
-                    )
+                    self._closed(*self.closing)
                 else:
                     result.notes.append(
                         f"{why}: {open_sessions} old session(s) finish on their own "
@@ -378,6 +382,13 @@ class Transaction:
                 next_report = now + 1.0
             time.sleep(POLL_INTERVAL)
         result.drain_seconds += time.monotonic() - start
+
+    def _closed(self, why: str, open_sessions: int) -> None:
+        self.result.closed_sessions = open_sessions
+        self.result.notes.append(
+            f"{why}: {open_sessions} old session(s) still open, closed (a stream ends, a request "
+            f"in flight gets no answer; their clients' reconnects go to {self.plan.target})"
+        )
 
     def _close_sessions(self, busy: list[tuple[str, StatRow]]) -> None:
         """The old color's sessions still open when the drain ends (a long-lived stream, a

@@ -453,7 +453,9 @@ def test_a_slot_that_reaches_another_build_before_the_switch_refuses_it(
         "refused: not every HAProxy slot of green runs the deployed v1.1.0 (after 1s): "
         f"api_backend/green-api at {green}: green-old (r/jarvis:v1.0.0); "
         f"frontend_backend/green-frontend at {green}: green-old (r/jarvis:v1.0.0); "
-        f"green_direct/green-api-direct at {green}: green-old (r/jarvis:v1.0.0)"
+        f"green_direct/green-api-direct at {green}: green-old (r/jarvis:v1.0.0); "
+        # the preview route's way to green's frontend (the stack's frontend is the same app)
+        f"green_frontend_direct/green-frontend-direct at {green}: green-old (r/jarvis:v1.0.0)"
     )
     assert any(line.startswith("waiting up to 1s until every HAProxy slot") for line in said)
     assert stack.live_weights() == BLUE_LIVE

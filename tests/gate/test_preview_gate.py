@@ -5,6 +5,8 @@ route's key (``PREVIEW_KEY`` in secrets.env) reaches no output."""
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -199,3 +201,50 @@ def test_the_preview_url_setting_takes_the_checks_through_tls(
     )
     assert result.ret == 0, output(result)
     result.assert_outcomes(passed=2)
+
+
+def test_a_redirect_elsewhere_is_followed_without_the_key(
+    pytester: pytest.Pytester, preview_stack: Stack
+) -> None:
+    """The color sends the check on to another origin (a login page, a CDN): the redirect is
+    followed, but the route's key and color go to HAProxy's public side only."""
+    heard: list[dict[str, str]] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            heard.append(dict(self.headers))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        elsewhere = f"http://localhost:{server.server_port}/login"
+        checks = PREVIEW_CHECKS + (
+            "\n\n@pytest.mark.quick\n"
+            "def test_sent_on(preview_http):\n"
+            f"    response = preview_http.get('/api/redirect?to={elsewhere}')\n"
+            f"    assert response.url == {elsewhere!r}, response.url\n"
+            "    assert response.status_code == 200\n"
+            "    again = preview_http.get('/api/echo')  # its own origin: the key still goes\n"
+            "    assert again.json()['color'] == 'green'\n"
+        )
+        result = run_gate(
+            pytester,
+            preview_stack,
+            "--env",
+            "green",
+            "-m",
+            "quick",
+            checks=checks,
+            secrets_file=secrets_file(pytester),
+        )
+        server.shutdown()
+    assert result.ret == 0, output(result)
+    result.assert_outcomes(passed=3)
+    assert len(heard) == 1, heard
+    assert KEY not in str(heard), heard
+    assert not any(name.lower().startswith("x-bluegreen-preview") for name in heard[0]), heard

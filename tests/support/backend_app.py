@@ -3,7 +3,8 @@
 Run: ``python backend_app.py --color blue --version v1``; prints ``READY <port>`` once listening.
 Answers ``/health``, ``/version``, ``/api/echo`` (GET and POST) and ``/`` with its color in the
 ``X-Bluegreen-Color`` header and the JSON body (a GET of ``/api/*`` also says the routing headers it
-heard: ``X-Bluegreen-Route``, the preview route's and ``Cookie``). ``POST /_control`` with a JSON
+heard: ``X-Bluegreen-Route``, the preview route's and ``Cookie``); ``/api/redirect?to=URL`` answers
+302 to URL. ``POST /_control`` with a JSON
 object changes its behaviour at run time (used to inject faults): ``health_status`` (int),
 ``claim_color`` (str), ``api_status`` (int), ``delay_ms`` (a number: added latency), ``jitter`` (the
 sigma of a lognormal factor on ``delay_ms``, for a realistic spread), ``error_every`` (every N-th
@@ -28,6 +29,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 FAULTS: dict[str, Any] = {}
 _LOCK = threading.Lock()
@@ -131,6 +133,12 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                 self._send(status, {"status": ok, "color": claimed, "version": version})
             elif self.path == "/version":
                 self._send(200, {"version": version, "color": claimed})
+            elif self.path.startswith("/api/redirect?to="):  # an app sending its client on
+                self.send_response(302)
+                self.send_header("Location", unquote(self.path.removeprefix("/api/redirect?to=")))
+                self.send_header("Content-Length", "0")
+                self.send_header("X-Bluegreen-Color", claimed)
+                self.end_headers()
             elif self.path.startswith("/api/"):
                 status = int(faults.get("api_status", 200))
                 self._send(status, {"color": claimed, "path": self.path, "heard": self._heard()})

@@ -20,8 +20,10 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.switch import transaction as switch
-from pytest_bluegreen.switch.journal import Journal
+from pytest_bluegreen.switch.journal import Journal, read_journal
 from tests.support.gate import CHECKS, history
 from tests.support.stack import Stack, wait_for
 from tests.support.streams import Stream
@@ -139,6 +141,35 @@ def test_old_streams_flow_until_the_drain_ends_then_reconnect_to_the_new_color(
     assert sessions_on(stack, "blue-api") == 0
     assert load.sent > 0
     assert load.failed == []
+
+
+def test_a_close_whose_answer_was_lost_is_counted_not_called_a_drain(
+    stack: Stack, streams: list[Stream], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HAProxy closes the sessions but its answer is lost (a reset socket): the step is tried
+    again and finds nothing open. The switch, its output and the journal still say the drain
+    ended by closing 3 sessions, never that the old color drained by itself."""
+    shutdown = RuntimeApi.shutdown_sessions
+    sent: list[ServerRef] = []
+
+    def answer_lost(api: RuntimeApi, ref: ServerRef) -> None:
+        shutdown(api, ref)
+        sent.append(ref)
+        if len(sent) == 1:
+            raise RuntimeApiError(f"shutdown sessions server {ref}", "", "connection reset")
+
+    monkeypatch.setattr(RuntimeApi, "shutdown_sessions", answer_lost)
+    result, _ = switch_to_green(stack)
+    for stream in streams:
+        stream.wait_ended(10)
+    assert not result.drained
+    assert result.closed_sessions == 3, result.notes
+    assert any("3 old session(s) still open, closed" in note for note in result.notes)
+    entry = read_journal(stack.journal_file)
+    assert entry is not None
+    [drained] = [step for step in entry.steps if step["step"] == "wait-drained"]
+    assert (drained["drained"], drained["closed"]) == (False, 3), drained
+    assert stack.served_color() == "green"
 
 
 def test_drain_close_false_leaves_old_streams_to_end_on_their_own(

@@ -59,15 +59,6 @@ def http(
     return http
 
 
-@pytest.fixture(scope="session")
-def preview_http(preview_http: ColorSession, bluegreen_settings: Settings) -> ColorSession:
-    """The plugin's ``preview_http`` (the color through HAProxy's preview route), its https://
-    ``preview_url`` verified against ``tls_ca`` when that is set."""
-    if (ca := tls_ca_of(bluegreen_settings)) is not None:
-        preview_http.verify = str(ca)
-    return preview_http
-
-
 def haproxy_view(haproxy: RuntimeApi, environment: ColorEnvironment) -> str:
     """``HAProxy: api_backend/green-api DOWN (Layer7 wrong status), ...``"""
     try:

@@ -175,11 +175,13 @@ def preview_http(
     ``routed_api_url``) by the preview route: every request names the color and carries the
     route's key (``PREVIEW_KEY`` in ``secrets.env``), so the idle color answers there before
     any user reaches it, through the same TLS, header rules and limits. Its answers count for
-    the gate as the ``http`` session's do. A deployment without the route (no ``PREVIEW_KEY``)
-    skips what needs it, saying so."""
+    the gate as the ``http`` session's do. It is handed out once the route answers from the
+    color (``verify_path``, within ``verify_timeout``: right after a deploy HAProxy may still
+    count the color's servers DOWN); a route that never does is an INFRA-ERROR. A deployment
+    without the route (no ``PREVIEW_KEY``) skips what needs it, saying so."""
     import requests  # noqa: PLC0415
 
-    from .eventually import InfrastructureError  # noqa: PLC0415
+    from .eventually import InfrastructureError, eventually  # noqa: PLC0415
     from .haproxy.preview import PREVIEW_SECRET, preview_headers, preview_key  # noqa: PLC0415
     from .httpclient import ColorSession  # noqa: PLC0415
     from .redaction import shown_url  # noqa: PLC0415
@@ -215,6 +217,19 @@ def preview_http(
     ) as session:
         session.headers.update(preview_headers(color, key))
         session.hooks["response"].insert(0, from_this_color)
+        if switching.preview_ca is not None:
+            session.verify = str(switching.preview_ca)
+
+        def the_route_answers() -> None:
+            response = session.get(switching.verify_path)
+            if topology.answered_by(response).color is None:  # HAProxy's own 503, say
+                raise InfrastructureError(
+                    f"the preview route at {shown_url(url)} does not answer from {color}: "
+                    f"GET {switching.verify_path} answers HTTP {response.status_code} naming "
+                    "no color (HAProxy counts its servers DOWN?)"
+                )
+
+        eventually(the_route_answers, timeout=switching.verify_timeout, interval=0.2)
         yield session
 
 

@@ -110,6 +110,12 @@ class SwitchingSettings(Frozen):
         "preview route (PREVIEW_KEY in secrets.env; haproxy.cfg: BG_PREVIEW_KEY); "
         "unset: routed_api_url",
     )
+    preview_ca: Path | None = setting(
+        None,
+        p.optional(p.path),
+        "the CA an https:// preview_url is verified against (unset: the system's)",
+        path=True,
+    )
     verify_path: str = setting(
         "/health", p.path_segment, "path requested through the routed URL to verify a switch"
     )

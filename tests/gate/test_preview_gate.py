@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bluegreen.haproxy.answers import AdminState, ServerRef
 from tests.support.gate import history, output, run_gate
-from tests.support.stack import Stack, StackFactory
+from tests.support.stack import Stack, StackFactory, wait_for
 
 KEY = "pr3view-k3y-0f-the-gate-tests-4567"
 
@@ -179,15 +180,15 @@ def test_a_key_that_cannot_be_sent_is_one_line_and_nothing_moves(
     assert history(preview_stack) == []
 
 
-def test_the_preview_url_setting_takes_the_checks_through_tls(
+def test_the_preview_url_and_ca_settings_take_the_checks_through_tls(
     pytester: pytest.Pytester, preview_stack: Stack, tls_cert: Path
 ) -> None:
     checks = PREVIEW_CHECKS.replace(
         "def test_the_public_path(preview_http, color):\n",
         "def test_the_public_path(preview_http, color):\n"
-        f"    preview_http.verify = {str(tls_cert)!r}\n"
         "    assert preview_http.base_url.startswith('https://')\n",
     )
+    https = f"https://127.0.0.1:{preview_stack.ports['https']}"
     result = run_gate(
         pytester,
         preview_stack,
@@ -197,10 +198,96 @@ def test_the_preview_url_setting_takes_the_checks_through_tls(
         "quick",
         checks=checks,
         secrets_file=secrets_file(pytester),
-        preview_url=f"https://127.0.0.1:{preview_stack.ports['https']}",
+        preview_url=https,
+        preview_ca=str(tls_cert),
     )
     assert result.ret == 0, output(result)
     result.assert_outcomes(passed=2)
+    # without the CA, the certificate does not verify: the route never answers, never a pass
+    untrusted = run_gate(
+        pytester,
+        preview_stack,
+        "--env",
+        "green",
+        "-m",
+        "quick",
+        checks=checks,
+        secrets_file=secrets_file(pytester),
+        preview_url=https,
+        verify_timeout=1,
+    )
+    assert untrusted.ret == 1, output(untrusted)
+    untrusted.stdout.fnmatch_lines(["*CERTIFICATE_VERIFY_FAILED*"])
+
+
+def green_direct_stat(stack: Stack) -> int:
+    """The 5xx answers of the preview route's backend for green's API so far."""
+    [row] = [
+        r for r in stack.api().show_stat() if (r.backend, r.server) == ("green_direct", "BACKEND")
+    ]
+    return int(row.raw.get("hrsp_5xx") or 0)
+
+
+def test_the_fixture_waits_for_haproxy_to_count_the_color_up(
+    pytester: pytest.Pytester, preview_stack: Stack
+) -> None:
+    """Right after a deploy HAProxy may still count the color's servers DOWN (its health
+    checks' rise): the route answers 503 itself. preview_http waits, within verify_timeout,
+    until it answers from the color; a route that never does is an INFRA-ERROR."""
+    # the test stack's direct URLs go through the same HAProxy backend: the preview check alone
+    checks = PREVIEW_CHECKS.replace(
+        "@pytest.mark.quick\ndef test_health(http):\n"
+        '    assert http.get("/health").status_code == 200\n',
+        "",
+    )
+    assert "test_health" not in checks
+    api = preview_stack.api()
+    green_direct = ServerRef("green_direct", "green-api-direct")
+    api.set_state(green_direct, AdminState.MAINT)
+    # never back: an INFRA-ERROR after verify_timeout, nothing switched
+    result = run_gate(
+        pytester,
+        preview_stack,
+        "--env",
+        "green",
+        "--switch",
+        "-m",
+        "quick",
+        checks=checks,
+        secrets_file=secrets_file(pytester),
+        verify_timeout=1,
+    )
+    assert result.ret != 0, output(result)
+    result.stdout.fnmatch_lines(
+        ["*does not answer from green: GET /health answers HTTP 503 naming no color*"]
+    )
+    assert preview_stack.served_color() == "blue"
+    # back UP once the fixture has met HAProxy's 503: handed out then, and the gate switches
+    seen = green_direct_stat(preview_stack)
+
+    def back_up_once_refused() -> None:
+        wait_for(lambda: green_direct_stat(preview_stack) > seen, 60, "the fixture's first try")
+        api.set_state(green_direct, AdminState.READY)
+
+    waker = threading.Thread(target=back_up_once_refused)
+    waker.start()
+    try:
+        result = run_gate(
+            pytester,
+            preview_stack,
+            "--env",
+            "green",
+            "--switch",
+            "-m",
+            "quick",
+            checks=checks,
+            secrets_file=secrets_file(pytester),
+            verify_timeout=30,
+        )
+    finally:
+        waker.join(60)
+    assert result.ret == 0, output(result)
+    assert preview_stack.served_color() == "green"
 
 
 def test_a_redirect_elsewhere_is_followed_without_the_key(

@@ -19,11 +19,11 @@ from python_on_whales import DockerClient
 
 import docker as docker_sdk
 from pytest_bluegreen.engines.serving import health_of, run_health_check
-from pytest_bluegreen.envfile import read_env_file
 from tests.support.docker_stack import (
     ComposeProject,
     JarvisStack,
     fresh_colors,
+    preview_key,
     up_serving,
     wait_serving,
 )
@@ -113,14 +113,6 @@ def jarvis(
             yield stack
     finally:
         factory.close()
-
-
-def preview_key() -> str:
-    """The preview route's key, as scripts/setup made it: the checks send it from secrets.env
-    (the settings' env_dir), HAProxy gets it as BG_PREVIEW_KEY."""
-    key = read_env_file(ROOT / "config" / "deploy" / "secrets.env").get("PREVIEW_KEY")
-    assert key, "config/deploy/secrets.env has no PREVIEW_KEY: run scripts/setup"
-    return key
 
 
 def tags_file(stack: JarvisStack) -> Path:

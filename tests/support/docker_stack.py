@@ -19,6 +19,7 @@ from python_on_whales import DockerClient, DockerException
 import docker
 from pytest_bluegreen.engines.compose import ComposeEngine, tag_variable
 from pytest_bluegreen.engines.compose import wait_serving as engine_wait_serving
+from pytest_bluegreen.envfile import read_env_file
 from pytest_bluegreen.judge.load import LoadResult, run_load
 from pytest_bluegreen.settings.resolve import resolve
 
@@ -301,6 +302,7 @@ class JarvisStack:
             # HAProxy's public side of this test stack
             "https_url": f"https://127.0.0.1:{self.haproxy.ports['https']}",
             "preview_url": f"https://127.0.0.1:{self.haproxy.ports['https']}",
+            "preview_ca": str(self.haproxy.cert),
             "http_url": f"http://127.0.0.1:{self.haproxy.ports['http']}",
             "tls_ca": str(self.haproxy.cert),
         }
@@ -381,6 +383,14 @@ def repo_tables(names: tuple[str, ...] = ("thresholds", "compare", "drill")) -> 
     return "\n".join(lines) + "\n"
 
 
+def preview_key() -> str:
+    """The preview route's key, as scripts/setup made it: the checks send it from secrets.env
+    (the settings' env_dir), a test stack's HAProxy gets it as BG_PREVIEW_KEY."""
+    key = read_env_file(ROOT / "config" / "deploy" / "secrets.env").get("PREVIEW_KEY")
+    assert key, "config/deploy/secrets.env has no PREVIEW_KEY: run scripts/setup"
+    return key
+
+
 @contextmanager
 def shared_services_behind_haproxy(
     project: ComposeProject, workdir: Path, cert: Path, backends: tuple[Backend, Backend]
@@ -392,7 +402,12 @@ def shared_services_behind_haproxy(
     factory = StackFactory(workdir, cert, *backends)
     try:
         with project.environment():
-            haproxy = factory("haproxy", addresses=project.haproxy_addresses, wait_up=False)
+            haproxy = factory(
+                "haproxy",
+                addresses=project.haproxy_addresses,
+                wait_up=False,
+                env={"BG_PREVIEW_KEY": preview_key()},  # as scripts/local_stack.py gives it
+            )
             yield JarvisStack(haproxy, workdir, project)
     finally:
         factory.close()

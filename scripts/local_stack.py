@@ -41,6 +41,7 @@ from pathlib import Path
 import docker.errors
 from python_on_whales import DockerClient, DockerException
 
+from pytest_bluegreen.contrib.services import ServiceSettings
 from pytest_bluegreen.engines.compose import docker_client, wait_serving
 from pytest_bluegreen.envfile import read_env_file
 from pytest_bluegreen.local.haproxy import Served, holder_of, prepare_server_state_file
@@ -49,6 +50,8 @@ from pytest_bluegreen.local.prometheus import (
     LocalPrometheusError,
     LocalPushgateway,
 )
+from pytest_bluegreen.settings import SettingsError
+from pytest_bluegreen.settings.resolve import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / ".bluegreen" / "local"
@@ -89,12 +92,25 @@ def _compose() -> DockerClient:
     return DockerClient(compose_files=[COMPOSE_FILE], compose_project_name=PROJECT)
 
 
+def preview_key() -> str | None:
+    """The preview route's key as the checks send it: PREVIEW_KEY of the secrets.env the
+    settings name (BLUEGREEN_SECRETS_FILE, secrets_file or env_dir in bluegreen.toml)."""
+    try:
+        # resolved as the checks resolve it (the shared services' settings are in the file)
+        settings = resolve({}, os.environ, {}, ROOT, extra_groups=(ServiceSettings,))
+        secrets = settings.env_files.secrets
+        return read_env_file(secrets).get("PREVIEW_KEY")
+    except SettingsError as exc:
+        sys.exit(f"[stack] ERROR: {exc}")
+    except OSError as exc:
+        sys.exit(f"[stack] ERROR: cannot read the secrets file for PREVIEW_KEY: {exc}")
+
+
 def haproxy_env() -> dict[str, str]:
     """HAProxy's environment: the caller's BG_* variables over the local stack's defaults."""
     # the settings' haproxy_state_file (.bluegreen/haproxy/server-state), unless moved
     state_file = ROOT / ".bluegreen" / "haproxy" / "server-state"
-    # the preview route's key: PREVIEW_KEY of secrets.env, as the checks send it
-    preview = read_env_file(ROOT / "config" / "deploy" / "secrets.env").get("PREVIEW_KEY")
+    preview = preview_key()
     return {
         **({"BG_PREVIEW_KEY": preview} if preview else {}),
         **os.environ,

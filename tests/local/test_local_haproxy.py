@@ -137,3 +137,44 @@ def test_only_a_missing_or_empty_state_file_is_written(
         path.write_text(before)
     prepare_server_state_file(path)
     assert path.read_text() == after
+
+
+def _preview_key_of_local_stack(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """What scripts/local_stack.py gives HAProxy as BG_PREVIEW_KEY, in a fresh process."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import local_stack; "
+        "print(local_stack.haproxy_env().get('BG_PREVIEW_KEY'))"
+    )
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "BG_"))}
+    return subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "scripts")],
+        env={**base, "PYTHONPATH": str(ROOT), **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_local_stack_gives_haproxy_the_key_of_the_secrets_file_the_settings_name(
+    tmp_path: Path,
+) -> None:
+    """The checks send PREVIEW_KEY from the secrets file the settings name
+    (BLUEGREEN_SECRETS_FILE, secrets_file, env_dir); HAProxy must get the same one, not the
+    checkout's config/deploy/secrets.env (a CI job with the host's secrets file got two keys,
+    and the preview route answered with the live color)."""
+    theirs = tmp_path / "host-secrets.env"
+    theirs.write_text("PREVIEW_KEY=the-host-s-own-preview-key-0123\n")
+    named = _preview_key_of_local_stack(tmp_path, BLUEGREEN_SECRETS_FILE=str(theirs))
+    assert named.returncode == 0, named.stderr
+    assert named.stdout.strip() == "the-host-s-own-preview-key-0123"
+    # the caller's BG_PREVIEW_KEY wins, as every BG_* variable does
+    caller = _preview_key_of_local_stack(
+        tmp_path, BLUEGREEN_SECRETS_FILE=str(theirs), BG_PREVIEW_KEY="callers-key-0123456789"
+    )
+    assert caller.stdout.strip() == "callers-key-0123456789"
+    # no key in the file: no route
+    (tmp_path / "none.env").write_text("POSTGRES_PASSWORD=x\n")
+    none = _preview_key_of_local_stack(tmp_path, BLUEGREEN_SECRETS_FILE=str(tmp_path / "none.env"))
+    assert none.stdout.strip() == "None"

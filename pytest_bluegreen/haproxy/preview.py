@@ -8,16 +8,24 @@ output shows it (the session's secrets are redacted everywhere)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "KEY_VARIABLE",
     "PREVIEW_COOKIE",
     "PREVIEW_HEADER",
     "PREVIEW_KEY_COOKIE",
     "PREVIEW_KEY_HEADER",
     "PREVIEW_SECRET",
+    "PREVIEW_VAR",
+    "ROUTE_OFF",
+    "ROUTE_ON",
+    "SOURCES_VARIABLE",
+    "color_guard",
+    "global_lines",
     "preview_headers",
     "preview_key",
+    "route_lines",
 ]
 
 PREVIEW_HEADER = "X-Bluegreen-Preview"
@@ -48,3 +56,57 @@ def preview_key(secrets: Mapping[str, str]) -> str | None:
 def preview_headers(color: str, key: str) -> dict[str, str]:
     """The headers that send a request to ``color`` through the preview route."""
     return {PREVIEW_HEADER: color, PREVIEW_KEY_HEADER: key}
+
+
+# --- the route's HAProxy lines: one source for the shipped haproxy.cfg (a test checks that its
+# frontends carry them as written here) and what ``bluegreen init`` proposes for a user's ---
+KEY_VARIABLE = "BG_PREVIEW_KEY"
+SOURCES_VARIABLE = "BG_PREVIEW_SOURCES"
+PREVIEW_VAR = "txn.bg_preview"  # the color a preview request names, once the key is checked
+ROUTE_ON = f'.if defined({KEY_VARIABLE}) && !streq("${{{KEY_VARIABLE}}}","")'
+ROUTE_OFF = f'.if defined({KEY_VARIABLE}) && streq("${{{KEY_VARIABLE}}}","")'
+
+
+def global_lines() -> list[str]:
+    """``global``'s lines: who may use the route (any address unless set) and the two settings
+    that would turn it off without a word (an empty key, an empty list of sources) refused."""
+    return [
+        f'    presetenv {SOURCES_VARIABLE}     "0.0.0.0/0 ::/0"',
+        ROUTE_OFF,
+        f'    .alert "{KEY_VARIABLE} is set but empty: unset it to turn the preview route off"',
+        ".endif",
+        f'.if defined({KEY_VARIABLE}) && streq("${{{SOURCES_VARIABLE}}}","")',
+        f'    .alert "{SOURCES_VARIABLE} is set but empty (no client could use the preview '
+        'route): unset it to allow any client"',
+        ".endif",
+    ]
+
+
+def route_lines(colors: Sequence[str]) -> list[str]:
+    """A routed frontend's lines (inside ``ROUTE_ON``) that decide a preview request before its
+    ``use_backend`` rules: the key compared ("--": a key may begin with "-"), the color taken
+    from the header's or else the cookie's last value (``bg_preview_color``: one of
+    ``colors``), the key taken out of the request, header and cookie (a key cookie sent twice:
+    the request keeps no cookie)."""
+    var = PREVIEW_VAR
+    key = f'"${{{KEY_VARIABLE}}}"'
+    return [
+        f"    acl bg_preview_key req.fhdr({PREVIEW_KEY_HEADER}) -m str -- {key}",
+        f"    acl bg_preview_key req.cook({PREVIEW_KEY_COOKIE}) -m str -- {key}",
+        f'    acl bg_preview_from src "${{{SOURCES_VARIABLE}[*]}}"',
+        f"    acl bg_preview_color var({var}) -m str {' '.join(colors)}",
+        f"    http-request set-var({var}) req.fhdr({PREVIEW_HEADER}) "
+        "if bg_preview_key bg_preview_from",
+        f"    http-request set-var({var}) req.cook({PREVIEW_COOKIE}) "
+        "if bg_preview_key bg_preview_from !bg_preview_color",
+        f"    http-request del-header {PREVIEW_KEY_HEADER}",
+        "    http-request replace-header Cookie "
+        f"'^(.*?)(?:^|;\\s*){PREVIEW_KEY_COOKIE}=[^;]*(.*)$' '\\1\\2'",
+        "    # a key cookie sent twice: the line above took one out; the request keeps no cookie",
+        f"    http-request del-header Cookie if {{ req.cook({PREVIEW_KEY_COOKIE}) -m found }}",
+    ]
+
+
+def color_guard(color: str) -> str:
+    """The condition term of a preview request naming ``color``."""
+    return f"{{ var({PREVIEW_VAR}) -m str {color} }}"

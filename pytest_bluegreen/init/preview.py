@@ -5,13 +5,15 @@ the cookie ``bluegreen_preview``) and carrying the shared key in ``X-Bluegreen-P
 that route to the switched backends, whatever the weights; the key (``BG_PREVIEW_KEY`` in
 HAProxy's environment) is taken out before a color sees the request.
 
-:func:`propose` writes the lines: a block for ``global``, one for each routed frontend (its
-preview rules mirror the frontend's own ``use_backend`` rules in order, so a preview request
-goes where an ordinary one would, to the named color's copy of the backend), and per switched
-backend one copy per color (the backend's own lines as written, with only that color's
-servers, without their weight, ``disabled`` or ``backup``: bluegreen never sets their
-weights). Init never edits the user's file: the proposal is a file of its own, each block
-saying where it goes. Pure, no I/O.
+:func:`propose` writes the lines: a block for ``global``, and for each routed frontend the
+route's own lines (``route_lines``, the shipped ``haproxy.cfg``'s) before its first routing
+line, and just before each of its ``use_backend`` rules that may pick a switched backend the
+same rule for each color's copy (same ``.if`` branch, same ACLs, same order: a preview request
+goes where an ordinary one would, to the named color's copy), the default backend's after
+them all; per switched backend one copy per color (the backend's own lines as written, with
+only that color's servers, without their weight or ``disabled``: bluegreen never sets their
+weights; marking what it takes ``X-Bluegreen-Route: preview``). Init never edits the user's
+file: the proposal is a file of its own, each block saying where it goes. Pure, no I/O.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from dataclasses import dataclass
 from pytest_bluegreen.haproxy.configmodel import HaproxyConfig, Proxy
 from pytest_bluegreen.haproxy.configtext import BLANKS, SECTIONS
 from pytest_bluegreen.haproxy.preview import (
+    KEY_VARIABLE,
     PREVIEW_COOKIE,
     PREVIEW_HEADER,
-    PREVIEW_KEY_COOKIE,
-    PREVIEW_KEY_HEADER,
     PREVIEW_SECRET,
+    ROUTE_ON,
+    color_guard,
+    global_lines,
+    route_lines,
 )
 
 from .colors import Pairing, color_of
@@ -35,16 +40,16 @@ from .routes import routes_to
 __all__ = ["PREVIEW_FILE", "Insertion", "PreviewProposal", "existing_route", "propose", "raw_words"]
 
 PREVIEW_FILE = "haproxy-preview.cfg"
-KEY_VARIABLE = "BG_PREVIEW_KEY"
-SOURCES_VARIABLE = "BG_PREVIEW_SOURCES"
-_ON = f'.if defined({KEY_VARIABLE}) && !streq("${{{KEY_VARIABLE}}}","")'
-_EMPTY = f'.if defined({KEY_VARIABLE}) && streq("${{{KEY_VARIABLE}}}","")'
+ROUTE_HEADER = "X-Bluegreen-Route"
 _WHAT = (
     "a preview route (a tester reaches a color through the public frontends before any user does)"
 )
 # what a switch changes on a server, and a preview server must not have: its weight, and the
-# words that keep it from taking the traffic its backend sends
-_WEIGHT_GAMES = {"disabled": 0, "backup": 0, "weight": 1}
+# word that keeps it from taking any traffic (a backup server stays one: the color's others
+# first, as when the color is live)
+_WEIGHT_GAMES = {"disabled": 0, "weight": 1}
+# the lines after which HAProxy warns of an http-request rule ("will still be processed before")
+_ROUTING = {"use_backend", "default_backend", "use-server", "redirect"}
 # a listen section's lines that only its frontend side takes, not a backend's
 _FRONTEND_ONLY = {
     "bind",
@@ -159,12 +164,6 @@ def _section_lines(lines: Sequence[str], proxy: Proxy) -> list[tuple[int, list[s
     return found
 
 
-def _section_end(lines: Sequence[str], proxy: Proxy) -> int:
-    """The section's last line that is not blank or a comment."""
-    section = _section_lines(lines, proxy)
-    return section[-1][0] if section else proxy.line
-
-
 def _balanced(block: list[str]) -> list[str]:
     """``.if`` blocks of a copied section closed: a block opened before the section or left
     open after it."""
@@ -240,7 +239,9 @@ def _preview_backend(
     header = raw_words(lines[backend.line - 1])[2:4]
     header = header if header[:1] == ["from"] else []  # its defaults section, as written
     out = [f"backend {' '.join([name, *header])}"]
-    body: list[str] = []
+    # the requests of the preview route, and only they, as the color sees them
+    body: list[str] = [f"    http-request set-header {ROUTE_HEADER} preview"]
+    names = {s.name: c for c in pairing.colors for s in pairing.servers[c]}
     for number, words in _section_lines(lines, backend):
         keyword = words[0]
         if keyword.startswith("."):
@@ -250,6 +251,10 @@ def _preview_backend(
             continue
         if keyword == "id":
             continue  # a proxy's id is its own
+        if keyword == "use-server" and len(words) > 1:
+            server = _bare(words[1])
+            if names.get(server, color_of(server, pairing.colors)) not in (None, color):
+                continue  # the other color's server: not in this copy
         if keyword in {"server", "server-template"}:
             owner = (
                 by_line.get(number) if number in parsed else _server_color(words, pairing.colors)
@@ -278,6 +283,15 @@ def _backend_names(config: HaproxyConfig, pairing: Pairing) -> dict[str, dict[st
 
 
 # --- the frontends' rules --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """Preview rules to add to a frontend: after line ``after``, and why there."""
+
+    after: int
+    why: str
+    lines: tuple[str, ...]
 
 
 def _terms(words: list[str]) -> Iterator[str]:
@@ -332,10 +346,6 @@ def _rule(target: str, guards: Sequence[str], condition: tuple[str, list[list[st
     )
 
 
-def _color(color: str) -> str:
-    return f"{{ var(txn.preview) -m str {color} }}"
-
-
 def _dynamic_expression(target: str) -> str | None:
     """``%[EXPR]`` -> ``EXPR``; None for anything else (``be_%[...]``)."""
     if target.startswith("%[") and target.endswith("]") and target.count("%[") == 1:
@@ -343,79 +353,143 @@ def _dynamic_expression(target: str) -> str | None:
     return None
 
 
+def _scope(lines: Sequence[str], proxy: Proxy) -> list[tuple[int, list[str], int]]:
+    """The section's lines that belong to it at its own level: (number, words, ``.if`` depth
+    after the line), up to a ``.elif``/``.else``/``.endif`` of a block opened before it."""
+    found = []
+    depth = 0
+    for number, words in _section_lines(lines, proxy):
+        keyword = _bare(words[0])
+        if keyword == ".if":
+            depth += 1
+        elif keyword in {".elif", ".else", ".endif"} and depth == 0:
+            break
+        elif keyword == ".endif":
+            depth -= 1
+        found.append((number, words, depth))
+    return found
+
+
+def _scope_end(lines: Sequence[str], proxy: Proxy) -> int:
+    """The section's last line with every ``.if`` it opened closed: what goes after it is
+    the section's whatever the conditions (a block opened for the next section is not its)."""
+    end = proxy.line
+    for number, _, depth in _scope(lines, proxy):
+        if depth == 0:
+            end = number
+    return end
+
+
+def _route_start(lines: Sequence[str], entry: Proxy) -> tuple[int, str]:
+    """Where the route's own lines go in ``entry``: before its first routing line (HAProxy
+    warns of an ``http-request`` rule after one, and a configuration may refuse warnings), or
+    the ``.if`` block holding it (the route is not one branch's), else at its end."""
+    opened = 0  # where the outermost open .if block starts
+    before = 0
+    for number, words, depth in _scope(lines, entry):
+        keyword = _bare(words[0])
+        if keyword == ".if" and depth == 1:
+            opened, before = number, number - 1
+        if keyword in _ROUTING:
+            if depth == 0:
+                return number - 1, f"before its first {keyword} (line {number})"
+            return before, f"before the .if block (line {opened}) with its first {keyword}"
+    return _scope_end(lines, entry), "at its end"
+
+
 def _frontend_rules(
     lines: Sequence[str],
     entry: Proxy,
     names: Mapping[str, Mapping[str, str]],
     colors: Sequence[str],
-) -> tuple[list[str], list[str]]:
-    """The ``use_backend`` rules of the preview route in ``entry``, mirroring its own in
-    order (a preview request that would go elsewhere still does); and what needs a hand."""
-    any_color = "{ var(txn.preview) -m found }"
-    out: list[tuple[str, bool]] = []  # a rule, and whether it goes to a preview backend
+) -> tuple[list[_Rules], list[str]]:
+    """The preview rules of ``entry``: just before each of its own ``use_backend`` rules that
+    may send a request to a switched backend (every ``.if`` branch), the same rule for each
+    color's copy, so a preview request meets the frontend's rules in the same order, with the
+    same ACLs, as an ordinary one; for a switched default backend, after all of them. And
+    what needs a hand."""
+    parsed = {rule.line: rule for rule in entry.use_backends}
+    found: list[_Rules] = []
     by_hand: list[str] = []
-    for rule in entry.use_backends:
-        words = raw_words(lines[rule.line - 1])
-        written, condition = words[1], _condition(words[2:])
-        expression = _dynamic_expression(rule.target) if rule.dynamic else None
-        if rule.target in names:
-            out += [(_rule(names[rule.target][c], [_color(c)], condition), True) for c in colors]
+    last_rule = 0
+    for number, words, _ in _scope(lines, entry):
+        if _bare(words[0]) != "use_backend" or len(words) < 2:
             continue
-        if expression is not None:
-            out += [
-                (
-                    _rule(
-                        preview[c], [_color(c), f"{{ {expression} -m str {backend} }}"], condition
-                    ),
-                    True,
+        last_rule = number
+        rule = parsed.get(number)
+        target = rule.target if rule is not None else _bare(words[1])
+        condition = _condition(words[2:])
+        if target in names:
+            rules = [_rule(names[target][c], [color_guard(c)], condition) for c in colors]
+        elif "%[" in target and (expression := _dynamic_expression(target)) is not None:
+            rules = [
+                _rule(
+                    preview[c], [color_guard(c), f"{{ {expression} -m str {backend} }}"], condition
                 )
                 for backend, preview in names.items()
                 for c in colors
             ]
-        elif rule.dynamic:
-            by_hand.append(
-                f"use_backend {rule.target} (line {rule.line}) names its backend at run time: "
-                "its preview rules are written by hand"
-            )
-        out.append((_rule(written, [any_color], condition), False))  # as an ordinary request
+        else:
+            if "%[" in target or "${" in target:
+                by_hand.append(
+                    f"use_backend {_bare(words[1])} (line {number}) names its backend at run "
+                    "time: its preview rules are written by hand"
+                )
+            continue
+        found.append(
+            _Rules(number - 1, f"just before its use_backend (line {number})", tuple(rules))
+        )
     own = entry.name if entry.name in names else entry.default_backend
     if own is not None and own in names:
-        out += [(f"use_backend {names[own][c]} if {_color(c)}", True) for c in colors]
-    # after the last rule to a preview backend, the frontend's own rules decide alike
-    while out and not out[-1][1]:
-        out.pop()
-    return [rule for rule, _ in out], by_hand
+        end = _scope_end(lines, entry)
+        found.append(
+            _Rules(
+                max(end, last_rule),
+                f"after its use_backend rules: for its default, {own}",
+                tuple(f"use_backend {names[own][c]} if {color_guard(c)}" for c in colors),
+            )
+        )
+    return found, by_hand
 
 
-def _frontend_block(colors: Sequence[str], rules: list[str]) -> list[str]:
-    choices = " ".join(colors)
+def _route_block(colors: Sequence[str]) -> list[str]:
     return [
-        _ON,
-        "    # the preview route: decided before the key is taken out of the request",
-        f'    acl bg_preview_key req.fhdr({PREVIEW_KEY_HEADER}) -m str "${{{KEY_VARIABLE}}}"',
-        f'    acl bg_preview_key req.cook({PREVIEW_KEY_COOKIE}) -m str "${{{KEY_VARIABLE}}}"',
-        f'    acl bg_preview_from src "${{{SOURCES_VARIABLE}[*]}}"',
-        f"    http-request set-var(txn.preview) req.fhdr({PREVIEW_HEADER}) if bg_preview_key "
-        f"bg_preview_from {{ req.fhdr({PREVIEW_HEADER}) -m str {choices} }}",
-        f"    http-request set-var(txn.preview) req.cook({PREVIEW_COOKIE}) if bg_preview_key "
-        f"bg_preview_from !{{ var(txn.preview) -m found }} {{ req.cook({PREVIEW_COOKIE}) "
-        f"-m str {choices} }}",
-        "    http-request set-header X-Bluegreen-Route preview if { var(txn.preview) -m found }",
-        f"    http-request del-header {PREVIEW_KEY_HEADER}",
-        "    http-request replace-header Cookie "
-        f"'^(.*?)(?:^|;\\s*){PREVIEW_KEY_COOKIE}=[^;]*(.*)$' '\\1\\2'",
-        *(f"    {rule}" for rule in rules),
-        ".endif",
+        "    # the preview route: decided before the key is taken out of the request, and a",
+        "    # client cannot say it came through it (its color's backend marks the requests)",
+        f"    http-request del-header {ROUTE_HEADER} "
+        f"if {{ req.fhdr({ROUTE_HEADER}) -m str preview }}",
+        *route_lines(colors),
     ]
 
 
-def _first_routing_line(lines: Sequence[str], entry: Proxy) -> tuple[int, str]:
-    """Where the preview block goes in ``entry``: before its first ``use_backend`` or
-    ``default_backend`` (after its other rules), else at its end."""
-    for number, words in _section_lines(lines, entry):
-        if words[0] in {"use_backend", "default_backend"}:
-            return number - 1, f"before its first {words[0]} (line {number})"
-    return _section_end(lines, entry), "at its end"
+def _frontend_blocks(
+    lines: Sequence[str],
+    entry: Proxy,
+    names: Mapping[str, Mapping[str, str]],
+    colors: Sequence[str],
+) -> tuple[list[Insertion], list[str]]:
+    """``entry``'s blocks, in the file's order; two that go after the same line are one."""
+    rules, by_hand = _frontend_rules(lines, entry, names, colors)
+    after, why = _route_start(lines, entry)
+    parts = [_Rules(after, why, tuple(_route_block(colors))), *rules]
+    parts.sort(key=lambda part: part.after)  # stable: the route's lines before the rules
+    merged: list[tuple[int, list[str], list[str]]] = []
+    for part in parts:
+        body = [line if line.startswith(" ") else f"    {line}" for line in part.lines]
+        if merged and merged[-1][0] == part.after:
+            merged[-1][1].append(part.why)
+            merged[-1][2].extend(body)
+        else:
+            merged.append((part.after, [part.why], body))
+    blocks = [
+        Insertion(
+            f"{entry.label} (line {entry.line}): insert after line {at}, {'; '.join(whys)}",
+            at,
+            (ROUTE_ON, *body, ".endif"),
+        )
+        for at, whys, body in merged
+    ]
+    return blocks, by_hand
 
 
 # --- the proposal ----------------------------------------------------------------------------
@@ -457,18 +531,20 @@ def propose(
     names = _backend_names(config, pairing)
     blocks = [_global_block(lines)]
     for entry in entries:
-        rules, by_hand = _frontend_rules(lines, entry, names, pairing.colors)
+        made, by_hand = _frontend_blocks(lines, entry, names, pairing.colors)
+        blocks += made
         skipped += by_hand
-        after, why = _first_routing_line(lines, entry)
-        blocks.append(
-            Insertion(
-                f"{entry.label} (line {entry.line}): insert after line {after}, {why}",
-                after,
-                tuple(_frontend_block(pairing.colors, rules)),
-            )
-        )
+    used = {
+        word.removeprefix("use_backend ").split(" ", 1)[0]
+        for block in blocks
+        for line in block.lines
+        for word in [line.strip()]
+        if word.startswith("use_backend ")
+    }
     for backend in pairing.switched:
-        end = _section_end(lines, backend)
+        if not used & set(names[backend.name].values()):
+            continue  # no HTTP frontend sends a request to it
+        end = _scope_end(lines, backend)
         copies: list[str] = [""]
         for color in pairing.colors:
             copies += [
@@ -489,7 +565,7 @@ def propose(
         f"blocks where it says, set {KEY_VARIABLE} in HAProxy's environment and the same value "
         f"as {PREVIEW_SECRET} in secrets.env" + "".join(f"; {line}" for line in skipped)
     )
-    blocks.sort(key=lambda block: block.after)  # in the file's order
+    blocks.sort(key=lambda block: block.after)  # in the file's order (stable: as made)
     text = _render(source, blocks, skipped)
     return PreviewProposal(tuple(blocks), text, names, note, existing=False)
 
@@ -497,10 +573,7 @@ def propose(
 def _global_block(lines: Sequence[str]) -> Insertion:
     block = (
         "    # who may use the preview route: client addresses or networks, space-separated",
-        f'    presetenv {SOURCES_VARIABLE} "0.0.0.0/0 ::/0"',
-        _EMPTY,
-        f'    .alert "{KEY_VARIABLE} is set but empty: unset it to turn the preview route off"',
-        ".endif",
+        *global_lines(),
     )
     found = next(
         (n for n, line in enumerate(lines, start=1) if raw_words(line)[:1] == ["global"]), None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +21,7 @@ import pytest
 import requests
 
 from pytest_bluegreen.haproxy.config import parse_config
+from pytest_bluegreen.haproxy.preview import ROUTE_ON, global_lines, route_lines
 from pytest_bluegreen.init.preview import PREVIEW_FILE, raw_words
 from pytest_bluegreen.init.scaffold import Plan, plan
 from tests.init.test_init import DATA, haproxy_check, haproxy_says, run_init, said
@@ -105,10 +107,11 @@ def test_a_plain_two_server_configuration(
         "# --- 2. frontend app_in (line 20): insert after line 21, before its first "
         "default_backend (line 22)\n"
     ) in text
-    assert "    use_backend app_preview_blue if { var(txn.preview) -m str blue }\n" in text
-    assert "    use_backend app_preview_green if { var(txn.preview) -m str green }\n" in text
+    assert "    use_backend app_preview_blue if { var(txn.bg_preview) -m str blue }\n" in text
+    assert "    use_backend app_preview_green if { var(txn.bg_preview) -m str green }\n" in text
     assert (
         "backend app_preview_green\n"
+        "    http-request set-header X-Bluegreen-Route preview\n"
         "    option httpchk\n"
         "    http-check send meth GET uri /status ver HTTP/1.1 hdr Host app.internal\n"
         "    http-check expect status 200\n"
@@ -122,12 +125,36 @@ def test_a_plain_two_server_configuration(
         "    server app2 127.0.0.1:8002 check",
     ]
     # the key from HAProxy's environment, in double quotes; off unless set and not empty
-    assert '-m str "${BG_PREVIEW_KEY}"' in text
+    assert '-m str -- "${BG_PREVIEW_KEY}"' in text
     assert '.if defined(BG_PREVIEW_KEY) && !streq("${BG_PREVIEW_KEY}","")' in text
     assert 'acl bg_preview_from src "${BG_PREVIEW_SOURCES[*]}"' in text
     assert "http-request del-header X-Bluegreen-Preview-Key" in text
     assert "openssl rand -hex 24" in text
     assert "BG_PREVIEW_SOURCES in HAProxy's environment" in text
+
+
+def test_the_proposal_has_the_shipped_routes_lines() -> None:
+    """One source for the route's lines (haproxy/preview.py): each routed frontend of the
+    shipped haproxy.cfg carries route_lines as they are, inside the block that turns the
+    route on, and its global carries global_lines; the proposal for a user's frontend
+    carries them too. A hardening of one is a hardening of both (the proposal lacked the
+    "--", the last-value color, the duplicate key cookie and the empty-sources refusal)."""
+    shipped = HAPROXY_CFG.read_text().splitlines()
+    route = route_lines(("blue", "green"))
+
+    def holds(lines: list[str], part: list[str]) -> list[int]:
+        return [i for i in range(len(lines)) if lines[i : i + len(part)] == part]
+
+    starts = holds(shipped, route)
+    assert len(starts) == 3  # :443, the routed API, the routed frontend
+    for start in starts:
+        opened = max(i for i, ln in enumerate(shipped[:start]) if ln.startswith(".if"))
+        assert shipped[opened] == ROUTE_ON
+        assert ".endif" not in shipped[opened:start]
+    assert len(holds(shipped, global_lines())) == 1
+    text = proposed(plan_of(DATA / "single-backend.cfg")).splitlines()
+    assert len(holds(text, route)) == 1
+    assert len(holds(text, global_lines())) == 1
 
 
 def test_server_templates_are_copied_as_templates(haproxy_available: str, tmp_path: Path) -> None:
@@ -137,6 +164,7 @@ def test_server_templates_are_copied_as_templates(haproxy_available: str, tmp_pa
     text = proposed(made)
     assert (
         "backend api_preview_blue\n"
+        "    http-request set-header X-Bluegreen-Route preview\n"
         "    option httpchk GET /health\n"
         ".if defined(MORE_SLOTS)\n"
         "    server-template blue-api 6 tasks.app_blue-api:8000 check\n"
@@ -145,6 +173,7 @@ def test_server_templates_are_copied_as_templates(haproxy_available: str, tmp_pa
         ".endif\n"
         "\n"
         "backend api_preview_green\n"
+        "    http-request set-header X-Bluegreen-Route preview\n"
         "    option httpchk GET /health\n"
         "    server-template green-api 3 tasks.app_green-api:8000 check\n"
     ) in text
@@ -161,21 +190,46 @@ def test_server_templates_are_copied_as_templates(haproxy_available: str, tmp_pa
 
 
 def test_path_rules_are_mirrored_in_order() -> None:
-    """A frontend routing to two switched backends by path, and first to a shared one: the
-    preview rules take the same decisions in the same order (each `||` term of an `if` with
-    the color's guard; an `unless` kept, with the guard's negation as one more term)."""
+    """A frontend routing to two switched backends by path, and first to a shared one: each
+    rule to a switched backend gets the same rule for each color's copy just before it (each
+    `||` term of an `if` with the color's guard; an `unless` kept, with the guard's negation
+    as one more term), so a preview request meets the rules in the same order; the default
+    backend's copies come after every rule."""
     text = proposed(plan_of(DATA / "tls-paths.cfg"))
-    rules = [line.strip() for line in text.splitlines() if line.strip().startswith("use_backend")]
-    blue, green = "{ var(txn.preview) -m str blue }", "{ var(txn.preview) -m str green }"
-    api = "{ path_beg /api/ } || {g} { path /health } || {g} { path /version }"
-    assert rules == [
-        "use_backend static unless !{ var(txn.preview) -m found } || { path_beg /api/ } || "
-        "!{ path_beg /static/ }",
-        f"use_backend api_preview_blue if {blue} " + api.replace("{g}", blue),
-        f"use_backend api_preview_green if {green} " + api.replace("{g}", green),
-        f"use_backend web_preview_blue if {blue}",
-        f"use_backend web_preview_green if {green}",
+    blocks = [
+        (title, [ln.strip() for ln in body.splitlines() if ln.strip().startswith("use_backend")])
+        for title, body in re.findall(r"# --- \d+\. ([^\n]*)\n(.*?)(?=\n# --- |\Z)", text, re.S)
     ]
+    blue, green = "{ var(txn.bg_preview) -m str blue }", "{ var(txn.bg_preview) -m str green }"
+    api = "{ path_beg /api/ } || {g} { path /health } || {g} { path /version }"
+    assert blocks[1:4] == [
+        (
+            "frontend https_in (line 15): insert after line 17, before its first use_backend "
+            "(line 18)",
+            [],
+        ),
+        (
+            "frontend https_in (line 15): insert after line 18, just before its use_backend "
+            "(line 19)",
+            [
+                f"use_backend api_preview_blue if {blue} " + api.replace("{g}", blue),
+                f"use_backend api_preview_green if {green} " + api.replace("{g}", green),
+            ],
+        ),
+        (
+            "frontend https_in (line 15): insert after line 20, after its use_backend rules: "
+            "for its default, web",
+            [
+                f"use_backend web_preview_blue if {blue}",
+                f"use_backend web_preview_green if {green}",
+            ],
+        ),
+    ]
+    unless = proposed(plan_of(DATA / "awkward.cfg"))
+    assert (
+        "use_backend api_preview_green unless !{ var(txn.bg_preview) -m str green } || "
+        "!{ path_beg /v2/ } || { req.hdr(x-skip) -m found }\n"
+    ) in unless
 
 
 # --- on a real HAProxy -----------------------------------------------------------------------
@@ -460,3 +514,197 @@ def test_the_starter_preview_check_goes_through_the_route(
     assert wrong.returncode != 0, wrong.stdout
     assert "answered as blue, not green" in wrong.stdout, wrong.stdout
     assert KEY not in without.stdout + right.stdout + wrong.stdout
+
+
+# --- the proposal changes nothing but a preview request ---------------------------------------
+
+DASH_KEY = "-k3y-beginning-with-a-dash-0123456789"  # HAProxy reads "-k..." as an option unless "--"
+
+
+def raw_get(port: int, path: str, headers: list[tuple[str, str]]) -> tuple[str, str | None, str]:
+    """One request with headers as given (a name twice is sent twice): the status, the color
+    that answered, and the body (the stand-in's echo of what it heard)."""
+    lines = [f"GET {path} HTTP/1.1", "Host: site", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
+    status = head.split(" ", 2)[1]
+    color = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in head.split("\r\n")
+            if ln.lower().startswith(COLOR.lower() + ":")
+        ),
+        None,
+    )
+    return status, color, body
+
+
+KEYED = [
+    [("X-Bluegreen-Preview", "green"), ("X-Bluegreen-Preview-Key", DASH_KEY)],
+    [("Cookie", f"sid=1; bluegreen_preview=green; bluegreen_preview_key={DASH_KEY}")],
+    [
+        (
+            "Cookie",
+            f"bluegreen_preview=green; bluegreen_preview_key={DASH_KEY}; "
+            f"bluegreen_preview_key={DASH_KEY}",
+        )
+    ],
+]
+ORDINARY = [
+    [],
+    [("X-Bluegreen-Preview", "green")],
+    [("X-Bluegreen-Preview", "green"), ("X-Bluegreen-Preview-Key", DASH_KEY[:-1])],
+    # the key, but the color's last value names none: no preview
+    [
+        ("X-Bluegreen-Preview", "green"),
+        ("X-Bluegreen-Preview", "purple"),
+        ("X-Bluegreen-Preview-Key", DASH_KEY),
+    ],
+    [
+        (
+            "Cookie",
+            "bluegreen_preview=green; bluegreen_preview=purple; bluegreen_preview_key=" + DASH_KEY,
+        )
+    ],
+]
+SPOOFED = [("X-Bluegreen-Route", "preview")]  # a client claiming the route
+PATHS = [
+    "/api/echo",
+    "/api/echo?legacy",
+    "/static/a",
+    "/robots.txt",
+    "/v2/x",
+    "/admin",
+    "/old",
+    "/",
+]
+
+
+def test_the_proposal_changes_only_preview_requests(
+    haproxy_available: str,
+    color_backends: tuple[Backend, Backend],
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """awkward.cfg plus the proposal, inserted as the file says: valid for ``haproxy -c`` with a
+    key beginning with "-", no warning HAProxy did not give before, an empty
+    BG_PREVIEW_SOURCES refused like an empty key. Running, with and without MAINTENANCE (a
+    use_backend only in an .if branch): with the route off every request is answered as
+    before; with it on, every request without the key too, and a preview request goes where
+    an ordinary one goes (the deny, the redirect, the maintenance page, the shared backend),
+    to green where that is blue, without the key. Before: the ACL declared after the first
+    use_backend, the use-server naming the other color's server and the "-" key made
+    HAProxy refuse it; a key-holder naming "green" then "purple" reached blue marked
+    "preview", a key cookie sent twice reached green, a client's "preview" claim passed."""
+    blue, green = color_backends
+    blue.reset()
+    green.reset()
+    [port] = free_ports(1)
+    source = (DATA / "awkward.cfg").read_text()
+    for old, new in {
+        "127.0.0.1:8080": f"127.0.0.1:{port}",
+        "10.0.1.10:8000": f"127.0.0.1:{blue.port}",
+        "10.0.1.10:3000": f"127.0.0.1:{blue.port}",
+        "10.0.2.10:8000": f"127.0.0.1:{green.port}",
+        "10.0.2.11:8000": f"127.0.0.1:{green.port}",
+        "10.0.2.10:3000": f"127.0.0.1:{green.port}",
+        "/run/haproxy/admin.sock": f"{tmp_path}/admin.sock",
+    }.items():
+        assert old in source, old
+        source = source.replace(old, new)
+    original = tmp_path / "original.cfg"
+    original.write_text(source)
+    code, _, err = run_init(capfd, original, tmp_path / "project", "--no-dry-run")
+    assert code == 0, err
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(apply(source, (tmp_path / "project" / PREVIEW_FILE).read_text()))
+    on = {"BG_PREVIEW_KEY": DASH_KEY}
+
+    def warnings(path: Path, env: dict[str, str]) -> list[str]:
+        said = haproxy_says(haproxy_available, path, env)
+        assert said.endswith("exit 0"), said
+        return [re.sub(r"\[.*?:\d+\]", "", ln) for ln in said.splitlines() if "WARNING" in ln]
+
+    for env in ({}, {"MAINTENANCE": "1"}, {"EXTRA": "1"}):
+        assert warnings(config, env) == warnings(original, env)
+        assert warnings(config, {**env, **on}) == warnings(original, env)
+    refused = haproxy_says(haproxy_available, config, {**on, "BG_PREVIEW_SOURCES": ""})
+    assert "BG_PREVIEW_SOURCES is set but empty" in refused
+    assert not refused.endswith("exit 0")
+
+    def answers(
+        path: Path, env: dict[str, str], requests_: list[list[tuple[str, str]]]
+    ) -> list[tuple[str, str | None, str]]:
+        proc = subprocess.Popen(
+            [haproxy_available, "-db", "-f", str(path)],
+            cwd=tmp_path,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for(
+                lambda: raw_get(port, "/static/a", []) is not None,
+                10,
+                "HAProxy",
+                retry=(OSError,),
+                watch=[proc],
+            )
+            return [
+                raw_get(
+                    port,
+                    p.replace("?legacy", ""),
+                    [*h, *([("X-Legacy", "1")] if "?legacy" in p else [])],
+                )
+                for h in requests_
+                for p in PATHS
+            ]
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    everything = [*ORDINARY, *KEYED, SPOOFED]
+    for env in ({}, {"MAINTENANCE": "1"}):
+        before = answers(original, env, everything)
+        assert answers(config, env, everything) == before, env  # the route off: as before
+        after = dict(
+            zip(
+                ((i, p) for i in range(len(everything)) for p in PATHS),
+                answers(config, {**env, **on}, everything),
+                strict=True,
+            )
+        )
+        before_by = dict(
+            zip(((i, p) for i in range(len(everything)) for p in PATHS), before, strict=True)
+        )
+        for (i, path), (status, color, body) in after.items():
+            old_status, old_color, old_body = before_by[i, path]
+            request = everything[i]
+            if request in KEYED:
+                assert (status, color) == (
+                    old_status,
+                    "green" if old_color == "blue" else old_color,
+                ), (env, request, path)
+                assert DASH_KEY not in body, (env, request, path)
+                if color == "green" and path.startswith("/api/echo"):
+                    assert '"X-Bluegreen-Route": "preview"' in body
+            elif request is SPOOFED:
+                assert (status, color) == (old_status, old_color)
+                assert "preview" not in body, (env, path)  # the claim is taken out
+            elif any("-Key" in name or "_key=" in value for name, value in request):
+                # a wrong key, or no color by the last value: as before, the key taken out
+                assert (status, color) == (old_status, old_color), (env, request, path)
+                assert DASH_KEY[:-1] not in body, (env, request, path)
+            else:
+                assert (status, color, body) == (old_status, old_color, old_body), (
+                    env,
+                    request,
+                    path,
+                )
+    made = proposed(plan_of(DATA / "awkward.cfg"))
+    assert "    server green-spare 10.0.2.11:8000 check backup\n" in made  # a backup stays one

@@ -405,7 +405,8 @@ def starter_files() -> dict[str, str]:
 def write(directory: Path, files: Mapping[str, str]) -> list[Path]:
     """Write every file under ``directory``; if any exists already, write none (InitError)."""
     targets = {directory / name: text for name, text in files.items()}
-    existing = [str(path) for path in targets if path.exists()]
+    # a link counts even when what it names does not exist: init would write through it
+    existing = [str(path) for path in targets if path.exists() or path.is_symlink()]
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise InitError(

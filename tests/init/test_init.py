@@ -374,6 +374,26 @@ def test_refuses_to_overwrite_and_writes_nothing(
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["checks", "test_health.py"]
 
 
+def test_a_dangling_symlink_is_not_written_through(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A link where init would write (haproxy-preview.cfg to a file that does not exist yet,
+    e.g. /etc/haproxy/...): refused like a file, nothing written there or anywhere. Before,
+    the link's target was created with the proposal in it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    elsewhere = tmp_path / "elsewhere.cfg"
+    (out / "haproxy-preview.cfg").symlink_to(elsewhere)
+    code, lines, err = run_init(capfd, DATA / "single-backend.cfg", out)
+    assert (code, lines) == (4, [])
+    assert err.splitlines() == [
+        f"bluegreen: error: {out / 'haproxy-preview.cfg'} exists; nothing written "
+        "(bluegreen init never overwrites)"
+    ]
+    assert not elsewhere.exists()
+    assert sorted(p.name for p in out.rglob("*")) == ["haproxy-preview.cfg"]
+
+
 def test_no_color_pairs_is_refused(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "haproxy.cfg"
     config.write_text(

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
@@ -77,8 +77,11 @@ class Load:
         self._thread.join(30)
 
 
-def switch_to_green(stack: Stack, **settings: object) -> tuple[switch.SwitchResult, float]:
-    """The journaled switch, as the gate makes it; and when it began."""
+def switch_to_green(
+    stack: Stack, on_step: Callable[[str], None] = lambda step: None, **settings: object
+) -> tuple[switch.SwitchResult, float]:
+    """The journaled switch, as the gate makes it; and when it began. ``on_step(step)`` runs
+    before each step (the switch's step hook)."""
     resolved = stack_settings(stack, drain_timeout=DRAIN, **settings)
     plan = switch.plan(stack.haproxies(), resolved.topology, "green", 100)
     started = time.monotonic()
@@ -89,6 +92,7 @@ def switch_to_green(stack: Stack, **settings: object) -> tuple[switch.SwitchResu
         resolved.topology,
         journal=Journal(stack.journal_file),
         server_state_file=stack.server_state_file,
+        on_step=lambda step, _plan: on_step(step),
     )
     return result, started
 
@@ -100,23 +104,15 @@ def test_old_streams_flow_until_the_drain_ends_then_reconnect_to_the_new_color(
     load = Load(f"{stack.routed_url}/health")
     newcomer: list[Stream] = []
 
-    def open_during_the_drain() -> None:  # once green takes new connections
-        wait_for(
-            lambda: (
-                sessions_on(stack, "blue-api") >= 3
-                and stack.live_weights().get("green-api", (0, ""))[0] == 100
-            ),
-            10,
-            "green promoted",
-        )
-        newcomer.append(Stream.open(stack.ports["api"]))
+    def open_during_the_drain(step: str) -> None:
+        # green promoted, blue draining, the drain wait about to begin (the switch's own
+        # step hook: no race with a watcher that could miss the window on a loaded machine)
+        if step == "wait-drained":
+            newcomer.append(Stream.open(stack.ports["api"]))
 
-    opener = threading.Thread(target=open_during_the_drain)
-    opener.start()
     try:
-        result, started = switch_to_green(stack)
+        result, started = switch_to_green(stack, open_during_the_drain)
     finally:
-        opener.join(15)
         load.stop()
     assert result.closed_sessions == 3, result.notes
     assert any("3 old session(s) still open, closed" in note for note in result.notes), result.notes

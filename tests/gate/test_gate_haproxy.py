@@ -13,7 +13,15 @@ import requests
 
 from pytest_bluegreen.record import history as records
 from pytest_bluegreen.record.history import PENDING, WARM, PendingPromotion, WarmWindow
-from tests.support.gate import CHECKS, history, outcomes, output, prepare, run_gate
+from tests.support.gate import (
+    CHECKS,
+    WatchedGate,
+    history,
+    outcomes,
+    output,
+    prepare,
+    run_gate,
+)
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, Stack, wait_for
 
 # what the gate's process had imported by its end
@@ -289,31 +297,14 @@ def test_a_long_drain_shows_progress_and_loses_nothing(
         watch=[slow],
     )
     prepare(pytester, stack, drain_timeout=30)
-    lines: list[str] = []
-    draining = threading.Event()
-    gate = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green", "--switch"],
-        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-
-    def read() -> None:
-        assert gate.stdout is not None
-        for line in gate.stdout:
-            lines.append(line.rstrip("\n"))
-            if "bluegreen: draining:" in line:
-                draining.set()
-
-    reader = threading.Thread(target=read)
-    reader.start()
+    gate = WatchedGate(pytester.path, "--env", "green", "--switch", env=dict(os.environ))
     try:
-        said = draining.wait(60)
+        said = gate.said("bluegreen: draining:", 60)
     finally:
         stack.blue.control(release=True)  # the request finishes now
-        code = gate.wait(120)
-        reader.join(10)
+        code = gate.finish(120)
         slow.join(30)
-    text = "\n".join(lines)
+    text = gate.text
     assert said, text
     assert code == 0, text
     assert "bluegreen: draining: api_backend/blue-api 1 session(s) open" in text

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +81,52 @@ def output(result: pytest.RunResult) -> str:
 
 def server_state_file(stack: Stack) -> Path:
     return stack.server_state_file
+
+
+class WatchedGate:
+    """A gate (``python -m pytest ... --switch``) started in ``folder`` as a subprocess whose
+    output is read as it comes, so a test can act at a moment the gate announces (say, the
+    first ``bluegreen: draining:`` line) and then signal it."""
+
+    def __init__(self, folder: Path, *args: str, env: dict[str, str]) -> None:
+        self.lines: list[str] = []
+        self._waiting: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**env, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        self._reader = threading.Thread(target=self._read)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._lock:
+                self.lines.append(line.rstrip("\n"))
+                for text, seen in self._waiting.items():
+                    if text in line:
+                        seen.set()
+
+    def said(self, text: str, timeout: float) -> bool:
+        """Whether an output line holding ``text`` came within ``timeout`` seconds."""
+        with self._lock:
+            seen = self._waiting.setdefault(text, threading.Event())
+            if any(text in line for line in self.lines):
+                seen.set()
+        return seen.wait(timeout)
+
+    def finish(self, timeout: float) -> int:
+        """Its exit status (killed if still running after ``timeout``), its output read."""
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(10)
+            self._reader.join(10)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)

@@ -9,25 +9,21 @@ leaves such streams to end on their own.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-import requests
 
 from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.switch import transaction as switch
 from pytest_bluegreen.switch.journal import Journal, read_journal
-from tests.support.gate import CHECKS, history
+from tests.support.cli import clean_environ
+from tests.support.gate import CHECKS, WatchedGate, history
 from tests.support.stack import Stack, wait_for
 from tests.support.streams import Stream
-from tests.support.switching import stack_settings
+from tests.support.switching import LoadProcess, stack_settings
 
 DRAIN = 1.5
 
@@ -45,36 +41,6 @@ def sessions_on(stack: Stack, server: str) -> int:
     return sum(
         r.scur for r in stack.api().show_stat() if r.backend == "api_backend" and r.server == server
     )
-
-
-class Load:
-    """Requests through the routed URL until stopped (at most 2,000 or 60 s): failures."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.sent = url, 0
-        self.failed: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-        self._thread.start()
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 60
-        with requests.Session() as session:
-            session.trust_env = False
-            while not self._stop.is_set() and self.sent < 2000 and time.monotonic() < deadline:
-                self.sent += 1
-                try:
-                    status = session.get(self.url, timeout=5).status_code
-                except requests.RequestException as exc:
-                    self.failed.append(repr(exc))
-                else:
-                    if status != 200:
-                        self.failed.append(str(status))
-                self._stop.wait(0.005)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
 
 
 def switch_to_green(
@@ -101,7 +67,8 @@ def test_old_streams_flow_until_the_drain_ends_then_reconnect_to_the_new_color(
     stack: Stack, streams: list[Stream]
 ) -> None:
     assert sessions_on(stack, "blue-api") >= 3
-    load = Load(f"{stack.routed_url}/health")
+    # the suite's bounded load, in a process of its own (at most 2,000 requests or 60 s)
+    load = LoadProcess(f"{stack.routed_url}/health", 2000, 60, 1, pause=0.005)
     newcomer: list[Stream] = []
 
     def open_during_the_drain(step: str) -> None:
@@ -113,7 +80,7 @@ def test_old_streams_flow_until_the_drain_ends_then_reconnect_to_the_new_color(
     try:
         result, started = switch_to_green(stack, open_during_the_drain)
     finally:
-        load.stop()
+        loaded = load.finish(30)
     assert result.closed_sessions == 3, result.notes
     assert any("3 old session(s) still open, closed" in note for note in result.notes), result.notes
     drain_end = started + DRAIN
@@ -135,8 +102,8 @@ def test_old_streams_flow_until_the_drain_ends_then_reconnect_to_the_new_color(
         for stream in again:
             stream.close()
     assert sessions_on(stack, "blue-api") == 0
-    assert load.sent > 0
-    assert load.failed == []
+    assert loaded.count > 0
+    assert loaded.failed == []
 
 
 def test_a_close_whose_answer_was_lost_is_counted_not_called_a_drain(
@@ -187,35 +154,15 @@ def test_a_sigterm_during_the_drain_ends_it_and_closes_the_old_streams(
     folder.mkdir()
     (folder / "bluegreen.toml").write_text(stack.settings_toml(drain_timeout=60))
     (folder / "test_checks.py").write_text(CHECKS)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLUEGREEN_", "PYTEST"))}
-    gate = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
-         "--env", "green", "--switch", "-m", "quick"],
-        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**env, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    lines: list[str] = []
-    draining = threading.Event()
-
-    def read() -> None:
-        assert gate.stdout is not None
-        for line in gate.stdout:
-            lines.append(line.rstrip("\n"))
-            if "bluegreen: draining:" in line:
-                draining.set()
-
-    reader = threading.Thread(target=read)
-    reader.start()
+    gate = WatchedGate(folder, "--env", "green", "--switch", "-m", "quick", env=clean_environ())
     try:
-        assert draining.wait(60), "\n".join(lines)
+        assert gate.said("bluegreen: draining:", 60), gate.text
         signalled = time.monotonic()
-        gate.send_signal(signal.SIGTERM)
-        code = gate.wait(60)
+        gate.proc.send_signal(signal.SIGTERM)
+        code = gate.finish(60)
     finally:
-        if gate.poll() is None:
-            gate.kill()
-        reader.join(10)
-    text = "\n".join(lines)
+        gate.finish(0.1)
+    lines, text = gate.lines, gate.text
     assert any(
         "drain wait cut short by SIGTERM: 3 old session(s) still open, closed" in line
         for line in lines

@@ -8,7 +8,6 @@ down answers 503, never the live color in its place."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 import pytest
 import requests
 
+from pytest_bluegreen.haproxy.preview import preview_headers
+from tests.support.preview import raw_get
 from tests.support.stack import HAPROXY_CFG, Stack, StackFactory, wait_for
 
 KEY = "k3y-of-the-preview-route-0123456789"
@@ -54,23 +55,15 @@ def answered(http: requests.Session, url: str, **kwargs: Any) -> str:
 
 
 def preview(color: str, key: str = KEY) -> dict[str, str]:
-    return {"X-Bluegreen-Preview": color, "X-Bluegreen-Preview-Key": key}
+    return preview_headers(color, key)  # as the preview_http fixture sends them
 
 
 def sent_raw(port: int, path: str, headers: list[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
     """One HTTP/1.1 request with ``headers`` exactly as given (a name twice, in this order):
     the color that answered and the routing headers it heard."""
-    lines = [f"GET {path} HTTP/1.1", "Host: bluegreen", "Connection: close"]
-    lines += [f"{name}: {value}" for name, value in headers]
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.decode().partition("\r\n\r\n")
-    assert head.startswith("HTTP/1.1 200"), head
-    said = dict(line.split(": ", 1) for line in head.split("\r\n")[1:])
-    color = {k.lower(): v for k, v in said.items()}[COLOR.lower()]
+    status, color, body = raw_get(port, path, headers)
+    assert status == "200", (status, body[:200])
+    assert color is not None, body[:200]
     return color, json_heard(body)
 
 

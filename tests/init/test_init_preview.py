@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +24,7 @@ from pytest_bluegreen.haproxy.preview import ROUTE_ON, global_lines, route_lines
 from pytest_bluegreen.init.preview import PREVIEW_FILE, raw_words
 from pytest_bluegreen.init.scaffold import Plan, plan
 from tests.init.test_init import DATA, haproxy_check, haproxy_says, run_init, said
+from tests.support.preview import raw_get as preview_request
 from tests.support.stack import HAPROXY_CFG, Backend, free_ports, wait_for
 
 KEY = "k3y-of-the-preview-route-0123456789"
@@ -522,26 +522,8 @@ DASH_KEY = "-k3y-beginning-with-a-dash-0123456789"  # HAProxy reads "-k..." as a
 
 
 def raw_get(port: int, path: str, headers: list[tuple[str, str]]) -> tuple[str, str | None, str]:
-    """One request with headers as given (a name twice is sent twice): the status, the color
-    that answered, and the body (the stand-in's echo of what it heard)."""
-    lines = [f"GET {path} HTTP/1.1", "Host: site", "Connection: close"]
-    lines += [f"{name}: {value}" for name, value in headers]
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        data = b""
-        while chunk := conn.recv(65536):
-            data += chunk
-    head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
-    status = head.split(" ", 2)[1]
-    color = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in head.split("\r\n")
-            if ln.lower().startswith(COLOR.lower() + ":")
-        ),
-        None,
-    )
-    return status, color, body
+    """One request with headers as given, for the site these configurations serve."""
+    return preview_request(port, path, headers, host="site")
 
 
 KEYED = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,28 @@ def secrets_file(pytester: pytest.Pytester, key: str | None = KEY) -> str:
     return str(path)
 
 
+def gate_green(
+    pytester: pytest.Pytester,
+    stack: Stack,
+    *args: str,
+    checks: str = PREVIEW_CHECKS,
+    key: str | None = KEY,
+    **settings: Any,
+) -> pytest.RunResult:
+    """A gate of green (``--env green`` and ``args``) with ``checks`` and ``key`` as
+    PREVIEW_KEY in its secrets file."""
+    return run_gate(
+        pytester,
+        stack,
+        "--env",
+        "green",
+        *args,
+        checks=checks,
+        secrets_file=secrets_file(pytester, key=key),
+        **settings,
+    )
+
+
 def everything_written(pytester: pytest.Pytester, stack: Stack, result: pytest.RunResult) -> str:
     """The run's output and every file it and HAProxy wrote (not secrets.env, which holds it)."""
     found = [*pytester.path.rglob("*"), *stack.workdir.rglob("*")]
@@ -58,18 +81,7 @@ def everything_written(pytester: pytest.Pytester, stack: Stack, result: pytest.R
 def test_a_preview_check_reaches_the_idle_color_and_the_gate_switches(
     pytester: pytest.Pytester, preview_stack: Stack
 ) -> None:
-    result = run_gate(
-        pytester,
-        preview_stack,
-        "--env",
-        "green",
-        "--switch",
-        "-m",
-        "quick",
-        "-rA",
-        checks=PREVIEW_CHECKS,
-        secrets_file=secrets_file(pytester),
-    )
+    result = gate_green(pytester, preview_stack, "--switch", "-m", "quick", "-rA")
     assert result.ret == 0, output(result)
     result.stdout.fnmatch_lines(["*PASSED*test_the_public_path*green*"])
     assert preview_stack.served_color() == "green"
@@ -81,17 +93,7 @@ def test_a_failure_only_the_public_path_shows_blocks_the_switch(
     pytester: pytest.Pytester, preview_stack: Stack
 ) -> None:
     preview_stack.green.control(routed_status=500)  # its direct port answers well
-    result = run_gate(
-        pytester,
-        preview_stack,
-        "--env",
-        "green",
-        "--switch",
-        "-m",
-        "quick",
-        checks=PREVIEW_CHECKS,
-        secrets_file=secrets_file(pytester),
-    )
+    result = gate_green(pytester, preview_stack, "--switch", "-m", "quick")
     assert result.ret == 1, output(result)
     result.stdout.fnmatch_lines(
         [
@@ -113,17 +115,7 @@ def test_the_live_color_answering_the_preview_is_never_a_pass(
     checks = PREVIEW_CHECKS.replace('assert response.json()["color"] == color\n', "").replace(
         'assert response.json()["heard"]["X-Bluegreen-Route"] == "preview"\n', ""
     )
-    result = run_gate(
-        pytester,
-        stack,
-        "--env",
-        "green",
-        "--switch",
-        "-m",
-        "quick",
-        checks=checks,
-        secrets_file=secrets_file(pytester),
-    )
+    result = gate_green(pytester, stack, "--switch", "-m", "quick", checks=checks)
     assert result.ret != 0, output(result)
     result.stdout.fnmatch_lines(
         [
@@ -138,17 +130,7 @@ def test_the_live_color_answering_the_preview_is_never_a_pass(
 def test_without_a_key_the_preview_checks_are_skipped_saying_why(
     pytester: pytest.Pytester, preview_stack: Stack
 ) -> None:
-    result = run_gate(
-        pytester,
-        preview_stack,
-        "--env",
-        "green",
-        "-m",
-        "quick",
-        "-rs",
-        checks=PREVIEW_CHECKS,
-        secrets_file=secrets_file(pytester, key=None),
-    )
+    result = gate_green(pytester, preview_stack, "-m", "quick", "-rs", key=None)
     assert result.ret == 0, output(result)
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*no preview route in this deployment: set PREVIEW_KEY*"])
@@ -160,15 +142,7 @@ def test_without_a_key_the_preview_checks_are_skipped_saying_why(
 def test_a_key_that_cannot_be_sent_is_one_line_and_nothing_moves(
     pytester: pytest.Pytester, preview_stack: Stack, bad: str
 ) -> None:
-    result = run_gate(
-        pytester,
-        preview_stack,
-        "--env",
-        "green",
-        "--switch",
-        checks=PREVIEW_CHECKS,
-        secrets_file=secrets_file(pytester, key=bad),
-    )
+    result = gate_green(pytester, preview_stack, "--switch", key=bad)
     assert result.ret == pytest.ExitCode.USAGE_ERROR, output(result)
     errors = [line for line in result.errlines if line.strip()]
     assert errors == [
@@ -189,32 +163,20 @@ def test_the_preview_url_and_ca_settings_take_the_checks_through_tls(
         "    assert preview_http.base_url.startswith('https://')\n",
     )
     https = f"https://127.0.0.1:{preview_stack.ports['https']}"
-    result = run_gate(
+    result = gate_green(
         pytester,
         preview_stack,
-        "--env",
-        "green",
         "-m",
         "quick",
         checks=checks,
-        secrets_file=secrets_file(pytester),
         preview_url=https,
         preview_ca=str(tls_cert),
     )
     assert result.ret == 0, output(result)
     result.assert_outcomes(passed=2)
     # without the CA, the certificate does not verify: the route never answers, never a pass
-    untrusted = run_gate(
-        pytester,
-        preview_stack,
-        "--env",
-        "green",
-        "-m",
-        "quick",
-        checks=checks,
-        secrets_file=secrets_file(pytester),
-        preview_url=https,
-        verify_timeout=1,
+    untrusted = gate_green(
+        pytester, preview_stack, "-m", "quick", checks=checks, preview_url=https, verify_timeout=1
     )
     assert untrusted.ret == 1, output(untrusted)
     untrusted.stdout.fnmatch_lines(["*CERTIFICATE_VERIFY_FAILED*"])
@@ -245,17 +207,8 @@ def test_the_fixture_waits_for_haproxy_to_count_the_color_up(
     green_direct = ServerRef("green_direct", "green-api-direct")
     api.set_state(green_direct, AdminState.MAINT)
     # never back: an INFRA-ERROR after verify_timeout, nothing switched
-    result = run_gate(
-        pytester,
-        preview_stack,
-        "--env",
-        "green",
-        "--switch",
-        "-m",
-        "quick",
-        checks=checks,
-        secrets_file=secrets_file(pytester),
-        verify_timeout=1,
+    result = gate_green(
+        pytester, preview_stack, "--switch", "-m", "quick", checks=checks, verify_timeout=1
     )
     assert result.ret != 0, output(result)
     result.stdout.fnmatch_lines(
@@ -272,17 +225,8 @@ def test_the_fixture_waits_for_haproxy_to_count_the_color_up(
     waker = threading.Thread(target=back_up_once_refused)
     waker.start()
     try:
-        result = run_gate(
-            pytester,
-            preview_stack,
-            "--env",
-            "green",
-            "--switch",
-            "-m",
-            "quick",
-            checks=checks,
-            secrets_file=secrets_file(pytester),
-            verify_timeout=30,
+        result = gate_green(
+            pytester, preview_stack, "--switch", "-m", "quick", checks=checks, verify_timeout=30
         )
     finally:
         waker.join(60)
@@ -319,16 +263,7 @@ def test_a_redirect_elsewhere_is_followed_without_the_key(
             "    again = preview_http.get('/api/echo')  # its own origin: the key still goes\n"
             "    assert again.json()['color'] == 'green'\n"
         )
-        result = run_gate(
-            pytester,
-            preview_stack,
-            "--env",
-            "green",
-            "-m",
-            "quick",
-            checks=checks,
-            secrets_file=secrets_file(pytester),
-        )
+        result = gate_green(pytester, preview_stack, "-m", "quick", checks=checks)
         server.shutdown()
     assert result.ret == 0, output(result)
     result.assert_outcomes(passed=3)

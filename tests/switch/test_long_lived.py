@@ -21,7 +21,7 @@ from pytest_bluegreen.switch import transaction as switch
 from pytest_bluegreen.switch.journal import Journal, read_journal
 from tests.support.cli import clean_environ
 from tests.support.gate import CHECKS, WatchedGate, history
-from tests.support.stack import Stack, wait_for
+from tests.support.stack import Stack, StackFactory, wait_for
 from tests.support.streams import Stream
 from tests.support.switching import LoadProcess, stack_settings
 
@@ -173,3 +173,78 @@ def test_a_sigterm_during_the_drain_ends_it_and_closes_the_old_streams(
     assert stack.served_color() == "green"
     assert [e["outcome"] for e in history(stack)][-1:] == ["switched"], text
     assert code == 0, text  # past the point of no return a SIGTERM completes the switch: 0
+
+
+def test_an_error_answer_at_the_close_is_tried_again_and_the_switch_completes(
+    stack: Stack, streams: list[Stream], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HAProxy refuses the first close (nothing applied): past the point of no return the step
+    is tried again, the streams are closed then, and the switch completes."""
+    shutdown = RuntimeApi.shutdown_sessions
+    refused: list[ServerRef] = []
+
+    def refuse_once(api: RuntimeApi, ref: ServerRef) -> None:
+        if not refused:
+            refused.append(ref)
+            raise RuntimeApiError(f"shutdown sessions server {ref}", "Internal error.", "refused")
+        shutdown(api, ref)
+
+    monkeypatch.setattr(RuntimeApi, "shutdown_sessions", refuse_once)
+    result, _ = switch_to_green(stack)
+    assert refused
+    assert any("'wait-drained' failed" in note for note in result.notes), result.notes
+    assert result.closed_sessions == 3, result.notes
+    for stream in streams:
+        stream.wait_ended(10)
+        assert stream.colors == {"blue"}
+    assert stack.served_color() == "green"
+    entry = read_journal(stack.journal_file)
+    assert entry is not None
+    assert (entry.status, entry.outcome) == ("closed", "switched")
+
+
+def test_a_step_hook_raising_at_the_drain_still_closes_the_old_streams(
+    stack: Stack, streams: list[Stream]
+) -> None:
+    """Past the point of no return a raising step hook is reported, not obeyed: the drain
+    still ends by closing what is left, and the switch completes."""
+
+    def raising(step: str) -> None:
+        if step == "wait-drained":
+            raise ConnectionError("the notification service does not answer")
+
+    result, _ = switch_to_green(stack, raising)
+    assert any("the step hook raised ConnectionError" in note for note in result.notes)
+    assert result.closed_sessions == 3, result.notes
+    for stream in streams:
+        stream.wait_ended(10)
+    assert stack.served_color() == "green"
+    entry = read_journal(stack.journal_file)
+    assert entry is not None
+    assert (entry.status, entry.outcome) == ("closed", "switched")
+
+
+def test_a_reload_never_keeps_a_stream_on_an_old_process_past_hard_stop_after(
+    stack_factory: StackFactory,
+) -> None:
+    """A soft reload (systemctl reload) leaves the open streams with the old process, where
+    no Runtime API reaches them and no drain can close them: BG_HARD_STOP_AFTER bounds how
+    long (the shipped haproxy.cfg's hard-stop-after), then the clients reconnect to the new
+    process."""
+    stack = stack_factory(env={"BG_HARD_STOP_AFTER": "1s"})
+    opened = [Stream.open(stack.ports["api"]) for _ in range(2)]
+    try:
+        old = stack.haproxy.proc
+        assert old is not None
+        reloaded = time.monotonic()
+        stack.haproxy.reload(stack.runtime)  # waits for the old process (kills it after 15 s)
+        assert old.returncode is not None
+        assert old.returncode != -signal.SIGKILL, "the old process outlived hard-stop-after"
+        for stream in opened:
+            assert stream.wait_ended(10) >= reloaded
+        again = Stream.open(stack.ports["api"])
+        again.close()
+        assert again.colors == {"blue"}
+    finally:
+        for stream in opened:
+            stream.close()

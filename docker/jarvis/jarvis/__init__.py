@@ -33,8 +33,8 @@ def app_version() -> str:
 
 def build_fault() -> str:
     """The known-bad variant this build is (decided at build time from its tag's suffix):
-    slow, flaky, tail, misversioned, deadagent, nomodel, 3pct (inside tolerance), or "" for a good
-    build."""
+    slow, flaky, tail, routedflaky, misversioned, deadagent, nomodel, 3pct (inside tolerance), or
+    "" for a good build."""
     return str(getattr(_build, "FAULT", ""))
 
 

@@ -27,6 +27,9 @@ JARVIS_DEGRADE_AFTER_S seconds (default 3) have passed since its first routed re
 20th, "tail" adds 150 ms to every 10th (a regression in the tail only: the median and the
 absolute p(95)<250 stay as they were), "nomodel" asks Ollama for a model that is not there;
 "3pct" is a build inside the tolerance: every /api/* answer waits 3% of the time it took to make.
+"routedflaky" answers 500 on every 20th /api/* request HAProxy routed to it (X-Bluegreen-Route:
+routed; jarvis.faults): direct and preview requests never fail and are not counted, so the
+checks before a switch pass and only a canary on routed traffic catches it.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import redis
 
 from jarvis import app_version, build_fault, deployment_color, is_degrading_build, metrics
 from jarvis.common import Handler, env_int, serve, setup
+from jarvis.faults import ROUTE_HEADER, RoutedFlaky
 from jarvis.store import Store
 
 log = logging.getLogger("jarvis.api")
@@ -71,12 +75,13 @@ class ApiHandler(Handler):
     first_routed: float | None = None  # when a degrading build first took routed traffic
     api_calls = 0
     tail_calls = 0
+    routed_flaky_fault = RoutedFlaky()
 
     def degraded(self) -> bool:
         """A *-degrading build's fault: after it has taken routed traffic for a while."""
         if not is_degrading_build():
             return False
-        if self.headers.get("X-Bluegreen-Route") == "routed" and ApiHandler.first_routed is None:
+        if self.headers.get(ROUTE_HEADER) == "routed" and ApiHandler.first_routed is None:
             ApiHandler.first_routed = time.monotonic()
             log.warning("first routed request: degrading in %.0fs", self.degrade_after_s)
         started = ApiHandler.first_routed
@@ -91,6 +96,12 @@ class ApiHandler(Handler):
             return False
         ApiHandler.api_calls += 1
         return ApiHandler.api_calls % FLAKY_BUILD_EVERY == 0
+
+    def routed_flaky(self) -> bool:
+        """A "-routedflaky" build's fault: every 20th routed /api/* request fails (faults.py)."""
+        if build_fault() != "routedflaky":
+            return False
+        return self.routed_flaky_fault.fails(self.headers.get(ROUTE_HEADER))
 
     def tail(self) -> bool:
         """A "-tail" build's fault: every TAIL_BUILD_EVERY-th /api/* request is slower."""
@@ -217,7 +228,7 @@ class ApiHandler(Handler):
         except ValueError as exc:
             self.send_json(400, {"error": f"invalid JSON body: {exc}"})
             return
-        if self.degraded() or self.flaky():
+        if self.degraded() or self.flaky() or self.routed_flaky():
             self.send_json(500, {"error": "degraded", "version": app_version()})
             return
         try:

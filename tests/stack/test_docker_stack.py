@@ -28,6 +28,7 @@ import pytest
 import requests
 from python_on_whales import DockerClient
 
+from pytest_bluegreen.haproxy.preview import preview_headers
 from pytest_bluegreen.judge.comparerules import parse_compare_table
 from pytest_bluegreen.judge.sidebyside import measure
 from tests.support.docker_stack import (
@@ -35,6 +36,7 @@ from tests.support.docker_stack import (
     ComposeProject,
     JarvisStack,
     Probe,
+    preview_key,
     shared_services_behind_haproxy,
 )
 from tests.support.gate import history, output
@@ -518,6 +520,57 @@ def test_the_drill_catches_the_variants_nothing_else_covers(
     assert re.search(r"p\(95\) <= live \* 1\.10 \+ 2: new \d+\.?\d* ms.*: failed", tail), tail
     assert routed(jarvis) == ("green", "v1.1.0")  # nothing ever took traffic
     assert jarvis.image_of("blue-backend") == "bluegreen/jarvis:v1.0.0"  # deployed back
+
+
+def test_a_routed_only_fault_passes_every_direct_and_preview_request(
+    pytester: pytest.Pytester, jarvis: JarvisStack
+) -> None:
+    """v1.11.0-routedflaky answers 500 on every 20th /api/* request HAProxy routed to it as
+    user traffic; requests to its own ports and through the preview route never fail and are
+    not counted. The gate's checks before a switch pass it; only routed traffic shows it."""
+    jarvis.arrange(live="green", blue="v1.11.0-routedflaky", green="v1.1.0")
+    stack = jarvis.haproxy
+    https = f"https://127.0.0.1:{stack.ports['https']}/api/items"
+    with requests.Session() as http:
+        http.trust_env = False  # straight to 127.0.0.1
+        http.verify = str(stack.cert)
+        unrouted = {
+            "container": (f"http://{jarvis.project.api_address('blue')}/api/items", {}),
+            "direct": (f"{stack.direct_url('blue')}/api/items", {}),
+            "preview": (https, preview_headers("blue", preview_key())),
+        }
+
+        def each_unrouted() -> list[tuple[str, int]]:
+            """One request to blue's own port, HAProxy's direct port and the preview route."""
+            return [
+                (name, http.get(url, headers=headers, timeout=5).status_code)
+                for name, (url, headers) in unrouted.items()
+            ]
+
+        before = [answer for _ in range(40) for answer in each_unrouted()]
+        assert before == [(name, 200) for _ in range(40) for name in unrouted]
+        # the checks before a switch, as the drill gates a variant: they pass it
+        dry = gate(
+            pytester, jarvis, "--env", "blue", "-m", "quick", "--switch", "--dry-run",
+            "--deployment-tag=v1.11.0-routedflaky",
+        )  # fmt: skip
+        assert dry.ret == 0, output(dry)
+        dry.stdout.fnmatch_lines(["*dry run: would switch because*"])
+        stack.route_to("blue")
+        try:
+            failed, answers = [], []
+            for n in range(1, 101):
+                response = http.get(f"{stack.routed_url}/api/items", timeout=5)
+                assert response.headers["X-Bluegreen-Color"] == "blue"
+                assert response.status_code in (200, 500), response.text[:200]
+                if response.status_code == 500:
+                    failed.append(n)
+                answers += each_unrouted()
+        finally:
+            stack.route_to("green")
+    assert failed == [20, 40, 60, 80, 100], "every 20th routed request, counted from the first"
+    assert answers == [(name, 200) for _ in range(100) for name in unrouted]
+    jarvis.arrange(live="green", blue="v1.0.0")  # what the next test starts from
 
 
 def test_redis_down_is_environmental_and_rolls_nothing_back(

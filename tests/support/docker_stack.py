@@ -49,6 +49,7 @@ TAGS = (
     "v1.8.0-nomodel",
     "v1.9.0-3pct",
     "v1.10.0-tail",
+    "v1.11.0-routedflaky",
 )
 # Docker's own health checks: not during a test session. Nobody waits for them (a deploy and
 # these fixtures run each container's check themselves), so Docker says "starting" throughout,

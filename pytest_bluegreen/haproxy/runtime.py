@@ -4,8 +4,8 @@ The commands (``show info``, ``show servers state``, ``set server ...``) and wha
 mean; see HAProxy's ``doc/management.txt``, section "Unix Socket commands". How a command
 travels (one line per connection over a unix socket, TCP or TLS) is :mod:`.transport`'s; the
 records are its siblings': :mod:`.address` (where the Runtime API listens) and :mod:`.answers`
-(the errors and the rows of its answers, with their parsers), both handed on from here too; it
-imports nothing else of the package.
+(the errors and the rows of its answers, with their parsers), both handed on from here too; the
+name of the canary's variable is :mod:`.sticky`'s; it imports nothing else of the package.
 
 Any non-empty answer to a ``set`` command is an error: HAProxy answers an empty
 line on success and plain text (``No such server.``, ``Permission denied``) on
@@ -32,6 +32,7 @@ from .answers import (
     parse_servers_state,
     parse_show_stat,
 )
+from .sticky import CANARY_VAR
 from .transport import Transport
 
 __all__ = [
@@ -57,6 +58,8 @@ __all__ = [
 # state files and ``show servers state`` columns; any later one, 3.x included, is fine
 MINIMUM_VERSION = (2, 6)
 _VERSION = re.compile(r"(\d+)\.(\d+)")
+# ``get var``'s answer: ``proc.bg_canary: type=sint value=<1>``
+_VAR = re.compile(r"\A(?P<name>\S+): type=\w+ value=<(?P<value>.*)>\s*\Z")
 
 
 def supported_version(version: str) -> bool:
@@ -91,11 +94,15 @@ class RuntimeApi:
         """Send one command, return HAProxy's whole answer."""
         return self.transport.exchange(command)
 
-    def _set(self, command: str) -> None:
-        answer = self.execute(command)
-        if not answer:
-            # a successful set answers one empty line; nothing at all means HAProxy went away
-            # or the connection dropped after the command: it may have been applied
+    def _set(self, command: str, *, experimental: bool = False) -> None:
+        if experimental:
+            answer = self.transport.exchange(command, experimental=True)
+        else:
+            answer = self.execute(command)
+        if not answer.strip() and answer.count("\n") < (2 if experimental else 1):
+            # a successful set answers one empty line (after experimental-mode's own empty
+            # line: two); less means HAProxy went away or the connection dropped after the
+            # command: it may have been applied
             raise RuntimeApiUnreachable(
                 command,
                 "",
@@ -171,6 +178,28 @@ class RuntimeApi:
     def servers_state(self, backend: str | None = None) -> list[ServerState]:
         return parse_servers_state(self.servers_state_text(backend))
 
+    def sticky(self) -> bool:
+        """Whether a canary's sticky users are on: the variable :meth:`set_sticky` sets is 1
+        (HAProxy's ``-m int 1`` in the shipped ``ignore-persist``). Unset (never set, or
+        HAProxy reloaded or restarted since) is False."""
+        command = f"get var {CANARY_VAR}"
+        answer = self.execute(command)
+        found = _VAR.match(answer)
+        if found is not None and found["name"] == CANARY_VAR:
+            try:
+                return int(found["value"]) == 1
+            except ValueError:  # a value of another type: the ACL does not match it either
+                return False
+        if answer.strip() == "Variable not found.":
+            return False
+        if not answer:
+            raise RuntimeApiUnreachable(
+                command, "", f"HAProxy Runtime API at {self.address} closed without answering"
+            )
+        if "permission denied" in answer.lower():
+            raise RuntimeApiPermissionError(command, answer)
+        raise RuntimeApiError(command, answer)
+
     def server_states(self, refs: Iterable[ServerRef]) -> dict[ServerRef, ServerState]:
         """The states of the given servers; a missing one is a RuntimeApiError."""
         wanted = list(refs)
@@ -192,6 +221,15 @@ class RuntimeApi:
 
     def set_state(self, ref: ServerRef, state: AdminState) -> None:
         self._set(f"set server {_checked(ref.backend)}/{_checked(ref.server)} state {state.value}")
+
+    def set_sticky(self, on: bool) -> None:
+        """Turn a canary's sticky users on or off (the process variable the shipped
+        ``haproxy.cfg``'s switched backends read, :mod:`.sticky`): on, a user keeps the color
+        that first answered them; off, every request is balanced by the weights again. Off
+        before a full switch or an abort: HAProxy honours the cookie of a server in DRAIN or
+        at weight 0. ``set var`` needs experimental mode (its ``experimental-mode on`` needs
+        the admin level). A reload or restart of HAProxy forgets it: off."""
+        self._set(f"set var {CANARY_VAR} int({1 if on else 0})", experimental=True)
 
     def shutdown_sessions(self, ref: ServerRef) -> None:
         """Close every session on the server now (``shutdown sessions server``): its clients

@@ -14,7 +14,10 @@ from typing import Any
 from .address import RuntimeApiAddress, TlsFiles
 from .answers import RuntimeApiError, RuntimeApiUnreachable
 
-__all__ = ["Transport"]
+__all__ = ["EXPERIMENTAL_MODE", "Transport"]
+
+# what goes first on a line whose command needs it: the mode lasts for that one connection
+EXPERIMENTAL_MODE = "experimental-mode on"
 
 
 class Transport:
@@ -28,14 +31,19 @@ class Transport:
         self.tls = tls
         self._context: Any = None
 
-    def exchange(self, command: str) -> str:
-        """Send one command, return HAProxy's whole answer (empty when it closed without one)."""
+    def exchange(self, command: str, *, experimental: bool = False) -> str:
+        """Send one command, return HAProxy's whole answer (empty when it closed without one).
+
+        ``experimental``: the command needs the connection in experimental mode (``set var``
+        does), so ``experimental-mode on;`` goes before it on the same line; its answer (an
+        empty line, or ``Permission denied`` below the admin level) comes first."""
         if "\n" in command or "\r" in command or ";" in command:
             raise RuntimeApiError(command, "", f"refusing to send a multi-command line {command!r}")
+        line = f"{EXPERIMENTAL_MODE}; {command}" if experimental else command
         sock = self._connect(command)
         chunks: list[bytes] = []
         try:
-            sock.sendall(command.encode() + b"\n")
+            sock.sendall(line.encode() + b"\n")
             while True:
                 data = sock.recv(65536)
                 if not data:

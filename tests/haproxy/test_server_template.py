@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from pytest_bluegreen.haproxy.sticky import SLOT_COOKIES
 from pytest_bluegreen.settings import resolve
 from tests.support.cli import BLUEGREEN
 from tests.support.dns import ReplicaDns
@@ -352,3 +353,61 @@ def test_init_reads_the_slots_haproxy_runs_and_the_gate_runs_dry(
     assert written == runs
     assert len(written) == 4 * SLOTS
     assert templated.states() == before  # a dry run
+
+
+def test_sticky_users_keep_their_slot_and_spread_over_the_replicas(
+    templated: Templated, replicas: Replicas, tls_cert: Path
+) -> None:
+    """A canary on slots (haproxy/sticky.py): each backend's own dynamic cookie names a slot,
+    so a sticky client keeps one replica per backend through the TLS frontend (its API and
+    its frontend cookies do not overwrite each other), and sticky clients spread over every
+    filled slot as the weights do (one color's cookie would pile them onto its first slot);
+    off, a client holding both cookies is balanced again."""
+    for color in ("blue", "green"):
+        replicas.serve(color, 0, 1)
+        templated.wait_filled(color, 0, 1)
+    api = templated.stack.api()
+
+    def frontends_up() -> bool:
+        rows = [
+            r
+            for r in api.show_stat()
+            if r.backend == "frontend_backend" and r.server != "BACKEND" and not r.empty
+        ]
+        return len(rows) == 4 and all(r.is_up for r in rows)
+
+    wait_for(frontends_up, 20, "four frontend_backend slots filled and UP")
+    for state in api.servers_state():
+        if state.backend in {"api_backend", "frontend_backend"}:
+            api.set_weight(state.ref, 50)  # a 50/50 canary, empty slots included
+    api.set_sticky(True)
+    base = f"https://127.0.0.1:{templated.stack.ports['https']}"
+
+    def served(session: requests.Session, path: str) -> str:
+        response = session.get(f"{base}{path}", timeout=5)
+        assert response.status_code == 200, response.text[:200]
+        return response.headers["X-Bluegreen-Server"]  # backend/slot address, per answer
+
+    firsts: dict[str, set[str]] = {"/api/echo": set(), "/": set()}
+    for _ in range(8):
+        with requests.Session() as session:
+            session.trust_env = False
+            session.verify = str(tls_cert)
+            first = {path: served(session, path) for path in firsts}
+            for _ in range(5):
+                for path, server in first.items():
+                    assert served(session, path) == server, path
+            assert set(session.cookies.keys()) == set(SLOT_COOKIES.values())
+            for path, server in first.items():
+                firsts[path].add(server)
+    for path, seen in firsts.items():
+        assert len(seen) == 4, (path, seen)  # every filled slot, both colors
+
+    with requests.Session() as session:
+        session.trust_env = False
+        session.verify = str(tls_cert)
+        served(session, "/api/echo")
+        served(session, "/")
+        api.set_sticky(False)
+        assert len({served(session, "/api/echo") for _ in range(8)}) == 4
+        assert set(session.cookies.keys()) == set(SLOT_COOKIES.values())  # held all along

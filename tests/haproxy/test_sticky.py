@@ -1,0 +1,361 @@
+"""Sticky users during a canary, on the real HAProxy of the shipped haproxy.cfg: with both
+colors weighted and ``RuntimeApi.set_sticky(True)``, a client keeps the color that first
+answered it (one cookie for the API and the frontend) through every public entry, and fresh
+clients still see both colors; with it off (the default, and after a reload) a client holding
+the cookie is balanced by the weights again. Off matters: with it on, HAProxy keeps sending a
+sticky client to a server at weight 0 or draining, which is why the gate turns it off before
+the full switch or an abort."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from pytest_bluegreen.haproxy.answers import (
+    AdminState,
+    RuntimeApiError,
+    RuntimeApiPermissionError,
+    RuntimeApiUnreachable,
+    ServerRef,
+)
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
+from pytest_bluegreen.haproxy.sticky import (
+    CANARY_VAR,
+    COOKIE,
+    backend_lines,
+    secure_line,
+    server_option,
+)
+from tests.support.stack import HAPROXY_CFG, Stack
+
+COLOR = "X-Bluegreen-Color"
+COLORS = ("blue", "green")
+REQUESTS = 12  # per client: roundrobin at 50/50 alternates, so an unstuck client sees both
+
+
+def servers(color: str) -> list[ServerRef]:
+    return [
+        ServerRef("api_backend", f"{color}-api"),
+        ServerRef("frontend_backend", f"{color}-frontend"),
+    ]
+
+
+def split(api: RuntimeApi, blue: int, green: int) -> None:
+    """Both switched backends at these weights, every server ready (a canary's split)."""
+    for color, weight in (("blue", blue), ("green", green)):
+        for ref in servers(color):
+            api.set_weight(ref, weight)
+            api.set_state(ref, AdminState.READY)
+
+
+def entries(stack: Stack) -> dict[str, str]:
+    """Each public entry, with a path it sends to the API and one it sends to the frontend."""
+    return {
+        "https-api": f"https://127.0.0.1:{stack.ports['https']}/api/echo",
+        "https-frontend": f"https://127.0.0.1:{stack.ports['https']}/",
+        "routed-api": f"http://127.0.0.1:{stack.ports['api']}/api/echo",
+        "routed-frontend": f"http://127.0.0.1:{stack.ports['frontend']}/",
+    }
+
+
+@pytest.fixture
+def client(tls_cert: Path) -> Iterator[Callable[[], requests.Session]]:
+    """A fresh client (a browser): a session keeps the cookies it is given."""
+    sessions: list[requests.Session] = []
+
+    def fresh() -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # no proxy from the environment: straight to 127.0.0.1
+        session.verify = str(tls_cert)
+        sessions.append(session)
+        return session
+
+    yield fresh
+    for session in sessions:
+        session.close()
+
+
+def color_of(session: requests.Session, url: str) -> str:
+    response = session.get(url, timeout=5)
+    assert response.status_code == 200, (url, response.status_code, response.text[:200])
+    return response.headers[COLOR]
+
+
+def colors_of(session: requests.Session, url: str, count: int = REQUESTS) -> list[str]:
+    return [color_of(session, url) for _ in range(count)]
+
+
+@pytest.fixture
+def canary(stack: Stack) -> RuntimeApi:
+    """Blue and green at 50 each, sticky users on."""
+    api = stack.api()
+    split(api, 50, 50)
+    api.set_sticky(True)
+    return api
+
+
+# -- the switch on the Runtime API ------------------------------------------------------------
+def test_sticky_is_off_until_set_and_reads_back(stack: Stack) -> None:
+    api = stack.api()
+    assert api.execute(f"get var {CANARY_VAR}").strip() == "Variable not found."
+    assert api.sticky() is False
+    api.set_sticky(True)
+    assert api.sticky() is True
+    assert api.execute(f"get var {CANARY_VAR}").strip() == f"{CANARY_VAR}: type=sint value=<1>"
+    api.set_sticky(False)
+    assert api.sticky() is False
+    # reading needs the operator level only
+    assert RuntimeApi(stack.operator_runtime).sticky() is False
+
+
+def test_setting_it_below_the_admin_level_is_refused(stack: Stack) -> None:
+    """``set var`` needs experimental mode, and HAProxy turns that on at the admin level only:
+    an operator-level socket's answer is an error, and nothing changed."""
+    with pytest.raises(RuntimeApiPermissionError) as refused:
+        RuntimeApi(stack.operator_runtime).set_sticky(True)
+    assert refused.value.command == f"set var {CANARY_VAR} int(1)"
+    assert "Permission denied" in refused.value.answer
+    assert stack.api().sticky() is False
+
+
+@contextmanager
+def scripted(answer: bytes) -> Iterator[tuple[RuntimeApi, list[bytes]]]:
+    """A Runtime API that reads one line, answers ``answer`` and closes; what it read."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(5)
+        received: list[bytes] = []
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(5)
+                received.append(conn.recv(4096))
+                conn.sendall(answer)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        host, port = listener.getsockname()
+        try:
+            yield RuntimeApi(f"{host}:{port}", timeout=2), received
+        finally:
+            server.join(5)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        pytest.param(b"", RuntimeApiUnreachable, id="closed-at-once"),
+        # experimental-mode's empty line came, the answer to "set var" did not
+        pytest.param(b"\n", RuntimeApiUnreachable, id="closed-after-the-mode"),
+        pytest.param(b"\nunknown fetch method 'nosuch'\n", RuntimeApiError, id="error-answer"),
+        pytest.param(b"\n\n", None, id="success"),
+    ],
+)
+def test_what_set_sticky_makes_of_each_answer(
+    answer: bytes, error: type[RuntimeApiError] | None
+) -> None:
+    with scripted(answer) as (api, received):
+        if error is None:
+            api.set_sticky(True)
+        else:
+            with pytest.raises(error) as raised:
+                api.set_sticky(True)
+            assert type(raised.value) is error
+        assert received == [f"experimental-mode on; set var {CANARY_VAR} int(1)\n".encode()]
+
+
+@pytest.mark.parametrize(
+    ("answer", "sticky"),
+    [
+        pytest.param(b"Variable not found.\n\n", False, id="unset"),
+        pytest.param(f"{CANARY_VAR}: type=sint value=<1>\n".encode(), True, id="one"),
+        pytest.param(f"{CANARY_VAR}: type=sint value=<0>\n".encode(), False, id="zero"),
+        pytest.param(f"{CANARY_VAR}: type=str value=<1>\n".encode(), True, id="string-one"),
+        pytest.param(f"{CANARY_VAR}: type=str value=<yes>\n".encode(), False, id="not-a-number"),
+    ],
+)
+def test_what_sticky_makes_of_each_answer(answer: bytes, sticky: bool) -> None:
+    with scripted(answer) as (api, received):
+        assert api.sticky() is sticky
+        assert received == [f"get var {CANARY_VAR}\n".encode()]
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        pytest.param(b"", RuntimeApiUnreachable, id="closed"),
+        pytest.param(b"Permission denied\n\n", RuntimeApiPermissionError, id="permission"),
+        pytest.param(b"Unknown command: 'get'\n\n", RuntimeApiError, id="unknown-command"),
+        pytest.param(b"proc.other: type=sint value=<1>\n", RuntimeApiError, id="another-var"),
+    ],
+)
+def test_sticky_raises_on_any_other_answer(answer: bytes, error: type[RuntimeApiError]) -> None:
+    with scripted(answer) as (api, _):
+        with pytest.raises(error) as raised:
+            api.sticky()
+        assert type(raised.value) is error
+
+
+# -- what clients see -----------------------------------------------------------------------
+@pytest.mark.parametrize("entry", ["https-api", "https-frontend", "routed-api", "routed-frontend"])
+def test_on_a_client_keeps_its_color_and_clients_see_both(
+    stack: Stack, canary: RuntimeApi, client: Callable[[], requests.Session], entry: str
+) -> None:
+    url = entries(stack)[entry]
+    firsts: list[str] = []
+    for _ in range(6):
+        session = client()
+        seen = colors_of(session, url)
+        assert seen == [seen[0]] * REQUESTS, seen
+        assert session.cookies.get(COOKIE) == seen[0]
+        firsts.append(seen[0])
+    assert set(firsts) == set(COLORS), firsts
+
+
+def test_one_cookie_keeps_the_api_and_the_frontend_on_one_color(
+    stack: Stack, canary: RuntimeApi, client: Callable[[], requests.Session]
+) -> None:
+    https = entries(stack)
+    firsts: set[str] = set()
+    for _ in range(4):
+        session = client()
+        first = color_of(session, https["https-frontend"])
+        firsts.add(first)
+        for _ in range(REQUESTS // 2):
+            assert color_of(session, https["https-api"]) == first
+            assert color_of(session, https["https-frontend"]) == first
+    assert firsts == set(COLORS)
+
+
+@pytest.mark.parametrize("entry", ["https-api", "routed-api"])
+def test_the_cookie_as_haproxy_sets_it_and_the_colors_never_hear_it(
+    stack: Stack, canary: RuntimeApi, client: Callable[[], requests.Session], entry: str
+) -> None:
+    """HttpOnly everywhere, Secure over TLS only (a client of the plain-HTTP entries must send
+    it back); set once; taken out of the request before a color sees it, other cookies kept."""
+    url = entries(stack)[entry]
+    session = client()
+    first = session.get(url, timeout=5)
+    color = first.headers[COLOR]
+    attributes = [a.strip() for a in first.headers["Set-Cookie"].split(";")]
+    secure = ["Secure"] if url.startswith("https:") else []
+    assert attributes == [f"{COOKIE}={color}", "path=/", "HttpOnly", *secure]
+    session.cookies.set("other", "kept", domain="127.0.0.1", path="/")
+    again = session.get(url, timeout=5)
+    assert again.headers[COLOR] == color
+    assert "Set-Cookie" not in again.headers  # it has the cookie already (indirect)
+    assert again.json()["heard"]["Cookie"] == "other=kept"
+
+
+@pytest.mark.parametrize("entry", ["https-api", "routed-frontend"])
+def test_off_a_client_holding_the_cookie_is_balanced_again(
+    stack: Stack, canary: RuntimeApi, client: Callable[[], requests.Session], entry: str
+) -> None:
+    url = entries(stack)[entry]
+    session = client()
+    color = color_of(session, url)
+    assert session.cookies.get(COOKIE) == color
+    canary.set_sticky(False)
+    seen = [session.get(url, timeout=5) for _ in range(REQUESTS)]
+    assert {r.headers[COLOR] for r in seen} == set(COLORS)
+    assert not any("Set-Cookie" in r.headers for r in seen)  # none given while off
+    assert session.cookies.get(COOKIE) == color  # held all along: HAProxy ignores it
+
+
+def test_off_from_the_start_a_cookie_picks_nothing(
+    stack: Stack, client: Callable[[], requests.Session]
+) -> None:
+    """Never turned on (every HAProxy between canaries): a client naming a color is balanced,
+    and no cookie is handed out."""
+    split(stack.api(), 50, 50)
+    for name, url in entries(stack).items():
+        session = client()
+        session.cookies.set(COOKIE, "green", domain="127.0.0.1", path="/")
+        seen = [session.get(url, timeout=5) for _ in range(REQUESTS)]
+        assert {r.headers[COLOR] for r in seen} == set(COLORS), name
+        assert not any("Set-Cookie" in r.headers for r in seen), name
+
+
+@pytest.mark.parametrize(
+    "leave",
+    [
+        pytest.param(lambda api, ref: api.set_weight(ref, 0), id="weight-0"),
+        pytest.param(lambda api, ref: api.set_state(ref, AdminState.DRAIN), id="drain"),
+    ],
+)
+def test_on_a_client_stays_on_a_server_the_switch_takes_out_so_the_gate_turns_it_off(
+    stack: Stack,
+    canary: RuntimeApi,
+    client: Callable[[], requests.Session],
+    leave: Callable[[RuntimeApi, ServerRef], None],
+) -> None:
+    """Why persistence is off outside a canary: a switch drains the old color and sets it to
+    weight 0, and HAProxy still honours the cookie of such a server. The gate turns sticky off
+    before the full switch or an abort; then every client moves."""
+    https = entries(stack)
+    session = client()
+    color = color_of(session, https["https-frontend"])
+    other = next(c for c in COLORS if c != color)
+    for ref in servers(color):
+        leave(canary, ref)
+    fresh = client()
+    assert set(colors_of(fresh, https["https-api"])) == {other}  # new clients: the weights
+    for name in ("https-api", "https-frontend"):
+        assert set(colors_of(session, https[name])) == {color}, name  # still held on
+    canary.set_sticky(False)
+    for name in ("https-api", "https-frontend"):
+        assert set(colors_of(session, https[name])) == {other}, name
+
+
+def test_a_reload_forgets_it_and_clients_are_balanced(
+    stack: Stack, canary: RuntimeApi, client: Callable[[], requests.Session]
+) -> None:
+    """A reload (or restart) of HAProxy loses the variable: persistence off, the safe side."""
+    url = entries(stack)["routed-api"]
+    session = client()
+    color = color_of(session, url)
+    stack.haproxy.reload(stack.runtime)
+    api = stack.api()
+    assert api.sticky() is False
+    split(api, 50, 50)  # the weights came back from the configuration (none saved)
+    assert {color_of(session, url) for _ in range(REQUESTS)} == set(COLORS)
+    assert session.cookies.get(COOKIE) == color
+
+
+# -- one source for the lines ---------------------------------------------------------------
+def test_the_shipped_config_has_the_lines_of_sticky_py() -> None:
+    """haproxy/sticky.py's lines are the shipped haproxy.cfg's (for ``bluegreen init`` to
+    propose them as they are): each switched backend's, in both of its variants, its servers'
+    cookie, and the TLS frontend's Secure."""
+    shipped = HAPROXY_CFG.read_text().splitlines()
+
+    def section(name: str) -> list[str]:
+        start = shipped.index(name)
+        ends = ("backend ", "frontend ", "# ---")
+        end = next(i for i in range(start + 1, len(shipped)) if shipped[i].startswith(ends))
+        return shipped[start:end]
+
+    def holds(lines: list[str], part: list[str]) -> bool:
+        return any(lines[i : i + len(part)] == part for i in range(len(lines)))
+
+    for backend in ("api_backend", "frontend_backend"):
+        lines = section(f"backend {backend}")
+        *slots, ignore = backend_lines(backend, slots=True)
+        *plain, ignore_too = backend_lines(backend)
+        assert ignore == ignore_too
+        assert holds(lines, [".if defined(BG_REPLICAS)", *slots, ".else", *plain, ".endif", ignore])
+        for color in COLORS:
+            server = [ln for ln in lines if ln.startswith(f"    server {color}-")]
+            assert len(server) == 1, (backend, server)
+            assert server[0].endswith(f" {server_option(color)}"), server
+    assert secure_line() in section("frontend https_in")
+    for plain_http in ("frontend api_routing", "frontend frontend_routing"):
+        assert secure_line() not in section(plain_http)

@@ -206,6 +206,7 @@ class GateRun:
             self.hooks,
             signals,
             self.progress,
+            run_post=self.run_post,
         )
 
     def _verification(self) -> Verification:

@@ -17,16 +17,19 @@ from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, Haproxies
 from pytest_bluegreen.record import history
 from pytest_bluegreen.record.history import Outcome
-from pytest_bluegreen.switch import transaction
+from pytest_bluegreen.switch import canary, transaction
+from pytest_bluegreen.switch.canary import CanaryPlanError
 from pytest_bluegreen.switch.leftout import record_missing
 from pytest_bluegreen.switch.probe import Probe
 
+from .canary import CanaryJudge
 from .decision import Decision, Verdict
 from .report import GateHooks, GateReport
 
 if TYPE_CHECKING:
     from pytest_bluegreen.haproxy.lock import HaproxyLock
     from pytest_bluegreen.haproxy.lockfile import GateLock, GroupLock
+    from pytest_bluegreen.judge.bake import PostResult
     from pytest_bluegreen.process.signals import DeferredSignals
     from pytest_bluegreen.settings import Settings
     from pytest_bluegreen.switch.journal import Journal
@@ -55,6 +58,8 @@ class Switcher:
     hooks: GateHooks
     signals: DeferredSignals
     progress: Callable[[str], None]
+    # the post checks a canary step runs (the bake's); None: a step judges HAProxy's counters
+    run_post: Callable[[], PostResult] | None = None
 
     def switch(
         self, decision: Decision, *, rollback: bool, ignore_veto: bool = False
@@ -68,9 +73,15 @@ class Switcher:
         except HAPROXY_UNREADABLE as exc:
             refused = Decision(Verdict.REFUSED, f"cannot {verb}: {exc}", target, decision.live)
             return GateReport(refused, ExitCode.REFUSED, (refused.reason,), Outcome.REFUSED)
+        try:
+            steps = self.canary_steps(plan, rollback)
+        except CanaryPlanError as exc:
+            refused = Decision(Verdict.REFUSED, exc.first_line, target, decision.live)
+            return GateReport(refused, ExitCode.REFUSED, (refused.reason,), Outcome.REFUSED)
         if settings.run.dry_run:
             lines = (
                 f"dry run: would {verb} because {decision.reason}",
+                *(f"dry run: would run {step.describe()}" for step in steps),
                 *plan.describe(),
                 "dry run: nothing changed",
             )
@@ -81,6 +92,26 @@ class Switcher:
         if isinstance(checked, GateReport):
             return checked
         return self.apply(plan, checked, rollback)
+
+    def canary_steps(
+        self, plan: transaction.SwitchPlan, rollback: bool
+    ) -> tuple[canary.CanaryStep, ...]:
+        """The canary's steps before this switch (none for a return to the old color).
+        Raises CanaryPlanError (no live color to share with, a share weights cannot give)."""
+        settings = self.settings.canary
+        if rollback or not settings.enabled:
+            return ()
+        if plan.source is None:
+            raise CanaryPlanError(
+                "bluegreen: --canary: no color is live to share traffic with; switch without it"
+            )
+        topology = self.settings.topology
+        return canary.canary_steps(
+            settings.canary_steps,
+            topology.servers(plan.source),
+            topology.servers(plan.target),
+            seconds=settings.canary_step_seconds,
+        )
 
     def _veto(
         self, plan: transaction.SwitchPlan, decision: Decision, ignore_veto: bool
@@ -110,6 +141,7 @@ class Switcher:
             if settings.switching.probe_requests
             else None
         )
+        judge, run_canary = self._canary(plan, rollback)
         try:
             try:
                 # still ours (no gate started since someone removed it), and every key of
@@ -124,6 +156,7 @@ class Switcher:
                     signals=self.signals,
                     on_step=self.hooks.on_step,
                     progress=self.progress,
+                    canary=run_canary,
                 )
             finally:
                 probe_summary = probe.finish() if probe else None
@@ -155,6 +188,7 @@ class Switcher:
             f"{target} {result.latency_ms:.1f} ms after the switch began"
             + (f", version {result.version}" if result.version else ""),
             *result.notes,
+            *([judge.reached()] if judge is not None and judge.windows else []),
             *self._left_out(target),
         ]
         if probe_summary is not None:
@@ -172,6 +206,31 @@ class Switcher:
             stat_after=self.show_stat(),
             probe=probe_summary,
         )
+
+    def _canary(
+        self, plan: transaction.SwitchPlan, rollback: bool
+    ) -> tuple[CanaryJudge | None, transaction.Canary | None]:
+        """The canary to run before this switch, and its judge (whose windows say what it saw)."""
+        steps = self.canary_steps(plan, rollback)
+        if not steps or plan.source is None:
+            return None, None
+        journal = self.journal
+
+        def requests() -> str | None:
+            entry = journal.entry
+            return canary.take_request(journal.path, entry.id) if entry is not None else None
+
+        judge = CanaryJudge(
+            self.settings,
+            self.haproxies,
+            plan.source,
+            plan.target,
+            self.run_post,
+            self.signals,
+            self.progress,
+            requests=requests,
+        )
+        return judge, transaction.Canary(steps, judge, self.settings.canary.canary_sticky)
 
     def _verified_through(self, plan: transaction.SwitchPlan) -> str:
         if len(plan.members) > 1:

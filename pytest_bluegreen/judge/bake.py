@@ -318,8 +318,8 @@ class Bake:
                 post=post,
                 changed=changed,
             )
-        judged = self._ask_prometheus()
-        judgement, reason = self._judge(post, metrics, reason, judged)
+        judged = self.ask_prometheus()
+        judgement, reason = self.judge(post, metrics, reason, judged)
         return Interval(
             number=number,
             of=self.plan.count,
@@ -332,7 +332,7 @@ class Bake:
             prometheus=judged,
         )
 
-    def _ask_prometheus(self) -> tuple[PromQLJudgement, ...]:
+    def ask_prometheus(self) -> tuple[PromQLJudgement, ...]:
         """Each Prometheus query at the interval's end, judged; one that cannot be asked is
         inconclusive with the reason."""
         from .prometheus import PrometheusUnreachable, PromQLError  # noqa: PLC0415
@@ -358,7 +358,7 @@ class Bake:
                 )
         return tuple(judged)
 
-    def _judge(
+    def judge(
         self,
         post: PostResult,
         metrics: Mapping[str, float],

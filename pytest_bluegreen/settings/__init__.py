@@ -22,6 +22,7 @@ from .deployment import (
 from .files import SettingsError
 from .judging import (
     BakeSettings,
+    CanarySettings,
     ChecksSettings,
     DrillSettings,
     MetricsSettings,
@@ -38,6 +39,7 @@ __all__ = [
     "CORE_GROUPS",
     "Answer",
     "BakeSettings",
+    "CanarySettings",
     "ChecksSettings",
     "ColorSettings",
     "ComposeSettings",

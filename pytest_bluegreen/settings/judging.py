@@ -28,6 +28,8 @@ __all__ = [
     "AfterBake",
     "BakeOnInconclusive",
     "BakeSettings",
+    "CanaryOnInconclusive",
+    "CanarySettings",
     "ChecksSettings",
     "DrillSettings",
     "MetricsSettings",
@@ -38,6 +40,7 @@ __all__ = [
 
 BakeOnInconclusive = Literal["rollback", "keep"]
 AfterBake = Literal["keep", "stop"]
+CanaryOnInconclusive = Literal["extend", "abort"]
 
 
 @frozen
@@ -161,6 +164,57 @@ class BakeSettings(Frozen):
             thresholds=self.thresholds,
             prometheus=self.prometheus,
         )
+
+
+@frozen
+class CanarySettings(Frozen):
+    """Before the full switch: canary steps that give the new color a share of routed traffic,
+    each judged on that traffic (docs/gate.md, "Canary steps")."""
+
+    GROUP: ClassVar[str] = "canary"
+    canary_steps: tuple[int, ...] = setting(
+        (),
+        p.canary_steps,
+        "PERCENTS: before the full switch, give the new color these shares of routed traffic "
+        "in turn (e.g. 5,25,50), each step judged on that traffic against the live color; a "
+        "failed step returns every weight to where it was; empty: no canary",
+        cli="--canary",
+    )
+    canary_step_seconds: float = setting(
+        30.0, p.seconds, "seconds of one canary step (the window it is judged on)"
+    )
+    canary_min_requests: int = setting(
+        50,
+        p.whole(1, 10_000_000),
+        "a canary step in which either color answered fewer routed requests is inconclusive",
+    )
+    canary_on_inconclusive: CanaryOnInconclusive = setting(
+        "extend",
+        p.choice("extend", "abort"),
+        "when a step cannot be judged (too little traffic, a counter unread): judge it again "
+        "for another canary_step_seconds, up to canary_extensions times, then abort (extend); "
+        "or abort at once (abort). Never a pass",
+    )
+    canary_extensions: int = setting(
+        2, p.whole(0, 100), "how many times an inconclusive canary step is judged again"
+    )
+    canary_error_margin: float = setting(
+        0.01,
+        p.fraction(0.0, 1.0),
+        "a step fails when the new color's 5xx rate exceeds the live color's on the same "
+        "traffic by more than this, and the interval of the difference (compare_confidence) "
+        "lies beyond it too",
+    )
+    canary_sticky: bool = setting(
+        True,
+        p.boolean,
+        "during the canary, a user keeps the color they got (haproxy.cfg's bluegreen_sticky "
+        "cookie, honoured only while a canary runs)",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.canary_steps)
 
 
 @frozen

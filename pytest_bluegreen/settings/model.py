@@ -40,6 +40,7 @@ from .judging import (
     AfterBake,
     BakeOnInconclusive,
     BakeSettings,
+    CanarySettings,
     ChecksSettings,
     DrillSettings,
     MetricsSettings,
@@ -55,6 +56,7 @@ __all__ = [
     "Answer",
     "BakeOnInconclusive",
     "BakeSettings",
+    "CanarySettings",
     "ChecksSettings",
     "ColorSettings",
     "ComposeSettings",
@@ -287,6 +289,7 @@ class Settings(Frozen):
     swarm: SwarmSettings
     checks: ChecksSettings
     bake: BakeSettings
+    canary: CanarySettings
     prometheus: PrometheusSettings
     promotion: PromotionSettings
     notify: NotifySettings

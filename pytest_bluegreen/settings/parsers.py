@@ -5,6 +5,7 @@ Each raises ``ValueError`` with a short reason; the resolver adds the setting's 
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pytest_bluegreen.redaction import Url, shown_url
 __all__ = [
     "SELECTIONS_EXTRA",
     "boolean",
+    "canary_steps",
     "choice",
     "command",
     "header",
@@ -235,6 +237,20 @@ def path_segment(value: Any) -> str:
     if not given.startswith("/"):
         raise ValueError(f"expected a path starting with '/', got {given!r}")
     return given
+
+
+def canary_steps(value: Any) -> tuple[int, ...]:
+    """``5,25,50`` (or a TOML list): the new color's shares of routed traffic, in percent, one
+    per canary step; each a whole number in 1..99, rising (the full switch comes after the
+    last). An empty value (``--canary ""``) is no canary."""
+    if isinstance(value, str) and not value.strip():
+        return ()
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    steps = tuple(whole(1, 99)(item) for item in text_list(value))
+    if any(later <= earlier for earlier, later in itertools.pairwise(steps)):
+        raise ValueError(f"expected rising percentages, got {','.join(map(str, steps))}")
+    return steps
 
 
 def runtime_api(value: Any) -> RuntimeApiAddress:

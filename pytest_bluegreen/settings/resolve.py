@@ -29,6 +29,7 @@ from .deployment import (
 from .files import SettingsError, find_settings_file
 from .judging import (
     BakeSettings,
+    CanarySettings,
     ChecksSettings,
     DrillSettings,
     MetricsSettings,
@@ -74,6 +75,7 @@ CORE_GROUPS: tuple[type[Any], ...] = (
     SwarmSettings,
     ChecksSettings,
     BakeSettings,
+    CanarySettings,
     PrometheusSettings,
     PromotionSettings,
     NotifySettings,
@@ -203,6 +205,7 @@ def resolve(
             thresholds=resolve_bake_thresholds(data, file_label, sources),
             prometheus=tuple(bake_prometheus.values()),
         ),
+        canary=build(CanarySettings),
         prometheus=build(
             PrometheusSettings,
             checks=prometheus_checks,

@@ -13,6 +13,8 @@ from pytest_bluegreen.haproxy.identity import InstanceIdentity
 
 __all__ = [
     "Abort",
+    "CanaryReverted",
+    "CanaryUnjudged",
     "MemberPlan",
     "NotSwitched",
     "RevertFailed",
@@ -62,6 +64,20 @@ class SwitchError(Refused):
     @property
     def reverted(self) -> bool:
         return True
+
+
+class CanaryReverted(SwitchError):
+    """A canary step judged the new color worse than the live one; every weight was returned
+    to its state before the canary (exit 11, as a failed bake)."""
+
+    exit_code = ExitCode.BAKE_FAILED
+
+
+class CanaryUnjudged(SwitchError):
+    """A canary step could not be judged within its bound (too little traffic, counters not
+    read); every weight was returned to its state before the canary (exit 6)."""
+
+    exit_code = ExitCode.INCONCLUSIVE
 
 
 class RevertFailed(SwitchError):

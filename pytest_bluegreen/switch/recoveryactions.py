@@ -20,6 +20,7 @@ from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import Settings
 
 from . import transaction as switch
+from .canary import held_users
 from .consistency import group_problems, save_state_files
 from .journal import Journal, JournalEntry, PriorState
 from .leftout import record_missing
@@ -40,10 +41,18 @@ class RecoverReport:
     live: str | None
 
 
-def _restore(api: RuntimeApi, desired: Sequence[PriorState]) -> list[str]:
-    """Apply the states, read back (see ``switch.restore``); the servers not restored."""
+def _restore(api: RuntimeApi, desired: Sequence[PriorState], *, unstick: bool = False) -> list[str]:
+    """Apply the states, read back (see ``switch.restore``); the servers not restored.
+    ``unstick``: a canary was cut off, so its sticky users are let go first (else a user's
+    cookie would hold them on the color the restore takes traffic from)."""
+    failed = []
+    if unstick:
+        try:
+            api.set_sticky(False)
+        except RuntimeApiError as exc:
+            failed.append(f"the canary's sticky users (set var failed: {exc})")
     wanted = [switch.Wanted(p.ref, p.weight, p.admin_state) for p in desired]
-    return list(switch.restore(api, wanted))
+    return failed + list(switch.restore(api, wanted))
 
 
 def save_lines(group: Haproxies, names: Sequence[str]) -> list[str]:
@@ -154,7 +163,10 @@ def apply_desired(
     restart_journal: bool = False,
 ) -> RecoverReport:
     topology = settings.topology
-    failed_by = group.each(lambda name, api: _restore(api, desired[name]), names=list(desired))
+    unstick = unfinished is not None and held_users(unfinished)
+    failed_by = group.each(
+        lambda name, api: _restore(api, desired[name], unstick=unstick), names=list(desired)
+    )
     failed = [group.label(name, item) for name, items in failed_by.items() for item in items]
     what = (
         _cut_off(unfinished)

@@ -5,6 +5,7 @@ reverted before the point of no return, completed after it (see :mod:`.transacti
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.process.signals import DeferredSignals
 from pytest_bluegreen.settings import SwitchingSettings, Topology
 
+from .canary import CanaryFailed, CanaryInconclusive, CanaryJudge, CanaryStep, CanaryVerdict
 from .journal import Journal, JournalMember
 from .outcome import (
     Abort,
@@ -92,6 +94,12 @@ class Transaction:
     # step tried again after a lost answer counts and says them, not "drained")
     closing: tuple[str, int] | None = None
     processes: dict[str, InstanceIdentity] = field(default_factory=dict)
+    # canary steps before 'promote' (switch/canary.py), each judged by ``judge``; ``sticky``:
+    # users keep their color while they run (HAProxy's bluegreen_sticky cookie honoured)
+    canary: tuple[CanaryStep, ...] = ()
+    judge: CanaryJudge | None = None
+    sticky: bool = False
+    stuck: bool = False  # persistence was (or may have been) turned on: it must go off again
     result: SwitchResult = field(init=False)
 
     def __post_init__(self) -> None:
@@ -126,6 +134,7 @@ class Transaction:
             except OSError as exc:
                 raise Refused(f"cannot write the journal {self.journal.path}: {exc}") from None
         try:
+            self._canary()
             self._enter("promote")
             self._on_every(self._promote)
             result.promoted = time.monotonic()
@@ -166,6 +175,73 @@ class Transaction:
         self._complete()
         result.finished = time.monotonic()
         return result
+
+    # -- the canary, before 'promote' ----------------------------------------------------------
+    def _canary(self) -> None:
+        """Each step's weights on every instance, journaled, then judged: a failed step raises
+        (the transaction reverts to the states before the canary), ``bluegreen promote`` skips
+        the steps left."""
+        for step in self.canary:
+            self._enter(step.name)
+            if self.sticky and not self.stuck:
+                self.stuck = True  # before it is sent: an answer lost may hide that it took
+                self._on_every(lambda name, api: api.set_sticky(True))
+            self._on_every(functools.partial(self._weigh, step=step))
+            until = round(time.time() + step.seconds, 3)
+            self._done(**step.facts(), sticky=self.stuck, until=until)
+            self.progress(
+                f"switch {self.plan.source or '(none)'} -> {self.plan.target}: {step.describe()}"
+            )
+            if self.judge is None:
+                continue
+            try:
+                verdict = self.judge(step)
+            except CanaryFailed as exc:  # the decision, journaled before any weight goes back
+                unjudged = isinstance(exc, CanaryInconclusive)
+                self._judged(step, "inconclusive" if unjudged else "failed", str(exc))
+                raise
+            self._judged(step, verdict.value, "")
+            self._check_instances()  # a reload during the step took its weights
+            if verdict is CanaryVerdict.PROMOTE and step.number < step.of:
+                self._warn(
+                    f"bluegreen promote at canary step {step.number}/{step.of}: the steps left "
+                    "were skipped"
+                )
+                break
+
+    def _judged(self, step: CanaryStep, verdict: str, reason: str) -> None:
+        """A step's judgement in the journal (what ``bluegreen status`` and a benchmark read):
+        best effort, the judgement stands without it."""
+        if self.journal is not None and self.journal.entry is not None:
+            with contextlib.suppress(OSError):
+                self.journal.step(f"{step.name}-judged", verdict=verdict, reason=reason)
+
+    def _weigh(self, name: str, api: RuntimeApi, *, step: CanaryStep) -> None:
+        """The step's weights, the new color's servers made ready (as 'promote' would)."""
+        prior = self.member(name).prior
+        for ref, weight in step.weights.items():
+            api.set_weight(ref, weight)
+            if ref in prior and prior[ref].admin is not AdminState.READY:
+                api.set_state(ref, AdminState.READY)
+
+    def _unstick_every(self) -> tuple[str, ...]:
+        """Persistence off again on every instance (a revert, the full switch): what failed."""
+        if not self.stuck:
+            return ()
+        failed: list[str] = []
+
+        def unstick(name: str, api: RuntimeApi) -> None:
+            try:
+                api.set_sticky(False)
+            except RuntimeApiError as exc:
+                failed.append(
+                    self.group.label(name, f"the canary's sticky users (set var failed: {exc})")
+                )
+
+        self.group.each(unstick, names=self.names)
+        if not failed:
+            self.stuck = False
+        return tuple(failed)
 
     # -- past the point of no return: complete, never undo ------------------------------------
     def _complete(self) -> None:
@@ -215,6 +291,8 @@ class Transaction:
         for ref in self.plan.promote:
             api.set_weight(ref, self.plan.full_weight)
             api.set_state(ref, AdminState.READY)
+        if self.stuck:
+            api.set_sticky(False)
         for ref in self.plan.retire:
             if self.idled:
                 api.set_weight(ref, 0)
@@ -256,6 +334,8 @@ class Transaction:
             api.set_weight(ref, self.plan.full_weight)
             if prior[ref].admin is not AdminState.READY:
                 api.set_state(ref, AdminState.READY)
+        if self.stuck:  # the full switch moves everyone: no user is held on the old color
+            api.set_sticky(False)
 
     def _drain(self, name: str, api: RuntimeApi) -> None:
         for ref in self.plan.retire:
@@ -464,7 +544,8 @@ class Transaction:
         interrupted = self.signals.received if isinstance(cause, Abort) else None
         what = f"switch to {self.plan.target} failed at '{self.step}': {cause}"
         for again in (*RETRY_PAUSES, None):
-            unrestored = revert_every(self.group, self.plan.members)
+            # no user held on the new color, then every weight as it was before the switch
+            unrestored = self._unstick_every() + revert_every(self.group, self.plan.members)
             if unrestored:
                 break
             try:
@@ -494,7 +575,9 @@ class Transaction:
         if self.journal is not None and self.journal.entry is not None:
             self.journal.close("reverted", detail=f"at '{self.step}': {cause}")
         everywhere = " on every instance" if len(self.names) > 1 else ""
-        raise SwitchError(
+        # a canary step judged worse (exit 11) or not judged in time (6); else exit 8
+        kind = cause.reverted_as if isinstance(cause, CanaryFailed) else SwitchError
+        raise kind(
             f"{what}; previous server states restored{everywhere}",
             step=self.step,
             interrupted=interrupted,

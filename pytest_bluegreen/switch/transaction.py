@@ -12,7 +12,7 @@ the result, the errors), :mod:`.reading` (the live color, the plan read from HAP
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.process.signals import DeferredSignals, NoSignals
 from pytest_bluegreen.settings import SwitchingSettings, Topology
 
+from .canary import CanaryJudge, CanaryStep
 from .journal import Journal
 from .outcome import (
     MemberPlan,
@@ -41,6 +42,7 @@ from .verification import verify, verify_every, verify_urls
 __all__ = [
     "POINT_OF_NO_RETURN",
     "STEPS",
+    "Canary",
     "MemberPlan",
     "RevertFailed",
     "ServerStateFileError",
@@ -75,6 +77,15 @@ if not TYPE_CHECKING:  # its old name, for one release (the history's is record.
     __getattr__ = renamed(__name__, {"StateFileError": "ServerStateFileError"})
 
 
+@dataclass(frozen=True)
+class Canary:
+    """A canary to run before the full switch: its steps, their judge, sticky users or not."""
+
+    steps: tuple[CanaryStep, ...]
+    judge: CanaryJudge
+    sticky: bool = True
+
+
 def _transaction(
     group: Haproxies,
     switch_plan: SwitchPlan,
@@ -87,6 +98,7 @@ def _transaction(
     verifier: Verifier | None,
     on_step: StepHook | None,
     progress: Callable[[str], None],
+    canary: Canary | None = None,
 ) -> Transaction:
     files = {i.name: i.state_file for i in group.instances if i.state_file is not None}
     if server_state_file is not None:
@@ -104,6 +116,9 @@ def _transaction(
         on_step=on_step or (lambda step, plan: None),
         progress=guarded(progress),
     )
+    if canary is not None:
+        transaction.canary, transaction.judge = canary.steps, canary.judge
+        transaction.sticky = canary.sticky
     if verifier is None:
         urls = verify_urls(group, switching, switch_plan.member_names())
 
@@ -128,6 +143,7 @@ def apply(
     verifier: Verifier | None = None,
     on_step: StepHook | None = None,
     progress: Callable[[str], None] = lambda line: None,
+    canary: Canary | None = None,
 ) -> SwitchResult:
     """Carry out the plan as a transaction on every instance (see the module's docstring).
 
@@ -136,6 +152,7 @@ def apply(
     is called before each step (the ``pytest_bluegreen_switch_step`` hook); ``progress`` gets a
     line as each step begins (guarded: it cannot fail the switch). ``server_state_file``: the
     first instance's, in place of the one it carries (a group of one around a bare client).
+    ``canary``: steps before 'promote', each judged (switch/canary.py); a failed one reverts.
     """
     if not switch_plan.members:  # a plan made by hand (tests): the one instance, as planned
         only = group.names[0]
@@ -153,6 +170,7 @@ def apply(
         verifier=verifier,
         on_step=on_step,
         progress=progress,
+        canary=canary,
     ).run()
 
 

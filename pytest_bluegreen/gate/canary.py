@@ -1,0 +1,221 @@
+"""The gate's judge of each canary step (a :data:`pytest_bluegreen.switch.canary.CanaryJudge`):
+a window on real traffic per step, judged by :mod:`pytest_bluegreen.judge.canary`'s rules and
+the bake's (docs/gate.md, "Canary steps"). A signal, ``bluegreen abort``, or servers changed
+outside the gate (a reload takes the step's weights) stop the canary: every weight goes back.
+``bluegreen promote`` ends the step at once and skips the steps left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef
+from pytest_bluegreen.judge.bake import Bake, BakePlan, PostResult, ServerWatch
+from pytest_bluegreen.judge.bakecounters import Reading, compare_readings, read_counters
+from pytest_bluegreen.judge.canary import Window, compare_error_rates
+from pytest_bluegreen.judge.judgement import Judgement
+from pytest_bluegreen.switch.canary import (
+    CanaryFailed,
+    CanaryInconclusive,
+    CanaryStep,
+    CanaryVerdict,
+)
+from pytest_bluegreen.switch.outcome import Abort
+
+if TYPE_CHECKING:
+    from pytest_bluegreen.haproxy.instances import Haproxies
+    from pytest_bluegreen.judge.queries import PromQLJudgement
+    from pytest_bluegreen.process.signals import DeferredSignals
+    from pytest_bluegreen.settings import Settings
+
+__all__ = ["CanaryJudge"]
+
+POLL = 0.05  # seconds between looks at signals and the operator's requests
+
+
+@dataclass
+class CanaryJudge:
+    """Judges each canary step of one switch ``source`` -> ``target`` (a
+    :data:`pytest_bluegreen.switch.canary.CanaryJudge`); ``windows`` keeps what it saw."""
+
+    settings: Settings
+    group: Haproxies
+    source: str
+    target: str
+    run_post: Callable[[], PostResult] | None
+    signals: DeferredSignals
+    progress: Callable[[str], None]
+    # the operator's request (bluegreen abort / promote) for this canary, taken when read
+    requests: Callable[[], str | None] = lambda: None
+    windows: list[Window] = field(default_factory=list)
+
+    @property
+    def new_servers(self) -> tuple[ServerRef, ...]:
+        return self.settings.topology.servers(self.target)
+
+    @property
+    def old_servers(self) -> tuple[ServerRef, ...]:
+        return self.settings.topology.servers(self.source)
+
+    def __call__(self, step: CanaryStep) -> CanaryVerdict:
+        canary = self.settings.canary
+        extend = canary.canary_on_inconclusive == "extend"
+        attempts = 1 + (canary.canary_extensions if extend else 0)
+        for attempt in range(attempts):
+            window = self._window(step, attempt)
+            if window is None:  # bluegreen promote
+                return CanaryVerdict.PROMOTE
+            self.windows.append(window)
+            self.progress(window.line(self.target, self.source))
+            if window.judgement is Judgement.PASSED:
+                return CanaryVerdict.NEXT
+            if window.judgement is Judgement.FAILED:
+                raise CanaryFailed(
+                    f"canary step {step.number}/{step.of} ({step.percent}%) failed: "
+                    f"{window.reason}; {self.reached()}"
+                )
+        why = self.windows[-1].reason if self.windows else "nothing judged"
+        raise CanaryInconclusive(
+            f"canary step {step.number}/{step.of} ({step.percent}%) could not be judged in "
+            f"{attempts} window(s) of {step.seconds:g}s ({why}; canary_on_inconclusive = "
+            f"{canary.canary_on_inconclusive!r}): never a pass; {self.reached()}"
+        )
+
+    def user_share(self) -> tuple[int, int]:
+        """(requests the new color answered, routed requests) over every window judged."""
+        return (
+            sum(w.new_requests for w in self.windows),
+            sum(w.routed_requests for w in self.windows),
+        )
+
+    def reached(self) -> str:
+        """``green answered 98 of 2,038 routed requests (4.8%) during the canary``"""
+        new, routed = self.user_share()
+        share = new / routed if routed else 0.0
+        return (
+            f"{self.target} answered {new:,} of {routed:,} routed request(s) ({share:.1%}) "
+            "during the canary"
+        )
+
+    # -- one window ----------------------------------------------------------------------------
+    def _window(self, step: CanaryStep, attempt: int) -> Window | None:
+        """One window of the step, judged; None when ``bluegreen promote`` ended it. Raises
+        Abort (a signal, bluegreen abort, servers changed outside the gate)."""
+        started = time.monotonic()
+        deadline = started + step.seconds
+        try:
+            watch: ServerWatch | None = ServerWatch(self.group, self.settings.topology.all_servers)
+        except RuntimeApiError:
+            watch = None  # unreadable now: the readings below say so
+        before_new, before_old, unread = self._read()
+        post = self.run_post() if self.run_post is not None else PostResult()
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stopped(step):
+                return None
+            time.sleep(min(left, POLL))
+        if self._stopped(step):
+            return None
+        after_new, after_old, unread_after = self._read()
+        changed = watch.changed() if watch is not None else ""
+        if changed:  # a reload took the step's weights, or someone changed them by hand
+            raise Abort(
+                f"HAProxy's servers changed outside the gate during canary step {step.number}/"
+                f"{step.of} ({changed}): what it measured is not the canary's"
+            )
+        new: Mapping[str, float] = {}
+        old: Mapping[str, float] = {}
+        reason = unread or unread_after
+        if before_new is not None and after_new is not None:
+            new, reason = compare_readings(before_new, after_new)
+        if before_old is not None and after_old is not None and not reason:
+            old, reason = compare_readings(before_old, after_old)
+        judgement, why, judged = self._judge(post, new, old, reason)
+        return Window(
+            step.number, step.of, step.percent, attempt, judgement, why, post, new, old, judged
+        )
+
+    def _stopped(self, step: CanaryStep) -> bool:
+        """A signal or bluegreen abort raises Abort; bluegreen promote says True."""
+        if self.signals.received:
+            raise Abort(f"interrupted by {self.signals.received}")
+        request = self.requests()
+        if request == "abort":
+            raise Abort(f"aborted by 'bluegreen abort' at canary step {step.number}/{step.of}")
+        return request == "promote"
+
+    def _read(self) -> tuple[Reading | None, Reading | None, str]:
+        try:
+            return (
+                read_counters(self.group, self.new_servers),
+                read_counters(self.group, self.old_servers),
+                "",
+            )
+        except RuntimeApiError as exc:
+            return None, None, f"HAProxy's counters could not be read: {exc}"
+
+    def _judge(
+        self,
+        post: PostResult,
+        new: Mapping[str, float],
+        old: Mapping[str, float],
+        reason: str,
+    ) -> tuple[Judgement, str, tuple[PromQLJudgement, ...]]:
+        """The bake's rules on the new color, then the comparison with the live one; failing
+        evidence first, then what could not be judged."""
+        settings = self.settings
+        canary = settings.canary
+        plan = BakePlan(
+            seconds=canary.canary_step_seconds,
+            interval=canary.canary_step_seconds,
+            failure_limit=0,
+            consecutive_successes=0,
+            min_requests=0,  # canary_min_requests, below, for both colors
+            thresholds=settings.bake.thresholds,
+            prometheus=settings.bake.prometheus,
+        )
+        asks = bool(plan.prometheus) and settings.prometheus.prometheus_url
+        client = settings.prometheus.client() if asks else None
+        with client or contextlib.nullcontext() as prometheus:
+            bake = Bake(
+                plan,
+                self.group,
+                self.new_servers,
+                lambda: post,
+                signals=self.signals,
+                color=self.target,
+                prometheus=prometheus,
+            )
+            judged = bake.ask_prometheus()
+        judgement, why = bake.judge(post, new, reason, judged)
+        if judgement is Judgement.FAILED:
+            return judgement, why, judged
+        if new and old:
+            names = (self.target, self.source)
+            compared = compare_error_rates(
+                new,
+                old,
+                margin=canary.canary_error_margin,
+                confidence=settings.checks.compare_confidence,
+                names=names,
+            )
+            if compared is not None and compared[0] is Judgement.FAILED:
+                return compared[0], compared[1], judged
+            few = [
+                f"{name} answered {int(metrics['requests'])} routed request(s)"
+                for name, metrics in zip(names, (new, old), strict=True)
+                if metrics["requests"] < canary.canary_min_requests
+            ]
+            if few:
+                return (
+                    Judgement.INCONCLUSIVE,
+                    f"{', '.join(few)}, fewer than canary_min_requests "
+                    f"{canary.canary_min_requests}",
+                    judged,
+                )
+            if compared is not None:
+                return compared[0], compared[1], judged
+        return judgement, why, judged

@@ -4,7 +4,8 @@
    reload, HAProxy killed, a Runtime API error answer, a step hook that raises, an answer lost
    after HAProxy applied the command), each on a fresh real HAProxy under a bounded load probe
    and ending with a soft reload that must keep the color (tests/support/faults.py). Prints
-   ``faults=N survived=M`` (goal M = N >= 56) and the cells that did not survive.
+   ``faults=N survived=M`` (goal M = N >= 72: the switch's seven steps and a canary's second
+   step, --canary 10,50) and the cells that did not survive.
 2. Switch latency under load, in the same run against the same HAProxy: the gate's journaled
    switch and a raw switch (two bare ``set server ... weight`` commands) alternate; latency is
    from the start of a switch to the load's first answer from the new color. Prints
@@ -23,14 +24,14 @@ import tempfile
 from pathlib import Path
 
 from pytest_bluegreen.judge.load import percentile
-from tests.support.faults import FAULTS, STEPS, run_cell, summary
+from tests.support.faults import CANARY_STEP, FAULTS, STEPS, run_cell, summary
 from tests.support.stack import Backend, StackFactory, backends, haproxy_binary, make_cert
 from tests.support.switching import switch_under_load
 
 
 def matrix(workdir: Path, cert: Path, blue: Backend, green: Backend) -> None:
     cells = []
-    for step in STEPS:
+    for step in (*STEPS, CANARY_STEP):
         for fault in FAULTS:
             factory = StackFactory(workdir / f"{step}-{fault}", cert, blue, green)
             try:

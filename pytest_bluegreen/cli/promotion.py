@@ -1,4 +1,5 @@
-"""``bluegreen promote`` and ``bluegreen abort``: a pending promotion (``pytest
+"""``bluegreen promote`` and ``bluegreen abort``: a canary in progress (``pytest --switch
+--canary``) told to skip its steps left or to return traffic; else a pending promotion (``pytest
 --switch=manual``) switched to, re-verified when it cannot be tied to what runs now, or
 discarded. Its end under the gate's lock is the record room's (:mod:`..record.pending`)."""
 
@@ -13,6 +14,8 @@ from pytest_bluegreen.errors import ExitCode
 from pytest_bluegreen.gate import aftercare
 from pytest_bluegreen.record import history, pending, recording
 from pytest_bluegreen.settings import Settings
+from pytest_bluegreen.switch import canary
+from pytest_bluegreen.switch.journal import read_journal
 
 from .inconfig import DRY_NOTHING, dry_flags, in_config, progress, report_lines, run_checks
 from .switching import forced_switch
@@ -20,8 +23,31 @@ from .switching import forced_switch
 __all__ = ["cmd_abort", "cmd_promote"]
 
 
+def _to_canary(settings: Settings, action: str) -> int | None:
+    """A canary in progress (a gate runs it now): ask the gate to ``action`` it and wait until
+    it did; None when no canary runs (the pending promotion is what the command is about)."""
+    journal = settings.state.journal_file
+    running = canary.in_progress(read_journal(journal))
+    if running is None:
+        return None
+    if settings.run.dry_run:
+        return report_lines(
+            [
+                f"dry run: would ask the gate (pid {running.pid}) to {action} its canary",
+                DRY_NOTHING,
+            ],
+            ExitCode.OK,
+        )
+    progress(running.line())
+    done, said = canary.request_and_wait(journal, running, action)
+    return report_lines([said], ExitCode.OK if done else ExitCode.REFUSED)
+
+
 def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def act(config: pytest.Config, settings: Settings) -> int:
+        asked = _to_canary(settings, "promote")
+        if asked is not None:
+            return asked
         state_file = settings.state.state_file
         record = history.load_pending(state_file)
         if record is None:
@@ -62,6 +88,9 @@ def cmd_promote(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def cmd_abort(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def act(config: pytest.Config, settings: Settings) -> int:
+        asked = _to_canary(settings, "abort")
+        if asked is not None:
+            return asked
         state_file = settings.state.state_file
         if settings.run.dry_run:  # no lock, nothing written
             try:

@@ -31,6 +31,7 @@ from pytest_bluegreen.record.history import (
 from pytest_bluegreen.record.pending import expired as promotion_expired
 from pytest_bluegreen.redaction import REDACTED, Secrets
 from pytest_bluegreen.settings import Settings, Topology
+from pytest_bluegreen.switch.canary import CanaryProgress, in_progress
 from pytest_bluegreen.switch.consistency import group_problems
 from pytest_bluegreen.switch.journal import JournalEntry, read_journal
 
@@ -114,6 +115,7 @@ class Status:
     colors: tuple[ColorStatus, ...]
     last_switch: HistoryEntry | None  # the latest entry that changed HAProxy's states
     unfinished: JournalEntry | None = None  # a switch that was cut off
+    canary: CanaryProgress | None = None  # a gate's canary now (its journal is open)
     problems: tuple[str, ...] = ()  # what is inconsistent in HAProxy now
     warm: WarmWindow | None = None  # the old color's window, while it holds
     last_entry: HistoryEntry | None = None  # the latest entry, whatever its outcome
@@ -124,7 +126,8 @@ class Status:
 
     @property
     def healthy(self) -> bool:
-        return self.unfinished is None and not self.problems
+        # a canary in progress is not healthy either: status exits non-zero until it ends
+        return self.unfinished is None and self.canary is None and not self.problems
 
 
 def _read_instances(
@@ -155,7 +158,9 @@ def collect_status(settings: Settings, group: Haproxies | None = None) -> Status
     first = next(iter(every))
     states = every[first]
     stats = {row.ref: row for row in every_stat[first]}
-    problems = group_problems(every, group, topology)
+    canary = in_progress(read_journal(settings.state.journal_file))
+    # a canary's split weights are the canary's, not a fault (its own line says so)
+    problems = group_problems(every, group, topology) if canary is None else []
     problems += [f"{name}: does not answer ({why})" for name, why in errors.items()]
     reconcile = load_reconcile(settings.state.state_file)
     if reconcile is not None:
@@ -210,7 +215,9 @@ def collect_status(settings: Settings, group: Haproxies | None = None) -> Status
         colors=colors,
         last_switch=last_switch(history),
         last_entry=history[-1] if history else None,
-        unfinished=journal if journal is not None and journal.open else None,
+        # a canary a running gate carries out is no cut-off switch, and its weights no fault
+        unfinished=journal if journal is not None and journal.open and canary is None else None,
+        canary=canary,
         problems=tuple(problems),
         warm=aftercare.current_window(settings, live),
         pending=pending,

@@ -58,6 +58,7 @@ def status_document(status: Status) -> dict[str, Any]:
         "last_switch": _history(status.last_switch) if status.last_switch else None,
         "last_entry": _history(status.last_entry) if status.last_entry else None,
         "unfinished_switch": _unfinished(status.unfinished) if status.unfinished else None,
+        "canary": status.canary.as_dict() if status.canary else None,
         "problems": list(status.problems),
         "reconcile": None if status.reconcile is None else asdict(status.reconcile),
         "warm_window": None
@@ -186,6 +187,8 @@ def _instance_lines(status: Status, paint: Paint) -> list[str]:
 def _attention_lines(status: Status, paint: Paint) -> list[str]:
     """An unfinished switch, what is inconsistent, the warm window, a pending promotion."""
     lines = []
+    if status.canary is not None:
+        lines.append(paint(status.canary.line(), "1;33"))
     if status.unfinished is not None:
         entry = status.unfinished
         steps = ", ".join(s["step"] for s in entry.steps) or "none"

@@ -12,6 +12,8 @@ sigma of a lognormal factor on ``delay_ms``, for a realistic spread), ``error_ev
 in the tail) with ``tail_every`` (every N-th of them) or ``tail_share`` (each with that
 probability), ``routed_status`` (int: the status of an /api/ request that came through HAProxy's
 routing, which marks it ``X-Bluegreen-Route``: a fault only the public path shows),
+``routed_error_every`` (every N-th such routed /api/ request answers 500: a partial fault only
+real users' traffic meets, what a canary is for),
 ``metrics_status`` (int: ``/metrics`` answers that instead), ``hold`` (true: every /api/ request
 waits, up to a minute, until ``{"release": true}`` or a reset). ``/metrics`` is a Prometheus text
 page: the requests it answered, by path class and status.
@@ -35,6 +37,7 @@ FAULTS: dict[str, Any] = {}
 _LOCK = threading.Lock()
 _API_CALLS = itertools.count(1)
 _TAIL_CALLS = [itertools.count(1)]  # restarted when tail_every is set
+_ROUTED_CALLS = itertools.count(1)  # routed /api/ requests, for routed_error_every
 _ANSWERED: Counter[tuple[str, int]] = Counter()  # (path class, status) -> requests, /metrics
 _RELEASED = threading.Event()  # what held /api/ requests wait for
 _RELEASED.set()
@@ -96,6 +99,14 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
             routed = int(faults.get("routed_status", 0))
             if routed and self.path.startswith("/api/") and self.headers.get("X-Bluegreen-Route"):
                 faults["api_status"] = routed
+            routed_every = int(faults.get("routed_error_every", 0))
+            if (
+                routed_every
+                and self.path.startswith("/api/")
+                and self.headers.get("X-Bluegreen-Route") == "routed"
+                and next(_ROUTED_CALLS) % routed_every == 0
+            ):
+                faults["api_status"] = 500
             every = int(faults.get("error_every", 0))
             if every and self.path.startswith("/api/") and next(_API_CALLS) % every == 0:
                 faults["api_status"] = 500

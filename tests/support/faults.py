@@ -52,11 +52,15 @@ FAULTS = (
     "hook-fails",
     "answer-lost",
 )
-BEFORE_POINT_OF_NO_RETURN = ("promote", "drain", "verify")
+# a canary's second step (--canary 10,50): its first step's split weights are in HAProxy
+CANARY_STEP = "canary-50"
+CANARY_ARGS = ("--canary", "10,50")
+BEFORE_POINT_OF_NO_RETURN = (CANARY_STEP, "promote", "drain", "verify")
 # answer-lost: the commands whose answers are lost, in order: the step's own first command
 # (at 'verify', the identity check before it: verifying itself asks HAProxy nothing), then
 # the one after (the revert's first before the point of no return, the retry's after it)
 LOST_ANSWERS = {
+    CANARY_STEP: ("set server", "set server"),
     "promote": ("set server", "set server"),
     "drain": ("set server", "set server"),
     "verify": ("show info", "set server"),
@@ -303,8 +307,22 @@ def run_cell(stack: Stack, workdir: Path, step: str, fault: str) -> Cell:
 
 
 def _run_cell(stack: Stack, workdir: Path, proxy: RuntimeApiProxy, step: str, fault: str) -> Cell:
+    canary = step == CANARY_STEP
+    # a canary's steps are short and judged on the probe's requests (never too few: judged
+    # again rather than aborted, so that the cell's fault is what ends it)
+    judged = {
+        "canary_step_seconds": 0.5,
+        "canary_min_requests": 1,
+        "canary_on_inconclusive": "extend",
+        "canary_extensions": 20,
+    }
     (workdir / "bluegreen.toml").write_text(
-        stack.settings_toml(runtime_api=proxy.address, drain_timeout=5, verify_timeout=5)
+        stack.settings_toml(
+            runtime_api=proxy.address,
+            drain_timeout=5,
+            verify_timeout=5,
+            **(judged if canary else {}),
+        )
     )
     (workdir / "test_checks.py").write_text(CHECKS)
     (workdir / "conftest.py").write_text(STEP_HOOK)
@@ -318,7 +336,10 @@ def _run_cell(stack: Stack, workdir: Path, proxy: RuntimeApiProxy, step: str, fa
     probe = Probe(f"{stack.routed_url}/health")
     down: list[tuple[float, float]] = []  # when HAProxy was killed or reloading
     gate = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green", "--switch"],
+        [
+            *(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--env", "green"),
+            *("--switch", *(CANARY_ARGS if canary else ())),
+        ],
         cwd=workdir,
         env=env,
         stdout=subprocess.PIPE,

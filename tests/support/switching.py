@@ -139,6 +139,7 @@ class LoadProcess:
     ) -> None:
         """``pause``: each connection waits that long after an answer (``run_load``'s)."""
         self.pause = pause
+        self.result: LoadResult | None = None
         context = multiprocessing.get_context("fork")
         self.answered = context.Value("i", 0)
         self.stop = context.Event()
@@ -170,10 +171,12 @@ class LoadProcess:
         return int(self.answered.value) >= count
 
     def finish(self, timeout: float) -> LoadResult:
-        self.stop.set()
-        result = self.results.get(timeout=timeout)
-        self.process.join(timeout)
-        return result
+        """The load stopped and its result (the same result when asked again)."""
+        if self.result is None:
+            self.stop.set()
+            self.result = self.results.get(timeout=timeout)
+            self.process.join(timeout)
+        return self.result
 
 
 class _Progress:

@@ -25,7 +25,7 @@ import requests
 from pytest_bluegreen.switch import transaction as switch
 from pytest_bluegreen.switch.journal import Journal, read_journal
 from tests.support.cli import clean_environ
-from tests.support.faults import FAULTS, STEPS, run_cell
+from tests.support.faults import CANARY_STEP, FAULTS, STEPS, run_cell
 from tests.support.gate import CHECKS
 from tests.support.stack import GREEN_LIVE, Stack, StackFactory, wait_for
 from tests.support.switching import stack_settings
@@ -44,6 +44,18 @@ def test_fault_at_step(stack_factory: StackFactory, tmp_path: Path, step: str, f
         # gate's: 2.8 has idle-close-on-response). Nothing else may fail.
         assert all(f.startswith("keepalive-") for f in cell.haproxy_failures), cell.haproxy_failures
     elif fault != "haproxy-killed":
+        assert cell.failed_while_down == 0
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_fault_at_a_canary_step(stack_factory: StackFactory, tmp_path: Path, fault: str) -> None:
+    """The same promises with --canary 10,50, at its second step (the first step's split
+    weights in HAProxy): every weight goes back to the states before the canary."""
+    stack = stack_factory()
+    cell = run_cell(stack, tmp_path / "gate", CANARY_STEP, fault)
+    assert cell.mismatches() == [], cell.output[-6000:]
+    assert "canary 1/2 (10%)" in cell.output, cell.output[-6000:]  # the first step was judged
+    if fault not in ("reload", "haproxy-killed"):
         assert cell.failed_while_down == 0
 
 

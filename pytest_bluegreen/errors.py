@@ -124,14 +124,17 @@ EXIT_CODES: Mapping[ExitCode, str] = {
     "answer of the target came from another build than the one deployed (or nothing ties the "
     "checks to it), the session was interrupted or incomplete, or the selection was narrowed; "
     "no switch. Or, after a switch, the bake stopped because HAProxy's servers were changed "
-    "outside the gate (by hand): nothing switched back",
+    "outside the gate (by hand): nothing switched back. Or a canary step could not be judged "
+    "within its bound (too little traffic): every weight went back to where it was before the "
+    "canary",
     ExitCode.REFUSED: "refused: target not UP in HAProxy, an HAProxy slot of the target does not "
     "run the deployed image, vetoed by a hook, another gate holds the lock (or the lock folder is "
     "one another user could change, or the held lock was removed), an unfinished switch waits "
     "for `bluegreen recover`, or the Runtime API is unreachable or not admin; nothing changed",
     ExitCode.SWITCH_REVERTED: "the switch failed or was interrupted before its point of no "
-    "return (Runtime API error, verification, HAProxy reload, a signal, a step hook) and every "
-    "server's previous state was restored (and saved to the server-state file)",
+    "return (Runtime API error, verification, HAProxy reload, a signal, a step hook, `bluegreen "
+    "abort` during a canary) and every server's previous state was restored (and saved to the "
+    "server-state file)",
     ExitCode.DEPLOY_FAILED: "`--deploy` failed (engine, Compose, image, or not healthy in "
     "time); no check ran, no switch",
     ExitCode.REVERT_FAILED: "the switch failed and restoring the previous states failed too "
@@ -144,7 +147,8 @@ EXIT_CODES: Mapping[ExitCode, str] = {
     "the server-state file",
     ExitCode.BAKE_FAILED: "switched, then the bake failed (a post check, an HAProxy threshold, "
     "or it could not judge under `bake_on_inconclusive = rollback`) and traffic was switched "
-    "back to the old color",
+    "back to the old color; or a canary step failed on real traffic (`--canary`) and every "
+    "weight went back to where it was before the canary",
 }
 
 

@@ -10,17 +10,27 @@ is deployed back at the tag it ran before.
 
 Verdicts: ``failed`` (a check failed), ``inconclusive``, ``refused``, ``deploy-failed`` (the
 deploy itself caught it: not healthy in time, ...), ``switch`` (a good build the gate must let
-through: a control against false alarms).
+through: a control against false alarms), ``canary-failed`` (the checks pass it; only real
+users' traffic shows the fault). A ``canary-failed`` variant is gated for real, ``--switch
+--canary`` (``drill_canary``), while the drill itself sends a bounded users' load through the
+routed URL: the canary must catch it (every weight back on the live color), and its row says in
+which step and what share of the users' requests reached it. Should a canary let it through,
+the drill switches traffic back to the color that was live.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
+import os
+import re
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,13 +74,31 @@ def caught_by(verdict: dict[str, Any], color: str) -> str:
     return first + (f" (+{len(ordered) - 1} more)" if len(ordered) > 1 else "")
 
 
+CAUGHT_IN_CANARY = re.compile(
+    r"canary step (\d+/\d+ \(\d+%\)) failed.*?; (\S+ answered [\d,]+ of [\d,]+ routed request\(s\) "
+    r"\([\d.]+%\))"
+)
+USERS_AT_MOST = 20_000  # the drill's users' load during a canary-failed variant: requests ...
+USERS_SECONDS = 600.0  # ... and seconds, at most
+
+
 def read_outcome(verdict_file: Path, exit_code: int) -> tuple[str, dict[str, Any]]:
-    """The gate's verdict word for the drill and the verdict's data."""
+    """The gate's verdict word for the drill and the verdict's data (``canary-failed`` for a
+    gate whose canary caught the build)."""
     try:
         data: dict[str, Any] = json.loads(verdict_file.read_text())
     except (OSError, ValueError, RecursionError):
         return f"no verdict (exit {exit_code})", {}
-    return str(data.get("verdict") or f"exit {exit_code}"), data
+    verdict = str(data.get("verdict") or f"exit {exit_code}")
+    if verdict == "failed" and CAUGHT_IN_CANARY.search(str(data.get("reason", ""))):
+        verdict = "canary-failed"
+    return verdict, data
+
+
+def caught_in_canary(data: dict[str, Any]) -> str:
+    """``canary step 1/3 (5%): blue answered 98 of 2,038 routed request(s) (4.8%)``"""
+    found = CAUGHT_IN_CANARY.search(str(data.get("reason", "")))
+    return f"canary step {found.group(1)}: {found.group(2)}" if found else ""
 
 
 def run_variants(
@@ -82,7 +110,8 @@ def run_variants(
     progress: Callable[[str], None],
 ) -> list[DrillRow]:
     """Deploy each variant to ``color`` and gate it; ``deploy(tag)`` returns an exit code,
-    ``gate(tag)`` the gate's exit code and its verdict file."""
+    ``gate(tag)`` the gate's exit code and its verdict file (it knows each variant's expected
+    verdict: a canary-failed one is gated through a real canary)."""
     rows = []
     for tag, expected in variants.items():
         progress(f"drill: {tag} on {color} (expected: {expected})")
@@ -92,7 +121,7 @@ def run_variants(
         else:
             code, verdict_file = gate(tag)
             actual, data = read_outcome(verdict_file, code)
-            by = caught_by(data, color)
+            by = caught_in_canary(data) or caught_by(data, color)
             if actual == "inconclusive" and (data.get("blame") or {}).get("environmental"):
                 by = f"environmental ({by})" if by else "environmental"
         rows.append(DrillRow(tag, expected, actual, by, time.monotonic() - started))
@@ -118,6 +147,103 @@ def drill_table(rows: Sequence[DrillRow]) -> list[str]:
     return lines
 
 
+@contextlib.contextmanager
+def users(settings: Settings, *, enabled: bool) -> Iterator[Callable[[], int] | None]:
+    """A bounded users' load through the routed URL while a canary-failed variant is gated
+    (what a canary judges on); yields how many requests it sent so far (None: no load)."""
+    if not enabled:
+        yield None
+        return
+    from pytest_bluegreen.judge.load import run_load  # noqa: PLC0415 - a canary variant's only
+
+    stop = threading.Event()
+    sent = itertools.count()
+    counted = [0]
+
+    def count(sample: object) -> None:
+        counted[0] = next(sent) + 1
+
+    url = settings.switching.routed_api_url + settings.drill.drill_load_path
+    thread = threading.Thread(
+        target=run_load,
+        args=(url,),
+        kwargs={
+            "total": USERS_AT_MOST,
+            "duration": USERS_SECONDS,
+            "concurrency": 2,
+            "kinds": ("keepalive-get",),
+            "stop": stop,
+            "on_sample": count,
+            "color_header": settings.topology.color_header,
+        },
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield lambda: counted[0]
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def back_to_live(config: pytest.Config, settings: Settings, live: str, tag: str) -> None:
+    """After a canary-failed variant: the color that was live takes traffic again (a canary
+    that let the build through switched to it: the drill does not leave it there)."""
+    from .switching import forced_switch  # noqa: PLC0415 - only after a canary let a build through
+
+    now = live_color(settings.haproxies(), settings.topology)
+    if now == live:
+        return
+    progress(f"drill: {tag}: the canary let it through ({now} live): back to {live}")
+    forced_switch(
+        config,
+        settings,
+        live,
+        rollback=True,
+        ignore_veto=True,
+        reason=f"drill: {tag} was let through by its canary; traffic back to {live}",
+    )
+
+
+@dataclass(frozen=True)
+class VariantGate:
+    """Gates one variant deployed to ``idle``: a dry run of the checks, or for a canary-failed
+    one a real canary under the drill's users' load; its output into reports/drill/TAG.log."""
+
+    config: pytest.Config
+    args: argparse.Namespace
+    settings: Settings
+    extra: Sequence[str]
+    live: str
+    idle: str
+    variants: dict[str, str]
+    logs: Path
+
+    def __call__(self, tag: str) -> tuple[int, Path]:
+        settings = self.settings
+        canary = self.variants[tag] == "canary-failed"
+        flags = [f"--env={self.idle}", "-m", settings.drill.drill_markers, "--switch"]
+        env = dict(os.environ)
+        if canary:
+            flags.append("--canary=" + ",".join(map(str, settings.drill.drill_canary)))
+            env["BLUEGREEN_CANARY_STEP_SECONDS"] = f"{settings.drill.drill_canary_seconds:g}"
+        else:
+            flags.append("--dry-run")
+        command = [
+            *(sys.executable, "-m", "pytest", *suite_args(self.args, settings)),
+            *("-p", "no:cacheprovider", *flags, f"--deployment-tag={tag}", *self.extra),
+        ]
+        log = self.logs / f"{tag}.log"
+        with log.open("w") as out, users(settings, enabled=canary) as load:
+            code = run_child(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        if load is not None:
+            progress(f"drill: {tag}: the users' load sent {load()} request(s) during it")
+        progress(f"drill: {tag}: the gate's output is in {log}")
+        if canary:
+            back_to_live(self.config, settings, self.live, tag)
+        return code, settings.reports.verdict_file
+
+
 def cmd_drill(args: argparse.Namespace, extra: Sequence[str]) -> int:
     def act(config: pytest.Config, settings: Settings) -> int:
         from pytest_bluegreen.engines.compose import TagsFile  # noqa: PLC0415
@@ -135,12 +261,21 @@ def cmd_drill(args: argparse.Namespace, extra: Sequence[str]) -> int:
             raise UsageProblem("no single color is live: the drill needs an idle color")
         idle = settings.topology.other(live)
         before = TagsFile(settings.state.tags_file).tag_of(idle)
-        markers = settings.drill.drill_markers
         if settings.run.dry_run:
+            markers = settings.drill.drill_markers
             lines = [
                 f"dry run: would deploy each variant to {idle} and gate it (a dry run of "
                 f"-m {markers!r}), then {idle} back to {before or 'nothing (no tag known)'}:",
-                *(f"  {tag}: expected {verdict}" for tag, verdict in variants.items()),
+                *(
+                    f"  {tag}: expected {verdict}"
+                    + (
+                        f" (gated by a real canary {settings.drill.drill_canary} under the "
+                        "drill's users' load)"
+                        if verdict == "canary-failed"
+                        else ""
+                    )
+                    for tag, verdict in variants.items()
+                ),
                 DRY_NOTHING,
             ]
             return report_lines(lines, ExitCode.OK)
@@ -148,24 +283,7 @@ def cmd_drill(args: argparse.Namespace, extra: Sequence[str]) -> int:
         logs = settings.reports.verdict_file.parent / "drill"
         logs.mkdir(parents=True, exist_ok=True)
 
-        def gate(tag: str) -> tuple[int, Path]:
-            """The gate on the variant, dry run; its output into reports/drill/TAG.log."""
-            flags = [f"--env={idle}", "-m", markers, "--switch", "--dry-run"]
-            command = [
-                sys.executable,
-                "-m",
-                "pytest",
-                *suite_args(args, settings),
-                "-p",
-                "no:cacheprovider",
-            ]
-            command += [*flags, f"--deployment-tag={tag}", *extra]
-            log = logs / f"{tag}.log"
-            with log.open("w") as out:
-                code = run_child(command, stdout=out, stderr=subprocess.STDOUT)
-            progress(f"drill: {tag}: the gate's output is in {log}")
-            return code, settings.reports.verdict_file
-
+        gate = VariantGate(config, args, settings, extra, live, idle, variants, logs)
         try:
             rows = run_variants(
                 variants,

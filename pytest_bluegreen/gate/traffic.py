@@ -20,6 +20,7 @@ from pytest_bluegreen.record.history import Outcome
 from pytest_bluegreen.switch import canary, transaction
 from pytest_bluegreen.switch.canary import CanaryPlanError
 from pytest_bluegreen.switch.leftout import record_missing
+from pytest_bluegreen.switch.outcome import CanaryReverted, CanaryUnjudged
 from pytest_bluegreen.switch.probe import Probe
 
 from .canary import CanaryJudge
@@ -165,8 +166,13 @@ class Switcher:
             outcome = Outcome.REVERTED if reverted else Outcome.REVERT_FAILED
             if isinstance(exc, transaction.SwitchIncomplete):  # verified, not undone: not complete
                 outcome = Outcome.INCOMPLETE
+            verdict = Verdict.REFUSED
+            if isinstance(exc, CanaryReverted):  # judged worse on real traffic: a failed gate
+                verdict = Verdict.FAILED
+            elif isinstance(exc, CanaryUnjudged):
+                verdict = Verdict.INCONCLUSIVE
             return GateReport(
-                Decision(Verdict.REFUSED, str(exc), target, plan.source),
+                Decision(verdict, str(exc), target, plan.source),
                 exc.exit_code,
                 (str(exc),),
                 outcome,

@@ -92,13 +92,29 @@ class ChecksSettings(Frozen):
 
 @frozen
 class DrillSettings(Frozen):
-    """bluegreen drill: known-bad variants deployed to the idle color, each gated (dry run)."""
+    """bluegreen drill: known-bad variants deployed to the idle color, each gated (a dry run; a
+    "canary-failed" one through a real canary under the drill's own users' load)."""
 
     GROUP: ClassVar[str] = "drill"
     # [drill] "v1.2.0-broken" = "failed": a tag and the verdict the gate must give it
     variants: Mapping[str, str] = field(default_factory=dict)
     drill_markers: str = setting(
         "quick or perf", p.text, "the -m expression of the checks each drill variant is gated by"
+    )
+    drill_canary: tuple[int, ...] = setting(
+        (5, 25, 50),
+        p.canary_steps,
+        'the canary a "canary-failed" variant is gated by for real (its share of routed '
+        "traffic per step), under the drill's own bounded users' load",
+    )
+    drill_canary_seconds: float = setting(
+        10.0, p.seconds, 'canary_step_seconds for a "canary-failed" variant'
+    )
+    drill_load_path: str = setting(
+        "/api/items",
+        p.path_segment,
+        'the path of routed_api_url the drill\'s users request during a "canary-failed" '
+        "variant's canary (GET, at most 20,000 requests, 2 at a time)",
     )
 
 

@@ -157,7 +157,15 @@ def resolve_compare_prometheus(
         raise SettingsError(f"bluegreen: {table}: {exc} (from {sources[table]})") from None
 
 
-DRILL_EXPECTATIONS = ("failed", "inconclusive", "refused", "deploy-failed", "switch")
+# canary-failed: passes the checks, caught by a real canary on routed traffic (drill_canary)
+DRILL_EXPECTATIONS = (
+    "failed",
+    "inconclusive",
+    "refused",
+    "deploy-failed",
+    "switch",
+    "canary-failed",
+)
 
 
 def resolve_drill(

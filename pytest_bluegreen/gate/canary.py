@@ -18,16 +18,22 @@ and skips the steps left.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef
 from pytest_bluegreen.judge.bake import Bake, BakePlan, PostResult, ServerWatch
 from pytest_bluegreen.judge.bakecounters import Reading, compare_readings, read_counters
+from pytest_bluegreen.judge.comparerules import CompareRule, Samples, parse_compare_rule
 from pytest_bluegreen.judge.judgement import Judgement
-from pytest_bluegreen.judge.significance import newcombe_interval
+from pytest_bluegreen.judge.significance import (
+    mean_difference,
+    newcombe_interval,
+    quantile_difference,
+)
 from pytest_bluegreen.switch.canary import (
     CanaryFailed,
     CanaryInconclusive,
@@ -38,11 +44,18 @@ from pytest_bluegreen.switch.outcome import Abort
 
 if TYPE_CHECKING:
     from pytest_bluegreen.haproxy.instances import Haproxies
+    from pytest_bluegreen.judge.prometheus import Prometheus, QueryResult
     from pytest_bluegreen.judge.queries import PromQLJudgement
     from pytest_bluegreen.process.signals import DeferredSignals
     from pytest_bluegreen.settings import Settings
 
-__all__ = ["CanaryJudge", "Window", "compare_error_rates"]
+__all__ = [
+    "CanaryJudge",
+    "Window",
+    "compare_error_rates",
+    "compare_latency",
+    "histogram_samples",
+]
 
 POLL = 0.05  # seconds between looks at signals and the operator's requests
 
@@ -118,6 +131,63 @@ def compare_error_rates(
     return None
 
 
+LATENCY_SAMPLES_AT_MOST = 5000  # per color: a larger histogram is scaled down to this many
+
+
+def histogram_samples(result: QueryResult) -> list[float]:
+    """A histogram's buckets (``sum by (le) (increase(..._bucket[W]))``) as latencies in ms:
+    each request at its bucket's upper bound (the +Inf bucket's at the last finite bound), so
+    a percentile is read at the buckets' resolution. More than LATENCY_SAMPLES_AT_MOST are
+    scaled down in proportion (a wider interval: never a failure made up)."""
+    buckets = []
+    for series in result.series:
+        bound = series.labels.get("le", "")
+        try:
+            le = float(bound)
+        except ValueError:
+            continue
+        if series.values and not math.isnan(series.values[-1]):
+            buckets.append((le, series.values[-1]))
+    buckets.sort()
+    counts: list[tuple[float, float]] = []
+    below, finite = 0.0, 0.0
+    for le, cumulative in buckets:
+        counts.append((le if math.isfinite(le) else finite, max(0.0, cumulative - below)))
+        below = max(below, cumulative)
+        if math.isfinite(le):
+            finite = le
+    total = sum(count for _, count in counts)
+    scale = min(1.0, LATENCY_SAMPLES_AT_MOST / total) if total else 1.0
+    samples: list[float] = []
+    for value, count in counts:
+        samples += [value * 1000] * round(count * scale)
+    return samples
+
+
+def compare_latency(
+    new: Sequence[float], old: Sequence[float], rule: CompareRule, *, confidence: float
+) -> tuple[Judgement, str] | None:
+    """The new color's latency against the live one's by ``rule`` (``p(95) <= live * 1.25 +
+    10``): failed when it misses the tolerance and the interval of the excess (a bootstrap of
+    the bucketed latencies) lies beyond it too; None when it holds."""
+    if rule.metric == "avg":
+        estimate, (low, _), _ = mean_difference(
+            new, old, factor=rule.factor, delta=rule.delta, confidence=confidence, block=1
+        )
+    else:
+        pct = 50.0 if rule.pct is None else rule.pct
+        estimate, (low, _), _ = quantile_difference(
+            new, old, pct, factor=rule.factor, delta=rule.delta, confidence=confidence, block=1
+        )
+    if estimate > 0 and low > 0:
+        return Judgement.FAILED, (
+            f"latency misses {rule.text!r}: {rule.measure(Samples.of(new)):.0f} ms against "
+            f"live {rule.measure(Samples.of(old)):.0f} ms (histogram buckets), +{estimate:.0f} "
+            f"ms over the tolerance, interval's low end +{low:.0f} ms at {confidence:.0%}"
+        )
+    return None
+
+
 @dataclass
 class CanaryJudge:
     """Judges each canary step of one switch ``source`` -> ``target`` (a
@@ -153,7 +223,8 @@ class CanaryJudge:
             self.windows.append(window)
             self.progress(window.line(self.target, self.source))
             if window.judgement is Judgement.PASSED:
-                return CanaryVerdict.NEXT
+                # a request that came while it was judged: abort still ends it here
+                return CanaryVerdict.PROMOTE if self._stopped(step) else CanaryVerdict.NEXT
             if window.judgement is Judgement.FAILED:
                 raise CanaryFailed(
                     f"canary step {step.number}/{step.of} ({step.percent}%) failed: "
@@ -193,6 +264,8 @@ class CanaryJudge:
         except RuntimeApiError:
             watch = None  # unreadable now: the readings below say so
         before_new, before_old, unread = self._read()
+        if self._stopped(step):  # looked at before the post checks (they may take a while)
+            return None
         post = self.run_post() if self.run_post is not None else PostResult()
         while (left := deadline - time.monotonic()) > 0:
             if self._stopped(step):
@@ -214,7 +287,7 @@ class CanaryJudge:
             new, reason = compare_readings(before_new, after_new)
         if before_old is not None and after_old is not None and not reason:
             old, reason = compare_readings(before_old, after_old)
-        judgement, why, judged = self._judge(post, new, old, reason)
+        judgement, why, judged = self._judge(post, new, old, reason, (step.seconds, time.time()))
         return Window(
             step.number, step.of, step.percent, attempt, judgement, why, post, new, old, judged
         )
@@ -244,9 +317,11 @@ class CanaryJudge:
         new: Mapping[str, float],
         old: Mapping[str, float],
         reason: str,
+        window: tuple[float, float],
     ) -> tuple[Judgement, str, tuple[PromQLJudgement, ...]]:
-        """The bake's rules on the new color, then the comparison with the live one; failing
-        evidence first, then what could not be judged."""
+        """The bake's rules on the new color, then the comparisons with the live one (5xx
+        rate, latency); failing evidence first, then what could not be judged. ``window``:
+        its seconds and its end (Unix time), for the latency's histograms."""
         settings = self.settings
         canary = settings.canary
         plan = BakePlan(
@@ -258,7 +333,9 @@ class CanaryJudge:
             thresholds=settings.bake.thresholds,
             prometheus=settings.bake.prometheus,
         )
-        asks = bool(plan.prometheus) and settings.prometheus.prometheus_url
+        asks = (
+            bool(plan.prometheus) or canary.canary_latency
+        ) and settings.prometheus.prometheus_url
         client = settings.prometheus.client() if asks else None
         with client or contextlib.nullcontext() as prometheus:
             bake = Bake(
@@ -271,32 +348,75 @@ class CanaryJudge:
                 prometheus=prometheus,
             )
             judged = bake.ask_prometheus()
+            latency = self._latency(prometheus, window) if canary.canary_latency else None
         judgement, why = bake.judge(post, new, reason, judged)
         if judgement is Judgement.FAILED:
             return judgement, why, judged
-        if new and old:
-            names = (self.target, self.source)
-            compared = compare_error_rates(
-                new,
-                old,
-                margin=canary.canary_error_margin,
-                confidence=settings.checks.compare_confidence,
-                names=names,
+        if not (new and old):
+            return judgement, why, judged
+        names = (self.target, self.source)
+        compared = compare_error_rates(
+            new,
+            old,
+            margin=canary.canary_error_margin,
+            confidence=settings.checks.compare_confidence,
+            names=names,
+        )
+        for found in (compared, latency):
+            if found is not None and found[0] is Judgement.FAILED:
+                return found[0], found[1], judged
+        few = [
+            f"{name} answered {int(metrics['requests'])} routed request(s)"
+            for name, metrics in zip(names, (new, old), strict=True)
+            if metrics["requests"] < canary.canary_min_requests
+        ]
+        if few:
+            return (
+                Judgement.INCONCLUSIVE,
+                f"{', '.join(few)}, fewer than canary_min_requests {canary.canary_min_requests}",
+                judged,
             )
-            if compared is not None and compared[0] is Judgement.FAILED:
-                return compared[0], compared[1], judged
-            few = [
-                f"{name} answered {int(metrics['requests'])} routed request(s)"
-                for name, metrics in zip(names, (new, old), strict=True)
-                if metrics["requests"] < canary.canary_min_requests
-            ]
-            if few:
-                return (
-                    Judgement.INCONCLUSIVE,
-                    f"{', '.join(few)}, fewer than canary_min_requests "
-                    f"{canary.canary_min_requests}",
-                    judged,
-                )
-            if compared is not None:
-                return compared[0], compared[1], judged
+        for found in (compared, latency):
+            if found is not None:
+                return found[0], found[1], judged
         return judgement, why, judged
+
+    def _latency(
+        self, prometheus: Prometheus | None, window: tuple[float, float]
+    ) -> tuple[Judgement, str] | None:
+        """The two colors' latency in the window from their histograms (``canary_latency``),
+        by ``canary_latency_rule``; inconclusive when it cannot be read or holds too few."""
+        from pytest_bluegreen.judge.prometheus import (  # noqa: PLC0415 - a canary's only
+            PrometheusUnreachable,
+            PromQLError,
+        )
+
+        canary = self.settings.canary
+        if prometheus is None or canary.canary_latency is None:
+            return Judgement.INCONCLUSIVE, "canary_latency needs prometheus_url"
+        seconds, end = window
+        span = max(1, math.ceil(seconds))
+        found: dict[str, list[float]] = {}
+        for color in (self.target, self.source):
+            selector = canary.canary_latency.replace("{color}", color)
+            expr = f"sum by (le) (increase({selector}[{span}s]))"
+            try:
+                found[color] = histogram_samples(prometheus.query(expr, at=end))
+            except (PrometheusUnreachable, PromQLError) as exc:
+                return Judgement.INCONCLUSIVE, f"latency not read: {exc}"
+        few = [
+            f"{color} {len(found[color])}"
+            for color in found
+            if len(found[color]) < canary.canary_min_requests
+        ]
+        if few:
+            return Judgement.INCONCLUSIVE, (
+                f"latency: the histogram holds too few requests ({', '.join(few)}; "
+                f"canary_min_requests {canary.canary_min_requests})"
+            )
+        return compare_latency(
+            found[self.target],
+            found[self.source],
+            parse_compare_rule(canary.canary_latency_rule),
+            confidence=self.settings.checks.compare_confidence,
+        )

@@ -360,7 +360,7 @@ class GateRun:
         slots = None if rollback else slots_before_switch(self.deploys, self.signals, decision)
         if slots is not None:
             return self._conclude(slots)
-        switcher = self._switcher(self.signals)
+        switcher = replace(self._switcher(self.signals), with_canary=False)  # moves at once
         return self._conclude(switcher.switch(decision, rollback=rollback, ignore_veto=ignore_veto))
 
     def _conclude(self, report: GateReport) -> GateReport:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pytest_bluegreen.errors import ExitCode, Refused
-from pytest_bluegreen.haproxy.answers import RuntimeApiError
+from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, Haproxies
 from pytest_bluegreen.record import history
 from pytest_bluegreen.record.history import Outcome
@@ -61,6 +61,9 @@ class Switcher:
     progress: Callable[[str], None]
     # the post checks a canary step runs (the bake's); None: a step judges HAProxy's counters
     run_post: Callable[[], PostResult] | None = None
+    # --canary applies to a gate's switch; a forced one (switch-to --force, a pending
+    # promotion) moves at once, as asked
+    with_canary: bool = True
 
     def switch(
         self, decision: Decision, *, rollback: bool, ignore_veto: bool = False
@@ -100,17 +103,27 @@ class Switcher:
         """The canary's steps before this switch (none for a return to the old color).
         Raises CanaryPlanError (no live color to share with, a share weights cannot give)."""
         settings = self.settings.canary
-        if rollback or not settings.enabled:
+        if rollback or not settings.enabled or not self.with_canary:
             return ()
         if plan.source is None:
             raise CanaryPlanError(
                 "bluegreen: --canary: no color is live to share traffic with; switch without it"
             )
         topology = self.settings.topology
+
+        def filled(color: str) -> list[ServerRef]:
+            """A color's servers but its empty Swarm slots (no replica: they take nothing, and
+            counted they would skew the share)."""
+            return [
+                ref
+                for ref in topology.servers(color)
+                if not (ref in plan.prior and plan.prior[ref].empty)
+            ]
+
         return canary.canary_steps(
             settings.canary_steps,
-            topology.servers(plan.source),
-            topology.servers(plan.target),
+            filled(plan.source),
+            filled(plan.target),
             seconds=settings.canary_step_seconds,
         )
 

@@ -32,7 +32,7 @@ from pytest_bluegreen.record.pending import expired as promotion_expired
 from pytest_bluegreen.redaction import REDACTED, Secrets
 from pytest_bluegreen.settings import Settings, Topology
 from pytest_bluegreen.switch.canary import CanaryProgress, in_progress
-from pytest_bluegreen.switch.consistency import group_problems
+from pytest_bluegreen.switch.consistency import group_problems, held_sticky
 from pytest_bluegreen.switch.journal import JournalEntry, read_journal
 
 __all__ = [
@@ -161,6 +161,15 @@ def collect_status(settings: Settings, group: Haproxies | None = None) -> Status
     canary = in_progress(read_journal(settings.state.journal_file))
     # a canary's split weights are the canary's, not a fault (its own line says so)
     problems = group_problems(every, group, topology) if canary is None else []
+    if canary is None:  # a canary's sticky users held with no canary: one color is not alone
+        problems += [
+            group.label(
+                name,
+                "a canary's sticky users are held (persistence on) and no canary "
+                "runs: 'bluegreen recover' lets them go",
+            )
+            for name in held_sticky(group, list(every))
+        ]
     problems += [f"{name}: does not answer ({why})" for name, why in errors.items()]
     reconcile = load_reconcile(settings.state.state_file)
     if reconcile is not None:

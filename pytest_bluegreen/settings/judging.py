@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pytest_bluegreen.frozen import Frozen, frozen
-from pytest_bluegreen.judge.comparerules import CompareRule
+from pytest_bluegreen.judge.comparerules import CompareRule, parse_compare_rule
 from pytest_bluegreen.judge.queries import PromQLCheck, PromQLComparison
 from pytest_bluegreen.judge.thresholds import BAKE_DEFAULTS, BakeThreshold, Threshold
 from pytest_bluegreen.settings.webhooks import Webhook, parse_webhooks
@@ -182,6 +182,14 @@ class BakeSettings(Frozen):
         )
 
 
+def _latency_rule(value: object) -> str:
+    """A ``[compare]`` rule of latency (``p(95) <= live * 1.25 + 10``), kept as its text."""
+    text = p.text(value)
+    if parse_compare_rule(text).is_rate:
+        raise ValueError(f"{text!r} is a rate: the canary compares 5xx rates by itself")
+    return text
+
+
 @frozen
 class CanarySettings(Frozen):
     """Before the full switch: canary steps that give the new color a share of routed traffic,
@@ -220,6 +228,21 @@ class CanarySettings(Frozen):
         "a step fails when the new color's 5xx rate exceeds the live color's on the same "
         "traffic by more than this, and the interval of the difference (compare_confidence) "
         "lies beyond it too",
+    )
+    canary_latency: str | None = setting(
+        None,
+        p.optional(p.text),
+        "a Prometheus histogram's bucket series both colors export, with {color} (e.g. "
+        "'jarvis_http_request_duration_seconds_bucket{color=\"{color}\"}'): each step also "
+        "compares the two colors' latency from it in its window by canary_latency_rule (needs "
+        "prometheus_url)",
+    )
+    canary_latency_rule: str = setting(
+        "p(95) <= live * 1.25 + 10",
+        _latency_rule,
+        "how much slower than the live color the new one may be in a step (the [compare] "
+        "grammar, ms: p(N), med or avg); fails only when the interval of the excess lies beyond "
+        "it too",
     )
     canary_sticky: bool = setting(
         True,

@@ -16,6 +16,7 @@ import enum
 import json
 import os
 import socket
+import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from .outcome import Abort, CanaryReverted, CanaryUnjudged, SwitchError
 
 __all__ = [
     "MAX_WEIGHT",
+    "STICKY_STEP",
     "CanaryFailed",
     "CanaryInconclusive",
     "CanaryJudge",
@@ -49,6 +51,7 @@ __all__ = [
 
 MAX_WEIGHT = 256  # HAProxy's largest server weight
 STEP_PREFIX = "canary-"  # a canary step's name in the journal and to the step hook: canary-25
+STICKY_STEP = "canary-sticky"  # journaled before persistence is turned on
 REQUESTS = ("abort", "promote")
 
 
@@ -199,14 +202,9 @@ def had_canary(entry: JournalEntry) -> bool:
 
 
 def held_users(entry: JournalEntry) -> bool:
-    """The journaled switch's canary turned sticky users on (or was about to: the intent is
-    journaled before the step's commands, so a step cut off before its record counts too
-    when the one before it was sticky, and a first step cut off is covered by its own
-    ``canary_sticky`` record only once written): recovery lets them go."""
-    return any(
-        str(step.get("step", "")).startswith(STEP_PREFIX) and bool(step.get("sticky"))
-        for step in entry.steps
-    )
+    """The journaled switch's canary turned sticky users on, or was about to (its
+    ``canary-sticky`` record is written before the command): recovery lets them go."""
+    return any(step.get("step") == STICKY_STEP for step in entry.steps)
 
 
 def in_progress(entry: JournalEntry | None) -> CanaryProgress | None:
@@ -268,11 +266,20 @@ def request_and_wait(
             return False, f"the gate's switch {canary.switch_id} is no longer in the journal"
         steps = [str(step.get("step", "")) for step in entry.steps]
         if not entry.open:
-            return True, (
+            # abort is done only when traffic went back; a switch that went on is too late
+            done = action == "promote" or entry.outcome == "reverted"
+            return done, (
                 f"the canary {canary.source or '(none)'} -> {canary.target} ended: "
                 f"{entry.outcome} ({entry.detail or 'no detail'})"
+                + ("" if done else f"; too late for '{action}': the switch went on")
             )
-        if action == "promote" and "promote" in steps:
+        if "promote" in steps:
+            if action == "abort":
+                return False, (
+                    f"too late for 'abort': the canary's steps had passed and the gate (pid "
+                    f"{canary.pid}) switches to {canary.target} (bluegreen rollback returns "
+                    "traffic once it has)"
+                )
             return True, (
                 f"the canary's steps left were skipped: the gate (pid {canary.pid}) switches "
                 f"to {canary.target} now"
@@ -284,8 +291,9 @@ def request_and_wait(
             )
         time.sleep(0.05)
     return False, (
-        f"the gate (pid {canary.pid}) has not acted on '{action}' in {timeout:g}s; it looks at "
-        "requests between its readings (bluegreen status shows where it is)"
+        f"asked; the gate (pid {canary.pid}) has not acted on '{action}' in {timeout:g}s: it "
+        "reads requests between its readings and post checks, and acts on it then (bluegreen "
+        "status shows where it is)"
     )
 
 
@@ -313,14 +321,20 @@ def ask(journal: Path, switch_id: str, action: str) -> None:
 
 def take_request(journal: Path, switch_id: str) -> str | None:
     """The request left for this switch's canary (removed once read), or None. A request for
-    another switch (an old one) or one that cannot be read is removed and ignored."""
+    another switch (an old one), one that cannot be read, or anything at the name that is not
+    a plain file of ours (a link, a FIFO, a folder: never waited on) is ignored."""
     path = request_path(journal)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            return None
         data = os.read(fd, 4096)
+    except OSError:
+        return None
     finally:
         os.close(fd)
     with contextlib.suppress(OSError):

@@ -17,12 +17,14 @@ from pytest_bluegreen.haproxy.answers import (
     parse_servers_state,
 )
 from pytest_bluegreen.haproxy.instances import Haproxies, InstancesDisagree
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.settings import Topology
 
 from . import transaction as switch
 
 __all__ = [
     "group_problems",
+    "held_sticky",
     "inconsistencies",
     "save_state_files",
     "stale_state_files",
@@ -123,3 +125,17 @@ def group_problems(
                         f"weight {a.uweight} {a.admin.value} on {first}"
                     )
     return problems
+
+
+def held_sticky(group: Haproxies, names: Sequence[str] | None = None) -> list[str]:
+    """The instances whose canary persistence is on (``proc.bg_canary``: a canary's sticky
+    users held to the color they got); one that cannot be read is left to the other checks."""
+
+    def held(name: str, api: RuntimeApi) -> bool:
+        try:
+            return api.sticky()
+        except RuntimeApiError:
+            return False
+
+    found = group.each(held, names=names)
+    return [name for name, on in found.items() if on]

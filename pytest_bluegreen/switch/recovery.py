@@ -30,7 +30,13 @@ from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import Settings, Topology
 
 from . import transaction as switch
-from .consistency import group_problems, inconsistencies, save_state_files, stale_state_files
+from .consistency import (
+    group_problems,
+    held_sticky,
+    inconsistencies,
+    save_state_files,
+    stale_state_files,
+)
 from .journal import (
     JournalEntry,
     JournalError,
@@ -221,6 +227,12 @@ def _consistent(
     """Nothing to recover in HAProxy; a server-state file that does not hold what it shows
     (a recovery or a switch could not save it) is saved now."""
     lines = [f"nothing to recover: no unfinished switch, and {live} is live alone"]
+    sticky = held_sticky(group, list(every))
+    if sticky and dry_run:
+        lines += [group.label(name, "would let a canary's sticky users go") for name in sticky]
+    elif sticky:
+        lines[0] = f"no unfinished switch, and {live} is live"
+        lines += _let_go(group, sticky)
     stale = stale_state_files(group, topology, every)
     if dry_run and stale:
         return dry_run_report(
@@ -245,6 +257,20 @@ def _consistent(
                 "brought that back; saved now"
             )
     return RecoverReport(tuple(lines), ExitCode.REVERT_FAILED if failed else ExitCode.OK, live)
+
+
+def _let_go(group: Haproxies, held: Sequence[str]) -> list[str]:
+    """Persistence off where a canary left it on (its gate killed before its journal said so):
+    the users it held go where the weights send them. Raises RuntimeApiError."""
+    group.each(lambda name, api: api.set_sticky(False), names=held)
+    return [
+        group.label(
+            name,
+            "a canary's sticky users were still held (persistence on with no "
+            "canary running): let go",
+        )
+        for name in held
+    ]
 
 
 def _followed(unfinished: JournalEntry | None) -> JournalEntry:

@@ -46,11 +46,11 @@ def _restore(api: RuntimeApi, desired: Sequence[PriorState], *, unstick: bool = 
     ``unstick``: a canary was cut off, so its sticky users are let go first (else a user's
     cookie would hold them on the color the restore takes traffic from)."""
     failed = []
-    if unstick:
-        try:
+    try:
+        if unstick or api.sticky():
             api.set_sticky(False)
-        except RuntimeApiError as exc:
-            failed.append(f"the canary's sticky users (set var failed: {exc})")
+    except RuntimeApiError as exc:
+        failed.append(f"the canary's sticky users (set var failed: {exc})")
     wanted = [switch.Wanted(p.ref, p.weight, p.admin_state) for p in desired]
     return failed + list(switch.restore(api, wanted))
 

@@ -19,7 +19,14 @@ from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.process.signals import DeferredSignals
 from pytest_bluegreen.settings import SwitchingSettings, Topology
 
-from .canary import CanaryFailed, CanaryInconclusive, CanaryJudge, CanaryStep, CanaryVerdict
+from .canary import (
+    STICKY_STEP,
+    CanaryFailed,
+    CanaryInconclusive,
+    CanaryJudge,
+    CanaryStep,
+    CanaryVerdict,
+)
 from .journal import Journal, JournalMember
 from .outcome import (
     Abort,
@@ -184,7 +191,10 @@ class Transaction:
         for step in self.canary:
             self._enter(step.name)
             if self.sticky and not self.stuck:
-                self.stuck = True  # before it is sent: an answer lost may hide that it took
+                # journaled before it is sent (a gate killed right after it leaves recover a
+                # record to let the users go by), and counted as sent: a lost answer may hide it
+                self._journal_intent(STICKY_STEP)
+                self.stuck = True
                 self._on_every(lambda name, api: api.set_sticky(True))
             self._on_every(functools.partial(self._weigh, step=step))
             until = round(time.time() + step.seconds, 3)
@@ -208,6 +218,11 @@ class Transaction:
                     "were skipped"
                 )
                 break
+
+    def _journal_intent(self, name: str) -> None:
+        """A record before a change that recovery must know of; unwritten, nothing is sent."""
+        if self.journal is not None and self.journal.entry is not None:
+            self.journal.step(name)
 
     def _judged(self, step: CanaryStep, verdict: str, reason: str) -> None:
         """A step's judgement in the journal (what ``bluegreen status`` and a benchmark read):
@@ -336,6 +351,9 @@ class Transaction:
                 api.set_state(ref, AdminState.READY)
         if self.stuck:  # the full switch moves everyone: no user is held on the old color
             api.set_sticky(False)
+        if self.canary:  # the old color as before the canary until it drains (not 256 to 100)
+            for ref in self.plan.retire:
+                api.set_weight(ref, prior[ref].uweight)
 
     def _drain(self, name: str, api: RuntimeApi) -> None:
         for ref in self.plan.retire:

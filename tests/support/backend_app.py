@@ -16,12 +16,14 @@ routing, which marks it ``X-Bluegreen-Route``: a fault only the public path show
 real users' traffic meets, what a canary is for),
 ``metrics_status`` (int: ``/metrics`` answers that instead), ``hold`` (true: every /api/ request
 waits, up to a minute, until ``{"release": true}`` or a reset). ``/metrics`` is a Prometheus text
-page: the requests it answered, by path class and status.
+page: the requests it answered, by path class and status, and a histogram of the /api/
+requests' durations by route (``routed``: HAProxy marked it; ``direct``).
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import itertools
 import json
 import random
@@ -39,6 +41,10 @@ _API_CALLS = itertools.count(1)
 _TAIL_CALLS = [itertools.count(1)]  # restarted when tail_every is set
 _ROUTED_CALLS = itertools.count(1)  # routed /api/ requests, for routed_error_every
 _ANSWERED: Counter[tuple[str, int]] = Counter()  # (path class, status) -> requests, /metrics
+# /api/ requests' durations by route (routed: HAProxy marked it), a Prometheus histogram
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+_DURATIONS: dict[str, list[int]] = {}  # route -> count per bucket (the last: +Inf)
+_SUMS: Counter[str] = Counter()
 _RELEASED = threading.Event()  # what held /api/ requests wait for
 _RELEASED.set()
 HOLD_AT_MOST = 60.0
@@ -59,6 +65,12 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                 claimed = FAULTS.get("claim_color", color)
                 kind = "api" if self.path.startswith("/api/") else self.path.strip("/") or "root"
                 _ANSWERED[(kind, status)] += 1
+                if kind == "api":
+                    took = time.monotonic() - getattr(self, "began", time.monotonic())
+                    route = "routed" if self.headers.get("X-Bluegreen-Route") else "direct"
+                    counts = _DURATIONS.setdefault(route, [0] * (len(BUCKETS) + 1))
+                    counts[bisect.bisect_left(BUCKETS, took)] += 1
+                    _SUMS[route] += took
             self.send_response(status)
             self.send_header("Content-Type", ctype or "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -78,6 +90,7 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
             return {name: self.headers.get(name) for name in names}
 
         def _faults(self) -> dict[str, Any]:
+            self.began = time.monotonic()  # the request's duration, for the histogram
             with _LOCK:
                 faults = dict(FAULTS)
             delay = float(faults.get("delay_ms", 0))
@@ -193,11 +206,24 @@ def _metrics(color: str) -> str:
     """The requests answered so far, as Prometheus' text format."""
     with _LOCK:
         answered = sorted(_ANSWERED.items())
+        durations = {route: list(counts) for route, counts in _DURATIONS.items()}
+        sums = dict(_SUMS)
     lines = ["# TYPE backend_requests_total counter"]
     lines += [
         f'backend_requests_total{{color="{color}",path="{kind}",code="{status}"}} {count}'
         for (kind, status), count in answered
     ]
+    lines.append("# TYPE backend_request_duration_seconds histogram")
+    for route, counts in sorted(durations.items()):
+        labels = f'color="{color}",route="{route}"'
+        total = 0
+        for bound, count in zip((*map(str, BUCKETS), "+Inf"), counts, strict=True):
+            total += count
+            lines.append(
+                f'backend_request_duration_seconds_bucket{{{labels},le="{bound}"}} {total}'
+            )
+        lines.append(f"backend_request_duration_seconds_sum{{{labels}}} {sums[route]}")
+        lines.append(f"backend_request_duration_seconds_count{{{labels}}} {total}")
     return "\n".join(lines) + "\n"
 
 

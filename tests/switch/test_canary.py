@@ -8,6 +8,7 @@ exits non-zero while it runs; ``bluegreen promote`` skips the steps left.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bluegreen.switch import canary
 from pytest_bluegreen.switch.journal import read_journal
 from tests.support.cli import BLUEGREEN, clean_environ
 from tests.support.gate import CHECKS, WatchedGate, history
@@ -26,7 +28,7 @@ STEP_SECONDS = 1.5
 CANARY = {
     "canary_step_seconds": STEP_SECONDS,
     "canary_min_requests": 10,
-    "canary_sticky": False,  # sticky users: tests/switch/test_canary_sticky.py
+    "canary_sticky": False,  # sticky users: test_canary_sticky.py
 }
 
 
@@ -247,3 +249,66 @@ def test_a_dry_run_says_the_steps_and_changes_nothing(stack: Stack) -> None:
         assert f"dry run: would run canary {number}/3: {percent}%" in gate.text, gate.text
     assert read_journal(stack.journal_file) is None
     assert stack.served_color() == "blue"
+
+
+def test_abort_too_late_says_so_and_a_forced_switch_has_no_canary(stack: Stack) -> None:
+    """bluegreen abort once the steps have passed (the gate held at 'promote'): it says too
+    late and exits non-zero, the switch goes on. A forced switch moves at once."""
+    folder = gate_folder(stack, canary_step_seconds=0.5, canary_min_requests=1)
+    (folder / "conftest.py").write_text(HOLD_AT_PROMOTE)
+    users = LoadProcess(f"{stack.routed_url}/api/echo", 4000, 60, 2, pause=0.002)
+    gate = start_gate(folder, "--canary", "10")
+    try:
+        wait_for((folder / "at-promote").exists, 60, "the gate at promote")
+        asked = subprocess.Popen(
+            [*BLUEGREEN, "abort"], cwd=folder, stdout=subprocess.PIPE, text=True,
+            env=clean_environ(),
+        )  # fmt: skip
+        wait_for(lambda: canary.request_path(stack.journal_file).exists(), 30, "the request")
+        (folder / "go").touch()
+        out, _ = asked.communicate(timeout=60)
+        code = gate.finish(60)
+    finally:
+        gate.finish(0.1)
+        users.finish(30)
+    assert asked.returncode != 0, out
+    assert "too late for 'abort'" in out, out
+    assert code == 0, gate.text
+    assert stack.served_color() == "green"
+    forced = bluegreen(folder, "switch-to", "blue", "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "canary" not in forced.stdout, forced.stdout
+    assert stack.served_color() == "blue"
+
+
+HOLD_AT_PROMOTE = """
+import pathlib, time
+
+
+def pytest_bluegreen_switch_step(config, step, plan):
+    if step != "promote":
+        return
+    here = pathlib.Path(__file__).parent
+    (here / "at-promote").touch()
+    deadline = time.monotonic() + 60
+    while not (here / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+"""
+
+
+@pytest.mark.parametrize("planted", ["fifo", "folder"])
+def test_something_planted_at_the_request_name_is_ignored(stack: Stack, planted: str) -> None:
+    """A FIFO or a folder where a request goes: the gate neither waits on it nor fails."""
+    path = canary.request_path(stack.journal_file)
+    if planted == "fifo":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    users = LoadProcess(f"{stack.routed_url}/api/echo", 4000, 60, 2, pause=0.002)
+    try:
+        gate = start_gate(gate_folder(stack, canary_step_seconds=1), "--canary", "10")
+        code = gate.finish(60)
+    finally:
+        users.finish(30)
+    assert code == 0, gate.text
+    assert stack.served_color() == "green"

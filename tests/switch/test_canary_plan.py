@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,10 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.gate.canary import compare_error_rates
+from pytest_bluegreen.gate.canary import (
+    LATENCY_SAMPLES_AT_MOST,
+    compare_error_rates,
+    compare_latency,
+    histogram_samples,
+)
 from pytest_bluegreen.haproxy.answers import ServerRef
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
+from pytest_bluegreen.judge.comparerules import parse_compare_rule
 from pytest_bluegreen.judge.judgement import Judgement
+from pytest_bluegreen.judge.prometheus import QueryResult, Series
+from pytest_bluegreen.settings import SettingsError, resolve
 from pytest_bluegreen.settings import parsers as p
 from pytest_bluegreen.switch import canary
 from pytest_bluegreen.switch.journal import JournalEntry
@@ -194,5 +203,50 @@ def test_a_gate_gone_a_closed_journal_or_a_switch_past_the_canary_is_no_canary()
     assert canary.in_progress(entry([STEP], pid=os.getpid(), open_=False)) is None
     assert canary.in_progress(entry([STEP, {"step": "promote"}], pid=os.getpid())) is None
     assert canary.in_progress(entry([{"step": "promote"}], pid=os.getpid())) is None
-    assert canary.held_users(entry([STEP], pid=1))
+    assert canary.held_users(entry([{"step": canary.STICKY_STEP}], pid=1))  # killed right after
     assert not canary.held_users(entry([{**STEP, "sticky": False}], pid=1))
+
+
+def buckets(**cumulative: float) -> QueryResult:
+    """``sum by (le) (increase(...))``'s answer: le -> the cumulative count."""
+    series = tuple(
+        Series({"le": le.replace("_", ".").replace("inf", "+Inf")}, (count,))
+        for le, count in cumulative.items()
+    )
+    return QueryResult("q", "vector", series)
+
+
+def test_a_histogram_is_read_as_latencies_at_its_bucket_bounds() -> None:
+    samples = histogram_samples(buckets(**{"0_05": 10.0, "0_1": 12.4, "0_25": 13.0, "inf": 14.0}))
+    assert samples == [50.0] * 10 + [100.0] * 2 + [250.0] + [250.0]  # +Inf at the last bound
+
+
+def test_a_large_histogram_is_scaled_down_in_proportion() -> None:
+    samples = histogram_samples(buckets(**{"0_01": 90_000.0, "0_1": 100_000.0, "inf": 100_000.0}))
+    assert len(samples) == LATENCY_SAMPLES_AT_MOST
+    assert samples.count(10.0) == LATENCY_SAMPLES_AT_MOST * 9 // 10
+
+
+def test_slower_beyond_the_rule_and_its_interval_fails_the_latency() -> None:
+    rule = parse_compare_rule("p(95) <= live * 1.25 + 10")
+    live = [10.0] * 950 + [25.0] * 50
+    slower = [100.0] * 1000
+    judged = compare_latency(slower, live, rule, confidence=0.95)
+    assert judged is not None
+    assert judged[0] is Judgement.FAILED
+    assert compare_latency(live, live, rule, confidence=0.95) is None
+    near = [10.0] * 950 + [35.0] * 50  # p(95) 35 ms against a tolerance of 25 * 1.25 + 10
+    assert compare_latency(near, live, rule, confidence=0.95) is None
+
+
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        ("rate <= live + 0.01", "is a rate: the canary compares 5xx rates by itself"),
+        ("p(95) < 300", "is not a comparison like"),
+        ("faster", "is not a comparison like"),
+    ],
+)
+def test_the_latency_rule_is_a_comparison_of_latency(tmp_path: Path, given: str, why: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(why)):
+        resolve({}, {"BLUEGREEN_CANARY_LATENCY_RULE": given}, {}, tmp_path)

@@ -88,3 +88,71 @@ def test_without_canary_sticky_users_are_balanced(stack: Stack) -> None:
     finally:
         gate.finish(0.1)
         user.close()
+
+
+KILLED_AFTER_THE_FIRST_WEIGHT = """
+import os, signal
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
+
+_set_weight = RuntimeApi.set_weight
+
+
+def set_weight(self, ref, weight):
+    _set_weight(self, ref, weight)
+    if weight not in (0, 100):  # the canary's first weight is in HAProxy: killed before its record
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+RuntimeApi.set_weight = set_weight
+"""
+
+
+def test_a_gate_killed_before_its_first_step_record_leaves_no_user_held(stack: Stack) -> None:
+    """Persistence on and a first weight sent, the step not yet journaled: recover restores
+    the weights and lets the users go (the journal said so before persistence went on)."""
+    folder = stack.workdir / "gate"
+    folder.mkdir()
+    (folder / "bluegreen.toml").write_text(
+        stack.settings_toml(canary_step_seconds=60, canary_sticky=True)
+    )
+    (folder / "test_checks.py").write_text(CHECKS)
+    (folder / "conftest.py").write_text(KILLED_AFTER_THE_FIRST_WEIGHT)
+    gate = WatchedGate(
+        folder, "--env", "green", "--switch", "-m", "quick", "--canary", "50",
+        env=clean_environ(),
+    )  # fmt: skip
+    assert gate.finish(120) == -9, gate.text
+    assert stack.api().sticky()
+    recovered = subprocess.run(
+        [*BLUEGREEN, "recover"], cwd=folder, capture_output=True, text=True, timeout=60,
+        env=clean_environ(), check=False,
+    )  # fmt: skip
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert not stack.api().sticky()
+    with requests.Session() as user:  # a cookie for green: green no longer takes it
+        user.cookies.set("bluegreen_sticky", "green")
+        assert colors_seen(user, stack.routed_url) == {"blue"}
+
+
+def test_held_users_with_no_canary_are_a_problem_recover_solves(stack: Stack) -> None:
+    """Persistence left on by hand (or by a gate killed without a journal): status says it,
+    recover lets the users go."""
+    folder = stack.workdir / "gate"
+    folder.mkdir()
+    (folder / "bluegreen.toml").write_text(stack.settings_toml())
+    stack.api().set_sticky(True)
+
+    def bluegreen(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*BLUEGREEN, *args], cwd=folder, capture_output=True, text=True, timeout=60,
+            env=clean_environ(), check=False,
+        )  # fmt: skip
+
+    status = bluegreen("status")
+    assert status.returncode != 0
+    assert "sticky users are held" in status.stdout, status.stdout
+    recovered = bluegreen("recover")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert "let go" in recovered.stdout, recovered.stdout
+    assert not stack.api().sticky()
+    assert bluegreen("status").returncode == 0

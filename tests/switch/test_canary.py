@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.switch import canary
 from pytest_bluegreen.switch.journal import read_journal
 from tests.support.cli import BLUEGREEN, clean_environ
 from tests.support.gate import CHECKS, WatchedGate, history
-from tests.support.stack import Stack, wait_for
+from tests.support.instances import Group
+from tests.support.stack import Stack, StackFactory, wait_for
 from tests.support.switching import LoadProcess
 
 STEP_SECONDS = 1.5
@@ -312,3 +314,33 @@ def test_something_planted_at_the_request_name_is_ignored(stack: Stack, planted:
         users.finish(30)
     assert code == 0, gate.text
     assert stack.served_color() == "green"
+
+
+def test_every_instance_gets_the_same_weights_at_each_step(stack_factory: StackFactory) -> None:
+    """Two HAProxy instances as one group: at the second step of --canary 10,50 both show the
+    first step's split and hold sticky users; the canary ends with both on green alone."""
+    group = Group.start(stack_factory, count=2)
+    users = LoadProcess(f"{group.main.routed_url}/api/echo", 4000, 60, 2, pause=0.002)
+    try:
+        gate = group.paused_gate(
+            "canary-50", "--env", "green", "--switch", "-m", "quick", "--canary", "10,50",
+            canary_step_seconds=0.5, canary_min_requests=1,
+        )  # fmt: skip
+        try:
+            weights = group.weights()
+            [first, second] = weights.values()
+            assert first == second, weights
+            assert 0 < first["green-api"][0] < first["blue-api"][0], first
+            assert all(RuntimeApi(stack.runtime).sticky() for stack in group.stacks.values())
+            group.go()
+            out, _ = gate.communicate(timeout=120)
+        finally:
+            if gate.poll() is None:
+                gate.kill()
+                gate.wait()
+    finally:
+        users.finish(30)
+        group.close()
+    assert gate.returncode == 0, out
+    assert set(group.lives().values()) == {"green"}, out
+    assert not any(RuntimeApi(stack.runtime).sticky() for stack in group.stacks.values())

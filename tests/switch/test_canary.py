@@ -25,6 +25,7 @@ from tests.support.gate import CHECKS, WatchedGate, history
 from tests.support.instances import Group
 from tests.support.stack import Stack, StackFactory, wait_for
 from tests.support.switching import LoadProcess
+from tests.support.tiers import one_fast
 
 STEP_SECONDS = 1.5
 CANARY = {
@@ -152,7 +153,7 @@ def test_too_little_traffic_is_never_a_pass(
     blue_alone(stack)
 
 
-@pytest.mark.parametrize("how", ["sigterm", "sigint", "reload", "abort"])
+@pytest.mark.parametrize("how", one_fast(["sigterm", "sigint", "reload", "abort"]))
 def test_a_stop_during_a_step_returns_every_weight(
     stack: Stack, load: LoadProcess, how: str
 ) -> None:

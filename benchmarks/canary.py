@@ -17,6 +17,13 @@ own, through the routed API, with ``--env green --switch --canary 5,25,50``:
 Prints ``canary: good failed=0; bad caught_at_step=N user_share=X%; back p99=Y ms``. Asserts
 nothing. Run from the repository root:
     .venv/bin/python -m benchmarks.canary [--rounds 10] [--step-seconds 2]
+    .venv/bin/python -m benchmarks.canary --demo [--rounds 3] [--step-seconds 5]
+
+``--demo`` runs the same on the bundled demo stack (scripts/local_stack.py up: Docker Compose,
+the Jarvis images, the seed's ports; it must be free): the good build is ``v1.1.0`` deployed to
+the idle color, the bad one the drill's ``v1.11.0-routedflaky`` (every check passes it), each
+through ``pytest checks --deploy TAG -m quick --switch --canary 5,25,50`` under the harness
+load on the routed API (``/api/items``).
 """
 
 from __future__ import annotations
@@ -86,7 +93,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--step-seconds", type=float, default=2.0)
+    parser.add_argument("--demo", action="store_true", help="on the bundled demo stack")
     args = parser.parse_args()
+    if args.demo:
+        return demo(args.rounds, args.step_seconds)
     if haproxy_binary() is None:
         print("haproxy is not installed", file=sys.stderr)
         return 2
@@ -143,6 +153,74 @@ def measure(stack: Stack, workdir: Path, rounds: int, step_seconds: float) -> No
         f"back p99={percentile(backs, 99) if backs else float('nan'):.1f} ms "
         "(goals: failed=0, caught in a step with user_share <= 5%, back p99 <= 100 ms)"
     )
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo(rounds: int, step_seconds: float) -> int:
+    """The same figures on the demo stack (see the module docstring)."""
+    import json  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    from pytest_bluegreen.settings import resolve  # noqa: PLC0415
+
+    python = str(ROOT / ".venv" / "bin" / "python")
+    up = subprocess.run([python, "scripts/local_stack.py", "up"], cwd=ROOT, check=False)
+    if up.returncode != 0:
+        print("scripts/local_stack.py up failed", file=sys.stderr)
+        return 2
+    settings = resolve({}, {}, {}, ROOT)
+    env = {**os.environ, "BLUEGREEN_CANARY_STEP_SECONDS": f"{step_seconds:g}"}
+
+    def idle() -> str:
+        done = subprocess.run([str(ROOT / ".venv" / "bin" / "bluegreen"), "status", "--json"],
+                              cwd=ROOT, capture_output=True, text=True, check=False)  # fmt: skip
+        live = str(json.loads(done.stdout)["live"])
+        return settings.topology.other(live)
+
+    def cycle(tag: str) -> tuple[int, str, LoadResult, float | None]:
+        seconds = step_seconds * 9 + 120
+        load = LoadProcess(settings.switching.routed_api_url + "/api/items", 2_000_000,
+                           seconds, 4, pause=0.002)  # fmt: skip
+        wait_for(lambda: load.answered_at_least(50), 30, "the load's first answers")
+        run = subprocess.run(
+            [python, "-m", "pytest", "checks", "-p", "no:cacheprovider", "-q", "--env", idle(),
+             "--deploy", tag, "-m", "quick", "--switch", "--canary", STEPS, "--skip-backup"],
+            cwd=ROOT, capture_output=True, text=True, timeout=600, check=False, env=env,
+        )  # fmt: skip
+        entry = read_journal(settings.state.journal_file)
+        judged = [s for s in (entry.steps if entry else ()) if str(s["step"]).endswith("-judged")]
+        decision = None
+        if run.returncode == 11 and judged and judged[-1]["verdict"] == "failed":
+            decision = float(judged[-1]["at"]) - (time.time() - time.monotonic())
+        return run.returncode, run.stdout + run.stderr, load.finish(seconds + 30), decision
+
+    code, text, good, _ = cycle("v1.1.0")
+    print(f"good (v1.1.0): exit {code}, requests={good.count} failed={len(good.failed)}")
+    caught, shares, backs = [], [], []
+    for number in range(rounds):
+        live_before = settings.topology.other(idle())
+        code, text, bad, decision = cycle("v1.11.0-routedflaky")
+        old = [s for s in bad.samples if s.color == live_before]
+        step = re.search(r"canary step (\d)/3 \(\d+%\) failed", text)
+        share = re.search(r"(\w+) answered ([\d,]+) of ([\d,]+) routed request", text)
+        if code != 11 or step is None or share is None or decision is None or not old:
+            print(f"bad round {number}: NOT CAUGHT (exit {code})\n{text[-2000:]}")
+            continue
+        caught.append(int(step.group(1)))
+        new, routed = (int(g.replace(",", "")) for g in share.groups()[1:])
+        shares.append(100 * new / routed)
+        new_color = share.group(1)
+        sent = [s.start for s in bad.samples if s.color == new_color and s.start >= decision]
+        backs.append(max(((t - decision) * 1000 for t in sent), default=0.0))
+    print(
+        f"canary (demo stack): good failed={len(good.failed)}; bad caught_at_step="
+        f"{max(caught, default=0)} user_share={max(shares, default=0.0):.1f}%; "
+        f"back p99={percentile(backs, 99) if backs else float('nan'):.1f} ms "
+        f"over {len(caught)}/{rounds} round(s)"
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ _ANSWERED: Counter[tuple[str, int]] = Counter()  # (path class, status) -> reque
 # /api/ requests' durations by route (routed: HAProxy marked it), a Prometheus histogram
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 _DURATIONS: dict[str, list[int]] = {}  # route -> count per bucket (the last: +Inf)
-_SUMS: Counter[str] = Counter()
+_SUMS: dict[str, float] = {}
 _RELEASED = threading.Event()  # what held /api/ requests wait for
 _RELEASED.set()
 HOLD_AT_MOST = 60.0
@@ -70,7 +70,7 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                     route = "routed" if self.headers.get("X-Bluegreen-Route") else "direct"
                     counts = _DURATIONS.setdefault(route, [0] * (len(BUCKETS) + 1))
                     counts[bisect.bisect_left(BUCKETS, took)] += 1
-                    _SUMS[route] += took
+                    _SUMS[route] = _SUMS.get(route, 0.0) + took
             self.send_response(status)
             self.send_header("Content-Type", ctype or "application/json")
             self.send_header("Content-Length", str(len(data)))

@@ -310,7 +310,7 @@ def _run_cell(stack: Stack, workdir: Path, proxy: RuntimeApiProxy, step: str, fa
     canary = step == CANARY_STEP
     # a canary's steps are short and judged on the probe's requests (never too few: judged
     # again rather than aborted, so that the cell's fault is what ends it)
-    judged = {
+    judged: dict[str, Any] = {
         "canary_step_seconds": 0.5,
         "canary_min_requests": 1,
         "canary_on_inconclusive": "extend",

@@ -14,6 +14,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,14 +29,14 @@ from tests.support.switching import LoadProcess
 from tests.support.tiers import one_fast
 
 STEP_SECONDS = 1.5
-CANARY = {
+CANARY: dict[str, Any] = {
     "canary_step_seconds": STEP_SECONDS,
     "canary_min_requests": 10,
     "canary_sticky": False,  # sticky users: test_canary_sticky.py
 }
 
 
-def gate_folder(stack: Stack, **settings: object) -> Path:
+def gate_folder(stack: Stack, **settings: Any) -> Path:
     folder = stack.workdir / "gate"
     folder.mkdir(exist_ok=True)
     (folder / "bluegreen.toml").write_text(stack.settings_toml(**{**CANARY, **settings}))

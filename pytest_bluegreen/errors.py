@@ -21,6 +21,7 @@ tests/plugin/test_errors_tree.py, holds it to the code)::
           RecordError                     record.history      4
         ThresholdError (ValueError)       judge.thresholds    4
         CompareRuleError (ValueError)     judge.comparerules  4
+        CanaryPlanError                   switch.canary       4
       Refused                             errors              7
         RuntimeApiError                   haproxy.answers     7
           RuntimeApiUnreachable           haproxy.answers     7
@@ -38,6 +39,8 @@ tests/plugin/test_errors_tree.py, holds it to the code)::
         SwitchError                       switch.outcome      8
           RevertFailed                    switch.outcome      10
           SwitchIncomplete                switch.outcome      10
+          CanaryReverted                  switch.outcome      11
+          CanaryUnjudged                  switch.outcome      6
       DeployError                         errors              9
       OutOfOrder                          errors              3
       InfrastructureError                 eventually          1   a check's: INFRA-ERROR
@@ -47,6 +50,8 @@ tests/plugin/test_errors_tree.py, holds it to the code)::
       EngineBlind                         engines.base        7   caught: the version header
       VerifyError                         switch.outcome      8   caught: a SwitchError
       Abort                               switch.outcome      8   caught: a SwitchError
+        CanaryFailed                      switch.canary       11
+          CanaryInconclusive              switch.canary       6
       NotSwitched                         switch.outcome      10  caught: SwitchIncomplete
       ServerStateFileError                switch.serverstate  10  the server-state file
         StateMoved                        switch.serverstate  10

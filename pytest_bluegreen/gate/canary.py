@@ -29,11 +29,6 @@ from pytest_bluegreen.judge.bake import Bake, BakePlan, PostResult, ServerWatch
 from pytest_bluegreen.judge.bakecounters import Reading, compare_readings, read_counters
 from pytest_bluegreen.judge.comparerules import CompareRule, Samples, parse_compare_rule
 from pytest_bluegreen.judge.judgement import Judgement
-from pytest_bluegreen.judge.significance import (
-    mean_difference,
-    newcombe_interval,
-    quantile_difference,
-)
 from pytest_bluegreen.switch.canary import (
     CanaryFailed,
     CanaryInconclusive,
@@ -113,6 +108,8 @@ def compare_error_rates(
     is higher by more than ``margin`` and the interval of the difference lies beyond the
     margin too (a miss that may be chance is no failure); None when it holds. The counts are
     the caller's to have checked (both colors answered requests)."""
+    from pytest_bluegreen.judge.significance import newcombe_interval  # noqa: PLC0415 - numpy
+
     errors_new, requests_new = int(new["http_5xx"]), int(new["requests"])
     errors_old, requests_old = int(old["http_5xx"]), int(old["requests"])
     if not requests_new or not requests_old:
@@ -170,6 +167,11 @@ def compare_latency(
     """The new color's latency against the live one's by ``rule`` (``p(95) <= live * 1.25 +
     10``): failed when it misses the tolerance and the interval of the excess (a bootstrap of
     the bucketed latencies) lies beyond it too; None when it holds."""
+    from pytest_bluegreen.judge.significance import (  # noqa: PLC0415 - numpy, a canary's only
+        mean_difference,
+        quantile_difference,
+    )
+
     if rule.metric == "avg":
         estimate, (low, _), _ = mean_difference(
             new, old, factor=rule.factor, delta=rule.delta, confidence=confidence, block=1

@@ -23,7 +23,6 @@ from pytest_bluegreen.switch.leftout import record_missing
 from pytest_bluegreen.switch.outcome import CanaryReverted, CanaryUnjudged
 from pytest_bluegreen.switch.probe import Probe
 
-from .canary import CanaryJudge
 from .decision import Decision, Verdict
 from .report import GateHooks, GateReport
 
@@ -34,6 +33,8 @@ if TYPE_CHECKING:
     from pytest_bluegreen.process.signals import DeferredSignals
     from pytest_bluegreen.settings import Settings
     from pytest_bluegreen.switch.journal import Journal
+
+    from .canary import CanaryJudge
 
 __all__ = ["Switcher", "interrupted_before"]
 
@@ -230,6 +231,8 @@ class Switcher:
         self, plan: transaction.SwitchPlan, rollback: bool
     ) -> tuple[CanaryJudge | None, transaction.Canary | None]:
         """The canary to run before this switch, and its judge (whose windows say what it saw)."""
+        from .canary import CanaryJudge  # noqa: PLC0415 - a canary's only (the judge, statistics)
+
         steps = self.canary_steps(plan, rollback)
         if not steps or plan.source is None:
             return None, None

@@ -26,7 +26,9 @@ one color for the API and the frontend alike (the two backends share it). Colors
 cookie would send every sticky user of the color to its first slot, so there each slot has its
 own cookie (``dynamic``: a hash of its address and :data:`DYNAMIC_KEY`, the same on every
 instance) and each backend its own cookie name (:data:`SLOT_COOKIES`), as a slot's cookie means
-nothing to the other backend. Neither cookie is a secret: during a canary both colors are
+nothing to the other backend. There a request without the current id also has the other
+backend's slot cookie expired in its answer: the id it is given would make that one count.
+Neither cookie is a secret: during a canary both colors are
 public, a client that names one only picks what the weights may give it anyway, and the id is
 every user's of the canary.
 
@@ -113,10 +115,18 @@ def _cookie(backend: str, *, slots: bool) -> list[str]:
     stale = f"if {{ var({_STALE}) -m found }}"
     if slots:
         name = SLOT_COOKIES[backend]
+        # the other backend's slot cookie is as stale, and the id given here would make it
+        # count there: it goes (expired), and that backend gives a fresh one
+        others = sorted(c for b, c in SLOT_COOKIES.items() if b != backend)
         return [
             f"    cookie {name} {_OPTIONS} dynamic",
             f"    dynamic-cookie-key {DYNAMIC_KEY}",
             f"    http-request replace-header Cookie {_take_out(name)} {stale}",
+            *(
+                f'    http-response add-header Set-Cookie "{other}=; Max-Age=0; Path=/; HttpOnly" '
+                f"{stale}"
+                for other in others
+            ),
         ]
     return [
         f"    cookie {COOKIE} {_OPTIONS}",

@@ -114,13 +114,15 @@ def test_sticky_is_off_until_set_and_reads_back(stack: Stack) -> None:
     assert (api.sticky(), api.sticky_id()) == (False, None)
     api.set_sticky(True)
     first = api.sticky_id()
-    assert first is not None and is_canary_id(first), first
-    assert len(first) == 13  # c and 12 hex digits
+    assert first is not None
+    assert is_canary_id(first)
+    assert len(first) == 13, first  # c and 12 hex digits
     assert api.sticky() is True
     assert api.execute(f"get var {CANARY_VAR}").strip() == f"{CANARY_VAR}: type=str value=<{first}>"
     api.set_sticky(True)  # the next canary: another id
     second = api.sticky_id()
-    assert second is not None and second != first
+    assert second is not None
+    assert second != first
     api.set_sticky(True, canary=ID)  # a group's one id
     assert api.sticky_id() == ID
     api.set_sticky(False)
@@ -328,7 +330,8 @@ def test_a_cookie_from_an_earlier_canary_counts_for_nothing(
     split(api, 95, 5)
     api.set_sticky(True)  # the next canary
     current = api.sticky_id()
-    assert current is not None and current != aborted
+    assert current is not None
+    assert current != aborted
     users = [returning(client, aborted if earlier == "aborted" else None) for _ in range(RETURNING)]
     got = [color_of(user, url) for user in users]
     assert got.count("green") <= RETURNING // 10, got  # 5% of 40 is 2; all 40 before the ids

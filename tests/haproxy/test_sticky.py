@@ -381,7 +381,11 @@ OTHERS = "app=1; bluegreen_preview=green; z=2"  # the app's and the preview rout
 )
 @pytest.mark.parametrize("sticky", [True, False], ids=["canary", "off"])
 def test_the_other_cookies_reach_the_color_as_they_were(
-    stack: Stack, sent: str, heard: str | None, sticky: bool
+    stack: Stack,
+    client: Callable[[], requests.Session],
+    sent: str,
+    heard: str | None,
+    sticky: bool,
 ) -> None:
     """A stale sticky cookie and every canary id are taken out of the request, whatever their
     place; the color hears the other cookies as the client sent them, in order (off, HAProxy's
@@ -389,9 +393,7 @@ def test_the_other_cookies_reach_the_color_as_they_were(
     api = stack.api()
     split(api, 50, 50)
     api.set_sticky(sticky)
-    answer = requests.get(
-        entries(stack)["routed-api"], headers={"Cookie": sent}, timeout=5, proxies={}
-    )
+    answer = client().get(entries(stack)["routed-api"], headers={"Cookie": sent}, timeout=5)
     assert answer.status_code == 200, answer.text[:200]
     cookies = answer.json()["heard"]["Cookie"]
     if sticky or cookies is None or heard is None:

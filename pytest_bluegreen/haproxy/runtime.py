@@ -32,7 +32,7 @@ from .answers import (
     parse_servers_state,
     parse_show_stat,
 )
-from .sticky import CANARY_VAR
+from .sticky import CANARY_VAR, is_canary_id, new_canary_id
 from .transport import Transport
 
 __all__ = [
@@ -58,7 +58,7 @@ __all__ = [
 # state files and ``show servers state`` columns; any later one, 3.x included, is fine
 MINIMUM_VERSION = (2, 6)
 _VERSION = re.compile(r"(\d+)\.(\d+)")
-# ``get var``'s answer: ``proc.bg_canary: type=sint value=<1>``
+# ``get var``'s answer: ``proc.bg_canary: type=str value=<c0123456789ab>``
 _VAR = re.compile(r"\A(?P<name>\S+): type=\w+ value=<(?P<value>.*)>\s*\Z")
 
 
@@ -179,19 +179,21 @@ class RuntimeApi:
         return parse_servers_state(self.servers_state_text(backend))
 
     def sticky(self) -> bool:
-        """Whether a canary's sticky users are on: the variable :meth:`set_sticky` sets is 1
-        (HAProxy's ``-m int 1`` in the shipped ``ignore-persist``). Unset (never set, or
+        """Whether a canary's sticky users are on: the variable :meth:`set_sticky` sets holds
+        a canary's id (what the shipped ``ignore-persist`` tests). Unset (never set, or
         HAProxy reloaded or restarted since) is False."""
+        return self.sticky_id() is not None
+
+    def sticky_id(self) -> str | None:
+        """The id of the canary whose sticky users are on (:meth:`set_sticky`), or None: off,
+        or unset (never set, or HAProxy reloaded or restarted since)."""
         command = f"get var {CANARY_VAR}"
         answer = self.execute(command)
         found = _VAR.match(answer)
         if found is not None and found["name"] == CANARY_VAR:
-            try:
-                return int(found["value"]) == 1
-            except ValueError:  # a value of another type: the ACL does not match it either
-                return False
+            return found["value"] if is_canary_id(found["value"]) else None
         if answer.strip() == "Variable not found.":
-            return False
+            return None
         if not answer:
             raise RuntimeApiUnreachable(
                 command, "", f"HAProxy Runtime API at {self.address} closed without answering"
@@ -222,14 +224,25 @@ class RuntimeApi:
     def set_state(self, ref: ServerRef, state: AdminState) -> None:
         self._set(f"set server {_checked(ref.backend)}/{_checked(ref.server)} state {state.value}")
 
-    def set_sticky(self, on: bool) -> None:
+    def set_sticky(self, on: bool, *, canary: str | None = None) -> None:
         """Turn a canary's sticky users on or off (the process variable the shipped
         ``haproxy.cfg``'s switched backends read, :mod:`.sticky`): on, a user keeps the color
-        that first answered them; off, every request is balanced by the weights again. Off
-        before a full switch or an abort: HAProxy honours the cookie of a server in DRAIN or
-        at weight 0. ``set var`` needs experimental mode (its ``experimental-mode on`` needs
-        the admin level). A reload or restart of HAProxy forgets it: off."""
-        self._set(f"set var {CANARY_VAR} int({1 if on else 0})", experimental=True)
+        that first answered them in this canary; off, every request is balanced by the weights
+        again. On sets the canary's id: ``canary``, or a fresh one (:func:`.new_canary_id`);
+        every instance of a group needs the same one, or a user answered by another instance
+        counts as one of an earlier canary there. A sticky cookie kept from an earlier canary
+        counts for nothing. Off before a full switch or an abort: HAProxy honours the cookie of
+        a server in DRAIN or at weight 0. ``set var`` needs experimental mode (its
+        ``experimental-mode on`` needs the admin level). A reload or restart of HAProxy
+        forgets it: off."""
+        if not on:
+            self._set(f"set var {CANARY_VAR} int(0)", experimental=True)
+            return
+        value = new_canary_id() if canary is None else canary
+        command = f"set var {CANARY_VAR} str({value})"
+        if not is_canary_id(value):  # it travels unquoted: nothing else may reach the command
+            raise RuntimeApiError(command, "", f"{value!r} is not a canary id (c and hex digits)")
+        self._set(command, experimental=True)
 
     def shutdown_sessions(self, ref: ServerRef) -> None:
         """Close every session on the server now (``shutdown sessions server``): its clients

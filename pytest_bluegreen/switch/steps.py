@@ -16,6 +16,7 @@ from pytest_bluegreen.haproxy.answers import AdminState, RuntimeApiError, Server
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
 from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
+from pytest_bluegreen.haproxy.sticky import new_canary_id
 from pytest_bluegreen.process.signals import DeferredSignals
 from pytest_bluegreen.settings import SwitchingSettings, Topology
 
@@ -55,6 +56,11 @@ __all__ = [
     "Verifier",
     "guarded",
 ]
+
+
+def _stick(name: str, api: RuntimeApi, *, canary: str) -> None:
+    """A canary's sticky users on, on one instance, with the group's one canary id."""
+    api.set_sticky(True, canary=canary)
 
 
 STEPS = ("promote", "drain", "verify", "wait-drained", "idle", "confirm", "save-state")
@@ -195,7 +201,8 @@ class Transaction:
                 # record to let the users go by), and counted as sent: a lost answer may hide it
                 self._journal_intent(STICKY_STEP)
                 self.stuck = True
-                self._on_every(lambda name, api: api.set_sticky(True))
+                # one id for the group: a user answered by another instance keeps its color
+                self._on_every(functools.partial(_stick, canary=new_canary_id()))
             self._on_every(functools.partial(self._weigh, step=step))
             until = round(time.time() + step.seconds, 3)
             self._done(**step.facts(), sticky=self.stuck, until=until)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pytest_bluegreen.haproxy.sticky import SLOT_COOKIES
+from pytest_bluegreen.haproxy.sticky import CANARY_COOKIE, SLOT_COOKIES
 from pytest_bluegreen.settings import resolve
 from tests.support.cli import BLUEGREEN
 from tests.support.dns import ReplicaDns
@@ -397,7 +397,7 @@ def test_sticky_users_keep_their_slot_and_spread_over_the_replicas(
             for _ in range(5):
                 for path, server in first.items():
                     assert served(session, path) == server, path
-            assert set(session.cookies.keys()) == set(SLOT_COOKIES.values())
+            assert set(session.cookies.keys()) == {*SLOT_COOKIES.values(), CANARY_COOKIE}
             for path, server in first.items():
                 firsts[path].add(server)
     for path, seen in firsts.items():
@@ -410,4 +410,63 @@ def test_sticky_users_keep_their_slot_and_spread_over_the_replicas(
         served(session, "/")
         api.set_sticky(False)
         assert len({served(session, "/api/echo") for _ in range(8)}) == 4
-        assert set(session.cookies.keys()) == set(SLOT_COOKIES.values())  # held all along
+        assert set(session.cookies.keys()) == {*SLOT_COOKIES.values(), CANARY_COOKIE}  # held
+
+
+def test_slot_cookies_from_an_earlier_canary_count_for_nothing(
+    templated: Templated, replicas: Replicas, tls_cert: Path
+) -> None:
+    """Users given green slots' cookies in an earlier canary (aborted: persistence off with
+    the cookies held) come back at the next one, green at 5: the weights place them, each is
+    given the new canary's id and its slots' fresh cookies, and keeps those slots."""
+    for color in ("blue", "green"):
+        replicas.serve(color, 0)
+        templated.wait_filled(color, 0)
+    api = templated.stack.api()
+    base = f"https://127.0.0.1:{templated.stack.ports['https']}"
+    paths = ("/api/echo", "/")
+    names = (SLOT_COOKIES["api_backend"], SLOT_COOKIES["frontend_backend"])  # the paths'
+
+    def weigh(blue: int, green: int) -> None:
+        for state in api.servers_state():
+            if state.backend in SLOT_COOKIES:
+                api.set_weight(state.ref, blue if state.server.startswith("blue-") else green)
+
+    def session() -> requests.Session:
+        made = requests.Session()
+        made.trust_env = False
+        made.verify = str(tls_cert)
+        return made
+
+    def colors(user: requests.Session) -> tuple[str, ...]:
+        answers = [user.get(f"{base}{path}", timeout=5) for path in paths]
+        assert all(a.status_code == 200 for a in answers), [a.text[:200] for a in answers]
+        return tuple(a.headers["X-Bluegreen-Color"] for a in answers)
+
+    weigh(0, 100)
+    api.set_sticky(True)
+    with session() as earlier:
+        assert colors(earlier) == ("green", "green")
+        held = dict(earlier.cookies)
+    assert set(held) == {*SLOT_COOKIES.values(), CANARY_COOKIE}
+    api.set_sticky(False)
+
+    weigh(95, 5)
+    api.set_sticky(True)
+    current = api.sticky_id()
+    users = [session() for _ in range(20)]
+    try:
+        for user in users:
+            for name, value in held.items():
+                user.cookies.set(name, value, domain="127.0.0.1", path="/")
+        got = [colors(user) for user in users]
+        greens = sum(c.count("green") for c in got)
+        assert greens <= 4, got  # 5% of 40 answers is 2; all 40 before the ids
+        for user, first in zip(users, got, strict=True):
+            assert user.cookies.get(CANARY_COOKIE) == current
+            for name, color in zip(names, first, strict=True):  # a blue slot's, given now
+                assert (user.cookies.get(name) == held[name]) is (color == "green"), name
+            assert colors(user) == first  # a user of this canary now: it stays
+    finally:
+        for user in users:
+            user.close()

@@ -4,7 +4,9 @@ answered it (one cookie for the API and the frontend) through every public entry
 clients still see both colors; with it off (the default, and after a reload) a client holding
 the cookie is balanced by the weights again. Off matters: with it on, HAProxy keeps sending a
 sticky client to a server at weight 0 or draining, which is why the gate turns it off before
-the full switch or an abort."""
+the full switch or an abort. Each canary has its own id: a cookie kept from an earlier canary
+counts for nothing, and a client holding one is balanced by the weights and given fresh
+ones."""
 
 from __future__ import annotations
 
@@ -26,17 +28,22 @@ from pytest_bluegreen.haproxy.answers import (
 )
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.haproxy.sticky import (
+    CANARY_COOKIE,
     CANARY_VAR,
     COOKIE,
     backend_lines,
+    is_canary_id,
+    new_canary_id,
     secure_line,
     server_option,
+    shipped_lines,
 )
 from tests.support.stack import HAPROXY_CFG, Stack
 
 COLOR = "X-Bluegreen-Color"
 COLORS = ("blue", "green")
 REQUESTS = 12  # per client: roundrobin at 50/50 alternates, so an unstuck client sees both
+ID = "c0123456789ab"  # a canary id, for the scripted Runtime API
 
 
 def servers(color: str) -> list[ServerRef]:
@@ -104,22 +111,48 @@ def canary(stack: Stack) -> RuntimeApi:
 def test_sticky_is_off_until_set_and_reads_back(stack: Stack) -> None:
     api = stack.api()
     assert api.execute(f"get var {CANARY_VAR}").strip() == "Variable not found."
-    assert api.sticky() is False
+    assert (api.sticky(), api.sticky_id()) == (False, None)
     api.set_sticky(True)
+    first = api.sticky_id()
+    assert first is not None
+    assert is_canary_id(first)
+    assert len(first) == 13, first  # c and 12 hex digits
     assert api.sticky() is True
-    assert api.execute(f"get var {CANARY_VAR}").strip() == f"{CANARY_VAR}: type=sint value=<1>"
+    assert api.execute(f"get var {CANARY_VAR}").strip() == f"{CANARY_VAR}: type=str value=<{first}>"
+    api.set_sticky(True)  # the next canary: another id
+    second = api.sticky_id()
+    assert second is not None
+    assert second != first
+    api.set_sticky(True, canary=ID)  # a group's one id
+    assert api.sticky_id() == ID
     api.set_sticky(False)
-    assert api.sticky() is False
+    assert (api.sticky(), api.sticky_id()) == (False, None)
+    assert api.execute(f"get var {CANARY_VAR}").strip() == f"{CANARY_VAR}: type=sint value=<0>"
     # reading needs the operator level only
     assert RuntimeApi(stack.operator_runtime).sticky() is False
+
+
+def test_fresh_ids_differ() -> None:
+    ids = {new_canary_id() for _ in range(50)}
+    assert len(ids) == 50
+    assert all(is_canary_id(i) and len(i) == 13 for i in ids), ids
+
+
+@pytest.mark.parametrize("bad", ["", "c", "0123", "cABC", "c12 3", "c1)", "c1; set var x int(1)"])
+def test_anything_but_a_canary_id_is_refused_before_it_is_sent(stack: Stack, bad: str) -> None:
+    api = stack.api()
+    with pytest.raises(RuntimeApiError, match="not a canary id") as refused:
+        api.set_sticky(True, canary=bad)
+    assert type(refused.value) is RuntimeApiError
+    assert api.execute(f"get var {CANARY_VAR}").strip() == "Variable not found."
 
 
 def test_setting_it_below_the_admin_level_is_refused(stack: Stack) -> None:
     """``set var`` needs experimental mode, and HAProxy turns that on at the admin level only:
     an operator-level socket's answer is an error, and nothing changed."""
     with pytest.raises(RuntimeApiPermissionError) as refused:
-        RuntimeApi(stack.operator_runtime).set_sticky(True)
-    assert refused.value.command == f"set var {CANARY_VAR} int(1)"
+        RuntimeApi(stack.operator_runtime).set_sticky(True, canary=ID)
+    assert refused.value.command == f"set var {CANARY_VAR} str({ID})"
     assert "Permission denied" in refused.value.answer
     assert stack.api().sticky() is False
 
@@ -164,28 +197,31 @@ def test_what_set_sticky_makes_of_each_answer(
 ) -> None:
     with scripted(answer) as (api, received):
         if error is None:
-            api.set_sticky(True)
+            api.set_sticky(True, canary=ID)
         else:
             with pytest.raises(error) as raised:
-                api.set_sticky(True)
+                api.set_sticky(True, canary=ID)
             assert type(raised.value) is error
-        assert received == [f"experimental-mode on; set var {CANARY_VAR} int(1)\n".encode()]
+        assert received == [f"experimental-mode on; set var {CANARY_VAR} str({ID})\n".encode()]
 
 
 @pytest.mark.parametrize(
-    ("answer", "sticky"),
+    ("answer", "canary"),
     [
-        pytest.param(b"Variable not found.\n\n", False, id="unset"),
-        pytest.param(f"{CANARY_VAR}: type=sint value=<1>\n".encode(), True, id="one"),
-        pytest.param(f"{CANARY_VAR}: type=sint value=<0>\n".encode(), False, id="zero"),
-        pytest.param(f"{CANARY_VAR}: type=str value=<1>\n".encode(), True, id="string-one"),
-        pytest.param(f"{CANARY_VAR}: type=str value=<yes>\n".encode(), False, id="not-a-number"),
+        pytest.param(b"Variable not found.\n\n", None, id="unset"),
+        pytest.param(f"{CANARY_VAR}: type=str value=<{ID}>\n".encode(), ID, id="an-id"),
+        pytest.param(f"{CANARY_VAR}: type=sint value=<0>\n".encode(), None, id="zero"),
+        # the 1 of an earlier version: the shipped rules want an id, so it holds nobody
+        pytest.param(f"{CANARY_VAR}: type=sint value=<1>\n".encode(), None, id="one"),
+        pytest.param(f"{CANARY_VAR}: type=str value=<cafe!>\n".encode(), None, id="not-an-id"),
     ],
 )
-def test_what_sticky_makes_of_each_answer(answer: bytes, sticky: bool) -> None:
+def test_what_sticky_makes_of_each_answer(answer: bytes, canary: str | None) -> None:
     with scripted(answer) as (api, received):
-        assert api.sticky() is sticky
+        assert api.sticky_id() == canary
         assert received == [f"get var {CANARY_VAR}\n".encode()]
+    with scripted(answer) as (api, _):
+        assert api.sticky() is (canary is not None)
 
 
 @pytest.mark.parametrize(
@@ -239,20 +275,133 @@ def test_one_cookie_keeps_the_api_and_the_frontend_on_one_color(
 def test_the_cookie_as_haproxy_sets_it_and_the_colors_never_hear_it(
     stack: Stack, canary: RuntimeApi, client: Callable[[], requests.Session], entry: str
 ) -> None:
-    """HttpOnly everywhere, Secure over TLS only (a client of the plain-HTTP entries must send
-    it back); set once; taken out of the request before a color sees it, other cookies kept."""
+    """The sticky cookie and the canary's id: HttpOnly everywhere, Secure over TLS only (a
+    client of the plain-HTTP entries must send them back); set once; taken out of the request
+    before a color sees them, other cookies kept."""
     url = entries(stack)[entry]
     session = client()
     first = session.get(url, timeout=5)
     color = first.headers[COLOR]
-    attributes = [a.strip() for a in first.headers["Set-Cookie"].split(";")]
     secure = ["Secure"] if url.startswith("https:") else []
-    assert attributes == [f"{COOKIE}={color}", "path=/", "HttpOnly", *secure]
+    given = [[a.strip() for a in c.split(";")] for c in first.raw.headers.getlist("Set-Cookie")]
+    assert sorted(given) == [
+        [f"{CANARY_COOKIE}={canary.sticky_id()}", "Path=/", "HttpOnly", *secure],
+        [f"{COOKIE}={color}", "path=/", "HttpOnly", *secure],
+    ]
     session.cookies.set("other", "kept", domain="127.0.0.1", path="/")
     again = session.get(url, timeout=5)
     assert again.headers[COLOR] == color
     assert "Set-Cookie" not in again.headers  # it has the cookie already (indirect)
     assert again.json()["heard"]["Cookie"] == "other=kept"
+
+
+RETURNING = 40  # users back from an earlier canary, one request each at the next one
+
+
+def returning(client: Callable[[], requests.Session], earlier: str | None) -> requests.Session:
+    """A user who got green in an earlier canary (``earlier``: its id, or None: from before
+    canaries had ids) and kept its session cookies."""
+    session = client()
+    session.cookies.set(COOKIE, "green", domain="127.0.0.1", path="/")
+    if earlier is not None:
+        session.cookies.set(CANARY_COOKIE, earlier, domain="127.0.0.1", path="/")
+    return session
+
+
+@pytest.mark.parametrize("entry", ["https-api", "routed-frontend"])
+@pytest.mark.parametrize("earlier", ["aborted", "no-id"])
+def test_a_cookie_from_an_earlier_canary_counts_for_nothing(
+    stack: Stack, client: Callable[[], requests.Session], entry: str, earlier: str
+) -> None:
+    """Users who got green in an earlier canary (aborted: persistence went off with their
+    cookies held) come back at the next one, green at 5: the weights place them, each is
+    given the new canary's id and a cookie for the color it got, and keeps that color."""
+    url = entries(stack)[entry]
+    api = stack.api()
+    split(api, 0, 100)
+    api.set_sticky(True)
+    first = client()
+    assert color_of(first, url) == "green"
+    assert first.cookies.get(COOKIE) == "green"
+    aborted = first.cookies.get(CANARY_COOKIE)
+    assert aborted == api.sticky_id()
+    api.set_sticky(False)  # the canary aborted
+
+    split(api, 95, 5)
+    api.set_sticky(True)  # the next canary
+    current = api.sticky_id()
+    assert current is not None
+    assert current != aborted
+    users = [returning(client, aborted if earlier == "aborted" else None) for _ in range(RETURNING)]
+    got = [color_of(user, url) for user in users]
+    assert got.count("green") <= RETURNING // 10, got  # 5% of 40 is 2; all 40 before the ids
+    assert "blue" in got
+    for user, color in zip(users, got, strict=True):
+        assert user.cookies.get(COOKIE) == color
+        assert user.cookies.get(CANARY_COOKIE) == current
+    for user, color in zip(users, got, strict=True):  # now users of this canary: they stay
+        assert set(colors_of(user, url, 3)) == {color}
+
+
+def test_a_user_of_the_current_canary_keeps_its_color_even_at_a_small_weight(
+    stack: Stack, client: Callable[[], requests.Session]
+) -> None:
+    """The same cookie with the current id is honoured; without it the weights decide."""
+    api = stack.api()
+    split(api, 95, 5)
+    api.set_sticky(True)
+    current = api.sticky_id()
+    assert current is not None
+    url = entries(stack)["https-frontend"]
+    held = returning(client, current)
+    assert set(colors_of(held, url)) == {"green"}
+    assert held.cookies.get(CANARY_COOKIE) == current
+    stale = returning(client, new_canary_id())  # another canary's id: the weights decide
+    first = color_of(stale, url)
+    assert (stale.cookies.get(COOKIE), stale.cookies.get(CANARY_COOKIE)) == (first, current)
+    assert set(colors_of(stale, url)) == {first}
+
+
+OTHERS = "app=1; bluegreen_preview=green; z=2"  # the app's and the preview route's, kept
+
+
+@pytest.mark.parametrize(
+    ("sent", "heard"),
+    [
+        pytest.param(f"{COOKIE}=green; {OTHERS}", OTHERS, id="sticky-first"),
+        pytest.param(f"app=1; {COOKIE}=green; bluegreen_preview=green; z=2", OTHERS, id="middle"),
+        pytest.param(f"{OTHERS}; {COOKIE}=green", OTHERS, id="sticky-last"),
+        pytest.param(f"app=1;{COOKIE}=green;z=2", "app=1;z=2", id="no-spaces"),
+        pytest.param(f"{CANARY_COOKIE}=cold; {OTHERS}; {COOKIE}=green", OTHERS, id="both"),
+        pytest.param(f"{OTHERS}; {COOKIE}=green; {CANARY_COOKIE}=cold", OTHERS, id="both-last"),
+        pytest.param(f"{COOKIE}=green; {CANARY_COOKIE}=cold", None, id="only-ours"),
+        pytest.param(f"x{COOKIE}=1; {COOKIE}_apix=2", f"x{COOKIE}=1; {COOKIE}_apix=2", id="alike"),
+        pytest.param(OTHERS, OTHERS, id="none-of-ours"),
+    ],
+)
+@pytest.mark.parametrize("sticky", [True, False], ids=["canary", "off"])
+def test_the_other_cookies_reach_the_color_as_they_were(
+    stack: Stack,
+    client: Callable[[], requests.Session],
+    sent: str,
+    heard: str | None,
+    sticky: bool,
+) -> None:
+    """A stale sticky cookie and every canary id are taken out of the request, whatever their
+    place; the color hears the other cookies as the client sent them, in order (off, HAProxy's
+    own removal of the sticky cookie, as ever, puts a space after each ";")."""
+    api = stack.api()
+    split(api, 50, 50)
+    api.set_sticky(sticky)
+    answer = client().get(entries(stack)["routed-api"], headers={"Cookie": sent}, timeout=5)
+    assert answer.status_code == 200, answer.text[:200]
+    cookies = answer.json()["heard"]["Cookie"]
+    if sticky or cookies is None or heard is None:
+        assert cookies == heard
+    else:
+        assert [c.strip() for c in cookies.split(";")] == [c.strip() for c in heard.split(";")]
+    given = answer.raw.headers.getlist("Set-Cookie")
+    assert len(given) == (2 if sticky else 0), given
 
 
 @pytest.mark.parametrize("entry", ["https-api", "routed-frontend"])
@@ -348,10 +497,10 @@ def test_the_shipped_config_has_the_lines_of_sticky_py() -> None:
 
     for backend in ("api_backend", "frontend_backend"):
         lines = section(f"backend {backend}")
-        *slots, ignore = backend_lines(backend, slots=True)
-        *plain, ignore_too = backend_lines(backend)
-        assert ignore == ignore_too
-        assert holds(lines, [".if defined(BG_REPLICAS)", *slots, ".else", *plain, ".endif", ignore])
+        assert holds(lines, shipped_lines(backend))
+        for slots in (True, False):  # each variant: the shipped lines less the other one's
+            one = backend_lines(backend, slots=slots)
+            assert [ln for ln in shipped_lines(backend) if ln in one] == one
         for color in COLORS:
             server = [ln for ln in lines if ln.startswith(f"    server {color}-")]
             assert len(server) == 1, (backend, server)

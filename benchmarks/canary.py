@@ -17,13 +17,15 @@ own, through the routed API, with ``--env green --switch --canary 5,25,50``:
 Prints ``canary: good failed=0; bad caught_at_step=N user_share=X%; back p99=Y ms``. Asserts
 nothing. Run from the repository root:
     .venv/bin/python -m benchmarks.canary [--rounds 10] [--step-seconds 2]
-    .venv/bin/python -m benchmarks.canary --demo [--rounds 3] [--step-seconds 5]
+    .venv/bin/python -m benchmarks.canary --demo [--rounds 3] [--step-seconds 30]
 
 ``--demo`` runs the same on the bundled demo stack (scripts/local_stack.py up: Docker Compose,
 the Jarvis images, the seed's ports; it must be free): the good build is ``v1.1.0`` deployed to
 the idle color, the bad one the drill's ``v1.11.0-routedflaky`` (every check passes it), each
 through ``pytest checks --deploy TAG -m quick --switch --canary 5,25,50`` under the harness
-load on the routed API (``/api/items``).
+load on the routed API (``/api/items``), paced under the demo's rate limit (100 requests a
+second a client): about 45 a second, so a 5% step needs its 30 seconds to see
+``canary_min_requests``.
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ def demo(rounds: int, step_seconds: float) -> int:
     import json  # noqa: PLC0415
     import os  # noqa: PLC0415
 
+    from pytest_bluegreen.contrib.services import ServiceSettings  # noqa: PLC0415
     from pytest_bluegreen.settings import resolve  # noqa: PLC0415
 
     python = str(ROOT / ".venv" / "bin" / "python")
@@ -170,7 +173,7 @@ def demo(rounds: int, step_seconds: float) -> int:
     if up.returncode != 0:
         print("scripts/local_stack.py up failed", file=sys.stderr)
         return 2
-    settings = resolve({}, {}, {}, ROOT)
+    settings = resolve({}, {}, {}, ROOT, extra_groups=(ServiceSettings,))
     env = {**os.environ, "BLUEGREEN_CANARY_STEP_SECONDS": f"{step_seconds:g}"}
 
     def idle() -> str:
@@ -181,8 +184,10 @@ def demo(rounds: int, step_seconds: float) -> int:
 
     def cycle(tag: str) -> tuple[int, str, LoadResult, float | None]:
         seconds = step_seconds * 9 + 120
+        # paced under the demo's rate limit (100 requests a second a client, which the gate's
+        # own checks through :443 share): two users, 40 ms between requests
         load = LoadProcess(settings.switching.routed_api_url + "/api/items", 2_000_000,
-                           seconds, 4, pause=0.002)  # fmt: skip
+                           seconds, 2, pause=0.04)  # fmt: skip
         wait_for(lambda: load.answered_at_least(50), 30, "the load's first answers")
         run = subprocess.run(
             [python, "-m", "pytest", "checks", "-p", "no:cacheprovider", "-q", "--env", idle(),

@@ -79,7 +79,10 @@ CAUGHT_IN_CANARY = re.compile(
     r"\([\d.]+%\))"
 )
 USERS_AT_MOST = 20_000  # the drill's users' load during a canary-failed variant: requests ...
-USERS_SECONDS = 600.0  # ... and seconds, at most
+USERS_SECONDS = 600.0  # ... and seconds, at most; ...
+USERS_PAUSE = 0.05  # ... each of its two users waiting this long after an answer: about 35
+# requests a second from one address, under the shipped haproxy.cfg's rate limit (100 a
+# second a client, BG_RATE_LIMIT 1000 in 10 s), which the gate's own checks share
 
 
 def read_outcome(verdict_file: Path, exit_code: int) -> tuple[str, dict[str, Any]]:
@@ -171,6 +174,7 @@ def users(settings: Settings, *, enabled: bool) -> Iterator[Callable[[], int] | 
             "total": USERS_AT_MOST,
             "duration": USERS_SECONDS,
             "concurrency": 2,
+            "pause": USERS_PAUSE,
             "kinds": ("keepalive-get",),
             "stop": stop,
             "on_sample": count,

@@ -131,34 +131,43 @@ def compare_error_rates(
 LATENCY_SAMPLES_AT_MOST = 5000  # per color: a larger histogram is scaled down to this many
 
 
-def histogram_samples(result: QueryResult) -> list[float]:
-    """A histogram's buckets (``sum by (le) (increase(..._bucket[W]))``) as latencies in ms:
-    each request at its bucket's upper bound (the +Inf bucket's at the last finite bound), so
-    a percentile is read at the buckets' resolution. More than LATENCY_SAMPLES_AT_MOST are
-    scaled down in proportion (a wider interval: never a failure made up)."""
+def histogram_samples(result: QueryResult) -> tuple[list[float], int]:
+    """A histogram's buckets (``sum by (le) (increase(..._bucket[W]))``) as latencies in ms,
+    and how many requests they hold: each request at its bucket's upper bound, one past the
+    last finite bound at twice that bound (beyond the histogram: never read as fast), so a
+    percentile is read at the buckets' resolution. More than LATENCY_SAMPLES_AT_MOST are
+    scaled down in proportion (largest remainders: a small tail bucket keeps its share; a
+    wider interval, never a failure made up). No finite bucket, or values that are not finite
+    numbers: no samples (the step cannot judge latency)."""
     buckets = []
     for series in result.series:
-        bound = series.labels.get("le", "")
         try:
-            le = float(bound)
+            le = float(series.labels.get("le", ""))
         except ValueError:
             continue
-        if series.values and not math.isnan(series.values[-1]):
-            buckets.append((le, series.values[-1]))
+        if not series.values or not math.isfinite(series.values[-1]):
+            return [], 0  # +Inf or NaN counts: nothing to read
+        buckets.append((le, series.values[-1]))
     buckets.sort()
+    finite = [le for le, _ in buckets if math.isfinite(le)]
+    if not finite:
+        return [], 0
     counts: list[tuple[float, float]] = []
-    below, finite = 0.0, 0.0
+    below = 0.0
     for le, cumulative in buckets:
-        counts.append((le if math.isfinite(le) else finite, max(0.0, cumulative - below)))
+        counts.append((le if math.isfinite(le) else 2 * finite[-1], max(0.0, cumulative - below)))
         below = max(below, cumulative)
-        if math.isfinite(le):
-            finite = le
     total = sum(count for _, count in counts)
     scale = min(1.0, LATENCY_SAMPLES_AT_MOST / total) if total else 1.0
+    wanted = [count * scale for _, count in counts]
+    whole = [math.floor(w) for w in wanted]
+    short = round(sum(wanted)) - sum(whole)
+    for index in sorted(range(len(wanted)), key=lambda i: whole[i] - wanted[i])[:short]:
+        whole[index] += 1
     samples: list[float] = []
-    for value, count in counts:
-        samples += [value * 1000] * round(count * scale)
-    return samples
+    for (value, _), count in zip(counts, whole, strict=True):
+        samples += [value * 1000] * count
+    return samples, round(total)
 
 
 def compare_latency(
@@ -399,17 +408,18 @@ class CanaryJudge:
         seconds, end = window
         span = max(1, math.ceil(seconds))
         found: dict[str, list[float]] = {}
+        held: dict[str, int] = {}
         for color in (self.target, self.source):
             selector = canary.canary_latency.replace("{color}", color)
             expr = f"sum by (le) (increase({selector}[{span}s]))"
             try:
-                found[color] = histogram_samples(prometheus.query(expr, at=end))
+                found[color], held[color] = histogram_samples(prometheus.query(expr, at=end))
             except (PrometheusUnreachable, PromQLError) as exc:
                 return Judgement.INCONCLUSIVE, f"latency not read: {exc}"
         few = [
-            f"{color} {len(found[color])}"
+            f"{color} {held[color]}"
             for color in found
-            if len(found[color]) < canary.canary_min_requests
+            if not found[color] or held[color] < canary.canary_min_requests
         ]
         if few:
             return Judgement.INCONCLUSIVE, (

@@ -97,9 +97,18 @@ def is_canary_id(value: str) -> bool:
 
 def _take_out(name: str) -> str:
     """The ``Cookie`` header without its ``name`` cookie, the others kept as they were (the
-    first of them, or the one after a removed one, without a leading ``;``)."""
+    first of them, or the one after a removed one, without a leading ``;``). No ``\\s*``
+    before a ``;``: a long run of spaces would make the match quadratic (a client could burn
+    HAProxy's CPU with one long header)."""
     one = rf"\s*{name}\s*=[^;]*"
-    return f"'^(?:{one}(?:;\\s*|$)(.*)|(.*?)\\s*;{one}(.*))$' '\\1\\2\\3'"
+    return f"'^(?:{one}(?:;\\s*|$)(.*)|(.*?);{one}(.*))$' '\\1\\2\\3'"
+
+
+def _left_over(name: str, condition: str) -> str:
+    """A ``name`` cookie the removal above did not take (sent twice, or after a ``,`` that
+    HAProxy also reads as a separator): the whole ``Cookie`` header goes, as the preview route
+    does with a key sent twice (only a made-up request has one)."""
+    return f"    http-request del-header Cookie {condition} {{ req.cook({name}) -m found }}"
 
 
 def _head() -> list[str]:
@@ -122,6 +131,7 @@ def _cookie(backend: str, *, slots: bool) -> list[str]:
             f"    cookie {name} {_OPTIONS} dynamic",
             f"    dynamic-cookie-key {DYNAMIC_KEY}",
             f"    http-request replace-header Cookie {_take_out(name)} {stale}",
+            _left_over(name, stale),
             *(
                 f'    http-response add-header Set-Cookie "{other}=; Max-Age=0; Path=/; HttpOnly" '
                 f"{stale}"
@@ -131,6 +141,7 @@ def _cookie(backend: str, *, slots: bool) -> list[str]:
     return [
         f"    cookie {COOKIE} {_OPTIONS}",
         f"    http-request replace-header Cookie {_take_out(COOKIE)} {stale}",
+        _left_over(COOKIE, stale),
     ]
 
 
@@ -138,6 +149,7 @@ def _tail() -> list[str]:
     given = f"{CANARY_COOKIE}=%[var({_STALE})]; Path=/; HttpOnly"
     return [
         f"    http-request replace-header Cookie {_take_out(CANARY_COOKIE)}",
+        f"    http-request del-header Cookie if {{ req.cook({CANARY_COOKIE}) -m found }}",
         "    http-request del-header Cookie if { req.fhdr_cnt(cookie) eq 1 } "
         "{ req.fhdr(cookie) -m len 0 }",
         f'    http-response add-header Set-Cookie "{given}" if {{ var({_STALE}) -m found }}',

@@ -25,6 +25,17 @@ def check_mode(
     _check_switching(values, sources, colors)
     _check_deploy(values, sources, colors)
     _check_gating_only(values, sources)
+    _check_canary(values, sources)
+
+
+def _check_canary(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """``canary_latency`` reads both colors' histograms from Prometheus: it needs
+    ``prometheus_url`` (else every step could only be inconclusive)."""
+    if values.get("canary_latency") and not values.get("prometheus_url"):
+        raise SettingsError(
+            "bluegreen: canary_latency needs prometheus_url (the colors' histograms are read "
+            f"from Prometheus) (from {sources['canary_latency']})"
+        )
 
 
 def _one_color(colors: Sequence[str]) -> str:

@@ -108,13 +108,17 @@ class DrillSettings(Frozen):
         "traffic per step), under the drill's own bounded users' load",
     )
     drill_canary_seconds: float = setting(
-        10.0, p.seconds, 'canary_step_seconds for a "canary-failed" variant'
+        30.0,
+        p.seconds,
+        'canary_step_seconds for a "canary-failed" variant (its first step must see '
+        "canary_min_requests of the drill's paced users' load, about 35 a second)",
     )
     drill_load_path: str = setting(
         "/api/items",
         p.path_segment,
         'the path of routed_api_url the drill\'s users request during a "canary-failed" '
-        "variant's canary (GET, at most 20,000 requests, 2 at a time)",
+        "variant's canary (GET, at most 20,000 requests, 2 at a time, about 35 a second: "
+        "under the shipped rate limit)",
     )
 
 
@@ -190,6 +194,18 @@ def _latency_rule(value: object) -> str:
     return text
 
 
+def _latency_series(value: object) -> str:
+    """A histogram's bucket series with ``{color}``: without it both colors would read the
+    same series, and every step pass on an equal comparison."""
+    text = p.text(value)
+    if "{color}" not in text:
+        raise ValueError(
+            f"{text!r} names no {{color}}: each color's histogram is read by putting the color "
+            'in it (e.g. jarvis_http_request_duration_seconds_bucket{color="{color}"})'
+        )
+    return text
+
+
 @frozen
 class CanarySettings(Frozen):
     """Before the full switch: canary steps that give the new color a share of routed traffic,
@@ -231,7 +247,7 @@ class CanarySettings(Frozen):
     )
     canary_latency: str | None = setting(
         None,
-        p.optional(p.text),
+        p.optional(_latency_series),
         "a Prometheus histogram's bucket series both colors export, with {color} (e.g. "
         "'jarvis_http_request_duration_seconds_bucket{color=\"{color}\"}'): each step also "
         "compares the two colors' latency from it in its window by canary_latency_rule (needs "

@@ -508,3 +508,53 @@ def test_the_shipped_config_has_the_lines_of_sticky_py() -> None:
     assert secure_line() in section("frontend https_in")
     for plain_http in ("frontend api_routing", "frontend frontend_routing"):
         assert secure_line() not in section(plain_http)
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        pytest.param(f"{COOKIE}=blue; {COOKIE}=green", id="twice"),
+        pytest.param(f"app=1, {COOKIE}=green", id="after-a-comma"),
+    ],
+)
+def test_a_stale_cookie_the_removal_misses_takes_the_whole_header(
+    stack: Stack, client: Callable[[], requests.Session], sent: str
+) -> None:
+    """A made-up request (a cookie sent twice, or after a ',' HAProxy also reads as a
+    separator) keeps no stale cookie: the weights place it (green at 0 takes nothing), and the
+    color hears no cookie at all."""
+    api = stack.api()
+    split(api, 100, 0)
+    api.set_sticky(True)
+    for _ in range(4):
+        answer = client().get(entries(stack)["routed-api"], headers={"Cookie": sent}, timeout=5)
+        assert answer.headers[COLOR] == "blue"
+        assert answer.json()["heard"]["Cookie"] is None
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        pytest.param(f"{CANARY_COOKIE}=c1; {CANARY_COOKIE}=c2; app=1", id="twice"),
+        pytest.param(f"app=1, {CANARY_COOKIE}=c1", id="after-a-comma"),
+    ],
+)
+@pytest.mark.parametrize("sticky", [True, False], ids=["canary", "off"])
+def test_a_canary_id_never_reaches_a_color(
+    stack: Stack, client: Callable[[], requests.Session], sent: str, sticky: bool
+) -> None:
+    api = stack.api()
+    split(api, 50, 50)
+    api.set_sticky(sticky)
+    answer = client().get(entries(stack)["routed-api"], headers={"Cookie": sent}, timeout=5)
+    heard = answer.json()["heard"]["Cookie"]
+    assert heard is None or CANARY_COOKIE not in heard, heard
+
+
+def test_no_removal_pattern_backtracks_over_spaces_before_a_separator() -> None:
+    """A ``\\s*`` before a ``;`` after a lazy ``.*?`` makes the match quadratic on a long run of
+    spaces (14 kB: 30 ms a request, one client could burn HAProxy's CPU): none in our lines."""
+    lines = [*backend_lines("api_backend"), *backend_lines("api_backend", slots=True)]
+    patterns = [line for line in lines if "replace-header Cookie" in line]
+    assert patterns
+    assert all("?)\\s*;" not in line for line in patterns), patterns

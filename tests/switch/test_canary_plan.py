@@ -217,14 +217,45 @@ def buckets(**cumulative: float) -> QueryResult:
 
 
 def test_a_histogram_is_read_as_latencies_at_its_bucket_bounds() -> None:
-    samples = histogram_samples(buckets(**{"0_05": 10.0, "0_1": 12.4, "0_25": 13.0, "inf": 14.0}))
-    assert samples == [50.0] * 10 + [100.0] * 2 + [250.0] + [250.0]  # +Inf at the last bound
+    samples, held = histogram_samples(
+        buckets(**{"0_05": 10.0, "0_1": 12.4, "0_25": 13.0, "inf": 14.0})
+    )
+    # +Inf: beyond the last bound, at twice it (never read as fast)
+    assert samples == [50.0] * 10 + [100.0] * 2 + [250.0] + [500.0]
+    assert held == 14
 
 
-def test_a_large_histogram_is_scaled_down_in_proportion() -> None:
-    samples = histogram_samples(buckets(**{"0_01": 90_000.0, "0_1": 100_000.0, "inf": 100_000.0}))
+def test_a_large_histogram_is_scaled_down_in_proportion_keeping_a_small_tail() -> None:
+    samples, held = histogram_samples(
+        buckets(**{"0_01": 90_000.0, "0_1": 99_985.0, "0_25": 100_000.0, "inf": 100_000.0})
+    )
     assert len(samples) == LATENCY_SAMPLES_AT_MOST
+    assert held == 100_000
     assert samples.count(10.0) == LATENCY_SAMPLES_AT_MOST * 9 // 10
+    assert samples.count(250.0) == 1  # 15 of 100,000: 0.75 of a sample, kept by its remainder
+
+
+@pytest.mark.parametrize(
+    "cumulative",
+    [
+        {"inf": 100.0},  # no finite bucket
+        {"0_1": float("inf"), "inf": float("inf")},  # Prometheus said +Inf
+        {"0_1": float("nan"), "inf": 3.0},
+    ],
+    ids=["only-inf", "inf-counts", "nan-counts"],
+)
+def test_a_histogram_that_cannot_be_read_gives_no_samples(cumulative: dict[str, float]) -> None:
+    assert histogram_samples(buckets(**cumulative)) == ([], 0)
+
+
+def test_requests_beyond_the_last_bucket_are_slower_not_equal() -> None:
+    """New: every request past 100 ms (+Inf); live: every one under it. Not a pass."""
+    rule = parse_compare_rule("p(95) <= live * 1.25 + 10")
+    new, _ = histogram_samples(buckets(**{"0_1": 0.0, "inf": 100.0}))
+    live, _ = histogram_samples(buckets(**{"0_1": 100.0, "inf": 100.0}))
+    judged = compare_latency(new, live, rule, confidence=0.95)
+    assert judged is not None
+    assert judged[0] is Judgement.FAILED
 
 
 def test_slower_beyond_the_rule_and_its_interval_fails_the_latency() -> None:
@@ -250,3 +281,20 @@ def test_slower_beyond_the_rule_and_its_interval_fails_the_latency() -> None:
 def test_the_latency_rule_is_a_comparison_of_latency(tmp_path: Path, given: str, why: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(why)):
         resolve({}, {"BLUEGREEN_CANARY_LATENCY_RULE": given}, {}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("environ", "why"),
+    [
+        ({"BLUEGREEN_CANARY_LATENCY": "latency_bucket"}, "names no {color}"),
+        (
+            {"BLUEGREEN_CANARY_LATENCY": 'latency_bucket{color="{color}"}'},
+            "canary_latency needs prometheus_url",
+        ),
+    ],
+)
+def test_a_latency_series_that_cannot_compare_the_colors_is_refused(
+    tmp_path: Path, environ: dict[str, str], why: str
+) -> None:
+    with pytest.raises(SettingsError, match=re.escape(why)):
+        resolve({}, environ, {}, tmp_path)

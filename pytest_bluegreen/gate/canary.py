@@ -270,6 +270,7 @@ class CanaryJudge:
         Abort (a signal, bluegreen abort, servers changed outside the gate)."""
         started = time.monotonic()
         deadline = started + step.seconds
+        self._live_serves(step)
         try:
             watch: ServerWatch | None = ServerWatch(self.group, self.settings.topology.all_servers)
         except RuntimeApiError:
@@ -302,6 +303,27 @@ class CanaryJudge:
         return Window(
             step.number, step.of, step.percent, attempt, judgement, why, post, new, old, judged
         )
+
+    def _live_serves(self, step: CanaryStep) -> None:
+        """In every backend the canary splits, on every instance, a server of the live color
+        is UP: else HAProxy gives the new color all of that backend's traffic whatever the
+        weights, and no canary is running (Abort: every weight goes back). A reading that
+        fails is left to the counters'."""
+        old = set(self.old_servers)
+        try:
+            every = self.group.stat_by_instance()
+        except RuntimeApiError:
+            return
+        for name, rows in every.items():
+            for backend in sorted({ref.backend for ref in old}):
+                mine = [row for row in rows if row.ref in old and row.ref.backend == backend]
+                if mine and not any(row.is_up for row in mine):
+                    where = self.group.label(name, backend)
+                    raise Abort(
+                        f"no server of the live color {self.source} is UP in {where} at canary "
+                        f"step {step.number}/{step.of}: HAProxy would give {self.target} all of "
+                        "its traffic, not the step's share"
+                    )
 
     def _stopped(self, step: CanaryStep) -> bool:
         """A signal or bluegreen abort raises Abort; bluegreen promote says True."""

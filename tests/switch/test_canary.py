@@ -349,3 +349,18 @@ def test_every_instance_gets_the_same_weights_at_each_step(stack_factory: StackF
     assert gate.returncode == 0, out
     assert set(group.lives().values()) == {"green"}, out
     assert not any(RuntimeApi(stack.runtime).sticky() for stack in group.stacks.values())
+
+
+def test_no_canary_while_the_live_color_has_no_server_up(stack: Stack) -> None:
+    """Blue DOWN in HAProxy: any weight would give green all the traffic. The canary stops at
+    its first step and every weight goes back (exit 8)."""
+    stack.backend("blue").control(health_status=503)
+    stack.wait_down("blue")
+    gate = start_gate(gate_folder(stack, canary_step_seconds=1), "--canary", "10")
+    code = gate.finish(60)
+    assert code == 8, gate.text
+    assert "no server of the live color blue is UP in api_backend" in gate.text, gate.text
+    api = stack.api()
+    for server, weight in (("blue-api", 100), ("green-api", 0)):
+        [state] = [s for s in api.servers_state("api_backend") if s.ref.server == server]
+        assert state.uweight == weight, state

@@ -19,9 +19,10 @@ nothing. Run from the repository root:
     .venv/bin/python -m benchmarks.canary [--rounds 10] [--step-seconds 2]
     .venv/bin/python -m benchmarks.canary --demo [--rounds 3] [--step-seconds 30]
 
-``--demo`` runs the same on the bundled demo stack (scripts/local_stack.py up: Docker Compose,
-the Jarvis images, the seed's ports; it must be free): the good build is ``v1.1.0`` deployed to
-the idle color, the bad one the drill's ``v1.11.0-routedflaky`` (every check passes it), each
+``--demo`` runs the same on the bundled demo stack (scripts/demo first: Docker Compose, the
+Jarvis images, the seed's ports, both colors deployed and one live): the good build is
+``v1.1.0`` deployed to the idle color, the bad one the drill's ``v1.11.0-routedflaky`` (every
+check passes it), each
 through ``pytest checks --deploy TAG -m quick --switch --canary 5,25,50`` under the harness
 load on the routed API (``/api/items``), paced under the demo's rate limit (100 requests a
 second a client): about 45 a second, so a 5% step needs its 30 seconds to see
@@ -169,9 +170,10 @@ def demo(rounds: int, step_seconds: float) -> int:
     from pytest_bluegreen.settings import resolve  # noqa: PLC0415
 
     python = str(ROOT / ".venv" / "bin" / "python")
-    up = subprocess.run([python, "scripts/local_stack.py", "up"], cwd=ROOT, check=False)
+    # the stack up and serving: scripts/demo deploys both colors and switches to one
+    up = subprocess.run(["scripts/demo"], cwd=ROOT, check=False, capture_output=True, text=True)
     if up.returncode != 0:
-        print("scripts/local_stack.py up failed", file=sys.stderr)
+        print(f"scripts/demo failed:\n{up.stdout[-2000:]}{up.stderr[-2000:]}", file=sys.stderr)
         return 2
     settings = resolve({}, {}, {}, ROOT, extra_groups=(ServiceSettings,))
     env = {**os.environ, "BLUEGREEN_CANARY_STEP_SECONDS": f"{step_seconds:g}"}

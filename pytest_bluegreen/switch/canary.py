@@ -25,6 +25,7 @@ from typing import Any
 
 from pytest_bluegreen.errors import ExitCode, UsageError
 from pytest_bluegreen.haproxy.answers import ServerRef
+from pytest_bluegreen.record.durable import write_durably
 
 from .journal import JournalEntry
 from .outcome import Abort, CanaryReverted, CanaryUnjudged, SwitchError
@@ -304,19 +305,12 @@ def request_path(journal: Path) -> Path:
 
 
 def ask(journal: Path, switch_id: str, action: str) -> None:
-    """Leave ``action`` (abort or promote) for the canary of switch ``switch_id``: written to a
-    new file, then renamed into place (never through a link planted at the name)."""
+    """Leave ``action`` (abort or promote) for the canary of switch ``switch_id``: written
+    whole or not at all, mode 0600, a link planted at the name replaced, never written
+    through (:func:`~pytest_bluegreen.record.durable.write_durably`)."""
     if action not in REQUESTS:
         raise ValueError(f"a canary request is one of {', '.join(REQUESTS)}, not {action!r}")
-    path = request_path(journal)
-    scratch = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, json.dumps({"id": switch_id, "action": action}).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(scratch, path)
+    write_durably(request_path(journal), json.dumps({"id": switch_id, "action": action}))
 
 
 def take_request(journal: Path, switch_id: str) -> str | None:

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from pytest_bluegreen.haproxy.preview import preview_headers
-from tests.support.preview import raw_get
+from tests.support.preview import entries, raw_get
 from tests.support.stack import HAPROXY_CFG, Stack, StackFactory, wait_for
 
 KEY = "k3y-of-the-preview-route-0123456789"
@@ -36,16 +36,6 @@ def http(tls_cert: Path) -> Iterator[requests.Session]:
 def preview_stack(stack_factory: StackFactory) -> Stack:
     """Blue live, green idle, the preview route on."""
     return stack_factory(env={"BG_PREVIEW_KEY": KEY})
-
-
-def entries(stack: Stack) -> dict[str, str]:
-    """Each public frontend, with a path it sends to the API and one it sends to the frontend."""
-    return {
-        "https-api": f"https://127.0.0.1:{stack.ports['https']}/api/echo",
-        "https-frontend": f"https://127.0.0.1:{stack.ports['https']}/",
-        "routed-api": f"http://127.0.0.1:{stack.ports['api']}/api/echo",
-        "routed-frontend": f"http://127.0.0.1:{stack.ports['frontend']}/",
-    }
 
 
 def answered(http: requests.Session, url: str, **kwargs: Any) -> str:

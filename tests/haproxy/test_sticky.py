@@ -38,6 +38,7 @@ from pytest_bluegreen.haproxy.sticky import (
     server_option,
     shipped_lines,
 )
+from tests.support.preview import entries
 from tests.support.stack import HAPROXY_CFG, Stack
 
 COLOR = "X-Bluegreen-Color"
@@ -59,16 +60,6 @@ def split(api: RuntimeApi, blue: int, green: int) -> None:
         for ref in servers(color):
             api.set_weight(ref, weight)
             api.set_state(ref, AdminState.READY)
-
-
-def entries(stack: Stack) -> dict[str, str]:
-    """Each public entry, with a path it sends to the API and one it sends to the frontend."""
-    return {
-        "https-api": f"https://127.0.0.1:{stack.ports['https']}/api/echo",
-        "https-frontend": f"https://127.0.0.1:{stack.ports['https']}/",
-        "routed-api": f"http://127.0.0.1:{stack.ports['api']}/api/echo",
-        "routed-frontend": f"http://127.0.0.1:{stack.ports['frontend']}/",
-    }
 
 
 @pytest.fixture

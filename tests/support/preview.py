@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+from .stack import Stack
+
 COLOR = "X-Bluegreen-Color"
 
 
@@ -31,3 +33,13 @@ def raw_get(
         None,
     )
     return status, color, body
+
+
+def entries(stack: Stack) -> dict[str, str]:
+    """Each public frontend, with a path it sends to the API and one it sends to the frontend."""
+    return {
+        "https-api": f"https://127.0.0.1:{stack.ports['https']}/api/echo",
+        "https-frontend": f"https://127.0.0.1:{stack.ports['https']}/",
+        "routed-api": f"http://127.0.0.1:{stack.ports['api']}/api/echo",
+        "routed-frontend": f"http://127.0.0.1:{stack.ports['frontend']}/",
+    }

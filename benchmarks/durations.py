@@ -9,6 +9,12 @@ one after the other: the largest group is a floor of the wall time, the sum over
 another), each module's seconds (set-up, call and teardown summed, its share of the total, its
 tests, its group), and the slowest set-ups (a set-up that takes seconds is a module or session
 fixture: the first test to use it pays for it).
+
+    .venv/bin/python -m benchmarks.durations --slow 2 /tmp/suite.log > tests/slow.txt
+
+writes the fast tier's list instead: every test outside the Docker groups whose set-up, call and
+teardown took ``2`` seconds or more in that (full) run, which ``tests/conftest.py`` marks
+``slow`` (``scripts/test --fast`` leaves them to the full run).
 """
 
 from __future__ import annotations
@@ -71,6 +77,33 @@ def by_group(lines: Iterable[str]) -> dict[str, float]:
     return dict(seconds)
 
 
+# the groups whose tests need Docker: marked ``docker`` by their fixtures, never in the fast tier
+DOCKER_GROUPS = ("docker", "machine")
+SLOW_HEADER = """\
+# The fast tier leaves these to the full run: each took {seconds:g} s or more (set-up, call and
+# teardown) in a full run of the suite on the 2-core development machine. tests/conftest.py
+# marks them ``slow``; scripts/test --fast runs -m "not docker and not slow". Written by
+#   .venv/bin/python -m benchmarks.durations --slow {seconds:g} LOG > tests/slow.txt
+# from a full run's ``scripts/test --durations=0`` output (CONTRIBUTING.md, the tiers).
+"""
+
+
+def slow_list(lines: Iterable[str], seconds: float) -> list[str]:
+    """The ids (``module::test[params]``, without an xdist group's ``@GROUP``) of the tests
+    outside the Docker groups that took ``seconds`` or more, sorted."""
+    totals: dict[str, float] = defaultdict(float)
+    for line in lines:
+        found = LINE.match(line)
+        if found is None:
+            continue
+        group = GROUP.search(found[4])
+        if group is not None and group[1] in DOCKER_GROUPS:
+            continue
+        test = found[4][: group.start()] if group is not None else found[4]
+        totals[f"{found[3]}::{test}"] += float(found[1])
+    return sorted(test for test, total in totals.items() if total >= seconds)
+
+
 def tables(modules: dict[str, Module], setups: list[tuple[float, str, str]]) -> str:
     total = sum(m.total for m in modules.values()) or 1.0
     rows = [
@@ -90,10 +123,21 @@ def tables(modules: dict[str, Module], setups: list[tuple[float, str, str]]) -> 
 
 
 def main(argv: list[str]) -> int:
+    slow: float | None = None
+    if len(argv) == 3 and argv[0] == "--slow":
+        slow, argv = float(argv[1]), argv[2:]
     if len(argv) != 1:
-        print("usage: python -m benchmarks.durations PYTEST_OUTPUT", file=sys.stderr)
+        usage = "usage: python -m benchmarks.durations [--slow SECONDS] PYTEST_OUTPUT"
+        print(usage, file=sys.stderr)
         return 2
     lines = Path(argv[0]).read_text(errors="replace").splitlines()
+    if slow is not None:
+        found = slow_list(lines, slow)
+        if not found:
+            print(f"no --durations=0 lines of {slow:g} s or more in {argv[0]}", file=sys.stderr)
+            return 1
+        print(SLOW_HEADER.format(seconds=slow) + "\n".join(found))
+        return 0
     modules, setups = read(lines)
     if not modules:
         print(f"no --durations=0 lines in {argv[0]}", file=sys.stderr)

@@ -4,8 +4,9 @@ Markers are never written by hand on a test that uses Docker: a test (or a fixtu
 that needs the engine takes ``docker_engine`` (``docker_swarm`` for a swarm), and
 :func:`pytest_collection_modifyitems` marks it ``docker`` (``swarm``), puts it in the ``docker``
 xdist group and gives it the Docker timeout. ``scripts/test --fast`` runs ``-m "not docker and
-not slow"``: ``slow`` is a timeout above the default, or a sweep's cell off the diagonal the fast
-tier samples (tests/support/tiers.py). See CONTRIBUTING.md (the test tiers).
+not slow"``: ``slow`` is a timeout above the default, a sweep's cell off the diagonal the fast
+tier samples (tests/support/tiers.py), or a test that took seconds in a full run (listed in
+tests/slow.txt by benchmarks/durations.py). See CONTRIBUTING.md (the test tiers).
 """
 
 from __future__ import annotations
@@ -54,6 +55,15 @@ GROUP_BY_MARK = (
 # then and restarts the Compose project's containers (any order passes; this one is quicker)
 NO_SWARM_FIRST = ("tests/suite/test_swarm_leave.py", "tests/engines/test_swarm_failures.py")
 
+# the tests that took seconds in a full run (benchmarks/durations.py --slow): ``slow``
+SLOW_LIST = Path(__file__).with_name("slow.txt")
+
+
+def slow_ids(text: str) -> set[str]:
+    """The test ids of ``tests/slow.txt``'s text: one per line, ``#`` comments."""
+    return {line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"}
+
+
 # seconds a Docker test may take (builds, ``compose up``, drills) unless it says otherwise
 DOCKER_TIMEOUT = 900
 
@@ -61,7 +71,10 @@ DOCKER_TIMEOUT = 900
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     default_timeout = float(config.getini("timeout") or 0)
+    slow = slow_ids(SLOW_LIST.read_text())
     for item in items:
+        if item.nodeid.split("@", 1)[0] in slow:
+            item.add_marker("slow")
         names = set(getattr(item, "fixturenames", ()))
         for fixture, marks in MARKS_BY_FIXTURE.items():
             if fixture in names:

@@ -53,6 +53,9 @@ __all__ = [
 ]
 
 POLL = 0.05  # seconds between looks at signals and the operator's requests
+# seconds between looks at HAProxy's servers during a window: a reload (or a hand) that takes
+# the step's weights ends the canary within about this, not at the window's end
+WATCH_EVERY = 1.0
 
 
 @dataclass(frozen=True)
@@ -279,19 +282,19 @@ class CanaryJudge:
         if self._stopped(step):  # looked at before the post checks (they may take a while)
             return None
         post = self.run_post() if self.run_post is not None else PostResult()
+        looked = time.monotonic()
         while (left := deadline - time.monotonic()) > 0:
             if self._stopped(step):
                 return None
+            if watch is not None and time.monotonic() - looked >= WATCH_EVERY:
+                self._unchanged(watch, step)
+                looked = time.monotonic()
             time.sleep(min(left, POLL))
         if self._stopped(step):
             return None
         after_new, after_old, unread_after = self._read()
-        changed = watch.changed() if watch is not None else ""
-        if changed:  # a reload took the step's weights, or someone changed them by hand
-            raise Abort(
-                f"HAProxy's servers changed outside the gate during canary step {step.number}/"
-                f"{step.of} ({changed}): what it measured is not the canary's"
-            )
+        if watch is not None:
+            self._unchanged(watch, step)
         new: Mapping[str, float] = {}
         old: Mapping[str, float] = {}
         reason = unread or unread_after
@@ -303,6 +306,18 @@ class CanaryJudge:
         return Window(
             step.number, step.of, step.percent, attempt, judgement, why, post, new, old, judged
         )
+
+    @staticmethod
+    def _unchanged(watch: ServerWatch, step: CanaryStep) -> None:
+        """Abort when a reload took the step's weights, or someone changed them by hand: what
+        the window measures is no longer the canary's (and the split is gone: every weight goes
+        back at once, not at the window's end)."""
+        changed = watch.changed()
+        if changed:
+            raise Abort(
+                f"HAProxy's servers changed outside the gate during canary step {step.number}/"
+                f"{step.of} ({changed}): what it measured is not the canary's"
+            )
 
     def _live_serves(self, step: CanaryStep) -> None:
         """In every backend the canary splits, on every instance, a server of the live color

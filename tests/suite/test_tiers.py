@@ -1,10 +1,12 @@
 """The fast tier's sample of a sweep (tests/support/tiers.py): every row and every column in
-it, every cell in a full run."""
+it, every cell in a full run; and tests/slow.txt, the tests a full run measured at seconds."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.conftest import SLOW_LIST, slow_ids
+from tests.support.stack import ROOT
 from tests.support.tiers import diagonal, one_fast
 
 
@@ -29,3 +31,38 @@ def test_one_value_of_a_sweep_is_fast_and_the_rest_slow(count: int) -> None:
     params = one_fast(values)
     assert [p.values for p in params] == [(v,) for v in values]
     assert [[m.name for m in p.marks] for p in params] == [[]] + [["slow"]] * (count - 1)
+
+
+# --- tests/slow.txt: the tests a full run measured at seconds, left out of the fast tier ----
+
+
+def test_every_listed_slow_test_is_still_there() -> None:
+    """A renamed or removed test left in tests/slow.txt would silently stop marking: each
+    id names a module that exists and a test function defined in it."""
+    listed = slow_ids(SLOW_LIST.read_text())
+    assert listed, "tests/slow.txt lists nothing"
+    missing = []
+    for test_id in sorted(listed):
+        module, _, name = test_id.partition("::")
+        function = name.split("[", 1)[0]
+        path = ROOT / module
+        if not path.is_file() or f"\ndef {function}(" not in path.read_text():
+            missing.append(test_id)
+    assert missing == [], "tests/slow.txt names tests that are gone: " + ", ".join(missing)
+
+
+def test_the_listed_tests_are_marked_slow_and_only_they(request: pytest.FixtureRequest) -> None:
+    """This session's collected tests: a listed one has ``slow`` (so ``-m "not slow"`` leaves
+    it), one that is neither listed nor slow by its timeout or sweep has not."""
+    listed = slow_ids(SLOW_LIST.read_text())
+    items = request.session.items
+    here = {item.nodeid.split("@", 1)[0]: item for item in items}
+    for test_id in listed & set(here):
+        assert here[test_id].get_closest_marker("slow") is not None, test_id
+    mine = here[request.node.nodeid.split("@", 1)[0]]
+    assert mine.get_closest_marker("slow") is None
+
+
+def test_comments_and_blank_lines_are_not_ids() -> None:
+    text = "# a comment\n\ntests/a.py::test_b[x y]\n  tests/c.py::test_d  \n#tests/e.py::test_f\n"
+    assert slow_ids(text) == {"tests/a.py::test_b[x y]", "tests/c.py::test_d"}

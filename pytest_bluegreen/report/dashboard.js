@@ -96,6 +96,7 @@
           display: labelled,
           content: markerText(m),
           position: "start",
+          yAdjust: (i % 3) * 18, // runs close together: their labels one under another
           rotation: 0,
           font: { size: 10 },
           backgroundColor: KINDS[m.kind] || "#1d2330",

@@ -162,7 +162,7 @@ def url(value: Any) -> Url:
     given = text(value)
     shown = _shown(given)
     parts = urlsplit(given)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ValueError(f"expected an http(s) URL, got {shown}")
     try:
         parts.port  # noqa: B018 - raises on a non-numeric or out-of-range port

@@ -388,10 +388,11 @@ class NotifySettings(Frozen):
 
 @frozen
 class DashboardSettings(Frozen):
-    """What ``bluegreen dashboard`` (and monitoring/grafana/bluegreen.json) draws per color:
-    the colors' own series in Prometheus, as the bundled stack's Jarvis API exports them;
-    HAProxy's servers are a color's by their names (``blue-api``: the part before the first
-    ``-``), as monitoring/rules/ reads them (docs/monitoring.md, "The dashboard")."""
+    """The colors' series the dashboard and monitoring/grafana/bluegreen.json draw.
+
+    Their defaults are what the bundled stack's Jarvis API exports; HAProxy's servers are a
+    color's by their names (``blue-api``: the part before the first ``-``), as
+    monitoring/rules/ reads them (docs/monitoring.md, "The dashboard")."""
 
     GROUP: ClassVar[str] = "dashboard"
     dashboard_requests: str = setting(

@@ -1,0 +1,169 @@
+"""``bluegreen dashboard``'s server: the standard library's HTTP server, serving one page
+(``dashboard.html`` and its script ``dashboard.js``, beside this module), the charting library
+from its installed folder (``dashboard_library``: Chart.js and its annotation plugin, from
+npm), and ``/api/snapshot?range=15m|1h|6h``: the panels' range queries asked of Prometheus
+here (the browser needs the dashboard's origin only) and the gate runs' markers
+(report/snapshot.py). ``/-/ready`` answers 200 once it serves (as Prometheus' does).
+
+The page's Content-Security-Policy allows its own origin only: nothing is loaded from outside
+the machine. SIGTERM and Ctrl-C stop the server cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from pytest_bluegreen.errors import UsageError
+
+from .snapshot import RANGES, Source, snapshot
+
+__all__ = [
+    "DEFAULT_LISTEN",
+    "LIBRARY",
+    "DashboardError",
+    "DashboardServer",
+    "bind",
+    "library_files",
+    "listen_address",
+    "serve",
+]
+
+DEFAULT_LISTEN = "127.0.0.1:10201"  # the guide's Grafana port, beside Prometheus' 10200
+REFRESH_SECONDS = 5
+HERE = Path(__file__).parent
+# what the page loads, and where npm puts it under the library's folder (its --prefix)
+LIBRARY = {
+    "/chart.js": "node_modules/chart.js/dist/chart.umd.js",
+    "/chartjs-plugin-annotation.js": (
+        "node_modules/chartjs-plugin-annotation/dist/chartjs-plugin-annotation.min.js"
+    ),
+}
+PAGE = {"/": ("dashboard.html", "text/html"), "/dashboard.js": ("dashboard.js", "text/javascript")}
+POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' "
+    "data:; connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+class DashboardError(UsageError):
+    """``bluegreen dashboard`` cannot serve: a bad ``--listen`` or ``--prometheus``, an address
+    it cannot listen on, the charting library not installed (one line, exit 4)."""
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:10201`` for IPv6) as a host and a port."""
+    host, colon, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise DashboardError(f"--listen expects HOST:PORT (e.g. {DEFAULT_LISTEN}), got {text!r}")
+    return host, int(port)
+
+
+def library_files(folder: Path) -> dict[str, bytes]:
+    """The charting library's files the page loads, read from ``folder``."""
+    files = {}
+    for path, name in LIBRARY.items():
+        try:
+            files[path] = (folder / name).read_bytes()
+        except OSError:
+            raise DashboardError(
+                f"the charting library is not installed in {folder} (dashboard_library): run "
+                "scripts/install-chartjs, or npm install --prefix "
+                f"{folder} chart.js@4 chartjs-plugin-annotation@3"
+            ) from None
+    return files
+
+
+class DashboardServer(ThreadingHTTPServer):
+    """The server and what it serves: the page, the library's files, ``source``'s data."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], source: Source, library: dict[str, bytes]) -> None:
+        self.source = source
+        if ":" in address[0]:  # an IPv6 address
+            self.address_family = socket.AF_INET6
+        self.files = dict(library)
+        for path, (name, _) in PAGE.items():
+            self.files[path] = (HERE / name).read_bytes()
+        super().__init__(address, _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://{f'[{name}]' if ':' in name else name}:{port}/"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: DashboardServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # a request is no news; a failure is the page's to show
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        if parts.path == "/api/snapshot":
+            self._snapshot(parse_qs(parts.query).get("range", ["15m"])[0])
+        elif parts.path == "/-/ready":
+            self._send(200, b"ready\n", "text/plain")
+        elif parts.path in PAGE:
+            self._send(200, self.server.files[parts.path], PAGE[parts.path][1])
+        elif parts.path in LIBRARY:
+            self._send(200, self.server.files[parts.path], "text/javascript")
+        else:
+            self._send(404, b"not found\n", "text/plain")
+
+    def _snapshot(self, chosen: str) -> None:
+        seconds = RANGES.get(chosen)
+        if seconds is None:
+            body = {"error": f"range must be one of {', '.join(RANGES)}, got {chosen!r}"}
+            self._send(400, json.dumps(body).encode(), "application/json")
+            return
+        document = {**snapshot(self.server.source, seconds), "refresh": REFRESH_SECONDS}
+        self._send(200, json.dumps(document).encode(), "application/json")
+
+    def _send(self, status: int, body: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", f"{kind}; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Security-Policy", POLICY)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def bind(listen: str, source: Source, library: dict[str, bytes]) -> DashboardServer:
+    """The server, listening on ``listen`` (``HOST:PORT``)."""
+    address = listen_address(listen)
+    try:
+        return DashboardServer(address, source, library)
+    except OSError as exc:
+        raise DashboardError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+
+
+def serve(server: DashboardServer) -> None:
+    """Serve until SIGTERM or Ctrl-C (the main thread's), then close the server."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # shutdown() waits for serve_forever() to return: from another thread, not this one
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()

@@ -6,15 +6,20 @@ here (the browser needs the dashboard's origin only) and the gate runs' markers
 (report/snapshot.py). ``/-/ready`` answers 200 once it serves (as Prometheus' does).
 
 The page's Content-Security-Policy allows its own origin only: nothing is loaded from outside
-the machine. SIGTERM and Ctrl-C stop the server cleanly.
+the machine. A request whose Host header is not the dashboard's address (:class:`HostCheck`)
+is refused: a page of another site whose name was made to point at this machine (DNS
+rebinding) would otherwise read the snapshot as its own origin's. SIGTERM and Ctrl-C stop the
+server cleanly.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import signal
 import socket
 import threading
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -30,6 +35,7 @@ __all__ = [
     "LIBRARY",
     "DashboardError",
     "DashboardServer",
+    "HostCheck",
     "bind",
     "library_files",
     "listen_address",
@@ -82,6 +88,57 @@ def library_files(folder: Path) -> dict[str, bytes]:
     return files
 
 
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_loopback(name: str) -> bool:
+    return name == "localhost" or (_is_ip(name) and ipaddress.ip_address(name).is_loopback)
+
+
+def _is_any(name: str) -> bool:
+    return _is_ip(name) and ipaddress.ip_address(name).is_unspecified
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """Which Host headers name the dashboard listening on ``host:port``: a browser sends the
+    name it reached the server by, so a page of another site whose name was made to resolve
+    to this machine (DNS rebinding) sends its own, and is refused. Allowed, with the port:
+    the listen address; a loopback one's ``localhost`` and loopback addresses; when listening
+    on every address (``0.0.0.0``, ``::``), any IP address and this machine's name. No Host
+    header at all is no browser's request: allowed."""
+
+    names: frozenset[str]
+    port: int
+    any_ip: bool
+
+    @classmethod
+    def of(cls, host: str, port: int) -> HostCheck:
+        names = {host.lower()}
+        if _is_loopback(host):
+            names |= {"localhost", "127.0.0.1", "::1"}
+        if _is_any(host):
+            names |= {"localhost", socket.gethostname().lower()}
+        return cls(frozenset(names), port, _is_any(host))
+
+    def allows(self, header: str | None) -> bool:
+        if header is None:
+            return True
+        try:
+            parts = urlsplit(f"//{header}")
+            name, port = parts.hostname, parts.port or 80
+        except ValueError:  # a port that is no number
+            return False
+        if not name or port != self.port or parts.netloc != header or "@" in header:
+            return False
+        return name in self.names or (self.any_ip and _is_ip(name))
+
+
 class DashboardServer(ThreadingHTTPServer):
     """The server and what it serves: the page, the library's files, ``source``'s data."""
 
@@ -89,6 +146,7 @@ class DashboardServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], source: Source, library: dict[str, bytes]) -> None:
         self.source = source
+        self.hosts = HostCheck.of(*address)
         if ":" in address[0]:  # an IPv6 address
             self.address_family = socket.AF_INET6
         self.files = dict(library)
@@ -112,7 +170,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
-        if parts.path == "/api/snapshot":
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1 or not self.server.hosts.allows(hosts[0] if hosts else None):
+            said = f"Host {', '.join(hosts)!r} is not this dashboard's address\n"
+            self._send(403, said.encode(), "text/plain")
+        elif parts.path == "/api/snapshot":
             self._snapshot(parse_qs(parts.query).get("range", ["15m"])[0])
         elif parts.path == "/-/ready":
             self._send(200, b"ready\n", "text/plain")

@@ -1,0 +1,120 @@
+"""``bluegreen dashboard``'s HTTP server against hostile and unlucky clients, on real sockets
+on 127.0.0.1, in this process: a page of another site that reached it by DNS rebinding (its
+own name in the Host header), a client that never finishes its request, a GET with a body.
+Its Prometheus refuses connections (the page's error: test_dashboard.py); the charting
+library is a stand-in (the page is not drawn here)."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pytest_bluegreen.report.dashboard import (
+    LIBRARY,
+    DashboardServer,
+    HostCheck,
+    bind,
+)
+from pytest_bluegreen.report.snapshot import Source
+from pytest_bluegreen.settings.judging import DashboardSettings
+from tests.support.stack import free_ports
+
+STAND_IN = dict.fromkeys(LIBRARY, b"// the charting library's stand-in\n")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[DashboardServer]:
+    nobody, port = free_ports(2)  # nothing listens on the first: Prometheus refuses
+    prometheus = f"http://127.0.0.1:{nobody}"
+    source = Source(prometheus, DashboardSettings(), tmp_path / "state.json", ("blue", "green"))
+    serving = bind(f"127.0.0.1:{port}", source, STAND_IN)
+    thread = threading.Thread(target=serving.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield serving
+    serving.shutdown()
+    thread.join(10)
+    serving.server_close()
+
+
+def get(server: DashboardServer, path: str, host: str | None) -> tuple[int, bytes]:
+    """``GET path`` with ``host`` as its Host header (None: none at all)."""
+    address, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(str(address), port, timeout=10)
+    try:
+        connection.putrequest("GET", path, skip_host=True)
+        if host is not None:
+            connection.putheader("Host", host)
+        connection.endheaders()
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+# --- DNS rebinding: a page of another site never reads the dashboard ----------------------
+
+
+@pytest.mark.parametrize("path", ["/api/snapshot", "/", "/dashboard.js"])
+def test_a_page_of_another_site_that_reached_it_by_its_own_name_is_refused(
+    server: DashboardServer, path: str
+) -> None:
+    port = server.server_address[1]
+    status, body = get(server, path, f"rebind.example:{port}")
+    assert status == 403
+    assert b"not this dashboard's address" in body
+    assert b"blue" not in body  # nothing of the snapshot
+
+
+@pytest.mark.parametrize("name", ["127.0.0.1", "localhost", "LocalHost"])
+def test_the_names_of_this_machine_it_listens_on_are_served(
+    server: DashboardServer, name: str
+) -> None:
+    status, body = get(server, "/api/snapshot", f"{name}:{server.server_address[1]}")
+    assert status == 200
+    assert b"does not answer" in body  # the snapshot: its Prometheus refuses
+
+
+@dataclass(frozen=True)
+class Given:
+    listen: str
+    port: int
+    host: str | None
+    allowed: bool
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        pytest.param(Given("127.0.0.1", 10201, "127.0.0.1:10201", True), id="loopback"),
+        pytest.param(Given("127.0.0.1", 10201, "localhost:10201", True), id="localhost"),
+        pytest.param(Given("127.0.0.1", 10201, "[::1]:10201", True), id="loopback-v6"),
+        pytest.param(Given("127.0.0.1", 10201, "127.0.0.1:10202", False), id="other-port"),
+        pytest.param(Given("127.0.0.1", 10201, "127.0.0.1", False), id="no-port-is-80"),
+        pytest.param(Given("127.0.0.1", 80, "localhost", True), id="port-80"),
+        pytest.param(Given("127.0.0.1", 10201, "evil.example:10201", False), id="rebound"),
+        pytest.param(Given("127.0.0.1", 10201, "localhost.evil:10201", False), id="suffix"),
+        pytest.param(Given("127.0.0.1", 10201, "127.0.0.1:10201:1", False), id="garbage"),
+        pytest.param(Given("127.0.0.1", 10201, "", False), id="empty"),
+        pytest.param(Given("127.0.0.1", 10201, None, True), id="none-not-a-browser"),
+        pytest.param(Given("::1", 10201, "[::1]:10201", True), id="v6"),
+        pytest.param(Given("0.0.0.0", 10201, "192.0.2.7:10201", True), id="any-v4-by-ip"),
+        pytest.param(Given("::", 10201, "[2001:db8::1]:10201", True), id="any-v6-by-ip"),
+        pytest.param(Given("0.0.0.0", 10201, "evil.example:10201", False), id="any-rebound"),
+        pytest.param(Given("192.0.2.7", 10201, "192.0.2.7:10201", True), id="lan"),
+        pytest.param(Given("192.0.2.7", 10201, "192.0.2.8:10201", False), id="lan-other"),
+        pytest.param(Given("192.0.2.7", 10201, "localhost:10201", False), id="lan-localhost"),
+    ],
+)
+def test_a_host_header_names_the_listen_address(given: Given) -> None:
+    assert HostCheck.of(given.listen, given.port).allows(given.host) is given.allowed
+
+
+def test_this_machines_name_is_allowed_when_it_listens_everywhere() -> None:
+    check = HostCheck.of("0.0.0.0", 10201)
+    assert check.allows(f"{socket.gethostname()}:10201")

@@ -44,6 +44,9 @@ __all__ = [
 
 DEFAULT_LISTEN = "127.0.0.1:10201"  # the guide's Grafana port, beside Prometheus' 10200
 REFRESH_SECONDS = 5
+# a connection that sends nothing for this long is closed: its thread is let go (a client that
+# never finishes its request); a browser opens another when it asks again
+IDLE_SECONDS = 30.0
 HERE = Path(__file__).parent
 # what the page loads, and where npm puts it under the library's folder (its --prefix)
 LIBRARY = {
@@ -144,9 +147,16 @@ class DashboardServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], source: Source, library: dict[str, bytes]) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        source: Source,
+        library: dict[str, bytes],
+        idle: float = IDLE_SECONDS,
+    ) -> None:
         self.source = source
         self.hosts = HostCheck.of(*address)
+        self.idle = idle
         if ":" in address[0]:  # an IPv6 address
             self.address_family = socket.AF_INET6
         self.files = dict(library)
@@ -164,6 +174,10 @@ class DashboardServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: DashboardServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.idle)  # each read and write of it
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # a request is no news; a failure is the page's to show
@@ -205,11 +219,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def bind(listen: str, source: Source, library: dict[str, bytes]) -> DashboardServer:
-    """The server, listening on ``listen`` (``HOST:PORT``)."""
+def bind(
+    listen: str, source: Source, library: dict[str, bytes], idle: float = IDLE_SECONDS
+) -> DashboardServer:
+    """The server, listening on ``listen`` (``HOST:PORT``); a connection idle for ``idle``
+    seconds is closed."""
     address = listen_address(listen)
     try:
-        return DashboardServer(address, source, library)
+        return DashboardServer(address, source, library, idle)
     except OSError as exc:
         raise DashboardError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
 

@@ -23,7 +23,7 @@ from pytest_bluegreen.report.dashboard import (
 )
 from pytest_bluegreen.report.snapshot import Source
 from pytest_bluegreen.settings.judging import DashboardSettings
-from tests.support.stack import free_ports
+from tests.support.stack import free_ports, wait_for
 
 STAND_IN = dict.fromkeys(LIBRARY, b"// the charting library's stand-in\n")
 
@@ -33,7 +33,7 @@ def server(tmp_path: Path) -> Iterator[DashboardServer]:
     nobody, port = free_ports(2)  # nothing listens on the first: Prometheus refuses
     prometheus = f"http://127.0.0.1:{nobody}"
     source = Source(prometheus, DashboardSettings(), tmp_path / "state.json", ("blue", "green"))
-    serving = bind(f"127.0.0.1:{port}", source, STAND_IN)
+    serving = bind(f"127.0.0.1:{port}", source, STAND_IN, idle=1.0)
     thread = threading.Thread(target=serving.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     yield serving
@@ -118,3 +118,24 @@ def test_a_host_header_names_the_listen_address(given: Given) -> None:
 def test_this_machines_name_is_allowed_when_it_listens_everywhere() -> None:
     check = HostCheck.of("0.0.0.0", 10201)
     assert check.allows(f"{socket.gethostname()}:10201")
+
+
+# --- clients that hold a connection, or send what a GET does not have ---------------------
+
+
+def closed_by_the_server(connection: socket.socket) -> bool:
+    """The server closed ``connection`` (what it sent before is read and dropped)."""
+    try:
+        return connection.recv(65536) == b""
+    except TimeoutError:
+        return False
+
+
+def test_a_client_that_never_finishes_its_request_is_let_go(server: DashboardServer) -> None:
+    """One thread per connection: a client that sends half a request and waits (slowloris)
+    must not hold its thread for ever; every other client is served meanwhile."""
+    with socket.create_connection(server.server_address[:2], timeout=0.2) as slow:
+        slow.sendall(b"GET /api/snapshot HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never ends
+        status, _ = get(server, "/-/ready", None)
+        assert status == 200
+        wait_for(lambda: closed_by_the_server(slow), 10, "the server to close the idle client")

@@ -185,7 +185,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         hosts = self.headers.get_all("Host") or []
-        if len(hosts) > 1 or not self.server.hosts.allows(hosts[0] if hosts else None):
+        if self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length", "0") != "0":
+            # a body is never read: on a kept connection it would be taken for the next request
+            self.close_connection = True
+            self._send(400, b"a GET has no body\n", "text/plain")
+        elif len(hosts) > 1 or not self.server.hosts.allows(hosts[0] if hosts else None):
             said = f"Host {', '.join(hosts)!r} is not this dashboard's address\n"
             self._send(403, said.encode(), "text/plain")
         elif parts.path == "/api/snapshot":
@@ -215,6 +219,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.send_header("Content-Security-Policy", POLICY)
         self.send_header("X-Content-Type-Options", "nosniff")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 

@@ -139,3 +139,21 @@ def test_a_client_that_never_finishes_its_request_is_let_go(server: DashboardSer
         status, _ = get(server, "/-/ready", None)
         assert status == 200
         wait_for(lambda: closed_by_the_server(slow), 10, "the server to close the idle client")
+
+
+def test_a_get_with_a_body_is_refused_and_its_body_never_read_as_a_request(
+    server: DashboardServer,
+) -> None:
+    hidden = b"GET /-/ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(hidden),
+        hidden,
+    )
+    with socket.create_connection(server.server_address[:2], timeout=5) as client:
+        client.sendall(request)
+        answered = b""
+        while chunk := client.recv(65536):  # until the server closes the connection
+            answered += chunk
+    assert answered.startswith(b"HTTP/1.1 400 ")
+    assert answered.count(b"HTTP/1.1 ") == 1  # the body was not a second request
+    assert b"ready" not in answered

@@ -18,6 +18,7 @@ import ipaddress
 import json
 import signal
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -163,6 +164,11 @@ class DashboardServer(ThreadingHTTPServer):
         for path, (name, _) in PAGE.items():
             self.files[path] = (HERE / name).read_bytes()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the browser left before its answer (a tab closed): no news
+        super().handle_error(request, client_address)  # a bug's traceback, on stderr
 
     @property
     def url(self) -> str:

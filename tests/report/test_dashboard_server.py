@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import http.client
 import socket
+import struct
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,18 +30,26 @@ from tests.support.stack import free_ports, wait_for
 STAND_IN = dict.fromkeys(LIBRARY, b"// the charting library's stand-in\n")
 
 
+@contextmanager
+def serving(prometheus: str, state_file: Path) -> Iterator[DashboardServer]:
+    """The dashboard on a free port, drawing ``prometheus``, in a thread of this process."""
+    source = Source(prometheus, DashboardSettings(), state_file, ("blue", "green"), timeout=10)
+    server = bind(f"127.0.0.1:{free_ports(1)[0]}", source, STAND_IN, idle=1.0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[DashboardServer]:
-    nobody, port = free_ports(2)  # nothing listens on the first: Prometheus refuses
-    prometheus = f"http://127.0.0.1:{nobody}"
-    source = Source(prometheus, DashboardSettings(), tmp_path / "state.json", ("blue", "green"))
-    serving = bind(f"127.0.0.1:{port}", source, STAND_IN, idle=1.0)
-    thread = threading.Thread(target=serving.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield serving
-    serving.shutdown()
-    thread.join(10)
-    serving.server_close()
+    [nobody] = free_ports(1)  # nothing listens there: Prometheus refuses
+    with serving(f"http://127.0.0.1:{nobody}", tmp_path / "state.json") as started:
+        yield started
 
 
 def get(server: DashboardServer, path: str, host: str | None) -> tuple[int, bytes]:
@@ -157,3 +167,33 @@ def test_a_get_with_a_body_is_refused_and_its_body_never_read_as_a_request(
     assert answered.startswith(b"HTTP/1.1 400 ")
     assert answered.count(b"HTTP/1.1 ") == 1  # the body was not a second request
     assert b"ready" not in answered
+
+
+# --- a browser that leaves before its answer ----------------------------------------------
+
+
+def handlers() -> list[threading.Thread]:
+    """The server's threads that handle a connection, running now."""
+    return [t for t in threading.enumerate() if "process_request_thread" in t.name]
+
+
+def test_a_client_gone_before_its_answer_is_no_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tab closed while Prometheus was being asked: the answer has nowhere to go, and that is
+    no error to print (the dashboard's log is the operator's)."""
+    with socket.create_server(("127.0.0.1", free_ports(1)[0])) as prometheus:
+        prometheus.settimeout(10)
+        url = f"http://127.0.0.1:{prometheus.getsockname()[1]}"
+        with serving(url, tmp_path / "state.json") as server:
+            client = socket.create_connection(server.server_address[:2], timeout=10)
+            client.sendall(b"GET /api/snapshot HTTP/1.1\r\n\r\n")  # no Host: no browser
+            asked, _ = prometheus.accept()  # the dashboard asks Prometheus: the answer waits
+            with asked:
+                while b"\r\n\r\n" not in asked.recv(65536):
+                    pass
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.close()  # reset: the tab is gone
+                asked.sendall(b"HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\n\r\n")
+            wait_for(lambda: not handlers(), 20, "the dashboard to be done with the request")
+    assert "Traceback" not in capsys.readouterr().err

@@ -38,6 +38,7 @@ __all__ = [
     "DashboardServer",
     "HostCheck",
     "bind",
+    "exposure",
     "library_files",
     "listen_address",
     "serve",
@@ -106,6 +107,20 @@ def _is_loopback(name: str) -> bool:
 
 def _is_any(name: str) -> bool:
     return _is_ip(name) and ipaddress.ip_address(name).is_unspecified
+
+
+def exposure(host: str, port: int) -> str | None:
+    """What to tell the operator of a listen address other machines may reach (every address
+    of this machine, a network's, a name that is not ``localhost``): the page asks no login.
+    None for a loopback address."""
+    if _is_loopback(host):
+        return None
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return (
+        f"warning: {shown} is reachable from other machines: whoever reaches it sees the "
+        "charts and the gate runs (the page asks no login); --listen 127.0.0.1:PORT keeps "
+        "it on this machine (an SSH tunnel reaches it from another)"
+    )
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from pytest_bluegreen.report.dashboard import (
     DashboardServer,
     HostCheck,
     bind,
+    exposure,
+    listen_address,
 )
 from pytest_bluegreen.report.snapshot import Source
 from pytest_bluegreen.settings.judging import DashboardSettings
@@ -128,6 +130,28 @@ def test_a_host_header_names_the_listen_address(given: Given) -> None:
 def test_this_machines_name_is_allowed_when_it_listens_everywhere() -> None:
     check = HostCheck.of("0.0.0.0", 10201)
     assert check.allows(f"{socket.gethostname()}:10201")
+
+
+@pytest.mark.parametrize(
+    ("listen", "warned"),
+    [
+        ("127.0.0.1:10201", False),
+        ("[::1]:10201", False),
+        ("localhost:10201", False),
+        ("0.0.0.0:10201", True),
+        ("[::]:10201", True),
+        ("192.0.2.7:10201", True),
+        ("dashboard.example:10201", True),
+    ],
+)
+def test_an_address_other_machines_reach_is_said_when_it_listens(listen: str, warned: bool) -> None:
+    said = exposure(*listen_address(listen))
+    if warned:
+        assert said is not None
+        assert said.startswith(f"warning: {listen} is reachable from other machines")
+        assert "no login" in said
+    else:
+        assert said is None
 
 
 # --- clients that hold a connection, or send what a GET does not have ---------------------

@@ -54,6 +54,12 @@ def server(tmp_path: Path) -> Iterator[DashboardServer]:
         yield started
 
 
+def where(server: DashboardServer) -> tuple[str, int]:
+    """The server's (host, port), as a client connects to it."""
+    address, port = server.server_address[:2]
+    return str(address), int(port)
+
+
 def get(server: DashboardServer, path: str, host: str | None) -> tuple[int, bytes]:
     """``GET path`` with ``host`` as its Host header (None: none at all)."""
     address, port = server.server_address[:2]
@@ -168,7 +174,7 @@ def closed_by_the_server(connection: socket.socket) -> bool:
 def test_a_client_that_never_finishes_its_request_is_let_go(server: DashboardServer) -> None:
     """One thread per connection: a client that sends half a request and waits (slowloris)
     must not hold its thread for ever; every other client is served meanwhile."""
-    with socket.create_connection(server.server_address[:2], timeout=0.2) as slow:
+    with socket.create_connection(where(server), timeout=0.2) as slow:
         slow.sendall(b"GET /api/snapshot HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never ends
         status, _ = get(server, "/-/ready", None)
         assert status == 200
@@ -183,7 +189,7 @@ def test_a_get_with_a_body_is_refused_and_its_body_never_read_as_a_request(
         len(hidden),
         hidden,
     )
-    with socket.create_connection(server.server_address[:2], timeout=5) as client:
+    with socket.create_connection(where(server), timeout=5) as client:
         client.sendall(request)
         answered = b""
         while chunk := client.recv(65536):  # until the server closes the connection
@@ -210,7 +216,7 @@ def test_a_client_gone_before_its_answer_is_no_traceback(
         prometheus.settimeout(10)
         url = f"http://127.0.0.1:{prometheus.getsockname()[1]}"
         with serving(url, tmp_path / "state.json") as server:
-            client = socket.create_connection(server.server_address[:2], timeout=10)
+            client = socket.create_connection(where(server), timeout=10)
             client.sendall(b"GET /api/snapshot HTTP/1.1\r\n\r\n")  # no Host: no browser
             asked, _ = prometheus.accept()  # the dashboard asks Prometheus: the answer waits
             with asked:

@@ -23,16 +23,24 @@ from pytest_bluegreen.report.snapshot import Source, snapshot
 from pytest_bluegreen.settings.judging import DashboardSettings
 from tests.support.browser import Browser, Page, chromium_binary
 from tests.support.cli import BLUEGREEN, clean_environ
-from tests.support.dashboard import COLORS, GATES, LIBRARY, Scene, colors_in, instant, scene
+from tests.support.dashboard import (
+    COLORS,
+    GATES,
+    LIBRARY,
+    Scene,
+    colors_in,
+    grafana_queries,
+    instant,
+    scene,
+)
 from tests.support.infra import require_infra
 from tests.support.prometheus import prometheus_binary
 from tests.support.pushgateway import pushgateway_binary
-from tests.support.stack import ROOT, Backend, StackFactory, free_ports, wait_for
+from tests.support.stack import Backend, StackFactory, free_ports, wait_for
 
 # one deployment (a Prometheus, two gates, the users' load) per module, on one xdist worker
 pytestmark = pytest.mark.xdist_group("dashboard")
 
-GRAFANA = ROOT / "monitoring" / "grafana" / "bluegreen.json"
 GRAFANA_WINDOW = "1m"  # what $__rate_interval is for Grafana's default 15 s scrape interval
 PANELS = ("requests", "errors", "latency", "servers")
 
@@ -73,20 +81,6 @@ def _chromium(config: pytest.Config) -> str:
     )
     assert binary is not None
     return binary
-
-
-def grafana_queries() -> list[tuple[str, str, str]]:
-    """(what, expr, color label) of every panel target and annotation of the committed file."""
-    document = json.loads(GRAFANA.read_text())
-    found = [
-        (panel["title"], target["expr"], "color")
-        for panel in document["panels"]
-        for target in panel["targets"]
-    ]
-    found += [
-        (f"annotation {a['name']}", a["expr"], "target") for a in document["annotations"]["list"]
-    ]
-    return found
 
 
 # --- the Grafana dashboard's queries on a real Prometheus ---------------------------------

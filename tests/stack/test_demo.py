@@ -20,7 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bluegreen.report.dashboard import DEFAULT_LISTEN
+from tests.support.browser import Browser, chromium_binary
+from tests.support.dashboard import colors_in, grafana_queries
 from tests.support.demo import PROJECT, SOCKET, docker, in_use
+from tests.support.infra import require_infra
+from tests.support.prometheus import At
 from tests.support.stack import ROOT, wait_for
 
 # the seed's default ports, as tests/stack/test_untouched.py's stack holds them: never beside it
@@ -82,10 +87,58 @@ def said(done: subprocess.CompletedProcess[str]) -> str:
     return done.stdout + done.stderr
 
 
+# the local stack's Prometheus and dashboard (scripts/local_stack.py)
+PROMETHEUS = At("http://127.0.0.1:10200")
+DASHBOARD = f"http://{DEFAULT_LISTEN}/"
+PANELS = 4  # requests, 5xx, p95 latency, HAProxy's servers: each by color
+# the window a Grafana query's $__rate_interval stands for here: the demo's first checks of
+# blue are a minute or two old when it ends
+WINDOW = "5m"
+
+
+def the_dashboard_draws_the_demo(pytestconfig: pytest.Config, tmp_path: Path) -> None:
+    """After a demo cycle: every query of monitoring/grafana/bluegreen.json is accepted by the
+    stack's real Prometheus and has both colors; the page on :10201, in a real Chromium, draws
+    every panel with both colors and the demo's switch on the time axis (a screenshot kept)."""
+    queries = {what: (expr.replace("$__rate_interval", WINDOW), label)
+               for what, expr, label in grafana_queries()}  # fmt: skip
+
+    def lacking() -> dict[str, set[str]]:
+        """Each query's colors, where not both: the demo's last push is a scrape (5 s) away."""
+        found = {what: colors_in(PROMETHEUS, q, label) for what, (q, label) in queries.items()}
+        return {what: colors for what, colors in found.items() if colors != {"blue", "green"}}
+
+    try:
+        wait_for(lambda: not lacking(), 30, "every Grafana query with both colors", interval=1)
+    except TimeoutError:
+        assert lacking() == {}, queries
+    chromium = chromium_binary()
+    require_infra(pytestconfig, chromium is not None, "chromium is not installed")
+    assert chromium is not None
+    with Browser.start(chromium, tmp_path / "profile") as browser:
+        page = browser.open(DASHBOARD)
+        summary = page.wait(
+            "document.body.dataset.state === 'drawn' && document.body.dataset.withData "
+            f"=== '{PANELS}' && document.body.dataset.markers >= 1 "
+            "&& Object.assign({}, document.body.dataset)",
+            90,
+        )
+        assert summary["panels"] == str(PANELS), summary
+        assert "switched" in summary["markerKinds"].split(","), summary
+        for key in ("requests", "errors", "latency", "servers"):
+            section = page.data(f'section[data-panel="{key}"]')
+            assert section["colors"] == "blue,green", (key, section)
+        shot = page.screenshot(tmp_path / "dashboard-after-the-demo.png")
+        assert shot.stat().st_size > 20_000  # drawn charts, not a blank page
+
+
 @pytest.mark.usefixtures("as_found")
-def test_the_demo_runs_again_whichever_color_is_live() -> None:
+def test_the_demo_runs_again_whichever_color_is_live(
+    pytestconfig: pytest.Config, tmp_path: Path
+) -> None:
     first = demo()
     assert first.returncode == 0, said(first)[-4000:]
+    the_dashboard_draws_the_demo(pytestconfig, tmp_path)
     # blue live, as after `bluegreen rollback`: the demo starts with green, the idle color
     made = run([*BLUEGREEN, "switch-to", "blue", "--force"], 120)
     assert live_color() == "blue", said(made)

@@ -21,7 +21,7 @@ import requests
 from pytest_bluegreen.report.panels import panels
 from pytest_bluegreen.report.snapshot import Source, snapshot
 from pytest_bluegreen.settings.judging import DashboardSettings
-from tests.support.browser import Browser, Page, chromium_binary
+from tests.support.browser import Browser, Page, required_chromium
 from tests.support.cli import BLUEGREEN, clean_environ
 from tests.support.dashboard import (
     COLORS,
@@ -72,15 +72,6 @@ def drawn(
 
 def _library(config: pytest.Config) -> None:
     require_infra(config, LIBRARY.is_dir(), f"no {LIBRARY} (scripts/setup installs it)")
-
-
-def _chromium(config: pytest.Config) -> str:
-    binary = chromium_binary()
-    require_infra(
-        config, binary is not None, "chromium is not installed (apt-get install chromium)"
-    )
-    assert binary is not None
-    return binary
 
 
 # --- the Grafana dashboard's queries on a real Prometheus ---------------------------------
@@ -164,7 +155,7 @@ def _attach(path: Path, name: str) -> None:
 def test_the_page_draws_every_panel_with_both_colors_and_the_gate_runs(
     pytestconfig: pytest.Config, drawn: Scene, tmp_path: Path
 ) -> None:
-    chromium = _chromium(pytestconfig)
+    chromium = required_chromium(pytestconfig)
     _library(pytestconfig)
     [port] = free_ports(1)
     url = f"http://127.0.0.1:{port}/"
@@ -219,7 +210,7 @@ def _check_page(page: Page, summary: dict[str, str]) -> None:
 def test_an_unreachable_prometheus_is_said_on_the_page(
     pytestconfig: pytest.Config, tmp_path: Path
 ) -> None:
-    chromium = _chromium(pytestconfig)
+    chromium = required_chromium(pytestconfig)
     _library(pytestconfig)
     folder = _settings_folder(tmp_path)
     nobody, port = free_ports(2)  # nothing listens on the first

@@ -21,10 +21,9 @@ from pathlib import Path
 import pytest
 
 from pytest_bluegreen.report.dashboard import DEFAULT_LISTEN
-from tests.support.browser import Browser, chromium_binary
+from tests.support.browser import Browser, required_chromium
 from tests.support.dashboard import colors_in, grafana_queries
 from tests.support.demo import PROJECT, SOCKET, docker, in_use
-from tests.support.infra import require_infra
 from tests.support.prometheus import At
 from tests.support.stack import ROOT, wait_for
 
@@ -112,9 +111,7 @@ def the_dashboard_draws_the_demo(pytestconfig: pytest.Config, tmp_path: Path) ->
         wait_for(lambda: not lacking(), 30, "every Grafana query with both colors", interval=1)
     except TimeoutError:
         assert lacking() == {}, queries
-    chromium = chromium_binary()
-    require_infra(pytestconfig, chromium is not None, "chromium is not installed")
-    assert chromium is not None
+    chromium = required_chromium(pytestconfig)
     with Browser.start(chromium, tmp_path / "profile") as browser:
         page = browser.open(DASHBOARD)
         summary = page.wait(

@@ -33,6 +33,9 @@ from tests.support.dashboard import (
     instant,
     scene,
 )
+from tests.support.dashboard import (
+    drawn as drawn_page,
+)
 from tests.support.infra import require_infra
 from tests.support.prometheus import prometheus_binary
 from tests.support.pushgateway import pushgateway_binary
@@ -164,12 +167,7 @@ def test_the_page_draws_every_panel_with_both_colors_and_the_gate_runs(
         _started(process, url)
         with Browser.start(chromium, tmp_path / "profile") as browser:
             page = browser.open(url)
-            summary = page.wait(
-                "document.body.dataset.state === 'drawn' && document.body.dataset.withData "
-                "=== document.body.dataset.panels && document.body.dataset.markers >= 2 "
-                "&& Object.assign({}, document.body.dataset)",
-                60,
-            )
+            summary = drawn_page(page, markers=2, timeout=60)
             _check_page(page, summary)
             shot = page.screenshot(tmp_path / "dashboard.png")
             _attach(shot, "dashboard")

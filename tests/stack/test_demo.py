@@ -22,7 +22,7 @@ import pytest
 
 from pytest_bluegreen.report.dashboard import DEFAULT_LISTEN
 from tests.support.browser import Browser, required_chromium
-from tests.support.dashboard import colors_in, grafana_queries
+from tests.support.dashboard import colors_in, drawn, grafana_queries
 from tests.support.demo import PROJECT, SOCKET, docker, in_use
 from tests.support.prometheus import At
 from tests.support.stack import ROOT, wait_for
@@ -114,12 +114,7 @@ def the_dashboard_draws_the_demo(pytestconfig: pytest.Config, tmp_path: Path) ->
     chromium = required_chromium(pytestconfig)
     with Browser.start(chromium, tmp_path / "profile") as browser:
         page = browser.open(DASHBOARD)
-        summary = page.wait(
-            "document.body.dataset.state === 'drawn' && document.body.dataset.withData "
-            f"=== '{PANELS}' && document.body.dataset.markers >= 1 "
-            "&& Object.assign({}, document.body.dataset)",
-            90,
-        )
+        summary = drawn(page, markers=1, timeout=90)
         assert summary["panels"] == str(PANELS), summary
         assert "switched" in summary["markerKinds"].split(","), summary
         for key in ("requests", "errors", "latency", "servers"):

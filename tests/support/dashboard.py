@@ -24,6 +24,7 @@ from pytest_bluegreen.local.prometheus import LocalPrometheus
 from pytest_bluegreen.report.exposition import Family, Sample
 from pytest_bluegreen.report.metrics import RunMetrics, families, push
 
+from .browser import Page
 from .cli import BLUEGREEN, clean_environ
 from .gate import deployment_folder
 from .prometheus import Job, Reached, api, config, local, wait_scraped
@@ -168,3 +169,15 @@ def scene(factory: StackFactory, workdir: Path, pushgateway_binary: str) -> Iter
                  and colors_in(prometheus, latency) == set(COLORS), 60,
                  "Prometheus to have both colors' latency and green's 5xx")  # fmt: skip
         yield Scene(stack, prometheus, gateway, folder, loads)
+
+
+def drawn(page: Page, markers: int, timeout: float) -> dict[str, str]:
+    """The page's summary (``document.body.dataset``) once it has drawn every panel with data
+    and at least ``markers`` gate runs on the time axis."""
+    summary: dict[str, str] = page.wait(
+        "document.body.dataset.state === 'drawn' && document.body.dataset.withData "
+        f"=== document.body.dataset.panels && document.body.dataset.markers >= {markers} "
+        "&& Object.assign({}, document.body.dataset)",
+        timeout,
+    )
+    return summary

@@ -5,36 +5,43 @@ Prints requests sent, failed (must be 0), and the switch latency -- from the gat
 p99 over all switches. Goal: p99 <= 10 ms. Asserts nothing about time.
 
 With ``--instances 1,2,5,10,20`` (or ``--instances N``: 1, 2, ... N): how a switch's cost
-grows with the HAProxy tier. For each N, N real HAProxy processes on 127.0.0.1 (each its own
-Runtime API, ports asked of the OS, server-state file; ``tests/support/tier.py``) in front of
-the same two colors, switched ``--switches`` times (half each way) by the gate's own forced
+grows with the HAProxy tier. The largest N's real HAProxy processes run on 127.0.0.1 (each its
+own Runtime API, ports asked of the OS, server-state file; ``tests/support/tier.py``) in front
+of the same two colors; N is the first N of them, switched as one by the gate's own forced
 path (``bluegreen switch-to --force``: the lock of every instance, its checks, the plan, the
 journal written durably, every step on every instance at once, verified through every routed
-URL). The colors are answered by one more HAProxy (``tests/support/fastcolors.py``): the
-Python stand-ins cannot answer twenty instances' health checks on two cores. The load is a
-watch (``tests/support/watch.py``): one keep-alive connection per instance, a trickle between
+URL). ``--switches`` rounds, to green then to blue and so on: each round switches every N once
+in turn (every instance first shown the round's old color), so that every N meets the same
+machine -- other processes' bursts come and go over minutes, and one N measured after another
+would meet others. The colors are answered by one more HAProxy (``tests/support/fastcolors.py``):
+the Python stand-ins cannot answer twenty instances' health checks on two cores. The load is
+a watch (``tests/support/watch.py``): one keep-alive connection per instance, a trickle between
 switches (``--rate`` requests a second over all instances) and, from right before the first
-change until each instance has answered from the new color, a request on each every
-millisecond or so; at most ``--requests`` per N, all on loopback. Per N it prints::
+change until each switched instance has answered from the new color, a request on each about
+every millisecond; at most ``--requests`` per N, all on loopback. Per N it prints::
 
-    n=20 p50=12.1ms p90=30.2ms prepare=125ms failed=0
+    n=20 p50=16.1ms p90=22.4ms prepare=123ms failed=0
 
 - ``p50``, ``p90``: the switch latency, from the start of the switch to the first answer from
   the new color through EVERY instance (the last of them), over the N's switches. ``p90`` is
   the statistic of the curve, not p99: p99 over 30 switches is the slowest one, and on two
   shared cores one switch in ten or so meets another process's burst; ``p90`` is the 27th
-  slowest of 30 (the three slowest dropped), ``max`` is printed beside it.
+  fastest of 30 (the three slowest dropped), ``max`` is printed beside it.
 - ``prepare``: p50 of the prepare phase, from before the lock to the first change: the lock of
   every instance, the gate's checks (admin level, every server known, one live color, the
   target UP), the plan read from every instance.
+- ``failed``: requests that failed while the N's switches ran (goal 0).
 - a second line: the switch's parts (``promote``: the journal's intent and the first change on
   every instance; ``verified``: every routed URL answered from the target; ``whole``: to the
-  server-state files saved), and what the cores did (``SATURATED`` when 90% busy or more:
-  the figures then say as much about the machine as about the tier).
+  server-state files saved).
 
-Then ``p90 20/1=X p50 20/1=Y`` (the last N over the first; goal: p90 20/1 <= 3) and the
-requests and failed requests over all N. Asserts nothing about time; Ctrl-C (or SIGTERM)
-stops it between switches, every process torn down.
+Then ``p90 20/1=X p50 20/1=Y`` (the last N over the first; goal: p90 20/1 <= 3), the requests
+and failed requests of the whole run, and what the cores did (``SATURATED`` when 90% busy or
+more: the figures then say as much about the machine as about the tier). The journal's
+``fdatasync`` goes to the working folder's disk, as a gate's does: a fixed cost per switch
+whose tail, on a disk shared with busy neighbours, is most of one instance's p90;
+``TMPDIR=/dev/shm`` keeps it in memory, to see the tier's own growth. Asserts nothing about
+time; Ctrl-C (or SIGTERM) stops it, every process torn down.
 
 Run from the repository root:  .venv/bin/python -m benchmarks.switch_under_load [--switches N]
                                [--instances 1,2,5,10,20]

@@ -48,9 +48,13 @@ _WORKER = threading.local()  # ``group``: the group whose thread this is
 
 def _in_worker(group: Haproxies, call: Callable[[], T]) -> T:
     """``call`` on one of ``group``'s threads, marked so that a call it makes to the group runs
-    there (a nested call queued behind its own caller would wait forever)."""
+    there (a nested call queued behind its own caller would wait forever). The mark goes with
+    the call: a thread holding its group would keep the group's pool, hence itself, for good."""
     _WORKER.group = group
-    return call()
+    try:
+        return call()
+    finally:
+        _WORKER.group = None
 
 
 @frozen

@@ -8,6 +8,8 @@ step on all six at once, a switch and a revert.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -389,6 +391,23 @@ def test_a_call_from_the_groups_threads_runs_on_it(tmp_path: Path) -> None:
     for here, *inner in found.values():
         assert here.startswith("bluegreen-lb")
         assert inner == [here, here]
+
+
+def test_the_groups_threads_end_when_it_is_dropped(tmp_path: Path) -> None:
+    """No group is closed by hand (a gate's, a status's, a metrics scrape's): dropped, its
+    threads end, else a process that makes groups keeps every one's threads for good."""
+    group = _resolve(tmp_path, INSTANCES).haproxies()  # never contacted
+    ran = group.run(dict.fromkeys(group.names, threading.current_thread))
+    assert all(thread.name.startswith("bluegreen-lb") for thread in ran.values())
+    del group
+    gc.collect()
+    with contextlib.suppress(TimeoutError):  # the assertion below says what is left
+        wait_for(
+            lambda: not any(thread.is_alive() for thread in ran.values()),
+            5,
+            "the dropped group's threads to end",
+        )
+    assert [thread.name for thread in ran.values() if thread.is_alive()] == []
 
 
 def test_every_call_ends_and_the_first_error_is_named(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,14 @@ from .drill import gate_command, read_outcome
 from .inconfig import DRY_NOTHING, UsageProblem, in_config, progress, report_lines
 from .power import Fault, Kind, Plan, PowerReport, Run, Stop, run_ladder
 
-__all__ = ["BASELINE_REQUESTS", "cmd_power", "fault_environment", "measure_baseline"]
+__all__ = [
+    "BASELINE_REQUESTS",
+    "Scene",
+    "cmd_power",
+    "fault_environment",
+    "measure_baseline",
+    "power_document",
+]
 
 BASELINE_REQUESTS = 100  # GETs of the live color's load path, one at a time: its median ...
 BASELINE_SECONDS = 30.0  # ... within at most this long
@@ -219,7 +227,7 @@ def measured(
             )
         finally:
             restored = restore(settings, idle, before or tag)
-    publish(settings, report, {"live": live, "idle": idle, "tag": tag})
+    publish(settings, report, scene)
     if signals.received:
         return int(ExitCode.INTERRUPTED)
     failed = trial.deploy_failed or not restored
@@ -239,23 +247,25 @@ def restore(settings: Settings, idle: str, tag: str) -> bool:
     return False
 
 
-def publish(settings: Settings, report: PowerReport, context: dict[str, str]) -> None:
-    """The table and the lines; ``power`` in verdict.json; the Allure result."""
-    for line in report.table():
-        print(line)
-    if report.interrupted:
-        progress(f"power: {report.interrupted}: the lines count what ran")
-    for line in report.lines():
-        print(line, flush=True)
-    data = {**report.as_dict(), **context, "load_path": settings.drill.drill_load_path}
+def power_document(report: PowerReport, scene: Scene, load_path: str) -> dict[str, Any]:
+    """``power`` in verdict.json (docs/json.md)."""
+    return {
+        **report.as_dict(),
+        **{"live": scene.live, "idle": scene.idle, "tag": scene.tag, "load_path": load_path},
+    }
+
+
+def publish(settings: Settings, report: PowerReport, scene: Scene) -> None:
+    """``power`` in verdict.json and the Allure result, then the table and the lines (last:
+    the result)."""
+    data = power_document(report, scene, settings.drill.drill_load_path)
     path = settings.reports.verdict_file
     try:
         verdict = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError):
         verdict = {}
     warning = write_verdict(path, {**(verdict if isinstance(verdict, dict) else {}), "power": data})
-    if warning:
-        progress(warning)
+    progress(warning or f"power: in {path} (power)")
     alluredir = settings.reports.allure_dir
     if alluredir is not None:
         result = CommandResult(
@@ -268,8 +278,13 @@ def publish(settings: Settings, report: PowerReport, context: dict[str, str]) ->
             },
             steps=allure_steps(report),
         )
-        written = write_command_result(alluredir, result)
-        progress(f"power: the Allure result is {written}")
+        progress(f"power: the Allure result is {write_command_result(alluredir, result)}")
+    for line in report.table():
+        print(line)
+    if report.interrupted:
+        progress(f"power: {report.interrupted}: the lines count what ran")
+    for line in report.lines():
+        print(line, flush=True)
 
 
 STEP_STATUS = {  # a magnitude's step in the Allure result

@@ -1,8 +1,8 @@
 """``bluegreen drill --power`` without Docker: the ladder, the early stop, the smallest fault
 caught, the table and lines (pytest_bluegreen/cli/power.py), the faults' variables in the
 deploy's environment, and a real SIGTERM in the middle of a gate: the ladder ends, the idle
-color is deployed back, exit 2 (cli/powerdrill.py). On the real stack:
-tests/stack/test_power_drill.py."""
+color is deployed back, exit 2 (cli/powerdrill.py). On the real stack: tests/stack/
+test_docker_stack.py ``test_the_power_drill_finds_the_smallest_fault_the_gate_catches``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,14 @@ from pytest_bluegreen.cli.power import (
 )
 from pytest_bluegreen.errors import ExitCode
 from pytest_bluegreen.settings import Settings, resolve
+from tests.cli.test_commands import (
+    absent,
+    documented_table,
+    merged,
+    misfits,
+    observed,
+    undocumented,
+)
 from tests.support.stack import wait_for
 
 PLAN = Plan(
@@ -364,3 +372,16 @@ def test_a_sigterm_during_a_gate_ends_the_ladder_and_deploys_the_idle_color_back
     assert power["interrupted"] == "interrupted by SIGTERM"
     assert power["control"]["stop"] == "interrupted"
     assert (power["live"], power["idle"], power["tag"]) == ("green", "blue", "v1.1.0")
+
+
+def test_power_is_the_documented_schema() -> None:
+    """docs/json.md's ``power`` table: every field of the document, and of the table, with its
+    type, over a full run and one interrupted before anything was caught."""
+    fields, _ = documented_table("power")
+    scene = powerdrill.Scene(live="green", idle="blue", tag="v1.1.0", before="v1.0.0")
+    full = FakeStack({"latency +5%": ["failed"] * 9, "errors 1%": ["failed"] * 9}).run()
+    cut = FakeStack({}, stop_after=1).run()
+    documents = [powerdrill.power_document(r, scene, "/api/items") for r in (full, cut)]
+    assert documents[1]["interrupted"] == "interrupted by SIGTERM"
+    seen = merged(*(observed(d, fields) for d in documents))
+    assert (undocumented(seen, fields), absent(seen, fields), misfits(seen, fields)) == ([], [], {})

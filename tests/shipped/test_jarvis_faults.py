@@ -2,7 +2,8 @@
 its own (the API's database clients need not be installed). The routed-only fault's build,
 ``v1.11.0-routedflaky`` behind a real HAProxy: tests/stack/test_docker_stack.py
 ``test_a_routed_only_fault_passes_every_direct_and_preview_request``; the faults injected from
-the environment, deployed by ``bluegreen drill --power``: tests/stack/test_power_drill.py."""
+the environment, deployed by ``bluegreen drill --power``: tests/stack/test_docker_stack.py
+``test_the_power_drill_finds_the_smallest_fault_the_gate_catches``."""
 
 from __future__ import annotations
 

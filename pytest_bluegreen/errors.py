@@ -22,6 +22,7 @@ tests/plugin/test_errors_tree.py, holds it to the code)::
         ThresholdError (ValueError)       judge.thresholds    4
         CompareRuleError (ValueError)     judge.comparerules  4
         CanaryPlanError                   switch.canary       4
+        DashboardError                    report.dashboard    4   bluegreen dashboard's
       Refused                             errors              7
         RuntimeApiError                   haproxy.answers     7
           RuntimeApiUnreachable           haproxy.answers     7

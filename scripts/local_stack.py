@@ -1,12 +1,14 @@
 """The bundled local stack: shared services in Docker, HAProxy and Prometheus on this host.
 
 The Docker stack's shared services (docker/docker-compose.blue-green.yml: PostgreSQL, Redis and
-the Neo4j and Ollama stand-ins), HAProxy with the seed's ports (haproxy/haproxy.cfg) and
-Prometheus on 127.0.0.1:10200 (monitoring/prometheus.yml). The colors are deployed by the gate
+the Neo4j and Ollama stand-ins), HAProxy with the seed's ports (haproxy/haproxy.cfg),
+Prometheus on 127.0.0.1:10200 (monitoring/prometheus.yml) and the dashboard drawing it on
+http://127.0.0.1:10201/ (bluegreen dashboard). The colors are deployed by the gate
 (pytest --deploy TAG). Idempotent.
 
     python scripts/local_stack.py up      # start what is not running, wait until healthy
-    python scripts/local_stack.py down    # stop Prometheus, HAProxy and the stack (data kept)
+    python scripts/local_stack.py down    # stop the dashboard, Prometheus, HAProxy and the
+                                          # stack (data kept)
     python scripts/local_stack.py status
 
 HAProxy runs on the host, not in a container: the same haproxy.cfg and environment variables
@@ -24,8 +26,10 @@ Everything it starts can be moved, so that a second stack (the tests') runs besi
 the Compose project (BLUEGREEN_COMPOSE_PROJECT, as the settings name it; default sutazai) with
 its published ports (the compose file's variables: POSTGRES_HOST_PORT, BLUE_API_PORT, ...),
 HAProxy's addresses and admin socket (the BG_* variables of haproxy/haproxy.cfg), Prometheus
-(BG_PROMETHEUS_LISTEN, default 127.0.0.1:10200; the targets are monitoring/prometheus.yml's) and
-the Pushgateway (BG_PUSHGATEWAY_LISTEN, default 127.0.0.1:9091).
+(BG_PROMETHEUS_LISTEN, default 127.0.0.1:10200; the targets are monitoring/prometheus.yml's),
+the Pushgateway (BG_PUSHGATEWAY_LISTEN, default 127.0.0.1:9091) and the dashboard
+(BG_DASHBOARD_LISTEN, default 127.0.0.1:10201; it draws this stack's Prometheus, with the
+settings of bluegreen.toml: the history of its state_file, its [dashboard] series).
 """
 
 from __future__ import annotations
@@ -46,10 +50,12 @@ from pytest_bluegreen.engines.compose import docker_client, wait_serving
 from pytest_bluegreen.envfile import read_env_file
 from pytest_bluegreen.local.haproxy import Served, holder_of, prepare_server_state_file
 from pytest_bluegreen.local.prometheus import (
+    LocalDashboard,
     LocalPrometheus,
     LocalPrometheusError,
     LocalPushgateway,
 )
+from pytest_bluegreen.report.dashboard import DEFAULT_LISTEN
 from pytest_bluegreen.settings import SettingsError
 from pytest_bluegreen.settings.resolve import resolve
 
@@ -75,6 +81,16 @@ PUSHGATEWAY = LocalPushgateway(
     listen=os.environ.get("BG_PUSHGATEWAY_LISTEN") or "127.0.0.1:9091",
     pidfile=RUN / "pushgateway.pid",
     log=RUN / "pushgateway.log",
+)
+
+# bluegreen dashboard: the charts of this stack's Prometheus, with bluegreen.toml's settings
+DASHBOARD = LocalDashboard(
+    config=ROOT / "bluegreen.toml",
+    storage=RUN,
+    listen=os.environ.get("BG_DASHBOARD_LISTEN") or DEFAULT_LISTEN,
+    pidfile=RUN / "dashboard.pid",
+    log=RUN / "dashboard.log",
+    prometheus=PROMETHEUS.url,
 )
 
 
@@ -159,6 +175,7 @@ def up() -> None:
     print(f"[stack] shared services healthy ({time.monotonic() - start:.1f}s)")
     start_haproxy(env)
     start_prometheus()
+    start_dashboard()
 
 
 def start_haproxy(env: dict[str, str]) -> None:
@@ -197,7 +214,18 @@ def start_prometheus() -> None:
     )
 
 
+def start_dashboard() -> None:
+    try:
+        pid, started = DASHBOARD.start()
+    except LocalPrometheusError as exc:
+        sys.exit(f"[stack] ERROR: dashboard: {exc}")
+    state = "started" if started else "already running"
+    print(f"[stack] dashboard {state} (pid {pid}): {DASHBOARD.url}/")
+
+
 def down() -> None:
+    if DASHBOARD.stop():
+        print("[stack] stopped the dashboard")
     if PROMETHEUS.stop():
         print("[stack] stopped prometheus")
     if PUSHGATEWAY.stop():
@@ -218,13 +246,15 @@ def status() -> int:
     running = [c.name for c in _compose().compose.ps() if c.state.running]
     haproxy = _pid(PIDFILE) is not None
     prometheus = PROMETHEUS.pid() is not None and PUSHGATEWAY.pid() is not None
+    dashboard = DASHBOARD.pid() is not None
     print(
         f"haproxy={'running' if haproxy else 'stopped'} "
         f"prometheus={'running' if PROMETHEUS.pid() else 'stopped'} "
         f"pushgateway={'running' if PUSHGATEWAY.pid() else 'stopped'} "
+        f"dashboard={'running' if dashboard else 'stopped'} "
         f"containers={','.join(running) or '-'}"
     )
-    return 0 if haproxy and prometheus and running else 1
+    return 0 if haproxy and prometheus and dashboard and running else 1
 
 
 def main() -> int:

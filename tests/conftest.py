@@ -73,7 +73,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     default_timeout = float(config.getini("timeout") or 0)
     slow = slow_ids(SLOW_LIST.read_text())
     for item in items:
-        if item.nodeid.split("@", 1)[0] in slow:
+        if item.nodeid in slow:  # before pytest_collection_finish adds an ``@GROUP``
             item.add_marker("slow")
         names = set(getattr(item, "fixturenames", ()))
         for fixture, marks in MARKS_BY_FIXTURE.items():

@@ -2,10 +2,10 @@
 ``errors.EXIT_CODES``) and the dispatch to the commands, one module per family:
 :mod:`.reading` (status, export-state), :mod:`.switching` (switch-to, rollback, recover),
 :mod:`.promotion` (promote, abort), :mod:`.deploying` (deploy, check), :mod:`.drill` (and
-:mod:`.powerdrill`, ``drill --power``), :mod:`.init`; what they share (settings from pytest's
-own configuration, the pytest child) is :mod:`.inconfig`. A change-freeze veto holds for
-``--force`` too, unless ``--ignore-veto`` (recorded). Exit codes are the plugin's
-(docs/exit-codes.md).
+:mod:`.powerdrill`, ``drill --power``), :mod:`.init`, :mod:`.dashboard`; what they share
+(settings from pytest's own configuration, the pytest child) is :mod:`.inconfig`. A
+change-freeze veto holds for ``--force`` too, unless ``--ignore-veto`` (recorded). Exit codes
+are the plugin's (docs/exit-codes.md).
 
 The module keeps its name (not ``cli/main.py``): ``pytest_bluegreen.cli.main`` is the old
 module's ``main()``, handed on for one release, and the console script is
@@ -24,7 +24,9 @@ from typing import NoReturn
 from pytest_bluegreen.errors import EXIT_CODES, BluegreenError, ExitCode
 from pytest_bluegreen.haproxy.lockfile import LockHeld
 from pytest_bluegreen.process.closedpipe import quiet_closed_pipes
+from pytest_bluegreen.report.dashboard import DEFAULT_LISTEN
 
+from .dashboard import cmd_dashboard
 from .deploying import cmd_check, cmd_deploy
 from .drill import cmd_drill
 from .init import cmd_init
@@ -50,6 +52,7 @@ examples:
   bluegreen drill                           known-bad builds on the idle color: caught?
   bluegreen drill --power                   the smallest injected fault the gate catches
   bluegreen init --haproxy-config /etc/haproxy/haproxy.cfg   bluegreen.toml + checks/ from it
+  bluegreen dashboard                       the charts on http://127.0.0.1:10201/
 
 every command that changes something takes --dry-run: it says what it would do and changes
 nothing (HAProxy, the history, the journal, the warm-window and pending-promotion records,
@@ -219,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_seed_commands(add)
     _add_init(add)
+    _add_dashboard(add)
     return parser
 
 
@@ -293,6 +297,27 @@ def _add_init(add: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
         help="write the files only; print the dry run's command",
     )
     init.set_defaults(handler=cmd_init)
+
+
+def _add_dashboard(add: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    dashboard = add(
+        "dashboard",
+        "serve the charts of both colors (requests, 5xx, p95 latency, HAProxy's servers) and "
+        "the gate runs, drawn from Prometheus, until Ctrl-C",
+        "bluegreen dashboard --listen 127.0.0.1:10201 --prometheus http://127.0.0.1:10200",
+    )
+    dashboard.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="ADDR",
+        help=f"HOST:PORT to serve the page on (default: {DEFAULT_LISTEN})",
+    )
+    dashboard.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="Prometheus' HTTP API to draw from (default: prometheus_url)",
+    )
+    dashboard.set_defaults(handler=cmd_dashboard)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,7 +32,11 @@ if TYPE_CHECKING:
 
     from .traffic import Switcher
 
-__all__ = ["AfterSwitch"]
+__all__ = ["BAKE_REASON", "AfterSwitch"]
+
+# how a switch back after a failed (or unjudged) bake begins its reason, as the history
+# records it: the dashboard tells a bake's rollback from another by it (report/snapshot.py)
+BAKE_REASON = "bake "
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,7 @@ class AfterSwitch:
         """Return traffic to ``source`` through the same journaled switch; a signal now
         completes it (the safe direction: ``back`` holds none), a user's veto does not hold
         it back."""
-        reason = f"bake {result.judgement.value}: {result.reason}"
+        reason = f"{BAKE_REASON}{result.judgement.value}: {result.reason}"
         live = report.result.plan.target if report.result is not None else None
         decision = Decision(Verdict.SWITCH, reason, source, live)
         try:

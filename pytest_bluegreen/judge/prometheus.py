@@ -62,10 +62,12 @@ class PromQLError(BluegreenError, ValueError):
 
 @frozen
 class Series(Frozen):
-    """One series of a result: its labels and its points' values, in time order."""
+    """One series of a result: its labels and its points' values, in time order, and their
+    times (Unix seconds; empty where the result was not read from a query's answer)."""
 
     labels: Mapping[str, str]
     values: tuple[float, ...]
+    times: tuple[float, ...] = ()
 
     @property
     def name(self) -> str:
@@ -116,12 +118,20 @@ def _number(text: Any) -> float:
 
 def _series(kind: str, result: Any) -> tuple[Series, ...]:
     if kind == "scalar":
-        return (Series({}, (_number(result[1]),)),)
+        return (Series({}, (_number(result[1]),), (float(result[0]),)),)
     if kind == "vector":
-        return tuple(Series(dict(r["metric"]), (_number(r["value"][1]),)) for r in result)
+        return tuple(
+            Series(dict(r["metric"]), (_number(r["value"][1]),), (float(r["value"][0]),))
+            for r in result
+        )
     if kind == "matrix":
         return tuple(
-            Series(dict(r["metric"]), tuple(_number(v) for _, v in r["values"])) for r in result
+            Series(
+                dict(r["metric"]),
+                tuple(_number(v) for _, v in r["values"]),
+                tuple(float(t) for t, _ in r["values"]),
+            )
+            for r in result
         )
     raise PromQLError(f"a result of type {kind!r} has no number to judge")
 

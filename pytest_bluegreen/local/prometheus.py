@@ -1,6 +1,7 @@
 """A Prometheus on this host, as ``scripts/local_stack.py`` runs one (and the tests): started in
 the background with its own configuration, storage and address, found again through its pid
-file, stopped. Linux only (``/proc``); imports nothing of ours but ``local/haproxy.py``.
+file, stopped. Linux only (``/proc``); imports nothing of ours but ``local/haproxy.py``. The
+Pushgateway beside it and ``bluegreen dashboard`` (on 127.0.0.1:10201) are run the same way.
 
 Idempotent: ``start()`` when ours already runs returns its pid; ``stop()`` when none runs does
 nothing. A pid file whose process is gone, or is not our Prometheus (a pid reused by another
@@ -17,17 +18,19 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from pytest_bluegreen.errors import BluegreenError, ExitCode
 
 from .haproxy import Served, holder_of
 
-__all__ = ["LocalPrometheus", "LocalPrometheusError", "LocalPushgateway"]
+__all__ = ["LocalDashboard", "LocalPrometheus", "LocalPrometheusError", "LocalPushgateway"]
 
 
 class LocalPrometheusError(BluegreenError, RuntimeError):
@@ -49,6 +52,8 @@ class LocalPrometheus:
     log: Path
     binary: str = "prometheus"
     retention: str = "7d"
+    INSTALLED_BY: ClassVar[str] = "scripts/setup installs Debian's prometheus"
+    NAME: ClassVar[str] = "Prometheus"  # what a message calls it
 
     @property
     def url(self) -> str:
@@ -103,14 +108,12 @@ class LocalPrometheus:
             return running, False
         binary = shutil.which(self.binary)
         if binary is None:
-            raise LocalPrometheusError(
-                f"{self.binary} is not installed (scripts/setup installs Debian's prometheus)"
-            )
+            raise LocalPrometheusError(f"{self.binary} is not installed ({self.INSTALLED_BY})")
         host, _, port = self.listen.rpartition(":")
         holder = holder_of(Served(tcp=((host, int(port)),)))
         if holder is not None:
             raise LocalPrometheusError(
-                f"{holder.describe()}: stop it, or give Prometheus another address"
+                f"{holder.describe()}: stop it, or give {self.NAME} another address"
             )
         self.storage.mkdir(parents=True, exist_ok=True)
         self.pidfile.parent.mkdir(parents=True, exist_ok=True)
@@ -192,6 +195,7 @@ class LocalPushgateway(LocalPrometheus):
     survives a restart; ``config`` is not used."""
 
     binary: str = "prometheus-pushgateway"
+    NAME: ClassVar[str] = "the Pushgateway"
 
     @property
     def persistence(self) -> Path:
@@ -207,6 +211,42 @@ class LocalPushgateway(LocalPrometheus):
             self.identity(),
             "--persistence.interval=5s",
         ]
+
+
+@dataclass(frozen=True)
+class LocalDashboard(LocalPrometheus):
+    """``bluegreen dashboard`` in the background, drawing ``prometheus``: ``config`` is the
+    deployment's settings file (its state file, its ``[dashboard]`` series, its charting
+    library), whose folder's ``checks/`` holds the hooks; ``storage`` is not used; ready when
+    it answers ``/-/ready``. A missing charting library ends it at once, its one line the
+    error."""
+
+    prometheus: str = "http://127.0.0.1:10200"
+    binary: str = str(Path(sys.executable).with_name("bluegreen"))  # this environment's
+    INSTALLED_BY: ClassVar[str] = "scripts/setup installs the package into .venv"
+    NAME: ClassVar[str] = "the dashboard"
+
+    def identity(self) -> str:
+        return f"--listen={self.listen}"
+
+    def command(self, binary: str | None = None) -> list[str]:
+        return [
+            binary or self.binary,
+            f"--config={self.config.resolve()}",
+            f"--checks={self.config.resolve().parent / 'checks'}",
+            "dashboard",
+            self.identity(),
+            f"--prometheus={self.prometheus}",
+        ]
+
+    def last_error(self) -> str:
+        """Its last line that says what went wrong (``bluegreen: error: ...``)."""
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return "no log"
+        said = [line for line in lines if line.startswith("bluegreen: error:")]
+        return (said or lines or ["nothing in the log"])[-1].strip()
 
 
 def _reap(pid: int, timeout: float = 5.0) -> None:

@@ -1,7 +1,8 @@
 """The settings of judging a color and of telling the judgement: the checks and the comparison
 (``checks``), the drill's known-bad variants (``drill``), the bake after a switch (``bake``),
 Prometheus and its PromQL checks (``prometheus``); the reports (``reports``), the gate's own
-metrics (``metrics``) and the webhooks (``notify``). :class:`.model.Settings` holds them.
+metrics (``metrics``), the webhooks (``notify``) and the dashboard's series (``dashboard``).
+:class:`.model.Settings` holds them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "CanaryOnInconclusive",
     "CanarySettings",
     "ChecksSettings",
+    "DashboardSettings",
     "DrillSettings",
     "MetricsSettings",
     "NotifySettings",
@@ -408,3 +410,41 @@ class NotifySettings(Frozen):
             for number, hook in enumerate(self.notify, start=1)
             for part, value in enumerate(hook.secrets)
         }
+
+
+@frozen
+class DashboardSettings(Frozen):
+    """The colors' series the dashboard and monitoring/grafana/bluegreen.json draw.
+
+    Their defaults are what the bundled stack's Jarvis API exports; HAProxy's servers are a
+    color's by their names (``blue-api``: the part before the first ``-``), as
+    monitoring/rules/ reads them (docs/monitoring.md, "The dashboard")."""
+
+    GROUP: ClassVar[str] = "dashboard"
+    dashboard_requests: str = setting(
+        "jarvis_http_requests_total",
+        p.series_selector,
+        "the colors' answered requests: a counter with the color label and a 'code' label "
+        "(the HTTP status), as a PromQL series selector (e.g. "
+        "'jarvis_http_requests_total{job=\"jarvis\"}'): requests/s and 5xx/s by color",
+    )
+    dashboard_latency: str = setting(
+        "jarvis_http_request_duration_seconds_bucket",
+        p.series_selector,
+        "the colors' request durations: a histogram's bucket series with the color label, as "
+        "a PromQL series selector: p95 latency by color",
+    )
+    dashboard_color_label: str = setting(
+        "color",
+        p.label_name,
+        "the label that names a series' color (on both series above; HAProxy's server states "
+        "get it from the servers' names)",
+    )
+    dashboard_library: Path = setting(
+        Path(".bluegreen/chartjs"),
+        p.path,
+        "the folder the charting library is installed in (npm's --prefix: scripts/install-chartjs "
+        "puts chart.js and chartjs-plugin-annotation there); the page loads it from the dashboard, "
+        "nothing from outside the machine",
+        path=True,
+    )

@@ -6,8 +6,8 @@ deployer ``compose``), not the whole :class:`Settings`.
 Here: what the run is asked to do (``run``), the two colors and how a response names its color
 (``topology``), and :class:`Settings`, which holds every group. The other groups are in
 :mod:`.deployment` (HAProxy, switching, Compose, Swarm, env files, promotion, state) and
-:mod:`.judging` (checks, drill, bake, Prometheus, reports, metrics, notify), their names handed
-on from here.
+:mod:`.judging` (checks, drill, bake, Prometheus, reports, metrics, notify, dashboard), their
+names handed on from here.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from .judging import (
     BakeSettings,
     CanarySettings,
     ChecksSettings,
+    DashboardSettings,
     DrillSettings,
     MetricsSettings,
     NotifySettings,
@@ -60,6 +61,7 @@ __all__ = [
     "ChecksSettings",
     "ColorSettings",
     "ComposeSettings",
+    "DashboardSettings",
     "DeployEngineName",
     "DrillSettings",
     "EnvFiles",
@@ -299,6 +301,7 @@ class Settings(Frozen):
     state: StateSettings
     env_files: EnvFiles
     metrics: MetricsSettings
+    dashboard: DashboardSettings
     config_file: Path | None
     sources: Mapping[str, str] = field(repr=False)
     extensions: Mapping[type[Any], Any] = field(default_factory=dict, repr=False)

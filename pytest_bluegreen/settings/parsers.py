@@ -26,6 +26,7 @@ __all__ = [
     "header",
     "image_tag",
     "is_color_name",
+    "label_name",
     "off_at_zero",
     "optional",
     "path",
@@ -33,6 +34,7 @@ __all__ = [
     "rising_percents",
     "runtime_api",
     "seconds",
+    "series_selector",
     "servers",
     "service_url",
     "services",
@@ -49,6 +51,8 @@ _SERVICE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # Docker's image tag grammar
 _HEADER = re.compile(r"^[A-Za-z0-9-]+$")
 _COLOR_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")  # Prometheus' label names
+_SELECTOR = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^{}]*\})?$")  # name{matchers}
 SELECTIONS_EXTRA = ("all", "shared")  # what --env takes besides the colors: never a color's name
 
 
@@ -160,7 +164,7 @@ def url(value: Any) -> Url:
     given = text(value)
     shown = _shown(given)
     parts = urlsplit(given)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ValueError(f"expected an http(s) URL, got {shown}")
     try:
         parts.port  # noqa: B018 - raises on a non-numeric or out-of-range port
@@ -232,6 +236,25 @@ def header(value: Any) -> str:
     if not _HEADER.match(name):
         raise ValueError(f"not an HTTP header name: {name!r}")
     return name
+
+
+def label_name(value: Any) -> str:
+    name = text(value)
+    if not _LABEL_NAME.match(name):
+        raise ValueError(f"is not a Prometheus label name: {name!r}")
+    return name
+
+
+def series_selector(value: Any) -> str:
+    """A PromQL series selector: a metric's name, maybe with label matchers
+    (``jarvis_http_requests_total{job="jarvis"}``); no function, no range."""
+    given = text(value)
+    if not _SELECTOR.match(given):
+        raise ValueError(
+            f"is not a PromQL series selector (a metric's name, maybe with {{label matchers}}): "
+            f"{given!r}"
+        )
+    return given
 
 
 def path_segment(value: Any) -> str:

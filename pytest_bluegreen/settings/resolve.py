@@ -31,6 +31,7 @@ from .judging import (
     BakeSettings,
     CanarySettings,
     ChecksSettings,
+    DashboardSettings,
     DrillSettings,
     MetricsSettings,
     NotifySettings,
@@ -84,6 +85,7 @@ CORE_GROUPS: tuple[type[Any], ...] = (
     StateSettings,
     EnvFiles,
     MetricsSettings,
+    DashboardSettings,
 )
 CONFIG_OPTION = Option(
     key="config",
@@ -218,6 +220,7 @@ def resolve(
         state=build(StateSettings),
         env_files=build(EnvFiles, colors=topology.colors),
         metrics=build(MetricsSettings),
+        dashboard=build(DashboardSettings),
         config_file=config_file,
         sources=sources,
         extensions={group: build(group) for group in extra_groups},

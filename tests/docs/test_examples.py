@@ -126,6 +126,8 @@ NOT_HERE = {
     re.compile(r"^scripts/test\b"): "the whole test suite",
     re.compile(r"^pip install "): "a package index",
     re.compile(r"^\.venv/bin/python -m benchmarks\."): "a benchmark: minutes, some need Docker",
+    re.compile(r"^bluegreen dashboard\b"): "a server until Ctrl-C (tests/report/test_dashboard.py "
+    "loads it in a browser)",
 }
 
 

@@ -246,16 +246,19 @@ def test_the_client_asks_a_real_prometheus(monitored: Monitored, client: Prometh
         "green-api": (0.0,),
     }
     assert weights.series[0].labels["job"] == "haproxy"
+    assert abs(weights.series[0].times[0] - time.time()) < 60  # the instant's time
 
     def blue_weights() -> tuple[float, ...]:
+        start = time.time() - 3
         ranged = client.query_range(
-            'haproxy_server_uweight{server="blue-api"}',
-            start=time.time() - 3,
-            end=time.time(),
-            step=1,
+            'haproxy_server_uweight{server="blue-api"}', start=start, end=time.time(), step=1
         )
         assert ranged.kind == "matrix"
         [series] = ranged.series
+        # each point's time: the range's start and a whole number of steps after it
+        assert len(series.times) == len(series.values)
+        assert all(round(t - start, 3) == round(t - start) for t in series.times)
+        assert list(series.times) == sorted(set(series.times))
         return series.values
 
     def two_points() -> tuple[float, ...] | None:

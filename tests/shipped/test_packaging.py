@@ -106,6 +106,8 @@ def test_the_wheel_holds_the_package_and_its_type_marker(wheel: Path) -> None:
         "gate/run.py",
         "cli/command.py",
         "init/starter/checks/test_health.py",
+        "report/dashboard.html",  # bluegreen dashboard's page and its script
+        "report/dashboard.js",
     ):
         assert f"pytest_bluegreen/{name}" in names
     [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]

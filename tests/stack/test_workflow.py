@@ -267,6 +267,7 @@ HAPROXY_BINDS = {  # haproxy.cfg's variable -> the seed's address
     "BG_HTTPS_BIND": "127.0.0.1:443",
     "BG_PROMETHEUS_LISTEN": "127.0.0.1:10200",
     "BG_PUSHGATEWAY_LISTEN": "127.0.0.1:9091",
+    "BG_DASHBOARD_LISTEN": "127.0.0.1:10201",  # local_stack.py's bluegreen dashboard
 }
 SEED_SOCKET = "/var/run/haproxy/admin.sock"
 

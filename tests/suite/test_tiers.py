@@ -3,6 +3,8 @@ it, every cell in a full run; and tests/slow.txt, the tests a full run measured 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import SLOW_LIST, slow_ids
@@ -35,6 +37,8 @@ def test_one_value_of_a_sweep_is_fast_and_the_rest_slow(count: int) -> None:
 
 # --- tests/slow.txt: the tests a full run measured at seconds, left out of the fast tier ----
 
+GROUP_SUFFIX = re.compile(r"@\w+$")  # what tests/conftest.py's collection_finish adds under xdist
+
 
 def test_every_listed_slow_test_is_still_there() -> None:
     """A renamed or removed test left in tests/slow.txt would silently stop marking: each
@@ -56,10 +60,10 @@ def test_the_listed_tests_are_marked_slow_and_only_they(request: pytest.FixtureR
     it), one that is neither listed nor slow by its timeout or sweep has not."""
     listed = slow_ids(SLOW_LIST.read_text())
     items = request.session.items
-    here = {item.nodeid.split("@", 1)[0]: item for item in items}
+    here = {GROUP_SUFFIX.sub("", item.nodeid): item for item in items}
     for test_id in listed & set(here):
         assert here[test_id].get_closest_marker("slow") is not None, test_id
-    mine = here[request.node.nodeid.split("@", 1)[0]]
+    mine = here[GROUP_SUFFIX.sub("", request.node.nodeid)]
     assert mine.get_closest_marker("slow") is None
 
 

@@ -17,7 +17,10 @@ real users' traffic meets, what a canary is for),
 ``metrics_status`` (int: ``/metrics`` answers that instead), ``hold`` (true: every /api/ request
 waits, up to a minute, until ``{"release": true}`` or a reset). ``/metrics`` is a Prometheus text
 page: the requests it answered, by path class and status, and a histogram of the /api/
-requests' durations by route (``routed``: HAProxy marked it; ``direct``).
+requests' durations by route (``routed``: HAProxy marked it; ``direct``); and every request
+counted as the Jarvis API counts them (``jarvis_http_requests_total{method,endpoint,code,color,
+version}``, ``jarvis_http_request_duration_seconds``: docker/jarvis/jarvis/metrics.py), so a
+Prometheus scraping these stand-ins has the series the dashboard draws by default.
 """
 
 from __future__ import annotations
@@ -37,14 +40,21 @@ from urllib.parse import unquote
 
 FAULTS: dict[str, Any] = {}
 _LOCK = threading.Lock()
-_API_CALLS = itertools.count(1)
-_TAIL_CALLS = [itertools.count(1)]  # restarted when tail_every is set
-_ROUTED_CALLS = itertools.count(1)  # routed /api/ requests, for routed_error_every
+# each restarted when its setting is set: the N-th request counts from the next one on, whatever
+# an earlier test sent this session-wide stand-in
+_API_CALLS = [itertools.count(1)]  # /api/ requests, for error_every
+_TAIL_CALLS = [itertools.count(1)]  # for tail_every
+_ROUTED_CALLS = [itertools.count(1)]  # routed /api/ requests, for routed_error_every
 _ANSWERED: Counter[tuple[str, int]] = Counter()  # (path class, status) -> requests, /metrics
 # /api/ requests' durations by route (routed: HAProxy marked it), a Prometheus histogram
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 _DURATIONS: dict[str, list[int]] = {}  # route -> count per bucket (the last: +Inf)
 _SUMS: dict[str, float] = {}
+# as the Jarvis API: (method, endpoint, code) -> requests; (method, endpoint) -> bucket counts
+JARVIS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_JARVIS_ANSWERED: Counter[tuple[str, str, int]] = Counter()
+_JARVIS_DURATIONS: dict[tuple[str, str], list[int]] = {}
+_JARVIS_SUMS: dict[tuple[str, str], float] = {}
 _RELEASED = threading.Event()  # what held /api/ requests wait for
 _RELEASED.set()
 HOLD_AT_MOST = 60.0
@@ -71,6 +81,14 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                     counts = _DURATIONS.setdefault(route, [0] * (len(BUCKETS) + 1))
                     counts[bisect.bisect_left(BUCKETS, took)] += 1
                     _SUMS[route] = _SUMS.get(route, 0.0) + took
+                endpoint = self.path.split("?", 1)[0]
+                if endpoint != "/_control":
+                    took = time.monotonic() - getattr(self, "began", time.monotonic())
+                    key = (self.command, endpoint)
+                    _JARVIS_ANSWERED[(*key, status)] += 1
+                    counts = _JARVIS_DURATIONS.setdefault(key, [0] * (len(JARVIS_BUCKETS) + 1))
+                    counts[bisect.bisect_left(JARVIS_BUCKETS, took)] += 1
+                    _JARVIS_SUMS[key] = _JARVIS_SUMS.get(key, 0.0) + took
             self.send_response(status)
             self.send_header("Content-Type", ctype or "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -117,11 +135,11 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                 routed_every
                 and self.path.startswith("/api/")
                 and self.headers.get("X-Bluegreen-Route") == "routed"
-                and next(_ROUTED_CALLS) % routed_every == 0
+                and next(_ROUTED_CALLS[0]) % routed_every == 0
             ):
                 faults["api_status"] = 500
             every = int(faults.get("error_every", 0))
-            if every and self.path.startswith("/api/") and next(_API_CALLS) % every == 0:
+            if every and self.path.startswith("/api/") and next(_API_CALLS[0]) % every == 0:
                 faults["api_status"] = 500
             return faults
 
@@ -170,7 +188,7 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                 self._send(200, f"<html><body>{claimed} {version}</body></html>", "text/html")
             elif self.path == "/metrics":
                 status = int(faults.get("metrics_status", 200))
-                self._send(status, _metrics(claimed), "text/plain; version=0.0.4")
+                self._send(status, _metrics(claimed, version), "text/plain; version=0.0.4")
             else:
                 self._send(404, {"error": "not found"})
 
@@ -190,8 +208,13 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                     FAULTS.update(
                         {k: v for k, v in update.items() if k not in ("reset", "release")}
                     )
-                    if "tail_every" in update:  # counted from the next /api/ request on
-                        _TAIL_CALLS[0] = itertools.count(1)
+                    for setting, calls in (
+                        ("error_every", _API_CALLS),
+                        ("tail_every", _TAIL_CALLS),
+                        ("routed_error_every", _ROUTED_CALLS),
+                    ):
+                        if setting in update:  # counted from the next /api/ request on
+                            calls[0] = itertools.count(1)
                 self._send(200, {"faults": FAULTS})
                 return
             faults = self._faults()
@@ -202,12 +225,15 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _metrics(color: str) -> str:
+def _metrics(color: str, version: str) -> str:
     """The requests answered so far, as Prometheus' text format."""
     with _LOCK:
         answered = sorted(_ANSWERED.items())
         durations = {route: list(counts) for route, counts in _DURATIONS.items()}
         sums = dict(_SUMS)
+        jarvis = sorted(_JARVIS_ANSWERED.items())
+        jarvis_durations = {key: list(counts) for key, counts in _JARVIS_DURATIONS.items()}
+        jarvis_sums = dict(_JARVIS_SUMS)
     lines = ["# TYPE backend_requests_total counter"]
     lines += [
         f'backend_requests_total{{color="{color}",path="{kind}",code="{status}"}} {count}'
@@ -224,7 +250,41 @@ def _metrics(color: str) -> str:
             )
         lines.append(f"backend_request_duration_seconds_sum{{{labels}}} {sums[route]}")
         lines.append(f"backend_request_duration_seconds_count{{{labels}}} {total}")
-    return "\n".join(lines) + "\n"
+    return (
+        "\n".join([*lines, *_jarvis_lines(color, version, jarvis, jarvis_durations, jarvis_sums)])
+        + "\n"
+    )
+
+
+def _jarvis_lines(
+    color: str,
+    version: str,
+    answered: list[tuple[tuple[str, str, int], int]],
+    durations: dict[tuple[str, str], list[int]],
+    sums: dict[tuple[str, str], float],
+) -> list[str]:
+    """The requests as the Jarvis API exports them (its names, labels and buckets)."""
+    own = f'color="{color}",version="{version}"'
+    lines = ["# TYPE jarvis_http_requests_total counter"]
+    lines += [
+        f'jarvis_http_requests_total{{method="{method}",endpoint="{endpoint}",code="{code}",'
+        f"{own}}} {count}"
+        for (method, endpoint, code), count in answered
+    ]
+    lines.append("# TYPE jarvis_http_request_duration_seconds histogram")
+    for (method, endpoint), counts in sorted(durations.items()):
+        labels = f'method="{method}",endpoint="{endpoint}",{own}'
+        total = 0
+        for bound, count in zip((*map(str, JARVIS_BUCKETS), "+Inf"), counts, strict=True):
+            total += count
+            lines.append(
+                f'jarvis_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {total}'
+            )
+        lines.append(
+            f"jarvis_http_request_duration_seconds_sum{{{labels}}} {sums[(method, endpoint)]}"
+        )
+        lines.append(f"jarvis_http_request_duration_seconds_count{{{labels}}} {total}")
+    return lines
 
 
 class QuietServer(ThreadingHTTPServer):

@@ -69,8 +69,9 @@ def docker(*args: str, check: bool = True, timeout: float = 120) -> str:
 def copy_checkout(folder: Path) -> Path:
     """The working tree as it is (tracked and new files) in ``folder``, with this checkout's
     .venv: a checkout whose .bluegreen/ (pid files, state) is its own, but for what
-    scripts/setup fetched once (the wheelhouse, the Allure command line): the suite runs with
-    no package index, as a runner with a tool cache would."""
+    scripts/setup fetched once (the wheelhouse, the Allure command line, the dashboard's
+    charting library): the suite runs with no package index, as a runner with a tool cache
+    would."""
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"],
         cwd=ROOT, capture_output=True, text=True, check=True,
@@ -82,7 +83,7 @@ def copy_checkout(folder: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
     (folder / ".venv").symlink_to(ROOT / ".venv")
-    for fetched in ("wheelhouse", "allure-cli"):
+    for fetched in ("wheelhouse", "allure-cli", "chartjs"):
         if (ROOT / ".bluegreen" / fetched).is_dir():
             (folder / ".bluegreen").mkdir(exist_ok=True)
             (folder / ".bluegreen" / fetched).symlink_to(ROOT / ".bluegreen" / fetched)

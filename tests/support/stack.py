@@ -67,8 +67,9 @@ def haproxy_binary() -> str | None:
     return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
 
 
-# the seed's ports (haproxy/haproxy.cfg, the Compose file, the local stack's Prometheus and
-# Pushgateway, the swarm HAProxy's): a user's stack may be up there, a test never takes one
+# the seed's ports (haproxy/haproxy.cfg, the Compose file, the local stack's Prometheus,
+# Pushgateway and dashboard, the swarm HAProxy's): a user's stack may be up there, a test never
+# takes one
 # the variables that move the compose file's published ports
 PORT_VARIABLES = (
     "POSTGRES_HOST_PORT",
@@ -83,6 +84,7 @@ PORT_VARIABLES = (
 
 SEED_PORTS = frozenset(
     {80, 443, 3010, 3011, 8010, 8011, 8080, 8404, 8443, 9091, 10000, 10001, 10002, 10104, 10200}
+    | {10201}
     | {20010, 20011, 21010, 21011}
 )
 LOWEST_PORT = 10240  # below: the well-known and registered services of a machine

@@ -312,6 +312,7 @@ def run_ladder(
         for fault in plan.ladder(kind):
             why = stopped() or deploy(fault)
             if why is not None:
+                why = stopped() or why  # a Ctrl-C that cut the deploy short: the signal
                 return PowerReport(plan, tuple(measured), why)
             result = _gated(plan, fault, gate, stopped, progress)
             measured.append(result)
@@ -329,9 +330,13 @@ def _gated(
     stopped: Callable[[], str | None],
     progress: Callable[[str], None],
 ) -> Measured:
-    """One deployed magnitude gated until settled (the control: every run)."""
+    """One deployed magnitude gated until settled (the control: every run). A stop noted
+    before a gate (during the deploy, between two runs) starts none: no child is there to pass
+    the signal on to, and a whole gate would run for nothing."""
     runs: list[Run] = []
     while True:
+        if stopped():
+            return Measured(fault, tuple(runs), Stop.INTERRUPTED)
         run = gate(fault, len(runs) + 1)
         if stopped():
             return Measured(fault, tuple(runs), Stop.INTERRUPTED)

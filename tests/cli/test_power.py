@@ -115,6 +115,8 @@ class FakeStack:
     failing_deploy: str | None = None
     calls: list[str] = field(default_factory=list)
     stop_after: int | None = None  # the gate's number after which stopped() says so
+    stop_at: str | None = None  # a call or progress line from which on stopped() says so
+    said: list[str] = field(default_factory=list)
 
     def deploy(self, fault: Fault) -> str | None:
         self.calls.append(f"deploy {fault.kind} {fault.label}")
@@ -128,14 +130,24 @@ class FakeStack:
 
     def stopped(self) -> str | None:
         gates = sum(call.startswith("gate") for call in self.calls)
-        return "interrupted by SIGTERM" if self.stop_after and gates >= self.stop_after else None
+        at = self.stop_at is not None and any(
+            line.startswith(self.stop_at) for line in [*self.calls, *self.said]
+        )
+        return (
+            "interrupted by SIGTERM"
+            if at or (self.stop_after and gates >= self.stop_after)
+            else None
+        )
 
     def run(self, plan: Plan = PLAN) -> PowerReport:
-        said: list[str] = []
         report = run_ladder(
-            plan, deploy=self.deploy, gate=self.gate, stopped=self.stopped, progress=said.append
+            plan,
+            deploy=self.deploy,
+            gate=self.gate,
+            stopped=self.stopped,
+            progress=self.said.append,
         )
-        assert all(line.startswith("power: ") for line in said)
+        assert all(line.startswith("power: ") for line in self.said)
         return report
 
 
@@ -236,6 +248,36 @@ def test_a_stop_during_a_gate_drops_that_run_and_gates_nothing_more() -> None:
         "latency: caught>=90% at none, false_alarms=0/1, seconds=-",
         "errors: caught>=90% at none, false_alarms=0/1, seconds=-",
     ]
+
+
+def test_a_signal_during_a_deploy_gates_nothing_more() -> None:
+    """A SIGTERM noted while the fault was being deployed (the deploy ends first): the ladder
+    ends before that magnitude's first gate, not after a whole gate nobody waits for."""
+    stack = FakeStack({}, stop_at="deploy latency +2%")
+    report = stack.run(Plan((2.0, 5.0), (1.0,), 2, 1.0, 4.0))
+    assert stack.calls[-1] == "deploy latency +2%"
+    assert [(m.fault.label, len(m.runs), m.stop) for m in report.measured] == [
+        ("0", 2, Stop.ALL_RUN),
+        ("+2%", 0, Stop.INTERRUPTED),
+    ]
+    assert report.interrupted == "interrupted by SIGTERM"
+
+
+def test_a_deploy_a_ctrl_c_cut_short_ends_the_ladder_on_the_signal() -> None:
+    """A terminal's Ctrl-C reaches the deploy's docker CLI too: its failure is the signal's."""
+    stack = FakeStack({}, failing_deploy="+2%", stop_at="deploy latency +2%")
+    report = stack.run(Plan((2.0, 5.0), (1.0,), 1, 1.0, 4.0))
+    assert stack.calls[-1] == "deploy latency +2%"
+    assert report.interrupted == "interrupted by SIGTERM"
+
+
+def test_a_signal_between_two_gates_starts_no_other() -> None:
+    """Noted after a run counted (no child ran to pass it on to): no next gate."""
+    stack = FakeStack({}, stop_at="power: control 0 run 1:")
+    report = stack.run(Plan((2.0,), (1.0,), 3, 1.0, 4.0))
+    assert stack.calls == ["deploy control 0", "gate control 0 1"]
+    assert [(len(m.runs), m.stop) for m in report.measured] == [(1, Stop.INTERRUPTED)]
+    assert report.interrupted == "interrupted by SIGTERM"
 
 
 def test_the_verdict_json_power_object() -> None:

@@ -113,6 +113,13 @@ class PowerTrial:
     signals: DeferredSignals
     logs: Path
     deploy_failed: str | None = None
+    no_verdict: tuple[str, int] | None = None  # a gate that judged nothing: why, its exit code
+
+    def stopped(self) -> str | None:
+        """What ends the drill before its end: a signal, or a gate that gave no verdict."""
+        if self.signals.received:
+            return f"interrupted by {self.signals.received}"
+        return self.no_verdict[0] if self.no_verdict else None
 
     def deploy(self, fault: Fault) -> str | None:
         what = f"{self.idle} {self.tag} with {fault.injected()}"
@@ -137,7 +144,10 @@ class PowerTrial:
             code = run_child(
                 command, stdout=out, stderr=subprocess.STDOUT, on_signal=self.signals.notice
             )
-        verdict, _ = read_outcome(verdict_file, code)
+        verdict, data = read_outcome(verdict_file, code)
+        if not data.get("verdict") and self.no_verdict is None:  # crashed, or never started
+            why = f"the gate of {fault.kind} {fault.label} (run {number}) gave no verdict"
+            self.no_verdict = (f"{why} (exit {code}): {log}", code)
         return Run(verdict, time.monotonic() - started)
 
 
@@ -222,7 +232,7 @@ def measured(
                 plan,
                 deploy=trial.deploy,
                 gate=trial.gate,
-                stopped=lambda: f"interrupted by {signals.received}" if signals.received else None,
+                stopped=trial.stopped,
                 progress=progress,
             )
         finally:
@@ -230,6 +240,8 @@ def measured(
     publish(settings, report, scene)
     if signals.received:
         return int(ExitCode.INTERRUPTED)
+    if trial.no_verdict is not None:  # the gate's own code: its log says why
+        return trial.no_verdict[1] or int(ExitCode.INTERNAL_ERROR)
     failed = trial.deploy_failed or not restored
     return int(ExitCode.DEPLOY_FAILED if failed else ExitCode.OK)
 

@@ -327,6 +327,14 @@ def test_the_fault_reaches_the_deploys_environment_only_meanwhile(
 
 # --- a real SIGTERM in the middle of a gate --------------------------------------------------
 
+SCENE = powerdrill.Scene(live="green", idle="blue", tag="v1.1.0", before="v1.0.0")
+NO_FAULT = {
+    "BLUE_FAULT_LATENCY_MS": "0",
+    "BLUE_FAULT_LATENCY_SHARE": "1",
+    "BLUE_FAULT_ERROR_RATE": "0",
+}
+
+
 GATE = "import pathlib, sys, time; pathlib.Path(sys.argv[1]).write_text('started'); time.sleep(60)"
 
 
@@ -414,6 +422,50 @@ def test_a_sigterm_during_a_gate_ends_the_ladder_and_deploys_the_idle_color_back
     assert power["interrupted"] == "interrupted by SIGTERM"
     assert power["control"]["stop"] == "interrupted"
     assert (power["live"], power["idle"], power["tag"]) == ("green", "blue", "v1.1.0")
+
+
+VERDICT = (  # the gate's child: writes the verdict sys.argv[2] to the verdict file sys.argv[1]
+    "import json, pathlib, sys; "
+    "pathlib.Path(sys.argv[1]).write_text(json.dumps({'verdict': sys.argv[2]}))"
+)
+
+
+def fake_stack(
+    monkeypatch: pytest.MonkeyPatch, gate: list[str]
+) -> list[tuple[str, str, dict[str, str]]]:
+    """The deploys recorded with the fault variables they saw; the gate a real child running
+    ``gate`` (its arguments), the live color's median 4 ms."""
+    deploys: list[tuple[str, str, dict[str, str]]] = []
+
+    def deploy_only(s: Settings, color: str, tag: str, *, skip_backup: bool) -> int:
+        faults = {k: v for k, v in os.environ.items() if k.startswith(("BLUE_F", "GREEN_F"))}
+        deploys.append((color, tag, faults))
+        return int(ExitCode.OK)
+
+    monkeypatch.setattr(powerdrill, "deploy_only", deploy_only)
+    monkeypatch.setattr(powerdrill, "measure_baseline", lambda s, live: 4.0)
+    monkeypatch.setattr(powerdrill, "gate_command", lambda *args: [sys.executable, "-c", *gate])
+    return deploys
+
+
+def test_a_gate_that_gives_no_verdict_ends_the_drill_with_its_exit_code(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A gate that crashed or could not start (here: exit 4, no verdict written) measured
+    nothing: no run counts as a miss or a false alarm, nothing more is gated, the idle color is
+    deployed back, and the drill exits with the gate's code."""
+    deploys = fake_stack(monkeypatch, ["import sys; sys.exit(4)"])
+    code = powerdrill.measured(argparse.Namespace(), settings, [], SCENE)
+    assert code == ExitCode.USAGE_ERROR
+    assert [tag for _, tag, _ in deploys] == ["v1.1.0", "v1.0.0"]
+    logs = settings.reports.verdict_file.parent / "drill" / "power"
+    assert sorted(p.name for p in logs.iterdir()) == ["control-1.log"]
+    power = json.loads(settings.reports.verdict_file.read_text())["power"]
+    assert power["interrupted"] == (
+        f"the gate of control 0 (run 1) gave no verdict (exit 4): {logs / 'control-1.log'}"
+    )
+    assert power["control_runs"] == 0
+    assert "false_alarms=-" in capsys.readouterr().out
 
 
 def test_power_is_the_documented_schema() -> None:

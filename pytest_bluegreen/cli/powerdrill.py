@@ -249,8 +249,9 @@ def measured(
 def restore(settings: Settings, idle: str, tag: str) -> bool:
     """The idle color back at ``tag``, without faults; False (said so) when it failed."""
     progress(f"power: {idle} back to {tag}, without faults")
-    if deploy_only(settings, idle, tag, skip_backup=True) == ExitCode.OK:
-        return True
+    with fault_environment(idle, Fault(Kind.CONTROL, 0.0)):  # none, whatever the shell says
+        if deploy_only(settings, idle, tag, skip_backup=True) == ExitCode.OK:
+            return True
     progress(
         f"power: warning: {idle} is not back at {tag}: it may run a fault still (it takes no "
         f"traffic); deploy it again: bluegreen deploy --target-color {idle} "

@@ -411,7 +411,7 @@ def test_a_sigterm_during_a_gate_ends_the_ladder_and_deploys_the_idle_color_back
                 "BLUE_FAULT_ERROR_RATE": "0",
             },
         ),
-        ("blue", "v1.0.0", {}),  # back at its tag, without faults
+        ("blue", "v1.0.0", NO_FAULT),  # back at its tag, without faults
     ]
     out = capsys.readouterr().out
     assert "power: interrupted by SIGTERM: the lines count what ran" in out
@@ -446,6 +446,23 @@ def fake_stack(
     monkeypatch.setattr(powerdrill, "measure_baseline", lambda s, live: 4.0)
     monkeypatch.setattr(powerdrill, "gate_command", lambda *args: [sys.executable, "-c", *gate])
     return deploys
+
+
+def test_the_idle_color_comes_back_without_faults_whatever_the_shell_says(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault variable left in the operator's shell (Compose would take it over the tags
+    file) does not come back with the idle color: its deploy back sets every one to none."""
+    monkeypatch.setenv("BLUE_FAULT_ERROR_RATE", "0.5")
+    monkeypatch.delenv("BLUE_FAULT_LATENCY_MS", raising=False)
+    monkeypatch.delenv("BLUE_FAULT_LATENCY_SHARE", raising=False)
+    verdict_file = str(settings.reports.verdict_file)
+    deploys = fake_stack(monkeypatch, [VERDICT, verdict_file, "switch"])
+    code = powerdrill.measured(argparse.Namespace(), settings, [], SCENE)
+    assert code == ExitCode.OK
+    assert deploys[0] == ("blue", "v1.1.0", NO_FAULT)  # the control
+    assert deploys[-1] == ("blue", "v1.0.0", NO_FAULT)  # back, without faults
+    assert os.environ["BLUE_FAULT_ERROR_RATE"] == "0.5"  # the shell's own, as it was
 
 
 def test_a_gate_that_gives_no_verdict_ends_the_drill_with_its_exit_code(

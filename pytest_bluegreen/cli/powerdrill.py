@@ -15,7 +15,8 @@ Compose file hands them to Jarvis), never written down: no later deploy inherits
 Afterwards the idle color is deployed back at the tag it ran, without faults -- also after a
 Ctrl-C or SIGTERM, which end the drill once the deploy or gate under way has ended (a gate's
 child pytest gets the signal and stops; that run does not count): exit 2. A SIGKILL leaves the
-idle color running its last fault; it takes no traffic, and its next deploy replaces it.
+idle color running its last fault; it takes no traffic, and its next deploy replaces it. A
+gate that gives no verdict (crashed, could not start) ends the drill too, with its exit code.
 The result: its table and lines, ``power`` in ``verdict.json``, and a result of its own in the
 Allure results when ``allure_dir`` is set.
 """

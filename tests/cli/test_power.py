@@ -485,6 +485,26 @@ def test_a_gate_that_gives_no_verdict_ends_the_drill_with_its_exit_code(
     assert "false_alarms=-" in capsys.readouterr().out
 
 
+def test_an_allure_folder_it_cannot_write_costs_a_warning_not_the_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The lines come after the optional reports: one of them failing must not lose the
+    measure of a drill that took minutes (nor exit with a traceback)."""
+    (tmp_path / "allure").write_text("a file where the folder should be\n")
+    (tmp_path / "bluegreen.toml").write_text(
+        'runtime_api = "127.0.0.1:1"\nallure_dir = "allure"\ndrill_power_runs = 1\n'
+        "drill_power_latency = [10]\ndrill_power_errors = [1]\n"
+    )
+    settings = resolve({}, {}, {}, tmp_path)
+    fake_stack(monkeypatch, [VERDICT, str(settings.reports.verdict_file), "failed"])
+    code = powerdrill.measured(argparse.Namespace(), settings, [], SCENE)
+    assert code == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "power: warning: no Allure result in" in out
+    assert "\nlatency: caught>=90% at +10% (n=1), false_alarms=1/1, seconds=" in out
+    assert json.loads(settings.reports.verdict_file.read_text())["power"]["runs"] == 1
+
+
 def test_power_is_the_documented_schema() -> None:
     """docs/json.md's ``power`` table: every field of the document, and of the table, with its
     type, over a full run and one interrupted before anything was caught."""

@@ -619,6 +619,41 @@ def test_the_power_drill_finds_the_smallest_fault_the_gate_catches(
     assert {"JARVIS_FAULT_LATENCY_MS=0", "JARVIS_FAULT_ERROR_RATE=0"} <= set(env or []), env
 
 
+def test_a_fault_a_killed_power_drill_left_goes_with_the_next_deploy(
+    pytester: pytest.Pytester, jarvis: JarvisStack
+) -> None:
+    """A SIGKILL leaves the idle color running the fault its deploy's environment had (every
+    /api/* request answering 500 here); the next plain deploy of that color, at the same tag
+    and without the variable, replaces the container: no fault is written down anywhere."""
+    jarvis.arrange(live="green", blue="v1.0.0", green="v1.1.0")
+    config = jarvis.write_settings(pytester.path)
+    command = [*BLUEGREEN, "--config", str(config), "--checks", CHECKS, "deploy",
+               "--target-color", "blue", "--deployment-tag", "v1.0.0", "--skip-tests"]  # fmt: skip
+    api = f"http://{jarvis.project.api_address('blue')}/api/items"
+
+    def deploy(**faults: str) -> tuple[str, set[str], int]:
+        done = subprocess.run(
+            command, cwd=pytester.path, env={**os.environ, **faults}, capture_output=True,
+            text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        inspected = jarvis.compose().container.inspect(jarvis.project.container("blue-backend"))
+        env = {v for v in inspected.config.env or [] if v.startswith("JARVIS_FAULT_")}
+        return str(inspected.id), env, requests.get(api, timeout=5).status_code
+
+    left, faulty_env, faulty = deploy(BLUE_FAULT_ERROR_RATE="1")
+    assert ("JARVIS_FAULT_ERROR_RATE=1" in faulty_env, faulty) == (True, 500), faulty_env
+    replaced, env, answer = deploy()
+    assert replaced != left
+    assert env == {
+        "JARVIS_FAULT_LATENCY_MS=0",
+        "JARVIS_FAULT_LATENCY_SHARE=1",
+        "JARVIS_FAULT_ERROR_RATE=0",
+    }
+    assert answer == 200
+    assert routed(jarvis) == ("green", "v1.1.0")
+
+
 def test_a_routed_only_fault_passes_every_direct_and_preview_request(
     pytester: pytest.Pytester, jarvis: JarvisStack
 ) -> None:

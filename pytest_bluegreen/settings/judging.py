@@ -128,13 +128,14 @@ class DrillSettings(Frozen):
         (2.0, 5.0, 10.0, 20.0, 50.0),
         p.rising_percents(10_000),
         "drill --power: the latency ladder, each in % of the live color's median latency on "
-        "drill_load_path (measured first), added to the idle color's /api/* answers",
+        "drill_load_path (measured first), added to the idle color's /api/* answers; rising, at "
+        "most 20",
     )
     drill_power_errors: tuple[float, ...] = setting(
         (0.5, 1.0, 2.0, 5.0),
         p.rising_percents(100),
         "drill --power: the error ladder, each the % of the idle color's /api/* requests "
-        "answering 500",
+        "answering 500; rising, at most 20",
     )
     drill_power_runs: int = setting(
         10,

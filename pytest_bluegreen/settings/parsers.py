@@ -278,9 +278,10 @@ def canary_steps(value: Any) -> tuple[int, ...]:
     return steps
 
 
-def rising_percents(high: float) -> Callable[[Any], tuple[float, ...]]:
+def rising_percents(high: float, most: int = 20) -> Callable[[Any], tuple[float, ...]]:
     """``2,5,10`` (or a TOML list of numbers): percentages in (0, ``high``], rising, at least
-    one (a ladder of magnitudes, smallest first)."""
+    one and at most ``most`` (a ladder of magnitudes, smallest first: each costs a deploy and
+    up to drill_power_runs gates)."""
 
     def parse(value: Any) -> tuple[float, ...]:
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -294,6 +295,8 @@ def rising_percents(high: float) -> Callable[[Any], tuple[float, ...]]:
             if math.isnan(number) or not 0 < number <= high:
                 raise ValueError(f"expected percentages in (0, {high:g}], got {item!r}")
             numbers.append(number)
+        if len(numbers) > most:
+            raise ValueError(f"expected at most {most} percentages, got {len(numbers)}")
         if any(later <= earlier for earlier, later in itertools.pairwise(numbers)):
             shown = ",".join(f"{number:g}" for number in numbers)
             raise ValueError(f"expected rising percentages, got {shown}")

@@ -798,6 +798,11 @@ ERRORS = [
         id="drill-power-ladder-empty",
     ),
     pytest.param(
+        Given(environ={"BLUEGREEN_DRILL_POWER_LATENCY": ",".join(map(str, range(1, 22)))}),
+        ["drill_power_latency expected at most 20 percentages, got 21", "(from env"],
+        id="drill-power-ladder-too-long",
+    ),
+    pytest.param(
         Given(files={"bluegreen.toml": "drill_power_runs = 0\n"}),
         ["drill_power_runs expected 1..100, got 0"],
         id="drill-power-runs-zero",

@@ -21,7 +21,9 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from pytest_bluegreen.record.history import (
@@ -50,8 +52,7 @@ def written(path: Path, size: int) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def best_ms(repeat: int, run: object) -> float:
-    assert callable(run)
+def best_ms(repeat: int, run: Callable[[], object]) -> float:
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
@@ -71,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             path = Path(folder) / f"state-{size}.json"
             written(path, size)
-            read_ms = best_ms(args.repeat, lambda: read_history(path))
+            read_ms = best_ms(args.repeat, partial(read_history, path))
             assert len(read_history(path)) == size
-            append_ms = best_ms(1, lambda: append(path, entry(size)))
+            append_ms = best_ms(1, partial(append, path, entry(size)))
             per_entry[size] = read_ms * 1000 / size
             print(
                 f"history n={size} read_ms={read_ms:.0f} append_ms={append_ms:.0f} "

@@ -36,6 +36,7 @@ from pytest_bluegreen.haproxy.lockfile import open_lock_file, require_own_plain_
 from pytest_bluegreen.record.durable import read_plain, remove_durably, write_durably
 
 __all__ = [
+    "BAKE_REASON",
     "PENDING",
     "RECONCILE",
     "WARM",
@@ -61,6 +62,11 @@ FORMAT_VERSION = 1
 
 class StateFileError(UsageError):
     """The state file exists but cannot be read as pytest-bluegreen history."""
+
+
+# how a switch back after a failed (or unjudged) bake begins its reason (gate/afterswitch.py
+# writes it): the dashboard tells a bake's rollback from another by it (report/snapshot.py)
+BAKE_REASON = "bake "
 
 
 class Outcome(enum.StrEnum):

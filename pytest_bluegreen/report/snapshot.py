@@ -26,14 +26,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pytest_bluegreen.gate.afterswitch import BAKE_REASON
 from pytest_bluegreen.judge.prometheus import (
     Prometheus,
     PrometheusUnreachable,
     PromQLError,
     QueryResult,
 )
-from pytest_bluegreen.record.history import HistoryEntry, Outcome, StateFileError, read_history
+from pytest_bluegreen.record.history import (
+    BAKE_REASON,
+    HistoryEntry,
+    Outcome,
+    StateFileError,
+    read_history,
+)
 from pytest_bluegreen.redaction import shown_url
 from pytest_bluegreen.settings.judging import DashboardSettings
 

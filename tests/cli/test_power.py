@@ -385,7 +385,7 @@ def test_a_sigterm_during_a_gate_ends_the_ladder_and_deploys_the_idle_color_back
 
     started = tmp_path / "started"
     monkeypatch.setattr(powerdrill, "deploy_only", deploy_only)
-    monkeypatch.setattr(powerdrill, "measure_baseline", lambda s, live: 4.0)
+    monkeypatch.setattr(powerdrill, "measure_baseline", lambda s, live, stop=None: 4.0)
     monkeypatch.setattr(
         powerdrill,
         "gate_command",
@@ -443,7 +443,7 @@ def fake_stack(
         return int(ExitCode.OK)
 
     monkeypatch.setattr(powerdrill, "deploy_only", deploy_only)
-    monkeypatch.setattr(powerdrill, "measure_baseline", lambda s, live: 4.0)
+    monkeypatch.setattr(powerdrill, "measure_baseline", lambda s, live, stop=None: 4.0)
     monkeypatch.setattr(powerdrill, "gate_command", lambda *args: [sys.executable, "-c", *gate])
     return deploys
 

@@ -103,6 +103,7 @@ class GateRun:
             self.lock.acquire()
         try:
             self._leave_out_missing()
+            self._no_faults_left()  # before the journal's slots are made: nothing changed
             if not self.settings.run.dry_run:
                 for note in self.journal.prepare():  # refuses an unfinished journal
                     self.progress(note)
@@ -122,7 +123,6 @@ class GateRun:
                 switch.live_color(self.haproxies, self.settings.topology)  # instances must agree
             if self.settings.run.rollback:
                 self.target = self._rollback_target()
-            self._no_faults_left()
         except BaseException:
             self.lock.release()
             raise
@@ -131,8 +131,17 @@ class GateRun:
         """A switch to a color a power drill may have left a fault on is refused (unless this
         run deploys it first: that deploy replaces it). Raises FaultsLeftRefused, RecordError."""
         run = self.settings.run
-        if (run.switch or run.rollback) and run.deploy is None and self.target is not None:
-            faults.require_none(self.settings.state.state_file, self.target, dry_run=run.dry_run)
+        if not (run.switch or run.rollback) or run.deploy is not None:
+            return
+        target = self.target
+        if target is None and run.rollback:  # the color a rollback returns to, read quietly
+            try:  # (HAProxy not answering, or not one live color: said by the steps below)
+                live = switch.live_color(self.haproxies, self.settings.topology)
+            except HAPROXY_UNREADABLE:
+                live = None
+            target = None if live is None else self.settings.topology.other(live)
+        if target is not None:
+            faults.require_none(self.settings.state.state_file, target, dry_run=run.dry_run)
 
     def _leave_out_missing(self) -> None:
         """Several instances: the allowed-missing ones that do not answer take no part."""

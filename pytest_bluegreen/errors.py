@@ -136,7 +136,9 @@ EXIT_CODES: Mapping[ExitCode, str] = {
     ExitCode.REFUSED: "refused: target not UP in HAProxy, an HAProxy slot of the target does not "
     "run the deployed image, vetoed by a hook, another gate holds the lock (or the lock folder is "
     "one another user could change, or the held lock was removed), an unfinished switch waits "
-    "for `bluegreen recover`, or the Runtime API is unreachable or not admin; nothing changed",
+    "for `bluegreen recover`, the target may still run a fault `bluegreen drill --power` left "
+    "(`faults.json`: deploy it again), or the Runtime API is unreachable or not admin; nothing "
+    "changed",
     ExitCode.SWITCH_REVERTED: "the switch failed or was interrupted before its point of no "
     "return (Runtime API error, verification, HAProxy reload, a signal, a step hook, `bluegreen "
     "abort` during a canary) and every server's previous state was restored (and saved to the "

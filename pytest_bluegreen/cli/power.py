@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_bluegreen.engines.compose import FAULT_ERROR_RATE, FAULT_LATENCY_MS, FAULT_LATENCY_SHARE
+
 __all__ = [
     "GOAL",
     "Fault",
@@ -95,9 +97,9 @@ class Fault:
         """The fault's Compose variables, each to be prefixed with the idle color's name
         (``BLUE_FAULT_LATENCY_MS``); the control sets them too, to none."""
         return {
-            "FAULT_LATENCY_MS": f"{self.latency_ms:g}",
-            "FAULT_LATENCY_SHARE": f"{self.latency_share:g}",
-            "FAULT_ERROR_RATE": f"{self.error_rate:g}",
+            FAULT_LATENCY_MS: f"{self.latency_ms:g}",
+            FAULT_LATENCY_SHARE: f"{self.latency_share:g}",
+            FAULT_ERROR_RATE: f"{self.error_rate:g}",
         }
 
     def as_dict(self) -> dict[str, Any]:

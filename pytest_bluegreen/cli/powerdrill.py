@@ -13,10 +13,12 @@ set in the deploy's environment only (Compose takes them before the tags file's;
 Compose file hands them to Jarvis), never written down: no later deploy inherits a fault.
 
 Afterwards the idle color is deployed back at the tag it ran, without faults -- also after a
-Ctrl-C or SIGTERM, which end the drill once the deploy or gate under way has ended (a gate's
-child pytest gets the signal and stops; that run does not count): exit 2. A SIGKILL leaves the
-idle color running its last fault; it takes no traffic, and its next deploy replaces it. A
-gate that gives no verdict (crashed, could not start) ends the drill too, with its exit code.
+Ctrl-C or SIGTERM, which end the drill once the baseline, deploy or gate under way has ended (a
+gate's child pytest gets the signal and stops; that run does not count): exit 2. Before the
+first faulted deploy the idle color is marked (``faults.json``, :mod:`.record.faults`), and the
+deploy back without faults removes the mark: a SIGKILL leaves the idle color running its last
+fault, and the mark with it, so no switch goes to that color until its next deploy replaces it.
+A gate that gives no verdict (crashed, could not start) ends the drill too, with its exit code.
 The result: its table and lines, ``power`` in ``verdict.json``, and a result of its own in the
 Allure results when ``allure_dir`` is set.
 """
@@ -28,6 +30,7 @@ import contextlib
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -41,6 +44,7 @@ from pytest_bluegreen.errors import ExitCode, Refused
 from pytest_bluegreen.judge.load import run_load
 from pytest_bluegreen.process.child import run_child
 from pytest_bluegreen.process.signals import DeferredSignals
+from pytest_bluegreen.record import faults
 from pytest_bluegreen.report.allure import CommandResult, Step, write_command_result
 from pytest_bluegreen.report.verdict import write_verdict
 from pytest_bluegreen.settings import Settings
@@ -81,9 +85,10 @@ def fault_environment(color: str, fault: Fault) -> Iterator[dict[str, str]]:
                 os.environ[name] = value
 
 
-def measure_baseline(settings: Settings, live: str) -> float:
+def measure_baseline(settings: Settings, live: str, stop: threading.Event | None = None) -> float:
     """The live color's median latency (ms) on ``drill_load_path``; Refused when it answers
-    an error (a latency ladder scaled by a failing color would mean nothing)."""
+    an error (a latency ladder scaled by a failing color would mean nothing). ``stop`` set
+    ends it early (a signal: the caller says so, the median is not used)."""
     path = settings.drill.drill_load_path
     result = run_load(
         settings.topology.color[live].api_url + path,
@@ -93,7 +98,10 @@ def measure_baseline(settings: Settings, live: str) -> float:
         kinds=("keepalive-get",),
         timeout=settings.checks.http_timeout,
         color_header=settings.topology.color_header,
+        stop=stop,
     )
+    if stop is not None and stop.is_set():
+        return 0.0
     if not result.count or result.failed:
         raise Refused(
             f"refused: {live}'s {path} answered {len(result.failed)} of {result.count} "
@@ -113,8 +121,10 @@ class PowerTrial:
     tag: str
     signals: DeferredSignals
     logs: Path
+    back_to: str  # the idle color's tag afterwards (the fix its fault record names)
     deploy_failed: str | None = None
     no_verdict: tuple[str, int] | None = None  # a gate that judged nothing: why, its exit code
+    since: float | None = None  # the first faulted deploy (record/faults.py)
 
     def stopped(self) -> str | None:
         """What ends the drill before its end: a signal, or a gate that gave no verdict."""
@@ -125,6 +135,15 @@ class PowerTrial:
     def deploy(self, fault: Fault) -> str | None:
         what = f"{self.idle} {self.tag} with {fault.injected()}"
         progress(f"power: {fault.kind} {fault.label}: {what}")
+        if fault.kind is not Kind.CONTROL:  # marked first: a SIGKILL from now on leaves it
+            state_file = self.settings.state.state_file
+            try:
+                self.since = faults.mark(
+                    state_file, self.idle, self.back_to, fault.injected(), self.since
+                )
+            except OSError as exc:
+                self.deploy_failed = f"{what} not deployed: cannot write its mark: {exc}"
+                return self.deploy_failed
         with fault_environment(self.idle, fault):
             code = deploy_only(self.settings, self.idle, self.tag, skip_backup=True)
         if code == ExitCode.OK:
@@ -216,18 +235,24 @@ def measured(
 ) -> int:
     drill = settings.drill
     live, idle, tag, before = scene.live, scene.idle, scene.tag, scene.before
-    baseline = measure_baseline(settings, live)
-    plan = Plan(drill.drill_power_latency, drill.drill_power_errors, drill.drill_power_runs,
-                drill.drill_power_tail, baseline)  # fmt: skip
-    progress(
-        f"power: {live}'s median latency on {drill.drill_load_path}: {baseline:g} ms (of "
-        f"{BASELINE_REQUESTS} requests), the latency ladder's 100%; at most {plan.most_gates} "
-        f"gates of {tag} on {idle}"
-    )
-    logs = settings.reports.verdict_file.parent / "drill" / "power"
-    logs.mkdir(parents=True, exist_ok=True)
     with DeferredSignals() as signals:
-        trial = PowerTrial(args, settings, extra, idle, tag, signals, logs)
+        baseline = measure_baseline(settings, live, signals.event)
+        if signals.received:  # nothing deployed yet: nothing to deploy back
+            progress(
+                f"power: interrupted by {signals.received} while measuring {live}'s baseline: "
+                "nothing deployed"
+            )
+            return int(ExitCode.INTERRUPTED)
+        plan = Plan(drill.drill_power_latency, drill.drill_power_errors, drill.drill_power_runs,
+                    drill.drill_power_tail, baseline)  # fmt: skip
+        progress(
+            f"power: {live}'s median latency on {drill.drill_load_path}: {baseline:g} ms (of "
+            f"{BASELINE_REQUESTS} requests), the latency ladder's 100%; at most "
+            f"{plan.most_gates} gates of {tag} on {idle}"
+        )
+        logs = settings.reports.verdict_file.parent / "drill" / "power"
+        logs.mkdir(parents=True, exist_ok=True)
+        trial = PowerTrial(args, settings, extra, idle, tag, signals, logs, before or tag)
         try:
             report = run_ladder(
                 plan,
@@ -255,8 +280,8 @@ def restore(settings: Settings, idle: str, tag: str) -> bool:
             return True
     progress(
         f"power: warning: {idle} is not back at {tag}: it may run a fault still (it takes no "
-        f"traffic); deploy it again: bluegreen deploy --target-color {idle} "
-        f"--deployment-tag {tag} --skip-tests"
+        f"traffic, and no switch goes to it while it is marked); deploy it again: bluegreen "
+        f"deploy --target-color {idle} --deployment-tag {tag} --skip-tests"
     )
     return False
 

@@ -15,7 +15,7 @@ from pytest_bluegreen.gate.run import GateRun
 from pytest_bluegreen.gateplugin import hooks_for
 from pytest_bluegreen.keys import METRICS_KEY
 from pytest_bluegreen.process.signals import DeferredSignals
-from pytest_bluegreen.record import history
+from pytest_bluegreen.record import faults, history
 from pytest_bluegreen.settings import Settings
 from pytest_bluegreen.switch.reading import live_color
 from pytest_bluegreen.switch.recovery import recover
@@ -43,7 +43,9 @@ def forced_switch(
     reason: str | None = None,
 ) -> int:
     """Switch without checks through the gate's own path: lock, journal, hooks, signals
-    deferred, revert, history; then the old color's warm window, as after a gate's switch."""
+    deferred, revert, history; then the old color's warm window, as after a gate's switch.
+    Refused first, nothing changed, when the target may run a power drill's fault."""
+    faults.require_none(settings.state.state_file, target, dry_run=False)
     secrets = settings.load_secrets()
     run = GateRun(
         settings,

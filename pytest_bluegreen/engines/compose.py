@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     import docker
 
 __all__ = [
+    "FAULT_ERROR_RATE",
+    "FAULT_LATENCY_MS",
+    "FAULT_LATENCY_SHARE",
     "ComposeEngine",
     "TagsFile",
     "color_variable",
@@ -43,6 +46,7 @@ __all__ = [
     "container_occupants",
     "endpoint_host",
     "first_line",
+    "injected_faults",
     "tag_variable",
     "wait_serving",
     "whales_error",
@@ -55,6 +59,30 @@ SERVICE_LABEL = "com.docker.compose.service"
 def color_variable(color: str, name: str) -> str:
     """A Compose variable of one color: ``GREEN_TAG``, ``GREEN_FAULT_ERROR_RATE``."""
     return f"{color.upper().replace('-', '_')}_{name}"
+
+
+# the faults a color's Compose variables inject (docker/docker-compose.blue-green.yml hands
+# <COLOR>_FAULT_... to Jarvis; bluegreen drill --power sets them in a deploy's environment)
+FAULT_LATENCY_MS = "FAULT_LATENCY_MS"  # extra milliseconds on /api/* (0: none)
+FAULT_LATENCY_SHARE = "FAULT_LATENCY_SHARE"  # the share of those requests delayed (1: all)
+FAULT_ERROR_RATE = "FAULT_ERROR_RATE"  # the share of /api/* requests answering 500 (0: none)
+
+
+def injected_faults(color: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The color's fault variables in ``environ`` that inject a fault (a latency or an error
+    rate that is not zero; a value that is not a number counts: nothing is taken for none on
+    a guess); empty: a deploy in this environment runs no fault."""
+    found = {}
+    for name in (FAULT_LATENCY_MS, FAULT_ERROR_RATE):
+        variable = color_variable(color, name)
+        value = environ.get(variable, "").strip()
+        try:
+            none = value == "" or float(value) == 0
+        except ValueError:
+            none = False
+        if not none:
+            found[variable] = value
+    return found
 
 
 def tag_variable(color: str) -> str:

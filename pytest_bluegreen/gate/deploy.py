@@ -1,20 +1,24 @@
 """``--deploy TAG`` around the engine: the guard against deploying over the serving color,
 the end of what was recorded about the color (its warm window, its pending promotion: a new
-build is not what was checked), waiting until HAProxy counts the new color UP and until every
+build is not what was checked; a power drill's fault, once a deploy without one succeeded:
+every deploy comes here), waiting until HAProxy counts the new color UP and until every
 HAProxy slot of it runs the deployed image (and none the old one), and what happens to it when
 the gate fails (never to a color HAProxy sends traffic to)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 
 from pytest_bluegreen.engines import DeployEngine, DeployResult, EngineBlind, Occupant, engine_for
+from pytest_bluegreen.engines.compose import injected_faults
 from pytest_bluegreen.errors import BluegreenError, DeployError, Refused
 from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.process.signals import DeferredSignals, NoSignals
+from pytest_bluegreen.record import faults
 from pytest_bluegreen.settings import Settings
 from pytest_bluegreen.switch import transaction as switch
 
@@ -83,6 +87,10 @@ class DeployStep:
             result = engine.deploy(target, tag, backup=not self.settings.run.skip_backup)
         except OSError as exc:  # disk full, a binary missing: a failed deploy, not a crash
             raise DeployError(f"deploy of {target} {tag} failed: {exc}") from None
+        if not injected_faults(target, os.environ):  # a power drill's fault replaced
+            said = faults.end(self.settings.state.state_file, target)
+            if said is not None:
+                self.progress(said)
         # healthy for Docker is not yet UP for HAProxy (rise x inter): the checks would meet
         # HAProxy's 503 on the direct port. Wait, within what is left of deploy_timeout.
         left = max(1.0, self.settings.compose.deploy_timeout - result.seconds)

@@ -27,7 +27,7 @@ from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE, Haproxies
 from pytest_bluegreen.haproxy.lock import HaproxyLock, lock_for_group
 from pytest_bluegreen.haproxy.lockfile import GateLock, GroupLock
 from pytest_bluegreen.process.signals import DeferredSignals, NoSignals
-from pytest_bluegreen.record import history
+from pytest_bluegreen.record import faults, history
 from pytest_bluegreen.record.history import Outcome
 from pytest_bluegreen.redaction import Secrets
 from pytest_bluegreen.settings import Settings, SettingsError
@@ -93,8 +93,9 @@ class GateRun:
         """Take the lock (unless a dry run) and settle the target.
 
         Raises lock.LockHeld, journal.UnfinishedJournal (a switch was cut off: recover first),
-        RuntimeApiError (unreachable, not admin, unknown server), or SettingsError (a
-        --rollback target that cannot be worked out or contradicts --env).
+        RuntimeApiError (unreachable, not admin, unknown server), SettingsError (a
+        --rollback target that cannot be worked out or contradicts --env), or
+        FaultsLeftRefused (the target may run a power drill's fault).
         """
         # the keys of every HAProxy, however its address is spelled; one named twice refused
         self.lock = HaproxyLock(self.settings.state.lock_dir, self.haproxies)
@@ -102,6 +103,7 @@ class GateRun:
             self.lock.acquire()
         try:
             self._leave_out_missing()
+            self._no_faults_left()  # before the journal's slots are made: nothing changed
             if not self.settings.run.dry_run:
                 for note in self.journal.prepare():  # refuses an unfinished journal
                     self.progress(note)
@@ -124,6 +126,22 @@ class GateRun:
         except BaseException:
             self.lock.release()
             raise
+
+    def _no_faults_left(self) -> None:
+        """A switch to a color a power drill may have left a fault on is refused (unless this
+        run deploys it first: that deploy replaces it). Raises FaultsLeftRefused, RecordError."""
+        run = self.settings.run
+        if not (run.switch or run.rollback) or run.deploy is not None:
+            return
+        target = self.target
+        if target is None and run.rollback:  # the color a rollback returns to, read quietly
+            try:  # (HAProxy not answering, or not one live color: said by the steps below)
+                live = switch.live_color(self.haproxies, self.settings.topology)
+            except HAPROXY_UNREADABLE:
+                live = None
+            target = None if live is None else self.settings.topology.other(live)
+        if target is not None:
+            faults.require_none(self.settings.state.state_file, target, dry_run=run.dry_run)
 
     def _leave_out_missing(self) -> None:
         """Several instances: the allowed-missing ones that do not answer take no part."""

@@ -26,6 +26,7 @@ class DeferredSignals:
 
     def __init__(self) -> None:
         self.received: str | None = None  # the first signal's name
+        self.event = threading.Event()  # set with it: for a wait that can end early
         self._previous: dict[int, Handler] = {}
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
@@ -36,6 +37,7 @@ class DeferredSignals:
         pytest's, which passes it on: :func:`.child.run_child`'s ``on_signal``)."""
         if self.received is None:
             self.received = signal.Signals(signum).name
+        self.event.set()
 
     def __enter__(self) -> DeferredSignals:
         if threading.current_thread() is threading.main_thread():

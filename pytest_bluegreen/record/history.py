@@ -1,5 +1,6 @@
 """What the gate remembers: the JSON history of switches, and the records that outlive a run
-(the old color's warm window, a pending promotion, an instance to bring in line).
+(the old color's warm window, a pending promotion, an instance to bring in line, a fault a
+power drill deployed).
 
 The live color itself is never stored: HAProxy says which it is. The lock against concurrent
 gates is the HAProxy's (``haproxy/lock.py``).
@@ -37,9 +38,11 @@ from pytest_bluegreen.record.durable import read_plain, remove_durably, write_du
 
 __all__ = [
     "BAKE_REASON",
+    "FAULTS",
     "PENDING",
     "RECONCILE",
     "WARM",
+    "FaultsLeft",
     "HistoryEntry",
     "Outcome",
     "PendingPromotion",
@@ -51,6 +54,7 @@ __all__ = [
     "check_history",
     "ensure_folder",
     "listening",
+    "load_faults",
     "load_pending",
     "load_reconcile",
     "load_warm",
@@ -298,13 +302,29 @@ class Reconcile:
     since: float  # epoch seconds
 
 
-R = TypeVar("R", WarmWindow, PendingPromotion, Reconcile, HistoryEntry)  # read by _from_json
+@dataclass(frozen=True)
+class FaultsLeft:
+    """``bluegreen drill --power`` deploys faults to ``color`` (the idle one): written before
+    its first faulted deploy, removed once a deploy of the color without a fault succeeded.
+    While it exists, no switch goes to ``color`` (record/faults.py)."""
+
+    color: str
+    tag: str  # what to deploy the color back at (its tag before the drill)
+    what: str  # the fault last deployed: "HTTP 500 on 1.00% of /api/* requests"
+    since: float  # epoch seconds: the drill's first faulted deploy
+    host: str
+    pid: int  # the drill's
+
+
+# read by _from_json
+R = TypeVar("R", WarmWindow, PendingPromotion, Reconcile, FaultsLeft, HistoryEntry)
 
 HISTORY_LIMIT = 256 * 1024 * 1024  # read at most (hundreds of thousands of entries)
 RECORD_LIMIT = 1024 * 1024  # a record is a few hundred bytes
 WARM = "warm-window.json"
 PENDING = "pending-promotion.json"
 RECONCILE = "reconcile.json"
+FAULTS = "faults.json"
 
 # how to get past a record that cannot be read, named in its error
 _CLEARED_BY = {
@@ -312,6 +332,7 @@ _CLEARED_BY = {
     PENDING: "'bluegreen abort' discards it",
     RECONCILE: "remove it; then 'bluegreen status' shows whether the instances agree, and "
     "'bluegreen recover --to COLOR' brings them in line",
+    FAULTS: "deploy the idle color again (bluegreen deploy --target-color COLOR), then remove it",
 }
 
 
@@ -334,7 +355,7 @@ def record_error(state_file: Path, name: str, why: str) -> RecordError:
 
 
 def save_record(
-    state_file: Path, name: str, record: WarmWindow | PendingPromotion | Reconcile
+    state_file: Path, name: str, record: WarmWindow | PendingPromotion | Reconcile | FaultsLeft
 ) -> None:
     """Write the record durably (synced, renamed over, the folder synced)."""
     write_durably(_record_path(state_file, name), json.dumps(asdict(record), indent=2) + "\n")
@@ -350,6 +371,10 @@ def load_pending(state_file: Path) -> PendingPromotion | None:
 
 def load_reconcile(state_file: Path) -> Reconcile | None:
     return _load_record(state_file, RECONCILE, Reconcile)
+
+
+def load_faults(state_file: Path) -> FaultsLeft | None:
+    return _load_record(state_file, FAULTS, FaultsLeft)
 
 
 def clear_record(state_file: Path, name: str) -> None:

@@ -19,11 +19,13 @@ from pytest_bluegreen.haproxy.answers import (
 from pytest_bluegreen.haproxy.instances import Haproxies
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.record.history import (
+    FaultsLeft,
     HistoryEntry,
     Outcome,
     PendingPromotion,
     Reconcile,
     WarmWindow,
+    load_faults,
     load_pending,
     load_reconcile,
     read_history,
@@ -123,6 +125,7 @@ class Status:
     pending_expired: bool = False
     instances: tuple[InstanceStatus, ...] = ()
     reconcile: Reconcile | None = None  # instances left out of a switch
+    faults: FaultsLeft | None = None  # a power drill's fault maybe still on a color
 
     @property
     def healthy(self) -> bool:
@@ -233,6 +236,7 @@ def collect_status(settings: Settings, group: Haproxies | None = None) -> Status
         pending_expired=pending is not None and promotion_expired(settings, pending),
         instances=instances,
         reconcile=reconcile,
+        faults=load_faults(settings.state.state_file),
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from pytest_bluegreen.gate.aftercare import when
 from pytest_bluegreen.haproxy.instances import DEFAULT_INSTANCE
+from pytest_bluegreen.record.faults import refusal
 from pytest_bluegreen.record.history import HistoryEntry
 from pytest_bluegreen.switch.journal import JournalEntry
 from pytest_bluegreen.switch.steps import POINT_OF_NO_RETURN
@@ -61,6 +62,7 @@ def status_document(status: Status) -> dict[str, Any]:
         "canary": status.canary.as_dict() if status.canary else None,
         "problems": list(status.problems),
         "reconcile": None if status.reconcile is None else asdict(status.reconcile),
+        "faults_left": None if status.faults is None else asdict(status.faults),
         "warm_window": None
         if warm is None
         else {**asdict(warm), "remaining_seconds": round(warm.remaining(), 1)},
@@ -205,6 +207,8 @@ def _attention_lines(status: Status, paint: Paint) -> list[str]:
             )
         )
     lines += [paint(f"INCONSISTENT: {problem}", "1;31") for problem in status.problems]
+    if status.faults is not None:  # no switch goes to that color until it is deployed again
+        lines.append(paint(f"FAULT LEFT: {refusal(status.faults)}", "1;31"))
     if status.warm is not None:
         w = status.warm
         rollback = (

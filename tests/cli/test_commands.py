@@ -18,8 +18,10 @@ from pytest_bluegreen.haproxy.answers import AdminState, ServerRef
 from pytest_bluegreen.haproxy.lock import lock_for
 from pytest_bluegreen.haproxy.runtime import supported_version
 from pytest_bluegreen.record.history import (
+    FAULTS,
     PENDING,
     RECONCILE,
+    FaultsLeft,
     HistoryEntry,
     Outcome,
     PendingPromotion,
@@ -594,6 +596,7 @@ def test_the_json_is_the_documented_schema(workdir: Path, stack: Stack) -> None:
             PendingPromotion("blue", "green", "v1.2.0", "blue-backend=sha256:9f", 4, now, now),
         ),
         (RECONCILE, Reconcile(("lb-2",), "green", now)),
+        (FAULTS, FaultsLeft("blue", "v1.0.0", "HTTP 500 on 1.00% of /api/* requests", now, "h", 1)),
     ):
         save_record(stack.state_file, name, record)
     shown = run(workdir, "status", "--json")

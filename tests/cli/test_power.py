@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from pytest_bluegreen.cli.power import (
     settled,
 )
 from pytest_bluegreen.errors import ExitCode
+from pytest_bluegreen.record import history
 from pytest_bluegreen.settings import Settings, resolve
 from tests.cli.test_commands import (
     absent,
@@ -385,7 +387,7 @@ def test_a_sigterm_during_a_gate_ends_the_ladder_and_deploys_the_idle_color_back
 
     started = tmp_path / "started"
     monkeypatch.setattr(powerdrill, "deploy_only", deploy_only)
-    monkeypatch.setattr(powerdrill, "measure_baseline", lambda s, live: 4.0)
+    monkeypatch.setattr(powerdrill, "measure_baseline", lambda s, live, stop=None: 4.0)
     monkeypatch.setattr(
         powerdrill,
         "gate_command",
@@ -443,7 +445,7 @@ def fake_stack(
         return int(ExitCode.OK)
 
     monkeypatch.setattr(powerdrill, "deploy_only", deploy_only)
-    monkeypatch.setattr(powerdrill, "measure_baseline", lambda s, live: 4.0)
+    monkeypatch.setattr(powerdrill, "measure_baseline", lambda s, live, stop=None: 4.0)
     monkeypatch.setattr(powerdrill, "gate_command", lambda *args: [sys.executable, "-c", *gate])
     return deploys
 
@@ -516,3 +518,59 @@ def test_power_is_the_documented_schema() -> None:
     assert documents[1]["interrupted"] == "interrupted by SIGTERM"
     seen = merged(*(observed(d, fields) for d in documents))
     assert (undocumented(seen, fields), absent(seen, fields), misfits(seen, fields)) == ([], [], {})
+
+
+def test_the_idle_color_is_marked_before_its_first_faulted_deploy(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control deploys no fault: no mark yet. Every faulted deploy finds the mark written
+    already (a SIGKILL during it leaves the mark), naming the tag to deploy back at; the deploy
+    back without faults is where it goes (here the fake deploy does not remove it: the real
+    one does, gate/deploy.py)."""
+    seen: list[tuple[str, history.FaultsLeft | None]] = []
+    deploys = fake_stack(monkeypatch, [VERDICT, str(settings.reports.verdict_file), "failed"])
+    state_file = settings.state.state_file
+
+    def deploy_only(s: Settings, color: str, tag: str, *, skip_backup: bool) -> int:
+        seen.append((os.environ.get("BLUE_FAULT_ERROR_RATE", ""), history.load_faults(state_file)))
+        deploys.append((color, tag, {}))
+        return int(ExitCode.OK)
+
+    monkeypatch.setattr(powerdrill, "deploy_only", deploy_only)
+    code = powerdrill.measured(argparse.Namespace(), settings, [], SCENE)
+    assert code == ExitCode.OK
+    assert [record is None for _, record in seen] == [True, False, False, False]
+    marks = [record for _, record in seen if record is not None]
+    assert {(m.color, m.tag, m.pid, m.host) for m in marks} == {
+        ("blue", "v1.0.0", os.getpid(), socket.gethostname())
+    }
+    assert len({m.since for m in marks}) == 1  # the first faulted deploy's time
+    assert [m.what for m in marks[:2]] == [
+        "+0.4 ms on every /api/* request(s)",
+        "HTTP 500 on 1.00% of /api/* requests",
+    ]
+
+
+def test_a_sigterm_during_the_baseline_exits_2_and_deploys_nothing(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real SIGTERM to this process while the baseline is measured: the measure stops early,
+    nothing is deployed or marked, the handlers are as they were, exit 2 (not 143)."""
+    deploys = fake_stack(monkeypatch, ["pass"])
+
+    def baseline(s: Settings, live: str, stop: threading.Event | None = None) -> float:
+        assert stop is not None
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(10)  # noted, and the measure told to stop
+        return 0.0
+
+    monkeypatch.setattr(powerdrill, "measure_baseline", baseline)
+    previous = signal.getsignal(signal.SIGTERM)
+    code = powerdrill.measured(argparse.Namespace(), settings, [], SCENE)
+    assert code == ExitCode.INTERRUPTED
+    assert signal.getsignal(signal.SIGTERM) == previous
+    assert deploys == []
+    assert history.load_faults(settings.state.state_file) is None
+    assert "power: interrupted by SIGTERM while measuring green's baseline: nothing deployed" in (
+        capsys.readouterr().out
+    )

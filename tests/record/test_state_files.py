@@ -29,6 +29,7 @@ from pytest_bluegreen.haproxy.answers import ServerState
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
 from pytest_bluegreen.record import history
 from pytest_bluegreen.record.history import (
+    FAULTS,
     PENDING,
     RECONCILE,
     WARM,
@@ -48,11 +49,13 @@ LOADERS = {
     WARM: history.load_warm,
     PENDING: history.load_pending,
     RECONCILE: history.load_reconcile,
+    FAULTS: history.load_faults,
 }
 CLEARED_BY = {
     WARM: "remove it to end the warm window",
     PENDING: "'bluegreen abort' discards it",
     RECONCILE: "'bluegreen recover --to COLOR' brings them in line",
+    FAULTS: "deploy the idle color again (bluegreen deploy --target-color COLOR), then remove it",
 }
 NOW = 1_800_000_000.0
 
@@ -78,6 +81,8 @@ MALFORMED = [
      '"checks_passed": true, "verified_at": 1, "created_at": 1}', "'checks_passed' is true"),
     (RECONCILE, '{"instances": "lb-2", "color": "green", "since": 1}', "'instances' is not a list"),
     (RECONCILE, "null", "a JSON object was expected, not NoneType"),
+    (FAULTS, '{"color": "green", "tag": "v1", "what": "x", "since": 1, "host": "h", '
+     '"pid": "1"}', "'pid' is \"1\", not int"),
     (RECONCILE, "\xff\xfe", ""),
     # a parser's recursion, not a traceback
     (WARM, "[" * 100_000 + "]" * 100_000, "nested too deeply to be read"),
@@ -404,7 +409,7 @@ def history_of(stack: Stack) -> list[dict[str, object]]:
     return entries
 
 
-@pytest.mark.parametrize("name", [WARM, PENDING, RECONCILE])
+@pytest.mark.parametrize("name", [WARM, PENDING, RECONCILE, FAULTS])
 def test_every_command_says_a_malformed_record_in_one_line(
     workdir: Path, stack: Stack, name: str
 ) -> None:

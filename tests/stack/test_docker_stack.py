@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -619,38 +620,69 @@ def test_the_power_drill_finds_the_smallest_fault_the_gate_catches(
     assert {"JARVIS_FAULT_LATENCY_MS=0", "JARVIS_FAULT_ERROR_RATE=0"} <= set(env or []), env
 
 
-def test_a_fault_a_killed_power_drill_left_goes_with_the_next_deploy(
+def test_a_killed_power_drill_leaves_its_mark_until_the_next_plain_deploy(
     pytester: pytest.Pytester, jarvis: JarvisStack
 ) -> None:
-    """A SIGKILL leaves the idle color running the fault its deploy's environment had (every
-    /api/* request answering 500 here); the next plain deploy of that color, at the same tag
-    and without the variable, replaces the container: no fault is written down anywhere."""
+    """A drill SIGKILLed (its whole process group: the machine dying) once its first faulted
+    deploy is done leaves blue running that fault (+3000% latency on every /api/* request) and
+    ``faults.json`` marking it: ``status`` shows it, ``switch-to blue`` is refused (exit 7,
+    traffic stays on green), and the next plain deploy of blue at its tag, without the fault
+    variables, replaces the container and removes the mark."""
     jarvis.arrange(live="green", blue="v1.0.0", green="v1.1.0")
-    config = jarvis.write_settings(pytester.path)
-    command = [*BLUEGREEN, "--config", str(config), "--checks", CHECKS, "deploy",
-               "--target-color", "blue", "--deployment-tag", "v1.0.0", "--skip-tests"]  # fmt: skip
-    api = f"http://{jarvis.project.api_address('blue')}/api/items"
+    config = jarvis.write_settings_with_tables(
+        pytester.path, drill_markers="perf", drill_power_latency=[3000], drill_power_errors=[20],
+        drill_power_runs=2,
+    )  # fmt: skip
+    base = [*BLUEGREEN, "--config", str(config), "--checks", CHECKS]
+    mark = jarvis.haproxy.state_file.with_name("faults.json")
+    first_faulted_gate = pytester.path / "reports" / "drill" / "power" / "latency-3000pct-1.log"
+    drill = subprocess.Popen(
+        [*base, "drill", "--power"], cwd=pytester.path, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(first_faulted_gate.exists, timeout=600, what="the drill's first faulted gate")
+    finally:
+        os.killpg(drill.pid, signal.SIGKILL)
+        drill.wait(30)
+    assert drill.returncode == -signal.SIGKILL
+    left = json.loads(mark.read_text())
+    assert (left["color"], left["tag"], left["pid"]) == ("blue", "v1.0.0", drill.pid)
+    assert left["what"].startswith("+"), left
+    assert left["what"].endswith("on every /api/* request(s)"), left
+    container = jarvis.project.container("blue-backend")
+    env = set(jarvis.compose().container.inspect(container).config.env or [])
+    assert "JARVIS_FAULT_LATENCY_MS=0" not in env, env  # blue runs the fault
 
-    def deploy(**faults: str) -> tuple[str, set[str], int]:
-        done = subprocess.run(
-            command, cwd=pytester.path, env={**os.environ, **faults}, capture_output=True,
-            text=True, timeout=300, check=False,
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*base, *args], cwd=pytester.path, capture_output=True, text=True, timeout=300,
+            check=False,
         )  # fmt: skip
-        assert done.returncode == 0, done.stdout + done.stderr
-        inspected = jarvis.compose().container.inspect(jarvis.project.container("blue-backend"))
-        env = {v for v in inspected.config.env or [] if v.startswith("JARVIS_FAULT_")}
-        return str(inspected.id), env, requests.get(api, timeout=5).status_code
 
-    left, faulty_env, faulty = deploy(BLUE_FAULT_ERROR_RATE="1")
-    assert ("JARVIS_FAULT_ERROR_RATE=1" in faulty_env, faulty) == (True, 500), faulty_env
-    replaced, env, answer = deploy()
-    assert replaced != left
-    assert env == {
+    fix = "deploy blue again: bluegreen deploy --target-color blue --deployment-tag v1.0.0"
+    status = run("status")
+    [line] = [x for x in status.stdout.splitlines() if x.startswith("FAULT LEFT: blue ")]
+    assert line.endswith(fix), line
+    refused = run("switch-to", "blue")
+    assert refused.returncode == 7, refused.stdout + refused.stderr
+    assert fix in refused.stdout + refused.stderr
+    assert routed(jarvis) == ("green", "v1.1.0")
+    assert mark.exists()
+
+    deployed = run("deploy", "--target-color", "blue", "--deployment-tag", "v1.0.0", "--skip-tests")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert "blue runs no fault of bluegreen drill --power any more" in deployed.stdout
+    assert not mark.exists()
+    inspected = jarvis.compose().container.inspect(jarvis.project.container("blue-backend"))
+    assert {v for v in inspected.config.env or [] if v.startswith("JARVIS_FAULT_")} == {
         "JARVIS_FAULT_LATENCY_MS=0",
         "JARVIS_FAULT_LATENCY_SHARE=1",
         "JARVIS_FAULT_ERROR_RATE=0",
     }
-    assert answer == 200
+    api = f"http://{jarvis.project.api_address('blue')}/api/items"
+    assert requests.get(api, timeout=5).status_code == 200
+    assert json.loads(run("status", "--json").stdout)["faults_left"] is None
     assert routed(jarvis) == ("green", "v1.1.0")
 
 

@@ -1,0 +1,235 @@
+"""A multi-node Docker swarm on this machine: N nodes, each a Docker-in-Docker container of
+``bluegreen/node:bookworm`` (docker/node: Debian's docker.io on the local base) with its own
+data root (a volume, overlay2 inside), on a bridge network of its own (``bgnodes-<random>``);
+one manager, the others workers, joined into one swarm. Nothing else on the machine is used:
+the host engine never joins this swarm (its own swarm state is not touched).
+
+- The nodes run without ``--privileged``: this machine's engine lacks CAP_SYS_RESOURCE, which
+  ``--privileged`` asks for (runc: "unable to apply caps: operation not permitted"). Every
+  other capability, no seccomp or AppArmor profile, unmasked /proc, and the node's own cgroups
+  remounted read-write (docker/node/entrypoint.sh) are enough for dockerd inside.
+- Images reach every node without a registry: ``docker save`` once, ``docker load`` on each
+  node (:meth:`Cluster.load`).
+- The manager's Docker API, and whatever the tests put there (HAProxy's Runtime API socket, its
+  configuration), are in a folder shared with the host (``<workdir>/manager`` is the manager's
+  ``/bluegreen``): ``DOCKER_HOST=unix://<workdir>/manager/docker.sock`` drives the swarm from
+  the host. Ports published on a node are reached at the node's address on the bridge.
+
+Everything made here carries the label ``bluegreen.cluster=<name>`` (containers, volumes, the
+network) and :meth:`Cluster.down` removes exactly that, and the node image when ``up`` built
+it. Run it by hand with ``scripts/cluster up|status|down``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+
+from .stack import ROOT, NotYet, wait_for
+
+NODE_IMAGE = "bluegreen/node:bookworm"
+LABEL = "bluegreen.cluster"
+# every capability the engine has (not CAP_SYS_RESOURCE), nothing masked: see the docstring
+NODE_RIGHTS = (
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--security-opt", "systempaths=unconfined",
+)  # fmt: skip
+SHARED = "/bluegreen"  # the manager's folder shared with the host
+USER_STATE = ROOT / ".bluegreen" / "cluster.json"  # scripts/cluster's cluster
+
+
+def host_docker(
+    *args: str, check: bool = True, timeout: float = 300, stdin: str | None = None
+) -> str:
+    """The host's own engine (never DOCKER_HOST: that may point at a cluster's manager)."""
+    done = subprocess.run(
+        ["docker", "--host", "unix:///var/run/docker.sock", *args],
+        capture_output=True, text=True, timeout=timeout, check=False, input=stdin,
+    )  # fmt: skip
+    if check and done.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)}: {done.stderr.strip() or done.stdout}")
+    return done.stdout
+
+
+@dataclass
+class Cluster:
+    """A swarm of ``workers + 1`` Docker-in-Docker nodes (see the module's docstring)."""
+
+    workdir: Path
+    workers: int = 2
+    name: str = field(default_factory=lambda: f"bgnodes-{secrets.token_hex(4)}")
+    built_image: bool = False  # up built NODE_IMAGE: down removes it
+
+    @property
+    def manager(self) -> str:
+        return f"{self.name}-manager"
+
+    @property
+    def nodes(self) -> list[str]:
+        """The node containers' names (also their hostnames, as Swarm reports them)."""
+        return [self.manager, *(f"{self.name}-worker{i}" for i in range(1, self.workers + 1))]
+
+    @property
+    def shared(self) -> Path:
+        return self.workdir / "manager"
+
+    @property
+    def docker_host(self) -> str:
+        """DOCKER_HOST for the manager's engine, from the host."""
+        return f"unix://{self.shared / 'docker.sock'}"
+
+    def address(self, node: str) -> str:
+        """The node's address on the cluster's bridge (reachable from the host)."""
+        return host_docker(
+            "inspect", "--format",
+            f'{{{{(index .NetworkSettings.Networks "{self.name}").IPAddress}}}}', node,
+        ).strip()  # fmt: skip
+
+    def on(self, node: str, *args: str, check: bool = True, timeout: float = 300) -> str:
+        """``docker ARGS`` run by the node's own engine."""
+        return host_docker("exec", node, "docker", *args, check=check, timeout=timeout)
+
+    # -- up and down -------------------------------------------------------------------------
+    def up(self) -> None:
+        """Build the node image if missing, start the nodes, join them into one swarm. Any
+        failure takes down what was made."""
+        try:
+            self._up()
+        except BaseException:
+            self.down()
+            raise
+
+    def _up(self) -> None:
+        if not host_docker("image", "ls", "-q", NODE_IMAGE).strip():
+            host_docker("build", "-q", "-t", NODE_IMAGE, str(ROOT / "docker" / "node"), timeout=900)
+            self.built_image = True
+        self.shared.mkdir(parents=True, exist_ok=True)
+        label = f"{LABEL}={self.name}"
+        host_docker("network", "create", "--label", label, self.name)
+        for node in self.nodes:
+            host_docker("volume", "create", "--label", label, f"{node}-data")
+            mounts = ["-v", f"{node}-data:/var/lib/docker"]
+            extra: list[str] = []
+            if node == self.manager:
+                mounts += ["-v", f"{self.shared}:{SHARED}"]
+                extra = ["--host", f"unix://{SHARED}/docker.sock"]
+            host_docker(
+                "run", "-d", "--name", node, "--hostname", node, "--label", label,
+                "--network", self.name, *NODE_RIGHTS, *mounts, NODE_IMAGE, *extra,
+            )  # fmt: skip
+        for node in self.nodes:
+            wait_for(partial(self._answers, node), 60, f"dockerd on {node}", interval=0.5)
+        manager = self.address(self.manager)
+        self.on(self.manager, "swarm", "init", "--advertise-addr", manager)
+        token = self.on(self.manager, "swarm", "join-token", "-q", "worker").strip()
+        for node in self.nodes[1:]:
+            self.on(node, "swarm", "join", "--token", token, f"{manager}:2377")
+        wait_for(self._all_ready, 60, "every node Ready in the swarm", interval=0.5)
+
+    def _answers(self, node: str) -> bool:
+        state = host_docker("inspect", "--format", "{{.State.Status}}", node).strip()
+        if state != "running":
+            logs = subprocess.run(
+                ["docker", "--host", "unix:///var/run/docker.sock", "logs", "--tail", "5", node],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            raise RuntimeError(f"node {node} is {state}: {logs.stderr.strip()}")
+        return bool(self.on(node, "info", "--format", "{{.ID}}", check=False).strip())
+
+    def node_states(self) -> dict[str, str]:
+        """hostname -> Swarm's status of the node (ready, down, unknown), per the manager."""
+        out = self.on(self.manager, "node", "ls", "--format", "{{.Hostname}} {{.Status}}")
+        return dict(line.split(None, 1) for line in out.splitlines() if line.strip())
+
+    def _all_ready(self) -> bool:
+        states = self.node_states()
+        if sorted(states) != sorted(self.nodes) or set(states.values()) != {"Ready"}:
+            raise NotYet(f"nodes: {states}")
+        return True
+
+    def down(self) -> None:
+        """Remove what :meth:`up` made: the nodes (their swarm and everything in it goes with
+        them), their volumes, the network, and the node image if ``up`` built it."""
+        label = f"label={LABEL}={self.name}"
+        containers = host_docker("ps", "-aq", "--filter", label).split()
+        if containers:
+            host_docker("rm", "-f", "-v", *containers)
+        volumes = host_docker("volume", "ls", "-q", "--filter", label).split()
+        if volumes:
+            host_docker("volume", "rm", *volumes)
+        if host_docker("network", "ls", "-q", "--filter", label).strip():
+            host_docker("network", "rm", self.name)
+        if self.built_image:
+            host_docker("image", "rm", NODE_IMAGE, check=False)
+            self.built_image = False
+        shutil.rmtree(self.shared, ignore_errors=True)
+
+    # -- images and faults -------------------------------------------------------------------
+    def load(self, images: list[str], nodes: list[str] | None = None) -> None:
+        """Put the host's ``images`` on every node (or on ``nodes``): one ``docker save``,
+        one ``docker load`` per node."""
+        with tempfile.NamedTemporaryFile(dir=self.workdir, suffix=".tar") as archive:
+            host_docker("save", "-o", archive.name, *images, timeout=600)
+            for node in nodes or self.nodes:
+                with open(archive.name, "rb") as source:
+                    subprocess.run(
+                        ["docker", "--host", "unix:///var/run/docker.sock", "exec", "-i", node,
+                         "docker", "load", "-q"],
+                        stdin=source, capture_output=True, check=True, timeout=600,
+                    )  # fmt: skip
+
+    def pause(self, node: str) -> None:
+        host_docker("pause", node)
+
+    def unpause(self, node: str) -> None:
+        host_docker("unpause", node, check=False)
+
+    def status(self) -> dict[str, object]:
+        nodes = {n: self.address(n) for n in self.nodes}
+        return {**asdict(self), "workdir": str(self.workdir), "nodes": nodes,
+                "swarm": self.node_states(), "DOCKER_HOST": self.docker_host}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """scripts/cluster: up | status | down (the cluster in .bluegreen/cluster.json)."""
+    parser = argparse.ArgumentParser(prog="scripts/cluster", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("up", "status", "down"))
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    known = json.loads(USER_STATE.read_text()) if USER_STATE.exists() else None
+    if args.command == "up":
+        if known:
+            print(f"a cluster is up already: {known['name']} (scripts/cluster down first)")
+            return 1
+        workdir = Path(tempfile.mkdtemp(prefix="bgnodes-"))
+        cluster = Cluster(workdir, workers=args.workers)
+        cluster.up()
+        USER_STATE.parent.mkdir(exist_ok=True)
+        USER_STATE.write_text(json.dumps({**asdict(cluster), "workdir": str(workdir)}))
+        print(json.dumps(cluster.status(), indent=2))
+        return 0
+    if not known:
+        print("no cluster is up (scripts/cluster up)")
+        return 1 if args.command == "status" else 0
+    cluster = Cluster(Path(known["workdir"]), known["workers"], known["name"], known["built_image"])
+    if args.command == "status":
+        print(json.dumps(cluster.status(), indent=2))
+        return 0
+    cluster.down()
+    shutil.rmtree(cluster.workdir, ignore_errors=True)
+    USER_STATE.unlink()
+    print(f"{cluster.name}: removed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,8 @@
 """``bluegreen dashboard``: the page of report/dashboard.py on ``--listen`` (default
 127.0.0.1:10201), drawing ``--prometheus`` (default: ``prometheus_url``), the history of
 ``state_file`` and the ``[dashboard]`` series; until Ctrl-C or SIGTERM. A bad address or URL,
-or no charting library: one line, exit 4, before anything listens."""
+or no charting library: one line, exit 4, before anything listens. An address other machines
+reach (``0.0.0.0``) is served, with a warning: the page asks no login."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pytest_bluegreen.redaction import shown_url
 from pytest_bluegreen.report.dashboard import (
     DashboardError,
     bind,
+    exposure,
     library_files,
     listen_address,
     serve,
@@ -58,6 +60,9 @@ def cmd_dashboard(args: argparse.Namespace, extra: Sequence[str]) -> int:
             f"dashboard on {server.url} (Prometheus {shown_url(source.prometheus_url)}); "
             "Ctrl-C stops it"
         )
+        warning = exposure(*listen_address(args.listen))
+        if warning is not None:
+            progress(warning)
         serve(server)
         progress("dashboard stopped")
         return ExitCode.OK

@@ -6,15 +6,18 @@ together: what each one says, whether they agree (the group's lock is ``lock.py`
 instance (the default, from the top-level settings) is a group of one: nothing changes for
 single-instance users.
 
-Reads run on every instance at once (threads, bounded); an instance that cannot be reached is
-an error naming it, unless the run allows it to be missing (``--allow-missing-instance``).
+Reads and changes run on every instance at once (the group's threads, bounded); an instance
+that cannot be reached is an error naming it, unless the run allows it to be missing
+(``--allow-missing-instance``).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pytest_bluegreen.errors import Refused
 from pytest_bluegreen.frozen import Frozen, frozen
@@ -22,6 +25,9 @@ from pytest_bluegreen.frozen import Frozen, frozen
 from .address import RuntimeApiAddress, TlsFiles
 from .answers import RuntimeApiError, RuntimeApiUnreachable, ServerRef, ServerState, StatRow
 from .runtime import RuntimeApi
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 __all__ = [
     "DEFAULT_INSTANCE",
@@ -34,7 +40,21 @@ __all__ = [
 
 T = TypeVar("T")
 DEFAULT_INSTANCE = "haproxy"  # the name of the one instance of the top-level settings
-MAX_PARALLEL = 8
+# instances a step runs on at once: each waits on its HAProxy's answer, not on a core, so
+# twenty instances take one round, a hundred four (docs/gate.md: the cost of a switch)
+MAX_PARALLEL = 32
+_WORKER = threading.local()  # ``group``: the group whose thread this is
+
+
+def _in_worker(group: Haproxies, call: Callable[[], T]) -> T:
+    """``call`` on one of ``group``'s threads, marked so that a call it makes to the group runs
+    there (a nested call queued behind its own caller would wait forever). The mark goes with
+    the call: a thread holding its group would keep the group's pool, hence itself, for good."""
+    _WORKER.group = group
+    try:
+        return call()
+    finally:
+        _WORKER.group = None
 
 
 @frozen
@@ -102,6 +122,8 @@ class Haproxies:
         self.clients = {i.name: given.get(i.name) or i.client() for i in self.instances}
         self.missing_ok = frozenset(missing_ok)
         self.skipped: frozenset[str] = frozenset()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def single(cls, api: RuntimeApi, routed_api_url: str = "") -> Haproxies:
@@ -139,34 +161,66 @@ class Haproxies:
         """``action(name, client)`` on every present instance (or ``names``) at once; the first
         Runtime API error, named after its instance, is raised once all have finished."""
         chosen = list(names) if names is not None else list(self.present)
-        if len(chosen) == 1:  # no thread for the common case
-            name = chosen[0]
-            try:
-                return {name: action(name, self.clients[name])}
-            except InstanceFailed:
-                raise
-            except RuntimeApiError as exc:
-                raise (InstanceFailed(name, exc) if self.several else exc) from exc
-        results: dict[str, T] = {}
-        errors: dict[str, BaseException] = {}
-        workers = min(MAX_PARALLEL, len(chosen))
-        import concurrent.futures  # noqa: PLC0415 - its logger costs every test a little
+        return self.run({name: partial(action, name, self.clients[name]) for name in chosen})
 
-        with concurrent.futures.ThreadPoolExecutor(workers, "bluegreen-lb") as pool:
-            futures = {pool.submit(action, n, self.clients[n]): n for n in chosen}
-            for future in concurrent.futures.as_completed(futures):
-                name = futures[future]
-                try:
-                    results[name] = future.result()
-                except BaseException as exc:  # re-raised below, named after its instance
-                    errors[name] = exc
-        for name in chosen:  # in the configured order
+    def run(self, calls: Mapping[str, Callable[[], T]]) -> dict[str, T]:
+        """Each instance's call (by name) at once, at most :data:`MAX_PARALLEL` at a time, on
+        the group's own threads (made once, kept for the group's life: a switch's steps do not
+        wait for new threads each time); results in the given order. Every call ends before
+        this returns or raises: the first error in that order, a Runtime API error named
+        after its instance. One call, or a call from one of the group's threads, runs here."""
+        names = list(calls)
+        if len(names) <= 1 or getattr(_WORKER, "group", None) is self:
+            results, errors = _here(calls)
+        else:
+            results, errors = self._on_threads(calls)
+        for name in names:  # in the given order
             if name in errors:
                 error = errors[name]
-                if isinstance(error, RuntimeApiError) and not isinstance(error, InstanceFailed):
+                if not isinstance(error, RuntimeApiError) or isinstance(error, InstanceFailed):
+                    raise error
+                if self.several:
                     raise InstanceFailed(name, error) from error
                 raise error
-        return {name: results[name] for name in chosen}
+        return {name: results[name] for name in names}
+
+    def _on_threads(
+        self, calls: Mapping[str, Callable[[], T]]
+    ) -> tuple[dict[str, T], dict[str, BaseException]]:
+        import concurrent.futures  # noqa: PLC0415 - its logger costs every test a little
+
+        results: dict[str, T] = {}
+        errors: dict[str, BaseException] = {}
+        pool = self._threads()
+        futures = {pool.submit(_in_worker, self, call): name for name, call in calls.items()}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                try:
+                    results[futures[future]] = future.result()
+                except BaseException as exc:  # re-raised by run(), named after its instance
+                    errors[futures[future]] = exc
+        except BaseException:
+            # this thread interrupted (a Ctrl-C): every call ends before anything else (a
+            # revert) talks to these instances
+            concurrent.futures.wait(futures)
+            raise
+        return results, errors
+
+    def _threads(self) -> concurrent.futures.ThreadPoolExecutor:
+        import concurrent.futures  # noqa: PLC0415 - as in _on_threads()
+
+        with self._lock:
+            if self._pool is None:
+                workers = min(MAX_PARALLEL, len(self.instances))
+                self._pool = concurrent.futures.ThreadPoolExecutor(workers, "bluegreen-lb")
+            return self._pool
+
+    def close(self) -> None:
+        """The group's threads end (they also do when the group is dropped)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def reachable(self) -> tuple[list[str], dict[str, str]]:
         """(the instances that answer, the ones that do not with why)."""
@@ -241,3 +295,15 @@ class Haproxies:
     def addresses(self) -> tuple[str, ...]:
         """Every instance's Runtime API address, sorted: the order locks are taken in."""
         return tuple(sorted({str(i.runtime_api) for i in self.instances}))
+
+
+def _here(calls: Mapping[str, Callable[[], T]]) -> tuple[dict[str, T], dict[str, BaseException]]:
+    """Each call in turn, in this thread."""
+    results: dict[str, T] = {}
+    errors: dict[str, BaseException] = {}
+    for name, call in calls.items():
+        try:
+            results[name] = call()
+        except BaseException as exc:  # re-raised by run(), named after its instance
+            errors[name] = exc
+    return results, errors

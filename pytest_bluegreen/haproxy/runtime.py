@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .address import LOOPBACK_NAMES, RuntimeApiAddress, TlsFiles, is_loopback
@@ -37,6 +37,7 @@ from .transport import Transport
 
 __all__ = [
     "LOOPBACK_NAMES",
+    "MAX_LINE",
     "MINIMUM_VERSION",
     "AdminState",
     "RuntimeApi",
@@ -51,9 +52,14 @@ __all__ = [
     "is_loopback",
     "parse_servers_state",
     "parse_show_stat",
+    "state_command",
     "supported_version",
+    "weight_command",
 ]
 
+# bytes of commands on one line (HAProxy reads a line into a buffer of tune.bufsize, 16 kB by
+# default): a switch's step on one HAProxy fits on one
+MAX_LINE = 4096
 # the oldest HAProxy this package is made for (Debian 12's): its Runtime API commands, server
 # state files and ``show servers state`` columns; any later one, 3.x included, is fine
 MINIMUM_VERSION = (2, 6)
@@ -110,9 +116,46 @@ class RuntimeApi:
                 f"answering {command!r} (it may have been applied)",
             )
         if answer.strip():
-            if "permission denied" in answer.lower():
-                raise RuntimeApiPermissionError(command, answer)
-            raise RuntimeApiError(command, answer)
+            raise _refusal(command, answer)
+
+    def set_each(self, commands: Sequence[str]) -> list[RuntimeApiError | None]:
+        """Several ``set`` commands (:func:`weight_command`, :func:`state_command`) on as few
+        connections as a line holds (one for a switch's step on one HAProxy): each command's
+        error, or None where HAProxy applied it. Every command is sent: HAProxy goes on after
+        one that fails. A connection that closes before an answer leaves that command and
+        the ones after it on the line unknown (RuntimeApiUnreachable: they may have been
+        applied)."""
+        found: list[RuntimeApiError | None] = []
+        for line in _lines(commands):
+            try:
+                answer = self.transport.exchange_all(line)
+            except RuntimeApiUnreachable as exc:
+                found += [exc] * len(line)
+                continue
+            answers = _answers(answer)
+            for index, command in enumerate(line):
+                if index >= len(answers):
+                    found.append(
+                        RuntimeApiUnreachable(
+                            command,
+                            "",
+                            f"HAProxy Runtime API at {self.address} closed the connection "
+                            f"without answering {command!r} (it may have been applied)",
+                        )
+                    )
+                elif answers[index].strip():
+                    found.append(_refusal(command, answers[index]))
+                else:
+                    found.append(None)
+        return found
+
+    def set_all(self, commands: Sequence[str]) -> None:
+        """:meth:`set_each`, the first command's error raised (the others were sent too)."""
+        if not commands:
+            return
+        for error in self.set_each(commands):
+            if error is not None:
+                raise error
 
     # -- reading -----------------------------------------------------------------------------
     def show_info(self) -> dict[str, str]:
@@ -217,12 +260,10 @@ class RuntimeApi:
 
     # -- changing ----------------------------------------------------------------------------
     def set_weight(self, ref: ServerRef, weight: int) -> None:
-        if not 0 <= weight <= 256:
-            raise ValueError(f"HAProxy weights are 0..256, not {weight}")
-        self._set(f"set server {_checked(ref.backend)}/{_checked(ref.server)} weight {weight}")
+        self._set(weight_command(ref, weight))
 
     def set_state(self, ref: ServerRef, state: AdminState) -> None:
-        self._set(f"set server {_checked(ref.backend)}/{_checked(ref.server)} state {state.value}")
+        self._set(state_command(ref, state))
 
     def set_sticky(self, on: bool, *, canary: str | None = None) -> None:
         """Turn a canary's sticky users on or off (the process variable the shipped
@@ -264,6 +305,53 @@ class RuntimeApi:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def weight_command(ref: ServerRef, weight: int) -> str:
+    """``set server B/S weight W`` (:meth:`RuntimeApi.set_weight`, or one of a
+    :meth:`RuntimeApi.set_all`)."""
+    if not 0 <= weight <= 256:
+        raise ValueError(f"HAProxy weights are 0..256, not {weight}")
+    return f"set server {_checked(ref.backend)}/{_checked(ref.server)} weight {weight}"
+
+
+def state_command(ref: ServerRef, state: AdminState) -> str:
+    """``set server B/S state ready|drain|maint``."""
+    return f"set server {_checked(ref.backend)}/{_checked(ref.server)} state {state.value}"
+
+
+def _refusal(command: str, answer: str) -> RuntimeApiError:
+    if "permission denied" in answer.lower():
+        return RuntimeApiPermissionError(command, answer)
+    return RuntimeApiError(command, answer)
+
+
+def _lines(commands: Sequence[str]) -> list[list[str]]:
+    """The commands on as few lines as :data:`MAX_LINE` allows, in order."""
+    lines: list[list[str]] = []
+    size = MAX_LINE
+    for command in commands:
+        if size + len(command) + 2 > MAX_LINE:
+            lines.append([])
+            size = 0
+        lines[-1].append(command)
+        size += len(command) + 2
+    return lines
+
+
+def _answers(text: str) -> list[str]:
+    """The answers on one line of commands, in order: each is its text (a ``set`` command's is
+    empty, or one line saying why it failed) and then an empty line. A last answer cut short
+    (no empty line after it) is not one."""
+    answers: list[str] = []
+    lines: list[str] = []
+    for line in text.split("\n")[:-1]:  # what follows the last line break is no whole line
+        if line.strip():
+            lines.append(line)
+        else:
+            answers.append("\n".join(lines))
+            lines = []
+    return answers
 
 
 def _checked(name: str) -> str:

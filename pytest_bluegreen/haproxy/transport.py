@@ -1,6 +1,7 @@
-"""How a Runtime API command travels: one short connection per command (HAProxy's
+"""How a Runtime API command travels: one short connection per line (HAProxy's
 non-interactive mode) over a unix socket, loopback TCP, or TLS with a client certificate; one
-line sent, the whole answer read until HAProxy closes the connection.
+line sent (a command, or several separated by ``;``, which HAProxy runs in order and answers
+in turn), the whole answer read until HAProxy closes the connection.
 
 It knows no command and reads no answer: the commands are :mod:`.runtime`'s, what their
 answers say is :mod:`.answers`'. A connection that fails is :class:`RuntimeApiUnreachable`.
@@ -9,7 +10,10 @@ answers say is :mod:`.answers`'. A connection that fails is :class:`RuntimeApiUn
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from typing import Any
+
+from pytest_bluegreen.errors import OutOfOrder
 
 from .address import RuntimeApiAddress, TlsFiles
 from .answers import RuntimeApiError, RuntimeApiUnreachable
@@ -37,9 +41,22 @@ class Transport:
         ``experimental``: the command needs the connection in experimental mode (``set var``
         does), so ``experimental-mode on;`` goes before it on the same line; its answer (an
         empty line, or ``Permission denied`` below the admin level) comes first."""
-        if "\n" in command or "\r" in command or ";" in command:
-            raise RuntimeApiError(command, "", f"refusing to send a multi-command line {command!r}")
+        _single(command)
         line = f"{EXPERIMENTAL_MODE}; {command}" if experimental else command
+        return self._send(line, command)
+
+    def exchange_all(self, commands: Sequence[str]) -> str:
+        """Send several commands on one line, one connection for all: HAProxy runs them in
+        order, each answered in turn (its text, then an empty line), the ones after an error
+        too. Return the whole answer (cut short when HAProxy closed before the end)."""
+        if not commands:
+            raise OutOfOrder("exchange_all() needs at least one command")
+        for command in commands:
+            _single(command)
+        return self._send("; ".join(commands), commands[0])
+
+    def _send(self, line: str, command: str) -> str:
+        """One line sent, the whole answer read; ``command`` names it in an error."""
         sock = self._connect(command)
         chunks: list[bytes] = []
         try:
@@ -97,3 +114,9 @@ class Transport:
             context.load_cert_chain(str(self.tls.cert), str(self.tls.key))
             self._context = context
         return self._context
+
+
+def _single(command: str) -> None:
+    """One command: a line break or a ``;`` in it would make HAProxy run what follows too."""
+    if "\n" in command or "\r" in command or ";" in command:
+        raise RuntimeApiError(command, "", f"refusing to send a multi-command line {command!r}")

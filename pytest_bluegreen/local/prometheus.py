@@ -53,6 +53,7 @@ class LocalPrometheus:
     binary: str = "prometheus"
     retention: str = "7d"
     INSTALLED_BY: ClassVar[str] = "scripts/setup installs Debian's prometheus"
+    NAME: ClassVar[str] = "Prometheus"  # what a message calls it
 
     @property
     def url(self) -> str:
@@ -112,7 +113,7 @@ class LocalPrometheus:
         holder = holder_of(Served(tcp=((host, int(port)),)))
         if holder is not None:
             raise LocalPrometheusError(
-                f"{holder.describe()}: stop it, or give Prometheus another address"
+                f"{holder.describe()}: stop it, or give {self.NAME} another address"
             )
         self.storage.mkdir(parents=True, exist_ok=True)
         self.pidfile.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +195,7 @@ class LocalPushgateway(LocalPrometheus):
     survives a restart; ``config`` is not used."""
 
     binary: str = "prometheus-pushgateway"
+    NAME: ClassVar[str] = "the Pushgateway"
 
     @property
     def persistence(self) -> Path:
@@ -222,6 +224,7 @@ class LocalDashboard(LocalPrometheus):
     prometheus: str = "http://127.0.0.1:10200"
     binary: str = str(Path(sys.executable).with_name("bluegreen"))  # this environment's
     INSTALLED_BY: ClassVar[str] = "scripts/setup installs the package into .venv"
+    NAME: ClassVar[str] = "the dashboard"
 
     def identity(self) -> str:
         return f"--listen={self.listen}"

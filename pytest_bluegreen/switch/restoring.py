@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef, ServerState
 from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.haproxy.runtime import RuntimeApi
+from pytest_bluegreen.haproxy.runtime import RuntimeApi, state_command, weight_command
 
 from .outcome import MemberPlan, Wanted
 
@@ -35,21 +35,25 @@ def restore(api: RuntimeApi, wanted: Sequence[Wanted], *, tries: int = 2) -> tup
     first so none is left empty; returns the servers HAProxy does not show so (with why).
 
     A command's error does not say that nothing changed (HAProxy may have applied it and
-    the answer was lost), nor does it stop the other commands: every command is sent, then
-    HAProxy's states are read back and decide; what differs is sent again (``tries``)."""
+    the answer was lost), nor does it stop the other commands: every command is sent (on one
+    line, one connection: :meth:`RuntimeApi.set_each`), then HAProxy's states are read back
+    and decide; what differs is sent again (``tries``)."""
     left = sorted(wanted, key=lambda w: not w.takes_traffic)
     errors: dict[ServerRef, str] = {}
     for _ in range(tries):
         errors = {}
-        for want in left:
-            try:
-                api.set_weight(want.ref, want.weight)
-            except RuntimeApiError as exc:
-                errors.setdefault(want.ref, exc.answer or type(exc).__name__)
-            try:
-                api.set_state(want.ref, want.admin)
-            except RuntimeApiError as exc:
-                errors.setdefault(want.ref, exc.answer or type(exc).__name__)
+        sent = [
+            (want.ref, command)
+            for want in left
+            for command in (
+                weight_command(want.ref, want.weight),
+                state_command(want.ref, want.admin),
+            )
+        ]
+        answered = api.set_each([command for _, command in sent]) if sent else []
+        for (ref, _), exc in zip(sent, answered, strict=True):
+            if exc is not None:
+                errors.setdefault(ref, exc.answer or type(exc).__name__)
         try:
             now = api.server_states(w.ref for w in left)
         except RuntimeApiError as exc:

@@ -15,7 +15,7 @@ from pytest_bluegreen.errors import Refused
 from pytest_bluegreen.haproxy.answers import AdminState, RuntimeApiError, ServerRef, StatRow
 from pytest_bluegreen.haproxy.identity import InstanceIdentity
 from pytest_bluegreen.haproxy.instances import Haproxies
-from pytest_bluegreen.haproxy.runtime import RuntimeApi
+from pytest_bluegreen.haproxy.runtime import RuntimeApi, state_command, weight_command
 from pytest_bluegreen.haproxy.sticky import new_canary_id
 from pytest_bluegreen.process.signals import DeferredSignals
 from pytest_bluegreen.settings import SwitchingSettings, Topology
@@ -310,17 +310,22 @@ class Transaction:
     def _reapply(self, name: str, api: RuntimeApi) -> None:
         """The states this point of the switch should show, whatever HAProxy shows now (a
         reload took its server-state file, a command's answer was lost): idempotent."""
-        for ref in self.plan.promote:
-            api.set_weight(ref, self.plan.full_weight)
-            api.set_state(ref, AdminState.READY)
+        api.set_all(
+            [
+                command
+                for ref in self.plan.promote
+                for command in (
+                    weight_command(ref, self.plan.full_weight),
+                    state_command(ref, AdminState.READY),
+                )
+            ]
+        )
         if self.stuck:
             api.set_sticky(False)
-        for ref in self.plan.retire:
-            if self.idled:
-                api.set_weight(ref, 0)
-                api.set_state(ref, AdminState.READY)
-            else:
-                api.set_state(ref, AdminState.DRAIN)
+        if self.idled:
+            self._idle(name, api)
+        else:
+            self._drain(name, api)
 
     def _incomplete(self, cause: Exception) -> SwitchIncomplete:
         detail = f"at '{self.step}': {cause}"
@@ -349,27 +354,31 @@ class Transaction:
                 "next gate asks for 'bluegreen recover', which completes this switch again"
             )
 
-    # -- the changes, on one instance --------------------------------------------------------
+    # -- the changes, on one instance: each step's commands on one line (one connection) ------
     def _promote(self, name: str, api: RuntimeApi) -> None:
         prior = self.member(name).prior
+        commands = []
         for ref in self.plan.promote:
-            api.set_weight(ref, self.plan.full_weight)
+            commands.append(weight_command(ref, self.plan.full_weight))
             if prior[ref].admin is not AdminState.READY:
-                api.set_state(ref, AdminState.READY)
+                commands.append(state_command(ref, AdminState.READY))
+        api.set_all(commands)
         if self.stuck:  # the full switch moves everyone: no user is held on the old color
             api.set_sticky(False)
         if self.canary:  # the old color as before the canary until it drains (not 256 to 100)
-            for ref in self.plan.retire:
-                api.set_weight(ref, prior[ref].uweight)
+            api.set_all([weight_command(ref, prior[ref].uweight) for ref in self.plan.retire])
 
     def _drain(self, name: str, api: RuntimeApi) -> None:
-        for ref in self.plan.retire:
-            api.set_state(ref, AdminState.DRAIN)
+        api.set_all([state_command(ref, AdminState.DRAIN) for ref in self.plan.retire])
 
     def _idle(self, name: str, api: RuntimeApi) -> None:
-        for ref in self.plan.retire:
-            api.set_weight(ref, 0)
-            api.set_state(ref, AdminState.READY)
+        api.set_all(
+            [
+                command
+                for ref in self.plan.retire
+                for command in (weight_command(ref, 0), state_command(ref, AdminState.READY))
+            ]
+        )
 
     def _on_every(self, change: Callable[[str, RuntimeApi], None]) -> None:
         """One change on every instance at once; any instance's error fails the step."""

@@ -125,7 +125,9 @@ def _transaction(
         def default_verifier(target: str, deadline: float) -> Verification:
             # a signal stops the verification only before the point of no return
             interruptible = None if transaction.past_point_of_no_return else noted
-            return verify_every(switching, topology, target, deadline, interruptible, urls=urls)
+            return verify_every(
+                switching, topology, target, deadline, interruptible, urls=urls, group=group
+            )
 
         transaction.verifier = default_verifier
     return transaction

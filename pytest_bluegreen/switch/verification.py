@@ -1,11 +1,12 @@
 """The switch's ``verify`` step: the routed URL polled until the target answers
-``verify_responses`` times in a row, through every instance's routed URL at once."""
+``verify_responses`` times in a row, through every instance's routed URL at once (the group's
+threads, :meth:`~pytest_bluegreen.haproxy.instances.Haproxies.run`)."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import partial
 
 import requests
 
@@ -70,12 +71,14 @@ def verify(
             time.sleep(POLL_INTERVAL)
 
 
-def verify_urls(group: Haproxies, switching: SwitchingSettings, names: Sequence[str]) -> list[str]:
+def verify_urls(
+    group: Haproxies, switching: SwitchingSettings, names: Sequence[str]
+) -> dict[str, str]:
     """Each switched instance's routed verification URL (the settings' for one without)."""
-    urls = []
+    urls = {}
     for name in names:
         routed = group.instance(name).routed_api_url
-        urls.append(routed + switching.verify_path if routed else switching.verify_url)
+        urls[name] = routed + switching.verify_path if routed else switching.verify_url
     return urls
 
 
@@ -86,20 +89,21 @@ def verify_every(
     deadline: float,
     signals: DeferredSignals | None,
     *,
-    urls: Sequence[str],
+    urls: Mapping[str, str],
+    group: Haproxies,
 ) -> Verification:
-    """``verify`` through every routed URL at once; all must answer from the target. The
-    first response is when the last of them first did (traffic is moved when all have)."""
-    if len(urls) == 1:
-        return verify(switching, topology, target, deadline, signals, url=urls[0])
-    with concurrent.futures.ThreadPoolExecutor(len(urls), "bluegreen-verify") as pool:
-        futures = [
-            pool.submit(verify, switching, topology, target, deadline, signals, url=url)
-            for url in urls
-        ]
-        done = [future.result() for future in futures]  # the first error, in order
+    """``verify`` through every routed URL (by instance) at once, on the group's threads (at
+    most its bound at a time); all must answer from the target. The first response is when
+    the last of them first did (traffic is moved when all have)."""
+    done = group.run(
+        {
+            name: partial(verify, switching, topology, target, deadline, signals, url=url)
+            for name, url in urls.items()
+        }
+    )  # the first error, in the instances' order
+    every = list(done.values())
     return Verification(
-        first_response=max(v.first_response for v in done),
-        version=next((v.version for v in done if v.version), None),
-        responses=min(v.responses for v in done),
+        first_response=max(v.first_response for v in every),
+        version=next((v.version for v in every if v.version), None),
+        responses=min(v.responses for v in every),
     )

@@ -34,9 +34,16 @@ from pytest_bluegreen.haproxy.answers import (
     parse_servers_state,
     parse_show_stat,
 )
-from pytest_bluegreen.haproxy.runtime import RuntimeApi, supported_version
+from pytest_bluegreen.haproxy.runtime import (
+    RuntimeApi,
+    _answers,
+    state_command,
+    supported_version,
+    weight_command,
+)
 from pytest_bluegreen.local.haproxy import EMPTY_SERVER_STATE
-from tests.support.stack import Stack
+from tests.support.faults import RuntimeApiProxy
+from tests.support.stack import Stack, wait_for
 
 BLUE_API = ServerRef("api_backend", "blue-api")
 GREEN_API = ServerRef("api_backend", "green-api")
@@ -177,7 +184,8 @@ def test_show_stat_rows_for_the_switched_servers(stack: Stack, http: requests.Se
     blue_after, green_after = stat_row(api, BLUE_API), stat_row(api, GREEN_API)
     assert blue_after.stot - blue.stot == 5
     assert blue_after.hrsp_2xx - blue.hrsp_2xx == 5
-    assert blue_after.scur == 0
+    # the last answer's session ends just after the client has read it (a full run saw 1)
+    wait_for(lambda: stat_row(api, BLUE_API).scur == 0, 10, "blue-api's sessions to end")
     assert green_after.stot == green.stot
     frontends = {r.backend for r in api.show_stat() if r.server == "FRONTEND"}
     assert {"api_routing", "https_in", "http_in", "stats"} <= frontends
@@ -303,6 +311,82 @@ def test_operator_level_cannot_change_servers(
     assert (green.uweight, green.admin) == (0, AdminState.READY)  # nothing changed
     # reading is allowed at operator level
     assert stat_row(operator, GREEN_API).weight == 0
+
+
+# --- several commands on one line: one connection for a switch's step on one HAProxy ---------
+
+GREEN_FRONTEND = ServerRef("frontend_backend", "green-frontend")
+
+
+def test_set_each_sends_every_command_on_one_line_and_says_which_failed(stack: Stack) -> None:
+    api = stack.api()
+    commands = [
+        weight_command(GREEN_API, 40),
+        weight_command(MISSING, 5),
+        state_command(GREEN_FRONTEND, AdminState.DRAIN),
+    ]
+    first, missing, last = api.set_each(commands)
+    assert first is None
+    assert last is None  # HAProxy goes on after a command that fails
+    assert type(missing) is RuntimeApiError
+    assert (missing.command, missing.answer) == (commands[1], "No such server.")
+    assert server_state(api, GREEN_API).uweight == 40
+    assert server_state(api, GREEN_FRONTEND).admin is AdminState.DRAIN
+    with pytest.raises(RuntimeApiError) as info:
+        api.set_all(commands)
+    assert info.value.command == commands[1]
+    api.set_all([state_command(GREEN_FRONTEND, AdminState.READY)])
+    assert server_state(api, GREEN_FRONTEND).admin is AdminState.READY
+
+
+def test_set_each_at_operator_level_is_a_permission_error_for_each(stack: Stack) -> None:
+    operator = RuntimeApi(stack.operator_runtime)
+    found = operator.set_each([weight_command(GREEN_API, 40), weight_command(BLUE_API, 0)])
+    assert [type(error) for error in found] == [RuntimeApiPermissionError] * 2
+    assert server_state(stack.api(), GREEN_API).uweight == 0  # nothing applied
+
+
+@pytest.mark.parametrize(
+    ("answer", "found"),
+    [
+        ("\n\n", ["", ""]),
+        ("\nNo such server.\n\n\n", ["", "No such server.", ""]),
+        ("\nNo such server.\n", [""]),  # the second answer cut short: not one
+        ("\nNo such", [""]),
+        ("", []),
+    ],
+    ids=["both-applied", "the-second-refused", "cut-after-the-text", "cut-mid-line", "nothing"],
+)
+def test_the_answers_of_a_line_of_commands(answer: str, found: list[str]) -> None:
+    assert _answers(answer) == found
+
+
+def test_an_answer_lost_on_a_line_leaves_every_command_unknown(stack: Stack) -> None:
+    proxy = RuntimeApiProxy(("127.0.0.1", stack.ports["runtime"]))
+    try:
+        proxy.lose_answers("set server")
+        commands = [weight_command(GREEN_API, 40), weight_command(BLUE_API, 60)]
+        found = RuntimeApi(proxy.address).set_each(commands)
+        assert [type(error) for error in found] == [RuntimeApiUnreachable] * 2
+        assert proxy.lost == ["; ".join(commands)]
+        api = stack.api()  # applied: HAProxy answered, the answer never came back
+        assert (server_state(api, GREEN_API).uweight, server_state(api, BLUE_API).uweight) == (
+            40,
+            60,
+        )
+        proxy.fail_next.set()  # refused before HAProxy: the first said, the next unknown
+        refused, after = RuntimeApi(proxy.address).set_each(commands)
+        assert type(refused) is RuntimeApiError
+        assert refused.answer == "No such server."
+        assert type(after) is RuntimeApiUnreachable
+    finally:
+        proxy.close()
+
+
+def test_a_multi_command_line_is_never_sent_from_one_command(stack: Stack) -> None:
+    with pytest.raises(RuntimeApiError, match="multi-command line"):
+        stack.api().set_all([f"{weight_command(GREEN_API, 40)}; show info"])
+    assert server_state(stack.api(), GREEN_API).uweight == 0
 
 
 # -- unreachable ----------------------------------------------------------------------------

@@ -2,25 +2,31 @@
 
 Three real HAProxy processes (lb-1..3, loopback ports, each its own Runtime API and
 server-state file) in front of the same two colors; a bounded load spread over all three
-routed URLs in every case where no instance is stopped.
+routed URLs in every case where no instance is stopped. Six, for the group's threads: every
+step on all six at once, a switch and a revert.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from pytest_bluegreen.haproxy.answers import ServerRef, ServerState
+from pytest_bluegreen.haproxy.answers import RuntimeApiError, ServerRef, ServerState
+from pytest_bluegreen.haproxy.instances import InstanceFailed
 from pytest_bluegreen.haproxy.lock import lock_for
 from pytest_bluegreen.haproxy.lockfile import GateLock, GroupLock, LockHeld
 from pytest_bluegreen.record.history import load_reconcile
 from pytest_bluegreen.settings import Settings, SettingsError, resolve
 from pytest_bluegreen.switch.consistency import group_problems
 from pytest_bluegreen.switch.journal import read_journal
-from tests.support.instances import NAMES, Group, SpreadLoad
+from tests.support.fastcolors import FastColors
+from tests.support.instances import NAMES, Group, SpreadLoad, names
 from tests.support.stack import BLUE_LIVE, GREEN_LIVE, StackFactory, wait_for
 
 
@@ -360,3 +366,123 @@ def test_a_missing_instance_is_refused_then_allowed_and_brought_in_line(group: G
     assert _weights(group) == _all(GREEN_LIVE)
     outcomes = [e["outcome"] for e in group.history()]
     assert outcomes[-2:] == ["recovered", "switched"]
+
+
+# --- the group's threads ---------------------------------------------------------------------
+
+
+def test_a_call_from_the_groups_threads_runs_on_it(tmp_path: Path) -> None:
+    """A step's call that asks the group again is not queued behind itself: with every
+    thread of the group busy (two instances, two threads), it runs on the caller's."""
+    group = _resolve(tmp_path, INSTANCES).haproxies()  # never contacted
+    try:
+
+        def outer(name: str) -> Callable[[], tuple[str, ...]]:
+            def call() -> tuple[str, ...]:
+                here = threading.current_thread().name
+                inner = group.run(dict.fromkeys(group.names, threading.current_thread))
+                return (here, *(thread.name for thread in inner.values()))
+
+            return call
+
+        found = group.run({name: outer(name) for name in group.names})
+    finally:
+        group.close()
+    for here, *inner in found.values():
+        assert here.startswith("bluegreen-lb")
+        assert inner == [here, here]
+
+
+def test_the_groups_threads_end_when_it_is_dropped(tmp_path: Path) -> None:
+    """No group is closed by hand (a gate's, a status's, a metrics scrape's): dropped, its
+    threads end, else a process that makes groups keeps every one's threads for good."""
+    group = _resolve(tmp_path, INSTANCES).haproxies()  # never contacted
+    ran = group.run(dict.fromkeys(group.names, threading.current_thread))
+    assert all(thread.name.startswith("bluegreen-lb") for thread in ran.values())
+    del group
+    gc.collect()
+    with contextlib.suppress(TimeoutError):  # the assertion below says what is left
+        wait_for(
+            lambda: not any(thread.is_alive() for thread in ran.values()),
+            5,
+            "the dropped group's threads to end",
+        )
+    assert [thread.name for thread in ran.values() if thread.is_alive()] == []
+
+
+def test_every_call_ends_and_the_first_error_is_named(tmp_path: Path) -> None:
+    group = _resolve(tmp_path, INSTANCES).haproxies()
+    done: list[str] = []
+
+    def refused() -> None:
+        raise RuntimeApiError("set server api_backend/green-api weight 100", "No such server.")
+
+    def applied() -> None:
+        done.append("lb-1")
+
+    try:
+        with pytest.raises(InstanceFailed) as caught:
+            group.run({"lb-1": applied, "lb-2": refused})
+    finally:
+        group.close()
+    assert done == ["lb-1"]
+    assert caught.value.instance == "lb-2"
+    assert str(caught.value).startswith("lb-2: ")
+
+
+# --- six real HAProxy processes: one switch, one revert, every step on all at once ---------
+
+SIX = names(6)
+
+
+@pytest.fixture
+def six(stack_factory: StackFactory, tmp_path: Path) -> Iterator[Group]:
+    """Six instances in front of colors answered by one more HAProxy (FastColors): six
+    instances health-check each color four times a half-second, more than the Python
+    stand-ins answer on time on two shared cores."""
+    colors = FastColors.start(tmp_path / "colors")
+    try:
+        started = Group.start(stack_factory, count=6, addresses=colors.addresses())
+        yield started
+        started.close()
+    finally:
+        colors.stop()
+
+
+@pytest.mark.timing  # not one failed request under the load
+@pytest.mark.parametrize("step", ["promote", "drain"])
+def test_six_instances_switch_and_revert_as_one(six: Group, step: str) -> None:
+    """A gate switches the six at once (each step on all six, the group's threads), then a
+    second gate meets an error answer from lb-5 at ``step``, the others changed in parallel
+    meanwhile: all six are back to their exact prior states, the history and the journal say
+    so, every server-state file holds them."""
+    proxy = six.proxy("lb-5")
+    load = SpreadLoad(list(six.stacks.values()), concurrency=1)
+    load.wait_started()
+    switched = six.gate("--env", "green", "--switch")
+    assert switched.returncode == 0, _out(switched)
+    assert "every instance's routed URL (lb-1, lb-2, lb-3, lb-4, lb-5, lb-6)" in switched.stdout
+    assert _weights(six) == dict.fromkeys(SIX, GREEN_LIVE)
+    assert six.served() == dict.fromkeys(SIX, "green")
+
+    gate = six.paused_gate(step, "--env", "blue", "--switch")
+    proxy.fail_prefix = b"set server"
+    proxy.fail_next.set()
+    six.go()
+    out, _ = gate.communicate(timeout=120)
+    assert gate.returncode == 8, out
+    assert proxy.failed, out
+    assert f"failed at '{step}': lb-5:" in out
+    assert "previous server states restored on every instance" in out
+    assert _weights(six) == dict.fromkeys(SIX, GREEN_LIVE)
+    assert six.served() == dict.fromkeys(SIX, "green")
+    assert six.problems() == {name: [] for name in SIX}
+    assert [e["outcome"] for e in six.history()] == ["switched", "reverted"]
+    entry = read_journal(six.main.journal_file)
+    assert entry is not None
+    assert not entry.open
+    assert [m.name for m in entry.members] == list(SIX)
+    assert _no_failures(load) > 0
+    for stack in six.stacks.values():  # every server-state file holds the prior states
+        stack.haproxy.reload(stack.runtime)
+    assert _weights(six) == dict.fromkeys(SIX, GREEN_LIVE)

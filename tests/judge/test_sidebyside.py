@@ -36,12 +36,16 @@ def test_the_interleaved_load_hits_both_colors_alike(
     assert {name: load.count for name, load in loads.items()} == {"blue": 120, "green": 120}
     assert loads["blue"].colors() == {"blue": 120}
     assert loads["green"].colors() == {"green": 120}
-    # in time: the n-th request to blue and the n-th to green were sent close together, never
-    # one color's load first and the other's after it
+    # in time: never one color's load first and the other's after it (each began before the
+    # other ended), and the n-th request to blue and the n-th to green were sent close together
+    # -- but for a pair or two a stalled thread kept apart on a busy machine (the whole load
+    # takes a tenth of a second: one 30 ms stall is a third of it)
     starts = {name: sorted(s.start for s in load.samples) for name, load in loads.items()}
+    assert starts["blue"][0] < starts["green"][-1], starts
+    assert starts["green"][0] < starts["blue"][-1], starts
     wall = loads["blue"].wall
-    gaps = [abs(b - g) for b, g in zip(starts["blue"], starts["green"], strict=True)]
-    assert max(gaps) < wall / 4, (max(gaps), wall)
+    gaps = sorted(abs(b - g) for b, g in zip(starts["blue"], starts["green"], strict=True))
+    assert gaps[int(len(gaps) * 0.95)] < wall / 4, (gaps[-10:], wall)
     blue_first = sum(b < g for b, g in zip(starts["blue"], starts["green"], strict=True))
     assert 0 < blue_first < 120  # both colors lead on some connections
 

@@ -7,6 +7,8 @@ the page says so)."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +70,21 @@ def test_without_its_charting_library_it_is_one_error(tmp_path: Path) -> None:
         raised.value
     )
     assert own.pid() is None
+
+
+def test_its_address_taken_by_another_program_is_one_line_naming_the_dashboard(
+    tmp_path: Path,
+) -> None:
+    own = dashboard_in(tmp_path / "deployment", tmp_path / "no-library")
+    host, _, port = own.listen.rpartition(":")
+    with socket.create_server((host, int(port))), pytest.raises(LocalPrometheusError) as refused:
+        own.start()
+    said = str(refused.value)
+    assert f"(pid {os.getpid()}) already serves {own.listen}: stop it, or give" in said
+    assert "the dashboard another address" in said
+    assert "Prometheus" not in said
+    assert "\n" not in said
+    assert not own.log.exists()  # nothing was started
 
 
 def test_the_local_stack_serves_it_on_the_guides_port_drawing_its_prometheus() -> None:

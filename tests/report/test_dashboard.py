@@ -21,18 +21,29 @@ import requests
 from pytest_bluegreen.report.panels import panels
 from pytest_bluegreen.report.snapshot import Source, snapshot
 from pytest_bluegreen.settings.judging import DashboardSettings
-from tests.support.browser import Browser, Page, chromium_binary
+from tests.support.browser import Browser, Page, required_chromium
 from tests.support.cli import BLUEGREEN, clean_environ
-from tests.support.dashboard import COLORS, GATES, LIBRARY, Scene, colors_in, instant, scene
+from tests.support.dashboard import (
+    COLORS,
+    GATES,
+    LIBRARY,
+    Scene,
+    colors_in,
+    grafana_queries,
+    instant,
+    scene,
+)
+from tests.support.dashboard import (
+    drawn as drawn_page,
+)
 from tests.support.infra import require_infra
 from tests.support.prometheus import prometheus_binary
 from tests.support.pushgateway import pushgateway_binary
-from tests.support.stack import ROOT, Backend, StackFactory, free_ports, wait_for
+from tests.support.stack import Backend, StackFactory, free_ports, wait_for
 
 # one deployment (a Prometheus, two gates, the users' load) per module, on one xdist worker
 pytestmark = pytest.mark.xdist_group("dashboard")
 
-GRAFANA = ROOT / "monitoring" / "grafana" / "bluegreen.json"
 GRAFANA_WINDOW = "1m"  # what $__rate_interval is for Grafana's default 15 s scrape interval
 PANELS = ("requests", "errors", "latency", "servers")
 
@@ -64,29 +75,6 @@ def drawn(
 
 def _library(config: pytest.Config) -> None:
     require_infra(config, LIBRARY.is_dir(), f"no {LIBRARY} (scripts/setup installs it)")
-
-
-def _chromium(config: pytest.Config) -> str:
-    binary = chromium_binary()
-    require_infra(
-        config, binary is not None, "chromium is not installed (apt-get install chromium)"
-    )
-    assert binary is not None
-    return binary
-
-
-def grafana_queries() -> list[tuple[str, str, str]]:
-    """(what, expr, color label) of every panel target and annotation of the committed file."""
-    document = json.loads(GRAFANA.read_text())
-    found = [
-        (panel["title"], target["expr"], "color")
-        for panel in document["panels"]
-        for target in panel["targets"]
-    ]
-    found += [
-        (f"annotation {a['name']}", a["expr"], "target") for a in document["annotations"]["list"]
-    ]
-    return found
 
 
 # --- the Grafana dashboard's queries on a real Prometheus ---------------------------------
@@ -170,7 +158,7 @@ def _attach(path: Path, name: str) -> None:
 def test_the_page_draws_every_panel_with_both_colors_and_the_gate_runs(
     pytestconfig: pytest.Config, drawn: Scene, tmp_path: Path
 ) -> None:
-    chromium = _chromium(pytestconfig)
+    chromium = required_chromium(pytestconfig)
     _library(pytestconfig)
     [port] = free_ports(1)
     url = f"http://127.0.0.1:{port}/"
@@ -179,12 +167,7 @@ def test_the_page_draws_every_panel_with_both_colors_and_the_gate_runs(
         _started(process, url)
         with Browser.start(chromium, tmp_path / "profile") as browser:
             page = browser.open(url)
-            summary = page.wait(
-                "document.body.dataset.state === 'drawn' && document.body.dataset.withData "
-                "=== document.body.dataset.panels && document.body.dataset.markers >= 2 "
-                "&& Object.assign({}, document.body.dataset)",
-                60,
-            )
+            summary = drawn_page(page, markers=2, timeout=60)
             _check_page(page, summary)
             shot = page.screenshot(tmp_path / "dashboard.png")
             _attach(shot, "dashboard")
@@ -225,7 +208,7 @@ def _check_page(page: Page, summary: dict[str, str]) -> None:
 def test_an_unreachable_prometheus_is_said_on_the_page(
     pytestconfig: pytest.Config, tmp_path: Path
 ) -> None:
-    chromium = _chromium(pytestconfig)
+    chromium = required_chromium(pytestconfig)
     _library(pytestconfig)
     folder = _settings_folder(tmp_path)
     nobody, port = free_ports(2)  # nothing listens on the first

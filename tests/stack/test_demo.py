@@ -20,7 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bluegreen.report.dashboard import DEFAULT_LISTEN
+from tests.support.browser import Browser, required_chromium
+from tests.support.dashboard import colors_in, drawn, grafana_queries
 from tests.support.demo import PROJECT, SOCKET, docker, in_use
+from tests.support.prometheus import At
 from tests.support.stack import ROOT, wait_for
 
 # the seed's default ports, as tests/stack/test_untouched.py's stack holds them: never beside it
@@ -82,8 +86,48 @@ def said(done: subprocess.CompletedProcess[str]) -> str:
     return done.stdout + done.stderr
 
 
+# the local stack's Prometheus and dashboard (scripts/local_stack.py)
+PROMETHEUS = At("http://127.0.0.1:10200")
+DASHBOARD = f"http://{DEFAULT_LISTEN}/"
+PANELS = 4  # requests, 5xx, p95 latency, HAProxy's servers: each by color
+# the window a Grafana query's $__rate_interval stands for here: the demo's first checks of
+# blue are a minute or two old when it ends
+WINDOW = "5m"
+
+
+def the_dashboard_draws_the_demo(pytestconfig: pytest.Config, tmp_path: Path) -> None:
+    """After demo cycles: every query of monitoring/grafana/bluegreen.json is accepted by the
+    stack's real Prometheus and has both colors; the page on :10201, in a real Chromium, draws
+    every panel with both colors and the demo's switch on the time axis (a screenshot kept)."""
+    queries = {what: (expr.replace("$__rate_interval", WINDOW), label)
+               for what, expr, label in grafana_queries()}  # fmt: skip
+
+    def lacking() -> dict[str, set[str]]:
+        """Each query's colors, where not both: the demo's last push is a scrape (5 s) away."""
+        found = {what: colors_in(PROMETHEUS, q, label) for what, (q, label) in queries.items()}
+        return {what: colors for what, colors in found.items() if colors != {"blue", "green"}}
+
+    try:
+        wait_for(lambda: not lacking(), 30, "every Grafana query with both colors", interval=1)
+    except TimeoutError:
+        assert lacking() == {}, queries
+    chromium = required_chromium(pytestconfig)
+    with Browser.start(chromium, tmp_path / "profile") as browser:
+        page = browser.open(DASHBOARD)
+        summary = drawn(page, markers=1, timeout=90)
+        assert summary["panels"] == str(PANELS), summary
+        assert "switched" in summary["markerKinds"].split(","), summary
+        for key in ("requests", "errors", "latency", "servers"):
+            section = page.data(f'section[data-panel="{key}"]')
+            assert section["colors"] == "blue,green", (key, section)
+        shot = page.screenshot(tmp_path / "dashboard-after-the-demo.png")
+        assert shot.stat().st_size > 20_000  # drawn charts, not a blank page
+
+
 @pytest.mark.usefixtures("as_found")
-def test_the_demo_runs_again_whichever_color_is_live() -> None:
+def test_the_demo_runs_again_whichever_color_is_live(
+    pytestconfig: pytest.Config, tmp_path: Path
+) -> None:
     first = demo()
     assert first.returncode == 0, said(first)[-4000:]
     # blue live, as after `bluegreen rollback`: the demo starts with green, the idle color
@@ -95,6 +139,9 @@ def test_the_demo_runs_again_whichever_color_is_live() -> None:
     assert "[demo] blue v1.1.0: deploy" in said(from_blue)
     assert "refused" not in said(from_blue)
     assert live_color() == "blue"
+    # after two cycles: each color's gate-run counter was scraped before its last increase (a
+    # counter's first push, at 1, is no increase to Prometheus: docs/monitoring.md)
+    the_dashboard_draws_the_demo(pytestconfig, tmp_path)
     # green live: blue first, green last
     made = run([*BLUEGREEN, "switch-to", "green", "--force"], 120)
     assert live_color() == "green", said(made)

@@ -40,9 +40,11 @@ from urllib.parse import unquote
 
 FAULTS: dict[str, Any] = {}
 _LOCK = threading.Lock()
-_API_CALLS = itertools.count(1)
-_TAIL_CALLS = [itertools.count(1)]  # restarted when tail_every is set
-_ROUTED_CALLS = itertools.count(1)  # routed /api/ requests, for routed_error_every
+# each restarted when its setting is set: the N-th request counts from the next one on, whatever
+# an earlier test sent this session-wide stand-in
+_API_CALLS = [itertools.count(1)]  # /api/ requests, for error_every
+_TAIL_CALLS = [itertools.count(1)]  # for tail_every
+_ROUTED_CALLS = [itertools.count(1)]  # routed /api/ requests, for routed_error_every
 _ANSWERED: Counter[tuple[str, int]] = Counter()  # (path class, status) -> requests, /metrics
 # /api/ requests' durations by route (routed: HAProxy marked it), a Prometheus histogram
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
@@ -133,11 +135,11 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                 routed_every
                 and self.path.startswith("/api/")
                 and self.headers.get("X-Bluegreen-Route") == "routed"
-                and next(_ROUTED_CALLS) % routed_every == 0
+                and next(_ROUTED_CALLS[0]) % routed_every == 0
             ):
                 faults["api_status"] = 500
             every = int(faults.get("error_every", 0))
-            if every and self.path.startswith("/api/") and next(_API_CALLS) % every == 0:
+            if every and self.path.startswith("/api/") and next(_API_CALLS[0]) % every == 0:
                 faults["api_status"] = 500
             return faults
 
@@ -206,8 +208,13 @@ def make_handler(color: str, version: str) -> type[BaseHTTPRequestHandler]:
                     FAULTS.update(
                         {k: v for k, v in update.items() if k not in ("reset", "release")}
                     )
-                    if "tail_every" in update:  # counted from the next /api/ request on
-                        _TAIL_CALLS[0] = itertools.count(1)
+                    for setting, calls in (
+                        ("error_every", _API_CALLS),
+                        ("tail_every", _TAIL_CALLS),
+                        ("routed_error_every", _ROUTED_CALLS),
+                    ):
+                        if setting in update:  # counted from the next /api/ request on
+                            calls[0] = itertools.count(1)
                 self._send(200, {"faults": FAULTS})
                 return
             faults = self._faults()

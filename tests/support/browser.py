@@ -25,11 +25,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from .infra import require_infra
 from .stack import NotYet, wait_for
 
 
 def chromium_binary() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def required_chromium(config: pytest.Config) -> str:
+    """Chromium's path; missing, a skip (a failure under --strict-infra)."""
+    binary = chromium_binary()
+    require_infra(
+        config, binary is not None, "chromium is not installed (apt-get install chromium)"
+    )
+    assert binary is not None
+    return binary
 
 
 class BrowserError(AssertionError):

@@ -24,14 +24,16 @@ from pytest_bluegreen.local.prometheus import LocalPrometheus
 from pytest_bluegreen.report.exposition import Family, Sample
 from pytest_bluegreen.report.metrics import RunMetrics, families, push
 
+from .browser import Page
 from .cli import BLUEGREEN, clean_environ
 from .gate import deployment_folder
-from .prometheus import Job, api, config, local, wait_scraped
+from .prometheus import Job, Reached, api, config, local, wait_scraped
 from .pushgateway import Pushgateway
 from .stack import ROOT, Stack, StackFactory, wait_for
 from .switching import LoadProcess
 
 LIBRARY = ROOT / ".bluegreen" / "chartjs"  # scripts/install-chartjs (scripts/setup)
+GRAFANA = ROOT / "monitoring" / "grafana" / "bluegreen.json"
 GATES = (("green", "v1.1.0"), ("blue", "v1.0.0"))  # each a real gate that switches
 COLORS = ("blue", "green")
 
@@ -70,7 +72,7 @@ def prometheus_config(stack: Stack, gateway: Pushgateway) -> str:
     return json.dumps(document, indent=2)
 
 
-def instant(prometheus: LocalPrometheus, expr: str) -> dict[str, float]:
+def instant(prometheus: Reached, expr: str) -> dict[str, float]:
     """An instant query's finite values, by each series' labels written out."""
     found = api(prometheus, "query", query=expr)["result"]
     values = {
@@ -80,7 +82,21 @@ def instant(prometheus: LocalPrometheus, expr: str) -> dict[str, float]:
     return {labels: value for labels, value in values.items() if math.isfinite(value)}
 
 
-def colors_in(prometheus: LocalPrometheus, expr: str, label: str = "color") -> set[str]:
+def grafana_queries() -> list[tuple[str, str, str]]:
+    """(what, expr, color label) of every panel target and annotation of the committed file."""
+    document = json.loads(GRAFANA.read_text())
+    found = [
+        (panel["title"], target["expr"], "color")
+        for panel in document["panels"]
+        for target in panel["targets"]
+    ]
+    found += [
+        (f"annotation {a['name']}", a["expr"], "target") for a in document["annotations"]["list"]
+    ]
+    return found
+
+
+def colors_in(prometheus: Reached, expr: str, label: str = "color") -> set[str]:
     """The colors (``label``'s values) an instant query has a finite value for."""
     return {
         dict(part.split("=", 1) for part in labels.split(",") if part).get(label, "")
@@ -153,3 +169,15 @@ def scene(factory: StackFactory, workdir: Path, pushgateway_binary: str) -> Iter
                  and colors_in(prometheus, latency) == set(COLORS), 60,
                  "Prometheus to have both colors' latency and green's 5xx")  # fmt: skip
         yield Scene(stack, prometheus, gateway, folder, loads)
+
+
+def drawn(page: Page, markers: int, timeout: float) -> dict[str, str]:
+    """The page's summary (``document.body.dataset``) once it has drawn every panel with data
+    and at least ``markers`` gate runs on the time axis."""
+    summary: dict[str, str] = page.wait(
+        "document.body.dataset.state === 'drawn' && document.body.dataset.withData "
+        f"=== document.body.dataset.panels && document.body.dataset.markers >= {markers} "
+        "&& Object.assign({}, document.body.dataset)",
+        timeout,
+    )
+    return summary

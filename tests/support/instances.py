@@ -1,7 +1,8 @@
-"""Three real HAProxy processes (lb-1, lb-2, lb-3: each its own configuration, ports, Runtime
+"""Real HAProxy processes (lb-1, lb-2, lb-3 ...: each its own configuration, ports, Runtime
 API and server-state file, on loopback) in front of the same two colors, configured as one
-group with ``[instances.NAME]`` tables. Used by ``tests/haproxy/test_instances.py`` and
-``benchmarks/switch_under_load.py --instances N``."""
+group with ``[instances.NAME]`` tables. Used by ``tests/haproxy/test_instances.py`` (three,
+and six), ``tests/switch/test_instances_recovery.py`` and, through ``tests/support/tier.py``,
+``benchmarks/switch_under_load.py --instances 1,2,5,10,20``."""
 
 from __future__ import annotations
 
@@ -26,7 +27,13 @@ from .gate import CHECKS
 from .stack import Stack, StackFactory, wait_for
 from .switching import LoadProcess
 
-NAMES = ("lb-1", "lb-2", "lb-3")
+
+def names(count: int) -> tuple[str, ...]:
+    """The first ``count`` instances' names: ``lb-1``, ``lb-2``, ..."""
+    return tuple(f"lb-{number}" for number in range(1, count + 1))
+
+
+NAMES = names(3)
 # three HAProxy processes health-check the same two backends: at a single stack's 100 ms a
 # check times out on a loaded two-core machine (Layer4 timeout), the server goes DOWN, and the
 # gate rightly refuses (target not UP) or HAProxy answers 503 (no server) whatever the gate
@@ -44,10 +51,18 @@ class Group:
 
     @classmethod
     def start(
-        cls, factory: StackFactory, count: int = 3, env: dict[str, str] | None = None
+        cls,
+        factory: StackFactory,
+        count: int = 3,
+        env: dict[str, str] | None = None,
+        addresses: dict[str, str] | None = None,
     ) -> Group:
-        """``env``: each HAProxy's environment overrides (over :data:`CHECK_INTER`)."""
-        stacks = {name: factory(name, env={**CHECK_INTER, **(env or {})}) for name in NAMES[:count]}
+        """``env``: each HAProxy's environment overrides (over :data:`CHECK_INTER`);
+        ``addresses``: the colors elsewhere (``BG_*_ADDR``, :class:`.fastcolors.FastColors`)."""
+        stacks = {
+            name: factory(name, env={**CHECK_INTER, **(env or {})}, addresses=addresses)
+            for name in names(count)
+        }
         workdir = factory.workdir / "gate"
         workdir.mkdir(exist_ok=True)
         return cls(stacks, workdir)

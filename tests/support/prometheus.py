@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -84,7 +84,22 @@ def local(workdir: Path, config_text: str) -> LocalPrometheus:
     )
 
 
-def api(prometheus: LocalPrometheus, path: str, **params: str) -> Any:
+class Reached(Protocol):
+    """A Prometheus by its address: a :class:`LocalPrometheus` the test started, or the local
+    stack's (:class:`At`)."""
+
+    @property
+    def url(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class At:
+    """A Prometheus someone else runs, at ``url`` (the local stack's ``http://127.0.0.1:10200``)."""
+
+    url: str
+
+
+def api(prometheus: Reached, path: str, **params: str) -> Any:
     """GET ``/api/v1/<path>``'s data."""
     answer = requests.get(f"{prometheus.url}/api/v1/{path}", params=params, timeout=5)
     answer.raise_for_status()

@@ -37,27 +37,21 @@ class Switched:
 
 @dataclass
 class SwitchRun:
-    load: LoadResult  # the first instance's load
+    load: LoadResult
     switches: list[switch.SwitchResult] = field(default_factory=list)
     done: list[Switched] = field(default_factory=list)
-    loads: list[LoadResult] = field(default_factory=list)  # one per instance
 
     @property
     def failed(self) -> int:
-        return sum(len(load.failed) for load in self.loads or [self.load])
+        return len(self.load.failed)
 
     def latencies_ms(self, kind: str = "gate") -> list[float]:
-        """Per switch: from its start to the first answer from the target seen by the load
-        of every instance (the last of them: traffic has moved when it has everywhere)."""
+        """Per switch: from its start to the first answer from the target seen by the load."""
         out = []
         for one in self.done:
-            if one.kind != kind:
-                continue
-            loads = self.loads or [self.load]
-            firsts = [load.first_from(one.target, one.started) for load in loads]
-            ends = [first.end for first in firsts if first is not None]
-            if len(ends) == len(loads):
-                out.append((max(ends) - one.started) * 1000)
+            first = self.load.first_from(one.target, one.started)
+            if one.kind == kind and first is not None:
+                out.append((first.end - one.started) * 1000)
         return out
 
 
@@ -71,7 +65,6 @@ def switch_under_load(
     min_between: int = 200,
     journal: Path | None = None,
     raw_every_other: bool = False,
-    group: tuple[list[Stack], Settings] | None = None,
 ) -> SwitchRun:
     """Switch blue<->green ``switches`` times while a bounded load runs on the routed URL.
 
@@ -79,21 +72,14 @@ def switch_under_load(
     happens under traffic. The load stops after the last switch (or its own bounds).
     ``journal``: the gate's switches are journaled there. ``raw_every_other``: every second
     switch is two bare ``set server ... weight`` commands instead, the floor to compare with.
-    ``group``: several instances (their stacks, the settings naming them) switched as one, the
-    load spread over their routed URLs.
+    (Several instances: ``tests/support/tier.py`` and ``benchmarks/switch_under_load.py
+    --instances``.)
     """
-    if group is None:
-        stacks, settings = [stack], stack_settings(stack, verify_responses=1, drain_timeout=10)
-    else:
-        stacks, settings = group
-    raw = stack.api() if group is None else None  # the floor's client: one instance's
-    haproxies = Haproxies.single(raw) if raw is not None else settings.haproxies()
-    each = max(1, concurrency // len(stacks))
-    loads = [
-        LoadProcess(f"{one.routed_url}/api/probe", total // len(stacks), duration, each)
-        for one in stacks
-    ]
-    progress = _Progress(loads, total // len(stacks) * len(stacks))
+    settings = stack_settings(stack, verify_responses=1, drain_timeout=10)
+    raw = stack.api()  # the floor's client
+    haproxies = Haproxies.single(raw)
+    loads = [LoadProcess(f"{stack.routed_url}/api/probe", total, duration, concurrency)]
+    progress = _Progress(loads, total)
     journaled = Journal(journal) if journal is not None else None
     results: list[switch.SwitchResult] = []
     done: list[Switched] = []
@@ -103,7 +89,6 @@ def switch_under_load(
         for number in range(switches):
             progress.wait_for_more(min_between)
             if raw_every_other and number % 2:
-                assert raw is not None, "the raw floor is one instance's"
                 started = time.monotonic()
                 for ref in topology.servers(target):
                     raw.set_weight(ref, settings.switching.full_weight)
@@ -127,7 +112,7 @@ def switch_under_load(
         progress.wait_for_more(min_between, load_may_end=True)
     finally:
         loaded = [load.finish(duration + 30) for load in loads]
-    return SwitchRun(loaded[0], results, done, loaded)
+    return SwitchRun(loaded[0], results, done)
 
 
 class LoadProcess:

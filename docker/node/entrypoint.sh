@@ -8,4 +8,6 @@ set -e
 for hierarchy in /sys/fs/cgroup/*/; do
     mount -o remount,bind,rw "$hierarchy" 2>/dev/null || true
 done
+# a node killed and started again: its dockerd's pid file is still there (not on a tmpfs)
+rm -f /var/run/docker.pid
 exec dockerd --host unix:///var/run/docker.sock --data-root /var/lib/docker "$@"

@@ -17,19 +17,24 @@ under the shared lock (``flock /tmp/bluegreen-docker.lock``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
 
-from pytest_bluegreen.haproxy.answers import RuntimeApiUnreachable
+from pytest_bluegreen.haproxy.answers import RuntimeApiError, RuntimeApiUnreachable, StatRow
 from pytest_bluegreen.haproxy.runtime import RuntimeApi
+from pytest_bluegreen.settings import resolve
+from pytest_bluegreen.switch.consistency import inconsistencies
 from tests.support.cli import BLUEGREEN
 from tests.support.cluster import SHARED, Cluster
 from tests.support.faults import PROBE_PAUSE
@@ -53,7 +58,8 @@ def test_items(http):
     assert response.status_code == 201, response.text
 """
 
-# before the first check: pause the node PAUSE_NODE names (a container of the host's engine)
+# before the first check: pause the node PAUSE_NODE names (a container of the host's engine);
+# before the switch's step KILL_STEP: kill the node KILL_NODE names
 PAUSE_HOOK = """
 import os
 import subprocess
@@ -67,6 +73,15 @@ def pytest_runtest_setup(item):
         _paused.append(node)
         subprocess.run(
             ["docker", "--host", "unix:///var/run/docker.sock", "pause", node],
+            check=True, capture_output=True,
+        )
+
+
+def pytest_bluegreen_switch_step(config, step, plan):
+    node = os.environ.get("KILL_NODE")
+    if node and step == os.environ.get("KILL_STEP"):
+        subprocess.run(
+            ["docker", "--host", "unix:///var/run/docker.sock", "kill", node],
             check=True, capture_output=True,
         )
 """
@@ -255,9 +270,9 @@ def test_a_worker_paused_during_verification(stack: ClusterStack) -> None:
             assert _served(stack)[0] == idle
             assert _up(stack, idle) >= 2, out
             assert victim not in {r["node"] for r in _replicas(stack, idle)}
-        else:  # refused: the live color still serves, and the reason is said
+        else:  # refused: the live color still serves, and the gate says so
             assert _served(stack) == (live, version)
-            assert idle in out
+            assert f"traffic stays on {live}" in out, out
     finally:
         stack.nodes.unpause(victim)
     wait_for(lambda: set(stack.nodes.node_states().values()) == {"Ready"}, 90, "nodes Ready")
@@ -278,12 +293,121 @@ def test_the_manager_unreachable_at_deploy_is_one_line_and_exit_9(stack: Cluster
     out = _out(result)
     print(out)
     assert result.returncode == 9, out
-    said = [line for line in out.splitlines() if "Docker engine not reachable" in line]
+    # the gate's line, once on the terminal (pytest echoes a pytest.exit's reason on stderr)
+    said = [line for line in result.stdout.splitlines() if "Docker engine not reachable" in line]
     assert len(said) == 1, out
+    assert f"deploy failed: Docker engine not reachable at {stack.env['DOCKER_HOST']}" in said[0]
     assert _served(stack) == (live, version)
     after = RuntimeApi(str(stack.socket), timeout=2).servers_state("api_backend")
-    assert [(s.server, s.admin_state, s.uweight) for s in after] == [
-        (s.server, s.admin_state, s.uweight) for s in before
-    ]  # nothing switched
+    # nothing switched: the states a switch sets (a slot DNS filled or emptied meanwhile, as
+    # Swarm moves a replica, is no switch)
+    assert [(s.server, s.admin, s.uweight) for s in after] == [
+        (s.server, s.admin, s.uweight) for s in before
+    ]
     state = stack.nodes.on(stack.nodes.manager, "info", "--format", "{{.Swarm.LocalNodeState}}")
     assert state.strip() == "active"
+
+
+@dataclass
+class DeadSlots:
+    """Watches HAProxy while a node is lost: for each api_backend slot at one of the node's
+    addresses, when its health checks first marked it DOWN (or DNS emptied it) and its
+    sessions (``stot``) then."""
+
+    stack: ClusterStack
+    addresses: set[str]
+    marked: dict[str, tuple[float, str, int]] = field(default_factory=dict)  # slot: t, addr, stot
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def look(self) -> list[StatRow]:
+        rows = RuntimeApi(str(self.stack.socket), timeout=2).show_stat()
+        return [r for r in rows if r.backend == "api_backend" and r.server[-1].isdigit()]
+
+    def watch(self) -> None:
+        while not self.stop.is_set():
+            now = time.monotonic()
+            with contextlib.suppress(RuntimeApiError):
+                for row in self.look():
+                    address = row.raw.get("addr", "").rsplit(":", 1)[0]
+                    gone = row.status.startswith("DOWN") or row.empty
+                    if address in self.addresses and gone and row.server not in self.marked:
+                        self.marked[row.server] = (now, address, row.stot)
+            self.stop.wait(0.1)
+
+    def all_marked(self, slots: set[str]) -> bool:
+        return slots <= set(self.marked)
+
+    def sessions_since_marked(self) -> dict[str, int]:
+        """Sessions HAProxy gave each marked slot after marking it (a slot DNS has since
+        filled with another replica's address is not that dead replica any more)."""
+        now = {r.server: r for r in self.look()}
+        return {
+            slot: now[slot].stot - stot
+            for slot, (_, address, stot) in self.marked.items()
+            if now[slot].raw.get("addr", "").rsplit(":", 1)[0] == address
+        }
+
+
+def test_a_worker_lost_during_the_drain(stack: ClusterStack) -> None:
+    """A worker with replicas of both colors killed as the switch begins to drain the live
+    color: the switch completes or reverts, one color takes traffic, nothing is left
+    draining, and once HAProxy's checks mark the dead node's slots DOWN no request goes there
+    (the requests in flight on it when it died are counted, not hidden)."""
+    _write(stack)
+    live, version = _served(stack)
+    idle = "green" if live == "blue" else "blue"
+    wait_for(lambda: _up(stack, idle) == 2 and _up(stack, live) == 2, 90, "4 replicas UP")
+    on_worker = {
+        color: {r["node"] for r in _replicas(stack, color)} - {stack.nodes.manager}
+        for color in (live, idle)
+    }
+    victims = sorted(on_worker[live] & on_worker[idle]) or sorted(on_worker[live])
+    assert victims, f"no replica of {live} on a worker: {on_worker}"
+    victim = victims[0]
+    addresses = stack.nodes.addresses_on(victim, stack.network)
+    slots = {r.server for r in DeadSlots(stack, addresses).look()
+             if r.raw.get("addr", "").rsplit(":", 1)[0] in addresses}  # fmt: skip
+    assert slots, (victim, addresses)
+    dead = DeadSlots(stack, addresses)
+    watcher = threading.Thread(target=dead.watch, daemon=True)
+    load = LoadProcess(f"{stack.routed_url}/version", 200_000, 300, 2, pause=PROBE_PAUSE)
+    watcher.start()
+    try:
+        wait_for(lambda: load.answered.value >= 20, 30, "the load to answer")
+        result = _gate(stack, "--env", idle, "--switch", KILL_NODE=victim, KILL_STEP="drain")
+        out = _out(result)
+        print(out)
+        wait_for(lambda: dead.all_marked(slots), 60, f"{victim}'s slots {slots} marked DOWN")
+        after = load.answered.value
+        wait_for(lambda: load.answered.value >= after + 200, 60, "200 answers after the marks")
+    finally:
+        measured = load.finish(60)
+        dead.stop.set()
+        watcher.join(10)
+    try:
+        assert result.returncode in {0, 8}, out  # switched, or the switch failed and reverted
+        api = RuntimeApi(str(stack.socket), timeout=2)
+        states = {s.ref: s for s in api.servers_state("api_backend")}
+        topology = resolve({}, {}, {}, stack.workdir).topology
+        assert inconsistencies(states, topology) == [], out
+        now = topology.live_color(states)
+        if result.returncode == 0:
+            assert "SWITCH: switched" in out, out
+            assert now == idle
+        else:
+            assert "revert" in out.lower(), out
+            assert now == live
+            assert _served(stack) == (live, version)
+        assert _served(stack)[0] == now
+        marked_at = max(t for t, _, _ in dead.marked.values())
+        late = [s for s in measured.failed if s.start > marked_at]
+        early = [s for s in measured.failed if s.start <= marked_at]
+        print(
+            f"load: {measured.count} requests, {len(early)} failed before {victim}'s slots "
+            f"were marked DOWN ({marked_at - measured.started:.1f}s into the load), "
+            f"{len(late)} after; sessions to marked slots since: {dead.sessions_since_marked()}"
+        )
+        assert late == [], [f"{s.kind}: {s.error or s.status}" for s in late[:10]]
+        assert set(dead.sessions_since_marked().values()) <= {0}
+    finally:
+        stack.nodes.restart(victim)

@@ -193,6 +193,26 @@ class Cluster:
     def unpause(self, node: str) -> None:
         host_docker("unpause", node, check=False)
 
+    def kill(self, node: str) -> None:
+        host_docker("kill", node)
+
+    def restart(self, node: str) -> None:
+        """A node killed or stopped started again: its dockerd comes back on its own data root
+        and rejoins the swarm (its swarm state is there); returns once every node is Ready."""
+        if host_docker("inspect", "--format", "{{.State.Status}}", node).strip() != "running":
+            host_docker("start", node)
+        wait_for(partial(self._answers, node), 60, f"dockerd on {node}", interval=0.5)
+        wait_for(self._all_ready, 90, "every node Ready in the swarm", interval=0.5)
+
+    def addresses_on(self, node: str, network: str) -> set[str]:
+        """The addresses the node's running containers have on ``network`` (an overlay)."""
+        ids = self.on(node, "ps", "-q").split()
+        if not ids:
+            return set()
+        template = f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}'
+        out = self.on(node, "inspect", "--format", template, *ids, check=False)
+        return {line.strip() for line in out.splitlines() if line.strip() not in {"", "<no value>"}}
+
     def status(self) -> dict[str, object]:
         nodes = {n: self.address(n) for n in self.nodes}
         return {**asdict(self), "workdir": str(self.workdir), "nodes": nodes,

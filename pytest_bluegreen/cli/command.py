@@ -1,10 +1,11 @@
 """The ``bluegreen`` command: its parser (the epilog's exit codes from the exit-code table,
 ``errors.EXIT_CODES``) and the dispatch to the commands, one module per family:
 :mod:`.reading` (status, export-state), :mod:`.switching` (switch-to, rollback, recover),
-:mod:`.promotion` (promote, abort), :mod:`.deploying` (deploy, check), :mod:`.drill`,
-:mod:`.init`, :mod:`.dashboard`; what they share (settings from pytest's own configuration,
-the pytest child) is :mod:`.inconfig`. A change-freeze veto holds for ``--force`` too, unless
-``--ignore-veto`` (recorded). Exit codes are the plugin's (docs/exit-codes.md).
+:mod:`.promotion` (promote, abort), :mod:`.deploying` (deploy, check), :mod:`.drill` (and
+:mod:`.powerdrill`, ``drill --power``), :mod:`.init`, :mod:`.dashboard`; what they share
+(settings from pytest's own configuration, the pytest child) is :mod:`.inconfig`. A
+change-freeze veto holds for ``--force`` too, unless ``--ignore-veto`` (recorded). Exit codes
+are the plugin's (docs/exit-codes.md).
 
 The module keeps its name (not ``cli/main.py``): ``pytest_bluegreen.cli.main`` is the old
 module's ``main()``, handed on for one release, and the console script is
@@ -14,6 +15,7 @@ module's ``main()``, handed on for one release, and the console script is
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import sys
 import textwrap
@@ -25,13 +27,35 @@ from pytest_bluegreen.haproxy.lockfile import LockHeld
 from pytest_bluegreen.process.closedpipe import quiet_closed_pipes
 from pytest_bluegreen.report.dashboard import DEFAULT_LISTEN
 
-from .dashboard import cmd_dashboard
-from .deploying import cmd_check, cmd_deploy
-from .drill import cmd_drill
-from .init import cmd_init
-from .promotion import cmd_abort, cmd_promote
-from .reading import cmd_export_state, cmd_status
-from .switching import cmd_recover, cmd_rollback, cmd_switch_to
+Handler = Callable[[argparse.Namespace, Sequence[str]], int]
+
+
+def _lazy(module: str, name: str) -> Handler:
+    """The command ``name`` of ``.module``, imported when it runs: a command loads its own
+    family only (the dashboard's server, the drills, the Docker engines: a tenth of a second
+    or more each, of every ``bluegreen status``)."""
+
+    def handler(args: argparse.Namespace, extra: Sequence[str]) -> int:
+        command: Handler = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+        return command(args, extra)
+
+    handler.__name__ = handler.__qualname__ = name
+    return handler
+
+
+cmd_dashboard = _lazy("dashboard", "cmd_dashboard")
+cmd_check = _lazy("deploying", "cmd_check")
+cmd_deploy = _lazy("deploying", "cmd_deploy")
+cmd_drill = _lazy("drill", "cmd_drill")
+cmd_init = _lazy("init", "cmd_init")
+cmd_power = _lazy("powerdrill", "cmd_power")
+cmd_abort = _lazy("promotion", "cmd_abort")
+cmd_promote = _lazy("promotion", "cmd_promote")
+cmd_export_state = _lazy("reading", "cmd_export_state")
+cmd_status = _lazy("reading", "cmd_status")
+cmd_recover = _lazy("switching", "cmd_recover")
+cmd_rollback = _lazy("switching", "cmd_rollback")
+cmd_switch_to = _lazy("switching", "cmd_switch_to")
 
 __all__ = ["EPILOG", "build_parser", "exit_code_lines", "main"]
 
@@ -48,6 +72,7 @@ examples:
   bluegreen recover                         after a cut-off switch: prior states back
   bluegreen promote                         switch to what pytest --switch=manual verified
   bluegreen drill                           known-bad builds on the idle color: caught?
+  bluegreen drill --power                   the smallest injected fault the gate catches
   bluegreen init --haproxy-config /etc/haproxy/haproxy.cfg   bluegreen.toml + checks/ from it
   bluegreen dashboard                       the charts on http://127.0.0.1:10201/
 
@@ -61,6 +86,7 @@ EXIT_CODE_NOTES = {
     ExitCode.OK: "or nothing to do: the target is already live",
     ExitCode.CHECKS_FAILED: "status: inconsistent; drill: a variant got another verdict than "
     "expected",
+    ExitCode.DEPLOY_FAILED: "drill --power: a fault could not be deployed",
     ExitCode.USAGE_ERROR: "a bad argument too",
     ExitCode.REFUSED: "nothing changed",
 }
@@ -180,12 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     drill = add(
         "drill",
-        "deploy the [drill] known-bad variants to the idle color, gate each (dry run), score",
-        "bluegreen drill            # or: bluegreen drill --only v1.4.0-slow",
+        "deploy the [drill] known-bad variants to the idle color, gate each (dry run), score; "
+        "--power: how sensitive the gate is, on a ladder of injected faults",
+        "bluegreen drill            # or: bluegreen drill --only v1.4.0-slow; bluegreen drill "
+        "--power",
     )
     drill.add_argument("--only", action="append", help="run this variant only (repeatable)")
+    drill.add_argument(
+        "--power",
+        action="store_true",
+        help="deploy the live color's build to the idle color with each fault of the "
+        "drill_power_* ladders (latency, errors) and a zero-fault control, gate each up to "
+        "drill_power_runs times: the smallest fault caught in 90%% of runs, the false alarms",
+    )
     _add_dry_run(drill)
-    drill.set_defaults(handler=cmd_drill)
+    drill.set_defaults(handler=drill_command)
 
     rec = add(
         "recover",
@@ -211,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_init(add)
     _add_dashboard(add)
     return parser
+
+
+def drill_command(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    """``bluegreen drill``, or with ``--power`` its measure of the gate's sensitivity."""
+    return cmd_power(args, extra) if args.power else cmd_drill(args, extra)
 
 
 def _add_dry_run(command: argparse.ArgumentParser) -> None:

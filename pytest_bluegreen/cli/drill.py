@@ -45,7 +45,7 @@ from pytest_bluegreen.switch.reading import live_color
 from .deploying import deploy_only
 from .inconfig import DRY_NOTHING, UsageProblem, in_config, progress, report_lines, suite_args
 
-__all__ = ["DrillRow", "caught_by", "cmd_drill", "drill_table", "read_outcome"]
+__all__ = ["DrillRow", "caught_by", "cmd_drill", "drill_table", "gate_command", "read_outcome"]
 
 
 @dataclass(frozen=True)
@@ -209,6 +209,22 @@ def back_to_live(config: pytest.Config, settings: Settings, live: str, tag: str)
     )
 
 
+def gate_command(
+    args: argparse.Namespace,
+    settings: Settings,
+    flags: Sequence[str],
+    tag: str,
+    extra: Sequence[str],
+) -> list[str]:
+    """The check suite gating the build ``tag`` in a child pytest, as the drill does;
+    ``flags``: the color, the markers, ``--switch`` with ``--dry-run`` or ``--canary``;
+    ``extra``: the command's own arguments for pytest."""
+    return [
+        *(sys.executable, "-m", "pytest", *suite_args(args, settings)),
+        *("-p", "no:cacheprovider", *flags, f"--deployment-tag={tag}", *extra),
+    ]
+
+
 @dataclass(frozen=True)
 class VariantGate:
     """Gates one variant deployed to ``idle``: a dry run of the checks, or for a canary-failed
@@ -233,10 +249,7 @@ class VariantGate:
             env["BLUEGREEN_CANARY_STEP_SECONDS"] = f"{settings.drill.drill_canary_seconds:g}"
         else:
             flags.append("--dry-run")
-        command = [
-            *(sys.executable, "-m", "pytest", *suite_args(self.args, settings)),
-            *("-p", "no:cacheprovider", *flags, f"--deployment-tag={tag}", *self.extra),
-        ]
+        command = gate_command(self.args, settings, flags, tag, self.extra)
         log = self.logs / f"{tag}.log"
         with log.open("w") as out, users(settings, enabled=canary) as load:
             code = run_child(command, stdout=out, stderr=subprocess.STDOUT, env=env)

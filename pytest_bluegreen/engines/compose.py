@@ -9,7 +9,7 @@ health check, run by us until it passes -- not Docker's first run of it, a calm 
 Every failure is a DeployError with one clear first line; nothing is half done that was not
 already running.
 
-Also the one home of: the tags file, a color's tag variable, and a color's containers.
+Also the one home of: the tags file, a color's variables (its tag's), and a color's containers.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ComposeEngine",
     "TagsFile",
+    "color_variable",
     "compose_containers",
     "container_occupants",
     "endpoint_host",
@@ -52,9 +53,14 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 
 
+def color_variable(color: str, name: str) -> str:
+    """A Compose variable of one color: ``GREEN_TAG``, ``GREEN_FAULT_ERROR_RATE``."""
+    return f"{color.upper().replace('-', '_')}_{name}"
+
+
 def tag_variable(color: str) -> str:
     """The Compose variable that holds a color's image tag: ``GREEN_TAG``."""
-    return f"{color.upper().replace('-', '_')}_TAG"
+    return color_variable(color, "TAG")
 
 
 class TagsFile:

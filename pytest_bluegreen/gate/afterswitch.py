@@ -19,7 +19,7 @@ from pytest_bluegreen.haproxy.answers import RuntimeApiError
 from pytest_bluegreen.haproxy.instances import HAPROXY_UNREADABLE
 from pytest_bluegreen.judge.bake import Bake, BakeResult, PostResult, ServerWatch
 from pytest_bluegreen.judge.judgement import Judgement
-from pytest_bluegreen.record.history import Outcome
+from pytest_bluegreen.record.history import BAKE_REASON, Outcome
 from pytest_bluegreen.switch import transaction as switch
 
 from .decision import Decision, Verdict
@@ -32,11 +32,7 @@ if TYPE_CHECKING:
 
     from .traffic import Switcher
 
-__all__ = ["BAKE_REASON", "AfterSwitch"]
-
-# how a switch back after a failed (or unjudged) bake begins its reason, as the history
-# records it: the dashboard tells a bake's rollback from another by it (report/snapshot.py)
-BAKE_REASON = "bake "
+__all__ = ["AfterSwitch"]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
@@ -57,8 +57,11 @@ def exit_code_of(returncode: int) -> int:
     return int(ExitCode.INTERNAL_ERROR)
 
 
-def run_child(command: Sequence[str], **popen: Any) -> int:
-    """Run ``command`` to its end, passing on the signals we get; its exit status."""
+def run_child(
+    command: Sequence[str], *, on_signal: Callable[[int], None] | None = None, **popen: Any
+) -> int:
+    """Run ``command`` to its end, passing on the signals we get (and telling ``on_signal``
+    of each: the caller's own handlers are not called meanwhile); its exit status."""
     in_main = threading.current_thread() is threading.main_thread()
     env = {**popen.pop("env", os.environ), PARENT_VARIABLE: str(os.getpid())}
     process = subprocess.Popen(
@@ -70,6 +73,8 @@ def run_child(command: Sequence[str], **popen: Any) -> int:
     def pass_on(signum: int, frame: FrameType | None) -> None:
         if process.poll() is None:
             process.send_signal(signum)
+        if on_signal is not None:
+            on_signal(signum)
 
     previous = {signum: signal.signal(signum, pass_on) for signum in PASSED_ON}
     try:

@@ -29,6 +29,11 @@ class DeferredSignals:
         self._previous: dict[int, Handler] = {}
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.notice(signum)
+
+    def notice(self, signum: int) -> None:
+        """Note ``signum`` as received: also when another handler caught it for us (a child
+        pytest's, which passes it on: :func:`.child.run_child`'s ``on_signal``)."""
         if self.received is None:
             self.received = signal.Signals(signum).name
 

@@ -36,6 +36,7 @@ from pytest_bluegreen.haproxy.lockfile import open_lock_file, require_own_plain_
 from pytest_bluegreen.record.durable import read_plain, remove_durably, write_durably
 
 __all__ = [
+    "BAKE_REASON",
     "PENDING",
     "RECONCILE",
     "WARM",
@@ -61,6 +62,11 @@ FORMAT_VERSION = 1
 
 class StateFileError(UsageError):
     """The state file exists but cannot be read as pytest-bluegreen history."""
+
+
+# how a switch back after a failed (or unjudged) bake begins its reason (gate/afterswitch.py
+# writes it): the dashboard tells a bake's rollback from another by it (report/snapshot.py)
+BAKE_REASON = "bake "
 
 
 class Outcome(enum.StrEnum):
@@ -125,10 +131,12 @@ def _unreadable_history(path: Path, why: str) -> StateFileError:
     )
 
 
+_ENTRY_FIELDS = frozenset(field.name for field in dataclasses.fields(HistoryEntry))
+
+
 def _history_entry(data: object) -> HistoryEntry:
-    if isinstance(data, dict):
-        known = {field.name for field in dataclasses.fields(HistoryEntry)}
-        unknown = sorted(set(data) - known)
+    if isinstance(data, dict) and not data.keys() <= _ENTRY_FIELDS:
+        unknown = sorted(set(data) - _ENTRY_FIELDS)
         if unknown:
             raise TypeError(f"an entry has {unknown[0]!r}, which this version does not know")
     return _from_json(HistoryEntry, data)
@@ -169,13 +177,23 @@ def append(path: Path, entry: HistoryEntry) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX)  # held for one read and one write: milliseconds
         history = read_history(path)
         history.append(entry)
-        payload = {"version": FORMAT_VERSION, "history": [asdict(e) for e in history]}
-        write_durably(path, json.dumps(payload, indent=2) + "\n")
+        write_durably(path, history_text(history))
     finally:
         os.close(fd)  # closing drops the lock
     listener = _listener.get()
     if listener is not None:
         listener(entry)
+
+
+def history_text(history: list[HistoryEntry]) -> str:
+    """The state file's text: ``{"version": 1, "history": [...]}`` with one entry per line,
+    each in json's C encoder (``indent=`` takes the pure-Python one: for a history of a
+    hundred thousand entries, seconds of every gate run)."""
+    names = [field.name for field in dataclasses.fields(HistoryEntry)]
+    encode = json.JSONEncoder(ensure_ascii=True).encode
+    lines = ",\n    ".join(encode({name: getattr(e, name) for name in names}) for e in history)
+    body = f"[\n    {lines}\n  ]" if history else "[]"
+    return f'{{\n  "version": {FORMAT_VERSION},\n  "history": {body}\n}}\n'
 
 
 def ensure_folder(path: Path, setting: str) -> None:
@@ -363,15 +381,45 @@ def _load_record(state_file: Path, name: str, kind: type[R]) -> R | None:
 def _from_json(kind: type[R], data: object) -> R:
     if not isinstance(data, dict):
         raise TypeError(f"a JSON object was expected, not {type(data).__name__}")
-    hints = typing.get_type_hints(kind)
     values: dict[str, Any] = {}
-    for field in dataclasses.fields(kind):
-        if field.name not in data:
-            if field.default is dataclasses.MISSING:
-                raise ValueError(f"it has no {field.name!r}")
+    plan = _FIELDS.get(kind) or _FIELDS.setdefault(kind, _fields_of(kind))
+    for name, hint, as_is, required in plan:
+        if name not in data:
+            if required:
+                raise ValueError(f"it has no {name!r}")
             continue
-        values[field.name] = _typed(field.name, hints[field.name], data[field.name])
+        value = data[name]
+        # the common case first: a field of a plain type holding that type
+        values[name] = value if type(value) in as_is else _typed(name, hint, value)
     return kind(**values)
+
+
+_PLAIN = (str, int, bool)  # taken as they are when JSON gave that very type
+# per record type: worked out once (a race computes the same twice)
+_FIELDS: dict[type, tuple[tuple[str, Any, frozenset[type], bool], ...]] = {}
+
+
+def _fields_of(kind: type) -> tuple[tuple[str, Any, frozenset[type], bool], ...]:
+    """Each field's name, type, the JSON types taken as they are (``str | None``: str and
+    None) and whether it has no default: worked out once per record type (``get_type_hints``
+    evaluates the annotations' strings: for each of a long history's entries, three quarters
+    of reading it)."""
+    hints = typing.get_type_hints(kind)
+
+    def as_is(hint: Any) -> frozenset[type]:
+        if typing.get_origin(hint) in (types.UnionType, typing.Union):
+            return frozenset().union(*(as_is(arg) for arg in typing.get_args(hint)))
+        return frozenset({hint}) if hint in (*_PLAIN, type(None)) else frozenset()
+
+    return tuple(
+        (
+            field.name,
+            hints[field.name],
+            as_is(hints[field.name]),
+            field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING,
+        )
+        for field in dataclasses.fields(kind)
+    )
 
 
 def _typed(name: str, hint: Any, value: object) -> Any:

@@ -15,7 +15,8 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,10 @@ __all__ = [
     "CATEGORIES",
     "AllureReporting",
     "AllureRunEnvironment",
+    "CommandResult",
+    "Step",
     "describe_exchange",
+    "write_command_result",
     "write_gate_results",
     "write_run_environment",
 ]
@@ -340,3 +344,63 @@ def write_gate_results(
         "steps": _blame_steps(report) + _bake_steps(report),
     }
     (alluredir / f"{result['uuid']}-result.json").write_text(json.dumps(result, indent=2))
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step of a command's result: its line, ``passed``/``failed``/``skipped``, parameters."""
+
+    name: str
+    status: str
+    parameters: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a ``bluegreen`` command measured (``bluegreen drill --power``), as a result of its
+    own: ``status`` passed, failed or broken, its message, text attachments and steps."""
+
+    name: str
+    status: str
+    message: str
+    attachments: Mapping[str, str]
+    steps: Sequence[Step] = ()
+
+
+def write_command_result(alluredir: Path, command: CommandResult) -> Path:
+    """``command``'s result in ``alluredir``, beside the results of the gates it ran. Returns
+    the result's file."""
+    alluredir.mkdir(parents=True, exist_ok=True)
+    sources = []
+    for title, text in command.attachments.items():
+        source = f"{uuid.uuid4()}-attachment.txt"
+        (alluredir / source).write_text(text)
+        sources.append({"name": title, "source": source, "type": "text/plain"})
+    now = int(time.time() * 1000)
+    result = {
+        "uuid": str(uuid.uuid4()),
+        "historyId": f"bluegreen-{command.name}",
+        "name": f"bluegreen {command.name}",
+        "fullName": f"bluegreen.{command.name.replace(' ', '.')}",
+        "status": command.status,
+        "statusDetails": {"message": command.message},
+        "stage": "finished",
+        "start": now,
+        "stop": now,
+        "labels": [{"name": "suite", "value": "bluegreen drill"}],
+        "attachments": sources,
+        "steps": [
+            {
+                "name": step.name,
+                "status": step.status,
+                "stage": "finished",
+                "start": now,
+                "stop": now,
+                "parameters": [{"name": k, "value": v} for k, v in step.parameters.items()],
+            }
+            for step in command.steps
+        ],
+    }
+    path = alluredir / f"{result['uuid']}-result.json"
+    path.write_text(json.dumps(result, indent=2))
+    return path

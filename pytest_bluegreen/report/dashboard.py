@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from pytest_bluegreen.errors import UsageError
 
-from .snapshot import RANGES, Source, snapshot
+if TYPE_CHECKING:
+    from .snapshot import Source
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -225,6 +226,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"not found\n", "text/plain")
 
     def _snapshot(self, chosen: str) -> None:
+        # imported on the first request: the bluegreen command imports this module for its
+        # DEFAULT_LISTEN, and the snapshot's Prometheus client, requests, is a tenth of a second
+        from .snapshot import RANGES, snapshot  # noqa: PLC0415
+
         seconds = RANGES.get(chosen)
         if seconds is None:
             body = {"error": f"range must be one of {', '.join(RANGES)}, got {chosen!r}"}

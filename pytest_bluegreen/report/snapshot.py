@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,14 +26,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pytest_bluegreen.gate.afterswitch import BAKE_REASON
 from pytest_bluegreen.judge.prometheus import (
     Prometheus,
     PrometheusUnreachable,
     PromQLError,
     QueryResult,
 )
-from pytest_bluegreen.record.history import HistoryEntry, Outcome, StateFileError, read_history
+from pytest_bluegreen.record.history import (
+    BAKE_REASON,
+    HistoryEntry,
+    Outcome,
+    StateFileError,
+    read_history,
+)
 from pytest_bluegreen.redaction import shown_url
 from pytest_bluegreen.settings.judging import DashboardSettings
 
@@ -185,12 +191,37 @@ def snapshot(source: Source, seconds: int, now: float | None = None) -> dict[str
     history: list[Marker] = []
     if source.state_file is not None:
         try:
-            history = history_markers(read_history(source.state_file), start, end)
+            history = history_markers(_history(source.state_file), start, end)
         except StateFileError as exc:
             shot.notes.append(f"history not read: {exc}")
     counted = prometheus_markers(runs, start, step)
     shot.markers = [asdict(m) for m in merged(history, counted, window + 2 * step)]
     return asdict(shot)
+
+
+_READ: dict[Path, tuple[tuple[int, ...], list[HistoryEntry]]] = {}
+_READ_LOCK = threading.Lock()
+
+
+def _history(path: Path) -> list[HistoryEntry]:
+    """The history at ``path``, read again only when the file changed (a gate writes a new
+    file and renames it over the old: another inode): the page refreshes every few seconds,
+    and a long history takes a second to read."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return read_history(path)  # its own one-line error
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _READ_LOCK:
+        known = _READ.get(path)
+    if known is not None and known[0] == key:
+        return known[1]
+    entries = read_history(path)
+    with _READ_LOCK:
+        _READ[path] = (key, entries)
+    return entries
 
 
 def _short(text: str) -> str:

@@ -95,7 +95,8 @@ class ChecksSettings(Frozen):
 @frozen
 class DrillSettings(Frozen):
     """bluegreen drill: known-bad variants deployed to the idle color, each gated (a dry run; a
-    "canary-failed" one through a real canary under the drill's own users' load)."""
+    "canary-failed" one through a real canary under the drill's own users' load); with
+    --power, a ladder of injected faults, each gated several times."""
 
     GROUP: ClassVar[str] = "drill"
     # [drill] "v1.2.0-broken" = "failed": a tag and the verdict the gate must give it
@@ -121,6 +122,32 @@ class DrillSettings(Frozen):
         'the path of routed_api_url the drill\'s users request during a "canary-failed" '
         "variant's canary (GET, at most 20,000 requests, 2 at a time, about 35 a second: "
         "under the shipped rate limit)",
+    )
+    # bluegreen drill --power (cli/power.py): how sensitive the gate is
+    drill_power_latency: tuple[float, ...] = setting(
+        (2.0, 5.0, 10.0, 20.0, 50.0),
+        p.rising_percents(10_000),
+        "drill --power: the latency ladder, each in % of the live color's median latency on "
+        "drill_load_path (measured first), added to the idle color's /api/* answers; rising, at "
+        "most 20",
+    )
+    drill_power_errors: tuple[float, ...] = setting(
+        (0.5, 1.0, 2.0, 5.0),
+        p.rising_percents(100),
+        "drill --power: the error ladder, each the % of the idle color's /api/* requests "
+        "answering 500; rising, at most 20",
+    )
+    drill_power_runs: int = setting(
+        10,
+        p.whole(1, 100),
+        "drill --power: gates of each magnitude, and of the zero-fault control (false "
+        "alarms); a magnitude stops early once 90% of them caught is certain or out of reach",
+    )
+    drill_power_tail: float = setting(
+        1.0,
+        p.share,
+        "drill --power: the share of the idle color's /api/* requests the latency is added "
+        "to (1: all; 0.1: every 10th, a regression in the tail)",
     )
 
 

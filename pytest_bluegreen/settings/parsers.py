@@ -31,12 +31,14 @@ __all__ = [
     "optional",
     "path",
     "path_segment",
+    "rising_percents",
     "runtime_api",
     "seconds",
     "series_selector",
     "servers",
     "service_url",
     "services",
+    "share",
     "stack_name",
     "text",
     "text_list",
@@ -274,6 +276,46 @@ def canary_steps(value: Any) -> tuple[int, ...]:
     if any(later <= earlier for earlier, later in itertools.pairwise(steps)):
         raise ValueError(f"expected rising percentages, got {','.join(map(str, steps))}")
     return steps
+
+
+def rising_percents(high: float, most: int = 20) -> Callable[[Any], tuple[float, ...]]:
+    """``2,5,10`` (or a TOML list of numbers): percentages in (0, ``high``], rising, at least
+    one and at most ``most`` (a ladder of magnitudes, smallest first: each costs a deploy and
+    up to drill_power_runs gates)."""
+
+    def parse(value: Any) -> tuple[float, ...]:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = [value]
+        numbers = []
+        for item in text_list(value):
+            try:
+                number = float(item)
+            except ValueError:
+                raise ValueError(f"expected percentages, got {item!r}") from None
+            if math.isnan(number) or not 0 < number <= high:
+                raise ValueError(f"expected percentages in (0, {high:g}], got {item!r}")
+            numbers.append(number)
+        if len(numbers) > most:
+            raise ValueError(f"expected at most {most} percentages, got {len(numbers)}")
+        if any(later <= earlier for earlier, later in itertools.pairwise(numbers)):
+            shown = ",".join(f"{number:g}" for number in numbers)
+            raise ValueError(f"expected rising percentages, got {shown}")
+        return tuple(numbers)
+
+    return parse
+
+
+def share(value: Any) -> float:
+    """A share of requests in (0, 1] (1: all of them)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"expected a share in (0, 1], got {value!r}") from None
+    if math.isnan(number) or not 0 < number <= 1:
+        raise ValueError(f"expected a share in (0, 1], got {value!r}")
+    return number
 
 
 def runtime_api(value: Any) -> RuntimeApiAddress:

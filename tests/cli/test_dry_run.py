@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bluegreen.engines.compose import TagsFile, tag_variable
 from pytest_bluegreen.record import history
+from pytest_bluegreen.settings import resolve
 from tests.support.cli import BLUEGREEN, cut_off_switch
 from tests.support.gate import deployment_folder
 from tests.support.stack import Stack
@@ -50,6 +52,13 @@ def snapshot(stack: Stack, deploy: Path) -> dict[str, object]:
 
 def blue_live(stack: Stack, deploy: Path) -> None:
     """As the stack starts: blue live, nothing pending, nothing warm."""
+
+
+def blue_live_at_a_tag(stack: Stack, deploy: Path) -> None:
+    """Blue live at v1.0.0, green at v0.9.0, as the tags file says (drill --power deploys the
+    live color's tag to the idle one)."""
+    tags = TagsFile(resolve({}, {}, {}, deploy).state.tags_file)
+    tags.write({tag_variable("blue"): "v1.0.0", tag_variable("green"): "v0.9.0"})
 
 
 def green_live_and_blue_warm(stack: Stack, deploy: Path) -> None:
@@ -150,6 +159,15 @@ CASES = {
     ),
     "deploy-rollback": Case(blue_live, ("deploy", "--rollback"), 0, "dry run: would roll back"),
     "drill": Case(blue_live, ("drill",), 0, "v1.2.0-broken: expected failed"),
+    "drill-power": Case(
+        blue_live_at_a_tag,
+        ("drill", "--power"),
+        0,
+        "would measure blue's median latency on /api/items, then deploy v1.0.0 to green",
+    ),
+    "drill-power-no-tag": Case(
+        blue_live, ("drill", "--power"), 4, "blue's deployed tag is not known"
+    ),
 }
 
 

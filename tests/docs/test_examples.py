@@ -116,7 +116,8 @@ def _console(where: str, body: str) -> list[Example]:
 RUNS_HERE = (re.compile(r"^BG_TLS_CERT=\S+ haproxy -c -f haproxy/haproxy\.cfg$"),)
 NOT_HERE = {
     re.compile(
-        r"^(pytest checks|bluegreen (status|switch-to|rollback|export-state|recover|deploy|check)"
+        r"^(pytest checks"
+        r"|bluegreen (status|switch-to|rollback|export-state|recover|deploy|check|drill)"
         r"|scripts/(demo|report|build-images)\b|python scripts/local_stack\.py|docker )"
     ): "needs the Docker stack (tests/stack/test_workflow.py, test_docker_stack.py and the demo "
     "run it)",

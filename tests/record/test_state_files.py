@@ -800,3 +800,29 @@ def test_the_verdict_is_never_written_through_a_link_at_its_name(tmp_path: Path)
     assert not path.is_symlink()
     assert json.loads(path.read_text()) == {"decision": "switch"}
     assert path.stat().st_mode & 0o777 == 0o644  # CI may read it as another user
+
+
+def test_the_history_is_written_one_entry_per_line_and_read_back_the_same(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.json"
+    entries = [
+        history.HistoryEntry.now(
+            from_color=None, to_color="blue", tag=None, outcome=history.Outcome.SWITCHED
+        ),
+        history.HistoryEntry.now(
+            from_color="blue", to_color="green", tag='v2 "ü"', outcome=history.Outcome.ROLLED_BACK,
+            reason="checks failed:\n  test_api[green]", forced=True,
+        ),
+    ]  # fmt: skip
+    for entry in entries:
+        history.append(path, entry)
+    text = path.read_text()
+    lines = text.splitlines()
+    assert lines[:3] == ["{", '  "version": 1,', '  "history": [']
+    assert [json.loads(line.strip().rstrip(",")) for line in lines[3:5]] == [
+        {**e.__dict__, "outcome": e.outcome.value} for e in entries
+    ]
+    assert lines[5:] == ["  ]", "}"]
+    assert json.loads(text)["history"][1]["reason"] == "checks failed:\n  test_api[green]"
+    assert history.read_history(path) == entries

@@ -4,12 +4,21 @@ the time axis, from the history or from an increase of its counter, and one mark
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from pytest_bluegreen.judge.prometheus import QueryResult, Series
-from pytest_bluegreen.record.history import HistoryEntry, Outcome
+from pytest_bluegreen.record.history import (
+    HistoryEntry,
+    Outcome,
+    StateFileError,
+    append,
+    read_history,
+)
+from pytest_bluegreen.report import snapshot as snapshot_module
 from pytest_bluegreen.report.dashboard import DashboardError, listen_address
 from pytest_bluegreen.report.panels import with_matcher
 from pytest_bluegreen.report.snapshot import (
@@ -131,3 +140,40 @@ def test_a_listen_address_is_host_and_port(given: str, expected: tuple[str, int]
 def test_a_bad_listen_address_is_refused(given: str) -> None:
     with pytest.raises(DashboardError, match="--listen expects HOST:PORT"):
         listen_address(given)
+
+
+def test_the_history_is_read_again_only_when_a_gate_rewrote_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.json"
+    reads: list[Path] = []
+    real = read_history
+
+    def counted(at: Path) -> list[HistoryEntry]:
+        reads.append(at)
+        return real(at)
+
+    monkeypatch.setattr(snapshot_module, "read_history", counted)
+    first = HistoryEntry.now(
+        from_color="blue", to_color="green", tag="v2", outcome=Outcome.SWITCHED
+    )
+    append(path, first)
+    assert snapshot_module._history(path) == [first]
+    assert snapshot_module._history(path) == [first]
+    assert len(reads) == 1  # the second refresh: the same file
+    second = HistoryEntry.now(
+        from_color="green", to_color="blue", tag="v1", outcome=Outcome.ROLLED_BACK
+    )
+    append(path, second)  # a new file renamed over the old
+    assert snapshot_module._history(path) == [first, second]
+    assert len(reads) == 2
+    path.chmod(0o000)  # unreadable now: said, not the old entries
+    try:
+        if os.geteuid() != 0:
+            with pytest.raises(StateFileError, match="not readable history"):
+                snapshot_module._history(path)
+        else:  # root reads it anyway: read again all the same (ctime changed)
+            assert snapshot_module._history(path) == [first, second]
+        assert len(reads) == 3
+    finally:
+        path.chmod(0o600)

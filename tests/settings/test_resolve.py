@@ -778,6 +778,41 @@ ERRORS = [
         id="drill-tag-malformed",
     ),
     pytest.param(
+        Given(files={"bluegreen.toml": "drill_power_latency = [5, 2]\n"}),
+        ["drill_power_latency expected rising percentages, got 5,2", "(from file bluegreen.toml"],
+        id="drill-power-ladder-not-rising",
+    ),
+    pytest.param(
+        Given(environ={"BLUEGREEN_DRILL_POWER_ERRORS": "1,150"}),
+        ["drill_power_errors expected percentages in (0, 100], got '150'", "(from env"],
+        id="drill-power-errors-past-all",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "drill_power_errors = [0, 1]\n"}),
+        ["drill_power_errors expected percentages in (0, 100], got '0'"],
+        id="drill-power-errors-zero",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "drill_power_latency = []\n"}),
+        ["drill_power_latency expected a non-empty list"],
+        id="drill-power-ladder-empty",
+    ),
+    pytest.param(
+        Given(environ={"BLUEGREEN_DRILL_POWER_LATENCY": ",".join(map(str, range(1, 22)))}),
+        ["drill_power_latency expected at most 20 percentages, got 21", "(from env"],
+        id="drill-power-ladder-too-long",
+    ),
+    pytest.param(
+        Given(files={"bluegreen.toml": "drill_power_runs = 0\n"}),
+        ["drill_power_runs expected 1..100, got 0"],
+        id="drill-power-runs-zero",
+    ),
+    pytest.param(
+        Given(ini={"bluegreen_drill_power_tail": "1.5"}),
+        ["drill_power_tail expected a share in (0, 1], got '1.5'"],
+        id="drill-power-tail-past-all",
+    ),
+    pytest.param(
         Given(files={"bluegreen.toml": 'blame = "sometimes"\n'}),
         ["blame", "auto|on|off"],
         id="blame-unknown",

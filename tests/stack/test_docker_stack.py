@@ -14,14 +14,18 @@ nothing is done; alone (``-k``), a test deploys what it needs first.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
 import subprocess
 import sys
+import threading
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -31,6 +35,7 @@ from python_on_whales import DockerClient
 from pytest_bluegreen.haproxy.preview import preview_headers
 from pytest_bluegreen.judge.comparerules import parse_compare_table
 from pytest_bluegreen.judge.sidebyside import measure
+from tests.support.cli import BLUEGREEN
 from tests.support.docker_stack import (
     COMPOSE_FILE,
     ComposeProject,
@@ -520,6 +525,133 @@ def test_the_drill_catches_the_variants_nothing_else_covers(
     assert re.search(r"p\(95\) <= live \* 1\.10 \+ 2: new \d+\.?\d* ms.*: failed", tail), tail
     assert routed(jarvis) == ("green", "v1.1.0")  # nothing ever took traffic
     assert jarvis.image_of("blue-backend") == "bluegreen/jarvis:v1.0.0"  # deployed back
+
+
+@dataclass
+class RoutedColors:
+    """Which color answers the routed URL, asked every 0.2 s while a ``with`` block runs (a
+    light poll: the gates judged meanwhile compare latencies)."""
+
+    url: str
+    seen: Counter[str] = field(default_factory=Counter)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def _poll(self) -> None:
+        with requests.Session() as http:
+            while not self.stop.wait(0.2):
+                answer = http.get(self.url, timeout=5)
+                self.seen[
+                    answer.headers.get("X-Bluegreen-Color", f"HTTP {answer.status_code}")
+                ] += 1
+
+    def __enter__(self) -> RoutedColors:
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self._thread.join(30)
+
+
+def test_the_power_drill_finds_the_smallest_fault_the_gate_catches(
+    pytester: pytest.Pytester, jarvis: JarvisStack
+) -> None:
+    """``bluegreen drill --power`` on a ladder of one latency magnitude (+3000% of green's
+    median, some 30 ms on this ~1 ms endpoint: far past the comparison's ``p(95) <= live *
+    1.10 + 2``, which +300% is not) and one error magnitude (20% of /api/* answering 500), each
+    and the zero-fault control gated twice, with
+    ``-m perf`` (the comparison and the thresholds: the checks that see latency and errors,
+    and fewer of them than the drill's default, for a shorter test). Green keeps every routed
+    request; blue is back at its tag without faults afterwards."""
+    jarvis.arrange(live="green", blue="v1.0.0", green="v1.1.0")
+    config = jarvis.write_settings_with_tables(
+        pytester.path,
+        drill_markers="perf",
+        drill_power_latency=[3000],
+        drill_power_errors=[20],
+        drill_power_runs=2,
+        allure_dir=str(pytester.path / "allure"),
+    )
+    with RoutedColors(f"{jarvis.haproxy.routed_url}/health") as routed_colors:
+        drill = subprocess.run(
+            [*BLUEGREEN, "--config", str(config), "--checks", CHECKS, "drill", "--power"],
+            cwd=pytester.path, capture_output=True, text=True, timeout=900, check=False,
+        )  # fmt: skip
+    out = drill.stdout + drill.stderr
+    print(drill.stdout)  # the table and the lines, shown with -rP
+    assert drill.returncode == 0, out
+    lines = drill.stdout.splitlines()
+    seconds = r"seconds=\d+\.\d"
+    assert re.fullmatch(
+        rf"latency: caught>=90% at \+3000% \(n=2\), false_alarms=0/2, {seconds}", lines[-2]
+    ), out
+    assert re.fullmatch(
+        rf"errors: caught>=90% at 20% \(n=2\), false_alarms=0/2, {seconds}", lines[-1]
+    )
+    kinds = {"control", "latency", "errors"}  # a table row's first word
+    rows = {
+        tuple(line.split()[:2]): line for line in lines if line.split()[:1] in ([k] for k in kinds)
+    }
+    assert set(rows) == {("control", "0"), ("latency", "+3000%"), ("errors", "20%")}, out
+    assert rows[("control", "0")].endswith("switch 2  false alarms 0/2"), out
+    assert re.search(r"  2/2 +failed 2 +reached$", rows[("latency", "+3000%")]), out
+    assert re.search(r"HTTP 500 on 20\.00% of /api/\* requests  2/2 +failed 2 +reached$",
+                     rows[("errors", "20%")]), out  # fmt: skip
+    # the gates judged blue with its fault: the comparison saw the latency
+    logs = pytester.path / "reports" / "drill" / "power"
+    slow = (logs / "latency-3000pct-1.log").read_text()
+    assert re.search(r"FAILED \S*test_compare.py::test_compared_with_the_live_color", slow), slow
+    power = json.loads((pytester.path / "reports" / "verdict.json").read_text())["power"]
+    assert (power["live"], power["idle"], power["tag"]) == ("green", "blue", "v1.1.0")
+    assert (power["latency"]["caught_at"], power["errors"]["caught_at"]) == (3000, 20)
+    assert 0 < power["baseline_ms"] < 50
+    assert power["latency"]["magnitudes"][0]["latency_ms"] == round(30 * power["baseline_ms"], 2)
+    allure = [json.loads(p.read_text()) for p in (pytester.path / "allure").glob("*-result.json")]
+    [result] = [r for r in allure if r["name"] == "bluegreen drill --power"]
+    assert result["statusDetails"]["message"] == "; ".join(lines[-2:])
+    # nothing ever took traffic but green; blue at its tag again, without faults
+    assert set(routed_colors.seen) == {"green"}, routed_colors.seen
+    assert sum(routed_colors.seen.values()) >= 10
+    assert routed(jarvis) == ("green", "v1.1.0")
+    assert jarvis.image_of("blue-backend") == "bluegreen/jarvis:v1.0.0"
+    env = jarvis.compose().container.inspect(jarvis.project.container("blue-backend")).config.env
+    assert {"JARVIS_FAULT_LATENCY_MS=0", "JARVIS_FAULT_ERROR_RATE=0"} <= set(env or []), env
+
+
+def test_a_fault_a_killed_power_drill_left_goes_with_the_next_deploy(
+    pytester: pytest.Pytester, jarvis: JarvisStack
+) -> None:
+    """A SIGKILL leaves the idle color running the fault its deploy's environment had (every
+    /api/* request answering 500 here); the next plain deploy of that color, at the same tag
+    and without the variable, replaces the container: no fault is written down anywhere."""
+    jarvis.arrange(live="green", blue="v1.0.0", green="v1.1.0")
+    config = jarvis.write_settings(pytester.path)
+    command = [*BLUEGREEN, "--config", str(config), "--checks", CHECKS, "deploy",
+               "--target-color", "blue", "--deployment-tag", "v1.0.0", "--skip-tests"]  # fmt: skip
+    api = f"http://{jarvis.project.api_address('blue')}/api/items"
+
+    def deploy(**faults: str) -> tuple[str, set[str], int]:
+        done = subprocess.run(
+            command, cwd=pytester.path, env={**os.environ, **faults}, capture_output=True,
+            text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        inspected = jarvis.compose().container.inspect(jarvis.project.container("blue-backend"))
+        env = {v for v in inspected.config.env or [] if v.startswith("JARVIS_FAULT_")}
+        return str(inspected.id), env, requests.get(api, timeout=5).status_code
+
+    left, faulty_env, faulty = deploy(BLUE_FAULT_ERROR_RATE="1")
+    assert ("JARVIS_FAULT_ERROR_RATE=1" in faulty_env, faulty) == (True, 500), faulty_env
+    replaced, env, answer = deploy()
+    assert replaced != left
+    assert env == {
+        "JARVIS_FAULT_LATENCY_MS=0",
+        "JARVIS_FAULT_LATENCY_SHARE=1",
+        "JARVIS_FAULT_ERROR_RATE=0",
+    }
+    assert answer == 200
+    assert routed(jarvis) == ("green", "v1.1.0")
 
 
 def test_a_routed_only_fault_passes_every_direct_and_preview_request(

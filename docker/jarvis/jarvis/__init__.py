@@ -8,7 +8,8 @@ One package, three roles, each started by its own command:
 
 Configuration comes from the environment only (see ``docker/README.md``):
 DEPLOYMENT_COLOR, APP_VERSION (baked into the image at build time), POSTGRES_*, REDIS_*,
-API_URL, OLLAMA_HOST, OLLAMA_PORT, OLLAMA_MODEL, JARVIS_DELAY_MS, LOG_LEVEL.
+API_URL, OLLAMA_HOST, OLLAMA_PORT, OLLAMA_MODEL, LOG_LEVEL, and the injected faults
+(JARVIS_FAULT_LATENCY_MS, JARVIS_FAULT_LATENCY_SHARE, JARVIS_FAULT_ERROR_RATE: jarvis.faults).
 
 Standard library plus psycopg2 and redis; nothing else.
 """

@@ -18,8 +18,12 @@
                             (OLLAMA_HOST:OLLAMA_PORT, model OLLAMA_MODEL); 502 when Ollama
                             cannot answer (no such model, unreachable)
 
-Every response carries X-Bluegreen-Color and X-Bluegreen-Version. JARVIS_DELAY_MS adds that
-much latency to every /api/* request (fault injection for performance checks). A *-degrading
+Every response carries X-Bluegreen-Color and X-Bluegreen-Version. Faults injected from the
+environment at deploy time (jarvis.faults.InjectedFaults; bluegreen drill --power deploys them):
+JARVIS_FAULT_LATENCY_MS adds that much latency to a JARVIS_FAULT_LATENCY_SHARE (default 1: all)
+of the /api/* requests, JARVIS_FAULT_ERROR_RATE answers 500 on that share of them, each spread
+evenly (of the first n requests, round(n * share)); a value that is none stops the API at
+start. A *-degrading
 build answers 500 on every JARVIS_DEGRADE_EVERY-th /api/* request (default 5: 20%) once
 JARVIS_DEGRADE_AFTER_S seconds (default 3) have passed since its first routed request
 (HAProxy marks those with X-Bluegreen-Route: routed). The drill's known-bad builds
@@ -50,7 +54,7 @@ import redis
 
 from jarvis import app_version, build_fault, deployment_color, is_degrading_build, metrics
 from jarvis.common import Handler, env_int, serve, setup
-from jarvis.faults import ROUTE_HEADER, RoutedFlaky
+from jarvis.faults import ROUTE_HEADER, InjectedFaults, RoutedFlaky
 from jarvis.store import Store
 
 log = logging.getLogger("jarvis.api")
@@ -69,7 +73,7 @@ EVENTS_EVERY_S = 1.0  # /api/events: one event a second
 class ApiHandler(Handler):
     role = ROLE
     store: Store  # set in main()
-    delay_s = 0.0
+    faults = InjectedFaults()  # from the environment, in main()
     degrade_after_s = 3.0
     degrade_every = 5
     first_routed: float | None = None  # when a degrading build first took routed traffic
@@ -217,8 +221,9 @@ class ApiHandler(Handler):
 
     def api(self, method: str, path: str) -> None:
         self.api_started = time.monotonic()
-        if self.delay_s:
-            time.sleep(self.delay_s)
+        delay = self.faults.delay()
+        if delay:
+            time.sleep(delay)
         if build_fault() == "slow":
             time.sleep(SLOW_BUILD_DELAY_S)
         if self.tail():
@@ -228,7 +233,7 @@ class ApiHandler(Handler):
         except ValueError as exc:
             self.send_json(400, {"error": f"invalid JSON body: {exc}"})
             return
-        if self.degraded() or self.flaky() or self.routed_flaky():
+        if self.degraded() or self.flaky() or self.routed_flaky() or self.faults.fails():
             self.send_json(500, {"error": "degraded", "version": app_version()})
             return
         try:
@@ -319,14 +324,16 @@ class ApiHandler(Handler):
 
 def main(argv: list[str] | None = None) -> int:
     setup(ROLE)
+    try:
+        ApiHandler.faults = InjectedFaults.from_environ(os.environ)
+    except ValueError as exc:
+        log.error("not starting: %s", exc)
+        return 2
+    if ApiHandler.faults.any:
+        log.warning("injected faults: %s", ApiHandler.faults.describe())
     ApiHandler.store = Store()
-    ApiHandler.delay_s = max(0, env_int("JARVIS_DELAY_MS", 0)) / 1000
     ApiHandler.degrade_after_s = max(0, env_int("JARVIS_DEGRADE_AFTER_S", 3))
     ApiHandler.degrade_every = max(1, env_int("JARVIS_DEGRADE_EVERY", 5))
-    if ApiHandler.delay_s:
-        log.warning(
-            "JARVIS_DELAY_MS: adding %.0f ms to every /api/* request", ApiHandler.delay_s * 1000
-        )
     try:
         ApiHandler.store.db.ensure_schema()
     except psycopg2.Error as exc:

@@ -12,6 +12,7 @@ tests/slow.txt by benchmarks/durations.py). See CONTRIBUTING.md (the test tiers)
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -206,7 +207,7 @@ def docker_cluster(
     """A multi-node swarm of Docker-in-Docker nodes (tests/support/cluster.py) with the
     stack's images on every node, taken down at the end: a test that takes this is marked
     ``cluster`` (and ``docker``)."""
-    from tests.support.cluster import Cluster, host_docker  # noqa: PLC0415
+    from tests.support.cluster import Cluster, host_docker, reclaim  # noqa: PLC0415
     from tests.support.swarm import HAPROXY_IMAGE  # noqa: PLC0415
 
     images = [
@@ -215,6 +216,11 @@ def docker_cluster(
     ]  # fmt: skip
     missing = [i for i in images if not host_docker("image", "ls", "-q", i).strip()]
     require_infra(pytestconfig, not missing, f"the stack's images are missing: {missing}")
+    removed, others = reclaim()  # a killed run's cluster removed; a live one's reported
+    for name in removed:
+        print(f"cluster {name}: removed (left by a killed test run)")
+    for name, owner in others.items():
+        warnings.warn(f"another cluster on this machine: {name} (owner {owner})", stacklevel=1)
     cluster = Cluster(tmp_path_factory.mktemp("cluster"))
     cluster.up()
     try:

@@ -16,16 +16,26 @@ the host engine never joins this swarm (its own swarm state is not touched).
   the host. Ports published on a node are reached at the node's address on the bridge.
 
 Everything made here carries the label ``bluegreen.cluster=<name>`` (containers, volumes, the
-network) and :meth:`Cluster.down` removes exactly that, and the node image when ``up`` built
-it. Run it by hand with ``scripts/cluster up|status|down``.
+network) and :meth:`Cluster.down` removes exactly that, and the node image when this cluster
+built it (the image's label says which). A run killed before its teardown (SIGTERM, SIGKILL)
+leaves its cluster: each object also names its owner (``bluegreen.cluster.owner``: the test
+process's pid, or ``scripts/cluster``), and :func:`reclaim` (run before every ``up``) removes
+the clusters whose owning process is gone and reports the others. Run it by hand with
+``scripts/cluster up|status|down``.
+
+A node is root on this machine's kernel in all but name (every capability, no seccomp, the
+host's cgroup hierarchies mountable): as ``--privileged`` would be. Run it on a machine you
+can give that to.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +47,9 @@ from .stack import ROOT, NotYet, wait_for
 
 NODE_IMAGE = "bluegreen/node:bookworm"
 LABEL = "bluegreen.cluster"
+OWNER = "bluegreen.cluster.owner"  # the pid of the process whose teardown removes it
+BUILT = "bluegreen.cluster.built"  # on the node image: the cluster that built it
+SCRIPT_OWNER = "scripts/cluster"  # a cluster of scripts/cluster: its down removes it
 # every capability the engine has (not CAP_SYS_RESOURCE), nothing masked: see the docstring
 NODE_RIGHTS = (
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
@@ -68,6 +81,7 @@ class Cluster:
     workers: int = 2
     name: str = field(default_factory=lambda: f"bgnodes-{secrets.token_hex(4)}")
     built_image: bool = False  # up built NODE_IMAGE: down removes it
+    owner: str = field(default_factory=lambda: str(os.getpid()))
 
     @property
     def manager(self) -> str:
@@ -110,20 +124,23 @@ class Cluster:
 
     def _up(self) -> None:
         if not host_docker("image", "ls", "-q", NODE_IMAGE).strip():
-            host_docker("build", "-q", "-t", NODE_IMAGE, str(ROOT / "docker" / "node"), timeout=900)
-            self.built_image = True
+            self.built_image = True  # before: an up stopped mid-build still removes it
+            host_docker(
+                "build", "-q", "--label", f"{BUILT}={self.name}", "-t", NODE_IMAGE,
+                str(ROOT / "docker" / "node"), timeout=900,
+            )  # fmt: skip
         self.shared.mkdir(parents=True, exist_ok=True)
-        label = f"{LABEL}={self.name}"
-        host_docker("network", "create", "--label", label, self.name)
+        labels = ["--label", f"{LABEL}={self.name}", "--label", f"{OWNER}={self.owner}"]
+        host_docker("network", "create", *labels, self.name)
         for node in self.nodes:
-            host_docker("volume", "create", "--label", label, f"{node}-data")
+            host_docker("volume", "create", *labels, f"{node}-data")
             mounts = ["-v", f"{node}-data:/var/lib/docker"]
             extra: list[str] = []
             if node == self.manager:
                 mounts += ["-v", f"{self.shared}:{SHARED}"]
                 extra = ["--host", f"unix://{SHARED}/docker.sock"]
             host_docker(
-                "run", "-d", "--name", node, "--hostname", node, "--label", label,
+                "run", "-d", "--name", node, "--hostname", node, *labels,
                 "--network", self.name, *NODE_RIGHTS, *mounts, NODE_IMAGE, *extra,
             )  # fmt: skip
         for node in self.nodes:
@@ -158,19 +175,9 @@ class Cluster:
 
     def down(self) -> None:
         """Remove what :meth:`up` made: the nodes (their swarm and everything in it goes with
-        them), their volumes, the network, and the node image if ``up`` built it."""
-        label = f"label={LABEL}={self.name}"
-        containers = host_docker("ps", "-aq", "--filter", label).split()
-        if containers:
-            host_docker("rm", "-f", "-v", *containers)
-        volumes = host_docker("volume", "ls", "-q", "--filter", label).split()
-        if volumes:
-            host_docker("volume", "rm", *volumes)
-        if host_docker("network", "ls", "-q", "--filter", label).strip():
-            host_docker("network", "rm", self.name)
-        if self.built_image:
-            host_docker("image", "rm", NODE_IMAGE, check=False)
-            self.built_image = False
+        them), their volumes, the network, and the node image if this cluster built it."""
+        remove(self.name)
+        self.built_image = False
         shutil.rmtree(self.shared, ignore_errors=True)
 
     # -- images and faults -------------------------------------------------------------------
@@ -219,28 +226,124 @@ class Cluster:
                 "swarm": self.node_states(), "DOCKER_HOST": self.docker_host}  # fmt: skip
 
 
+def remove(name: str) -> None:
+    """Remove the cluster ``name``'s containers, volumes and network, and the node image if
+    that cluster built it (and no other node runs it: else it stays, and is said so)."""
+    label = f"label={LABEL}={name}"
+    containers = host_docker("ps", "-aq", "--filter", label).split()
+    if containers:
+        host_docker("rm", "-f", "-v", *containers)
+    volumes = host_docker("volume", "ls", "-q", "--filter", label).split()
+    if volumes:
+        host_docker("volume", "rm", *volumes)
+    for network in host_docker("network", "ls", "-q", "--filter", label).split():
+        host_docker("network", "rm", network)
+    if host_docker("image", "ls", "-q", "--filter", f"label={BUILT}={name}", NODE_IMAGE).strip():
+        done = host_docker("image", "rm", NODE_IMAGE, check=False)
+        if not done.strip():
+            print(f"{NODE_IMAGE} left: another cluster's nodes run it", file=sys.stderr)
+
+
+def clusters() -> dict[str, str]:
+    """Every cluster on this machine's engine: name -> owner (a pid, ``scripts/cluster``, or
+    ``?`` for one made before owners were labelled)."""
+    found: dict[str, str] = {}
+    template = f'{{{{.Label "{LABEL}"}}}} {{{{.Label "{OWNER}"}}}}'
+    for kind in (["ps", "-a"], ["volume", "ls"], ["network", "ls"]):
+        out = host_docker(*kind, "--filter", f"label={LABEL}", "--format", template)
+        for line in out.splitlines():
+            name, _, owner = line.strip().partition(" ")
+            if name:
+                found.setdefault(name, owner.strip() or "?")
+    return found
+
+
+def _gone(owner: str) -> bool:
+    """The owner is a pid no process has now (its run was killed before its teardown)."""
+    if not owner.isdigit():
+        return False
+    try:
+        os.kill(int(owner), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def reclaim() -> tuple[list[str], dict[str, str]]:
+    """Remove the clusters whose owning process is gone; returns their names and the other
+    clusters on the machine (name -> owner), which are reported, never touched."""
+    removed, others = [], {}
+    for name, owner in clusters().items():
+        if _gone(owner):
+            remove(name)
+            removed.append(name)
+        else:
+            others[name] = owner
+    return removed, others
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # up's cleanup runs, as for Ctrl-C
+
+
+def _down_named(name: str, known: dict[str, object] | None) -> int:
+    if known and known["name"] == name:
+        print(f"{name} is this checkout's cluster: scripts/cluster down")
+        return 1
+    remove(name)
+    print(f"{name}: removed")
+    return 0
+
+
+def _reclaim_and_report(known: dict[str, object] | None) -> None:
+    removed, others = reclaim()
+    for name in removed:
+        print(f"{name}: removed (left by a killed test run)")
+    for name, owner in others.items():
+        if not known or name != known["name"]:
+            print(f"{name}: another cluster on this machine (owner {owner}; "
+                  f"scripts/cluster down --name {name} removes it)")  # fmt: skip
+
+
+def _up(workers: int, known: dict[str, object] | None) -> int:
+    if known:
+        print(f"a cluster is up already: {known['name']} (scripts/cluster down first)")
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="bgnodes-"))
+    cluster = Cluster(workdir, workers=workers, owner=SCRIPT_OWNER)
+    try:
+        cluster.up()
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: up removed what it made
+        shutil.rmtree(workdir, ignore_errors=True)
+        print(f"{cluster.name}: interrupted, removed", file=sys.stderr)
+        return 130
+    USER_STATE.parent.mkdir(exist_ok=True)
+    USER_STATE.write_text(json.dumps({**asdict(cluster), "workdir": str(workdir)}))
+    print(json.dumps(cluster.status(), indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """scripts/cluster: up | status | down (the cluster in .bluegreen/cluster.json)."""
     parser = argparse.ArgumentParser(prog="scripts/cluster", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("up", "status", "down"))
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--name", help="down: a cluster left by a killed run (status lists them)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGHUP, _terminated)
     known = json.loads(USER_STATE.read_text()) if USER_STATE.exists() else None
+    if args.command == "down" and args.name:
+        return _down_named(args.name, known)
+    _reclaim_and_report(known)
     if args.command == "up":
-        if known:
-            print(f"a cluster is up already: {known['name']} (scripts/cluster down first)")
-            return 1
-        workdir = Path(tempfile.mkdtemp(prefix="bgnodes-"))
-        cluster = Cluster(workdir, workers=args.workers)
-        cluster.up()
-        USER_STATE.parent.mkdir(exist_ok=True)
-        USER_STATE.write_text(json.dumps({**asdict(cluster), "workdir": str(workdir)}))
-        print(json.dumps(cluster.status(), indent=2))
-        return 0
+        return _up(args.workers, known)
     if not known:
         print("no cluster is up (scripts/cluster up)")
         return 1 if args.command == "status" else 0
-    cluster = Cluster(Path(known["workdir"]), known["workers"], known["name"], known["built_image"])
+    cluster = Cluster(Path(known["workdir"]), known["workers"], known["name"])
     if args.command == "status":
         print(json.dumps(cluster.status(), indent=2))
         return 0

@@ -36,7 +36,7 @@ from pytest_bluegreen.haproxy.runtime import RuntimeApi
 from pytest_bluegreen.settings import resolve
 from pytest_bluegreen.switch.consistency import inconsistencies
 from tests.support.cli import BLUEGREEN
-from tests.support.cluster import SHARED, Cluster
+from tests.support.cluster import SHARED, Cluster, host_docker
 from tests.support.faults import PROBE_PAUSE
 from tests.support.stack import ROOT, wait_for
 from tests.support.swarm import HAPROXY_IMAGE, INSIDE, SLOTS, SwarmStack, docker
@@ -266,11 +266,16 @@ def test_a_worker_paused_during_verification(stack: ClusterStack) -> None:
         result = _gate(stack, "--env", idle, "--switch", PAUSE_NODE=victim)
         out = _out(result)
         print(out)
+        # the fault happened (a pause that failed would error the checks: a refusal too)
+        paused = host_docker("inspect", "--format", "{{.State.Paused}}", victim).strip()
+        assert paused == "true", out
         if result.returncode == 0:  # switched: on a full healthy set, never on fewer
+            assert "SWITCH: switched" in out, out
             assert _served(stack)[0] == idle
             assert _up(stack, idle) >= 2, out
             assert victim not in {r["node"] for r in _replicas(stack, idle)}
-        else:  # refused: the live color still serves, and the gate says so
+        else:  # refused by the checks (exit 1): the live color still serves, and it says so
+            assert result.returncode == 1, out
             assert _served(stack) == (live, version)
             assert f"traffic stays on {live}" in out, out
     finally:

@@ -8,6 +8,8 @@ set -e
 for hierarchy in /sys/fs/cgroup/*/; do
     mount -o remount,bind,rw "$hierarchy" 2>/dev/null || true
 done
-# a node killed and started again: its dockerd's pid file is still there (not on a tmpfs)
-rm -f /var/run/docker.pid
+# a node killed and started again: its runtime state is still there (not on a tmpfs, as a
+# booted host's is). Stale pid files name other processes now: containerd's made dockerd wait
+# for a containerd that was not there ("timeout waiting for containerd to start")
+rm -rf /var/run/docker.pid /var/run/docker
 exec dockerd --host unix:///var/run/docker.sock --data-root /var/lib/docker "$@"

@@ -12,6 +12,7 @@ tests/slow.txt by benchmarks/durations.py). See CONTRIBUTING.md (the test tiers)
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -23,6 +24,7 @@ from tests.support.infra import require_infra
 from tests.support.stack import Backend, Stack, StackFactory, backends, haproxy_binary, make_cert
 
 if TYPE_CHECKING:
+    from tests.support.cluster import Cluster
     from tests.support.docker_stack import ComposeProject
 
 pytest_plugins = ["pytester"]
@@ -31,6 +33,7 @@ pytest_plugins = ["pytester"]
 MARKS_BY_FIXTURE: dict[str, tuple[str, ...]] = {
     "docker_engine": ("docker",),
     "docker_swarm": ("docker", "swarm"),
+    "docker_cluster": ("docker", "cluster"),
     "fault": ("faults",),  # parametrized by the fault it injects: a cell of the fault matrix
 }
 # by hand, on a Docker test that holds or reads the machine's shared state without a swarm
@@ -45,6 +48,7 @@ MARKS_BY_FIXTURE: dict[str, tuple[str, ...]] = {
 # restarts them; tests/support/swarm.py).
 GROUP_BY_MARK = (
     ("swarm", "machine"),
+    ("cluster", "machine"),  # three Docker-in-Docker nodes: the machine's CPU, beside no swarm
     ("machine", "machine"),
     ("docker", "docker"),
     ("timing", "quiet"),
@@ -194,6 +198,36 @@ def docker_swarm(docker_engine: None) -> Iterator[None]:
 
     with LEASE.hold():
         yield
+
+
+@pytest.fixture(scope="session")
+def docker_cluster(
+    docker_engine: None, pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """A multi-node swarm of Docker-in-Docker nodes (tests/support/cluster.py) with the
+    stack's images on every node, taken down at the end: a test that takes this is marked
+    ``cluster`` (and ``docker``)."""
+    from tests.support.cluster import Cluster, host_docker, reclaim  # noqa: PLC0415
+    from tests.support.swarm import HAPROXY_IMAGE  # noqa: PLC0415
+
+    images = [
+        "bluegreen/jarvis:v1.0.0", "bluegreen/jarvis:v1.1.0", "bluegreen/postgres:15",
+        "bluegreen/redis:7", HAPROXY_IMAGE,
+    ]  # fmt: skip
+    missing = [i for i in images if not host_docker("image", "ls", "-q", i).strip()]
+    require_infra(pytestconfig, not missing, f"the stack's images are missing: {missing}")
+    removed, others = reclaim()  # a killed run's cluster removed; a live one's reported
+    for name in removed:
+        print(f"cluster {name}: removed (left by a killed test run)")
+    for name, owner in others.items():
+        warnings.warn(f"another cluster on this machine: {name} (owner {owner})", stacklevel=1)
+    cluster = Cluster(tmp_path_factory.mktemp("cluster"))
+    cluster.up()
+    try:
+        cluster.load(images)
+        yield cluster
+    finally:
+        cluster.down()
 
 
 # the shared hold on names_lock of a test of the ``docker`` group, from set-up to teardown

@@ -15,6 +15,7 @@ Also the one home of: the tags file, a color's variables (its tag's), and a colo
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
@@ -125,6 +126,26 @@ def docker_client() -> docker.DockerClient:
     client: docker.DockerClient = sdk.from_env()
     client.ping()
     return client
+
+
+def unreachable(exc: BaseException) -> str:
+    """One line for an engine the docker SDK cannot reach: where it looked (``DOCKER_HOST``,
+    else the default socket) and the system's reason (``No such file or directory``,
+    ``Connection refused``) dug out of the SDK's nested wrappers, else the error's first line."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo:
+        one = todo.pop()
+        if id(one) in seen:
+            continue
+        seen.add(id(one))
+        if isinstance(one, OSError) and one.strerror:
+            return f"Docker engine not reachable at {host}: {one.strerror}"
+        nested = [one.__cause__, one.__context__, *one.args]
+        todo += [n for n in nested if isinstance(n, BaseException)]
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"Docker engine not reachable at {host}: {reason}"
 
 
 def compose_containers(

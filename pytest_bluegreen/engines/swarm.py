@@ -30,7 +30,7 @@ from pytest_bluegreen.settings import ComposeSettings, SwarmSettings, Topology, 
 
 from .backup import run_backup
 from .base import DeployResult, EngineBlind, ImageUnknown, Occupant, image_tag
-from .compose import TagsFile, first_line, tag_variable
+from .compose import TagsFile, first_line, tag_variable, unreachable
 from .swarmrollout import FEATURE, SwarmRollout
 from .swarmtasks import (
     SERVICE_NAME_LABEL,
@@ -104,7 +104,7 @@ class SwarmEngine(SwarmRollout):
         try:
             info = self.sdk.info()
         except Exception as exc:
-            raise DeployError(f"Docker engine not reachable: {exc}") from None
+            raise DeployError(unreachable(exc)) from None
         problem = swarm_problem(info.get("Swarm") or {})
         if problem is not None:
             raise DeployError(problem)

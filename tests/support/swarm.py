@@ -48,6 +48,8 @@ from .stack import ROOT, NotYet, free_ports, wait_for
 HAPROXY_IMAGE = "bluegreen/haproxy:2.6"
 # one for the machine, as a swarm is: every test run on it, and the runs the tests start
 NAMES_LOCK = Path(tempfile.gettempdir()) / "bluegreen-tests-swarm.lock"
+# HAProxy's listeners inside its container (the bundled stack's ports): published elsewhere
+INSIDE = {"api": 20010, "blue_direct": 21010, "green_direct": 21011, "stats": 8404}
 SLOTS = 4  # per color: 2 replicas, and room for 2 more while an update starts them first
 
 
@@ -412,7 +414,6 @@ class SwarmStack:
         (self.run_dir / "server-state").touch()
         names = ("api", "blue_direct", "green_direct", "stats")
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
-        inside = {"api": 20010, "blue_direct": 21010, "green_direct": 21011, "stats": 8404}
         env = {
             "BG_REPLICAS": str(SLOTS),
             "BG_RUNTIME_SOCKET": "/run/bluegreen/admin.sock",
@@ -437,7 +438,7 @@ class SwarmStack:
         args += ["-v", f"{self.cert.parent}:/etc/bluegreen-cert:ro"]
         args += ["-v", f"{self.run_dir}:/run/bluegreen"]
         for name, port in self.ports.items():
-            args += ["-p", f"127.0.0.1:{port}:{inside[name]}"]
+            args += ["-p", f"127.0.0.1:{port}:{INSIDE[name]}"]
         for key, value in env.items():
             args += ["-e", f"{key}={value}"]
         docker("rm", "-f", self.haproxy_name, check=False)  # ours, when it runs

@@ -37,7 +37,7 @@ tests/plugin/test_errors_tree.py, holds it to the code)::
         DeployRefused                     gate.deploy         7
         SlotsNotReady                     gate.deploy         7
         NothingPending                    gate.aftercare      7
-        FaultsLeftRefused                 record.faults       7   a color a power drill left a fault on
+        FaultsLeftRefused                 record.faults       7   a power drill's fault left
         SwitchError                       switch.outcome      8
           RevertFailed                    switch.outcome      10
           SwitchIncomplete                switch.outcome      10

@@ -163,6 +163,7 @@ class SwarmRollout:
                 + (f", {health}" if health else "")
             )
         lines = ["failing tasks:", *failing[:6]] if failing else []
+        lines.extend(self._own_logs(services, image, replicas))
         for service in services:
             try:
                 logs = self.client.service.logs(self.swarm.service(service), tail=20)
@@ -170,6 +171,34 @@ class SwarmRollout:
                 logs = f"(no logs: {first_line(exc)})"
             lines.append(f"=== {service} (last lines)\n{str(logs or '').rstrip()}")
         return "\n".join(lines)
+
+    def _own_logs(self, services: list[str], image: str, replicas: list[Replica]) -> list[str]:
+        """The last lines of the new image's failed tasks themselves, one per service, from
+        their containers on this node: the service's last lines may be its restored replicas'
+        by the time they are read (a stop-first rollback starts them at once)."""
+        lines = []
+        for service in services:
+            failed = [
+                r
+                for r in replicas
+                if r.service == service
+                and r.image == image
+                and r.container_id
+                and r.state in _FAILED_TASK_STATES
+            ]
+            for replica in failed:
+                try:
+                    raw = self.sdk.api.logs(replica.container_id, tail=10)
+                except Exception:  # on another node, or removed meanwhile
+                    raw = b""
+                text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+                if text.strip():
+                    lines.append(
+                        f"=== {service}.{replica.slot} on {replica.node}, "
+                        f"{replica.state} (its last lines)\n{text.rstrip()}"
+                    )
+                    break
+        return lines
 
     def _roll_back(
         self,

@@ -259,9 +259,11 @@ def test_an_old_replica_still_resolved_never_answers_the_checks(swarm: SwarmStac
         live, version = _served(swarm)
         idle = "blue" if live == "green" else "green"
         before = swarm.image_of(f"{idle}-api")
-        # the old replicas go on answering 60 s after Swarm stops them
+        # the old replicas go on answering 60 s after Swarm stops them, and the idle color is
+        # updated start-first, as a user may set it (the stack file's stop-first stops the old
+        # replicas before the new ones start: they left the slots first in every run)
         slowed.append(f"{idle}-api")
-        swarm.stop_old_tasks_slowly(f"{idle}-api", 60)
+        swarm.stop_old_tasks_slowly(f"{idle}-api", 60, order="start-first")
         wait_for(lambda: _filled_up(swarm, idle) == 2, 90, f"{idle}'s new replicas in HAProxy")
         _write(swarm, on_failed_gate="restore", deploy_timeout=150)
         result = _gate(swarm, "--env", idle, "--deploy", "v1.2.0-broken", "--switch")

@@ -509,15 +509,23 @@ class SwarmStack:
         )
         return out.split()
 
-    def stop_old_tasks_slowly(self, service: str, grace: float) -> None:
+    def stop_old_tasks_slowly(self, service: str, grace: float, order: str = "") -> None:
         """Fault: the service's replicas go on answering for ``grace`` seconds after Swarm
         stops them (their stop signal ignored, then SIGKILL), as a replica finishing its
-        requests does; a rolling update of the service, waited for."""
-        self._update(service, "--stop-signal", "SIGWINCH", "--stop-grace-period", f"{grace:g}s")
+        requests does; a rolling update of the service, waited for. ``order``: the service's
+        update and rollback order from then on (``start-first``), set by the same update."""
+        ordered = ("--update-order", order, "--rollback-order", order) if order else ()
+        self._update(
+            service, "--stop-signal", "SIGWINCH", "--stop-grace-period", f"{grace:g}s", *ordered
+        )
 
     def stop_old_tasks_promptly(self, service: str) -> None:
-        """Undo :meth:`stop_old_tasks_slowly`; the replicas still shutting down are killed."""
-        self._update(service, "--stop-signal", "SIGTERM", "--stop-grace-period", "5s")
+        """Undo :meth:`stop_old_tasks_slowly` (the stack file's order again, stop-first); the
+        replicas still shutting down are killed."""
+        self._update(
+            service, "--stop-signal", "SIGTERM", "--stop-grace-period", "5s",
+            "--update-order", "stop-first", "--rollback-order", "stop-first",
+        )  # fmt: skip
         tasks = docker(
             "service", "ps", f"{self.name}_{service}", "-q", "--filter", "desired-state=shutdown",
             check=False,

@@ -217,7 +217,8 @@ def ensure_folder(path: Path, setting: str) -> None:
         ) from None
     os.close(fd)
     os.unlink(probe)
-    for name in (path, *(_record_path(path, record) for record in (WARM, PENDING, RECONCILE))):
+    records = (WARM, PENDING, RECONCILE, FAULTS)
+    for name in (path, *(_record_path(path, record) for record in records)):
         if name.is_symlink():
             target = os.path.realpath(name)
             raise StateFileError(

@@ -599,7 +599,7 @@ def test_a_journal_record_is_never_written_through_a_link(tmp_path: Path) -> Non
     assert victim.read_text() == ""
 
 
-@pytest.mark.parametrize("name", ["state.json", WARM, PENDING, RECONCILE])
+@pytest.mark.parametrize("name", ["state.json", WARM, PENDING, RECONCILE, FAULTS])
 def test_a_state_file_or_record_that_is_a_symbolic_link_is_refused_before_anything(
     tmp_path: Path, name: str
 ) -> None:
